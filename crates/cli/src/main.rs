@@ -1,19 +1,55 @@
 //! The `tidegate` binary: parses the command line and hands each command to its module.
 
+mod bench;
+mod fleet_cmds;
+mod output;
+
 use clap::{Parser, Subcommand};
 
-/// tidegate: where may this job run, what data may move, and who can prove it later.
+/// tidegate: the control plane for regulated AI on private, public and edge GPUs.
+///
+/// For every job, dataset and model it answers: where may this job run, what data may move,
+/// and who can prove it later.
+///
+/// Start with `tidegate check` on a fleet directory, then `tidegate explain --job FILE` to see
+/// where one job may run and why, and `tidegate plan --jobs DIR` for a whole rollout.
 #[derive(Debug, Parser)]
-#[command(name = "tidegate", version, about, long_about = None)]
+#[command(name = "tidegate", version, about, long_about, propagate_version = true)]
 struct Cli {
+    /// Log filter (also RUST_LOG), e.g. `info` or `tidegate_policy=debug`.
+    #[arg(long, global = true, env = "TIDEGATE_LOG", default_value = "warn")]
+    log: String,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// Validate a fleet directory, its policies and example jobs; every error names file and line.
+    Check(fleet_cmds::CheckArgs),
+    /// Explain where one job may run: per zone and pool, allowed or not, and why.
+    Explain(fleet_cmds::ExplainArgs),
+    /// Plan a rollout: for a directory of jobs, which zones each may use and what data would move.
+    Plan(fleet_cmds::PlanArgs),
+    /// Inspect the policy set: the generated Cedar schema, the baseline, the policy hash.
+    #[command(subcommand)]
+    Policy(fleet_cmds::PolicyCmd),
+    /// Benchmarks (commands, not tests): measured against the naive way in the same run.
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
+}
 
 fn main() -> miette::Result<()> {
     let cli = Cli::parse();
-    match cli.command {}
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cli.log))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    match cli.command {
+        Command::Check(a) => fleet_cmds::check(&a),
+        Command::Explain(a) => fleet_cmds::explain(&a),
+        Command::Plan(a) => fleet_cmds::plan(&a),
+        Command::Policy(c) => fleet_cmds::policy(&c),
+        Command::Bench(c) => bench::run(&c),
+    }
 }

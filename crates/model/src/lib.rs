@@ -1,1 +1,23 @@
-//! tidegate model.
+//! The tidegate model: what a fleet, a zone, a GPU pool, a dataset and a job are, and how they are
+//! loaded from files with errors that name the file, line and field.
+//!
+//! This crate is pure: it reads files when asked to load a fleet or job, and does nothing else.
+//! Everything downstream (policy, placement, scheduler, server) works on these types.
+
+pub mod classification;
+pub mod error;
+pub mod fleet;
+pub mod job;
+mod load;
+mod origin;
+pub mod profile;
+
+pub use classification::{Classification, LevelDef, Scheme, TagDef};
+pub use error::{LoadError, LoadErrors};
+pub use fleet::{
+    ArtifactRecord, Backend, Dataset, DatasetRef, Fleet, Pool, Pricing, Tier, Zone, ZoneScope,
+};
+pub use job::{Input, JobKind, JobSpec, Labels, Resources, Sla};
+pub use load::{load_fleet, load_job, load_jobs_dir, parse_job};
+pub use origin::Origin;
+pub use profile::{DataLocation, JobProfile, PolicyAttrs, ResolveError};

@@ -1,0 +1,162 @@
+//! A job resolved against its fleet: its effective classification (the strictest of its inputs
+//! and its own labels) and the small set of attributes that policy decisions depend on.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+
+use crate::{Classification, Fleet, Input, JobKind, JobSpec, ZoneScope};
+
+/// A job cannot be resolved against the fleet.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    /// An input names a dataset version the fleet does not know.
+    #[error("job `{job}`: unknown dataset version `{dataset}`")]
+    UnknownDataset {
+        /// The job.
+        job: String,
+        /// The dataset reference.
+        dataset: String,
+    },
+}
+
+/// The attributes a placement decision depends on, and nothing else. Two jobs with equal
+/// attributes get the same policy verdict for every zone, which is what makes decision reuse
+/// sound: the job's name is deliberately absent.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct PolicyAttrs {
+    /// Owning team.
+    pub team: String,
+    /// Kind of work.
+    pub kind: JobKind,
+    /// Effective classification level rank.
+    pub level: u8,
+    /// Effective legal tags.
+    pub tags: BTreeSet<String>,
+    /// Allowed jurisdictions; `None` = unrestricted.
+    pub residency: Option<BTreeSet<String>>,
+    /// Data may only be processed in private zones (from level or tags).
+    pub private_only: bool,
+    /// Certifications a public zone must hold.
+    pub required_certifications: BTreeSet<String>,
+    /// Data must stay in the jurisdiction that holds it.
+    pub stays_in_jurisdiction: bool,
+    /// Jurisdictions of the zones that hold the job's input datasets.
+    pub origin_jurisdictions: BTreeSet<String>,
+    /// `allowed_execution_zone`.
+    pub scope: ZoneScope,
+    /// `burst_eligible` (false when absent).
+    pub burst_eligible: bool,
+    /// The job has artifact inputs and every one is signed and promoted to a release stage.
+    pub artifacts_released: bool,
+}
+
+/// Where a job's input data sits, for egress cost and transfer planning.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DataLocation {
+    /// `name@version`.
+    pub dataset: String,
+    /// The zone holding it.
+    pub zone: String,
+    /// Its size, GB.
+    pub size_gb: f64,
+}
+
+/// A job resolved against a fleet.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobProfile {
+    /// The job's name.
+    pub name: String,
+    /// Effective classification.
+    pub effective: Classification,
+    /// Policy-relevant attributes.
+    pub attrs: PolicyAttrs,
+    /// Where the input data sits.
+    pub data: Vec<DataLocation>,
+    /// How the effective classification was reached, for `explain`.
+    pub notes: Vec<String>,
+}
+
+impl JobProfile {
+    /// Resolves a job: effective classification = the strictest of every input dataset, the job's
+    /// own `spec.classification` and its `data_classification` label. A label less strict than
+    /// the data is overridden, and a note says so.
+    pub fn resolve(job: &JobSpec, fleet: &Fleet) -> Result<Self, ResolveError> {
+        let scheme = &fleet.scheme;
+        let mut effective = Classification::default();
+        let mut notes = Vec::new();
+        let mut data = Vec::new();
+        let mut origin_jurisdictions = BTreeSet::new();
+        let mut strictest_input: Option<(String, u8)> = None;
+        let mut artifacts = 0usize;
+        let mut released = 0usize;
+        for input in &job.inputs {
+            match input {
+                Input::Dataset(r) => {
+                    let d = fleet.dataset(r).ok_or_else(|| ResolveError::UnknownDataset {
+                        job: job.name.clone(),
+                        dataset: r.to_string(),
+                    })?;
+                    effective = effective.join(&d.classification, scheme);
+                    if strictest_input.as_ref().is_none_or(|(_, l)| d.classification.level > *l) {
+                        strictest_input = Some((r.to_string(), d.classification.level));
+                    }
+                    if let Some(z) = fleet.zone(&d.home_zone) {
+                        origin_jurisdictions.insert(z.jurisdiction.clone());
+                    }
+                    data.push(DataLocation { dataset: r.to_string(), zone: d.home_zone.clone(), size_gb: d.size_gb });
+                }
+                Input::Artifact(digest) => {
+                    artifacts += 1;
+                    if fleet.artifact(digest).is_some_and(crate::ArtifactRecord::released) {
+                        released += 1;
+                    }
+                }
+            }
+        }
+        if let Some(own) = &job.classification {
+            effective = effective.join(own, scheme);
+        }
+        if let Some(label) = job.labels.data_classification {
+            let label_name = scheme.level_name(label).to_string();
+            if label < effective.level {
+                let (input, _) = strictest_input.clone().unwrap_or_else(|| ("spec.classification".into(), effective.level));
+                notes.push(format!(
+                    "label data_classification={label_name} is less strict than input {input} ({}); the stricter level {} applies",
+                    scheme.level_name(effective.level),
+                    scheme.level_name(effective.level)
+                ));
+            } else if label > effective.level {
+                notes.push(format!(
+                    "label data_classification={label_name} is stricter than the inputs ({}); the label applies",
+                    scheme.level_name(effective.level)
+                ));
+            }
+            effective.level = effective.level.max(label);
+        }
+        let scope = job.labels.allowed_execution_zone.clone().unwrap_or(ZoneScope::Any);
+        let private_only = scheme.private_only(&effective);
+        if private_only && matches!(scope, ZoneScope::Public | ZoneScope::Edge) {
+            notes.push(format!(
+                "label allowed_execution_zone={} asks for more than the data ({}) allows; private zones only",
+                scope.as_label(),
+                effective.describe(scheme)
+            ));
+        }
+        let attrs = PolicyAttrs {
+            team: job.team.clone(),
+            kind: job.kind,
+            level: effective.level,
+            tags: effective.tags.clone(),
+            residency: effective.residency.clone(),
+            private_only,
+            required_certifications: scheme.required_certifications(&effective),
+            stays_in_jurisdiction: scheme.stays_in_jurisdiction(&effective),
+            origin_jurisdictions,
+            scope,
+            burst_eligible: job.labels.burst_eligible.unwrap_or(false),
+            artifacts_released: artifacts > 0 && released == artifacts,
+        };
+        Ok(Self { name: job.name.clone(), effective, attrs, data, notes })
+    }
+}

@@ -1,0 +1,258 @@
+//! Turning a placement into an explanation people and programs can read: per zone and pool,
+//! allowed or not, and every reason.
+
+use serde::Serialize;
+use tidegate_model::{Fleet, JobSpec, Pricing};
+
+use crate::constraints::{Failures, ZoneFailures};
+use crate::engine::Placement;
+
+/// One pool in an explanation.
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolView {
+    /// Pool name.
+    pub pool: String,
+    /// GPU type.
+    pub gpu_type: String,
+    /// Allowed for this job.
+    pub allowed: bool,
+    /// Why not, or what it would cost.
+    pub reasons: Vec<String>,
+    /// Total cost estimate (compute + preemption + egress).
+    pub cost: f64,
+    /// Expected wait, seconds.
+    pub expected_wait_s: f64,
+}
+
+/// One zone in an explanation.
+#[derive(Debug, Clone, Serialize)]
+pub struct CandidateView {
+    /// Zone name.
+    pub zone: String,
+    /// Zone tier.
+    pub tier: String,
+    /// Allowed (policy and zone constraints) with at least one allowed pool.
+    pub allowed: bool,
+    /// Reasons: policies that decided, hard constraints that failed, data that would move.
+    pub reasons: Vec<String>,
+    /// Pools.
+    pub pools: Vec<PoolView>,
+}
+
+/// The decision as names.
+#[derive(Debug, Clone, Serialize)]
+pub struct DecisionView {
+    /// Chosen zone, or null when the job may run nowhere.
+    pub zone: Option<String>,
+    /// Chosen pool.
+    pub pool: Option<String>,
+    /// Estimated cost of the chosen option.
+    pub cost: Option<f64>,
+}
+
+/// A full explanation of one placement (the JSON form of `tidegate explain`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Explanation {
+    /// Job name.
+    pub job: String,
+    /// The decision.
+    pub decision: DecisionView,
+    /// Hash of the policy set that decided.
+    pub policy_hash: String,
+    /// Effective classification, `level/tags`.
+    pub effective_classification: String,
+    /// How the effective classification was reached (label vs inputs).
+    pub notes: Vec<String>,
+    /// Every zone.
+    pub candidates: Vec<CandidateView>,
+}
+
+fn money(x: f64) -> String {
+    format!("${x:.2}")
+}
+
+fn zone_failure_text(f: ZoneFailures, p: &Placement, fleet: &Fleet, zone: usize) -> Vec<String> {
+    let Some(z) = fleet.zones.get(zone) else { return vec![] };
+    let a = &p.profile.attrs;
+    let s = &fleet.scheme;
+    let mut out = Vec::new();
+    if f.has(ZoneFailures::CEILING) {
+        out.push(format!(
+            "constraint classification ceiling: job data is {}, zone may hold at most {}",
+            s.level_name(a.level),
+            s.level_name(z.max_classification)
+        ));
+    }
+    if f.has(ZoneFailures::PRIVATE_ONLY) {
+        out.push(format!(
+            "constraint private-only data: {} may not leave private zones (zone is {})",
+            p.profile.effective.describe(s),
+            z.tier
+        ));
+    }
+    if f.has(ZoneFailures::JURISDICTION) {
+        let r: Vec<&str> = a.residency.iter().flatten().map(String::as_str).collect();
+        out.push(format!("constraint jurisdiction: data residency [{}] excludes {}", r.join(", "), z.jurisdiction));
+    }
+    if f.has(ZoneFailures::CERTIFICATION) {
+        let missing: Vec<&str> =
+            a.required_certifications.difference(&z.certifications).map(String::as_str).collect();
+        out.push(format!("constraint certification: public zone lacks {}", missing.join(", ")));
+    }
+    if f.has(ZoneFailures::EXPORT) {
+        let o: Vec<&str> = a.origin_jurisdictions.iter().map(String::as_str).collect();
+        out.push(format!(
+            "constraint export control: export-controlled data held in {} may not move to {}",
+            o.join(", "),
+            z.jurisdiction
+        ));
+    }
+    if f.has(ZoneFailures::EGRESS_ROUTE) {
+        for d in &p.profile.data {
+            let blocked = d.zone != z.name && fleet.zone(&d.zone).is_none_or(|src| !src.may_send_to(&z.name));
+            if blocked {
+                out.push(format!(
+                    "constraint egress route: {} sits in {}, whose egress allowlist does not include {}",
+                    d.dataset, d.zone, z.name
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn pool_failure_text(f: Failures, job: &JobSpec, fleet: &Fleet, zone: usize, pool: usize) -> Vec<String> {
+    let Some(p) = fleet.zones.get(zone).and_then(|z| z.pools.get(pool)) else { return vec![] };
+    let r = &job.resources;
+    let mut out = Vec::new();
+    if f.has(Failures::GPU_TYPE) {
+        out.push(format!("constraint gpu type: job accepts {}, pool has {}", r.gpu_types.join("|"), p.gpu_type));
+    }
+    if f.has(Failures::GPU_MEMORY) {
+        out.push(format!("constraint gpu memory: job needs {} GiB per GPU, pool has {}", r.gpu_memory_gb, p.gpu_memory_gb));
+    }
+    if f.has(Failures::CAPACITY) {
+        out.push(format!("constraint capacity: job needs {} GPUs, pool has {}", r.gpus, p.gpus));
+    }
+    out
+}
+
+impl Explanation {
+    /// Renders a placement against its fleet and job.
+    pub fn new(p: &Placement, job: &JobSpec, fleet: &Fleet) -> Self {
+        let mut candidates = Vec::with_capacity(p.zones.len());
+        for zc in &p.zones {
+            let Some(zone) = fleet.zones.get(zc.zone) else { continue };
+            let mut reasons = p.verdicts.policy.get(zc.zone).map(|v| v.reasons()).unwrap_or_default();
+            reasons.extend(zone_failure_text(zc.failures, p, fleet, zc.zone));
+            if zc.allowed {
+                for d in &p.profile.data {
+                    if d.zone != zone.name {
+                        let cost = fleet.zone(&d.zone).map_or(0.0, |s| s.egress_price_per_gb * d.size_gb);
+                        reasons.push(format!("data moves: {} ({} GB) from {} (egress {})", d.dataset, d.size_gb, d.zone, money(cost)));
+                    }
+                }
+            }
+            let mut pools = Vec::with_capacity(zone.pools.len());
+            for pc in p.pools.iter().filter(|pc| pc.zone == zc.zone) {
+                let Some(pool) = zone.pools.get(pc.pool) else { continue };
+                let mut pr = pool_failure_text(pc.failures, job, fleet, pc.zone, pc.pool);
+                if !zc.allowed {
+                    pr.push("zone not allowed".into());
+                }
+                let cost = pc.compute_cost + pc.preemption_cost + zc.egress_cost;
+                if pc.allowed {
+                    let pricing = match pool.pricing {
+                        Pricing::OnDemand => "on-demand".to_string(),
+                        Pricing::Spot => format!("spot, preemption risk {:.0}%/h", pool.preemption_risk * 100.0),
+                    };
+                    pr.push(format!(
+                        "cost {} = {} GPUs x {} h x {}/GPU-h ({pricing}){}{}",
+                        money(cost),
+                        job.resources.gpus,
+                        job.resources.expected_hours,
+                        money(pool.price_per_gpu_hour),
+                        if pc.preemption_cost > 0.0 { format!(" + {} expected preemption loss", money(pc.preemption_cost)) } else { String::new() },
+                        if zc.egress_cost > 0.0 { format!(" + {} egress", money(zc.egress_cost)) } else { String::new() },
+                    ));
+                    if pc.wait_s > 0.0 {
+                        pr.push(format!("expected wait {:.0} s", pc.wait_s));
+                    }
+                }
+                pools.push(PoolView {
+                    pool: pool.name.clone(),
+                    gpu_type: pool.gpu_type.clone(),
+                    allowed: pc.allowed,
+                    reasons: pr,
+                    cost,
+                    expected_wait_s: pc.wait_s,
+                });
+            }
+            let any_pool = pools.iter().any(|pv| pv.allowed);
+            if zc.allowed && !any_pool {
+                reasons.push("no pool fits the job's resources".into());
+            }
+            candidates.push(CandidateView {
+                zone: zone.name.clone(),
+                tier: zone.tier.to_string(),
+                allowed: zc.allowed && any_pool,
+                reasons,
+                pools,
+            });
+        }
+        let (dz, dp) = match (p.decision.zone, p.decision.pool) {
+            (Some(z), Some(pl)) => {
+                let zone = fleet.zones.get(z);
+                (zone.map(|z| z.name.clone()), zone.and_then(|z| z.pools.get(pl)).map(|p| p.name.clone()))
+            }
+            _ => (None, None),
+        };
+        let cost = p
+            .decision
+            .zone
+            .zip(p.decision.pool)
+            .and_then(|(z, pl)| p.pools.iter().find(|pc| pc.zone == z && pc.pool == pl).map(|pc| (pc, z)))
+            .map(|(pc, z)| pc.compute_cost + pc.preemption_cost + p.zones.get(z).map_or(0.0, |zc| zc.egress_cost));
+        Self {
+            job: p.profile.name.clone(),
+            decision: DecisionView { zone: dz, pool: dp, cost },
+            policy_hash: p.policy_hash.to_string(),
+            effective_classification: p.profile.effective.describe(&fleet.scheme),
+            notes: p.profile.notes.clone(),
+            candidates,
+        }
+    }
+
+    /// Plain-text rendering for terminals.
+    pub fn to_text(&self) -> String {
+        let mut s = String::new();
+        s.push_str(&format!("job {}  (effective classification: {})\n", self.job, self.effective_classification));
+        for n in &self.notes {
+            s.push_str(&format!("  note: {n}\n"));
+        }
+        match (&self.decision.zone, &self.decision.pool) {
+            (Some(z), Some(p)) => s.push_str(&format!(
+                "decision: {z}/{p}{}\n",
+                self.decision.cost.map(|c| format!("  (est. {})", money(c))).unwrap_or_default()
+            )),
+            _ => s.push_str("decision: REFUSED: no zone may run this job\n"),
+        }
+        s.push_str(&format!("policy set: sha256:{}\n", self.policy_hash));
+        for c in &self.candidates {
+            s.push_str(&format!("\n  {} {} ({})\n", if c.allowed { "ALLOW" } else { "DENY " }, c.zone, c.tier));
+            for r in &c.reasons {
+                s.push_str(&format!("      - {r}\n"));
+            }
+            for p in &c.pools {
+                if !c.allowed && p.reasons.iter().all(|r| r == "zone not allowed") {
+                    continue;
+                }
+                s.push_str(&format!("      pool {} [{}] {}\n", p.pool, p.gpu_type, if p.allowed { "ok" } else { "no" }));
+                for r in p.reasons.iter().filter(|r| *r != "zone not allowed") {
+                    s.push_str(&format!("          {r}\n"));
+                }
+            }
+        }
+        s
+    }
+}

@@ -1,0 +1,1 @@
+//! Synthetic fleets and job backlogs for benchmarks and tests (seeded, deterministic).

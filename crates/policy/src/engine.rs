@@ -1,0 +1,400 @@
+//! The policy engine: loads and validates the policy set, evaluates (job attributes, zone) pairs
+//! with Cedar, and reports which policies decided. Fail closed everywhere: a policy that does not
+//! load stops the engine from being built, and an evaluation error denies.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use cedar_policy::{
+    Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, Policy,
+    PolicyId, PolicySet, Request, RestrictedExpression, Schema, ValidationMode, Validator,
+};
+use miette::Diagnostic;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tidegate_model::{Fleet, PolicyAttrs, Zone};
+
+use crate::error::{line_col, PolicyError, PolicyErrors};
+use crate::schema::schema_text;
+
+/// The built-in baseline policy text.
+pub const BASELINE_TEXT: &str = include_str!("baseline.cedar");
+const BASELINE_FILE: &str = "<baseline>";
+
+/// A policy that took part in a decision.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct PolicyRef {
+    /// The policy id (its `@id` annotation, or `FILE#N`).
+    pub id: String,
+    /// Its `@reason` annotation, or empty.
+    pub reason: String,
+}
+
+/// The verdict for one (job, zone) pair.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ZoneVerdict {
+    /// The zone (index into the fleet's zones).
+    pub zone: usize,
+    /// Cedar allowed it.
+    pub allowed: bool,
+    /// Permit policies that applied.
+    pub permits: Vec<PolicyRef>,
+    /// Forbid policies that applied.
+    pub forbids: Vec<PolicyRef>,
+    /// Evaluation errors (each one denies).
+    pub errors: Vec<String>,
+}
+
+impl ZoneVerdict {
+    /// Human-readable reasons: every forbid, every error, or the permits, or default deny.
+    pub fn reasons(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for f in &self.forbids {
+            out.push(format!("forbidden by {}: {}", f.id, f.reason));
+        }
+        for e in &self.errors {
+            out.push(format!("denied: policy evaluation error: {e}"));
+        }
+        if self.forbids.is_empty() && self.errors.is_empty() {
+            if self.permits.is_empty() {
+                out.push("denied: no policy permits it (default deny)".into());
+            } else {
+                for p in &self.permits {
+                    out.push(format!("permitted by {}: {}", p.id, p.reason));
+                }
+            }
+        }
+        out
+    }
+}
+
+struct Meta {
+    reason: String,
+    is_forbid: bool,
+}
+
+/// A loaded, validated policy set bound to one fleet's zones.
+pub struct PolicyEngine {
+    schema: Schema,
+    set: PolicySet,
+    meta: HashMap<PolicyId, Meta>,
+    zone_uids: Vec<EntityUid>,
+    zone_entities: Vec<Entity>,
+    zones_only: Entities,
+    action: EntityUid,
+    job_uid: EntityUid,
+    hash: String,
+    schema_src: String,
+    texts: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for PolicyEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyEngine").field("hash", &self.hash).field("policies", &self.meta.len()).finish()
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> PolicyErrors {
+    PolicyErrors(vec![PolicyError::Internal(e.to_string())])
+}
+
+fn uid(ty: &str, id: &str) -> Result<EntityUid, PolicyErrors> {
+    let t = EntityTypeName::from_str(ty).map_err(internal)?;
+    Ok(EntityUid::from_type_name_and_id(t, EntityId::new(id)))
+}
+
+fn first_offset(d: &dyn Diagnostic) -> Option<usize> {
+    d.labels().and_then(|mut l| l.next()).map(|l| l.offset())
+}
+
+fn set_of<'a>(items: impl IntoIterator<Item = &'a String>) -> RestrictedExpression {
+    RestrictedExpression::new_set(items.into_iter().map(|s| RestrictedExpression::new_string(s.clone())))
+}
+
+impl PolicyEngine {
+    /// Builds the engine for a fleet: schema from the model, the baseline (less any excluded
+    /// ids), and the fleet's policy files. Any parse, validation or id error fails the whole load.
+    pub fn load(fleet: &Fleet) -> Result<Self, PolicyErrors> {
+        let schema_src = schema_text(&fleet.scheme);
+        let (schema, _warnings) = Schema::from_cedarschema_str(&schema_src).map_err(internal)?;
+        let mut errs = Vec::new();
+        let mut set = PolicySet::new();
+        let mut meta = HashMap::new();
+        let mut first_seen: HashMap<String, String> = HashMap::new();
+        let mut texts = BTreeMap::new();
+
+        let baseline = parse_file(Path::new(BASELINE_FILE), BASELINE_TEXT)?;
+        let baseline_ids: HashSet<String> = baseline.iter().map(|(id, _, _)| id.clone()).collect();
+        for ex in &fleet.baseline_exclude {
+            if !baseline_ids.contains(ex) {
+                errs.push(PolicyError::UnknownExclude(ex.clone()));
+            }
+        }
+        let mut files: Vec<(PathBuf, &str, Vec<(String, Policy, usize)>)> = Vec::new();
+        let kept: Vec<_> = baseline.into_iter().filter(|(id, _, _)| !fleet.baseline_exclude.contains(id)).collect();
+        files.push((PathBuf::from(BASELINE_FILE), BASELINE_TEXT, kept));
+        for pf in &fleet.policies {
+            match parse_file(&pf.path, &pf.text) {
+                Ok(p) => files.push((pf.path.clone(), pf.text.as_str(), p)),
+                Err(e) => errs.extend(e.0),
+            }
+        }
+
+        let validator = Validator::new(schema.clone());
+        for (path, text, policies) in files {
+            let mut file_set = PolicySet::new();
+            for (id, policy, line) in policies {
+                let at = format!("{}:{line}", path.display());
+                if let Some(first) = first_seen.get(&id) {
+                    errs.push(PolicyError::DuplicateId { path: path.clone(), line, id, first: first.clone() });
+                    continue;
+                }
+                first_seen.insert(id.clone(), at);
+                let reason = policy.annotation("reason").unwrap_or_default().to_string();
+                let is_forbid = policy.effect() == cedar_policy::Effect::Forbid;
+                meta.insert(policy.id().clone(), Meta { reason, is_forbid });
+                if let Err(e) = file_set.add(policy.clone()) {
+                    errs.push(PolicyError::Internal(e.to_string()));
+                }
+                if let Err(e) = set.add(policy) {
+                    errs.push(PolicyError::Internal(e.to_string()));
+                }
+            }
+            let result = validator.validate(&file_set, ValidationMode::Strict);
+            for e in result.validation_errors() {
+                let (line, column) = first_offset(e).map_or((0, 0), |o| line_col(text, o));
+                errs.push(PolicyError::Schema {
+                    path: path.clone(),
+                    line,
+                    column,
+                    policy: e.policy_id().to_string(),
+                    message: e.to_string(),
+                });
+            }
+            texts.insert(path.display().to_string(), text.to_string());
+        }
+        if !errs.is_empty() {
+            return Err(PolicyErrors(errs));
+        }
+
+        let mut zone_uids = Vec::with_capacity(fleet.zones.len());
+        let mut zone_entities = Vec::with_capacity(fleet.zones.len());
+        for z in &fleet.zones {
+            let u = uid("Zone", &z.name)?;
+            zone_entities.push(zone_entity(u.clone(), z, fleet)?);
+            zone_uids.push(u);
+        }
+        let zones_only = Entities::from_entities(zone_entities.clone(), Some(&schema)).map_err(internal)?;
+
+        // The hash covers the schema and every policy in force, in id order.
+        let mut by_id: Vec<(String, String)> = set.policies().map(|p| (p.id().to_string(), p.to_string())).collect();
+        by_id.sort();
+        let mut h = Sha256::new();
+        h.update(schema_src.as_bytes());
+        for (id, text) in &by_id {
+            h.update(b"\0");
+            h.update(id.as_bytes());
+            h.update(b"\0");
+            h.update(text.as_bytes());
+        }
+        Ok(Self {
+            schema,
+            set,
+            meta,
+            zone_uids,
+            zone_entities,
+            zones_only,
+            action: uid("Action", "place")?,
+            job_uid: uid("Job", "job")?,
+            hash: hex::encode(h.finalize()),
+            schema_src,
+            texts,
+        })
+    }
+
+    /// SHA-256 (hex) of the schema and every policy in force.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    /// The Cedar schema text.
+    pub fn schema(&self) -> &str {
+        &self.schema_src
+    }
+
+    /// Policy texts by file (`<baseline>` for the built-in set), for evidence.
+    pub fn texts(&self) -> &BTreeMap<String, String> {
+        &self.texts
+    }
+
+    /// Number of policies in force.
+    pub fn len(&self) -> usize {
+        self.meta.len()
+    }
+
+    /// Whether no policy is in force (then everything is denied).
+    pub fn is_empty(&self) -> bool {
+        self.meta.is_empty()
+    }
+
+    fn job_entity(&self, a: &PolicyAttrs, scheme_level_name: &str) -> Result<Entity, String> {
+        let mut attrs = HashMap::with_capacity(14);
+        attrs.insert("team".into(), RestrictedExpression::new_string(a.team.clone()));
+        attrs.insert("kind".into(), RestrictedExpression::new_string(a.kind.as_str().into()));
+        attrs.insert("level".into(), RestrictedExpression::new_long(i64::from(a.level)));
+        attrs.insert("level_name".into(), RestrictedExpression::new_string(scheme_level_name.into()));
+        attrs.insert("tags".into(), set_of(&a.tags));
+        attrs.insert("residency_restricted".into(), RestrictedExpression::new_bool(a.residency.is_some()));
+        let empty = Default::default();
+        attrs.insert("residency".into(), set_of(a.residency.as_ref().unwrap_or(&empty)));
+        attrs.insert("private_only".into(), RestrictedExpression::new_bool(a.private_only));
+        attrs.insert("required_certifications".into(), set_of(&a.required_certifications));
+        attrs.insert("stays_in_jurisdiction".into(), RestrictedExpression::new_bool(a.stays_in_jurisdiction));
+        attrs.insert("origin_jurisdictions".into(), set_of(&a.origin_jurisdictions));
+        attrs.insert("scope".into(), RestrictedExpression::new_string(a.scope.as_label().into()));
+        attrs.insert("burst_eligible".into(), RestrictedExpression::new_bool(a.burst_eligible));
+        attrs.insert("artifacts_released".into(), RestrictedExpression::new_bool(a.artifacts_released));
+        Entity::new(self.job_uid.clone(), attrs, HashSet::new()).map_err(|e| e.to_string())
+    }
+
+    fn authorize(&self, zone: usize, entities: &Entities) -> ZoneVerdict {
+        let deny = |msg: String| ZoneVerdict { zone, allowed: false, permits: vec![], forbids: vec![], errors: vec![msg] };
+        let Some(resource) = self.zone_uids.get(zone) else {
+            return deny(format!("no zone with index {zone}"));
+        };
+        let request = match Request::new(
+            self.job_uid.clone(),
+            self.action.clone(),
+            resource.clone(),
+            Context::empty(),
+            Some(&self.schema),
+        ) {
+            Ok(r) => r,
+            Err(e) => return deny(e.to_string()),
+        };
+        let response = Authorizer::new().is_authorized(&request, &self.set, entities);
+        let mut v = ZoneVerdict { zone, allowed: false, permits: vec![], forbids: vec![], errors: vec![] };
+        let mut ids: Vec<&PolicyId> = response.diagnostics().reason().collect();
+        ids.sort_by_key(|id| id.to_string());
+        for id in ids {
+            let m = self.meta.get(id);
+            let r = PolicyRef { id: id.to_string(), reason: m.map(|m| m.reason.clone()).unwrap_or_default() };
+            if m.is_some_and(|m| m.is_forbid) {
+                v.forbids.push(r);
+            } else {
+                v.permits.push(r);
+            }
+        }
+        v.errors = response.diagnostics().errors().map(ToString::to_string).collect();
+        // Fail closed: a policy that errors might have been a forbid.
+        v.allowed = response.decision() == Decision::Allow && v.errors.is_empty();
+        v
+    }
+
+    /// Evaluates a job's attributes against every zone of the fleet, sharing one entity store.
+    pub fn evaluate_all(&self, a: &PolicyAttrs, level_name: &str) -> Vec<ZoneVerdict> {
+        let n = self.zone_uids.len();
+        let entities = self
+            .job_entity(a, level_name)
+            .and_then(|job| self.zones_only.clone().add_entities([job], Some(&self.schema)).map_err(|e| e.to_string()));
+        match entities {
+            Ok(entities) => (0..n).map(|z| self.authorize(z, &entities)).collect(),
+            Err(e) => (0..n)
+                .map(|zone| ZoneVerdict { zone, allowed: false, permits: vec![], forbids: vec![], errors: vec![e.clone()] })
+                .collect(),
+        }
+    }
+
+    /// The naive way, for comparison: one authorization for one (job, zone) pair, building the
+    /// entity store from scratch and reusing nothing.
+    pub fn evaluate_one_naive(&self, a: &PolicyAttrs, level_name: &str, zone: usize) -> ZoneVerdict {
+        let entities = self.job_entity(a, level_name).and_then(|job| {
+            let z = self.zone_entities.get(zone).cloned().ok_or_else(|| format!("no zone with index {zone}"))?;
+            Entities::from_entities([job, z], Some(&self.schema)).map_err(|e| e.to_string())
+        });
+        match entities {
+            Ok(e) => self.authorize(zone, &e),
+            Err(e) => ZoneVerdict { zone, allowed: false, permits: vec![], forbids: vec![], errors: vec![e] },
+        }
+    }
+}
+
+fn zone_entity(u: EntityUid, z: &Zone, fleet: &Fleet) -> Result<Entity, PolicyErrors> {
+    let mut attrs = HashMap::new();
+    attrs.insert("name".into(), RestrictedExpression::new_string(z.name.clone()));
+    attrs.insert("tier".into(), RestrictedExpression::new_string(z.tier.as_str().into()));
+    attrs.insert("scope".into(), RestrictedExpression::new_string(z.tier.scope().into()));
+    attrs.insert("private".into(), RestrictedExpression::new_bool(z.tier.is_private()));
+    attrs.insert("provider".into(), RestrictedExpression::new_string(z.provider.clone()));
+    attrs.insert("region".into(), RestrictedExpression::new_string(z.region.clone()));
+    attrs.insert("jurisdiction".into(), RestrictedExpression::new_string(z.jurisdiction.clone()));
+    attrs.insert("certifications".into(), set_of(&z.certifications));
+    attrs.insert("ceiling".into(), RestrictedExpression::new_long(i64::from(z.max_classification)));
+    attrs.insert(
+        "ceiling_name".into(),
+        RestrictedExpression::new_string(fleet.scheme.level_name(z.max_classification).into()),
+    );
+    Entity::new(u, attrs, HashSet::new()).map_err(internal)
+}
+
+/// Parses one Cedar file into (id, policy, line) triples; ids come from `@id` or `FILE#N`.
+fn parse_file(path: &Path, text: &str) -> Result<Vec<(String, Policy, usize)>, PolicyErrors> {
+    let parsed = PolicySet::from_str(text).map_err(|e| {
+        let (line, column) = first_offset(&e).map_or((0, 0), |o| line_col(text, o));
+        let message = e.to_string();
+        PolicyErrors(vec![PolicyError::Syntax { path: path.to_path_buf(), line, column, message }])
+    })?;
+    let stem = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let mut out = Vec::new();
+    let mut policies: Vec<&Policy> = parsed.policies().collect();
+    // Keep file order: Cedar names unannotated policies policy0, policy1, ... in order.
+    policies.sort_by_key(|p| p.id().to_string().trim_start_matches("policy").parse::<usize>().unwrap_or(usize::MAX));
+    let starts = effect_offsets(text);
+    for (n, p) in policies.into_iter().enumerate() {
+        let id = p.annotation("id").map_or_else(|| format!("{stem}#{n}"), str::to_string);
+        let line = starts.get(n).map_or(0, |o| line_col(text, *o).0);
+        out.push((id.clone(), p.new_id(PolicyId::new(id)), line));
+    }
+    Ok(out)
+}
+
+/// Byte offsets of each policy's effect keyword (`permit` / `forbid` followed by `(`), in order,
+/// skipping comments and string literals. Cedar's API does not expose policy locations, and
+/// errors must name the line.
+fn effect_offsets(text: &str) -> Vec<usize> {
+    let b = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'/' if b.get(i + 1) == Some(&b'/') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'"' => {
+                i += 1;
+                while i < b.len() && b[i] != b'"' {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            c if c.is_ascii_alphabetic() || c == b'_' => {
+                let start = i;
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+                    i += 1;
+                }
+                let word = &text[start..i];
+                if word == "permit" || word == "forbid" {
+                    let rest = text[i..].trim_start();
+                    if rest.starts_with('(') {
+                        out.push(start);
+                    }
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    out
+}
