@@ -38,10 +38,15 @@ fn plain_message(e: &serde_saphyr::Error) -> String {
     let first = full.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid YAML");
     let first = first.trim();
     let first = first.strip_prefix("error: ").unwrap_or(first);
-    // Drop a trailing " at line N column M" if the parser added one.
-    match first.find(" at line ") {
-        Some(i) => first[..i].to_string(),
-        None => first.to_string(),
+    // We print file:line:column ourselves: drop the parser's own "line N column M: " prefix
+    // and " at line N column M" suffix.
+    let first = match first.find(" at line ") {
+        Some(i) => &first[..i],
+        None => first,
+    };
+    match first.strip_prefix("line ").and_then(|rest| rest.split_once(": ")) {
+        Some((pos, msg)) if pos.split(' ').all(|w| w == "column" || w.bytes().all(|b| b.is_ascii_digit())) => msg.to_string(),
+        _ => first.to_string(),
     }
 }
 
@@ -456,9 +461,11 @@ pub fn load_fleet(dir: &Path) -> Result<Fleet, LoadErrors> {
             "the fleet declares no zones (expected zones/*.yaml)",
         ));
     }
-    // Egress allowlist entries that look like zone names must name real zones.
+    // Egress allowlist entries that look like zone names must name real zones (checked only when
+    // every zone file parsed, so one broken file does not cascade into others' errors).
     let zone_names: BTreeSet<&str> = zones.iter().map(|z| z.name.as_str()).collect();
-    for z in &zones {
+    let all_zones_parsed = !errs.iter().any(|e| matches!(e, LoadError::Syntax { .. }));
+    for z in zones.iter().filter(|_| all_zones_parsed) {
         for dest in &z.egress_allowlist {
             if dest.contains('.') || dest == "*" || zone_names.contains(dest.as_str()) {
                 continue;
@@ -482,7 +489,7 @@ pub fn load_fleet(dir: &Path) -> Result<Fleet, LoadErrors> {
                 for (i, d) in f.datasets.into_iter().enumerate() {
                     let origin = origin_of(&file, &d.name);
                     let c = classification(&d.classification, &scheme, &origin, &format!("datasets[{i}].classification"), &mut errs);
-                    if !zone_names.contains(d.home_zone.value.as_str()) {
+                    if all_zones_parsed && !zone_names.contains(d.home_zone.value.as_str()) {
                         errs.push(LoadError::invalid(
                             &origin_of(&file, &d.home_zone),
                             format!("datasets[{i}].home_zone"),

@@ -1,6 +1,7 @@
 //! Hard constraints: checks that hold whatever the policy files say. They are the floor under
 //! Cedar: a zone above a job's data ceiling, outside its residency, lacking a certification, or
-//! public for private-only data is refused even if a fleet switched the matching baseline rule off.
+//! public for private-only data, or outside the job's `allowed_execution_zone` label, is refused
+//! even if a fleet switched the matching baseline rule off.
 
 use tidegate_model::{JobSpec, PolicyAttrs, Pool, Zone};
 
@@ -30,6 +31,7 @@ flags!(ZoneFailures {
     CERTIFICATION = 3, "certification";
     EXPORT = 4, "export control";
     EGRESS_ROUTE = 5, "egress route";
+    SCOPE = 6, "allowed_execution_zone label";
 });
 
 flags!(Failures {
@@ -49,6 +51,7 @@ pub fn zone_failures(a: &PolicyAttrs, z: &Zone) -> ZoneFailures {
         z.tier == tidegate_model::Tier::Public && !a.required_certifications.is_subset(&z.certifications),
         ZoneFailures::CERTIFICATION,
     );
+    f.set_if(!a.scope.admits(z), ZoneFailures::SCOPE);
     f.set_if(
         a.stays_in_jurisdiction && a.origin_jurisdictions.iter().any(|j| *j != z.jurisdiction),
         ZoneFailures::EXPORT,

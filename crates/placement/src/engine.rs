@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use tidegate_model::{Fleet, JobProfile, JobSpec, PolicyAttrs, Pricing, ResolveError};
-use tidegate_policy::{PolicyEngine, ZoneVerdict};
+use tidegate_policy::{JobFacts, PolicyEngine, ZoneVerdict};
 
 use crate::constraints::{pool_failures, zone_failures, Failures, ZoneFailures};
 
@@ -49,10 +49,10 @@ impl FleetState {
 /// The verdicts that depend only on a job's policy attributes: one per zone.
 #[derive(Debug)]
 pub struct AttrVerdicts {
-    /// Cedar verdict per zone.
-    pub policy: Vec<ZoneVerdict>,
+    /// Cedar verdict per zone (shared by every job with the same projected facts).
+    pub policy: Arc<Vec<ZoneVerdict>>,
     /// Hard zone constraints per zone.
-    pub failures: Vec<ZoneFailures>,
+    pub failures: Arc<Vec<ZoneFailures>>,
 }
 
 /// The outcome for one zone.
@@ -130,7 +130,9 @@ impl Placement {
 pub struct PlacementEngine<'f> {
     fleet: &'f Fleet,
     policy: PolicyEngine,
-    cache: HashMap<PolicyAttrs, Arc<AttrVerdicts>>,
+    cache: HashMap<JobFacts, Arc<Vec<ZoneVerdict>>>,
+    zone_cache: HashMap<(usize, JobFacts), ZoneVerdict>,
+    constraint_cache: HashMap<PolicyAttrs, Arc<Vec<ZoneFailures>>>,
     zone_index: HashMap<&'f str, usize>,
     policy_hash: Arc<str>,
     evaluations: u64,
@@ -147,7 +149,7 @@ impl<'f> PlacementEngine<'f> {
     pub fn new(fleet: &'f Fleet, policy: PolicyEngine) -> Self {
         let policy_hash: Arc<str> = Arc::from(policy.hash());
         let zone_index = fleet.zones.iter().enumerate().map(|(i, z)| (z.name.as_str(), i)).collect();
-        Self { fleet, policy, cache: HashMap::new(), zone_index, policy_hash, evaluations: 0 }
+        Self { fleet, policy, cache: HashMap::new(), zone_cache: HashMap::new(), constraint_cache: HashMap::new(), zone_index, policy_hash, evaluations: 0 }
     }
 
     /// The fleet.
@@ -160,27 +162,47 @@ impl<'f> PlacementEngine<'f> {
         &self.policy
     }
 
-    /// Distinct attribute signatures evaluated so far (Cedar evaluations = this x zones).
-    pub fn signatures_evaluated(&self) -> u64 {
+    /// Cedar evaluations made so far (one per distinct zone-projected fact set and zone).
+    pub fn cedar_evaluations(&self) -> u64 {
         self.evaluations
     }
 
     fn verdicts_for(&mut self, attrs: &PolicyAttrs) -> Arc<AttrVerdicts> {
-        if let Some(v) = self.cache.get(attrs) {
-            return v.clone();
-        }
-        let v = Arc::new(self.evaluate(attrs));
-        self.evaluations += 1;
-        self.cache.insert(attrs.clone(), v.clone());
-        v
-    }
-
-    fn evaluate(&self, attrs: &PolicyAttrs) -> AttrVerdicts {
-        let level = self.fleet.scheme.level_name(attrs.level);
-        AttrVerdicts {
-            policy: self.policy.evaluate_all(attrs, level),
-            failures: self.fleet.zones.iter().map(|z| zone_failures(attrs, z)).collect(),
-        }
+        let facts = self.policy.facts(attrs, self.fleet.scheme.level_name(attrs.level));
+        let policy = match self.cache.get(&facts) {
+            Some(v) => v.clone(),
+            None => {
+                let mut v = Vec::with_capacity(self.policy.zones());
+                for z in 0..self.policy.zones() {
+                    let zf = self.policy.zone_facts(&facts, z);
+                    let verdict = match self.zone_cache.get(&(z, zf)) {
+                        Some(verdict) => verdict.clone(),
+                        None => {
+                            let zf = self.policy.zone_facts(&facts, z);
+                            let verdict = self.policy.evaluate_zone(&zf, z);
+                            self.evaluations += 1;
+                            self.zone_cache.insert((z, zf), verdict.clone());
+                            verdict
+                        }
+                    };
+                    v.push(verdict);
+                }
+                let v = Arc::new(v);
+                self.cache.insert(facts, v.clone());
+                v
+            }
+        };
+        // Hard constraints read the full attributes (not the projection): they are cheap, and
+        // they hold whatever the policies say.
+        let failures = match self.constraint_cache.get(attrs) {
+            Some(f) => f.clone(),
+            None => {
+                let f: Arc<Vec<ZoneFailures>> = Arc::new(self.fleet.zones.iter().map(|z| zone_failures(attrs, z)).collect());
+                self.constraint_cache.insert(attrs.clone(), f.clone());
+                f
+            }
+        };
+        Arc::new(AttrVerdicts { policy, failures })
     }
 
     /// Places a job, reusing policy verdicts for equal attribute signatures.
@@ -188,6 +210,139 @@ impl<'f> PlacementEngine<'f> {
         let profile = JobProfile::resolve(job, self.fleet)?;
         let verdicts = self.verdicts_for(&profile.attrs);
         Ok(self.finish(job, profile, verdicts, state))
+    }
+
+    /// Places a batch of jobs using every core: jobs are resolved in parallel, each distinct
+    /// projected fact set not yet seen is evaluated once (in parallel), then every job is
+    /// finished in parallel against the shared verdicts. Same results as calling
+    /// [`place`](Self::place) on each job in order.
+    pub fn place_batch(&mut self, jobs: &[JobSpec], state: &FleetState) -> Vec<Result<Placement, ResolveError>> {
+        let workers = std::thread::available_parallelism().map_or(1, usize::from).clamp(1, 16);
+        let chunk = jobs.len().div_ceil(workers).max(1);
+        let fleet = self.fleet;
+        let policy = &self.policy;
+        // 1. Resolve and compute facts.
+        let resolved: Vec<Result<(JobProfile, JobFacts), ResolveError>> = std::thread::scope(|s| {
+            let handles: Vec<_> = jobs
+                .chunks(chunk)
+                .map(|part| {
+                    s.spawn(move || {
+                        part.iter()
+                            .map(|job| {
+                                let p = JobProfile::resolve(job, fleet)?;
+                                let f = policy.facts(&p.attrs, fleet.scheme.level_name(p.attrs.level));
+                                Ok((p, f))
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+        });
+        // 2. What is new.
+        let mut new_facts: Vec<JobFacts> = Vec::new();
+        let mut new_attrs: Vec<PolicyAttrs> = Vec::new();
+        {
+            let mut seen_f = std::collections::HashSet::new();
+            let mut seen_a = std::collections::HashSet::new();
+            for (p, f) in resolved.iter().flatten() {
+                if !self.cache.contains_key(f) && seen_f.insert(f) {
+                    new_facts.push(f.clone());
+                }
+                if !self.constraint_cache.contains_key(&p.attrs) && seen_a.insert(&p.attrs) {
+                    new_attrs.push(p.attrs.clone());
+                }
+            }
+        }
+        // 3. Evaluate what no zone has seen, in parallel.
+        let zones = policy.zones();
+        let mut missing: Vec<(usize, JobFacts)> = Vec::new();
+        {
+            let mut seen = std::collections::HashSet::new();
+            for f in &new_facts {
+                for z in 0..zones {
+                    let key = (z, policy.zone_facts(f, z));
+                    if !self.zone_cache.contains_key(&key) && !seen.contains(&key) {
+                        seen.insert(key.clone());
+                        missing.push(key);
+                    }
+                }
+            }
+        }
+        let mchunk = missing.len().div_ceil(workers).max(1);
+        let evaluated: Vec<ZoneVerdict> = std::thread::scope(|s| {
+            let handles: Vec<_> = missing
+                .chunks(mchunk)
+                .map(|part| s.spawn(move || part.iter().map(|(z, f)| policy.evaluate_zone(f, *z)).collect::<Vec<_>>()))
+                .collect();
+            handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+        });
+        self.evaluations += evaluated.len() as u64;
+        for (key, v) in missing.into_iter().zip(evaluated) {
+            self.zone_cache.insert(key, v);
+        }
+        for f in new_facts {
+            let v: Vec<ZoneVerdict> = (0..zones)
+                .map(|z| {
+                    self.zone_cache.get(&(z, policy.zone_facts(&f, z))).cloned().unwrap_or_else(|| ZoneVerdict {
+                        zone: z,
+                        allowed: false,
+                        permits: vec![],
+                        forbids: vec![],
+                        errors: vec!["verdict missing after evaluation".into()],
+                    })
+                })
+                .collect();
+            self.cache.insert(f, Arc::new(v));
+        }
+        for a in new_attrs {
+            let f: Vec<ZoneFailures> = fleet.zones.iter().map(|z| zone_failures(&a, z)).collect();
+            self.constraint_cache.insert(a, Arc::new(f));
+        }
+        // 4. Finish every job in parallel.
+        let this = &*self;
+        let mut out: Vec<Result<Placement, ResolveError>> = Vec::with_capacity(jobs.len());
+        let pairs: Vec<(&JobSpec, Result<(JobProfile, JobFacts), ResolveError>)> = jobs.iter().zip(resolved).collect();
+        let pchunk = pairs.len().div_ceil(workers).max(1);
+        let mut pairs = pairs;
+        let parts: Vec<Vec<_>> = {
+            let mut parts = Vec::new();
+            while !pairs.is_empty() {
+                let rest = pairs.split_off(pairs.len().min(pchunk));
+                parts.push(std::mem::replace(&mut pairs, rest));
+            }
+            parts
+        };
+        std::thread::scope(|s| {
+            let handles: Vec<_> = parts
+                .into_iter()
+                .map(|part| {
+                    s.spawn(move || {
+                        part.into_iter()
+                            .map(|(job, r)| {
+                                let (profile, facts) = r?;
+                                let verdicts = this.cached_verdicts(&profile.attrs, &facts);
+                                Ok(this.finish(job, profile, verdicts, state))
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            for h in handles {
+                out.extend(h.join().unwrap_or_default());
+            }
+        });
+        out
+    }
+
+    fn cached_verdicts(&self, attrs: &PolicyAttrs, facts: &JobFacts) -> Arc<AttrVerdicts> {
+        let policy = self.cache.get(facts).cloned().unwrap_or_else(|| Arc::new(self.policy.evaluate_all(facts)));
+        let failures = self
+            .constraint_cache
+            .get(attrs)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(self.fleet.zones.iter().map(|z| zone_failures(attrs, z)).collect()));
+        Arc::new(AttrVerdicts { policy, failures })
     }
 
     /// Places a job the naive way: one Cedar authorization per zone, building everything from
@@ -200,7 +355,7 @@ impl<'f> PlacementEngine<'f> {
             .map(|z| self.policy.evaluate_one_naive(&profile.attrs, level, z))
             .collect();
         let failures = self.fleet.zones.iter().map(|z| zone_failures(&profile.attrs, z)).collect();
-        Ok(self.finish(job, profile, Arc::new(AttrVerdicts { policy, failures }), state))
+        Ok(self.finish(job, profile, Arc::new(AttrVerdicts { policy: Arc::new(policy), failures: Arc::new(failures) }), state))
     }
 
     fn finish(&self, job: &JobSpec, profile: JobProfile, verdicts: Arc<AttrVerdicts>, state: &FleetState) -> Placement {

@@ -107,6 +107,9 @@ fn zone_failure_text(f: ZoneFailures, p: &Placement, fleet: &Fleet, zone: usize)
             z.jurisdiction
         ));
     }
+    if f.has(ZoneFailures::SCOPE) {
+        out.push(format!("constraint allowed_execution_zone: label says {}, zone is {} ({})", a.scope.as_label(), z.name, z.tier));
+    }
     if f.has(ZoneFailures::EGRESS_ROUTE) {
         for d in &p.profile.data {
             let blocked = d.zone != z.name && fleet.zone(&d.zone).is_none_or(|src| !src.may_send_to(&z.name));

@@ -1,1 +1,199 @@
 //! Synthetic fleets and job backlogs for benchmarks and tests (seeded, deterministic).
+//!
+//! The generator uses its own SplitMix64 so that a seed gives the same backlog on every
+//! platform and every dependency version (library RNGs do not promise a stable stream).
+
+use std::collections::BTreeMap;
+
+use tidegate_model::{
+    Classification, Dataset, DatasetRef, Fleet, Input, JobKind, JobSpec, Labels, Origin, Pool, Pricing, Resources,
+    Tier, ZoneScope,
+};
+
+use crate::{FleetState, PoolState};
+
+/// SplitMix64: a tiny, well-known, stable pseudo-random generator.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from a seed.
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    /// Next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (`0` when `n == 0`).
+    pub fn below(&mut self, n: usize) -> usize {
+        if n == 0 {
+            return 0;
+        }
+        usize::try_from(self.next_u64() % (n as u64)).unwrap_or(0)
+    }
+
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * 1.0 < p
+    }
+
+    /// Picks one element (None if empty).
+    pub fn pick<'a, T>(&mut self, xs: &'a [T]) -> Option<&'a T> {
+        xs.get(self.below(xs.len()))
+    }
+}
+
+const PUBLIC_JURISDICTIONS: [&str; 4] = ["EU", "US", "UK", "JP"];
+
+/// Scales a fleet by `replicas`: every zone is copied `replicas` times (names suffixed `-NN`,
+/// egress allowlists and dataset homes renamed within the copy, public copies spread over
+/// several jurisdictions), and every pool gets a sibling (spot in public zones), so the
+/// example fleet (5 zones, 10 pools) at 10 replicas has 50 zones and 200 pools.
+pub fn scale_fleet(base: &Fleet, replicas: usize) -> Fleet {
+    let mut f = base.clone();
+    f.name = format!("{}-x{replicas}", base.name);
+    f.zones.clear();
+    f.datasets.clear();
+    let suffix = |name: &str, r: usize| format!("{name}-{r:02}");
+    for r in 0..replicas {
+        for z in &base.zones {
+            let mut nz = z.clone();
+            nz.name = suffix(&z.name, r);
+            if z.tier == Tier::Public && r > 0 {
+                nz.jurisdiction = PUBLIC_JURISDICTIONS[r % PUBLIC_JURISDICTIONS.len()].to_string();
+            }
+            nz.egress_allowlist = z
+                .egress_allowlist
+                .iter()
+                .map(|d| if base.zone(d).is_some() { suffix(d, r) } else { d.clone() })
+                .collect();
+            let mut pools = Vec::with_capacity(z.pools.len() * 2);
+            for p in &z.pools {
+                pools.push(p.clone());
+                let (pricing, risk) =
+                    if z.tier == Tier::Public { (Pricing::Spot, 0.05 + 0.01 * (r % 5) as f64) } else { (p.pricing, 0.0) };
+                pools.push(Pool {
+                    name: format!("{}-b", p.name),
+                    price_per_gpu_hour: p.price_per_gpu_hour * if pricing == Pricing::Spot { 0.55 } else { 1.1 },
+                    pricing,
+                    preemption_risk: risk,
+                    ..p.clone()
+                });
+            }
+            nz.pools = pools;
+            f.zones.push(nz);
+        }
+        for d in &base.datasets {
+            f.datasets.push(Dataset { home_zone: suffix(&d.home_zone, r), version: format!("{}-{r:02}", d.version), ..d.clone() });
+        }
+    }
+    f
+}
+
+/// A seeded backlog of `n` jobs against `fleet`: mixed kinds, teams, inputs and labels, as a
+/// regulated organisation's queue looks (most work private, some burst-eligible, some edge).
+pub fn backlog(fleet: &Fleet, n: usize, seed: u64) -> Vec<JobSpec> {
+    let mut rng = Rng::new(seed);
+    let teams = ["icu-ml", "radiology-ai", "genomics", "research-it", "clinical-trials", "biomed-engineering", "emergency-ai", "pharmacy-ops", "finance-risk", "nlp-platform"];
+    let gpu_sets: [&[&str]; 5] = [&["H100"], &["H100", "A100"], &["H200", "H100"], &["A100"], &["L4"]];
+    let gpus = [1u32, 1, 2, 4, 4, 8, 8, 16, 32];
+    let released: Vec<&str> = fleet.artifacts.iter().filter(|a| a.released()).map(|a| a.digest.as_str()).collect();
+    let any_artifact: Vec<&str> = fleet.artifacts.iter().map(|a| a.digest.as_str()).collect();
+    let levels = fleet.scheme.levels.len();
+    let mut jobs = Vec::with_capacity(n);
+    for i in 0..n {
+        let kind = *rng.pick(&JobKind::ALL).unwrap_or(&JobKind::Train);
+        let mut inputs = Vec::new();
+        if matches!(kind, JobKind::Serve | JobKind::EdgeInfer) {
+            let pool = if rng.chance(0.8) { &released } else { &any_artifact };
+            if let Some(a) = rng.pick(pool) {
+                inputs.push(Input::Artifact((*a).to_string()));
+            }
+        } else if let Some(d) = rng.pick(&fleet.datasets) {
+            inputs.push(Input::Dataset(DatasetRef { name: d.name.clone(), version: d.version.clone() }));
+            if rng.chance(0.15) {
+                if let Some(d2) = rng.pick(&fleet.datasets) {
+                    inputs.push(Input::Dataset(DatasetRef { name: d2.name.clone(), version: d2.version.clone() }));
+                }
+            }
+        }
+        let mut labels = Labels::default();
+        if rng.chance(0.3) {
+            let l = u8::try_from(rng.below(levels)).unwrap_or(0);
+            labels.data_classification = Some(l);
+            labels.all.insert("data_classification".into(), fleet.scheme.level_name(l).to_string());
+        }
+        if rng.chance(0.2) {
+            let scope = match rng.below(4) {
+                0 => ZoneScope::Private,
+                1 => ZoneScope::Public,
+                2 => ZoneScope::Edge,
+                _ => rng.pick(&fleet.zones).map_or(ZoneScope::Private, |z| ZoneScope::Zone(z.name.clone())),
+            };
+            labels.all.insert("allowed_execution_zone".into(), scope.as_label().to_string());
+            labels.allowed_execution_zone = Some(scope);
+        }
+        if rng.chance(0.6) {
+            let b = rng.chance(0.6);
+            labels.burst_eligible = Some(b);
+            labels.all.insert("burst_eligible".into(), b.to_string());
+        }
+        let gpu_types: Vec<String> = if kind == JobKind::EdgeInfer {
+            vec!["L4".into()]
+        } else {
+            rng.pick(&gpu_sets).map_or_else(Vec::new, |s| s.iter().map(|t| (*t).to_string()).collect())
+        };
+        jobs.push(JobSpec {
+            name: format!("job-{i:06}"),
+            team: (*rng.pick(&teams).unwrap_or(&"research-it")).to_string(),
+            kind,
+            inputs,
+            outputs: vec![],
+            resources: Resources {
+                gpus: *rng.pick(&gpus).unwrap_or(&1),
+                gpu_types,
+                gpu_memory_gb: 0,
+                memory_gb: 64,
+                expected_hours: 0.25 + rng.below(48) as f64,
+            },
+            deadline: None,
+            sla: None,
+            budget_class: "research".into(),
+            code_commit: None,
+            hyperparameters: BTreeMap::new(),
+            justification: None,
+            classification: None::<Classification>,
+            command: vec![],
+            labels,
+            origin: Origin::builtin("<synthetic>"),
+        });
+    }
+    jobs
+}
+
+/// A seeded, partly busy fleet state: free GPUs and waits vary by pool.
+pub fn busy_state(fleet: &Fleet, seed: u64) -> FleetState {
+    let mut rng = Rng::new(seed ^ 0x5EED);
+    FleetState {
+        pools: fleet
+            .zones
+            .iter()
+            .map(|z| {
+                z.pools
+                    .iter()
+                    .map(|p| PoolState {
+                        free_gpus: u32::try_from(rng.below(p.gpus as usize + 1)).unwrap_or(0),
+                        expected_wait_s: rng.below(4 * 3600) as f64,
+                    })
+                    .collect()
+            })
+            .collect(),
+    }
+}

@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use tidegate_model::{Fleet, PolicyAttrs, Zone};
 
 use crate::error::{line_col, PolicyError, PolicyErrors};
+use crate::facts::{JobFacts, Projection, Val, JOB_ATTRS};
 use crate::schema::schema_text;
 
 /// The built-in baseline policy text.
@@ -81,9 +82,11 @@ pub struct PolicyEngine {
     meta: HashMap<PolicyId, Meta>,
     zone_uids: Vec<EntityUid>,
     zone_entities: Vec<Entity>,
-    zones_only: Entities,
+    zone_strs: Vec<Vec<(&'static str, String)>>,
     action: EntityUid,
     job_uid: EntityUid,
+    projection: Projection,
+    authorizer: Authorizer,
     hash: String,
     schema_src: String,
     texts: BTreeMap<String, String>,
@@ -185,7 +188,32 @@ impl PolicyEngine {
             zone_entities.push(zone_entity(u.clone(), z, fleet)?);
             zone_uids.push(u);
         }
-        let zones_only = Entities::from_entities(zone_entities.clone(), Some(&schema)).map_err(internal)?;
+        // Validate the zone entities against the schema once.
+        Entities::from_entities(zone_entities.clone(), Some(&schema)).map_err(internal)?;
+        let zone_strs = fleet
+            .zones
+            .iter()
+            .map(|z| {
+                vec![
+                    ("name", z.name.clone()),
+                    ("tier", z.tier.as_str().to_string()),
+                    ("scope", z.tier.scope().to_string()),
+                    ("provider", z.provider.clone()),
+                    ("region", z.region.clone()),
+                    ("jurisdiction", z.jurisdiction.clone()),
+                    ("ceiling_name", fleet.scheme.level_name(z.max_classification).to_string()),
+                ]
+            })
+            .collect();
+
+        let mut jsons = Vec::new();
+        for p in set.policies() {
+            match p.to_json() {
+                Ok(j) => jsons.push(j),
+                Err(e) => return Err(internal(e)),
+            }
+        }
+        let projection = Projection::from_policies(jsons.iter());
 
         // The hash covers the schema and every policy in force, in id order.
         let mut by_id: Vec<(String, String)> = set.policies().map(|p| (p.id().to_string(), p.to_string())).collect();
@@ -204,8 +232,10 @@ impl PolicyEngine {
             meta,
             zone_uids,
             zone_entities,
-            zones_only,
+            zone_strs,
             action: uid("Action", "place")?,
+            projection,
+            authorizer: Authorizer::new(),
             job_uid: uid("Job", "job")?,
             hash: hex::encode(h.finalize()),
             schema_src,
@@ -238,23 +268,28 @@ impl PolicyEngine {
         self.meta.is_empty()
     }
 
-    fn job_entity(&self, a: &PolicyAttrs, scheme_level_name: &str) -> Result<Entity, String> {
-        let mut attrs = HashMap::with_capacity(14);
-        attrs.insert("team".into(), RestrictedExpression::new_string(a.team.clone()));
-        attrs.insert("kind".into(), RestrictedExpression::new_string(a.kind.as_str().into()));
-        attrs.insert("level".into(), RestrictedExpression::new_long(i64::from(a.level)));
-        attrs.insert("level_name".into(), RestrictedExpression::new_string(scheme_level_name.into()));
-        attrs.insert("tags".into(), set_of(&a.tags));
-        attrs.insert("residency_restricted".into(), RestrictedExpression::new_bool(a.residency.is_some()));
-        let empty = Default::default();
-        attrs.insert("residency".into(), set_of(a.residency.as_ref().unwrap_or(&empty)));
-        attrs.insert("private_only".into(), RestrictedExpression::new_bool(a.private_only));
-        attrs.insert("required_certifications".into(), set_of(&a.required_certifications));
-        attrs.insert("stays_in_jurisdiction".into(), RestrictedExpression::new_bool(a.stays_in_jurisdiction));
-        attrs.insert("origin_jurisdictions".into(), set_of(&a.origin_jurisdictions));
-        attrs.insert("scope".into(), RestrictedExpression::new_string(a.scope.as_label().into()));
-        attrs.insert("burst_eligible".into(), RestrictedExpression::new_bool(a.burst_eligible));
-        attrs.insert("artifacts_released".into(), RestrictedExpression::new_bool(a.artifacts_released));
+    /// The facts a decision for `a` depends on, projected onto what the policy set observes.
+    /// Equal facts give equal verdicts; use them as the reuse key.
+    pub fn facts(&self, a: &PolicyAttrs, level_name: &str) -> JobFacts {
+        self.projection.project(JobFacts::full(a, level_name))
+    }
+
+    /// How the policy set's attribute use projects job facts, for people.
+    pub fn projection(&self) -> String {
+        self.projection.describe()
+    }
+
+    fn job_entity(&self, facts: &JobFacts) -> Result<Entity, String> {
+        let mut attrs = HashMap::with_capacity(JOB_ATTRS.len());
+        for (name, v) in JOB_ATTRS.iter().zip(&facts.0) {
+            let e = match v {
+                Val::Str(s) => RestrictedExpression::new_string(s.clone()),
+                Val::Long(n) => RestrictedExpression::new_long(*n),
+                Val::Bool(b) => RestrictedExpression::new_bool(*b),
+                Val::Set(xs) => set_of(xs),
+            };
+            attrs.insert((*name).to_string(), e);
+        }
         Entity::new(self.job_uid.clone(), attrs, HashSet::new()).map_err(|e| e.to_string())
     }
 
@@ -268,12 +303,14 @@ impl PolicyEngine {
             self.action.clone(),
             resource.clone(),
             Context::empty(),
-            Some(&self.schema),
+            // The request is built from the schema's own entity types and action; the entities
+            // were validated against the schema when they were built.
+            None,
         ) {
             Ok(r) => r,
             Err(e) => return deny(e.to_string()),
         };
-        let response = Authorizer::new().is_authorized(&request, &self.set, entities);
+        let response = self.authorizer.is_authorized(&request, &self.set, entities);
         let mut v = ZoneVerdict { zone, allowed: false, permits: vec![], forbids: vec![], errors: vec![] };
         let mut ids: Vec<&PolicyId> = response.diagnostics().reason().collect();
         ids.sort_by_key(|id| id.to_string());
@@ -292,24 +329,41 @@ impl PolicyEngine {
         v
     }
 
-    /// Evaluates a job's attributes against every zone of the fleet, sharing one entity store.
-    pub fn evaluate_all(&self, a: &PolicyAttrs, level_name: &str) -> Vec<ZoneVerdict> {
-        let n = self.zone_uids.len();
-        let entities = self
-            .job_entity(a, level_name)
-            .and_then(|job| self.zones_only.clone().add_entities([job], Some(&self.schema)).map_err(|e| e.to_string()));
+    /// Evaluates a job's facts against every zone of the fleet.
+    pub fn evaluate_all(&self, facts: &JobFacts) -> Vec<ZoneVerdict> {
+        (0..self.zone_uids.len()).map(|z| self.evaluate_zone(&self.zone_facts(facts, z), z)).collect()
+    }
+
+    /// Number of zones.
+    pub fn zones(&self) -> usize {
+        self.zone_uids.len()
+    }
+
+    /// Facts projected for one zone: equal zone facts give equal verdicts in that zone.
+    pub fn zone_facts(&self, facts: &JobFacts, zone: usize) -> JobFacts {
+        let attrs = self.zone_strs.get(zone);
+        self.projection.for_zone(facts, |name| {
+            attrs.and_then(|m| m.iter().find(|(k, _)| *k == name)).map(|(_, v)| v.as_str())
+        })
+    }
+
+    /// Evaluates (zone-projected) facts in one zone.
+    pub fn evaluate_zone(&self, zone_facts: &JobFacts, zone: usize) -> ZoneVerdict {
+        let entities = self.job_entity(zone_facts).and_then(|job| {
+            let z = self.zone_entities.get(zone).cloned().ok_or_else(|| format!("no zone with index {zone}"))?;
+            // Both entities are built by this engine from schema-typed values.
+            Entities::from_entities([job, z], None).map_err(|e| e.to_string())
+        });
         match entities {
-            Ok(entities) => (0..n).map(|z| self.authorize(z, &entities)).collect(),
-            Err(e) => (0..n)
-                .map(|zone| ZoneVerdict { zone, allowed: false, permits: vec![], forbids: vec![], errors: vec![e.clone()] })
-                .collect(),
+            Ok(e) => self.authorize(zone, &e),
+            Err(e) => ZoneVerdict { zone, allowed: false, permits: vec![], forbids: vec![], errors: vec![e] },
         }
     }
 
     /// The naive way, for comparison: one authorization for one (job, zone) pair, building the
     /// entity store from scratch and reusing nothing.
     pub fn evaluate_one_naive(&self, a: &PolicyAttrs, level_name: &str, zone: usize) -> ZoneVerdict {
-        let entities = self.job_entity(a, level_name).and_then(|job| {
+        let entities = self.job_entity(&JobFacts::full(a, level_name)).and_then(|job| {
             let z = self.zone_entities.get(zone).cloned().ok_or_else(|| format!("no zone with index {zone}"))?;
             Entities::from_entities([job, z], Some(&self.schema)).map_err(|e| e.to_string())
         });

@@ -1,0 +1,140 @@
+//! The `tidegate` binary end to end: check, explain (snapshots on the example fleet), plan,
+//! bad input, and the placement benchmark's agreement check.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn tidegate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tidegate")).args(args).current_dir(root()).env_remove("TIDEGATE_FLEET").output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn check_passes_on_the_example_fleet() {
+    let o = tidegate(&["check", "--fleet", "examples/fleet", "--output", "json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["zones"], 5);
+    assert!(v["jobs"].as_u64().unwrap() >= 6);
+}
+
+#[test]
+fn check_fails_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = dir.path().join("fleet");
+    std::fs::create_dir_all(fleet.join("zones")).unwrap();
+    std::fs::create_dir_all(fleet.join("policies")).unwrap();
+    std::fs::write(fleet.join("fleet.yaml"), "name: broken\n").unwrap();
+    std::fs::write(
+        fleet.join("zones/a.yaml"),
+        "name: a\ntier: private-onprem\nprovider: x\nregion: y\njurisdiction: US\nmax_classification: restricted\nbackend: {kind: local}\n",
+    )
+    .unwrap();
+    std::fs::write(fleet.join("policies/bad.cedar"), "permit (principal, action, resource)\nwhen { principal.nope };\n").unwrap();
+    let o = tidegate(&["check", "--fleet", fleet.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("bad.cedar:2:"), "{err}");
+}
+
+fn explain_json(job: &str) -> serde_json::Value {
+    let o = tidegate(&["explain", "--fleet", "examples/fleet", "--job", &format!("examples/jobs/{job}.yaml"), "--output", "json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_str(&stdout(&o)).unwrap()
+}
+
+#[test]
+fn explain_json_shape_and_decisions() {
+    let v = explain_json("sepsis-hpo-sweep");
+    assert_eq!(v["job"], "sepsis-hpo-sweep");
+    assert!(v["policy_hash"].as_str().unwrap().len() == 64);
+    let cands = v["candidates"].as_array().unwrap();
+    assert_eq!(cands.len(), 5);
+    for c in cands {
+        assert!(c["zone"].is_string() && c["tier"].is_string() && c["allowed"].is_boolean() && c["reasons"].is_array());
+    }
+    let allowed: Vec<&str> = cands.iter().filter(|c| c["allowed"] == true).map(|c| c["zone"].as_str().unwrap()).collect();
+    assert!(allowed.contains(&"public-eu") && allowed.contains(&"hospital-onprem"), "{allowed:?}");
+
+    // Raw PHI with burst_eligible=true: still refused public, with the reason.
+    let v = explain_json("sepsis-hpo-raw");
+    let pub_us = v["candidates"].as_array().unwrap().iter().find(|c| c["zone"] == "public-us").unwrap();
+    assert_eq!(pub_us["allowed"], false);
+    assert!(pub_us["reasons"].to_string().contains("baseline.sensitive-stays-private"));
+    assert_eq!(v["decision"]["zone"], "hospital-onprem");
+
+    // Export-controlled: only US zones.
+    let v = explain_json("scanner-anomaly");
+    for c in v["candidates"].as_array().unwrap() {
+        if c["zone"] == "public-eu" {
+            assert_eq!(c["allowed"], false);
+            assert!(c["reasons"].to_string().contains("export"));
+        }
+    }
+}
+
+#[test]
+fn explain_snapshots_on_the_example_fleet() {
+    for job in [
+        "sepsis-train",
+        "sepsis-hpo-sweep",
+        "sepsis-hpo-raw",
+        "mislabeled-ct",
+        "triage-edge",
+        "literature-finetune",
+        "scanner-anomaly",
+        "eu-trial-eval",
+    ] {
+        let o = tidegate(&["explain", "--fleet", "examples/fleet", "--job", &format!("examples/jobs/{job}.yaml")]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        insta::assert_snapshot!(format!("explain_{job}"), stdout(&o));
+    }
+}
+
+#[test]
+fn plan_lists_every_job_and_data_moves() {
+    let o = tidegate(&["plan", "--fleet", "examples/fleet", "--jobs", "examples/jobs", "--output", "json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let jobs = v["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 8);
+    let lit = jobs.iter().find(|j| j["job"] == "literature-finetune").unwrap();
+    assert!(!lit["data_moves"].as_array().unwrap().is_empty() || lit["decision"].as_str().unwrap().starts_with("private-cloud"));
+    let text = stdout(&tidegate(&["plan", "--fleet", "examples/fleet", "--jobs", "examples/jobs"]));
+    assert!(text.contains("REFUSED") || text.contains("sepsis-hpo-raw"));
+}
+
+#[test]
+fn explain_bad_job_names_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("bad.yaml");
+    let text = std::fs::read_to_string(root().join("examples/jobs/sepsis-train.yaml")).unwrap();
+    std::fs::write(&job, text.replace("allowed_execution_zone: private", "allowed_execution_zone: atlantis")).unwrap();
+    let o = tidegate(&["explain", "--fleet", "examples/fleet", "--job", job.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("bad.yaml:") && err.contains("atlantis"), "{err}");
+}
+
+#[test]
+fn bench_placement_small_run_agrees() {
+    let o = tidegate(&["bench", "placement", "--jobs", "2000", "--naive-sample", "50", "--replicas", "2", "--output", "json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["decisions_agree"], true);
+    assert!(v["decisions_per_sec"].as_f64().unwrap() > 0.0);
+    assert!(v["naive_decisions_per_sec"].as_f64().unwrap() > 0.0);
+    assert_eq!(v["zones"], 10);
+}

@@ -1,0 +1,259 @@
+//! Job facts: the values of the Cedar `Job` entity's attributes, and their projection onto what
+//! the loaded policy set can actually observe. Two jobs with equal projected facts get identical
+//! verdicts for every zone, so verdicts are reused per projected fact set.
+//!
+//! The projection is derived from the policies themselves (their JSON form): an attribute no
+//! policy reads is erased; a string attribute that policies only compare with `==` / `!=` against
+//! literals keeps its value if it is one of those literals and becomes a single "other" value
+//! otherwise (every comparison gives the same result either way); anything else is kept as is.
+//! A policy that uses `principal` other than through attribute access switches projection off.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+use tidegate_model::PolicyAttrs;
+
+/// The `Job` attributes, in a fixed order.
+pub const JOB_ATTRS: [&str; 14] = [
+    "team",
+    "kind",
+    "level",
+    "level_name",
+    "tags",
+    "residency_restricted",
+    "residency",
+    "private_only",
+    "required_certifications",
+    "stays_in_jurisdiction",
+    "origin_jurisdictions",
+    "scope",
+    "burst_eligible",
+    "artifacts_released",
+];
+
+/// One attribute value.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Val {
+    /// A string.
+    Str(String),
+    /// A long.
+    Long(i64),
+    /// A boolean.
+    Bool(bool),
+    /// A set of strings (sorted).
+    Set(Vec<String>),
+}
+
+/// A job's attribute values in [`JOB_ATTRS`] order (possibly projected).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct JobFacts(pub Vec<Val>);
+
+impl JobFacts {
+    /// The full, unprojected facts of a job.
+    pub fn full(a: &PolicyAttrs, level_name: &str) -> Self {
+        let set = |s: &BTreeSet<String>| Val::Set(s.iter().cloned().collect());
+        Self(vec![
+            Val::Str(a.team.clone()),
+            Val::Str(a.kind.as_str().to_string()),
+            Val::Long(i64::from(a.level)),
+            Val::Str(level_name.to_string()),
+            set(&a.tags),
+            Val::Bool(a.residency.is_some()),
+            a.residency.as_ref().map_or(Val::Set(vec![]), set),
+            Val::Bool(a.private_only),
+            set(&a.required_certifications),
+            Val::Bool(a.stays_in_jurisdiction),
+            set(&a.origin_jurisdictions),
+            Val::Str(a.scope.as_label().to_string()),
+            Val::Bool(a.burst_eligible),
+            Val::Bool(a.artifacts_released),
+        ])
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Use {
+    /// Only compared for (in)equality with these literals and these zone attributes.
+    Eq { lits: BTreeSet<String>, zone_attrs: BTreeSet<String> },
+    Raw,
+}
+
+/// How each attribute is projected, derived from a policy set.
+#[derive(Debug, Clone, Default)]
+pub struct Projection {
+    uses: BTreeMap<String, Use>,
+    disabled: bool,
+}
+
+impl Projection {
+    /// Analyses policies given in Cedar's JSON form.
+    pub fn from_policies<'a>(policies: impl IntoIterator<Item = &'a Value>) -> Self {
+        let mut p = Self::default();
+        for json in policies {
+            if json.get("principal").and_then(|s| s.get("op")).and_then(Value::as_str) != Some("All") {
+                p.disabled = true;
+            }
+            for c in json.get("conditions").and_then(Value::as_array).into_iter().flatten() {
+                if let Some(body) = c.get("body") {
+                    p.walk(body);
+                }
+            }
+        }
+        p
+    }
+
+    /// No projection: every attribute kept.
+    pub fn identity() -> Self {
+        Self { uses: BTreeMap::new(), disabled: true }
+    }
+
+    fn record(&mut self, attr: &str, u: Use) {
+        let e = self
+            .uses
+            .entry(attr.to_string())
+            .or_insert_with(|| Use::Eq { lits: BTreeSet::new(), zone_attrs: BTreeSet::new() });
+        match (e, u) {
+            (Use::Raw, _) => {}
+            (e, Use::Raw) => *e = Use::Raw,
+            (Use::Eq { lits, zone_attrs }, Use::Eq { lits: l, zone_attrs: z }) => {
+                lits.extend(l);
+                zone_attrs.extend(z);
+            }
+        }
+    }
+
+    fn var_attr<'v>(v: &'v Value, var: &str) -> Option<&'v str> {
+        let inner = v.get(".")?;
+        let left = inner.get("left")?;
+        (left.get("Var").and_then(Value::as_str) == Some(var)).then_some(())?;
+        inner.get("attr").and_then(Value::as_str)
+    }
+
+    fn principal_attr(v: &Value) -> Option<&str> {
+        Self::var_attr(v, "principal")
+    }
+
+    /// `principal.A` against a string literal or `resource.B`: the attribute and its partner.
+    fn eq_pair<'v>(l: &'v Value, r: &'v Value) -> Option<(&'v str, Use)> {
+        let attr = Self::principal_attr(l)?;
+        if let Some(lit) = r.get("Value").and_then(Value::as_str) {
+            return Some((attr, Use::Eq { lits: BTreeSet::from([lit.to_string()]), zone_attrs: BTreeSet::new() }));
+        }
+        let ra = Self::var_attr(r, "resource")?;
+        Some((attr, Use::Eq { lits: BTreeSet::new(), zone_attrs: BTreeSet::from([ra.to_string()]) }))
+    }
+
+    fn walk(&mut self, v: &Value) {
+        match v {
+            Value::Object(m) => {
+                if let Some(attr) = Self::principal_attr(v) {
+                    self.record(attr, Use::Raw);
+                    return;
+                }
+                for op in ["==", "!="] {
+                    if let Some((l, r)) = m.get(op).and_then(|i| Some((i.get("left")?, i.get("right")?))) {
+                        if let Some((attr, u)) = Self::eq_pair(l, r).or_else(|| Self::eq_pair(r, l)) {
+                            self.record(attr, u);
+                            return;
+                        }
+                    }
+                }
+                if m.get("Var").and_then(Value::as_str) == Some("principal") {
+                    self.disabled = true;
+                    return;
+                }
+                for child in m.values() {
+                    self.walk(child);
+                }
+            }
+            Value::Array(xs) => xs.iter().for_each(|x| self.walk(x)),
+            _ => {}
+        }
+    }
+
+    /// Projects facts onto what the policies can observe.
+    pub fn project(&self, facts: JobFacts) -> JobFacts {
+        if self.disabled {
+            return facts;
+        }
+        JobFacts(
+            facts
+                .0
+                .into_iter()
+                .zip(JOB_ATTRS)
+                .map(|(v, name)| match self.uses.get(name) {
+                    Some(Use::Raw) => v,
+                    None => match v {
+                        Val::Str(_) => Val::Str(String::new()),
+                        Val::Long(_) => Val::Long(0),
+                        Val::Bool(_) => Val::Bool(false),
+                        Val::Set(_) => Val::Set(vec![]),
+                    },
+                    Some(Use::Eq { lits, zone_attrs }) if zone_attrs.is_empty() => match v {
+                        Val::Str(s) if lits.contains(&s) => Val::Str(s),
+                        Val::Str(_) => Val::Str(other_than(lits.iter())),
+                        v => v,
+                    },
+                    // Compared with zone attributes: projected per zone, see `for_zone`.
+                    Some(Use::Eq { .. }) => v,
+                })
+                .collect(),
+        )
+    }
+
+    /// Projects (already projected) facts further for one zone: an attribute compared only with
+    /// literals and zone attributes keeps its value if it equals one of them for this zone, and
+    /// becomes a value equal to none of them otherwise. `zone_attr` gives the zone's string
+    /// attributes by name.
+    pub fn for_zone<'z>(&self, facts: &JobFacts, zone_attr: impl Fn(&str) -> Option<&'z str>) -> JobFacts {
+        if self.disabled {
+            return facts.clone();
+        }
+        JobFacts(
+            facts
+                .0
+                .iter()
+                .zip(JOB_ATTRS)
+                .map(|(v, name)| match (self.uses.get(name), v) {
+                    (Some(Use::Eq { lits, zone_attrs }), Val::Str(s)) if !zone_attrs.is_empty() => {
+                        let zvals: Vec<&str> = zone_attrs.iter().filter_map(|a| zone_attr(a)).collect();
+                        if lits.contains(s) || zvals.contains(&s.as_str()) {
+                            v.clone()
+                        } else {
+                            Val::Str(other_than(lits.iter().map(String::as_str).chain(zvals.iter().copied())))
+                        }
+                    }
+                    _ => v.clone(),
+                })
+                .collect(),
+        )
+    }
+
+    /// Attributes kept whole, erased, or reduced to literals (for `tidegate policy` output).
+    pub fn describe(&self) -> String {
+        if self.disabled {
+            return "projection off (a policy uses `principal` directly)".into();
+        }
+        JOB_ATTRS
+            .iter()
+            .map(|a| match self.uses.get(*a) {
+                None => format!("{a}: unused"),
+                Some(Use::Raw) => format!("{a}: kept"),
+                Some(Use::Eq { lits, zone_attrs }) => format!(
+                    "{a}: compared with {{{}}}, otherwise one value",
+                    lits.iter().map(|l| format!("{l:?}")).chain(zone_attrs.iter().map(|z| format!("resource.{z}"))).collect::<Vec<_>>().join(", ")
+                ),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// A string that is none of `taken`.
+fn other_than<S: AsRef<str>>(taken: impl Iterator<Item = S> + Clone) -> String {
+    let mut s = String::from("<other>");
+    while taken.clone().any(|t| t.as_ref() == s) {
+        s.push('~');
+    }
+    s
+}
