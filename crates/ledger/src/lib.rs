@@ -8,3 +8,4 @@
 pub mod canonical;
 pub mod entry;
 pub mod merkle;
+pub mod checkpoint;
