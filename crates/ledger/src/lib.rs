@@ -4,8 +4,21 @@
 //! - [`merkle`]: RFC 6962 / 9162 tree hashing, inclusion and consistency proofs (pure).
 //! - [`canonical`]: RFC 8785 JSON canonicalization (pure).
 //! - [`entry`]: entry types; identifiers and digests only, never data content (pure).
+//! - [`checkpoint`]: C2SP signed-note checkpoints, ed25519 signing, witness co-signing (pure).
+//! - [`segment`]: the on-disk record format and its scanner (pure over bytes).
+//! - [`ledger`]: segment files, group commit, torn-tail repair, checkpoints on disk (I/O).
+//! - [`keys`]: key files (I/O).
+//! - [`verify`]: full verification of a ledger directory (I/O shell over the pure checks).
 
 pub mod canonical;
-pub mod entry;
-pub mod merkle;
 pub mod checkpoint;
+pub mod entry;
+pub mod keys;
+pub mod ledger;
+pub mod merkle;
+pub mod segment;
+pub mod verify;
+
+pub use checkpoint::{Checkpoint, NoteSigner, NoteVerifier, SignedNote};
+pub use entry::{Action, Decision, DataForm, Digest, Entry, EntryDraft, Ident, Subject, SubjectKind};
+pub use ledger::{AppendError, Ledger, LedgerOptions, OpenError, Receipt};
