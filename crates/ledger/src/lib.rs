@@ -9,10 +9,14 @@
 //! - [`ledger`]: segment files, group commit, torn-tail repair, checkpoints on disk (I/O).
 //! - [`keys`]: key files (I/O).
 //! - [`verify`]: full verification of a ledger directory (I/O shell over the pure checks).
+//! - [`bundle`]: evidence bundles: building, offline verification, plain summary (pure).
+//! - [`evidence`]: building a bundle from a data directory (I/O).
 
+pub mod bundle;
 pub mod canonical;
 pub mod checkpoint;
 pub mod entry;
+pub mod evidence;
 pub mod keys;
 pub mod ledger;
 pub mod merkle;

@@ -72,3 +72,56 @@ pub fn forge_record(index: u64, payload: &[u8]) -> Vec<u8> {
     encode_record(index, payload, &mut out);
     out
 }
+
+/// Record a realistic workflow around job `job-7f3a`, dataset `synthea-patients` and model
+/// `readmit-risk@1.2` (plus an unrelated job `job-other`), storing the policy text and the burst
+/// justification as documents. Returns the digest of the policy text.
+pub fn record_workflow(l: &Ledger, data: &Path) -> Digest {
+    use tidegate_ledger::ledger::put_document;
+    use tidegate_ledger::{DataForm, SubjectKind as K};
+    let mut t = 1_763_900_000_000u64;
+    let mut rec = |actor: &str, action: Action, subjects: Vec<Subject>| {
+        t += 60_000;
+        l.append(EntryDraft::new(id(actor), action, subjects).unwrap(), t).unwrap();
+    };
+    let policy = put_document(data, b"permit(principal, action == Action::\"place\", resource) when { resource.zone == \"eu-private\" };").unwrap();
+    let justification = put_document(data, b"Quarterly readmission report due Friday; private pool saturated.").unwrap();
+    let report = put_document(data, b"{\"sanitizer\":\"v2\",\"direct_identifiers_remaining\":0}").unwrap();
+    rec("control-plane", Action::FleetLoaded { fleet_hash: Digest::of(b"fleet.yaml") }, vec![]);
+    rec("control-plane", Action::PolicyLoaded { policy_hash: policy.clone() }, vec![]);
+    rec("control-plane", Action::PolicyLoaded { policy_hash: Digest::of(b"older policy") }, vec![]);
+    rec(
+        "data-service",
+        Action::DatasetCopied {
+            version: id("synthea-patients@v3"),
+            from_zone: id("hospital-onprem"),
+            to_zone: id("eu-private"),
+            form: DataForm::Sanitized,
+            content: Digest::of(b"sanitized csv"),
+            report: Some(report),
+        },
+        vec![subject(K::Dataset, "synthea-patients")],
+    );
+    let job = vec![subject(K::Job, "job-7f3a"), subject(K::Dataset, "synthea-patients")];
+    rec("alice@hospital.example", Action::JobSubmitted { spec: Digest::of(b"job.yaml") }, job.clone());
+    rec("other@hospital.example", Action::JobSubmitted { spec: Digest::of(b"other.yaml") }, vec![subject(K::Job, "job-other")]);
+    rec("dr.chen@hospital.example", Action::JobApproved { scope: id("run") }, job.clone());
+    rec(
+        "scheduler",
+        Action::JobPlaced {
+            decision: Decision::Allowed,
+            zone: id("eu-private"),
+            pool: id("a100-private"),
+            reasons: vec![id("policy0"), id("phi-stays-private")],
+            policy_hash: policy.clone(),
+        },
+        job.clone(),
+    );
+    rec("scheduler", Action::JobBurst { zone: id("us-public"), pool: id("h100-spot"), justification }, job.clone());
+    let model = Digest::of(b"model weights");
+    let m = vec![subject(K::Model, "readmit-risk@1.2"), subject(K::Job, "job-7f3a")];
+    rec("artifacts", Action::ArtifactSigned { artifact: model.clone(), key_id: id("release-2026"), signature: Digest::of(b"dsse") }, m.clone());
+    rec("bob@hospital.example", Action::ArtifactPromoted { artifact: model.clone(), from_stage: id("staging"), to_stage: id("production") }, m.clone());
+    rec("edge-agent", Action::ArtifactDeployedEdge { artifact: model, site: id("clinic-12") }, vec![subject(K::Model, "readmit-risk@1.2")]);
+    policy
+}
