@@ -1,5 +1,9 @@
 //! The `tidegate` binary: parses the command line and hands each command to its module.
 
+mod audit;
+mod bench_ledger;
+mod evidence;
+
 use clap::{Parser, Subcommand};
 
 /// tidegate: where may this job run, what data may move, and who can prove it later.
@@ -11,9 +15,30 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// Audit the evidence ledger: verify it, print proofs and checkpoints, witness checkpoints.
+    #[command(subcommand)]
+    Audit(audit::AuditCmd),
+    /// Write and verify evidence bundles about a job, dataset or model.
+    #[command(subcommand)]
+    Evidence(evidence::EvidenceCmd),
+    /// Measure components on this machine.
+    #[command(subcommand)]
+    Bench(BenchCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCmd {
+    /// Durable appends/s with concurrent writers (group commit), verification entries/s and proof
+    /// times, next to the naive ways (fsync per append; SQLite hash chain) in the same run.
+    Ledger(bench_ledger::BenchLedgerArgs),
+}
 
 fn main() -> miette::Result<()> {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Audit(cmd) => audit::run(cmd),
+        Command::Evidence(cmd) => evidence::run(cmd),
+        Command::Bench(BenchCmd::Ledger(args)) => bench_ledger::run(&args),
+    }
 }
