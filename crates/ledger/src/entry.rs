@@ -526,6 +526,47 @@ impl EntryDraft {
     pub fn into_entry(self, seq: u64, ts_ms: u64) -> Entry {
         Entry { v: ENTRY_VERSION, seq, ts_ms, actor: self.actor, action: self.action, subjects: self.subjects }
     }
+
+    /// Encode the entry ahead of knowing its position, so the expensive canonicalization runs
+    /// on the caller's thread and the ledger's writer only splices the index in.
+    ///
+    /// # Errors
+    /// When the timestamp is out of range.
+    pub fn prepare(self, ts_ms: u64) -> Result<PreparedEntry, EntryError> {
+        let bytes = self.into_entry(0, ts_ms).encode()?;
+        // Canonical JSON sorts member names, and no identifier or digest can contain a quote, so
+        // `"seq":0` occurs exactly once: as the top-level member. Split around its value.
+        let marker = b"\"seq\":0";
+        let at = bytes
+            .windows(marker.len())
+            .position(|w| w == marker)
+            .ok_or_else(|| EntryError::Malformed("encoded entry has no seq member".into()))?;
+        let split = at + marker.len() - 1;
+        Ok(PreparedEntry { prefix_len: split, bytes })
+    }
+}
+
+/// An entry encoded except for its sequence index (see [`EntryDraft::prepare`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreparedEntry {
+    bytes: Vec<u8>,
+    prefix_len: usize,
+}
+
+impl PreparedEntry {
+    /// Append the canonical bytes of the entry at position `seq` to `out`; identical to
+    /// `draft.into_entry(seq, ts_ms).encode()`.
+    pub fn write_at(&self, seq: u64, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.bytes[..self.prefix_len]);
+        out.extend_from_slice(seq.to_string().as_bytes());
+        out.extend_from_slice(&self.bytes[self.prefix_len + 1..]);
+    }
+
+    /// Length of the encoding at position `seq`.
+    #[must_use]
+    pub fn len_at(&self, seq: u64) -> usize {
+        self.bytes.len() - 1 + seq.checked_ilog10().map_or(1, |d| d as usize + 1)
+    }
 }
 
 /// One ledger entry as stored and hashed.
@@ -607,6 +648,24 @@ mod tests {
         assert!(Digest::parse("sha256:ABCD").is_err());
         assert!(Digest::parse(format!("sha256:{}", "A".repeat(64))).is_err());
         assert!(Digest::parse(format!("md5:{}", "a".repeat(64))).is_err());
+    }
+
+    #[test]
+    fn prepared_entries_equal_direct_encoding() {
+        for seq in [0u64, 1, 9, 10, 99, 100, 12_345, MAX_SAFE_INTEGER] {
+            let draft = EntryDraft::new(
+                Ident::new("seq").unwrap(),
+                Action::TokenIssued { token_id: Ident::new("seq:0").unwrap(), expires_ms: 0, scope: vec![Ident::new("seq").unwrap()] },
+                vec![Subject::new(SubjectKind::Token, "seq").unwrap()],
+            )
+            .unwrap();
+            let direct = draft.clone().into_entry(seq, 77).encode().unwrap();
+            let prepared = draft.prepare(77).unwrap();
+            let mut out = Vec::new();
+            prepared.write_at(seq, &mut out);
+            assert_eq!(String::from_utf8(out).unwrap(), String::from_utf8(direct.clone()).unwrap());
+            assert_eq!(prepared.len_at(seq), direct.len());
+        }
     }
 
     #[test]

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
 use crate::checkpoint::{Checkpoint, CheckpointError, NoteSigner, NoteVerifier, SignedNote};
-use crate::entry::{Digest, EntryDraft, EntryError};
+use crate::entry::{Digest, EntryDraft, EntryError, PreparedEntry};
 use crate::keys::{self, KeyError};
 use crate::merkle::{leaf_hash, Hash, MerkleTree};
 use crate::segment::{self, Damage, Tail};
@@ -122,8 +122,7 @@ pub struct Receipt {
 type Reply = mpsc::SyncSender<Result<Receipt, AppendError>>;
 
 struct Request {
-    draft: EntryDraft,
-    ts_ms: u64,
+    entry: PreparedEntry,
     reply: Reply,
 }
 
@@ -201,7 +200,10 @@ pub struct LogContents {
 }
 
 /// List segment files (path, first index), oldest first.
-fn list_segments(dir: &Path) -> Result<Vec<(PathBuf, u64)>, std::io::Error> {
+///
+/// # Errors
+/// When the directory cannot be read.
+pub fn list_segments(dir: &Path) -> Result<Vec<(PathBuf, u64)>, std::io::Error> {
     let mut segs = Vec::new();
     for e in fs::read_dir(dir)? {
         let e = e?;
@@ -407,8 +409,10 @@ impl Ledger {
     /// # Errors
     /// When the ledger is stopped or closed, or the timestamp is out of range.
     pub fn submit(&self, draft: EntryDraft, ts_ms: u64) -> Result<PendingAppend, AppendError> {
-        if ts_ms > crate::canonical::MAX_SAFE_INTEGER {
-            return Err(AppendError::Entry(EntryError::Integer { field: "ts_ms" }));
+        // Canonical encoding happens here, on the caller's thread, in parallel with other callers.
+        let entry = draft.prepare(ts_ms)?;
+        if entry.len_at(crate::canonical::MAX_SAFE_INTEGER) > segment::MAX_PAYLOAD {
+            return Err(AppendError::Entry(EntryError::Malformed("entry too large".into())));
         }
         if let Some(cause) = lock(&self.shared.stopped).clone() {
             return Err(AppendError::Stopped(cause));
@@ -416,7 +420,7 @@ impl Ledger {
         let (reply, rx) = mpsc::sync_channel(1);
         let guard = lock(&self.tx);
         let tx = guard.as_ref().ok_or(AppendError::Closed)?;
-        tx.send(Request { draft, ts_ms, reply }).map_err(|_| AppendError::Closed)?;
+        tx.send(Request { entry, reply }).map_err(|_| AppendError::Closed)?;
         Ok(PendingAppend(rx))
     }
 
@@ -584,21 +588,14 @@ fn writer_loop(shared: &Shared, rx: &mpsc::Receiver<Request>, mut file: File, mu
         buf.clear();
         leaves.clear();
         accepted.clear();
+        let mut payload = Vec::with_capacity(512);
         for r in batch.drain(..) {
-            let entry = r.draft.into_entry(next + leaves.len() as u64, r.ts_ms);
-            match entry.encode() {
-                Ok(bytes) if bytes.len() <= segment::MAX_PAYLOAD => {
-                    segment::encode_record(entry.seq, &bytes, &mut buf);
-                    leaves.push(leaf_hash(&bytes));
-                    accepted.push(r.reply);
-                }
-                Ok(_) => {
-                    let _ = r.reply.send(Err(AppendError::Entry(EntryError::Malformed("entry too large".into()))));
-                }
-                Err(e) => {
-                    let _ = r.reply.send(Err(AppendError::Entry(e)));
-                }
-            }
+            let seq = next + leaves.len() as u64;
+            payload.clear();
+            r.entry.write_at(seq, &mut payload);
+            segment::encode_record(seq, &payload, &mut buf);
+            leaves.push(leaf_hash(&payload));
+            accepted.push(r.reply);
         }
         if leaves.is_empty() {
             continue;

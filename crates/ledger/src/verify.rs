@@ -11,8 +11,9 @@ use std::path::Path;
 
 use crate::checkpoint::{Checkpoint, NoteVerifier};
 use crate::entry::Entry;
-use crate::ledger::{list_checkpoints, read_checkpoint, read_log, OpenError};
-use crate::segment::Damage;
+use crate::ledger::{list_checkpoints, list_segments, read_checkpoint, OpenError};
+use crate::merkle::{leaf_hash, Hash, MerkleTree};
+use crate::segment::{scan_segment, Damage, RecordRef, Tail};
 
 /// What verification found wrong.
 #[derive(Debug, thiserror::Error)]
@@ -87,23 +88,84 @@ pub struct VerifyReport {
     pub torn_tail: Option<(String, usize)>,
 }
 
-/// Verify the ledger in `ledger_dir` against checkpoints signed by `verifier`.
+/// Check one segment's records: leaf hashes, and (when `decode`) that each entry decodes, is
+/// canonical and carries its position as `seq`. Work is split across threads; the first failure
+/// (lowest index) wins.
+fn check_records(bytes: &[u8], records: &[RecordRef], decode: bool) -> Result<Vec<Hash>, VerifyFailure> {
+    let workers = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get).clamp(1, 8);
+    let chunk = records.len().div_ceil(workers).max(1024);
+    let check = |part: &[RecordRef]| -> Result<Vec<Hash>, VerifyFailure> {
+        let mut out = Vec::with_capacity(part.len());
+        for r in part {
+            let payload = &bytes[r.start..r.end];
+            if decode {
+                let index = r.index;
+                let e = Entry::decode(payload).map_err(|e| VerifyFailure::BadEntry { index, why: e.to_string() })?;
+                if e.seq != index {
+                    return Err(VerifyFailure::BadEntry { index, why: format!("entry says seq {} at position {index}", e.seq) });
+                }
+            }
+            out.push(leaf_hash(payload));
+        }
+        Ok(out)
+    };
+    if records.len() <= chunk {
+        return check(records);
+    }
+    let results: Vec<Result<Vec<Hash>, VerifyFailure>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = records.chunks(chunk).map(|part| scope.spawn(move || check(part))).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(VerifyFailure::BadEntry { index: 0, why: "verifier thread panicked".into() })))
+            .collect()
+    });
+    let mut leaves = Vec::with_capacity(records.len());
+    for r in results {
+        leaves.extend(r?);
+    }
+    Ok(leaves)
+}
+
+/// Verify the ledger in `ledger_dir` against checkpoints signed by `verifier`: every check
+/// listed in the module docs.
 ///
 /// # Errors
 /// The first failure found.
 pub fn verify_ledger(ledger_dir: &Path, verifier: &NoteVerifier) -> Result<VerifyReport, VerifyFailure> {
-    let log = read_log(ledger_dir, true)?;
-    if let Some(d) = log.damage {
-        return Err(VerifyFailure::Damaged(d));
-    }
-    for (i, bytes) in log.entries.iter().enumerate() {
-        let index = i as u64;
-        let e = Entry::decode(bytes).map_err(|e| VerifyFailure::BadEntry { index, why: e.to_string() })?;
-        if e.seq != index {
-            return Err(VerifyFailure::BadEntry { index, why: format!("entry says seq {} at position {index}", e.seq) });
+    verify_with(ledger_dir, verifier, true)
+}
+
+/// Like [`verify_ledger`], but without decoding entries (step 2): checksums, positions, the
+/// Merkle tree and the signed checkpoints only — the cryptographic part of verification.
+///
+/// # Errors
+/// The first failure found.
+pub fn verify_ledger_merkle(ledger_dir: &Path, verifier: &NoteVerifier) -> Result<VerifyReport, VerifyFailure> {
+    verify_with(ledger_dir, verifier, false)
+}
+
+fn verify_with(ledger_dir: &Path, verifier: &NoteVerifier, decode: bool) -> Result<VerifyReport, VerifyFailure> {
+    let io = |path: &Path, source: std::io::Error| VerifyFailure::Io(OpenError::Io { path: path.to_owned(), source });
+    let segs = list_segments(ledger_dir).map_err(|e| io(ledger_dir, e))?;
+    let mut tree = MerkleTree::new();
+    let mut torn_tail = None;
+    let count = segs.len();
+    for (i, (path, _)) in segs.into_iter().enumerate() {
+        let bytes = std::fs::read(&path).map_err(|e| io(&path, e))?;
+        let scan = scan_segment(&bytes, tree.len(), i + 1 == count);
+        // Entries before the damage are checked first, so the lowest bad index is reported.
+        let leaves = check_records(&bytes, &scan.records, decode)?;
+        for l in leaves {
+            tree.push_leaf_hash(l);
+        }
+        if let Some(d) = scan.damage {
+            return Err(VerifyFailure::Damaged(d));
+        }
+        if let Tail::Torn { offset } = scan.tail {
+            torn_tail = Some((path.display().to_string(), offset));
         }
     }
-    let n = log.tree.len();
+    let n = tree.len();
     let cps = list_checkpoints(ledger_dir).map_err(|source| OpenError::Io { path: ledger_dir.to_owned(), source })?;
     let mut good = 0u64;
     let mut latest = None;
@@ -120,7 +182,7 @@ pub fn verify_ledger(ledger_dir: &Path, verifier: &NoteVerifier) -> Result<Verif
         if cp.size > n {
             return Err(VerifyFailure::Truncated { index: n, size: cp.size, file });
         }
-        if log.tree.root_at(cp.size).ok() != Some(cp.root) {
+        if tree.root_at(cp.size).ok() != Some(cp.root) {
             return Err(VerifyFailure::Rewritten { from: good, to: cp.size, file });
         }
         good = cp.size;
@@ -130,6 +192,6 @@ pub fn verify_ledger(ledger_dir: &Path, verifier: &NoteVerifier) -> Result<Verif
         entries: n,
         checkpoints: count,
         latest,
-        torn_tail: log.torn_tail.map(|(p, o)| (p.display().to_string(), o)),
+        torn_tail,
     })
 }
