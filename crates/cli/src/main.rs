@@ -3,6 +3,7 @@
 mod audit;
 mod bench_ledger;
 mod evidence;
+mod retention;
 
 use clap::{Parser, Subcommand};
 
@@ -22,6 +23,9 @@ enum Command {
     /// Write and verify evidence bundles about a job, dataset or model.
     #[command(subcommand)]
     Evidence(evidence::EvidenceCmd),
+    /// Retention rules, legal holds and the deletion plan.
+    #[command(subcommand)]
+    Retention(retention::RetentionCmd),
     /// Measure components on this machine.
     #[command(subcommand)]
     Bench(BenchCmd),
@@ -39,6 +43,7 @@ fn main() -> miette::Result<()> {
     match cli.command {
         Command::Audit(cmd) => audit::run(cmd),
         Command::Evidence(cmd) => evidence::run(cmd),
+        Command::Retention(cmd) => retention::run(cmd),
         Command::Bench(BenchCmd::Ledger(args)) => bench_ledger::run(&args),
     }
 }

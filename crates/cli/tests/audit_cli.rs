@@ -172,6 +172,7 @@ fn help_explains_every_argument() {
         &["evidence", "job", "-h"],
         &["evidence", "verify", "-h"],
         &["bench", "ledger", "-h"],
+        &["retention", "plan", "-h"],
     ] {
         let o = tidegate(args, d.path());
         assert!(o.status.success());
@@ -185,4 +186,35 @@ fn help_explains_every_argument() {
         }
         assert!(options >= 2, "{args:?}: {h}");
     }
+}
+
+#[test]
+fn retention_plan_shows_due_held_and_deleted_objects() {
+    let d = tempfile::tempdir().unwrap();
+    let l = Ledger::open(d.path(), LedgerOptions::default()).unwrap();
+    let t0 = 1_763_900_000_000u64;
+    let job = |j: &str| vec![Subject::new(SubjectKind::Job, j).unwrap()];
+    let reg = |o: &[u8], j: &str| {
+        let a = Action::RetentionRegistered { object: tidegate_ledger::Digest::of(o), kind: tidegate_ledger::ObjectKind::InferenceTraces };
+        l.append(EntryDraft::new(id("gw"), a, job(j)).unwrap(), t0).unwrap();
+    };
+    reg(b"traces-1", "job-1");
+    reg(b"traces-2", "job-2");
+    reg(b"traces-3", "job-3");
+    let hold = Action::RetentionHoldSet { order: tidegate_ledger::Digest::of(b"order") };
+    l.append(EntryDraft::new(id("legal"), hold, job("job-2")).unwrap(), t0 + 1).unwrap();
+    let del = Action::RetentionDeleted { object: tidegate_ledger::Digest::of(b"traces-3"), rule: id("inference-traces-30d"), method: id("crypto-shred") };
+    l.append(EntryDraft::new(id("retention"), del, job("job-3")).unwrap(), t0 + 2).unwrap();
+    l.close().unwrap();
+    drop(l);
+    let now = (t0 + 31 * 86_400_000).to_string();
+    let o = tidegate(&["retention", "plan", "--now-ms", &now], d.path());
+    assert!(o.status.success(), "{}", text(&o));
+    let s = text(&o);
+    assert!(s.contains("3 objects"), "{s}");
+    assert_eq!(s.matches("DUE NOW").count(), 1, "{s}");
+    assert_eq!(s.matches("DUE BUT HELD").count(), 1, "{s}");
+    assert!(s.contains("deleted (tombstone entry 4)"), "{s}");
+    assert!(s.contains("delete at 2025-12-23T12:13:20.000Z"), "{s}");
+    assert!(s.contains("HIPAA 45 CFR 164.316(b)(2)"), "{s}");
 }

@@ -288,6 +288,43 @@ pub enum DataForm {
     Encrypted,
 }
 
+/// Kinds of stored objects, each with its own retention rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectKind {
+    /// Raw data copied into a zone.
+    RawData,
+    /// Derived features and sanitized datasets.
+    Features,
+    /// Training checkpoints.
+    Checkpoints,
+    /// Job and system logs.
+    Logs,
+    /// Embeddings computed from data.
+    Embeddings,
+    /// Inference request/response traces.
+    InferenceTraces,
+}
+
+impl ObjectKind {
+    /// Every kind, in a fixed order.
+    pub const ALL: [Self; 6] =
+        [Self::RawData, Self::Features, Self::Checkpoints, Self::Logs, Self::Embeddings, Self::InferenceTraces];
+
+    /// The snake_case name.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RawData => "raw_data",
+            Self::Features => "features",
+            Self::Checkpoints => "checkpoints",
+            Self::Logs => "logs",
+            Self::Embeddings => "embeddings",
+            Self::InferenceTraces => "inference_traces",
+        }
+    }
+}
+
 /// The action an entry records. The `type` field names it (`job.placed`, ...).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type")]
@@ -411,6 +448,14 @@ pub enum Action {
         /// Digest of the fleet description.
         fleet_hash: Digest,
     },
+    /// An object came under retention tracking (it will be deleted by the rule for its kind).
+    #[serde(rename = "retention.registered")]
+    RetentionRegistered {
+        /// Digest of the object.
+        object: Digest,
+        /// What kind of object it is.
+        kind: ObjectKind,
+    },
     /// A legal hold was placed on the subjects.
     #[serde(rename = "retention.hold_set")]
     RetentionHoldSet {
@@ -453,6 +498,7 @@ impl Action {
             Self::TokenIssued { .. } => "token.issued",
             Self::PolicyLoaded { .. } => "policy.loaded",
             Self::FleetLoaded { .. } => "fleet.loaded",
+            Self::RetentionRegistered { .. } => "retention.registered",
             Self::RetentionHoldSet { .. } => "retention.hold_set",
             Self::RetentionHoldReleased { .. } => "retention.hold_released",
             Self::RetentionDeleted { .. } => "retention.deleted",
@@ -477,7 +523,7 @@ impl Action {
             Self::PolicyLoaded { policy_hash } => vec![policy_hash],
             Self::FleetLoaded { fleet_hash } => vec![fleet_hash],
             Self::RetentionHoldSet { order } | Self::RetentionHoldReleased { order } => vec![order],
-            Self::RetentionDeleted { .. } => Vec::new(),
+            Self::RetentionDeleted { .. } | Self::RetentionRegistered { .. } => Vec::new(),
         }
     }
 

@@ -11,6 +11,7 @@
 //! - [`verify`]: full verification of a ledger directory (I/O shell over the pure checks).
 //! - [`bundle`]: evidence bundles: building, offline verification, plain summary (pure).
 //! - [`evidence`]: building a bundle from a data directory (I/O).
+//! - [`retention`]: retention rules, legal holds, tombstones, the deletion plan (pure planning).
 
 pub mod bundle;
 pub mod canonical;
@@ -20,9 +21,10 @@ pub mod evidence;
 pub mod keys;
 pub mod ledger;
 pub mod merkle;
+pub mod retention;
 pub mod segment;
 pub mod verify;
 
 pub use checkpoint::{Checkpoint, NoteSigner, NoteVerifier, SignedNote};
-pub use entry::{Action, Decision, DataForm, Digest, Entry, EntryDraft, Ident, Subject, SubjectKind};
+pub use entry::{Action, DataForm, Decision, Digest, Entry, EntryDraft, Ident, ObjectKind, Subject, SubjectKind};
 pub use ledger::{AppendError, Ledger, LedgerOptions, OpenError, Receipt};
