@@ -127,6 +127,8 @@ struct Request {
 }
 
 struct Shared {
+    batches: std::sync::atomic::AtomicU64,
+    synced_entries: std::sync::atomic::AtomicU64,
     dir: PathBuf,
     tree: RwLock<MerkleTree>,
     stopped: Mutex<Option<String>>,
@@ -389,6 +391,8 @@ impl Ledger {
             }
         };
         let shared = Arc::new(Shared {
+            batches: std::sync::atomic::AtomicU64::new(0),
+            synced_entries: std::sync::atomic::AtomicU64::new(0),
             dir: dir.to_owned(),
             tree: RwLock::new(tree),
             stopped: Mutex::new(None),
@@ -482,6 +486,13 @@ impl Ledger {
     /// When the checkpoint cannot be written.
     pub fn publish_checkpoint(&self) -> Result<SignedNote, PublishError> {
         publish(&self.shared)
+    }
+
+    /// Group-commit counters since open: (batches written with one fdatasync each, entries in them).
+    #[must_use]
+    pub fn commit_stats(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.shared.batches.load(Relaxed), self.shared.synced_entries.load(Relaxed))
     }
 
     /// Why the ledger stopped, if it did.
@@ -614,6 +625,8 @@ fn writer_loop(shared: &Shared, rx: &mpsc::Receiver<Request>, mut file: File, mu
             continue;
         }
         seg_len += buf.len() as u64;
+        shared.batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        shared.synced_entries.fetch_add(leaves.len() as u64, std::sync::atomic::Ordering::Relaxed);
         {
             let mut t = write(&shared.tree);
             for l in &leaves {

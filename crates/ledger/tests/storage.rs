@@ -52,6 +52,10 @@ fn concurrent_appends_get_unique_contiguous_indexes() {
     let mut all: Vec<u64> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
     all.sort_unstable();
     assert_eq!(all, (0..2400).collect::<Vec<_>>());
+    // Group commit: concurrent appends share fsyncs.
+    let (batches, entries) = l.commit_stats();
+    assert_eq!(entries, 2400);
+    assert!(batches < entries, "{batches} fsynced batches for {entries} entries: no grouping");
     l.close().unwrap();
     drop(l);
     assert_eq!(verify(dir.path()).unwrap().entries, 2400);
