@@ -236,13 +236,14 @@ pub fn read_log(ledger_dir: &Path, keep_entries: bool) -> Result<LogContents, Op
         Err(e) => return Err(OpenError::Io { path: ledger_dir.to_owned(), source: e }),
     };
     let count = segs.len();
+    let mut leaves: Vec<Hash> = Vec::new();
     for (i, (path, _first)) in segs.into_iter().enumerate() {
         let bytes = fs::read(&path).map_err(io_err(&path))?;
-        let expected = out.tree.len();
+        let expected = leaves.len() as u64;
         let scan = segment::scan_segment(&bytes, expected, i + 1 == count);
         for r in &scan.records {
             let payload = &bytes[r.start..r.end];
-            out.tree.push_leaf_hash(leaf_hash(payload));
+            leaves.push(leaf_hash(payload));
             if keep_entries {
                 out.entries.push(payload.to_vec());
             }
@@ -253,9 +254,11 @@ pub fn read_log(ledger_dir: &Path, keep_entries: bool) -> Result<LogContents, Op
         }
         if scan.damage.is_some() {
             out.damage = scan.damage;
-            return Ok(out);
+            break;
         }
     }
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get).min(8);
+    out.tree = MerkleTree::from_leaf_hashes(leaves, threads);
     Ok(out)
 }
 

@@ -88,11 +88,15 @@ pub struct VerifyReport {
     pub torn_tail: Option<(String, usize)>,
 }
 
+fn workers() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get).clamp(1, 8)
+}
+
 /// Check one segment's records: leaf hashes, and (when `decode`) that each entry decodes, is
 /// canonical and carries its position as `seq`. Work is split across threads; the first failure
 /// (lowest index) wins.
 fn check_records(bytes: &[u8], records: &[RecordRef], decode: bool) -> Result<Vec<Hash>, VerifyFailure> {
-    let workers = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get).clamp(1, 8);
+    let workers = workers();
     let chunk = records.len().div_ceil(workers).max(1024);
     let check = |part: &[RecordRef]| -> Result<Vec<Hash>, VerifyFailure> {
         let mut out = Vec::with_capacity(part.len());
@@ -147,17 +151,14 @@ pub fn verify_ledger_merkle(ledger_dir: &Path, verifier: &NoteVerifier) -> Resul
 fn verify_with(ledger_dir: &Path, verifier: &NoteVerifier, decode: bool) -> Result<VerifyReport, VerifyFailure> {
     let io = |path: &Path, source: std::io::Error| VerifyFailure::Io(OpenError::Io { path: path.to_owned(), source });
     let segs = list_segments(ledger_dir).map_err(|e| io(ledger_dir, e))?;
-    let mut tree = MerkleTree::new();
+    let mut leaves: Vec<Hash> = Vec::new();
     let mut torn_tail = None;
     let count = segs.len();
     for (i, (path, _)) in segs.into_iter().enumerate() {
         let bytes = std::fs::read(&path).map_err(|e| io(&path, e))?;
-        let scan = scan_segment(&bytes, tree.len(), i + 1 == count);
+        let scan = scan_segment(&bytes, leaves.len() as u64, i + 1 == count);
         // Entries before the damage are checked first, so the lowest bad index is reported.
-        let leaves = check_records(&bytes, &scan.records, decode)?;
-        for l in leaves {
-            tree.push_leaf_hash(l);
-        }
+        leaves.extend(check_records(&bytes, &scan.records, decode)?);
         if let Some(d) = scan.damage {
             return Err(VerifyFailure::Damaged(d));
         }
@@ -165,6 +166,7 @@ fn verify_with(ledger_dir: &Path, verifier: &NoteVerifier, decode: bool) -> Resu
             torn_tail = Some((path.display().to_string(), offset));
         }
     }
+    let tree = MerkleTree::from_leaf_hashes(leaves, workers());
     let n = tree.len();
     let cps = list_checkpoints(ledger_dir).map_err(|source| OpenError::Io { path: ledger_dir.to_owned(), source })?;
     let mut good = 0u64;
