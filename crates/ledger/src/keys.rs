@@ -86,6 +86,9 @@ fn create_signer(path: &Path, name_prefix: &str) -> Result<NoteSigner, KeyError>
     f.write_all(signer.to_private_text().as_bytes()).map_err(io(path))?;
     f.write_all(b"\n").map_err(io(path))?;
     f.sync_all().map_err(io(path))?;
+    if let Some(dir) = path.parent() {
+        fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
+    }
     let pub_path = public_path(path);
     fs::write(&pub_path, format!("{}\n", signer.verifier().to_text())).map_err(io(&pub_path))?;
     tracing::info!(key = %path.display(), name = %name, "generated a new signing key");

@@ -70,6 +70,9 @@ pub enum OpenError {
     /// The newest checkpoint does not match the log.
     #[error("ledger does not match its latest signed checkpoint: {0}")]
     Checkpoint(String),
+    /// Another process (or another handle in this one) has the ledger open for writing.
+    #[error("ledger {0} is already open for writing by another process")]
+    Locked(PathBuf),
 }
 
 /// Why an entry was not appended. The action it records must not go ahead.
@@ -127,6 +130,8 @@ struct Request {
 }
 
 struct Shared {
+    /// Holds the exclusive lock on `LOCK` until the ledger is dropped.
+    _lock: File,
     batches: std::sync::atomic::AtomicU64,
     synced_entries: std::sync::atomic::AtomicU64,
     dir: PathBuf,
@@ -339,6 +344,15 @@ impl Ledger {
     /// See [`OpenError`].
     pub fn open_with(dir: &Path, signer: NoteSigner, opts: LedgerOptions) -> Result<Self, OpenError> {
         fs::create_dir_all(dir.join("checkpoints")).map_err(io_err(dir))?;
+        sync_dir_chain(dir).map_err(io_err(dir))?;
+        // One writer per ledger: an exclusive advisory lock held as long as the ledger is open.
+        let lock_path = dir.join("LOCK");
+        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(io_err(&lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(OpenError::Locked(dir.to_owned())),
+            Err(std::fs::TryLockError::Error(e)) => return Err(OpenError::Io { path: lock_path, source: e }),
+        }
         let log = read_log(dir, false)?;
         if let Some(d) = log.damage {
             return Err(OpenError::Damaged(d));
@@ -394,6 +408,7 @@ impl Ledger {
             }
         };
         let shared = Arc::new(Shared {
+            _lock: lock,
             batches: std::sync::atomic::AtomicU64::new(0),
             synced_entries: std::sync::atomic::AtomicU64::new(0),
             dir: dir.to_owned(),
@@ -540,6 +555,15 @@ fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 
 fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     m.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Make a freshly created `ledger/checkpoints` chain durable: fsync the directory and its parent.
+fn sync_dir_chain(dir: &Path) -> Result<(), std::io::Error> {
+    File::open(dir)?.sync_all()?;
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        File::open(parent)?.sync_all()?;
+    }
+    Ok(())
 }
 
 fn new_segment(dir: &Path, path: &Path, first: u64) -> Result<File, std::io::Error> {

@@ -273,3 +273,14 @@ fn segments_rotate_and_a_deleted_middle_segment_is_named() {
     let err = verify(data).unwrap_err();
     assert_eq!(err.index(), Some(first), "{err}");
 }
+
+#[test]
+fn a_second_writer_is_refused_while_the_ledger_is_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = open(dir.path());
+    assert!(matches!(Ledger::open(dir.path(), LedgerOptions::default()), Err(OpenError::Locked(_))));
+    l.close().unwrap();
+    drop(l);
+    let again = open(dir.path());
+    assert_eq!(again.len(), 0);
+}
