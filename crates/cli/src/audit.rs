@@ -32,6 +32,10 @@ pub enum AuditCmd {
         /// and the signed checkpoints are still fully checked (several times faster).
         #[arg(long)]
         skip_decode: bool,
+        /// Verify the checkpoints against this ledger public key (held outside the data dir)
+        /// instead of `<data-dir>/keys/ledger.pub`, so a replaced key file is noticed.
+        #[arg(long, value_name = "PUBKEY")]
+        key: Option<PathBuf>,
         #[command(flatten)]
         dir: DataDir,
     },
@@ -77,7 +81,7 @@ pub enum AuditCmd {
 /// Any verification failure or I/O problem, as a diagnostic; the process exits non-zero.
 pub fn run(cmd: AuditCmd) -> miette::Result<()> {
     match cmd {
-        AuditCmd::Verify { skip_decode, dir } => verify(&dir.data_dir, skip_decode),
+        AuditCmd::Verify { skip_decode, key, dir } => verify(&dir.data_dir, skip_decode, key.as_deref()),
         AuditCmd::Proof { entry, dir } => proof(&dir.data_dir, entry),
         AuditCmd::Checkpoint { dir } => {
             let (note, _) = current_checkpoint(&dir.data_dir)?;
@@ -105,8 +109,11 @@ fn ledger_signer(data_dir: &Path) -> miette::Result<NoteSigner> {
     keys::load_or_create_signer(&path, "tidegate-ledger").into_diagnostic()
 }
 
-fn verify(data_dir: &Path, skip_decode: bool) -> miette::Result<()> {
-    let verifier = ledger_verifier(data_dir)?;
+fn verify(data_dir: &Path, skip_decode: bool, key: Option<&Path>) -> miette::Result<()> {
+    let verifier = match key {
+        Some(k) => load_verifier(k).into_diagnostic()?,
+        None => ledger_verifier(data_dir)?,
+    };
     let result = if skip_decode {
         verify_ledger_merkle(&ledger_dir(data_dir), &verifier)
     } else {

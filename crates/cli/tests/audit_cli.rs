@@ -13,8 +13,22 @@ fn tidegate(args: &[&str], data: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tidegate")).args(args).env("TIDEGATE_DATA_DIR", data).output().unwrap()
 }
 
+/// stdout + stderr, with diagnostic line wrapping undone (miette wraps at the terminal width and
+/// prefixes continuation lines with `│`), so assertions do not depend on path lengths.
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    let raw = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let mut out = String::new();
+    for line in raw.lines() {
+        let l = line.trim().trim_start_matches(['│', '×']).trim();
+        if l.is_empty() {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push(if line.trim_start().starts_with('│') { ' ' } else { '\n' });
+        }
+        out.push_str(l);
+    }
+    out
 }
 
 fn id(s: &str) -> Ident {
@@ -127,6 +141,14 @@ fn witness_cosigns_and_detects_a_rewritten_history() {
     drop(l);
     let o = tidegate(&["audit", "verify"], d.path());
     assert!(o.status.success(), "the rewritten log is self-consistent: {}", text(&o));
+    // Against a ledger key held elsewhere, a re-keyed rewrite is caught too.
+    let other = tempfile::tempdir().unwrap();
+    let l = Ledger::open(other.path(), LedgerOptions::default()).unwrap();
+    drop(l);
+    let foreign = other.path().join("keys/ledger.pub");
+    let o = tidegate(&["audit", "verify", "--key", foreign.to_str().unwrap()], d.path());
+    assert!(!o.status.success());
+    assert!(text(&o).contains("no signature by"), "{}", text(&o));
     let o = tidegate(&["audit", "witness", "--key", key_s, "--check", cosigned.to_str().unwrap()], d.path());
     assert!(!o.status.success());
     assert!(text(&o).contains("history rewritten"), "{}", text(&o));
