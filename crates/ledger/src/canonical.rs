@@ -39,8 +39,7 @@ pub fn to_vec(value: &Value) -> Result<Vec<u8>, CanonicalError> {
 /// # Errors
 /// When serialization fails or the value contains a non-canonical number.
 pub fn to_vec_of<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, CanonicalError> {
-    let v = serde_json::to_value(value).map_err(|e| CanonicalError::Serialize(e.to_string()))?;
-    to_vec(&v)
+    crate::canonical_ser::to_vec(value)
 }
 
 fn write_value(value: &Value, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
@@ -92,7 +91,7 @@ fn write_value(value: &Value, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
     Ok(())
 }
 
-fn write_string(s: &str, out: &mut Vec<u8>) {
+pub(crate) fn write_string(s: &str, out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
     for ch in s.chars() {

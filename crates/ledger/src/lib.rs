@@ -15,6 +15,7 @@
 
 pub mod bundle;
 pub mod canonical;
+mod canonical_ser;
 pub mod checkpoint;
 pub mod entry;
 pub mod evidence;
