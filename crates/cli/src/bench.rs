@@ -18,6 +18,9 @@ pub enum BenchCmd {
     /// Placement decisions per second over a generated backlog, against one Cedar call per
     /// (job, zone) with nothing reused; checks both ways decide identically.
     Placement(PlacementArgs),
+    /// Durable appends/s with concurrent writers (group commit), verification entries/s and proof
+    /// times, next to the naive ways (fsync per append; SQLite hash chain) in the same run.
+    Ledger(crate::bench_ledger::BenchLedgerArgs),
 }
 
 /// Arguments of `tidegate bench placement`.
@@ -69,6 +72,7 @@ struct PlacementReport {
 pub fn run(c: &BenchCmd) -> miette::Result<()> {
     match c {
         BenchCmd::Placement(a) => placement(a),
+        BenchCmd::Ledger(a) => crate::bench_ledger::run(a),
     }
 }
 

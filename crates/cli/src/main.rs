@@ -1,8 +1,12 @@
 //! The `tidegate` binary: parses the command line and hands each command to its module.
 
+mod audit;
 mod bench;
+mod bench_ledger;
+mod evidence;
 mod fleet_cmds;
 mod output;
+mod retention;
 
 use clap::{Parser, Subcommand};
 
@@ -34,6 +38,15 @@ enum Command {
     /// Inspect the policy set: the generated Cedar schema, the baseline, the policy hash.
     #[command(subcommand)]
     Policy(fleet_cmds::PolicyCmd),
+    /// Audit the evidence ledger: verify it, print proofs and checkpoints, witness checkpoints.
+    #[command(subcommand)]
+    Audit(audit::AuditCmd),
+    /// Write and verify evidence bundles about a job, dataset or model.
+    #[command(subcommand)]
+    Evidence(evidence::EvidenceCmd),
+    /// Retention rules, legal holds and the deletion plan.
+    #[command(subcommand)]
+    Retention(retention::RetentionCmd),
     /// Benchmarks (commands, not tests): measured against the naive way in the same run.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -50,6 +63,9 @@ fn main() -> miette::Result<()> {
         Command::Explain(a) => fleet_cmds::explain(&a),
         Command::Plan(a) => fleet_cmds::plan(&a),
         Command::Policy(c) => fleet_cmds::policy(&c),
+        Command::Audit(c) => audit::run(c),
+        Command::Evidence(c) => evidence::run(c),
+        Command::Retention(c) => retention::run(c),
         Command::Bench(c) => bench::run(&c),
     }
 }

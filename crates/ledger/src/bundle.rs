@@ -1,0 +1,439 @@
+//! Evidence bundles: one self-contained, offline-verifiable file about a job, dataset or model.
+//!
+//! A bundle (`tidegate-evidence/v1`) is RFC 8785 canonical JSON holding: the subject; every
+//! entry about it and about its lineage neighbours (entries that share a job, dataset, model,
+//! artifact, checkpoint or token id with the subject's entries, plus the `policy.loaded` entries
+//! of the policies that decided), each as its exact canonical bytes with an inclusion proof; the
+//! signed checkpoint those proofs lead to (ledger signature only); and the documents the entries
+//! refer to by digest (policy texts, justifications, reports), base64-encoded.
+//!
+//! [`verify_bundle`] needs only the bundle and the ledger's public key. It rejects a bundle if
+//! any byte differs from its canonical form, and otherwise names what failed: the checkpoint
+//! signature, an entry (by index), an inclusion proof (by index), or a document (by digest).
+//! Building and verifying are pure; reading the log and documents is the caller's job.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+use crate::canonical;
+use crate::checkpoint::{Checkpoint, NoteVerifier, SignedNote};
+use crate::entry::{Action, Digest, Entry, Subject, SubjectKind};
+use crate::merkle::{leaf_hash, verify_inclusion, MerkleTree};
+
+/// Format identifier written into every bundle.
+pub const FORMAT: &str = "tidegate-evidence/v1";
+
+/// The bundle file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bundle {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// What the bundle is about.
+    pub subject: Subject,
+    /// The signed checkpoint (C2SP signed note text).
+    pub checkpoint: String,
+    /// Entries with their inclusion proofs, by increasing index.
+    pub entries: Vec<BundleEntry>,
+    /// Documents referenced by the entries, by increasing digest.
+    pub documents: Vec<Document>,
+}
+
+/// One entry and its inclusion proof.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleEntry {
+    /// Leaf index.
+    pub index: u64,
+    /// The entry's canonical JSON, exactly as hashed.
+    pub entry: String,
+    /// Inclusion proof hashes (hex), leaf side first.
+    pub proof: Vec<String>,
+}
+
+/// A document attached by digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Document {
+    /// `sha256:` digest of the content.
+    pub digest: Digest,
+    /// The content, standard base64.
+    pub content: String,
+}
+
+/// Why a bundle could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The checkpoint does not belong to this tree.
+    #[error("checkpoint does not match the log: {0}")]
+    Checkpoint(String),
+    /// An entry in the log does not decode.
+    #[error("entry {index} does not decode: {why}")]
+    Entry {
+        /// The entry.
+        index: u64,
+        /// Why.
+        why: String,
+    },
+    /// No entry mentions the subject.
+    #[error("no ledger entry mentions {kind} {id}")]
+    NoEntries {
+        /// Subject kind.
+        kind: &'static str,
+        /// Subject id.
+        id: String,
+    },
+    /// Encoding failed.
+    #[error("could not encode the bundle: {0}")]
+    Encode(String),
+}
+
+/// Why a bundle did not verify. Each variant says what was changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BundleError {
+    /// Not JSON of the bundle shape.
+    #[error("not an evidence bundle: {0}")]
+    Parse(String),
+    /// The bytes differ from the canonical encoding of what they parse to.
+    #[error("bundle bytes were altered: not in canonical form from byte {offset}")]
+    NotCanonical {
+        /// First differing byte offset.
+        offset: usize,
+    },
+    /// Unknown format string.
+    #[error("unknown bundle format {0:?}")]
+    Format(String),
+    /// The checkpoint is malformed or its signature does not verify.
+    #[error("checkpoint signature: {0}")]
+    Checkpoint(String),
+    /// An entry is malformed or not at its claimed index.
+    #[error("entry {index}: {why}")]
+    Entry {
+        /// The entry index.
+        index: u64,
+        /// What is wrong.
+        why: String,
+    },
+    /// An inclusion proof does not lead to the signed root.
+    #[error("entry {index}: inclusion proof does not verify against the signed checkpoint ({why})")]
+    Proof {
+        /// The entry index.
+        index: u64,
+        /// What failed.
+        why: String,
+    },
+    /// A document's content does not match its digest, or it is not referenced.
+    #[error("document {digest}: {why}")]
+    Document {
+        /// The digest it claims.
+        digest: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// No entry in the bundle is about the named subject.
+    #[error("no entry in the bundle mentions the subject {0}")]
+    Subject(String),
+}
+
+/// A bundle whose every byte checked out.
+#[derive(Debug, Clone)]
+pub struct VerifiedBundle {
+    /// The subject.
+    pub subject: Subject,
+    /// The signed checkpoint.
+    pub checkpoint: Checkpoint,
+    /// The signer's key (name and id).
+    pub signer: String,
+    /// Entries, by index.
+    pub entries: Vec<Entry>,
+    /// Documents by digest.
+    pub documents: BTreeMap<Digest, Vec<u8>>,
+}
+
+fn lineage_kind(k: SubjectKind) -> bool {
+    matches!(
+        k,
+        SubjectKind::Job
+            | SubjectKind::Dataset
+            | SubjectKind::Model
+            | SubjectKind::Artifact
+            | SubjectKind::Checkpoint
+            | SubjectKind::Token
+    )
+}
+
+/// Build a bundle about `subject` from the log's entries (canonical bytes, by index), its tree,
+/// and a signed checkpoint; `document` looks attached documents up by digest.
+///
+/// # Errors
+/// See [`BuildError`].
+pub fn build_bundle(
+    entries: &[Vec<u8>],
+    tree: &MerkleTree,
+    note: &SignedNote,
+    verifier: &NoteVerifier,
+    subject: &Subject,
+    document: impl Fn(&Digest) -> Option<Vec<u8>>,
+) -> Result<Bundle, BuildError> {
+    let cp = note.checkpoint().map_err(|e| BuildError::Checkpoint(e.to_string()))?;
+    if tree.root_at(cp.size).ok() != Some(cp.root) {
+        return Err(BuildError::Checkpoint(format!("root at size {} differs", cp.size)));
+    }
+    let size = usize::try_from(cp.size).unwrap_or(usize::MAX).min(entries.len());
+    let decoded = entries[..size]
+        .iter()
+        .enumerate()
+        .map(|(i, b)| Entry::decode(b).map_err(|e| BuildError::Entry { index: i as u64, why: e.to_string() }))
+        .collect::<Result<Vec<_>, _>>()?;
+    let about = |e: &Entry| e.subjects.iter().any(|s| s == subject);
+    let direct: BTreeSet<usize> = decoded.iter().enumerate().filter(|(_, e)| about(e)).map(|(i, _)| i).collect();
+    if direct.is_empty() {
+        return Err(BuildError::NoEntries { kind: subject.kind.as_str(), id: subject.id.to_string() });
+    }
+    let ids: BTreeSet<&Subject> =
+        direct.iter().flat_map(|i| decoded[*i].subjects.iter()).filter(|s| lineage_kind(s.kind)).collect();
+    let mut chosen: BTreeSet<usize> = decoded
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.subjects.iter().any(|s| ids.contains(s)))
+        .map(|(i, _)| i)
+        .collect();
+    let policies: BTreeSet<&Digest> = chosen
+        .iter()
+        .filter_map(|i| match &decoded[*i].action {
+            Action::JobPlaced { policy_hash, .. } => Some(policy_hash),
+            _ => None,
+        })
+        .collect();
+    for (i, e) in decoded.iter().enumerate() {
+        if let Action::PolicyLoaded { policy_hash } = &e.action {
+            if policies.contains(policy_hash) {
+                chosen.insert(i);
+            }
+        }
+    }
+    let mut out_entries = Vec::with_capacity(chosen.len());
+    let mut digests = BTreeSet::new();
+    for i in chosen {
+        let proof = tree
+            .inclusion_proof(i as u64, cp.size)
+            .map_err(|e| BuildError::Checkpoint(e.to_string()))?;
+        let text = String::from_utf8(entries[i].clone())
+            .map_err(|e| BuildError::Entry { index: i as u64, why: e.to_string() })?;
+        out_entries.push(BundleEntry { index: i as u64, entry: text, proof: proof.iter().map(hex::encode).collect() });
+        digests.extend(decoded[i].action.digests().into_iter().cloned());
+    }
+    let documents = digests
+        .into_iter()
+        .filter_map(|d| document(&d).filter(|c| Digest::of(c) == d).map(|c| Document { digest: d, content: B64.encode(c) }))
+        .collect();
+    let mut log_only = note.clone();
+    log_only.signatures.retain(|s| s.name == verifier.name && s.key_id == verifier.key_id);
+    Ok(Bundle {
+        format: FORMAT.to_owned(),
+        subject: subject.clone(),
+        checkpoint: log_only.to_text(),
+        entries: out_entries,
+        documents,
+    })
+}
+
+/// The canonical bytes of a bundle (what is written to the file).
+///
+/// # Errors
+/// When encoding fails.
+pub fn encode_bundle(b: &Bundle) -> Result<Vec<u8>, BuildError> {
+    canonical::to_vec_of(b).map_err(|e| BuildError::Encode(e.to_string()))
+}
+
+/// Verify a bundle offline with the ledger's public key.
+///
+/// # Errors
+/// The first problem found; see [`BundleError`].
+pub fn verify_bundle(bytes: &[u8], verifier: &NoteVerifier) -> Result<VerifiedBundle, BundleError> {
+    let b: Bundle = serde_json::from_slice(bytes).map_err(|e| BundleError::Parse(e.to_string()))?;
+    let canon = canonical::to_vec_of(&b).map_err(|e| BundleError::Parse(e.to_string()))?;
+    if canon != bytes {
+        let offset = canon.iter().zip(bytes).position(|(a, c)| a != c).unwrap_or(canon.len().min(bytes.len()));
+        return Err(BundleError::NotCanonical { offset });
+    }
+    if b.format != FORMAT {
+        return Err(BundleError::Format(b.format));
+    }
+    let note = SignedNote::parse(&b.checkpoint).map_err(|e| BundleError::Checkpoint(e.to_string()))?;
+    note.verify(verifier).map_err(|e| BundleError::Checkpoint(e.to_string()))?;
+    if note.signatures.len() != 1 {
+        return Err(BundleError::Checkpoint("signature lines by other keys are not allowed in a bundle".into()));
+    }
+    let cp = note.checkpoint().map_err(|e| BundleError::Checkpoint(e.to_string()))?;
+    let mut entries = Vec::with_capacity(b.entries.len());
+    let mut last: Option<u64> = None;
+    for be in &b.entries {
+        let index = be.index;
+        if last.is_some_and(|l| index <= l) {
+            return Err(BundleError::Entry { index, why: "entries are not in increasing index order".into() });
+        }
+        last = Some(index);
+        let e = Entry::decode(be.entry.as_bytes()).map_err(|e| BundleError::Entry { index, why: e.to_string() })?;
+        if e.seq != index {
+            return Err(BundleError::Entry { index, why: format!("entry says seq {}", e.seq) });
+        }
+        let proof = be
+            .proof
+            .iter()
+            .map(|h| {
+                let raw = hex::decode(h).map_err(|e| e.to_string())?;
+                if hex::encode(&raw) != *h {
+                    return Err("proof hash is not lowercase hex".to_owned());
+                }
+                <[u8; 32]>::try_from(raw).map_err(|_| "proof hash is not 32 bytes".to_owned())
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|why| BundleError::Proof { index, why })?;
+        verify_inclusion(&leaf_hash(be.entry.as_bytes()), index, cp.size, &proof, &cp.root)
+            .map_err(|e| BundleError::Proof { index, why: e.to_string() })?;
+        entries.push(e);
+    }
+    let referenced: BTreeSet<&Digest> = entries.iter().flat_map(|e| e.action.digests()).collect();
+    let mut documents = BTreeMap::new();
+    for d in &b.documents {
+        let digest = d.digest.to_string();
+        let content = B64.decode(&d.content).map_err(|e| BundleError::Document { digest: digest.clone(), why: e.to_string() })?;
+        if Digest::of(&content) != d.digest {
+            return Err(BundleError::Document { digest, why: "content does not match its digest".into() });
+        }
+        if !referenced.contains(&d.digest) {
+            return Err(BundleError::Document { digest, why: "not referenced by any entry in the bundle".into() });
+        }
+        if documents.insert(d.digest.clone(), content).is_some() {
+            return Err(BundleError::Document { digest, why: "attached twice".into() });
+        }
+    }
+    if !entries.iter().any(|e| e.subjects.contains(&b.subject)) {
+        return Err(BundleError::Subject(format!("{} {}", b.subject.kind.as_str(), b.subject.id)));
+    }
+    Ok(VerifiedBundle {
+        subject: b.subject,
+        checkpoint: cp,
+        signer: format!("{} ({})", verifier.name, hex::encode(verifier.key_id)),
+        entries,
+        documents,
+    })
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` for unix milliseconds (proleptic Gregorian, UTC).
+#[must_use]
+pub fn format_time(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX / 2);
+    let rem = secs % 86_400;
+    // Days to civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, rem % 3600 / 60, rem % 60, ms % 1000)
+}
+
+fn subjects_text(e: &Entry) -> String {
+    e.subjects.iter().map(|s| format!("{} {}", s.kind.as_str(), s.id)).collect::<Vec<_>>().join(", ")
+}
+
+fn doc_note(v: &VerifiedBundle, d: &Digest) -> String {
+    match v.documents.get(d) {
+        Some(c) => format!("{d} (attached, {} bytes, digest checked)", c.len()),
+        None => format!("{d} (document not attached)"),
+    }
+}
+
+/// A plain-language summary: where it ran and why that was allowed; what data moved, where, when
+/// and in what form; who approved what. Built only from the verified entries.
+#[must_use]
+pub fn summary(v: &VerifiedBundle) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "Evidence for {} {}: VERIFIED", v.subject.kind.as_str(), v.subject.id);
+    let _ = writeln!(
+        s,
+        "  checkpoint: log {} at size {}, signed by {}; {} entries, each proven included; {} documents, digests checked",
+        v.checkpoint.origin,
+        v.checkpoint.size,
+        v.signer,
+        v.entries.len(),
+        v.documents.len()
+    );
+    let (mut ran, mut moved, mut approved, mut other) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for e in &v.entries {
+        let at = format_time(e.ts_ms);
+        let who = &e.actor;
+        let what = subjects_text(e);
+        let idx = e.seq;
+        match &e.action {
+            Action::JobPlaced { decision, zone, pool, reasons, policy_hash } => ran.push(format!(
+                "{at} [{idx}] {what}: placement {decision:?} in zone {zone}, pool {pool}, decided by {who}; reasons: {}; policy {}",
+                reasons.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+                doc_note(v, policy_hash)
+            )),
+            Action::JobBurst { zone, pool, justification } => ran.push(format!(
+                "{at} [{idx}] {what}: burst to zone {zone}, pool {pool}, by {who}; business justification {}",
+                doc_note(v, justification)
+            )),
+            Action::PolicyLoaded { policy_hash } => {
+                ran.push(format!("{at} [{idx}] policy set loaded by {who}: {}", doc_note(v, policy_hash)));
+            }
+            Action::DatasetCopied { version, from_zone, to_zone, form, content, report } => moved.push(format!(
+                "{at} [{idx}] {what}: version {version} copied from zone {from_zone} to zone {to_zone} as {form:?} (content {content}){}, by {who}",
+                report.as_ref().map(|r| format!("; sanitizer report {}", doc_note(v, r))).unwrap_or_default()
+            )),
+            Action::ArtifactDeployedEdge { artifact, site } => {
+                moved.push(format!("{at} [{idx}] {what}: artifact {artifact} deployed to edge site {site} by {who}"));
+            }
+            Action::CheckpointArchived { checkpoint, zone } => {
+                moved.push(format!("{at} [{idx}] {what}: checkpoint {checkpoint} archived in zone {zone} by {who}"));
+            }
+            Action::JobApproved { scope } => approved.push(format!("{at} [{idx}] {who} approved {scope} for {what}")),
+            Action::ArtifactSigned { artifact, key_id, .. } => {
+                approved.push(format!("{at} [{idx}] {who} signed artifact {artifact} ({what}) with key {key_id}"));
+            }
+            Action::ArtifactPromoted { artifact, from_stage, to_stage } => approved.push(format!(
+                "{at} [{idx}] {who} promoted artifact {artifact} ({what}) from {from_stage} to {to_stage}"
+            )),
+            a => other.push(format!("{at} [{idx}] {} by {who} ({what})", a.name())),
+        }
+    }
+    for (title, lines) in [
+        ("Where it ran and why that was allowed", ran),
+        ("What data moved, where, when and in what form", moved),
+        ("Who approved what", approved),
+        ("Other recorded actions", other),
+    ] {
+        let _ = writeln!(s, "\n{title}:");
+        if lines.is_empty() {
+            let _ = writeln!(s, "  (no such entries in this bundle)");
+        }
+        for l in lines {
+            let _ = writeln!(s, "  {l}");
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_utc_times() {
+        assert_eq!(format_time(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(format_time(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(format_time(1_763_900_000_123), "2025-11-23T12:13:20.123Z");
+    }
+}

@@ -1,0 +1,742 @@
+//! Ledger entries: what happened, to which subjects, by whom, when; identifiers and digests only.
+//!
+//! Every field of an entry is either a short identifier ([`Ident`]: 1–128 characters from
+//! `A-Z a-z 0-9 . _ : @ / + -`, starting with a letter or digit), a digest ([`Digest`]:
+//! `sha256:` + 64 lowercase hex), an enum value, or an integer. There is no free-text field: a
+//! business justification, a policy text or a sanitizer report is recorded by its digest, and the
+//! document itself travels separately (for instance attached to an evidence bundle). This is how
+//! the ledger never holds data content: names, addresses and notes cannot be expressed in it.
+//!
+//! The encoding of an entry (the bytes that are hashed into the Merkle tree) is its RFC 8785
+//! canonical JSON; [`Entry::decode`] accepts only bytes that re-encode to themselves.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::canonical::{self, MAX_SAFE_INTEGER};
+
+/// Longest identifier accepted.
+pub const MAX_IDENT_LEN: usize = 128;
+/// Most subjects one entry may name.
+pub const MAX_SUBJECTS: usize = 16;
+/// Most items in any list field of an action (reasons, scopes).
+pub const MAX_LIST: usize = 32;
+/// Version of the entry schema written into every entry.
+pub const ENTRY_VERSION: u8 = 1;
+
+/// Why a value is not acceptable in an entry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EntryError {
+    /// An identifier that breaks the charset or length rule.
+    #[error("invalid identifier ({len} chars): {why}; ledger fields hold identifiers, not content")]
+    Ident {
+        /// Length of the rejected value (the value itself is not echoed: it may be sensitive).
+        len: usize,
+        /// Which rule it broke.
+        why: &'static str,
+    },
+    /// A digest that is not `sha256:` + 64 lowercase hex characters.
+    #[error("invalid digest: expected `sha256:` followed by 64 lowercase hex characters")]
+    Digest,
+    /// A list field that is too long.
+    #[error("too many items in `{field}`: {got} (at most {max})")]
+    TooMany {
+        /// The field.
+        field: &'static str,
+        /// Items given.
+        got: usize,
+        /// Items allowed.
+        max: usize,
+    },
+    /// An integer outside the canonical range.
+    #[error("`{field}` is larger than 2^53 - 1")]
+    Integer {
+        /// The field.
+        field: &'static str,
+    },
+    /// The bytes are not a valid entry.
+    #[error("not a valid entry: {0}")]
+    Malformed(String),
+    /// The bytes are a valid entry but not in canonical form.
+    #[error("entry bytes are not in RFC 8785 canonical form")]
+    NotCanonical,
+}
+
+fn ident_rule(s: &str) -> Result<(), &'static str> {
+    if s.is_empty() {
+        return Err("empty");
+    }
+    if s.len() > MAX_IDENT_LEN {
+        return Err("longer than 128 characters");
+    }
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '@' | '/' | '+' | '-');
+    if !s.chars().all(ok_char) {
+        return Err("contains characters outside A-Z a-z 0-9 . _ : @ / + -");
+    }
+    if !s.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Err("must start with a letter or digit");
+    }
+    if looks_like_ssn(s) {
+        return Err("shaped like a US social security number");
+    }
+    Ok(())
+}
+
+/// Defence in depth: an identifier that contains `ddd-dd-dddd` is refused.
+fn looks_like_ssn(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.windows(11).any(|w| {
+        w.iter().enumerate().all(|(i, c)| if i == 3 || i == 6 { *c == b'-' } else { c.is_ascii_digit() })
+    })
+}
+
+/// A short identifier (job id, zone, actor, reason code...). See the module docs for the rule.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Ident(String);
+
+impl Ident {
+    /// Validate and wrap an identifier.
+    ///
+    /// # Errors
+    /// [`EntryError::Ident`] when the value breaks the charset or length rule.
+    pub fn new(s: impl Into<String>) -> Result<Self, EntryError> {
+        let s = s.into();
+        ident_rule(&s).map_err(|why| EntryError::Ident { len: s.chars().count(), why })?;
+        Ok(Self(s))
+    }
+
+    /// The identifier text.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Ident {
+    type Error = EntryError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::new(s)
+    }
+}
+
+impl From<Ident> for String {
+    fn from(i: Ident) -> Self {
+        i.0
+    }
+}
+
+impl fmt::Display for Ident {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Ident {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+/// A content digest, `sha256:` followed by 64 lowercase hex characters.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Digest(String);
+
+impl Digest {
+    /// Parse a `sha256:HEX` digest.
+    ///
+    /// # Errors
+    /// [`EntryError::Digest`] when the form is wrong.
+    pub fn parse(s: impl Into<String>) -> Result<Self, EntryError> {
+        let s = s.into();
+        let hex_part = s.strip_prefix("sha256:").ok_or(EntryError::Digest)?;
+        if hex_part.len() != 64 || !hex_part.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(EntryError::Digest);
+        }
+        Ok(Self(s))
+    }
+
+    /// The digest of `bytes`.
+    #[must_use]
+    pub fn of(bytes: &[u8]) -> Self {
+        use sha2::Digest as _;
+        Self(format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes))))
+    }
+
+    /// Digest from raw SHA-256 output.
+    #[must_use]
+    pub fn from_sha256(raw: &[u8; 32]) -> Self {
+        Self(format!("sha256:{}", hex::encode(raw)))
+    }
+
+    /// The `sha256:HEX` text.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Digest {
+    type Error = EntryError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(s)
+    }
+}
+
+impl From<Digest> for String {
+    fn from(d: Digest) -> Self {
+        d.0
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+/// What kind of thing a subject id names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubjectKind {
+    /// A job.
+    Job,
+    /// A registered dataset (or one version of it).
+    Dataset,
+    /// A model.
+    Model,
+    /// A content-addressed artifact.
+    Artifact,
+    /// A training checkpoint.
+    Checkpoint,
+    /// A scoped credential.
+    Token,
+    /// A policy set.
+    Policy,
+    /// A fleet description.
+    Fleet,
+    /// A zone.
+    Zone,
+}
+
+impl SubjectKind {
+    /// The lower-case name used in the encoding.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Job => "job",
+            Self::Dataset => "dataset",
+            Self::Model => "model",
+            Self::Artifact => "artifact",
+            Self::Checkpoint => "checkpoint",
+            Self::Token => "token",
+            Self::Policy => "policy",
+            Self::Fleet => "fleet",
+            Self::Zone => "zone",
+        }
+    }
+}
+
+/// A subject an entry is about.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Subject {
+    /// The identifier.
+    pub id: Ident,
+    /// What it identifies.
+    pub kind: SubjectKind,
+}
+
+impl Subject {
+    /// A subject of `kind` with identifier `id`.
+    ///
+    /// # Errors
+    /// When `id` is not a valid identifier.
+    pub fn new(kind: SubjectKind, id: impl Into<String>) -> Result<Self, EntryError> {
+        Ok(Self { kind, id: Ident::new(id)? })
+    }
+}
+
+/// Outcome of a placement decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// Allowed and placed.
+    Allowed,
+    /// Held in a queue.
+    Queued,
+    /// Refused.
+    Refused,
+}
+
+/// In what form data crossed a boundary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataForm {
+    /// The registered dataset version as is.
+    Raw,
+    /// A sanitized derivative with a passing report.
+    Sanitized,
+    /// Encrypted at rest and in transit; only the key holder can read it.
+    Encrypted,
+}
+
+/// Kinds of stored objects, each with its own retention rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectKind {
+    /// Raw data copied into a zone.
+    RawData,
+    /// Derived features and sanitized datasets.
+    Features,
+    /// Training checkpoints.
+    Checkpoints,
+    /// Job and system logs.
+    Logs,
+    /// Embeddings computed from data.
+    Embeddings,
+    /// Inference request/response traces.
+    InferenceTraces,
+}
+
+impl ObjectKind {
+    /// Every kind, in a fixed order.
+    pub const ALL: [Self; 6] =
+        [Self::RawData, Self::Features, Self::Checkpoints, Self::Logs, Self::Embeddings, Self::InferenceTraces];
+
+    /// The snake_case name.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RawData => "raw_data",
+            Self::Features => "features",
+            Self::Checkpoints => "checkpoints",
+            Self::Logs => "logs",
+            Self::Embeddings => "embeddings",
+            Self::InferenceTraces => "inference_traces",
+        }
+    }
+}
+
+/// The action an entry records. The `type` field names it (`job.placed`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum Action {
+    /// A job spec was submitted.
+    #[serde(rename = "job.submitted")]
+    JobSubmitted {
+        /// Digest of the job spec as submitted.
+        spec: Digest,
+    },
+    /// A person approved a job (the approver is the entry's actor).
+    #[serde(rename = "job.approved")]
+    JobApproved {
+        /// What the approval covers (e.g. `run`, `burst`, `export`).
+        scope: Ident,
+    },
+    /// The placement decision for a job.
+    #[serde(rename = "job.placed")]
+    JobPlaced {
+        /// The verdict.
+        decision: Decision,
+        /// Zone chosen (or considered, when refused).
+        zone: Ident,
+        /// Pool chosen.
+        pool: Ident,
+        /// Reason codes from the policy evaluation (policy ids, rule names).
+        reasons: Vec<Ident>,
+        /// Digest of the policy set that decided.
+        policy_hash: Digest,
+    },
+    /// A job burst to a public pool.
+    #[serde(rename = "job.burst")]
+    JobBurst {
+        /// Zone burst into.
+        zone: Ident,
+        /// Pool burst into.
+        pool: Ident,
+        /// Digest of the business justification document.
+        justification: Digest,
+    },
+    /// A dataset version was copied into a zone.
+    #[serde(rename = "dataset.copied")]
+    DatasetCopied {
+        /// Dataset version identifier.
+        version: Ident,
+        /// Source zone.
+        from_zone: Ident,
+        /// Destination zone.
+        to_zone: Ident,
+        /// Form of the copy.
+        form: DataForm,
+        /// Digest of the bytes that moved.
+        content: Digest,
+        /// Digest of the sanitizer report, when sanitized.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        report: Option<Digest>,
+    },
+    /// An artifact was signed.
+    #[serde(rename = "artifact.signed")]
+    ArtifactSigned {
+        /// Artifact digest.
+        artifact: Digest,
+        /// Signing key id.
+        key_id: Ident,
+        /// Digest of the signature envelope.
+        signature: Digest,
+    },
+    /// An artifact was promoted between stages.
+    #[serde(rename = "artifact.promoted")]
+    ArtifactPromoted {
+        /// Artifact digest.
+        artifact: Digest,
+        /// Stage before.
+        from_stage: Ident,
+        /// Stage after.
+        to_stage: Ident,
+    },
+    /// An artifact was deployed to an edge site.
+    #[serde(rename = "artifact.deployed_edge")]
+    ArtifactDeployedEdge {
+        /// Artifact digest.
+        artifact: Digest,
+        /// Edge site.
+        site: Ident,
+    },
+    /// A training checkpoint was archived.
+    #[serde(rename = "checkpoint.archived")]
+    CheckpointArchived {
+        /// Checkpoint digest.
+        checkpoint: Digest,
+        /// Zone holding the archive.
+        zone: Ident,
+    },
+    /// A training checkpoint was destroyed.
+    #[serde(rename = "checkpoint.destroyed")]
+    CheckpointDestroyed {
+        /// Checkpoint digest.
+        checkpoint: Digest,
+        /// How (e.g. `crypto-shred`).
+        method: Ident,
+    },
+    /// A scoped token was issued.
+    #[serde(rename = "token.issued")]
+    TokenIssued {
+        /// Token id (never the token itself).
+        token_id: Ident,
+        /// Expiry, unix milliseconds.
+        expires_ms: u64,
+        /// What it grants.
+        scope: Vec<Ident>,
+    },
+    /// A policy set was loaded or changed.
+    #[serde(rename = "policy.loaded")]
+    PolicyLoaded {
+        /// Digest of the policy set.
+        policy_hash: Digest,
+    },
+    /// A fleet description was loaded or changed.
+    #[serde(rename = "fleet.loaded")]
+    FleetLoaded {
+        /// Digest of the fleet description.
+        fleet_hash: Digest,
+    },
+    /// An object came under retention tracking (it will be deleted by the rule for its kind).
+    #[serde(rename = "retention.registered")]
+    RetentionRegistered {
+        /// Digest of the object.
+        object: Digest,
+        /// What kind of object it is.
+        kind: ObjectKind,
+    },
+    /// A legal hold was placed on the subjects.
+    #[serde(rename = "retention.hold_set")]
+    RetentionHoldSet {
+        /// Digest of the hold order.
+        order: Digest,
+    },
+    /// A legal hold was released.
+    #[serde(rename = "retention.hold_released")]
+    RetentionHoldReleased {
+        /// Digest of the release order.
+        order: Digest,
+    },
+    /// An object was deleted under a retention rule (tombstone: the entry stays, the data goes).
+    #[serde(rename = "retention.deleted")]
+    RetentionDeleted {
+        /// Digest of the deleted object.
+        object: Digest,
+        /// The retention rule applied.
+        rule: Ident,
+        /// How (e.g. `crypto-shred`).
+        method: Ident,
+    },
+}
+
+impl Action {
+    /// The `type` name of the action (e.g. `job.placed`).
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::JobSubmitted { .. } => "job.submitted",
+            Self::JobApproved { .. } => "job.approved",
+            Self::JobPlaced { .. } => "job.placed",
+            Self::JobBurst { .. } => "job.burst",
+            Self::DatasetCopied { .. } => "dataset.copied",
+            Self::ArtifactSigned { .. } => "artifact.signed",
+            Self::ArtifactPromoted { .. } => "artifact.promoted",
+            Self::ArtifactDeployedEdge { .. } => "artifact.deployed_edge",
+            Self::CheckpointArchived { .. } => "checkpoint.archived",
+            Self::CheckpointDestroyed { .. } => "checkpoint.destroyed",
+            Self::TokenIssued { .. } => "token.issued",
+            Self::PolicyLoaded { .. } => "policy.loaded",
+            Self::FleetLoaded { .. } => "fleet.loaded",
+            Self::RetentionRegistered { .. } => "retention.registered",
+            Self::RetentionHoldSet { .. } => "retention.hold_set",
+            Self::RetentionHoldReleased { .. } => "retention.hold_released",
+            Self::RetentionDeleted { .. } => "retention.deleted",
+        }
+    }
+
+    /// Every digest the action refers to (documents an evidence bundle may attach).
+    #[must_use]
+    pub fn digests(&self) -> Vec<&Digest> {
+        match self {
+            Self::JobSubmitted { spec } => vec![spec],
+            Self::JobApproved { .. } | Self::ArtifactPromoted { .. } | Self::ArtifactDeployedEdge { .. } => {
+                Vec::new()
+            }
+            Self::JobPlaced { policy_hash, .. } => vec![policy_hash],
+            Self::JobBurst { justification, .. } => vec![justification],
+            Self::DatasetCopied { report, .. } => report.iter().collect(),
+            Self::ArtifactSigned { signature, .. } => vec![signature],
+            Self::CheckpointArchived { .. } | Self::CheckpointDestroyed { .. } | Self::TokenIssued { .. } => {
+                Vec::new()
+            }
+            Self::PolicyLoaded { policy_hash } => vec![policy_hash],
+            Self::FleetLoaded { fleet_hash } => vec![fleet_hash],
+            Self::RetentionHoldSet { order } | Self::RetentionHoldReleased { order } => vec![order],
+            Self::RetentionDeleted { .. } | Self::RetentionRegistered { .. } => Vec::new(),
+        }
+    }
+
+    fn validate(&self) -> Result<(), EntryError> {
+        match self {
+            Self::JobPlaced { reasons, .. } if reasons.len() > MAX_LIST => {
+                Err(EntryError::TooMany { field: "reasons", got: reasons.len(), max: MAX_LIST })
+            }
+            Self::TokenIssued { scope, .. } if scope.len() > MAX_LIST => {
+                Err(EntryError::TooMany { field: "scope", got: scope.len(), max: MAX_LIST })
+            }
+            Self::TokenIssued { expires_ms, .. } if *expires_ms > MAX_SAFE_INTEGER => {
+                Err(EntryError::Integer { field: "expires_ms" })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// An entry before the ledger gives it a sequence index and timestamp.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryDraft {
+    /// Who did it (user, service or key id).
+    pub actor: Ident,
+    /// What was done.
+    pub action: Action,
+    /// What it was done to.
+    pub subjects: Vec<Subject>,
+}
+
+impl EntryDraft {
+    /// A checked draft.
+    ///
+    /// # Errors
+    /// When a list is too long or an integer is out of range.
+    pub fn new(actor: Ident, action: Action, subjects: Vec<Subject>) -> Result<Self, EntryError> {
+        if subjects.len() > MAX_SUBJECTS {
+            return Err(EntryError::TooMany { field: "subjects", got: subjects.len(), max: MAX_SUBJECTS });
+        }
+        action.validate()?;
+        Ok(Self { actor, action, subjects })
+    }
+
+    /// The full entry at position `seq`, recorded at `ts_ms`.
+    #[must_use]
+    pub fn into_entry(self, seq: u64, ts_ms: u64) -> Entry {
+        Entry { v: ENTRY_VERSION, seq, ts_ms, actor: self.actor, action: self.action, subjects: self.subjects }
+    }
+
+    /// Encode the entry ahead of knowing its position, so the expensive canonicalization runs
+    /// on the caller's thread and the ledger's writer only splices the index in.
+    ///
+    /// # Errors
+    /// When the timestamp is out of range.
+    pub fn prepare(self, ts_ms: u64) -> Result<PreparedEntry, EntryError> {
+        let bytes = self.into_entry(0, ts_ms).encode()?;
+        // Canonical JSON sorts member names, and no identifier or digest can contain a quote, so
+        // `"seq":0` occurs exactly once: as the top-level member. Split around its value.
+        let marker = b"\"seq\":0";
+        let at = bytes
+            .windows(marker.len())
+            .position(|w| w == marker)
+            .ok_or_else(|| EntryError::Malformed("encoded entry has no seq member".into()))?;
+        let split = at + marker.len() - 1;
+        Ok(PreparedEntry { prefix_len: split, bytes })
+    }
+}
+
+/// An entry encoded except for its sequence index (see [`EntryDraft::prepare`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreparedEntry {
+    bytes: Vec<u8>,
+    prefix_len: usize,
+}
+
+impl PreparedEntry {
+    /// Append the canonical bytes of the entry at position `seq` to `out`; identical to
+    /// `draft.into_entry(seq, ts_ms).encode()`.
+    pub fn write_at(&self, seq: u64, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.bytes[..self.prefix_len]);
+        out.extend_from_slice(seq.to_string().as_bytes());
+        out.extend_from_slice(&self.bytes[self.prefix_len + 1..]);
+    }
+
+    /// Length of the encoding at position `seq`.
+    #[must_use]
+    pub fn len_at(&self, seq: u64) -> usize {
+        self.bytes.len() - 1 + seq.checked_ilog10().map_or(1, |d| d as usize + 1)
+    }
+}
+
+/// One ledger entry as stored and hashed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Schema version.
+    pub v: u8,
+    /// Position in the log (0-based); equals the Merkle leaf index.
+    pub seq: u64,
+    /// When it was recorded, unix milliseconds (given by the caller's clock).
+    pub ts_ms: u64,
+    /// Who did it.
+    pub actor: Ident,
+    /// What was done.
+    pub action: Action,
+    /// What it was done to.
+    pub subjects: Vec<Subject>,
+}
+
+impl Entry {
+    /// Canonical (RFC 8785) bytes of the entry; these are the Merkle leaf data.
+    ///
+    /// # Errors
+    /// When an integer is outside the canonical range.
+    pub fn encode(&self) -> Result<Vec<u8>, EntryError> {
+        if self.seq > MAX_SAFE_INTEGER {
+            return Err(EntryError::Integer { field: "seq" });
+        }
+        if self.ts_ms > MAX_SAFE_INTEGER {
+            return Err(EntryError::Integer { field: "ts_ms" });
+        }
+        canonical::to_vec_of(self).map_err(|e| EntryError::Malformed(e.to_string()))
+    }
+
+    /// Parse canonical entry bytes, checking every field rule and the canonical form.
+    ///
+    /// # Errors
+    /// When the bytes are not a valid entry or not canonical.
+    pub fn decode(bytes: &[u8]) -> Result<Self, EntryError> {
+        let e: Self = serde_json::from_slice(bytes).map_err(|e| EntryError::Malformed(e.to_string()))?;
+        if e.subjects.len() > MAX_SUBJECTS {
+            return Err(EntryError::TooMany { field: "subjects", got: e.subjects.len(), max: MAX_SUBJECTS });
+        }
+        e.action.validate()?;
+        if e.encode()? != bytes {
+            return Err(EntryError::NotCanonical);
+        }
+        Ok(e)
+    }
+
+    /// Whether the entry names `id` among its subjects (any kind).
+    #[must_use]
+    pub fn mentions(&self, id: &str) -> bool {
+        self.subjects.iter().any(|s| s.id.as_str() == id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(c: char) -> Digest {
+        Digest::parse(format!("sha256:{}", c.to_string().repeat(64))).unwrap()
+    }
+
+    #[test]
+    fn identifier_rule() {
+        assert!(Ident::new("job-42").is_ok());
+        assert!(Ident::new("alice@example.org").is_ok());
+        assert!(Ident::new("zone:eu-private/pool.a100+spot").is_ok());
+        for bad in ["", " x", "-x", "a b", "x\n", "naïve", "a,b", "ssn-123-45-6789", &"a".repeat(129)] {
+            assert!(Ident::new(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn digest_rule() {
+        assert!(Digest::parse(Digest::of(b"x").as_str()).is_ok());
+        assert!(Digest::parse("sha256:ABCD").is_err());
+        assert!(Digest::parse(format!("sha256:{}", "A".repeat(64))).is_err());
+        assert!(Digest::parse(format!("md5:{}", "a".repeat(64))).is_err());
+    }
+
+    #[test]
+    fn prepared_entries_equal_direct_encoding() {
+        for seq in [0u64, 1, 9, 10, 99, 100, 12_345, MAX_SAFE_INTEGER] {
+            let draft = EntryDraft::new(
+                Ident::new("seq").unwrap(),
+                Action::TokenIssued { token_id: Ident::new("seq:0").unwrap(), expires_ms: 0, scope: vec![Ident::new("seq").unwrap()] },
+                vec![Subject::new(SubjectKind::Token, "seq").unwrap()],
+            )
+            .unwrap();
+            let direct = draft.clone().into_entry(seq, 77).encode().unwrap();
+            let prepared = draft.prepare(77).unwrap();
+            let mut out = Vec::new();
+            prepared.write_at(seq, &mut out);
+            assert_eq!(String::from_utf8(out).unwrap(), String::from_utf8(direct.clone()).unwrap());
+            assert_eq!(prepared.len_at(seq), direct.len());
+        }
+    }
+
+    #[test]
+    fn encode_decode_round_trip_and_canonical_check() {
+        let draft = EntryDraft::new(
+            Ident::new("scheduler").unwrap(),
+            Action::JobPlaced {
+                decision: Decision::Allowed,
+                zone: Ident::new("eu-private").unwrap(),
+                pool: Ident::new("a100").unwrap(),
+                reasons: vec![Ident::new("phi-stays-private").unwrap()],
+                policy_hash: d('a'),
+            },
+            vec![Subject::new(SubjectKind::Job, "job-1").unwrap()],
+        )
+        .unwrap();
+        let entry = draft.into_entry(7, 1_700_000_000_000);
+        let bytes = entry.encode().unwrap();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(text.starts_with(r#"{"action":{"decision":"allowed","policy_hash":"sha256:aaaa"#), "{text}");
+        assert!(text.contains(r#""type":"job.placed""#));
+        assert_eq!(Entry::decode(&bytes), Ok(entry));
+        let spaced = text.replacen(',', ", ", 1);
+        assert_eq!(Entry::decode(spaced.as_bytes()), Err(EntryError::NotCanonical));
+        let bad = text.replace("phi-stays-private", "phi stays private");
+        assert!(matches!(Entry::decode(bad.as_bytes()), Err(EntryError::Malformed(_))));
+    }
+}
