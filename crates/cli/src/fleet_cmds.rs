@@ -257,7 +257,7 @@ pub fn plan(a: &PlanArgs) -> miette::Result<()> {
     match a.output {
         Format::Json => print_json(&serde_json::json!({ "policy_hash": eng.policy().hash(), "jobs": rows })),
         Format::Text => {
-            println!("{:<22} {:<12} {:<24} {:<26} {}", "JOB", "KIND", "CLASSIFICATION", "DECISION", "MAY RUN IN");
+            println!("{:<22} {:<12} {:<24} {:<26} MAY RUN IN", "JOB", "KIND", "CLASSIFICATION", "DECISION");
             for r in &rows {
                 println!(
                     "{:<22} {:<12} {:<24} {:<26} {}",

@@ -1,5 +1,7 @@
 //! Loading the example fleet and jobs, and bad input: each error names the file, the line and the field.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::fs;
 use std::path::{Path, PathBuf};
 

@@ -126,6 +126,9 @@ impl Placement {
     }
 }
 
+/// A job resolved against the fleet, with its projected policy facts.
+type Resolved = Result<(JobProfile, JobFacts), ResolveError>;
+
 /// Placement over one fleet and its policy set.
 pub struct PlacementEngine<'f> {
     fleet: &'f Fleet,
@@ -222,7 +225,7 @@ impl<'f> PlacementEngine<'f> {
         let fleet = self.fleet;
         let policy = &self.policy;
         // 1. Resolve and compute facts.
-        let resolved: Vec<Result<(JobProfile, JobFacts), ResolveError>> = std::thread::scope(|s| {
+        let resolved: Vec<Resolved> = std::thread::scope(|s| {
             let handles: Vec<_> = jobs
                 .chunks(chunk)
                 .map(|part| {
@@ -302,23 +305,17 @@ impl<'f> PlacementEngine<'f> {
         // 4. Finish every job in parallel.
         let this = &*self;
         let mut out: Vec<Result<Placement, ResolveError>> = Vec::with_capacity(jobs.len());
-        let pairs: Vec<(&JobSpec, Result<(JobProfile, JobFacts), ResolveError>)> = jobs.iter().zip(resolved).collect();
-        let pchunk = pairs.len().div_ceil(workers).max(1);
-        let mut pairs = pairs;
-        let parts: Vec<Vec<_>> = {
-            let mut parts = Vec::new();
-            while !pairs.is_empty() {
-                let rest = pairs.split_off(pairs.len().min(pchunk));
-                parts.push(std::mem::replace(&mut pairs, rest));
-            }
-            parts
-        };
+        let pchunk = jobs.len().div_ceil(workers).max(1);
+        let mut resolved = resolved.into_iter();
+        let parts: Vec<(&[JobSpec], Vec<Resolved>)> =
+            jobs.chunks(pchunk).map(|js| (js, resolved.by_ref().take(js.len()).collect())).collect();
         std::thread::scope(|s| {
             let handles: Vec<_> = parts
                 .into_iter()
-                .map(|part| {
+                .map(|(js, rs)| {
                     s.spawn(move || {
-                        part.into_iter()
+                        js.iter()
+                            .zip(rs)
                             .map(|(job, r)| {
                                 let (profile, facts) = r?;
                                 let verdicts = this.cached_verdicts(&profile.attrs, &facts);

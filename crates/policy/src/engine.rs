@@ -134,7 +134,7 @@ impl PolicyEngine {
                 errs.push(PolicyError::UnknownExclude(ex.clone()));
             }
         }
-        let mut files: Vec<(PathBuf, &str, Vec<(String, Policy, usize)>)> = Vec::new();
+        let mut files: Vec<(PathBuf, &str, Vec<Parsed>)> = Vec::new();
         let kept: Vec<_> = baseline.into_iter().filter(|(id, _, _)| !fleet.baseline_exclude.contains(id)).collect();
         files.push((PathBuf::from(BASELINE_FILE), BASELINE_TEXT, kept));
         for pf in &fleet.policies {
@@ -392,8 +392,11 @@ fn zone_entity(u: EntityUid, z: &Zone, fleet: &Fleet) -> Result<Entity, PolicyEr
     Entity::new(u, attrs, HashSet::new()).map_err(internal)
 }
 
+/// A parsed policy: its id, the policy renamed to it, and its 1-based line.
+type Parsed = (String, Policy, usize);
+
 /// Parses one Cedar file into (id, policy, line) triples; ids come from `@id` or `FILE#N`.
-fn parse_file(path: &Path, text: &str) -> Result<Vec<(String, Policy, usize)>, PolicyErrors> {
+fn parse_file(path: &Path, text: &str) -> Result<Vec<Parsed>, PolicyErrors> {
     let parsed = PolicySet::from_str(text).map_err(|e| {
         let (line, column) = first_offset(&e).map_or((0, 0), |o| line_col(text, o));
         let message = e.to_string();
