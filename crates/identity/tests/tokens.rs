@@ -1,5 +1,5 @@
 //! Token drills: scope, expiry, attenuation, root key rotation and revocation, user roles.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use biscuit_auth::{Biscuit, BlockBuilder, UnverifiedBiscuit};
 use tidegate_identity::{
