@@ -149,7 +149,11 @@ impl Evidence {
             let s = |k: &str| p.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
             match v.statement.predicate_type.as_str() {
                 DATA_APPROVAL if approver && s("dataset").is_some() => ev.data_approval = true,
-                FEATURE_PIN if s("featureSet").is_some() && s("version").is_some() => {
+                FEATURE_PIN
+                    if s("featureSet").is_some()
+                        && (s("version").is_some()
+                            || p.get("version").is_some_and(Value::is_number)) =>
+                {
                     ev.feature_pinned = true;
                 }
                 MODEL_CARD if s("modelCard").is_some() => ev.model_card = true,

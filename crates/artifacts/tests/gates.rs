@@ -295,7 +295,7 @@ fn decide_is_pure_and_reports_policy_hash() {
         ),
         stmt(
             FEATURE_PIN,
-            json!({"featureSet": "f", "version": "1"}),
+            json!({"featureSet": "f", "version": 1}),
             &["builder"],
         ),
         stmt(

@@ -27,9 +27,11 @@
 mod error;
 mod issue;
 mod keyring;
+mod keystore;
 mod verify;
 
 pub use error::IdentityError;
 pub use issue::{attenuate, Attenuation, Issuer, TokenSpec, MAX_TTL_MINUTES};
 pub use keyring::{RootKey, RootKeyring};
+pub use keystore::RootKeyStore;
 pub use verify::{Action, Claims, Grant, Operation, Request, Role, Verifier};

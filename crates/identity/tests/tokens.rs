@@ -411,3 +411,40 @@ fn keyring_round_trips_and_rejects_duplicates() {
     let restored = Issuer::from_private_hex(1, &issuer.private_hex()).unwrap();
     assert!(restored.mint(&ring, &job_spec(), T0).is_ok());
 }
+
+#[test]
+fn key_store_rotation_keeps_live_tokens_and_revocation_refuses() {
+    use tidegate_identity::RootKeyStore;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = RootKeyStore::new(dir.path());
+    assert!(keys.issuer().is_err(), "no key yet");
+    keys.rotate(T0, 30).unwrap();
+    let old = keys.issuer().unwrap();
+    let token = old.mint(&keys.keyring().unwrap(), &job_spec(), T0).unwrap();
+    let second = keys.rotate(T0 + 60, 30).unwrap();
+    assert_eq!(second.id, 2);
+    assert_eq!(keys.issuer().unwrap().key_id(), 2);
+    // The token minted before rotation still verifies until it expires.
+    let v = Verifier::new(keys.keyring().unwrap());
+    v.authorize(&token, &read(CKPT_A, "onprem-a"), T0 + 120)
+        .unwrap();
+    keys.revoke(1, T0 + 130).unwrap();
+    let v = Verifier::new(keys.keyring().unwrap());
+    assert!(matches!(
+        v.authorize(&token, &read(CKPT_A, "onprem-a"), T0 + 140),
+        Err(IdentityError::RevokedRootKey { id: 1, .. })
+    ));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("token/root-2.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "private key must not be readable by others"
+        );
+    }
+}
