@@ -27,6 +27,7 @@ pub mod lineage;
 pub mod signing;
 mod store;
 mod timefmt;
+pub mod transfer;
 
 pub use digest::Digest;
 pub use error::ArtifactError;

@@ -461,6 +461,24 @@ impl KeyStore {
         Ok(entry)
     }
 
+    /// Trusts a public key held elsewhere (another zone's builder, an approver's laptop): adds
+    /// its entry to the keyring without any private key.
+    ///
+    /// # Errors
+    /// [`ArtifactError::Key`] for a duplicate id or an entry whose id does not match its key.
+    pub fn trust(&self, entry: KeyEntry) -> Result<(), ArtifactError> {
+        let vk = parse_public(&entry)?;
+        if keyid_of(&vk) != entry.keyid {
+            return Err(ArtifactError::Key(format!(
+                "key id {} does not match its key",
+                entry.keyid
+            )));
+        }
+        let mut ring = self.keyring()?;
+        ring.add(entry)?;
+        self.save_keyring(&ring)
+    }
+
     /// Revokes `keyid` at `now`.
     ///
     /// # Errors

@@ -113,6 +113,19 @@ pub enum ArtifactCmd {
         #[arg(long, default_value = "cli")]
         actor: String,
     },
+    /// Sync back: import an artifact from another zone's data directory (a public burst zone)
+    /// only if it is intact, its provenance is signed by a key this store trusts, and it was
+    /// built in an allowed zone.
+    Import {
+        /// The artifact digest.
+        digest: String,
+        /// The source data directory.
+        #[arg(long = "from")]
+        from: PathBuf,
+        /// A zone artifacts may come from (repeatable; at least one).
+        #[arg(long = "zone", required = true)]
+        zones: Vec<String>,
+    },
     /// Crypto-shred an artifact: destroy its data key and blob. Irreversible.
     Shred {
         /// The artifact digest.
@@ -155,6 +168,14 @@ pub enum KeyCmd {
         /// Validity in days.
         #[arg(long, default_value_t = 90)]
         days: u64,
+    },
+    /// Trust a public key from another data directory's keyring (e.g. a burst zone's builder).
+    Trust {
+        /// The key id (`ed25519:...`).
+        keyid: String,
+        /// The data directory whose keyring holds the key.
+        #[arg(long = "from")]
+        from: PathBuf,
     },
     /// Revoke a key: nothing it signed verifies any more.
     Revoke {
@@ -431,6 +452,25 @@ pub fn run(data_dir: &Path, cmd: ArtifactCmd) -> miette::Result<()> {
                 rec.from, rec.to, rec.policy_hash
             );
         }
+        ArtifactCmd::Import {
+            digest,
+            from,
+            zones,
+        } => {
+            let digest = parse_digest(&digest)?;
+            let source = ArtifactStore::open(&from).map_err(err)?;
+            let ring = keys.keyring().map_err(err)?;
+            let rep =
+                tidegate_artifacts::transfer::import(&source, &store, &ring, &zones, &digest, now)
+                    .map_err(err)?;
+            println!(
+                "imported {} built by job {} in zone {} (signed by {})",
+                rep.digest,
+                rep.job_id,
+                rep.zone,
+                rep.keyids.join(", ")
+            );
+        }
         ArtifactCmd::Shred { digest } => {
             let digest = parse_digest(&digest)?;
             store.shred(&digest).map_err(err)?;
@@ -468,6 +508,15 @@ fn run_key(keys: &KeyStore, cmd: KeyCmd, now: u64) -> miette::Result<()> {
                 .create(&owner, &["approver"], now, days, false)
                 .map_err(err)?;
             println!("{}", e.keyid);
+        }
+        KeyCmd::Trust { keyid, from } => {
+            let other = KeyStore::new(&from.join("keys")).keyring().map_err(err)?;
+            let entry = other
+                .get(&keyid)
+                .cloned()
+                .ok_or_else(|| miette!("{keyid} is not in the keyring of {}", from.display()))?;
+            keys.trust(entry).map_err(err)?;
+            println!("trusted {keyid}");
         }
         KeyCmd::Revoke { keyid } => {
             keys.revoke(&keyid, now).map_err(err)?;

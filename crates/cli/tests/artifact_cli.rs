@@ -456,3 +456,99 @@ fn token_mint_inspect_check_attenuate_expire_revoke() {
         serde_json::from_str(&ok(dir, T0, &["token", "keys", "export"])).unwrap();
     assert!(ring["keys"][0]["revoked_at"].is_u64());
 }
+
+#[test]
+fn sync_back_from_burst_zone_is_gated() {
+    let private = tempfile::tempdir().unwrap();
+    let burst = tempfile::tempdir().unwrap();
+    let (p, b) = (private.path(), burst.path());
+    let f = b.join("ckpt");
+    std::fs::write(&f, b"burst checkpoint").unwrap();
+    let key = ok(
+        b,
+        T0,
+        &["artifact", "key", "init", "--owner", "zone:gpuaas-eu"],
+    )
+    .trim()
+    .to_string();
+    let d = ok(
+        b,
+        T0,
+        &[
+            "artifact",
+            "put",
+            f.to_str().unwrap(),
+            "--kind",
+            "checkpoint",
+        ],
+    )
+    .trim()
+    .to_string();
+    ok(
+        b,
+        T0,
+        &[
+            "artifact",
+            "sign",
+            &d,
+            "--job",
+            "burst-1",
+            "--zone",
+            "gpuaas-eu",
+            "--repo",
+            "r",
+            "--commit",
+            "abcdef1234567",
+        ],
+    );
+    let from = b.to_str().unwrap();
+    // Not trusted yet: refused.
+    let msg = refused(
+        p,
+        T0 + 5,
+        &[
+            "artifact",
+            "import",
+            &d,
+            "--from",
+            from,
+            "--zone",
+            "gpuaas-eu",
+        ],
+    );
+    assert!(msg.contains("unknown signing key"), "{msg}");
+    ok(
+        p,
+        T0 + 5,
+        &["artifact", "key", "trust", &key, "--from", from],
+    );
+    let msg = refused(
+        p,
+        T0 + 6,
+        &[
+            "artifact", "import", &d, "--from", from, "--zone", "onprem-a",
+        ],
+    );
+    assert!(msg.contains("not an allowed source zone"), "{msg}");
+    assert!(ok(
+        p,
+        T0 + 7,
+        &[
+            "artifact",
+            "import",
+            &d,
+            "--from",
+            from,
+            "--zone",
+            "gpuaas-eu"
+        ]
+    )
+    .contains("imported"));
+    let out = p.join("out");
+    ok(
+        p,
+        T0 + 8,
+        &["artifact", "get", &d, "-o", out.to_str().unwrap()],
+    );
+    assert_eq!(std::fs::read(out).unwrap(), b"burst checkpoint");
+}
