@@ -162,6 +162,7 @@ impl ArtifactStore {
         now: u64,
     ) -> Result<ArtifactRecord, ArtifactError> {
         let digest = Digest::of(content);
+        let mut previous = None;
         if let Ok(existing) = self.record(&digest) {
             if existing.kind != kind || existing.lane != options.lane {
                 return Err(ArtifactError::Conflict {
@@ -172,6 +173,9 @@ impl ArtifactStore {
             if self.blob_path(&digest).exists() {
                 return Ok(existing);
             }
+            // Shredded earlier and stored again by someone holding the content: a new blob and
+            // data key under the same immutable record.
+            previous = Some(existing);
         }
         let key = DataKey::generate();
         let blob = seal(&key, &digest, kind, content)?;
@@ -190,9 +194,15 @@ impl ArtifactStore {
         // Key first, then blob, then record: a record exists only for a readable object.
         self.kms.seal_data_key(&digest, &key)?;
         write_atomic(&self.blob_path(&digest), &blob)?;
-        let json = serde_json::to_vec_pretty(&record)
-            .map_err(|e| ArtifactError::Invalid(e.to_string()))?;
-        write_atomic(&self.record_path(&digest), &json)?;
+        let record = match previous {
+            Some(existing) => existing,
+            None => {
+                let json = serde_json::to_vec_pretty(&record)
+                    .map_err(|e| ArtifactError::Invalid(e.to_string()))?;
+                write_atomic(&self.record_path(&digest), &json)?;
+                record
+            }
+        };
         tracing::info!(%digest, kind = %kind, size = record.size, "stored artifact");
         Ok(record)
     }

@@ -154,6 +154,17 @@ fn destroying_the_wrapped_data_key_crypto_shreds() {
     assert!(matches!(err, ArtifactError::Shredded(_)), "{err}");
     assert!(!store.blob_path(&rec.digest).exists());
     assert_eq!(store.get(&keep.digest).unwrap(), b"to be kept");
+    // Storing the same content again later gives a fresh key; the record stays the original.
+    let again = store
+        .put(
+            b"to be forgotten",
+            ArtifactKind::DatasetSnapshot,
+            &opts("d"),
+            NOW + 9,
+        )
+        .unwrap();
+    assert_eq!(again.created_at, NOW);
+    assert_eq!(store.get(&rec.digest).unwrap(), b"to be forgotten");
 }
 
 #[test]

@@ -254,6 +254,9 @@ impl Verifier {
         request: &Request,
         now: u64,
     ) -> Result<Grant, IdentityError> {
+        if let Request::Data { resource, .. } = request {
+            check_resource(resource)?;
+        }
         let (biscuit, id) = self.verify(token, now)?;
         let claims = read_claims(&biscuit, id)?;
         if now >= claims.expires_at {
@@ -298,6 +301,24 @@ impl Verifier {
             Err(other) => Err(lib(other)),
         }
     }
+}
+
+/// Refuses resource names that could escape a prefix check: `.` or `..` path segments, empty
+/// segments, backslashes and control characters. Prefix rights are only sound on normalized
+/// names.
+fn check_resource(resource: &str) -> Result<(), IdentityError> {
+    let bad_segment = resource.split('/').any(|seg| seg == ".." || seg == ".");
+    if resource.is_empty()
+        || bad_segment
+        || resource.contains("//")
+        || resource.contains('\\')
+        || resource.chars().any(char::is_control)
+    {
+        return Err(IdentityError::Denied(format!(
+            "resource {resource:?} is not a normalized name (no '.', '..' or empty path segments)"
+        )));
+    }
+    Ok(())
 }
 
 fn explain(logic: &Logic) -> String {

@@ -448,3 +448,28 @@ fn key_store_rotation_keeps_live_tokens_and_revocation_refuses() {
         );
     }
 }
+
+#[test]
+fn path_traversal_out_of_the_output_prefix_is_refused() {
+    let (issuer, ring) = setup();
+    let token = issuer.mint(&ring, &job_spec(), T0).unwrap();
+    let v = Verifier::new(ring);
+    for bad in [
+        "artifacts/job-42/../job-43/model",
+        "artifacts/job-42/./x",
+        "artifacts/job-42//x",
+        "artifacts/job-42/a\\..\\b",
+        "artifacts/job-42/x\n",
+    ] {
+        let err = v
+            .authorize(&token, &write(bad, "onprem-a"), T0 + 1)
+            .unwrap_err();
+        assert!(matches!(err, IdentityError::Denied(_)), "{bad:?}: {err}");
+    }
+    v.authorize(
+        &token,
+        &write("artifacts/job-42/sub/model.bin", "onprem-a"),
+        T0 + 1,
+    )
+    .unwrap();
+}
