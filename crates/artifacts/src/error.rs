@@ -30,6 +30,9 @@ pub enum ArtifactError {
         /// Its existing kind.
         existing: String,
     },
+    /// The blob backend (object storage) failed.
+    #[error("blob storage: {0}")]
+    Backend(String),
     /// Key management failed.
     #[error("key management: {0}")]
     Kms(String),

@@ -10,6 +10,7 @@ use rand_core::{OsRng, RngCore};
 use serde::{Deserialize, Serialize};
 
 use crate::atomic::write_atomic;
+use crate::blobs::{BlobBackend, LocalBlobs};
 use crate::dsse::Envelope;
 use crate::intoto::{Provenance, Statement, SLSA_PROVENANCE_V1};
 use crate::kms::{DataKey, FileKeyManager, KeyManager};
@@ -80,6 +81,7 @@ impl VerifyReport {
 pub struct ArtifactStore {
     root: PathBuf,
     kms: Box<dyn KeyManager>,
+    blobs: Box<dyn BlobBackend>,
 }
 
 impl std::fmt::Debug for ArtifactStore {
@@ -87,6 +89,7 @@ impl std::fmt::Debug for ArtifactStore {
         f.debug_struct("ArtifactStore")
             .field("root", &self.root)
             .field("kms", &self.kms.name())
+            .field("blobs", &self.blobs.name())
             .finish()
     }
 }
@@ -104,10 +107,27 @@ impl ArtifactStore {
     /// Opens the store with another key manager (an external KMS).
     #[must_use]
     pub fn with_key_manager(data_dir: &Path, kms: Box<dyn KeyManager>) -> Self {
+        let blobs = Box::new(LocalBlobs::new(data_dir.join("artifacts")));
+        Self::with_backends(data_dir, kms, blobs)
+    }
+
+    /// Opens the store with a key manager and another blob backend (S3-compatible storage).
+    /// Records, envelopes and logs stay in `data_dir`.
+    #[must_use]
+    pub fn with_backends(
+        data_dir: &Path,
+        kms: Box<dyn KeyManager>,
+        blobs: Box<dyn BlobBackend>,
+    ) -> Self {
         Self {
             root: data_dir.to_path_buf(),
             kms,
+            blobs,
         }
+    }
+
+    fn blob_key(digest: &Digest) -> String {
+        format!("blobs/sha256/{}", digest.hex())
     }
 
     /// The data directory.
@@ -126,7 +146,7 @@ impl ArtifactStore {
         self.root.join("artifacts")
     }
 
-    /// Path of the encrypted blob of `digest`.
+    /// Path of the encrypted blob of `digest` with the default local backend.
     #[must_use]
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
         self.artifacts_dir()
@@ -170,7 +190,7 @@ impl ArtifactStore {
                     existing: format!("{} in lane {}", existing.kind, existing.lane.as_str()),
                 });
             }
-            if self.blob_path(&digest).exists() {
+            if self.blobs.exists(&Self::blob_key(&digest))? {
                 return Ok(existing);
             }
             // Shredded earlier and stored again by someone holding the content: a new blob and
@@ -193,7 +213,7 @@ impl ArtifactStore {
         };
         // Key first, then blob, then record: a record exists only for a readable object.
         self.kms.seal_data_key(&digest, &key)?;
-        write_atomic(&self.blob_path(&digest), &blob)?;
+        self.blobs.put(&Self::blob_key(&digest), &blob)?;
         let record = match previous {
             Some(existing) => existing,
             None => {
@@ -242,17 +262,13 @@ impl ArtifactStore {
     pub fn get(&self, digest: &Digest) -> Result<Vec<u8>, ArtifactError> {
         let record = self.record(digest)?;
         let key = self.kms.open_data_key(digest)?;
-        let path = self.blob_path(digest);
-        let blob = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(ArtifactError::Tampered {
+        let blob =
+            self.blobs
+                .get(&Self::blob_key(digest))?
+                .ok_or_else(|| ArtifactError::Tampered {
                     digest: digest.clone(),
                     reason: "blob is missing".to_owned(),
-                })
-            }
-            Err(e) => return Err(ArtifactError::io(&path, e)),
-        };
+                })?;
         let content = open(&key, digest, record.kind, &blob)?;
         if Digest::of(&content) != *digest {
             return Err(ArtifactError::Tampered {
@@ -310,12 +326,7 @@ impl ArtifactStore {
     pub fn shred(&self, digest: &Digest) -> Result<(), ArtifactError> {
         self.record(digest)?;
         self.kms.destroy_data_key(digest)?;
-        let path = self.blob_path(digest);
-        match fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(ArtifactError::io(&path, e)),
-        }
+        self.blobs.delete(&Self::blob_key(digest))?;
         tracing::info!(%digest, "crypto-shredded artifact");
         Ok(())
     }
