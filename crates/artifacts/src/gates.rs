@@ -467,6 +467,7 @@ pub fn promote(
     actor: &str,
     now: u64,
 ) -> Result<PromotionRecord, ArtifactError> {
+    let _lock = store.write_lock()?;
     let report = store.verify(digest, keyring, now)?;
     let facts = ArtifactFacts {
         digest: digest.clone(),

@@ -119,22 +119,32 @@ impl FileKeyManager {
     /// I/O errors, or [`ArtifactError::Kms`] if the KEK file is corrupt.
     pub fn open(keys_dir: &Path) -> Result<Self, ArtifactError> {
         let path = keys_dir.join("kek.key");
-        let kek = match fs::read_to_string(&path) {
-            Ok(text) => {
-                let bytes = hex::decode(text.trim())
-                    .map_err(|e| ArtifactError::Kms(format!("{}: {e}", path.display())))?;
-                <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
-                    ArtifactError::Kms(format!("{}: expected 32 bytes", path.display()))
-                })?
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        let kek = match read_kek(&path)? {
+            Some(k) => k,
+            None => {
+                // First use. Write the new KEK to a private temp file, then hard-link it into
+                // place: linking never replaces an existing file, so when several processes
+                // race, exactly one KEK wins and the others read it.
                 let mut k = [0u8; 32];
                 OsRng.fill_bytes(&mut k);
-                write_secret(&path, hex::encode(k).as_bytes())?;
-                tracing::info!(path = %path.display(), "created key-encryption key");
-                k
+                let mut tag = [0u8; 8];
+                OsRng.fill_bytes(&mut tag);
+                let tmp = keys_dir.join(format!(".kek.{}.tmp", hex::encode(tag)));
+                write_secret(&tmp, hex::encode(k).as_bytes())?;
+                let linked = fs::hard_link(&tmp, &path);
+                let _ = fs::remove_file(&tmp);
+                match linked {
+                    Ok(()) => {
+                        tracing::info!(path = %path.display(), "created key-encryption key");
+                        k
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_kek(&path)?
+                        .ok_or_else(|| {
+                            ArtifactError::Kms(format!("{} vanished", path.display()))
+                        })?,
+                    Err(e) => return Err(ArtifactError::io(&path, e)),
+                }
             }
-            Err(e) => return Err(ArtifactError::io(&path, e)),
         };
         let kek_id = format!(
             "file:{}",
@@ -152,6 +162,21 @@ impl FileKeyManager {
             .join("wrapped")
             .join("sha256")
             .join(format!("{}.json", object.hex()))
+    }
+}
+
+fn read_kek(path: &Path) -> Result<Option<[u8; 32]>, ArtifactError> {
+    match fs::read_to_string(path) {
+        Ok(text) => {
+            let bytes = hex::decode(text.trim())
+                .map_err(|e| ArtifactError::Kms(format!("{}: {e}", path.display())))?;
+            let k = <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
+                ArtifactError::Kms(format!("{}: expected 32 bytes", path.display()))
+            })?;
+            Ok(Some(k))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ArtifactError::io(path, e)),
     }
 }
 

@@ -126,6 +126,26 @@ impl ArtifactStore {
         }
     }
 
+    /// Takes the store's exclusive write lock (an advisory lock on `artifacts/.write.lock`),
+    /// held until the returned file is dropped. Serializes puts, shreds and promotions between
+    /// processes on this host, so a data key and its blob always belong together.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn write_lock(&self) -> Result<std::fs::File, ArtifactError> {
+        let dir = self.artifacts_dir();
+        fs::create_dir_all(&dir).map_err(|e| ArtifactError::io(&dir, e))?;
+        let path = dir.join(".write.lock");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| ArtifactError::io(&path, e))?;
+        file.lock().map_err(|e| ArtifactError::io(&path, e))?;
+        Ok(file)
+    }
+
     fn blob_key(digest: &Digest) -> String {
         format!("blobs/sha256/{}", digest.hex())
     }
@@ -182,6 +202,7 @@ impl ArtifactStore {
         now: u64,
     ) -> Result<ArtifactRecord, ArtifactError> {
         let digest = Digest::of(content);
+        let _lock = self.write_lock()?;
         let mut previous = None;
         if let Ok(existing) = self.record(&digest) {
             if existing.kind != kind || existing.lane != options.lane {
@@ -324,6 +345,7 @@ impl ArtifactStore {
     /// # Errors
     /// I/O and key-manager errors.
     pub fn shred(&self, digest: &Digest) -> Result<(), ArtifactError> {
+        let _lock = self.write_lock()?;
         self.record(digest)?;
         self.kms.destroy_data_key(digest)?;
         self.blobs.delete(&Self::blob_key(digest))?;

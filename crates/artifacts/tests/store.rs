@@ -206,3 +206,23 @@ fn every_kind_round_trips() {
     }
     assert!("weights".parse::<ArtifactKind>().is_err());
 }
+
+#[test]
+fn concurrent_puts_of_the_same_content_stay_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = b"same snapshot from many writers".repeat(1000);
+    std::thread::scope(|scope| {
+        for _ in 0..8 {
+            scope.spawn(|| {
+                // Each writer opens its own store, as separate processes would.
+                let store = ArtifactStore::open(dir.path()).unwrap();
+                store
+                    .put(&body, ArtifactKind::DatasetSnapshot, &opts("d"), NOW)
+                    .unwrap();
+            });
+        }
+    });
+    let store = ArtifactStore::open(dir.path()).unwrap();
+    let d = Digest::of(&body);
+    assert_eq!(store.get(&d).unwrap(), body);
+}
