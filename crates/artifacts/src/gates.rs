@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::atomic::{append_line, read_lines, write_atomic};
+use crate::events::ArtifactEvent;
 use crate::intoto::Statement;
 use crate::signing::{Keyring, Signer, VerifiedStatement};
 use crate::timefmt::format_rfc3339;
@@ -479,6 +480,12 @@ pub fn promote(
     let decision = decide(policy, &facts, &report.statements, to);
     if !decision.allowed {
         tracing::warn!(%digest, to = %to, reasons = ?decision.reasons, "promotion refused");
+        store.record_event(&ArtifactEvent::PromotionRefused {
+            digest: digest.clone(),
+            to: to.to_string(),
+            reasons: decision.reasons.clone(),
+            at: now,
+        })?;
         return Err(ArtifactError::PromotionRefused {
             digest: digest.clone(),
             to: to.to_string(),
@@ -494,6 +501,14 @@ pub fn promote(
         policy_hash: decision.policy_hash,
         evidence: decision.evidence,
     };
+    store.record_event(&ArtifactEvent::Promote {
+        digest: digest.clone(),
+        from: record.from.to_string(),
+        to: to.to_string(),
+        actor: actor.to_owned(),
+        policy_hash: record.policy_hash.clone(),
+        at: now,
+    })?;
     let line = serde_json::to_string(&record).map_err(|e| ArtifactError::Invalid(e.to_string()))?;
     append_line(&promotions_path(store), &line)?;
     tracing::info!(%digest, from = %record.from, to = %to, "promoted");

@@ -8,6 +8,7 @@
 //! <data-dir>/artifacts/envelopes/sha256/<hex>/   DSSE envelopes about the object
 //! <data-dir>/artifacts/promotions.jsonl          append-only stage changes
 //! <data-dir>/artifacts/lineage.jsonl             append-only lineage edges
+//! <data-dir>/artifacts/events.jsonl              evidence events, written before each effect
 //! <data-dir>/keys/kek.key                        file-backed key-encryption key
 //! <data-dir>/keys/wrapped/sha256/<hex>.json      wrapped per-object data keys
 //! <data-dir>/keys/signing/                       signing keyring and private signing keys
@@ -20,6 +21,7 @@ pub mod blobs;
 mod digest;
 pub mod dsse;
 mod error;
+pub mod events;
 pub mod gates;
 pub mod intoto;
 mod kind;

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::atomic::write_atomic;
 use crate::blobs::{BlobBackend, LocalBlobs};
 use crate::dsse::Envelope;
+use crate::events::{ArtifactEvent, EventSink, JsonlSink};
 use crate::intoto::{Provenance, Statement, SLSA_PROVENANCE_V1};
 use crate::kms::{DataKey, FileKeyManager, KeyManager};
 use crate::signing::{Keyring, Signer, VerifiedStatement};
@@ -82,6 +83,7 @@ pub struct ArtifactStore {
     root: PathBuf,
     kms: Box<dyn KeyManager>,
     blobs: Box<dyn BlobBackend>,
+    events: Box<dyn EventSink>,
 }
 
 impl std::fmt::Debug for ArtifactStore {
@@ -119,11 +121,30 @@ impl ArtifactStore {
         kms: Box<dyn KeyManager>,
         blobs: Box<dyn BlobBackend>,
     ) -> Self {
+        let events = Box::new(JsonlSink::new(
+            data_dir.join("artifacts").join("events.jsonl"),
+        ));
         Self {
             root: data_dir.to_path_buf(),
             kms,
             blobs,
+            events,
         }
+    }
+
+    /// Replaces the evidence event sink (the default appends to `artifacts/events.jsonl`).
+    #[must_use]
+    pub fn with_event_sink(mut self, events: Box<dyn EventSink>) -> Self {
+        self.events = events;
+        self
+    }
+
+    /// Records an evidence event; callers do this before the effect it describes.
+    ///
+    /// # Errors
+    /// Whatever the sink reports; the caller must then not perform the effect.
+    pub fn record_event(&self, event: &ArtifactEvent) -> Result<(), ArtifactError> {
+        self.events.record(event)
     }
 
     /// Takes the store's exclusive write lock (an advisory lock on `artifacts/.write.lock`),
@@ -218,6 +239,11 @@ impl ArtifactStore {
             // data key under the same immutable record.
             previous = Some(existing);
         }
+        self.record_event(&ArtifactEvent::Put {
+            digest: digest.clone(),
+            kind: kind.to_string(),
+            at: now,
+        })?;
         let key = DataKey::generate();
         let blob = seal(&key, &digest, kind, content)?;
         let record = ArtifactRecord {
@@ -347,6 +373,9 @@ impl ArtifactStore {
     pub fn shred(&self, digest: &Digest) -> Result<(), ArtifactError> {
         let _lock = self.write_lock()?;
         self.record(digest)?;
+        self.record_event(&ArtifactEvent::Shred {
+            digest: digest.clone(),
+        })?;
         self.kms.destroy_data_key(digest)?;
         self.blobs.delete(&Self::blob_key(digest))?;
         tracing::info!(%digest, "crypto-shredded artifact");
@@ -369,6 +398,11 @@ impl ArtifactStore {
         }
         let json = envelope.to_json()?;
         let id = Digest::of(&json);
+        self.record_event(&ArtifactEvent::Attest {
+            digest: digest.clone(),
+            envelope: id.clone(),
+            predicate_type: statement.predicate_type.clone(),
+        })?;
         write_atomic(
             &self
                 .envelope_dir(digest)

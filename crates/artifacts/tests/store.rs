@@ -226,3 +226,49 @@ fn concurrent_puts_of_the_same_content_stay_readable() {
     let d = Digest::of(&body);
     assert_eq!(store.get(&d).unwrap(), body);
 }
+
+struct BrokenLedger;
+
+impl tidegate_artifacts::events::EventSink for BrokenLedger {
+    fn record(&self, _: &tidegate_artifacts::events::ArtifactEvent) -> Result<(), ArtifactError> {
+        Err(ArtifactError::Invalid("ledger unavailable".into()))
+    }
+}
+
+#[test]
+fn no_effect_without_its_event_recorded_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ArtifactStore::open(dir.path()).unwrap();
+    let rec = store
+        .put(b"kept", ArtifactKind::ModelCard, &opts("c"), NOW)
+        .unwrap();
+    let events =
+        tidegate_artifacts::events::JsonlSink::new(dir.path().join("artifacts/events.jsonl"));
+    let all = events.read_all().unwrap();
+    assert!(
+        matches!(&all[..], [tidegate_artifacts::events::ArtifactEvent::Put { digest, .. }] if digest == &rec.digest)
+    );
+    let text = fs::read_to_string(dir.path().join("artifacts/events.jsonl")).unwrap();
+    assert!(
+        !text.contains("kept"),
+        "events hold digests, not content: {text}"
+    );
+
+    let broken = ArtifactStore::open(dir.path())
+        .unwrap()
+        .with_event_sink(Box::new(BrokenLedger));
+    let err = broken
+        .put(b"refused", ArtifactKind::ModelCard, &opts("r"), NOW)
+        .unwrap_err();
+    assert!(err.to_string().contains("ledger unavailable"), "{err}");
+    assert!(matches!(
+        store.get(&Digest::of(b"refused")),
+        Err(ArtifactError::NotFound(_))
+    ));
+    assert!(broken.shred(&rec.digest).is_err());
+    assert_eq!(
+        store.get(&rec.digest).unwrap(),
+        b"kept",
+        "shred refused, object intact"
+    );
+}
