@@ -126,6 +126,15 @@ pub enum ArtifactCmd {
         #[arg(long = "zone", required = true)]
         zones: Vec<String>,
     },
+    /// Record a deployment of a released artifact in lineage. Refused unless the artifact
+    /// verifies and is in a release stage.
+    Deploy {
+        /// The artifact digest.
+        digest: String,
+        /// Deployment name (e.g. `fraud-eu-prod`).
+        #[arg(long = "as", value_name = "NAME")]
+        name: String,
+    },
     /// Crypto-shred an artifact: destroy its data key and blob. Irreversible.
     Shred {
         /// The artifact digest.
@@ -470,6 +479,26 @@ pub fn run(data_dir: &Path, cmd: ArtifactCmd) -> miette::Result<()> {
                 rep.zone,
                 rep.keyids.join(", ")
             );
+        }
+        ArtifactCmd::Deploy { digest, name } => {
+            let digest = parse_digest(&digest)?;
+            store
+                .verify(&digest, &keys.keyring().map_err(err)?, now)
+                .map_err(err)?;
+            let stage = gates::current_stage(&store, &digest).map_err(err)?;
+            if !matches!(
+                stage,
+                Stage::ReleasedPrivate | Stage::ReleasedPublic | Stage::ReleasedEdge
+            ) {
+                return Err(miette!(
+                    help = "promote it through the gates first (tidegate artifact promote)",
+                    "{digest} is {stage}, not in a release stage; refusing to deploy"
+                ));
+            }
+            LineageLog::new(data_dir)
+                .record_deployment(&digest, &name, now)
+                .map_err(err)?;
+            println!("deployment {name} of {digest} ({stage}) recorded");
         }
         ArtifactCmd::Shred { digest } => {
             let digest = parse_digest(&digest)?;

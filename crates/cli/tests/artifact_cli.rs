@@ -170,6 +170,58 @@ fn put_sign_get_verify_tamper_promote_rotate_revoke() {
         &["artifact", "promote", &digest, "--to", "validated"],
     );
     assert!(promoted.contains("candidate -> validated"), "{promoted}");
+    let msg = refused(
+        dir,
+        T0 + 41,
+        &["artifact", "deploy", &digest, "--as", "fraud-eu"],
+    );
+    assert!(msg.contains("not in a release stage"), "{msg}");
+    // Approval evidence, approval, private release, then the deployment is recorded.
+    ok(
+        dir,
+        T0 + 42,
+        &[
+            "artifact",
+            "attest",
+            &digest,
+            "--type",
+            "model-card",
+            "--field",
+            "modelCard=sha256:00",
+        ],
+    );
+    ok(
+        dir,
+        T0 + 42,
+        &[
+            "artifact",
+            "attest",
+            &digest,
+            "--type",
+            "security-review",
+            "--field",
+            "reviewer=alice",
+            "--field",
+            "verdict=approved",
+            "--key",
+            &approver,
+        ],
+    );
+    ok(
+        dir,
+        T0 + 43,
+        &["artifact", "promote", &digest, "--to", "approved"],
+    );
+    ok(
+        dir,
+        T0 + 44,
+        &["artifact", "promote", &digest, "--to", "released-private"],
+    );
+    ok(
+        dir,
+        T0 + 45,
+        &["artifact", "deploy", &digest, "--as", "fraud-eu"],
+    );
 
     // Rotation mid-flight: the artifact stays verifiable and pullable.
     let new_key = ok(dir, T0 + 50, &["artifact", "key", "rotate"])
@@ -223,7 +275,10 @@ fn put_sign_get_verify_tamper_promote_rotate_revoke() {
         "{up}"
     );
     let down = ok(dir, T0 + 100, &["lineage", "dataset:claims@v3", "--down"]);
-    assert!(down.contains(&digest), "{down}");
+    assert!(
+        down.contains(&digest) && down.contains("deployment:fraud-eu"),
+        "{down}"
+    );
     assert!(refused(dir, T0, &["lineage", "job:nope"]).contains("not in the lineage log"));
     let events: Vec<_> = std::fs::read_dir(dir.join("openlineage"))
         .unwrap()
