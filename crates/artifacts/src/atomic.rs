@@ -8,6 +8,12 @@ use crate::ArtifactError;
 
 /// Writes `bytes` to `path` atomically: readers see the old content or the new, never a part.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ArtifactError> {
+    write_atomic_mode(path, bytes, false)
+}
+
+/// [`write_atomic`], with the file created owner-only (0600 on Unix) from the start when
+/// `secret`, so key material is never readable by others, even briefly.
+fn write_atomic_mode(path: &Path, bytes: &[u8], secret: bool) -> Result<(), ArtifactError> {
     let dir = path.parent().ok_or_else(|| {
         ArtifactError::Invalid(format!("path {} has no parent directory", path.display()))
     })?;
@@ -20,11 +26,16 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ArtifactErro
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
     let tmp = dir.join(format!(".{name}.{}.tmp", hex::encode(nonce)));
     let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(|e| ArtifactError::io(&tmp, e))?;
+        let mut opts = OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        if secret {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        #[cfg(not(unix))]
+        let _ = secret;
+        let mut f = opts.open(&tmp).map_err(|e| ArtifactError::io(&tmp, e))?;
         f.write_all(bytes).map_err(|e| ArtifactError::io(&tmp, e))?;
         f.sync_all().map_err(|e| ArtifactError::io(&tmp, e))?;
         drop(f);
@@ -73,12 +84,5 @@ pub(crate) fn read_lines(path: &Path) -> Result<Vec<String>, ArtifactError> {
 
 /// Writes a secret file readable only by its owner (mode 0600 on Unix).
 pub(crate) fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), ArtifactError> {
-    write_atomic(path, bytes)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(path, fs::Permissions::from_mode(0o600))
-            .map_err(|e| ArtifactError::io(path, e))?;
-    }
-    Ok(())
+    write_atomic_mode(path, bytes, true)
 }

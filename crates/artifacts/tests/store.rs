@@ -41,7 +41,22 @@ fn blobs_are_encrypted_at_rest() {
         "plaintext found on disk"
     );
     assert_ne!(on_disk.len(), secret.len());
-    assert!(dir.path().join("keys").join("kek.key").exists());
+    let kek = dir.path().join("keys").join("kek.key");
+    assert!(kek.exists());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(&kek).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "KEK must be owner-only, got {mode:o}");
+        let wrapped = dir
+            .path()
+            .join("keys/wrapped/sha256")
+            .join(format!("{}.json", rec.digest.hex()));
+        assert_eq!(
+            fs::metadata(wrapped).unwrap().permissions().mode() & 0o077,
+            0
+        );
+    }
 }
 
 #[test]
