@@ -30,6 +30,9 @@ pub enum ArtifactError {
         /// Its existing kind.
         existing: String,
     },
+    /// A scoped token does not allow this access.
+    #[error("access refused: {0}")]
+    Unauthorized(String),
     /// The blob backend (object storage) failed.
     #[error("blob storage: {0}")]
     Backend(String),

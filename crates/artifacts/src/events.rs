@@ -58,6 +58,34 @@ pub enum ArtifactEvent {
         /// When (Unix seconds).
         at: u64,
     },
+    /// A scoped token was used to read an artifact (recorded before the content is returned).
+    TokenUse {
+        /// The artifact.
+        digest: Digest,
+        /// The resource name the token was checked for (`checkpoint:sha256:...`).
+        resource: String,
+        /// Job id or user name of the token.
+        subject: String,
+        /// Root key id that signed the token.
+        key_id: u32,
+        /// Revocation id of the token.
+        revocation_id: String,
+        /// Zone of the request.
+        zone: String,
+        /// When (Unix seconds).
+        at: u64,
+    },
+    /// A token was refused for a read.
+    TokenRefused {
+        /// The artifact.
+        digest: Digest,
+        /// Zone of the request.
+        zone: String,
+        /// Why.
+        reason: String,
+        /// When (Unix seconds).
+        at: u64,
+    },
     /// An object is about to be crypto-shredded.
     Shred {
         /// The artifact.

@@ -16,6 +16,7 @@
 //!
 //! Cores are pure: verification and gate decisions take the current time as a parameter.
 
+pub mod access;
 mod atomic;
 pub mod blobs;
 mod digest;

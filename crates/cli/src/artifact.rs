@@ -47,6 +47,13 @@ pub enum ArtifactCmd {
         /// Where to write the content.
         #[arg(short = 'o', long = "output")]
         output: PathBuf,
+        /// A scoped job token that must grant reading `<kind>:<digest>`; checked offline
+        /// against `<data-dir>/keys/token/keyring.json`, and its use recorded.
+        #[arg(long, requires = "zone")]
+        token: Option<String>,
+        /// Zone the read comes from (with --token).
+        #[arg(long)]
+        zone: Option<String>,
     },
     /// Verify content integrity and every attached signature; without a digest, verify all.
     Verify {
@@ -286,10 +293,29 @@ pub fn run(data_dir: &Path, cmd: ArtifactCmd) -> miette::Result<()> {
                 .map_err(err)?;
             println!("{}", rec.digest);
         }
-        ArtifactCmd::Get { digest, output } => {
+        ArtifactCmd::Get {
+            digest,
+            output,
+            token,
+            zone,
+        } => {
             let digest = parse_digest(&digest)?;
             let record = store.record(&digest).map_err(err)?;
-            let content = if record.kind.requires_provenance() {
+            let content = if let Some(token) = token {
+                let roots = tidegate_identity::RootKeyStore::new(&store.keys_dir())
+                    .keyring()
+                    .map_err(|e| miette!("{e}"))?;
+                tidegate_artifacts::access::read_with_token(
+                    &store,
+                    &tidegate_identity::Verifier::new(roots),
+                    &keys.keyring().map_err(err)?,
+                    &token,
+                    &digest,
+                    zone.as_deref().unwrap_or_default(),
+                    now,
+                )
+                .map_err(err)?
+            } else if record.kind.requires_provenance() {
                 store
                     .pull(&digest, &keys.keyring().map_err(err)?, now)
                     .map_err(err)?

@@ -607,3 +607,89 @@ fn sync_back_from_burst_zone_is_gated() {
     );
     assert_eq!(std::fs::read(out).unwrap(), b"burst checkpoint");
 }
+
+#[test]
+fn get_with_job_token_reads_only_granted_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    ok(dir, T0, &["artifact", "key", "init"]);
+    ok(dir, T0, &["token", "keys", "rotate"]);
+    let mut ds = Vec::new();
+    for name in ["a", "b"] {
+        let f = dir.join(name);
+        std::fs::write(&f, name).unwrap();
+        let d = ok(
+            dir,
+            T0,
+            &[
+                "artifact",
+                "put",
+                f.to_str().unwrap(),
+                "--kind",
+                "checkpoint",
+            ],
+        )
+        .trim()
+        .to_string();
+        ok(
+            dir,
+            T0,
+            &[
+                "artifact",
+                "sign",
+                &d,
+                "--job",
+                "train",
+                "--zone",
+                "onprem-a",
+                "--repo",
+                "r",
+                "--commit",
+                "abcdef1234567",
+            ],
+        );
+        ds.push(d);
+    }
+    let input = format!("checkpoint:{}", ds[0]);
+    let token = ok(
+        dir,
+        T0,
+        &[
+            "token",
+            "mint",
+            "--job",
+            "ft",
+            "--zone",
+            "onprem-a",
+            "--input",
+            &input,
+            "--output-prefix",
+            "out/",
+        ],
+    )
+    .trim()
+    .to_string();
+    let out = dir.join("out.bin");
+    let o = out.to_str().unwrap();
+    ok(
+        dir,
+        T0 + 1,
+        &[
+            "artifact", "get", &ds[0], "-o", o, "--token", &token, "--zone", "onprem-a",
+        ],
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), b"a");
+    let msg = refused(
+        dir,
+        T0 + 1,
+        &[
+            "artifact", "get", &ds[1], "-o", o, "--token", &token, "--zone", "onprem-a",
+        ],
+    );
+    assert!(msg.contains("access refused"), "{msg}");
+    let events = std::fs::read_to_string(dir.join("artifacts/events.jsonl")).unwrap();
+    assert!(
+        events.contains("token_use") && events.contains("token_refused"),
+        "{events}"
+    );
+}
