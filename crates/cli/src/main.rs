@@ -1,12 +1,18 @@
 //! The `tidegate` binary: parses the command line and hands each command to its module.
 
+mod artifact;
 mod audit;
 mod bench;
 mod bench_ledger;
+mod clock;
 mod evidence;
 mod fleet_cmds;
+mod lineage;
 mod output;
 mod retention;
+mod token;
+
+use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
@@ -47,6 +53,30 @@ enum Command {
     /// Retention rules, legal holds and the deletion plan.
     #[command(subcommand)]
     Retention(retention::RetentionCmd),
+    /// Content-addressed, encrypted artifacts: put, get, verify, sign, attest, promote, list.
+    Artifact {
+        /// Data directory (else $TIDEGATE_DATA_DIR, else ./.tidegate).
+        #[arg(long, env = "TIDEGATE_DATA_DIR", default_value = ".tidegate", global = true)]
+        data_dir: PathBuf,
+        #[command(subcommand)]
+        cmd: artifact::ArtifactCmd,
+    },
+    /// Scoped short-lived tokens: mint, inspect, attenuate, check; root key rotation.
+    Token {
+        /// Data directory (else $TIDEGATE_DATA_DIR, else ./.tidegate).
+        #[arg(long, env = "TIDEGATE_DATA_DIR", default_value = ".tidegate", global = true)]
+        data_dir: PathBuf,
+        #[command(subcommand)]
+        cmd: token::TokenCmd,
+    },
+    /// Print the lineage tree of a dataset version, job, artifact or deployment.
+    Lineage {
+        /// Data directory (else $TIDEGATE_DATA_DIR, else ./.tidegate).
+        #[arg(long, env = "TIDEGATE_DATA_DIR", default_value = ".tidegate")]
+        data_dir: PathBuf,
+        #[command(flatten)]
+        args: lineage::LineageArgs,
+    },
     /// Benchmarks (commands, not tests): measured against the naive way in the same run.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -66,6 +96,9 @@ fn main() -> miette::Result<()> {
         Command::Audit(c) => audit::run(c),
         Command::Evidence(c) => evidence::run(c),
         Command::Retention(c) => retention::run(c),
+        Command::Artifact { data_dir, cmd } => artifact::run(&data_dir, cmd),
+        Command::Token { data_dir, cmd } => token::run(&data_dir, cmd),
+        Command::Lineage { data_dir, args } => lineage::run(&data_dir, &args),
         Command::Bench(c) => bench::run(&c),
     }
 }

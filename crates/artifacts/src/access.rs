@@ -1,0 +1,69 @@
+//! Token-gated reads: the artifact endpoint checks a scoped job token offline before handing out
+//! content, and records every use (and every refusal) as an evidence event first.
+//!
+//! The resource a token must name is `<kind>:<digest>`, e.g. `checkpoint:sha256:...` or
+//! `model:sha256:...`, exactly as minted into the job token's inputs.
+
+use tidegate_identity::{Operation, Request, Verifier};
+
+use crate::events::ArtifactEvent;
+use crate::signing::Keyring;
+use crate::{ArtifactError, ArtifactStore, Digest};
+
+/// The resource name a token must grant to read `digest` of `kind`.
+#[must_use]
+pub fn resource_name(kind: crate::ArtifactKind, digest: &Digest) -> String {
+    format!("{kind}:{digest}")
+}
+
+/// Reads `digest` for the holder of `token` in `zone` at `now`: the token must verify against
+/// `verifier`'s root keys and grant a read of [`resource_name`]; the artifact must verify
+/// against `keyring` (checkpoints and models need signed provenance). The use is recorded
+/// before content is returned; a refusal is recorded too.
+///
+/// # Errors
+/// [`ArtifactError::Unauthorized`] naming why the token was refused, or any verification error.
+pub fn read_with_token(
+    store: &ArtifactStore,
+    verifier: &Verifier,
+    keyring: &Keyring,
+    token: &str,
+    digest: &Digest,
+    zone: &str,
+    now: u64,
+) -> Result<Vec<u8>, ArtifactError> {
+    let record = store.record(digest)?;
+    let resource = resource_name(record.kind, digest);
+    let request = Request::Data {
+        operation: Operation::Read,
+        resource: resource.clone(),
+        zone: zone.to_owned(),
+    };
+    let grant = match verifier.authorize(token, &request, now) {
+        Ok(g) => g,
+        Err(e) => {
+            store.record_event(&ArtifactEvent::TokenRefused {
+                digest: digest.clone(),
+                zone: zone.to_owned(),
+                reason: e.to_string(),
+                at: now,
+            })?;
+            return Err(ArtifactError::Unauthorized(format!("{resource}: {e}")));
+        }
+    };
+    let claims = grant.claims;
+    store.record_event(&ArtifactEvent::TokenUse {
+        digest: digest.clone(),
+        resource,
+        subject: claims.job.or(claims.subject).unwrap_or_default(),
+        key_id: claims.key_id,
+        revocation_id: claims.revocation_id,
+        zone: zone.to_owned(),
+        at: now,
+    })?;
+    if record.kind.requires_provenance() {
+        Ok(store.pull(digest, keyring, now)?.0)
+    } else {
+        store.get(digest)
+    }
+}

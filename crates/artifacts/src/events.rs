@@ -1,0 +1,139 @@
+//! Evidence events: every effect on the store is recorded *before* it happens, through an
+//! [`EventSink`]. The default sink appends JSON lines to `<data-dir>/artifacts/events.jsonl`;
+//! the evidence ledger plugs in behind the same trait. Events carry identifiers and digests,
+//! never content. If the sink cannot record, the operation is refused.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::atomic::{append_line, read_lines};
+use crate::{ArtifactError, Digest};
+
+/// One effect on the artifact store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum ArtifactEvent {
+    /// An object is about to be stored.
+    Put {
+        /// The artifact.
+        digest: Digest,
+        /// Its kind.
+        kind: String,
+        /// When (Unix seconds).
+        at: u64,
+    },
+    /// An envelope is about to be attached.
+    Attest {
+        /// The artifact.
+        digest: Digest,
+        /// Digest of the envelope JSON.
+        envelope: Digest,
+        /// Predicate type of the statement.
+        predicate_type: String,
+    },
+    /// A stage change is about to be recorded.
+    Promote {
+        /// The artifact.
+        digest: Digest,
+        /// From stage.
+        from: String,
+        /// To stage.
+        to: String,
+        /// Who asked.
+        actor: String,
+        /// Hash of the deciding policy.
+        policy_hash: Digest,
+        /// When (Unix seconds).
+        at: u64,
+    },
+    /// A promotion was refused (recorded as evidence too).
+    PromotionRefused {
+        /// The artifact.
+        digest: Digest,
+        /// Target stage.
+        to: String,
+        /// Missing evidence, named.
+        reasons: Vec<String>,
+        /// When (Unix seconds).
+        at: u64,
+    },
+    /// A scoped token was used to read an artifact (recorded before the content is returned).
+    TokenUse {
+        /// The artifact.
+        digest: Digest,
+        /// The resource name the token was checked for (`checkpoint:sha256:...`).
+        resource: String,
+        /// Job id or user name of the token.
+        subject: String,
+        /// Root key id that signed the token.
+        key_id: u32,
+        /// Revocation id of the token.
+        revocation_id: String,
+        /// Zone of the request.
+        zone: String,
+        /// When (Unix seconds).
+        at: u64,
+    },
+    /// A token was refused for a read.
+    TokenRefused {
+        /// The artifact.
+        digest: Digest,
+        /// Zone of the request.
+        zone: String,
+        /// Why.
+        reason: String,
+        /// When (Unix seconds).
+        at: u64,
+    },
+    /// An object is about to be crypto-shredded.
+    Shred {
+        /// The artifact.
+        digest: Digest,
+    },
+}
+
+/// Where evidence events go.
+pub trait EventSink: Send + Sync {
+    /// Records `event` durably; an error refuses the operation it describes.
+    ///
+    /// # Errors
+    /// Any failure to record.
+    fn record(&self, event: &ArtifactEvent) -> Result<(), ArtifactError>;
+}
+
+/// Appends events as JSON lines to a file, fsynced.
+#[derive(Debug, Clone)]
+pub struct JsonlSink {
+    path: PathBuf,
+}
+
+impl JsonlSink {
+    /// A sink appending to `path`.
+    #[must_use]
+    pub fn new(path: PathBuf) -> Self {
+        Self { path }
+    }
+
+    /// Every event recorded so far.
+    ///
+    /// # Errors
+    /// I/O errors or [`ArtifactError::Invalid`] for a corrupt line.
+    pub fn read_all(&self) -> Result<Vec<ArtifactEvent>, ArtifactError> {
+        read_lines(&self.path)?
+            .iter()
+            .map(|l| {
+                serde_json::from_str(l)
+                    .map_err(|e| ArtifactError::Invalid(format!("{}: {e}", self.path.display())))
+            })
+            .collect()
+    }
+}
+
+impl EventSink for JsonlSink {
+    fn record(&self, event: &ArtifactEvent) -> Result<(), ArtifactError> {
+        let line =
+            serde_json::to_string(event).map_err(|e| ArtifactError::Invalid(e.to_string()))?;
+        append_line(&self.path, &line)
+    }
+}

@@ -1,0 +1,516 @@
+//! Promotion gates: a model moves candidate → validated → approved → released-private →
+//! released-public | released-edge, and each step needs evidence, decided by Cedar policy over
+//! verified attestations.
+//!
+//! [`decide`] is pure: (policy, artifact facts, verified attestations, target stage) →
+//! [`GateDecision`] with every missing piece of evidence named. Only statements whose DSSE
+//! envelopes verified against the signing keyring count as evidence, and a security review or
+//! data approval counts only when signed by a key holding the `approver` role.
+//! [`promote`] wires it to a store: verify, decide, and append the stage change.
+
+use std::fmt;
+use std::str::FromStr;
+
+use cedar_policy::{
+    Authorizer, Context, Decision, Entities, EntityUid, PolicySet, Request, RestrictedExpression,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::atomic::{append_line, read_lines, write_atomic};
+use crate::events::ArtifactEvent;
+use crate::intoto::Statement;
+use crate::signing::{Keyring, Signer, VerifiedStatement};
+use crate::timefmt::format_rfc3339;
+use crate::{ArtifactError, ArtifactKind, ArtifactStore, Digest, Lane};
+
+/// Predicate type of a data approval (the training data may be used for this model).
+pub const DATA_APPROVAL: &str = "https://tidegate.dev/attestations/data-approval/v1";
+/// Predicate type of a feature pin (the feature set version is fixed).
+pub const FEATURE_PIN: &str = "https://tidegate.dev/attestations/feature-pin/v1";
+/// Predicate type of a model card attestation (`modelCard`: digest of the card artifact).
+pub const MODEL_CARD: &str = "https://tidegate.dev/attestations/model-card/v1";
+/// Predicate type of a test-set validation report (`metric`, `value`, `testSet`).
+pub const VALIDATION_REPORT: &str = "https://tidegate.dev/attestations/validation-report/v1";
+/// Predicate type of a security review (`reviewer`, `verdict: "approved"`).
+pub const SECURITY_REVIEW: &str = "https://tidegate.dev/attestations/security-review/v1";
+/// Predicate type of a leakage / memorisation check (`method`, `passed`).
+pub const LEAKAGE_CHECK: &str = "https://tidegate.dev/attestations/leakage-check/v1";
+
+/// The role a signing key needs for approvals and security reviews to count.
+pub const APPROVER_ROLE: &str = "approver";
+
+/// The default promotion policy (Cedar). Each `forbid` names the evidence it requires in its
+/// `@reason` annotation; a denied promotion lists the reasons of every forbid that applied.
+pub const DEFAULT_POLICY: &str = include_str!("promotion.cedar");
+
+/// A promotion stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stage {
+    /// Freshly produced.
+    Candidate,
+    /// Passed validation on the test set.
+    Validated,
+    /// Approved by an approver after security review.
+    Approved,
+    /// Served inside private zones.
+    ReleasedPrivate,
+    /// Served from public GPU providers.
+    ReleasedPublic,
+    /// Shipped to edge devices.
+    ReleasedEdge,
+}
+
+impl Stage {
+    /// All stages.
+    pub const ALL: [Stage; 6] = [
+        Stage::Candidate,
+        Stage::Validated,
+        Stage::Approved,
+        Stage::ReleasedPrivate,
+        Stage::ReleasedPublic,
+        Stage::ReleasedEdge,
+    ];
+
+    /// The kebab-case name.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Candidate => "candidate",
+            Stage::Validated => "validated",
+            Stage::Approved => "approved",
+            Stage::ReleasedPrivate => "released-private",
+            Stage::ReleasedPublic => "released-public",
+            Stage::ReleasedEdge => "released-edge",
+        }
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Stage {
+    type Err = ArtifactError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Stage::ALL.into_iter().find(|st| st.as_str() == s).ok_or_else(|| {
+            ArtifactError::Invalid(format!(
+                "unknown stage {s:?}; one of candidate, validated, approved, released-private, released-public, released-edge"
+            ))
+        })
+    }
+}
+
+/// What the gate knows about the artifact itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactFacts {
+    /// The artifact.
+    pub digest: Digest,
+    /// Its kind.
+    pub kind: ArtifactKind,
+    /// Its lane.
+    pub lane: Lane,
+    /// Trained on sensitive data.
+    pub sensitive: bool,
+    /// Its current stage.
+    pub stage: Stage,
+}
+
+/// Evidence derived from verified attestations.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// A data approval signed by an approver.
+    pub data_approval: bool,
+    /// A feature pin naming a feature set and version.
+    pub feature_pinned: bool,
+    /// A model card attestation.
+    pub model_card: bool,
+    /// Best validation metric in basis points (0.9312 → 9312); -1 when absent.
+    pub validation_bp: i64,
+    /// A security review with verdict `approved`, signed by an approver.
+    pub security_review: bool,
+    /// A passed leakage / memorisation check.
+    pub leakage_check: bool,
+}
+
+impl Evidence {
+    /// Reads evidence from statements that already verified and name the artifact.
+    #[must_use]
+    pub fn from_statements(digest: &Digest, statements: &[VerifiedStatement]) -> Self {
+        let mut ev = Evidence {
+            validation_bp: -1,
+            ..Evidence::default()
+        };
+        for v in statements.iter().filter(|v| v.statement.covers(digest)) {
+            let p = &v.statement.predicate;
+            let approver = v.roles.iter().any(|r| r == APPROVER_ROLE);
+            let s = |k: &str| p.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
+            match v.statement.predicate_type.as_str() {
+                DATA_APPROVAL if approver && s("dataset").is_some() => ev.data_approval = true,
+                FEATURE_PIN
+                    if s("featureSet").is_some()
+                        && (s("version").is_some()
+                            || p.get("version").is_some_and(Value::is_number)) =>
+                {
+                    ev.feature_pinned = true;
+                }
+                MODEL_CARD if s("modelCard").is_some() => ev.model_card = true,
+                VALIDATION_REPORT if s("testSet").is_some() => {
+                    if let Some(x) = p
+                        .get("value")
+                        .and_then(Value::as_f64)
+                        .filter(|x| x.is_finite())
+                    {
+                        // Saturating float-to-int cast; metrics are in [0, 1].
+                        #[allow(clippy::cast_possible_truncation)]
+                        let bp = (x * 10_000.0).floor() as i64;
+                        ev.validation_bp = ev.validation_bp.max(bp);
+                    }
+                }
+                SECURITY_REVIEW if approver && s("verdict") == Some("approved") => {
+                    ev.security_review = true;
+                }
+                LEAKAGE_CHECK if p.get("passed").and_then(Value::as_bool) == Some(true) => {
+                    ev.leakage_check = true;
+                }
+                _ => {}
+            }
+        }
+        ev
+    }
+}
+
+/// A parsed promotion policy and its hash (recorded with every decision).
+#[derive(Debug, Clone)]
+pub struct PromotionPolicy {
+    set: PolicySet,
+    hash: Digest,
+}
+
+impl PromotionPolicy {
+    /// Parses Cedar policy text.
+    ///
+    /// # Errors
+    /// [`ArtifactError::Policy`] with Cedar's parse errors.
+    pub fn parse(text: &str) -> Result<Self, ArtifactError> {
+        let set = PolicySet::from_str(text).map_err(|e| ArtifactError::Policy(e.to_string()))?;
+        Ok(Self {
+            set,
+            hash: Digest::of(text.as_bytes()),
+        })
+    }
+
+    /// The built-in policy.
+    ///
+    /// # Errors
+    /// Never in practice; [`ArtifactError::Policy`] if the built-in text failed to parse.
+    pub fn default_policy() -> Result<Self, ArtifactError> {
+        Self::parse(DEFAULT_POLICY)
+    }
+
+    /// SHA-256 of the policy text.
+    #[must_use]
+    pub fn hash(&self) -> &Digest {
+        &self.hash
+    }
+}
+
+/// The outcome of a gate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GateDecision {
+    /// Allowed or not.
+    pub allowed: bool,
+    /// Target stage.
+    pub to: Stage,
+    /// Why not: each missing or failing requirement, named. Empty when allowed.
+    pub reasons: Vec<String>,
+    /// The evidence the decision saw.
+    pub evidence: Evidence,
+    /// Hash of the policy that decided.
+    pub policy_hash: Digest,
+}
+
+/// Decides a promotion. Pure: no clock, no I/O. Fails closed: any policy evaluation error
+/// denies, and a deny without a named reason says no policy permitted it.
+#[must_use]
+pub fn decide(
+    policy: &PromotionPolicy,
+    facts: &ArtifactFacts,
+    statements: &[VerifiedStatement],
+    to: Stage,
+) -> GateDecision {
+    let evidence = Evidence::from_statements(&facts.digest, statements);
+    let deny = |reasons: Vec<String>, evidence: Evidence| GateDecision {
+        allowed: false,
+        to,
+        reasons,
+        evidence,
+        policy_hash: policy.hash.clone(),
+    };
+    let request = match cedar_request(facts, &evidence, to) {
+        Ok(r) => r,
+        Err(e) => {
+            return deny(
+                vec![format!("could not build the policy request: {e}")],
+                evidence,
+            )
+        }
+    };
+    let (req, entities) = request;
+    let response = Authorizer::new().is_authorized(&req, &policy.set, &entities);
+    let errors: Vec<String> = response
+        .diagnostics()
+        .errors()
+        .map(|e| format!("policy error: {e}"))
+        .collect();
+    if !errors.is_empty() {
+        return deny(errors, evidence);
+    }
+    if response.decision() == Decision::Allow {
+        return GateDecision {
+            allowed: true,
+            to,
+            reasons: Vec::new(),
+            evidence,
+            policy_hash: policy.hash.clone(),
+        };
+    }
+    let mut reasons: Vec<String> = response
+        .diagnostics()
+        .reason()
+        .map(|id| {
+            policy
+                .set
+                .annotation(id, "reason")
+                .map_or_else(|| format!("denied by policy {id}"), str::to_owned)
+        })
+        .collect();
+    reasons.sort();
+    if reasons.is_empty() {
+        reasons.push(format!("no policy permits promotion to {to}"));
+    }
+    deny(reasons, evidence)
+}
+
+type CedarInput = (Request, Entities);
+
+fn cedar_request(facts: &ArtifactFacts, ev: &Evidence, to: Stage) -> Result<CedarInput, String> {
+    let resource = json!({
+        "uid": {"type": "Artifact", "id": facts.digest.to_string()},
+        "attrs": {
+            "kind": facts.kind.as_str(),
+            "lane": facts.lane.as_str(),
+            "sensitive": facts.sensitive,
+            "stage": facts.stage.as_str(),
+            "data_approval": ev.data_approval,
+            "feature_pinned": ev.feature_pinned,
+            "model_card": ev.model_card,
+            "validation_bp": ev.validation_bp,
+            "security_review": ev.security_review,
+            "leakage_check": ev.leakage_check,
+        },
+        "parents": [],
+    });
+    let entities = Entities::from_json_value(json!([resource]), None).map_err(|e| e.to_string())?;
+    let principal =
+        EntityUid::from_str(r#"Tidegate::"promotion-gate""#).map_err(|e| e.to_string())?;
+    let action = EntityUid::from_str(r#"Action::"promote""#).map_err(|e| e.to_string())?;
+    let res_uid = EntityUid::from_str(&format!("Artifact::{:?}", facts.digest.to_string()))
+        .map_err(|e| e.to_string())?;
+    let context = Context::from_pairs([
+        (
+            "to".to_owned(),
+            RestrictedExpression::new_string(to.as_str().to_owned()),
+        ),
+        (
+            "from".to_owned(),
+            RestrictedExpression::new_string(facts.stage.as_str().to_owned()),
+        ),
+    ])
+    .map_err(|e| e.to_string())?;
+    let req = Request::new(principal, action, res_uid, context, None).map_err(|e| e.to_string())?;
+    Ok((req, entities))
+}
+
+/// An attestation statement of `predicate_type` about `digest`, issued at `issued_at`.
+///
+/// # Errors
+/// [`ArtifactError::Invalid`] if `fields` is not a JSON object or the time is invalid.
+pub fn attestation(
+    name: &str,
+    digest: &Digest,
+    predicate_type: &str,
+    fields: Value,
+    issued_at: u64,
+) -> Result<Statement, ArtifactError> {
+    let Value::Object(mut map) = fields else {
+        return Err(ArtifactError::Invalid(
+            "attestation fields must be a JSON object".to_owned(),
+        ));
+    };
+    map.insert(
+        "issuedOn".to_owned(),
+        Value::String(format_rfc3339(issued_at)?),
+    );
+    Ok(Statement::new(
+        name,
+        digest,
+        predicate_type,
+        Value::Object(map),
+    ))
+}
+
+/// Signs an attestation about `digest` and attaches it in the store.
+///
+/// # Errors
+/// As [`attestation`] and [`ArtifactStore::attach`].
+pub fn attest(
+    store: &ArtifactStore,
+    signer: &Signer,
+    digest: &Digest,
+    predicate_type: &str,
+    fields: Value,
+    now: u64,
+) -> Result<(), ArtifactError> {
+    let record = store.record(digest)?;
+    let st = attestation(&record.name, digest, predicate_type, fields, now)?;
+    store.attach(digest, &signer.sign_statement(&st)?)?;
+    Ok(())
+}
+
+/// One stage change, appended to `artifacts/promotions.jsonl`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromotionRecord {
+    /// The artifact.
+    pub digest: Digest,
+    /// Previous stage.
+    pub from: Stage,
+    /// New stage.
+    pub to: Stage,
+    /// Who asked.
+    pub actor: String,
+    /// When (Unix seconds).
+    pub at: u64,
+    /// Hash of the deciding policy.
+    pub policy_hash: Digest,
+    /// The evidence seen.
+    pub evidence: Evidence,
+}
+
+fn promotions_path(store: &ArtifactStore) -> std::path::PathBuf {
+    store.artifacts_dir().join("promotions.jsonl")
+}
+
+/// The promotion history of every artifact.
+///
+/// # Errors
+/// I/O or [`ArtifactError::Invalid`] for a corrupt line.
+pub fn history(store: &ArtifactStore) -> Result<Vec<PromotionRecord>, ArtifactError> {
+    read_lines(&promotions_path(store))?
+        .iter()
+        .map(|l| {
+            serde_json::from_str(l)
+                .map_err(|e| ArtifactError::Invalid(format!("promotions.jsonl: {e}")))
+        })
+        .collect()
+}
+
+/// The current stage of `digest` (candidate when never promoted).
+///
+/// # Errors
+/// As [`history`].
+pub fn current_stage(store: &ArtifactStore, digest: &Digest) -> Result<Stage, ArtifactError> {
+    Ok(history(store)?
+        .into_iter()
+        .rev()
+        .find(|r| &r.digest == digest)
+        .map_or(Stage::Candidate, |r| r.to))
+}
+
+/// The promotion policy of a data directory: `<data-dir>/policies/promotion.cedar` if present,
+/// else the built-in default.
+///
+/// # Errors
+/// I/O or policy parse errors.
+pub fn load_policy(store: &ArtifactStore) -> Result<PromotionPolicy, ArtifactError> {
+    let path = store.data_dir().join("policies").join("promotion.cedar");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => PromotionPolicy::parse(&text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => PromotionPolicy::default_policy(),
+        Err(e) => Err(ArtifactError::io(&path, e)),
+    }
+}
+
+/// Writes the built-in policy to `<data-dir>/policies/promotion.cedar` for editing.
+///
+/// # Errors
+/// I/O errors.
+pub fn write_default_policy(store: &ArtifactStore) -> Result<std::path::PathBuf, ArtifactError> {
+    let path = store.data_dir().join("policies").join("promotion.cedar");
+    write_atomic(&path, DEFAULT_POLICY.as_bytes())?;
+    Ok(path)
+}
+
+/// Promotes `digest` to `to`: verifies the artifact and its envelopes at `now`, decides with
+/// `policy`, and on allow appends the stage change. Refusals name the missing evidence.
+///
+/// # Errors
+/// Verification errors, or [`ArtifactError::PromotionRefused`].
+pub fn promote(
+    store: &ArtifactStore,
+    keyring: &Keyring,
+    policy: &PromotionPolicy,
+    digest: &Digest,
+    to: Stage,
+    actor: &str,
+    now: u64,
+) -> Result<PromotionRecord, ArtifactError> {
+    let _lock = store.write_lock()?;
+    let report = store.verify(digest, keyring, now)?;
+    let facts = ArtifactFacts {
+        digest: digest.clone(),
+        kind: report.record.kind,
+        lane: report.record.lane,
+        sensitive: report.record.sensitive,
+        stage: current_stage(store, digest)?,
+    };
+    let decision = decide(policy, &facts, &report.statements, to);
+    if !decision.allowed {
+        tracing::warn!(%digest, to = %to, reasons = ?decision.reasons, "promotion refused");
+        store.record_event(&ArtifactEvent::PromotionRefused {
+            digest: digest.clone(),
+            to: to.to_string(),
+            reasons: decision.reasons.clone(),
+            at: now,
+        })?;
+        return Err(ArtifactError::PromotionRefused {
+            digest: digest.clone(),
+            to: to.to_string(),
+            reasons: decision.reasons,
+        });
+    }
+    let record = PromotionRecord {
+        digest: digest.clone(),
+        from: facts.stage,
+        to,
+        actor: actor.to_owned(),
+        at: now,
+        policy_hash: decision.policy_hash,
+        evidence: decision.evidence,
+    };
+    store.record_event(&ArtifactEvent::Promote {
+        digest: digest.clone(),
+        from: record.from.to_string(),
+        to: to.to_string(),
+        actor: actor.to_owned(),
+        policy_hash: record.policy_hash.clone(),
+        at: now,
+    })?;
+    let line = serde_json::to_string(&record).map_err(|e| ArtifactError::Invalid(e.to_string()))?;
+    append_line(&promotions_path(store), &line)?;
+    tracing::info!(%digest, from = %record.from, to = %to, "promoted");
+    Ok(record)
+}

@@ -1,0 +1,40 @@
+//! The tidegate artifact store: content-addressed and encrypted at rest, with DSSE/in-toto
+//! provenance, a signing keyring that survives rotation, Cedar promotion gates and lineage.
+//!
+//! Layout under a data directory:
+//! ```text
+//! <data-dir>/artifacts/blobs/sha256/<hex>        encrypted object (XChaCha20-Poly1305)
+//! <data-dir>/artifacts/records/sha256/<hex>.json immutable record: kind, size, lane, labels
+//! <data-dir>/artifacts/envelopes/sha256/<hex>/   DSSE envelopes about the object
+//! <data-dir>/artifacts/promotions.jsonl          append-only stage changes
+//! <data-dir>/artifacts/lineage.jsonl             append-only lineage edges
+//! <data-dir>/artifacts/events.jsonl              evidence events, written before each effect
+//! <data-dir>/keys/kek.key                        file-backed key-encryption key
+//! <data-dir>/keys/wrapped/sha256/<hex>.json      wrapped per-object data keys
+//! <data-dir>/keys/signing/                       signing keyring and private signing keys
+//! ```
+//!
+//! Cores are pure: verification and gate decisions take the current time as a parameter.
+
+pub mod access;
+mod atomic;
+pub mod blobs;
+mod digest;
+pub mod dsse;
+mod error;
+pub mod events;
+pub mod gates;
+pub mod intoto;
+mod kind;
+pub mod kms;
+pub mod lineage;
+pub mod signing;
+mod store;
+mod timefmt;
+pub mod transfer;
+
+pub use digest::Digest;
+pub use error::ArtifactError;
+pub use kind::{ArtifactKind, Lane};
+pub use store::{ArtifactRecord, ArtifactStore, PutOptions, VerifyReport};
+pub use timefmt::{format_rfc3339, parse_rfc3339};

@@ -1,0 +1,564 @@
+//! The content-addressed, encrypted, immutable artifact store on the local filesystem.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use rand_core::{OsRng, RngCore};
+use serde::{Deserialize, Serialize};
+
+use crate::atomic::write_atomic;
+use crate::blobs::{BlobBackend, LocalBlobs};
+use crate::dsse::Envelope;
+use crate::events::{ArtifactEvent, EventSink, JsonlSink};
+use crate::intoto::{Provenance, Statement, SLSA_PROVENANCE_V1};
+use crate::kms::{DataKey, FileKeyManager, KeyManager};
+use crate::signing::{Keyring, Signer, VerifiedStatement};
+use crate::{ArtifactError, ArtifactKind, Digest, Lane};
+
+const MAGIC: &[u8; 4] = b"TGA1";
+const NONCE_LEN: usize = 24;
+
+/// Metadata given when putting an artifact.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutOptions {
+    /// Human name (file name, model name).
+    pub name: String,
+    /// Production or experiment lane.
+    pub lane: Lane,
+    /// Whether it derives from sensitive data (restricted, PHI): extra gates apply.
+    pub sensitive: bool,
+    /// Free-form labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The immutable record of a stored artifact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactRecord {
+    /// Content digest of the plaintext.
+    pub digest: Digest,
+    /// Kind.
+    pub kind: ArtifactKind,
+    /// Plaintext size in bytes.
+    pub size: u64,
+    /// Human name.
+    pub name: String,
+    /// Lane.
+    pub lane: Lane,
+    /// Derived from sensitive data.
+    pub sensitive: bool,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// When it was stored (Unix seconds).
+    pub created_at: u64,
+    /// Encryption of the blob.
+    pub encryption: String,
+    /// Key manager holding its data key.
+    pub key_manager: String,
+}
+
+/// The result of verifying one artifact.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifyReport {
+    /// The record.
+    pub record: ArtifactRecord,
+    /// Every attached statement, verified.
+    pub statements: Vec<VerifiedStatement>,
+}
+
+impl VerifyReport {
+    /// The verified provenance, if one is attached.
+    #[must_use]
+    pub fn provenance(&self) -> Option<&VerifiedStatement> {
+        self.statements
+            .iter()
+            .find(|s| s.statement.predicate_type == SLSA_PROVENANCE_V1)
+    }
+}
+
+/// An artifact store rooted at a data directory.
+pub struct ArtifactStore {
+    root: PathBuf,
+    kms: Box<dyn KeyManager>,
+    blobs: Box<dyn BlobBackend>,
+    events: Box<dyn EventSink>,
+}
+
+impl std::fmt::Debug for ArtifactStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArtifactStore")
+            .field("root", &self.root)
+            .field("kms", &self.kms.name())
+            .field("blobs", &self.blobs.name())
+            .finish()
+    }
+}
+
+impl ArtifactStore {
+    /// Opens the store in `data_dir` with the file-backed key manager in `<data_dir>/keys`.
+    ///
+    /// # Errors
+    /// I/O or key-manager errors.
+    pub fn open(data_dir: &Path) -> Result<Self, ArtifactError> {
+        let kms = FileKeyManager::open(&data_dir.join("keys"))?;
+        Ok(Self::with_key_manager(data_dir, Box::new(kms)))
+    }
+
+    /// Opens the store with another key manager (an external KMS).
+    #[must_use]
+    pub fn with_key_manager(data_dir: &Path, kms: Box<dyn KeyManager>) -> Self {
+        let blobs = Box::new(LocalBlobs::new(data_dir.join("artifacts")));
+        Self::with_backends(data_dir, kms, blobs)
+    }
+
+    /// Opens the store with a key manager and another blob backend (S3-compatible storage).
+    /// Records, envelopes and logs stay in `data_dir`.
+    #[must_use]
+    pub fn with_backends(
+        data_dir: &Path,
+        kms: Box<dyn KeyManager>,
+        blobs: Box<dyn BlobBackend>,
+    ) -> Self {
+        let events = Box::new(JsonlSink::new(
+            data_dir.join("artifacts").join("events.jsonl"),
+        ));
+        Self {
+            root: data_dir.to_path_buf(),
+            kms,
+            blobs,
+            events,
+        }
+    }
+
+    /// Replaces the evidence event sink (the default appends to `artifacts/events.jsonl`).
+    #[must_use]
+    pub fn with_event_sink(mut self, events: Box<dyn EventSink>) -> Self {
+        self.events = events;
+        self
+    }
+
+    /// Records an evidence event; callers do this before the effect it describes.
+    ///
+    /// # Errors
+    /// Whatever the sink reports; the caller must then not perform the effect.
+    pub fn record_event(&self, event: &ArtifactEvent) -> Result<(), ArtifactError> {
+        self.events.record(event)
+    }
+
+    /// Takes the store's exclusive write lock (an advisory lock on `artifacts/.write.lock`),
+    /// held until the returned file is dropped. Serializes puts, shreds and promotions between
+    /// processes on this host, so a data key and its blob always belong together.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn write_lock(&self) -> Result<std::fs::File, ArtifactError> {
+        let dir = self.artifacts_dir();
+        fs::create_dir_all(&dir).map_err(|e| ArtifactError::io(&dir, e))?;
+        let path = dir.join(".write.lock");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| ArtifactError::io(&path, e))?;
+        file.lock().map_err(|e| ArtifactError::io(&path, e))?;
+        Ok(file)
+    }
+
+    fn blob_key(digest: &Digest) -> String {
+        format!("blobs/sha256/{}", digest.hex())
+    }
+
+    /// The data directory.
+    #[must_use]
+    pub fn data_dir(&self) -> &Path {
+        &self.root
+    }
+
+    /// `<data-dir>/keys`.
+    #[must_use]
+    pub fn keys_dir(&self) -> PathBuf {
+        self.root.join("keys")
+    }
+
+    pub(crate) fn artifacts_dir(&self) -> PathBuf {
+        self.root.join("artifacts")
+    }
+
+    /// Path of the encrypted blob of `digest` with the default local backend.
+    #[must_use]
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.artifacts_dir()
+            .join("blobs")
+            .join("sha256")
+            .join(digest.hex())
+    }
+
+    fn record_path(&self, digest: &Digest) -> PathBuf {
+        self.artifacts_dir()
+            .join("records")
+            .join("sha256")
+            .join(format!("{}.json", digest.hex()))
+    }
+
+    fn envelope_dir(&self, digest: &Digest) -> PathBuf {
+        self.artifacts_dir()
+            .join("envelopes")
+            .join("sha256")
+            .join(digest.hex())
+    }
+
+    /// Stores `content` as an artifact of `kind`. Idempotent for identical content and kind;
+    /// the same content under another kind is refused (objects are immutable).
+    ///
+    /// # Errors
+    /// I/O, key-manager or [`ArtifactError::Conflict`].
+    pub fn put(
+        &self,
+        content: &[u8],
+        kind: ArtifactKind,
+        options: &PutOptions,
+        now: u64,
+    ) -> Result<ArtifactRecord, ArtifactError> {
+        let digest = Digest::of(content);
+        let _lock = self.write_lock()?;
+        let mut previous = None;
+        if let Ok(existing) = self.record(&digest) {
+            if existing.kind != kind || existing.lane != options.lane {
+                return Err(ArtifactError::Conflict {
+                    digest,
+                    existing: format!("{} in lane {}", existing.kind, existing.lane.as_str()),
+                });
+            }
+            if self.blobs.exists(&Self::blob_key(&digest))? {
+                return Ok(existing);
+            }
+            // Shredded earlier and stored again by someone holding the content: a new blob and
+            // data key under the same immutable record.
+            previous = Some(existing);
+        }
+        self.record_event(&ArtifactEvent::Put {
+            digest: digest.clone(),
+            kind: kind.to_string(),
+            at: now,
+        })?;
+        let key = DataKey::generate();
+        let blob = seal(&key, &digest, kind, content)?;
+        let record = ArtifactRecord {
+            digest: digest.clone(),
+            kind,
+            size: content.len() as u64,
+            name: options.name.clone(),
+            lane: options.lane,
+            sensitive: options.sensitive,
+            labels: options.labels.clone(),
+            created_at: now,
+            encryption: "xchacha20poly1305".to_owned(),
+            key_manager: self.kms.name().to_owned(),
+        };
+        // Key first, then blob, then record: a record exists only for a readable object.
+        self.kms.seal_data_key(&digest, &key)?;
+        self.blobs.put(&Self::blob_key(&digest), &blob)?;
+        let record = match previous {
+            Some(existing) => existing,
+            None => {
+                let json = serde_json::to_vec_pretty(&record)
+                    .map_err(|e| ArtifactError::Invalid(e.to_string()))?;
+                write_atomic(&self.record_path(&digest), &json)?;
+                record
+            }
+        };
+        tracing::info!(%digest, kind = %kind, size = record.size, "stored artifact");
+        Ok(record)
+    }
+
+    /// The record of `digest`.
+    ///
+    /// # Errors
+    /// [`ArtifactError::NotFound`] or a parse error.
+    pub fn record(&self, digest: &Digest) -> Result<ArtifactRecord, ArtifactError> {
+        let path = self.record_path(digest);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ArtifactError::NotFound(digest.clone()))
+            }
+            Err(e) => return Err(ArtifactError::io(&path, e)),
+        };
+        let record: ArtifactRecord =
+            serde_json::from_slice(&bytes).map_err(|e| ArtifactError::Tampered {
+                digest: digest.clone(),
+                reason: format!("record does not parse: {e}"),
+            })?;
+        if &record.digest != digest {
+            return Err(ArtifactError::Tampered {
+                digest: digest.clone(),
+                reason: format!("record names another digest {}", record.digest),
+            });
+        }
+        Ok(record)
+    }
+
+    /// The verified content of `digest`: decrypted, authenticated, and re-hashed to its digest.
+    ///
+    /// # Errors
+    /// [`ArtifactError::Tampered`] if the blob or record changed, [`ArtifactError::Shredded`],
+    /// [`ArtifactError::NotFound`].
+    pub fn get(&self, digest: &Digest) -> Result<Vec<u8>, ArtifactError> {
+        let record = self.record(digest)?;
+        let key = self.kms.open_data_key(digest)?;
+        let blob =
+            self.blobs
+                .get(&Self::blob_key(digest))?
+                .ok_or_else(|| ArtifactError::Tampered {
+                    digest: digest.clone(),
+                    reason: "blob is missing".to_owned(),
+                })?;
+        let content = open(&key, digest, record.kind, &blob)?;
+        if Digest::of(&content) != *digest {
+            return Err(ArtifactError::Tampered {
+                digest: digest.clone(),
+                reason: "content does not hash to its digest".to_owned(),
+            });
+        }
+        if content.len() as u64 != record.size {
+            return Err(ArtifactError::Tampered {
+                digest: digest.clone(),
+                reason: format!(
+                    "size {} differs from recorded {}",
+                    content.len(),
+                    record.size
+                ),
+            });
+        }
+        Ok(content)
+    }
+
+    /// All records, sorted by creation time then digest.
+    ///
+    /// # Errors
+    /// I/O or parse errors.
+    pub fn list(&self) -> Result<Vec<ArtifactRecord>, ArtifactError> {
+        let dir = self.artifacts_dir().join("records").join("sha256");
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(ArtifactError::io(&dir, e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| ArtifactError::io(&dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(hex) = name.strip_suffix(".json") else {
+                continue;
+            };
+            let digest: Digest = format!("sha256:{hex}").parse()?;
+            out.push(self.record(&digest)?);
+        }
+        out.sort_by(|a, b| {
+            a.created_at
+                .cmp(&b.created_at)
+                .then_with(|| a.digest.cmp(&b.digest))
+        });
+        Ok(out)
+    }
+
+    /// Crypto-shreds `digest`: destroys its data key and removes its blob. Its record stays,
+    /// so lineage keeps pointing at something; `get` then reports [`ArtifactError::Shredded`].
+    ///
+    /// # Errors
+    /// I/O and key-manager errors.
+    pub fn shred(&self, digest: &Digest) -> Result<(), ArtifactError> {
+        let _lock = self.write_lock()?;
+        self.record(digest)?;
+        self.record_event(&ArtifactEvent::Shred {
+            digest: digest.clone(),
+        })?;
+        self.kms.destroy_data_key(digest)?;
+        self.blobs.delete(&Self::blob_key(digest))?;
+        tracing::info!(%digest, "crypto-shredded artifact");
+        Ok(())
+    }
+
+    /// Attaches a DSSE envelope about `digest`. The envelope is stored content-addressed; it is
+    /// checked only structurally here (the statement must name `digest`); trust is decided at
+    /// verification time against a keyring.
+    ///
+    /// # Errors
+    /// [`ArtifactError::Signature`] if the payload is not a statement about `digest`.
+    pub fn attach(&self, digest: &Digest, envelope: &Envelope) -> Result<Digest, ArtifactError> {
+        self.record(digest)?;
+        let statement = Statement::from_json(&envelope.payload_bytes()?)?;
+        if !statement.covers(digest) {
+            return Err(ArtifactError::Signature(format!(
+                "statement does not name {digest} as a subject"
+            )));
+        }
+        let json = envelope.to_json()?;
+        let id = Digest::of(&json);
+        self.record_event(&ArtifactEvent::Attest {
+            digest: digest.clone(),
+            envelope: id.clone(),
+            predicate_type: statement.predicate_type.clone(),
+        })?;
+        write_atomic(
+            &self
+                .envelope_dir(digest)
+                .join(format!("{}.dsse.json", id.hex())),
+            &json,
+        )?;
+        Ok(id)
+    }
+
+    /// Signs SLSA provenance for `digest` with `signer` and attaches it.
+    ///
+    /// # Errors
+    /// As [`Provenance::to_predicate`] and [`Self::attach`].
+    pub fn sign_provenance(
+        &self,
+        digest: &Digest,
+        provenance: &Provenance,
+        signer: &Signer,
+    ) -> Result<Envelope, ArtifactError> {
+        let record = self.record(digest)?;
+        let statement = Statement::provenance(&record.name, digest, provenance)?;
+        let envelope = signer.sign_statement(&statement)?;
+        self.attach(digest, &envelope)?;
+        Ok(envelope)
+    }
+
+    /// The envelopes attached to `digest`, in a stable order.
+    ///
+    /// # Errors
+    /// I/O errors or [`ArtifactError::Signature`] for an unparsable envelope.
+    pub fn envelopes(&self, digest: &Digest) -> Result<Vec<Envelope>, ArtifactError> {
+        let dir = self.envelope_dir(digest);
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(ArtifactError::io(&dir, e)),
+        };
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.to_string_lossy().ends_with(".dsse.json"))
+            .collect();
+        paths.sort();
+        let mut out = Vec::new();
+        for p in paths {
+            let bytes = fs::read(&p).map_err(|e| ArtifactError::io(&p, e))?;
+            out.push(Envelope::from_json(&bytes)?);
+        }
+        Ok(out)
+    }
+
+    /// Verifies `digest` fully at `now`: content integrity, and every attached envelope against
+    /// `keyring` (each must name `digest`). Checkpoints and models must carry verified
+    /// provenance. Pure apart from reading the store.
+    ///
+    /// # Errors
+    /// The first failure: [`ArtifactError::Tampered`], [`ArtifactError::Signature`],
+    /// [`ArtifactError::Key`], or [`ArtifactError::Signature`] for missing provenance.
+    pub fn verify(
+        &self,
+        digest: &Digest,
+        keyring: &Keyring,
+        now: u64,
+    ) -> Result<VerifyReport, ArtifactError> {
+        let record = self.record(digest)?;
+        self.get(digest)?;
+        let mut statements = Vec::new();
+        for env in self.envelopes(digest)? {
+            let verified = keyring.verify(&env, now)?;
+            if !verified.statement.covers(digest) {
+                return Err(ArtifactError::Signature(format!(
+                    "an attached statement does not name {digest}"
+                )));
+            }
+            statements.push(verified);
+        }
+        let report = VerifyReport { record, statements };
+        if report.record.kind.requires_provenance() && report.provenance().is_none() {
+            return Err(ArtifactError::Signature(format!(
+                "{} {digest} has no signed SLSA provenance attached",
+                report.record.kind
+            )));
+        }
+        Ok(report)
+    }
+
+    /// Pulls `digest`: [`Self::verify`] then the verified content.
+    ///
+    /// # Errors
+    /// As [`Self::verify`] and [`Self::get`].
+    pub fn pull(
+        &self,
+        digest: &Digest,
+        keyring: &Keyring,
+        now: u64,
+    ) -> Result<(Vec<u8>, VerifyReport), ArtifactError> {
+        let report = self.verify(digest, keyring, now)?;
+        let content = self.get(digest)?;
+        Ok((content, report))
+    }
+}
+
+fn aad(digest: &Digest, kind: ArtifactKind) -> String {
+    format!("tidegate-artifact-v1\n{digest}\n{kind}")
+}
+
+fn seal(
+    key: &DataKey,
+    digest: &Digest,
+    kind: ArtifactKind,
+    content: &[u8],
+) -> Result<Vec<u8>, ArtifactError> {
+    let cipher = XChaCha20Poly1305::new(key.bytes().into());
+    let mut nonce = [0u8; NONCE_LEN];
+    OsRng.fill_bytes(&mut nonce);
+    let aad = aad(digest, kind);
+    let ct = cipher
+        .encrypt(
+            XNonce::from_slice(&nonce),
+            Payload {
+                msg: content,
+                aad: aad.as_bytes(),
+            },
+        )
+        .map_err(|_| ArtifactError::Kms(format!("encrypting {digest} failed")))?;
+    let mut out = Vec::with_capacity(MAGIC.len() + NONCE_LEN + ct.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&ct);
+    Ok(out)
+}
+
+fn open(
+    key: &DataKey,
+    digest: &Digest,
+    kind: ArtifactKind,
+    blob: &[u8],
+) -> Result<Vec<u8>, ArtifactError> {
+    let tampered = |reason: &str| ArtifactError::Tampered {
+        digest: digest.clone(),
+        reason: reason.to_owned(),
+    };
+    if blob.len() < MAGIC.len() + NONCE_LEN || &blob[..MAGIC.len()] != MAGIC {
+        return Err(tampered("blob header is not TGA1"));
+    }
+    let nonce = &blob[MAGIC.len()..MAGIC.len() + NONCE_LEN];
+    let ct = &blob[MAGIC.len() + NONCE_LEN..];
+    let cipher = XChaCha20Poly1305::new(key.bytes().into());
+    let aad = aad(digest, kind);
+    cipher
+        .decrypt(
+            XNonce::from_slice(nonce),
+            Payload {
+                msg: ct,
+                aad: aad.as_bytes(),
+            },
+        )
+        .map_err(|_| tampered("ciphertext does not authenticate (blob or record changed on disk)"))
+}

@@ -1,0 +1,96 @@
+//! Token-gated read drills: a job token reads exactly its checkpoint, nothing else, and every
+//! use or refusal is recorded.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use tidegate_artifacts::access::{read_with_token, resource_name};
+use tidegate_artifacts::events::{ArtifactEvent, JsonlSink};
+use tidegate_artifacts::intoto::Provenance;
+use tidegate_artifacts::signing::KeyStore;
+use tidegate_artifacts::{ArtifactError, ArtifactKind, ArtifactStore, PutOptions};
+use tidegate_identity::{Issuer, RootKeyring, TokenSpec, Verifier};
+
+const T0: u64 = 1_800_000_000;
+
+#[test]
+fn job_token_reads_its_checkpoint_only_and_uses_are_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ArtifactStore::open(dir.path()).unwrap();
+    let keys = KeyStore::new(&store.keys_dir());
+    keys.create("zone:onprem-a", &["builder"], T0 - 60, 30, true)
+        .unwrap();
+    let signer = keys.active_signer(T0).unwrap();
+    let mut digests = Vec::new();
+    for body in [b"ckpt a".as_slice(), b"ckpt b".as_slice()] {
+        let d = store
+            .put(body, ArtifactKind::Checkpoint, &PutOptions::default(), T0)
+            .unwrap()
+            .digest;
+        let prov = Provenance {
+            job_id: "train-1".into(),
+            zone: "onprem-a".into(),
+            code_repo: "r".into(),
+            code_commit: "abcdef1234567".into(),
+            materials: vec![],
+            hyperparameters: Default::default(),
+            started_at: T0 - 5,
+            finished_at: T0,
+        };
+        store.sign_provenance(&d, &prov, &signer).unwrap();
+        digests.push(d);
+    }
+    let (a, b) = (&digests[0], &digests[1]);
+
+    let issuer = Issuer::generate(1);
+    let mut roots = RootKeyring::default();
+    roots.add(issuer.root_key(T0 - 60, T0 + 86_400)).unwrap();
+    let spec = TokenSpec::Job {
+        job_id: "finetune-2".into(),
+        zone: "onprem-a".into(),
+        inputs: vec![resource_name(ArtifactKind::Checkpoint, a)],
+        output_prefix: "artifacts/finetune-2/".into(),
+        ttl_minutes: 10,
+    };
+    let token = issuer.mint(&roots, &spec, T0).unwrap();
+    let verifier = Verifier::new(roots);
+    let ring = keys.keyring().unwrap();
+
+    assert_eq!(
+        read_with_token(&store, &verifier, &ring, &token, a, "onprem-a", T0 + 1).unwrap(),
+        b"ckpt a"
+    );
+    let err = read_with_token(&store, &verifier, &ring, &token, b, "onprem-a", T0 + 1).unwrap_err();
+    assert!(matches!(err, ArtifactError::Unauthorized(_)), "{err}");
+    let err =
+        read_with_token(&store, &verifier, &ring, &token, a, "gpuaas-eu", T0 + 1).unwrap_err();
+    assert!(matches!(err, ArtifactError::Unauthorized(_)), "{err}");
+    let err =
+        read_with_token(&store, &verifier, &ring, &token, a, "onprem-a", T0 + 600).unwrap_err();
+    assert!(err.to_string().contains("expired"), "{err}");
+
+    let events = JsonlSink::new(dir.path().join("artifacts/events.jsonl"))
+        .read_all()
+        .unwrap();
+    let uses: Vec<_> = events
+        .iter()
+        .filter(|e| matches!(e, ArtifactEvent::TokenUse { .. }))
+        .collect();
+    let refusals = events
+        .iter()
+        .filter(|e| matches!(e, ArtifactEvent::TokenRefused { .. }))
+        .count();
+    assert_eq!(uses.len(), 1);
+    assert_eq!(refusals, 3);
+    match uses[0] {
+        ArtifactEvent::TokenUse {
+            subject,
+            key_id,
+            digest,
+            ..
+        } => {
+            assert_eq!(subject, "finetune-2");
+            assert_eq!(*key_id, 1);
+            assert_eq!(digest, a);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}

@@ -1,0 +1,289 @@
+//! Store drills: content addressing, encryption at rest, tamper refusal, crypto-shredding.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::fs;
+
+use tidegate_artifacts::{ArtifactError, ArtifactKind, ArtifactStore, Digest, Lane, PutOptions};
+
+const NOW: u64 = 1_800_000_000;
+
+fn opts(name: &str) -> PutOptions {
+    PutOptions {
+        name: name.into(),
+        ..PutOptions::default()
+    }
+}
+
+#[test]
+fn put_returns_named_sha256_digest_and_get_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ArtifactStore::open(dir.path()).unwrap();
+    let rec = store
+        .put(b"hello features", ArtifactKind::FeatureSet, &opts("f"), NOW)
+        .unwrap();
+    assert!(rec.digest.to_string().starts_with("sha256:"));
+    assert_eq!(rec.digest, Digest::of(b"hello features"));
+    assert_eq!(store.get(&rec.digest).unwrap(), b"hello features");
+    assert_eq!(store.list().unwrap().len(), 1);
+}
+
+#[test]
+fn blobs_are_encrypted_at_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ArtifactStore::open(dir.path()).unwrap();
+    let secret = b"patient-id,diagnosis\n12345,diabetes\n".repeat(4);
+    let rec = store
+        .put(&secret, ArtifactKind::DatasetSnapshot, &opts("d"), NOW)
+        .unwrap();
+    let on_disk = fs::read(store.blob_path(&rec.digest)).unwrap();
+    assert!(
+        !on_disk.windows(10).any(|w| w == b"patient-id"),
+        "plaintext found on disk"
+    );
+    assert_ne!(on_disk.len(), secret.len());
+    let kek = dir.path().join("keys").join("kek.key");
+    assert!(kek.exists());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(&kek).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "KEK must be owner-only, got {mode:o}");
+        let wrapped = dir
+            .path()
+            .join("keys/wrapped/sha256")
+            .join(format!("{}.json", rec.digest.hex()));
+        assert_eq!(
+            fs::metadata(wrapped).unwrap().permissions().mode() & 0o077,
+            0
+        );
+    }
+}
+
+#[test]
+fn put_is_idempotent_and_immutable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ArtifactStore::open(dir.path()).unwrap();
+    let a = store
+        .put(b"x", ArtifactKind::ModelCard, &opts("card"), NOW)
+        .unwrap();
+    let b = store
+        .put(b"x", ArtifactKind::ModelCard, &opts("card"), NOW + 5)
+        .unwrap();
+    assert_eq!(a, b, "second put returns the original record");
+    let err = store
+        .put(b"x", ArtifactKind::Model, &opts("m"), NOW)
+        .unwrap_err();
+    assert!(matches!(err, ArtifactError::Conflict { .. }), "{err}");
+    let exp = PutOptions {
+        lane: Lane::Experiment,
+        ..opts("card")
+    };
+    assert!(matches!(
+        store.put(b"x", ArtifactKind::ModelCard, &exp, NOW),
+        Err(ArtifactError::Conflict { .. })
+    ));
+}
+
+#[test]
+fn blob_changed_on_disk_is_refused_by_get() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ArtifactStore::open(dir.path()).unwrap();
+    let rec = store
+        .put(
+            b"weights weights weights",
+            ArtifactKind::Checkpoint,
+            &opts("c"),
+            NOW,
+        )
+        .unwrap();
+    let path = store.blob_path(&rec.digest);
+    let mut bytes = fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    fs::write(&path, &bytes).unwrap();
+    let err = store.get(&rec.digest).unwrap_err();
+    assert!(matches!(err, ArtifactError::Tampered { .. }), "{err}");
+    assert!(err.to_string().contains(&rec.digest.to_string()));
+}
+
+#[test]
+fn blob_swapped_for_another_objects_blob_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ArtifactStore::open(dir.path()).unwrap();
+    let a = store
+        .put(b"aaaa", ArtifactKind::EvaluationReport, &opts("a"), NOW)
+        .unwrap();
+    let b = store
+        .put(b"bbbb", ArtifactKind::EvaluationReport, &opts("b"), NOW)
+        .unwrap();
+    fs::copy(store.blob_path(&b.digest), store.blob_path(&a.digest)).unwrap();
+    assert!(matches!(
+        store.get(&a.digest),
+        Err(ArtifactError::Tampered { .. })
+    ));
+}
+
+#[test]
+fn record_kind_changed_on_disk_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ArtifactStore::open(dir.path()).unwrap();
+    let rec = store
+        .put(b"card", ArtifactKind::ModelCard, &opts("c"), NOW)
+        .unwrap();
+    let path = dir
+        .path()
+        .join("artifacts/records/sha256")
+        .join(format!("{}.json", rec.digest.hex()));
+    let text = fs::read_to_string(&path)
+        .unwrap()
+        .replace("model-card", "sanitizer-report");
+    fs::write(&path, text).unwrap();
+    assert!(matches!(
+        store.get(&rec.digest),
+        Err(ArtifactError::Tampered { .. })
+    ));
+}
+
+#[test]
+fn destroying_the_wrapped_data_key_crypto_shreds() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ArtifactStore::open(dir.path()).unwrap();
+    let rec = store
+        .put(
+            b"to be forgotten",
+            ArtifactKind::DatasetSnapshot,
+            &opts("d"),
+            NOW,
+        )
+        .unwrap();
+    let keep = store
+        .put(
+            b"to be kept",
+            ArtifactKind::DatasetSnapshot,
+            &opts("k"),
+            NOW,
+        )
+        .unwrap();
+    store.shred(&rec.digest).unwrap();
+    let err = store.get(&rec.digest).unwrap_err();
+    assert!(matches!(err, ArtifactError::Shredded(_)), "{err}");
+    assert!(!store.blob_path(&rec.digest).exists());
+    assert_eq!(store.get(&keep.digest).unwrap(), b"to be kept");
+    // Storing the same content again later gives a fresh key; the record stays the original.
+    let again = store
+        .put(
+            b"to be forgotten",
+            ArtifactKind::DatasetSnapshot,
+            &opts("d"),
+            NOW + 9,
+        )
+        .unwrap();
+    assert_eq!(again.created_at, NOW);
+    assert_eq!(store.get(&rec.digest).unwrap(), b"to be forgotten");
+}
+
+#[test]
+fn wrong_kek_cannot_open_data_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ArtifactStore::open(dir.path()).unwrap();
+    let rec = store
+        .put(b"secret", ArtifactKind::Model, &opts("m"), NOW)
+        .unwrap();
+    drop(store);
+    fs::remove_file(dir.path().join("keys/kek.key")).unwrap();
+    let store = ArtifactStore::open(dir.path()).unwrap();
+    assert!(matches!(store.get(&rec.digest), Err(ArtifactError::Kms(_))));
+}
+
+#[test]
+fn unknown_digest_is_not_found_and_bad_digest_is_invalid() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ArtifactStore::open(dir.path()).unwrap();
+    assert!(matches!(
+        store.get(&Digest::of(b"nothing")),
+        Err(ArtifactError::NotFound(_))
+    ));
+    assert!("sha256:1234".parse::<Digest>().is_err());
+}
+
+#[test]
+fn every_kind_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ArtifactStore::open(dir.path()).unwrap();
+    for kind in ArtifactKind::ALL {
+        let body = format!("content of {kind}");
+        let rec = store
+            .put(body.as_bytes(), kind, &opts(kind.as_str()), NOW)
+            .unwrap();
+        assert_eq!(rec.kind, kind);
+        assert_eq!(kind.as_str().parse::<ArtifactKind>().unwrap(), kind);
+        assert_eq!(store.get(&rec.digest).unwrap(), body.as_bytes());
+    }
+    assert!("weights".parse::<ArtifactKind>().is_err());
+}
+
+#[test]
+fn concurrent_puts_of_the_same_content_stay_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = b"same snapshot from many writers".repeat(1000);
+    std::thread::scope(|scope| {
+        for _ in 0..8 {
+            scope.spawn(|| {
+                // Each writer opens its own store, as separate processes would.
+                let store = ArtifactStore::open(dir.path()).unwrap();
+                store
+                    .put(&body, ArtifactKind::DatasetSnapshot, &opts("d"), NOW)
+                    .unwrap();
+            });
+        }
+    });
+    let store = ArtifactStore::open(dir.path()).unwrap();
+    let d = Digest::of(&body);
+    assert_eq!(store.get(&d).unwrap(), body);
+}
+
+struct BrokenLedger;
+
+impl tidegate_artifacts::events::EventSink for BrokenLedger {
+    fn record(&self, _: &tidegate_artifacts::events::ArtifactEvent) -> Result<(), ArtifactError> {
+        Err(ArtifactError::Invalid("ledger unavailable".into()))
+    }
+}
+
+#[test]
+fn no_effect_without_its_event_recorded_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ArtifactStore::open(dir.path()).unwrap();
+    let rec = store
+        .put(b"kept", ArtifactKind::ModelCard, &opts("c"), NOW)
+        .unwrap();
+    let events =
+        tidegate_artifacts::events::JsonlSink::new(dir.path().join("artifacts/events.jsonl"));
+    let all = events.read_all().unwrap();
+    assert!(
+        matches!(&all[..], [tidegate_artifacts::events::ArtifactEvent::Put { digest, .. }] if digest == &rec.digest)
+    );
+    let text = fs::read_to_string(dir.path().join("artifacts/events.jsonl")).unwrap();
+    assert!(
+        !text.contains("kept"),
+        "events hold digests, not content: {text}"
+    );
+
+    let broken = ArtifactStore::open(dir.path())
+        .unwrap()
+        .with_event_sink(Box::new(BrokenLedger));
+    let err = broken
+        .put(b"refused", ArtifactKind::ModelCard, &opts("r"), NOW)
+        .unwrap_err();
+    assert!(err.to_string().contains("ledger unavailable"), "{err}");
+    assert!(matches!(
+        store.get(&Digest::of(b"refused")),
+        Err(ArtifactError::NotFound(_))
+    ));
+    assert!(broken.shred(&rec.digest).is_err());
+    assert_eq!(
+        store.get(&rec.digest).unwrap(),
+        b"kept",
+        "shred refused, object intact"
+    );
+}

@@ -1,0 +1,605 @@
+//! `tidegate artifact ...`: the content-addressed store, provenance, keys and promotion gates,
+//! working directly on a data directory with no server.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use clap::Subcommand;
+use miette::{miette, IntoDiagnostic, WrapErr};
+use tidegate_artifacts::gates::{self, Stage};
+use tidegate_artifacts::intoto::{Material, Provenance};
+use tidegate_artifacts::lineage::{JobRun, LineageLog};
+use tidegate_artifacts::signing::KeyStore;
+use tidegate_artifacts::{ArtifactKind, ArtifactStore, Digest, Lane, PutOptions};
+
+use crate::clock::now;
+
+/// Artifact store commands.
+#[derive(Debug, Subcommand)]
+pub enum ArtifactCmd {
+    /// Store a file as an immutable, encrypted artifact and print its digest.
+    Put {
+        /// The file to store.
+        file: PathBuf,
+        /// Kind: dataset-snapshot, feature-set, checkpoint, model, container-image-ref,
+        /// model-card, evaluation-report, sanitizer-report.
+        #[arg(long)]
+        kind: String,
+        /// Human name (defaults to the file name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Lane: production (default) or experiment. Experiment artifacts are never released.
+        #[arg(long, default_value = "production")]
+        lane: String,
+        /// Mark as derived from sensitive data (restricted, PHI): a leakage check is then
+        /// required before approval.
+        #[arg(long)]
+        sensitive: bool,
+        /// A label KEY=VALUE (repeatable).
+        #[arg(long = "label", value_name = "KEY=VALUE")]
+        labels: Vec<String>,
+    },
+    /// Write the verified content of an artifact to a file. Checkpoints and models must also
+    /// carry valid signed provenance.
+    Get {
+        /// The artifact digest, `sha256:<hex>`.
+        digest: String,
+        /// Where to write the content.
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+        /// A scoped job token that must grant reading `<kind>:<digest>`; checked offline
+        /// against `<data-dir>/keys/token/keyring.json`, and its use recorded.
+        #[arg(long, requires = "zone")]
+        token: Option<String>,
+        /// Zone the read comes from (with --token).
+        #[arg(long)]
+        zone: Option<String>,
+    },
+    /// Verify content integrity and every attached signature; without a digest, verify all.
+    Verify {
+        /// The artifact digest, `sha256:<hex>`; omit to verify every artifact.
+        digest: Option<String>,
+    },
+    /// List stored artifacts with kind, stage, lane and size.
+    List,
+    /// Sign SLSA provenance (DSSE + in-toto v1) for an artifact with the active key, and
+    /// record the job in lineage with an OpenLineage RunEvent.
+    Sign {
+        /// The artifact digest.
+        digest: String,
+        /// The job that produced it.
+        #[arg(long)]
+        job: String,
+        /// The zone the job ran in.
+        #[arg(long)]
+        zone: String,
+        /// Source repository URL of the code.
+        #[arg(long)]
+        repo: String,
+        /// Git commit of the code (hex).
+        #[arg(long)]
+        commit: String,
+        /// An input: `dataset:NAME@VERSION` or an artifact digest (repeatable).
+        #[arg(long = "input", value_name = "RESOURCE")]
+        inputs: Vec<String>,
+        /// A hyperparameter KEY=VALUE; VALUE is parsed as JSON when it can be (repeatable).
+        #[arg(long = "param", value_name = "KEY=VALUE")]
+        params: Vec<String>,
+        /// Job start, Unix seconds (defaults to now).
+        #[arg(long)]
+        started_at: Option<u64>,
+    },
+    /// Sign an attestation about an artifact (evidence for promotion gates).
+    Attest {
+        /// The artifact digest.
+        digest: String,
+        /// data-approval, feature-pin, model-card, validation-report, security-review or
+        /// leakage-check.
+        #[arg(long = "type")]
+        kind: String,
+        /// A predicate field KEY=VALUE; VALUE is parsed as JSON when it can be (repeatable).
+        /// data-approval: dataset; feature-pin: featureSet, version; model-card: modelCard;
+        /// validation-report: metric, value, testSet; security-review: reviewer, verdict;
+        /// leakage-check: method, passed.
+        #[arg(long = "field", value_name = "KEY=VALUE")]
+        fields: Vec<String>,
+        /// Signing key id (defaults to the active key). Data approvals and security reviews
+        /// count only when signed by a key with the approver role.
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Promote an artifact to the next stage if the Cedar gate policy allows it; a refusal
+    /// names each missing piece of evidence.
+    Promote {
+        /// The artifact digest.
+        digest: String,
+        /// Target stage: validated, approved, released-private, released-public, released-edge.
+        #[arg(long)]
+        to: String,
+        /// Who asks for the promotion (recorded).
+        #[arg(long, default_value = "cli")]
+        actor: String,
+    },
+    /// Sync back: import an artifact from another zone's data directory (a public burst zone)
+    /// only if it is intact, its provenance is signed by a key this store trusts, and it was
+    /// built in an allowed zone.
+    Import {
+        /// The artifact digest.
+        digest: String,
+        /// The source data directory.
+        #[arg(long = "from")]
+        from: PathBuf,
+        /// A zone artifacts may come from (repeatable; at least one).
+        #[arg(long = "zone", required = true)]
+        zones: Vec<String>,
+    },
+    /// Record a deployment of a released artifact in lineage. Refused unless the artifact
+    /// verifies and is in a release stage.
+    Deploy {
+        /// The artifact digest.
+        digest: String,
+        /// Deployment name (e.g. `fraud-eu-prod`).
+        #[arg(long = "as", value_name = "NAME")]
+        name: String,
+    },
+    /// Crypto-shred an artifact: destroy its data key and blob. Irreversible.
+    Shred {
+        /// The artifact digest.
+        digest: String,
+    },
+    /// Signing key management.
+    #[command(subcommand)]
+    Key(KeyCmd),
+    /// Write the built-in promotion policy to `<data-dir>/policies/promotion.cedar` to edit.
+    InitPolicy,
+}
+
+/// Signing key commands.
+#[derive(Debug, Subcommand)]
+pub enum KeyCmd {
+    /// Create the first builder signing key and make it active.
+    Init {
+        /// Who holds the key (e.g. `zone:onprem-a`).
+        #[arg(long, default_value = "local-builder")]
+        owner: String,
+        /// Validity in days.
+        #[arg(long, default_value_t = 90)]
+        days: u64,
+    },
+    /// Create a new active builder key and retire the old one now; existing signatures stay
+    /// verifiable.
+    Rotate {
+        /// Who holds the new key.
+        #[arg(long, default_value = "local-builder")]
+        owner: String,
+        /// Validity in days.
+        #[arg(long, default_value_t = 90)]
+        days: u64,
+    },
+    /// Create a key with the approver role (for data approvals and security reviews).
+    AddApprover {
+        /// The approver's name.
+        #[arg(long)]
+        owner: String,
+        /// Validity in days.
+        #[arg(long, default_value_t = 90)]
+        days: u64,
+    },
+    /// Trust a public key from another data directory's keyring (e.g. a burst zone's builder).
+    Trust {
+        /// The key id (`ed25519:...`).
+        keyid: String,
+        /// The data directory whose keyring holds the key.
+        #[arg(long = "from")]
+        from: PathBuf,
+    },
+    /// Revoke a key: nothing it signed verifies any more.
+    Revoke {
+        /// The key id (`ed25519:...`).
+        keyid: String,
+    },
+    /// List keys with roles, windows and revocation.
+    List,
+}
+
+fn parse_digest(s: &str) -> miette::Result<Digest> {
+    s.parse::<Digest>().map_err(|e| {
+        miette!(
+            help =
+                "digests look like sha256:<64 hex digits>, as printed by `tidegate artifact put`",
+            "{e}"
+        )
+    })
+}
+
+fn kv_pairs(items: &[String]) -> miette::Result<BTreeMap<String, serde_json::Value>> {
+    items
+        .iter()
+        .map(|item| {
+            let (k, v) = item
+                .split_once('=')
+                .ok_or_else(|| miette!("expected KEY=VALUE, got {item:?}"))?;
+            let value =
+                serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.to_owned()));
+            Ok((k.to_owned(), value))
+        })
+        .collect()
+}
+
+fn attestation_type(kind: &str) -> miette::Result<&'static str> {
+    Ok(match kind {
+        "data-approval" => gates::DATA_APPROVAL,
+        "feature-pin" => gates::FEATURE_PIN,
+        "model-card" => gates::MODEL_CARD,
+        "validation-report" => gates::VALIDATION_REPORT,
+        "security-review" => gates::SECURITY_REVIEW,
+        "leakage-check" => gates::LEAKAGE_CHECK,
+        other => {
+            return Err(miette!(
+                help = "one of data-approval, feature-pin, model-card, validation-report, security-review, leakage-check",
+                "unknown attestation type {other:?}"
+            ))
+        }
+    })
+}
+
+fn err(e: tidegate_artifacts::ArtifactError) -> miette::Report {
+    miette!("{e}")
+}
+
+/// Runs an artifact command against `data_dir`.
+///
+/// # Errors
+/// Any refusal, with its reason.
+pub fn run(data_dir: &Path, cmd: ArtifactCmd) -> miette::Result<()> {
+    let store = ArtifactStore::open(data_dir).map_err(err)?;
+    let keys = KeyStore::new(&store.keys_dir());
+    let now = now()?;
+    match cmd {
+        ArtifactCmd::Put {
+            file,
+            kind,
+            name,
+            lane,
+            sensitive,
+            labels,
+        } => {
+            let kind: ArtifactKind = kind.parse().map_err(err)?;
+            let lane: Lane = lane.parse().map_err(err)?;
+            let content = std::fs::read(&file)
+                .into_diagnostic()
+                .wrap_err_with(|| format!("reading {}", file.display()))?;
+            let labels = kv_pairs(&labels)?
+                .into_iter()
+                .map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+                .collect();
+            let name = name.unwrap_or_else(|| {
+                file.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            });
+            let rec = store
+                .put(
+                    &content,
+                    kind,
+                    &PutOptions {
+                        name,
+                        lane,
+                        sensitive,
+                        labels,
+                    },
+                    now,
+                )
+                .map_err(err)?;
+            println!("{}", rec.digest);
+        }
+        ArtifactCmd::Get {
+            digest,
+            output,
+            token,
+            zone,
+        } => {
+            let digest = parse_digest(&digest)?;
+            let record = store.record(&digest).map_err(err)?;
+            let content = if let Some(token) = token {
+                let roots = tidegate_identity::RootKeyStore::new(&store.keys_dir())
+                    .keyring()
+                    .map_err(|e| miette!("{e}"))?;
+                tidegate_artifacts::access::read_with_token(
+                    &store,
+                    &tidegate_identity::Verifier::new(roots),
+                    &keys.keyring().map_err(err)?,
+                    &token,
+                    &digest,
+                    zone.as_deref().unwrap_or_default(),
+                    now,
+                )
+                .map_err(err)?
+            } else if record.kind.requires_provenance() {
+                store
+                    .pull(&digest, &keys.keyring().map_err(err)?, now)
+                    .map_err(err)?
+                    .0
+            } else {
+                store.get(&digest).map_err(err)?
+            };
+            std::fs::write(&output, &content)
+                .into_diagnostic()
+                .wrap_err_with(|| format!("writing {}", output.display()))?;
+            eprintln!(
+                "wrote {} bytes of verified {} {} to {}",
+                content.len(),
+                record.kind,
+                digest,
+                output.display()
+            );
+        }
+        ArtifactCmd::Verify { digest } => {
+            let ring = keys.keyring().map_err(err)?;
+            let targets = match digest {
+                Some(d) => vec![parse_digest(&d)?],
+                None => store
+                    .list()
+                    .map_err(err)?
+                    .into_iter()
+                    .map(|r| r.digest)
+                    .collect(),
+            };
+            let mut failures = 0usize;
+            for d in &targets {
+                match store.verify(d, &ring, now) {
+                    Ok(report) => {
+                        let signers: Vec<String> = report
+                            .statements
+                            .iter()
+                            .flat_map(|s| s.keyids.clone())
+                            .collect();
+                        println!(
+                            "ok   {d} {} ({} signed statements{})",
+                            report.record.kind,
+                            report.statements.len(),
+                            if signers.is_empty() {
+                                String::new()
+                            } else {
+                                format!(", keys {}", signers.join(" "))
+                            }
+                        );
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        println!("FAIL {d}: {e}");
+                    }
+                }
+            }
+            if failures > 0 {
+                return Err(miette!(
+                    "{failures} of {} artifacts failed verification",
+                    targets.len()
+                ));
+            }
+        }
+        ArtifactCmd::List => {
+            let history = gates::history(&store).map_err(err)?;
+            for r in store.list().map_err(err)? {
+                let stage = history
+                    .iter()
+                    .rev()
+                    .find(|p| p.digest == r.digest)
+                    .map_or(Stage::Candidate, |p| p.to);
+                println!(
+                    "{}  {:<20} {:<16} {:<10} {:>10}  {}",
+                    r.digest,
+                    r.kind.as_str(),
+                    stage.as_str(),
+                    r.lane.as_str(),
+                    r.size,
+                    r.name
+                );
+            }
+        }
+        ArtifactCmd::Sign {
+            digest,
+            job,
+            zone,
+            repo,
+            commit,
+            inputs,
+            params,
+            started_at,
+        } => {
+            let digest = parse_digest(&digest)?;
+            let signer = keys.active_signer(now).map_err(err)?;
+            let materials = inputs
+                .iter()
+                .map(|i| match i.parse::<Digest>() {
+                    Ok(d) => Material {
+                        uri: format!("artifact:{d}"),
+                        digest: Some(d),
+                    },
+                    Err(_) => Material {
+                        uri: i.clone(),
+                        digest: None,
+                    },
+                })
+                .collect::<Vec<_>>();
+            let hyperparameters = kv_pairs(&params)?;
+            let prov = Provenance {
+                job_id: job.clone(),
+                zone: zone.clone(),
+                code_repo: repo,
+                code_commit: commit.clone(),
+                materials: materials.clone(),
+                hyperparameters: hyperparameters.clone(),
+                started_at: started_at.unwrap_or(now),
+                finished_at: now,
+            };
+            store
+                .sign_provenance(&digest, &prov, &signer)
+                .map_err(err)?;
+            let log = LineageLog::new(data_dir);
+            let run = JobRun {
+                job_id: job,
+                zone,
+                code_commit: commit,
+                hyperparameters,
+                inputs: materials.into_iter().map(|m| m.uri).collect(),
+                outputs: vec![digest.clone()],
+                started_at: prov.started_at,
+                finished_at: now,
+            };
+            log.record_job(&run).map_err(err)?;
+            let (path, _) = log.write_run_event(&run).map_err(err)?;
+            println!("signed provenance for {digest} with {}", signer.keyid());
+            println!("openlineage event: {}", path.display());
+        }
+        ArtifactCmd::Attest {
+            digest,
+            kind,
+            fields,
+            key,
+        } => {
+            let digest = parse_digest(&digest)?;
+            let predicate_type = attestation_type(&kind)?;
+            let signer = match key {
+                Some(k) => keys.signer(&k, now).map_err(err)?,
+                None => keys.active_signer(now).map_err(err)?,
+            };
+            let fields = serde_json::Value::Object(kv_pairs(&fields)?.into_iter().collect());
+            gates::attest(&store, &signer, &digest, predicate_type, fields, now).map_err(err)?;
+            println!("attested {kind} for {digest} with {}", signer.keyid());
+        }
+        ArtifactCmd::Promote { digest, to, actor } => {
+            let digest = parse_digest(&digest)?;
+            let to: Stage = to.parse().map_err(err)?;
+            let policy = gates::load_policy(&store).map_err(err)?;
+            let rec = gates::promote(
+                &store,
+                &keys.keyring().map_err(err)?,
+                &policy,
+                &digest,
+                to,
+                &actor,
+                now,
+            )
+            .map_err(err)?;
+            println!(
+                "promoted {digest}: {} -> {} (policy {})",
+                rec.from, rec.to, rec.policy_hash
+            );
+        }
+        ArtifactCmd::Import {
+            digest,
+            from,
+            zones,
+        } => {
+            let digest = parse_digest(&digest)?;
+            let source = ArtifactStore::open(&from).map_err(err)?;
+            let ring = keys.keyring().map_err(err)?;
+            let rep =
+                tidegate_artifacts::transfer::import(&source, &store, &ring, &zones, &digest, now)
+                    .map_err(err)?;
+            println!(
+                "imported {} built by job {} in zone {} (signed by {})",
+                rep.digest,
+                rep.job_id,
+                rep.zone,
+                rep.keyids.join(", ")
+            );
+        }
+        ArtifactCmd::Deploy { digest, name } => {
+            let digest = parse_digest(&digest)?;
+            store
+                .verify(&digest, &keys.keyring().map_err(err)?, now)
+                .map_err(err)?;
+            let stage = gates::current_stage(&store, &digest).map_err(err)?;
+            if !matches!(
+                stage,
+                Stage::ReleasedPrivate | Stage::ReleasedPublic | Stage::ReleasedEdge
+            ) {
+                return Err(miette!(
+                    help = "promote it through the gates first (tidegate artifact promote)",
+                    "{digest} is {stage}, not in a release stage; refusing to deploy"
+                ));
+            }
+            LineageLog::new(data_dir)
+                .record_deployment(&digest, &name, now)
+                .map_err(err)?;
+            println!("deployment {name} of {digest} ({stage}) recorded");
+        }
+        ArtifactCmd::Shred { digest } => {
+            let digest = parse_digest(&digest)?;
+            store.shred(&digest).map_err(err)?;
+            println!("crypto-shredded {digest}: data key destroyed");
+        }
+        ArtifactCmd::InitPolicy => {
+            let path = gates::write_default_policy(&store).map_err(err)?;
+            println!("{}", path.display());
+        }
+        ArtifactCmd::Key(k) => run_key(&keys, k, now)?,
+    }
+    Ok(())
+}
+
+fn run_key(keys: &KeyStore, cmd: KeyCmd, now: u64) -> miette::Result<()> {
+    match cmd {
+        KeyCmd::Init { owner, days } => {
+            if keys.active_keyid().map_err(err)?.is_some() {
+                return Err(miette!(
+                    help = "use `tidegate artifact key rotate` to replace it",
+                    "an active signing key already exists"
+                ));
+            }
+            let e = keys
+                .create(&owner, &["builder"], now, days, true)
+                .map_err(err)?;
+            println!("{}", e.keyid);
+        }
+        KeyCmd::Rotate { owner, days } => {
+            let e = keys.rotate(&owner, now, days).map_err(err)?;
+            println!("{}", e.keyid);
+        }
+        KeyCmd::AddApprover { owner, days } => {
+            let e = keys
+                .create(&owner, &["approver"], now, days, false)
+                .map_err(err)?;
+            println!("{}", e.keyid);
+        }
+        KeyCmd::Trust { keyid, from } => {
+            let other = KeyStore::new(&from.join("keys")).keyring().map_err(err)?;
+            let entry = other
+                .get(&keyid)
+                .cloned()
+                .ok_or_else(|| miette!("{keyid} is not in the keyring of {}", from.display()))?;
+            keys.trust(entry).map_err(err)?;
+            println!("trusted {keyid}");
+        }
+        KeyCmd::Revoke { keyid } => {
+            keys.revoke(&keyid, now).map_err(err)?;
+            println!("revoked {keyid}");
+        }
+        KeyCmd::List => {
+            let active = keys.active_keyid().map_err(err)?;
+            for k in keys.keyring().map_err(err)?.keys {
+                let state = if k.revoked_at.is_some() {
+                    "revoked"
+                } else if now >= k.not_after {
+                    "retired"
+                } else if active.as_deref() == Some(k.keyid.as_str()) {
+                    "active"
+                } else {
+                    "valid"
+                };
+                println!(
+                    "{}  {:<8} {:<20} roles={} valid {}..{}",
+                    k.keyid,
+                    state,
+                    k.owner,
+                    k.roles.join(","),
+                    k.not_before,
+                    k.not_after
+                );
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,261 @@
+//! `tidegate token ...`: mint, inspect, attenuate and check scoped short-lived tokens, and
+//! manage their root keys, directly on a data directory.
+
+use std::io::Read as _;
+use std::path::Path;
+
+use clap::Subcommand;
+use miette::{miette, IntoDiagnostic};
+use tidegate_identity::{
+    attenuate, Action, Attenuation, IdentityError, Operation, Request, Role, RootKeyStore,
+    TokenSpec, Verifier,
+};
+
+use crate::clock::now;
+
+/// Token commands.
+#[derive(Debug, Subcommand)]
+pub enum TokenCmd {
+    /// Mint a token: a job token (--job) or an API user token (--user). Prints the token.
+    Mint {
+        /// Job id: mint a job token allowing exactly its inputs, output prefix and zone.
+        #[arg(long, conflicts_with_all = ["user", "role", "team"], required_unless_present = "user")]
+        job: Option<String>,
+        /// Zone of the job; requests from other zones are refused.
+        #[arg(long, requires = "job")]
+        zone: Option<String>,
+        /// A readable input, exactly: `dataset:NAME@VERSION` or `checkpoint:sha256:HEX`
+        /// (repeatable).
+        #[arg(long = "input", value_name = "RESOURCE", requires = "job")]
+        inputs: Vec<String>,
+        /// Writable output prefix, ending with `/` (e.g. `artifacts/job-42/`).
+        #[arg(long, requires = "job")]
+        output_prefix: Option<String>,
+        /// User name: mint an API user token with --role and --team.
+        #[arg(long, requires_all = ["role", "team"])]
+        user: Option<String>,
+        /// Role of the user: submitter, approver, auditor or admin.
+        #[arg(long)]
+        role: Option<String>,
+        /// Team of the user.
+        #[arg(long)]
+        team: Option<String>,
+        /// Lifetime in minutes (at most 720).
+        #[arg(long, default_value_t = 15)]
+        minutes: u32,
+    },
+    /// Verify a token offline against the root keyring and print its claims as JSON.
+    Inspect {
+        /// The token, or `-` to read it from standard input.
+        token: String,
+    },
+    /// Narrow a token offline by appending checks (it can never widen). Prints the new token.
+    Attenuate {
+        /// The token, or `-` to read it from standard input.
+        token: String,
+        /// Allow only reads.
+        #[arg(long)]
+        read_only: bool,
+        /// Allow only resources starting with this prefix.
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Allow only requests from this zone.
+        #[arg(long)]
+        zone: Option<String>,
+        /// Expire this many minutes from now (if sooner than the token's own expiry).
+        #[arg(long)]
+        minutes: Option<u32>,
+    },
+    /// Decide one request offline: exit 0 and print `allowed`, or fail with the reason.
+    Check {
+        /// The token, or `-` to read it from standard input.
+        token: String,
+        /// Data request: read this exact resource.
+        #[arg(long, conflicts_with_all = ["write", "action"], required_unless_present_any = ["write", "action"])]
+        read: Option<String>,
+        /// Data request: write this resource (must be under the output prefix).
+        #[arg(long, conflicts_with = "action")]
+        write: Option<String>,
+        /// Zone of a data request.
+        #[arg(long, default_value = "")]
+        zone: String,
+        /// API request: submit, approve, audit or administer.
+        #[arg(long, requires = "team")]
+        action: Option<String>,
+        /// Team of an API request.
+        #[arg(long)]
+        team: Option<String>,
+    },
+    /// Root key management.
+    #[command(subcommand)]
+    Keys(TokenKeysCmd),
+}
+
+/// Root key commands.
+#[derive(Debug, Subcommand)]
+pub enum TokenKeysCmd {
+    /// Create a new root key and make it active; the previous one stays valid until every
+    /// token it could have minted has expired. Also creates the first key.
+    Rotate {
+        /// Validity of the new key in days.
+        #[arg(long, default_value_t = 30)]
+        days: u64,
+    },
+    /// Revoke a root key: every token it signed is refused from now on.
+    Revoke {
+        /// The key id.
+        id: u32,
+    },
+    /// Refuse one token by its revocation id (see `token inspect`).
+    RevokeToken {
+        /// Hex revocation id.
+        revocation_id: String,
+    },
+    /// Print the public root keyring (JSON) to ship to verifiers.
+    Export,
+}
+
+fn read_token(arg: &str) -> miette::Result<String> {
+    if arg == "-" {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s).into_diagnostic()?;
+        Ok(s.trim().to_owned())
+    } else {
+        Ok(arg.trim().to_owned())
+    }
+}
+
+fn err(e: IdentityError) -> miette::Report {
+    miette!("{e}")
+}
+
+/// Runs a token command against `data_dir`.
+///
+/// # Errors
+/// Any refusal, with its reason.
+pub fn run(data_dir: &Path, cmd: TokenCmd) -> miette::Result<()> {
+    let keys = RootKeyStore::new(&data_dir.join("keys"));
+    let now = now()?;
+    match cmd {
+        TokenCmd::Mint {
+            job,
+            zone,
+            inputs,
+            output_prefix,
+            user,
+            role,
+            team,
+            minutes,
+        } => {
+            let spec = match (job, user) {
+                (Some(job_id), None) => TokenSpec::Job {
+                    job_id,
+                    zone: zone.ok_or_else(|| miette!("a job token needs --zone"))?,
+                    inputs,
+                    output_prefix: output_prefix
+                        .ok_or_else(|| miette!("a job token needs --output-prefix"))?,
+                    ttl_minutes: minutes,
+                },
+                (None, Some(subject)) => TokenSpec::User {
+                    subject,
+                    role: Role::parse(role.as_deref().unwrap_or_default()).map_err(err)?,
+                    team: team.unwrap_or_default(),
+                    ttl_minutes: minutes,
+                },
+                _ => return Err(miette!("give either --job or --user")),
+            };
+            let issuer = keys.issuer().map_err(err)?;
+            println!(
+                "{}",
+                issuer
+                    .mint(&keys.keyring().map_err(err)?, &spec, now)
+                    .map_err(err)?
+            );
+        }
+        TokenCmd::Inspect { token } => {
+            let token = read_token(&token)?;
+            let claims = Verifier::new(keys.keyring().map_err(err)?)
+                .inspect(&token, now)
+                .map_err(err)?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&claims).into_diagnostic()?
+            );
+        }
+        TokenCmd::Attenuate {
+            token,
+            read_only,
+            prefix,
+            zone,
+            minutes,
+        } => {
+            let token = read_token(&token)?;
+            let restriction = Attenuation {
+                expires_at: minutes.map(|m| now.saturating_add(u64::from(m) * 60)),
+                operation: read_only.then_some(Operation::Read),
+                resource_prefix: prefix,
+                zone,
+            };
+            println!("{}", attenuate(&token, &restriction).map_err(err)?);
+        }
+        TokenCmd::Check {
+            token,
+            read,
+            write,
+            zone,
+            action,
+            team,
+        } => {
+            let token = read_token(&token)?;
+            let request = match (read, write, action) {
+                (Some(resource), None, None) => Request::Data {
+                    operation: Operation::Read,
+                    resource,
+                    zone,
+                },
+                (None, Some(resource), None) => Request::Data {
+                    operation: Operation::Write,
+                    resource,
+                    zone,
+                },
+                (None, None, Some(action)) => Request::Api {
+                    action: match action.as_str() {
+                        "submit" => Action::Submit,
+                        "approve" => Action::Approve,
+                        "audit" => Action::Audit,
+                        "administer" => Action::Administer,
+                        other => {
+                            return Err(miette!(
+                                "unknown action {other:?}: submit, approve, audit, administer"
+                            ))
+                        }
+                    },
+                    team: team.unwrap_or_default(),
+                },
+                _ => return Err(miette!("give exactly one of --read, --write or --action")),
+            };
+            Verifier::new(keys.keyring().map_err(err)?)
+                .authorize(&token, &request, now)
+                .map_err(err)?;
+            println!("allowed");
+        }
+        TokenCmd::Keys(k) => match k {
+            TokenKeysCmd::Rotate { days } => {
+                let key = keys.rotate(now, days).map_err(err)?;
+                println!("root key {} active until {}", key.id, key.not_after);
+            }
+            TokenKeysCmd::Revoke { id } => {
+                keys.revoke(id, now).map_err(err)?;
+                println!("revoked root key {id}");
+            }
+            TokenKeysCmd::RevokeToken { revocation_id } => {
+                keys.revoke_token(&revocation_id).map_err(err)?;
+                println!("revoked token {revocation_id}");
+            }
+            TokenKeysCmd::Export => {
+                println!("{}", keys.keyring().map_err(err)?.to_json().map_err(err)?);
+            }
+        },
+    }
+    Ok(())
+}

@@ -1,0 +1,401 @@
+//! Offline verification and authorization: a pure function of (keyring, token, request, now).
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use biscuit_auth::builder::string;
+use biscuit_auth::error::{FailedCheck, Logic, Token as TokenError};
+use biscuit_auth::{AuthorizerBuilder, AuthorizerLimits, Biscuit, UnverifiedBiscuit};
+use serde::{Deserialize, Serialize};
+
+use crate::issue::{from_date, lib, unix_date};
+use crate::{IdentityError, RootKeyring};
+
+/// A data operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    /// Read an input (dataset version, checkpoint, artifact).
+    Read,
+    /// Write an output.
+    Write,
+}
+
+impl Operation {
+    /// The name used inside tokens.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Read => "read",
+            Operation::Write => "write",
+        }
+    }
+}
+
+/// The role of an API user within a team.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Submits jobs for the team.
+    Submitter,
+    /// Approves promotions and data use for the team.
+    Approver,
+    /// Reads evidence for the team.
+    Auditor,
+    /// Any action, any team.
+    Admin,
+}
+
+impl Role {
+    /// The name used inside tokens.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Submitter => "submitter",
+            Role::Approver => "approver",
+            Role::Auditor => "auditor",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// Parses a role name.
+    ///
+    /// # Errors
+    /// [`IdentityError::InvalidSpec`] for an unknown name.
+    pub fn parse(s: &str) -> Result<Self, IdentityError> {
+        match s {
+            "submitter" => Ok(Role::Submitter),
+            "approver" => Ok(Role::Approver),
+            "auditor" => Ok(Role::Auditor),
+            "admin" => Ok(Role::Admin),
+            other => Err(IdentityError::InvalidSpec(format!(
+                "unknown role {other:?} (submitter, approver, auditor, admin)"
+            ))),
+        }
+    }
+}
+
+/// An API action a user token may be asked to allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Submit a job (role submitter).
+    Submit,
+    /// Approve a promotion or data use (role approver).
+    Approve,
+    /// Read audit evidence (role auditor).
+    Audit,
+    /// Administer the installation (role admin only).
+    Administer,
+}
+
+impl Action {
+    /// The name used inside the authorizer.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Submit => "submit",
+            Action::Approve => "approve",
+            Action::Audit => "audit",
+            Action::Administer => "administer",
+        }
+    }
+}
+
+/// What is being asked of a token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Request {
+    /// A data-plane request by a job: read an input or write an output, from a zone.
+    Data {
+        /// Read or write.
+        operation: Operation,
+        /// The exact resource (`checkpoint:sha256:...`, `dataset:name@v3`, or an output path).
+        resource: String,
+        /// The zone the request comes from.
+        zone: String,
+    },
+    /// An API request by a user: an action on behalf of a team.
+    Api {
+        /// The action.
+        action: Action,
+        /// The team the action concerns.
+        team: String,
+    },
+}
+
+/// What a verified token says, read from its authority block.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// `job` or `user`.
+    pub kind: String,
+    /// Root key id that signed the token.
+    pub key_id: u32,
+    /// Hex revocation id of the authority block.
+    pub revocation_id: String,
+    /// Expiry of the authority block (Unix seconds).
+    pub expires_at: u64,
+    /// Number of blocks (1 = not attenuated).
+    pub blocks: usize,
+    /// Job id (job tokens).
+    pub job: Option<String>,
+    /// Zone (job tokens).
+    pub zone: Option<String>,
+    /// Readable inputs (job tokens), sorted.
+    pub inputs: Vec<String>,
+    /// Writable output prefix (job tokens).
+    pub output_prefix: Option<String>,
+    /// User name (user tokens).
+    pub subject: Option<String>,
+    /// Role (user tokens).
+    pub role: Option<String>,
+    /// Team (user tokens).
+    pub team: Option<String>,
+    /// Source of the appended (attenuation) blocks, for display.
+    pub attenuations: Vec<String>,
+}
+
+/// A successful authorization.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    /// The verified claims of the token.
+    pub claims: Claims,
+    /// The request that was allowed.
+    pub request: Request,
+}
+
+/// Verifies tokens offline against a root keyring. Holds no secrets.
+#[derive(Debug, Clone)]
+pub struct Verifier {
+    keyring: RootKeyring,
+}
+
+const POLICIES: &str = r#"
+role_allows("submitter", "submit");
+role_allows("approver", "approve");
+role_allows("auditor", "audit");
+allow if kind("job"), req_operation("read"), req_resource($r), input($r), req_zone($z), job_zone($z);
+allow if kind("job"), req_operation("write"), req_resource($r), output_prefix($p), $r.starts_with($p), req_zone($z), job_zone($z);
+allow if kind("user"), req_action($a), role($role), role_allows($role, $a), req_team($t), team($t);
+allow if kind("user"), req_action($a), role("admin");
+deny if true;
+"#;
+
+fn limits() -> AuthorizerLimits {
+    AuthorizerLimits {
+        max_facts: 10_000,
+        max_iterations: 100,
+        max_time: Duration::from_millis(250),
+    }
+}
+
+impl Verifier {
+    /// A verifier trusting exactly the keys in `keyring`.
+    #[must_use]
+    pub fn new(keyring: RootKeyring) -> Self {
+        Self { keyring }
+    }
+
+    /// The keyring in use.
+    #[must_use]
+    pub fn keyring(&self) -> &RootKeyring {
+        &self.keyring
+    }
+
+    /// Checks the signature chain, the root key (known, not revoked, in its window at `now`)
+    /// and the token revocation list. Does not check expiry or rights.
+    fn verify(&self, token: &str, now: u64) -> Result<(Biscuit, u32), IdentityError> {
+        let unverified = UnverifiedBiscuit::from_base64(token.trim())
+            .map_err(|e| IdentityError::Malformed(e.to_string()))?;
+        let id = unverified
+            .root_key_id()
+            .ok_or(IdentityError::MissingKeyId)?;
+        let public = self.keyring.usable_key(id, now)?;
+        let biscuit = unverified
+            .verify(public)
+            .map_err(|e| IdentityError::BadSignature {
+                id,
+                reason: e.to_string(),
+            })?;
+        for rid in biscuit.revocation_identifiers() {
+            let rid = hex::encode(rid);
+            if self.keyring.revoked_tokens.contains(&rid) {
+                return Err(IdentityError::RevokedToken(rid));
+            }
+        }
+        Ok((biscuit, id))
+    }
+
+    /// Verifies `token` at `now` and returns its claims. Refuses bad signatures, unknown,
+    /// revoked or out-of-window root keys, revoked tokens and expired tokens.
+    ///
+    /// # Errors
+    /// The [`IdentityError`] naming the first problem.
+    pub fn inspect(&self, token: &str, now: u64) -> Result<Claims, IdentityError> {
+        let (biscuit, id) = self.verify(token, now)?;
+        let claims = read_claims(&biscuit, id)?;
+        if now >= claims.expires_at {
+            return Err(IdentityError::Expired {
+                expires_at: claims.expires_at,
+                now,
+            });
+        }
+        Ok(claims)
+    }
+
+    /// Decides whether `token` allows `request` at time `now`. Pure and offline.
+    ///
+    /// # Errors
+    /// Everything [`Verifier::inspect`] refuses, plus [`IdentityError::Denied`] listing the
+    /// failed checks when the token is valid but does not grant the request.
+    pub fn authorize(
+        &self,
+        token: &str,
+        request: &Request,
+        now: u64,
+    ) -> Result<Grant, IdentityError> {
+        if let Request::Data { resource, .. } = request {
+            check_resource(resource)?;
+        }
+        let (biscuit, id) = self.verify(token, now)?;
+        let claims = read_claims(&biscuit, id)?;
+        if now >= claims.expires_at {
+            return Err(IdentityError::Expired {
+                expires_at: claims.expires_at,
+                now,
+            });
+        }
+        let mut params = HashMap::from([("now".to_owned(), unix_date(now))]);
+        let request_code = match request {
+            Request::Data {
+                operation,
+                resource,
+                zone,
+            } => {
+                params.insert("op".to_owned(), string(operation.as_str()));
+                params.insert("res".to_owned(), string(resource));
+                params.insert("zone".to_owned(), string(zone));
+                "time({now}); req_operation({op}); req_resource({res}); req_zone({zone});"
+            }
+            Request::Api { action, team } => {
+                params.insert("action".to_owned(), string(action.as_str()));
+                params.insert("team".to_owned(), string(team));
+                "time({now}); req_action({action}); req_team({team});"
+            }
+        };
+        let mut authorizer = AuthorizerBuilder::new()
+            .set_limits(limits())
+            .code_with_params(request_code, params, HashMap::new())
+            .and_then(|b| b.code(POLICIES))
+            .and_then(|b| b.build(&biscuit))
+            .map_err(lib)?;
+        match authorizer.authorize() {
+            Ok(_) => {
+                tracing::debug!(key_id = id, kind = %claims.kind, "token authorized");
+                Ok(Grant {
+                    claims,
+                    request: request.clone(),
+                })
+            }
+            Err(TokenError::FailedLogic(logic)) => Err(IdentityError::Denied(explain(&logic))),
+            Err(other) => Err(lib(other)),
+        }
+    }
+}
+
+/// Refuses resource names that could escape a prefix check: `.` or `..` path segments, empty
+/// segments, backslashes and control characters. Prefix rights are only sound on normalized
+/// names.
+fn check_resource(resource: &str) -> Result<(), IdentityError> {
+    let bad_segment = resource.split('/').any(|seg| seg == ".." || seg == ".");
+    if resource.is_empty()
+        || bad_segment
+        || resource.contains("//")
+        || resource.contains('\\')
+        || resource.chars().any(char::is_control)
+    {
+        return Err(IdentityError::Denied(format!(
+            "resource {resource:?} is not a normalized name (no '.', '..' or empty path segments)"
+        )));
+    }
+    Ok(())
+}
+
+fn explain(logic: &Logic) -> String {
+    let (policy, checks) = match logic {
+        Logic::Unauthorized { checks, .. } => ("no allow policy matched", checks.as_slice()),
+        Logic::NoMatchingPolicy { checks } => ("no policy matched", checks.as_slice()),
+        other => return other.to_string(),
+    };
+    let failed: Vec<String> = checks
+        .iter()
+        .map(|c| match c {
+            FailedCheck::Block(b) => format!("block {} check failed: {}", b.block_id, b.rule),
+            FailedCheck::Authorizer(a) => format!("verifier check failed: {}", a.rule),
+        })
+        .collect();
+    if failed.is_empty() {
+        format!("{policy}: the token does not grant this operation on this resource in this zone")
+    } else {
+        format!("{policy}; {}", failed.join("; "))
+    }
+}
+
+fn query_strings(
+    authorizer: &mut biscuit_auth::Authorizer,
+    rule: &str,
+) -> Result<Vec<String>, IdentityError> {
+    let rows: Vec<(String,)> = authorizer.query(rule).map_err(lib)?;
+    let mut out: Vec<String> = rows.into_iter().map(|(s,)| s).collect();
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+fn read_claims(biscuit: &Biscuit, key_id: u32) -> Result<Claims, IdentityError> {
+    let mut authorizer = AuthorizerBuilder::new()
+        .set_limits(limits())
+        .build(biscuit)
+        .map_err(lib)?;
+    let single = |v: Vec<String>| v.into_iter().next();
+    let kind = single(query_strings(&mut authorizer, "data($x) <- kind($x)")?)
+        .ok_or_else(|| IdentityError::Malformed("token has no kind fact".to_owned()))?;
+    let expires: Vec<(SystemTime,)> = authorizer.query("data($x) <- expires($x)").map_err(lib)?;
+    let expires_at = expires
+        .into_iter()
+        .map(|(t,)| from_date(t))
+        .min()
+        .ok_or_else(|| IdentityError::Malformed("token has no expiry".to_owned()))?;
+    let mut attenuations = Vec::new();
+    for i in 1..biscuit.block_count() {
+        attenuations.push(
+            biscuit
+                .print_block_source(i)
+                .map_err(lib)?
+                .trim()
+                .to_owned(),
+        );
+    }
+    Ok(Claims {
+        kind,
+        key_id,
+        revocation_id: biscuit
+            .revocation_identifiers()
+            .first()
+            .map(hex::encode)
+            .unwrap_or_default(),
+        expires_at,
+        blocks: biscuit.block_count(),
+        job: single(query_strings(&mut authorizer, "data($x) <- job($x)")?),
+        zone: single(query_strings(&mut authorizer, "data($x) <- job_zone($x)")?),
+        inputs: query_strings(&mut authorizer, "data($x) <- input($x)")?,
+        output_prefix: single(query_strings(
+            &mut authorizer,
+            "data($x) <- output_prefix($x)",
+        )?),
+        subject: single(query_strings(&mut authorizer, "data($x) <- subject($x)")?),
+        role: single(query_strings(&mut authorizer, "data($x) <- role($x)")?),
+        team: single(query_strings(&mut authorizer, "data($x) <- team($x)")?),
+        attenuations,
+    })
+}
