@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# tidegate test suite: sets up what the tests need on a fresh Debian machine, then runs clippy
+# (lints denied) and every test. Usage: scripts/test.sh [extra cargo test args]
+#
+# - Rust builds go to $CARGO_TARGET_DIR (default: $HOME/.cache/tidegate/target), outside the clone.
+# - Services: with CI=true (or TIDEGATE_SERVICES=1) PostgreSQL is installed and started on a
+#   private port for the storage tests. Without it, those tests skip and say how to run them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tidegate/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+log() { printf '== %s\n' "$*" >&2; }
+
+need_services=0
+if [ "${CI:-}" = "true" ] || [ "${TIDEGATE_SERVICES:-}" = "1" ]; then need_services=1; fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  log "cargo not found: install Rust (https://rustup.rs) and run again"
+  exit 1
+fi
+
+apt_install() {
+  # Install Debian packages if any is missing (needs root; services are started by hand below).
+  local missing=()
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing ${missing[*]}"
+  if [ -z "${TIDEGATE_APT_UPDATED:-}" ]; then apt-get update -qq >/dev/null; export TIDEGATE_APT_UPDATED=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+start_postgres() {
+  apt_install postgresql
+  local bin
+  bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+  local dir=/tmp/tidegate-pg
+  local port="${TIDEGATE_PG_PORT:-55432}"
+  if ! "$bin/pg_ctl" -D "$dir" status >/dev/null 2>&1 && ! su postgres -c "$bin/pg_ctl -D $dir status" >/dev/null 2>&1; then
+    rm -rf "$dir"
+    mkdir -p "$dir" && chown postgres:postgres "$dir"
+    su postgres -c "$bin/initdb -D $dir -A trust -U postgres" >/dev/null
+    su postgres -c "$bin/pg_ctl -D $dir -l $dir/log -o '-p $port -k /tmp -c listen_addresses=127.0.0.1' -w -t 30 start" >/dev/null
+  fi
+  export TIDEGATE_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
+  export TIDEGATE_PG_BIN="$bin" TIDEGATE_PG_DATA="$dir"
+  log "PostgreSQL ready at $TIDEGATE_TEST_POSTGRES_URL"
+}
+
+if [ "$need_services" = 1 ]; then
+  start_postgres
+else
+  log "services not started (set CI=true or TIDEGATE_SERVICES=1 to install and start PostgreSQL; tests that need it skip)"
+fi
+
+log "clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+log "tests"
+cargo test --workspace --locked --no-fail-fast "$@"
