@@ -23,6 +23,15 @@ impl Drop for Mount {
     }
 }
 
+/// The tests here spawn `mount`; a child between fork and exec briefly holds copies of every
+/// descriptor, the ledger's `LOCK` among them. Running them one at a time keeps one test's
+/// spawns from holding the other's lock while it reopens its ledger.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn mount_tmpfs(at: &Path, size: &str) -> Option<Mount> {
     std::fs::create_dir_all(at).unwrap();
     let out = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(at).output();
@@ -53,6 +62,7 @@ fn remount(at: &Path, mode: &str) {
 
 #[test]
 fn full_disk_refuses_the_action_and_loses_nothing_acknowledged() {
+    let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     let Some(m) = mount_tmpfs(&tmp.path().join("mnt"), "192k") else { return };
     let data = m.0.clone();
@@ -85,6 +95,7 @@ fn full_disk_refuses_the_action_and_loses_nothing_acknowledged() {
 
 #[test]
 fn read_only_ledger_directory_refuses_to_record() {
+    let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     let Some(m) = mount_tmpfs(&tmp.path().join("mnt"), "4m") else { return };
     let data = m.0.clone();
