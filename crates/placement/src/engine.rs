@@ -1,7 +1,7 @@
 //! The placement engine: policy verdicts (reused per attribute signature), hard constraints,
 //! scoring, and the decision.
 
-use std::collections::HashMap;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -126,24 +126,25 @@ impl Placement {
     }
 }
 
-/// A job resolved against the fleet, with its projected policy facts.
-type Resolved = Result<(JobProfile, JobFacts), ResolveError>;
-
 /// Placement over one fleet and its policy set.
 pub struct PlacementEngine<'f> {
     fleet: &'f Fleet,
     policy: PolicyEngine,
-    cache: HashMap<JobFacts, Arc<Vec<ZoneVerdict>>>,
+    attr_cache: HashMap<PolicyAttrs, Arc<AttrVerdicts>>,
+    fact_cache: HashMap<JobFacts, Arc<Vec<ZoneVerdict>>>,
     zone_cache: HashMap<(usize, JobFacts), ZoneVerdict>,
-    constraint_cache: HashMap<PolicyAttrs, Arc<Vec<ZoneFailures>>>,
     zone_index: HashMap<&'f str, usize>,
+    /// Distinct GPU types of the fleet (at most 64 are indexed; more fall back to string checks).
+    gpu_types: Vec<&'f str>,
+    /// Index into `gpu_types` of each pool, `[zone][pool]`.
+    pool_type: Vec<Vec<usize>>,
     policy_hash: Arc<str>,
     evaluations: u64,
 }
 
 impl std::fmt::Debug for PlacementEngine<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PlacementEngine").field("policy", &self.policy).field("cached", &self.cache.len()).finish()
+        f.debug_struct("PlacementEngine").field("policy", &self.policy).field("cached", &self.attr_cache.len()).finish()
     }
 }
 
@@ -152,7 +153,35 @@ impl<'f> PlacementEngine<'f> {
     pub fn new(fleet: &'f Fleet, policy: PolicyEngine) -> Self {
         let policy_hash: Arc<str> = Arc::from(policy.hash());
         let zone_index = fleet.zones.iter().enumerate().map(|(i, z)| (z.name.as_str(), i)).collect();
-        Self { fleet, policy, cache: HashMap::new(), zone_cache: HashMap::new(), constraint_cache: HashMap::new(), zone_index, policy_hash, evaluations: 0 }
+        let mut gpu_types: Vec<&str> = Vec::new();
+        let pool_type = fleet
+            .zones
+            .iter()
+            .map(|z| {
+                z.pools
+                    .iter()
+                    .map(|p| match gpu_types.iter().position(|t| t.eq_ignore_ascii_case(&p.gpu_type)) {
+                        Some(i) => i,
+                        None => {
+                            gpu_types.push(&p.gpu_type);
+                            gpu_types.len() - 1
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        Self {
+            fleet,
+            policy,
+            attr_cache: HashMap::default(),
+            fact_cache: HashMap::default(),
+            zone_cache: HashMap::default(),
+            zone_index,
+            gpu_types,
+            pool_type,
+            policy_hash,
+            evaluations: 0,
+        }
     }
 
     /// The fleet.
@@ -170,42 +199,82 @@ impl<'f> PlacementEngine<'f> {
         self.evaluations
     }
 
+    /// Policy verdicts and zone constraints for full attributes: from the attribute cache, or
+    /// computed through the fact and zone caches (Cedar runs only for zone-projected facts no
+    /// zone has seen).
     fn verdicts_for(&mut self, attrs: &PolicyAttrs) -> Arc<AttrVerdicts> {
+        if let Some(v) = self.attr_cache.get(attrs) {
+            return v.clone();
+        }
+        self.fill(std::slice::from_ref(attrs), 1);
+        self.attr_cache.get(attrs).cloned().unwrap_or_else(|| Arc::new(self.evaluate_uncached(attrs)))
+    }
+
+    /// Everything for `attrs` from scratch (used only if a cache fill went wrong; denies nothing
+    /// it should allow and allows nothing it should deny, it is just slower).
+    fn evaluate_uncached(&self, attrs: &PolicyAttrs) -> AttrVerdicts {
         let facts = self.policy.facts(attrs, self.fleet.scheme.level_name(attrs.level));
-        let policy = match self.cache.get(&facts) {
-            Some(v) => v.clone(),
-            None => {
-                let mut v = Vec::with_capacity(self.policy.zones());
-                for z in 0..self.policy.zones() {
-                    let zf = self.policy.zone_facts(&facts, z);
-                    let verdict = match self.zone_cache.get(&(z, zf)) {
-                        Some(verdict) => verdict.clone(),
-                        None => {
-                            let zf = self.policy.zone_facts(&facts, z);
-                            let verdict = self.policy.evaluate_zone(&zf, z);
-                            self.evaluations += 1;
-                            self.zone_cache.insert((z, zf), verdict.clone());
-                            verdict
-                        }
-                    };
-                    v.push(verdict);
+        AttrVerdicts {
+            policy: Arc::new(self.policy.evaluate_all(&facts)),
+            failures: Arc::new(self.fleet.zones.iter().map(|z| zone_failures(attrs, z)).collect()),
+        }
+    }
+
+    /// Fills the caches for attribute sets not seen yet, evaluating new (zone, facts) pairs with
+    /// Cedar on up to `workers` threads.
+    fn fill(&mut self, attrs: &[PolicyAttrs], workers: usize) {
+        let policy = &self.policy;
+        let zones = policy.zones();
+        let mut new_attrs: Vec<(&PolicyAttrs, JobFacts)> = Vec::new();
+        let mut new_facts: Vec<JobFacts> = Vec::new();
+        let mut missing: Vec<(usize, JobFacts)> = Vec::new();
+        {
+            let mut seen_a: HashSet<&PolicyAttrs> = HashSet::default();
+            let mut seen_f: HashSet<JobFacts> = HashSet::default();
+            let mut seen_z: HashSet<(usize, JobFacts)> = HashSet::default();
+            for a in attrs {
+                if self.attr_cache.contains_key(a) || !seen_a.insert(a) {
+                    continue;
                 }
-                let v = Arc::new(v);
-                self.cache.insert(facts, v.clone());
-                v
+                let f = policy.facts(a, self.fleet.scheme.level_name(a.level));
+                if !self.fact_cache.contains_key(&f) && seen_f.insert(f.clone()) {
+                    for z in 0..zones {
+                        let key = (z, policy.zone_facts(&f, z));
+                        if !self.zone_cache.contains_key(&key) && seen_z.insert(key.clone()) {
+                            missing.push(key);
+                        }
+                    }
+                    new_facts.push(f.clone());
+                }
+                new_attrs.push((a, f));
             }
-        };
-        // Hard constraints read the full attributes (not the projection): they are cheap, and
-        // they hold whatever the policies say.
-        let failures = match self.constraint_cache.get(attrs) {
-            Some(f) => f.clone(),
-            None => {
-                let f: Arc<Vec<ZoneFailures>> = Arc::new(self.fleet.zones.iter().map(|z| zone_failures(attrs, z)).collect());
-                self.constraint_cache.insert(attrs.clone(), f.clone());
-                f
+        }
+        let chunk = missing.len().div_ceil(workers.max(1)).max(1);
+        let evaluated: Vec<ZoneVerdict> = std::thread::scope(|s| {
+            let handles: Vec<_> = missing
+                .chunks(chunk)
+                .map(|part| s.spawn(move || part.iter().map(|(z, f)| policy.evaluate_zone(f, *z)).collect::<Vec<_>>()))
+                .collect();
+            handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+        });
+        self.evaluations += evaluated.len() as u64;
+        for (key, v) in missing.into_iter().zip(evaluated) {
+            self.zone_cache.insert(key, v);
+        }
+        for f in new_facts {
+            let v: Option<Vec<ZoneVerdict>> =
+                (0..zones).map(|z| self.zone_cache.get(&(z, policy.zone_facts(&f, z))).cloned()).collect();
+            if let Some(v) = v {
+                self.fact_cache.insert(f, Arc::new(v));
             }
-        };
-        Arc::new(AttrVerdicts { policy, failures })
+        }
+        for (a, f) in new_attrs {
+            let Some(policy_v) = self.fact_cache.get(&f).cloned() else { continue };
+            // Hard constraints read the full attributes (not the projection): they hold whatever
+            // the policies say.
+            let failures = Arc::new(self.fleet.zones.iter().map(|z| zone_failures(a, z)).collect());
+            self.attr_cache.insert(a.clone(), Arc::new(AttrVerdicts { policy: policy_v, failures }));
+        }
     }
 
     /// Places a job, reusing policy verdicts for equal attribute signatures.
@@ -216,99 +285,37 @@ impl<'f> PlacementEngine<'f> {
     }
 
     /// Places a batch of jobs using every core: jobs are resolved in parallel, each distinct
-    /// projected fact set not yet seen is evaluated once (in parallel), then every job is
-    /// finished in parallel against the shared verdicts. Same results as calling
+    /// attribute set not yet seen is evaluated once (new Cedar evaluations in parallel), then
+    /// every job is finished in parallel against the shared verdicts. Same results as calling
     /// [`place`](Self::place) on each job in order.
     pub fn place_batch(&mut self, jobs: &[JobSpec], state: &FleetState) -> Vec<Result<Placement, ResolveError>> {
         let workers = std::thread::available_parallelism().map_or(1, usize::from).clamp(1, 16);
         let chunk = jobs.len().div_ceil(workers).max(1);
         let fleet = self.fleet;
-        let policy = &self.policy;
-        // 1. Resolve and compute facts.
-        let resolved: Vec<Resolved> = std::thread::scope(|s| {
+        // 1. Resolve.
+        let resolved: Vec<Result<JobProfile, ResolveError>> = std::thread::scope(|s| {
             let handles: Vec<_> = jobs
                 .chunks(chunk)
-                .map(|part| {
-                    s.spawn(move || {
-                        part.iter()
-                            .map(|job| {
-                                let p = JobProfile::resolve(job, fleet)?;
-                                let f = policy.facts(&p.attrs, fleet.scheme.level_name(p.attrs.level));
-                                Ok((p, f))
-                            })
-                            .collect::<Vec<_>>()
-                    })
-                })
+                .map(|part| s.spawn(move || part.iter().map(|job| JobProfile::resolve(job, fleet)).collect::<Vec<_>>()))
                 .collect();
             handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
         });
-        // 2. What is new.
-        let mut new_facts: Vec<JobFacts> = Vec::new();
-        let mut new_attrs: Vec<PolicyAttrs> = Vec::new();
-        {
-            let mut seen_f = std::collections::HashSet::new();
-            let mut seen_a = std::collections::HashSet::new();
-            for (p, f) in resolved.iter().flatten() {
-                if !self.cache.contains_key(f) && seen_f.insert(f) {
-                    new_facts.push(f.clone());
-                }
-                if !self.constraint_cache.contains_key(&p.attrs) && seen_a.insert(&p.attrs) {
-                    new_attrs.push(p.attrs.clone());
-                }
-            }
+        // 2. Evaluate what is new.
+        let new: Vec<PolicyAttrs> = resolved
+            .iter()
+            .flatten()
+            .filter(|p| !self.attr_cache.contains_key(&p.attrs))
+            .map(|p| p.attrs.clone())
+            .collect();
+        if !new.is_empty() {
+            self.fill(&new, workers);
         }
-        // 3. Evaluate what no zone has seen, in parallel.
-        let zones = policy.zones();
-        let mut missing: Vec<(usize, JobFacts)> = Vec::new();
-        {
-            let mut seen = std::collections::HashSet::new();
-            for f in &new_facts {
-                for z in 0..zones {
-                    let key = (z, policy.zone_facts(f, z));
-                    if !self.zone_cache.contains_key(&key) && !seen.contains(&key) {
-                        seen.insert(key.clone());
-                        missing.push(key);
-                    }
-                }
-            }
-        }
-        let mchunk = missing.len().div_ceil(workers).max(1);
-        let evaluated: Vec<ZoneVerdict> = std::thread::scope(|s| {
-            let handles: Vec<_> = missing
-                .chunks(mchunk)
-                .map(|part| s.spawn(move || part.iter().map(|(z, f)| policy.evaluate_zone(f, *z)).collect::<Vec<_>>()))
-                .collect();
-            handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
-        });
-        self.evaluations += evaluated.len() as u64;
-        for (key, v) in missing.into_iter().zip(evaluated) {
-            self.zone_cache.insert(key, v);
-        }
-        for f in new_facts {
-            let v: Vec<ZoneVerdict> = (0..zones)
-                .map(|z| {
-                    self.zone_cache.get(&(z, policy.zone_facts(&f, z))).cloned().unwrap_or_else(|| ZoneVerdict {
-                        zone: z,
-                        allowed: false,
-                        permits: vec![],
-                        forbids: vec![],
-                        errors: vec!["verdict missing after evaluation".into()],
-                    })
-                })
-                .collect();
-            self.cache.insert(f, Arc::new(v));
-        }
-        for a in new_attrs {
-            let f: Vec<ZoneFailures> = fleet.zones.iter().map(|z| zone_failures(&a, z)).collect();
-            self.constraint_cache.insert(a, Arc::new(f));
-        }
-        // 4. Finish every job in parallel.
+        // 3. Finish every job in parallel.
         let this = &*self;
-        let mut out: Vec<Result<Placement, ResolveError>> = Vec::with_capacity(jobs.len());
-        let pchunk = jobs.len().div_ceil(workers).max(1);
         let mut resolved = resolved.into_iter();
-        let parts: Vec<(&[JobSpec], Vec<Resolved>)> =
-            jobs.chunks(pchunk).map(|js| (js, resolved.by_ref().take(js.len()).collect())).collect();
+        let parts: Vec<(&[JobSpec], Vec<Result<JobProfile, ResolveError>>)> =
+            jobs.chunks(chunk).map(|js| (js, resolved.by_ref().take(js.len()).collect())).collect();
+        let mut out = Vec::with_capacity(jobs.len());
         std::thread::scope(|s| {
             let handles: Vec<_> = parts
                 .into_iter()
@@ -317,8 +324,12 @@ impl<'f> PlacementEngine<'f> {
                         js.iter()
                             .zip(rs)
                             .map(|(job, r)| {
-                                let (profile, facts) = r?;
-                                let verdicts = this.cached_verdicts(&profile.attrs, &facts);
+                                let profile = r?;
+                                let verdicts = this
+                                    .attr_cache
+                                    .get(&profile.attrs)
+                                    .cloned()
+                                    .unwrap_or_else(|| Arc::new(this.evaluate_uncached(&profile.attrs)));
                                 Ok(this.finish(job, profile, verdicts, state))
                             })
                             .collect::<Vec<_>>()
@@ -330,16 +341,6 @@ impl<'f> PlacementEngine<'f> {
             }
         });
         out
-    }
-
-    fn cached_verdicts(&self, attrs: &PolicyAttrs, facts: &JobFacts) -> Arc<AttrVerdicts> {
-        let policy = self.cache.get(facts).cloned().unwrap_or_else(|| Arc::new(self.policy.evaluate_all(facts)));
-        let failures = self
-            .constraint_cache
-            .get(attrs)
-            .cloned()
-            .unwrap_or_else(|| Arc::new(self.fleet.zones.iter().map(|z| zone_failures(attrs, z)).collect()));
-        Arc::new(AttrVerdicts { policy, failures })
     }
 
     /// Places a job the naive way: one Cedar authorization per zone, building everything from
@@ -362,6 +363,18 @@ impl<'f> PlacementEngine<'f> {
         let mut zones = Vec::with_capacity(fleet.zones.len());
         let mut pools = Vec::with_capacity(fleet.pool_count());
         let mut best: Option<(f64, usize, usize)> = None;
+        // Accepted GPU types as a bit mask over the fleet's distinct types (same test as
+        // `pool_failures`: any accepted type equal ignoring ASCII case; none listed = any).
+        let accepted: Option<u64> = (self.gpu_types.len() <= 64).then(|| {
+            if r.gpu_types.is_empty() {
+                return u64::MAX;
+            }
+            self.gpu_types
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| r.gpu_types.iter().any(|a| a.eq_ignore_ascii_case(t)))
+                .fold(0u64, |m, (i, _)| m | (1 << i))
+        });
         for (zi, zone) in fleet.zones.iter().enumerate() {
             let mut failures = verdicts.failures.get(zi).copied().unwrap_or(ZoneFailures(u16::MAX));
             let mut egress_gb = 0.0;
@@ -382,7 +395,16 @@ impl<'f> PlacementEngine<'f> {
             let zone_ok = policy_ok && failures.is_empty();
             zones.push(ZoneCheck { zone: zi, allowed: zone_ok, failures, egress_gb, egress_cost });
             for (pi, pool) in zone.pools.iter().enumerate() {
-                let pf = pool_failures(job, pool);
+                let pf = match (accepted, self.pool_type.get(zi).and_then(|t| t.get(pi))) {
+                    (Some(mask), Some(&ti)) => {
+                        let mut f = Failures::default();
+                        f.set_if(mask & (1u64 << ti) == 0, Failures::GPU_TYPE);
+                        f.set_if(r.gpu_memory_gb > pool.gpu_memory_gb, Failures::GPU_MEMORY);
+                        f.set_if(r.gpus > pool.gpus, Failures::CAPACITY);
+                        f
+                    }
+                    _ => pool_failures(job, pool),
+                };
                 let allowed = zone_ok && pf.is_empty();
                 let compute_cost = gpus * r.expected_hours * pool.price_per_gpu_hour;
                 // A preempted spot job loses on average half the time to the next checkpoint
