@@ -126,6 +126,9 @@ impl Placement {
     }
 }
 
+/// A job resolved against the fleet (or why it could not be).
+type Resolved = Result<JobProfile, ResolveError>;
+
 /// Placement over one fleet and its policy set.
 pub struct PlacementEngine<'f> {
     fleet: &'f Fleet,
@@ -293,7 +296,7 @@ impl<'f> PlacementEngine<'f> {
         let chunk = jobs.len().div_ceil(workers).max(1);
         let fleet = self.fleet;
         // 1. Resolve.
-        let resolved: Vec<Result<JobProfile, ResolveError>> = std::thread::scope(|s| {
+        let resolved: Vec<Resolved> = std::thread::scope(|s| {
             let handles: Vec<_> = jobs
                 .chunks(chunk)
                 .map(|part| s.spawn(move || part.iter().map(|job| JobProfile::resolve(job, fleet)).collect::<Vec<_>>()))
@@ -313,7 +316,7 @@ impl<'f> PlacementEngine<'f> {
         // 3. Finish every job in parallel.
         let this = &*self;
         let mut resolved = resolved.into_iter();
-        let parts: Vec<(&[JobSpec], Vec<Result<JobProfile, ResolveError>>)> =
+        let parts: Vec<(&[JobSpec], Vec<Resolved>)> =
             jobs.chunks(chunk).map(|js| (js, resolved.by_ref().take(js.len()).collect())).collect();
         let mut out = Vec::with_capacity(jobs.len());
         std::thread::scope(|s| {
