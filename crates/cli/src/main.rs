@@ -10,6 +10,7 @@ mod fleet_cmds;
 mod lineage;
 mod output;
 mod retention;
+mod sim;
 mod token;
 
 use std::path::PathBuf;
@@ -77,6 +78,8 @@ enum Command {
         #[command(flatten)]
         args: lineage::LineageArgs,
     },
+    /// Replay a GPU-cluster job trace through the scheduler core on a simulated clock.
+    Sim(sim::SimArgs),
     /// Benchmarks (commands, not tests): measured against the naive way in the same run.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -99,6 +102,7 @@ fn main() -> miette::Result<()> {
         Command::Artifact { data_dir, cmd } => artifact::run(&data_dir, cmd),
         Command::Token { data_dir, cmd } => token::run(&data_dir, cmd),
         Command::Lineage { data_dir, args } => lineage::run(&data_dir, &args),
+        Command::Sim(a) => sim::run(&a),
         Command::Bench(c) => bench::run(&c),
     }
 }

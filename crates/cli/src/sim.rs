@@ -1,0 +1,117 @@
+//! `tidegate sim`: replay a GPU-cluster trace through the scheduler core on a simulated clock.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::{Args, ValueEnum};
+use miette::miette;
+use tidegate_model::load_fleet;
+use tidegate_placement::PlacementEngine;
+use tidegate_policy::PolicyEngine;
+use tidegate_sched::sim::{read_philly, replay, scale_to_gpus, SimReport};
+use tidegate_sched::SchedConfig;
+
+use crate::output::{fleet_dir, print_json, Format};
+
+/// What to compare the hybrid replay with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Compare {
+    /// The same trace with public capacity switched off.
+    PrivateOnly,
+}
+
+/// Arguments of `tidegate sim`.
+///
+/// Each trace row becomes one job (submit time, duration, GPU count). A seeded rule gives every
+/// job an input drawn uniformly from the fleet's dataset versions (so its classification follows
+/// the fleet's data) and `burst_eligible=true` with probability 0.7; policy decides where each
+/// may run. The fleet is scaled to `--gpus` GPUs keeping its shape.
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// Trace file in the Philly format (timestamp,duration,num_gpus,gpu_time,cluster).
+    #[arg(long)]
+    trace: PathBuf,
+    /// Fleet directory (default ./examples/fleet).
+    #[arg(long, env = "TIDEGATE_FLEET")]
+    fleet: Option<PathBuf>,
+    /// Scale the fleet to about this many GPUs (the Philly cluster had about 2,500).
+    #[arg(long, default_value_t = 2500)]
+    gpus: u32,
+    /// Also replay without public capacity and show both side by side.
+    #[arg(long, value_enum)]
+    compare: Option<Compare>,
+    /// Spill to public capacity when a home queue holds this many jobs.
+    #[arg(long, default_value_t = 16)]
+    burst_queue_depth: usize,
+    /// Seed of the job-mix rule.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Output format; JSON has jobs_completed, mean_wait_s, mean_jct_s, public_cost.
+    #[arg(long, value_enum, default_value_t)]
+    output: Format,
+}
+
+/// Runs `tidegate sim`.
+pub fn run(a: &SimArgs) -> miette::Result<()> {
+    let t0 = Instant::now();
+    let base = load_fleet(&fleet_dir(a.fleet.clone())?).map_err(|e| miette!("fleet does not load:\n{e}"))?;
+    let fleet = scale_to_gpus(&base, a.gpus);
+    let trace = read_philly(&a.trace).map_err(|e| miette!("{e}"))?;
+    let show = std::io::stderr().is_terminal() && a.output == Format::Text;
+    let run_one = |allow_public: bool| -> miette::Result<SimReport> {
+        let policy = PolicyEngine::load(&fleet).map_err(|e| miette!("policy set does not load:\n{e}"))?;
+        let mut engine = PlacementEngine::new(&fleet, policy);
+        let cfg = SchedConfig { allow_public, burst_queue_depth: a.burst_queue_depth, ..SchedConfig::default() };
+        let label = if allow_public { "hybrid" } else { "private-only" };
+        Ok(replay(&fleet, &mut engine, &trace, cfg, a.seed, |done, total| {
+            if show {
+                let width = 30usize;
+                let filled = (done * width).checked_div(total).unwrap_or(width).min(width);
+                eprint!("\r{label:<12} [{}{}] {done}/{total}", "#".repeat(filled), ".".repeat(width - filled));
+                if done == total {
+                    eprintln!();
+                }
+                let _ = std::io::stderr().flush();
+            }
+        }))
+    };
+    let hybrid = run_one(true)?;
+    let private = match a.compare {
+        Some(Compare::PrivateOnly) => Some(run_one(false)?),
+        None => None,
+    };
+    let wall_s = t0.elapsed().as_secs_f64();
+    match a.output {
+        Format::Json => {
+            let mut v = serde_json::to_value(&hybrid).map_err(|e| miette!("{e}"))?;
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert("wall_s".into(), wall_s.into());
+                obj.insert("fleet_gpus".into(), fleet.zones.iter().flat_map(|z| &z.pools).map(|p| p.gpus).sum::<u32>().into());
+                if let Some(p) = &private {
+                    obj.insert("private_only".into(), serde_json::to_value(p).map_err(|e| miette!("{e}"))?);
+                }
+            }
+            print_json(&v)
+        }
+        Format::Text => {
+            let rows = std::iter::once(&hybrid).chain(private.as_ref());
+            println!("{:<14} {:>9} {:>8} {:>11} {:>11} {:>11} {:>11} {:>8} {:>12}", "MODE", "COMPLETED", "REFUSED", "MEAN WAIT", "MEDIAN", "P95 WAIT", "MEAN JCT", "BURSTS", "PUBLIC COST");
+            for r in rows {
+                println!(
+                    "{:<14} {:>9} {:>8} {:>10.0}s {:>10.0}s {:>10.0}s {:>10.0}s {:>8} {:>12.2}",
+                    r.mode, r.jobs_completed, r.refused, r.mean_wait_s, r.median_wait_s, r.p95_wait_s, r.mean_jct_s, r.bursts, r.public_cost
+                );
+            }
+            println!("\nutilisation (hybrid):");
+            for z in &hybrid.zones {
+                println!("  {:<18} {:<15} {:>6} GPUs  {:>5.1}%  {} jobs", z.zone, z.tier, z.gpus, z.utilization * 100.0, z.jobs);
+            }
+            for (why, n) in &hybrid.refused_reasons {
+                println!("refused ({n}): {why}");
+            }
+            println!("\n{} jobs replayed in {wall_s:.2} s", hybrid.jobs);
+            Ok(())
+        }
+    }
+}
