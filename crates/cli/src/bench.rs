@@ -39,7 +39,7 @@ pub struct PlacementArgs {
     #[arg(long, default_value_t = 1_000)]
     naive_sample: usize,
     /// Jobs placed per batch (each batch uses every core; small batches keep memory warm).
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = 256)]
     batch: usize,
     /// Seed of the backlog and fleet state.
     #[arg(long, default_value_t = 42)]

@@ -140,3 +140,31 @@ fn bench_placement_small_run_agrees() {
     assert!(v["naive_decisions_per_sec"].as_f64().unwrap() > 0.0);
     assert_eq!(v["zones"], 10);
 }
+
+#[test]
+fn sim_replays_a_trace_and_reports_the_json_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace.csv");
+    let mut text = String::from("timestamp,duration,num_gpus,gpu_time,cluster\n");
+    for i in 0..400 {
+        text.push_str(&format!("2017-10-09 07:{:02}:{:02},{}.0,{},0.0,c\n", i / 60, i % 60, 600 + (i * 37) % 5000, 1 << (i % 5)));
+    }
+    text.push('\n');
+    std::fs::write(&trace, text).unwrap();
+    let o = tidegate(&["sim", "--trace", trace.to_str().unwrap(), "--gpus", "60", "--compare", "private-only", "--output", "json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    for key in ["jobs_completed", "mean_wait_s", "mean_jct_s", "public_cost"] {
+        assert!(v[key].is_number(), "missing {key}: {v}");
+        assert!(v["private_only"][key].is_number(), "private_only lacks {key}");
+    }
+    assert_eq!(v["jobs"], 400);
+    let done = v["jobs_completed"].as_u64().unwrap() + v["refused"].as_u64().unwrap();
+    assert_eq!(done, 400);
+    assert_eq!(v["private_only"]["public_cost"], 0.0);
+    // A malformed trace names its line.
+    std::fs::write(&trace, "timestamp,duration,num_gpus,gpu_time,cluster\n2017-10-09 07:00:00,x,1,0,c\n").unwrap();
+    let o = tidegate(&["sim", "--trace", trace.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("trace.csv:2: duration"), "{}", stderr(&o));
+}

@@ -141,6 +141,8 @@ pub struct PlacementEngine<'f> {
     gpu_types: Vec<&'f str>,
     /// Index into `gpu_types` of each pool, `[zone][pool]`.
     pool_type: Vec<Vec<usize>>,
+    /// `egress[src][dst]`: zone `src`'s allowlist lets data go to zone `dst`.
+    egress: Vec<Vec<bool>>,
     policy_hash: Arc<str>,
     evaluations: u64,
 }
@@ -182,6 +184,7 @@ impl<'f> PlacementEngine<'f> {
             zone_index,
             gpu_types,
             pool_type,
+            egress: fleet.zones.iter().map(|s| fleet.zones.iter().map(|d| s.may_send_to(&d.name)).collect()).collect(),
             policy_hash,
             evaluations: 0,
         }
@@ -378,18 +381,22 @@ impl<'f> PlacementEngine<'f> {
                 .filter(|(_, t)| r.gpu_types.iter().any(|a| a.eq_ignore_ascii_case(t)))
                 .fold(0u64, |m, (i, _)| m | (1 << i))
         });
+        // Where each input sits (None: a zone the fleet does not have, so no route exists).
+        let sources: Vec<(Option<usize>, f64)> =
+            profile.data.iter().map(|d| (self.zone_index.get(d.zone.as_str()).copied(), d.size_gb)).collect();
         for (zi, zone) in fleet.zones.iter().enumerate() {
             let mut failures = verdicts.failures.get(zi).copied().unwrap_or(ZoneFailures(u16::MAX));
             let mut egress_gb = 0.0;
             let mut egress_cost = 0.0;
-            for d in &profile.data {
-                if d.zone == zone.name {
+            for &(src, size_gb) in &sources {
+                if src == Some(zi) {
                     continue;
                 }
-                match self.zone_index.get(d.zone.as_str()).and_then(|i| fleet.zones.get(*i)) {
-                    Some(src) if src.may_send_to(&zone.name) => {
-                        egress_gb += d.size_gb;
-                        egress_cost += d.size_gb * src.egress_price_per_gb;
+                let route = src.and_then(|s| Some((self.egress.get(s)?.get(zi).copied()?, fleet.zones.get(s)?)));
+                match route {
+                    Some((true, src)) => {
+                        egress_gb += size_gb;
+                        egress_cost += size_gb * src.egress_price_per_gb;
                     }
                     _ => failures.0 |= ZoneFailures::EGRESS_ROUTE.0,
                 }
