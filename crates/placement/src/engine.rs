@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use tidegate_model::{Fleet, JobProfile, JobSpec, PolicyAttrs, Pricing, ResolveError};
-use tidegate_policy::{JobFacts, PolicyEngine, ZoneVerdict};
+use tidegate_policy::{JobFacts, PolicyEngine, Val, ZoneVerdict};
 
 use crate::constraints::{pool_failures, zone_failures, Failures, ZoneFailures};
 
@@ -126,6 +126,9 @@ impl Placement {
     }
 }
 
+/// A projected zone and zone-projected job facts: equal keys, equal verdicts.
+type ZoneKey = (Vec<Val>, JobFacts);
+
 /// A job resolved against the fleet (or why it could not be).
 type Resolved = Result<JobProfile, ResolveError>;
 
@@ -135,7 +138,7 @@ pub struct PlacementEngine<'f> {
     policy: PolicyEngine,
     attr_cache: HashMap<PolicyAttrs, Arc<AttrVerdicts>>,
     fact_cache: HashMap<JobFacts, Arc<Vec<ZoneVerdict>>>,
-    zone_cache: HashMap<(usize, JobFacts), ZoneVerdict>,
+    zone_cache: HashMap<ZoneKey, ZoneVerdict>,
     zone_index: HashMap<&'f str, usize>,
     /// Distinct GPU types of the fleet (at most 64 are indexed; more fall back to string checks).
     gpu_types: Vec<&'f str>,
@@ -233,11 +236,11 @@ impl<'f> PlacementEngine<'f> {
         let zones = policy.zones();
         let mut new_attrs: Vec<(&PolicyAttrs, JobFacts)> = Vec::new();
         let mut new_facts: Vec<JobFacts> = Vec::new();
-        let mut missing: Vec<(usize, JobFacts)> = Vec::new();
+        let mut missing: Vec<(usize, ZoneKey)> = Vec::new();
         {
             let mut seen_a: HashSet<&PolicyAttrs> = HashSet::default();
             let mut seen_f: HashSet<JobFacts> = HashSet::default();
-            let mut seen_z: HashSet<(usize, JobFacts)> = HashSet::default();
+            let mut seen_z: HashSet<ZoneKey> = HashSet::default();
             for a in attrs {
                 if self.attr_cache.contains_key(a) || !seen_a.insert(a) {
                     continue;
@@ -245,9 +248,10 @@ impl<'f> PlacementEngine<'f> {
                 let f = policy.facts(a, self.fleet.scheme.level_name(a.level));
                 if !self.fact_cache.contains_key(&f) && seen_f.insert(f.clone()) {
                     for z in 0..zones {
-                        let key = (z, policy.zone_facts(&f, z));
+                        let zf = policy.zone_facts(&f, z);
+                        let key = (policy.zone_key(&zf, z), zf);
                         if !self.zone_cache.contains_key(&key) && seen_z.insert(key.clone()) {
-                            missing.push(key);
+                            missing.push((z, key));
                         }
                     }
                     new_facts.push(f.clone());
@@ -259,17 +263,23 @@ impl<'f> PlacementEngine<'f> {
         let evaluated: Vec<ZoneVerdict> = std::thread::scope(|s| {
             let handles: Vec<_> = missing
                 .chunks(chunk)
-                .map(|part| s.spawn(move || part.iter().map(|(z, f)| policy.evaluate_zone(f, *z)).collect::<Vec<_>>()))
+                .map(|part| s.spawn(move || part.iter().map(|(z, (k, f))| policy.evaluate_keyed(k, f, *z)).collect::<Vec<_>>()))
                 .collect();
             handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
         });
         self.evaluations += evaluated.len() as u64;
-        for (key, v) in missing.into_iter().zip(evaluated) {
+        for ((_, key), v) in missing.into_iter().zip(evaluated) {
             self.zone_cache.insert(key, v);
         }
         for f in new_facts {
-            let v: Option<Vec<ZoneVerdict>> =
-                (0..zones).map(|z| self.zone_cache.get(&(z, policy.zone_facts(&f, z))).cloned()).collect();
+            let v: Option<Vec<ZoneVerdict>> = (0..zones)
+                .map(|z| {
+                    let zf = policy.zone_facts(&f, z);
+                    let mut v = self.zone_cache.get(&(policy.zone_key(&zf, z), zf)).cloned()?;
+                    v.zone = z;
+                    Some(v)
+                })
+                .collect();
             if let Some(v) = v {
                 self.fact_cache.insert(f, Arc::new(v));
             }

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use tidegate_model::{Fleet, PolicyAttrs, Zone};
 
 use crate::error::{line_col, PolicyError, PolicyErrors};
-use crate::facts::{JobFacts, Projection, Val, JOB_ATTRS};
+use crate::facts::{JobFacts, Projection, Val, JOB_ATTRS, ZONE_ATTRS};
 use crate::schema::schema_text;
 
 /// The built-in baseline policy text.
@@ -82,7 +82,8 @@ pub struct PolicyEngine {
     meta: HashMap<PolicyId, Meta>,
     zone_uids: Vec<EntityUid>,
     zone_entities: Vec<Entity>,
-    zone_strs: Vec<Vec<(&'static str, String)>>,
+    zone_vals: Vec<Vec<Val>>,
+    proj_zone_uid: EntityUid,
     action: EntityUid,
     job_uid: EntityUid,
     projection: Projection,
@@ -190,21 +191,7 @@ impl PolicyEngine {
         }
         // Validate the zone entities against the schema once.
         Entities::from_entities(zone_entities.clone(), Some(&schema)).map_err(internal)?;
-        let zone_strs = fleet
-            .zones
-            .iter()
-            .map(|z| {
-                vec![
-                    ("name", z.name.clone()),
-                    ("tier", z.tier.as_str().to_string()),
-                    ("scope", z.tier.scope().to_string()),
-                    ("provider", z.provider.clone()),
-                    ("region", z.region.clone()),
-                    ("jurisdiction", z.jurisdiction.clone()),
-                    ("ceiling_name", fleet.scheme.level_name(z.max_classification).to_string()),
-                ]
-            })
-            .collect();
+        let zone_vals = fleet.zones.iter().map(|z| zone_vals(z, fleet)).collect();
 
         let mut jsons = Vec::new();
         for p in set.policies() {
@@ -232,7 +219,8 @@ impl PolicyEngine {
             meta,
             zone_uids,
             zone_entities,
-            zone_strs,
+            zone_vals,
+            proj_zone_uid: uid("Zone", "zone")?,
             action: uid("Action", "place")?,
             projection,
             authorizer: Authorizer::new(),
@@ -280,24 +268,11 @@ impl PolicyEngine {
     }
 
     fn job_entity(&self, facts: &JobFacts) -> Result<Entity, String> {
-        let mut attrs = HashMap::with_capacity(JOB_ATTRS.len());
-        for (name, v) in JOB_ATTRS.iter().zip(&facts.0) {
-            let e = match v {
-                Val::Str(s) => RestrictedExpression::new_string(s.clone()),
-                Val::Long(n) => RestrictedExpression::new_long(*n),
-                Val::Bool(b) => RestrictedExpression::new_bool(*b),
-                Val::Set(xs) => set_of(xs),
-            };
-            attrs.insert((*name).to_string(), e);
-        }
-        Entity::new(self.job_uid.clone(), attrs, HashSet::new()).map_err(|e| e.to_string())
+        vals_entity(self.job_uid.clone(), &JOB_ATTRS, &facts.0)
     }
 
-    fn authorize(&self, zone: usize, entities: &Entities) -> ZoneVerdict {
+    fn authorize(&self, zone: usize, resource: &EntityUid, entities: &Entities) -> ZoneVerdict {
         let deny = |msg: String| ZoneVerdict { zone, allowed: false, permits: vec![], forbids: vec![], errors: vec![msg] };
-        let Some(resource) = self.zone_uids.get(zone) else {
-            return deny(format!("no zone with index {zone}"));
-        };
         let request = match Request::new(
             self.job_uid.clone(),
             self.action.clone(),
@@ -341,22 +316,50 @@ impl PolicyEngine {
 
     /// Facts projected for one zone: equal zone facts give equal verdicts in that zone.
     pub fn zone_facts(&self, facts: &JobFacts, zone: usize) -> JobFacts {
-        let attrs = self.zone_strs.get(zone);
+        let vals = self.zone_vals.get(zone);
         self.projection.for_zone(facts, |name| {
-            attrs.and_then(|m| m.iter().find(|(k, _)| *k == name)).map(|(_, v)| v.as_str())
+            let i = ZONE_ATTRS.iter().position(|a| *a == name)?;
+            match vals?.get(i)? {
+                Val::Str(s) => Some(s.as_str()),
+                _ => None,
+            }
         })
+    }
+
+    /// The zone's attributes projected for (zone-projected) job facts: zones with equal keys
+    /// give equal verdicts for those facts.
+    pub fn zone_key(&self, zone_facts: &JobFacts, zone: usize) -> Vec<Val> {
+        self.zone_vals.get(zone).map_or_else(Vec::new, |v| self.projection.project_zone(v, zone_facts))
     }
 
     /// Evaluates (zone-projected) facts in one zone.
     pub fn evaluate_zone(&self, zone_facts: &JobFacts, zone: usize) -> ZoneVerdict {
-        let entities = self.job_entity(zone_facts).and_then(|job| {
-            let z = self.zone_entities.get(zone).cloned().ok_or_else(|| format!("no zone with index {zone}"))?;
-            // Both entities are built by this engine from schema-typed values.
-            Entities::from_entities([job, z], None).map_err(|e| e.to_string())
-        });
+        let key = self.zone_key(zone_facts, zone);
+        self.evaluate_keyed(&key, zone_facts, zone)
+    }
+
+    /// Evaluates (zone-projected) facts against a projected zone (from [`zone_key`](Self::zone_key));
+    /// the verdict is reported for zone index `zone`.
+    pub fn evaluate_keyed(&self, key: &[Val], zone_facts: &JobFacts, zone: usize) -> ZoneVerdict {
+        let deny = |e: String| ZoneVerdict { zone, allowed: false, permits: vec![], forbids: vec![], errors: vec![e] };
+        let (resource, zone_entity) = if self.projection.projects_zones() {
+            match vals_entity(self.proj_zone_uid.clone(), &ZONE_ATTRS, key) {
+                Ok(e) => (self.proj_zone_uid.clone(), e),
+                Err(e) => return deny(e),
+            }
+        } else {
+            match (self.zone_uids.get(zone), self.zone_entities.get(zone)) {
+                (Some(u), Some(e)) => (u.clone(), e.clone()),
+                _ => return deny(format!("no zone with index {zone}")),
+            }
+        };
+        let entities = self
+            .job_entity(zone_facts)
+            .and_then(|job| Entities::from_entities([job, zone_entity], None).map_err(|e| e.to_string()));
         match entities {
-            Ok(e) => self.authorize(zone, &e),
-            Err(e) => ZoneVerdict { zone, allowed: false, permits: vec![], forbids: vec![], errors: vec![e] },
+            // Both entities are built by this engine from schema-typed values.
+            Ok(e) => self.authorize(zone, &resource, &e),
+            Err(e) => deny(e),
         }
     }
 
@@ -367,29 +370,47 @@ impl PolicyEngine {
             let z = self.zone_entities.get(zone).cloned().ok_or_else(|| format!("no zone with index {zone}"))?;
             Entities::from_entities([job, z], Some(&self.schema)).map_err(|e| e.to_string())
         });
-        match entities {
-            Ok(e) => self.authorize(zone, &e),
-            Err(e) => ZoneVerdict { zone, allowed: false, permits: vec![], forbids: vec![], errors: vec![e] },
+        match (entities, self.zone_uids.get(zone)) {
+            (Ok(e), Some(u)) => self.authorize(zone, u, &e),
+            (Err(e), _) => ZoneVerdict { zone, allowed: false, permits: vec![], forbids: vec![], errors: vec![e] },
+            (_, None) => ZoneVerdict { zone, allowed: false, permits: vec![], forbids: vec![], errors: vec![format!("no zone with index {zone}")] },
         }
     }
 }
 
+/// An entity with the given attribute names and values.
+fn vals_entity(u: EntityUid, names: &[&str], vals: &[Val]) -> Result<Entity, String> {
+    let mut attrs = HashMap::with_capacity(names.len());
+    for (name, v) in names.iter().zip(vals) {
+        let e = match v {
+            Val::Str(s) => RestrictedExpression::new_string(s.clone()),
+            Val::Long(n) => RestrictedExpression::new_long(*n),
+            Val::Bool(b) => RestrictedExpression::new_bool(*b),
+            Val::Set(xs) => set_of(xs),
+        };
+        attrs.insert((*name).to_string(), e);
+    }
+    Entity::new(u, attrs, HashSet::new()).map_err(|e| e.to_string())
+}
+
+/// A zone's attribute values in [`ZONE_ATTRS`] order.
+fn zone_vals(z: &Zone, fleet: &Fleet) -> Vec<Val> {
+    vec![
+        Val::Str(z.name.clone()),
+        Val::Str(z.tier.as_str().to_string()),
+        Val::Str(z.tier.scope().to_string()),
+        Val::Bool(z.tier.is_private()),
+        Val::Str(z.provider.clone()),
+        Val::Str(z.region.clone()),
+        Val::Str(z.jurisdiction.clone()),
+        Val::Set(z.certifications.iter().cloned().collect()),
+        Val::Long(i64::from(z.max_classification)),
+        Val::Str(fleet.scheme.level_name(z.max_classification).to_string()),
+    ]
+}
+
 fn zone_entity(u: EntityUid, z: &Zone, fleet: &Fleet) -> Result<Entity, PolicyErrors> {
-    let mut attrs = HashMap::new();
-    attrs.insert("name".into(), RestrictedExpression::new_string(z.name.clone()));
-    attrs.insert("tier".into(), RestrictedExpression::new_string(z.tier.as_str().into()));
-    attrs.insert("scope".into(), RestrictedExpression::new_string(z.tier.scope().into()));
-    attrs.insert("private".into(), RestrictedExpression::new_bool(z.tier.is_private()));
-    attrs.insert("provider".into(), RestrictedExpression::new_string(z.provider.clone()));
-    attrs.insert("region".into(), RestrictedExpression::new_string(z.region.clone()));
-    attrs.insert("jurisdiction".into(), RestrictedExpression::new_string(z.jurisdiction.clone()));
-    attrs.insert("certifications".into(), set_of(&z.certifications));
-    attrs.insert("ceiling".into(), RestrictedExpression::new_long(i64::from(z.max_classification)));
-    attrs.insert(
-        "ceiling_name".into(),
-        RestrictedExpression::new_string(fleet.scheme.level_name(z.max_classification).into()),
-    );
-    Entity::new(u, attrs, HashSet::new()).map_err(internal)
+    vals_entity(u, &ZONE_ATTRS, &zone_vals(z, fleet)).map_err(internal)
 }
 
 /// A parsed policy: its id, the policy renamed to it, and its 1-based line.

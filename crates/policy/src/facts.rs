@@ -31,6 +31,10 @@ pub const JOB_ATTRS: [&str; 14] = [
     "artifacts_released",
 ];
 
+/// The `Zone` attributes, in a fixed order.
+pub const ZONE_ATTRS: [&str; 10] =
+    ["name", "tier", "scope", "private", "provider", "region", "jurisdiction", "certifications", "ceiling", "ceiling_name"];
+
 /// One attribute value.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Val {
@@ -78,11 +82,21 @@ enum Use {
     Raw,
 }
 
+/// How a zone attribute is used by the policies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ZoneUse {
+    /// Only compared for (in)equality with these literals and these job attributes.
+    Eq { lits: BTreeSet<String>, job_attrs: BTreeSet<String> },
+    Raw,
+}
+
 /// How each attribute is projected, derived from a policy set.
 #[derive(Debug, Clone, Default)]
 pub struct Projection {
     uses: BTreeMap<String, Use>,
     disabled: bool,
+    zone_uses: BTreeMap<String, ZoneUse>,
+    zone_disabled: bool,
 }
 
 impl Projection {
@@ -92,6 +106,9 @@ impl Projection {
         for json in policies {
             if json.get("principal").and_then(|s| s.get("op")).and_then(Value::as_str) != Some("All") {
                 p.disabled = true;
+            }
+            if json.get("resource").and_then(|s| s.get("op")).and_then(Value::as_str) != Some("All") {
+                p.zone_disabled = true;
             }
             for c in json.get("conditions").and_then(Value::as_array).into_iter().flatten() {
                 if let Some(body) = c.get("body") {
@@ -104,7 +121,7 @@ impl Projection {
 
     /// No projection: every attribute kept.
     pub fn identity() -> Self {
-        Self { uses: BTreeMap::new(), disabled: true }
+        Self { uses: BTreeMap::new(), disabled: true, zone_uses: BTreeMap::new(), zone_disabled: true }
     }
 
     fn record(&mut self, attr: &str, u: Use) {
@@ -122,6 +139,48 @@ impl Projection {
         }
     }
 
+    fn record_zone(&mut self, attr: &str, u: ZoneUse) {
+        let e = self
+            .zone_uses
+            .entry(attr.to_string())
+            .or_insert_with(|| ZoneUse::Eq { lits: BTreeSet::new(), job_attrs: BTreeSet::new() });
+        match (e, u) {
+            (ZoneUse::Raw, _) => {}
+            (e, ZoneUse::Raw) => *e = ZoneUse::Raw,
+            (ZoneUse::Eq { lits, job_attrs }, ZoneUse::Eq { lits: l, job_attrs: j }) => {
+                lits.extend(l);
+                job_attrs.extend(j);
+            }
+        }
+    }
+
+    /// Records an (in)equality between two operands if it is one the projection understands
+    /// (`principal.A` or `resource.B` against a string literal, or against each other).
+    fn record_eq(&mut self, l: &Value, r: &Value) -> bool {
+        let lit = |v: &Value| v.get("Value").and_then(Value::as_str).map(str::to_string);
+        let (lp, rp) = (Self::var_attr(l, "principal"), Self::var_attr(r, "principal"));
+        let (lr, rr) = (Self::var_attr(l, "resource"), Self::var_attr(r, "resource"));
+        let one = |s: String| BTreeSet::from([s]);
+        match (lp, rp, lr, rr) {
+            (Some(a), None, None, Some(b)) | (None, Some(a), Some(b), None) => {
+                self.record(a, Use::Eq { lits: BTreeSet::new(), zone_attrs: one(b.to_string()) });
+                self.record_zone(b, ZoneUse::Eq { lits: BTreeSet::new(), job_attrs: one(a.to_string()) });
+                true
+            }
+            (Some(a), None, None, None) | (None, Some(a), None, None) => {
+                let Some(x) = lit(if lp.is_some() { r } else { l }) else { return false };
+                self.record(a, Use::Eq { lits: one(x), zone_attrs: BTreeSet::new() });
+                true
+            }
+            (None, None, Some(b), None) | (None, None, None, Some(b)) => {
+                let Some(x) = lit(if lr.is_some() { r } else { l }) else { return false };
+                self.record_zone(b, ZoneUse::Eq { lits: one(x), job_attrs: BTreeSet::new() });
+                true
+            }
+            _ => false,
+        }
+    }
+
     fn var_attr<'v>(v: &'v Value, var: &str) -> Option<&'v str> {
         let inner = v.get(".")?;
         let left = inner.get("left")?;
@@ -133,16 +192,6 @@ impl Projection {
         Self::var_attr(v, "principal")
     }
 
-    /// `principal.A` against a string literal or `resource.B`: the attribute and its partner.
-    fn eq_pair<'v>(l: &'v Value, r: &'v Value) -> Option<(&'v str, Use)> {
-        let attr = Self::principal_attr(l)?;
-        if let Some(lit) = r.get("Value").and_then(Value::as_str) {
-            return Some((attr, Use::Eq { lits: BTreeSet::from([lit.to_string()]), zone_attrs: BTreeSet::new() }));
-        }
-        let ra = Self::var_attr(r, "resource")?;
-        Some((attr, Use::Eq { lits: BTreeSet::new(), zone_attrs: BTreeSet::from([ra.to_string()]) }))
-    }
-
     fn walk(&mut self, v: &Value) {
         match v {
             Value::Object(m) => {
@@ -150,17 +199,27 @@ impl Projection {
                     self.record(attr, Use::Raw);
                     return;
                 }
+                if let Some(attr) = Self::var_attr(v, "resource") {
+                    self.record_zone(attr, ZoneUse::Raw);
+                    return;
+                }
                 for op in ["==", "!="] {
                     if let Some((l, r)) = m.get(op).and_then(|i| Some((i.get("left")?, i.get("right")?))) {
-                        if let Some((attr, u)) = Self::eq_pair(l, r).or_else(|| Self::eq_pair(r, l)) {
-                            self.record(attr, u);
+                        if self.record_eq(l, r) {
                             return;
                         }
                     }
                 }
-                if m.get("Var").and_then(Value::as_str) == Some("principal") {
-                    self.disabled = true;
-                    return;
+                match m.get("Var").and_then(Value::as_str) {
+                    Some("principal") => {
+                        self.disabled = true;
+                        return;
+                    }
+                    Some("resource") => {
+                        self.zone_disabled = true;
+                        return;
+                    }
+                    _ => {}
                 }
                 for child in m.values() {
                     self.walk(child);
@@ -169,6 +228,49 @@ impl Projection {
             Value::Array(xs) => xs.iter().for_each(|x| self.walk(x)),
             _ => {}
         }
+    }
+
+    /// Whether zone attributes are projected (no policy names a zone entity directly).
+    pub fn projects_zones(&self) -> bool {
+        !self.zone_disabled
+    }
+
+    /// Projects a zone's attributes (in [`ZONE_ATTRS`] order) for a job's zone-projected facts:
+    /// an attribute no policy reads is erased; one only compared with literals and job
+    /// attributes keeps its value if it equals one of them and becomes a value equal to none of
+    /// them otherwise. Zones with equal projections give the same verdict for these facts.
+    pub fn project_zone(&self, zone: &[Val], facts: &JobFacts) -> Vec<Val> {
+        if self.zone_disabled {
+            return zone.to_vec();
+        }
+        let job_str = |name: &str| -> Option<&str> {
+            let i = JOB_ATTRS.iter().position(|a| *a == name)?;
+            match facts.0.get(i)? {
+                Val::Str(s) => Some(s.as_str()),
+                _ => None,
+            }
+        };
+        zone.iter()
+            .zip(ZONE_ATTRS)
+            .map(|(v, name)| match (self.zone_uses.get(name), v) {
+                (Some(ZoneUse::Raw), v) => v.clone(),
+                (None, v) => match v {
+                    Val::Str(_) => Val::Str(String::new()),
+                    Val::Long(_) => Val::Long(0),
+                    Val::Bool(_) => Val::Bool(false),
+                    Val::Set(_) => Val::Set(vec![]),
+                },
+                (Some(ZoneUse::Eq { lits, job_attrs }), Val::Str(s)) => {
+                    let jvals: Vec<&str> = job_attrs.iter().filter_map(|a| job_str(a)).collect();
+                    if lits.contains(s) || jvals.contains(&s.as_str()) {
+                        v.clone()
+                    } else {
+                        Val::Str(other_than(lits.iter().map(String::as_str).chain(jvals.iter().copied())))
+                    }
+                }
+                (Some(ZoneUse::Eq { .. }), v) => v.clone(),
+            })
+            .collect()
     }
 
     /// Projects facts onto what the policies can observe.

@@ -11,6 +11,6 @@ mod error;
 mod schema;
 
 pub use engine::{PolicyEngine, PolicyRef, ZoneVerdict, BASELINE_TEXT};
-pub use facts::{JobFacts, Projection, Val, JOB_ATTRS};
+pub use facts::{JobFacts, Projection, Val, JOB_ATTRS, ZONE_ATTRS};
 pub use error::{PolicyError, PolicyErrors};
 pub use schema::schema_text;

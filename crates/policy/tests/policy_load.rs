@@ -186,3 +186,56 @@ proptest! {
         }
     }
 }
+
+/// Policies that compare zone attributes with literals and with job attributes, to exercise the
+/// zone-side projection.
+const TRICKY: &str = r#"
+@id("t.zone-literal")
+forbid (principal, action == Action::"place", resource)
+when { resource.name == "public-us" && principal.kind == "eval" };
+
+@id("t.team-is-provider")
+forbid (principal, action == Action::"place", resource)
+when { principal.team == resource.provider };
+
+@id("t.region")
+permit (principal, action == Action::"place", resource)
+when { resource.region != "eu-central-1" && principal.level < 3 };
+
+@id("t.scope-name")
+forbid (principal, action == Action::"place", resource)
+when { principal.scope == resource.name && resource.tier == "edge" };
+"#;
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn zone_projection_never_changes_a_verdict(a in arb_attrs(), team_is_provider in any::<bool>()) {
+        let mut a = a;
+        if team_is_provider {
+            a.team = "gpuaas".into();
+        }
+        let fleet = with_policy(TRICKY);
+        let eng = PolicyEngine::load(&fleet).unwrap();
+        let level = fleet.scheme.level_name(a.level).to_string();
+        let projected = eng.evaluate_all(&eng.facts(&a, &level));
+        for (z, verdict) in projected.iter().enumerate() {
+            prop_assert_eq!(verdict, &eng.evaluate_one_naive(&a, &level, z));
+        }
+    }
+}
+
+#[test]
+fn zones_with_equal_projections_share_a_key() {
+    let fleet = example();
+    let eng = PolicyEngine::load(&fleet).unwrap();
+    let f = eng.facts(&attrs(), "confidential");
+    let zi = |n: &str| fleet.zones.iter().position(|z| z.name == n).unwrap();
+    let (us, eu) = (zi("public-us"), zi("public-eu"));
+    // The baseline reads the jurisdiction, so EU and US public zones differ...
+    assert_ne!(eng.zone_key(&eng.zone_facts(&f, us), us), eng.zone_key(&eng.zone_facts(&f, eu), eu));
+    // ...but their names and regions, which no policy reads for this job, are erased.
+    let key = eng.zone_key(&eng.zone_facts(&f, us), us);
+    assert!(!format!("{key:?}").contains("public-us") && !format!("{key:?}").contains("us-east-1"), "{key:?}");
+}
