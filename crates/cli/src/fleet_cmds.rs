@@ -43,6 +43,13 @@ pub struct ExplainArgs {
 /// Arguments of `tidegate plan`.
 #[derive(Debug, Args)]
 pub struct PlanArgs {
+    /// Record the fleet, the policy set and every job's submission and placement in the evidence
+    /// ledger of the data directory (then `tidegate evidence job NAME --out FILE`).
+    #[arg(long)]
+    record: bool,
+    /// Data directory for `--record` (ledger, keys, documents).
+    #[arg(long, value_name = "DIR", env = "TIDEGATE_DATA_DIR", default_value = ".tidegate")]
+    data_dir: PathBuf,
     /// Fleet directory.
     #[arg(long, env = "TIDEGATE_FLEET")]
     fleet: Option<PathBuf>,
@@ -218,6 +225,7 @@ pub fn plan(a: &PlanArgs) -> miette::Result<()> {
     let mut eng = PlacementEngine::new(&fleet, policy);
     let state = FleetState::idle(&fleet);
     let mut rows = Vec::new();
+    let mut placed = Vec::new();
     for job in &jobs {
         let p = eng.place(job, &state).map_err(|e| miette!("{e}"))?;
         let ex = Explanation::new(&p, job, &fleet);
@@ -253,6 +261,11 @@ pub fn plan(a: &PlanArgs) -> miette::Result<()> {
             }
         }
         rows.push(row);
+        placed.push((job, p));
+    }
+    if a.record {
+        let n = crate::record::record_plan(&a.data_dir, &fleet, eng.policy(), &placed)?;
+        eprintln!("recorded {n} entries in {} (see `tidegate audit verify`, `tidegate evidence job NAME`)", a.data_dir.display());
     }
     match a.output {
         Format::Json => print_json(&serde_json::json!({ "policy_hash": eng.policy().hash(), "jobs": rows })),

@@ -9,6 +9,7 @@ mod evidence;
 mod fleet_cmds;
 mod lineage;
 mod output;
+mod record;
 mod retention;
 mod sim;
 mod token;

@@ -168,3 +168,32 @@ fn sim_replays_a_trace_and_reports_the_json_keys() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("trace.csv:2: duration"), "{}", stderr(&o));
 }
+
+#[test]
+fn plan_record_then_evidence_bundle_verifies_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = data.to_str().unwrap();
+    let o = tidegate(&["plan", "--fleet", "examples/fleet", "--jobs", "examples/jobs", "--record", "--data-dir", d]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("recorded 18 entries"), "{}", stderr(&o));
+    let o = tidegate(&["audit", "verify", "--data-dir", d]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let bundle = dir.path().join("b.json");
+    let o = tidegate(&["evidence", "job", "sepsis-hpo-raw", "--out", bundle.to_str().unwrap(), "--data-dir", d]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let key = data.join("keys/ledger.pub");
+    let o = tidegate(&["evidence", "verify", bundle.to_str().unwrap(), "--key", key.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary = stdout(&o);
+    assert!(summary.contains("VERIFIED") && summary.contains("zone hospital-onprem"), "{summary}");
+    // The bundle carries the policy document whose digest is the policy hash.
+    let hash = stdout(&tidegate(&["policy", "hash", "--fleet", "examples/fleet"]));
+    let hash = hash.split_whitespace().next().unwrap().to_string();
+    assert!(summary.contains(&hash) && summary.contains("digest checked"), "{summary}");
+    // Changing the recorded decision breaks verification.
+    let text = std::fs::read_to_string(&bundle).unwrap();
+    std::fs::write(&bundle, text.replacen("hospital-onprem", "hospital-onpren", 1)).unwrap();
+    let o = tidegate(&["evidence", "verify", bundle.to_str().unwrap(), "--key", key.to_str().unwrap()]);
+    assert!(!o.status.success());
+}

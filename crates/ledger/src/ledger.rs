@@ -304,7 +304,12 @@ pub fn checkpoint_path(ledger_dir: &Path, size: u64) -> PathBuf {
 /// # Errors
 /// Any I/O error.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), std::io::Error> {
-    let dir = path.parent().ok_or_else(|| std::io::Error::other("path has no parent"))?;
+    // A bare file name lives in the current directory.
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        Some(_) => Path::new("."),
+        None => return Err(std::io::Error::other("path has no parent")),
+    };
     fs::create_dir_all(dir)?;
     let tmp = path.with_extension("tmp");
     {

@@ -89,6 +89,7 @@ pub struct PolicyEngine {
     projection: Projection,
     authorizer: Authorizer,
     hash: String,
+    document: Vec<u8>,
     schema_src: String,
     texts: BTreeMap<String, String>,
 }
@@ -202,17 +203,18 @@ impl PolicyEngine {
         }
         let projection = Projection::from_policies(jsons.iter());
 
-        // The hash covers the schema and every policy in force, in id order.
+        // The hash covers the schema and every policy in force, in id order: it is the SHA-256
+        // of the policy document, which evidence bundles carry.
         let mut by_id: Vec<(String, String)> = set.policies().map(|p| (p.id().to_string(), p.to_string())).collect();
         by_id.sort();
-        let mut h = Sha256::new();
-        h.update(schema_src.as_bytes());
+        let mut document = schema_src.clone().into_bytes();
         for (id, text) in &by_id {
-            h.update(b"\0");
-            h.update(id.as_bytes());
-            h.update(b"\0");
-            h.update(text.as_bytes());
+            document.push(0);
+            document.extend_from_slice(id.as_bytes());
+            document.push(0);
+            document.extend_from_slice(text.as_bytes());
         }
+        let hash = hex::encode(Sha256::digest(&document));
         Ok(Self {
             schema,
             set,
@@ -225,7 +227,8 @@ impl PolicyEngine {
             projection,
             authorizer: Authorizer::new(),
             job_uid: uid("Job", "job")?,
-            hash: hex::encode(h.finalize()),
+            hash,
+            document,
             schema_src,
             texts,
         })
@@ -234,6 +237,13 @@ impl PolicyEngine {
     /// SHA-256 (hex) of the schema and every policy in force.
     pub fn hash(&self) -> &str {
         &self.hash
+    }
+
+    /// The policy document whose SHA-256 is [`hash`](Self::hash): the schema, then every policy
+    /// in id order, each as `NUL id NUL text`. Evidence bundles carry it so an auditor can read
+    /// exactly the rules that decided.
+    pub fn document(&self) -> &[u8] {
+        &self.document
     }
 
     /// The Cedar schema text.
