@@ -70,14 +70,19 @@ pub struct LoadErrors(pub Vec<LoadError>);
 
 impl fmt::Display for LoadErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
+        write_lines(f, &self.0)
     }
+}
+
+/// Writes each item on its own line (for error lists).
+pub fn write_lines<T: fmt::Display>(f: &mut fmt::Formatter<'_>, items: &[T]) -> fmt::Result {
+    for (i, e) in items.iter().enumerate() {
+        if i > 0 {
+            writeln!(f)?;
+        }
+        write!(f, "{e}")?;
+    }
+    Ok(())
 }
 
 impl From<LoadError> for LoadErrors {

@@ -59,13 +59,7 @@ pub struct PolicyErrors(pub Vec<PolicyError>);
 
 impl fmt::Display for PolicyErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
+        tidegate_model::error::write_lines(f, &self.0)
     }
 }
 
