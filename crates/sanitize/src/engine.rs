@@ -316,6 +316,13 @@ impl Run<'_> {
             None => Vec::new(),
         };
         let absent_columns: Vec<String> = tp.columns.keys().filter(|c| pos(c).is_none()).cloned().collect();
+        let mut rules: Vec<(usize, Vec<Vec<u8>>, Vec<usize>)> = Vec::new();
+        for r in &tp.redact_when {
+            let Some(ci) = pos(&r.column) else { continue };
+            let targets: Vec<usize> = r.redact.iter().filter_map(|c| pos(c)).collect();
+            rules.push((ci, r.equals.iter().map(|v| v.as_bytes().to_vec()).collect(), targets));
+        }
+        let mut redact_now = vec![false; cols.len()];
         let needs_shift = cols.iter().any(|c| c.action == Some(Action::GeneralizeDate(DateMode::Shift)));
 
         let mut rec = ByteRecord::new();
@@ -426,8 +433,30 @@ impl Run<'_> {
                     have_shift = true;
                 }
             }
+            let mut any_redact = false;
+            for (ci, values, targets) in &rules {
+                let v = rec.get(*ci).unwrap_or_default();
+                if values.iter().any(|x| x.as_slice() == v) {
+                    for t in targets {
+                        if let Some(slot) = redact_now.get_mut(*t) {
+                            *slot = true;
+                            any_redact = true;
+                        }
+                    }
+                }
+            }
             out_rec.clear();
             for (i, (c, v)) in cols.iter_mut().zip(rec.iter()).enumerate() {
+                if any_redact && redact_now.get(i).copied().unwrap_or(false) {
+                    if !matches!(c.action, None | Some(Action::Drop)) {
+                        out_rec.push_field(b"[REDACTED]");
+                        c.redactions += 1;
+                    }
+                    if let Some(slot) = redact_now.get_mut(i) {
+                        *slot = false;
+                    }
+                    continue;
+                }
                 match &c.action {
                     None | Some(Action::Drop) => continue,
                     Some(Action::Keep) => {

@@ -117,8 +117,24 @@ pub struct TableProfile {
     /// Quasi-identifiers and k, if declared for this table.
     #[serde(default)]
     pub k_anonymity: Option<KAnonymity>,
+    /// Cells redacted when another column of the same row has one of the listed values (e.g. an
+    /// observation whose code says its value is a street address).
+    #[serde(default)]
+    pub redact_when: Vec<RedactWhen>,
     /// Column name to action.
     pub columns: BTreeMap<String, Action>,
+}
+
+/// A row-level redaction rule.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedactWhen {
+    /// The column whose value decides.
+    pub column: String,
+    /// The values that trigger the redaction.
+    pub equals: Vec<String>,
+    /// The columns written as `[REDACTED]` in such rows.
+    pub redact: Vec<String>,
 }
 
 /// A sanitizer profile.
@@ -223,6 +239,13 @@ impl Profile {
                         return Err(self.invalid(format!("tables.{tname}.columns.{cname}"), "noise must be a finite fraction >= 0"));
                     }
                     _ => {}
+                }
+            }
+            for (i, r) in t.redact_when.iter().enumerate() {
+                for c in std::iter::once(&r.column).chain(r.redact.iter()) {
+                    if !t.columns.contains_key(c) {
+                        return Err(self.invalid(format!("tables.{tname}.redact_when[{i}]"), format!("`{c}` is not a column of the table")));
+                    }
                 }
             }
             if let Some(k) = &t.k_anonymity {
