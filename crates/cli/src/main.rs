@@ -7,6 +7,8 @@ mod evidence;
 mod fleet_cmds;
 mod output;
 mod retention;
+mod sanitize;
+mod bench_sanitize;
 
 use clap::{Parser, Subcommand};
 
@@ -47,6 +49,9 @@ enum Command {
     /// Retention rules, legal holds and the deletion plan.
     #[command(subcommand)]
     Retention(retention::RetentionCmd),
+    /// Sanitize tables with a profile (drop, pseudonymise, generalise, scan); publishes the output
+    /// atomically with a report saying whether a lower classification was earned.
+    Sanitize(sanitize::SanitizeArgs),
     /// Benchmarks (commands, not tests): measured against the naive way in the same run.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -66,6 +71,7 @@ fn main() -> miette::Result<()> {
         Command::Audit(c) => audit::run(c),
         Command::Evidence(c) => evidence::run(c),
         Command::Retention(c) => retention::run(c),
+        Command::Sanitize(a) => sanitize::run(&a),
         Command::Bench(c) => bench::run(&c),
     }
 }
