@@ -69,6 +69,8 @@ struct BenchReport {
     elapsed_s: f64,
     mb_per_sec: f64,
     earned: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    not_earned_because: Vec<String>,
     peer_prefix_mb: f64,
     prefix_mb_per_sec: f64,
     presidio_mb_per_sec: Option<f64>,
@@ -210,6 +212,7 @@ pub fn run(a: &BenchSanitizeArgs) -> miette::Result<()> {
         elapsed_s: secs,
         mb_per_sec: rate,
         earned: r.earned,
+        not_earned_because: r.reasons.clone(),
         peer_prefix_mb: mb(pstats.bytes),
         prefix_mb_per_sec: mb(pstats.bytes) / psecs,
         presidio_mb_per_sec: presidio,
@@ -230,6 +233,9 @@ pub fn run(a: &BenchSanitizeArgs) -> miette::Result<()> {
         return print_json(&report);
     }
     println!("sanitize {:.0} MB ({} rows) in {:.2} s: {:.1} MB/s (earned: {})", report.size_mb, report.rows, secs, rate, report.earned);
+    for m in &report.not_earned_because {
+        println!("  not earned: {m}");
+    }
     for p in &report.peers {
         match p.mb_per_sec {
             Some(v) => println!(
