@@ -103,17 +103,16 @@ fn python_has(python: &str, modules: &str) -> bool {
     Command::new(python).args(["-c", &format!("import {modules}")]).output().is_ok_and(|o| o.status.success())
 }
 
-fn run_peer(
-    name: &'static str,
-    a: &BenchSanitizeArgs,
-    script: &Path,
-    modules: &str,
-    input: &Path,
-    out: &Path,
-    key: &Path,
+/// The prefix the peers run on, the key file, and our output on the same prefix.
+struct PeerInput<'a> {
+    input: &'a Path,
+    key: &'a Path,
     bytes: u64,
-    ours: &Path,
-) -> Peer {
+    ours: &'a Path,
+}
+
+fn run_peer(name: &'static str, a: &BenchSanitizeArgs, script: &Path, modules: &str, out: &Path, pi: &PeerInput<'_>) -> Peer {
+    let PeerInput { input, key, bytes, ours } = *pi;
     let mut p = Peer { name, status: "missing".into(), mb_per_sec: None, elapsed_s: None, same_output: None, detail: None };
     if !python_has(&a.python, modules) {
         p.detail = Some(format!("{} cannot import {modules}; install with: {INSTALL}", a.python));
@@ -198,7 +197,8 @@ pub fn run(a: &BenchSanitizeArgs) -> miette::Result<()> {
         ] {
             eprintln!("running {name} on the first {:.0} MB...", mb(pstats.bytes));
             let out = work.join(format!("out-{name}"));
-            peers.push(run_peer(name, a, &dir.join(script), modules, &prefix, &out, &key_file, pstats.bytes, &ours));
+            let pi = PeerInput { input: &prefix, key: &key_file, bytes: pstats.bytes, ours: &ours };
+            peers.push(run_peer(name, a, &dir.join(script), modules, &out, &pi));
             let _ = std::fs::remove_dir_all(&out);
         }
     }

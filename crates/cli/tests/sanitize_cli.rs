@@ -1,6 +1,7 @@
 //! `tidegate sanitize` end to end on the Synthea tables: a key file gives reproducible output and
 //! an earned classification at k=1; a broken table fails with file and line and publishes
 //! nothing; `sanitize generate` and a small `bench sanitize --no-peers` run.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
