@@ -348,6 +348,19 @@ mod tests {
     }
 
     #[test]
+    fn never_panics_on_arbitrary_bytes() {
+        let mut r = crate::transform::SplitMix(3);
+        let alphabet = b"0123456789-() .+@aXS#:MRNmrn,\xff";
+        let mut sc = Scanner::default();
+        for len in 0..400 {
+            let t: Vec<u8> = (0..len).map(|_| alphabet[(r.next_u64() % alphabet.len() as u64) as usize]).collect();
+            let mut out = Vec::new();
+            sc.redact(&t, &mut out);
+            sc.scan(&t, |_, s, e| assert!(s < e && e <= t.len()));
+        }
+    }
+
+    #[test]
     fn redacts() {
         let mut out = Vec::new();
         let n = Scanner::default().redact(b"SSN 999-33-2827, mail x@y.io", &mut out);
