@@ -88,12 +88,15 @@ fn direct_identifiers_and_original_ids_do_not_survive() {
         forbidden.push((t, "Id"));
     }
     forbidden.push(("claims_transactions", "ID"));
+    // Every 36-byte window of the output, so each UUID is looked up instead of searched for.
+    let windows: HashSet<&[u8]> = text.as_bytes().windows(36).collect();
     for (t, c) in forbidden {
         for v in &table(&data, t)[c] {
             if v.is_empty() {
                 continue;
             }
-            assert!(!text.contains(v.as_str()), "{t}.{c} value survived in the output");
+            let found = if v.len() == 36 { windows.contains(v.as_bytes()) } else { text.contains(v.as_str()) };
+            assert!(!found, "{t}.{c} value survived in the output");
             checked += 1;
         }
     }
