@@ -21,6 +21,9 @@ pub enum BenchCmd {
     /// Durable appends/s with concurrent writers (group commit), verification entries/s and proof
     /// times, next to the naive ways (fsync per append; SQLite hash chain) in the same run.
     Ledger(crate::bench_ledger::BenchLedgerArgs),
+    /// Sanitizer MB/s end to end on generated Synthea-schema tables, next to Presidio
+    /// (presidio-structured) and a plain pandas + HMAC script on the same rows.
+    Sanitize(crate::bench_sanitize::BenchSanitizeArgs),
 }
 
 /// Arguments of `tidegate bench placement`.
@@ -73,6 +76,7 @@ pub fn run(c: &BenchCmd) -> miette::Result<()> {
     match c {
         BenchCmd::Placement(a) => placement(a),
         BenchCmd::Ledger(a) => crate::bench_ledger::run(a),
+        BenchCmd::Sanitize(a) => crate::bench_sanitize::run(a),
     }
 }
 

@@ -4,6 +4,7 @@ mod artifact;
 mod audit;
 mod bench;
 mod bench_ledger;
+mod bench_sanitize;
 mod clock;
 mod evidence;
 mod fleet_cmds;
@@ -11,6 +12,7 @@ mod lineage;
 mod output;
 mod record;
 mod retention;
+mod sanitize;
 mod sim;
 mod token;
 
@@ -79,6 +81,9 @@ enum Command {
         #[command(flatten)]
         args: lineage::LineageArgs,
     },
+    /// Sanitize tables with a profile (drop, pseudonymise, generalise, scan); publishes the output
+    /// atomically with a report saying whether a lower classification was earned.
+    Sanitize(sanitize::SanitizeArgs),
     /// Replay a GPU-cluster job trace through the scheduler core on a simulated clock.
     Sim(sim::SimArgs),
     /// Benchmarks (commands, not tests): measured against the naive way in the same run.
@@ -103,6 +108,7 @@ fn main() -> miette::Result<()> {
         Command::Artifact { data_dir, cmd } => artifact::run(&data_dir, cmd),
         Command::Token { data_dir, cmd } => token::run(&data_dir, cmd),
         Command::Lineage { data_dir, args } => lineage::run(&data_dir, &args),
+        Command::Sanitize(a) => sanitize::run(&a),
         Command::Sim(a) => sim::run(&a),
         Command::Bench(c) => bench::run(&c),
     }

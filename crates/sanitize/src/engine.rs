@@ -1,0 +1,553 @@
+//! The engine: streams each CSV table (read, transform, write) into a temporary directory beside
+//! the output and renames it into place only when every table succeeded, so a failure publishes
+//! nothing. Tables that declare quasi-identifiers are read twice (count classes, then write) and
+//! go first, so rows of suppressed subjects can be left out of every other table.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use csv::ByteRecord;
+
+use crate::profile::{Action, DateMode, OnUnknown, Profile, TableProfile};
+use crate::report::{ColumnReport, KReport, Report, ResidualHit, TableReport};
+use crate::scan::{is_code_token, Kind, Scanner};
+use crate::transform::{self, Key, SplitMix};
+use crate::SanitizeError;
+
+/// File name of the report written into the output directory with the tables.
+pub const REPORT_FILE: &str = "sanitize-report.json";
+
+/// Options of one run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The pseudonymisation key.
+    pub key: Key,
+}
+
+/// Sanitizes `input` (a CSV file or a directory of them) into the new directory `out`, which must
+/// not exist or be empty. Returns the report, also written as `out/sanitize-report.json`.
+pub fn sanitize(profile: &Profile, input: &Path, out: &Path, opts: &Options) -> Result<Report, SanitizeError> {
+    let started = Instant::now();
+    let files = list_inputs(input)?;
+    if out.exists() {
+        let mut entries = std::fs::read_dir(out).map_err(|e| SanitizeError::io(out, "cannot read output directory", e))?;
+        if entries.next().is_some() {
+            return Err(SanitizeError::OutputExists(out.to_path_buf()));
+        }
+    }
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).map_err(|e| SanitizeError::io(&parent, "cannot create directory", e))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".tidegate-sanitize-")
+        .tempdir_in(&parent)
+        .map_err(|e| SanitizeError::io(&parent, "cannot create temporary directory", e))?;
+
+    // Tables with quasi-identifiers first: their suppressed subjects leave every other table.
+    let mut ordered: Vec<(bool, PathBuf)> = files
+        .into_iter()
+        .map(|f| {
+            let has_k = profile.tables.get(&table_name(&f)).is_some_and(|t| t.k_anonymity.is_some());
+            (!has_k, f)
+        })
+        .collect();
+    ordered.sort();
+
+    let mut report = Report {
+        profile: profile.name.clone(),
+        profile_source: profile.source.clone(),
+        key_id: opts.key.id().to_string(),
+        key_ephemeral: opts.key.is_ephemeral(),
+        input_classification: profile.input_classification.clone(),
+        output_classification: profile.input_classification.clone(),
+        target_classification: profile.output_classification.clone(),
+        earned: false,
+        reasons: Vec::new(),
+        tables: Vec::new(),
+        unknown_tables: Vec::new(),
+        residual_total: BTreeMap::new(),
+        rows_in: 0,
+        rows_out: 0,
+        bytes_in: 0,
+        bytes_out: 0,
+        elapsed_s: 0.0,
+    };
+    let mut run = Run { profile, key: &opts.key, suppressed_subjects: HashSet::new(), scanner: Scanner::default() };
+    for (_, file) in &ordered {
+        let name = table_name(file);
+        let Some(tp) = profile.tables.get(&name) else {
+            if profile.on_unknown == OnUnknown::Fail {
+                return Err(SanitizeError::input(
+                    file,
+                    0,
+                    format!("table `{name}` is not covered by profile `{}`; name it in the profile (every column) or leave the file out", profile.name),
+                ));
+            }
+            report.unknown_tables.push(name);
+            continue;
+        };
+        let t = run.table(&name, tp, file, tmp.path())?;
+        report.rows_in += t.rows_in;
+        report.rows_out += t.rows_out;
+        report.bytes_in += t.bytes_in;
+        report.bytes_out += t.bytes_out;
+        for h in &t.residual {
+            *report.residual_total.entry(h.kind).or_insert(0) += h.count;
+        }
+        report.tables.push(t);
+    }
+    report.decide();
+    report.elapsed_s = started.elapsed().as_secs_f64();
+    let report_path = tmp.path().join(REPORT_FILE);
+    let json = serde_json::to_vec_pretty(&report)
+        .map_err(|e| SanitizeError::io(&report_path, "cannot encode report", std::io::Error::other(e)))?;
+    write_synced(&report_path, &json)?;
+
+    // Publish: one rename of the whole directory.
+    let staged = tmp.keep();
+    if let Err(e) = std::fs::rename(&staged, out) {
+        let _ = std::fs::remove_dir_all(&staged);
+        return Err(SanitizeError::io(out, "cannot move the output into place", e));
+    }
+    if let Ok(d) = File::open(&parent) {
+        let _ = d.sync_all();
+    }
+    Ok(report)
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), SanitizeError> {
+    let mut f = File::create(path).map_err(|e| SanitizeError::io(path, "cannot create", e))?;
+    f.write_all(bytes).map_err(|e| SanitizeError::io(path, "cannot write", e))?;
+    f.sync_all().map_err(|e| SanitizeError::io(path, "cannot sync", e))
+}
+
+/// The table name of a CSV file: its name without `.csv`.
+pub fn table_name(file: &Path) -> String {
+    file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+fn list_inputs(input: &Path) -> Result<Vec<PathBuf>, SanitizeError> {
+    let meta = std::fs::metadata(input).map_err(|e| SanitizeError::io(input, "cannot read input", e))?;
+    if meta.is_file() {
+        return Ok(vec![input.to_path_buf()]);
+    }
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(input).map_err(|e| SanitizeError::io(input, "cannot read input directory", e))? {
+        let entry = entry.map_err(|e| SanitizeError::io(input, "cannot read input directory", e))?;
+        let p = entry.path();
+        if p.extension().is_some_and(|x| x.eq_ignore_ascii_case("csv")) && p.is_file() {
+            files.push(p);
+        }
+    }
+    if files.is_empty() {
+        return Err(SanitizeError::input(input, 0, "no .csv files in the input directory"));
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// One column's compiled plan and its per-column state.
+struct Col {
+    name: String,
+    action: Option<Action>,
+    rng: SplitMix,
+    last_in: Vec<u8>,
+    last_out: Vec<u8>,
+    has_last: bool,
+    redactions: u64,
+}
+
+struct Run<'a> {
+    profile: &'a Profile,
+    key: &'a Key,
+    /// Original subject values suppressed for k-anonymity: their rows leave every table.
+    suppressed_subjects: HashSet<Vec<u8>>,
+    scanner: Scanner,
+}
+
+fn csv_err(path: &Path, e: &csv::Error) -> SanitizeError {
+    let line = e.position().map_or(0, csv::Position::line);
+    let message = match e.kind() {
+        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+            format!("ragged row: {len} fields where the header has {expected_len}")
+        }
+        csv::ErrorKind::Io(io) => format!("cannot read: {io}"),
+        _ => format!("malformed CSV: {e}"),
+    };
+    SanitizeError::input(path, line, message)
+}
+
+fn reader(path: &Path) -> Result<csv::Reader<File>, SanitizeError> {
+    let f = File::open(path).map_err(|e| SanitizeError::io(path, "cannot open", e))?;
+    Ok(csv::ReaderBuilder::new().has_headers(false).flexible(false).buffer_capacity(1 << 18).from_reader(f))
+}
+
+/// Reads the next record, checking UTF-8 and the field size; returns its line.
+fn next_record(
+    rdr: &mut csv::Reader<File>,
+    rec: &mut ByteRecord,
+    path: &Path,
+    max_field: usize,
+) -> Result<Option<u64>, SanitizeError> {
+    match rdr.read_byte_record(rec) {
+        Ok(false) => Ok(None),
+        Ok(true) => {
+            let line = rec.position().map_or(0, csv::Position::line);
+            if let Err(e) = std::str::from_utf8(rec.as_slice()) {
+                return Err(SanitizeError::input(path, line, format!("invalid UTF-8 (byte {} of the row's fields)", e.valid_up_to())));
+            }
+            if let Some((i, f)) = rec.iter().enumerate().find(|(_, f)| f.len() > max_field) {
+                return Err(SanitizeError::input(
+                    path,
+                    line,
+                    format!("field {} is {} bytes, over the limit of {max_field}", i + 1, f.len()),
+                ));
+            }
+            Ok(Some(line))
+        }
+        Err(e) => Err(csv_err(path, &e)),
+    }
+}
+
+/// Sample decision for a subject: kept when its seeded hash falls below the fraction.
+fn sampled_out(profile: &Profile, subject: Option<&[u8]>) -> bool {
+    match (&profile.sample, subject) {
+        (Some(s), Some(v)) if s.fraction < 1.0 => {
+            #[allow(clippy::cast_precision_loss)]
+            let u = (transform::seeded_hash(s.seed, v) >> 11) as f64 / (1u64 << 53) as f64;
+            u >= s.fraction
+        }
+        _ => false,
+    }
+}
+
+impl Run<'_> {
+    /// Applies a column's action to one value, writing into `out`.
+    fn apply(&mut self, c: &mut Col, v: &[u8], shift: i64, out: &mut Vec<u8>) -> Result<(), String> {
+        let Some(action) = &c.action else { return Ok(()) };
+        let r: Result<(), &'static str> = match action {
+            Action::Drop => Ok(()),
+            Action::Keep | Action::Code => {
+                out.extend_from_slice(v);
+                Ok(())
+            }
+            Action::Pseudonymize => {
+                if c.has_last && c.last_in == v {
+                    out.extend_from_slice(&c.last_out);
+                } else {
+                    let start = out.len();
+                    self.key.pseudonym(v, out);
+                    c.last_in.clear();
+                    c.last_in.extend_from_slice(v);
+                    c.last_out.clear();
+                    c.last_out.extend_from_slice(out.get(start..).unwrap_or_default());
+                    c.has_last = true;
+                }
+                Ok(())
+            }
+            Action::GeneralizeDate(DateMode::Year) => transform::date_year(v, out),
+            Action::GeneralizeDate(DateMode::Shift) => transform::date_shift(v, shift, out),
+            Action::Zip3 => {
+                transform::zip3(v, out);
+                Ok(())
+            }
+            Action::AgeCap => transform::age_cap(v, self.profile.reference_year, out),
+            Action::ScanText => {
+                c.redactions += u64::try_from(self.scanner.redact(v, out)).unwrap_or(u64::MAX);
+                Ok(())
+            }
+            Action::Noise(f) => transform::noise(v, *f, &mut c.rng, out),
+        };
+        r.map_err(|m| format!("column `{}`: {m}", c.name))
+    }
+
+    #[allow(clippy::too_many_lines)]
+    fn table(&mut self, name: &str, tp: &TableProfile, path: &Path, tmpdir: &Path) -> Result<TableReport, SanitizeError> {
+        let max_field = self.profile.max_field_bytes;
+        let mut rdr = reader(path)?;
+        let mut header = ByteRecord::new();
+        if next_record(&mut rdr, &mut header, path, max_field)?.is_none() {
+            return Err(SanitizeError::input(path, 1, "empty file: no header row"));
+        }
+        let mut cols = Vec::with_capacity(header.len());
+        let mut seen = HashSet::new();
+        for (i, h) in header.iter().enumerate() {
+            let hname = String::from_utf8_lossy(h).into_owned();
+            if !seen.insert(hname.clone()) {
+                return Err(SanitizeError::input(path, 1, format!("column `{hname}` appears twice in the header")));
+            }
+            let action = tp.columns.get(&hname).cloned();
+            if action.is_none() && self.profile.on_unknown == OnUnknown::Fail {
+                return Err(SanitizeError::input(
+                    path,
+                    1,
+                    format!("column `{hname}` (column {}) is not covered by profile `{}` table `{name}`; unknown columns fail closed", i + 1, self.profile.name),
+                ));
+            }
+            let seed = self.profile.seed ^ transform::seeded_hash(0, format!("{name}.{hname}").as_bytes());
+            cols.push(Col {
+                name: hname,
+                action,
+                rng: SplitMix(seed),
+                last_in: Vec::new(),
+                last_out: Vec::new(),
+                has_last: false,
+                redactions: 0,
+            });
+        }
+        let pos = |c: &str| cols.iter().position(|x| x.name == c);
+        let subject_idx = match &tp.subject {
+            Some(s) => Some(pos(s).ok_or_else(|| {
+                SanitizeError::input(path, 1, format!("the subject column `{s}` of table `{name}` is missing from the header"))
+            })?),
+            None => None,
+        };
+        let qi_idx: Vec<usize> = match &tp.k_anonymity {
+            Some(k) => k
+                .quasi_identifiers
+                .iter()
+                .map(|q| pos(q).ok_or_else(|| SanitizeError::input(path, 1, format!("quasi-identifier `{q}` is missing from the header"))))
+                .collect::<Result<_, _>>()?,
+            None => Vec::new(),
+        };
+        let absent_columns: Vec<String> = tp.columns.keys().filter(|c| pos(c).is_none()).cloned().collect();
+        let mut rules: Vec<(usize, Vec<Vec<u8>>, Vec<usize>)> = Vec::new();
+        for r in &tp.redact_when {
+            let Some(ci) = pos(&r.column) else { continue };
+            let targets: Vec<usize> = r.redact.iter().filter_map(|c| pos(c)).collect();
+            rules.push((ci, r.equals.iter().map(|v| v.as_bytes().to_vec()).collect(), targets));
+        }
+        let mut redact_now = vec![false; cols.len()];
+        let needs_shift = cols.iter().any(|c| c.action == Some(Action::GeneralizeDate(DateMode::Shift)));
+
+        let mut rec = ByteRecord::new();
+        let mut scratch = Vec::with_capacity(256);
+        let mut keybuf = Vec::with_capacity(64);
+
+        // Pass 1 (tables with quasi-identifiers): the size of each class.
+        let mut small: HashSet<Vec<u8>> = HashSet::new();
+        let mut k_report = None;
+        if let Some(k) = &tp.k_anonymity {
+            let mut counts: HashMap<Vec<u8>, u64> = HashMap::new();
+            let mut rows = 0u64;
+            while let Some(line) = next_record(&mut rdr, &mut rec, path, max_field)? {
+                let subject = subject_idx.and_then(|i| rec.get(i));
+                if sampled_out(self.profile, subject) {
+                    continue;
+                }
+                if !self.suppressed_subjects.is_empty() && subject.is_some_and(|s| self.suppressed_subjects.contains(s)) {
+                    continue;
+                }
+                rows += 1;
+                self.qi_key(&mut cols, &qi_idx, &rec, &mut keybuf).map_err(|m| SanitizeError::input(path, line, m))?;
+                if let Some(n) = counts.get_mut(keybuf.as_slice()) {
+                    *n += 1;
+                } else {
+                    counts.insert(keybuf.clone(), 1);
+                }
+            }
+            let kk = u64::from(k.k);
+            let below: u64 = counts.values().filter(|n| **n < kk).sum();
+            let smallest_before = counts.values().copied().min().unwrap_or(0);
+            #[allow(clippy::cast_precision_loss)]
+            let allowed = rows > 0 && below < rows && (below as f64) * 100.0 <= k.max_suppressed_percent * (rows as f64);
+            let reached = below == 0 || allowed;
+            if below > 0 && allowed {
+                small = counts.iter().filter(|(_, n)| **n < kk).map(|(key, _)| key.clone()).collect();
+            }
+            let smallest_after = if below > 0 && allowed {
+                counts.values().copied().filter(|n| *n >= kk).min().unwrap_or(0)
+            } else {
+                smallest_before
+            };
+            k_report = Some(KReport {
+                k: k.k,
+                quasi_identifiers: k.quasi_identifiers.clone(),
+                classes: u64::try_from(counts.len()).unwrap_or(u64::MAX),
+                smallest_class_before: smallest_before,
+                rows_below_k: below,
+                rows_suppressed: if below > 0 && allowed { below } else { 0 },
+                smallest_class: smallest_after,
+                reached,
+            });
+            rdr = reader(path)?;
+            let mut skip = ByteRecord::new();
+            next_record(&mut rdr, &mut skip, path, max_field)?;
+        }
+
+        // Pass 2: transform and write.
+        let file_name = path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let out_path = tmpdir.join(&file_name);
+        let out_file = File::create(&out_path).map_err(|e| SanitizeError::io(&out_path, "cannot create", e))?;
+        let mut wtr = csv::WriterBuilder::new().buffer_capacity(1 << 18).from_writer(out_file);
+        let mut out_rec = ByteRecord::new();
+        for c in &cols {
+            if !matches!(c.action, None | Some(Action::Drop)) {
+                out_rec.push_field(c.name.as_bytes());
+            }
+        }
+        let werr = |e: csv::Error| SanitizeError::io(&out_path, "cannot write", std::io::Error::other(e));
+        wtr.write_byte_record(&out_rec).map_err(werr)?;
+
+        let mut rows_in = 0u64;
+        let mut rows_out = 0u64;
+        let mut sampled = 0u64;
+        let mut supp_k = 0u64;
+        let mut supp_subject = 0u64;
+        let mut residual: HashMap<(usize, Kind), (u64, Vec<u64>)> = HashMap::new();
+        let mut last_subject: Vec<u8> = Vec::new();
+        let mut shift = 0i64;
+        let mut have_shift = false;
+        while let Some(line) = next_record(&mut rdr, &mut rec, path, max_field)? {
+            rows_in += 1;
+            let subject = subject_idx.and_then(|i| rec.get(i));
+            if sampled_out(self.profile, subject) {
+                sampled += 1;
+                continue;
+            }
+            if !self.suppressed_subjects.is_empty() && subject.is_some_and(|s| self.suppressed_subjects.contains(s)) {
+                supp_subject += 1;
+                continue;
+            }
+            if !small.is_empty() {
+                self.qi_key(&mut cols, &qi_idx, &rec, &mut keybuf).map_err(|m| SanitizeError::input(path, line, m))?;
+                if small.contains(keybuf.as_slice()) {
+                    supp_k += 1;
+                    if let Some(s) = subject {
+                        self.suppressed_subjects.insert(s.to_vec());
+                    }
+                    continue;
+                }
+            }
+            if needs_shift {
+                let s = subject.unwrap_or_default();
+                if !have_shift || last_subject != s {
+                    shift = self.key.shift_days(s, self.profile.max_shift_days);
+                    last_subject.clear();
+                    last_subject.extend_from_slice(s);
+                    have_shift = true;
+                }
+            }
+            let mut any_redact = false;
+            for (ci, values, targets) in &rules {
+                let v = rec.get(*ci).unwrap_or_default();
+                if values.iter().any(|x| x.as_slice() == v) {
+                    for t in targets {
+                        if let Some(slot) = redact_now.get_mut(*t) {
+                            *slot = true;
+                            any_redact = true;
+                        }
+                    }
+                }
+            }
+            out_rec.clear();
+            for (i, (c, v)) in cols.iter_mut().zip(rec.iter()).enumerate() {
+                if any_redact && redact_now.get(i).copied().unwrap_or(false) {
+                    if !matches!(c.action, None | Some(Action::Drop)) {
+                        out_rec.push_field(b"[REDACTED]");
+                        c.redactions += 1;
+                    }
+                    if let Some(slot) = redact_now.get_mut(i) {
+                        *slot = false;
+                    }
+                    continue;
+                }
+                match &c.action {
+                    None | Some(Action::Drop) => continue,
+                    Some(Action::Keep) => {
+                        out_rec.push_field(v);
+                        let sc = &mut self.scanner;
+                        sc.scan(v, |k, _, _| note(&mut residual, i, k, line));
+                        continue;
+                    }
+                    Some(Action::Code) => {
+                        out_rec.push_field(v);
+                        if !is_code_token(v) {
+                            note(&mut residual, i, Kind::NotACode, line);
+                        }
+                        continue;
+                    }
+                    _ => {}
+                }
+                scratch.clear();
+                self.apply(c, v, shift, &mut scratch).map_err(|m| SanitizeError::input(path, line, m))?;
+                if c.action == Some(Action::ScanText) {
+                    let sc = &mut self.scanner;
+                    sc.scan(&scratch, |k, _, _| note(&mut residual, i, k, line));
+                }
+                out_rec.push_field(&scratch);
+            }
+            wtr.write_byte_record(&out_rec).map_err(werr)?;
+            rows_out += 1;
+        }
+        let out_file = wtr.into_inner().map_err(|e| SanitizeError::io(&out_path, "cannot write", std::io::Error::other(e.to_string())))?;
+        out_file.sync_all().map_err(|e| SanitizeError::io(&out_path, "cannot sync", e))?;
+        let bytes_out = out_file.metadata().map(|m| m.len()).unwrap_or(0);
+        let bytes_in = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+
+        let mut hits: Vec<ResidualHit> = residual
+            .into_iter()
+            .map(|((i, kind), (count, lines))| ResidualHit {
+                column: cols.get(i).map(|c| c.name.clone()).unwrap_or_default(),
+                kind,
+                count,
+                lines,
+            })
+            .collect();
+        hits.sort_by(|a, b| (&a.column, a.kind).cmp(&(&b.column, b.kind)));
+        Ok(TableReport {
+            table: name.to_string(),
+            file: file_name,
+            rows_in,
+            rows_out,
+            rows_sampled_out: sampled,
+            rows_suppressed_k: supp_k,
+            rows_suppressed_subject: supp_subject,
+            columns: cols
+                .iter()
+                .map(|c| ColumnReport {
+                    name: c.name.clone(),
+                    action: c.action.as_ref().map_or("drop", Action::name).to_string(),
+                    covered: c.action.is_some(),
+                    redactions: c.redactions,
+                })
+                .collect(),
+            absent_columns,
+            k_anonymity: k_report,
+            residual: hits,
+            bytes_in,
+            bytes_out,
+        })
+    }
+
+    /// The transformed quasi-identifiers of a row, joined by 0x1f, into `keybuf`.
+    fn qi_key(&mut self, cols: &mut [Col], qi_idx: &[usize], rec: &ByteRecord, keybuf: &mut Vec<u8>) -> Result<(), String> {
+        keybuf.clear();
+        for &i in qi_idx {
+            let v = rec.get(i).unwrap_or_default();
+            if let Some(c) = cols.get_mut(i) {
+                // Noise is not deterministic per value: use the raw value as the class key.
+                if matches!(c.action, Some(Action::Noise(_))) {
+                    keybuf.extend_from_slice(v);
+                } else {
+                    self.apply(c, v, 0, keybuf)?;
+                }
+            }
+            keybuf.push(0x1f);
+        }
+        Ok(())
+    }
+}
+
+fn note(residual: &mut HashMap<(usize, Kind), (u64, Vec<u64>)>, col: usize, kind: Kind, line: u64) {
+    let e = residual.entry((col, kind)).or_insert_with(|| (0, Vec::new()));
+    e.0 += 1;
+    if e.1.len() < 5 {
+        e.1.push(line);
+    }
+}
