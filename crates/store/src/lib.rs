@@ -41,7 +41,7 @@ use std::time::Duration;
 /// The durable state of the control plane. Implementations are safe to share between threads;
 /// each method is one transaction: it either happened entirely (and is durable when it returned
 /// `Ok`) or not at all.
-pub trait Store: Send + Sync {
+pub trait Store: Send + Sync + std::fmt::Debug {
     /// Which backend and where, for logs and errors (a PostgreSQL URL without its password).
     fn describe(&self) -> String;
 

@@ -38,10 +38,10 @@ CREATE TABLE jobs (
     reason TEXT,
     zone TEXT,
     pool TEXT,
-    submitted_at BIGINT NOT NULL,
-    updated_at BIGINT NOT NULL,
-    version BIGINT NOT NULL,
-    last_event BIGINT NOT NULL,
+    submitted_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    last_event INTEGER NOT NULL,
     idempotency_key TEXT
 ) STRICT;
 CREATE INDEX jobs_state ON jobs (state, seq);
@@ -49,13 +49,13 @@ CREATE INDEX jobs_team ON jobs (team, seq);
 CREATE INDEX jobs_zone ON jobs (zone, seq);
 CREATE TABLE job_events (
     job_id TEXT NOT NULL REFERENCES jobs (id),
-    seq BIGINT NOT NULL,
+    seq INTEGER NOT NULL,
     kind TEXT NOT NULL,
     from_state TEXT,
     to_state TEXT,
     reason TEXT,
     details TEXT NOT NULL,
-    at BIGINT NOT NULL,
+    at INTEGER NOT NULL,
     PRIMARY KEY (job_id, seq)
 ) STRICT;
 CREATE TABLE idempotency_keys (
@@ -63,14 +63,14 @@ CREATE TABLE idempotency_keys (
     key TEXT NOT NULL,
     request_digest TEXT NOT NULL,
     job_id TEXT NOT NULL REFERENCES jobs (id),
-    created_at BIGINT NOT NULL,
+    created_at INTEGER NOT NULL,
     PRIMARY KEY (team, key)
 ) STRICT;
 CREATE TABLE leases (
     name TEXT PRIMARY KEY,
     holder TEXT NOT NULL,
-    expires_at BIGINT NOT NULL,
-    epoch BIGINT NOT NULL
+    expires_at INTEGER NOT NULL,
+    epoch INTEGER NOT NULL
 ) STRICT;
 ",
 }];

@@ -41,8 +41,8 @@ pub(crate) fn select_job() -> String {
 /// One page of a filtered listing: `$1` cursor, `$2` state, `$3` team, `$4` zone, `$5` limit.
 pub(crate) fn list_jobs() -> String {
     format!(
-        "SELECT {JOB_COLUMNS} FROM jobs WHERE seq > $1 AND ($2 IS NULL OR state = $2) AND ($3 IS NULL OR team = $3) \
-         AND ($4 IS NULL OR zone = $4) ORDER BY seq LIMIT $5"
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE seq > $1 AND (CAST($2 AS TEXT) IS NULL OR state = $2) AND (CAST($3 AS TEXT) IS NULL OR team = $3) \
+         AND (CAST($4 AS TEXT) IS NULL OR zone = $4) ORDER BY seq LIMIT $5"
     )
 }
 
