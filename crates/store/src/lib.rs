@@ -19,6 +19,7 @@
 //! The store never reads the clock for data it records: every timestamp is passed in by the
 //! caller ([`Timestamp`]), so a simulated clock drives it the same way a real one does.
 
+pub mod bench;
 mod canonical;
 mod error;
 pub mod migrate;

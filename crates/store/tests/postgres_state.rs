@@ -67,3 +67,21 @@ fn bad_url_is_invalid_database() {
     let err = PgStore::connect("postgres://h:notaport/db", PgOptions::default()).unwrap_err();
     assert!(matches!(err, StoreError::Invalid { field: "database", .. }), "{err}");
 }
+
+#[test]
+fn two_replicas_share_one_scheduler_lease() {
+    let Some(f) = postgres("two_replicas") else { return };
+    // Two stores = two replicas, each with its own connections.
+    let (r1, r2) = (f.connect(), f.connect());
+    let ttl = Duration::from_secs(5);
+    let t = |ms| tidegate_store::Timestamp(1_700_000_000_000 + ms);
+    let l1 = r1.try_acquire_lease("scheduler", "replica-1", ttl, t(0)).unwrap().unwrap();
+    assert!(r2.try_acquire_lease("scheduler", "replica-2", ttl, t(1_000)).unwrap().is_none());
+    let l1 = r1.renew_lease(&l1, ttl, t(4_000)).unwrap().unwrap();
+    assert!(r2.try_acquire_lease("scheduler", "replica-2", ttl, t(8_999)).unwrap().is_none());
+    // replica-1 dies (stops renewing); replica-2 takes over once the lease expires.
+    let l2 = r2.try_acquire_lease("scheduler", "replica-2", ttl, t(9_000)).unwrap().unwrap();
+    assert_eq!(l2.epoch, l1.epoch + 1);
+    assert!(r1.renew_lease(&l1, ttl, t(9_001)).unwrap().is_none(), "the old leader must learn it lost the lease");
+    assert_eq!(r1.lease("scheduler").unwrap().unwrap().holder, "replica-2");
+}
