@@ -74,7 +74,7 @@ fn two_replicas_share_one_scheduler_lease() {
     // Two stores = two replicas, each with its own connections.
     let (r1, r2) = (f.connect(), f.connect());
     let ttl = Duration::from_secs(5);
-    let t = |ms| tidegate_store::Timestamp(1_700_000_000_000 + ms);
+    let t = |ms: i64| tidegate_store::Timestamp(1_700_000_000_000 + ms);
     let l1 = r1.try_acquire_lease("scheduler", "replica-1", ttl, t(0)).unwrap().unwrap();
     assert!(r2.try_acquire_lease("scheduler", "replica-2", ttl, t(1_000)).unwrap().is_none());
     let l1 = r1.renew_lease(&l1, ttl, t(4_000)).unwrap().unwrap();
