@@ -44,6 +44,9 @@ pub struct SqliteStore {
     origin: Origin,
     options: SqliteOptions,
     idle: Mutex<Vec<Connection>>,
+    /// Writers of this process queue here rather than in SQLite's busy handler, which sleeps
+    /// and retries and gives long tail latencies under contention.
+    write_lock: Mutex<()>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -63,7 +66,7 @@ impl SqliteStore {
             op: "create data directory",
             source: Box::new(e),
         })?;
-        let store = SqliteStore { path, origin, options, idle: Mutex::new(Vec::new()) };
+        let store = SqliteStore { path, origin, options, idle: Mutex::new(Vec::new()), write_lock: Mutex::new(()) };
         let mut conn = store.connect()?;
         store.migrate(&mut conn, migrate::SQLITE)?;
         store.put_back(conn);
@@ -81,6 +84,11 @@ impl SqliteStore {
         self.with_conn("read schema version", |c| {
             c.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))
         })
+    }
+
+    /// `PRAGMA synchronous` as the store's connections run it (2 = FULL).
+    pub fn synchronous_level(&self) -> Result<i64, StoreError> {
+        self.with_conn("read synchronous level", |c| c.query_row("PRAGMA synchronous", [], |r| r.get(0)))
     }
 
     fn connect(&self) -> Result<Connection, StoreError> {
@@ -137,6 +145,12 @@ impl SqliteStore {
     /// Runs `f` on a pooled connection; plain database errors become [`StoreError::Database`].
     fn with_conn<T>(&self, op: &'static str, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
         self.with_conn_store(|c| f(c).map_err(|e| self.db_err(op, e)))
+    }
+
+    /// Runs the write transaction `f` on a pooled connection, one writer of this process at a time.
+    fn write<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let _turn = self.write_lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.with_conn_store(f)
     }
 
     /// Runs `f` on a pooled connection; `f` maps its own errors.
@@ -237,7 +251,7 @@ impl Store for SqliteStore {
     fn submit(&self, job: NewJob) -> Result<Submitted, StoreError> {
         let p = job.prepare()?;
         let j = &p.job;
-        let replay_of = self.with_conn_store(|conn| {
+        let replay_of = self.write(|conn| {
             let e = |op| move |err| self.db_err(op, err);
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(e("begin submit"))?;
             if let Some(key) = &j.idempotency_key {
@@ -301,7 +315,7 @@ impl Store for SqliteStore {
 
     fn transition(&self, id: &JobId, t: Transition) -> Result<JobRecord, StoreError> {
         let details = t.check()?;
-        self.with_conn_store(|conn| {
+        self.write(|conn| {
             let e = |op| move |err| self.db_err(op, err);
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(e("begin transition"))?;
             let cur: Option<(String, i64, Option<String>, Option<String>)> = tx
@@ -334,7 +348,7 @@ impl Store for SqliteStore {
 
     fn append_event(&self, id: &JobId, ev: EventDraft) -> Result<JobEvent, StoreError> {
         let details = ev.check()?;
-        self.with_conn_store(|conn| {
+        self.write(|conn| {
             let e = |op| move |err| self.db_err(op, err);
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(e("begin append event"))?;
             let seq: Option<i64> =

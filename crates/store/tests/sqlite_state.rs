@@ -32,6 +32,7 @@ fn database_is_in_wal_mode_with_full_sync() {
     let c = rusqlite::Connection::open(s.path()).unwrap();
     let mode: String = c.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
     assert_eq!(mode, "wal");
+    assert_eq!(s.synchronous_level().unwrap(), 2, "synchronous must be FULL");
     assert!(s.describe().contains("state.db"));
 }
 
