@@ -1,0 +1,471 @@
+//! The SQLite backend: one database file, `<data-dir>/state.db`, in WAL mode with
+//! `synchronous=FULL` (a commit returns only after the WAL is fsynced, so an acknowledged write
+//! survives `kill -9` and power loss), foreign keys on, and a busy timeout so writers wait for
+//! each other instead of failing. Connections are pooled (one is opened per concurrent caller,
+//! idle ones are kept up to a bound); every write runs in `BEGIN IMMEDIATE`, so concurrent
+//! writers queue on SQLite's write lock and a read-then-write never has to be retried.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension as _, TransactionBehavior};
+
+use crate::error::StoreError;
+use crate::migrate::{self, Migration};
+use crate::record::{
+    check_lease_args, EventDraft, JobEvent, JobFilter, JobId, JobPage, JobRecord, JobState, Lease, NewJob, PageRequest,
+    StateCount, Submitted, Timestamp, Transition,
+};
+use crate::sql::{self, Origin, RawEvent, RawJob};
+use crate::Store;
+
+/// File name of the database under the data directory.
+pub const DB_FILE: &str = "state.db";
+
+/// Tunables for [`SqliteStore::open`].
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// How long a writer waits for the write lock before failing.
+    pub busy_timeout: Duration,
+    /// Idle connections kept open.
+    pub max_idle: usize,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions { busy_timeout: Duration::from_secs(30), max_idle: 16 }
+    }
+}
+
+/// The embedded store.
+pub struct SqliteStore {
+    path: PathBuf,
+    origin: Origin,
+    options: SqliteOptions,
+    idle: Mutex<Vec<Connection>>,
+    /// Writers of this process queue here rather than in SQLite's busy handler, which sleeps
+    /// and retries and gives long tail latencies under contention.
+    write_lock: Mutex<()>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).finish()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `<data_dir>/state.db` and brings its schema up to date.
+    pub fn open(data_dir: &Path, options: SqliteOptions) -> Result<Self, StoreError> {
+        let path = data_dir.join(DB_FILE);
+        let origin = Origin { backend: "sqlite", location: path.display().to_string() };
+        std::fs::create_dir_all(data_dir).map_err(|e| StoreError::Unavailable {
+            backend: "sqlite",
+            location: data_dir.display().to_string(),
+            op: "create data directory",
+            source: Box::new(e),
+        })?;
+        let store = SqliteStore { path, origin, options, idle: Mutex::new(Vec::new()), write_lock: Mutex::new(()) };
+        let mut conn = store.connect()?;
+        store.migrate(&mut conn, migrate::SQLITE)?;
+        store.put_back(conn);
+        tracing::info!(path = %store.path.display(), "sqlite store open");
+        Ok(store)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The schema version the database is at.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        self.with_conn("read schema version", |c| {
+            c.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))
+        })
+    }
+
+    /// `PRAGMA synchronous` as the store's connections run it (2 = FULL).
+    pub fn synchronous_level(&self) -> Result<i64, StoreError> {
+        self.with_conn("read synchronous level", |c| c.query_row("PRAGMA synchronous", [], |r| r.get(0)))
+    }
+
+    fn connect(&self) -> Result<Connection, StoreError> {
+        let unavailable = |op: &'static str| {
+            let location = self.origin.location.clone();
+            move |e: rusqlite::Error| StoreError::Unavailable { backend: "sqlite", location, op, source: Box::new(e) }
+        };
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&self.path, flags).map_err(unavailable("open database"))?;
+        conn.busy_timeout(self.options.busy_timeout).map_err(unavailable("set busy timeout"))?;
+        let mode: String =
+            conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(unavailable("enable WAL"))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Unavailable {
+                backend: "sqlite",
+                location: self.origin.location.clone(),
+                op: "enable WAL",
+                source: format!("journal mode stayed `{mode}` (is the file on a file system without shared memory?)").into(),
+            });
+        }
+        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+            .map_err(unavailable("set synchronous=FULL"))?;
+        Ok(conn)
+    }
+
+    fn put_back(&self, conn: Connection) {
+        let mut idle = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if idle.len() < self.options.max_idle {
+            idle.push(conn);
+        }
+    }
+
+    fn take(&self) -> Result<Connection, StoreError> {
+        let pooled = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop();
+        match pooled {
+            Some(c) => Ok(c),
+            None => self.connect(),
+        }
+    }
+
+    fn db_err(&self, op: &'static str, e: rusqlite::Error) -> StoreError {
+        let busy = matches!(
+            e.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked | rusqlite::ErrorCode::CannotOpen)
+        );
+        let (backend, location, source) = ("sqlite", self.origin.location.clone(), Box::new(e));
+        if busy {
+            StoreError::Unavailable { backend, location, op, source }
+        } else {
+            StoreError::Database { backend, location, op, source }
+        }
+    }
+
+    /// Runs `f` on a pooled connection; plain database errors become [`StoreError::Database`].
+    fn with_conn<T>(&self, op: &'static str, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        self.with_conn_store(|c| f(c).map_err(|e| self.db_err(op, e)))
+    }
+
+    /// Runs the write transaction `f` on a pooled connection, one writer of this process at a time.
+    fn write<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let _turn = self.write_lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.with_conn_store(f)
+    }
+
+    /// Runs `f` on a pooled connection; `f` maps its own errors.
+    fn with_conn_store<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let mut conn = self.take()?;
+        let out = f(&mut conn);
+        // A connection stays usable after a failed statement; an open transaction is rolled back
+        // when the `Transaction` is dropped.
+        self.put_back(conn);
+        out
+    }
+
+    fn migrate(&self, conn: &mut Connection, list: &[Migration]) -> Result<(), StoreError> {
+        let mig = |version: i64| {
+            let location = self.origin.location.clone();
+            move |e: rusqlite::Error| StoreError::Migration { backend: "sqlite", location, version, reason: e.to_string() }
+        };
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(mig(0))?;
+        tx.execute_batch(migrate::MIGRATIONS_TABLE).map_err(mig(0))?;
+        let current: i64 =
+            tx.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0)).map_err(mig(0))?;
+        let latest = migrate::latest(list);
+        if current > latest {
+            return Err(StoreError::Migration {
+                backend: "sqlite",
+                location: self.origin.location.clone(),
+                version: current,
+                reason: format!("the database is at schema version {current}, newer than this build's {latest}"),
+            });
+        }
+        for m in list.iter().filter(|m| m.version > current) {
+            tx.execute_batch(m.sql).map_err(mig(m.version))?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+                params![m.version, m.name, migrate::wall_millis()],
+            )
+            .map_err(mig(m.version))?;
+            tracing::info!(version = m.version, name = m.name, path = %self.path.display(), "applied migration");
+        }
+        tx.commit().map_err(mig(latest))
+    }
+
+    fn load_job(&self, conn: &Connection, id: &str) -> Result<Option<JobRecord>, StoreError> {
+        let raw = conn
+            .query_row(&q(&sql::select_job()), [id], raw_job)
+            .optional()
+            .map_err(|e| self.db_err("read job", e))?;
+        raw.map(|r| r.decode(&self.origin).map(|(j, _)| j)).transpose()
+    }
+}
+
+/// The `$N` statement in SQLite's `?N` form.
+fn q(s: &str) -> String {
+    s.replace('$', "?")
+}
+
+fn raw_job(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawJob> {
+    Ok(RawJob {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        team: r.get(2)?,
+        spec: r.get(3)?,
+        spec_digest: r.get(4)?,
+        state: r.get(5)?,
+        reason: r.get(6)?,
+        zone: r.get(7)?,
+        pool: r.get(8)?,
+        submitted_at: r.get(9)?,
+        updated_at: r.get(10)?,
+        version: r.get(11)?,
+        idempotency_key: r.get(12)?,
+        seq: r.get(13)?,
+    })
+}
+
+fn raw_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawEvent> {
+    Ok(RawEvent {
+        job_id: r.get(0)?,
+        seq: r.get(1)?,
+        kind: r.get(2)?,
+        from_state: r.get(3)?,
+        to_state: r.get(4)?,
+        reason: r.get(5)?,
+        details: r.get(6)?,
+        at: r.get(7)?,
+    })
+}
+
+fn version_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl Store for SqliteStore {
+    fn describe(&self) -> String {
+        format!("sqlite {}", self.path.display())
+    }
+
+    fn submit(&self, job: NewJob) -> Result<Submitted, StoreError> {
+        let p = job.prepare()?;
+        let j = &p.job;
+        let replay_of = self.write(|conn| {
+            let e = |op| move |err| self.db_err(op, err);
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(e("begin submit"))?;
+            if let Some(key) = &j.idempotency_key {
+                let prior: Option<(String, String)> = tx
+                    .query_row(&q(sql::SELECT_KEY), params![j.team, key], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+                    .map_err(e("read idempotency key"))?;
+                if let Some((digest, job_id)) = prior {
+                    let existing = self.origin.id(job_id)?;
+                    if digest != p.request_digest {
+                        return Err(StoreError::IdempotencyConflict { team: j.team.clone(), key: key.clone(), existing });
+                    }
+                    return Ok(Some(existing));
+                }
+            }
+            let n: i64 = tx.query_row(&q(sql::JOB_EXISTS), [j.id.as_str()], |r| r.get(0)).map_err(e("check job id"))?;
+            if n > 0 {
+                return Err(StoreError::AlreadyExists { id: j.id.clone() });
+            }
+            tx.execute(
+                &q(sql::INSERT_JOB),
+                params![j.id.as_str(), j.name, j.team, p.spec_text, p.spec_digest, j.reason, j.at.0, j.idempotency_key],
+            )
+            .map_err(e("insert job"))?;
+            tx.execute(
+                &q(sql::INSERT_EVENT),
+                params![j.id.as_str(), 1i64, "submitted", None::<String>, "submitted", j.reason, "null", j.at.0],
+            )
+            .map_err(e("insert submitted event"))?;
+            if let Some(key) = &j.idempotency_key {
+                tx.execute(&q(sql::INSERT_KEY), params![j.team, key, p.request_digest, j.id.as_str(), j.at.0])
+                    .map_err(e("insert idempotency key"))?;
+            }
+            tx.commit().map_err(e("commit submit"))?;
+            Ok(None)
+        })?;
+        let (id, replayed) = match replay_of {
+            Some(id) => (id, true),
+            None => (p.job.id.clone(), false),
+        };
+        let job = self.get(&id)?.ok_or_else(|| StoreError::NotFound { id: id.clone() })?;
+        Ok(Submitted { job, replayed })
+    }
+
+    fn get(&self, id: &JobId) -> Result<Option<JobRecord>, StoreError> {
+        self.with_conn_store(|c| self.load_job(c, id.as_str()))
+    }
+
+    fn list(&self, filter: &JobFilter, page: PageRequest) -> Result<JobPage, StoreError> {
+        let (after, limit) = page.check()?;
+        let raws = self.with_conn("list jobs", |c| {
+            let mut st = c.prepare_cached(&q(&sql::list_jobs()))?;
+            let rows = st.query_map(
+                params![after, filter.state.map(JobState::as_str), filter.team, filter.zone, limit + 1],
+                raw_job,
+            )?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        page_of(raws, limit, &self.origin)
+    }
+
+    fn transition(&self, id: &JobId, t: Transition) -> Result<JobRecord, StoreError> {
+        let details = t.check()?;
+        self.write(|conn| {
+            let e = |op| move |err| self.db_err(op, err);
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(e("begin transition"))?;
+            let cur: Option<(String, i64, Option<String>, Option<String>)> = tx
+                .query_row(&q(sql::SELECT_FOR_TRANSITION), [id.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .optional()
+                .map_err(e("read job state"))?;
+            let Some((state, version, zone, pool)) = cur else {
+                return Err(StoreError::NotFound { id: id.clone() });
+            };
+            let from = self.origin.state(&state)?;
+            let (zone, pool) = next_place(&t, zone, pool);
+            check_move(id, from, self.origin.unsigned("job version", version)?, &t)?;
+            let seq: i64 = tx
+                .query_row(
+                    &q(sql::UPDATE_STATE),
+                    params![t.to.as_str(), t.reason, zone, pool, t.at.0, id.as_str(), version_i64(t.expected_version)],
+                    |r| r.get(0),
+                )
+                .map_err(e("update job state"))?;
+            tx.execute(
+                &q(sql::INSERT_EVENT),
+                params![id.as_str(), seq, t.to.as_str(), from.as_str(), t.to.as_str(), t.reason, details, t.at.0],
+            )
+            .map_err(e("insert transition event"))?;
+            let job = self.load_job(&tx, id.as_str())?;
+            tx.commit().map_err(e("commit transition"))?;
+            job.ok_or_else(|| StoreError::NotFound { id: id.clone() })
+        })
+    }
+
+    fn append_event(&self, id: &JobId, ev: EventDraft) -> Result<JobEvent, StoreError> {
+        let details = ev.check()?;
+        self.write(|conn| {
+            let e = |op| move |err| self.db_err(op, err);
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(e("begin append event"))?;
+            let seq: Option<i64> =
+                tx.query_row(&q(sql::BUMP_EVENT), [id.as_str()], |r| r.get(0)).optional().map_err(e("number event"))?;
+            let Some(seq) = seq else { return Err(StoreError::NotFound { id: id.clone() }) };
+            tx.execute(
+                &q(sql::INSERT_EVENT),
+                params![id.as_str(), seq, ev.kind, None::<String>, None::<String>, ev.reason, details, ev.at.0],
+            )
+            .map_err(e("insert event"))?;
+            tx.commit().map_err(e("commit event"))?;
+            Ok(JobEvent {
+                job_id: id.clone(),
+                seq: self.origin.unsigned("event seq", seq)?,
+                kind: ev.kind,
+                from_state: None,
+                to_state: None,
+                reason: ev.reason,
+                details: self.origin.json("event details", &details)?,
+                at: ev.at,
+            })
+        })
+    }
+
+    fn events(&self, id: &JobId) -> Result<Vec<JobEvent>, StoreError> {
+        let raws = self.with_conn("read events", |c| {
+            let mut st = c.prepare_cached(&q(sql::SELECT_EVENTS))?;
+            let rows = st.query_map([id.as_str()], raw_event)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        raws.into_iter().map(|r| r.decode(&self.origin)).collect()
+    }
+
+    fn counts(&self) -> Result<Vec<StateCount>, StoreError> {
+        let rows: Vec<(String, Option<String>, i64)> = self.with_conn("count jobs", |c| {
+            let mut st = c.prepare_cached(sql::COUNTS)?;
+            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            rows.collect()
+        })?;
+        counts_of(rows, &self.origin)
+    }
+
+    fn try_acquire_lease(&self, name: &str, holder: &str, ttl: Duration, now: Timestamp) -> Result<Option<Lease>, StoreError> {
+        let expires = check_lease_args(name, holder, ttl, now)?;
+        let row: Option<(String, String, i64, i64)> = self.with_conn("acquire lease", |c| {
+            c.query_row(&q(sql::LEASE_ACQUIRE), params![name, holder, expires, now.0], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .optional()
+        })?;
+        row.map(|(n, h, x, e)| sql::lease(&self.origin, n, h, x, e)).transpose()
+    }
+
+    fn renew_lease(&self, lease: &Lease, ttl: Duration, now: Timestamp) -> Result<Option<Lease>, StoreError> {
+        let expires = check_lease_args(&lease.name, &lease.holder, ttl, now)?;
+        let row: Option<(String, String, i64, i64)> = self.with_conn("renew lease", |c| {
+            c.query_row(
+                &q(sql::LEASE_RENEW),
+                params![expires, lease.name, lease.holder, version_i64(lease.epoch), now.0],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()
+        })?;
+        row.map(|(n, h, x, e)| sql::lease(&self.origin, n, h, x, e)).transpose()
+    }
+
+    fn release_lease(&self, lease: &Lease) -> Result<bool, StoreError> {
+        let n = self.with_conn("release lease", |c| {
+            c.execute(&q(sql::LEASE_RELEASE), params![lease.name, lease.holder, version_i64(lease.epoch)])
+        })?;
+        Ok(n > 0)
+    }
+
+    fn lease(&self, name: &str) -> Result<Option<Lease>, StoreError> {
+        let row: Option<(String, String, i64, i64)> = self.with_conn("read lease", |c| {
+            c.query_row(&q(sql::LEASE_GET), [name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).optional()
+        })?;
+        row.map(|(n, h, x, e)| sql::lease(&self.origin, n, h, x, e)).transpose()
+    }
+}
+
+/// Zone and pool after a transition: set on admission, cleared when the job goes back to the
+/// queue, kept otherwise.
+pub(crate) fn next_place(t: &Transition, zone: Option<String>, pool: Option<String>) -> (Option<String>, Option<String>) {
+    match t.to {
+        JobState::Admitted => (t.zone.clone(), t.pool.clone()),
+        JobState::Queued => (None, None),
+        _ => (zone, pool),
+    }
+}
+
+/// The compare-and-set and lifecycle checks of a transition.
+pub(crate) fn check_move(id: &JobId, from: JobState, version: u64, t: &Transition) -> Result<(), StoreError> {
+    if version != t.expected_version {
+        return Err(StoreError::VersionConflict { id: id.clone(), expected: t.expected_version, actual: version, state: from });
+    }
+    if !from.can_move_to(t.to) {
+        return Err(StoreError::IllegalTransition { id: id.clone(), from, to: t.to });
+    }
+    Ok(())
+}
+
+pub(crate) fn page_of(raws: Vec<RawJob>, limit: i64, origin: &Origin) -> Result<JobPage, StoreError> {
+    let more = i64::try_from(raws.len()).unwrap_or(i64::MAX) > limit;
+    let mut jobs = Vec::with_capacity(raws.len());
+    let mut last = 0i64;
+    for raw in raws.into_iter().take(usize::try_from(limit).unwrap_or(usize::MAX)) {
+        let (job, seq) = raw.decode(origin)?;
+        last = seq;
+        jobs.push(job);
+    }
+    let next = if more { Some(origin.unsigned("job seq", last)?) } else { None };
+    Ok(JobPage { jobs, next })
+}
+
+pub(crate) fn counts_of(rows: Vec<(String, Option<String>, i64)>, origin: &Origin) -> Result<Vec<StateCount>, StoreError> {
+    rows.into_iter()
+        .map(|(s, zone, n)| Ok(StateCount { state: origin.state(&s)?, zone, count: origin.unsigned("count", n)? }))
+        .collect()
+}
