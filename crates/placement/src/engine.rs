@@ -106,7 +106,7 @@ pub struct Decision {
 #[derive(Debug, Clone)]
 pub struct Placement {
     /// The job resolved against the fleet.
-    pub profile: JobProfile,
+    pub profile: Arc<JobProfile>,
     /// Policy verdicts and zone constraints for the job's attributes (shared between jobs).
     pub verdicts: Arc<AttrVerdicts>,
     /// Per-zone outcome.
@@ -130,7 +130,7 @@ impl Placement {
 type ZoneKey = (Vec<Val>, JobFacts);
 
 /// A job resolved against the fleet (or why it could not be).
-type Resolved = Result<JobProfile, ResolveError>;
+type Resolved = Result<Arc<JobProfile>, ResolveError>;
 
 /// Placement over one fleet and its policy set.
 pub struct PlacementEngine<'f> {
@@ -259,14 +259,7 @@ impl<'f> PlacementEngine<'f> {
                 new_attrs.push((a, f));
             }
         }
-        let chunk = missing.len().div_ceil(workers.max(1)).max(1);
-        let evaluated: Vec<ZoneVerdict> = std::thread::scope(|s| {
-            let handles: Vec<_> = missing
-                .chunks(chunk)
-                .map(|part| s.spawn(move || part.iter().map(|(z, (k, f))| policy.evaluate_keyed(k, f, *z)).collect::<Vec<_>>()))
-                .collect();
-            handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
-        });
+        let evaluated: Vec<ZoneVerdict> = par_map(&missing, workers, |(z, (k, f))| policy.evaluate_keyed(k, f, *z));
         self.evaluations += evaluated.len() as u64;
         for ((_, key), v) in missing.into_iter().zip(evaluated) {
             self.zone_cache.insert(key, v);
@@ -295,7 +288,7 @@ impl<'f> PlacementEngine<'f> {
 
     /// Places a job, reusing policy verdicts for equal attribute signatures.
     pub fn place(&mut self, job: &JobSpec, state: &FleetState) -> Result<Placement, ResolveError> {
-        let profile = JobProfile::resolve(job, self.fleet)?;
+        let profile = Arc::new(JobProfile::resolve(job, self.fleet)?);
         let verdicts = self.verdicts_for(&profile.attrs);
         Ok(self.finish(job, profile, verdicts, state))
     }
@@ -306,16 +299,10 @@ impl<'f> PlacementEngine<'f> {
     /// [`place`](Self::place) on each job in order.
     pub fn place_batch(&mut self, jobs: &[JobSpec], state: &FleetState) -> Vec<Result<Placement, ResolveError>> {
         let workers = std::thread::available_parallelism().map_or(1, usize::from).clamp(1, 16);
-        let chunk = jobs.len().div_ceil(workers).max(1);
         let fleet = self.fleet;
         // 1. Resolve.
-        let resolved: Vec<Resolved> = std::thread::scope(|s| {
-            let handles: Vec<_> = jobs
-                .chunks(chunk)
-                .map(|part| s.spawn(move || part.iter().map(|job| JobProfile::resolve(job, fleet)).collect::<Vec<_>>()))
-                .collect();
-            handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
-        });
+        let resolved: Vec<Resolved> =
+            par_map(jobs, workers, |job| JobProfile::resolve(job, fleet).map(Arc::new));
         // 2. Evaluate what is new.
         let new: Vec<PolicyAttrs> = resolved
             .iter()
@@ -328,42 +315,23 @@ impl<'f> PlacementEngine<'f> {
         }
         // 3. Finish every job in parallel.
         let this = &*self;
-        let mut resolved = resolved.into_iter();
-        let parts: Vec<(&[JobSpec], Vec<Resolved>)> =
-            jobs.chunks(chunk).map(|js| (js, resolved.by_ref().take(js.len()).collect())).collect();
-        let mut out = Vec::with_capacity(jobs.len());
-        std::thread::scope(|s| {
-            let handles: Vec<_> = parts
-                .into_iter()
-                .map(|(js, rs)| {
-                    s.spawn(move || {
-                        js.iter()
-                            .zip(rs)
-                            .map(|(job, r)| {
-                                let profile = r?;
-                                let verdicts = this
-                                    .attr_cache
-                                    .get(&profile.attrs)
-                                    .cloned()
-                                    .unwrap_or_else(|| Arc::new(this.evaluate_uncached(&profile.attrs)));
-                                Ok(this.finish(job, profile, verdicts, state))
-                            })
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            for h in handles {
-                out.extend(h.join().unwrap_or_default());
-            }
-        });
-        out
+        let pairs: Vec<(&JobSpec, &Resolved)> = jobs.iter().zip(&resolved).collect();
+        par_map(&pairs, workers, |(job, r)| {
+            let profile = Arc::clone((*r).as_ref().map_err(Clone::clone)?);
+            let verdicts = this
+                .attr_cache
+                .get(&profile.attrs)
+                .cloned()
+                .unwrap_or_else(|| Arc::new(this.evaluate_uncached(&profile.attrs)));
+            Ok(this.finish(job, profile, verdicts, state))
+        })
     }
 
     /// Places a job the naive way: one Cedar authorization per zone, building everything from
     /// scratch, reusing nothing. Same result as [`place`](Self::place); used to check and
     /// measure the reuse.
     pub fn place_naive(&self, job: &JobSpec, state: &FleetState) -> Result<Placement, ResolveError> {
-        let profile = JobProfile::resolve(job, self.fleet)?;
+        let profile = Arc::new(JobProfile::resolve(job, self.fleet)?);
         let level = self.fleet.scheme.level_name(profile.attrs.level);
         let policy = (0..self.fleet.zones.len())
             .map(|z| self.policy.evaluate_one_naive(&profile.attrs, level, z))
@@ -372,7 +340,7 @@ impl<'f> PlacementEngine<'f> {
         Ok(self.finish(job, profile, Arc::new(AttrVerdicts { policy: Arc::new(policy), failures: Arc::new(failures) }), state))
     }
 
-    fn finish(&self, job: &JobSpec, profile: JobProfile, verdicts: Arc<AttrVerdicts>, state: &FleetState) -> Placement {
+    fn finish(&self, job: &JobSpec, profile: Arc<JobProfile>, verdicts: Arc<AttrVerdicts>, state: &FleetState) -> Placement {
         let fleet = self.fleet;
         let r = &job.resources;
         let gpus = f64::from(r.gpus);
@@ -452,4 +420,19 @@ impl<'f> PlacementEngine<'f> {
         };
         Placement { profile, verdicts, zones, pools, decision, policy_hash: self.policy_hash.clone() }
     }
+}
+
+/// Maps `f` over `items` on up to `workers` scoped threads, keeping their order. A worker that
+/// panicked has its share redone on the calling thread, so no result is ever silently missing.
+fn par_map<T: Sync, R: Send>(items: &[T], workers: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let chunk = items.len().div_ceil(workers.max(1)).max(1);
+    if workers <= 1 || items.len() <= chunk {
+        return items.iter().map(&f).collect();
+    }
+    let f = &f;
+    std::thread::scope(|s| {
+        let handles: Vec<_> =
+            items.chunks(chunk).map(|part| (part, s.spawn(move || part.iter().map(f).collect::<Vec<R>>()))).collect();
+        handles.into_iter().flat_map(|(part, h)| h.join().unwrap_or_else(|_| part.iter().map(f).collect())).collect()
+    })
 }
