@@ -4,7 +4,9 @@
 #
 # - Rust builds go to $CARGO_TARGET_DIR (default: $HOME/.cache/tidegate/target), outside the clone.
 # - Services: with CI=true (or TIDEGATE_SERVICES=1) PostgreSQL is installed and started on a
-#   private port for the storage tests. Without it, those tests skip and say how to run them.
+#   private port for the storage tests, and the S3 backend drills run against moto (installed
+#   from PyPI and started on loopback by crates/artifacts/s3-test.sh, with the artifacts crate's
+#   `s3` feature). Without it, those tests skip and say how to run them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -57,5 +59,26 @@ fi
 log "clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+# S3 drills first, so that the workspace run's closing lines stay the last thing printed. Only
+# tidegate-artifacts and its dependencies are built with the `s3` feature, in this separate step.
+s3_status=0
+if [ "$need_services" = 1 ]; then
+  log "S3 drills against moto (crates/artifacts/s3-test.sh)"
+  s3_started=$SECONDS
+  # The `s3` code is outside the workspace build above, so lint it here too.
+  cargo clippy -p tidegate-artifacts --features s3 --all-targets --locked -- -D warnings || s3_status=$?
+  if [ "$s3_status" = 0 ]; then bash crates/artifacts/s3-test.sh || s3_status=$?; fi
+  log "S3 step took $((SECONDS - s3_started)) s (exit $s3_status)"
+else
+  log "S3 drills skipped: run them with TIDEGATE_SERVICES=1 bash scripts/test.sh or crates/artifacts/s3-test.sh"
+fi
+
 log "tests"
-cargo test --workspace --locked --no-fail-fast "$@"
+test_status=0
+cargo test --workspace --locked --no-fail-fast "$@" || test_status=$?
+
+if [ "$s3_status" != 0 ]; then
+  log "FAILED: S3 drills against moto (exit $s3_status; output above)"
+  exit "$s3_status"
+fi
+exit "$test_status"
