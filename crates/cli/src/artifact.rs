@@ -514,7 +514,7 @@ fn run_on(data_dir: &Path, store: &ArtifactStore, cmd: ArtifactCmd, now: u64) ->
         ArtifactCmd::Promote { digest, to, actor } => {
             let digest = parse_digest(&digest)?;
             let to: Stage = to.parse().map_err(err)?;
-            let policy = gates::load_policy(&store).map_err(err)?;
+            let policy = gates::load_policy(store).map_err(err)?;
             let rec = gates::promote(
                 store,
                 &keys.keyring().map_err(err)?,
