@@ -4,7 +4,7 @@
 //! The resource a token must name is `<kind>:<digest>`, e.g. `checkpoint:sha256:...` or
 //! `model:sha256:...`, exactly as minted into the job token's inputs.
 
-use tidegate_identity::{Operation, Request, Verifier};
+use tidegate_identity::{IdentityError, Operation, Request, Verifier};
 
 use crate::events::ArtifactEvent;
 use crate::signing::Keyring;
@@ -14,6 +14,26 @@ use crate::{ArtifactError, ArtifactStore, Digest};
 #[must_use]
 pub fn resource_name(kind: crate::ArtifactKind, digest: &Digest) -> String {
     format!("{kind}:{digest}")
+}
+
+/// A short identifier for why a token was refused, fit for evidence records (the message
+/// itself may quote token content).
+#[must_use]
+pub fn refusal_code(e: &IdentityError) -> &'static str {
+    match e {
+        IdentityError::Malformed(_) => "token-malformed",
+        IdentityError::MissingKeyId => "token-missing-key-id",
+        IdentityError::UnknownRootKey(_) => "token-unknown-root-key",
+        IdentityError::RevokedRootKey { .. } => "token-root-key-revoked",
+        IdentityError::RootKeyOutsideWindow { .. } => "token-root-key-outside-window",
+        IdentityError::BadSignature { .. } => "token-bad-signature",
+        IdentityError::RevokedToken(_) => "token-revoked",
+        IdentityError::Expired { .. } => "token-expired",
+        IdentityError::Denied(_) => "token-request-denied",
+        IdentityError::InvalidSpec(_) => "token-invalid-spec",
+        IdentityError::InvalidKeyring(_) => "token-invalid-keyring",
+        IdentityError::Library(_) => "token-library-error",
+    }
 }
 
 /// Reads `digest` for the holder of `token` in `zone` at `now`: the token must verify against
@@ -46,6 +66,7 @@ pub fn read_with_token(
                 digest: digest.clone(),
                 zone: zone.to_owned(),
                 reason: e.to_string(),
+                code: refusal_code(&e).to_owned(),
                 at: now,
             })?;
             return Err(ArtifactError::Unauthorized(format!("{resource}: {e}")));

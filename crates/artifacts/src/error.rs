@@ -58,6 +58,9 @@ pub enum ArtifactError {
         /// Why: each missing or failing piece of evidence.
         reasons: Vec<String>,
     },
+    /// The evidence sink could not record the event; the operation did not happen.
+    #[error("evidence not recorded, operation refused: {0}")]
+    Evidence(String),
     /// The promotion policy itself is invalid.
     #[error("promotion policy: {0}")]
     Policy(String),

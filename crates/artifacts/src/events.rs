@@ -31,6 +31,9 @@ pub enum ArtifactEvent {
         envelope: Digest,
         /// Predicate type of the statement.
         predicate_type: String,
+        /// Key ids of the envelope's signatures.
+        #[serde(default)]
+        keyids: Vec<String>,
     },
     /// A stage change is about to be recorded.
     Promote {
@@ -55,6 +58,9 @@ pub enum ArtifactEvent {
         to: String,
         /// Missing evidence, named.
         reasons: Vec<String>,
+        /// One short identifier per reason (the forbidding policy's `@id`, or a fixed code).
+        #[serde(default)]
+        codes: Vec<String>,
         /// When (Unix seconds).
         at: u64,
     },
@@ -83,6 +89,9 @@ pub enum ArtifactEvent {
         zone: String,
         /// Why.
         reason: String,
+        /// Why, as a short identifier (`token-expired`, `request-denied`, ...).
+        #[serde(default)]
+        code: String,
         /// When (Unix seconds).
         at: u64,
     },

@@ -227,6 +227,10 @@ pub struct GateDecision {
     pub to: Stage,
     /// Why not: each missing or failing requirement, named. Empty when allowed.
     pub reasons: Vec<String>,
+    /// A short identifier for each reason, in the same order: the `@id` of the forbidding
+    /// policy, or `policy-error`, `policy-request-error`, `no-permit`. Empty when allowed.
+    #[serde(default)]
+    pub codes: Vec<String>,
     /// The evidence the decision saw.
     pub evidence: Evidence,
     /// Hash of the policy that decided.
@@ -243,10 +247,11 @@ pub fn decide(
     to: Stage,
 ) -> GateDecision {
     let evidence = Evidence::from_statements(&facts.digest, statements);
-    let deny = |reasons: Vec<String>, evidence: Evidence| GateDecision {
+    let deny = |reasons: Vec<String>, codes: Vec<String>, evidence: Evidence| GateDecision {
         allowed: false,
         to,
         reasons,
+        codes,
         evidence,
         policy_hash: policy.hash.clone(),
     };
@@ -255,6 +260,7 @@ pub fn decide(
         Err(e) => {
             return deny(
                 vec![format!("could not build the policy request: {e}")],
+                vec!["policy-request-error".to_owned()],
                 evidence,
             )
         }
@@ -267,32 +273,43 @@ pub fn decide(
         .map(|e| format!("policy error: {e}"))
         .collect();
     if !errors.is_empty() {
-        return deny(errors, evidence);
+        let codes = vec!["policy-error".to_owned(); errors.len()];
+        return deny(errors, codes, evidence);
     }
     if response.decision() == Decision::Allow {
         return GateDecision {
             allowed: true,
             to,
             reasons: Vec::new(),
+            codes: Vec::new(),
             evidence,
             policy_hash: policy.hash.clone(),
         };
     }
-    let mut reasons: Vec<String> = response
+    let mut pairs: Vec<(String, String)> = response
         .diagnostics()
         .reason()
         .map(|id| {
-            policy
+            let reason = policy
                 .set
                 .annotation(id, "reason")
-                .map_or_else(|| format!("denied by policy {id}"), str::to_owned)
+                .map_or_else(|| format!("denied by policy {id}"), str::to_owned);
+            let code = policy
+                .set
+                .annotation(id, "id")
+                .map_or_else(|| id.to_string(), str::to_owned);
+            (reason, code)
         })
         .collect();
-    reasons.sort();
-    if reasons.is_empty() {
-        reasons.push(format!("no policy permits promotion to {to}"));
+    pairs.sort();
+    if pairs.is_empty() {
+        pairs.push((
+            format!("no policy permits promotion to {to}"),
+            "no-permit".to_owned(),
+        ));
     }
-    deny(reasons, evidence)
+    let (reasons, codes) = pairs.into_iter().unzip();
+    deny(reasons, codes, evidence)
 }
 
 type CedarInput = (Request, Entities);
@@ -484,6 +501,7 @@ pub fn promote(
             digest: digest.clone(),
             to: to.to_string(),
             reasons: decision.reasons.clone(),
+            codes: decision.codes.clone(),
             at: now,
         })?;
         return Err(ArtifactError::PromotionRefused {

@@ -402,6 +402,7 @@ impl ArtifactStore {
             digest: digest.clone(),
             envelope: id.clone(),
             predicate_type: statement.predicate_type.clone(),
+            keyids: envelope.signatures.iter().map(|s| s.keyid.clone()).collect(),
         })?;
         write_atomic(
             &self

@@ -12,7 +12,12 @@ use tidegate_artifacts::lineage::{JobRun, LineageLog};
 use tidegate_artifacts::signing::KeyStore;
 use tidegate_artifacts::{ArtifactKind, ArtifactStore, Digest, Lane, PutOptions};
 
+use std::sync::Arc;
+
+use tidegate_ledger::{Ledger, LedgerOptions};
+
 use crate::clock::now;
+use crate::ledger_sink::LedgerSink;
 
 /// Artifact store commands.
 #[derive(Debug, Subcommand)]
@@ -247,14 +252,52 @@ fn err(e: tidegate_artifacts::ArtifactError) -> miette::Report {
     miette!("{e}")
 }
 
-/// Runs an artifact command against `data_dir`.
+/// Whether `cmd` changes the store or reads with a token, and so records evidence.
+fn records_evidence(cmd: &ArtifactCmd) -> bool {
+    matches!(
+        cmd,
+        ArtifactCmd::Put { .. }
+            | ArtifactCmd::Get { token: Some(_), .. }
+            | ArtifactCmd::Sign { .. }
+            | ArtifactCmd::Attest { .. }
+            | ArtifactCmd::Promote { .. }
+            | ArtifactCmd::Import { .. }
+            | ArtifactCmd::Shred { .. }
+    )
+}
+
+/// Runs an artifact command against `data_dir`. Commands that record evidence open the
+/// evidence ledger (`<data-dir>/ledger/`, created on first use) once, append each event before
+/// its effect, and publish a signed checkpoint at the end; if the ledger cannot be opened or
+/// refuses an entry, the command is refused.
 ///
 /// # Errors
 /// Any refusal, with its reason.
 pub fn run(data_dir: &Path, cmd: ArtifactCmd) -> miette::Result<()> {
-    let store = ArtifactStore::open(data_dir).map_err(err)?;
-    let keys = KeyStore::new(&store.keys_dir());
     let now = now()?;
+    let store = ArtifactStore::open(data_dir).map_err(err)?;
+    if !records_evidence(&cmd) {
+        return run_on(data_dir, &store, cmd, now);
+    }
+    let ledger = Arc::new(Ledger::open(data_dir, LedgerOptions::default()).map_err(|e| {
+        miette!(
+            help = "artifact changes are recorded in the evidence ledger first; nothing was changed",
+            "cannot open the evidence ledger in {}: {e}",
+            data_dir.display()
+        )
+    })?);
+    let sink = LedgerSink::new(data_dir, Arc::clone(&ledger), now).map_err(err)?;
+    let store = store.with_event_sink(Box::new(sink));
+    let result = run_on(data_dir, &store, cmd, now);
+    drop(store);
+    let closed = ledger
+        .close()
+        .map_err(|e| miette!("cannot publish the ledger checkpoint: {e}"));
+    result.and(closed)
+}
+
+fn run_on(data_dir: &Path, store: &ArtifactStore, cmd: ArtifactCmd, now: u64) -> miette::Result<()> {
+    let keys = KeyStore::new(&store.keys_dir());
     match cmd {
         ArtifactCmd::Put {
             file,
@@ -306,7 +349,7 @@ pub fn run(data_dir: &Path, cmd: ArtifactCmd) -> miette::Result<()> {
                     .keyring()
                     .map_err(|e| miette!("{e}"))?;
                 tidegate_artifacts::access::read_with_token(
-                    &store,
+                    store,
                     &tidegate_identity::Verifier::new(roots),
                     &keys.keyring().map_err(err)?,
                     &token,
@@ -379,7 +422,7 @@ pub fn run(data_dir: &Path, cmd: ArtifactCmd) -> miette::Result<()> {
             }
         }
         ArtifactCmd::List => {
-            let history = gates::history(&store).map_err(err)?;
+            let history = gates::history(store).map_err(err)?;
             for r in store.list().map_err(err)? {
                 let stage = history
                     .iter()
@@ -465,15 +508,15 @@ pub fn run(data_dir: &Path, cmd: ArtifactCmd) -> miette::Result<()> {
                 None => keys.active_signer(now).map_err(err)?,
             };
             let fields = serde_json::Value::Object(kv_pairs(&fields)?.into_iter().collect());
-            gates::attest(&store, &signer, &digest, predicate_type, fields, now).map_err(err)?;
+            gates::attest(store, &signer, &digest, predicate_type, fields, now).map_err(err)?;
             println!("attested {kind} for {digest} with {}", signer.keyid());
         }
         ArtifactCmd::Promote { digest, to, actor } => {
             let digest = parse_digest(&digest)?;
             let to: Stage = to.parse().map_err(err)?;
-            let policy = gates::load_policy(&store).map_err(err)?;
+            let policy = gates::load_policy(store).map_err(err)?;
             let rec = gates::promote(
-                &store,
+                store,
                 &keys.keyring().map_err(err)?,
                 &policy,
                 &digest,
@@ -496,7 +539,7 @@ pub fn run(data_dir: &Path, cmd: ArtifactCmd) -> miette::Result<()> {
             let source = ArtifactStore::open(&from).map_err(err)?;
             let ring = keys.keyring().map_err(err)?;
             let rep =
-                tidegate_artifacts::transfer::import(&source, &store, &ring, &zones, &digest, now)
+                tidegate_artifacts:: transfer::import(&source, store, &ring, &zones, &digest, now)
                     .map_err(err)?;
             println!(
                 "imported {} built by job {} in zone {} (signed by {})",
@@ -511,7 +554,7 @@ pub fn run(data_dir: &Path, cmd: ArtifactCmd) -> miette::Result<()> {
             store
                 .verify(&digest, &keys.keyring().map_err(err)?, now)
                 .map_err(err)?;
-            let stage = gates::current_stage(&store, &digest).map_err(err)?;
+ let stage = gates::current_stage(store, &digest).map_err(err)?;
             if !matches!(
                 stage,
                 Stage::ReleasedPrivate | Stage::ReleasedPublic | Stage::ReleasedEdge
@@ -532,7 +575,7 @@ pub fn run(data_dir: &Path, cmd: ArtifactCmd) -> miette::Result<()> {
             println!("crypto-shredded {digest}: data key destroyed");
         }
         ArtifactCmd::InitPolicy => {
-            let path = gates::write_default_policy(&store).map_err(err)?;
+            let path = gates::write_default_policy(store).map_err(err)?;
             println!("{}", path.display());
         }
         ArtifactCmd::Key(k) => run_key(&keys, k, now)?,

@@ -8,6 +8,7 @@ mod bench_sanitize;
 mod clock;
 mod evidence;
 mod fleet_cmds;
+mod ledger_sink;
 mod lineage;
 mod output;
 mod record;
@@ -58,6 +59,12 @@ enum Command {
     #[command(subcommand)]
     Retention(retention::RetentionCmd),
     /// Content-addressed, encrypted artifacts: put, get, verify, sign, attest, promote, list.
+    ///
+    /// Every command that changes the store (put, sign, attest, promote, import, shred) or reads
+    /// with a token (get --token) first records its event in the evidence ledger under
+    /// `<data-dir>/ledger/` (created on first use; see `tidegate audit` and `tidegate evidence`),
+    /// and also in `<data-dir>/artifacts/events.jsonl`. If the ledger cannot record (for example
+    /// another process holds it open), the command is refused and nothing changes.
     Artifact {
         /// Data directory (else $TIDEGATE_DATA_DIR, else ./.tidegate).
         #[arg(long, env = "TIDEGATE_DATA_DIR", default_value = ".tidegate", global = true)]

@@ -406,6 +406,20 @@ pub fn summary(v: &VerifiedBundle) -> String {
             Action::ArtifactPromoted { artifact, from_stage, to_stage } => approved.push(format!(
                 "{at} [{idx}] {who} promoted artifact {artifact} ({what}) from {from_stage} to {to_stage}"
             )),
+            Action::ArtifactAttested { artifact, predicate, key_id, envelope } => approved.push(format!(
+                "{at} [{idx}] {who} attested {predicate} for artifact {artifact} ({what}) with key {key_id}; envelope {}",
+                doc_note(v, envelope)
+            )),
+            Action::ArtifactPromotionRefused { artifact, to_stage, reasons } => approved.push(format!(
+                "{at} [{idx}] promotion of artifact {artifact} ({what}) to {to_stage} asked by {who} was REFUSED; reasons: {}",
+                reasons.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            )),
+            Action::TokenUsed { token_id, resource, zone } => moved.push(format!(
+                "{at} [{idx}] {what}: {resource} read from zone {zone} with token {token_id}, by {who}"
+            )),
+            Action::TokenRefused { resource, zone, reason } => moved.push(format!(
+                "{at} [{idx}] {what}: read of {resource} from zone {zone} REFUSED ({reason})"
+            )),
             a => other.push(format!("{at} [{idx}] {} by {who} ({what})", a.name())),
         }
     }

@@ -402,6 +402,42 @@ pub enum Action {
         /// Stage after.
         to_stage: Ident,
     },
+    /// An object was stored in the artifact store (encrypted, content-addressed).
+    #[serde(rename = "artifact.stored")]
+    ArtifactStored {
+        /// Artifact digest.
+        artifact: Digest,
+        /// Artifact kind (`model`, `checkpoint`, `dataset-snapshot`, ...).
+        kind: Ident,
+    },
+    /// A signed attestation (other than provenance) was attached to an artifact.
+    #[serde(rename = "artifact.attested")]
+    ArtifactAttested {
+        /// Artifact digest.
+        artifact: Digest,
+        /// Digest of the signature envelope.
+        envelope: Digest,
+        /// What it attests, as a short code (`data-approval`, `security-review`, ...).
+        predicate: Ident,
+        /// Signing key id.
+        key_id: Ident,
+    },
+    /// A promotion was refused by the gate policy.
+    #[serde(rename = "artifact.promotion_refused")]
+    ArtifactPromotionRefused {
+        /// Artifact digest.
+        artifact: Digest,
+        /// Stage asked for.
+        to_stage: Ident,
+        /// Reason codes (ids of the forbidding policies).
+        reasons: Vec<Ident>,
+    },
+    /// An artifact was crypto-shredded (its data key destroyed).
+    #[serde(rename = "artifact.shredded")]
+    ArtifactShredded {
+        /// Artifact digest.
+        artifact: Digest,
+    },
     /// An artifact was deployed to an edge site.
     #[serde(rename = "artifact.deployed_edge")]
     ArtifactDeployedEdge {
@@ -435,6 +471,26 @@ pub enum Action {
         expires_ms: u64,
         /// What it grants.
         scope: Vec<Ident>,
+    },
+    /// A scoped token was used to read a resource.
+    #[serde(rename = "token.used")]
+    TokenUsed {
+        /// Token id (its revocation id; never the token itself).
+        token_id: Ident,
+        /// Digest of the resource read.
+        resource: Digest,
+        /// Zone the request came from.
+        zone: Ident,
+    },
+    /// A token was refused for a read.
+    #[serde(rename = "token.refused")]
+    TokenRefused {
+        /// Digest of the resource asked for.
+        resource: Digest,
+        /// Zone the request came from.
+        zone: Ident,
+        /// Why, as a code (`token-expired`, `token-request-denied`, ...).
+        reason: Ident,
     },
     /// A policy set was loaded or changed.
     #[serde(rename = "policy.loaded")]
@@ -492,6 +548,12 @@ impl Action {
             Self::DatasetCopied { .. } => "dataset.copied",
             Self::ArtifactSigned { .. } => "artifact.signed",
             Self::ArtifactPromoted { .. } => "artifact.promoted",
+            Self::ArtifactStored { .. } => "artifact.stored",
+            Self::ArtifactAttested { .. } => "artifact.attested",
+            Self::ArtifactPromotionRefused { .. } => "artifact.promotion_refused",
+            Self::ArtifactShredded { .. } => "artifact.shredded",
+            Self::TokenUsed { .. } => "token.used",
+            Self::TokenRefused { .. } => "token.refused",
             Self::ArtifactDeployedEdge { .. } => "artifact.deployed_edge",
             Self::CheckpointArchived { .. } => "checkpoint.archived",
             Self::CheckpointDestroyed { .. } => "checkpoint.destroyed",
@@ -517,6 +579,12 @@ impl Action {
             Self::JobBurst { justification, .. } => vec![justification],
             Self::DatasetCopied { report, .. } => report.iter().collect(),
             Self::ArtifactSigned { signature, .. } => vec![signature],
+            Self::ArtifactAttested { envelope, .. } => vec![envelope],
+            Self::ArtifactStored { .. }
+            | Self::ArtifactPromotionRefused { .. }
+            | Self::ArtifactShredded { .. }
+            | Self::TokenUsed { .. }
+            | Self::TokenRefused { .. } => Vec::new(),
             Self::CheckpointArchived { .. } | Self::CheckpointDestroyed { .. } | Self::TokenIssued { .. } => {
                 Vec::new()
             }
@@ -530,6 +598,9 @@ impl Action {
     fn validate(&self) -> Result<(), EntryError> {
         match self {
             Self::JobPlaced { reasons, .. } if reasons.len() > MAX_LIST => {
+                Err(EntryError::TooMany { field: "reasons", got: reasons.len(), max: MAX_LIST })
+            }
+            Self::ArtifactPromotionRefused { reasons, .. } if reasons.len() > MAX_LIST => {
                 Err(EntryError::TooMany { field: "reasons", got: reasons.len(), max: MAX_LIST })
             }
             Self::TokenIssued { scope, .. } if scope.len() > MAX_LIST => {

@@ -61,3 +61,47 @@ fn non_canonical_inputs_are_refused_by_both() {
     m.insert(1u32, "x");
     assert!(to_vec_of(&m).is_err(), "integer member names are refused");
 }
+
+#[test]
+fn every_artifact_store_action_encodes_identically_both_ways() {
+    use tidegate_ledger::{Action, Digest, Entry, EntryDraft, Ident, Subject, SubjectKind as K};
+    let id = |s: &str| Ident::new(s).unwrap();
+    let model = Digest::of(b"model weights");
+    let actions = vec![
+        Action::ArtifactStored { artifact: model.clone(), kind: id("model") },
+        Action::ArtifactAttested {
+            artifact: model.clone(),
+            envelope: Digest::of(b"envelope"),
+            predicate: id("security-review"),
+            key_id: id("ed25519:0123456789abcdef"),
+        },
+        Action::ArtifactPromotionRefused {
+            artifact: model.clone(),
+            to_stage: id("released-private"),
+            reasons: vec![id("data-approval"), id("security-review")],
+        },
+        Action::ArtifactShredded { artifact: model.clone() },
+        Action::TokenUsed { token_id: id(&"ab".repeat(64)), resource: model.clone(), zone: id("eu-private") },
+        Action::TokenRefused { resource: model.clone(), zone: id("us-public"), reason: id("token-expired") },
+    ];
+    let mut names = std::collections::BTreeSet::new();
+    for (seq, action) in actions.into_iter().enumerate() {
+        names.insert(action.name());
+        let subjects = vec![Subject::new(K::Model, model.as_str()).unwrap(), Subject::new(K::Zone, "eu-private").unwrap()];
+        let e = EntryDraft::new(id("tidegate-artifacts"), action, subjects).unwrap().into_entry(seq as u64, 1_763_900_000_000);
+        let bytes = e.encode().unwrap();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(text.contains(&format!("\"type\":\"{}\"", e.action.name())), "{text}");
+        assert_eq!(to_vec(&serde_json::to_value(&e).unwrap()).unwrap(), bytes);
+        assert_eq!(Entry::decode(&bytes).unwrap(), e);
+    }
+    assert_eq!(names.len(), 6, "each action has its own name");
+}
+
+#[test]
+fn promotion_refusals_hold_at_most_32_reasons() {
+    use tidegate_ledger::{Action, Digest, EntryDraft, Ident};
+    let reasons = (0..33).map(|i| Ident::new(format!("r{i}")).unwrap()).collect();
+    let action = Action::ArtifactPromotionRefused { artifact: Digest::of(b"m"), to_stage: Ident::new("approved").unwrap(), reasons };
+    assert!(EntryDraft::new(Ident::new("cli").unwrap(), action, vec![]).is_err());
+}

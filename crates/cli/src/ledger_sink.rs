@@ -1,0 +1,238 @@
+//! The artifact store's evidence sink backed by the evidence ledger: each [`ArtifactEvent`] is
+//! mapped to a ledger entry (identifiers, digests and codes only) and appended durably before
+//! the effect; the JSON-lines file `artifacts/events.jsonl` is then written too, as before. If
+//! the ledger cannot record, the operation is refused.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tidegate_artifacts::events::{ArtifactEvent, EventSink, JsonlSink};
+use tidegate_artifacts::{intoto, ArtifactError, ArtifactKind, ArtifactStore};
+use tidegate_ledger::entry::{EntryError, MAX_LIST};
+use tidegate_ledger::{Action, Digest, EntryDraft, Ident, Ledger, Subject, SubjectKind};
+
+/// The actor of entries with no person behind them (stores, refusals).
+pub const ACTOR: &str = "tidegate-artifacts";
+/// Prefix of tidegate's own attestation predicate types.
+const ATTESTATION_PREFIX: &str = "https://tidegate.dev/attestations/";
+
+/// Appends artifact events to the evidence ledger, then to the JSON-lines file.
+pub struct LedgerSink {
+    ledger: Arc<Ledger>,
+    lookup: ArtifactStore,
+    jsonl: JsonlSink,
+    ts_ms: u64,
+}
+
+impl LedgerSink {
+    /// A sink for the store in `data_dir` writing to `ledger`; entries are stamped `now` (Unix
+    /// seconds, the command's clock).
+    ///
+    /// # Errors
+    /// When the store cannot be opened for looking artifact kinds up.
+    pub fn new(data_dir: &Path, ledger: Arc<Ledger>, now: u64) -> Result<Self, ArtifactError> {
+        Ok(Self {
+            ledger,
+            lookup: ArtifactStore::open(data_dir)?,
+            jsonl: JsonlSink::new(data_dir.join("artifacts").join("events.jsonl")),
+            ts_ms: now.saturating_mul(1000),
+        })
+    }
+}
+
+impl EventSink for LedgerSink {
+    fn record(&self, event: &ArtifactEvent) -> Result<(), ArtifactError> {
+        let digest = event_digest(event);
+        let kind = match event {
+            ArtifactEvent::Put { kind, .. } => kind.parse().ok(),
+            _ => self.lookup.record(digest).ok().map(|r| r.kind),
+        };
+        let draft = entry_for(event, kind).map_err(|e| ArtifactError::Evidence(e.to_string()))?;
+        self.ledger
+            .append(draft, self.ts_ms)
+            .map_err(|e| ArtifactError::Evidence(format!("the evidence ledger refused the entry: {e}")))?;
+        self.jsonl.record(event)
+    }
+}
+
+fn event_digest(event: &ArtifactEvent) -> &tidegate_artifacts::Digest {
+    match event {
+        ArtifactEvent::Put { digest, .. }
+        | ArtifactEvent::Attest { digest, .. }
+        | ArtifactEvent::Promote { digest, .. }
+        | ArtifactEvent::PromotionRefused { digest, .. }
+        | ArtifactEvent::TokenUse { digest, .. }
+        | ArtifactEvent::TokenRefused { digest, .. }
+        | ArtifactEvent::Shred { digest } => digest,
+    }
+}
+
+fn ident_or(s: &str, fallback: &'static str) -> Result<Ident, EntryError> {
+    Ident::new(s).or_else(|_| Ident::new(fallback))
+}
+
+/// The subject an artifact is recorded under: a model or checkpoint by its kind, anything else
+/// (or an unknown kind) as an artifact; the id is the digest.
+fn artifact_subject(digest: &Digest, kind: Option<ArtifactKind>) -> Result<Subject, EntryError> {
+    let k = match kind {
+        Some(ArtifactKind::Model) => SubjectKind::Model,
+        Some(ArtifactKind::Checkpoint) => SubjectKind::Checkpoint,
+        _ => SubjectKind::Artifact,
+    };
+    Subject::new(k, digest.as_str())
+}
+
+/// A short code for a predicate type: tidegate attestations by name (`security-review`),
+/// other types as written when they are identifiers, else `other-predicate`.
+fn predicate_code(predicate_type: &str) -> Result<Ident, EntryError> {
+    let short = predicate_type
+        .strip_prefix(ATTESTATION_PREFIX)
+        .map(|rest| rest.strip_suffix("/v1").unwrap_or(rest))
+        .unwrap_or(predicate_type);
+    ident_or(short, "other-predicate")
+}
+
+/// The ledger entry for an artifact event. Free text in the event (refusal messages, predicate
+/// URIs, names) never reaches the entry: it is replaced by codes, and a value that is not an
+/// identifier becomes a fixed code. An actor that is not an identifier is an error: who acted
+/// is not replaced.
+///
+/// # Errors
+/// When a digest or the actor cannot be recorded.
+pub fn entry_for(event: &ArtifactEvent, kind: Option<ArtifactKind>) -> Result<EntryDraft, EntryError> {
+    let artifact = Digest::parse(event_digest(event).to_string())?;
+    let subject = artifact_subject(&artifact, kind)?;
+    let service = Ident::new(ACTOR)?;
+    let (actor, action, mut subjects) = match event {
+        ArtifactEvent::Put { kind: k, .. } => {
+            (service, Action::ArtifactStored { artifact, kind: ident_or(k, "unknown-kind")? }, vec![subject])
+        }
+        ArtifactEvent::Attest { envelope, predicate_type, keyids, .. } => {
+            let envelope = Digest::parse(envelope.to_string())?;
+            let key_id = keyids.first().map_or_else(|| Ident::new("unsigned"), |k| ident_or(k, "unrecognised-key"))?;
+            let action = if predicate_type == intoto::SLSA_PROVENANCE_V1 {
+                Action::ArtifactSigned { artifact, key_id: key_id.clone(), signature: envelope }
+            } else {
+                Action::ArtifactAttested {
+                    artifact,
+                    envelope,
+                    predicate: predicate_code(predicate_type)?,
+                    key_id: key_id.clone(),
+                }
+            };
+            (key_id, action, vec![subject])
+        }
+        ArtifactEvent::Promote { from, to, actor, .. } => (
+            Ident::new(actor.as_str())?,
+            Action::ArtifactPromoted {
+                artifact,
+                from_stage: ident_or(from, "unknown-stage")?,
+                to_stage: ident_or(to, "unknown-stage")?,
+            },
+            vec![subject],
+        ),
+        ArtifactEvent::PromotionRefused { to, reasons, codes, .. } => {
+            let mut out = Vec::new();
+            for code in codes.iter().take(MAX_LIST) {
+                out.push(ident_or(code, "unrecognised-reason")?);
+            }
+            if codes.is_empty() && !reasons.is_empty() {
+                out.push(Ident::new("unrecorded-reason")?);
+            }
+            (
+                service,
+                Action::ArtifactPromotionRefused { artifact, to_stage: ident_or(to, "unknown-stage")?, reasons: out },
+                vec![subject],
+            )
+        }
+        ArtifactEvent::TokenUse { subject: holder, revocation_id, zone, .. } => {
+            let token_id = ident_or(revocation_id, "unknown-token")?;
+            let zone = ident_or(zone, "unrecognised-zone")?;
+            let subjects = vec![
+                subject,
+                Subject { kind: SubjectKind::Token, id: token_id.clone() },
+                Subject { kind: SubjectKind::Zone, id: zone.clone() },
+            ];
+            (ident_or(holder, "token-holder")?, Action::TokenUsed { token_id, resource: artifact, zone }, subjects)
+        }
+        ArtifactEvent::TokenRefused { zone, code, .. } => {
+            let zone = ident_or(zone, "unrecognised-zone")?;
+            let subjects = vec![subject, Subject { kind: SubjectKind::Zone, id: zone.clone() }];
+            (
+                service,
+                Action::TokenRefused { resource: artifact, zone, reason: ident_or(code, "token-refused")? },
+                subjects,
+            )
+        }
+        ArtifactEvent::Shred { .. } => (service, Action::ArtifactShredded { artifact }, vec![subject]),
+    };
+    subjects.dedup();
+    EntryDraft::new(actor, action, subjects)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn d() -> tidegate_artifacts::Digest {
+        tidegate_artifacts::Digest::of(b"weights")
+    }
+
+    #[test]
+    fn refusal_reasons_become_codes() {
+        let e = ArtifactEvent::PromotionRefused {
+            digest: d(),
+            to: "approved".into(),
+            reasons: vec!["missing evidence: data approval signed by Dr. Alice Smith".into()],
+            codes: vec!["data-approval".into(), "free text, not a code".into()],
+            at: 1,
+        };
+        let draft = entry_for(&e, Some(ArtifactKind::Model)).unwrap();
+        let text = String::from_utf8(draft.into_entry(0, 1000).encode().unwrap()).unwrap();
+        assert!(text.contains(r#""reasons":["data-approval","unrecognised-reason"]"#), "{text}");
+        assert!(text.contains(r#""kind":"model""#), "{text}");
+        assert!(!text.contains("Alice") && !text.contains("free text"), "{text}");
+    }
+
+    #[test]
+    fn attestations_are_signed_or_attested_by_predicate() {
+        let att = |p: &str| ArtifactEvent::Attest {
+            digest: d(),
+            envelope: tidegate_artifacts::Digest::of(b"env"),
+            predicate_type: p.into(),
+            keyids: vec!["ed25519:0011223344556677".into()],
+        };
+        let a = entry_for(&att(intoto::SLSA_PROVENANCE_V1), None).unwrap();
+        assert_eq!(a.action.name(), "artifact.signed");
+        assert_eq!(a.actor.as_str(), "ed25519:0011223344556677");
+        let b = entry_for(&att("https://tidegate.dev/attestations/security-review/v1"), None).unwrap();
+        assert!(matches!(&b.action, Action::ArtifactAttested { predicate, .. } if predicate.as_str() == "security-review"));
+        let c = entry_for(&att("a predicate with spaces"), None).unwrap();
+        assert!(matches!(&c.action, Action::ArtifactAttested { predicate, .. } if predicate.as_str() == "other-predicate"));
+    }
+
+    #[test]
+    fn token_refusals_carry_codes_and_promotions_need_an_identifier_actor() {
+        let e = ArtifactEvent::TokenRefused {
+            digest: d(),
+            zone: "us public".into(),
+            reason: "token expired: valid until 5".into(),
+            code: "token-expired".into(),
+            at: 1,
+        };
+        let draft = entry_for(&e, Some(ArtifactKind::Checkpoint)).unwrap();
+        assert!(matches!(&draft.action, Action::TokenRefused { zone, reason, .. }
+            if zone.as_str() == "unrecognised-zone" && reason.as_str() == "token-expired"));
+        assert_eq!(draft.subjects[0].kind, SubjectKind::Checkpoint);
+        let p = ArtifactEvent::Promote {
+            digest: d(),
+            from: "candidate".into(),
+            to: "validated".into(),
+            actor: "Alice Smith".into(),
+            policy_hash: d(),
+            at: 1,
+        };
+        assert!(entry_for(&p, None).is_err());
+    }
+}
