@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use crate::transform::SplitMix;
+use crate::transform::{civil_from_days as date, SplitMix};
 use crate::SanitizeError;
 
 /// What to generate.
@@ -123,19 +123,6 @@ impl Gen {
         let w = self.word(syl);
         format!("{w}{}", self.below(1000))
     }
-}
-
-fn date(days: i64) -> (i64, i64, i64) {
-    // Civil date from days since 1970-01-01.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
 }
 
 struct Out {
