@@ -70,6 +70,11 @@ pub fn read_philly(path: &Path) -> Result<Vec<TraceJob>, TraceError> {
     let (Some(ts_i), Some(dur_i), Some(gpu_i)) = (idx("timestamp"), idx("duration"), idx("num_gpus")) else {
         return Err(row_err(1, "header", format!("expected columns timestamp, duration, num_gpus; found `{header}`")));
     };
+    let format = time::format_description::parse_borrowed::<2>("[year]-[month]-[day] [hour]:[minute]:[second]")
+        .map_err(|e| row_err(1, "timestamp", format!("timestamp format: {e}")))?;
+    let parse_timestamp = |s: &str| {
+        time::PrimitiveDateTime::parse(s, &format).ok().map(|t| t.assume_utc().unix_timestamp())
+    };
     let mut raw = Vec::new();
     for (n, line) in lines {
         let line_no = n + 1;
@@ -101,27 +106,6 @@ pub fn read_philly(path: &Path) -> Result<Vec<TraceJob>, TraceError> {
         raw.into_iter().map(|(ts, d, g)| TraceJob { submit_s: (ts - t0) as f64, duration_s: d, gpus: g }).collect();
     jobs.sort_by(|a, b| a.submit_s.total_cmp(&b.submit_s));
     Ok(jobs)
-}
-
-/// Seconds since 1970 of `YYYY-MM-DD HH:MM:SS` (UTC, proleptic Gregorian).
-fn parse_timestamp(s: &str) -> Option<i64> {
-    let (date, time) = s.split_once(' ')?;
-    let mut d = date.split('-').map(|x| x.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    let mut t = time.split(':').map(|x| x.parse::<i64>().ok());
-    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || !(0..24).contains(&hh) || !(0..60).contains(&mm) || !(0..61).contains(&ss) {
-        return None;
-    }
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
 }
 
 /// Scales every pool so the fleet has about `gpus` GPUs in all (never shrinking a pool below
