@@ -5,9 +5,12 @@ mod audit;
 mod bench;
 mod bench_ledger;
 mod bench_sanitize;
+mod client;
 mod clock;
+mod demo;
 mod evidence;
 mod fleet_cmds;
+mod jobs;
 mod ledger_sink;
 mod lineage;
 mod output;
@@ -16,6 +19,7 @@ mod retention;
 mod sanitize;
 mod sim;
 mod token;
+mod up;
 
 use std::path::PathBuf;
 
@@ -26,8 +30,9 @@ use clap::{Parser, Subcommand};
 /// For every job, dataset and model it answers: where may this job run, what data may move,
 /// and who can prove it later.
 ///
-/// Start with `tidegate check` on a fleet directory, then `tidegate explain --job FILE` to see
-/// where one job may run and why, and `tidegate plan --jobs DIR` for a whole rollout.
+/// Start the control plane with `tidegate up` and watch it work with `tidegate demo burst`.
+/// Without a server: `tidegate check` validates a fleet directory, `tidegate explain --job FILE`
+/// shows where one job may run and why, and `tidegate plan --jobs DIR` plans a whole rollout.
 #[derive(Debug, Parser)]
 #[command(name = "tidegate", version, about, long_about, propagate_version = true)]
 struct Cli {
@@ -40,6 +45,21 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Start the control plane (API, scheduler, executors, evidence ledger) on this machine.
+    Up(up::UpArgs),
+    /// Submit job manifests to the control plane.
+    Submit(jobs::SubmitArgs),
+    /// List jobs known to the control plane.
+    Jobs(jobs::JobsArgs),
+    /// Show one job: state, placement explanation and events.
+    Job(jobs::JobArgs),
+    /// Cancel a job.
+    Cancel(jobs::CancelArgs),
+    /// Print the end of a job's output.
+    Logs(jobs::LogsArgs),
+    /// Demonstrations against a running control plane.
+    #[command(subcommand)]
+    Demo(demo::DemoCmd),
     /// Validate a fleet directory, its policies and example jobs; every error names file and line.
     Check(fleet_cmds::CheckArgs),
     /// Explain where one job may run: per zone and pool, allowed or not, and why.
@@ -105,6 +125,13 @@ fn main() -> miette::Result<()> {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     match cli.command {
+        Command::Up(a) => up::run(&a),
+        Command::Submit(a) => jobs::submit(&a),
+        Command::Jobs(a) => jobs::list(&a),
+        Command::Job(a) => jobs::show(&a),
+        Command::Cancel(a) => jobs::cancel(&a),
+        Command::Logs(a) => jobs::logs(&a),
+        Command::Demo(c) => demo::run(&c),
         Command::Check(a) => fleet_cmds::check(&a),
         Command::Explain(a) => fleet_cmds::explain(&a),
         Command::Plan(a) => fleet_cmds::plan(&a),

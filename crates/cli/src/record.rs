@@ -9,7 +9,7 @@ use miette::miette;
 use tidegate_ledger::ledger::put_document;
 use tidegate_ledger::{Action, Decision, Digest, EntryDraft, Ident, Ledger, LedgerOptions, Subject, SubjectKind};
 use tidegate_model::{Fleet, Input, JobSpec};
-use tidegate_placement::{Failures, Placement, ZoneFailures};
+use tidegate_placement::Placement;
 use tidegate_policy::PolicyEngine;
 
 const ACTOR: &str = "tidegate-plan";
@@ -28,44 +28,6 @@ fn digest(hex: &str) -> miette::Result<Digest> {
 
 fn subject(kind: SubjectKind, id: &str) -> miette::Result<Subject> {
     Subject::new(kind, id).map_err(|e| miette!("`{id}` cannot be recorded as a subject: {e}"))
-}
-
-/// The reason codes of a placement: for a placed job, the policies that permitted its zone; for a
-/// refused one, every forbidding policy and failed constraint across the fleet (at most 32).
-fn reasons(p: &Placement) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    let mut add = |s: String| {
-        if !out.contains(&s) && out.len() < tidegate_ledger::entry::MAX_LIST {
-            out.push(s);
-        }
-    };
-    match p.decision.zone {
-        Some(z) => {
-            if let Some(v) = p.verdicts.policy.get(z) {
-                v.permits.iter().for_each(|r| add(r.id.clone()));
-            }
-        }
-        None => {
-            for v in p.verdicts.policy.iter() {
-                v.forbids.iter().for_each(|r| add(r.id.clone()));
-            }
-            for zc in &p.zones {
-                for (flag, name) in ZoneFailures::ALL {
-                    if zc.failures.has(*flag) {
-                        add(format!("constraint:{}", name.replace(' ', "-")));
-                    }
-                }
-            }
-            for pc in &p.pools {
-                for (flag, name) in Failures::ALL {
-                    if pc.failures.has(*flag) {
-                        add(format!("constraint:{}", name.replace(' ', "-")));
-                    }
-                }
-            }
-        }
-    }
-    out
 }
 
 /// Appends the fleet, the policy set and every job's submission and placement to the ledger in
@@ -118,7 +80,7 @@ pub fn record_plan(
         if decision == Decision::Allowed {
             subjects.push(subject(SubjectKind::Zone, zone)?);
         }
-        let reasons = reasons(p).iter().map(|r| ident(r)).collect::<miette::Result<Vec<_>>>()?;
+        let reasons = p.reason_codes(tidegate_ledger::entry::MAX_LIST).iter().map(|r| ident(r)).collect::<miette::Result<Vec<_>>>()?;
         append(
             Action::JobPlaced { decision, zone: ident(zone)?, pool: ident(pool)?, reasons, policy_hash: policy_hash.clone() },
             subjects,

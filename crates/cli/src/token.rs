@@ -223,10 +223,13 @@ pub fn run(data_dir: &Path, cmd: TokenCmd) -> miette::Result<()> {
                         "submit" => Action::Submit,
                         "approve" => Action::Approve,
                         "audit" => Action::Audit,
+                        "read" => Action::Read,
+                        "cancel" => Action::Cancel,
+                        "observe" => Action::Observe,
                         "administer" => Action::Administer,
                         other => {
                             return Err(miette!(
-                                "unknown action {other:?}: submit, approve, audit, administer"
+                                "unknown action {other:?}: submit, approve, audit, read, cancel, observe, administer"
                             ))
                         }
                     },

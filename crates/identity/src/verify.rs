@@ -85,6 +85,12 @@ pub enum Action {
     Approve,
     /// Read audit evidence (role auditor).
     Audit,
+    /// Read a team's jobs, their events and logs (roles submitter, approver, auditor).
+    Read,
+    /// Cancel a team's job (role submitter).
+    Cancel,
+    /// Read fleet-wide operational state: zones, metrics (role auditor; any team).
+    Observe,
     /// Administer the installation (role admin only).
     Administer,
 }
@@ -97,6 +103,9 @@ impl Action {
             Action::Submit => "submit",
             Action::Approve => "approve",
             Action::Audit => "audit",
+            Action::Read => "read",
+            Action::Cancel => "cancel",
+            Action::Observe => "observe",
             Action::Administer => "administer",
         }
     }
@@ -174,6 +183,11 @@ const POLICIES: &str = r#"
 role_allows("submitter", "submit");
 role_allows("approver", "approve");
 role_allows("auditor", "audit");
+role_allows("submitter", "read");
+role_allows("approver", "read");
+role_allows("auditor", "read");
+role_allows("submitter", "cancel");
+allow if kind("user"), req_action("observe"), role("auditor");
 allow if kind("job"), req_operation("read"), req_resource($r), input($r), req_zone($z), job_zone($z);
 allow if kind("job"), req_operation("write"), req_resource($r), output_prefix($p), $r.starts_with($p), req_zone($z), job_zone($z);
 allow if kind("user"), req_action($a), role($role), role_allows($role, $a), req_team($t), team($t);

@@ -259,3 +259,44 @@ impl Explanation {
         s
     }
 }
+
+impl Placement {
+    /// Reason codes for the evidence ledger: for a placed job, the policies that permitted its
+    /// zone; for a refused one, every forbidding policy and failed constraint across the fleet
+    /// (at most `max`, first seen first).
+    pub fn reason_codes(&self, max: usize) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let mut add = |s: String| {
+            if !out.contains(&s) && out.len() < max {
+                out.push(s);
+            }
+        };
+        match self.decision.zone {
+            Some(z) => {
+                if let Some(v) = self.verdicts.policy.get(z) {
+                    v.permits.iter().for_each(|r| add(r.id.clone()));
+                }
+            }
+            None => {
+                for v in self.verdicts.policy.iter() {
+                    v.forbids.iter().for_each(|r| add(r.id.clone()));
+                }
+                for zc in &self.zones {
+                    for (flag, name) in ZoneFailures::ALL {
+                        if zc.failures.has(*flag) {
+                            add(format!("constraint:{}", name.replace(' ', "-")));
+                        }
+                    }
+                }
+                for pc in &self.pools {
+                    for (flag, name) in Failures::ALL {
+                        if pc.failures.has(*flag) {
+                            add(format!("constraint:{}", name.replace(' ', "-")));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+}

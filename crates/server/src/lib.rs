@@ -1,1 +1,247 @@
-//! placeholder
+//! tidegate control plane: the HTTP API ([`api`]), its authentication ([`auth`]), the scheduler
+//! loop ([`control`]) that drives the sans-IO scheduler core and the zone executors, the points of
+//! action it records in the evidence ledger ([`evidence`]), and metrics ([`metrics`]).
+//!
+//! [`start`] brings everything up from a [`ServerConfig`]: fleet and policy set (refusing to
+//! start if either does not load), durable store (SQLite under the data directory, or
+//! PostgreSQL), token keys and an admin token, the ledger, one executor per zone, the HTTP
+//! listener and the scheduler loop. [`Server::shutdown`] drains: stop taking submissions,
+//! finish requests in flight, stop the loop (giving its lease back), seal a ledger checkpoint.
+
+pub mod api;
+pub mod auth;
+pub mod control;
+mod error;
+pub mod evidence;
+pub mod metrics;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use error::{ApiError, ErrorBody, ErrorDetail};
+
+use tidegate_exec::{Executor, LocalExecutor};
+use tidegate_identity::{Role, RootKeyStore};
+use tidegate_policy::PolicyEngine;
+
+use crate::auth::{Auth, Clock};
+use crate::control::{LoopConfig, Shared, Wake};
+use crate::evidence::Evidence;
+use crate::metrics::Metrics;
+
+/// Everything a handler needs.
+#[derive(Debug)]
+pub struct AppState {
+    /// What the API shares with the scheduler loop.
+    pub shared: Arc<Shared>,
+    /// Token verification.
+    pub auth: Auth,
+    /// Set while shutting down: new submissions are refused.
+    pub draining: AtomicBool,
+}
+
+/// How to start the control plane.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Data directory: SQLite state, ledger, token keys, zone work directories.
+    pub data_dir: PathBuf,
+    /// Fleet directory.
+    pub fleet_dir: PathBuf,
+    /// `postgres://` URL; SQLite under the data directory when absent.
+    pub database: Option<String>,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Scheduler loop settings.
+    pub loop_cfg: LoopConfig,
+    /// Root of the local executors' work directories (default `<data-dir>/zones`).
+    pub work_root: Option<PathBuf>,
+    /// Lifetime of the admin token written at start, minutes.
+    pub admin_token_minutes: u32,
+}
+
+/// Why the control plane did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The fleet does not load.
+    #[error("the fleet in {dir} does not load:\n{errors}")]
+    Fleet {
+        /// Fleet directory.
+        dir: PathBuf,
+        /// Every problem.
+        errors: tidegate_model::LoadErrors,
+    },
+    /// The policy set does not load: nothing may be placed, so the control plane does not start.
+    #[error("the policy set does not load, so nothing could be placed:\n{0}")]
+    Policy(String),
+    /// The store cannot be opened.
+    #[error("cannot open the store: {0}")]
+    Store(#[from] tidegate_store::StoreError),
+    /// Token keys cannot be read or created.
+    #[error("token keys in {dir}: {reason}")]
+    Keys {
+        /// Keys directory.
+        dir: PathBuf,
+        /// What failed.
+        reason: String,
+    },
+    /// The evidence ledger cannot be opened or written.
+    #[error("{0}")]
+    Ledger(String),
+    /// A zone executor cannot be set up.
+    #[error("zone executor: {0}")]
+    Executor(#[from] tidegate_exec::ExecError),
+    /// A file in the data directory cannot be written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The address cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A running control plane.
+#[derive(Debug)]
+pub struct Server {
+    /// The API's base URL.
+    pub url: String,
+    /// Where the admin token was written.
+    pub admin_token_path: PathBuf,
+    /// The state handlers share.
+    pub state: Arc<AppState>,
+    loop_thread: Option<std::thread::JoinHandle<()>>,
+    http: tokio::task::JoinHandle<()>,
+    stop_http: Arc<tokio::sync::Notify>,
+}
+
+fn write_secret(path: &Path, text: &str) -> Result<(), StartError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let io = |source| StartError::Io { path: path.to_owned(), source };
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(io)?;
+    f.write_all(text.as_bytes()).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+/// Starts the control plane (call inside a multi-threaded tokio runtime).
+pub async fn start(cfg: ServerConfig, clock: Clock) -> Result<Server, StartError> {
+    let fleet = tidegate_model::load_fleet(&cfg.fleet_dir)
+        .map_err(|errors| StartError::Fleet { dir: cfg.fleet_dir.clone(), errors })?;
+    let policy = PolicyEngine::load(&fleet).map_err(|e| StartError::Policy(e.to_string()))?;
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|source| StartError::Io { path: cfg.data_dir.clone(), source })?;
+    let data_dir = cfg.data_dir.clone();
+    let database = cfg.database.clone();
+    let store: Arc<dyn tidegate_store::Store> = tokio::task::spawn_blocking(move || tidegate_store::open(database.as_deref(), &data_dir))
+        .await
+        .map_err(|e| StartError::Ledger(format!("store open task failed: {e}")))??
+        .into();
+    let keys_dir = cfg.data_dir.join("keys");
+    let keys = RootKeyStore::new(&keys_dir);
+    let keys_err = |reason: String| StartError::Keys { dir: keys_dir.clone(), reason };
+    let admin = auth::mint(&keys, "admin", Role::Admin, "admin", cfg.admin_token_minutes, clock())
+        .map_err(|e| keys_err(e.to_string()))?;
+    let admin_token_path = cfg.data_dir.join("admin.token");
+    write_secret(&admin_token_path, &admin)?;
+    let auth = Auth::new(keys, clock).map_err(|e| keys_err(e.to_string()))?;
+    let evidence = Evidence::open(&cfg.data_dir, &fleet, &policy).map_err(StartError::Ledger)?;
+    let work_root = cfg.work_root.clone().unwrap_or_else(|| cfg.data_dir.join("zones"));
+    let mut executors: BTreeMap<String, Arc<dyn Executor>> = BTreeMap::new();
+    for z in &fleet.zones {
+        // The embedded default: a local executor stands in for every zone's backend.
+        let dir = match &z.backend {
+            tidegate_model::Backend::Local { workdir: Some(w) } => w.clone(),
+            _ => work_root.join(&z.name),
+        };
+        executors.insert(z.name.clone(), Arc::new(LocalExecutor::new(dir)?));
+    }
+    let shared = Arc::new(Shared {
+        store,
+        fleet: Arc::new(fleet),
+        executors,
+        metrics: Arc::new(Metrics::new()),
+        evidence: Arc::new(evidence),
+        wake: Arc::new(Wake::default()),
+        shutdown: Arc::new(AtomicBool::new(false)),
+        leading: Arc::new(AtomicBool::new(false)),
+    });
+    let state = Arc::new(AppState { shared: shared.clone(), auth, draining: AtomicBool::new(false) });
+    let listener = tokio::net::TcpListener::bind(cfg.listen).await.map_err(|source| StartError::Bind { addr: cfg.listen, source })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: cfg.listen, source })?;
+    let url = format!("http://{addr}");
+    let url_path = cfg.data_dir.join("server.url");
+    std::fs::write(&url_path, format!("{url}\n")).map_err(|source| StartError::Io { path: url_path, source })?;
+
+    let loop_shared = shared.clone();
+    let loop_cfg = cfg.loop_cfg.clone();
+    let loop_thread = std::thread::Builder::new()
+        .name("tidegate-scheduler".into())
+        .spawn(move || control::run(&loop_shared, &loop_cfg))
+        .map_err(|source| StartError::Io { path: PathBuf::from("<scheduler thread>"), source })?;
+
+    // Seal a checkpoint now and then so evidence bundles cover recent work.
+    let cp_shared = shared.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            every.tick().await;
+            if cp_shared.shutdown.load(Ordering::SeqCst) {
+                break;
+            }
+            let ev = cp_shared.evidence.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                if let Err(e) = ev.checkpoint() {
+                    tracing::warn!(error = %e, "cannot publish a ledger checkpoint");
+                }
+            })
+            .await;
+        }
+    });
+
+    let stop_http = Arc::new(tokio::sync::Notify::new());
+    let stop = stop_http.clone();
+    let app = api::router(state.clone());
+    let http = tokio::spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async move { stop.notified().await });
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+    tracing::info!(%url, "control plane listening");
+    Ok(Server { url, admin_token_path, state, loop_thread: Some(loop_thread), http, stop_http })
+}
+
+impl Server {
+    /// Drains and stops: new submissions are refused at once, requests in flight finish, the
+    /// scheduler loop stops and gives its lease back, and a final ledger checkpoint is sealed.
+    /// Running jobs are left running; the next start finds them.
+    pub async fn shutdown(mut self) {
+        self.state.draining.store(true, Ordering::SeqCst);
+        self.stop_http.notify_one();
+        let _ = (&mut self.http).await;
+        self.state.shared.shutdown.store(true, Ordering::SeqCst);
+        self.state.shared.wake.notify();
+        if let Some(t) = self.loop_thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+        let ev = self.state.shared.evidence.clone();
+        let _ = tokio::task::spawn_blocking(move || ev.checkpoint()).await;
+        tracing::info!("control plane stopped");
+    }
+}

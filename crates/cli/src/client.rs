@@ -1,0 +1,109 @@
+//! The API client the job commands use: where the server is, which token to send, and turning
+//! the API's JSON errors into diagnostics.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use miette::miette;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// How to reach the control plane.
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// Base URL of the API. Default: the URL `tidegate up` wrote to `<data-dir>/server.url`,
+    /// else http://127.0.0.1:7700.
+    #[arg(long, env = "TIDEGATE_URL", global = true)]
+    pub server: Option<String>,
+    /// File holding a bearer token. Default: `<data-dir>/admin.token` (written by `tidegate up`).
+    #[arg(long, env = "TIDEGATE_TOKEN_FILE", global = true)]
+    pub token_file: Option<PathBuf>,
+    /// Data directory of a local `tidegate up`, used to find its URL and admin token.
+    #[arg(long, default_value = ".tidegate", global = true)]
+    pub data_dir: PathBuf,
+}
+
+/// A connected client.
+#[derive(Debug, Clone)]
+pub struct Client {
+    agent: ureq::Agent,
+    /// Base URL, without a trailing slash.
+    pub base: String,
+    token: String,
+}
+
+fn read_trimmed(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path).ok().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+}
+
+/// An HTTP agent that hands error statuses back as responses (their JSON bodies explain them).
+pub fn agent(timeout: Duration) -> ureq::Agent {
+    let config = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(timeout)).build();
+    ureq::Agent::new_with_config(config)
+}
+
+impl Client {
+    /// Resolves the server and token from flags, environment and the data directory.
+    pub fn from_args(args: &ClientArgs) -> miette::Result<Self> {
+        let base = args
+            .server
+            .clone()
+            .or_else(|| read_trimmed(&args.data_dir.join("server.url")))
+            .unwrap_or_else(|| "http://127.0.0.1:7700".into())
+            .trim_end_matches('/')
+            .to_owned();
+        let token_path = args.token_file.clone().unwrap_or_else(|| args.data_dir.join("admin.token"));
+        let token = match std::env::var("TIDEGATE_TOKEN") {
+            Ok(t) if !t.trim().is_empty() => t.trim().to_owned(),
+            _ => read_trimmed(&token_path).ok_or_else(|| {
+                miette!(
+                    help = "start the control plane with `tidegate up` (it writes <data-dir>/admin.token), or pass --token-file / set TIDEGATE_TOKEN",
+                    "no API token: {} is missing or empty",
+                    token_path.display()
+                )
+            })?,
+        };
+        Ok(Self { agent: agent(Duration::from_secs(30)), base, token })
+    }
+
+    /// A client with an explicit URL and token.
+    pub fn new(base: &str, token: &str) -> Self {
+        Self { agent: agent(Duration::from_secs(30)), base: base.trim_end_matches('/').to_owned(), token: token.to_owned() }
+    }
+
+    fn finish<T: DeserializeOwned>(&self, what: &str, resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> miette::Result<T> {
+        let mut resp = resp.map_err(|e| {
+            miette!(help = "is the control plane running? start it with `tidegate up`", "{what}: cannot reach {}: {e}", self.base)
+        })?;
+        let status = resp.status();
+        let text = resp.body_mut().read_to_string().map_err(|e| miette!("{what}: cannot read the answer: {e}"))?;
+        if status.is_success() {
+            return serde_json::from_str(&text).map_err(|e| miette!("{what}: unexpected answer from the server ({e}): {text}"));
+        }
+        let err: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+        let code = err.pointer("/error/code").and_then(|v| v.as_str()).unwrap_or("error");
+        let message = err.pointer("/error/message").and_then(|v| v.as_str()).unwrap_or(text.as_str());
+        let field = err.pointer("/error/field").and_then(|v| v.as_str());
+        Err(match field {
+            Some(f) => miette!("{what}: {status} {code} (field {f}): {message}"),
+            None => miette!("{what}: {status} {code}: {message}"),
+        })
+    }
+
+    /// GET a JSON resource.
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> miette::Result<T> {
+        let resp = self.agent.get(format!("{}{path}", self.base)).header("Authorization", format!("Bearer {}", self.token)).call();
+        self.finish(&format!("GET {path}"), resp)
+    }
+
+    /// POST JSON, with optional extra headers.
+    pub fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B, headers: &[(&str, &str)]) -> miette::Result<T> {
+        let mut req = self.agent.post(format!("{}{path}", self.base)).header("Authorization", format!("Bearer {}", self.token));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send_json(body);
+        self.finish(&format!("POST {path}"), resp)
+    }
+}

@@ -1,0 +1,156 @@
+//! `tidegate up`: the whole control plane on one machine (SQLite state, local executors standing
+//! in for every zone, HTTP on loopback), or one replica of it on PostgreSQL.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use miette::{miette, IntoDiagnostic};
+use tidegate_sched::SchedConfig;
+use tidegate_server::control::LoopConfig;
+use tidegate_server::ServerConfig;
+
+/// The example fleet, built in so `tidegate up` works from any directory.
+const EXAMPLE_FLEET: &[(&str, &str)] = &[
+    ("fleet.yaml", include_str!("../../../examples/fleet/fleet.yaml")),
+    ("datasets.yaml", include_str!("../../../examples/fleet/datasets.yaml")),
+    ("artifacts.yaml", include_str!("../../../examples/fleet/artifacts.yaml")),
+    ("policies/hospital.cedar", include_str!("../../../examples/fleet/policies/hospital.cedar")),
+    ("zones/edge-clinic.yaml", include_str!("../../../examples/fleet/zones/edge-clinic.yaml")),
+    ("zones/hospital-onprem.yaml", include_str!("../../../examples/fleet/zones/hospital-onprem.yaml")),
+    ("zones/private-cloud.yaml", include_str!("../../../examples/fleet/zones/private-cloud.yaml")),
+    ("zones/public-eu.yaml", include_str!("../../../examples/fleet/zones/public-eu.yaml")),
+    ("zones/public-us.yaml", include_str!("../../../examples/fleet/zones/public-us.yaml")),
+];
+
+/// Start the control plane: API, scheduler loop, executors, evidence ledger.
+///
+/// With no arguments it runs everything on this machine: state in `.tidegate/state.sqlite`
+/// (WAL, every acknowledged write survives a crash), the example fleet, and a local executor
+/// per zone (jobs run as real processes under `.tidegate/zones/<zone>/<job-id>/`; GPU pools are
+/// counted slots). It prints the API's URL and where the admin token is; stop it with Ctrl-C or
+/// SIGTERM (it drains: requests in flight finish, running jobs keep running and are found again
+/// at the next start).
+///
+/// Several replicas can share one PostgreSQL database (`--database postgres://...`): each serves
+/// the API, and only the one holding the scheduler lease runs the scheduler loop.
+///
+/// Then, in another terminal: `tidegate demo burst`, `tidegate submit examples/jobs/sepsis-hpo-sweep.yaml`,
+/// `tidegate jobs`, `tidegate job ID`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Data directory: state, evidence ledger, token keys, admin token, zone work directories.
+    #[arg(long, default_value = ".tidegate")]
+    pub data_dir: PathBuf,
+    /// Fleet directory (default: ./examples/fleet if present, else the built-in example fleet,
+    /// written to <data-dir>/example-fleet).
+    #[arg(long)]
+    pub fleet: Option<PathBuf>,
+    /// PostgreSQL URL for shared state (default: SQLite in the data directory).
+    #[arg(long, env = "TIDEGATE_DATABASE")]
+    pub database: Option<String>,
+    /// Address to listen on (port 0 picks a free port; the URL is written to <data-dir>/server.url).
+    #[arg(long, default_value = "127.0.0.1:7700")]
+    pub listen: SocketAddr,
+    /// Burst a burst-eligible job to public capacity when its home queue holds this many jobs.
+    #[arg(long, default_value_t = 16)]
+    pub burst_queue_depth: usize,
+    /// Run jobs that have no command as stand-ins sleeping expected_hours x 3600 / SCALE seconds.
+    #[arg(long, default_value_t = 1.0)]
+    pub time_scale: f64,
+    /// This replica's name in the scheduler lease (default: host name and process id).
+    #[arg(long)]
+    pub replica: Option<String>,
+    /// Seconds the scheduler lease lasts without renewal (a new leader takes over after it).
+    #[arg(long, default_value_t = 5)]
+    pub lease_seconds: u64,
+    /// Root of the zone work directories (default <data-dir>/zones); replicas on one host can share it.
+    #[arg(long)]
+    pub work_root: Option<PathBuf>,
+    /// Lifetime of the admin token written at start, minutes (at most 720).
+    #[arg(long, default_value_t = 720)]
+    pub admin_token_minutes: u32,
+}
+
+fn example_fleet(data_dir: &Path) -> miette::Result<PathBuf> {
+    let local = PathBuf::from("examples/fleet");
+    if local.join("fleet.yaml").is_file() {
+        return Ok(local);
+    }
+    let dir = data_dir.join("example-fleet");
+    for (name, text) in EXAMPLE_FLEET {
+        let path = dir.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).into_diagnostic()?;
+        }
+        std::fs::write(&path, text).map_err(|e| miette!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(dir)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map_or_else(|_| "host".into(), |s| s.trim().to_owned())
+}
+
+/// Runs `tidegate up` until Ctrl-C or SIGTERM.
+pub fn run(args: &UpArgs) -> miette::Result<()> {
+    if !(args.time_scale > 0.0 && args.time_scale.is_finite()) {
+        return Err(miette!("--time-scale must be a positive number, got {}", args.time_scale));
+    }
+    let fleet_dir = match &args.fleet {
+        Some(f) => f.clone(),
+        None => example_fleet(&args.data_dir)?,
+    };
+    let cfg = ServerConfig {
+        data_dir: args.data_dir.clone(),
+        fleet_dir: fleet_dir.clone(),
+        database: args.database.clone(),
+        listen: args.listen,
+        loop_cfg: LoopConfig {
+            holder: args.replica.clone().unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id())),
+            lease_ttl: Duration::from_secs(args.lease_seconds.max(1)),
+            tick: Duration::from_millis(200),
+            sched: SchedConfig { burst_queue_depth: args.burst_queue_depth, ..SchedConfig::default() },
+            time_scale: args.time_scale,
+        },
+        work_root: args.work_root.clone(),
+        admin_token_minutes: args.admin_token_minutes,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().into_diagnostic()?;
+    rt.block_on(async move {
+        let server = tidegate_server::start(cfg, tidegate_server::auth::system_clock())
+            .await
+            .map_err(|e| miette!(help = "nothing was started", "{e}"))?;
+        let store = server.state.shared.store.describe();
+        let zones = server.state.shared.fleet.zones.len();
+        println!("tidegate control plane is up");
+        println!("  API          {}  (OpenAPI at /openapi.json, Prometheus at /metrics)", server.url);
+        println!("  admin token  {}", server.admin_token_path.display());
+        println!("  state        {store}");
+        println!("  fleet        {} ({zones} zones, a local executor standing in for each)", fleet_dir.display());
+        println!("  evidence     {}", args.data_dir.join("ledger").display());
+        println!("next, in another terminal:  tidegate demo burst   (or: tidegate submit examples/jobs/sepsis-hpo-sweep.yaml)");
+        println!("stop with Ctrl-C (drains gracefully)");
+        wait_for_signal().await;
+        println!("draining...");
+        server.shutdown().await;
+        println!("stopped");
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = ctrl_c.await;
+        }
+    }
+}

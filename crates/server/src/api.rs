@@ -1,0 +1,564 @@
+//! The HTTP API under `/v1` (axum), its OpenAPI document (utoipa) and the JSON shapes it speaks.
+//!
+//! Every handler authenticates first, then validates the request, then authorizes the action for
+//! the team concerned, then does one store transaction on the blocking pool. The OpenAPI
+//! document lists, for each operation, the token action it needs as the scope of its `bearer`
+//! security requirement (`submit`, `read`, `cancel`, `observe`, `administer`; `any` for the
+//! document itself), so clients and tests can derive the access rules from the document.
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use tidegate_identity::{Action, Role};
+use tidegate_model::{parse_job, LoadError};
+use tidegate_store::{JobEvent, JobFilter, JobId, JobRecord, JobState, NewJob, PageRequest, Timestamp, Transition, MAX_PAGE_SIZE};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+
+use crate::error::{ApiError, ErrorBody};
+use crate::AppState;
+
+/// Longest manifest accepted, bytes.
+const MAX_MANIFEST: usize = 256 * 1024;
+
+/// The OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "tidegate control plane", description = "Policy-aware placement of GPU jobs across private, public and edge zones."),
+    paths(health, openapi_doc, submit_job, list_jobs, get_job, job_logs, cancel_job, list_zones, metrics, mint_token),
+    components(schemas(ErrorBody, SubmitRequest, SubmitResponse, JobView, EventView, JobDetail, JobList, LogsView, ZoneView, PoolView, TokenRequest, TokenResponse, Health)),
+    modifiers(&BearerScheme)
+)]
+pub struct ApiDoc;
+
+struct BearerScheme;
+
+impl Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("Biscuit")
+                    .description(Some("A tidegate user token (role and team), e.g. from `tidegate token mint --user`. The scope names the action the route needs."))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The API's routes.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(health))
+        .route("/openapi.json", get(openapi_doc))
+        .route("/metrics", get(metrics))
+        .route("/v1/jobs", post(submit_job).get(list_jobs))
+        .route("/v1/jobs/{id}", get(get_job))
+        .route("/v1/jobs/{id}/logs", get(job_logs))
+        .route("/v1/jobs/{id}/cancel", post(cancel_job))
+        .route("/v1/zones", get(list_zones))
+        .route("/v1/tokens", post(mint_token))
+        .with_state(state)
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal(format!("worker failed: {e}")))?
+}
+
+fn body<T>(r: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    r.map(|Json(t)| t).map_err(|e| ApiError::invalid("body", format!("the request body is not valid: {}", e.body_text())))
+}
+
+// ---------- shapes ----------
+
+/// Health of this replica.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`, or `draining` while shutting down.
+    pub status: String,
+    /// This replica runs the scheduler loop.
+    pub leader: bool,
+    /// Which store it uses.
+    pub store: String,
+}
+
+/// A job submission.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitRequest {
+    /// The job manifest, YAML (`apiVersion: tidegate.io/v1`, `kind: Job`), as in `examples/jobs/`.
+    pub manifest: String,
+}
+
+/// A job as the API shows it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct JobView {
+    /// Job id.
+    pub id: String,
+    /// Job name.
+    pub name: String,
+    /// Owning team.
+    pub team: String,
+    /// `submitted`, `queued`, `admitted`, `running`, `succeeded`, `failed`, `cancelled`, `preempted`.
+    pub state: String,
+    /// Why it is in this state.
+    pub reason: Option<String>,
+    /// Zone (queue zone while queued; placement once admitted).
+    pub zone: Option<String>,
+    /// Pool once admitted.
+    pub pool: Option<String>,
+    /// Submission time, ms since the Unix epoch.
+    pub submitted_at: i64,
+    /// Last change, ms since the Unix epoch.
+    pub updated_at: i64,
+    /// Version (grows with every change).
+    pub version: u64,
+    /// The idempotency key given at submission.
+    pub idempotency_key: Option<String>,
+}
+
+impl From<&JobRecord> for JobView {
+    fn from(r: &JobRecord) -> Self {
+        Self {
+            id: r.id.to_string(),
+            name: r.name.clone(),
+            team: r.team.clone(),
+            state: r.state.to_string(),
+            reason: r.reason.clone(),
+            zone: r.zone.clone(),
+            pool: r.pool.clone(),
+            submitted_at: r.submitted_at.millis(),
+            updated_at: r.updated_at.millis(),
+            version: r.version,
+            idempotency_key: r.idempotency_key.clone(),
+        }
+    }
+}
+
+/// The answer to a submission.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SubmitResponse {
+    /// The job.
+    pub job: JobView,
+    /// True when the idempotency key had already created this job (nothing new was created).
+    pub replayed: bool,
+}
+
+/// One event in a job's history.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EventView {
+    /// 1, 2, ...
+    pub seq: u64,
+    /// `submitted`, `queued`, `admitted`, `running`, `released`, ...
+    pub kind: String,
+    /// State before.
+    pub from_state: Option<String>,
+    /// State after.
+    pub to_state: Option<String>,
+    /// Why.
+    pub reason: Option<String>,
+    /// Details (placement explanation, burst justification, cost...).
+    #[schema(value_type = Object)]
+    pub details: serde_json::Value,
+    /// When, ms since the Unix epoch.
+    pub at: i64,
+}
+
+impl From<&JobEvent> for EventView {
+    fn from(e: &JobEvent) -> Self {
+        Self {
+            seq: e.seq,
+            kind: e.kind.clone(),
+            from_state: e.from_state.map(|s| s.to_string()),
+            to_state: e.to_state.map(|s| s.to_string()),
+            reason: e.reason.clone(),
+            details: e.details.clone(),
+            at: e.at.millis(),
+        }
+    }
+}
+
+/// A job with its events.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct JobDetail {
+    /// The job.
+    pub job: JobView,
+    /// Its events, oldest first.
+    pub events: Vec<EventView>,
+}
+
+/// One page of jobs.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct JobList {
+    /// Jobs in submission order.
+    pub jobs: Vec<JobView>,
+    /// Pass as `after` for the next page; absent on the last.
+    pub next: Option<u64>,
+}
+
+/// Filters for listing jobs.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only jobs in this state.
+    pub state: Option<String>,
+    /// Only this team's jobs (default: the caller's team; an admin sees every team).
+    pub team: Option<String>,
+    /// Only jobs in this zone.
+    pub zone: Option<String>,
+    /// Page size (1..=1000, default 100).
+    pub limit: Option<u32>,
+    /// Cursor from the previous page.
+    pub after: Option<u64>,
+}
+
+/// A job's output.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LogsView {
+    /// Job id.
+    pub job: String,
+    /// The last `tail_bytes` of its combined output.
+    pub logs: String,
+}
+
+/// How much output to return.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct LogsQuery {
+    /// Bytes from the end (default 65536, at most 1 MiB).
+    pub tail_bytes: Option<u64>,
+}
+
+/// A pool in a zone.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PoolView {
+    /// Pool name.
+    pub name: String,
+    /// GPU type.
+    pub gpu_type: String,
+    /// GPUs.
+    pub gpus: u32,
+}
+
+/// A zone and its load.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ZoneView {
+    /// Zone name.
+    pub name: String,
+    /// `private`, `public` or `edge`.
+    pub tier: String,
+    /// Backend kind.
+    pub backend: String,
+    /// Pools.
+    pub pools: Vec<PoolView>,
+    /// Jobs waiting in the zone's queue.
+    pub queued: u64,
+    /// Jobs admitted or running there.
+    pub running: u64,
+}
+
+/// Mint a user token (admin only).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    /// The user's name.
+    pub subject: String,
+    /// `submitter`, `approver`, `auditor` or `admin`.
+    pub role: String,
+    /// The user's team.
+    pub team: String,
+    /// Lifetime in minutes (1..=720, default 60).
+    pub minutes: Option<u32>,
+}
+
+/// A minted token.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TokenResponse {
+    /// The bearer token.
+    pub token: String,
+    /// Its lifetime in minutes.
+    pub minutes: u32,
+}
+
+// ---------- handlers ----------
+
+/// Liveness and role of this replica (no authentication).
+#[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health)))]
+async fn health(State(st): State<Arc<AppState>>) -> Json<Health> {
+    let draining = st.draining.load(Ordering::SeqCst);
+    Json(Health {
+        status: if draining { "draining".into() } else { "ok".into() },
+        leader: st.shared.leading.load(Ordering::SeqCst),
+        store: st.shared.store.describe(),
+    })
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "The OpenAPI document"), (status = 401, body = ErrorBody)), security(("bearer" = ["any"])))]
+async fn openapi_doc(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    st.auth.authenticate(&headers)?;
+    Ok(Json(ApiDoc::openapi()).into_response())
+}
+
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("bearer" = ["observe"])))]
+async fn metrics(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let caller = st.auth.authenticate(&headers)?;
+    st.auth.authorize(&caller, Action::Observe, "")?;
+    let text = st.shared.metrics.render().map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response())
+}
+
+fn manifest_error(errors: &tidegate_model::LoadErrors) -> ApiError {
+    let field = errors.0.iter().find_map(|e| match e {
+        LoadError::Invalid { field, .. } => Some(format!("manifest.{field}")),
+        LoadError::Syntax { line, column, .. } => Some(format!("manifest (line {line}, column {column})")),
+        LoadError::Io { .. } => None,
+    });
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_manifest", errors.to_string()).field(field.unwrap_or_else(|| "manifest".into()))
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(v) = headers.get("idempotency-key") else { return Ok(None) };
+    let key = v
+        .to_str()
+        .map_err(|_| ApiError::invalid("Idempotency-Key", "the Idempotency-Key header must be printable ASCII"))?
+        .trim();
+    if key.is_empty() || key.len() > 255 {
+        return Err(ApiError::invalid("Idempotency-Key", "the Idempotency-Key header must be 1 to 255 characters"));
+    }
+    Ok(Some(key.to_owned()))
+}
+
+/// Submit a job. With an `Idempotency-Key`, a retry of the same request returns the job it
+/// created (`replayed: true`); the same key with a different request is a conflict.
+#[utoipa::path(post, path = "/v1/jobs", request_body = SubmitRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: one job per key and team")),
+    responses((status = 201, body = SubmitResponse), (status = 200, body = SubmitResponse, description = "Replayed"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("bearer" = ["submit"])))]
+async fn submit_job(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    req: Result<Json<SubmitRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let caller = st.auth.authenticate(&headers)?;
+    if st.draining.load(Ordering::SeqCst) {
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "draining", "the server is shutting down; submit to another replica or retry"));
+    }
+    let req = body(req)?;
+    if req.manifest.len() > MAX_MANIFEST {
+        return Err(ApiError::invalid("manifest", format!("the manifest is {} bytes; at most {MAX_MANIFEST}", req.manifest.len())));
+    }
+    let spec = parse_job(Path::new("manifest"), &req.manifest, &st.shared.fleet).map_err(|e| manifest_error(&e))?;
+    st.auth.authorize(&caller, Action::Submit, &spec.team)?;
+    let key = idempotency_key(&headers)?;
+    let shared = st.shared.clone();
+    let manifest = req.manifest;
+    let (rec, replayed) = blocking(move || {
+        let new = NewJob {
+            id: JobId::generate()?,
+            name: spec.name.clone(),
+            team: spec.team.clone(),
+            spec: serde_json::json!({ "manifest": manifest }),
+            idempotency_key: key,
+            reason: None,
+            at: Timestamp::now(),
+        };
+        let out = shared.store.submit(new)?;
+        if !out.replayed {
+            if let Err(e) = shared.evidence.submitted(&out.job.id, manifest.as_bytes()) {
+                // Fail closed: a submission the ledger cannot record never runs.
+                let why = format!("refused: the evidence ledger cannot record the submission: {e}");
+                let _ = shared.store.transition(&out.job.id, Transition::to(JobState::Failed, out.job.version, Timestamp::now()).because(&why));
+                return Err(ApiError::unavailable(why));
+            }
+        }
+        Ok((out.job, out.replayed))
+    })
+    .await?;
+    st.shared.metrics.submissions.get_or_create(&crate::metrics::label("outcome", if replayed { "replayed" } else { "new" })).inc();
+    st.shared.wake.notify();
+    let status = if replayed { StatusCode::OK } else { StatusCode::CREATED };
+    Ok((status, Json(SubmitResponse { job: JobView::from(&rec), replayed })).into_response())
+}
+
+/// List jobs, one page at a time.
+#[utoipa::path(get, path = "/v1/jobs", params(ListQuery),
+    responses((status = 200, body = JobList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = ["read"])))]
+async fn list_jobs(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<JobList>, ApiError> {
+    let caller = st.auth.authenticate(&headers)?;
+    let Query(q) = q.map_err(|e| ApiError::invalid("query", e.body_text()))?;
+    let team = match q.team.clone() {
+        Some(t) => Some(t),
+        None if caller.is_admin() => None,
+        None => Some(caller.team().to_owned()),
+    };
+    st.auth.authorize(&caller, Action::Read, team.as_deref().unwrap_or(""))?;
+    let state = q
+        .state
+        .as_deref()
+        .map(str::parse::<JobState>)
+        .transpose()
+        .map_err(|e| ApiError::invalid("state", e.to_string()))?;
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > MAX_PAGE_SIZE {
+        return Err(ApiError::invalid("limit", format!("limit must be 1..={MAX_PAGE_SIZE}, got {limit}")));
+    }
+    let shared = st.shared.clone();
+    let filter = JobFilter { state, team, zone: q.zone };
+    let page = blocking(move || Ok(shared.store.list(&filter, PageRequest { after: q.after, limit })?)).await?;
+    Ok(Json(JobList { jobs: page.jobs.iter().map(JobView::from).collect(), next: page.next }))
+}
+
+async fn load_job(st: &Arc<AppState>, id: &str) -> Result<JobRecord, ApiError> {
+    let id = JobId::new(id).map_err(|e| ApiError::invalid("id", e.to_string()))?;
+    let shared = st.shared.clone();
+    let shown = id.to_string();
+    blocking(move || shared.store.get(&id)?.ok_or_else(|| ApiError::not_found(format!("job `{shown}` not found")))).await
+}
+
+/// A job: its state, why, and every event (the placement explanation is in the first `queued`
+/// event's details).
+#[utoipa::path(get, path = "/v1/jobs/{id}", params(("id" = String, Path, description = "Job id")),
+    responses((status = 200, body = JobDetail), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = ["read"])))]
+async fn get_job(State(st): State<Arc<AppState>>, headers: HeaderMap, UrlPath(id): UrlPath<String>) -> Result<Json<JobDetail>, ApiError> {
+    let caller = st.auth.authenticate(&headers)?;
+    let rec = load_job(&st, &id).await?;
+    st.auth.authorize(&caller, Action::Read, &rec.team)?;
+    let shared = st.shared.clone();
+    let jid = rec.id.clone();
+    let events = blocking(move || Ok(shared.store.events(&jid)?)).await?;
+    Ok(Json(JobDetail { job: JobView::from(&rec), events: events.iter().map(EventView::from).collect() }))
+}
+
+/// The end of a job's output (from its zone's executor).
+#[utoipa::path(get, path = "/v1/jobs/{id}/logs", params(("id" = String, Path, description = "Job id"), LogsQuery),
+    responses((status = 200, body = LogsView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = ["read"])))]
+async fn job_logs(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+    q: Result<Query<LogsQuery>, QueryRejection>,
+) -> Result<Json<LogsView>, ApiError> {
+    let caller = st.auth.authenticate(&headers)?;
+    let Query(q) = q.map_err(|e| ApiError::invalid("query", e.body_text()))?;
+    let rec = load_job(&st, &id).await?;
+    st.auth.authorize(&caller, Action::Read, &rec.team)?;
+    let tail = q.tail_bytes.unwrap_or(65_536).min(1 << 20);
+    let Some(zone) = rec.pool.as_ref().and(rec.zone.clone()) else {
+        return Ok(Json(LogsView { job: rec.id.to_string(), logs: String::new() }));
+    };
+    let exec = st.shared.executors.get(&zone).cloned().ok_or_else(|| ApiError::not_found(format!("zone `{zone}` has no executor here")))?;
+    let jid = rec.id.to_string();
+    let logs = blocking(move || match exec.logs(&jid, tail) {
+        Ok(l) => Ok(l),
+        Err(tidegate_exec::ExecError::Unknown(_)) => Ok(String::new()),
+        Err(e) => Err(ApiError::internal(e.to_string())),
+    })
+    .await?;
+    Ok(Json(LogsView { job: rec.id.to_string(), logs }))
+}
+
+/// Cancel a job that has not ended; a running job is stopped.
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", params(("id" = String, Path, description = "Job id")),
+    responses((status = 200, body = JobView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = ["cancel"])))]
+async fn cancel_job(State(st): State<Arc<AppState>>, headers: HeaderMap, UrlPath(id): UrlPath<String>) -> Result<Json<JobView>, ApiError> {
+    let caller = st.auth.authenticate(&headers)?;
+    let rec = load_job(&st, &id).await?;
+    st.auth.authorize(&caller, Action::Cancel, &rec.team)?;
+    let shared = st.shared.clone();
+    let who = caller.subject().to_owned();
+    let rec = blocking(move || {
+        let mut rec = rec;
+        // A concurrent change (the scheduler admitting it) moves the version: retry a few times.
+        for _ in 0..5 {
+            if rec.state.is_terminal() {
+                return Err(ApiError::new(StatusCode::CONFLICT, "conflict", format!("job `{}` already ended ({})", rec.id, rec.state)));
+            }
+            let t = Transition::to(JobState::Cancelled, rec.version, Timestamp::now()).because(&format!("cancelled by {who}"));
+            match shared.store.transition(&rec.id, t) {
+                Ok(r) => return Ok(r),
+                Err(tidegate_store::StoreError::VersionConflict { .. }) => {
+                    rec = shared.store.get(&rec.id)?.ok_or_else(|| ApiError::not_found("job vanished"))?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ApiError::new(StatusCode::CONFLICT, "conflict", "the job keeps changing; retry"))
+    })
+    .await?;
+    st.shared.wake.notify();
+    Ok(Json(JobView::from(&rec)))
+}
+
+/// Zones, their pools, and how many jobs wait and run in each.
+#[utoipa::path(get, path = "/v1/zones",
+    responses((status = 200, body = [ZoneView]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = ["observe"])))]
+async fn list_zones(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Result<Json<Vec<ZoneView>>, ApiError> {
+    let caller = st.auth.authenticate(&headers)?;
+    st.auth.authorize(&caller, Action::Observe, "")?;
+    let shared = st.shared.clone();
+    let counts = blocking(move || Ok(shared.store.counts()?)).await?;
+    let views = st
+        .shared
+        .fleet
+        .zones
+        .iter()
+        .map(|z| {
+            let count = |states: &[JobState]| {
+                counts.iter().filter(|c| c.zone.as_deref() == Some(z.name.as_str()) && states.contains(&c.state)).map(|c| c.count).sum()
+            };
+            ZoneView {
+                name: z.name.clone(),
+                tier: z.tier.as_str().to_owned(),
+                backend: z.backend.kind().to_owned(),
+                pools: z.pools.iter().map(|p| PoolView { name: p.name.clone(), gpu_type: p.gpu_type.clone(), gpus: p.gpus }).collect(),
+                queued: count(&[JobState::Queued]),
+                running: count(&[JobState::Admitted, JobState::Running]),
+            }
+        })
+        .collect();
+    Ok(Json(views))
+}
+
+/// Mint a user token (admin only).
+#[utoipa::path(post, path = "/v1/tokens", request_body = TokenRequest,
+    responses((status = 201, body = TokenResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = ["administer"])))]
+async fn mint_token(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    req: Result<Json<TokenRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let caller = st.auth.authenticate(&headers)?;
+    let req = body(req)?;
+    st.auth.authorize(&caller, Action::Administer, &req.team)?;
+    let role = Role::parse(&req.role).map_err(|e| ApiError::invalid("role", e.to_string()))?;
+    let minutes = req.minutes.unwrap_or(60);
+    let token = st.auth.mint(&req.subject, role, &req.team, minutes).map_err(|e| if e.code == "invalid_request" { e.field("minutes") } else { e })?;
+    Ok((StatusCode::CREATED, Json(TokenResponse { token, minutes })).into_response())
+}

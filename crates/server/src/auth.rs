@@ -1,0 +1,157 @@
+//! Bearer-token authentication and authorization for the API: the only module that knows the
+//! token format (Biscuit user tokens from `tidegate-identity`).
+//!
+//! Invariant: every route but `/healthz` authenticates the caller, then asks the token whether it
+//! allows the route's action for the team concerned; a missing, malformed, expired or revoked
+//! token is 401, a valid token of the wrong role or team is 403.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderMap, StatusCode};
+use tidegate_identity::{Action, Claims, IdentityError, Issuer, Request, Role, RootKeyStore, TokenSpec, Verifier};
+
+use crate::error::ApiError;
+
+/// Seconds since the Unix epoch, from whatever clock the server runs on.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// The wall clock.
+pub fn system_clock() -> Clock {
+    Arc::new(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()))
+}
+
+/// How often the keyring is re-read, so revocations take effect without a restart.
+const RELOAD: Duration = Duration::from_secs(5);
+
+/// A caller whose token verified.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    token: String,
+    /// What the token says.
+    pub claims: Claims,
+}
+
+impl Caller {
+    /// The caller's team.
+    pub fn team(&self) -> &str {
+        self.claims.team.as_deref().unwrap_or("")
+    }
+
+    /// Whether the caller is an administrator.
+    pub fn is_admin(&self) -> bool {
+        self.claims.role.as_deref() == Some(Role::Admin.as_str())
+    }
+
+    /// The caller's name.
+    pub fn subject(&self) -> &str {
+        self.claims.subject.as_deref().unwrap_or("")
+    }
+}
+
+/// Verifies API tokens against the data directory's token keyring.
+pub struct Auth {
+    keys: RootKeyStore,
+    verifier: RwLock<(Arc<Verifier>, Instant)>,
+    clock: Clock,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth").field("keyring", &self.keys.keyring_path()).finish_non_exhaustive()
+    }
+}
+
+impl Auth {
+    /// Loads the keyring under `keys`. An unreadable keyring is an error: the server does not
+    /// start without one (fail closed).
+    pub fn new(keys: RootKeyStore, clock: Clock) -> Result<Self, IdentityError> {
+        let ring = keys.keyring()?;
+        Ok(Self { keys, verifier: RwLock::new((Arc::new(Verifier::new(ring)), Instant::now())), clock })
+    }
+
+    /// The clock tokens are checked against.
+    pub fn now(&self) -> u64 {
+        (self.clock)()
+    }
+
+    fn verifier(&self) -> Result<Arc<Verifier>, ApiError> {
+        if let Ok(guard) = self.verifier.read() {
+            if guard.1.elapsed() < RELOAD {
+                return Ok(guard.0.clone());
+            }
+        }
+        // Reload; if the keyring became unreadable, refuse (never fall back to an old one).
+        let ring = self.keys.keyring().map_err(ApiError::from)?;
+        let v = Arc::new(Verifier::new(ring));
+        if let Ok(mut guard) = self.verifier.write() {
+            *guard = (v.clone(), Instant::now());
+        }
+        Ok(v)
+    }
+
+    /// Checks the bearer token in `headers`: present, well-formed, signed by a trusted root key,
+    /// not revoked, not expired, and a user token.
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
+        let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "no bearer token: send `Authorization: Bearer TOKEN` (`tidegate up` writes an admin token to <data-dir>/admin.token)",
+            )
+            .field("Authorization"));
+        };
+        let text = value.to_str().unwrap_or("");
+        let Some(token) = text.strip_prefix("Bearer ").map(str::trim).filter(|t| !t.is_empty()) else {
+            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "the Authorization header must be `Bearer TOKEN`")
+                .field("Authorization"));
+        };
+        let claims = self.verifier()?.inspect(token, self.now()).map_err(|e| ApiError::from(e).field("Authorization"))?;
+        if claims.kind != "user" {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                format!("a {} token cannot call the API; use a user token", claims.kind),
+            )
+            .field("Authorization"));
+        }
+        Ok(Caller { token: token.to_owned(), claims })
+    }
+
+    /// Whether the caller's token allows `action` on behalf of `team` (every block of the token,
+    /// attenuations included, is evaluated).
+    pub fn authorize(&self, caller: &Caller, action: Action, team: &str) -> Result<(), ApiError> {
+        let request = Request::Api { action, team: team.to_owned() };
+        match self.verifier()?.authorize(&caller.token, &request, self.now()) {
+            Ok(_) => Ok(()),
+            Err(IdentityError::Denied(why)) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "{} (role {}, team {}) may not {} for team `{team}`: {why}",
+                    caller.subject(),
+                    caller.claims.role.as_deref().unwrap_or("?"),
+                    caller.team(),
+                    action.as_str()
+                ),
+            )),
+            Err(e) => Err(ApiError::from(e)),
+        }
+    }
+
+    /// Mints a user token with the active root key (admin route and `tidegate up`).
+    pub fn mint(&self, subject: &str, role: Role, team: &str, minutes: u32) -> Result<String, ApiError> {
+        mint(&self.keys, subject, role, team, minutes, self.now()).map_err(ApiError::from)
+    }
+}
+
+/// Mints a user token from the key store (creating the first root key if there is none).
+pub fn mint(keys: &RootKeyStore, subject: &str, role: Role, team: &str, minutes: u32, now: u64) -> Result<String, IdentityError> {
+    if keys.active_id()?.is_none() {
+        keys.rotate(now, 365)?;
+    }
+    let issuer: Issuer = keys.issuer()?;
+    let ring = keys.keyring()?;
+    let spec = TokenSpec::User { subject: subject.to_owned(), role, team: team.to_owned(), ttl_minutes: minutes };
+    issuer.mint(&ring, &spec, now)
+}

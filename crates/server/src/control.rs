@@ -1,0 +1,756 @@
+//! The scheduler loop: the one replica holding the `scheduler` lease turns submitted jobs into
+//! placements (policy), admissions (the sans-IO scheduler core), launches (executors) and
+//! outcomes, writing every step to the store as a versioned transition.
+//!
+//! The store is the source of truth. A replica that becomes leader rebuilds its scheduler from
+//! the store ([`Leader::recover`]); a leader that loses its lease, or meets a store error, drops
+//! everything it held in memory and starts over from the store once it leads again. Executors
+//! start a job at most once per job id, and every store write names the version it expects, so
+//! two replicas that both believe they lead for a moment still cannot admit a job twice.
+//!
+//! Invariant: a job is admitted only to a (zone, pool) its placement allowed under the loaded
+//! policy set, and only after the decision (and, for a burst, its justification) is in the
+//! evidence ledger; a ledger that cannot record refuses the admission.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tidegate_exec::{ExecError, Executor, Launch, RunStatus};
+use tidegate_model::{parse_job, Fleet, JobSpec, Tier};
+use tidegate_placement::{FleetState, Placement, PlacementEngine};
+use tidegate_policy::PolicyEngine;
+use tidegate_sched::{Candidate, Effect, SchedConfig, Scheduler, Shape};
+use tidegate_store::{
+    EventDraft, JobFilter, JobId, JobRecord, JobState, Lease, PageRequest, Store, StoreError, Timestamp, Transition,
+};
+
+use crate::evidence::Evidence;
+use crate::metrics::{label, Metrics};
+
+/// The lease only one replica holds while it runs the scheduler loop.
+pub const LEASE: &str = "scheduler";
+
+/// A wake-up signal for the loop (a submission arrived, a cancel was asked).
+#[derive(Debug, Default)]
+pub struct Wake {
+    flag: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Wake {
+    /// Wakes the loop.
+    pub fn notify(&self) {
+        if let Ok(mut f) = self.flag.lock() {
+            *f = true;
+            self.cv.notify_one();
+        }
+    }
+
+    fn wait(&self, timeout: Duration) {
+        if let Ok(mut f) = self.flag.lock() {
+            if !*f {
+                if let Ok((g, _)) = self.cv.wait_timeout(f, timeout) {
+                    f = g;
+                } else {
+                    return;
+                }
+            }
+            *f = false;
+        }
+    }
+}
+
+/// Settings of the loop.
+#[derive(Debug, Clone)]
+pub struct LoopConfig {
+    /// This replica's name in the lease.
+    pub holder: String,
+    /// How long a lease lasts without renewal.
+    pub lease_ttl: Duration,
+    /// Longest sleep between rounds.
+    pub tick: Duration,
+    /// Scheduler thresholds.
+    pub sched: SchedConfig,
+    /// Expected hours are divided by this to get the stand-in run time of a job without a
+    /// command (3600: one expected hour runs for one second).
+    pub time_scale: f64,
+}
+
+impl Default for LoopConfig {
+    fn default() -> Self {
+        Self {
+            holder: "tidegate".into(),
+            lease_ttl: Duration::from_secs(5),
+            tick: Duration::from_millis(200),
+            sched: SchedConfig::default(),
+            time_scale: 3600.0,
+        }
+    }
+}
+
+/// What the loop shares with the API.
+#[derive(Debug)]
+pub struct Shared {
+    /// Durable state.
+    pub store: Arc<dyn Store>,
+    /// The fleet.
+    pub fleet: Arc<Fleet>,
+    /// One executor per zone, by zone name.
+    pub executors: BTreeMap<String, Arc<dyn Executor>>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// The evidence ledger.
+    pub evidence: Arc<Evidence>,
+    /// Wakes the loop.
+    pub wake: Arc<Wake>,
+    /// Set to stop the loop.
+    pub shutdown: Arc<AtomicBool>,
+    /// True while this replica leads.
+    pub leading: Arc<AtomicBool>,
+}
+
+fn now_ts() -> Timestamp {
+    Timestamp::now()
+}
+
+fn secs(t: Timestamp) -> f64 {
+    t.millis() as f64 / 1000.0
+}
+
+/// Runs the loop until `shared.shutdown` is set; gives the lease back on the way out.
+pub fn run(shared: &Shared, cfg: &LoopConfig) {
+    let mut leader: Option<Leader<'_>> = None;
+    let mut lease: Option<Lease> = None;
+    let mut last_renew = Instant::now();
+    let mut policy_error_logged = false;
+    while !shared.shutdown.load(Ordering::SeqCst) {
+        // Lease: take it, keep it, or notice it is gone.
+        let now = now_ts();
+        lease = match lease.take() {
+            Some(l) if last_renew.elapsed() < cfg.lease_ttl / 3 => Some(l),
+            Some(l) => match shared.store.renew_lease(&l, cfg.lease_ttl, now) {
+                Ok(Some(l)) => {
+                    last_renew = Instant::now();
+                    Some(l)
+                }
+                Ok(None) => {
+                    tracing::warn!(holder = %cfg.holder, "scheduler lease lost; stepping down");
+                    None
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot renew the scheduler lease; stepping down");
+                    None
+                }
+            },
+            None => match shared.store.try_acquire_lease(LEASE, &cfg.holder, cfg.lease_ttl, now) {
+                Ok(Some(l)) => {
+                    tracing::info!(holder = %cfg.holder, epoch = l.epoch, "took the scheduler lease");
+                    last_renew = Instant::now();
+                    Some(l)
+                }
+                Ok(None) => None,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot reach the store for the scheduler lease");
+                    None
+                }
+            },
+        };
+        if lease.is_none() {
+            leader = None;
+            shared.leading.store(false, Ordering::SeqCst);
+            shared.metrics.leader.set(0);
+            shared.wake.wait(cfg.tick.max(Duration::from_millis(250)));
+            continue;
+        }
+        if leader.is_none() {
+            match PolicyEngine::load(&shared.fleet) {
+                Ok(policy) => {
+                    let mut l = Leader::new(shared, cfg, policy);
+                    match l.recover() {
+                        Ok(n) => {
+                            tracing::info!(jobs = n, "scheduler state rebuilt from the store");
+                            leader = Some(l);
+                        }
+                        Err(e) => tracing::warn!(error = %e, "cannot rebuild scheduler state; will retry"),
+                    }
+                }
+                Err(e) => {
+                    // Fail closed: without a policy set nothing is placed.
+                    if !policy_error_logged {
+                        tracing::error!("policy set does not load; nothing will be scheduled:\n{e}");
+                        policy_error_logged = true;
+                    }
+                }
+            }
+        }
+        if let Some(l) = leader.as_mut() {
+            shared.leading.store(true, Ordering::SeqCst);
+            shared.metrics.leader.set(1);
+            if let Err(e) = l.round() {
+                tracing::warn!(error = %e, "scheduler round failed; rebuilding from the store");
+                leader = None;
+            }
+        }
+        shared.wake.wait(cfg.tick);
+    }
+    if let Some(l) = lease {
+        let _ = shared.store.release_lease(&l);
+    }
+    shared.leading.store(false, Ordering::SeqCst);
+    shared.metrics.leader.set(0);
+}
+
+#[derive(Debug)]
+struct Tracked {
+    sid: u64,
+    version: u64,
+    state: JobState,
+    spec: Arc<JobSpec>,
+    zone: Option<usize>,
+    pool: Option<usize>,
+    gpus: u32,
+}
+
+struct Leader<'f> {
+    sh: &'f Shared,
+    cfg: &'f LoopConfig,
+    engine: PlacementEngine<'f>,
+    idle: FleetState,
+    sched: Scheduler,
+    next_sid: u64,
+    by_sid: HashMap<u64, JobId>,
+    jobs: HashMap<JobId, Tracked>,
+    explain: HashMap<u64, serde_json::Value>,
+    last_cancel_check: Instant,
+}
+
+type Step<T> = Result<T, StoreError>;
+
+impl<'f> Leader<'f> {
+    fn new(sh: &'f Shared, cfg: &'f LoopConfig, policy: PolicyEngine) -> Self {
+        let fleet: &'f Fleet = &sh.fleet;
+        Self {
+            sh,
+            cfg,
+            engine: PlacementEngine::new(fleet, policy),
+            idle: FleetState::idle(fleet),
+            sched: Scheduler::new(fleet, cfg.sched.clone()),
+            next_sid: 1,
+            by_sid: HashMap::new(),
+            jobs: HashMap::new(),
+            explain: HashMap::new(),
+            last_cancel_check: Instant::now(),
+        }
+    }
+
+    fn fleet(&self) -> &'f Fleet {
+        self.engine.fleet()
+    }
+
+    /// Rebuilds the scheduler from the store: running work first (it holds capacity), then the
+    /// queues in submission order.
+    fn recover(&mut self) -> Step<usize> {
+        let mut active = Vec::new();
+        for state in [JobState::Running, JobState::Admitted, JobState::Queued, JobState::Preempted] {
+            let mut after = None;
+            loop {
+                let page = self.sh.store.list(
+                    &JobFilter { state: Some(state), ..JobFilter::default() },
+                    PageRequest { after, limit: 500 },
+                )?;
+                active.extend(page.jobs);
+                match page.next {
+                    Some(n) => after = Some(n),
+                    None => break,
+                }
+            }
+        }
+        let n = active.len();
+        let now = now_ts();
+        for rec in active {
+            match rec.state {
+                JobState::Running | JobState::Admitted => self.restore_running(&rec, now)?,
+                _ => self.intake(rec, now)?,
+            }
+        }
+        Ok(n)
+    }
+
+    fn zone_index(&self, name: Option<&str>) -> Option<usize> {
+        let name = name?;
+        self.fleet().zones.iter().position(|z| z.name == name)
+    }
+
+    fn pool_index(&self, zone: usize, name: Option<&str>) -> Option<usize> {
+        let name = name?;
+        self.fleet().zones.get(zone)?.pools.iter().position(|p| p.name == name)
+    }
+
+    fn restore_running(&mut self, rec: &JobRecord, now: Timestamp) -> Step<()> {
+        let Ok(spec) = self.parse(rec) else {
+            return self.fail(rec.id.clone(), rec.version, "its manifest no longer parses against the fleet").map(|_| ());
+        };
+        let zone = self.zone_index(rec.zone.as_deref());
+        let pool = zone.and_then(|z| self.pool_index(z, rec.pool.as_deref()));
+        let (Some(zone), Some(pool)) = (zone, pool) else {
+            return self.fail(rec.id.clone(), rec.version, "its zone or pool is no longer in the fleet").map(|_| ());
+        };
+        let sid = self.alloc(&rec.id);
+        let gpus = spec.resources.gpus;
+        // Re-seat the job in its pool: a single candidate the scheduler takes at once, since
+        // running work is restored before anything queued.
+        let cand = Candidate { zone, pool, public: false, cost: 0.0 };
+        let shape = Shape { gpus, expected_s: spec.resources.expected_hours * 3600.0, max_wait_s: None, deadline_s: None };
+        let _ = self.sched.submit(sid, shape, vec![cand], secs(now));
+        self.jobs.insert(
+            rec.id.clone(),
+            Tracked { sid, version: rec.version, state: rec.state, spec: Arc::new(spec), zone: Some(zone), pool: Some(pool), gpus },
+        );
+        if rec.state == JobState::Admitted {
+            self.launch(&rec.id)?;
+        }
+        Ok(())
+    }
+
+    fn alloc(&mut self, id: &JobId) -> u64 {
+        let sid = self.next_sid;
+        self.next_sid += 1;
+        self.by_sid.insert(sid, id.clone());
+        sid
+    }
+
+    fn parse(&self, rec: &JobRecord) -> Result<JobSpec, String> {
+        let text = rec.spec.get("manifest").and_then(|m| m.as_str()).ok_or("the stored job has no manifest")?;
+        parse_job(Path::new(&format!("job {}", rec.id)), text, self.fleet()).map_err(|e| e.to_string())
+    }
+
+    /// One round: take new submissions, notice ended and cancelled jobs, re-examine queues.
+    fn round(&mut self) -> Step<()> {
+        let now = now_ts();
+        loop {
+            let page = self.sh.store.list(
+                &JobFilter { state: Some(JobState::Submitted), ..JobFilter::default() },
+                PageRequest { after: None, limit: 256 },
+            )?;
+            if page.jobs.is_empty() {
+                break;
+            }
+            for rec in page.jobs {
+                if self.jobs.contains_key(&rec.id) {
+                    continue;
+                }
+                self.intake(rec, now)?;
+            }
+        }
+        self.poll()?;
+        if self.last_cancel_check.elapsed() >= Duration::from_millis(500) {
+            self.check_cancelled()?;
+            self.last_cancel_check = Instant::now();
+        }
+        let effects = self.sched.tick(secs(now_ts()));
+        self.apply(effects)?;
+        self.update_gauges();
+        Ok(())
+    }
+
+    fn update_gauges(&self) {
+        let mut running: HashMap<usize, i64> = HashMap::new();
+        for t in self.jobs.values() {
+            if matches!(t.state, JobState::Running | JobState::Admitted) {
+                if let Some(z) = t.zone {
+                    *running.entry(z).or_default() += 1;
+                }
+            }
+        }
+        for (i, z) in self.fleet().zones.iter().enumerate() {
+            let depth = i64::try_from(self.sched.queue_depth(i)).unwrap_or(i64::MAX);
+            self.sh.metrics.queue_depth.get_or_create(&label("zone", z.name.clone())).set(depth);
+            self.sh.metrics.running.get_or_create(&label("zone", z.name.clone())).set(running.get(&i).copied().unwrap_or(0));
+        }
+    }
+
+    /// Places one job and hands it to the scheduler core.
+    fn intake(&mut self, rec: JobRecord, now: Timestamp) -> Step<()> {
+        let started = Instant::now();
+        let spec = match self.parse(&rec) {
+            Ok(s) => s,
+            Err(e) => return self.fail(rec.id, rec.version, &format!("the manifest does not load: {e}")).map(|_| ()),
+        };
+        let placement = match self.engine.place(&spec, &self.idle) {
+            Ok(p) => p,
+            Err(e) => return self.fail(rec.id, rec.version, &format!("cannot place: {e}")).map(|_| ()),
+        };
+        let cands = self.candidates(&placement);
+        let ex = tidegate_placement::Explanation::new(&placement, &spec, self.fleet());
+        let explanation = summarize(&ex);
+        if cands.is_empty() {
+            let _ = self.sh.evidence.placed(&rec.id, &spec, &placement, self.fleet());
+            self.sh.metrics.refusals.inc();
+            let mut tr = Transition::to(JobState::Failed, rec.version, now).because(&format!("refused: {}", why_nowhere(&ex)));
+            tr.details = explanation;
+            self.transition(&rec.id, rec.version, tr)?;
+            return Ok(());
+        }
+        if let Err(e) = self.sh.evidence.placed(&rec.id, &spec, &placement, self.fleet()) {
+            return self.fail(rec.id, rec.version, &format!("the evidence ledger cannot record the placement, so it is refused: {e}")).map(|_| ());
+        }
+        let sid = self.alloc(&rec.id);
+        let shape = Shape {
+            gpus: spec.resources.gpus,
+            expected_s: spec.resources.expected_hours * 3600.0,
+            max_wait_s: spec.sla.as_ref().map(|s| f64::from(s.max_wait_minutes) * 60.0),
+            deadline_s: None,
+        };
+        self.explain.insert(sid, explanation);
+        self.jobs.insert(
+            rec.id.clone(),
+            Tracked { sid, version: rec.version, state: rec.state, spec: Arc::new(spec), zone: None, pool: None, gpus: shape.gpus },
+        );
+        let effects = self.sched.submit(sid, shape, cands, secs(now));
+        self.sh.metrics.decision_latency.observe(started.elapsed().as_secs_f64());
+        self.apply(effects)
+    }
+
+    fn candidates(&self, p: &Placement) -> Vec<Candidate> {
+        let fleet = self.fleet();
+        p.pools
+            .iter()
+            .filter(|pc| pc.allowed)
+            .filter_map(|pc| {
+                let zone = fleet.zones.get(pc.zone)?;
+                let egress = p.zones.get(pc.zone).map_or(0.0, |z| z.egress_cost);
+                Some(Candidate {
+                    zone: pc.zone,
+                    pool: pc.pool,
+                    public: zone.tier == Tier::Public,
+                    cost: pc.compute_cost + pc.preemption_cost + egress,
+                })
+            })
+            .collect()
+    }
+
+    fn fail(&mut self, id: JobId, version: u64, reason: &str) -> Step<Option<JobRecord>> {
+        tracing::info!(job = %id, reason, "job failed");
+        let out = self.transition(&id, version, Transition::to(JobState::Failed, version, now_ts()).because(reason));
+        self.forget(&id);
+        out
+    }
+
+    fn forget(&mut self, id: &JobId) {
+        if let Some(t) = self.jobs.remove(id) {
+            self.by_sid.remove(&t.sid);
+            self.explain.remove(&t.sid);
+        }
+    }
+
+    /// A store transition that tolerates losing a race with a user (cancel): `Ok(None)` when the
+    /// job moved on without us; other store errors end the round.
+    fn transition(&mut self, id: &JobId, _version: u64, t: Transition) -> Step<Option<JobRecord>> {
+        match self.sh.store.transition(id, t) {
+            Ok(rec) => {
+                if let Some(tr) = self.jobs.get_mut(id) {
+                    tr.version = rec.version;
+                    tr.state = rec.state;
+                }
+                Ok(Some(rec))
+            }
+            Err(StoreError::VersionConflict { .. } | StoreError::IllegalTransition { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn apply(&mut self, effects: Vec<Effect>) -> Step<()> {
+        let mut work: VecDeque<Effect> = effects.into();
+        while let Some(e) = work.pop_front() {
+            let more = self.apply_one(e)?;
+            work.extend(more);
+        }
+        Ok(())
+    }
+
+    fn job_of(&self, sid: u64) -> Option<JobId> {
+        self.by_sid.get(&sid).cloned()
+    }
+
+    /// The job moved on without us (cancelled): give its capacity back.
+    fn lost_race(&mut self, id: &JobId, sid: u64) -> Vec<Effect> {
+        self.forget(id);
+        self.sched.finish(sid, secs(now_ts()))
+    }
+
+    fn apply_one(&mut self, effect: Effect) -> Step<Vec<Effect>> {
+        match effect {
+            Effect::Queued { job, zone, reason } => {
+                let Some(id) = self.job_of(job) else { return Ok(vec![]) };
+                let Some(t) = self.jobs.get(&id) else { return Ok(vec![]) };
+                let zone_name = self.fleet().zones.get(zone).map(|z| z.name.clone());
+                if matches!(t.state, JobState::Submitted | JobState::Preempted) {
+                    let mut tr = Transition::to(JobState::Queued, t.version, now_ts()).because(&reason);
+                    let mut details = self.explain.remove(&job).unwrap_or_else(|| json!({}));
+                    if let Some(obj) = details.as_object_mut() {
+                        obj.insert("queue_zone".into(), json!(zone_name));
+                    }
+                    tr.details = details;
+                    if self.transition(&id, t.version, tr)?.is_none() {
+                        return Ok(self.lost_race(&id, job));
+                    }
+                }
+                Ok(vec![])
+            }
+            Effect::Admitted { job, zone, pool, burst, reason, cost, .. } => {
+                let Some(id) = self.job_of(job) else { return Ok(self.sched.finish(job, secs(now_ts()))) };
+                let Some(t) = self.jobs.get(&id) else { return Ok(vec![]) };
+                let fleet = self.fleet();
+                let (Some(z), Some(p)) = (fleet.zones.get(zone), fleet.zones.get(zone).and_then(|z| z.pools.get(pool))) else {
+                    return Ok(vec![]);
+                };
+                let spec = t.spec.clone();
+                if t.state == JobState::Running || t.state == JobState::Admitted {
+                    // Restored at recovery: already in place.
+                    return Ok(vec![]);
+                }
+                let justification = spec.justification.clone().unwrap_or_default();
+                if burst {
+                    if let Err(e) = self.sh.evidence.burst(&id, &z.name, &p.name, &justification) {
+                        let reason = format!("the evidence ledger cannot record the burst, so it is refused: {e}");
+                        let version = t.version;
+                        self.fail(id.clone(), version, &reason)?;
+                        return Ok(self.sched.finish(job, secs(now_ts())));
+                    }
+                    self.sh.metrics.bursts.inc();
+                    self.sh.metrics.public_spend.inc_by(cost);
+                }
+                if t.state == JobState::Submitted {
+                    let mut tr = Transition::to(JobState::Queued, t.version, now_ts()).because("placed; capacity is free");
+                    tr.details = self.explain.remove(&job).unwrap_or(serde_json::Value::Null);
+                    if self.transition(&id, t.version, tr)?.is_none() {
+                        return Ok(self.lost_race(&id, job));
+                    }
+                }
+                let Some(t) = self.jobs.get(&id) else { return Ok(vec![]) };
+                let mut tr = Transition::admit(&z.name, &p.name, t.version, now_ts());
+                tr.reason = Some(if burst { format!("burst to public capacity: {reason}") } else { "admitted to private capacity".into() });
+                tr.details = json!({
+                    "burst": burst,
+                    "estimated_cost": cost,
+                    "justification": if burst { Some(justification) } else { None },
+                    "gpus": spec.resources.gpus,
+                    "gpu_type": p.gpu_type,
+                });
+                if self.transition(&id, t.version, tr)?.is_none() {
+                    return Ok(self.lost_race(&id, job));
+                }
+                if let Some(t) = self.jobs.get_mut(&id) {
+                    t.zone = Some(zone);
+                    t.pool = Some(pool);
+                }
+                self.sh
+                    .metrics
+                    .admissions
+                    .get_or_create(&vec![("zone", z.name.clone()), ("burst", burst.to_string())])
+                    .inc();
+                self.launch(&id).map(|()| vec![])
+            }
+            Effect::Refused { job, reason } => {
+                let Some(id) = self.job_of(job) else { return Ok(vec![]) };
+                let Some(t) = self.jobs.get(&id) else { return Ok(vec![]) };
+                self.sh.metrics.refusals.inc();
+                let version = t.version;
+                let reason = format!("refused: {reason}");
+                let mut tr = Transition::to(JobState::Failed, version, now_ts()).because(&reason);
+                tr.details = self.explain.remove(&job).unwrap_or(serde_json::Value::Null);
+                self.transition(&id, version, tr)?;
+                self.forget(&id);
+                Ok(vec![])
+            }
+            Effect::Released { job, zone, pool, gpus, public, .. } => {
+                let Some(id) = self.job_of(job) else { return Ok(vec![]) };
+                let fleet = self.fleet();
+                let zone_name = fleet.zones.get(zone).map_or_else(String::new, |z| z.name.clone());
+                let pool_name = fleet.zones.get(zone).and_then(|z| z.pools.get(pool)).map_or_else(String::new, |p| p.name.clone());
+                let reason = if public { "public capacity released to the provider" } else { "private capacity freed" };
+                self.sh.store.append_event(
+                    &id,
+                    EventDraft {
+                        kind: "released".into(),
+                        reason: Some(reason.into()),
+                        details: json!({"zone": zone_name, "pool": pool_name, "gpus": gpus, "public": public}),
+                        at: now_ts(),
+                    },
+                )?;
+                self.by_sid.remove(&job);
+                Ok(vec![])
+            }
+        }
+    }
+
+    /// Starts an admitted job on its zone's executor and records it running.
+    fn launch(&mut self, id: &JobId) -> Step<()> {
+        let Some(t) = self.jobs.get(id) else { return Ok(()) };
+        let fleet = self.fleet();
+        let (Some(zi), Some(pi)) = (t.zone, t.pool) else { return Ok(()) };
+        let (Some(zone), Some(pool)) = (fleet.zones.get(zi), fleet.zones.get(zi).and_then(|z| z.pools.get(pi))) else {
+            return Ok(());
+        };
+        let Some(exec) = self.sh.executors.get(&zone.name).cloned() else {
+            let v = t.version;
+            let sid = t.sid;
+            self.fail(id.clone(), v, &format!("zone {} has no executor", zone.name))?;
+            let fx = self.sched.finish(sid, secs(now_ts()));
+            return self.apply(fx);
+        };
+        let launch = Launch {
+            job_id: id.to_string(),
+            name: t.spec.name.clone(),
+            team: t.spec.team.clone(),
+            zone: zone.name.clone(),
+            pool: pool.name.clone(),
+            gpus: t.gpus,
+            gpu_type: pool.gpu_type.clone(),
+            command: t.spec.command.clone(),
+            stand_in_seconds: t.spec.resources.expected_hours * 3600.0 / self.cfg.time_scale.max(1e-9),
+            time_limit_s: (t.spec.resources.expected_hours * 3600.0 * 2.0).ceil().max(60.0) as u64,
+            env: vec![],
+        };
+        let (version, sid, state) = (t.version, t.sid, t.state);
+        match exec.start(&launch) {
+            Ok(fresh) => {
+                if state == JobState::Admitted {
+                    let mut tr = Transition::to(JobState::Running, version, now_ts())
+                        .because(&format!("started by the {} executor in {}/{}", exec.kind(), zone.name, pool.name));
+                    tr.details = json!({"fresh_start": fresh});
+                    if self.transition(id, version, tr)?.is_none() {
+                        // Cancelled meanwhile: stop what was started.
+                        let _ = exec.cancel(id.as_str());
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let reason = match &e {
+                    ExecError::NoCapacity { .. } => format!("no capacity: {e}"),
+                    _ => format!("the executor could not start it: {e}"),
+                };
+                self.fail(id.clone(), version, &reason)?;
+                let fx = self.sched.finish(sid, secs(now_ts()));
+                self.apply(fx)
+            }
+        }
+    }
+
+    /// Asks the executors about running jobs and records those that ended.
+    fn poll(&mut self) -> Step<()> {
+        let running: Vec<(JobId, usize)> = self
+            .jobs
+            .iter()
+            .filter(|(_, t)| t.state == JobState::Running)
+            .filter_map(|(id, t)| t.zone.map(|z| (id.clone(), z)))
+            .collect();
+        for (id, zone) in running {
+            let Some(zname) = self.fleet().zones.get(zone).map(|z| z.name.clone()) else { continue };
+            let Some(exec) = self.sh.executors.get(&zname).cloned() else { continue };
+            let status = match exec.poll(id.as_str()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(job = %id, error = %e, "cannot poll job");
+                    continue;
+                }
+            };
+            let (to, reason) = match status {
+                RunStatus::Running => continue,
+                RunStatus::Exited { code: 0 } => (JobState::Succeeded, "exit code 0".to_string()),
+                RunStatus::Exited { code } => (JobState::Failed, format!("exit code {code}")),
+                RunStatus::Cancelled => (JobState::Cancelled, "cancelled".to_string()),
+                RunStatus::Lost { reason } => (JobState::Failed, format!("lost: {reason}")),
+                RunStatus::Unknown => (JobState::Failed, "the executor has no record of the job".to_string()),
+            };
+            let Some(t) = self.jobs.get(&id) else { continue };
+            let (version, sid) = (t.version, t.sid);
+            self.transition(&id, version, Transition::to(to, version, now_ts()).because(&reason))?;
+            if let Some(t) = self.jobs.remove(&id) {
+                self.explain.remove(&t.sid);
+            }
+            let fx = self.sched.finish(sid, secs(now_ts()));
+            self.apply(fx)?;
+        }
+        Ok(())
+    }
+
+    /// Jobs a user cancelled while they were admitted or running: stop them.
+    fn check_cancelled(&mut self) -> Step<()> {
+        let active: Vec<JobId> = self
+            .jobs
+            .iter()
+            .filter(|(_, t)| matches!(t.state, JobState::Running | JobState::Admitted))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in active {
+            let Some(rec) = self.sh.store.get(&id)? else { continue };
+            if !rec.state.is_terminal() {
+                continue;
+            }
+            let Some(t) = self.jobs.remove(&id) else { continue };
+            self.explain.remove(&t.sid);
+            if let Some(exec) = t.zone.and_then(|z| self.fleet().zones.get(z)).and_then(|z| self.sh.executors.get(&z.name)) {
+                if let Err(e) = exec.cancel(id.as_str()) {
+                    tracing::warn!(job = %id, error = %e, "cannot stop cancelled job");
+                }
+            }
+            let fx = self.sched.finish(t.sid, secs(now_ts()));
+            self.apply(fx)?;
+        }
+        Ok(())
+    }
+}
+
+/// A compact explanation stored with the job's first transition: the decision, allowed places,
+/// and why every other zone was refused.
+fn summarize(ex: &tidegate_placement::Explanation) -> serde_json::Value {
+    let allowed: Vec<String> = ex
+        .candidates
+        .iter()
+        .flat_map(|c| c.pools.iter().filter(|p| p.allowed).map(move |p| format!("{}/{}", c.zone, p.pool)))
+        .collect();
+    let refused: BTreeMap<String, Vec<String>> = ex
+        .candidates
+        .iter()
+        .filter(|c| !c.allowed)
+        .map(|c| {
+            let mut reasons = c.reasons.clone();
+            if reasons.is_empty() {
+                reasons = c.pools.iter().filter_map(|p| p.reasons.first().map(|r| format!("{}: {r}", p.pool))).collect();
+            }
+            (c.zone.clone(), reasons)
+        })
+        .collect();
+    json!({
+        "policy_hash": ex.policy_hash,
+        "effective_classification": ex.effective_classification,
+        "notes": ex.notes,
+        "best": ex.decision,
+        "allowed": allowed,
+        "refused_zones": refused,
+    })
+}
+
+/// Why a job may run nowhere: the first reason given for each zone.
+fn why_nowhere(ex: &tidegate_placement::Explanation) -> String {
+    let parts: Vec<String> = ex
+        .candidates
+        .iter()
+        .filter_map(|c| {
+            let zone_level = c.reasons.iter().find(|r| r.starts_with("forbidden") || r.starts_with("constraint")).cloned();
+            let first = zone_level.or_else(|| c.pools.iter().find_map(|p| p.reasons.first().map(|r| format!("pool {}: {r}", p.pool))))?;
+            Some(format!("{}: {first}", c.zone))
+        })
+        .collect();
+    if parts.is_empty() {
+        "no zone and pool is allowed for this job".into()
+    } else {
+        format!("no zone and pool may run it — {}", parts.join("; "))
+    }
+}

@@ -1,0 +1,134 @@
+//! The control plane's points of action in the evidence ledger: the fleet and policy set it
+//! starts with, each submission, each placement decision (with its policy hash and reasons) and
+//! each burst (with the business justification, stored as a document by its digest).
+//!
+//! Every method returns only once the entry is durable; an error means the action it records
+//! must not happen (the callers refuse it).
+
+use std::path::{Path, PathBuf};
+
+use tidegate_ledger::ledger::put_document;
+use tidegate_ledger::{Action, Decision, Digest, EntryDraft, Ident, Ledger, LedgerOptions, Subject, SubjectKind};
+use tidegate_model::{Fleet, Input, JobSpec};
+use tidegate_placement::Placement;
+use tidegate_policy::PolicyEngine;
+use tidegate_store::JobId;
+
+const ACTOR: &str = "tidegate-control-plane";
+
+/// The ledger of one data directory, as the control plane writes it.
+#[derive(Debug)]
+pub struct Evidence {
+    ledger: Ledger,
+    data_dir: PathBuf,
+    policy_hash: Digest,
+}
+
+fn ident(s: &str) -> Result<Ident, String> {
+    Ident::new(s).map_err(|e| format!("`{s}` cannot be recorded as an identifier: {e}"))
+}
+
+fn subject(kind: SubjectKind, id: &str) -> Result<Subject, String> {
+    Subject::new(kind, id).map_err(|e| format!("`{id}` cannot be recorded as a subject: {e}"))
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Evidence {
+    /// Opens the ledger under `data_dir` and records the fleet and policy set the control plane
+    /// starts with (the policy document is stored under its hash).
+    pub fn open(data_dir: &Path, fleet: &Fleet, policy: &PolicyEngine) -> Result<Self, String> {
+        let ledger = Ledger::open(data_dir, LedgerOptions::default())
+            .map_err(|e| format!("cannot open the evidence ledger in {}: {e}", data_dir.display()))?;
+        let doc = put_document(data_dir, policy.document())
+            .map_err(|e| format!("cannot store the policy document in {}: {e}", data_dir.display()))?;
+        let policy_hash = Digest::parse(format!("sha256:{}", policy.hash())).map_err(|e| e.to_string())?;
+        if doc != policy_hash {
+            return Err("the policy document does not hash to the policy hash".into());
+        }
+        let fleet_hash = Digest::parse(format!("sha256:{}", fleet.fleet_hash)).map_err(|e| e.to_string())?;
+        let ev = Self { ledger, data_dir: data_dir.to_owned(), policy_hash: policy_hash.clone() };
+        ev.append(Action::FleetLoaded { fleet_hash }, vec![subject(SubjectKind::Fleet, &fleet.name)?])?;
+        ev.append(Action::PolicyLoaded { policy_hash }, vec![subject(SubjectKind::Policy, "placement")?])?;
+        Ok(ev)
+    }
+
+    fn append(&self, action: Action, subjects: Vec<Subject>) -> Result<(), String> {
+        let draft = EntryDraft::new(ident(ACTOR)?, action, subjects).map_err(|e| e.to_string())?;
+        self.ledger.append(draft, now_ms()).map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    fn job_subjects(id: &JobId, spec: &JobSpec) -> Result<Vec<Subject>, String> {
+        let mut subjects = vec![subject(SubjectKind::Job, id.as_str())?];
+        for input in &spec.inputs {
+            match input {
+                Input::Dataset(d) => subjects.push(subject(SubjectKind::Dataset, &d.to_string())?),
+                Input::Artifact(a) => subjects.push(subject(SubjectKind::Artifact, a)?),
+            }
+        }
+        subjects.truncate(tidegate_ledger::entry::MAX_SUBJECTS - 1);
+        Ok(subjects)
+    }
+
+    /// A job was submitted (the manifest's digest; never its content).
+    pub fn submitted(&self, id: &JobId, manifest: &[u8]) -> Result<(), String> {
+        self.append(Action::JobSubmitted { spec: Digest::of(manifest) }, vec![subject(SubjectKind::Job, id.as_str())?])
+    }
+
+    /// The placement decision for a job: where it may run and the policies that decided.
+    pub fn placed(&self, id: &JobId, spec: &JobSpec, p: &Placement, fleet: &Fleet) -> Result<(), String> {
+        let mut subjects = Self::job_subjects(id, spec)?;
+        let (decision, zone, pool) = match (p.decision.zone, p.decision.pool) {
+            (Some(z), Some(pl)) => {
+                let zone = fleet.zones.get(z);
+                (
+                    Decision::Allowed,
+                    zone.map_or("none", |z| z.name.as_str()),
+                    zone.and_then(|z| z.pools.get(pl)).map_or("none", |p| p.name.as_str()),
+                )
+            }
+            _ => (Decision::Refused, "none", "none"),
+        };
+        if decision == Decision::Allowed {
+            subjects.push(subject(SubjectKind::Zone, zone)?);
+        }
+        let reasons =
+            p.reason_codes(tidegate_ledger::entry::MAX_LIST).iter().map(|r| ident(r)).collect::<Result<Vec<_>, _>>()?;
+        self.append(
+            Action::JobPlaced { decision, zone: ident(zone)?, pool: ident(pool)?, reasons, policy_hash: self.policy_hash.clone() },
+            subjects,
+        )
+    }
+
+    /// A job burst to public capacity, with its business justification (stored as a document).
+    pub fn burst(&self, id: &JobId, zone: &str, pool: &str, justification: &str) -> Result<(), String> {
+        if justification.trim().is_empty() {
+            return Err("a burst needs a business justification and this job has none".into());
+        }
+        let doc = put_document(&self.data_dir, justification.as_bytes())
+            .map_err(|e| format!("cannot store the justification: {e}"))?;
+        self.append(
+            Action::JobBurst { zone: ident(zone)?, pool: ident(pool)?, justification: doc },
+            vec![subject(SubjectKind::Job, id.as_str())?, subject(SubjectKind::Zone, zone)?],
+        )
+    }
+
+    /// Publishes a signed checkpoint over everything recorded so far.
+    pub fn checkpoint(&self) -> Result<(), String> {
+        self.ledger.publish_checkpoint().map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    /// Entries in the ledger.
+    pub fn len(&self) -> u64 {
+        self.ledger.len()
+    }
+
+    /// Whether the ledger is empty.
+    pub fn is_empty(&self) -> bool {
+        self.ledger.is_empty()
+    }
+}
