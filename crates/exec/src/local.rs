@@ -100,6 +100,20 @@ impl LocalExecutor {
     }
 }
 
+/// How long a cancelled job may take to stop after SIGTERM before it is killed.
+const KILL_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn signal_group(pid: u32, signal: &str) -> std::io::Result<bool> {
+    Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg("--")
+        .arg(format!("-{pid}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+}
+
 fn alive(pid: u32) -> bool {
     // A zombie still has a /proc entry; its state letter is `Z`.
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -220,17 +234,36 @@ impl Executor for LocalExecutor {
         if !alive(pid) {
             return Ok(false);
         }
-        // The job's shell leads its process group: signal the whole group.
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg("--")
-            .arg(format!("-{pid}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .map_err(|e| io(job, "signalling", &dir, e))?;
-        tracing::info!(job, pid, ok = status.success(), "cancelled local job");
-        Ok(status.success())
+        // The job's shell leads its process group: signal the whole group, then give it a grace
+        // period before killing whatever is left (in the background: cancel never blocks).
+        let ok = signal_group(pid, "TERM").map_err(|e| io(job, "signalling", &dir, e))?;
+        tracing::info!(job, pid, ok, "cancelled local job");
+        let child = self.children.lock().ok().and_then(|mut c| c.remove(job));
+        let spawned = std::thread::Builder::new().name(format!("cancel-{job}")).spawn(move || {
+            let deadline = std::time::Instant::now() + KILL_GRACE;
+            let mut child = child;
+            loop {
+                let ended = match child.as_mut() {
+                    Some(c) => c.try_wait().ok().flatten().is_some(),
+                    None => !alive(pid),
+                };
+                if ended {
+                    return;
+                }
+                if std::time::Instant::now() >= deadline {
+                    let _ = signal_group(pid, "KILL");
+                    if let Some(c) = child.as_mut() {
+                        let _ = c.wait();
+                    }
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::warn!(job, error = %e, "cannot watch the cancelled job; it may linger");
+        }
+        Ok(ok)
     }
 
     fn logs(&self, job: &str, max_bytes: u64) -> Result<String, ExecError> {

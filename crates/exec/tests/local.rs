@@ -93,3 +93,21 @@ fn unknown_and_invalid_ids() {
     let err = ex.start(&launch("../escape", &[])).unwrap_err();
     assert!(err.to_string().contains("job id"), "{err}");
 }
+
+#[test]
+fn a_job_ignoring_sigterm_is_killed_after_the_grace_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let ex = LocalExecutor::new(dir.path()).unwrap();
+    ex.start(&launch("stubborn", &["sh", "-c", "trap '' TERM; sleep 60"])).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let started = Instant::now();
+    assert!(ex.cancel("stubborn").unwrap(), "cancel returns at once");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let pid = std::fs::read_to_string(dir.path().join("stubborn/pid")).unwrap().trim().to_owned();
+    while std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok() {
+        assert!(Instant::now() < deadline, "still alive 15 s after cancel");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(ex.poll("stubborn").unwrap(), RunStatus::Cancelled);
+}

@@ -130,8 +130,8 @@ struct Request {
 }
 
 struct Shared {
-    /// Holds the exclusive lock on `LOCK` until the ledger is dropped.
-    _lock: File,
+    /// Holds the exclusive lock on `LOCK` until the ledger is closed or dropped.
+    lock: File,
     batches: std::sync::atomic::AtomicU64,
     synced_entries: std::sync::atomic::AtomicU64,
     dir: PathBuf,
@@ -413,7 +413,7 @@ impl Ledger {
             }
         };
         let shared = Arc::new(Shared {
-            _lock: lock,
+            lock,
             batches: std::sync::atomic::AtomicU64::new(0),
             synced_entries: std::sync::atomic::AtomicU64::new(0),
             dir: dir.to_owned(),
@@ -537,6 +537,10 @@ impl Ledger {
         }
         if lock(&self.shared.stopped).is_none() {
             publish(&self.shared)?;
+        }
+        // Nothing more can be written through this handle: let another writer open it.
+        if let Err(e) = self.shared.lock.unlock() {
+            tracing::warn!(error = %e, "cannot release the ledger lock");
         }
         Ok(())
     }

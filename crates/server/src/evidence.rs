@@ -122,6 +122,12 @@ impl Evidence {
         self.ledger.publish_checkpoint().map(|_| ()).map_err(|e| e.to_string())
     }
 
+    /// Seals a final checkpoint and closes the ledger: later appends fail (and so refuse their
+    /// actions), and another process may open it.
+    pub fn close(&self) -> Result<(), String> {
+        self.ledger.close().map_err(|e| e.to_string())
+    }
+
     /// Entries in the ledger.
     pub fn len(&self) -> u64 {
         self.ledger.len()

@@ -241,7 +241,11 @@ impl Server {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
         let ev = self.state.shared.evidence.clone();
-        let _ = tokio::task::spawn_blocking(move || ev.checkpoint()).await;
+        match tokio::task::spawn_blocking(move || ev.close()).await {
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot seal the ledger's final checkpoint"),
+            Err(e) => tracing::error!(error = %e, "ledger close task failed"),
+            Ok(Ok(())) => {}
+        }
         tracing::info!("control plane stopped");
     }
 }

@@ -1,0 +1,133 @@
+//! Every route in the OpenAPI document, except health, refuses a request without a token (401),
+//! with an expired token (401) and with a token of the wrong role or team (403); the right token
+//! gets through. The routes and the action each needs are read from the document itself.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{manifest, now, TestServer};
+use serde_json::{json, Value};
+use tidegate_identity::Role;
+
+/// Roles whose tokens may not perform `action` for any team.
+fn wrong_role(action: &str) -> Option<Role> {
+    match action {
+        "submit" | "cancel" => Some(Role::Auditor),
+        "observe" | "administer" => Some(Role::Submitter),
+        "read" => None, // every team role may read its own team's jobs: only the team can be wrong
+        "any" => None,
+        other => panic!("the document names an unknown action {other:?}"),
+    }
+}
+
+/// The right role for `action` (team icu-ml).
+fn right_role(action: &str) -> Role {
+    match action {
+        "submit" | "cancel" => Role::Submitter,
+        "read" | "any" => Role::Approver,
+        "observe" => Role::Auditor,
+        _ => Role::Admin,
+    }
+}
+
+fn team_scoped(action: &str) -> bool {
+    matches!(action, "submit" | "cancel" | "read")
+}
+
+#[test]
+fn every_route_but_health_needs_a_valid_token_of_the_right_role_and_team() {
+    let ts = TestServer::start(16);
+    let sub = ts.token(Role::Submitter, "icu-ml");
+    // A job to address in /v1/jobs/{id} routes: long-running so cancel has something to do.
+    let created = ts.submit(&sub, &manifest("auth-target", "icu-ml", 8, Some("sleep 30")), None);
+    assert_eq!(created.status, 201, "{}", created.text);
+    let id = created.body["job"]["id"].as_str().unwrap().to_owned();
+
+    let doc = ts.get("/openapi.json", &ts.admin);
+    assert_eq!(doc.status, 200, "{}", doc.text);
+    let paths = doc.body["paths"].as_object().unwrap();
+    let expired = ts.token_at(Role::Admin, "icu-ml", now() - 3600, 1);
+    let mut checked = 0;
+    for (path, ops) in paths {
+        for (method, op) in ops.as_object().unwrap() {
+            let method = method.to_uppercase();
+            let url = path.replace("{id}", &id);
+            let security = op.get("security").and_then(Value::as_array);
+            if path == "/healthz" {
+                assert!(security.is_none_or(Vec::is_empty), "health must be public");
+                let r = ts.request(&method, &url, None, None, &[]);
+                assert_eq!(r.status, 200, "{method} {path}: {}", r.text);
+                continue;
+            }
+            let action = security
+                .and_then(|s| s.first())
+                .and_then(|s| s.get("bearer"))
+                .and_then(|b| b.as_array())
+                .and_then(|a| a.first())
+                .and_then(Value::as_str)
+                .unwrap_or_else(|| panic!("{method} {path} declares no bearer scope"))
+                .to_owned();
+            let body: Option<Value> = match (method.as_str(), path.as_str()) {
+                ("POST", "/v1/jobs") => Some(json!({"manifest": manifest("auth-probe", "icu-ml", 1, Some("true"))})),
+                ("POST", "/v1/tokens") => Some(json!({"subject": "x", "role": "submitter", "team": "icu-ml"})),
+                ("POST", _) => Some(json!({})),
+                _ => None,
+            };
+            let url = if path == "/v1/jobs" && method == "GET" { format!("{url}?team=icu-ml") } else { url };
+            let call = |token: Option<&str>| ts.request(&method, &url, token, body.as_ref(), &[]);
+
+            let r = call(None);
+            assert_eq!(r.status, 401, "{method} {path} without a token: {}", r.text);
+            assert_eq!(r.body["error"]["code"], "unauthenticated", "{method} {path}");
+
+            let r = call(Some("not-a-token"));
+            assert_eq!(r.status, 401, "{method} {path} with garbage: {}", r.text);
+
+            let r = call(Some(&expired));
+            assert_eq!(r.status, 401, "{method} {path} with an expired token: {}", r.text);
+            assert_eq!(r.body["error"]["code"], "token_expired", "{method} {path}");
+
+            if let Some(role) = wrong_role(&action) {
+                let r = call(Some(&ts.token(role, "icu-ml")));
+                assert_eq!(r.status, 403, "{method} {path} with role {role:?}: {}", r.text);
+                assert_eq!(r.body["error"]["code"], "forbidden", "{method} {path}");
+            }
+            if team_scoped(&action) {
+                let r = call(Some(&ts.token(right_role(&action), "radiology-ai")));
+                assert_eq!(r.status, 403, "{method} {path} from another team: {}", r.text);
+            }
+            let r = call(Some(&ts.token(right_role(&action), "icu-ml")));
+            assert!(r.status < 300, "{method} {path} with the right token: {} {}", r.status, r.text);
+            checked += 1;
+        }
+    }
+    assert!(checked >= 9, "only {checked} routes checked");
+    let _ = id;
+}
+
+#[test]
+fn an_attenuated_token_cannot_widen_and_a_revoked_key_is_refused() {
+    let ts = TestServer::start(16);
+    let admin_like = ts.token(Role::Admin, "icu-ml");
+    // Narrowing a token keeps it working within its narrower bounds.
+    let narrowed = tidegate_identity::attenuate(
+        &admin_like,
+        &tidegate_identity::Attenuation { expires_at: Some(now() + 60), ..Default::default() },
+    )
+    .unwrap();
+    assert_eq!(ts.get("/v1/zones", &narrowed).status, 200);
+    // The same token narrowed to a moment already past is refused: attenuation blocks apply.
+    let lapsed = tidegate_identity::attenuate(
+        &admin_like,
+        &tidegate_identity::Attenuation { expires_at: Some(now() - 10), ..Default::default() },
+    )
+    .unwrap();
+    let r = ts.get("/v1/zones", &lapsed);
+    assert_eq!(r.status, 403, "{}", r.text);
+    // Revoke the root key: every token it signed (the admin token too) is refused.
+    ts.keys().revoke(1, now()).unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(6)); // the keyring is re-read every 5 s
+    let r = ts.get("/v1/zones", &admin_like);
+    assert_eq!(r.status, 401, "{}", r.text);
+    assert!(r.text.contains("revoked"), "{}", r.text);
+}

@@ -1,0 +1,200 @@
+//! A control plane started in-process on a free loopback port, over a temporary data directory
+//! and the example fleet, with a tiny HTTP client for the tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tidegate_identity::{Role, RootKeyStore};
+use tidegate_server::control::LoopConfig;
+use tidegate_server::{Server, ServerConfig};
+
+pub fn example_fleet() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/fleet")
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+pub struct TestServer {
+    pub rt: tokio::runtime::Runtime,
+    pub server: Option<Server>,
+    pub url: String,
+    pub dir: tempfile::TempDir,
+    pub admin: String,
+    agent: ureq::Agent,
+}
+
+pub struct Resp {
+    pub status: u16,
+    pub body: Value,
+    pub text: String,
+}
+
+impl TestServer {
+    /// Starts a server; the token root key is created two hours in the past so tests can mint
+    /// tokens that have already expired.
+    pub fn start(burst_queue_depth: usize) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = RootKeyStore::new(&dir.path().join("keys"));
+        keys.rotate(now() - 7200, 30).unwrap();
+        let mut loop_cfg = LoopConfig::default();
+        loop_cfg.tick = Duration::from_millis(50);
+        loop_cfg.sched.burst_queue_depth = burst_queue_depth;
+        loop_cfg.time_scale = 3600.0 * 100.0;
+        let cfg = ServerConfig {
+            data_dir: dir.path().to_owned(),
+            fleet_dir: example_fleet(),
+            database: None,
+            listen: "127.0.0.1:0".parse().unwrap(),
+            loop_cfg,
+            work_root: None,
+            admin_token_minutes: 60,
+        };
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let server = rt.block_on(tidegate_server::start(cfg, tidegate_server::auth::system_clock())).unwrap();
+        let url = server.url.clone();
+        let admin = std::fs::read_to_string(&server.admin_token_path).unwrap().trim().to_owned();
+        let config = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(30))).build();
+        Self { rt, server: Some(server), url, dir, admin, agent: ureq::Agent::new_with_config(config) }
+    }
+
+    pub fn keys(&self) -> RootKeyStore {
+        RootKeyStore::new(&self.dir.path().join("keys"))
+    }
+
+    /// A user token minted at `at` (Unix seconds) for `minutes`.
+    pub fn token_at(&self, role: Role, team: &str, at: u64, minutes: u32) -> String {
+        tidegate_server::auth::mint(&self.keys(), "tester", role, team, minutes, at).unwrap()
+    }
+
+    pub fn token(&self, role: Role, team: &str) -> String {
+        self.token_at(role, team, now(), 30)
+    }
+
+    pub fn request(&self, method: &str, path: &str, token: Option<&str>, body: Option<&Value>, headers: &[(&str, &str)]) -> Resp {
+        let url = format!("{}{path}", self.url);
+        let resp = match method {
+            "GET" => {
+                let mut r = self.agent.get(&url);
+                if let Some(t) = token {
+                    r = r.header("Authorization", format!("Bearer {t}"));
+                }
+                for (k, v) in headers {
+                    r = r.header(*k, *v);
+                }
+                r.call()
+            }
+            "POST" => {
+                let mut r = self.agent.post(&url);
+                if let Some(t) = token {
+                    r = r.header("Authorization", format!("Bearer {t}"));
+                }
+                for (k, v) in headers {
+                    r = r.header(*k, *v);
+                }
+                match body {
+                    Some(b) => r.send_json(b),
+                    None => r.send_empty(),
+                }
+            }
+            other => panic!("method {other}"),
+        };
+        let mut resp = resp.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Resp { status, body, text }
+    }
+
+    pub fn get(&self, path: &str, token: &str) -> Resp {
+        self.request("GET", path, Some(token), None, &[])
+    }
+
+    pub fn post(&self, path: &str, token: &str, body: &Value) -> Resp {
+        self.request("POST", path, Some(token), Some(body), &[])
+    }
+
+    pub fn submit(&self, token: &str, manifest: &str, key: Option<&str>) -> Resp {
+        let headers: Vec<(&str, &str)> = key.map(|k| vec![("Idempotency-Key", k)]).unwrap_or_default();
+        self.request("POST", "/v1/jobs", Some(token), Some(&serde_json::json!({ "manifest": manifest })), &headers)
+    }
+
+    /// Polls a job until `pred` holds on its detail, or fails after `secs`.
+    pub fn wait_job(&self, id: &str, secs: u64, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let r = self.get(&format!("/v1/jobs/{id}"), &self.admin);
+            assert_eq!(r.status, 200, "{}", r.text);
+            if pred(&r.body) {
+                return r.body;
+            }
+            assert!(Instant::now() < deadline, "job {id} did not reach the expected state: {}", r.text);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(s) = self.server.take() {
+            self.rt.block_on(s.shutdown());
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A job manifest for team `team` on de-identified data, running `command` (shell text).
+pub fn manifest(name: &str, team: &str, gpus: u32, command: Option<&str>) -> String {
+    let cmd = command.map(|c| format!("  command: [sh, -c, '{c}']\n")).unwrap_or_default();
+    format!(
+        "apiVersion: tidegate.io/v1
+kind: Job
+metadata:
+  name: {name}
+  team: {team}
+  labels:
+    burst_eligible: true
+spec:
+  kind: hpo-sweep
+  inputs:
+    - dataset: ehr-deid@2026-10
+  resources:
+    gpus: {gpus}
+    gpu_types: [H100, H200]
+    expected_hours: 6
+  budget_class: research
+  justification: test burst
+{cmd}"
+    )
+}
+
+/// A manifest on raw PHI (private only).
+pub fn raw_manifest(name: &str, command: &str) -> String {
+    format!(
+        "apiVersion: tidegate.io/v1
+kind: Job
+metadata:
+  name: {name}
+  team: icu-ml
+  labels:
+    burst_eligible: true
+spec:
+  kind: hpo-sweep
+  inputs:
+    - dataset: ehr-raw@2026-10
+  resources:
+    gpus: 8
+    gpu_types: [H100, H200]
+    expected_hours: 6
+  budget_class: research
+  justification: faster
+  command: [sh, -c, '{command}']
+"
+    )
+}
