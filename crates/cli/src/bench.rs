@@ -24,6 +24,9 @@ pub enum BenchCmd {
     /// Sanitizer MB/s end to end on generated Synthea-schema tables, next to Presidio
     /// (presidio-structured) and a plain pandas + HMAC script on the same rows.
     Sanitize(crate::bench_sanitize::BenchSanitizeArgs),
+    /// Durable submissions/s through the HTTP API with concurrent clients (p50/p99), next to the
+    /// same number of `sbatch` submissions when Slurm is installed.
+    Submit(crate::bench_submit::BenchSubmitArgs),
 }
 
 /// Arguments of `tidegate bench placement`.
@@ -77,6 +80,7 @@ pub fn run(c: &BenchCmd) -> miette::Result<()> {
         BenchCmd::Placement(a) => placement(a),
         BenchCmd::Ledger(a) => crate::bench_ledger::run(a),
         BenchCmd::Sanitize(a) => crate::bench_sanitize::run(a),
+        BenchCmd::Submit(a) => crate::bench_submit::run(a),
     }
 }
 

@@ -5,6 +5,7 @@ mod audit;
 mod bench;
 mod bench_ledger;
 mod bench_sanitize;
+mod bench_submit;
 mod client;
 mod clock;
 mod demo;

@@ -71,6 +71,10 @@ pub struct UpArgs {
     /// Lifetime of the admin token written at start, minutes (at most 720).
     #[arg(long, default_value_t = 720)]
     pub admin_token_minutes: u32,
+    /// Serve the API only: do not run the scheduler loop (another replica on the same
+    /// PostgreSQL database schedules).
+    #[arg(long)]
+    pub no_scheduler: bool,
 }
 
 fn example_fleet(data_dir: &Path) -> miette::Result<PathBuf> {
@@ -116,6 +120,7 @@ pub fn run(args: &UpArgs) -> miette::Result<()> {
         },
         work_root: args.work_root.clone(),
         admin_token_minutes: args.admin_token_minutes,
+        scheduler: !args.no_scheduler,
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().into_diagnostic()?;
     rt.block_on(async move {

@@ -5,7 +5,8 @@
 //! allows the route's action for the team concerned; a missing, malformed, expired or revoked
 //! token is 401, a valid token of the wrong role or team is 403.
 
-use std::sync::{Arc, RwLock};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, StatusCode};
@@ -21,8 +22,21 @@ pub fn system_clock() -> Clock {
     Arc::new(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()))
 }
 
-/// How often the keyring is re-read, so revocations take effect without a restart.
+/// How often the keyring is re-read, so revocations take effect without a restart. Cached
+/// verdicts are dropped at each reload.
 const RELOAD: Duration = Duration::from_secs(5);
+
+/// Most tokens whose verification is remembered between reloads.
+const CACHE_MAX: usize = 10_000;
+
+/// Verdicts remembered until the next keyring reload: a signature is checked once per token per
+/// reload, not once per request. Only tokens without attenuation blocks are cached (their only
+/// time limit is the authority block's expiry, checked on every hit).
+#[derive(Debug, Default)]
+struct Cache {
+    claims: HashMap<String, Claims>,
+    allowed: HashSet<(String, &'static str, String)>,
+}
 
 /// A caller whose token verified.
 #[derive(Debug, Clone)]
@@ -53,6 +67,7 @@ impl Caller {
 pub struct Auth {
     keys: RootKeyStore,
     verifier: RwLock<(Arc<Verifier>, Instant)>,
+    cache: Mutex<Cache>,
     clock: Clock,
 }
 
@@ -67,7 +82,12 @@ impl Auth {
     /// start without one (fail closed).
     pub fn new(keys: RootKeyStore, clock: Clock) -> Result<Self, IdentityError> {
         let ring = keys.keyring()?;
-        Ok(Self { keys, verifier: RwLock::new((Arc::new(Verifier::new(ring)), Instant::now())), clock })
+        Ok(Self {
+            keys,
+            verifier: RwLock::new((Arc::new(Verifier::new(ring)), Instant::now())),
+            cache: Mutex::new(Cache::default()),
+            clock,
+        })
     }
 
     /// The clock tokens are checked against.
@@ -86,6 +106,9 @@ impl Auth {
         let v = Arc::new(Verifier::new(ring));
         if let Ok(mut guard) = self.verifier.write() {
             *guard = (v.clone(), Instant::now());
+        }
+        if let Ok(mut c) = self.cache.lock() {
+            *c = Cache::default();
         }
         Ok(v)
     }
@@ -106,7 +129,13 @@ impl Auth {
             return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "the Authorization header must be `Bearer TOKEN`")
                 .field("Authorization"));
         };
-        let claims = self.verifier()?.inspect(token, self.now()).map_err(|e| ApiError::from(e).field("Authorization"))?;
+        let now = self.now();
+        let verifier = self.verifier()?;
+        let cached = self.cache.lock().ok().and_then(|c| c.claims.get(token).cloned());
+        if let Some(claims) = cached.filter(|c| now < c.expires_at) {
+            return Ok(Caller { token: token.to_owned(), claims });
+        }
+        let claims = verifier.inspect(token, now).map_err(|e| ApiError::from(e).field("Authorization"))?;
         if claims.kind != "user" {
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -115,15 +144,39 @@ impl Auth {
             )
             .field("Authorization"));
         }
+        if claims.blocks == 1 {
+            if let Ok(mut c) = self.cache.lock() {
+                if c.claims.len() >= CACHE_MAX {
+                    *c = Cache::default();
+                }
+                c.claims.insert(token.to_owned(), claims.clone());
+            }
+        }
         Ok(Caller { token: token.to_owned(), claims })
     }
 
     /// Whether the caller's token allows `action` on behalf of `team` (every block of the token,
     /// attenuations included, is evaluated).
     pub fn authorize(&self, caller: &Caller, action: Action, team: &str) -> Result<(), ApiError> {
+        let now = self.now();
+        let key = (caller.token.clone(), action.as_str(), team.to_owned());
+        let cacheable = caller.claims.blocks == 1 && now < caller.claims.expires_at;
+        if cacheable && self.cache.lock().is_ok_and(|c| c.allowed.contains(&key)) {
+            return Ok(());
+        }
         let request = Request::Api { action, team: team.to_owned() };
-        match self.verifier()?.authorize(&caller.token, &request, self.now()) {
-            Ok(_) => Ok(()),
+        match self.verifier()?.authorize(&caller.token, &request, now) {
+            Ok(_) => {
+                if cacheable {
+                    if let Ok(mut c) = self.cache.lock() {
+                        if c.allowed.len() >= CACHE_MAX {
+                            c.allowed.clear();
+                        }
+                        c.allowed.insert(key);
+                    }
+                }
+                Ok(())
+            }
             Err(IdentityError::Denied(why)) => Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",

@@ -61,6 +61,9 @@ pub struct ServerConfig {
     pub work_root: Option<PathBuf>,
     /// Lifetime of the admin token written at start, minutes.
     pub admin_token_minutes: u32,
+    /// Run the scheduler loop (take part in the leader election). An API-only replica sets it
+    /// false: it serves requests and leaves scheduling to the others.
+    pub scheduler: bool,
 }
 
 /// Why the control plane did not start.
@@ -188,12 +191,18 @@ pub async fn start(cfg: ServerConfig, clock: Clock) -> Result<Server, StartError
     let url_path = cfg.data_dir.join("server.url");
     std::fs::write(&url_path, format!("{url}\n")).map_err(|source| StartError::Io { path: url_path, source })?;
 
-    let loop_shared = shared.clone();
-    let loop_cfg = cfg.loop_cfg.clone();
-    let loop_thread = std::thread::Builder::new()
-        .name("tidegate-scheduler".into())
-        .spawn(move || control::run(&loop_shared, &loop_cfg))
-        .map_err(|source| StartError::Io { path: PathBuf::from("<scheduler thread>"), source })?;
+    let loop_thread = if cfg.scheduler {
+        let loop_shared = shared.clone();
+        let loop_cfg = cfg.loop_cfg.clone();
+        Some(
+            std::thread::Builder::new()
+                .name("tidegate-scheduler".into())
+                .spawn(move || control::run(&loop_shared, &loop_cfg))
+                .map_err(|source| StartError::Io { path: PathBuf::from("<scheduler thread>"), source })?,
+        )
+    } else {
+        None
+    };
 
     // Seal a checkpoint now and then so evidence bundles cover recent work.
     let cp_shared = shared.clone();
@@ -224,7 +233,7 @@ pub async fn start(cfg: ServerConfig, clock: Clock) -> Result<Server, StartError
         }
     });
     tracing::info!(%url, "control plane listening");
-    Ok(Server { url, admin_token_path, state, loop_thread: Some(loop_thread), http, stop_http })
+    Ok(Server { url, admin_token_path, state, loop_thread, http, stop_http })
 }
 
 impl Server {

@@ -4,9 +4,14 @@
 //! each other instead of failing. Connections are pooled (one is opened per concurrent caller,
 //! idle ones are kept up to a bound); every write runs in `BEGIN IMMEDIATE`, so concurrent
 //! writers queue on SQLite's write lock and a read-then-write never has to be retried.
+//!
+//! Submissions use group commit: concurrent submitters queue their requests, and whichever takes
+//! the write turn commits every queued submission in one transaction (each in its own savepoint,
+//! so one refused request does not affect the others) with one fsync. Each caller returns only
+//! after the transaction holding its submission committed.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{mpsc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension as _, TransactionBehavior};
@@ -14,7 +19,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension as _, Transactio
 use crate::error::StoreError;
 use crate::migrate::{self, Migration};
 use crate::record::{
-    check_lease_args, EventDraft, JobEvent, JobFilter, JobId, JobPage, JobRecord, JobState, Lease, NewJob, PageRequest,
+    check_lease_args, PreparedJob, EventDraft, JobEvent, JobFilter, JobId, JobPage, JobRecord, JobState, Lease, NewJob, PageRequest,
     StateCount, Submitted, Timestamp, Transition,
 };
 use crate::sql::{self, Origin, RawEvent, RawJob};
@@ -47,6 +52,15 @@ pub struct SqliteStore {
     /// Writers of this process queue here rather than in SQLite's busy handler, which sleeps
     /// and retries and gives long tail latencies under contention.
     write_lock: Mutex<()>,
+    /// Submissions waiting for the next group commit.
+    pending: Mutex<Vec<PendingSubmit>>,
+}
+
+type SubmitOutcome = Result<Option<JobId>, StoreError>;
+
+struct PendingSubmit {
+    job: PreparedJob,
+    reply: mpsc::SyncSender<SubmitOutcome>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -66,7 +80,7 @@ impl SqliteStore {
             op: "create data directory",
             source: Box::new(e),
         })?;
-        let store = SqliteStore { path, origin, options, idle: Mutex::new(Vec::new()), write_lock: Mutex::new(()) };
+        let store = SqliteStore { path, origin, options, idle: Mutex::new(Vec::new()), write_lock: Mutex::new(()), pending: Mutex::new(Vec::new()) };
         let mut conn = store.connect()?;
         store.migrate(&mut conn, migrate::SQLITE)?;
         store.put_back(conn);
@@ -127,6 +141,83 @@ impl SqliteStore {
             Some(c) => Ok(c),
             None => self.connect(),
         }
+    }
+
+    /// Commits a batch of submissions in one transaction, one savepoint each, and answers every
+    /// submitter: its own outcome if the transaction committed, the commit's error otherwise.
+    fn commit_submits(&self, batch: Vec<PendingSubmit>) {
+        let outcome = self.with_conn_store(|conn| {
+            let e = |op| move |err| self.db_err(op, err);
+            let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(e("begin submit"))?;
+            let mut results = Vec::with_capacity(batch.len());
+            for item in &batch {
+                let mut sp = tx.savepoint().map_err(e("savepoint"))?;
+                let r = self.submit_one(&sp, &item.job);
+                if r.is_err() {
+                    sp.rollback().map_err(e("rollback to savepoint"))?;
+                }
+                sp.commit().map_err(e("release savepoint"))?;
+                results.push(r);
+            }
+            tx.commit().map_err(e("commit submit"))?;
+            Ok(results)
+        });
+        match outcome {
+            Ok(results) => {
+                for (item, r) in batch.into_iter().zip(results) {
+                    let _ = item.reply.send(r);
+                }
+            }
+            Err(err) => {
+                let text = err.to_string();
+                let unavailable = matches!(err, StoreError::Unavailable { .. });
+                for item in batch {
+                    let source: Box<dyn std::error::Error + Send + Sync> = text.clone().into();
+                    let (backend, location) = ("sqlite", self.origin.location.clone());
+                    let e = if unavailable {
+                        StoreError::Unavailable { backend, location, op: "commit submit", source }
+                    } else {
+                        StoreError::Database { backend, location, op: "commit submit", source }
+                    };
+                    let _ = item.reply.send(Err(e));
+                }
+            }
+        }
+    }
+
+    /// One submission inside a batch transaction.
+    fn submit_one(&self, tx: &Connection, p: &PreparedJob) -> SubmitOutcome {
+        let j = &p.job;
+        let e = |op| move |err| self.db_err(op, err);
+        if let Some(key) = &j.idempotency_key {
+            let prior: Option<(String, String)> = tx
+                .query_row(&q(sql::SELECT_KEY), params![j.team, key], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+                .map_err(e("read idempotency key"))?;
+            if let Some((digest, job_id)) = prior {
+                let existing = self.origin.id(job_id)?;
+                if digest != p.request_digest {
+                    return Err(StoreError::IdempotencyConflict { team: j.team.clone(), key: key.clone(), existing });
+                }
+                return Ok(Some(existing));
+            }
+        }
+        let n: i64 = tx.query_row(&q(sql::JOB_EXISTS), [j.id.as_str()], |r| r.get(0)).map_err(e("check job id"))?;
+        if n > 0 {
+            return Err(StoreError::AlreadyExists { id: j.id.clone() });
+        }
+        tx.execute(
+            &q(sql::INSERT_JOB),
+            params![j.id.as_str(), j.name, j.team, p.spec_text, p.spec_digest, j.reason, j.at.0, j.idempotency_key],
+        )
+        .map_err(e("insert job"))?;
+        tx.execute(&q(sql::INSERT_EVENT), params![j.id.as_str(), 1i64, "submitted", None::<String>, "submitted", j.reason, "null", j.at.0])
+            .map_err(e("insert submitted event"))?;
+        if let Some(key) = &j.idempotency_key {
+            tx.execute(&q(sql::INSERT_KEY), params![j.team, key, p.request_digest, j.id.as_str(), j.at.0])
+                .map_err(e("insert idempotency key"))?;
+        }
+        Ok(None)
     }
 
     fn db_err(&self, op: &'static str, e: rusqlite::Error) -> StoreError {
@@ -250,47 +341,27 @@ impl Store for SqliteStore {
 
     fn submit(&self, job: NewJob) -> Result<Submitted, StoreError> {
         let p = job.prepare()?;
-        let j = &p.job;
-        let replay_of = self.write(|conn| {
-            let e = |op| move |err| self.db_err(op, err);
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(e("begin submit"))?;
-            if let Some(key) = &j.idempotency_key {
-                let prior: Option<(String, String)> = tx
-                    .query_row(&q(sql::SELECT_KEY), params![j.team, key], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()
-                    .map_err(e("read idempotency key"))?;
-                if let Some((digest, job_id)) = prior {
-                    let existing = self.origin.id(job_id)?;
-                    if digest != p.request_digest {
-                        return Err(StoreError::IdempotencyConflict { team: j.team.clone(), key: key.clone(), existing });
-                    }
-                    return Ok(Some(existing));
-                }
+        let new_id = p.job.id.clone();
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(PendingSubmit { job: p, reply: tx });
+        {
+            // Take the write turn; if an earlier committer already took our submission, the
+            // batch we drain may be empty (or hold later arrivals, which we commit for them).
+            let _turn = self.write_lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+            if !batch.is_empty() {
+                self.commit_submits(batch);
             }
-            let n: i64 = tx.query_row(&q(sql::JOB_EXISTS), [j.id.as_str()], |r| r.get(0)).map_err(e("check job id"))?;
-            if n > 0 {
-                return Err(StoreError::AlreadyExists { id: j.id.clone() });
-            }
-            tx.execute(
-                &q(sql::INSERT_JOB),
-                params![j.id.as_str(), j.name, j.team, p.spec_text, p.spec_digest, j.reason, j.at.0, j.idempotency_key],
-            )
-            .map_err(e("insert job"))?;
-            tx.execute(
-                &q(sql::INSERT_EVENT),
-                params![j.id.as_str(), 1i64, "submitted", None::<String>, "submitted", j.reason, "null", j.at.0],
-            )
-            .map_err(e("insert submitted event"))?;
-            if let Some(key) = &j.idempotency_key {
-                tx.execute(&q(sql::INSERT_KEY), params![j.team, key, p.request_digest, j.id.as_str(), j.at.0])
-                    .map_err(e("insert idempotency key"))?;
-            }
-            tx.commit().map_err(e("commit submit"))?;
-            Ok(None)
-        })?;
+        }
+        let replay_of = rx.recv().map_err(|_| StoreError::Unavailable {
+            backend: "sqlite",
+            location: self.origin.location.clone(),
+            op: "submit",
+            source: "the committing thread went away".into(),
+        })??;
         let (id, replayed) = match replay_of {
             Some(id) => (id, true),
-            None => (p.job.id.clone(), false),
+            None => (new_id, false),
         };
         let job = self.get(&id)?.ok_or_else(|| StoreError::NotFound { id: id.clone() })?;
         Ok(Submitted { job, replayed })

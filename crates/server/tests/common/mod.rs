@@ -52,6 +52,7 @@ impl TestServer {
             loop_cfg,
             work_root: None,
             admin_token_minutes: 60,
+            scheduler: true,
         };
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let server = rt.block_on(tidegate_server::start(cfg, tidegate_server::auth::system_clock())).unwrap();
