@@ -156,6 +156,7 @@ pub fn run(a: &BenchSubmitArgs) -> miette::Result<()> {
         listen: "127.0.0.1:0".parse().into_diagnostic()?,
         loop_cfg: LoopConfig::default(),
         work_root: None,
+            keys_dir: None,
         admin_token_minutes: 60,
         scheduler: a.with_scheduler,
     };

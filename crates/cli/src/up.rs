@@ -68,6 +68,10 @@ pub struct UpArgs {
     /// Root of the zone work directories (default <data-dir>/zones); replicas on one host can share it.
     #[arg(long)]
     pub work_root: Option<PathBuf>,
+    /// Token root keys (default <data-dir>/keys). Replicas must share one: point them all at the
+    /// same directory (or a copy of it).
+    #[arg(long)]
+    pub keys_dir: Option<PathBuf>,
     /// Lifetime of the admin token written at start, minutes (at most 720).
     #[arg(long, default_value_t = 720)]
     pub admin_token_minutes: u32,
@@ -119,6 +123,7 @@ pub fn run(args: &UpArgs) -> miette::Result<()> {
             time_scale: args.time_scale,
         },
         work_root: args.work_root.clone(),
+        keys_dir: args.keys_dir.clone(),
         admin_token_minutes: args.admin_token_minutes,
         scheduler: !args.no_scheduler,
     };

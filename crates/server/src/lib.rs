@@ -59,6 +59,9 @@ pub struct ServerConfig {
     pub loop_cfg: LoopConfig,
     /// Root of the local executors' work directories (default `<data-dir>/zones`).
     pub work_root: Option<PathBuf>,
+    /// Token root keys (default `<data-dir>/keys`); replicas share one so any replica accepts
+    /// any replica's tokens.
+    pub keys_dir: Option<PathBuf>,
     /// Lifetime of the admin token written at start, minutes.
     pub admin_token_minutes: u32,
     /// Run the scheduler loop (take part in the leader election). An API-only replica sets it
@@ -155,7 +158,7 @@ pub async fn start(cfg: ServerConfig, clock: Clock) -> Result<Server, StartError
         .await
         .map_err(|e| StartError::Ledger(format!("store open task failed: {e}")))??
         .into();
-    let keys_dir = cfg.data_dir.join("keys");
+    let keys_dir = cfg.keys_dir.clone().unwrap_or_else(|| cfg.data_dir.join("keys"));
     let keys = RootKeyStore::new(&keys_dir);
     let keys_err = |reason: String| StartError::Keys { dir: keys_dir.clone(), reason };
     let admin = auth::mint(&keys, "admin", Role::Admin, "admin", cfg.admin_token_minutes, clock())

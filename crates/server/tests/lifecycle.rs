@@ -204,6 +204,7 @@ fn sigterm_style_shutdown_drains_and_a_restart_finds_running_jobs() {
         listen: "127.0.0.1:0".parse().unwrap(),
         loop_cfg: tidegate_server::control::LoopConfig { tick: std::time::Duration::from_millis(50), ..Default::default() },
         work_root: None,
+            keys_dir: None,
         admin_token_minutes: 60,
         scheduler: true,
     };

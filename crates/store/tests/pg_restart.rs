@@ -8,90 +8,12 @@
 
 mod pg;
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tidegate_store::{JobFilter, JobId, NewJob, PageRequest, PgOptions, PgStore, Store, StoreError, Timestamp};
-
-fn pg_bin() -> Option<PathBuf> {
-    if let Ok(b) = std::env::var("TIDEGATE_PG_BIN") {
-        return Some(PathBuf::from(b));
-    }
-    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
-        .filter(|p| p.join("pg_ctl").exists())
-        .collect();
-    found.sort();
-    found.pop()
-}
-
-fn as_postgres(cmd: &str) -> bool {
-    Command::new("su").args(["postgres", "-c", cmd]).status().map(|s| s.success()).unwrap_or(false)
-}
-
-struct Instance {
-    bin: PathBuf,
-    dir: PathBuf,
-    port: u16,
-}
-
-impl Instance {
-    fn pg_ctl(&self, args: &str) -> bool {
-        as_postgres(&format!("{} -D {} {args} >/dev/null", self.bin.join("pg_ctl").display(), self.dir.display()))
-    }
-    fn start(&self) {
-        let opts = format!("-o '-p {} -k /tmp -c listen_addresses=127.0.0.1'", self.port);
-        assert!(self.pg_ctl(&format!("-l {}/log {opts} -w -t 30 start", self.dir.display())), "pg_ctl start failed");
-    }
-    fn crash(&self) {
-        assert!(self.pg_ctl("-m immediate -w stop"), "pg_ctl stop failed");
-    }
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.pg_ctl("-m immediate stop");
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn private_instance() -> Option<Instance> {
-    let setup = || -> Option<Instance> {
-        let bin = pg_bin()?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
-        let dir = std::env::temp_dir().join(format!("tidegate-pg-restart-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).ok()?;
-        let chown = Command::new("chown").args(["postgres:postgres", &dir.display().to_string()]).status().ok()?;
-        if !chown.success() {
-            return None;
-        }
-        let inst = Instance { bin, dir, port };
-        let initdb = format!("{} -D {} -A trust -U postgres >/dev/null", inst.bin.join("initdb").display(), inst.dir.display());
-        if !as_postgres(&initdb) {
-            return None;
-        }
-        inst.start();
-        Some(inst)
-    };
-    match setup() {
-        Some(i) => Some(i),
-        None if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("CI=true but a private PostgreSQL instance could not be set up (server binaries and root needed)")
-        }
-        None => {
-            eprintln!("skipping: needs PostgreSQL server binaries (/usr/lib/postgresql/*/bin or TIDEGATE_PG_BIN) and root");
-            None
-        }
-    }
-}
 
 fn job(key: &str) -> NewJob {
     NewJob {
@@ -123,7 +45,7 @@ fn postgres_crash_under_load_fails_clearly_and_recovers() {
     if pg::url().is_none() {
         return; // the same switch as the other PostgreSQL tests
     }
-    let Some(inst) = private_instance() else { return };
+    let Some(inst) = tidegate_testkit::PgInstance::start_private("restart") else { return };
     let url = inst.url();
     let opts = PgOptions { connect_timeout: Duration::from_secs(2), ..PgOptions::default() };
     let store: Arc<dyn Store> = Arc::new(PgStore::connect(&url, opts).unwrap());
@@ -156,7 +78,7 @@ fn postgres_crash_under_load_fails_clearly_and_recovers() {
         .collect();
 
     std::thread::sleep(Duration::from_millis(500));
-    inst.crash();
+    assert!(inst.crash(), "pg_ctl stop failed");
     let down_at = Instant::now();
     // While it is down, a request fails quickly and says why and where.
     let err = store.submit(job("while-down")).unwrap_err();
@@ -164,7 +86,7 @@ fn postgres_crash_under_load_fails_clearly_and_recovers() {
     assert!(err.is_unavailable(), "{err}");
     assert!(err.to_string().contains(&url), "{err}");
     std::thread::sleep(Duration::from_millis(500));
-    inst.start();
+    assert!(inst.start(), "pg_ctl start failed");
     let up_at = Instant::now();
     // The same store object serves again.
     let recovered = loop {

@@ -51,6 +51,7 @@ impl TestServer {
             listen: "127.0.0.1:0".parse().unwrap(),
             loop_cfg,
             work_root: None,
+            keys_dir: None,
             admin_token_minutes: 60,
             scheduler: true,
         };

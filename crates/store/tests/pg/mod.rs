@@ -3,18 +3,7 @@
 
 /// The server's URL, or `None` (after saying how to run these tests) when none is configured.
 pub fn url() -> Option<String> {
-    match std::env::var("TIDEGATE_TEST_POSTGRES_URL") {
-        Ok(u) if !u.trim().is_empty() => Some(u),
-        _ => {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("CI=true but TIDEGATE_TEST_POSTGRES_URL is not set: scripts/test.sh starts PostgreSQL and sets it");
-            }
-            eprintln!(
-                "skipping a PostgreSQL test: set TIDEGATE_TEST_POSTGRES_URL=postgres://... or run `TIDEGATE_SERVICES=1 scripts/test.sh`"
-            );
-            None
-        }
-    }
+    tidegate_testkit::postgres_url()
 }
 
 /// A schema name unique to this test and process.

@@ -1,0 +1,281 @@
+//! Several control-plane replicas on one PostgreSQL database: any replica serves the API, one
+//! holds the scheduler lease; `kill -9` of the leader hands scheduling to another within
+//! seconds and no job is admitted or run twice. And PostgreSQL crashing under load: requests fail
+//! with a clear `unavailable` error, nothing acknowledged is lost, service resumes by itself.
+//! Each test runs its own PostgreSQL instance (skips outside CI without the server binaries).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tidegate_testkit::PgInstance;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn agent() -> ureq::Agent {
+    let config = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(30))).build();
+    ureq::Agent::new_with_config(config)
+}
+
+struct Replica {
+    child: Child,
+    url: String,
+}
+
+fn replica(db: &str, data: &Path, keys: &Path, work: &Path, name: &str) -> Replica {
+    std::fs::create_dir_all(data).unwrap();
+    let _ = std::fs::remove_file(data.join("server.url"));
+    let child = Command::new(env!("CARGO_BIN_EXE_tidegate"))
+        .args(["up", "--listen", "127.0.0.1:0", "--lease-seconds", "2", "--replica", name, "--database", db])
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--keys-dir")
+        .arg(keys)
+        .arg("--work-root")
+        .arg(work)
+        .arg("--fleet")
+        .arg(repo().join("examples/fleet"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(url) = std::fs::read_to_string(data.join("server.url")) {
+            let url = url.trim().to_owned();
+            if agent().get(format!("{url}/healthz")).call().is_ok_and(|r| r.status() == 200) {
+                return Replica { child, url };
+            }
+        }
+        assert!(Instant::now() < deadline, "replica {name} did not come up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn health(url: &str) -> Option<Value> {
+    let mut r = agent().get(format!("{url}/healthz")).call().ok()?;
+    r.body_mut().read_json().ok()
+}
+
+fn call(method: &str, url: &str, token: &str, body: Option<Value>, key: Option<&str>) -> (u16, Value) {
+    let a = agent();
+    let resp = if method == "GET" {
+        a.get(url).header("Authorization", format!("Bearer {token}")).call()
+    } else {
+        let mut req = a.post(url).header("Authorization", format!("Bearer {token}"));
+        if let Some(k) = key {
+            req = req.header("Idempotency-Key", k);
+        }
+        req.send_json(body.unwrap_or(json!({})))
+    };
+    match resp {
+        Ok(mut r) => {
+            let status = r.status().as_u16();
+            (status, r.body_mut().read_json().unwrap_or(Value::Null))
+        }
+        Err(e) => (0, json!({ "transport": e.to_string() })),
+    }
+}
+
+fn manifest(name: &str, runs_log: &Path) -> String {
+    format!(
+        "apiVersion: tidegate.io/v1
+kind: Job
+metadata:
+  name: {name}
+  team: icu-ml
+spec:
+  kind: train
+  inputs:
+    - dataset: ehr-raw@2026-10
+  resources:
+    gpus: 16
+    gpu_types: [H100]
+    expected_hours: 1
+  budget_class: research
+  command: [sh, -c, 'echo $TIDEGATE_JOB_ID >> {}; sleep 1.5']
+",
+        runs_log.display()
+    )
+}
+
+fn all_jobs(url: &str, token: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut after: Option<u64> = None;
+    loop {
+        let q = after.map_or_else(|| "limit=1000".to_string(), |a| format!("limit=1000&after={a}"));
+        let (s, page) = call("GET", &format!("{url}/v1/jobs?{q}"), token, None, None);
+        assert_eq!(s, 200, "{page}");
+        out.extend(page["jobs"].as_array().unwrap().iter().cloned());
+        match page["next"].as_u64() {
+            Some(n) => after = Some(n),
+            None => return out,
+        }
+    }
+}
+
+#[test]
+fn killing_the_leader_hands_scheduling_over_without_double_admission() {
+    let Some(pg) = PgInstance::start_private("replicas") else { return };
+    let root = tempfile::tempdir().unwrap();
+    let (keys, work) = (root.path().join("keys"), root.path().join("work"));
+    let runs = root.path().join("runs.log");
+    // The first replica creates the shared token keys; the others start once it is up.
+    let mut replicas = vec![replica(&pg.url(), &root.path().join("r1"), &keys, &work, "r1")];
+    replicas.push(replica(&pg.url(), &root.path().join("r2"), &keys, &work, "r2"));
+    replicas.push(replica(&pg.url(), &root.path().join("r3"), &keys, &work, "r3"));
+    let token = std::fs::read_to_string(root.path().join("r3/admin.token")).unwrap().trim().to_owned();
+
+    let leader_index = |replicas: &[Replica]| -> Vec<usize> {
+        replicas.iter().enumerate().filter(|(_, r)| health(&r.url).is_some_and(|h| h["leader"] == true)).map(|(i, _)| i).collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let leader = loop {
+        let l = leader_index(&replicas);
+        if l.len() == 1 {
+            break l[0];
+        }
+        assert!(Instant::now() < deadline, "no single leader: {l:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // Any replica serves the API: submit through a follower.
+    let follower = (leader + 1) % replicas.len();
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let (s, b) = call("POST", &format!("{}/v1/jobs", replicas[follower].url), &token, Some(json!({"manifest": manifest(&format!("fo-{i}"), &runs)})), None);
+        assert_eq!(s, 201, "{b}");
+        ids.push(b["job"]["id"].as_str().unwrap().to_owned());
+    }
+    // Let the leader admit some, then kill it hard.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while all_jobs(&replicas[follower].url, &token).iter().filter(|j| j["state"] == "running").count() == 0 {
+        assert!(Instant::now() < deadline, "the leader admitted nothing");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut dead = replicas.remove(leader);
+    dead.child.kill().unwrap();
+    dead.child.wait().unwrap();
+    let killed_at = Instant::now();
+    let new_leader = loop {
+        let l = leader_index(&replicas);
+        if l.len() == 1 {
+            break l[0];
+        }
+        assert!(killed_at.elapsed() < Duration::from_secs(15), "no replica took over: {l:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let takeover = killed_at.elapsed();
+    eprintln!("replica {} took over {takeover:?} after the leader was killed", new_leader);
+    assert!(takeover < Duration::from_secs(10), "takeover took {takeover:?}");
+    for i in 20..30 {
+        let (s, b) = call("POST", &format!("{}/v1/jobs", replicas[0].url), &token, Some(json!({"manifest": manifest(&format!("fo-{i}"), &runs)})), None);
+        assert_eq!(s, 201, "{b}");
+        ids.push(b["job"]["id"].as_str().unwrap().to_owned());
+    }
+    // Every job ends, each admitted once and run once.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let jobs = all_jobs(&replicas[0].url, &token);
+        if jobs.iter().filter(|j| j["state"] == "succeeded").count() == ids.len() {
+            break;
+        }
+        let stuck: Vec<String> = jobs.iter().filter(|j| j["state"] != "succeeded").map(|j| format!("{} {}", j["name"], j["state"])).collect();
+        assert!(Instant::now() < deadline, "not all jobs ended: {stuck:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for id in &ids {
+        let (_, d) = call("GET", &format!("{}/v1/jobs/{id}", replicas[0].url), &token, None, None);
+        let admitted = d["events"].as_array().unwrap().iter().filter(|e| e["to_state"] == "admitted").count();
+        assert_eq!(admitted, 1, "job {id} admitted {admitted} times: {d}");
+    }
+    let log = std::fs::read_to_string(&runs).unwrap();
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for line in log.lines() {
+        *counts.entry(line.trim()).or_default() += 1;
+    }
+    assert_eq!(counts.len(), ids.len(), "every job ran");
+    assert!(counts.values().all(|c| *c == 1), "a job ran twice: {counts:?}");
+    for mut r in replicas {
+        let _ = r.child.kill();
+        let _ = r.child.wait();
+    }
+}
+
+#[test]
+fn postgres_crash_under_load_gives_clear_errors_and_recovers() {
+    let Some(pg) = PgInstance::start_private("api-restart") else { return };
+    let root = tempfile::tempdir().unwrap();
+    let (keys, work) = (root.path().join("keys"), root.path().join("work"));
+    let mut r = replica(&pg.url(), &root.path().join("r1"), &keys, &work, "solo");
+    let token = std::fs::read_to_string(root.path().join("r1/admin.token")).unwrap().trim().to_owned();
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked: Arc<Mutex<HashMap<String, String>>> = Arc::new(Mutex::new(HashMap::new()));
+    let failures: Arc<Mutex<Vec<(u16, Value)>>> = Arc::new(Mutex::new(Vec::new()));
+    let counter = Arc::new(AtomicUsize::new(0));
+    let runs = root.path().join("runs.log");
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, acked, failures, counter, url, token, runs) =
+                (stop.clone(), acked.clone(), failures.clone(), counter.clone(), r.url.clone(), token.clone(), runs.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    let i = counter.fetch_add(1, Ordering::SeqCst);
+                    let key = format!("pg-{i}");
+                    let m = manifest(&format!("pg-{i}"), &runs).replace("sleep 1.5", "true");
+                    let (s, b) = call("POST", &format!("{url}/v1/jobs"), &token, Some(json!({"manifest": m})), Some(&key));
+                    if s == 201 || s == 200 {
+                        acked.lock().unwrap().insert(key, b["job"]["id"].as_str().unwrap().to_owned());
+                    } else {
+                        failures.lock().unwrap().push((s, b));
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(pg.crash(), "pg_ctl stop failed");
+    std::thread::sleep(Duration::from_millis(1500));
+    // Health does not depend on the database: the replica is alive and says so.
+    assert!(health(&r.url).is_some(), "the replica stays up while its database is down");
+    let during = failures.lock().unwrap().len();
+    assert!(pg.start(), "pg_ctl start failed");
+    let back = Instant::now();
+    loop {
+        let before = acked.lock().unwrap().len();
+        std::thread::sleep(Duration::from_millis(300));
+        if acked.lock().unwrap().len() > before + 3 {
+            break;
+        }
+        assert!(back.elapsed() < Duration::from_secs(30), "submissions did not resume after PostgreSQL came back");
+    }
+    eprintln!("submissions resumed {:?} after PostgreSQL restarted", back.elapsed());
+    stop.store(true, Ordering::SeqCst);
+    for t in threads {
+        t.join().unwrap();
+    }
+    let failures = failures.lock().unwrap().clone();
+    assert!(during > 0, "the outage was noticed by clients");
+    for (s, b) in &failures {
+        assert_eq!(*s, 503, "outage errors are 503 unavailable: {b}");
+        assert_eq!(b["error"]["code"], "unavailable", "{b}");
+        assert!(b["error"]["message"].as_str().unwrap().contains("postgres"), "the message names the store: {b}");
+    }
+    // Every acknowledged submission is there exactly once.
+    let jobs = all_jobs(&r.url, &token);
+    let by_key: HashMap<String, String> =
+        jobs.iter().map(|j| (j["idempotency_key"].as_str().unwrap().to_owned(), j["id"].as_str().unwrap().to_owned())).collect();
+    assert_eq!(by_key.len(), jobs.len(), "no key has two jobs");
+    for (key, id) in acked.lock().unwrap().iter() {
+        assert_eq!(by_key.get(key), Some(id), "acknowledged {key} is stored with its id");
+    }
+    let _ = r.child.kill();
+    let _ = r.child.wait();
+}
