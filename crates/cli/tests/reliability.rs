@@ -23,6 +23,13 @@ struct Up {
     token: String,
 }
 
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn up(dir: &Path, extra: &[&str]) -> Up {
     let _ = std::fs::remove_file(dir.join("server.url"));
     let child = Command::new(env!("CARGO_BIN_EXE_tidegate"))
@@ -35,13 +42,15 @@ fn up(dir: &Path, extra: &[&str]) -> Up {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let mut started = Up { child, url: String::new(), token: String::new() };
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok(url) = std::fs::read_to_string(dir.join("server.url")) {
             let url = url.trim().to_owned();
             if agent().get(format!("{url}/healthz")).call().is_ok_and(|r| r.status() == 200) {
-                let token = std::fs::read_to_string(dir.join("admin.token")).unwrap().trim().to_owned();
-                return Up { child, url, token };
+                started.token = std::fs::read_to_string(dir.join("admin.token")).unwrap().trim().to_owned();
+                started.url = url;
+                return started;
             }
         }
         assert!(Instant::now() < deadline, "tidegate up did not come up");

@@ -29,6 +29,13 @@ struct Replica {
     url: String,
 }
 
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn replica(db: &str, data: &Path, keys: &Path, work: &Path, name: &str) -> Replica {
     std::fs::create_dir_all(data).unwrap();
     let _ = std::fs::remove_file(data.join("server.url"));
@@ -46,12 +53,14 @@ fn replica(db: &str, data: &Path, keys: &Path, work: &Path, name: &str) -> Repli
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let mut started = Replica { child, url: String::new() };
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok(url) = std::fs::read_to_string(data.join("server.url")) {
             let url = url.trim().to_owned();
             if agent().get(format!("{url}/healthz")).call().is_ok_and(|r| r.status() == 200) {
-                return Replica { child, url };
+                started.url = url;
+                return started;
             }
         }
         assert!(Instant::now() < deadline, "replica {name} did not come up");
@@ -162,6 +171,7 @@ fn killing_the_leader_hands_scheduling_over_without_double_admission() {
     let mut dead = replicas.remove(leader);
     dead.child.kill().unwrap();
     dead.child.wait().unwrap();
+    drop(dead);
     let killed_at = Instant::now();
     let new_leader = loop {
         let l = leader_index(&replicas);
@@ -202,10 +212,7 @@ fn killing_the_leader_hands_scheduling_over_without_double_admission() {
     }
     assert_eq!(counts.len(), ids.len(), "every job ran");
     assert!(counts.values().all(|c| *c == 1), "a job ran twice: {counts:?}");
-    for mut r in replicas {
-        let _ = r.child.kill();
-        let _ = r.child.wait();
-    }
+    drop(replicas);
 }
 
 #[test]
@@ -213,7 +220,7 @@ fn postgres_crash_under_load_gives_clear_errors_and_recovers() {
     let Some(pg) = PgInstance::start_private("api-restart") else { return };
     let root = tempfile::tempdir().unwrap();
     let (keys, work) = (root.path().join("keys"), root.path().join("work"));
-    let mut r = replica(&pg.url(), &root.path().join("r1"), &keys, &work, "solo");
+    let r = replica(&pg.url(), &root.path().join("r1"), &keys, &work, "solo");
     let token = std::fs::read_to_string(root.path().join("r1/admin.token")).unwrap().trim().to_owned();
     let stop = Arc::new(AtomicBool::new(false));
     let acked: Arc<Mutex<HashMap<String, String>>> = Arc::new(Mutex::new(HashMap::new()));
@@ -276,6 +283,5 @@ fn postgres_crash_under_load_gives_clear_errors_and_recovers() {
     for (key, id) in acked.lock().unwrap().iter() {
         assert_eq!(by_key.get(key), Some(id), "acknowledged {key} is stored with its id");
     }
-    let _ = r.child.kill();
-    let _ = r.child.wait();
+    drop(r);
 }

@@ -40,10 +40,8 @@ impl TestServer {
         let dir = tempfile::tempdir().unwrap();
         let keys = RootKeyStore::new(&dir.path().join("keys"));
         keys.rotate(now() - 7200, 30).unwrap();
-        let mut loop_cfg = LoopConfig::default();
-        loop_cfg.tick = Duration::from_millis(50);
+        let mut loop_cfg = LoopConfig { tick: Duration::from_millis(50), time_scale: 3600.0 * 100.0, ..LoopConfig::default() };
         loop_cfg.sched.burst_queue_depth = burst_queue_depth;
-        loop_cfg.time_scale = 3600.0 * 100.0;
         let cfg = ServerConfig {
             data_dir: dir.path().to_owned(),
             fleet_dir: example_fleet(),
