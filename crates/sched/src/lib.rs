@@ -10,4 +10,4 @@
 mod core;
 pub mod sim;
 
-pub use crate::core::{Candidate, Effect, JobId, SchedConfig, Scheduler, Shape};
+pub use crate::core::{Candidate, ClassThresholds, Effect, Health, JobId, SchedConfig, Scheduler, Shape, DEFAULT_CLASS};
