@@ -299,6 +299,11 @@ pub struct SimReport {
     pub budget_holds: usize,
     /// Times a job was held because a burst had no business justification.
     pub justification_holds: usize,
+    /// Jobs still queued when the trace ends: held for good by a budget or a missing
+    /// justification (never dropped).
+    pub still_queued: usize,
+    /// Why those jobs are held (the reason up to its first `:`), with counts.
+    pub still_queued_reasons: BTreeMap<String, usize>,
     /// Simulated span, seconds.
     pub makespan_s: f64,
     /// Per zone.
@@ -351,6 +356,8 @@ struct Tally {
     started: HashMap<u64, (f64, usize)>,
     /// Jobs admitted at least once (the wait counts from the first admission).
     seen: std::collections::HashSet<u64>,
+    /// Jobs waiting now, with their latest reason.
+    waiting: HashMap<u64, String>,
 }
 
 /// Replays `trace` through the scheduler with the fleet's policies and scheduling rules (see the
@@ -384,6 +391,7 @@ pub fn replay_with(
             match e {
                 Effect::Admitted { job, zone, burst, cost, at, .. } => {
                     let Some(t) = job_of(job) else { continue };
+                    tally.waiting.remove(&job);
                     let c = tally.classes.entry(class(job)).or_default();
                     if tally.seen.insert(job) {
                         tally.waits.push(at - t.submit_s);
@@ -406,6 +414,7 @@ pub fn replay_with(
                     }
                 }
                 Effect::Refused { job, reason } => {
+                    tally.waiting.remove(&job);
                     tally.refused += 1;
                     tally.classes.entry(class(job)).or_default().0.refused += 1;
                     *tally.reasons.entry(reason).or_default() += 1;
@@ -426,12 +435,13 @@ pub fn replay_with(
                         }
                     }
                 }
-                Effect::Queued { reason, .. } => {
+                Effect::Queued { job, reason, .. } => {
                     if reason.contains("budget") {
                         tally.budget_holds += 1;
                     } else if reason.contains("justification") {
                         tally.justification_holds += 1;
                     }
+                    tally.waiting.insert(job, reason);
                 }
                 Effect::Failover { .. } | Effect::Cancelled { .. } => {}
             }
@@ -524,6 +534,11 @@ pub fn replay_with(
     let mean = |xs: &[f64]| if xs.is_empty() { 0.0 } else { xs.iter().sum::<f64>() / xs.len() as f64 };
     let makespan = now.max(1.0);
     let completed = tally.completed;
+    let mut still_queued_reasons: BTreeMap<String, usize> = BTreeMap::new();
+    for r in tally.waiting.values() {
+        let head = r.split(':').next().unwrap_or(r).to_string();
+        *still_queued_reasons.entry(head).or_default() += 1;
+    }
     SimReport {
         mode,
         jobs: trace.len(),
@@ -540,6 +555,8 @@ pub fn replay_with(
         preemptions: tally.preemptions,
         budget_holds: tally.budget_holds,
         justification_holds: tally.justification_holds,
+        still_queued: tally.waiting.len(),
+        still_queued_reasons,
         makespan_s: makespan,
         zones: fleet
             .zones
