@@ -291,6 +291,27 @@ enum Try {
     Blocked(Option<String>),
 }
 
+/// Why a job may burst (formatted only when it does).
+enum Pressure {
+    Forced,
+    OnlyPublic,
+    Depth(usize, usize),
+    Sla(f64, f64),
+    Slack(f64, f64),
+}
+
+impl Pressure {
+    fn text(&self, w: &Waiting) -> String {
+        match self {
+            Self::Forced => w.forced.clone().unwrap_or_default(),
+            Self::OnlyPublic => "no private zone may run it; public capacity is its place".into(),
+            Self::Depth(p, d) => format!("queue depth {p} >= {d} in its home zone"),
+            Self::Sla(e, m) => format!("expected wait {e:.0} s exceeds the SLA of {m:.0} s"),
+            Self::Slack(s, m) => format!("deadline slack {s:.0} s is below the class minimum of {m:.0} s"),
+        }
+    }
+}
+
 /// The scheduler: pool capacity as counted GPU slots, one queue per zone, running jobs, team
 /// quotas and budgets.
 #[derive(Debug)]
@@ -299,6 +320,8 @@ pub struct Scheduler {
     capacity: Vec<Vec<u32>>,
     free: Vec<Vec<u32>>,
     borrowed_in_pool: Vec<Vec<u32>>,
+    /// Borrowed running jobs per pool, by admission sequence.
+    borrowed_jobs: Vec<Vec<BTreeMap<u64, JobId>>>,
     queues: Vec<VecDeque<Waiting>>,
     queued_gpu_s: Vec<f64>,
     zone_gpus: Vec<u32>,
@@ -338,6 +361,7 @@ impl Scheduler {
             zones: fleet.zones.clone(),
             free: capacity.clone(),
             borrowed_in_pool: capacity.iter().map(|z| vec![0; z.len()]).collect(),
+            borrowed_jobs: capacity.iter().map(|z| vec![BTreeMap::new(); z.len()]).collect(),
             queues: vec![VecDeque::new(); n],
             queued_gpu_s: vec![0.0; n],
             zone_gpus,
@@ -503,19 +527,19 @@ impl Scheduler {
         let spent = self.class_spent.get(class).cloned().unwrap_or_default();
         if let Some(b) = self.rules.class(class).map(|c| c.budget) {
             if let Some(m) = b.money.filter(|m| spent.money + cost > *m) {
-                return Some(format!("burst would exceed class `{class}` budget: {:.2} + {cost:.2} > {m:.2}", spent.money));
+                return Some(format!("burst would exceed class `{class}` budget: {m:.2} money"));
             }
             if let Some(h) = b.gpu_hours.filter(|h| spent.gpu_hours + gpu_hours > *h) {
-                return Some(format!("burst would exceed class `{class}` budget: {:.1} + {gpu_hours:.1} GPU-hours > {h:.1}", spent.gpu_hours));
+                return Some(format!("burst would exceed class `{class}` budget: {h:.1} GPU-hours"));
             }
         }
         let t = self.teams.get(w.team)?;
         let b = self.rules.team(&t.name)?.budget;
         if let Some(m) = b.money.filter(|m| t.spent.money + cost > *m) {
-            return Some(format!("burst would exceed team `{}` budget: {:.2} + {cost:.2} > {m:.2}", t.name, t.spent.money));
+            return Some(format!("burst would exceed team `{}` budget: {m:.2} money", t.name));
         }
         if let Some(h) = b.gpu_hours.filter(|h| t.spent.gpu_hours + gpu_hours > *h) {
-            return Some(format!("burst would exceed team `{}` budget: {:.1} + {gpu_hours:.1} GPU-hours > {h:.1}", t.name, t.spent.gpu_hours));
+            return Some(format!("burst would exceed team `{}` budget: {h:.1} GPU-hours", t.name));
         }
         None
     }
@@ -525,9 +549,13 @@ impl Scheduler {
         if let Some(f) = self.free.get_mut(c.zone).and_then(|z| z.get_mut(c.pool)) {
             *f -= gpus;
         }
+        self.seq += 1;
         if borrowed {
             if let Some(b) = self.borrowed_in_pool.get_mut(c.zone).and_then(|z| z.get_mut(c.pool)) {
                 *b += gpus;
+            }
+            if let Some(m) = self.borrowed_jobs.get_mut(c.zone).and_then(|z| z.get_mut(c.pool)) {
+                m.insert(self.seq, w.id);
             }
         }
         let cost = c.expected_cost(w.shape.expected_s);
@@ -547,7 +575,6 @@ impl Scheduler {
             s.money += cost;
             s.gpu_hours += gpu_hours;
         }
-        self.seq += 1;
         let id = w.id;
         let justification = if c.public { justification } else { None };
         self.running.insert(
@@ -566,6 +593,9 @@ impl Scheduler {
         if r.borrowed {
             if let Some(b) = self.borrowed_in_pool.get_mut(r.zone).and_then(|z| z.get_mut(r.pool)) {
                 *b = b.saturating_sub(r.gpus);
+            }
+            if let Some(m) = self.borrowed_jobs.get_mut(r.zone).and_then(|z| z.get_mut(r.pool)) {
+                m.remove(&r.seq);
             }
         }
         if let Some(t) = self.teams.get_mut(r.job.team) {
@@ -592,31 +622,31 @@ impl Scheduler {
     }
 
     /// Why this job should spill to public capacity now, if it should.
-    fn pressure(&self, w: &Waiting, home: usize, position: usize, now: f64) -> Option<String> {
-        if let Some(f) = &w.forced {
-            return Some(f.clone());
+    fn pressure(&self, w: &Waiting, home: usize, position: usize, now: f64) -> Option<Pressure> {
+        if w.forced.is_some() {
+            return Some(Pressure::Forced);
         }
         if !w.cands.iter().any(|c| !c.public) {
-            return Some("no private zone may run it; public capacity is its place".into());
+            return Some(Pressure::OnlyPublic);
         }
         let th = self.thresholds(w.shape.class_name());
         let depth = th.and_then(|t| t.burst_queue_depth).unwrap_or(self.cfg.burst_queue_depth);
         if position >= depth {
-            return Some(format!("queue depth {position} >= {depth} in its home zone"));
+            return Some(Pressure::Depth(position, depth));
         }
         let ahead_s = self.queued_gpu_s.get(home).copied().unwrap_or(0.0)
             / f64::from(self.zone_gpus.get(home).copied().unwrap_or(1).max(1));
         let waited = now - w.submitted;
         if let Some(max) = w.shape.max_wait_s.or_else(|| th.and_then(|t| t.max_wait_s)) {
             if waited + ahead_s > max {
-                return Some(format!("expected wait {:.0} s exceeds the SLA of {max:.0} s", waited + ahead_s));
+                return Some(Pressure::Sla(waited + ahead_s, max));
             }
         }
         if let Some(d) = w.shape.deadline_s {
             let min_slack = th.and_then(|t| t.min_deadline_slack_s).unwrap_or(0.0);
             let slack = d - now - ahead_s - w.shape.expected_s;
             if slack < min_slack {
-                return Some(format!("deadline slack {slack:.0} s is below the class minimum of {min_slack:.0} s"));
+                return Some(Pressure::Slack(slack, min_slack));
             }
         }
         None
@@ -630,23 +660,24 @@ impl Scheduler {
         if free + borrowed < gpus {
             return false;
         }
-        let mut victims: Vec<(u64, JobId, u32)> = self
-            .running
-            .iter()
-            .filter(|(_, r)| r.zone == c.zone && r.pool == c.pool && r.borrowed && r.job.team != w.team)
-            .filter(|(_, r)| {
-                self.teams.get(r.job.team).is_some_and(|t| {
-                    let b = t.bucket.get(r.zone).copied().unwrap_or(0);
-                    t.used.get(b).copied().unwrap_or(0) > t.nominal.get(b).copied().unwrap_or(0)
-                })
-            })
-            .map(|(id, r)| (r.seq, *id, r.gpus))
+        let over_nominal = |t: &TeamState, zone: usize| {
+            let b = t.bucket.get(zone).copied().unwrap_or(0);
+            t.used.get(b).copied().unwrap_or(0) > t.nominal.get(b).copied().unwrap_or(0)
+        };
+        // Newest borrowed work first (the map is ordered by admission).
+        let victims: Vec<(JobId, u32)> = self
+            .borrowed_jobs
+            .get(c.zone)
+            .and_then(|z| z.get(c.pool))
+            .into_iter()
+            .flat_map(|m| m.values().rev())
+            .filter_map(|id| self.running.get(id).map(|r| (*id, r)))
+            .filter(|(_, r)| r.job.team != w.team && self.teams.get(r.job.team).is_some_and(|t| over_nominal(t, r.zone)))
+            .map(|(id, r)| (id, r.gpus))
             .collect();
-        // Newest borrowed work first; deterministic whatever the map's order.
-        victims.sort_by(|a, b| b.0.cmp(&a.0));
         let mut got = free;
         let mut take = Vec::new();
-        for (_, id, g) in victims {
+        for (id, g) in victims {
             if got >= gpus {
                 break;
             }
@@ -688,62 +719,65 @@ impl Scheduler {
         }
         let gpus = w.shape.gpus;
         let mut quota_block = None;
-        // Private (and edge) options first, cheapest first.
+        // Private (and edge) options first, cheapest first; preempt borrowed work only where no
+        // option has room.
+        let mut reclaimable = Vec::new();
         for c in w.cands.iter().filter(|c| !c.public) {
             if !self.usable(w, c) {
                 continue;
             }
             match self.quota(w.team, c.zone, gpus) {
-                None => quota_block = Some(self.quota_reason(w, c.zone)),
+                None => quota_block = Some(c.zone),
                 Some(borrowed) => {
                     if self.fits_now(c, gpus) {
                         self.start(w, *c, borrowed, String::new(), None, now, out);
                         return Try::Started;
                     }
-                    if !borrowed && self.quotas && self.reclaim(w, c, now, out) {
-                        self.start(w, *c, false, String::new(), None, now, out);
-                        return Try::Started;
+                    if !borrowed && self.quotas && self.would_reclaim(c, gpus) {
+                        reclaimable.push(*c);
                     }
                 }
             }
         }
-        if !w.cands.iter().any(|c| c.public && self.usable(w, c)) {
-            return Try::Blocked(quota_block);
+        for c in reclaimable {
+            if self.reclaim(w, &c, now, out) {
+                self.start(w, c, false, String::new(), None, now, out);
+                return Try::Started;
+            }
         }
-        let Some(why) = self.pressure(w, w.home, position, now) else { return Try::Blocked(quota_block) };
         let mut blocked = quota_block;
-        let mut publics: Vec<Candidate> = w.cands.iter().filter(|c| c.public && self.usable(w, c)).copied().collect();
-        publics.sort_by(|a, b| rank(a, b, w.shape.expected_s));
-        for c in publics {
-            let borrowed = match self.quota(w.team, c.zone, gpus) {
-                None => {
-                    blocked = Some(self.quota_reason(w, c.zone));
-                    continue;
+        let mut choice = None;
+        let mut fallback = None;
+        // Options are ranked at submission: public ones by expected cost, data-local first.
+        for c in w.cands.iter().filter(|c| c.public && self.usable(w, c)) {
+            match self.quota(w.team, c.zone, gpus) {
+                None => blocked = Some(c.zone),
+                Some(borrowed) if self.fits_now(c, gpus) => {
+                    choice = Some((*c, borrowed));
+                    break;
                 }
-                Some(b) => b,
-            };
-            let fits = self.fits_now(&c, gpus) || (!borrowed && self.quotas && self.would_reclaim(&c, gpus));
-            if !fits {
-                continue;
+                Some(false) if fallback.is_none() && self.quotas && self.would_reclaim(c, gpus) => fallback = Some((*c, false)),
+                Some(_) => {}
             }
-            let just = self.justification(w);
-            if self.cfg.require_justification && just.is_none() {
-                let team = self.teams.get(w.team).map_or("", |t| t.name.as_str());
-                return Try::Blocked(Some(format!(
-                    "a burst needs a business justification; the job gives none and team `{team}` has no standing one"
-                )));
-            }
-            let cost = c.expected_cost(w.shape.expected_s);
-            if let Some(r) = self.over_budget(w, cost, f64::from(gpus) * w.shape.expected_s / 3600.0) {
-                return Try::Blocked(Some(r));
-            }
-            if !self.fits_now(&c, gpus) && !self.reclaim(w, &c, now, out) {
-                continue;
-            }
-            self.start(w, c, borrowed, why, just, now, out);
-            return Try::Started;
         }
-        Try::Blocked(blocked)
+        let Some((c, borrowed)) = choice.or(fallback) else { return Try::Blocked(blocked.map(|z| self.quota_reason(w, z))) };
+        let Some(why) = self.pressure(w, w.home, position, now) else { return Try::Blocked(blocked.map(|z| self.quota_reason(w, z))) };
+        let just = self.justification(w);
+        if self.cfg.require_justification && just.is_none() {
+            let team = self.teams.get(w.team).map_or("", |t| t.name.as_str());
+            return Try::Blocked(Some(format!(
+                "a burst needs a business justification; the job gives none and team `{team}` has no standing one"
+            )));
+        }
+        let cost = c.expected_cost(w.shape.expected_s);
+        if let Some(r) = self.over_budget(w, cost, f64::from(gpus) * w.shape.expected_s / 3600.0) {
+            return Try::Blocked(Some(r));
+        }
+        if !self.fits_now(&c, gpus) && !self.reclaim(w, &c, now, out) {
+            return Try::Blocked(blocked.map(|z| self.quota_reason(w, z)));
+        }
+        self.start(w, c, borrowed, why.text(w), just, now, out);
+        Try::Started
     }
 
     fn would_reclaim(&self, c: &Candidate, gpus: u32) -> bool {
@@ -1167,9 +1201,11 @@ impl Scheduler {
             }
             if let Some(slot) = self.queues.get_mut(zone) {
                 // Jobs preempted meanwhile were pushed into the emptied slot: they go first.
-                let mut pushed = std::mem::take(slot);
-                pushed.extend(q);
-                *slot = pushed;
+                let pushed = std::mem::take(slot);
+                for w in pushed.into_iter().rev() {
+                    q.push_front(w);
+                }
+                *slot = q;
             }
         }
     }
