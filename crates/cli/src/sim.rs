@@ -26,9 +26,11 @@ pub enum Compare {
 /// Each trace row becomes one job (submit time, duration, GPU count). A seeded rule gives every
 /// job an input drawn uniformly from the fleet's dataset versions (so its classification follows
 /// the fleet's data) and `burst_eligible=true` with probability 0.7; policy decides where each
-/// may run. The fleet is scaled to `--gpus` GPUs keeping its shape, and its team quotas with it.
-/// Unless `--no-rules`, each job gets a team drawn from the fleet's `teams:` and (Philly) a class
-/// drawn from its `job_classes:`, so quotas, fair share, budgets and justifications apply.
+/// may run. The fleet is scaled to `--gpus` GPUs keeping its shape (and, with `--rules`, its team
+/// quotas). With `--rules`, each job gets a team drawn from the fleet's `teams:` and (Philly) a
+/// class drawn from its `job_classes:`, so quotas with borrowing and preemption, fair share,
+/// budgets and justifications apply; jobs a budget or a missing justification holds for good are
+/// reported as still queued.
 ///
 /// Trace formats, told apart by the header:
 ///   Philly: timestamp,duration,num_gpus,gpu_time,cluster (as given).
@@ -45,9 +47,9 @@ pub struct SimArgs {
     /// (name,time,application,num_replicas,batch_size), told apart by its header.
     #[arg(long)]
     trace: PathBuf,
-    /// Replay without the fleet's scheduling rules (teams, job classes, budgets).
+    /// Apply the fleet's scheduling rules (teams, job classes, budgets, justifications).
     #[arg(long)]
-    no_rules: bool,
+    rules: bool,
     /// Fleet directory (default ./examples/fleet).
     #[arg(long, env = "TIDEGATE_FLEET")]
     fleet: Option<PathBuf>,
@@ -74,7 +76,7 @@ pub fn run(a: &SimArgs) -> miette::Result<()> {
     let (base, rules) =
         load_fleet_with_scheduling(&fleet_dir(a.fleet.clone())?).map_err(|e| miette!("fleet does not load:\n{e}"))?;
     let fleet = scale_to_gpus(&base, a.gpus);
-    let rules = if a.no_rules { Scheduling::default() } else { scale_scheduling(&base, &rules, a.gpus) };
+    let rules = if a.rules { scale_scheduling(&base, &rules, a.gpus) } else { Scheduling::default() };
     let trace = read_trace(&a.trace).map_err(|e| miette!("{e}"))?;
     let show = std::io::stderr().is_terminal() && a.output == Format::Text;
     let run_one = |allow_public: bool| -> miette::Result<SimReport> {
