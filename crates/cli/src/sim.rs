@@ -31,21 +31,23 @@ pub enum Compare {
 /// class drawn from its `job_classes:`, so quotas with borrowing and preemption, fair share,
 /// budgets and justifications apply; jobs a budget or a missing justification holds for good are
 /// reported as still queued.
-///
-/// Trace formats, told apart by the header:
-///   Philly: timestamp,duration,num_gpus,gpu_time,cluster (as given).
-///   Pollux: name,time,application,num_replicas,batch_size. No duration column: each
-///   application runs for a typical time at its requested replicas, after the Pollux paper's
-///   size categories (OSDI 2021; Small <1 GPU-h, Medium 1-10, Large 10-100, XLarge 100-1000):
-///   cifar10 900 s (ResNet18, Small), ncf 600 s (NeuMF, Small), bert 2,700 s (Medium),
-///   deepspeech2 3,600 s (Medium), yolov3 9,000 s (Large), imagenet 28,800 s (ResNet50,
-///   XLarge). The job class is the application.
+/// Trace formats: see `--trace` (Pollux run times per application are documented there and in
+/// `tidegate_sched::sim::POLLUX_RUN_TIMES`).
 #[derive(Debug, Args)]
-#[command(verbatim_doc_comment)]
 pub struct SimArgs {
-    /// Trace file: Philly (timestamp,duration,num_gpus,...) or a Pollux workload
-    /// (name,time,application,num_replicas,batch_size), told apart by its header.
-    #[arg(long)]
+    /// Trace file, format told apart by its header.
+    ///   Philly: timestamp,duration,num_gpus,gpu_time,cluster (used as given).
+    ///   Pollux workload: name,time,application,num_replicas,batch_size. No duration column:
+    ///   each application runs for a typical time at its requested replicas, after the
+    ///   Pollux paper's size categories (OSDI 2021; Small <1 GPU-h, Medium 1-10, Large
+    ///   10-100, XLarge 100-1000); the job class is the application:
+    ///     cifar10       900 s  ResNet18 / CIFAR-10, Small
+    ///     ncf           600 s  NeuMF / MovieLens, Small
+    ///     bert        2,700 s  BERT fine-tuning / SQuAD, Medium
+    ///     deepspeech2 3,600 s  DeepSpeech2 / CMU-ARCTIC, Medium
+    ///     yolov3      9,000 s  YOLOv3 / PASCAL-VOC, Large
+    ///     imagenet   28,800 s  ResNet50 / ImageNet, XLarge
+    #[arg(long, verbatim_doc_comment)]
     trace: PathBuf,
     /// Apply the fleet's scheduling rules (teams, job classes, budgets, justifications).
     #[arg(long)]
