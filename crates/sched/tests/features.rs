@@ -189,6 +189,10 @@ fn borrowed_capacity_is_reclaimed_by_preemption_within_borrowing_limits() {
     assert!(s.running_at(2).is_none());
     assert_eq!(s.queue_depth(home), 2);
     assert_eq!(s.free_gpus(home, 0), 8);
+    // When b's job ends, the preempted job runs again first (borrowing within the limit).
+    let e = s.finish(4, 10.0);
+    assert!(admitted(&e, 2).is_some(), "{e:?}");
+    assert!(admitted(&e, 3).is_none(), "{e:?}");
 }
 
 #[test]
