@@ -6,10 +6,10 @@ use std::time::Instant;
 
 use clap::{Args, ValueEnum};
 use miette::miette;
-use tidegate_model::load_fleet;
+use tidegate_model::{load_fleet_with_scheduling, Scheduling};
 use tidegate_placement::PlacementEngine;
 use tidegate_policy::PolicyEngine;
-use tidegate_sched::sim::{read_philly, replay, scale_to_gpus, SimReport};
+use tidegate_sched::sim::{read_trace, replay_with, scale_scheduling, scale_to_gpus, SimReport};
 use tidegate_sched::SchedConfig;
 
 use crate::output::{fleet_dir, print_json, Format};
@@ -26,12 +26,32 @@ pub enum Compare {
 /// Each trace row becomes one job (submit time, duration, GPU count). A seeded rule gives every
 /// job an input drawn uniformly from the fleet's dataset versions (so its classification follows
 /// the fleet's data) and `burst_eligible=true` with probability 0.7; policy decides where each
-/// may run. The fleet is scaled to `--gpus` GPUs keeping its shape.
+/// may run. The fleet is scaled to `--gpus` GPUs keeping its shape (and, with `--rules`, its team
+/// quotas). With `--rules`, each job gets a team drawn from the fleet's `teams:` and (Philly) a
+/// class drawn from its `job_classes:`, so quotas with borrowing and preemption, fair share,
+/// budgets and justifications apply; jobs a budget or a missing justification holds for good are
+/// reported as still queued.
+/// Trace formats: see `--trace` (Pollux run times per application are documented there and in
+/// `tidegate_sched::sim::POLLUX_RUN_TIMES`).
 #[derive(Debug, Args)]
 pub struct SimArgs {
-    /// Trace file in the Philly format (timestamp,duration,num_gpus,gpu_time,cluster).
-    #[arg(long)]
+    /// Trace file, format told apart by its header.
+    ///   Philly: timestamp,duration,num_gpus,gpu_time,cluster (used as given).
+    ///   Pollux workload: name,time,application,num_replicas,batch_size. No duration column:
+    ///   each application runs for a typical time at its requested replicas, after the
+    ///   Pollux paper's size categories (OSDI 2021; Small <1 GPU-h, Medium 1-10, Large
+    ///   10-100, XLarge 100-1000); the job class is the application:
+    ///     cifar10       900 s  ResNet18 / CIFAR-10, Small
+    ///     ncf           600 s  NeuMF / MovieLens, Small
+    ///     bert        2,700 s  BERT fine-tuning / SQuAD, Medium
+    ///     deepspeech2 3,600 s  DeepSpeech2 / CMU-ARCTIC, Medium
+    ///     yolov3      9,000 s  YOLOv3 / PASCAL-VOC, Large
+    ///     imagenet   28,800 s  ResNet50 / ImageNet, XLarge
+    #[arg(long, verbatim_doc_comment)]
     trace: PathBuf,
+    /// Apply the fleet's scheduling rules (teams, job classes, budgets, justifications).
+    #[arg(long)]
+    rules: bool,
     /// Fleet directory (default ./examples/fleet).
     #[arg(long, env = "TIDEGATE_FLEET")]
     fleet: Option<PathBuf>,
@@ -55,16 +75,18 @@ pub struct SimArgs {
 /// Runs `tidegate sim`.
 pub fn run(a: &SimArgs) -> miette::Result<()> {
     let t0 = Instant::now();
-    let base = load_fleet(&fleet_dir(a.fleet.clone())?).map_err(|e| miette!("fleet does not load:\n{e}"))?;
+    let (base, rules) =
+        load_fleet_with_scheduling(&fleet_dir(a.fleet.clone())?).map_err(|e| miette!("fleet does not load:\n{e}"))?;
     let fleet = scale_to_gpus(&base, a.gpus);
-    let trace = read_philly(&a.trace).map_err(|e| miette!("{e}"))?;
+    let rules = if a.rules { scale_scheduling(&base, &rules, a.gpus) } else { Scheduling::default() };
+    let trace = read_trace(&a.trace).map_err(|e| miette!("{e}"))?;
     let show = std::io::stderr().is_terminal() && a.output == Format::Text;
     let run_one = |allow_public: bool| -> miette::Result<SimReport> {
         let policy = PolicyEngine::load(&fleet).map_err(|e| miette!("policy set does not load:\n{e}"))?;
         let mut engine = PlacementEngine::new(&fleet, policy);
         let cfg = SchedConfig { allow_public, burst_queue_depth: a.burst_queue_depth, ..SchedConfig::default() };
         let label = if allow_public { "hybrid" } else { "private-only" };
-        Ok(replay(&fleet, &mut engine, &trace, cfg, a.seed, |done, total| {
+        Ok(replay_with(&fleet, &rules, &mut engine, &trace, cfg, a.seed, |done, total| {
             if show {
                 let width = 30usize;
                 let filled = (done * width).checked_div(total).unwrap_or(width).min(width);
@@ -101,6 +123,23 @@ pub fn run(a: &SimArgs) -> miette::Result<()> {
                 println!(
                     "{:<14} {:>9} {:>8} {:>10.0}s {:>10.0}s {:>10.0}s {:>10.0}s {:>8} {:>12.2}",
                     r.mode, r.jobs_completed, r.refused, r.mean_wait_s, r.median_wait_s, r.p95_wait_s, r.mean_jct_s, r.bursts, r.public_cost
+                );
+            }
+            for r in std::iter::once(&hybrid).chain(private.as_ref()) {
+                println!(
+                    "{:<14} preemptions {}  budget holds {}  justification holds {}  still queued {}",
+                    r.mode, r.preemptions, r.budget_holds, r.justification_holds, r.still_queued
+                );
+                for (why, n) in &r.still_queued_reasons {
+                    println!("  still queued ({n}): {why}");
+                }
+            }
+            println!("\nper job class (hybrid):");
+            println!("  {:<14} {:>7} {:>9} {:>8} {:>11} {:>8} {:>12}", "CLASS", "JOBS", "COMPLETED", "REFUSED", "MEAN WAIT", "BURSTS", "PUBLIC COST");
+            for (name, c) in &hybrid.classes {
+                println!(
+                    "  {:<14} {:>7} {:>9} {:>8} {:>10.0}s {:>8} {:>12.2}",
+                    name, c.jobs, c.completed, c.refused, c.mean_wait_s, c.bursts, c.public_cost
                 );
             }
             println!("\nutilisation (hybrid):");

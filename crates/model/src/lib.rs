@@ -11,6 +11,7 @@ pub mod job;
 mod load;
 mod origin;
 pub mod profile;
+pub mod scheduling;
 
 pub use classification::{Classification, LevelDef, Scheme, TagDef};
 pub use error::{LoadError, LoadErrors};
@@ -18,6 +19,7 @@ pub use fleet::{
     ArtifactRecord, Backend, Dataset, DatasetRef, Fleet, Pool, Pricing, Tier, Zone, ZoneScope,
 };
 pub use job::{Input, JobKind, JobSpec, Labels, Resources, Sla};
-pub use load::{load_fleet, load_job, load_jobs_dir, parse_job};
+pub use load::{load_fleet, load_fleet_with_scheduling, load_job, load_jobs_dir, parse_job};
 pub use origin::Origin;
+pub use scheduling::{Budget, Failover, FailoverAction, FailoverRule, JobClass, Scheduling, TeamQuota};
 pub use profile::{DataLocation, JobProfile, PolicyAttrs, ResolveError};

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::classification::{norm_jurisdiction, ClassificationSpec, SchemeSpec};
 use crate::fleet::PolicyFile;
+use crate::scheduling::{scope_known, Budget, Failover, FailoverAction, FailoverRule, JobClass, Scheduling, TeamQuota};
 use crate::{
     ArtifactRecord, Backend, Classification, Dataset, DatasetRef, Fleet, Input, JobKind, JobSpec,
     Labels, LoadError, LoadErrors, Origin, Pool, Pricing, Resources, Scheme, Sla, Tier, Zone,
@@ -97,6 +98,78 @@ struct FleetFile {
     classification: SchemeSpec,
     #[serde(default)]
     baseline: BaselineSpec,
+    #[serde(default)]
+    teams: Vec<TeamFile>,
+    #[serde(default)]
+    job_classes: Vec<JobClassFile>,
+    #[serde(default)]
+    failover: FailoverFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BudgetFile {
+    #[serde(default)]
+    money: Option<Spanned<f64>>,
+    #[serde(default)]
+    gpu_hours: Option<Spanned<f64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TeamFile {
+    name: Spanned<String>,
+    #[serde(default)]
+    weight: Option<Spanned<f64>>,
+    #[serde(default)]
+    nominal: BTreeMap<String, Spanned<u32>>,
+    #[serde(default)]
+    borrowing_limit: Option<u32>,
+    #[serde(default)]
+    justification: Option<String>,
+    #[serde(default)]
+    budget: BudgetFile,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobClassFile {
+    name: Spanned<String>,
+    #[serde(default)]
+    burst_queue_depth: Option<usize>,
+    #[serde(default)]
+    max_wait_minutes: Option<Spanned<f64>>,
+    #[serde(default)]
+    min_deadline_slack_minutes: Option<Spanned<f64>>,
+    #[serde(default)]
+    budget: BudgetFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FailoverFile {
+    #[serde(default)]
+    on_degraded: Vec<FailoverRuleFile>,
+    #[serde(default)]
+    on_throttle: ThrottleFile,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FailoverRuleFile {
+    classes: Spanned<Vec<String>>,
+    action: FailoverAction,
+    #[serde(default)]
+    to: Vec<Spanned<String>>,
+    #[serde(default)]
+    max_classification: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ThrottleFile {
+    #[serde(default)]
+    shed: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -415,8 +488,15 @@ fn list_dir(dir: &Path, ext: &str) -> Result<Vec<PathBuf>, LoadError> {
 
 /// Loads a fleet directory: `fleet.yaml`, `zones/*.yaml`, optional `datasets.yaml` and
 /// `artifacts.yaml`, and `policies/*.cedar`. Every problem found is returned, each naming its file
-/// and line.
+/// and line. The scheduling sections of `fleet.yaml` are validated too; use
+/// [`load_fleet_with_scheduling`] to get them.
 pub fn load_fleet(dir: &Path) -> Result<Fleet, LoadErrors> {
+    load_fleet_with_scheduling(dir).map(|(f, _)| f)
+}
+
+/// Loads a fleet directory as [`load_fleet`] does, with the scheduling rules `fleet.yaml`
+/// declares (`teams:`, `job_classes:`, `failover:`; each optional).
+pub fn load_fleet_with_scheduling(dir: &Path) -> Result<(Fleet, Scheduling), LoadErrors> {
     let mut errs = Vec::new();
     let mut hasher = Sha256::new();
     let mut hash_file = |rel: &str, text: &str| {
@@ -550,10 +630,17 @@ pub fn load_fleet(dir: &Path) -> Result<Fleet, LoadErrors> {
         policies.push(PolicyFile { path, text });
     }
 
+    let fleet_origin: Arc<Path> = Arc::from(fleet_path.as_path());
+    let scheduling = if all_zones_parsed {
+        convert_scheduling(&fleet_origin, fleet_file.teams, fleet_file.job_classes, fleet_file.failover, &scheme, &zones, &mut errs)
+    } else {
+        Scheduling::default()
+    };
+
     if !errs.is_empty() {
         return Err(LoadErrors(errs));
     }
-    Ok(Fleet {
+    Ok((Fleet {
         name: fleet_file.name,
         root: dir.to_path_buf(),
         scheme,
@@ -563,7 +650,151 @@ pub fn load_fleet(dir: &Path) -> Result<Fleet, LoadErrors> {
         policies,
         baseline_exclude: fleet_file.baseline.exclude,
         fleet_hash: hex::encode(hasher.finalize()),
-    })
+    }, scheduling))
+}
+
+fn budget(file: &Arc<Path>, b: &BudgetFile, field: &str, errs: &mut Vec<LoadError>) -> Budget {
+    let mut check = |v: &Option<Spanned<f64>>, name: &str| -> Option<f64> {
+        let s = v.as_ref()?;
+        if !(s.value >= 0.0 && s.value.is_finite()) {
+            errs.push(LoadError::invalid(&origin_of(file, s), format!("{field}.{name}"), "must be a finite number >= 0"));
+        }
+        Some(s.value)
+    };
+    Budget { money: check(&b.money, "money"), gpu_hours: check(&b.gpu_hours, "gpu_hours") }
+}
+
+fn scopes_hint(zones: &[Zone]) -> String {
+    let mut names = vec!["private", "private-onprem", "private-cloud", "public", "edge"];
+    names.extend(zones.iter().map(|z| z.name.as_str()));
+    names.join(", ")
+}
+
+fn convert_scheduling(
+    file: &Arc<Path>,
+    teams: Vec<TeamFile>,
+    classes: Vec<JobClassFile>,
+    failover: FailoverFile,
+    scheme: &Scheme,
+    zones: &[Zone],
+    errs: &mut Vec<LoadError>,
+) -> Scheduling {
+    let mut out = Scheduling::default();
+    for (i, t) in teams.into_iter().enumerate() {
+        let origin = origin_of(file, &t.name);
+        if out.teams.iter().any(|x| x.name == t.name.value) {
+            errs.push(LoadError::invalid(&origin, format!("teams[{i}].name"), format!("duplicate team `{}`", t.name.value)));
+            continue;
+        }
+        let weight = t.weight.as_ref().map_or(1.0, |w| w.value);
+        if !(weight > 0.0 && weight.is_finite()) {
+            let o = t.weight.as_ref().map_or(origin.clone(), |w| origin_of(file, w));
+            errs.push(LoadError::invalid(&o, format!("teams[{i}].weight"), "must be a number > 0"));
+        }
+        for (scope, n) in &t.nominal {
+            if !scope_known(scope, zones) {
+                errs.push(LoadError::invalid(
+                    &origin_of(file, n),
+                    format!("teams[{i}].nominal.{scope}"),
+                    format!("unknown scope `{scope}` (expected one of: {})", scopes_hint(zones)),
+                ));
+            }
+        }
+        let b = budget(file, &t.budget, &format!("teams[{i}].budget"), errs);
+        out.teams.push(TeamQuota {
+            name: t.name.value,
+            weight,
+            nominal: t.nominal.into_iter().map(|(k, v)| (k, v.value)).collect(),
+            borrowing_limit: t.borrowing_limit,
+            justification: t.justification.filter(|j| !j.trim().is_empty()),
+            budget: b,
+            origin,
+        });
+    }
+    for (i, c) in classes.into_iter().enumerate() {
+        let origin = origin_of(file, &c.name);
+        if out.classes.iter().any(|x| x.name == c.name.value) {
+            errs.push(LoadError::invalid(&origin, format!("job_classes[{i}].name"), format!("duplicate job class `{}`", c.name.value)));
+            continue;
+        }
+        let mut minutes = |v: &Option<Spanned<f64>>, name: &str| -> Option<f64> {
+            let s = v.as_ref()?;
+            if !(s.value >= 0.0 && s.value.is_finite()) {
+                errs.push(LoadError::invalid(&origin_of(file, s), format!("job_classes[{i}].{name}"), "must be a finite number >= 0"));
+            }
+            Some(s.value * 60.0)
+        };
+        let max_wait_s = minutes(&c.max_wait_minutes, "max_wait_minutes");
+        let min_deadline_slack_s = minutes(&c.min_deadline_slack_minutes, "min_deadline_slack_minutes");
+        let b = budget(file, &c.budget, &format!("job_classes[{i}].budget"), errs);
+        out.classes.push(JobClass {
+            name: c.name.value,
+            burst_queue_depth: c.burst_queue_depth,
+            max_wait_s,
+            min_deadline_slack_s,
+            budget: b,
+            origin,
+        });
+    }
+    let class_known = |name: &str, out: &Scheduling| name == "*" || out.class(name).is_some();
+    let class_hint = |out: &Scheduling| {
+        let mut n: Vec<&str> = out.classes.iter().map(|c| c.name.as_str()).collect();
+        n.push("*");
+        n.join(", ")
+    };
+    for (i, r) in failover.on_degraded.into_iter().enumerate() {
+        let origin = origin_of(file, &r.classes);
+        for c in &r.classes.value {
+            if !class_known(c, &out) {
+                errs.push(LoadError::invalid(
+                    &origin,
+                    format!("failover.on_degraded[{i}].classes"),
+                    format!("unknown job class `{c}` (declared: {})", class_hint(&out)),
+                ));
+            }
+        }
+        for t in &r.to {
+            if !scope_known(&t.value, zones) {
+                errs.push(LoadError::invalid(
+                    &origin_of(file, t),
+                    format!("failover.on_degraded[{i}].to"),
+                    format!("unknown scope `{}` (expected one of: {})", t.value, scopes_hint(zones)),
+                ));
+            }
+        }
+        if matches!(r.action, FailoverAction::FailOver | FailoverAction::Downsize) && r.to.is_empty() {
+            errs.push(LoadError::invalid(&origin, format!("failover.on_degraded[{i}].to"), "fail-over and downsize need at least one scope in `to`"));
+        }
+        let max_classification = r.max_classification.as_ref().map(|m| match scheme.level_rank(&m.value) {
+            Some(rank) => rank,
+            None => {
+                errs.push(LoadError::invalid(
+                    &origin_of(file, m),
+                    format!("failover.on_degraded[{i}].max_classification"),
+                    format!("unknown classification level `{}` (known: {})", m.value, scheme.level_names().join(", ")),
+                ));
+                0 // fail closed: only the least sensitive data may move
+            }
+        });
+        out.failover.on_degraded.push(FailoverRule {
+            classes: r.classes.value,
+            action: r.action,
+            to: r.to.into_iter().map(|t| t.value).collect(),
+            max_classification,
+            origin,
+        });
+    }
+    for s in &failover.on_throttle.shed {
+        if !class_known(&s.value, &out) {
+            errs.push(LoadError::invalid(
+                &origin_of(file, s),
+                "failover.on_throttle.shed",
+                format!("unknown job class `{}` (declared: {})", s.value, class_hint(&out)),
+            ));
+        }
+    }
+    out.failover = Failover { throttle_shed: failover.on_throttle.shed.into_iter().map(|s| s.value).collect(), ..out.failover };
+    out
 }
 
 fn check_scheme(scheme: &Scheme, path: &Path, errs: &mut Vec<LoadError>) {

@@ -4,10 +4,14 @@
 //! event and the time, and gets back the effects to carry out. The simulator and (later) the
 //! server drive the same code.
 //!
-//! Not yet here (the control-plane work continues): team quotas with borrowing and preemption,
-//! fair share, budgets in money and GPU-hours, the failure hierarchy and capacity failover.
+//! With the fleet's scheduling rules (`Scheduler::with_rules`): cost-aware choice among allowed
+//! options (spot re-run risk, egress, data locality), burst thresholds per job class, team quotas
+//! that lend idle capacity within borrowing limits and reclaim it by preemption, fair share by
+//! decayed usage, burst budgets per class and team with a recorded business justification,
+//! capacity failover one site at a time, the failure hierarchy for degraded private zones and
+//! throttled providers, and cancel.
 
 mod core;
 pub mod sim;
 
-pub use crate::core::{Candidate, Effect, JobId, SchedConfig, Scheduler, Shape};
+pub use crate::core::{Candidate, ClassThresholds, Effect, Health, JobId, SchedConfig, Scheduler, Shape, DEFAULT_CLASS};

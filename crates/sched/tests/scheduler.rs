@@ -20,14 +20,14 @@ fn zone(f: &Fleet, name: &str) -> usize {
 }
 
 fn shape(gpus: u32) -> Shape {
-    Shape { gpus, expected_s: 3600.0, max_wait_s: None, deadline_s: None }
+    Shape { gpus, expected_s: 3600.0, justification: Some("clinical backlog".into()), ..Shape::default() }
 }
 
 /// hospital-onprem/h100 (32 GPUs, private) and public-us/h100-od (256 GPUs, public).
 fn cands(f: &Fleet, with_public: bool) -> Vec<Candidate> {
-    let mut c = vec![Candidate { zone: zone(f, "hospital-onprem"), pool: 0, public: false, cost: 10.0 }];
+    let mut c = vec![Candidate::new(zone(f, "hospital-onprem"), 0, false, 10.0)];
     if with_public {
-        c.push(Candidate { zone: zone(f, "public-us"), pool: 0, public: true, cost: 30.0 });
+        c.push(Candidate::new(zone(f, "public-us"), 0, true, 30.0));
     }
     c
 }
