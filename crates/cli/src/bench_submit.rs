@@ -157,6 +157,7 @@ pub fn run(a: &BenchSubmitArgs) -> miette::Result<()> {
         loop_cfg: LoopConfig::default(),
         work_root: None,
             keys_dir: None,
+            executors: Default::default(),
         admin_token_minutes: 60,
         scheduler: a.with_scheduler,
     };

@@ -124,6 +124,7 @@ pub fn run(args: &UpArgs) -> miette::Result<()> {
         },
         work_root: args.work_root.clone(),
         keys_dir: args.keys_dir.clone(),
+        executors: Default::default(),
         admin_token_minutes: args.admin_token_minutes,
         scheduler: !args.no_scheduler,
     };

@@ -964,6 +964,35 @@ impl Scheduler {
         out
     }
 
+    /// Re-seats a job that is already running at `at` (a control plane rebuilding its state
+    /// after a restart or a change of leader): its GPUs, quota use and spend are taken without
+    /// any admission check, and no effect is emitted. `cands` are its other allowed options, for
+    /// a later failover.
+    pub fn restore_running(&mut self, id: JobId, shape: Shape, mut cands: Vec<Candidate>, at: Candidate, now: f64) {
+        self.advance(now);
+        let exp = shape.expected_s;
+        cands.sort_by(|a, b| a.public.cmp(&b.public).then_with(|| rank(a, b, exp)));
+        let home = cands.iter().find(|c| !c.public).map_or(at.zone, |c| c.zone);
+        let team = self.team_index(&shape.team);
+        let w = Waiting {
+            id,
+            asked_gpus: shape.gpus,
+            shape,
+            cands,
+            submitted: now,
+            team,
+            home,
+            excluded: Vec::new(),
+            failovers: 0,
+            hold: None,
+            only: None,
+            forced: None,
+            last_reason: String::new(),
+        };
+        let justification = w.shape.justification.clone();
+        let _ = self.admit(w, at, false, "restored".into(), justification, now);
+    }
+
     /// Cancels a job: out of its queue, or stopped and its GPUs released (public ones given back
     /// at once). Unknown jobs give no effects.
     pub fn cancel(&mut self, id: JobId, now: f64) -> Vec<Effect> {

@@ -471,7 +471,15 @@ async fn job_logs(
         return Ok(Json(LogsView { job: rec.id.to_string(), logs: String::new() }));
     };
     let exec = st.shared.executors.get(&zone).cloned().ok_or_else(|| ApiError::not_found(format!("zone `{zone}` has no executor here")))?;
-    let jid = rec.id.to_string();
+    let shared = st.shared.clone();
+    let id = rec.id.clone();
+    let logs = blocking(move || {
+        // The current run: a job admitted again after preemption or failover has a new run id.
+        let attempt = crate::control::admissions(&shared.store.events(&id)?);
+        Ok(crate::control::launch_id(id.as_str(), attempt))
+    })
+    .await?;
+    let jid = logs;
     let logs = blocking(move || match exec.logs(&jid, tail) {
         Ok(l) => Ok(l),
         Err(tidegate_exec::ExecError::Unknown(_)) => Ok(String::new()),
