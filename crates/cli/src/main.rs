@@ -40,8 +40,18 @@ struct Cli {
     /// Log filter (also RUST_LOG), e.g. `info` or `tidegate_policy=debug`.
     #[arg(long, global = true, env = "TIDEGATE_LOG", default_value = "warn")]
     log: String,
+    /// Log format on standard error: `text` for people, `json` (one object per line, with every
+    /// field) for log pipelines.
+    #[arg(long, global = true, env = "TIDEGATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -124,7 +134,10 @@ fn main() -> miette::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cli.log))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    match cli.log_format {
+        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init(),
+        LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::io::stderr).init(),
+    }
     match cli.command {
         Command::Up(a) => up::run(&a),
         Command::Submit(a) => jobs::submit(&a),
