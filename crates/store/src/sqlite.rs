@@ -191,7 +191,8 @@ impl SqliteStore {
         let e = |op| move |err| self.db_err(op, err);
         if let Some(key) = &j.idempotency_key {
             let prior: Option<(String, String)> = tx
-                .query_row(&q(sql::SELECT_KEY), params![j.team, key], |r| Ok((r.get(0)?, r.get(1)?)))
+                .prepare_cached(&q(sql::SELECT_KEY))
+                .and_then(|mut st| st.query_row(params![j.team, key], |r| Ok((r.get(0)?, r.get(1)?))))
                 .optional()
                 .map_err(e("read idempotency key"))?;
             if let Some((digest, job_id)) = prior {
@@ -202,19 +203,24 @@ impl SqliteStore {
                 return Ok(Some(existing));
             }
         }
-        let n: i64 = tx.query_row(&q(sql::JOB_EXISTS), [j.id.as_str()], |r| r.get(0)).map_err(e("check job id"))?;
+        let n: i64 = tx
+            .prepare_cached(&q(sql::JOB_EXISTS))
+            .and_then(|mut st| st.query_row([j.id.as_str()], |r| r.get(0)))
+            .map_err(e("check job id"))?;
         if n > 0 {
             return Err(StoreError::AlreadyExists { id: j.id.clone() });
         }
-        tx.execute(
-            &q(sql::INSERT_JOB),
-            params![j.id.as_str(), j.name, j.team, p.spec_text, p.spec_digest, j.reason, j.at.0, j.idempotency_key],
-        )
-        .map_err(e("insert job"))?;
-        tx.execute(&q(sql::INSERT_EVENT), params![j.id.as_str(), 1i64, "submitted", None::<String>, "submitted", j.reason, "null", j.at.0])
+        tx.prepare_cached(&q(sql::INSERT_JOB))
+            .and_then(|mut st| {
+                st.execute(params![j.id.as_str(), j.name, j.team, p.spec_text, p.spec_digest, j.reason, j.at.0, j.idempotency_key])
+            })
+            .map_err(e("insert job"))?;
+        tx.prepare_cached(&q(sql::INSERT_EVENT))
+            .and_then(|mut st| st.execute(params![j.id.as_str(), 1i64, "submitted", None::<String>, "submitted", j.reason, "null", j.at.0]))
             .map_err(e("insert submitted event"))?;
         if let Some(key) = &j.idempotency_key {
-            tx.execute(&q(sql::INSERT_KEY), params![j.team, key, p.request_digest, j.id.as_str(), j.at.0])
+            tx.prepare_cached(&q(sql::INSERT_KEY))
+                .and_then(|mut st| st.execute(params![j.team, key, p.request_digest, j.id.as_str(), j.at.0]))
                 .map_err(e("insert idempotency key"))?;
         }
         Ok(None)
