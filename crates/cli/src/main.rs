@@ -68,6 +68,9 @@ enum Command {
     Cancel(jobs::CancelArgs),
     /// Print the end of a job's output.
     Logs(jobs::LogsArgs),
+    /// Zones: load and condition; set a zone degraded, unreachable or throttled (drills, outages).
+    #[command(subcommand)]
+    Zone(jobs::ZoneCmd),
     /// Demonstrations against a running control plane.
     #[command(subcommand)]
     Demo(demo::DemoCmd),
@@ -145,6 +148,7 @@ fn main() -> miette::Result<()> {
         Command::Job(a) => jobs::show(&a),
         Command::Cancel(a) => jobs::cancel(&a),
         Command::Logs(a) => jobs::logs(&a),
+        Command::Zone(c) => jobs::zone(&c),
         Command::Demo(c) => demo::run(&c),
         Command::Check(a) => fleet_cmds::check(&a),
         Command::Explain(a) => fleet_cmds::explain(&a),

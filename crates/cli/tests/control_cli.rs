@@ -87,6 +87,14 @@ fn the_job_commands_and_the_burst_demo_work_against_tidegate_up() {
     let c = tg(dir.path(), &["cancel", &id]);
     assert!(!c.status.success() && text(&c).contains("already ended"), "{}", text(&c));
 
+    // Zones: list, and a drill on one.
+    let z = tg(dir.path(), &["zone", "set", "edge-clinic", "--health", "unreachable", "--reason", "link drill"]);
+    assert!(z.status.success() && text(&z).contains("edge-clinic  unreachable"), "{}", text(&z));
+    let z = tg(dir.path(), &["zone", "list"]);
+    assert!(text(&z).contains("unreachable") && text(&z).contains("h100 32xH100"), "{}", text(&z));
+    let z = tg(dir.path(), &["zone", "set", "edge-clinic", "--health", "healthy"]);
+    assert!(z.status.success(), "{}", text(&z));
+
     // The demo shows queueing, a burst with its justification, PHI kept private and a refusal.
     let demo = tg(dir.path(), &["demo", "burst", "--watch", "4", "--run-seconds", "3"]);
     let t = text(&demo);

@@ -33,8 +33,8 @@ const MAX_MANIFEST: usize = 256 * 1024;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "tidegate control plane", description = "Policy-aware placement of GPU jobs across private, public and edge zones."),
-    paths(health, openapi_doc, submit_job, list_jobs, get_job, job_logs, cancel_job, list_zones, metrics, mint_token),
-    components(schemas(ErrorBody, SubmitRequest, SubmitResponse, JobView, EventView, JobDetail, JobList, LogsView, ZoneView, PoolView, TokenRequest, TokenResponse, Health)),
+    paths(health, openapi_doc, submit_job, list_jobs, get_job, job_logs, cancel_job, list_zones, set_zone_condition, metrics, mint_token),
+    components(schemas(ErrorBody, SubmitRequest, SubmitResponse, JobView, EventView, JobDetail, JobList, LogsView, ZoneView, PoolView, ConditionRequest, TokenRequest, TokenResponse, Health)),
     modifiers(&BearerScheme)
 )]
 pub struct ApiDoc;
@@ -68,6 +68,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/jobs/{id}/logs", get(job_logs))
         .route("/v1/jobs/{id}/cancel", post(cancel_job))
         .route("/v1/zones", get(list_zones))
+        .route("/v1/zones/{zone}/condition", post(set_zone_condition))
         .route("/v1/tokens", post(mint_token))
         .with_state(state)
 }
@@ -243,7 +244,7 @@ pub struct LogsQuery {
 }
 
 /// A pool in a zone.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct PoolView {
     /// Pool name.
     pub name: String,
@@ -254,7 +255,7 @@ pub struct PoolView {
 }
 
 /// A zone and its load.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ZoneView {
     /// Zone name.
     pub name: String,
@@ -268,6 +269,25 @@ pub struct ZoneView {
     pub queued: u64,
     /// Jobs admitted or running there.
     pub running: u64,
+    /// `healthy`, `degraded` or `unreachable`, as last set.
+    pub health: String,
+    /// Its provider is throttling new work.
+    pub throttled: bool,
+    /// Why, as given when the condition was set.
+    pub condition_reason: Option<String>,
+}
+
+/// A zone's new condition (an outage, a drill, a throttling provider).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConditionRequest {
+    /// `healthy`, `degraded` or `unreachable`.
+    pub health: String,
+    /// The provider throttles new work (default false).
+    #[serde(default)]
+    pub throttled: bool,
+    /// Why, for the record.
+    pub reason: Option<String>,
 }
 
 /// Mint a user token (admin only).
@@ -530,13 +550,14 @@ async fn list_zones(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Resu
     let caller = st.auth.authenticate(&headers)?;
     st.auth.authorize(&caller, Action::Observe, "")?;
     let shared = st.shared.clone();
-    let counts = blocking(move || Ok(shared.store.counts()?)).await?;
+    let (counts, conditions) = blocking(move || Ok((shared.store.counts()?, shared.store.zone_conditions()?))).await?;
     let views = st
         .shared
         .fleet
         .zones
         .iter()
         .map(|z| {
+            let cond = conditions.iter().find(|c| c.zone == z.name);
             let count = |states: &[JobState]| {
                 counts.iter().filter(|c| c.zone.as_deref() == Some(z.name.as_str()) && states.contains(&c.state)).map(|c| c.count).sum()
             };
@@ -547,10 +568,47 @@ async fn list_zones(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Resu
                 pools: z.pools.iter().map(|p| PoolView { name: p.name.clone(), gpu_type: p.gpu_type.clone(), gpus: p.gpus }).collect(),
                 queued: count(&[JobState::Queued]),
                 running: count(&[JobState::Admitted, JobState::Running]),
+                health: cond.map_or_else(|| "healthy".to_owned(), |c| c.health.clone()),
+                throttled: cond.is_some_and(|c| c.throttled),
+                condition_reason: cond.and_then(|c| c.reason.clone()),
             }
         })
         .collect();
     Ok(Json(views))
+}
+
+/// Set a zone's condition (admin): the scheduler applies the fleet's failure hierarchy to a
+/// degraded or unreachable private zone and sheds per class when a provider throttles.
+#[utoipa::path(post, path = "/v1/zones/{zone}/condition", request_body = ConditionRequest, params(("zone" = String, Path, description = "Zone name")),
+    responses((status = 200, body = ZoneView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = ["administer"])))]
+async fn set_zone_condition(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    UrlPath(zone): UrlPath<String>,
+    req: Result<Json<ConditionRequest>, JsonRejection>,
+) -> Result<Json<ZoneView>, ApiError> {
+    let caller = st.auth.authenticate(&headers)?;
+    let req = body(req)?;
+    st.auth.authorize(&caller, Action::Administer, "")?;
+    if st.shared.fleet.zone(&zone).is_none() {
+        return Err(ApiError::not_found(format!("zone `{zone}` is not in the fleet")));
+    }
+    if !tidegate_store::ZONE_HEALTH.contains(&req.health.as_str()) {
+        return Err(ApiError::invalid("health", format!("`{}` is not one of healthy, degraded, unreachable", req.health)));
+    }
+    let cond = tidegate_store::ZoneCondition {
+        zone: zone.clone(),
+        health: req.health,
+        throttled: req.throttled,
+        reason: req.reason.map(|r| format!("{r} (set by {})", caller.subject())),
+        updated_at: Timestamp::now(),
+    };
+    let shared = st.shared.clone();
+    blocking(move || Ok(shared.store.set_zone_condition(&cond)?)).await?;
+    st.shared.wake.notify();
+    let Json(zones) = list_zones(State(st.clone()), headers).await?;
+    zones.into_iter().find(|z| z.name == zone).map(Json).ok_or_else(|| ApiError::not_found(format!("zone `{zone}`")))
 }
 
 /// Mint a user token (admin only).

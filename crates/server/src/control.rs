@@ -23,7 +23,7 @@ use tidegate_exec::{ExecError, Executor, Launch, RunStatus};
 use tidegate_model::{parse_job, Fleet, JobSpec, Tier};
 use tidegate_placement::{FleetState, Placement, PlacementEngine};
 use tidegate_policy::PolicyEngine;
-use tidegate_sched::{Candidate, Effect, SchedConfig, Scheduler, Shape};
+use tidegate_sched::{Candidate, Effect, Health, SchedConfig, Scheduler, Shape};
 use tidegate_store::{
     EventDraft, JobFilter, JobId, JobRecord, JobState, Lease, PageRequest, Store, StoreError, Timestamp, Transition,
 };
@@ -245,6 +245,8 @@ struct Leader<'f> {
     jobs: HashMap<JobId, Tracked>,
     explain: HashMap<u64, serde_json::Value>,
     last_cancel_check: Instant,
+    /// Zone conditions as last applied to the core: (health, throttled) by zone index.
+    conditions: HashMap<usize, (Health, bool)>,
 }
 
 type Step<T> = Result<T, StoreError>;
@@ -284,6 +286,7 @@ impl<'f> Leader<'f> {
             jobs: HashMap::new(),
             explain: HashMap::new(),
             last_cancel_check: Instant::now(),
+            conditions: HashMap::new(),
         }
     }
 
@@ -311,6 +314,8 @@ impl<'f> Leader<'f> {
         }
         let n = active.len();
         let now = now_ts();
+        // Conditions first, so recovered queues meet the zones as they are.
+        self.apply_conditions()?;
         for rec in active {
             match rec.state {
                 JobState::Running | JobState::Admitted => self.restore_running(&rec, now)?,
@@ -393,6 +398,7 @@ impl<'f> Leader<'f> {
         self.poll()?;
         if self.last_cancel_check.elapsed() >= Duration::from_millis(500) {
             self.check_cancelled()?;
+            self.apply_conditions()?;
             self.last_cancel_check = Instant::now();
         }
         let effects = self.sched.tick(secs(now_ts()));
@@ -795,6 +801,36 @@ impl<'f> Leader<'f> {
                 self.explain.remove(&t.sid);
             }
             let fx = self.sched.finish(sid, secs(now_ts()));
+            self.apply(fx)?;
+        }
+        Ok(())
+    }
+
+    /// Zone conditions set through the API (an outage, a drill, a throttling provider): each
+    /// change is handed to the core, which applies the fleet's failure hierarchy.
+    fn apply_conditions(&mut self) -> Step<()> {
+        let conds = self.sh.store.zone_conditions()?;
+        for c in conds {
+            let Some(zone) = self.zone_index(Some(&c.zone)) else { continue };
+            let health = match c.health.as_str() {
+                "degraded" => Health::Degraded,
+                "unreachable" => Health::Unreachable,
+                _ => Health::Healthy,
+            };
+            let was = self.conditions.get(&zone).copied().unwrap_or((Health::Healthy, false));
+            if was == (health, c.throttled) {
+                continue;
+            }
+            tracing::info!(zone = %c.zone, health = %c.health, throttled = c.throttled, reason = ?c.reason, "zone condition changed");
+            self.conditions.insert(zone, (health, c.throttled));
+            let now = secs(now_ts());
+            let mut fx = Vec::new();
+            if was.0 != health {
+                fx.extend(self.sched.set_zone_health(zone, health, now));
+            }
+            if was.1 != c.throttled {
+                fx.extend(self.sched.set_throttled(zone, c.throttled, now));
+            }
             self.apply(fx)?;
         }
         Ok(())

@@ -180,3 +180,70 @@ fn a_team_reclaiming_its_quota_preempts_borrowed_work_which_runs_again() {
         assert!(zone_dirs.iter().any(|z| z.join(id).join("cancelled").exists()), "first run of {id} was stopped");
     }
 }
+
+fn classed(name: &str, class: &str, dataset: &str) -> String {
+    format!(
+        "apiVersion: tidegate.io/v1
+kind: Job
+metadata:
+  name: {name}
+  team: icu-ml
+  labels:
+    burst_eligible: true
+spec:
+  kind: train
+  inputs:
+    - dataset: {dataset}
+  resources:
+    gpus: 8
+    gpu_types: [H100, H200]
+    expected_hours: 1
+  budget_class: {class}
+  justification: sepsis alerting model refresh
+  command: [sh, -c, 'echo ran in $TIDEGATE_ZONE']
+"
+    )
+}
+
+#[test]
+fn a_degraded_private_side_applies_the_failure_hierarchy_and_recovers() {
+    let ts = TestServer::start(16);
+    let sub = ts.token(Role::Submitter, "icu-ml");
+    let admin = ts.admin.clone();
+    for zone in ["hospital-onprem", "private-cloud"] {
+        let r = ts.post(&format!("/v1/zones/{zone}/condition"), &admin, &serde_json::json!({"health": "degraded", "reason": "cooling failure drill"}));
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.body["health"], "degraded");
+    }
+    // A bad value names the field; an unknown zone is 404.
+    let r = ts.post("/v1/zones/hospital-onprem/condition", &admin, &serde_json::json!({"health": "sleepy"}));
+    assert_eq!((r.status, r.body["error"]["field"].as_str()), (400, Some("health")), "{}", r.text);
+    assert_eq!(ts.post("/v1/zones/atlantis/condition", &admin, &serde_json::json!({"health": "healthy"})).status, 404);
+    std::thread::sleep(std::time::Duration::from_millis(700)); // the leader applies conditions twice a second
+
+    let prod = ts.submit(&sub, &classed("prod-deid", "production", "ehr-deid@2026-10"), None).body["job"]["id"].as_str().unwrap().to_owned();
+    let raw = ts.submit(&sub, &classed("waits-raw", "default", "ehr-raw@2026-10"), None).body["job"]["id"].as_str().unwrap().to_owned();
+    let batch = ts.submit(&sub, &classed("shed-batch", "batch", "ehr-deid@2026-10"), None).body["job"]["id"].as_str().unwrap().to_owned();
+
+    // Production work on de-identified data fails over to public capacity.
+    let d = ts.wait_job(&prod, 20, |d| d["job"]["state"] == "succeeded");
+    assert!(d["job"]["zone"].as_str().unwrap().starts_with("public-"), "{d}");
+    // Batch work is shed, with the reason.
+    let d = ts.wait_job(&batch, 20, |d| d["job"]["state"] == "failed");
+    assert!(d["job"]["reason"].as_str().unwrap().starts_with("refused"), "{d}");
+    // Raw PHI waits: never public, whatever the outage.
+    let d = ts.wait_job(&raw, 20, |d| d["job"]["state"] == "queued");
+    assert!(d["job"]["reason"].as_str().unwrap().contains("degraded") || d["job"]["reason"].as_str().unwrap().contains("wait"), "{d}");
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    assert_eq!(ts.get(&format!("/v1/jobs/{raw}"), &admin).body["job"]["state"], "queued");
+
+    // Recovery: the waiting job runs in private capacity.
+    for zone in ["hospital-onprem", "private-cloud"] {
+        assert_eq!(ts.post(&format!("/v1/zones/{zone}/condition"), &admin, &serde_json::json!({"health": "healthy"})).status, 200);
+    }
+    let d = ts.wait_job(&raw, 20, |d| d["job"]["state"] == "succeeded");
+    let zone = d["job"]["zone"].as_str().unwrap();
+    assert!(zone == "hospital-onprem" || zone == "private-cloud", "{d}");
+    let zones = ts.get("/v1/zones", &ts.token(Role::Auditor, "icu-ml"));
+    assert!(zones.body.as_array().unwrap().iter().all(|z| z["health"] == "healthy"), "{}", zones.text);
+}

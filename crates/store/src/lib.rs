@@ -32,7 +32,7 @@ pub use crate::postgres::{PgOptions, PgStore};
 pub use error::StoreError;
 pub use record::{
     EventDraft, JobEvent, JobFilter, JobId, JobPage, JobRecord, JobState, Lease, NewJob, PageRequest, StateCount,
-    Submitted, Timestamp, Transition, MAX_PAGE_SIZE,
+    Submitted, Timestamp, Transition, ZoneCondition, MAX_PAGE_SIZE, ZONE_HEALTH,
 };
 pub use sqlite::{SqliteOptions, SqliteStore};
 
@@ -88,6 +88,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// The lease's current row, held or expired, if it was ever taken.
     fn lease(&self, name: &str) -> Result<Option<Lease>, StoreError>;
+
+    /// Sets (or replaces) a zone's condition.
+    fn set_zone_condition(&self, cond: &ZoneCondition) -> Result<(), StoreError>;
+
+    /// Every zone condition ever set, by zone name.
+    fn zone_conditions(&self) -> Result<Vec<ZoneCondition>, StoreError>;
 }
 
 /// Opens the store a `--database` option names: a `postgres://` or `postgresql://` URL selects

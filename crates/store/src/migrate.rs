@@ -23,7 +23,8 @@ pub const MIGRATIONS_TABLE: &str =
     "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)";
 
 /// Migrations of the SQLite backend.
-pub const SQLITE: &[Migration] = &[Migration {
+pub const SQLITE: &[Migration] = &[
+    Migration {
     version: 1,
     name: "jobs, events, idempotency keys, leases",
     sql: "
@@ -73,10 +74,25 @@ CREATE TABLE leases (
     epoch INTEGER NOT NULL
 ) STRICT;
 ",
-}];
+    },
+    Migration {
+        version: 2,
+        name: "zone conditions",
+        sql: "
+CREATE TABLE zone_conditions (
+    zone TEXT PRIMARY KEY,
+    health TEXT NOT NULL,
+    throttled INTEGER NOT NULL,
+    reason TEXT,
+    updated_at INTEGER NOT NULL
+) STRICT;
+",
+    },
+];
 
 /// Migrations of the PostgreSQL backend (the same schema in PostgreSQL's dialect).
-pub const POSTGRES: &[Migration] = &[Migration {
+pub const POSTGRES: &[Migration] = &[
+    Migration {
     version: 1,
     name: "jobs, events, idempotency keys, leases",
     sql: "
@@ -126,7 +142,21 @@ CREATE TABLE leases (
     epoch BIGINT NOT NULL
 );
 ",
-}];
+    },
+    Migration {
+        version: 2,
+        name: "zone conditions",
+        sql: "
+CREATE TABLE zone_conditions (
+    zone TEXT PRIMARY KEY,
+    health TEXT NOT NULL,
+    throttled BIGINT NOT NULL,
+    reason TEXT,
+    updated_at BIGINT NOT NULL
+);
+",
+    },
+];
 
 /// The newest version a migration list reaches.
 pub fn latest(list: &[Migration]) -> i64 {

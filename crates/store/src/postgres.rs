@@ -27,7 +27,7 @@ use crate::error::StoreError;
 use crate::migrate::{self, Migration};
 use crate::record::{
     check_lease_args, EventDraft, JobEvent, JobFilter, JobId, JobPage, JobRecord, JobState, Lease, NewJob, PageRequest,
-    StateCount, Submitted, Timestamp, Transition,
+    StateCount, Submitted, Timestamp, Transition, ZoneCondition,
 };
 use crate::sql::{self, Origin, RawEvent, RawJob};
 use crate::sqlite::{check_move, counts_of, next_place, page_of};
@@ -477,6 +477,30 @@ impl Store for PgStore {
 
     fn lease(&self, name: &str) -> Result<Option<Lease>, StoreError> {
         self.lease_row("read lease", sql::LEASE_GET, &[&name])
+    }
+
+    fn set_zone_condition(&self, cond: &ZoneCondition) -> Result<(), StoreError> {
+        cond.check()?;
+        let throttled = i64::from(cond.throttled);
+        self.with_client(|c| {
+            c.execute(sql::ZONE_SET, &[&cond.zone, &cond.health, &throttled, &cond.reason, &cond.updated_at.0])
+                .map_err(self.err("set zone condition"))
+        })?;
+        Ok(())
+    }
+
+    fn zone_conditions(&self) -> Result<Vec<ZoneCondition>, StoreError> {
+        let rows = self.with_client(|c| c.query(sql::ZONE_LIST, &[]).map_err(self.err("read zone conditions")))?;
+        Ok(rows
+            .iter()
+            .map(|r| ZoneCondition {
+                zone: r.get(0),
+                health: r.get(1),
+                throttled: r.get::<_, i64>(2) != 0,
+                reason: r.get(3),
+                updated_at: Timestamp(r.get(4)),
+            })
+            .collect())
     }
 }
 

@@ -448,6 +448,40 @@ pub struct StateCount {
     pub count: u64,
 }
 
+/// A zone's operating condition as an operator (or a drill) set it: the scheduler reads it and
+/// applies the fleet's failure hierarchy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZoneCondition {
+    /// Zone name.
+    pub zone: String,
+    /// `healthy`, `degraded` or `unreachable`.
+    pub health: String,
+    /// The zone's provider is throttling new work.
+    pub throttled: bool,
+    /// Why, for people.
+    pub reason: Option<String>,
+    /// When it was set.
+    pub updated_at: Timestamp,
+}
+
+/// The health values a zone condition may take.
+pub const ZONE_HEALTH: [&str; 3] = ["healthy", "degraded", "unreachable"];
+
+impl ZoneCondition {
+    pub(crate) fn check(&self) -> Result<(), StoreError> {
+        if self.zone.is_empty() || self.zone.len() > MAX_ZONE {
+            return Err(invalid("zone", format!("must be 1 to {MAX_ZONE} characters")));
+        }
+        if !ZONE_HEALTH.contains(&self.health.as_str()) {
+            return Err(invalid("health", format!("`{}` is not one of healthy, degraded, unreachable", self.health)));
+        }
+        if self.reason.as_ref().is_some_and(|r| r.len() > MAX_REASON) {
+            return Err(invalid("reason", format!("longer than {MAX_REASON} bytes")));
+        }
+        self.updated_at.check("updated_at")
+    }
+}
+
 /// A named lease (e.g. `scheduler`) and who holds it until when.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lease {

@@ -31,6 +31,11 @@ pub(crate) const LEASE_ACQUIRE: &str = "INSERT INTO leases (name, holder, expire
 pub(crate) const LEASE_RENEW: &str = "UPDATE leases SET expires_at = $1 \
      WHERE name = $2 AND holder = $3 AND epoch = $4 AND expires_at > $5 RETURNING name, holder, expires_at, epoch";
 pub(crate) const LEASE_RELEASE: &str = "UPDATE leases SET expires_at = 0 WHERE name = $1 AND holder = $2 AND epoch = $3";
+/// Sets a zone's condition (insert or replace).
+pub(crate) const ZONE_SET: &str = "INSERT INTO zone_conditions (zone, health, throttled, reason, updated_at) VALUES ($1, $2, $3, $4, $5) \
+     ON CONFLICT (zone) DO UPDATE SET health = excluded.health, throttled = excluded.throttled, reason = excluded.reason, updated_at = excluded.updated_at";
+/// Every zone condition, by zone.
+pub(crate) const ZONE_LIST: &str = "SELECT zone, health, throttled, reason, updated_at FROM zone_conditions ORDER BY zone";
 pub(crate) const LEASE_GET: &str = "SELECT name, holder, expires_at, epoch FROM leases WHERE name = $1";
 
 /// `SELECT ... FROM jobs WHERE id = $1`.

@@ -20,7 +20,7 @@ use crate::error::StoreError;
 use crate::migrate::{self, Migration};
 use crate::record::{
     check_lease_args, PreparedJob, EventDraft, JobEvent, JobFilter, JobId, JobPage, JobRecord, JobState, Lease, NewJob, PageRequest,
-    StateCount, Submitted, Timestamp, Transition,
+    StateCount, Submitted, Timestamp, Transition, ZoneCondition,
 };
 use crate::sql::{self, Origin, RawEvent, RawJob};
 use crate::Store;
@@ -504,6 +504,31 @@ impl Store for SqliteStore {
             c.query_row(&q(sql::LEASE_GET), [name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).optional()
         })?;
         row.map(|(n, h, x, e)| sql::lease(&self.origin, n, h, x, e)).transpose()
+    }
+
+    fn set_zone_condition(&self, cond: &ZoneCondition) -> Result<(), StoreError> {
+        cond.check()?;
+        self.write(|c| {
+            c.execute(&q(sql::ZONE_SET), params![cond.zone, cond.health, i64::from(cond.throttled), cond.reason, cond.updated_at.0])
+                .map_err(|e| self.db_err("set zone condition", e))
+        })?;
+        Ok(())
+    }
+
+    fn zone_conditions(&self) -> Result<Vec<ZoneCondition>, StoreError> {
+        self.with_conn("read zone conditions", |c| {
+            let mut st = c.prepare_cached(&q(sql::ZONE_LIST))?;
+            let rows = st.query_map([], |r| {
+                Ok(ZoneCondition {
+                    zone: r.get(0)?,
+                    health: r.get(1)?,
+                    throttled: r.get::<_, i64>(2)? != 0,
+                    reason: r.get(3)?,
+                    updated_at: Timestamp(r.get(4)?),
+                })
+            })?;
+            rows.collect()
+        })
     }
 }
 

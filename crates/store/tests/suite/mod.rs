@@ -47,6 +47,7 @@ macro_rules! state_suite {
             stale_holder_cannot_renew,
             released_lease_is_free_at_once,
             concurrent_lease_acquisition_has_one_winner,
+            zone_conditions_are_set_replaced_and_validated,
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -418,7 +419,7 @@ pub fn migrations_are_idempotent_and_concurrent_safe(f: &dyn Fixture) {
     s.submit(new_job("m", "t", None)).unwrap();
     drop(s);
     let _ = f.open();
-    assert_eq!(f.schema_version(), 1);
+    assert_eq!(f.schema_version(), tidegate_store::migrate::latest(tidegate_store::migrate::SQLITE));
 }
 
 pub fn lease_has_one_holder_at_a_time(f: &dyn Fixture) {
@@ -487,4 +488,28 @@ pub fn concurrent_lease_acquisition_has_one_winner(f: &dyn Fixture) {
     let winners: Vec<_> = handles.into_iter().filter_map(|h| h.join().unwrap()).collect();
     assert_eq!(winners.len(), 1, "{winners:?}");
     assert_eq!(s.lease("scheduler").unwrap().unwrap(), winners[0]);
+}
+
+pub fn zone_conditions_are_set_replaced_and_validated(f: &dyn Fixture) {
+    let s = f.open();
+    assert!(s.zone_conditions().unwrap().is_empty());
+    let mut c = tidegate_store::ZoneCondition {
+        zone: "hospital-onprem".into(),
+        health: "degraded".into(),
+        throttled: false,
+        reason: Some("power work in hall B".into()),
+        updated_at: at(1),
+    };
+    s.set_zone_condition(&c).unwrap();
+    c.health = "healthy".into();
+    c.throttled = true;
+    c.updated_at = at(2);
+    s.set_zone_condition(&c).unwrap();
+    let other = tidegate_store::ZoneCondition { zone: "public-eu".into(), health: "unreachable".into(), throttled: false, reason: None, updated_at: at(3) };
+    s.set_zone_condition(&other).unwrap();
+    assert_eq!(s.zone_conditions().unwrap(), vec![c.clone(), other]);
+    let bad = tidegate_store::ZoneCondition { health: "sleepy".into(), ..c.clone() };
+    let err = s.set_zone_condition(&bad).unwrap_err();
+    assert!(err.to_string().contains("health"), "{err}");
+    assert_eq!(s.zone_conditions().unwrap().len(), 2, "nothing written by a refused change");
 }
