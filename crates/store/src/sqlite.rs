@@ -292,8 +292,8 @@ impl SqliteStore {
 
     fn load_job(&self, conn: &Connection, id: &str) -> Result<Option<JobRecord>, StoreError> {
         let raw = conn
-            .query_row(&q(&sql::select_job()), [id], raw_job)
-            .optional()
+            .prepare_cached(&q(&sql::select_job()))
+            .and_then(|mut st| st.query_row([id], raw_job).optional())
             .map_err(|e| self.db_err("read job", e))?;
         raw.map(|r| r.decode(&self.origin).map(|(j, _)| j)).transpose()
     }
@@ -348,6 +348,22 @@ impl Store for SqliteStore {
     fn submit(&self, job: NewJob) -> Result<Submitted, StoreError> {
         let p = job.prepare()?;
         let new_id = p.job.id.clone();
+        // What a fresh submission stores, so a new job is returned without reading it back.
+        let fresh = JobRecord {
+            id: p.job.id.clone(),
+            name: p.job.name.clone(),
+            team: p.job.team.clone(),
+            spec: p.job.spec.clone(),
+            spec_digest: p.spec_digest.clone(),
+            state: JobState::Submitted,
+            reason: p.job.reason.clone(),
+            zone: None,
+            pool: None,
+            submitted_at: p.job.at,
+            updated_at: p.job.at,
+            version: 1,
+            idempotency_key: p.job.idempotency_key.clone(),
+        };
         let (tx, rx) = mpsc::sync_channel(1);
         self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(PendingSubmit { job: p, reply: tx });
         {
@@ -365,12 +381,16 @@ impl Store for SqliteStore {
             op: "submit",
             source: "the committing thread went away".into(),
         })??;
-        let (id, replayed) = match replay_of {
-            Some(id) => (id, true),
-            None => (new_id, false),
-        };
-        let job = self.get(&id)?.ok_or_else(|| StoreError::NotFound { id: id.clone() })?;
-        Ok(Submitted { job, replayed })
+        match replay_of {
+            Some(id) => {
+                let job = self.get(&id)?.ok_or_else(|| StoreError::NotFound { id: id.clone() })?;
+                Ok(Submitted { job, replayed: true })
+            }
+            None => {
+                debug_assert_eq!(fresh.id, new_id);
+                Ok(Submitted { job: fresh, replayed: false })
+            }
+        }
     }
 
     fn get(&self, id: &JobId) -> Result<Option<JobRecord>, StoreError> {
