@@ -461,27 +461,7 @@ impl<'f> Leader<'f> {
     }
 
     fn candidates(&self, p: &Placement) -> Vec<Candidate> {
-        let fleet = self.fleet();
-        p.pools
-            .iter()
-            .filter(|pc| pc.allowed)
-            .filter_map(|pc| {
-                let zone = fleet.zones.get(pc.zone)?;
-                let pool = zone.pools.get(pc.pool)?;
-                let zc = p.zones.get(pc.zone);
-                let egress = zc.map_or(0.0, |z| z.egress_cost);
-                Some(Candidate {
-                    zone: pc.zone,
-                    pool: pc.pool,
-                    public: zone.tier == Tier::Public,
-                    // Compute and egress; the scheduler adds the expected cost of spot re-runs.
-                    cost: pc.compute_cost + egress,
-                    egress_cost: egress,
-                    data_local: zc.is_some_and(|z| z.egress_gb <= 0.0),
-                    preemption_risk: pool.preemption_risk,
-                })
-            })
-            .collect()
+        tidegate_sched::candidates(p, self.fleet())
     }
 
     /// Whether policy still allows the job at (zone, pool): placement is evaluated again (from
