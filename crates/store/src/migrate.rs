@@ -88,6 +88,29 @@ CREATE TABLE zone_conditions (
 ) STRICT;
 ",
     },
+    Migration {
+        version: 3,
+        name: "zone agents: runs handed to agents, heartbeats",
+        sql: "
+CREATE TABLE agent_runs (
+    run_id TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    zone TEXT NOT NULL,
+    launch TEXT NOT NULL,
+    cancel INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    exit_code INTEGER,
+    log_tail TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+) STRICT;
+CREATE INDEX agent_runs_zone ON agent_runs (zone, status);
+CREATE TABLE agent_heartbeats (
+    zone TEXT PRIMARY KEY,
+    agent TEXT NOT NULL,
+    last_seen INTEGER NOT NULL
+) STRICT;
+",
+    },
 ];
 
 /// Migrations of the PostgreSQL backend (the same schema in PostgreSQL's dialect).
@@ -153,6 +176,29 @@ CREATE TABLE zone_conditions (
     throttled BIGINT NOT NULL,
     reason TEXT,
     updated_at BIGINT NOT NULL
+);
+",
+    },
+    Migration {
+        version: 3,
+        name: "zone agents: runs handed to agents, heartbeats",
+        sql: "
+CREATE TABLE agent_runs (
+    run_id TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    zone TEXT NOT NULL,
+    launch TEXT NOT NULL,
+    cancel BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    exit_code BIGINT,
+    log_tail TEXT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE INDEX agent_runs_zone ON agent_runs (zone, status);
+CREATE TABLE agent_heartbeats (
+    zone TEXT PRIMARY KEY,
+    agent TEXT NOT NULL,
+    last_seen BIGINT NOT NULL
 );
 ",
     },

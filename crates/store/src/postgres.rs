@@ -27,7 +27,7 @@ use crate::error::StoreError;
 use crate::migrate::{self, Migration};
 use crate::record::{
     check_lease_args, EventDraft, JobEvent, JobFilter, JobId, JobPage, JobRecord, JobState, Lease, NewJob, PageRequest,
-    StateCount, Submitted, Timestamp, Transition, ZoneCondition,
+    AgentRun, Heartbeat, RunReport, StateCount, Submitted, Timestamp, Transition, ZoneCondition,
 };
 use crate::sql::{self, Origin, RawEvent, RawJob};
 use crate::sqlite::{check_move, counts_of, next_place, page_of};
@@ -261,6 +261,20 @@ impl PgStore {
     }
 }
 
+fn raw_run(r: &postgres::Row) -> sql::RawRun {
+    sql::RawRun {
+        run_id: r.get(0),
+        job_id: r.get(1),
+        zone: r.get(2),
+        launch: r.get(3),
+        cancel: r.get(4),
+        status: r.get(5),
+        exit_code: r.get(6),
+        log_tail: r.get(7),
+        updated_at: r.get(8),
+    }
+}
+
 fn raw_job(r: &postgres::Row) -> RawJob {
     RawJob {
         id: r.get(0),
@@ -487,6 +501,49 @@ impl Store for PgStore {
                 .map_err(self.err("set zone condition"))
         })?;
         Ok(())
+    }
+
+    fn enqueue_run(&self, run: &AgentRun) -> Result<bool, StoreError> {
+        let launch = run.launch.to_string();
+        let n = self.with_client(|c| {
+            c.execute(sql::RUN_ENQUEUE, &[&run.run_id, &run.job_id.as_str(), &run.zone, &launch, &run.updated_at.0])
+                .map_err(self.err("hand a run to an agent"))
+        })?;
+        Ok(n > 0)
+    }
+
+    fn agent_run(&self, run_id: &str) -> Result<Option<AgentRun>, StoreError> {
+        let row = self.with_client(|c| c.query_opt(&sql::select_run(), &[&run_id]).map_err(self.err("read agent run")))?;
+        row.map(|r| raw_run(&r).decode(&self.origin)).transpose()
+    }
+
+    fn cancel_run(&self, run_id: &str, now: Timestamp) -> Result<bool, StoreError> {
+        let n = self.with_client(|c| c.execute(sql::RUN_CANCEL, &[&run_id, &now.0]).map_err(self.err("cancel agent run")))?;
+        Ok(n > 0)
+    }
+
+    fn agent_sync(&self, zone: &str, agent: &str, reports: &[RunReport], now: Timestamp, limit: u32) -> Result<Vec<AgentRun>, StoreError> {
+        for r in reports {
+            r.check()?;
+        }
+        let rows = self.with_client(|client| {
+            let mut tx = client.transaction().map_err(self.err("begin agent sync"))?;
+            tx.execute(sql::HEARTBEAT, &[&zone, &agent, &now.0]).map_err(self.err("record heartbeat"))?;
+            for r in reports {
+                let code = r.exit_code.map(i64::from);
+                tx.execute(sql::RUN_REPORT, &[&r.run_id, &zone, &r.status, &code, &r.tail(), &now.0])
+                    .map_err(self.err("record run report"))?;
+            }
+            let rows = tx.query(&sql::select_agent_work(), &[&zone, &i64::from(limit)]).map_err(self.err("read agent work"))?;
+            tx.commit().map_err(self.err("commit agent sync"))?;
+            Ok(rows)
+        })?;
+        rows.iter().map(|r| raw_run(r).decode(&self.origin)).collect()
+    }
+
+    fn heartbeats(&self) -> Result<Vec<Heartbeat>, StoreError> {
+        let rows = self.with_client(|c| c.query(sql::HEARTBEATS, &[]).map_err(self.err("read heartbeats")))?;
+        Ok(rows.iter().map(|r| Heartbeat { zone: r.get(0), agent: r.get(1), last_seen: Timestamp(r.get(2)) }).collect())
     }
 
     fn zone_conditions(&self) -> Result<Vec<ZoneCondition>, StoreError> {

@@ -20,7 +20,7 @@ use crate::error::StoreError;
 use crate::migrate::{self, Migration};
 use crate::record::{
     check_lease_args, PreparedJob, EventDraft, JobEvent, JobFilter, JobId, JobPage, JobRecord, JobState, Lease, NewJob, PageRequest,
-    StateCount, Submitted, Timestamp, Transition, ZoneCondition,
+    AgentRun, Heartbeat, RunReport, StateCount, Submitted, Timestamp, Transition, ZoneCondition,
 };
 use crate::sql::{self, Origin, RawEvent, RawJob};
 use crate::Store;
@@ -304,6 +304,20 @@ fn q(s: &str) -> String {
     s.replace('$', "?")
 }
 
+fn raw_run(r: &rusqlite::Row<'_>) -> rusqlite::Result<sql::RawRun> {
+    Ok(sql::RawRun {
+        run_id: r.get(0)?,
+        job_id: r.get(1)?,
+        zone: r.get(2)?,
+        launch: r.get(3)?,
+        cancel: r.get(4)?,
+        status: r.get(5)?,
+        exit_code: r.get(6)?,
+        log_tail: r.get(7)?,
+        updated_at: r.get(8)?,
+    })
+}
+
 fn raw_job(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawJob> {
     Ok(RawJob {
         id: r.get(0)?,
@@ -533,6 +547,56 @@ impl Store for SqliteStore {
                 .map_err(|e| self.db_err("set zone condition", e))
         })?;
         Ok(())
+    }
+
+    fn enqueue_run(&self, run: &AgentRun) -> Result<bool, StoreError> {
+        let launch = run.launch.to_string();
+        let n = self.write(|c| {
+            c.execute(&q(sql::RUN_ENQUEUE), params![run.run_id, run.job_id.as_str(), run.zone, launch, run.updated_at.0])
+                .map_err(|e| self.db_err("hand a run to an agent", e))
+        })?;
+        Ok(n > 0)
+    }
+
+    fn agent_run(&self, run_id: &str) -> Result<Option<AgentRun>, StoreError> {
+        let raw = self.with_conn("read agent run", |c| c.query_row(&q(&sql::select_run()), [run_id], raw_run).optional())?;
+        raw.map(|r| r.decode(&self.origin)).transpose()
+    }
+
+    fn cancel_run(&self, run_id: &str, now: Timestamp) -> Result<bool, StoreError> {
+        let n = self.write(|c| c.execute(&q(sql::RUN_CANCEL), params![run_id, now.0]).map_err(|e| self.db_err("cancel agent run", e)))?;
+        Ok(n > 0)
+    }
+
+    fn agent_sync(&self, zone: &str, agent: &str, reports: &[RunReport], now: Timestamp, limit: u32) -> Result<Vec<AgentRun>, StoreError> {
+        for r in reports {
+            r.check()?;
+        }
+        let raws = self.write(|conn| {
+            let e = |op| move |err| self.db_err(op, err);
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(e("begin agent sync"))?;
+            tx.execute(&q(sql::HEARTBEAT), params![zone, agent, now.0]).map_err(e("record heartbeat"))?;
+            for r in reports {
+                tx.execute(&q(sql::RUN_REPORT), params![r.run_id, zone, r.status, r.exit_code, r.tail(), now.0])
+                    .map_err(e("record run report"))?;
+            }
+            let raws = {
+                let mut st = tx.prepare_cached(&q(&sql::select_agent_work())).map_err(e("read agent work"))?;
+                let rows = st.query_map(params![zone, i64::from(limit)], raw_run).map_err(e("read agent work"))?;
+                rows.collect::<rusqlite::Result<Vec<_>>>().map_err(e("read agent work"))?
+            };
+            tx.commit().map_err(e("commit agent sync"))?;
+            Ok(raws)
+        })?;
+        raws.into_iter().map(|r| r.decode(&self.origin)).collect()
+    }
+
+    fn heartbeats(&self) -> Result<Vec<Heartbeat>, StoreError> {
+        self.with_conn("read heartbeats", |c| {
+            let mut st = c.prepare_cached(&q(sql::HEARTBEATS))?;
+            let rows = st.query_map([], |r| Ok(Heartbeat { zone: r.get(0)?, agent: r.get(1)?, last_seen: Timestamp(r.get(2)?) }))?;
+            rows.collect()
+        })
     }
 
     fn zone_conditions(&self) -> Result<Vec<ZoneCondition>, StoreError> {
