@@ -1,5 +1,6 @@
 //! The `tidegate` binary: parses the command line and hands each command to its module.
 
+mod agent;
 mod artifact;
 mod audit;
 mod bench;
@@ -71,6 +72,8 @@ enum Command {
     /// Zones: load and condition; set a zone degraded, unreachable or throttled (drills, outages).
     #[command(subcommand)]
     Zone(jobs::ZoneCmd),
+    /// Run a zone's work as an agent inside the zone (outbound connections only).
+    Agent(agent::AgentArgs),
     /// Demonstrations against a running control plane.
     #[command(subcommand)]
     Demo(demo::DemoCmd),
@@ -149,6 +152,7 @@ fn main() -> miette::Result<()> {
         Command::Cancel(a) => jobs::cancel(&a),
         Command::Logs(a) => jobs::logs(&a),
         Command::Zone(c) => jobs::zone(&c),
+        Command::Agent(a) => agent::run(&a),
         Command::Demo(c) => demo::run(&c),
         Command::Check(a) => fleet_cmds::check(&a),
         Command::Explain(a) => fleet_cmds::explain(&a),

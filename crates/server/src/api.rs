@@ -33,8 +33,8 @@ const MAX_MANIFEST: usize = 256 * 1024;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "tidegate control plane", description = "Policy-aware placement of GPU jobs across private, public and edge zones."),
-    paths(health, openapi_doc, submit_job, list_jobs, get_job, job_logs, cancel_job, list_zones, set_zone_condition, metrics, mint_token),
-    components(schemas(ErrorBody, SubmitRequest, SubmitResponse, JobView, EventView, JobDetail, JobList, LogsView, ZoneView, PoolView, ConditionRequest, TokenRequest, TokenResponse, Health)),
+    paths(health, openapi_doc, submit_job, list_jobs, get_job, job_logs, cancel_job, list_zones, set_zone_condition, agent_sync, metrics, mint_token),
+    components(schemas(SyncRequest, SyncReport, SyncResponse, ErrorBody, SubmitRequest, SubmitResponse, JobView, EventView, JobDetail, JobList, LogsView, ZoneView, PoolView, ConditionRequest, TokenRequest, TokenResponse, Health)),
     modifiers(&BearerScheme)
 )]
 pub struct ApiDoc;
@@ -69,6 +69,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/jobs/{id}/cancel", post(cancel_job))
         .route("/v1/zones", get(list_zones))
         .route("/v1/zones/{zone}/condition", post(set_zone_condition))
+        .route("/v1/agents/{zone}/sync", post(agent_sync))
         .route("/v1/tokens", post(mint_token))
         .with_state(state)
 }
@@ -288,6 +289,42 @@ pub struct ConditionRequest {
     pub throttled: bool,
     /// Why, for the record.
     pub reason: Option<String>,
+}
+
+/// An agent's sync: who it is and what its runs are doing.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SyncRequest {
+    /// The agent's name (recorded with its heartbeat).
+    pub agent: String,
+    /// Its runs that changed or have not been acknowledged as ended.
+    #[serde(default)]
+    pub runs: Vec<SyncReport>,
+}
+
+/// One run as the agent sees it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SyncReport {
+    /// Run id.
+    pub run_id: String,
+    /// `running`, `exited`, `cancelled` or `lost`.
+    pub status: String,
+    /// Exit code when `exited`.
+    pub exit_code: Option<i32>,
+    /// The end of its output.
+    #[serde(default)]
+    pub log_tail: String,
+}
+
+/// The zone's work for the agent.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SyncResponse {
+    /// Runs to start (each a launch request; starting one twice is harmless).
+    #[schema(value_type = Vec<Object>)]
+    pub start: Vec<serde_json::Value>,
+    /// Run ids to stop.
+    pub cancel: Vec<String>,
 }
 
 /// Mint a user token (admin only).
@@ -609,6 +646,39 @@ async fn set_zone_condition(
     st.shared.wake.notify();
     let Json(zones) = list_zones(State(st.clone()), headers).await?;
     zones.into_iter().find(|z| z.name == zone).map(Json).ok_or_else(|| ApiError::not_found(format!("zone `{zone}`")))
+}
+
+/// A zone agent's sync (agent token for that zone): records its heartbeat and its reports,
+/// answers with the zone's runs to start and stop. Agents connect out; nothing connects in.
+#[utoipa::path(post, path = "/v1/agents/{zone}/sync", request_body = SyncRequest, params(("zone" = String, Path, description = "The agent's zone")),
+    responses((status = 200, body = SyncResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = ["agent"])))]
+async fn agent_sync(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    UrlPath(zone): UrlPath<String>,
+    req: Result<Json<SyncRequest>, JsonRejection>,
+) -> Result<Json<SyncResponse>, ApiError> {
+    let caller = st.auth.authenticate(&headers)?;
+    let req = body(req)?;
+    st.auth.authorize(&caller, Action::Agent, &zone)?;
+    if !st.shared.agent_zones.contains(&zone) {
+        return Err(ApiError::new(StatusCode::CONFLICT, "conflict", format!("zone `{zone}` is not run by an agent here (start the control plane with --agent-zone {zone})")));
+    }
+    if req.agent.trim().is_empty() || req.agent.len() > 128 {
+        return Err(ApiError::invalid("agent", "the agent name must be 1 to 128 characters"));
+    }
+    let reports: Vec<tidegate_store::RunReport> = req
+        .runs
+        .into_iter()
+        .map(|r| tidegate_store::RunReport { run_id: r.run_id, status: r.status, exit_code: r.exit_code, log_tail: r.log_tail })
+        .collect();
+    let shared = st.shared.clone();
+    let agent = req.agent;
+    let work = blocking(move || Ok(shared.store.agent_sync(&zone, &agent, &reports, Timestamp::now(), 64)?)).await?;
+    st.shared.wake.notify();
+    let (cancel, start): (Vec<_>, Vec<_>) = work.into_iter().partition(|r| r.cancel);
+    Ok(Json(SyncResponse { start: start.into_iter().map(|r| r.launch).collect(), cancel: cancel.into_iter().map(|r| r.run_id).collect() }))
 }
 
 /// Mint a user token (admin only).

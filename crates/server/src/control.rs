@@ -78,6 +78,8 @@ pub struct LoopConfig {
     /// Expected hours are divided by this to get the stand-in run time of a job without a
     /// command (3600: one expected hour runs for one second).
     pub time_scale: f64,
+    /// An agent silent this long makes its zone unreachable.
+    pub agent_timeout: Duration,
 }
 
 impl Default for LoopConfig {
@@ -88,6 +90,7 @@ impl Default for LoopConfig {
             tick: Duration::from_millis(200),
             sched: SchedConfig::default(),
             time_scale: 3600.0,
+            agent_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -111,6 +114,8 @@ pub struct Shared {
     pub wake: Arc<Wake>,
     /// Set to stop the loop.
     pub shutdown: Arc<AtomicBool>,
+    /// Zones run by agents (their heartbeats are watched).
+    pub agent_zones: Vec<String>,
     /// True while this replica leads.
     pub leading: Arc<AtomicBool>,
 }
@@ -247,6 +252,8 @@ struct Leader<'f> {
     last_cancel_check: Instant,
     /// Zone conditions as last applied to the core: (health, throttled) by zone index.
     conditions: HashMap<usize, (Health, bool)>,
+    /// When this replica started leading (agents never heard from count from here).
+    since: Timestamp,
 }
 
 type Step<T> = Result<T, StoreError>;
@@ -287,6 +294,7 @@ impl<'f> Leader<'f> {
             explain: HashMap::new(),
             last_cancel_check: Instant::now(),
             conditions: HashMap::new(),
+            since: now_ts(),
         }
     }
 
@@ -398,6 +406,7 @@ impl<'f> Leader<'f> {
         self.poll()?;
         if self.last_cancel_check.elapsed() >= Duration::from_millis(500) {
             self.check_cancelled()?;
+            self.watch_agents()?;
             self.apply_conditions()?;
             self.last_cancel_check = Instant::now();
         }
@@ -782,6 +791,45 @@ impl<'f> Leader<'f> {
             }
             let fx = self.sched.finish(sid, secs(now_ts()));
             self.apply(fx)?;
+        }
+        Ok(())
+    }
+
+    /// Agents that stopped syncing make their zone unreachable; one that syncs again makes it
+    /// healthy (only if it was this watch that marked it).
+    fn watch_agents(&self) -> Step<()> {
+        if self.sh.agent_zones.is_empty() {
+            return Ok(());
+        }
+        let now = now_ts();
+        let beats = self.sh.store.heartbeats()?;
+        let conds = self.sh.store.zone_conditions()?;
+        let timeout = i64::try_from(self.cfg.agent_timeout.as_millis()).unwrap_or(i64::MAX);
+        for zone in &self.sh.agent_zones {
+            let last = beats.iter().find(|b| &b.zone == zone).map_or(self.since, |b| b.last_seen.max(self.since));
+            let silent_ms = now.millis() - last.millis();
+            let cond = conds.iter().find(|c| &c.zone == zone);
+            let marked_by_us = cond.is_some_and(|c| c.health == "unreachable" && c.reason.as_deref().is_some_and(|r| r.starts_with(crate::agents::SILENT)));
+            let unreachable = cond.is_some_and(|c| c.health == "unreachable");
+            if silent_ms > timeout && !unreachable {
+                tracing::warn!(zone, silent_ms, "zone agent is silent; marking the zone unreachable");
+                self.sh.store.set_zone_condition(&tidegate_store::ZoneCondition {
+                    zone: zone.clone(),
+                    health: "unreachable".into(),
+                    throttled: cond.is_some_and(|c| c.throttled),
+                    reason: Some(format!("{} for {} s", crate::agents::SILENT, silent_ms / 1000)),
+                    updated_at: now,
+                })?;
+            } else if silent_ms <= timeout && marked_by_us {
+                tracing::info!(zone, "zone agent is back; the zone is healthy again");
+                self.sh.store.set_zone_condition(&tidegate_store::ZoneCondition {
+                    zone: zone.clone(),
+                    health: "healthy".into(),
+                    throttled: cond.is_some_and(|c| c.throttled),
+                    reason: Some("the zone's agent is syncing again".into()),
+                    updated_at: now,
+                })?;
+            }
         }
         Ok(())
     }

@@ -8,6 +8,7 @@
 //! listener and the scheduler loop. [`Server::shutdown`] drains: stop taking submissions,
 //! finish requests in flight, stop the loop (giving its lease back), seal a ledger checkpoint.
 
+pub mod agents;
 pub mod api;
 pub mod auth;
 pub mod control;
@@ -67,6 +68,8 @@ pub struct ServerConfig {
     /// Executors for named zones, replacing the default local executor there (a real backend,
     /// or a test double).
     pub executors: BTreeMap<String, Arc<dyn Executor>>,
+    /// Zones run by an agent inside them (`tidegate agent`) instead of an executor here.
+    pub agent_zones: Vec<String>,
     /// Run the scheduler loop (take part in the leader election). An API-only replica sets it
     /// false: it serves requests and leaves scheduling to the others.
     pub scheduler: bool,
@@ -172,7 +175,19 @@ pub async fn start(cfg: ServerConfig, clock: Clock) -> Result<Server, StartError
     let evidence = Evidence::open(&cfg.data_dir, &fleet, &policy).map_err(StartError::Ledger)?;
     let work_root = cfg.work_root.clone().unwrap_or_else(|| cfg.data_dir.join("zones"));
     let mut executors: BTreeMap<String, Arc<dyn Executor>> = BTreeMap::new();
+    for name in &cfg.agent_zones {
+        if fleet.zone(name).is_none() {
+            return Err(StartError::Executor(tidegate_exec::ExecError::Invalid {
+                job: "-".into(),
+                reason: format!("--agent-zone {name}: the fleet has no such zone"),
+            }));
+        }
+    }
     for z in &fleet.zones {
+        if cfg.agent_zones.contains(&z.name) {
+            executors.insert(z.name.clone(), Arc::new(agents::AgentExecutor::new(&z.name, store.clone())));
+            continue;
+        }
         if let Some(e) = cfg.executors.get(&z.name) {
             executors.insert(z.name.clone(), e.clone());
             continue;
@@ -185,6 +200,7 @@ pub async fn start(cfg: ServerConfig, clock: Clock) -> Result<Server, StartError
         executors.insert(z.name.clone(), Arc::new(LocalExecutor::new(dir)?));
     }
     let shared = Arc::new(Shared {
+        agent_zones: cfg.agent_zones.clone(),
         store,
         fleet: Arc::new(fleet),
         scheduling: Arc::new(scheduling),
