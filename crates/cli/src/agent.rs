@@ -58,7 +58,8 @@ fn report(exec: &LocalExecutor, run: &str, status: RunStatus) -> Option<SyncRepo
 /// Runs the agent loop.
 pub fn run(a: &AgentArgs) -> miette::Result<()> {
     let token = std::fs::read_to_string(&a.token).map_err(|e| miette!("cannot read the agent token {}: {e}", a.token.display()))?;
-    let client = Client::new(&a.control_plane, token.trim());
+    // A sync that hangs (a cut link) gives up quickly so runs keep being watched.
+    let client = Client::with_timeout(&a.control_plane, token.trim(), Duration::from_millis((a.interval_ms * 5).clamp(2000, 10_000)));
     let exec = LocalExecutor::new(&a.work_dir).into_diagnostic()?;
     let name = a.name.clone().unwrap_or_else(|| {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map_or_else(|_| "host".into(), |s| s.trim().to_owned());
