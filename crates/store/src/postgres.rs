@@ -45,11 +45,14 @@ pub struct PgOptions {
     pub connect_timeout: Duration,
     /// Idle connections kept open.
     pub max_idle: usize,
+    /// Connections open at once (callers beyond it wait, up to `connect_timeout`, then get
+    /// `Unavailable`): several replicas under load stay within the server's `max_connections`.
+    pub max_open: usize,
 }
 
 impl Default for PgOptions {
     fn default() -> Self {
-        PgOptions { schema: None, connect_timeout: Duration::from_secs(5), max_idle: 8 }
+        PgOptions { schema: None, connect_timeout: Duration::from_secs(5), max_idle: 8, max_open: 24 }
     }
 }
 
@@ -60,6 +63,11 @@ pub struct PgStore {
     origin: Origin,
     max_idle: usize,
     idle: Mutex<Vec<Client>>,
+    max_open: usize,
+    wait: Duration,
+    /// Connections checked out now, and the signal for a waiter when one comes back.
+    in_use: Mutex<usize>,
+    freed: std::sync::Condvar,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -126,6 +134,10 @@ impl PgStore {
             origin: Origin { backend: "postgres", location },
             max_idle: options.max_idle,
             idle: Mutex::new(Vec::new()),
+            max_open: options.max_open.max(1),
+            wait: options.connect_timeout,
+            in_use: Mutex::new(0),
+            freed: std::sync::Condvar::new(),
         };
         let mut client = store.open_client()?;
         store.migrate(&mut client, migrate::POSTGRES)?;
@@ -206,14 +218,44 @@ impl PgStore {
 
     /// Runs `f` on a pooled connection, dropping the connection if anything failed.
     fn with_client<T>(&self, f: impl FnOnce(&mut Client) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let mut client = self.take()?;
-        let out = f(&mut client);
-        if matches!(out, Err(StoreError::Unavailable { .. } | StoreError::Database { .. })) {
-            tracing::debug!(url = %self.origin.location, "dropping a connection after an error");
-        } else {
-            self.put_back(client);
-        }
+        self.acquire()?;
+        let out = self.take().and_then(|mut client| {
+            let out = f(&mut client);
+            if matches!(out, Err(StoreError::Unavailable { .. } | StoreError::Database { .. })) {
+                tracing::debug!(url = %self.origin.location, "dropping a connection after an error");
+            } else {
+                self.put_back(client);
+            }
+            out
+        });
+        self.release();
         out
+    }
+
+    /// Waits for one of the `max_open` connection slots.
+    fn acquire(&self) -> Result<(), StoreError> {
+        let deadline = std::time::Instant::now() + self.wait;
+        let mut n = self.in_use.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        while *n >= self.max_open {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(StoreError::Unavailable {
+                    backend: "postgres",
+                    location: self.origin.location.clone(),
+                    op: "wait for a connection",
+                    source: format!("all {} connections stayed busy for {:?}", self.max_open, self.wait).into(),
+                });
+            }
+            n = self.freed.wait_timeout(n, left).map(|(g, _)| g).unwrap_or_else(|e| e.into_inner().0);
+        }
+        *n += 1;
+        Ok(())
+    }
+
+    fn release(&self) {
+        let mut n = self.in_use.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *n = n.saturating_sub(1);
+        self.freed.notify_one();
     }
 
     fn migrate(&self, client: &mut Client, list: &[Migration]) -> Result<(), StoreError> {
