@@ -63,7 +63,7 @@ pub enum EntryError {
     NotCanonical,
 }
 
-fn ident_rule(s: &str) -> Result<(), &'static str> {
+pub(crate) fn ident_rule(s: &str) -> Result<(), &'static str> {
     if s.is_empty() {
         return Err("empty");
     }
