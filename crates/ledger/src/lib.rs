@@ -16,6 +16,7 @@
 //! - [`evidence`]: building a bundle from a data directory (I/O).
 //! - [`retention`]: retention rules, legal holds, tombstones, the deletion plan (pure planning).
 
+pub mod backend;
 pub mod bundle;
 pub mod canonical;
 mod canonical_ser;
@@ -26,10 +27,12 @@ pub mod evidence;
 pub mod keys;
 pub mod ledger;
 pub mod merkle;
+pub mod pg;
 pub mod retention;
 pub mod segment;
 pub mod verify;
 
 pub use checkpoint::{Checkpoint, NoteSigner, NoteVerifier, SignedNote};
 pub use entry::{Action, DataForm, Decision, Digest, Entry, EntryDraft, Ident, ObjectKind, Subject, SubjectKind};
+pub use backend::{open_ledger, AnyLedger, LedgerTarget};
 pub use ledger::{AppendError, Ledger, LedgerOptions, OpenError, Receipt};
