@@ -289,6 +289,7 @@ struct Request {
 
 struct Shared {
     client: Mutex<Client>,
+    backend_pid: i32,
     location: String,
     tree: RwLock<MerkleTree>,
     stopped: Mutex<Option<String>>,
@@ -370,7 +371,12 @@ impl PgLedger {
             }
             last_cp = cp.size;
         }
+        let backend_pid: i32 = client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .map_err(|e| OpenError::Database(format!("{location}: {}", db(&e))))?
+            .get(0);
         let shared = Arc::new(Shared {
+            backend_pid,
             client: Mutex::new(client),
             location,
             tree: RwLock::new(tree),
@@ -457,6 +463,12 @@ impl PgLedger {
     #[must_use]
     pub fn stopped(&self) -> Option<String> {
         lock(&self.shared.stopped).clone()
+    }
+
+    /// The server process id of the writer's connection (the session holding the writer lock).
+    #[must_use]
+    pub fn backend_pid(&self) -> i32 {
+        self.shared.backend_pid
     }
 
     /// Stop the writer after the queued appends, publish a final checkpoint and let go of the
