@@ -137,7 +137,10 @@ fn to_i64(n: u64) -> i64 {
 }
 
 /// Every entry, in index order, checked for gaps: (entries, leaf hashes stored at append).
-fn load_entries(client: &mut Client, location: &str) -> Result<(Vec<Vec<u8>>, Vec<Vec<u8>>), VerifyFailure> {
+/// Entry bytes and the leaf hashes stored with them, by index.
+type Rows = (Vec<Vec<u8>>, Vec<Vec<u8>>);
+
+fn load_entries(client: &mut Client, location: &str) -> Result<Rows, VerifyFailure> {
     let rows = client
         .query("SELECT idx, entry, leaf FROM ledger_entries ORDER BY idx", &[])
         .map_err(|e| VerifyFailure::Io(OpenError::Database(format!("{location}: reading entries: {}", db(&e)))))?;
@@ -304,6 +307,7 @@ pub struct PgLedger {
     shared: Arc<Shared>,
     tx: Mutex<Option<mpsc::Sender<Request>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for PgLedger {
@@ -392,7 +396,7 @@ impl PgLedger {
             .name("ledger-pg-writer".into())
             .spawn(move || writer_loop(&writer_shared, &rx, &opts))
             .map_err(|e| OpenError::Database(format!("starting the writer thread: {e}")))?;
-        Ok(Self { shared, tx: Mutex::new(Some(tx)), writer: Mutex::new(Some(writer)) })
+        Ok(Self { shared, tx: Mutex::new(Some(tx)), writer: Mutex::new(Some(writer)), closed: false.into() })
     }
 
     /// Queue an entry; returns at once. Call [`PendingAppend::wait`] for durability.
@@ -477,6 +481,9 @@ impl PgLedger {
     /// # Errors
     /// When the final checkpoint cannot be stored.
     pub fn close(&self) -> Result<(), PublishError> {
+        if self.closed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Ok(());
+        }
         lock(&self.tx).take();
         if let Some(h) = lock(&self.writer).take() {
             if h.join().is_err() {
