@@ -1,4 +1,7 @@
 //! `tidegate audit ...`: verify the evidence ledger, print proofs and checkpoints, witness them.
+//!
+//! `verify`, `proof` and `checkpoint` take `--database postgres://...` to work on a ledger kept in
+//! PostgreSQL (see `tidegate_ledger::pg`) instead of the segment files under the data dir.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -9,7 +12,8 @@ use tidegate_ledger::ledger::{
     checkpoint_path, key_path, ledger_dir, list_checkpoints, read_checkpoint, read_log, write_atomic, LogContents,
 };
 use tidegate_ledger::merkle::{verify_consistency, verify_inclusion};
-use tidegate_ledger::verify::{verify_ledger, verify_ledger_merkle};
+use tidegate_ledger::pg::{PgLedgerOptions, PgLog};
+use tidegate_ledger::verify::{verify_with, Depth};
 use tidegate_ledger::{Checkpoint, NoteSigner, NoteVerifier, SignedNote};
 
 /// Where tidegate keeps its state.
@@ -19,6 +23,26 @@ pub struct DataDir {
     /// Defaults to $TIDEGATE_DATA_DIR, else `./.tidegate`.
     #[arg(long, value_name = "DIR", env = "TIDEGATE_DATA_DIR", default_value = ".tidegate")]
     pub data_dir: PathBuf,
+}
+
+/// Where the ledger's entries live when they are in PostgreSQL rather than under the data dir.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Database {
+    /// Work on the ledger in this PostgreSQL database (`postgres://...`) instead of the segment
+    /// files under the data dir (the signing key still comes from `<data-dir>/keys/`).
+    #[arg(long, value_name = "URL")]
+    pub database: Option<String>,
+    /// Schema holding the ledger tables in --database (default: the connection's search_path).
+    #[arg(long, value_name = "NAME", requires = "database")]
+    pub schema: Option<String>,
+}
+
+impl Database {
+    fn log(&self) -> miette::Result<Option<PgLog>> {
+        let Some(url) = &self.database else { return Ok(None) };
+        let opts = PgLedgerOptions { schema: self.schema.clone(), ..PgLedgerOptions::default() };
+        PgLog::connect(url, &opts).map(Some).map_err(|e| miette!("{e}"))
+    }
 }
 
 /// Audit the evidence ledger: an append-only Merkle log of every consequential action.
@@ -38,6 +62,8 @@ pub enum AuditCmd {
         key: Option<PathBuf>,
         #[command(flatten)]
         dir: DataDir,
+        #[command(flatten)]
+        db: Database,
     },
     /// Print an inclusion proof (JSON) for one entry against a signed checkpoint of the current
     /// log: the entry's exact bytes, its leaf hash, the proof hashes and the checkpoint note.
@@ -47,12 +73,16 @@ pub enum AuditCmd {
         entry: u64,
         #[command(flatten)]
         dir: DataDir,
+        #[command(flatten)]
+        db: Database,
     },
     /// Print the latest signed checkpoint (C2SP tlog-checkpoint signed note). Signs one for the
     /// current size first when the newest stored checkpoint is older than the log.
     Checkpoint {
         #[command(flatten)]
         dir: DataDir,
+        #[command(flatten)]
+        db: Database,
     },
     /// Co-sign the latest checkpoint with a separate witness key, after checking that it is
     /// consistent with the last checkpoint this witness signed (so a rewritten history is
@@ -81,10 +111,10 @@ pub enum AuditCmd {
 /// Any verification failure or I/O problem, as a diagnostic; the process exits non-zero.
 pub fn run(cmd: AuditCmd) -> miette::Result<()> {
     match cmd {
-        AuditCmd::Verify { skip_decode, key, dir } => verify(&dir.data_dir, skip_decode, key.as_deref()),
-        AuditCmd::Proof { entry, dir } => proof(&dir.data_dir, entry),
-        AuditCmd::Checkpoint { dir } => {
-            let (note, _) = current_checkpoint(&dir.data_dir)?;
+        AuditCmd::Verify { skip_decode, key, dir, db } => verify(&dir.data_dir, &db, skip_decode, key.as_deref()),
+        AuditCmd::Proof { entry, dir, db } => proof(&dir.data_dir, &db, entry),
+        AuditCmd::Checkpoint { dir, db } => {
+            let (note, _) = current_checkpoint(&dir.data_dir, &db)?;
             print!("{}", note.to_text());
             Ok(())
         }
@@ -109,15 +139,15 @@ fn ledger_signer(data_dir: &Path) -> miette::Result<NoteSigner> {
     keys::load_or_create_signer(&path, "tidegate-ledger").into_diagnostic()
 }
 
-fn verify(data_dir: &Path, skip_decode: bool, key: Option<&Path>) -> miette::Result<()> {
+fn verify(data_dir: &Path, db: &Database, skip_decode: bool, key: Option<&Path>) -> miette::Result<()> {
     let verifier = match key {
         Some(k) => load_verifier(k).into_diagnostic()?,
         None => ledger_verifier(data_dir)?,
     };
-    let result = if skip_decode {
-        verify_ledger_merkle(&ledger_dir(data_dir), &verifier)
-    } else {
-        verify_ledger(&ledger_dir(data_dir), &verifier)
+    let depth = if skip_decode { Depth::Integrity } else { Depth::Full };
+    let result = match db.log()? {
+        Some(mut log) => log.verify(&verifier, depth),
+        None => verify_with(&ledger_dir(data_dir), &verifier, depth),
     };
     match result {
         Ok(r) => {
@@ -146,9 +176,27 @@ fn strict_log(data_dir: &Path) -> miette::Result<LogContents> {
     Ok(log)
 }
 
-/// The checkpoint for the current log size, signing and storing one if needed.
-fn current_checkpoint(data_dir: &Path) -> miette::Result<(SignedNote, LogContents)> {
+/// The checkpoint for the current log size, signing and storing one if needed; with the log's
+/// entries and tree (from the files, or from the database).
+fn current_checkpoint(data_dir: &Path, db: &Database) -> miette::Result<(SignedNote, LogContents)> {
     let signer = ledger_signer(data_dir)?;
+    if let Some(mut pg) = db.log()? {
+        let contents = pg.read().map_err(|e| miette!("ledger is damaged: {e}; run `tidegate audit verify --database`"))?;
+        let size = contents.tree.len();
+        let stored = pg.checkpoints().map_err(|e| miette!("{e}"))?.into_iter().find(|(s, _)| *s == size);
+        let log = LogContents { entries: contents.entries, tree: contents.tree, torn_tail: None, damage: None, segments: Vec::new() };
+        if let Some((_, text)) = stored {
+            let (note, cp) = read_checkpoint(&text, &signer.verifier())
+                .map_err(|e| miette!("stored checkpoint at size {size} in {}: {e}", pg.location()))?;
+            if cp.root != log.tree.root() {
+                return Err(miette!("stored checkpoint at size {size} does not match the log: history was rewritten"));
+            }
+            return Ok((note, log));
+        }
+        let note = signer.sign_checkpoint(&Checkpoint { origin: signer.name().to_owned(), size, root: log.tree.root() });
+        pg.store_checkpoint(size, &note.to_text()).map_err(|e| miette!("{e}"))?;
+        return Ok((note, log));
+    }
     let log = strict_log(data_dir)?;
     let dir = ledger_dir(data_dir);
     let size = log.tree.len();
@@ -167,8 +215,8 @@ fn current_checkpoint(data_dir: &Path) -> miette::Result<(SignedNote, LogContent
     Ok((note, log))
 }
 
-fn proof(data_dir: &Path, entry: u64) -> miette::Result<()> {
-    let (note, log) = current_checkpoint(data_dir)?;
+fn proof(data_dir: &Path, db: &Database, entry: u64) -> miette::Result<()> {
+    let (note, log) = current_checkpoint(data_dir, db)?;
     let cp = note.checkpoint().into_diagnostic()?;
     let bytes = usize::try_from(entry)
         .ok()

@@ -63,18 +63,30 @@ pub enum EntryError {
     NotCanonical,
 }
 
-fn ident_rule(s: &str) -> Result<(), &'static str> {
+pub(crate) fn ident_rule(s: &str) -> Result<(), &'static str> {
+    ident_rule_bytes(s.as_bytes())
+}
+
+/// Whether `c` may appear in an identifier.
+#[inline]
+pub(crate) const fn ident_byte(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b':' | b'@' | b'/' | b'+' | b'-')
+}
+
+/// The identifier rule over UTF-8 bytes (any non-ASCII character has only non-ASCII bytes, none
+/// of which is allowed, so this equals the rule over characters).
+#[inline]
+pub(crate) fn ident_rule_bytes(s: &[u8]) -> Result<(), &'static str> {
     if s.is_empty() {
         return Err("empty");
     }
     if s.len() > MAX_IDENT_LEN {
         return Err("longer than 128 characters");
     }
-    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '@' | '/' | '+' | '-');
-    if !s.chars().all(ok_char) {
+    if !s.iter().all(|&c| ident_byte(c)) {
         return Err("contains characters outside A-Z a-z 0-9 . _ : @ / + -");
     }
-    if !s.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+    if !s[0].is_ascii_alphanumeric() {
         return Err("must start with a letter or digit");
     }
     if looks_like_ssn(s) {
@@ -84,11 +96,12 @@ fn ident_rule(s: &str) -> Result<(), &'static str> {
 }
 
 /// Defence in depth: an identifier that contains `ddd-dd-dddd` is refused.
-fn looks_like_ssn(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.windows(11).any(|w| {
-        w.iter().enumerate().all(|(i, c)| if i == 3 || i == 6 { *c == b'-' } else { c.is_ascii_digit() })
-    })
+#[inline]
+pub(crate) fn looks_like_ssn(b: &[u8]) -> bool {
+    b.len() >= 11
+        && b.windows(11).any(|w| {
+            w.iter().enumerate().all(|(i, c)| if i == 3 || i == 6 { *c == b'-' } else { c.is_ascii_digit() })
+        })
 }
 
 /// A short identifier (job id, zone, actor, reason code...). See the module docs for the rule.

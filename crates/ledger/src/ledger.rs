@@ -73,6 +73,12 @@ pub enum OpenError {
     /// Another process (or another handle in this one) has the ledger open for writing.
     #[error("ledger {0} is already open for writing by another process")]
     Locked(PathBuf),
+    /// The ledger database could not be reached, read or set up.
+    #[error("ledger database: {0}")]
+    Database(String),
+    /// Another writer (another control-plane replica) holds the ledger database's writer lock.
+    #[error("ledger database {0} is already open for writing by another writer (one writer at a time keeps the log from forking)")]
+    DatabaseLocked(String),
 }
 
 /// Why an entry was not appended. The action it records must not go ahead.
@@ -95,6 +101,9 @@ pub enum AppendError {
     /// The ledger is closed.
     #[error("ledger is closed")]
     Closed,
+    /// The transaction holding the entry did not commit; the entry is not acknowledged.
+    #[error("ledger database write failed ({0}); the action was refused and the ledger stopped")]
+    Database(String),
 }
 
 /// Why a checkpoint could not be produced or stored.
@@ -111,6 +120,9 @@ pub enum PublishError {
     /// The tree could not produce a root.
     #[error(transparent)]
     Proof(#[from] crate::merkle::ProofError),
+    /// Storing the checkpoint in the ledger database failed.
+    #[error("storing checkpoint in the ledger database: {0}")]
+    Database(String),
 }
 
 /// Proof that an entry is durable: its index and leaf hash.
@@ -143,7 +155,7 @@ struct Shared {
 
 /// An append that has been queued; [`PendingAppend::wait`] returns once it is durable.
 #[derive(Debug)]
-pub struct PendingAppend(mpsc::Receiver<Result<Receipt, AppendError>>);
+pub struct PendingAppend(pub(crate) mpsc::Receiver<Result<Receipt, AppendError>>);
 
 impl PendingAppend {
     /// Block until the entry is fsynced (or refused).

@@ -4,28 +4,35 @@
 //! - [`merkle`]: RFC 6962 / 9162 tree hashing, inclusion and consistency proofs (pure).
 //! - [`canonical`]: RFC 8785 JSON canonicalization (pure).
 //! - [`entry`]: entry types; identifiers and digests only, never data content (pure).
+//! - [`entry_check`]: zero-copy proof that bytes are a canonical, well-formed entry (pure).
 //! - [`checkpoint`]: C2SP signed-note checkpoints, ed25519 signing, witness co-signing (pure).
 //! - [`segment`]: the on-disk record format and its scanner (pure over bytes).
 //! - [`ledger`]: segment files, group commit, torn-tail repair, checkpoints on disk (I/O).
 //! - [`keys`]: key files (I/O).
 //! - [`verify`]: full verification of a ledger directory (I/O shell over the pure checks).
+//! - [`pg`]: the ledger in PostgreSQL: same entries, hashing, checkpoints and verification.
+//! - [`backend`]: [`backend::open_ledger`], choosing the file or the PostgreSQL ledger.
 //! - [`bundle`]: evidence bundles: building, offline verification, plain summary (pure).
 //! - [`evidence`]: building a bundle from a data directory (I/O).
 //! - [`retention`]: retention rules, legal holds, tombstones, the deletion plan (pure planning).
 
+pub mod backend;
 pub mod bundle;
 pub mod canonical;
 mod canonical_ser;
 pub mod checkpoint;
 pub mod entry;
+pub mod entry_check;
 pub mod evidence;
 pub mod keys;
 pub mod ledger;
 pub mod merkle;
+pub mod pg;
 pub mod retention;
 pub mod segment;
 pub mod verify;
 
 pub use checkpoint::{Checkpoint, NoteSigner, NoteVerifier, SignedNote};
 pub use entry::{Action, DataForm, Decision, Digest, Entry, EntryDraft, Ident, ObjectKind, Subject, SubjectKind};
+pub use backend::{open_ledger, AnyLedger, LedgerTarget};
 pub use ledger::{AppendError, Ledger, LedgerOptions, OpenError, Receipt};

@@ -3,7 +3,10 @@
 //! Nothing is repaired and nothing is skipped: the first problem found is returned with the
 //! index of the first entry that cannot be trusted. The checks, in order:
 //! 1. segment structure and checksums, indexes in sequence (byte flips, reordering, removal);
-//! 2. each entry decodes, is canonical, and its `seq` equals its position;
+//! 2. each entry is well-formed and canonical, and its `seq` equals its position: proven by the
+//!    zero-copy [`check_entry`] ([`Depth::Full`]), which accepts exactly what
+//!    [`Entry::decode`] accepts; [`Depth::FullDecode`] runs the decoder itself (the reference,
+//!    and the benchmark's naive way), [`Depth::Integrity`] skips this step;
 //! 3. each stored checkpoint is signed by the ledger key, covers no more entries than the log
 //!    holds (truncation), and its root equals the recomputed root at its size (rewriting).
 
@@ -11,6 +14,7 @@ use std::path::Path;
 
 use crate::checkpoint::{Checkpoint, NoteVerifier};
 use crate::entry::Entry;
+use crate::entry_check::check_entry;
 use crate::ledger::{list_checkpoints, list_segments, read_checkpoint, OpenError};
 use crate::merkle::{leaf_hash, Hash, MerkleTree};
 use crate::segment::{scan_segment, Damage, RecordRef, Tail};
@@ -92,94 +96,105 @@ fn workers() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get).clamp(1, 8)
 }
 
-/// Check one segment's records: leaf hashes, and (when `decode`) that each entry decodes, is
-/// canonical and carries its position as `seq`. Work is split across threads; the first failure
-/// (lowest index) wins.
-fn check_records(bytes: &[u8], records: &[RecordRef], decode: bool) -> Result<Vec<Hash>, VerifyFailure> {
+/// How much of each entry verification checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Depth {
+    /// Checksums, positions, the Merkle tree and the signed checkpoints (the cryptographic part).
+    Integrity,
+    /// Also prove every entry canonical and well-formed and its `seq` equal to its position, with
+    /// the zero-copy [`check_entry`] (what `tidegate audit verify` runs).
+    Full,
+    /// The same as `Full`, by decoding every entry with serde and re-encoding it
+    /// ([`Entry::decode`]); the reference the fast check is tested against, and the benchmark's
+    /// naive way.
+    FullDecode,
+}
+
+fn bad(index: u64, why: impl Into<String>) -> VerifyFailure {
+    VerifyFailure::BadEntry { index, why: why.into() }
+}
+
+/// Check one entry at `index` to `depth` (nothing for [`Depth::Integrity`]).
+fn check_one(index: u64, payload: &[u8], depth: Depth) -> Result<(), VerifyFailure> {
+    let seq = match depth {
+        Depth::Integrity => return Ok(()),
+        Depth::Full => match check_entry(payload) {
+            Ok(c) => c.seq,
+            // The rare path: let the decoder say what is wrong (it is the reference).
+            Err(_) => Entry::decode(payload).map_err(|e| bad(index, e.to_string()))?.seq,
+        },
+        Depth::FullDecode => Entry::decode(payload).map_err(|e| bad(index, e.to_string()))?.seq,
+    };
+    if seq != index {
+        return Err(bad(index, format!("entry says seq {seq} at position {index}")));
+    }
+    Ok(())
+}
+
+/// Check entries to `depth` and hash them into leaves; `item(k)` gives the index and bytes of the
+/// `k`-th of `len` entries. Work is split across threads; the first failure (lowest index) wins.
+pub(crate) fn check_entries<'a>(
+    len: usize,
+    item: &(dyn Fn(usize) -> (u64, &'a [u8]) + Sync),
+    depth: Depth,
+) -> Result<Vec<Hash>, VerifyFailure> {
     let workers = workers();
-    let chunk = records.len().div_ceil(workers).max(1024);
-    let check = |part: &[RecordRef]| -> Result<Vec<Hash>, VerifyFailure> {
-        let mut out = Vec::with_capacity(part.len());
-        for r in part {
-            let payload = &bytes[r.start..r.end];
-            if decode {
-                let index = r.index;
-                let e = Entry::decode(payload).map_err(|e| VerifyFailure::BadEntry { index, why: e.to_string() })?;
-                if e.seq != index {
-                    return Err(VerifyFailure::BadEntry { index, why: format!("entry says seq {} at position {index}", e.seq) });
-                }
-            }
+    let chunk = len.div_ceil(workers).max(1024);
+    let check = |range: std::ops::Range<usize>| -> Result<Vec<Hash>, VerifyFailure> {
+        let mut out = Vec::with_capacity(range.len());
+        for k in range {
+            let (index, payload) = item(k);
+            check_one(index, payload, depth)?;
             out.push(leaf_hash(payload));
         }
         Ok(out)
     };
-    if records.len() <= chunk {
-        return check(records);
+    if len <= chunk {
+        return check(0..len);
     }
     let results: Vec<Result<Vec<Hash>, VerifyFailure>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = records.chunks(chunk).map(|part| scope.spawn(move || check(part))).collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(VerifyFailure::BadEntry { index: 0, why: "verifier thread panicked".into() })))
-            .collect()
+        let handles: Vec<_> = (0..len)
+            .step_by(chunk)
+            .map(|start| {
+                let check = &check;
+                scope.spawn(move || check(start..(start + chunk).min(len)))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(bad(0, "verifier thread panicked")))).collect()
     });
-    let mut leaves = Vec::with_capacity(records.len());
+    let mut leaves = Vec::with_capacity(len);
     for r in results {
         leaves.extend(r?);
     }
     Ok(leaves)
 }
 
-/// Verify the ledger in `ledger_dir` against checkpoints signed by `verifier`: every check
-/// listed in the module docs.
-///
-/// # Errors
-/// The first failure found.
-pub fn verify_ledger(ledger_dir: &Path, verifier: &NoteVerifier) -> Result<VerifyReport, VerifyFailure> {
-    verify_with(ledger_dir, verifier, true)
+fn check_records(bytes: &[u8], records: &[RecordRef], depth: Depth) -> Result<Vec<Hash>, VerifyFailure> {
+    check_entries(records.len(), &|k| (records[k].index, &bytes[records[k].start..records[k].end]), depth)
 }
 
-/// Like [`verify_ledger`], but without decoding entries (step 2): checksums, positions, the
-/// Merkle tree and the signed checkpoints only — the cryptographic part of verification.
+/// Check signed checkpoints, smallest size first, given as (name for messages, size the store
+/// files it under, note text), against the tree: each is signed by `verifier`, covers no more
+/// than the log holds, and its root equals the recomputed root at its size.
 ///
 /// # Errors
-/// The first failure found.
-pub fn verify_ledger_merkle(ledger_dir: &Path, verifier: &NoteVerifier) -> Result<VerifyReport, VerifyFailure> {
-    verify_with(ledger_dir, verifier, false)
-}
-
-fn verify_with(ledger_dir: &Path, verifier: &NoteVerifier, decode: bool) -> Result<VerifyReport, VerifyFailure> {
-    let io = |path: &Path, source: std::io::Error| VerifyFailure::Io(OpenError::Io { path: path.to_owned(), source });
-    let segs = list_segments(ledger_dir).map_err(|e| io(ledger_dir, e))?;
-    let mut leaves: Vec<Hash> = Vec::new();
-    let mut torn_tail = None;
-    let count = segs.len();
-    for (i, (path, _)) in segs.into_iter().enumerate() {
-        let bytes = std::fs::read(&path).map_err(|e| io(&path, e))?;
-        let scan = scan_segment(&bytes, leaves.len() as u64, i + 1 == count);
-        // Entries before the damage are checked first, so the lowest bad index is reported.
-        leaves.extend(check_records(&bytes, &scan.records, decode)?);
-        if let Some(d) = scan.damage {
-            return Err(VerifyFailure::Damaged(d));
-        }
-        if let Tail::Torn { offset } = scan.tail {
-            torn_tail = Some((path.display().to_string(), offset));
-        }
-    }
-    let tree = MerkleTree::from_leaf_hashes(leaves, workers());
+/// The first failure.
+pub(crate) fn check_checkpoints(
+    tree: &MerkleTree,
+    cps: impl IntoIterator<Item = (String, u64, Result<String, String>)>,
+    verifier: &NoteVerifier,
+) -> Result<(usize, Option<Checkpoint>), VerifyFailure> {
     let n = tree.len();
-    let cps = list_checkpoints(ledger_dir).map_err(|source| OpenError::Io { path: ledger_dir.to_owned(), source })?;
     let mut good = 0u64;
     let mut latest = None;
-    let count = cps.len();
-    for (path, size) in cps {
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| VerifyFailure::Checkpoint { file: file.clone(), why: e.to_string() })?;
-        let (_, cp) = read_checkpoint(&text, verifier)
-            .map_err(|e| VerifyFailure::Checkpoint { file: file.clone(), why: e.to_string() })?;
+    let mut count = 0;
+    for (file, size, text) in cps {
+        count += 1;
+        let text = text.map_err(|why| VerifyFailure::Checkpoint { file: file.clone(), why })?;
+        let (_, cp) =
+            read_checkpoint(&text, verifier).map_err(|e| VerifyFailure::Checkpoint { file: file.clone(), why: e.to_string() })?;
         if cp.size != size {
-            return Err(VerifyFailure::Checkpoint { file, why: format!("file name says size {size}, note says {}", cp.size) });
+            return Err(VerifyFailure::Checkpoint { file, why: format!("stored under size {size}, note says {}", cp.size) });
         }
         if cp.size > n {
             return Err(VerifyFailure::Truncated { index: n, size: cp.size, file });
@@ -190,6 +205,57 @@ fn verify_with(ledger_dir: &Path, verifier: &NoteVerifier, decode: bool) -> Resu
         good = cp.size;
         latest = Some(cp);
     }
+    Ok((count, latest))
+}
+
+/// Verify the ledger in `ledger_dir` against checkpoints signed by `verifier`: every check
+/// listed in the module docs.
+///
+/// # Errors
+/// The first failure found.
+pub fn verify_ledger(ledger_dir: &Path, verifier: &NoteVerifier) -> Result<VerifyReport, VerifyFailure> {
+    verify_with(ledger_dir, verifier, Depth::Full)
+}
+
+/// Like [`verify_ledger`], but without decoding entries (step 2): checksums, positions, the
+/// Merkle tree and the signed checkpoints only — the cryptographic part of verification.
+///
+/// # Errors
+/// The first failure found.
+pub fn verify_ledger_merkle(ledger_dir: &Path, verifier: &NoteVerifier) -> Result<VerifyReport, VerifyFailure> {
+    verify_with(ledger_dir, verifier, Depth::Integrity)
+}
+
+/// Verify the ledger in `ledger_dir` to `depth`.
+///
+/// # Errors
+/// The first failure found.
+pub fn verify_with(ledger_dir: &Path, verifier: &NoteVerifier, depth: Depth) -> Result<VerifyReport, VerifyFailure> {
+    let io = |path: &Path, source: std::io::Error| VerifyFailure::Io(OpenError::Io { path: path.to_owned(), source });
+    let segs = list_segments(ledger_dir).map_err(|e| io(ledger_dir, e))?;
+    let mut leaves: Vec<Hash> = Vec::new();
+    let mut torn_tail = None;
+    let count = segs.len();
+    for (i, (path, _)) in segs.into_iter().enumerate() {
+        let bytes = std::fs::read(&path).map_err(|e| io(&path, e))?;
+        let scan = scan_segment(&bytes, leaves.len() as u64, i + 1 == count);
+        // Entries before the damage are checked first, so the lowest bad index is reported.
+        leaves.extend(check_records(&bytes, &scan.records, depth)?);
+        if let Some(d) = scan.damage {
+            return Err(VerifyFailure::Damaged(d));
+        }
+        if let Tail::Torn { offset } = scan.tail {
+            torn_tail = Some((path.display().to_string(), offset));
+        }
+    }
+    let tree = MerkleTree::from_leaf_hashes(leaves, workers());
+    let n = tree.len();
+    let cps = list_checkpoints(ledger_dir).map_err(|source| OpenError::Io { path: ledger_dir.to_owned(), source })?;
+    let cps = cps.into_iter().map(|(path, size)| {
+        let text = std::fs::read_to_string(&path).map_err(|e| e.to_string());
+        (path.display().to_string(), size, text)
+    });
+    let (count, latest) = check_checkpoints(&tree, cps, verifier)?;
     Ok(VerifyReport {
         entries: n,
         checkpoints: count,
