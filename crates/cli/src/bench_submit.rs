@@ -160,6 +160,7 @@ pub fn run(a: &BenchSubmitArgs) -> miette::Result<()> {
             executors: Default::default(),
         admin_token_minutes: 60,
         agent_zones: vec![],
+            replica: "test".into(),
         scheduler: a.with_scheduler,
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().into_diagnostic()?;

@@ -59,7 +59,9 @@ pub struct UpArgs {
     /// Run jobs that have no command as stand-ins sleeping expected_hours x 3600 / SCALE seconds.
     #[arg(long, default_value_t = 1.0)]
     pub time_scale: f64,
-    /// This replica's name in the scheduler lease (default: host name and process id).
+    /// This replica's name: in the scheduler lease, and for its evidence ledger log in
+    /// PostgreSQL (default: the host name; the lease then adds the process id). Replicas on one
+    /// host need distinct names.
     #[arg(long)]
     pub replica: Option<String>,
     /// Seconds the scheduler lease lasts without renewal (a new leader takes over after it).
@@ -135,6 +137,7 @@ pub fn run(args: &UpArgs) -> miette::Result<()> {
         executors: Default::default(),
         admin_token_minutes: args.admin_token_minutes,
         agent_zones: args.agent_zones.clone(),
+        replica: args.replica.clone().unwrap_or_else(hostname),
         scheduler: !args.no_scheduler,
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().into_diagnostic()?;

@@ -213,6 +213,16 @@ fn killing_the_leader_hands_scheduling_over_without_double_admission() {
     assert_eq!(counts.len(), ids.len(), "every job ran");
     assert!(counts.values().all(|c| *c == 1), "a job ran twice: {counts:?}");
     drop(replicas);
+    // Each replica's evidence ledger lives in PostgreSQL (a log per replica) and verifies.
+    for r in ["r1", "r2", "r3"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_tidegate"))
+            .args(["audit", "verify", "--database", &pg.url(), "--schema", &format!("tidegate_ledger_{r}"), "--data-dir"])
+            .arg(root.path().join(r))
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "ledger of {r}: {text}");
+    }
 }
 
 #[test]

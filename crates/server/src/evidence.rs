@@ -6,9 +6,11 @@
 //! must not happen (the callers refuse it).
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use tidegate_ledger::ledger::put_document;
-use tidegate_ledger::{Action, Decision, Digest, EntryDraft, Ident, Ledger, LedgerOptions, Subject, SubjectKind};
+use tidegate_ledger::{open_ledger, Action, AnyLedger, Decision, Digest, EntryDraft, Ident, LedgerOptions, LedgerTarget, Subject, SubjectKind};
 use tidegate_model::{Fleet, Input, JobSpec};
 use tidegate_placement::Placement;
 use tidegate_policy::PolicyEngine;
@@ -19,10 +21,16 @@ const ACTOR: &str = "tidegate-control-plane";
 /// The ledger of one data directory, as the control plane writes it.
 #[derive(Debug)]
 pub struct Evidence {
-    ledger: Ledger,
+    ledger: RwLock<Arc<AnyLedger>>,
+    target: LedgerTarget,
+    /// When a stopped ledger was last reopened (at most once a second).
+    reopened: Mutex<Instant>,
     data_dir: PathBuf,
     policy_hash: Digest,
 }
+
+/// Shortest time between two attempts to reopen a stopped ledger.
+const REOPEN_EVERY: Duration = Duration::from_secs(1);
 
 fn ident(s: &str) -> Result<Ident, String> {
     Ident::new(s).map_err(|e| format!("`{s}` cannot be recorded as an identifier: {e}"))
@@ -39,11 +47,14 @@ fn now_ms() -> u64 {
 }
 
 impl Evidence {
-    /// Opens the ledger under `data_dir` and records the fleet and policy set the control plane
-    /// starts with (the policy document is stored under its hash).
-    pub fn open(data_dir: &Path, fleet: &Fleet, policy: &PolicyEngine) -> Result<Self, String> {
-        let ledger = Ledger::open(data_dir, LedgerOptions::default())
-            .map_err(|e| format!("cannot open the evidence ledger in {}: {e}", data_dir.display()))?;
+    /// Opens the ledger (segment files under `data_dir`, or a PostgreSQL schema of this
+    /// replica's own) and records the fleet and policy set the control plane starts with (the
+    /// policy document is stored under its hash, in `data_dir`).
+    pub fn open(data_dir: &Path, target: &LedgerTarget, fleet: &Fleet, policy: &PolicyEngine) -> Result<Self, String> {
+        let ledger = open_ledger(data_dir, target, LedgerOptions::default()).map_err(|e| match target {
+            LedgerTarget::Files => format!("cannot open the evidence ledger in {}: {e}", data_dir.display()),
+            LedgerTarget::Postgres { .. } => format!("cannot open the evidence ledger in PostgreSQL: {e}"),
+        })?;
         let doc = put_document(data_dir, policy.document())
             .map_err(|e| format!("cannot store the policy document in {}: {e}", data_dir.display()))?;
         let policy_hash = Digest::parse(format!("sha256:{}", policy.hash())).map_err(|e| e.to_string())?;
@@ -51,15 +62,61 @@ impl Evidence {
             return Err("the policy document does not hash to the policy hash".into());
         }
         let fleet_hash = Digest::parse(format!("sha256:{}", fleet.fleet_hash)).map_err(|e| e.to_string())?;
-        let ev = Self { ledger, data_dir: data_dir.to_owned(), policy_hash: policy_hash.clone() };
+        let ev = Self {
+            ledger: RwLock::new(Arc::new(ledger)),
+            target: target.clone(),
+            reopened: Mutex::new(Instant::now()),
+            data_dir: data_dir.to_owned(),
+            policy_hash: policy_hash.clone(),
+        };
         ev.append(Action::FleetLoaded { fleet_hash }, vec![subject(SubjectKind::Fleet, &fleet.name)?])?;
         ev.append(Action::PolicyLoaded { policy_hash }, vec![subject(SubjectKind::Policy, "placement")?])?;
         Ok(ev)
     }
 
+    fn current(&self) -> Arc<AnyLedger> {
+        self.ledger.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Appends an entry; durable when this returns `Ok`. A ledger that stopped after a write
+    /// failure (a full disk, a database that went away) is reopened — verified again from its
+    /// storage — at most once a second, and the entry tried once more; until then every action
+    /// is refused.
     fn append(&self, action: Action, subjects: Vec<Subject>) -> Result<(), String> {
         let draft = EntryDraft::new(ident(ACTOR)?, action, subjects).map_err(|e| e.to_string())?;
-        self.ledger.append(draft, now_ms()).map(|_| ()).map_err(|e| e.to_string())
+        let ledger = self.current();
+        match ledger.append(draft.clone(), now_ms()) {
+            Ok(_) => Ok(()),
+            Err(first) => match self.reopen(&ledger) {
+                Some(fresh) => fresh.append(draft, now_ms()).map(|_| ()).map_err(|e| e.to_string()),
+                None => Err(first.to_string()),
+            },
+        }
+    }
+
+    fn reopen(&self, failed: &Arc<AnyLedger>) -> Option<Arc<AnyLedger>> {
+        let mut last = self.reopened.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let current = self.current();
+        if !Arc::ptr_eq(&current, failed) {
+            return Some(current); // someone else reopened it meanwhile
+        }
+        if last.elapsed() < REOPEN_EVERY {
+            return None;
+        }
+        *last = Instant::now();
+        let _ = failed.close();
+        match open_ledger(&self.data_dir, &self.target, LedgerOptions::default()) {
+            Ok(l) => {
+                tracing::warn!("the evidence ledger stopped after a write failure and was reopened");
+                let fresh = Arc::new(l);
+                *self.ledger.write().unwrap_or_else(std::sync::PoisonError::into_inner) = fresh.clone();
+                Some(fresh)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the evidence ledger cannot be reopened yet; actions stay refused");
+                None
+            }
+        }
     }
 
     fn job_subjects(id: &JobId, spec: &JobSpec) -> Result<Vec<Subject>, String> {
@@ -112,22 +169,22 @@ impl Evidence {
 
     /// Publishes a signed checkpoint over everything recorded so far.
     pub fn checkpoint(&self) -> Result<(), String> {
-        self.ledger.publish_checkpoint().map(|_| ()).map_err(|e| e.to_string())
+        self.current().publish_checkpoint().map(|_| ()).map_err(|e| e.to_string())
     }
 
     /// Seals a final checkpoint and closes the ledger: later appends fail (and so refuse their
     /// actions), and another process may open it.
     pub fn close(&self) -> Result<(), String> {
-        self.ledger.close().map_err(|e| e.to_string())
+        self.current().close().map_err(|e| e.to_string())
     }
 
     /// Entries in the ledger.
     pub fn len(&self) -> u64 {
-        self.ledger.len()
+        self.current().len()
     }
 
     /// Whether the ledger is empty.
     pub fn is_empty(&self) -> bool {
-        self.ledger.is_empty()
+        self.current().is_empty()
     }
 }

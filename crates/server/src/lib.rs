@@ -68,6 +68,8 @@ pub struct ServerConfig {
     /// Executors for named zones, replacing the default local executor there (a real backend,
     /// or a test double).
     pub executors: BTreeMap<String, Arc<dyn Executor>>,
+    /// This replica's stable name (its ledger log in PostgreSQL is named after it).
+    pub replica: String,
     /// Zones run by an agent inside them (`tidegate agent`) instead of an executor here.
     pub agent_zones: Vec<String>,
     /// Run the scheduler loop (take part in the leader election). An API-only replica sets it
@@ -172,7 +174,26 @@ pub async fn start(cfg: ServerConfig, clock: Clock) -> Result<Server, StartError
     let admin_token_path = cfg.data_dir.join("admin.token");
     write_secret(&admin_token_path, &admin)?;
     let auth = Auth::new(keys, clock).map_err(|e| keys_err(e.to_string()))?;
-    let evidence = Evidence::open(&cfg.data_dir, &fleet, &policy).map_err(StartError::Ledger)?;
+    // With PostgreSQL, the ledger lives there too, one log (one writer) per replica.
+    let ledger_target = match &cfg.database {
+        Some(url) => {
+            let replica: String = cfg.replica.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
+            tidegate_ledger::LedgerTarget::from_database(Some(url), Some(&format!("tidegate_ledger_{replica}"))).map_err(|e| StartError::Ledger(e.to_string()))?
+        }
+        None => tidegate_ledger::LedgerTarget::Files,
+    };
+    // Opening may talk to PostgreSQL with a blocking client: off the async threads.
+    let (fleet, policy, evidence) = {
+        let data_dir = cfg.data_dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let ev = Evidence::open(&data_dir, &ledger_target, &fleet, &policy);
+            (fleet, policy, ev)
+        })
+        .await
+        .map_err(|e| StartError::Ledger(format!("ledger open task failed: {e}")))?
+    };
+    let evidence = evidence.map_err(StartError::Ledger)?;
+    drop(policy);
     let work_root = cfg.work_root.clone().unwrap_or_else(|| cfg.data_dir.join("zones"));
     let mut executors: BTreeMap<String, Arc<dyn Executor>> = BTreeMap::new();
     for name in &cfg.agent_zones {

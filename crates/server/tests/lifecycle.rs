@@ -208,6 +208,7 @@ fn sigterm_style_shutdown_drains_and_a_restart_finds_running_jobs() {
             executors: Default::default(),
         admin_token_minutes: 60,
         agent_zones: vec![],
+            replica: "test".into(),
         scheduler: true,
     };
     let server = ts.rt.block_on(tidegate_server::start(cfg, tidegate_server::auth::system_clock())).unwrap();

@@ -67,6 +67,7 @@ impl TestServer {
             executors,
             admin_token_minutes: 60,
             agent_zones,
+            replica: "test".into(),
             scheduler: true,
         };
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
