@@ -196,6 +196,8 @@ pub fn run(a: &BenchSubmitArgs) -> miette::Result<()> {
                 let partition = a.partition.clone();
                 let out = tempfile::tempdir().into_diagnostic()?;
                 let out_dir = out.path().to_owned();
+                let ids: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+                let submitted = ids.clone();
                 let r = drive(a.jobs, a.clients, move |i| {
                     let mut cmd = Command::new("sbatch");
                     cmd.arg("--parsable")
@@ -206,8 +208,22 @@ pub fn run(a: &BenchSubmitArgs) -> miette::Result<()> {
                     if let Some(p) = &partition {
                         cmd.arg(format!("--partition={p}"));
                     }
-                    cmd.stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+                    match cmd.stderr(Stdio::null()).output() {
+                        Ok(o) if o.status.success() => {
+                            let id = String::from_utf8_lossy(&o.stdout).trim().to_owned();
+                            if let Ok(mut v) = submitted.lock() {
+                                v.push(id);
+                            }
+                            true
+                        }
+                        _ => false,
+                    }
                 });
+                // Leave the cluster as we found it: cancel what the benchmark queued.
+                let ids = ids.lock().map(|v| v.clone()).unwrap_or_default();
+                for chunk in ids.chunks(500) {
+                    let _ = Command::new("scancel").args(chunk).stdout(Stdio::null()).stderr(Stdio::null()).status();
+                }
                 (Some(side(a.jobs, a.clients, r)), None)
             }
             Err(why) => (None, Some(why)),
