@@ -157,7 +157,9 @@ pub fn run(a: &BenchSubmitArgs) -> miette::Result<()> {
         loop_cfg: LoopConfig::default(),
         work_root: None,
             keys_dir: None,
+            executors: Default::default(),
         admin_token_minutes: 60,
+        agent_zones: vec![],
         scheduler: a.with_scheduler,
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().into_diagnostic()?;

@@ -69,7 +69,12 @@ impl Client {
 
     /// A client with an explicit URL and token.
     pub fn new(base: &str, token: &str) -> Self {
-        Self { agent: agent(Duration::from_secs(30)), base: base.trim_end_matches('/').to_owned(), token: token.to_owned() }
+        Self::with_timeout(base, token, Duration::from_secs(30))
+    }
+
+    /// A client whose every request gives up after `timeout`.
+    pub fn with_timeout(base: &str, token: &str, timeout: Duration) -> Self {
+        Self { agent: agent(timeout), base: base.trim_end_matches('/').to_owned(), token: token.to_owned() }
     }
 
     fn finish<T: DeserializeOwned>(&self, what: &str, resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> miette::Result<T> {

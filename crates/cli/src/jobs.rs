@@ -211,3 +211,62 @@ pub fn logs(args: &LogsArgs) -> miette::Result<()> {
     print!("{}", l.logs);
     Ok(())
 }
+
+/// Zones: list them with their load and condition, or set a zone's condition.
+#[derive(Debug, clap::Subcommand)]
+pub enum ZoneCmd {
+    /// Zones, pools, queued and running jobs, health.
+    List {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        output: Format,
+        /// Server and token.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Set a zone's condition (admin): `degraded` or `unreachable` applies the fleet's failure
+    /// hierarchy to its queue; `--throttled` sheds per class; `healthy` ends the drill or outage.
+    Set {
+        /// Zone name.
+        zone: String,
+        /// healthy, degraded or unreachable.
+        #[arg(long, value_parser = ["healthy", "degraded", "unreachable"])]
+        health: String,
+        /// The zone's provider throttles new work.
+        #[arg(long)]
+        throttled: bool,
+        /// Why (kept with the condition).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Server and token.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// `tidegate zone ...`.
+pub fn zone(cmd: &ZoneCmd) -> miette::Result<()> {
+    match cmd {
+        ZoneCmd::List { output, client } => {
+            let client = Client::from_args(client)?;
+            let zones: Vec<tidegate_server::api::ZoneView> = client.get("/v1/zones")?;
+            if *output == Format::Json {
+                return print_json(&zones);
+            }
+            println!("{:<18} {:<8} {:<11} {:>6} {:>7}  {:<12} POOLS", "ZONE", "TIER", "BACKEND", "QUEUED", "RUNNING", "HEALTH");
+            for z in &zones {
+                let pools: Vec<String> = z.pools.iter().map(|p| format!("{} {}x{}", p.name, p.gpus, p.gpu_type)).collect();
+                let health = if z.throttled { format!("{} (throttled)", z.health) } else { z.health.clone() };
+                println!("{:<18} {:<8} {:<11} {:>6} {:>7}  {:<12} {}", z.name, z.tier, z.backend, z.queued, z.running, health, pools.join(", "));
+            }
+            Ok(())
+        }
+        ZoneCmd::Set { zone, health, throttled, reason, client } => {
+            let client = Client::from_args(client)?;
+            let body = tidegate_server::api::ConditionRequest { health: health.clone(), throttled: *throttled, reason: reason.clone() };
+            let z: tidegate_server::api::ZoneView = client.post(&format!("/v1/zones/{}/condition", encode(zone)), &body, &[])?;
+            println!("{}  {}{}", z.name, z.health, if z.throttled { " (throttled)" } else { "" });
+            Ok(())
+        }
+    }
+}

@@ -1,5 +1,6 @@
 //! The `tidegate` binary: parses the command line and hands each command to its module.
 
+mod agent;
 mod artifact;
 mod audit;
 mod bench;
@@ -42,8 +43,18 @@ struct Cli {
     /// Log filter (also RUST_LOG), e.g. `info` or `tidegate_policy=debug`.
     #[arg(long, global = true, env = "TIDEGATE_LOG", default_value = "warn")]
     log: String,
+    /// Log format on standard error: `text` for people, `json` (one object per line, with every
+    /// field) for log pipelines.
+    #[arg(long, global = true, env = "TIDEGATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -60,6 +71,11 @@ enum Command {
     Cancel(jobs::CancelArgs),
     /// Print the end of a job's output.
     Logs(jobs::LogsArgs),
+    /// Zones: load and condition; set a zone degraded, unreachable or throttled (drills, outages).
+    #[command(subcommand)]
+    Zone(jobs::ZoneCmd),
+    /// Run a zone's work as an agent inside the zone (outbound connections only).
+    Agent(agent::AgentArgs),
     /// Demonstrations against a running control plane.
     #[command(subcommand)]
     Demo(demo::DemoCmd),
@@ -128,7 +144,10 @@ fn main() -> miette::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cli.log))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    match cli.log_format {
+        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init(),
+        LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::io::stderr).init(),
+    }
     match cli.command {
         Command::Up(a) => up::run(&a),
         Command::Submit(a) => jobs::submit(&a),
@@ -136,6 +155,8 @@ fn main() -> miette::Result<()> {
         Command::Job(a) => jobs::show(&a),
         Command::Cancel(a) => jobs::cancel(&a),
         Command::Logs(a) => jobs::logs(&a),
+        Command::Zone(c) => jobs::zone(&c),
+        Command::Agent(a) => agent::run(&a),
         Command::Demo(c) => demo::run(&c),
         Command::Check(a) => fleet_cmds::check(&a),
         Command::Explain(a) => fleet_cmds::explain(&a),

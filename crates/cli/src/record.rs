@@ -66,16 +66,9 @@ pub fn record_plan(
         }
         subjects.truncate(tidegate_ledger::entry::MAX_SUBJECTS - 1);
         append(Action::JobSubmitted { spec: Digest::of(&spec) }, subjects.clone())?;
-        let (decision, zone, pool) = match (p.decision.zone, p.decision.pool) {
-            (Some(z), Some(pl)) => {
-                let zone = fleet.zones.get(z);
-                (
-                    Decision::Allowed,
-                    zone.map_or("none", |z| z.name.as_str()),
-                    zone.and_then(|z| z.pools.get(pl)).map_or("none", |p| p.name.as_str()),
-                )
-            }
-            _ => (Decision::Refused, "none", "none"),
+        let (decision, zone, pool) = match p.decided(fleet) {
+            Some((zone, pool)) => (Decision::Allowed, zone, pool),
+            None => (Decision::Refused, "none", "none"),
         };
         if decision == Decision::Allowed {
             subjects.push(subject(SubjectKind::Zone, zone)?);

@@ -226,10 +226,11 @@ pub fn run(data_dir: &Path, cmd: TokenCmd) -> miette::Result<()> {
                         "read" => Action::Read,
                         "cancel" => Action::Cancel,
                         "observe" => Action::Observe,
+                        "agent" => Action::Agent,
                         "administer" => Action::Administer,
                         other => {
                             return Err(miette!(
-                                "unknown action {other:?}: submit, approve, audit, read, cancel, observe, administer"
+                                "unknown action {other:?}: submit, approve, audit, read, cancel, observe, agent, administer"
                             ))
                         }
                     },

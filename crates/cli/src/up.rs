@@ -75,6 +75,13 @@ pub struct UpArgs {
     /// Lifetime of the admin token written at start, minutes (at most 720).
     #[arg(long, default_value_t = 720)]
     pub admin_token_minutes: u32,
+    /// A zone run by an agent inside it (`tidegate agent --zone NAME`) instead of an executor on
+    /// this machine (repeatable). An agent silent for --agent-timeout makes its zone unreachable.
+    #[arg(long = "agent-zone", value_name = "ZONE")]
+    pub agent_zones: Vec<String>,
+    /// Seconds without a sync before an agent's zone is marked unreachable.
+    #[arg(long, default_value_t = 10)]
+    pub agent_timeout: u64,
     /// Serve the API only: do not run the scheduler loop (another replica on the same
     /// PostgreSQL database schedules).
     #[arg(long)]
@@ -121,10 +128,13 @@ pub fn run(args: &UpArgs) -> miette::Result<()> {
             tick: Duration::from_millis(200),
             sched: SchedConfig { burst_queue_depth: args.burst_queue_depth, ..SchedConfig::default() },
             time_scale: args.time_scale,
+            agent_timeout: Duration::from_secs(args.agent_timeout.max(1)),
         },
         work_root: args.work_root.clone(),
         keys_dir: args.keys_dir.clone(),
+        executors: Default::default(),
         admin_token_minutes: args.admin_token_minutes,
+        agent_zones: args.agent_zones.clone(),
         scheduler: !args.no_scheduler,
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().into_diagnostic()?;

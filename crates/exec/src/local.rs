@@ -55,6 +55,19 @@ impl LocalExecutor {
         Ok(Self { root, children: Mutex::new(HashMap::new()) })
     }
 
+    /// Every run this directory holds (started by this process or an earlier one), sorted.
+    pub fn runs(&self) -> Result<Vec<String>, ExecError> {
+        let entries = fs::read_dir(&self.root).map_err(|e| io("-", "listing", &self.root, e))?;
+        let mut out: Vec<String> = entries
+            .filter_map(Result::ok)
+            .filter(|e| e.path().is_dir())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| check_id(n).is_ok())
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
     /// The work directory of a job.
     pub fn job_dir(&self, job: &str) -> PathBuf {
         self.root.join(job)

@@ -44,6 +44,8 @@ pub enum Role {
     Auditor,
     /// Any action, any team.
     Admin,
+    /// A zone agent: its "team" is the zone whose work it pulls and reports on.
+    Agent,
 }
 
 impl Role {
@@ -55,6 +57,7 @@ impl Role {
             Role::Approver => "approver",
             Role::Auditor => "auditor",
             Role::Admin => "admin",
+            Role::Agent => "agent",
         }
     }
 
@@ -68,8 +71,9 @@ impl Role {
             "approver" => Ok(Role::Approver),
             "auditor" => Ok(Role::Auditor),
             "admin" => Ok(Role::Admin),
+            "agent" => Ok(Role::Agent),
             other => Err(IdentityError::InvalidSpec(format!(
-                "unknown role {other:?} (submitter, approver, auditor, admin)"
+                "unknown role {other:?} (submitter, approver, auditor, admin, agent)"
             ))),
         }
     }
@@ -91,6 +95,8 @@ pub enum Action {
     Cancel,
     /// Read fleet-wide operational state: zones, metrics (role auditor; any team).
     Observe,
+    /// Pull a zone's work and report on it (role agent, for its own zone).
+    Agent,
     /// Administer the installation (role admin only).
     Administer,
 }
@@ -106,6 +112,7 @@ impl Action {
             Action::Read => "read",
             Action::Cancel => "cancel",
             Action::Observe => "observe",
+            Action::Agent => "agent",
             Action::Administer => "administer",
         }
     }
@@ -187,6 +194,7 @@ role_allows("submitter", "read");
 role_allows("approver", "read");
 role_allows("auditor", "read");
 role_allows("submitter", "cancel");
+role_allows("agent", "agent");
 allow if kind("user"), req_action("observe"), role("auditor");
 allow if kind("job"), req_operation("read"), req_resource($r), input($r), req_zone($z), job_zone($z);
 allow if kind("job"), req_operation("write"), req_resource($r), output_prefix($p), $r.starts_with($p), req_zone($z), job_zone($z);

@@ -261,6 +261,13 @@ impl Explanation {
 }
 
 impl Placement {
+    /// The chosen zone and pool by name, if the job may run anywhere.
+    pub fn decided<'f>(&self, fleet: &'f Fleet) -> Option<(&'f str, &'f str)> {
+        let zone = fleet.zones.get(self.decision.zone?)?;
+        let pool = zone.pools.get(self.decision.pool?)?;
+        Some((zone.name.as_str(), pool.name.as_str()))
+    }
+
     /// Reason codes for the evidence ledger: for a placed job, the policies that permitted its
     /// zone; for a refused one, every forbidding policy and failed constraint across the fleet
     /// (at most `max`, first seen first).

@@ -886,22 +886,7 @@ impl Scheduler {
         let exp = shape.expected_s;
         cands.sort_by(|a, b| a.public.cmp(&b.public).then_with(|| rank(a, b, exp)));
         let home = cands.iter().find(|c| !c.public).or(cands.first()).map_or(0, |c| c.zone);
-        let team = self.team_index(&shape.team);
-        let mut w = Waiting {
-            id,
-            asked_gpus: shape.gpus,
-            shape,
-            cands,
-            submitted: now,
-            team,
-            home,
-            excluded: Vec::new(),
-            failovers: 0,
-            hold: None,
-            only: None,
-            forced: None,
-            last_reason: String::new(),
-        };
+        let mut w = self.waiting(id, shape, cands, home, now);
         if self.zone_health(home) != Health::Healthy && self.zones.get(home).is_some_and(|z| z.tier.is_private()) {
             if let Err(reason) = self.apply_hierarchy(&mut w) {
                 return vec![Effect::Refused { job: id, reason }];
@@ -962,6 +947,38 @@ impl Scheduler {
         }
         self.drain(now, &mut out);
         out
+    }
+
+    fn waiting(&mut self, id: JobId, shape: Shape, cands: Vec<Candidate>, home: usize, now: f64) -> Waiting {
+        Waiting {
+            id,
+            asked_gpus: shape.gpus,
+            team: self.team_index(&shape.team),
+            shape,
+            cands,
+            submitted: now,
+            home,
+            excluded: Vec::new(),
+            failovers: 0,
+            hold: None,
+            only: None,
+            forced: None,
+            last_reason: String::new(),
+        }
+    }
+
+    /// Re-seats a job that is already running at `at` (a control plane rebuilding its state
+    /// after a restart or a change of leader): its GPUs, quota use and spend are taken without
+    /// any admission check, and no effect is emitted. `cands` are its other allowed options, for
+    /// a later failover.
+    pub fn restore_running(&mut self, id: JobId, shape: Shape, mut cands: Vec<Candidate>, at: Candidate, now: f64) {
+        self.advance(now);
+        let exp = shape.expected_s;
+        cands.sort_by(|a, b| a.public.cmp(&b.public).then_with(|| rank(a, b, exp)));
+        let home = cands.iter().find(|c| !c.public).map_or(at.zone, |c| c.zone);
+        let w = self.waiting(id, shape, cands, home, now);
+        let justification = w.shape.justification.clone();
+        let _ = self.admit(w, at, false, "restored".into(), justification, now);
     }
 
     /// Cancels a job: out of its queue, or stopped and its GPUs released (public ones given back

@@ -614,22 +614,17 @@ fn candidate_options(
         origin: Origin::builtin("<trace>"),
     };
     let Ok(p) = engine.place(&job, state) else { return vec![] };
-    p.pools
-        .iter()
-        .filter(|pc| pc.allowed)
-        .filter_map(|pc| {
-            let zone = fleet.zones.get(pc.zone)?;
-            let pool = zone.pools.get(pc.pool)?;
-            Some(Option_ {
-                zone: pc.zone,
-                pool: pc.pool,
-                public: zone.tier == tidegate_model::Tier::Public,
-                // The synthetic job asks for one expected hour: compute_cost is the hourly price.
-                hourly: pc.compute_cost,
-                egress: p.zones.get(pc.zone).map_or(0.0, |z| z.egress_cost),
-                risk: pool.preemption_risk,
-                local: zone.name == d.home_zone,
-            })
+    // The synthetic job asks for one expected hour: compute cost is the hourly price.
+    crate::candidates(&p, fleet)
+        .into_iter()
+        .map(|c| Option_ {
+            zone: c.zone,
+            pool: c.pool,
+            public: c.public,
+            hourly: c.cost - c.egress_cost,
+            egress: c.egress_cost,
+            risk: c.preemption_risk,
+            local: c.data_local,
         })
         .collect()
 }

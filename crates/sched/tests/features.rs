@@ -508,3 +508,21 @@ fn public_capacity_is_released_the_moment_a_job_ends_or_is_cancelled() {
     assert!(matches!(e[0], Effect::Released { job: 2, public: true, .. }));
     assert_eq!(s.free_gpus(usz, 0), 256);
 }
+
+#[test]
+fn restored_running_jobs_hold_their_gpus_without_effects() {
+    let fleet = tidegate_model::load_fleet(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/fleet")).unwrap();
+    let mut s = tidegate_sched::Scheduler::new(&fleet, tidegate_sched::SchedConfig::default());
+    let (zone, pool) = (0, 0);
+    let cap = fleet.zones[zone].pools[pool].gpus;
+    let at = tidegate_sched::Candidate::new(zone, pool, false, 1.0);
+    let shape = tidegate_sched::Shape { gpus: cap, expected_s: 3600.0, ..Default::default() };
+    s.restore_running(7, shape.clone(), vec![at], at, 0.0);
+    assert_eq!(s.running(), 1);
+    // The pool is full: a new job for it queues instead of being admitted beside the restored one.
+    let fx = s.submit(8, shape, vec![at], 1.0);
+    assert!(matches!(fx.as_slice(), [tidegate_sched::Effect::Queued { .. }]), "{fx:?}");
+    // Finishing the restored job releases its GPUs and admits the waiting one.
+    let fx = s.finish(7, 2.0);
+    assert!(fx.iter().any(|e| matches!(e, tidegate_sched::Effect::Admitted { job: 8, .. })), "{fx:?}");
+}

@@ -33,8 +33,8 @@ const MAX_MANIFEST: usize = 256 * 1024;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "tidegate control plane", description = "Policy-aware placement of GPU jobs across private, public and edge zones."),
-    paths(health, openapi_doc, submit_job, list_jobs, get_job, job_logs, cancel_job, list_zones, metrics, mint_token),
-    components(schemas(ErrorBody, SubmitRequest, SubmitResponse, JobView, EventView, JobDetail, JobList, LogsView, ZoneView, PoolView, TokenRequest, TokenResponse, Health)),
+    paths(health, openapi_doc, submit_job, list_jobs, get_job, job_logs, cancel_job, list_zones, set_zone_condition, agent_sync, metrics, mint_token),
+    components(schemas(SyncRequest, SyncReport, SyncResponse, ErrorBody, SubmitRequest, SubmitResponse, JobView, EventView, JobDetail, JobList, LogsView, ZoneView, PoolView, ConditionRequest, TokenRequest, TokenResponse, Health)),
     modifiers(&BearerScheme)
 )]
 pub struct ApiDoc;
@@ -68,6 +68,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/jobs/{id}/logs", get(job_logs))
         .route("/v1/jobs/{id}/cancel", post(cancel_job))
         .route("/v1/zones", get(list_zones))
+        .route("/v1/zones/{zone}/condition", post(set_zone_condition))
+        .route("/v1/agents/{zone}/sync", post(agent_sync))
         .route("/v1/tokens", post(mint_token))
         .with_state(state)
 }
@@ -243,7 +245,7 @@ pub struct LogsQuery {
 }
 
 /// A pool in a zone.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct PoolView {
     /// Pool name.
     pub name: String,
@@ -254,7 +256,7 @@ pub struct PoolView {
 }
 
 /// A zone and its load.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ZoneView {
     /// Zone name.
     pub name: String,
@@ -268,6 +270,61 @@ pub struct ZoneView {
     pub queued: u64,
     /// Jobs admitted or running there.
     pub running: u64,
+    /// `healthy`, `degraded` or `unreachable`, as last set.
+    pub health: String,
+    /// Its provider is throttling new work.
+    pub throttled: bool,
+    /// Why, as given when the condition was set.
+    pub condition_reason: Option<String>,
+}
+
+/// A zone's new condition (an outage, a drill, a throttling provider).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConditionRequest {
+    /// `healthy`, `degraded` or `unreachable`.
+    pub health: String,
+    /// The provider throttles new work (default false).
+    #[serde(default)]
+    pub throttled: bool,
+    /// Why, for the record.
+    pub reason: Option<String>,
+}
+
+/// An agent's sync: who it is and what its runs are doing.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SyncRequest {
+    /// The agent's name (recorded with its heartbeat).
+    pub agent: String,
+    /// Its runs that changed or have not been acknowledged as ended.
+    #[serde(default)]
+    pub runs: Vec<SyncReport>,
+}
+
+/// One run as the agent sees it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SyncReport {
+    /// Run id.
+    pub run_id: String,
+    /// `running`, `exited`, `cancelled` or `lost`.
+    pub status: String,
+    /// Exit code when `exited`.
+    pub exit_code: Option<i32>,
+    /// The end of its output.
+    #[serde(default)]
+    pub log_tail: String,
+}
+
+/// The zone's work for the agent.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SyncResponse {
+    /// Runs to start (each a launch request; starting one twice is harmless).
+    #[schema(value_type = Vec<Object>)]
+    pub start: Vec<serde_json::Value>,
+    /// Run ids to stop.
+    pub cancel: Vec<String>,
 }
 
 /// Mint a user token (admin only).
@@ -471,7 +528,15 @@ async fn job_logs(
         return Ok(Json(LogsView { job: rec.id.to_string(), logs: String::new() }));
     };
     let exec = st.shared.executors.get(&zone).cloned().ok_or_else(|| ApiError::not_found(format!("zone `{zone}` has no executor here")))?;
-    let jid = rec.id.to_string();
+    let shared = st.shared.clone();
+    let id = rec.id.clone();
+    let logs = blocking(move || {
+        // The current run: a job admitted again after preemption or failover has a new run id.
+        let attempt = crate::control::admissions(&shared.store.events(&id)?);
+        Ok(crate::control::launch_id(id.as_str(), attempt))
+    })
+    .await?;
+    let jid = logs;
     let logs = blocking(move || match exec.logs(&jid, tail) {
         Ok(l) => Ok(l),
         Err(tidegate_exec::ExecError::Unknown(_)) => Ok(String::new()),
@@ -522,13 +587,14 @@ async fn list_zones(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Resu
     let caller = st.auth.authenticate(&headers)?;
     st.auth.authorize(&caller, Action::Observe, "")?;
     let shared = st.shared.clone();
-    let counts = blocking(move || Ok(shared.store.counts()?)).await?;
+    let (counts, conditions) = blocking(move || Ok((shared.store.counts()?, shared.store.zone_conditions()?))).await?;
     let views = st
         .shared
         .fleet
         .zones
         .iter()
         .map(|z| {
+            let cond = conditions.iter().find(|c| c.zone == z.name);
             let count = |states: &[JobState]| {
                 counts.iter().filter(|c| c.zone.as_deref() == Some(z.name.as_str()) && states.contains(&c.state)).map(|c| c.count).sum()
             };
@@ -539,10 +605,80 @@ async fn list_zones(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Resu
                 pools: z.pools.iter().map(|p| PoolView { name: p.name.clone(), gpu_type: p.gpu_type.clone(), gpus: p.gpus }).collect(),
                 queued: count(&[JobState::Queued]),
                 running: count(&[JobState::Admitted, JobState::Running]),
+                health: cond.map_or_else(|| "healthy".to_owned(), |c| c.health.clone()),
+                throttled: cond.is_some_and(|c| c.throttled),
+                condition_reason: cond.and_then(|c| c.reason.clone()),
             }
         })
         .collect();
     Ok(Json(views))
+}
+
+/// Set a zone's condition (admin): the scheduler applies the fleet's failure hierarchy to a
+/// degraded or unreachable private zone and sheds per class when a provider throttles.
+#[utoipa::path(post, path = "/v1/zones/{zone}/condition", request_body = ConditionRequest, params(("zone" = String, Path, description = "Zone name")),
+    responses((status = 200, body = ZoneView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = ["administer"])))]
+async fn set_zone_condition(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    UrlPath(zone): UrlPath<String>,
+    req: Result<Json<ConditionRequest>, JsonRejection>,
+) -> Result<Json<ZoneView>, ApiError> {
+    let caller = st.auth.authenticate(&headers)?;
+    let req = body(req)?;
+    st.auth.authorize(&caller, Action::Administer, "")?;
+    if st.shared.fleet.zone(&zone).is_none() {
+        return Err(ApiError::not_found(format!("zone `{zone}` is not in the fleet")));
+    }
+    if !tidegate_store::ZONE_HEALTH.contains(&req.health.as_str()) {
+        return Err(ApiError::invalid("health", format!("`{}` is not one of healthy, degraded, unreachable", req.health)));
+    }
+    let cond = tidegate_store::ZoneCondition {
+        zone: zone.clone(),
+        health: req.health,
+        throttled: req.throttled,
+        reason: req.reason.map(|r| format!("{r} (set by {})", caller.subject())),
+        updated_at: Timestamp::now(),
+    };
+    let shared = st.shared.clone();
+    blocking(move || Ok(shared.store.set_zone_condition(&cond)?)).await?;
+    st.shared.wake.notify();
+    let Json(zones) = list_zones(State(st.clone()), headers).await?;
+    zones.into_iter().find(|z| z.name == zone).map(Json).ok_or_else(|| ApiError::not_found(format!("zone `{zone}`")))
+}
+
+/// A zone agent's sync (agent token for that zone): records its heartbeat and its reports,
+/// answers with the zone's runs to start and stop. Agents connect out; nothing connects in.
+#[utoipa::path(post, path = "/v1/agents/{zone}/sync", request_body = SyncRequest, params(("zone" = String, Path, description = "The agent's zone")),
+    responses((status = 200, body = SyncResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = ["agent"])))]
+async fn agent_sync(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    UrlPath(zone): UrlPath<String>,
+    req: Result<Json<SyncRequest>, JsonRejection>,
+) -> Result<Json<SyncResponse>, ApiError> {
+    let caller = st.auth.authenticate(&headers)?;
+    let req = body(req)?;
+    st.auth.authorize(&caller, Action::Agent, &zone)?;
+    if !st.shared.agent_zones.contains(&zone) {
+        return Err(ApiError::new(StatusCode::CONFLICT, "conflict", format!("zone `{zone}` is not run by an agent here (start the control plane with --agent-zone {zone})")));
+    }
+    if req.agent.trim().is_empty() || req.agent.len() > 128 {
+        return Err(ApiError::invalid("agent", "the agent name must be 1 to 128 characters"));
+    }
+    let reports: Vec<tidegate_store::RunReport> = req
+        .runs
+        .into_iter()
+        .map(|r| tidegate_store::RunReport { run_id: r.run_id, status: r.status, exit_code: r.exit_code, log_tail: r.log_tail })
+        .collect();
+    let shared = st.shared.clone();
+    let agent = req.agent;
+    let work = blocking(move || Ok(shared.store.agent_sync(&zone, &agent, &reports, Timestamp::now(), 64)?)).await?;
+    st.shared.wake.notify();
+    let (cancel, start): (Vec<_>, Vec<_>) = work.into_iter().partition(|r| r.cancel);
+    Ok(Json(SyncResponse { start: start.into_iter().map(|r| r.launch).collect(), cancel: cancel.into_iter().map(|r| r.run_id).collect() }))
 }
 
 /// Mint a user token (admin only).

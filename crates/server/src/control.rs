@@ -23,7 +23,7 @@ use tidegate_exec::{ExecError, Executor, Launch, RunStatus};
 use tidegate_model::{parse_job, Fleet, JobSpec, Tier};
 use tidegate_placement::{FleetState, Placement, PlacementEngine};
 use tidegate_policy::PolicyEngine;
-use tidegate_sched::{Candidate, Effect, SchedConfig, Scheduler, Shape};
+use tidegate_sched::{Candidate, Effect, Health, SchedConfig, Scheduler, Shape};
 use tidegate_store::{
     EventDraft, JobFilter, JobId, JobRecord, JobState, Lease, PageRequest, Store, StoreError, Timestamp, Transition,
 };
@@ -78,6 +78,8 @@ pub struct LoopConfig {
     /// Expected hours are divided by this to get the stand-in run time of a job without a
     /// command (3600: one expected hour runs for one second).
     pub time_scale: f64,
+    /// An agent silent this long makes its zone unreachable.
+    pub agent_timeout: Duration,
 }
 
 impl Default for LoopConfig {
@@ -88,6 +90,7 @@ impl Default for LoopConfig {
             tick: Duration::from_millis(200),
             sched: SchedConfig::default(),
             time_scale: 3600.0,
+            agent_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -99,6 +102,8 @@ pub struct Shared {
     pub store: Arc<dyn Store>,
     /// The fleet.
     pub fleet: Arc<Fleet>,
+    /// The fleet's scheduling rules (team quotas, job classes, failure hierarchy).
+    pub scheduling: Arc<tidegate_model::Scheduling>,
     /// One executor per zone, by zone name.
     pub executors: BTreeMap<String, Arc<dyn Executor>>,
     /// Metrics.
@@ -109,6 +114,8 @@ pub struct Shared {
     pub wake: Arc<Wake>,
     /// Set to stop the loop.
     pub shutdown: Arc<AtomicBool>,
+    /// Zones run by agents (their heartbeats are watched).
+    pub agent_zones: Vec<String>,
     /// True while this replica leads.
     pub leading: Arc<AtomicBool>,
 }
@@ -213,6 +220,23 @@ struct Tracked {
     zone: Option<usize>,
     pool: Option<usize>,
     gpus: u32,
+    /// Admissions so far (1 for the first run; a re-run after preemption or failover is 2, ...).
+    attempt: u32,
+}
+
+/// The executor-side id of one run of a job: the job id for its first admission, `ID.N` for the
+/// N-th, so a job preempted and admitted again starts a fresh run (executors start each id once).
+pub fn launch_id(job: &str, attempt: u32) -> String {
+    if attempt <= 1 {
+        job.to_owned()
+    } else {
+        format!("{job}.{attempt}")
+    }
+}
+
+/// How many times a job was admitted, from its events.
+pub fn admissions(events: &[tidegate_store::JobEvent]) -> u32 {
+    u32::try_from(events.iter().filter(|e| e.to_state == Some(JobState::Admitted)).count()).unwrap_or(u32::MAX)
 }
 
 struct Leader<'f> {
@@ -226,9 +250,34 @@ struct Leader<'f> {
     jobs: HashMap<JobId, Tracked>,
     explain: HashMap<u64, serde_json::Value>,
     last_cancel_check: Instant,
+    /// Zone conditions as last applied to the core: (health, throttled) by zone index.
+    conditions: HashMap<usize, (Health, bool)>,
+    /// When this replica started leading (agents never heard from count from here).
+    since: Timestamp,
 }
 
 type Step<T> = Result<T, StoreError>;
+
+/// What the scheduler core needs of a job.
+fn shape_of(spec: &JobSpec, level: u8) -> Shape {
+    Shape {
+        gpus: spec.resources.gpus,
+        expected_s: spec.resources.expected_hours * 3600.0,
+        max_wait_s: spec.sla.as_ref().map(|s| f64::from(s.max_wait_minutes) * 60.0),
+        deadline_s: spec.deadline.as_deref().and_then(deadline_secs),
+        class: spec.budget_class.clone(),
+        team: spec.team.clone(),
+        justification: spec.justification.clone(),
+        data_level: level,
+        min_gpus: None,
+    }
+}
+
+/// An RFC 3339 deadline as Unix seconds.
+fn deadline_secs(text: &str) -> Option<f64> {
+    let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    Some(t.unix_timestamp() as f64)
+}
 
 impl<'f> Leader<'f> {
     fn new(sh: &'f Shared, cfg: &'f LoopConfig, policy: PolicyEngine) -> Self {
@@ -238,12 +287,14 @@ impl<'f> Leader<'f> {
             cfg,
             engine: PlacementEngine::new(fleet, policy),
             idle: FleetState::idle(fleet),
-            sched: Scheduler::new(fleet, cfg.sched.clone()),
+            sched: Scheduler::with_rules(fleet, &sh.scheduling, cfg.sched.clone()),
             next_sid: 1,
             by_sid: HashMap::new(),
             jobs: HashMap::new(),
             explain: HashMap::new(),
             last_cancel_check: Instant::now(),
+            conditions: HashMap::new(),
+            since: now_ts(),
         }
     }
 
@@ -271,6 +322,8 @@ impl<'f> Leader<'f> {
         }
         let n = active.len();
         let now = now_ts();
+        // Conditions first, so recovered queues meet the zones as they are.
+        self.apply_conditions()?;
         for rec in active {
             match rec.state {
                 JobState::Running | JobState::Admitted => self.restore_running(&rec, now)?,
@@ -291,27 +344,33 @@ impl<'f> Leader<'f> {
     }
 
     fn restore_running(&mut self, rec: &JobRecord, now: Timestamp) -> Step<()> {
-        let Ok(spec) = self.parse(rec) else {
-            return self.fail(rec.id.clone(), rec.version, "its manifest no longer parses against the fleet").map(|_| ());
+        let spec = match self.parse(rec) {
+            Ok(s) => s,
+            Err(e) => return self.fail(rec.id.clone(), rec.version, &format!("its manifest no longer loads: {e}")).map(|_| ()),
         };
         let zone = self.zone_index(rec.zone.as_deref());
         let pool = zone.and_then(|z| self.pool_index(z, rec.pool.as_deref()));
         let (Some(zone), Some(pool)) = (zone, pool) else {
             return self.fail(rec.id.clone(), rec.version, "its zone or pool is no longer in the fleet").map(|_| ());
         };
+        let (cands, level) = match self.engine.place(&spec, &self.idle) {
+            Ok(p) => (self.candidates(&p), p.profile.attrs.level),
+            Err(_) => (Vec::new(), 0),
+        };
+        let public = self.fleet().zones.get(zone).is_some_and(|z| z.tier == Tier::Public);
+        let at = cands.iter().find(|c| c.zone == zone && c.pool == pool).copied().unwrap_or_else(|| Candidate::new(zone, pool, public, 0.0));
+        let attempt = admissions(&self.sh.store.events(&rec.id)?).max(1);
         let sid = self.alloc(&rec.id);
-        let gpus = spec.resources.gpus;
-        // Re-seat the job in its pool: a single candidate the scheduler takes at once, since
-        // running work is restored before anything queued.
-        let cand = Candidate { zone, pool, public: false, cost: 0.0 };
-        let shape = Shape { gpus, expected_s: spec.resources.expected_hours * 3600.0, max_wait_s: None, deadline_s: None };
-        let _ = self.sched.submit(sid, shape, vec![cand], secs(now));
+        let shape = shape_of(&spec, level);
+        let gpus = shape.gpus;
+        self.sched.restore_running(sid, shape, cands, at, secs(now));
         self.jobs.insert(
             rec.id.clone(),
-            Tracked { sid, version: rec.version, state: rec.state, spec: Arc::new(spec), zone: Some(zone), pool: Some(pool), gpus },
+            Tracked { sid, version: rec.version, state: rec.state, spec: Arc::new(spec), zone: Some(zone), pool: Some(pool), gpus, attempt },
         );
         if rec.state == JobState::Admitted {
-            self.launch(&rec.id)?;
+            let fx = self.launch(&rec.id)?;
+            self.apply(fx)?;
         }
         Ok(())
     }
@@ -336,19 +395,19 @@ impl<'f> Leader<'f> {
                 &JobFilter { state: Some(JobState::Submitted), ..JobFilter::default() },
                 PageRequest { after: None, limit: 256 },
             )?;
-            if page.jobs.is_empty() {
+            let fresh: Vec<JobRecord> = page.jobs.into_iter().filter(|r| !self.jobs.contains_key(&r.id)).collect();
+            if fresh.is_empty() {
                 break;
             }
-            for rec in page.jobs {
-                if self.jobs.contains_key(&rec.id) {
-                    continue;
-                }
+            for rec in fresh {
                 self.intake(rec, now)?;
             }
         }
         self.poll()?;
         if self.last_cancel_check.elapsed() >= Duration::from_millis(500) {
             self.check_cancelled()?;
+            self.watch_agents()?;
+            self.apply_conditions()?;
             self.last_cancel_check = Instant::now();
         }
         let effects = self.sched.tick(secs(now_ts()));
@@ -387,28 +446,23 @@ impl<'f> Leader<'f> {
         let cands = self.candidates(&placement);
         let ex = tidegate_placement::Explanation::new(&placement, &spec, self.fleet());
         let explanation = summarize(&ex);
-        if cands.is_empty() {
-            let _ = self.sh.evidence.placed(&rec.id, &spec, &placement, self.fleet());
-            self.sh.metrics.refusals.inc();
-            let mut tr = Transition::to(JobState::Failed, rec.version, now).because(&format!("refused: {}", why_nowhere(&ex)));
-            tr.details = explanation;
-            self.transition(&rec.id, rec.version, tr)?;
-            return Ok(());
-        }
         if let Err(e) = self.sh.evidence.placed(&rec.id, &spec, &placement, self.fleet()) {
             return self.fail(rec.id, rec.version, &format!("the evidence ledger cannot record the placement, so it is refused: {e}")).map(|_| ());
         }
+        if cands.is_empty() {
+            self.sh.metrics.refusals.inc();
+            let mut tr = Transition::to(JobState::Failed, rec.version, now).because(&format!("refused: {}", why_nowhere(&ex)));
+            tr.details = explanation;
+            self.transition(&rec.id, tr)?;
+            return Ok(());
+        }
         let sid = self.alloc(&rec.id);
-        let shape = Shape {
-            gpus: spec.resources.gpus,
-            expected_s: spec.resources.expected_hours * 3600.0,
-            max_wait_s: spec.sla.as_ref().map(|s| f64::from(s.max_wait_minutes) * 60.0),
-            deadline_s: None,
-        };
+        let shape = shape_of(&spec, placement.profile.attrs.level);
+        let attempt = if rec.state == JobState::Submitted { 0 } else { admissions(&self.sh.store.events(&rec.id)?) };
         self.explain.insert(sid, explanation);
         self.jobs.insert(
             rec.id.clone(),
-            Tracked { sid, version: rec.version, state: rec.state, spec: Arc::new(spec), zone: None, pool: None, gpus: shape.gpus },
+            Tracked { sid, version: rec.version, state: rec.state, spec: Arc::new(spec), zone: None, pool: None, gpus: shape.gpus, attempt },
         );
         let effects = self.sched.submit(sid, shape, cands, secs(now));
         self.sh.metrics.decision_latency.observe(started.elapsed().as_secs_f64());
@@ -416,26 +470,30 @@ impl<'f> Leader<'f> {
     }
 
     fn candidates(&self, p: &Placement) -> Vec<Candidate> {
-        let fleet = self.fleet();
-        p.pools
-            .iter()
-            .filter(|pc| pc.allowed)
-            .filter_map(|pc| {
-                let zone = fleet.zones.get(pc.zone)?;
-                let egress = p.zones.get(pc.zone).map_or(0.0, |z| z.egress_cost);
-                Some(Candidate {
-                    zone: pc.zone,
-                    pool: pc.pool,
-                    public: zone.tier == Tier::Public,
-                    cost: pc.compute_cost + pc.preemption_cost + egress,
-                })
-            })
-            .collect()
+        tidegate_sched::candidates(p, self.fleet())
+    }
+
+    /// Whether policy still allows the job at (zone, pool): placement is evaluated again (from
+    /// its caches) before every admission, so a hop never lands where the rules say no.
+    fn recheck(&mut self, spec: &JobSpec, zone: usize, pool: usize) -> Result<(), String> {
+        match self.engine.place(spec, &self.idle) {
+            Ok(p) if p.pools.iter().any(|pc| pc.allowed && pc.zone == zone && pc.pool == pool) => Ok(()),
+            Ok(p) => {
+                let ex = tidegate_placement::Explanation::new(&p, spec, self.fleet());
+                let why = ex
+                    .candidates
+                    .get(zone)
+                    .and_then(|c| c.reasons.iter().find(|r| !r.starts_with("permitted")).cloned())
+                    .unwrap_or_else(|| "the pool is no longer allowed".into());
+                Err(why)
+            }
+            Err(e) => Err(e.to_string()),
+        }
     }
 
     fn fail(&mut self, id: JobId, version: u64, reason: &str) -> Step<Option<JobRecord>> {
         tracing::info!(job = %id, reason, "job failed");
-        let out = self.transition(&id, version, Transition::to(JobState::Failed, version, now_ts()).because(reason));
+        let out = self.transition(&id, Transition::to(JobState::Failed, version, now_ts()).because(reason));
         self.forget(&id);
         out
     }
@@ -449,7 +507,7 @@ impl<'f> Leader<'f> {
 
     /// A store transition that tolerates losing a race with a user (cancel): `Ok(None)` when the
     /// job moved on without us; other store errors end the round.
-    fn transition(&mut self, id: &JobId, _version: u64, t: Transition) -> Step<Option<JobRecord>> {
+    fn transition(&mut self, id: &JobId, t: Transition) -> Step<Option<JobRecord>> {
         match self.sh.store.transition(id, t) {
             Ok(rec) => {
                 if let Some(tr) = self.jobs.get_mut(id) {
@@ -461,6 +519,14 @@ impl<'f> Leader<'f> {
             Err(StoreError::VersionConflict { .. } | StoreError::IllegalTransition { .. }) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// Moves a tracked job to `to` from its current state and version.
+    fn move_to(&mut self, id: &JobId, to: JobState, reason: &str, details: serde_json::Value) -> Step<Option<JobRecord>> {
+        let Some(t) = self.jobs.get(id) else { return Ok(None) };
+        let mut tr = Transition::to(to, t.version, now_ts()).because(reason);
+        tr.details = details;
+        self.transition(id, tr)
     }
 
     fn apply(&mut self, effects: Vec<Effect>) -> Step<()> {
@@ -479,132 +545,179 @@ impl<'f> Leader<'f> {
     /// The job moved on without us (cancelled): give its capacity back.
     fn lost_race(&mut self, id: &JobId, sid: u64) -> Vec<Effect> {
         self.forget(id);
-        self.sched.finish(sid, secs(now_ts()))
+        self.sched.cancel(sid, secs(now_ts()))
+    }
+
+    fn names(&self, zone: usize, pool: usize) -> (String, String) {
+        let z = self.fleet().zones.get(zone);
+        (z.map_or_else(String::new, |z| z.name.clone()), z.and_then(|z| z.pools.get(pool)).map_or_else(String::new, |p| p.name.clone()))
     }
 
     fn apply_one(&mut self, effect: Effect) -> Step<Vec<Effect>> {
         match effect {
             Effect::Queued { job, zone, reason } => {
                 let Some(id) = self.job_of(job) else { return Ok(vec![]) };
-                let Some(t) = self.jobs.get(&id) else { return Ok(vec![]) };
-                let zone_name = self.fleet().zones.get(zone).map(|z| z.name.clone());
-                if matches!(t.state, JobState::Submitted | JobState::Preempted) {
-                    let mut tr = Transition::to(JobState::Queued, t.version, now_ts()).because(&reason);
+                let Some(state) = self.jobs.get(&id).map(|t| t.state) else { return Ok(vec![]) };
+                if matches!(state, JobState::Submitted | JobState::Preempted | JobState::Admitted) {
                     let mut details = self.explain.remove(&job).unwrap_or_else(|| json!({}));
                     if let Some(obj) = details.as_object_mut() {
-                        obj.insert("queue_zone".into(), json!(zone_name));
+                        obj.insert("queue_zone".into(), json!(self.names(zone, 0).0));
                     }
-                    tr.details = details;
-                    if self.transition(&id, t.version, tr)?.is_none() {
+                    if self.move_to(&id, JobState::Queued, &reason, details)?.is_none() {
                         return Ok(self.lost_race(&id, job));
                     }
                 }
                 Ok(vec![])
             }
-            Effect::Admitted { job, zone, pool, burst, reason, cost, .. } => {
-                let Some(id) = self.job_of(job) else { return Ok(self.sched.finish(job, secs(now_ts()))) };
+            Effect::Admitted { job, zone, pool, burst, reason, cost, gpus, justification, .. } => {
+                let Some(id) = self.job_of(job) else { return Ok(self.sched.cancel(job, secs(now_ts()))) };
                 let Some(t) = self.jobs.get(&id) else { return Ok(vec![]) };
-                let fleet = self.fleet();
-                let (Some(z), Some(p)) = (fleet.zones.get(zone), fleet.zones.get(zone).and_then(|z| z.pools.get(pool))) else {
-                    return Ok(vec![]);
-                };
                 let spec = t.spec.clone();
-                if t.state == JobState::Running || t.state == JobState::Admitted {
-                    // Restored at recovery: already in place.
-                    return Ok(vec![]);
+                let state = t.state;
+                if matches!(state, JobState::Running | JobState::Admitted) {
+                    return Ok(vec![]); // restored at recovery: already in place
                 }
-                let justification = spec.justification.clone().unwrap_or_default();
+                if let Err(why) = self.recheck(&spec, zone, pool) {
+                    tracing::warn!(job = %id, zone, pool, %why, "policy re-check refused an admission");
+                    return Ok(self.sched.reject_candidate(job, zone, pool, &why, secs(now_ts())));
+                }
+                let (zname, pname) = self.names(zone, pool);
+                let gpu_type = self.fleet().zones.get(zone).and_then(|z| z.pools.get(pool)).map_or_else(String::new, |p| p.gpu_type.clone());
                 if burst {
-                    if let Err(e) = self.sh.evidence.burst(&id, &z.name, &p.name, &justification) {
+                    let just = justification.clone().unwrap_or_default();
+                    if let Err(e) = self.sh.evidence.burst(&id, &zname, &pname, &just) {
                         let reason = format!("the evidence ledger cannot record the burst, so it is refused: {e}");
-                        let version = t.version;
+                        let version = self.jobs.get(&id).map_or(0, |t| t.version);
                         self.fail(id.clone(), version, &reason)?;
-                        return Ok(self.sched.finish(job, secs(now_ts())));
+                        return Ok(self.sched.cancel(job, secs(now_ts())));
                     }
                     self.sh.metrics.bursts.inc();
                     self.sh.metrics.public_spend.inc_by(cost);
                 }
-                if t.state == JobState::Submitted {
-                    let mut tr = Transition::to(JobState::Queued, t.version, now_ts()).because("placed; capacity is free");
-                    tr.details = self.explain.remove(&job).unwrap_or(serde_json::Value::Null);
-                    if self.transition(&id, t.version, tr)?.is_none() {
+                if matches!(state, JobState::Submitted | JobState::Preempted) {
+                    let details = self.explain.remove(&job).unwrap_or(serde_json::Value::Null);
+                    if self.move_to(&id, JobState::Queued, "placed; capacity is free", details)?.is_none() {
                         return Ok(self.lost_race(&id, job));
                     }
                 }
                 let Some(t) = self.jobs.get(&id) else { return Ok(vec![]) };
-                let mut tr = Transition::admit(&z.name, &p.name, t.version, now_ts());
-                tr.reason = Some(if burst { format!("burst to public capacity: {reason}") } else { "admitted to private capacity".into() });
+                let mut tr = Transition::admit(&zname, &pname, t.version, now_ts());
+                tr.reason = Some(if burst { format!("burst to public capacity: {reason}") } else if reason.is_empty() { "admitted to private capacity".into() } else { reason.clone() });
                 tr.details = json!({
                     "burst": burst,
                     "estimated_cost": cost,
-                    "justification": if burst { Some(justification) } else { None },
-                    "gpus": spec.resources.gpus,
-                    "gpu_type": p.gpu_type,
+                    "justification": justification,
+                    "gpus": gpus,
+                    "gpu_type": gpu_type,
                 });
-                if self.transition(&id, t.version, tr)?.is_none() {
+                if self.transition(&id, tr)?.is_none() {
                     return Ok(self.lost_race(&id, job));
                 }
                 if let Some(t) = self.jobs.get_mut(&id) {
                     t.zone = Some(zone);
                     t.pool = Some(pool);
+                    t.gpus = gpus;
+                    t.attempt += 1;
                 }
-                self.sh
-                    .metrics
-                    .admissions
-                    .get_or_create(&vec![("zone", z.name.clone()), ("burst", burst.to_string())])
-                    .inc();
-                self.launch(&id).map(|()| vec![])
+                self.sh.metrics.admissions.get_or_create(&vec![("zone", zname), ("burst", burst.to_string())]).inc();
+                self.launch(&id)
             }
             Effect::Refused { job, reason } => {
                 let Some(id) = self.job_of(job) else { return Ok(vec![]) };
-                let Some(t) = self.jobs.get(&id) else { return Ok(vec![]) };
+                if !self.jobs.contains_key(&id) {
+                    return Ok(vec![]);
+                }
                 self.sh.metrics.refusals.inc();
-                let version = t.version;
-                let reason = format!("refused: {reason}");
-                let mut tr = Transition::to(JobState::Failed, version, now_ts()).because(&reason);
-                tr.details = self.explain.remove(&job).unwrap_or(serde_json::Value::Null);
-                self.transition(&id, version, tr)?;
+                let details = self.explain.remove(&job).unwrap_or(serde_json::Value::Null);
+                self.move_to(&id, JobState::Failed, &format!("refused: {reason}"), details)?;
                 self.forget(&id);
                 Ok(vec![])
             }
             Effect::Released { job, zone, pool, gpus, public, .. } => {
                 let Some(id) = self.job_of(job) else { return Ok(vec![]) };
-                let fleet = self.fleet();
-                let zone_name = fleet.zones.get(zone).map_or_else(String::new, |z| z.name.clone());
-                let pool_name = fleet.zones.get(zone).and_then(|z| z.pools.get(pool)).map_or_else(String::new, |p| p.name.clone());
+                let (zname, pname) = self.names(zone, pool);
                 let reason = if public { "public capacity released to the provider" } else { "private capacity freed" };
                 self.sh.store.append_event(
                     &id,
                     EventDraft {
                         kind: "released".into(),
                         reason: Some(reason.into()),
-                        details: json!({"zone": zone_name, "pool": pool_name, "gpus": gpus, "public": public}),
+                        details: json!({"zone": zname, "pool": pname, "gpus": gpus, "public": public}),
                         at: now_ts(),
                     },
                 )?;
+                if !self.jobs.contains_key(&id) {
+                    self.by_sid.remove(&job);
+                }
+                Ok(vec![])
+            }
+            Effect::Preempted { job, zone, pool, reason, .. } => {
+                let Some(id) = self.job_of(job) else { return Ok(vec![]) };
+                self.stop_run(&id);
+                let (zname, pname) = self.names(zone, pool);
+                self.move_to(&id, JobState::Preempted, &format!("preempted: {reason}"), json!({"zone": zname, "pool": pname}))?;
+                if let Some(t) = self.jobs.get_mut(&id) {
+                    t.zone = None;
+                    t.pool = None;
+                }
+                Ok(vec![])
+            }
+            Effect::Failover { job, from_zone, from_pool, attempt, reason, .. } => {
+                let Some(id) = self.job_of(job) else { return Ok(vec![]) };
+                let (zname, pname) = self.names(from_zone, from_pool);
+                self.sh.store.append_event(
+                    &id,
+                    EventDraft {
+                        kind: "failover".into(),
+                        reason: Some(reason),
+                        details: json!({"from_zone": zname, "from_pool": pname, "attempt": attempt}),
+                        at: now_ts(),
+                    },
+                )?;
+                Ok(vec![])
+            }
+            Effect::Cancelled { job, .. } => {
+                if let Some(id) = self.job_of(job) {
+                    self.forget(&id);
+                }
                 self.by_sid.remove(&job);
                 Ok(vec![])
             }
         }
     }
 
-    /// Starts an admitted job on its zone's executor and records it running.
-    fn launch(&mut self, id: &JobId) -> Step<()> {
-        let Some(t) = self.jobs.get(id) else { return Ok(()) };
+    fn executor_for(&self, zone: Option<usize>) -> Option<Arc<dyn Executor>> {
+        let z = self.fleet().zones.get(zone?)?;
+        self.sh.executors.get(&z.name).cloned()
+    }
+
+    /// Stops the current run of a job (preemption, cancellation).
+    fn stop_run(&self, id: &JobId) {
+        let Some(t) = self.jobs.get(id) else { return };
+        if let Some(exec) = self.executor_for(t.zone) {
+            if let Err(e) = exec.cancel(&launch_id(id.as_str(), t.attempt)) {
+                tracing::warn!(job = %id, error = %e, "cannot stop the job's run");
+            }
+        }
+    }
+
+    /// Starts an admitted job on its zone's executor and records it running. A backend with no
+    /// capacity sends the job on to its next allowed option.
+    fn launch(&mut self, id: &JobId) -> Step<Vec<Effect>> {
+        let Some(t) = self.jobs.get(id) else { return Ok(vec![]) };
         let fleet = self.fleet();
-        let (Some(zi), Some(pi)) = (t.zone, t.pool) else { return Ok(()) };
+        let (Some(zi), Some(pi)) = (t.zone, t.pool) else { return Ok(vec![]) };
         let (Some(zone), Some(pool)) = (fleet.zones.get(zi), fleet.zones.get(zi).and_then(|z| z.pools.get(pi))) else {
-            return Ok(());
+            return Ok(vec![]);
         };
+        let (version, sid, state) = (t.version, t.sid, t.state);
         let Some(exec) = self.sh.executors.get(&zone.name).cloned() else {
-            let v = t.version;
-            let sid = t.sid;
-            self.fail(id.clone(), v, &format!("zone {} has no executor", zone.name))?;
-            let fx = self.sched.finish(sid, secs(now_ts()));
-            return self.apply(fx);
+            self.fail(id.clone(), version, &format!("zone {} has no executor", zone.name))?;
+            return Ok(self.sched.cancel(sid, secs(now_ts())));
         };
+        let run_id = launch_id(id.as_str(), t.attempt);
         let launch = Launch {
-            job_id: id.to_string(),
+            job_id: run_id.clone(),
             name: t.spec.name.clone(),
             team: t.spec.team.clone(),
             zone: zone.name.clone(),
@@ -616,44 +729,47 @@ impl<'f> Leader<'f> {
             time_limit_s: (t.spec.resources.expected_hours * 3600.0 * 2.0).ceil().max(60.0) as u64,
             env: vec![],
         };
-        let (version, sid, state) = (t.version, t.sid, t.state);
         match exec.start(&launch) {
             Ok(fresh) => {
                 if state == JobState::Admitted {
-                    let mut tr = Transition::to(JobState::Running, version, now_ts())
-                        .because(&format!("started by the {} executor in {}/{}", exec.kind(), zone.name, pool.name));
-                    tr.details = json!({"fresh_start": fresh});
-                    if self.transition(id, version, tr)?.is_none() {
+                    let reason = format!("started by the {} executor in {}/{}", exec.kind(), zone.name, pool.name);
+                    if self.move_to(id, JobState::Running, &reason, json!({"fresh_start": fresh, "launch_id": run_id}))?.is_none() {
                         // Cancelled meanwhile: stop what was started.
-                        let _ = exec.cancel(id.as_str());
+                        let _ = exec.cancel(&run_id);
                     }
                 }
-                Ok(())
+                Ok(vec![])
+            }
+            Err(ExecError::NoCapacity { reason, .. }) => {
+                // Withdraw the admission and let the scheduler try the next allowed option.
+                let why = format!("no capacity in {}/{}: {reason}", zone.name, pool.name);
+                if self.move_to(id, JobState::Queued, &why, json!({"no_capacity": {"zone": zone.name, "pool": pool.name}}))?.is_none() {
+                    return Ok(self.lost_race(id, sid));
+                }
+                if let Some(t) = self.jobs.get_mut(id) {
+                    t.zone = None;
+                    t.pool = None;
+                }
+                Ok(self.sched.no_capacity(sid, secs(now_ts())))
             }
             Err(e) => {
-                let reason = match &e {
-                    ExecError::NoCapacity { .. } => format!("no capacity: {e}"),
-                    _ => format!("the executor could not start it: {e}"),
-                };
-                self.fail(id.clone(), version, &reason)?;
-                let fx = self.sched.finish(sid, secs(now_ts()));
-                self.apply(fx)
+                self.fail(id.clone(), version, &format!("the executor could not start it: {e}"))?;
+                Ok(self.sched.cancel(sid, secs(now_ts())))
             }
         }
     }
 
     /// Asks the executors about running jobs and records those that ended.
     fn poll(&mut self) -> Step<()> {
-        let running: Vec<(JobId, usize)> = self
+        let running: Vec<(JobId, usize, u32)> = self
             .jobs
             .iter()
             .filter(|(_, t)| t.state == JobState::Running)
-            .filter_map(|(id, t)| t.zone.map(|z| (id.clone(), z)))
+            .filter_map(|(id, t)| t.zone.map(|z| (id.clone(), z, t.attempt)))
             .collect();
-        for (id, zone) in running {
-            let Some(zname) = self.fleet().zones.get(zone).map(|z| z.name.clone()) else { continue };
-            let Some(exec) = self.sh.executors.get(&zname).cloned() else { continue };
-            let status = match exec.poll(id.as_str()) {
+        for (id, zone, attempt) in running {
+            let Some(exec) = self.executor_for(Some(zone)) else { continue };
+            let status = match exec.poll(&launch_id(id.as_str(), attempt)) {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::warn!(job = %id, error = %e, "cannot poll job");
@@ -668,13 +784,81 @@ impl<'f> Leader<'f> {
                 RunStatus::Lost { reason } => (JobState::Failed, format!("lost: {reason}")),
                 RunStatus::Unknown => (JobState::Failed, "the executor has no record of the job".to_string()),
             };
-            let Some(t) = self.jobs.get(&id) else { continue };
-            let (version, sid) = (t.version, t.sid);
-            self.transition(&id, version, Transition::to(to, version, now_ts()).because(&reason))?;
+            let Some(sid) = self.jobs.get(&id).map(|t| t.sid) else { continue };
+            self.move_to(&id, to, &reason, serde_json::Value::Null)?;
             if let Some(t) = self.jobs.remove(&id) {
                 self.explain.remove(&t.sid);
             }
             let fx = self.sched.finish(sid, secs(now_ts()));
+            self.apply(fx)?;
+        }
+        Ok(())
+    }
+
+    /// Agents that stopped syncing make their zone unreachable; one that syncs again makes it
+    /// healthy (only if it was this watch that marked it).
+    fn watch_agents(&self) -> Step<()> {
+        if self.sh.agent_zones.is_empty() {
+            return Ok(());
+        }
+        let now = now_ts();
+        let beats = self.sh.store.heartbeats()?;
+        let conds = self.sh.store.zone_conditions()?;
+        let timeout = i64::try_from(self.cfg.agent_timeout.as_millis()).unwrap_or(i64::MAX);
+        for zone in &self.sh.agent_zones {
+            let last = beats.iter().find(|b| &b.zone == zone).map_or(self.since, |b| b.last_seen.max(self.since));
+            let silent_ms = now.millis() - last.millis();
+            let cond = conds.iter().find(|c| &c.zone == zone);
+            let marked_by_us = cond.is_some_and(|c| c.health == "unreachable" && c.reason.as_deref().is_some_and(|r| r.starts_with(crate::agents::SILENT)));
+            let unreachable = cond.is_some_and(|c| c.health == "unreachable");
+            if silent_ms > timeout && !unreachable {
+                tracing::warn!(zone, silent_ms, "zone agent is silent; marking the zone unreachable");
+                self.sh.store.set_zone_condition(&tidegate_store::ZoneCondition {
+                    zone: zone.clone(),
+                    health: "unreachable".into(),
+                    throttled: cond.is_some_and(|c| c.throttled),
+                    reason: Some(format!("{} for {} s", crate::agents::SILENT, silent_ms / 1000)),
+                    updated_at: now,
+                })?;
+            } else if silent_ms <= timeout && marked_by_us {
+                tracing::info!(zone, "zone agent is back; the zone is healthy again");
+                self.sh.store.set_zone_condition(&tidegate_store::ZoneCondition {
+                    zone: zone.clone(),
+                    health: "healthy".into(),
+                    throttled: cond.is_some_and(|c| c.throttled),
+                    reason: Some("the zone's agent is syncing again".into()),
+                    updated_at: now,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Zone conditions set through the API (an outage, a drill, a throttling provider): each
+    /// change is handed to the core, which applies the fleet's failure hierarchy.
+    fn apply_conditions(&mut self) -> Step<()> {
+        let conds = self.sh.store.zone_conditions()?;
+        for c in conds {
+            let Some(zone) = self.zone_index(Some(&c.zone)) else { continue };
+            let health = match c.health.as_str() {
+                "degraded" => Health::Degraded,
+                "unreachable" => Health::Unreachable,
+                _ => Health::Healthy,
+            };
+            let was = self.conditions.get(&zone).copied().unwrap_or((Health::Healthy, false));
+            if was == (health, c.throttled) {
+                continue;
+            }
+            tracing::info!(zone = %c.zone, health = %c.health, throttled = c.throttled, reason = ?c.reason, "zone condition changed");
+            self.conditions.insert(zone, (health, c.throttled));
+            let now = secs(now_ts());
+            let mut fx = Vec::new();
+            if was.0 != health {
+                fx.extend(self.sched.set_zone_health(zone, health, now));
+            }
+            if was.1 != c.throttled {
+                fx.extend(self.sched.set_throttled(zone, c.throttled, now));
+            }
             self.apply(fx)?;
         }
         Ok(())
@@ -693,14 +877,10 @@ impl<'f> Leader<'f> {
             if !rec.state.is_terminal() {
                 continue;
             }
+            self.stop_run(&id);
             let Some(t) = self.jobs.remove(&id) else { continue };
             self.explain.remove(&t.sid);
-            if let Some(exec) = t.zone.and_then(|z| self.fleet().zones.get(z)).and_then(|z| self.sh.executors.get(&z.name)) {
-                if let Err(e) = exec.cancel(id.as_str()) {
-                    tracing::warn!(job = %id, error = %e, "cannot stop cancelled job");
-                }
-            }
-            let fx = self.sched.finish(t.sid, secs(now_ts()));
+            let fx = self.sched.cancel(t.sid, secs(now_ts()));
             self.apply(fx)?;
         }
         Ok(())

@@ -82,16 +82,9 @@ impl Evidence {
     /// The placement decision for a job: where it may run and the policies that decided.
     pub fn placed(&self, id: &JobId, spec: &JobSpec, p: &Placement, fleet: &Fleet) -> Result<(), String> {
         let mut subjects = Self::job_subjects(id, spec)?;
-        let (decision, zone, pool) = match (p.decision.zone, p.decision.pool) {
-            (Some(z), Some(pl)) => {
-                let zone = fleet.zones.get(z);
-                (
-                    Decision::Allowed,
-                    zone.map_or("none", |z| z.name.as_str()),
-                    zone.and_then(|z| z.pools.get(pl)).map_or("none", |p| p.name.as_str()),
-                )
-            }
-            _ => (Decision::Refused, "none", "none"),
+        let (decision, zone, pool) = match p.decided(fleet) {
+            Some((zone, pool)) => (Decision::Allowed, zone, pool),
+            None => (Decision::Refused, "none", "none"),
         };
         if decision == Decision::Allowed {
             subjects.push(subject(SubjectKind::Zone, zone)?);

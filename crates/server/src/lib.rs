@@ -8,6 +8,7 @@
 //! listener and the scheduler loop. [`Server::shutdown`] drains: stop taking submissions,
 //! finish requests in flight, stop the loop (giving its lease back), seal a ledger checkpoint.
 
+pub mod agents;
 pub mod api;
 pub mod auth;
 pub mod control;
@@ -64,6 +65,11 @@ pub struct ServerConfig {
     pub keys_dir: Option<PathBuf>,
     /// Lifetime of the admin token written at start, minutes.
     pub admin_token_minutes: u32,
+    /// Executors for named zones, replacing the default local executor there (a real backend,
+    /// or a test double).
+    pub executors: BTreeMap<String, Arc<dyn Executor>>,
+    /// Zones run by an agent inside them (`tidegate agent`) instead of an executor here.
+    pub agent_zones: Vec<String>,
     /// Run the scheduler loop (take part in the leader election). An API-only replica sets it
     /// false: it serves requests and leaves scheduling to the others.
     pub scheduler: bool,
@@ -148,7 +154,7 @@ fn write_secret(path: &Path, text: &str) -> Result<(), StartError> {
 
 /// Starts the control plane (call inside a multi-threaded tokio runtime).
 pub async fn start(cfg: ServerConfig, clock: Clock) -> Result<Server, StartError> {
-    let fleet = tidegate_model::load_fleet(&cfg.fleet_dir)
+    let (fleet, scheduling) = tidegate_model::load_fleet_with_scheduling(&cfg.fleet_dir)
         .map_err(|errors| StartError::Fleet { dir: cfg.fleet_dir.clone(), errors })?;
     let policy = PolicyEngine::load(&fleet).map_err(|e| StartError::Policy(e.to_string()))?;
     std::fs::create_dir_all(&cfg.data_dir).map_err(|source| StartError::Io { path: cfg.data_dir.clone(), source })?;
@@ -169,7 +175,23 @@ pub async fn start(cfg: ServerConfig, clock: Clock) -> Result<Server, StartError
     let evidence = Evidence::open(&cfg.data_dir, &fleet, &policy).map_err(StartError::Ledger)?;
     let work_root = cfg.work_root.clone().unwrap_or_else(|| cfg.data_dir.join("zones"));
     let mut executors: BTreeMap<String, Arc<dyn Executor>> = BTreeMap::new();
+    for name in &cfg.agent_zones {
+        if fleet.zone(name).is_none() {
+            return Err(StartError::Executor(tidegate_exec::ExecError::Invalid {
+                job: "-".into(),
+                reason: format!("--agent-zone {name}: the fleet has no such zone"),
+            }));
+        }
+    }
     for z in &fleet.zones {
+        if cfg.agent_zones.contains(&z.name) {
+            executors.insert(z.name.clone(), Arc::new(agents::AgentExecutor::new(&z.name, store.clone())));
+            continue;
+        }
+        if let Some(e) = cfg.executors.get(&z.name) {
+            executors.insert(z.name.clone(), e.clone());
+            continue;
+        }
         // The embedded default: a local executor stands in for every zone's backend.
         let dir = match &z.backend {
             tidegate_model::Backend::Local { workdir: Some(w) } => w.clone(),
@@ -178,8 +200,10 @@ pub async fn start(cfg: ServerConfig, clock: Clock) -> Result<Server, StartError
         executors.insert(z.name.clone(), Arc::new(LocalExecutor::new(dir)?));
     }
     let shared = Arc::new(Shared {
+        agent_zones: cfg.agent_zones.clone(),
         store,
         fleet: Arc::new(fleet),
+        scheduling: Arc::new(scheduling),
         executors,
         metrics: Arc::new(Metrics::new()),
         evidence: Arc::new(evidence),

@@ -12,7 +12,7 @@ use tidegate_identity::Role;
 /// Roles whose tokens may not perform `action` for any team.
 fn wrong_role(action: &str) -> Option<Role> {
     match action {
-        "submit" | "cancel" => Some(Role::Auditor),
+        "submit" | "cancel" | "agent" => Some(Role::Auditor),
         "observe" | "administer" => Some(Role::Submitter),
         "read" => None, // every team role may read its own team's jobs: only the team can be wrong
         "any" => None,
@@ -26,17 +26,18 @@ fn right_role(action: &str) -> Role {
         "submit" | "cancel" => Role::Submitter,
         "read" | "any" => Role::Approver,
         "observe" => Role::Auditor,
+        "agent" => Role::Agent,
         _ => Role::Admin,
     }
 }
 
 fn team_scoped(action: &str) -> bool {
-    matches!(action, "submit" | "cancel" | "read")
+    matches!(action, "submit" | "cancel" | "read" | "agent")
 }
 
 #[test]
 fn every_route_but_health_needs_a_valid_token_of_the_right_role_and_team() {
-    let ts = TestServer::start(16);
+    let ts = TestServer::start_full(16, Default::default(), vec!["public-eu".into()]);
     let sub = ts.token(Role::Submitter, "icu-ml");
     // A job to address in /v1/jobs/{id} routes: long-running so cancel has something to do.
     let created = ts.submit(&sub, &manifest("auth-target", "icu-ml", 8, Some("sleep 30")), None);
@@ -51,7 +52,7 @@ fn every_route_but_health_needs_a_valid_token_of_the_right_role_and_team() {
     for (path, ops) in paths {
         for (method, op) in ops.as_object().unwrap() {
             let method = method.to_uppercase();
-            let url = path.replace("{id}", &id);
+            let url = path.replace("{id}", &id).replace("{zone}", "public-eu");
             let security = op.get("security").and_then(Value::as_array);
             if path == "/healthz" {
                 assert!(security.is_none_or(Vec::is_empty), "health must be public");
@@ -70,6 +71,8 @@ fn every_route_but_health_needs_a_valid_token_of_the_right_role_and_team() {
             let body: Option<Value> = match (method.as_str(), path.as_str()) {
                 ("POST", "/v1/jobs") => Some(json!({"manifest": manifest("auth-probe", "icu-ml", 1, Some("true"))})),
                 ("POST", "/v1/tokens") => Some(json!({"subject": "x", "role": "submitter", "team": "icu-ml"})),
+                ("POST", "/v1/zones/{zone}/condition") => Some(json!({"health": "healthy"})),
+                ("POST", "/v1/agents/{zone}/sync") => Some(json!({"agent": "a1", "runs": []})),
                 ("POST", _) => Some(json!({})),
                 _ => None,
             };
@@ -92,16 +95,18 @@ fn every_route_but_health_needs_a_valid_token_of_the_right_role_and_team() {
                 assert_eq!(r.status, 403, "{method} {path} with role {role:?}: {}", r.text);
                 assert_eq!(r.body["error"]["code"], "forbidden", "{method} {path}");
             }
+            // The team an action concerns: the job's team, or for agents the zone.
+            let team = if action == "agent" { "public-eu" } else { "icu-ml" };
             if team_scoped(&action) {
                 let r = call(Some(&ts.token(right_role(&action), "radiology-ai")));
                 assert_eq!(r.status, 403, "{method} {path} from another team: {}", r.text);
             }
-            let r = call(Some(&ts.token(right_role(&action), "icu-ml")));
+            let r = call(Some(&ts.token(right_role(&action), team)));
             assert!(r.status < 300, "{method} {path} with the right token: {} {}", r.status, r.text);
             checked += 1;
         }
     }
-    assert!(checked >= 9, "only {checked} routes checked");
+    assert!(checked >= 11, "only {checked} routes checked");
     let _ = id;
 }
 

@@ -205,7 +205,9 @@ fn sigterm_style_shutdown_drains_and_a_restart_finds_running_jobs() {
         loop_cfg: tidegate_server::control::LoopConfig { tick: std::time::Duration::from_millis(50), ..Default::default() },
         work_root: None,
             keys_dir: None,
+            executors: Default::default(),
         admin_token_minutes: 60,
+        agent_zones: vec![],
         scheduler: true,
     };
     let server = ts.rt.block_on(tidegate_server::start(cfg, tidegate_server::auth::system_clock())).unwrap();

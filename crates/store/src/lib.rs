@@ -31,8 +31,8 @@ mod sqlite;
 pub use crate::postgres::{PgOptions, PgStore};
 pub use error::StoreError;
 pub use record::{
-    EventDraft, JobEvent, JobFilter, JobId, JobPage, JobRecord, JobState, Lease, NewJob, PageRequest, StateCount,
-    Submitted, Timestamp, Transition, MAX_PAGE_SIZE,
+    AgentRun, Heartbeat, RunReport, MAX_LOG_TAIL, RUN_STATUSES, EventDraft, JobEvent, JobFilter, JobId, JobPage, JobRecord, JobState, Lease, NewJob, PageRequest, StateCount,
+    Submitted, Timestamp, Transition, ZoneCondition, MAX_PAGE_SIZE, ZONE_HEALTH,
 };
 pub use sqlite::{SqliteOptions, SqliteStore};
 
@@ -88,6 +88,31 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// The lease's current row, held or expired, if it was ever taken.
     fn lease(&self, name: &str) -> Result<Option<Lease>, StoreError>;
+
+    /// Sets (or replaces) a zone's condition.
+    fn set_zone_condition(&self, cond: &ZoneCondition) -> Result<(), StoreError>;
+
+    /// Every zone condition ever set, by zone name.
+    fn zone_conditions(&self) -> Result<Vec<ZoneCondition>, StoreError>;
+
+    /// Hands a run to its zone's agent. `false` when the run id was already handed over (a
+    /// run is never handed out twice).
+    fn enqueue_run(&self, run: &AgentRun) -> Result<bool, StoreError>;
+
+    /// A run handed to an agent, by id.
+    fn agent_run(&self, run_id: &str) -> Result<Option<AgentRun>, StoreError>;
+
+    /// Asks the agent to stop a run that has not ended. `false` when there was none.
+    fn cancel_run(&self, run_id: &str, now: Timestamp) -> Result<bool, StoreError>;
+
+    /// One agent sync, in one transaction: records its heartbeat and its reports (a run that
+    /// ended stays ended; reports about other zones' runs change nothing), then returns its
+    /// zone's work: runs to start and runs to stop, at most `limit`.
+    fn agent_sync(&self, zone: &str, agent: &str, reports: &[RunReport], now: Timestamp, limit: u32)
+        -> Result<Vec<AgentRun>, StoreError>;
+
+    /// When each zone's agent was last heard from.
+    fn heartbeats(&self) -> Result<Vec<Heartbeat>, StoreError>;
 }
 
 /// Opens the store a `--database` option names: a `postgres://` or `postgresql://` URL selects

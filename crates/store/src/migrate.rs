@@ -23,7 +23,8 @@ pub const MIGRATIONS_TABLE: &str =
     "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)";
 
 /// Migrations of the SQLite backend.
-pub const SQLITE: &[Migration] = &[Migration {
+pub const SQLITE: &[Migration] = &[
+    Migration {
     version: 1,
     name: "jobs, events, idempotency keys, leases",
     sql: "
@@ -73,10 +74,48 @@ CREATE TABLE leases (
     epoch INTEGER NOT NULL
 ) STRICT;
 ",
-}];
+    },
+    Migration {
+        version: 2,
+        name: "zone conditions",
+        sql: "
+CREATE TABLE zone_conditions (
+    zone TEXT PRIMARY KEY,
+    health TEXT NOT NULL,
+    throttled INTEGER NOT NULL,
+    reason TEXT,
+    updated_at INTEGER NOT NULL
+) STRICT;
+",
+    },
+    Migration {
+        version: 3,
+        name: "zone agents: runs handed to agents, heartbeats",
+        sql: "
+CREATE TABLE agent_runs (
+    run_id TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    zone TEXT NOT NULL,
+    launch TEXT NOT NULL,
+    cancel INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    exit_code INTEGER,
+    log_tail TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+) STRICT;
+CREATE INDEX agent_runs_zone ON agent_runs (zone, status);
+CREATE TABLE agent_heartbeats (
+    zone TEXT PRIMARY KEY,
+    agent TEXT NOT NULL,
+    last_seen INTEGER NOT NULL
+) STRICT;
+",
+    },
+];
 
 /// Migrations of the PostgreSQL backend (the same schema in PostgreSQL's dialect).
-pub const POSTGRES: &[Migration] = &[Migration {
+pub const POSTGRES: &[Migration] = &[
+    Migration {
     version: 1,
     name: "jobs, events, idempotency keys, leases",
     sql: "
@@ -126,7 +165,44 @@ CREATE TABLE leases (
     epoch BIGINT NOT NULL
 );
 ",
-}];
+    },
+    Migration {
+        version: 2,
+        name: "zone conditions",
+        sql: "
+CREATE TABLE zone_conditions (
+    zone TEXT PRIMARY KEY,
+    health TEXT NOT NULL,
+    throttled BIGINT NOT NULL,
+    reason TEXT,
+    updated_at BIGINT NOT NULL
+);
+",
+    },
+    Migration {
+        version: 3,
+        name: "zone agents: runs handed to agents, heartbeats",
+        sql: "
+CREATE TABLE agent_runs (
+    run_id TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    zone TEXT NOT NULL,
+    launch TEXT NOT NULL,
+    cancel BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    exit_code BIGINT,
+    log_tail TEXT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE INDEX agent_runs_zone ON agent_runs (zone, status);
+CREATE TABLE agent_heartbeats (
+    zone TEXT PRIMARY KEY,
+    agent TEXT NOT NULL,
+    last_seen BIGINT NOT NULL
+);
+",
+    },
+];
 
 /// The newest version a migration list reaches.
 pub fn latest(list: &[Migration]) -> i64 {

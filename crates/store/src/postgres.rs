@@ -27,7 +27,7 @@ use crate::error::StoreError;
 use crate::migrate::{self, Migration};
 use crate::record::{
     check_lease_args, EventDraft, JobEvent, JobFilter, JobId, JobPage, JobRecord, JobState, Lease, NewJob, PageRequest,
-    StateCount, Submitted, Timestamp, Transition,
+    AgentRun, Heartbeat, RunReport, StateCount, Submitted, Timestamp, Transition, ZoneCondition,
 };
 use crate::sql::{self, Origin, RawEvent, RawJob};
 use crate::sqlite::{check_move, counts_of, next_place, page_of};
@@ -45,11 +45,14 @@ pub struct PgOptions {
     pub connect_timeout: Duration,
     /// Idle connections kept open.
     pub max_idle: usize,
+    /// Connections open at once (callers beyond it wait, up to `connect_timeout`, then get
+    /// `Unavailable`): several replicas under load stay within the server's `max_connections`.
+    pub max_open: usize,
 }
 
 impl Default for PgOptions {
     fn default() -> Self {
-        PgOptions { schema: None, connect_timeout: Duration::from_secs(5), max_idle: 8 }
+        PgOptions { schema: None, connect_timeout: Duration::from_secs(5), max_idle: 8, max_open: 24 }
     }
 }
 
@@ -60,6 +63,11 @@ pub struct PgStore {
     origin: Origin,
     max_idle: usize,
     idle: Mutex<Vec<Client>>,
+    max_open: usize,
+    wait: Duration,
+    /// Connections checked out now, and the signal for a waiter when one comes back.
+    in_use: Mutex<usize>,
+    freed: std::sync::Condvar,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -126,6 +134,10 @@ impl PgStore {
             origin: Origin { backend: "postgres", location },
             max_idle: options.max_idle,
             idle: Mutex::new(Vec::new()),
+            max_open: options.max_open.max(1),
+            wait: options.connect_timeout,
+            in_use: Mutex::new(0),
+            freed: std::sync::Condvar::new(),
         };
         let mut client = store.open_client()?;
         store.migrate(&mut client, migrate::POSTGRES)?;
@@ -206,14 +218,44 @@ impl PgStore {
 
     /// Runs `f` on a pooled connection, dropping the connection if anything failed.
     fn with_client<T>(&self, f: impl FnOnce(&mut Client) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let mut client = self.take()?;
-        let out = f(&mut client);
-        if matches!(out, Err(StoreError::Unavailable { .. } | StoreError::Database { .. })) {
-            tracing::debug!(url = %self.origin.location, "dropping a connection after an error");
-        } else {
-            self.put_back(client);
-        }
+        self.acquire()?;
+        let out = self.take().and_then(|mut client| {
+            let out = f(&mut client);
+            if matches!(out, Err(StoreError::Unavailable { .. } | StoreError::Database { .. })) {
+                tracing::debug!(url = %self.origin.location, "dropping a connection after an error");
+            } else {
+                self.put_back(client);
+            }
+            out
+        });
+        self.release();
         out
+    }
+
+    /// Waits for one of the `max_open` connection slots.
+    fn acquire(&self) -> Result<(), StoreError> {
+        let deadline = std::time::Instant::now() + self.wait;
+        let mut n = self.in_use.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        while *n >= self.max_open {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(StoreError::Unavailable {
+                    backend: "postgres",
+                    location: self.origin.location.clone(),
+                    op: "wait for a connection",
+                    source: format!("all {} connections stayed busy for {:?}", self.max_open, self.wait).into(),
+                });
+            }
+            n = self.freed.wait_timeout(n, left).map(|(g, _)| g).unwrap_or_else(|e| e.into_inner().0);
+        }
+        *n += 1;
+        Ok(())
+    }
+
+    fn release(&self) {
+        let mut n = self.in_use.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *n = n.saturating_sub(1);
+        self.freed.notify_one();
     }
 
     fn migrate(&self, client: &mut Client, list: &[Migration]) -> Result<(), StoreError> {
@@ -258,6 +300,20 @@ impl PgStore {
     fn lease_row(&self, op: &'static str, stmt: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Lease>, StoreError> {
         let row = self.with_client(|c| c.query_opt(stmt, params).map_err(self.err(op)))?;
         row.map(|r| sql::lease(&self.origin, r.get(0), r.get(1), r.get(2), r.get(3))).transpose()
+    }
+}
+
+fn raw_run(r: &postgres::Row) -> sql::RawRun {
+    sql::RawRun {
+        run_id: r.get(0),
+        job_id: r.get(1),
+        zone: r.get(2),
+        launch: r.get(3),
+        cancel: r.get(4),
+        status: r.get(5),
+        exit_code: r.get(6),
+        log_tail: r.get(7),
+        updated_at: r.get(8),
     }
 }
 
@@ -477,6 +533,73 @@ impl Store for PgStore {
 
     fn lease(&self, name: &str) -> Result<Option<Lease>, StoreError> {
         self.lease_row("read lease", sql::LEASE_GET, &[&name])
+    }
+
+    fn set_zone_condition(&self, cond: &ZoneCondition) -> Result<(), StoreError> {
+        cond.check()?;
+        let throttled = i64::from(cond.throttled);
+        self.with_client(|c| {
+            c.execute(sql::ZONE_SET, &[&cond.zone, &cond.health, &throttled, &cond.reason, &cond.updated_at.0])
+                .map_err(self.err("set zone condition"))
+        })?;
+        Ok(())
+    }
+
+    fn enqueue_run(&self, run: &AgentRun) -> Result<bool, StoreError> {
+        let launch = run.launch.to_string();
+        let n = self.with_client(|c| {
+            c.execute(sql::RUN_ENQUEUE, &[&run.run_id, &run.job_id.as_str(), &run.zone, &launch, &run.updated_at.0])
+                .map_err(self.err("hand a run to an agent"))
+        })?;
+        Ok(n > 0)
+    }
+
+    fn agent_run(&self, run_id: &str) -> Result<Option<AgentRun>, StoreError> {
+        let row = self.with_client(|c| c.query_opt(&sql::select_run(), &[&run_id]).map_err(self.err("read agent run")))?;
+        row.map(|r| raw_run(&r).decode(&self.origin)).transpose()
+    }
+
+    fn cancel_run(&self, run_id: &str, now: Timestamp) -> Result<bool, StoreError> {
+        let n = self.with_client(|c| c.execute(sql::RUN_CANCEL, &[&run_id, &now.0]).map_err(self.err("cancel agent run")))?;
+        Ok(n > 0)
+    }
+
+    fn agent_sync(&self, zone: &str, agent: &str, reports: &[RunReport], now: Timestamp, limit: u32) -> Result<Vec<AgentRun>, StoreError> {
+        for r in reports {
+            r.check()?;
+        }
+        let rows = self.with_client(|client| {
+            let mut tx = client.transaction().map_err(self.err("begin agent sync"))?;
+            tx.execute(sql::HEARTBEAT, &[&zone, &agent, &now.0]).map_err(self.err("record heartbeat"))?;
+            for r in reports {
+                let code = r.exit_code.map(i64::from);
+                tx.execute(sql::RUN_REPORT, &[&r.run_id, &zone, &r.status, &code, &r.tail(), &now.0])
+                    .map_err(self.err("record run report"))?;
+            }
+            let rows = tx.query(&sql::select_agent_work(), &[&zone, &i64::from(limit)]).map_err(self.err("read agent work"))?;
+            tx.commit().map_err(self.err("commit agent sync"))?;
+            Ok(rows)
+        })?;
+        rows.iter().map(|r| raw_run(r).decode(&self.origin)).collect()
+    }
+
+    fn heartbeats(&self) -> Result<Vec<Heartbeat>, StoreError> {
+        let rows = self.with_client(|c| c.query(sql::HEARTBEATS, &[]).map_err(self.err("read heartbeats")))?;
+        Ok(rows.iter().map(|r| Heartbeat { zone: r.get(0), agent: r.get(1), last_seen: Timestamp(r.get(2)) }).collect())
+    }
+
+    fn zone_conditions(&self) -> Result<Vec<ZoneCondition>, StoreError> {
+        let rows = self.with_client(|c| c.query(sql::ZONE_LIST, &[]).map_err(self.err("read zone conditions")))?;
+        Ok(rows
+            .iter()
+            .map(|r| ZoneCondition {
+                zone: r.get(0),
+                health: r.get(1),
+                throttled: r.get::<_, i64>(2) != 0,
+                reason: r.get(3),
+                updated_at: Timestamp(r.get(4)),
+            })
+            .collect())
     }
 }
 

@@ -448,6 +448,122 @@ pub struct StateCount {
     pub count: u64,
 }
 
+/// A zone's operating condition as an operator (or a drill) set it: the scheduler reads it and
+/// applies the fleet's failure hierarchy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZoneCondition {
+    /// Zone name.
+    pub zone: String,
+    /// `healthy`, `degraded` or `unreachable`.
+    pub health: String,
+    /// The zone's provider is throttling new work.
+    pub throttled: bool,
+    /// Why, for people.
+    pub reason: Option<String>,
+    /// When it was set.
+    pub updated_at: Timestamp,
+}
+
+/// The health values a zone condition may take.
+pub const ZONE_HEALTH: [&str; 3] = ["healthy", "degraded", "unreachable"];
+
+impl ZoneCondition {
+    pub(crate) fn check(&self) -> Result<(), StoreError> {
+        if self.zone.is_empty() || self.zone.len() > MAX_ZONE {
+            return Err(invalid("zone", format!("must be 1 to {MAX_ZONE} characters")));
+        }
+        if !ZONE_HEALTH.contains(&self.health.as_str()) {
+            return Err(invalid("health", format!("`{}` is not one of healthy, degraded, unreachable", self.health)));
+        }
+        if self.reason.as_ref().is_some_and(|r| r.len() > MAX_REASON) {
+            return Err(invalid("reason", format!("longer than {MAX_REASON} bytes")));
+        }
+        self.updated_at.check("updated_at")
+    }
+}
+
+/// A run handed to a zone's agent: what to start, whether to stop it, and what the agent last
+/// reported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentRun {
+    /// Run id (the job id, or `ID.N` for a later admission).
+    pub run_id: String,
+    /// The job.
+    pub job_id: JobId,
+    /// The zone whose agent runs it.
+    pub zone: String,
+    /// The launch request, as the executor interface describes it (JSON).
+    pub launch: serde_json::Value,
+    /// The control plane asked for it to stop.
+    pub cancel: bool,
+    /// `pending` (not started by the agent yet), `running`, `exited`, `cancelled` or `lost`.
+    pub status: String,
+    /// Exit code once `exited`.
+    pub exit_code: Option<i32>,
+    /// The end of its output, as last reported.
+    pub log_tail: String,
+    /// Last change.
+    pub updated_at: Timestamp,
+}
+
+/// An agent's report on one run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunReport {
+    /// Run id.
+    pub run_id: String,
+    /// `running`, `exited`, `cancelled` or `lost`.
+    pub status: String,
+    /// Exit code when `exited`.
+    pub exit_code: Option<i32>,
+    /// The end of its output (at most 64 KiB are kept).
+    pub log_tail: String,
+}
+
+/// Statuses an agent may report.
+pub const RUN_STATUSES: [&str; 4] = ["running", "exited", "cancelled", "lost"];
+
+/// Most bytes of a run's output kept in the store.
+pub const MAX_LOG_TAIL: usize = 64 * 1024;
+
+impl RunReport {
+    pub(crate) fn check(&self) -> Result<(), StoreError> {
+        if self.run_id.is_empty() || self.run_id.len() > 80 {
+            return Err(invalid("run_id", "must be 1 to 80 characters".to_string()));
+        }
+        if !RUN_STATUSES.contains(&self.status.as_str()) {
+            return Err(invalid("status", format!("`{}` is not one of running, exited, cancelled, lost", self.status)));
+        }
+        if self.status == "exited" && self.exit_code.is_none() {
+            return Err(invalid("exit_code", "an exited run needs its exit code".to_string()));
+        }
+        Ok(())
+    }
+
+    /// The report with its log tail cut to [`MAX_LOG_TAIL`] bytes (on a character boundary).
+    pub(crate) fn tail(&self) -> &str {
+        let t = self.log_tail.as_str();
+        if t.len() <= MAX_LOG_TAIL {
+            return t;
+        }
+        let mut start = t.len() - MAX_LOG_TAIL;
+        while !t.is_char_boundary(start) {
+            start += 1;
+        }
+        &t[start..]
+    }
+}
+
+/// When a zone's agent was last heard from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// Zone.
+    pub zone: String,
+    /// The agent's name.
+    pub agent: String,
+    /// Its last sync.
+    pub last_seen: Timestamp,
+}
+
 /// A named lease (e.g. `scheduler`) and who holds it until when.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lease {

@@ -31,6 +31,37 @@ pub(crate) const LEASE_ACQUIRE: &str = "INSERT INTO leases (name, holder, expire
 pub(crate) const LEASE_RENEW: &str = "UPDATE leases SET expires_at = $1 \
      WHERE name = $2 AND holder = $3 AND epoch = $4 AND expires_at > $5 RETURNING name, holder, expires_at, epoch";
 pub(crate) const LEASE_RELEASE: &str = "UPDATE leases SET expires_at = 0 WHERE name = $1 AND holder = $2 AND epoch = $3";
+/// Sets a zone's condition (insert or replace).
+pub(crate) const ZONE_SET: &str = "INSERT INTO zone_conditions (zone, health, throttled, reason, updated_at) VALUES ($1, $2, $3, $4, $5) \
+     ON CONFLICT (zone) DO UPDATE SET health = excluded.health, throttled = excluded.throttled, reason = excluded.reason, updated_at = excluded.updated_at";
+/// Every zone condition, by zone.
+pub(crate) const ZONE_LIST: &str = "SELECT zone, health, throttled, reason, updated_at FROM zone_conditions ORDER BY zone";
+/// Hands a run to a zone's agent (once: a run id already there is left alone).
+pub(crate) const RUN_ENQUEUE: &str = "INSERT INTO agent_runs (run_id, job_id, zone, launch, cancel, status, exit_code, log_tail, updated_at) \
+     VALUES ($1, $2, $3, $4, 0, 'pending', NULL, '', $5) ON CONFLICT (run_id) DO NOTHING";
+/// Columns of an agent run.
+pub(crate) const RUN_COLUMNS: &str = "run_id, job_id, zone, launch, cancel, status, exit_code, log_tail, updated_at";
+/// Asks the agent to stop a run.
+pub(crate) const RUN_CANCEL: &str = "UPDATE agent_runs SET cancel = 1, updated_at = $2 WHERE run_id = $1 AND status IN ('pending', 'running')";
+/// An agent's report on one of its zone's runs; a run that ended stays ended.
+pub(crate) const RUN_REPORT: &str = "UPDATE agent_runs SET status = $3, exit_code = $4, log_tail = $5, updated_at = $6 \
+     WHERE run_id = $1 AND zone = $2 AND status IN ('pending', 'running')";
+/// Records a heartbeat.
+pub(crate) const HEARTBEAT: &str = "INSERT INTO agent_heartbeats (zone, agent, last_seen) VALUES ($1, $2, $3) \
+     ON CONFLICT (zone) DO UPDATE SET agent = excluded.agent, last_seen = excluded.last_seen";
+/// Every heartbeat, by zone.
+pub(crate) const HEARTBEATS: &str = "SELECT zone, agent, last_seen FROM agent_heartbeats ORDER BY zone";
+
+/// One run by id.
+pub(crate) fn select_run() -> String {
+    format!("SELECT {RUN_COLUMNS} FROM agent_runs WHERE run_id = $1")
+}
+
+/// What an agent has to act on: runs not yet started, and runs to stop.
+pub(crate) fn select_agent_work() -> String {
+    format!("SELECT {RUN_COLUMNS} FROM agent_runs WHERE zone = $1 AND (status = 'pending' OR (cancel = 1 AND status = 'running')) ORDER BY updated_at, run_id LIMIT $2")
+}
+
 pub(crate) const LEASE_GET: &str = "SELECT name, holder, expires_at, epoch FROM leases WHERE name = $1";
 
 /// `SELECT ... FROM jobs WHERE id = $1`.
@@ -148,4 +179,35 @@ impl RawEvent {
 /// A lease row as read.
 pub(crate) fn lease(o: &Origin, name: String, holder: String, expires_at: i64, epoch: i64) -> Result<Lease, StoreError> {
     Ok(Lease { name, holder, expires_at: Timestamp(expires_at), epoch: o.unsigned("lease epoch", epoch)? })
+}
+
+/// An agent run as stored, before checking.
+pub(crate) struct RawRun {
+    pub run_id: String,
+    pub job_id: String,
+    pub zone: String,
+    pub launch: String,
+    pub cancel: i64,
+    pub status: String,
+    pub exit_code: Option<i64>,
+    pub log_tail: String,
+    pub updated_at: i64,
+}
+
+impl RawRun {
+    pub(crate) fn decode(self, origin: &Origin) -> Result<crate::AgentRun, StoreError> {
+        let launch = serde_json::from_str(&self.launch).map_err(|e| origin.corrupt("agent run launch", e.to_string()))?;
+        let exit_code = self.exit_code.map(i32::try_from).transpose().map_err(|e| origin.corrupt("agent run exit code", e.to_string()))?;
+        Ok(crate::AgentRun {
+            run_id: self.run_id,
+            job_id: origin.id(self.job_id)?,
+            zone: self.zone,
+            launch,
+            cancel: self.cancel != 0,
+            status: self.status,
+            exit_code,
+            log_tail: self.log_tail,
+            updated_at: crate::Timestamp(self.updated_at),
+        })
+    }
 }

@@ -20,7 +20,7 @@ use crate::error::StoreError;
 use crate::migrate::{self, Migration};
 use crate::record::{
     check_lease_args, PreparedJob, EventDraft, JobEvent, JobFilter, JobId, JobPage, JobRecord, JobState, Lease, NewJob, PageRequest,
-    StateCount, Submitted, Timestamp, Transition,
+    AgentRun, Heartbeat, RunReport, StateCount, Submitted, Timestamp, Transition, ZoneCondition,
 };
 use crate::sql::{self, Origin, RawEvent, RawJob};
 use crate::Store;
@@ -191,7 +191,8 @@ impl SqliteStore {
         let e = |op| move |err| self.db_err(op, err);
         if let Some(key) = &j.idempotency_key {
             let prior: Option<(String, String)> = tx
-                .query_row(&q(sql::SELECT_KEY), params![j.team, key], |r| Ok((r.get(0)?, r.get(1)?)))
+                .prepare_cached(&q(sql::SELECT_KEY))
+                .and_then(|mut st| st.query_row(params![j.team, key], |r| Ok((r.get(0)?, r.get(1)?))))
                 .optional()
                 .map_err(e("read idempotency key"))?;
             if let Some((digest, job_id)) = prior {
@@ -202,19 +203,24 @@ impl SqliteStore {
                 return Ok(Some(existing));
             }
         }
-        let n: i64 = tx.query_row(&q(sql::JOB_EXISTS), [j.id.as_str()], |r| r.get(0)).map_err(e("check job id"))?;
+        let n: i64 = tx
+            .prepare_cached(&q(sql::JOB_EXISTS))
+            .and_then(|mut st| st.query_row([j.id.as_str()], |r| r.get(0)))
+            .map_err(e("check job id"))?;
         if n > 0 {
             return Err(StoreError::AlreadyExists { id: j.id.clone() });
         }
-        tx.execute(
-            &q(sql::INSERT_JOB),
-            params![j.id.as_str(), j.name, j.team, p.spec_text, p.spec_digest, j.reason, j.at.0, j.idempotency_key],
-        )
-        .map_err(e("insert job"))?;
-        tx.execute(&q(sql::INSERT_EVENT), params![j.id.as_str(), 1i64, "submitted", None::<String>, "submitted", j.reason, "null", j.at.0])
+        tx.prepare_cached(&q(sql::INSERT_JOB))
+            .and_then(|mut st| {
+                st.execute(params![j.id.as_str(), j.name, j.team, p.spec_text, p.spec_digest, j.reason, j.at.0, j.idempotency_key])
+            })
+            .map_err(e("insert job"))?;
+        tx.prepare_cached(&q(sql::INSERT_EVENT))
+            .and_then(|mut st| st.execute(params![j.id.as_str(), 1i64, "submitted", None::<String>, "submitted", j.reason, "null", j.at.0]))
             .map_err(e("insert submitted event"))?;
         if let Some(key) = &j.idempotency_key {
-            tx.execute(&q(sql::INSERT_KEY), params![j.team, key, p.request_digest, j.id.as_str(), j.at.0])
+            tx.prepare_cached(&q(sql::INSERT_KEY))
+                .and_then(|mut st| st.execute(params![j.team, key, p.request_digest, j.id.as_str(), j.at.0]))
                 .map_err(e("insert idempotency key"))?;
         }
         Ok(None)
@@ -286,8 +292,8 @@ impl SqliteStore {
 
     fn load_job(&self, conn: &Connection, id: &str) -> Result<Option<JobRecord>, StoreError> {
         let raw = conn
-            .query_row(&q(&sql::select_job()), [id], raw_job)
-            .optional()
+            .prepare_cached(&q(&sql::select_job()))
+            .and_then(|mut st| st.query_row([id], raw_job).optional())
             .map_err(|e| self.db_err("read job", e))?;
         raw.map(|r| r.decode(&self.origin).map(|(j, _)| j)).transpose()
     }
@@ -296,6 +302,20 @@ impl SqliteStore {
 /// The `$N` statement in SQLite's `?N` form.
 fn q(s: &str) -> String {
     s.replace('$', "?")
+}
+
+fn raw_run(r: &rusqlite::Row<'_>) -> rusqlite::Result<sql::RawRun> {
+    Ok(sql::RawRun {
+        run_id: r.get(0)?,
+        job_id: r.get(1)?,
+        zone: r.get(2)?,
+        launch: r.get(3)?,
+        cancel: r.get(4)?,
+        status: r.get(5)?,
+        exit_code: r.get(6)?,
+        log_tail: r.get(7)?,
+        updated_at: r.get(8)?,
+    })
 }
 
 fn raw_job(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawJob> {
@@ -342,6 +362,22 @@ impl Store for SqliteStore {
     fn submit(&self, job: NewJob) -> Result<Submitted, StoreError> {
         let p = job.prepare()?;
         let new_id = p.job.id.clone();
+        // What a fresh submission stores, so a new job is returned without reading it back.
+        let fresh = JobRecord {
+            id: p.job.id.clone(),
+            name: p.job.name.clone(),
+            team: p.job.team.clone(),
+            spec: p.job.spec.clone(),
+            spec_digest: p.spec_digest.clone(),
+            state: JobState::Submitted,
+            reason: p.job.reason.clone(),
+            zone: None,
+            pool: None,
+            submitted_at: p.job.at,
+            updated_at: p.job.at,
+            version: 1,
+            idempotency_key: p.job.idempotency_key.clone(),
+        };
         let (tx, rx) = mpsc::sync_channel(1);
         self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(PendingSubmit { job: p, reply: tx });
         {
@@ -359,12 +395,16 @@ impl Store for SqliteStore {
             op: "submit",
             source: "the committing thread went away".into(),
         })??;
-        let (id, replayed) = match replay_of {
-            Some(id) => (id, true),
-            None => (new_id, false),
-        };
-        let job = self.get(&id)?.ok_or_else(|| StoreError::NotFound { id: id.clone() })?;
-        Ok(Submitted { job, replayed })
+        match replay_of {
+            Some(id) => {
+                let job = self.get(&id)?.ok_or_else(|| StoreError::NotFound { id: id.clone() })?;
+                Ok(Submitted { job, replayed: true })
+            }
+            None => {
+                debug_assert_eq!(fresh.id, new_id);
+                Ok(Submitted { job: fresh, replayed: false })
+            }
+        }
     }
 
     fn get(&self, id: &JobId) -> Result<Option<JobRecord>, StoreError> {
@@ -498,6 +538,81 @@ impl Store for SqliteStore {
             c.query_row(&q(sql::LEASE_GET), [name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).optional()
         })?;
         row.map(|(n, h, x, e)| sql::lease(&self.origin, n, h, x, e)).transpose()
+    }
+
+    fn set_zone_condition(&self, cond: &ZoneCondition) -> Result<(), StoreError> {
+        cond.check()?;
+        self.write(|c| {
+            c.execute(&q(sql::ZONE_SET), params![cond.zone, cond.health, i64::from(cond.throttled), cond.reason, cond.updated_at.0])
+                .map_err(|e| self.db_err("set zone condition", e))
+        })?;
+        Ok(())
+    }
+
+    fn enqueue_run(&self, run: &AgentRun) -> Result<bool, StoreError> {
+        let launch = run.launch.to_string();
+        let n = self.write(|c| {
+            c.execute(&q(sql::RUN_ENQUEUE), params![run.run_id, run.job_id.as_str(), run.zone, launch, run.updated_at.0])
+                .map_err(|e| self.db_err("hand a run to an agent", e))
+        })?;
+        Ok(n > 0)
+    }
+
+    fn agent_run(&self, run_id: &str) -> Result<Option<AgentRun>, StoreError> {
+        let raw = self.with_conn("read agent run", |c| c.query_row(&q(&sql::select_run()), [run_id], raw_run).optional())?;
+        raw.map(|r| r.decode(&self.origin)).transpose()
+    }
+
+    fn cancel_run(&self, run_id: &str, now: Timestamp) -> Result<bool, StoreError> {
+        let n = self.write(|c| c.execute(&q(sql::RUN_CANCEL), params![run_id, now.0]).map_err(|e| self.db_err("cancel agent run", e)))?;
+        Ok(n > 0)
+    }
+
+    fn agent_sync(&self, zone: &str, agent: &str, reports: &[RunReport], now: Timestamp, limit: u32) -> Result<Vec<AgentRun>, StoreError> {
+        for r in reports {
+            r.check()?;
+        }
+        let raws = self.write(|conn| {
+            let e = |op| move |err| self.db_err(op, err);
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(e("begin agent sync"))?;
+            tx.execute(&q(sql::HEARTBEAT), params![zone, agent, now.0]).map_err(e("record heartbeat"))?;
+            for r in reports {
+                tx.execute(&q(sql::RUN_REPORT), params![r.run_id, zone, r.status, r.exit_code, r.tail(), now.0])
+                    .map_err(e("record run report"))?;
+            }
+            let raws = {
+                let mut st = tx.prepare_cached(&q(&sql::select_agent_work())).map_err(e("read agent work"))?;
+                let rows = st.query_map(params![zone, i64::from(limit)], raw_run).map_err(e("read agent work"))?;
+                rows.collect::<rusqlite::Result<Vec<_>>>().map_err(e("read agent work"))?
+            };
+            tx.commit().map_err(e("commit agent sync"))?;
+            Ok(raws)
+        })?;
+        raws.into_iter().map(|r| r.decode(&self.origin)).collect()
+    }
+
+    fn heartbeats(&self) -> Result<Vec<Heartbeat>, StoreError> {
+        self.with_conn("read heartbeats", |c| {
+            let mut st = c.prepare_cached(&q(sql::HEARTBEATS))?;
+            let rows = st.query_map([], |r| Ok(Heartbeat { zone: r.get(0)?, agent: r.get(1)?, last_seen: Timestamp(r.get(2)?) }))?;
+            rows.collect()
+        })
+    }
+
+    fn zone_conditions(&self) -> Result<Vec<ZoneCondition>, StoreError> {
+        self.with_conn("read zone conditions", |c| {
+            let mut st = c.prepare_cached(&q(sql::ZONE_LIST))?;
+            let rows = st.query_map([], |r| {
+                Ok(ZoneCondition {
+                    zone: r.get(0)?,
+                    health: r.get(1)?,
+                    throttled: r.get::<_, i64>(2)? != 0,
+                    reason: r.get(3)?,
+                    updated_at: Timestamp(r.get(4)?),
+                })
+            })?;
+            rows.collect()
+        })
     }
 }
 

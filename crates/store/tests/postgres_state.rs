@@ -85,3 +85,23 @@ fn two_replicas_share_one_scheduler_lease() {
     assert!(r1.renew_lease(&l1, ttl, t(9_001)).unwrap().is_none(), "the old leader must learn it lost the lease");
     assert_eq!(r1.lease("scheduler").unwrap().unwrap().holder, "replica-2");
 }
+
+#[test]
+fn connections_are_bounded_and_callers_wait_their_turn() {
+    let Some(url) = pg::url() else { return };
+    let schema = pg::schema_name("bounded");
+    let s = std::sync::Arc::new(PgStore::connect(&url, PgOptions { schema: Some(schema), max_open: 2, ..PgOptions::default() }).unwrap());
+    std::thread::scope(|scope| {
+        for t in 0..12 {
+            let s = s.clone();
+            scope.spawn(move || {
+                for i in 0..10 {
+                    let job = suite::new_job(&format!("b{t}-{i}"), "ops", None);
+                    s.submit(job).unwrap();
+                }
+            });
+        }
+    });
+    let page = s.list(&tidegate_store::JobFilter::default(), tidegate_store::PageRequest::first(500)).unwrap();
+    assert_eq!(page.jobs.len(), 120);
+}

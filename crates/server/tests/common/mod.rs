@@ -37,6 +37,20 @@ impl TestServer {
     /// Starts a server; the token root key is created two hours in the past so tests can mint
     /// tokens that have already expired.
     pub fn start(burst_queue_depth: usize) -> Self {
+        Self::start_with(burst_queue_depth, Default::default())
+    }
+
+    /// Starts a server whose named zones use the given executors.
+    pub fn start_with(burst_queue_depth: usize, executors: std::collections::BTreeMap<String, std::sync::Arc<dyn tidegate_exec::Executor>>) -> Self {
+        Self::start_full(burst_queue_depth, executors, vec![])
+    }
+
+    /// Starts a server with executors and agent-run zones.
+    pub fn start_full(
+        burst_queue_depth: usize,
+        executors: std::collections::BTreeMap<String, std::sync::Arc<dyn tidegate_exec::Executor>>,
+        agent_zones: Vec<String>,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let keys = RootKeyStore::new(&dir.path().join("keys"));
         keys.rotate(now() - 7200, 30).unwrap();
@@ -50,7 +64,9 @@ impl TestServer {
             loop_cfg,
             work_root: None,
             keys_dir: None,
+            executors,
             admin_token_minutes: 60,
+            agent_zones,
             scheduler: true,
         };
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();

@@ -47,6 +47,8 @@ macro_rules! state_suite {
             stale_holder_cannot_renew,
             released_lease_is_free_at_once,
             concurrent_lease_acquisition_has_one_winner,
+            zone_conditions_are_set_replaced_and_validated,
+            agent_runs_are_handed_out_once_reported_and_cancelled,
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -418,7 +420,7 @@ pub fn migrations_are_idempotent_and_concurrent_safe(f: &dyn Fixture) {
     s.submit(new_job("m", "t", None)).unwrap();
     drop(s);
     let _ = f.open();
-    assert_eq!(f.schema_version(), 1);
+    assert_eq!(f.schema_version(), tidegate_store::migrate::latest(tidegate_store::migrate::SQLITE));
 }
 
 pub fn lease_has_one_holder_at_a_time(f: &dyn Fixture) {
@@ -487,4 +489,74 @@ pub fn concurrent_lease_acquisition_has_one_winner(f: &dyn Fixture) {
     let winners: Vec<_> = handles.into_iter().filter_map(|h| h.join().unwrap()).collect();
     assert_eq!(winners.len(), 1, "{winners:?}");
     assert_eq!(s.lease("scheduler").unwrap().unwrap(), winners[0]);
+}
+
+pub fn zone_conditions_are_set_replaced_and_validated(f: &dyn Fixture) {
+    let s = f.open();
+    assert!(s.zone_conditions().unwrap().is_empty());
+    let mut c = tidegate_store::ZoneCondition {
+        zone: "hospital-onprem".into(),
+        health: "degraded".into(),
+        throttled: false,
+        reason: Some("power work in hall B".into()),
+        updated_at: at(1),
+    };
+    s.set_zone_condition(&c).unwrap();
+    c.health = "healthy".into();
+    c.throttled = true;
+    c.updated_at = at(2);
+    s.set_zone_condition(&c).unwrap();
+    let other = tidegate_store::ZoneCondition { zone: "public-eu".into(), health: "unreachable".into(), throttled: false, reason: None, updated_at: at(3) };
+    s.set_zone_condition(&other).unwrap();
+    assert_eq!(s.zone_conditions().unwrap(), vec![c.clone(), other]);
+    let bad = tidegate_store::ZoneCondition { health: "sleepy".into(), ..c.clone() };
+    let err = s.set_zone_condition(&bad).unwrap_err();
+    assert!(err.to_string().contains("health"), "{err}");
+    assert_eq!(s.zone_conditions().unwrap().len(), 2, "nothing written by a refused change");
+}
+
+pub fn agent_runs_are_handed_out_once_reported_and_cancelled(f: &dyn Fixture) {
+    use tidegate_store::{AgentRun, RunReport};
+    let s = f.open();
+    let run = |id: &str, zone: &str| AgentRun {
+        run_id: id.into(),
+        job_id: JobId::new(id).unwrap(),
+        zone: zone.into(),
+        launch: json!({"job_id": id, "zone": zone}),
+        cancel: false,
+        status: "pending".into(),
+        exit_code: None,
+        log_tail: String::new(),
+        updated_at: at(0),
+    };
+    assert!(s.enqueue_run(&run("r1", "edge")).unwrap());
+    assert!(!s.enqueue_run(&run("r1", "edge")).unwrap(), "a run is handed over once");
+    assert!(s.enqueue_run(&run("r2", "edge")).unwrap());
+    assert!(s.enqueue_run(&run("r3", "other")).unwrap());
+    // The edge agent sees its two pending runs, not the other zone's.
+    let work = s.agent_sync("edge", "agent-1", &[], at(1), 10).unwrap();
+    assert_eq!(work.iter().map(|r| r.run_id.as_str()).collect::<Vec<_>>(), ["r1", "r2"]);
+    assert_eq!(work[0].launch["zone"], "edge");
+    // Reports: r1 running, r2 exited; a report on another zone's run changes nothing.
+    let rep = |id: &str, status: &str, code: Option<i32>| RunReport { run_id: id.into(), status: status.into(), exit_code: code, log_tail: format!("{id} log") };
+    let work = s.agent_sync("edge", "agent-1", &[rep("r1", "running", None), rep("r2", "exited", Some(0)), rep("r3", "exited", Some(9))], at(2), 10).unwrap();
+    assert!(work.is_empty(), "nothing left to start: {work:?}");
+    assert_eq!(s.agent_run("r2").unwrap().unwrap().exit_code, Some(0));
+    assert_eq!(s.agent_run("r3").unwrap().unwrap().status, "pending", "another zone's agent cannot report on it");
+    // A stale report never reopens an ended run.
+    s.agent_sync("edge", "agent-1", &[rep("r2", "running", None)], at(3), 10).unwrap();
+    assert_eq!(s.agent_run("r2").unwrap().unwrap().status, "exited");
+    // Cancel: the running run is handed back as work to stop; an ended one cannot be cancelled.
+    assert!(s.cancel_run("r1", at(4)).unwrap());
+    assert!(!s.cancel_run("r2", at(4)).unwrap());
+    let work = s.agent_sync("edge", "agent-1", &[], at(5), 10).unwrap();
+    assert_eq!(work.len(), 1);
+    assert!(work[0].cancel && work[0].run_id == "r1");
+    // Bad reports name the field and change nothing.
+    let err = s.agent_sync("edge", "agent-1", &[rep("r1", "exited", None)], at(6), 10).unwrap_err();
+    assert!(err.to_string().contains("exit_code"), "{err}");
+    assert_eq!(s.agent_run("r1").unwrap().unwrap().status, "running");
+    let hb = s.heartbeats().unwrap();
+    assert_eq!(hb.len(), 1);
+    assert_eq!((hb[0].zone.as_str(), hb[0].agent.as_str(), hb[0].last_seen), ("edge", "agent-1", at(5)));
 }
