@@ -36,6 +36,7 @@
 //! `tidegate.io/unresolved-egress` and stay blocked.
 
 use serde_json::{json, Map, Value};
+use tidegate_exec::Launch;
 use tidegate_model::{Backend, Fleet, JobSpec, Pool, Pricing, Scheduling, TeamQuota, Zone};
 
 use crate::{k8s_name, launch_for, parse_dest, pick_pool, Addresses, Dest, RenderError};
@@ -335,27 +336,75 @@ pub fn job_objects(
     };
     let pool = pick_pool(job, zone, pool)?;
     let launch = launch_for(job, job_id, zone, pool);
-    let name = k8s_name(job_id);
-    let sa = format!("tidegate-job-{name}");
-    let mut labels = job_labels(job, job_id, fleet);
-    let pod_labels = labels.clone();
-    if let Some(q) = local_queue(zone, sched, &job.team) {
-        labels.insert("kueue.x-k8s.io/queue-name".into(), json!(q));
-    }
-    labels.insert("tidegate.io/zone".into(), json!(zone.name));
+    let pod_labels = job_labels(job, job_id, fleet);
     let mut annotations = Map::new();
-    annotations.insert("tidegate.io/pool".into(), json!(pool.name));
     if let Some(c) = &job.code_commit {
         annotations.insert("tidegate.io/code-commit".into(), json!(c));
     }
     if let Some(j) = &job.justification {
         annotations.insert("tidegate.io/justification".into(), json!(j));
     }
+    let spec = JobShape { labels: pod_labels.clone(), annotations, memory_gb: job.resources.memory_gb, stand_in: false };
+    let job_obj = launch_job(zone, sched, &launch, image, spec)?;
+    let service_account = json!({
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": { "name": service_account_name(job_id), "namespace": ns, "labels": pod_labels },
+        "automountServiceAccountToken": false,
+    });
+    let known: Vec<String> = fleet.zones.iter().map(|z| z.name.clone()).collect();
+    let mut objs = vec![service_account, job_obj];
+    if let Some(np) = network_policy(zone, &known, addrs) {
+        objs.push(np);
+    }
+    Ok(objs)
+}
+
+/// What a Job carries beyond its launch: pod labels (tidegate's job labels), annotations, host
+/// memory.
+#[derive(Debug, Clone, Default)]
+pub struct JobShape {
+    /// Labels on the Job and its pods.
+    pub labels: Map<String, Value>,
+    /// Annotations on the Job.
+    pub annotations: Map<String, Value>,
+    /// Host memory, GiB (0: no memory request).
+    pub memory_gb: u32,
+    /// Without a command, run the executors' stand-in (`sh -c 'sleep ...'`) instead of the
+    /// image's own entrypoint.
+    pub stand_in: bool,
+}
+
+fn service_account_name(job_id: &str) -> String {
+    let mut n = format!("tidegate-job-{}", k8s_name(job_id));
+    n.truncate(63);
+    n.trim_end_matches('-').to_owned()
+}
+
+/// The `batch/v1` Job for a launch in a Kubernetes zone — what `tidegate render` prints for a job
+/// and what the Kubernetes executor's renderer hands it (see [`launch_renderer`]).
+pub fn launch_job(zone: &Zone, sched: &Scheduling, launch: &Launch, image: &str, shape: JobShape) -> Result<Value, RenderError> {
+    let Some((ns, _)) = namespace_and_queue(zone) else {
+        return Err(RenderError::NoZone { job: launch.name.clone(), reason: format!("zone {} runs on {}, not kubernetes", zone.name, zone.backend.kind()) });
+    };
+    let pool = zone.pools.iter().find(|p| p.name == launch.pool);
+    let name = k8s_name(&launch.job_id);
+    let mut pod_labels = shape.labels;
+    pod_labels.insert(MANAGED.0.into(), json!(MANAGED.1));
+    pod_labels.insert("tidegate.io/job-id".into(), json!(launch.job_id));
+    pod_labels.insert("tidegate.io/team".into(), json!(k8s_name(&launch.team)));
+    let mut labels = pod_labels.clone();
+    if let Some(q) = local_queue(zone, sched, &launch.team) {
+        labels.insert("kueue.x-k8s.io/queue-name".into(), json!(q));
+    }
+    labels.insert("tidegate.io/zone".into(), json!(zone.name));
+    let mut annotations = shape.annotations;
+    annotations.insert("tidegate.io/pool".into(), json!(launch.pool));
     let mut tolerations = vec![json!({ "key": GPU, "operator": "Exists", "effect": "NoSchedule" })];
-    if pool.pricing == Pricing::Spot {
+    if pool.is_some_and(|p| p.pricing == Pricing::Spot) {
         tolerations.push(json!({ "key": "tidegate.io/spot", "operator": "Exists", "effect": "NoSchedule" }));
     }
-    let env: Vec<Value> = [
+    let mut env: Vec<Value> = [
         ("TIDEGATE_JOB_ID", launch.job_id.clone()),
         ("TIDEGATE_ZONE", launch.zone.clone()),
         ("TIDEGATE_POOL", launch.pool.clone()),
@@ -366,12 +415,13 @@ pub fn job_objects(
     .into_iter()
     .map(|(k, v)| json!({ "name": k, "value": v }))
     .collect();
+    env.extend(launch.env.iter().map(|(k, v)| json!({ "name": k, "value": v })));
     let mut limits = Map::new();
     if launch.gpus > 0 {
         limits.insert(GPU.into(), json!(launch.gpus.to_string()));
     }
-    if job.resources.memory_gb > 0 {
-        limits.insert("memory".into(), json!(format!("{}Gi", job.resources.memory_gb)));
+    if shape.memory_gb > 0 {
+        limits.insert("memory".into(), json!(format!("{}Gi", shape.memory_gb)));
     }
     let mut container = json!({
         "name": "job",
@@ -381,49 +431,52 @@ pub fn job_objects(
         "securityContext": { "allowPrivilegeEscalation": false, "runAsNonRoot": true, "capabilities": { "drop": ["ALL"] } },
         "volumeMounts": [{ "name": "tidegate-token", "mountPath": "/var/run/secrets/tidegate", "readOnly": true }],
     });
-    if !launch.command.is_empty() {
-        if let Some(o) = container.as_object_mut() {
+    if let Some(o) = container.as_object_mut() {
+        if launch.command.is_empty() && shape.stand_in {
+            let secs = launch.stand_in_seconds.clamp(0.0, 86_400.0);
+            o.insert("command".into(), json!(["sh", "-c", format!("echo tidegate stand-in; sleep {secs:.3}; echo done")]));
+        } else if !launch.command.is_empty() {
             o.insert("command".into(), json!(launch.command));
         }
     }
-    let service_account = json!({
-        "apiVersion": "v1",
-        "kind": "ServiceAccount",
-        "metadata": { "name": sa, "namespace": ns, "labels": pod_labels },
+    let mut pod_spec = json!({
+        "restartPolicy": "Never",
+        "serviceAccountName": service_account_name(&launch.job_id),
         "automountServiceAccountToken": false,
+        "tolerations": tolerations,
+        "containers": [container],
+        "volumes": [{ "name": "tidegate-token", "projected": { "sources": [{
+            "serviceAccountToken": { "audience": "tidegate", "expirationSeconds": 600, "path": "token" },
+        }] } }],
     });
-    let job_obj = json!({
+    if let (Some(o), false) = (pod_spec.as_object_mut(), launch.gpu_type.is_empty()) {
+        o.insert("affinity".into(), json!({ "nodeAffinity": { "requiredDuringSchedulingIgnoredDuringExecution": { "nodeSelectorTerms": [{
+            "matchExpressions": [{ "key": "tidegate.io/gpu-type", "operator": "In", "values": [k8s_name(&launch.gpu_type)] }],
+        }] } } }));
+        o.insert("nodeSelector".into(), json!({ "tidegate.io/pool": k8s_name(&launch.pool) }));
+    }
+    let mut spec = json!({
+        "suspend": true,
+        "backoffLimit": 0,
+        "ttlSecondsAfterFinished": 86_400,
+        "template": { "metadata": { "labels": pod_labels }, "spec": pod_spec },
+    });
+    if let (Some(o), true) = (spec.as_object_mut(), launch.time_limit_s > 0) {
+        o.insert("activeDeadlineSeconds".into(), json!(launch.time_limit_s));
+    }
+    Ok(json!({
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": { "name": name, "namespace": ns, "labels": labels, "annotations": annotations },
-        "spec": {
-            "suspend": true,
-            "backoffLimit": 0,
-            "activeDeadlineSeconds": launch.time_limit_s,
-            "ttlSecondsAfterFinished": 86_400,
-            "template": {
-                "metadata": { "labels": pod_labels },
-                "spec": {
-                    "restartPolicy": "Never",
-                    "serviceAccountName": sa,
-                    "automountServiceAccountToken": false,
-                    "affinity": { "nodeAffinity": { "requiredDuringSchedulingIgnoredDuringExecution": { "nodeSelectorTerms": [{
-                        "matchExpressions": [{ "key": "tidegate.io/gpu-type", "operator": "In", "values": [k8s_name(&pool.gpu_type)] }],
-                    }] } } },
-                    "nodeSelector": { "tidegate.io/pool": k8s_name(&pool.name) },
-                    "tolerations": tolerations,
-                    "containers": [container],
-                    "volumes": [{ "name": "tidegate-token", "projected": { "sources": [{
-                        "serviceAccountToken": { "audience": "tidegate", "expirationSeconds": 600, "path": "token" },
-                    }] } }],
-                },
-            },
-        },
-    });
-    let known: Vec<String> = fleet.zones.iter().map(|z| z.name.clone()).collect();
-    let mut objs = vec![service_account, job_obj];
-    if let Some(np) = network_policy(zone, &known, addrs) {
-        objs.push(np);
-    }
-    Ok(objs)
+        "spec": spec,
+    }))
+}
+
+/// A renderer for the Kubernetes executor (`tidegate_kube::Renderer` is
+/// `Arc<dyn Fn(&Launch) -> Result<Value, String> + Send + Sync>`): every launch in `zone` becomes
+/// the same Job `tidegate render --target k8s` prints, in the zone's namespace and LocalQueue.
+/// The executor still needs the per-job ServiceAccount to exist (the fleet objects do not
+/// create it); a cluster that prefers one shared account can patch `serviceAccountName`.
+pub fn launch_renderer(zone: Zone, sched: Scheduling, image: String) -> impl Fn(&Launch) -> Result<Value, String> + Send + Sync {
+    move |launch: &Launch| launch_job(&zone, &sched, launch, &image, JobShape { stand_in: true, ..JobShape::default() }).map_err(|e| e.to_string())
 }
