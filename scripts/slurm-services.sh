@@ -85,7 +85,7 @@ NodeName=localhost Name=gpu Type=h100 File=$state/gpus/nvidia[0-7]
 EOF
   # munge: key created at install; run as the munge user.
   mkdir -p /run/munge && chown munge:munge /run/munge
-  if ! pgrep -u munge -x munged >/dev/null; then
+  if ! { [ -s /run/munge/munged.pid ] && kill -0 "$(cat /run/munge/munged.pid)" 2>/dev/null; }; then
     su -s /bin/sh munge -c "munged" || { slurm_log "munged failed to start"; return 1; }
   fi
   slurm_wait_ready 10 /run/munge/munged.pid sh -c 'munge -n | unmunge' || return 1
