@@ -10,7 +10,11 @@
 //!   `squeue` before deciding to submit;
 //! - `slurm_id`: the Slurm job id, written atomically (temporary file + rename) as soon as
 //!   `sbatch --parsable` answers. Its presence makes [`Executor::start`] return `Ok(false)`: a
-//!   restarted control plane, or a second executor on the same state dir, never submits twice;
+//!   restarted control plane, or a second executor on the same state dir, never submits twice.
+//!   Files are not fsynced (a submission costs a few milliseconds, like sbatch itself); instead,
+//!   a start that finds the job's directory already there but no id asks `squeue` for the
+//!   comment first, which also covers files lost in a crash. `squeue` knows finished jobs for
+//!   `MinJobAge` (300 s by default): that bounds how late a lost id can still be recovered;
 //! - `output.log` and `exit`: the job's output and exit code (written by the job itself);
 //! - `cancelled`: present when the control plane cancelled the job;
 //! - `final.json`: the job's final status once known, so polls of ended jobs cost no Slurm call.
@@ -301,6 +305,7 @@ impl Executor for SlurmExecutor {
         check_id(job)?;
         let dir = self.job_dir(job);
         let script = self.config.batch_script(launch)?;
+        let existed = dir.exists();
         fs::create_dir_all(&dir).map_err(|e| io(job, "creating job directory", &dir, e))?;
         let lock_path = dir.join("lock");
         let lock = fs::OpenOptions::new()
@@ -312,6 +317,14 @@ impl Executor for SlurmExecutor {
         lock.lock().map_err(|e| io(job, "locking", &lock_path, e))?;
         if self.resolve_id(job)?.is_some() {
             return Ok(false);
+        }
+        // The directory was there but holds no id: an earlier start was refused, or a crash lost
+        // files that were not yet on disk. Ask Slurm before submitting again.
+        if existed {
+            if let Some(id) = self.find_by_comment(job, Some(&launch.name))? {
+                self.record_id(job, &dir, &id)?;
+                return Ok(false);
+            }
         }
         let launch_path = dir.join("launch.json");
         let text = serde_json::to_string_pretty(launch).map_err(|e| ExecError::Invalid { job: job.to_owned(), reason: e.to_string() })?;

@@ -222,6 +222,12 @@ fn an_interrupted_submission_is_found_by_its_comment_not_submitted_again() {
     assert!(matches!(restarted.poll("job-2").unwrap(), RunStatus::Lost { .. }));
     assert!(restarted.start(&launch("job-2")).unwrap());
     assert_eq!(f.sbatch_calls(), 2);
+    // A crash that lost both files (not yet on disk): the directory alone makes start ask Slurm.
+    let dir2 = f.state.join("job-2");
+    fs::remove_file(dir2.join("slurm_id")).unwrap();
+    assert!(!restarted.start(&launch("job-2")).unwrap());
+    assert_eq!(restarted.slurm_id("job-2").unwrap().as_deref(), Some("102"));
+    assert_eq!(f.sbatch_calls(), 2);
 }
 
 #[test]
