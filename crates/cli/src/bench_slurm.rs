@@ -4,7 +4,10 @@
 //!
 //! Both sides submit the same trivial job (`true`, no GPUs) to the same partition, sequentially,
 //! in two alternating rounds (raw, executor, raw, executor) so a cluster warming up or slowing
-//! down under its growing queue does not favour one side. Every submitted job is cancelled at
+//! down under its growing queue does not favour one side. A third side submits the executor's
+//! own script file with plain `sbatch --parsable FILE`, to split the overhead between what Slurm
+//! spends on the richer script (directives, environment) and the executor's bookkeeping (lock,
+//! state files, time-limited command runner). Every submitted job is cancelled at
 //! the end (one `scancel` per 500 ids).
 
 use std::path::PathBuf;
@@ -46,8 +49,10 @@ struct Report {
     partition: String,
     executor_per_sec: f64,
     sbatch_per_sec: f64,
+    script_sbatch_per_sec: f64,
     executor_ms_per_job: f64,
     sbatch_ms_per_job: f64,
+    script_sbatch_ms_per_job: f64,
     overhead_ratio: f64,
     executor_errors: usize,
     sbatch_errors: usize,
@@ -81,11 +86,31 @@ pub fn run(a: &BenchSlurmArgs) -> miette::Result<()> {
     let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
     let n = a.jobs.max(2);
     let halves = [n / 2, n - n / 2];
-    let (mut raw_s, mut exec_s) = (0.0, 0.0);
+    let (mut raw_s, mut exec_s, mut script_s) = (0.0, 0.0, 0.0);
     let (mut raw_err, mut exec_err) = (0usize, 0usize);
+    let launch_for = |k: usize| Launch {
+        job_id: format!("bench-{stamp}-{k}"),
+        name: "bench".into(),
+        team: "bench".into(),
+        zone: "bench".into(),
+        pool: "bench".into(),
+        gpus: 0,
+        gpu_type: String::new(),
+        command: vec!["true".into()],
+        stand_in_seconds: 0.0,
+        time_limit_s: 60,
+        env: Vec::new(),
+    };
+    let script_launch = launch_for(0);
+    let script_dir = exec.job_dir(&script_launch.job_id);
+    std::fs::create_dir_all(&script_dir).map_err(|e| miette!("{}: {e}", script_dir.display()))?;
+    let script_path = script_dir.join("job.sh");
+    let script = exec.config().batch_script(&script_launch).map_err(|e| miette!("{e}"))?;
+    std::fs::write(&script_path, script).map_err(|e| miette!("{}: {e}", script_path.display()))?;
+    let script_arg = script_path.display().to_string();
     let mut ids: Vec<String> = Vec::new();
     let mut k = 0usize;
-    eprintln!("bench slurm: {n} raw sbatch submissions and {n} through the executor, partition {partition}");
+    eprintln!("bench slurm: {n} raw sbatch submissions, {n} of the executor's script and {n} through the executor, partition {partition}");
     for half in halves {
         let t = Instant::now();
         for _ in 0..half {
@@ -97,21 +122,16 @@ pub fn run(a: &BenchSlurmArgs) -> miette::Result<()> {
         raw_s += t.elapsed().as_secs_f64();
         let t = Instant::now();
         for _ in 0..half {
+            match Command::new("sbatch").args(["--parsable", &script_arg]).output() {
+                Ok(o) if o.status.success() => ids.push(String::from_utf8_lossy(&o.stdout).trim().to_owned()),
+                _ => raw_err += 1,
+            }
+        }
+        script_s += t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        for _ in 0..half {
             k += 1;
-            let launch = Launch {
-                job_id: format!("bench-{stamp}-{k}"),
-                name: "bench".into(),
-                team: "bench".into(),
-                zone: "bench".into(),
-                pool: "bench".into(),
-                gpus: 0,
-                gpu_type: String::new(),
-                command: vec!["true".into()],
-                stand_in_seconds: 0.0,
-                time_limit_s: 60,
-                env: Vec::new(),
-            };
-            match exec.start(&launch) {
+            match exec.start(&launch_for(k)) {
                 Ok(true) => {}
                 _ => exec_err += 1,
             }
@@ -134,6 +154,8 @@ pub fn run(a: &BenchSlurmArgs) -> miette::Result<()> {
         partition,
         executor_per_sec: rate(exec_s),
         sbatch_per_sec: rate(raw_s),
+        script_sbatch_per_sec: rate(script_s),
+        script_sbatch_ms_per_job: script_s * 1000.0 / n as f64,
         executor_ms_per_job: exec_s * 1000.0 / n as f64,
         sbatch_ms_per_job: raw_s * 1000.0 / n as f64,
         overhead_ratio: if raw_s > 0.0 { exec_s / raw_s } else { 0.0 },
@@ -144,6 +166,7 @@ pub fn run(a: &BenchSlurmArgs) -> miette::Result<()> {
         Format::Json => print_json(&report)?,
         Format::Text => {
             println!("raw sbatch --wrap true: {:.0} submissions/s ({:.2} ms each), {} errors", report.sbatch_per_sec, report.sbatch_ms_per_job, raw_err);
+            println!("sbatch FILE (executor's script): {:.0} submissions/s ({:.2} ms each)", report.script_sbatch_per_sec, report.script_sbatch_ms_per_job);
             println!("SlurmExecutor::start:   {:.0} submissions/s ({:.2} ms each), {} errors", report.executor_per_sec, report.executor_ms_per_job, exec_err);
             println!("overhead ratio (executor time / raw time): {:.2}x", report.overhead_ratio);
         }
