@@ -7,6 +7,8 @@
 #   private port for the storage tests, and the S3 backend drills run against moto (installed
 #   from PyPI and started on loopback by crates/artifacts/s3-test.sh, with the artifacts crate's
 #   `s3` feature). Without it, those tests skip and say how to run them.
+# - Also with services: a single-host Slurm for the Slurm executor's tests and nftables/iproute2
+#   for the egress ruleset test (scripts/slurm-services.sh; exports TIDEGATE_TEST_SLURM=1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,8 +52,13 @@ start_postgres() {
   log "PostgreSQL ready at $TIDEGATE_TEST_POSTGRES_URL"
 }
 
+# shellcheck source=scripts/slurm-services.sh
+. scripts/slurm-services.sh
+
 if [ "$need_services" = 1 ]; then
   start_postgres
+  start_slurm
+  start_nftables
 else
   log "services not started (set CI=true or TIDEGATE_SERVICES=1 to install and start PostgreSQL; tests that need it skip)"
 fi

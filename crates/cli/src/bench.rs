@@ -27,6 +27,8 @@ pub enum BenchCmd {
     /// Durable submissions/s through the HTTP API with concurrent clients (p50/p99), next to the
     /// same number of `sbatch` submissions when Slurm is installed.
     Submit(crate::bench_submit::BenchSubmitArgs),
+    /// Submissions/s through the Slurm executor's start next to raw `sbatch --wrap true`.
+    Slurm(crate::bench_slurm::BenchSlurmArgs),
 }
 
 /// Arguments of `tidegate bench placement`.
@@ -81,6 +83,7 @@ pub fn run(c: &BenchCmd) -> miette::Result<()> {
         BenchCmd::Ledger(a) => crate::bench_ledger::run(a),
         BenchCmd::Sanitize(a) => crate::bench_sanitize::run(a),
         BenchCmd::Submit(a) => crate::bench_submit::run(a),
+        BenchCmd::Slurm(a) => crate::bench_slurm::run(a),
     }
 }
 

@@ -6,6 +6,7 @@ mod audit;
 mod bench;
 mod bench_ledger;
 mod bench_sanitize;
+mod bench_slurm;
 mod bench_submit;
 mod client;
 mod clock;
@@ -17,6 +18,7 @@ mod ledger_sink;
 mod lineage;
 mod output;
 mod record;
+mod render;
 mod retention;
 mod sanitize;
 mod sim;
@@ -133,6 +135,8 @@ enum Command {
     /// Benchmarks (commands, not tests): measured against the naive way in the same run.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
+    /// Render a job or the fleet for Kubernetes/Kueue, Slurm (sbatch) or nftables.
+    Render(render::RenderArgs),
 }
 
 fn main() -> miette::Result<()> {
@@ -167,5 +171,6 @@ fn main() -> miette::Result<()> {
         Command::Sanitize(a) => sanitize::run(&a),
         Command::Sim(a) => sim::run(&a),
         Command::Bench(c) => bench::run(&c),
+        Command::Render(a) => render::run(&a),
     }
 }
