@@ -1,7 +1,9 @@
 //! `tidegate up`: the whole control plane on one machine (SQLite state, local executors standing
 //! in for every zone, HTTP on loopback), or one replica of it on PostgreSQL.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -84,6 +86,16 @@ pub struct UpArgs {
     /// Seconds without a sync before an agent's zone is marked unreachable.
     #[arg(long, default_value_t = 10)]
     pub agent_timeout: u64,
+    /// Which engines run each zone's jobs: `local` (the embedded default: a local process
+    /// executor stands in for every zone) or `fleet` (each zone's declared backend: Slurm zones
+    /// submit with sbatch to their partition, Kubernetes zones create Jobs through the
+    /// kubeconfig context the zone names, local zones run processes). A backend that cannot be
+    /// set up stops the start, naming the zone.
+    #[arg(long, value_parser = ["local", "fleet"], default_value = "local")]
+    pub backends: String,
+    /// Container image for Kubernetes Jobs (with --backends fleet).
+    #[arg(long, default_value = "tidegate-job:latest")]
+    pub image: String,
     /// Serve the API only: do not run the scheduler loop (another replica on the same
     /// PostgreSQL database schedules).
     #[arg(long)]
@@ -119,6 +131,7 @@ pub fn run(args: &UpArgs) -> miette::Result<()> {
         Some(f) => f.clone(),
         None => example_fleet(&args.data_dir)?,
     };
+    let executors = if args.backends == "fleet" { fleet_executors(&fleet_dir, args)? } else { BTreeMap::new() };
     let cfg = ServerConfig {
         data_dir: args.data_dir.clone(),
         fleet_dir: fleet_dir.clone(),
@@ -134,7 +147,7 @@ pub fn run(args: &UpArgs) -> miette::Result<()> {
         },
         work_root: args.work_root.clone(),
         keys_dir: args.keys_dir.clone(),
-        executors: Default::default(),
+        executors,
         admin_token_minutes: args.admin_token_minutes,
         agent_zones: args.agent_zones.clone(),
         replica: args.replica.clone().unwrap_or_else(hostname),
@@ -176,4 +189,34 @@ async fn wait_for_signal() {
             let _ = ctrl_c.await;
         }
     }
+}
+
+/// The executors of `--backends fleet`: each zone's declared engine. Built before the control
+/// plane's runtime starts (the Kubernetes executor owns a runtime of its own).
+fn fleet_executors(fleet_dir: &Path, args: &UpArgs) -> miette::Result<BTreeMap<String, Arc<dyn tidegate_exec::Executor>>> {
+    let (fleet, sched) = tidegate_model::load_fleet_with_scheduling(fleet_dir).map_err(|e| miette!("the fleet in {} does not load:\n{e}", fleet_dir.display()))?;
+    let mut out: BTreeMap<String, Arc<dyn tidegate_exec::Executor>> = BTreeMap::new();
+    for zone in &fleet.zones {
+        match &zone.backend {
+            tidegate_model::Backend::Local { .. } => {}
+            b @ tidegate_model::Backend::Slurm { .. } => {
+                let state = args.data_dir.join("slurm").join(&zone.name);
+                let cfg = tidegate_slurm::SlurmConfig::from_backend(b, state).ok_or_else(|| miette!("zone {}: not a Slurm backend", zone.name))?;
+                let ex = tidegate_slurm::SlurmExecutor::new(cfg).map_err(|e| miette!(help = "is Slurm installed and slurmctld running? (`sinfo`)", "zone {}: cannot use Slurm: {e}", zone.name))?;
+                out.insert(zone.name.clone(), Arc::new(ex));
+            }
+            tidegate_model::Backend::Kubernetes { context, namespace, .. } => {
+                let options = kube::config::KubeConfigOptions { context: context.clone(), ..Default::default() };
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().into_diagnostic()?;
+                let config = rt.block_on(kube::Config::from_kubeconfig(&options)).map_err(|e| {
+                    miette!(help = "set KUBECONFIG, or run with --backends local", "zone {}: no usable kubeconfig context {:?}: {e}", zone.name, context)
+                })?;
+                drop(rt);
+                let render = tidegate_render::k8s::launch_renderer(zone.clone(), sched.clone(), args.image.clone());
+                let ex = tidegate_kube::KubeExecutor::new(config, namespace, Arc::new(render)).map_err(|e| miette!("zone {}: {e}", zone.name))?;
+                out.insert(zone.name.clone(), Arc::new(ex));
+            }
+        }
+    }
+    Ok(out)
 }
