@@ -46,3 +46,24 @@ pub enum ExecError {
     #[error("job {0} is unknown to this executor")]
     Unknown(String),
 }
+
+impl ExecError {
+    /// An I/O failure on `path` while doing `what` for `job`.
+    pub fn io(job: &str, what: &'static str, path: &std::path::Path, source: std::io::Error) -> Self {
+        ExecError::Io { job: job.to_owned(), what, path: path.display().to_string(), source }
+    }
+}
+
+/// Checks a run id before it names a directory or a backend object: 1 to 64 characters of
+/// `A-Z a-z 0-9 . _ -`, not starting with `.`.
+pub fn check_run_id(job: &str) -> Result<(), ExecError> {
+    let ok = !job.is_empty()
+        && job.len() <= 64
+        && job.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && !job.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(ExecError::Invalid { job: job.to_owned(), reason: "job id must be 1-64 characters of A-Z a-z 0-9 . _ -".into() })
+    }
+}

@@ -13,7 +13,7 @@
 mod error;
 mod local;
 
-pub use error::ExecError;
+pub use error::{check_run_id, ExecError};
 pub use local::LocalExecutor;
 
 use serde::{Deserialize, Serialize};

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 
-use crate::{ExecError, Executor, Launch, RunStatus};
+use crate::{check_run_id, ExecError, Executor, Launch, RunStatus};
 
 /// The shell wrapper: runs the job's argv, then records its exit code atomically.
 const WRAPPER: &str = r#""$@" >>output.log 2>&1; code=$?; printf '%s\n' "$code" >exit.tmp && mv exit.tmp exit"#;
@@ -31,38 +31,24 @@ pub struct LocalExecutor {
     children: Mutex<HashMap<String, Child>>,
 }
 
-fn io(job: &str, what: &'static str, path: &Path, source: std::io::Error) -> ExecError {
-    ExecError::Io { job: job.to_owned(), what, path: path.display().to_string(), source }
-}
 
-fn check_id(job: &str) -> Result<(), ExecError> {
-    let ok = !job.is_empty()
-        && job.len() <= 64
-        && job.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-        && !job.starts_with('.');
-    if ok {
-        Ok(())
-    } else {
-        Err(ExecError::Invalid { job: job.to_owned(), reason: "job id must be 1-64 characters of A-Z a-z 0-9 . _ -".into() })
-    }
-}
 
 impl LocalExecutor {
     /// An executor keeping its jobs under `root` (created if missing).
     pub fn new(root: impl Into<PathBuf>) -> Result<Self, ExecError> {
         let root = root.into();
-        fs::create_dir_all(&root).map_err(|e| io("-", "creating work directory", &root, e))?;
+        fs::create_dir_all(&root).map_err(|e| ExecError::io("-", "creating work directory", &root, e))?;
         Ok(Self { root, children: Mutex::new(HashMap::new()) })
     }
 
     /// Every run this directory holds (started by this process or an earlier one), sorted.
     pub fn runs(&self) -> Result<Vec<String>, ExecError> {
-        let entries = fs::read_dir(&self.root).map_err(|e| io("-", "listing", &self.root, e))?;
+        let entries = fs::read_dir(&self.root).map_err(|e| ExecError::io("-", "listing", &self.root, e))?;
         let mut out: Vec<String> = entries
             .filter_map(Result::ok)
             .filter(|e| e.path().is_dir())
             .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|n| check_id(n).is_ok())
+            .filter(|n| check_run_id(n).is_ok())
             .collect();
         out.sort();
         Ok(out)
@@ -82,7 +68,7 @@ impl LocalExecutor {
                 .map(Some)
                 .map_err(|_| ExecError::Invalid { job: job.to_owned(), reason: format!("{} holds {s:?}, not an exit code", path.display()) }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io(job, "reading", &path, e)),
+            Err(e) => Err(ExecError::io(job, "reading", &path, e)),
         }
     }
 
@@ -91,7 +77,7 @@ impl LocalExecutor {
         match fs::read_to_string(&path) {
             Ok(s) => Ok(s.trim().parse::<u32>().ok()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io(job, "reading", &path, e)),
+            Err(e) => Err(ExecError::io(job, "reading", &path, e)),
         }
     }
 
@@ -142,17 +128,17 @@ impl Executor for LocalExecutor {
 
     fn start(&self, launch: &Launch) -> Result<bool, ExecError> {
         let job = launch.job_id.as_str();
-        check_id(job)?;
+        check_run_id(job)?;
         let dir = self.job_dir(job);
         match fs::create_dir(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
-            Err(e) => return Err(io(job, "creating job directory", &dir, e)),
+            Err(e) => return Err(ExecError::io(job, "creating job directory", &dir, e)),
         }
         let launch_path = dir.join("launch.json");
         let text = serde_json::to_vec_pretty(launch)
             .map_err(|e| ExecError::Invalid { job: job.to_owned(), reason: e.to_string() })?;
-        fs::write(&launch_path, text).map_err(|e| io(job, "writing", &launch_path, e))?;
+        fs::write(&launch_path, text).map_err(|e| ExecError::io(job, "writing", &launch_path, e))?;
         let argv: Vec<String> = if launch.command.is_empty() {
             let secs = launch.stand_in_seconds.clamp(0.0, 86_400.0);
             vec![
@@ -192,10 +178,10 @@ impl Executor for LocalExecutor {
         let child = cmd.spawn().map_err(|e| {
             // Leave a record so the job is not silently retried as "never started".
             let _ = fs::write(dir.join("exit"), "127\n");
-            io(job, "starting", &dir, e)
+            ExecError::io(job, "starting", &dir, e)
         })?;
         let pid_path = dir.join("pid");
-        fs::write(&pid_path, format!("{}\n", child.id())).map_err(|e| io(job, "writing", &pid_path, e))?;
+        fs::write(&pid_path, format!("{}\n", child.id())).map_err(|e| ExecError::io(job, "writing", &pid_path, e))?;
         tracing::info!(job, zone = %launch.zone, pool = %launch.pool, pid = child.id(), "started local job");
         if let Ok(mut children) = self.children.lock() {
             children.insert(job.to_owned(), child);
@@ -204,7 +190,7 @@ impl Executor for LocalExecutor {
     }
 
     fn poll(&self, job: &str) -> Result<RunStatus, ExecError> {
-        check_id(job)?;
+        check_run_id(job)?;
         if !self.job_dir(job).exists() {
             return Ok(RunStatus::Unknown);
         }
@@ -236,20 +222,20 @@ impl Executor for LocalExecutor {
     }
 
     fn cancel(&self, job: &str) -> Result<bool, ExecError> {
-        check_id(job)?;
+        check_run_id(job)?;
         let dir = self.job_dir(job);
         if !dir.exists() {
             return Ok(false);
         }
         let marker = dir.join("cancelled");
-        fs::write(&marker, b"").map_err(|e| io(job, "writing", &marker, e))?;
+        fs::write(&marker, b"").map_err(|e| ExecError::io(job, "writing", &marker, e))?;
         let Some(pid) = self.pid(job)? else { return Ok(false) };
         if !alive(pid) {
             return Ok(false);
         }
         // The job's shell leads its process group: signal the whole group, then give it a grace
         // period before killing whatever is left (in the background: cancel never blocks).
-        let ok = signal_group(pid, "TERM").map_err(|e| io(job, "signalling", &dir, e))?;
+        let ok = signal_group(pid, "TERM").map_err(|e| ExecError::io(job, "signalling", &dir, e))?;
         tracing::info!(job, pid, ok, "cancelled local job");
         let child = self.children.lock().ok().and_then(|mut c| c.remove(job));
         let spawned = std::thread::Builder::new().name(format!("cancel-{job}")).spawn(move || {
@@ -280,20 +266,20 @@ impl Executor for LocalExecutor {
     }
 
     fn logs(&self, job: &str, max_bytes: u64) -> Result<String, ExecError> {
-        check_id(job)?;
+        check_run_id(job)?;
         let path = self.job_dir(job).join("output.log");
         let mut f = match fs::File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return if self.job_dir(job).exists() { Ok(String::new()) } else { Err(ExecError::Unknown(job.to_owned())) };
             }
-            Err(e) => return Err(io(job, "opening", &path, e)),
+            Err(e) => return Err(ExecError::io(job, "opening", &path, e)),
         };
-        let len = f.metadata().map_err(|e| io(job, "reading", &path, e))?.len();
+        let len = f.metadata().map_err(|e| ExecError::io(job, "reading", &path, e))?.len();
         let from = len.saturating_sub(max_bytes);
-        f.seek(SeekFrom::Start(from)).map_err(|e| io(job, "reading", &path, e))?;
+        f.seek(SeekFrom::Start(from)).map_err(|e| ExecError::io(job, "reading", &path, e))?;
         let mut buf = Vec::new();
-        f.read_to_end(&mut buf).map_err(|e| io(job, "reading", &path, e))?;
+        f.read_to_end(&mut buf).map_err(|e| ExecError::io(job, "reading", &path, e))?;
         Ok(String::from_utf8_lossy(&buf).into_owned())
     }
 }

@@ -58,7 +58,11 @@ fn emit(out: &mut String, v: &Value, indent: usize) {
     let pad = " ".repeat(indent);
     match v {
         Value::Object(m) if !m.is_empty() => {
-            for (k, val) in m {
+            // Keys in sorted order whatever map type serde_json was built with (another crate in
+            // the build may switch on its insertion-ordered maps).
+            let mut entries: Vec<(&String, &Value)> = m.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            for (k, val) in entries {
                 if is_block(val) {
                     let _ = writeln!(out, "{pad}{}:", scalar(k));
                     // Sequences under a key are not indented further (the common Kubernetes style).

@@ -88,9 +88,17 @@ impl Evidence {
         match ledger.append(draft.clone(), now_ms()) {
             Ok(_) => Ok(()),
             Err(first) => match self.reopen(&ledger) {
-                Some(fresh) => fresh.append(draft, now_ms()).map(|_| ()).map_err(|e| e.to_string()),
-                None => Err(first.to_string()),
+                Some(fresh) => fresh.append(draft, now_ms()).map(|_| ()).map_err(|e| format!("{}: {e}", self.describe())),
+                None => Err(format!("{}: {first}", self.describe())),
             },
+        }
+    }
+
+    /// Where the ledger lives, for messages.
+    fn describe(&self) -> String {
+        match &self.target {
+            LedgerTarget::Files => format!("ledger in {}", self.data_dir.join("ledger").display()),
+            LedgerTarget::Postgres { schema, .. } => format!("ledger in PostgreSQL (schema {})", schema.as_deref().unwrap_or("default")),
         }
     }
 

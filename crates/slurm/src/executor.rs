@@ -37,7 +37,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tidegate_exec::{ExecError, Executor, Launch, RunStatus};
+use tidegate_exec::{check_run_id, ExecError, Executor, Launch, RunStatus};
 use tidegate_model::Backend;
 
 use crate::runner::{CmdOutput, Runner, SystemRunner};
@@ -122,34 +122,20 @@ pub struct SlurmExecutor {
     runner: Arc<dyn Runner>,
 }
 
-fn io(job: &str, what: &'static str, path: &Path, source: std::io::Error) -> ExecError {
-    ExecError::Io { job: job.to_owned(), what, path: path.display().to_string(), source }
-}
 
-fn check_id(job: &str) -> Result<(), ExecError> {
-    let ok = !job.is_empty()
-        && job.len() <= 64
-        && job.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-        && !job.starts_with('.');
-    if ok {
-        Ok(())
-    } else {
-        Err(ExecError::Invalid { job: job.to_owned(), reason: "job id must be 1-64 characters of A-Z a-z 0-9 . _ -".into() })
-    }
-}
 
 fn read_opt(job: &str, path: &Path) -> Result<Option<String>, ExecError> {
     match fs::read_to_string(path) {
         Ok(s) => Ok(Some(s.trim().to_owned())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(io(job, "reading", path, e)),
+        Err(e) => Err(ExecError::io(job, "reading", path, e)),
     }
 }
 
 fn write_atomic(job: &str, path: &Path, text: &str) -> Result<(), ExecError> {
     let tmp = path.with_extension("tmp");
-    fs::write(&tmp, text).map_err(|e| io(job, "writing", &tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| io(job, "renaming", path, e))
+    fs::write(&tmp, text).map_err(|e| ExecError::io(job, "writing", &tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| ExecError::io(job, "renaming", path, e))
 }
 
 /// Whether an sbatch message means "no capacity for this now" (fail over) rather than a refusal.
@@ -189,7 +175,7 @@ impl SlurmExecutor {
         if config.partition.trim().is_empty() {
             return Err(ExecError::Invalid { job: "-".into(), reason: "the Slurm partition is empty".into() });
         }
-        fs::create_dir_all(&config.state_dir).map_err(|e| io("-", "creating state directory", &config.state_dir, e))?;
+        fs::create_dir_all(&config.state_dir).map_err(|e| ExecError::io("-", "creating state directory", &config.state_dir, e))?;
         Ok(Self { config, runner })
     }
 
@@ -205,7 +191,7 @@ impl SlurmExecutor {
 
     /// The Slurm job id recorded for a tidegate job, if it was submitted.
     pub fn slurm_id(&self, job_id: &str) -> Result<Option<String>, ExecError> {
-        check_id(job_id)?;
+        check_run_id(job_id)?;
         read_opt(job_id, &self.job_dir(job_id).join("slurm_id"))
     }
 
@@ -217,7 +203,7 @@ impl SlurmExecutor {
     }
 
     fn run(&self, job: &str, program: &'static str, args: Vec<String>) -> Result<CmdOutput, ExecError> {
-        self.runner.run(program, &args).map_err(|e| io(job, "running", Path::new(program), e))
+        self.runner.run(program, &args).map_err(|e| ExecError::io(job, "running", Path::new(program), e))
     }
 
     /// Looks a job up in `squeue` by its tidegate comment (and name when known).
@@ -229,7 +215,7 @@ impl SlurmExecutor {
         }
         let out = self.run(job, "squeue", args)?;
         if !out.success() {
-            return Err(io(job, "listing jobs with", Path::new("squeue"), std::io::Error::other(out.message())));
+            return Err(ExecError::io(job, "listing jobs with", Path::new("squeue"), std::io::Error::other(out.message())));
         }
         let want = comment(job);
         Ok(out.stdout.lines().filter_map(|l| l.trim().split_once('|')).find(|(_, c)| c.trim() == want).map(|(id, _)| id.trim().to_owned()))
@@ -272,7 +258,7 @@ impl SlurmExecutor {
                 return Ok(map_state(id, state, rec.get("ExitCode"), rec.get("Reason")));
             }
         } else if !is_unknown_job(&out.message()) {
-            return Err(io(job, "asking Slurm about", Path::new("scontrol"), std::io::Error::other(out.message())));
+            return Err(ExecError::io(job, "asking Slurm about", Path::new("scontrol"), std::io::Error::other(out.message())));
         }
         // Slurm has forgotten the job: its completion record, then the job's own exit file.
         let mut args = self.cluster_args();
@@ -302,19 +288,19 @@ impl Executor for SlurmExecutor {
 
     fn start(&self, launch: &Launch) -> Result<bool, ExecError> {
         let job = launch.job_id.as_str();
-        check_id(job)?;
+        check_run_id(job)?;
         let dir = self.job_dir(job);
         let script = self.config.batch_script(launch)?;
         let existed = dir.exists();
-        fs::create_dir_all(&dir).map_err(|e| io(job, "creating job directory", &dir, e))?;
+        fs::create_dir_all(&dir).map_err(|e| ExecError::io(job, "creating job directory", &dir, e))?;
         let lock_path = dir.join("lock");
         let lock = fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&lock_path)
-            .map_err(|e| io(job, "opening", &lock_path, e))?;
-        lock.lock().map_err(|e| io(job, "locking", &lock_path, e))?;
+            .map_err(|e| ExecError::io(job, "opening", &lock_path, e))?;
+        lock.lock().map_err(|e| ExecError::io(job, "locking", &lock_path, e))?;
         if self.resolve_id(job)?.is_some() {
             return Ok(false);
         }
@@ -332,14 +318,14 @@ impl Executor for SlurmExecutor {
         let script_path = dir.join("job.sh");
         write_atomic(job, &script_path, &script)?;
         let marker = dir.join("submitting");
-        fs::write(&marker, b"").map_err(|e| io(job, "writing", &marker, e))?;
+        fs::write(&marker, b"").map_err(|e| ExecError::io(job, "writing", &marker, e))?;
         let mut args = vec!["--parsable".to_owned()];
         args.push(script_path.display().to_string());
         let out = match self.runner.run("sbatch", &args) {
             Ok(o) => o,
             Err(e) => {
                 let _ = fs::remove_file(&marker);
-                return Err(io(job, "running", Path::new("sbatch"), e));
+                return Err(ExecError::io(job, "running", Path::new("sbatch"), e));
             }
         };
         if out.timed_out {
@@ -367,7 +353,7 @@ impl Executor for SlurmExecutor {
     }
 
     fn poll(&self, job: &str) -> Result<RunStatus, ExecError> {
-        check_id(job)?;
+        check_run_id(job)?;
         let dir = self.job_dir(job);
         if !dir.exists() {
             return Ok(RunStatus::Unknown);
@@ -394,7 +380,7 @@ impl Executor for SlurmExecutor {
     }
 
     fn cancel(&self, job: &str) -> Result<bool, ExecError> {
-        check_id(job)?;
+        check_run_id(job)?;
         let dir = self.job_dir(job);
         if !dir.exists() {
             return Ok(false);
@@ -404,7 +390,7 @@ impl Executor for SlurmExecutor {
             return Ok(false);
         }
         let marker = dir.join("cancelled");
-        fs::write(&marker, b"").map_err(|e| io(job, "writing", &marker, e))?;
+        fs::write(&marker, b"").map_err(|e| ExecError::io(job, "writing", &marker, e))?;
         let mut args = self.cluster_args();
         args.push(id.clone());
         let out = self.run(job, "scancel", args)?;
@@ -416,23 +402,23 @@ impl Executor for SlurmExecutor {
         if is_unknown_job(&msg) || msg.to_ascii_lowercase().contains("already completing or completed") {
             return Ok(false);
         }
-        Err(io(job, "cancelling with", Path::new("scancel"), std::io::Error::other(msg)))
+        Err(ExecError::io(job, "cancelling with", Path::new("scancel"), std::io::Error::other(msg)))
     }
 
     fn logs(&self, job: &str, max_bytes: u64) -> Result<String, ExecError> {
-        check_id(job)?;
+        check_run_id(job)?;
         let path = self.job_dir(job).join("output.log");
         let mut f = match fs::File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return if self.job_dir(job).exists() { Ok(String::new()) } else { Err(ExecError::Unknown(job.to_owned())) };
             }
-            Err(e) => return Err(io(job, "opening", &path, e)),
+            Err(e) => return Err(ExecError::io(job, "opening", &path, e)),
         };
-        let len = f.metadata().map_err(|e| io(job, "reading", &path, e))?.len();
-        f.seek(SeekFrom::Start(len.saturating_sub(max_bytes))).map_err(|e| io(job, "reading", &path, e))?;
+        let len = f.metadata().map_err(|e| ExecError::io(job, "reading", &path, e))?.len();
+        f.seek(SeekFrom::Start(len.saturating_sub(max_bytes))).map_err(|e| ExecError::io(job, "reading", &path, e))?;
         let mut buf = Vec::new();
-        f.read_to_end(&mut buf).map_err(|e| io(job, "reading", &path, e))?;
+        f.read_to_end(&mut buf).map_err(|e| ExecError::io(job, "reading", &path, e))?;
         Ok(String::from_utf8_lossy(&buf).into_owned())
     }
 }
