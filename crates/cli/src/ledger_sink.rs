@@ -164,6 +164,12 @@ pub fn entry_for(event: &ArtifactEvent, kind: Option<ArtifactKind>) -> Result<En
                 subjects,
             )
         }
+        // A checkpoint destroyed by crypto-shredding is recorded as what it is.
+        ArtifactEvent::Shred { .. } if kind == Some(ArtifactKind::Checkpoint) => (
+            service,
+            Action::CheckpointDestroyed { checkpoint: artifact, method: Ident::new("crypto-shred")? },
+            vec![subject],
+        ),
         ArtifactEvent::Shred { .. } => (service, Action::ArtifactShredded { artifact }, vec![subject]),
     };
     subjects.dedup();
@@ -177,6 +183,15 @@ mod tests {
 
     fn d() -> tidegate_artifacts::Digest {
         tidegate_artifacts::Digest::of(b"weights")
+    }
+
+    #[test]
+    fn shredding_a_checkpoint_is_recorded_as_its_destruction() {
+        let e = ArtifactEvent::Shred { digest: d() };
+        let text = String::from_utf8(entry_for(&e, Some(ArtifactKind::Checkpoint)).unwrap().into_entry(0, 1).encode().unwrap()).unwrap();
+        assert!(text.contains(r#""type":"checkpoint.destroyed""#) && text.contains(r#""method":"crypto-shred""#), "{text}");
+        let text = String::from_utf8(entry_for(&e, Some(ArtifactKind::Model)).unwrap().into_entry(0, 1).encode().unwrap()).unwrap();
+        assert!(text.contains(r#""type":"artifact.shredded""#), "{text}");
     }
 
     #[test]

@@ -33,8 +33,8 @@ const MAX_MANIFEST: usize = 256 * 1024;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "tidegate control plane", description = "Policy-aware placement of GPU jobs across private, public and edge zones."),
-    paths(health, openapi_doc, submit_job, list_jobs, get_job, job_logs, cancel_job, list_zones, set_zone_condition, agent_sync, metrics, mint_token),
-    components(schemas(SyncRequest, SyncReport, SyncResponse, ErrorBody, SubmitRequest, SubmitResponse, JobView, EventView, JobDetail, JobList, LogsView, ZoneView, PoolView, ConditionRequest, TokenRequest, TokenResponse, Health)),
+    paths(health, openapi_doc, submit_job, list_jobs, get_job, job_logs, cancel_job, approve_job, list_zones, set_zone_condition, agent_sync, metrics, mint_token),
+    components(schemas(ApproveRequest, SyncRequest, SyncReport, SyncResponse, ErrorBody, SubmitRequest, SubmitResponse, JobView, EventView, JobDetail, JobList, LogsView, ZoneView, PoolView, ConditionRequest, TokenRequest, TokenResponse, Health)),
     modifiers(&BearerScheme)
 )]
 pub struct ApiDoc;
@@ -67,6 +67,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/jobs/{id}", get(get_job))
         .route("/v1/jobs/{id}/logs", get(job_logs))
         .route("/v1/jobs/{id}/cancel", post(cancel_job))
+        .route("/v1/jobs/{id}/approve", post(approve_job))
         .route("/v1/zones", get(list_zones))
         .route("/v1/zones/{zone}/condition", post(set_zone_condition))
         .route("/v1/agents/{zone}/sync", post(agent_sync))
@@ -289,6 +290,14 @@ pub struct ConditionRequest {
     pub throttled: bool,
     /// Why, for the record.
     pub reason: Option<String>,
+}
+
+/// An approval of a job.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveRequest {
+    /// What is approved: `run`, `burst` or `export`.
+    pub scope: String,
 }
 
 /// An agent's sync: who it is and what its runs are doing.
@@ -579,6 +588,48 @@ async fn cancel_job(State(st): State<Arc<AppState>>, headers: HeaderMap, UrlPath
     Ok(Json(JobView::from(&rec)))
 }
 
+/// Approve a job (approver of the job's team): recorded in the evidence ledger with the
+/// approver as actor, and as a job event.
+#[utoipa::path(post, path = "/v1/jobs/{id}/approve", request_body = ApproveRequest, params(("id" = String, Path, description = "Job id")),
+    responses((status = 200, body = JobDetail), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("bearer" = ["approve"])))]
+async fn approve_job(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+    req: Result<Json<ApproveRequest>, JsonRejection>,
+) -> Result<Json<JobDetail>, ApiError> {
+    let caller = st.auth.authenticate(&headers)?;
+    let req = body(req)?;
+    let rec = load_job(&st, &id).await?;
+    st.auth.authorize(&caller, Action::Approve, &rec.team)?;
+    if !matches!(req.scope.as_str(), "run" | "burst" | "export") {
+        return Err(ApiError::invalid("scope", format!("`{}` is not one of run, burst, export", req.scope)));
+    }
+    let shared = st.shared.clone();
+    let approver = caller.subject().to_owned();
+    let events = blocking(move || {
+        shared
+            .evidence
+            .approved(&rec.id, &approver, &req.scope)
+            .map_err(|e| ApiError::unavailable(format!("the approval was not recorded: the evidence ledger cannot record it: {e}")))?;
+        shared.store.append_event(
+            &rec.id,
+            tidegate_store::EventDraft {
+                kind: "approved".into(),
+                reason: Some(format!("{} approved by {approver}", req.scope)),
+                details: serde_json::json!({"scope": req.scope, "approver": approver}),
+                at: Timestamp::now(),
+            },
+        )?;
+        let events = shared.store.events(&rec.id)?;
+        Ok((rec, events))
+    })
+    .await?;
+    let (rec, events) = events;
+    Ok(Json(JobDetail { job: JobView::from(&rec), events: events.iter().map(EventView::from).collect() }))
+}
+
 /// Zones, their pools, and how many jobs wait and run in each.
 #[utoipa::path(get, path = "/v1/zones",
     responses((status = 200, body = [ZoneView]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
@@ -696,5 +747,16 @@ async fn mint_token(
     let role = Role::parse(&req.role).map_err(|e| ApiError::invalid("role", e.to_string()))?;
     let minutes = req.minutes.unwrap_or(60);
     let token = st.auth.mint(&req.subject, role, &req.team, minutes).map_err(|e| if e.code == "invalid_request" { e.field("minutes") } else { e })?;
+    // Recorded before the token is handed out: a token the ledger cannot record is not issued.
+    let (token_id, expires) = st.auth.token_id(&token)?;
+    let shared = st.shared.clone();
+    let (issuer, role_name, team) = (caller.subject().to_owned(), role.as_str().to_owned(), req.team.clone());
+    blocking(move || {
+        shared
+            .evidence
+            .token_issued(&issuer, &token_id, expires, &role_name, &team)
+            .map_err(|e| ApiError::unavailable(format!("the token was not issued: the evidence ledger cannot record it: {e}")))
+    })
+    .await?;
     Ok((StatusCode::CREATED, Json(TokenResponse { token, minutes })).into_response())
 }

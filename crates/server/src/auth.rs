@@ -196,6 +196,12 @@ impl Auth {
     pub fn mint(&self, subject: &str, role: Role, team: &str, minutes: u32) -> Result<String, ApiError> {
         mint(&self.keys, subject, role, team, minutes, self.now()).map_err(ApiError::from)
     }
+
+    /// A token's id (its revocation id) and expiry, for the evidence ledger.
+    pub fn token_id(&self, token: &str) -> Result<(String, u64), ApiError> {
+        let claims = self.verifier()?.inspect(token, self.now()).map_err(ApiError::from)?;
+        Ok((claims.revocation_id, claims.expires_at))
+    }
 }
 
 /// Mints a user token from the key store (creating the first root key if there is none).

@@ -84,6 +84,10 @@ impl Evidence {
     /// is refused.
     fn append(&self, action: Action, subjects: Vec<Subject>) -> Result<(), String> {
         let draft = EntryDraft::new(ident(ACTOR)?, action, subjects).map_err(|e| e.to_string())?;
+        self.append_draft(draft)
+    }
+
+    fn append_draft(&self, draft: EntryDraft) -> Result<(), String> {
         let ledger = self.current();
         match ledger.append(draft.clone(), now_ms()) {
             Ok(_) => Ok(()),
@@ -173,6 +177,21 @@ impl Evidence {
             Action::JobBurst { zone: ident(zone)?, pool: ident(pool)?, justification: doc },
             vec![subject(SubjectKind::Job, id.as_str())?, subject(SubjectKind::Zone, zone)?],
         )
+    }
+
+    /// A user token was issued (its id and what it grants; never the token).
+    pub fn token_issued(&self, issuer: &str, token_id: &str, expires_s: u64, role: &str, team: &str) -> Result<(), String> {
+        let scope = vec![ident(&format!("role:{role}"))?, ident(&format!("team:{team}"))?];
+        let action = Action::TokenIssued { token_id: ident(token_id)?, expires_ms: expires_s.saturating_mul(1000), scope };
+        let draft = EntryDraft::new(ident(issuer)?, action, vec![subject(SubjectKind::Token, token_id)?]).map_err(|e| e.to_string())?;
+        self.append_draft(draft)
+    }
+
+    /// A person approved a job for `scope` (`run`, `burst`, `export`); the approver is the actor.
+    pub fn approved(&self, id: &JobId, approver: &str, scope: &str) -> Result<(), String> {
+        let draft = EntryDraft::new(ident(approver)?, Action::JobApproved { scope: ident(scope)? }, vec![subject(SubjectKind::Job, id.as_str())?])
+            .map_err(|e| e.to_string())?;
+        self.append_draft(draft)
     }
 
     /// Publishes a signed checkpoint over everything recorded so far.

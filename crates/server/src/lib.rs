@@ -220,6 +220,9 @@ pub async fn start(cfg: ServerConfig, clock: Clock) -> Result<Server, StartError
         };
         executors.insert(z.name.clone(), Arc::new(LocalExecutor::new(dir)?));
     }
+    // The admin token written above is a point of action too.
+    let (admin_id, admin_expires) = auth.token_id(&admin).map_err(|e| keys_err(e.message))?;
+    evidence.token_issued("tidegate-control-plane", &admin_id, admin_expires, "admin", "admin").map_err(StartError::Ledger)?;
     let shared = Arc::new(Shared {
         agent_zones: cfg.agent_zones.clone(),
         store,

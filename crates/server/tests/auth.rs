@@ -12,7 +12,7 @@ use tidegate_identity::Role;
 /// Roles whose tokens may not perform `action` for any team.
 fn wrong_role(action: &str) -> Option<Role> {
     match action {
-        "submit" | "cancel" | "agent" => Some(Role::Auditor),
+        "submit" | "cancel" | "agent" | "approve" => Some(Role::Auditor),
         "observe" | "administer" => Some(Role::Submitter),
         "read" => None, // every team role may read its own team's jobs: only the team can be wrong
         "any" => None,
@@ -27,12 +27,13 @@ fn right_role(action: &str) -> Role {
         "read" | "any" => Role::Approver,
         "observe" => Role::Auditor,
         "agent" => Role::Agent,
+        "approve" => Role::Approver,
         _ => Role::Admin,
     }
 }
 
 fn team_scoped(action: &str) -> bool {
-    matches!(action, "submit" | "cancel" | "read" | "agent")
+    matches!(action, "submit" | "cancel" | "read" | "agent" | "approve")
 }
 
 #[test]
@@ -73,6 +74,7 @@ fn every_route_but_health_needs_a_valid_token_of_the_right_role_and_team() {
                 ("POST", "/v1/tokens") => Some(json!({"subject": "x", "role": "submitter", "team": "icu-ml"})),
                 ("POST", "/v1/zones/{zone}/condition") => Some(json!({"health": "healthy"})),
                 ("POST", "/v1/agents/{zone}/sync") => Some(json!({"agent": "a1", "runs": []})),
+                ("POST", "/v1/jobs/{id}/approve") => Some(json!({"scope": "burst"})),
                 ("POST", _) => Some(json!({})),
                 _ => None,
             };
@@ -106,7 +108,7 @@ fn every_route_but_health_needs_a_valid_token_of_the_right_role_and_team() {
             checked += 1;
         }
     }
-    assert!(checked >= 11, "only {checked} routes checked");
+    assert!(checked >= 12, "only {checked} routes checked");
     let _ = id;
 }
 

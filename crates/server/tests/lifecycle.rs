@@ -219,3 +219,31 @@ fn sigterm_style_shutdown_drains_and_a_restart_finds_running_jobs() {
     let logs = ts.get(&format!("/v1/jobs/{id}/logs"), &sub);
     assert_eq!(logs.body["logs"].as_str().unwrap().matches("survived").count(), 1, "{}", logs.text);
 }
+
+#[test]
+fn approvals_and_issued_tokens_are_recorded_in_the_ledger() {
+    let mut ts = TestServer::start(16);
+    let sub = ts.token(Role::Submitter, "icu-ml");
+    let r = ts.submit(&sub, &manifest("needs-approval", "icu-ml", 8, Some("true")), None);
+    let id = r.body["job"]["id"].as_str().unwrap().to_owned();
+    let approver = ts.token(Role::Approver, "icu-ml");
+    let r = ts.post(&format!("/v1/jobs/{id}/approve"), &approver, &json!({"scope": "burst"}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(states(&r.body).contains(&"approved".to_owned()), "{}", r.text);
+    let r = ts.post(&format!("/v1/jobs/{id}/approve"), &approver, &json!({"scope": "everything"}));
+    assert_eq!((r.status, r.body["error"]["field"].as_str()), (400, Some("scope")), "{}", r.text);
+    let minted = ts.post("/v1/tokens", &ts.admin.clone(), &json!({"subject": "dana", "role": "auditor", "team": "icu-ml", "minutes": 30}));
+    assert_eq!(minted.status, 201, "{}", minted.text);
+    ts.stop();
+    let contents = tidegate_ledger::ledger::read_log(&ts.dir.path().join("ledger"), true).unwrap();
+    let entries: Vec<Value> = contents.entries.iter().map(|b| serde_json::from_slice(b).unwrap()).collect();
+    let of = |t: &str| entries.iter().filter(|e| e["action"]["type"] == t).cloned().collect::<Vec<_>>();
+    let approvals = of("job.approved");
+    assert_eq!(approvals.len(), 1);
+    assert_eq!(approvals[0]["action"]["scope"], "burst");
+    assert_eq!(approvals[0]["actor"], "tester", "the approver is the actor");
+    let tokens = of("token.issued");
+    assert_eq!(tokens.len(), 2, "the admin token at start and the minted one: {tokens:?}");
+    assert!(tokens.iter().any(|t| t["action"]["scope"].as_array().unwrap().iter().any(|s| s == "role:auditor")));
+    assert!(!serde_json::to_string(&entries).unwrap().contains(minted.body["token"].as_str().unwrap()), "never the token itself");
+}
