@@ -5,41 +5,17 @@
 //! the public zone's agent.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{call, repo, wait_for, Proc};
 use serde_json::{json, Value};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
-struct Proc(Child);
 
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
-fn agent() -> ureq::Agent {
-    let config = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(30))).build();
-    ureq::Agent::new_with_config(config)
-}
-
-fn call(method: &str, url: &str, token: &str, body: Option<Value>) -> (u16, Value) {
-    let a = agent();
-    let resp = if method == "GET" {
-        a.get(url).header("Authorization", format!("Bearer {token}")).call()
-    } else {
-        a.post(url).header("Authorization", format!("Bearer {token}")).send_json(body.unwrap_or(json!({})))
-    };
-    let mut r = resp.unwrap();
-    let status = r.status().as_u16();
-    (status, r.body_mut().read_json().unwrap_or(Value::Null))
-}
 
 fn job(name: &str, zone_label: &str, dataset: &str, command: &str) -> String {
     format!(
@@ -66,13 +42,6 @@ spec:
     )
 }
 
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 #[test]
 fn an_agent_runs_its_zone_survives_a_cut_link_and_never_runs_a_job_twice() {

@@ -6,15 +6,14 @@
 //! private side degraded. Needs root and `ip` (iproute2): runs for real under CI, skips elsewhere.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{call, repo, wait_for, Proc};
 use serde_json::{json, Value};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn sh(args: &[&str]) -> bool {
     Command::new(args[0]).args(&args[1..]).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
@@ -62,34 +61,8 @@ impl Drop for Zone {
     }
 }
 
-struct Proc(Child);
 
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
-fn call(method: &str, url: &str, token: &str, body: Option<Value>) -> (u16, Value) {
-    let config = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(30))).build();
-    let a = ureq::Agent::new_with_config(config);
-    let resp = if method == "GET" {
-        a.get(url).header("Authorization", format!("Bearer {token}")).call()
-    } else {
-        a.post(url).header("Authorization", format!("Bearer {token}")).send_json(body.unwrap_or(json!({})))
-    };
-    let mut r = resp.unwrap();
-    (r.status().as_u16(), r.body_mut().read_json().unwrap_or(Value::Null))
-}
-
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 fn job(name: &str, zone: &str, dataset: &str, command: &str) -> String {
     format!(

@@ -3,15 +3,16 @@
 //! started by scripts/test.sh (TIDEGATE_TEST_SLURM=1; required under CI=true).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+
+use common::{repo, Proc};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn slurm_ready() -> bool {
     if std::env::var("TIDEGATE_TEST_SLURM").as_deref() == Ok("1") {
@@ -24,14 +25,6 @@ fn slurm_ready() -> bool {
     false
 }
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// The example fleet with every zone but the Slurm one run locally (no Kubernetes here).
 fn fleet(dir: &Path) -> PathBuf {
