@@ -10,36 +10,15 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{call, repo, wait_for, Proc};
+use common::{call, repo, wait_for, zone_job, Proc};
 use serde_json::{json, Value};
 
 
 
 
 
-fn job(name: &str, zone_label: &str, dataset: &str, command: &str) -> String {
-    format!(
-        "apiVersion: tidegate.io/v1
-kind: Job
-metadata:
-  name: {name}
-  team: icu-ml
-  labels:
-    burst_eligible: true
-    allowed_execution_zone: {zone_label}
-spec:
-  kind: hpo-sweep
-  inputs:
-    - dataset: {dataset}
-  resources:
-    gpus: 8
-    gpu_types: [H100, H200]
-    expected_hours: 1
-  budget_class: research
-  justification: agent drill
-  command: [sh, -c, '{command}']
-"
-    )
+fn job(name: &str, zone: &str, dataset: &str, command: &str) -> String {
+    zone_job(name, zone, dataset, "research", command)
 }
 
 

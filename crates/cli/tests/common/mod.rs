@@ -50,3 +50,30 @@ pub fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A burst-eligible 8-GPU sweep for team icu-ml confined by `allowed_execution_zone`, in budget
+/// class `class`, running `command` (shell text).
+pub fn zone_job(name: &str, zone: &str, dataset: &str, class: &str, command: &str) -> String {
+    format!(
+        "apiVersion: tidegate.io/v1
+kind: Job
+metadata:
+  name: {name}
+  team: icu-ml
+  labels:
+    burst_eligible: true
+    allowed_execution_zone: {zone}
+spec:
+  kind: hpo-sweep
+  inputs:
+    - dataset: {dataset}
+  resources:
+    gpus: 8
+    gpu_types: [H100, H200]
+    expected_hours: 1
+  budget_class: {class}
+  justification: {class} drill
+  command: [sh, -c, '{command}']
+"
+    )
+}
