@@ -27,6 +27,7 @@ pub mod gates;
 pub mod intoto;
 mod kind;
 pub mod kms;
+pub mod ledger_sink;
 pub mod lineage;
 pub mod signing;
 mod store;

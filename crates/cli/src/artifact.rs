@@ -17,7 +17,7 @@ use std::sync::Arc;
 use tidegate_ledger::{Ledger, LedgerOptions};
 
 use crate::clock::now;
-use crate::ledger_sink::LedgerSink;
+use tidegate_artifacts::ledger_sink::LedgerSink;
 
 /// Artifact store commands.
 #[derive(Debug, Subcommand)]
@@ -286,7 +286,7 @@ pub fn run(data_dir: &Path, cmd: ArtifactCmd) -> miette::Result<()> {
             data_dir.display()
         )
     })?);
-    let sink = LedgerSink::new(data_dir, Arc::clone(&ledger), now).map_err(err)?;
+    let sink = LedgerSink::new(data_dir, Arc::clone(&ledger) as Arc<dyn tidegate_artifacts::ledger_sink::EntryWriter>, now).map_err(err)?;
     let store = store.with_event_sink(Box::new(sink));
     let result = run_on(data_dir, &store, cmd, now);
     drop(store);

@@ -14,7 +14,6 @@ mod demo;
 mod evidence;
 mod fleet_cmds;
 mod jobs;
-mod ledger_sink;
 mod lineage;
 mod output;
 mod record;

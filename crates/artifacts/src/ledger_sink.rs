@@ -6,10 +6,33 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use tidegate_artifacts::events::{ArtifactEvent, EventSink, JsonlSink};
-use tidegate_artifacts::{intoto, ArtifactError, ArtifactKind, ArtifactStore};
 use tidegate_ledger::entry::{EntryError, MAX_LIST};
-use tidegate_ledger::{Action, Digest, EntryDraft, Ident, Ledger, Subject, SubjectKind};
+use tidegate_ledger::{Action, AnyLedger, Digest, EntryDraft, Ident, Ledger, Subject, SubjectKind};
+
+use crate::events::{ArtifactEvent, EventSink, JsonlSink};
+use crate::{intoto, ArtifactError, ArtifactKind, ArtifactStore};
+
+/// Something that appends ledger entries durably: a file ledger, either backend, or the control
+/// plane's evidence handle (which reopens a stopped ledger).
+pub trait EntryWriter: Send + Sync {
+    /// Appends `draft` stamped `ts_ms`; returns once it is durable.
+    ///
+    /// # Errors
+    /// Why the entry could not be written (the action it records is then refused).
+    fn write_entry(&self, draft: EntryDraft, ts_ms: u64) -> Result<(), String>;
+}
+
+impl EntryWriter for Ledger {
+    fn write_entry(&self, draft: EntryDraft, ts_ms: u64) -> Result<(), String> {
+        self.append(draft, ts_ms).map(|_| ()).map_err(|e| e.to_string())
+    }
+}
+
+impl EntryWriter for AnyLedger {
+    fn write_entry(&self, draft: EntryDraft, ts_ms: u64) -> Result<(), String> {
+        self.append(draft, ts_ms).map(|_| ()).map_err(|e| e.to_string())
+    }
+}
 
 /// The actor of entries with no person behind them (stores, refusals).
 pub const ACTOR: &str = "tidegate-artifacts";
@@ -18,7 +41,7 @@ const ATTESTATION_PREFIX: &str = "https://tidegate.dev/attestations/";
 
 /// Appends artifact events to the evidence ledger, then to the JSON-lines file.
 pub struct LedgerSink {
-    ledger: Arc<Ledger>,
+    ledger: Arc<dyn EntryWriter>,
     lookup: ArtifactStore,
     jsonl: JsonlSink,
     ts_ms: u64,
@@ -30,7 +53,7 @@ impl LedgerSink {
     ///
     /// # Errors
     /// When the store cannot be opened for looking artifact kinds up.
-    pub fn new(data_dir: &Path, ledger: Arc<Ledger>, now: u64) -> Result<Self, ArtifactError> {
+    pub fn new(data_dir: &Path, ledger: Arc<dyn EntryWriter>, now: u64) -> Result<Self, ArtifactError> {
         Ok(Self {
             ledger,
             lookup: ArtifactStore::open(data_dir)?,
@@ -49,13 +72,13 @@ impl EventSink for LedgerSink {
         };
         let draft = entry_for(event, kind).map_err(|e| ArtifactError::Evidence(e.to_string()))?;
         self.ledger
-            .append(draft, self.ts_ms)
+            .write_entry(draft, self.ts_ms)
             .map_err(|e| ArtifactError::Evidence(format!("the evidence ledger refused the entry: {e}")))?;
         self.jsonl.record(event)
     }
 }
 
-fn event_digest(event: &ArtifactEvent) -> &tidegate_artifacts::Digest {
+fn event_digest(event: &ArtifactEvent) -> &crate::Digest {
     match event {
         ArtifactEvent::Put { digest, .. }
         | ArtifactEvent::Attest { digest, .. }
@@ -181,8 +204,8 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    fn d() -> tidegate_artifacts::Digest {
-        tidegate_artifacts::Digest::of(b"weights")
+    fn d() -> crate::Digest {
+        crate::Digest::of(b"weights")
     }
 
     #[test]
@@ -214,7 +237,7 @@ mod tests {
     fn attestations_are_signed_or_attested_by_predicate() {
         let att = |p: &str| ArtifactEvent::Attest {
             digest: d(),
-            envelope: tidegate_artifacts::Digest::of(b"env"),
+            envelope: crate::Digest::of(b"env"),
             predicate_type: p.into(),
             keyids: vec!["ed25519:0011223344556677".into()],
         };
