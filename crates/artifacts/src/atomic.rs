@@ -7,7 +7,7 @@ use std::path::Path;
 use crate::ArtifactError;
 
 /// Writes `bytes` to `path` atomically: readers see the old content or the new, never a part.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ArtifactError> {
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ArtifactError> {
     write_atomic_mode(path, bytes, false)
 }
 
@@ -53,7 +53,7 @@ fn write_atomic_mode(path: &Path, bytes: &[u8], secret: bool) -> Result<(), Arti
 }
 
 /// Appends one line to an append-only JSON-lines file and fsyncs it.
-pub(crate) fn append_line(path: &Path, line: &str) -> Result<(), ArtifactError> {
+pub fn append_line(path: &Path, line: &str) -> Result<(), ArtifactError> {
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).map_err(|e| ArtifactError::io(dir, e))?;
     }
@@ -69,10 +69,14 @@ pub(crate) fn append_line(path: &Path, line: &str) -> Result<(), ArtifactError> 
     f.sync_all().map_err(|e| ArtifactError::io(path, e))
 }
 
-/// Reads a JSON-lines file; a missing file is empty. Blank lines are skipped.
-pub(crate) fn read_lines(path: &Path) -> Result<Vec<String>, ArtifactError> {
+/// Reads a JSON-lines file; a missing file is empty. Blank lines are skipped, and so is a last
+/// line without its newline: [`append_line`] acknowledges only after the newline is fsynced, so
+/// such a line is the torn tail of an append that never returned.
+pub fn read_lines(path: &Path) -> Result<Vec<String>, ArtifactError> {
     match fs::read_to_string(path) {
         Ok(text) => Ok(text
+            .get(..text.rfind('\n').map_or(0, |i| i + 1))
+            .unwrap_or_default()
             .lines()
             .filter(|l| !l.trim().is_empty())
             .map(str::to_owned)
@@ -83,6 +87,6 @@ pub(crate) fn read_lines(path: &Path) -> Result<Vec<String>, ArtifactError> {
 }
 
 /// Writes a secret file readable only by its owner (mode 0600 on Unix).
-pub(crate) fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), ArtifactError> {
+pub fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), ArtifactError> {
     write_atomic_mode(path, bytes, true)
 }

@@ -100,6 +100,60 @@ pub enum ArtifactEvent {
         /// The artifact.
         digest: Digest,
     },
+    /// A dataset version is about to be registered.
+    DatasetRegistered {
+        /// `name@version`.
+        dataset: String,
+        /// Digest of its snapshot manifest.
+        snapshot: Digest,
+        /// Classification level name.
+        level: String,
+        /// Zone holding it.
+        zone: String,
+        /// The sanitizer report that earned its classification, when derived.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        report: Option<Digest>,
+        /// When (Unix seconds).
+        at: u64,
+    },
+    /// A dataset version (or a projection of it) is about to be copied into another zone.
+    DatasetCopied {
+        /// `name@version`.
+        dataset: String,
+        /// Source zone.
+        from_zone: String,
+        /// Destination zone.
+        to_zone: String,
+        /// `raw`, `sanitized` or `encrypted`.
+        form: String,
+        /// Digest of the bytes that move.
+        content: Digest,
+        /// How many bytes move.
+        bytes: u64,
+        /// The sanitizer report behind a sanitized copy.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        report: Option<Digest>,
+        /// When (Unix seconds).
+        at: u64,
+    },
+    /// A released model is about to be deployed to an edge site.
+    DeployedEdge {
+        /// The artifact.
+        digest: Digest,
+        /// The edge site (zone).
+        site: String,
+        /// When (Unix seconds).
+        at: u64,
+    },
+    /// A checkpoint is about to be archived in a zone's store.
+    CheckpointArchived {
+        /// The checkpoint.
+        digest: Digest,
+        /// Zone holding the archive.
+        zone: String,
+        /// When (Unix seconds).
+        at: u64,
+    },
 }
 
 /// Where evidence events go.

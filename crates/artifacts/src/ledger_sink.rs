@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use tidegate_ledger::entry::{EntryError, MAX_LIST};
-use tidegate_ledger::{Action, AnyLedger, Digest, EntryDraft, Ident, Ledger, Subject, SubjectKind};
+use tidegate_ledger::{Action, AnyLedger, DataForm, Digest, EntryDraft, Ident, Ledger, Subject, SubjectKind};
 
 use crate::events::{ArtifactEvent, EventSink, JsonlSink};
 use crate::{intoto, ArtifactError, ArtifactKind, ArtifactStore};
@@ -86,7 +86,11 @@ fn event_digest(event: &ArtifactEvent) -> &crate::Digest {
         | ArtifactEvent::PromotionRefused { digest, .. }
         | ArtifactEvent::TokenUse { digest, .. }
         | ArtifactEvent::TokenRefused { digest, .. }
-        | ArtifactEvent::Shred { digest } => digest,
+        | ArtifactEvent::Shred { digest }
+        | ArtifactEvent::DeployedEdge { digest, .. }
+        | ArtifactEvent::CheckpointArchived { digest, .. } => digest,
+        ArtifactEvent::DatasetRegistered { snapshot, .. } => snapshot,
+        ArtifactEvent::DatasetCopied { content, .. } => content,
     }
 }
 
@@ -194,6 +198,52 @@ pub fn entry_for(event: &ArtifactEvent, kind: Option<ArtifactKind>) -> Result<En
             vec![subject],
         ),
         ArtifactEvent::Shred { .. } => (service, Action::ArtifactShredded { artifact }, vec![subject]),
+        ArtifactEvent::DeployedEdge { site, .. } => {
+            let site = Ident::new(site.as_str())?;
+            let subjects = vec![subject, Subject { kind: SubjectKind::Zone, id: site.clone() }];
+            (service, Action::ArtifactDeployedEdge { artifact, site }, subjects)
+        }
+        ArtifactEvent::CheckpointArchived { zone, .. } => {
+            let zone = Ident::new(zone.as_str())?;
+            let subjects = vec![
+                Subject::new(SubjectKind::Checkpoint, artifact.as_str())?,
+                Subject { kind: SubjectKind::Zone, id: zone.clone() },
+            ];
+            (service, Action::CheckpointArchived { checkpoint: artifact, zone }, subjects)
+        }
+        ArtifactEvent::DatasetRegistered { dataset, level, zone, report, .. } => {
+            let version = Ident::new(dataset.as_str())?;
+            let zone = Ident::new(zone.as_str())?;
+            let report = report.as_ref().map(|r| Digest::parse(r.to_string())).transpose()?;
+            let subjects = vec![
+                Subject { kind: SubjectKind::Dataset, id: version.clone() },
+                Subject { kind: SubjectKind::Zone, id: zone.clone() },
+            ];
+            let action =
+                Action::DatasetRegistered { version, snapshot: artifact, level: Ident::new(level.as_str())?, zone, report };
+            (service, action, subjects)
+        }
+        ArtifactEvent::DatasetCopied { dataset, from_zone, to_zone, form, bytes, report, .. } => {
+            let version = Ident::new(dataset.as_str())?;
+            let from_zone = Ident::new(from_zone.as_str())?;
+            let to_zone = Ident::new(to_zone.as_str())?;
+            let form = match form.as_str() {
+                "raw" => DataForm::Raw,
+                "sanitized" => DataForm::Sanitized,
+                _ => DataForm::Encrypted,
+            };
+            let report = report.as_ref().map(|r| Digest::parse(r.to_string())).transpose()?;
+            let subjects = vec![
+                Subject { kind: SubjectKind::Dataset, id: version.clone() },
+                Subject { kind: SubjectKind::Zone, id: from_zone.clone() },
+                Subject { kind: SubjectKind::Zone, id: to_zone.clone() },
+            ];
+            (
+                service,
+                Action::DatasetCopied { version, from_zone, to_zone, form, content: artifact, bytes: *bytes, report },
+                subjects,
+            )
+        }
     };
     subjects.dedup();
     EntryDraft::new(actor, action, subjects)

@@ -17,7 +17,7 @@
 //! Cores are pure: verification and gate decisions take the current time as a parameter.
 
 pub mod access;
-mod atomic;
+pub mod atomic;
 pub mod blobs;
 mod digest;
 pub mod dsse;

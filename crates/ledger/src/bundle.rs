@@ -389,9 +389,13 @@ pub fn summary(v: &VerifiedBundle) -> String {
             Action::PolicyLoaded { policy_hash } => {
                 ran.push(format!("{at} [{idx}] policy set loaded by {who}: {}", doc_note(v, policy_hash)));
             }
-            Action::DatasetCopied { version, from_zone, to_zone, form, content, report } => moved.push(format!(
-                "{at} [{idx}] {what}: version {version} copied from zone {from_zone} to zone {to_zone} as {form:?} (content {content}){}, by {who}",
+            Action::DatasetCopied { version, from_zone, to_zone, form, content, bytes, report } => moved.push(format!(
+                "{at} [{idx}] {what}: version {version} copied from zone {from_zone} to zone {to_zone} as {form:?}, {bytes} bytes (content {content}){}, by {who}",
                 report.as_ref().map(|r| format!("; sanitizer report {}", doc_note(v, r))).unwrap_or_default()
+            )),
+            Action::DatasetRegistered { version, snapshot, level, zone, report } => moved.push(format!(
+                "{at} [{idx}] {what}: version {version} registered in zone {zone} as {level} (snapshot {snapshot}){}, by {who}",
+                report.as_ref().map(|r| format!("; classification earned by sanitizer report {}", doc_note(v, r))).unwrap_or_default()
             )),
             Action::ArtifactDeployedEdge { artifact, site } => {
                 moved.push(format!("{at} [{idx}] {what}: artifact {artifact} deployed to edge site {site} by {who}"));

@@ -391,7 +391,24 @@ pub enum Action {
         form: DataForm,
         /// Digest of the bytes that moved.
         content: Digest,
+        /// How many bytes moved.
+        bytes: u64,
         /// Digest of the sanitizer report, when sanitized.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        report: Option<Digest>,
+    },
+    /// A dataset version was registered (its content-addressed snapshot, classification and home).
+    #[serde(rename = "dataset.registered")]
+    DatasetRegistered {
+        /// Dataset version identifier (`name@version`).
+        version: Ident,
+        /// Digest of the snapshot manifest (which names every table file by digest).
+        snapshot: Digest,
+        /// Classification level it was registered at.
+        level: Ident,
+        /// Zone holding it.
+        zone: Ident,
+        /// Digest of the sanitizer report that earned its classification, when derived.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         report: Option<Digest>,
     },
@@ -559,6 +576,7 @@ impl Action {
             Self::JobPlaced { .. } => "job.placed",
             Self::JobBurst { .. } => "job.burst",
             Self::DatasetCopied { .. } => "dataset.copied",
+            Self::DatasetRegistered { .. } => "dataset.registered",
             Self::ArtifactSigned { .. } => "artifact.signed",
             Self::ArtifactPromoted { .. } => "artifact.promoted",
             Self::ArtifactStored { .. } => "artifact.stored",
@@ -590,7 +608,7 @@ impl Action {
             }
             Self::JobPlaced { policy_hash, .. } => vec![policy_hash],
             Self::JobBurst { justification, .. } => vec![justification],
-            Self::DatasetCopied { report, .. } => report.iter().collect(),
+            Self::DatasetCopied { report, .. } | Self::DatasetRegistered { report, .. } => report.iter().collect(),
             Self::ArtifactSigned { signature, .. } => vec![signature],
             Self::ArtifactAttested { envelope, .. } => vec![envelope],
             Self::ArtifactStored { .. }
@@ -619,6 +637,7 @@ impl Action {
             Self::TokenIssued { scope, .. } if scope.len() > MAX_LIST => {
                 Err(EntryError::TooMany { field: "scope", got: scope.len(), max: MAX_LIST })
             }
+            Self::DatasetCopied { bytes, .. } if *bytes > MAX_SAFE_INTEGER => Err(EntryError::Integer { field: "bytes" }),
             Self::TokenIssued { expires_ms, .. } if *expires_ms > MAX_SAFE_INTEGER => {
                 Err(EntryError::Integer { field: "expires_ms" })
             }

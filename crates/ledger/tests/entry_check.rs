@@ -33,6 +33,7 @@ fn actions() -> Vec<Action> {
             to_zone: id("b"),
             form: DataForm::Sanitized,
             content: dg("c"),
+            bytes: 4096,
             report: Some(dg("r")),
         },
         Action::DatasetCopied {
@@ -41,6 +42,7 @@ fn actions() -> Vec<Action> {
             to_zone: id("b"),
             form: DataForm::Raw,
             content: dg("c"),
+            bytes: 4096,
             report: None,
         },
         Action::ArtifactSigned { artifact: dg("a"), key_id: id("k1"), signature: dg("s") },

@@ -131,6 +131,7 @@ fn ledger_of_a_realistic_workflow_contains_no_phi() {
             to_zone: id("eu-private"),
             form: DataForm::Sanitized,
             content: Digest::of(&sanitized),
+            bytes: sanitized.len() as u64,
             report: Some(Digest::of(b"sanitizer report: 0 direct identifiers remain")),
         },
         vec![subject(SubjectKind::Dataset, "synthea-patients"), subject(SubjectKind::Zone, "eu-private")],

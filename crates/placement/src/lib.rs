@@ -12,6 +12,6 @@ mod engine;
 mod explain;
 pub mod synth;
 
-pub use constraints::{Failures, ZoneFailures};
+pub use constraints::{zone_failures, Failures, ZoneFailures};
 pub use engine::{Decision, FleetState, Placement, PlacementEngine, PoolCheck, PoolState, ZoneCheck};
 pub use explain::{CandidateView, Explanation};

@@ -98,6 +98,7 @@ pub fn record_workflow(l: &Ledger, data: &Path) -> Digest {
             to_zone: id("eu-private"),
             form: DataForm::Sanitized,
             content: Digest::of(b"sanitized csv"),
+            bytes: 13,
             report: Some(report),
         },
         vec![subject(K::Dataset, "synthea-patients")],

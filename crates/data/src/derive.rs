@@ -1,0 +1,160 @@
+//! A sanitized version of a registered dataset. The sanitizer runs on the version's verified
+//! tables; its report is stored as a `sanitizer-report` artifact and signed (a DSSE envelope
+//! over an in-toto statement, recorded in the evidence ledger), and the output is registered
+//! with the profile's lower classification only when the report says it was earned — otherwise
+//! it keeps the source's classification. Lineage gets an edge source → derived.
+
+use std::path::Path;
+
+use serde_json::json;
+use tidegate_artifacts::lineage::{Entry, LineageLog};
+use tidegate_artifacts::signing::Signer;
+use tidegate_artifacts::{gates, ArtifactKind, ArtifactStore, Digest, PutOptions};
+use tidegate_model::Fleet;
+use tidegate_sanitize::{Key, Options, Profile, Report};
+
+use crate::registry::{ClassificationNames, DatasetVersion, RegisterSpec, Registry};
+use crate::DataError;
+
+/// Predicate type of a signed sanitizer report.
+pub const SANITIZER_REPORT: &str = "https://tidegate.dev/attestations/sanitizer-report/v1";
+
+/// The outcome of [`sanitize_version`].
+#[derive(Debug)]
+pub struct Derived {
+    /// The registered output version.
+    pub version: DatasetVersion,
+    /// The sanitizer's report.
+    pub report: Report,
+    /// Its artifact digest.
+    pub report_digest: Digest,
+}
+
+/// `level/tag,tag` (the profile's notation) as names, keeping `source`'s residency and
+/// retention (de-identification does not lift a residency obligation here).
+fn earned_names(text: &str, source: &ClassificationNames) -> ClassificationNames {
+    let (level, tags) = text.split_once('/').unwrap_or((text, ""));
+    ClassificationNames {
+        level: level.trim().to_owned(),
+        tags: tags.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect(),
+        residency: source.residency.clone(),
+        retention: source.retention.clone(),
+    }
+}
+
+/// Sanitizes registered version `source` with `profile` and `key` into version
+/// `name@version` in the same zone, working under `work` (a scratch directory, removed after).
+///
+/// # Errors
+/// Store, sanitizer, signing, ledger and registry errors; nothing is registered then.
+#[allow(clippy::too_many_arguments)]
+pub fn sanitize_version(
+    registry: &Registry,
+    store: &ArtifactStore,
+    fleet: &Fleet,
+    source: &DatasetVersion,
+    profile: &Profile,
+    key: Key,
+    signer: &Signer,
+    name: &str,
+    version: &str,
+    work: &Path,
+    now: u64,
+) -> Result<Derived, DataError> {
+    let input = work.join("in");
+    let output = work.join("out");
+    let _ = std::fs::remove_dir_all(work);
+    registry.materialise(store, source, &input)?;
+    let result = run(registry, store, fleet, source, profile, key, signer, name, version, &input, &output, now);
+    let _ = std::fs::remove_dir_all(work);
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run(
+    registry: &Registry,
+    store: &ArtifactStore,
+    fleet: &Fleet,
+    source: &DatasetVersion,
+    profile: &Profile,
+    key: Key,
+    signer: &Signer,
+    name: &str,
+    version: &str,
+    input: &Path,
+    output: &Path,
+    now: u64,
+) -> Result<Derived, DataError> {
+    let report = tidegate_sanitize::sanitize(profile, input, output, &Options { key })?;
+    // The report travels as a signed artifact, not as a table of the dataset.
+    let report_path = output.join(tidegate_sanitize::engine::REPORT_FILE);
+    let report_bytes = std::fs::read(&report_path).map_err(|e| DataError::io(&report_path, e))?;
+    std::fs::remove_file(&report_path).map_err(|e| DataError::io(&report_path, e))?;
+    let id = format!("{name}@{version}");
+    let rec = store.put(
+        &report_bytes,
+        ArtifactKind::SanitizerReport,
+        &PutOptions { name: format!("{id}/sanitize-report.json"), ..PutOptions::default() },
+        now,
+    )?;
+    gates::attest(
+        store,
+        signer,
+        &rec.digest,
+        SANITIZER_REPORT,
+        json!({
+            "source": source.id(),
+            "source_snapshot": source.snapshot.to_string(),
+            "output": id,
+            "profile": report.profile,
+            "key_id": report.key_id,
+            "earned": report.earned,
+            "output_classification": report.output_classification,
+            "reasons": report.reasons,
+        }),
+        now,
+    )?;
+    let classification = if report.earned {
+        earned_names(&report.output_classification, &source.classification)
+    } else {
+        source.classification.clone()
+    };
+    let spec = RegisterSpec {
+        name: name.to_owned(),
+        version: version.to_owned(),
+        owner: source.owner.clone(),
+        home_zone: source.home_zone.clone(),
+        classification,
+        derived_from: Some(source.id()),
+        report: Some(rec.digest.clone()),
+    };
+    let derived = registry.register(store, fleet, &spec, output, now)?;
+    LineageLog::new(store.data_dir()).append(&Entry::Edge {
+        from: source.node(),
+        to: derived.node(),
+        relation: "derived".into(),
+        at: now,
+    })?;
+    Ok(Derived { version: derived, report, report_digest: rec.digest })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn earned_classification_keeps_residency_and_retention() {
+        let src = ClassificationNames {
+            level: "restricted".into(),
+            tags: vec!["phi".into()],
+            residency: Some(vec!["US".into()]),
+            retention: Some("regulated".into()),
+        };
+        let e = earned_names("confidential/deidentified", &src);
+        assert_eq!(e.level, "confidential");
+        assert_eq!(e.tags, vec!["deidentified".to_owned()]);
+        assert_eq!(e.residency, src.residency);
+        assert_eq!(e.retention, src.retention);
+        assert!(earned_names("internal", &src).tags.is_empty());
+    }
+}

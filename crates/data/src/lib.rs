@@ -1,0 +1,19 @@
+//! tidegate data boundary: what datasets exist, in which version, classified how, and how a
+//! version may (or may not) leave its zone.
+//!
+//! - [`registry`]: dataset versions as content-addressed snapshots in the artifact store, with
+//!   schema, classification, owner and home zone; append-only, every registration ledgered first.
+//! - [`derive`]: a sanitized version of a registered dataset: the sanitizer's report is stored,
+//!   signed and ledgered, and the lower classification is registered only when it was earned.
+//! - [`transfer`]: the policy decision for moving a version (or a column projection of it) into
+//!   another zone (pure), and carrying it out: projected, encrypted at rest in the destination
+//!   zone's store, bytes and digests ledgered.
+
+mod error;
+pub mod derive;
+pub mod registry;
+pub mod transfer;
+
+pub use error::DataError;
+pub use registry::{ClassificationNames, DatasetVersion, RegisterSpec, Registry, TableFile};
+pub use transfer::{ColumnRef, TransferPlan, TransferRefusal};

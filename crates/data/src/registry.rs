@@ -1,0 +1,415 @@
+//! The dataset registry: each version is a content-addressed snapshot (every table file stored
+//! encrypted in the artifact store, plus a manifest naming them by digest) with its schema,
+//! classification, owner and home zone. The registry file `<data-dir>/datasets/registry.jsonl`
+//! is append-only and fsynced; a version is ledgered (through the store's evidence sink) before
+//! it is appended, and versions are immutable.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tidegate_artifacts::atomic::{append_line, read_lines};
+use tidegate_artifacts::events::ArtifactEvent;
+use tidegate_artifacts::{ArtifactKind, ArtifactStore, Digest, PutOptions};
+use tidegate_model::{Classification, Dataset, DatasetRef, Fleet, Origin, Scheme};
+
+use crate::DataError;
+
+/// A classification by names, as people write it (`restricted`, `[phi]`, `[US]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClassificationNames {
+    /// Level name.
+    pub level: String,
+    /// Legal tags.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Jurisdictions it may be processed in; absent = unrestricted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub residency: Option<Vec<String>>,
+    /// Retention class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<String>,
+}
+
+impl ClassificationNames {
+    /// Ranks and validates the names against `scheme`.
+    ///
+    /// # Errors
+    /// [`DataError::Invalid`] naming the field with an unknown level, tag or retention class.
+    pub fn resolve(&self, scheme: &Scheme) -> Result<Classification, DataError> {
+        let level = scheme.level_rank(&self.level).ok_or_else(|| DataError::Invalid {
+            field: "classification.level".into(),
+            message: format!("unknown level {:?} (known: {})", self.level, scheme.level_names().join(", ")),
+        })?;
+        for t in &self.tags {
+            if !scheme.knows_tag(t) {
+                return Err(DataError::Invalid {
+                    field: "classification.tags".into(),
+                    message: format!("unknown tag {t:?}"),
+                });
+            }
+        }
+        if let Some(r) = &self.retention {
+            if scheme.retention_rank(r).is_none() {
+                return Err(DataError::Invalid {
+                    field: "classification.retention".into(),
+                    message: format!("unknown retention class {r:?}"),
+                });
+            }
+        }
+        Ok(Classification {
+            level,
+            tags: self.tags.iter().cloned().collect(),
+            residency: self.residency.as_ref().map(|r| r.iter().cloned().collect::<BTreeSet<_>>()),
+            retention: self.retention.clone(),
+        })
+    }
+
+    /// Names for a ranked classification.
+    #[must_use]
+    pub fn of(c: &Classification, scheme: &Scheme) -> Self {
+        Self {
+            level: scheme.level_name(c.level).to_owned(),
+            tags: c.tags.iter().cloned().collect(),
+            residency: c.residency.as_ref().map(|r| r.iter().cloned().collect()),
+            retention: c.retention.clone(),
+        }
+    }
+}
+
+/// One table file of a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableFile {
+    /// Table name (the file stem).
+    pub table: String,
+    /// File name in the snapshot.
+    pub file: String,
+    /// `csv` or `parquet`.
+    pub format: String,
+    /// Digest of the file's bytes (an artifact in the store).
+    pub digest: Digest,
+    /// Size, bytes.
+    pub bytes: u64,
+    /// Column names (the schema), in file order.
+    pub columns: Vec<String>,
+}
+
+/// The snapshot manifest: what a version's digest addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Manifest {
+    dataset: String,
+    tables: Vec<TableFile>,
+}
+
+/// A registered dataset version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatasetVersion {
+    /// Dataset name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// Owning team.
+    pub owner: String,
+    /// Zone that holds it.
+    pub home_zone: String,
+    /// Classification.
+    pub classification: ClassificationNames,
+    /// Digest of the snapshot manifest.
+    pub snapshot: Digest,
+    /// Its tables.
+    pub tables: Vec<TableFile>,
+    /// Total bytes.
+    pub bytes: u64,
+    /// The version it was derived from (`name@version`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub derived_from: Option<String>,
+    /// The sanitizer report (artifact digest) behind a derived version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<Digest>,
+    /// When it was registered (Unix seconds).
+    pub registered_at: u64,
+}
+
+impl DatasetVersion {
+    /// `name@version`.
+    #[must_use]
+    pub fn id(&self) -> String {
+        format!("{}@{}", self.name, self.version)
+    }
+
+    /// The lineage node id (`dataset:name@version`).
+    #[must_use]
+    pub fn node(&self) -> String {
+        format!("dataset:{}", self.id())
+    }
+
+    /// The table called `table`.
+    #[must_use]
+    pub fn table(&self, table: &str) -> Option<&TableFile> {
+        self.tables.iter().find(|t| t.table == table)
+    }
+
+    /// The fleet's view of this version (for placement): classification ranked by `scheme`.
+    ///
+    /// # Errors
+    /// As [`ClassificationNames::resolve`].
+    pub fn to_fleet_dataset(&self, scheme: &Scheme) -> Result<Dataset, DataError> {
+        #[allow(clippy::cast_precision_loss)] // sizes far below 2^52 bytes
+        let size_gb = self.bytes as f64 / 1e9;
+        Ok(Dataset {
+            name: self.name.clone(),
+            version: self.version.clone(),
+            classification: self.classification.resolve(scheme)?,
+            home_zone: self.home_zone.clone(),
+            size_gb,
+            owner: self.owner.clone(),
+            origin: Origin::builtin("<dataset registry>"),
+        })
+    }
+}
+
+/// What to register.
+#[derive(Debug, Clone)]
+pub struct RegisterSpec {
+    /// Dataset name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// Owning team.
+    pub owner: String,
+    /// Zone that holds it.
+    pub home_zone: String,
+    /// Classification.
+    pub classification: ClassificationNames,
+    /// Derived from (`name@version`).
+    pub derived_from: Option<String>,
+    /// Sanitizer report behind it.
+    pub report: Option<Digest>,
+}
+
+/// The registry of one data directory.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    path: PathBuf,
+}
+
+fn name_ok(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+        && s.as_bytes()[0].is_ascii_alphanumeric()
+}
+
+/// The table files of `input` (a file, or a directory's `*.csv` and `*.parquet`), sorted.
+fn table_files(input: &Path) -> Result<Vec<PathBuf>, DataError> {
+    let meta = std::fs::metadata(input).map_err(|e| DataError::io(input, e))?;
+    if meta.is_file() {
+        return Ok(vec![input.to_path_buf()]);
+    }
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(input).map_err(|e| DataError::io(input, e))? {
+        let p = entry.map_err(|e| DataError::io(input, e))?.path();
+        if p.extension().is_some_and(|x| x == "csv" || x == "parquet") {
+            out.push(p);
+        }
+    }
+    out.sort();
+    if out.is_empty() {
+        return Err(DataError::Invalid {
+            field: "input".into(),
+            message: format!("{} holds no .csv or .parquet table", input.display()),
+        });
+    }
+    Ok(out)
+}
+
+/// Column names of a table file: the CSV header, or the Parquet schema's fields.
+fn columns(path: &Path, bytes: &[u8]) -> Result<Vec<String>, DataError> {
+    if path.extension().is_some_and(|x| x == "parquet") {
+        return Err(DataError::Table { path: path.to_path_buf(), message: "PARQUET-COLUMNS".into() });
+    }
+    let mut r = csv::ReaderBuilder::new().has_headers(true).from_reader(bytes);
+    let header = r
+        .headers()
+        .map_err(|e| DataError::Table { path: path.to_path_buf(), message: format!("line 1: header: {e}") })?;
+    let cols: Vec<String> = header.iter().map(str::to_owned).collect();
+    if cols.is_empty() || cols.iter().all(String::is_empty) {
+        return Err(DataError::Table { path: path.to_path_buf(), message: "line 1: empty header".into() });
+    }
+    Ok(cols)
+}
+
+impl Registry {
+    /// The registry of the data directory `data_dir`.
+    #[must_use]
+    pub fn open(data_dir: &Path) -> Self {
+        Self { path: data_dir.join("datasets").join("registry.jsonl") }
+    }
+
+    /// Every registered version, oldest first.
+    ///
+    /// # Errors
+    /// I/O errors, or [`DataError::Registry`] naming a damaged line.
+    pub fn list(&self) -> Result<Vec<DatasetVersion>, DataError> {
+        let lines = read_lines(&self.path)?;
+        lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                serde_json::from_str(l).map_err(|e| DataError::Registry {
+                    path: self.path.clone(),
+                    line: i + 1,
+                    message: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// One version.
+    ///
+    /// # Errors
+    /// [`DataError::NotFound`] listing the known versions.
+    pub fn get(&self, r: &DatasetRef) -> Result<DatasetVersion, DataError> {
+        let all = self.list()?;
+        if let Some(v) = all.iter().find(|d| d.name == r.name && d.version == r.version) {
+            return Ok(v.clone());
+        }
+        let known: Vec<String> = all.iter().map(DatasetVersion::id).collect();
+        Err(DataError::NotFound {
+            dataset: r.to_string(),
+            known: if known.is_empty() { "none".into() } else { known.join(", ") },
+        })
+    }
+
+    /// Adds every registered version to `fleet` (a version the fleet already declares keeps the
+    /// fleet's entry), so that placement knows their classification and home.
+    ///
+    /// # Errors
+    /// As [`Self::list`]; a registered classification the fleet's scheme does not know.
+    pub fn merge_into(&self, fleet: &mut Fleet) -> Result<usize, DataError> {
+        let mut added = 0;
+        for v in self.list()? {
+            if fleet.datasets.iter().any(|d| d.name == v.name && d.version == v.version) {
+                continue;
+            }
+            let d = v.to_fleet_dataset(&fleet.scheme)?;
+            fleet.datasets.push(d);
+            added += 1;
+        }
+        Ok(added)
+    }
+
+    /// Registers the table files under `input` as version `spec.name@spec.version`: each file
+    /// is stored in `store` (encrypted, content-addressed), then the manifest; the registration
+    /// is ledgered through the store's evidence sink, then appended here. Registering the same
+    /// content again returns the existing version; other content under a registered version is
+    /// refused.
+    ///
+    /// # Errors
+    /// Invalid names or classification, unreadable or headerless tables, store or ledger
+    /// refusals, [`DataError::Conflict`].
+    pub fn register(
+        &self,
+        store: &ArtifactStore,
+        fleet: &Fleet,
+        spec: &RegisterSpec,
+        input: &Path,
+        now: u64,
+    ) -> Result<DatasetVersion, DataError> {
+        for (field, v) in [("name", &spec.name), ("version", &spec.version), ("owner", &spec.owner)] {
+            if !name_ok(v) {
+                return Err(DataError::Invalid {
+                    field: field.into(),
+                    message: format!("{v:?}: use 1-64 of A-Z a-z 0-9 . _ - starting with a letter or digit"),
+                });
+            }
+        }
+        if fleet.zone(&spec.home_zone).is_none() {
+            return Err(DataError::Invalid {
+                field: "zone".into(),
+                message: format!(
+                    "unknown zone {:?} (zones: {})",
+                    spec.home_zone,
+                    fleet.zones.iter().map(|z| z.name.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            });
+        }
+        let classification = spec.classification.resolve(&fleet.scheme)?;
+        let sensitive = fleet.scheme.private_only(&classification);
+        let id = format!("{}@{}", spec.name, spec.version);
+        let files = table_files(input)?;
+        // Read and check every table before storing anything.
+        let mut tables = Vec::new();
+        let mut contents = Vec::new();
+        for f in &files {
+            let bytes = std::fs::read(f).map_err(|e| DataError::io(f, e))?;
+            let cols = columns(f, &bytes)?;
+            let file = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let table = f.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let format = if file.ends_with(".parquet") { "parquet" } else { "csv" };
+            tables.push(TableFile {
+                table,
+                file,
+                format: format.into(),
+                digest: Digest::of(&bytes),
+                bytes: bytes.len() as u64,
+                columns: cols,
+            });
+            contents.push(bytes);
+        }
+        let manifest = Manifest { dataset: id.clone(), tables: tables.clone() };
+        let manifest_bytes =
+            serde_json::to_vec(&manifest).map_err(|e| DataError::Invalid { field: "manifest".into(), message: e.to_string() })?;
+        let snapshot = Digest::of(&manifest_bytes);
+        if let Ok(existing) = self.get(&DatasetRef { name: spec.name.clone(), version: spec.version.clone() }) {
+            if existing.snapshot == snapshot {
+                return Ok(existing);
+            }
+            return Err(DataError::Conflict { dataset: id, existing: existing.snapshot.to_string() });
+        }
+        let opts = |name: String| PutOptions { name, sensitive, ..PutOptions::default() };
+        for (t, bytes) in tables.iter().zip(&contents) {
+            store.put(bytes, ArtifactKind::DatasetSnapshot, &opts(format!("{id}/{}", t.file)), now)?;
+        }
+        store.put(&manifest_bytes, ArtifactKind::DatasetSnapshot, &opts(format!("{id}/manifest.json")), now)?;
+        let version = DatasetVersion {
+            name: spec.name.clone(),
+            version: spec.version.clone(),
+            owner: spec.owner.clone(),
+            home_zone: spec.home_zone.clone(),
+            classification: ClassificationNames::of(&classification, &fleet.scheme),
+            snapshot: snapshot.clone(),
+            bytes: tables.iter().map(|t| t.bytes).sum(),
+            tables,
+            derived_from: spec.derived_from.clone(),
+            report: spec.report.clone(),
+            registered_at: now,
+        };
+        store.record_event(&ArtifactEvent::DatasetRegistered {
+            dataset: id,
+            snapshot,
+            level: version.classification.level.clone(),
+            zone: version.home_zone.clone(),
+            report: version.report.clone(),
+            at: now,
+        })?;
+        let line = serde_json::to_string(&version)
+            .map_err(|e| DataError::Invalid { field: "registry".into(), message: e.to_string() })?;
+        append_line(&self.path, &line)?;
+        Ok(version)
+    }
+
+    /// Writes version `v`'s tables from `store` into `dir` (verified against their digests).
+    ///
+    /// # Errors
+    /// Store errors (a tampered or shredded table is refused), I/O errors.
+    pub fn materialise(&self, store: &ArtifactStore, v: &DatasetVersion, dir: &Path) -> Result<(), DataError> {
+        std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
+        for t in &v.tables {
+            let bytes = store.get(&t.digest)?;
+            let path = dir.join(&t.file);
+            std::fs::write(&path, bytes).map_err(|e| DataError::io(&path, e))?;
+        }
+        Ok(())
+    }
+}

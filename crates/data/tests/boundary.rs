@@ -1,0 +1,215 @@
+//! The data boundary on the real Synthea tables (`../shared/data/synthea`) and the example fleet:
+//! registration, a sanitized version that earns its lower classification, and transfers that
+//! policy, routes and budgets allow or refuse with their reasons.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+
+use tidegate_artifacts::events::{ArtifactEvent, JsonlSink};
+use tidegate_artifacts::signing::Signer;
+use tidegate_artifacts::ArtifactStore;
+use tidegate_data::derive::sanitize_version;
+use tidegate_data::transfer::{execute, plan, TransferRequest};
+use tidegate_data::{ClassificationNames, ColumnRef, DataError, RegisterSpec, Registry};
+use tidegate_model::{load_fleet, DatasetRef, Fleet};
+use tidegate_policy::PolicyEngine;
+use tidegate_sanitize::{Key, Profile};
+
+fn synthea() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/synthea");
+    if p.join("patients.csv").exists() {
+        Some(p)
+    } else {
+        eprintln!("skipped: {} is not there (the shared Synthea data sits beside the clone)", p.display());
+        None
+    }
+}
+
+fn fleet() -> Fleet {
+    load_fleet(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/fleet")).unwrap()
+}
+
+/// A small copy of three Synthea tables (the first rows), so the test stays quick.
+fn small_synthea(src: &Path, dir: &Path, rows: usize) -> PathBuf {
+    let out = dir.join("raw");
+    std::fs::create_dir_all(&out).unwrap();
+    for t in ["patients.csv", "conditions.csv", "encounters.csv"] {
+        let text = std::fs::read_to_string(src.join(t)).unwrap();
+        let head: Vec<&str> = text.lines().take(rows + 1).collect();
+        std::fs::write(out.join(t), head.join("\n") + "\n").unwrap();
+    }
+    out
+}
+
+fn phi() -> ClassificationNames {
+    ClassificationNames {
+        level: "restricted".into(),
+        tags: vec!["phi".into()],
+        residency: Some(vec!["US".into()]),
+        retention: Some("regulated".into()),
+    }
+}
+
+fn spec(name: &str, version: &str, zone: &str, c: ClassificationNames) -> RegisterSpec {
+    RegisterSpec {
+        name: name.into(),
+        version: version.into(),
+        owner: "clinical-data".into(),
+        home_zone: zone.into(),
+        classification: c,
+        derived_from: None,
+        report: None,
+    }
+}
+
+fn events(data: &Path) -> Vec<ArtifactEvent> {
+    JsonlSink::new(data.join("artifacts").join("events.jsonl")).read_all().unwrap()
+}
+
+#[test]
+fn raw_stays_private_sanitized_moves_projected_and_ledgered() {
+    let Some(src) = synthea() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let raw_dir = small_synthea(&src, tmp.path(), 400);
+    let data = tmp.path().join("private");
+    let store = ArtifactStore::open(&data).unwrap();
+    let registry = Registry::open(&data);
+    let mut fleet = fleet();
+
+    // Register raw PHI in the hospital.
+    let raw = registry.register(&store, &fleet, &spec("synthea", "raw-1", "hospital-onprem", phi()), &raw_dir, 10).unwrap();
+    assert_eq!(raw.tables.len(), 3);
+    assert!(raw.table("patients").unwrap().columns.contains(&"SSN".to_owned()));
+    // Same content again: the same version; other content under that version: refused.
+    let again = registry.register(&store, &fleet, &spec("synthea", "raw-1", "hospital-onprem", phi()), &raw_dir, 11).unwrap();
+    assert_eq!(again.snapshot, raw.snapshot);
+    let other = small_synthea(&src, &tmp.path().join("other"), 10);
+    let err = registry.register(&store, &fleet, &spec("synthea", "raw-1", "hospital-onprem", phi()), &other, 12).unwrap_err();
+    assert!(matches!(err, DataError::Conflict { .. }), "{err}");
+    assert_eq!(registry.list().unwrap().len(), 1);
+    assert!(events(&data).iter().any(|e| matches!(e, ArtifactEvent::DatasetRegistered { dataset, level, .. }
+        if dataset == "synthea@raw-1" && level == "restricted")));
+
+    // Sanitize with the built-in k = 5: eleven patients cannot reach it, so the output keeps
+    // the raw classification and the report says why.
+    let signer = Signer::generate();
+    let derive = |profile: &Profile, version: &str| {
+        sanitize_version(
+            &registry,
+            &store,
+            &fleet,
+            &raw,
+            profile,
+            Key::from_bytes(&[7u8; 32]).unwrap(),
+            &signer,
+            "synthea",
+            version,
+            &tmp.path().join("work"),
+            20,
+        )
+        .unwrap()
+    };
+    let strict = derive(&Profile::hipaa_safe_harbor().unwrap(), "deid-k5");
+    assert!(!strict.report.earned);
+    assert_eq!(strict.version.classification, raw.classification);
+    // With k = 1 every other check still applies, and passes: the lower classification is
+    // earned, the report stored and signed.
+    let mut k1 = Profile::hipaa_safe_harbor().unwrap();
+    k1.set_k(1).unwrap();
+    let derived = derive(&k1, "deid-1");
+    assert!(derived.report.earned, "{:?}", derived.report.reasons);
+    assert_eq!(derived.version.classification.level, "confidential");
+    assert_eq!(derived.version.derived_from.as_deref(), Some("synthea@raw-1"));
+    assert_eq!(derived.version.report.as_ref(), Some(&derived.report_digest));
+    assert_eq!(store.envelopes(&derived.report_digest).unwrap().len(), 1);
+    assert!(!tmp.path().join("work").exists(), "scratch space is removed");
+    let deid_patients = store.get(&derived.version.table("patients").unwrap().digest).unwrap();
+    let raw_patients = std::fs::read_to_string(raw_dir.join("patients.csv")).unwrap();
+    let first_ssn = raw_patients.lines().nth(1).unwrap().split(',').nth(3).unwrap().to_owned();
+    assert!(first_ssn.len() == 11 && !String::from_utf8_lossy(&deid_patients).contains(&first_ssn));
+
+    registry.merge_into(&mut fleet).unwrap();
+    let policy = PolicyEngine::load(&fleet).unwrap();
+    let req = |cols: &[&str]| TransferRequest {
+        to_zone: "public-us".into(),
+        columns: cols.iter().map(|c| ColumnRef::parse(c, &derived.version).unwrap()).collect(),
+        max_cost: 10.0,
+    };
+
+    // Raw PHI to the public zone: refused, saying why.
+    let refused = plan(&fleet, &policy, &raw, &TransferRequest { columns: Vec::new(), ..req(&[]) }).unwrap_err();
+    let text = refused.to_string();
+    assert!(text.contains("private-only") || text.contains("classification ceiling"), "{text}");
+    assert!(text.contains("policy:"), "Cedar's verdict is part of the explanation: {text}");
+    let unearned = plan(&fleet, &policy, &strict.version, &TransferRequest { columns: Vec::new(), ..req(&[]) });
+    assert!(unearned.is_err(), "a version that did not earn its lower classification stays private");
+
+    // The sanitized version, projected to a narrow feature matrix: allowed.
+    let cols = ["patients.Id", "patients.BIRTHDATE", "patients.GENDER", "conditions.PATIENT", "conditions.CODE"];
+    let p = plan(&fleet, &policy, &derived.version, &req(&cols)).unwrap();
+    assert_eq!(p.form, "sanitized");
+    assert_eq!(p.projection["patients"], vec!["Id".to_owned(), "BIRTHDATE".to_owned(), "GENDER".to_owned()]);
+    assert!(!p.projection.contains_key("encounters"));
+    let public = ArtifactStore::open(&tmp.path().join("public")).unwrap();
+    let moved = execute(&p, &derived.version, &store, &public, 30).unwrap();
+    let shipped = public.get(&moved.tables.iter().find(|t| t.table == "patients").unwrap().digest).unwrap();
+    let header = String::from_utf8_lossy(&shipped).lines().next().unwrap().to_owned();
+    assert_eq!(header, "Id,BIRTHDATE,GENDER");
+    assert!(moved.bytes < derived.version.bytes, "only the projection moves");
+    assert!(events(&data).iter().any(|e| matches!(e, ArtifactEvent::DatasetCopied { dataset, to_zone, form, bytes, report, .. }
+        if dataset == "synthea@deid-1" && to_zone == "public-us" && form == "sanitized" && *bytes == moved.bytes && report.is_some())));
+
+    // Unknown columns are named.
+    let bad = plan(&fleet, &policy, &derived.version, &req(&["patients.NOPE"])).unwrap_err();
+    assert!(bad.to_string().contains("no column \"NOPE\""), "{bad}");
+}
+
+#[test]
+fn routes_and_budgets_refuse_with_reasons() {
+    let Some(src) = synthea() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = small_synthea(&src, tmp.path(), 50);
+    let data = tmp.path().join("d");
+    let store = ArtifactStore::open(&data).unwrap();
+    let registry = Registry::open(&data);
+    let mut fleet = fleet();
+    let public_level = ClassificationNames { level: "public".into(), ..ClassificationNames::default() };
+    let a = registry.register(&store, &fleet, &spec("lit", "v1", "private-cloud", public_level.clone()), &dir, 1).unwrap();
+    let b = registry.register(&store, &fleet, &spec("usage", "v1", "public-us", public_level), &dir, 1).unwrap();
+    registry.merge_into(&mut fleet).unwrap();
+    let policy = PolicyEngine::load(&fleet).unwrap();
+    // private-cloud's allowlist has no route to public-us.
+    let r = plan(&fleet, &policy, &a, &TransferRequest { to_zone: "public-us".into(), columns: Vec::new(), max_cost: 1.0 })
+        .unwrap_err();
+    assert!(r.reasons.iter().any(|x| x.starts_with("no egress route")), "{r}");
+    // public-us charges egress: a zero budget refuses, a sufficient one allows.
+    let r = plan(&fleet, &policy, &b, &TransferRequest { to_zone: "hospital-onprem".into(), columns: Vec::new(), max_cost: 0.0 })
+        .unwrap_err();
+    assert!(r.reasons.iter().any(|x| x.starts_with("budget: estimated egress cost")), "{r}");
+    let ok = plan(&fleet, &policy, &b, &TransferRequest { to_zone: "hospital-onprem".into(), columns: Vec::new(), max_cost: 1.0 })
+        .unwrap();
+    assert!(ok.estimated_cost > 0.0 && ok.estimated_bytes == b.bytes);
+    // Unknown zones and unknown versions are named.
+    let r = plan(&fleet, &policy, &b, &TransferRequest { to_zone: "moon".into(), columns: Vec::new(), max_cost: 1.0 }).unwrap_err();
+    assert!(r.to_string().contains("unknown zone \"moon\""), "{r}");
+    let e = registry.get(&DatasetRef::parse("lit@v9").unwrap()).unwrap_err();
+    assert!(e.to_string().contains("known: lit@v1, usage@v1"), "{e}");
+    // A bad classification names the field; nothing is registered.
+    let bad = ClassificationNames { level: "top-secret".into(), ..ClassificationNames::default() };
+    let e = registry.register(&store, &fleet, &spec("x", "v1", "private-cloud", bad), &dir, 1).unwrap_err();
+    assert!(e.to_string().starts_with("classification.level: unknown level"), "{e}");
+    assert_eq!(registry.list().unwrap().len(), 2);
+}
+
+#[test]
+fn a_torn_registry_tail_is_ignored_and_damage_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = Registry::open(tmp.path());
+    let path = tmp.path().join("datasets").join("registry.jsonl");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, "{\"name\":\"half").unwrap();
+    assert!(registry.list().unwrap().is_empty(), "an unterminated last line was never acknowledged");
+    std::fs::write(&path, "not json\n").unwrap();
+    let e = registry.list().unwrap_err();
+    assert!(e.to_string().contains("registry.jsonl:1: damaged registry entry"), "{e}");
+}
