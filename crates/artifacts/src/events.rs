@@ -34,6 +34,12 @@ pub enum ArtifactEvent {
         /// Key ids of the envelope's signatures.
         #[serde(default)]
         keyids: Vec<String>,
+        /// For provenance: the job that built the artifact.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        job: Option<String>,
+        /// For provenance: its inputs' resource names (`dataset:name@version`, ...).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        inputs: Vec<String>,
     },
     /// A stage change is about to be recorded.
     Promote {
@@ -113,6 +119,9 @@ pub enum ArtifactEvent {
         /// The sanitizer report that earned its classification, when derived.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         report: Option<Digest>,
+        /// The version it was derived from (`name@version`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        derived_from: Option<String>,
         /// When (Unix seconds).
         at: u64,
     },

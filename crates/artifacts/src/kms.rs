@@ -274,3 +274,60 @@ impl Drop for FileKeyManager {
         std::hint::black_box(&self.kek);
     }
 }
+
+/// The key-manager object a named secret is sealed under (a digest of its name).
+fn named_object(name: &str) -> Digest {
+    Digest::of(format!("tidegate-named-key:{name}").as_bytes())
+}
+
+/// A named secret held by the key manager, such as a data owner's pseudonymisation key: created
+/// (random, sealed by `kms`) on first use, the same bytes on every later use. A key that was
+/// created and later destroyed (crypto-shredded) is an error, never silently replaced: a new
+/// key would produce unrelated pseudonyms. `keys_dir/named/` remembers which names exist.
+///
+/// # Errors
+/// [`ArtifactError::Invalid`] for a name outside `A-Z a-z 0-9 . _ - /`,
+/// [`ArtifactError::Shredded`] for a destroyed key, key-manager and I/O errors.
+pub fn named_key(kms: &dyn KeyManager, keys_dir: &Path, name: &str) -> Result<DataKey, ArtifactError> {
+    if name.is_empty()
+        || name.len() > 128
+        || !name.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-' | b'/'))
+    {
+        return Err(ArtifactError::Invalid(format!(
+            "key name {name:?}: use 1-128 of A-Z a-z 0-9 . _ - /"
+        )));
+    }
+    let object = named_object(name);
+    let marker = keys_dir.join("named").join(format!("{}.json", object.hex()));
+    if marker.exists() {
+        return kms.open_data_key(&object);
+    }
+    let key = DataKey::generate();
+    kms.seal_data_key(&object, &key)?;
+    let record = serde_json::json!({ "name": name, "object": object.to_string(), "key_manager": kms.name() });
+    crate::atomic::write_atomic(&marker, record.to_string().as_bytes())?;
+    Ok(key)
+}
+
+#[cfg(test)]
+mod named_key_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_named_key_is_stable_and_a_destroyed_one_is_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let kms = FileKeyManager::open(dir.path()).unwrap();
+        let a = named_key(&kms, dir.path(), "pseudonymisation/clinical-data").unwrap();
+        let b = named_key(&kms, dir.path(), "pseudonymisation/clinical-data").unwrap();
+        assert_eq!(a.bytes(), b.bytes());
+        let other = named_key(&kms, dir.path(), "pseudonymisation/finance").unwrap();
+        assert_ne!(a.bytes(), other.bytes());
+        kms.destroy_data_key(&named_object("pseudonymisation/clinical-data")).unwrap();
+        assert!(matches!(
+            named_key(&kms, dir.path(), "pseudonymisation/clinical-data"),
+            Err(ArtifactError::Shredded(_))
+        ));
+        assert!(matches!(named_key(&kms, dir.path(), "no spaces"), Err(ArtifactError::Invalid(_))));
+    }
+}

@@ -134,7 +134,7 @@ pub fn entry_for(event: &ArtifactEvent, kind: Option<ArtifactKind>) -> Result<En
         ArtifactEvent::Put { kind: k, .. } => {
             (service, Action::ArtifactStored { artifact, kind: ident_or(k, "unknown-kind")? }, vec![subject])
         }
-        ArtifactEvent::Attest { envelope, predicate_type, keyids, .. } => {
+        ArtifactEvent::Attest { envelope, predicate_type, keyids, job, inputs, .. } => {
             let envelope = Digest::parse(envelope.to_string())?;
             let key_id = keyids.first().map_or_else(|| Ident::new("unsigned"), |k| ident_or(k, "unrecognised-key"))?;
             let action = if predicate_type == intoto::SLSA_PROVENANCE_V1 {
@@ -147,7 +147,17 @@ pub fn entry_for(event: &ArtifactEvent, kind: Option<ArtifactKind>) -> Result<En
                     key_id: key_id.clone(),
                 }
             };
-            (key_id, action, vec![subject])
+            let mut subjects = vec![subject];
+            // The builder job and the dataset versions it read, when they are identifiers.
+            if let Some(job) = job.as_deref().and_then(|j| Ident::new(j).ok()) {
+                subjects.push(Subject { kind: SubjectKind::Job, id: job });
+            }
+            for uri in inputs.iter().take(MAX_LIST) {
+                if let Some(ds) = uri.strip_prefix("dataset:").and_then(|d| Ident::new(d).ok()) {
+                    subjects.push(Subject { kind: SubjectKind::Dataset, id: ds });
+                }
+            }
+            (key_id, action, subjects)
         }
         ArtifactEvent::Promote { from, to, actor, .. } => (
             Ident::new(actor.as_str())?,
@@ -211,14 +221,17 @@ pub fn entry_for(event: &ArtifactEvent, kind: Option<ArtifactKind>) -> Result<En
             ];
             (service, Action::CheckpointArchived { checkpoint: artifact, zone }, subjects)
         }
-        ArtifactEvent::DatasetRegistered { dataset, level, zone, report, .. } => {
+        ArtifactEvent::DatasetRegistered { dataset, level, zone, report, derived_from, .. } => {
             let version = Ident::new(dataset.as_str())?;
             let zone = Ident::new(zone.as_str())?;
             let report = report.as_ref().map(|r| Digest::parse(r.to_string())).transpose()?;
-            let subjects = vec![
+            let mut subjects = vec![
                 Subject { kind: SubjectKind::Dataset, id: version.clone() },
                 Subject { kind: SubjectKind::Zone, id: zone.clone() },
             ];
+            if let Some(from) = derived_from.as_deref().and_then(|d| Ident::new(d).ok()) {
+                subjects.push(Subject { kind: SubjectKind::Dataset, id: from });
+            }
             let action =
                 Action::DatasetRegistered { version, snapshot: artifact, level: Ident::new(level.as_str())?, zone, report };
             (service, action, subjects)
@@ -290,6 +303,8 @@ mod tests {
             envelope: crate::Digest::of(b"env"),
             predicate_type: p.into(),
             keyids: vec!["ed25519:0011223344556677".into()],
+            job: None,
+            inputs: Vec::new(),
         };
         let a = entry_for(&att(intoto::SLSA_PROVENANCE_V1), None).unwrap();
         assert_eq!(a.action.name(), "artifact.signed");
@@ -297,6 +312,19 @@ mod tests {
         let b = entry_for(&att("https://tidegate.dev/attestations/security-review/v1"), None).unwrap();
         assert!(matches!(&b.action, Action::ArtifactAttested { predicate, .. } if predicate.as_str() == "security-review"));
         let c = entry_for(&att("a predicate with spaces"), None).unwrap();
+        // Provenance links its builder job and dataset inputs as subjects.
+        let mut p = att(intoto::SLSA_PROVENANCE_V1);
+        if let ArtifactEvent::Attest { job, inputs, .. } = &mut p {
+            *job = Some("job-42".into());
+            *inputs = vec!["dataset:synthea@deid-1".into(), "artifact:not an ident".into()];
+        }
+        let linked = entry_for(&p, Some(ArtifactKind::Model)).unwrap();
+        let kinds: Vec<_> = linked.subjects.iter().map(|s| (s.kind, s.id.as_str().to_owned())).collect();
+        assert_eq!(kinds, vec![
+            (SubjectKind::Model, d().to_string()),
+            (SubjectKind::Job, "job-42".to_owned()),
+            (SubjectKind::Dataset, "synthea@deid-1".to_owned()),
+        ]);
         assert!(matches!(&c.action, Action::ArtifactAttested { predicate, .. } if predicate.as_str() == "other-predicate"));
     }
 

@@ -398,11 +398,21 @@ impl ArtifactStore {
         }
         let json = envelope.to_json()?;
         let id = Digest::of(&json);
+        // Provenance names the job that built the artifact and its inputs: the evidence entry
+        // carries them as identifiers, so an evidence bundle about the artifact reaches them.
+        let (job, inputs) = if statement.predicate_type == crate::intoto::SLSA_PROVENANCE_V1 {
+            let p = crate::intoto::Provenance::from_predicate(&statement.predicate)?;
+            (Some(p.job_id), p.materials.into_iter().map(|m| m.uri).collect())
+        } else {
+            (None, Vec::new())
+        };
         self.record_event(&ArtifactEvent::Attest {
             digest: digest.clone(),
             envelope: id.clone(),
             predicate_type: statement.predicate_type.clone(),
             keyids: envelope.signatures.iter().map(|s| s.keyid.clone()).collect(),
+            job,
+            inputs,
         })?;
         write_atomic(
             &self

@@ -10,10 +10,12 @@ mod bench_slurm;
 mod bench_submit;
 mod client;
 mod clock;
+mod dataset;
 mod demo;
 mod evidence;
 mod fleet_cmds;
 mod jobs;
+mod ledgered;
 mod lineage;
 mod output;
 mod record;
@@ -22,6 +24,7 @@ mod retention;
 mod sanitize;
 mod sim;
 mod token;
+mod train;
 mod up;
 
 use std::path::PathBuf;
@@ -129,6 +132,20 @@ enum Command {
     /// Sanitize tables with a profile (drop, pseudonymise, generalise, scan); publishes the output
     /// atomically with a report saying whether a lower classification was earned.
     Sanitize(sanitize::SanitizeArgs),
+    /// Dataset versions: register (content-addressed, classified, in a zone), list, show, and
+    /// sanitize into a new version that is classified lower only when its checks pass.
+    Dataset {
+        #[command(flatten)]
+        data: dataset::DataArgs,
+        #[command(subcommand)]
+        cmd: dataset::DatasetCmd,
+    },
+    /// Move a registered dataset version (or a narrow projection of its columns) into another
+    /// zone, if policy, the egress route and the budget allow; refused transfers say why.
+    Transfer(dataset::TransferArgs),
+    /// The example training workload (logistic regression on transferred features) that
+    /// `tidegate demo burst-training` runs as a job in the zone it bursts to.
+    Train(train::TrainArgs),
     /// Replay a GPU-cluster job trace through the scheduler core on a simulated clock.
     Sim(sim::SimArgs),
     /// Benchmarks (commands, not tests): measured against the naive way in the same run.
@@ -168,6 +185,9 @@ fn main() -> miette::Result<()> {
         Command::Token { data_dir, cmd } => token::run(&data_dir, cmd),
         Command::Lineage { data_dir, args } => lineage::run(&data_dir, &args),
         Command::Sanitize(a) => sanitize::run(&a),
+        Command::Dataset { data, cmd } => dataset::run(&data, cmd),
+        Command::Transfer(a) => dataset::transfer(&a),
+        Command::Train(a) => train::run(&a),
         Command::Sim(a) => sim::run(&a),
         Command::Bench(c) => bench::run(&c),
         Command::Render(a) => render::run(&a),

@@ -102,7 +102,7 @@ pub struct UpArgs {
     pub no_scheduler: bool,
 }
 
-fn example_fleet(data_dir: &Path) -> miette::Result<PathBuf> {
+pub(crate) fn example_fleet(data_dir: &Path) -> miette::Result<PathBuf> {
     let local = PathBuf::from("examples/fleet");
     if local.join("fleet.yaml").is_file() {
         return Ok(local);

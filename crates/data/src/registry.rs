@@ -391,6 +391,7 @@ impl Registry {
             level: version.classification.level.clone(),
             zone: version.home_zone.clone(),
             report: version.report.clone(),
+            derived_from: version.derived_from.clone(),
             at: now,
         })?;
         let line = serde_json::to_string(&version)

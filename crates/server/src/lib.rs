@@ -102,6 +102,9 @@ pub enum StartError {
         /// What failed.
         reason: String,
     },
+    /// The dataset registry cannot be read.
+    #[error("dataset registry: {0}")]
+    Datasets(String),
     /// The evidence ledger cannot be opened or written.
     #[error("{0}")]
     Ledger(String),
@@ -156,8 +159,13 @@ fn write_secret(path: &Path, text: &str) -> Result<(), StartError> {
 
 /// Starts the control plane (call inside a multi-threaded tokio runtime).
 pub async fn start(cfg: ServerConfig, clock: Clock) -> Result<Server, StartError> {
-    let (fleet, scheduling) = tidegate_model::load_fleet_with_scheduling(&cfg.fleet_dir)
+    let (mut fleet, scheduling) = tidegate_model::load_fleet_with_scheduling(&cfg.fleet_dir)
         .map_err(|errors| StartError::Fleet { dir: cfg.fleet_dir.clone(), errors })?;
+    // Dataset versions registered in this data directory (`tidegate dataset register`) are
+    // placed like the fleet's own; a registry that does not read stops the start.
+    tidegate_data::Registry::open(&cfg.data_dir)
+        .merge_into(&mut fleet)
+        .map_err(|e| StartError::Datasets(e.to_string()))?;
     let policy = PolicyEngine::load(&fleet).map_err(|e| StartError::Policy(e.to_string()))?;
     std::fs::create_dir_all(&cfg.data_dir).map_err(|source| StartError::Io { path: cfg.data_dir.clone(), source })?;
     let data_dir = cfg.data_dir.clone();

@@ -1,0 +1,79 @@
+//! Offline commands that change a data directory (datasets, transfers, the training demo's
+//! sync-back) record their events in its evidence ledger first: one ledger opened per command,
+//! artifact stores (the data directory's own and each zone's) writing through it, and a signed
+//! checkpoint published when the command ends. If the ledger cannot be opened — for instance
+//! `tidegate up` holds it — the command is refused before anything changes.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use miette::miette;
+use tidegate_artifacts::ledger_sink::{EntryWriter, LedgerSink};
+use tidegate_artifacts::ArtifactStore;
+use tidegate_ledger::{Ledger, LedgerOptions};
+
+/// The evidence ledger of one data directory, held for one command.
+pub struct Ledgered {
+    ledger: Arc<Ledger>,
+    data_dir: PathBuf,
+    now: u64,
+}
+
+/// Where a zone's own artifact store lives inside a data directory (the local stand-in for the
+/// zone's object storage; its data keys are the zone's own).
+pub fn zone_store_dir(data_dir: &Path, zone: &str) -> PathBuf {
+    data_dir.join("zone-stores").join(zone)
+}
+
+impl Ledgered {
+    /// Opens the ledger of `data_dir`, stamping entries `now`.
+    ///
+    /// # Errors
+    /// When the ledger cannot be opened (nothing has changed).
+    pub fn open(data_dir: &Path, now: u64) -> miette::Result<Self> {
+        let ledger = Ledger::open(data_dir, LedgerOptions::default()).map_err(|e| {
+            miette!(
+                help = "changes are recorded in the evidence ledger first, so nothing was changed; if `tidegate up` runs on this data directory, stop it or use another --data-dir",
+                "cannot open the evidence ledger in {}: {e}",
+                data_dir.display()
+            )
+        })?;
+        Ok(Self { ledger: Arc::new(ledger), data_dir: data_dir.to_path_buf(), now })
+    }
+
+    /// The artifact store rooted at `dir`, recording into this ledger.
+    ///
+    /// # Errors
+    /// When the store cannot be opened.
+    pub fn store(&self, dir: &Path) -> miette::Result<ArtifactStore> {
+        let err = |e: tidegate_artifacts::ArtifactError| miette!("artifact store in {}: {e}", dir.display());
+        let store = ArtifactStore::open(dir).map_err(err)?;
+        let writer: Arc<dyn EntryWriter> = Arc::clone(&self.ledger) as Arc<dyn EntryWriter>;
+        let sink = LedgerSink::new(dir, writer, self.now).map_err(err)?;
+        Ok(store.with_event_sink(Box::new(sink)))
+    }
+
+    /// The data directory's own store.
+    ///
+    /// # Errors
+    /// As [`Self::store`].
+    pub fn home_store(&self) -> miette::Result<ArtifactStore> {
+        self.store(&self.data_dir)
+    }
+
+    /// The store of `zone`.
+    ///
+    /// # Errors
+    /// As [`Self::store`].
+    pub fn zone_store(&self, zone: &str) -> miette::Result<ArtifactStore> {
+        self.store(&zone_store_dir(&self.data_dir, zone))
+    }
+
+    /// Publishes a signed checkpoint and releases the ledger.
+    ///
+    /// # Errors
+    /// When the checkpoint cannot be written.
+    pub fn close(self) -> miette::Result<()> {
+        self.ledger.close().map_err(|e| miette!("cannot publish the ledger checkpoint: {e}"))
+    }
+}
