@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use tidegate_ledger::entry::{EntryError, MAX_LIST};
+use tidegate_ledger::entry::{EntryError, MAX_LIST, MAX_SUBJECTS};
 use tidegate_ledger::{Action, AnyLedger, DataForm, Digest, EntryDraft, Ident, Ledger, Subject, SubjectKind};
 
 use crate::events::{ArtifactEvent, EventSink, JsonlSink};
@@ -45,6 +45,7 @@ pub struct LedgerSink {
     lookup: ArtifactStore,
     jsonl: JsonlSink,
     ts_ms: u64,
+    zone: Option<Ident>,
 }
 
 impl LedgerSink {
@@ -59,7 +60,18 @@ impl LedgerSink {
             lookup: ArtifactStore::open(data_dir)?,
             jsonl: JsonlSink::new(data_dir.join("artifacts").join("events.jsonl")),
             ts_ms: now.saturating_mul(1000),
+            zone: None,
         })
+    }
+
+    /// Every entry also names `zone` (the zone whose store this is), so that an entry about an
+    /// object says where the object was.
+    ///
+    /// # Errors
+    /// When `zone` is not an identifier.
+    pub fn in_zone(mut self, zone: &str) -> Result<Self, ArtifactError> {
+        self.zone = Some(Ident::new(zone).map_err(|e| ArtifactError::Invalid(format!("zone {zone:?}: {e}")))?);
+        Ok(self)
     }
 }
 
@@ -70,7 +82,13 @@ impl EventSink for LedgerSink {
             ArtifactEvent::Put { kind, .. } => kind.parse().ok(),
             _ => self.lookup.record(digest).ok().map(|r| r.kind),
         };
-        let draft = entry_for(event, kind).map_err(|e| ArtifactError::Evidence(e.to_string()))?;
+        let mut draft = entry_for(event, kind).map_err(|e| ArtifactError::Evidence(e.to_string()))?;
+        if let Some(zone) = &self.zone {
+            let named = Subject { kind: SubjectKind::Zone, id: zone.clone() };
+            if !draft.subjects.contains(&named) && draft.subjects.len() < MAX_SUBJECTS {
+                draft.subjects.push(named);
+            }
+        }
         self.ledger
             .write_entry(draft, self.ts_ms)
             .map_err(|e| ArtifactError::Evidence(format!("the evidence ledger refused the entry: {e}")))?;
@@ -152,7 +170,7 @@ pub fn entry_for(event: &ArtifactEvent, kind: Option<ArtifactKind>) -> Result<En
             if let Some(job) = job.as_deref().and_then(|j| Ident::new(j).ok()) {
                 subjects.push(Subject { kind: SubjectKind::Job, id: job });
             }
-            for uri in inputs.iter().take(MAX_LIST) {
+            for uri in inputs.iter().take(MAX_SUBJECTS.saturating_sub(3)) {
                 if let Some(ds) = uri.strip_prefix("dataset:").and_then(|d| Ident::new(d).ok()) {
                     subjects.push(Subject { kind: SubjectKind::Dataset, id: ds });
                 }

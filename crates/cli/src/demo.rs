@@ -17,6 +17,12 @@ use crate::client::{Client, ClientArgs};
 pub enum DemoCmd {
     /// Queueing, bursting and refusals on the example fleet, within a minute.
     Burst(BurstArgs),
+    /// The cloud-burst training pattern end to end, self-contained (starts its own control
+    /// plane): raw PHI registered → sanitized (earned deidentified) → feature projection
+    /// transferred → sweep bursts to public GPUs and trains → models signed and synced back →
+    /// public copies shredded → lineage and an offline-verified evidence bundle. The same sweep on
+    /// raw data stays private, with the reason.
+    BurstTraining(crate::demo_training::BurstTrainingArgs),
 }
 
 /// Options of `demo burst`.
@@ -113,6 +119,7 @@ spec:
 pub fn run(cmd: &DemoCmd) -> miette::Result<()> {
     match cmd {
         DemoCmd::Burst(a) => burst(a),
+        DemoCmd::BurstTraining(a) => crate::demo_training::run(a),
     }
 }
 

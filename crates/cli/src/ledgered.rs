@@ -41,15 +41,19 @@ impl Ledgered {
         Ok(Self { ledger: Arc::new(ledger), data_dir: data_dir.to_path_buf(), now })
     }
 
-    /// The artifact store rooted at `dir`, recording into this ledger.
+    /// The artifact store rooted at `dir` (the store of `zone`, when given: its entries name the
+    /// zone), recording into this ledger.
     ///
     /// # Errors
     /// When the store cannot be opened.
-    pub fn store(&self, dir: &Path) -> miette::Result<ArtifactStore> {
+    pub fn store(&self, dir: &Path, zone: Option<&str>) -> miette::Result<ArtifactStore> {
         let err = |e: tidegate_artifacts::ArtifactError| miette!("artifact store in {}: {e}", dir.display());
         let store = ArtifactStore::open(dir).map_err(err)?;
         let writer: Arc<dyn EntryWriter> = Arc::clone(&self.ledger) as Arc<dyn EntryWriter>;
-        let sink = LedgerSink::new(dir, writer, self.now).map_err(err)?;
+        let mut sink = LedgerSink::new(dir, writer, self.now).map_err(err)?;
+        if let Some(z) = zone {
+            sink = sink.in_zone(z).map_err(err)?;
+        }
         Ok(store.with_event_sink(Box::new(sink)))
     }
 
@@ -58,7 +62,7 @@ impl Ledgered {
     /// # Errors
     /// As [`Self::store`].
     pub fn home_store(&self) -> miette::Result<ArtifactStore> {
-        self.store(&self.data_dir)
+        self.store(&self.data_dir, None)
     }
 
     /// The store of `zone`.
@@ -66,7 +70,7 @@ impl Ledgered {
     /// # Errors
     /// As [`Self::store`].
     pub fn zone_store(&self, zone: &str) -> miette::Result<ArtifactStore> {
-        self.store(&zone_store_dir(&self.data_dir, zone))
+        self.store(&zone_store_dir(&self.data_dir, zone), Some(zone))
     }
 
     /// Publishes a signed checkpoint and releases the ledger.

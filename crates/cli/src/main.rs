@@ -12,6 +12,7 @@ mod client;
 mod clock;
 mod dataset;
 mod demo;
+mod demo_training;
 mod evidence;
 mod fleet_cmds;
 mod jobs;

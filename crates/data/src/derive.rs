@@ -97,6 +97,9 @@ fn run(
         &PutOptions { name: format!("{id}/sanitize-report.json"), ..PutOptions::default() },
         now,
     )?;
+    // The report (counts, column names, line numbers; never cell values) is also kept as a
+    // ledger document, so evidence bundles carry it next to the entries that cite its digest.
+    tidegate_ledger::ledger::put_document(store.data_dir(), &report_bytes).map_err(|e| DataError::io(store.data_dir(), e))?;
     gates::attest(
         store,
         signer,
