@@ -8,6 +8,7 @@ mod bench_ledger;
 mod bench_sanitize;
 mod bench_slurm;
 mod bench_submit;
+mod checkpoint;
 mod client;
 mod clock;
 mod dataset;
@@ -147,6 +148,10 @@ enum Command {
     /// The example training workload (logistic regression on transferred features) that
     /// `tidegate demo burst-training` runs as a job in the zone it bursts to.
     Train(train::TrainArgs),
+    /// Job-side checkpoint steps: push a checkpoint out of its zone (kept, with exit code 75,
+    /// when the zone's egress rules or an outage keep it from the destination).
+    #[command(subcommand)]
+    Checkpoint(checkpoint::CheckpointCmd),
     /// Replay a GPU-cluster job trace through the scheduler core on a simulated clock.
     Sim(sim::SimArgs),
     /// Benchmarks (commands, not tests): measured against the naive way in the same run.
@@ -189,6 +194,10 @@ fn main() -> miette::Result<()> {
         Command::Dataset { data, cmd } => dataset::run(&data, cmd),
         Command::Transfer(a) => dataset::transfer(&a),
         Command::Train(a) => train::run(&a),
+        Command::Checkpoint(c) => match checkpoint::run(&c)? {
+            0 => Ok(()),
+            code => std::process::exit(code),
+        },
         Command::Sim(a) => sim::run(&a),
         Command::Bench(c) => bench::run(&c),
         Command::Render(a) => render::run(&a),

@@ -3,7 +3,10 @@
 //! a public zone runs there and reports back; (b) cutting that zone's link leaves its running job
 //! alone, the zone turns unreachable, and after the link returns the status reconciles with
 //! nothing placed twice; (c) restricted jobs never reach a public zone's agent, even with the
-//! private side degraded. Needs root and `ip` (iproute2): runs for real under CI, skips elsewhere.
+//! private side degraded. And with the zone's rendered nftables egress rules applied in its
+//! namespace, (d) a job whose checkpoint sync goes to a destination the rules do not allow ends
+//! with a clear event, and its checkpoint is kept intact; a sync to the allowed control plane
+//! goes through. Needs root, `ip` (iproute2) and `nft`: runs for real under CI, skips elsewhere.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -19,7 +22,8 @@ fn sh(args: &[&str]) -> bool {
     Command::new(args[0]).args(&args[1..]).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
 }
 
-/// A namespace with one veth link to the root namespace: `10.77.N.1` outside, `10.77.N.2` inside.
+/// A namespace with one veth link to the root namespace: `10.77.N.1` outside, `10.77.N.2` inside,
+/// and `10.77.N.3` outside as well (standing for another site's address on the same link).
 struct Zone {
     ns: String,
     outer: String,
@@ -36,9 +40,10 @@ impl Zone {
         let ok = sh(&["ip", "netns", "add", &ns])
             && sh(&["ip", "link", "add", &outer, "type", "veth", "peer", "name", &inner])
             && sh(&["ip", "link", "set", &inner, "netns", &ns])
-            && sh(&["ip", "addr", "add", &format!("{host_ip}/30"), "dev", &outer])
+            && sh(&["ip", "addr", "add", &format!("{host_ip}/29"), "dev", &outer])
+            && sh(&["ip", "addr", "add", &format!("10.77.{n}.3/29"), "dev", &outer])
             && sh(&["ip", "link", "set", &outer, "up"])
-            && sh(&["ip", "netns", "exec", &ns, "ip", "addr", "add", &format!("10.77.{n}.2/30"), "dev", &inner])
+            && sh(&["ip", "netns", "exec", &ns, "ip", "addr", "add", &format!("10.77.{n}.2/29"), "dev", &inner])
             && sh(&["ip", "netns", "exec", &ns, "ip", "link", "set", &inner, "up"])
             && sh(&["ip", "netns", "exec", &ns, "ip", "link", "set", "lo", "up"]);
         let zone = Zone { ns, outer, host_ip };
@@ -180,4 +185,116 @@ fn zones_behind_veth_links_run_their_work_survive_a_cut_and_never_see_restricted
         assert!(!w.join(&raw).exists(), "restricted work reached a public zone's agent");
     }
     drop(agents);
+}
+
+#[test]
+fn egress_rules_block_a_checkpoint_sync_and_nothing_is_lost() {
+    if !can_run() {
+        return;
+    }
+    assert!(sh(&["nft", "--version"]) || std::env::var("CI").as_deref() != Ok("true"), "CI=true but nft is missing");
+    if !sh(&["nft", "--version"]) {
+        eprintln!("skipping: needs nft (apt-get install nftables)");
+        return;
+    }
+    let Some(us) = Zone::new(3) else { panic!("cannot create a network namespace and veth link") };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cp");
+    let tg = env!("CARGO_BIN_EXE_tidegate");
+    let _cp = Proc(
+        Command::new(tg)
+            .args(["up", "--listen", "0.0.0.0:0", "--agent-zone", "public-us", "--agent-timeout", "5", "--data-dir"])
+            .arg(&data)
+            .arg("--fleet")
+            .arg(repo().join("examples/fleet"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("the control plane", 60, || data.join("server.url").exists());
+    std::thread::sleep(Duration::from_millis(300));
+    let port = std::fs::read_to_string(data.join("server.url")).unwrap().trim().rsplit(':').next().unwrap().to_owned();
+    let url = format!("http://127.0.0.1:{port}");
+    let admin = std::fs::read_to_string(data.join("admin.token")).unwrap().trim().to_owned();
+
+    // public-us may send only to hospital-onprem, which is the control plane's side of the link.
+    let addrs = dir.path().join("addresses.yaml");
+    std::fs::write(&addrs, format!("hospital-onprem: [{}/32]\n", us.host_ip)).unwrap();
+    let rules = Command::new(tg)
+        .args(["render", "--target", "nftables", "--zone", "public-us", "--addresses"])
+        .arg(&addrs)
+        .arg("--fleet")
+        .arg(repo().join("examples/fleet"))
+        .output()
+        .unwrap();
+    assert!(rules.status.success(), "{}", String::from_utf8_lossy(&rules.stderr));
+    let rules_file = dir.path().join("public-us.nft");
+    std::fs::write(&rules_file, &rules.stdout).unwrap();
+    assert!(sh(&["ip", "netns", "exec", &us.ns, "nft", "-f", rules_file.to_str().unwrap()]), "cannot apply the ruleset");
+
+    let minted = Command::new(tg)
+        .args(["token", "mint", "--user", "agent-public-us", "--role", "agent", "--team", "public-us", "--minutes", "60", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(minted.status.success());
+    let agent_token = dir.path().join("agent.token");
+    std::fs::write(&agent_token, &minted.stdout).unwrap();
+    let push_token = dir.path().join("push.token");
+    std::fs::write(&push_token, &admin).unwrap();
+    let work = dir.path().join("us-work");
+    let _agent = Proc(
+        Command::new("ip")
+            .args(["netns", "exec", &us.ns, tg, "agent", "--zone", "public-us", "--interval-ms", "200", "--control-plane"])
+            .arg(format!("http://{}:{port}", us.host_ip))
+            .arg("--token")
+            .arg(&agent_token)
+            .arg("--work-dir")
+            .arg(&work)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let submit = |m: String| -> String {
+        let (s, b) = call("POST", &format!("{url}/v1/jobs"), &admin, Some(json!({ "manifest": m })));
+        assert_eq!(s, 201, "{b}");
+        b["job"]["id"].as_str().unwrap().to_owned()
+    };
+    let detail = |id: &str| -> Value { call("GET", &format!("{url}/v1/jobs/{id}"), &admin, None).1 };
+    let push = |dest: &str| {
+        format!(
+            "head -c 65536 /dev/urandom > ckpt.bin && sha256sum ckpt.bin > ckpt.sha && {tg} checkpoint push ckpt.bin --to http://{dest}:{port} --token-file {} --timeout-s 3",
+            push_token.display()
+        )
+    };
+
+    // (d) The other site's address is not on the allowlist: the sync is dropped by the rules.
+    let blocked = submit(job("ckpt-blocked", "public-us", "ehr-deid@2026-10", &push("10.77.3.3")));
+    wait_for("the blocked sync to end the job", 60, || detail(&blocked)["job"]["state"] == "failed");
+    let d = detail(&blocked);
+    let reason = d["job"]["reason"].as_str().unwrap();
+    assert!(reason.contains("checkpoint sync blocked") && reason.contains("kept"), "{d}");
+    let ev = d["events"].as_array().unwrap().iter().find(|e| e["to_state"] == "failed").unwrap().clone();
+    assert_eq!(ev["details"]["checkpoint_sync"], "blocked", "{ev}");
+    // Nothing lost: the checkpoint is there, intact, with a note naming its digest.
+    let run = work.join(&blocked);
+    let sha = std::fs::read_to_string(run.join("ckpt.sha")).unwrap();
+    let digest = sha.split_whitespace().next().unwrap().to_owned();
+    let bytes = std::fs::read(run.join("ckpt.bin")).unwrap();
+    assert_eq!(bytes.len(), 65536);
+    let note: Value = serde_json::from_slice(&std::fs::read(run.join("ckpt.bin.unsynced")).unwrap()).unwrap();
+    assert_eq!(note["digest"], format!("sha256:{digest}"), "{note}");
+    assert!(note["destination"].as_str().unwrap().contains("10.77.3.3"), "{note}");
+
+    // The allowed destination (the control plane across the link) takes a checkpoint.
+    let allowed = submit(job("ckpt-allowed", "public-us", "ehr-deid@2026-10", &push(&us.host_ip)));
+    wait_for("the allowed sync to finish", 60, || {
+        let s = detail(&allowed)["job"]["state"].clone();
+        s == "succeeded" || s == "failed"
+    });
+    let d = detail(&allowed);
+    assert_eq!(d["job"]["state"], "succeeded", "{d}");
+    assert!(!work.join(&allowed).join("ckpt.bin.unsynced").exists());
 }

@@ -31,6 +31,9 @@ use tidegate_store::{
 use crate::evidence::Evidence;
 use crate::metrics::{label, Metrics};
 
+/// Exit code of `tidegate checkpoint push` when it could not reach its destination (EX_TEMPFAIL).
+pub const CHECKPOINT_SYNC_BLOCKED: i32 = 75;
+
 /// The lease only one replica holds while it runs the scheduler loop.
 pub const LEASE: &str = "scheduler";
 
@@ -776,16 +779,26 @@ impl<'f> Leader<'f> {
                     continue;
                 }
             };
+            let mut details = serde_json::Value::Null;
             let (to, reason) = match status {
                 RunStatus::Running => continue,
                 RunStatus::Exited { code: 0 } => (JobState::Succeeded, "exit code 0".to_string()),
+                RunStatus::Exited { code: CHECKPOINT_SYNC_BLOCKED } => {
+                    details = json!({ "exit_code": CHECKPOINT_SYNC_BLOCKED, "checkpoint_sync": "blocked" });
+                    (
+                        JobState::Failed,
+                        format!(
+                            "exit code {CHECKPOINT_SYNC_BLOCKED}: checkpoint sync blocked — the job could not reach its sync destination (the zone's egress rules may not allow it); the checkpoint was kept in the zone, see the job's logs"
+                        ),
+                    )
+                }
                 RunStatus::Exited { code } => (JobState::Failed, format!("exit code {code}")),
                 RunStatus::Cancelled => (JobState::Cancelled, "cancelled".to_string()),
                 RunStatus::Lost { reason } => (JobState::Failed, format!("lost: {reason}")),
                 RunStatus::Unknown => (JobState::Failed, "the executor has no record of the job".to_string()),
             };
             let Some(sid) = self.jobs.get(&id).map(|t| t.sid) else { continue };
-            self.move_to(&id, to, &reason, serde_json::Value::Null)?;
+            self.move_to(&id, to, &reason, details)?;
             if let Some(t) = self.jobs.remove(&id) {
                 self.explain.remove(&t.sid);
             }

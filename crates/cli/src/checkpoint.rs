@@ -1,0 +1,99 @@
+//! `tidegate checkpoint push`: the job-side step that syncs a checkpoint out of the zone it was
+//! written in, to the control plane's artifact endpoint (`POST /v1/artifacts?kind=checkpoint`).
+//!
+//! A zone's egress rules may not allow the destination. Then nothing is lost: the checkpoint
+//! stays where it is, a `<file>.unsynced` note records its digest, the destination and the error,
+//! and the command exits with code 75 (`EX_TEMPFAIL`), which the control plane turns into a job
+//! event that says the sync was blocked and the checkpoint was kept.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use miette::{miette, IntoDiagnostic, WrapErr};
+use serde_json::json;
+use sha2::{Digest as _, Sha256};
+
+/// Exit code of a sync that could not reach its destination (`EX_TEMPFAIL`).
+pub const SYNC_BLOCKED: i32 = tidegate_server::control::CHECKPOINT_SYNC_BLOCKED;
+
+/// Options of `tidegate checkpoint push`.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// The checkpoint file.
+    pub file: PathBuf,
+    /// Base URL of the destination control plane (inside a zone: across its interconnect).
+    #[arg(long)]
+    pub to: String,
+    /// File holding a bearer token allowed to store artifacts.
+    #[arg(long, env = "TIDEGATE_TOKEN_FILE")]
+    pub token_file: PathBuf,
+    /// Seconds to wait for the destination (a dropped connection shows as a timeout).
+    #[arg(long, default_value_t = 10)]
+    pub timeout_s: u64,
+}
+
+/// Checkpoint commands.
+#[derive(Debug, clap::Subcommand)]
+pub enum CheckpointCmd {
+    /// Sync a checkpoint to the control plane; if the zone's egress rules (or an outage) keep it
+    /// from the destination, keep it, note why next to it, and exit 75.
+    Push(PushArgs),
+}
+
+fn note_path(file: &Path) -> PathBuf {
+    let mut s = file.as_os_str().to_owned();
+    s.push(".unsynced");
+    PathBuf::from(s)
+}
+
+/// Runs a checkpoint command; returns the process exit code.
+///
+/// # Errors
+/// An unreadable checkpoint or token, or a destination that answered with an error.
+pub fn run(cmd: &CheckpointCmd) -> miette::Result<i32> {
+    let CheckpointCmd::Push(a) = cmd;
+    let bytes = std::fs::read(&a.file).into_diagnostic().wrap_err_with(|| format!("reading checkpoint {}", a.file.display()))?;
+    let digest = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
+    let token = std::fs::read_to_string(&a.token_file).into_diagnostic().wrap_err_with(|| format!("reading token {}", a.token_file.display()))?;
+    let base = a.to.trim_end_matches('/');
+    let url = format!("{base}/v1/artifacts?kind=checkpoint");
+    let agent = crate::client::agent(Duration::from_secs(a.timeout_s.max(1)));
+    let resp = agent
+        .post(&url)
+        .header("Authorization", format!("Bearer {}", token.trim()))
+        .header("Content-Type", "application/octet-stream")
+        .send(&bytes[..]);
+    match resp {
+        Err(e) => {
+            // Never reached the destination: keep the checkpoint, say why, exit 75.
+            let note = json!({
+                "checkpoint": a.file.display().to_string(),
+                "digest": digest,
+                "bytes": bytes.len(),
+                "destination": base,
+                "error": e.to_string(),
+            });
+            let path = note_path(&a.file);
+            std::fs::write(&path, serde_json::to_vec_pretty(&note).into_diagnostic()?).into_diagnostic()?;
+            eprintln!(
+                "checkpoint sync blocked: cannot reach {base} ({e}); the zone's egress rules may not allow it. \
+                 The checkpoint is kept: {} ({digest}, {} bytes); note in {}",
+                a.file.display(),
+                bytes.len(),
+                path.display()
+            );
+            Ok(SYNC_BLOCKED)
+        }
+        Ok(mut r) => {
+            let status = r.status();
+            let text = r.body_mut().read_to_string().unwrap_or_default();
+            if !status.is_success() {
+                return Err(miette!("checkpoint sync to {base} refused: {status}: {text}"));
+            }
+            let _ = std::fs::remove_file(note_path(&a.file));
+            println!("checkpoint {} synced to {base}: {digest}", a.file.display());
+            Ok(0)
+        }
+    }
+}
