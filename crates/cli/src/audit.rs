@@ -131,7 +131,7 @@ fn ledger_verifier(data_dir: &Path) -> miette::Result<NoteVerifier> {
     load_verifier(&pub_path).map_err(|e| miette!("no ledger key in {} ({e}); is --data-dir right?", data_dir.display()))
 }
 
-fn ledger_signer(data_dir: &Path) -> miette::Result<NoteSigner> {
+pub(crate) fn ledger_signer(data_dir: &Path) -> miette::Result<NoteSigner> {
     let path = key_path(data_dir);
     if !path.exists() {
         return Err(miette!("no ledger signing key at {}; is --data-dir right?", path.display()));
@@ -178,7 +178,7 @@ fn strict_log(data_dir: &Path) -> miette::Result<LogContents> {
 
 /// The checkpoint for the current log size, signing and storing one if needed; with the log's
 /// entries and tree (from the files, or from the database).
-fn current_checkpoint(data_dir: &Path, db: &Database) -> miette::Result<(SignedNote, LogContents)> {
+pub(crate) fn current_checkpoint(data_dir: &Path, db: &Database) -> miette::Result<(SignedNote, LogContents)> {
     let signer = ledger_signer(data_dir)?;
     if let Some(mut pg) = db.log()? {
         let contents = pg.read().map_err(|e| miette!("ledger is damaged: {e}; run `tidegate audit verify --database`"))?;

@@ -4,13 +4,13 @@
 use std::path::{Path, PathBuf};
 
 use miette::{miette, IntoDiagnostic as _};
-use tidegate_ledger::bundle::{encode_bundle, summary, verify_bundle};
+use tidegate_ledger::bundle::{build_bundle, encode_bundle, summary, verify_bundle};
 use tidegate_ledger::evidence::bundle_for;
 use tidegate_ledger::keys::{load_verifier, public_path};
-use tidegate_ledger::ledger::{key_path, write_atomic};
+use tidegate_ledger::ledger::{document_path, key_path, write_atomic};
 use tidegate_ledger::{Subject, SubjectKind};
 
-use crate::audit::DataDir;
+use crate::audit::{current_checkpoint, ledger_signer, DataDir, Database};
 
 /// Evidence bundles: one file an auditor verifies offline with the ledger's public key.
 #[derive(Debug, clap::Subcommand)]
@@ -47,6 +47,9 @@ pub struct Target {
     pub out: PathBuf,
     #[command(flatten)]
     pub dir: DataDir,
+    /// The ledger's entries in PostgreSQL (as `tidegate up --database` keeps them).
+    #[command(flatten)]
+    pub db: Database,
 }
 
 /// Run an evidence command.
@@ -64,7 +67,14 @@ pub fn run(cmd: EvidenceCmd) -> miette::Result<()> {
 
 fn write(kind: SubjectKind, t: &Target) -> miette::Result<()> {
     let subject = Subject::new(kind, t.id.clone()).map_err(|e| miette!("{e}"))?;
-    let bundle = bundle_for(&t.dir.data_dir, &subject).map_err(|e| miette!("{e}"))?;
+    let bundle = if t.db.database.is_some() {
+        let (note, log) = current_checkpoint(&t.dir.data_dir, &t.db)?;
+        let verifier = ledger_signer(&t.dir.data_dir)?.verifier();
+        build_bundle(&log.entries, &log.tree, &note, &verifier, &subject, |d| std::fs::read(document_path(&t.dir.data_dir, d)).ok())
+            .map_err(|e| miette!("{e}"))?
+    } else {
+        bundle_for(&t.dir.data_dir, &subject).map_err(|e| miette!("{e}"))?
+    };
     let bytes = encode_bundle(&bundle).map_err(|e| miette!("{e}"))?;
     write_atomic(&t.out, &bytes).into_diagnostic()?;
     println!(

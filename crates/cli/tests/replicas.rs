@@ -223,6 +223,29 @@ fn killing_the_leader_hands_scheduling_over_without_double_admission() {
         let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(out.status.success(), "ledger of {r}: {text}");
     }
+    // Evidence bundles come out of the PostgreSQL ledgers too, and verify offline: every job
+    // has a bundle from some replica's log.
+    let tg = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_tidegate")).args(args).output().unwrap();
+        (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    };
+    let id = &ids[25];
+    let mut found = 0;
+    for r in ["r1", "r2", "r3"] {
+        let dir = root.path().join(r);
+        let file = root.path().join(format!("{r}-evidence.json"));
+        let (ok, text) =
+            tg(&["evidence", "job", id, "--out", file.to_str().unwrap(), "--database", &pg.url(), "--schema", &format!("tidegate_ledger_{r}"), "--data-dir", dir.to_str().unwrap()]);
+        if !ok {
+            assert!(text.contains("no ledger entry mentions"), "{r}: {text}");
+            continue;
+        }
+        found += 1;
+        let key = dir.join("keys/ledger.pub");
+        let (ok, text) = tg(&["evidence", "verify", file.to_str().unwrap(), "--key", key.to_str().unwrap()]);
+        assert!(ok && text.contains("VERIFIED") && text.contains(id.as_str()), "{r}: {text}");
+    }
+    assert!(found >= 1, "no replica's ledger holds job {id}");
 }
 
 #[test]
