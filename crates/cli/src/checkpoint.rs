@@ -33,12 +33,77 @@ pub struct PushArgs {
     pub timeout_s: u64,
 }
 
+/// Options of `tidegate checkpoint archive`.
+#[derive(Debug, Args)]
+pub struct ArchiveArgs {
+    /// The checkpoint's digest in the data directory's store.
+    pub digest: String,
+    /// Zone whose store keeps the archive copy.
+    #[arg(long)]
+    pub zone: String,
+    /// Where the data directory and fleet are.
+    #[command(flatten)]
+    pub data: crate::dataset::DataArgs,
+}
+
 /// Checkpoint commands.
 #[derive(Debug, clap::Subcommand)]
 pub enum CheckpointCmd {
     /// Sync a checkpoint to the control plane; if the zone's egress rules (or an outage) keep it
     /// from the destination, keep it, note why next to it, and exit 75.
     Push(PushArgs),
+    /// Archive a checkpoint into a zone's store: its content and signed provenance verified,
+    /// ledgered (`checkpoint.archived`) before it is copied with its envelopes, encrypted there
+    /// under the zone's keys. A checkpoint derived from sensitive data may only be archived in a
+    /// private zone.
+    Archive(ArchiveArgs),
+}
+
+fn archive(a: &ArchiveArgs) -> miette::Result<i32> {
+    let digest: tidegate_artifacts::Digest = a.digest.parse().map_err(|e| miette!("{e}"))?;
+    let fleet = crate::dataset::fleet_with_registry(a.data.fleet.clone(), &a.data.data_dir)?;
+    let zone = fleet.zone(&a.zone).ok_or_else(|| {
+        miette!("unknown zone {:?} (zones: {})", a.zone, fleet.zones.iter().map(|z| z.name.as_str()).collect::<Vec<_>>().join(", "))
+    })?;
+    let now = crate::clock::now()?;
+    let led = crate::ledgered::Ledgered::open(&a.data.data_dir, now)?;
+    let result = (|| -> miette::Result<()> {
+        let store = led.home_store()?;
+        let rec = store.record(&digest).map_err(|e| miette!("{e}"))?;
+        if rec.kind != tidegate_artifacts::ArtifactKind::Checkpoint {
+            return Err(miette!("{digest} is a {}, not a checkpoint", rec.kind));
+        }
+        if rec.sensitive && !zone.tier.is_private() {
+            return Err(miette!(
+                help = "archive it in a private zone",
+                "{digest} derives from sensitive data; zone {} is {:?}, not private: refused",
+                zone.name,
+                zone.tier
+            ));
+        }
+        // Verified (content and signed provenance) before anything is recorded or copied.
+        let keys = tidegate_artifacts::signing::KeyStore::new(&store.keys_dir());
+        let ring = keys.keyring().map_err(|e| miette!("{e}"))?;
+        store.verify(&digest, &ring, now).map_err(|e| miette!("{e}"))?;
+        store
+            .record_event(&tidegate_artifacts::events::ArtifactEvent::CheckpointArchived { digest: digest.clone(), zone: zone.name.clone(), at: now })
+            .map_err(|e| miette!("{e}"))?;
+        let dest = led.zone_store(&zone.name)?;
+        let zones: Vec<String> = fleet.zones.iter().map(|z| z.name.clone()).collect();
+        let rep = tidegate_artifacts::transfer::import(&store, &dest, &ring, &zones, &digest, now).map_err(|e| miette!("{e}"))?;
+        // The archive verifies on its own: the zone's keyring trusts the keys that signed it.
+        let zone_keys = tidegate_artifacts::signing::KeyStore::new(&dest.keys_dir());
+        for id in &rep.keyids {
+            if let Some(entry) = ring.get(id) {
+                zone_keys.trust(entry.clone()).map_err(|e| miette!("{e}"))?;
+            }
+        }
+        let bytes = rec.size;
+        println!("archived checkpoint {digest} ({bytes} bytes, built by {} in {}) in zone {}'s store", rep.job_id, rep.zone, zone.name);
+        Ok(())
+    })();
+    let closed = led.close();
+    result.and(closed).map(|()| 0)
 }
 
 fn note_path(file: &Path) -> PathBuf {
@@ -52,7 +117,10 @@ fn note_path(file: &Path) -> PathBuf {
 /// # Errors
 /// An unreadable checkpoint or token, or a destination that answered with an error.
 pub fn run(cmd: &CheckpointCmd) -> miette::Result<i32> {
-    let CheckpointCmd::Push(a) = cmd;
+    let a = match cmd {
+        CheckpointCmd::Push(a) => a,
+        CheckpointCmd::Archive(a) => return archive(a),
+    };
     let bytes = std::fs::read(&a.file).into_diagnostic().wrap_err_with(|| format!("reading checkpoint {}", a.file.display()))?;
     let digest = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
     let token = std::fs::read_to_string(&a.token_file).into_diagnostic().wrap_err_with(|| format!("reading token {}", a.token_file.display()))?;
