@@ -200,7 +200,7 @@ pub fn run(data: &DataArgs, cmd: DatasetCmd) -> miette::Result<()> {
                 println!("no dataset versions registered in {} (tidegate dataset register --help)", data.data_dir.display());
             }
             for v in &all {
-                println!("{:<32} {:<28} {:<18} {:>12} bytes  {}", v.id(), describe(&v.classification), v.home_zone, v.bytes, v.snapshot);
+                println!("{:<28} {:<42} {:<16} {:>12} bytes  {}", v.id(), describe(&v.classification), v.home_zone, v.bytes, v.snapshot);
             }
             Ok(())
         }

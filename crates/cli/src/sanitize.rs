@@ -27,8 +27,15 @@ pub struct SanitizeArgs {
     out: Option<PathBuf>,
     /// Pseudonymisation key file (64 hex characters, or at least 16 raw bytes). Without it a random
     /// key is used and not stored: pseudonyms cannot be reproduced.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "key_name")]
     key: Option<PathBuf>,
+    /// Or: the name of a pseudonymisation key held by the key manager of --data-dir (created on
+    /// first use, e.g. `pseudonymisation/clinical-data`), so pseudonyms agree across runs.
+    #[arg(long)]
+    key_name: Option<String>,
+    /// Data directory whose key manager holds --key-name.
+    #[arg(long, env = "TIDEGATE_DATA_DIR", default_value = ".tidegate")]
+    data_dir: PathBuf,
     /// Override k on every table that declares quasi-identifiers.
     #[arg(long)]
     k: Option<u32>,
@@ -87,11 +94,14 @@ pub fn run(a: &SanitizeArgs) -> miette::Result<()> {
     if let Some(k) = a.k {
         p.set_k(k).map_err(|e| miette!("{e}"))?;
     }
-    let key = match &a.key {
-        Some(f) => Key::from_file(f),
-        None => Key::ephemeral(),
-    }
-    .map_err(|e| miette!("{e}"))?;
+    let key = match (&a.key, &a.key_name) {
+        (Some(f), _) => Key::from_file(f).map_err(|e| miette!("{e}"))?,
+        (None, Some(name)) => {
+            let store = tidegate_artifacts::ArtifactStore::open(&a.data_dir).map_err(|e| miette!("{e}"))?;
+            crate::dataset::kms_key(&store, name)?
+        }
+        (None, None) => Key::ephemeral().map_err(|e| miette!("{e}"))?,
+    };
     let r = sanitize(&p, input, out, &Options { key }).map_err(|e| miette!("{e}"))?;
     if a.output == Format::Json {
         return print_json(&r);

@@ -68,3 +68,28 @@ fn generate_then_bench_without_peers() {
     assert!(v["mb_per_sec"].as_f64().unwrap() > 0.0);
     assert!(v["presidio_mb_per_sec"].is_null());
 }
+
+#[test]
+fn a_key_from_the_key_manager_gives_the_same_pseudonyms_every_run() {
+    let data = root().join("../shared/data/synthea/patients.csv");
+    if !data.exists() {
+        eprintln!("skipped: no shared Synthea data");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dd = tmp.path().join("d");
+    let run = |out: &str, name: &str| {
+        let o = tidegate(&[
+            "sanitize", "--profile", "hipaa-safe-harbor", "--in", data.to_str().unwrap(), "--out",
+            tmp.path().join(out).to_str().unwrap(), "--key-name", name, "--data-dir", dd.to_str().unwrap(), "--k", "1",
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        std::fs::read(tmp.path().join(out).join("patients.csv")).unwrap()
+    };
+    let a = run("a", "pseudonymisation/clinical-data");
+    let b = run("b", "pseudonymisation/clinical-data");
+    let c = run("c", "pseudonymisation/finance");
+    assert_eq!(a, b, "the same named key gives the same pseudonyms");
+    assert_ne!(a, c, "another key gives other pseudonyms");
+    assert!(dd.join("keys").join("named").read_dir().unwrap().count() == 2, "two named keys, sealed by the key manager");
+}
