@@ -406,7 +406,8 @@ fn run_jobs(a: &BurstTrainingArgs, client: &Client, dd: &Path, manifest: &Digest
     };
     let mut fillers = Vec::new();
     for i in 0..a.fillers {
-        let m = job_manifest(&format!("baseline-{i:02}"), RAW, "[sleep, '900']", "{}", "[]", false);
+        // Bounded even if the demo is interrupted: they end on their own after the timeout.
+        let m = job_manifest(&format!("baseline-{i:02}"), RAW, &format!("[sleep, '{}']", a.timeout + 60), "{}", "[]", false);
         fillers.push(submit(m, format!("demo-filler-{i}"))?);
     }
     // Let the baseline take the private GPUs first: until the number running stops growing.
@@ -439,8 +440,8 @@ fn run_jobs(a: &BurstTrainingArgs, client: &Client, dd: &Path, manifest: &Digest
         let m = job_manifest(&format!("htn-sweep-{i}"), DEID, &cmd, &format!("{{l2: {l2}}}"), "[H100, H200]", true);
         trials.push(Trial { job: submit(m, format!("demo-trial-{i}"))?, l2, out_file, ..Trial::default() });
     }
-    let raw_cmd = "[sh, -c, 'echo raw-data sweep; sleep 900']";
-    out.raw_sweep.job = submit(job_manifest("htn-sweep-raw", RAW, raw_cmd, "{l2: 0.01}", "[H100, H200]", true), "demo-raw-sweep".into())?;
+    let raw_cmd = format!("[sh, -c, 'echo raw-data sweep; sleep {}']", a.timeout + 60);
+    out.raw_sweep.job = submit(job_manifest("htn-sweep-raw", RAW, &raw_cmd, "{l2: 0.01}", "[H100, H200]", true), "demo-raw-sweep".into())?;
     say(fmt, &format!("submitted {} baseline jobs, {} sweep trials on {DEID}, and the same sweep on {RAW}", a.fillers, a.trials));
 
     let deadline = Instant::now() + Duration::from_secs(a.timeout);
@@ -502,8 +503,26 @@ fn run_jobs(a: &BurstTrainingArgs, client: &Client, dd: &Path, manifest: &Digest
         out.raw_sweep.zone.as_deref().unwrap_or("the private queue"),
         out.raw_sweep.public_refused.first().map_or("its data is private-only", String::as_str)
     ));
-    for id in fillers.iter().chain(std::iter::once(&out.raw_sweep.job)) {
+    // The demo's own work ends with it: cancel, and wait until every run has stopped.
+    let leftovers: Vec<&String> = fillers.iter().chain(std::iter::once(&out.raw_sweep.job)).collect();
+    for id in &leftovers {
         let _: serde_json::Value = client.post(&format!("/v1/jobs/{id}/cancel"), &json!({}), &[])?;
+    }
+    // A run has stopped when the process its local executor recorded is gone (or a zombie).
+    let running = |id: &str| -> bool {
+        std::fs::read_dir(dd.join("zones")).into_iter().flatten().flatten().any(|z| {
+            let pid = std::fs::read_to_string(z.path().join(id).join("pid")).unwrap_or_default();
+            let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
+            !pid.trim().is_empty() && stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z'))
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while leftovers.iter().any(|id| running(id)) {
+        if Instant::now() > deadline {
+            eprintln!("warning: some baseline jobs had not stopped after 30 s; they end on their own within {} s", a.timeout + 60);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
     }
     Ok(trials)
 }
