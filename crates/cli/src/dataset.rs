@@ -9,7 +9,7 @@ use miette::miette;
 use tidegate_artifacts::kms::{named_key, FileKeyManager};
 use tidegate_artifacts::signing::{KeyStore, Signer};
 use tidegate_artifacts::ArtifactStore;
-use tidegate_data::derive::sanitize_version;
+use tidegate_data::derive::{sanitize_version, Derivation};
 use tidegate_data::transfer::{execute, plan, TransferRequest};
 use tidegate_data::{ClassificationNames, ColumnRef, DatasetVersion, RegisterSpec, Registry};
 use tidegate_model::{load_fleet, DatasetRef, Fleet};
@@ -263,7 +263,17 @@ fn sanitize_cmd(data: &DataArgs, registry: &Registry, a: &SanitizeVersionArgs) -
     let result = kms_key(&store, &key_name).and_then(|key| {
         let signer = signer(&store, now)?;
         let work = data.data_dir.join("tmp").join(format!("sanitize-{}", std::process::id()));
-        sanitize_version(registry, &store, &fleet, &source, &profile, key, &signer, &target.name, &target.version, &work, now)
+        let d = Derivation {
+            registry,
+            store: &store,
+            fleet: &fleet,
+            source: &source,
+            profile: &profile,
+            signer: &signer,
+            name: &target.name,
+            version: &target.version,
+        };
+        sanitize_version(&d, key, &work, now)
             .map_err(|e| miette!("{e}"))
     });
     drop(store);

@@ -28,7 +28,7 @@ use tidegate_artifacts::intoto::{Material, Provenance};
 use tidegate_artifacts::lineage::{Direction, JobRun, LineageLog};
 use tidegate_artifacts::signing::KeyStore;
 use tidegate_artifacts::{ArtifactKind, Digest, PutOptions};
-use tidegate_data::derive::sanitize_version;
+use tidegate_data::derive::{sanitize_version, Derivation};
 use tidegate_data::transfer::{execute, plan, TransferRequest};
 use tidegate_data::{ClassificationNames, ColumnRef, RegisterSpec, Registry};
 use tidegate_ledger::bundle::{encode_bundle, summary, verify_bundle};
@@ -259,7 +259,17 @@ pub fn run(a: &BurstTrainingArgs) -> miette::Result<()> {
     let key = kms_key(&store, &format!("pseudonymisation/{OWNER}"))?;
     let builder = signer(&store, now0)?;
     let (deid_name, deid_version) = DEID.split_once('@').unwrap_or((DEID, "deid"));
-    let derived = sanitize_version(&registry, &store, &fleet, &raw, &profile, key, &builder, deid_name, deid_version, &dd.join("tmp").join("sanitize"), now0)
+    let d = Derivation {
+        registry: &registry,
+        store: &store,
+        fleet: &fleet,
+        source: &raw,
+        profile: &profile,
+        signer: &builder,
+        name: deid_name,
+        version: deid_version,
+    };
+    let derived = sanitize_version(&d, key, &dd.join("tmp").join("sanitize"), now0)
         .map_err(|e| miette!("{e}"))?;
     out.deid = derived.version.id();
     out.deid_classification = describe(&derived.version.classification);

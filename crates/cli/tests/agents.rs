@@ -7,10 +7,8 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
-use std::time::Duration;
 
-use common::{call, repo, wait_for, zone_job, Proc};
+use common::{agent_token, call, start_agent, start_control_plane, wait_for, zone_job};
 use serde_json::{json, Value};
 
 
@@ -27,43 +25,12 @@ fn an_agent_runs_its_zone_survives_a_cut_link_and_never_runs_a_job_twice() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("cp");
     let work = dir.path().join("agent-work");
-    let tg = env!("CARGO_BIN_EXE_tidegate");
-    let _cp = Proc(
-        Command::new(tg)
-            .args(["up", "--listen", "127.0.0.1:0", "--agent-zone", "public-eu", "--agent-timeout", "2", "--data-dir"])
-            .arg(&data)
-            .arg("--fleet")
-            .arg(repo().join("examples/fleet"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for("the control plane", 60, || data.join("server.url").exists());
-    std::thread::sleep(Duration::from_millis(300));
-    let url = std::fs::read_to_string(data.join("server.url")).unwrap().trim().to_owned();
-    let admin = std::fs::read_to_string(data.join("admin.token")).unwrap().trim().to_owned();
-    let minted = Command::new(tg)
-        .args(["token", "mint", "--user", "agent-eu", "--role", "agent", "--team", "public-eu", "--minutes", "60", "--data-dir"])
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(minted.status.success(), "{}", String::from_utf8_lossy(&minted.stderr));
+    let cp = start_control_plane(&data, "127.0.0.1:0", &["public-eu"], &["--agent-timeout", "2"]);
+    let url = format!("http://127.0.0.1:{}", cp.port);
+    let admin = cp.admin.clone();
     let token_file = dir.path().join("agent.token");
-    std::fs::write(&token_file, &minted.stdout).unwrap();
-    let start_agent = || {
-        Proc(
-            Command::new(tg)
-                .args(["agent", "--zone", "public-eu", "--interval-ms", "200", "--control-plane", &url, "--token"])
-                .arg(&token_file)
-                .arg("--work-dir")
-                .arg(&work)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        )
-    };
+    agent_token(&data, "public-eu", &token_file);
+    let start_agent = || start_agent(None, "public-eu", &url, &token_file, &work);
     let mut agent_proc = start_agent();
     let zone_state = || -> Value {
         let (_, zones) = call("GET", &format!("{url}/v1/zones"), &admin, None);

@@ -14,7 +14,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{call, repo, wait_for, zone_job, Proc};
+use common::{agent_token, call, repo, start_agent, start_control_plane, wait_for, zone_job};
 use serde_json::{json, Value};
 
 
@@ -94,49 +94,18 @@ fn zones_behind_veth_links_run_their_work_survive_a_cut_and_never_see_restricted
     let (Some(eu), Some(us)) = (Zone::new(1), Zone::new(2)) else { panic!("cannot create network namespaces and veth links") };
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("cp");
-    let tg = env!("CARGO_BIN_EXE_tidegate");
     // The control plane listens on every address so both zones reach it over their own link.
-    let _cp = Proc(
-        Command::new(tg)
-            .args(["up", "--listen", "0.0.0.0:0", "--agent-zone", "public-eu", "--agent-zone", "public-us", "--agent-timeout", "2", "--data-dir"])
-            .arg(&data)
-            .arg("--fleet")
-            .arg(repo().join("examples/fleet"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for("the control plane", 60, || data.join("server.url").exists());
-    std::thread::sleep(Duration::from_millis(300));
-    let local = std::fs::read_to_string(data.join("server.url")).unwrap().trim().to_owned();
-    let port = local.rsplit(':').next().unwrap().to_owned();
+    let cp = start_control_plane(&data, "0.0.0.0:0", &["public-eu", "public-us"], &["--agent-timeout", "2"]);
+    let port = cp.port.clone();
     let url = format!("http://127.0.0.1:{port}");
-    let admin = std::fs::read_to_string(data.join("admin.token")).unwrap().trim().to_owned();
+    let admin = cp.admin.clone();
     let mut agents = Vec::new();
     let mut works = Vec::new();
     for (zone, z) in [("public-eu", &eu), ("public-us", &us)] {
-        let minted = Command::new(tg)
-            .args(["token", "mint", "--user", &format!("agent-{zone}"), "--role", "agent", "--team", zone, "--minutes", "60", "--data-dir"])
-            .arg(&data)
-            .output()
-            .unwrap();
-        assert!(minted.status.success());
         let token = dir.path().join(format!("{zone}.token"));
-        std::fs::write(&token, &minted.stdout).unwrap();
+        agent_token(&data, zone, &token);
         let work = dir.path().join(format!("{zone}-work"));
-        let cp_url = format!("http://{}:{port}", z.host_ip);
-        agents.push(Proc(
-            Command::new("ip")
-                .args(["netns", "exec", &z.ns, tg, "agent", "--zone", zone, "--interval-ms", "200", "--control-plane", &cp_url, "--token"])
-                .arg(&token)
-                .arg("--work-dir")
-                .arg(&work)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        ));
+        agents.push(start_agent(Some(&z.ns), zone, &format!("http://{}:{port}", z.host_ip), &token, &work));
         works.push(work);
     }
     let zone_health = |name: &str| -> String {
@@ -201,22 +170,10 @@ fn egress_rules_block_a_checkpoint_sync_and_nothing_is_lost() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("cp");
     let tg = env!("CARGO_BIN_EXE_tidegate");
-    let _cp = Proc(
-        Command::new(tg)
-            .args(["up", "--listen", "0.0.0.0:0", "--agent-zone", "public-us", "--agent-timeout", "5", "--data-dir"])
-            .arg(&data)
-            .arg("--fleet")
-            .arg(repo().join("examples/fleet"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for("the control plane", 60, || data.join("server.url").exists());
-    std::thread::sleep(Duration::from_millis(300));
-    let port = std::fs::read_to_string(data.join("server.url")).unwrap().trim().rsplit(':').next().unwrap().to_owned();
+    let cp = start_control_plane(&data, "0.0.0.0:0", &["public-us"], &["--agent-timeout", "5"]);
+    let port = cp.port.clone();
     let url = format!("http://127.0.0.1:{port}");
-    let admin = std::fs::read_to_string(data.join("admin.token")).unwrap().trim().to_owned();
+    let admin = cp.admin.clone();
 
     // public-us may send only to hospital-onprem, which is the control plane's side of the link.
     let addrs = dir.path().join("addresses.yaml");
@@ -233,30 +190,12 @@ fn egress_rules_block_a_checkpoint_sync_and_nothing_is_lost() {
     std::fs::write(&rules_file, &rules.stdout).unwrap();
     assert!(sh(&["ip", "netns", "exec", &us.ns, "nft", "-f", rules_file.to_str().unwrap()]), "cannot apply the ruleset");
 
-    let minted = Command::new(tg)
-        .args(["token", "mint", "--user", "agent-public-us", "--role", "agent", "--team", "public-us", "--minutes", "60", "--data-dir"])
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(minted.status.success());
-    let agent_token = dir.path().join("agent.token");
-    std::fs::write(&agent_token, &minted.stdout).unwrap();
+    let agent_token_file = dir.path().join("agent.token");
+    agent_token(&data, "public-us", &agent_token_file);
     let push_token = dir.path().join("push.token");
     std::fs::write(&push_token, &admin).unwrap();
     let work = dir.path().join("us-work");
-    let _agent = Proc(
-        Command::new("ip")
-            .args(["netns", "exec", &us.ns, tg, "agent", "--zone", "public-us", "--interval-ms", "200", "--control-plane"])
-            .arg(format!("http://{}:{port}", us.host_ip))
-            .arg("--token")
-            .arg(&agent_token)
-            .arg("--work-dir")
-            .arg(&work)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _agent = start_agent(Some(&us.ns), "public-us", &format!("http://{}:{port}", us.host_ip), &agent_token_file, &work);
     let submit = |m: String| -> String {
         let (s, b) = call("POST", &format!("{url}/v1/jobs"), &admin, Some(json!({ "manifest": m })));
         assert_eq!(s, 201, "{b}");

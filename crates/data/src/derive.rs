@@ -42,49 +42,44 @@ fn earned_names(text: &str, source: &ClassificationNames) -> ClassificationNames
     }
 }
 
-/// Sanitizes registered version `source` with `profile` and `key` into version
-/// `name@version` in the same zone, working under `work` (a scratch directory, removed after).
+/// A sanitized version to derive: from `source`, with `profile`, signed by `signer`, as
+/// `name@version` in the same zone.
+pub struct Derivation<'a> {
+    /// The registry.
+    pub registry: &'a Registry,
+    /// The data directory's artifact store (recording through the evidence ledger).
+    pub store: &'a ArtifactStore,
+    /// The fleet (for the classification scheme and zones).
+    pub fleet: &'a Fleet,
+    /// The registered source version.
+    pub source: &'a DatasetVersion,
+    /// The sanitizer profile.
+    pub profile: &'a Profile,
+    /// Signs the report.
+    pub signer: &'a Signer,
+    /// New version's name.
+    pub name: &'a str,
+    /// New version.
+    pub version: &'a str,
+}
+
+/// Sanitizes `d.source` with the pseudonymisation `key`, working under `work` (a scratch
+/// directory, removed after), and registers the result.
 ///
 /// # Errors
 /// Store, sanitizer, signing, ledger and registry errors; nothing is registered then.
-#[allow(clippy::too_many_arguments)]
-pub fn sanitize_version(
-    registry: &Registry,
-    store: &ArtifactStore,
-    fleet: &Fleet,
-    source: &DatasetVersion,
-    profile: &Profile,
-    key: Key,
-    signer: &Signer,
-    name: &str,
-    version: &str,
-    work: &Path,
-    now: u64,
-) -> Result<Derived, DataError> {
+pub fn sanitize_version(d: &Derivation<'_>, key: Key, work: &Path, now: u64) -> Result<Derived, DataError> {
     let input = work.join("in");
     let output = work.join("out");
     let _ = std::fs::remove_dir_all(work);
-    registry.materialise(store, source, &input)?;
-    let result = run(registry, store, fleet, source, profile, key, signer, name, version, &input, &output, now);
+    d.registry.materialise(d.store, d.source, &input)?;
+    let result = run(d, key, &input, &output, now);
     let _ = std::fs::remove_dir_all(work);
     result
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run(
-    registry: &Registry,
-    store: &ArtifactStore,
-    fleet: &Fleet,
-    source: &DatasetVersion,
-    profile: &Profile,
-    key: Key,
-    signer: &Signer,
-    name: &str,
-    version: &str,
-    input: &Path,
-    output: &Path,
-    now: u64,
-) -> Result<Derived, DataError> {
+fn run(d: &Derivation<'_>, key: Key, input: &Path, output: &Path, now: u64) -> Result<Derived, DataError> {
+    let Derivation { registry, store, fleet, source, profile, signer, name, version } = *d;
     let report = tidegate_sanitize::sanitize(profile, input, output, &Options { key })?;
     // The report travels as a signed artifact, not as a table of the dataset.
     let report_path = output.join(tidegate_sanitize::engine::REPORT_FILE);

@@ -8,22 +8,14 @@ use std::path::{Path, PathBuf};
 use tidegate_artifacts::events::{ArtifactEvent, JsonlSink};
 use tidegate_artifacts::signing::Signer;
 use tidegate_artifacts::ArtifactStore;
-use tidegate_data::derive::sanitize_version;
+use tidegate_data::derive::{sanitize_version, Derivation};
 use tidegate_data::transfer::{execute, plan, TransferRequest};
 use tidegate_data::{ClassificationNames, ColumnRef, DataError, RegisterSpec, Registry};
 use tidegate_model::{load_fleet, DatasetRef, Fleet};
 use tidegate_policy::PolicyEngine;
 use tidegate_sanitize::{Key, Profile};
 
-fn synthea() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/synthea");
-    if p.join("patients.csv").exists() {
-        Some(p)
-    } else {
-        eprintln!("skipped: {} is not there (the shared Synthea data sits beside the clone)", p.display());
-        None
-    }
-}
+use tidegate_testkit::synthea_dir as synthea;
 
 fn fleet() -> Fleet {
     load_fleet(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/fleet")).unwrap()
@@ -94,20 +86,17 @@ fn raw_stays_private_sanitized_moves_projected_and_ledgered() {
     // the raw classification and the report says why.
     let signer = Signer::generate();
     let derive = |profile: &Profile, version: &str| {
-        sanitize_version(
-            &registry,
-            &store,
-            &fleet,
-            &raw,
+        let d = Derivation {
+            registry: &registry,
+            store: &store,
+            fleet: &fleet,
+            source: &raw,
             profile,
-            Key::from_bytes(&[7u8; 32]).unwrap(),
-            &signer,
-            "synthea",
+            signer: &signer,
+            name: "synthea",
             version,
-            &tmp.path().join("work"),
-            20,
-        )
-        .unwrap()
+        };
+        sanitize_version(&d, Key::from_bytes(&[7u8; 32]).unwrap(), &tmp.path().join("work"), 20).unwrap()
     };
     let strict = derive(&Profile::hipaa_safe_harbor().unwrap(), "deid-k5");
     assert!(!strict.report.earned);

@@ -1,5 +1,6 @@
 //! Test support shared by the workspace's integration tests (a dev-dependency only): the shared
-//! PostgreSQL test database, and private PostgreSQL instances a test may crash and restart.
+//! PostgreSQL test database, private PostgreSQL instances a test may crash and restart, and the
+//! shared Synthea tables.
 //!
 //! Outside CI a missing service makes these return `None` after saying how to run the test; under
 //! `CI=true` a missing service is a failure (`.ci/run` installs and starts them).
@@ -10,6 +11,20 @@ use std::process::Command;
 
 fn in_ci() -> bool {
     std::env::var("CI").as_deref() == Ok("true")
+}
+
+/// The shared Synthea tables (`shared/data/synthea` beside the repository), if they are there;
+/// under `CI=true` their absence is a failure.
+pub fn synthea_dir() -> Option<PathBuf> {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/synthea");
+    if p.join("patients.csv").exists() {
+        return Some(p);
+    }
+    if in_ci() {
+        panic!("CI=true but the shared Synthea tables are not at {}", p.display());
+    }
+    eprintln!("skipped: {} is not there (the shared data sits beside the repository)", p.display());
+    None
 }
 
 /// The shared test database's URL (`TIDEGATE_TEST_POSTGRES_URL`, set by `scripts/test.sh`).

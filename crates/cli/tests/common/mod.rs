@@ -77,3 +77,60 @@ spec:
 "
     )
 }
+
+/// A control plane started with `tidegate up` on `data` (the example fleet, `listen`, agent
+/// zones and any `extra` arguments), once it has written its URL.
+pub struct ControlPlane {
+    /// The process (stopped on drop).
+    pub proc: Proc,
+    /// Its port.
+    pub port: String,
+    /// The admin token it wrote.
+    pub admin: String,
+}
+
+/// Starts a control plane and waits for it.
+pub fn start_control_plane(data: &std::path::Path, listen: &str, agent_zones: &[&str], extra: &[&str]) -> ControlPlane {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tidegate"));
+    cmd.args(["up", "--listen", listen]);
+    for z in agent_zones {
+        cmd.args(["--agent-zone", z]);
+    }
+    cmd.args(extra).arg("--data-dir").arg(data).arg("--fleet").arg(repo().join("examples/fleet"));
+    let proc = Proc(cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap());
+    wait_for("the control plane", 60, || data.join("server.url").exists());
+    std::thread::sleep(Duration::from_millis(300));
+    let url = std::fs::read_to_string(data.join("server.url")).unwrap();
+    let port = url.trim().rsplit(':').next().unwrap().to_owned();
+    let admin = std::fs::read_to_string(data.join("admin.token")).unwrap().trim().to_owned();
+    ControlPlane { proc, port, admin }
+}
+
+/// Mints an agent token for `zone` with the control plane's keys in `data`; writes it to `file`.
+pub fn agent_token(data: &std::path::Path, zone: &str, file: &std::path::Path) {
+    let minted = std::process::Command::new(env!("CARGO_BIN_EXE_tidegate"))
+        .args(["token", "mint", "--user", &format!("agent-{zone}"), "--role", "agent", "--team", zone, "--minutes", "60", "--data-dir"])
+        .arg(data)
+        .output()
+        .unwrap();
+    assert!(minted.status.success(), "{}", String::from_utf8_lossy(&minted.stderr));
+    std::fs::write(file, &minted.stdout).unwrap();
+}
+
+/// Starts `tidegate agent` for `zone`, optionally inside network namespace `ns`.
+pub fn start_agent(ns: Option<&str>, zone: &str, control_plane: &str, token: &std::path::Path, work: &std::path::Path) -> Proc {
+    let tg = env!("CARGO_BIN_EXE_tidegate");
+    let mut cmd = match ns {
+        Some(ns) => {
+            let mut c = std::process::Command::new("ip");
+            c.args(["netns", "exec", ns, tg]);
+            c
+        }
+        None => std::process::Command::new(tg),
+    };
+    cmd.args(["agent", "--zone", zone, "--interval-ms", "200", "--control-plane", control_plane, "--token"])
+        .arg(token)
+        .arg("--work-dir")
+        .arg(work);
+    Proc(cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap())
+}
