@@ -593,7 +593,7 @@ fn sync_back(
                 finished_at: now,
             };
             public.sign_provenance(&rec.digest, &prov, &zone_builder).map_err(|e| miette!("{e}"))?;
-            log.record_job(&JobRun {
+            let run = JobRun {
                 job_id: t.job.clone(),
                 zone: t.zone.clone(),
                 code_commit: "4f1c2e9".into(),
@@ -602,8 +602,10 @@ fn sync_back(
                 outputs: vec![rec.digest.clone()],
                 started_at: now,
                 finished_at: now,
-            })
-            .map_err(|e| miette!("{e}"))?;
+            };
+            log.record_job(&run).map_err(|e| miette!("{e}"))?;
+            // One OpenLineage RunEvent per job, under <data-dir>/openlineage/.
+            log.write_run_event(&run).map_err(|e| miette!("{e}"))?;
             say(fmt, &format!("{}: model {} (AUC {auc:.3}) signed by {}", t.job, rec.digest, zone_builder.keyid()));
             trials_out.push(Trial {
                 job: t.job.clone(),

@@ -65,6 +65,17 @@ fn burst_training_end_to_end() {
     assert!(deid_at < raw_at, "raw sits upstream of the sanitized version: {lineage}");
     assert!(lineage.starts_with(&format!("artifact:{model}")), "{lineage}");
 
+    // One OpenLineage RunEvent per trial, naming its inputs and output.
+    let events: Vec<Value> = std::fs::read_dir(dd.join("openlineage"))
+        .unwrap()
+        .map(|e| serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap())
+        .collect();
+    assert_eq!(events.len(), 2);
+    for e in &events {
+        assert!(e["inputs"].as_array().unwrap().iter().any(|i| i.to_string().contains("synthea@deid")), "{e}");
+        assert_eq!(e["outputs"].as_array().unwrap().len(), 1, "{e}");
+    }
+
     // The model in the private store verifies; in the public store it is gone.
     let v = tidegate(&["artifact", "--data-dir", dd.to_str().unwrap(), "verify", model]);
     assert!(v.status.success(), "{}", text(&v));
