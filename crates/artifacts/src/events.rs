@@ -172,6 +172,15 @@ pub trait EventSink: Send + Sync {
     /// # Errors
     /// Any failure to record.
     fn record(&self, event: &ArtifactEvent) -> Result<(), ArtifactError>;
+
+    /// Keeps a document the recorded events cite by digest (a signed statement, a report).
+    /// Sinks without a document store keep nothing.
+    ///
+    /// # Errors
+    /// Any failure to keep it.
+    fn document(&self, _bytes: &[u8]) -> Result<(), ArtifactError> {
+        Ok(())
+    }
 }
 
 /// Appends events as JSON lines to a file, fsynced.

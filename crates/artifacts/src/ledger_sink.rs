@@ -46,6 +46,7 @@ pub struct LedgerSink {
     jsonl: JsonlSink,
     ts_ms: u64,
     zone: Option<Ident>,
+    documents: std::path::PathBuf,
 }
 
 impl LedgerSink {
@@ -61,7 +62,16 @@ impl LedgerSink {
             jsonl: JsonlSink::new(data_dir.join("artifacts").join("events.jsonl")),
             ts_ms: now.saturating_mul(1000),
             zone: None,
+            documents: data_dir.to_path_buf(),
         })
+    }
+
+    /// Documents go to the evidence documents of `data_dir` (the ledger's data directory, when
+    /// this store is a zone's store inside it); the default is the store's own directory.
+    #[must_use]
+    pub fn documents_in(mut self, data_dir: &Path) -> Self {
+        self.documents = data_dir.to_path_buf();
+        self
     }
 
     /// Every entry also names `zone` (the zone whose store this is), so that an entry about an
@@ -93,6 +103,12 @@ impl EventSink for LedgerSink {
             .write_entry(draft, self.ts_ms)
             .map_err(|e| ArtifactError::Evidence(format!("the evidence ledger refused the entry: {e}")))?;
         self.jsonl.record(event)
+    }
+
+    fn document(&self, bytes: &[u8]) -> Result<(), ArtifactError> {
+        tidegate_ledger::ledger::put_document(&self.documents, bytes)
+            .map(|_| ())
+            .map_err(|e| ArtifactError::io(&self.documents, e))
     }
 }
 

@@ -177,6 +177,15 @@ impl ArtifactStore {
         &self.root
     }
 
+    /// Keeps `bytes` (a report or statement: identifiers, digests and counts, never content) as
+    /// a document of the evidence sink, addressed by its digest.
+    ///
+    /// # Errors
+    /// When the sink cannot keep it.
+    pub fn record_document(&self, bytes: &[u8]) -> Result<(), ArtifactError> {
+        self.events.document(bytes)
+    }
+
     /// `<data-dir>/keys`.
     #[must_use]
     pub fn keys_dir(&self) -> PathBuf {
@@ -420,6 +429,9 @@ impl ArtifactStore {
                 .join(format!("{}.dsse.json", id.hex())),
             &json,
         )?;
+        // Signed statements hold digests and identifiers, never content: they are kept as evidence
+        // documents too, so an evidence bundle carries the signatures its entries cite.
+        self.events.document(&json)?;
         Ok(id)
     }
 

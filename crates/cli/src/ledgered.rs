@@ -50,7 +50,7 @@ impl Ledgered {
         let err = |e: tidegate_artifacts::ArtifactError| miette!("artifact store in {}: {e}", dir.display());
         let store = ArtifactStore::open(dir).map_err(err)?;
         let writer: Arc<dyn EntryWriter> = Arc::clone(&self.ledger) as Arc<dyn EntryWriter>;
-        let mut sink = LedgerSink::new(dir, writer, self.now).map_err(err)?;
+        let mut sink = LedgerSink::new(dir, writer, self.now).map_err(err)?.documents_in(&self.data_dir);
         if let Some(z) = zone {
             sink = sink.in_zone(z).map_err(err)?;
         }

@@ -94,6 +94,10 @@ fn burst_training_end_to_end() {
     assert!(summary.contains("copied from zone hospital-onprem to zone public-us as Sanitized"), "{summary}");
     assert!(summary.contains("classification earned by sanitizer report"), "{summary}");
     assert!(summary.contains("(attached"), "the sanitizer report and policy texts travel in the bundle: {summary}");
+    assert!(
+        summary.lines().any(|l| l.contains("signed artifact") && l.contains("envelope sha256:") && l.contains("(attached")),
+        "the signature envelopes travel in the bundle: {summary}"
+    );
     let mut bytes = std::fs::read(&bundle).unwrap();
     let at = bytes.windows(9).position(|w| w == b"public-us").unwrap();
     bytes[at] = b'P';

@@ -94,7 +94,7 @@ fn run(d: &Derivation<'_>, key: Key, input: &Path, output: &Path, now: u64) -> R
     )?;
     // The report (counts, column names, line numbers; never cell values) is also kept as a
     // ledger document, so evidence bundles carry it next to the entries that cite its digest.
-    tidegate_ledger::ledger::put_document(store.data_dir(), &report_bytes).map_err(|e| DataError::io(store.data_dir(), e))?;
+    store.record_document(&report_bytes)?;
     gates::attest(
         store,
         signer,

@@ -404,9 +404,10 @@ pub fn summary(v: &VerifiedBundle) -> String {
                 moved.push(format!("{at} [{idx}] {what}: checkpoint {checkpoint} archived in zone {zone} by {who}"));
             }
             Action::JobApproved { scope } => approved.push(format!("{at} [{idx}] {who} approved {scope} for {what}")),
-            Action::ArtifactSigned { artifact, key_id, .. } => {
-                approved.push(format!("{at} [{idx}] {who} signed artifact {artifact} ({what}) with key {key_id}"));
-            }
+            Action::ArtifactSigned { artifact, key_id, signature } => approved.push(format!(
+                "{at} [{idx}] {who} signed artifact {artifact} ({what}) with key {key_id}; envelope {}",
+                doc_note(v, signature)
+            )),
             Action::ArtifactPromoted { artifact, from_stage, to_stage } => approved.push(format!(
                 "{at} [{idx}] {who} promoted artifact {artifact} ({what}) from {from_stage} to {to_stage}"
             )),
