@@ -343,28 +343,18 @@ fn run_on(data_dir: &Path, store: &ArtifactStore, cmd: ArtifactCmd, now: u64) ->
             zone,
         } => {
             let digest = parse_digest(&digest)?;
-            let record = store.record(&digest).map_err(err)?;
-            let content = if let Some(token) = token {
-                let roots = tidegate_identity::RootKeyStore::new(&store.keys_dir())
-                    .keyring()
-                    .map_err(|e| miette!("{e}"))?;
-                tidegate_artifacts::access::read_with_token(
+            let token = token.map(|t| read_token_arg(&t)).transpose()?;
+            let (record, content) = match token {
+                Some(token) => tidegate_artifacts::ops::read_with_job_token(
                     store,
-                    &tidegate_identity::Verifier::new(roots),
-                    &keys.keyring().map_err(err)?,
+                    &tidegate_artifacts::ops::token_verifier(&store.keys_dir()).map_err(err)?,
                     &token,
                     &digest,
                     zone.as_deref().unwrap_or_default(),
                     now,
                 )
-                .map_err(err)?
-            } else if record.kind.requires_provenance() {
-                store
-                    .pull(&digest, &keys.keyring().map_err(err)?, now)
-                    .map_err(err)?
-                    .0
-            } else {
-                store.get(&digest).map_err(err)?
+                .map_err(err)?,
+                None => tidegate_artifacts::ops::read_verified(store, &digest, now).map_err(err)?,
             };
             std::fs::write(&output, &content)
                 .into_diagnostic()
@@ -422,13 +412,7 @@ fn run_on(data_dir: &Path, store: &ArtifactStore, cmd: ArtifactCmd, now: u64) ->
             }
         }
         ArtifactCmd::List => {
-            let history = gates::history(store).map_err(err)?;
-            for r in store.list().map_err(err)? {
-                let stage = history
-                    .iter()
-                    .rev()
-                    .find(|p| p.digest == r.digest)
-                    .map_or(Stage::Candidate, |p| p.to);
+            for (r, stage) in tidegate_artifacts::ops::list_with_stages(store).map_err(err)? {
                 println!(
                     "{}  {:<20} {:<16} {:<10} {:>10}  {}",
                     r.digest,
@@ -514,17 +498,7 @@ fn run_on(data_dir: &Path, store: &ArtifactStore, cmd: ArtifactCmd, now: u64) ->
         ArtifactCmd::Promote { digest, to, actor } => {
             let digest = parse_digest(&digest)?;
             let to: Stage = to.parse().map_err(err)?;
-            let policy = gates::load_policy(store).map_err(err)?;
-            let rec = gates::promote(
-                store,
-                &keys.keyring().map_err(err)?,
-                &policy,
-                &digest,
-                to,
-                &actor,
-                now,
-            )
-            .map_err(err)?;
+            let rec = tidegate_artifacts::ops::promote(store, &digest, to, &actor, now).map_err(err)?;
             println!(
                 "promoted {digest}: {} -> {} (policy {})",
                 rec.from, rec.to, rec.policy_hash
