@@ -42,7 +42,7 @@ pub fn refusal_code(e: &IdentityError) -> &'static str {
 /// before content is returned; a refusal is recorded too.
 ///
 /// # Errors
-/// [`ArtifactError::Unauthorized`] naming why the token was refused, or any verification error.
+/// [`ArtifactError::TokenRefused`] naming why the token was refused, or any verification error.
 pub fn read_with_token(
     store: &ArtifactStore,
     verifier: &Verifier,
@@ -69,7 +69,11 @@ pub fn read_with_token(
                 code: refusal_code(&e).to_owned(),
                 at: now,
             })?;
-            return Err(ArtifactError::Unauthorized(format!("{resource}: {e}")));
+            return Err(ArtifactError::TokenRefused {
+                resource,
+                code: refusal_code(&e),
+                reason: e.to_string(),
+            });
         }
     };
     let claims = grant.claims;

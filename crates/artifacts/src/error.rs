@@ -33,6 +33,17 @@ pub enum ArtifactError {
     /// A scoped token does not allow this access.
     #[error("access refused: {0}")]
     Unauthorized(String),
+    /// A scoped job token was refused for a read (and the refusal recorded).
+    #[error("access refused: {resource}: {reason}")]
+    TokenRefused {
+        /// The resource the token was checked for (`checkpoint:sha256:...`).
+        resource: String,
+        /// Why, as a short identifier ([`crate::access::refusal_code`]: `token-expired`,
+        /// `token-request-denied`, ...).
+        code: &'static str,
+        /// Why, for a person.
+        reason: String,
+    },
     /// The blob backend (object storage) failed.
     #[error("blob storage: {0}")]
     Backend(String),

@@ -29,6 +29,7 @@ mod kind;
 pub mod kms;
 pub mod ledger_sink;
 pub mod lineage;
+pub mod ops;
 pub mod signing;
 mod store;
 mod timefmt;

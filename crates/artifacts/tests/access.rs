@@ -59,10 +59,10 @@ fn job_token_reads_its_checkpoint_only_and_uses_are_recorded() {
         b"ckpt a"
     );
     let err = read_with_token(&store, &verifier, &ring, &token, b, "onprem-a", T0 + 1).unwrap_err();
-    assert!(matches!(err, ArtifactError::Unauthorized(_)), "{err}");
+    assert!(matches!(err, ArtifactError::TokenRefused { code: "token-request-denied", .. }), "{err}");
     let err =
         read_with_token(&store, &verifier, &ring, &token, a, "gpuaas-eu", T0 + 1).unwrap_err();
-    assert!(matches!(err, ArtifactError::Unauthorized(_)), "{err}");
+    assert!(matches!(err, ArtifactError::TokenRefused { code: "token-request-denied", .. }), "{err}");
     let err =
         read_with_token(&store, &verifier, &ring, &token, a, "onprem-a", T0 + 600).unwrap_err();
     assert!(err.to_string().contains("expired"), "{err}");

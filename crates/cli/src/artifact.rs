@@ -1,5 +1,9 @@
-//! `tidegate artifact ...`: the content-addressed store, provenance, keys and promotion gates,
-//! working directly on a data directory with no server.
+//! `tidegate artifact ...`: the content-addressed store, provenance, keys and promotion gates.
+//!
+//! Two modes: through the control plane's API (the default: put, get, list, verify and promote,
+//! recorded in the server's evidence ledger), or directly on a data directory given with
+//! `--data-dir` / `$TIDEGATE_DATA_DIR` with no server running (every command; an operator or an
+//! auditor checking a store offline). Both run the same operations (`tidegate_artifacts::ops`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,8 +20,42 @@ use std::sync::Arc;
 
 use tidegate_ledger::{Ledger, LedgerOptions};
 
+use crate::client::{query_value, Client, ClientArgs};
 use crate::clock::now;
 use tidegate_artifacts::ledger_sink::LedgerSink;
+
+/// How to reach the control plane when no data directory is given (the API mode).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ApiArgs {
+    /// API mode: base URL of the control plane. Default: the URL `tidegate up` wrote to
+    /// `./.tidegate/server.url`, else http://127.0.0.1:7700.
+    #[arg(long, env = "TIDEGATE_URL", global = true)]
+    pub server: Option<String>,
+    /// API mode: file holding a user token (`$TIDEGATE_TOKEN` may hold the token itself).
+    /// Default: `./.tidegate/admin.token`, written by `tidegate up`.
+    #[arg(long, env = "TIDEGATE_TOKEN_FILE", global = true)]
+    pub token_file: Option<PathBuf>,
+}
+
+/// Runs an artifact command directly on `data_dir` when one was given, else through the API.
+///
+/// # Errors
+/// Any refusal, with its reason.
+pub fn main(data_dir: Option<PathBuf>, api: &ApiArgs, cmd: ArtifactCmd) -> miette::Result<()> {
+    match data_dir {
+        Some(dir) => {
+            if api.server.is_some() {
+                return Err(miette!(
+                    help = "drop --data-dir (and $TIDEGATE_DATA_DIR) to go through the API, or --server to work on the directory",
+                    "both a data directory ({}) and a server were given; choose one mode",
+                    dir.display()
+                ));
+            }
+            run(&dir, cmd)
+        }
+        None => run_api(api, cmd),
+    }
+}
 
 /// Artifact store commands.
 #[derive(Debug, Subcommand)]
@@ -52,9 +90,10 @@ pub enum ArtifactCmd {
         /// Where to write the content.
         #[arg(short = 'o', long = "output")]
         output: PathBuf,
-        /// A scoped job token that must grant reading `<kind>:<digest>`; checked offline
-        /// against `<data-dir>/keys/token/keyring.json`, and its use recorded.
-        #[arg(long, requires = "zone")]
+        /// A scoped job token (a file holding it, or the token itself) that must grant reading
+        /// `<kind>:<digest>` from `--zone`; checked offline (by the server, or against the data
+        /// directory's token keyring), and its use or refusal recorded.
+        #[arg(long, requires = "zone", value_name = "FILE")]
         token: Option<String>,
         /// Zone the read comes from (with --token).
         #[arg(long)]
@@ -68,7 +107,8 @@ pub enum ArtifactCmd {
     /// List stored artifacts with kind, stage, lane and size.
     List,
     /// Sign SLSA provenance (DSSE + in-toto v1) for an artifact with the active key, and
-    /// record the job in lineage with an OpenLineage RunEvent.
+    /// record the job in lineage with an OpenLineage RunEvent. Direct mode
+    /// only (`--data-dir`).
     Sign {
         /// The artifact digest.
         digest: String,
@@ -94,7 +134,8 @@ pub enum ArtifactCmd {
         #[arg(long)]
         started_at: Option<u64>,
     },
-    /// Sign an attestation about an artifact (evidence for promotion gates).
+    /// Sign an attestation about an artifact (evidence for promotion gates). Direct mode
+    /// only (`--data-dir`).
     Attest {
         /// The artifact digest.
         digest: String,
@@ -121,13 +162,15 @@ pub enum ArtifactCmd {
         /// Target stage: validated, approved, released-private, released-public, released-edge.
         #[arg(long)]
         to: String,
-        /// Who asks for the promotion (recorded).
-        #[arg(long, default_value = "cli")]
-        actor: String,
+        /// Who asks for the promotion (recorded). Direct mode: default `cli`. Through the API:
+        /// default the token's user; only an administrator may name someone else.
+        #[arg(long)]
+        actor: Option<String>,
     },
     /// Sync back: import an artifact from another zone's data directory (a public burst zone)
     /// only if it is intact, its provenance is signed by a key this store trusts, and it was
-    /// built in an allowed zone.
+    /// built in an allowed zone. Direct mode
+    /// only (`--data-dir`).
     Import {
         /// The artifact digest.
         digest: String,
@@ -139,7 +182,8 @@ pub enum ArtifactCmd {
         zones: Vec<String>,
     },
     /// Record a deployment of a released artifact in lineage. Refused unless the artifact
-    /// verifies and is in a release stage.
+    /// verifies and is in a release stage. Direct mode
+    /// only (`--data-dir`).
     Deploy {
         /// The artifact digest.
         digest: String,
@@ -147,15 +191,18 @@ pub enum ArtifactCmd {
         #[arg(long = "as", value_name = "NAME")]
         name: String,
     },
-    /// Crypto-shred an artifact: destroy its data key and blob. Irreversible.
+    /// Crypto-shred an artifact: destroy its data key and blob. Irreversible. Direct mode
+    /// only (`--data-dir`).
     Shred {
         /// The artifact digest.
         digest: String,
     },
-    /// Signing key management.
+    /// Signing key management. Direct mode
+    /// only (`--data-dir`).
     #[command(subcommand)]
     Key(KeyCmd),
-    /// Write the built-in promotion policy to `<data-dir>/policies/promotion.cedar` to edit.
+    /// Write the built-in promotion policy to `<data-dir>/policies/promotion.cedar` to edit. Direct mode
+    /// only (`--data-dir`).
     InitPolicy,
 }
 
@@ -215,6 +262,21 @@ fn parse_digest(s: &str) -> miette::Result<Digest> {
             "{e}"
         )
     })
+}
+
+/// A `--token` value: the contents of the file it names, else the token itself.
+fn read_token_arg(arg: &str) -> miette::Result<String> {
+    let path = Path::new(arg);
+    let text = if path.is_file() {
+        std::fs::read_to_string(path).into_diagnostic().wrap_err_with(|| format!("reading the token in {}", path.display()))?
+    } else {
+        arg.to_owned()
+    };
+    let token = text.trim().to_owned();
+    if token.is_empty() {
+        return Err(miette!("the job token given with --token is empty"));
+    }
+    Ok(token)
 }
 
 fn kv_pairs(items: &[String]) -> miette::Result<BTreeMap<String, serde_json::Value>> {
@@ -343,28 +405,18 @@ fn run_on(data_dir: &Path, store: &ArtifactStore, cmd: ArtifactCmd, now: u64) ->
             zone,
         } => {
             let digest = parse_digest(&digest)?;
-            let record = store.record(&digest).map_err(err)?;
-            let content = if let Some(token) = token {
-                let roots = tidegate_identity::RootKeyStore::new(&store.keys_dir())
-                    .keyring()
-                    .map_err(|e| miette!("{e}"))?;
-                tidegate_artifacts::access::read_with_token(
+            let token = token.map(|t| read_token_arg(&t)).transpose()?;
+            let (record, content) = match token {
+                Some(token) => tidegate_artifacts::ops::read_with_job_token(
                     store,
-                    &tidegate_identity::Verifier::new(roots),
-                    &keys.keyring().map_err(err)?,
+                    &tidegate_artifacts::ops::token_verifier(&store.keys_dir()).map_err(err)?,
                     &token,
                     &digest,
                     zone.as_deref().unwrap_or_default(),
                     now,
                 )
-                .map_err(err)?
-            } else if record.kind.requires_provenance() {
-                store
-                    .pull(&digest, &keys.keyring().map_err(err)?, now)
-                    .map_err(err)?
-                    .0
-            } else {
-                store.get(&digest).map_err(err)?
+                .map_err(err)?,
+                None => tidegate_artifacts::ops::read_verified(store, &digest, now).map_err(err)?,
             };
             std::fs::write(&output, &content)
                 .into_diagnostic()
@@ -422,13 +474,7 @@ fn run_on(data_dir: &Path, store: &ArtifactStore, cmd: ArtifactCmd, now: u64) ->
             }
         }
         ArtifactCmd::List => {
-            let history = gates::history(store).map_err(err)?;
-            for r in store.list().map_err(err)? {
-                let stage = history
-                    .iter()
-                    .rev()
-                    .find(|p| p.digest == r.digest)
-                    .map_or(Stage::Candidate, |p| p.to);
+            for (r, stage) in tidegate_artifacts::ops::list_with_stages(store).map_err(err)? {
                 println!(
                     "{}  {:<20} {:<16} {:<10} {:>10}  {}",
                     r.digest,
@@ -514,17 +560,8 @@ fn run_on(data_dir: &Path, store: &ArtifactStore, cmd: ArtifactCmd, now: u64) ->
         ArtifactCmd::Promote { digest, to, actor } => {
             let digest = parse_digest(&digest)?;
             let to: Stage = to.parse().map_err(err)?;
-            let policy = gates::load_policy(store).map_err(err)?;
-            let rec = gates::promote(
-                store,
-                &keys.keyring().map_err(err)?,
-                &policy,
-                &digest,
-                to,
-                &actor,
-                now,
-            )
-            .map_err(err)?;
+            let actor = actor.unwrap_or_else(|| "cli".to_owned());
+            let rec = tidegate_artifacts::ops::promote(store, &digest, to, &actor, now).map_err(err)?;
             println!(
                 "promoted {digest}: {} -> {} (policy {})",
                 rec.from, rec.to, rec.policy_hash
@@ -643,6 +680,198 @@ fn run_key(keys: &KeyStore, cmd: KeyCmd, now: u64) -> miette::Result<()> {
                 );
             }
         }
+    }
+    Ok(())
+}
+
+/// The most content `get` accepts from the server (the server's own limit on what it stores).
+const MAX_GET_BYTES: u64 = 1 << 30;
+
+fn api_client(api: &ApiArgs) -> miette::Result<Client> {
+    Client::from_args(&ClientArgs {
+        server: api.server.clone(),
+        token_file: api.token_file.clone(),
+        data_dir: PathBuf::from(".tidegate"),
+    })
+}
+
+fn digest_path(digest: &Digest) -> String {
+    format!("/v1/artifacts/{}", query_value(&digest.to_string()))
+}
+
+fn json_str<'a>(v: &'a serde_json::Value, key: &str) -> &'a str {
+    v.get(key).and_then(serde_json::Value::as_str).unwrap_or_default()
+}
+
+/// Runs `cmd` through the API of a running control plane: the server stores, reads, verifies and
+/// promotes in its own data directory and records every event in its evidence ledger.
+fn run_api(api: &ApiArgs, cmd: ArtifactCmd) -> miette::Result<()> {
+    let name = match &cmd {
+        ArtifactCmd::Put { .. }
+        | ArtifactCmd::Get { .. }
+        | ArtifactCmd::Verify { .. }
+        | ArtifactCmd::List
+        | ArtifactCmd::Promote { .. } => None,
+        ArtifactCmd::Sign { .. } => Some("sign"),
+        ArtifactCmd::Attest { .. } => Some("attest"),
+        ArtifactCmd::Import { .. } => Some("import"),
+        ArtifactCmd::Deploy { .. } => Some("deploy"),
+        ArtifactCmd::Shred { .. } => Some("shred"),
+        ArtifactCmd::Key(_) => Some("key"),
+        ArtifactCmd::InitPolicy => Some("init-policy"),
+    };
+    if let Some(name) = name {
+        return Err(miette!(
+            help = "run it directly on the data directory with --data-dir DIR while no server uses it (put, get, list, verify and promote also work through the API)",
+            "`tidegate artifact {name}` works only directly on a data directory"
+        ));
+    }
+    let client = api_client(api)?;
+    match cmd {
+        ArtifactCmd::Put {
+            file,
+            kind,
+            name,
+            lane,
+            sensitive,
+            labels,
+        } => {
+            let content = std::fs::read(&file)
+                .into_diagnostic()
+                .wrap_err_with(|| format!("reading {}", file.display()))?;
+            let name = name.unwrap_or_else(|| {
+                file.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            });
+            let mut query = format!(
+                "?kind={}&lane={}&name={}",
+                query_value(&kind),
+                query_value(&lane),
+                query_value(&name)
+            );
+            if sensitive {
+                query.push_str("&sensitive=true");
+            }
+            for label in &labels {
+                query.push_str(&format!("&label={}", query_value(label)));
+            }
+            let rec: serde_json::Value =
+                client.post_bytes(&format!("/v1/artifacts{query}"), &content)?;
+            println!("{}", json_str(&rec, "digest"));
+        }
+        ArtifactCmd::Get {
+            digest,
+            output,
+            token,
+            zone,
+        } => {
+            let digest = parse_digest(&digest)?;
+            let token = token.map(|t| read_token_arg(&t)).transpose()?;
+            let path = match &zone {
+                Some(z) if token.is_some() => format!("{}?zone={}", digest_path(&digest), query_value(z)),
+                _ => digest_path(&digest),
+            };
+            let content = client.get_bytes(&path, token.as_deref(), MAX_GET_BYTES)?;
+            std::fs::write(&output, &content)
+                .into_diagnostic()
+                .wrap_err_with(|| format!("writing {}", output.display()))?;
+            eprintln!(
+                "wrote {} bytes of verified {digest} to {}",
+                content.len(),
+                output.display()
+            );
+        }
+        ArtifactCmd::Verify { digest } => {
+            let targets = match digest {
+                Some(d) => vec![parse_digest(&d)?],
+                None => {
+                    let list: serde_json::Value = client.get("/v1/artifacts")?;
+                    list.get("artifacts")
+                        .and_then(serde_json::Value::as_array)
+                        .map(|a| a.iter().map(|r| parse_digest(json_str(r, "digest"))).collect::<Result<Vec<_>, _>>())
+                        .transpose()?
+                        .unwrap_or_default()
+                }
+            };
+            let mut failures = 0usize;
+            for d in &targets {
+                match client.get::<serde_json::Value>(&format!("{}/verify", digest_path(d))) {
+                    Ok(report) => {
+                        let statements = report
+                            .get("statements")
+                            .and_then(serde_json::Value::as_array)
+                            .cloned()
+                            .unwrap_or_default();
+                        let signers: Vec<&str> = statements
+                            .iter()
+                            .filter_map(|s| s.get("keyids").and_then(serde_json::Value::as_array))
+                            .flatten()
+                            .filter_map(serde_json::Value::as_str)
+                            .collect();
+                        let kind = report.get("artifact").map(|a| json_str(a, "kind")).unwrap_or_default();
+                        println!(
+                            "ok   {d} {kind} ({} signed statements{})",
+                            statements.len(),
+                            if signers.is_empty() {
+                                String::new()
+                            } else {
+                                format!(", keys {}", signers.join(" "))
+                            }
+                        );
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        println!("FAIL {d}: {e}");
+                    }
+                }
+            }
+            if failures > 0 {
+                return Err(miette!(
+                    "{failures} of {} artifacts failed verification",
+                    targets.len()
+                ));
+            }
+        }
+        ArtifactCmd::List => {
+            let list: serde_json::Value = client.get("/v1/artifacts")?;
+            for r in list
+                .get("artifacts")
+                .and_then(serde_json::Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                println!(
+                    "{}  {:<20} {:<16} {:<10} {:>10}  {}",
+                    json_str(r, "digest"),
+                    json_str(r, "kind"),
+                    json_str(r, "stage"),
+                    json_str(r, "lane"),
+                    r.get("size").and_then(serde_json::Value::as_u64).unwrap_or_default(),
+                    json_str(r, "name")
+                );
+            }
+        }
+        ArtifactCmd::Promote { digest, to, actor } => {
+            let digest = parse_digest(&digest)?;
+            let body = serde_json::json!({ "to": to, "actor": actor });
+            let rec: serde_json::Value =
+                client.post(&format!("{}/promote", digest_path(&digest)), &body, &[])?;
+            println!(
+                "promoted {digest}: {} -> {} (policy {})",
+                json_str(&rec, "from"),
+                json_str(&rec, "stage"),
+                json_str(&rec, "policy_hash")
+            );
+        }
+        // Refused above.
+        ArtifactCmd::Sign { .. }
+        | ArtifactCmd::Attest { .. }
+        | ArtifactCmd::Import { .. }
+        | ArtifactCmd::Deploy { .. }
+        | ArtifactCmd::Shred { .. }
+        | ArtifactCmd::Key(_)
+        | ArtifactCmd::InitPolicy => {}
     }
     Ok(())
 }

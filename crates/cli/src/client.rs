@@ -78,22 +78,45 @@ impl Client {
     }
 
     fn finish<T: DeserializeOwned>(&self, what: &str, resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> miette::Result<T> {
-        let mut resp = resp.map_err(|e| {
-            miette!(help = "is the control plane running? start it with `tidegate up`", "{what}: cannot reach {}: {e}", self.base)
-        })?;
+        let mut resp = self.reached(what, resp)?;
         let status = resp.status();
         let text = resp.body_mut().read_to_string().map_err(|e| miette!("{what}: cannot read the answer: {e}"))?;
         if status.is_success() {
             return serde_json::from_str(&text).map_err(|e| miette!("{what}: unexpected answer from the server ({e}): {text}"));
         }
-        let err: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
-        let code = err.pointer("/error/code").and_then(|v| v.as_str()).unwrap_or("error");
-        let message = err.pointer("/error/message").and_then(|v| v.as_str()).unwrap_or(text.as_str());
-        let field = err.pointer("/error/field").and_then(|v| v.as_str());
-        Err(match field {
-            Some(f) => miette!("{what}: {status} {code} (field {f}): {message}"),
-            None => miette!("{what}: {status} {code}: {message}"),
+        Err(api_error(what, status, &text))
+    }
+
+    fn reached(&self, what: &str, resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> miette::Result<ureq::http::Response<ureq::Body>> {
+        resp.map_err(|e| {
+            miette!(help = "is the control plane running? start it with `tidegate up`", "{what}: cannot reach {}: {e}", self.base)
         })
+    }
+
+    /// GET raw content (at most `limit` bytes), sending `token` instead of the client's own when
+    /// given (a scoped job token).
+    pub fn get_bytes(&self, path: &str, token: Option<&str>, limit: u64) -> miette::Result<Vec<u8>> {
+        let what = format!("GET {path}");
+        let bearer = token.unwrap_or(&self.token);
+        let resp = self.agent.get(format!("{}{path}", self.base)).header("Authorization", format!("Bearer {bearer}")).call();
+        let mut resp = self.reached(&what, resp)?;
+        let status = resp.status();
+        if !status.is_success() {
+            let text = resp.body_mut().read_to_string().unwrap_or_default();
+            return Err(api_error(&what, status, &text));
+        }
+        resp.body_mut().with_config().limit(limit).read_to_vec().map_err(|e| miette!("{what}: cannot read the content: {e}"))
+    }
+
+    /// POST raw content (`application/octet-stream`); the answer is JSON.
+    pub fn post_bytes<T: DeserializeOwned>(&self, path: &str, content: &[u8]) -> miette::Result<T> {
+        let resp = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("Authorization", format!("Bearer {}", self.token))
+            .header("Content-Type", "application/octet-stream")
+            .send(content);
+        self.finish(&format!("POST {path}"), resp)
     }
 
     /// GET a JSON resource.
@@ -111,4 +134,29 @@ impl Client {
         let resp = req.send_json(body);
         self.finish(&format!("POST {path}"), resp)
     }
+}
+
+/// The diagnostic for an API error answer: status, stable code, field and message.
+fn api_error(what: &str, status: ureq::http::StatusCode, text: &str) -> miette::Report {
+    let err: serde_json::Value = serde_json::from_str(text).unwrap_or(serde_json::Value::Null);
+    let code = err.pointer("/error/code").and_then(|v| v.as_str()).unwrap_or("error");
+    let message = err.pointer("/error/message").and_then(|v| v.as_str()).unwrap_or(text);
+    let field = err.pointer("/error/field").and_then(|v| v.as_str());
+    match field {
+        Some(f) => miette!("{what}: {status} {code} (field {f}): {message}"),
+        None => miette!("{what}: {status} {code}: {message}"),
+    }
+}
+
+/// Percent-encodes a query parameter value (everything but unreserved characters).
+pub fn query_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }

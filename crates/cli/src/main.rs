@@ -103,15 +103,28 @@ enum Command {
     Retention(retention::RetentionCmd),
     /// Content-addressed, encrypted artifacts: put, get, verify, sign, attest, promote, list.
     ///
-    /// Every command that changes the store (put, sign, attest, promote, import, shred) or reads
-    /// with a token (get --token) first records its event in the evidence ledger under
+    /// Two modes.
+    ///
+    /// Through the API (the default, when no data directory is given): put, get, list, verify
+    /// and promote go to a running control plane (`tidegate up`), found with `--server` and
+    /// `--token-file` (else `./.tidegate/server.url` and `./.tidegate/admin.token`). The server
+    /// records each event in its evidence ledger before the effect; a job reads with `get
+    /// --token FILE --zone ZONE`.
+    ///
+    /// Directly on a data directory (`--data-dir DIR` or $TIDEGATE_DATA_DIR), with no server
+    /// running: every command, so an operator or an auditor can check a store offline. Every
+    /// command that changes the store (put, sign, attest, promote, import, shred) or reads with a
+    /// token (get --token) first records its event in the evidence ledger under
     /// `<data-dir>/ledger/` (created on first use; see `tidegate audit` and `tidegate evidence`),
     /// and also in `<data-dir>/artifacts/events.jsonl`. If the ledger cannot record (for example
-    /// another process holds it open), the command is refused and nothing changes.
+    /// a running server holds it), the command is refused and nothing changes.
     Artifact {
-        /// Data directory (else $TIDEGATE_DATA_DIR, else ./.tidegate).
-        #[arg(long, env = "TIDEGATE_DATA_DIR", default_value = ".tidegate", global = true)]
-        data_dir: PathBuf,
+        /// Work directly on this data directory, with no server (else $TIDEGATE_DATA_DIR; when
+        /// neither is given, the command goes through the API).
+        #[arg(long, env = "TIDEGATE_DATA_DIR", global = true)]
+        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        api: artifact::ApiArgs,
         #[command(subcommand)]
         cmd: artifact::ArtifactCmd,
     },
@@ -187,7 +200,7 @@ fn main() -> miette::Result<()> {
         Command::Audit(c) => audit::run(c),
         Command::Evidence(c) => evidence::run(c),
         Command::Retention(c) => retention::run(c),
-        Command::Artifact { data_dir, cmd } => artifact::run(&data_dir, cmd),
+        Command::Artifact { data_dir, api, cmd } => artifact::main(data_dir, &api, cmd),
         Command::Token { data_dir, cmd } => token::run(&data_dir, cmd),
         Command::Lineage { data_dir, args } => lineage::run(&data_dir, &args),
         Command::Sanitize(a) => sanitize::run(&a),

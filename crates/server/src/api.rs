@@ -3,8 +3,9 @@
 //! Every handler authenticates first, then validates the request, then authorizes the action for
 //! the team concerned, then does one store transaction on the blocking pool. The OpenAPI
 //! document lists, for each operation, the token action it needs as the scope of its `bearer`
-//! security requirement (`submit`, `read`, `cancel`, `observe`, `administer`; `any` for the
-//! document itself), so clients and tests can derive the access rules from the document.
+//! security requirement (`submit`, `read`, `cancel`, `approve`, `observe`, `agent`,
+//! `administer`; `any` for the document itself), so clients and tests can derive the access
+//! rules from the document. The artifact routes live in [`crate::artifacts_api`].
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -33,8 +34,11 @@ const MAX_MANIFEST: usize = 256 * 1024;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "tidegate control plane", description = "Policy-aware placement of GPU jobs across private, public and edge zones."),
-    paths(health, openapi_doc, submit_job, list_jobs, get_job, job_logs, cancel_job, approve_job, list_zones, set_zone_condition, agent_sync, metrics, mint_token),
-    components(schemas(ApproveRequest, SyncRequest, SyncReport, SyncResponse, ErrorBody, SubmitRequest, SubmitResponse, JobView, EventView, JobDetail, JobList, LogsView, ZoneView, PoolView, ConditionRequest, TokenRequest, TokenResponse, Health)),
+    paths(health, openapi_doc, submit_job, list_jobs, get_job, job_logs, cancel_job, approve_job, list_zones, set_zone_condition, agent_sync, metrics, mint_token,
+        crate::artifacts_api::put_artifact, crate::artifacts_api::list_artifacts, crate::artifacts_api::get_artifact,
+        crate::artifacts_api::verify_artifact, crate::artifacts_api::promote_artifact),
+    components(schemas(crate::artifacts_api::ArtifactView, crate::artifacts_api::ArtifactList, crate::artifacts_api::StatementView,
+        crate::artifacts_api::VerifyView, crate::artifacts_api::PromoteRequest, crate::artifacts_api::PromoteResponse, ApproveRequest, SyncRequest, SyncReport, SyncResponse, ErrorBody, SubmitRequest, SubmitResponse, JobView, EventView, JobDetail, JobList, LogsView, ZoneView, PoolView, ConditionRequest, TokenRequest, TokenResponse, Health)),
     modifiers(&BearerScheme)
 )]
 pub struct ApiDoc;
@@ -72,6 +76,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/zones/{zone}/condition", post(set_zone_condition))
         .route("/v1/agents/{zone}/sync", post(agent_sync))
         .route("/v1/tokens", post(mint_token))
+        .route("/v1/artifacts", post(crate::artifacts_api::put_artifact).get(crate::artifacts_api::list_artifacts))
+        .route("/v1/artifacts/{digest}", get(crate::artifacts_api::get_artifact))
+        .route("/v1/artifacts/{digest}/verify", get(crate::artifacts_api::verify_artifact))
+        .route("/v1/artifacts/{digest}/promote", post(crate::artifacts_api::promote_artifact))
         .with_state(state)
 }
 

@@ -95,7 +95,9 @@ impl Auth {
         (self.clock)()
     }
 
-    fn verifier(&self) -> Result<Arc<Verifier>, ApiError> {
+    /// The verifier for the current keyring (re-read every few seconds); also checks scoped job
+    /// tokens offline where a data endpoint accepts them.
+    pub fn verifier(&self) -> Result<Arc<Verifier>, ApiError> {
         if let Ok(guard) = self.verifier.read() {
             if guard.1.elapsed() < RELOAD {
                 return Ok(guard.0.clone());
@@ -116,19 +118,7 @@ impl Auth {
     /// Checks the bearer token in `headers`: present, well-formed, signed by a trusted root key,
     /// not revoked, not expired, and a user token.
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
-        let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthenticated",
-                "no bearer token: send `Authorization: Bearer TOKEN` (`tidegate up` writes an admin token to <data-dir>/admin.token)",
-            )
-            .field("Authorization"));
-        };
-        let text = value.to_str().unwrap_or("");
-        let Some(token) = text.strip_prefix("Bearer ").map(str::trim).filter(|t| !t.is_empty()) else {
-            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "the Authorization header must be `Bearer TOKEN`")
-                .field("Authorization"));
-        };
+        let token = bearer(headers)?;
         let now = self.now();
         let verifier = self.verifier()?;
         let cached = self.cache.lock().ok().and_then(|c| c.claims.get(token).cloned());
@@ -202,6 +192,23 @@ impl Auth {
         let claims = self.verifier()?.inspect(token, self.now()).map_err(ApiError::from)?;
         Ok((claims.revocation_id, claims.expires_at))
     }
+}
+
+/// The bearer token of a request: 401 when the `Authorization` header is missing or not
+/// `Bearer TOKEN`. Says nothing about the token itself.
+pub fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "no bearer token: send `Authorization: Bearer TOKEN` (`tidegate up` writes an admin token to <data-dir>/admin.token)",
+        )
+        .field("Authorization"));
+    };
+    let text = value.to_str().unwrap_or("");
+    text.strip_prefix("Bearer ").map(str::trim).filter(|t| !t.is_empty()).ok_or_else(|| {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "the Authorization header must be `Bearer TOKEN`").field("Authorization")
+    })
 }
 
 /// Mints a user token from the key store (creating the first root key if there is none).

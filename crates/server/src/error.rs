@@ -20,8 +20,10 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable machine-readable code (`unauthenticated`, `token_expired`, `forbidden`,
-    /// `not_found`, `invalid_request`, `invalid_manifest`, `idempotency_conflict`, `conflict`,
-    /// `unavailable`, `draining`, `internal`).
+    /// `token_not_granted`, `not_found`, `invalid_request`, `invalid_manifest`,
+    /// `idempotency_conflict`, `conflict`, `artifact_tampered`, `artifact_shredded`,
+    /// `verification_failed`, `promotion_refused`, `too_large`, `unavailable`, `draining`,
+    /// `internal`).
     pub code: &'static str,
     /// What went wrong, for a person.
     pub message: String,

@@ -88,11 +88,18 @@ impl Evidence {
     }
 
     fn append_draft(&self, draft: EntryDraft) -> Result<(), String> {
+        self.append_draft_at(draft, None)
+    }
+
+    /// Appends `draft` stamped `ts_ms` (the current time when `None`), reopening a stopped
+    /// ledger as [`Self::append`] does.
+    fn append_draft_at(&self, draft: EntryDraft, ts_ms: Option<u64>) -> Result<(), String> {
+        let ts = || ts_ms.unwrap_or_else(now_ms);
         let ledger = self.current();
-        match ledger.append(draft.clone(), now_ms()) {
+        match ledger.append(draft.clone(), ts()) {
             Ok(_) => Ok(()),
             Err(first) => match self.reopen(&ledger) {
-                Some(fresh) => fresh.append(draft, now_ms()).map(|_| ()).map_err(|e| format!("{}: {e}", self.describe())),
+                Some(fresh) => fresh.append(draft, ts()).map(|_| ()).map_err(|e| format!("{}: {e}", self.describe())),
                 None => Err(format!("{}: {first}", self.describe())),
             },
         }
@@ -194,6 +201,11 @@ impl Evidence {
         self.append_draft(draft)
     }
 
+    /// The data directory the ledger (and the artifact store beside it) lives in.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
     /// Publishes a signed checkpoint over everything recorded so far.
     pub fn checkpoint(&self) -> Result<(), String> {
         self.current().publish_checkpoint().map(|_| ()).map_err(|e| e.to_string())
@@ -213,5 +225,14 @@ impl Evidence {
     /// Whether the ledger is empty.
     pub fn is_empty(&self) -> bool {
         self.current().is_empty()
+    }
+}
+
+/// The artifact store's ledger sink writes through the control plane's handle, so artifact events
+/// from the API land in the same ledger as everything else, with the same reopen-once-a-second
+/// behaviour; an entry that cannot be written refuses the artifact operation.
+impl tidegate_artifacts::ledger_sink::EntryWriter for Evidence {
+    fn write_entry(&self, draft: EntryDraft, ts_ms: u64) -> Result<(), String> {
+        self.append_draft_at(draft, Some(ts_ms))
     }
 }

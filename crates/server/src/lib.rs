@@ -1,6 +1,7 @@
-//! tidegate control plane: the HTTP API ([`api`]), its authentication ([`auth`]), the scheduler
-//! loop ([`control`]) that drives the sans-IO scheduler core and the zone executors, the points of
-//! action it records in the evidence ledger ([`evidence`]), and metrics ([`metrics`]).
+//! tidegate control plane: the HTTP API ([`api`], artifacts in [`artifacts_api`]), its
+//! authentication ([`auth`]), the scheduler loop ([`control`]) that drives the sans-IO scheduler
+//! core and the zone executors, the points of action it records in the evidence ledger
+//! ([`evidence`]), and metrics ([`metrics`]).
 //!
 //! [`start`] brings everything up from a [`ServerConfig`]: fleet and policy set (refusing to
 //! start if either does not load), durable store (SQLite under the data directory, or
@@ -10,6 +11,7 @@
 
 pub mod agents;
 pub mod api;
+pub mod artifacts_api;
 pub mod auth;
 pub mod control;
 mod error;

@@ -36,6 +36,39 @@ fn team_scoped(action: &str) -> bool {
     matches!(action, "submit" | "cancel" | "read" | "agent" | "approve")
 }
 
+/// Stores a model for team icu-ml through the API, then signs its provenance and the attestations
+/// the `validated` gate asks for directly in the data directory's store.
+fn promotable_model(ts: &TestServer) -> String {
+    let sub = ts.token(Role::Submitter, "icu-ml");
+    let (status, bytes, body) = ts.raw("POST", "/v1/artifacts?kind=model&name=auth-model", Some(&sub), Some(b"auth model weights"));
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&bytes));
+    let digest = body["digest"].as_str().unwrap().to_owned();
+    let d: tidegate_artifacts::Digest = digest.parse().unwrap();
+    let store = tidegate_artifacts::ArtifactStore::open(ts.dir.path()).unwrap();
+    let keys = tidegate_artifacts::signing::KeyStore::new(&store.keys_dir());
+    let t = now() - 60;
+    keys.create("zone:hospital-onprem", &["builder"], t, 30, true).unwrap();
+    let approver = keys.create("alice", &["approver"], t, 30, false).unwrap();
+    let builder = keys.active_signer(now()).unwrap();
+    let prov = tidegate_artifacts::intoto::Provenance {
+        job_id: "train-1".into(),
+        zone: "hospital-onprem".into(),
+        code_repo: "https://git.example.org/ml/auth".into(),
+        code_commit: "3f2a9c1d0b7e6f5a4c3b2a1908f7e6d5c4b3a291".into(),
+        materials: vec![],
+        hyperparameters: Default::default(),
+        started_at: t,
+        finished_at: t + 10,
+    };
+    store.sign_provenance(&d, &prov, &builder).unwrap();
+    use tidegate_artifacts::gates::{attest, DATA_APPROVAL, FEATURE_PIN, VALIDATION_REPORT};
+    let alice = keys.signer(&approver.keyid, now()).unwrap();
+    attest(&store, &alice, &d, DATA_APPROVAL, json!({"dataset": "ehr-deid@2026-10"}), now()).unwrap();
+    attest(&store, &builder, &d, FEATURE_PIN, json!({"featureSet": "vitals", "version": "7"}), now()).unwrap();
+    attest(&store, &builder, &d, VALIDATION_REPORT, json!({"metric": "auc", "value": 0.93, "testSet": "holdout"}), now()).unwrap();
+    digest
+}
+
 #[test]
 fn every_route_but_health_needs_a_valid_token_of_the_right_role_and_team() {
     let ts = TestServer::start_full(16, Default::default(), vec!["public-eu".into()]);
@@ -44,6 +77,9 @@ fn every_route_but_health_needs_a_valid_token_of_the_right_role_and_team() {
     let created = ts.submit(&sub, &manifest("auth-target", "icu-ml", 8, Some("sleep 30")), None);
     assert_eq!(created.status, 201, "{}", created.text);
     let id = created.body["job"]["id"].as_str().unwrap().to_owned();
+    // An artifact to address in /v1/artifacts/{digest} routes: team icu-ml's model, signed and
+    // attested so that a promotion to `validated` gets through the gates.
+    let digest = promotable_model(&ts);
 
     let doc = ts.get("/openapi.json", &ts.admin);
     assert_eq!(doc.status, 200, "{}", doc.text);
@@ -53,7 +89,7 @@ fn every_route_but_health_needs_a_valid_token_of_the_right_role_and_team() {
     for (path, ops) in paths {
         for (method, op) in ops.as_object().unwrap() {
             let method = method.to_uppercase();
-            let url = path.replace("{id}", &id).replace("{zone}", "public-eu");
+            let url = path.replace("{id}", &id).replace("{zone}", "public-eu").replace("{digest}", &digest);
             let security = op.get("security").and_then(Value::as_array);
             if path == "/healthz" {
                 assert!(security.is_none_or(Vec::is_empty), "health must be public");
@@ -75,10 +111,15 @@ fn every_route_but_health_needs_a_valid_token_of_the_right_role_and_team() {
                 ("POST", "/v1/zones/{zone}/condition") => Some(json!({"health": "healthy"})),
                 ("POST", "/v1/agents/{zone}/sync") => Some(json!({"agent": "a1", "runs": []})),
                 ("POST", "/v1/jobs/{id}/approve") => Some(json!({"scope": "burst"})),
+                ("POST", "/v1/artifacts/{digest}/promote") => Some(json!({"to": "validated"})),
                 ("POST", _) => Some(json!({})),
                 _ => None,
             };
-            let url = if path == "/v1/jobs" && method == "GET" { format!("{url}?team=icu-ml") } else { url };
+            let url = match (method.as_str(), path.as_str()) {
+                ("GET", "/v1/jobs" | "/v1/artifacts") => format!("{url}?team=icu-ml"),
+                ("POST", "/v1/artifacts") => format!("{url}?kind=model-card&team=icu-ml"),
+                _ => url,
+            };
             let call = |token: Option<&str>| ts.request(&method, &url, token, body.as_ref(), &[]);
 
             let r = call(None);
@@ -108,7 +149,7 @@ fn every_route_but_health_needs_a_valid_token_of_the_right_role_and_team() {
             checked += 1;
         }
     }
-    assert!(checked >= 12, "only {checked} routes checked");
+    assert!(checked >= 17, "only {checked} routes checked");
     let _ = id;
 }
 

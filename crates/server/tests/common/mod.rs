@@ -126,6 +126,35 @@ impl TestServer {
         Resp { status, body, text }
     }
 
+    /// A request with a raw body (POST) or none (GET), answering status, raw bytes and the body
+    /// as JSON when it is JSON.
+    pub fn raw(&self, method: &str, path: &str, token: Option<&str>, body: Option<&[u8]>) -> (u16, Vec<u8>, Value) {
+        let url = format!("{}{path}", self.url);
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let resp = match (method, body) {
+            ("GET", _) => {
+                let mut r = self.agent.get(&url);
+                if let Some(a) = &auth {
+                    r = r.header("Authorization", a);
+                }
+                r.call()
+            }
+            ("POST", b) => {
+                let mut r = self.agent.post(&url).header("Content-Type", "application/octet-stream");
+                if let Some(a) = &auth {
+                    r = r.header("Authorization", a);
+                }
+                r.send(b.unwrap_or_default())
+            }
+            (other, _) => panic!("method {other}"),
+        };
+        let mut resp = resp.unwrap();
+        let status = resp.status().as_u16();
+        let bytes = resp.body_mut().with_config().limit(64 << 20).read_to_vec().unwrap();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, bytes, json)
+    }
+
     pub fn get(&self, path: &str, token: &str) -> Resp {
         self.request("GET", path, Some(token), None, &[])
     }

@@ -1,0 +1,563 @@
+//! The artifact API under `/v1/artifacts`: store, list, read, verify and promote artifacts in the
+//! control plane's data directory — the operations `tidegate artifact` runs directly on a data
+//! directory (`tidegate_artifacts::ops`), here with the store's evidence sink writing into the
+//! control plane's own evidence ledger ([`crate::evidence::Evidence`]).
+//!
+//! Access: an artifact belongs to the team it was stored for (its `team` label). Storing needs
+//! `submit` for that team, listing, reading and verifying need `read`, promoting needs
+//! `approve`; an artifact without a team (stored directly on the data directory) is an
+//! administrator's. Reading content also accepts a scoped job token instead of a user token: with
+//! `?zone=ZONE`, the bearer token is checked offline as a job token that must grant reading
+//! `<kind>:<digest>` from that zone, exactly as `tidegate artifact get --token` does, and every
+//! use and refusal is recorded.
+//!
+//! Invariant: an artifact event through the API (a store, a token use or refusal, a promotion or
+//! its refusal) is in the evidence ledger before its effect; a ledger that cannot record it
+//! refuses the request (503) and nothing changes.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use tidegate_artifacts::gates::Stage;
+use tidegate_artifacts::ledger_sink::{EntryWriter, LedgerSink};
+use tidegate_artifacts::{ops, ArtifactError, ArtifactKind, ArtifactRecord, ArtifactStore, Digest, Lane, PutOptions, VerifyReport};
+use tidegate_identity::Action;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::control::Shared;
+use crate::error::{ApiError, ErrorBody};
+use crate::AppState;
+
+/// Largest artifact accepted through the API, bytes (the content is held in memory while it is
+/// hashed and encrypted; larger objects go in directly with `tidegate artifact put --data-dir`).
+pub const MAX_ARTIFACT_BYTES: usize = 256 * 1024 * 1024;
+
+/// The label naming the team an artifact was stored for.
+pub const TEAM_LABEL: &str = "team";
+
+// ---------- shapes ----------
+
+/// An artifact as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ArtifactView {
+    /// Content digest, `sha256:<hex>`.
+    pub digest: String,
+    /// `dataset-snapshot`, `feature-set`, `checkpoint`, `model`, `container-image-ref`,
+    /// `model-card`, `evaluation-report` or `sanitizer-report`.
+    pub kind: String,
+    /// Plaintext size in bytes.
+    pub size: u64,
+    /// Human name.
+    pub name: String,
+    /// `production` or `experiment`.
+    pub lane: String,
+    /// Derived from sensitive data (a leakage check is then required before approval).
+    pub sensitive: bool,
+    /// The team it was stored for (absent when stored directly on the data directory).
+    pub team: Option<String>,
+    /// Labels (the team label included).
+    pub labels: BTreeMap<String, String>,
+    /// Promotion stage: `candidate`, `validated`, `approved`, `released-private`,
+    /// `released-public` or `released-edge`.
+    pub stage: String,
+    /// When it was stored, Unix seconds.
+    pub created_at: u64,
+}
+
+impl ArtifactView {
+    fn new(r: &ArtifactRecord, stage: Stage) -> Self {
+        Self {
+            digest: r.digest.to_string(),
+            kind: r.kind.as_str().to_owned(),
+            size: r.size,
+            name: r.name.clone(),
+            lane: r.lane.as_str().to_owned(),
+            sensitive: r.sensitive,
+            team: r.labels.get(TEAM_LABEL).cloned(),
+            labels: r.labels.clone(),
+            stage: stage.as_str().to_owned(),
+            created_at: r.created_at,
+        }
+    }
+}
+
+/// Stored artifacts.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ArtifactList {
+    /// In storage order (oldest first).
+    pub artifacts: Vec<ArtifactView>,
+}
+
+/// One verified statement attached to an artifact.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StatementView {
+    /// The in-toto predicate type (SLSA provenance, or a tidegate attestation).
+    pub predicate_type: String,
+    /// Key ids of the signatures that verified.
+    pub keyids: Vec<String>,
+    /// Owners of those keys.
+    pub owners: Vec<String>,
+    /// Union of their roles (`builder`, `approver`).
+    pub roles: Vec<String>,
+    /// When it was signed, Unix seconds.
+    pub signed_at: u64,
+}
+
+/// A successful verification: the content hashes to its digest and decrypts, and every attached
+/// signature verifies against the data directory's keyring.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct VerifyView {
+    /// The artifact.
+    pub artifact: ArtifactView,
+    /// Always true (a failure is an error naming what is tampered or unsigned).
+    pub verified: bool,
+    /// Every attached statement, verified.
+    pub statements: Vec<StatementView>,
+    /// The predicate of the signed SLSA provenance, when one is attached (required for models
+    /// and checkpoints).
+    #[schema(value_type = Option<Object>)]
+    pub provenance: Option<serde_json::Value>,
+}
+
+/// A promotion through the Cedar gates.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PromoteRequest {
+    /// Target stage: `validated`, `approved`, `released-private`, `released-public` or
+    /// `released-edge`.
+    pub to: String,
+    /// Who asks, as recorded (default: the caller; only an administrator may name someone
+    /// else).
+    pub actor: Option<String>,
+}
+
+/// A promotion that the gates allowed.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PromoteResponse {
+    /// The artifact.
+    pub digest: String,
+    /// The stage before.
+    pub from: String,
+    /// The new stage.
+    pub stage: String,
+    /// Who asked.
+    pub actor: String,
+    /// Hash of the promotion policy that decided.
+    pub policy_hash: String,
+}
+
+/// How to store an artifact (query parameters; the body is the content).
+#[derive(Debug, Default, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PutQuery {
+    /// Kind (required): `dataset-snapshot`, `feature-set`, `checkpoint`, `model`,
+    /// `container-image-ref`, `model-card`, `evaluation-report`, `sanitizer-report`.
+    pub kind: String,
+    /// `production` (default) or `experiment`; experiment artifacts are never released.
+    pub lane: Option<String>,
+    /// Human name (default: empty).
+    pub name: Option<String>,
+    /// Derived from sensitive data (restricted, PHI): a leakage check is then required.
+    pub sensitive: Option<bool>,
+    /// The team it is stored for (default: the caller's).
+    pub team: Option<String>,
+}
+
+/// Which artifacts to list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListArtifactsQuery {
+    /// Only this team's artifacts (default: the caller's team; an admin sees every artifact).
+    pub team: Option<String>,
+}
+
+/// How content is read.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct GetArtifactQuery {
+    /// The zone a job reads from. When present, the bearer token is a scoped job token that must
+    /// grant reading `<kind>:<digest>` from this zone (checked offline; the use is recorded).
+    pub zone: Option<String>,
+}
+
+// ---------- plumbing ----------
+
+fn blocking_err(e: tokio::task::JoinError) -> ApiError {
+    ApiError::internal(format!("worker failed: {e}"))
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(blocking_err)?
+}
+
+/// The artifact store of the control plane's data directory, recording into its evidence ledger
+/// with entries stamped `now`.
+fn open_store(shared: &Shared, now: u64) -> Result<ArtifactStore, ApiError> {
+    let dir = shared.evidence.data_dir();
+    let store = ArtifactStore::open(dir).map_err(artifact_error)?;
+    let writer: Arc<dyn EntryWriter> = shared.evidence.clone();
+    let sink = LedgerSink::new(dir, writer, now).map_err(artifact_error)?;
+    Ok(store.with_event_sink(Box::new(sink)))
+}
+
+fn parse_digest(s: &str) -> Result<Digest, ApiError> {
+    s.parse::<Digest>().map_err(|e| ApiError::invalid("digest", e.to_string()))
+}
+
+fn team_of(r: &ArtifactRecord) -> &str {
+    r.labels.get(TEAM_LABEL).map_or("", String::as_str)
+}
+
+/// The API error for an artifact error: a stable code per failure, the artifact named.
+pub fn artifact_error(e: ArtifactError) -> ApiError {
+    let message = e.to_string();
+    match e {
+        ArtifactError::InvalidDigest(_) => ApiError::invalid("digest", message),
+        ArtifactError::NotFound(_) => ApiError::not_found(message),
+        ArtifactError::Tampered { .. } => ApiError::new(StatusCode::CONFLICT, "artifact_tampered", message),
+        ArtifactError::Shredded(_) => ApiError::new(StatusCode::GONE, "artifact_shredded", message),
+        ArtifactError::Conflict { .. } => ApiError::new(StatusCode::CONFLICT, "conflict", message),
+        ArtifactError::TokenRefused { code, .. } => match code {
+            "token-expired" => ApiError::new(StatusCode::UNAUTHORIZED, "token_expired", message).field("Authorization"),
+            "token-request-denied" => ApiError::new(StatusCode::FORBIDDEN, "token_not_granted", message).field("Authorization"),
+            "token-invalid-spec" => ApiError::invalid("zone", message),
+            "token-invalid-keyring" => ApiError::unavailable(format!("token keys are unusable: {message}")),
+            "token-library-error" => ApiError::internal(message),
+            _ => ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message).field("Authorization"),
+        },
+        ArtifactError::Unauthorized(_) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", message),
+        ArtifactError::Key(_) | ArtifactError::Signature(_) => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "verification_failed", message)
+        }
+        ArtifactError::Invalid(_) => ApiError::invalid("body", message),
+        ArtifactError::PromotionRefused { .. } => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "promotion_refused", message)
+        }
+        ArtifactError::Evidence(_) => ApiError::unavailable(format!("{message}; nothing was changed, retry later")),
+        ArtifactError::Policy(_) | ArtifactError::Backend(_) | ArtifactError::Kms(_) | ArtifactError::Io { .. } => {
+            ApiError::internal(message)
+        }
+    }
+}
+
+fn refuse_while_draining(st: &AppState) -> Result<(), ApiError> {
+    if st.draining.load(Ordering::SeqCst) {
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "draining", "the server is shutting down; retry on another replica"));
+    }
+    Ok(())
+}
+
+/// Reads the record of `digest` (404 when absent).
+async fn load_record(st: &Arc<AppState>, digest: &Digest) -> Result<ArtifactRecord, ApiError> {
+    let shared = st.shared.clone();
+    let digest = digest.clone();
+    blocking(move || ArtifactStore::open(shared.evidence.data_dir()).and_then(|s| s.record(&digest)).map_err(artifact_error)).await
+}
+
+fn parse_put_query(pairs: Vec<(String, String)>) -> Result<(PutQuery, BTreeMap<String, String>), ApiError> {
+    let mut q = PutQuery::default();
+    let mut kind = None;
+    let mut labels = BTreeMap::new();
+    for (key, value) in pairs {
+        match key.as_str() {
+            "kind" => kind = Some(value),
+            "lane" => q.lane = Some(value),
+            "name" => q.name = Some(value),
+            "team" => q.team = Some(value),
+            "sensitive" => {
+                q.sensitive = Some(value.parse().map_err(|_| ApiError::invalid("sensitive", format!("`{value}` is not true or false")))?);
+            }
+            "label" => {
+                let (k, v) = value.split_once('=').ok_or_else(|| ApiError::invalid("label", format!("expected KEY=VALUE, got `{value}`")))?;
+                if k == TEAM_LABEL {
+                    return Err(ApiError::invalid("label", "the team is set with the `team` parameter, not a label"));
+                }
+                labels.insert(k.to_owned(), v.to_owned());
+            }
+            other => return Err(ApiError::invalid(other, format!("unknown query parameter `{other}`"))),
+        }
+    }
+    q.kind = kind.ok_or_else(|| ApiError::invalid("kind", "the artifact kind is required: ?kind=model (or checkpoint, dataset-snapshot, ...)"))?;
+    Ok((q, labels))
+}
+
+fn view(store: &ArtifactStore, r: &ArtifactRecord) -> Result<ArtifactView, ApiError> {
+    let stage = tidegate_artifacts::gates::current_stage(store, &r.digest).map_err(artifact_error)?;
+    Ok(ArtifactView::new(r, stage))
+}
+
+fn verify_view(store: &ArtifactStore, report: &VerifyReport) -> Result<VerifyView, ApiError> {
+    Ok(VerifyView {
+        artifact: view(store, &report.record)?,
+        verified: true,
+        statements: report
+            .statements
+            .iter()
+            .map(|s| StatementView {
+                predicate_type: s.statement.predicate_type.clone(),
+                keyids: s.keyids.clone(),
+                owners: s.owners.clone(),
+                roles: s.roles.clone(),
+                signed_at: s.signed_at,
+            })
+            .collect(),
+        provenance: report.provenance().map(|p| p.statement.predicate.clone()),
+    })
+}
+
+fn content_response(record: &ArtifactRecord, content: Vec<u8>) -> Response {
+    let mut resp = (StatusCode::OK, content).into_response();
+    let headers = resp.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    if let Ok(v) = HeaderValue::from_str(&record.digest.to_string()) {
+        headers.insert("x-tidegate-digest", v);
+    }
+    headers.insert("x-tidegate-kind", HeaderValue::from_static(record.kind.as_str()));
+    resp
+}
+
+// ---------- handlers ----------
+
+/// Store the request body as an immutable, encrypted, content-addressed artifact for a team
+/// (`submit`). Its `artifact.stored` entry is in the evidence ledger before the content is
+/// written; storing the same content again returns the existing record.
+#[utoipa::path(post, path = "/v1/artifacts",
+    params(PutQuery, ("label" = Option<Vec<String>>, Query, description = "A label `KEY=VALUE` (repeatable; the team is set with `team`)")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The content (at most 256 MiB)"),
+    responses((status = 201, body = ArtifactView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("bearer" = ["submit"])))]
+pub(crate) async fn put_artifact(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    q: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let caller = st.auth.authenticate(&headers)?;
+    refuse_while_draining(&st)?;
+    let Query(pairs) = q.map_err(|e| ApiError::invalid("query", e.body_text()))?;
+    let (q, mut labels) = parse_put_query(pairs)?;
+    let kind: ArtifactKind = q.kind.parse().map_err(|e: ArtifactError| ApiError::invalid("kind", e.to_string()))?;
+    let lane: Lane = q.lane.as_deref().unwrap_or("production").parse().map_err(|e: ArtifactError| ApiError::invalid("lane", e.to_string()))?;
+    let team = q.team.unwrap_or_else(|| caller.team().to_owned());
+    if team.is_empty() {
+        return Err(ApiError::invalid("team", "name the team the artifact is stored for: ?team=NAME"));
+    }
+    st.auth.authorize(&caller, Action::Submit, &team)?;
+    // Read the body only once the caller may store: nothing large is buffered for strangers.
+    let content = axum::body::to_bytes(body, MAX_ARTIFACT_BYTES).await.map_err(|e| {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", format!("the content could not be read or is over {MAX_ARTIFACT_BYTES} bytes: {e}")).field("body")
+    })?;
+    labels.insert(TEAM_LABEL.to_owned(), team.clone());
+    let options = PutOptions { name: q.name.unwrap_or_default(), lane, sensitive: q.sensitive.unwrap_or(false), labels };
+    let now = st.auth.now();
+    let shared = st.shared.clone();
+    let view = blocking(move || {
+        let store = open_store(&shared, now)?;
+        let digest = Digest::of(&content);
+        if let Ok(existing) = store.record(&digest) {
+            if team_of(&existing) != team {
+                return Err(ApiError::new(StatusCode::CONFLICT, "conflict", format!("artifact {digest} is already stored for another team; objects are immutable")));
+            }
+        }
+        let rec = store.put(&content, kind, &options, now).map_err(artifact_error)?;
+        view(&store, &rec)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+/// List stored artifacts with kind, stage, lane, size and team (`read` for the team).
+#[utoipa::path(get, path = "/v1/artifacts", params(ListArtifactsQuery),
+    responses((status = 200, body = ArtifactList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = ["read"])))]
+pub(crate) async fn list_artifacts(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    q: Result<Query<ListArtifactsQuery>, QueryRejection>,
+) -> Result<Json<ArtifactList>, ApiError> {
+    let caller = st.auth.authenticate(&headers)?;
+    let Query(q) = q.map_err(|e| ApiError::invalid("query", e.body_text()))?;
+    let team = match q.team {
+        Some(t) => Some(t),
+        None if caller.is_admin() => None,
+        None => Some(caller.team().to_owned()),
+    };
+    st.auth.authorize(&caller, Action::Read, team.as_deref().unwrap_or(""))?;
+    let shared = st.shared.clone();
+    let artifacts = blocking(move || {
+        let store = ArtifactStore::open(shared.evidence.data_dir()).map_err(artifact_error)?;
+        let all = ops::list_with_stages(&store).map_err(artifact_error)?;
+        Ok(all
+            .iter()
+            .filter(|(r, _)| team.as_deref().is_none_or(|t| team_of(r) == t))
+            .map(|(r, stage)| ArtifactView::new(r, *stage))
+            .collect())
+    })
+    .await?;
+    Ok(Json(ArtifactList { artifacts }))
+}
+
+/// The verified content of an artifact (`application/octet-stream`): decrypted, authenticated
+/// and re-hashed to its digest; models and checkpoints must also carry signed provenance. Either
+/// a user token with `read` for the artifact's team, or — with `?zone=ZONE` — a scoped job token
+/// granting `<kind>:<digest>` from that zone, checked offline; each job-token use and refusal is
+/// in the evidence ledger (`token.used`, `token.refused`) before the answer.
+#[utoipa::path(get, path = "/v1/artifacts/{digest}", params(("digest" = String, Path, description = "sha256:<hex>"), GetArtifactQuery),
+    responses((status = 200, description = "The verified content", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "The stored object is tampered"), (status = 410, body = ErrorBody, description = "Crypto-shredded"),
+        (status = 422, body = ErrorBody, description = "Provenance missing or not verifiable"), (status = 503, body = ErrorBody)),
+    security(("bearer" = ["read"])))]
+pub(crate) async fn get_artifact(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    UrlPath(digest): UrlPath<String>,
+    q: Result<Query<GetArtifactQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::invalid("query", e.body_text()))?;
+    let now = st.auth.now();
+    let shared = st.shared.clone();
+    if let Some(zone) = q.zone {
+        // A job's read: the bearer token is a scoped job token, checked offline.
+        let token = crate::auth::bearer(&headers)?.to_owned();
+        let digest = parse_digest(&digest)?;
+        let verifier = st.auth.verifier()?;
+        let (record, content) = blocking(move || {
+            let store = open_store(&shared, now)?;
+            ops::read_with_job_token(&store, &verifier, &token, &digest, &zone, now).map_err(artifact_error)
+        })
+        .await?;
+        return Ok(content_response(&record, content));
+    }
+    let caller = st.auth.authenticate(&headers)?;
+    let digest = parse_digest(&digest)?;
+    let record = load_record(&st, &digest).await?;
+    st.auth.authorize(&caller, Action::Read, team_of(&record))?;
+    let (record, content) = blocking(move || {
+        let store = ArtifactStore::open(shared.evidence.data_dir()).map_err(artifact_error)?;
+        ops::read_verified(&store, &digest, now).map_err(artifact_error)
+    })
+    .await?;
+    Ok(content_response(&record, content))
+}
+
+/// Verify an artifact (`read` for its team): content integrity and every attached signature
+/// against the data directory's keyring; a failure names what is tampered or unsigned.
+#[utoipa::path(get, path = "/v1/artifacts/{digest}/verify", params(("digest" = String, Path, description = "sha256:<hex>")),
+    responses((status = 200, body = VerifyView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "The stored object is tampered"),
+        (status = 410, body = ErrorBody, description = "Crypto-shredded"), (status = 422, body = ErrorBody, description = "A signature or the provenance does not verify")),
+    security(("bearer" = ["read"])))]
+pub(crate) async fn verify_artifact(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    UrlPath(digest): UrlPath<String>,
+) -> Result<Json<VerifyView>, ApiError> {
+    let caller = st.auth.authenticate(&headers)?;
+    let digest = parse_digest(&digest)?;
+    let record = load_record(&st, &digest).await?;
+    st.auth.authorize(&caller, Action::Read, team_of(&record))?;
+    let now = st.auth.now();
+    let shared = st.shared.clone();
+    let view = blocking(move || {
+        let store = ArtifactStore::open(shared.evidence.data_dir()).map_err(artifact_error)?;
+        let report = ops::verify(&store, &digest, now).map_err(artifact_error)?;
+        verify_view(&store, &report)
+    })
+    .await?;
+    Ok(Json(view))
+}
+
+/// Promote an artifact to the next stage through the Cedar promotion gates (`approve` for its
+/// team). A refusal (422 `promotion_refused`) names each missing piece of evidence and is
+/// recorded as `artifact.promotion_refused`; an allowed promotion is recorded as
+/// `artifact.promoted` before the stage changes.
+#[utoipa::path(post, path = "/v1/artifacts/{digest}/promote", request_body = PromoteRequest, params(("digest" = String, Path, description = "sha256:<hex>")),
+    responses((status = 200, body = PromoteResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody, description = "Refused by the gates: the missing evidence is named"),
+        (status = 503, body = ErrorBody)),
+    security(("bearer" = ["approve"])))]
+pub(crate) async fn promote_artifact(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    UrlPath(digest): UrlPath<String>,
+    req: Result<Json<PromoteRequest>, JsonRejection>,
+) -> Result<Json<PromoteResponse>, ApiError> {
+    let caller = st.auth.authenticate(&headers)?;
+    refuse_while_draining(&st)?;
+    let req = req.map(|Json(r)| r).map_err(|e| ApiError::invalid("body", format!("the request body is not valid: {}", e.body_text())))?;
+    let digest = parse_digest(&digest)?;
+    let record = load_record(&st, &digest).await?;
+    st.auth.authorize(&caller, Action::Approve, team_of(&record))?;
+    let to: Stage = req.to.parse().map_err(|e: ArtifactError| ApiError::invalid("to", e.to_string()))?;
+    let actor = match req.actor {
+        Some(a) if a != caller.subject() && !caller.is_admin() => {
+            return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("{} may only promote as themselves, not as `{a}`", caller.subject())).field("actor"));
+        }
+        Some(a) => a,
+        None => caller.subject().to_owned(),
+    };
+    tidegate_ledger::Ident::new(&actor).map_err(|e| ApiError::invalid("actor", format!("`{actor}` cannot be recorded as the actor: {e}")))?;
+    let now = st.auth.now();
+    let shared = st.shared.clone();
+    let rec = blocking(move || {
+        let store = open_store(&shared, now)?;
+        ops::promote(&store, &digest, to, &actor, now).map_err(artifact_error)
+    })
+    .await?;
+    Ok(Json(PromoteResponse {
+        digest: rec.digest.to_string(),
+        from: rec.from.as_str().to_owned(),
+        stage: rec.to.as_str().to_owned(),
+        actor: rec.actor,
+        policy_hash: rec.policy_hash.to_string(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_ledger_that_cannot_record_refuses_with_503() {
+        let e = artifact_error(ArtifactError::Evidence("the evidence ledger refused the entry: closed".into()));
+        assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(e.code, "unavailable");
+        assert!(e.message.contains("nothing was changed"), "{}", e.message);
+    }
+
+    #[test]
+    fn token_refusals_keep_their_meaning() {
+        let refused = |code| ArtifactError::TokenRefused { resource: "model:sha256:00".into(), code, reason: "why".into() };
+        let e = artifact_error(refused("token-expired"));
+        assert_eq!((e.status, e.code), (StatusCode::UNAUTHORIZED, "token_expired"));
+        let e = artifact_error(refused("token-request-denied"));
+        assert_eq!((e.status, e.code), (StatusCode::FORBIDDEN, "token_not_granted"));
+        let e = artifact_error(refused("token-revoked"));
+        assert_eq!((e.status, e.code), (StatusCode::UNAUTHORIZED, "unauthenticated"));
+    }
+
+    #[test]
+    fn put_parameters_are_checked() {
+        let pairs = |v: &[(&str, &str)]| v.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect::<Vec<_>>();
+        let (q, labels) = parse_put_query(pairs(&[("kind", "model"), ("label", "run=7"), ("sensitive", "true")])).unwrap();
+        assert_eq!(q.kind, "model");
+        assert_eq!(q.sensitive, Some(true));
+        assert_eq!(labels.get("run").map(String::as_str), Some("7"));
+        assert_eq!(parse_put_query(pairs(&[("lane", "production")])).unwrap_err().field.as_deref(), Some("kind"));
+        assert_eq!(parse_put_query(pairs(&[("kind", "model"), ("label", "team=x")])).unwrap_err().field.as_deref(), Some("label"));
+        assert_eq!(parse_put_query(pairs(&[("kind", "model"), ("colour", "red")])).unwrap_err().field.as_deref(), Some("colour"));
+    }
+}
