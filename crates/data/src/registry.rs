@@ -226,7 +226,7 @@ fn table_files(input: &Path) -> Result<Vec<PathBuf>, DataError> {
 /// Column names of a table file: the CSV header, or the Parquet schema's fields.
 fn columns(path: &Path, bytes: &[u8]) -> Result<Vec<String>, DataError> {
     if path.extension().is_some_and(|x| x == "parquet") {
-        return Err(DataError::Table { path: path.to_path_buf(), message: "PARQUET-COLUMNS".into() });
+        return Err(DataError::Table { path: path.to_path_buf(), message: "Parquet tables are not supported yet: register CSV tables".into() });
     }
     let mut r = csv::ReaderBuilder::new().has_headers(true).from_reader(bytes);
     let header = r
