@@ -190,6 +190,10 @@ pub enum ArtifactCmd {
         /// Deployment name (e.g. `fraud-eu-prod`).
         #[arg(long = "as", value_name = "NAME")]
         name: String,
+        /// The edge site (an edge zone) it is deployed to: requires the `released-edge` stage
+        /// and is recorded in the evidence ledger (`artifact.deployed_edge`) before lineage.
+        #[arg(long, value_name = "ZONE")]
+        edge_site: Option<String>,
     },
     /// Crypto-shred an artifact: destroy its data key and blob. Irreversible. Direct mode
     /// only (`--data-dir`).
@@ -325,6 +329,7 @@ fn records_evidence(cmd: &ArtifactCmd) -> bool {
             | ArtifactCmd::Promote { .. }
             | ArtifactCmd::Import { .. }
             | ArtifactCmd::Shred { .. }
+            | ArtifactCmd::Deploy { edge_site: Some(_), .. }
     )
 }
 
@@ -586,7 +591,7 @@ fn run_on(data_dir: &Path, store: &ArtifactStore, cmd: ArtifactCmd, now: u64) ->
                 rep.keyids.join(", ")
             );
         }
-        ArtifactCmd::Deploy { digest, name } => {
+        ArtifactCmd::Deploy { digest, name, edge_site } => {
             let digest = parse_digest(&digest)?;
             store
                 .verify(&digest, &keys.keyring().map_err(err)?, now)
@@ -600,6 +605,17 @@ fn run_on(data_dir: &Path, store: &ArtifactStore, cmd: ArtifactCmd, now: u64) ->
                     help = "promote it through the gates first (tidegate artifact promote)",
                     "{digest} is {stage}, not in a release stage; refusing to deploy"
                 ));
+            }
+            if let Some(site) = &edge_site {
+                if stage != Stage::ReleasedEdge {
+                    return Err(miette!(
+                        help = "promote it to released-edge first (tidegate artifact promote --to released-edge)",
+                        "{digest} is {stage}; only released-edge artifacts go to edge sites"
+                    ));
+                }
+                store
+                    .record_event(&tidegate_artifacts::events::ArtifactEvent::DeployedEdge { digest: digest.clone(), site: site.clone(), at: now })
+                    .map_err(err)?;
             }
             LineageLog::new(data_dir)
                 .record_deployment(&digest, &name, now)
