@@ -314,6 +314,21 @@ fn attestation_type(kind: &str) -> miette::Result<&'static str> {
     })
 }
 
+/// One `verify` line for an artifact that verified (direct or through the API).
+fn print_verified(d: &impl std::fmt::Display, kind: &str, statements: usize, signers: &[impl AsRef<str>]) {
+    let keys = signers.iter().map(AsRef::as_ref).collect::<Vec<_>>().join(" ");
+    let keys = if keys.is_empty() { String::new() } else { format!(", keys {keys}") };
+    println!("ok   {d} {kind} ({statements} signed statements{keys})");
+}
+
+/// Fails `verify` when any artifact did not verify.
+fn verification_summary(failures: usize, total: usize) -> miette::Result<()> {
+    if failures > 0 {
+        return Err(miette!("{failures} of {total} artifacts failed verification"));
+    }
+    Ok(())
+}
+
 fn err(e: tidegate_artifacts::ArtifactError) -> miette::Report {
     miette!("{e}")
 }
@@ -454,16 +469,7 @@ fn run_on(data_dir: &Path, store: &ArtifactStore, cmd: ArtifactCmd, now: u64) ->
                             .iter()
                             .flat_map(|s| s.keyids.clone())
                             .collect();
-                        println!(
-                            "ok   {d} {} ({} signed statements{})",
-                            report.record.kind,
-                            report.statements.len(),
-                            if signers.is_empty() {
-                                String::new()
-                            } else {
-                                format!(", keys {}", signers.join(" "))
-                            }
-                        );
+                        print_verified(d, &report.record.kind.to_string(), report.statements.len(), &signers);
                     }
                     Err(e) => {
                         failures += 1;
@@ -471,12 +477,7 @@ fn run_on(data_dir: &Path, store: &ArtifactStore, cmd: ArtifactCmd, now: u64) ->
                     }
                 }
             }
-            if failures > 0 {
-                return Err(miette!(
-                    "{failures} of {} artifacts failed verification",
-                    targets.len()
-                ));
-            }
+            verification_summary(failures, targets.len())?;
         }
         ArtifactCmd::List => {
             for (r, stage) in tidegate_artifacts::ops::list_with_stages(store).map_err(err)? {
@@ -826,15 +827,7 @@ fn run_api(api: &ApiArgs, cmd: ArtifactCmd) -> miette::Result<()> {
                             .filter_map(serde_json::Value::as_str)
                             .collect();
                         let kind = report.get("artifact").map(|a| json_str(a, "kind")).unwrap_or_default();
-                        println!(
-                            "ok   {d} {kind} ({} signed statements{})",
-                            statements.len(),
-                            if signers.is_empty() {
-                                String::new()
-                            } else {
-                                format!(", keys {}", signers.join(" "))
-                            }
-                        );
+                        print_verified(d, kind, statements.len(), &signers);
                     }
                     Err(e) => {
                         failures += 1;
@@ -842,12 +835,7 @@ fn run_api(api: &ApiArgs, cmd: ArtifactCmd) -> miette::Result<()> {
                     }
                 }
             }
-            if failures > 0 {
-                return Err(miette!(
-                    "{failures} of {} artifacts failed verification",
-                    targets.len()
-                ));
-            }
+            verification_summary(failures, targets.len())?;
         }
         ArtifactCmd::List => {
             let list: serde_json::Value = client.get("/v1/artifacts")?;
