@@ -2,9 +2,10 @@
 //! into its text form (strings as they are; numbers, booleans, dates, times and timestamps
 //! formatted; nulls empty), and a writer that stores rows as nullable UTF-8 columns.
 //!
-//! The reader takes its column types from the Parquet schema itself (an embedded Arrow schema is
-//! ignored), so the same file reads the same whichever tool wrote it. Columns that are not text
-//! or a scalar (lists, structs, maps, binary) are a schema error naming the column.
+//! Column types are those of the Arrow schema the writer embedded, where there is one (so a
+//! timestamp in seconds, stored as a plain 64-bit integer, still reads as a timestamp), else
+//! those of the Parquet schema. Dictionary-encoded columns read as their values. Columns that are
+//! not text or a scalar (lists, structs, maps, binary) are a schema error naming the column.
 
 use std::fs::File;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -80,6 +81,7 @@ fn unsupported(t: &DataType) -> Option<&'static str> {
         DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => {
             Some("a binary column (bytes without a UTF-8 string annotation) cannot be sanitized as text")
         }
+        DataType::Dictionary(_, values) => unsupported(values),
         _ => Some("this column type cannot be sanitized as text"),
     }
 }
@@ -209,6 +211,19 @@ fn cell_fn(a: &ArrayRef) -> Option<CellFn> {
                 TimeUnit::Nanosecond => prim!(TimestampNanosecondType, |v, o| timestamp(v, 1_000_000_000, utc, o)),
             }
         }
+        DataType::Dictionary(_, _) => {
+            let d = a.as_any_dictionary_opt()?;
+            let values = Arc::clone(d.values());
+            let inner = cell_fn(&values)?;
+            let keys = d.normalized_keys();
+            Box::new(move |i, o: &mut Vec<u8>| {
+                if let Some(&k) = keys.get(i) {
+                    if k < values.len() && !values.is_null(k) {
+                        inner(k, o);
+                    }
+                }
+            })
+        }
         _ => return None,
     })
 }
@@ -236,7 +251,7 @@ impl RowReader {
     /// Opens the file and checks its schema; returns the reader and the column names.
     pub(crate) fn open(path: &Path) -> Result<(Self, Vec<String>), SanitizeError> {
         let file = File::open(path).map_err(|e| SanitizeError::io(path, "cannot open", e))?;
-        let opts = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
+        let opts = ArrowReaderOptions::new();
         let builder = guarded(|| {
             ParquetRecordBatchReaderBuilder::try_new_with_options(file, opts).map_err(|e| e.to_string())
         })
