@@ -1,7 +1,9 @@
-//! The engine: streams each CSV table (read, transform, write) into a temporary directory beside
-//! the output and renames it into place only when every table succeeded, so a failure publishes
-//! nothing. Tables that declare quasi-identifiers are read twice (count classes, then write) and
-//! go first, so rows of suppressed subjects can be left out of every other table.
+//! The engine: streams each table, CSV or Parquet (read, transform, write), into a temporary
+//! directory beside the output and renames it into place only when every table succeeded, so a
+//! failure publishes nothing. Both formats feed one row pipeline through `table_io`: a
+//! Parquet cell is turned into its text form first, and each output table keeps its input's
+//! format and file name. Tables that declare quasi-identifiers are read twice (count classes, then
+//! write) and go first, so rows of suppressed subjects can be left out of every other table.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
@@ -14,6 +16,7 @@ use csv::ByteRecord;
 use crate::profile::{Action, DateMode, OnUnknown, Profile, TableProfile};
 use crate::report::{ColumnReport, KReport, Report, ResidualHit, TableReport};
 use crate::scan::{is_code_token, Kind, Scanner};
+use crate::table_io::{Format, TableReader, TableWriter};
 use crate::transform::{self, Key, SplitMix};
 use crate::SanitizeError;
 
@@ -27,8 +30,10 @@ pub struct Options {
     pub key: Key,
 }
 
-/// Sanitizes `input` (a CSV file or a directory of them) into the new directory `out`, which must
-/// not exist or be empty. Returns the report, also written as `out/sanitize-report.json`.
+/// Sanitizes `input` (a table file, or a directory of `*.csv` and `*.parquet` tables) into the new
+/// directory `out`, which must not exist or be empty. Each table is written in its input's format
+/// under its input's file name; Parquet output columns are nullable UTF-8 (see the crate
+/// documentation). Returns the report, also written as `out/sanitize-report.json`.
 pub fn sanitize(profile: &Profile, input: &Path, out: &Path, opts: &Options) -> Result<Report, SanitizeError> {
     let started = Instant::now();
     let files = list_inputs(input)?;
@@ -126,7 +131,7 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), SanitizeError> {
     f.sync_all().map_err(|e| SanitizeError::io(path, "cannot sync", e))
 }
 
-/// The table name of a CSV file: its name without `.csv`.
+/// The table name of a table file: its name without `.csv` or `.parquet`.
 pub fn table_name(file: &Path) -> String {
     file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
 }
@@ -140,14 +145,26 @@ fn list_inputs(input: &Path) -> Result<Vec<PathBuf>, SanitizeError> {
     for entry in std::fs::read_dir(input).map_err(|e| SanitizeError::io(input, "cannot read input directory", e))? {
         let entry = entry.map_err(|e| SanitizeError::io(input, "cannot read input directory", e))?;
         let p = entry.path();
-        if p.extension().is_some_and(|x| x.eq_ignore_ascii_case("csv")) && p.is_file() {
+        if Format::is_table(&p) && p.is_file() {
             files.push(p);
         }
     }
     if files.is_empty() {
-        return Err(SanitizeError::input(input, 0, "no .csv files in the input directory"));
+        return Err(SanitizeError::input(input, 0, "no .csv or .parquet files in the input directory"));
     }
     files.sort();
+    // One file per table: `patients.csv` beside `patients.parquet` is ambiguous.
+    let mut seen: HashMap<String, &Path> = HashMap::new();
+    for f in &files {
+        if let Some(other) = seen.insert(table_name(f), f) {
+            let other = other.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            return Err(SanitizeError::input(
+                f,
+                0,
+                format!("table `{}` is also in `{other}`; keep one file per table", table_name(f)),
+            ));
+        }
+    }
     Ok(files)
 }
 
@@ -168,50 +185,6 @@ struct Run<'a> {
     /// Original subject values suppressed for k-anonymity: their rows leave every table.
     suppressed_subjects: HashSet<Vec<u8>>,
     scanner: Scanner,
-}
-
-fn csv_err(path: &Path, e: &csv::Error) -> SanitizeError {
-    let line = e.position().map_or(0, csv::Position::line);
-    let message = match e.kind() {
-        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
-            format!("ragged row: {len} fields where the header has {expected_len}")
-        }
-        csv::ErrorKind::Io(io) => format!("cannot read: {io}"),
-        _ => format!("malformed CSV: {e}"),
-    };
-    SanitizeError::input(path, line, message)
-}
-
-fn reader(path: &Path) -> Result<csv::Reader<File>, SanitizeError> {
-    let f = File::open(path).map_err(|e| SanitizeError::io(path, "cannot open", e))?;
-    Ok(csv::ReaderBuilder::new().has_headers(false).flexible(false).buffer_capacity(1 << 18).from_reader(f))
-}
-
-/// Reads the next record, checking UTF-8 and the field size; returns its line.
-fn next_record(
-    rdr: &mut csv::Reader<File>,
-    rec: &mut ByteRecord,
-    path: &Path,
-    max_field: usize,
-) -> Result<Option<u64>, SanitizeError> {
-    match rdr.read_byte_record(rec) {
-        Ok(false) => Ok(None),
-        Ok(true) => {
-            let line = rec.position().map_or(0, csv::Position::line);
-            if let Err(e) = std::str::from_utf8(rec.as_slice()) {
-                return Err(SanitizeError::input(path, line, format!("invalid UTF-8 (byte {} of the row's fields)", e.valid_up_to())));
-            }
-            if let Some((i, f)) = rec.iter().enumerate().find(|(_, f)| f.len() > max_field) {
-                return Err(SanitizeError::input(
-                    path,
-                    line,
-                    format!("field {} is {} bytes, over the limit of {max_field}", i + 1, f.len()),
-                ));
-            }
-            Ok(Some(line))
-        }
-        Err(e) => Err(csv_err(path, &e)),
-    }
 }
 
 /// Sample decision for a subject: kept when its seeded hash falls below the fraction.
@@ -269,23 +242,17 @@ impl Run<'_> {
     #[allow(clippy::too_many_lines)]
     fn table(&mut self, name: &str, tp: &TableProfile, path: &Path, tmpdir: &Path) -> Result<TableReport, SanitizeError> {
         let max_field = self.profile.max_field_bytes;
-        let mut rdr = reader(path)?;
-        let mut header = ByteRecord::new();
-        if next_record(&mut rdr, &mut header, path, max_field)?.is_none() {
-            return Err(SanitizeError::input(path, 1, "empty file: no header row"));
-        }
+        let (mut rdr, header) = TableReader::open(path, max_field)?;
         let mut cols = Vec::with_capacity(header.len());
         let mut seen = HashSet::new();
-        for (i, h) in header.iter().enumerate() {
-            let hname = String::from_utf8_lossy(h).into_owned();
+        for (i, hname) in header.into_iter().enumerate() {
             if !seen.insert(hname.clone()) {
-                return Err(SanitizeError::input(path, 1, format!("column `{hname}` appears twice in the header")));
+                return Err(rdr.header_error(&hname, format!("column `{hname}` appears twice in the header")));
             }
             let action = tp.columns.get(&hname).cloned();
             if action.is_none() && self.profile.on_unknown == OnUnknown::Fail {
-                return Err(SanitizeError::input(
-                    path,
-                    1,
+                return Err(rdr.header_error(
+                    &hname,
                     format!("column `{hname}` (column {}) is not covered by profile `{}` table `{name}`; unknown columns fail closed", i + 1, self.profile.name),
                 ));
             }
@@ -303,7 +270,7 @@ impl Run<'_> {
         let pos = |c: &str| cols.iter().position(|x| x.name == c);
         let subject_idx = match &tp.subject {
             Some(s) => Some(pos(s).ok_or_else(|| {
-                SanitizeError::input(path, 1, format!("the subject column `{s}` of table `{name}` is missing from the header"))
+                rdr.header_error(s, format!("the subject column `{s}` of table `{name}` is missing from the header"))
             })?),
             None => None,
         };
@@ -311,7 +278,7 @@ impl Run<'_> {
             Some(k) => k
                 .quasi_identifiers
                 .iter()
-                .map(|q| pos(q).ok_or_else(|| SanitizeError::input(path, 1, format!("quasi-identifier `{q}` is missing from the header"))))
+                .map(|q| pos(q).ok_or_else(|| rdr.header_error(q, format!("quasi-identifier `{q}` is missing from the header"))))
                 .collect::<Result<_, _>>()?,
             None => Vec::new(),
         };
@@ -335,7 +302,7 @@ impl Run<'_> {
         if let Some(k) = &tp.k_anonymity {
             let mut counts: HashMap<Vec<u8>, u64> = HashMap::new();
             let mut rows = 0u64;
-            while let Some(line) = next_record(&mut rdr, &mut rec, path, max_field)? {
+            while let Some(line) = rdr.next(&mut rec)? {
                 let subject = subject_idx.and_then(|i| rec.get(i));
                 if sampled_out(self.profile, subject) {
                     continue;
@@ -344,7 +311,7 @@ impl Run<'_> {
                     continue;
                 }
                 rows += 1;
-                self.qi_key(&mut cols, &qi_idx, &rec, &mut keybuf).map_err(|m| SanitizeError::input(path, line, m))?;
+                self.qi_key(&mut cols, &qi_idx, &rec, &mut keybuf).map_err(|m| rdr.row_error(line, m))?;
                 if let Some(n) = counts.get_mut(keybuf.as_slice()) {
                     *n += 1;
                 } else {
@@ -375,24 +342,16 @@ impl Run<'_> {
                 smallest_class: smallest_after,
                 reached,
             });
-            rdr = reader(path)?;
-            let mut skip = ByteRecord::new();
-            next_record(&mut rdr, &mut skip, path, max_field)?;
+            rdr = TableReader::open(path, max_field)?.0;
         }
 
         // Pass 2: transform and write.
         let file_name = path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         let out_path = tmpdir.join(&file_name);
-        let out_file = File::create(&out_path).map_err(|e| SanitizeError::io(&out_path, "cannot create", e))?;
-        let mut wtr = csv::WriterBuilder::new().buffer_capacity(1 << 18).from_writer(out_file);
+        let out_columns: Vec<&str> =
+            cols.iter().filter(|c| !matches!(c.action, None | Some(Action::Drop))).map(|c| c.name.as_str()).collect();
+        let mut wtr = TableWriter::create(&out_path, Format::of(path), &out_columns)?;
         let mut out_rec = ByteRecord::new();
-        for c in &cols {
-            if !matches!(c.action, None | Some(Action::Drop)) {
-                out_rec.push_field(c.name.as_bytes());
-            }
-        }
-        let werr = |e: csv::Error| SanitizeError::io(&out_path, "cannot write", std::io::Error::other(e));
-        wtr.write_byte_record(&out_rec).map_err(werr)?;
 
         let mut rows_in = 0u64;
         let mut rows_out = 0u64;
@@ -403,7 +362,7 @@ impl Run<'_> {
         let mut last_subject: Vec<u8> = Vec::new();
         let mut shift = 0i64;
         let mut have_shift = false;
-        while let Some(line) = next_record(&mut rdr, &mut rec, path, max_field)? {
+        while let Some(line) = rdr.next(&mut rec)? {
             rows_in += 1;
             let subject = subject_idx.and_then(|i| rec.get(i));
             if sampled_out(self.profile, subject) {
@@ -415,7 +374,7 @@ impl Run<'_> {
                 continue;
             }
             if !small.is_empty() {
-                self.qi_key(&mut cols, &qi_idx, &rec, &mut keybuf).map_err(|m| SanitizeError::input(path, line, m))?;
+                self.qi_key(&mut cols, &qi_idx, &rec, &mut keybuf).map_err(|m| rdr.row_error(line, m))?;
                 if small.contains(keybuf.as_slice()) {
                     supp_k += 1;
                     if let Some(s) = subject {
@@ -475,19 +434,17 @@ impl Run<'_> {
                     _ => {}
                 }
                 scratch.clear();
-                self.apply(c, v, shift, &mut scratch).map_err(|m| SanitizeError::input(path, line, m))?;
+                self.apply(c, v, shift, &mut scratch).map_err(|m| rdr.row_error(line, m))?;
                 if c.action == Some(Action::ScanText) {
                     let sc = &mut self.scanner;
                     sc.scan(&scratch, |k, _, _| note(&mut residual, i, k, line));
                 }
                 out_rec.push_field(&scratch);
             }
-            wtr.write_byte_record(&out_rec).map_err(werr)?;
+            wtr.write(&out_rec)?;
             rows_out += 1;
         }
-        let out_file = wtr.into_inner().map_err(|e| SanitizeError::io(&out_path, "cannot write", std::io::Error::other(e.to_string())))?;
-        out_file.sync_all().map_err(|e| SanitizeError::io(&out_path, "cannot sync", e))?;
-        let bytes_out = out_file.metadata().map(|m| m.len()).unwrap_or(0);
+        let bytes_out = wtr.finish()?;
         let bytes_in = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
 
         let mut hits: Vec<ResidualHit> = residual

@@ -1,4 +1,5 @@
-//! Errors of the sanitizer; each names the file and, for data, the line and column.
+//! Errors of the sanitizer; each names the file and, for data, the line (CSV) or row (Parquet)
+//! and the column.
 
 use std::path::PathBuf;
 
@@ -46,6 +47,28 @@ pub enum SanitizeError {
         path: PathBuf,
         /// 1-based line in the file where the problem is (0 when it is about the whole file).
         line: u64,
+        /// What is wrong.
+        message: String,
+    },
+    /// A Parquet row is not acceptable (a huge field, a value a transform cannot read) or the rows
+    /// around it cannot be decoded.
+    #[error("{path}: row {row}: {message}")]
+    Row {
+        /// The input file.
+        path: PathBuf,
+        /// 0-based index of the row within the file.
+        row: u64,
+        /// What is wrong.
+        message: String,
+    },
+    /// A Parquet file's schema is not acceptable: a column that cannot be read as text (nested,
+    /// list, struct, map, binary), a duplicate column name, a column the profile does not cover.
+    #[error("{path}: column `{column}`: {message}")]
+    Schema {
+        /// The input file.
+        path: PathBuf,
+        /// The offending column.
+        column: String,
         /// What is wrong.
         message: String,
     },

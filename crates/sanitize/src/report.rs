@@ -56,14 +56,14 @@ pub struct ResidualHit {
     pub kind: Kind,
     /// How many.
     pub count: u64,
-    /// The first input lines where it was found (at most 5).
+    /// Where it was first found (at most 5): input lines for CSV, 0-based row indexes for Parquet.
     pub lines: Vec<u64>,
 }
 
 /// One table.
 #[derive(Debug, Clone, Serialize)]
 pub struct TableReport {
-    /// The table name (the file name without `.csv`).
+    /// The table name (the file name without `.csv` or `.parquet`).
     pub table: String,
     /// The file name, kept in the output.
     pub file: String,

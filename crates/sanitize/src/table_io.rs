@@ -1,0 +1,190 @@
+//! Table files, CSV or Parquet, as rows of text cells: one reader and one writer whatever the
+//! format, so the engine's row pipeline (transforms, k-anonymity, residual scan) is the same for
+//! both. The format is the file's extension: `.parquet` is Parquet, anything else CSV.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use csv::ByteRecord;
+
+use crate::parquet_io;
+use crate::SanitizeError;
+
+/// A table file's format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Format {
+    Csv,
+    Parquet,
+}
+
+impl Format {
+    /// The format of a file, by its extension.
+    pub(crate) fn of(path: &Path) -> Self {
+        if path.extension().is_some_and(|x| x.eq_ignore_ascii_case("parquet")) {
+            Self::Parquet
+        } else {
+            Self::Csv
+        }
+    }
+
+    /// Whether a file in an input directory is a table: `*.csv` or `*.parquet`.
+    pub(crate) fn is_table(path: &Path) -> bool {
+        path.extension().is_some_and(|x| x.eq_ignore_ascii_case("csv") || x.eq_ignore_ascii_case("parquet"))
+    }
+}
+
+fn csv_err(path: &Path, e: &csv::Error) -> SanitizeError {
+    let line = e.position().map_or(0, csv::Position::line);
+    let message = match e.kind() {
+        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+            format!("ragged row: {len} fields where the header has {expected_len}")
+        }
+        csv::ErrorKind::Io(io) => format!("cannot read: {io}"),
+        _ => format!("malformed CSV: {e}"),
+    };
+    SanitizeError::input(path, line, message)
+}
+
+fn csv_reader(path: &Path) -> Result<csv::Reader<File>, SanitizeError> {
+    let f = File::open(path).map_err(|e| SanitizeError::io(path, "cannot open", e))?;
+    Ok(csv::ReaderBuilder::new().has_headers(false).flexible(false).buffer_capacity(1 << 18).from_reader(f))
+}
+
+/// Reads the next CSV record, checking UTF-8 and the field size; returns its line.
+fn next_csv_record(
+    rdr: &mut csv::Reader<File>,
+    rec: &mut ByteRecord,
+    path: &Path,
+    max_field: usize,
+) -> Result<Option<u64>, SanitizeError> {
+    match rdr.read_byte_record(rec) {
+        Ok(false) => Ok(None),
+        Ok(true) => {
+            let line = rec.position().map_or(0, csv::Position::line);
+            if let Err(e) = std::str::from_utf8(rec.as_slice()) {
+                return Err(SanitizeError::input(path, line, format!("invalid UTF-8 (byte {} of the row's fields)", e.valid_up_to())));
+            }
+            if let Some((i, f)) = rec.iter().enumerate().find(|(_, f)| f.len() > max_field) {
+                return Err(SanitizeError::input(
+                    path,
+                    line,
+                    format!("field {} is {} bytes, over the limit of {max_field}", i + 1, f.len()),
+                ));
+            }
+            Ok(Some(line))
+        }
+        Err(e) => Err(csv_err(path, &e)),
+    }
+}
+
+enum Source {
+    Csv(csv::Reader<File>),
+    Parquet(Box<parquet_io::RowReader>),
+}
+
+/// Rows of one table file. Each row has a position: its line for CSV (1 is the header), its
+/// 0-based row index for Parquet; errors about a row name the file and that position.
+pub(crate) struct TableReader {
+    path: PathBuf,
+    format: Format,
+    max_field: usize,
+    source: Source,
+}
+
+impl TableReader {
+    /// Opens a table file; returns the reader and the column names (the header).
+    pub(crate) fn open(path: &Path, max_field: usize) -> Result<(Self, Vec<String>), SanitizeError> {
+        let format = Format::of(path);
+        let (source, header) = match format {
+            Format::Csv => {
+                let mut rdr = csv_reader(path)?;
+                let mut rec = ByteRecord::new();
+                if next_csv_record(&mut rdr, &mut rec, path, max_field)?.is_none() {
+                    return Err(SanitizeError::input(path, 1, "empty file: no header row"));
+                }
+                let header = rec.iter().map(|h| String::from_utf8_lossy(h).into_owned()).collect();
+                (Source::Csv(rdr), header)
+            }
+            Format::Parquet => {
+                let (rdr, header) = parquet_io::RowReader::open(path)?;
+                (Source::Parquet(Box::new(rdr)), header)
+            }
+        };
+        Ok((Self { path: path.to_path_buf(), format, max_field, source }, header))
+    }
+
+    /// Reads the next row into `rec`; returns its position, `None` at the end.
+    pub(crate) fn next(&mut self, rec: &mut ByteRecord) -> Result<Option<u64>, SanitizeError> {
+        match &mut self.source {
+            Source::Csv(r) => next_csv_record(r, rec, &self.path, self.max_field),
+            Source::Parquet(r) => r.next(rec, self.max_field),
+        }
+    }
+
+    /// An error about the row at `pos`.
+    pub(crate) fn row_error(&self, pos: u64, message: impl Into<String>) -> SanitizeError {
+        match self.format {
+            Format::Csv => SanitizeError::input(&self.path, pos, message),
+            Format::Parquet => SanitizeError::Row { path: self.path.clone(), row: pos, message: message.into() },
+        }
+    }
+
+    /// An error about the header (the schema, for Parquet), naming `column`.
+    pub(crate) fn header_error(&self, column: &str, message: impl Into<String>) -> SanitizeError {
+        match self.format {
+            Format::Csv => SanitizeError::input(&self.path, 1, message),
+            Format::Parquet => {
+                SanitizeError::Schema { path: self.path.clone(), column: column.to_string(), message: message.into() }
+            }
+        }
+    }
+}
+
+enum Sink {
+    Csv(csv::Writer<File>),
+    Parquet(parquet_io::RowWriter),
+}
+
+/// Writes rows of one output table in a format.
+pub(crate) struct TableWriter {
+    path: PathBuf,
+    sink: Sink,
+}
+
+impl TableWriter {
+    /// Creates the file and writes the header (CSV) or sets the schema (Parquet).
+    pub(crate) fn create(path: &Path, format: Format, columns: &[&str]) -> Result<Self, SanitizeError> {
+        let sink = match format {
+            Format::Csv => {
+                let f = File::create(path).map_err(|e| SanitizeError::io(path, "cannot create", e))?;
+                let mut w = csv::WriterBuilder::new().buffer_capacity(1 << 18).from_writer(f);
+                w.write_record(columns).map_err(|e| SanitizeError::io(path, "cannot write", std::io::Error::other(e)))?;
+                Sink::Csv(w)
+            }
+            Format::Parquet => Sink::Parquet(parquet_io::RowWriter::create(path, columns)?),
+        };
+        Ok(Self { path: path.to_path_buf(), sink })
+    }
+
+    pub(crate) fn write(&mut self, rec: &ByteRecord) -> Result<(), SanitizeError> {
+        match &mut self.sink {
+            Sink::Csv(w) => {
+                w.write_byte_record(rec).map_err(|e| SanitizeError::io(&self.path, "cannot write", std::io::Error::other(e)))
+            }
+            Sink::Parquet(w) => w.write(rec),
+        }
+    }
+
+    /// Completes and syncs the file; returns its size in bytes.
+    pub(crate) fn finish(self) -> Result<u64, SanitizeError> {
+        let path = self.path;
+        let file = match self.sink {
+            Sink::Csv(w) => w
+                .into_inner()
+                .map_err(|e| SanitizeError::io(&path, "cannot write", std::io::Error::other(e.to_string())))?,
+            Sink::Parquet(w) => w.finish()?,
+        };
+        file.sync_all().map_err(|e| SanitizeError::io(&path, "cannot sync", e))?;
+        Ok(file.metadata().map(|m| m.len()).unwrap_or(0))
+    }
+}
