@@ -1,4 +1,4 @@
-//! `tidegate sanitize`: runs a sanitizer profile over CSV tables and publishes the output
+//! `tidegate sanitize`: runs a sanitizer profile over CSV or Parquet tables and publishes the output
 //! atomically with its report; `tidegate sanitize generate` writes Synthea-schema test data.
 
 use std::path::PathBuf;
@@ -19,7 +19,8 @@ pub struct SanitizeArgs {
     /// Profile: `hipaa-safe-harbor` (built in) or a profile YAML file.
     #[arg(long)]
     profile: Option<String>,
-    /// Input: a CSV file or a directory of CSV tables (file name = table name).
+    /// Input: a table file (.csv or .parquet) or a directory of them (file name = table name);
+    /// each output table keeps its input's format and file name.
     #[arg(long = "in")]
     input: Option<PathBuf>,
     /// Output directory (must not exist or be empty); written atomically with `sanitize-report.json`.

@@ -93,3 +93,51 @@ fn a_key_from_the_key_manager_gives_the_same_pseudonyms_every_run() {
     assert_ne!(a, c, "another key gives other pseudonyms");
     assert!(dd.join("keys").join("named").read_dir().unwrap().count() == 2, "two named keys, sealed by the key manager");
 }
+
+/// Parquet in, Parquet out, through the command; a Parquet table whose schema has a column the
+/// profile does not cover fails closed, naming the file and the column, and publishes nothing.
+#[test]
+fn parquet_tables_in_and_out_and_a_wrong_schema_publishes_nothing() {
+    use tidegate_testkit::parquet::csv_to_parquet;
+    let Some(data) = tidegate_testkit::synthea_dir() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    for t in ["patients", "conditions"] {
+        let text = std::fs::read_to_string(data.join(format!("{t}.csv"))).unwrap();
+        let head: Vec<&str> = text.lines().take(201).collect();
+        let csv = tmp.path().join(format!("{t}.csv"));
+        std::fs::write(&csv, head.join("\n") + "\n").unwrap();
+        csv_to_parquet(&csv, &input.join(format!("{t}.parquet")));
+    }
+    let out = tmp.path().join("out");
+    let args = |i: &Path, o: &Path| {
+        tidegate(&["sanitize", "--profile", "hipaa-safe-harbor", "--k", "1", "--in", i.to_str().unwrap(), "--out", o.to_str().unwrap(), "--output", "json"])
+    };
+    let o = args(&input, &out);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut files: Vec<String> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    files.sort();
+    assert_eq!(files, ["conditions.parquet", "patients.parquet", "sanitize-report.json"]);
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("sanitize-report.json")).unwrap()).unwrap();
+    assert_eq!(report["earned"], true, "{report}");
+
+    // The same patients table with one column more than the profile knows.
+    let text = std::fs::read_to_string(data.join("patients.csv")).unwrap();
+    let mut lines = text.lines();
+    let mut extra = format!("{},CUSTOM_NOTE\n", lines.next().unwrap());
+    for l in lines.take(20) {
+        extra.push_str(l);
+        extra.push_str(",x\n");
+    }
+    let bad_in = tmp.path().join("bad-in");
+    std::fs::create_dir(&bad_in).unwrap();
+    std::fs::write(tmp.path().join("extra.csv"), extra).unwrap();
+    csv_to_parquet(&tmp.path().join("extra.csv"), &bad_in.join("patients.parquet"));
+    let bad_out = tmp.path().join("bad-out");
+    let o = args(&bad_in, &bad_out);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("patients.parquet") && err.contains("CUSTOM_NOTE"), "{err}");
+    assert!(!bad_out.exists(), "nothing published");
+}

@@ -225,14 +225,7 @@ fn table_files(input: &Path) -> Result<Vec<PathBuf>, DataError> {
 
 /// Column names of a table file: the CSV header, or the Parquet schema's fields.
 fn columns(path: &Path, bytes: &[u8]) -> Result<Vec<String>, DataError> {
-    if path.extension().is_some_and(|x| x == "parquet") {
-        return Err(DataError::Table { path: path.to_path_buf(), message: "Parquet tables are not supported yet: register CSV tables".into() });
-    }
-    let mut r = csv::ReaderBuilder::new().has_headers(true).from_reader(bytes);
-    let header = r
-        .headers()
-        .map_err(|e| DataError::Table { path: path.to_path_buf(), message: format!("line 1: header: {e}") })?;
-    let cols: Vec<String> = header.iter().map(str::to_owned).collect();
+    let cols = tidegate_sanitize::table_columns(path, bytes)?;
     if cols.is_empty() || cols.iter().all(String::is_empty) {
         return Err(DataError::Table { path: path.to_path_buf(), message: "line 1: empty header".into() });
     }

@@ -9,6 +9,7 @@
 //! stored encrypted in the destination zone's store.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use serde::Serialize;
 use tidegate_artifacts::events::ArtifactEvent;
@@ -135,9 +136,6 @@ fn projection(ds: &DatasetVersion, columns: &[ColumnRef], reasons: &mut Vec<Stri
             Some(t) if !t.columns.contains(&c.column) => {
                 reasons.push(format!("no column {:?} in table {} of {}", c.column, t.table, ds.id()));
             }
-            Some(t) if t.format != "csv" => {
-                reasons.push(format!("table {} is {}: column projection ships CSV tables only; ship it whole", t.table, t.format));
-            }
             Some(_) => {
                 let cols = out.entry(c.table.clone()).or_default();
                 if !cols.contains(&c.column) {
@@ -260,25 +258,6 @@ pub struct Moved {
     pub bytes: u64,
 }
 
-/// Projects a CSV table to `cols` (header names), keeping row order.
-fn project_csv(table: &TableFile, bytes: &[u8], cols: &[String]) -> Result<Vec<u8>, DataError> {
-    let bad = |m: String| DataError::Table { path: table.file.clone().into(), message: m };
-    let idx: Vec<usize> = cols.iter().filter_map(|c| table.columns.iter().position(|x| x == c)).collect();
-    let mut r = csv::ReaderBuilder::new().has_headers(true).from_reader(bytes);
-    let mut w = csv::Writer::from_writer(Vec::with_capacity(bytes.len() / table.columns.len().max(1) * cols.len()));
-    w.write_record(cols).map_err(|e| bad(e.to_string()))?;
-    let mut rec = csv::ByteRecord::new();
-    while r.read_byte_record(&mut rec).map_err(|e| bad(e.to_string()))? {
-        let line = rec.position().map_or(0, csv::Position::line);
-        let row: Vec<&[u8]> = idx
-            .iter()
-            .map(|&i| rec.get(i).ok_or_else(|| bad(format!("line {line}: row has {} fields, header {}", rec.len(), table.columns.len()))))
-            .collect::<Result<_, _>>()?;
-        w.write_byte_record(&csv::ByteRecord::from(row)).map_err(|e| bad(e.to_string()))?;
-    }
-    w.into_inner().map_err(|e| bad(e.to_string()))
-}
-
 /// Carries out an allowed `plan` of `ds` from `src` (the home zone's store) into `dst` (the
 /// destination zone's store): every table is read verified, projected, and the copy is ledgered
 /// (through `src`'s evidence sink) before it is stored in `dst`.
@@ -300,7 +279,11 @@ pub fn execute(
             message: format!("no table {table} in {}", ds.id()),
         })?;
         let bytes = src.get(&t.digest)?;
-        let projected = if t.format == "csv" && cols.len() < t.columns.len() { project_csv(t, &bytes, cols)? } else { bytes };
+        let projected = if cols.len() < t.columns.len() {
+            tidegate_sanitize::project_table(Path::new(&t.file), &bytes, cols)?
+        } else {
+            bytes
+        };
         out.push((
             TableFile {
                 table: t.table.clone(),

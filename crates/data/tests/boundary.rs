@@ -202,3 +202,114 @@ fn a_torn_registry_tail_is_ignored_and_damage_is_named() {
     let e = registry.list().unwrap_err();
     assert!(e.to_string().contains("registry.jsonl:1: damaged registry entry"), "{e}");
 }
+
+/// Parquet tables go through the same boundary: registered with their schema, sanitized into
+/// Parquet, projected to typed Parquet columns; a schema the sanitizer cannot read is refused at
+/// registration, naming the column, and nothing is registered.
+#[test]
+fn parquet_tables_register_sanitize_and_move_projected() {
+    use arrow_array::{Array, RecordBatchReader};
+    use arrow_schema::{DataType, Field};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use tidegate_testkit::parquet::{csv_to_parquet, write_parquet};
+
+    let Some(src) = synthea() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let csv_dir = small_synthea(&src, tmp.path(), 300);
+    let raw_dir = tmp.path().join("raw-parquet");
+    std::fs::create_dir_all(&raw_dir).unwrap();
+    for t in ["patients", "conditions", "encounters"] {
+        csv_to_parquet(&csv_dir.join(format!("{t}.csv")), &raw_dir.join(format!("{t}.parquet")));
+    }
+    let data = tmp.path().join("private");
+    let store = ArtifactStore::open(&data).unwrap();
+    let registry = Registry::open(&data);
+    let mut fleet = fleet();
+
+    let raw = registry.register(&store, &fleet, &spec("synthea", "raw-pq", "hospital-onprem", phi()), &raw_dir, 10).unwrap();
+    let patients = raw.table("patients").unwrap();
+    assert_eq!(patients.format, "parquet");
+    let csv_header: Vec<String> = std::fs::read_to_string(csv_dir.join("patients.csv")).unwrap().lines().next().unwrap()
+        .split(',').map(str::to_owned).collect();
+    assert_eq!(patients.columns, csv_header, "the Parquet schema's fields are the table's columns");
+
+    let mut k1 = Profile::hipaa_safe_harbor().unwrap();
+    k1.set_k(1).unwrap();
+    let signer = Signer::generate();
+    let d = Derivation {
+        registry: &registry,
+        store: &store,
+        fleet: &fleet,
+        source: &raw,
+        profile: &k1,
+        signer: &signer,
+        name: "synthea",
+        version: "deid-pq",
+    };
+    let derived = sanitize_version(&d, Key::from_bytes(&[7u8; 32]).unwrap(), &tmp.path().join("work"), 20).unwrap();
+    assert!(derived.report.earned, "{:?}", derived.report.reasons);
+    let deid_patients = derived.version.table("patients").unwrap();
+    assert_eq!((deid_patients.format.as_str(), deid_patients.file.as_str()), ("parquet", "patients.parquet"));
+    assert!(!deid_patients.columns.contains(&"SSN".to_owned()));
+
+    registry.merge_into(&mut fleet).unwrap();
+    let policy = PolicyEngine::load(&fleet).unwrap();
+    let cols = ["patients.Id", "patients.GENDER", "conditions.PATIENT", "conditions.CODE"];
+    let req = TransferRequest {
+        to_zone: "public-us".into(),
+        columns: cols.iter().map(|c| ColumnRef::parse(c, &derived.version).unwrap()).collect(),
+        max_cost: 10.0,
+    };
+    let p = plan(&fleet, &policy, &derived.version, &req).unwrap();
+    let public = ArtifactStore::open(&tmp.path().join("public")).unwrap();
+    let moved = execute(&p, &derived.version, &store, &public, 30).unwrap();
+    let conditions = moved.tables.iter().find(|t| t.table == "conditions").unwrap();
+    let shipped = public.get(&conditions.digest).unwrap();
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(shipped)).unwrap().build().unwrap();
+    let names: Vec<String> = reader.schema().fields().iter().map(|f| f.name().clone()).collect();
+    assert_eq!(names, ["PATIENT", "CODE"], "only the projected columns, as Parquet");
+    let rows = |bytes: Vec<u8>| -> usize {
+        let r = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes)).unwrap().build().unwrap();
+        r.map(|b| b.unwrap().num_rows()).sum()
+    };
+    let sanitized = store.get(&derived.version.table("conditions").unwrap().digest).unwrap();
+    assert_eq!(reader.map(|b| b.unwrap().num_rows()).sum::<usize>(), rows(sanitized), "every row of the table moves");
+    assert!(moved.bytes < derived.version.bytes);
+
+    // Projection keeps each column's type: an integer column stays an integer column.
+    let typed = tmp.path().join("typed");
+    std::fs::create_dir_all(&typed).unwrap();
+    let n = arrow_array::Int64Array::from(vec![1_i64, 2, 3]);
+    let s = arrow_array::StringArray::from(vec!["a", "b", "c"]);
+    write_parquet(
+        &typed.join("t.parquet"),
+        vec![Field::new("n", DataType::Int64, true), Field::new("s", DataType::Utf8, true)],
+        vec![std::sync::Arc::new(n), std::sync::Arc::new(s)],
+        2,
+    );
+    let public_level = ClassificationNames { level: "public".into(), ..ClassificationNames::default() };
+    let t = registry.register(&store, &fleet, &spec("typed", "v1", "hospital-onprem", public_level), &typed, 40).unwrap();
+    let only_n = tidegate_sanitize::project_table(Path::new("t.parquet"), &store.get(&t.tables[0].digest).unwrap(), &["n".to_owned()]).unwrap();
+    let mut r = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(only_n)).unwrap().build().unwrap();
+    let batch = r.next().unwrap().unwrap();
+    assert_eq!(batch.schema().field(0).data_type(), &DataType::Int64);
+    let values = batch.column(0).as_any().downcast_ref::<arrow_array::Int64Array>().unwrap();
+    assert_eq!(values.values().to_vec(), vec![1, 2, 3], "every row, across row groups of two");
+
+    // A column the sanitizer cannot read (a list) is refused at registration, naming it.
+    let nested = tmp.path().join("nested");
+    std::fs::create_dir_all(&nested).unwrap();
+    let list = arrow_array::ListArray::from_iter_primitive::<arrow_array::types::Int32Type, _, _>(vec![Some(vec![Some(1)])]);
+    let field = Field::new("codes", list.data_type().clone(), true);
+    write_parquet(&nested.join("bad.parquet"), vec![field], vec![std::sync::Arc::new(list)], 10);
+    let before = registry.list().unwrap().len();
+    let e = registry.register(&store, &fleet, &spec("nested", "v1", "hospital-onprem", phi()), &nested, 50).unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains("bad.parquet") && text.contains("column `codes`"), "{text}");
+    assert_eq!(registry.list().unwrap().len(), before, "nothing registered");
+
+    // Not Parquet at all, under a .parquet name: refused with the file named.
+    std::fs::write(nested.join("bad.parquet"), b"PAR1 not really").unwrap();
+    let e = registry.register(&store, &fleet, &spec("nested", "v1", "hospital-onprem", phi()), &nested, 51).unwrap_err();
+    assert!(e.to_string().contains("bad.parquet") && e.to_string().contains("not a readable Parquet file"), "{e}");
+}

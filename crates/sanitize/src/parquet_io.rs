@@ -24,7 +24,7 @@ use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use csv::ByteRecord;
 use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
-use parquet::arrow::ArrowWriter;
+use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
@@ -424,6 +424,65 @@ impl RowWriter {
         let path = self.path;
         self.writer.into_inner().map_err(|e| SanitizeError::io(&path, "cannot write", std::io::Error::other(e)))
     }
+}
+
+/// The column names of a Parquet file held in memory (`path` names it in errors), checked as
+/// [`RowReader::open`] checks a file's schema.
+pub(crate) fn columns_in(path: &Path, bytes: &[u8]) -> Result<Vec<String>, SanitizeError> {
+    let data = bytes::Bytes::copy_from_slice(bytes);
+    let builder = guarded(|| ParquetRecordBatchReaderBuilder::try_new(data).map_err(|e| e.to_string()))
+        .map_err(|e| SanitizeError::input(path, 0, format!("not a readable Parquet file: {e}")))?;
+    let mut names = Vec::with_capacity(builder.schema().fields().len());
+    for f in builder.schema().fields() {
+        if let Some(why) = unsupported(f.data_type()) {
+            return Err(SanitizeError::Schema {
+                path: path.to_path_buf(),
+                column: f.name().clone(),
+                message: format!("type {}: {why}", f.data_type()),
+            });
+        }
+        names.push(f.name().clone());
+    }
+    Ok(names)
+}
+
+/// A Parquet file held in memory reduced to the named top-level columns, in the file's column
+/// order, each keeping its Arrow type; every row is kept. An unknown column is a schema error.
+pub(crate) fn project(path: &Path, bytes: &[u8], columns: &[String]) -> Result<Vec<u8>, SanitizeError> {
+    let data = bytes::Bytes::copy_from_slice(bytes);
+    let bad = |m: String| SanitizeError::input(path, 0, format!("not a readable Parquet file: {m}"));
+    let builder = guarded(|| ParquetRecordBatchReaderBuilder::try_new(data).map_err(|e| e.to_string())).map_err(bad)?;
+    let fields = builder.schema().fields().clone();
+    let mut roots = Vec::with_capacity(columns.len());
+    for c in columns {
+        let i = fields.iter().position(|f| f.name() == c).ok_or_else(|| SanitizeError::Schema {
+            path: path.to_path_buf(),
+            column: c.clone(),
+            message: "no such column in the file's schema".into(),
+        })?;
+        roots.push(i);
+    }
+    let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+    let reader = guarded(|| builder.with_projection(mask).with_batch_size(READ_BATCH_ROWS).build().map_err(|e| e.to_string()))
+        .map_err(bad)?;
+    let schema = arrow_array::RecordBatchReader::schema(&reader);
+    let werr = |e: String| SanitizeError::io(path, "cannot write the projection", std::io::Error::other(e));
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_bytes(Some(ROW_GROUP_BYTES))
+        .build();
+    let mut writer = ArrowWriter::try_new(Vec::new(), schema, Some(props)).map_err(|e| werr(e.to_string()))?;
+    let mut rows: u64 = 0;
+    for batch in reader {
+        let batch = batch.map_err(|e| SanitizeError::Row {
+            path: path.to_path_buf(),
+            row: rows,
+            message: format!("cannot decode the rows from here: {e}"),
+        })?;
+        rows += u64::try_from(batch.num_rows()).unwrap_or(u64::MAX);
+        writer.write(&batch).map_err(|e| werr(e.to_string()))?;
+    }
+    writer.into_inner().map_err(|e| werr(e.to_string()))
 }
 
 #[cfg(test)]

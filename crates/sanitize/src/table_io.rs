@@ -188,3 +188,66 @@ impl TableWriter {
         Ok(file.metadata().map(|m| m.len()).unwrap_or(0))
     }
 }
+
+/// The column names of a table held in memory: the CSV header, or the Parquet schema's
+/// top-level fields. `path` gives the format (by extension) and names the table in errors.
+///
+/// # Errors
+/// A missing or malformed header, invalid UTF-8, not a readable Parquet file, or a Parquet column
+/// that cannot be read as text.
+pub fn table_columns(path: &Path, bytes: &[u8]) -> Result<Vec<String>, SanitizeError> {
+    match Format::of(path) {
+        Format::Parquet => parquet_io::columns_in(path, bytes),
+        Format::Csv => {
+            let mut r = csv::ReaderBuilder::new().has_headers(false).from_reader(bytes);
+            let mut rec = ByteRecord::new();
+            match r.read_byte_record(&mut rec) {
+                Ok(true) => {}
+                Ok(false) => return Err(SanitizeError::input(path, 1, "empty file: no header row")),
+                Err(e) => return Err(csv_err(path, &e)),
+            }
+            rec.iter()
+                .map(|h| {
+                    std::str::from_utf8(h)
+                        .map(str::to_string)
+                        .map_err(|_| SanitizeError::input(path, 1, "invalid UTF-8 in the header"))
+                })
+                .collect()
+        }
+    }
+}
+
+/// A table held in memory reduced to the named columns (which must be in the table, in its
+/// column order), every row kept, in the table's format: CSV rows keep their cells' bytes,
+/// Parquet columns keep their types.
+///
+/// # Errors
+/// An unknown column, a malformed row (named by its line), an unreadable Parquet file.
+pub fn project_table(path: &Path, bytes: &[u8], columns: &[String]) -> Result<Vec<u8>, SanitizeError> {
+    if Format::of(path) == Format::Parquet {
+        return parquet_io::project(path, bytes, columns);
+    }
+    let mut r = csv::ReaderBuilder::new().has_headers(true).from_reader(bytes);
+    let header = r.byte_headers().map_err(|e| csv_err(path, &e))?.clone();
+    let mut idx = Vec::with_capacity(columns.len());
+    for c in columns {
+        let i = header
+            .iter()
+            .position(|h| h == c.as_bytes())
+            .ok_or_else(|| SanitizeError::input(path, 1, format!("no column {c:?} in the header")))?;
+        idx.push(i);
+    }
+    let wbad = |e: csv::Error| SanitizeError::io(path, "cannot write the projection", std::io::Error::other(e));
+    let mut w = csv::Writer::from_writer(Vec::with_capacity(bytes.len() / header.len().max(1) * columns.len()));
+    w.write_record(columns).map_err(wbad)?;
+    let mut rec = ByteRecord::new();
+    let mut row = ByteRecord::new();
+    while r.read_byte_record(&mut rec).map_err(|e| csv_err(path, &e))? {
+        row.clear();
+        for &i in &idx {
+            row.push_field(rec.get(i).unwrap_or_default());
+        }
+        w.write_byte_record(&row).map_err(wbad)?;
+    }
+    w.into_inner().map_err(|e| SanitizeError::io(path, "cannot write the projection", std::io::Error::other(e.to_string())))
+}

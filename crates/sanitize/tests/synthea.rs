@@ -3,19 +3,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use tidegate_sanitize::{sanitize, Key, Options, Profile, SanitizeError};
 
-fn synthea() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/synthea");
-    if p.join("patients.csv").exists() {
-        Some(p)
-    } else {
-        eprintln!("skipped: {} is not there", p.display());
-        None
-    }
-}
+use tidegate_testkit::synthea_dir as synthea;
 
 fn key(b: u8) -> Options {
     Options { key: Key::from_bytes(&[b; 32]).unwrap() }

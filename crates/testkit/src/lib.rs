@@ -1,10 +1,12 @@
 //! Test support shared by the workspace's integration tests (a dev-dependency only): the shared
 //! PostgreSQL test database, private PostgreSQL instances a test may crash and restart, and the
-//! shared Synthea tables.
+//! shared Synthea tables, and Parquet copies of CSV tables ([`parquet`]).
 //!
 //! Outside CI a missing service makes these return `None` after saying how to run the test; under
 //! `CI=true` a missing service is a failure (`.ci/run` installs and starts them).
 #![allow(clippy::panic)]
+
+pub mod parquet;
 
 use std::path::PathBuf;
 use std::process::Command;
