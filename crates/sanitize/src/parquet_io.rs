@@ -233,6 +233,23 @@ fn guarded<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| Err("the Parquet decoder failed on this input".to_string()))
 }
 
+/// The names of a schema's columns, or a schema error naming the first one that cannot be read
+/// as text.
+fn readable_columns(path: &Path, schema: &SchemaRef) -> Result<Vec<String>, SanitizeError> {
+    let mut names = Vec::with_capacity(schema.fields().len());
+    for f in schema.fields() {
+        if let Some(why) = unsupported(f.data_type()) {
+            return Err(SanitizeError::Schema {
+                path: path.to_path_buf(),
+                column: f.name().clone(),
+                message: format!("type {}: {why}", f.data_type()),
+            });
+        }
+        names.push(f.name().clone());
+    }
+    Ok(names)
+}
+
 /// Reads a Parquet file as rows of text cells.
 pub(crate) struct RowReader {
     path: PathBuf,
@@ -256,18 +273,7 @@ impl RowReader {
             ParquetRecordBatchReaderBuilder::try_new_with_options(file, opts).map_err(|e| e.to_string())
         })
         .map_err(|e| SanitizeError::input(path, 0, format!("not a readable Parquet file: {e}")))?;
-        let schema = Arc::clone(builder.schema());
-        let mut names = Vec::with_capacity(schema.fields().len());
-        for f in schema.fields() {
-            if let Some(why) = unsupported(f.data_type()) {
-                return Err(SanitizeError::Schema {
-                    path: path.to_path_buf(),
-                    column: f.name().clone(),
-                    message: format!("type {}: {why}", f.data_type()),
-                });
-            }
-            names.push(f.name().clone());
-        }
+        let names = readable_columns(path, builder.schema())?;
         let batches = guarded(|| builder.with_batch_size(READ_BATCH_ROWS).build().map_err(|e| e.to_string()))
             .map_err(|e| SanitizeError::input(path, 0, format!("not a readable Parquet file: {e}")))?;
         let reader = Self {
@@ -432,18 +438,7 @@ pub(crate) fn columns_in(path: &Path, bytes: &[u8]) -> Result<Vec<String>, Sanit
     let data = bytes::Bytes::copy_from_slice(bytes);
     let builder = guarded(|| ParquetRecordBatchReaderBuilder::try_new(data).map_err(|e| e.to_string()))
         .map_err(|e| SanitizeError::input(path, 0, format!("not a readable Parquet file: {e}")))?;
-    let mut names = Vec::with_capacity(builder.schema().fields().len());
-    for f in builder.schema().fields() {
-        if let Some(why) = unsupported(f.data_type()) {
-            return Err(SanitizeError::Schema {
-                path: path.to_path_buf(),
-                column: f.name().clone(),
-                message: format!("type {}: {why}", f.data_type()),
-            });
-        }
-        names.push(f.name().clone());
-    }
-    Ok(names)
+    readable_columns(path, builder.schema())
 }
 
 /// A Parquet file held in memory reduced to the named top-level columns, in the file's column
