@@ -1,13 +1,17 @@
-//! `tidegate sanitize`: runs a sanitizer profile over CSV or Parquet tables and publishes the output
-//! atomically with its report; `tidegate sanitize generate` writes Synthea-schema test data.
+//! `tidegate sanitize`: runs a sanitizer profile over CSV or Parquet tables and publishes the
+//! output atomically with its report, which is stored as a signed artifact and ledgered;
+//! `tidegate sanitize generate` writes Synthea-schema test data.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use miette::miette;
 use tidegate_sanitize::generate::{generate, GenerateSpec};
-use tidegate_sanitize::{sanitize, Key, Options, Profile};
+use tidegate_artifacts::{ArtifactStore, Digest};
+use tidegate_data::derive::{record_report, ReportSubject};
+use tidegate_sanitize::{sanitize, Key, Options, Profile, Report};
 
+use crate::ledgered::Ledgered;
 use crate::output::{print_json, Format};
 
 /// Arguments of `tidegate sanitize`.
@@ -34,7 +38,8 @@ pub struct SanitizeArgs {
     /// first use, e.g. `pseudonymisation/clinical-data`), so pseudonyms agree across runs.
     #[arg(long)]
     key_name: Option<String>,
-    /// Data directory whose key manager holds --key-name.
+    /// Data directory: its evidence ledger records the run (the report, stored as a signed
+    /// `sanitizer-report` artifact), its key manager holds --key-name.
     #[arg(long, env = "TIDEGATE_DATA_DIR", default_value = ".tidegate")]
     data_dir: PathBuf,
     /// Override k on every table that declares quasi-identifiers.
@@ -95,15 +100,20 @@ pub fn run(a: &SanitizeArgs) -> miette::Result<()> {
     if let Some(k) = a.k {
         p.set_k(k).map_err(|e| miette!("{e}"))?;
     }
-    let key = match (&a.key, &a.key_name) {
-        (Some(f), _) => Key::from_file(f).map_err(|e| miette!("{e}"))?,
-        (None, Some(name)) => {
-            let store = tidegate_artifacts::ArtifactStore::open(&a.data_dir).map_err(|e| miette!("{e}"))?;
-            crate::dataset::kms_key(&store, name)?
+    // Every run's report is signed and ledgered: the ledger is opened first, so a run that could
+    // not be recorded does not start.
+    let now = crate::clock::now()?;
+    let led = Ledgered::open(&a.data_dir, now)?;
+    let result = led.home_store().and_then(|store| run_recorded(a, &p, input, out, &store, now));
+    let closed = led.close();
+    let (r, digest) = match (result, closed) {
+        (Ok(done), Ok(())) => done,
+        (Err(e), _) => return Err(e),
+        (Ok(_), Err(e)) => {
+            let _ = std::fs::remove_dir_all(out);
+            return Err(miette!("{e}; the output was withdrawn"));
         }
-        (None, None) => Key::ephemeral().map_err(|e| miette!("{e}"))?,
     };
-    let r = sanitize(&p, input, out, &Options { key }).map_err(|e| miette!("{e}"))?;
     if a.output == Format::Json {
         return print_json(&r);
     }
@@ -138,8 +148,43 @@ pub fn run(a: &SanitizeArgs) -> miette::Result<()> {
             println!("  - {m}");
         }
     }
-    println!("report: {}", out.join(tidegate_sanitize::engine::REPORT_FILE).display());
+    println!(
+        "report: {} (signed sanitizer-report artifact {digest} in {}, ledgered)",
+        out.join(tidegate_sanitize::engine::REPORT_FILE).display(),
+        a.data_dir.display()
+    );
     Ok(())
+}
+
+/// Sanitizes `input` into `out` with the key the arguments name, then stores, signs and ledgers
+/// the report through `store`; when the report cannot be recorded the output is withdrawn.
+fn run_recorded(
+    a: &SanitizeArgs,
+    p: &Profile,
+    input: &Path,
+    out: &Path,
+    store: &ArtifactStore,
+    now: u64,
+) -> miette::Result<(Report, Digest)> {
+    let key = match (&a.key, &a.key_name) {
+        (Some(f), _) => Key::from_file(f).map_err(|e| miette!("{e}"))?,
+        (None, Some(name)) => crate::dataset::kms_key(store, name)?,
+        (None, None) => Key::ephemeral().map_err(|e| miette!("{e}"))?,
+    };
+    let signer = crate::dataset::signer(store, now)?;
+    let r = sanitize(p, input, out, &Options { key }).map_err(|e| miette!("{e}"))?;
+    let report_path = out.join(tidegate_sanitize::engine::REPORT_FILE);
+    let subject = ReportSubject { source: input.display().to_string(), source_snapshot: None, output: out.display().to_string() };
+    let recorded = std::fs::read(&report_path)
+        .map_err(|e| miette!("{}: {e}", report_path.display()))
+        .and_then(|bytes| record_report(store, &signer, &r, &bytes, &subject, now).map_err(|e| miette!("{e}")));
+    match recorded {
+        Ok(digest) => Ok((r, digest)),
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(out);
+            Err(miette!(help = "a sanitizer run counts only with its report signed and ledgered", "{e}; the output was withdrawn"))
+        }
+    }
 }
 
 #[allow(clippy::cast_precision_loss)]

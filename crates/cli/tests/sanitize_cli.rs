@@ -24,11 +24,12 @@ fn sanitize_synthea_with_a_key_file() {
     let tmp = tempfile::tempdir().unwrap();
     let key = tmp.path().join("k.hex");
     std::fs::write(&key, "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n").unwrap();
+    let dd = tmp.path().join("d");
     let run = |out: &str| {
         let out = tmp.path().join(out);
         let o = tidegate(&[
             "sanitize", "--profile", "hipaa-safe-harbor", "--in", data.to_str().unwrap(), "--out", out.to_str().unwrap(),
-            "--key", key.to_str().unwrap(), "--k", "1", "--output", "json",
+            "--key", key.to_str().unwrap(), "--k", "1", "--output", "json", "--data-dir", dd.to_str().unwrap(),
         ]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -39,6 +40,15 @@ fn sanitize_synthea_with_a_key_file() {
     assert_eq!(v["earned"], true);
     assert_eq!(v["output_classification"], "confidential/deidentified");
     assert_eq!(a, b);
+
+    // Each run's report is a signed artifact, and the ledger says so.
+    let log = tidegate_ledger::ledger::read_log(&tidegate_ledger::ledger::ledger_dir(&dd), true).unwrap();
+    let text: Vec<String> = log.entries.iter().map(|e| String::from_utf8_lossy(e).into_owned()).collect();
+    let stored = text.iter().filter(|e| e.contains("artifact.stored") && e.contains("sanitizer-report")).count();
+    let attested = text.iter().filter(|e| e.contains("artifact.attested") && e.contains("sanitizer-report")).count();
+    assert_eq!((stored, attested), (2, 2), "each run's report stored and signed:\n{}", text.join("\n"));
+    let listed = tidegate(&["artifact", "list", "--data-dir", dd.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("sanitizer-report"), "{}", String::from_utf8_lossy(&listed.stdout));
 }
 
 #[test]
@@ -48,7 +58,11 @@ fn a_ragged_table_fails_with_file_and_line_and_publishes_nothing() {
     std::fs::create_dir(&input).unwrap();
     std::fs::write(input.join("conditions.csv"), "START,STOP,PATIENT,ENCOUNTER,CODE,DESCRIPTION\n2020-01-01,,a,b,1,x\n2020-01-01,,a\n").unwrap();
     let out = tmp.path().join("out");
-    let o = tidegate(&["sanitize", "--profile", "hipaa-safe-harbor", "--in", input.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let dd = tmp.path().join("d");
+    let o = tidegate(&[
+        "sanitize", "--profile", "hipaa-safe-harbor", "--in", input.to_str().unwrap(), "--out", out.to_str().unwrap(),
+        "--data-dir", dd.to_str().unwrap(),
+    ]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("conditions.csv:3: ragged row"), "{err}");
@@ -112,7 +126,11 @@ fn parquet_tables_in_and_out_and_a_wrong_schema_publishes_nothing() {
     }
     let out = tmp.path().join("out");
     let args = |i: &Path, o: &Path| {
-        tidegate(&["sanitize", "--profile", "hipaa-safe-harbor", "--k", "1", "--in", i.to_str().unwrap(), "--out", o.to_str().unwrap(), "--output", "json"])
+        let dd = tmp.path().join("d");
+        tidegate(&[
+            "sanitize", "--profile", "hipaa-safe-harbor", "--k", "1", "--in", i.to_str().unwrap(), "--out", o.to_str().unwrap(),
+            "--output", "json", "--data-dir", dd.to_str().unwrap(),
+        ])
     };
     let o = args(&input, &out);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -140,4 +158,26 @@ fn parquet_tables_in_and_out_and_a_wrong_schema_publishes_nothing() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("patients.parquet") && err.contains("CUSTOM_NOTE"), "{err}");
     assert!(!bad_out.exists(), "nothing published");
+}
+
+/// A run that cannot be ledgered (another process holds the evidence ledger) is refused before
+/// it starts, and publishes nothing.
+#[test]
+fn a_run_that_cannot_be_ledgered_publishes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    std::fs::write(input.join("conditions.csv"), "START,STOP,PATIENT,ENCOUNTER,CODE,DESCRIPTION\n2020-01-01,,a,b,1,x\n").unwrap();
+    let dd = tmp.path().join("d");
+    let held = tidegate_ledger::Ledger::open(&dd, tidegate_ledger::LedgerOptions::default()).unwrap();
+    let out = tmp.path().join("out");
+    let o = tidegate(&[
+        "sanitize", "--profile", "hipaa-safe-harbor", "--in", input.to_str().unwrap(), "--out", out.to_str().unwrap(),
+        "--data-dir", dd.to_str().unwrap(),
+    ]);
+    drop(held);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("evidence ledger"), "{err}");
+    assert!(!out.exists(), "nothing published");
 }

@@ -30,6 +30,60 @@ pub struct Derived {
     pub report_digest: Digest,
 }
 
+/// What a sanitizer report is about: where its input came from and what its output is called.
+#[derive(Debug, Clone)]
+pub struct ReportSubject {
+    /// The input: a dataset version (`name@version`) or a path.
+    pub source: String,
+    /// The input snapshot's digest, for a registered version.
+    pub source_snapshot: Option<String>,
+    /// The output: a dataset version or a path.
+    pub output: String,
+}
+
+/// Stores a sanitizer report (`report_bytes`, the JSON of `report`) as a `sanitizer-report`
+/// artifact, keeps it as a ledger document (counts, column names, line numbers; never cell
+/// values), and signs it (a DSSE envelope over an in-toto statement whose predicate says what
+/// was sanitized, with which profile and key id, and whether the lower class was earned).
+/// Through a ledgered store each step is an evidence entry. Returns the report's digest.
+///
+/// # Errors
+/// Store, signing and ledger errors.
+pub fn record_report(
+    store: &ArtifactStore,
+    signer: &Signer,
+    report: &Report,
+    report_bytes: &[u8],
+    subject: &ReportSubject,
+    now: u64,
+) -> Result<Digest, DataError> {
+    let rec = store.put(
+        report_bytes,
+        ArtifactKind::SanitizerReport,
+        &PutOptions { name: format!("{}/sanitize-report.json", subject.output), ..PutOptions::default() },
+        now,
+    )?;
+    store.record_document(report_bytes)?;
+    gates::attest(
+        store,
+        signer,
+        &rec.digest,
+        SANITIZER_REPORT,
+        json!({
+            "source": subject.source,
+            "source_snapshot": subject.source_snapshot,
+            "output": subject.output,
+            "profile": report.profile,
+            "key_id": report.key_id,
+            "earned": report.earned,
+            "output_classification": report.output_classification,
+            "reasons": report.reasons,
+        }),
+        now,
+    )?;
+    Ok(rec.digest)
+}
+
 /// `level/tag,tag` (the profile's notation) as names, keeping `source`'s residency and
 /// retention (de-identification does not lift a residency obligation here).
 fn earned_names(text: &str, source: &ClassificationNames) -> ClassificationNames {
@@ -86,32 +140,8 @@ fn run(d: &Derivation<'_>, key: Key, input: &Path, output: &Path, now: u64) -> R
     let report_bytes = std::fs::read(&report_path).map_err(|e| DataError::io(&report_path, e))?;
     std::fs::remove_file(&report_path).map_err(|e| DataError::io(&report_path, e))?;
     let id = format!("{name}@{version}");
-    let rec = store.put(
-        &report_bytes,
-        ArtifactKind::SanitizerReport,
-        &PutOptions { name: format!("{id}/sanitize-report.json"), ..PutOptions::default() },
-        now,
-    )?;
-    // The report (counts, column names, line numbers; never cell values) is also kept as a
-    // ledger document, so evidence bundles carry it next to the entries that cite its digest.
-    store.record_document(&report_bytes)?;
-    gates::attest(
-        store,
-        signer,
-        &rec.digest,
-        SANITIZER_REPORT,
-        json!({
-            "source": source.id(),
-            "source_snapshot": source.snapshot.to_string(),
-            "output": id,
-            "profile": report.profile,
-            "key_id": report.key_id,
-            "earned": report.earned,
-            "output_classification": report.output_classification,
-            "reasons": report.reasons,
-        }),
-        now,
-    )?;
+    let subject = ReportSubject { source: source.id(), source_snapshot: Some(source.snapshot.to_string()), output: id };
+    let digest = record_report(store, signer, &report, &report_bytes, &subject, now)?;
     let classification = if report.earned {
         earned_names(&report.output_classification, &source.classification)
     } else {
@@ -124,7 +154,7 @@ fn run(d: &Derivation<'_>, key: Key, input: &Path, output: &Path, now: u64) -> R
         home_zone: source.home_zone.clone(),
         classification,
         derived_from: Some(source.id()),
-        report: Some(rec.digest.clone()),
+        report: Some(digest.clone()),
     };
     let derived = registry.register(store, fleet, &spec, output, now)?;
     LineageLog::new(store.data_dir()).append(&Entry::Edge {
@@ -133,7 +163,7 @@ fn run(d: &Derivation<'_>, key: Key, input: &Path, output: &Path, now: u64) -> R
         relation: "derived".into(),
         at: now,
     })?;
-    Ok(Derived { version: derived, report, report_digest: rec.digest })
+    Ok(Derived { version: derived, report, report_digest: digest })
 }
 
 #[cfg(test)]
