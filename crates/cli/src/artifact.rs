@@ -16,13 +16,9 @@ use tidegate_artifacts::lineage::{JobRun, LineageLog};
 use tidegate_artifacts::signing::KeyStore;
 use tidegate_artifacts::{ArtifactKind, ArtifactStore, Digest, Lane, PutOptions};
 
-use std::sync::Arc;
-
-use tidegate_ledger::{Ledger, LedgerOptions};
-
 use crate::client::{query_value, Client, ClientArgs};
 use crate::clock::now;
-use tidegate_artifacts::ledger_sink::LedgerSink;
+use crate::ledgered::Ledgered;
 
 /// How to reach the control plane when no data directory is given (the API mode).
 #[derive(Debug, Clone, clap::Args)]
@@ -357,25 +353,20 @@ fn records_evidence(cmd: &ArtifactCmd) -> bool {
 /// Any refusal, with its reason.
 pub fn run(data_dir: &Path, cmd: ArtifactCmd) -> miette::Result<()> {
     let now = now()?;
-    let store = ArtifactStore::open(data_dir).map_err(err)?;
     if !records_evidence(&cmd) {
-        return run_on(data_dir, &store, cmd, now);
+        return run_on(data_dir, &ArtifactStore::open(data_dir).map_err(err)?, cmd, now);
     }
-    let ledger = Arc::new(Ledger::open(data_dir, LedgerOptions::default()).map_err(|e| {
-        miette!(
-            help = "artifact changes are recorded in the evidence ledger first; nothing was changed",
-            "cannot open the evidence ledger in {}: {e}",
-            data_dir.display()
-        )
-    })?);
-    let sink = LedgerSink::new(data_dir, Arc::clone(&ledger) as Arc<dyn tidegate_artifacts::ledger_sink::EntryWriter>, now).map_err(err)?;
-    let store = store.with_event_sink(Box::new(sink));
-    let result = run_on(data_dir, &store, cmd, now);
-    drop(store);
-    let closed = ledger
-        .close()
-        .map_err(|e| miette!("cannot publish the ledger checkpoint: {e}"));
+    let led = Ledgered::open(data_dir, now)?;
+    let result = led.home_store().and_then(|store| run_on(data_dir, &store, cmd, now));
+    let closed = led.close();
     result.and(closed)
+}
+
+/// The content of `artifact put FILE` and its name: `--name`, else the file's name.
+fn read_put_input(file: &Path, name: Option<String>) -> miette::Result<(Vec<u8>, String)> {
+    let content = std::fs::read(file).into_diagnostic().wrap_err_with(|| format!("reading {}", file.display()))?;
+    let name = name.unwrap_or_else(|| file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+    Ok((content, name))
 }
 
 fn run_on(data_dir: &Path, store: &ArtifactStore, cmd: ArtifactCmd, now: u64) -> miette::Result<()> {
@@ -391,18 +382,11 @@ fn run_on(data_dir: &Path, store: &ArtifactStore, cmd: ArtifactCmd, now: u64) ->
         } => {
             let kind: ArtifactKind = kind.parse().map_err(err)?;
             let lane: Lane = lane.parse().map_err(err)?;
-            let content = std::fs::read(&file)
-                .into_diagnostic()
-                .wrap_err_with(|| format!("reading {}", file.display()))?;
+            let (content, name) = read_put_input(&file, name)?;
             let labels = kv_pairs(&labels)?
                 .into_iter()
                 .map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
                 .collect();
-            let name = name.unwrap_or_else(|| {
-                file.file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default()
-            });
             let rec = store
                 .put(
                     &content,
@@ -753,14 +737,7 @@ fn run_api(api: &ApiArgs, cmd: ArtifactCmd) -> miette::Result<()> {
             sensitive,
             labels,
         } => {
-            let content = std::fs::read(&file)
-                .into_diagnostic()
-                .wrap_err_with(|| format!("reading {}", file.display()))?;
-            let name = name.unwrap_or_else(|| {
-                file.file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default()
-            });
+            let (content, name) = read_put_input(&file, name)?;
             let mut query = format!(
                 "?kind={}&lane={}&name={}",
                 query_value(&kind),

@@ -1,8 +1,9 @@
-//! Offline commands that change a data directory (datasets, transfers, the training demo's
-//! sync-back) record their events in its evidence ledger first: one ledger opened per command,
-//! artifact stores (the data directory's own and each zone's) writing through it, and a signed
-//! checkpoint published when the command ends. If the ledger cannot be opened — for instance
-//! `tidegate up` holds it — the command is refused before anything changes.
+//! Offline commands that change a data directory (artifacts, sanitizer runs, datasets,
+//! transfers, the training demo's sync-back) record their events in its evidence ledger first:
+//! one ledger opened per command, artifact stores (the data directory's own and each zone's)
+//! writing through it, and a signed checkpoint published when the command ends. If the ledger
+//! cannot be opened — for instance `tidegate up` holds it — the command is refused before
+//! anything changes.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
