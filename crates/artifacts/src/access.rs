@@ -8,7 +8,7 @@ use tidegate_identity::{IdentityError, Operation, Request, Verifier};
 
 use crate::events::ArtifactEvent;
 use crate::signing::Keyring;
-use crate::{ArtifactError, ArtifactStore, Digest};
+use crate::{ArtifactError, ArtifactRecord, ArtifactStore, Digest};
 
 /// The resource name a token must grant to read `digest` of `kind`.
 #[must_use]
@@ -36,17 +36,28 @@ pub fn refusal_code(e: &IdentityError) -> &'static str {
     }
 }
 
+/// Decides whether an artifact may be held in a zone (the caller's fleet, hard constraints and
+/// policy: see `tidegate_data::holding`); `Err` says why not. A token grant never overrides it.
+pub type Admit<'a> = &'a dyn Fn(&ArtifactRecord, &str) -> Result<(), String>;
+
+/// Refusal code of a read into a zone the artifact may not be in.
+pub const ZONE_NOT_ALLOWED: &str = "zone-not-allowed";
+
 /// Reads `digest` for the holder of `token` in `zone` at `now`: the token must verify against
-/// `verifier`'s root keys and grant a read of [`resource_name`]; the artifact must verify
-/// against `keyring` (checkpoints and models need signed provenance). The use is recorded
-/// before content is returned; a refusal is recorded too.
+/// `verifier`'s root keys and grant a read of [`resource_name`]; `admit` must allow the
+/// artifact in `zone` (its classification against the zone, whatever the token grants); the
+/// artifact must verify against `keyring` (checkpoints and models need signed provenance). The
+/// use is recorded before content is returned; a refusal is recorded too.
 ///
 /// # Errors
-/// [`ArtifactError::TokenRefused`] naming why the token was refused, or any verification error.
+/// [`ArtifactError::TokenRefused`] naming why the token was refused (or
+/// [`ZONE_NOT_ALLOWED`]), or any verification error.
+#[allow(clippy::too_many_arguments)]
 pub fn read_with_token(
     store: &ArtifactStore,
     verifier: &Verifier,
     keyring: &Keyring,
+    admit: Admit<'_>,
     token: &str,
     digest: &Digest,
     zone: &str,
@@ -76,6 +87,20 @@ pub fn read_with_token(
             });
         }
     };
+    if let Err(why) = admit(&record, zone) {
+        store.record_event(&ArtifactEvent::TokenRefused {
+            digest: digest.clone(),
+            zone: zone.to_owned(),
+            reason: why.clone(),
+            code: ZONE_NOT_ALLOWED.to_owned(),
+            at: now,
+        })?;
+        return Err(ArtifactError::TokenRefused {
+            resource,
+            code: ZONE_NOT_ALLOWED,
+            reason: why,
+        });
+    }
     let claims = grant.claims;
     store.record_event(&ArtifactEvent::TokenUse {
         digest: digest.clone(),

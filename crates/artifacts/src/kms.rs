@@ -288,17 +288,25 @@ fn named_object(name: &str) -> Digest {
 /// # Errors
 /// [`ArtifactError::Invalid`] for a name outside `A-Z a-z 0-9 . _ - /`,
 /// [`ArtifactError::Shredded`] for a destroyed key, key-manager and I/O errors.
-pub fn named_key(kms: &dyn KeyManager, keys_dir: &Path, name: &str) -> Result<DataKey, ArtifactError> {
+pub fn named_key(
+    kms: &dyn KeyManager,
+    keys_dir: &Path,
+    name: &str,
+) -> Result<DataKey, ArtifactError> {
     if name.is_empty()
         || name.len() > 128
-        || !name.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-' | b'/'))
+        || !name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-' | b'/'))
     {
         return Err(ArtifactError::Invalid(format!(
             "key name {name:?}: use 1-128 of A-Z a-z 0-9 . _ - /"
         )));
     }
     let object = named_object(name);
-    let marker = keys_dir.join("named").join(format!("{}.json", object.hex()));
+    let marker = keys_dir
+        .join("named")
+        .join(format!("{}.json", object.hex()));
     if marker.exists() {
         return kms.open_data_key(&object);
     }
@@ -323,11 +331,15 @@ mod named_key_tests {
         assert_eq!(a.bytes(), b.bytes());
         let other = named_key(&kms, dir.path(), "pseudonymisation/finance").unwrap();
         assert_ne!(a.bytes(), other.bytes());
-        kms.destroy_data_key(&named_object("pseudonymisation/clinical-data")).unwrap();
+        kms.destroy_data_key(&named_object("pseudonymisation/clinical-data"))
+            .unwrap();
         assert!(matches!(
             named_key(&kms, dir.path(), "pseudonymisation/clinical-data"),
             Err(ArtifactError::Shredded(_))
         ));
-        assert!(matches!(named_key(&kms, dir.path(), "no spaces"), Err(ArtifactError::Invalid(_))));
+        assert!(matches!(
+            named_key(&kms, dir.path(), "no spaces"),
+            Err(ArtifactError::Invalid(_))
+        ));
     }
 }

@@ -7,7 +7,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use tidegate_ledger::entry::{EntryError, MAX_LIST, MAX_SUBJECTS};
-use tidegate_ledger::{Action, AnyLedger, DataForm, Digest, EntryDraft, Ident, Ledger, Subject, SubjectKind};
+use tidegate_ledger::{
+    Action, AnyLedger, DataForm, Digest, EntryDraft, Ident, Ledger, Subject, SubjectKind,
+};
 
 use crate::events::{ArtifactEvent, EventSink, JsonlSink};
 use crate::{intoto, ArtifactError, ArtifactKind, ArtifactStore};
@@ -24,13 +26,17 @@ pub trait EntryWriter: Send + Sync {
 
 impl EntryWriter for Ledger {
     fn write_entry(&self, draft: EntryDraft, ts_ms: u64) -> Result<(), String> {
-        self.append(draft, ts_ms).map(|_| ()).map_err(|e| e.to_string())
+        self.append(draft, ts_ms)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 }
 
 impl EntryWriter for AnyLedger {
     fn write_entry(&self, draft: EntryDraft, ts_ms: u64) -> Result<(), String> {
-        self.append(draft, ts_ms).map(|_| ()).map_err(|e| e.to_string())
+        self.append(draft, ts_ms)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -55,7 +61,11 @@ impl LedgerSink {
     ///
     /// # Errors
     /// When the store cannot be opened for looking artifact kinds up.
-    pub fn new(data_dir: &Path, ledger: Arc<dyn EntryWriter>, now: u64) -> Result<Self, ArtifactError> {
+    pub fn new(
+        data_dir: &Path,
+        ledger: Arc<dyn EntryWriter>,
+        now: u64,
+    ) -> Result<Self, ArtifactError> {
         Ok(Self {
             ledger,
             lookup: ArtifactStore::open(data_dir)?,
@@ -80,7 +90,9 @@ impl LedgerSink {
     /// # Errors
     /// When `zone` is not an identifier.
     pub fn in_zone(mut self, zone: &str) -> Result<Self, ArtifactError> {
-        self.zone = Some(Ident::new(zone).map_err(|e| ArtifactError::Invalid(format!("zone {zone:?}: {e}")))?);
+        self.zone = Some(
+            Ident::new(zone).map_err(|e| ArtifactError::Invalid(format!("zone {zone:?}: {e}")))?,
+        );
         Ok(self)
     }
 }
@@ -92,16 +104,20 @@ impl EventSink for LedgerSink {
             ArtifactEvent::Put { kind, .. } => kind.parse().ok(),
             _ => self.lookup.record(digest).ok().map(|r| r.kind),
         };
-        let mut draft = entry_for(event, kind).map_err(|e| ArtifactError::Evidence(e.to_string()))?;
+        let mut draft =
+            entry_for(event, kind).map_err(|e| ArtifactError::Evidence(e.to_string()))?;
         if let Some(zone) = &self.zone {
-            let named = Subject { kind: SubjectKind::Zone, id: zone.clone() };
+            let named = Subject {
+                kind: SubjectKind::Zone,
+                id: zone.clone(),
+            };
             if !draft.subjects.contains(&named) && draft.subjects.len() < MAX_SUBJECTS {
                 draft.subjects.push(named);
             }
         }
-        self.ledger
-            .write_entry(draft, self.ts_ms)
-            .map_err(|e| ArtifactError::Evidence(format!("the evidence ledger refused the entry: {e}")))?;
+        self.ledger.write_entry(draft, self.ts_ms).map_err(|e| {
+            ArtifactError::Evidence(format!("the evidence ledger refused the entry: {e}"))
+        })?;
         self.jsonl.record(event)
     }
 
@@ -160,19 +176,41 @@ fn predicate_code(predicate_type: &str) -> Result<Ident, EntryError> {
 ///
 /// # Errors
 /// When a digest or the actor cannot be recorded.
-pub fn entry_for(event: &ArtifactEvent, kind: Option<ArtifactKind>) -> Result<EntryDraft, EntryError> {
+pub fn entry_for(
+    event: &ArtifactEvent,
+    kind: Option<ArtifactKind>,
+) -> Result<EntryDraft, EntryError> {
     let artifact = Digest::parse(event_digest(event).to_string())?;
     let subject = artifact_subject(&artifact, kind)?;
     let service = Ident::new(ACTOR)?;
     let (actor, action, mut subjects) = match event {
-        ArtifactEvent::Put { kind: k, .. } => {
-            (service, Action::ArtifactStored { artifact, kind: ident_or(k, "unknown-kind")? }, vec![subject])
-        }
-        ArtifactEvent::Attest { envelope, predicate_type, keyids, job, inputs, .. } => {
+        ArtifactEvent::Put { kind: k, .. } => (
+            service,
+            Action::ArtifactStored {
+                artifact,
+                kind: ident_or(k, "unknown-kind")?,
+            },
+            vec![subject],
+        ),
+        ArtifactEvent::Attest {
+            envelope,
+            predicate_type,
+            keyids,
+            job,
+            inputs,
+            ..
+        } => {
             let envelope = Digest::parse(envelope.to_string())?;
-            let key_id = keyids.first().map_or_else(|| Ident::new("unsigned"), |k| ident_or(k, "unrecognised-key"))?;
+            let key_id = keyids.first().map_or_else(
+                || Ident::new("unsigned"),
+                |k| ident_or(k, "unrecognised-key"),
+            )?;
             let action = if predicate_type == intoto::SLSA_PROVENANCE_V1 {
-                Action::ArtifactSigned { artifact, key_id: key_id.clone(), signature: envelope }
+                Action::ArtifactSigned {
+                    artifact,
+                    key_id: key_id.clone(),
+                    signature: envelope,
+                }
             } else {
                 Action::ArtifactAttested {
                     artifact,
@@ -184,16 +222,27 @@ pub fn entry_for(event: &ArtifactEvent, kind: Option<ArtifactKind>) -> Result<En
             let mut subjects = vec![subject];
             // The builder job and the dataset versions it read, when they are identifiers.
             if let Some(job) = job.as_deref().and_then(|j| Ident::new(j).ok()) {
-                subjects.push(Subject { kind: SubjectKind::Job, id: job });
+                subjects.push(Subject {
+                    kind: SubjectKind::Job,
+                    id: job,
+                });
             }
             for uri in inputs.iter().take(MAX_SUBJECTS.saturating_sub(3)) {
-                if let Some(ds) = uri.strip_prefix("dataset:").and_then(|d| Ident::new(d).ok()) {
-                    subjects.push(Subject { kind: SubjectKind::Dataset, id: ds });
+                if let Some(ds) = uri
+                    .strip_prefix("dataset:")
+                    .and_then(|d| Ident::new(d).ok())
+                {
+                    subjects.push(Subject {
+                        kind: SubjectKind::Dataset,
+                        id: ds,
+                    });
                 }
             }
             (key_id, action, subjects)
         }
-        ArtifactEvent::Promote { from, to, actor, .. } => (
+        ArtifactEvent::Promote {
+            from, to, actor, ..
+        } => (
             Ident::new(actor.as_str())?,
             Action::ArtifactPromoted {
                 artifact,
@@ -202,7 +251,9 @@ pub fn entry_for(event: &ArtifactEvent, kind: Option<ArtifactKind>) -> Result<En
             },
             vec![subject],
         ),
-        ArtifactEvent::PromotionRefused { to, reasons, codes, .. } => {
+        ArtifactEvent::PromotionRefused {
+            to, reasons, codes, ..
+        } => {
             let mut out = Vec::new();
             for code in codes.iter().take(MAX_LIST) {
                 out.push(ident_or(code, "unrecognised-reason")?);
@@ -212,65 +263,157 @@ pub fn entry_for(event: &ArtifactEvent, kind: Option<ArtifactKind>) -> Result<En
             }
             (
                 service,
-                Action::ArtifactPromotionRefused { artifact, to_stage: ident_or(to, "unknown-stage")?, reasons: out },
+                Action::ArtifactPromotionRefused {
+                    artifact,
+                    to_stage: ident_or(to, "unknown-stage")?,
+                    reasons: out,
+                },
                 vec![subject],
             )
         }
-        ArtifactEvent::TokenUse { subject: holder, revocation_id, zone, .. } => {
+        ArtifactEvent::TokenUse {
+            subject: holder,
+            revocation_id,
+            zone,
+            ..
+        } => {
             let token_id = ident_or(revocation_id, "unknown-token")?;
             let zone = ident_or(zone, "unrecognised-zone")?;
             let subjects = vec![
                 subject,
-                Subject { kind: SubjectKind::Token, id: token_id.clone() },
-                Subject { kind: SubjectKind::Zone, id: zone.clone() },
+                Subject {
+                    kind: SubjectKind::Token,
+                    id: token_id.clone(),
+                },
+                Subject {
+                    kind: SubjectKind::Zone,
+                    id: zone.clone(),
+                },
             ];
-            (ident_or(holder, "token-holder")?, Action::TokenUsed { token_id, resource: artifact, zone }, subjects)
+            (
+                ident_or(holder, "token-holder")?,
+                Action::TokenUsed {
+                    token_id,
+                    resource: artifact,
+                    zone,
+                },
+                subjects,
+            )
         }
         ArtifactEvent::TokenRefused { zone, code, .. } => {
             let zone = ident_or(zone, "unrecognised-zone")?;
-            let subjects = vec![subject, Subject { kind: SubjectKind::Zone, id: zone.clone() }];
+            let subjects = vec![
+                subject,
+                Subject {
+                    kind: SubjectKind::Zone,
+                    id: zone.clone(),
+                },
+            ];
             (
                 service,
-                Action::TokenRefused { resource: artifact, zone, reason: ident_or(code, "token-refused")? },
+                Action::TokenRefused {
+                    resource: artifact,
+                    zone,
+                    reason: ident_or(code, "token-refused")?,
+                },
                 subjects,
             )
         }
         // A checkpoint destroyed by crypto-shredding is recorded as what it is.
         ArtifactEvent::Shred { .. } if kind == Some(ArtifactKind::Checkpoint) => (
             service,
-            Action::CheckpointDestroyed { checkpoint: artifact, method: Ident::new("crypto-shred")? },
+            Action::CheckpointDestroyed {
+                checkpoint: artifact,
+                method: Ident::new("crypto-shred")?,
+            },
             vec![subject],
         ),
-        ArtifactEvent::Shred { .. } => (service, Action::ArtifactShredded { artifact }, vec![subject]),
+        ArtifactEvent::Shred { .. } => (
+            service,
+            Action::ArtifactShredded { artifact },
+            vec![subject],
+        ),
         ArtifactEvent::DeployedEdge { site, .. } => {
             let site = Ident::new(site.as_str())?;
-            let subjects = vec![subject, Subject { kind: SubjectKind::Zone, id: site.clone() }];
-            (service, Action::ArtifactDeployedEdge { artifact, site }, subjects)
+            let subjects = vec![
+                subject,
+                Subject {
+                    kind: SubjectKind::Zone,
+                    id: site.clone(),
+                },
+            ];
+            (
+                service,
+                Action::ArtifactDeployedEdge { artifact, site },
+                subjects,
+            )
         }
         ArtifactEvent::CheckpointArchived { zone, .. } => {
             let zone = Ident::new(zone.as_str())?;
             let subjects = vec![
                 Subject::new(SubjectKind::Checkpoint, artifact.as_str())?,
-                Subject { kind: SubjectKind::Zone, id: zone.clone() },
+                Subject {
+                    kind: SubjectKind::Zone,
+                    id: zone.clone(),
+                },
             ];
-            (service, Action::CheckpointArchived { checkpoint: artifact, zone }, subjects)
+            (
+                service,
+                Action::CheckpointArchived {
+                    checkpoint: artifact,
+                    zone,
+                },
+                subjects,
+            )
         }
-        ArtifactEvent::DatasetRegistered { dataset, level, zone, report, derived_from, .. } => {
+        ArtifactEvent::DatasetRegistered {
+            dataset,
+            level,
+            zone,
+            report,
+            derived_from,
+            ..
+        } => {
             let version = Ident::new(dataset.as_str())?;
             let zone = Ident::new(zone.as_str())?;
-            let report = report.as_ref().map(|r| Digest::parse(r.to_string())).transpose()?;
+            let report = report
+                .as_ref()
+                .map(|r| Digest::parse(r.to_string()))
+                .transpose()?;
             let mut subjects = vec![
-                Subject { kind: SubjectKind::Dataset, id: version.clone() },
-                Subject { kind: SubjectKind::Zone, id: zone.clone() },
+                Subject {
+                    kind: SubjectKind::Dataset,
+                    id: version.clone(),
+                },
+                Subject {
+                    kind: SubjectKind::Zone,
+                    id: zone.clone(),
+                },
             ];
             if let Some(from) = derived_from.as_deref().and_then(|d| Ident::new(d).ok()) {
-                subjects.push(Subject { kind: SubjectKind::Dataset, id: from });
+                subjects.push(Subject {
+                    kind: SubjectKind::Dataset,
+                    id: from,
+                });
             }
-            let action =
-                Action::DatasetRegistered { version, snapshot: artifact, level: Ident::new(level.as_str())?, zone, report };
+            let action = Action::DatasetRegistered {
+                version,
+                snapshot: artifact,
+                level: Ident::new(level.as_str())?,
+                zone,
+                report,
+            };
             (service, action, subjects)
         }
-        ArtifactEvent::DatasetCopied { dataset, from_zone, to_zone, form, bytes, report, .. } => {
+        ArtifactEvent::DatasetCopied {
+            dataset,
+            from_zone,
+            to_zone,
+            form,
+            bytes,
+            report,
+            ..
+        } => {
             let version = Ident::new(dataset.as_str())?;
             let from_zone = Ident::new(from_zone.as_str())?;
             let to_zone = Ident::new(to_zone.as_str())?;
@@ -279,15 +422,35 @@ pub fn entry_for(event: &ArtifactEvent, kind: Option<ArtifactKind>) -> Result<En
                 "sanitized" => DataForm::Sanitized,
                 _ => DataForm::Encrypted,
             };
-            let report = report.as_ref().map(|r| Digest::parse(r.to_string())).transpose()?;
+            let report = report
+                .as_ref()
+                .map(|r| Digest::parse(r.to_string()))
+                .transpose()?;
             let subjects = vec![
-                Subject { kind: SubjectKind::Dataset, id: version.clone() },
-                Subject { kind: SubjectKind::Zone, id: from_zone.clone() },
-                Subject { kind: SubjectKind::Zone, id: to_zone.clone() },
+                Subject {
+                    kind: SubjectKind::Dataset,
+                    id: version.clone(),
+                },
+                Subject {
+                    kind: SubjectKind::Zone,
+                    id: from_zone.clone(),
+                },
+                Subject {
+                    kind: SubjectKind::Zone,
+                    id: to_zone.clone(),
+                },
             ];
             (
                 service,
-                Action::DatasetCopied { version, from_zone, to_zone, form, content: artifact, bytes: *bytes, report },
+                Action::DatasetCopied {
+                    version,
+                    from_zone,
+                    to_zone,
+                    form,
+                    content: artifact,
+                    bytes: *bytes,
+                    report,
+                },
                 subjects,
             )
         }
@@ -308,9 +471,27 @@ mod tests {
     #[test]
     fn shredding_a_checkpoint_is_recorded_as_its_destruction() {
         let e = ArtifactEvent::Shred { digest: d() };
-        let text = String::from_utf8(entry_for(&e, Some(ArtifactKind::Checkpoint)).unwrap().into_entry(0, 1).encode().unwrap()).unwrap();
-        assert!(text.contains(r#""type":"checkpoint.destroyed""#) && text.contains(r#""method":"crypto-shred""#), "{text}");
-        let text = String::from_utf8(entry_for(&e, Some(ArtifactKind::Model)).unwrap().into_entry(0, 1).encode().unwrap()).unwrap();
+        let text = String::from_utf8(
+            entry_for(&e, Some(ArtifactKind::Checkpoint))
+                .unwrap()
+                .into_entry(0, 1)
+                .encode()
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(
+            text.contains(r#""type":"checkpoint.destroyed""#)
+                && text.contains(r#""method":"crypto-shred""#),
+            "{text}"
+        );
+        let text = String::from_utf8(
+            entry_for(&e, Some(ArtifactKind::Model))
+                .unwrap()
+                .into_entry(0, 1)
+                .encode()
+                .unwrap(),
+        )
+        .unwrap();
         assert!(text.contains(r#""type":"artifact.shredded""#), "{text}");
     }
 
@@ -325,9 +506,15 @@ mod tests {
         };
         let draft = entry_for(&e, Some(ArtifactKind::Model)).unwrap();
         let text = String::from_utf8(draft.into_entry(0, 1000).encode().unwrap()).unwrap();
-        assert!(text.contains(r#""reasons":["data-approval","unrecognised-reason"]"#), "{text}");
+        assert!(
+            text.contains(r#""reasons":["data-approval","unrecognised-reason"]"#),
+            "{text}"
+        );
         assert!(text.contains(r#""kind":"model""#), "{text}");
-        assert!(!text.contains("Alice") && !text.contains("free text"), "{text}");
+        assert!(
+            !text.contains("Alice") && !text.contains("free text"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -343,23 +530,41 @@ mod tests {
         let a = entry_for(&att(intoto::SLSA_PROVENANCE_V1), None).unwrap();
         assert_eq!(a.action.name(), "artifact.signed");
         assert_eq!(a.actor.as_str(), "ed25519:0011223344556677");
-        let b = entry_for(&att("https://tidegate.dev/attestations/security-review/v1"), None).unwrap();
-        assert!(matches!(&b.action, Action::ArtifactAttested { predicate, .. } if predicate.as_str() == "security-review"));
+        let b = entry_for(
+            &att("https://tidegate.dev/attestations/security-review/v1"),
+            None,
+        )
+        .unwrap();
+        assert!(
+            matches!(&b.action, Action::ArtifactAttested { predicate, .. } if predicate.as_str() == "security-review")
+        );
         let c = entry_for(&att("a predicate with spaces"), None).unwrap();
         // Provenance links its builder job and dataset inputs as subjects.
         let mut p = att(intoto::SLSA_PROVENANCE_V1);
         if let ArtifactEvent::Attest { job, inputs, .. } = &mut p {
             *job = Some("job-42".into());
-            *inputs = vec!["dataset:synthea@deid-1".into(), "artifact:not an ident".into()];
+            *inputs = vec![
+                "dataset:synthea@deid-1".into(),
+                "artifact:not an ident".into(),
+            ];
         }
         let linked = entry_for(&p, Some(ArtifactKind::Model)).unwrap();
-        let kinds: Vec<_> = linked.subjects.iter().map(|s| (s.kind, s.id.as_str().to_owned())).collect();
-        assert_eq!(kinds, vec![
-            (SubjectKind::Model, d().to_string()),
-            (SubjectKind::Job, "job-42".to_owned()),
-            (SubjectKind::Dataset, "synthea@deid-1".to_owned()),
-        ]);
-        assert!(matches!(&c.action, Action::ArtifactAttested { predicate, .. } if predicate.as_str() == "other-predicate"));
+        let kinds: Vec<_> = linked
+            .subjects
+            .iter()
+            .map(|s| (s.kind, s.id.as_str().to_owned()))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (SubjectKind::Model, d().to_string()),
+                (SubjectKind::Job, "job-42".to_owned()),
+                (SubjectKind::Dataset, "synthea@deid-1".to_owned()),
+            ]
+        );
+        assert!(
+            matches!(&c.action, Action::ArtifactAttested { predicate, .. } if predicate.as_str() == "other-predicate")
+        );
     }
 
     #[test]
@@ -372,8 +577,10 @@ mod tests {
             at: 1,
         };
         let draft = entry_for(&e, Some(ArtifactKind::Checkpoint)).unwrap();
-        assert!(matches!(&draft.action, Action::TokenRefused { zone, reason, .. }
-            if zone.as_str() == "unrecognised-zone" && reason.as_str() == "token-expired"));
+        assert!(
+            matches!(&draft.action, Action::TokenRefused { zone, reason, .. }
+            if zone.as_str() == "unrecognised-zone" && reason.as_str() == "token-expired")
+        );
         assert_eq!(draft.subjects[0].kind, SubjectKind::Checkpoint);
         let p = ArtifactEvent::Promote {
             digest: d(),

@@ -38,5 +38,5 @@ pub mod transfer;
 pub use digest::Digest;
 pub use error::ArtifactError;
 pub use kind::{ArtifactKind, Lane};
-pub use store::{ArtifactRecord, ArtifactStore, PutOptions, VerifyReport};
+pub use store::{ArtifactClass, ArtifactRecord, ArtifactStore, PutOptions, VerifyReport};
 pub use timefmt::{format_rfc3339, parse_rfc3339};

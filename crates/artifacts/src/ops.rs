@@ -53,7 +53,8 @@ pub fn read_verified(
 }
 
 /// A read with a scoped job token, checked offline by `verifier` for `<kind>:<digest>` from
-/// `zone` ([`access::read_with_token`]): the use, or the refusal, is recorded before anything is
+/// `zone`, with `admit` deciding whether the artifact may be in `zone` at all
+/// ([`access::read_with_token`]): the use, or the refusal, is recorded before anything is
 /// returned.
 ///
 /// # Errors
@@ -61,6 +62,7 @@ pub fn read_verified(
 pub fn read_with_job_token(
     store: &ArtifactStore,
     verifier: &Verifier,
+    admit: access::Admit<'_>,
     token: &str,
     digest: &Digest,
     zone: &str,
@@ -68,7 +70,8 @@ pub fn read_with_job_token(
 ) -> Result<(ArtifactRecord, Vec<u8>), ArtifactError> {
     let record = store.record(digest)?;
     let keyring = signing_keyring(store)?;
-    let content = access::read_with_token(store, verifier, &keyring, token, digest, zone, now)?;
+    let content =
+        access::read_with_token(store, verifier, &keyring, admit, token, digest, zone, now)?;
     Ok((record, content))
 }
 
@@ -120,5 +123,13 @@ pub fn promote(
     now: u64,
 ) -> Result<PromotionRecord, ArtifactError> {
     let policy = gates::load_policy(store)?;
-    gates::promote(store, &signing_keyring(store)?, &policy, digest, to, actor, now)
+    gates::promote(
+        store,
+        &signing_keyring(store)?,
+        &policy,
+        digest,
+        to,
+        actor,
+        now,
+    )
 }

@@ -1,6 +1,6 @@
 //! The content-addressed, encrypted, immutable artifact store on the local filesystem.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -21,6 +21,38 @@ use crate::{ArtifactError, ArtifactKind, Digest, Lane};
 const MAGIC: &[u8; 4] = b"TGA1";
 const NONCE_LEN: usize = 24;
 
+/// The data classification an artifact carries: inherited from the job that produced it, or
+/// the dataset version it holds, by names (the fleet's scheme gives them their meaning). An
+/// artifact without one is judged as the most sensitive data the fleet knows.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArtifactClass {
+    /// Level name, e.g. `restricted`.
+    pub level: String,
+    /// Legal tags, e.g. `phi`.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub tags: BTreeSet<String>,
+    /// Jurisdictions it may be processed in; absent means unrestricted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub residency: Option<BTreeSet<String>>,
+}
+
+impl ArtifactClass {
+    /// `level/tag,tag` for people.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        if self.tags.is_empty() {
+            self.level.clone()
+        } else {
+            format!(
+                "{}/{}",
+                self.level,
+                self.tags.iter().cloned().collect::<Vec<_>>().join(",")
+            )
+        }
+    }
+}
+
 /// Metadata given when putting an artifact.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PutOptions {
@@ -32,6 +64,9 @@ pub struct PutOptions {
     pub sensitive: bool,
     /// Free-form labels.
     pub labels: BTreeMap<String, String>,
+    /// Its data classification (`None`: unclassified, judged as the most sensitive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classification: Option<ArtifactClass>,
 }
 
 /// The immutable record of a stored artifact.
@@ -57,6 +92,39 @@ pub struct ArtifactRecord {
     pub encryption: String,
     /// Key manager holding its data key.
     pub key_manager: String,
+    /// Its data classification (`None`: unclassified, judged as the most sensitive). Bound,
+    /// with the kind, lane and `sensitive`, into the encryption's associated data: a record
+    /// edited to say anything else no longer opens its content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classification: Option<ArtifactClass>,
+}
+
+impl ArtifactRecord {
+    /// The attributes decisions read, as the associated data of the blob's encryption.
+    fn aad(&self) -> String {
+        let class = self.classification.as_ref().map_or_else(
+            || "unclassified".to_owned(),
+            |c| {
+                let residency = c.residency.as_ref().map_or_else(
+                    || "-".to_owned(),
+                    |r| r.iter().cloned().collect::<Vec<_>>().join(","),
+                );
+                format!(
+                    "{}|{}|{}",
+                    c.level,
+                    c.tags.iter().cloned().collect::<Vec<_>>().join(","),
+                    residency
+                )
+            },
+        );
+        format!(
+            "tidegate-artifact-v2\n{}\n{}\nlane={}\nsensitive={}\nclass={class}",
+            self.digest,
+            self.kind,
+            self.lane.as_str(),
+            self.sensitive
+        )
+    }
 }
 
 /// The result of verifying one artifact.
@@ -254,8 +322,7 @@ impl ArtifactStore {
             at: now,
         })?;
         let key = DataKey::generate();
-        let blob = seal(&key, &digest, kind, content)?;
-        let record = ArtifactRecord {
+        let fresh = ArtifactRecord {
             digest: digest.clone(),
             kind,
             size: content.len() as u64,
@@ -266,19 +333,18 @@ impl ArtifactStore {
             created_at: now,
             encryption: "xchacha20poly1305".to_owned(),
             key_manager: self.kms.name().to_owned(),
+            classification: options.classification.clone(),
         };
+        let record = previous.clone().unwrap_or(fresh);
+        let blob = seal(&key, &record.aad(), content)?;
         // Key first, then blob, then record: a record exists only for a readable object.
         self.kms.seal_data_key(&digest, &key)?;
         self.blobs.put(&Self::blob_key(&digest), &blob)?;
-        let record = match previous {
-            Some(existing) => existing,
-            None => {
-                let json = serde_json::to_vec_pretty(&record)
-                    .map_err(|e| ArtifactError::Invalid(e.to_string()))?;
-                write_atomic(&self.record_path(&digest), &json)?;
-                record
-            }
-        };
+        if previous.is_none() {
+            let json = serde_json::to_vec_pretty(&record)
+                .map_err(|e| ArtifactError::Invalid(e.to_string()))?;
+            write_atomic(&self.record_path(&digest), &json)?;
+        }
         tracing::info!(%digest, kind = %kind, size = record.size, "stored artifact");
         Ok(record)
     }
@@ -325,7 +391,7 @@ impl ArtifactStore {
                     digest: digest.clone(),
                     reason: "blob is missing".to_owned(),
                 })?;
-        let content = open(&key, digest, record.kind, &blob)?;
+        let content = open(&key, digest, &record.aad(), &blob)?;
         if Digest::of(&content) != *digest {
             return Err(ArtifactError::Tampered {
                 digest: digest.clone(),
@@ -411,7 +477,10 @@ impl ArtifactStore {
         // carries them as identifiers, so an evidence bundle about the artifact reaches them.
         let (job, inputs) = if statement.predicate_type == crate::intoto::SLSA_PROVENANCE_V1 {
             let p = crate::intoto::Provenance::from_predicate(&statement.predicate)?;
-            (Some(p.job_id), p.materials.into_iter().map(|m| m.uri).collect())
+            (
+                Some(p.job_id),
+                p.materials.into_iter().map(|m| m.uri).collect(),
+            )
         } else {
             (None, Vec::new())
         };
@@ -419,7 +488,11 @@ impl ArtifactStore {
             digest: digest.clone(),
             envelope: id.clone(),
             predicate_type: statement.predicate_type.clone(),
-            keyids: envelope.signatures.iter().map(|s| s.keyid.clone()).collect(),
+            keyids: envelope
+                .signatures
+                .iter()
+                .map(|s| s.keyid.clone())
+                .collect(),
             job,
             inputs,
         })?;
@@ -528,20 +601,10 @@ impl ArtifactStore {
     }
 }
 
-fn aad(digest: &Digest, kind: ArtifactKind) -> String {
-    format!("tidegate-artifact-v1\n{digest}\n{kind}")
-}
-
-fn seal(
-    key: &DataKey,
-    digest: &Digest,
-    kind: ArtifactKind,
-    content: &[u8],
-) -> Result<Vec<u8>, ArtifactError> {
+fn seal(key: &DataKey, aad: &str, content: &[u8]) -> Result<Vec<u8>, ArtifactError> {
     let cipher = XChaCha20Poly1305::new(key.bytes().into());
     let mut nonce = [0u8; NONCE_LEN];
     OsRng.fill_bytes(&mut nonce);
-    let aad = aad(digest, kind);
     let ct = cipher
         .encrypt(
             XNonce::from_slice(&nonce),
@@ -550,7 +613,7 @@ fn seal(
                 aad: aad.as_bytes(),
             },
         )
-        .map_err(|_| ArtifactError::Kms(format!("encrypting {digest} failed")))?;
+        .map_err(|_| ArtifactError::Kms("encrypting an artifact failed".to_owned()))?;
     let mut out = Vec::with_capacity(MAGIC.len() + NONCE_LEN + ct.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&nonce);
@@ -558,12 +621,7 @@ fn seal(
     Ok(out)
 }
 
-fn open(
-    key: &DataKey,
-    digest: &Digest,
-    kind: ArtifactKind,
-    blob: &[u8],
-) -> Result<Vec<u8>, ArtifactError> {
+fn open(key: &DataKey, digest: &Digest, aad: &str, blob: &[u8]) -> Result<Vec<u8>, ArtifactError> {
     let tampered = |reason: &str| ArtifactError::Tampered {
         digest: digest.clone(),
         reason: reason.to_owned(),
@@ -574,7 +632,6 @@ fn open(
     let nonce = &blob[MAGIC.len()..MAGIC.len() + NONCE_LEN];
     let ct = &blob[MAGIC.len() + NONCE_LEN..];
     let cipher = XChaCha20Poly1305::new(key.bytes().into());
-    let aad = aad(digest, kind);
     cipher
         .decrypt(
             XNonce::from_slice(nonce),

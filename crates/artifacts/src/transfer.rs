@@ -58,6 +58,7 @@ pub fn import(
         lane: record.lane,
         sensitive: record.sensitive,
         labels: record.labels.clone(),
+        classification: record.classification.clone(),
     };
     dest.put(&content, record.kind, &options, now)?;
     let envelopes = source.envelopes(digest)?;

@@ -53,18 +53,75 @@ fn job_token_reads_its_checkpoint_only_and_uses_are_recorded() {
     let token = issuer.mint(&roots, &spec, T0).unwrap();
     let verifier = Verifier::new(roots);
     let ring = keys.keyring().unwrap();
+    let anywhere = |_: &tidegate_artifacts::ArtifactRecord, _: &str| Ok(());
 
     assert_eq!(
-        read_with_token(&store, &verifier, &ring, &token, a, "onprem-a", T0 + 1).unwrap(),
+        read_with_token(
+            &store,
+            &verifier,
+            &ring,
+            &anywhere,
+            &token,
+            a,
+            "onprem-a",
+            T0 + 1
+        )
+        .unwrap(),
         b"ckpt a"
     );
-    let err = read_with_token(&store, &verifier, &ring, &token, b, "onprem-a", T0 + 1).unwrap_err();
-    assert!(matches!(err, ArtifactError::TokenRefused { code: "token-request-denied", .. }), "{err}");
-    let err =
-        read_with_token(&store, &verifier, &ring, &token, a, "gpuaas-eu", T0 + 1).unwrap_err();
-    assert!(matches!(err, ArtifactError::TokenRefused { code: "token-request-denied", .. }), "{err}");
-    let err =
-        read_with_token(&store, &verifier, &ring, &token, a, "onprem-a", T0 + 600).unwrap_err();
+    let err = read_with_token(
+        &store,
+        &verifier,
+        &ring,
+        &anywhere,
+        &token,
+        b,
+        "onprem-a",
+        T0 + 1,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ArtifactError::TokenRefused {
+                code: "token-request-denied",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = read_with_token(
+        &store,
+        &verifier,
+        &ring,
+        &anywhere,
+        &token,
+        a,
+        "gpuaas-eu",
+        T0 + 1,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ArtifactError::TokenRefused {
+                code: "token-request-denied",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = read_with_token(
+        &store,
+        &verifier,
+        &ring,
+        &anywhere,
+        &token,
+        a,
+        "onprem-a",
+        T0 + 600,
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("expired"), "{err}");
 
     let events = JsonlSink::new(dir.path().join("artifacts/events.jsonl"))
@@ -93,4 +150,73 @@ fn job_token_reads_its_checkpoint_only_and_uses_are_recorded() {
         }
         other => panic!("unexpected {other:?}"),
     }
+}
+
+#[test]
+fn a_granted_read_into_a_zone_the_artifact_may_not_be_in_is_refused_and_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ArtifactStore::open(dir.path()).unwrap();
+    let keys = KeyStore::new(&store.keys_dir());
+    keys.create("zone:onprem-a", &["builder"], T0 - 60, 30, true)
+        .unwrap();
+    let d = store
+        .put(
+            b"snapshot",
+            ArtifactKind::DatasetSnapshot,
+            &PutOptions::default(),
+            T0,
+        )
+        .unwrap()
+        .digest;
+    let issuer = Issuer::generate(1);
+    let mut roots = RootKeyring::default();
+    roots.add(issuer.root_key(T0 - 60, T0 + 86_400)).unwrap();
+    let spec = TokenSpec::Job {
+        job_id: "leak-1".into(),
+        zone: "gpuaas-eu".into(),
+        inputs: vec![resource_name(ArtifactKind::DatasetSnapshot, &d)],
+        output_prefix: "artifacts/leak-1/".into(),
+        ttl_minutes: 10,
+    };
+    let token = issuer.mint(&roots, &spec, T0).unwrap();
+    let verifier = Verifier::new(roots);
+    let ring = keys.keyring().unwrap();
+    // The token grants it; the zone rule does not.
+    let only_private = |_: &tidegate_artifacts::ArtifactRecord, z: &str| {
+        if z.starts_with("onprem") {
+            Ok(())
+        } else {
+            Err(format!("private-only data may not be in zone {z}"))
+        }
+    };
+    let err = read_with_token(
+        &store,
+        &verifier,
+        &ring,
+        &only_private,
+        &token,
+        &d,
+        "gpuaas-eu",
+        T0 + 1,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, ArtifactError::TokenRefused { code: tidegate_artifacts::access::ZONE_NOT_ALLOWED, reason, .. } if reason.contains("private-only")),
+        "{err}"
+    );
+    let events = JsonlSink::new(dir.path().join("artifacts/events.jsonl"))
+        .read_all()
+        .unwrap();
+    assert!(
+        events.iter().any(
+            |e| matches!(e, ArtifactEvent::TokenRefused { code, .. } if code == "zone-not-allowed")
+        ),
+        "{events:?}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, ArtifactEvent::TokenUse { .. })),
+        "no use was recorded"
+    );
 }

@@ -12,10 +12,20 @@ use tidegate_artifacts::Digest;
 const T0: u64 = 1_800_000_000;
 
 fn validator() -> jsonschema::Validator {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/OpenLineage-2-0-2.json")).unwrap();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/OpenLineage-2-0-2.json"
+    ))
+    .unwrap();
     let mut schema: Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(schema["$id"], "https://openlineage.io/spec/2-0-2/OpenLineage.json");
-    assert_eq!(schema["$schema"], "https://json-schema.org/draft/2020-12/schema");
+    assert_eq!(
+        schema["$id"],
+        "https://openlineage.io/spec/2-0-2/OpenLineage.json"
+    );
+    assert_eq!(
+        schema["$schema"],
+        "https://json-schema.org/draft/2020-12/schema"
+    );
     // The events name `#/$defs/RunEvent` as their schemaURL: validate against that definition
     // (the document's root also admits job and dataset events).
     assert!(schema["$defs"]["RunEvent"].is_object());
@@ -28,10 +38,16 @@ fn validator() -> jsonschema::Validator {
 }
 
 fn errors(v: &jsonschema::Validator, event: &Value) -> Vec<String> {
-    v.iter_errors(event).map(|e| format!("{} at {}", e, e.instance_path())).collect()
+    v.iter_errors(event)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect()
 }
 
-fn job_run(inputs: &[&str], outputs: &[Digest], hyperparameters: BTreeMap<String, Value>) -> JobRun {
+fn job_run(
+    inputs: &[&str],
+    outputs: &[Digest],
+    hyperparameters: BTreeMap<String, Value>,
+) -> JobRun {
     JobRun {
         job_id: "train-1".into(),
         zone: "onprem-a".into(),
@@ -45,9 +61,21 @@ fn job_run(inputs: &[&str], outputs: &[Digest], hyperparameters: BTreeMap<String
 }
 
 fn events() -> Vec<Value> {
-    let hp = BTreeMap::from([("lr".to_owned(), json!(0.001)), ("layers".to_owned(), json!([64, 32])), ("note".to_owned(), json!("a b"))]);
+    let hp = BTreeMap::from([
+        ("lr".to_owned(), json!(0.001)),
+        ("layers".to_owned(), json!([64, 32])),
+        ("note".to_owned(), json!("a b")),
+    ]);
     vec![
-        run_event(&job_run(&["dataset:claims@v3", "artifact:sha256:00"], &[Digest::of(b"ckpt"), Digest::of(b"model")], hp), &random_uuid_v4()).unwrap(),
+        run_event(
+            &job_run(
+                &["dataset:claims@v3", "artifact:sha256:00"],
+                &[Digest::of(b"ckpt"), Digest::of(b"model")],
+                hp,
+            ),
+            &random_uuid_v4(),
+        )
+        .unwrap(),
         run_event(&job_run(&[], &[], BTreeMap::new()), &random_uuid_v4()).unwrap(),
     ]
 }
@@ -60,8 +88,13 @@ fn produced_run_events_validate_against_the_published_schema() {
     }
     // As written to `<data-dir>/openlineage/` too.
     let dir = tempfile::tempdir().unwrap();
-    let (path, event) =
-        LineageLog::new(dir.path()).write_run_event(&job_run(&["dataset:claims@v3"], &[Digest::of(b"c")], BTreeMap::new())).unwrap();
+    let (path, event) = LineageLog::new(dir.path())
+        .write_run_event(&job_run(
+            &["dataset:claims@v3"],
+            &[Digest::of(b"c")],
+            BTreeMap::new(),
+        ))
+        .unwrap();
     let on_disk: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
     assert_eq!(on_disk, event);
     assert_eq!(errors(&v, &on_disk), Vec::<String>::new(), "{on_disk:#}");
@@ -71,14 +104,18 @@ fn produced_run_events_validate_against_the_published_schema() {
 fn without(event: &Value, pointer: &str) -> Value {
     let mut e = event.clone();
     let (parent, key) = pointer.rsplit_once('/').unwrap();
-    let removed = e.pointer_mut(parent).and_then(Value::as_object_mut).and_then(|o| o.remove(key));
+    let removed = e
+        .pointer_mut(parent)
+        .and_then(Value::as_object_mut)
+        .and_then(|o| o.remove(key));
     assert!(removed.is_some(), "{pointer} is not in the event");
     e
 }
 
 fn with(event: &Value, pointer: &str, value: Value) -> Value {
     let mut e = event.clone();
-    *e.pointer_mut(pointer).unwrap_or_else(|| panic!("{pointer} is not in the event")) = value;
+    *e.pointer_mut(pointer)
+        .unwrap_or_else(|| panic!("{pointer} is not in the event")) = value;
     e
 }
 
@@ -101,7 +138,10 @@ fn removing_a_required_field_or_breaking_a_format_fails_validation() {
         "/inputs/0/namespace",
         "/outputs/0/name",
     ] {
-        assert!(!v.is_valid(&without(&event, required)), "the schema should require {required}");
+        assert!(
+            !v.is_valid(&without(&event, required)),
+            "the schema should require {required}"
+        );
     }
     for (pointer, bad) in [
         ("/run/runId", json!("train-1-run")),
@@ -110,6 +150,9 @@ fn removing_a_required_field_or_breaking_a_format_fails_validation() {
         ("/producer", json!("not a uri")),
         ("/job/name", json!(42)),
     ] {
-        assert!(!v.is_valid(&with(&event, pointer, bad.clone())), "{pointer} = {bad} should not validate");
+        assert!(
+            !v.is_valid(&with(&event, pointer, bad.clone())),
+            "{pointer} = {bad} should not validate"
+        );
     }
 }

@@ -145,6 +145,79 @@ fn record_kind_changed_on_disk_is_refused() {
 }
 
 #[test]
+fn record_classification_lane_or_sensitivity_edited_on_disk_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ArtifactStore::open(dir.path()).unwrap();
+    let class = tidegate_artifacts::ArtifactClass {
+        level: "restricted".into(),
+        tags: ["phi".to_owned()].into_iter().collect(),
+        residency: Some(["US".to_owned()].into_iter().collect()),
+    };
+    let options = PutOptions {
+        sensitive: true,
+        lane: Lane::Experiment,
+        classification: Some(class),
+        ..opts("ckpt")
+    };
+    let rec = store
+        .put(
+            b"weights of a PHI training",
+            ArtifactKind::Checkpoint,
+            &options,
+            NOW,
+        )
+        .unwrap();
+    assert_eq!(
+        store
+            .record(&rec.digest)
+            .unwrap()
+            .classification
+            .unwrap()
+            .level,
+        "restricted"
+    );
+    let path = dir
+        .path()
+        .join("artifacts/records/sha256")
+        .join(format!("{}.json", rec.digest.hex()));
+    let original = fs::read_to_string(&path).unwrap();
+    let edits: Vec<(&str, String)> = vec![
+        ("level", original.replace("\"restricted\"", "\"public\"")),
+        ("tags", original.replace("\"phi\"", "\"pii\"")),
+        ("residency", original.replace("\"US\"", "\"EU\"")),
+        (
+            "sensitive",
+            original.replace("\"sensitive\": true", "\"sensitive\": false"),
+        ),
+        ("lane", original.replace("\"experiment\"", "\"production\"")),
+    ];
+    for (what, text) in edits {
+        assert_ne!(text, original, "the edit of {what} changed nothing");
+        fs::write(&path, &text).unwrap();
+        assert!(
+            matches!(store.get(&rec.digest), Err(ArtifactError::Tampered { .. })),
+            "an edited {what} still opened"
+        );
+    }
+    // Dropping the classification (so it would read as another one) is refused too.
+    let dropped: serde_json::Value = {
+        let mut v: serde_json::Value = serde_json::from_str(&original).unwrap();
+        v.as_object_mut().unwrap().remove("classification");
+        v
+    };
+    fs::write(&path, serde_json::to_vec(&dropped).unwrap()).unwrap();
+    assert!(matches!(
+        store.get(&rec.digest),
+        Err(ArtifactError::Tampered { .. })
+    ));
+    fs::write(&path, &original).unwrap();
+    assert_eq!(
+        store.get(&rec.digest).unwrap(),
+        b"weights of a PHI training"
+    );
+}
+
+#[test]
 fn destroying_the_wrapped_data_key_crypto_shreds() {
     let dir = tempfile::tempdir().unwrap();
     let store = ArtifactStore::open(dir.path()).unwrap();

@@ -52,17 +52,28 @@ fn report(exec: &LocalExecutor, run: &str, status: RunStatus) -> Option<SyncRepo
         RunStatus::Unknown => return None,
     };
     let log_tail = exec.logs(run, 16 * 1024).unwrap_or_default();
-    Some(SyncReport { run_id: run.to_owned(), status: status.to_owned(), exit_code, log_tail })
+    Some(SyncReport {
+        run_id: run.to_owned(),
+        status: status.to_owned(),
+        exit_code,
+        log_tail,
+    })
 }
 
 /// Runs the agent loop.
 pub fn run(a: &AgentArgs) -> miette::Result<()> {
-    let token = std::fs::read_to_string(&a.token).map_err(|e| miette!("cannot read the agent token {}: {e}", a.token.display()))?;
+    let token = std::fs::read_to_string(&a.token)
+        .map_err(|e| miette!("cannot read the agent token {}: {e}", a.token.display()))?;
     // A sync that hangs (a cut link) gives up quickly so runs keep being watched.
-    let client = Client::with_timeout(&a.control_plane, token.trim(), Duration::from_millis((a.interval_ms * 5).clamp(2000, 10_000)));
+    let client = Client::with_timeout(
+        &a.control_plane,
+        token.trim(),
+        Duration::from_millis((a.interval_ms * 5).clamp(2000, 10_000)),
+    );
     let exec = LocalExecutor::new(&a.work_dir).into_diagnostic()?;
     let name = a.name.clone().unwrap_or_else(|| {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map_or_else(|_| "host".into(), |s| s.trim().to_owned());
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map_or_else(|_| "host".into(), |s| s.trim().to_owned());
         format!("{host}-{}", std::process::id())
     });
     let started = Instant::now();
@@ -72,9 +83,14 @@ pub fn run(a: &AgentArgs) -> miette::Result<()> {
     let mut never_started: HashSet<String> = HashSet::new();
     let mut failures = 0u32;
     let path = format!("/v1/agents/{}/sync", a.zone);
-    eprintln!("tidegate agent {name} for zone {} syncing with {}", a.zone, a.control_plane);
+    eprintln!(
+        "tidegate agent {name} for zone {} syncing with {}",
+        a.zone, a.control_plane
+    );
     loop {
-        if a.for_seconds.is_some_and(|s| started.elapsed() >= Duration::from_secs(s)) {
+        if a.for_seconds
+            .is_some_and(|s| started.elapsed() >= Duration::from_secs(s))
+        {
             return Ok(());
         }
         let mut runs = Vec::new();
@@ -93,9 +109,21 @@ pub fn run(a: &AgentArgs) -> miette::Result<()> {
             }
         }
         for run in &never_started {
-            runs.push(SyncReport { run_id: run.clone(), status: "cancelled".into(), exit_code: None, log_tail: String::new() });
+            runs.push(SyncReport {
+                run_id: run.clone(),
+                status: "cancelled".into(),
+                exit_code: None,
+                log_tail: String::new(),
+            });
         }
-        match client.post::<_, SyncResponse>(&path, &SyncRequest { agent: name.clone(), runs }, &[]) {
+        match client.post::<_, SyncResponse>(
+            &path,
+            &SyncRequest {
+                agent: name.clone(),
+                runs,
+            },
+            &[],
+        ) {
             Ok(work) => {
                 if failures > 0 {
                     eprintln!("control plane reachable again after {failures} failed syncs");
@@ -110,7 +138,9 @@ pub fn run(a: &AgentArgs) -> miette::Result<()> {
                             Ok(false) => {}
                             Err(e) => eprintln!("cannot start {}: {e}", l.job_id),
                         },
-                        Err(e) => eprintln!("the control plane sent a launch this agent cannot read: {e}"),
+                        Err(e) => {
+                            eprintln!("the control plane sent a launch this agent cannot read: {e}")
+                        }
                     }
                 }
                 for run in work.cancel {
@@ -133,7 +163,11 @@ pub fn run(a: &AgentArgs) -> miette::Result<()> {
                 }
             }
         }
-        let backoff = if failures == 0 { a.interval_ms } else { (a.interval_ms * u64::from(failures.min(5))).min(5000) };
+        let backoff = if failures == 0 {
+            a.interval_ms
+        } else {
+            (a.interval_ms * u64::from(failures.min(5))).min(5000)
+        };
         std::thread::sleep(Duration::from_millis(backoff.max(50)));
     }
 }

@@ -77,6 +77,14 @@ pub enum ArtifactCmd {
         /// A label KEY=VALUE (repeatable).
         #[arg(long = "label", value_name = "KEY=VALUE")]
         labels: Vec<String>,
+        /// Its data classification, `LEVEL` or `LEVEL/TAG,TAG` (e.g. `restricted/phi`). An
+        /// artifact stored without one is judged as the most sensitive data the fleet knows.
+        #[arg(long, value_name = "LEVEL[/TAGS]")]
+        classification: Option<String>,
+        /// The job that produced it (through the API): it inherits that job's effective
+        /// classification, and a declared one can only make it stricter. Checkpoints need it.
+        #[arg(long, env = "TIDEGATE_JOB_ID")]
+        job: Option<String>,
     },
     /// Write the verified content of an artifact to a file. Checkpoints and models must also
     /// carry valid signed provenance.
@@ -268,7 +276,9 @@ fn parse_digest(s: &str) -> miette::Result<Digest> {
 fn read_token_arg(arg: &str) -> miette::Result<String> {
     let path = Path::new(arg);
     let text = if path.is_file() {
-        std::fs::read_to_string(path).into_diagnostic().wrap_err_with(|| format!("reading the token in {}", path.display()))?
+        std::fs::read_to_string(path)
+            .into_diagnostic()
+            .wrap_err_with(|| format!("reading the token in {}", path.display()))?
     } else {
         arg.to_owned()
     };
@@ -311,16 +321,31 @@ fn attestation_type(kind: &str) -> miette::Result<&'static str> {
 }
 
 /// One `verify` line for an artifact that verified (direct or through the API).
-fn print_verified(d: &impl std::fmt::Display, kind: &str, statements: usize, signers: &[impl AsRef<str>]) {
-    let keys = signers.iter().map(AsRef::as_ref).collect::<Vec<_>>().join(" ");
-    let keys = if keys.is_empty() { String::new() } else { format!(", keys {keys}") };
+fn print_verified(
+    d: &impl std::fmt::Display,
+    kind: &str,
+    statements: usize,
+    signers: &[impl AsRef<str>],
+) {
+    let keys = signers
+        .iter()
+        .map(AsRef::as_ref)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let keys = if keys.is_empty() {
+        String::new()
+    } else {
+        format!(", keys {keys}")
+    };
     println!("ok   {d} {kind} ({statements} signed statements{keys})");
 }
 
 /// Fails `verify` when any artifact did not verify.
 fn verification_summary(failures: usize, total: usize) -> miette::Result<()> {
     if failures > 0 {
-        return Err(miette!("{failures} of {total} artifacts failed verification"));
+        return Err(miette!(
+            "{failures} of {total} artifacts failed verification"
+        ));
     }
     Ok(())
 }
@@ -340,7 +365,10 @@ fn records_evidence(cmd: &ArtifactCmd) -> bool {
             | ArtifactCmd::Promote { .. }
             | ArtifactCmd::Import { .. }
             | ArtifactCmd::Shred { .. }
-            | ArtifactCmd::Deploy { edge_site: Some(_), .. }
+            | ArtifactCmd::Deploy {
+                edge_site: Some(_),
+                ..
+            }
     )
 }
 
@@ -354,22 +382,49 @@ fn records_evidence(cmd: &ArtifactCmd) -> bool {
 pub fn run(data_dir: &Path, cmd: ArtifactCmd) -> miette::Result<()> {
     let now = now()?;
     if !records_evidence(&cmd) {
-        return run_on(data_dir, &ArtifactStore::open(data_dir).map_err(err)?, cmd, now);
+        return run_on(
+            data_dir,
+            &ArtifactStore::open(data_dir).map_err(err)?,
+            cmd,
+            now,
+        );
     }
     let led = Ledgered::open(data_dir, now)?;
-    let result = led.home_store().and_then(|store| run_on(data_dir, &store, cmd, now));
+    let result = led
+        .home_store()
+        .and_then(|store| run_on(data_dir, &store, cmd, now));
     let closed = led.close();
     result.and(closed)
 }
 
 /// The content of `artifact put FILE` and its name: `--name`, else the file's name.
 fn read_put_input(file: &Path, name: Option<String>) -> miette::Result<(Vec<u8>, String)> {
-    let content = std::fs::read(file).into_diagnostic().wrap_err_with(|| format!("reading {}", file.display()))?;
-    let name = name.unwrap_or_else(|| file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+    let content = std::fs::read(file)
+        .into_diagnostic()
+        .wrap_err_with(|| format!("reading {}", file.display()))?;
+    let name = name.unwrap_or_else(|| {
+        file.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    });
     Ok((content, name))
 }
 
-fn run_on(data_dir: &Path, store: &ArtifactStore, cmd: ArtifactCmd, now: u64) -> miette::Result<()> {
+/// `LEVEL` or `LEVEL/TAG,TAG`, checked against the fleet's scheme (`--fleet`/$TIDEGATE_FLEET,
+/// else the example fleet).
+fn parse_class(data_dir: &Path, text: &str) -> miette::Result<tidegate_artifacts::ArtifactClass> {
+    let fleet = crate::dataset::fleet_with_registry(None, data_dir)?;
+    let c = tidegate_data::holding::parse_classification(text, &fleet.scheme)
+        .map_err(|e| miette!("--classification: {e}"))?;
+    Ok(tidegate_data::holding::class_of(&c, &fleet.scheme))
+}
+
+fn run_on(
+    data_dir: &Path,
+    store: &ArtifactStore,
+    cmd: ArtifactCmd,
+    now: u64,
+) -> miette::Result<()> {
     let keys = KeyStore::new(&store.keys_dir());
     match cmd {
         ArtifactCmd::Put {
@@ -379,9 +434,21 @@ fn run_on(data_dir: &Path, store: &ArtifactStore, cmd: ArtifactCmd, now: u64) ->
             lane,
             sensitive,
             labels,
+            classification,
+            job,
         } => {
+            if job.is_some() {
+                return Err(miette!(
+                    help = "store it through the API (without --data-dir), where the job's record gives its classification",
+                    "--job needs the control plane: directly on a data directory there is no job to inherit a classification from"
+                ));
+            }
             let kind: ArtifactKind = kind.parse().map_err(err)?;
             let lane: Lane = lane.parse().map_err(err)?;
+            let classification = classification
+                .as_deref()
+                .map(|c| parse_class(data_dir, c))
+                .transpose()?;
             let (content, name) = read_put_input(&file, name)?;
             let labels = kv_pairs(&labels)?
                 .into_iter()
@@ -396,6 +463,7 @@ fn run_on(data_dir: &Path, store: &ArtifactStore, cmd: ArtifactCmd, now: u64) ->
                         lane,
                         sensitive,
                         labels,
+                        classification,
                     },
                     now,
                 )
@@ -414,6 +482,11 @@ fn run_on(data_dir: &Path, store: &ArtifactStore, cmd: ArtifactCmd, now: u64) ->
                 Some(token) => tidegate_artifacts::ops::read_with_job_token(
                     store,
                     &tidegate_artifacts::ops::token_verifier(&store.keys_dir()).map_err(err)?,
+                    &|r: &tidegate_artifacts::ArtifactRecord, z: &str| {
+                        crate::token::Holdings::load(store.data_dir(), None)
+                            .map_err(|e| format!("{e}"))?
+                            .admit(store, r, z)
+                    },
                     &token,
                     &digest,
                     zone.as_deref().unwrap_or_default(),
@@ -453,7 +526,12 @@ fn run_on(data_dir: &Path, store: &ArtifactStore, cmd: ArtifactCmd, now: u64) ->
                             .iter()
                             .flat_map(|s| s.keyids.clone())
                             .collect();
-                        print_verified(d, &report.record.kind.to_string(), report.statements.len(), &signers);
+                        print_verified(
+                            d,
+                            &report.record.kind.to_string(),
+                            report.statements.len(),
+                            &signers,
+                        );
                     }
                     Err(e) => {
                         failures += 1;
@@ -551,7 +629,8 @@ fn run_on(data_dir: &Path, store: &ArtifactStore, cmd: ArtifactCmd, now: u64) ->
             let digest = parse_digest(&digest)?;
             let to: Stage = to.parse().map_err(err)?;
             let actor = actor.unwrap_or_else(|| "cli".to_owned());
-            let rec = tidegate_artifacts::ops::promote(store, &digest, to, &actor, now).map_err(err)?;
+            let rec =
+                tidegate_artifacts::ops::promote(store, &digest, to, &actor, now).map_err(err)?;
             println!(
                 "promoted {digest}: {} -> {} (policy {})",
                 rec.from, rec.to, rec.policy_hash
@@ -566,7 +645,7 @@ fn run_on(data_dir: &Path, store: &ArtifactStore, cmd: ArtifactCmd, now: u64) ->
             let source = ArtifactStore::open(&from).map_err(err)?;
             let ring = keys.keyring().map_err(err)?;
             let rep =
-                tidegate_artifacts:: transfer::import(&source, store, &ring, &zones, &digest, now)
+                tidegate_artifacts::transfer::import(&source, store, &ring, &zones, &digest, now)
                     .map_err(err)?;
             println!(
                 "imported {} built by job {} in zone {} (signed by {})",
@@ -576,12 +655,16 @@ fn run_on(data_dir: &Path, store: &ArtifactStore, cmd: ArtifactCmd, now: u64) ->
                 rep.keyids.join(", ")
             );
         }
-        ArtifactCmd::Deploy { digest, name, edge_site } => {
+        ArtifactCmd::Deploy {
+            digest,
+            name,
+            edge_site,
+        } => {
             let digest = parse_digest(&digest)?;
             store
                 .verify(&digest, &keys.keyring().map_err(err)?, now)
                 .map_err(err)?;
- let stage = gates::current_stage(store, &digest).map_err(err)?;
+            let stage = gates::current_stage(store, &digest).map_err(err)?;
             if !matches!(
                 stage,
                 Stage::ReleasedPrivate | Stage::ReleasedPublic | Stage::ReleasedEdge
@@ -599,7 +682,11 @@ fn run_on(data_dir: &Path, store: &ArtifactStore, cmd: ArtifactCmd, now: u64) ->
                     ));
                 }
                 store
-                    .record_event(&tidegate_artifacts::events::ArtifactEvent::DeployedEdge { digest: digest.clone(), site: site.clone(), at: now })
+                    .record_event(&tidegate_artifacts::events::ArtifactEvent::DeployedEdge {
+                        digest: digest.clone(),
+                        site: site.clone(),
+                        at: now,
+                    })
                     .map_err(err)?;
             }
             LineageLog::new(data_dir)
@@ -701,7 +788,9 @@ fn digest_path(digest: &Digest) -> String {
 }
 
 fn json_str<'a>(v: &'a serde_json::Value, key: &str) -> &'a str {
-    v.get(key).and_then(serde_json::Value::as_str).unwrap_or_default()
+    v.get(key)
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default()
 }
 
 /// Runs `cmd` through the API of a running control plane: the server stores, reads, verifies and
@@ -736,6 +825,8 @@ fn run_api(api: &ApiArgs, cmd: ArtifactCmd) -> miette::Result<()> {
             lane,
             sensitive,
             labels,
+            classification,
+            job,
         } => {
             let (content, name) = read_put_input(&file, name)?;
             let mut query = format!(
@@ -750,6 +841,12 @@ fn run_api(api: &ApiArgs, cmd: ArtifactCmd) -> miette::Result<()> {
             for label in &labels {
                 query.push_str(&format!("&label={}", query_value(label)));
             }
+            if let Some(c) = &classification {
+                query.push_str(&format!("&classification={}", query_value(c)));
+            }
+            if let Some(j) = &job {
+                query.push_str(&format!("&job={}", query_value(j)));
+            }
             let rec: serde_json::Value =
                 client.post_bytes(&format!("/v1/artifacts{query}"), &content)?;
             println!("{}", json_str(&rec, "digest"));
@@ -763,7 +860,9 @@ fn run_api(api: &ApiArgs, cmd: ArtifactCmd) -> miette::Result<()> {
             let digest = parse_digest(&digest)?;
             let token = token.map(|t| read_token_arg(&t)).transpose()?;
             let path = match &zone {
-                Some(z) if token.is_some() => format!("{}?zone={}", digest_path(&digest), query_value(z)),
+                Some(z) if token.is_some() => {
+                    format!("{}?zone={}", digest_path(&digest), query_value(z))
+                }
                 _ => digest_path(&digest),
             };
             let content = client.get_bytes(&path, token.as_deref(), MAX_GET_BYTES)?;
@@ -783,7 +882,11 @@ fn run_api(api: &ApiArgs, cmd: ArtifactCmd) -> miette::Result<()> {
                     let list: serde_json::Value = client.get("/v1/artifacts")?;
                     list.get("artifacts")
                         .and_then(serde_json::Value::as_array)
-                        .map(|a| a.iter().map(|r| parse_digest(json_str(r, "digest"))).collect::<Result<Vec<_>, _>>())
+                        .map(|a| {
+                            a.iter()
+                                .map(|r| parse_digest(json_str(r, "digest")))
+                                .collect::<Result<Vec<_>, _>>()
+                        })
                         .transpose()?
                         .unwrap_or_default()
                 }
@@ -803,7 +906,10 @@ fn run_api(api: &ApiArgs, cmd: ArtifactCmd) -> miette::Result<()> {
                             .flatten()
                             .filter_map(serde_json::Value::as_str)
                             .collect();
-                        let kind = report.get("artifact").map(|a| json_str(a, "kind")).unwrap_or_default();
+                        let kind = report
+                            .get("artifact")
+                            .map(|a| json_str(a, "kind"))
+                            .unwrap_or_default();
                         print_verified(d, kind, statements.len(), &signers);
                     }
                     Err(e) => {
@@ -828,7 +934,9 @@ fn run_api(api: &ApiArgs, cmd: ArtifactCmd) -> miette::Result<()> {
                     json_str(r, "kind"),
                     json_str(r, "stage"),
                     json_str(r, "lane"),
-                    r.get("size").and_then(serde_json::Value::as_u64).unwrap_or_default(),
+                    r.get("size")
+                        .and_then(serde_json::Value::as_u64)
+                        .unwrap_or_default(),
                     json_str(r, "name")
                 );
             }

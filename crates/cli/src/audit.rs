@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use miette::{miette, IntoDiagnostic as _, WrapErr as _};
 use tidegate_ledger::keys::{self, load_verifier};
 use tidegate_ledger::ledger::{
-    checkpoint_path, key_path, ledger_dir, list_checkpoints, read_checkpoint, read_log, write_atomic, LogContents,
+    checkpoint_path, key_path, ledger_dir, list_checkpoints, read_checkpoint, read_log,
+    write_atomic, LogContents,
 };
 use tidegate_ledger::merkle::{verify_consistency, verify_inclusion};
 use tidegate_ledger::pg::{PgLedgerOptions, PgLog};
@@ -21,7 +22,12 @@ use tidegate_ledger::{Checkpoint, NoteSigner, NoteVerifier, SignedNote};
 pub struct DataDir {
     /// Data directory holding `ledger/`, `keys/` and `documents/`.
     /// Defaults to $TIDEGATE_DATA_DIR, else `./.tidegate`.
-    #[arg(long, value_name = "DIR", env = "TIDEGATE_DATA_DIR", default_value = ".tidegate")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "TIDEGATE_DATA_DIR",
+        default_value = ".tidegate"
+    )]
     pub data_dir: PathBuf,
 }
 
@@ -39,9 +45,16 @@ pub struct Database {
 
 impl Database {
     fn log(&self) -> miette::Result<Option<PgLog>> {
-        let Some(url) = &self.database else { return Ok(None) };
-        let opts = PgLedgerOptions { schema: self.schema.clone(), ..PgLedgerOptions::default() };
-        PgLog::connect(url, &opts).map(Some).map_err(|e| miette!("{e}"))
+        let Some(url) = &self.database else {
+            return Ok(None);
+        };
+        let opts = PgLedgerOptions {
+            schema: self.schema.clone(),
+            ..PgLedgerOptions::default()
+        };
+        PgLog::connect(url, &opts)
+            .map(Some)
+            .map_err(|e| miette!("{e}"))
     }
 }
 
@@ -111,15 +124,30 @@ pub enum AuditCmd {
 /// Any verification failure or I/O problem, as a diagnostic; the process exits non-zero.
 pub fn run(cmd: AuditCmd) -> miette::Result<()> {
     match cmd {
-        AuditCmd::Verify { skip_decode, key, dir, db } => verify(&dir.data_dir, &db, skip_decode, key.as_deref()),
+        AuditCmd::Verify {
+            skip_decode,
+            key,
+            dir,
+            db,
+        } => verify(&dir.data_dir, &db, skip_decode, key.as_deref()),
         AuditCmd::Proof { entry, dir, db } => proof(&dir.data_dir, &db, entry),
         AuditCmd::Checkpoint { dir, db } => {
             let (note, _) = current_checkpoint(&dir.data_dir, &db)?;
             print!("{}", note.to_text());
             Ok(())
         }
-        AuditCmd::Witness { key, check: Some(note), dir, .. } => witness_check(&dir.data_dir, &key, &note),
-        AuditCmd::Witness { key, check: None, state, dir } => {
+        AuditCmd::Witness {
+            key,
+            check: Some(note),
+            dir,
+            ..
+        } => witness_check(&dir.data_dir, &key, &note),
+        AuditCmd::Witness {
+            key,
+            check: None,
+            state,
+            dir,
+        } => {
             let state = state.unwrap_or_else(|| key.with_extension("state"));
             witness_sign(&dir.data_dir, &key, &state)
         }
@@ -128,34 +156,61 @@ pub fn run(cmd: AuditCmd) -> miette::Result<()> {
 
 fn ledger_verifier(data_dir: &Path) -> miette::Result<NoteVerifier> {
     let pub_path = keys::public_path(&key_path(data_dir));
-    load_verifier(&pub_path).map_err(|e| miette!("no ledger key in {} ({e}); is --data-dir right?", data_dir.display()))
+    load_verifier(&pub_path).map_err(|e| {
+        miette!(
+            "no ledger key in {} ({e}); is --data-dir right?",
+            data_dir.display()
+        )
+    })
 }
 
 pub(crate) fn ledger_signer(data_dir: &Path) -> miette::Result<NoteSigner> {
     let path = key_path(data_dir);
     if !path.exists() {
-        return Err(miette!("no ledger signing key at {}; is --data-dir right?", path.display()));
+        return Err(miette!(
+            "no ledger signing key at {}; is --data-dir right?",
+            path.display()
+        ));
     }
     keys::load_or_create_signer(&path, "tidegate-ledger").into_diagnostic()
 }
 
-fn verify(data_dir: &Path, db: &Database, skip_decode: bool, key: Option<&Path>) -> miette::Result<()> {
+fn verify(
+    data_dir: &Path,
+    db: &Database,
+    skip_decode: bool,
+    key: Option<&Path>,
+) -> miette::Result<()> {
     let verifier = match key {
         Some(k) => load_verifier(k).into_diagnostic()?,
         None => ledger_verifier(data_dir)?,
     };
-    let depth = if skip_decode { Depth::Integrity } else { Depth::Full };
+    let depth = if skip_decode {
+        Depth::Integrity
+    } else {
+        Depth::Full
+    };
     let result = match db.log()? {
         Some(mut log) => log.verify(&verifier, depth),
         None => verify_with(&ledger_dir(data_dir), &verifier, depth),
     };
     match result {
         Ok(r) => {
-            println!("OK: {} entries verified; {} signed checkpoints verified", r.entries, r.checkpoints);
+            println!(
+                "OK: {} entries verified; {} signed checkpoints verified",
+                r.entries, r.checkpoints
+            );
             if let Some(cp) = r.latest {
-                println!("latest checkpoint: size {} root {}", cp.size, hex::encode(cp.root));
+                println!(
+                    "latest checkpoint: size {} root {}",
+                    cp.size,
+                    hex::encode(cp.root)
+                );
                 if cp.size < r.entries {
-                    println!("note: entries {}..{} are not yet covered by a signed checkpoint", cp.size, r.entries);
+                    println!(
+                        "note: entries {}..{} are not yet covered by a signed checkpoint",
+                        cp.size, r.entries
+                    );
                 }
             }
             if let Some((file, offset)) = r.torn_tail {
@@ -171,30 +226,53 @@ fn verify(data_dir: &Path, db: &Database, skip_decode: bool, key: Option<&Path>)
 fn strict_log(data_dir: &Path) -> miette::Result<LogContents> {
     let log = read_log(&ledger_dir(data_dir), true).into_diagnostic()?;
     if let Some(d) = &log.damage {
-        return Err(miette!("ledger is damaged at {d}; run `tidegate audit verify`"));
+        return Err(miette!(
+            "ledger is damaged at {d}; run `tidegate audit verify`"
+        ));
     }
     Ok(log)
 }
 
 /// The checkpoint for the current log size, signing and storing one if needed; with the log's
 /// entries and tree (from the files, or from the database).
-pub(crate) fn current_checkpoint(data_dir: &Path, db: &Database) -> miette::Result<(SignedNote, LogContents)> {
+pub(crate) fn current_checkpoint(
+    data_dir: &Path,
+    db: &Database,
+) -> miette::Result<(SignedNote, LogContents)> {
     let signer = ledger_signer(data_dir)?;
     if let Some(mut pg) = db.log()? {
-        let contents = pg.read().map_err(|e| miette!("ledger is damaged: {e}; run `tidegate audit verify --database`"))?;
+        let contents = pg.read().map_err(|e| {
+            miette!("ledger is damaged: {e}; run `tidegate audit verify --database`")
+        })?;
         let size = contents.tree.len();
-        let stored = pg.checkpoints().map_err(|e| miette!("{e}"))?.into_iter().find(|(s, _)| *s == size);
-        let log = LogContents { entries: contents.entries, tree: contents.tree, torn_tail: None, damage: None, segments: Vec::new() };
+        let stored = pg
+            .checkpoints()
+            .map_err(|e| miette!("{e}"))?
+            .into_iter()
+            .find(|(s, _)| *s == size);
+        let log = LogContents {
+            entries: contents.entries,
+            tree: contents.tree,
+            torn_tail: None,
+            damage: None,
+            segments: Vec::new(),
+        };
         if let Some((_, text)) = stored {
-            let (note, cp) = read_checkpoint(&text, &signer.verifier())
-                .map_err(|e| miette!("stored checkpoint at size {size} in {}: {e}", pg.location()))?;
+            let (note, cp) = read_checkpoint(&text, &signer.verifier()).map_err(|e| {
+                miette!("stored checkpoint at size {size} in {}: {e}", pg.location())
+            })?;
             if cp.root != log.tree.root() {
                 return Err(miette!("stored checkpoint at size {size} does not match the log: history was rewritten"));
             }
             return Ok((note, log));
         }
-        let note = signer.sign_checkpoint(&Checkpoint { origin: signer.name().to_owned(), size, root: log.tree.root() });
-        pg.store_checkpoint(size, &note.to_text()).map_err(|e| miette!("{e}"))?;
+        let note = signer.sign_checkpoint(&Checkpoint {
+            origin: signer.name().to_owned(),
+            size,
+            root: log.tree.root(),
+        });
+        pg.store_checkpoint(size, &note.to_text())
+            .map_err(|e| miette!("{e}"))?;
         return Ok((note, log));
     }
     let log = strict_log(data_dir)?;
@@ -206,12 +284,20 @@ pub(crate) fn current_checkpoint(data_dir: &Path, db: &Database) -> miette::Resu
         let (note, cp) = read_checkpoint(&text, &signer.verifier())
             .map_err(|e| miette!("stored checkpoint {}: {e}", path.display()))?;
         if cp.root != log.tree.root() {
-            return Err(miette!("stored checkpoint at size {size} does not match the log: history was rewritten"));
+            return Err(miette!(
+                "stored checkpoint at size {size} does not match the log: history was rewritten"
+            ));
         }
         return Ok((note, log));
     }
-    let note = signer.sign_checkpoint(&Checkpoint { origin: signer.name().to_owned(), size, root: log.tree.root() });
-    write_atomic(&path, note.to_text().as_bytes()).into_diagnostic().wrap_err("storing the checkpoint")?;
+    let note = signer.sign_checkpoint(&Checkpoint {
+        origin: signer.name().to_owned(),
+        size,
+        root: log.tree.root(),
+    });
+    write_atomic(&path, note.to_text().as_bytes())
+        .into_diagnostic()
+        .wrap_err("storing the checkpoint")?;
     Ok((note, log))
 }
 
@@ -221,7 +307,12 @@ fn proof(data_dir: &Path, db: &Database, entry: u64) -> miette::Result<()> {
     let bytes = usize::try_from(entry)
         .ok()
         .and_then(|i| log.entries.get(i))
-        .ok_or_else(|| miette!("no entry {entry}: the ledger holds {} entries", log.entries.len()))?;
+        .ok_or_else(|| {
+            miette!(
+                "no entry {entry}: the ledger holds {} entries",
+                log.entries.len()
+            )
+        })?;
     let proof = log.tree.inclusion_proof(entry, cp.size).into_diagnostic()?;
     let leaf = tidegate_ledger::merkle::leaf_hash(bytes);
     verify_inclusion(&leaf, entry, cp.size, &proof, &cp.root).into_diagnostic()?;
@@ -238,18 +329,29 @@ fn proof(data_dir: &Path, db: &Database, entry: u64) -> miette::Result<()> {
     Ok(())
 }
 
-fn latest_stored(data_dir: &Path, verifier: &NoteVerifier) -> miette::Result<(PathBuf, SignedNote, Checkpoint)> {
+fn latest_stored(
+    data_dir: &Path,
+    verifier: &NoteVerifier,
+) -> miette::Result<(PathBuf, SignedNote, Checkpoint)> {
     let dir = ledger_dir(data_dir);
     let (path, _) = list_checkpoints(&dir)
         .into_diagnostic()?
         .pop()
-        .ok_or_else(|| miette!("the ledger has no signed checkpoint yet; run `tidegate audit checkpoint`"))?;
+        .ok_or_else(|| {
+            miette!("the ledger has no signed checkpoint yet; run `tidegate audit checkpoint`")
+        })?;
     let text = fs::read_to_string(&path).into_diagnostic()?;
-    let (note, cp) = read_checkpoint(&text, verifier).map_err(|e| miette!("checkpoint {}: {e}", path.display()))?;
+    let (note, cp) = read_checkpoint(&text, verifier)
+        .map_err(|e| miette!("checkpoint {}: {e}", path.display()))?;
     Ok((path, note, cp))
 }
 
-fn consistent(log: &LogContents, old: &Checkpoint, new_size: u64, new_root: &[u8; 32]) -> miette::Result<()> {
+fn consistent(
+    log: &LogContents,
+    old: &Checkpoint,
+    new_size: u64,
+    new_root: &[u8; 32],
+) -> miette::Result<()> {
     if old.size > new_size {
         return Err(miette!(
             "history rewritten: a checkpoint at size {} was signed, but the log now has {new_size} entries",
@@ -259,7 +361,10 @@ fn consistent(log: &LogContents, old: &Checkpoint, new_size: u64, new_root: &[u8
     let ok = if old.size == 0 {
         true
     } else {
-        let proof = log.tree.consistency_proof(old.size, new_size).into_diagnostic()?;
+        let proof = log
+            .tree
+            .consistency_proof(old.size, new_size)
+            .into_diagnostic()?;
         verify_consistency(old.size, new_size, &old.root, new_root, &proof).is_ok()
     };
     if ok {
@@ -280,18 +385,26 @@ fn witness_sign(data_dir: &Path, key: &Path, state: &Path) -> miette::Result<()>
     let (path, mut note, cp) = latest_stored(data_dir, &log_key)?;
     let log = strict_log(data_dir)?;
     if log.tree.root_at(cp.size).ok() != Some(cp.root) {
-        return Err(miette!("refusing to co-sign: checkpoint at size {} does not match the log", cp.size));
+        return Err(miette!(
+            "refusing to co-sign: checkpoint at size {} does not match the log",
+            cp.size
+        ));
     }
     if state.exists() {
         let old_text = fs::read_to_string(state).into_diagnostic()?;
-        let (_, old) = read_checkpoint(&old_text, &log_key).map_err(|e| miette!("witness state {}: {e}", state.display()))?;
+        let (_, old) = read_checkpoint(&old_text, &log_key)
+            .map_err(|e| miette!("witness state {}: {e}", state.display()))?;
         consistent(&log, &old, cp.size, &cp.root).wrap_err("refusing to co-sign")?;
     }
     note.add_signature(&witness);
     let text = note.to_text();
     write_atomic(&path, text.as_bytes()).into_diagnostic()?;
     write_atomic(state, text.as_bytes()).into_diagnostic()?;
-    eprintln!("co-signed checkpoint at size {} with witness key {}", cp.size, witness.verifier().to_text());
+    eprintln!(
+        "co-signed checkpoint at size {} with witness key {}",
+        cp.size,
+        witness.verifier().to_text()
+    );
     print!("{text}");
     Ok(())
 }
@@ -301,8 +414,10 @@ fn witness_check(data_dir: &Path, key: &Path, note_path: &Path) -> miette::Resul
     let log_key = ledger_verifier(data_dir)?;
     let text = fs::read_to_string(note_path).into_diagnostic()?;
     let note = SignedNote::parse(&text).map_err(|e| miette!("{}: {e}", note_path.display()))?;
-    note.verify(&witness).map_err(|e| miette!("witness signature: {e}"))?;
-    note.verify(&log_key).map_err(|e| miette!("log signature: {e}"))?;
+    note.verify(&witness)
+        .map_err(|e| miette!("witness signature: {e}"))?;
+    note.verify(&log_key)
+        .map_err(|e| miette!("log signature: {e}"))?;
     let cp = note.checkpoint().into_diagnostic()?;
     let log = strict_log(data_dir)?;
     let (n, root) = (log.tree.len(), log.tree.root());

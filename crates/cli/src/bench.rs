@@ -88,9 +88,11 @@ pub fn run(c: &BenchCmd) -> miette::Result<()> {
 }
 
 fn placement(a: &PlacementArgs) -> miette::Result<()> {
-    let base = load_fleet(&fleet_dir(a.fleet.clone())?).map_err(|e| miette!("fleet does not load:\n{e}"))?;
+    let base = load_fleet(&fleet_dir(a.fleet.clone())?)
+        .map_err(|e| miette!("fleet does not load:\n{e}"))?;
     let fleet = synth::scale_fleet(&base, a.replicas.max(1));
-    let policy = PolicyEngine::load(&fleet).map_err(|e| miette!("policy set does not load:\n{e}"))?;
+    let policy =
+        PolicyEngine::load(&fleet).map_err(|e| miette!("policy set does not load:\n{e}"))?;
     let policies = policy.len();
     let jobs = synth::backlog(&fleet, a.jobs, a.seed);
     let state = synth::busy_state(&fleet, a.seed);
@@ -135,7 +137,12 @@ fn placement(a: &PlacementArgs) -> miette::Result<()> {
             && n.verdicts.policy == f.verdicts.policy;
         if !same {
             agree = false;
-            eprintln!("disagreement on {}: fast {:?} naive {:?}", job.name, decisions.get(i), n.decision);
+            eprintln!(
+                "disagreement on {}: fast {:?} naive {:?}",
+                job.name,
+                decisions.get(i),
+                n.decision
+            );
         }
     }
     // The fast re-placement inside the loop is a cache hit; measure it and take it out.
@@ -168,18 +175,32 @@ fn placement(a: &PlacementArgs) -> miette::Result<()> {
     match a.output {
         Format::Json => print_json(&report)?,
         Format::Text => {
-            println!("jobs {}  zones {}  pools {}  policies {}", report.jobs, report.zones, report.pools, report.policies);
+            println!(
+                "jobs {}  zones {}  pools {}  policies {}",
+                report.jobs, report.zones, report.pools, report.policies
+            );
             println!(
                 "placed {}  refused {}  Cedar evaluations: fast {} / naive {} (sample)",
-                report.placed, report.refused, report.cedar_evaluations_fast, report.cedar_evaluations_naive
+                report.placed,
+                report.refused,
+                report.cedar_evaluations_fast,
+                report.cedar_evaluations_naive
             );
             println!("fast:  {:>12.0} decisions/s", report.decisions_per_sec);
-            println!("naive: {:>12.0} decisions/s  (sample of {})", report.naive_decisions_per_sec, report.naive_sample);
-            println!("speedup {:.1}x; decisions agree: {}", report.speedup, report.decisions_agree);
+            println!(
+                "naive: {:>12.0} decisions/s  (sample of {})",
+                report.naive_decisions_per_sec, report.naive_sample
+            );
+            println!(
+                "speedup {:.1}x; decisions agree: {}",
+                report.speedup, report.decisions_agree
+            );
         }
     }
     if !agree {
-        return Err(miette!("the fast and naive placements disagree: the reuse is unsound"));
+        return Err(miette!(
+            "the fast and naive placements disagree: the reuse is unsound"
+        ));
     }
     Ok(())
 }

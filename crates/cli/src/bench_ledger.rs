@@ -15,7 +15,9 @@ use tidegate_ledger::ledger::{key_path, ledger_dir, read_log};
 use tidegate_ledger::merkle::{verify_inclusion, Hash};
 use tidegate_ledger::segment::encode_record;
 use tidegate_ledger::verify::{verify_with, Depth};
-use tidegate_ledger::{Action, Decision, Digest, EntryDraft, Ident, Ledger, LedgerOptions, Subject, SubjectKind};
+use tidegate_ledger::{
+    Action, Decision, Digest, EntryDraft, Ident, Ledger, LedgerOptions, Subject, SubjectKind,
+};
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -87,12 +89,18 @@ fn per_sec(n: u64, secs: f64) -> f64 {
 /// Any I/O or ledger failure during the run.
 pub fn run(args: &BenchLedgerArgs) -> miette::Result<()> {
     let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
-    let tmp = tempfile::Builder::new().prefix("tidegate-bench-ledger-").tempdir_in(&base).into_diagnostic()?;
+    let tmp = tempfile::Builder::new()
+        .prefix("tidegate-bench-ledger-")
+        .tempdir_in(&base)
+        .into_diagnostic()?;
     let data = tmp.path().to_path_buf();
     const TS: u64 = 1_763_900_000_000;
 
     // 1. Durable appends with group commit, concurrent writers each keeping requests in flight.
-    let opts = LedgerOptions { checkpoint_every: None, ..LedgerOptions::default() };
+    let opts = LedgerOptions {
+        checkpoint_every: None,
+        ..LedgerOptions::default()
+    };
     let ledger = Arc::new(Ledger::open(&data, opts).map_err(|e| miette!("{e}"))?);
     let writers = args.writers.max(1);
     let per_writer = args.entries / writers;
@@ -107,7 +115,8 @@ pub fn run(args: &BenchLedgerArgs) -> miette::Result<()> {
                 for i in 0..per_writer {
                     if pending.len() >= in_flight {
                         if let Some(p) = pending.pop_front() {
-                            tidegate_ledger::ledger::PendingAppend::wait(p).map_err(|e| miette!("{e}"))?;
+                            tidegate_ledger::ledger::PendingAppend::wait(p)
+                                .map_err(|e| miette!("{e}"))?;
                         }
                     }
                     let n = w * per_writer + i;
@@ -139,12 +148,19 @@ pub fn run(args: &BenchLedgerArgs) -> miette::Result<()> {
     let verifier = load_verifier(&key_path(&data)).map_err(|e| miette!("{e}"))?;
     let mut best = [f64::INFINITY; 3];
     for _ in 0..3 {
-        for (k, depth) in [Depth::Full, Depth::FullDecode, Depth::Integrity].into_iter().enumerate() {
+        for (k, depth) in [Depth::Full, Depth::FullDecode, Depth::Integrity]
+            .into_iter()
+            .enumerate()
+        {
             let start = Instant::now();
-            let report = verify_with(&ledger_dir(&data), &verifier, depth).map_err(|e| miette!("{e}"))?;
+            let report =
+                verify_with(&ledger_dir(&data), &verifier, depth).map_err(|e| miette!("{e}"))?;
             best[k] = best[k].min(start.elapsed().as_secs_f64());
             if report.entries != total || report.latest.map(|c| c.size) != Some(total) {
-                return Err(miette!("{depth:?} verification covered {} entries, expected {total}", report.entries));
+                return Err(miette!(
+                    "{depth:?} verification covered {} entries, expected {total}",
+                    report.entries
+                ));
             }
         }
     }
@@ -165,7 +181,11 @@ pub fn run(args: &BenchLedgerArgs) -> miette::Result<()> {
         })
         .collect();
     let start = Instant::now();
-    let proofs: Vec<Vec<Hash>> = idx.iter().map(|i| log.tree.inclusion_proof(*i, n)).collect::<Result<_, _>>().into_diagnostic()?;
+    let proofs: Vec<Vec<Hash>> = idx
+        .iter()
+        .map(|i| log.tree.inclusion_proof(*i, n))
+        .collect::<Result<_, _>>()
+        .into_diagnostic()?;
     let proof_gen_us = start.elapsed().as_secs_f64() * 1e6 / samples as f64;
     let start = Instant::now();
     for (i, p) in idx.iter().zip(&proofs) {
@@ -176,7 +196,11 @@ pub fn run(args: &BenchLedgerArgs) -> miette::Result<()> {
 
     // 4. Naive: one write + fdatasync per append, same record format.
     let naive_path = data.join("naive-fsync.log");
-    let mut f = OpenOptions::new().create(true).append(true).open(&naive_path).into_diagnostic()?;
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&naive_path)
+        .into_diagnostic()?;
     let mut buf = Vec::with_capacity(512);
     let start = Instant::now();
     for i in 0..args.naive_entries {
@@ -191,19 +215,35 @@ pub fn run(args: &BenchLedgerArgs) -> miette::Result<()> {
 
     // 5. Naive: hash-chained SQLite table, one autocommitted insert per entry (WAL, synchronous=FULL).
     let db = rusqlite::Connection::open(data.join("naive.sqlite")).into_diagnostic()?;
-    db.pragma_update(None, "journal_mode", "WAL").into_diagnostic()?;
-    db.pragma_update(None, "synchronous", "FULL").into_diagnostic()?;
+    db.pragma_update(None, "journal_mode", "WAL")
+        .into_diagnostic()?;
+    db.pragma_update(None, "synchronous", "FULL")
+        .into_diagnostic()?;
     db.execute_batch("CREATE TABLE ledger (seq INTEGER PRIMARY KEY, entry BLOB NOT NULL, prev BLOB NOT NULL, hash BLOB NOT NULL)")
         .into_diagnostic()?;
     let mut prev = [0u8; 32];
     let start = Instant::now();
     {
-        let mut stmt = db.prepare("INSERT INTO ledger (seq, entry, prev, hash) VALUES (?1, ?2, ?3, ?4)").into_diagnostic()?;
+        let mut stmt = db
+            .prepare("INSERT INTO ledger (seq, entry, prev, hash) VALUES (?1, ?2, ?3, ?4)")
+            .into_diagnostic()?;
         for i in 0..args.naive_entries {
-            let bytes = draft(i)?.into_entry(i, TS + i).encode().map_err(|e| miette!("{e}"))?;
-            let hash: [u8; 32] = Sha256::new().chain_update(prev).chain_update(&bytes).finalize().into();
-            stmt.execute(rusqlite::params![i64::try_from(i).into_diagnostic()?, bytes, prev.to_vec(), hash.to_vec()])
-                .into_diagnostic()?;
+            let bytes = draft(i)?
+                .into_entry(i, TS + i)
+                .encode()
+                .map_err(|e| miette!("{e}"))?;
+            let hash: [u8; 32] = Sha256::new()
+                .chain_update(prev)
+                .chain_update(&bytes)
+                .finalize()
+                .into();
+            stmt.execute(rusqlite::params![
+                i64::try_from(i).into_diagnostic()?,
+                bytes,
+                prev.to_vec(),
+                hash.to_vec()
+            ])
+            .into_diagnostic()?;
             prev = hash;
         }
     }
@@ -235,16 +275,31 @@ pub fn run(args: &BenchLedgerArgs) -> miette::Result<()> {
     match args.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&out).into_diagnostic()?),
         Output::Text => {
-            println!("ledger benchmark ({total} entries, {writers} writers x {} in flight, in {})", args.in_flight, base.display());
+            println!(
+                "ledger benchmark ({total} entries, {writers} writers x {} in flight, in {})",
+                args.in_flight,
+                base.display()
+            );
             println!("  durable appends (group commit):   {appends_per_sec:>12.0} /s  ({batches} fsyncs, {:.1} entries each)", synced as f64 / batches.max(1) as f64);
             println!("  naive: fsync per append:          {naive_appends_per_sec:>12.0} /s  ({} entries)", args.naive_entries);
             println!("  naive: SQLite hash chain:         {naive_sqlite_appends_per_sec:>12.0} /s  ({} entries)", args.naive_entries);
             println!("  full verification (`audit verify`: checksums, every entry proven canonical, Merkle root vs signed checkpoint):");
-            println!("                                    {:>12.0} entries/s", per_sec(total, verify_secs));
+            println!(
+                "                                    {:>12.0} entries/s",
+                per_sec(total, verify_secs)
+            );
             println!("  naive: same, decoding and re-encoding every entry:");
-            println!("                                    {:>12.0} entries/s", per_sec(total, naive_verify_secs));
-            println!("  integrity only (checksums, leaf hashes, Merkle root vs signed checkpoint):");
-            println!("                                    {:>12.0} entries/s", per_sec(total, merkle_secs));
+            println!(
+                "                                    {:>12.0} entries/s",
+                per_sec(total, naive_verify_secs)
+            );
+            println!(
+                "  integrity only (checksums, leaf hashes, Merkle root vs signed checkpoint):"
+            );
+            println!(
+                "                                    {:>12.0} entries/s",
+                per_sec(total, merkle_secs)
+            );
             println!("  inclusion proof generation:       {proof_gen_us:>12.2} us  (tree of {n})");
             println!("  inclusion proof verification:     {proof_verify_us:>12.2} us");
         }

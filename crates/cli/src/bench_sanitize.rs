@@ -14,7 +14,8 @@ use tidegate_sanitize::{sanitize, Key, Options, Profile};
 
 use crate::output::{print_json, Format};
 
-const INSTALL: &str = "pip install presidio-structured presidio-anonymizer presidio-analyzer pandas";
+const INSTALL: &str =
+    "pip install presidio-structured presidio-anonymizer presidio-analyzer pandas";
 
 /// Arguments of `tidegate bench sanitize`.
 #[derive(Debug, Args)]
@@ -86,7 +87,12 @@ fn mb(bytes: u64) -> f64 {
     bytes as f64 / 1e6
 }
 
-fn timed_sanitize(p: &Profile, input: &Path, out: &Path, key: &Key) -> miette::Result<(tidegate_sanitize::Report, f64)> {
+fn timed_sanitize(
+    p: &Profile,
+    input: &Path,
+    out: &Path,
+    key: &Key,
+) -> miette::Result<(tidegate_sanitize::Report, f64)> {
     let t = Instant::now();
     let r = sanitize(p, input, out, &Options { key: key.clone() }).map_err(|e| miette!("{e}"))?;
     Ok((r, t.elapsed().as_secs_f64()))
@@ -100,7 +106,10 @@ fn peers_dir(flag: &Path) -> PathBuf {
 }
 
 fn python_has(python: &str, modules: &str) -> bool {
-    Command::new(python).args(["-c", &format!("import {modules}")]).output().is_ok_and(|o| o.status.success())
+    Command::new(python)
+        .args(["-c", &format!("import {modules}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 /// The prefix the peers run on, the key file, and our output on the same prefix.
@@ -111,11 +120,33 @@ struct PeerInput<'a> {
     ours: &'a Path,
 }
 
-fn run_peer(name: &'static str, a: &BenchSanitizeArgs, script: &Path, modules: &str, out: &Path, pi: &PeerInput<'_>) -> Peer {
-    let PeerInput { input, key, bytes, ours } = *pi;
-    let mut p = Peer { name, status: "missing".into(), mb_per_sec: None, elapsed_s: None, same_output: None, detail: None };
+fn run_peer(
+    name: &'static str,
+    a: &BenchSanitizeArgs,
+    script: &Path,
+    modules: &str,
+    out: &Path,
+    pi: &PeerInput<'_>,
+) -> Peer {
+    let PeerInput {
+        input,
+        key,
+        bytes,
+        ours,
+    } = *pi;
+    let mut p = Peer {
+        name,
+        status: "missing".into(),
+        mb_per_sec: None,
+        elapsed_s: None,
+        same_output: None,
+        detail: None,
+    };
     if !python_has(&a.python, modules) {
-        p.detail = Some(format!("{} cannot import {modules}; install with: {INSTALL}", a.python));
+        p.detail = Some(format!(
+            "{} cannot import {modules}; install with: {INSTALL}",
+            a.python
+        ));
         return p;
     }
     let t = Instant::now();
@@ -142,7 +173,15 @@ fn run_peer(name: &'static str, a: &BenchSanitizeArgs, script: &Path, modules: &
         Ok(o) => {
             p.status = "failed".into();
             let err = String::from_utf8_lossy(&o.stderr);
-            let tail: String = err.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+            let tail: String = err
+                .lines()
+                .rev()
+                .take(5)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n");
             p.detail = Some(tail);
         }
         Err(e) => {
@@ -161,7 +200,10 @@ pub fn run(a: &BenchSanitizeArgs) -> miette::Result<()> {
         std::fs::create_dir_all(d).into_diagnostic()?;
         d.clone()
     } else {
-        holder = tempfile::Builder::new().prefix("tidegate-bench-sanitize-").tempdir().into_diagnostic()?;
+        holder = tempfile::Builder::new()
+            .prefix("tidegate-bench-sanitize-")
+            .tempdir()
+            .into_diagnostic()?;
         holder.path().to_path_buf()
     };
     let key_bytes = [0x5au8; 32];
@@ -172,10 +214,20 @@ pub fn run(a: &BenchSanitizeArgs) -> miette::Result<()> {
 
     let t = Instant::now();
     let full = work.join("full");
-    let stats = generate(&full, GenerateSpec { patients: None, target_bytes: Some(a.size_mb * 1_000_000), seed: a.seed })
-        .map_err(|e| miette!("{e}"))?;
+    let stats = generate(
+        &full,
+        GenerateSpec {
+            patients: None,
+            target_bytes: Some(a.size_mb * 1_000_000),
+            seed: a.seed,
+        },
+    )
+    .map_err(|e| miette!("{e}"))?;
     let generate_s = t.elapsed().as_secs_f64();
-    eprintln!("generated {:.0} MB in {generate_s:.1} s; sanitizing...", mb(stats.bytes));
+    eprintln!(
+        "generated {:.0} MB in {generate_s:.1} s; sanitizing...",
+        mb(stats.bytes)
+    );
     let (r, secs) = timed_sanitize(&profile, &full, &work.join("out-full"), &key)?;
     let _ = std::fs::remove_dir_all(work.join("out-full"));
 
@@ -183,8 +235,15 @@ pub fn run(a: &BenchSanitizeArgs) -> miette::Result<()> {
     // rows of the same data set.
     let prefix_mb = a.peer_mb.min(a.size_mb);
     let prefix = work.join("prefix");
-    let pstats = generate(&prefix, GenerateSpec { patients: None, target_bytes: Some(prefix_mb * 1_000_000), seed: a.seed })
-        .map_err(|e| miette!("{e}"))?;
+    let pstats = generate(
+        &prefix,
+        GenerateSpec {
+            patients: None,
+            target_bytes: Some(prefix_mb * 1_000_000),
+            seed: a.seed,
+        },
+    )
+    .map_err(|e| miette!("{e}"))?;
     let ours = work.join("out-prefix");
     let (_, psecs) = timed_sanitize(&profile, &prefix, &ours, &key)?;
 
@@ -192,18 +251,32 @@ pub fn run(a: &BenchSanitizeArgs) -> miette::Result<()> {
     if !a.no_peers {
         let dir = peers_dir(&a.peers);
         for (name, script, modules) in [
-            ("presidio-structured", "presidio_sanitize.py", "presidio_structured, presidio_anonymizer, pandas"),
+            (
+                "presidio-structured",
+                "presidio_sanitize.py",
+                "presidio_structured, presidio_anonymizer, pandas",
+            ),
             ("pandas+hmac", "pandas_sanitize.py", "pandas"),
         ] {
             eprintln!("running {name} on the first {:.0} MB...", mb(pstats.bytes));
             let out = work.join(format!("out-{name}"));
-            let pi = PeerInput { input: &prefix, key: &key_file, bytes: pstats.bytes, ours: &ours };
+            let pi = PeerInput {
+                input: &prefix,
+                key: &key_file,
+                bytes: pstats.bytes,
+                ours: &ours,
+            };
             peers.push(run_peer(name, a, &dir.join(script), modules, &out, &pi));
             let _ = std::fs::remove_dir_all(&out);
         }
     }
     let rate = mb(r.bytes_in) / secs;
-    let get = |n: &str| peers.iter().find(|p| p.name == n).and_then(|p| p.mb_per_sec);
+    let get = |n: &str| {
+        peers
+            .iter()
+            .find(|p| p.name == n)
+            .and_then(|p| p.mb_per_sec)
+    };
     let (presidio, pandas) = (get("presidio-structured"), get("pandas+hmac"));
     let report = BenchReport {
         size_mb: mb(r.bytes_in),
@@ -232,7 +305,10 @@ pub fn run(a: &BenchSanitizeArgs) -> miette::Result<()> {
     if a.output == Format::Json {
         return print_json(&report);
     }
-    println!("sanitize {:.0} MB ({} rows) in {:.2} s: {:.1} MB/s (earned: {})", report.size_mb, report.rows, secs, rate, report.earned);
+    println!(
+        "sanitize {:.0} MB ({} rows) in {:.2} s: {:.1} MB/s (earned: {})",
+        report.size_mb, report.rows, secs, rate, report.earned
+    );
     for m in &report.not_earned_because {
         println!("  not earned: {m}");
     }
@@ -246,7 +322,12 @@ pub fn run(a: &BenchSanitizeArgs) -> miette::Result<()> {
                 rate / v,
                 p.same_output.unwrap_or(false)
             ),
-            None => println!("  {:<20} {}: {}", p.name, p.status, p.detail.clone().unwrap_or_default()),
+            None => println!(
+                "  {:<20} {}: {}",
+                p.name,
+                p.status,
+                p.detail.clone().unwrap_or_default()
+            ),
         }
     }
     println!("{}", report.note);

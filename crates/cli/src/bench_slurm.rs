@@ -62,9 +62,17 @@ fn default_partition() -> miette::Result<String> {
     let out = Command::new("sinfo")
         .args(["-h", "-o", "%P"])
         .output()
-        .map_err(|e| miette!(help = "install slurm-wlm and start slurmctld/slurmd (scripts/slurm-services.sh)", "cannot run sinfo: {e}"))?;
+        .map_err(|e| {
+            miette!(
+                help = "install slurm-wlm and start slurmctld/slurmd (scripts/slurm-services.sh)",
+                "cannot run sinfo: {e}"
+            )
+        })?;
     if !out.status.success() {
-        return Err(miette!("sinfo failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
+        return Err(miette!(
+            "sinfo failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
     }
     let text = String::from_utf8_lossy(&out.stdout);
     text.lines()
@@ -80,10 +88,20 @@ pub fn run(a: &BenchSlurmArgs) -> miette::Result<()> {
         Some(p) => p.clone(),
         None => default_partition()?,
     };
-    let tmp = tempfile::Builder::new().prefix("tidegate-bench-slurm-").tempdir().map_err(|e| miette!("temporary directory: {e}"))?;
-    let state = a.state_dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
-    let exec = SlurmExecutor::new(SlurmConfig::new(&state, partition.clone())).map_err(|e| miette!("{e}"))?;
-    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    let tmp = tempfile::Builder::new()
+        .prefix("tidegate-bench-slurm-")
+        .tempdir()
+        .map_err(|e| miette!("temporary directory: {e}"))?;
+    let state = a
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| tmp.path().to_path_buf());
+    let exec = SlurmExecutor::new(SlurmConfig::new(&state, partition.clone()))
+        .map_err(|e| miette!("{e}"))?;
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
     let n = a.jobs.max(2);
     let halves = [n / 2, n - n / 2];
     let (mut raw_s, mut exec_s, mut script_s) = (0.0, 0.0, 0.0);
@@ -105,7 +123,10 @@ pub fn run(a: &BenchSlurmArgs) -> miette::Result<()> {
     let script_dir = exec.job_dir(&script_launch.job_id);
     std::fs::create_dir_all(&script_dir).map_err(|e| miette!("{}: {e}", script_dir.display()))?;
     let script_path = script_dir.join("job.sh");
-    let script = exec.config().batch_script(&script_launch).map_err(|e| miette!("{e}"))?;
+    let script = exec
+        .config()
+        .batch_script(&script_launch)
+        .map_err(|e| miette!("{e}"))?;
     std::fs::write(&script_path, script).map_err(|e| miette!("{}: {e}", script_path.display()))?;
     let script_arg = script_path.display().to_string();
     let mut ids: Vec<String> = Vec::new();
@@ -114,16 +135,34 @@ pub fn run(a: &BenchSlurmArgs) -> miette::Result<()> {
     for half in halves {
         let t = Instant::now();
         for _ in 0..half {
-            match Command::new("sbatch").args(["--parsable", "-p", &partition, "-o", "/dev/null", "--wrap", "true"]).output() {
-                Ok(o) if o.status.success() => ids.push(String::from_utf8_lossy(&o.stdout).trim().to_owned()),
+            match Command::new("sbatch")
+                .args([
+                    "--parsable",
+                    "-p",
+                    &partition,
+                    "-o",
+                    "/dev/null",
+                    "--wrap",
+                    "true",
+                ])
+                .output()
+            {
+                Ok(o) if o.status.success() => {
+                    ids.push(String::from_utf8_lossy(&o.stdout).trim().to_owned())
+                }
                 _ => raw_err += 1,
             }
         }
         raw_s += t.elapsed().as_secs_f64();
         let t = Instant::now();
         for _ in 0..half {
-            match Command::new("sbatch").args(["--parsable", &script_arg]).output() {
-                Ok(o) if o.status.success() => ids.push(String::from_utf8_lossy(&o.stdout).trim().to_owned()),
+            match Command::new("sbatch")
+                .args(["--parsable", &script_arg])
+                .output()
+            {
+                Ok(o) if o.status.success() => {
+                    ids.push(String::from_utf8_lossy(&o.stdout).trim().to_owned())
+                }
                 _ => raw_err += 1,
             }
         }
@@ -165,10 +204,22 @@ pub fn run(a: &BenchSlurmArgs) -> miette::Result<()> {
     match a.output {
         Format::Json => print_json(&report)?,
         Format::Text => {
-            println!("raw sbatch --wrap true: {:.0} submissions/s ({:.2} ms each), {} errors", report.sbatch_per_sec, report.sbatch_ms_per_job, raw_err);
-            println!("sbatch FILE (executor's script): {:.0} submissions/s ({:.2} ms each)", report.script_sbatch_per_sec, report.script_sbatch_ms_per_job);
-            println!("SlurmExecutor::start:   {:.0} submissions/s ({:.2} ms each), {} errors", report.executor_per_sec, report.executor_ms_per_job, exec_err);
-            println!("overhead ratio (executor time / raw time): {:.2}x", report.overhead_ratio);
+            println!(
+                "raw sbatch --wrap true: {:.0} submissions/s ({:.2} ms each), {} errors",
+                report.sbatch_per_sec, report.sbatch_ms_per_job, raw_err
+            );
+            println!(
+                "sbatch FILE (executor's script): {:.0} submissions/s ({:.2} ms each)",
+                report.script_sbatch_per_sec, report.script_sbatch_ms_per_job
+            );
+            println!(
+                "SlurmExecutor::start:   {:.0} submissions/s ({:.2} ms each), {} errors",
+                report.executor_per_sec, report.executor_ms_per_job, exec_err
+            );
+            println!(
+                "overhead ratio (executor time / raw time): {:.2}x",
+                report.overhead_ratio
+            );
         }
     }
     if raw_err + exec_err > 0 {

@@ -74,12 +74,19 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
         return 0.0;
     }
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted.get(idx.min(sorted.len() - 1)).copied().unwrap_or(0.0)
+    sorted
+        .get(idx.min(sorted.len() - 1))
+        .copied()
+        .unwrap_or(0.0)
 }
 
 /// Runs `work(i)` for i in 0..n across `clients` threads; returns per-call latencies (ms),
 /// errors and the wall time.
-fn drive(n: usize, clients: usize, work: impl Fn(usize) -> bool + Send + Sync + 'static) -> (Vec<f64>, usize, f64) {
+fn drive(
+    n: usize,
+    clients: usize,
+    work: impl Fn(usize) -> bool + Send + Sync + 'static,
+) -> (Vec<f64>, usize, f64) {
     let next = Arc::new(AtomicUsize::new(0));
     let work = Arc::new(work);
     let started = Instant::now();
@@ -134,7 +141,13 @@ fn side(n: usize, clients: usize, (lat, errors, elapsed): (Vec<f64>, usize, f64)
 const MANIFEST: &str = include_str!("../../../examples/jobs/sepsis-hpo-sweep.yaml");
 
 fn sbatch_available() -> Result<(), String> {
-    let probe = Command::new("sinfo").arg("-h").arg("-o").arg("%P").stdout(Stdio::null()).stderr(Stdio::null()).status();
+    let probe = Command::new("sinfo")
+        .arg("-h")
+        .arg("-o")
+        .arg("%P")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
     match probe {
         Ok(s) if s.success() => Ok(()),
         Ok(_) => Err("sinfo failed: slurmctld is not answering".into()),
@@ -156,22 +169,35 @@ pub fn run(a: &BenchSubmitArgs) -> miette::Result<()> {
         listen: "127.0.0.1:0".parse().into_diagnostic()?,
         loop_cfg: LoopConfig::default(),
         work_root: None,
-            keys_dir: None,
-            executors: Default::default(),
+        keys_dir: None,
+        executors: Default::default(),
         admin_token_minutes: 60,
         agent_zones: vec![],
-            replica: "test".into(),
+        replica: "test".into(),
         scheduler: a.with_scheduler,
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().into_diagnostic()?;
-    let server = rt.block_on(tidegate_server::start(cfg, tidegate_server::auth::system_clock())).map_err(|e| miette!("{e}"))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .into_diagnostic()?;
+    let server = rt
+        .block_on(tidegate_server::start(
+            cfg,
+            tidegate_server::auth::system_clock(),
+        ))
+        .map_err(|e| miette!("{e}"))?;
     let token = std::fs::read_to_string(&server.admin_token_path).into_diagnostic()?;
     let store = server.state.shared.store.describe();
     let base = server.url.clone();
     if a.output == Format::Text {
-        eprintln!("tidegate: {} submissions through {base} with {} clients ...", a.jobs, a.clients);
+        eprintln!(
+            "tidegate: {} submissions through {base} with {} clients ...",
+            a.jobs, a.clients
+        );
     }
-    let clients: Vec<Client> = (0..a.clients).map(|_| Client::new(&base, token.trim())).collect();
+    let clients: Vec<Client> = (0..a.clients)
+        .map(|_| Client::new(&base, token.trim()))
+        .collect();
     let clients = Arc::new(clients);
     let tg = {
         let clients = clients.clone();
@@ -179,7 +205,12 @@ pub fn run(a: &BenchSubmitArgs) -> miette::Result<()> {
             let c = &clients[i % clients.len()];
             let manifest = MANIFEST.replace("name: sepsis-hpo-sweep", &format!("name: bench-{i}"));
             let key = format!("bench-{i}");
-            c.post::<_, SubmitResponse>("/v1/jobs", &SubmitRequest { manifest }, &[("Idempotency-Key", key.as_str())]).is_ok()
+            c.post::<_, SubmitResponse>(
+                "/v1/jobs",
+                &SubmitRequest { manifest },
+                &[("Idempotency-Key", key.as_str())],
+            )
+            .is_ok()
         })
     };
     let tidegate = side(a.jobs, a.clients, tg);
@@ -191,7 +222,10 @@ pub fn run(a: &BenchSubmitArgs) -> miette::Result<()> {
         match sbatch_available() {
             Ok(()) => {
                 if a.output == Format::Text {
-                    eprintln!("sbatch: {} submissions with {} parallel submitters ...", a.jobs, a.clients);
+                    eprintln!(
+                        "sbatch: {} submissions with {} parallel submitters ...",
+                        a.jobs, a.clients
+                    );
                 }
                 let partition = a.partition.clone();
                 let out = tempfile::tempdir().into_diagnostic()?;
@@ -222,14 +256,21 @@ pub fn run(a: &BenchSubmitArgs) -> miette::Result<()> {
                 // Leave the cluster as we found it: cancel what the benchmark queued.
                 let ids = ids.lock().map(|v| v.clone()).unwrap_or_default();
                 for chunk in ids.chunks(500) {
-                    let _ = Command::new("scancel").args(chunk).stdout(Stdio::null()).stderr(Stdio::null()).status();
+                    let _ = Command::new("scancel")
+                        .args(chunk)
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status();
                 }
                 (Some(side(a.jobs, a.clients, r)), None)
             }
             Err(why) => (None, Some(why)),
         }
     };
-    let ratio = sbatch.as_ref().filter(|s| s.per_sec > 0.0).map(|s| tidegate.per_sec / s.per_sec);
+    let ratio = sbatch
+        .as_ref()
+        .filter(|s| s.per_sec > 0.0)
+        .map(|s| tidegate.per_sec / s.per_sec);
     let report = Report {
         store,
         submits_per_sec: tidegate.per_sec,

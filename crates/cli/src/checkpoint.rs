@@ -31,6 +31,10 @@ pub struct PushArgs {
     /// Seconds to wait for the destination (a dropped connection shows as a timeout).
     #[arg(long, default_value_t = 10)]
     pub timeout_s: u64,
+    /// The job that wrote the checkpoint (inside a run, the executor sets TIDEGATE_JOB_ID): the
+    /// stored checkpoint inherits that job's effective classification.
+    #[arg(long, env = "TIDEGATE_JOB_ID")]
+    pub job: String,
 }
 
 /// Options of `tidegate checkpoint archive`.
@@ -63,7 +67,16 @@ fn archive(a: &ArchiveArgs) -> miette::Result<i32> {
     let digest: tidegate_artifacts::Digest = a.digest.parse().map_err(|e| miette!("{e}"))?;
     let fleet = crate::dataset::fleet_with_registry(a.data.fleet.clone(), &a.data.data_dir)?;
     let zone = fleet.zone(&a.zone).ok_or_else(|| {
-        miette!("unknown zone {:?} (zones: {})", a.zone, fleet.zones.iter().map(|z| z.name.as_str()).collect::<Vec<_>>().join(", "))
+        miette!(
+            "unknown zone {:?} (zones: {})",
+            a.zone,
+            fleet
+                .zones
+                .iter()
+                .map(|z| z.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
     })?;
     let now = crate::clock::now()?;
     let led = crate::ledgered::Ledgered::open(&a.data.data_dir, now)?;
@@ -84,13 +97,22 @@ fn archive(a: &ArchiveArgs) -> miette::Result<i32> {
         // Verified (content and signed provenance) before anything is recorded or copied.
         let keys = tidegate_artifacts::signing::KeyStore::new(&store.keys_dir());
         let ring = keys.keyring().map_err(|e| miette!("{e}"))?;
-        store.verify(&digest, &ring, now).map_err(|e| miette!("{e}"))?;
         store
-            .record_event(&tidegate_artifacts::events::ArtifactEvent::CheckpointArchived { digest: digest.clone(), zone: zone.name.clone(), at: now })
+            .verify(&digest, &ring, now)
+            .map_err(|e| miette!("{e}"))?;
+        store
+            .record_event(
+                &tidegate_artifacts::events::ArtifactEvent::CheckpointArchived {
+                    digest: digest.clone(),
+                    zone: zone.name.clone(),
+                    at: now,
+                },
+            )
             .map_err(|e| miette!("{e}"))?;
         let dest = led.zone_store(&zone.name)?;
         let zones: Vec<String> = fleet.zones.iter().map(|z| z.name.clone()).collect();
-        let rep = tidegate_artifacts::transfer::import(&store, &dest, &ring, &zones, &digest, now).map_err(|e| miette!("{e}"))?;
+        let rep = tidegate_artifacts::transfer::import(&store, &dest, &ring, &zones, &digest, now)
+            .map_err(|e| miette!("{e}"))?;
         // The archive verifies on its own: the zone's keyring trusts the keys that signed it.
         let zone_keys = tidegate_artifacts::signing::KeyStore::new(&dest.keys_dir());
         for id in &rep.keyids {
@@ -99,7 +121,10 @@ fn archive(a: &ArchiveArgs) -> miette::Result<i32> {
             }
         }
         let bytes = rec.size;
-        println!("archived checkpoint {digest} ({bytes} bytes, built by {} in {}) in zone {}'s store", rep.job_id, rep.zone, zone.name);
+        println!(
+            "archived checkpoint {digest} ({bytes} bytes, built by {} in {}) in zone {}'s store",
+            rep.job_id, rep.zone, zone.name
+        );
         Ok(())
     })();
     let closed = led.close();
@@ -121,11 +146,20 @@ pub fn run(cmd: &CheckpointCmd) -> miette::Result<i32> {
         CheckpointCmd::Push(a) => a,
         CheckpointCmd::Archive(a) => return archive(a),
     };
-    let bytes = std::fs::read(&a.file).into_diagnostic().wrap_err_with(|| format!("reading checkpoint {}", a.file.display()))?;
+    let bytes = std::fs::read(&a.file)
+        .into_diagnostic()
+        .wrap_err_with(|| format!("reading checkpoint {}", a.file.display()))?;
     let digest = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
-    let token = std::fs::read_to_string(&a.token_file).into_diagnostic().wrap_err_with(|| format!("reading token {}", a.token_file.display()))?;
+    let token = std::fs::read_to_string(&a.token_file)
+        .into_diagnostic()
+        .wrap_err_with(|| format!("reading token {}", a.token_file.display()))?;
     let base = a.to.trim_end_matches('/');
-    let url = format!("{base}/v1/artifacts?kind=checkpoint");
+    // A run id `JOB.N` (a job admitted again) names job JOB.
+    let job = match a.job.rsplit_once('.') {
+        Some((j, n)) if !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()) => j,
+        _ => a.job.as_str(),
+    };
+    let url = format!("{base}/v1/artifacts?kind=checkpoint&job={job}");
     let agent = crate::client::agent(Duration::from_secs(a.timeout_s.max(1)));
     let resp = agent
         .post(&url)
@@ -143,7 +177,8 @@ pub fn run(cmd: &CheckpointCmd) -> miette::Result<i32> {
                 "error": e.to_string(),
             });
             let path = note_path(&a.file);
-            std::fs::write(&path, serde_json::to_vec_pretty(&note).into_diagnostic()?).into_diagnostic()?;
+            std::fs::write(&path, serde_json::to_vec_pretty(&note).into_diagnostic()?)
+                .into_diagnostic()?;
             eprintln!(
                 "checkpoint sync blocked: cannot reach {base} ({e}); the zone's egress rules may not allow it. \
                  The checkpoint is kept: {} ({digest}, {} bytes); note in {}",
@@ -157,7 +192,9 @@ pub fn run(cmd: &CheckpointCmd) -> miette::Result<i32> {
             let status = r.status();
             let text = r.body_mut().read_to_string().unwrap_or_default();
             if !status.is_success() {
-                return Err(miette!("checkpoint sync to {base} refused: {status}: {text}"));
+                return Err(miette!(
+                    "checkpoint sync to {base} refused: {status}: {text}"
+                ));
             }
             let _ = std::fs::remove_file(note_path(&a.file));
             println!("checkpoint {} synced to {base}: {digest}", a.file.display());

@@ -34,12 +34,18 @@ pub struct Client {
 }
 
 fn read_trimmed(path: &Path) -> Option<String> {
-    std::fs::read_to_string(path).ok().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
 }
 
 /// An HTTP agent that hands error statuses back as responses (their JSON bodies explain them).
 pub fn agent(timeout: Duration) -> ureq::Agent {
-    let config = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(timeout)).build();
+    let config = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(timeout))
+        .build();
     ureq::Agent::new_with_config(config)
 }
 
@@ -53,7 +59,10 @@ impl Client {
             .unwrap_or_else(|| "http://127.0.0.1:7700".into())
             .trim_end_matches('/')
             .to_owned();
-        let token_path = args.token_file.clone().unwrap_or_else(|| args.data_dir.join("admin.token"));
+        let token_path = args
+            .token_file
+            .clone()
+            .unwrap_or_else(|| args.data_dir.join("admin.token"));
         let token = match std::env::var("TIDEGATE_TOKEN") {
             Ok(t) if !t.trim().is_empty() => t.trim().to_owned(),
             _ => read_trimmed(&token_path).ok_or_else(|| {
@@ -64,7 +73,11 @@ impl Client {
                 )
             })?,
         };
-        Ok(Self { agent: agent(Duration::from_secs(30)), base, token })
+        Ok(Self {
+            agent: agent(Duration::from_secs(30)),
+            base,
+            token,
+        })
     }
 
     /// A client with an explicit URL and token.
@@ -74,38 +87,71 @@ impl Client {
 
     /// A client whose every request gives up after `timeout`.
     pub fn with_timeout(base: &str, token: &str, timeout: Duration) -> Self {
-        Self { agent: agent(timeout), base: base.trim_end_matches('/').to_owned(), token: token.to_owned() }
+        Self {
+            agent: agent(timeout),
+            base: base.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+        }
     }
 
-    fn finish<T: DeserializeOwned>(&self, what: &str, resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> miette::Result<T> {
+    fn finish<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> miette::Result<T> {
         let mut resp = self.reached(what, resp)?;
         let status = resp.status();
-        let text = resp.body_mut().read_to_string().map_err(|e| miette!("{what}: cannot read the answer: {e}"))?;
+        let text = resp
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| miette!("{what}: cannot read the answer: {e}"))?;
         if status.is_success() {
-            return serde_json::from_str(&text).map_err(|e| miette!("{what}: unexpected answer from the server ({e}): {text}"));
+            return serde_json::from_str(&text)
+                .map_err(|e| miette!("{what}: unexpected answer from the server ({e}): {text}"));
         }
         Err(api_error(what, status, &text))
     }
 
-    fn reached(&self, what: &str, resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> miette::Result<ureq::http::Response<ureq::Body>> {
+    fn reached(
+        &self,
+        what: &str,
+        resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> miette::Result<ureq::http::Response<ureq::Body>> {
         resp.map_err(|e| {
-            miette!(help = "is the control plane running? start it with `tidegate up`", "{what}: cannot reach {}: {e}", self.base)
+            miette!(
+                help = "is the control plane running? start it with `tidegate up`",
+                "{what}: cannot reach {}: {e}",
+                self.base
+            )
         })
     }
 
     /// GET raw content (at most `limit` bytes), sending `token` instead of the client's own when
     /// given (a scoped job token).
-    pub fn get_bytes(&self, path: &str, token: Option<&str>, limit: u64) -> miette::Result<Vec<u8>> {
+    pub fn get_bytes(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        limit: u64,
+    ) -> miette::Result<Vec<u8>> {
         let what = format!("GET {path}");
         let bearer = token.unwrap_or(&self.token);
-        let resp = self.agent.get(format!("{}{path}", self.base)).header("Authorization", format!("Bearer {bearer}")).call();
+        let resp = self
+            .agent
+            .get(format!("{}{path}", self.base))
+            .header("Authorization", format!("Bearer {bearer}"))
+            .call();
         let mut resp = self.reached(&what, resp)?;
         let status = resp.status();
         if !status.is_success() {
             let text = resp.body_mut().read_to_string().unwrap_or_default();
             return Err(api_error(&what, status, &text));
         }
-        resp.body_mut().with_config().limit(limit).read_to_vec().map_err(|e| miette!("{what}: cannot read the content: {e}"))
+        resp.body_mut()
+            .with_config()
+            .limit(limit)
+            .read_to_vec()
+            .map_err(|e| miette!("{what}: cannot read the content: {e}"))
     }
 
     /// POST raw content (`application/octet-stream`); the answer is JSON.
@@ -121,13 +167,25 @@ impl Client {
 
     /// GET a JSON resource.
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> miette::Result<T> {
-        let resp = self.agent.get(format!("{}{path}", self.base)).header("Authorization", format!("Bearer {}", self.token)).call();
+        let resp = self
+            .agent
+            .get(format!("{}{path}", self.base))
+            .header("Authorization", format!("Bearer {}", self.token))
+            .call();
         self.finish(&format!("GET {path}"), resp)
     }
 
     /// POST JSON, with optional extra headers.
-    pub fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B, headers: &[(&str, &str)]) -> miette::Result<T> {
-        let mut req = self.agent.post(format!("{}{path}", self.base)).header("Authorization", format!("Bearer {}", self.token));
+    pub fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        headers: &[(&str, &str)],
+    ) -> miette::Result<T> {
+        let mut req = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("Authorization", format!("Bearer {}", self.token));
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
@@ -139,8 +197,14 @@ impl Client {
 /// The diagnostic for an API error answer: status, stable code, field and message.
 fn api_error(what: &str, status: ureq::http::StatusCode, text: &str) -> miette::Report {
     let err: serde_json::Value = serde_json::from_str(text).unwrap_or(serde_json::Value::Null);
-    let code = err.pointer("/error/code").and_then(|v| v.as_str()).unwrap_or("error");
-    let message = err.pointer("/error/message").and_then(|v| v.as_str()).unwrap_or(text);
+    let code = err
+        .pointer("/error/code")
+        .and_then(|v| v.as_str())
+        .unwrap_or("error");
+    let message = err
+        .pointer("/error/message")
+        .and_then(|v| v.as_str())
+        .unwrap_or(text);
     let field = err.pointer("/error/field").and_then(|v| v.as_str());
     match field {
         Some(f) => miette!("{what}: {status} {code} (field {f}): {message}"),

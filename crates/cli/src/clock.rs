@@ -22,6 +22,11 @@ pub fn now() -> miette::Result<u64> {
 /// Milliseconds since the Unix epoch as `HH:MM:SS.mmm` UTC (for event lists).
 pub fn format_ms(ms: i64) -> String {
     let day_ms = ms.rem_euclid(86_400_000);
-    let (h, m, s, milli) = (day_ms / 3_600_000, (day_ms / 60_000) % 60, (day_ms / 1000) % 60, day_ms % 1000);
+    let (h, m, s, milli) = (
+        day_ms / 3_600_000,
+        (day_ms / 60_000) % 60,
+        (day_ms / 1000) % 60,
+        day_ms % 1000,
+    );
     format!("{h:02}:{m:02}:{s:02}.{milli:03}")
 }

@@ -24,7 +24,12 @@ use crate::output::{print_json, Format};
 #[derive(Debug, Clone, Args)]
 pub struct DataArgs {
     /// Data directory (else $TIDEGATE_DATA_DIR, else ./.tidegate).
-    #[arg(long, env = "TIDEGATE_DATA_DIR", default_value = ".tidegate", global = true)]
+    #[arg(
+        long,
+        env = "TIDEGATE_DATA_DIR",
+        default_value = ".tidegate",
+        global = true
+    )]
     pub data_dir: PathBuf,
     /// Fleet directory (else $TIDEGATE_FLEET, else ./examples/fleet, else the built-in example).
     #[arg(long, env = "TIDEGATE_FLEET", global = true)]
@@ -134,13 +139,21 @@ pub fn fleet_with_registry(flag: Option<PathBuf>, data_dir: &Path) -> miette::Re
         None if Path::new("examples/fleet/fleet.yaml").is_file() => PathBuf::from("examples/fleet"),
         None => crate::up::example_fleet(data_dir)?,
     };
-    let mut fleet = load_fleet(&dir).map_err(|e| miette!("the fleet in {} does not load:\n{e}", dir.display()))?;
-    Registry::open(data_dir).merge_into(&mut fleet).map_err(|e| miette!("{e}"))?;
+    let mut fleet = load_fleet(&dir)
+        .map_err(|e| miette!("the fleet in {} does not load:\n{e}", dir.display()))?;
+    Registry::open(data_dir)
+        .merge_into(&mut fleet)
+        .map_err(|e| miette!("{e}"))?;
     Ok(fleet)
 }
 
 fn parse_ref(s: &str) -> miette::Result<DatasetRef> {
-    DatasetRef::parse(s).ok_or_else(|| miette!(help = "write name@version, e.g. synthea@raw-2026-11", "{s:?} is not name@version"))
+    DatasetRef::parse(s).ok_or_else(|| {
+        miette!(
+            help = "write name@version, e.g. synthea@raw-2026-11",
+            "{s:?} is not name@version"
+        )
+    })
 }
 
 /// The signer new signatures use, creating a builder key on first use.
@@ -148,8 +161,14 @@ pub fn signer(store: &ArtifactStore, now: u64) -> miette::Result<Signer> {
     let keys = KeyStore::new(&store.keys_dir());
     let active = keys.active_keyid().map_err(|e| miette!("{e}"))?;
     if active.is_none() {
-        let e = keys.create("tidegate", &["builder"], now, 365, true).map_err(|e| miette!("{e}"))?;
-        eprintln!("created signing key {} (keys in {})", e.keyid, store.keys_dir().display());
+        let e = keys
+            .create("tidegate", &["builder"], now, 365, true)
+            .map_err(|e| miette!("{e}"))?;
+        eprintln!(
+            "created signing key {} (keys in {})",
+            e.keyid,
+            store.keys_dir().display()
+        );
     }
     keys.active_signer(now).map_err(|e| miette!("{e}"))
 }
@@ -157,19 +176,39 @@ pub fn signer(store: &ArtifactStore, now: u64) -> miette::Result<Signer> {
 /// The pseudonymisation key `name` from the key manager of `store`.
 pub fn kms_key(store: &ArtifactStore, name: &str) -> miette::Result<Key> {
     let kms = FileKeyManager::open(&store.keys_dir()).map_err(|e| miette!("{e}"))?;
-    let key = named_key(&kms, &store.keys_dir(), name).map_err(|e| miette!("pseudonymisation key {name:?}: {e}"))?;
+    let key = named_key(&kms, &store.keys_dir(), name)
+        .map_err(|e| miette!("pseudonymisation key {name:?}: {e}"))?;
     Key::from_bytes(key.bytes()).map_err(|e| miette!("{e}"))
 }
 
 fn print_version(v: &DatasetVersion) {
     let c = &v.classification;
-    println!("{}  ({} in zone {}, owner {})", v.id(), describe(c), v.home_zone, v.owner);
+    println!(
+        "{}  ({} in zone {}, owner {})",
+        v.id(),
+        describe(c),
+        v.home_zone,
+        v.owner
+    );
     println!("  snapshot  {}  ({} bytes)", v.snapshot, v.bytes);
     if let Some(from) = &v.derived_from {
-        println!("  derived   from {from}{}", v.report.as_ref().map(|r| format!(", sanitizer report {r}")).unwrap_or_default());
+        println!(
+            "  derived   from {from}{}",
+            v.report
+                .as_ref()
+                .map(|r| format!(", sanitizer report {r}"))
+                .unwrap_or_default()
+        );
     }
     for t in &v.tables {
-        println!("  table     {} ({}, {} bytes, {} columns): {}", t.table, t.format, t.bytes, t.columns.len(), t.columns.join(", "));
+        println!(
+            "  table     {} ({}, {} bytes, {} columns): {}",
+            t.table,
+            t.format,
+            t.bytes,
+            t.columns.len(),
+            t.columns.join(", ")
+        );
     }
 }
 
@@ -197,15 +236,27 @@ pub fn run(data: &DataArgs, cmd: DatasetCmd) -> miette::Result<()> {
                 return print_json(&all);
             }
             if all.is_empty() {
-                println!("no dataset versions registered in {} (tidegate dataset register --help)", data.data_dir.display());
+                println!(
+                    "no dataset versions registered in {} (tidegate dataset register --help)",
+                    data.data_dir.display()
+                );
             }
             for v in &all {
-                println!("{:<28} {:<42} {:<16} {:>12} bytes  {}", v.id(), describe(&v.classification), v.home_zone, v.bytes, v.snapshot);
+                println!(
+                    "{:<28} {:<42} {:<16} {:>12} bytes  {}",
+                    v.id(),
+                    describe(&v.classification),
+                    v.home_zone,
+                    v.bytes,
+                    v.snapshot
+                );
             }
             Ok(())
         }
         DatasetCmd::Show { dataset } => {
-            let v = registry.get(&parse_ref(&dataset)?).map_err(|e| miette!("{e}"))?;
+            let v = registry
+                .get(&parse_ref(&dataset)?)
+                .map_err(|e| miette!("{e}"))?;
             if data.output == Format::Json {
                 return print_json(&v);
             }
@@ -232,7 +283,9 @@ pub fn run(data: &DataArgs, cmd: DatasetCmd) -> miette::Result<()> {
                 derived_from: None,
                 report: None,
             };
-            let result = registry.register(&store, &fleet, &spec, &a.input, now).map_err(|e| miette!("{e}"));
+            let result = registry
+                .register(&store, &fleet, &spec, &a.input, now)
+                .map_err(|e| miette!("{e}"));
             drop(store);
             let closed = led.close();
             let v = result?;
@@ -248,8 +301,14 @@ pub fn run(data: &DataArgs, cmd: DatasetCmd) -> miette::Result<()> {
     }
 }
 
-fn sanitize_cmd(data: &DataArgs, registry: &Registry, a: &SanitizeVersionArgs) -> miette::Result<()> {
-    let source = registry.get(&parse_ref(&a.dataset)?).map_err(|e| miette!("{e}"))?;
+fn sanitize_cmd(
+    data: &DataArgs,
+    registry: &Registry,
+    a: &SanitizeVersionArgs,
+) -> miette::Result<()> {
+    let source = registry
+        .get(&parse_ref(&a.dataset)?)
+        .map_err(|e| miette!("{e}"))?;
     let target = parse_ref(&a.target)?;
     let mut profile = Profile::load(&a.profile).map_err(|e| miette!("{e}"))?;
     if let Some(k) = a.k {
@@ -259,10 +318,16 @@ fn sanitize_cmd(data: &DataArgs, registry: &Registry, a: &SanitizeVersionArgs) -
     let now = now()?;
     let led = Ledgered::open(&data.data_dir, now)?;
     let store = led.home_store()?;
-    let key_name = a.key_name.clone().unwrap_or_else(|| format!("pseudonymisation/{}", source.owner));
+    let key_name = a
+        .key_name
+        .clone()
+        .unwrap_or_else(|| format!("pseudonymisation/{}", source.owner));
     let result = kms_key(&store, &key_name).and_then(|key| {
         let signer = signer(&store, now)?;
-        let work = data.data_dir.join("tmp").join(format!("sanitize-{}", std::process::id()));
+        let work = data
+            .data_dir
+            .join("tmp")
+            .join(format!("sanitize-{}", std::process::id()));
         let d = Derivation {
             registry,
             store: &store,
@@ -273,15 +338,16 @@ fn sanitize_cmd(data: &DataArgs, registry: &Registry, a: &SanitizeVersionArgs) -
             name: &target.name,
             version: &target.version,
         };
-        sanitize_version(&d, key, &work, now)
-            .map_err(|e| miette!("{e}"))
+        sanitize_version(&d, key, &work, now).map_err(|e| miette!("{e}"))
     });
     drop(store);
     let closed = led.close();
     let d = result?;
     closed?;
     if data.output == Format::Json {
-        return print_json(&serde_json::json!({ "version": d.version, "report": d.report, "report_digest": d.report_digest }));
+        return print_json(
+            &serde_json::json!({ "version": d.version, "report": d.report, "report_digest": d.report_digest }),
+        );
     }
     println!(
         "sanitized {} -> {} with {} (key {key_name}, id {})",
@@ -290,16 +356,31 @@ fn sanitize_cmd(data: &DataArgs, registry: &Registry, a: &SanitizeVersionArgs) -
         d.report.profile,
         d.report.key_id
     );
-    println!("  rows {} -> {}, {} tables", d.report.rows_in, d.report.rows_out, d.report.tables.len());
+    println!(
+        "  rows {} -> {}, {} tables",
+        d.report.rows_in,
+        d.report.rows_out,
+        d.report.tables.len()
+    );
     if d.report.earned {
-        println!("  classification earned: {} (was {})", describe(&d.version.classification), describe(&source.classification));
+        println!(
+            "  classification earned: {} (was {})",
+            describe(&d.version.classification),
+            describe(&source.classification)
+        );
     } else {
-        println!("  classification NOT lowered: stays {}", describe(&d.version.classification));
+        println!(
+            "  classification NOT lowered: stays {}",
+            describe(&d.version.classification)
+        );
         for r in &d.report.reasons {
             println!("    because {r}");
         }
     }
-    println!("  report    {} (signed, in the evidence ledger)", d.report_digest);
+    println!(
+        "  report    {} (signed, in the evidence ledger)",
+        d.report_digest
+    );
     Ok(())
 }
 
@@ -310,12 +391,25 @@ fn sanitize_cmd(data: &DataArgs, registry: &Registry, a: &SanitizeVersionArgs) -
 pub fn transfer(a: &TransferArgs) -> miette::Result<()> {
     let data = &a.data;
     let registry = Registry::open(&data.data_dir);
-    let ds = registry.get(&parse_ref(&a.dataset)?).map_err(|e| miette!("{e}"))?;
+    let ds = registry
+        .get(&parse_ref(&a.dataset)?)
+        .map_err(|e| miette!("{e}"))?;
     let fleet = fleet_with_registry(data.fleet.clone(), &data.data_dir)?;
-    let policy = PolicyEngine::load(&fleet).map_err(|e| miette!("the policy set does not load, so nothing may move:\n{e}"))?;
-    let columns = a.columns.iter().map(|c| ColumnRef::parse(c, &ds)).collect::<Result<Vec<_>, _>>().map_err(|e| miette!("{e}"))?;
-    let req = TransferRequest { to_zone: a.to.clone(), columns, max_cost: a.max_cost };
-    let p = plan(&fleet, &policy, &ds, &req).map_err(|r| miette!(help = "nothing was moved", "{r}"))?;
+    let policy = PolicyEngine::load(&fleet)
+        .map_err(|e| miette!("the policy set does not load, so nothing may move:\n{e}"))?;
+    let columns = a
+        .columns
+        .iter()
+        .map(|c| ColumnRef::parse(c, &ds))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| miette!("{e}"))?;
+    let req = TransferRequest {
+        to_zone: a.to.clone(),
+        columns,
+        max_cost: a.max_cost,
+    };
+    let p =
+        plan(&fleet, &policy, &ds, &req).map_err(|r| miette!(help = "nothing was moved", "{r}"))?;
     if a.dry_run {
         if data.output == Format::Json {
             return print_json(&p);
@@ -345,10 +439,20 @@ pub fn transfer(a: &TransferArgs) -> miette::Result<()> {
 }
 
 fn print_plan(p: &tidegate_data::TransferPlan) {
-    println!("transfer {} : {} -> {} allowed ({} form)", p.dataset, p.from_zone, p.to_zone, p.form);
+    println!(
+        "transfer {} : {} -> {} allowed ({} form)",
+        p.dataset, p.from_zone, p.to_zone, p.form
+    );
     for (t, cols) in &p.projection {
         println!("  {t}: {}", cols.join(", "));
     }
-    println!("  estimated {} bytes, egress cost {:.4}", p.estimated_bytes, p.estimated_cost);
-    println!("  permitted by {} (policy {})", p.permitted_by.join(", "), p.policy_hash);
+    println!(
+        "  estimated {} bytes, egress cost {:.4}",
+        p.estimated_bytes, p.estimated_cost
+    );
+    println!(
+        "  permitted by {} (policy {})",
+        p.permitted_by.join(", "),
+        p.policy_hash
+    );
 }

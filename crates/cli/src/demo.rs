@@ -142,7 +142,13 @@ fn burst(a: &BurstArgs) -> miette::Result<()> {
     let mut ids = Vec::new();
     for (key, m) in &manifests {
         let idem = format!("{run}-{key}");
-        let r: SubmitResponse = client.post("/v1/jobs", &SubmitRequest { manifest: m.clone() }, &[("Idempotency-Key", idem.as_str())])?;
+        let r: SubmitResponse = client.post(
+            "/v1/jobs",
+            &SubmitRequest {
+                manifest: m.clone(),
+            },
+            &[("Idempotency-Key", idem.as_str())],
+        )?;
         ids.push(r.job.id);
     }
     let started = Instant::now();
@@ -169,7 +175,10 @@ fn mine(client: &Client, ids: &[String]) -> miette::Result<Vec<JobView>> {
     let mut out = Vec::new();
     let mut after: Option<u64> = None;
     loop {
-        let q = after.map_or_else(|| "/v1/jobs?limit=1000".to_string(), |n| format!("/v1/jobs?limit=1000&after={n}"));
+        let q = after.map_or_else(
+            || "/v1/jobs?limit=1000".to_string(),
+            |n| format!("/v1/jobs?limit=1000&after={n}"),
+        );
         let page: JobList = client.get(&q)?;
         out.extend(page.jobs.into_iter().filter(|j| ids.contains(&j.id)));
         match page.next {
@@ -189,13 +198,23 @@ fn summary(jobs: &[JobView]) -> String {
         };
         *by.entry(key).or_default() += 1;
     }
-    by.iter().map(|(k, v)| format!("{v} {k}")).collect::<Vec<_>>().join(", ")
+    by.iter()
+        .map(|(k, v)| format!("{v} {k}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn narrate(client: &Client, jobs: &[JobView]) -> miette::Result<()> {
-    let public = |j: &&JobView| j.zone.as_deref().is_some_and(|z| z.starts_with("public")) && j.pool.is_some();
+    let public = |j: &&JobView| {
+        j.zone.as_deref().is_some_and(|z| z.starts_with("public")) && j.pool.is_some()
+    };
     let burst = jobs.iter().find(public);
-    let refused = jobs.iter().find(|j| j.state == "failed" && j.reason.as_deref().is_some_and(|r| r.starts_with("refused")));
+    let refused = jobs.iter().find(|j| {
+        j.state == "failed"
+            && j.reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with("refused"))
+    });
     let raw_waiting = jobs.iter().find(|j| j.name.starts_with("sepsis-raw"));
     let queued = jobs.iter().filter(|j| j.state == "queued").count();
     println!("what happened:");
@@ -203,8 +222,16 @@ fn narrate(client: &Client, jobs: &[JobView]) -> miette::Result<()> {
     match burst {
         Some(j) => {
             let d: JobDetail = client.get(&format!("/v1/jobs/{}", j.id))?;
-            let admitted = d.events.iter().find(|e| e.to_state.as_deref() == Some("admitted"));
-            println!("  burst:    {} ran in {}/{}", j.name, j.zone.as_deref().unwrap_or("?"), j.pool.as_deref().unwrap_or("?"));
+            let admitted = d
+                .events
+                .iter()
+                .find(|e| e.to_state.as_deref() == Some("admitted"));
+            println!(
+                "  burst:    {} ran in {}/{}",
+                j.name,
+                j.zone.as_deref().unwrap_or("?"),
+                j.pool.as_deref().unwrap_or("?")
+            );
             if let Some(e) = admitted {
                 println!("            why: {}", e.reason.as_deref().unwrap_or("?"));
                 if let Some(just) = e.details.get("justification").and_then(|v| v.as_str()) {
@@ -213,14 +240,21 @@ fn narrate(client: &Client, jobs: &[JobView]) -> miette::Result<()> {
             }
             println!("            see: tidegate job {}", j.id);
         }
-        None => println!("  burst:    none yet (the private side still had room; submit more with --sweeps)"),
+        None => println!(
+            "  burst:    none yet (the private side still had room; submit more with --sweeps)"
+        ),
     }
     if let Some(j) = raw_waiting {
         let d: JobDetail = client.get(&format!("/v1/jobs/{}", j.id))?;
-        let why_not = d
-            .events
-            .iter()
-            .find_map(|e| e.details.get("refused_zones").and_then(|r| r.get("public-eu")).and_then(|v| v.as_array()).and_then(|a| a.first()).and_then(|v| v.as_str()).map(str::to_owned));
+        let why_not = d.events.iter().find_map(|e| {
+            e.details
+                .get("refused_zones")
+                .and_then(|r| r.get("public-eu"))
+                .and_then(|v| v.as_array())
+                .and_then(|a| a.first())
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        });
         println!(
             "  private:  {} is {} in {} — never public: {}",
             j.name,
@@ -230,8 +264,14 @@ fn narrate(client: &Client, jobs: &[JobView]) -> miette::Result<()> {
         );
     }
     match refused {
-        Some(j) => println!("  refused:  {} — {}", j.name, j.reason.as_deref().unwrap_or("?")),
-        None => return Err(miette!("the oversized job was not refused; is the control plane running the example fleet?")),
+        Some(j) => println!(
+            "  refused:  {} — {}",
+            j.name,
+            j.reason.as_deref().unwrap_or("?")
+        ),
+        None => return Err(miette!(
+            "the oversized job was not refused; is the control plane running the example fleet?"
+        )),
     }
     println!("\nwatch it continue: tidegate jobs --team icu-ml   |   metrics: curl -H \"Authorization: Bearer $(cat .tidegate/admin.token)\" {}/metrics", client.base);
     Ok(())

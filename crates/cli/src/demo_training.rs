@@ -57,7 +57,13 @@ const PUBLIC: &str = "public-us";
 const OWNER: &str = "clinical-data";
 const RAW: &str = "synthea@raw";
 const DEID: &str = "synthea@deid";
-const FEATURES: [&str; 5] = ["patients.Id", "patients.BIRTHDATE", "patients.GENDER", "conditions.PATIENT", "conditions.CODE"];
+const FEATURES: [&str; 5] = [
+    "patients.Id",
+    "patients.BIRTHDATE",
+    "patients.GENDER",
+    "conditions.PATIENT",
+    "conditions.CODE",
+];
 
 /// Options of `demo burst-training`.
 #[derive(Debug, Args)]
@@ -183,12 +189,22 @@ fn raw_tables(a: &BurstTrainingArgs, dir: &Path) -> miette::Result<()> {
     let keep = ["patients.csv", "encounters.csv", "conditions.csv"];
     if let Some(src) = &a.synthea {
         for t in keep {
-            std::fs::copy(src.join(t), dir.join(t)).into_diagnostic().wrap_err_with(|| format!("copying {}", src.join(t).display()))?;
+            std::fs::copy(src.join(t), dir.join(t))
+                .into_diagnostic()
+                .wrap_err_with(|| format!("copying {}", src.join(t).display()))?;
         }
         return Ok(());
     }
     let gen = dir.join("generated");
-    generate(&gen, GenerateSpec { patients: Some(a.patients), target_bytes: None, seed: 7 }).map_err(|e| miette!("{e}"))?;
+    generate(
+        &gen,
+        GenerateSpec {
+            patients: Some(a.patients),
+            target_bytes: None,
+            seed: 7,
+        },
+    )
+    .map_err(|e| miette!("{e}"))?;
     for t in keep {
         std::fs::rename(gen.join(t), dir.join(t)).into_diagnostic()?;
     }
@@ -196,7 +212,11 @@ fn raw_tables(a: &BurstTrainingArgs, dir: &Path) -> miette::Result<()> {
 }
 
 fn describe(c: &ClassificationNames) -> String {
-    if c.tags.is_empty() { c.level.clone() } else { format!("{}/{}", c.level, c.tags.join(",")) }
+    if c.tags.is_empty() {
+        c.level.clone()
+    } else {
+        format!("{}/{}", c.level, c.tags.join(","))
+    }
 }
 
 /// Runs the demo.
@@ -211,7 +231,11 @@ pub fn run(a: &BurstTrainingArgs) -> miette::Result<()> {
         let _ = std::fs::remove_dir_all(&dd);
     }
     if dd.exists() && std::fs::read_dir(&dd).into_diagnostic()?.next().is_some() {
-        return Err(miette!(help = "pass --reset to start over, or another --data-dir", "{} is not empty", dd.display()));
+        return Err(miette!(
+            help = "pass --reset to start over, or another --data-dir",
+            "{} is not empty",
+            dd.display()
+        ));
     }
     std::fs::create_dir_all(&dd).into_diagnostic()?;
     let dd = dd.canonicalize().into_diagnostic()?;
@@ -219,7 +243,10 @@ pub fn run(a: &BurstTrainingArgs) -> miette::Result<()> {
     let now0 = now()?;
 
     // 1-3: registry, sanitizer, transfers, with the ledger held by this command.
-    step(fmt, "1. raw tables registered restricted/phi in the private zone");
+    step(
+        fmt,
+        "1. raw tables registered restricted/phi in the private zone",
+    );
     let raw_dir = dd.join("tmp").join("raw");
     raw_tables(a, &raw_dir)?;
     let mut fleet = fleet_with_registry(a.fleet.clone(), &dd)?;
@@ -252,10 +279,24 @@ pub fn run(a: &BurstTrainingArgs) -> miette::Result<()> {
     std::fs::remove_dir_all(&raw_dir).into_diagnostic()?;
     out.raw = raw.id();
     out.raw_classification = describe(&raw.classification);
-    say(fmt, &format!("{} ({}) in {PRIVATE}: {} tables, {} bytes, snapshot {}", raw.id(), out.raw_classification, raw.tables.len(), raw.bytes, raw.snapshot));
+    say(
+        fmt,
+        &format!(
+            "{} ({}) in {PRIVATE}: {} tables, {} bytes, snapshot {}",
+            raw.id(),
+            out.raw_classification,
+            raw.tables.len(),
+            raw.bytes,
+            raw.snapshot
+        ),
+    );
 
-    step(fmt, "2. sanitized; the report is signed and ledgered; the lower classification must be earned");
-    let profile = Profile::from_yaml(PROFILE, "<examples/profiles/burst-training.yaml>").map_err(|e| miette!("{e}"))?;
+    step(
+        fmt,
+        "2. sanitized; the report is signed and ledgered; the lower classification must be earned",
+    );
+    let profile = Profile::from_yaml(PROFILE, "<examples/profiles/burst-training.yaml>")
+        .map_err(|e| miette!("{e}"))?;
     let key = kms_key(&store, &format!("pseudonymisation/{OWNER}"))?;
     let builder = signer(&store, now0)?;
     let (deid_name, deid_version) = DEID.split_once('@').unwrap_or((DEID, "deid"));
@@ -277,16 +318,42 @@ pub fn run(a: &BurstTrainingArgs) -> miette::Result<()> {
     out.report = derived.report_digest.to_string();
     if !derived.report.earned {
         led.close()?;
-        return Err(miette!("the sanitized version did not earn its lower classification: {}", derived.report.reasons.join("; ")));
+        return Err(miette!(
+            "the sanitized version did not earn its lower classification: {}",
+            derived.report.reasons.join("; ")
+        ));
     }
-    say(fmt, &format!("{} -> {} ({}), report {} signed by {}", raw.id(), out.deid, out.deid_classification, out.report, builder.keyid()));
+    say(
+        fmt,
+        &format!(
+            "{} -> {} ({}), report {} signed by {}",
+            raw.id(),
+            out.deid,
+            out.deid_classification,
+            out.report,
+            builder.keyid()
+        ),
+    );
 
-    step(fmt, "3. transfers: raw refused; the sanitized feature projection moves, encrypted, ledgered");
-    registry.merge_into(&mut fleet).map_err(|e| miette!("{e}"))?;
+    step(
+        fmt,
+        "3. transfers: raw refused; the sanitized feature projection moves, encrypted, ledgered",
+    );
+    registry
+        .merge_into(&mut fleet)
+        .map_err(|e| miette!("{e}"))?;
     let policy = PolicyEngine::load(&fleet).map_err(|e| miette!("{e}"))?;
-    let all = TransferRequest { to_zone: PUBLIC.into(), columns: Vec::new(), max_cost: 100.0 };
+    let all = TransferRequest {
+        to_zone: PUBLIC.into(),
+        columns: Vec::new(),
+        max_cost: 100.0,
+    };
     match plan(&fleet, &policy, &raw, &all) {
-        Ok(_) => return Err(miette!("moving raw PHI to {PUBLIC} was allowed: the policy set is not the example's")),
+        Ok(_) => {
+            return Err(miette!(
+                "moving raw PHI to {PUBLIC} was allowed: the policy set is not the example's"
+            ))
+        }
         Err(r) => {
             for reason in &r.reasons {
                 say(fmt, &format!("refused raw: {reason}"));
@@ -294,19 +361,45 @@ pub fn run(a: &BurstTrainingArgs) -> miette::Result<()> {
             out.raw_transfer_refused = r.reasons;
         }
     }
-    let cols = FEATURES.iter().map(|c| ColumnRef::parse(c, &derived.version)).collect::<Result<Vec<_>, _>>().map_err(|e| miette!("{e}"))?;
-    let p = plan(&fleet, &policy, &derived.version, &TransferRequest { columns: cols, ..all }).map_err(|e| miette!("{e}"))?;
+    let cols = FEATURES
+        .iter()
+        .map(|c| ColumnRef::parse(c, &derived.version))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| miette!("{e}"))?;
+    let p = plan(
+        &fleet,
+        &policy,
+        &derived.version,
+        &TransferRequest {
+            columns: cols,
+            ..all
+        },
+    )
+    .map_err(|e| miette!("{e}"))?;
     let public_store = led.zone_store(PUBLIC)?;
-    let moved = execute(&p, &derived.version, &store, &public_store, now0).map_err(|e| miette!("{e}"))?;
+    let moved =
+        execute(&p, &derived.version, &store, &public_store, now0).map_err(|e| miette!("{e}"))?;
     out.moved_bytes = moved.bytes;
     out.copy_manifest = moved.manifest.to_string();
-    say(fmt, &format!("moved {} bytes ({} of {} sanitized bytes) into {PUBLIC}: {}", moved.bytes, FEATURES.join(", "), derived.version.bytes, moved.manifest));
+    say(
+        fmt,
+        &format!(
+            "moved {} bytes ({} of {} sanitized bytes) into {PUBLIC}: {}",
+            moved.bytes,
+            FEATURES.join(", "),
+            derived.version.bytes,
+            moved.manifest
+        ),
+    );
     drop(store);
     drop(public_store);
     led.close()?;
 
     // 4: the control plane, in this process.
-    step(fmt, "4. control plane: private GPUs fill, the sweep bursts to the public zone and trains there");
+    step(
+        fmt,
+        "4. control plane: private GPUs fill, the sweep bursts to the public zone and trains there",
+    );
     let fleet_dir = match &a.fleet {
         Some(f) => f.clone(),
         None => crate::up::example_fleet(&dd)?,
@@ -332,9 +425,16 @@ pub fn run(a: &BurstTrainingArgs) -> miette::Result<()> {
         replica: "demo".into(),
         scheduler: true,
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().into_diagnostic()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .into_diagnostic()?;
     let server = rt
-        .block_on(tidegate_server::start(cfg, tidegate_server::auth::system_clock()))
+        .block_on(tidegate_server::start(
+            cfg,
+            tidegate_server::auth::system_clock(),
+        ))
         .map_err(|e| miette!("the control plane did not start: {e}"))?;
     let token = std::fs::read_to_string(&server.admin_token_path).into_diagnostic()?;
     let client = Client::new(&server.url, token.trim());
@@ -345,7 +445,15 @@ pub fn run(a: &BurstTrainingArgs) -> miette::Result<()> {
 
     // 5-6: sync back, shred public copies, lineage, evidence — the ledger is ours again.
     step(fmt, "5. models signed in the public zone, synced back through the gated import; public copies shredded");
-    sync_back(&dd, &derived.version.id(), &moved.manifest, &moved.tables, &trials, &mut out, fmt)?;
+    sync_back(
+        &dd,
+        &derived.version.id(),
+        &moved.manifest,
+        &moved.tables,
+        &trials,
+        &mut out,
+        fmt,
+    )?;
 
     step(fmt, "6. lineage and evidence");
     let graph = LineageLog::new(&dd).graph().map_err(|e| miette!("{e}"))?;
@@ -356,16 +464,26 @@ pub fn run(a: &BurstTrainingArgs) -> miette::Result<()> {
         }
     }
     let bundle_path = dd.join("model-evidence.json");
-    let subject = Subject::new(SubjectKind::Model, out.model.clone()).map_err(|e| miette!("{e}"))?;
+    let subject =
+        Subject::new(SubjectKind::Model, out.model.clone()).map_err(|e| miette!("{e}"))?;
     let bundle = bundle_for(&dd, &subject).map_err(|e| miette!("{e}"))?;
-    std::fs::write(&bundle_path, encode_bundle(&bundle).map_err(|e| miette!("{e}"))?).into_diagnostic()?;
+    std::fs::write(
+        &bundle_path,
+        encode_bundle(&bundle).map_err(|e| miette!("{e}"))?,
+    )
+    .into_diagnostic()?;
     let key = public_path(&key_path(&dd));
     let verifier = load_verifier(&key).into_diagnostic()?;
-    let verified = verify_bundle(&std::fs::read(&bundle_path).into_diagnostic()?, &verifier).map_err(|e| miette!("the model's evidence bundle did not verify: {e}"))?;
+    let verified = verify_bundle(&std::fs::read(&bundle_path).into_diagnostic()?, &verifier)
+        .map_err(|e| miette!("the model's evidence bundle did not verify: {e}"))?;
     out.evidence = bundle_path.display().to_string();
     out.evidence_verified = true;
     if fmt == Format::Text {
-        println!("   evidence bundle {} verified offline with {}:", bundle_path.display(), key.display());
+        println!(
+            "   evidence bundle {} verified offline with {}:",
+            bundle_path.display(),
+            key.display()
+        );
         for line in summary(&verified).lines() {
             println!("     {line}");
         }
@@ -376,7 +494,14 @@ pub fn run(a: &BurstTrainingArgs) -> miette::Result<()> {
     }
 }
 
-fn job_manifest(name: &str, dataset: &str, secs_or_cmd: &str, hyper: &str, gpu_types: &str, sla: bool) -> String {
+fn job_manifest(
+    name: &str,
+    dataset: &str,
+    secs_or_cmd: &str,
+    hyper: &str,
+    gpu_types: &str,
+    sla: bool,
+) -> String {
     format!(
         "apiVersion: tidegate.io/v1
 kind: Job
@@ -408,16 +533,33 @@ fn quote(s: &str) -> String {
 }
 
 /// Submits the baseline, the sweep and the raw sweep; waits for the sweep; returns the trials.
-fn run_jobs(a: &BurstTrainingArgs, client: &Client, dd: &Path, manifest: &Digest, out: &mut Outcome) -> miette::Result<Vec<Trial>> {
+fn run_jobs(
+    a: &BurstTrainingArgs,
+    client: &Client,
+    dd: &Path,
+    manifest: &Digest,
+    out: &mut Outcome,
+) -> miette::Result<Vec<Trial>> {
     let fmt = a.output;
     let submit = |m: String, key: String| -> miette::Result<String> {
-        let r: SubmitResponse = client.post("/v1/jobs", &SubmitRequest { manifest: m }, &[("Idempotency-Key", key.as_str())])?;
+        let r: SubmitResponse = client.post(
+            "/v1/jobs",
+            &SubmitRequest { manifest: m },
+            &[("Idempotency-Key", key.as_str())],
+        )?;
         Ok(r.job.id)
     };
     let mut fillers = Vec::new();
     for i in 0..a.fillers {
         // Bounded even if the demo is interrupted: they end on their own after the timeout.
-        let m = job_manifest(&format!("baseline-{i:02}"), RAW, &format!("[sleep, '{}']", a.timeout + 60), "{}", "[]", false);
+        let m = job_manifest(
+            &format!("baseline-{i:02}"),
+            RAW,
+            &format!("[sleep, '{}']", a.timeout + 60),
+            "{}",
+            "[]",
+            false,
+        );
         fillers.push(submit(m, format!("demo-filler-{i}"))?);
     }
     // Let the baseline take the private GPUs first: until the number running stops growing.
@@ -425,11 +567,24 @@ fn run_jobs(a: &BurstTrainingArgs, client: &Client, dd: &Path, manifest: &Digest
     let (mut last, mut steady) = (0, 0);
     loop {
         std::thread::sleep(Duration::from_millis(500));
-        let running = fillers.iter().filter(|id| job(client, id).is_ok_and(|d| d.job.state == "running")).count();
-        steady = if running == last && running > 0 { steady + 1 } else { 0 };
+        let running = fillers
+            .iter()
+            .filter(|id| job(client, id).is_ok_and(|d| d.job.state == "running"))
+            .count();
+        steady = if running == last && running > 0 {
+            steady + 1
+        } else {
+            0
+        };
         last = running;
         if steady >= 4 || started.elapsed() > Duration::from_secs(30) {
-            say(fmt, &format!("{running} baseline jobs on raw data hold the private GPUs; {} wait", fillers.len() - running));
+            say(
+                fmt,
+                &format!(
+                    "{running} baseline jobs on raw data hold the private GPUs; {} wait",
+                    fillers.len() - running
+                ),
+            );
             break;
         }
     }
@@ -447,18 +602,50 @@ fn run_jobs(a: &BurstTrainingArgs, client: &Client, dd: &Path, manifest: &Digest
             quote(&store.display().to_string()),
             quote(&out_file.display().to_string())
         );
-        let m = job_manifest(&format!("htn-sweep-{i}"), DEID, &cmd, &format!("{{l2: {l2}}}"), "[H100, H200]", true);
-        trials.push(Trial { job: submit(m, format!("demo-trial-{i}"))?, l2, out_file, ..Trial::default() });
+        let m = job_manifest(
+            &format!("htn-sweep-{i}"),
+            DEID,
+            &cmd,
+            &format!("{{l2: {l2}}}"),
+            "[H100, H200]",
+            true,
+        );
+        trials.push(Trial {
+            job: submit(m, format!("demo-trial-{i}"))?,
+            l2,
+            out_file,
+            ..Trial::default()
+        });
     }
     let raw_cmd = format!("[sh, -c, 'echo raw-data sweep; sleep {}']", a.timeout + 60);
-    out.raw_sweep.job = submit(job_manifest("htn-sweep-raw", RAW, &raw_cmd, "{l2: 0.01}", "[H100, H200]", true), "demo-raw-sweep".into())?;
-    say(fmt, &format!("submitted {} baseline jobs, {} sweep trials on {DEID}, and the same sweep on {RAW}", a.fillers, a.trials));
+    out.raw_sweep.job = submit(
+        job_manifest(
+            "htn-sweep-raw",
+            RAW,
+            &raw_cmd,
+            "{l2: 0.01}",
+            "[H100, H200]",
+            true,
+        ),
+        "demo-raw-sweep".into(),
+    )?;
+    say(
+        fmt,
+        &format!(
+            "submitted {} baseline jobs, {} sweep trials on {DEID}, and the same sweep on {RAW}",
+            a.fillers, a.trials
+        ),
+    );
 
     let deadline = Instant::now() + Duration::from_secs(a.timeout);
     let mut done = 0;
     while done < trials.len() {
         if Instant::now() > deadline {
-            return Err(miette!("the sweep did not finish within {} s (see `tidegate jobs --data-dir {}`)", a.timeout, dd.display()));
+            return Err(miette!(
+                "the sweep did not finish within {} s (see `tidegate jobs --data-dir {}`)",
+                a.timeout,
+                dd.display()
+            ));
         }
         std::thread::sleep(Duration::from_millis(500));
         done = 0;
@@ -467,8 +654,15 @@ fn run_jobs(a: &BurstTrainingArgs, client: &Client, dd: &Path, manifest: &Digest
             match d.job.state.as_str() {
                 "succeeded" => done += 1,
                 "failed" | "cancelled" => {
-                    let logs: LogsView = client.get(&format!("/v1/jobs/{}/logs?tail_bytes=2000", t.job))?;
-                    return Err(miette!("trial {} ended {}: {}\n{}", t.job, d.job.state, d.job.reason.unwrap_or_default(), logs.logs));
+                    let logs: LogsView =
+                        client.get(&format!("/v1/jobs/{}/logs?tail_bytes=2000", t.job))?;
+                    return Err(miette!(
+                        "trial {} ended {}: {}\n{}",
+                        t.job,
+                        d.job.state,
+                        d.job.reason.unwrap_or_default(),
+                        logs.logs
+                    ));
                 }
                 _ => {}
             }
@@ -484,47 +678,90 @@ fn run_jobs(a: &BurstTrainingArgs, client: &Client, dd: &Path, manifest: &Digest
             if let Some(j) = e.details.get("justification").and_then(|v| v.as_str()) {
                 t.justification = j.to_owned();
             }
-            if e.kind == "released" && e.details.get("public").and_then(serde_json::Value::as_bool) == Some(true) {
+            if e.kind == "released"
+                && e.details.get("public").and_then(serde_json::Value::as_bool) == Some(true)
+            {
                 out.released += 1;
             }
         }
         let logs: LogsView = client.get(&format!("/v1/jobs/{}/logs?tail_bytes=400", t.job))?;
-        say(fmt, &format!("{} (l2 {}) ran in {}/{}: {}", t.job, t.l2, t.zone, t.pool, logs.logs.trim()));
+        say(
+            fmt,
+            &format!(
+                "{} (l2 {}) ran in {}/{}: {}",
+                t.job,
+                t.l2,
+                t.zone,
+                t.pool,
+                logs.logs.trim()
+            ),
+        );
     }
     if let Some(t) = trials.first() {
-        say(fmt, &format!("burst justification recorded: {}", t.justification));
+        say(
+            fmt,
+            &format!("burst justification recorded: {}", t.justification),
+        );
     }
-    say(fmt, &format!("{} public capacity releases recorded", out.released));
+    say(
+        fmt,
+        &format!("{} public capacity releases recorded", out.released),
+    );
     let d = job(client, &out.raw_sweep.job)?;
     out.raw_sweep.state = d.job.state.clone();
     out.raw_sweep.zone = d.job.zone.clone();
     out.raw_sweep.public_refused = d
         .events
         .iter()
-        .filter_map(|e| e.details.get("refused_zones").and_then(|r| r.get(PUBLIC)).and_then(|v| v.as_array()).cloned())
+        .filter_map(|e| {
+            e.details
+                .get("refused_zones")
+                .and_then(|r| r.get(PUBLIC))
+                .and_then(|v| v.as_array())
+                .cloned()
+        })
         .next()
         .unwrap_or_default()
         .iter()
         .filter_map(|v| v.as_str().map(str::to_owned))
         .collect();
-    say(fmt, &format!(
-        "the same sweep on raw data: {} in {}, never {PUBLIC}: {}",
-        out.raw_sweep.state,
-        out.raw_sweep.zone.as_deref().unwrap_or("the private queue"),
-        out.raw_sweep.public_refused.first().map_or("its data is private-only", String::as_str)
-    ));
+    say(
+        fmt,
+        &format!(
+            "the same sweep on raw data: {} in {}, never {PUBLIC}: {}",
+            out.raw_sweep.state,
+            out.raw_sweep.zone.as_deref().unwrap_or("the private queue"),
+            out.raw_sweep
+                .public_refused
+                .first()
+                .map_or("its data is private-only", String::as_str)
+        ),
+    );
     // The demo's own work ends with it: cancel, and wait until every run has stopped.
-    let leftovers: Vec<&String> = fillers.iter().chain(std::iter::once(&out.raw_sweep.job)).collect();
+    let leftovers: Vec<&String> = fillers
+        .iter()
+        .chain(std::iter::once(&out.raw_sweep.job))
+        .collect();
     for id in &leftovers {
-        let _: serde_json::Value = client.post(&format!("/v1/jobs/{id}/cancel"), &json!({}), &[])?;
+        let _: serde_json::Value =
+            client.post(&format!("/v1/jobs/{id}/cancel"), &json!({}), &[])?;
     }
     // A run has stopped when the process its local executor recorded is gone (or a zombie).
     let running = |id: &str| -> bool {
-        std::fs::read_dir(dd.join("zones")).into_iter().flatten().flatten().any(|z| {
-            let pid = std::fs::read_to_string(z.path().join(id).join("pid")).unwrap_or_default();
-            let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
-            !pid.trim().is_empty() && stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z'))
-        })
+        std::fs::read_dir(dd.join("zones"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|z| {
+                let pid =
+                    std::fs::read_to_string(z.path().join(id).join("pid")).unwrap_or_default();
+                let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()))
+                    .unwrap_or_default();
+                !pid.trim().is_empty()
+                    && stat
+                        .rsplit_once(") ")
+                        .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+            })
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     while leftovers.iter().any(|id| running(id)) {
@@ -564,18 +801,37 @@ fn sync_back(
             .map_err(|e| miette!("{e}"))?
             .get(zone_builder.keyid())
             .cloned()
-            .ok_or_else(|| miette!("builder key {} missing from the public keyring", zone_builder.keyid()))?;
-        KeyStore::new(&private.keys_dir()).trust(entry).map_err(|e| miette!("{e}"))?;
+            .ok_or_else(|| {
+                miette!(
+                    "builder key {} missing from the public keyring",
+                    zone_builder.keyid()
+                )
+            })?;
+        KeyStore::new(&private.keys_dir())
+            .trust(entry)
+            .map_err(|e| miette!("{e}"))?;
         let mut best: Option<(f64, Digest, &Trial)> = None;
         let mut trials_out = Vec::new();
         let log = LineageLog::new(dd);
         for t in trials {
-            let bytes = std::fs::read(&t.out_file).into_diagnostic().wrap_err_with(|| format!("model of {}", t.job))?;
+            let bytes = std::fs::read(&t.out_file)
+                .into_diagnostic()
+                .wrap_err_with(|| format!("model of {}", t.job))?;
             let model: serde_json::Value = serde_json::from_slice(&bytes).into_diagnostic()?;
             let auc = model["metrics"]["auc"].as_f64().unwrap_or(0.0);
-            let loss = model["metrics"]["log_loss"].as_f64().unwrap_or(f64::INFINITY);
+            let loss = model["metrics"]["log_loss"]
+                .as_f64()
+                .unwrap_or(f64::INFINITY);
             let rec = public
-                .put(&bytes, ArtifactKind::Model, &PutOptions { name: format!("htn-risk/{}", t.job), ..PutOptions::default() }, now)
+                .put(
+                    &bytes,
+                    ArtifactKind::Model,
+                    &PutOptions {
+                        name: format!("htn-risk/{}", t.job),
+                        ..PutOptions::default()
+                    },
+                    now,
+                )
                 .map_err(|e| miette!("{e}"))?;
             let mut hyper = BTreeMap::new();
             hyper.insert("l2".to_owned(), json!(t.l2));
@@ -585,14 +841,22 @@ fn sync_back(
                 code_repo: "https://git.example.org/icu-ml/htn-risk".into(),
                 code_commit: "4f1c2e9".into(),
                 materials: vec![
-                    Material { uri: format!("dataset:{dataset}"), digest: None },
-                    Material { uri: format!("artifact:{manifest}"), digest: Some(manifest.clone()) },
+                    Material {
+                        uri: format!("dataset:{dataset}"),
+                        digest: None,
+                    },
+                    Material {
+                        uri: format!("artifact:{manifest}"),
+                        digest: Some(manifest.clone()),
+                    },
                 ],
                 hyperparameters: hyper.clone(),
                 started_at: now,
                 finished_at: now,
             };
-            public.sign_provenance(&rec.digest, &prov, &zone_builder).map_err(|e| miette!("{e}"))?;
+            public
+                .sign_provenance(&rec.digest, &prov, &zone_builder)
+                .map_err(|e| miette!("{e}"))?;
             let run = JobRun {
                 job_id: t.job.clone(),
                 zone: t.zone.clone(),
@@ -606,7 +870,15 @@ fn sync_back(
             log.record_job(&run).map_err(|e| miette!("{e}"))?;
             // One OpenLineage RunEvent per job, under <data-dir>/openlineage/.
             log.write_run_event(&run).map_err(|e| miette!("{e}"))?;
-            say(fmt, &format!("{}: model {} (AUC {auc:.3}) signed by {}", t.job, rec.digest, zone_builder.keyid()));
+            say(
+                fmt,
+                &format!(
+                    "{}: model {} (AUC {auc:.3}) signed by {}",
+                    t.job,
+                    rec.digest,
+                    zone_builder.keyid()
+                ),
+            );
             trials_out.push(Trial {
                 job: t.job.clone(),
                 l2: t.l2,
@@ -623,17 +895,38 @@ fn sync_back(
             }
         }
         let (loss, digest, _) = best.ok_or_else(|| miette!("no trial produced a model"))?;
-        let ring = KeyStore::new(&private.keys_dir()).keyring().map_err(|e| miette!("{e}"))?;
-        let rep = tidegate_artifacts::transfer::import(&public, &private, &ring, &[PUBLIC.to_owned()], &digest, now).map_err(|e| miette!("{e}"))?;
+        let ring = KeyStore::new(&private.keys_dir())
+            .keyring()
+            .map_err(|e| miette!("{e}"))?;
+        let rep = tidegate_artifacts::transfer::import(
+            &public,
+            &private,
+            &ring,
+            &[PUBLIC.to_owned()],
+            &digest,
+            now,
+        )
+        .map_err(|e| miette!("{e}"))?;
         say(fmt, &format!("best model {} (held-out log loss {loss:.3}) imported into the private store: built by {} in {}, signature by {}", rep.digest, rep.job_id, rep.zone, rep.keyids.join(", ")));
         out.model = rep.digest.to_string();
         // Nothing of the burst stays public: features and models are crypto-shredded there.
-        for d in tables.iter().map(|t| t.digest.clone()).chain([manifest.clone()]).chain(trials_out.iter().filter_map(|t| t.model.parse().ok())) {
+        for d in tables
+            .iter()
+            .map(|t| t.digest.clone())
+            .chain([manifest.clone()])
+            .chain(trials_out.iter().filter_map(|t| t.model.parse().ok()))
+        {
             public.shred(&d).map_err(|e| miette!("{e}"))?;
             out.shredded.push(d.to_string());
         }
         std::fs::remove_dir_all(zone_store_dir(dd, PUBLIC).join("outbox")).into_diagnostic()?;
-        say(fmt, &format!("{} public copies crypto-shredded (features, copy manifest, models)", out.shredded.len()));
+        say(
+            fmt,
+            &format!(
+                "{} public copies crypto-shredded (features, copy manifest, models)",
+                out.shredded.len()
+            ),
+        );
         out.trials = trials_out;
         Ok(())
     })();

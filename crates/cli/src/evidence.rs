@@ -70,8 +70,10 @@ fn write(kind: SubjectKind, t: &Target) -> miette::Result<()> {
     let bundle = if t.db.database.is_some() {
         let (note, log) = current_checkpoint(&t.dir.data_dir, &t.db)?;
         let verifier = ledger_signer(&t.dir.data_dir)?.verifier();
-        build_bundle(&log.entries, &log.tree, &note, &verifier, &subject, |d| std::fs::read(document_path(&t.dir.data_dir, d)).ok())
-            .map_err(|e| miette!("{e}"))?
+        build_bundle(&log.entries, &log.tree, &note, &verifier, &subject, |d| {
+            std::fs::read(document_path(&t.dir.data_dir, d)).ok()
+        })
+        .map_err(|e| miette!("{e}"))?
     } else {
         bundle_for(&t.dir.data_dir, &subject).map_err(|e| miette!("{e}"))?
     };
@@ -96,6 +98,9 @@ fn verify(file: &Path, key: &Path) -> miette::Result<()> {
             print!("{}", summary(&v));
             Ok(())
         }
-        Err(e) => Err(miette!("evidence bundle {} FAILED verification: {e}", file.display())),
+        Err(e) => Err(miette!(
+            "evidence bundle {} FAILED verification: {e}",
+            file.display()
+        )),
     }
 }

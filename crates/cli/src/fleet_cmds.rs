@@ -48,7 +48,12 @@ pub struct PlanArgs {
     #[arg(long)]
     record: bool,
     /// Data directory for `--record` (ledger, keys, documents).
-    #[arg(long, value_name = "DIR", env = "TIDEGATE_DATA_DIR", default_value = ".tidegate")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "TIDEGATE_DATA_DIR",
+        default_value = ".tidegate"
+    )]
     data_dir: PathBuf,
     /// Fleet directory.
     #[arg(long, env = "TIDEGATE_FLEET")]
@@ -164,7 +169,12 @@ pub fn check(a: &CheckArgs) -> miette::Result<()> {
             if report.ok {
                 println!(
                     "ok: fleet {} — {} zones, {} pools, {} datasets, {} policies, {} jobs",
-                    report.fleet, report.zones, report.pools, report.datasets, report.policies, report.jobs
+                    report.fleet,
+                    report.zones,
+                    report.pools,
+                    report.datasets,
+                    report.policies,
+                    report.jobs
                 );
                 if let Some(h) = &report.policy_hash {
                     println!("policy set sha256:{h}");
@@ -175,7 +185,11 @@ pub fn check(a: &CheckArgs) -> miette::Result<()> {
     if report.ok {
         Ok(())
     } else {
-        Err(miette!("{} error(s) in {}", report.errors.len(), report.fleet))
+        Err(miette!(
+            "{} error(s) in {}",
+            report.errors.len(),
+            report.fleet
+        ))
     }
 }
 
@@ -190,7 +204,9 @@ pub fn explain(a: &ExplainArgs) -> miette::Result<()> {
     let policy = engine(&fleet)?;
     let job = load_one_job(&a.job, &fleet)?;
     let mut eng = PlacementEngine::new(&fleet, policy);
-    let p = eng.place(&job, &FleetState::idle(&fleet)).map_err(|e| miette!("{e}"))?;
+    let p = eng
+        .place(&job, &FleetState::idle(&fleet))
+        .map_err(|e| miette!("{e}"))?;
     let ex = Explanation::new(&p, &job, &fleet);
     match a.output {
         Format::Json => print_json(&ex),
@@ -218,9 +234,14 @@ pub fn plan(a: &PlanArgs) -> miette::Result<()> {
     let dir = fleet_dir(a.fleet.clone())?;
     let fleet = load(&dir)?;
     let policy = engine(&fleet)?;
-    let jobs = load_jobs_dir(&a.jobs, &fleet).map_err(|e| miette!("jobs in {} do not load:\n{e}", a.jobs.display()))?;
+    let jobs = load_jobs_dir(&a.jobs, &fleet)
+        .map_err(|e| miette!("jobs in {} do not load:\n{e}", a.jobs.display()))?;
     if jobs.is_empty() {
-        return Err(miette!(help = "job specs are *.yaml files with `kind: Job`", "no job specs in {}", a.jobs.display()));
+        return Err(miette!(
+            help = "job specs are *.yaml files with `kind: Job`",
+            "no job specs in {}",
+            a.jobs.display()
+        ));
     }
     let mut eng = PlacementEngine::new(&fleet, policy);
     let state = FleetState::idle(&fleet);
@@ -233,7 +254,12 @@ pub fn plan(a: &PlanArgs) -> miette::Result<()> {
             job: job.name.clone(),
             kind: job.kind.to_string(),
             classification: ex.effective_classification.clone(),
-            decision: ex.decision.zone.clone().zip(ex.decision.pool.clone()).map(|(z, p)| format!("{z}/{p}")),
+            decision: ex
+                .decision
+                .zone
+                .clone()
+                .zip(ex.decision.pool.clone())
+                .map(|(z, p)| format!("{z}/{p}")),
             allowed_zones: vec![],
             refused_zones: BTreeMap::new(),
             data_moves: vec![],
@@ -246,9 +272,19 @@ pub fn plan(a: &PlanArgs) -> miette::Result<()> {
                 let why = c
                     .reasons
                     .iter()
-                    .find(|r| r.starts_with("forbidden") || r.starts_with("constraint") || r.starts_with("denied"))
+                    .find(|r| {
+                        r.starts_with("forbidden")
+                            || r.starts_with("constraint")
+                            || r.starts_with("denied")
+                    })
                     .cloned()
-                    .or_else(|| c.pools.iter().flat_map(|p| p.reasons.first()).next().cloned())
+                    .or_else(|| {
+                        c.pools
+                            .iter()
+                            .flat_map(|p| p.reasons.first())
+                            .next()
+                            .cloned()
+                    })
                     .unwrap_or_else(|| "not allowed".into());
                 row.refused_zones.insert(c.zone.clone(), why);
             }
@@ -256,7 +292,10 @@ pub fn plan(a: &PlanArgs) -> miette::Result<()> {
         if let Some(z) = &ex.decision.zone {
             for d in &p.profile.data {
                 if &d.zone != z {
-                    row.data_moves.push(format!("{} ({} GB) {} -> {}", d.dataset, d.size_gb, d.zone, z));
+                    row.data_moves.push(format!(
+                        "{} ({} GB) {} -> {}",
+                        d.dataset, d.size_gb, d.zone, z
+                    ));
                 }
             }
         }
@@ -268,9 +307,14 @@ pub fn plan(a: &PlanArgs) -> miette::Result<()> {
         eprintln!("recorded {n} entries in {} (see `tidegate audit verify`, `tidegate evidence job NAME`)", a.data_dir.display());
     }
     match a.output {
-        Format::Json => print_json(&serde_json::json!({ "policy_hash": eng.policy().hash(), "jobs": rows })),
+        Format::Json => {
+            print_json(&serde_json::json!({ "policy_hash": eng.policy().hash(), "jobs": rows }))
+        }
         Format::Text => {
-            println!("{:<22} {:<12} {:<24} {:<26} MAY RUN IN", "JOB", "KIND", "CLASSIFICATION", "DECISION");
+            println!(
+                "{:<22} {:<12} {:<24} {:<26} MAY RUN IN",
+                "JOB", "KIND", "CLASSIFICATION", "DECISION"
+            );
             for r in &rows {
                 println!(
                     "{:<22} {:<12} {:<24} {:<26} {}",
@@ -278,7 +322,11 @@ pub fn plan(a: &PlanArgs) -> miette::Result<()> {
                     r.kind,
                     r.classification,
                     r.decision.as_deref().unwrap_or("REFUSED"),
-                    if r.allowed_zones.is_empty() { "-".to_string() } else { r.allowed_zones.join(", ") }
+                    if r.allowed_zones.is_empty() {
+                        "-".to_string()
+                    } else {
+                        r.allowed_zones.join(", ")
+                    }
                 );
             }
             println!("\nWhy not elsewhere, and what data would move:");

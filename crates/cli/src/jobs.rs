@@ -88,7 +88,13 @@ pub struct LogsArgs {
 
 fn encode(s: &str) -> String {
     s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.') { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 
@@ -98,15 +104,32 @@ pub fn submit(args: &SubmitArgs) -> miette::Result<()> {
     let mut out = Vec::new();
     let many = args.files.len() > 1;
     for (i, file) in args.files.iter().enumerate() {
-        let manifest = std::fs::read_to_string(file).map_err(|e| miette!("cannot read {}: {e}", file.display()))?;
-        let key = args.idempotency_key.as_ref().map(|k| if many { format!("{k}-{}", i + 1) } else { k.clone() });
-        let headers: Vec<(&str, &str)> = key.as_deref().map(|k| vec![("Idempotency-Key", k)]).unwrap_or_default();
+        let manifest = std::fs::read_to_string(file)
+            .map_err(|e| miette!("cannot read {}: {e}", file.display()))?;
+        let key = args.idempotency_key.as_ref().map(|k| {
+            if many {
+                format!("{k}-{}", i + 1)
+            } else {
+                k.clone()
+            }
+        });
+        let headers: Vec<(&str, &str)> = key
+            .as_deref()
+            .map(|k| vec![("Idempotency-Key", k)])
+            .unwrap_or_default();
         let resp: SubmitResponse = client
             .post("/v1/jobs", &SubmitRequest { manifest }, &headers)
             .map_err(|e| miette!("{}: {e}", file.display()))?;
         if args.output == Format::Text {
-            let note = if resp.replayed { " (already submitted with this key)" } else { "" };
-            println!("{}  {}  {}{note}", resp.job.id, resp.job.name, resp.job.state);
+            let note = if resp.replayed {
+                " (already submitted with this key)"
+            } else {
+                ""
+            };
+            println!(
+                "{}  {}  {}{note}",
+                resp.job.id, resp.job.name, resp.job.state
+            );
         }
         out.push(resp);
     }
@@ -120,7 +143,11 @@ pub fn submit(args: &SubmitArgs) -> miette::Result<()> {
 pub fn list(args: &JobsArgs) -> miette::Result<()> {
     let client = Client::from_args(&args.client)?;
     let mut q = vec![format!("limit={}", args.limit)];
-    for (k, v) in [("state", &args.state), ("team", &args.team), ("zone", &args.zone)] {
+    for (k, v) in [
+        ("state", &args.state),
+        ("team", &args.team),
+        ("zone", &args.zone),
+    ] {
         if let Some(v) = v {
             q.push(format!("{k}={}", encode(v)));
         }
@@ -129,7 +156,10 @@ pub fn list(args: &JobsArgs) -> miette::Result<()> {
     if args.output == Format::Json {
         return print_json(&page);
     }
-    println!("{:<26} {:<24} {:<16} {:<10} {:<24} REASON", "ID", "NAME", "TEAM", "STATE", "ZONE/POOL");
+    println!(
+        "{:<26} {:<24} {:<16} {:<10} {:<24} REASON",
+        "ID", "NAME", "TEAM", "STATE", "ZONE/POOL"
+    );
     for j in &page.jobs {
         println!(
             "{:<26} {:<24} {:<16} {:<10} {:<24} {}",
@@ -164,18 +194,49 @@ pub fn show(args: &JobArgs) -> miette::Result<()> {
     }
     let j = &d.job;
     println!("job {}  ({}, team {})", j.id, j.name, j.team);
-    println!("  state   {}{}", j.state, j.reason.as_deref().map(|r| format!(" — {r}")).unwrap_or_default());
+    println!(
+        "  state   {}{}",
+        j.state,
+        j.reason
+            .as_deref()
+            .map(|r| format!(" — {r}"))
+            .unwrap_or_default()
+    );
     println!("  place   {}", place(j));
-    if let Some(ex) = d.events.iter().find(|e| e.details.get("allowed").is_some()).map(|e| &e.details) {
-        println!("  placement (policy {})", ex.get("policy_hash").and_then(|v| v.as_str()).unwrap_or("?"));
+    if let Some(ex) = d
+        .events
+        .iter()
+        .find(|e| e.details.get("allowed").is_some())
+        .map(|e| &e.details)
+    {
+        println!(
+            "  placement (policy {})",
+            ex.get("policy_hash")
+                .and_then(|v| v.as_str())
+                .unwrap_or("?")
+        );
         if let Some(c) = ex.get("effective_classification").and_then(|v| v.as_str()) {
             println!("    classification  {c}");
         }
-        let allowed: Vec<&str> = ex.get("allowed").and_then(|v| v.as_array()).map(|a| a.iter().filter_map(|v| v.as_str()).collect()).unwrap_or_default();
-        println!("    allowed         {}", if allowed.is_empty() { "nowhere".to_string() } else { allowed.join(", ") });
+        let allowed: Vec<&str> = ex
+            .get("allowed")
+            .and_then(|v| v.as_array())
+            .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+            .unwrap_or_default();
+        println!(
+            "    allowed         {}",
+            if allowed.is_empty() {
+                "nowhere".to_string()
+            } else {
+                allowed.join(", ")
+            }
+        );
         if let Some(refused) = ex.get("refused_zones").and_then(|v| v.as_object()) {
             for (zone, reasons) in refused {
-                let rs: Vec<&str> = reasons.as_array().map(|a| a.iter().filter_map(|v| v.as_str()).collect()).unwrap_or_default();
+                let rs: Vec<&str> = reasons
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+                    .unwrap_or_default();
                 println!("    not {zone}: {}", rs.join("; "));
             }
         }
@@ -191,7 +252,13 @@ pub fn show(args: &JobArgs) -> miette::Result<()> {
             Some(j) => format!(" [justification: {j}]"),
             None => String::new(),
         };
-        println!("    {:>3}  {}  {:<22} {}{extra}", e.seq, crate::clock::format_ms(e.at), change, e.reason.as_deref().unwrap_or(""));
+        println!(
+            "    {:>3}  {}  {:<22} {}{extra}",
+            e.seq,
+            crate::clock::format_ms(e.at),
+            change,
+            e.reason.as_deref().unwrap_or("")
+        );
     }
     Ok(())
 }
@@ -199,7 +266,11 @@ pub fn show(args: &JobArgs) -> miette::Result<()> {
 /// `tidegate cancel ID`.
 pub fn cancel(args: &CancelArgs) -> miette::Result<()> {
     let client = Client::from_args(&args.client)?;
-    let j: JobView = client.post(&format!("/v1/jobs/{}/cancel", encode(&args.id)), &serde_json::json!({}), &[])?;
+    let j: JobView = client.post(
+        &format!("/v1/jobs/{}/cancel", encode(&args.id)),
+        &serde_json::json!({}),
+        &[],
+    )?;
     println!("{}  {}", j.id, j.state);
     Ok(())
 }
@@ -207,7 +278,11 @@ pub fn cancel(args: &CancelArgs) -> miette::Result<()> {
 /// `tidegate logs ID`.
 pub fn logs(args: &LogsArgs) -> miette::Result<()> {
     let client = Client::from_args(&args.client)?;
-    let l: LogsView = client.get(&format!("/v1/jobs/{}/logs?tail_bytes={}", encode(&args.id), args.tail))?;
+    let l: LogsView = client.get(&format!(
+        "/v1/jobs/{}/logs?tail_bytes={}",
+        encode(&args.id),
+        args.tail
+    ))?;
     print!("{}", l.logs);
     Ok(())
 }
@@ -253,19 +328,55 @@ pub fn zone(cmd: &ZoneCmd) -> miette::Result<()> {
             if *output == Format::Json {
                 return print_json(&zones);
             }
-            println!("{:<18} {:<8} {:<11} {:>6} {:>7}  {:<12} POOLS", "ZONE", "TIER", "BACKEND", "QUEUED", "RUNNING", "HEALTH");
+            println!(
+                "{:<18} {:<8} {:<11} {:>6} {:>7}  {:<12} POOLS",
+                "ZONE", "TIER", "BACKEND", "QUEUED", "RUNNING", "HEALTH"
+            );
             for z in &zones {
-                let pools: Vec<String> = z.pools.iter().map(|p| format!("{} {}x{}", p.name, p.gpus, p.gpu_type)).collect();
-                let health = if z.throttled { format!("{} (throttled)", z.health) } else { z.health.clone() };
-                println!("{:<18} {:<8} {:<11} {:>6} {:>7}  {:<12} {}", z.name, z.tier, z.backend, z.queued, z.running, health, pools.join(", "));
+                let pools: Vec<String> = z
+                    .pools
+                    .iter()
+                    .map(|p| format!("{} {}x{}", p.name, p.gpus, p.gpu_type))
+                    .collect();
+                let health = if z.throttled {
+                    format!("{} (throttled)", z.health)
+                } else {
+                    z.health.clone()
+                };
+                println!(
+                    "{:<18} {:<8} {:<11} {:>6} {:>7}  {:<12} {}",
+                    z.name,
+                    z.tier,
+                    z.backend,
+                    z.queued,
+                    z.running,
+                    health,
+                    pools.join(", ")
+                );
             }
             Ok(())
         }
-        ZoneCmd::Set { zone, health, throttled, reason, client } => {
+        ZoneCmd::Set {
+            zone,
+            health,
+            throttled,
+            reason,
+            client,
+        } => {
             let client = Client::from_args(client)?;
-            let body = tidegate_server::api::ConditionRequest { health: health.clone(), throttled: *throttled, reason: reason.clone() };
-            let z: tidegate_server::api::ZoneView = client.post(&format!("/v1/zones/{}/condition", encode(zone)), &body, &[])?;
-            println!("{}  {}{}", z.name, z.health, if z.throttled { " (throttled)" } else { "" });
+            let body = tidegate_server::api::ConditionRequest {
+                health: health.clone(),
+                throttled: *throttled,
+                reason: reason.clone(),
+            };
+            let z: tidegate_server::api::ZoneView =
+                client.post(&format!("/v1/zones/{}/condition", encode(zone)), &body, &[])?;
+            println!(
+                "{}  {}{}",
+                z.name,
+                z.health,
+                if z.throttled { " (throttled)" } else { "" }
+            );
             Ok(())
         }
     }

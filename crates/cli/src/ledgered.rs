@@ -39,7 +39,11 @@ impl Ledgered {
                 data_dir.display()
             )
         })?;
-        Ok(Self { ledger: Arc::new(ledger), data_dir: data_dir.to_path_buf(), now })
+        Ok(Self {
+            ledger: Arc::new(ledger),
+            data_dir: data_dir.to_path_buf(),
+            now,
+        })
     }
 
     /// The artifact store rooted at `dir` (the store of `zone`, when given: its entries name the
@@ -48,10 +52,14 @@ impl Ledgered {
     /// # Errors
     /// When the store cannot be opened.
     pub fn store(&self, dir: &Path, zone: Option<&str>) -> miette::Result<ArtifactStore> {
-        let err = |e: tidegate_artifacts::ArtifactError| miette!("artifact store in {}: {e}", dir.display());
+        let err = |e: tidegate_artifacts::ArtifactError| {
+            miette!("artifact store in {}: {e}", dir.display())
+        };
         let store = ArtifactStore::open(dir).map_err(err)?;
         let writer: Arc<dyn EntryWriter> = Arc::clone(&self.ledger) as Arc<dyn EntryWriter>;
-        let mut sink = LedgerSink::new(dir, writer, self.now).map_err(err)?.documents_in(&self.data_dir);
+        let mut sink = LedgerSink::new(dir, writer, self.now)
+            .map_err(err)?
+            .documents_in(&self.data_dir);
         if let Some(z) = zone {
             sink = sink.in_zone(z).map_err(err)?;
         }
@@ -79,6 +87,8 @@ impl Ledgered {
     /// # Errors
     /// When the checkpoint cannot be written.
     pub fn close(self) -> miette::Result<()> {
-        self.ledger.close().map_err(|e| miette!("cannot publish the ledger checkpoint: {e}"))
+        self.ledger
+            .close()
+            .map_err(|e| miette!("cannot publish the ledger checkpoint: {e}"))
     }
 }

@@ -42,7 +42,13 @@ use clap::{Parser, Subcommand};
 /// Without a server: `tidegate check` validates a fleet directory, `tidegate explain --job FILE`
 /// shows where one job may run and why, and `tidegate plan --jobs DIR` plans a whole rollout.
 #[derive(Debug, Parser)]
-#[command(name = "tidegate", version, about, long_about, propagate_version = true)]
+#[command(
+    name = "tidegate",
+    version,
+    about,
+    long_about,
+    propagate_version = true
+)]
 struct Cli {
     /// Log filter (also RUST_LOG), e.g. `info` or `tidegate_policy=debug`.
     #[arg(long, global = true, env = "TIDEGATE_LOG", default_value = "warn")]
@@ -131,7 +137,12 @@ enum Command {
     /// Scoped short-lived tokens: mint, inspect, attenuate, check; root key rotation.
     Token {
         /// Data directory (else $TIDEGATE_DATA_DIR, else ./.tidegate).
-        #[arg(long, env = "TIDEGATE_DATA_DIR", default_value = ".tidegate", global = true)]
+        #[arg(
+            long,
+            env = "TIDEGATE_DATA_DIR",
+            default_value = ".tidegate",
+            global = true
+        )]
         data_dir: PathBuf,
         #[command(subcommand)]
         cmd: token::TokenCmd,
@@ -180,8 +191,15 @@ fn main() -> miette::Result<()> {
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cli.log))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     match cli.log_format {
-        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init(),
-        LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::io::stderr).init(),
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init(),
     }
     match cli.command {
         Command::Up(a) => up::run(&a),

@@ -16,7 +16,8 @@ pub enum Format {
 
 /// Prints a value as pretty JSON on stdout.
 pub fn print_json<T: serde::Serialize>(v: &T) -> miette::Result<()> {
-    let s = serde_json::to_string_pretty(v).map_err(|e| miette::miette!("cannot encode JSON output: {e}"))?;
+    let s = serde_json::to_string_pretty(v)
+        .map_err(|e| miette::miette!("cannot encode JSON output: {e}"))?;
     println!("{s}");
     Ok(())
 }

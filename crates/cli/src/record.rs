@@ -7,7 +7,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use miette::miette;
 use tidegate_ledger::ledger::put_document;
-use tidegate_ledger::{Action, Decision, Digest, EntryDraft, Ident, Ledger, LedgerOptions, Subject, SubjectKind};
+use tidegate_ledger::{
+    Action, Decision, Digest, EntryDraft, Ident, Ledger, LedgerOptions, Subject, SubjectKind,
+};
 use tidegate_model::{Fleet, Input, JobSpec};
 use tidegate_placement::Placement;
 use tidegate_policy::PolicyEngine;
@@ -15,7 +17,9 @@ use tidegate_policy::PolicyEngine;
 const ACTOR: &str = "tidegate-plan";
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn ident(s: &str) -> miette::Result<Ident> {
@@ -38,25 +42,52 @@ pub fn record_plan(
     policy: &PolicyEngine,
     placed: &[(&JobSpec, Placement)],
 ) -> miette::Result<usize> {
-    let ledger = Ledger::open(data_dir, LedgerOptions::default())
-        .map_err(|e| miette!(help = "nothing was recorded", "cannot open the ledger in {}: {e}", data_dir.display()))?;
-    let doc = put_document(data_dir, policy.document())
-        .map_err(|e| miette!("cannot store the policy document in {}: {e}", data_dir.display()))?;
+    let ledger = Ledger::open(data_dir, LedgerOptions::default()).map_err(|e| {
+        miette!(
+            help = "nothing was recorded",
+            "cannot open the ledger in {}: {e}",
+            data_dir.display()
+        )
+    })?;
+    let doc = put_document(data_dir, policy.document()).map_err(|e| {
+        miette!(
+            "cannot store the policy document in {}: {e}",
+            data_dir.display()
+        )
+    })?;
     let policy_hash = digest(policy.hash())?;
     if doc != policy_hash {
-        return Err(miette!("the policy document does not hash to the policy hash; nothing recorded"));
+        return Err(miette!(
+            "the policy document does not hash to the policy hash; nothing recorded"
+        ));
     }
     let actor = ident(ACTOR)?;
     let append = |action: Action, subjects: Vec<Subject>| -> miette::Result<()> {
         let draft = EntryDraft::new(actor.clone(), action, subjects).map_err(|e| miette!("{e}"))?;
-        ledger.append(draft, now_ms()).map_err(|e| miette!(help = "the ledger refuses further writes; nothing after this was recorded", "{e}"))?;
+        ledger.append(draft, now_ms()).map_err(|e| {
+            miette!(
+                help = "the ledger refuses further writes; nothing after this was recorded",
+                "{e}"
+            )
+        })?;
         Ok(())
     };
-    append(Action::FleetLoaded { fleet_hash: digest(&fleet.fleet_hash)? }, vec![subject(SubjectKind::Fleet, &fleet.name)?])?;
-    append(Action::PolicyLoaded { policy_hash: policy_hash.clone() }, vec![subject(SubjectKind::Policy, "placement")?])?;
+    append(
+        Action::FleetLoaded {
+            fleet_hash: digest(&fleet.fleet_hash)?,
+        },
+        vec![subject(SubjectKind::Fleet, &fleet.name)?],
+    )?;
+    append(
+        Action::PolicyLoaded {
+            policy_hash: policy_hash.clone(),
+        },
+        vec![subject(SubjectKind::Policy, "placement")?],
+    )?;
     let mut n = 2;
     for (job, p) in placed {
-        let spec = serde_json::to_vec(job).map_err(|e| miette!("cannot encode job {}: {e}", job.name))?;
+        let spec =
+            serde_json::to_vec(job).map_err(|e| miette!("cannot encode job {}: {e}", job.name))?;
         let mut subjects = vec![subject(SubjectKind::Job, &job.name)?];
         for input in &job.inputs {
             match input {
@@ -65,7 +96,12 @@ pub fn record_plan(
             }
         }
         subjects.truncate(tidegate_ledger::entry::MAX_SUBJECTS - 1);
-        append(Action::JobSubmitted { spec: Digest::of(&spec) }, subjects.clone())?;
+        append(
+            Action::JobSubmitted {
+                spec: Digest::of(&spec),
+            },
+            subjects.clone(),
+        )?;
         let (decision, zone, pool) = match p.decided(fleet) {
             Some((zone, pool)) => (Decision::Allowed, zone, pool),
             None => (Decision::Refused, "none", "none"),
@@ -73,14 +109,28 @@ pub fn record_plan(
         if decision == Decision::Allowed {
             subjects.push(subject(SubjectKind::Zone, zone)?);
         }
-        let reasons = p.reason_codes(tidegate_ledger::entry::MAX_LIST).iter().map(|r| ident(r)).collect::<miette::Result<Vec<_>>>()?;
+        let reasons = p
+            .reason_codes(tidegate_ledger::entry::MAX_LIST)
+            .iter()
+            .map(|r| ident(r))
+            .collect::<miette::Result<Vec<_>>>()?;
         append(
-            Action::JobPlaced { decision, zone: ident(zone)?, pool: ident(pool)?, reasons, policy_hash: policy_hash.clone() },
+            Action::JobPlaced {
+                decision,
+                zone: ident(zone)?,
+                pool: ident(pool)?,
+                reasons,
+                policy_hash: policy_hash.clone(),
+            },
             subjects,
         )?;
         n += 2;
     }
-    ledger.publish_checkpoint().map_err(|e| miette!("cannot publish a checkpoint: {e}"))?;
-    ledger.close().map_err(|e| miette!("cannot close the ledger: {e}"))?;
+    ledger
+        .publish_checkpoint()
+        .map_err(|e| miette!("cannot publish a checkpoint: {e}"))?;
+    ledger
+        .close()
+        .map_err(|e| miette!("cannot close the ledger: {e}"))?;
     Ok(n)
 }

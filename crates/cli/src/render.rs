@@ -64,7 +64,8 @@ pub struct RenderArgs {
 
 fn load(a: &RenderArgs) -> miette::Result<(Fleet, Scheduling, Addresses)> {
     let dir = fleet_dir(a.fleet.clone())?;
-    let (fleet, sched) = load_fleet_with_scheduling(&dir).map_err(|e| miette!("fleet does not load:\n{e}"))?;
+    let (fleet, sched) =
+        load_fleet_with_scheduling(&dir).map_err(|e| miette!("fleet does not load:\n{e}"))?;
     let addrs = match &a.addresses {
         Some(p) => load_addresses(p).map_err(|e| miette!("{e}"))?,
         None => Addresses::new(),
@@ -84,16 +85,32 @@ pub fn run(a: &RenderArgs) -> miette::Result<()> {
     let (fleet, sched, addrs) = load(a)?;
     match a.target {
         Target::Nftables => {
-            let name = a.zone.as_deref().ok_or_else(|| miette!(help = "e.g. --zone public-eu", "--target nftables needs --zone"))?;
-            let zone = fleet.zone(name).ok_or_else(|| miette!("the fleet has no zone {name}"))?;
+            let name = a.zone.as_deref().ok_or_else(|| {
+                miette!(
+                    help = "e.g. --zone public-eu",
+                    "--target nftables needs --zone"
+                )
+            })?;
+            let zone = fleet
+                .zone(name)
+                .ok_or_else(|| miette!("the fleet has no zone {name}"))?;
             let known: Vec<String> = fleet.zones.iter().map(|z| z.name.clone()).collect();
             print!("{}", nft::ruleset(zone, &known, &addrs));
             Ok(())
         }
         Target::Slurm => {
-            let (spec, id) = job(a, &fleet)?.ok_or_else(|| miette!("--target slurm needs --job FILE"))?;
-            let zone = pick_zone(&spec, &fleet.zones, "slurm", a.zone.as_deref()).map_err(|e| miette!("{e}"))?;
-            let script = slurm::batch_script(&spec, &id, zone, a.pool.as_deref(), &a.state_dir.join(&zone.name)).map_err(|e| miette!("{e}"))?;
+            let (spec, id) =
+                job(a, &fleet)?.ok_or_else(|| miette!("--target slurm needs --job FILE"))?;
+            let zone = pick_zone(&spec, &fleet.zones, "slurm", a.zone.as_deref())
+                .map_err(|e| miette!("{e}"))?;
+            let script = slurm::batch_script(
+                &spec,
+                &id,
+                zone,
+                a.pool.as_deref(),
+                &a.state_dir.join(&zone.name),
+            )
+            .map_err(|e| miette!("{e}"))?;
             print!("{script}");
             Ok(())
         }
@@ -102,9 +119,27 @@ pub fn run(a: &RenderArgs) -> miette::Result<()> {
                 if a.out.is_some() {
                     return Err(miette!("--out writes the fleet's objects; leave out --job, or print the job's objects without --out"));
                 }
-                let zone = pick_zone(&spec, &fleet.zones, "kubernetes", a.zone.as_deref()).map_err(|e| miette!("{e}"))?;
-                let image = a.image.clone().unwrap_or_else(|| format!("tidegate-job:{}", spec.code_commit.as_deref().unwrap_or("latest")));
-                let objs = k8s::job_objects(k8s::Context { fleet: &fleet, sched: &sched, addrs: &addrs }, &spec, &id, zone, a.pool.as_deref(), &image).map_err(|e| miette!("{e}"))?;
+                let zone = pick_zone(&spec, &fleet.zones, "kubernetes", a.zone.as_deref())
+                    .map_err(|e| miette!("{e}"))?;
+                let image = a.image.clone().unwrap_or_else(|| {
+                    format!(
+                        "tidegate-job:{}",
+                        spec.code_commit.as_deref().unwrap_or("latest")
+                    )
+                });
+                let objs = k8s::job_objects(
+                    k8s::Context {
+                        fleet: &fleet,
+                        sched: &sched,
+                        addrs: &addrs,
+                    },
+                    &spec,
+                    &id,
+                    zone,
+                    a.pool.as_deref(),
+                    &image,
+                )
+                .map_err(|e| miette!("{e}"))?;
                 print!("{}", yaml::to_yaml_stream(&objs));
                 Ok(())
             }
@@ -115,9 +150,12 @@ pub fn run(a: &RenderArgs) -> miette::Result<()> {
                         for o in &objs {
                             let path = out.join(&o.path);
                             if let Some(parent) = path.parent() {
-                                fs::create_dir_all(parent).map_err(|e| miette!("cannot create {}: {e}", parent.display()))?;
+                                fs::create_dir_all(parent).map_err(|e| {
+                                    miette!("cannot create {}: {e}", parent.display())
+                                })?;
                             }
-                            fs::write(&path, yaml::to_yaml(&o.value)).map_err(|e| miette!("cannot write {}: {e}", path.display()))?;
+                            fs::write(&path, yaml::to_yaml(&o.value))
+                                .map_err(|e| miette!("cannot write {}: {e}", path.display()))?;
                         }
                         eprintln!("wrote {} objects under {}", objs.len(), out.display());
                     }

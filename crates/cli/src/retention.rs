@@ -33,13 +33,17 @@ pub fn run(cmd: RetentionCmd) -> miette::Result<()> {
     let now = match now_ms {
         Some(n) => n,
         None => {
-            let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).into_diagnostic()?;
+            let d = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .into_diagnostic()?;
             u64::try_from(d.as_millis()).into_diagnostic()?
         }
     };
     let log = read_log(&ledger_dir(&dir.data_dir), true).into_diagnostic()?;
     if let Some(d) = log.damage {
-        return Err(miette!("ledger is damaged at {d}; run `tidegate audit verify`"));
+        return Err(miette!(
+            "ledger is damaged at {d}; run `tidegate audit verify`"
+        ));
     }
     let entries = log
         .entries
@@ -49,7 +53,11 @@ pub fn run(cmd: RetentionCmd) -> miette::Result<()> {
         .collect::<miette::Result<Vec<_>>>()?;
     let rules = default_rules();
     let items = plan(&entries, &rules, now);
-    println!("retention plan as of {} ({} objects)", format_time(now), items.len());
+    println!(
+        "retention plan as of {} ({} objects)",
+        format_time(now),
+        items.len()
+    );
     for p in &items {
         let status = match p.status {
             Status::Deleted { tombstone } => format!("deleted (tombstone entry {tombstone})"),
@@ -57,7 +65,12 @@ pub fn run(cmd: RetentionCmd) -> miette::Result<()> {
             Status::Due => "DUE NOW".to_owned(),
             Status::Scheduled => "scheduled".to_owned(),
         };
-        let subjects = p.subjects.iter().map(|s| format!("{} {}", s.kind.as_str(), s.id)).collect::<Vec<_>>().join(", ");
+        let subjects = p
+            .subjects
+            .iter()
+            .map(|s| format!("{} {}", s.kind.as_str(), s.id))
+            .collect::<Vec<_>>()
+            .join(", ");
         println!(
             "  {}  {:<16} delete at {}  rule {:<21} {status}  [{}; recorded at entry {}]",
             p.object,
@@ -70,7 +83,13 @@ pub fn run(cmd: RetentionCmd) -> miette::Result<()> {
     }
     println!("\nrules:");
     for r in &rules {
-        println!("  {:<21} {:<16} keep {:>4} days: {}", r.id, r.kind.as_str(), r.keep_days, r.justification);
+        println!(
+            "  {:<21} {:<16} keep {:>4} days: {}",
+            r.id,
+            r.kind.as_str(),
+            r.keep_days,
+            r.justification
+        );
     }
     Ok(())
 }

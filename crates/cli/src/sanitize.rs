@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use miette::miette;
-use tidegate_sanitize::generate::{generate, GenerateSpec};
 use tidegate_artifacts::{ArtifactStore, Digest};
 use tidegate_data::derive::{record_report, ReportSubject};
+use tidegate_sanitize::generate::{generate, GenerateSpec};
 use tidegate_sanitize::{sanitize, Key, Options, Profile, Report};
 
 use crate::ledgered::Ledgered;
@@ -79,8 +79,15 @@ pub struct GenerateArgs {
 pub fn run(a: &SanitizeArgs) -> miette::Result<()> {
     if let Some(SanitizeCmd::Generate(g)) = &a.cmd {
         let started = std::time::Instant::now();
-        let s = generate(&g.out, GenerateSpec { patients: g.rows, target_bytes: g.size_mb.map(|m| m * 1_000_000), seed: g.seed })
-            .map_err(|e| miette!("{e}"))?;
+        let s = generate(
+            &g.out,
+            GenerateSpec {
+                patients: g.rows,
+                target_bytes: g.size_mb.map(|m| m * 1_000_000),
+                seed: g.seed,
+            },
+        )
+        .map_err(|e| miette!("{e}"))?;
         eprintln!(
             "wrote {} patients, {} encounters, {} conditions, {} observations ({:.1} MB) to {} in {:.1} s",
             s.patients,
@@ -94,7 +101,10 @@ pub fn run(a: &SanitizeArgs) -> miette::Result<()> {
         return Ok(());
     }
     let (Some(profile), Some(input), Some(out)) = (&a.profile, &a.input, &a.out) else {
-        return Err(miette!(help = "tidegate sanitize --profile hipaa-safe-harbor --in DIR --out DIR [--key FILE]", "--profile, --in and --out are required"));
+        return Err(miette!(
+            help = "tidegate sanitize --profile hipaa-safe-harbor --in DIR --out DIR [--key FILE]",
+            "--profile, --in and --out are required"
+        ));
     };
     let mut p = Profile::load(profile).map_err(|e| miette!("{e}"))?;
     if let Some(k) = a.k {
@@ -104,7 +114,9 @@ pub fn run(a: &SanitizeArgs) -> miette::Result<()> {
     // not be recorded does not start.
     let now = crate::clock::now()?;
     let led = Ledgered::open(&a.data_dir, now)?;
-    let result = led.home_store().and_then(|store| run_recorded(a, &p, input, out, &store, now));
+    let result = led
+        .home_store()
+        .and_then(|store| run_recorded(a, &p, input, out, &store, now));
     let closed = led.close();
     let (r, digest) = match (result, closed) {
         (Ok(done), Ok(())) => done,
@@ -126,7 +138,13 @@ pub fn run(a: &SanitizeArgs) -> miette::Result<()> {
             t.rows_out,
             t.columns.iter().filter(|c| c.action != "drop").count(),
             t.columns.len(),
-            t.k_anonymity.as_ref().map(|k| format!("  k={} smallest class {} suppressed {}", k.k, k.smallest_class, k.rows_suppressed)).unwrap_or_default()
+            t.k_anonymity
+                .as_ref()
+                .map(|k| format!(
+                    "  k={} smallest class {} suppressed {}",
+                    k.k, k.smallest_class, k.rows_suppressed
+                ))
+                .unwrap_or_default()
         );
     }
     if r.key_ephemeral {
@@ -141,7 +159,9 @@ pub fn run(a: &SanitizeArgs) -> miette::Result<()> {
         r.output_classification
     );
     if r.earned {
-        println!("lower classification earned: every column covered, k reached, residual scan clean");
+        println!(
+            "lower classification earned: every column covered, k reached, residual scan clean"
+        );
     } else {
         println!("lower classification NOT earned:");
         for m in &r.reasons {
@@ -174,15 +194,24 @@ fn run_recorded(
     let signer = crate::dataset::signer(store, now)?;
     let r = sanitize(p, input, out, &Options { key }).map_err(|e| miette!("{e}"))?;
     let report_path = out.join(tidegate_sanitize::engine::REPORT_FILE);
-    let subject = ReportSubject { source: input.display().to_string(), source_snapshot: None, output: out.display().to_string() };
+    let subject = ReportSubject {
+        source: input.display().to_string(),
+        source_snapshot: None,
+        output: out.display().to_string(),
+    };
     let recorded = std::fs::read(&report_path)
         .map_err(|e| miette!("{}: {e}", report_path.display()))
-        .and_then(|bytes| record_report(store, &signer, &r, &bytes, &subject, now).map_err(|e| miette!("{e}")));
+        .and_then(|bytes| {
+            record_report(store, &signer, &r, &bytes, &subject, now).map_err(|e| miette!("{e}"))
+        });
     match recorded {
         Ok(digest) => Ok((r, digest)),
         Err(e) => {
             let _ = std::fs::remove_dir_all(out);
-            Err(miette!(help = "a sanitizer run counts only with its report signed and ledgered", "{e}; the output was withdrawn"))
+            Err(miette!(
+                help = "a sanitizer run counts only with its report signed and ledgered",
+                "{e}; the output was withdrawn"
+            ))
         }
     }
 }

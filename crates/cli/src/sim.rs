@@ -75,28 +75,56 @@ pub struct SimArgs {
 /// Runs `tidegate sim`.
 pub fn run(a: &SimArgs) -> miette::Result<()> {
     let t0 = Instant::now();
-    let (base, rules) =
-        load_fleet_with_scheduling(&fleet_dir(a.fleet.clone())?).map_err(|e| miette!("fleet does not load:\n{e}"))?;
+    let (base, rules) = load_fleet_with_scheduling(&fleet_dir(a.fleet.clone())?)
+        .map_err(|e| miette!("fleet does not load:\n{e}"))?;
     let fleet = scale_to_gpus(&base, a.gpus);
-    let rules = if a.rules { scale_scheduling(&base, &rules, a.gpus) } else { Scheduling::default() };
+    let rules = if a.rules {
+        scale_scheduling(&base, &rules, a.gpus)
+    } else {
+        Scheduling::default()
+    };
     let trace = read_trace(&a.trace).map_err(|e| miette!("{e}"))?;
     let show = std::io::stderr().is_terminal() && a.output == Format::Text;
     let run_one = |allow_public: bool| -> miette::Result<SimReport> {
-        let policy = PolicyEngine::load(&fleet).map_err(|e| miette!("policy set does not load:\n{e}"))?;
+        let policy =
+            PolicyEngine::load(&fleet).map_err(|e| miette!("policy set does not load:\n{e}"))?;
         let mut engine = PlacementEngine::new(&fleet, policy);
-        let cfg = SchedConfig { allow_public, burst_queue_depth: a.burst_queue_depth, ..SchedConfig::default() };
-        let label = if allow_public { "hybrid" } else { "private-only" };
-        Ok(replay_with(&fleet, &rules, &mut engine, &trace, cfg, a.seed, |done, total| {
-            if show {
-                let width = 30usize;
-                let filled = (done * width).checked_div(total).unwrap_or(width).min(width);
-                eprint!("\r{label:<12} [{}{}] {done}/{total}", "#".repeat(filled), ".".repeat(width - filled));
-                if done == total {
-                    eprintln!();
+        let cfg = SchedConfig {
+            allow_public,
+            burst_queue_depth: a.burst_queue_depth,
+            ..SchedConfig::default()
+        };
+        let label = if allow_public {
+            "hybrid"
+        } else {
+            "private-only"
+        };
+        Ok(replay_with(
+            &fleet,
+            &rules,
+            &mut engine,
+            &trace,
+            cfg,
+            a.seed,
+            |done, total| {
+                if show {
+                    let width = 30usize;
+                    let filled = (done * width)
+                        .checked_div(total)
+                        .unwrap_or(width)
+                        .min(width);
+                    eprint!(
+                        "\r{label:<12} [{}{}] {done}/{total}",
+                        "#".repeat(filled),
+                        ".".repeat(width - filled)
+                    );
+                    if done == total {
+                        eprintln!();
+                    }
+                    let _ = std::io::stderr().flush();
                 }
-                let _ = std::io::stderr().flush();
-            }
-        }))
+            },
+        ))
     };
     let hybrid = run_one(true)?;
     let private = match a.compare {
@@ -109,20 +137,51 @@ pub fn run(a: &SimArgs) -> miette::Result<()> {
             let mut v = serde_json::to_value(&hybrid).map_err(|e| miette!("{e}"))?;
             if let Some(obj) = v.as_object_mut() {
                 obj.insert("wall_s".into(), wall_s.into());
-                obj.insert("fleet_gpus".into(), fleet.zones.iter().flat_map(|z| &z.pools).map(|p| p.gpus).sum::<u32>().into());
+                obj.insert(
+                    "fleet_gpus".into(),
+                    fleet
+                        .zones
+                        .iter()
+                        .flat_map(|z| &z.pools)
+                        .map(|p| p.gpus)
+                        .sum::<u32>()
+                        .into(),
+                );
                 if let Some(p) = &private {
-                    obj.insert("private_only".into(), serde_json::to_value(p).map_err(|e| miette!("{e}"))?);
+                    obj.insert(
+                        "private_only".into(),
+                        serde_json::to_value(p).map_err(|e| miette!("{e}"))?,
+                    );
                 }
             }
             print_json(&v)
         }
         Format::Text => {
             let rows = std::iter::once(&hybrid).chain(private.as_ref());
-            println!("{:<14} {:>9} {:>8} {:>11} {:>11} {:>11} {:>11} {:>8} {:>12}", "MODE", "COMPLETED", "REFUSED", "MEAN WAIT", "MEDIAN", "P95 WAIT", "MEAN JCT", "BURSTS", "PUBLIC COST");
+            println!(
+                "{:<14} {:>9} {:>8} {:>11} {:>11} {:>11} {:>11} {:>8} {:>12}",
+                "MODE",
+                "COMPLETED",
+                "REFUSED",
+                "MEAN WAIT",
+                "MEDIAN",
+                "P95 WAIT",
+                "MEAN JCT",
+                "BURSTS",
+                "PUBLIC COST"
+            );
             for r in rows {
                 println!(
                     "{:<14} {:>9} {:>8} {:>10.0}s {:>10.0}s {:>10.0}s {:>10.0}s {:>8} {:>12.2}",
-                    r.mode, r.jobs_completed, r.refused, r.mean_wait_s, r.median_wait_s, r.p95_wait_s, r.mean_jct_s, r.bursts, r.public_cost
+                    r.mode,
+                    r.jobs_completed,
+                    r.refused,
+                    r.mean_wait_s,
+                    r.median_wait_s,
+                    r.p95_wait_s,
+                    r.mean_jct_s,
+                    r.bursts,
+                    r.public_cost
                 );
             }
             for r in std::iter::once(&hybrid).chain(private.as_ref()) {
@@ -135,7 +194,10 @@ pub fn run(a: &SimArgs) -> miette::Result<()> {
                 }
             }
             println!("\nper job class (hybrid):");
-            println!("  {:<14} {:>7} {:>9} {:>8} {:>11} {:>8} {:>12}", "CLASS", "JOBS", "COMPLETED", "REFUSED", "MEAN WAIT", "BURSTS", "PUBLIC COST");
+            println!(
+                "  {:<14} {:>7} {:>9} {:>8} {:>11} {:>8} {:>12}",
+                "CLASS", "JOBS", "COMPLETED", "REFUSED", "MEAN WAIT", "BURSTS", "PUBLIC COST"
+            );
             for (name, c) in &hybrid.classes {
                 println!(
                     "  {:<14} {:>7} {:>9} {:>8} {:>10.0}s {:>8} {:>12.2}",
@@ -144,7 +206,14 @@ pub fn run(a: &SimArgs) -> miette::Result<()> {
             }
             println!("\nutilisation (hybrid):");
             for z in &hybrid.zones {
-                println!("  {:<18} {:<15} {:>6} GPUs  {:>5.1}%  {} jobs", z.zone, z.tier, z.gpus, z.utilization * 100.0, z.jobs);
+                println!(
+                    "  {:<18} {:<15} {:>6} GPUs  {:>5.1}%  {} jobs",
+                    z.zone,
+                    z.tier,
+                    z.gpus,
+                    z.utilization * 100.0,
+                    z.jobs
+                );
             }
             for (why, n) in &hybrid.refused_reasons {
                 println!("refused ({n}): {why}");

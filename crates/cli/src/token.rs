@@ -43,6 +43,12 @@ pub enum TokenCmd {
         /// Lifetime in minutes (at most 720).
         #[arg(long, default_value_t = 15)]
         minutes: u32,
+        /// Fleet directory (else $TIDEGATE_FLEET, else ./examples/fleet, else the built-in
+        /// example): a job token is minted only if every input may be held in its zone under
+        /// this fleet's hard constraints and policy (datasets registered in the data directory
+        /// included).
+        #[arg(long, env = "TIDEGATE_FLEET")]
+        fleet: Option<std::path::PathBuf>,
     },
     /// Verify a token offline against the root keyring and print its claims as JSON.
     Inspect {
@@ -129,6 +135,70 @@ fn err(e: IdentityError) -> miette::Report {
     miette!("{e}")
 }
 
+/// What the holding rule reads: the fleet (with the data directory's registered datasets), its
+/// policy set and the registered versions.
+pub(crate) struct Holdings {
+    pub fleet: tidegate_model::Fleet,
+    pub policy: tidegate_policy::PolicyEngine,
+    pub versions: Vec<tidegate_data::DatasetVersion>,
+}
+
+impl Holdings {
+    /// Loads them; a policy set that does not load refuses (nothing is granted without one).
+    pub(crate) fn load(data_dir: &Path, fleet: Option<std::path::PathBuf>) -> miette::Result<Self> {
+        let fleet = crate::dataset::fleet_with_registry(fleet, data_dir)?;
+        let policy = tidegate_policy::PolicyEngine::load(&fleet).map_err(|e| {
+            miette!("the policy set does not load, so no data is granted to a zone:\n{e}")
+        })?;
+        let versions = tidegate_data::Registry::open(data_dir)
+            .list()
+            .map_err(|e| miette!("{e}"))?;
+        Ok(Self {
+            fleet,
+            policy,
+            versions,
+        })
+    }
+
+    /// Whether `record` may be read in `zone`.
+    pub(crate) fn admit(
+        &self,
+        store: &tidegate_artifacts::ArtifactStore,
+        record: &tidegate_artifacts::ArtifactRecord,
+        zone: &str,
+    ) -> Result<(), String> {
+        let released = tidegate_data::holding::is_released(store, &record.digest);
+        let what =
+            tidegate_data::holding::of_artifact(record, released, &self.versions, &self.fleet);
+        tidegate_data::holding::may_hold(&self.fleet, &self.policy, &what, zone)
+            .map_err(|r| r.join("; "))
+    }
+}
+
+/// A job token grants its inputs in one zone: each must be data that may be held there (the
+/// floor and policy of placement, [`tidegate_data::holding`]), else nothing is minted.
+fn check_inputs(
+    data_dir: &Path,
+    fleet: Option<std::path::PathBuf>,
+    inputs: &[String],
+    zone: &str,
+) -> miette::Result<()> {
+    let Holdings {
+        fleet,
+        policy,
+        versions,
+    } = Holdings::load(data_dir, fleet)?;
+    let store = tidegate_artifacts::ArtifactStore::open(data_dir).map_err(|e| miette!("{e}"))?;
+    tidegate_data::holding::check_token_inputs(&fleet, &policy, &versions, &store, inputs, zone)
+        .map_err(|refused| {
+            miette!(
+                "no token minted: {} of its inputs may not be read in zone {zone}:\n  - {}",
+                refused.len(),
+                refused.join("\n  - ")
+            )
+        })
+}
+
 /// Runs a token command against `data_dir`.
 ///
 /// # Errors
@@ -146,16 +216,21 @@ pub fn run(data_dir: &Path, cmd: TokenCmd) -> miette::Result<()> {
             role,
             team,
             minutes,
+            fleet,
         } => {
             let spec = match (job, user) {
-                (Some(job_id), None) => TokenSpec::Job {
-                    job_id,
-                    zone: zone.ok_or_else(|| miette!("a job token needs --zone"))?,
-                    inputs,
-                    output_prefix: output_prefix
-                        .ok_or_else(|| miette!("a job token needs --output-prefix"))?,
-                    ttl_minutes: minutes,
-                },
+                (Some(job_id), None) => {
+                    let zone = zone.ok_or_else(|| miette!("a job token needs --zone"))?;
+                    check_inputs(data_dir, fleet, &inputs, &zone)?;
+                    TokenSpec::Job {
+                        job_id,
+                        zone,
+                        inputs,
+                        output_prefix: output_prefix
+                            .ok_or_else(|| miette!("a job token needs --output-prefix"))?,
+                        ttl_minutes: minutes,
+                    }
+                }
                 (None, Some(subject)) => TokenSpec::User {
                     subject,
                     role: Role::parse(role.as_deref().unwrap_or_default()).map_err(err)?,

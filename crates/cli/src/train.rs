@@ -103,7 +103,13 @@ fn sigmoid(z: f64) -> f64 {
 
 /// Fits a logistic regression on standardised `x` (rows of equal length) and labels `y`.
 /// Returns (weights, bias, scaling). Pure and deterministic.
-pub fn fit(x: &[Vec<f64>], y: &[f64], lr: f64, l2: f64, epochs: u32) -> (Vec<f64>, f64, Vec<(f64, f64)>) {
+pub fn fit(
+    x: &[Vec<f64>],
+    y: &[f64],
+    lr: f64,
+    l2: f64,
+    epochs: u32,
+) -> (Vec<f64>, f64, Vec<(f64, f64)>) {
     let d = x.first().map_or(0, Vec::len);
     #[allow(clippy::cast_precision_loss)]
     let n = x.len().max(1) as f64;
@@ -113,7 +119,15 @@ pub fn fit(x: &[Vec<f64>], y: &[f64], lr: f64, l2: f64, epochs: u32) -> (Vec<f64
         let var = x.iter().map(|r| (r[j] - mean).powi(2)).sum::<f64>() / n;
         scaling.push((mean, var.sqrt().max(1e-9)));
     }
-    let z: Vec<Vec<f64>> = x.iter().map(|r| r.iter().zip(&scaling).map(|(v, (m, s))| (v - m) / s).collect()).collect();
+    let z: Vec<Vec<f64>> = x
+        .iter()
+        .map(|r| {
+            r.iter()
+                .zip(&scaling)
+                .map(|(v, (m, s))| (v - m) / s)
+                .collect()
+        })
+        .collect();
     let mut w = vec![0.0; d];
     let mut b = 0.0;
     for _ in 0..epochs {
@@ -136,20 +150,43 @@ pub fn fit(x: &[Vec<f64>], y: &[f64], lr: f64, l2: f64, epochs: u32) -> (Vec<f64
 }
 
 fn predict(w: &[f64], b: f64, scaling: &[(f64, f64)], row: &[f64]) -> f64 {
-    sigmoid(row.iter().zip(scaling).zip(w).map(|((v, (m, s)), c)| (v - m) / s * c).sum::<f64>() + b)
+    sigmoid(
+        row.iter()
+            .zip(scaling)
+            .zip(w)
+            .map(|((v, (m, s)), c)| (v - m) / s * c)
+            .sum::<f64>()
+            + b,
+    )
 }
 
 /// Area under the ROC curve (rank statistic; ties count half).
 pub fn auc(scores: &[f64], labels: &[f64]) -> f64 {
-    let pos: Vec<f64> = scores.iter().zip(labels).filter(|(_, l)| **l > 0.5).map(|(s, _)| *s).collect();
-    let neg: Vec<f64> = scores.iter().zip(labels).filter(|(_, l)| **l <= 0.5).map(|(s, _)| *s).collect();
+    let pos: Vec<f64> = scores
+        .iter()
+        .zip(labels)
+        .filter(|(_, l)| **l > 0.5)
+        .map(|(s, _)| *s)
+        .collect();
+    let neg: Vec<f64> = scores
+        .iter()
+        .zip(labels)
+        .filter(|(_, l)| **l <= 0.5)
+        .map(|(s, _)| *s)
+        .collect();
     if pos.is_empty() || neg.is_empty() {
         return 0.5;
     }
     let mut wins = 0.0;
     for p in &pos {
         for q in &neg {
-            wins += if p > q { 1.0 } else if (p - q).abs() < f64::EPSILON { 0.5 } else { 0.0 };
+            wins += if p > q {
+                1.0
+            } else if (p - q).abs() < f64::EPSILON {
+                0.5
+            } else {
+                0.0
+            };
         }
     }
     #[allow(clippy::cast_precision_loss)]
@@ -159,15 +196,32 @@ pub fn auc(scores: &[f64], labels: &[f64]) -> f64 {
 
 fn csv_rows(bytes: &[u8], table: &str, want: &[&str]) -> miette::Result<Vec<Vec<String>>> {
     let mut r = csv::Reader::from_reader(bytes);
-    let header = r.headers().into_diagnostic().wrap_err_with(|| format!("table {table}: header"))?.clone();
+    let header = r
+        .headers()
+        .into_diagnostic()
+        .wrap_err_with(|| format!("table {table}: header"))?
+        .clone();
     let idx: Vec<usize> = want
         .iter()
-        .map(|c| header.iter().position(|h| h == *c).ok_or_else(|| miette!("table {table} has no column {c} (has: {})", header.iter().collect::<Vec<_>>().join(", "))))
+        .map(|c| {
+            header.iter().position(|h| h == *c).ok_or_else(|| {
+                miette!(
+                    "table {table} has no column {c} (has: {})",
+                    header.iter().collect::<Vec<_>>().join(", ")
+                )
+            })
+        })
         .collect::<miette::Result<_>>()?;
     let mut out = Vec::new();
     for (i, rec) in r.records().enumerate() {
-        let rec = rec.into_diagnostic().wrap_err_with(|| format!("table {table}, row {}", i + 1))?;
-        out.push(idx.iter().map(|&j| rec.get(j).unwrap_or("").to_owned()).collect());
+        let rec = rec
+            .into_diagnostic()
+            .wrap_err_with(|| format!("table {table}, row {}", i + 1))?;
+        out.push(
+            idx.iter()
+                .map(|&j| rec.get(j).unwrap_or("").to_owned())
+                .collect(),
+        );
     }
     Ok(out)
 }
@@ -184,14 +238,23 @@ fn held_out(id: &str) -> bool {
 pub fn run(a: &TrainArgs) -> miette::Result<()> {
     let store = ArtifactStore::open(&a.store).map_err(|e| miette!("{e}"))?;
     let manifest_digest: Digest = a.manifest.parse().map_err(|e| miette!("--manifest: {e}"))?;
-    let manifest: CopyManifest = serde_json::from_slice(&store.get(&manifest_digest).map_err(|e| miette!("{e}"))?)
-        .into_diagnostic()
-        .wrap_err("copy manifest")?;
+    let manifest: CopyManifest =
+        serde_json::from_slice(&store.get(&manifest_digest).map_err(|e| miette!("{e}"))?)
+            .into_diagnostic()
+            .wrap_err("copy manifest")?;
     let table = |name: &str| -> miette::Result<Vec<u8>> {
-        let t = manifest.tables.iter().find(|t| t.table == name).ok_or_else(|| miette!("the transfer carried no {name} table"))?;
+        let t = manifest
+            .tables
+            .iter()
+            .find(|t| t.table == name)
+            .ok_or_else(|| miette!("the transfer carried no {name} table"))?;
         store.get(&t.digest).map_err(|e| miette!("{e}"))
     };
-    let patients = csv_rows(&table("patients")?, "patients", &["Id", "BIRTHDATE", "GENDER"])?;
+    let patients = csv_rows(
+        &table("patients")?,
+        "patients",
+        &["Id", "BIRTHDATE", "GENDER"],
+    )?;
     let conditions = csv_rows(&table("conditions")?, "conditions", &["PATIENT", "CODE"])?;
     let mut label: HashMap<&str, f64> = HashMap::new();
     let mut others: HashMap<&str, f64> = HashMap::new();
@@ -204,7 +267,10 @@ pub fn run(a: &TrainArgs) -> miette::Result<()> {
     }
     let (mut xtr, mut ytr, mut xte, mut yte) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for p in &patients {
-        let year: i32 = p[1].get(..4).and_then(|y| y.parse().ok()).unwrap_or(a.reference_year);
+        let year: i32 = p[1]
+            .get(..4)
+            .and_then(|y| y.parse().ok())
+            .unwrap_or(a.reference_year);
         let row = vec![
             f64::from(a.reference_year - year),
             if p[2] == "M" { 1.0 } else { 0.0 },
@@ -220,16 +286,33 @@ pub fn run(a: &TrainArgs) -> miette::Result<()> {
         }
     }
     if xtr.is_empty() || xte.is_empty() {
-        return Err(miette!("too few patients to train and hold out ({} rows)", patients.len()));
+        return Err(miette!(
+            "too few patients to train and hold out ({} rows)",
+            patients.len()
+        ));
     }
     let (w, b, scaling) = fit(&xtr, &ytr, a.lr, a.l2, a.epochs);
     let scores: Vec<f64> = xte.iter().map(|r| predict(&w, b, &scaling, r)).collect();
     #[allow(clippy::cast_precision_loss)]
     let nte = yte.len() as f64;
-    let accuracy = scores.iter().zip(&yte).filter(|(s, y)| (**s >= 0.5) == (**y > 0.5)).count() as f64 / nte;
-    let log_loss = -scores.iter().zip(&yte).map(|(s, y)| { let s = s.clamp(1e-12, 1.0 - 1e-12); y * s.ln() + (1.0 - y) * (1.0 - s).ln() }).sum::<f64>() / nte;
+    let accuracy = scores
+        .iter()
+        .zip(&yte)
+        .filter(|(s, y)| (**s >= 0.5) == (**y > 0.5))
+        .count() as f64
+        / nte;
+    let log_loss = -scores
+        .iter()
+        .zip(&yte)
+        .map(|(s, y)| {
+            let s = s.clamp(1e-12, 1.0 - 1e-12);
+            y * s.ln() + (1.0 - y) * (1.0 - s).ln()
+        })
+        .sum::<f64>()
+        / nte;
     #[allow(clippy::cast_precision_loss)]
-    let positive_rate = (ytr.iter().sum::<f64>() + yte.iter().sum::<f64>()) / (ytr.len() + yte.len()) as f64;
+    let positive_rate =
+        (ytr.iter().sum::<f64>() + yte.iter().sum::<f64>()) / (ytr.len() + yte.len()) as f64;
     let model = Model {
         kind: "logistic-regression",
         dataset: manifest.dataset,
@@ -244,10 +327,19 @@ pub fn run(a: &TrainArgs) -> miette::Result<()> {
             ("l2".to_owned(), serde_json::json!(a.l2)),
             ("epochs".to_owned(), serde_json::json!(a.epochs)),
         ]),
-        metrics: Metrics { train_rows: xtr.len(), test_rows: xte.len(), accuracy, log_loss, auc: auc(&scores, &yte), positive_rate },
+        metrics: Metrics {
+            train_rows: xtr.len(),
+            test_rows: xte.len(),
+            accuracy,
+            log_loss,
+            auc: auc(&scores, &yte),
+            positive_rate,
+        },
     };
     let json = serde_json::to_vec_pretty(&model).into_diagnostic()?;
-    std::fs::write(&a.out, json).into_diagnostic().wrap_err_with(|| format!("writing {}", a.out.display()))?;
+    std::fs::write(&a.out, json)
+        .into_diagnostic()
+        .wrap_err_with(|| format!("writing {}", a.out.display()))?;
     println!(
         "trained logistic regression on {} patients ({} held out): accuracy {:.3}, log loss {:.3}, AUC {:.3} -> {}",
         xtr.len() + xte.len(),
@@ -267,8 +359,13 @@ mod tests {
     #[test]
     fn fits_a_separable_signal_and_scores_auc() {
         // y = 1 when the first feature is large; the second is noise.
-        let x: Vec<Vec<f64>> = (0..200).map(|i| vec![f64::from(i % 20), f64::from((i * 7) % 13)]).collect();
-        let y: Vec<f64> = x.iter().map(|r| if r[0] >= 10.0 { 1.0 } else { 0.0 }).collect();
+        let x: Vec<Vec<f64>> = (0..200)
+            .map(|i| vec![f64::from(i % 20), f64::from((i * 7) % 13)])
+            .collect();
+        let y: Vec<f64> = x
+            .iter()
+            .map(|r| if r[0] >= 10.0 { 1.0 } else { 0.0 })
+            .collect();
         let (w, b, s) = fit(&x, &y, 0.5, 0.0, 500);
         assert!(w[0] > 1.0 && w[0].abs() > 3.0 * w[1].abs(), "{w:?}");
         let scores: Vec<f64> = x.iter().map(|r| predict(&w, b, &s, r)).collect();

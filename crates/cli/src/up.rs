@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
@@ -15,15 +15,42 @@ use tidegate_server::ServerConfig;
 
 /// The example fleet, built in so `tidegate up` works from any directory.
 const EXAMPLE_FLEET: &[(&str, &str)] = &[
-    ("fleet.yaml", include_str!("../../../examples/fleet/fleet.yaml")),
-    ("datasets.yaml", include_str!("../../../examples/fleet/datasets.yaml")),
-    ("artifacts.yaml", include_str!("../../../examples/fleet/artifacts.yaml")),
-    ("policies/hospital.cedar", include_str!("../../../examples/fleet/policies/hospital.cedar")),
-    ("zones/edge-clinic.yaml", include_str!("../../../examples/fleet/zones/edge-clinic.yaml")),
-    ("zones/hospital-onprem.yaml", include_str!("../../../examples/fleet/zones/hospital-onprem.yaml")),
-    ("zones/private-cloud.yaml", include_str!("../../../examples/fleet/zones/private-cloud.yaml")),
-    ("zones/public-eu.yaml", include_str!("../../../examples/fleet/zones/public-eu.yaml")),
-    ("zones/public-us.yaml", include_str!("../../../examples/fleet/zones/public-us.yaml")),
+    (
+        "fleet.yaml",
+        include_str!("../../../examples/fleet/fleet.yaml"),
+    ),
+    (
+        "datasets.yaml",
+        include_str!("../../../examples/fleet/datasets.yaml"),
+    ),
+    (
+        "artifacts.yaml",
+        include_str!("../../../examples/fleet/artifacts.yaml"),
+    ),
+    (
+        "policies/hospital.cedar",
+        include_str!("../../../examples/fleet/policies/hospital.cedar"),
+    ),
+    (
+        "zones/edge-clinic.yaml",
+        include_str!("../../../examples/fleet/zones/edge-clinic.yaml"),
+    ),
+    (
+        "zones/hospital-onprem.yaml",
+        include_str!("../../../examples/fleet/zones/hospital-onprem.yaml"),
+    ),
+    (
+        "zones/private-cloud.yaml",
+        include_str!("../../../examples/fleet/zones/private-cloud.yaml"),
+    ),
+    (
+        "zones/public-eu.yaml",
+        include_str!("../../../examples/fleet/zones/public-eu.yaml"),
+    ),
+    (
+        "zones/public-us.yaml",
+        include_str!("../../../examples/fleet/zones/public-us.yaml"),
+    ),
 ];
 
 /// Start the control plane: API, scheduler loop, executors, evidence ledger.
@@ -119,29 +146,43 @@ pub(crate) fn example_fleet(data_dir: &Path) -> miette::Result<PathBuf> {
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map_or_else(|_| "host".into(), |s| s.trim().to_owned())
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map_or_else(|_| "host".into(), |s| s.trim().to_owned())
 }
 
 /// Runs `tidegate up` until Ctrl-C or SIGTERM.
 pub fn run(args: &UpArgs) -> miette::Result<()> {
     if !(args.time_scale > 0.0 && args.time_scale.is_finite()) {
-        return Err(miette!("--time-scale must be a positive number, got {}", args.time_scale));
+        return Err(miette!(
+            "--time-scale must be a positive number, got {}",
+            args.time_scale
+        ));
     }
     let fleet_dir = match &args.fleet {
         Some(f) => f.clone(),
         None => example_fleet(&args.data_dir)?,
     };
-    let executors = if args.backends == "fleet" { fleet_executors(&fleet_dir, args)? } else { BTreeMap::new() };
+    let executors = if args.backends == "fleet" {
+        fleet_executors(&fleet_dir, args)?
+    } else {
+        BTreeMap::new()
+    };
     let cfg = ServerConfig {
         data_dir: args.data_dir.clone(),
         fleet_dir: fleet_dir.clone(),
         database: args.database.clone(),
         listen: args.listen,
         loop_cfg: LoopConfig {
-            holder: args.replica.clone().unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id())),
+            holder: args
+                .replica
+                .clone()
+                .unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id())),
             lease_ttl: Duration::from_secs(args.lease_seconds.max(1)),
             tick: Duration::from_millis(200),
-            sched: SchedConfig { burst_queue_depth: args.burst_queue_depth, ..SchedConfig::default() },
+            sched: SchedConfig {
+                burst_queue_depth: args.burst_queue_depth,
+                ..SchedConfig::default()
+            },
             time_scale: args.time_scale,
             agent_timeout: Duration::from_secs(args.agent_timeout.max(1)),
         },
@@ -153,7 +194,10 @@ pub fn run(args: &UpArgs) -> miette::Result<()> {
         replica: args.replica.clone().unwrap_or_else(hostname),
         scheduler: !args.no_scheduler,
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().into_diagnostic()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .into_diagnostic()?;
     rt.block_on(async move {
         let server = tidegate_server::start(cfg, tidegate_server::auth::system_clock())
             .await
@@ -193,27 +237,58 @@ async fn wait_for_signal() {
 
 /// The executors of `--backends fleet`: each zone's declared engine. Built before the control
 /// plane's runtime starts (the Kubernetes executor owns a runtime of its own).
-fn fleet_executors(fleet_dir: &Path, args: &UpArgs) -> miette::Result<BTreeMap<String, Arc<dyn tidegate_exec::Executor>>> {
-    let (fleet, sched) = tidegate_model::load_fleet_with_scheduling(fleet_dir).map_err(|e| miette!("the fleet in {} does not load:\n{e}", fleet_dir.display()))?;
+fn fleet_executors(
+    fleet_dir: &Path,
+    args: &UpArgs,
+) -> miette::Result<BTreeMap<String, Arc<dyn tidegate_exec::Executor>>> {
+    let (fleet, sched) = tidegate_model::load_fleet_with_scheduling(fleet_dir)
+        .map_err(|e| miette!("the fleet in {} does not load:\n{e}", fleet_dir.display()))?;
     let mut out: BTreeMap<String, Arc<dyn tidegate_exec::Executor>> = BTreeMap::new();
     for zone in &fleet.zones {
         match &zone.backend {
             tidegate_model::Backend::Local { .. } => {}
             b @ tidegate_model::Backend::Slurm { .. } => {
                 let state = args.data_dir.join("slurm").join(&zone.name);
-                let cfg = tidegate_slurm::SlurmConfig::from_backend(b, state).ok_or_else(|| miette!("zone {}: not a Slurm backend", zone.name))?;
-                let ex = tidegate_slurm::SlurmExecutor::new(cfg).map_err(|e| miette!(help = "is Slurm installed and slurmctld running? (`sinfo`)", "zone {}: cannot use Slurm: {e}", zone.name))?;
+                let cfg = tidegate_slurm::SlurmConfig::from_backend(b, state)
+                    .ok_or_else(|| miette!("zone {}: not a Slurm backend", zone.name))?;
+                let ex = tidegate_slurm::SlurmExecutor::new(cfg).map_err(|e| {
+                    miette!(
+                        help = "is Slurm installed and slurmctld running? (`sinfo`)",
+                        "zone {}: cannot use Slurm: {e}",
+                        zone.name
+                    )
+                })?;
                 out.insert(zone.name.clone(), Arc::new(ex));
             }
-            tidegate_model::Backend::Kubernetes { context, namespace, .. } => {
-                let options = kube::config::KubeConfigOptions { context: context.clone(), ..Default::default() };
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().into_diagnostic()?;
-                let config = rt.block_on(kube::Config::from_kubeconfig(&options)).map_err(|e| {
-                    miette!(help = "set KUBECONFIG, or run with --backends local", "zone {}: no usable kubeconfig context {:?}: {e}", zone.name, context)
-                })?;
+            tidegate_model::Backend::Kubernetes {
+                context, namespace, ..
+            } => {
+                let options = kube::config::KubeConfigOptions {
+                    context: context.clone(),
+                    ..Default::default()
+                };
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .into_diagnostic()?;
+                let config = rt
+                    .block_on(kube::Config::from_kubeconfig(&options))
+                    .map_err(|e| {
+                        miette!(
+                            help = "set KUBECONFIG, or run with --backends local",
+                            "zone {}: no usable kubeconfig context {:?}: {e}",
+                            zone.name,
+                            context
+                        )
+                    })?;
                 drop(rt);
-                let render = tidegate_render::k8s::launch_renderer(zone.clone(), sched.clone(), args.image.clone());
-                let ex = tidegate_kube::KubeExecutor::new(config, namespace, Arc::new(render)).map_err(|e| miette!("zone {}: {e}", zone.name))?;
+                let render = tidegate_render::k8s::launch_renderer(
+                    zone.clone(),
+                    sched.clone(),
+                    args.image.clone(),
+                );
+                let ex = tidegate_kube::KubeExecutor::new(config, namespace, Arc::new(render))
+                    .map_err(|e| miette!("zone {}: {e}", zone.name))?;
                 out.insert(zone.name.clone(), Arc::new(ex));
             }
         }

@@ -7,25 +7,24 @@
 
 mod common;
 
-
 use common::{agent_token, call, start_agent, start_control_plane, wait_for, zone_job};
 use serde_json::{json, Value};
-
-
-
-
 
 fn job(name: &str, zone: &str, dataset: &str, command: &str) -> String {
     zone_job(name, zone, dataset, "research", command)
 }
-
 
 #[test]
 fn an_agent_runs_its_zone_survives_a_cut_link_and_never_runs_a_job_twice() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("cp");
     let work = dir.path().join("agent-work");
-    let cp = start_control_plane(&data, "127.0.0.1:0", &["public-eu"], &["--agent-timeout", "2"]);
+    let cp = start_control_plane(
+        &data,
+        "127.0.0.1:0",
+        &["public-eu"],
+        &["--agent-timeout", "2"],
+    );
     let url = format!("http://127.0.0.1:{}", cp.port);
     let admin = cp.admin.clone();
     let token_file = dir.path().join("agent.token");
@@ -34,51 +33,131 @@ fn an_agent_runs_its_zone_survives_a_cut_link_and_never_runs_a_job_twice() {
     let mut agent_proc = start_agent();
     let zone_state = || -> Value {
         let (_, zones) = call("GET", &format!("{url}/v1/zones"), &admin, None);
-        zones.as_array().unwrap().iter().find(|z| z["name"] == "public-eu").unwrap().clone()
+        zones
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|z| z["name"] == "public-eu")
+            .unwrap()
+            .clone()
     };
     let submit = |m: String| -> String {
-        let (s, b) = call("POST", &format!("{url}/v1/jobs"), &admin, Some(json!({ "manifest": m })));
+        let (s, b) = call(
+            "POST",
+            &format!("{url}/v1/jobs"),
+            &admin,
+            Some(json!({ "manifest": m })),
+        );
         assert_eq!(s, 201, "{b}");
         b["job"]["id"].as_str().unwrap().to_owned()
     };
-    let detail = |id: &str| -> Value { call("GET", &format!("{url}/v1/jobs/{id}"), &admin, None).1 };
+    let detail =
+        |id: &str| -> Value { call("GET", &format!("{url}/v1/jobs/{id}"), &admin, None).1 };
 
     // (a) Work placed in the agent's zone runs there and reports back.
-    let first = submit(job("via-agent", "public-eu", "ehr-deid@2026-10", "echo agent-run in $TIDEGATE_ZONE"));
-    wait_for("the first job to succeed", 30, || detail(&first)["job"]["state"] == "succeeded");
+    let first = submit(job(
+        "via-agent",
+        "public-eu",
+        "ehr-deid@2026-10",
+        "echo agent-run in $TIDEGATE_ZONE",
+    ));
+    wait_for("the first job to succeed", 30, || {
+        detail(&first)["job"]["state"] == "succeeded"
+    });
     assert_eq!(detail(&first)["job"]["zone"], "public-eu");
     let (_, logs) = call("GET", &format!("{url}/v1/jobs/{first}/logs"), &admin, None);
-    assert!(logs["logs"].as_str().unwrap().contains("agent-run in public-eu"), "{logs}");
-    assert!(work.join(&first).join("exit").exists(), "it ran in the agent's work directory");
+    assert!(
+        logs["logs"]
+            .as_str()
+            .unwrap()
+            .contains("agent-run in public-eu"),
+        "{logs}"
+    );
+    assert!(
+        work.join(&first).join("exit").exists(),
+        "it ran in the agent's work directory"
+    );
 
     // (b) Cut the link while a job runs there: the job is left alone, the zone turns unreachable,
     // and new public work goes elsewhere.
-    let long = submit(job("outlives-link", "public-eu", "ehr-deid@2026-10", "sleep 3; echo done"));
-    wait_for("the agent to start the long job", 20, || work.join(&long).join("pid").exists());
+    let long = submit(job(
+        "outlives-link",
+        "public-eu",
+        "ehr-deid@2026-10",
+        "sleep 3; echo done",
+    ));
+    wait_for("the agent to start the long job", 20, || {
+        work.join(&long).join("pid").exists()
+    });
     agent_proc.0.kill().unwrap();
     agent_proc.0.wait().unwrap();
-    wait_for("the zone to turn unreachable", 20, || zone_state()["health"] == "unreachable");
-    assert!(zone_state()["condition_reason"].as_str().unwrap().contains("no heartbeat"), "{}", zone_state());
-    assert_eq!(detail(&long)["job"]["state"], "running", "a running job is left alone");
-    let elsewhere = submit(job("goes-elsewhere", "public", "ehr-deid@2026-10", "echo elsewhere"));
-    wait_for("new public work to run elsewhere", 30, || detail(&elsewhere)["job"]["state"] == "succeeded");
+    wait_for("the zone to turn unreachable", 20, || {
+        zone_state()["health"] == "unreachable"
+    });
+    assert!(
+        zone_state()["condition_reason"]
+            .as_str()
+            .unwrap()
+            .contains("no heartbeat"),
+        "{}",
+        zone_state()
+    );
+    assert_eq!(
+        detail(&long)["job"]["state"],
+        "running",
+        "a running job is left alone"
+    );
+    let elsewhere = submit(job(
+        "goes-elsewhere",
+        "public",
+        "ehr-deid@2026-10",
+        "echo elsewhere",
+    ));
+    wait_for("new public work to run elsewhere", 30, || {
+        detail(&elsewhere)["job"]["state"] == "succeeded"
+    });
     assert_ne!(detail(&elsewhere)["job"]["zone"], "public-eu");
 
     // (c) Restricted data never reaches the public zone's agent, even now.
-    let raw = submit(job("raw-to-public", "public-eu", "ehr-raw@2026-10", "echo leaked"));
-    wait_for("the raw job to be refused", 20, || detail(&raw)["job"]["state"] == "failed");
+    let raw = submit(job(
+        "raw-to-public",
+        "public-eu",
+        "ehr-raw@2026-10",
+        "echo leaked",
+    ));
+    wait_for("the raw job to be refused", 20, || {
+        detail(&raw)["job"]["state"] == "failed"
+    });
     assert!(!work.join(&raw).exists());
 
     // The link returns: the zone is healthy again and the job that finished meanwhile reconciles.
-    wait_for("the long job to finish on its own", 20, || work.join(&long).join("exit").exists());
+    wait_for("the long job to finish on its own", 20, || {
+        work.join(&long).join("exit").exists()
+    });
     let _agent_again = start_agent();
-    wait_for("the zone to be healthy again", 20, || zone_state()["health"] == "healthy");
-    wait_for("the long job to reconcile", 20, || detail(&long)["job"]["state"] == "succeeded");
+    wait_for("the zone to be healthy again", 20, || {
+        zone_state()["health"] == "healthy"
+    });
+    wait_for("the long job to reconcile", 20, || {
+        detail(&long)["job"]["state"] == "succeeded"
+    });
     let d = detail(&long);
-    let admitted = d["events"].as_array().unwrap().iter().filter(|e| e["to_state"] == "admitted").count();
+    let admitted = d["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["to_state"] == "admitted")
+        .count();
     assert_eq!(admitted, 1, "placed once: {d}");
     let out = std::fs::read_to_string(work.join(&long).join("output.log")).unwrap();
     assert_eq!(out.matches("done").count(), 1, "ran once");
-    let runs: Vec<_> = std::fs::read_dir(&work).unwrap().filter_map(Result::ok).map(|e| e.file_name().into_string().unwrap()).collect();
-    assert!(runs.iter().all(|r| r == &first || r == &long), "only its zone's jobs ran there: {runs:?}");
+    let runs: Vec<_> = std::fs::read_dir(&work)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        runs.iter().all(|r| r == &first || r == &long),
+        "only its zone's jobs ran there: {runs:?}"
+    );
 }

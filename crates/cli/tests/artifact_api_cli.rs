@@ -21,7 +21,9 @@ fn up(dir: &Path) -> Proc {
         .spawn()
         .unwrap();
     let p = Proc(child);
-    wait_for("tidegate up", 60, || dir.join("server.url").exists() && dir.join("admin.token").exists());
+    wait_for("tidegate up", 60, || {
+        dir.join("server.url").exists() && dir.join("admin.token").exists()
+    });
     std::thread::sleep(std::time::Duration::from_millis(200));
     p
 }
@@ -43,7 +45,11 @@ fn api(dir: &Path, args: &[&str]) -> Output {
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 fn ok(o: Output) -> String {
@@ -59,22 +65,59 @@ fn put_get_list_and_verify_go_through_a_running_control_plane() {
     let file = dir.join("snapshot.bin");
     std::fs::write(&file, b"rows of a de-identified snapshot").unwrap();
 
-    let digest = ok(api(dir, &["put", file.to_str().unwrap(), "--kind", "dataset-snapshot", "--label", "source=synthea"])).trim().to_owned();
-    assert!(digest.starts_with("sha256:") && digest.len() == 71, "{digest}");
+    let digest = ok(api(
+        dir,
+        &[
+            "put",
+            file.to_str().unwrap(),
+            "--kind",
+            "dataset-snapshot",
+            "--label",
+            "source=synthea",
+        ],
+    ))
+    .trim()
+    .to_owned();
+    assert!(
+        digest.starts_with("sha256:") && digest.len() == 71,
+        "{digest}"
+    );
 
     let out = dir.join("back.bin");
     ok(api(dir, &["get", &digest, "-o", out.to_str().unwrap()]));
-    assert_eq!(std::fs::read(&out).unwrap(), b"rows of a de-identified snapshot");
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        b"rows of a de-identified snapshot"
+    );
 
     let list = ok(api(dir, &["list"]));
-    assert!(list.contains(&digest) && list.contains("dataset-snapshot") && list.contains("candidate") && list.contains("snapshot.bin"), "{list}");
+    assert!(
+        list.contains(&digest)
+            && list.contains("dataset-snapshot")
+            && list.contains("candidate")
+            && list.contains("snapshot.bin"),
+        "{list}"
+    );
     let verified = ok(api(dir, &["verify", &digest]));
-    assert!(verified.starts_with(&format!("ok   {digest} dataset-snapshot")), "{verified}");
+    assert!(
+        verified.starts_with(&format!("ok   {digest} dataset-snapshot")),
+        "{verified}"
+    );
     assert!(ok(api(dir, &["verify"])).contains(&digest));
 
     // A job reads with its scoped token (minted offline from the data directory's token keys).
     let minted = Command::new(env!("CARGO_BIN_EXE_tidegate"))
-        .args(["token", "mint", "--job", "eval-1", "--zone", "hospital-onprem", "--output-prefix", "runs/eval-1/", "--input"])
+        .args([
+            "token",
+            "mint",
+            "--job",
+            "eval-1",
+            "--zone",
+            "hospital-onprem",
+            "--output-prefix",
+            "runs/eval-1/",
+            "--input",
+        ])
         .arg(format!("dataset-snapshot:{digest}"))
         .arg("--data-dir")
         .arg(dir)
@@ -84,25 +127,81 @@ fn put_get_list_and_verify_go_through_a_running_control_plane() {
     let token_file = dir.join("job.token");
     std::fs::write(&token_file, &token).unwrap();
     let by_job = dir.join("by-job.bin");
-    ok(api(dir, &["get", &digest, "-o", by_job.to_str().unwrap(), "--token", token_file.to_str().unwrap(), "--zone", "hospital-onprem"]));
-    assert_eq!(std::fs::read(&by_job).unwrap(), b"rows of a de-identified snapshot");
-    let o = api(dir, &["get", &digest, "-o", by_job.to_str().unwrap(), "--token", token_file.to_str().unwrap(), "--zone", "public-eu"]);
-    assert!(!o.status.success() && text(&o).contains("token_not_granted"), "{}", text(&o));
+    ok(api(
+        dir,
+        &[
+            "get",
+            &digest,
+            "-o",
+            by_job.to_str().unwrap(),
+            "--token",
+            token_file.to_str().unwrap(),
+            "--zone",
+            "hospital-onprem",
+        ],
+    ));
+    assert_eq!(
+        std::fs::read(&by_job).unwrap(),
+        b"rows of a de-identified snapshot"
+    );
+    let o = api(
+        dir,
+        &[
+            "get",
+            &digest,
+            "-o",
+            by_job.to_str().unwrap(),
+            "--token",
+            token_file.to_str().unwrap(),
+            "--zone",
+            "public-eu",
+        ],
+    );
+    assert!(
+        !o.status.success() && text(&o).contains("token_not_granted"),
+        "{}",
+        text(&o)
+    );
 
     // Errors come back with the API's code; commands without an API say where they work.
     let o = api(dir, &["get", "sha256:abc", "-o", by_job.to_str().unwrap()]);
-    assert!(!o.status.success() && text(&o).contains("invalid digest"), "{}", text(&o));
+    assert!(
+        !o.status.success() && text(&o).contains("invalid digest"),
+        "{}",
+        text(&o)
+    );
     let o = api(dir, &["promote", &digest, "--to", "validated"]);
-    assert!(!o.status.success() && text(&o).contains("promotion_refused") && text(&o).contains("only models and checkpoints"), "{}", text(&o));
+    assert!(
+        !o.status.success()
+            && text(&o).contains("promotion_refused")
+            && text(&o).contains("only models and checkpoints"),
+        "{}",
+        text(&o)
+    );
     let o = api(dir, &["shred", &digest]);
-    assert!(!o.status.success() && text(&o).contains("--data-dir"), "{}", text(&o));
+    assert!(
+        !o.status.success() && text(&o).contains("--data-dir"),
+        "{}",
+        text(&o)
+    );
 
     // The direct mode on the same directory cannot record while the server holds the ledger.
     let o = Command::new(env!("CARGO_BIN_EXE_tidegate"))
-        .args(["artifact", "put", file.to_str().unwrap(), "--kind", "model", "--data-dir"])
+        .args([
+            "artifact",
+            "put",
+            file.to_str().unwrap(),
+            "--kind",
+            "model",
+            "--data-dir",
+        ])
         .arg(dir)
         .env("NO_COLOR", "1")
         .output()
         .unwrap();
-    assert!(!o.status.success() && text(&o).contains("ledger"), "{}", text(&o));
+    assert!(
+        !o.status.success() && text(&o).contains("ledger"),
+        "{}",
+        text(&o)
+    );
 }

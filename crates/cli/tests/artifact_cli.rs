@@ -223,10 +223,41 @@ fn put_sign_get_verify_tamper_promote_rotate_revoke() {
         &["artifact", "deploy", &digest, "--as", "fraud-eu"],
     );
     // An edge site takes only released-edge artifacts; the edge deployment is ledgered.
-    let msg = refused(dir, T0 + 46, &["artifact", "deploy", &digest, "--as", "clinic-1", "--edge-site", "edge-clinic"]);
-    assert!(msg.contains("only released-edge artifacts go to edge sites"), "{msg}");
-    ok(dir, T0 + 47, &["artifact", "promote", &digest, "--to", "released-edge"]);
-    ok(dir, T0 + 48, &["artifact", "deploy", &digest, "--as", "clinic-1", "--edge-site", "edge-clinic"]);
+    let msg = refused(
+        dir,
+        T0 + 46,
+        &[
+            "artifact",
+            "deploy",
+            &digest,
+            "--as",
+            "clinic-1",
+            "--edge-site",
+            "edge-clinic",
+        ],
+    );
+    assert!(
+        msg.contains("only released-edge artifacts go to edge sites"),
+        "{msg}"
+    );
+    ok(
+        dir,
+        T0 + 47,
+        &["artifact", "promote", &digest, "--to", "released-edge"],
+    );
+    ok(
+        dir,
+        T0 + 48,
+        &[
+            "artifact",
+            "deploy",
+            &digest,
+            "--as",
+            "clinic-1",
+            "--edge-site",
+            "edge-clinic",
+        ],
+    );
     let mut ledger = Vec::new();
     for e in std::fs::read_dir(dir.join("ledger")).unwrap() {
         let p = e.unwrap().path();
@@ -234,7 +265,10 @@ fn put_sign_get_verify_tamper_promote_rotate_revoke() {
             ledger.extend(std::fs::read(p).unwrap());
         }
     }
-    assert!(ledger.windows(22).any(|w| w == b"artifact.deployed_edge"), "the edge deployment is in the ledger");
+    assert!(
+        ledger.windows(22).any(|w| w == b"artifact.deployed_edge"),
+        "the edge deployment is in the ledger"
+    );
 
     // Rotation mid-flight: the artifact stays verifiable and pullable.
     let new_key = ok(dir, T0 + 50, &["artifact", "key", "rotate"])

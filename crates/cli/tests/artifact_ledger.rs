@@ -22,33 +22,71 @@ fn tg(dir: &Path, now: u64, args: &[&str]) -> Output {
 
 fn ok(dir: &Path, now: u64, args: &[&str]) -> String {
     let out = tg(dir, now, args);
-    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
 fn refused(dir: &Path, now: u64, args: &[&str]) -> String {
     let out = tg(dir, now, args);
     assert!(!out.status.success(), "{args:?} should have been refused");
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 fn ledger_text(dir: &Path) -> String {
-    let log = tidegate_ledger::ledger::read_log(&tidegate_ledger::ledger::ledger_dir(dir), true).unwrap();
-    log.entries.iter().map(|e| String::from_utf8(e.clone()).unwrap() + "\n").collect()
+    let log =
+        tidegate_ledger::ledger::read_log(&tidegate_ledger::ledger::ledger_dir(dir), true).unwrap();
+    log.entries
+        .iter()
+        .map(|e| String::from_utf8(e.clone()).unwrap() + "\n")
+        .collect()
 }
 
 fn put_and_sign(dir: &Path) -> String {
     let model = dir.join("model.bin");
     std::fs::write(&model, b"weights of a fraud model").unwrap();
-    let digest = ok(dir, T0, &["artifact", "put", model.to_str().unwrap(), "--kind", "model"]).trim().to_string();
-    ok(dir, T0, &["artifact", "key", "init", "--owner", "zone:onprem-a"]);
+    let digest = ok(
+        dir,
+        T0,
+        &[
+            "artifact",
+            "put",
+            model.to_str().unwrap(),
+            "--kind",
+            "model",
+        ],
+    )
+    .trim()
+    .to_string();
+    ok(
+        dir,
+        T0,
+        &["artifact", "key", "init", "--owner", "zone:onprem-a"],
+    );
     ok(
         dir,
         T0 + 10,
         &[
-            "artifact", "sign", &digest, "--job", "job-42", "--zone", "onprem-a", "--repo",
-            "https://git.example.org/ml/fraud", "--commit", "3f2a9c1d0b7e6f5a4c3b2a1908f7e6d5c4b3a291",
-            "--input", "dataset:claims@v3",
+            "artifact",
+            "sign",
+            &digest,
+            "--job",
+            "job-42",
+            "--zone",
+            "onprem-a",
+            "--repo",
+            "https://git.example.org/ml/fraud",
+            "--commit",
+            "3f2a9c1d0b7e6f5a4c3b2a1908f7e6d5c4b3a291",
+            "--input",
+            "dataset:claims@v3",
         ],
     );
     digest
@@ -59,29 +97,114 @@ fn model_signing_attestation_and_promotion_are_in_verifiable_evidence() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let digest = put_and_sign(dir);
-    let approver = ok(dir, T0 + 30, &["artifact", "key", "add-approver", "--owner", "alice"]).trim().to_string();
-    ok(dir, T0 + 31, &["artifact", "attest", &digest, "--type", "data-approval", "--field", "dataset=claims@v3", "--key", &approver]);
-    ok(dir, T0 + 31, &["artifact", "attest", &digest, "--type", "feature-pin", "--field", "featureSet=claims", "--field", "version=7"]);
+    let approver = ok(
+        dir,
+        T0 + 30,
+        &["artifact", "key", "add-approver", "--owner", "alice"],
+    )
+    .trim()
+    .to_string();
     ok(
         dir,
         T0 + 31,
-        &["artifact", "attest", &digest, "--type", "validation-report", "--field", "metric=auc", "--field", "value=0.91", "--field", "testSet=holdout"],
+        &[
+            "artifact",
+            "attest",
+            &digest,
+            "--type",
+            "data-approval",
+            "--field",
+            "dataset=claims@v3",
+            "--key",
+            &approver,
+        ],
     );
-    let promoted = ok(dir, T0 + 40, &["artifact", "promote", &digest, "--to", "validated", "--actor", "bob@bank.example"]);
+    ok(
+        dir,
+        T0 + 31,
+        &[
+            "artifact",
+            "attest",
+            &digest,
+            "--type",
+            "feature-pin",
+            "--field",
+            "featureSet=claims",
+            "--field",
+            "version=7",
+        ],
+    );
+    ok(
+        dir,
+        T0 + 31,
+        &[
+            "artifact",
+            "attest",
+            &digest,
+            "--type",
+            "validation-report",
+            "--field",
+            "metric=auc",
+            "--field",
+            "value=0.91",
+            "--field",
+            "testSet=holdout",
+        ],
+    );
+    let promoted = ok(
+        dir,
+        T0 + 40,
+        &[
+            "artifact",
+            "promote",
+            &digest,
+            "--to",
+            "validated",
+            "--actor",
+            "bob@bank.example",
+        ],
+    );
     assert!(promoted.contains("candidate -> validated"), "{promoted}");
 
     ok(dir, T0 + 50, &["audit", "verify"]);
     let bundle = dir.join("evidence.json");
-    ok(dir, T0 + 50, &["evidence", "model", &digest, "--out", bundle.to_str().unwrap()]);
+    ok(
+        dir,
+        T0 + 50,
+        &[
+            "evidence",
+            "model",
+            &digest,
+            "--out",
+            bundle.to_str().unwrap(),
+        ],
+    );
     let key = dir.join("keys").join("ledger.pub");
-    let summary = ok(dir, T0 + 50, &["evidence", "verify", bundle.to_str().unwrap(), "--key", key.to_str().unwrap()]);
+    let summary = ok(
+        dir,
+        T0 + 50,
+        &[
+            "evidence",
+            "verify",
+            bundle.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ],
+    );
     assert!(summary.contains("VERIFIED"), "{summary}");
-    assert!(summary.contains("bob@bank.example promoted artifact") && summary.contains("from candidate to validated"), "{summary}");
+    assert!(
+        summary.contains("bob@bank.example promoted artifact")
+            && summary.contains("from candidate to validated"),
+        "{summary}"
+    );
     assert!(summary.contains("signed artifact"), "{summary}");
     assert!(summary.contains("attested data-approval"), "{summary}");
     assert!(summary.contains("artifact.stored"), "{summary}");
     let approved = summary.split("Who approved what:").nth(1).unwrap();
-    assert!(approved.contains("promoted artifact"), "promotion is under who approved what: {summary}");
+    assert!(
+        approved.contains("promoted artifact"),
+        "promotion is under who approved what: {summary}"
+    );
 }
 
 #[test]
@@ -91,10 +214,24 @@ fn an_unrecordable_ledger_refuses_the_put_and_stores_nothing() {
     let model = dir.join("model.bin");
     std::fs::write(&model, b"weights nobody may store").unwrap();
     let held = Ledger::open(dir, LedgerOptions::default()).unwrap();
-    let msg = refused(dir, T0, &["artifact", "put", model.to_str().unwrap(), "--kind", "model"]);
+    let msg = refused(
+        dir,
+        T0,
+        &[
+            "artifact",
+            "put",
+            model.to_str().unwrap(),
+            "--kind",
+            "model",
+        ],
+    );
     assert!(msg.contains("evidence ledger"), "{msg}");
     drop(held);
-    assert_eq!(ok(dir, T0, &["artifact", "list"]).trim(), "", "nothing was stored");
+    assert_eq!(
+        ok(dir, T0, &["artifact", "list"]).trim(),
+        "",
+        "nothing was stored"
+    );
     let blobs = dir.join("artifacts").join("blobs");
     assert!(!blobs.exists() || std::fs::read_dir(&blobs).unwrap().next().is_none());
     assert!(!ledger_text(dir).contains("artifact.stored"));
@@ -105,11 +242,24 @@ fn promotion_refusal_reaches_the_ledger_as_codes_only() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let digest = put_and_sign(dir);
-    let msg = refused(dir, T0 + 30, &["artifact", "promote", &digest, "--to", "validated"]);
+    let msg = refused(
+        dir,
+        T0 + 30,
+        &["artifact", "promote", &digest, "--to", "validated"],
+    );
     assert!(msg.contains("data approval"), "{msg}");
     let text = ledger_text(dir);
-    let line = text.lines().find(|l| l.contains("artifact.promotion_refused")).expect("refusal recorded");
-    assert!(line.contains(r#""reasons":["#) && line.contains("data-approval"), "{line}");
-    assert!(!text.contains("missing evidence") && !text.contains(' '), "no free text in the ledger: {text}");
+    let line = text
+        .lines()
+        .find(|l| l.contains("artifact.promotion_refused"))
+        .expect("refusal recorded");
+    assert!(
+        line.contains(r#""reasons":["#) && line.contains("data-approval"),
+        "{line}"
+    );
+    assert!(
+        !text.contains("missing evidence") && !text.contains(' '),
+        "no free text in the ledger: {text}"
+    );
     ok(dir, T0 + 31, &["audit", "verify"]);
 }

@@ -7,16 +7,26 @@ use std::process::{Command, Output};
 
 use tidegate_ledger::ledger::{ledger_dir, put_document, read_log};
 use tidegate_ledger::segment::{RECORD_OVERHEAD, SEGMENT_HEADER};
-use tidegate_ledger::{Action, Decision, EntryDraft, Ident, Ledger, LedgerOptions, Subject, SubjectKind};
+use tidegate_ledger::{
+    Action, Decision, EntryDraft, Ident, Ledger, LedgerOptions, Subject, SubjectKind,
+};
 
 fn tidegate(args: &[&str], data: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tidegate")).args(args).env("TIDEGATE_DATA_DIR", data).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_tidegate"))
+        .args(args)
+        .env("TIDEGATE_DATA_DIR", data)
+        .output()
+        .unwrap()
 }
 
 /// stdout + stderr, with diagnostic line wrapping undone (miette wraps at the terminal width and
 /// prefixes continuation lines with `│`), so assertions do not depend on path lengths.
 fn text(o: &Output) -> String {
-    let raw = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let raw = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     let mut out = String::new();
     for line in raw.lines() {
         let l = line.trim().trim_start_matches(['│', '×']).trim();
@@ -24,7 +34,11 @@ fn text(o: &Output) -> String {
             continue;
         }
         if !out.is_empty() {
-            out.push(if line.trim_start().starts_with('│') { ' ' } else { '\n' });
+            out.push(if line.trim_start().starts_with('│') {
+                ' '
+            } else {
+                '\n'
+            });
         }
         out.push_str(l);
     }
@@ -51,7 +65,11 @@ fn fill(data: &Path, from: u64, to: u64) {
                 policy_hash: policy.clone(),
             }
         };
-        l.append(EntryDraft::new(id("dr.chen"), action, vec![job]).unwrap(), 1_763_900_000_000 + i).unwrap();
+        l.append(
+            EntryDraft::new(id("dr.chen"), action, vec![job]).unwrap(),
+            1_763_900_000_000 + i,
+        )
+        .unwrap();
     }
     l.close().unwrap();
 }
@@ -101,7 +119,10 @@ fn verify_names_the_first_bad_index_and_fails() {
     }
     bytes[pos + 40] ^= 0x04;
     std::fs::write(&seg, &bytes).unwrap();
-    for args in [&["audit", "verify"][..], &["audit", "verify", "--skip-decode"]] {
+    for args in [
+        &["audit", "verify"][..],
+        &["audit", "verify", "--skip-decode"],
+    ] {
         let o = tidegate(args, d.path());
         assert!(!o.status.success());
         assert!(text(&o).contains("first bad index 12"), "{}", text(&o));
@@ -119,11 +140,27 @@ fn witness_cosigns_and_detects_a_rewritten_history() {
     assert!(o.status.success(), "{}", text(&o));
     let cosigned = w.path().join("at-20.note");
     std::fs::write(&cosigned, &o.stdout).unwrap();
-    assert_eq!(String::from_utf8_lossy(&o.stdout).matches('\u{2014}').count(), 2, "log + witness signatures");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout)
+            .matches('\u{2014}')
+            .count(),
+        2,
+        "log + witness signatures"
+    );
 
     // The log grows honestly: the old checkpoint still checks, and the witness co-signs again.
     fill(d.path(), 20, 35);
-    let o = tidegate(&["audit", "witness", "--key", key_s, "--check", cosigned.to_str().unwrap()], d.path());
+    let o = tidegate(
+        &[
+            "audit",
+            "witness",
+            "--key",
+            key_s,
+            "--check",
+            cosigned.to_str().unwrap(),
+        ],
+        d.path(),
+    );
     assert!(o.status.success(), "{}", text(&o));
     let o = tidegate(&["audit", "witness", "--key", key_s], d.path());
     assert!(o.status.success(), "{}", text(&o));
@@ -135,25 +172,50 @@ fn witness_cosigns_and_detects_a_rewritten_history() {
     for (i, bytes) in log.entries.iter().enumerate() {
         let e = tidegate_ledger::Entry::decode(bytes).unwrap();
         let actor = if i == 3 { id("someone-else") } else { e.actor };
-        l.append(EntryDraft::new(actor, e.action, e.subjects).unwrap(), e.ts_ms).unwrap();
+        l.append(
+            EntryDraft::new(actor, e.action, e.subjects).unwrap(),
+            e.ts_ms,
+        )
+        .unwrap();
     }
     l.close().unwrap();
     drop(l);
     let o = tidegate(&["audit", "verify"], d.path());
-    assert!(o.status.success(), "the rewritten log is self-consistent: {}", text(&o));
+    assert!(
+        o.status.success(),
+        "the rewritten log is self-consistent: {}",
+        text(&o)
+    );
     // Against a ledger key held elsewhere, a re-keyed rewrite is caught too.
     let other = tempfile::tempdir().unwrap();
     let l = Ledger::open(other.path(), LedgerOptions::default()).unwrap();
     drop(l);
     let foreign = other.path().join("keys/ledger.pub");
-    let o = tidegate(&["audit", "verify", "--key", foreign.to_str().unwrap()], d.path());
+    let o = tidegate(
+        &["audit", "verify", "--key", foreign.to_str().unwrap()],
+        d.path(),
+    );
     assert!(!o.status.success());
     assert!(text(&o).contains("no signature by"), "{}", text(&o));
-    let o = tidegate(&["audit", "witness", "--key", key_s, "--check", cosigned.to_str().unwrap()], d.path());
+    let o = tidegate(
+        &[
+            "audit",
+            "witness",
+            "--key",
+            key_s,
+            "--check",
+            cosigned.to_str().unwrap(),
+        ],
+        d.path(),
+    );
     assert!(!o.status.success());
     assert!(text(&o).contains("history rewritten"), "{}", text(&o));
     let o = tidegate(&["audit", "witness", "--key", key_s], d.path());
-    assert!(!o.status.success(), "the witness must refuse to co-sign: {}", text(&o));
+    assert!(
+        !o.status.success(),
+        "the witness must refuse to co-sign: {}",
+        text(&o)
+    );
     assert!(text(&o).contains("history rewritten"), "{}", text(&o));
 }
 
@@ -162,25 +224,53 @@ fn evidence_bundle_round_trip_and_tamper() {
     let d = tempfile::tempdir().unwrap();
     fill(d.path(), 0, 25);
     let out = d.path().join("job-3.json");
-    let o = tidegate(&["evidence", "job", "job-3", "--out", out.to_str().unwrap()], d.path());
+    let o = tidegate(
+        &["evidence", "job", "job-3", "--out", out.to_str().unwrap()],
+        d.path(),
+    );
     assert!(o.status.success(), "{}", text(&o));
     let key = d.path().join("keys/ledger.pub");
     // Offline: run from an empty data dir.
     let empty = tempfile::tempdir().unwrap();
-    let o = tidegate(&["evidence", "verify", out.to_str().unwrap(), "--key", key.to_str().unwrap()], empty.path());
+    let o = tidegate(
+        &[
+            "evidence",
+            "verify",
+            out.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ],
+        empty.path(),
+    );
     assert!(o.status.success(), "{}", text(&o));
     let s = text(&o);
     assert!(s.contains("Evidence for job job-3: VERIFIED"), "{s}");
-    assert!(s.contains("placement Allowed in zone eu-private, pool a100"), "{s}");
+    assert!(
+        s.contains("placement Allowed in zone eu-private, pool a100"),
+        "{s}"
+    );
     assert!(s.contains("dr.chen approved run for job job-3"), "{s}");
 
     let mut bytes = std::fs::read(&out).unwrap();
     let at = String::from_utf8_lossy(&bytes).find("eu-private").unwrap();
     bytes[at] = b'E';
     std::fs::write(&out, &bytes).unwrap();
-    let o = tidegate(&["evidence", "verify", out.to_str().unwrap(), "--key", key.to_str().unwrap()], empty.path());
+    let o = tidegate(
+        &[
+            "evidence",
+            "verify",
+            out.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ],
+        empty.path(),
+    );
     assert!(!o.status.success());
-    assert!(text(&o).contains("FAILED verification: entry"), "{}", text(&o));
+    assert!(
+        text(&o).contains("FAILED verification: entry"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]
@@ -201,9 +291,15 @@ fn help_explains_every_argument() {
         let h = text(&o);
         let mut options = 0;
         // Every option and argument line carries a description after its flag.
-        for line in h.lines().map(str::trim_start).filter(|l| l.starts_with('-') || l.starts_with('<')) {
+        for line in h
+            .lines()
+            .map(str::trim_start)
+            .filter(|l| l.starts_with('-') || l.starts_with('<'))
+        {
             options += 1;
-            let described = line.split_once("  ").is_some_and(|(_, rest)| rest.trim().len() > 8);
+            let described = line
+                .split_once("  ")
+                .is_some_and(|(_, rest)| rest.trim().len() > 8);
             assert!(described, "undocumented: {line:?} in {args:?}\n{h}");
         }
         assert!(options >= 2, "{args:?}: {h}");
@@ -217,16 +313,34 @@ fn retention_plan_shows_due_held_and_deleted_objects() {
     let t0 = 1_763_900_000_000u64;
     let job = |j: &str| vec![Subject::new(SubjectKind::Job, j).unwrap()];
     let reg = |o: &[u8], j: &str| {
-        let a = Action::RetentionRegistered { object: tidegate_ledger::Digest::of(o), kind: tidegate_ledger::ObjectKind::InferenceTraces };
-        l.append(EntryDraft::new(id("gw"), a, job(j)).unwrap(), t0).unwrap();
+        let a = Action::RetentionRegistered {
+            object: tidegate_ledger::Digest::of(o),
+            kind: tidegate_ledger::ObjectKind::InferenceTraces,
+        };
+        l.append(EntryDraft::new(id("gw"), a, job(j)).unwrap(), t0)
+            .unwrap();
     };
     reg(b"traces-1", "job-1");
     reg(b"traces-2", "job-2");
     reg(b"traces-3", "job-3");
-    let hold = Action::RetentionHoldSet { order: tidegate_ledger::Digest::of(b"order") };
-    l.append(EntryDraft::new(id("legal"), hold, job("job-2")).unwrap(), t0 + 1).unwrap();
-    let del = Action::RetentionDeleted { object: tidegate_ledger::Digest::of(b"traces-3"), rule: id("inference-traces-30d"), method: id("crypto-shred") };
-    l.append(EntryDraft::new(id("retention"), del, job("job-3")).unwrap(), t0 + 2).unwrap();
+    let hold = Action::RetentionHoldSet {
+        order: tidegate_ledger::Digest::of(b"order"),
+    };
+    l.append(
+        EntryDraft::new(id("legal"), hold, job("job-2")).unwrap(),
+        t0 + 1,
+    )
+    .unwrap();
+    let del = Action::RetentionDeleted {
+        object: tidegate_ledger::Digest::of(b"traces-3"),
+        rule: id("inference-traces-30d"),
+        method: id("crypto-shred"),
+    };
+    l.append(
+        EntryDraft::new(id("retention"), del, job("job-3")).unwrap(),
+        t0 + 2,
+    )
+    .unwrap();
     l.close().unwrap();
     drop(l);
     let now = (t0 + 31 * 86_400_000).to_string();

@@ -17,8 +17,15 @@ fn tidegate(args: &[&str]) -> Output {
 
 /// Both streams, with the diagnostic frame's line wrapping undone.
 fn text(o: &Output) -> String {
-    let all = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-    all.split_whitespace().filter(|w| *w != "│").collect::<Vec<_>>().join(" ")
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    all.split_whitespace()
+        .filter(|w| *w != "│")
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn ledger_bytes(dir: &Path) -> Vec<u8> {
@@ -39,40 +46,139 @@ fn a_sensitive_checkpoint_is_archived_only_in_a_private_zone() {
     let d = dd.to_str().unwrap();
     let file = tmp.path().join("step-100.ckpt");
     std::fs::write(&file, vec![7u8; 4096]).unwrap();
-    let put = tidegate(&["artifact", "--data-dir", d, "put", file.to_str().unwrap(), "--kind", "checkpoint", "--sensitive"]);
+    let put = tidegate(&[
+        "artifact",
+        "--data-dir",
+        d,
+        "put",
+        file.to_str().unwrap(),
+        "--kind",
+        "checkpoint",
+        "--sensitive",
+    ]);
     assert!(put.status.success(), "{}", text(&put));
-    let digest = String::from_utf8_lossy(&put.stdout).split_whitespace().find(|w| w.starts_with("sha256:")).unwrap().to_owned();
+    let digest = String::from_utf8_lossy(&put.stdout)
+        .split_whitespace()
+        .find(|w| w.starts_with("sha256:"))
+        .unwrap()
+        .to_owned();
     // Unsigned: not archived anywhere.
-    let unsigned = tidegate(&["checkpoint", "archive", &digest, "--zone", "private-cloud", "--data-dir", d]);
-    assert!(!unsigned.status.success() && text(&unsigned).contains("no signed SLSA provenance"), "{}", text(&unsigned));
+    let unsigned = tidegate(&[
+        "checkpoint",
+        "archive",
+        &digest,
+        "--zone",
+        "private-cloud",
+        "--data-dir",
+        d,
+    ]);
+    assert!(
+        !unsigned.status.success() && text(&unsigned).contains("no signed SLSA provenance"),
+        "{}",
+        text(&unsigned)
+    );
     for args in [
-        vec!["artifact", "--data-dir", d, "key", "init", "--owner", "ml-platform"],
         vec![
-            "artifact", "--data-dir", d, "sign", &digest, "--job", "job-7", "--zone", "hospital-onprem", "--repo",
-            "https://git.example.org/ml/train", "--commit", "4f1c2e9",
+            "artifact",
+            "--data-dir",
+            d,
+            "key",
+            "init",
+            "--owner",
+            "ml-platform",
+        ],
+        vec![
+            "artifact",
+            "--data-dir",
+            d,
+            "sign",
+            &digest,
+            "--job",
+            "job-7",
+            "--zone",
+            "hospital-onprem",
+            "--repo",
+            "https://git.example.org/ml/train",
+            "--commit",
+            "4f1c2e9",
         ],
     ] {
         let o = tidegate(&args);
         assert!(o.status.success(), "{:?}: {}", args, text(&o));
     }
 
-    let refused = tidegate(&["checkpoint", "archive", &digest, "--zone", "public-us", "--data-dir", d]);
-    assert!(!refused.status.success() && text(&refused).contains("not private: refused"), "{}", text(&refused));
-    assert!(!dd.join("zone-stores/public-us/artifacts").exists() || std::fs::read_dir(dd.join("zone-stores/public-us/artifacts")).unwrap().count() == 0);
+    let refused = tidegate(&[
+        "checkpoint",
+        "archive",
+        &digest,
+        "--zone",
+        "public-us",
+        "--data-dir",
+        d,
+    ]);
+    assert!(
+        !refused.status.success() && text(&refused).contains("not private: refused"),
+        "{}",
+        text(&refused)
+    );
+    assert!(
+        !dd.join("zone-stores/public-us/artifacts").exists()
+            || std::fs::read_dir(dd.join("zone-stores/public-us/artifacts"))
+                .unwrap()
+                .count()
+                == 0
+    );
     let bytes = ledger_bytes(&dd);
-    assert!(!bytes.windows(19).any(|w| w == b"checkpoint.archived"), "a refused archive is not recorded as done");
+    assert!(
+        !bytes.windows(19).any(|w| w == b"checkpoint.archived"),
+        "a refused archive is not recorded as done"
+    );
 
-    let ok = tidegate(&["checkpoint", "archive", &digest, "--zone", "private-cloud", "--data-dir", d]);
+    let ok = tidegate(&[
+        "checkpoint",
+        "archive",
+        &digest,
+        "--zone",
+        "private-cloud",
+        "--data-dir",
+        d,
+    ]);
     assert!(ok.status.success(), "{}", text(&ok));
     let zone_dir = dd.join("zone-stores/private-cloud");
-    let v = tidegate(&["artifact", "--data-dir", zone_dir.to_str().unwrap(), "get", &digest, "-o", tmp.path().join("back").to_str().unwrap()]);
+    let v = tidegate(&[
+        "artifact",
+        "--data-dir",
+        zone_dir.to_str().unwrap(),
+        "get",
+        &digest,
+        "-o",
+        tmp.path().join("back").to_str().unwrap(),
+    ]);
     assert!(v.status.success(), "{}", text(&v));
-    assert_eq!(std::fs::read(tmp.path().join("back")).unwrap(), vec![7u8; 4096]);
+    assert_eq!(
+        std::fs::read(tmp.path().join("back")).unwrap(),
+        vec![7u8; 4096]
+    );
     let bytes = ledger_bytes(&dd);
-    assert!(bytes.windows(19).any(|w| w == b"checkpoint.archived"), "the archive is ledgered");
+    assert!(
+        bytes.windows(19).any(|w| w == b"checkpoint.archived"),
+        "the archive is ledgered"
+    );
     let audit = tidegate(&["audit", "verify", "--data-dir", d]);
     assert!(audit.status.success(), "{}", text(&audit));
 
-    let missing = tidegate(&["checkpoint", "archive", &digest, "--zone", "moon", "--data-dir", d]);
-    assert!(!missing.status.success() && text(&missing).contains("unknown zone \"moon\""), "{}", text(&missing));
+    let missing = tidegate(&[
+        "checkpoint",
+        "archive",
+        &digest,
+        "--zone",
+        "moon",
+        "--data-dir",
+        d,
+    ]);
+    assert!(
+        !missing.status.success() && text(&missing).contains("unknown zone \"moon\""),
+        "{}",
+        text(&missing)
+    );
 }

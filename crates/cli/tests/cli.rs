@@ -11,7 +11,12 @@ fn root() -> PathBuf {
 }
 
 fn tidegate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tidegate")).args(args).current_dir(root()).env_remove("TIDEGATE_FLEET").output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_tidegate"))
+        .args(args)
+        .current_dir(root())
+        .env_remove("TIDEGATE_FLEET")
+        .output()
+        .unwrap()
 }
 
 fn stdout(o: &Output) -> String {
@@ -44,7 +49,11 @@ fn check_fails_with_file_and_line() {
         "name: a\ntier: private-onprem\nprovider: x\nregion: y\njurisdiction: US\nmax_classification: restricted\nbackend: {kind: local}\n",
     )
     .unwrap();
-    std::fs::write(fleet.join("policies/bad.cedar"), "permit (principal, action, resource)\nwhen { principal.nope };\n").unwrap();
+    std::fs::write(
+        fleet.join("policies/bad.cedar"),
+        "permit (principal, action, resource)\nwhen { principal.nope };\n",
+    )
+    .unwrap();
     let o = tidegate(&["check", "--fleet", fleet.to_str().unwrap()]);
     assert!(!o.status.success());
     let err = stderr(&o);
@@ -52,7 +61,15 @@ fn check_fails_with_file_and_line() {
 }
 
 fn explain_json(job: &str) -> serde_json::Value {
-    let o = tidegate(&["explain", "--fleet", "examples/fleet", "--job", &format!("examples/jobs/{job}.yaml"), "--output", "json"]);
+    let o = tidegate(&[
+        "explain",
+        "--fleet",
+        "examples/fleet",
+        "--job",
+        &format!("examples/jobs/{job}.yaml"),
+        "--output",
+        "json",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     serde_json::from_str(&stdout(&o)).unwrap()
 }
@@ -65,16 +82,35 @@ fn explain_json_shape_and_decisions() {
     let cands = v["candidates"].as_array().unwrap();
     assert_eq!(cands.len(), 5);
     for c in cands {
-        assert!(c["zone"].is_string() && c["tier"].is_string() && c["allowed"].is_boolean() && c["reasons"].is_array());
+        assert!(
+            c["zone"].is_string()
+                && c["tier"].is_string()
+                && c["allowed"].is_boolean()
+                && c["reasons"].is_array()
+        );
     }
-    let allowed: Vec<&str> = cands.iter().filter(|c| c["allowed"] == true).map(|c| c["zone"].as_str().unwrap()).collect();
-    assert!(allowed.contains(&"public-eu") && allowed.contains(&"hospital-onprem"), "{allowed:?}");
+    let allowed: Vec<&str> = cands
+        .iter()
+        .filter(|c| c["allowed"] == true)
+        .map(|c| c["zone"].as_str().unwrap())
+        .collect();
+    assert!(
+        allowed.contains(&"public-eu") && allowed.contains(&"hospital-onprem"),
+        "{allowed:?}"
+    );
 
     // Raw PHI with burst_eligible=true: still refused public, with the reason.
     let v = explain_json("sepsis-hpo-raw");
-    let pub_us = v["candidates"].as_array().unwrap().iter().find(|c| c["zone"] == "public-us").unwrap();
+    let pub_us = v["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["zone"] == "public-us")
+        .unwrap();
     assert_eq!(pub_us["allowed"], false);
-    assert!(pub_us["reasons"].to_string().contains("baseline.sensitive-stays-private"));
+    assert!(pub_us["reasons"]
+        .to_string()
+        .contains("baseline.sensitive-stays-private"));
     assert_eq!(v["decision"]["zone"], "hospital-onprem");
 
     // Export-controlled: only US zones.
@@ -99,7 +135,13 @@ fn explain_snapshots_on_the_example_fleet() {
         "scanner-anomaly",
         "eu-trial-eval",
     ] {
-        let o = tidegate(&["explain", "--fleet", "examples/fleet", "--job", &format!("examples/jobs/{job}.yaml")]);
+        let o = tidegate(&[
+            "explain",
+            "--fleet",
+            "examples/fleet",
+            "--job",
+            &format!("examples/jobs/{job}.yaml"),
+        ]);
         assert!(o.status.success(), "{}", stderr(&o));
         insta::assert_snapshot!(format!("explain_{job}"), stdout(&o));
     }
@@ -107,14 +149,37 @@ fn explain_snapshots_on_the_example_fleet() {
 
 #[test]
 fn plan_lists_every_job_and_data_moves() {
-    let o = tidegate(&["plan", "--fleet", "examples/fleet", "--jobs", "examples/jobs", "--output", "json"]);
+    let o = tidegate(&[
+        "plan",
+        "--fleet",
+        "examples/fleet",
+        "--jobs",
+        "examples/jobs",
+        "--output",
+        "json",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     let jobs = v["jobs"].as_array().unwrap();
     assert_eq!(jobs.len(), 8);
-    let lit = jobs.iter().find(|j| j["job"] == "literature-finetune").unwrap();
-    assert!(!lit["data_moves"].as_array().unwrap().is_empty() || lit["decision"].as_str().unwrap().starts_with("private-cloud"));
-    let text = stdout(&tidegate(&["plan", "--fleet", "examples/fleet", "--jobs", "examples/jobs"]));
+    let lit = jobs
+        .iter()
+        .find(|j| j["job"] == "literature-finetune")
+        .unwrap();
+    assert!(
+        !lit["data_moves"].as_array().unwrap().is_empty()
+            || lit["decision"]
+                .as_str()
+                .unwrap()
+                .starts_with("private-cloud")
+    );
+    let text = stdout(&tidegate(&[
+        "plan",
+        "--fleet",
+        "examples/fleet",
+        "--jobs",
+        "examples/jobs",
+    ]));
     assert!(text.contains("REFUSED") || text.contains("sepsis-hpo-raw"));
 }
 
@@ -123,16 +188,43 @@ fn explain_bad_job_names_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let job = dir.path().join("bad.yaml");
     let text = std::fs::read_to_string(root().join("examples/jobs/sepsis-train.yaml")).unwrap();
-    std::fs::write(&job, text.replace("allowed_execution_zone: private", "allowed_execution_zone: atlantis")).unwrap();
-    let o = tidegate(&["explain", "--fleet", "examples/fleet", "--job", job.to_str().unwrap()]);
+    std::fs::write(
+        &job,
+        text.replace(
+            "allowed_execution_zone: private",
+            "allowed_execution_zone: atlantis",
+        ),
+    )
+    .unwrap();
+    let o = tidegate(&[
+        "explain",
+        "--fleet",
+        "examples/fleet",
+        "--job",
+        job.to_str().unwrap(),
+    ]);
     assert!(!o.status.success());
     let err = stderr(&o);
-    assert!(err.contains("bad.yaml:") && err.contains("atlantis"), "{err}");
+    assert!(
+        err.contains("bad.yaml:") && err.contains("atlantis"),
+        "{err}"
+    );
 }
 
 #[test]
 fn bench_placement_small_run_agrees() {
-    let o = tidegate(&["bench", "placement", "--jobs", "2000", "--naive-sample", "50", "--replicas", "2", "--output", "json"]);
+    let o = tidegate(&[
+        "bench",
+        "placement",
+        "--jobs",
+        "2000",
+        "--naive-sample",
+        "50",
+        "--replicas",
+        "2",
+        "--output",
+        "json",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["decisions_agree"], true);
@@ -147,26 +239,53 @@ fn sim_replays_a_trace_and_reports_the_json_keys() {
     let trace = dir.path().join("trace.csv");
     let mut text = String::from("timestamp,duration,num_gpus,gpu_time,cluster\n");
     for i in 0..400 {
-        text.push_str(&format!("2017-10-09 07:{:02}:{:02},{}.0,{},0.0,c\n", i / 60, i % 60, 600 + (i * 37) % 5000, 1 << (i % 5)));
+        text.push_str(&format!(
+            "2017-10-09 07:{:02}:{:02},{}.0,{},0.0,c\n",
+            i / 60,
+            i % 60,
+            600 + (i * 37) % 5000,
+            1 << (i % 5)
+        ));
     }
     text.push('\n');
     std::fs::write(&trace, text).unwrap();
-    let o = tidegate(&["sim", "--trace", trace.to_str().unwrap(), "--gpus", "60", "--compare", "private-only", "--output", "json"]);
+    let o = tidegate(&[
+        "sim",
+        "--trace",
+        trace.to_str().unwrap(),
+        "--gpus",
+        "60",
+        "--compare",
+        "private-only",
+        "--output",
+        "json",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     for key in ["jobs_completed", "mean_wait_s", "mean_jct_s", "public_cost"] {
         assert!(v[key].is_number(), "missing {key}: {v}");
-        assert!(v["private_only"][key].is_number(), "private_only lacks {key}");
+        assert!(
+            v["private_only"][key].is_number(),
+            "private_only lacks {key}"
+        );
     }
     assert_eq!(v["jobs"], 400);
     let done = v["jobs_completed"].as_u64().unwrap() + v["refused"].as_u64().unwrap();
     assert_eq!(done, 400);
     assert_eq!(v["private_only"]["public_cost"], 0.0);
     // A malformed trace names its line.
-    std::fs::write(&trace, "timestamp,duration,num_gpus,gpu_time,cluster\n2017-10-09 07:00:00,x,1,0,c\n").unwrap();
+    std::fs::write(
+        &trace,
+        "timestamp,duration,num_gpus,gpu_time,cluster\n2017-10-09 07:00:00,x,1,0,c\n",
+    )
+    .unwrap();
     let o = tidegate(&["sim", "--trace", trace.to_str().unwrap()]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("trace.csv:2: duration"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("trace.csv:2: duration"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -174,26 +293,65 @@ fn plan_record_then_evidence_bundle_verifies_offline() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let d = data.to_str().unwrap();
-    let o = tidegate(&["plan", "--fleet", "examples/fleet", "--jobs", "examples/jobs", "--record", "--data-dir", d]);
+    let o = tidegate(&[
+        "plan",
+        "--fleet",
+        "examples/fleet",
+        "--jobs",
+        "examples/jobs",
+        "--record",
+        "--data-dir",
+        d,
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("recorded 18 entries"), "{}", stderr(&o));
     let o = tidegate(&["audit", "verify", "--data-dir", d]);
     assert!(o.status.success(), "{}", stderr(&o));
     let bundle = dir.path().join("b.json");
-    let o = tidegate(&["evidence", "job", "sepsis-hpo-raw", "--out", bundle.to_str().unwrap(), "--data-dir", d]);
+    let o = tidegate(&[
+        "evidence",
+        "job",
+        "sepsis-hpo-raw",
+        "--out",
+        bundle.to_str().unwrap(),
+        "--data-dir",
+        d,
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let key = data.join("keys/ledger.pub");
-    let o = tidegate(&["evidence", "verify", bundle.to_str().unwrap(), "--key", key.to_str().unwrap()]);
+    let o = tidegate(&[
+        "evidence",
+        "verify",
+        bundle.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let summary = stdout(&o);
-    assert!(summary.contains("VERIFIED") && summary.contains("zone hospital-onprem"), "{summary}");
+    assert!(
+        summary.contains("VERIFIED") && summary.contains("zone hospital-onprem"),
+        "{summary}"
+    );
     // The bundle carries the policy document whose digest is the policy hash.
     let hash = stdout(&tidegate(&["policy", "hash", "--fleet", "examples/fleet"]));
     let hash = hash.split_whitespace().next().unwrap().to_string();
-    assert!(summary.contains(&hash) && summary.contains("digest checked"), "{summary}");
+    assert!(
+        summary.contains(&hash) && summary.contains("digest checked"),
+        "{summary}"
+    );
     // Changing the recorded decision breaks verification.
     let text = std::fs::read_to_string(&bundle).unwrap();
-    std::fs::write(&bundle, text.replacen("hospital-onprem", "hospital-onpren", 1)).unwrap();
-    let o = tidegate(&["evidence", "verify", bundle.to_str().unwrap(), "--key", key.to_str().unwrap()]);
+    std::fs::write(
+        &bundle,
+        text.replacen("hospital-onprem", "hospital-onpren", 1),
+    )
+    .unwrap();
+    let o = tidegate(&[
+        "evidence",
+        "verify",
+        bundle.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ]);
     assert!(!o.status.success());
 }

@@ -14,7 +14,9 @@ struct Up(Child);
 
 impl Drop for Up {
     fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(20);
         while self.0.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
@@ -27,7 +29,14 @@ impl Drop for Up {
 fn up(dir: &Path) -> Up {
     let child = Command::new(env!("CARGO_BIN_EXE_tidegate"))
         .current_dir(repo())
-        .args(["up", "--listen", "127.0.0.1:0", "--time-scale", "36000", "--data-dir"])
+        .args([
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--time-scale",
+            "36000",
+            "--data-dir",
+        ])
         .arg(dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -44,24 +53,58 @@ fn up(dir: &Path) -> Up {
 }
 
 fn tg(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tidegate")).current_dir(repo()).args(args).arg("--data-dir").arg(dir).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_tidegate"))
+        .current_dir(repo())
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .output()
+        .unwrap()
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 #[test]
 fn the_job_commands_and_the_burst_demo_work_against_tidegate_up() {
     let dir = tempfile::tempdir().unwrap();
     let _server = up(dir.path());
-    let o = tg(dir.path(), &["submit", "examples/jobs/sepsis-hpo-sweep.yaml", "--idempotency-key", "readme-1"]);
+    let o = tg(
+        dir.path(),
+        &[
+            "submit",
+            "examples/jobs/sepsis-hpo-sweep.yaml",
+            "--idempotency-key",
+            "readme-1",
+        ],
+    );
     assert!(o.status.success(), "{}", text(&o));
-    let id = String::from_utf8_lossy(&o.stdout).split_whitespace().next().unwrap().to_owned();
+    let id = String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
     assert!(id.starts_with("job-"), "{}", text(&o));
     // Same key again: the same job.
-    let again = tg(dir.path(), &["submit", "examples/jobs/sepsis-hpo-sweep.yaml", "--idempotency-key", "readme-1"]);
-    assert!(text(&again).contains(&id) && text(&again).contains("already submitted"), "{}", text(&again));
+    let again = tg(
+        dir.path(),
+        &[
+            "submit",
+            "examples/jobs/sepsis-hpo-sweep.yaml",
+            "--idempotency-key",
+            "readme-1",
+        ],
+    );
+    assert!(
+        text(&again).contains(&id) && text(&again).contains("already submitted"),
+        "{}",
+        text(&again)
+    );
     // It runs (a stand-in: 6 expected hours at time scale 36000 is 0.6 s) and ends.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -69,7 +112,10 @@ fn the_job_commands_and_the_burst_demo_work_against_tidegate_up() {
         assert!(o.status.success(), "{}", text(&o));
         if text(&o).contains("state   succeeded") {
             let t = text(&o);
-            assert!(t.contains("allowed") && t.contains("hospital-onprem/h100"), "{t}");
+            assert!(
+                t.contains("allowed") && t.contains("hospital-onprem/h100"),
+                "{t}"
+            );
             assert!(t.contains("running -> succeeded"), "{t}");
             break;
         }
@@ -77,32 +123,75 @@ fn the_job_commands_and_the_burst_demo_work_against_tidegate_up() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let logs = tg(dir.path(), &["logs", &id]);
-    assert!(text(&logs).contains("stand-in for sepsis-hpo-sweep"), "{}", text(&logs));
+    assert!(
+        text(&logs).contains("stand-in for sepsis-hpo-sweep"),
+        "{}",
+        text(&logs)
+    );
     let list = tg(dir.path(), &["jobs", "--team", "icu-ml"]);
-    assert!(text(&list).contains(&id) && text(&list).contains("succeeded"), "{}", text(&list));
+    assert!(
+        text(&list).contains(&id) && text(&list).contains("succeeded"),
+        "{}",
+        text(&list)
+    );
     let json = tg(dir.path(), &["jobs", "--output", "json"]);
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(v["jobs"].as_array().unwrap().len(), 1);
     // Cancelling a job that ended is refused, with the reason.
     let c = tg(dir.path(), &["cancel", &id]);
-    assert!(!c.status.success() && text(&c).contains("already ended"), "{}", text(&c));
+    assert!(
+        !c.status.success() && text(&c).contains("already ended"),
+        "{}",
+        text(&c)
+    );
 
     // Zones: list, and a drill on one.
-    let z = tg(dir.path(), &["zone", "set", "edge-clinic", "--health", "unreachable", "--reason", "link drill"]);
-    assert!(z.status.success() && text(&z).contains("edge-clinic  unreachable"), "{}", text(&z));
+    let z = tg(
+        dir.path(),
+        &[
+            "zone",
+            "set",
+            "edge-clinic",
+            "--health",
+            "unreachable",
+            "--reason",
+            "link drill",
+        ],
+    );
+    assert!(
+        z.status.success() && text(&z).contains("edge-clinic  unreachable"),
+        "{}",
+        text(&z)
+    );
     let z = tg(dir.path(), &["zone", "list"]);
-    assert!(text(&z).contains("unreachable") && text(&z).contains("h100 32xH100"), "{}", text(&z));
-    let z = tg(dir.path(), &["zone", "set", "edge-clinic", "--health", "healthy"]);
+    assert!(
+        text(&z).contains("unreachable") && text(&z).contains("h100 32xH100"),
+        "{}",
+        text(&z)
+    );
+    let z = tg(
+        dir.path(),
+        &["zone", "set", "edge-clinic", "--health", "healthy"],
+    );
     assert!(z.status.success(), "{}", text(&z));
 
     // The demo shows queueing, a burst with its justification, PHI kept private and a refusal.
-    let demo = tg(dir.path(), &["demo", "burst", "--watch", "4", "--run-seconds", "3"]);
+    let demo = tg(
+        dir.path(),
+        &["demo", "burst", "--watch", "4", "--run-seconds", "3"],
+    );
     let t = text(&demo);
     assert!(demo.status.success(), "{t}");
-    assert!(t.contains("burst:    sepsis-sweep-") && t.contains("in public-"), "{t}");
+    assert!(
+        t.contains("burst:    sepsis-sweep-") && t.contains("in public-"),
+        "{t}"
+    );
     assert!(t.contains("justification recorded:"), "{t}");
     assert!(t.contains("never public"), "{t}");
-    assert!(t.contains("refused:  foundation-pretrain") && t.contains("job needs 1024 GPUs"), "{t}");
+    assert!(
+        t.contains("refused:  foundation-pretrain") && t.contains("job needs 1024 GPUs"),
+        "{t}"
+    );
 }
 
 #[test]
@@ -115,11 +204,19 @@ fn without_a_server_the_commands_say_how_to_start_one() {
     std::fs::write(dir.path().join("server.url"), "http://127.0.0.1:9").unwrap();
     let o = tg(dir.path(), &["jobs"]);
     assert!(!o.status.success());
-    assert!(text(&o).contains("cannot reach http://127.0.0.1:9"), "{}", text(&o));
+    assert!(
+        text(&o).contains("cannot reach http://127.0.0.1:9"),
+        "{}",
+        text(&o)
+    );
     // A bad token gets the server's 401 with its code.
     let other = tempfile::tempdir().unwrap();
     let _server = up(other.path());
     std::fs::write(other.path().join("admin.token"), "not-a-token").unwrap();
     let o = tg(other.path(), &["jobs"]);
-    assert!(text(&o).contains("401") && text(&o).contains("unauthenticated"), "{}", text(&o));
+    assert!(
+        text(&o).contains("401") && text(&o).contains("unauthenticated"),
+        "{}",
+        text(&o)
+    );
 }

@@ -17,9 +17,13 @@ use std::time::Duration;
 use common::{agent_token, call, repo, start_agent, start_control_plane, wait_for, zone_job};
 use serde_json::{json, Value};
 
-
 fn sh(args: &[&str]) -> bool {
-    Command::new(args[0]).args(&args[1..]).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+    Command::new(args[0])
+        .args(&args[1..])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// A namespace with one veth link to the root namespace: `10.77.N.1` outside, `10.77.N.2` inside,
@@ -38,24 +42,52 @@ impl Zone {
         let inner = format!("tg{pid}i{n}");
         let host_ip = format!("10.77.{n}.1");
         let ok = sh(&["ip", "netns", "add", &ns])
-            && sh(&["ip", "link", "add", &outer, "type", "veth", "peer", "name", &inner])
+            && sh(&[
+                "ip", "link", "add", &outer, "type", "veth", "peer", "name", &inner,
+            ])
             && sh(&["ip", "link", "set", &inner, "netns", &ns])
             && sh(&["ip", "addr", "add", &format!("{host_ip}/29"), "dev", &outer])
-            && sh(&["ip", "addr", "add", &format!("10.77.{n}.3/29"), "dev", &outer])
+            && sh(&[
+                "ip",
+                "addr",
+                "add",
+                &format!("10.77.{n}.3/29"),
+                "dev",
+                &outer,
+            ])
             && sh(&["ip", "link", "set", &outer, "up"])
-            && sh(&["ip", "netns", "exec", &ns, "ip", "addr", "add", &format!("10.77.{n}.2/29"), "dev", &inner])
-            && sh(&["ip", "netns", "exec", &ns, "ip", "link", "set", &inner, "up"])
+            && sh(&[
+                "ip",
+                "netns",
+                "exec",
+                &ns,
+                "ip",
+                "addr",
+                "add",
+                &format!("10.77.{n}.2/29"),
+                "dev",
+                &inner,
+            ])
+            && sh(&[
+                "ip", "netns", "exec", &ns, "ip", "link", "set", &inner, "up",
+            ])
             && sh(&["ip", "netns", "exec", &ns, "ip", "link", "set", "lo", "up"]);
         let zone = Zone { ns, outer, host_ip };
         ok.then_some(zone)
     }
 
     fn cut(&self) {
-        assert!(sh(&["ip", "link", "set", &self.outer, "down"]), "cannot cut the link");
+        assert!(
+            sh(&["ip", "link", "set", &self.outer, "down"]),
+            "cannot cut the link"
+        );
     }
 
     fn restore(&self) {
-        assert!(sh(&["ip", "link", "set", &self.outer, "up"]), "cannot restore the link");
+        assert!(
+            sh(&["ip", "link", "set", &self.outer, "up"]),
+            "cannot restore the link"
+        );
     }
 }
 
@@ -66,15 +98,15 @@ impl Drop for Zone {
     }
 }
 
-
-
-
 fn job(name: &str, zone: &str, dataset: &str, command: &str) -> String {
     zone_job(name, zone, dataset, "production", command)
 }
 
 fn can_run() -> bool {
-    let root = Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
     let ip = sh(&["ip", "-V"]);
     if root && ip {
         return true;
@@ -82,7 +114,9 @@ fn can_run() -> bool {
     if std::env::var("CI").as_deref() == Ok("true") {
         panic!("CI=true but network namespaces cannot be made here (needs root and iproute2)");
     }
-    eprintln!("skipping: needs root and iproute2 (`ip netns`); runs under CI=true via scripts/test.sh");
+    eprintln!(
+        "skipping: needs root and iproute2 (`ip netns`); runs under CI=true via scripts/test.sh"
+    );
     false
 }
 
@@ -91,11 +125,18 @@ fn zones_behind_veth_links_run_their_work_survive_a_cut_and_never_see_restricted
     if !can_run() {
         return;
     }
-    let (Some(eu), Some(us)) = (Zone::new(1), Zone::new(2)) else { panic!("cannot create network namespaces and veth links") };
+    let (Some(eu), Some(us)) = (Zone::new(1), Zone::new(2)) else {
+        panic!("cannot create network namespaces and veth links")
+    };
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("cp");
     // The control plane listens on every address so both zones reach it over their own link.
-    let cp = start_control_plane(&data, "0.0.0.0:0", &["public-eu", "public-us"], &["--agent-timeout", "2"]);
+    let cp = start_control_plane(
+        &data,
+        "0.0.0.0:0",
+        &["public-eu", "public-us"],
+        &["--agent-timeout", "2"],
+    );
     let port = cp.port.clone();
     let url = format!("http://127.0.0.1:{port}");
     let admin = cp.admin.clone();
@@ -105,53 +146,122 @@ fn zones_behind_veth_links_run_their_work_survive_a_cut_and_never_see_restricted
         let token = dir.path().join(format!("{zone}.token"));
         agent_token(&data, zone, &token);
         let work = dir.path().join(format!("{zone}-work"));
-        agents.push(start_agent(Some(&z.ns), zone, &format!("http://{}:{port}", z.host_ip), &token, &work));
+        agents.push(start_agent(
+            Some(&z.ns),
+            zone,
+            &format!("http://{}:{port}", z.host_ip),
+            &token,
+            &work,
+        ));
         works.push(work);
     }
     let zone_health = |name: &str| -> String {
         let (_, zones) = call("GET", &format!("{url}/v1/zones"), &admin, None);
-        zones.as_array().unwrap().iter().find(|z| z["name"] == name).unwrap()["health"].as_str().unwrap().to_owned()
+        zones
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|z| z["name"] == name)
+            .unwrap()["health"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     };
     let submit = |m: String| -> String {
-        let (s, b) = call("POST", &format!("{url}/v1/jobs"), &admin, Some(json!({ "manifest": m })));
+        let (s, b) = call(
+            "POST",
+            &format!("{url}/v1/jobs"),
+            &admin,
+            Some(json!({ "manifest": m })),
+        );
         assert_eq!(s, 201, "{b}");
         b["job"]["id"].as_str().unwrap().to_owned()
     };
-    let detail = |id: &str| -> Value { call("GET", &format!("{url}/v1/jobs/{id}"), &admin, None).1 };
+    let detail =
+        |id: &str| -> Value { call("GET", &format!("{url}/v1/jobs/{id}"), &admin, None).1 };
 
     // (a) A job placed in a public zone runs behind its link and reports back.
-    let a = submit(job("over-the-link", "public-eu", "ehr-deid@2026-10", "echo from $TIDEGATE_ZONE"));
-    wait_for("the job to succeed", 30, || detail(&a)["job"]["state"] == "succeeded");
+    let a = submit(job(
+        "over-the-link",
+        "public-eu",
+        "ehr-deid@2026-10",
+        "echo from $TIDEGATE_ZONE",
+    ));
+    wait_for("the job to succeed", 30, || {
+        detail(&a)["job"]["state"] == "succeeded"
+    });
     assert!(works[0].join(&a).join("exit").exists());
 
     // (b) Cut the link: the running job is left alone, the zone turns unreachable; the link
     // returns and the status reconciles, nothing placed twice.
-    let b = submit(job("across-the-cut", "public-eu", "ehr-deid@2026-10", "sleep 3; echo done"));
-    wait_for("the run to start in the zone", 20, || works[0].join(&b).join("pid").exists());
+    let b = submit(job(
+        "across-the-cut",
+        "public-eu",
+        "ehr-deid@2026-10",
+        "sleep 3; echo done",
+    ));
+    wait_for("the run to start in the zone", 20, || {
+        works[0].join(&b).join("pid").exists()
+    });
     eu.cut();
-    wait_for("public-eu to turn unreachable", 20, || zone_health("public-eu") == "unreachable");
+    wait_for("public-eu to turn unreachable", 20, || {
+        zone_health("public-eu") == "unreachable"
+    });
     assert_eq!(zone_health("public-us"), "healthy");
     assert_eq!(detail(&b)["job"]["state"], "running");
-    wait_for("the job to end behind the cut", 20, || works[0].join(&b).join("exit").exists());
-    assert_eq!(detail(&b)["job"]["state"], "running", "nothing is known until the link returns");
+    wait_for("the job to end behind the cut", 20, || {
+        works[0].join(&b).join("exit").exists()
+    });
+    assert_eq!(
+        detail(&b)["job"]["state"],
+        "running",
+        "nothing is known until the link returns"
+    );
     eu.restore();
-    wait_for("public-eu to be healthy again", 30, || zone_health("public-eu") == "healthy");
-    wait_for("the status to reconcile", 30, || detail(&b)["job"]["state"] == "succeeded");
+    wait_for("public-eu to be healthy again", 30, || {
+        zone_health("public-eu") == "healthy"
+    });
+    wait_for("the status to reconcile", 30, || {
+        detail(&b)["job"]["state"] == "succeeded"
+    });
     let d = detail(&b);
-    assert_eq!(d["events"].as_array().unwrap().iter().filter(|e| e["to_state"] == "admitted").count(), 1, "{d}");
-    assert!(!works[1].join(&b).exists(), "never placed in the other zone");
+    assert_eq!(
+        d["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["to_state"] == "admitted")
+            .count(),
+        1,
+        "{d}"
+    );
+    assert!(
+        !works[1].join(&b).exists(),
+        "never placed in the other zone"
+    );
 
     // (c) With the private side degraded, restricted work still never reaches a public agent.
     for zone in ["hospital-onprem", "private-cloud"] {
-        let (s, _) = call("POST", &format!("{url}/v1/zones/{zone}/condition"), &admin, Some(json!({"health": "degraded", "reason": "drill"})));
+        let (s, _) = call(
+            "POST",
+            &format!("{url}/v1/zones/{zone}/condition"),
+            &admin,
+            Some(json!({"health": "degraded", "reason": "drill"})),
+        );
         assert_eq!(s, 200);
     }
     let raw = submit(job("raw-phi", "public", "ehr-raw@2026-10", "echo leaked"));
     std::thread::sleep(Duration::from_secs(2));
     let state = detail(&raw)["job"]["state"].as_str().unwrap().to_owned();
-    assert!(state == "failed" || state == "queued", "restricted work is refused or waits: {state}");
+    assert!(
+        state == "failed" || state == "queued",
+        "restricted work is refused or waits: {state}"
+    );
     for w in &works {
-        assert!(!w.join(&raw).exists(), "restricted work reached a public zone's agent");
+        assert!(
+            !w.join(&raw).exists(),
+            "restricted work reached a public zone's agent"
+        );
     }
     drop(agents);
 }
@@ -161,16 +271,26 @@ fn egress_rules_block_a_checkpoint_sync_and_nothing_is_lost() {
     if !can_run() {
         return;
     }
-    assert!(sh(&["nft", "--version"]) || std::env::var("CI").as_deref() != Ok("true"), "CI=true but nft is missing");
+    assert!(
+        sh(&["nft", "--version"]) || std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true but nft is missing"
+    );
     if !sh(&["nft", "--version"]) {
         eprintln!("skipping: needs nft (apt-get install nftables)");
         return;
     }
-    let Some(us) = Zone::new(3) else { panic!("cannot create a network namespace and veth link") };
+    let Some(us) = Zone::new(3) else {
+        panic!("cannot create a network namespace and veth link")
+    };
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("cp");
     let tg = env!("CARGO_BIN_EXE_tidegate");
-    let cp = start_control_plane(&data, "0.0.0.0:0", &["public-us"], &["--agent-timeout", "5"]);
+    let cp = start_control_plane(
+        &data,
+        "0.0.0.0:0",
+        &["public-us"],
+        &["--agent-timeout", "5"],
+    );
     let port = cp.port.clone();
     let url = format!("http://127.0.0.1:{port}");
     let admin = cp.admin.clone();
@@ -179,29 +299,63 @@ fn egress_rules_block_a_checkpoint_sync_and_nothing_is_lost() {
     let addrs = dir.path().join("addresses.yaml");
     std::fs::write(&addrs, format!("hospital-onprem: [{}/32]\n", us.host_ip)).unwrap();
     let rules = Command::new(tg)
-        .args(["render", "--target", "nftables", "--zone", "public-us", "--addresses"])
+        .args([
+            "render",
+            "--target",
+            "nftables",
+            "--zone",
+            "public-us",
+            "--addresses",
+        ])
         .arg(&addrs)
         .arg("--fleet")
         .arg(repo().join("examples/fleet"))
         .output()
         .unwrap();
-    assert!(rules.status.success(), "{}", String::from_utf8_lossy(&rules.stderr));
+    assert!(
+        rules.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rules.stderr)
+    );
     let rules_file = dir.path().join("public-us.nft");
     std::fs::write(&rules_file, &rules.stdout).unwrap();
-    assert!(sh(&["ip", "netns", "exec", &us.ns, "nft", "-f", rules_file.to_str().unwrap()]), "cannot apply the ruleset");
+    assert!(
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &us.ns,
+            "nft",
+            "-f",
+            rules_file.to_str().unwrap()
+        ]),
+        "cannot apply the ruleset"
+    );
 
     let agent_token_file = dir.path().join("agent.token");
     agent_token(&data, "public-us", &agent_token_file);
     let push_token = dir.path().join("push.token");
     std::fs::write(&push_token, &admin).unwrap();
     let work = dir.path().join("us-work");
-    let _agent = start_agent(Some(&us.ns), "public-us", &format!("http://{}:{port}", us.host_ip), &agent_token_file, &work);
+    let _agent = start_agent(
+        Some(&us.ns),
+        "public-us",
+        &format!("http://{}:{port}", us.host_ip),
+        &agent_token_file,
+        &work,
+    );
     let submit = |m: String| -> String {
-        let (s, b) = call("POST", &format!("{url}/v1/jobs"), &admin, Some(json!({ "manifest": m })));
+        let (s, b) = call(
+            "POST",
+            &format!("{url}/v1/jobs"),
+            &admin,
+            Some(json!({ "manifest": m })),
+        );
         assert_eq!(s, 201, "{b}");
         b["job"]["id"].as_str().unwrap().to_owned()
     };
-    let detail = |id: &str| -> Value { call("GET", &format!("{url}/v1/jobs/{id}"), &admin, None).1 };
+    let detail =
+        |id: &str| -> Value { call("GET", &format!("{url}/v1/jobs/{id}"), &admin, None).1 };
     let push = |dest: &str| {
         format!(
             "head -c 65536 /dev/urandom > ckpt.bin && sha256sum ckpt.bin > ckpt.sha && {tg} checkpoint push ckpt.bin --to http://{dest}:{port} --token-file {} --timeout-s 3",
@@ -210,12 +364,28 @@ fn egress_rules_block_a_checkpoint_sync_and_nothing_is_lost() {
     };
 
     // (d) The other site's address is not on the allowlist: the sync is dropped by the rules.
-    let blocked = submit(job("ckpt-blocked", "public-us", "ehr-deid@2026-10", &push("10.77.3.3")));
-    wait_for("the blocked sync to end the job", 60, || detail(&blocked)["job"]["state"] == "failed");
+    let blocked = submit(job(
+        "ckpt-blocked",
+        "public-us",
+        "ehr-deid@2026-10",
+        &push("10.77.3.3"),
+    ));
+    wait_for("the blocked sync to end the job", 60, || {
+        detail(&blocked)["job"]["state"] == "failed"
+    });
     let d = detail(&blocked);
     let reason = d["job"]["reason"].as_str().unwrap();
-    assert!(reason.contains("checkpoint sync blocked") && reason.contains("kept"), "{d}");
-    let ev = d["events"].as_array().unwrap().iter().find(|e| e["to_state"] == "failed").unwrap().clone();
+    assert!(
+        reason.contains("checkpoint sync blocked") && reason.contains("kept"),
+        "{d}"
+    );
+    let ev = d["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["to_state"] == "failed")
+        .unwrap()
+        .clone();
     assert_eq!(ev["details"]["checkpoint_sync"], "blocked", "{ev}");
     // Nothing lost: the checkpoint is there, intact, with a note naming its digest.
     let run = work.join(&blocked);
@@ -223,12 +393,21 @@ fn egress_rules_block_a_checkpoint_sync_and_nothing_is_lost() {
     let digest = sha.split_whitespace().next().unwrap().to_owned();
     let bytes = std::fs::read(run.join("ckpt.bin")).unwrap();
     assert_eq!(bytes.len(), 65536);
-    let note: Value = serde_json::from_slice(&std::fs::read(run.join("ckpt.bin.unsynced")).unwrap()).unwrap();
+    let note: Value =
+        serde_json::from_slice(&std::fs::read(run.join("ckpt.bin.unsynced")).unwrap()).unwrap();
     assert_eq!(note["digest"], format!("sha256:{digest}"), "{note}");
-    assert!(note["destination"].as_str().unwrap().contains("10.77.3.3"), "{note}");
+    assert!(
+        note["destination"].as_str().unwrap().contains("10.77.3.3"),
+        "{note}"
+    );
 
     // The allowed destination (the control plane across the link) takes a checkpoint.
-    let allowed = submit(job("ckpt-allowed", "public-us", "ehr-deid@2026-10", &push(&us.host_ip)));
+    let allowed = submit(job(
+        "ckpt-allowed",
+        "public-us",
+        "ehr-deid@2026-10",
+        &push(&us.host_ip),
+    ));
     wait_for("the allowed sync to finish", 60, || {
         let s = detail(&allowed)["job"]["state"].clone();
         s == "succeeded" || s == "failed"

@@ -42,13 +42,24 @@ fn up(dir: &Path, extra: &[&str]) -> Up {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut started = Up { child, url: String::new(), token: String::new() };
+    let mut started = Up {
+        child,
+        url: String::new(),
+        token: String::new(),
+    };
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok(url) = std::fs::read_to_string(dir.join("server.url")) {
             let url = url.trim().to_owned();
-            if agent().get(format!("{url}/healthz")).call().is_ok_and(|r| r.status() == 200) {
-                started.token = std::fs::read_to_string(dir.join("admin.token")).unwrap().trim().to_owned();
+            if agent()
+                .get(format!("{url}/healthz"))
+                .call()
+                .is_ok_and(|r| r.status() == 200)
+            {
+                started.token = std::fs::read_to_string(dir.join("admin.token"))
+                    .unwrap()
+                    .trim()
+                    .to_owned();
                 started.url = url;
                 return started;
             }
@@ -59,7 +70,10 @@ fn up(dir: &Path, extra: &[&str]) -> Up {
 }
 
 fn agent() -> ureq::Agent {
-    let config = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(60))).build();
+    let config = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build();
     ureq::Agent::new_with_config(config)
 }
 
@@ -94,7 +108,10 @@ fn submit(agent: &ureq::Agent, url: &str, token: &str, i: usize) -> Option<(u16,
         .ok()?;
     let status = resp.status().as_u16();
     let body: Value = resp.body_mut().read_json().ok()?;
-    Some((status, body["job"]["id"].as_str().unwrap_or_default().to_owned()))
+    Some((
+        status,
+        body["job"]["id"].as_str().unwrap_or_default().to_owned(),
+    ))
 }
 
 const N: usize = 10_000;
@@ -108,7 +125,12 @@ fn kill_9_under_10k_concurrent_submissions_loses_and_duplicates_nothing() {
     let next = Arc::new(AtomicUsize::new(0));
     let threads: Vec<_> = (0..CLIENTS)
         .map(|_| {
-            let (acked, next, url, token) = (acked.clone(), next.clone(), first.url.clone(), first.token.clone());
+            let (acked, next, url, token) = (
+                acked.clone(),
+                next.clone(),
+                first.url.clone(),
+                first.token.clone(),
+            );
             std::thread::spawn(move || {
                 let agent = agent();
                 loop {
@@ -128,7 +150,11 @@ fn kill_9_under_10k_concurrent_submissions_loses_and_duplicates_nothing() {
     // Kill it midway, hard.
     let deadline = Instant::now() + Duration::from_secs(120);
     while acked.lock().unwrap().len() < N / 3 {
-        assert!(Instant::now() < deadline, "submissions too slow: {}", acked.lock().unwrap().len());
+        assert!(
+            Instant::now() < deadline,
+            "submissions too slow: {}",
+            acked.lock().unwrap().len()
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     first.child.kill().unwrap(); // SIGKILL
@@ -137,8 +163,15 @@ fn kill_9_under_10k_concurrent_submissions_loses_and_duplicates_nothing() {
         t.join().unwrap();
     }
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() >= N / 3 && acked.len() < N, "kill landed midway: {} acknowledged", acked.len());
-    eprintln!("{} of {N} submissions acknowledged before kill -9", acked.len());
+    assert!(
+        acked.len() >= N / 3 && acked.len() < N,
+        "kill landed midway: {} acknowledged",
+        acked.len()
+    );
+    eprintln!(
+        "{} of {N} submissions acknowledged before kill -9",
+        acked.len()
+    );
 
     // Restart on the same data directory and retry every submission with its key.
     let second = up(dir.path(), &[]);
@@ -146,7 +179,12 @@ fn kill_9_under_10k_concurrent_submissions_loses_and_duplicates_nothing() {
     let next = Arc::new(AtomicUsize::new(0));
     let threads: Vec<_> = (0..CLIENTS)
         .map(|_| {
-            let (results, next, url, token) = (results.clone(), next.clone(), second.url.clone(), second.token.clone());
+            let (results, next, url, token) = (
+                results.clone(),
+                next.clone(),
+                second.url.clone(),
+                second.token.clone(),
+            );
             std::thread::spawn(move || {
                 let agent = agent();
                 loop {
@@ -166,7 +204,10 @@ fn kill_9_under_10k_concurrent_submissions_loses_and_duplicates_nothing() {
     let results = results.lock().unwrap().clone();
     for (i, id) in &acked {
         let (status, again) = &results[i];
-        assert_eq!(*status, 200, "acknowledged submission {i} must replay after the crash");
+        assert_eq!(
+            *status, 200,
+            "acknowledged submission {i} must replay after the crash"
+        );
         assert_eq!(again, id, "acknowledged submission {i} kept its id");
     }
     assert!(results.values().all(|(s, _)| *s == 200 || *s == 201));
@@ -177,8 +218,15 @@ fn kill_9_under_10k_concurrent_submissions_loses_and_duplicates_nothing() {
     let mut ids: HashSet<String> = HashSet::new();
     let mut after: Option<u64> = None;
     loop {
-        let q = after.map_or_else(|| "limit=1000".to_string(), |a| format!("limit=1000&after={a}"));
-        let mut r = agent.get(format!("{}/v1/jobs?{q}", second.url)).header("Authorization", format!("Bearer {}", second.token)).call().unwrap();
+        let q = after.map_or_else(
+            || "limit=1000".to_string(),
+            |a| format!("limit=1000&after={a}"),
+        );
+        let mut r = agent
+            .get(format!("{}/v1/jobs?{q}", second.url))
+            .header("Authorization", format!("Bearer {}", second.token))
+            .call()
+            .unwrap();
         let page: Value = r.body_mut().read_json().unwrap();
         for j in page["jobs"].as_array().unwrap() {
             let key = j["idempotency_key"].as_str().unwrap().to_owned();
@@ -196,7 +244,11 @@ fn kill_9_under_10k_concurrent_submissions_loses_and_duplicates_nothing() {
     // SIGTERM drains: exit status 0, lease given back.
     let mut second = second;
     let pid = second.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
         if let Some(s) = second.child.try_wait().unwrap() {
@@ -208,17 +260,32 @@ fn kill_9_under_10k_concurrent_submissions_loses_and_duplicates_nothing() {
     assert!(status.success(), "drained shutdown exits 0: {status:?}");
 
     // Nothing half-written: the database is intact and every job's history is whole.
-    let store = tidegate_store::SqliteStore::open(dir.path(), tidegate_store::SqliteOptions::default()).unwrap();
+    let store =
+        tidegate_store::SqliteStore::open(dir.path(), tidegate_store::SqliteOptions::default())
+            .unwrap();
     use tidegate_store::Store as _;
-    let lease = store.lease(tidegate_server::control::LEASE).unwrap().unwrap();
-    assert!(lease.expires_at <= tidegate_store::Timestamp::now(), "the lease was given back: {lease:?}");
+    let lease = store
+        .lease(tidegate_server::control::LEASE)
+        .unwrap()
+        .unwrap();
+    assert!(
+        lease.expires_at <= tidegate_store::Timestamp::now(),
+        "the lease was given back: {lease:?}"
+    );
     let conn = rusqlite::Connection::open(dir.path().join("state.db")).unwrap();
-    let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(check, "ok");
     let mut after = None;
     let mut checked = 0;
     loop {
-        let page = store.list(&tidegate_store::JobFilter::default(), tidegate_store::PageRequest { after, limit: 1000 }).unwrap();
+        let page = store
+            .list(
+                &tidegate_store::JobFilter::default(),
+                tidegate_store::PageRequest { after, limit: 1000 },
+            )
+            .unwrap();
         for job in &page.jobs {
             let events = store.events(&job.id).unwrap();
             assert!(!events.is_empty(), "job {} has no events", job.id);
@@ -227,7 +294,11 @@ fn kill_9_under_10k_concurrent_submissions_loses_and_duplicates_nothing() {
                 assert_eq!(e.seq, k as u64 + 1, "job {} events are contiguous", job.id);
             }
             let last_state = events.iter().rev().find_map(|e| e.to_state).unwrap();
-            assert_eq!(last_state, job.state, "job {}: state matches its last transition", job.id);
+            assert_eq!(
+                last_state, job.state,
+                "job {}: state matches its last transition",
+                job.id
+            );
             checked += 1;
         }
         match page.next {
@@ -237,6 +308,14 @@ fn kill_9_under_10k_concurrent_submissions_loses_and_duplicates_nothing() {
     }
     assert_eq!(checked, N);
     // The evidence ledger recovered too: it verifies end to end.
-    let verify = Command::new(env!("CARGO_BIN_EXE_tidegate")).args(["audit", "verify", "--data-dir"]).arg(dir.path()).output().unwrap();
-    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
+    let verify = Command::new(env!("CARGO_BIN_EXE_tidegate"))
+        .args(["audit", "verify", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
 }

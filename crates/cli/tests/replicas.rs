@@ -20,7 +20,10 @@ fn repo() -> PathBuf {
 }
 
 fn agent() -> ureq::Agent {
-    let config = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(30))).build();
+    let config = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build();
     ureq::Agent::new_with_config(config)
 }
 
@@ -40,7 +43,17 @@ fn replica(db: &str, data: &Path, keys: &Path, work: &Path, name: &str) -> Repli
     std::fs::create_dir_all(data).unwrap();
     let _ = std::fs::remove_file(data.join("server.url"));
     let child = Command::new(env!("CARGO_BIN_EXE_tidegate"))
-        .args(["up", "--listen", "127.0.0.1:0", "--lease-seconds", "2", "--replica", name, "--database", db])
+        .args([
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--lease-seconds",
+            "2",
+            "--replica",
+            name,
+            "--database",
+            db,
+        ])
         .arg("--data-dir")
         .arg(data)
         .arg("--keys-dir")
@@ -53,12 +66,19 @@ fn replica(db: &str, data: &Path, keys: &Path, work: &Path, name: &str) -> Repli
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut started = Replica { child, url: String::new() };
+    let mut started = Replica {
+        child,
+        url: String::new(),
+    };
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok(url) = std::fs::read_to_string(data.join("server.url")) {
             let url = url.trim().to_owned();
-            if agent().get(format!("{url}/healthz")).call().is_ok_and(|r| r.status() == 200) {
+            if agent()
+                .get(format!("{url}/healthz"))
+                .call()
+                .is_ok_and(|r| r.status() == 200)
+            {
                 started.url = url;
                 return started;
             }
@@ -73,12 +93,22 @@ fn health(url: &str) -> Option<Value> {
     r.body_mut().read_json().ok()
 }
 
-fn call(method: &str, url: &str, token: &str, body: Option<Value>, key: Option<&str>) -> (u16, Value) {
+fn call(
+    method: &str,
+    url: &str,
+    token: &str,
+    body: Option<Value>,
+    key: Option<&str>,
+) -> (u16, Value) {
     let a = agent();
     let resp = if method == "GET" {
-        a.get(url).header("Authorization", format!("Bearer {token}")).call()
+        a.get(url)
+            .header("Authorization", format!("Bearer {token}"))
+            .call()
     } else {
-        let mut req = a.post(url).header("Authorization", format!("Bearer {token}"));
+        let mut req = a
+            .post(url)
+            .header("Authorization", format!("Bearer {token}"));
         if let Some(k) = key {
             req = req.header("Idempotency-Key", k);
         }
@@ -119,7 +149,10 @@ fn all_jobs(url: &str, token: &str) -> Vec<Value> {
     let mut out = Vec::new();
     let mut after: Option<u64> = None;
     loop {
-        let q = after.map_or_else(|| "limit=1000".to_string(), |a| format!("limit=1000&after={a}"));
+        let q = after.map_or_else(
+            || "limit=1000".to_string(),
+            |a| format!("limit=1000&after={a}"),
+        );
         let (s, page) = call("GET", &format!("{url}/v1/jobs?{q}"), token, None, None);
         assert_eq!(s, 200, "{page}");
         out.extend(page["jobs"].as_array().unwrap().iter().cloned());
@@ -132,18 +165,46 @@ fn all_jobs(url: &str, token: &str) -> Vec<Value> {
 
 #[test]
 fn killing_the_leader_hands_scheduling_over_without_double_admission() {
-    let Some(pg) = PgInstance::start_private("replicas") else { return };
+    let Some(pg) = PgInstance::start_private("replicas") else {
+        return;
+    };
     let root = tempfile::tempdir().unwrap();
     let (keys, work) = (root.path().join("keys"), root.path().join("work"));
     let runs = root.path().join("runs.log");
     // The first replica creates the shared token keys; the others start once it is up.
-    let mut replicas = vec![replica(&pg.url(), &root.path().join("r1"), &keys, &work, "r1")];
-    replicas.push(replica(&pg.url(), &root.path().join("r2"), &keys, &work, "r2"));
-    replicas.push(replica(&pg.url(), &root.path().join("r3"), &keys, &work, "r3"));
-    let token = std::fs::read_to_string(root.path().join("r3/admin.token")).unwrap().trim().to_owned();
+    let mut replicas = vec![replica(
+        &pg.url(),
+        &root.path().join("r1"),
+        &keys,
+        &work,
+        "r1",
+    )];
+    replicas.push(replica(
+        &pg.url(),
+        &root.path().join("r2"),
+        &keys,
+        &work,
+        "r2",
+    ));
+    replicas.push(replica(
+        &pg.url(),
+        &root.path().join("r3"),
+        &keys,
+        &work,
+        "r3",
+    ));
+    let token = std::fs::read_to_string(root.path().join("r3/admin.token"))
+        .unwrap()
+        .trim()
+        .to_owned();
 
     let leader_index = |replicas: &[Replica]| -> Vec<usize> {
-        replicas.iter().enumerate().filter(|(_, r)| health(&r.url).is_some_and(|h| h["leader"] == true)).map(|(i, _)| i).collect()
+        replicas
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| health(&r.url).is_some_and(|h| h["leader"] == true))
+            .map(|(i, _)| i)
+            .collect()
     };
     let deadline = Instant::now() + Duration::from_secs(20);
     let leader = loop {
@@ -158,13 +219,24 @@ fn killing_the_leader_hands_scheduling_over_without_double_admission() {
     let follower = (leader + 1) % replicas.len();
     let mut ids = Vec::new();
     for i in 0..20 {
-        let (s, b) = call("POST", &format!("{}/v1/jobs", replicas[follower].url), &token, Some(json!({"manifest": manifest(&format!("fo-{i}"), &runs)})), None);
+        let (s, b) = call(
+            "POST",
+            &format!("{}/v1/jobs", replicas[follower].url),
+            &token,
+            Some(json!({"manifest": manifest(&format!("fo-{i}"), &runs)})),
+            None,
+        );
         assert_eq!(s, 201, "{b}");
         ids.push(b["job"]["id"].as_str().unwrap().to_owned());
     }
     // Let the leader admit some, then kill it hard.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while all_jobs(&replicas[follower].url, &token).iter().filter(|j| j["state"] == "running").count() == 0 {
+    while all_jobs(&replicas[follower].url, &token)
+        .iter()
+        .filter(|j| j["state"] == "running")
+        .count()
+        == 0
+    {
         assert!(Instant::now() < deadline, "the leader admitted nothing");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -178,14 +250,29 @@ fn killing_the_leader_hands_scheduling_over_without_double_admission() {
         if l.len() == 1 {
             break l[0];
         }
-        assert!(killed_at.elapsed() < Duration::from_secs(15), "no replica took over: {l:?}");
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(15),
+            "no replica took over: {l:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     let takeover = killed_at.elapsed();
-    eprintln!("replica {} took over {takeover:?} after the leader was killed", new_leader);
-    assert!(takeover < Duration::from_secs(10), "takeover took {takeover:?}");
+    eprintln!(
+        "replica {} took over {takeover:?} after the leader was killed",
+        new_leader
+    );
+    assert!(
+        takeover < Duration::from_secs(10),
+        "takeover took {takeover:?}"
+    );
     for i in 20..30 {
-        let (s, b) = call("POST", &format!("{}/v1/jobs", replicas[0].url), &token, Some(json!({"manifest": manifest(&format!("fo-{i}"), &runs)})), None);
+        let (s, b) = call(
+            "POST",
+            &format!("{}/v1/jobs", replicas[0].url),
+            &token,
+            Some(json!({"manifest": manifest(&format!("fo-{i}"), &runs)})),
+            None,
+        );
         assert_eq!(s, 201, "{b}");
         ids.push(b["job"]["id"].as_str().unwrap().to_owned());
     }
@@ -196,13 +283,28 @@ fn killing_the_leader_hands_scheduling_over_without_double_admission() {
         if jobs.iter().filter(|j| j["state"] == "succeeded").count() == ids.len() {
             break;
         }
-        let stuck: Vec<String> = jobs.iter().filter(|j| j["state"] != "succeeded").map(|j| format!("{} {}", j["name"], j["state"])).collect();
+        let stuck: Vec<String> = jobs
+            .iter()
+            .filter(|j| j["state"] != "succeeded")
+            .map(|j| format!("{} {}", j["name"], j["state"]))
+            .collect();
         assert!(Instant::now() < deadline, "not all jobs ended: {stuck:?}");
         std::thread::sleep(Duration::from_millis(200));
     }
     for id in &ids {
-        let (_, d) = call("GET", &format!("{}/v1/jobs/{id}", replicas[0].url), &token, None, None);
-        let admitted = d["events"].as_array().unwrap().iter().filter(|e| e["to_state"] == "admitted").count();
+        let (_, d) = call(
+            "GET",
+            &format!("{}/v1/jobs/{id}", replicas[0].url),
+            &token,
+            None,
+            None,
+        );
+        let admitted = d["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["to_state"] == "admitted")
+            .count();
         assert_eq!(admitted, 1, "job {id} admitted {admitted} times: {d}");
     }
     let log = std::fs::read_to_string(&runs).unwrap();
@@ -211,50 +313,100 @@ fn killing_the_leader_hands_scheduling_over_without_double_admission() {
         *counts.entry(line.trim()).or_default() += 1;
     }
     assert_eq!(counts.len(), ids.len(), "every job ran");
-    assert!(counts.values().all(|c| *c == 1), "a job ran twice: {counts:?}");
+    assert!(
+        counts.values().all(|c| *c == 1),
+        "a job ran twice: {counts:?}"
+    );
     drop(replicas);
     // Each replica's evidence ledger lives in PostgreSQL (a log per replica) and verifies.
     for r in ["r1", "r2", "r3"] {
         let out = Command::new(env!("CARGO_BIN_EXE_tidegate"))
-            .args(["audit", "verify", "--database", &pg.url(), "--schema", &format!("tidegate_ledger_{r}"), "--data-dir"])
+            .args([
+                "audit",
+                "verify",
+                "--database",
+                &pg.url(),
+                "--schema",
+                &format!("tidegate_ledger_{r}"),
+                "--data-dir",
+            ])
             .arg(root.path().join(r))
             .output()
             .unwrap();
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(out.status.success(), "ledger of {r}: {text}");
     }
     // Evidence bundles come out of the PostgreSQL ledgers too, and verify offline: every job
     // has a bundle from some replica's log.
     let tg = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_tidegate")).args(args).output().unwrap();
-        (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+        let out = Command::new(env!("CARGO_BIN_EXE_tidegate"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
     };
     let id = &ids[25];
     let mut found = 0;
     for r in ["r1", "r2", "r3"] {
         let dir = root.path().join(r);
         let file = root.path().join(format!("{r}-evidence.json"));
-        let (ok, text) =
-            tg(&["evidence", "job", id, "--out", file.to_str().unwrap(), "--database", &pg.url(), "--schema", &format!("tidegate_ledger_{r}"), "--data-dir", dir.to_str().unwrap()]);
+        let (ok, text) = tg(&[
+            "evidence",
+            "job",
+            id,
+            "--out",
+            file.to_str().unwrap(),
+            "--database",
+            &pg.url(),
+            "--schema",
+            &format!("tidegate_ledger_{r}"),
+            "--data-dir",
+            dir.to_str().unwrap(),
+        ]);
         if !ok {
             assert!(text.contains("no ledger entry mentions"), "{r}: {text}");
             continue;
         }
         found += 1;
         let key = dir.join("keys/ledger.pub");
-        let (ok, text) = tg(&["evidence", "verify", file.to_str().unwrap(), "--key", key.to_str().unwrap()]);
-        assert!(ok && text.contains("VERIFIED") && text.contains(id.as_str()), "{r}: {text}");
+        let (ok, text) = tg(&[
+            "evidence",
+            "verify",
+            file.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ]);
+        assert!(
+            ok && text.contains("VERIFIED") && text.contains(id.as_str()),
+            "{r}: {text}"
+        );
     }
     assert!(found >= 1, "no replica's ledger holds job {id}");
 }
 
 #[test]
 fn postgres_crash_under_load_gives_clear_errors_and_recovers() {
-    let Some(pg) = PgInstance::start_private("api-restart") else { return };
+    let Some(pg) = PgInstance::start_private("api-restart") else {
+        return;
+    };
     let root = tempfile::tempdir().unwrap();
     let (keys, work) = (root.path().join("keys"), root.path().join("work"));
     let r = replica(&pg.url(), &root.path().join("r1"), &keys, &work, "solo");
-    let token = std::fs::read_to_string(root.path().join("r1/admin.token")).unwrap().trim().to_owned();
+    let token = std::fs::read_to_string(root.path().join("r1/admin.token"))
+        .unwrap()
+        .trim()
+        .to_owned();
     let stop = Arc::new(AtomicBool::new(false));
     let acked: Arc<Mutex<HashMap<String, String>>> = Arc::new(Mutex::new(HashMap::new()));
     let failures: Arc<Mutex<Vec<(u16, Value)>>> = Arc::new(Mutex::new(Vec::new()));
@@ -262,16 +414,32 @@ fn postgres_crash_under_load_gives_clear_errors_and_recovers() {
     let runs = root.path().join("runs.log");
     let threads: Vec<_> = (0..4)
         .map(|_| {
-            let (stop, acked, failures, counter, url, token, runs) =
-                (stop.clone(), acked.clone(), failures.clone(), counter.clone(), r.url.clone(), token.clone(), runs.clone());
+            let (stop, acked, failures, counter, url, token, runs) = (
+                stop.clone(),
+                acked.clone(),
+                failures.clone(),
+                counter.clone(),
+                r.url.clone(),
+                token.clone(),
+                runs.clone(),
+            );
             std::thread::spawn(move || {
                 while !stop.load(Ordering::SeqCst) {
                     let i = counter.fetch_add(1, Ordering::SeqCst);
                     let key = format!("pg-{i}");
                     let m = manifest(&format!("pg-{i}"), &runs).replace("sleep 1.5", "true");
-                    let (s, b) = call("POST", &format!("{url}/v1/jobs"), &token, Some(json!({"manifest": m})), Some(&key));
+                    let (s, b) = call(
+                        "POST",
+                        &format!("{url}/v1/jobs"),
+                        &token,
+                        Some(json!({"manifest": m})),
+                        Some(&key),
+                    );
                     if s == 201 || s == 200 {
-                        acked.lock().unwrap().insert(key, b["job"]["id"].as_str().unwrap().to_owned());
+                        acked
+                            .lock()
+                            .unwrap()
+                            .insert(key, b["job"]["id"].as_str().unwrap().to_owned());
                     } else {
                         failures.lock().unwrap().push((s, b));
                     }
@@ -284,7 +452,10 @@ fn postgres_crash_under_load_gives_clear_errors_and_recovers() {
     assert!(pg.crash(), "pg_ctl stop failed");
     std::thread::sleep(Duration::from_millis(1500));
     // Health does not depend on the database: the replica is alive and says so.
-    assert!(health(&r.url).is_some(), "the replica stays up while its database is down");
+    assert!(
+        health(&r.url).is_some(),
+        "the replica stays up while its database is down"
+    );
     let during = failures.lock().unwrap().len();
     assert!(pg.start(), "pg_ctl start failed");
     let back = Instant::now();
@@ -294,9 +465,15 @@ fn postgres_crash_under_load_gives_clear_errors_and_recovers() {
         if acked.lock().unwrap().len() > before + 3 {
             break;
         }
-        assert!(back.elapsed() < Duration::from_secs(30), "submissions did not resume after PostgreSQL came back");
+        assert!(
+            back.elapsed() < Duration::from_secs(30),
+            "submissions did not resume after PostgreSQL came back"
+        );
     }
-    eprintln!("submissions resumed {:?} after PostgreSQL restarted", back.elapsed());
+    eprintln!(
+        "submissions resumed {:?} after PostgreSQL restarted",
+        back.elapsed()
+    );
     stop.store(true, Ordering::SeqCst);
     for t in threads {
         t.join().unwrap();
@@ -307,15 +484,29 @@ fn postgres_crash_under_load_gives_clear_errors_and_recovers() {
         assert_eq!(*s, 503, "outage errors are 503 unavailable: {b}");
         assert_eq!(b["error"]["code"], "unavailable", "{b}");
         let message = b["error"]["message"].as_str().unwrap().to_lowercase();
-        assert!(message.contains("postgres") || message.contains("database"), "the message names the store: {b}");
+        assert!(
+            message.contains("postgres") || message.contains("database"),
+            "the message names the store: {b}"
+        );
     }
     // Every acknowledged submission is there exactly once.
     let jobs = all_jobs(&r.url, &token);
-    let by_key: HashMap<String, String> =
-        jobs.iter().map(|j| (j["idempotency_key"].as_str().unwrap().to_owned(), j["id"].as_str().unwrap().to_owned())).collect();
+    let by_key: HashMap<String, String> = jobs
+        .iter()
+        .map(|j| {
+            (
+                j["idempotency_key"].as_str().unwrap().to_owned(),
+                j["id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
     assert_eq!(by_key.len(), jobs.len(), "no key has two jobs");
     for (key, id) in acked.lock().unwrap().iter() {
-        assert_eq!(by_key.get(key), Some(id), "acknowledged {key} is stored with its id");
+        assert_eq!(
+            by_key.get(key),
+            Some(id),
+            "acknowledged {key} is stored with its id"
+        );
     }
     drop(r);
 }

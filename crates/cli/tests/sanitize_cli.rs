@@ -11,7 +11,11 @@ fn root() -> PathBuf {
 }
 
 fn tidegate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tidegate")).args(args).current_dir(root()).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_tidegate"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -23,13 +27,30 @@ fn sanitize_synthea_with_a_key_file() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let key = tmp.path().join("k.hex");
-    std::fs::write(&key, "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n").unwrap();
+    std::fs::write(
+        &key,
+        "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n",
+    )
+    .unwrap();
     let dd = tmp.path().join("d");
     let run = |out: &str| {
         let out = tmp.path().join(out);
         let o = tidegate(&[
-            "sanitize", "--profile", "hipaa-safe-harbor", "--in", data.to_str().unwrap(), "--out", out.to_str().unwrap(),
-            "--key", key.to_str().unwrap(), "--k", "1", "--output", "json", "--data-dir", dd.to_str().unwrap(),
+            "sanitize",
+            "--profile",
+            "hipaa-safe-harbor",
+            "--in",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+            "--k",
+            "1",
+            "--output",
+            "json",
+            "--data-dir",
+            dd.to_str().unwrap(),
         ]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -42,13 +63,33 @@ fn sanitize_synthea_with_a_key_file() {
     assert_eq!(a, b);
 
     // Each run's report is a signed artifact, and the ledger says so.
-    let log = tidegate_ledger::ledger::read_log(&tidegate_ledger::ledger::ledger_dir(&dd), true).unwrap();
-    let text: Vec<String> = log.entries.iter().map(|e| String::from_utf8_lossy(e).into_owned()).collect();
-    let stored = text.iter().filter(|e| e.contains("artifact.stored") && e.contains("sanitizer-report")).count();
-    let attested = text.iter().filter(|e| e.contains("artifact.attested") && e.contains("sanitizer-report")).count();
-    assert_eq!((stored, attested), (2, 2), "each run's report stored and signed:\n{}", text.join("\n"));
+    let log =
+        tidegate_ledger::ledger::read_log(&tidegate_ledger::ledger::ledger_dir(&dd), true).unwrap();
+    let text: Vec<String> = log
+        .entries
+        .iter()
+        .map(|e| String::from_utf8_lossy(e).into_owned())
+        .collect();
+    let stored = text
+        .iter()
+        .filter(|e| e.contains("artifact.stored") && e.contains("sanitizer-report"))
+        .count();
+    let attested = text
+        .iter()
+        .filter(|e| e.contains("artifact.attested") && e.contains("sanitizer-report"))
+        .count();
+    assert_eq!(
+        (stored, attested),
+        (2, 2),
+        "each run's report stored and signed:\n{}",
+        text.join("\n")
+    );
     let listed = tidegate(&["artifact", "list", "--data-dir", dd.to_str().unwrap()]);
-    assert!(String::from_utf8_lossy(&listed.stdout).contains("sanitizer-report"), "{}", String::from_utf8_lossy(&listed.stdout));
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains("sanitizer-report"),
+        "{}",
+        String::from_utf8_lossy(&listed.stdout)
+    );
 }
 
 #[test]
@@ -56,12 +97,23 @@ fn a_ragged_table_fails_with_file_and_line_and_publishes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("in");
     std::fs::create_dir(&input).unwrap();
-    std::fs::write(input.join("conditions.csv"), "START,STOP,PATIENT,ENCOUNTER,CODE,DESCRIPTION\n2020-01-01,,a,b,1,x\n2020-01-01,,a\n").unwrap();
+    std::fs::write(
+        input.join("conditions.csv"),
+        "START,STOP,PATIENT,ENCOUNTER,CODE,DESCRIPTION\n2020-01-01,,a,b,1,x\n2020-01-01,,a\n",
+    )
+    .unwrap();
     let out = tmp.path().join("out");
     let dd = tmp.path().join("d");
     let o = tidegate(&[
-        "sanitize", "--profile", "hipaa-safe-harbor", "--in", input.to_str().unwrap(), "--out", out.to_str().unwrap(),
-        "--data-dir", dd.to_str().unwrap(),
+        "sanitize",
+        "--profile",
+        "hipaa-safe-harbor",
+        "--in",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--data-dir",
+        dd.to_str().unwrap(),
     ]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
@@ -73,10 +125,27 @@ fn a_ragged_table_fails_with_file_and_line_and_publishes_nothing() {
 fn generate_then_bench_without_peers() {
     let tmp = tempfile::tempdir().unwrap();
     let gen = tmp.path().join("gen");
-    let o = tidegate(&["sanitize", "generate", "--rows", "20", "--out", gen.to_str().unwrap()]);
+    let o = tidegate(&[
+        "sanitize",
+        "generate",
+        "--rows",
+        "20",
+        "--out",
+        gen.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(gen.join("observations.csv").exists());
-    let o = tidegate(&["bench", "sanitize", "--size-mb", "2", "--peer-mb", "1", "--no-peers", "--output", "json"]);
+    let o = tidegate(&[
+        "bench",
+        "sanitize",
+        "--size-mb",
+        "2",
+        "--peer-mb",
+        "1",
+        "--no-peers",
+        "--output",
+        "json",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(v["mb_per_sec"].as_f64().unwrap() > 0.0);
@@ -94,8 +163,19 @@ fn a_key_from_the_key_manager_gives_the_same_pseudonyms_every_run() {
     let dd = tmp.path().join("d");
     let run = |out: &str, name: &str| {
         let o = tidegate(&[
-            "sanitize", "--profile", "hipaa-safe-harbor", "--in", data.to_str().unwrap(), "--out",
-            tmp.path().join(out).to_str().unwrap(), "--key-name", name, "--data-dir", dd.to_str().unwrap(), "--k", "1",
+            "sanitize",
+            "--profile",
+            "hipaa-safe-harbor",
+            "--in",
+            data.to_str().unwrap(),
+            "--out",
+            tmp.path().join(out).to_str().unwrap(),
+            "--key-name",
+            name,
+            "--data-dir",
+            dd.to_str().unwrap(),
+            "--k",
+            "1",
         ]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         std::fs::read(tmp.path().join(out).join("patients.csv")).unwrap()
@@ -105,7 +185,10 @@ fn a_key_from_the_key_manager_gives_the_same_pseudonyms_every_run() {
     let c = run("c", "pseudonymisation/finance");
     assert_eq!(a, b, "the same named key gives the same pseudonyms");
     assert_ne!(a, c, "another key gives other pseudonyms");
-    assert!(dd.join("keys").join("named").read_dir().unwrap().count() == 2, "two named keys, sealed by the key manager");
+    assert!(
+        dd.join("keys").join("named").read_dir().unwrap().count() == 2,
+        "two named keys, sealed by the key manager"
+    );
 }
 
 /// Parquet in, Parquet out, through the command; a Parquet table whose schema has a column the
@@ -113,7 +196,9 @@ fn a_key_from_the_key_manager_gives_the_same_pseudonyms_every_run() {
 #[test]
 fn parquet_tables_in_and_out_and_a_wrong_schema_publishes_nothing() {
     use tidegate_testkit::parquet::csv_to_parquet;
-    let Some(data) = tidegate_testkit::synthea_dir() else { return };
+    let Some(data) = tidegate_testkit::synthea_dir() else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("in");
     std::fs::create_dir(&input).unwrap();
@@ -128,16 +213,38 @@ fn parquet_tables_in_and_out_and_a_wrong_schema_publishes_nothing() {
     let args = |i: &Path, o: &Path| {
         let dd = tmp.path().join("d");
         tidegate(&[
-            "sanitize", "--profile", "hipaa-safe-harbor", "--k", "1", "--in", i.to_str().unwrap(), "--out", o.to_str().unwrap(),
-            "--output", "json", "--data-dir", dd.to_str().unwrap(),
+            "sanitize",
+            "--profile",
+            "hipaa-safe-harbor",
+            "--k",
+            "1",
+            "--in",
+            i.to_str().unwrap(),
+            "--out",
+            o.to_str().unwrap(),
+            "--output",
+            "json",
+            "--data-dir",
+            dd.to_str().unwrap(),
         ])
     };
     let o = args(&input, &out);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let mut files: Vec<String> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut files: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     files.sort();
-    assert_eq!(files, ["conditions.parquet", "patients.parquet", "sanitize-report.json"]);
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("sanitize-report.json")).unwrap()).unwrap();
+    assert_eq!(
+        files,
+        [
+            "conditions.parquet",
+            "patients.parquet",
+            "sanitize-report.json"
+        ]
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("sanitize-report.json")).unwrap()).unwrap();
     assert_eq!(report["earned"], true, "{report}");
 
     // The same patients table with one column more than the profile knows.
@@ -151,12 +258,18 @@ fn parquet_tables_in_and_out_and_a_wrong_schema_publishes_nothing() {
     let bad_in = tmp.path().join("bad-in");
     std::fs::create_dir(&bad_in).unwrap();
     std::fs::write(tmp.path().join("extra.csv"), extra).unwrap();
-    csv_to_parquet(&tmp.path().join("extra.csv"), &bad_in.join("patients.parquet"));
+    csv_to_parquet(
+        &tmp.path().join("extra.csv"),
+        &bad_in.join("patients.parquet"),
+    );
     let bad_out = tmp.path().join("bad-out");
     let o = args(&bad_in, &bad_out);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("patients.parquet") && err.contains("CUSTOM_NOTE"), "{err}");
+    assert!(
+        err.contains("patients.parquet") && err.contains("CUSTOM_NOTE"),
+        "{err}"
+    );
     assert!(!bad_out.exists(), "nothing published");
 }
 
@@ -167,13 +280,25 @@ fn a_run_that_cannot_be_ledgered_publishes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("in");
     std::fs::create_dir(&input).unwrap();
-    std::fs::write(input.join("conditions.csv"), "START,STOP,PATIENT,ENCOUNTER,CODE,DESCRIPTION\n2020-01-01,,a,b,1,x\n").unwrap();
+    std::fs::write(
+        input.join("conditions.csv"),
+        "START,STOP,PATIENT,ENCOUNTER,CODE,DESCRIPTION\n2020-01-01,,a,b,1,x\n",
+    )
+    .unwrap();
     let dd = tmp.path().join("d");
-    let held = tidegate_ledger::Ledger::open(&dd, tidegate_ledger::LedgerOptions::default()).unwrap();
+    let held =
+        tidegate_ledger::Ledger::open(&dd, tidegate_ledger::LedgerOptions::default()).unwrap();
     let out = tmp.path().join("out");
     let o = tidegate(&[
-        "sanitize", "--profile", "hipaa-safe-harbor", "--in", input.to_str().unwrap(), "--out", out.to_str().unwrap(),
-        "--data-dir", dd.to_str().unwrap(),
+        "sanitize",
+        "--profile",
+        "hipaa-safe-harbor",
+        "--in",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--data-dir",
+        dd.to_str().unwrap(),
     ]);
     drop(held);
     assert!(!o.status.success());

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-
 fn slurm_ready() -> bool {
     if std::env::var("TIDEGATE_TEST_SLURM").as_deref() == Ok("1") {
         return true;
@@ -24,7 +23,6 @@ fn slurm_ready() -> bool {
     eprintln!("skipped: run `bash scripts/slurm-services.sh` as root, then TIDEGATE_TEST_SLURM=1 cargo test -p tidegate --test slurm_zone");
     false
 }
-
 
 /// The example fleet with every zone but the Slurm one run locally (no Kubernetes here).
 fn fleet(dir: &Path) -> PathBuf {
@@ -58,7 +56,14 @@ fn a_slurm_zone_runs_its_jobs_through_sbatch() {
     let data = dir.path().join("cp");
     let _cp = Proc(
         Command::new(env!("CARGO_BIN_EXE_tidegate"))
-            .args(["up", "--listen", "127.0.0.1:0", "--backends", "fleet", "--data-dir"])
+            .args([
+                "up",
+                "--listen",
+                "127.0.0.1:0",
+                "--backends",
+                "fleet",
+                "--data-dir",
+            ])
             .arg(&data)
             .arg("--fleet")
             .arg(&fleet)
@@ -69,12 +74,21 @@ fn a_slurm_zone_runs_its_jobs_through_sbatch() {
     );
     let deadline = Instant::now() + Duration::from_secs(60);
     while !data.join("server.url").exists() {
-        assert!(Instant::now() < deadline, "tidegate up --backends fleet did not start");
+        assert!(
+            Instant::now() < deadline,
+            "tidegate up --backends fleet did not start"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(300));
-    let url = std::fs::read_to_string(data.join("server.url")).unwrap().trim().to_owned();
-    let token = std::fs::read_to_string(data.join("admin.token")).unwrap().trim().to_owned();
+    let url = std::fs::read_to_string(data.join("server.url"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let token = std::fs::read_to_string(data.join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_owned();
     let manifest = "apiVersion: tidegate.io/v1
 kind: Job
 metadata:
@@ -93,14 +107,27 @@ spec:
   budget_class: research
   command: [sh, -c, 'echo slurm job $SLURM_JOB_ID on $TIDEGATE_GPUS x $TIDEGATE_GPU_TYPE']
 ";
-    let config = ureq::Agent::config_builder().http_status_as_error(false).build();
+    let config = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build();
     let agent = ureq::Agent::new_with_config(config);
-    let mut r = agent.post(format!("{url}/v1/jobs")).header("Authorization", format!("Bearer {token}")).send_json(json!({"manifest": manifest})).unwrap();
+    let mut r = agent
+        .post(format!("{url}/v1/jobs"))
+        .header("Authorization", format!("Bearer {token}"))
+        .send_json(json!({"manifest": manifest}))
+        .unwrap();
     assert_eq!(r.status(), 201);
-    let id = r.body_mut().read_json::<Value>().unwrap()["job"]["id"].as_str().unwrap().to_owned();
+    let id = r.body_mut().read_json::<Value>().unwrap()["job"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let deadline = Instant::now() + Duration::from_secs(90);
     let detail = loop {
-        let mut r = agent.get(format!("{url}/v1/jobs/{id}")).header("Authorization", format!("Bearer {token}")).call().unwrap();
+        let mut r = agent
+            .get(format!("{url}/v1/jobs/{id}"))
+            .header("Authorization", format!("Bearer {token}"))
+            .call()
+            .unwrap();
         let d: Value = r.body_mut().read_json().unwrap();
         if d["job"]["state"] == "succeeded" || d["job"]["state"] == "failed" {
             break d;
@@ -109,9 +136,28 @@ spec:
         std::thread::sleep(Duration::from_millis(250));
     };
     assert_eq!(detail["job"]["state"], "succeeded", "{detail}");
-    let running = detail["events"].as_array().unwrap().iter().find(|e| e["to_state"] == "running").unwrap();
-    assert!(running["reason"].as_str().unwrap().contains("slurm executor in hospital-onprem"), "{running}");
-    let mut r = agent.get(format!("{url}/v1/jobs/{id}/logs")).header("Authorization", format!("Bearer {token}")).call().unwrap();
+    let running = detail["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["to_state"] == "running")
+        .unwrap();
+    assert!(
+        running["reason"]
+            .as_str()
+            .unwrap()
+            .contains("slurm executor in hospital-onprem"),
+        "{running}"
+    );
+    let mut r = agent
+        .get(format!("{url}/v1/jobs/{id}/logs"))
+        .header("Authorization", format!("Bearer {token}"))
+        .call()
+        .unwrap();
     let logs: Value = r.body_mut().read_json().unwrap();
-    assert!(logs["logs"].as_str().unwrap().contains("slurm job") && logs["logs"].as_str().unwrap().contains("2 x H100"), "{logs}");
+    assert!(
+        logs["logs"].as_str().unwrap().contains("slurm job")
+            && logs["logs"].as_str().unwrap().contains("2 x H100"),
+        "{logs}"
+    );
 }

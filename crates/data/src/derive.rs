@@ -60,7 +60,10 @@ pub fn record_report(
     let rec = store.put(
         report_bytes,
         ArtifactKind::SanitizerReport,
-        &PutOptions { name: format!("{}/sanitize-report.json", subject.output), ..PutOptions::default() },
+        &PutOptions {
+            name: format!("{}/sanitize-report.json", subject.output),
+            ..PutOptions::default()
+        },
         now,
     )?;
     store.record_document(report_bytes)?;
@@ -90,7 +93,12 @@ fn earned_names(text: &str, source: &ClassificationNames) -> ClassificationNames
     let (level, tags) = text.split_once('/').unwrap_or((text, ""));
     ClassificationNames {
         level: level.trim().to_owned(),
-        tags: tags.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect(),
+        tags: tags
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .collect(),
         residency: source.residency.clone(),
         retention: source.retention.clone(),
     }
@@ -122,7 +130,12 @@ pub struct Derivation<'a> {
 ///
 /// # Errors
 /// Store, sanitizer, signing, ledger and registry errors; nothing is registered then.
-pub fn sanitize_version(d: &Derivation<'_>, key: Key, work: &Path, now: u64) -> Result<Derived, DataError> {
+pub fn sanitize_version(
+    d: &Derivation<'_>,
+    key: Key,
+    work: &Path,
+    now: u64,
+) -> Result<Derived, DataError> {
     let input = work.join("in");
     let output = work.join("out");
     let _ = std::fs::remove_dir_all(work);
@@ -132,15 +145,34 @@ pub fn sanitize_version(d: &Derivation<'_>, key: Key, work: &Path, now: u64) -> 
     result
 }
 
-fn run(d: &Derivation<'_>, key: Key, input: &Path, output: &Path, now: u64) -> Result<Derived, DataError> {
-    let Derivation { registry, store, fleet, source, profile, signer, name, version } = *d;
+fn run(
+    d: &Derivation<'_>,
+    key: Key,
+    input: &Path,
+    output: &Path,
+    now: u64,
+) -> Result<Derived, DataError> {
+    let Derivation {
+        registry,
+        store,
+        fleet,
+        source,
+        profile,
+        signer,
+        name,
+        version,
+    } = *d;
     let report = tidegate_sanitize::sanitize(profile, input, output, &Options { key })?;
     // The report travels as a signed artifact, not as a table of the dataset.
     let report_path = output.join(tidegate_sanitize::engine::REPORT_FILE);
     let report_bytes = std::fs::read(&report_path).map_err(|e| DataError::io(&report_path, e))?;
     std::fs::remove_file(&report_path).map_err(|e| DataError::io(&report_path, e))?;
     let id = format!("{name}@{version}");
-    let subject = ReportSubject { source: source.id(), source_snapshot: Some(source.snapshot.to_string()), output: id };
+    let subject = ReportSubject {
+        source: source.id(),
+        source_snapshot: Some(source.snapshot.to_string()),
+        output: id,
+    };
     let digest = record_report(store, signer, &report, &report_bytes, &subject, now)?;
     let classification = if report.earned {
         earned_names(&report.output_classification, &source.classification)
@@ -163,7 +195,11 @@ fn run(d: &Derivation<'_>, key: Key, input: &Path, output: &Path, now: u64) -> R
         relation: "derived".into(),
         at: now,
     })?;
-    Ok(Derived { version: derived, report, report_digest: digest })
+    Ok(Derived {
+        version: derived,
+        report,
+        report_digest: digest,
+    })
 }
 
 #[cfg(test)]

@@ -5,12 +5,15 @@
 //!   schema, classification, owner and home zone; append-only, every registration ledgered first.
 //! - [`derive`]: a sanitized version of a registered dataset: the sanitizer's report is stored,
 //!   signed and ledgered, and the lower classification is registered only when it was earned.
+//! - [`holding`]: may this data (a dataset version, an artifact) be held in that zone — the one
+//!   rule behind job-token grants and reads from inside a zone.
 //! - [`transfer`]: the policy decision for moving a version (or a column projection of it) into
 //!   another zone (pure), and carrying it out: projected, encrypted at rest in the destination
 //!   zone's store, bytes and digests ledgered.
 
-mod error;
 pub mod derive;
+mod error;
+pub mod holding;
 pub mod registry;
 pub mod transfer;
 

@@ -37,10 +37,16 @@ impl ClassificationNames {
     /// # Errors
     /// [`DataError::Invalid`] naming the field with an unknown level, tag or retention class.
     pub fn resolve(&self, scheme: &Scheme) -> Result<Classification, DataError> {
-        let level = scheme.level_rank(&self.level).ok_or_else(|| DataError::Invalid {
-            field: "classification.level".into(),
-            message: format!("unknown level {:?} (known: {})", self.level, scheme.level_names().join(", ")),
-        })?;
+        let level = scheme
+            .level_rank(&self.level)
+            .ok_or_else(|| DataError::Invalid {
+                field: "classification.level".into(),
+                message: format!(
+                    "unknown level {:?} (known: {})",
+                    self.level,
+                    scheme.level_names().join(", ")
+                ),
+            })?;
         for t in &self.tags {
             if !scheme.knows_tag(t) {
                 return Err(DataError::Invalid {
@@ -60,7 +66,10 @@ impl ClassificationNames {
         Ok(Classification {
             level,
             tags: self.tags.iter().cloned().collect(),
-            residency: self.residency.as_ref().map(|r| r.iter().cloned().collect::<BTreeSet<_>>()),
+            residency: self
+                .residency
+                .as_ref()
+                .map(|r| r.iter().cloned().collect::<BTreeSet<_>>()),
             retention: self.retention.clone(),
         })
     }
@@ -196,7 +205,8 @@ pub struct Registry {
 fn name_ok(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
         && s.as_bytes()[0].is_ascii_alphanumeric()
 }
 
@@ -227,7 +237,10 @@ fn table_files(input: &Path) -> Result<Vec<PathBuf>, DataError> {
 fn columns(path: &Path, bytes: &[u8]) -> Result<Vec<String>, DataError> {
     let cols = tidegate_sanitize::table_columns(path, bytes)?;
     if cols.is_empty() || cols.iter().all(String::is_empty) {
-        return Err(DataError::Table { path: path.to_path_buf(), message: "line 1: empty header".into() });
+        return Err(DataError::Table {
+            path: path.to_path_buf(),
+            message: "line 1: empty header".into(),
+        });
     }
     Ok(cols)
 }
@@ -236,7 +249,9 @@ impl Registry {
     /// The registry of the data directory `data_dir`.
     #[must_use]
     pub fn open(data_dir: &Path) -> Self {
-        Self { path: data_dir.join("datasets").join("registry.jsonl") }
+        Self {
+            path: data_dir.join("datasets").join("registry.jsonl"),
+        }
     }
 
     /// Every registered version, oldest first.
@@ -264,13 +279,20 @@ impl Registry {
     /// [`DataError::NotFound`] listing the known versions.
     pub fn get(&self, r: &DatasetRef) -> Result<DatasetVersion, DataError> {
         let all = self.list()?;
-        if let Some(v) = all.iter().find(|d| d.name == r.name && d.version == r.version) {
+        if let Some(v) = all
+            .iter()
+            .find(|d| d.name == r.name && d.version == r.version)
+        {
             return Ok(v.clone());
         }
         let known: Vec<String> = all.iter().map(DatasetVersion::id).collect();
         Err(DataError::NotFound {
             dataset: r.to_string(),
-            known: if known.is_empty() { "none".into() } else { known.join(", ") },
+            known: if known.is_empty() {
+                "none".into()
+            } else {
+                known.join(", ")
+            },
         })
     }
 
@@ -282,7 +304,11 @@ impl Registry {
     pub fn merge_into(&self, fleet: &mut Fleet) -> Result<usize, DataError> {
         let mut added = 0;
         for v in self.list()? {
-            if fleet.datasets.iter().any(|d| d.name == v.name && d.version == v.version) {
+            if fleet
+                .datasets
+                .iter()
+                .any(|d| d.name == v.name && d.version == v.version)
+            {
                 continue;
             }
             let d = v.to_fleet_dataset(&fleet.scheme)?;
@@ -309,11 +335,17 @@ impl Registry {
         input: &Path,
         now: u64,
     ) -> Result<DatasetVersion, DataError> {
-        for (field, v) in [("name", &spec.name), ("version", &spec.version), ("owner", &spec.owner)] {
+        for (field, v) in [
+            ("name", &spec.name),
+            ("version", &spec.version),
+            ("owner", &spec.owner),
+        ] {
             if !name_ok(v) {
                 return Err(DataError::Invalid {
                     field: field.into(),
-                    message: format!("{v:?}: use 1-64 of A-Z a-z 0-9 . _ - starting with a letter or digit"),
+                    message: format!(
+                        "{v:?}: use 1-64 of A-Z a-z 0-9 . _ - starting with a letter or digit"
+                    ),
                 });
             }
         }
@@ -323,7 +355,12 @@ impl Registry {
                 message: format!(
                     "unknown zone {:?} (zones: {})",
                     spec.home_zone,
-                    fleet.zones.iter().map(|z| z.name.as_str()).collect::<Vec<_>>().join(", ")
+                    fleet
+                        .zones
+                        .iter()
+                        .map(|z| z.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             });
         }
@@ -337,9 +374,19 @@ impl Registry {
         for f in &files {
             let bytes = std::fs::read(f).map_err(|e| DataError::io(f, e))?;
             let cols = columns(f, &bytes)?;
-            let file = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let table = f.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let format = if file.ends_with(".parquet") { "parquet" } else { "csv" };
+            let file = f
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let table = f
+                .file_stem()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let format = if file.ends_with(".parquet") {
+                "parquet"
+            } else {
+                "csv"
+            };
             tables.push(TableFile {
                 table,
                 file,
@@ -350,21 +397,46 @@ impl Registry {
             });
             contents.push(bytes);
         }
-        let manifest = Manifest { dataset: id.clone(), tables: tables.clone() };
-        let manifest_bytes =
-            serde_json::to_vec(&manifest).map_err(|e| DataError::Invalid { field: "manifest".into(), message: e.to_string() })?;
+        let manifest = Manifest {
+            dataset: id.clone(),
+            tables: tables.clone(),
+        };
+        let manifest_bytes = serde_json::to_vec(&manifest).map_err(|e| DataError::Invalid {
+            field: "manifest".into(),
+            message: e.to_string(),
+        })?;
         let snapshot = Digest::of(&manifest_bytes);
-        if let Ok(existing) = self.get(&DatasetRef { name: spec.name.clone(), version: spec.version.clone() }) {
+        if let Ok(existing) = self.get(&DatasetRef {
+            name: spec.name.clone(),
+            version: spec.version.clone(),
+        }) {
             if existing.snapshot == snapshot {
                 return Ok(existing);
             }
-            return Err(DataError::Conflict { dataset: id, existing: existing.snapshot.to_string() });
+            return Err(DataError::Conflict {
+                dataset: id,
+                existing: existing.snapshot.to_string(),
+            });
         }
-        let opts = |name: String| PutOptions { name, sensitive, ..PutOptions::default() };
+        let opts = |name: String| PutOptions {
+            name,
+            sensitive,
+            ..PutOptions::default()
+        };
         for (t, bytes) in tables.iter().zip(&contents) {
-            store.put(bytes, ArtifactKind::DatasetSnapshot, &opts(format!("{id}/{}", t.file)), now)?;
+            store.put(
+                bytes,
+                ArtifactKind::DatasetSnapshot,
+                &opts(format!("{id}/{}", t.file)),
+                now,
+            )?;
         }
-        store.put(&manifest_bytes, ArtifactKind::DatasetSnapshot, &opts(format!("{id}/manifest.json")), now)?;
+        store.put(
+            &manifest_bytes,
+            ArtifactKind::DatasetSnapshot,
+            &opts(format!("{id}/manifest.json")),
+            now,
+        )?;
         let version = DatasetVersion {
             name: spec.name.clone(),
             version: spec.version.clone(),
@@ -387,8 +459,10 @@ impl Registry {
             derived_from: version.derived_from.clone(),
             at: now,
         })?;
-        let line = serde_json::to_string(&version)
-            .map_err(|e| DataError::Invalid { field: "registry".into(), message: e.to_string() })?;
+        let line = serde_json::to_string(&version).map_err(|e| DataError::Invalid {
+            field: "registry".into(),
+            message: e.to_string(),
+        })?;
         append_line(&self.path, &line)?;
         Ok(version)
     }
@@ -397,7 +471,12 @@ impl Registry {
     ///
     /// # Errors
     /// Store errors (a tampered or shredded table is refused), I/O errors.
-    pub fn materialise(&self, store: &ArtifactStore, v: &DatasetVersion, dir: &Path) -> Result<(), DataError> {
+    pub fn materialise(
+        &self,
+        store: &ArtifactStore,
+        v: &DatasetVersion,
+        dir: &Path,
+    ) -> Result<(), DataError> {
         std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
         for t in &v.tables {
             let bytes = store.get(&t.digest)?;

@@ -15,7 +15,7 @@ use serde::Serialize;
 use tidegate_artifacts::events::ArtifactEvent;
 use tidegate_artifacts::lineage::{artifact_node, Entry, LineageLog};
 use tidegate_artifacts::{ArtifactKind, ArtifactStore, Digest, PutOptions};
-use tidegate_model::{Fleet, Input, JobKind, JobProfile, JobSpec, Labels, Origin, Resources};
+use tidegate_model::{Fleet, Input, JobProfile, JobSpec};
 use tidegate_placement::{zone_failures, ZoneFailures};
 use tidegate_policy::PolicyEngine;
 
@@ -37,12 +37,25 @@ impl ColumnRef {
     /// # Errors
     /// [`DataError::Invalid`] for an empty name, or a bare column on a multi-table version.
     pub fn parse(s: &str, ds: &DatasetVersion) -> Result<Self, DataError> {
-        let bad = |m: String| DataError::Invalid { field: "columns".into(), message: m };
+        let bad = |m: String| DataError::Invalid {
+            field: "columns".into(),
+            message: m,
+        };
         match s.split_once('.') {
-            Some((t, c)) if !t.is_empty() && !c.is_empty() => Ok(Self { table: t.to_owned(), column: c.to_owned() }),
+            Some((t, c)) if !t.is_empty() && !c.is_empty() => Ok(Self {
+                table: t.to_owned(),
+                column: c.to_owned(),
+            }),
             None if !s.is_empty() => match ds.tables.as_slice() {
-                [only] => Ok(Self { table: only.table.clone(), column: s.to_owned() }),
-                _ => Err(bad(format!("{s:?}: name the table as table.column ({} has {} tables)", ds.id(), ds.tables.len()))),
+                [only] => Ok(Self {
+                    table: only.table.clone(),
+                    column: s.to_owned(),
+                }),
+                _ => Err(bad(format!(
+                    "{s:?}: name the table as table.column ({} has {} tables)",
+                    ds.id(),
+                    ds.tables.len()
+                ))),
             },
             _ => Err(bad(format!("{s:?} is not table.column"))),
         }
@@ -97,27 +110,23 @@ pub struct TransferRefusal {
 
 /// A job of `ds`'s owner reading exactly `ds`, burst-eligible: what a transfer is judged as.
 fn probe_job(ds: &DatasetVersion) -> JobSpec {
-    JobSpec {
-        name: format!("transfer-{}", ds.name),
-        team: ds.owner.clone(),
-        kind: JobKind::Train,
-        inputs: vec![Input::Dataset(tidegate_model::DatasetRef { name: ds.name.clone(), version: ds.version.clone() })],
-        outputs: Vec::new(),
-        resources: Resources { gpus: 0, gpu_types: Vec::new(), gpu_memory_gb: 0, memory_gb: 0, expected_hours: 0.0 },
-        deadline: None,
-        sla: None,
-        budget_class: String::new(),
-        code_commit: None,
-        hyperparameters: BTreeMap::new(),
-        justification: None,
-        classification: None,
-        command: Vec::new(),
-        labels: Labels { burst_eligible: Some(true), ..Labels::default() },
-        origin: Origin::builtin("<transfer>"),
-    }
+    let input = Input::Dataset(tidegate_model::DatasetRef {
+        name: ds.name.clone(),
+        version: ds.version.clone(),
+    });
+    crate::holding::probe_job(
+        format!("transfer-{}", ds.name),
+        ds.owner.clone(),
+        vec![input],
+        None,
+    )
 }
 
-fn projection(ds: &DatasetVersion, columns: &[ColumnRef], reasons: &mut Vec<String>) -> BTreeMap<String, Vec<String>> {
+fn projection(
+    ds: &DatasetVersion,
+    columns: &[ColumnRef],
+    reasons: &mut Vec<String>,
+) -> BTreeMap<String, Vec<String>> {
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     if columns.is_empty() {
         for t in &ds.tables {
@@ -131,10 +140,19 @@ fn projection(ds: &DatasetVersion, columns: &[ColumnRef], reasons: &mut Vec<Stri
                 "no table {:?} in {} (tables: {})",
                 c.table,
                 ds.id(),
-                ds.tables.iter().map(|t| t.table.as_str()).collect::<Vec<_>>().join(", ")
+                ds.tables
+                    .iter()
+                    .map(|t| t.table.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )),
             Some(t) if !t.columns.contains(&c.column) => {
-                reasons.push(format!("no column {:?} in table {} of {}", c.column, t.table, ds.id()));
+                reasons.push(format!(
+                    "no column {:?} in table {} of {}",
+                    c.column,
+                    t.table,
+                    ds.id()
+                ));
             }
             Some(_) => {
                 let cols = out.entry(c.table.clone()).or_default();
@@ -165,17 +183,33 @@ pub fn plan(
     req: &TransferRequest,
 ) -> Result<TransferPlan, TransferRefusal> {
     let mut reasons = Vec::new();
-    let refuse = |reasons: Vec<String>| TransferRefusal { dataset: ds.id(), to_zone: req.to_zone.clone(), reasons };
+    let refuse = |reasons: Vec<String>| TransferRefusal {
+        dataset: ds.id(),
+        to_zone: req.to_zone.clone(),
+        reasons,
+    };
     let Some(to_idx) = fleet.zones.iter().position(|z| z.name == req.to_zone) else {
         let zones: Vec<&str> = fleet.zones.iter().map(|z| z.name.as_str()).collect();
-        return Err(refuse(vec![format!("unknown zone {:?} (zones: {})", req.to_zone, zones.join(", "))]));
+        return Err(refuse(vec![format!(
+            "unknown zone {:?} (zones: {})",
+            req.to_zone,
+            zones.join(", ")
+        )]));
     };
     let to = &fleet.zones[to_idx];
     let Some(from) = fleet.zone(&ds.home_zone) else {
-        return Err(refuse(vec![format!("home zone {:?} of {} is not in the fleet", ds.home_zone, ds.id())]));
+        return Err(refuse(vec![format!(
+            "home zone {:?} of {} is not in the fleet",
+            ds.home_zone,
+            ds.id()
+        )]));
     };
     if from.name == to.name {
-        return Err(refuse(vec![format!("{} already sits in zone {}", ds.id(), to.name)]));
+        return Err(refuse(vec![format!(
+            "{} already sits in zone {}",
+            ds.id(),
+            to.name
+        )]));
     }
     if !from.may_send_to(&to.name) {
         reasons.push(format!(
@@ -204,8 +238,14 @@ pub fn plan(
                 }
             }
             let facts = policy.facts(&profile.attrs, fleet.scheme.level_name(profile.attrs.level));
-            match policy.evaluate_all(&facts).into_iter().find(|v| v.zone == to_idx) {
-                Some(v) if v.allowed => permitted_by = v.permits.iter().map(|p| p.id.clone()).collect(),
+            match policy
+                .evaluate_all(&facts)
+                .into_iter()
+                .find(|v| v.zone == to_idx)
+            {
+                Some(v) if v.allowed => {
+                    permitted_by = v.permits.iter().map(|p| p.id.clone()).collect()
+                }
                 Some(v) => reasons.extend(v.reasons().into_iter().map(|r| format!("policy: {r}"))),
                 None => reasons.push(format!("policy: no verdict for zone {} (denied)", to.name)),
             }
@@ -235,7 +275,11 @@ pub fn plan(
         projection,
         estimated_bytes,
         estimated_cost,
-        form: if ds.report.is_some() { "sanitized".into() } else { "raw".into() },
+        form: if ds.report.is_some() {
+            "sanitized".into()
+        } else {
+            "raw".into()
+        },
         policy_hash: policy.hash().to_owned(),
         permitted_by,
     })
@@ -303,7 +347,10 @@ pub fn execute(
         "to_zone": plan.to_zone,
         "tables": tables,
     }))
-    .map_err(|e| DataError::Invalid { field: "manifest".into(), message: e.to_string() })?;
+    .map_err(|e| DataError::Invalid {
+        field: "manifest".into(),
+        message: e.to_string(),
+    })?;
     let manifest_digest = Digest::of(&manifest);
     let bytes: u64 = tables.iter().map(|t| t.bytes).sum();
     src.record_event(&ArtifactEvent::DatasetCopied {
@@ -316,16 +363,33 @@ pub fn execute(
         report: ds.report.clone(),
         at: now,
     })?;
-    let opts = |name: String| PutOptions { name, ..PutOptions::default() };
+    let opts = |name: String| PutOptions {
+        name,
+        ..PutOptions::default()
+    };
     for (t, content) in &out {
-        dst.put(content, ArtifactKind::FeatureSet, &opts(format!("{}/{}", plan.dataset, t.file)), now)?;
+        dst.put(
+            content,
+            ArtifactKind::FeatureSet,
+            &opts(format!("{}/{}", plan.dataset, t.file)),
+            now,
+        )?;
     }
-    dst.put(&manifest, ArtifactKind::FeatureSet, &opts(format!("{}/manifest.json", plan.dataset)), now)?;
+    dst.put(
+        &manifest,
+        ArtifactKind::FeatureSet,
+        &opts(format!("{}/manifest.json", plan.dataset)),
+        now,
+    )?;
     LineageLog::new(src.data_dir()).append(&Entry::Edge {
         from: ds.node(),
         to: artifact_node(&manifest_digest),
         relation: "copied".into(),
         at: now,
     })?;
-    Ok(Moved { manifest: manifest_digest, tables, bytes })
+    Ok(Moved {
+        manifest: manifest_digest,
+        tables,
+        bytes,
+    })
 }

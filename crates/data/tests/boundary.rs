@@ -55,7 +55,9 @@ fn spec(name: &str, version: &str, zone: &str, c: ClassificationNames) -> Regist
 }
 
 fn events(data: &Path) -> Vec<ArtifactEvent> {
-    JsonlSink::new(data.join("artifacts").join("events.jsonl")).read_all().unwrap()
+    JsonlSink::new(data.join("artifacts").join("events.jsonl"))
+        .read_all()
+        .unwrap()
 }
 
 #[test]
@@ -69,18 +71,48 @@ fn raw_stays_private_sanitized_moves_projected_and_ledgered() {
     let mut fleet = fleet();
 
     // Register raw PHI in the hospital.
-    let raw = registry.register(&store, &fleet, &spec("synthea", "raw-1", "hospital-onprem", phi()), &raw_dir, 10).unwrap();
+    let raw = registry
+        .register(
+            &store,
+            &fleet,
+            &spec("synthea", "raw-1", "hospital-onprem", phi()),
+            &raw_dir,
+            10,
+        )
+        .unwrap();
     assert_eq!(raw.tables.len(), 3);
-    assert!(raw.table("patients").unwrap().columns.contains(&"SSN".to_owned()));
+    assert!(raw
+        .table("patients")
+        .unwrap()
+        .columns
+        .contains(&"SSN".to_owned()));
     // Same content again: the same version; other content under that version: refused.
-    let again = registry.register(&store, &fleet, &spec("synthea", "raw-1", "hospital-onprem", phi()), &raw_dir, 11).unwrap();
+    let again = registry
+        .register(
+            &store,
+            &fleet,
+            &spec("synthea", "raw-1", "hospital-onprem", phi()),
+            &raw_dir,
+            11,
+        )
+        .unwrap();
     assert_eq!(again.snapshot, raw.snapshot);
     let other = small_synthea(&src, &tmp.path().join("other"), 10);
-    let err = registry.register(&store, &fleet, &spec("synthea", "raw-1", "hospital-onprem", phi()), &other, 12).unwrap_err();
+    let err = registry
+        .register(
+            &store,
+            &fleet,
+            &spec("synthea", "raw-1", "hospital-onprem", phi()),
+            &other,
+            12,
+        )
+        .unwrap_err();
     assert!(matches!(err, DataError::Conflict { .. }), "{err}");
     assert_eq!(registry.list().unwrap().len(), 1);
-    assert!(events(&data).iter().any(|e| matches!(e, ArtifactEvent::DatasetRegistered { dataset, level, .. }
-        if dataset == "synthea@raw-1" && level == "restricted")));
+    assert!(events(&data).iter().any(
+        |e| matches!(e, ArtifactEvent::DatasetRegistered { dataset, level, .. }
+        if dataset == "synthea@raw-1" && level == "restricted")
+    ));
 
     // Sanitize with the built-in k = 5: eleven patients cannot reach it, so the output keeps
     // the raw classification and the report says why.
@@ -96,7 +128,13 @@ fn raw_stays_private_sanitized_moves_projected_and_ledgered() {
             name: "synthea",
             version,
         };
-        sanitize_version(&d, Key::from_bytes(&[7u8; 32]).unwrap(), &tmp.path().join("work"), 20).unwrap()
+        sanitize_version(
+            &d,
+            Key::from_bytes(&[7u8; 32]).unwrap(),
+            &tmp.path().join("work"),
+            20,
+        )
+        .unwrap()
     };
     let strict = derive(&Profile::hipaa_safe_harbor().unwrap(), "deid-k5");
     assert!(!strict.report.earned);
@@ -108,43 +146,115 @@ fn raw_stays_private_sanitized_moves_projected_and_ledgered() {
     let derived = derive(&k1, "deid-1");
     assert!(derived.report.earned, "{:?}", derived.report.reasons);
     assert_eq!(derived.version.classification.level, "confidential");
-    assert_eq!(derived.version.derived_from.as_deref(), Some("synthea@raw-1"));
-    assert_eq!(derived.version.report.as_ref(), Some(&derived.report_digest));
+    assert_eq!(
+        derived.version.derived_from.as_deref(),
+        Some("synthea@raw-1")
+    );
+    assert_eq!(
+        derived.version.report.as_ref(),
+        Some(&derived.report_digest)
+    );
     assert_eq!(store.envelopes(&derived.report_digest).unwrap().len(), 1);
-    assert!(!tmp.path().join("work").exists(), "scratch space is removed");
-    let deid_patients = store.get(&derived.version.table("patients").unwrap().digest).unwrap();
+    assert!(
+        !tmp.path().join("work").exists(),
+        "scratch space is removed"
+    );
+    let deid_patients = store
+        .get(&derived.version.table("patients").unwrap().digest)
+        .unwrap();
     let raw_patients = std::fs::read_to_string(raw_dir.join("patients.csv")).unwrap();
-    let first_ssn = raw_patients.lines().nth(1).unwrap().split(',').nth(3).unwrap().to_owned();
+    let first_ssn = raw_patients
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .nth(3)
+        .unwrap()
+        .to_owned();
     assert!(first_ssn.len() == 11 && !String::from_utf8_lossy(&deid_patients).contains(&first_ssn));
 
     registry.merge_into(&mut fleet).unwrap();
     let policy = PolicyEngine::load(&fleet).unwrap();
     let req = |cols: &[&str]| TransferRequest {
         to_zone: "public-us".into(),
-        columns: cols.iter().map(|c| ColumnRef::parse(c, &derived.version).unwrap()).collect(),
+        columns: cols
+            .iter()
+            .map(|c| ColumnRef::parse(c, &derived.version).unwrap())
+            .collect(),
         max_cost: 10.0,
     };
 
     // Raw PHI to the public zone: refused, saying why.
-    let refused = plan(&fleet, &policy, &raw, &TransferRequest { columns: Vec::new(), ..req(&[]) }).unwrap_err();
+    let refused = plan(
+        &fleet,
+        &policy,
+        &raw,
+        &TransferRequest {
+            columns: Vec::new(),
+            ..req(&[])
+        },
+    )
+    .unwrap_err();
     let text = refused.to_string();
-    assert!(text.contains("private-only") || text.contains("classification ceiling"), "{text}");
-    assert!(text.contains("policy:"), "Cedar's verdict is part of the explanation: {text}");
-    let unearned = plan(&fleet, &policy, &strict.version, &TransferRequest { columns: Vec::new(), ..req(&[]) });
-    assert!(unearned.is_err(), "a version that did not earn its lower classification stays private");
+    assert!(
+        text.contains("private-only") || text.contains("classification ceiling"),
+        "{text}"
+    );
+    assert!(
+        text.contains("policy:"),
+        "Cedar's verdict is part of the explanation: {text}"
+    );
+    let unearned = plan(
+        &fleet,
+        &policy,
+        &strict.version,
+        &TransferRequest {
+            columns: Vec::new(),
+            ..req(&[])
+        },
+    );
+    assert!(
+        unearned.is_err(),
+        "a version that did not earn its lower classification stays private"
+    );
 
     // The sanitized version, projected to a narrow feature matrix: allowed.
-    let cols = ["patients.Id", "patients.BIRTHDATE", "patients.GENDER", "conditions.PATIENT", "conditions.CODE"];
+    let cols = [
+        "patients.Id",
+        "patients.BIRTHDATE",
+        "patients.GENDER",
+        "conditions.PATIENT",
+        "conditions.CODE",
+    ];
     let p = plan(&fleet, &policy, &derived.version, &req(&cols)).unwrap();
     assert_eq!(p.form, "sanitized");
-    assert_eq!(p.projection["patients"], vec!["Id".to_owned(), "BIRTHDATE".to_owned(), "GENDER".to_owned()]);
+    assert_eq!(
+        p.projection["patients"],
+        vec!["Id".to_owned(), "BIRTHDATE".to_owned(), "GENDER".to_owned()]
+    );
     assert!(!p.projection.contains_key("encounters"));
     let public = ArtifactStore::open(&tmp.path().join("public")).unwrap();
     let moved = execute(&p, &derived.version, &store, &public, 30).unwrap();
-    let shipped = public.get(&moved.tables.iter().find(|t| t.table == "patients").unwrap().digest).unwrap();
-    let header = String::from_utf8_lossy(&shipped).lines().next().unwrap().to_owned();
+    let shipped = public
+        .get(
+            &moved
+                .tables
+                .iter()
+                .find(|t| t.table == "patients")
+                .unwrap()
+                .digest,
+        )
+        .unwrap();
+    let header = String::from_utf8_lossy(&shipped)
+        .lines()
+        .next()
+        .unwrap()
+        .to_owned();
     assert_eq!(header, "Id,BIRTHDATE,GENDER");
-    assert!(moved.bytes < derived.version.bytes, "only the projection moves");
+    assert!(
+        moved.bytes < derived.version.bytes,
+        "only the projection moves"
+    );
     assert!(events(&data).iter().any(|e| matches!(e, ArtifactEvent::DatasetCopied { dataset, to_zone, form, bytes, report, .. }
         if dataset == "synthea@deid-1" && to_zone == "public-us" && form == "sanitized" && *bytes == moved.bytes && report.is_some())));
 
@@ -162,31 +272,112 @@ fn routes_and_budgets_refuse_with_reasons() {
     let store = ArtifactStore::open(&data).unwrap();
     let registry = Registry::open(&data);
     let mut fleet = fleet();
-    let public_level = ClassificationNames { level: "public".into(), ..ClassificationNames::default() };
-    let a = registry.register(&store, &fleet, &spec("lit", "v1", "private-cloud", public_level.clone()), &dir, 1).unwrap();
-    let b = registry.register(&store, &fleet, &spec("usage", "v1", "public-us", public_level), &dir, 1).unwrap();
+    let public_level = ClassificationNames {
+        level: "public".into(),
+        ..ClassificationNames::default()
+    };
+    let a = registry
+        .register(
+            &store,
+            &fleet,
+            &spec("lit", "v1", "private-cloud", public_level.clone()),
+            &dir,
+            1,
+        )
+        .unwrap();
+    let b = registry
+        .register(
+            &store,
+            &fleet,
+            &spec("usage", "v1", "public-us", public_level),
+            &dir,
+            1,
+        )
+        .unwrap();
     registry.merge_into(&mut fleet).unwrap();
     let policy = PolicyEngine::load(&fleet).unwrap();
     // private-cloud's allowlist has no route to public-us.
-    let r = plan(&fleet, &policy, &a, &TransferRequest { to_zone: "public-us".into(), columns: Vec::new(), max_cost: 1.0 })
-        .unwrap_err();
-    assert!(r.reasons.iter().any(|x| x.starts_with("no egress route")), "{r}");
+    let r = plan(
+        &fleet,
+        &policy,
+        &a,
+        &TransferRequest {
+            to_zone: "public-us".into(),
+            columns: Vec::new(),
+            max_cost: 1.0,
+        },
+    )
+    .unwrap_err();
+    assert!(
+        r.reasons.iter().any(|x| x.starts_with("no egress route")),
+        "{r}"
+    );
     // public-us charges egress: a zero budget refuses, a sufficient one allows.
-    let r = plan(&fleet, &policy, &b, &TransferRequest { to_zone: "hospital-onprem".into(), columns: Vec::new(), max_cost: 0.0 })
-        .unwrap_err();
-    assert!(r.reasons.iter().any(|x| x.starts_with("budget: estimated egress cost")), "{r}");
-    let ok = plan(&fleet, &policy, &b, &TransferRequest { to_zone: "hospital-onprem".into(), columns: Vec::new(), max_cost: 1.0 })
-        .unwrap();
+    let r = plan(
+        &fleet,
+        &policy,
+        &b,
+        &TransferRequest {
+            to_zone: "hospital-onprem".into(),
+            columns: Vec::new(),
+            max_cost: 0.0,
+        },
+    )
+    .unwrap_err();
+    assert!(
+        r.reasons
+            .iter()
+            .any(|x| x.starts_with("budget: estimated egress cost")),
+        "{r}"
+    );
+    let ok = plan(
+        &fleet,
+        &policy,
+        &b,
+        &TransferRequest {
+            to_zone: "hospital-onprem".into(),
+            columns: Vec::new(),
+            max_cost: 1.0,
+        },
+    )
+    .unwrap();
     assert!(ok.estimated_cost > 0.0 && ok.estimated_bytes == b.bytes);
     // Unknown zones and unknown versions are named.
-    let r = plan(&fleet, &policy, &b, &TransferRequest { to_zone: "moon".into(), columns: Vec::new(), max_cost: 1.0 }).unwrap_err();
+    let r = plan(
+        &fleet,
+        &policy,
+        &b,
+        &TransferRequest {
+            to_zone: "moon".into(),
+            columns: Vec::new(),
+            max_cost: 1.0,
+        },
+    )
+    .unwrap_err();
     assert!(r.to_string().contains("unknown zone \"moon\""), "{r}");
-    let e = registry.get(&DatasetRef::parse("lit@v9").unwrap()).unwrap_err();
+    let e = registry
+        .get(&DatasetRef::parse("lit@v9").unwrap())
+        .unwrap_err();
     assert!(e.to_string().contains("known: lit@v1, usage@v1"), "{e}");
     // A bad classification names the field; nothing is registered.
-    let bad = ClassificationNames { level: "top-secret".into(), ..ClassificationNames::default() };
-    let e = registry.register(&store, &fleet, &spec("x", "v1", "private-cloud", bad), &dir, 1).unwrap_err();
-    assert!(e.to_string().starts_with("classification.level: unknown level"), "{e}");
+    let bad = ClassificationNames {
+        level: "top-secret".into(),
+        ..ClassificationNames::default()
+    };
+    let e = registry
+        .register(
+            &store,
+            &fleet,
+            &spec("x", "v1", "private-cloud", bad),
+            &dir,
+            1,
+        )
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("classification.level: unknown level"),
+        "{e}"
+    );
     assert_eq!(registry.list().unwrap().len(), 2);
 }
 
@@ -197,10 +388,17 @@ fn a_torn_registry_tail_is_ignored_and_damage_is_named() {
     let path = tmp.path().join("datasets").join("registry.jsonl");
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, "{\"name\":\"half").unwrap();
-    assert!(registry.list().unwrap().is_empty(), "an unterminated last line was never acknowledged");
+    assert!(
+        registry.list().unwrap().is_empty(),
+        "an unterminated last line was never acknowledged"
+    );
     std::fs::write(&path, "not json\n").unwrap();
     let e = registry.list().unwrap_err();
-    assert!(e.to_string().contains("registry.jsonl:1: damaged registry entry"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("registry.jsonl:1: damaged registry entry"),
+        "{e}"
+    );
 }
 
 /// Parquet tables go through the same boundary: registered with their schema, sanitized into
@@ -219,19 +417,39 @@ fn parquet_tables_register_sanitize_and_move_projected() {
     let raw_dir = tmp.path().join("raw-parquet");
     std::fs::create_dir_all(&raw_dir).unwrap();
     for t in ["patients", "conditions", "encounters"] {
-        csv_to_parquet(&csv_dir.join(format!("{t}.csv")), &raw_dir.join(format!("{t}.parquet")));
+        csv_to_parquet(
+            &csv_dir.join(format!("{t}.csv")),
+            &raw_dir.join(format!("{t}.parquet")),
+        );
     }
     let data = tmp.path().join("private");
     let store = ArtifactStore::open(&data).unwrap();
     let registry = Registry::open(&data);
     let mut fleet = fleet();
 
-    let raw = registry.register(&store, &fleet, &spec("synthea", "raw-pq", "hospital-onprem", phi()), &raw_dir, 10).unwrap();
+    let raw = registry
+        .register(
+            &store,
+            &fleet,
+            &spec("synthea", "raw-pq", "hospital-onprem", phi()),
+            &raw_dir,
+            10,
+        )
+        .unwrap();
     let patients = raw.table("patients").unwrap();
     assert_eq!(patients.format, "parquet");
-    let csv_header: Vec<String> = std::fs::read_to_string(csv_dir.join("patients.csv")).unwrap().lines().next().unwrap()
-        .split(',').map(str::to_owned).collect();
-    assert_eq!(patients.columns, csv_header, "the Parquet schema's fields are the table's columns");
+    let csv_header: Vec<String> = std::fs::read_to_string(csv_dir.join("patients.csv"))
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .split(',')
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        patients.columns, csv_header,
+        "the Parquet schema's fields are the table's columns"
+    );
 
     let mut k1 = Profile::hipaa_safe_harbor().unwrap();
     k1.set_k(1).unwrap();
@@ -246,34 +464,76 @@ fn parquet_tables_register_sanitize_and_move_projected() {
         name: "synthea",
         version: "deid-pq",
     };
-    let derived = sanitize_version(&d, Key::from_bytes(&[7u8; 32]).unwrap(), &tmp.path().join("work"), 20).unwrap();
+    let derived = sanitize_version(
+        &d,
+        Key::from_bytes(&[7u8; 32]).unwrap(),
+        &tmp.path().join("work"),
+        20,
+    )
+    .unwrap();
     assert!(derived.report.earned, "{:?}", derived.report.reasons);
     let deid_patients = derived.version.table("patients").unwrap();
-    assert_eq!((deid_patients.format.as_str(), deid_patients.file.as_str()), ("parquet", "patients.parquet"));
+    assert_eq!(
+        (deid_patients.format.as_str(), deid_patients.file.as_str()),
+        ("parquet", "patients.parquet")
+    );
     assert!(!deid_patients.columns.contains(&"SSN".to_owned()));
 
     registry.merge_into(&mut fleet).unwrap();
     let policy = PolicyEngine::load(&fleet).unwrap();
-    let cols = ["patients.Id", "patients.GENDER", "conditions.PATIENT", "conditions.CODE"];
+    let cols = [
+        "patients.Id",
+        "patients.GENDER",
+        "conditions.PATIENT",
+        "conditions.CODE",
+    ];
     let req = TransferRequest {
         to_zone: "public-us".into(),
-        columns: cols.iter().map(|c| ColumnRef::parse(c, &derived.version).unwrap()).collect(),
+        columns: cols
+            .iter()
+            .map(|c| ColumnRef::parse(c, &derived.version).unwrap())
+            .collect(),
         max_cost: 10.0,
     };
     let p = plan(&fleet, &policy, &derived.version, &req).unwrap();
     let public = ArtifactStore::open(&tmp.path().join("public")).unwrap();
     let moved = execute(&p, &derived.version, &store, &public, 30).unwrap();
-    let conditions = moved.tables.iter().find(|t| t.table == "conditions").unwrap();
+    let conditions = moved
+        .tables
+        .iter()
+        .find(|t| t.table == "conditions")
+        .unwrap();
     let shipped = public.get(&conditions.digest).unwrap();
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(shipped)).unwrap().build().unwrap();
-    let names: Vec<String> = reader.schema().fields().iter().map(|f| f.name().clone()).collect();
-    assert_eq!(names, ["PATIENT", "CODE"], "only the projected columns, as Parquet");
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(shipped))
+        .unwrap()
+        .build()
+        .unwrap();
+    let names: Vec<String> = reader
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(
+        names,
+        ["PATIENT", "CODE"],
+        "only the projected columns, as Parquet"
+    );
     let rows = |bytes: Vec<u8>| -> usize {
-        let r = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes)).unwrap().build().unwrap();
+        let r = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
+            .unwrap()
+            .build()
+            .unwrap();
         r.map(|b| b.unwrap().num_rows()).sum()
     };
-    let sanitized = store.get(&derived.version.table("conditions").unwrap().digest).unwrap();
-    assert_eq!(reader.map(|b| b.unwrap().num_rows()).sum::<usize>(), rows(sanitized), "every row of the table moves");
+    let sanitized = store
+        .get(&derived.version.table("conditions").unwrap().digest)
+        .unwrap();
+    assert_eq!(
+        reader.map(|b| b.unwrap().num_rows()).sum::<usize>(),
+        rows(sanitized),
+        "every row of the table moves"
+    );
     assert!(moved.bytes < derived.version.bytes);
 
     // Projection keeps each column's type: an integer column stays an integer column.
@@ -283,33 +543,94 @@ fn parquet_tables_register_sanitize_and_move_projected() {
     let s = arrow_array::StringArray::from(vec!["a", "b", "c"]);
     write_parquet(
         &typed.join("t.parquet"),
-        vec![Field::new("n", DataType::Int64, true), Field::new("s", DataType::Utf8, true)],
+        vec![
+            Field::new("n", DataType::Int64, true),
+            Field::new("s", DataType::Utf8, true),
+        ],
         vec![std::sync::Arc::new(n), std::sync::Arc::new(s)],
         2,
     );
-    let public_level = ClassificationNames { level: "public".into(), ..ClassificationNames::default() };
-    let t = registry.register(&store, &fleet, &spec("typed", "v1", "hospital-onprem", public_level), &typed, 40).unwrap();
-    let only_n = tidegate_sanitize::project_table(Path::new("t.parquet"), &store.get(&t.tables[0].digest).unwrap(), &["n".to_owned()]).unwrap();
-    let mut r = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(only_n)).unwrap().build().unwrap();
+    let public_level = ClassificationNames {
+        level: "public".into(),
+        ..ClassificationNames::default()
+    };
+    let t = registry
+        .register(
+            &store,
+            &fleet,
+            &spec("typed", "v1", "hospital-onprem", public_level),
+            &typed,
+            40,
+        )
+        .unwrap();
+    let only_n = tidegate_sanitize::project_table(
+        Path::new("t.parquet"),
+        &store.get(&t.tables[0].digest).unwrap(),
+        &["n".to_owned()],
+    )
+    .unwrap();
+    let mut r = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(only_n))
+        .unwrap()
+        .build()
+        .unwrap();
     let batch = r.next().unwrap().unwrap();
     assert_eq!(batch.schema().field(0).data_type(), &DataType::Int64);
-    let values = batch.column(0).as_any().downcast_ref::<arrow_array::Int64Array>().unwrap();
-    assert_eq!(values.values().to_vec(), vec![1, 2, 3], "every row, across row groups of two");
+    let values = batch
+        .column(0)
+        .as_any()
+        .downcast_ref::<arrow_array::Int64Array>()
+        .unwrap();
+    assert_eq!(
+        values.values().to_vec(),
+        vec![1, 2, 3],
+        "every row, across row groups of two"
+    );
 
     // A column the sanitizer cannot read (a list) is refused at registration, naming it.
     let nested = tmp.path().join("nested");
     std::fs::create_dir_all(&nested).unwrap();
-    let list = arrow_array::ListArray::from_iter_primitive::<arrow_array::types::Int32Type, _, _>(vec![Some(vec![Some(1)])]);
+    let list =
+        arrow_array::ListArray::from_iter_primitive::<arrow_array::types::Int32Type, _, _>(vec![
+            Some(vec![Some(1)]),
+        ]);
     let field = Field::new("codes", list.data_type().clone(), true);
-    write_parquet(&nested.join("bad.parquet"), vec![field], vec![std::sync::Arc::new(list)], 10);
+    write_parquet(
+        &nested.join("bad.parquet"),
+        vec![field],
+        vec![std::sync::Arc::new(list)],
+        10,
+    );
     let before = registry.list().unwrap().len();
-    let e = registry.register(&store, &fleet, &spec("nested", "v1", "hospital-onprem", phi()), &nested, 50).unwrap_err();
+    let e = registry
+        .register(
+            &store,
+            &fleet,
+            &spec("nested", "v1", "hospital-onprem", phi()),
+            &nested,
+            50,
+        )
+        .unwrap_err();
     let text = e.to_string();
-    assert!(text.contains("bad.parquet") && text.contains("column `codes`"), "{text}");
+    assert!(
+        text.contains("bad.parquet") && text.contains("column `codes`"),
+        "{text}"
+    );
     assert_eq!(registry.list().unwrap().len(), before, "nothing registered");
 
     // Not Parquet at all, under a .parquet name: refused with the file named.
     std::fs::write(nested.join("bad.parquet"), b"PAR1 not really").unwrap();
-    let e = registry.register(&store, &fleet, &spec("nested", "v1", "hospital-onprem", phi()), &nested, 51).unwrap_err();
-    assert!(e.to_string().contains("bad.parquet") && e.to_string().contains("not a readable Parquet file"), "{e}");
+    let e = registry
+        .register(
+            &store,
+            &fleet,
+            &spec("nested", "v1", "hospital-onprem", phi()),
+            &nested,
+            51,
+        )
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("bad.parquet")
+            && e.to_string().contains("not a readable Parquet file"),
+        "{e}"
+    );
 }

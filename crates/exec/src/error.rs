@@ -49,8 +49,18 @@ pub enum ExecError {
 
 impl ExecError {
     /// An I/O failure on `path` while doing `what` for `job`.
-    pub fn io(job: &str, what: &'static str, path: &std::path::Path, source: std::io::Error) -> Self {
-        ExecError::Io { job: job.to_owned(), what, path: path.display().to_string(), source }
+    pub fn io(
+        job: &str,
+        what: &'static str,
+        path: &std::path::Path,
+        source: std::io::Error,
+    ) -> Self {
+        ExecError::Io {
+            job: job.to_owned(),
+            what,
+            path: path.display().to_string(),
+            source,
+        }
     }
 }
 
@@ -59,11 +69,16 @@ impl ExecError {
 pub fn check_run_id(job: &str) -> Result<(), ExecError> {
     let ok = !job.is_empty()
         && job.len() <= 64
-        && job.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && job
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
         && !job.starts_with('.');
     if ok {
         Ok(())
     } else {
-        Err(ExecError::Invalid { job: job.to_owned(), reason: "job id must be 1-64 characters of A-Z a-z 0-9 . _ -".into() })
+        Err(ExecError::Invalid {
+            job: job.to_owned(),
+            reason: "job id must be 1-64 characters of A-Z a-z 0-9 . _ -".into(),
+        })
     }
 }

@@ -70,7 +70,10 @@ pub enum RunStatus {
 impl RunStatus {
     /// Whether the job has ended (for any reason).
     pub fn is_final(&self) -> bool {
-        matches!(self, RunStatus::Exited { .. } | RunStatus::Cancelled | RunStatus::Lost { .. })
+        matches!(
+            self,
+            RunStatus::Exited { .. } | RunStatus::Cancelled | RunStatus::Lost { .. }
+        )
     }
 }
 

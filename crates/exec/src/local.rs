@@ -22,7 +22,8 @@ use std::sync::Mutex;
 use crate::{check_run_id, ExecError, Executor, Launch, RunStatus};
 
 /// The shell wrapper: runs the job's argv, then records its exit code atomically.
-const WRAPPER: &str = r#""$@" >>output.log 2>&1; code=$?; printf '%s\n' "$code" >exit.tmp && mv exit.tmp exit"#;
+const WRAPPER: &str =
+    r#""$@" >>output.log 2>&1; code=$?; printf '%s\n' "$code" >exit.tmp && mv exit.tmp exit"#;
 
 /// Runs jobs as processes under one directory (one executor per zone).
 #[derive(Debug)]
@@ -31,19 +32,22 @@ pub struct LocalExecutor {
     children: Mutex<HashMap<String, Child>>,
 }
 
-
-
 impl LocalExecutor {
     /// An executor keeping its jobs under `root` (created if missing).
     pub fn new(root: impl Into<PathBuf>) -> Result<Self, ExecError> {
         let root = root.into();
-        fs::create_dir_all(&root).map_err(|e| ExecError::io("-", "creating work directory", &root, e))?;
-        Ok(Self { root, children: Mutex::new(HashMap::new()) })
+        fs::create_dir_all(&root)
+            .map_err(|e| ExecError::io("-", "creating work directory", &root, e))?;
+        Ok(Self {
+            root,
+            children: Mutex::new(HashMap::new()),
+        })
     }
 
     /// Every run this directory holds (started by this process or an earlier one), sorted.
     pub fn runs(&self) -> Result<Vec<String>, ExecError> {
-        let entries = fs::read_dir(&self.root).map_err(|e| ExecError::io("-", "listing", &self.root, e))?;
+        let entries =
+            fs::read_dir(&self.root).map_err(|e| ExecError::io("-", "listing", &self.root, e))?;
         let mut out: Vec<String> = entries
             .filter_map(Result::ok)
             .filter(|e| e.path().is_dir())
@@ -66,7 +70,10 @@ impl LocalExecutor {
                 .trim()
                 .parse::<i32>()
                 .map(Some)
-                .map_err(|_| ExecError::Invalid { job: job.to_owned(), reason: format!("{} holds {s:?}, not an exit code", path.display()) }),
+                .map_err(|_| ExecError::Invalid {
+                    job: job.to_owned(),
+                    reason: format!("{} holds {s:?}, not an exit code", path.display()),
+                }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(ExecError::io(job, "reading", &path, e)),
         }
@@ -116,7 +123,9 @@ fn signal_group(pid: u32, signal: &str) -> std::io::Result<bool> {
 fn alive(pid: u32) -> bool {
     // A zombie still has a /proc entry; its state letter is `Z`.
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat.rsplit_once(") ").is_none_or(|(_, rest)| !rest.starts_with('Z')),
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_none_or(|(_, rest)| !rest.starts_with('Z')),
         Err(_) => false,
     }
 }
@@ -136,9 +145,12 @@ impl Executor for LocalExecutor {
             Err(e) => return Err(ExecError::io(job, "creating job directory", &dir, e)),
         }
         let launch_path = dir.join("launch.json");
-        let text = serde_json::to_vec_pretty(launch)
-            .map_err(|e| ExecError::Invalid { job: job.to_owned(), reason: e.to_string() })?;
-        fs::write(&launch_path, text).map_err(|e| ExecError::io(job, "writing", &launch_path, e))?;
+        let text = serde_json::to_vec_pretty(launch).map_err(|e| ExecError::Invalid {
+            job: job.to_owned(),
+            reason: e.to_string(),
+        })?;
+        fs::write(&launch_path, text)
+            .map_err(|e| ExecError::io(job, "writing", &launch_path, e))?;
         let argv: Vec<String> = if launch.command.is_empty() {
             let secs = launch.stand_in_seconds.clamp(0.0, 86_400.0);
             vec![
@@ -181,7 +193,8 @@ impl Executor for LocalExecutor {
             ExecError::io(job, "starting", &dir, e)
         })?;
         let pid_path = dir.join("pid");
-        fs::write(&pid_path, format!("{}\n", child.id())).map_err(|e| ExecError::io(job, "writing", &pid_path, e))?;
+        fs::write(&pid_path, format!("{}\n", child.id()))
+            .map_err(|e| ExecError::io(job, "writing", &pid_path, e))?;
         tracing::info!(job, zone = %launch.zone, pool = %launch.pool, pid = child.id(), "started local job");
         if let Ok(mut children) = self.children.lock() {
             children.insert(job.to_owned(), child);
@@ -196,7 +209,11 @@ impl Executor for LocalExecutor {
         }
         let reaped = self.reap(job);
         if let Some(code) = self.read_exit(job)? {
-            return Ok(if self.cancelled(job) { RunStatus::Cancelled } else { RunStatus::Exited { code } });
+            return Ok(if self.cancelled(job) {
+                RunStatus::Cancelled
+            } else {
+                RunStatus::Exited { code }
+            });
         }
         if self.cancelled(job) && reaped.is_some() {
             return Ok(RunStatus::Cancelled);
@@ -215,9 +232,13 @@ impl Executor for LocalExecutor {
                 if self.cancelled(job) {
                     return Ok(RunStatus::Cancelled);
                 }
-                Ok(RunStatus::Lost { reason: "the job's process ended without recording an exit code".into() })
+                Ok(RunStatus::Lost {
+                    reason: "the job's process ended without recording an exit code".into(),
+                })
             }
-            None => Ok(RunStatus::Lost { reason: "the job directory has no process id (start was interrupted)".into() }),
+            None => Ok(RunStatus::Lost {
+                reason: "the job directory has no process id (start was interrupted)".into(),
+            }),
         }
     }
 
@@ -229,36 +250,41 @@ impl Executor for LocalExecutor {
         }
         let marker = dir.join("cancelled");
         fs::write(&marker, b"").map_err(|e| ExecError::io(job, "writing", &marker, e))?;
-        let Some(pid) = self.pid(job)? else { return Ok(false) };
+        let Some(pid) = self.pid(job)? else {
+            return Ok(false);
+        };
         if !alive(pid) {
             return Ok(false);
         }
         // The job's shell leads its process group: signal the whole group, then give it a grace
         // period before killing whatever is left (in the background: cancel never blocks).
-        let ok = signal_group(pid, "TERM").map_err(|e| ExecError::io(job, "signalling", &dir, e))?;
+        let ok =
+            signal_group(pid, "TERM").map_err(|e| ExecError::io(job, "signalling", &dir, e))?;
         tracing::info!(job, pid, ok, "cancelled local job");
         let child = self.children.lock().ok().and_then(|mut c| c.remove(job));
-        let spawned = std::thread::Builder::new().name(format!("cancel-{job}")).spawn(move || {
-            let deadline = std::time::Instant::now() + KILL_GRACE;
-            let mut child = child;
-            loop {
-                let ended = match child.as_mut() {
-                    Some(c) => c.try_wait().ok().flatten().is_some(),
-                    None => !alive(pid),
-                };
-                if ended {
-                    return;
-                }
-                if std::time::Instant::now() >= deadline {
-                    let _ = signal_group(pid, "KILL");
-                    if let Some(c) = child.as_mut() {
-                        let _ = c.wait();
+        let spawned = std::thread::Builder::new()
+            .name(format!("cancel-{job}"))
+            .spawn(move || {
+                let deadline = std::time::Instant::now() + KILL_GRACE;
+                let mut child = child;
+                loop {
+                    let ended = match child.as_mut() {
+                        Some(c) => c.try_wait().ok().flatten().is_some(),
+                        None => !alive(pid),
+                    };
+                    if ended {
+                        return;
                     }
-                    return;
+                    if std::time::Instant::now() >= deadline {
+                        let _ = signal_group(pid, "KILL");
+                        if let Some(c) = child.as_mut() {
+                            let _ = c.wait();
+                        }
+                        return;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
                 }
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-        });
+            });
         if let Err(e) = spawned {
             tracing::warn!(job, error = %e, "cannot watch the cancelled job; it may linger");
         }
@@ -271,15 +297,24 @@ impl Executor for LocalExecutor {
         let mut f = match fs::File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return if self.job_dir(job).exists() { Ok(String::new()) } else { Err(ExecError::Unknown(job.to_owned())) };
+                return if self.job_dir(job).exists() {
+                    Ok(String::new())
+                } else {
+                    Err(ExecError::Unknown(job.to_owned()))
+                };
             }
             Err(e) => return Err(ExecError::io(job, "opening", &path, e)),
         };
-        let len = f.metadata().map_err(|e| ExecError::io(job, "reading", &path, e))?.len();
+        let len = f
+            .metadata()
+            .map_err(|e| ExecError::io(job, "reading", &path, e))?
+            .len();
         let from = len.saturating_sub(max_bytes);
-        f.seek(SeekFrom::Start(from)).map_err(|e| ExecError::io(job, "reading", &path, e))?;
+        f.seek(SeekFrom::Start(from))
+            .map_err(|e| ExecError::io(job, "reading", &path, e))?;
         let mut buf = Vec::new();
-        f.read_to_end(&mut buf).map_err(|e| ExecError::io(job, "reading", &path, e))?;
+        f.read_to_end(&mut buf)
+            .map_err(|e| ExecError::io(job, "reading", &path, e))?;
         Ok(String::from_utf8_lossy(&buf).into_owned())
     }
 }

@@ -38,7 +38,16 @@ fn wait_final(ex: &dyn Executor, id: &str) -> RunStatus {
 fn runs_a_command_and_captures_output_and_exit_code() {
     let dir = tempfile::tempdir().unwrap();
     let ex = LocalExecutor::new(dir.path()).unwrap();
-    assert!(ex.start(&launch("ok-1", &["sh", "-c", "echo gpus=$TIDEGATE_GPUS extra=$EXTRA; echo oops >&2"])).unwrap());
+    assert!(ex
+        .start(&launch(
+            "ok-1",
+            &[
+                "sh",
+                "-c",
+                "echo gpus=$TIDEGATE_GPUS extra=$EXTRA; echo oops >&2"
+            ]
+        ))
+        .unwrap());
     assert_eq!(wait_final(&ex, "ok-1"), RunStatus::Exited { code: 0 });
     let logs = ex.logs("ok-1", 1 << 20).unwrap();
     assert!(logs.contains("gpus=2 extra=x"), "{logs}");
@@ -54,18 +63,30 @@ fn a_job_without_command_runs_the_stand_in() {
     let ex = LocalExecutor::new(dir.path()).unwrap();
     ex.start(&launch("stand-in", &[])).unwrap();
     assert_eq!(wait_final(&ex, "stand-in"), RunStatus::Exited { code: 0 });
-    assert!(ex.logs("stand-in", 4096).unwrap().contains("stand-in for test: 2 x H100 in z/p"));
+    assert!(ex
+        .logs("stand-in", 4096)
+        .unwrap()
+        .contains("stand-in for test: 2 x H100 in z/p"));
 }
 
 #[test]
 fn start_is_idempotent_even_across_instances() {
     let dir = tempfile::tempdir().unwrap();
     let ex = LocalExecutor::new(dir.path()).unwrap();
-    assert!(ex.start(&launch("once", &["sh", "-c", "echo ran >> count; sleep 0.2"])).unwrap());
-    assert!(!ex.start(&launch("once", &["sh", "-c", "echo ran >> count"])).unwrap());
+    assert!(ex
+        .start(&launch(
+            "once",
+            &["sh", "-c", "echo ran >> count; sleep 0.2"]
+        ))
+        .unwrap());
+    assert!(!ex
+        .start(&launch("once", &["sh", "-c", "echo ran >> count"]))
+        .unwrap());
     // A second executor on the same directory (a restarted control plane) sees it running.
     let again = LocalExecutor::new(dir.path()).unwrap();
-    assert!(!again.start(&launch("once", &["sh", "-c", "echo ran >> count"])).unwrap());
+    assert!(!again
+        .start(&launch("once", &["sh", "-c", "echo ran >> count"]))
+        .unwrap());
     assert_eq!(again.poll("once").unwrap(), RunStatus::Running);
     assert_eq!(wait_final(&again, "once"), RunStatus::Exited { code: 0 });
     let count = std::fs::read_to_string(dir.path().join("once/count")).unwrap();
@@ -76,12 +97,16 @@ fn start_is_idempotent_even_across_instances() {
 fn cancel_stops_the_whole_process_group() {
     let dir = tempfile::tempdir().unwrap();
     let ex = LocalExecutor::new(dir.path()).unwrap();
-    ex.start(&launch("long", &["sh", "-c", "sleep 30 & wait"])).unwrap();
+    ex.start(&launch("long", &["sh", "-c", "sleep 30 & wait"]))
+        .unwrap();
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(ex.poll("long").unwrap(), RunStatus::Running);
     assert!(ex.cancel("long").unwrap());
     assert_eq!(wait_final(&ex, "long"), RunStatus::Cancelled);
-    assert!(!ex.cancel("long").unwrap(), "a second cancel finds nothing running");
+    assert!(
+        !ex.cancel("long").unwrap(),
+        "a second cancel finds nothing running"
+    );
 }
 
 #[test]
@@ -98,13 +123,17 @@ fn unknown_and_invalid_ids() {
 fn a_job_ignoring_sigterm_is_killed_after_the_grace_period() {
     let dir = tempfile::tempdir().unwrap();
     let ex = LocalExecutor::new(dir.path()).unwrap();
-    ex.start(&launch("stubborn", &["sh", "-c", "trap '' TERM; sleep 60"])).unwrap();
+    ex.start(&launch("stubborn", &["sh", "-c", "trap '' TERM; sleep 60"]))
+        .unwrap();
     std::thread::sleep(Duration::from_millis(100));
     let started = Instant::now();
     assert!(ex.cancel("stubborn").unwrap(), "cancel returns at once");
     assert!(started.elapsed() < Duration::from_secs(1));
     let deadline = Instant::now() + Duration::from_secs(15);
-    let pid = std::fs::read_to_string(dir.path().join("stubborn/pid")).unwrap().trim().to_owned();
+    let pid = std::fs::read_to_string(dir.path().join("stubborn/pid"))
+        .unwrap()
+        .trim()
+        .to_owned();
     while std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok() {
         assert!(Instant::now() < deadline, "still alive 15 s after cancel");
         std::thread::sleep(Duration::from_millis(50));

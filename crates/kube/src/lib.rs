@@ -52,7 +52,9 @@ pub struct KubeExecutor {
 
 impl std::fmt::Debug for KubeExecutor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KubeExecutor").field("namespace", &self.namespace).finish_non_exhaustive()
+        f.debug_struct("KubeExecutor")
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
     }
 }
 
@@ -73,13 +75,24 @@ pub fn job_name(run_id: &str) -> String {
 }
 
 fn classify(job: &Job) -> Seen {
-    let Some(status) = &job.status else { return Seen::Active };
+    let Some(status) = &job.status else {
+        return Seen::Active;
+    };
     if status.succeeded.unwrap_or(0) > 0 {
         return Seen::Succeeded;
     }
-    let failed = status.conditions.iter().flatten().find(|c| c.type_ == "Failed" && c.status == "True");
+    let failed = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "Failed" && c.status == "True");
     if let Some(c) = failed {
-        return Seen::Failed(c.message.clone().or_else(|| c.reason.clone()).unwrap_or_else(|| "the Job failed".into()));
+        return Seen::Failed(
+            c.message
+                .clone()
+                .or_else(|| c.reason.clone())
+                .unwrap_or_else(|| "the Job failed".into()),
+        );
     }
     Seen::Active
 }
@@ -91,18 +104,34 @@ fn run_of(job: &Job) -> Option<String> {
 fn api_error(job: &str, e: kube::Error) -> ExecError {
     match e {
         kube::Error::Api(s) if s.code == 403 && s.message.contains("exceeded quota") => {
-            ExecError::NoCapacity { job: job.to_owned(), reason: format!("Kubernetes: {}", s.message) }
+            ExecError::NoCapacity {
+                job: job.to_owned(),
+                reason: format!("Kubernetes: {}", s.message),
+            }
         }
-        kube::Error::Api(s) => ExecError::Refused { job: job.to_owned(), reason: format!("Kubernetes {} {}: {}", s.code, s.reason, s.message) },
-        other => ExecError::Refused { job: job.to_owned(), reason: format!("the Kubernetes API is unreachable: {other}") },
+        kube::Error::Api(s) => ExecError::Refused {
+            job: job.to_owned(),
+            reason: format!("Kubernetes {} {}: {}", s.code, s.reason, s.message),
+        },
+        other => ExecError::Refused {
+            job: job.to_owned(),
+            reason: format!("the Kubernetes API is unreachable: {other}"),
+        },
     }
 }
 
 impl KubeExecutor {
     /// An executor for `namespace` on the cluster at `config`, rendering Jobs with `render`.
     /// Starts the watcher at once.
-    pub fn new(config: kube::Config, namespace: &str, render: Renderer) -> Result<Self, KubeSetupError> {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    pub fn new(
+        config: kube::Config,
+        namespace: &str,
+        render: Renderer,
+    ) -> Result<Self, KubeSetupError> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?;
         let client = {
             let _guard = rt.enter();
             Client::try_from(config).map_err(|e| KubeSetupError::Config(e.to_string()))?
@@ -135,18 +164,35 @@ impl KubeExecutor {
                 }
             }
         });
-        Ok(Self { rt, jobs, pods, namespace: namespace.to_owned(), render, seen, cancelled: Mutex::new(Default::default()) })
+        Ok(Self {
+            rt,
+            jobs,
+            pods,
+            namespace: namespace.to_owned(),
+            render,
+            seen,
+            cancelled: Mutex::new(Default::default()),
+        })
     }
 
     /// The Job manifest for a launch, checked against the Kubernetes types.
     pub fn manifest(&self, launch: &Launch) -> Result<Job, ExecError> {
         let job = launch.job_id.as_str();
-        let value = (self.render)(launch).map_err(|reason| ExecError::Invalid { job: job.to_owned(), reason })?;
-        let mut manifest: Job = serde_json::from_value(value)
-            .map_err(|e| ExecError::Invalid { job: job.to_owned(), reason: format!("the rendered Job is not a valid batch/v1 Job: {e}") })?;
+        let value = (self.render)(launch).map_err(|reason| ExecError::Invalid {
+            job: job.to_owned(),
+            reason,
+        })?;
+        let mut manifest: Job = serde_json::from_value(value).map_err(|e| ExecError::Invalid {
+            job: job.to_owned(),
+            reason: format!("the rendered Job is not a valid batch/v1 Job: {e}"),
+        })?;
         manifest.metadata.name = Some(job_name(job));
         manifest.metadata.namespace = Some(self.namespace.clone());
-        manifest.metadata.labels.get_or_insert_with(Default::default).insert(RUN_LABEL.to_owned(), job.to_owned());
+        manifest
+            .metadata
+            .labels
+            .get_or_insert_with(Default::default)
+            .insert(RUN_LABEL.to_owned(), job.to_owned());
         Ok(manifest)
     }
 }
@@ -159,7 +205,10 @@ impl Executor for KubeExecutor {
     fn start(&self, launch: &Launch) -> Result<bool, ExecError> {
         let manifest = self.manifest(launch)?;
         let job = launch.job_id.clone();
-        match self.rt.block_on(self.jobs.create(&PostParams::default(), &manifest)) {
+        match self
+            .rt
+            .block_on(self.jobs.create(&PostParams::default(), &manifest))
+        {
             Ok(_) => {
                 if let Ok(mut m) = self.seen.lock() {
                     m.entry(job.clone()).or_insert(Seen::Active);
@@ -191,8 +240,12 @@ impl Executor for KubeExecutor {
                 tracing::info!(run = run_id, %why, "Kubernetes Job failed");
                 RunStatus::Exited { code: 1 }
             }
-            Seen::Deleted if self.cancelled.lock().is_ok_and(|c| c.contains(run_id)) => RunStatus::Cancelled,
-            Seen::Deleted => RunStatus::Lost { reason: "the Job was deleted outside tidegate".into() },
+            Seen::Deleted if self.cancelled.lock().is_ok_and(|c| c.contains(run_id)) => {
+                RunStatus::Cancelled
+            }
+            Seen::Deleted => RunStatus::Lost {
+                reason: "the Job was deleted outside tidegate".into(),
+            },
         })
     }
 
@@ -200,7 +253,10 @@ impl Executor for KubeExecutor {
         if let Ok(mut c) = self.cancelled.lock() {
             c.insert(run_id.to_owned());
         }
-        let dp = DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..DeleteParams::default() };
+        let dp = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Background),
+            ..DeleteParams::default()
+        };
         match self.rt.block_on(self.jobs.delete(&job_name(run_id), &dp)) {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
@@ -209,10 +265,28 @@ impl Executor for KubeExecutor {
     }
 
     fn logs(&self, run_id: &str, max_bytes: u64) -> Result<String, ExecError> {
-        let lp = ListParams::default().labels(&format!("batch.kubernetes.io/job-name={}", job_name(run_id)));
-        let pods = self.rt.block_on(self.pods.list(&lp)).map_err(|e| api_error(run_id, e))?;
-        let Some(name) = pods.items.iter().filter_map(|p| p.metadata.name.clone()).next() else { return Ok(String::new()) };
-        let params = LogParams { limit_bytes: i64::try_from(max_bytes).ok(), ..LogParams::default() };
-        self.rt.block_on(self.pods.logs(&name, &params)).map_err(|e| api_error(run_id, e))
+        let lp = ListParams::default().labels(&format!(
+            "batch.kubernetes.io/job-name={}",
+            job_name(run_id)
+        ));
+        let pods = self
+            .rt
+            .block_on(self.pods.list(&lp))
+            .map_err(|e| api_error(run_id, e))?;
+        let Some(name) = pods
+            .items
+            .iter()
+            .filter_map(|p| p.metadata.name.clone())
+            .next()
+        else {
+            return Ok(String::new());
+        };
+        let params = LogParams {
+            limit_bytes: i64::try_from(max_bytes).ok(),
+            ..LogParams::default()
+        };
+        self.rt
+            .block_on(self.pods.logs(&name, &params))
+            .map_err(|e| api_error(run_id, e))
     }
 }

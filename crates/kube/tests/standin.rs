@@ -56,17 +56,31 @@ fn status(code: u16, reason: &str, message: &str) -> Response {
     (StatusCode::from_u16(code).unwrap(), Json(body)).into_response()
 }
 
-async fn create(State(st): State<Stand>, Path(_ns): Path<String>, Json(mut job): Json<Value>) -> Response {
+async fn create(
+    State(st): State<Stand>,
+    Path(_ns): Path<String>,
+    Json(mut job): Json<Value>,
+) -> Response {
     *st.creates.lock().unwrap() += 1;
-    let name = job["metadata"]["name"].as_str().unwrap_or_default().to_owned();
-    let behaviour = job["metadata"]["labels"]["tidegate.io/test"].as_str().unwrap_or("ok").to_owned();
+    let name = job["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let behaviour = job["metadata"]["labels"]["tidegate.io/test"]
+        .as_str()
+        .unwrap_or("ok")
+        .to_owned();
     match behaviour.as_str() {
         "quota" => return status(403, "Forbidden", &format!("jobs \"{name}\" is forbidden: exceeded quota: gpu-quota, requested: nvidia.com/gpu=8, used: nvidia.com/gpu=60, limited: nvidia.com/gpu=64")),
         "forbid" => return status(403, "Forbidden", &format!("jobs.batch \"{name}\" is forbidden: User \"system:serviceaccount:burst:tidegate\" cannot create resource")),
         _ => {}
     }
     if st.jobs.lock().unwrap().contains_key(&name) {
-        return status(409, "AlreadyExists", &format!("jobs.batch \"{name}\" already exists"));
+        return status(
+            409,
+            "AlreadyExists",
+            &format!("jobs.batch \"{name}\" already exists"),
+        );
     }
     job["metadata"]["uid"] = json!(format!("uid-{name}"));
     st.bump(&mut job);
@@ -86,8 +100,14 @@ async fn create(State(st): State<Stand>, Path(_ns): Path<String>, Json(mut job):
     (StatusCode::CREATED, Json(job)).into_response()
 }
 
-async fn list_or_watch(State(st): State<Stand>, Path(_ns): Path<String>, Query(q): Query<BTreeMap<String, String>>) -> Response {
-    if q.get("watch").map(String::as_str) == Some("true") || q.get("watch").map(String::as_str) == Some("1") {
+async fn list_or_watch(
+    State(st): State<Stand>,
+    Path(_ns): Path<String>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    if q.get("watch").map(String::as_str) == Some("true")
+        || q.get("watch").map(String::as_str) == Some("1")
+    {
         let rx = st.events.subscribe();
         let stream = futures_util::stream::unfold(rx, |mut rx| async move {
             loop {
@@ -102,7 +122,10 @@ async fn list_or_watch(State(st): State<Stand>, Path(_ns): Path<String>, Query(q
                 }
             }
         });
-        return Response::builder().header("content-type", "application/json").body(Body::from_stream(stream)).unwrap();
+        return Response::builder()
+            .header("content-type", "application/json")
+            .body(Body::from_stream(stream))
+            .unwrap();
     }
     let items: Vec<Value> = st.jobs.lock().unwrap().values().cloned().collect();
     let rv = st.rv.lock().unwrap().to_string();
@@ -116,7 +139,10 @@ async fn get_job(State(st): State<Stand>, Path((_ns, name)): Path<(String, Strin
     }
 }
 
-async fn delete_job(State(st): State<Stand>, Path((_ns, name)): Path<(String, String)>) -> Response {
+async fn delete_job(
+    State(st): State<Stand>,
+    Path((_ns, name)): Path<(String, String)>,
+) -> Response {
     let removed = st.jobs.lock().unwrap().remove(&name);
     match removed {
         Some(mut j) => {
@@ -143,16 +169,31 @@ async fn pod_log(Path((_ns, pod)): Path<(String, String)>) -> String {
 
 fn standin() -> (String, Stand) {
     let (tx, _) = broadcast::channel(1024);
-    let st = Stand { jobs: Default::default(), rv: Arc::new(Mutex::new(1)), events: tx, creates: Default::default() };
+    let st = Stand {
+        jobs: Default::default(),
+        rv: Arc::new(Mutex::new(1)),
+        events: tx,
+        creates: Default::default(),
+    };
     let app = Router::new()
-        .route("/apis/batch/v1/namespaces/{ns}/jobs", get(list_or_watch).post(create))
-        .route("/apis/batch/v1/namespaces/{ns}/jobs/{name}", get(get_job).delete(delete_job))
+        .route(
+            "/apis/batch/v1/namespaces/{ns}/jobs",
+            get(list_or_watch).post(create),
+        )
+        .route(
+            "/apis/batch/v1/namespaces/{ns}/jobs/{name}",
+            get(get_job).delete(delete_job),
+        )
         .route("/api/v1/namespaces/{ns}/pods", get(pods))
         .route("/api/v1/namespaces/{ns}/pods/{pod}/log", get(pod_log))
         .with_state(st.clone());
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             addr_tx.send(listener.local_addr().unwrap()).unwrap();
@@ -208,7 +249,10 @@ fn wait(ex: &KubeExecutor, id: &str, want: &RunStatus) {
         if &s == want {
             return;
         }
-        assert!(Instant::now() < deadline, "{id}: still {s:?}, wanted {want:?}");
+        assert!(
+            Instant::now() < deadline,
+            "{id}: still {s:?}, wanted {want:?}"
+        );
         std::thread::sleep(Duration::from_millis(30));
     }
 }
@@ -220,13 +264,23 @@ fn jobs_run_end_and_fail_through_the_watcher_and_start_is_idempotent() {
     assert!(ex.start(&launch("job-a1", "ok")).unwrap());
     assert_eq!(ex.poll("job-a1").unwrap(), RunStatus::Running);
     wait(&ex, "job-a1", &RunStatus::Exited { code: 0 });
-    assert!(!ex.start(&launch("job-a1", "ok")).unwrap(), "409 AlreadyExists: nothing new started");
+    assert!(
+        !ex.start(&launch("job-a1", "ok")).unwrap(),
+        "409 AlreadyExists: nothing new started"
+    );
     assert!(ex.start(&launch("job-b1.2", "fail")).unwrap());
     wait(&ex, "job-b1.2", &RunStatus::Exited { code: 1 });
     let stored = st.jobs.lock().unwrap().get("job-b1-r2").cloned().unwrap();
-    assert_eq!(stored["metadata"]["labels"]["tidegate.io/run-id"], "job-b1.2");
+    assert_eq!(
+        stored["metadata"]["labels"]["tidegate.io/run-id"],
+        "job-b1.2"
+    );
     assert_eq!(stored["metadata"]["namespace"], "burst");
-    assert_eq!(stored["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"], "8");
+    assert_eq!(
+        stored["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+            ["nvidia.com/gpu"],
+        "8"
+    );
     assert!(ex.logs("job-a1", 4096).unwrap().contains("epoch 1 loss"));
     assert_eq!(ex.poll("job-nope").unwrap(), RunStatus::Unknown);
 }
@@ -236,16 +290,23 @@ fn quota_and_forbidden_answers_become_clear_errors() {
     let (url, st) = standin();
     let ex = executor(&url);
     match ex.start(&launch("job-q", "quota")) {
-        Err(ExecError::NoCapacity { reason, .. }) => assert!(reason.contains("exceeded quota"), "{reason}"),
+        Err(ExecError::NoCapacity { reason, .. }) => {
+            assert!(reason.contains("exceeded quota"), "{reason}")
+        }
         other => panic!("quota exceeded must be NoCapacity: {other:?}"),
     }
     match ex.start(&launch("job-f", "forbid")) {
-        Err(ExecError::Refused { reason, .. }) => assert!(reason.contains("403") && reason.contains("cannot create"), "{reason}"),
+        Err(ExecError::Refused { reason, .. }) => assert!(
+            reason.contains("403") && reason.contains("cannot create"),
+            "{reason}"
+        ),
         other => panic!("403 must be Refused: {other:?}"),
     }
     let before = *st.creates.lock().unwrap();
     match ex.start(&launch("job-m", "malformed")) {
-        Err(ExecError::Invalid { reason, .. }) => assert!(reason.contains("not a valid batch/v1 Job"), "{reason}"),
+        Err(ExecError::Invalid { reason, .. }) => {
+            assert!(reason.contains("not a valid batch/v1 Job"), "{reason}")
+        }
         other => panic!("a malformed manifest is refused before sending: {other:?}"),
     }
     assert_eq!(*st.creates.lock().unwrap(), before, "nothing was sent");
@@ -275,8 +336,10 @@ fn live_cluster_when_kubeconfig_is_set() {
     let config = rt.block_on(kube::Config::infer()).unwrap();
     drop(rt);
     let render: Renderer = Arc::new(|_l: &Launch| {
-        Ok(json!({"apiVersion": "batch/v1", "kind": "Job", "spec": {"backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never",
-            "containers": [{"name": "job", "image": "busybox:1.36", "command": ["sh", "-c", "echo tidegate live test"]}]}}}}))
+        Ok(
+            json!({"apiVersion": "batch/v1", "kind": "Job", "spec": {"backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "job", "image": "busybox:1.36", "command": ["sh", "-c", "echo tidegate live test"]}]}}}}),
+        )
     });
     let ex = KubeExecutor::new(config, &ns, render).unwrap();
     let id = format!("tidegate-live-{}", std::process::id());

@@ -11,7 +11,9 @@ use std::path::Path;
 use crate::checkpoint::{NoteVerifier, SignedNote};
 use crate::entry::EntryDraft;
 use crate::keys;
-use crate::ledger::{key_path, AppendError, Ledger, LedgerOptions, OpenError, PendingAppend, PublishError, Receipt};
+use crate::ledger::{
+    key_path, AppendError, Ledger, LedgerOptions, OpenError, PendingAppend, PublishError, Receipt,
+};
 use crate::merkle::MerkleTree;
 use crate::pg::{PgLedger, PgLedgerOptions};
 
@@ -39,9 +41,15 @@ impl LedgerTarget {
         match database {
             None => Ok(Self::Files),
             Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
-                Ok(Self::Postgres { url: u.to_owned(), schema: schema.map(str::to_owned) })
+                Ok(Self::Postgres {
+                    url: u.to_owned(),
+                    schema: schema.map(str::to_owned),
+                })
             }
-            Some(u) => Err(OpenError::Database(format!("`{}` is not a postgres:// URL", crate::pg::redact(u)))),
+            Some(u) => Err(OpenError::Database(format!(
+                "`{}` is not a postgres:// URL",
+                crate::pg::redact(u)
+            ))),
         }
     }
 }
@@ -60,7 +68,11 @@ pub enum AnyLedger {
 ///
 /// # Errors
 /// See [`OpenError`].
-pub fn open_ledger(data_dir: &Path, target: &LedgerTarget, opts: LedgerOptions) -> Result<AnyLedger, OpenError> {
+pub fn open_ledger(
+    data_dir: &Path,
+    target: &LedgerTarget,
+    opts: LedgerOptions,
+) -> Result<AnyLedger, OpenError> {
     match target {
         LedgerTarget::Files => Ledger::open(data_dir, opts).map(AnyLedger::File),
         LedgerTarget::Postgres { url, schema } => {
@@ -100,7 +112,12 @@ impl AnyLedger {
     ///
     /// # Errors
     /// The append error; `effect` did not run.
-    pub fn record_then<T>(&self, draft: EntryDraft, ts_ms: u64, effect: impl FnOnce(Receipt) -> T) -> Result<T, AppendError> {
+    pub fn record_then<T>(
+        &self,
+        draft: EntryDraft,
+        ts_ms: u64,
+        effect: impl FnOnce(Receipt) -> T,
+    ) -> Result<T, AppendError> {
         Ok(effect(self.append(draft, ts_ms)?))
     }
 

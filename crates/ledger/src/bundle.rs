@@ -119,7 +119,9 @@ pub enum BundleError {
         why: String,
     },
     /// An inclusion proof does not lead to the signed root.
-    #[error("entry {index}: inclusion proof does not verify against the signed checkpoint ({why})")]
+    #[error(
+        "entry {index}: inclusion proof does not verify against the signed checkpoint ({why})"
+    )]
     Proof {
         /// The entry index.
         index: u64,
@@ -179,23 +181,46 @@ pub fn build_bundle(
     subject: &Subject,
     document: impl Fn(&Digest) -> Option<Vec<u8>>,
 ) -> Result<Bundle, BuildError> {
-    let cp = note.checkpoint().map_err(|e| BuildError::Checkpoint(e.to_string()))?;
+    let cp = note
+        .checkpoint()
+        .map_err(|e| BuildError::Checkpoint(e.to_string()))?;
     if tree.root_at(cp.size).ok() != Some(cp.root) {
-        return Err(BuildError::Checkpoint(format!("root at size {} differs", cp.size)));
+        return Err(BuildError::Checkpoint(format!(
+            "root at size {} differs",
+            cp.size
+        )));
     }
-    let size = usize::try_from(cp.size).unwrap_or(usize::MAX).min(entries.len());
+    let size = usize::try_from(cp.size)
+        .unwrap_or(usize::MAX)
+        .min(entries.len());
     let decoded = entries[..size]
         .iter()
         .enumerate()
-        .map(|(i, b)| Entry::decode(b).map_err(|e| BuildError::Entry { index: i as u64, why: e.to_string() }))
+        .map(|(i, b)| {
+            Entry::decode(b).map_err(|e| BuildError::Entry {
+                index: i as u64,
+                why: e.to_string(),
+            })
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let about = |e: &Entry| e.subjects.iter().any(|s| s == subject);
-    let direct: BTreeSet<usize> = decoded.iter().enumerate().filter(|(_, e)| about(e)).map(|(i, _)| i).collect();
+    let direct: BTreeSet<usize> = decoded
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| about(e))
+        .map(|(i, _)| i)
+        .collect();
     if direct.is_empty() {
-        return Err(BuildError::NoEntries { kind: subject.kind.as_str(), id: subject.id.to_string() });
+        return Err(BuildError::NoEntries {
+            kind: subject.kind.as_str(),
+            id: subject.id.to_string(),
+        });
     }
-    let ids: BTreeSet<&Subject> =
-        direct.iter().flat_map(|i| decoded[*i].subjects.iter()).filter(|s| lineage_kind(s.kind)).collect();
+    let ids: BTreeSet<&Subject> = direct
+        .iter()
+        .flat_map(|i| decoded[*i].subjects.iter())
+        .filter(|s| lineage_kind(s.kind))
+        .collect();
     let mut chosen: BTreeSet<usize> = decoded
         .iter()
         .enumerate()
@@ -205,7 +230,9 @@ pub fn build_bundle(
     let policies: BTreeSet<&Digest> = chosen
         .iter()
         .filter_map(|i| match &decoded[*i].action {
-            Action::JobPlaced { policy_hash, .. } => Some(policy_hash),
+            Action::JobPlaced { policy_hash, .. } | Action::JobRevoked { policy_hash, .. } => {
+                Some(policy_hash)
+            }
             _ => None,
         })
         .collect();
@@ -222,17 +249,32 @@ pub fn build_bundle(
         let proof = tree
             .inclusion_proof(i as u64, cp.size)
             .map_err(|e| BuildError::Checkpoint(e.to_string()))?;
-        let text = String::from_utf8(entries[i].clone())
-            .map_err(|e| BuildError::Entry { index: i as u64, why: e.to_string() })?;
-        out_entries.push(BundleEntry { index: i as u64, entry: text, proof: proof.iter().map(hex::encode).collect() });
+        let text = String::from_utf8(entries[i].clone()).map_err(|e| BuildError::Entry {
+            index: i as u64,
+            why: e.to_string(),
+        })?;
+        out_entries.push(BundleEntry {
+            index: i as u64,
+            entry: text,
+            proof: proof.iter().map(hex::encode).collect(),
+        });
         digests.extend(decoded[i].action.digests().into_iter().cloned());
     }
     let documents = digests
         .into_iter()
-        .filter_map(|d| document(&d).filter(|c| Digest::of(c) == d).map(|c| Document { digest: d, content: B64.encode(c) }))
+        .filter_map(|d| {
+            document(&d)
+                .filter(|c| Digest::of(c) == d)
+                .map(|c| Document {
+                    digest: d,
+                    content: B64.encode(c),
+                })
+        })
         .collect();
     let mut log_only = note.clone();
-    log_only.signatures.retain(|s| s.name == verifier.name && s.key_id == verifier.key_id);
+    log_only
+        .signatures
+        .retain(|s| s.name == verifier.name && s.key_id == verifier.key_id);
     Ok(Bundle {
         format: FORMAT.to_owned(),
         subject: subject.clone(),
@@ -258,29 +300,48 @@ pub fn verify_bundle(bytes: &[u8], verifier: &NoteVerifier) -> Result<VerifiedBu
     let b: Bundle = serde_json::from_slice(bytes).map_err(|e| BundleError::Parse(e.to_string()))?;
     let canon = canonical::to_vec_of(&b).map_err(|e| BundleError::Parse(e.to_string()))?;
     if canon != bytes {
-        let offset = canon.iter().zip(bytes).position(|(a, c)| a != c).unwrap_or(canon.len().min(bytes.len()));
+        let offset = canon
+            .iter()
+            .zip(bytes)
+            .position(|(a, c)| a != c)
+            .unwrap_or(canon.len().min(bytes.len()));
         return Err(BundleError::NotCanonical { offset });
     }
     if b.format != FORMAT {
         return Err(BundleError::Format(b.format));
     }
-    let note = SignedNote::parse(&b.checkpoint).map_err(|e| BundleError::Checkpoint(e.to_string()))?;
-    note.verify(verifier).map_err(|e| BundleError::Checkpoint(e.to_string()))?;
+    let note =
+        SignedNote::parse(&b.checkpoint).map_err(|e| BundleError::Checkpoint(e.to_string()))?;
+    note.verify(verifier)
+        .map_err(|e| BundleError::Checkpoint(e.to_string()))?;
     if note.signatures.len() != 1 {
-        return Err(BundleError::Checkpoint("signature lines by other keys are not allowed in a bundle".into()));
+        return Err(BundleError::Checkpoint(
+            "signature lines by other keys are not allowed in a bundle".into(),
+        ));
     }
-    let cp = note.checkpoint().map_err(|e| BundleError::Checkpoint(e.to_string()))?;
+    let cp = note
+        .checkpoint()
+        .map_err(|e| BundleError::Checkpoint(e.to_string()))?;
     let mut entries = Vec::with_capacity(b.entries.len());
     let mut last: Option<u64> = None;
     for be in &b.entries {
         let index = be.index;
         if last.is_some_and(|l| index <= l) {
-            return Err(BundleError::Entry { index, why: "entries are not in increasing index order".into() });
+            return Err(BundleError::Entry {
+                index,
+                why: "entries are not in increasing index order".into(),
+            });
         }
         last = Some(index);
-        let e = Entry::decode(be.entry.as_bytes()).map_err(|e| BundleError::Entry { index, why: e.to_string() })?;
+        let e = Entry::decode(be.entry.as_bytes()).map_err(|e| BundleError::Entry {
+            index,
+            why: e.to_string(),
+        })?;
         if e.seq != index {
-            return Err(BundleError::Entry { index, why: format!("entry says seq {}", e.seq) });
+            return Err(BundleError::Entry {
+                index,
+                why: format!("entry says seq {}", e.seq),
+            });
         }
         let proof = be
             .proof
@@ -294,27 +355,52 @@ pub fn verify_bundle(bytes: &[u8], verifier: &NoteVerifier) -> Result<VerifiedBu
             })
             .collect::<Result<Vec<_>, _>>()
             .map_err(|why| BundleError::Proof { index, why })?;
-        verify_inclusion(&leaf_hash(be.entry.as_bytes()), index, cp.size, &proof, &cp.root)
-            .map_err(|e| BundleError::Proof { index, why: e.to_string() })?;
+        verify_inclusion(
+            &leaf_hash(be.entry.as_bytes()),
+            index,
+            cp.size,
+            &proof,
+            &cp.root,
+        )
+        .map_err(|e| BundleError::Proof {
+            index,
+            why: e.to_string(),
+        })?;
         entries.push(e);
     }
     let referenced: BTreeSet<&Digest> = entries.iter().flat_map(|e| e.action.digests()).collect();
     let mut documents = BTreeMap::new();
     for d in &b.documents {
         let digest = d.digest.to_string();
-        let content = B64.decode(&d.content).map_err(|e| BundleError::Document { digest: digest.clone(), why: e.to_string() })?;
+        let content = B64.decode(&d.content).map_err(|e| BundleError::Document {
+            digest: digest.clone(),
+            why: e.to_string(),
+        })?;
         if Digest::of(&content) != d.digest {
-            return Err(BundleError::Document { digest, why: "content does not match its digest".into() });
+            return Err(BundleError::Document {
+                digest,
+                why: "content does not match its digest".into(),
+            });
         }
         if !referenced.contains(&d.digest) {
-            return Err(BundleError::Document { digest, why: "not referenced by any entry in the bundle".into() });
+            return Err(BundleError::Document {
+                digest,
+                why: "not referenced by any entry in the bundle".into(),
+            });
         }
         if documents.insert(d.digest.clone(), content).is_some() {
-            return Err(BundleError::Document { digest, why: "attached twice".into() });
+            return Err(BundleError::Document {
+                digest,
+                why: "attached twice".into(),
+            });
         }
     }
     if !entries.iter().any(|e| e.subjects.contains(&b.subject)) {
-        return Err(BundleError::Subject(format!("{} {}", b.subject.kind.as_str(), b.subject.id)));
+        return Err(BundleError::Subject(format!(
+            "{} {}",
+            b.subject.kind.as_str(),
+            b.subject.id
+        )));
     }
     Ok(VerifiedBundle {
         subject: b.subject,
@@ -341,11 +427,21 @@ pub fn format_time(ms: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, rem % 3600 / 60, rem % 60, ms % 1000)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms % 1000
+    )
 }
 
 fn subjects_text(e: &Entry) -> String {
-    e.subjects.iter().map(|s| format!("{} {}", s.kind.as_str(), s.id)).collect::<Vec<_>>().join(", ")
+    e.subjects
+        .iter()
+        .map(|s| format!("{} {}", s.kind.as_str(), s.id))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn doc_note(v: &VerifiedBundle, d: &Digest) -> String {
@@ -360,7 +456,12 @@ fn doc_note(v: &VerifiedBundle, d: &Digest) -> String {
 #[must_use]
 pub fn summary(v: &VerifiedBundle) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "Evidence for {} {}: VERIFIED", v.subject.kind.as_str(), v.subject.id);
+    let _ = writeln!(
+        s,
+        "Evidence for {} {}: VERIFIED",
+        v.subject.kind.as_str(),
+        v.subject.id
+    );
     let _ = writeln!(
         s,
         "  checkpoint: log {} at size {}, signed by {}; {} entries, each proven included; {} documents, digests checked",
@@ -370,7 +471,8 @@ pub fn summary(v: &VerifiedBundle) -> String {
         v.entries.len(),
         v.documents.len()
     );
-    let (mut ran, mut moved, mut approved, mut other) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut ran, mut moved, mut approved, mut other) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for e in &v.entries {
         let at = format_time(e.ts_ms);
         let who = &e.actor;
@@ -379,6 +481,11 @@ pub fn summary(v: &VerifiedBundle) -> String {
         match &e.action {
             Action::JobPlaced { decision, zone, pool, reasons, policy_hash } => ran.push(format!(
                 "{at} [{idx}] {what}: placement {decision:?} in zone {zone}, pool {pool}, decided by {who}; reasons: {}; policy {}",
+                reasons.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+                doc_note(v, policy_hash)
+            )),
+            Action::JobRevoked { zone, pool, run, reasons, policy_hash } => ran.push(format!(
+                "{at} [{idx}] {what}: run {run} in zone {zone}, pool {pool} withdrawn by {who}: no longer allowed; reasons: {}; policy {}",
                 reasons.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
                 doc_note(v, policy_hash)
             )),

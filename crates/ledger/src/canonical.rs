@@ -140,10 +140,18 @@ mod tests {
             "\u{00f6}": "Latin Small Letter O With Diaeresis"
         });
         let got = canon(&v);
-        let order: Vec<usize> = ["\\r", "\"1\"", "\u{0080}", "\u{00f6}", "\u{20ac}", "\u{1f600}", "\u{fb33}"]
-            .iter()
-            .map(|k| got.find(k).unwrap_or(usize::MAX))
-            .collect();
+        let order: Vec<usize> = [
+            "\\r",
+            "\"1\"",
+            "\u{0080}",
+            "\u{00f6}",
+            "\u{20ac}",
+            "\u{1f600}",
+            "\u{fb33}",
+        ]
+        .iter()
+        .map(|k| got.find(k).unwrap_or(usize::MAX))
+        .collect();
         let mut sorted = order.clone();
         sorted.sort_unstable();
         assert_eq!(order, sorted, "{got}");
@@ -153,7 +161,10 @@ mod tests {
     #[test]
     fn escapes_like_ecmascript() {
         let v = json!({"s": "\u{1}\u{8}\t\n\u{c}\r\"\\/\u{7f}\u{e9}"});
-        assert_eq!(canon(&v), "{\"s\":\"\\u0001\\b\\t\\n\\f\\r\\\"\\\\/\u{7f}\u{e9}\"}");
+        assert_eq!(
+            canon(&v),
+            "{\"s\":\"\\u0001\\b\\t\\n\\f\\r\\\"\\\\/\u{7f}\u{e9}\"}"
+        );
     }
 
     #[test]

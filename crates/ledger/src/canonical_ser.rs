@@ -56,10 +56,19 @@ struct Object<'a> {
 
 impl<'a> Object<'a> {
     fn new(out: &'a mut Vec<u8>, variant: Option<&'static str>) -> Self {
-        Self { out, members: Vec::new(), pending_key: None, variant }
+        Self {
+            out,
+            members: Vec::new(),
+            pending_key: None,
+            variant,
+        }
     }
 
-    fn member<T: Serialize + ?Sized>(&mut self, key: String, value: &T) -> Result<(), CanonicalError> {
+    fn member<T: Serialize + ?Sized>(
+        &mut self,
+        key: String,
+        value: &T,
+    ) -> Result<(), CanonicalError> {
         let mut buf = Vec::new();
         value.serialize(Ser { out: &mut buf })?;
         self.members.push((key, buf));
@@ -114,7 +123,11 @@ impl<'a> Array<'a> {
             out.push(b':');
         }
         out.push(b'[');
-        Self { out, first: true, variant }
+        Self {
+            out,
+            first: true,
+            variant,
+        }
     }
 
     fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CanonicalError> {
@@ -153,10 +166,19 @@ impl ser::Serializer for KeySer {
     fn serialize_char(self, v: char) -> Result<String, CanonicalError> {
         Ok(v.to_string())
     }
-    fn serialize_unit_variant(self, _: &'static str, _: u32, variant: &'static str) -> Result<String, CanonicalError> {
+    fn serialize_unit_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+    ) -> Result<String, CanonicalError> {
         Ok(variant.to_owned())
     }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, value: &T) -> Result<String, CanonicalError> {
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        value: &T,
+    ) -> Result<String, CanonicalError> {
         value.serialize(self)
     }
     fn serialize_bool(self, _: bool) -> Result<String, CanonicalError> {
@@ -222,7 +244,11 @@ impl ser::Serializer for KeySer {
     fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, CanonicalError> {
         Err(key_err())
     }
-    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeTupleStruct, CanonicalError> {
+    fn serialize_tuple_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleStruct, CanonicalError> {
         Err(key_err())
     }
     fn serialize_tuple_variant(
@@ -237,7 +263,11 @@ impl ser::Serializer for KeySer {
     fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, CanonicalError> {
         Err(key_err())
     }
-    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct, CanonicalError> {
+    fn serialize_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStruct, CanonicalError> {
         Err(key_err())
     }
     fn serialize_struct_variant(
@@ -267,7 +297,8 @@ impl<'a> ser::Serializer for Ser<'a> {
     type SerializeStructVariant = Object<'a>;
 
     fn serialize_bool(self, v: bool) -> Result<(), CanonicalError> {
-        self.out.extend_from_slice(if v { b"true" } else { b"false" });
+        self.out
+            .extend_from_slice(if v { b"true" } else { b"false" });
         Ok(())
     }
     fn serialize_i8(self, v: i8) -> Result<(), CanonicalError> {
@@ -309,7 +340,9 @@ impl<'a> ser::Serializer for Ser<'a> {
         Ok(())
     }
     fn serialize_bytes(self, _: &[u8]) -> Result<(), CanonicalError> {
-        Err(CanonicalError::Serialize("byte strings have no canonical JSON form here".into()))
+        Err(CanonicalError::Serialize(
+            "byte strings have no canonical JSON form here".into(),
+        ))
     }
     fn serialize_none(self) -> Result<(), CanonicalError> {
         self.out.extend_from_slice(b"null");
@@ -325,10 +358,19 @@ impl<'a> ser::Serializer for Ser<'a> {
     fn serialize_unit_struct(self, _: &'static str) -> Result<(), CanonicalError> {
         self.serialize_unit()
     }
-    fn serialize_unit_variant(self, _: &'static str, _: u32, variant: &'static str) -> Result<(), CanonicalError> {
+    fn serialize_unit_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+    ) -> Result<(), CanonicalError> {
         self.serialize_str(variant)
     }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, value: &T) -> Result<(), CanonicalError> {
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        value: &T,
+    ) -> Result<(), CanonicalError> {
         value.serialize(self)
     }
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
@@ -348,7 +390,11 @@ impl<'a> ser::Serializer for Ser<'a> {
     fn serialize_tuple(self, _: usize) -> Result<Array<'a>, CanonicalError> {
         Ok(Array::new(self.out, None))
     }
-    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Array<'a>, CanonicalError> {
+    fn serialize_tuple_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Array<'a>, CanonicalError> {
         Ok(Array::new(self.out, None))
     }
     fn serialize_tuple_variant(
@@ -380,7 +426,10 @@ impl<'a> ser::Serializer for Ser<'a> {
 impl ser::SerializeSeq for Array<'_> {
     type Ok = ();
     type Error = CanonicalError;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CanonicalError> {
+    fn serialize_element<T: Serialize + ?Sized>(
+        &mut self,
+        value: &T,
+    ) -> Result<(), CanonicalError> {
         self.element(value)
     }
     fn end(self) -> Result<(), CanonicalError> {
@@ -392,7 +441,10 @@ impl ser::SerializeSeq for Array<'_> {
 impl ser::SerializeTuple for Array<'_> {
     type Ok = ();
     type Error = CanonicalError;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CanonicalError> {
+    fn serialize_element<T: Serialize + ?Sized>(
+        &mut self,
+        value: &T,
+    ) -> Result<(), CanonicalError> {
         self.element(value)
     }
     fn end(self) -> Result<(), CanonicalError> {
@@ -433,7 +485,10 @@ impl ser::SerializeMap for Object<'_> {
         Ok(())
     }
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CanonicalError> {
-        let key = self.pending_key.take().ok_or_else(|| CanonicalError::Serialize("map value without a key".into()))?;
+        let key = self
+            .pending_key
+            .take()
+            .ok_or_else(|| CanonicalError::Serialize("map value without a key".into()))?;
         self.member(key, value)
     }
     fn end(self) -> Result<(), CanonicalError> {
@@ -444,7 +499,11 @@ impl ser::SerializeMap for Object<'_> {
 impl ser::SerializeStruct for Object<'_> {
     type Ok = ();
     type Error = CanonicalError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), CanonicalError> {
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), CanonicalError> {
         self.member(key.to_owned(), value)
     }
     fn end(self) -> Result<(), CanonicalError> {
@@ -455,7 +514,11 @@ impl ser::SerializeStruct for Object<'_> {
 impl ser::SerializeStructVariant for Object<'_> {
     type Ok = ();
     type Error = CanonicalError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), CanonicalError> {
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), CanonicalError> {
         self.member(key.to_owned(), value)
     }
     fn end(self) -> Result<(), CanonicalError> {

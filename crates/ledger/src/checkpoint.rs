@@ -69,7 +69,12 @@ impl Checkpoint {
     /// The note body: `origin\nsize\nbase64(root)\n`.
     #[must_use]
     pub fn body(&self) -> String {
-        format!("{}\n{}\n{}\n", self.origin, self.size, B64.encode(self.root))
+        format!(
+            "{}\n{}\n{}\n",
+            self.origin,
+            self.size,
+            B64.encode(self.root)
+        )
     }
 
     /// Parse a checkpoint body.
@@ -77,26 +82,50 @@ impl Checkpoint {
     /// # Errors
     /// [`CheckpointError::Body`] when a line is missing or malformed.
     pub fn parse_body(body: &str) -> Result<Self, CheckpointError> {
-        let rest = body.strip_suffix('\n').ok_or(CheckpointError::Body("must end with a newline"))?;
+        let rest = body
+            .strip_suffix('\n')
+            .ok_or(CheckpointError::Body("must end with a newline"))?;
         let mut lines = rest.split('\n');
-        let origin = lines.next().filter(|o| !o.is_empty()).ok_or(CheckpointError::Body("empty origin"))?;
-        let size_s = lines.next().ok_or(CheckpointError::Body("missing tree size"))?;
-        let root_s = lines.next().ok_or(CheckpointError::Body("missing root hash"))?;
+        let origin = lines
+            .next()
+            .filter(|o| !o.is_empty())
+            .ok_or(CheckpointError::Body("empty origin"))?;
+        let size_s = lines
+            .next()
+            .ok_or(CheckpointError::Body("missing tree size"))?;
+        let root_s = lines
+            .next()
+            .ok_or(CheckpointError::Body("missing root hash"))?;
         // Extension lines are allowed by the format; this log writes none and accepts none, so that
         // every byte of a checkpoint is covered by what the verifier checks.
         if lines.next().is_some() {
             return Err(CheckpointError::Body("unexpected extension lines"));
         }
-        if size_s.is_empty() || !size_s.bytes().all(|b| b.is_ascii_digit()) || (size_s.len() > 1 && size_s.starts_with('0')) {
-            return Err(CheckpointError::Body("tree size is not a canonical decimal"));
+        if size_s.is_empty()
+            || !size_s.bytes().all(|b| b.is_ascii_digit())
+            || (size_s.len() > 1 && size_s.starts_with('0'))
+        {
+            return Err(CheckpointError::Body(
+                "tree size is not a canonical decimal",
+            ));
         }
-        let size = size_s.parse::<u64>().map_err(|_| CheckpointError::Body("tree size out of range"))?;
-        let raw = B64.decode(root_s).map_err(|_| CheckpointError::Body("root hash is not base64"))?;
-        let root: Hash = raw.try_into().map_err(|_| CheckpointError::Body("root hash is not 32 bytes"))?;
+        let size = size_s
+            .parse::<u64>()
+            .map_err(|_| CheckpointError::Body("tree size out of range"))?;
+        let raw = B64
+            .decode(root_s)
+            .map_err(|_| CheckpointError::Body("root hash is not base64"))?;
+        let root: Hash = raw
+            .try_into()
+            .map_err(|_| CheckpointError::Body("root hash is not 32 bytes"))?;
         if B64.encode(root) != root_s {
             return Err(CheckpointError::Body("root hash base64 is not canonical"));
         }
-        Ok(Self { origin: origin.to_owned(), size, root })
+        Ok(Self {
+            origin: origin.to_owned(),
+            size,
+            root,
+        })
     }
 }
 
@@ -126,31 +155,50 @@ impl SignedNote {
     /// # Errors
     /// [`CheckpointError::Note`] when the structure is wrong.
     pub fn parse(text: &str) -> Result<Self, CheckpointError> {
-        let split = text.find("\n\n").ok_or(CheckpointError::Note("no blank line before signatures"))?;
+        let split = text
+            .find("\n\n")
+            .ok_or(CheckpointError::Note("no blank line before signatures"))?;
         let body = &text[..=split];
-        let sigs = text[split + 2..].strip_suffix('\n').ok_or(CheckpointError::Note("must end with a newline"))?;
+        let sigs = text[split + 2..]
+            .strip_suffix('\n')
+            .ok_or(CheckpointError::Note("must end with a newline"))?;
         let mut signatures = Vec::new();
         for line in sigs.split('\n') {
-            let rest = line.strip_prefix(SIG_PREFIX).ok_or(CheckpointError::Note("signature line must start with an em dash"))?;
-            let (name, b64) = rest.split_once(' ').ok_or(CheckpointError::Note("signature line needs a name and a signature"))?;
+            let rest = line.strip_prefix(SIG_PREFIX).ok_or(CheckpointError::Note(
+                "signature line must start with an em dash",
+            ))?;
+            let (name, b64) = rest.split_once(' ').ok_or(CheckpointError::Note(
+                "signature line needs a name and a signature",
+            ))?;
             check_name(name)?;
-            let raw = B64.decode(b64).map_err(|_| CheckpointError::Note("signature is not base64"))?;
+            let raw = B64
+                .decode(b64)
+                .map_err(|_| CheckpointError::Note("signature is not base64"))?;
             if B64.encode(&raw) != b64 {
                 return Err(CheckpointError::Note("signature base64 is not canonical"));
             }
             if raw.len() != 68 {
-                return Err(CheckpointError::Note("ed25519 signature must be 4 + 64 bytes"));
+                return Err(CheckpointError::Note(
+                    "ed25519 signature must be 4 + 64 bytes",
+                ));
             }
             let mut key_id = [0u8; 4];
             key_id.copy_from_slice(&raw[..4]);
             let mut sig = [0u8; 64];
             sig.copy_from_slice(&raw[4..]);
-            signatures.push(NoteSignature { name: name.to_owned(), key_id, sig });
+            signatures.push(NoteSignature {
+                name: name.to_owned(),
+                key_id,
+                sig,
+            });
         }
         if signatures.is_empty() {
             return Err(CheckpointError::Note("no signatures"));
         }
-        Ok(Self { body: body.to_owned(), signatures })
+        Ok(Self {
+            body: body.to_owned(),
+            signatures,
+        })
     }
 
     /// The note text.
@@ -178,23 +226,37 @@ impl SignedNote {
     /// when the lines that do fail to verify.
     pub fn verify(&self, verifier: &NoteVerifier) -> Result<(), CheckpointError> {
         let mut seen = false;
-        for s in self.signatures.iter().filter(|s| s.name == verifier.name && s.key_id == verifier.key_id) {
+        for s in self
+            .signatures
+            .iter()
+            .filter(|s| s.name == verifier.name && s.key_id == verifier.key_id)
+        {
             seen = true;
-            if verifier.key.verify_strict(self.body.as_bytes(), &Signature::from_bytes(&s.sig)).is_ok() {
+            if verifier
+                .key
+                .verify_strict(self.body.as_bytes(), &Signature::from_bytes(&s.sig))
+                .is_ok()
+            {
                 return Ok(());
             }
         }
         if seen {
-            Err(CheckpointError::BadSignature { name: verifier.name.clone() })
+            Err(CheckpointError::BadSignature {
+                name: verifier.name.clone(),
+            })
         } else {
-            Err(CheckpointError::NoSignature { name: verifier.name.clone(), key_id: hex::encode(verifier.key_id) })
+            Err(CheckpointError::NoSignature {
+                name: verifier.name.clone(),
+                key_id: hex::encode(verifier.key_id),
+            })
         }
     }
 
     /// Add `signer`'s signature (replacing an earlier one by the same key).
     pub fn add_signature(&mut self, signer: &NoteSigner) {
         let sig = signer.sign_body(&self.body);
-        self.signatures.retain(|s| !(s.name == sig.name && s.key_id == sig.key_id));
+        self.signatures
+            .retain(|s| !(s.name == sig.name && s.key_id == sig.key_id));
         self.signatures.push(sig);
     }
 
@@ -235,7 +297,9 @@ pub struct NoteSigner {
 
 impl std::fmt::Debug for NoteSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NoteSigner").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("NoteSigner")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -246,7 +310,10 @@ impl NoteSigner {
     /// [`CheckpointError::KeyName`] for an unusable name.
     pub fn from_seed(name: &str, seed: &[u8; 32]) -> Result<Self, CheckpointError> {
         check_name(name)?;
-        Ok(Self { name: name.to_owned(), key: SigningKey::from_bytes(seed) })
+        Ok(Self {
+            name: name.to_owned(),
+            key: SigningKey::from_bytes(seed),
+        })
     }
 
     /// Parse `PRIVATE+KEY+name+hexkeyid+base64(0x01||seed)`.
@@ -254,9 +321,14 @@ impl NoteSigner {
     /// # Errors
     /// When the text is not such a key or its key id does not match.
     pub fn parse(text: &str) -> Result<Self, CheckpointError> {
-        let rest = text.trim_end().strip_prefix("PRIVATE+KEY+").ok_or(CheckpointError::Key("not a PRIVATE+KEY"))?;
+        let rest = text
+            .trim_end()
+            .strip_prefix("PRIVATE+KEY+")
+            .ok_or(CheckpointError::Key("not a PRIVATE+KEY"))?;
         let (name, id, raw) = split_key(rest)?;
-        let seed: [u8; 32] = raw.try_into().map_err(|_| CheckpointError::Key("seed must be 32 bytes"))?;
+        let seed: [u8; 32] = raw
+            .try_into()
+            .map_err(|_| CheckpointError::Key("seed must be 32 bytes"))?;
         let signer = Self::from_seed(name, &seed)?;
         if signer.verifier().key_id != id {
             return Err(CheckpointError::Key("key id does not match the key"));
@@ -269,14 +341,23 @@ impl NoteSigner {
     pub fn to_private_text(&self) -> String {
         let mut raw = vec![ALG_ED25519];
         raw.extend_from_slice(&self.key.to_bytes());
-        format!("PRIVATE+KEY+{}+{}+{}", self.name, hex::encode(self.verifier().key_id), B64.encode(raw))
+        format!(
+            "PRIVATE+KEY+{}+{}+{}",
+            self.name,
+            hex::encode(self.verifier().key_id),
+            B64.encode(raw)
+        )
     }
 
     /// The matching verifier.
     #[must_use]
     pub fn verifier(&self) -> NoteVerifier {
         let key = self.key.verifying_key();
-        NoteVerifier { name: self.name.clone(), key_id: key_id(&self.name, &key), key }
+        NoteVerifier {
+            name: self.name.clone(),
+            key_id: key_id(&self.name, &key),
+            key,
+        }
     }
 
     /// The signer name.
@@ -289,7 +370,11 @@ impl NoteSigner {
     #[must_use]
     pub fn sign_body(&self, body: &str) -> NoteSignature {
         let sig = self.key.sign(body.as_bytes());
-        NoteSignature { name: self.name.clone(), key_id: self.verifier().key_id, sig: sig.to_bytes() }
+        NoteSignature {
+            name: self.name.clone(),
+            key_id: self.verifier().key_id,
+            sig: sig.to_bytes(),
+        }
     }
 
     /// Sign a checkpoint, producing a note with this single signature.
@@ -297,7 +382,10 @@ impl NoteSigner {
     pub fn sign_checkpoint(&self, cp: &Checkpoint) -> SignedNote {
         let body = cp.body();
         let sig = self.sign_body(&body);
-        SignedNote { body, signatures: vec![sig] }
+        SignedNote {
+            body,
+            signatures: vec![sig],
+        }
     }
 }
 
@@ -320,12 +408,19 @@ impl NoteVerifier {
     pub fn parse(text: &str) -> Result<Self, CheckpointError> {
         let (name, id, raw) = split_key(text.trim_end())?;
         check_name(name)?;
-        let pk: [u8; 32] = raw.try_into().map_err(|_| CheckpointError::Key("public key must be 32 bytes"))?;
-        let key = VerifyingKey::from_bytes(&pk).map_err(|_| CheckpointError::Key("not an ed25519 public key"))?;
+        let pk: [u8; 32] = raw
+            .try_into()
+            .map_err(|_| CheckpointError::Key("public key must be 32 bytes"))?;
+        let key = VerifyingKey::from_bytes(&pk)
+            .map_err(|_| CheckpointError::Key("not an ed25519 public key"))?;
         if key_id(name, &key) != id {
             return Err(CheckpointError::Key("key id does not match the key"));
         }
-        Ok(Self { name: name.to_owned(), key_id: id, key })
+        Ok(Self {
+            name: name.to_owned(),
+            key_id: id,
+            key,
+        })
     }
 
     /// The verifier key text.
@@ -333,7 +428,12 @@ impl NoteVerifier {
     pub fn to_text(&self) -> String {
         let mut raw = vec![ALG_ED25519];
         raw.extend_from_slice(self.key.as_bytes());
-        format!("{}+{}+{}", self.name, hex::encode(self.key_id), B64.encode(raw))
+        format!(
+            "{}+{}+{}",
+            self.name,
+            hex::encode(self.key_id),
+            B64.encode(raw)
+        )
     }
 }
 
@@ -345,11 +445,17 @@ fn split_key(s: &str) -> Result<(&str, [u8; 4], Vec<u8>), CheckpointError> {
         return Err(CheckpointError::Key("expected name+keyid+key"));
     };
     let id_raw = hex::decode(id_hex).map_err(|_| CheckpointError::Key("key id is not hex"))?;
-    let id: [u8; 4] = id_raw.try_into().map_err(|_| CheckpointError::Key("key id must be 4 bytes"))?;
-    let raw = B64.decode(b64).map_err(|_| CheckpointError::Key("key is not base64"))?;
+    let id: [u8; 4] = id_raw
+        .try_into()
+        .map_err(|_| CheckpointError::Key("key id must be 4 bytes"))?;
+    let raw = B64
+        .decode(b64)
+        .map_err(|_| CheckpointError::Key("key is not base64"))?;
     match raw.split_first() {
         Some((&ALG_ED25519, key)) => Ok((name, id, key.to_vec())),
-        _ => Err(CheckpointError::Key("only ed25519 (algorithm 0x01) keys are supported")),
+        _ => Err(CheckpointError::Key(
+            "only ed25519 (algorithm 0x01) keys are supported",
+        )),
     }
 }
 
@@ -364,7 +470,11 @@ mod tests {
     #[test]
     fn note_round_trip_and_signature_checks() {
         let log = signer("example.com/log", 1);
-        let cp = Checkpoint { origin: "example.com/log".into(), size: 42, root: [7; 32] };
+        let cp = Checkpoint {
+            origin: "example.com/log".into(),
+            size: 42,
+            root: [7; 32],
+        };
         let note = log.sign_checkpoint(&cp);
         let text = note.to_text();
         assert!(text.starts_with("example.com/log\n42\nBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=\n\n\u{2014} example.com/log "));
@@ -375,21 +485,34 @@ mod tests {
 
         // Another key with the same name: no matching key id.
         let impostor = signer("example.com/log", 2);
-        assert!(matches!(parsed.verify(&impostor.verifier()), Err(CheckpointError::NoSignature { .. })));
+        assert!(matches!(
+            parsed.verify(&impostor.verifier()),
+            Err(CheckpointError::NoSignature { .. })
+        ));
         // Signed by the wrong key but labelled with the right key id: signature fails.
         let mut forged = impostor.sign_checkpoint(&cp);
         forged.signatures[0].key_id = log.verifier().key_id;
-        assert!(matches!(forged.verify(&log.verifier()), Err(CheckpointError::BadSignature { .. })));
+        assert!(matches!(
+            forged.verify(&log.verifier()),
+            Err(CheckpointError::BadSignature { .. })
+        ));
         // Body altered after signing.
         let altered = SignedNote::parse(&text.replacen("\n42\n", "\n43\n", 1)).unwrap();
-        assert!(matches!(altered.verify(&log.verifier()), Err(CheckpointError::BadSignature { .. })));
+        assert!(matches!(
+            altered.verify(&log.verifier()),
+            Err(CheckpointError::BadSignature { .. })
+        ));
     }
 
     #[test]
     fn witness_cosignature_is_independent() {
         let log = signer("log", 1);
         let witness = signer("witness", 9);
-        let mut note = log.sign_checkpoint(&Checkpoint { origin: "log".into(), size: 1, root: [0; 32] });
+        let mut note = log.sign_checkpoint(&Checkpoint {
+            origin: "log".into(),
+            size: 1,
+            root: [0; 32],
+        });
         assert!(note.verify(&witness.verifier()).is_err());
         note.add_signature(&witness);
         let parsed = SignedNote::parse(&note.to_text()).unwrap();
@@ -433,17 +556,29 @@ mod tests {
         );
         let signer = NoteSigner::parse(skey).unwrap();
         assert_eq!(signer.verifier().to_text(), vkey);
-        let note = SignedNote { body: text.to_owned(), signatures: vec![signer.sign_body(text)] };
+        let note = SignedNote {
+            body: text.to_owned(),
+            signatures: vec![signer.sign_body(text)],
+        };
         assert_eq!(note.to_text(), want);
         let parsed = SignedNote::parse(&want).unwrap();
         parsed.verify(&NoteVerifier::parse(vkey).unwrap()).unwrap();
         let tampered = SignedNote::parse(&want.replace("cryptography", "cryptographY")).unwrap();
-        assert!(tampered.verify(&NoteVerifier::parse(vkey).unwrap()).is_err());
+        assert!(tampered
+            .verify(&NoteVerifier::parse(vkey).unwrap())
+            .is_err());
     }
 
     #[test]
     fn malformed_bodies_are_rejected() {
-        for body in ["", "o\n1\n", "o\n01\nAAAA\n", "\n1\nAAAA\n", "o\n1\nAAAA\n", "o\n1\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\nx\n"] {
+        for body in [
+            "",
+            "o\n1\n",
+            "o\n01\nAAAA\n",
+            "\n1\nAAAA\n",
+            "o\n1\nAAAA\n",
+            "o\n1\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\nx\n",
+        ] {
             assert!(Checkpoint::parse_body(body).is_err(), "{body:?}");
         }
     }

@@ -29,7 +29,9 @@ pub const ENTRY_VERSION: u8 = 1;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EntryError {
     /// An identifier that breaks the charset or length rule.
-    #[error("invalid identifier ({len} chars): {why}; ledger fields hold identifiers, not content")]
+    #[error(
+        "invalid identifier ({len} chars): {why}; ledger fields hold identifiers, not content"
+    )]
     Ident {
         /// Length of the rejected value (the value itself is not echoed: it may be sensitive).
         len: usize,
@@ -100,7 +102,13 @@ pub(crate) fn ident_rule_bytes(s: &[u8]) -> Result<(), &'static str> {
 pub(crate) fn looks_like_ssn(b: &[u8]) -> bool {
     b.len() >= 11
         && b.windows(11).any(|w| {
-            w.iter().enumerate().all(|(i, c)| if i == 3 || i == 6 { *c == b'-' } else { c.is_ascii_digit() })
+            w.iter().enumerate().all(|(i, c)| {
+                if i == 3 || i == 6 {
+                    *c == b'-'
+                } else {
+                    c.is_ascii_digit()
+                }
+            })
         })
 }
 
@@ -116,7 +124,10 @@ impl Ident {
     /// [`EntryError::Ident`] when the value breaks the charset or length rule.
     pub fn new(s: impl Into<String>) -> Result<Self, EntryError> {
         let s = s.into();
-        ident_rule(&s).map_err(|why| EntryError::Ident { len: s.chars().count(), why })?;
+        ident_rule(&s).map_err(|why| EntryError::Ident {
+            len: s.chars().count(),
+            why,
+        })?;
         Ok(Self(s))
     }
 
@@ -165,7 +176,11 @@ impl Digest {
     pub fn parse(s: impl Into<String>) -> Result<Self, EntryError> {
         let s = s.into();
         let hex_part = s.strip_prefix("sha256:").ok_or(EntryError::Digest)?;
-        if hex_part.len() != 64 || !hex_part.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
+        if hex_part.len() != 64
+            || !hex_part
+                .bytes()
+                .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+        {
             return Err(EntryError::Digest);
         }
         Ok(Self(s))
@@ -175,7 +190,10 @@ impl Digest {
     #[must_use]
     pub fn of(bytes: &[u8]) -> Self {
         use sha2::Digest as _;
-        Self(format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes))))
+        Self(format!(
+            "sha256:{}",
+            hex::encode(sha2::Sha256::digest(bytes))
+        ))
     }
 
     /// Digest from raw SHA-256 output.
@@ -273,7 +291,10 @@ impl Subject {
     /// # Errors
     /// When `id` is not a valid identifier.
     pub fn new(kind: SubjectKind, id: impl Into<String>) -> Result<Self, EntryError> {
-        Ok(Self { kind, id: Ident::new(id)? })
+        Ok(Self {
+            kind,
+            id: Ident::new(id)?,
+        })
     }
 }
 
@@ -321,8 +342,14 @@ pub enum ObjectKind {
 
 impl ObjectKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [Self; 6] =
-        [Self::RawData, Self::Features, Self::Checkpoints, Self::Logs, Self::Embeddings, Self::InferenceTraces];
+    pub const ALL: [Self; 6] = [
+        Self::RawData,
+        Self::Features,
+        Self::Checkpoints,
+        Self::Logs,
+        Self::Embeddings,
+        Self::InferenceTraces,
+    ];
 
     /// The snake_case name.
     #[must_use]
@@ -366,6 +393,22 @@ pub enum Action {
         /// Reason codes from the policy evaluation (policy ids, rule names).
         reasons: Vec<Ident>,
         /// Digest of the policy set that decided.
+        policy_hash: Digest,
+    },
+    /// A placement no longer holds under the fleet, datasets and policy in force (data
+    /// reclassified, a policy changed): the run at that zone and pool is not started, or is
+    /// stopped, and the job is placed again.
+    #[serde(rename = "job.revoked")]
+    JobRevoked {
+        /// Zone the run was placed in.
+        zone: Ident,
+        /// Pool the run was placed in.
+        pool: Ident,
+        /// The run (the executor-side id, `JOB` or `JOB.N`).
+        run: Ident,
+        /// Rule codes that refuse it now (policy ids, `constraint:*`).
+        reasons: Vec<Ident>,
+        /// Digest of the policy set that refused it.
         policy_hash: Digest,
     },
     /// A job burst to a public pool.
@@ -575,6 +618,7 @@ impl Action {
             Self::JobApproved { .. } => "job.approved",
             Self::JobPlaced { .. } => "job.placed",
             Self::JobBurst { .. } => "job.burst",
+            Self::JobRevoked { .. } => "job.revoked",
             Self::DatasetCopied { .. } => "dataset.copied",
             Self::DatasetRegistered { .. } => "dataset.registered",
             Self::ArtifactSigned { .. } => "artifact.signed",
@@ -603,12 +647,16 @@ impl Action {
     pub fn digests(&self) -> Vec<&Digest> {
         match self {
             Self::JobSubmitted { spec } => vec![spec],
-            Self::JobApproved { .. } | Self::ArtifactPromoted { .. } | Self::ArtifactDeployedEdge { .. } => {
-                Vec::new()
+            Self::JobApproved { .. }
+            | Self::ArtifactPromoted { .. }
+            | Self::ArtifactDeployedEdge { .. } => Vec::new(),
+            Self::JobPlaced { policy_hash, .. } | Self::JobRevoked { policy_hash, .. } => {
+                vec![policy_hash]
             }
-            Self::JobPlaced { policy_hash, .. } => vec![policy_hash],
             Self::JobBurst { justification, .. } => vec![justification],
-            Self::DatasetCopied { report, .. } | Self::DatasetRegistered { report, .. } => report.iter().collect(),
+            Self::DatasetCopied { report, .. } | Self::DatasetRegistered { report, .. } => {
+                report.iter().collect()
+            }
             Self::ArtifactSigned { signature, .. } => vec![signature],
             Self::ArtifactAttested { envelope, .. } => vec![envelope],
             Self::ArtifactStored { .. }
@@ -616,9 +664,9 @@ impl Action {
             | Self::ArtifactShredded { .. }
             | Self::TokenUsed { .. }
             | Self::TokenRefused { .. } => Vec::new(),
-            Self::CheckpointArchived { .. } | Self::CheckpointDestroyed { .. } | Self::TokenIssued { .. } => {
-                Vec::new()
-            }
+            Self::CheckpointArchived { .. }
+            | Self::CheckpointDestroyed { .. }
+            | Self::TokenIssued { .. } => Vec::new(),
             Self::PolicyLoaded { policy_hash } => vec![policy_hash],
             Self::FleetLoaded { fleet_hash } => vec![fleet_hash],
             Self::RetentionHoldSet { order } | Self::RetentionHoldReleased { order } => vec![order],
@@ -628,18 +676,34 @@ impl Action {
 
     fn validate(&self) -> Result<(), EntryError> {
         match self {
-            Self::JobPlaced { reasons, .. } if reasons.len() > MAX_LIST => {
-                Err(EntryError::TooMany { field: "reasons", got: reasons.len(), max: MAX_LIST })
+            Self::JobPlaced { reasons, .. } | Self::JobRevoked { reasons, .. }
+                if reasons.len() > MAX_LIST =>
+            {
+                Err(EntryError::TooMany {
+                    field: "reasons",
+                    got: reasons.len(),
+                    max: MAX_LIST,
+                })
             }
             Self::ArtifactPromotionRefused { reasons, .. } if reasons.len() > MAX_LIST => {
-                Err(EntryError::TooMany { field: "reasons", got: reasons.len(), max: MAX_LIST })
+                Err(EntryError::TooMany {
+                    field: "reasons",
+                    got: reasons.len(),
+                    max: MAX_LIST,
+                })
             }
-            Self::TokenIssued { scope, .. } if scope.len() > MAX_LIST => {
-                Err(EntryError::TooMany { field: "scope", got: scope.len(), max: MAX_LIST })
+            Self::TokenIssued { scope, .. } if scope.len() > MAX_LIST => Err(EntryError::TooMany {
+                field: "scope",
+                got: scope.len(),
+                max: MAX_LIST,
+            }),
+            Self::DatasetCopied { bytes, .. } if *bytes > MAX_SAFE_INTEGER => {
+                Err(EntryError::Integer { field: "bytes" })
             }
-            Self::DatasetCopied { bytes, .. } if *bytes > MAX_SAFE_INTEGER => Err(EntryError::Integer { field: "bytes" }),
             Self::TokenIssued { expires_ms, .. } if *expires_ms > MAX_SAFE_INTEGER => {
-                Err(EntryError::Integer { field: "expires_ms" })
+                Err(EntryError::Integer {
+                    field: "expires_ms",
+                })
             }
             _ => Ok(()),
         }
@@ -664,16 +728,31 @@ impl EntryDraft {
     /// When a list is too long or an integer is out of range.
     pub fn new(actor: Ident, action: Action, subjects: Vec<Subject>) -> Result<Self, EntryError> {
         if subjects.len() > MAX_SUBJECTS {
-            return Err(EntryError::TooMany { field: "subjects", got: subjects.len(), max: MAX_SUBJECTS });
+            return Err(EntryError::TooMany {
+                field: "subjects",
+                got: subjects.len(),
+                max: MAX_SUBJECTS,
+            });
         }
         action.validate()?;
-        Ok(Self { actor, action, subjects })
+        Ok(Self {
+            actor,
+            action,
+            subjects,
+        })
     }
 
     /// The full entry at position `seq`, recorded at `ts_ms`.
     #[must_use]
     pub fn into_entry(self, seq: u64, ts_ms: u64) -> Entry {
-        Entry { v: ENTRY_VERSION, seq, ts_ms, actor: self.actor, action: self.action, subjects: self.subjects }
+        Entry {
+            v: ENTRY_VERSION,
+            seq,
+            ts_ms,
+            actor: self.actor,
+            action: self.action,
+            subjects: self.subjects,
+        }
     }
 
     /// Encode the entry ahead of knowing its position, so the expensive canonicalization runs
@@ -691,7 +770,10 @@ impl EntryDraft {
             .position(|w| w == marker)
             .ok_or_else(|| EntryError::Malformed("encoded entry has no seq member".into()))?;
         let split = at + marker.len() - 1;
-        Ok(PreparedEntry { prefix_len: split, bytes })
+        Ok(PreparedEntry {
+            prefix_len: split,
+            bytes,
+        })
     }
 }
 
@@ -755,9 +837,14 @@ impl Entry {
     /// # Errors
     /// When the bytes are not a valid entry or not canonical.
     pub fn decode(bytes: &[u8]) -> Result<Self, EntryError> {
-        let e: Self = serde_json::from_slice(bytes).map_err(|e| EntryError::Malformed(e.to_string()))?;
+        let e: Self =
+            serde_json::from_slice(bytes).map_err(|e| EntryError::Malformed(e.to_string()))?;
         if e.subjects.len() > MAX_SUBJECTS {
-            return Err(EntryError::TooMany { field: "subjects", got: e.subjects.len(), max: MAX_SUBJECTS });
+            return Err(EntryError::TooMany {
+                field: "subjects",
+                got: e.subjects.len(),
+                max: MAX_SUBJECTS,
+            });
         }
         e.action.validate()?;
         if e.encode()? != bytes {
@@ -786,7 +873,17 @@ mod tests {
         assert!(Ident::new("job-42").is_ok());
         assert!(Ident::new("alice@example.org").is_ok());
         assert!(Ident::new("zone:eu-private/pool.a100+spot").is_ok());
-        for bad in ["", " x", "-x", "a b", "x\n", "naïve", "a,b", "ssn-123-45-6789", &"a".repeat(129)] {
+        for bad in [
+            "",
+            " x",
+            "-x",
+            "a b",
+            "x\n",
+            "naïve",
+            "a,b",
+            "ssn-123-45-6789",
+            &"a".repeat(129),
+        ] {
             assert!(Ident::new(bad).is_err(), "{bad:?} accepted");
         }
     }
@@ -804,7 +901,11 @@ mod tests {
         for seq in [0u64, 1, 9, 10, 99, 100, 12_345, MAX_SAFE_INTEGER] {
             let draft = EntryDraft::new(
                 Ident::new("seq").unwrap(),
-                Action::TokenIssued { token_id: Ident::new("seq:0").unwrap(), expires_ms: 0, scope: vec![Ident::new("seq").unwrap()] },
+                Action::TokenIssued {
+                    token_id: Ident::new("seq:0").unwrap(),
+                    expires_ms: 0,
+                    scope: vec![Ident::new("seq").unwrap()],
+                },
                 vec![Subject::new(SubjectKind::Token, "seq").unwrap()],
             )
             .unwrap();
@@ -812,7 +913,10 @@ mod tests {
             let prepared = draft.prepare(77).unwrap();
             let mut out = Vec::new();
             prepared.write_at(seq, &mut out);
-            assert_eq!(String::from_utf8(out).unwrap(), String::from_utf8(direct.clone()).unwrap());
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                String::from_utf8(direct.clone()).unwrap()
+            );
             assert_eq!(prepared.len_at(seq), direct.len());
         }
     }
@@ -834,12 +938,21 @@ mod tests {
         let entry = draft.into_entry(7, 1_700_000_000_000);
         let bytes = entry.encode().unwrap();
         let text = String::from_utf8(bytes.clone()).unwrap();
-        assert!(text.starts_with(r#"{"action":{"decision":"allowed","policy_hash":"sha256:aaaa"#), "{text}");
+        assert!(
+            text.starts_with(r#"{"action":{"decision":"allowed","policy_hash":"sha256:aaaa"#),
+            "{text}"
+        );
         assert!(text.contains(r#""type":"job.placed""#));
         assert_eq!(Entry::decode(&bytes), Ok(entry));
         let spaced = text.replacen(',', ", ", 1);
-        assert_eq!(Entry::decode(spaced.as_bytes()), Err(EntryError::NotCanonical));
+        assert_eq!(
+            Entry::decode(spaced.as_bytes()),
+            Err(EntryError::NotCanonical)
+        );
         let bad = text.replace("phi-stays-private", "phi stays private");
-        assert!(matches!(Entry::decode(bad.as_bytes()), Err(EntryError::Malformed(_))));
+        assert!(matches!(
+            Entry::decode(bad.as_bytes()),
+            Err(EntryError::Malformed(_))
+        ));
     }
 }

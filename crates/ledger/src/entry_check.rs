@@ -55,9 +55,25 @@ enum Kind {
 
 const DECISION: &[&[u8]] = &[b"allowed", b"queued", b"refused"];
 const FORM: &[&[u8]] = &[b"raw", b"sanitized", b"encrypted"];
-const OBJECT_KIND: &[&[u8]] = &[b"raw_data", b"features", b"checkpoints", b"logs", b"embeddings", b"inference_traces"];
-const SUBJECT_KIND: &[&[u8]] =
-    &[b"job", b"dataset", b"model", b"artifact", b"checkpoint", b"token", b"policy", b"fleet", b"zone"];
+const OBJECT_KIND: &[&[u8]] = &[
+    b"raw_data",
+    b"features",
+    b"checkpoints",
+    b"logs",
+    b"embeddings",
+    b"inference_traces",
+];
+const SUBJECT_KIND: &[&[u8]] = &[
+    b"job",
+    b"dataset",
+    b"model",
+    b"artifact",
+    b"checkpoint",
+    b"token",
+    b"policy",
+    b"fleet",
+    b"zone",
+];
 
 use Kind::{Digest as D, Enum, Ident as I, Idents as L, Int, OptDigest};
 
@@ -68,8 +84,21 @@ fn schema(ty: &[u8]) -> Option<Fields> {
     Some(match ty {
         b"job.submitted" => &[(b"spec", D)],
         b"job.approved" => &[(b"scope", I)],
-        b"job.placed" => &[(b"decision", Enum(DECISION)), (b"zone", I), (b"pool", I), (b"reasons", L), (b"policy_hash", D)],
+        b"job.placed" => &[
+            (b"decision", Enum(DECISION)),
+            (b"zone", I),
+            (b"pool", I),
+            (b"reasons", L),
+            (b"policy_hash", D),
+        ],
         b"job.burst" => &[(b"zone", I), (b"pool", I), (b"justification", D)],
+        b"job.revoked" => &[
+            (b"zone", I),
+            (b"pool", I),
+            (b"run", I),
+            (b"reasons", L),
+            (b"policy_hash", D),
+        ],
         b"dataset.copied" => &[
             (b"version", I),
             (b"from_zone", I),
@@ -79,11 +108,22 @@ fn schema(ty: &[u8]) -> Option<Fields> {
             (b"bytes", Int),
             (b"report", OptDigest),
         ],
-        b"dataset.registered" => &[(b"version", I), (b"snapshot", D), (b"level", I), (b"zone", I), (b"report", OptDigest)],
+        b"dataset.registered" => &[
+            (b"version", I),
+            (b"snapshot", D),
+            (b"level", I),
+            (b"zone", I),
+            (b"report", OptDigest),
+        ],
         b"artifact.signed" => &[(b"artifact", D), (b"key_id", I), (b"signature", D)],
         b"artifact.promoted" => &[(b"artifact", D), (b"from_stage", I), (b"to_stage", I)],
         b"artifact.stored" => &[(b"artifact", D), (b"kind", I)],
-        b"artifact.attested" => &[(b"artifact", D), (b"envelope", D), (b"predicate", I), (b"key_id", I)],
+        b"artifact.attested" => &[
+            (b"artifact", D),
+            (b"envelope", D),
+            (b"predicate", I),
+            (b"key_id", I),
+        ],
         b"artifact.promotion_refused" => &[(b"artifact", D), (b"to_stage", I), (b"reasons", L)],
         b"artifact.shredded" => &[(b"artifact", D)],
         b"artifact.deployed_edge" => &[(b"artifact", D), (b"site", I)],
@@ -179,7 +219,10 @@ impl<'a> Cur<'a> {
             return Err(NotAnEntry);
         }
         let rest = &self.b[self.i + 1..];
-        let len = rest.iter().position(|&c| !class[usize::from(c)]).ok_or(NotAnEntry)?;
+        let len = rest
+            .iter()
+            .position(|&c| !class[usize::from(c)])
+            .ok_or(NotAnEntry)?;
         if rest[len] != b'"' {
             return Err(NotAnEntry);
         }
@@ -269,10 +312,16 @@ fn find_type(b: &[u8]) -> R<&[u8]> {
     let mut from = 0;
     while let Some(p) = b[from..].iter().position(|&c| c == b'"') {
         let at = from + p;
-        let word = b.get(at..at + 8).and_then(|w| <[u8; 8]>::try_from(w).ok()).map(u64::from_le_bytes);
+        let word = b
+            .get(at..at + 8)
+            .and_then(|w| <[u8; 8]>::try_from(w).ok())
+            .map(u64::from_le_bytes);
         if word == Some(KEY) {
             let rest = &b[at + 8..];
-            let len = rest.iter().position(|&c| !NAME[usize::from(c)]).ok_or(NotAnEntry)?;
+            let len = rest
+                .iter()
+                .position(|&c| !NAME[usize::from(c)])
+                .ok_or(NotAnEntry)?;
             return Ok(&rest[..len]);
         }
         from = at + 1;
@@ -300,7 +349,10 @@ fn action(c: &mut Cur<'_>) -> R<()> {
             }
             typed = true;
         } else {
-            let f = fields.iter().position(|(name, _)| eq(name, k)).ok_or(NotAnEntry)?;
+            let f = fields
+                .iter()
+                .position(|(name, _)| eq(name, k))
+                .ok_or(NotAnEntry)?;
             c.value(fields[f].1)?;
             seen |= 1 << f;
         }
@@ -311,7 +363,11 @@ fn action(c: &mut Cur<'_>) -> R<()> {
     }
     // Names strictly increase, so each field was seen at most once; all but the optional ones
     // must have been.
-    let required = fields.iter().enumerate().filter(|(_, (_, k))| !matches!(k, OptDigest)).fold(0u32, |m, (f, _)| m | 1 << f);
+    let required = fields
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, k))| !matches!(k, OptDigest))
+        .fold(0u32, |m, (f, _)| m | 1 << f);
     if typed && seen & required == required {
         Ok(())
     } else {

@@ -5,11 +5,13 @@
 use std::fs;
 use std::path::Path;
 
-use crate::bundle::{build_bundle, Bundle, BuildError};
+use crate::bundle::{build_bundle, BuildError, Bundle};
 use crate::checkpoint::Checkpoint;
 use crate::entry::Subject;
 use crate::keys::{self, KeyError};
-use crate::ledger::{checkpoint_path, document_path, key_path, ledger_dir, read_log, write_atomic, OpenError};
+use crate::ledger::{
+    checkpoint_path, document_path, key_path, ledger_dir, read_log, write_atomic, OpenError,
+};
 
 /// Why a bundle could not be produced from a data directory.
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +40,10 @@ pub enum EvidenceError {
 pub fn bundle_for(data_dir: &Path, subject: &Subject) -> Result<Bundle, EvidenceError> {
     let kp = key_path(data_dir);
     if !kp.exists() {
-        let source = std::io::Error::new(std::io::ErrorKind::NotFound, "no ledger key: is this the right data dir?");
+        let source = std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no ledger key: is this the right data dir?",
+        );
         return Err(EvidenceError::Key(KeyError::Io { path: kp, source }));
     }
     let signer = keys::load_or_create_signer(&kp, "tidegate-ledger")?;
@@ -47,14 +52,23 @@ pub fn bundle_for(data_dir: &Path, subject: &Subject) -> Result<Bundle, Evidence
     if let Some(d) = log.damage {
         return Err(EvidenceError::Damaged(d));
     }
-    let cp = Checkpoint { origin: signer.name().to_owned(), size: log.tree.len(), root: log.tree.root() };
+    let cp = Checkpoint {
+        origin: signer.name().to_owned(),
+        size: log.tree.len(),
+        root: log.tree.root(),
+    };
     let note = signer.sign_checkpoint(&cp);
     let path = checkpoint_path(&dir, cp.size);
     if !path.exists() {
         write_atomic(&path, note.to_text().as_bytes()).map_err(EvidenceError::Io)?;
     }
-    let bundle = build_bundle(&log.entries, &log.tree, &note, &signer.verifier(), subject, |d| {
-        fs::read(document_path(data_dir, d)).ok()
-    })?;
+    let bundle = build_bundle(
+        &log.entries,
+        &log.tree,
+        &note,
+        &signer.verifier(),
+        subject,
+        |d| fs::read(document_path(data_dir, d)).ok(),
+    )?;
     Ok(bundle)
 }

@@ -49,7 +49,10 @@ pub enum KeyError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> KeyError + '_ {
-    move |source| KeyError::Io { path: path.to_owned(), source }
+    move |source| KeyError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// Load the private key at `path`, or create one named `name_prefix/<random hex>` (mode 0600)
@@ -62,12 +65,21 @@ pub fn load_or_create_signer(path: &Path, name_prefix: &str) -> Result<NoteSigne
         Ok(text) => {
             let mode = fs::metadata(path).map_err(io(path))?.permissions().mode() & 0o777;
             if mode & 0o077 != 0 {
-                return Err(KeyError::Permissions { path: path.to_owned(), mode });
+                return Err(KeyError::Permissions {
+                    path: path.to_owned(),
+                    mode,
+                });
             }
-            NoteSigner::parse(&text).map_err(|source| KeyError::Parse { path: path.to_owned(), source })
+            NoteSigner::parse(&text).map_err(|source| KeyError::Parse {
+                path: path.to_owned(),
+                source,
+            })
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_signer(path, name_prefix),
-        Err(e) => Err(KeyError::Io { path: path.to_owned(), source: e }),
+        Err(e) => Err(KeyError::Io {
+            path: path.to_owned(),
+            source: e,
+        }),
     }
 }
 
@@ -80,14 +92,24 @@ fn create_signer(path: &Path, name_prefix: &str) -> Result<NoteSigner, KeyError>
     let mut tag = [0u8; 4];
     getrandom::fill(&mut tag).map_err(|e| KeyError::Random(e.to_string()))?;
     let name = format!("{name_prefix}/{}", hex::encode(tag));
-    let signer =
-        NoteSigner::from_seed(&name, &seed).map_err(|source| KeyError::Parse { path: path.to_owned(), source })?;
-    let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io(path))?;
-    f.write_all(signer.to_private_text().as_bytes()).map_err(io(path))?;
+    let signer = NoteSigner::from_seed(&name, &seed).map_err(|source| KeyError::Parse {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io(path))?;
+    f.write_all(signer.to_private_text().as_bytes())
+        .map_err(io(path))?;
     f.write_all(b"\n").map_err(io(path))?;
     f.sync_all().map_err(io(path))?;
     if let Some(dir) = path.parent() {
-        fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
+        fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(dir))?;
     }
     let pub_path = public_path(path);
     fs::write(&pub_path, format!("{}\n", signer.verifier().to_text())).map_err(io(&pub_path))?;
@@ -111,9 +133,15 @@ pub fn load_verifier(path: &Path) -> Result<NoteVerifier, KeyError> {
     if text.starts_with("PRIVATE+KEY+") {
         return NoteSigner::parse(text)
             .map(|s| s.verifier())
-            .map_err(|source| KeyError::Parse { path: path.to_owned(), source });
+            .map_err(|source| KeyError::Parse {
+                path: path.to_owned(),
+                source,
+            });
     }
-    NoteVerifier::parse(text).map_err(|source| KeyError::Parse { path: path.to_owned(), source })
+    NoteVerifier::parse(text).map_err(|source| KeyError::Parse {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -132,6 +160,9 @@ mod tests {
         assert_eq!(load_verifier(&public_path(&path)).unwrap(), a.verifier());
         assert_eq!(load_verifier(&path).unwrap(), a.verifier());
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(matches!(load_or_create_signer(&path, "x"), Err(KeyError::Permissions { .. })));
+        assert!(matches!(
+            load_or_create_signer(&path, "x"),
+            Err(KeyError::Permissions { .. })
+        ));
     }
 }

@@ -46,7 +46,11 @@ pub struct LedgerOptions {
 
 impl Default for LedgerOptions {
     fn default() -> Self {
-        Self { segment_bytes: DEFAULT_SEGMENT_BYTES, max_batch: 16_384, checkpoint_every: Some(4096) }
+        Self {
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
+            max_batch: 16_384,
+            checkpoint_every: Some(4096),
+        }
     }
 }
 
@@ -65,7 +69,9 @@ pub enum OpenError {
     #[error(transparent)]
     Key(#[from] KeyError),
     /// The log is damaged.
-    #[error("ledger is damaged at {0}; run `tidegate audit verify` for details; nothing was repaired")]
+    #[error(
+        "ledger is damaged at {0}; run `tidegate audit verify` for details; nothing was repaired"
+    )]
     Damaged(Damage),
     /// The newest checkpoint does not match the log.
     #[error("ledger does not match its latest signed checkpoint: {0}")]
@@ -88,7 +94,9 @@ pub enum AppendError {
     #[error("entry refused: {0}")]
     Entry(#[from] EntryError),
     /// Writing or syncing the entry failed; the entry is not in the ledger.
-    #[error("ledger write failed ({kind:?}: {message}); the action was refused and the ledger stopped")]
+    #[error(
+        "ledger write failed ({kind:?}: {message}); the action was refused and the ledger stopped"
+    )]
     Io {
         /// The I/O error kind.
         kind: std::io::ErrorKind,
@@ -96,7 +104,9 @@ pub enum AppendError {
         message: String,
     },
     /// The ledger stopped after an earlier write failure.
-    #[error("ledger stopped after an earlier write failure ({0}); reopen it once the cause is fixed")]
+    #[error(
+        "ledger stopped after an earlier write failure ({0}); reopen it once the cause is fixed"
+    )]
     Stopped(String),
     /// The ledger is closed.
     #[error("ledger is closed")]
@@ -177,7 +187,9 @@ pub struct Ledger {
 
 impl std::fmt::Debug for Ledger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ledger").field("dir", &self.shared.dir).finish_non_exhaustive()
+        f.debug_struct("Ledger")
+            .field("dir", &self.shared.dir)
+            .finish_non_exhaustive()
     }
 }
 
@@ -200,7 +212,10 @@ pub fn documents_dir(data_dir: &Path) -> PathBuf {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> OpenError + '_ {
-    move |source| OpenError::Io { path: path.to_owned(), source }
+    move |source| OpenError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// The whole log as read from disk, strictly (nothing repaired).
@@ -250,7 +265,12 @@ pub fn read_log(ledger_dir: &Path, keep_entries: bool) -> Result<LogContents, Op
     let segs = match list_segments(ledger_dir) {
         Ok(s) => s,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(OpenError::Io { path: ledger_dir.to_owned(), source: e }),
+        Err(e) => {
+            return Err(OpenError::Io {
+                path: ledger_dir.to_owned(),
+                source: e,
+            })
+        }
     };
     let count = segs.len();
     let mut leaves: Vec<Hash> = Vec::new();
@@ -274,7 +294,9 @@ pub fn read_log(ledger_dir: &Path, keep_entries: bool) -> Result<LogContents, Op
             break;
         }
     }
-    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get).min(8);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(8);
     out.tree = MerkleTree::from_leaf_hashes(leaves, threads);
     Ok(out)
 }
@@ -295,7 +317,10 @@ pub fn list_checkpoints(ledger_dir: &Path) -> Result<Vec<(PathBuf, u64)>, std::i
     for e in rd {
         let e = e?;
         let name = e.file_name();
-        let Some(size) = name.to_str().and_then(|n| n.strip_suffix(".note")).and_then(|n| n.parse::<u64>().ok())
+        let Some(size) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".note"))
+            .and_then(|n| n.parse::<u64>().ok())
         else {
             continue;
         };
@@ -308,7 +333,9 @@ pub fn list_checkpoints(ledger_dir: &Path) -> Result<Vec<(PathBuf, u64)>, std::i
 /// Path of the checkpoint for `size`.
 #[must_use]
 pub fn checkpoint_path(ledger_dir: &Path, size: u64) -> PathBuf {
-    ledger_dir.join("checkpoints").join(format!("{size:020}.note"))
+    ledger_dir
+        .join("checkpoints")
+        .join(format!("{size:020}.note"))
 }
 
 /// Write `bytes` to `path` atomically and durably (temp file, fsync, rename, fsync dir).
@@ -337,7 +364,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), std::io::Error> {
 ///
 /// # Errors
 /// When it does not parse or is not signed by `verifier`.
-pub fn read_checkpoint(text: &str, verifier: &NoteVerifier) -> Result<(SignedNote, Checkpoint), CheckpointError> {
+pub fn read_checkpoint(
+    text: &str,
+    verifier: &NoteVerifier,
+) -> Result<(SignedNote, Checkpoint), CheckpointError> {
     let note = SignedNote::parse(text)?;
     note.verify(verifier)?;
     let cp = note.checkpoint()?;
@@ -359,16 +389,32 @@ impl Ledger {
     ///
     /// # Errors
     /// See [`OpenError`].
-    pub fn open_with(dir: &Path, signer: NoteSigner, opts: LedgerOptions) -> Result<Self, OpenError> {
+    pub fn open_with(
+        dir: &Path,
+        signer: NoteSigner,
+        opts: LedgerOptions,
+    ) -> Result<Self, OpenError> {
         fs::create_dir_all(dir.join("checkpoints")).map_err(io_err(dir))?;
         sync_dir_chain(dir).map_err(io_err(dir))?;
         // One writer per ledger: an exclusive advisory lock held as long as the ledger is open.
         let lock_path = dir.join("LOCK");
-        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(io_err(&lock_path))?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err(&lock_path))?;
         match lock.try_lock() {
             Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Err(OpenError::Locked(dir.to_owned())),
-            Err(std::fs::TryLockError::Error(e)) => return Err(OpenError::Io { path: lock_path, source: e }),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(OpenError::Locked(dir.to_owned()))
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(OpenError::Io {
+                    path: lock_path,
+                    source: e,
+                })
+            }
         }
         let log = read_log(dir, false)?;
         if let Some(d) = log.damage {
@@ -406,15 +452,23 @@ impl Ledger {
                 fs::remove_file(path).map_err(io_err(path))?;
                 segments.pop();
             } else {
-                let f = OpenOptions::new().write(true).open(path).map_err(io_err(path))?;
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .map_err(io_err(path))?;
                 f.set_len(*offset as u64).map_err(io_err(path))?;
                 f.sync_all().map_err(io_err(path))?;
             }
-            File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))?;
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io_err(dir))?;
         }
         let (file, seg_len) = match segments.last() {
             Some((path, _, _)) => {
-                let f = OpenOptions::new().append(true).open(path).map_err(io_err(path))?;
+                let f = OpenOptions::new()
+                    .append(true)
+                    .open(path)
+                    .map_err(io_err(path))?;
                 let len = f.metadata().map_err(io_err(path))?.len();
                 (f, len)
             }
@@ -440,7 +494,11 @@ impl Ledger {
             .name("ledger-writer".into())
             .spawn(move || writer_loop(&writer_shared, &rx, file, seg_len, &opts))
             .map_err(io_err(dir))?;
-        Ok(Self { shared, tx: Mutex::new(Some(tx)), writer: Mutex::new(Some(writer)) })
+        Ok(Self {
+            shared,
+            tx: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+        })
     }
 
     /// Queue an entry; returns at once. Call [`PendingAppend::wait`] for durability.
@@ -451,7 +509,9 @@ impl Ledger {
         // Canonical encoding happens here, on the caller's thread, in parallel with other callers.
         let entry = draft.prepare(ts_ms)?;
         if entry.len_at(crate::canonical::MAX_SAFE_INTEGER) > segment::MAX_PAYLOAD {
-            return Err(AppendError::Entry(EntryError::Malformed("entry too large".into())));
+            return Err(AppendError::Entry(EntryError::Malformed(
+                "entry too large".into(),
+            )));
         }
         if let Some(cause) = lock(&self.shared.stopped).clone() {
             return Err(AppendError::Stopped(cause));
@@ -459,7 +519,8 @@ impl Ledger {
         let (reply, rx) = mpsc::sync_channel(1);
         let guard = lock(&self.tx);
         let tx = guard.as_ref().ok_or(AppendError::Closed)?;
-        tx.send(Request { entry, reply }).map_err(|_| AppendError::Closed)?;
+        tx.send(Request { entry, reply })
+            .map_err(|_| AppendError::Closed)?;
         Ok(PendingAppend(rx))
     }
 
@@ -527,7 +588,10 @@ impl Ledger {
     #[must_use]
     pub fn commit_stats(&self) -> (u64, u64) {
         use std::sync::atomic::Ordering::Relaxed;
-        (self.shared.batches.load(Relaxed), self.shared.synced_entries.load(Relaxed))
+        (
+            self.shared.batches.load(Relaxed),
+            self.shared.synced_entries.load(Relaxed),
+        )
     }
 
     /// Why the ledger stopped, if it did.
@@ -588,7 +652,10 @@ fn sync_dir_chain(dir: &Path) -> Result<(), std::io::Error> {
 }
 
 fn new_segment(dir: &Path, path: &Path, first: u64) -> Result<File, std::io::Error> {
-    let mut f = OpenOptions::new().append(true).create_new(true).open(path)?;
+    let mut f = OpenOptions::new()
+        .append(true)
+        .create_new(true)
+        .open(path)?;
     f.write_all(&segment::segment_header(first))?;
     f.sync_all()?;
     File::open(dir)?.sync_all()?;
@@ -600,17 +667,28 @@ fn publish(shared: &Shared) -> Result<SignedNote, PublishError> {
         let t = read(&shared.tree);
         (t.len(), t.root())
     };
-    let cp = Checkpoint { origin: shared.signer.name().to_owned(), size, root };
+    let cp = Checkpoint {
+        origin: shared.signer.name().to_owned(),
+        size,
+        root,
+    };
     let note = shared.signer.sign_checkpoint(&cp);
     let path = checkpoint_path(&shared.dir, size);
     if !path.exists() {
-        write_atomic(&path, note.to_text().as_bytes()).map_err(|source| PublishError::Io { path, source })?;
+        write_atomic(&path, note.to_text().as_bytes())
+            .map_err(|source| PublishError::Io { path, source })?;
     }
     *lock(&shared.last_checkpoint) = size;
     Ok(note)
 }
 
-fn writer_loop(shared: &Shared, rx: &mpsc::Receiver<Request>, mut file: File, mut seg_len: u64, opts: &LedgerOptions) {
+fn writer_loop(
+    shared: &Shared,
+    rx: &mpsc::Receiver<Request>,
+    mut file: File,
+    mut seg_len: u64,
+    opts: &LedgerOptions,
+) {
     let mut next = read(&shared.tree).len();
     let mut buf = Vec::with_capacity(1 << 20);
     let mut batch: Vec<Request> = Vec::with_capacity(opts.max_batch);
@@ -664,7 +742,10 @@ fn writer_loop(shared: &Shared, rx: &mpsc::Receiver<Request>, mut file: File, mu
             if let Err(e2) = file.set_len(seg_len).and_then(|()| file.sync_all()) {
                 tracing::error!(error = %e2, "could not cut the failed batch back");
             }
-            let err = AppendError::Io { kind: e.kind(), message: e.to_string() };
+            let err = AppendError::Io {
+                kind: e.kind(),
+                message: e.to_string(),
+            };
             *lock(&shared.stopped) = Some(e.to_string());
             tracing::error!(error = %e, entries = leaves.len(), "ledger write failed; refusing appends");
             for reply in accepted.drain(..) {
@@ -673,8 +754,12 @@ fn writer_loop(shared: &Shared, rx: &mpsc::Receiver<Request>, mut file: File, mu
             continue;
         }
         seg_len += buf.len() as u64;
-        shared.batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        shared.synced_entries.fetch_add(leaves.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        shared
+            .batches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        shared
+            .synced_entries
+            .fetch_add(leaves.len() as u64, std::sync::atomic::Ordering::Relaxed);
         {
             let mut t = write(&shared.tree);
             for l in &leaves {
@@ -682,7 +767,10 @@ fn writer_loop(shared: &Shared, rx: &mpsc::Receiver<Request>, mut file: File, mu
             }
         }
         for (i, reply) in accepted.drain(..).enumerate() {
-            let _ = reply.send(Ok(Receipt { index: next + i as u64, leaf: leaves[i] }));
+            let _ = reply.send(Ok(Receipt {
+                index: next + i as u64,
+                leaf: leaves[i],
+            }));
         }
         next += leaves.len() as u64;
         if let Some(every) = opts.checkpoint_every {
@@ -699,7 +787,10 @@ fn writer_loop(shared: &Shared, rx: &mpsc::Receiver<Request>, mut file: File, mu
 fn fail_batch(shared: &Shared, batch: &mut Vec<Request>, e: &std::io::Error) {
     *lock(&shared.stopped) = Some(e.to_string());
     tracing::error!(error = %e, "ledger segment could not be created; refusing appends");
-    let err = AppendError::Io { kind: e.kind(), message: e.to_string() };
+    let err = AppendError::Io {
+        kind: e.kind(),
+        message: e.to_string(),
+    };
     for r in batch.drain(..) {
         let _ = r.reply.send(Err(err.clone()));
     }

@@ -32,7 +32,9 @@ pub mod retention;
 pub mod segment;
 pub mod verify;
 
-pub use checkpoint::{Checkpoint, NoteSigner, NoteVerifier, SignedNote};
-pub use entry::{Action, DataForm, Decision, Digest, Entry, EntryDraft, Ident, ObjectKind, Subject, SubjectKind};
 pub use backend::{open_ledger, AnyLedger, LedgerTarget};
+pub use checkpoint::{Checkpoint, NoteSigner, NoteVerifier, SignedNote};
+pub use entry::{
+    Action, DataForm, Decision, Digest, Entry, EntryDraft, Ident, ObjectKind, Subject, SubjectKind,
+};
 pub use ledger::{AppendError, Ledger, LedgerOptions, OpenError, Receipt};

@@ -118,7 +118,9 @@ impl MerkleTree {
     /// An empty tree.
     #[must_use]
     pub fn new() -> Self {
-        Self { levels: vec![Vec::new()] }
+        Self {
+            levels: vec![Vec::new()],
+        }
     }
 
     /// Build a tree from leaf hashes, hashing each level's nodes on up to `threads` threads.
@@ -134,7 +136,13 @@ impl MerkleTree {
                 std::thread::scope(|scope| {
                     let handles: Vec<_> = row[..pairs * 2]
                         .chunks(per * 2)
-                        .map(|part| scope.spawn(move || part.chunks_exact(2).map(|p| node_hash(&p[0], &p[1])).collect::<Vec<_>>()))
+                        .map(|part| {
+                            scope.spawn(move || {
+                                part.chunks_exact(2)
+                                    .map(|p| node_hash(&p[0], &p[1]))
+                                    .collect::<Vec<_>>()
+                            })
+                        })
                         .collect();
                     let mut out = Vec::with_capacity(pairs);
                     for h in handles {
@@ -145,12 +153,17 @@ impl MerkleTree {
                         }
                     }
                     if out.len() != pairs {
-                        out = row[..pairs * 2].chunks_exact(2).map(|p| node_hash(&p[0], &p[1])).collect();
+                        out = row[..pairs * 2]
+                            .chunks_exact(2)
+                            .map(|p| node_hash(&p[0], &p[1]))
+                            .collect();
                     }
                     out
                 })
             } else {
-                row.chunks_exact(2).map(|p| node_hash(&p[0], &p[1])).collect()
+                row.chunks_exact(2)
+                    .map(|p| node_hash(&p[0], &p[1]))
+                    .collect()
             };
             levels.push(next);
         }
@@ -222,7 +235,10 @@ impl MerkleTree {
             return empty_root();
         }
         let k = split_point(n);
-        node_hash(&self.range_hash(start, start + k), &self.range_hash(start + k, end))
+        node_hash(
+            &self.range_hash(start, start + k),
+            &self.range_hash(start + k, end),
+        )
     }
 
     /// Root hash of the first `size` leaves.
@@ -231,7 +247,10 @@ impl MerkleTree {
     /// [`ProofError::SizeTooLarge`] when `size` exceeds the number of leaves.
     pub fn root_at(&self, size: u64) -> Result<Hash, ProofError> {
         if size > self.len() {
-            return Err(ProofError::SizeTooLarge { size, have: self.len() });
+            return Err(ProofError::SizeTooLarge {
+                size,
+                have: self.len(),
+            });
         }
         Ok(self.range_hash(0, size))
     }
@@ -248,7 +267,10 @@ impl MerkleTree {
     /// When `size` exceeds the tree or `index >= size`.
     pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, ProofError> {
         if size > self.len() {
-            return Err(ProofError::SizeTooLarge { size, have: self.len() });
+            return Err(ProofError::SizeTooLarge {
+                size,
+                have: self.len(),
+            });
         }
         if index >= size {
             return Err(ProofError::IndexOutOfRange { index, size });
@@ -277,7 +299,10 @@ impl MerkleTree {
     /// When `new` exceeds the tree or not `0 < old <= new`.
     pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, ProofError> {
         if new > self.len() {
-            return Err(ProofError::SizeTooLarge { size: new, have: self.len() });
+            return Err(ProofError::SizeTooLarge {
+                size: new,
+                have: self.len(),
+            });
         }
         if old == 0 || old > new {
             return Err(ProofError::BadRange { old, new });
@@ -330,7 +355,10 @@ pub fn verify_inclusion(
     let mut r = *leaf;
     for p in proof {
         if sn == 0 {
-            return Err(VerifyError::WrongLength { got: proof.len(), expected: inclusion_len(index, size) });
+            return Err(VerifyError::WrongLength {
+                got: proof.len(),
+                expected: inclusion_len(index, size),
+            });
         }
         if fn_ & 1 == 1 || fn_ == sn {
             r = node_hash(p, &r);
@@ -345,7 +373,10 @@ pub fn verify_inclusion(
         sn >>= 1;
     }
     if sn != 0 {
-        return Err(VerifyError::WrongLength { got: proof.len(), expected: inclusion_len(index, size) });
+        return Err(VerifyError::WrongLength {
+            got: proof.len(),
+            expected: inclusion_len(index, size),
+        });
     }
     if r == *root {
         Ok(())
@@ -387,16 +418,26 @@ pub fn verify_consistency(
     }
     if old == new {
         if !proof.is_empty() {
-            return Err(VerifyError::WrongLength { got: proof.len(), expected: 0 });
+            return Err(VerifyError::WrongLength {
+                got: proof.len(),
+                expected: 0,
+            });
         }
-        return if old_root == new_root { Ok(()) } else { Err(VerifyError::RootMismatch) };
+        return if old_root == new_root {
+            Ok(())
+        } else {
+            Err(VerifyError::RootMismatch)
+        };
     }
     if old == 0 {
         // Every tree is consistent with the empty tree; there is nothing to prove.
         return if proof.is_empty() {
             Ok(())
         } else {
-            Err(VerifyError::WrongLength { got: proof.len(), expected: 0 })
+            Err(VerifyError::WrongLength {
+                got: proof.len(),
+                expected: 0,
+            })
         };
     }
     let (start, path) = if old.is_power_of_two() {
@@ -404,7 +445,12 @@ pub fn verify_consistency(
     } else {
         match proof.split_first() {
             Some((first, rest)) => (*first, rest),
-            None => return Err(VerifyError::WrongLength { got: 0, expected: 1 }),
+            None => {
+                return Err(VerifyError::WrongLength {
+                    got: 0,
+                    expected: 1,
+                })
+            }
         }
     };
     let (mut fn_, mut sn) = (old - 1, new - 1);
@@ -415,7 +461,10 @@ pub fn verify_consistency(
     let (mut fr, mut sr) = (start, start);
     for c in path {
         if sn == 0 {
-            return Err(VerifyError::WrongLength { got: proof.len(), expected: proof.len() - 1 });
+            return Err(VerifyError::WrongLength {
+                got: proof.len(),
+                expected: proof.len() - 1,
+            });
         }
         if fn_ & 1 == 1 || fn_ == sn {
             fr = node_hash(c, &fr);
@@ -431,7 +480,10 @@ pub fn verify_consistency(
         sn >>= 1;
     }
     if sn != 0 {
-        return Err(VerifyError::WrongLength { got: proof.len(), expected: proof.len() + 1 });
+        return Err(VerifyError::WrongLength {
+            got: proof.len(),
+            expected: proof.len() + 1,
+        });
     }
     if fr == *old_root && sr == *new_root {
         Ok(())
@@ -475,8 +527,14 @@ mod tests {
             assert_eq!(par.root(), inc.root(), "n = {n}");
             if n > 2 {
                 let m = (n / 3) as u64;
-                assert_eq!(par.inclusion_proof(m, n as u64).unwrap(), inc.inclusion_proof(m, n as u64).unwrap());
-                assert_eq!(par.consistency_proof(m + 1, n as u64).unwrap(), inc.consistency_proof(m + 1, n as u64).unwrap());
+                assert_eq!(
+                    par.inclusion_proof(m, n as u64).unwrap(),
+                    inc.inclusion_proof(m, n as u64).unwrap()
+                );
+                assert_eq!(
+                    par.consistency_proof(m + 1, n as u64).unwrap(),
+                    inc.consistency_proof(m + 1, n as u64).unwrap()
+                );
             }
             // And it keeps growing correctly.
             let mut par = par;

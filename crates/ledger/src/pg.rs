@@ -35,7 +35,9 @@ use postgres::{Client, Config, NoTls};
 
 use crate::checkpoint::{Checkpoint, NoteSigner, NoteVerifier, SignedNote};
 use crate::entry::{EntryDraft, EntryError, PreparedEntry};
-use crate::ledger::{read_checkpoint, AppendError, OpenError, PendingAppend, PublishError, Receipt};
+use crate::ledger::{
+    read_checkpoint, AppendError, OpenError, PendingAppend, PublishError, Receipt,
+};
 use crate::merkle::{leaf_hash, Hash, MerkleTree};
 use crate::verify::{check_checkpoints, check_entries, Depth, VerifyFailure, VerifyReport};
 
@@ -77,12 +79,26 @@ pub fn redact(url: &str) -> String {
         let auth_end = rest.find(['/', '?']).unwrap_or(rest.len());
         if let Some(at) = rest[..auth_end].rfind('@') {
             if let Some(colon) = rest[..at].find(':') {
-                return format!("{}{}:***{}", &url[..scheme_end + 3], &rest[..colon], &rest[at..]);
+                return format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &rest[..colon],
+                    &rest[at..]
+                );
             }
         }
         return url.to_owned();
     }
-    url.split_whitespace().map(|kv| if kv.starts_with("password=") { "password=***" } else { kv }).collect::<Vec<_>>().join(" ")
+    url.split_whitespace()
+        .map(|kv| {
+            if kv.starts_with("password=") {
+                "password=***"
+            } else {
+                kv
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn db(e: &postgres::Error) -> String {
@@ -97,14 +113,23 @@ fn connect(url: &str, opts: &PgLedgerOptions) -> Result<(Client, String), OpenEr
         Some(s) => format!("{} (schema {s})", redact(url)),
         None => redact(url),
     };
-    let err = |what: &str, e: &postgres::Error| OpenError::Database(format!("{location}: {what}: {}", db(e)));
-    let mut config: Config = url.parse().map_err(|e| err("not a valid PostgreSQL URL", &e))?;
+    let err = |what: &str, e: &postgres::Error| {
+        OpenError::Database(format!("{location}: {what}: {}", db(e)))
+    };
+    let mut config: Config = url
+        .parse()
+        .map_err(|e| err("not a valid PostgreSQL URL", &e))?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(opts.connect_timeout);
     }
-    config.keepalives(true).keepalives_idle(Duration::from_secs(10)).tcp_user_timeout(Duration::from_secs(20));
+    config
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(10))
+        .tcp_user_timeout(Duration::from_secs(20));
     config.application_name("tidegate-ledger");
-    let mut client = config.connect(NoTls).map_err(|e| err("cannot connect", &e))?;
+    let mut client = config
+        .connect(NoTls)
+        .map_err(|e| err("cannot connect", &e))?;
     let mut setup = String::from("BEGIN; SELECT pg_advisory_xact_lock(");
     setup.push_str(&SETUP_LOCK.to_string());
     setup.push_str(");");
@@ -112,11 +137,16 @@ fn connect(url: &str, opts: &PgLedgerOptions) -> Result<(Client, String), OpenEr
         let ok = !s.is_empty()
             && s.len() <= 63
             && s.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-            && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
         if !ok {
-            return Err(OpenError::Database(format!("schema `{s}`: 1 to 63 characters of a-z, 0-9 and _, not starting with a digit")));
+            return Err(OpenError::Database(format!(
+                "schema `{s}`: 1 to 63 characters of a-z, 0-9 and _, not starting with a digit"
+            )));
         }
-        setup.push_str(&format!("CREATE SCHEMA IF NOT EXISTS {s}; SET search_path TO {s};"));
+        setup.push_str(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {s}; SET search_path TO {s};"
+        ));
     }
     setup.push_str(
         "CREATE TABLE IF NOT EXISTS ledger_entries (
@@ -128,7 +158,9 @@ fn connect(url: &str, opts: &PgLedgerOptions) -> Result<(Client, String), OpenEr
             note text NOT NULL);
          COMMIT;",
     );
-    client.batch_execute(&setup).map_err(|e| err("setting up the ledger tables", &e))?;
+    client
+        .batch_execute(&setup)
+        .map_err(|e| err("setting up the ledger tables", &e))?;
     Ok((client, location))
 }
 
@@ -142,8 +174,16 @@ type Rows = (Vec<Vec<u8>>, Vec<Vec<u8>>);
 
 fn load_entries(client: &mut Client, location: &str) -> Result<Rows, VerifyFailure> {
     let rows = client
-        .query("SELECT idx, entry, leaf FROM ledger_entries ORDER BY idx", &[])
-        .map_err(|e| VerifyFailure::Io(OpenError::Database(format!("{location}: reading entries: {}", db(&e)))))?;
+        .query(
+            "SELECT idx, entry, leaf FROM ledger_entries ORDER BY idx",
+            &[],
+        )
+        .map_err(|e| {
+            VerifyFailure::Io(OpenError::Database(format!(
+                "{location}: reading entries: {}",
+                db(&e)
+            )))
+        })?;
     let mut entries = Vec::with_capacity(rows.len());
     let mut leaves = Vec::with_capacity(rows.len());
     for (k, row) in rows.into_iter().enumerate() {
@@ -162,18 +202,31 @@ fn load_entries(client: &mut Client, location: &str) -> Result<Rows, VerifyFailu
 
 /// Check entries to `depth`, hash them, and compare each hash with the leaf stored at append;
 /// the lowest bad index wins.
-fn check_stored(entries: &[Vec<u8>], stored: &[Vec<u8>], depth: Depth) -> Result<Vec<Hash>, VerifyFailure> {
-    let changed = |k: usize| VerifyFailure::BadEntry {
+fn check_stored(
+    entries: &[Vec<u8>],
+    stored: &[Vec<u8>],
+    depth: Depth,
+) -> Result<Vec<Hash>, VerifyFailure> {
+    let changed = |k: usize| {
+        VerifyFailure::BadEntry {
         index: k as u64,
         why: "the stored bytes differ from the bytes appended (their hash is not the leaf hash recorded at append)".into(),
+    }
     };
     match check_entries(entries.len(), &|k| (k as u64, entries[k].as_slice()), depth) {
-        Ok(leaves) => match leaves.iter().zip(stored).position(|(l, s)| l.as_slice() != s.as_slice()) {
+        Ok(leaves) => match leaves
+            .iter()
+            .zip(stored)
+            .position(|(l, s)| l.as_slice() != s.as_slice())
+        {
             Some(k) => Err(changed(k)),
             None => Ok(leaves),
         },
         Err(e) => {
-            let at = e.index().map_or(entries.len(), |i| usize::try_from(i).unwrap_or(usize::MAX)).min(entries.len());
+            let at = e
+                .index()
+                .map_or(entries.len(), |i| usize::try_from(i).unwrap_or(usize::MAX))
+                .min(entries.len());
             match (0..at).find(|&k| leaf_hash(&entries[k]).as_slice() != stored[k].as_slice()) {
                 Some(k) => Err(changed(k)),
                 None => Err(e),
@@ -190,7 +243,9 @@ pub struct PgLog {
 
 impl std::fmt::Debug for PgLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgLog").field("location", &self.location).finish_non_exhaustive()
+        f.debug_struct("PgLog")
+            .field("location", &self.location)
+            .finish_non_exhaustive()
     }
 }
 
@@ -226,7 +281,10 @@ impl PgLog {
     pub fn read(&mut self) -> Result<PgContents, VerifyFailure> {
         let (entries, stored) = load_entries(&mut self.client, &self.location)?;
         let leaves = check_stored(&entries, &stored, Depth::Integrity)?;
-        Ok(PgContents { entries, tree: MerkleTree::from_leaf_hashes(leaves, workers()) })
+        Ok(PgContents {
+            entries,
+            tree: MerkleTree::from_leaf_hashes(leaves, workers()),
+        })
     }
 
     /// Stored checkpoint notes, smallest size first: (size, note text).
@@ -236,9 +294,21 @@ impl PgLog {
     pub fn checkpoints(&mut self) -> Result<Vec<(u64, String)>, OpenError> {
         let rows = self
             .client
-            .query("SELECT size, note FROM ledger_checkpoints ORDER BY size", &[])
-            .map_err(|e| OpenError::Database(format!("{}: reading checkpoints: {}", self.location, db(&e))))?;
-        Ok(rows.into_iter().map(|r| (u64::try_from(r.get::<_, i64>(0)).unwrap_or(0), r.get(1))).collect())
+            .query(
+                "SELECT size, note FROM ledger_checkpoints ORDER BY size",
+                &[],
+            )
+            .map_err(|e| {
+                OpenError::Database(format!(
+                    "{}: reading checkpoints: {}",
+                    self.location,
+                    db(&e)
+                ))
+            })?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (u64::try_from(r.get::<_, i64>(0)).unwrap_or(0), r.get(1)))
+            .collect())
     }
 
     /// Store a signed note for `size` (kept as is when one is already stored for that size).
@@ -246,7 +316,8 @@ impl PgLog {
     /// # Errors
     /// A database error.
     pub fn store_checkpoint(&mut self, size: u64, note: &str) -> Result<(), PublishError> {
-        store_checkpoint(&mut self.client, size, note).map_err(|e| PublishError::Database(format!("{}: {e}", self.location)))
+        store_checkpoint(&mut self.client, size, note)
+            .map_err(|e| PublishError::Database(format!("{}: {e}", self.location)))
     }
 
     /// Verify the whole log against checkpoints signed by `verifier`, to `depth`: every index
@@ -256,7 +327,11 @@ impl PgLog {
     ///
     /// # Errors
     /// The first failure found.
-    pub fn verify(&mut self, verifier: &NoteVerifier, depth: Depth) -> Result<VerifyReport, VerifyFailure> {
+    pub fn verify(
+        &mut self,
+        verifier: &NoteVerifier,
+        depth: Depth,
+    ) -> Result<VerifyReport, VerifyFailure> {
         let (entries, stored) = load_entries(&mut self.client, &self.location)?;
         let leaves = check_stored(&entries, &stored, depth)?;
         drop(entries);
@@ -264,15 +339,23 @@ impl PgLog {
         let cps = self.checkpoints().map_err(VerifyFailure::Io)?;
         let (count, latest) = check_checkpoints(
             &tree,
-            cps.into_iter().map(|(size, note)| (format!("ledger_checkpoints size {size}"), size, Ok(note))),
+            cps.into_iter()
+                .map(|(size, note)| (format!("ledger_checkpoints size {size}"), size, Ok(note))),
             verifier,
         )?;
-        Ok(VerifyReport { entries: tree.len(), checkpoints: count, latest, torn_tail: None })
+        Ok(VerifyReport {
+            entries: tree.len(),
+            checkpoints: count,
+            latest,
+            torn_tail: None,
+        })
     }
 }
 
 fn workers() -> usize {
-    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get).clamp(1, 8)
+    std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .clamp(1, 8)
 }
 
 fn store_checkpoint(client: &mut Client, size: u64, note: &str) -> Result<(), String> {
@@ -312,7 +395,9 @@ pub struct PgLedger {
 
 impl std::fmt::Debug for PgLedger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgLedger").field("location", &self.shared.location).finish_non_exhaustive()
+        f.debug_struct("PgLedger")
+            .field("location", &self.shared.location)
+            .finish_non_exhaustive()
     }
 }
 
@@ -345,15 +430,24 @@ impl PgLedger {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let (entries, stored) = load_entries(&mut client, &location).map_err(|e| OpenError::Database(format!("{location}: {e}")))?;
-        let leaves = check_stored(&entries, &stored, Depth::Integrity)
-            .map_err(|e| OpenError::Database(format!("{location}: {e}; run `tidegate audit verify --database`")))?;
+        let (entries, stored) = load_entries(&mut client, &location)
+            .map_err(|e| OpenError::Database(format!("{location}: {e}")))?;
+        let leaves = check_stored(&entries, &stored, Depth::Integrity).map_err(|e| {
+            OpenError::Database(format!(
+                "{location}: {e}; run `tidegate audit verify --database`"
+            ))
+        })?;
         drop(entries);
         let tree = MerkleTree::from_leaf_hashes(leaves, workers());
         let mut last_cp = 0;
         let latest = client
-            .query_opt("SELECT size, note FROM ledger_checkpoints ORDER BY size DESC LIMIT 1", &[])
-            .map_err(|e| OpenError::Database(format!("{location}: reading checkpoints: {}", db(&e))))?;
+            .query_opt(
+                "SELECT size, note FROM ledger_checkpoints ORDER BY size DESC LIMIT 1",
+                &[],
+            )
+            .map_err(|e| {
+                OpenError::Database(format!("{location}: reading checkpoints: {}", db(&e)))
+            })?;
         if let Some(row) = latest {
             let size = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
             let text: String = row.get(1);
@@ -396,7 +490,12 @@ impl PgLedger {
             .name("ledger-pg-writer".into())
             .spawn(move || writer_loop(&writer_shared, &rx, &opts))
             .map_err(|e| OpenError::Database(format!("starting the writer thread: {e}")))?;
-        Ok(Self { shared, tx: Mutex::new(Some(tx)), writer: Mutex::new(Some(writer)), closed: false.into() })
+        Ok(Self {
+            shared,
+            tx: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+            closed: false.into(),
+        })
     }
 
     /// Queue an entry; returns at once. Call [`PendingAppend::wait`] for durability.
@@ -406,7 +505,9 @@ impl PgLedger {
     pub fn submit(&self, draft: EntryDraft, ts_ms: u64) -> Result<PendingAppend, AppendError> {
         let entry = draft.prepare(ts_ms)?;
         if entry.len_at(crate::canonical::MAX_SAFE_INTEGER) > crate::segment::MAX_PAYLOAD {
-            return Err(AppendError::Entry(EntryError::Malformed("entry too large".into())));
+            return Err(AppendError::Entry(EntryError::Malformed(
+                "entry too large".into(),
+            )));
         }
         if let Some(cause) = lock(&self.shared.stopped).clone() {
             return Err(AppendError::Stopped(cause));
@@ -414,7 +515,8 @@ impl PgLedger {
         let (reply, rx) = mpsc::sync_channel(1);
         let guard = lock(&self.tx);
         let tx = guard.as_ref().ok_or(AppendError::Closed)?;
-        tx.send(Request { entry, reply }).map_err(|_| AppendError::Closed)?;
+        tx.send(Request { entry, reply })
+            .map_err(|_| AppendError::Closed)?;
         Ok(PendingAppend(rx))
     }
 
@@ -440,7 +542,11 @@ impl PgLedger {
 
     /// Run `f` with read access to the tree over the committed entries.
     pub fn with_tree<T>(&self, f: impl FnOnce(&MerkleTree) -> T) -> T {
-        f(&self.shared.tree.read().unwrap_or_else(std::sync::PoisonError::into_inner))
+        f(&self
+            .shared
+            .tree
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
     /// The verifier key for this ledger's checkpoints.
@@ -460,7 +566,10 @@ impl PgLedger {
     /// Group-commit counters since open: (transactions, entries in them).
     #[must_use]
     pub fn commit_stats(&self) -> (u64, u64) {
-        (self.shared.batches.load(Relaxed), self.shared.synced_entries.load(Relaxed))
+        (
+            self.shared.batches.load(Relaxed),
+            self.shared.synced_entries.load(Relaxed),
+        )
     }
 
     /// Why the ledger stopped, if it did.
@@ -490,7 +599,11 @@ impl PgLedger {
                 tracing::error!("ledger writer thread panicked");
             }
         }
-        let result = if lock(&self.shared.stopped).is_none() { publish(&self.shared).map(|_| ()) } else { Ok(()) };
+        let result = if lock(&self.shared.stopped).is_none() {
+            publish(&self.shared).map(|_| ())
+        } else {
+            Ok(())
+        };
         let _ = lock(&self.shared.client).batch_execute("SELECT pg_advisory_unlock_all()");
         result
     }
@@ -506,10 +619,17 @@ impl Drop for PgLedger {
 
 fn publish(shared: &Shared) -> Result<SignedNote, PublishError> {
     let (size, root) = {
-        let t = shared.tree.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let t = shared
+            .tree
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         (t.len(), t.root())
     };
-    let note = shared.signer.sign_checkpoint(&Checkpoint { origin: shared.signer.name().to_owned(), size, root });
+    let note = shared.signer.sign_checkpoint(&Checkpoint {
+        origin: shared.signer.name().to_owned(),
+        size,
+        root,
+    });
     store_checkpoint(&mut lock(&shared.client), size, &note.to_text())
         .map_err(|e| PublishError::Database(format!("{}: {e}", shared.location)))?;
     *lock(&shared.last_checkpoint) = size;
@@ -517,7 +637,13 @@ fn publish(shared: &Shared) -> Result<SignedNote, PublishError> {
 }
 
 /// Insert one batch in one transaction, after checking the table ends at `next`.
-fn commit_batch(client: &mut Client, next: u64, idx: &[i64], entries: &[Vec<u8>], leaves: &[Vec<u8>]) -> Result<(), String> {
+fn commit_batch(
+    client: &mut Client,
+    next: u64,
+    idx: &[i64],
+    entries: &[Vec<u8>],
+    leaves: &[Vec<u8>],
+) -> Result<(), String> {
     let mut txn = client.transaction().map_err(|e| db(&e))?;
     let end: i64 = txn
         .query_one("SELECT coalesce(max(idx) + 1, 0) FROM ledger_entries", &[])
@@ -575,15 +701,23 @@ fn writer_loop(shared: &Shared, rx: &mpsc::Receiver<Request>, opts: &PgLedgerOpt
             continue;
         }
         shared.batches.fetch_add(1, Relaxed);
-        shared.synced_entries.fetch_add(hashes.len() as u64, Relaxed);
+        shared
+            .synced_entries
+            .fetch_add(hashes.len() as u64, Relaxed);
         {
-            let mut t = shared.tree.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut t = shared
+                .tree
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             for h in &hashes {
                 t.push_leaf_hash(*h);
             }
         }
         for (k, r) in batch.drain(..).enumerate() {
-            let _ = r.reply.send(Ok(Receipt { index: next + k as u64, leaf: hashes[k] }));
+            let _ = r.reply.send(Ok(Receipt {
+                index: next + k as u64,
+                leaf: hashes[k],
+            }));
         }
         next += hashes.len() as u64;
         if let Some(every) = opts.checkpoint_every {

@@ -118,9 +118,18 @@ pub fn plan(entries: &[Entry], rules: &[Rule], now_ms: u64) -> Vec<Planned> {
     for e in entries {
         let tracked = match &e.action {
             Action::RetentionRegistered { object, kind } => Some((object, *kind)),
-            Action::CheckpointArchived { checkpoint, .. } => Some((checkpoint, ObjectKind::Checkpoints)),
-            Action::DatasetCopied { content, form: DataForm::Raw, .. } => Some((content, ObjectKind::RawData)),
-            Action::RetentionDeleted { object, .. } | Action::CheckpointDestroyed { checkpoint: object, .. } => {
+            Action::CheckpointArchived { checkpoint, .. } => {
+                Some((checkpoint, ObjectKind::Checkpoints))
+            }
+            Action::DatasetCopied {
+                content,
+                form: DataForm::Raw,
+                ..
+            } => Some((content, ObjectKind::RawData)),
+            Action::RetentionDeleted { object, .. }
+            | Action::CheckpointDestroyed {
+                checkpoint: object, ..
+            } => {
                 tombstones.entry(object).or_insert(e.seq);
                 None
             }
@@ -137,13 +146,17 @@ pub fn plan(entries: &[Entry], rules: &[Rule], now_ms: u64) -> Vec<Planned> {
             _ => None,
         };
         if let Some((object, kind)) = tracked {
-            let Some(rule) = rule_for.get(&kind) else { continue };
+            let Some(rule) = rule_for.get(&kind) else {
+                continue;
+            };
             objects.entry(object.clone()).or_insert_with(|| Planned {
                 object: object.clone(),
                 kind,
                 recorded_ms: e.ts_ms,
                 index: e.seq,
-                due_ms: e.ts_ms.saturating_add(rule.keep_days.saturating_mul(DAY_MS)),
+                due_ms: e
+                    .ts_ms
+                    .saturating_add(rule.keep_days.saturating_mul(DAY_MS)),
                 rule: rule.id,
                 status: Status::Scheduled,
                 subjects: e.subjects.clone(),
@@ -208,8 +221,18 @@ pub fn delete<T>(
 ) -> Result<T, DeleteError> {
     match item.status {
         Status::Held => return Err(DeleteError::LegalHold(item.object.to_string())),
-        Status::Scheduled => return Err(DeleteError::NotDue { object: item.object.to_string(), due_ms: item.due_ms }),
-        Status::Deleted { tombstone } => return Err(DeleteError::AlreadyDeleted(item.object.to_string(), tombstone)),
+        Status::Scheduled => {
+            return Err(DeleteError::NotDue {
+                object: item.object.to_string(),
+                due_ms: item.due_ms,
+            })
+        }
+        Status::Deleted { tombstone } => {
+            return Err(DeleteError::AlreadyDeleted(
+                item.object.to_string(),
+                tombstone,
+            ))
+        }
         Status::Due => {}
     }
     let draft = crate::entry::EntryDraft::new(
@@ -253,11 +276,51 @@ mod tests {
         let (a, b, c) = (Digest::of(b"a"), Digest::of(b"b"), Digest::of(b"c"));
         let day = DAY_MS;
         let entries = vec![
-            e(0, 0, Action::CheckpointArchived { checkpoint: a.clone(), zone: Ident::new("z").unwrap() }, "job-1"),
-            e(1, 0, Action::RetentionRegistered { object: b.clone(), kind: ObjectKind::InferenceTraces }, "job-2"),
-            e(2, 0, Action::RetentionRegistered { object: c.clone(), kind: ObjectKind::Logs }, "job-3"),
-            e(3, day, Action::RetentionHoldSet { order: Digest::of(b"court order") }, "job-2"),
-            e(4, 2 * day, Action::RetentionDeleted { object: a.clone(), rule: Ident::new("checkpoints-90d").unwrap(), method: Ident::new("crypto-shred").unwrap() }, "job-1"),
+            e(
+                0,
+                0,
+                Action::CheckpointArchived {
+                    checkpoint: a.clone(),
+                    zone: Ident::new("z").unwrap(),
+                },
+                "job-1",
+            ),
+            e(
+                1,
+                0,
+                Action::RetentionRegistered {
+                    object: b.clone(),
+                    kind: ObjectKind::InferenceTraces,
+                },
+                "job-2",
+            ),
+            e(
+                2,
+                0,
+                Action::RetentionRegistered {
+                    object: c.clone(),
+                    kind: ObjectKind::Logs,
+                },
+                "job-3",
+            ),
+            e(
+                3,
+                day,
+                Action::RetentionHoldSet {
+                    order: Digest::of(b"court order"),
+                },
+                "job-2",
+            ),
+            e(
+                4,
+                2 * day,
+                Action::RetentionDeleted {
+                    object: a.clone(),
+                    rule: Ident::new("checkpoints-90d").unwrap(),
+                    method: Ident::new("crypto-shred").unwrap(),
+                },
+                "job-1",
+            ),
         ];
         let p = plan(&entries, &default_rules(), 100 * day);
         let by = |d: &Digest| p.iter().find(|x| &x.object == d).unwrap();
@@ -267,9 +330,19 @@ mod tests {
         assert_eq!(by(&c).status, Status::Scheduled);
         // Releasing the hold makes the trace due.
         let mut more = entries.clone();
-        more.push(e(5, 3 * day, Action::RetentionHoldReleased { order: Digest::of(b"release") }, "job-2"));
+        more.push(e(
+            5,
+            3 * day,
+            Action::RetentionHoldReleased {
+                order: Digest::of(b"release"),
+            },
+            "job-2",
+        ));
         let p = plan(&more, &default_rules(), 100 * day);
-        assert_eq!(p.iter().find(|x| x.object == b).unwrap().status, Status::Due);
+        assert_eq!(
+            p.iter().find(|x| x.object == b).unwrap().status,
+            Status::Due
+        );
         // Before the due date nothing is due.
         let p = plan(&more, &default_rules(), 10 * day);
         assert!(p.iter().all(|x| !matches!(x.status, Status::Due)));

@@ -51,7 +51,9 @@ pub fn segment_header(first: u64) -> [u8; SEGMENT_HEADER] {
 
 /// Append the encoding of one record to `out`.
 pub fn encode_record(index: u64, payload: &[u8], out: &mut Vec<u8>) {
-    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX).to_le_bytes();
+    let len = u32::try_from(payload.len())
+        .unwrap_or(u32::MAX)
+        .to_le_bytes();
     let idx = index.to_le_bytes();
     let mut h = crc32fast::Hasher::new();
     h.update(&len);
@@ -158,19 +160,30 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 /// `last` says whether this is the newest segment (the only one that may have a torn tail).
 #[must_use]
 pub fn scan_segment(bytes: &[u8], expected_first: u64, last: bool) -> SegmentScan {
-    let mut scan = SegmentScan { records: Vec::new(), valid_len: 0, tail: Tail::Clean, damage: None };
+    let mut scan = SegmentScan {
+        records: Vec::new(),
+        valid_len: 0,
+        tail: Tail::Clean,
+        damage: None,
+    };
     if bytes.len() < SEGMENT_HEADER || &bytes[..8] != MAGIC {
         if last && bytes.iter().all(|b| *b == 0) {
             // A segment created but never written (crash right after creation).
             scan.tail = Tail::Torn { offset: 0 };
         } else {
-            scan.damage = Some(Damage { index: expected_first, kind: DamageKind::SegmentHeader });
+            scan.damage = Some(Damage {
+                index: expected_first,
+                kind: DamageKind::SegmentHeader,
+            });
         }
         return scan;
     }
     let first = u64_at(bytes, 8);
     if first != expected_first {
-        scan.damage = Some(Damage { index: expected_first, kind: DamageKind::SegmentGap { found: first } });
+        scan.damage = Some(Damage {
+            index: expected_first,
+            kind: DamageKind::SegmentGap { found: first },
+        });
         return scan;
     }
     let mut pos = SEGMENT_HEADER;
@@ -182,7 +195,10 @@ pub fn scan_segment(bytes: &[u8], expected_first: u64, last: bool) -> SegmentSca
             if last {
                 scan.tail = Tail::Torn { offset: pos };
             } else {
-                scan.damage = Some(Damage { index: expected, kind });
+                scan.damage = Some(Damage {
+                    index: expected,
+                    kind,
+                });
             }
         };
         if rest.len() < RECORD_HEADER {
@@ -196,13 +212,19 @@ pub fn scan_segment(bytes: &[u8], expected_first: u64, last: bool) -> SegmentSca
             if last && rest.iter().all(|b| *b == 0) {
                 scan.tail = Tail::Torn { offset: pos };
             } else {
-                scan.damage = Some(Damage { index: expected, kind: DamageKind::HeaderChecksum });
+                scan.damage = Some(Damage {
+                    index: expected,
+                    kind: DamageKind::HeaderChecksum,
+                });
             }
             return scan;
         }
         let plen = len as usize;
         if plen > MAX_PAYLOAD {
-            scan.damage = Some(Damage { index: expected, kind: DamageKind::TooLong(len) });
+            scan.damage = Some(Damage {
+                index: expected,
+                kind: DamageKind::TooLong(len),
+            });
             return scan;
         }
         if rest.len() < RECORD_OVERHEAD + plen {
@@ -211,15 +233,25 @@ pub fn scan_segment(bytes: &[u8], expected_first: u64, last: bool) -> SegmentSca
         }
         let payload = &rest[RECORD_HEADER..RECORD_HEADER + plen];
         if crc32fast::hash(payload) != u32_at(rest, RECORD_HEADER + plen) {
-            scan.damage = Some(Damage { index: expected, kind: DamageKind::PayloadChecksum });
+            scan.damage = Some(Damage {
+                index: expected,
+                kind: DamageKind::PayloadChecksum,
+            });
             return scan;
         }
         if idx != expected {
-            scan.damage = Some(Damage { index: expected, kind: DamageKind::IndexMismatch { found: idx } });
+            scan.damage = Some(Damage {
+                index: expected,
+                kind: DamageKind::IndexMismatch { found: idx },
+            });
             return scan;
         }
         let start = pos + RECORD_HEADER;
-        scan.records.push(RecordRef { index: idx, start, end: start + plen });
+        scan.records.push(RecordRef {
+            index: idx,
+            start,
+            end: start + plen,
+        });
         pos += RECORD_OVERHEAD + plen;
         scan.valid_len = pos;
         expected += 1;
@@ -252,7 +284,10 @@ mod tests {
         let s = scan_segment(&b, 5, true);
         assert_eq!(s.damage, None);
         assert_eq!(s.tail, Tail::Clean);
-        assert_eq!(s.records.iter().map(|r| r.index).collect::<Vec<_>>(), vec![5, 6, 7]);
+        assert_eq!(
+            s.records.iter().map(|r| r.index).collect::<Vec<_>>(),
+            vec![5, 6, 7]
+        );
         assert_eq!(&b[s.records[2].start..s.records[2].end], b"ccc");
         assert_eq!(s.valid_len, b.len());
     }
@@ -267,7 +302,12 @@ mod tests {
             let kept = whole.records.iter().filter(|r| r.end + 4 <= cut).count();
             assert_eq!(s.records.len(), kept, "cut at {cut}");
             if cut != s.valid_len {
-                assert_eq!(s.tail, Tail::Torn { offset: s.valid_len });
+                assert_eq!(
+                    s.tail,
+                    Tail::Torn {
+                        offset: s.valid_len
+                    }
+                );
             }
             // The same cut in a sealed (older) segment is damage at the exact index.
             let sealed = scan_segment(&b[..cut], 0, false);
@@ -285,9 +325,17 @@ mod tests {
             let mut m = b.clone();
             m[at] ^= 0x01;
             let s = scan_segment(&m, 10, true);
-            let want = whole.records.iter().position(|r| at < r.end + 4).map_or(13, |i| 10 + i as u64);
+            let want = whole
+                .records
+                .iter()
+                .position(|r| at < r.end + 4)
+                .map_or(13, |i| 10 + i as u64);
             let want = if at < SEGMENT_HEADER { 10 } else { want };
-            assert_eq!(s.damage.as_ref().map(|d| d.index), Some(want), "flip at {at}: {s:?}");
+            assert_eq!(
+                s.damage.as_ref().map(|d| d.index),
+                Some(want),
+                "flip at {at}: {s:?}"
+            );
         }
     }
 

@@ -93,7 +93,9 @@ pub struct VerifyReport {
 }
 
 fn workers() -> usize {
-    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get).clamp(1, 8)
+    std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .clamp(1, 8)
 }
 
 /// How much of each entry verification checks.
@@ -111,7 +113,10 @@ pub enum Depth {
 }
 
 fn bad(index: u64, why: impl Into<String>) -> VerifyFailure {
-    VerifyFailure::BadEntry { index, why: why.into() }
+    VerifyFailure::BadEntry {
+        index,
+        why: why.into(),
+    }
 }
 
 /// Check one entry at `index` to `depth` (nothing for [`Depth::Integrity`]).
@@ -121,12 +126,23 @@ fn check_one(index: u64, payload: &[u8], depth: Depth) -> Result<(), VerifyFailu
         Depth::Full => match check_entry(payload) {
             Ok(c) => c.seq,
             // The rare path: let the decoder say what is wrong (it is the reference).
-            Err(_) => Entry::decode(payload).map_err(|e| bad(index, e.to_string()))?.seq,
+            Err(_) => {
+                Entry::decode(payload)
+                    .map_err(|e| bad(index, e.to_string()))?
+                    .seq
+            }
         },
-        Depth::FullDecode => Entry::decode(payload).map_err(|e| bad(index, e.to_string()))?.seq,
+        Depth::FullDecode => {
+            Entry::decode(payload)
+                .map_err(|e| bad(index, e.to_string()))?
+                .seq
+        }
     };
     if seq != index {
-        return Err(bad(index, format!("entry says seq {seq} at position {index}")));
+        return Err(bad(
+            index,
+            format!("entry says seq {seq} at position {index}"),
+        ));
     }
     Ok(())
 }
@@ -160,7 +176,13 @@ pub(crate) fn check_entries<'a>(
                 scope.spawn(move || check(start..(start + chunk).min(len)))
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(bad(0, "verifier thread panicked")))).collect()
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(bad(0, "verifier thread panicked")))
+            })
+            .collect()
     });
     let mut leaves = Vec::with_capacity(len);
     for r in results {
@@ -169,8 +191,16 @@ pub(crate) fn check_entries<'a>(
     Ok(leaves)
 }
 
-fn check_records(bytes: &[u8], records: &[RecordRef], depth: Depth) -> Result<Vec<Hash>, VerifyFailure> {
-    check_entries(records.len(), &|k| (records[k].index, &bytes[records[k].start..records[k].end]), depth)
+fn check_records(
+    bytes: &[u8],
+    records: &[RecordRef],
+    depth: Depth,
+) -> Result<Vec<Hash>, VerifyFailure> {
+    check_entries(
+        records.len(),
+        &|k| (records[k].index, &bytes[records[k].start..records[k].end]),
+        depth,
+    )
 }
 
 /// Check signed checkpoints, smallest size first, given as (name for messages, size the store
@@ -190,17 +220,33 @@ pub(crate) fn check_checkpoints(
     let mut count = 0;
     for (file, size, text) in cps {
         count += 1;
-        let text = text.map_err(|why| VerifyFailure::Checkpoint { file: file.clone(), why })?;
-        let (_, cp) =
-            read_checkpoint(&text, verifier).map_err(|e| VerifyFailure::Checkpoint { file: file.clone(), why: e.to_string() })?;
+        let text = text.map_err(|why| VerifyFailure::Checkpoint {
+            file: file.clone(),
+            why,
+        })?;
+        let (_, cp) = read_checkpoint(&text, verifier).map_err(|e| VerifyFailure::Checkpoint {
+            file: file.clone(),
+            why: e.to_string(),
+        })?;
         if cp.size != size {
-            return Err(VerifyFailure::Checkpoint { file, why: format!("stored under size {size}, note says {}", cp.size) });
+            return Err(VerifyFailure::Checkpoint {
+                file,
+                why: format!("stored under size {size}, note says {}", cp.size),
+            });
         }
         if cp.size > n {
-            return Err(VerifyFailure::Truncated { index: n, size: cp.size, file });
+            return Err(VerifyFailure::Truncated {
+                index: n,
+                size: cp.size,
+                file,
+            });
         }
         if tree.root_at(cp.size).ok() != Some(cp.root) {
-            return Err(VerifyFailure::Rewritten { from: good, to: cp.size, file });
+            return Err(VerifyFailure::Rewritten {
+                from: good,
+                to: cp.size,
+                file,
+            });
         }
         good = cp.size;
         latest = Some(cp);
@@ -213,7 +259,10 @@ pub(crate) fn check_checkpoints(
 ///
 /// # Errors
 /// The first failure found.
-pub fn verify_ledger(ledger_dir: &Path, verifier: &NoteVerifier) -> Result<VerifyReport, VerifyFailure> {
+pub fn verify_ledger(
+    ledger_dir: &Path,
+    verifier: &NoteVerifier,
+) -> Result<VerifyReport, VerifyFailure> {
     verify_with(ledger_dir, verifier, Depth::Full)
 }
 
@@ -222,7 +271,10 @@ pub fn verify_ledger(ledger_dir: &Path, verifier: &NoteVerifier) -> Result<Verif
 ///
 /// # Errors
 /// The first failure found.
-pub fn verify_ledger_merkle(ledger_dir: &Path, verifier: &NoteVerifier) -> Result<VerifyReport, VerifyFailure> {
+pub fn verify_ledger_merkle(
+    ledger_dir: &Path,
+    verifier: &NoteVerifier,
+) -> Result<VerifyReport, VerifyFailure> {
     verify_with(ledger_dir, verifier, Depth::Integrity)
 }
 
@@ -230,8 +282,17 @@ pub fn verify_ledger_merkle(ledger_dir: &Path, verifier: &NoteVerifier) -> Resul
 ///
 /// # Errors
 /// The first failure found.
-pub fn verify_with(ledger_dir: &Path, verifier: &NoteVerifier, depth: Depth) -> Result<VerifyReport, VerifyFailure> {
-    let io = |path: &Path, source: std::io::Error| VerifyFailure::Io(OpenError::Io { path: path.to_owned(), source });
+pub fn verify_with(
+    ledger_dir: &Path,
+    verifier: &NoteVerifier,
+    depth: Depth,
+) -> Result<VerifyReport, VerifyFailure> {
+    let io = |path: &Path, source: std::io::Error| {
+        VerifyFailure::Io(OpenError::Io {
+            path: path.to_owned(),
+            source,
+        })
+    };
     let segs = list_segments(ledger_dir).map_err(|e| io(ledger_dir, e))?;
     let mut leaves: Vec<Hash> = Vec::new();
     let mut torn_tail = None;
@@ -250,7 +311,10 @@ pub fn verify_with(ledger_dir: &Path, verifier: &NoteVerifier, depth: Depth) -> 
     }
     let tree = MerkleTree::from_leaf_hashes(leaves, workers());
     let n = tree.len();
-    let cps = list_checkpoints(ledger_dir).map_err(|source| OpenError::Io { path: ledger_dir.to_owned(), source })?;
+    let cps = list_checkpoints(ledger_dir).map_err(|source| OpenError::Io {
+        path: ledger_dir.to_owned(),
+        source,
+    })?;
     let cps = cps.into_iter().map(|(path, size)| {
         let text = std::fs::read_to_string(&path).map_err(|e| e.to_string());
         (path.display().to_string(), size, text)

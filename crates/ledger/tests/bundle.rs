@@ -29,14 +29,26 @@ fn job_bundle_holds_its_lineage_and_verifies_offline() {
     let vb = verify_bundle(&bytes, &v).unwrap();
     let actions: Vec<&str> = vb.entries.iter().map(|e: &Entry| e.action.name()).collect();
     // Direct entries, lineage neighbours (dataset copy, model deployment) and the deciding policy.
-    for want in ["job.submitted", "job.approved", "job.placed", "job.burst", "dataset.copied", "artifact.deployed_edge", "policy.loaded"] {
+    for want in [
+        "job.submitted",
+        "job.approved",
+        "job.placed",
+        "job.burst",
+        "dataset.copied",
+        "artifact.deployed_edge",
+        "policy.loaded",
+    ] {
         assert!(actions.contains(&want), "{want} missing from {actions:?}");
     }
     // Not the unrelated job, not the fleet, not the policy that decided nothing here.
     assert!(!vb.entries.iter().any(|e| e.mentions("job-other")));
     assert!(!actions.contains(&"fleet.loaded"));
     assert_eq!(actions.iter().filter(|a| **a == "policy.loaded").count(), 1);
-    assert_eq!(vb.documents.len(), 3, "policy text, justification and sanitizer report attached");
+    assert_eq!(
+        vb.documents.len(),
+        3,
+        "policy text, justification and sanitizer report attached"
+    );
     let s = summary(&vb);
     for want in [
         "Evidence for job job-7f3a: VERIFIED",
@@ -70,35 +82,56 @@ fn targeted_changes_are_named() {
 
     // An entry's content changed (kept canonical): its proof fails, naming the index.
     let mut m = b.clone();
-    let placed = m.entries.iter_mut().find(|e| e.entry.contains("job.placed")).unwrap();
+    let placed = m
+        .entries
+        .iter_mut()
+        .find(|e| e.entry.contains("job.placed"))
+        .unwrap();
     let idx = placed.index;
     placed.entry = placed.entry.replace("eu-private", "us-public");
     assert_eq!(
         verify_bundle(&encode(&m), &v).unwrap_err(),
-        BundleError::Proof { index: idx, why: "recomputed root does not match the expected root".into() }
+        BundleError::Proof {
+            index: idx,
+            why: "recomputed root does not match the expected root".into()
+        }
     );
     // A proof hash changed.
     let mut m = b.clone();
     let e = m.entries.iter_mut().find(|e| !e.proof.is_empty()).unwrap();
     let idx = e.index;
     e.proof[0] = "00".repeat(32);
-    assert!(matches!(verify_bundle(&encode(&m), &v).unwrap_err(), BundleError::Proof { index, .. } if index == idx));
+    assert!(
+        matches!(verify_bundle(&encode(&m), &v).unwrap_err(), BundleError::Proof { index, .. } if index == idx)
+    );
     // The checkpoint's root changed: its signature fails.
     let mut m = b.clone();
     let lines: Vec<&str> = m.checkpoint.lines().collect();
     let root = lines[2];
-    let flipped = if root.starts_with('A') { root.replacen('A', "B", 1) } else { format!("A{}", &root[1..]) };
+    let flipped = if root.starts_with('A') {
+        root.replacen('A', "B", 1)
+    } else {
+        format!("A{}", &root[1..])
+    };
     m.checkpoint = m.checkpoint.replacen(root, &flipped, 1);
-    assert!(matches!(verify_bundle(&encode(&m), &v).unwrap_err(), BundleError::Checkpoint(_)));
+    assert!(matches!(
+        verify_bundle(&encode(&m), &v).unwrap_err(),
+        BundleError::Checkpoint(_)
+    ));
     // A document's content changed: named by digest.
     let mut m = b.clone();
     let digest = m.documents[0].digest.to_string();
     m.documents[0].content = base64_of(b"a different policy");
-    assert!(matches!(verify_bundle(&encode(&m), &v).unwrap_err(), BundleError::Document { digest: d, .. } if d == digest));
+    assert!(
+        matches!(verify_bundle(&encode(&m), &v).unwrap_err(), BundleError::Document { digest: d, .. } if d == digest)
+    );
     // The subject changed to something the entries are not about.
     let mut m = b;
     m.subject = subject(SubjectKind::Job, "job-other");
-    assert!(matches!(verify_bundle(&encode(&m), &v).unwrap_err(), BundleError::Subject(_)));
+    assert!(matches!(
+        verify_bundle(&encode(&m), &v).unwrap_err(),
+        BundleError::Subject(_)
+    ));
 }
 
 fn base64_of(b: &[u8]) -> String {
@@ -115,7 +148,8 @@ fn changing_any_single_byte_fails_verification() {
         for delta in [0x01u8, 0x20] {
             let mut m = bytes.clone();
             m[i] ^= delta;
-            let err = verify_bundle(&m, &v).expect_err(&format!("flip {delta:#x} at byte {i} went unnoticed"));
+            let err = verify_bundle(&m, &v)
+                .expect_err(&format!("flip {delta:#x} at byte {i} went unnoticed"));
             let kind = match err {
                 BundleError::Parse(_) => "parse",
                 BundleError::NotCanonical { .. } => "not-canonical",
@@ -131,7 +165,9 @@ fn changing_any_single_byte_fails_verification() {
     }
     // The failures are spread over the checks that name what changed, not only over parsing.
     for k in ["checkpoint", "proof", "document", "entry"] {
-        assert!(kinds.get(k).copied().unwrap_or(0) > 0, "no flip was reported as {k}: {kinds:?}");
+        assert!(
+            kinds.get(k).copied().unwrap_or(0) > 0,
+            "no flip was reported as {k}: {kinds:?}"
+        );
     }
 }
-

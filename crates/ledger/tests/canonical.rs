@@ -21,8 +21,11 @@ fn json() -> impl Strategy<Value = Value> {
     leaf.prop_recursive(4, 48, 6, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            prop::collection::vec(("[a-z\u{e9}\u{20ac}\u{1f600}\u{fb33}\r1]{0,4}", inner), 0..6)
-                .prop_map(|kv| Value::Object(kv.into_iter().collect::<Map<String, Value>>())),
+            prop::collection::vec(
+                ("[a-z\u{e9}\u{20ac}\u{1f600}\u{fb33}\r1]{0,4}", inner),
+                0..6
+            )
+            .prop_map(|kv| Value::Object(kv.into_iter().collect::<Map<String, Value>>())),
         ]
     })
 }
@@ -68,7 +71,10 @@ fn every_artifact_store_action_encodes_identically_both_ways() {
     let id = |s: &str| Ident::new(s).unwrap();
     let model = Digest::of(b"model weights");
     let actions = vec![
-        Action::ArtifactStored { artifact: model.clone(), kind: id("model") },
+        Action::ArtifactStored {
+            artifact: model.clone(),
+            kind: id("model"),
+        },
         Action::ArtifactAttested {
             artifact: model.clone(),
             envelope: Digest::of(b"envelope"),
@@ -80,18 +86,36 @@ fn every_artifact_store_action_encodes_identically_both_ways() {
             to_stage: id("released-private"),
             reasons: vec![id("data-approval"), id("security-review")],
         },
-        Action::ArtifactShredded { artifact: model.clone() },
-        Action::TokenUsed { token_id: id(&"ab".repeat(64)), resource: model.clone(), zone: id("eu-private") },
-        Action::TokenRefused { resource: model.clone(), zone: id("us-public"), reason: id("token-expired") },
+        Action::ArtifactShredded {
+            artifact: model.clone(),
+        },
+        Action::TokenUsed {
+            token_id: id(&"ab".repeat(64)),
+            resource: model.clone(),
+            zone: id("eu-private"),
+        },
+        Action::TokenRefused {
+            resource: model.clone(),
+            zone: id("us-public"),
+            reason: id("token-expired"),
+        },
     ];
     let mut names = std::collections::BTreeSet::new();
     for (seq, action) in actions.into_iter().enumerate() {
         names.insert(action.name());
-        let subjects = vec![Subject::new(K::Model, model.as_str()).unwrap(), Subject::new(K::Zone, "eu-private").unwrap()];
-        let e = EntryDraft::new(id("tidegate-artifacts"), action, subjects).unwrap().into_entry(seq as u64, 1_763_900_000_000);
+        let subjects = vec![
+            Subject::new(K::Model, model.as_str()).unwrap(),
+            Subject::new(K::Zone, "eu-private").unwrap(),
+        ];
+        let e = EntryDraft::new(id("tidegate-artifacts"), action, subjects)
+            .unwrap()
+            .into_entry(seq as u64, 1_763_900_000_000);
         let bytes = e.encode().unwrap();
         let text = String::from_utf8(bytes.clone()).unwrap();
-        assert!(text.contains(&format!("\"type\":\"{}\"", e.action.name())), "{text}");
+        assert!(
+            text.contains(&format!("\"type\":\"{}\"", e.action.name())),
+            "{text}"
+        );
         assert_eq!(to_vec(&serde_json::to_value(&e).unwrap()).unwrap(), bytes);
         assert_eq!(Entry::decode(&bytes).unwrap(), e);
     }
@@ -101,7 +125,13 @@ fn every_artifact_store_action_encodes_identically_both_ways() {
 #[test]
 fn promotion_refusals_hold_at_most_32_reasons() {
     use tidegate_ledger::{Action, Digest, EntryDraft, Ident};
-    let reasons = (0..33).map(|i| Ident::new(format!("r{i}")).unwrap()).collect();
-    let action = Action::ArtifactPromotionRefused { artifact: Digest::of(b"m"), to_stage: Ident::new("approved").unwrap(), reasons };
+    let reasons = (0..33)
+        .map(|i| Ident::new(format!("r{i}")).unwrap())
+        .collect();
+    let action = Action::ArtifactPromotionRefused {
+        artifact: Digest::of(b"m"),
+        to_stage: Ident::new("approved").unwrap(),
+        reasons,
+    };
     assert!(EntryDraft::new(Ident::new("cli").unwrap(), action, vec![]).is_err());
 }

@@ -21,8 +21,13 @@ const CHILD_ENV: &str = "TIDEGATE_LEDGER_CRASH_CHILD";
 /// Child mode: only does something when started by `kill_9_loses_no_acknowledged_entry`.
 #[test]
 fn crash_child() {
-    let Ok(dir) = std::env::var(CHILD_ENV) else { return };
-    let opts = LedgerOptions { checkpoint_every: Some(500), ..LedgerOptions::default() };
+    let Ok(dir) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let opts = LedgerOptions {
+        checkpoint_every: Some(500),
+        ..LedgerOptions::default()
+    };
     let l = Arc::new(Ledger::open(Path::new(&dir), opts).unwrap());
     let threads: Vec<_> = (0..6u64)
         .map(|t| {
@@ -85,13 +90,19 @@ fn kill_9_loses_no_acknowledged_entry() {
     let mut total_acked = 0;
     for (round, kill_after) in [1500usize, 40, 4000].into_iter().enumerate() {
         let acks = run_child_and_kill(dir.path(), kill_after);
-        assert!(acks.len() >= kill_after.min(1), "round {round}: child produced no acknowledgements");
+        assert!(
+            acks.len() >= kill_after.min(1),
+            "round {round}: child produced no acknowledgements"
+        );
         // Reopen: torn tail (if any) is cut, every acknowledged entry must be there.
         let l = Ledger::open(dir.path(), LedgerOptions::default()).unwrap();
         let log = read_log(&ledger_dir(dir.path()), true).unwrap();
         assert!(log.damage.is_none());
         for (idx, job) in &acks {
-            let bytes = log.entries.get(*idx as usize).unwrap_or_else(|| panic!("round {round}: acknowledged entry {idx} lost"));
+            let bytes = log
+                .entries
+                .get(*idx as usize)
+                .unwrap_or_else(|| panic!("round {round}: acknowledged entry {idx} lost"));
             let e = Entry::decode(bytes).unwrap();
             assert_eq!(e.seq, *idx);
             assert!(e.mentions(job), "round {round}: entry {idx} is not {job}");
@@ -99,7 +110,11 @@ fn kill_9_loses_no_acknowledged_entry() {
         total_acked += acks.len();
         l.close().unwrap();
         drop(l);
-        let report = verify_ledger(&ledger_dir(dir.path()), &load_verifier(&key_path(dir.path())).unwrap()).unwrap();
+        let report = verify_ledger(
+            &ledger_dir(dir.path()),
+            &load_verifier(&key_path(dir.path())).unwrap(),
+        )
+        .unwrap();
         assert!(report.entries as usize >= total_acked);
     }
 }

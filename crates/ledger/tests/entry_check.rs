@@ -2,7 +2,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use proptest::prelude::*;
-use tidegate_ledger::entry::{Action, DataForm, Decision, Digest, Entry, EntryDraft, Ident, ObjectKind, Subject, SubjectKind};
+use tidegate_ledger::entry::{
+    Action, DataForm, Decision, Digest, Entry, EntryDraft, Ident, ObjectKind, Subject, SubjectKind,
+};
 use tidegate_ledger::entry_check::check_entry;
 
 fn id(s: &str) -> Ident {
@@ -25,8 +27,25 @@ fn actions() -> Vec<Action> {
             reasons: vec![id("phi-stays-private"), id("rule:7")],
             policy_hash: dg("p"),
         },
-        Action::JobPlaced { decision: Decision::Refused, zone: id("z"), pool: id("p"), reasons: vec![], policy_hash: dg("p") },
-        Action::JobBurst { zone: id("us-east"), pool: id("h100"), justification: dg("j") },
+        Action::JobPlaced {
+            decision: Decision::Refused,
+            zone: id("z"),
+            pool: id("p"),
+            reasons: vec![],
+            policy_hash: dg("p"),
+        },
+        Action::JobBurst {
+            zone: id("us-east"),
+            pool: id("h100"),
+            justification: dg("j"),
+        },
+        Action::JobRevoked {
+            zone: id("public-us"),
+            pool: id("h100-spot"),
+            run: id("job-7.2"),
+            reasons: vec![id("constraint:private-only-data")],
+            policy_hash: dg("p"),
+        },
         Action::DatasetCopied {
             version: id("ds-1@v3"),
             from_zone: id("a"),
@@ -45,39 +64,107 @@ fn actions() -> Vec<Action> {
             bytes: 4096,
             report: None,
         },
-        Action::ArtifactSigned { artifact: dg("a"), key_id: id("k1"), signature: dg("s") },
-        Action::ArtifactPromoted { artifact: dg("a"), from_stage: id("dev"), to_stage: id("prod") },
-        Action::ArtifactStored { artifact: dg("a"), kind: id("model") },
-        Action::ArtifactAttested { artifact: dg("a"), envelope: dg("e"), predicate: id("security-review"), key_id: id("k") },
-        Action::ArtifactPromotionRefused { artifact: dg("a"), to_stage: id("prod"), reasons: vec![id("no-review")] },
+        Action::ArtifactSigned {
+            artifact: dg("a"),
+            key_id: id("k1"),
+            signature: dg("s"),
+        },
+        Action::ArtifactPromoted {
+            artifact: dg("a"),
+            from_stage: id("dev"),
+            to_stage: id("prod"),
+        },
+        Action::ArtifactStored {
+            artifact: dg("a"),
+            kind: id("model"),
+        },
+        Action::ArtifactAttested {
+            artifact: dg("a"),
+            envelope: dg("e"),
+            predicate: id("security-review"),
+            key_id: id("k"),
+        },
+        Action::ArtifactPromotionRefused {
+            artifact: dg("a"),
+            to_stage: id("prod"),
+            reasons: vec![id("no-review")],
+        },
         Action::ArtifactShredded { artifact: dg("a") },
-        Action::ArtifactDeployedEdge { artifact: dg("a"), site: id("clinic-4") },
-        Action::CheckpointArchived { checkpoint: dg("ck"), zone: id("cold") },
-        Action::CheckpointDestroyed { checkpoint: dg("ck"), method: id("crypto-shred") },
-        Action::TokenIssued { token_id: id("t-1"), expires_ms: 1_700_000_000_000, scope: vec![id("read"), id("list")] },
-        Action::TokenUsed { token_id: id("t-1"), resource: dg("r"), zone: id("z") },
-        Action::TokenRefused { resource: dg("r"), zone: id("z"), reason: id("token-expired") },
-        Action::PolicyLoaded { policy_hash: dg("p") },
-        Action::FleetLoaded { fleet_hash: dg("f") },
-        Action::RetentionRegistered { object: dg("o"), kind: ObjectKind::InferenceTraces },
+        Action::ArtifactDeployedEdge {
+            artifact: dg("a"),
+            site: id("clinic-4"),
+        },
+        Action::CheckpointArchived {
+            checkpoint: dg("ck"),
+            zone: id("cold"),
+        },
+        Action::CheckpointDestroyed {
+            checkpoint: dg("ck"),
+            method: id("crypto-shred"),
+        },
+        Action::TokenIssued {
+            token_id: id("t-1"),
+            expires_ms: 1_700_000_000_000,
+            scope: vec![id("read"), id("list")],
+        },
+        Action::TokenUsed {
+            token_id: id("t-1"),
+            resource: dg("r"),
+            zone: id("z"),
+        },
+        Action::TokenRefused {
+            resource: dg("r"),
+            zone: id("z"),
+            reason: id("token-expired"),
+        },
+        Action::PolicyLoaded {
+            policy_hash: dg("p"),
+        },
+        Action::FleetLoaded {
+            fleet_hash: dg("f"),
+        },
+        Action::RetentionRegistered {
+            object: dg("o"),
+            kind: ObjectKind::InferenceTraces,
+        },
         Action::RetentionHoldSet { order: dg("o") },
         Action::RetentionHoldReleased { order: dg("o") },
-        Action::RetentionDeleted { object: dg("o"), rule: id("logs-30d"), method: id("crypto-shred") },
+        Action::RetentionDeleted {
+            object: dg("o"),
+            rule: id("logs-30d"),
+            method: id("crypto-shred"),
+        },
     ]
 }
 
 fn entry_bytes(k: usize, seq: u64, ts: u64, subjects: usize) -> Vec<u8> {
     let all = actions();
     let action = all[k % all.len()].clone();
-    let kinds = [SubjectKind::Job, SubjectKind::Dataset, SubjectKind::Zone, SubjectKind::Token];
-    let subjects = (0..subjects).map(|i| Subject::new(kinds[i % kinds.len()], format!("s-{i}")).unwrap()).collect();
-    EntryDraft::new(id("scheduler"), action, subjects).unwrap().into_entry(seq, ts).encode().unwrap()
+    let kinds = [
+        SubjectKind::Job,
+        SubjectKind::Dataset,
+        SubjectKind::Zone,
+        SubjectKind::Token,
+    ];
+    let subjects = (0..subjects)
+        .map(|i| Subject::new(kinds[i % kinds.len()], format!("s-{i}")).unwrap())
+        .collect();
+    EntryDraft::new(id("scheduler"), action, subjects)
+        .unwrap()
+        .into_entry(seq, ts)
+        .encode()
+        .unwrap()
 }
 
 fn agree(bytes: &[u8]) {
     let slow = Entry::decode(bytes);
     let fast = check_entry(bytes);
-    assert_eq!(fast.is_ok(), slow.is_ok(), "fast {fast:?} slow {slow:?} on {}", String::from_utf8_lossy(bytes));
+    assert_eq!(
+        fast.is_ok(),
+        slow.is_ok(),
+        "fast {fast:?} slow {slow:?} on {}",
+        String::from_utf8_lossy(bytes)
+    );
     if let (Ok(f), Ok(s)) = (fast, slow) {
         assert_eq!(f.seq, s.seq);
     }
@@ -117,7 +204,10 @@ fn targeted_mutations_agree() {
         base.replace("scheduler", "sch\u{e9}duler"),
         base.replace(r#""form":"sanitized""#, r#""form":"encrypted""#),
         base.replace(r#""form":"sanitized""#, r#""form":"Sanitized""#),
-        base.replace(r#""actor":"scheduler""#, r#""actor":"scheduler","actor":"scheduler""#),
+        base.replace(
+            r#""actor":"scheduler""#,
+            r#""actor":"scheduler","actor":"scheduler""#,
+        ),
         base.replace(r#""action":{"#, r#""action":{"a":1,"#),
         base.replace(r#""v":1"#, r#""v":1,"w":1"#),
         base.replace(r#""v":1}"#, r#""v":1,"v":1}"#),
@@ -133,15 +223,27 @@ fn targeted_mutations_agree() {
     // An optional member given as null, and absent.
     let no_report = String::from_utf8(entry_bytes(6, 1, 1, 1)).unwrap();
     agree(no_report.as_bytes());
-    agree(no_report.replace(r#""form":"raw","#, r#""form":"raw","report":null,"#).as_bytes());
+    agree(
+        no_report
+            .replace(r#""form":"raw","#, r#""form":"raw","report":null,"#)
+            .as_bytes(),
+    );
     // Too many list items and subjects.
     let many: Vec<Ident> = (0..33).map(|i| id(&format!("r{i}"))).collect();
-    let e = EntryDraft::new(id("a"), Action::JobApproved { scope: id("x") }, vec![]).unwrap().into_entry(0, 0);
+    let e = EntryDraft::new(id("a"), Action::JobApproved { scope: id("x") }, vec![])
+        .unwrap()
+        .into_entry(0, 0);
     let mut e2 = e.clone();
-    e2.action = Action::ArtifactPromotionRefused { artifact: dg("a"), to_stage: id("p"), reasons: many };
+    e2.action = Action::ArtifactPromotionRefused {
+        artifact: dg("a"),
+        to_stage: id("p"),
+        reasons: many,
+    };
     agree(&e2.encode().unwrap());
     let mut e3 = e;
-    e3.subjects = (0..17).map(|i| Subject::new(SubjectKind::Job, format!("j{i}")).unwrap()).collect();
+    e3.subjects = (0..17)
+        .map(|i| Subject::new(SubjectKind::Job, format!("j{i}")).unwrap())
+        .collect();
     agree(&e3.encode().unwrap());
 }
 

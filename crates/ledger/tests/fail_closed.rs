@@ -29,12 +29,17 @@ impl Drop for Mount {
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn mount_tmpfs(at: &Path, size: &str) -> Option<Mount> {
     std::fs::create_dir_all(at).unwrap();
-    let out = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(at).output();
+    let out = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(at)
+        .output();
     match out {
         Ok(o) if o.status.success() => Some(Mount(at.to_owned())),
         other => {
@@ -56,7 +61,11 @@ fn mount_tmpfs(at: &Path, size: &str) -> Option<Mount> {
 }
 
 fn remount(at: &Path, mode: &str) {
-    let st = Command::new("mount").args(["-o", &format!("remount,{mode}")]).arg(at).status().unwrap();
+    let st = Command::new("mount")
+        .args(["-o", &format!("remount,{mode}")])
+        .arg(at)
+        .status()
+        .unwrap();
     assert!(st.success(), "remount {mode} failed");
 }
 
@@ -64,9 +73,14 @@ fn remount(at: &Path, mode: &str) {
 fn full_disk_refuses_the_action_and_loses_nothing_acknowledged() {
     let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
-    let Some(m) = mount_tmpfs(&tmp.path().join("mnt"), "192k") else { return };
+    let Some(m) = mount_tmpfs(&tmp.path().join("mnt"), "192k") else {
+        return;
+    };
     let data = m.0.clone();
-    let opts = LedgerOptions { checkpoint_every: None, ..LedgerOptions::default() };
+    let opts = LedgerOptions {
+        checkpoint_every: None,
+        ..LedgerOptions::default()
+    };
     let l = Ledger::open(&data, opts.clone()).unwrap();
     let mut effects = 0u64;
     let mut acked = 0u64;
@@ -78,8 +92,20 @@ fn full_disk_refuses_the_action_and_loses_nothing_acknowledged() {
         assert!(acked < 1_000_000, "a 192k filesystem never filled up");
     };
     assert!(acked > 100, "only {acked} entries fit");
-    assert!(matches!(err, AppendError::Io { kind: std::io::ErrorKind::StorageFull, .. }), "{err}");
-    assert_eq!(effects, acked, "an action ran without its entry being durable");
+    assert!(
+        matches!(
+            err,
+            AppendError::Io {
+                kind: std::io::ErrorKind::StorageFull,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        effects, acked,
+        "an action ran without its entry being durable"
+    );
     // The ledger stays stopped: later actions are refused too.
     let again = l.record_then(placed(0), 0, |_| effects += 1).unwrap_err();
     assert!(matches!(again, AppendError::Stopped(_)), "{again}");
@@ -89,7 +115,11 @@ fn full_disk_refuses_the_action_and_loses_nothing_acknowledged() {
     let l = Ledger::open(&data, opts).unwrap();
     assert_eq!(l.len(), acked);
     drop(l);
-    let report = verify_ledger(&ledger_dir(&data), &load_verifier(&key_path(&data)).unwrap()).unwrap();
+    let report = verify_ledger(
+        &ledger_dir(&data),
+        &load_verifier(&key_path(&data)).unwrap(),
+    )
+    .unwrap();
     assert_eq!(report.entries, acked);
 }
 
@@ -97,7 +127,9 @@ fn full_disk_refuses_the_action_and_loses_nothing_acknowledged() {
 fn read_only_ledger_directory_refuses_to_record() {
     let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
-    let Some(m) = mount_tmpfs(&tmp.path().join("mnt"), "4m") else { return };
+    let Some(m) = mount_tmpfs(&tmp.path().join("mnt"), "4m") else {
+        return;
+    };
     let data = m.0.clone();
     let l = open(&data);
     for i in 0..25 {
@@ -109,12 +141,20 @@ fn read_only_ledger_directory_refuses_to_record() {
     // Root ignores permission bits, so a read-only mount is the honest test of "cannot write".
     match Ledger::open(&data, LedgerOptions::default()) {
         Err(OpenError::Io { source, .. }) => {
-            assert_eq!(source.kind(), std::io::ErrorKind::ReadOnlyFilesystem, "{source}");
+            assert_eq!(
+                source.kind(),
+                std::io::ErrorKind::ReadOnlyFilesystem,
+                "{source}"
+            );
         }
         other => panic!("a read-only ledger must refuse to open for recording, got {other:?}"),
     }
     // Still verifiable while read-only; nothing was lost.
-    let report = verify_ledger(&ledger_dir(&data), &load_verifier(&key_path(&data)).unwrap()).unwrap();
+    let report = verify_ledger(
+        &ledger_dir(&data),
+        &load_verifier(&key_path(&data)).unwrap(),
+    )
+    .unwrap();
     assert_eq!(report.entries, 25);
     remount(&data, "rw");
     let l = open(&data);

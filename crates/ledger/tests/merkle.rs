@@ -26,7 +26,10 @@ struct Reference<'a> {
 
 impl<'a> Reference<'a> {
     fn new(d: &'a [Hash]) -> Self {
-        Self { d, memo: std::collections::HashMap::new() }
+        Self {
+            d,
+            memo: std::collections::HashMap::new(),
+        }
     }
 
     fn mth(&mut self, start: usize, end: usize) -> Hash {
@@ -69,7 +72,11 @@ impl<'a> Reference<'a> {
     fn subproof(&mut self, m: usize, start: usize, end: usize, b: bool) -> Vec<Hash> {
         let n = end - start;
         if m == n {
-            return if b { Vec::new() } else { vec![self.mth(start, end)] };
+            return if b {
+                Vec::new()
+            } else {
+                vec![self.mth(start, end)]
+            };
         }
         let k = k_of(n);
         if m <= k {
@@ -97,7 +104,9 @@ fn ref_consistency(m: usize, leaves: &[Hash]) -> Vec<Hash> {
 }
 
 fn leaves(n: usize) -> Vec<Hash> {
-    (0..n).map(|i| leaf_hash(format!("entry-{i}").as_bytes())).collect()
+    (0..n)
+        .map(|i| leaf_hash(format!("entry-{i}").as_bytes()))
+        .collect()
 }
 
 fn tree_of(hashes: &[Hash]) -> MerkleTree {
@@ -149,7 +158,11 @@ fn ct_tree() -> MerkleTree {
 fn rfc6962_roots_for_every_size() {
     let t = ct_tree();
     for (size, want) in CT_ROOTS.iter().enumerate() {
-        assert_eq!(hex::encode(t.root_at(size as u64).unwrap()), *want, "size {size}");
+        assert_eq!(
+            hex::encode(t.root_at(size as u64).unwrap()),
+            *want,
+            "size {size}"
+        );
     }
 }
 
@@ -176,7 +189,11 @@ fn rfc6962_inclusion_vectors() {
                 "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
             ],
         ),
-        (2, 3, &["fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125"]),
+        (
+            2,
+            3,
+            &["fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125"],
+        ),
         (
             1,
             5,
@@ -232,7 +249,14 @@ fn rfc6962_consistency_vectors() {
         let proof = t.consistency_proof(old, new).unwrap();
         let got: Vec<String> = proof.iter().map(hex::encode).collect();
         assert_eq!(got, want, "consistency {old} -> {new}");
-        verify_consistency(old, new, &h(CT_ROOTS[old as usize]), &h(CT_ROOTS[new as usize]), &proof).unwrap();
+        verify_consistency(
+            old,
+            new,
+            &h(CT_ROOTS[old as usize]),
+            &h(CT_ROOTS[new as usize]),
+            &proof,
+        )
+        .unwrap();
     }
     // A wrong old root (a rewritten history) is rejected.
     let proof = t.consistency_proof(6, 8).unwrap();
@@ -262,7 +286,11 @@ fn roots_and_proofs_match_reference_for_every_size() {
         for old in [1, n, n / 2 + 1, 1 + pick(91)] {
             let old = old.min(n);
             let proof = t.consistency_proof(old as u64, n as u64).unwrap();
-            assert_eq!(proof, reference.subproof(old, 0, n, true), "consistency {old} -> {n}");
+            assert_eq!(
+                proof,
+                reference.subproof(old, 0, n, true),
+                "consistency {old} -> {n}"
+            );
             let old_root = reference.mth(0, old);
             verify_consistency(old as u64, n as u64, &old_root, &root, &proof).unwrap();
         }

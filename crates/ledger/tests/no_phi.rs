@@ -28,15 +28,22 @@ fn synthea_dir() -> Option<PathBuf> {
     let ws = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     candidates.push(ws.join("shared/data/synthea"));
     candidates.push(PathBuf::from("/work/shared/data/synthea"));
-    candidates.into_iter().find(|d| d.join("patients.csv").is_file())
+    candidates
+        .into_iter()
+        .find(|d| d.join("patients.csv").is_file())
 }
 
 /// Patients' identifying values: FIRST, LAST, "FIRST LAST", SSN, DRIVERS, PASSPORT, MAIDEN,
 /// BIRTHPLACE, ADDRESS, and "ADDRESS, CITY".
 fn patients() -> Option<Vec<Patient>> {
     let Some(dir) = synthea_dir() else {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true but the Synthea data is missing");
-        eprintln!("SKIPPED: Synthea patients.csv not found; set TIDEGATE_SYNTHEA_DIR to its directory");
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but the Synthea data is missing"
+        );
+        eprintln!(
+            "SKIPPED: Synthea patients.csv not found; set TIDEGATE_SYNTHEA_DIR to its directory"
+        );
         return None;
     };
     let text = std::fs::read_to_string(dir.join("patients.csv")).unwrap();
@@ -58,10 +65,12 @@ fn patients() -> Option<Vec<Patient>> {
         .filter(|l| !l.is_empty())
         .map(|l| {
             let c: Vec<&str> = l.split(',').collect();
-            let mut fields: Vec<String> = [first, last, ssn, drivers, passport, maiden, birthplace, address]
-                .iter()
-                .map(|i| c[*i].to_owned())
-                .collect();
+            let mut fields: Vec<String> = [
+                first, last, ssn, drivers, passport, maiden, birthplace, address,
+            ]
+            .iter()
+            .map(|i| c[*i].to_owned())
+            .collect();
             fields.push(format!("{} {}", c[first], c[last]));
             fields.push(format!("{}, {}", c[address], c[city]));
             fields.retain(|f| f.len() >= 4);
@@ -82,7 +91,10 @@ fn entry_api_refuses_free_form_patient_content() {
     let Some(ps) = patients() else { return };
     let mut refused = 0;
     for p in &ps {
-        assert!(Ident::new(p.ssn.clone()).is_err(), "SSN accepted as an identifier");
+        assert!(
+            Ident::new(p.ssn.clone()).is_err(),
+            "SSN accepted as an identifier"
+        );
         assert!(Digest::parse(p.ssn.clone()).is_err());
         assert!(Ident::new(p.full_name.clone()).is_err());
         assert!(Ident::new(p.address.clone()).is_err());
@@ -100,9 +112,15 @@ fn entry_api_refuses_free_form_patient_content() {
         let mut v = serde_json::to_value(&entry).unwrap();
         v["action"]["note"] = serde_json::Value::String(p.address.clone());
         let smuggled = tidegate_ledger::canonical::to_vec(&v).unwrap();
-        assert!(matches!(Entry::decode(&smuggled), Err(EntryError::NotCanonical | EntryError::Malformed(_))));
+        assert!(matches!(
+            Entry::decode(&smuggled),
+            Err(EntryError::NotCanonical | EntryError::Malformed(_))
+        ));
     }
-    assert!(refused >= ps.len() * 3, "only {refused} free-form values were tried");
+    assert!(
+        refused >= ps.len() * 3,
+        "only {refused} free-form values were tried"
+    );
 }
 
 #[test]
@@ -115,14 +133,31 @@ fn ledger_of_a_realistic_workflow_contains_no_phi() {
     let mut t = 1_763_900_000_000u64;
     let mut rec = |actor: &str, action: Action, subjects: Vec<tidegate_ledger::Subject>| {
         t += 1000;
-        l.append(EntryDraft::new(id(actor), action, subjects).unwrap(), t).unwrap();
+        l.append(EntryDraft::new(id(actor), action, subjects).unwrap(), t)
+            .unwrap();
     };
-    let policy_text = b"permit(principal, action, resource) when { resource.zone == \"eu-private\" };";
+    let policy_text =
+        b"permit(principal, action, resource) when { resource.zone == \"eu-private\" };";
     let policy = put_document(data, policy_text).unwrap();
-    rec("control-plane", Action::FleetLoaded { fleet_hash: Digest::of(b"fleet.yaml") }, vec![]);
-    rec("control-plane", Action::PolicyLoaded { policy_hash: policy.clone() }, vec![]);
+    rec(
+        "control-plane",
+        Action::FleetLoaded {
+            fleet_hash: Digest::of(b"fleet.yaml"),
+        },
+        vec![],
+    );
+    rec(
+        "control-plane",
+        Action::PolicyLoaded {
+            policy_hash: policy.clone(),
+        },
+        vec![],
+    );
     // A sanitized copy of the patients table: recorded by digest; the report names no patient.
-    let sanitized: Vec<u8> = csv.iter().map(|b| if b.is_ascii_alphabetic() { b'x' } else { *b }).collect();
+    let sanitized: Vec<u8> = csv
+        .iter()
+        .map(|b| if b.is_ascii_alphabetic() { b'x' } else { *b })
+        .collect();
     rec(
         "data-service",
         Action::DatasetCopied {
@@ -134,11 +169,27 @@ fn ledger_of_a_realistic_workflow_contains_no_phi() {
             bytes: sanitized.len() as u64,
             report: Some(Digest::of(b"sanitizer report: 0 direct identifiers remain")),
         },
-        vec![subject(SubjectKind::Dataset, "synthea-patients"), subject(SubjectKind::Zone, "eu-private")],
+        vec![
+            subject(SubjectKind::Dataset, "synthea-patients"),
+            subject(SubjectKind::Zone, "eu-private"),
+        ],
     );
-    let job = vec![subject(SubjectKind::Job, "job-7f3a"), subject(SubjectKind::Dataset, "synthea-patients")];
-    rec("alice@hospital.example", Action::JobSubmitted { spec: Digest::of(b"job.yaml") }, job.clone());
-    rec("dr.chen@hospital.example", Action::JobApproved { scope: id("run") }, job.clone());
+    let job = vec![
+        subject(SubjectKind::Job, "job-7f3a"),
+        subject(SubjectKind::Dataset, "synthea-patients"),
+    ];
+    rec(
+        "alice@hospital.example",
+        Action::JobSubmitted {
+            spec: Digest::of(b"job.yaml"),
+        },
+        job.clone(),
+    );
+    rec(
+        "dr.chen@hospital.example",
+        Action::JobApproved { scope: id("run") },
+        job.clone(),
+    );
     rec(
         "scheduler",
         Action::JobPlaced {
@@ -163,18 +214,73 @@ fn ledger_of_a_realistic_workflow_contains_no_phi() {
     );
     rec(
         "identity",
-        Action::TokenIssued { token_id: id("tok-91ab"), expires_ms: 1_763_900_600_000, scope: vec![id("read:synthea-patients@v3")] },
-        vec![subject(SubjectKind::Token, "tok-91ab"), subject(SubjectKind::Job, "job-7f3a")],
+        Action::TokenIssued {
+            token_id: id("tok-91ab"),
+            expires_ms: 1_763_900_600_000,
+            scope: vec![id("read:synthea-patients@v3")],
+        },
+        vec![
+            subject(SubjectKind::Token, "tok-91ab"),
+            subject(SubjectKind::Job, "job-7f3a"),
+        ],
     );
     let model = Digest::of(b"model weights");
-    let m = vec![subject(SubjectKind::Model, "readmit-risk@1.2"), subject(SubjectKind::Job, "job-7f3a")];
-    rec("artifacts", Action::ArtifactSigned { artifact: model.clone(), key_id: id("release-2026"), signature: Digest::of(b"dsse") }, m.clone());
-    rec("artifacts", Action::ArtifactPromoted { artifact: model.clone(), from_stage: id("staging"), to_stage: id("production") }, m.clone());
-    rec("artifacts", Action::ArtifactDeployedEdge { artifact: model, site: id("clinic-12") }, m);
+    let m = vec![
+        subject(SubjectKind::Model, "readmit-risk@1.2"),
+        subject(SubjectKind::Job, "job-7f3a"),
+    ];
+    rec(
+        "artifacts",
+        Action::ArtifactSigned {
+            artifact: model.clone(),
+            key_id: id("release-2026"),
+            signature: Digest::of(b"dsse"),
+        },
+        m.clone(),
+    );
+    rec(
+        "artifacts",
+        Action::ArtifactPromoted {
+            artifact: model.clone(),
+            from_stage: id("staging"),
+            to_stage: id("production"),
+        },
+        m.clone(),
+    );
+    rec(
+        "artifacts",
+        Action::ArtifactDeployedEdge {
+            artifact: model,
+            site: id("clinic-12"),
+        },
+        m,
+    );
     let ck = Digest::of(b"checkpoint");
-    rec("trainer", Action::CheckpointArchived { checkpoint: ck.clone(), zone: id("eu-private") }, job.clone());
-    rec("retention", Action::CheckpointDestroyed { checkpoint: ck.clone(), method: id("crypto-shred") }, job.clone());
-    rec("retention", Action::RetentionDeleted { object: ck, rule: id("checkpoints-90d"), method: id("crypto-shred") }, job);
+    rec(
+        "trainer",
+        Action::CheckpointArchived {
+            checkpoint: ck.clone(),
+            zone: id("eu-private"),
+        },
+        job.clone(),
+    );
+    rec(
+        "retention",
+        Action::CheckpointDestroyed {
+            checkpoint: ck.clone(),
+            method: id("crypto-shred"),
+        },
+        job.clone(),
+    );
+    rec(
+        "retention",
+        Action::RetentionDeleted {
+            object: ck,
+            rule: id("checkpoints-90d"),
+            method: id("crypto-shred"),
+        },
+        job,
+    );
     l.close().unwrap();
     drop(l);
 
@@ -184,10 +290,17 @@ fn ledger_of_a_realistic_workflow_contains_no_phi() {
     }
     assert!(ledger_bytes.len() > 2000);
     let hay = String::from_utf8_lossy(&ledger_bytes).to_lowercase();
-    assert!(hay.contains("job-7f3a"), "the scan must see the ledger's own identifiers");
+    assert!(
+        hay.contains("job-7f3a"),
+        "the scan must see the ledger's own identifiers"
+    );
     for p in &ps {
         for f in &p.fields {
-            assert!(!hay.contains(&f.to_lowercase()), "PHI value found in the ledger ({} chars)", f.len());
+            assert!(
+                !hay.contains(&f.to_lowercase()),
+                "PHI value found in the ledger ({} chars)",
+                f.len()
+            );
         }
     }
 }

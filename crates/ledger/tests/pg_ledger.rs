@@ -14,7 +14,10 @@ use tidegate_ledger::verify::{Depth, VerifyFailure};
 use tidegate_ledger::{AppendError, NoteSigner, OpenError};
 
 fn schema_name(case: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
     format!("tl_{case}_{}_{nanos}", std::process::id())
 }
 
@@ -23,12 +26,17 @@ fn signer() -> NoteSigner {
 }
 
 fn opts(schema: &str) -> PgLedgerOptions {
-    PgLedgerOptions { schema: Some(schema.to_owned()), checkpoint_every: None, ..PgLedgerOptions::default() }
+    PgLedgerOptions {
+        schema: Some(schema.to_owned()),
+        checkpoint_every: None,
+        ..PgLedgerOptions::default()
+    }
 }
 
 fn sql(url: &str, schema: &str, statement: &str) -> u64 {
     let mut c = postgres::Client::connect(url, postgres::NoTls).unwrap();
-    c.batch_execute(&format!("SET search_path TO {schema}")).unwrap();
+    c.batch_execute(&format!("SET search_path TO {schema}"))
+        .unwrap();
     c.execute(statement, &[]).unwrap()
 }
 
@@ -46,7 +54,9 @@ fn filled(url: &str, schema: &str, n: u64, checkpoints: &[u64]) {
 
 #[test]
 fn pg_append_and_proofs_round_trip() {
-    let Some(url) = tidegate_testkit::postgres_url() else { return };
+    let Some(url) = tidegate_testkit::postgres_url() else {
+        return;
+    };
     let schema = schema_name("roundtrip");
     filled(&url, &schema, 50, &[20]);
     let mut log = PgLog::connect(&url, &opts(&schema)).unwrap();
@@ -72,24 +82,39 @@ fn pg_append_and_proofs_round_trip() {
         .map(|t| {
             let l = std::sync::Arc::clone(&l);
             std::thread::spawn(move || {
-                let pending: Vec<_> = (0..50).map(|i| l.submit(placed(1000 * t + i), 5).unwrap()).collect();
-                pending.into_iter().map(|p| p.wait().unwrap().index).collect::<Vec<_>>()
+                let pending: Vec<_> = (0..50)
+                    .map(|i| l.submit(placed(1000 * t + i), 5).unwrap())
+                    .collect();
+                pending
+                    .into_iter()
+                    .map(|p| p.wait().unwrap().index)
+                    .collect::<Vec<_>>()
             })
         })
         .collect();
-    let mut got: Vec<u64> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    let mut got: Vec<u64> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
     got.sort_unstable();
     assert_eq!(got, (50..250).collect::<Vec<_>>());
     let (batches, entries) = l.commit_stats();
     assert_eq!(entries, 200);
     assert!(batches < 200, "{batches} transactions for 200 entries");
     l.close().unwrap();
-    assert_eq!(log.verify(&signer().verifier(), Depth::Full).unwrap().entries, 250);
+    assert_eq!(
+        log.verify(&signer().verifier(), Depth::Full)
+            .unwrap()
+            .entries,
+        250
+    );
 }
 
 #[test]
 fn pg_tampered_row_is_named_by_index() {
-    let Some(url) = tidegate_testkit::postgres_url() else { return };
+    let Some(url) = tidegate_testkit::postgres_url() else {
+        return;
+    };
     let schema = schema_name("tamper");
     filled(&url, &schema, 40, &[]);
     let verifier = signer().verifier();
@@ -100,28 +125,59 @@ fn pg_tampered_row_is_named_by_index() {
         "UPDATE ledger_entries SET entry = convert_to(replace(convert_from(entry, 'UTF8'), 'job-12', 'job-99'), 'UTF8') WHERE idx = 12",
     );
     assert_eq!(n, 1);
-    let err = PgLog::connect(&url, &opts(&schema)).unwrap().verify(&verifier, Depth::Full).unwrap_err();
+    let err = PgLog::connect(&url, &opts(&schema))
+        .unwrap()
+        .verify(&verifier, Depth::Full)
+        .unwrap_err();
     assert_eq!(err.index(), Some(12), "{err}");
     assert!(err.to_string().contains("first bad index 12"), "{err}");
     // Rewriting the recorded leaf too: the signed root still catches it.
-    sql(&url, &schema, "UPDATE ledger_entries SET leaf = sha256('\\x00'::bytea || entry) WHERE idx = 12");
-    let err = PgLog::connect(&url, &opts(&schema)).unwrap().verify(&verifier, Depth::Full).unwrap_err();
-    assert!(matches!(err, VerifyFailure::Rewritten { from: 0, to: 40, .. }), "{err}");
+    sql(
+        &url,
+        &schema,
+        "UPDATE ledger_entries SET leaf = sha256('\\x00'::bytea || entry) WHERE idx = 12",
+    );
+    let err = PgLog::connect(&url, &opts(&schema))
+        .unwrap()
+        .verify(&verifier, Depth::Full)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            VerifyFailure::Rewritten {
+                from: 0,
+                to: 40,
+                ..
+            }
+        ),
+        "{err}"
+    );
     // Bytes that are not an entry at all, at a lower index.
     sql(&url, &schema, "UPDATE ledger_entries SET entry = '\\x7b7d'::bytea, leaf = sha256('\\x007b7d'::bytea) WHERE idx = 5");
-    let err = PgLog::connect(&url, &opts(&schema)).unwrap().verify(&verifier, Depth::Full).unwrap_err();
+    let err = PgLog::connect(&url, &opts(&schema))
+        .unwrap()
+        .verify(&verifier, Depth::Full)
+        .unwrap_err();
     assert_eq!(err.index(), Some(5), "{err}");
     // A deleted row.
     sql(&url, &schema, "DELETE FROM ledger_entries WHERE idx = 3");
-    let err = PgLog::connect(&url, &opts(&schema)).unwrap().verify(&verifier, Depth::Integrity).unwrap_err();
+    let err = PgLog::connect(&url, &opts(&schema))
+        .unwrap()
+        .verify(&verifier, Depth::Integrity)
+        .unwrap_err();
     assert_eq!(err.index(), Some(3), "{err}");
     // A damaged log is not opened for writing.
-    assert!(matches!(PgLedger::open(&url, signer(), opts(&schema)), Err(OpenError::Database(_))));
+    assert!(matches!(
+        PgLedger::open(&url, signer(), opts(&schema)),
+        Err(OpenError::Database(_))
+    ));
 }
 
 #[test]
 fn pg_two_writers_cannot_fork_the_log() {
-    let Some(url) = tidegate_testkit::postgres_url() else { return };
+    let Some(url) = tidegate_testkit::postgres_url() else {
+        return;
+    };
     let schema = schema_name("writers");
     let a = PgLedger::open(&url, signer(), opts(&schema)).unwrap();
     a.append(placed(0), 1).unwrap();
@@ -134,7 +190,10 @@ fn pg_two_writers_cannot_fork_the_log() {
     let waiting = {
         let (url, schema) = (url.clone(), schema.clone());
         std::thread::spawn(move || {
-            let o = PgLedgerOptions { lock_wait: Duration::from_secs(20), ..opts(&schema) };
+            let o = PgLedgerOptions {
+                lock_wait: Duration::from_secs(20),
+                ..opts(&schema)
+            };
             let b = PgLedger::open(&url, signer(), o).unwrap();
             let r = b.append(placed(100), 2).unwrap();
             b.close().unwrap();
@@ -153,56 +212,97 @@ fn pg_two_writers_cannot_fork_the_log() {
     let c = PgLedger::open(&url, signer(), opts(&schema)).unwrap();
     let rogue = placed(666).into_entry(11, 3).encode().unwrap();
     let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-    client.batch_execute(&format!("SET search_path TO {schema}")).unwrap();
     client
-        .execute("INSERT INTO ledger_entries (idx, entry, leaf) VALUES (11, $1, $2)", &[&rogue, &leaf_hash(&rogue).to_vec()])
+        .batch_execute(&format!("SET search_path TO {schema}"))
+        .unwrap();
+    client
+        .execute(
+            "INSERT INTO ledger_entries (idx, entry, leaf) VALUES (11, $1, $2)",
+            &[&rogue, &leaf_hash(&rogue).to_vec()],
+        )
         .unwrap();
     let err = c.append(placed(11), 3).unwrap_err();
-    assert!(matches!(&err, AppendError::Database(m) if m.contains("another writer")), "{err}");
-    assert!(matches!(c.append(placed(12), 3), Err(AppendError::Stopped(_))));
+    assert!(
+        matches!(&err, AppendError::Database(m) if m.contains("another writer")),
+        "{err}"
+    );
+    assert!(matches!(
+        c.append(placed(12), 3),
+        Err(AppendError::Stopped(_))
+    ));
     drop(c);
-    client.execute("DELETE FROM ledger_entries WHERE idx = 11", &[]).unwrap();
-    let report = PgLog::connect(&url, &opts(&schema)).unwrap().verify(&signer().verifier(), Depth::Full).unwrap();
+    client
+        .execute("DELETE FROM ledger_entries WHERE idx = 11", &[])
+        .unwrap();
+    let report = PgLog::connect(&url, &opts(&schema))
+        .unwrap()
+        .verify(&signer().verifier(), Depth::Full)
+        .unwrap();
     assert_eq!(report.entries, 11);
 }
 
 #[test]
 fn pg_checkpoint_signed_by_the_wrong_key_is_refused() {
-    let Some(url) = tidegate_testkit::postgres_url() else { return };
+    let Some(url) = tidegate_testkit::postgres_url() else {
+        return;
+    };
     let schema = schema_name("wrongkey");
     filled(&url, &schema, 10, &[]);
     let real = signer();
     let impostor = NoteSigner::from_seed(real.name(), &[42; 32]).unwrap();
     // Opening with the wrong key: the newest stored checkpoint does not verify.
-    assert!(matches!(PgLedger::open(&url, impostor.clone(), opts(&schema)), Err(OpenError::Checkpoint(_))));
+    assert!(matches!(
+        PgLedger::open(&url, impostor.clone(), opts(&schema)),
+        Err(OpenError::Checkpoint(_))
+    ));
     // A note for the true root, signed by another key, slipped into the table.
     let mut log = PgLog::connect(&url, &opts(&schema)).unwrap();
     let tree = log.read().unwrap().tree;
-    let cp = tidegate_ledger::Checkpoint { origin: real.name().to_owned(), size: 5, root: tree.root_at(5).unwrap() };
-    log.store_checkpoint(5, &impostor.sign_checkpoint(&cp).to_text()).unwrap();
+    let cp = tidegate_ledger::Checkpoint {
+        origin: real.name().to_owned(),
+        size: 5,
+        root: tree.root_at(5).unwrap(),
+    };
+    log.store_checkpoint(5, &impostor.sign_checkpoint(&cp).to_text())
+        .unwrap();
     let err = log.verify(&real.verifier(), Depth::Full).unwrap_err();
-    assert!(matches!(&err, VerifyFailure::Checkpoint { file, .. } if file.contains("size 5")), "{err}");
+    assert!(
+        matches!(&err, VerifyFailure::Checkpoint { file, .. } if file.contains("size 5")),
+        "{err}"
+    );
 }
 
 #[test]
 fn pg_dead_transaction_loses_nothing_acknowledged() {
-    let Some(url) = tidegate_testkit::postgres_url() else { return };
+    let Some(url) = tidegate_testkit::postgres_url() else {
+        return;
+    };
     let schema = schema_name("crash");
     let l = PgLedger::open(&url, signer(), opts(&schema)).unwrap();
-    let acked: Vec<u64> = (0..20).map(|i| l.append(placed(i), 9).unwrap().index).collect();
+    let acked: Vec<u64> = (0..20)
+        .map(|i| l.append(placed(i), 9).unwrap().index)
+        .collect();
     assert_eq!(acked, (0..20).collect::<Vec<_>>());
     // The connection dies under the writer (server restart, network cut, failover).
     let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     let pid = l.backend_pid();
-    assert!(admin.query_one("SELECT pg_terminate_backend($1)", &[&pid]).unwrap().get::<_, bool>(0));
+    assert!(admin
+        .query_one("SELECT pg_terminate_backend($1)", &[&pid])
+        .unwrap()
+        .get::<_, bool>(0));
     std::thread::sleep(Duration::from_millis(200));
     // The batch in flight is refused (fail closed), and so is everything after, until reopened.
     let pending: Vec<_> = (20..30).map(|i| l.submit(placed(i), 9)).collect();
     for p in pending {
-        assert!(p.and_then(tidegate_ledger::ledger::PendingAppend::wait).is_err());
+        assert!(p
+            .and_then(tidegate_ledger::ledger::PendingAppend::wait)
+            .is_err());
     }
     assert!(l.stopped().is_some());
-    assert!(matches!(l.append(placed(31), 9), Err(AppendError::Stopped(_))));
+    assert!(matches!(
+        l.append(placed(31), 9),
+        Err(AppendError::Stopped(_))
+    ));
     drop(l);
     // Every acknowledged entry is there, nothing half-written; the writer lock went with the
     // session, so a new writer opens and continues.
@@ -210,14 +310,24 @@ fn pg_dead_transaction_loses_nothing_acknowledged() {
     assert_eq!(l.len(), 20);
     assert_eq!(l.append(placed(20), 9).unwrap().index, 20);
     l.close().unwrap();
-    let report = PgLog::connect(&url, &opts(&schema)).unwrap().verify(&signer().verifier(), Depth::Full).unwrap();
+    let report = PgLog::connect(&url, &opts(&schema))
+        .unwrap()
+        .verify(&signer().verifier(), Depth::Full)
+        .unwrap();
     assert_eq!(report.entries, 21);
 }
 
 #[test]
 fn pg_unreachable_database_is_a_clear_error() {
-    let o = PgLedgerOptions { connect_timeout: Duration::from_secs(2), ..PgLedgerOptions::default() };
-    let err = PgLedger::open("postgres://tidegate:secret@127.0.0.1:1/none", signer(), o).unwrap_err();
+    let o = PgLedgerOptions {
+        connect_timeout: Duration::from_secs(2),
+        ..PgLedgerOptions::default()
+    };
+    let err =
+        PgLedger::open("postgres://tidegate:secret@127.0.0.1:1/none", signer(), o).unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("cannot connect") && !msg.contains("secret"), "{msg}");
+    assert!(
+        msg.contains("cannot connect") && !msg.contains("secret"),
+        "{msg}"
+    );
 }

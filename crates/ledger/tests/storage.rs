@@ -46,16 +46,26 @@ fn concurrent_appends_get_unique_contiguous_indexes() {
     let handles: Vec<_> = (0..8u64)
         .map(|t| {
             let l = Arc::clone(&l);
-            std::thread::spawn(move || (0..300u64).map(|i| l.append(placed(t * 1000 + i), i).unwrap().index).collect::<Vec<_>>())
+            std::thread::spawn(move || {
+                (0..300u64)
+                    .map(|i| l.append(placed(t * 1000 + i), i).unwrap().index)
+                    .collect::<Vec<_>>()
+            })
         })
         .collect();
-    let mut all: Vec<u64> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    let mut all: Vec<u64> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
     all.sort_unstable();
     assert_eq!(all, (0..2400).collect::<Vec<_>>());
     // Group commit: concurrent appends share fsyncs.
     let (batches, entries) = l.commit_stats();
     assert_eq!(entries, 2400);
-    assert!(batches < entries, "{batches} fsynced batches for {entries} entries: no grouping");
+    assert!(
+        batches < entries,
+        "{batches} fsynced batches for {entries} entries: no grouping"
+    );
     l.close().unwrap();
     drop(l);
     assert_eq!(verify(dir.path()).unwrap().entries, 2400);
@@ -72,7 +82,10 @@ fn byte_flip_is_detected_with_exact_index() {
         fs::write(&seg, &bytes).unwrap();
         let err = verify(&data).unwrap_err();
         assert_eq!(err.index(), Some(k as u64), "{err}");
-        assert!(err.to_string().contains(&format!("first bad index {k}")), "{err}");
+        assert!(
+            err.to_string().contains(&format!("first bad index {k}")),
+            "{err}"
+        );
         match Ledger::open(&data, LedgerOptions::default()) {
             Err(OpenError::Damaged(d)) => assert_eq!(d.index, k as u64),
             other => panic!("open should refuse a damaged log, got {other:?}"),
@@ -90,9 +103,22 @@ fn truncation_is_detected_with_exact_index() {
         let cut = if mid_record { r.start + 7 } else { r.start };
         fs::write(&seg, &bytes[..cut]).unwrap();
         let err = verify(&data).unwrap_err();
-        assert!(matches!(err, VerifyFailure::Truncated { index: 30, size: 50, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                VerifyFailure::Truncated {
+                    index: 30,
+                    size: 50,
+                    ..
+                }
+            ),
+            "{err}"
+        );
         // Opening must not silently accept a log shorter than what was acknowledged.
-        assert!(matches!(Ledger::open(&data, LedgerOptions::default()), Err(OpenError::Checkpoint(_))));
+        assert!(matches!(
+            Ledger::open(&data, LedgerOptions::default()),
+            Err(OpenError::Checkpoint(_))
+        ));
     }
 }
 
@@ -142,7 +168,10 @@ fn entry_whose_seq_disagrees_with_its_position_is_named() {
     out.extend_from_slice(&bytes[rs[5].start..]);
     fs::write(&seg, &out).unwrap();
     let err = verify(&data).unwrap_err();
-    assert!(matches!(err, VerifyFailure::BadEntry { index: 4, .. }), "{err}");
+    assert!(
+        matches!(err, VerifyFailure::BadEntry { index: 4, .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -170,8 +199,21 @@ fn rewritten_history_with_valid_checksums_is_caught_by_signed_checkpoints() {
     fs::write(&seg, &out).unwrap();
     let err = verify(data).unwrap_err();
     // The checkpoint at 20 still matches, the one at 50 does not: the change lies in 20..50.
-    assert!(matches!(err, VerifyFailure::Rewritten { from: 20, to: 50, .. }), "{err}");
-    assert!(matches!(Ledger::open(data, LedgerOptions::default()), Err(OpenError::Checkpoint(_))));
+    assert!(
+        matches!(
+            err,
+            VerifyFailure::Rewritten {
+                from: 20,
+                to: 50,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(matches!(
+        Ledger::open(data, LedgerOptions::default()),
+        Err(OpenError::Checkpoint(_))
+    ));
 }
 
 #[test]
@@ -193,14 +235,21 @@ fn old_checkpoint_detects_rewritten_history_through_consistency_proof() {
     let bytes = fs::read(&seg).unwrap();
     let rs = record_ranges(&bytes);
     let mut out = bytes[..rs[7].start].to_vec();
-    out.extend_from_slice(&forge_record(7, &placed(555).into_entry(7, 7).encode().unwrap()));
+    out.extend_from_slice(&forge_record(
+        7,
+        &placed(555).into_entry(7, 7).encode().unwrap(),
+    ));
     out.extend_from_slice(&bytes[rs[8].start..]);
     fs::write(&seg, &out).unwrap();
     for (p, _) in list_checkpoints(&ledger_dir(&data)).unwrap() {
         fs::remove_file(p).unwrap();
     }
     let l = open(&data);
-    assert_eq!(l.len(), 90, "the rewritten log opens: only an outside checkpoint can tell");
+    assert_eq!(
+        l.len(),
+        90,
+        "the rewritten log opens: only an outside checkpoint can tell"
+    );
     let tree = l.tree();
     let proof = tree.consistency_proof(40, 90).unwrap();
     assert!(verify_consistency(40, 90, &old.root, &tree.root(), &proof).is_err());
@@ -221,7 +270,11 @@ fn torn_tail_is_cut_back_to_the_last_whole_entry() {
     assert!(report.torn_tail.is_some());
     let l = open(&data);
     assert_eq!(l.len(), 12);
-    assert_eq!(fs::read(&seg).unwrap(), whole, "cut back exactly to the last whole entry");
+    assert_eq!(
+        fs::read(&seg).unwrap(),
+        whole,
+        "cut back exactly to the last whole entry"
+    );
     assert_eq!(l.append(placed(12), 12).unwrap().index, 12);
     l.close().unwrap();
     drop(l);
@@ -243,7 +296,10 @@ fn checkpoint_signed_by_the_wrong_key_is_rejected() {
     let err = verify(&data).unwrap_err();
     assert!(matches!(err, VerifyFailure::Checkpoint { .. }), "{err}");
     assert!(err.to_string().contains("no signature by key"), "{err}");
-    assert!(matches!(Ledger::open(&data, LedgerOptions::default()), Err(OpenError::Checkpoint(_))));
+    assert!(matches!(
+        Ledger::open(&data, LedgerOptions::default()),
+        Err(OpenError::Checkpoint(_))
+    ));
     // And the genuine checkpoint does not verify under the impostor's key.
     fs::write(checkpoint_path(&ldir, 10), &text).unwrap();
     assert!(verify_ledger(&ldir, &impostor.verifier()).is_err());
@@ -254,7 +310,10 @@ fn checkpoint_signed_by_the_wrong_key_is_rejected() {
 fn segments_rotate_and_a_deleted_middle_segment_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path();
-    let opts = LedgerOptions { segment_bytes: 4096, ..LedgerOptions::default() };
+    let opts = LedgerOptions {
+        segment_bytes: 4096,
+        ..LedgerOptions::default()
+    };
     let l = Ledger::open(data, opts.clone()).unwrap();
     for i in 0..200 {
         l.append(placed(i), i).unwrap();
@@ -278,7 +337,10 @@ fn segments_rotate_and_a_deleted_middle_segment_is_named() {
 fn a_second_writer_is_refused_while_the_ledger_is_open() {
     let dir = tempfile::tempdir().unwrap();
     let l = open(dir.path());
-    assert!(matches!(Ledger::open(dir.path(), LedgerOptions::default()), Err(OpenError::Locked(_))));
+    assert!(matches!(
+        Ledger::open(dir.path(), LedgerOptions::default()),
+        Err(OpenError::Locked(_))
+    ));
     l.close().unwrap();
     drop(l);
     let again = open(dir.path());

@@ -70,16 +70,54 @@ impl Default for Scheme {
             levels: vec![
                 level("public", false, "may be published"),
                 level("internal", false, "staff only; no legal restriction"),
-                level("confidential", false, "business or de-identified data; contractual controls"),
-                level("restricted", true, "raw regulated data (PHI, cardholder data); private zones only"),
+                level(
+                    "confidential",
+                    false,
+                    "business or de-identified data; contractual controls",
+                ),
+                level(
+                    "restricted",
+                    true,
+                    "raw regulated data (PHI, cardholder data); private zones only",
+                ),
             ],
             tags: vec![
-                tag("phi", true, &["hipaa-baa"], false, "protected health information (HIPAA)"),
+                tag(
+                    "phi",
+                    true,
+                    &["hipaa-baa"],
+                    false,
+                    "protected health information (HIPAA)",
+                ),
                 tag("pii", false, &["iso27001"], false, "personal data (GDPR)"),
-                tag("pci", true, &["pci-dss"], false, "cardholder data (PCI DSS)"),
-                tag("export-controlled", false, &[], true, "export-controlled technical data (EAR/ITAR)"),
-                tag("ip", false, &["soc2"], false, "trade secrets and unreleased IP"),
-                tag("deidentified", false, &[], false, "de-identified under a passing sanitizer report"),
+                tag(
+                    "pci",
+                    true,
+                    &["pci-dss"],
+                    false,
+                    "cardholder data (PCI DSS)",
+                ),
+                tag(
+                    "export-controlled",
+                    false,
+                    &[],
+                    true,
+                    "export-controlled technical data (EAR/ITAR)",
+                ),
+                tag(
+                    "ip",
+                    false,
+                    &["soc2"],
+                    false,
+                    "trade secrets and unreleased IP",
+                ),
+                tag(
+                    "deidentified",
+                    false,
+                    &[],
+                    false,
+                    "de-identified under a passing sanitizer report",
+                ),
             ],
             retention_classes: vec![
                 "ephemeral".into(),
@@ -95,12 +133,17 @@ impl Default for Scheme {
 impl Scheme {
     /// The rank of a level name (0 = least sensitive).
     pub fn level_rank(&self, name: &str) -> Option<u8> {
-        self.levels.iter().position(|l| l.name == name).and_then(|p| u8::try_from(p).ok())
+        self.levels
+            .iter()
+            .position(|l| l.name == name)
+            .and_then(|p| u8::try_from(p).ok())
     }
 
     /// The name of a level rank; `"?"` if out of range.
     pub fn level_name(&self, rank: u8) -> &str {
-        self.levels.get(usize::from(rank)).map_or("?", |l| l.name.as_str())
+        self.levels
+            .get(usize::from(rank))
+            .map_or("?", |l| l.name.as_str())
     }
 
     /// All level names, in order.
@@ -110,7 +153,8 @@ impl Scheme {
 
     /// Whether a tag is acceptable (declared, or `contractual:NAME`).
     pub fn knows_tag(&self, tag: &str) -> bool {
-        tag.strip_prefix("contractual:").is_some_and(|n| !n.is_empty())
+        tag.strip_prefix("contractual:")
+            .is_some_and(|n| !n.is_empty())
             || self.tags.iter().any(|t| t.name == tag)
     }
 
@@ -120,9 +164,17 @@ impl Scheme {
 
     /// Whether data of this classification may only be processed in private zones.
     pub fn private_only(&self, c: &Classification) -> bool {
-        self.levels.get(usize::from(c.level)).is_some_and(|l| l.private_only)
-            || self.levels.iter().take(usize::from(c.level)).any(|l| l.private_only)
-            || c.tags.iter().any(|t| self.tag(t).is_some_and(|d| d.private_only))
+        self.levels
+            .get(usize::from(c.level))
+            .is_some_and(|l| l.private_only)
+            || self
+                .levels
+                .iter()
+                .take(usize::from(c.level))
+                .any(|l| l.private_only)
+            || c.tags
+                .iter()
+                .any(|t| self.tag(t).is_some_and(|d| d.private_only))
     }
 
     /// Certifications a public zone needs to receive data of this classification.
@@ -136,7 +188,9 @@ impl Scheme {
 
     /// Whether data of this classification must stay in the jurisdiction that holds it.
     pub fn stays_in_jurisdiction(&self, c: &Classification) -> bool {
-        c.tags.iter().any(|t| self.tag(t).is_some_and(|d| d.stays_in_jurisdiction))
+        c.tags
+            .iter()
+            .any(|t| self.tag(t).is_some_and(|d| d.stays_in_jurisdiction))
     }
 
     /// Rank of a retention class (higher = must be kept longer).
@@ -237,4 +291,3 @@ impl SchemeSpec {
 pub(crate) fn norm_jurisdiction(j: &str) -> String {
     j.trim().to_ascii_uppercase()
 }
-

@@ -42,8 +42,16 @@ pub enum LoadError {
 }
 
 impl LoadError {
-    pub(crate) fn invalid(origin: &Origin, field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::Invalid { origin: origin.clone(), field: field.into(), message: message.into() }
+    pub(crate) fn invalid(
+        origin: &Origin,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self::Invalid {
+            origin: origin.clone(),
+            field: field.into(),
+            message: message.into(),
+        }
     }
 
     /// The file this error is about.

@@ -204,7 +204,10 @@ impl DatasetRef {
         if name.is_empty() || version.is_empty() || version.contains('@') {
             return None;
         }
-        Some(Self { name: name.to_string(), version: version.to_string() })
+        Some(Self {
+            name: name.to_string(),
+            version: version.to_string(),
+        })
     }
 }
 
@@ -276,7 +279,9 @@ impl Fleet {
 
     /// Looks a dataset version up.
     pub fn dataset(&self, r: &DatasetRef) -> Option<&Dataset> {
-        self.datasets.iter().find(|d| d.name == r.name && d.version == r.version)
+        self.datasets
+            .iter()
+            .find(|d| d.name == r.name && d.version == r.version)
     }
 
     /// Looks an artifact up by digest.
@@ -328,4 +333,3 @@ impl ZoneScope {
         }
     }
 }
-

@@ -21,5 +21,7 @@ pub use fleet::{
 pub use job::{Input, JobKind, JobSpec, Labels, Resources, Sla};
 pub use load::{load_fleet, load_fleet_with_scheduling, load_job, load_jobs_dir, parse_job};
 pub use origin::Origin;
-pub use scheduling::{Budget, Failover, FailoverAction, FailoverRule, JobClass, Scheduling, TeamQuota};
 pub use profile::{DataLocation, JobProfile, PolicyAttrs, ResolveError};
+pub use scheduling::{
+    Budget, Failover, FailoverAction, FailoverRule, JobClass, Scheduling, TeamQuota,
+};

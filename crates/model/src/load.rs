@@ -12,7 +12,9 @@ use sha2::{Digest, Sha256};
 
 use crate::classification::{norm_jurisdiction, ClassificationSpec, SchemeSpec};
 use crate::fleet::PolicyFile;
-use crate::scheduling::{scope_known, Budget, Failover, FailoverAction, FailoverRule, JobClass, Scheduling, TeamQuota};
+use crate::scheduling::{
+    scope_known, Budget, Failover, FailoverAction, FailoverRule, JobClass, Scheduling, TeamQuota,
+};
 use crate::{
     ArtifactRecord, Backend, Classification, Dataset, DatasetRef, Fleet, Input, JobKind, JobSpec,
     Labels, LoadError, LoadErrors, Origin, Pool, Pricing, Resources, Scheme, Sla, Tier, Zone,
@@ -23,20 +25,31 @@ use crate::{
 pub const JOB_API_VERSION: &str = "tidegate.io/v1";
 
 fn read(path: &Path) -> Result<String, LoadError> {
-    std::fs::read_to_string(path).map_err(|source| LoadError::Io { path: path.to_path_buf(), source })
+    std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn parse_yaml<T: de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, LoadError> {
     serde_saphyr::from_str::<T>(text).map_err(|e| {
         let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
-        LoadError::Syntax { path: path.to_path_buf(), line, column, message: plain_message(&e) }
+        LoadError::Syntax {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message: plain_message(&e),
+        }
     })
 }
 
 /// The parser's message without its rendered source snippet (we print file:line ourselves).
 fn plain_message(e: &serde_saphyr::Error) -> String {
     let full = e.to_string();
-    let first = full.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid YAML");
+    let first = full
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("invalid YAML");
     let first = first.trim();
     let first = first.strip_prefix("error: ").unwrap_or(first);
     // We print file:line:column ourselves: drop the parser's own "line N column M: " prefix
@@ -45,14 +58,26 @@ fn plain_message(e: &serde_saphyr::Error) -> String {
         Some(i) => &first[..i],
         None => first,
     };
-    match first.strip_prefix("line ").and_then(|rest| rest.split_once(": ")) {
-        Some((pos, msg)) if pos.split(' ').all(|w| w == "column" || w.bytes().all(|b| b.is_ascii_digit())) => msg.to_string(),
+    match first
+        .strip_prefix("line ")
+        .and_then(|rest| rest.split_once(": "))
+    {
+        Some((pos, msg))
+            if pos
+                .split(' ')
+                .all(|w| w == "column" || w.bytes().all(|b| b.is_ascii_digit())) =>
+        {
+            msg.to_string()
+        }
         _ => first.to_string(),
     }
 }
 
 fn origin_of<T>(file: &Arc<Path>, s: &Spanned<T>) -> Origin {
-    Origin { file: file.clone(), line: u32::try_from(s.referenced.line()).unwrap_or(u32::MAX) }
+    Origin {
+        file: file.clone(),
+        line: u32::try_from(s.referenced.line()).unwrap_or(u32::MAX),
+    }
 }
 
 /// A label value: any YAML scalar, kept as its text (`true`, `8`, `private`).
@@ -372,15 +397,19 @@ fn classification(
             errs.push(LoadError::invalid(
                 &origin.at(tag.referenced.line()),
                 format!("{field}.tags"),
-                format!("unknown legal tag `{}` (declare it in fleet.yaml, or use contractual:NAME)", tag.value),
+                format!(
+                    "unknown legal tag `{}` (declare it in fleet.yaml, or use contractual:NAME)",
+                    tag.value
+                ),
             ));
         }
         c.tags.insert(tag.value.clone());
     }
-    c.residency = spec
-        .residency
-        .as_ref()
-        .map(|r| r.iter().map(|j| norm_jurisdiction(j)).collect::<BTreeSet<_>>());
+    c.residency = spec.residency.as_ref().map(|r| {
+        r.iter()
+            .map(|j| norm_jurisdiction(j))
+            .collect::<BTreeSet<_>>()
+    });
     if let Some(ret) = &spec.retention {
         if scheme.retention_rank(&ret.value).is_none() {
             errs.push(LoadError::invalid(
@@ -423,7 +452,10 @@ fn convert_zone(file: &Arc<Path>, z: ZoneFile, scheme: &Scheme, errs: &mut Vec<L
             errs.push(LoadError::invalid(
                 &porigin,
                 format!("pools[{i}].name"),
-                format!("duplicate pool name `{}` in zone `{}`", p.name.value, z.name.value),
+                format!(
+                    "duplicate pool name `{}` in zone `{}`",
+                    p.name.value, z.name.value
+                ),
             ));
         }
         if p.price_per_gpu_hour.value < 0.0 || !p.price_per_gpu_hour.value.is_finite() {
@@ -436,7 +468,9 @@ fn convert_zone(file: &Arc<Path>, z: ZoneFile, scheme: &Scheme, errs: &mut Vec<L
         let risk = p.preemption_risk.as_ref().map_or(0.0, |r| r.value);
         if !(0.0..=1.0).contains(&risk) {
             errs.push(LoadError::invalid(
-                &p.preemption_risk.as_ref().map_or(porigin.clone(), |r| origin_of(file, r)),
+                &p.preemption_risk
+                    .as_ref()
+                    .map_or(porigin.clone(), |r| origin_of(file, r)),
                 format!("pools[{i}].preemption_risk"),
                 "must be between 0 and 1",
             ));
@@ -448,7 +482,11 @@ fn convert_zone(file: &Arc<Path>, z: ZoneFile, scheme: &Scheme, errs: &mut Vec<L
             gpu_memory_gb: p.gpu_memory_gb,
             price_per_gpu_hour: p.price_per_gpu_hour.value,
             pricing: p.pricing,
-            preemption_risk: if p.pricing == Pricing::Spot { risk } else { 0.0 },
+            preemption_risk: if p.pricing == Pricing::Spot {
+                risk
+            } else {
+                0.0
+            },
             origin: porigin,
         });
     }
@@ -458,7 +496,11 @@ fn convert_zone(file: &Arc<Path>, z: ZoneFile, scheme: &Scheme, errs: &mut Vec<L
         provider: z.provider,
         region: z.region,
         jurisdiction: norm_jurisdiction(&z.jurisdiction),
-        certifications: z.certifications.into_iter().map(|c| c.to_ascii_lowercase()).collect(),
+        certifications: z
+            .certifications
+            .into_iter()
+            .map(|c| c.to_ascii_lowercase())
+            .collect(),
         max_classification: max,
         egress_allowlist: z.egress_allowlist.into_iter().map(|e| e.value).collect(),
         egress_price_per_gb: z.egress_price_per_gb,
@@ -473,12 +515,23 @@ fn list_dir(dir: &Path, ext: &str) -> Result<Vec<PathBuf>, LoadError> {
     let rd = match std::fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(source) => return Err(LoadError::Io { path: dir.to_path_buf(), source }),
+        Err(source) => {
+            return Err(LoadError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })
+        }
     };
     for entry in rd {
-        let entry = entry.map_err(|source| LoadError::Io { path: dir.to_path_buf(), source })?;
+        let entry = entry.map_err(|source| LoadError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         let p = entry.path();
-        if p.extension().and_then(|e| e.to_str()).is_some_and(|e| ext.split('|').any(|x| x == e)) {
+        if p.extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| ext.split('|').any(|x| x == e))
+        {
             out.push(p);
         }
     }
@@ -525,7 +578,10 @@ pub fn load_fleet_with_scheduling(dir: &Path) -> Result<(Fleet, Scheduling), Loa
                     errs.push(LoadError::invalid(
                         &zone.origin,
                         "name",
-                        format!("duplicate zone name `{}` (first declared at {})", zone.name, prev.origin),
+                        format!(
+                            "duplicate zone name `{}` (first declared at {})",
+                            zone.name, prev.origin
+                        ),
                     ));
                     continue;
                 }
@@ -568,15 +624,28 @@ pub fn load_fleet_with_scheduling(dir: &Path) -> Result<(Fleet, Scheduling), Loa
                 let file: Arc<Path> = Arc::from(ds_path.as_path());
                 for (i, d) in f.datasets.into_iter().enumerate() {
                     let origin = origin_of(&file, &d.name);
-                    let c = classification(&d.classification, &scheme, &origin, &format!("datasets[{i}].classification"), &mut errs);
+                    let c = classification(
+                        &d.classification,
+                        &scheme,
+                        &origin,
+                        &format!("datasets[{i}].classification"),
+                        &mut errs,
+                    );
                     if all_zones_parsed && !zone_names.contains(d.home_zone.value.as_str()) {
                         errs.push(LoadError::invalid(
                             &origin_of(&file, &d.home_zone),
                             format!("datasets[{i}].home_zone"),
-                            format!("unknown zone `{}` (known: {})", d.home_zone.value, join(&zone_names)),
+                            format!(
+                                "unknown zone `{}` (known: {})",
+                                d.home_zone.value,
+                                join(&zone_names)
+                            ),
                         ));
                     }
-                    if datasets.iter().any(|x| x.name == d.name.value && x.version == d.version) {
+                    if datasets
+                        .iter()
+                        .any(|x| x.name == d.name.value && x.version == d.version)
+                    {
                         errs.push(LoadError::invalid(
                             &origin,
                             format!("datasets[{i}].name"),
@@ -613,10 +682,18 @@ pub fn load_fleet_with_scheduling(dir: &Path) -> Result<(Fleet, Scheduling), Loa
                         errs.push(LoadError::invalid(
                             &origin,
                             format!("artifacts[{i}].digest"),
-                            format!("`{}` is not a digest of the form sha256:<64 hex>", a.digest.value),
+                            format!(
+                                "`{}` is not a digest of the form sha256:<64 hex>",
+                                a.digest.value
+                            ),
                         ));
                     }
-                    artifacts.push(ArtifactRecord { digest: a.digest.value, signed: a.signed, stage: a.stage, origin });
+                    artifacts.push(ArtifactRecord {
+                        digest: a.digest.value,
+                        signed: a.signed,
+                        stage: a.stage,
+                        origin,
+                    });
                 }
             }
             Err(e) => errs.push(e),
@@ -632,7 +709,15 @@ pub fn load_fleet_with_scheduling(dir: &Path) -> Result<(Fleet, Scheduling), Loa
 
     let fleet_origin: Arc<Path> = Arc::from(fleet_path.as_path());
     let scheduling = if all_zones_parsed {
-        convert_scheduling(&fleet_origin, fleet_file.teams, fleet_file.job_classes, fleet_file.failover, &scheme, &zones, &mut errs)
+        convert_scheduling(
+            &fleet_origin,
+            fleet_file.teams,
+            fleet_file.job_classes,
+            fleet_file.failover,
+            &scheme,
+            &zones,
+            &mut errs,
+        )
     } else {
         Scheduling::default()
     };
@@ -640,32 +725,48 @@ pub fn load_fleet_with_scheduling(dir: &Path) -> Result<(Fleet, Scheduling), Loa
     if !errs.is_empty() {
         return Err(LoadErrors(errs));
     }
-    Ok((Fleet {
-        name: fleet_file.name,
-        root: dir.to_path_buf(),
-        scheme,
-        zones,
-        datasets,
-        artifacts,
-        policies,
-        baseline_exclude: fleet_file.baseline.exclude,
-        fleet_hash: hex::encode(hasher.finalize()),
-    }, scheduling))
+    Ok((
+        Fleet {
+            name: fleet_file.name,
+            root: dir.to_path_buf(),
+            scheme,
+            zones,
+            datasets,
+            artifacts,
+            policies,
+            baseline_exclude: fleet_file.baseline.exclude,
+            fleet_hash: hex::encode(hasher.finalize()),
+        },
+        scheduling,
+    ))
 }
 
 fn budget(file: &Arc<Path>, b: &BudgetFile, field: &str, errs: &mut Vec<LoadError>) -> Budget {
     let mut check = |v: &Option<Spanned<f64>>, name: &str| -> Option<f64> {
         let s = v.as_ref()?;
         if !(s.value >= 0.0 && s.value.is_finite()) {
-            errs.push(LoadError::invalid(&origin_of(file, s), format!("{field}.{name}"), "must be a finite number >= 0"));
+            errs.push(LoadError::invalid(
+                &origin_of(file, s),
+                format!("{field}.{name}"),
+                "must be a finite number >= 0",
+            ));
         }
         Some(s.value)
     };
-    Budget { money: check(&b.money, "money"), gpu_hours: check(&b.gpu_hours, "gpu_hours") }
+    Budget {
+        money: check(&b.money, "money"),
+        gpu_hours: check(&b.gpu_hours, "gpu_hours"),
+    }
 }
 
 fn scopes_hint(zones: &[Zone]) -> String {
-    let mut names = vec!["private", "private-onprem", "private-cloud", "public", "edge"];
+    let mut names = vec![
+        "private",
+        "private-onprem",
+        "private-cloud",
+        "public",
+        "edge",
+    ];
     names.extend(zones.iter().map(|z| z.name.as_str()));
     names.join(", ")
 }
@@ -683,20 +784,34 @@ fn convert_scheduling(
     for (i, t) in teams.into_iter().enumerate() {
         let origin = origin_of(file, &t.name);
         if out.teams.iter().any(|x| x.name == t.name.value) {
-            errs.push(LoadError::invalid(&origin, format!("teams[{i}].name"), format!("duplicate team `{}`", t.name.value)));
+            errs.push(LoadError::invalid(
+                &origin,
+                format!("teams[{i}].name"),
+                format!("duplicate team `{}`", t.name.value),
+            ));
             continue;
         }
         let weight = t.weight.as_ref().map_or(1.0, |w| w.value);
         if !(weight > 0.0 && weight.is_finite()) {
-            let o = t.weight.as_ref().map_or(origin.clone(), |w| origin_of(file, w));
-            errs.push(LoadError::invalid(&o, format!("teams[{i}].weight"), "must be a number > 0"));
+            let o = t
+                .weight
+                .as_ref()
+                .map_or(origin.clone(), |w| origin_of(file, w));
+            errs.push(LoadError::invalid(
+                &o,
+                format!("teams[{i}].weight"),
+                "must be a number > 0",
+            ));
         }
         for (scope, n) in &t.nominal {
             if !scope_known(scope, zones) {
                 errs.push(LoadError::invalid(
                     &origin_of(file, n),
                     format!("teams[{i}].nominal.{scope}"),
-                    format!("unknown scope `{scope}` (expected one of: {})", scopes_hint(zones)),
+                    format!(
+                        "unknown scope `{scope}` (expected one of: {})",
+                        scopes_hint(zones)
+                    ),
                 ));
             }
         }
@@ -714,18 +829,27 @@ fn convert_scheduling(
     for (i, c) in classes.into_iter().enumerate() {
         let origin = origin_of(file, &c.name);
         if out.classes.iter().any(|x| x.name == c.name.value) {
-            errs.push(LoadError::invalid(&origin, format!("job_classes[{i}].name"), format!("duplicate job class `{}`", c.name.value)));
+            errs.push(LoadError::invalid(
+                &origin,
+                format!("job_classes[{i}].name"),
+                format!("duplicate job class `{}`", c.name.value),
+            ));
             continue;
         }
         let mut minutes = |v: &Option<Spanned<f64>>, name: &str| -> Option<f64> {
             let s = v.as_ref()?;
             if !(s.value >= 0.0 && s.value.is_finite()) {
-                errs.push(LoadError::invalid(&origin_of(file, s), format!("job_classes[{i}].{name}"), "must be a finite number >= 0"));
+                errs.push(LoadError::invalid(
+                    &origin_of(file, s),
+                    format!("job_classes[{i}].{name}"),
+                    "must be a finite number >= 0",
+                ));
             }
             Some(s.value * 60.0)
         };
         let max_wait_s = minutes(&c.max_wait_minutes, "max_wait_minutes");
-        let min_deadline_slack_s = minutes(&c.min_deadline_slack_minutes, "min_deadline_slack_minutes");
+        let min_deadline_slack_s =
+            minutes(&c.min_deadline_slack_minutes, "min_deadline_slack_minutes");
         let b = budget(file, &c.budget, &format!("job_classes[{i}].budget"), errs);
         out.classes.push(JobClass {
             name: c.name.value,
@@ -758,24 +882,43 @@ fn convert_scheduling(
                 errs.push(LoadError::invalid(
                     &origin_of(file, t),
                     format!("failover.on_degraded[{i}].to"),
-                    format!("unknown scope `{}` (expected one of: {})", t.value, scopes_hint(zones)),
+                    format!(
+                        "unknown scope `{}` (expected one of: {})",
+                        t.value,
+                        scopes_hint(zones)
+                    ),
                 ));
             }
         }
-        if matches!(r.action, FailoverAction::FailOver | FailoverAction::Downsize) && r.to.is_empty() {
-            errs.push(LoadError::invalid(&origin, format!("failover.on_degraded[{i}].to"), "fail-over and downsize need at least one scope in `to`"));
+        if matches!(
+            r.action,
+            FailoverAction::FailOver | FailoverAction::Downsize
+        ) && r.to.is_empty()
+        {
+            errs.push(LoadError::invalid(
+                &origin,
+                format!("failover.on_degraded[{i}].to"),
+                "fail-over and downsize need at least one scope in `to`",
+            ));
         }
-        let max_classification = r.max_classification.as_ref().map(|m| match scheme.level_rank(&m.value) {
-            Some(rank) => rank,
-            None => {
-                errs.push(LoadError::invalid(
-                    &origin_of(file, m),
-                    format!("failover.on_degraded[{i}].max_classification"),
-                    format!("unknown classification level `{}` (known: {})", m.value, scheme.level_names().join(", ")),
-                ));
-                0 // fail closed: only the least sensitive data may move
-            }
-        });
+        let max_classification =
+            r.max_classification
+                .as_ref()
+                .map(|m| match scheme.level_rank(&m.value) {
+                    Some(rank) => rank,
+                    None => {
+                        errs.push(LoadError::invalid(
+                            &origin_of(file, m),
+                            format!("failover.on_degraded[{i}].max_classification"),
+                            format!(
+                                "unknown classification level `{}` (known: {})",
+                                m.value,
+                                scheme.level_names().join(", ")
+                            ),
+                        ));
+                        0 // fail closed: only the least sensitive data may move
+                    }
+                });
         out.failover.on_degraded.push(FailoverRule {
             classes: r.classes.value,
             action: r.action,
@@ -789,38 +932,72 @@ fn convert_scheduling(
             errs.push(LoadError::invalid(
                 &origin_of(file, s),
                 "failover.on_throttle.shed",
-                format!("unknown job class `{}` (declared: {})", s.value, class_hint(&out)),
+                format!(
+                    "unknown job class `{}` (declared: {})",
+                    s.value,
+                    class_hint(&out)
+                ),
             ));
         }
     }
-    out.failover = Failover { throttle_shed: failover.on_throttle.shed.into_iter().map(|s| s.value).collect(), ..out.failover };
+    out.failover = Failover {
+        throttle_shed: failover
+            .on_throttle
+            .shed
+            .into_iter()
+            .map(|s| s.value)
+            .collect(),
+        ..out.failover
+    };
     out
 }
 
 fn check_scheme(scheme: &Scheme, path: &Path, errs: &mut Vec<LoadError>) {
-    let origin = Origin { file: Arc::from(path), line: 0 };
+    let origin = Origin {
+        file: Arc::from(path),
+        line: 0,
+    };
     let mut seen = BTreeSet::new();
     for l in &scheme.levels {
         if !seen.insert(l.name.as_str()) {
-            errs.push(LoadError::invalid(&origin, "classification.levels", format!("duplicate level `{}`", l.name)));
+            errs.push(LoadError::invalid(
+                &origin,
+                "classification.levels",
+                format!("duplicate level `{}`", l.name),
+            ));
         }
     }
     if scheme.levels.is_empty() {
-        errs.push(LoadError::invalid(&origin, "classification.levels", "at least one level is required"));
+        errs.push(LoadError::invalid(
+            &origin,
+            "classification.levels",
+            "at least one level is required",
+        ));
     }
     if scheme.levels.len() > 200 {
-        errs.push(LoadError::invalid(&origin, "classification.levels", "at most 200 levels"));
+        errs.push(LoadError::invalid(
+            &origin,
+            "classification.levels",
+            "at most 200 levels",
+        ));
     }
     let mut seen = BTreeSet::new();
     for t in &scheme.tags {
         if !seen.insert(t.name.as_str()) {
-            errs.push(LoadError::invalid(&origin, "classification.tags", format!("duplicate tag `{}`", t.name)));
+            errs.push(LoadError::invalid(
+                &origin,
+                "classification.tags",
+                format!("duplicate tag `{}`", t.name),
+            ));
         }
     }
 }
 
 fn rel_name(root: &Path, p: &Path) -> String {
-    p.strip_prefix(root).unwrap_or(p).to_string_lossy().into_owned()
+    p.strip_prefix(root)
+        .unwrap_or(p)
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn join(names: &BTreeSet<&str>) -> String {
@@ -829,8 +1006,11 @@ fn join(names: &BTreeSet<&str>) -> String {
 
 /// Whether `s` is `sha256:` followed by 64 lower-case hex digits.
 pub(crate) fn valid_digest(s: &str) -> bool {
-    s.strip_prefix("sha256:")
-        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+    s.strip_prefix("sha256:").is_some_and(|h| {
+        h.len() == 64
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
 }
 
 /// Loads one job file and validates it against a fleet.
@@ -850,7 +1030,10 @@ pub fn load_jobs_dir(dir: &Path, fleet: &Fleet) -> Result<Vec<JobSpec>, LoadErro
                     errs.push(LoadError::invalid(
                         &j.origin,
                         "metadata.name",
-                        format!("duplicate job name `{}` (first declared at {})", j.name, prev.origin),
+                        format!(
+                            "duplicate job name `{}` (first declared at {})",
+                            j.name, prev.origin
+                        ),
                     ));
                 } else {
                     jobs.push(j);
@@ -877,19 +1060,30 @@ pub fn parse_job(path: &Path, text: &str, fleet: &Fleet) -> Result<JobSpec, Load
         errs.push(LoadError::invalid(
             &origin_of(&file, &f.api_version),
             "apiVersion",
-            format!("expected `{JOB_API_VERSION}`, found `{}`", f.api_version.value),
+            format!(
+                "expected `{JOB_API_VERSION}`, found `{}`",
+                f.api_version.value
+            ),
         ));
     }
     if f.kind.value != "Job" {
         errs.push(LoadError::invalid(
             &origin_of(&file, &f.kind),
             "kind",
-            format!("expected `Job`, found `{}` (the kind of work goes in spec.kind)", f.kind.value),
+            format!(
+                "expected `Job`, found `{}` (the kind of work goes in spec.kind)",
+                f.kind.value
+            ),
         ));
     }
     let origin = origin_of(&file, &f.metadata.name);
     check_name(&f.metadata.name.value, &origin, "metadata.name", &mut errs);
-    check_name(&f.metadata.team.value, &origin_of(&file, &f.metadata.team), "metadata.team", &mut errs);
+    check_name(
+        &f.metadata.team.value,
+        &origin_of(&file, &f.metadata.team),
+        "metadata.team",
+        &mut errs,
+    );
 
     let mut labels = Labels::default();
     for (key, value) in &f.metadata.labels {
@@ -904,7 +1098,10 @@ pub fn parse_job(path: &Path, text: &str, fleet: &Fleet) -> Result<JobSpec, Load
                 None => errs.push(LoadError::invalid(
                     &lorigin,
                     field,
-                    format!("unknown classification level `{v}` (known: {})", scheme.level_names().join(", ")),
+                    format!(
+                        "unknown classification level `{v}` (known: {})",
+                        scheme.level_names().join(", ")
+                    ),
                 )),
             },
             "allowed_execution_zone" => {
@@ -922,7 +1119,12 @@ pub fn parse_job(path: &Path, text: &str, fleet: &Fleet) -> Result<JobSpec, Load
                         field,
                         format!(
                             "unknown zone `{v}` (expected private, public, edge or one of: {})",
-                            fleet.zones.iter().map(|z| z.name.as_str()).collect::<Vec<_>>().join(", ")
+                            fleet
+                                .zones
+                                .iter()
+                                .map(|z| z.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         ),
                     )),
                 }
@@ -930,7 +1132,11 @@ pub fn parse_job(path: &Path, text: &str, fleet: &Fleet) -> Result<JobSpec, Load
             "burst_eligible" => match v {
                 "true" => labels.burst_eligible = Some(true),
                 "false" => labels.burst_eligible = Some(false),
-                _ => errs.push(LoadError::invalid(&lorigin, field, format!("expected true or false, found `{v}`"))),
+                _ => errs.push(LoadError::invalid(
+                    &lorigin,
+                    field,
+                    format!("expected true or false, found `{v}`"),
+                )),
             },
             _ => {}
         }
@@ -941,38 +1147,64 @@ pub fn parse_job(path: &Path, text: &str, fleet: &Fleet) -> Result<JobSpec, Load
         let iorigin = origin_of(&file, inp);
         let field = format!("spec.inputs[{i}]");
         match (&inp.value.dataset, &inp.value.artifact) {
-            (Some(d), None) => match DatasetRef::parse(d) {
-                Some(r) => {
-                    if fleet.dataset(&r).is_none() {
-                        errs.push(LoadError::invalid(
+            (Some(d), None) => {
+                match DatasetRef::parse(d) {
+                    Some(r) => {
+                        if fleet.dataset(&r).is_none() {
+                            errs.push(LoadError::invalid(
                             &iorigin,
                             format!("{field}.dataset"),
                             format!("unknown dataset version `{r}` (not in the fleet's datasets.yaml)"),
                         ));
+                        }
+                        inputs.push(Input::Dataset(r));
                     }
-                    inputs.push(Input::Dataset(r));
+                    None => errs.push(LoadError::invalid(
+                        &iorigin,
+                        format!("{field}.dataset"),
+                        format!("expected NAME@VERSION, found `{d}`"),
+                    )),
                 }
-                None => errs.push(LoadError::invalid(&iorigin, format!("{field}.dataset"), format!("expected NAME@VERSION, found `{d}`"))),
-            },
+            }
             (None, Some(a)) => {
                 if !valid_digest(a) {
-                    errs.push(LoadError::invalid(&iorigin, format!("{field}.artifact"), format!("`{a}` is not a digest of the form sha256:<64 hex>")));
+                    errs.push(LoadError::invalid(
+                        &iorigin,
+                        format!("{field}.artifact"),
+                        format!("`{a}` is not a digest of the form sha256:<64 hex>"),
+                    ));
                 }
                 inputs.push(Input::Artifact(a.clone()));
             }
-            _ => errs.push(LoadError::invalid(&iorigin, field, "give exactly one of `dataset` or `artifact`")),
+            _ => errs.push(LoadError::invalid(
+                &iorigin,
+                field,
+                "give exactly one of `dataset` or `artifact`",
+            )),
         }
     }
 
     let r = &f.spec.resources;
     if r.gpus.value == 0 {
-        errs.push(LoadError::invalid(&origin_of(&file, &r.gpus), "spec.resources.gpus", "must be at least 1"));
+        errs.push(LoadError::invalid(
+            &origin_of(&file, &r.gpus),
+            "spec.resources.gpus",
+            "must be at least 1",
+        ));
     }
     if !(r.expected_hours.value > 0.0 && r.expected_hours.value.is_finite()) {
-        errs.push(LoadError::invalid(&origin_of(&file, &r.expected_hours), "spec.resources.expected_hours", "must be a number > 0"));
+        errs.push(LoadError::invalid(
+            &origin_of(&file, &r.expected_hours),
+            "spec.resources.expected_hours",
+            "must be a number > 0",
+        ));
     }
 
-    let own = f.spec.classification.as_ref().map(|c| classification(c, scheme, &origin, "spec.classification", &mut errs));
+    let own = f
+        .spec
+        .classification
+        .as_ref()
+        .map(|c| classification(c, scheme, &origin, "spec.classification", &mut errs));
 
     if !errs.is_empty() {
         return Err(LoadErrors(errs));
@@ -991,7 +1223,9 @@ pub fn parse_job(path: &Path, text: &str, fleet: &Fleet) -> Result<JobSpec, Load
             expected_hours: r.expected_hours.value,
         },
         deadline: f.spec.deadline,
-        sla: f.spec.sla.map(|s| Sla { max_wait_minutes: s.max_wait_minutes }),
+        sla: f.spec.sla.map(|s| Sla {
+            max_wait_minutes: s.max_wait_minutes,
+        }),
         budget_class: f.spec.budget_class,
         code_commit: f.spec.code_commit,
         hyperparameters: f.spec.hyperparameters,
@@ -1006,7 +1240,9 @@ pub fn parse_job(path: &Path, text: &str, fleet: &Fleet) -> Result<JobSpec, Load
 fn check_name(name: &str, origin: &Origin, field: &str, errs: &mut Vec<LoadError>) {
     let ok = !name.is_empty()
         && name.len() <= 63
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !name.starts_with('-')
         && !name.ends_with('-');
     if !ok {

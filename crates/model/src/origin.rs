@@ -16,12 +16,18 @@ pub struct Origin {
 impl Origin {
     /// An origin for items built in code rather than loaded from a file.
     pub fn builtin(name: &str) -> Self {
-        Self { file: Arc::from(Path::new(name)), line: 0 }
+        Self {
+            file: Arc::from(Path::new(name)),
+            line: 0,
+        }
     }
 
     /// Origin at `line` within the same file.
     pub fn at(&self, line: u64) -> Self {
-        Self { file: self.file.clone(), line: u32::try_from(line).unwrap_or(u32::MAX) }
+        Self {
+            file: self.file.clone(),
+            line: u32::try_from(line).unwrap_or(u32::MAX),
+        }
     }
 }
 

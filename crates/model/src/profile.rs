@@ -93,22 +93,34 @@ impl JobProfile {
         for input in &job.inputs {
             match input {
                 Input::Dataset(r) => {
-                    let d = fleet.dataset(r).ok_or_else(|| ResolveError::UnknownDataset {
-                        job: job.name.clone(),
-                        dataset: r.to_string(),
-                    })?;
+                    let d = fleet
+                        .dataset(r)
+                        .ok_or_else(|| ResolveError::UnknownDataset {
+                            job: job.name.clone(),
+                            dataset: r.to_string(),
+                        })?;
                     effective = effective.join(&d.classification, scheme);
-                    if strictest_input.as_ref().is_none_or(|(_, l)| d.classification.level > *l) {
+                    if strictest_input
+                        .as_ref()
+                        .is_none_or(|(_, l)| d.classification.level > *l)
+                    {
                         strictest_input = Some((r.to_string(), d.classification.level));
                     }
                     if let Some(z) = fleet.zone(&d.home_zone) {
                         origin_jurisdictions.insert(z.jurisdiction.clone());
                     }
-                    data.push(DataLocation { dataset: r.to_string(), zone: d.home_zone.clone(), size_gb: d.size_gb });
+                    data.push(DataLocation {
+                        dataset: r.to_string(),
+                        zone: d.home_zone.clone(),
+                        size_gb: d.size_gb,
+                    });
                 }
                 Input::Artifact(digest) => {
                     artifacts += 1;
-                    if fleet.artifact(digest).is_some_and(crate::ArtifactRecord::released) {
+                    if fleet
+                        .artifact(digest)
+                        .is_some_and(crate::ArtifactRecord::released)
+                    {
                         released += 1;
                     }
                 }
@@ -120,7 +132,9 @@ impl JobProfile {
         if let Some(label) = job.labels.data_classification {
             let label_name = scheme.level_name(label).to_string();
             if label < effective.level {
-                let (input, _) = strictest_input.clone().unwrap_or_else(|| ("spec.classification".into(), effective.level));
+                let (input, _) = strictest_input
+                    .clone()
+                    .unwrap_or_else(|| ("spec.classification".into(), effective.level));
                 notes.push(format!(
                     "label data_classification={label_name} is less strict than input {input} ({}); the stricter level {} applies",
                     scheme.level_name(effective.level),
@@ -134,7 +148,11 @@ impl JobProfile {
             }
             effective.level = effective.level.max(label);
         }
-        let scope = job.labels.allowed_execution_zone.clone().unwrap_or(ZoneScope::Any);
+        let scope = job
+            .labels
+            .allowed_execution_zone
+            .clone()
+            .unwrap_or(ZoneScope::Any);
         let private_only = scheme.private_only(&effective);
         if private_only && matches!(scope, ZoneScope::Public | ZoneScope::Edge) {
             notes.push(format!(
@@ -157,6 +175,12 @@ impl JobProfile {
             burst_eligible: job.labels.burst_eligible.unwrap_or(false),
             artifacts_released: artifacts > 0 && released == artifacts,
         };
-        Ok(Self { name: job.name.clone(), effective, attrs, data, notes })
+        Ok(Self {
+            name: job.name.clone(),
+            effective,
+            attrs,
+            data,
+            notes,
+        })
     }
 }

@@ -52,7 +52,10 @@ impl TeamQuota {
             return Some(k);
         }
         if zone.tier.is_private() {
-            return self.nominal.get_key_value("private").map(|(k, _)| k.as_str());
+            return self
+                .nominal
+                .get_key_value("private")
+                .map(|(k, _)| k.as_str());
         }
         None
     }
@@ -151,11 +154,21 @@ impl Scheduling {
 
 /// Whether `scope` (a zone name, a tier name or `private`) covers `zone`.
 pub fn scope_covers(scope: &str, zone: &Zone) -> bool {
-    scope == zone.name || scope == zone.tier.as_str() || (scope == "private" && zone.tier.is_private()) || scope == "*"
+    scope == zone.name
+        || scope == zone.tier.as_str()
+        || (scope == "private" && zone.tier.is_private())
+        || scope == "*"
 }
 
 /// Whether `scope` names something in a fleet with these zones.
 pub(crate) fn scope_known(scope: &str, zones: &[Zone]) -> bool {
-    const TIERS: [Tier; 4] = [Tier::PrivateOnprem, Tier::PrivateCloud, Tier::Public, Tier::Edge];
-    scope == "private" || TIERS.iter().any(|t| t.as_str() == scope) || zones.iter().any(|z| z.name == scope)
+    const TIERS: [Tier; 4] = [
+        Tier::PrivateOnprem,
+        Tier::PrivateCloud,
+        Tier::Public,
+        Tier::Edge,
+    ];
+    scope == "private"
+        || TIERS.iter().any(|t| t.as_str() == scope)
+        || zones.iter().any(|z| z.name == scope)
 }

@@ -32,14 +32,20 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 fn only_error(dir: &Path) -> LoadError {
-    let errs = load_fleet(dir).expect_err("the broken fleet must not load").0;
+    let errs = load_fleet(dir)
+        .expect_err("the broken fleet must not load")
+        .0;
     assert_eq!(errs.len(), 1, "expected exactly one error, got: {errs:#?}");
     errs.into_iter().next().unwrap()
 }
 
 fn replace(path: &Path, from: &str, to: &str) {
     let text = fs::read_to_string(path).unwrap();
-    assert!(text.contains(from), "{} does not contain {from:?}", path.display());
+    assert!(
+        text.contains(from),
+        "{} does not contain {from:?}",
+        path.display()
+    );
     fs::write(path, text.replacen(from, to, 1)).unwrap();
 }
 
@@ -66,12 +72,24 @@ fn example_fleet_and_jobs_load() {
 fn unknown_field_names_file_and_line() {
     let dir = fleet_copy();
     let zone = dir.path().join("zones/public-eu.yaml");
-    replace(&zone, "region: eu-central-1", "region: eu-central-1\nregoin: typo");
+    replace(
+        &zone,
+        "region: eu-central-1",
+        "region: eu-central-1\nregoin: typo",
+    );
     match only_error(dir.path()) {
-        LoadError::Syntax { path, line, message, .. } => {
+        LoadError::Syntax {
+            path,
+            line,
+            message,
+            ..
+        } => {
             assert_eq!(path, zone);
             assert_eq!(line, line_of(&zone, "regoin"));
-            assert!(message.contains("regoin"), "message should name the field: {message}");
+            assert!(
+                message.contains("regoin"),
+                "message should name the field: {message}"
+            );
         }
         e => panic!("expected a syntax error, got {e}"),
     }
@@ -95,12 +113,21 @@ fn wrong_type_names_file_and_line() {
 fn unknown_classification_level_names_field() {
     let dir = fleet_copy();
     let zone = dir.path().join("zones/edge-clinic.yaml");
-    replace(&zone, "max_classification: confidential", "max_classification: secret");
+    replace(
+        &zone,
+        "max_classification: confidential",
+        "max_classification: secret",
+    );
     let e = only_error(dir.path());
     let text = e.to_string();
     assert_eq!(e.path(), zone);
     assert_eq!(e.line(), Some(line_of(&zone, "secret")));
-    assert!(text.contains("max_classification") && text.contains("secret") && text.contains("restricted"), "{text}");
+    assert!(
+        text.contains("max_classification")
+            && text.contains("secret")
+            && text.contains("restricted"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -111,7 +138,10 @@ fn duplicate_zone_names_are_an_error() {
     let e = only_error(dir.path());
     assert_eq!(e.path(), dup);
     assert_eq!(e.line(), Some(line_of(&dup, "name: public-us")));
-    assert!(e.to_string().contains("duplicate zone name `public-us`"), "{e}");
+    assert!(
+        e.to_string().contains("duplicate zone name `public-us`"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -120,7 +150,10 @@ fn duplicate_pool_names_are_an_error() {
     let zone = dir.path().join("zones/hospital-onprem.yaml");
     replace(&zone, "- name: a100", "- name: h100");
     let e = only_error(dir.path());
-    assert!(e.to_string().contains("pools[1].name") && e.to_string().contains("duplicate pool name"), "{e}");
+    assert!(
+        e.to_string().contains("pools[1].name") && e.to_string().contains("duplicate pool name"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -147,34 +180,54 @@ fn job_error(text: &str) -> Vec<LoadError> {
 
 #[test]
 fn unknown_zone_in_label_names_line() {
-    let text = job_text().replace("allowed_execution_zone: private", "allowed_execution_zone: mars-base");
+    let text = job_text().replace(
+        "allowed_execution_zone: private",
+        "allowed_execution_zone: mars-base",
+    );
     let errs = job_error(&text);
     assert_eq!(errs.len(), 1, "{errs:#?}");
     let line = (text.lines().position(|l| l.contains("mars-base")).unwrap() + 1) as u64;
     assert_eq!(errs[0].line(), Some(line));
     let msg = errs[0].to_string();
-    assert!(msg.contains("metadata.labels.allowed_execution_zone") && msg.contains("mars-base"), "{msg}");
+    assert!(
+        msg.contains("metadata.labels.allowed_execution_zone") && msg.contains("mars-base"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn unknown_level_in_label_names_line() {
-    let text = job_text().replace("data_classification: restricted", "data_classification: top-secret");
+    let text = job_text().replace(
+        "data_classification: restricted",
+        "data_classification: top-secret",
+    );
     let errs = job_error(&text);
     assert_eq!(errs.len(), 1, "{errs:#?}");
-    assert!(errs[0].to_string().contains("unknown classification level `top-secret`"));
+    assert!(errs[0]
+        .to_string()
+        .contains("unknown classification level `top-secret`"));
 }
 
 #[test]
 fn unknown_job_field_and_wrong_type() {
-    let errs = job_error(&job_text().replace("  budget_class: research", "  budget_clas: research"));
-    assert!(matches!(&errs[0], LoadError::Syntax { message, .. } if message.contains("budget_clas")), "{errs:#?}");
+    let errs =
+        job_error(&job_text().replace("  budget_class: research", "  budget_clas: research"));
+    assert!(
+        matches!(&errs[0], LoadError::Syntax { message, .. } if message.contains("budget_clas")),
+        "{errs:#?}"
+    );
     let errs = job_error(&job_text().replace("gpus: 16", "gpus: [16]"));
-    assert!(matches!(&errs[0], LoadError::Syntax { line, .. } if *line > 0), "{errs:#?}");
+    assert!(
+        matches!(&errs[0], LoadError::Syntax { line, .. } if *line > 0),
+        "{errs:#?}"
+    );
 }
 
 #[test]
 fn unknown_dataset_and_bad_label_value() {
-    let text = job_text().replace("ehr-raw@2026-10", "ehr-raw@1999").replace("burst_eligible: false", "burst_eligible: maybe");
+    let text = job_text()
+        .replace("ehr-raw@2026-10", "ehr-raw@1999")
+        .replace("burst_eligible: false", "burst_eligible: maybe");
     let errs = job_error(&text);
     assert_eq!(errs.len(), 2, "both problems are reported: {errs:#?}");
 }
@@ -186,7 +239,13 @@ fn stricter_classification_wins_and_is_explained() {
     let p = JobProfile::resolve(&job, &fleet).unwrap();
     assert_eq!(fleet.scheme.level_name(p.effective.level), "restricted");
     assert!(p.attrs.private_only);
-    assert!(p.notes.iter().any(|n| n.contains("less strict") && n.contains("ct-imaging@v4")), "{:?}", p.notes);
+    assert!(
+        p.notes
+            .iter()
+            .any(|n| n.contains("less strict") && n.contains("ct-imaging@v4")),
+        "{:?}",
+        p.notes
+    );
     // A label can make a job stricter than its data, never looser.
     let job = load_job(&examples().join("jobs/sepsis-train.yaml"), &fleet).unwrap();
     let p = JobProfile::resolve(&job, &fleet).unwrap();

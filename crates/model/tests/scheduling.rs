@@ -33,7 +33,11 @@ fn copy_dir(from: &Path, to: &Path) {
 
 fn replace(path: &Path, from: &str, to: &str) {
     let text = fs::read_to_string(path).unwrap();
-    assert!(text.contains(from), "{} does not contain {from:?}", path.display());
+    assert!(
+        text.contains(from),
+        "{} does not contain {from:?}",
+        path.display()
+    );
     fs::write(path, text.replacen(from, to, 1)).unwrap();
 }
 
@@ -43,11 +47,21 @@ fn line_of(path: &Path, needle: &str) -> u32 {
 }
 
 fn only_invalid(dir: &Path) -> (u32, String, String) {
-    let errs = load_fleet(dir).expect_err("the broken fleet must not load").0;
+    let errs = load_fleet(dir)
+        .expect_err("the broken fleet must not load")
+        .0;
     assert_eq!(errs.len(), 1, "expected exactly one error, got: {errs:#?}");
     match errs.into_iter().next().unwrap() {
-        LoadError::Invalid { origin, field, message } => {
-            assert!(origin.file.ends_with("fleet.yaml"), "{}", origin.file.display());
+        LoadError::Invalid {
+            origin,
+            field,
+            message,
+        } => {
+            assert!(
+                origin.file.ends_with("fleet.yaml"),
+                "{}",
+                origin.file.display()
+            );
             (origin.line, field, message)
         }
         e => panic!("expected an invalid-value error, got {e}"),
@@ -58,9 +72,18 @@ fn only_invalid(dir: &Path) -> (u32, String, String) {
 fn the_example_declares_teams_classes_and_a_hierarchy() {
     let (_, s) = load_fleet_with_scheduling(&examples().join("fleet")).unwrap();
     assert_eq!(s.teams.len(), 4);
-    assert_eq!(s.team("radiology-ai").unwrap().nominal.get("public"), Some(&64));
-    assert_eq!(s.class("research").unwrap().budget.gpu_hours, Some(30_000.0));
-    assert_eq!(s.class("production").unwrap().min_deadline_slack_s, Some(3600.0));
+    assert_eq!(
+        s.team("radiology-ai").unwrap().nominal.get("public"),
+        Some(&64)
+    );
+    assert_eq!(
+        s.class("research").unwrap().budget.gpu_hours,
+        Some(30_000.0)
+    );
+    assert_eq!(
+        s.class("production").unwrap().min_deadline_slack_s,
+        Some(3600.0)
+    );
     let r = &s.failover.on_degraded[0];
     assert_eq!(r.action, FailoverAction::FailOver);
     assert_eq!(r.max_classification, Some(2)); // confidential
@@ -96,13 +119,19 @@ fn bad_weight_budget_and_duplicate_team_are_errors() {
     let p = dir.path().join("fleet.yaml");
     replace(&p, "weight: 2", "weight: 0");
     let (line, field, _) = only_invalid(dir.path());
-    assert_eq!((line, field.as_str()), (line_of(&p, "weight: 0"), "teams[0].weight"));
+    assert_eq!(
+        (line, field.as_str()),
+        (line_of(&p, "weight: 0"), "teams[0].weight")
+    );
 
     let dir = fleet_copy();
     let p = dir.path().join("fleet.yaml");
     replace(&p, "budget: { money: 40000 }", "budget: { money: -1 }");
     let (line, field, _) = only_invalid(dir.path());
-    assert_eq!((line, field.as_str()), (line_of(&p, "money: -1"), "job_classes[2].budget.money"));
+    assert_eq!(
+        (line, field.as_str()),
+        (line_of(&p, "money: -1"), "job_classes[2].budget.money")
+    );
 
     let dir = fleet_copy();
     let p = dir.path().join("fleet.yaml");
@@ -116,7 +145,11 @@ fn bad_weight_budget_and_duplicate_team_are_errors() {
 fn failover_rules_are_checked_against_classes_scopes_and_levels() {
     let dir = fleet_copy();
     let p = dir.path().join("fleet.yaml");
-    replace(&p, "max_classification: confidential", "max_classification: top-secret");
+    replace(
+        &p,
+        "max_classification: confidential",
+        "max_classification: top-secret",
+    );
     let (line, field, message) = only_invalid(dir.path());
     assert_eq!(line, line_of(&p, "top-secret"));
     assert_eq!(field, "failover.on_degraded[0].max_classification");
@@ -126,14 +159,20 @@ fn failover_rules_are_checked_against_classes_scopes_and_levels() {
     let p = dir.path().join("fleet.yaml");
     replace(&p, "shed: [batch]", "shed: [bacth]");
     let (line, field, message) = only_invalid(dir.path());
-    assert_eq!((line, field.as_str()), (line_of(&p, "bacth"), "failover.on_throttle.shed"));
+    assert_eq!(
+        (line, field.as_str()),
+        (line_of(&p, "bacth"), "failover.on_throttle.shed")
+    );
     assert!(message.contains("bacth"), "{message}");
 
     let dir = fleet_copy();
     let p = dir.path().join("fleet.yaml");
     replace(&p, "to: [private]", "to: [moon]");
     let (line, field, _) = only_invalid(dir.path());
-    assert_eq!((line, field.as_str()), (line_of(&p, "moon"), "failover.on_degraded[1].to"));
+    assert_eq!(
+        (line, field.as_str()),
+        (line_of(&p, "moon"), "failover.on_degraded[1].to")
+    );
 }
 
 #[test]

@@ -45,10 +45,19 @@ flags!(Failures {
 pub fn zone_failures(a: &PolicyAttrs, z: &Zone) -> ZoneFailures {
     let mut f = ZoneFailures::default();
     f.set_if(a.level > z.max_classification, ZoneFailures::CEILING);
-    f.set_if(a.private_only && !z.tier.is_private(), ZoneFailures::PRIVATE_ONLY);
-    f.set_if(a.residency.as_ref().is_some_and(|r| !r.contains(&z.jurisdiction)), ZoneFailures::JURISDICTION);
     f.set_if(
-        z.tier == tidegate_model::Tier::Public && !a.required_certifications.is_subset(&z.certifications),
+        a.private_only && !z.tier.is_private(),
+        ZoneFailures::PRIVATE_ONLY,
+    );
+    f.set_if(
+        a.residency
+            .as_ref()
+            .is_some_and(|r| !r.contains(&z.jurisdiction)),
+        ZoneFailures::JURISDICTION,
+    );
+    f.set_if(
+        z.tier == tidegate_model::Tier::Public
+            && !a.required_certifications.is_subset(&z.certifications),
         ZoneFailures::CERTIFICATION,
     );
     f.set_if(!a.scope.admits(z), ZoneFailures::SCOPE);
@@ -63,7 +72,14 @@ pub fn zone_failures(a: &PolicyAttrs, z: &Zone) -> ZoneFailures {
 pub fn pool_failures(job: &JobSpec, p: &Pool) -> Failures {
     let r = &job.resources;
     let mut f = Failures::default();
-    f.set_if(!r.gpu_types.is_empty() && !r.gpu_types.iter().any(|t| t.eq_ignore_ascii_case(&p.gpu_type)), Failures::GPU_TYPE);
+    f.set_if(
+        !r.gpu_types.is_empty()
+            && !r
+                .gpu_types
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(&p.gpu_type)),
+        Failures::GPU_TYPE,
+    );
     f.set_if(r.gpu_memory_gb > p.gpu_memory_gb, Failures::GPU_MEMORY);
     f.set_if(r.gpus > p.gpus, Failures::CAPACITY);
     f

@@ -36,7 +36,15 @@ impl FleetState {
             pools: fleet
                 .zones
                 .iter()
-                .map(|z| z.pools.iter().map(|p| PoolState { free_gpus: p.gpus, expected_wait_s: 0.0 }).collect())
+                .map(|z| {
+                    z.pools
+                        .iter()
+                        .map(|p| PoolState {
+                            free_gpus: p.gpus,
+                            expected_wait_s: 0.0,
+                        })
+                        .collect()
+                })
                 .collect(),
         }
     }
@@ -122,7 +130,10 @@ pub struct Placement {
 impl Placement {
     /// The (zone, pool) pairs allowed, in fleet order.
     pub fn allowed_pools(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
-        self.pools.iter().filter(|p| p.allowed).map(|p| (p.zone, p.pool))
+        self.pools
+            .iter()
+            .filter(|p| p.allowed)
+            .map(|p| (p.zone, p.pool))
     }
 }
 
@@ -135,7 +146,7 @@ type Resolved = Result<Arc<JobProfile>, ResolveError>;
 /// Placement over one fleet and its policy set.
 pub struct PlacementEngine<'f> {
     fleet: &'f Fleet,
-    policy: PolicyEngine,
+    policy: Arc<PolicyEngine>,
     attr_cache: HashMap<PolicyAttrs, Arc<AttrVerdicts>>,
     fact_cache: HashMap<JobFacts, Arc<Vec<ZoneVerdict>>>,
     zone_cache: HashMap<ZoneKey, ZoneVerdict>,
@@ -152,15 +163,29 @@ pub struct PlacementEngine<'f> {
 
 impl std::fmt::Debug for PlacementEngine<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PlacementEngine").field("policy", &self.policy).field("cached", &self.attr_cache.len()).finish()
+        f.debug_struct("PlacementEngine")
+            .field("policy", &self.policy)
+            .field("cached", &self.attr_cache.len())
+            .finish()
     }
 }
 
 impl<'f> PlacementEngine<'f> {
     /// An engine for `fleet` using the loaded `policy`.
     pub fn new(fleet: &'f Fleet, policy: PolicyEngine) -> Self {
+        Self::with_policy(fleet, Arc::new(policy))
+    }
+
+    /// An engine for `fleet` sharing a loaded `policy` with other engines (one per thread or per
+    /// request: each keeps its own caches).
+    pub fn with_policy(fleet: &'f Fleet, policy: Arc<PolicyEngine>) -> Self {
         let policy_hash: Arc<str> = Arc::from(policy.hash());
-        let zone_index = fleet.zones.iter().enumerate().map(|(i, z)| (z.name.as_str(), i)).collect();
+        let zone_index = fleet
+            .zones
+            .iter()
+            .enumerate()
+            .map(|(i, z)| (z.name.as_str(), i))
+            .collect();
         let mut gpu_types: Vec<&str> = Vec::new();
         let pool_type = fleet
             .zones
@@ -168,11 +193,16 @@ impl<'f> PlacementEngine<'f> {
             .map(|z| {
                 z.pools
                     .iter()
-                    .map(|p| match gpu_types.iter().position(|t| t.eq_ignore_ascii_case(&p.gpu_type)) {
-                        Some(i) => i,
-                        None => {
-                            gpu_types.push(&p.gpu_type);
-                            gpu_types.len() - 1
+                    .map(|p| {
+                        match gpu_types
+                            .iter()
+                            .position(|t| t.eq_ignore_ascii_case(&p.gpu_type))
+                        {
+                            Some(i) => i,
+                            None => {
+                                gpu_types.push(&p.gpu_type);
+                                gpu_types.len() - 1
+                            }
                         }
                     })
                     .collect()
@@ -187,7 +217,11 @@ impl<'f> PlacementEngine<'f> {
             zone_index,
             gpu_types,
             pool_type,
-            egress: fleet.zones.iter().map(|s| fleet.zones.iter().map(|d| s.may_send_to(&d.name)).collect()).collect(),
+            egress: fleet
+                .zones
+                .iter()
+                .map(|s| fleet.zones.iter().map(|d| s.may_send_to(&d.name)).collect())
+                .collect(),
             policy_hash,
             evaluations: 0,
         }
@@ -216,16 +250,27 @@ impl<'f> PlacementEngine<'f> {
             return v.clone();
         }
         self.fill(std::slice::from_ref(attrs), 1);
-        self.attr_cache.get(attrs).cloned().unwrap_or_else(|| Arc::new(self.evaluate_uncached(attrs)))
+        self.attr_cache
+            .get(attrs)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(self.evaluate_uncached(attrs)))
     }
 
     /// Everything for `attrs` from scratch (used only if a cache fill went wrong; denies nothing
     /// it should allow and allows nothing it should deny, it is just slower).
     fn evaluate_uncached(&self, attrs: &PolicyAttrs) -> AttrVerdicts {
-        let facts = self.policy.facts(attrs, self.fleet.scheme.level_name(attrs.level));
+        let facts = self
+            .policy
+            .facts(attrs, self.fleet.scheme.level_name(attrs.level));
         AttrVerdicts {
             policy: Arc::new(self.policy.evaluate_all(&facts)),
-            failures: Arc::new(self.fleet.zones.iter().map(|z| zone_failures(attrs, z)).collect()),
+            failures: Arc::new(
+                self.fleet
+                    .zones
+                    .iter()
+                    .map(|z| zone_failures(attrs, z))
+                    .collect(),
+            ),
         }
     }
 
@@ -259,7 +304,9 @@ impl<'f> PlacementEngine<'f> {
                 new_attrs.push((a, f));
             }
         }
-        let evaluated: Vec<ZoneVerdict> = par_map(&missing, workers, |(z, (k, f))| policy.evaluate_keyed(k, f, *z));
+        let evaluated: Vec<ZoneVerdict> = par_map(&missing, workers, |(z, (k, f))| {
+            policy.evaluate_keyed(k, f, *z)
+        });
         self.evaluations += evaluated.len() as u64;
         for ((_, key), v) in missing.into_iter().zip(evaluated) {
             self.zone_cache.insert(key, v);
@@ -268,7 +315,10 @@ impl<'f> PlacementEngine<'f> {
             let v: Option<Vec<ZoneVerdict>> = (0..zones)
                 .map(|z| {
                     let zf = policy.zone_facts(&f, z);
-                    let mut v = self.zone_cache.get(&(policy.zone_key(&zf, z), zf)).cloned()?;
+                    let mut v = self
+                        .zone_cache
+                        .get(&(policy.zone_key(&zf, z), zf))
+                        .cloned()?;
                     v.zone = z;
                     Some(v)
                 })
@@ -278,11 +328,25 @@ impl<'f> PlacementEngine<'f> {
             }
         }
         for (a, f) in new_attrs {
-            let Some(policy_v) = self.fact_cache.get(&f).cloned() else { continue };
+            let Some(policy_v) = self.fact_cache.get(&f).cloned() else {
+                continue;
+            };
             // Hard constraints read the full attributes (not the projection): they hold whatever
             // the policies say.
-            let failures = Arc::new(self.fleet.zones.iter().map(|z| zone_failures(a, z)).collect());
-            self.attr_cache.insert(a.clone(), Arc::new(AttrVerdicts { policy: policy_v, failures }));
+            let failures = Arc::new(
+                self.fleet
+                    .zones
+                    .iter()
+                    .map(|z| zone_failures(a, z))
+                    .collect(),
+            );
+            self.attr_cache.insert(
+                a.clone(),
+                Arc::new(AttrVerdicts {
+                    policy: policy_v,
+                    failures,
+                }),
+            );
         }
     }
 
@@ -297,12 +361,19 @@ impl<'f> PlacementEngine<'f> {
     /// attribute set not yet seen is evaluated once (new Cedar evaluations in parallel), then
     /// every job is finished in parallel against the shared verdicts. Same results as calling
     /// [`place`](Self::place) on each job in order.
-    pub fn place_batch(&mut self, jobs: &[JobSpec], state: &FleetState) -> Vec<Result<Placement, ResolveError>> {
-        let workers = std::thread::available_parallelism().map_or(1, usize::from).clamp(1, 16);
+    pub fn place_batch(
+        &mut self,
+        jobs: &[JobSpec],
+        state: &FleetState,
+    ) -> Vec<Result<Placement, ResolveError>> {
+        let workers = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .clamp(1, 16);
         let fleet = self.fleet;
         // 1. Resolve.
-        let resolved: Vec<Resolved> =
-            par_map(jobs, workers, |job| JobProfile::resolve(job, fleet).map(Arc::new));
+        let resolved: Vec<Resolved> = par_map(jobs, workers, |job| {
+            JobProfile::resolve(job, fleet).map(Arc::new)
+        });
         // 2. Evaluate what is new.
         let new: Vec<PolicyAttrs> = resolved
             .iter()
@@ -330,17 +401,40 @@ impl<'f> PlacementEngine<'f> {
     /// Places a job the naive way: one Cedar authorization per zone, building everything from
     /// scratch, reusing nothing. Same result as [`place`](Self::place); used to check and
     /// measure the reuse.
-    pub fn place_naive(&self, job: &JobSpec, state: &FleetState) -> Result<Placement, ResolveError> {
+    pub fn place_naive(
+        &self,
+        job: &JobSpec,
+        state: &FleetState,
+    ) -> Result<Placement, ResolveError> {
         let profile = Arc::new(JobProfile::resolve(job, self.fleet)?);
         let level = self.fleet.scheme.level_name(profile.attrs.level);
         let policy = (0..self.fleet.zones.len())
             .map(|z| self.policy.evaluate_one_naive(&profile.attrs, level, z))
             .collect();
-        let failures = self.fleet.zones.iter().map(|z| zone_failures(&profile.attrs, z)).collect();
-        Ok(self.finish(job, profile, Arc::new(AttrVerdicts { policy: Arc::new(policy), failures: Arc::new(failures) }), state))
+        let failures = self
+            .fleet
+            .zones
+            .iter()
+            .map(|z| zone_failures(&profile.attrs, z))
+            .collect();
+        Ok(self.finish(
+            job,
+            profile,
+            Arc::new(AttrVerdicts {
+                policy: Arc::new(policy),
+                failures: Arc::new(failures),
+            }),
+            state,
+        ))
     }
 
-    fn finish(&self, job: &JobSpec, profile: Arc<JobProfile>, verdicts: Arc<AttrVerdicts>, state: &FleetState) -> Placement {
+    fn finish(
+        &self,
+        job: &JobSpec,
+        profile: Arc<JobProfile>,
+        verdicts: Arc<AttrVerdicts>,
+        state: &FleetState,
+    ) -> Placement {
         let fleet = self.fleet;
         let r = &job.resources;
         let gpus = f64::from(r.gpus);
@@ -360,17 +454,26 @@ impl<'f> PlacementEngine<'f> {
                 .fold(0u64, |m, (i, _)| m | (1 << i))
         });
         // Where each input sits (None: a zone the fleet does not have, so no route exists).
-        let sources: Vec<(Option<usize>, f64)> =
-            profile.data.iter().map(|d| (self.zone_index.get(d.zone.as_str()).copied(), d.size_gb)).collect();
+        let sources: Vec<(Option<usize>, f64)> = profile
+            .data
+            .iter()
+            .map(|d| (self.zone_index.get(d.zone.as_str()).copied(), d.size_gb))
+            .collect();
         for (zi, zone) in fleet.zones.iter().enumerate() {
-            let mut failures = verdicts.failures.get(zi).copied().unwrap_or(ZoneFailures(u16::MAX));
+            let mut failures = verdicts
+                .failures
+                .get(zi)
+                .copied()
+                .unwrap_or(ZoneFailures(u16::MAX));
             let mut egress_gb = 0.0;
             let mut egress_cost = 0.0;
             for &(src, size_gb) in &sources {
                 if src == Some(zi) {
                     continue;
                 }
-                let route = src.and_then(|s| Some((self.egress.get(s)?.get(zi).copied()?, fleet.zones.get(s)?)));
+                let route = src.and_then(|s| {
+                    Some((self.egress.get(s)?.get(zi).copied()?, fleet.zones.get(s)?))
+                });
                 match route {
                     Some((true, src)) => {
                         egress_gb += size_gb;
@@ -381,7 +484,13 @@ impl<'f> PlacementEngine<'f> {
             }
             let policy_ok = verdicts.policy.get(zi).is_some_and(|v| v.allowed);
             let zone_ok = policy_ok && failures.is_empty();
-            zones.push(ZoneCheck { zone: zi, allowed: zone_ok, failures, egress_gb, egress_cost });
+            zones.push(ZoneCheck {
+                zone: zi,
+                allowed: zone_ok,
+                failures,
+                egress_gb,
+                egress_cost,
+            });
             for (pi, pool) in zone.pools.iter().enumerate() {
                 let pf = match (accepted, self.pool_type.get(zi).and_then(|t| t.get(pi))) {
                     (Some(mask), Some(&ti)) => {
@@ -407,18 +516,45 @@ impl<'f> PlacementEngine<'f> {
                     Some(s) => s.expected_wait_s.max(0.0),
                     None => f64::INFINITY,
                 };
-                let score = compute_cost + preemption_cost + egress_cost + wait_s / 3600.0 * gpus * WAIT_VALUE_PER_GPU_HOUR;
+                let score = compute_cost
+                    + preemption_cost
+                    + egress_cost
+                    + wait_s / 3600.0 * gpus * WAIT_VALUE_PER_GPU_HOUR;
                 if allowed && score.is_finite() && best.is_none_or(|(b, _, _)| score < b) {
                     best = Some((score, zi, pi));
                 }
-                pools.push(PoolCheck { zone: zi, pool: pi, failures: pf, allowed, compute_cost, preemption_cost, wait_s, score });
+                pools.push(PoolCheck {
+                    zone: zi,
+                    pool: pi,
+                    failures: pf,
+                    allowed,
+                    compute_cost,
+                    preemption_cost,
+                    wait_s,
+                    score,
+                });
             }
         }
         let decision = match best {
-            Some((score, z, p)) => Decision { zone: Some(z), pool: Some(p), score },
-            None => Decision { zone: None, pool: None, score: f64::INFINITY },
+            Some((score, z, p)) => Decision {
+                zone: Some(z),
+                pool: Some(p),
+                score,
+            },
+            None => Decision {
+                zone: None,
+                pool: None,
+                score: f64::INFINITY,
+            },
         };
-        Placement { profile, verdicts, zones, pools, decision, policy_hash: self.policy_hash.clone() }
+        Placement {
+            profile,
+            verdicts,
+            zones,
+            pools,
+            decision,
+            policy_hash: self.policy_hash.clone(),
+        }
     }
 }
 
@@ -431,8 +567,18 @@ fn par_map<T: Sync, R: Send>(items: &[T], workers: usize, f: impl Fn(&T) -> R + 
     }
     let f = &f;
     std::thread::scope(|s| {
-        let handles: Vec<_> =
-            items.chunks(chunk).map(|part| (part, s.spawn(move || part.iter().map(f).collect::<Vec<R>>()))).collect();
-        handles.into_iter().flat_map(|(part, h)| h.join().unwrap_or_else(|_| part.iter().map(f).collect())).collect()
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| {
+                (
+                    part,
+                    s.spawn(move || part.iter().map(f).collect::<Vec<R>>()),
+                )
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|(part, h)| h.join().unwrap_or_else(|_| part.iter().map(f).collect()))
+            .collect()
     })
 }

@@ -72,7 +72,9 @@ fn money(x: f64) -> String {
 }
 
 fn zone_failure_text(f: ZoneFailures, p: &Placement, fleet: &Fleet, zone: usize) -> Vec<String> {
-    let Some(z) = fleet.zones.get(zone) else { return vec![] };
+    let Some(z) = fleet.zones.get(zone) else {
+        return vec![];
+    };
     let a = &p.profile.attrs;
     let s = &fleet.scheme;
     let mut out = Vec::new();
@@ -92,12 +94,22 @@ fn zone_failure_text(f: ZoneFailures, p: &Placement, fleet: &Fleet, zone: usize)
     }
     if f.has(ZoneFailures::JURISDICTION) {
         let r: Vec<&str> = a.residency.iter().flatten().map(String::as_str).collect();
-        out.push(format!("constraint jurisdiction: data residency [{}] excludes {}", r.join(", "), z.jurisdiction));
+        out.push(format!(
+            "constraint jurisdiction: data residency [{}] excludes {}",
+            r.join(", "),
+            z.jurisdiction
+        ));
     }
     if f.has(ZoneFailures::CERTIFICATION) {
-        let missing: Vec<&str> =
-            a.required_certifications.difference(&z.certifications).map(String::as_str).collect();
-        out.push(format!("constraint certification: public zone lacks {}", missing.join(", ")));
+        let missing: Vec<&str> = a
+            .required_certifications
+            .difference(&z.certifications)
+            .map(String::as_str)
+            .collect();
+        out.push(format!(
+            "constraint certification: public zone lacks {}",
+            missing.join(", ")
+        ));
     }
     if f.has(ZoneFailures::EXPORT) {
         let o: Vec<&str> = a.origin_jurisdictions.iter().map(String::as_str).collect();
@@ -108,11 +120,19 @@ fn zone_failure_text(f: ZoneFailures, p: &Placement, fleet: &Fleet, zone: usize)
         ));
     }
     if f.has(ZoneFailures::SCOPE) {
-        out.push(format!("constraint allowed_execution_zone: label says {}, zone is {} ({})", a.scope.as_label(), z.name, z.tier));
+        out.push(format!(
+            "constraint allowed_execution_zone: label says {}, zone is {} ({})",
+            a.scope.as_label(),
+            z.name,
+            z.tier
+        ));
     }
     if f.has(ZoneFailures::EGRESS_ROUTE) {
         for d in &p.profile.data {
-            let blocked = d.zone != z.name && fleet.zone(&d.zone).is_none_or(|src| !src.may_send_to(&z.name));
+            let blocked = d.zone != z.name
+                && fleet
+                    .zone(&d.zone)
+                    .is_none_or(|src| !src.may_send_to(&z.name));
             if blocked {
                 out.push(format!(
                     "constraint egress route: {} sits in {}, whose egress allowlist does not include {}",
@@ -124,18 +144,36 @@ fn zone_failure_text(f: ZoneFailures, p: &Placement, fleet: &Fleet, zone: usize)
     out
 }
 
-fn pool_failure_text(f: Failures, job: &JobSpec, fleet: &Fleet, zone: usize, pool: usize) -> Vec<String> {
-    let Some(p) = fleet.zones.get(zone).and_then(|z| z.pools.get(pool)) else { return vec![] };
+fn pool_failure_text(
+    f: Failures,
+    job: &JobSpec,
+    fleet: &Fleet,
+    zone: usize,
+    pool: usize,
+) -> Vec<String> {
+    let Some(p) = fleet.zones.get(zone).and_then(|z| z.pools.get(pool)) else {
+        return vec![];
+    };
     let r = &job.resources;
     let mut out = Vec::new();
     if f.has(Failures::GPU_TYPE) {
-        out.push(format!("constraint gpu type: job accepts {}, pool has {}", r.gpu_types.join("|"), p.gpu_type));
+        out.push(format!(
+            "constraint gpu type: job accepts {}, pool has {}",
+            r.gpu_types.join("|"),
+            p.gpu_type
+        ));
     }
     if f.has(Failures::GPU_MEMORY) {
-        out.push(format!("constraint gpu memory: job needs {} GiB per GPU, pool has {}", r.gpu_memory_gb, p.gpu_memory_gb));
+        out.push(format!(
+            "constraint gpu memory: job needs {} GiB per GPU, pool has {}",
+            r.gpu_memory_gb, p.gpu_memory_gb
+        ));
     }
     if f.has(Failures::CAPACITY) {
-        out.push(format!("constraint capacity: job needs {} GPUs, pool has {}", r.gpus, p.gpus));
+        out.push(format!(
+            "constraint capacity: job needs {} GPUs, pool has {}",
+            r.gpus, p.gpus
+        ));
     }
     out
 }
@@ -145,20 +183,37 @@ impl Explanation {
     pub fn new(p: &Placement, job: &JobSpec, fleet: &Fleet) -> Self {
         let mut candidates = Vec::with_capacity(p.zones.len());
         for zc in &p.zones {
-            let Some(zone) = fleet.zones.get(zc.zone) else { continue };
-            let mut reasons = p.verdicts.policy.get(zc.zone).map(|v| v.reasons()).unwrap_or_default();
+            let Some(zone) = fleet.zones.get(zc.zone) else {
+                continue;
+            };
+            let mut reasons = p
+                .verdicts
+                .policy
+                .get(zc.zone)
+                .map(|v| v.reasons())
+                .unwrap_or_default();
             reasons.extend(zone_failure_text(zc.failures, p, fleet, zc.zone));
             if zc.allowed {
                 for d in &p.profile.data {
                     if d.zone != zone.name {
-                        let cost = fleet.zone(&d.zone).map_or(0.0, |s| s.egress_price_per_gb * d.size_gb);
-                        reasons.push(format!("data moves: {} ({} GB) from {} (egress {})", d.dataset, d.size_gb, d.zone, money(cost)));
+                        let cost = fleet
+                            .zone(&d.zone)
+                            .map_or(0.0, |s| s.egress_price_per_gb * d.size_gb);
+                        reasons.push(format!(
+                            "data moves: {} ({} GB) from {} (egress {})",
+                            d.dataset,
+                            d.size_gb,
+                            d.zone,
+                            money(cost)
+                        ));
                     }
                 }
             }
             let mut pools = Vec::with_capacity(zone.pools.len());
             for pc in p.pools.iter().filter(|pc| pc.zone == zc.zone) {
-                let Some(pool) = zone.pools.get(pc.pool) else { continue };
+                let Some(pool) = zone.pools.get(pc.pool) else {
+                    continue;
+                };
                 let mut pr = pool_failure_text(pc.failures, job, fleet, pc.zone, pc.pool);
                 if !zc.allowed {
                     pr.push("zone not allowed".into());
@@ -167,7 +222,10 @@ impl Explanation {
                 if pc.allowed {
                     let pricing = match pool.pricing {
                         Pricing::OnDemand => "on-demand".to_string(),
-                        Pricing::Spot => format!("spot, preemption risk {:.0}%/h", pool.preemption_risk * 100.0),
+                        Pricing::Spot => format!(
+                            "spot, preemption risk {:.0}%/h",
+                            pool.preemption_risk * 100.0
+                        ),
                     };
                     pr.push(format!(
                         "cost {} = {} GPUs x {} h x {}/GPU-h ({pricing}){}{}",
@@ -175,8 +233,16 @@ impl Explanation {
                         job.resources.gpus,
                         job.resources.expected_hours,
                         money(pool.price_per_gpu_hour),
-                        if pc.preemption_cost > 0.0 { format!(" + {} expected preemption loss", money(pc.preemption_cost)) } else { String::new() },
-                        if zc.egress_cost > 0.0 { format!(" + {} egress", money(zc.egress_cost)) } else { String::new() },
+                        if pc.preemption_cost > 0.0 {
+                            format!(" + {} expected preemption loss", money(pc.preemption_cost))
+                        } else {
+                            String::new()
+                        },
+                        if zc.egress_cost > 0.0 {
+                            format!(" + {} egress", money(zc.egress_cost))
+                        } else {
+                            String::new()
+                        },
                     ));
                     if pc.wait_s > 0.0 {
                         pr.push(format!("expected wait {:.0} s", pc.wait_s));
@@ -206,7 +272,10 @@ impl Explanation {
         let (dz, dp) = match (p.decision.zone, p.decision.pool) {
             (Some(z), Some(pl)) => {
                 let zone = fleet.zones.get(z);
-                (zone.map(|z| z.name.clone()), zone.and_then(|z| z.pools.get(pl)).map(|p| p.name.clone()))
+                (
+                    zone.map(|z| z.name.clone()),
+                    zone.and_then(|z| z.pools.get(pl)).map(|p| p.name.clone()),
+                )
             }
             _ => (None, None),
         };
@@ -214,11 +283,24 @@ impl Explanation {
             .decision
             .zone
             .zip(p.decision.pool)
-            .and_then(|(z, pl)| p.pools.iter().find(|pc| pc.zone == z && pc.pool == pl).map(|pc| (pc, z)))
-            .map(|(pc, z)| pc.compute_cost + pc.preemption_cost + p.zones.get(z).map_or(0.0, |zc| zc.egress_cost));
+            .and_then(|(z, pl)| {
+                p.pools
+                    .iter()
+                    .find(|pc| pc.zone == z && pc.pool == pl)
+                    .map(|pc| (pc, z))
+            })
+            .map(|(pc, z)| {
+                pc.compute_cost
+                    + pc.preemption_cost
+                    + p.zones.get(z).map_or(0.0, |zc| zc.egress_cost)
+            });
         Self {
             job: p.profile.name.clone(),
-            decision: DecisionView { zone: dz, pool: dp, cost },
+            decision: DecisionView {
+                zone: dz,
+                pool: dp,
+                cost,
+            },
             policy_hash: p.policy_hash.to_string(),
             effective_classification: p.profile.effective.describe(&fleet.scheme),
             notes: p.profile.notes.clone(),
@@ -229,20 +311,31 @@ impl Explanation {
     /// Plain-text rendering for terminals.
     pub fn to_text(&self) -> String {
         let mut s = String::new();
-        s.push_str(&format!("job {}  (effective classification: {})\n", self.job, self.effective_classification));
+        s.push_str(&format!(
+            "job {}  (effective classification: {})\n",
+            self.job, self.effective_classification
+        ));
         for n in &self.notes {
             s.push_str(&format!("  note: {n}\n"));
         }
         match (&self.decision.zone, &self.decision.pool) {
             (Some(z), Some(p)) => s.push_str(&format!(
                 "decision: {z}/{p}{}\n",
-                self.decision.cost.map(|c| format!("  (est. {})", money(c))).unwrap_or_default()
+                self.decision
+                    .cost
+                    .map(|c| format!("  (est. {})", money(c)))
+                    .unwrap_or_default()
             )),
             _ => s.push_str("decision: REFUSED: no zone may run this job\n"),
         }
         s.push_str(&format!("policy set: sha256:{}\n", self.policy_hash));
         for c in &self.candidates {
-            s.push_str(&format!("\n  {} {} ({})\n", if c.allowed { "ALLOW" } else { "DENY " }, c.zone, c.tier));
+            s.push_str(&format!(
+                "\n  {} {} ({})\n",
+                if c.allowed { "ALLOW" } else { "DENY " },
+                c.zone,
+                c.tier
+            ));
             for r in &c.reasons {
                 s.push_str(&format!("      - {r}\n"));
             }
@@ -250,7 +343,12 @@ impl Explanation {
                 if !c.allowed && p.reasons.iter().all(|r| r == "zone not allowed") {
                     continue;
                 }
-                s.push_str(&format!("      pool {} [{}] {}\n", p.pool, p.gpu_type, if p.allowed { "ok" } else { "no" }));
+                s.push_str(&format!(
+                    "      pool {} [{}] {}\n",
+                    p.pool,
+                    p.gpu_type,
+                    if p.allowed { "ok" } else { "no" }
+                ));
                 for r in p.reasons.iter().filter(|r| *r != "zone not allowed") {
                     s.push_str(&format!("          {r}\n"));
                 }

@@ -10,8 +10,12 @@
 mod constraints;
 mod engine;
 mod explain;
+mod recheck;
 pub mod synth;
 
 pub use constraints::{zone_failures, Failures, ZoneFailures};
-pub use engine::{Decision, FleetState, Placement, PlacementEngine, PoolCheck, PoolState, ZoneCheck};
+pub use engine::{
+    Decision, FleetState, Placement, PlacementEngine, PoolCheck, PoolState, ZoneCheck,
+};
 pub use explain::{CandidateView, Explanation};
+pub use recheck::Withdrawn;

@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use tidegate_model::{
-    Classification, Dataset, DatasetRef, Fleet, Input, JobKind, JobSpec, Labels, Origin, Pool, Pricing, Resources,
-    Tier, ZoneScope,
+    Classification, Dataset, DatasetRef, Fleet, Input, JobKind, JobSpec, Labels, Origin, Pool,
+    Pricing, Resources, Tier, ZoneScope,
 };
 
 use crate::{FleetState, PoolState};
@@ -72,16 +72,26 @@ pub fn scale_fleet(base: &Fleet, replicas: usize) -> Fleet {
             nz.egress_allowlist = z
                 .egress_allowlist
                 .iter()
-                .map(|d| if base.zone(d).is_some() { suffix(d, r) } else { d.clone() })
+                .map(|d| {
+                    if base.zone(d).is_some() {
+                        suffix(d, r)
+                    } else {
+                        d.clone()
+                    }
+                })
                 .collect();
             let mut pools = Vec::with_capacity(z.pools.len() * 2);
             for p in &z.pools {
                 pools.push(p.clone());
-                let (pricing, risk) =
-                    if z.tier == Tier::Public { (Pricing::Spot, 0.05 + 0.01 * (r % 5) as f64) } else { (p.pricing, 0.0) };
+                let (pricing, risk) = if z.tier == Tier::Public {
+                    (Pricing::Spot, 0.05 + 0.01 * (r % 5) as f64)
+                } else {
+                    (p.pricing, 0.0)
+                };
                 pools.push(Pool {
                     name: format!("{}-b", p.name),
-                    price_per_gpu_hour: p.price_per_gpu_hour * if pricing == Pricing::Spot { 0.55 } else { 1.1 },
+                    price_per_gpu_hour: p.price_per_gpu_hour
+                        * if pricing == Pricing::Spot { 0.55 } else { 1.1 },
                     pricing,
                     preemption_risk: risk,
                     ..p.clone()
@@ -91,7 +101,11 @@ pub fn scale_fleet(base: &Fleet, replicas: usize) -> Fleet {
             f.zones.push(nz);
         }
         for d in &base.datasets {
-            f.datasets.push(Dataset { home_zone: suffix(&d.home_zone, r), version: format!("{}-{r:02}", d.version), ..d.clone() });
+            f.datasets.push(Dataset {
+                home_zone: suffix(&d.home_zone, r),
+                version: format!("{}-{r:02}", d.version),
+                ..d.clone()
+            });
         }
     }
     f
@@ -101,10 +115,32 @@ pub fn scale_fleet(base: &Fleet, replicas: usize) -> Fleet {
 /// regulated organisation's queue looks (most work private, some burst-eligible, some edge).
 pub fn backlog(fleet: &Fleet, n: usize, seed: u64) -> Vec<JobSpec> {
     let mut rng = Rng::new(seed);
-    let teams = ["icu-ml", "radiology-ai", "genomics", "research-it", "clinical-trials", "biomed-engineering", "emergency-ai", "pharmacy-ops", "finance-risk", "nlp-platform"];
-    let gpu_sets: [&[&str]; 5] = [&["H100"], &["H100", "A100"], &["H200", "H100"], &["A100"], &["L4"]];
+    let teams = [
+        "icu-ml",
+        "radiology-ai",
+        "genomics",
+        "research-it",
+        "clinical-trials",
+        "biomed-engineering",
+        "emergency-ai",
+        "pharmacy-ops",
+        "finance-risk",
+        "nlp-platform",
+    ];
+    let gpu_sets: [&[&str]; 5] = [
+        &["H100"],
+        &["H100", "A100"],
+        &["H200", "H100"],
+        &["A100"],
+        &["L4"],
+    ];
     let gpus = [1u32, 1, 2, 4, 4, 8, 8, 16, 32];
-    let released: Vec<&str> = fleet.artifacts.iter().filter(|a| a.released()).map(|a| a.digest.as_str()).collect();
+    let released: Vec<&str> = fleet
+        .artifacts
+        .iter()
+        .filter(|a| a.released())
+        .map(|a| a.digest.as_str())
+        .collect();
     let any_artifact: Vec<&str> = fleet.artifacts.iter().map(|a| a.digest.as_str()).collect();
     let levels = fleet.scheme.levels.len();
     let mut jobs = Vec::with_capacity(n);
@@ -112,15 +148,25 @@ pub fn backlog(fleet: &Fleet, n: usize, seed: u64) -> Vec<JobSpec> {
         let kind = *rng.pick(&JobKind::ALL).unwrap_or(&JobKind::Train);
         let mut inputs = Vec::new();
         if matches!(kind, JobKind::Serve | JobKind::EdgeInfer) {
-            let pool = if rng.chance(0.8) { &released } else { &any_artifact };
+            let pool = if rng.chance(0.8) {
+                &released
+            } else {
+                &any_artifact
+            };
             if let Some(a) = rng.pick(pool) {
                 inputs.push(Input::Artifact((*a).to_string()));
             }
         } else if let Some(d) = rng.pick(&fleet.datasets) {
-            inputs.push(Input::Dataset(DatasetRef { name: d.name.clone(), version: d.version.clone() }));
+            inputs.push(Input::Dataset(DatasetRef {
+                name: d.name.clone(),
+                version: d.version.clone(),
+            }));
             if rng.chance(0.15) {
                 if let Some(d2) = rng.pick(&fleet.datasets) {
-                    inputs.push(Input::Dataset(DatasetRef { name: d2.name.clone(), version: d2.version.clone() }));
+                    inputs.push(Input::Dataset(DatasetRef {
+                        name: d2.name.clone(),
+                        version: d2.version.clone(),
+                    }));
                 }
             }
         }
@@ -128,16 +174,24 @@ pub fn backlog(fleet: &Fleet, n: usize, seed: u64) -> Vec<JobSpec> {
         if rng.chance(0.3) {
             let l = u8::try_from(rng.below(levels)).unwrap_or(0);
             labels.data_classification = Some(l);
-            labels.all.insert("data_classification".into(), fleet.scheme.level_name(l).to_string());
+            labels.all.insert(
+                "data_classification".into(),
+                fleet.scheme.level_name(l).to_string(),
+            );
         }
         if rng.chance(0.2) {
             let scope = match rng.below(4) {
                 0 => ZoneScope::Private,
                 1 => ZoneScope::Public,
                 2 => ZoneScope::Edge,
-                _ => rng.pick(&fleet.zones).map_or(ZoneScope::Private, |z| ZoneScope::Zone(z.name.clone())),
+                _ => rng
+                    .pick(&fleet.zones)
+                    .map_or(ZoneScope::Private, |z| ZoneScope::Zone(z.name.clone())),
             };
-            labels.all.insert("allowed_execution_zone".into(), scope.as_label().to_string());
+            labels.all.insert(
+                "allowed_execution_zone".into(),
+                scope.as_label().to_string(),
+            );
             labels.allowed_execution_zone = Some(scope);
         }
         if rng.chance(0.6) {
@@ -148,7 +202,8 @@ pub fn backlog(fleet: &Fleet, n: usize, seed: u64) -> Vec<JobSpec> {
         let gpu_types: Vec<String> = if kind == JobKind::EdgeInfer {
             vec!["L4".into()]
         } else {
-            rng.pick(&gpu_sets).map_or_else(Vec::new, |s| s.iter().map(|t| (*t).to_string()).collect())
+            rng.pick(&gpu_sets)
+                .map_or_else(Vec::new, |s| s.iter().map(|t| (*t).to_string()).collect())
         };
         jobs.push(JobSpec {
             name: format!("job-{i:06}"),

@@ -9,13 +9,18 @@ use std::path::PathBuf;
 
 use proptest::prelude::*;
 use tidegate_model::{
-    Backend, Classification, Dataset, DatasetRef, Fleet, Input, JobKind, JobProfile, JobSpec, Labels, Origin, Pool,
-    Pricing, Resources, Scheme, Tier, Zone, ZoneScope,
+    Backend, Classification, Dataset, DatasetRef, Fleet, Input, JobKind, JobProfile, JobSpec,
+    Labels, Origin, Pool, Pricing, Resources, Scheme, Tier, Zone, ZoneScope,
 };
 use tidegate_placement::{FleetState, PlacementEngine};
 use tidegate_policy::PolicyEngine;
 
-const TIERS: [Tier; 4] = [Tier::PrivateOnprem, Tier::PrivateCloud, Tier::Public, Tier::Edge];
+const TIERS: [Tier; 4] = [
+    Tier::PrivateOnprem,
+    Tier::PrivateCloud,
+    Tier::Public,
+    Tier::Edge,
+];
 const JURIS: [&str; 3] = ["EU", "US", "UK"];
 const GPUS: [&str; 4] = ["H100", "A100", "H200", "L4"];
 const TAGS: [&str; 5] = ["phi", "pii", "pci", "export-controlled", "ip"];
@@ -40,7 +45,14 @@ fn arb_zone(i: usize) -> impl Strategy<Value = Zone> {
         proptest::sample::select(JURIS.to_vec()),
         subset(&CERTS),
         0u8..4,
-        proptest::collection::vec((proptest::sample::select(GPUS.to_vec()), 1u32..64, any::<bool>()), 1..4),
+        proptest::collection::vec(
+            (
+                proptest::sample::select(GPUS.to_vec()),
+                1u32..64,
+                any::<bool>(),
+            ),
+            1..4,
+        ),
         any::<bool>(),
     )
         .prop_map(move |(tier, j, certs, max, pools, open_egress)| Zone {
@@ -51,7 +63,11 @@ fn arb_zone(i: usize) -> impl Strategy<Value = Zone> {
             jurisdiction: j.into(),
             certifications: certs.into_iter().map(String::from).collect(),
             max_classification: max,
-            egress_allowlist: if open_egress { vec!["*".into()] } else { vec![] },
+            egress_allowlist: if open_egress {
+                vec!["*".into()]
+            } else {
+                vec![]
+            },
             egress_price_per_gb: 0.05,
             backend: Backend::Local { workdir: None },
             pools: pools
@@ -63,7 +79,11 @@ fn arb_zone(i: usize) -> impl Strategy<Value = Zone> {
                     gpus: n,
                     gpu_memory_gb: 80,
                     price_per_gpu_hour: 1.0 + k as f64,
-                    pricing: if spot { Pricing::Spot } else { Pricing::OnDemand },
+                    pricing: if spot {
+                        Pricing::Spot
+                    } else {
+                        Pricing::OnDemand
+                    },
                     preemption_risk: if spot { 0.1 } else { 0.0 },
                     origin: Origin::builtin("test"),
                 })
@@ -76,7 +96,15 @@ fn arb_fleet() -> impl Strategy<Value = Fleet> {
     (2usize..7)
         .prop_flat_map(|n| {
             let zones: Vec<_> = (0..n).map(arb_zone).collect();
-            let datasets = proptest::collection::vec((0u8..4, subset(&TAGS), proptest::option::of(subset(&JURIS)), 0..n), 1..5);
+            let datasets = proptest::collection::vec(
+                (
+                    0u8..4,
+                    subset(&TAGS),
+                    proptest::option::of(subset(&JURIS)),
+                    0..n,
+                ),
+                1..5,
+            );
             (zones, datasets, subset(&EXCLUDABLE))
         })
         .prop_map(|(zones, datasets, exclude)| {
@@ -113,7 +141,14 @@ fn arb_fleet() -> impl Strategy<Value = Fleet> {
 }
 
 fn arb_job(fleet: &Fleet) -> impl Strategy<Value = JobSpec> {
-    let ds: Vec<DatasetRef> = fleet.datasets.iter().map(|d| DatasetRef { name: d.name.clone(), version: d.version.clone() }).collect();
+    let ds: Vec<DatasetRef> = fleet
+        .datasets
+        .iter()
+        .map(|d| DatasetRef {
+            name: d.name.clone(),
+            version: d.version.clone(),
+        })
+        .collect();
     let zones: Vec<String> = fleet.zones.iter().map(|z| z.name.clone()).collect();
     (
         proptest::sample::subsequence(ds.clone(), 0..=ds.len().min(2)),
@@ -229,12 +264,17 @@ proptest! {
 
 #[test]
 fn same_inputs_same_placement() {
-    let fleet = tidegate_model::load_fleet(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/fleet")).unwrap();
+    let fleet = tidegate_model::load_fleet(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/fleet"),
+    )
+    .unwrap();
     let jobs = tidegate_placement::synth::backlog(&fleet, 300, 7);
     let state = tidegate_placement::synth::busy_state(&fleet, 7);
     let run = || {
         let mut eng = PlacementEngine::new(&fleet, PolicyEngine::load(&fleet).unwrap());
-        jobs.iter().map(|j| eng.place(j, &state).unwrap().decision).collect::<Vec<_>>()
+        jobs.iter()
+            .map(|j| eng.place(j, &state).unwrap().decision)
+            .collect::<Vec<_>>()
     };
     let a = run();
     assert_eq!(a, run());

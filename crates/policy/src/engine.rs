@@ -96,7 +96,10 @@ pub struct PolicyEngine {
 
 impl std::fmt::Debug for PolicyEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PolicyEngine").field("hash", &self.hash).field("policies", &self.meta.len()).finish()
+        f.debug_struct("PolicyEngine")
+            .field("hash", &self.hash)
+            .field("policies", &self.meta.len())
+            .finish()
     }
 }
 
@@ -114,7 +117,11 @@ fn first_offset(d: &dyn Diagnostic) -> Option<usize> {
 }
 
 fn set_of<'a>(items: impl IntoIterator<Item = &'a String>) -> RestrictedExpression {
-    RestrictedExpression::new_set(items.into_iter().map(|s| RestrictedExpression::new_string(s.clone())))
+    RestrictedExpression::new_set(
+        items
+            .into_iter()
+            .map(|s| RestrictedExpression::new_string(s.clone())),
+    )
 }
 
 impl PolicyEngine {
@@ -137,7 +144,10 @@ impl PolicyEngine {
             }
         }
         let mut files: Vec<(PathBuf, &str, Vec<Parsed>)> = Vec::new();
-        let kept: Vec<_> = baseline.into_iter().filter(|(id, _, _)| !fleet.baseline_exclude.contains(id)).collect();
+        let kept: Vec<_> = baseline
+            .into_iter()
+            .filter(|(id, _, _)| !fleet.baseline_exclude.contains(id))
+            .collect();
         files.push((PathBuf::from(BASELINE_FILE), BASELINE_TEXT, kept));
         for pf in &fleet.policies {
             match parse_file(&pf.path, &pf.text) {
@@ -152,7 +162,12 @@ impl PolicyEngine {
             for (id, policy, line) in policies {
                 let at = format!("{}:{line}", path.display());
                 if let Some(first) = first_seen.get(&id) {
-                    errs.push(PolicyError::DuplicateId { path: path.clone(), line, id, first: first.clone() });
+                    errs.push(PolicyError::DuplicateId {
+                        path: path.clone(),
+                        line,
+                        id,
+                        first: first.clone(),
+                    });
                     continue;
                 }
                 first_seen.insert(id.clone(), at);
@@ -205,7 +220,10 @@ impl PolicyEngine {
 
         // The hash covers the schema and every policy in force, in id order: it is the SHA-256
         // of the policy document, which evidence bundles carry.
-        let mut by_id: Vec<(String, String)> = set.policies().map(|p| (p.id().to_string(), p.to_string())).collect();
+        let mut by_id: Vec<(String, String)> = set
+            .policies()
+            .map(|p| (p.id().to_string(), p.to_string()))
+            .collect();
         by_id.sort();
         let mut document = schema_src.clone().into_bytes();
         for (id, text) in &by_id {
@@ -282,7 +300,13 @@ impl PolicyEngine {
     }
 
     fn authorize(&self, zone: usize, resource: &EntityUid, entities: &Entities) -> ZoneVerdict {
-        let deny = |msg: String| ZoneVerdict { zone, allowed: false, permits: vec![], forbids: vec![], errors: vec![msg] };
+        let deny = |msg: String| ZoneVerdict {
+            zone,
+            allowed: false,
+            permits: vec![],
+            forbids: vec![],
+            errors: vec![msg],
+        };
         let request = match Request::new(
             self.job_uid.clone(),
             self.action.clone(),
@@ -296,19 +320,32 @@ impl PolicyEngine {
             Err(e) => return deny(e.to_string()),
         };
         let response = self.authorizer.is_authorized(&request, &self.set, entities);
-        let mut v = ZoneVerdict { zone, allowed: false, permits: vec![], forbids: vec![], errors: vec![] };
+        let mut v = ZoneVerdict {
+            zone,
+            allowed: false,
+            permits: vec![],
+            forbids: vec![],
+            errors: vec![],
+        };
         let mut ids: Vec<&PolicyId> = response.diagnostics().reason().collect();
         ids.sort_by_key(|id| id.to_string());
         for id in ids {
             let m = self.meta.get(id);
-            let r = PolicyRef { id: id.to_string(), reason: m.map(|m| m.reason.clone()).unwrap_or_default() };
+            let r = PolicyRef {
+                id: id.to_string(),
+                reason: m.map(|m| m.reason.clone()).unwrap_or_default(),
+            };
             if m.is_some_and(|m| m.is_forbid) {
                 v.forbids.push(r);
             } else {
                 v.permits.push(r);
             }
         }
-        v.errors = response.diagnostics().errors().map(ToString::to_string).collect();
+        v.errors = response
+            .diagnostics()
+            .errors()
+            .map(ToString::to_string)
+            .collect();
         // Fail closed: a policy that errors might have been a forbid.
         v.allowed = response.decision() == Decision::Allow && v.errors.is_empty();
         v
@@ -316,7 +353,9 @@ impl PolicyEngine {
 
     /// Evaluates a job's facts against every zone of the fleet.
     pub fn evaluate_all(&self, facts: &JobFacts) -> Vec<ZoneVerdict> {
-        (0..self.zone_uids.len()).map(|z| self.evaluate_zone(&self.zone_facts(facts, z), z)).collect()
+        (0..self.zone_uids.len())
+            .map(|z| self.evaluate_zone(&self.zone_facts(facts, z), z))
+            .collect()
     }
 
     /// Number of zones.
@@ -339,7 +378,9 @@ impl PolicyEngine {
     /// The zone's attributes projected for (zone-projected) job facts: zones with equal keys
     /// give equal verdicts for those facts.
     pub fn zone_key(&self, zone_facts: &JobFacts, zone: usize) -> Vec<Val> {
-        self.zone_vals.get(zone).map_or_else(Vec::new, |v| self.projection.project_zone(v, zone_facts))
+        self.zone_vals
+            .get(zone)
+            .map_or_else(Vec::new, |v| self.projection.project_zone(v, zone_facts))
     }
 
     /// Evaluates (zone-projected) facts in one zone.
@@ -351,7 +392,13 @@ impl PolicyEngine {
     /// Evaluates (zone-projected) facts against a projected zone (from [`zone_key`](Self::zone_key));
     /// the verdict is reported for zone index `zone`.
     pub fn evaluate_keyed(&self, key: &[Val], zone_facts: &JobFacts, zone: usize) -> ZoneVerdict {
-        let deny = |e: String| ZoneVerdict { zone, allowed: false, permits: vec![], forbids: vec![], errors: vec![e] };
+        let deny = |e: String| ZoneVerdict {
+            zone,
+            allowed: false,
+            permits: vec![],
+            forbids: vec![],
+            errors: vec![e],
+        };
         let (resource, zone_entity) = if self.projection.projects_zones() {
             match vals_entity(self.proj_zone_uid.clone(), &ZONE_ATTRS, key) {
                 Ok(e) => (self.proj_zone_uid.clone(), e),
@@ -363,9 +410,9 @@ impl PolicyEngine {
                 _ => return deny(format!("no zone with index {zone}")),
             }
         };
-        let entities = self
-            .job_entity(zone_facts)
-            .and_then(|job| Entities::from_entities([job, zone_entity], None).map_err(|e| e.to_string()));
+        let entities = self.job_entity(zone_facts).and_then(|job| {
+            Entities::from_entities([job, zone_entity], None).map_err(|e| e.to_string())
+        });
         match entities {
             // Both entities are built by this engine from schema-typed values.
             Ok(e) => self.authorize(zone, &resource, &e),
@@ -375,15 +422,38 @@ impl PolicyEngine {
 
     /// The naive way, for comparison: one authorization for one (job, zone) pair, building the
     /// entity store from scratch and reusing nothing.
-    pub fn evaluate_one_naive(&self, a: &PolicyAttrs, level_name: &str, zone: usize) -> ZoneVerdict {
-        let entities = self.job_entity(&JobFacts::full(a, level_name)).and_then(|job| {
-            let z = self.zone_entities.get(zone).cloned().ok_or_else(|| format!("no zone with index {zone}"))?;
-            Entities::from_entities([job, z], Some(&self.schema)).map_err(|e| e.to_string())
-        });
+    pub fn evaluate_one_naive(
+        &self,
+        a: &PolicyAttrs,
+        level_name: &str,
+        zone: usize,
+    ) -> ZoneVerdict {
+        let entities = self
+            .job_entity(&JobFacts::full(a, level_name))
+            .and_then(|job| {
+                let z = self
+                    .zone_entities
+                    .get(zone)
+                    .cloned()
+                    .ok_or_else(|| format!("no zone with index {zone}"))?;
+                Entities::from_entities([job, z], Some(&self.schema)).map_err(|e| e.to_string())
+            });
         match (entities, self.zone_uids.get(zone)) {
             (Ok(e), Some(u)) => self.authorize(zone, u, &e),
-            (Err(e), _) => ZoneVerdict { zone, allowed: false, permits: vec![], forbids: vec![], errors: vec![e] },
-            (_, None) => ZoneVerdict { zone, allowed: false, permits: vec![], forbids: vec![], errors: vec![format!("no zone with index {zone}")] },
+            (Err(e), _) => ZoneVerdict {
+                zone,
+                allowed: false,
+                permits: vec![],
+                forbids: vec![],
+                errors: vec![e],
+            },
+            (_, None) => ZoneVerdict {
+                zone,
+                allowed: false,
+                permits: vec![],
+                forbids: vec![],
+                errors: vec![format!("no zone with index {zone}")],
+            },
         }
     }
 }
@@ -431,16 +501,32 @@ fn parse_file(path: &Path, text: &str) -> Result<Vec<Parsed>, PolicyErrors> {
     let parsed = PolicySet::from_str(text).map_err(|e| {
         let (line, column) = first_offset(&e).map_or((0, 0), |o| line_col(text, o));
         let message = e.to_string();
-        PolicyErrors(vec![PolicyError::Syntax { path: path.to_path_buf(), line, column, message }])
+        PolicyErrors(vec![PolicyError::Syntax {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message,
+        }])
     })?;
-    let stem = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let stem = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
     let mut out = Vec::new();
     let mut policies: Vec<&Policy> = parsed.policies().collect();
     // Keep file order: Cedar names unannotated policies policy0, policy1, ... in order.
-    policies.sort_by_key(|p| p.id().to_string().trim_start_matches("policy").parse::<usize>().unwrap_or(usize::MAX));
+    policies.sort_by_key(|p| {
+        p.id()
+            .to_string()
+            .trim_start_matches("policy")
+            .parse::<usize>()
+            .unwrap_or(usize::MAX)
+    });
     let starts = effect_offsets(text);
     for (n, p) in policies.into_iter().enumerate() {
-        let id = p.annotation("id").map_or_else(|| format!("{stem}#{n}"), str::to_string);
+        let id = p
+            .annotation("id")
+            .map_or_else(|| format!("{stem}#{n}"), str::to_string);
         let line = starts.get(n).map_or(0, |o| line_col(text, *o).0);
         out.push((id.clone(), p.new_id(PolicyId::new(id)), line));
     }

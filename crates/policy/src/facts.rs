@@ -32,8 +32,18 @@ pub const JOB_ATTRS: [&str; 14] = [
 ];
 
 /// The `Zone` attributes, in a fixed order.
-pub const ZONE_ATTRS: [&str; 10] =
-    ["name", "tier", "scope", "private", "provider", "region", "jurisdiction", "certifications", "ceiling", "ceiling_name"];
+pub const ZONE_ATTRS: [&str; 10] = [
+    "name",
+    "tier",
+    "scope",
+    "private",
+    "provider",
+    "region",
+    "jurisdiction",
+    "certifications",
+    "ceiling",
+    "ceiling_name",
+];
 
 /// One attribute value.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -78,7 +88,10 @@ impl JobFacts {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Use {
     /// Only compared for (in)equality with these literals and these zone attributes.
-    Eq { lits: BTreeSet<String>, zone_attrs: BTreeSet<String> },
+    Eq {
+        lits: BTreeSet<String>,
+        zone_attrs: BTreeSet<String>,
+    },
     Raw,
 }
 
@@ -86,7 +99,10 @@ enum Use {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum ZoneUse {
     /// Only compared for (in)equality with these literals and these job attributes.
-    Eq { lits: BTreeSet<String>, job_attrs: BTreeSet<String> },
+    Eq {
+        lits: BTreeSet<String>,
+        job_attrs: BTreeSet<String>,
+    },
     Raw,
 }
 
@@ -104,13 +120,28 @@ impl Projection {
     pub fn from_policies<'a>(policies: impl IntoIterator<Item = &'a Value>) -> Self {
         let mut p = Self::default();
         for json in policies {
-            if json.get("principal").and_then(|s| s.get("op")).and_then(Value::as_str) != Some("All") {
+            if json
+                .get("principal")
+                .and_then(|s| s.get("op"))
+                .and_then(Value::as_str)
+                != Some("All")
+            {
                 p.disabled = true;
             }
-            if json.get("resource").and_then(|s| s.get("op")).and_then(Value::as_str) != Some("All") {
+            if json
+                .get("resource")
+                .and_then(|s| s.get("op"))
+                .and_then(Value::as_str)
+                != Some("All")
+            {
                 p.zone_disabled = true;
             }
-            for c in json.get("conditions").and_then(Value::as_array).into_iter().flatten() {
+            for c in json
+                .get("conditions")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 if let Some(body) = c.get("body") {
                     p.walk(body);
                 }
@@ -121,18 +152,32 @@ impl Projection {
 
     /// No projection: every attribute kept.
     pub fn identity() -> Self {
-        Self { uses: BTreeMap::new(), disabled: true, zone_uses: BTreeMap::new(), zone_disabled: true }
+        Self {
+            uses: BTreeMap::new(),
+            disabled: true,
+            zone_uses: BTreeMap::new(),
+            zone_disabled: true,
+        }
     }
 
     fn record(&mut self, attr: &str, u: Use) {
         let e = self
             .uses
             .entry(attr.to_string())
-            .or_insert_with(|| Use::Eq { lits: BTreeSet::new(), zone_attrs: BTreeSet::new() });
+            .or_insert_with(|| Use::Eq {
+                lits: BTreeSet::new(),
+                zone_attrs: BTreeSet::new(),
+            });
         match (e, u) {
             (Use::Raw, _) => {}
             (e, Use::Raw) => *e = Use::Raw,
-            (Use::Eq { lits, zone_attrs }, Use::Eq { lits: l, zone_attrs: z }) => {
+            (
+                Use::Eq { lits, zone_attrs },
+                Use::Eq {
+                    lits: l,
+                    zone_attrs: z,
+                },
+            ) => {
                 lits.extend(l);
                 zone_attrs.extend(z);
             }
@@ -143,11 +188,20 @@ impl Projection {
         let e = self
             .zone_uses
             .entry(attr.to_string())
-            .or_insert_with(|| ZoneUse::Eq { lits: BTreeSet::new(), job_attrs: BTreeSet::new() });
+            .or_insert_with(|| ZoneUse::Eq {
+                lits: BTreeSet::new(),
+                job_attrs: BTreeSet::new(),
+            });
         match (e, u) {
             (ZoneUse::Raw, _) => {}
             (e, ZoneUse::Raw) => *e = ZoneUse::Raw,
-            (ZoneUse::Eq { lits, job_attrs }, ZoneUse::Eq { lits: l, job_attrs: j }) => {
+            (
+                ZoneUse::Eq { lits, job_attrs },
+                ZoneUse::Eq {
+                    lits: l,
+                    job_attrs: j,
+                },
+            ) => {
                 lits.extend(l);
                 job_attrs.extend(j);
             }
@@ -158,23 +212,54 @@ impl Projection {
     /// (`principal.A` or `resource.B` against a string literal, or against each other).
     fn record_eq(&mut self, l: &Value, r: &Value) -> bool {
         let lit = |v: &Value| v.get("Value").and_then(Value::as_str).map(str::to_string);
-        let (lp, rp) = (Self::var_attr(l, "principal"), Self::var_attr(r, "principal"));
+        let (lp, rp) = (
+            Self::var_attr(l, "principal"),
+            Self::var_attr(r, "principal"),
+        );
         let (lr, rr) = (Self::var_attr(l, "resource"), Self::var_attr(r, "resource"));
         let one = |s: String| BTreeSet::from([s]);
         match (lp, rp, lr, rr) {
             (Some(a), None, None, Some(b)) | (None, Some(a), Some(b), None) => {
-                self.record(a, Use::Eq { lits: BTreeSet::new(), zone_attrs: one(b.to_string()) });
-                self.record_zone(b, ZoneUse::Eq { lits: BTreeSet::new(), job_attrs: one(a.to_string()) });
+                self.record(
+                    a,
+                    Use::Eq {
+                        lits: BTreeSet::new(),
+                        zone_attrs: one(b.to_string()),
+                    },
+                );
+                self.record_zone(
+                    b,
+                    ZoneUse::Eq {
+                        lits: BTreeSet::new(),
+                        job_attrs: one(a.to_string()),
+                    },
+                );
                 true
             }
             (Some(a), None, None, None) | (None, Some(a), None, None) => {
-                let Some(x) = lit(if lp.is_some() { r } else { l }) else { return false };
-                self.record(a, Use::Eq { lits: one(x), zone_attrs: BTreeSet::new() });
+                let Some(x) = lit(if lp.is_some() { r } else { l }) else {
+                    return false;
+                };
+                self.record(
+                    a,
+                    Use::Eq {
+                        lits: one(x),
+                        zone_attrs: BTreeSet::new(),
+                    },
+                );
                 true
             }
             (None, None, Some(b), None) | (None, None, None, Some(b)) => {
-                let Some(x) = lit(if lr.is_some() { r } else { l }) else { return false };
-                self.record_zone(b, ZoneUse::Eq { lits: one(x), job_attrs: BTreeSet::new() });
+                let Some(x) = lit(if lr.is_some() { r } else { l }) else {
+                    return false;
+                };
+                self.record_zone(
+                    b,
+                    ZoneUse::Eq {
+                        lits: one(x),
+                        job_attrs: BTreeSet::new(),
+                    },
+                );
                 true
             }
             _ => false,
@@ -204,7 +289,10 @@ impl Projection {
                     return;
                 }
                 for op in ["==", "!="] {
-                    if let Some((l, r)) = m.get(op).and_then(|i| Some((i.get("left")?, i.get("right")?))) {
+                    if let Some((l, r)) = m
+                        .get(op)
+                        .and_then(|i| Some((i.get("left")?, i.get("right")?)))
+                    {
                         if self.record_eq(l, r) {
                             return;
                         }
@@ -265,7 +353,9 @@ impl Projection {
                     if lits.contains(s) || jvals.contains(&s.as_str()) {
                         v.clone()
                     } else {
-                        Val::Str(other_than(lits.iter().map(String::as_str).chain(jvals.iter().copied())))
+                        Val::Str(other_than(
+                            lits.iter().map(String::as_str).chain(jvals.iter().copied()),
+                        ))
                     }
                 }
                 (Some(ZoneUse::Eq { .. }), v) => v.clone(),
@@ -307,7 +397,11 @@ impl Projection {
     /// literals and zone attributes keeps its value if it equals one of them for this zone, and
     /// becomes a value equal to none of them otherwise. `zone_attr` gives the zone's string
     /// attributes by name.
-    pub fn for_zone<'z>(&self, facts: &JobFacts, zone_attr: impl Fn(&str) -> Option<&'z str>) -> JobFacts {
+    pub fn for_zone<'z>(
+        &self,
+        facts: &JobFacts,
+        zone_attr: impl Fn(&str) -> Option<&'z str>,
+    ) -> JobFacts {
         if self.disabled {
             return facts.clone();
         }
@@ -318,11 +412,14 @@ impl Projection {
                 .zip(JOB_ATTRS)
                 .map(|(v, name)| match (self.uses.get(name), v) {
                     (Some(Use::Eq { lits, zone_attrs }), Val::Str(s)) if !zone_attrs.is_empty() => {
-                        let zvals: Vec<&str> = zone_attrs.iter().filter_map(|a| zone_attr(a)).collect();
+                        let zvals: Vec<&str> =
+                            zone_attrs.iter().filter_map(|a| zone_attr(a)).collect();
                         if lits.contains(s) || zvals.contains(&s.as_str()) {
                             v.clone()
                         } else {
-                            Val::Str(other_than(lits.iter().map(String::as_str).chain(zvals.iter().copied())))
+                            Val::Str(other_than(
+                                lits.iter().map(String::as_str).chain(zvals.iter().copied()),
+                            ))
                         }
                     }
                     _ => v.clone(),
@@ -343,7 +440,11 @@ impl Projection {
                 Some(Use::Raw) => format!("{a}: kept"),
                 Some(Use::Eq { lits, zone_attrs }) => format!(
                     "{a}: compared with {{{}}}, otherwise one value",
-                    lits.iter().map(|l| format!("{l:?}")).chain(zone_attrs.iter().map(|z| format!("resource.{z}"))).collect::<Vec<_>>().join(", ")
+                    lits.iter()
+                        .map(|l| format!("{l:?}"))
+                        .chain(zone_attrs.iter().map(|z| format!("resource.{z}")))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             })
             .collect::<Vec<_>>()

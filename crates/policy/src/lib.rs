@@ -6,11 +6,11 @@
 //! The public face is [`PolicyEngine`]; Cedar types stay inside.
 
 mod engine;
-mod facts;
 mod error;
+mod facts;
 mod schema;
 
 pub use engine::{PolicyEngine, PolicyRef, ZoneVerdict, BASELINE_TEXT};
-pub use facts::{JobFacts, Projection, Val, JOB_ATTRS, ZONE_ATTRS};
 pub use error::{PolicyError, PolicyErrors};
+pub use facts::{JobFacts, Projection, Val, JOB_ATTRS, ZONE_ATTRS};
 pub use schema::schema_text;

@@ -6,7 +6,8 @@ use tidegate_model::Scheme;
 
 /// The Cedar schema text for a fleet's classification scheme.
 pub fn schema_text(scheme: &Scheme) -> String {
-    let mut s = String::from("// Cedar schema for tidegate placement, generated from the fleet model.\n");
+    let mut s =
+        String::from("// Cedar schema for tidegate placement, generated from the fleet model.\n");
     s.push_str("// Classification level ranks (Job.level, Zone.ceiling):");
     for (i, l) in scheme.levels.iter().enumerate() {
         s.push_str(&format!(" {}={i}", l.name));

@@ -17,7 +17,10 @@ fn example() -> Fleet {
 
 fn with_policy(text: &str) -> Fleet {
     let mut f = example();
-    f.policies.push(PolicyFile { path: PathBuf::from("policies/extra.cedar"), text: text.to_string() });
+    f.policies.push(PolicyFile {
+        path: PathBuf::from("policies/extra.cedar"),
+        text: text.to_string(),
+    });
     f
 }
 
@@ -46,13 +49,19 @@ fn example_policies_load_and_hash_is_stable() {
     assert_eq!(a.hash().len(), 64);
     assert_eq!(a.len(), 10);
     // Any change to the policy set changes the hash.
-    let c = PolicyEngine::load(&with_policy("@id(\"x\") forbid (principal, action, resource) when { principal.team == \"nobody\" };")).unwrap();
+    let c = PolicyEngine::load(&with_policy(
+        "@id(\"x\") forbid (principal, action, resource) when { principal.team == \"nobody\" };",
+    ))
+    .unwrap();
     assert_ne!(a.hash(), c.hash());
 }
 
 #[test]
 fn syntax_error_names_file_and_line() {
-    let err = PolicyEngine::load(&with_policy("// first line\n\npermit (principal, action, resource)\nwhen { principal.level <= };\n")).unwrap_err();
+    let err = PolicyEngine::load(&with_policy(
+        "// first line\n\npermit (principal, action, resource)\nwhen { principal.level <= };\n",
+    ))
+    .unwrap_err();
     assert_eq!(err.0.len(), 1, "{err}");
     match &err.0[0] {
         PolicyError::Syntax { path, line, .. } => {
@@ -69,7 +78,13 @@ fn schema_mismatch_names_file_line_and_policy() {
     let err = PolicyEngine::load(&with_policy(text)).unwrap_err();
     assert_eq!(err.0.len(), 1, "{err}");
     match &err.0[0] {
-        PolicyError::Schema { path, line, policy, message, .. } => {
+        PolicyError::Schema {
+            path,
+            line,
+            policy,
+            message,
+            ..
+        } => {
             assert_eq!(path, Path::new("policies/extra.cedar"));
             assert_eq!(*line, 6, "{message}");
             assert_eq!(policy, "typo");
@@ -77,18 +92,33 @@ fn schema_mismatch_names_file_line_and_policy() {
         e => panic!("expected a schema error, got {e}"),
     }
     // A type error is a schema mismatch too.
-    let err = PolicyEngine::load(&with_policy("permit (principal, action, resource) when { principal.level == \"high\" };")).unwrap_err();
-    assert!(matches!(err.0[0], PolicyError::Schema { line: 1, .. }), "{err}");
+    let err = PolicyEngine::load(&with_policy(
+        "permit (principal, action, resource) when { principal.level == \"high\" };",
+    ))
+    .unwrap_err();
+    assert!(
+        matches!(err.0[0], PolicyError::Schema { line: 1, .. }),
+        "{err}"
+    );
 }
 
 #[test]
 fn duplicate_ids_and_unknown_excludes_are_errors() {
-    let err = PolicyEngine::load(&with_policy("@id(\"baseline.residency\") permit (principal, action, resource);")).unwrap_err();
-    assert!(matches!(&err.0[0], PolicyError::DuplicateId { id, .. } if id == "baseline.residency"), "{err}");
+    let err = PolicyEngine::load(&with_policy(
+        "@id(\"baseline.residency\") permit (principal, action, resource);",
+    ))
+    .unwrap_err();
+    assert!(
+        matches!(&err.0[0], PolicyError::DuplicateId { id, .. } if id == "baseline.residency"),
+        "{err}"
+    );
     let mut f = example();
     f.baseline_exclude.push("baseline.no-such-rule".into());
     let err = PolicyEngine::load(&f).unwrap_err();
-    assert!(matches!(&err.0[0], PolicyError::UnknownExclude(id) if id == "baseline.no-such-rule"), "{err}");
+    assert!(
+        matches!(&err.0[0], PolicyError::UnknownExclude(id) if id == "baseline.no-such-rule"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -99,38 +129,79 @@ fn verdicts_name_deciding_policies() {
     let v = eng.evaluate_all(&eng.facts(&a, "confidential"));
     let by_name = |name: &str| &v[fleet.zones.iter().position(|z| z.name == name).unwrap()];
     assert!(by_name("public-eu").allowed);
-    assert!(by_name("public-eu").permits.iter().any(|p| p.id == "baseline.permit-within-ceiling"));
+    assert!(by_name("public-eu")
+        .permits
+        .iter()
+        .any(|p| p.id == "baseline.permit-within-ceiling"));
     let edge = by_name("edge-clinic");
     assert!(!edge.allowed);
-    assert!(edge.forbids.iter().any(|p| p.id == "baseline.edge-requires-released-artifacts"));
+    assert!(edge
+        .forbids
+        .iter()
+        .any(|p| p.id == "baseline.edge-requires-released-artifacts"));
     // Not burst-eligible: public zones are forbidden, private ones still allowed.
     a.burst_eligible = false;
     let v = eng.evaluate_all(&eng.facts(&a, "confidential"));
-    let pe = &v[fleet.zones.iter().position(|z| z.name == "public-eu").unwrap()];
+    let pe = &v[fleet
+        .zones
+        .iter()
+        .position(|z| z.name == "public-eu")
+        .unwrap()];
     assert!(!pe.allowed);
-    assert!(pe.forbids.iter().any(|p| p.id == "baseline.burst-requires-eligibility"));
-    assert!(v[fleet.zones.iter().position(|z| z.name == "hospital-onprem").unwrap()].allowed);
+    assert!(pe
+        .forbids
+        .iter()
+        .any(|p| p.id == "baseline.burst-requires-eligibility"));
+    assert!(
+        v[fleet
+            .zones
+            .iter()
+            .position(|z| z.name == "hospital-onprem")
+            .unwrap()]
+        .allowed
+    );
     // A fleet policy forbids by team.
     a.team = "finance-risk".into();
     a.burst_eligible = true;
     let v = eng.evaluate_all(&eng.facts(&a, "confidential"));
-    let pe = &v[fleet.zones.iter().position(|z| z.name == "public-us").unwrap()];
-    assert!(pe.forbids.iter().any(|p| p.id == "hospital.finance-stays-private"), "{pe:?}");
+    let pe = &v[fleet
+        .zones
+        .iter()
+        .position(|z| z.name == "public-us")
+        .unwrap()];
+    assert!(
+        pe.forbids
+            .iter()
+            .any(|p| p.id == "hospital.finance-stays-private"),
+        "{pe:?}"
+    );
 }
 
 #[test]
 fn no_permit_means_deny() {
     let mut f = example();
-    f.baseline_exclude.push("baseline.permit-within-ceiling".into());
+    f.baseline_exclude
+        .push("baseline.permit-within-ceiling".into());
     let eng = PolicyEngine::load(&f).unwrap();
     let v = eng.evaluate_all(&eng.facts(&attrs(), "confidential"));
     assert!(v.iter().all(|z| !z.allowed));
-    let onprem = f.zones.iter().position(|z| z.name == "hospital-onprem").unwrap();
-    assert!(v[onprem].reasons()[0].contains("default deny"), "{:?}", v[onprem].reasons());
+    let onprem = f
+        .zones
+        .iter()
+        .position(|z| z.name == "hospital-onprem")
+        .unwrap();
+    assert!(
+        v[onprem].reasons()[0].contains("default deny"),
+        "{:?}",
+        v[onprem].reasons()
+    );
 }
 
 fn arb_attrs() -> impl Strategy<Value = PolicyAttrs> {
-    let set = |xs: &'static [&'static str]| proptest::sample::subsequence(xs, 0..=xs.len()).prop_map(|v| v.into_iter().map(String::from).collect::<BTreeSet<_>>());
+    let set = |xs: &'static [&'static str]| {
+        proptest::sample::subsequence(xs, 0..=xs.len())
+            .prop_map(|v| v.into_iter().map(String::from).collect::<BTreeSet<_>>())
+    };
     (
         proptest::sample::select(vec!["icu-ml", "finance-risk", "radiology-ai"]),
         proptest::sample::select(JobKind::ALL.to_vec()),
@@ -141,30 +212,53 @@ fn arb_attrs() -> impl Strategy<Value = PolicyAttrs> {
         set(&["hipaa-baa", "iso27001", "soc2", "pci-dss"]),
         any::<bool>(),
         set(&["EU", "US"]),
-        proptest::sample::select(vec!["any", "private", "public", "edge", "public-eu", "edge-clinic", "hospital-onprem"]),
+        proptest::sample::select(vec![
+            "any",
+            "private",
+            "public",
+            "edge",
+            "public-eu",
+            "edge-clinic",
+            "hospital-onprem",
+        ]),
         any::<bool>(),
         any::<bool>(),
     )
-        .prop_map(|(team, kind, level, tags, residency, private_only, certs, stays, origin, scope, burst, released)| PolicyAttrs {
-            team: team.into(),
-            kind,
-            level,
-            tags,
-            residency,
-            private_only,
-            required_certifications: certs,
-            stays_in_jurisdiction: stays,
-            origin_jurisdictions: origin,
-            scope: match scope {
-                "any" => ZoneScope::Any,
-                "private" => ZoneScope::Private,
-                "public" => ZoneScope::Public,
-                "edge" => ZoneScope::Edge,
-                z => ZoneScope::Zone(z.into()),
+        .prop_map(
+            |(
+                team,
+                kind,
+                level,
+                tags,
+                residency,
+                private_only,
+                certs,
+                stays,
+                origin,
+                scope,
+                burst,
+                released,
+            )| PolicyAttrs {
+                team: team.into(),
+                kind,
+                level,
+                tags,
+                residency,
+                private_only,
+                required_certifications: certs,
+                stays_in_jurisdiction: stays,
+                origin_jurisdictions: origin,
+                scope: match scope {
+                    "any" => ZoneScope::Any,
+                    "private" => ZoneScope::Private,
+                    "public" => ZoneScope::Public,
+                    "edge" => ZoneScope::Edge,
+                    z => ZoneScope::Zone(z.into()),
+                },
+                burst_eligible: burst,
+                artifacts_released: released,
             },
-            burst_eligible: burst,
-            artifacts_released: released,
-        })
+        )
 }
 
 proptest! {
@@ -234,8 +328,14 @@ fn zones_with_equal_projections_share_a_key() {
     let zi = |n: &str| fleet.zones.iter().position(|z| z.name == n).unwrap();
     let (us, eu) = (zi("public-us"), zi("public-eu"));
     // The baseline reads the jurisdiction, so EU and US public zones differ...
-    assert_ne!(eng.zone_key(&eng.zone_facts(&f, us), us), eng.zone_key(&eng.zone_facts(&f, eu), eu));
+    assert_ne!(
+        eng.zone_key(&eng.zone_facts(&f, us), us),
+        eng.zone_key(&eng.zone_facts(&f, eu), eu)
+    );
     // ...but their names and regions, which no policy reads for this job, are erased.
     let key = eng.zone_key(&eng.zone_facts(&f, us), us);
-    assert!(!format!("{key:?}").contains("public-us") && !format!("{key:?}").contains("us-east-1"), "{key:?}");
+    assert!(
+        !format!("{key:?}").contains("public-us") && !format!("{key:?}").contains("us-east-1"),
+        "{key:?}"
+    );
 }

@@ -74,7 +74,9 @@ fn flavor_name(gpu_type: &str) -> String {
 
 fn namespace_and_queue(zone: &Zone) -> Option<(&str, &str)> {
     match &zone.backend {
-        Backend::Kubernetes { namespace, queue, .. } => Some((namespace, queue)),
+        Backend::Kubernetes {
+            namespace, queue, ..
+        } => Some((namespace, queue)),
         _ => None,
     }
 }
@@ -106,11 +108,16 @@ fn flavors(zone: &Zone) -> Vec<(String, u32)> {
 
 /// Teams whose quota covers the zone, with their nominal GPUs per flavor (declaration order,
 /// clipped to what the zone has left).
-fn team_quotas<'s>(zone: &Zone, sched: &'s Scheduling) -> (Vec<(&'s TeamQuota, FlavorQuota)>, FlavorQuota) {
+fn team_quotas<'s>(
+    zone: &Zone,
+    sched: &'s Scheduling,
+) -> (Vec<(&'s TeamQuota, FlavorQuota)>, FlavorQuota) {
     let mut left = flavors(zone);
     let mut teams = Vec::new();
     for t in &sched.teams {
-        let Some(scope) = t.scope_for(zone) else { continue };
+        let Some(scope) = t.scope_for(zone) else {
+            continue;
+        };
         let mut want = t.nominal.get(scope).copied().unwrap_or(0);
         let mut per = Vec::new();
         for (f, free) in left.iter_mut() {
@@ -169,10 +176,15 @@ pub fn network_policy(zone: &Zone, known_zones: &[String], addrs: &Addresses) ->
             Dest::V4(n) | Dest::V6(n) => block(n),
             Dest::Name(name) => {
                 let nets: Vec<String> = if known_zones.contains(&name) {
-                    addrs.get(&name).into_iter().flatten().filter_map(|a| match parse_dest(a) {
-                        Dest::V4(n) | Dest::V6(n) => Some(n),
-                        Dest::Name(_) => None,
-                    }).collect()
+                    addrs
+                        .get(&name)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|a| match parse_dest(a) {
+                            Dest::V4(n) | Dest::V6(n) => Some(n),
+                            Dest::Name(_) => None,
+                        })
+                        .collect()
                 } else {
                     Vec::new()
                 };
@@ -198,7 +210,10 @@ pub fn network_policy(zone: &Zone, known_zones: &[String], addrs: &Addresses) ->
     let mut m = meta("tidegate-egress", Some(ns), zone, 4);
     if !unresolved.is_empty() {
         if let Some(a) = m.get_mut("annotations").and_then(Value::as_object_mut) {
-            a.insert("tidegate.io/unresolved-egress".into(), json!(unresolved.join(",")));
+            a.insert(
+                "tidegate.io/unresolved-egress".into(),
+                json!(unresolved.join(",")),
+            );
         }
     }
     Some(json!({
@@ -213,48 +228,75 @@ pub fn network_policy(zone: &Zone, known_zones: &[String], addrs: &Addresses) ->
 pub fn fleet_objects(fleet: &Fleet, sched: &Scheduling, addrs: &Addresses) -> Vec<Object> {
     let known: Vec<String> = fleet.zones.iter().map(|z| z.name.clone()).collect();
     let mut out = Vec::new();
-    let mut zones: Vec<&Zone> = fleet.zones.iter().filter(|z| namespace_and_queue(z).is_some()).collect();
+    let mut zones: Vec<&Zone> = fleet
+        .zones
+        .iter()
+        .filter(|z| namespace_and_queue(z).is_some())
+        .collect();
     zones.sort_by(|a, b| a.name.cmp(&b.name));
     for zone in zones {
-        let Some((ns, queue)) = namespace_and_queue(zone) else { continue };
+        let Some((ns, queue)) = namespace_and_queue(zone) else {
+            continue;
+        };
         let dir = k8s_name(&zone.name);
         let mut push = |prefix: &str, kind: &str, name: &str, value: Value| {
-            out.push(Object { path: format!("{dir}/{prefix}-{}-{name}.yaml", kind.to_ascii_lowercase()), value });
+            out.push(Object {
+                path: format!("{dir}/{prefix}-{}-{name}.yaml", kind.to_ascii_lowercase()),
+                value,
+            });
         };
-        push("00", "Namespace", ns, json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": meta(ns, None, zone, 0) }));
+        push(
+            "00",
+            "Namespace",
+            ns,
+            json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": meta(ns, None, zone, 0) }),
+        );
         let mut types: Vec<&Pool> = Vec::new();
         for p in &zone.pools {
-            if !types.iter().any(|t| t.gpu_type.eq_ignore_ascii_case(&p.gpu_type)) {
+            if !types
+                .iter()
+                .any(|t| t.gpu_type.eq_ignore_ascii_case(&p.gpu_type))
+            {
                 types.push(p);
             }
         }
         for p in types {
             let f = flavor_name(&p.gpu_type);
-            push("10", "ResourceFlavor", &f, json!({
-                "apiVersion": KUEUE,
-                "kind": "ResourceFlavor",
-                "metadata": meta(&f, None, zone, 1),
-                "spec": {
-                    "nodeLabels": { "tidegate.io/gpu-type": k8s_name(&p.gpu_type) },
-                    "tolerations": [{ "key": GPU, "operator": "Exists", "effect": "NoSchedule" }],
-                },
-            }));
+            push(
+                "10",
+                "ResourceFlavor",
+                &f,
+                json!({
+                    "apiVersion": KUEUE,
+                    "kind": "ResourceFlavor",
+                    "metadata": meta(&f, None, zone, 1),
+                    "spec": {
+                        "nodeLabels": { "tidegate.io/gpu-type": k8s_name(&p.gpu_type) },
+                        "tolerations": [{ "key": GPU, "operator": "Exists", "effect": "NoSchedule" }],
+                    },
+                }),
+            );
         }
         let (teams, left) = team_quotas(zone, sched);
         let selector = json!({ "matchLabels": { "kubernetes.io/metadata.name": ns } });
         let zone_cq = k8s_name(&zone.name);
-        push("20", "ClusterQueue", &zone_cq, json!({
-            "apiVersion": KUEUE,
-            "kind": "ClusterQueue",
-            "metadata": meta(&zone_cq, None, zone, 2),
-            "spec": {
-                "cohort": zone_cq,
-                "namespaceSelector": selector,
-                "queueingStrategy": "BestEffortFIFO",
-                "preemption": { "reclaimWithinCohort": "Any", "withinClusterQueue": "LowerPriority" },
-                "resourceGroups": resource_groups(&left, None),
-            },
-        }));
+        push(
+            "20",
+            "ClusterQueue",
+            &zone_cq,
+            json!({
+                "apiVersion": KUEUE,
+                "kind": "ClusterQueue",
+                "metadata": meta(&zone_cq, None, zone, 2),
+                "spec": {
+                    "cohort": zone_cq,
+                    "namespaceSelector": selector,
+                    "queueingStrategy": "BestEffortFIFO",
+                    "preemption": { "reclaimWithinCohort": "Any", "withinClusterQueue": "LowerPriority" },
+                    "resourceGroups": resource_groups(&left, None),
+                },
+            }),
+        );
         for (t, per) in &teams {
             let name = format!("{zone_cq}-{}", k8s_name(&t.name));
             let mut m = meta(&name, None, zone, 2);
@@ -267,35 +309,50 @@ pub fn fleet_objects(fleet: &Fleet, sched: &Scheduling, addrs: &Addresses) -> Ve
                     a.insert("tidegate.io/budget-gpu-hours".into(), json!(x.to_string()));
                 }
             }
-            push("20", "ClusterQueue", &name, json!({
-                "apiVersion": KUEUE,
-                "kind": "ClusterQueue",
-                "metadata": m,
-                "spec": {
-                    "cohort": zone_cq,
-                    "namespaceSelector": selector,
-                    "queueingStrategy": "BestEffortFIFO",
-                    "fairSharing": { "weight": t.weight.to_string() },
-                    "preemption": { "reclaimWithinCohort": "Any", "borrowWithinCohort": { "policy": "LowerPriority" }, "withinClusterQueue": "LowerPriority" },
-                    "resourceGroups": resource_groups(per, t.borrowing_limit),
-                },
-            }));
+            push(
+                "20",
+                "ClusterQueue",
+                &name,
+                json!({
+                    "apiVersion": KUEUE,
+                    "kind": "ClusterQueue",
+                    "metadata": m,
+                    "spec": {
+                        "cohort": zone_cq,
+                        "namespaceSelector": selector,
+                        "queueingStrategy": "BestEffortFIFO",
+                        "fairSharing": { "weight": t.weight.to_string() },
+                        "preemption": { "reclaimWithinCohort": "Any", "borrowWithinCohort": { "policy": "LowerPriority" }, "withinClusterQueue": "LowerPriority" },
+                        "resourceGroups": resource_groups(per, t.borrowing_limit),
+                    },
+                }),
+            );
         }
         let q = k8s_name(queue);
-        push("30", "LocalQueue", &q, json!({
-            "apiVersion": KUEUE,
-            "kind": "LocalQueue",
-            "metadata": meta(&q, Some(ns), zone, 3),
-            "spec": { "clusterQueue": zone_cq },
-        }));
-        for (t, _) in &teams {
-            let q = team_queue_name(&t.name);
-            push("30", "LocalQueue", &q, json!({
+        push(
+            "30",
+            "LocalQueue",
+            &q,
+            json!({
                 "apiVersion": KUEUE,
                 "kind": "LocalQueue",
                 "metadata": meta(&q, Some(ns), zone, 3),
-                "spec": { "clusterQueue": format!("{zone_cq}-{}", k8s_name(&t.name)) },
-            }));
+                "spec": { "clusterQueue": zone_cq },
+            }),
+        );
+        for (t, _) in &teams {
+            let q = team_queue_name(&t.name);
+            push(
+                "30",
+                "LocalQueue",
+                &q,
+                json!({
+                    "apiVersion": KUEUE,
+                    "kind": "LocalQueue",
+                    "metadata": meta(&q, Some(ns), zone, 3),
+                    "spec": { "clusterQueue": format!("{zone_cq}-{}", k8s_name(&t.name)) },
+                }),
+            );
         }
         if let Some(np) = network_policy(zone, &known, addrs) {
             push("40", "NetworkPolicy", "tidegate-egress", np);
@@ -309,13 +366,21 @@ fn job_labels(job: &JobSpec, job_id: &str, fleet: &Fleet) -> Map<String, Value> 
     let mut l = Map::new();
     l.insert(MANAGED.0.into(), json!(MANAGED.1));
     if let Some(rank) = job.labels.data_classification {
-        let name = fleet.scheme.levels.get(usize::from(rank)).map(|lv| lv.name.clone()).unwrap_or_else(|| rank.to_string());
+        let name = fleet
+            .scheme
+            .levels
+            .get(usize::from(rank))
+            .map(|lv| lv.name.clone())
+            .unwrap_or_else(|| rank.to_string());
         l.insert("data_classification".into(), json!(name));
     }
     if let Some(s) = &job.labels.allowed_execution_zone {
         l.insert("allowed_execution_zone".into(), json!(s.as_label()));
     }
-    l.insert("burst_eligible".into(), json!(job.labels.burst_eligible.unwrap_or(false).to_string()));
+    l.insert(
+        "burst_eligible".into(),
+        json!(job.labels.burst_eligible.unwrap_or(false).to_string()),
+    );
     l.insert("tidegate.io/job-id".into(), json!(job_id));
     l.insert("tidegate.io/team".into(), json!(k8s_name(&job.team)));
     l
@@ -330,9 +395,20 @@ pub fn job_objects(
     pool: Option<&str>,
     image: &str,
 ) -> Result<Vec<Value>, RenderError> {
-    let Context { fleet, sched, addrs } = cx;
+    let Context {
+        fleet,
+        sched,
+        addrs,
+    } = cx;
     let Some((ns, _)) = namespace_and_queue(zone) else {
-        return Err(RenderError::NoZone { job: job.name.clone(), reason: format!("zone {} runs on {}, not kubernetes", zone.name, zone.backend.kind()) });
+        return Err(RenderError::NoZone {
+            job: job.name.clone(),
+            reason: format!(
+                "zone {} runs on {}, not kubernetes",
+                zone.name,
+                zone.backend.kind()
+            ),
+        });
     };
     let pool = pick_pool(job, zone, pool)?;
     let launch = launch_for(job, job_id, zone, pool);
@@ -344,7 +420,12 @@ pub fn job_objects(
     if let Some(j) = &job.justification {
         annotations.insert("tidegate.io/justification".into(), json!(j));
     }
-    let spec = JobShape { labels: pod_labels.clone(), annotations, memory_gb: job.resources.memory_gb, stand_in: false };
+    let spec = JobShape {
+        labels: pod_labels.clone(),
+        annotations,
+        memory_gb: job.resources.memory_gb,
+        stand_in: false,
+    };
     let job_obj = launch_job(zone, sched, &launch, image, spec)?;
     let service_account = json!({
         "apiVersion": "v1",
@@ -383,9 +464,22 @@ fn service_account_name(job_id: &str) -> String {
 
 /// The `batch/v1` Job for a launch in a Kubernetes zone — what `tidegate render` prints for a job
 /// and what the Kubernetes executor's renderer hands it (see [`launch_renderer`]).
-pub fn launch_job(zone: &Zone, sched: &Scheduling, launch: &Launch, image: &str, shape: JobShape) -> Result<Value, RenderError> {
+pub fn launch_job(
+    zone: &Zone,
+    sched: &Scheduling,
+    launch: &Launch,
+    image: &str,
+    shape: JobShape,
+) -> Result<Value, RenderError> {
     let Some((ns, _)) = namespace_and_queue(zone) else {
-        return Err(RenderError::NoZone { job: launch.name.clone(), reason: format!("zone {} runs on {}, not kubernetes", zone.name, zone.backend.kind()) });
+        return Err(RenderError::NoZone {
+            job: launch.name.clone(),
+            reason: format!(
+                "zone {} runs on {}, not kubernetes",
+                zone.name,
+                zone.backend.kind()
+            ),
+        });
     };
     let pool = zone.pools.iter().find(|p| p.name == launch.pool);
     let name = k8s_name(&launch.job_id);
@@ -402,7 +496,9 @@ pub fn launch_job(zone: &Zone, sched: &Scheduling, launch: &Launch, image: &str,
     annotations.insert("tidegate.io/pool".into(), json!(launch.pool));
     let mut tolerations = vec![json!({ "key": GPU, "operator": "Exists", "effect": "NoSchedule" })];
     if pool.is_some_and(|p| p.pricing == Pricing::Spot) {
-        tolerations.push(json!({ "key": "tidegate.io/spot", "operator": "Exists", "effect": "NoSchedule" }));
+        tolerations.push(
+            json!({ "key": "tidegate.io/spot", "operator": "Exists", "effect": "NoSchedule" }),
+        );
     }
     let mut env: Vec<Value> = [
         ("TIDEGATE_JOB_ID", launch.job_id.clone()),
@@ -410,12 +506,20 @@ pub fn launch_job(zone: &Zone, sched: &Scheduling, launch: &Launch, image: &str,
         ("TIDEGATE_POOL", launch.pool.clone()),
         ("TIDEGATE_GPUS", launch.gpus.to_string()),
         ("TIDEGATE_GPU_TYPE", launch.gpu_type.clone()),
-        ("TIDEGATE_TOKEN_FILE", "/var/run/secrets/tidegate/token".into()),
+        (
+            "TIDEGATE_TOKEN_FILE",
+            "/var/run/secrets/tidegate/token".into(),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| json!({ "name": k, "value": v }))
     .collect();
-    env.extend(launch.env.iter().map(|(k, v)| json!({ "name": k, "value": v })));
+    env.extend(
+        launch
+            .env
+            .iter()
+            .map(|(k, v)| json!({ "name": k, "value": v })),
+    );
     let mut limits = Map::new();
     if launch.gpus > 0 {
         limits.insert(GPU.into(), json!(launch.gpus.to_string()));
@@ -434,7 +538,14 @@ pub fn launch_job(zone: &Zone, sched: &Scheduling, launch: &Launch, image: &str,
     if let Some(o) = container.as_object_mut() {
         if launch.command.is_empty() && shape.stand_in {
             let secs = launch.stand_in_seconds.clamp(0.0, 86_400.0);
-            o.insert("command".into(), json!(["sh", "-c", format!("echo tidegate stand-in; sleep {secs:.3}; echo done")]));
+            o.insert(
+                "command".into(),
+                json!([
+                    "sh",
+                    "-c",
+                    format!("echo tidegate stand-in; sleep {secs:.3}; echo done")
+                ]),
+            );
         } else if !launch.command.is_empty() {
             o.insert("command".into(), json!(launch.command));
         }
@@ -453,7 +564,10 @@ pub fn launch_job(zone: &Zone, sched: &Scheduling, launch: &Launch, image: &str,
         o.insert("affinity".into(), json!({ "nodeAffinity": { "requiredDuringSchedulingIgnoredDuringExecution": { "nodeSelectorTerms": [{
             "matchExpressions": [{ "key": "tidegate.io/gpu-type", "operator": "In", "values": [k8s_name(&launch.gpu_type)] }],
         }] } } }));
-        o.insert("nodeSelector".into(), json!({ "tidegate.io/pool": k8s_name(&launch.pool) }));
+        o.insert(
+            "nodeSelector".into(),
+            json!({ "tidegate.io/pool": k8s_name(&launch.pool) }),
+        );
     }
     let mut spec = json!({
         "suspend": true,
@@ -477,6 +591,22 @@ pub fn launch_job(zone: &Zone, sched: &Scheduling, launch: &Launch, image: &str,
 /// the same Job `tidegate render --target k8s` prints, in the zone's namespace and LocalQueue.
 /// The executor still needs the per-job ServiceAccount to exist (the fleet objects do not
 /// create it); a cluster that prefers one shared account can patch `serviceAccountName`.
-pub fn launch_renderer(zone: Zone, sched: Scheduling, image: String) -> impl Fn(&Launch) -> Result<Value, String> + Send + Sync {
-    move |launch: &Launch| launch_job(&zone, &sched, launch, &image, JobShape { stand_in: true, ..JobShape::default() }).map_err(|e| e.to_string())
+pub fn launch_renderer(
+    zone: Zone,
+    sched: Scheduling,
+    image: String,
+) -> impl Fn(&Launch) -> Result<Value, String> + Send + Sync {
+    move |launch: &Launch| {
+        launch_job(
+            &zone,
+            &sched,
+            launch,
+            &image,
+            JobShape {
+                stand_in: true,
+                ..JobShape::default()
+            },
+        )
+        .map_err(|e| e.to_string())
+    }
 }

@@ -61,7 +61,10 @@ pub enum RenderError {
 /// Reads an addresses file: YAML mapping zone names to lists of CIDRs or IP addresses, e.g.
 /// `hospital-onprem: [10.20.0.0/16]`.
 pub fn load_addresses(path: &std::path::Path) -> Result<Addresses, RenderError> {
-    let err = |reason: String| RenderError::Addresses { path: path.display().to_string(), reason };
+    let err = |reason: String| RenderError::Addresses {
+        path: path.display().to_string(),
+        reason,
+    };
     let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
     let map: Addresses = serde_saphyr::from_str(&text).map_err(|e| err(e.to_string()))?;
     for (zone, list) in &map {
@@ -90,15 +93,23 @@ pub fn parse_dest(s: &str) -> Dest {
         None => (s, None),
     };
     match addr.parse::<IpAddr>() {
-        Ok(IpAddr::V4(a)) if len.is_none_or(|l| l.parse::<u8>().is_ok_and(|n| n <= 32)) => Dest::V4(format!("{a}/{}", len.unwrap_or("32"))),
-        Ok(IpAddr::V6(a)) if len.is_none_or(|l| l.parse::<u8>().is_ok_and(|n| n <= 128)) => Dest::V6(format!("{a}/{}", len.unwrap_or("128"))),
+        Ok(IpAddr::V4(a)) if len.is_none_or(|l| l.parse::<u8>().is_ok_and(|n| n <= 32)) => {
+            Dest::V4(format!("{a}/{}", len.unwrap_or("32")))
+        }
+        Ok(IpAddr::V6(a)) if len.is_none_or(|l| l.parse::<u8>().is_ok_and(|n| n <= 128)) => {
+            Dest::V6(format!("{a}/{}", len.unwrap_or("128")))
+        }
         _ => Dest::Name(s.to_owned()),
     }
 }
 
 /// A name reduced to a Kubernetes object name (DNS-1123 label: lower case, digits, `-`).
 pub fn k8s_name(s: &str) -> String {
-    let mut out: String = s.to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    let mut out: String = s
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
     out = out.trim_matches('-').to_owned();
     out.truncate(63);
     let out = out.trim_end_matches('-').to_owned();
@@ -112,7 +123,9 @@ pub fn k8s_name(s: &str) -> String {
 /// The time limit the control plane gives a job: twice its expected run time, at least a
 /// minute (as the server computes it).
 pub fn time_limit_s(job: &JobSpec) -> u64 {
-    let s = (job.resources.expected_hours * 3600.0 * 2.0).ceil().max(60.0);
+    let s = (job.resources.expected_hours * 3600.0 * 2.0)
+        .ceil()
+        .max(60.0);
     if s.is_finite() && s < 1.0e12 {
         s as u64
     } else {
@@ -122,43 +135,101 @@ pub fn time_limit_s(job: &JobSpec) -> u64 {
 
 /// The pool of `zone` a job would use: the named one, else the first pool of the job's most
 /// preferred GPU type with enough GPUs.
-pub fn pick_pool<'z>(job: &JobSpec, zone: &'z Zone, pool: Option<&str>) -> Result<&'z Pool, RenderError> {
-    let fits = |p: &Pool| p.gpus >= job.resources.gpus && p.gpu_memory_gb >= job.resources.gpu_memory_gb;
-    let no = |reason: String| RenderError::NoZone { job: job.name.clone(), reason };
+pub fn pick_pool<'z>(
+    job: &JobSpec,
+    zone: &'z Zone,
+    pool: Option<&str>,
+) -> Result<&'z Pool, RenderError> {
+    let fits =
+        |p: &Pool| p.gpus >= job.resources.gpus && p.gpu_memory_gb >= job.resources.gpu_memory_gb;
+    let no = |reason: String| RenderError::NoZone {
+        job: job.name.clone(),
+        reason,
+    };
     if let Some(name) = pool {
-        let p = zone.pools.iter().find(|p| p.name == name).ok_or_else(|| no(format!("zone {} has no pool {name}", zone.name)))?;
-        return if fits(p) { Ok(p) } else { Err(no(format!("pool {}/{name} is too small", zone.name))) };
+        let p = zone
+            .pools
+            .iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| no(format!("zone {} has no pool {name}", zone.name)))?;
+        return if fits(p) {
+            Ok(p)
+        } else {
+            Err(no(format!("pool {}/{name} is too small", zone.name)))
+        };
     }
     let types = &job.resources.gpu_types;
     if types.is_empty() {
-        return zone.pools.iter().find(|p| fits(p)).ok_or_else(|| no(format!("no pool of zone {} fits", zone.name)));
+        return zone
+            .pools
+            .iter()
+            .find(|p| fits(p))
+            .ok_or_else(|| no(format!("no pool of zone {} fits", zone.name)));
     }
     types
         .iter()
-        .find_map(|t| zone.pools.iter().find(|p| p.gpu_type.eq_ignore_ascii_case(t) && fits(p)))
-        .ok_or_else(|| no(format!("no pool of zone {} has {} x {}", zone.name, job.resources.gpus, types.join("|"))))
+        .find_map(|t| {
+            zone.pools
+                .iter()
+                .find(|p| p.gpu_type.eq_ignore_ascii_case(t) && fits(p))
+        })
+        .ok_or_else(|| {
+            no(format!(
+                "no pool of zone {} has {} x {}",
+                zone.name,
+                job.resources.gpus,
+                types.join("|")
+            ))
+        })
 }
 
 /// The zone a job renders for: the named one, else the first zone (fleet order) with the wanted
 /// backend kind that the job's `allowed_execution_zone` label admits, whose classification limit
 /// covers the job's label, and with a pool that fits. (Placement policy proper is
 /// `tidegate explain`; this only picks a plausible target.)
-pub fn pick_zone<'f>(job: &JobSpec, zones: &'f [Zone], kind: &str, name: Option<&str>) -> Result<&'f Zone, RenderError> {
-    let no = |reason: String| RenderError::NoZone { job: job.name.clone(), reason };
+pub fn pick_zone<'f>(
+    job: &JobSpec,
+    zones: &'f [Zone],
+    kind: &str,
+    name: Option<&str>,
+) -> Result<&'f Zone, RenderError> {
+    let no = |reason: String| RenderError::NoZone {
+        job: job.name.clone(),
+        reason,
+    };
     if let Some(n) = name {
-        let z = zones.iter().find(|z| z.name == n).ok_or_else(|| no(format!("the fleet has no zone {n}")))?;
+        let z = zones
+            .iter()
+            .find(|z| z.name == n)
+            .ok_or_else(|| no(format!("the fleet has no zone {n}")))?;
         if z.backend.kind() != kind {
-            return Err(no(format!("zone {n} runs on {}, not {kind}", z.backend.kind())));
+            return Err(no(format!(
+                "zone {n} runs on {}, not {kind}",
+                z.backend.kind()
+            )));
         }
         return Ok(z);
     }
     zones
         .iter()
         .filter(|z| z.backend.kind() == kind)
-        .filter(|z| job.labels.allowed_execution_zone.as_ref().is_none_or(|s| s.admits(z)))
-        .filter(|z| job.labels.data_classification.is_none_or(|c| c <= z.max_classification))
+        .filter(|z| {
+            job.labels
+                .allowed_execution_zone
+                .as_ref()
+                .is_none_or(|s| s.admits(z))
+        })
+        .filter(|z| {
+            job.labels
+                .data_classification
+                .is_none_or(|c| c <= z.max_classification)
+        })
         .find(|z| pick_pool(job, z, None).is_ok())
-        .ok_or_else(|| no(format!("no {kind} zone admits the job's labels and fits it; name one with --zone")))
+        .ok_or_else(|| {
+            no(format!(
+                "no {kind} zone admits the job's labels and fits it; name one with --zone"
+            ))
+        })
 }
 
 /// The launch the control plane would hand an executor for `job` in `zone`/`pool`.

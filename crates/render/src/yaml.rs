@@ -13,15 +13,45 @@ fn plain_ok(s: &str) -> bool {
         return false;
     }
     let lower = s.to_ascii_lowercase();
-    if matches!(lower.as_str(), "true" | "false" | "null" | "~" | "yes" | "no" | "on" | "off" | "y" | "n" | ".nan" | ".inf" | "-.inf") {
+    if matches!(
+        lower.as_str(),
+        "true"
+            | "false"
+            | "null"
+            | "~"
+            | "yes"
+            | "no"
+            | "on"
+            | "off"
+            | "y"
+            | "n"
+            | ".nan"
+            | ".inf"
+            | "-.inf"
+    ) {
         return false;
     }
-    if s.parse::<f64>().is_ok() || s.starts_with(|c: char| c.is_ascii_digit() || c == '+' || c == '.') && s.chars().all(|c| c.is_ascii_digit() || matches!(c, '.' | '_' | ':' | '+' | '-' | 'e' | 'E' | 'x' | 'o')) {
+    if s.parse::<f64>().is_ok()
+        || s.starts_with(|c: char| c.is_ascii_digit() || c == '+' || c == '.')
+            && s.chars().all(|c| {
+                c.is_ascii_digit()
+                    || matches!(c, '.' | '_' | ':' | '+' | '-' | 'e' | 'E' | 'x' | 'o')
+            })
+    {
         return false;
     }
-    let first_ok = s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '.'));
+    let first_ok = s
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '.'));
     first_ok
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '.' | '-' | '@' | ':' | '=' | '+' | ',' | ' ' | '(' | ')' | '*'))
+        && s.chars().all(|c| {
+            c.is_ascii_alphanumeric()
+                || matches!(
+                    c,
+                    '/' | '_' | '.' | '-' | '@' | ':' | '=' | '+' | ',' | ' ' | '(' | ')' | '*'
+                )
+        })
         && !s.contains(": ")
         && !s.contains(" #")
         && !s.ends_with(':')
@@ -66,7 +96,11 @@ fn emit(out: &mut String, v: &Value, indent: usize) {
                 if is_block(val) {
                     let _ = writeln!(out, "{pad}{}:", scalar(k));
                     // Sequences under a key are not indented further (the common Kubernetes style).
-                    let child = if matches!(val, Value::Array(_)) { indent } else { indent + 2 };
+                    let child = if matches!(val, Value::Array(_)) {
+                        indent
+                    } else {
+                        indent + 2
+                    };
                     emit(out, val, child);
                 } else {
                     let _ = writeln!(out, "{pad}{}: {}", scalar(k), inline(val));

@@ -20,12 +20,16 @@ fn fleet() -> (Fleet, Scheduling) {
 }
 
 fn addresses() -> Addresses {
-    BTreeMap::from([("hospital-onprem".to_string(), vec!["10.20.0.0/16".to_string(), "fd00:20::/48".to_string()])])
+    BTreeMap::from([(
+        "hospital-onprem".to_string(),
+        vec!["10.20.0.0/16".to_string(), "fd00:20::/48".to_string()],
+    )])
 }
 
 fn roundtrip(v: &Value) {
     let text = yaml::to_yaml(v);
-    let back: Value = serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("YAML does not parse back: {e}\n{text}"));
+    let back: Value = serde_saphyr::from_str(&text)
+        .unwrap_or_else(|e| panic!("YAML does not parse back: {e}\n{text}"));
     assert_eq!(&back, v, "YAML round trip changed the value:\n{text}");
 }
 
@@ -51,10 +55,26 @@ fn fleet_objects_match_golden_files() {
 fn kueue_quotas_follow_pools_and_team_quotas() {
     let (fleet, sched) = fleet();
     let objs = k8s::fleet_objects(&fleet, &sched, &Addresses::new());
-    let get = |path: &str| objs.iter().find(|o| o.path == path).unwrap_or_else(|| panic!("no {path}")).value.clone();
+    let get = |path: &str| {
+        objs.iter()
+            .find(|o| o.path == path)
+            .unwrap_or_else(|| panic!("no {path}"))
+            .value
+            .clone()
+    };
     // public-eu: H100 128 and H200 64 + 64; every flavor once.
-    let flavors: Vec<&str> = objs.iter().filter(|o| o.path.starts_with("public-eu/10-resourceflavor")).map(|o| o.path.as_str()).collect();
-    assert_eq!(flavors, ["public-eu/10-resourceflavor-gpu-h100.yaml", "public-eu/10-resourceflavor-gpu-h200.yaml"]);
+    let flavors: Vec<&str> = objs
+        .iter()
+        .filter(|o| o.path.starts_with("public-eu/10-resourceflavor"))
+        .map(|o| o.path.as_str())
+        .collect();
+    assert_eq!(
+        flavors,
+        [
+            "public-eu/10-resourceflavor-gpu-h100.yaml",
+            "public-eu/10-resourceflavor-gpu-h200.yaml"
+        ]
+    );
     // Team nominal quotas (public: icu-ml 128, radiology-ai 64, research-it 64) fill the zone's
     // 256 GPUs in declaration order; the zone queue keeps what is left (nothing).
     let icu = get("public-eu/20-clusterqueue-public-eu-icu-ml.yaml");
@@ -65,12 +85,22 @@ fn kueue_quotas_follow_pools_and_team_quotas() {
     assert_eq!(rg["flavors"][0]["resources"][0]["borrowingLimit"], 64);
     assert_eq!(icu["spec"]["cohort"], "public-eu");
     assert_eq!(icu["spec"]["fairSharing"]["weight"], "2");
-    assert_eq!(icu["metadata"]["annotations"]["tidegate.io/budget-money"], "250000");
+    assert_eq!(
+        icu["metadata"]["annotations"]["tidegate.io/budget-money"],
+        "250000"
+    );
     let zone = get("public-eu/20-clusterqueue-public-eu.yaml");
-    let total: u64 = zone["spec"]["resourceGroups"][0]["flavors"].as_array().unwrap().iter().map(|f| f["resources"][0]["nominalQuota"].as_u64().unwrap()).sum();
+    let total: u64 = zone["spec"]["resourceGroups"][0]["flavors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["resources"][0]["nominalQuota"].as_u64().unwrap())
+        .sum();
     assert_eq!(total, 0);
     // clinical-trials has no public quota: no ClusterQueue there.
-    assert!(!objs.iter().any(|o| o.path == "public-eu/20-clusterqueue-public-eu-clinical-trials.yaml"));
+    assert!(!objs
+        .iter()
+        .any(|o| o.path == "public-eu/20-clusterqueue-public-eu-clinical-trials.yaml"));
     let lq = get("public-eu/30-localqueue-icu-ml.yaml");
     assert_eq!(lq["metadata"]["namespace"], "tidegate-burst");
     assert_eq!(lq["spec"]["clusterQueue"], "public-eu-icu-ml");
@@ -82,18 +112,35 @@ fn kueue_quotas_follow_pools_and_team_quotas() {
 fn network_policy_denies_egress_except_dns_and_the_allowlist() {
     let (fleet, sched) = fleet();
     let objs = k8s::fleet_objects(&fleet, &sched, &addresses());
-    let np = &objs.iter().find(|o| o.path == "public-eu/40-networkpolicy-tidegate-egress.yaml").unwrap().value;
+    let np = &objs
+        .iter()
+        .find(|o| o.path == "public-eu/40-networkpolicy-tidegate-egress.yaml")
+        .unwrap()
+        .value;
     assert_eq!(np["spec"]["policyTypes"], json!(["Egress"]));
     assert_eq!(np["spec"]["podSelector"], json!({}));
     let egress = np["spec"]["egress"].as_array().unwrap();
     assert_eq!(egress.len(), 2);
-    assert_eq!(egress[0]["ports"][0], json!({"protocol": "UDP", "port": 53}));
-    assert_eq!(egress[1]["to"], json!([{"ipBlock": {"cidr": "10.20.0.0/16"}}, {"ipBlock": {"cidr": "fd00:20::/48"}}]));
+    assert_eq!(
+        egress[0]["ports"][0],
+        json!({"protocol": "UDP", "port": 53})
+    );
+    assert_eq!(
+        egress[1]["to"],
+        json!([{"ipBlock": {"cidr": "10.20.0.0/16"}}, {"ipBlock": {"cidr": "fd00:20::/48"}}])
+    );
     // Without addresses the zone destination stays blocked and is named in an annotation.
     let objs = k8s::fleet_objects(&fleet, &sched, &Addresses::new());
-    let np = &objs.iter().find(|o| o.path == "public-eu/40-networkpolicy-tidegate-egress.yaml").unwrap().value;
+    let np = &objs
+        .iter()
+        .find(|o| o.path == "public-eu/40-networkpolicy-tidegate-egress.yaml")
+        .unwrap()
+        .value;
     assert_eq!(np["spec"]["egress"].as_array().unwrap().len(), 1);
-    assert_eq!(np["metadata"]["annotations"]["tidegate.io/unresolved-egress"], "hospital-onprem");
+    assert_eq!(
+        np["metadata"]["annotations"]["tidegate.io/unresolved-egress"],
+        "hospital-onprem"
+    );
 }
 
 #[test]
@@ -107,7 +154,19 @@ fn example_jobs_render_for_kubernetes_and_slurm() {
     for job in &jobs {
         match pick_zone(job, &fleet.zones, "kubernetes", None) {
             Ok(zone) => {
-                let objs = k8s::job_objects(k8s::Context { fleet: &fleet, sched: &sched, addrs: &addrs }, job, &job.name, zone, None, "registry.example/tidegate-job:1").unwrap();
+                let objs = k8s::job_objects(
+                    k8s::Context {
+                        fleet: &fleet,
+                        sched: &sched,
+                        addrs: &addrs,
+                    },
+                    job,
+                    &job.name,
+                    zone,
+                    None,
+                    "registry.example/tidegate-job:1",
+                )
+                .unwrap();
                 for o in &objs {
                     roundtrip(o);
                 }
@@ -119,18 +178,37 @@ fn example_jobs_render_for_kubernetes_and_slurm() {
                 assert!(labels["burst_eligible"].is_string());
                 assert_eq!(j["spec"]["suspend"], true);
                 let pod = &j["spec"]["template"]["spec"];
-                assert_eq!(pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"], job.resources.gpus.to_string());
+                assert_eq!(
+                    pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"],
+                    job.resources.gpus.to_string()
+                );
                 assert_eq!(pod["automountServiceAccountToken"], false);
-                assert_eq!(pod["volumes"][0]["projected"]["sources"][0]["serviceAccountToken"]["expirationSeconds"], 600);
+                assert_eq!(
+                    pod["volumes"][0]["projected"]["sources"][0]["serviceAccountToken"]
+                        ["expirationSeconds"],
+                    600
+                );
                 assert_eq!(objs[0]["kind"], "ServiceAccount");
                 assert_eq!(objs[2]["kind"], "NetworkPolicy");
-                k8s_out.push_str(&format!("# {} -> {}\n{}", job.name, zone.name, yaml::to_yaml_stream(&objs)));
+                k8s_out.push_str(&format!(
+                    "# {} -> {}\n{}",
+                    job.name,
+                    zone.name,
+                    yaml::to_yaml_stream(&objs)
+                ));
             }
             Err(e) => k8s_out.push_str(&format!("# {}: {e}\n", job.name)),
         }
         match pick_zone(job, &fleet.zones, "slurm", None) {
             Ok(zone) => {
-                let s = slurm::batch_script(job, &job.name, zone, None, Path::new("/var/lib/tidegate/slurm/hospital-onprem")).unwrap();
+                let s = slurm::batch_script(
+                    job,
+                    &job.name,
+                    zone,
+                    None,
+                    Path::new("/var/lib/tidegate/slurm/hospital-onprem"),
+                )
+                .unwrap();
                 assert!(s.contains(&format!("#SBATCH --comment=tidegate:{}", job.name)));
                 slurm_out.push_str(&format!("# ==== {} -> {}\n{s}", job.name, zone.name));
             }
@@ -154,7 +232,12 @@ fn rendered_slurm_script_is_what_the_executor_submits() {
     let pool = tidegate_render::pick_pool(job, zone, None).unwrap();
     let launch = tidegate_render::launch_for(job, "sepsis-train", zone, pool);
     assert_eq!(rendered, cfg.batch_script(&launch).unwrap());
-    for want in ["--gres=gpu:h100:16", "--partition=gpu", "--account=research", "--time=1-12:00:00"] {
+    for want in [
+        "--gres=gpu:h100:16",
+        "--partition=gpu",
+        "--account=research",
+        "--time=1-12:00:00",
+    ] {
         assert!(rendered.contains(want), "{want} missing:\n{rendered}");
     }
 }
@@ -169,7 +252,10 @@ fn nftables_rulesets_match_golden_files() {
         out.push_str("# ----\n");
     }
     assert!(out.contains("set zone_hospital_onprem_v4 {\n    type ipv4_addr\n    flags interval\n    elements = { 10.20.0.0/16 }"));
-    assert!(out.contains("# Placeholder: zone private_cloud") || out.contains("# Placeholder: zone private-cloud"));
+    assert!(
+        out.contains("# Placeholder: zone private_cloud")
+            || out.contains("# Placeholder: zone private-cloud")
+    );
     insta::assert_snapshot!("nftables", out);
 }
 
@@ -181,5 +267,10 @@ fn yaml_emitter_quotes_what_yaml_would_misread() {
     });
     roundtrip(&v);
     let text = yaml::to_yaml(&v);
-    assert!(text.contains("f: plain-text/ok\n") && text.contains("m: nvidia.com/gpu\n") && text.contains("a: \"true\"\n"), "{text}");
+    assert!(
+        text.contains("f: plain-text/ok\n")
+            && text.contains("m: nvidia.com/gpu\n")
+            && text.contains("a: \"true\"\n"),
+        "{text}"
+    );
 }

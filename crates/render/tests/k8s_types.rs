@@ -17,9 +17,15 @@ use tidegate_model::{load_fleet_with_scheduling, load_jobs_dir};
 use tidegate_render::{k8s, pick_zone, Addresses};
 
 fn same_through<T: serde::de::DeserializeOwned + serde::Serialize>(v: &Value) {
-    let typed: T = serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("not a valid {}: {e}\n{v:#}", std::any::type_name::<T>()));
+    let typed: T = serde_json::from_value(v.clone())
+        .unwrap_or_else(|e| panic!("not a valid {}: {e}\n{v:#}", std::any::type_name::<T>()));
     let back = serde_json::to_value(&typed).unwrap();
-    assert_eq!(&back, v, "{} dropped or changed fields", std::any::type_name::<T>());
+    assert_eq!(
+        &back,
+        v,
+        "{} dropped or changed fields",
+        std::any::type_name::<T>()
+    );
 }
 
 fn check(v: &Value) {
@@ -28,7 +34,10 @@ fn check(v: &Value) {
         "ServiceAccount" => same_through::<ServiceAccount>(v),
         "NetworkPolicy" => same_through::<NetworkPolicy>(v),
         "Namespace" => same_through::<Namespace>(v),
-        other => assert!(matches!(other, "ResourceFlavor" | "ClusterQueue" | "LocalQueue"), "unexpected kind {other}"),
+        other => assert!(
+            matches!(other, "ResourceFlavor" | "ClusterQueue" | "LocalQueue"),
+            "unexpected kind {other}"
+        ),
     }
 }
 
@@ -36,14 +45,23 @@ fn check(v: &Value) {
 fn rendered_core_objects_are_valid_kubernetes_objects() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let (fleet, sched) = load_fleet_with_scheduling(&root.join("examples/fleet")).unwrap();
-    let addrs = Addresses::from([("hospital-onprem".to_string(), vec!["10.20.0.0/16".to_string()])]);
+    let addrs = Addresses::from([(
+        "hospital-onprem".to_string(),
+        vec!["10.20.0.0/16".to_string()],
+    )]);
     for o in k8s::fleet_objects(&fleet, &sched, &addrs) {
         check(&o.value);
     }
-    let cx = k8s::Context { fleet: &fleet, sched: &sched, addrs: &addrs };
+    let cx = k8s::Context {
+        fleet: &fleet,
+        sched: &sched,
+        addrs: &addrs,
+    };
     let mut n = 0;
     for job in load_jobs_dir(&root.join("examples/jobs"), &fleet).unwrap() {
-        let Ok(zone) = pick_zone(&job, &fleet.zones, "kubernetes", None) else { continue };
+        let Ok(zone) = pick_zone(&job, &fleet.zones, "kubernetes", None) else {
+            continue;
+        };
         for v in k8s::job_objects(cx, &job, &job.name, zone, None, "img:1").unwrap() {
             check(&v);
             n += 1;
@@ -73,12 +91,25 @@ fn the_launch_renderer_gives_a_valid_job_in_the_zone_queue() {
     };
     let v = render(&launch).unwrap();
     same_through::<Job>(&v);
-    assert_eq!(v["metadata"]["labels"]["kueue.x-k8s.io/queue-name"], "research-it");
+    assert_eq!(
+        v["metadata"]["labels"]["kueue.x-k8s.io/queue-name"],
+        "research-it"
+    );
     let pod = &v["spec"]["template"]["spec"];
     assert_eq!(pod["tolerations"][1]["key"], "tidegate.io/spot");
-    assert_eq!(pod["containers"][0]["command"][2], "echo tidegate stand-in; sleep 1.500; echo done");
-    assert_eq!(pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"], "4");
-    assert!(pod["containers"][0]["env"].as_array().unwrap().iter().any(|e| e["name"] == "SEED"));
+    assert_eq!(
+        pod["containers"][0]["command"][2],
+        "echo tidegate stand-in; sleep 1.500; echo done"
+    );
+    assert_eq!(
+        pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"],
+        "4"
+    );
+    assert!(pod["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["name"] == "SEED"));
     // A zone that is not on Kubernetes is refused.
     let slurm_zone = fleet.zone("hospital-onprem").unwrap().clone();
     let (_, sched) = load_fleet_with_scheduling(&root.join("examples/fleet")).unwrap();

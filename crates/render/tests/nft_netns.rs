@@ -17,11 +17,19 @@ use tidegate_model::{load_fleet, Zone};
 use tidegate_render::nft;
 
 fn have(cmd: &str) -> bool {
-    Command::new("sh").arg("-c").arg(format!("command -v {cmd}")).stdout(Stdio::null()).status().is_ok_and(|s| s.success())
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {cmd}"))
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
 fn possible_or_skip(test: &str) -> bool {
@@ -36,7 +44,9 @@ fn possible_or_skip(test: &str) -> bool {
     };
     match why {
         None => true,
-        Some(w) if std::env::var("CI").as_deref() == Ok("true") => panic!("{test}: CI=true but {w}"),
+        Some(w) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("{test}: CI=true but {w}")
+        }
         Some(w) => {
             eprintln!("{test}: skipped ({w}); run as root with nftables and iproute2 installed");
             false
@@ -50,7 +60,11 @@ fn sh(cmd: &str) -> std::process::Output {
 
 fn ok(cmd: &str) {
     let o = sh(cmd);
-    assert!(o.status.success(), "{cmd}: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 /// Removes the namespace and the host end of the veth on every path out of the test.
@@ -61,14 +75,26 @@ struct Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = sh(&format!("ip netns del {} 2>/dev/null; ip link del {} 2>/dev/null", self.ns, self.host_if));
+        let _ = sh(&format!(
+            "ip netns del {} 2>/dev/null; ip link del {} 2>/dev/null",
+            self.ns, self.host_if
+        ));
     }
 }
 
 fn connects(ns: &str, addr: &str, port: u16) -> bool {
     // bash's /dev/tcp inside the namespace; bounded by timeout(1).
     Command::new("ip")
-        .args(["netns", "exec", ns, "timeout", "2", "bash", "-c", &format!("exec 3<>/dev/tcp/{addr}/{port}")])
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "timeout",
+            "2",
+            "bash",
+            "-c",
+            &format!("exec 3<>/dev/tcp/{addr}/{port}"),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -81,21 +107,45 @@ fn rendered_ruleset_lets_the_allowed_zone_through_and_blocks_the_rest() {
         return;
     }
     let n = std::process::id() % 200 + 20;
-    let guard = Netns { ns: format!("tgnft{n}"), host_if: format!("tgnft{n}h") };
-    let (ns, host_if, peer_if) = (guard.ns.clone(), guard.host_if.clone(), format!("tgnft{n}n"));
-    let (allowed, other, inside) = (format!("10.231.{n}.1"), format!("10.231.{n}.3"), format!("10.231.{n}.2"));
-    let _ = sh(&format!("ip netns del {ns} 2>/dev/null; ip link del {host_if} 2>/dev/null"));
+    let guard = Netns {
+        ns: format!("tgnft{n}"),
+        host_if: format!("tgnft{n}h"),
+    };
+    let (ns, host_if, peer_if) = (
+        guard.ns.clone(),
+        guard.host_if.clone(),
+        format!("tgnft{n}n"),
+    );
+    let (allowed, other, inside) = (
+        format!("10.231.{n}.1"),
+        format!("10.231.{n}.3"),
+        format!("10.231.{n}.2"),
+    );
+    let _ = sh(&format!(
+        "ip netns del {ns} 2>/dev/null; ip link del {host_if} 2>/dev/null"
+    ));
     ok(&format!("ip netns add {ns}"));
-    ok(&format!("ip link add {host_if} type veth peer name {peer_if}"));
+    ok(&format!(
+        "ip link add {host_if} type veth peer name {peer_if}"
+    ));
     ok(&format!("ip link set {peer_if} netns {ns}"));
     ok(&format!("ip addr add {allowed}/24 dev {host_if} && ip addr add {other}/24 dev {host_if} && ip link set {host_if} up"));
     ok(&format!("ip -n {ns} addr add {inside}/24 dev {peer_if} && ip -n {ns} link set {peer_if} up && ip -n {ns} link set lo up"));
     let l1 = TcpListener::bind((allowed.as_str(), 0)).unwrap();
     let l2 = TcpListener::bind((other.as_str(), 0)).unwrap();
-    let (p1, p2) = (l1.local_addr().unwrap().port(), l2.local_addr().unwrap().port());
+    let (p1, p2) = (
+        l1.local_addr().unwrap().port(),
+        l2.local_addr().unwrap().port(),
+    );
     // Before the ruleset both answer (the kernel completes the handshake from the backlog).
-    assert!(connects(&ns, &allowed, p1), "no connectivity before the ruleset");
-    assert!(connects(&ns, &other, p2), "no connectivity before the ruleset");
+    assert!(
+        connects(&ns, &allowed, p1),
+        "no connectivity before the ruleset"
+    );
+    assert!(
+        connects(&ns, &other, p2),
+        "no connectivity before the ruleset"
+    );
 
     let zone = Zone {
         name: "lab-zone".into(),
@@ -121,8 +171,14 @@ fn rendered_ruleset_lets_the_allowed_zone_through_and_blocks_the_rest() {
     ok(&format!("ip netns exec {ns} nft -f {}", file.display()));
 
     let t = std::time::Instant::now();
-    assert!(connects(&ns, &allowed, p1), "the allowed zone does not answer:\n{rules}");
-    assert!(!connects(&ns, &other, p2), "a destination outside the allowlist answered:\n{rules}");
+    assert!(
+        connects(&ns, &allowed, p1),
+        "the allowed zone does not answer:\n{rules}"
+    );
+    assert!(
+        !connects(&ns, &other, p2),
+        "a destination outside the allowlist answered:\n{rules}"
+    );
     assert!(t.elapsed() < Duration::from_secs(10));
     drop((l1, l2));
     drop(guard);
@@ -133,16 +189,25 @@ fn example_zone_rulesets_pass_nft_check() {
     if !possible_or_skip("example_zone_rulesets_pass_nft_check") {
         return;
     }
-    let fleet = load_fleet(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/fleet")).unwrap();
+    let fleet =
+        load_fleet(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/fleet")).unwrap();
     let known: Vec<String> = fleet.zones.iter().map(|z| z.name.clone()).collect();
-    let addrs = BTreeMap::from([("hospital-onprem".to_string(), vec!["10.20.0.0/16".to_string(), "fd00:20::/48".to_string()])]);
+    let addrs = BTreeMap::from([(
+        "hospital-onprem".to_string(),
+        vec!["10.20.0.0/16".to_string(), "fd00:20::/48".to_string()],
+    )]);
     let dir = tempfile::tempdir().unwrap();
     for z in &fleet.zones {
         for a in [&addrs, &BTreeMap::new()] {
             let file = dir.path().join(format!("{}.nft", z.name));
             std::fs::write(&file, nft::ruleset(z, &known, a)).unwrap();
             let o = sh(&format!("nft -c -f {}", file.display()));
-            assert!(o.status.success(), "{}: {}", z.name, String::from_utf8_lossy(&o.stderr));
+            assert!(
+                o.status.success(),
+                "{}: {}",
+                z.name,
+                String::from_utf8_lossy(&o.stderr)
+            );
         }
     }
 }

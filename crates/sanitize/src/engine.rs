@@ -34,11 +34,17 @@ pub struct Options {
 /// directory `out`, which must not exist or be empty. Each table is written in its input's format
 /// under its input's file name; Parquet output columns are nullable UTF-8 (see the crate
 /// documentation). Returns the report, also written as `out/sanitize-report.json`.
-pub fn sanitize(profile: &Profile, input: &Path, out: &Path, opts: &Options) -> Result<Report, SanitizeError> {
+pub fn sanitize(
+    profile: &Profile,
+    input: &Path,
+    out: &Path,
+    opts: &Options,
+) -> Result<Report, SanitizeError> {
     let started = Instant::now();
     let files = list_inputs(input)?;
     if out.exists() {
-        let mut entries = std::fs::read_dir(out).map_err(|e| SanitizeError::io(out, "cannot read output directory", e))?;
+        let mut entries = std::fs::read_dir(out)
+            .map_err(|e| SanitizeError::io(out, "cannot read output directory", e))?;
         if entries.next().is_some() {
             return Err(SanitizeError::OutputExists(out.to_path_buf()));
         }
@@ -47,7 +53,8 @@ pub fn sanitize(profile: &Profile, input: &Path, out: &Path, opts: &Options) -> 
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    std::fs::create_dir_all(&parent).map_err(|e| SanitizeError::io(&parent, "cannot create directory", e))?;
+    std::fs::create_dir_all(&parent)
+        .map_err(|e| SanitizeError::io(&parent, "cannot create directory", e))?;
     let tmp = tempfile::Builder::new()
         .prefix(".tidegate-sanitize-")
         .tempdir_in(&parent)
@@ -57,7 +64,10 @@ pub fn sanitize(profile: &Profile, input: &Path, out: &Path, opts: &Options) -> 
     let mut ordered: Vec<(bool, PathBuf)> = files
         .into_iter()
         .map(|f| {
-            let has_k = profile.tables.get(&table_name(&f)).is_some_and(|t| t.k_anonymity.is_some());
+            let has_k = profile
+                .tables
+                .get(&table_name(&f))
+                .is_some_and(|t| t.k_anonymity.is_some());
             (!has_k, f)
         })
         .collect();
@@ -82,7 +92,12 @@ pub fn sanitize(profile: &Profile, input: &Path, out: &Path, opts: &Options) -> 
         bytes_out: 0,
         elapsed_s: 0.0,
     };
-    let mut run = Run { profile, key: &opts.key, suppressed_subjects: HashSet::new(), scanner: Scanner::default() };
+    let mut run = Run {
+        profile,
+        key: &opts.key,
+        suppressed_subjects: HashSet::new(),
+        scanner: Scanner::default(),
+    };
     for (_, file) in &ordered {
         let name = table_name(file);
         let Some(tp) = profile.tables.get(&name) else {
@@ -109,15 +124,24 @@ pub fn sanitize(profile: &Profile, input: &Path, out: &Path, opts: &Options) -> 
     report.decide();
     report.elapsed_s = started.elapsed().as_secs_f64();
     let report_path = tmp.path().join(REPORT_FILE);
-    let json = serde_json::to_vec_pretty(&report)
-        .map_err(|e| SanitizeError::io(&report_path, "cannot encode report", std::io::Error::other(e)))?;
+    let json = serde_json::to_vec_pretty(&report).map_err(|e| {
+        SanitizeError::io(
+            &report_path,
+            "cannot encode report",
+            std::io::Error::other(e),
+        )
+    })?;
     write_synced(&report_path, &json)?;
 
     // Publish: one rename of the whole directory.
     let staged = tmp.keep();
     if let Err(e) = std::fs::rename(&staged, out) {
         let _ = std::fs::remove_dir_all(&staged);
-        return Err(SanitizeError::io(out, "cannot move the output into place", e));
+        return Err(SanitizeError::io(
+            out,
+            "cannot move the output into place",
+            e,
+        ));
     }
     if let Ok(d) = File::open(&parent) {
         let _ = d.sync_all();
@@ -127,41 +151,59 @@ pub fn sanitize(profile: &Profile, input: &Path, out: &Path, opts: &Options) -> 
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), SanitizeError> {
     let mut f = File::create(path).map_err(|e| SanitizeError::io(path, "cannot create", e))?;
-    f.write_all(bytes).map_err(|e| SanitizeError::io(path, "cannot write", e))?;
-    f.sync_all().map_err(|e| SanitizeError::io(path, "cannot sync", e))
+    f.write_all(bytes)
+        .map_err(|e| SanitizeError::io(path, "cannot write", e))?;
+    f.sync_all()
+        .map_err(|e| SanitizeError::io(path, "cannot sync", e))
 }
 
 /// The table name of a table file: its name without `.csv` or `.parquet`.
 pub fn table_name(file: &Path) -> String {
-    file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+    file.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn list_inputs(input: &Path) -> Result<Vec<PathBuf>, SanitizeError> {
-    let meta = std::fs::metadata(input).map_err(|e| SanitizeError::io(input, "cannot read input", e))?;
+    let meta =
+        std::fs::metadata(input).map_err(|e| SanitizeError::io(input, "cannot read input", e))?;
     if meta.is_file() {
         return Ok(vec![input.to_path_buf()]);
     }
     let mut files = Vec::new();
-    for entry in std::fs::read_dir(input).map_err(|e| SanitizeError::io(input, "cannot read input directory", e))? {
-        let entry = entry.map_err(|e| SanitizeError::io(input, "cannot read input directory", e))?;
+    for entry in std::fs::read_dir(input)
+        .map_err(|e| SanitizeError::io(input, "cannot read input directory", e))?
+    {
+        let entry =
+            entry.map_err(|e| SanitizeError::io(input, "cannot read input directory", e))?;
         let p = entry.path();
         if Format::is_table(&p) && p.is_file() {
             files.push(p);
         }
     }
     if files.is_empty() {
-        return Err(SanitizeError::input(input, 0, "no .csv or .parquet files in the input directory"));
+        return Err(SanitizeError::input(
+            input,
+            0,
+            "no .csv or .parquet files in the input directory",
+        ));
     }
     files.sort();
     // One file per table: `patients.csv` beside `patients.parquet` is ambiguous.
     let mut seen: HashMap<String, &Path> = HashMap::new();
     for f in &files {
         if let Some(other) = seen.insert(table_name(f), f) {
-            let other = other.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let other = other
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             return Err(SanitizeError::input(
                 f,
                 0,
-                format!("table `{}` is also in `{other}`; keep one file per table", table_name(f)),
+                format!(
+                    "table `{}` is also in `{other}`; keep one file per table",
+                    table_name(f)
+                ),
             ));
         }
     }
@@ -201,8 +243,16 @@ fn sampled_out(profile: &Profile, subject: Option<&[u8]>) -> bool {
 
 impl Run<'_> {
     /// Applies a column's action to one value, writing into `out`.
-    fn apply(&mut self, c: &mut Col, v: &[u8], shift: i64, out: &mut Vec<u8>) -> Result<(), String> {
-        let Some(action) = &c.action else { return Ok(()) };
+    fn apply(
+        &mut self,
+        c: &mut Col,
+        v: &[u8],
+        shift: i64,
+        out: &mut Vec<u8>,
+    ) -> Result<(), String> {
+        let Some(action) = &c.action else {
+            return Ok(());
+        };
         let r: Result<(), &'static str> = match action {
             Action::Drop => Ok(()),
             Action::Keep | Action::Code => {
@@ -218,7 +268,8 @@ impl Run<'_> {
                     c.last_in.clear();
                     c.last_in.extend_from_slice(v);
                     c.last_out.clear();
-                    c.last_out.extend_from_slice(out.get(start..).unwrap_or_default());
+                    c.last_out
+                        .extend_from_slice(out.get(start..).unwrap_or_default());
                     c.has_last = true;
                 }
                 Ok(())
@@ -240,14 +291,23 @@ impl Run<'_> {
     }
 
     #[allow(clippy::too_many_lines)]
-    fn table(&mut self, name: &str, tp: &TableProfile, path: &Path, tmpdir: &Path) -> Result<TableReport, SanitizeError> {
+    fn table(
+        &mut self,
+        name: &str,
+        tp: &TableProfile,
+        path: &Path,
+        tmpdir: &Path,
+    ) -> Result<TableReport, SanitizeError> {
         let max_field = self.profile.max_field_bytes;
         let (mut rdr, header) = TableReader::open(path, max_field)?;
         let mut cols = Vec::with_capacity(header.len());
         let mut seen = HashSet::new();
         for (i, hname) in header.into_iter().enumerate() {
             if !seen.insert(hname.clone()) {
-                return Err(rdr.header_error(&hname, format!("column `{hname}` appears twice in the header")));
+                return Err(rdr.header_error(
+                    &hname,
+                    format!("column `{hname}` appears twice in the header"),
+                ));
             }
             let action = tp.columns.get(&hname).cloned();
             if action.is_none() && self.profile.on_unknown == OnUnknown::Fail {
@@ -256,7 +316,8 @@ impl Run<'_> {
                     format!("column `{hname}` (column {}) is not covered by profile `{}` table `{name}`; unknown columns fail closed", i + 1, self.profile.name),
                 ));
             }
-            let seed = self.profile.seed ^ transform::seeded_hash(0, format!("{name}.{hname}").as_bytes());
+            let seed =
+                self.profile.seed ^ transform::seeded_hash(0, format!("{name}.{hname}").as_bytes());
             cols.push(Col {
                 name: hname,
                 action,
@@ -270,7 +331,12 @@ impl Run<'_> {
         let pos = |c: &str| cols.iter().position(|x| x.name == c);
         let subject_idx = match &tp.subject {
             Some(s) => Some(pos(s).ok_or_else(|| {
-                rdr.header_error(s, format!("the subject column `{s}` of table `{name}` is missing from the header"))
+                rdr.header_error(
+                    s,
+                    format!(
+                        "the subject column `{s}` of table `{name}` is missing from the header"
+                    ),
+                )
             })?),
             None => None,
         };
@@ -278,19 +344,37 @@ impl Run<'_> {
             Some(k) => k
                 .quasi_identifiers
                 .iter()
-                .map(|q| pos(q).ok_or_else(|| rdr.header_error(q, format!("quasi-identifier `{q}` is missing from the header"))))
+                .map(|q| {
+                    pos(q).ok_or_else(|| {
+                        rdr.header_error(
+                            q,
+                            format!("quasi-identifier `{q}` is missing from the header"),
+                        )
+                    })
+                })
                 .collect::<Result<_, _>>()?,
             None => Vec::new(),
         };
-        let absent_columns: Vec<String> = tp.columns.keys().filter(|c| pos(c).is_none()).cloned().collect();
+        let absent_columns: Vec<String> = tp
+            .columns
+            .keys()
+            .filter(|c| pos(c).is_none())
+            .cloned()
+            .collect();
         let mut rules: Vec<(usize, Vec<Vec<u8>>, Vec<usize>)> = Vec::new();
         for r in &tp.redact_when {
             let Some(ci) = pos(&r.column) else { continue };
             let targets: Vec<usize> = r.redact.iter().filter_map(|c| pos(c)).collect();
-            rules.push((ci, r.equals.iter().map(|v| v.as_bytes().to_vec()).collect(), targets));
+            rules.push((
+                ci,
+                r.equals.iter().map(|v| v.as_bytes().to_vec()).collect(),
+                targets,
+            ));
         }
         let mut redact_now = vec![false; cols.len()];
-        let needs_shift = cols.iter().any(|c| c.action == Some(Action::GeneralizeDate(DateMode::Shift)));
+        let needs_shift = cols
+            .iter()
+            .any(|c| c.action == Some(Action::GeneralizeDate(DateMode::Shift)));
 
         let mut rec = ByteRecord::new();
         let mut scratch = Vec::with_capacity(256);
@@ -307,11 +391,14 @@ impl Run<'_> {
                 if sampled_out(self.profile, subject) {
                     continue;
                 }
-                if !self.suppressed_subjects.is_empty() && subject.is_some_and(|s| self.suppressed_subjects.contains(s)) {
+                if !self.suppressed_subjects.is_empty()
+                    && subject.is_some_and(|s| self.suppressed_subjects.contains(s))
+                {
                     continue;
                 }
                 rows += 1;
-                self.qi_key(&mut cols, &qi_idx, &rec, &mut keybuf).map_err(|m| rdr.row_error(line, m))?;
+                self.qi_key(&mut cols, &qi_idx, &rec, &mut keybuf)
+                    .map_err(|m| rdr.row_error(line, m))?;
                 if let Some(n) = counts.get_mut(keybuf.as_slice()) {
                     *n += 1;
                 } else {
@@ -322,13 +409,24 @@ impl Run<'_> {
             let below: u64 = counts.values().filter(|n| **n < kk).sum();
             let smallest_before = counts.values().copied().min().unwrap_or(0);
             #[allow(clippy::cast_precision_loss)]
-            let allowed = rows > 0 && below < rows && (below as f64) * 100.0 <= k.max_suppressed_percent * (rows as f64);
+            let allowed = rows > 0
+                && below < rows
+                && (below as f64) * 100.0 <= k.max_suppressed_percent * (rows as f64);
             let reached = below == 0 || allowed;
             if below > 0 && allowed {
-                small = counts.iter().filter(|(_, n)| **n < kk).map(|(key, _)| key.clone()).collect();
+                small = counts
+                    .iter()
+                    .filter(|(_, n)| **n < kk)
+                    .map(|(key, _)| key.clone())
+                    .collect();
             }
             let smallest_after = if below > 0 && allowed {
-                counts.values().copied().filter(|n| *n >= kk).min().unwrap_or(0)
+                counts
+                    .values()
+                    .copied()
+                    .filter(|n| *n >= kk)
+                    .min()
+                    .unwrap_or(0)
             } else {
                 smallest_before
             };
@@ -346,10 +444,16 @@ impl Run<'_> {
         }
 
         // Pass 2: transform and write.
-        let file_name = path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let file_name = path
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let out_path = tmpdir.join(&file_name);
-        let out_columns: Vec<&str> =
-            cols.iter().filter(|c| !matches!(c.action, None | Some(Action::Drop))).map(|c| c.name.as_str()).collect();
+        let out_columns: Vec<&str> = cols
+            .iter()
+            .filter(|c| !matches!(c.action, None | Some(Action::Drop)))
+            .map(|c| c.name.as_str())
+            .collect();
         let mut wtr = TableWriter::create(&out_path, Format::of(path), &out_columns)?;
         let mut out_rec = ByteRecord::new();
 
@@ -369,12 +473,15 @@ impl Run<'_> {
                 sampled += 1;
                 continue;
             }
-            if !self.suppressed_subjects.is_empty() && subject.is_some_and(|s| self.suppressed_subjects.contains(s)) {
+            if !self.suppressed_subjects.is_empty()
+                && subject.is_some_and(|s| self.suppressed_subjects.contains(s))
+            {
                 supp_subject += 1;
                 continue;
             }
             if !small.is_empty() {
-                self.qi_key(&mut cols, &qi_idx, &rec, &mut keybuf).map_err(|m| rdr.row_error(line, m))?;
+                self.qi_key(&mut cols, &qi_idx, &rec, &mut keybuf)
+                    .map_err(|m| rdr.row_error(line, m))?;
                 if small.contains(keybuf.as_slice()) {
                     supp_k += 1;
                     if let Some(s) = subject {
@@ -434,7 +541,8 @@ impl Run<'_> {
                     _ => {}
                 }
                 scratch.clear();
-                self.apply(c, v, shift, &mut scratch).map_err(|m| rdr.row_error(line, m))?;
+                self.apply(c, v, shift, &mut scratch)
+                    .map_err(|m| rdr.row_error(line, m))?;
                 if c.action == Some(Action::ScanText) {
                     let sc = &mut self.scanner;
                     sc.scan(&scratch, |k, _, _| note(&mut residual, i, k, line));
@@ -483,7 +591,13 @@ impl Run<'_> {
     }
 
     /// The transformed quasi-identifiers of a row, joined by 0x1f, into `keybuf`.
-    fn qi_key(&mut self, cols: &mut [Col], qi_idx: &[usize], rec: &ByteRecord, keybuf: &mut Vec<u8>) -> Result<(), String> {
+    fn qi_key(
+        &mut self,
+        cols: &mut [Col],
+        qi_idx: &[usize],
+        rec: &ByteRecord,
+        keybuf: &mut Vec<u8>,
+    ) -> Result<(), String> {
         keybuf.clear();
         for &i in qi_idx {
             let v = rec.get(i).unwrap_or_default();
@@ -502,7 +616,9 @@ impl Run<'_> {
 }
 
 fn note(residual: &mut HashMap<(usize, Kind), (u64, Vec<u64>)>, col: usize, kind: Kind, line: u64) {
-    let e = residual.entry((col, kind)).or_insert_with(|| (0, Vec::new()));
+    let e = residual
+        .entry((col, kind))
+        .or_insert_with(|| (0, Vec::new()));
     e.0 += 1;
     if e.1.len() < 5 {
         e.1.push(line);

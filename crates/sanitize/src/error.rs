@@ -82,10 +82,18 @@ pub enum SanitizeError {
 
 impl SanitizeError {
     pub(crate) fn io(path: impl Into<PathBuf>, what: &'static str, source: std::io::Error) -> Self {
-        Self::Io { path: path.into(), what, source }
+        Self::Io {
+            path: path.into(),
+            what,
+            source,
+        }
     }
 
     pub(crate) fn input(path: impl Into<PathBuf>, line: u64, message: impl Into<String>) -> Self {
-        Self::Input { path: path.into(), line, message: message.into() }
+        Self::Input {
+            path: path.into(),
+            line,
+            message: message.into(),
+        }
     }
 }

@@ -37,10 +37,12 @@ pub struct GenerateStats {
 }
 
 const SYLL: [&str; 24] = [
-    "ka", "ri", "mo", "te", "la", "sun", "vel", "dor", "an", "mi", "ro", "bel", "tan", "is", "wen", "gor", "li", "na",
-    "pe", "zu", "har", "lo", "fen", "qui",
+    "ka", "ri", "mo", "te", "la", "sun", "vel", "dor", "an", "mi", "ro", "bel", "tan", "is", "wen",
+    "gor", "li", "na", "pe", "zu", "har", "lo", "fen", "qui",
 ];
-const STREET: [&str; 10] = ["Road", "Street", "Lane", "Avenue", "Court", "Way", "Drive", "Path", "Place", "Row"];
+const STREET: [&str; 10] = [
+    "Road", "Street", "Lane", "Avenue", "Court", "Way", "Drive", "Path", "Place", "Row",
+];
 const CITY: [(&str, &str, &str); 8] = [
     ("Northfield", "Hampden County", "01060"),
     ("Eastbrook", "Essex County", "01915"),
@@ -54,10 +56,22 @@ const CITY: [(&str, &str, &str); 8] = [
 const RACE: [&str; 5] = ["white", "black", "asian", "native", "other"];
 const MARITAL: [&str; 4] = ["M", "S", "D", "W"];
 const CLASSES: [(&str, &str, &str); 5] = [
-    ("wellness", "162673000", "General examination of patient (procedure)"),
+    (
+        "wellness",
+        "162673000",
+        "General examination of patient (procedure)",
+    ),
     ("ambulatory", "185345009", "Encounter for symptom"),
-    ("outpatient", "185349003", "Encounter for check up (procedure)"),
-    ("emergency", "50849002", "Emergency room admission (procedure)"),
+    (
+        "outpatient",
+        "185349003",
+        "Encounter for check up (procedure)",
+    ),
+    (
+        "emergency",
+        "50849002",
+        "Emergency room admission (procedure)",
+    ),
     ("inpatient", "32485007", "Hospital admission"),
 ];
 const CONDITIONS: [(&str, &str); 8] = [
@@ -73,14 +87,30 @@ const CONDITIONS: [(&str, &str); 8] = [
 const VITALS: [(&str, &str, &str, f64, f64); 8] = [
     ("8302-2", "Body Height", "cm", 150.0, 40.0),
     ("29463-7", "Body Weight", "kg", 55.0, 40.0),
-    ("39156-5", "Body mass index (BMI) [Ratio]", "kg/m2", 19.0, 12.0),
+    (
+        "39156-5",
+        "Body mass index (BMI) [Ratio]",
+        "kg/m2",
+        19.0,
+        12.0,
+    ),
     ("8462-4", "Diastolic Blood Pressure", "mm[Hg]", 65.0, 30.0),
     ("8480-6", "Systolic Blood Pressure", "mm[Hg]", 105.0, 45.0),
     ("8867-4", "Heart rate", "/min", 55.0, 45.0),
     ("9279-1", "Respiratory rate", "/min", 12.0, 6.0),
-    ("72514-3", "Pain severity - 0-10 verbal numeric rating [Score] - Reported", "{score}", 0.0, 10.0),
+    (
+        "72514-3",
+        "Pain severity - 0-10 verbal numeric rating [Score] - Reported",
+        "{score}",
+        0.0,
+        10.0,
+    ),
 ];
-const SMOKING: [&str; 3] = ["Never smoked tobacco (finding)", "Former smoker (finding)", "Current every day smoker (finding)"];
+const SMOKING: [&str; 3] = [
+    "Never smoked tobacco (finding)",
+    "Former smoker (finding)",
+    "Current every day smoker (finding)",
+];
 
 struct Gen {
     r: SplitMix,
@@ -116,7 +146,9 @@ impl Gen {
             s.push_str(self.pick(&SYLL).copied().unwrap_or("ka"));
         }
         let mut c = s.chars();
-        c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
+        c.next()
+            .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+            .unwrap_or_default()
     }
     fn name(&mut self) -> String {
         let syl = 2 + self.below(2);
@@ -135,30 +167,51 @@ impl Out {
     fn create(dir: &Path, name: &str, header: &str) -> Result<Self, SanitizeError> {
         let path = dir.join(name);
         let f = File::create(&path).map_err(|e| SanitizeError::io(&path, "cannot create", e))?;
-        let mut o = Self { w: BufWriter::with_capacity(1 << 20, f), bytes: 0, path };
+        let mut o = Self {
+            w: BufWriter::with_capacity(1 << 20, f),
+            bytes: 0,
+            path,
+        };
         o.line(header)?;
         Ok(o)
     }
     fn line(&mut self, s: &str) -> Result<(), SanitizeError> {
-        self.w.write_all(s.as_bytes()).and_then(|()| self.w.write_all(b"\n")).map_err(|e| SanitizeError::io(&self.path, "cannot write", e))?;
+        self.w
+            .write_all(s.as_bytes())
+            .and_then(|()| self.w.write_all(b"\n"))
+            .map_err(|e| SanitizeError::io(&self.path, "cannot write", e))?;
         self.bytes += s.len() as u64 + 1;
         Ok(())
     }
     fn finish(mut self) -> Result<u64, SanitizeError> {
-        self.w.flush().map_err(|e| SanitizeError::io(&self.path, "cannot write", e))?;
+        self.w
+            .flush()
+            .map_err(|e| SanitizeError::io(&self.path, "cannot write", e))?;
         Ok(self.bytes)
     }
 }
 
 /// Writes the tables into `dir` (created if needed).
-#[allow(clippy::too_many_lines, clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
+#[allow(
+    clippy::too_many_lines,
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap
+)]
 pub fn generate(dir: &Path, spec: GenerateSpec) -> Result<GenerateStats, SanitizeError> {
     use std::fmt::Write as _;
-    std::fs::create_dir_all(dir).map_err(|e| SanitizeError::io(dir, "cannot create directory", e))?;
-    let mut g = Gen { r: SplitMix(spec.seed ^ 0x005e_ed0f_5a17) };
+    std::fs::create_dir_all(dir)
+        .map_err(|e| SanitizeError::io(dir, "cannot create directory", e))?;
+    let mut g = Gen {
+        r: SplitMix(spec.seed ^ 0x005e_ed0f_5a17),
+    };
     let mut stats = GenerateStats::default();
 
-    let mut orgs = Out::create(dir, "organizations.csv", "Id,NAME,ADDRESS,CITY,STATE,ZIP,LAT,LON,PHONE,REVENUE,UTILIZATION")?;
+    let mut orgs = Out::create(
+        dir,
+        "organizations.csv",
+        "Id,NAME,ADDRESS,CITY,STATE,ZIP,LAT,LON,PHONE,REVENUE,UTILIZATION",
+    )?;
     let mut org_ids = Vec::new();
     for _ in 0..60 {
         let mut id = String::new();
@@ -245,8 +298,16 @@ pub fn generate(dir: &Path, spec: GenerateSpec) -> Result<GenerateStats, Sanitiz
         "encounters.csv",
         "Id,START,STOP,PATIENT,ORGANIZATION,PROVIDER,PAYER,ENCOUNTERCLASS,CODE,DESCRIPTION,BASE_ENCOUNTER_COST,TOTAL_CLAIM_COST,PAYER_COVERAGE,REASONCODE,REASONDESCRIPTION",
     )?;
-    let mut conds = Out::create(dir, "conditions.csv", "START,STOP,PATIENT,ENCOUNTER,CODE,DESCRIPTION")?;
-    let mut obs = Out::create(dir, "observations.csv", "DATE,PATIENT,ENCOUNTER,CATEGORY,CODE,DESCRIPTION,VALUE,UNITS,TYPE")?;
+    let mut conds = Out::create(
+        dir,
+        "conditions.csv",
+        "START,STOP,PATIENT,ENCOUNTER,CODE,DESCRIPTION",
+    )?;
+    let mut obs = Out::create(
+        dir,
+        "observations.csv",
+        "DATE,PATIENT,ENCOUNTER,CATEGORY,CODE,DESCRIPTION,VALUE,UNITS,TYPE",
+    )?;
     let mut line = String::with_capacity(512);
     let mut pid = String::new();
     let mut eid = String::new();
@@ -255,7 +316,9 @@ pub fn generate(dir: &Path, spec: GenerateSpec) -> Result<GenerateStats, Sanitiz
             break;
         }
         let total = fixed + pats.bytes + encs.bytes + conds.bytes + obs.bytes;
-        if spec.target_bytes.is_some_and(|t| total >= t) || (spec.patients.is_none() && spec.target_bytes.is_none()) {
+        if spec.target_bytes.is_some_and(|t| total >= t)
+            || (spec.patients.is_none() && spec.target_bytes.is_none())
+        {
             break;
         }
         stats.patients += 1;
@@ -267,7 +330,12 @@ pub fn generate(dir: &Path, spec: GenerateSpec) -> Result<GenerateStats, Sanitiz
         let death = birth + 20_000 + g.below(12_000) as i64;
         let (city, county, zip) = *g.pick(&CITY).unwrap_or(&CITY[0]);
         let gender = if g.below(2) == 0 { "F" } else { "M" };
-        let address = format!("{} {} {}", 1 + g.below(999), g.word(2), g.pick(&STREET).copied().unwrap_or("Road"));
+        let address = format!(
+            "{} {} {}",
+            1 + g.below(999),
+            g.word(2),
+            g.pick(&STREET).copied().unwrap_or("Road")
+        );
         line.clear();
         let _ = write!(line, "{pid},{by:04}-{bm:02}-{bd:02},");
         if dead && death < 20_400 {
@@ -340,17 +408,26 @@ pub fn generate(dir: &Path, spec: GenerateSpec) -> Result<GenerateStats, Sanitiz
                 stats.observations += 1;
                 line.clear();
                 let v = base + g.unit() * spread;
-                let _ = write!(line, "{ts},{pid},{eid},vital-signs,{code},{desc},{v:.1},{unit},numeric");
+                let _ = write!(
+                    line,
+                    "{ts},{pid},{eid},vital-signs,{code},{desc},{v:.1},{unit},numeric"
+                );
                 obs.line(&line)?;
             }
             stats.observations += 1;
             line.clear();
-            let _ = write!(line, "{ts},{pid},{eid},survey,72166-2,Tobacco smoking status,{smoker},,text");
+            let _ = write!(
+                line,
+                "{ts},{pid},{eid},survey,72166-2,Tobacco smoking status,{smoker},,text"
+            );
             obs.line(&line)?;
             if ei % 10 == 0 {
                 stats.observations += 1;
                 line.clear();
-                let _ = write!(line, "{ts},{pid},{eid},survey,56799-0,Address,{address},,text");
+                let _ = write!(
+                    line,
+                    "{ts},{pid},{eid},survey,56799-0,Address,{address},,text"
+                );
                 obs.line(&line)?;
             }
         }

@@ -12,18 +12,21 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use arrow_array::builder::StringBuilder;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
-    Date32Type, Date64Type, Decimal128Type, Decimal256Type, Decimal32Type, Decimal64Type, Float16Type, Float32Type,
-    Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, Time32MillisecondType, Time32SecondType,
-    Time64MicrosecondType, Time64NanosecondType, TimestampMicrosecondType, TimestampMillisecondType,
-    TimestampNanosecondType, TimestampSecondType, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
+    Date32Type, Date64Type, Decimal128Type, Decimal256Type, Decimal32Type, Decimal64Type,
+    Float16Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type,
+    Time32MillisecondType, Time32SecondType, Time64MicrosecondType, Time64NanosecondType,
+    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+    TimestampSecondType, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
 };
-use arrow_array::builder::StringBuilder;
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use csv::ByteRecord;
-use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder,
+};
 use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
@@ -78,9 +81,12 @@ fn unsupported(t: &DataType) -> Option<&'static str> {
         | DataType::FixedSizeList(_, _) => Some("a list column cannot be sanitized as text"),
         DataType::Struct(_) => Some("a struct (nested) column cannot be sanitized as text"),
         DataType::Map(_, _) => Some("a map column cannot be sanitized as text"),
-        DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => {
-            Some("a binary column (bytes without a UTF-8 string annotation) cannot be sanitized as text")
-        }
+        DataType::Binary
+        | DataType::LargeBinary
+        | DataType::BinaryView
+        | DataType::FixedSizeBinary(_) => Some(
+            "a binary column (bytes without a UTF-8 string annotation) cannot be sanitized as text",
+        ),
         DataType::Dictionary(_, values) => unsupported(values),
         _ => Some("this column type cannot be sanitized as text"),
     }
@@ -151,7 +157,8 @@ fn cell_fn(a: &ArrayRef) -> Option<CellFn> {
     macro_rules! decimal {
         ($t:ty) => {{
             let x = a.as_primitive_opt::<$t>()?.clone();
-            Box::new(move |i, o: &mut Vec<u8>| o.extend_from_slice(x.value_as_string(i).as_bytes())) as CellFn
+            Box::new(move |i, o: &mut Vec<u8>| o.extend_from_slice(x.value_as_string(i).as_bytes()))
+                as CellFn
         }};
     }
     Some(match a.data_type() {
@@ -170,7 +177,9 @@ fn cell_fn(a: &ArrayRef) -> Option<CellFn> {
         }
         DataType::Boolean => {
             let x = a.as_boolean_opt()?.clone();
-            Box::new(move |i, o: &mut Vec<u8>| o.extend_from_slice(if x.value(i) { b"true" } else { b"false" }))
+            Box::new(move |i, o: &mut Vec<u8>| {
+                o.extend_from_slice(if x.value(i) { b"true" } else { b"false" })
+            })
         }
         DataType::Int8 => prim!(Int8Type, |v, o| display(v, o)),
         DataType::Int16 => prim!(Int16Type, |v, o| display(v, o)),
@@ -189,7 +198,9 @@ fn cell_fn(a: &ArrayRef) -> Option<CellFn> {
         DataType::Decimal256(_, _) => decimal!(Decimal256Type),
         DataType::Date32 => prim!(Date32Type, |v, o| date(i64::from(v), o)),
         DataType::Date64 => prim!(Date64Type, |v, o| date(v.div_euclid(86_400_000), o)),
-        DataType::Time32(TimeUnit::Second) => prim!(Time32SecondType, |v, o| time_of_day(i64::from(v), 0, 1, o)),
+        DataType::Time32(TimeUnit::Second) => {
+            prim!(Time32SecondType, |v, o| time_of_day(i64::from(v), 0, 1, o))
+        }
         DataType::Time32(TimeUnit::Millisecond) => prim!(Time32MillisecondType, |v, o| {
             let (s, f) = split_units(i64::from(v), 1_000);
             time_of_day(s, f, 1_000, o);
@@ -206,9 +217,18 @@ fn cell_fn(a: &ArrayRef) -> Option<CellFn> {
             let utc = tz.is_some();
             match unit {
                 TimeUnit::Second => prim!(TimestampSecondType, |v, o| timestamp(v, 1, utc, o)),
-                TimeUnit::Millisecond => prim!(TimestampMillisecondType, |v, o| timestamp(v, 1_000, utc, o)),
-                TimeUnit::Microsecond => prim!(TimestampMicrosecondType, |v, o| timestamp(v, 1_000_000, utc, o)),
-                TimeUnit::Nanosecond => prim!(TimestampNanosecondType, |v, o| timestamp(v, 1_000_000_000, utc, o)),
+                TimeUnit::Millisecond => {
+                    prim!(TimestampMillisecondType, |v, o| timestamp(v, 1_000, utc, o))
+                }
+                TimeUnit::Microsecond => prim!(TimestampMicrosecondType, |v, o| timestamp(
+                    v, 1_000_000, utc, o
+                )),
+                TimeUnit::Nanosecond => prim!(TimestampNanosecondType, |v, o| timestamp(
+                    v,
+                    1_000_000_000,
+                    utc,
+                    o
+                )),
             }
         }
         DataType::Dictionary(_, _) => {
@@ -230,7 +250,8 @@ fn cell_fn(a: &ArrayRef) -> Option<CellFn> {
 
 /// A panic inside the Parquet decoder (corrupt input it did not anticipate) becomes an error.
 fn guarded<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
-    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| Err("the Parquet decoder failed on this input".to_string()))
+    catch_unwind(AssertUnwindSafe(f))
+        .unwrap_or_else(|_| Err("the Parquet decoder failed on this input".to_string()))
 }
 
 /// The names of a schema's columns, or a schema error naming the first one that cannot be read
@@ -270,12 +291,18 @@ impl RowReader {
         let file = File::open(path).map_err(|e| SanitizeError::io(path, "cannot open", e))?;
         let opts = ArrowReaderOptions::new();
         let builder = guarded(|| {
-            ParquetRecordBatchReaderBuilder::try_new_with_options(file, opts).map_err(|e| e.to_string())
+            ParquetRecordBatchReaderBuilder::try_new_with_options(file, opts)
+                .map_err(|e| e.to_string())
         })
         .map_err(|e| SanitizeError::input(path, 0, format!("not a readable Parquet file: {e}")))?;
         let names = readable_columns(path, builder.schema())?;
-        let batches = guarded(|| builder.with_batch_size(READ_BATCH_ROWS).build().map_err(|e| e.to_string()))
-            .map_err(|e| SanitizeError::input(path, 0, format!("not a readable Parquet file: {e}")))?;
+        let batches = guarded(|| {
+            builder
+                .with_batch_size(READ_BATCH_ROWS)
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .map_err(|e| SanitizeError::input(path, 0, format!("not a readable Parquet file: {e}")))?;
         let reader = Self {
             path: path.to_path_buf(),
             batches,
@@ -290,7 +317,11 @@ impl RowReader {
     }
 
     fn row_err(&self, row: u64, message: String) -> SanitizeError {
-        SanitizeError::Row { path: self.path.clone(), row, message }
+        SanitizeError::Row {
+            path: self.path.clone(),
+            row,
+            message,
+        }
     }
 
     /// Decodes the next non-empty batch; `false` at the end of the file.
@@ -305,11 +336,17 @@ impl RowReader {
                 Ok(Some(b)) => b,
                 Ok(None) => return Ok(false),
                 Err(e) => {
-                    return Err(self.row_err(self.batch_start, format!("cannot decode the rows from here on: {e}")));
+                    return Err(self.row_err(
+                        self.batch_start,
+                        format!("cannot decode the rows from here on: {e}"),
+                    ));
                 }
             };
             if batch.num_columns() != self.names.len() {
-                return Err(self.row_err(self.batch_start, "a record batch does not match the file's schema".to_string()));
+                return Err(self.row_err(
+                    self.batch_start,
+                    "a record batch does not match the file's schema".to_string(),
+                ));
             }
             for (a, name) in batch.columns().iter().zip(&self.names) {
                 let Some(f) = cell_fn(a) else {
@@ -330,7 +367,11 @@ impl RowReader {
 
     /// Reads the next row into `rec` (nulls as empty cells), each cell at most `max_field` bytes;
     /// returns the row's 0-based index in the file.
-    pub(crate) fn next(&mut self, rec: &mut ByteRecord, max_field: usize) -> Result<Option<u64>, SanitizeError> {
+    pub(crate) fn next(
+        &mut self,
+        rec: &mut ByteRecord,
+        max_field: usize,
+    ) -> Result<Option<u64>, SanitizeError> {
         if self.in_batch >= self.batch_rows && !self.next_batch()? {
             return Ok(None);
         }
@@ -345,7 +386,10 @@ impl RowReader {
             }
             if self.cell.len() > max_field {
                 let name = self.names.get(ci).map_or("", String::as_str);
-                let message = format!("column `{name}` holds {} bytes, over the limit of {max_field}", self.cell.len());
+                let message = format!(
+                    "column `{name}` holds {} bytes, over the limit of {max_field}",
+                    self.cell.len()
+                );
                 return Err(self.row_err(row, message));
             }
             rec.push_field(&self.cell);
@@ -368,8 +412,12 @@ pub(crate) struct RowWriter {
 impl RowWriter {
     pub(crate) fn create(path: &Path, columns: &[&str]) -> Result<Self, SanitizeError> {
         let file = File::create(path).map_err(|e| SanitizeError::io(path, "cannot create", e))?;
-        let schema: SchemaRef =
-            Arc::new(Schema::new(columns.iter().map(|c| Field::new(*c, DataType::Utf8, true)).collect::<Vec<_>>()));
+        let schema: SchemaRef = Arc::new(Schema::new(
+            columns
+                .iter()
+                .map(|c| Field::new(*c, DataType::Utf8, true))
+                .collect::<Vec<_>>(),
+        ));
         let props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .set_max_row_group_bytes(Some(ROW_GROUP_BYTES))
@@ -387,7 +435,11 @@ impl RowWriter {
     }
 
     fn werr(&self, e: impl std::fmt::Display) -> SanitizeError {
-        SanitizeError::io(&self.path, "cannot write", std::io::Error::other(e.to_string()))
+        SanitizeError::io(
+            &self.path,
+            "cannot write",
+            std::io::Error::other(e.to_string()),
+        )
     }
 
     pub(crate) fn write(&mut self, rec: &ByteRecord) -> Result<(), SanitizeError> {
@@ -399,7 +451,11 @@ impl RowWriter {
                 b.append_null();
             } else {
                 let s = std::str::from_utf8(v).map_err(|_| {
-                    SanitizeError::io(&self.path, "cannot write", std::io::Error::other("an output cell is not UTF-8"))
+                    SanitizeError::io(
+                        &self.path,
+                        "cannot write",
+                        std::io::Error::other("an output cell is not UTF-8"),
+                    )
                 })?;
                 b.append_value(s);
                 self.bytes += v.len();
@@ -416,8 +472,13 @@ impl RowWriter {
         if self.rows == 0 {
             return Ok(());
         }
-        let columns: Vec<ArrayRef> = self.builders.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef).collect();
-        let batch = RecordBatch::try_new(Arc::clone(&self.schema), columns).map_err(|e| self.werr(e))?;
+        let columns: Vec<ArrayRef> = self
+            .builders
+            .iter_mut()
+            .map(|b| Arc::new(b.finish()) as ArrayRef)
+            .collect();
+        let batch =
+            RecordBatch::try_new(Arc::clone(&self.schema), columns).map_err(|e| self.werr(e))?;
         self.writer.write(&batch).map_err(|e| self.werr(e))?;
         self.rows = 0;
         self.bytes = 0;
@@ -428,7 +489,9 @@ impl RowWriter {
     pub(crate) fn finish(mut self) -> Result<File, SanitizeError> {
         self.flush_batch()?;
         let path = self.path;
-        self.writer.into_inner().map_err(|e| SanitizeError::io(&path, "cannot write", std::io::Error::other(e)))
+        self.writer
+            .into_inner()
+            .map_err(|e| SanitizeError::io(&path, "cannot write", std::io::Error::other(e)))
     }
 }
 
@@ -436,37 +499,63 @@ impl RowWriter {
 /// [`RowReader::open`] checks a file's schema.
 pub(crate) fn columns_in(path: &Path, bytes: &[u8]) -> Result<Vec<String>, SanitizeError> {
     let data = bytes::Bytes::copy_from_slice(bytes);
-    let builder = guarded(|| ParquetRecordBatchReaderBuilder::try_new(data).map_err(|e| e.to_string()))
-        .map_err(|e| SanitizeError::input(path, 0, format!("not a readable Parquet file: {e}")))?;
+    let builder =
+        guarded(|| ParquetRecordBatchReaderBuilder::try_new(data).map_err(|e| e.to_string()))
+            .map_err(|e| {
+                SanitizeError::input(path, 0, format!("not a readable Parquet file: {e}"))
+            })?;
     readable_columns(path, builder.schema())
 }
 
 /// A Parquet file held in memory reduced to the named top-level columns, in the file's column
 /// order, each keeping its Arrow type; every row is kept. An unknown column is a schema error.
-pub(crate) fn project(path: &Path, bytes: &[u8], columns: &[String]) -> Result<Vec<u8>, SanitizeError> {
+pub(crate) fn project(
+    path: &Path,
+    bytes: &[u8],
+    columns: &[String],
+) -> Result<Vec<u8>, SanitizeError> {
     let data = bytes::Bytes::copy_from_slice(bytes);
-    let bad = |m: String| SanitizeError::input(path, 0, format!("not a readable Parquet file: {m}"));
-    let builder = guarded(|| ParquetRecordBatchReaderBuilder::try_new(data).map_err(|e| e.to_string())).map_err(bad)?;
+    let bad =
+        |m: String| SanitizeError::input(path, 0, format!("not a readable Parquet file: {m}"));
+    let builder =
+        guarded(|| ParquetRecordBatchReaderBuilder::try_new(data).map_err(|e| e.to_string()))
+            .map_err(bad)?;
     let fields = builder.schema().fields().clone();
     let mut roots = Vec::with_capacity(columns.len());
     for c in columns {
-        let i = fields.iter().position(|f| f.name() == c).ok_or_else(|| SanitizeError::Schema {
-            path: path.to_path_buf(),
-            column: c.clone(),
-            message: "no such column in the file's schema".into(),
-        })?;
+        let i = fields
+            .iter()
+            .position(|f| f.name() == c)
+            .ok_or_else(|| SanitizeError::Schema {
+                path: path.to_path_buf(),
+                column: c.clone(),
+                message: "no such column in the file's schema".into(),
+            })?;
         roots.push(i);
     }
     let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
-    let reader = guarded(|| builder.with_projection(mask).with_batch_size(READ_BATCH_ROWS).build().map_err(|e| e.to_string()))
-        .map_err(bad)?;
+    let reader = guarded(|| {
+        builder
+            .with_projection(mask)
+            .with_batch_size(READ_BATCH_ROWS)
+            .build()
+            .map_err(|e| e.to_string())
+    })
+    .map_err(bad)?;
     let schema = arrow_array::RecordBatchReader::schema(&reader);
-    let werr = |e: String| SanitizeError::io(path, "cannot write the projection", std::io::Error::other(e));
+    let werr = |e: String| {
+        SanitizeError::io(
+            path,
+            "cannot write the projection",
+            std::io::Error::other(e),
+        )
+    };
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_bytes(Some(ROW_GROUP_BYTES))
         .build();
-    let mut writer = ArrowWriter::try_new(Vec::new(), schema, Some(props)).map_err(|e| werr(e.to_string()))?;
+    let mut writer =
+        ArrowWriter::try_new(Vec::new(), schema, Some(props)).map_err(|e| werr(e.to_string()))?;
     let mut rows: u64 = 0;
     for batch in reader {
         let batch = batch.map_err(|e| SanitizeError::Row {
@@ -495,19 +584,39 @@ mod tests {
     fn dates_times_and_timestamps_have_the_csv_text_form() {
         assert_eq!(text(|o| date(0, o)), "1970-01-01");
         assert_eq!(text(|o| date(-1, o)), "1969-12-31");
-        assert_eq!(text(|o| timestamp(1_550_390_946, 1, true, o)), "2019-02-17T08:09:06Z");
-        assert_eq!(text(|o| timestamp(1_550_390_946_000, 1_000, true, o)), "2019-02-17T08:09:06Z");
-        assert_eq!(text(|o| timestamp(1_550_390_946_250, 1_000, false, o)), "2019-02-17T08:09:06.250");
-        assert_eq!(text(|o| timestamp(-1, 1_000_000, true, o)), "1969-12-31T23:59:59.999999Z");
-        assert_eq!(text(|o| time_of_day(3_723, 5, 1_000_000_000, o)), "01:02:03.000000005");
+        assert_eq!(
+            text(|o| timestamp(1_550_390_946, 1, true, o)),
+            "2019-02-17T08:09:06Z"
+        );
+        assert_eq!(
+            text(|o| timestamp(1_550_390_946_000, 1_000, true, o)),
+            "2019-02-17T08:09:06Z"
+        );
+        assert_eq!(
+            text(|o| timestamp(1_550_390_946_250, 1_000, false, o)),
+            "2019-02-17T08:09:06.250"
+        );
+        assert_eq!(
+            text(|o| timestamp(-1, 1_000_000, true, o)),
+            "1969-12-31T23:59:59.999999Z"
+        );
+        assert_eq!(
+            text(|o| time_of_day(3_723, 5, 1_000_000_000, o)),
+            "01:02:03.000000005"
+        );
     }
 
     #[test]
     fn nested_and_binary_types_are_refused() {
         let item = Arc::new(Field::new("item", DataType::Utf8, true));
         assert!(unsupported(&DataType::List(item)).is_some_and(|m| m.contains("list")));
-        assert!(unsupported(&DataType::Struct(Vec::<Field>::new().into())).is_some_and(|m| m.contains("struct")));
+        assert!(unsupported(&DataType::Struct(Vec::<Field>::new().into()))
+            .is_some_and(|m| m.contains("struct")));
         assert!(unsupported(&DataType::Binary).is_some_and(|m| m.contains("binary")));
-        assert!(unsupported(&DataType::Timestamp(TimeUnit::Millisecond, Some("+00:00".into()))).is_none());
+        assert!(unsupported(&DataType::Timestamp(
+            TimeUnit::Millisecond,
+            Some("+00:00".into())
+        ))
+        .is_none());
     }
 }

@@ -183,10 +183,14 @@ impl Profile {
     /// The built-in profile of that name, or the profile file at that path.
     pub fn load(name_or_path: &str) -> Result<Self, SanitizeError> {
         if name_or_path == HIPAA_SAFE_HARBOR {
-            return Self::from_yaml(HIPAA_SAFE_HARBOR_YAML, &format!("<built-in {HIPAA_SAFE_HARBOR}>"));
+            return Self::from_yaml(
+                HIPAA_SAFE_HARBOR_YAML,
+                &format!("<built-in {HIPAA_SAFE_HARBOR}>"),
+            );
         }
         let path = Path::new(name_or_path);
-        let text = std::fs::read_to_string(path).map_err(|e| SanitizeError::io(path, "cannot read profile", e))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| SanitizeError::io(path, "cannot read profile", e))?;
         Self::from_yaml(&text, name_or_path)
     }
 
@@ -200,8 +204,18 @@ impl Profile {
         let mut p: Self = serde_saphyr::from_str(text).map_err(|e| {
             let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
             let full = e.to_string();
-            let message = full.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid YAML").trim().to_string();
-            SanitizeError::ProfileSyntax { path: source.to_string(), line, column, message }
+            let message = full
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("invalid YAML")
+                .trim()
+                .to_string();
+            SanitizeError::ProfileSyntax {
+                path: source.to_string(),
+                line,
+                column,
+                message,
+            }
         })?;
         p.source = source.to_string();
         p.validate()?;
@@ -209,7 +223,11 @@ impl Profile {
     }
 
     fn invalid(&self, field: String, message: impl Into<String>) -> SanitizeError {
-        SanitizeError::ProfileInvalid { path: self.source.clone(), field, message: message.into() }
+        SanitizeError::ProfileInvalid {
+            path: self.source.clone(),
+            field,
+            message: message.into(),
+        }
     }
 
     fn validate(&self) -> Result<(), SanitizeError> {
@@ -224,7 +242,10 @@ impl Profile {
         for (tname, t) in &self.tables {
             if let Some(s) = &t.subject {
                 if !t.columns.contains_key(s) {
-                    return Err(self.invalid(format!("tables.{tname}.subject"), format!("`{s}` is not a column of the table")));
+                    return Err(self.invalid(
+                        format!("tables.{tname}.subject"),
+                        format!("`{s}` is not a column of the table"),
+                    ));
                 }
             }
             for (cname, a) in &t.columns {
@@ -236,7 +257,10 @@ impl Profile {
                         ));
                     }
                     Action::Noise(f) if !(f.is_finite() && *f >= 0.0) => {
-                        return Err(self.invalid(format!("tables.{tname}.columns.{cname}"), "noise must be a finite fraction >= 0"));
+                        return Err(self.invalid(
+                            format!("tables.{tname}.columns.{cname}"),
+                            "noise must be a finite fraction >= 0",
+                        ));
                     }
                     _ => {}
                 }
@@ -244,30 +268,50 @@ impl Profile {
             for (i, r) in t.redact_when.iter().enumerate() {
                 for c in std::iter::once(&r.column).chain(r.redact.iter()) {
                     if !t.columns.contains_key(c) {
-                        return Err(self.invalid(format!("tables.{tname}.redact_when[{i}]"), format!("`{c}` is not a column of the table")));
+                        return Err(self.invalid(
+                            format!("tables.{tname}.redact_when[{i}]"),
+                            format!("`{c}` is not a column of the table"),
+                        ));
                     }
                 }
             }
             if let Some(k) = &t.k_anonymity {
                 if k.k == 0 {
-                    return Err(self.invalid(format!("tables.{tname}.k_anonymity.k"), "must be at least 1"));
+                    return Err(self.invalid(
+                        format!("tables.{tname}.k_anonymity.k"),
+                        "must be at least 1",
+                    ));
                 }
                 if !(0.0..=100.0).contains(&k.max_suppressed_percent) {
-                    return Err(self.invalid(format!("tables.{tname}.k_anonymity.max_suppressed_percent"), "must be in [0, 100]"));
+                    return Err(self.invalid(
+                        format!("tables.{tname}.k_anonymity.max_suppressed_percent"),
+                        "must be in [0, 100]",
+                    ));
                 }
                 for q in &k.quasi_identifiers {
                     match t.columns.get(q) {
                         None => {
-                            return Err(self.invalid(format!("tables.{tname}.k_anonymity.quasi_identifiers"), format!("`{q}` is not a column of the table")));
+                            return Err(self.invalid(
+                                format!("tables.{tname}.k_anonymity.quasi_identifiers"),
+                                format!("`{q}` is not a column of the table"),
+                            ));
                         }
                         Some(Action::Drop) => {
-                            return Err(self.invalid(format!("tables.{tname}.k_anonymity.quasi_identifiers"), format!("`{q}` is dropped; a dropped column is no quasi-identifier")));
+                            return Err(self.invalid(
+                                format!("tables.{tname}.k_anonymity.quasi_identifiers"),
+                                format!(
+                                    "`{q}` is dropped; a dropped column is no quasi-identifier"
+                                ),
+                            ));
                         }
                         Some(_) => {}
                     }
                 }
                 if k.quasi_identifiers.is_empty() {
-                    return Err(self.invalid(format!("tables.{tname}.k_anonymity.quasi_identifiers"), "list at least one column"));
+                    return Err(self.invalid(
+                        format!("tables.{tname}.k_anonymity.quasi_identifiers"),
+                        "list at least one column",
+                    ));
                 }
             }
         }

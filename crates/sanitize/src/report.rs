@@ -139,12 +139,24 @@ impl Report {
     pub(crate) fn decide(&mut self) {
         let mut reasons = Vec::new();
         if !self.unknown_tables.is_empty() {
-            reasons.push(format!("tables not covered by the profile were left out: {}", self.unknown_tables.join(", ")));
+            reasons.push(format!(
+                "tables not covered by the profile were left out: {}",
+                self.unknown_tables.join(", ")
+            ));
         }
         for t in &self.tables {
-            let unknown: Vec<&str> = t.columns.iter().filter(|c| !c.covered).map(|c| c.name.as_str()).collect();
+            let unknown: Vec<&str> = t
+                .columns
+                .iter()
+                .filter(|c| !c.covered)
+                .map(|c| c.name.as_str())
+                .collect();
             if !unknown.is_empty() {
-                reasons.push(format!("{}: columns not covered by the profile: {}", t.table, unknown.join(", ")));
+                reasons.push(format!(
+                    "{}: columns not covered by the profile: {}",
+                    t.table,
+                    unknown.join(", ")
+                ));
             }
             if let Some(k) = &t.k_anonymity {
                 if !k.reached {
@@ -162,12 +174,22 @@ impl Report {
         }
         let residual: u64 = self.residual_total.values().sum();
         if residual > 0 {
-            let kinds: Vec<String> = self.residual_total.iter().map(|(k, n)| format!("{n} {k:?}")).collect();
-            reasons.push(format!("the residual scan found {residual} identifiers in the output ({})", kinds.join(", ")));
+            let kinds: Vec<String> = self
+                .residual_total
+                .iter()
+                .map(|(k, n)| format!("{n} {k:?}"))
+                .collect();
+            reasons.push(format!(
+                "the residual scan found {residual} identifiers in the output ({})",
+                kinds.join(", ")
+            ));
         }
         self.earned = reasons.is_empty();
-        self.output_classification =
-            if self.earned { self.target_classification.clone() } else { self.input_classification.clone() };
+        self.output_classification = if self.earned {
+            self.target_classification.clone()
+        } else {
+            self.input_classification.clone()
+        };
         self.reasons = reasons;
     }
 }

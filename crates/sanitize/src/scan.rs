@@ -57,7 +57,8 @@ fn starts_token(t: &[u8], i: usize) -> bool {
 }
 
 fn count_digits(t: &[u8], i: usize) -> usize {
-    t.get(i..).map_or(0, |s| s.iter().take_while(|b| b.is_ascii_digit()).count())
+    t.get(i..)
+        .map_or(0, |s| s.iter().take_while(|b| b.is_ascii_digit()).count())
 }
 
 /// Matches `n` digits at `i`; returns the end.
@@ -151,7 +152,11 @@ fn card_at(t: &[u8], i: usize, buf: &mut Vec<u8>) -> Option<usize> {
         if buf.len() > 19 {
             return None;
         }
-        if (13..=19).contains(&buf.len()) && ends_token(t, p) && !(matches!(at(t, p), b'.' | b',') && at(t, p + 1).is_ascii_digit()) && luhn(buf) {
+        if (13..=19).contains(&buf.len())
+            && ends_token(t, p)
+            && !(matches!(at(t, p), b'.' | b',') && at(t, p + 1).is_ascii_digit())
+            && luhn(buf)
+        {
             best = Some(p);
         }
         let s = at(t, p);
@@ -178,7 +183,11 @@ fn letter_id_at(t: &[u8], i: usize) -> Option<(Kind, usize)> {
 const RECORD_WORDS: [&[u8]; 6] = [b"mrn", b"record", b"account", b"acct", b"member", b"id"];
 
 fn record_at(t: &[u8], i: usize) -> Option<(usize, usize)> {
-    let word_len = t.get(i..)?.iter().take_while(|b| b.is_ascii_alphabetic()).count();
+    let word_len = t
+        .get(i..)?
+        .iter()
+        .take_while(|b| b.is_ascii_alphabetic())
+        .count();
     let word = t.get(i..i + word_len)?;
     if !RECORD_WORDS.iter().any(|w| w.eq_ignore_ascii_case(word)) {
         return None;
@@ -190,9 +199,16 @@ fn record_at(t: &[u8], i: usize) -> Option<(usize, usize)> {
         let b = at(t, p);
         if matches!(b, b' ' | b'#' | b':' | b'.' | b'-') {
             p += 1;
-        } else if t.get(p..p + 6).is_some_and(|w| w.eq_ignore_ascii_case(b"number")) {
+        } else if t
+            .get(p..p + 6)
+            .is_some_and(|w| w.eq_ignore_ascii_case(b"number"))
+        {
             p += 6;
-        } else if t.get(p..p + 2).is_some_and(|w| w.eq_ignore_ascii_case(b"no")) && !at(t, p + 2).is_ascii_alphabetic() {
+        } else if t
+            .get(p..p + 2)
+            .is_some_and(|w| w.eq_ignore_ascii_case(b"no"))
+            && !at(t, p + 2).is_ascii_alphabetic()
+        {
             p += 2;
         } else {
             break;
@@ -203,7 +219,11 @@ fn record_at(t: &[u8], i: usize) -> Option<(usize, usize)> {
         return None;
     }
     let start = p;
-    let len = t.get(p..)?.iter().take_while(|b| b.is_ascii_alphanumeric() || **b == b'-').count();
+    let len = t
+        .get(p..)?
+        .iter()
+        .take_while(|b| b.is_ascii_alphanumeric() || **b == b'-')
+        .count();
     let value = t.get(start..start + len)?;
     (value.iter().filter(|b| b.is_ascii_digit()).count() >= 4).then_some((start, start + len))
 }
@@ -219,7 +239,10 @@ fn email_around(t: &[u8], at_pos: usize) -> Option<(usize, usize)> {
     }
     let mut e = at_pos + 1;
     let mut last_dot = None;
-    while at(t, e).is_ascii_alphanumeric() || at(t, e) == b'-' || (at(t, e) == b'.' && at(t, e + 1).is_ascii_alphanumeric()) {
+    while at(t, e).is_ascii_alphanumeric()
+        || at(t, e) == b'-'
+        || (at(t, e) == b'.' && at(t, e + 1).is_ascii_alphanumeric())
+    {
         if at(t, e) == b'.' {
             last_dot = Some(e);
         }
@@ -312,7 +335,9 @@ impl Scanner {
 
 /// Whether a value is a terminology code token: letters, digits, `.`, `-`, at most 32 bytes.
 pub fn is_code_token(v: &[u8]) -> bool {
-    v.len() <= 32 && v.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'.' || *b == b'-')
+    v.len() <= 32
+        && v.iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'.' || *b == b'-')
 }
 
 #[cfg(test)]
@@ -328,23 +353,49 @@ mod tests {
 
     #[test]
     fn finds_each_kind() {
-        assert_eq!(kinds("ssn 999-33-2827 ok"), vec![(Kind::Ssn, "999-33-2827".into())]);
-        assert_eq!(kinds("call (978) 342-9781"), vec![(Kind::Phone, "(978) 342-9781".into())]);
+        assert_eq!(
+            kinds("ssn 999-33-2827 ok"),
+            vec![(Kind::Ssn, "999-33-2827".into())]
+        );
+        assert_eq!(
+            kinds("call (978) 342-9781"),
+            vec![(Kind::Phone, "(978) 342-9781".into())]
+        );
         assert_eq!(kinds("978-342-9781 Or +1 978.342.9781")[1].0, Kind::Phone);
-        assert_eq!(kinds("mail a.b@example.org now"), vec![(Kind::Email, "a.b@example.org".into())]);
-        assert_eq!(kinds("MRN: 00123456"), vec![(Kind::RecordNumber, "00123456".into())]);
-        assert_eq!(kinds("pp X33401017X"), vec![(Kind::Passport, "X33401017X".into())]);
-        assert_eq!(kinds("dl S99992337"), vec![(Kind::Licence, "S99992337".into())]);
-        assert_eq!(kinds("card 4111 1111 1111 1111."), vec![(Kind::CardNumber, "4111 1111 1111 1111".into())]);
+        assert_eq!(
+            kinds("mail a.b@example.org now"),
+            vec![(Kind::Email, "a.b@example.org".into())]
+        );
+        assert_eq!(
+            kinds("MRN: 00123456"),
+            vec![(Kind::RecordNumber, "00123456".into())]
+        );
+        assert_eq!(
+            kinds("pp X33401017X"),
+            vec![(Kind::Passport, "X33401017X".into())]
+        );
+        assert_eq!(
+            kinds("dl S99992337"),
+            vec![(Kind::Licence, "S99992337".into())]
+        );
+        assert_eq!(
+            kinds("card 4111 1111 1111 1111."),
+            vec![(Kind::CardNumber, "4111 1111 1111 1111".into())]
+        );
     }
 
     #[test]
     fn ignores_lookalikes() {
         assert!(kinds("4111 1111 1111 1112").is_empty(), "Luhn fails");
-        assert!(kinds("0.9016567884015410").is_empty(), "fraction of a decimal");
+        assert!(
+            kinds("0.9016567884015410").is_empty(),
+            "fraction of a decimal"
+        );
         assert!(kinds("2014-05-06T08:34:30Z 101.8 cm 8302-2").is_empty());
         assert!(kinds("p4111111111111111").is_empty(), "inside a token");
-        assert!(kinds("24 HR Metformin hydrochloride 500 MG Extended Release Oral Tablet").is_empty());
+        assert!(
+            kinds("24 HR Metformin hydrochloride 500 MG Extended Release Oral Tablet").is_empty()
+        );
     }
 
     #[test]
@@ -353,7 +404,9 @@ mod tests {
         let alphabet = b"0123456789-() .+@aXS#:MRNmrn,\xff";
         let mut sc = Scanner::default();
         for len in 0..400 {
-            let t: Vec<u8> = (0..len).map(|_| alphabet[(r.next_u64() % alphabet.len() as u64) as usize]).collect();
+            let t: Vec<u8> = (0..len)
+                .map(|_| alphabet[(r.next_u64() % alphabet.len() as u64) as usize])
+                .collect();
             let mut out = Vec::new();
             sc.redact(&t, &mut out);
             sc.scan(&t, |_, s, e| assert!(s < e && e <= t.len()));

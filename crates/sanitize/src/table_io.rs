@@ -20,7 +20,10 @@ pub(crate) enum Format {
 impl Format {
     /// The format of a file, by its extension.
     pub(crate) fn of(path: &Path) -> Self {
-        if path.extension().is_some_and(|x| x.eq_ignore_ascii_case("parquet")) {
+        if path
+            .extension()
+            .is_some_and(|x| x.eq_ignore_ascii_case("parquet"))
+        {
             Self::Parquet
         } else {
             Self::Csv
@@ -29,14 +32,17 @@ impl Format {
 
     /// Whether a file in an input directory is a table: `*.csv` or `*.parquet`.
     pub(crate) fn is_table(path: &Path) -> bool {
-        path.extension().is_some_and(|x| x.eq_ignore_ascii_case("csv") || x.eq_ignore_ascii_case("parquet"))
+        path.extension()
+            .is_some_and(|x| x.eq_ignore_ascii_case("csv") || x.eq_ignore_ascii_case("parquet"))
     }
 }
 
 fn csv_err(path: &Path, e: &csv::Error) -> SanitizeError {
     let line = e.position().map_or(0, csv::Position::line);
     let message = match e.kind() {
-        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => {
             format!("ragged row: {len} fields where the header has {expected_len}")
         }
         csv::ErrorKind::Io(io) => format!("cannot read: {io}"),
@@ -47,7 +53,11 @@ fn csv_err(path: &Path, e: &csv::Error) -> SanitizeError {
 
 fn csv_reader(path: &Path) -> Result<csv::Reader<File>, SanitizeError> {
     let f = File::open(path).map_err(|e| SanitizeError::io(path, "cannot open", e))?;
-    Ok(csv::ReaderBuilder::new().has_headers(false).flexible(false).buffer_capacity(1 << 18).from_reader(f))
+    Ok(csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(false)
+        .buffer_capacity(1 << 18)
+        .from_reader(f))
 }
 
 /// Reads the next CSV record, checking UTF-8 and the field size; returns its line.
@@ -62,13 +72,24 @@ fn next_csv_record(
         Ok(true) => {
             let line = rec.position().map_or(0, csv::Position::line);
             if let Err(e) = std::str::from_utf8(rec.as_slice()) {
-                return Err(SanitizeError::input(path, line, format!("invalid UTF-8 (byte {} of the row's fields)", e.valid_up_to())));
+                return Err(SanitizeError::input(
+                    path,
+                    line,
+                    format!(
+                        "invalid UTF-8 (byte {} of the row's fields)",
+                        e.valid_up_to()
+                    ),
+                ));
             }
             if let Some((i, f)) = rec.iter().enumerate().find(|(_, f)| f.len() > max_field) {
                 return Err(SanitizeError::input(
                     path,
                     line,
-                    format!("field {} is {} bytes, over the limit of {max_field}", i + 1, f.len()),
+                    format!(
+                        "field {} is {} bytes, over the limit of {max_field}",
+                        i + 1,
+                        f.len()
+                    ),
                 ));
             }
             Ok(Some(line))
@@ -93,7 +114,10 @@ pub(crate) struct TableReader {
 
 impl TableReader {
     /// Opens a table file; returns the reader and the column names (the header).
-    pub(crate) fn open(path: &Path, max_field: usize) -> Result<(Self, Vec<String>), SanitizeError> {
+    pub(crate) fn open(
+        path: &Path,
+        max_field: usize,
+    ) -> Result<(Self, Vec<String>), SanitizeError> {
         let format = Format::of(path);
         let (source, header) = match format {
             Format::Csv => {
@@ -102,7 +126,10 @@ impl TableReader {
                 if next_csv_record(&mut rdr, &mut rec, path, max_field)?.is_none() {
                     return Err(SanitizeError::input(path, 1, "empty file: no header row"));
                 }
-                let header = rec.iter().map(|h| String::from_utf8_lossy(h).into_owned()).collect();
+                let header = rec
+                    .iter()
+                    .map(|h| String::from_utf8_lossy(h).into_owned())
+                    .collect();
                 (Source::Csv(rdr), header)
             }
             Format::Parquet => {
@@ -110,7 +137,15 @@ impl TableReader {
                 (Source::Parquet(Box::new(rdr)), header)
             }
         };
-        Ok((Self { path: path.to_path_buf(), format, max_field, source }, header))
+        Ok((
+            Self {
+                path: path.to_path_buf(),
+                format,
+                max_field,
+                source,
+            },
+            header,
+        ))
     }
 
     /// Reads the next row into `rec`; returns its position, `None` at the end.
@@ -125,7 +160,11 @@ impl TableReader {
     pub(crate) fn row_error(&self, pos: u64, message: impl Into<String>) -> SanitizeError {
         match self.format {
             Format::Csv => SanitizeError::input(&self.path, pos, message),
-            Format::Parquet => SanitizeError::Row { path: self.path.clone(), row: pos, message: message.into() },
+            Format::Parquet => SanitizeError::Row {
+                path: self.path.clone(),
+                row: pos,
+                message: message.into(),
+            },
         }
     }
 
@@ -133,9 +172,11 @@ impl TableReader {
     pub(crate) fn header_error(&self, column: &str, message: impl Into<String>) -> SanitizeError {
         match self.format {
             Format::Csv => SanitizeError::input(&self.path, 1, message),
-            Format::Parquet => {
-                SanitizeError::Schema { path: self.path.clone(), column: column.to_string(), message: message.into() }
-            }
+            Format::Parquet => SanitizeError::Schema {
+                path: self.path.clone(),
+                column: column.to_string(),
+                message: message.into(),
+            },
         }
     }
 }
@@ -153,24 +194,36 @@ pub(crate) struct TableWriter {
 
 impl TableWriter {
     /// Creates the file and writes the header (CSV) or sets the schema (Parquet).
-    pub(crate) fn create(path: &Path, format: Format, columns: &[&str]) -> Result<Self, SanitizeError> {
+    pub(crate) fn create(
+        path: &Path,
+        format: Format,
+        columns: &[&str],
+    ) -> Result<Self, SanitizeError> {
         let sink = match format {
             Format::Csv => {
-                let f = File::create(path).map_err(|e| SanitizeError::io(path, "cannot create", e))?;
-                let mut w = csv::WriterBuilder::new().buffer_capacity(1 << 18).from_writer(f);
-                w.write_record(columns).map_err(|e| SanitizeError::io(path, "cannot write", std::io::Error::other(e)))?;
+                let f =
+                    File::create(path).map_err(|e| SanitizeError::io(path, "cannot create", e))?;
+                let mut w = csv::WriterBuilder::new()
+                    .buffer_capacity(1 << 18)
+                    .from_writer(f);
+                w.write_record(columns).map_err(|e| {
+                    SanitizeError::io(path, "cannot write", std::io::Error::other(e))
+                })?;
                 Sink::Csv(w)
             }
             Format::Parquet => Sink::Parquet(parquet_io::RowWriter::create(path, columns)?),
         };
-        Ok(Self { path: path.to_path_buf(), sink })
+        Ok(Self {
+            path: path.to_path_buf(),
+            sink,
+        })
     }
 
     pub(crate) fn write(&mut self, rec: &ByteRecord) -> Result<(), SanitizeError> {
         match &mut self.sink {
-            Sink::Csv(w) => {
-                w.write_byte_record(rec).map_err(|e| SanitizeError::io(&self.path, "cannot write", std::io::Error::other(e)))
-            }
+            Sink::Csv(w) => w.write_byte_record(rec).map_err(|e| {
+                SanitizeError::io(&self.path, "cannot write", std::io::Error::other(e))
+            }),
             Sink::Parquet(w) => w.write(rec),
         }
     }
@@ -179,12 +232,13 @@ impl TableWriter {
     pub(crate) fn finish(self) -> Result<u64, SanitizeError> {
         let path = self.path;
         let file = match self.sink {
-            Sink::Csv(w) => w
-                .into_inner()
-                .map_err(|e| SanitizeError::io(&path, "cannot write", std::io::Error::other(e.to_string())))?,
+            Sink::Csv(w) => w.into_inner().map_err(|e| {
+                SanitizeError::io(&path, "cannot write", std::io::Error::other(e.to_string()))
+            })?,
             Sink::Parquet(w) => w.finish()?,
         };
-        file.sync_all().map_err(|e| SanitizeError::io(&path, "cannot sync", e))?;
+        file.sync_all()
+            .map_err(|e| SanitizeError::io(&path, "cannot sync", e))?;
         Ok(file.metadata().map(|m| m.len()).unwrap_or(0))
     }
 }
@@ -199,11 +253,15 @@ pub fn table_columns(path: &Path, bytes: &[u8]) -> Result<Vec<String>, SanitizeE
     match Format::of(path) {
         Format::Parquet => parquet_io::columns_in(path, bytes),
         Format::Csv => {
-            let mut r = csv::ReaderBuilder::new().has_headers(false).from_reader(bytes);
+            let mut r = csv::ReaderBuilder::new()
+                .has_headers(false)
+                .from_reader(bytes);
             let mut rec = ByteRecord::new();
             match r.read_byte_record(&mut rec) {
                 Ok(true) => {}
-                Ok(false) => return Err(SanitizeError::input(path, 1, "empty file: no header row")),
+                Ok(false) => {
+                    return Err(SanitizeError::input(path, 1, "empty file: no header row"))
+                }
                 Err(e) => return Err(csv_err(path, &e)),
             }
             rec.iter()
@@ -223,31 +281,56 @@ pub fn table_columns(path: &Path, bytes: &[u8]) -> Result<Vec<String>, SanitizeE
 ///
 /// # Errors
 /// An unknown column, a malformed row (named by its line), an unreadable Parquet file.
-pub fn project_table(path: &Path, bytes: &[u8], columns: &[String]) -> Result<Vec<u8>, SanitizeError> {
+pub fn project_table(
+    path: &Path,
+    bytes: &[u8],
+    columns: &[String],
+) -> Result<Vec<u8>, SanitizeError> {
     if Format::of(path) == Format::Parquet {
         return parquet_io::project(path, bytes, columns);
     }
-    let mut r = csv::ReaderBuilder::new().has_headers(true).from_reader(bytes);
+    let mut r = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(bytes);
     let header = r.byte_headers().map_err(|e| csv_err(path, &e))?.clone();
     let mut idx = Vec::with_capacity(columns.len());
     for c in columns {
         let i = header
             .iter()
             .position(|h| h == c.as_bytes())
-            .ok_or_else(|| SanitizeError::input(path, 1, format!("no column {c:?} in the header")))?;
+            .ok_or_else(|| {
+                SanitizeError::input(path, 1, format!("no column {c:?} in the header"))
+            })?;
         idx.push(i);
     }
-    let wbad = |e: csv::Error| SanitizeError::io(path, "cannot write the projection", std::io::Error::other(e));
-    let mut w = csv::Writer::from_writer(Vec::with_capacity(bytes.len() / header.len().max(1) * columns.len()));
+    let wbad = |e: csv::Error| {
+        SanitizeError::io(
+            path,
+            "cannot write the projection",
+            std::io::Error::other(e),
+        )
+    };
+    let mut w = csv::Writer::from_writer(Vec::with_capacity(
+        bytes.len() / header.len().max(1) * columns.len(),
+    ));
     w.write_record(columns).map_err(wbad)?;
     let mut rec = ByteRecord::new();
     let mut row = ByteRecord::new();
-    while r.read_byte_record(&mut rec).map_err(|e| csv_err(path, &e))? {
+    while r
+        .read_byte_record(&mut rec)
+        .map_err(|e| csv_err(path, &e))?
+    {
         row.clear();
         for &i in &idx {
             row.push_field(rec.get(i).unwrap_or_default());
         }
         w.write_byte_record(&row).map_err(wbad)?;
     }
-    w.into_inner().map_err(|e| SanitizeError::io(path, "cannot write the projection", std::io::Error::other(e.to_string())))
+    w.into_inner().map_err(|e| {
+        SanitizeError::io(
+            path,
+            "cannot write the projection",
+            std::io::Error::other(e.to_string()),
+        )
+    })
 }

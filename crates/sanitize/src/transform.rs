@@ -21,7 +21,10 @@ pub struct Key {
 
 impl std::fmt::Debug for Key {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Key").field("id", &self.id).field("ephemeral", &self.ephemeral).finish_non_exhaustive()
+        f.debug_struct("Key")
+            .field("id", &self.id)
+            .field("ephemeral", &self.ephemeral)
+            .finish_non_exhaustive()
     }
 }
 
@@ -29,13 +32,21 @@ impl Key {
     /// A key from secret bytes (at least 16).
     pub fn from_bytes(secret: &[u8]) -> Result<Self, SanitizeError> {
         if secret.len() < 16 {
-            return Err(SanitizeError::Key(format!("{} bytes is too short; use at least 16", secret.len())));
+            return Err(SanitizeError::Key(format!(
+                "{} bytes is too short; use at least 16",
+                secret.len()
+            )));
         }
-        let mac = HmacSha256::new_from_slice(secret).map_err(|e| SanitizeError::Key(e.to_string()))?;
+        let mac =
+            HmacSha256::new_from_slice(secret).map_err(|e| SanitizeError::Key(e.to_string()))?;
         let mut idmac = mac.clone();
         idmac.update(b"tidegate-sanitize key id");
         let id = hex::encode(&idmac.finalize().into_bytes()[..8]);
-        Ok(Self { mac, id, ephemeral: false })
+        Ok(Self {
+            mac,
+            id,
+            ephemeral: false,
+        })
     }
 
     /// A key read from a file: 64 hex characters (32 bytes), or else the raw bytes of the file.
@@ -52,7 +63,8 @@ impl Key {
     /// A random key that is never stored: pseudonyms cannot be reproduced or reversed later.
     pub fn ephemeral() -> Result<Self, SanitizeError> {
         let mut secret = [0u8; 32];
-        getrandom::fill(&mut secret).map_err(|e| SanitizeError::Key(format!("no randomness: {e}")))?;
+        getrandom::fill(&mut secret)
+            .map_err(|e| SanitizeError::Key(format!("no randomness: {e}")))?;
         let mut k = Self::from_bytes(&secret)?;
         k.ephemeral = true;
         Ok(k)
@@ -109,8 +121,8 @@ fn push_hex(bytes: &[u8], out: &mut Vec<u8>) {
 /// The 17 three-digit ZIP prefixes with 20,000 people or fewer (2000 census) that Safe Harbor
 /// requires be replaced by `000`.
 pub const RESTRICTED_ZIP3: [&[u8; 3]; 17] = [
-    b"036", b"059", b"063", b"102", b"203", b"556", b"692", b"790", b"821", b"823", b"830", b"831", b"878", b"879",
-    b"884", b"890", b"893",
+    b"036", b"059", b"063", b"102", b"203", b"556", b"692", b"790", b"821", b"823", b"830", b"831",
+    b"878", b"879", b"884", b"890", b"893",
 ];
 
 /// ZIP to its first three digits, `000` for a restricted prefix or anything that is not a ZIP.
@@ -119,7 +131,10 @@ pub fn zip3(value: &[u8], out: &mut Vec<u8>) {
         return;
     }
     match value.get(..3) {
-        Some(p) if p.iter().all(u8::is_ascii_digit) && !RESTRICTED_ZIP3.iter().any(|r| r.as_slice() == p) => {
+        Some(p)
+            if p.iter().all(u8::is_ascii_digit)
+                && !RESTRICTED_ZIP3.iter().any(|r| r.as_slice() == p) =>
+        {
             out.extend_from_slice(p);
         }
         _ => out.extend_from_slice(b"000"),
@@ -181,7 +196,15 @@ pub(crate) fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
+    (
+        if m <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        m,
+        d,
+    )
 }
 
 /// A date shifted by `days`; a time part after the date is kept (empty stays empty).
@@ -260,7 +283,12 @@ pub fn seeded_hash(seed: u64, bytes: &[u8]) -> u64 {
 
 /// A number with uniform relative noise of at most `fraction`, written with the input's number
 /// of decimals (empty stays empty).
-pub fn noise(value: &[u8], fraction: f64, rng: &mut SplitMix, out: &mut Vec<u8>) -> Result<(), &'static str> {
+pub fn noise(
+    value: &[u8],
+    fraction: f64,
+    rng: &mut SplitMix,
+    out: &mut Vec<u8>,
+) -> Result<(), &'static str> {
     use std::io::Write;
     if value.is_empty() {
         return Ok(());

@@ -70,7 +70,13 @@ pub struct Candidate {
 impl Candidate {
     /// An on-demand option with no egress information.
     pub fn new(zone: usize, pool: usize, public: bool, cost: f64) -> Self {
-        Self { zone, pool, public, cost, ..Self::default() }
+        Self {
+            zone,
+            pool,
+            public,
+            cost,
+            ..Self::default()
+        }
     }
 
     /// Expected cost of a run of `expected_s` seconds: `cost` plus the expected re-run cost from
@@ -307,7 +313,9 @@ impl Pressure {
             Self::OnlyPublic => "no private zone may run it; public capacity is its place".into(),
             Self::Depth(p, d) => format!("queue depth {p} >= {d} in its home zone"),
             Self::Sla(e, m) => format!("expected wait {e:.0} s exceeds the SLA of {m:.0} s"),
-            Self::Slack(s, m) => format!("deadline slack {s:.0} s is below the class minimum of {m:.0} s"),
+            Self::Slack(s, m) => {
+                format!("deadline slack {s:.0} s is below the class minimum of {m:.0} s")
+            }
         }
     }
 }
@@ -347,21 +355,30 @@ impl Scheduler {
     /// A scheduler with the fleet's scheduling rules (see `tidegate_model::load_fleet_with_scheduling`):
     /// team quotas, job-class thresholds and budgets, the failure hierarchy.
     pub fn with_rules(fleet: &Fleet, rules: &Scheduling, mut cfg: SchedConfig) -> Self {
-        let capacity: Vec<Vec<u32>> = fleet.zones.iter().map(|z| z.pools.iter().map(|p| p.gpus).collect()).collect();
+        let capacity: Vec<Vec<u32>> = fleet
+            .zones
+            .iter()
+            .map(|z| z.pools.iter().map(|p| p.gpus).collect())
+            .collect();
         let zone_gpus = capacity.iter().map(|z| z.iter().sum()).collect();
         for c in &rules.classes {
-            cfg.classes.entry(c.name.clone()).or_insert_with(|| ClassThresholds {
-                burst_queue_depth: c.burst_queue_depth,
-                max_wait_s: c.max_wait_s,
-                min_deadline_slack_s: c.min_deadline_slack_s,
-            });
+            cfg.classes
+                .entry(c.name.clone())
+                .or_insert_with(|| ClassThresholds {
+                    burst_queue_depth: c.burst_queue_depth,
+                    max_wait_s: c.max_wait_s,
+                    min_deadline_slack_s: c.min_deadline_slack_s,
+                });
         }
         let n = capacity.len();
         let mut s = Self {
             zones: fleet.zones.clone(),
             free: capacity.clone(),
             borrowed_in_pool: capacity.iter().map(|z| vec![0; z.len()]).collect(),
-            borrowed_jobs: capacity.iter().map(|z| vec![BTreeMap::new(); z.len()]).collect(),
+            borrowed_jobs: capacity
+                .iter()
+                .map(|z| vec![BTreeMap::new(); z.len()])
+                .collect(),
             queues: vec![VecDeque::new(); n],
             queued_gpu_s: vec![0.0; n],
             zone_gpus,
@@ -394,12 +411,19 @@ impl Scheduler {
         let mut bucket = Vec::with_capacity(self.zones.len());
         for z in &self.zones {
             // A zone outside every declared scope is a bucket of its own with no nominal quota.
-            let key = quota.and_then(|q| q.scope_for(z)).map_or_else(|| format!("zone:{}", z.name), str::to_string);
+            let key = quota
+                .and_then(|q| q.scope_for(z))
+                .map_or_else(|| format!("zone:{}", z.name), str::to_string);
             let idx = match keys.iter().position(|k| *k == key) {
                 Some(i) => i,
                 None => {
                     keys.push(key.clone());
-                    nominal.push(quota.and_then(|q| q.nominal.get(&key)).copied().unwrap_or(0));
+                    nominal.push(
+                        quota
+                            .and_then(|q| q.nominal.get(&key))
+                            .copied()
+                            .unwrap_or(0),
+                    );
                     keys.len() - 1
                 }
             };
@@ -441,28 +465,43 @@ impl Scheduler {
 
     /// Free GPUs in a pool.
     pub fn free_gpus(&self, zone: usize, pool: usize) -> u32 {
-        self.free.get(zone).and_then(|z| z.get(pool)).copied().unwrap_or(0)
+        self.free
+            .get(zone)
+            .and_then(|z| z.get(pool))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// A team's decayed GPU-seconds divided by its weight, as of the last event (fair share
     /// serves the lowest first).
     pub fn team_share(&self, team: &str) -> f64 {
-        self.team_ids.get(team).and_then(|i| self.teams.get(*i)).map_or(0.0, |t| t.usage / t.weight)
+        self.team_ids
+            .get(team)
+            .and_then(|i| self.teams.get(*i))
+            .map_or(0.0, |t| t.usage / t.weight)
     }
 
     /// Money and GPU-hours a team has spent on bursts.
     pub fn team_spent(&self, team: &str) -> (f64, f64) {
-        self.team_ids.get(team).and_then(|i| self.teams.get(*i)).map_or((0.0, 0.0), |t| (t.spent.money, t.spent.gpu_hours))
+        self.team_ids
+            .get(team)
+            .and_then(|i| self.teams.get(*i))
+            .map_or((0.0, 0.0), |t| (t.spent.money, t.spent.gpu_hours))
     }
 
     /// Money and GPU-hours a job class has spent on bursts.
     pub fn class_spent(&self, class: &str) -> (f64, f64) {
-        self.class_spent.get(class).map_or((0.0, 0.0), |s| (s.money, s.gpu_hours))
+        self.class_spent
+            .get(class)
+            .map_or((0.0, 0.0), |s| (s.money, s.gpu_hours))
     }
 
     /// A zone's health.
     pub fn zone_health(&self, zone: usize) -> Health {
-        self.health.get(zone).copied().unwrap_or(Health::Unreachable)
+        self.health
+            .get(zone)
+            .copied()
+            .unwrap_or(Health::Unreachable)
     }
 
     /// Brings decayed usage up to `now` (running GPUs accrue GPU-seconds).
@@ -480,17 +519,27 @@ impl Scheduler {
     }
 
     fn usable(&self, w: &Waiting, c: &Candidate) -> bool {
-        if self.health.get(c.zone).is_none_or(|h| *h != Health::Healthy) || self.throttled.get(c.zone).copied().unwrap_or(true) {
+        if self
+            .health
+            .get(c.zone)
+            .is_none_or(|h| *h != Health::Healthy)
+            || self.throttled.get(c.zone).copied().unwrap_or(true)
+        {
             return false;
         }
         if w.excluded.contains(&(c.zone, c.pool)) {
             return false;
         }
-        w.only.as_ref().is_none_or(|m| m.get(c.zone).copied().unwrap_or(false))
+        w.only
+            .as_ref()
+            .is_none_or(|m| m.get(c.zone).copied().unwrap_or(false))
     }
 
     fn fits_now(&self, c: &Candidate, gpus: u32) -> bool {
-        self.free.get(c.zone).and_then(|z| z.get(c.pool)).is_some_and(|f| *f >= gpus)
+        self.free
+            .get(c.zone)
+            .and_then(|z| z.get(c.pool))
+            .is_some_and(|f| *f >= gpus)
     }
 
     /// Quota check: `Some(borrowed)` when the team may take `gpus` in the zone.
@@ -527,41 +576,72 @@ impl Scheduler {
         let spent = self.class_spent.get(class).cloned().unwrap_or_default();
         if let Some(b) = self.rules.class(class).map(|c| c.budget) {
             if let Some(m) = b.money.filter(|m| spent.money + cost > *m) {
-                return Some(format!("burst would exceed class `{class}` budget: {m:.2} money"));
+                return Some(format!(
+                    "burst would exceed class `{class}` budget: {m:.2} money"
+                ));
             }
             if let Some(h) = b.gpu_hours.filter(|h| spent.gpu_hours + gpu_hours > *h) {
-                return Some(format!("burst would exceed class `{class}` budget: {h:.1} GPU-hours"));
+                return Some(format!(
+                    "burst would exceed class `{class}` budget: {h:.1} GPU-hours"
+                ));
             }
         }
         let t = self.teams.get(w.team)?;
         let b = self.rules.team(&t.name)?.budget;
         if let Some(m) = b.money.filter(|m| t.spent.money + cost > *m) {
-            return Some(format!("burst would exceed team `{}` budget: {m:.2} money", t.name));
+            return Some(format!(
+                "burst would exceed team `{}` budget: {m:.2} money",
+                t.name
+            ));
         }
         if let Some(h) = b.gpu_hours.filter(|h| t.spent.gpu_hours + gpu_hours > *h) {
-            return Some(format!("burst would exceed team `{}` budget: {h:.1} GPU-hours", t.name));
+            return Some(format!(
+                "burst would exceed team `{}` budget: {h:.1} GPU-hours",
+                t.name
+            ));
         }
         None
     }
 
-    fn admit(&mut self, w: Waiting, c: Candidate, borrowed: bool, reason: String, justification: Option<String>, now: f64) -> Effect {
+    fn admit(
+        &mut self,
+        w: Waiting,
+        c: Candidate,
+        borrowed: bool,
+        reason: String,
+        justification: Option<String>,
+        now: f64,
+    ) -> Effect {
         let gpus = w.shape.gpus;
         if let Some(f) = self.free.get_mut(c.zone).and_then(|z| z.get_mut(c.pool)) {
             *f -= gpus;
         }
         self.seq += 1;
         if borrowed {
-            if let Some(b) = self.borrowed_in_pool.get_mut(c.zone).and_then(|z| z.get_mut(c.pool)) {
+            if let Some(b) = self
+                .borrowed_in_pool
+                .get_mut(c.zone)
+                .and_then(|z| z.get_mut(c.pool))
+            {
                 *b += gpus;
             }
-            if let Some(m) = self.borrowed_jobs.get_mut(c.zone).and_then(|z| z.get_mut(c.pool)) {
+            if let Some(m) = self
+                .borrowed_jobs
+                .get_mut(c.zone)
+                .and_then(|z| z.get_mut(c.pool))
+            {
                 m.insert(self.seq, w.id);
             }
         }
         let cost = c.expected_cost(w.shape.expected_s);
         let gpu_hours = f64::from(gpus) * w.shape.expected_s / 3600.0;
         if let Some(t) = self.teams.get_mut(w.team) {
-            if let Some(u) = t.bucket.get(c.zone).copied().and_then(|b| t.used.get_mut(b)) {
+            if let Some(u) = t
+                .bucket
+                .get(c.zone)
+                .copied()
+                .and_then(|b| t.used.get_mut(b))
+            {
                 *u += gpus;
             }
             t.running_gpus += gpus;
@@ -571,7 +651,10 @@ impl Scheduler {
             }
         }
         if c.public {
-            let s = self.class_spent.entry(w.shape.class_name().to_string()).or_default();
+            let s = self
+                .class_spent
+                .entry(w.shape.class_name().to_string())
+                .or_default();
             s.money += cost;
             s.gpu_hours += gpu_hours;
         }
@@ -579,9 +662,29 @@ impl Scheduler {
         let justification = if c.public { justification } else { None };
         self.running.insert(
             id,
-            Running { zone: c.zone, pool: c.pool, gpus, public: c.public, borrowed, seq: self.seq, cost, gpu_hours, job: w },
+            Running {
+                zone: c.zone,
+                pool: c.pool,
+                gpus,
+                public: c.public,
+                borrowed,
+                seq: self.seq,
+                cost,
+                gpu_hours,
+                job: w,
+            },
         );
-        Effect::Admitted { job: id, zone: c.zone, pool: c.pool, burst: c.public, reason, cost, at: now, gpus, justification }
+        Effect::Admitted {
+            job: id,
+            zone: c.zone,
+            pool: c.pool,
+            burst: c.public,
+            reason,
+            cost,
+            at: now,
+            gpus,
+            justification,
+        }
     }
 
     /// Takes a running job off its pool (GPUs and quota back); `refund` undoes its burst spend.
@@ -591,15 +694,28 @@ impl Scheduler {
             *f += r.gpus;
         }
         if r.borrowed {
-            if let Some(b) = self.borrowed_in_pool.get_mut(r.zone).and_then(|z| z.get_mut(r.pool)) {
+            if let Some(b) = self
+                .borrowed_in_pool
+                .get_mut(r.zone)
+                .and_then(|z| z.get_mut(r.pool))
+            {
                 *b = b.saturating_sub(r.gpus);
             }
-            if let Some(m) = self.borrowed_jobs.get_mut(r.zone).and_then(|z| z.get_mut(r.pool)) {
+            if let Some(m) = self
+                .borrowed_jobs
+                .get_mut(r.zone)
+                .and_then(|z| z.get_mut(r.pool))
+            {
                 m.remove(&r.seq);
             }
         }
         if let Some(t) = self.teams.get_mut(r.job.team) {
-            if let Some(u) = t.bucket.get(r.zone).copied().and_then(|b| t.used.get_mut(b)) {
+            if let Some(u) = t
+                .bucket
+                .get(r.zone)
+                .copied()
+                .and_then(|b| t.used.get_mut(b))
+            {
                 *u = u.saturating_sub(r.gpus);
             }
             t.running_gpus = t.running_gpus.saturating_sub(r.gpus);
@@ -630,7 +746,9 @@ impl Scheduler {
             return Some(Pressure::OnlyPublic);
         }
         let th = self.thresholds(w.shape.class_name());
-        let depth = th.and_then(|t| t.burst_queue_depth).unwrap_or(self.cfg.burst_queue_depth);
+        let depth = th
+            .and_then(|t| t.burst_queue_depth)
+            .unwrap_or(self.cfg.burst_queue_depth);
         if position >= depth {
             return Some(Pressure::Depth(position, depth));
         }
@@ -655,8 +773,18 @@ impl Scheduler {
     /// Frees room for a team within its nominal quota by preempting borrowed work in one pool.
     fn reclaim(&mut self, w: &Waiting, c: &Candidate, now: f64, out: &mut Vec<Effect>) -> bool {
         let gpus = w.shape.gpus;
-        let free = self.free.get(c.zone).and_then(|z| z.get(c.pool)).copied().unwrap_or(0);
-        let borrowed = self.borrowed_in_pool.get(c.zone).and_then(|z| z.get(c.pool)).copied().unwrap_or(0);
+        let free = self
+            .free
+            .get(c.zone)
+            .and_then(|z| z.get(c.pool))
+            .copied()
+            .unwrap_or(0);
+        let borrowed = self
+            .borrowed_in_pool
+            .get(c.zone)
+            .and_then(|z| z.get(c.pool))
+            .copied()
+            .unwrap_or(0);
         if free + borrowed < gpus {
             return false;
         }
@@ -672,7 +800,13 @@ impl Scheduler {
             .into_iter()
             .flat_map(|m| m.values().rev())
             .filter_map(|id| self.running.get(id).map(|r| (*id, r)))
-            .filter(|(_, r)| r.job.team != w.team && self.teams.get(r.job.team).is_some_and(|t| over_nominal(t, r.zone)))
+            .filter(|(_, r)| {
+                r.job.team != w.team
+                    && self
+                        .teams
+                        .get(r.job.team)
+                        .is_some_and(|t| over_nominal(t, r.zone))
+            })
             .map(|(id, r)| (id, r.gpus))
             .collect();
         let mut got = free;
@@ -687,7 +821,10 @@ impl Scheduler {
         if got < gpus {
             return false;
         }
-        let team = self.teams.get(w.team).map_or_else(String::new, |t| t.name.clone());
+        let team = self
+            .teams
+            .get(w.team)
+            .map_or_else(String::new, |t| t.name.clone());
         for id in take {
             if let Some(r) = self.unrun(id, false) {
                 out.push(Effect::Preempted {
@@ -703,7 +840,11 @@ impl Scheduler {
                 if let Some(q) = self.queued_gpu_s.get_mut(home) {
                     *q += f64::from(j.shape.gpus) * j.shape.expected_s;
                 }
-                out.push(Effect::Queued { job: id, zone: home, reason: j.last_reason.clone() });
+                out.push(Effect::Queued {
+                    job: id,
+                    zone: home,
+                    reason: j.last_reason.clone(),
+                });
                 if let Some(q) = self.queues.get_mut(home) {
                     q.push_front(j);
                 }
@@ -756,12 +897,18 @@ impl Scheduler {
                     choice = Some((*c, borrowed));
                     break;
                 }
-                Some(false) if fallback.is_none() && self.quotas && self.would_reclaim(c, gpus) => fallback = Some((*c, false)),
+                Some(false) if fallback.is_none() && self.quotas && self.would_reclaim(c, gpus) => {
+                    fallback = Some((*c, false))
+                }
                 Some(_) => {}
             }
         }
-        let Some((c, borrowed)) = choice.or(fallback) else { return Try::Blocked(blocked.map(|z| self.quota_reason(w, z))) };
-        let Some(why) = self.pressure(w, w.home, position, now) else { return Try::Blocked(blocked.map(|z| self.quota_reason(w, z))) };
+        let Some((c, borrowed)) = choice.or(fallback) else {
+            return Try::Blocked(blocked.map(|z| self.quota_reason(w, z)));
+        };
+        let Some(why) = self.pressure(w, w.home, position, now) else {
+            return Try::Blocked(blocked.map(|z| self.quota_reason(w, z)));
+        };
         let just = self.justification(w);
         if self.cfg.require_justification && just.is_none() {
             let team = self.teams.get(w.team).map_or("", |t| t.name.as_str());
@@ -781,8 +928,18 @@ impl Scheduler {
     }
 
     fn would_reclaim(&self, c: &Candidate, gpus: u32) -> bool {
-        let free = self.free.get(c.zone).and_then(|z| z.get(c.pool)).copied().unwrap_or(0);
-        let borrowed = self.borrowed_in_pool.get(c.zone).and_then(|z| z.get(c.pool)).copied().unwrap_or(0);
+        let free = self
+            .free
+            .get(c.zone)
+            .and_then(|z| z.get(c.pool))
+            .copied()
+            .unwrap_or(0);
+        let borrowed = self
+            .borrowed_in_pool
+            .get(c.zone)
+            .and_then(|z| z.get(c.pool))
+            .copied()
+            .unwrap_or(0);
         free + borrowed >= gpus
     }
 
@@ -792,37 +949,69 @@ impl Scheduler {
         let zname = self.zones.get(zone).map_or("", |z| z.name.as_str());
         format!(
             "team `{name}` is at its quota plus borrowing limit ({}) in `{zname}`",
-            t.and_then(|t| t.limit).map_or_else(|| "none".to_string(), |l| l.to_string())
+            t.and_then(|t| t.limit)
+                .map_or_else(|| "none".to_string(), |l| l.to_string())
         )
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn start(&mut self, w: &Waiting, c: Candidate, borrowed: bool, reason: String, just: Option<String>, now: f64, out: &mut Vec<Effect>) {
+    fn start(
+        &mut self,
+        w: &Waiting,
+        c: Candidate,
+        borrowed: bool,
+        reason: String,
+        just: Option<String>,
+        now: f64,
+        out: &mut Vec<Effect>,
+    ) {
         let e = self.admit(w.clone(), c, borrowed, reason, just, now);
         out.push(e);
     }
 
     /// The failure-hierarchy treatment of a job whose home zone is not healthy: `Err` = shed.
     fn apply_hierarchy(&self, w: &mut Waiting) -> Result<(), String> {
-        let home = self.zones.get(w.home).map_or("", |z| z.name.as_str()).to_string();
+        let home = self
+            .zones
+            .get(w.home)
+            .map_or("", |z| z.name.as_str())
+            .to_string();
         let class = w.shape.class_name().to_string();
-        let rule = self.rules.failover.on_degraded.iter().find(|r| r.covers(&class));
+        let rule = self
+            .rules
+            .failover
+            .on_degraded
+            .iter()
+            .find(|r| r.covers(&class));
         let mask = |to: &[String]| -> Vec<bool> {
-            self.zones.iter().enumerate().map(|(i, z)| i != w.home && to.iter().any(|s| scope_covers(s, z))).collect()
+            self.zones
+                .iter()
+                .enumerate()
+                .map(|(i, z)| i != w.home && to.iter().any(|s| scope_covers(s, z)))
+                .collect()
         };
         let Some(rule) = rule else {
-            w.hold = Some(format!("home zone `{home}` is degraded; class `{class}` waits for it"));
+            w.hold = Some(format!(
+                "home zone `{home}` is degraded; class `{class}` waits for it"
+            ));
             return Ok(());
         };
         match rule.action {
             FailoverAction::Wait => {
-                w.hold = Some(format!("home zone `{home}` is degraded; class `{class}` waits for it"));
+                w.hold = Some(format!(
+                    "home zone `{home}` is degraded; class `{class}` waits for it"
+                ));
             }
             FailoverAction::Shed => {
-                return Err(format!("home zone `{home}` is degraded; class `{class}` is shed"));
+                return Err(format!(
+                    "home zone `{home}` is degraded; class `{class}` is shed"
+                ));
             }
             FailoverAction::FailOver | FailoverAction::Downsize => {
-                if rule.max_classification.is_some_and(|m| w.shape.data_level > m) {
+                if rule
+                    .max_classification
+                    .is_some_and(|m| w.shape.data_level > m)
+                {
                     w.hold = Some(format!("home zone `{home}` is degraded; the job's data is classified above what may fail over, so it waits"));
                     return Ok(());
                 }
@@ -836,8 +1025,15 @@ impl Scheduler {
                     }
                 }
                 w.only = Some(mask(&rule.to));
-                let verb = if rule.action == FailoverAction::Downsize { "downsized to" } else { "fails over to" };
-                w.forced = Some(format!("home zone `{home}` is degraded; class `{class}` {verb} {}", rule.to.join(", ")));
+                let verb = if rule.action == FailoverAction::Downsize {
+                    "downsized to"
+                } else {
+                    "fails over to"
+                };
+                w.forced = Some(format!(
+                    "home zone `{home}` is degraded; class `{class}` {verb} {}",
+                    rule.to.join(", ")
+                ));
             }
         }
         Ok(())
@@ -853,47 +1049,86 @@ impl Scheduler {
     /// A job needs public capacity and all of it is throttled.
     fn stranded(&self, w: &Waiting) -> bool {
         !w.cands.iter().any(|c| !c.public)
-            && w.cands.iter().filter(|c| c.public).all(|c| self.throttled.get(c.zone).copied().unwrap_or(true))
+            && w.cands
+                .iter()
+                .filter(|c| c.public)
+                .all(|c| self.throttled.get(c.zone).copied().unwrap_or(true))
     }
 
     fn sheds_on_throttle(&self, w: &Waiting) -> bool {
         let class = w.shape.class_name();
-        self.rules.failover.throttle_shed.iter().any(|c| c == "*" || c == class)
+        self.rules
+            .failover
+            .throttle_shed
+            .iter()
+            .any(|c| c == "*" || c == class)
     }
 
     /// A job arrives with its allowed options. The scheduler prefers private options (cheapest
     /// first), then public ones under pressure, cheapest in expectation (spot preemption risk
     /// counted) with data-local zones first among equals.
-    pub fn submit(&mut self, id: JobId, shape: Shape, mut cands: Vec<Candidate>, now: f64) -> Vec<Effect> {
+    pub fn submit(
+        &mut self,
+        id: JobId,
+        shape: Shape,
+        mut cands: Vec<Candidate>,
+        now: f64,
+    ) -> Vec<Effect> {
         self.advance(now);
         if !self.cfg.allow_public {
             cands.retain(|c| !c.public);
         }
         let largest = cands
             .iter()
-            .filter_map(|c| self.capacity.get(c.zone).and_then(|z| z.get(c.pool)).copied())
+            .filter_map(|c| {
+                self.capacity
+                    .get(c.zone)
+                    .and_then(|z| z.get(c.pool))
+                    .copied()
+            })
             .max();
-        if cands.is_empty() {
-            return vec![Effect::Refused { job: id, reason: "no zone and pool is allowed for this job".into() }];
-        }
-        cands.retain(|c| self.capacity.get(c.zone).and_then(|z| z.get(c.pool)).is_some_and(|cap| *cap >= shape.gpus));
         if cands.is_empty() {
             return vec![Effect::Refused {
                 job: id,
-                reason: format!("needs {} GPUs; the largest allowed pool has {}", shape.gpus, largest.unwrap_or(0)),
+                reason: "no zone and pool is allowed for this job".into(),
+            }];
+        }
+        cands.retain(|c| {
+            self.capacity
+                .get(c.zone)
+                .and_then(|z| z.get(c.pool))
+                .is_some_and(|cap| *cap >= shape.gpus)
+        });
+        if cands.is_empty() {
+            return vec![Effect::Refused {
+                job: id,
+                reason: format!(
+                    "needs {} GPUs; the largest allowed pool has {}",
+                    shape.gpus,
+                    largest.unwrap_or(0)
+                ),
             }];
         }
         let exp = shape.expected_s;
         cands.sort_by(|a, b| a.public.cmp(&b.public).then_with(|| rank(a, b, exp)));
-        let home = cands.iter().find(|c| !c.public).or(cands.first()).map_or(0, |c| c.zone);
+        let home = cands
+            .iter()
+            .find(|c| !c.public)
+            .or(cands.first())
+            .map_or(0, |c| c.zone);
         let mut w = self.waiting(id, shape, cands, home, now);
-        if self.zone_health(home) != Health::Healthy && self.zones.get(home).is_some_and(|z| z.tier.is_private()) {
+        if self.zone_health(home) != Health::Healthy
+            && self.zones.get(home).is_some_and(|z| z.tier.is_private())
+        {
             if let Err(reason) = self.apply_hierarchy(&mut w) {
                 return vec![Effect::Refused { job: id, reason }];
             }
         }
         if self.stranded(&w) && self.sheds_on_throttle(&w) {
-            return vec![Effect::Refused { job: id, reason: "the public capacity it needs is throttled; its class is shed first".into() }];
+            return vec![Effect::Refused {
+                job: id,
+                reason: "the public capacity it needs is throttled; its class is shed first".into(),
+            }];
         }
         let mut out = Vec::new();
         let blocked = match self.try_start(&w, self.queue_depth(home), now, &mut out) {
@@ -911,7 +1146,11 @@ impl Scheduler {
         });
         w.last_reason = reason.clone();
         self.enqueue(w);
-        out.push(Effect::Queued { job: id, zone: home, reason });
+        out.push(Effect::Queued {
+            job: id,
+            zone: home,
+            reason,
+        });
         out
     }
 
@@ -943,13 +1182,27 @@ impl Scheduler {
         self.advance(now);
         let mut out = Vec::new();
         if let Some(r) = self.unrun(id, false) {
-            out.push(Effect::Released { job: id, zone: r.zone, pool: r.pool, gpus: r.gpus, public: r.public, at: now });
+            out.push(Effect::Released {
+                job: id,
+                zone: r.zone,
+                pool: r.pool,
+                gpus: r.gpus,
+                public: r.public,
+                at: now,
+            });
         }
         self.drain(now, &mut out);
         out
     }
 
-    fn waiting(&mut self, id: JobId, shape: Shape, cands: Vec<Candidate>, home: usize, now: f64) -> Waiting {
+    fn waiting(
+        &mut self,
+        id: JobId,
+        shape: Shape,
+        cands: Vec<Candidate>,
+        home: usize,
+        now: f64,
+    ) -> Waiting {
         Waiting {
             id,
             asked_gpus: shape.gpus,
@@ -971,7 +1224,14 @@ impl Scheduler {
     /// after a restart or a change of leader): its GPUs, quota use and spend are taken without
     /// any admission check, and no effect is emitted. `cands` are its other allowed options, for
     /// a later failover.
-    pub fn restore_running(&mut self, id: JobId, shape: Shape, mut cands: Vec<Candidate>, at: Candidate, now: f64) {
+    pub fn restore_running(
+        &mut self,
+        id: JobId,
+        shape: Shape,
+        mut cands: Vec<Candidate>,
+        at: Candidate,
+        now: f64,
+    ) {
         self.advance(now);
         let exp = shape.expected_s;
         cands.sort_by(|a, b| a.public.cmp(&b.public).then_with(|| rank(a, b, exp)));
@@ -987,7 +1247,14 @@ impl Scheduler {
         self.advance(now);
         let mut out = Vec::new();
         if let Some(r) = self.unrun(id, false) {
-            out.push(Effect::Released { job: id, zone: r.zone, pool: r.pool, gpus: r.gpus, public: r.public, at: now });
+            out.push(Effect::Released {
+                job: id,
+                zone: r.zone,
+                pool: r.pool,
+                gpus: r.gpus,
+                public: r.public,
+                at: now,
+            });
             out.push(Effect::Cancelled { job: id, at: now });
             self.drain(now, &mut out);
         } else if self.dequeue(id).is_some() {
@@ -1001,18 +1268,40 @@ impl Scheduler {
     /// one site at a time.
     pub fn no_capacity(&mut self, id: JobId, now: f64) -> Vec<Effect> {
         self.advance(now);
-        let Some((z, p)) = self.running.get(&id).map(|r| (r.zone, r.pool)) else { return vec![] };
-        let zname = self.zones.get(z).map_or("", |z| z.name.as_str()).to_string();
-        let pname = self.zones.get(z).and_then(|zz| zz.pools.get(p)).map_or("", |p| p.name.as_str()).to_string();
+        let Some((z, p)) = self.running.get(&id).map(|r| (r.zone, r.pool)) else {
+            return vec![];
+        };
+        let zname = self
+            .zones
+            .get(z)
+            .map_or("", |z| z.name.as_str())
+            .to_string();
+        let pname = self
+            .zones
+            .get(z)
+            .and_then(|zz| zz.pools.get(p))
+            .map_or("", |p| p.name.as_str())
+            .to_string();
         self.hop(id, format!("no capacity in {zname}/{pname}"), now)
     }
 
     /// The shell's policy re-check refused the job at `zone`/`pool`: that option is struck off
     /// the job's list. A job admitted there moves on to its next option (as for
     /// [`Scheduler::no_capacity`]); a queued job left with no option is refused.
-    pub fn reject_candidate(&mut self, id: JobId, zone: usize, pool: usize, reason: &str, now: f64) -> Vec<Effect> {
+    pub fn reject_candidate(
+        &mut self,
+        id: JobId,
+        zone: usize,
+        pool: usize,
+        reason: &str,
+        now: f64,
+    ) -> Vec<Effect> {
         self.advance(now);
-        if self.running.get(&id).is_some_and(|r| r.zone == zone && r.pool == pool) {
+        if self
+            .running
+            .get(&id)
+            .is_some_and(|r| r.zone == zone && r.pool == pool)
+        {
             return self.hop(id, format!("policy re-check refused it: {reason}"), now);
         }
         if let Some(r) = self.running.get_mut(&id) {
@@ -1022,9 +1311,15 @@ impl Scheduler {
         for q in &mut self.queues {
             if let Some(w) = q.iter_mut().find(|w| w.id == id) {
                 w.excluded.push((zone, pool));
-                if w.cands.iter().all(|c| w.excluded.contains(&(c.zone, c.pool))) {
+                if w.cands
+                    .iter()
+                    .all(|c| w.excluded.contains(&(c.zone, c.pool)))
+                {
                     self.dequeue(id);
-                    return vec![Effect::Refused { job: id, reason: format!("no allowed option left: {reason}") }];
+                    return vec![Effect::Refused {
+                        job: id,
+                        reason: format!("no allowed option left: {reason}"),
+                    }];
                 }
                 return vec![];
             }
@@ -1033,14 +1328,32 @@ impl Scheduler {
     }
 
     fn hop(&mut self, id: JobId, reason: String, now: f64) -> Vec<Effect> {
-        let Some(r) = self.unrun(id, true) else { return vec![] };
+        let Some(r) = self.unrun(id, true) else {
+            return vec![];
+        };
         let mut out = Vec::new();
         let mut w = r.job;
         w.excluded.push((r.zone, r.pool));
         w.failovers += 1;
-        out.push(Effect::Failover { job: id, from_zone: r.zone, from_pool: r.pool, attempt: w.failovers, reason: reason.clone(), at: now });
-        if w.cands.iter().all(|c| w.excluded.contains(&(c.zone, c.pool))) {
-            out.push(Effect::Refused { job: id, reason: format!("no allowed option left after {} attempts ({reason})", w.failovers) });
+        out.push(Effect::Failover {
+            job: id,
+            from_zone: r.zone,
+            from_pool: r.pool,
+            attempt: w.failovers,
+            reason: reason.clone(),
+            at: now,
+        });
+        if w.cands
+            .iter()
+            .all(|c| w.excluded.contains(&(c.zone, c.pool)))
+        {
+            out.push(Effect::Refused {
+                job: id,
+                reason: format!(
+                    "no allowed option left after {} attempts ({reason})",
+                    w.failovers
+                ),
+            });
             self.drain(now, &mut out);
             return out;
         }
@@ -1051,9 +1364,14 @@ impl Scheduler {
         match self.try_start(&w, 0, now, &mut out) {
             Try::Started => {}
             Try::Blocked(b) => {
-                let why = b.unwrap_or_else(|| format!("failover: waiting for its next option ({reason})"));
+                let why = b
+                    .unwrap_or_else(|| format!("failover: waiting for its next option ({reason})"));
                 w.last_reason = why.clone();
-                out.push(Effect::Queued { job: id, zone: w.home, reason: why });
+                out.push(Effect::Queued {
+                    job: id,
+                    zone: w.home,
+                    reason: why,
+                });
                 if let Some(q) = self.queued_gpu_s.get_mut(w.home) {
                     *q += f64::from(w.shape.gpus) * w.shape.expected_s;
                 }
@@ -1073,10 +1391,14 @@ impl Scheduler {
     pub fn set_zone_health(&mut self, zone: usize, health: Health, now: f64) -> Vec<Effect> {
         self.advance(now);
         let mut out = Vec::new();
-        let Some(h) = self.health.get_mut(zone) else { return out };
+        let Some(h) = self.health.get_mut(zone) else {
+            return out;
+        };
         *h = health;
         let private = self.zones.get(zone).is_some_and(|z| z.tier.is_private());
-        let Some(mut q) = self.queues.get_mut(zone).map(std::mem::take) else { return out };
+        let Some(mut q) = self.queues.get_mut(zone).map(std::mem::take) else {
+            return out;
+        };
         let mut kept = VecDeque::with_capacity(q.len());
         while let Some(mut w) = q.pop_front() {
             if w.hold.is_some() || w.only.is_some() {
@@ -1093,7 +1415,11 @@ impl Scheduler {
                 if let Some(hold) = w.hold.clone() {
                     if hold != w.last_reason {
                         w.last_reason = hold.clone();
-                        out.push(Effect::Queued { job: w.id, zone, reason: hold });
+                        out.push(Effect::Queued {
+                            job: w.id,
+                            zone,
+                            reason: hold,
+                        });
                     }
                 }
             }
@@ -1118,7 +1444,12 @@ impl Scheduler {
     }
 
     /// Marks every zone of a provider throttled, or not (see [`Scheduler::set_throttled`]).
-    pub fn set_provider_throttled(&mut self, provider: &str, throttled: bool, now: f64) -> Vec<Effect> {
+    pub fn set_provider_throttled(
+        &mut self,
+        provider: &str,
+        throttled: bool,
+        now: f64,
+    ) -> Vec<Effect> {
         self.advance(now);
         for (i, z) in self.zones.iter().enumerate() {
             if z.provider == provider {
@@ -1133,7 +1464,9 @@ impl Scheduler {
     fn after_throttle(&mut self, now: f64) -> Vec<Effect> {
         let mut out = Vec::new();
         for zone in 0..self.queues.len() {
-            let Some(q) = self.queues.get_mut(zone).map(std::mem::take) else { continue };
+            let Some(q) = self.queues.get_mut(zone).map(std::mem::take) else {
+                continue;
+            };
             let mut kept = VecDeque::with_capacity(q.len());
             for mut w in q {
                 if self.stranded(&w) {
@@ -1143,14 +1476,20 @@ impl Scheduler {
                         }
                         out.push(Effect::Refused {
                             job: w.id,
-                            reason: "the public capacity it needs is throttled; its class is shed first".into(),
+                            reason:
+                                "the public capacity it needs is throttled; its class is shed first"
+                                    .into(),
                         });
                         continue;
                     }
                     let why = "the public capacity it needs is throttled".to_string();
                     if w.last_reason != why {
                         w.last_reason = why.clone();
-                        out.push(Effect::Queued { job: w.id, zone, reason: why });
+                        out.push(Effect::Queued {
+                            job: w.id,
+                            zone,
+                            reason: why,
+                        });
                     }
                 }
                 kept.push_back(w);
@@ -1177,13 +1516,19 @@ impl Scheduler {
                 continue;
             }
             // Take the queue out so jobs can be examined in place while capacity changes.
-            let Some(mut q) = self.queues.get_mut(zone).map(std::mem::take) else { continue };
+            let Some(mut q) = self.queues.get_mut(zone).map(std::mem::take) else {
+                continue;
+            };
             let window = self.cfg.backfill_window.min(q.len());
             // Fair share: within the window, the team with the least decayed usage per weight
             // goes first; submission order breaks ties.
             let mut order: Vec<usize> = (0..window).collect();
             if self.quotas && self.teams.len() > 1 {
-                let share = |i: usize| q.get(i).and_then(|w| self.teams.get(w.team)).map_or(0.0, |t| t.usage / t.weight);
+                let share = |i: usize| {
+                    q.get(i)
+                        .and_then(|w| self.teams.get(w.team))
+                        .map_or(0.0, |t| t.usage / t.weight)
+                };
                 let shares: Vec<f64> = (0..window).map(share).collect();
                 order.sort_by(|a, b| {
                     shares
@@ -1200,7 +1545,11 @@ impl Scheduler {
                 match self.try_start(w, i, now, out) {
                     Try::Started => started.push(i),
                     Try::Blocked(Some(reason)) if reason != w.last_reason => {
-                        out.push(Effect::Queued { job: w.id, zone, reason: reason.clone() });
+                        out.push(Effect::Queued {
+                            job: w.id,
+                            zone,
+                            reason: reason.clone(),
+                        });
                         if let Some(x) = q.get_mut(i) {
                             x.last_reason = reason;
                         }

@@ -17,7 +17,9 @@ pub mod sim;
 use tidegate_model::{Fleet, Tier};
 use tidegate_placement::Placement;
 
-pub use crate::core::{Candidate, ClassThresholds, Effect, Health, JobId, SchedConfig, Scheduler, Shape, DEFAULT_CLASS};
+pub use crate::core::{
+    Candidate, ClassThresholds, Effect, Health, JobId, SchedConfig, Scheduler, Shape, DEFAULT_CLASS,
+};
 
 /// The options placement allowed for a job, as the scheduler weighs them: cost is compute plus
 /// egress (the scheduler adds the expected cost of spot re-runs itself), data-local where no

@@ -88,7 +88,10 @@ pub enum TraceError {
 /// Reads a trace in either format, told apart by its header.
 pub fn read_trace(path: &Path) -> Result<Vec<TraceJob>, TraceError> {
     let p = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| TraceError::Io { path: p.clone(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| TraceError::Io {
+        path: p.clone(),
+        source,
+    })?;
     let header = text.lines().next().unwrap_or_default();
     if header.split(',').any(|c| c.trim() == "application") {
         parse_pollux(&p, &text)
@@ -101,18 +104,32 @@ pub fn read_trace(path: &Path) -> Result<Vec<TraceJob>, TraceError> {
 /// [`POLLUX_RUN_TIMES`]. An unknown application is an error naming its line.
 pub fn read_pollux(path: &Path) -> Result<Vec<TraceJob>, TraceError> {
     let p = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| TraceError::Io { path: p.clone(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| TraceError::Io {
+        path: p.clone(),
+        source,
+    })?;
     parse_pollux(&p, &text)
 }
 
 fn parse_pollux(p: &str, text: &str) -> Result<Vec<TraceJob>, TraceError> {
-    let row_err = |line: usize, field: &str, message: String| TraceError::Row { path: p.to_string(), line, field: field.into(), message };
+    let row_err = |line: usize, field: &str, message: String| TraceError::Row {
+        path: p.to_string(),
+        line,
+        field: field.into(),
+        message,
+    };
     let mut lines = text.lines().enumerate();
     let header = lines.next().map(|(_, h)| h.trim()).unwrap_or_default();
     let cols: Vec<&str> = header.split(',').map(str::trim).collect();
     let idx = |name: &str| cols.iter().position(|c| *c == name);
-    let (Some(t_i), Some(app_i), Some(rep_i)) = (idx("time"), idx("application"), idx("num_replicas")) else {
-        return Err(row_err(1, "header", format!("expected columns time, application, num_replicas; found `{header}`")));
+    let (Some(t_i), Some(app_i), Some(rep_i)) =
+        (idx("time"), idx("application"), idx("num_replicas"))
+    else {
+        return Err(row_err(
+            1,
+            "header",
+            format!("expected columns time, application, num_replicas; found `{header}`"),
+        ));
     };
     let mut jobs = Vec::new();
     for (n, line) in lines {
@@ -122,25 +139,57 @@ fn parse_pollux(p: &str, text: &str) -> Result<Vec<TraceJob>, TraceError> {
         }
         let f: Vec<&str> = line.split(',').map(str::trim).collect();
         if f.len() != cols.len() {
-            return Err(row_err(line_no, "row", format!("expected {} fields, found {}", cols.len(), f.len())));
+            return Err(row_err(
+                line_no,
+                "row",
+                format!("expected {} fields, found {}", cols.len(), f.len()),
+            ));
         }
         let t: f64 = f[t_i]
             .parse()
             .ok()
             .filter(|t: &f64| t.is_finite() && *t >= 0.0)
-            .ok_or_else(|| row_err(line_no, "time", format!("`{}` is not a submit offset in seconds", f[t_i])))?;
-        let (app, run_s, _) = POLLUX_RUN_TIMES.iter().find(|(a, _, _)| *a == f[app_i]).copied().ok_or_else(|| {
-            let known: Vec<&str> = POLLUX_RUN_TIMES.iter().map(|a| a.0).collect();
-            row_err(line_no, "application", format!("unknown application `{}` (known: {})", f[app_i], known.join(", ")))
+            .ok_or_else(|| {
+                row_err(
+                    line_no,
+                    "time",
+                    format!("`{}` is not a submit offset in seconds", f[t_i]),
+                )
+            })?;
+        let (app, run_s, _) = POLLUX_RUN_TIMES
+            .iter()
+            .find(|(a, _, _)| *a == f[app_i])
+            .copied()
+            .ok_or_else(|| {
+                let known: Vec<&str> = POLLUX_RUN_TIMES.iter().map(|a| a.0).collect();
+                row_err(
+                    line_no,
+                    "application",
+                    format!(
+                        "unknown application `{}` (known: {})",
+                        f[app_i],
+                        known.join(", ")
+                    ),
+                )
+            })?;
+        let gpus: u32 = f[rep_i].parse().ok().filter(|g| *g > 0).ok_or_else(|| {
+            row_err(
+                line_no,
+                "num_replicas",
+                format!("`{}` is not a positive replica count", f[rep_i]),
+            )
         })?;
-        let gpus: u32 = f[rep_i]
-            .parse()
-            .ok()
-            .filter(|g| *g > 0)
-            .ok_or_else(|| row_err(line_no, "num_replicas", format!("`{}` is not a positive replica count", f[rep_i])))?;
-        jobs.push(TraceJob { submit_s: t, duration_s: run_s, gpus, class: Some(app) });
+        jobs.push(TraceJob {
+            submit_s: t,
+            duration_s: run_s,
+            gpus,
+            class: Some(app),
+        });
     }
-    let t0 = jobs.iter().map(|j| j.submit_s).fold(f64::INFINITY, f64::min);
+    let t0 = jobs
+        .iter()
+        .map(|j| j.submit_s)
+        .fold(f64::INFINITY, f64::min);
     for j in &mut jobs {
         j.submit_s -= if t0.is_finite() { t0 } else { 0.0 };
     }
@@ -153,23 +202,41 @@ fn parse_pollux(p: &str, text: &str) -> Result<Vec<TraceJob>, TraceError> {
 /// naming its line.
 pub fn read_philly(path: &Path) -> Result<Vec<TraceJob>, TraceError> {
     let p = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| TraceError::Io { path: p.clone(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| TraceError::Io {
+        path: p.clone(),
+        source,
+    })?;
     parse_philly(&p, &text)
 }
 
 fn parse_philly(p: &str, text: &str) -> Result<Vec<TraceJob>, TraceError> {
-    let row_err = |line: usize, field: &str, message: String| TraceError::Row { path: p.to_string(), line, field: field.into(), message };
+    let row_err = |line: usize, field: &str, message: String| TraceError::Row {
+        path: p.to_string(),
+        line,
+        field: field.into(),
+        message,
+    };
     let mut lines = text.lines().enumerate();
     let header = lines.next().map(|(_, h)| h.trim()).unwrap_or_default();
     let cols: Vec<&str> = header.split(',').collect();
     let idx = |name: &str| cols.iter().position(|c| *c == name);
-    let (Some(ts_i), Some(dur_i), Some(gpu_i)) = (idx("timestamp"), idx("duration"), idx("num_gpus")) else {
-        return Err(row_err(1, "header", format!("expected columns timestamp, duration, num_gpus; found `{header}`")));
+    let (Some(ts_i), Some(dur_i), Some(gpu_i)) =
+        (idx("timestamp"), idx("duration"), idx("num_gpus"))
+    else {
+        return Err(row_err(
+            1,
+            "header",
+            format!("expected columns timestamp, duration, num_gpus; found `{header}`"),
+        ));
     };
-    let format = time::format_description::parse_borrowed::<2>("[year]-[month]-[day] [hour]:[minute]:[second]")
-        .map_err(|e| row_err(1, "timestamp", format!("timestamp format: {e}")))?;
+    let format = time::format_description::parse_borrowed::<2>(
+        "[year]-[month]-[day] [hour]:[minute]:[second]",
+    )
+    .map_err(|e| row_err(1, "timestamp", format!("timestamp format: {e}")))?;
     let parse_timestamp = |s: &str| {
-        time::PrimitiveDateTime::parse(s, &format).ok().map(|t| t.assume_utc().unix_timestamp())
+        time::PrimitiveDateTime::parse(s, &format)
+            .ok()
+            .map(|t| t.assume_utc().unix_timestamp())
     };
     let mut raw = Vec::new();
     for (n, line) in lines {
@@ -179,27 +246,55 @@ fn parse_philly(p: &str, text: &str) -> Result<Vec<TraceJob>, TraceError> {
         }
         let f: Vec<&str> = line.split(',').collect();
         if f.len() != cols.len() {
-            return Err(row_err(line_no, "row", format!("expected {} fields, found {}", cols.len(), f.len())));
+            return Err(row_err(
+                line_no,
+                "row",
+                format!("expected {} fields, found {}", cols.len(), f.len()),
+            ));
         }
-        let ts = parse_timestamp(f[ts_i].trim())
-            .ok_or_else(|| row_err(line_no, "timestamp", format!("`{}` is not YYYY-MM-DD HH:MM:SS", f[ts_i])))?;
+        let ts = parse_timestamp(f[ts_i].trim()).ok_or_else(|| {
+            row_err(
+                line_no,
+                "timestamp",
+                format!("`{}` is not YYYY-MM-DD HH:MM:SS", f[ts_i]),
+            )
+        })?;
         let dur: f64 = f[dur_i]
             .trim()
             .parse()
             .ok()
             .filter(|d: &f64| d.is_finite() && *d >= 0.0)
-            .ok_or_else(|| row_err(line_no, "duration", format!("`{}` is not a duration in seconds", f[dur_i])))?;
+            .ok_or_else(|| {
+                row_err(
+                    line_no,
+                    "duration",
+                    format!("`{}` is not a duration in seconds", f[dur_i]),
+                )
+            })?;
         let gpus: u32 = f[gpu_i]
             .trim()
             .parse()
             .ok()
             .filter(|g| *g > 0)
-            .ok_or_else(|| row_err(line_no, "num_gpus", format!("`{}` is not a positive GPU count", f[gpu_i])))?;
+            .ok_or_else(|| {
+                row_err(
+                    line_no,
+                    "num_gpus",
+                    format!("`{}` is not a positive GPU count", f[gpu_i]),
+                )
+            })?;
         raw.push((ts, dur, gpus));
     }
     let t0 = raw.iter().map(|r| r.0).min().unwrap_or(0);
-    let mut jobs: Vec<TraceJob> =
-        raw.into_iter().map(|(ts, d, g)| TraceJob { submit_s: (ts - t0) as f64, duration_s: d, gpus: g, class: None }).collect();
+    let mut jobs: Vec<TraceJob> = raw
+        .into_iter()
+        .map(|(ts, d, g)| TraceJob {
+            submit_s: (ts - t0) as f64,
+            duration_s: d,
+            gpus: g,
+            class: None,
+        })
+        .collect();
     jobs.sort_by(|a, b| a.submit_s.total_cmp(&b.submit_s));
     Ok(jobs)
 }
@@ -207,7 +302,12 @@ fn parse_philly(p: &str, text: &str) -> Result<Vec<TraceJob>, TraceError> {
 /// Scales every pool so the fleet has about `gpus` GPUs in all (never shrinking a pool below
 /// one GPU), keeping the fleet's shape.
 pub fn scale_to_gpus(fleet: &Fleet, gpus: u32) -> Fleet {
-    let total: u64 = fleet.zones.iter().flat_map(|z| z.pools.iter()).map(|p| u64::from(p.gpus)).sum();
+    let total: u64 = fleet
+        .zones
+        .iter()
+        .flat_map(|z| z.pools.iter())
+        .map(|p| u64::from(p.gpus))
+        .sum();
     let factor = f64::from(gpus) / (total.max(1) as f64);
     let mut f = fleet.clone();
     for z in &mut f.zones {
@@ -221,7 +321,12 @@ pub fn scale_to_gpus(fleet: &Fleet, gpus: u32) -> Fleet {
 /// Scales team quotas (nominal GPUs and borrowing limits) by the factor [`scale_to_gpus`] applies
 /// to the fleet's pools when scaling it to `gpus`; budgets stay as declared.
 pub fn scale_scheduling(fleet: &Fleet, rules: &Scheduling, gpus: u32) -> Scheduling {
-    let total: u64 = fleet.zones.iter().flat_map(|z| z.pools.iter()).map(|p| u64::from(p.gpus)).sum();
+    let total: u64 = fleet
+        .zones
+        .iter()
+        .flat_map(|z| z.pools.iter())
+        .map(|p| u64::from(p.gpus))
+        .sum();
     let factor = f64::from(gpus) / (total.max(1) as f64);
     let scale = |n: u32| (f64::from(n) * factor).round() as u32;
     let mut r = rules.clone();
@@ -333,7 +438,15 @@ pub fn replay(
     seed: u64,
     progress: impl FnMut(usize, usize),
 ) -> SimReport {
-    replay_with(fleet, &Scheduling::default(), engine, trace, cfg, seed, progress)
+    replay_with(
+        fleet,
+        &Scheduling::default(),
+        engine,
+        trace,
+        cfg,
+        seed,
+        progress,
+    )
 }
 
 #[derive(Default)]
@@ -371,7 +484,12 @@ pub fn replay_with(
     seed: u64,
     mut progress: impl FnMut(usize, usize),
 ) -> SimReport {
-    let mode = if cfg.allow_public { "hybrid" } else { "private-only" }.to_string();
+    let mode = if cfg.allow_public {
+        "hybrid"
+    } else {
+        "private-only"
+    }
+    .to_string();
     let mut rng = Rng::new(seed);
     let state = FleetState::idle(fleet);
     // Allowed options per (dataset, burst_eligible, gpus): a handful of distinct placements.
@@ -379,17 +497,38 @@ pub fn replay_with(
     let mut sched = Scheduler::with_rules(fleet, rules, cfg);
     let mut finish: BinaryHeap<Reverse<(u64, u64)>> = BinaryHeap::new();
     let zones = fleet.zones.len();
-    let mut tally = Tally { busy: vec![0.0; zones], admitted: vec![0; zones], ..Tally::default() };
+    let mut tally = Tally {
+        busy: vec![0.0; zones],
+        admitted: vec![0; zones],
+        ..Tally::default()
+    };
     let mut class_of: Vec<String> = Vec::with_capacity(trace.len());
     let mut now = 0.0f64;
     let ms = |t: f64| (t * 1000.0).round() as u64;
 
-    let handle = |effects: Vec<Effect>, now: f64, finish: &mut BinaryHeap<Reverse<(u64, u64)>>, tally: &mut Tally, class_of: &[String]| {
+    let handle = |effects: Vec<Effect>,
+                  now: f64,
+                  finish: &mut BinaryHeap<Reverse<(u64, u64)>>,
+                  tally: &mut Tally,
+                  class_of: &[String]| {
         for e in effects {
             let job_of = |job: u64| usize::try_from(job).ok().and_then(|j| trace.get(j));
-            let class = |job: u64| usize::try_from(job).ok().and_then(|j| class_of.get(j)).cloned().unwrap_or_default();
+            let class = |job: u64| {
+                usize::try_from(job)
+                    .ok()
+                    .and_then(|j| class_of.get(j))
+                    .cloned()
+                    .unwrap_or_default()
+            };
             match e {
-                Effect::Admitted { job, zone, burst, cost, at, .. } => {
+                Effect::Admitted {
+                    job,
+                    zone,
+                    burst,
+                    cost,
+                    at,
+                    ..
+                } => {
                     let Some(t) = job_of(job) else { continue };
                     tally.waiting.remove(&job);
                     let c = tally.classes.entry(class(job)).or_default();
@@ -450,7 +589,10 @@ pub fn replay_with(
     // A finish event is current only if the job still runs from the admission it was pushed for.
     let current = |tally: &Tally, end: u64, job: u64| {
         tally.started.get(&job).is_some_and(|(at, _)| {
-            usize::try_from(job).ok().and_then(|j| trace.get(j)).is_some_and(|t| ms(at + t.duration_s) == end)
+            usize::try_from(job)
+                .ok()
+                .and_then(|j| trace.get(j))
+                .is_some_and(|t| ms(at + t.duration_s) == end)
         })
     };
 
@@ -471,20 +613,42 @@ pub fn replay_with(
         now = now.max(t.submit_s);
         let ds = rng.below(fleet.datasets.len());
         let burst = rng.chance(0.7);
-        let team = if rules.teams.is_empty() { None } else { rules.teams.get(rng.below(rules.teams.len())) };
+        let team = if rules.teams.is_empty() {
+            None
+        } else {
+            rules.teams.get(rng.below(rules.teams.len()))
+        };
         let class = match t.class {
             Some(c) => c.to_string(),
-            None if !rules.classes.is_empty() => rules.classes.get(rng.below(rules.classes.len())).map_or_else(String::new, |c| c.name.clone()),
+            None if !rules.classes.is_empty() => rules
+                .classes
+                .get(rng.below(rules.classes.len()))
+                .map_or_else(String::new, |c| c.name.clone()),
             None => crate::DEFAULT_CLASS.to_string(),
         };
         class_of.push(class.clone());
         tally.classes.entry(class.clone()).or_default().0.jobs += 1;
         let key = (ds, burst, t.gpus);
-        let opts = options.entry(key).or_insert_with(|| candidate_options(fleet, engine, &state, ds, burst, t.gpus));
+        let opts = options
+            .entry(key)
+            .or_insert_with(|| candidate_options(fleet, engine, &state, ds, burst, t.gpus));
         if opts.is_empty() {
-            let d = fleet.datasets.get(ds).map_or_else(String::new, |d| format!("{}@{}", d.name, d.version));
-            let reason = format!("policy allows no zone for a job on {d} with burst_eligible={burst}");
-            handle(vec![Effect::Refused { job: i as u64, reason }], now, &mut finish, &mut tally, &class_of);
+            let d = fleet
+                .datasets
+                .get(ds)
+                .map_or_else(String::new, |d| format!("{}@{}", d.name, d.version));
+            let reason =
+                format!("policy allows no zone for a job on {d} with burst_eligible={burst}");
+            handle(
+                vec![Effect::Refused {
+                    job: i as u64,
+                    reason,
+                }],
+                now,
+                &mut finish,
+                &mut tally,
+                &class_of,
+            );
             continue;
         }
         let hours = t.duration_s / 3600.0;
@@ -530,8 +694,19 @@ pub fn replay_with(
 
     let mut waits = std::mem::take(&mut tally.waits);
     waits.sort_by(f64::total_cmp);
-    let pct = |p: f64| waits.get(((waits.len() as f64 - 1.0) * p).round().max(0.0) as usize).copied().unwrap_or(0.0);
-    let mean = |xs: &[f64]| if xs.is_empty() { 0.0 } else { xs.iter().sum::<f64>() / xs.len() as f64 };
+    let pct = |p: f64| {
+        waits
+            .get(((waits.len() as f64 - 1.0) * p).round().max(0.0) as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    let mean = |xs: &[f64]| {
+        if xs.is_empty() {
+            0.0
+        } else {
+            xs.iter().sum::<f64>() / xs.len() as f64
+        }
+    };
     let makespan = now.max(1.0);
     let completed = tally.completed;
     let mut still_queued_reasons: BTreeMap<String, usize> = BTreeMap::new();
@@ -548,7 +723,11 @@ pub fn replay_with(
         mean_wait_s: mean(&waits),
         median_wait_s: pct(0.5),
         p95_wait_s: pct(0.95),
-        mean_jct_s: if completed == 0 { 0.0 } else { tally.jct_sum / completed as f64 },
+        mean_jct_s: if completed == 0 {
+            0.0
+        } else {
+            tally.jct_sum / completed as f64
+        },
         bursts: tally.bursts,
         public_cost: tally.public_cost,
         total_cost: tally.total_cost,
@@ -568,7 +747,8 @@ pub fn replay_with(
                     zone: z.name.clone(),
                     tier: z.tier.to_string(),
                     gpus,
-                    utilization: tally.busy.get(i).copied().unwrap_or(0.0) / (f64::from(gpus.max(1)) * makespan),
+                    utilization: tally.busy.get(i).copied().unwrap_or(0.0)
+                        / (f64::from(gpus.max(1)) * makespan),
                     jobs: tally.admitted.get(i).copied().unwrap_or(0),
                 }
             })
@@ -578,7 +758,11 @@ pub fn replay_with(
             .into_iter()
             .map(|(name, (mut c, wait_sum))| {
                 let admitted = c.jobs - c.refused;
-                c.mean_wait_s = if admitted == 0 { 0.0 } else { wait_sum / admitted as f64 };
+                c.mean_wait_s = if admitted == 0 {
+                    0.0
+                } else {
+                    wait_sum / admitted as f64
+                };
                 (name, c)
             })
             .collect(),
@@ -593,15 +777,29 @@ fn candidate_options(
     burst: bool,
     gpus: u32,
 ) -> Vec<Option_> {
-    let Some(d) = fleet.datasets.get(dataset) else { return vec![] };
-    let labels = Labels { burst_eligible: Some(burst), ..Labels::default() };
+    let Some(d) = fleet.datasets.get(dataset) else {
+        return vec![];
+    };
+    let labels = Labels {
+        burst_eligible: Some(burst),
+        ..Labels::default()
+    };
     let job = JobSpec {
         name: "trace-job".into(),
         team: "trace".into(),
         kind: JobKind::Train,
-        inputs: vec![Input::Dataset(DatasetRef { name: d.name.clone(), version: d.version.clone() })],
+        inputs: vec![Input::Dataset(DatasetRef {
+            name: d.name.clone(),
+            version: d.version.clone(),
+        })],
         outputs: vec![],
-        resources: Resources { gpus, gpu_types: vec![], gpu_memory_gb: 0, memory_gb: 0, expected_hours: 1.0 },
+        resources: Resources {
+            gpus,
+            gpu_types: vec![],
+            gpu_memory_gb: 0,
+            memory_gb: 0,
+            expected_hours: 1.0,
+        },
         deadline: None,
         sla: None,
         budget_class: "trace".into(),
@@ -613,7 +811,9 @@ fn candidate_options(
         labels,
         origin: Origin::builtin("<trace>"),
     };
-    let Ok(p) = engine.place(&job, state) else { return vec![] };
+    let Ok(p) = engine.place(&job, state) else {
+        return vec![];
+    };
     // The synthetic job asks for one expected hour: compute cost is the hourly price.
     crate::candidates(&p, fleet)
         .into_iter()

@@ -7,11 +7,15 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use tidegate_model::{load_fleet_with_scheduling, Budget, FailoverAction, FailoverRule, Fleet, JobClass, Origin, Scheduling, TeamQuota};
+use tidegate_model::{
+    load_fleet_with_scheduling, Budget, FailoverAction, FailoverRule, Fleet, JobClass, Origin,
+    Scheduling, TeamQuota,
+};
 use tidegate_sched::{Candidate, ClassThresholds, Effect, Health, SchedConfig, Scheduler, Shape};
 
 fn example() -> (Fleet, Scheduling) {
-    load_fleet_with_scheduling(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/fleet")).unwrap()
+    load_fleet_with_scheduling(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/fleet"))
+        .unwrap()
 }
 
 fn zone(f: &Fleet, name: &str) -> usize {
@@ -19,11 +23,20 @@ fn zone(f: &Fleet, name: &str) -> usize {
 }
 
 fn shape(gpus: u32) -> Shape {
-    Shape { gpus, expected_s: 3600.0, justification: Some("clinical backlog".into()), ..Shape::default() }
+    Shape {
+        gpus,
+        expected_s: 3600.0,
+        justification: Some("clinical backlog".into()),
+        ..Shape::default()
+    }
 }
 
 fn of(class: &str, team: &str, gpus: u32) -> Shape {
-    Shape { class: class.into(), team: team.into(), ..shape(gpus) }
+    Shape {
+        class: class.into(),
+        team: team.into(),
+        ..shape(gpus)
+    }
 }
 
 fn onprem(f: &Fleet) -> Candidate {
@@ -40,9 +53,23 @@ fn us(f: &Fleet, cost: f64) -> Candidate {
 
 fn admitted(e: &[Effect], job: u64) -> Option<(usize, usize, bool, String, Option<String>, u32)> {
     e.iter().find_map(|e| match e {
-        Effect::Admitted { job: j, zone, pool, burst, reason, justification, gpus, .. } if *j == job => {
-            Some((*zone, *pool, *burst, reason.clone(), justification.clone(), *gpus))
-        }
+        Effect::Admitted {
+            job: j,
+            zone,
+            pool,
+            burst,
+            reason,
+            justification,
+            gpus,
+            ..
+        } if *j == job => Some((
+            *zone,
+            *pool,
+            *burst,
+            reason.clone(),
+            justification.clone(),
+            *gpus,
+        )),
         _ => None,
     })
 }
@@ -65,7 +92,10 @@ fn team(name: &str, nominal: &[(&str, u32)], limit: Option<u32>) -> TeamQuota {
     TeamQuota {
         name: name.into(),
         weight: 1.0,
-        nominal: nominal.iter().map(|(k, v)| ((*k).to_string(), *v)).collect(),
+        nominal: nominal
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), *v))
+            .collect(),
         borrowing_limit: limit,
         justification: None,
         budget: Budget::default(),
@@ -77,10 +107,19 @@ fn team(name: &str, nominal: &[(&str, u32)], limit: Option<u32>) -> TeamQuota {
 
 #[test]
 fn expected_cost_counts_spot_rerun_risk_and_keeps_egress() {
-    let c = Candidate { cost: 30.0, egress_cost: 10.0, preemption_risk: 0.2, ..Candidate::default() };
+    let c = Candidate {
+        cost: 30.0,
+        egress_cost: 10.0,
+        preemption_risk: 0.2,
+        ..Candidate::default()
+    };
     // compute 20; 5 h at 0.2/h: 20 * min(0.2 * 5 * 0.5, 2) = 10.
     assert!((c.expected_cost(5.0 * 3600.0) - 40.0).abs() < 1e-9);
-    let od = Candidate { cost: 30.0, egress_cost: 10.0, ..Candidate::default() };
+    let od = Candidate {
+        cost: 30.0,
+        egress_cost: 10.0,
+        ..Candidate::default()
+    };
     assert_eq!(od.expected_cost(5.0 * 3600.0), 30.0);
 }
 
@@ -88,19 +127,36 @@ fn expected_cost_counts_spot_rerun_risk_and_keeps_egress() {
 fn spot_wins_short_jobs_on_demand_wins_long_ones() {
     let (f, _) = example();
     let eu = zone(&f, "public-eu");
-    let spot = Candidate { preemption_risk: 0.5, ..Candidate::new(zone(&f, "public-us"), 1, true, 20.0) };
+    let spot = Candidate {
+        preemption_risk: 0.5,
+        ..Candidate::new(zone(&f, "public-us"), 1, true, 20.0)
+    };
     let od = Candidate::new(eu, 0, true, 30.0);
     let mut s = Scheduler::new(&f, SchedConfig::default());
     // Public capacity is the only place for these jobs, so they burst at once.
-    let short = Shape { expected_s: 1800.0, ..shape(4) };
+    let short = Shape {
+        expected_s: 1800.0,
+        ..shape(4)
+    };
     let e = s.submit(1, short, vec![od, spot], 0.0);
     let (z, p, burst, ..) = admitted(&e, 1).unwrap();
     assert!(burst);
-    assert_eq!((z, p), (spot.zone, spot.pool), "short job: spot 22.5 expected beats on-demand 30");
-    let long = Shape { expected_s: 10.0 * 3600.0, ..shape(4) };
+    assert_eq!(
+        (z, p),
+        (spot.zone, spot.pool),
+        "short job: spot 22.5 expected beats on-demand 30"
+    );
+    let long = Shape {
+        expected_s: 10.0 * 3600.0,
+        ..shape(4)
+    };
     let e = s.submit(2, long, vec![spot, od], 0.0);
     let (z, p, ..) = admitted(&e, 2).unwrap();
-    assert_eq!((z, p), (eu, 0), "long job: spot 60 expected loses to on-demand 30");
+    assert_eq!(
+        (z, p),
+        (eu, 0),
+        "long job: spot 60 expected loses to on-demand 30"
+    );
     match &e[0] {
         Effect::Admitted { cost, .. } => assert_eq!(*cost, 30.0),
         other => panic!("{other:?}"),
@@ -114,13 +170,22 @@ fn egress_and_data_locality_steer_the_choice() {
     let usz = zone(&f, "public-us");
     let mut s = Scheduler::new(&f, SchedConfig::default());
     // Same compute price: the option that must move the inputs pays egress and loses.
-    let remote = Candidate { egress_cost: 8.0, ..Candidate::new(eu, 0, true, 38.0) };
-    let local = Candidate { data_local: true, ..Candidate::new(usz, 0, true, 30.0) };
+    let remote = Candidate {
+        egress_cost: 8.0,
+        ..Candidate::new(eu, 0, true, 38.0)
+    };
+    let local = Candidate {
+        data_local: true,
+        ..Candidate::new(usz, 0, true, 30.0)
+    };
     let e = s.submit(1, shape(2), vec![remote, local], 0.0);
     assert_eq!(admitted(&e, 1).unwrap().0, usz);
     // Equal cost: the zone where the data sits wins whatever the order given.
     let a = Candidate::new(eu, 0, true, 30.0);
-    let b = Candidate { data_local: true, ..Candidate::new(usz, 0, true, 30.0) };
+    let b = Candidate {
+        data_local: true,
+        ..Candidate::new(usz, 0, true, 30.0)
+    };
     let e = s.submit(2, shape(2), vec![a, b], 0.0);
     assert_eq!(admitted(&e, 2).unwrap().0, usz);
 }
@@ -131,15 +196,42 @@ fn egress_and_data_locality_steer_the_choice() {
 fn burst_thresholds_differ_per_job_class() {
     let (f, _) = example();
     let mut classes = BTreeMap::new();
-    classes.insert("production".to_string(), ClassThresholds { burst_queue_depth: Some(1), ..ClassThresholds::default() });
-    let mut s = Scheduler::new(&f, SchedConfig { classes, ..SchedConfig::default() });
+    classes.insert(
+        "production".to_string(),
+        ClassThresholds {
+            burst_queue_depth: Some(1),
+            ..ClassThresholds::default()
+        },
+    );
+    let mut s = Scheduler::new(
+        &f,
+        SchedConfig {
+            classes,
+            ..SchedConfig::default()
+        },
+    );
     s.submit(0, shape(32), vec![onprem(&f)], 0.0);
-    let e = s.submit(1, of("research", "", 4), vec![onprem(&f), us(&f, 30.0)], 1.0);
+    let e = s.submit(
+        1,
+        of("research", "", 4),
+        vec![onprem(&f), us(&f, 30.0)],
+        1.0,
+    );
     assert!(queued_reason(&e, 1).is_some(), "{e:?}");
     // Depth 1 reached: production spills at once, research (default depth 16) keeps waiting.
-    let e = s.submit(2, of("research", "", 4), vec![onprem(&f), us(&f, 30.0)], 2.0);
+    let e = s.submit(
+        2,
+        of("research", "", 4),
+        vec![onprem(&f), us(&f, 30.0)],
+        2.0,
+    );
     assert!(queued_reason(&e, 2).is_some(), "{e:?}");
-    let e = s.submit(3, of("production", "", 4), vec![onprem(&f), us(&f, 30.0)], 3.0);
+    let e = s.submit(
+        3,
+        of("production", "", 4),
+        vec![onprem(&f), us(&f, 30.0)],
+        3.0,
+    );
     let (_, _, burst, reason, ..) = admitted(&e, 3).unwrap();
     assert!(burst && reason.contains(">= 1"), "{reason}");
 }
@@ -150,13 +242,26 @@ fn fleet_declared_class_sla_and_deadline_slack_apply() {
     let mut s = Scheduler::with_rules(&f, &rules, SchedConfig::default());
     s.submit(0, of("", "icu-ml", 32), vec![onprem(&f)], 0.0);
     // production: max_wait 30 min; research: 240 min. Neither job names an SLA of its own.
-    s.submit(1, of("production", "icu-ml", 4), vec![onprem(&f), us(&f, 30.0)], 1.0);
-    s.submit(2, of("research", "icu-ml", 4), vec![onprem(&f), us(&f, 30.0)], 1.0);
+    s.submit(
+        1,
+        of("production", "icu-ml", 4),
+        vec![onprem(&f), us(&f, 30.0)],
+        1.0,
+    );
+    s.submit(
+        2,
+        of("research", "icu-ml", 4),
+        vec![onprem(&f), us(&f, 30.0)],
+        1.0,
+    );
     let e = s.tick(2000.0);
     assert!(admitted(&e, 1).is_some_and(|a| a.2), "{e:?}");
     assert!(admitted(&e, 2).is_none(), "{e:?}");
     // production min deadline slack 60 min: 30 min of slack bursts at once.
-    let d = Shape { deadline_s: Some(2000.0 + 3600.0 + 1800.0), ..of("production", "icu-ml", 4) };
+    let d = Shape {
+        deadline_s: Some(2000.0 + 3600.0 + 1800.0),
+        ..of("production", "icu-ml", 4)
+    };
     let e = s.submit(3, d, vec![onprem(&f), us(&f, 30.0)], 2000.0);
     let (_, _, burst, reason, ..) = admitted(&e, 3).unwrap();
     assert!(burst && reason.contains("slack"), "{reason}");
@@ -168,7 +273,10 @@ fn fleet_declared_class_sla_and_deadline_slack_apply() {
 fn borrowed_capacity_is_reclaimed_by_preemption_within_borrowing_limits() {
     let (f, _) = example();
     let rules = Scheduling {
-        teams: vec![team("a", &[("hospital-onprem", 16)], Some(16)), team("b", &[("hospital-onprem", 16)], Some(16))],
+        teams: vec![
+            team("a", &[("hospital-onprem", 16)], Some(16)),
+            team("b", &[("hospital-onprem", 16)], Some(16)),
+        ],
         ..Scheduling::default()
     };
     let mut s = Scheduler::with_rules(&f, &rules, SchedConfig::default());
@@ -178,13 +286,26 @@ fn borrowed_capacity_is_reclaimed_by_preemption_within_borrowing_limits() {
     assert!(admitted(&s.submit(2, of("", "a", 16), vec![onprem(&f)], 1.0), 2).is_some());
     // 8 more would be 24 over a's quota: beyond the limit of 16, it waits with that reason.
     let e = s.submit(3, of("", "a", 8), vec![onprem(&f)], 2.0);
-    assert!(queued_reason(&e, 3).unwrap().contains("borrowing limit"), "{e:?}");
+    assert!(
+        queued_reason(&e, 3).unwrap().contains("borrowing limit"),
+        "{e:?}"
+    );
     // b wants 8 of its own quota back: the newest borrowed job of a is preempted.
     let e = s.submit(4, of("", "b", 8), vec![onprem(&f)], 3.0);
-    let pre = e.iter().position(|e| matches!(e, Effect::Preempted { job: 2, zone, pool: 0, .. } if *zone == home)).unwrap();
-    let adm = e.iter().position(|e| matches!(e, Effect::Admitted { job: 4, .. })).unwrap();
+    let pre = e
+        .iter()
+        .position(|e| matches!(e, Effect::Preempted { job: 2, zone, pool: 0, .. } if *zone == home))
+        .unwrap();
+    let adm = e
+        .iter()
+        .position(|e| matches!(e, Effect::Admitted { job: 4, .. }))
+        .unwrap();
     assert!(pre < adm, "{e:?}");
-    assert!(!e.iter().any(|e| matches!(e, Effect::Preempted { job: 1, .. })), "a's own-quota job is never preempted");
+    assert!(
+        !e.iter()
+            .any(|e| matches!(e, Effect::Preempted { job: 1, .. })),
+        "a's own-quota job is never preempted"
+    );
     // The preempted job is back in its queue, not dropped.
     assert!(s.running_at(2).is_none());
     assert_eq!(s.queue_depth(home), 2);
@@ -199,7 +320,10 @@ fn borrowed_capacity_is_reclaimed_by_preemption_within_borrowing_limits() {
 fn without_borrowed_work_to_reclaim_nothing_is_preempted() {
     let (f, _) = example();
     let rules = Scheduling {
-        teams: vec![team("a", &[("private", 32)], Some(0)), team("b", &[("private", 32)], Some(0))],
+        teams: vec![
+            team("a", &[("private", 32)], Some(0)),
+            team("b", &[("private", 32)], Some(0)),
+        ],
         ..Scheduling::default()
     };
     let mut s = Scheduler::with_rules(&f, &rules, SchedConfig::default());
@@ -213,7 +337,10 @@ fn without_borrowed_work_to_reclaim_nothing_is_preempted() {
 fn fair_share_serves_the_team_with_less_recent_usage_first() {
     let (f, _) = example();
     let rules = Scheduling {
-        teams: vec![team("heavy", &[("private", 1000)], None), team("light", &[("private", 1000)], None)],
+        teams: vec![
+            team("heavy", &[("private", 1000)], None),
+            team("light", &[("private", 1000)], None),
+        ],
         ..Scheduling::default()
     };
     let mut s = Scheduler::with_rules(&f, &rules, SchedConfig::default());
@@ -245,7 +372,10 @@ fn fleet_teams_parse_and_gate_the_example() {
     assert!(icu.justification.is_some());
     assert_eq!(rules.class("production").unwrap().max_wait_s, Some(1800.0));
     assert_eq!(rules.failover.throttle_shed, vec!["batch".to_string()]);
-    assert_eq!(rules.failover.on_degraded[0].action, FailoverAction::FailOver);
+    assert_eq!(
+        rules.failover.on_degraded[0].action,
+        FailoverAction::FailOver
+    );
 }
 
 // 4. Budgets and justification.
@@ -259,7 +389,10 @@ fn a_burst_over_budget_stays_queued_with_the_reason() {
             burst_queue_depth: None,
             max_wait_s: None,
             min_deadline_slack_s: None,
-            budget: Budget { money: Some(50.0), gpu_hours: None },
+            budget: Budget {
+                money: Some(50.0),
+                gpu_hours: None,
+            },
             origin: Origin::builtin("test"),
         }],
         ..Scheduling::default()
@@ -273,7 +406,10 @@ fn a_burst_over_budget_stays_queued_with_the_reason() {
     assert_eq!(s.class_spent("research").0, 30.0);
     // Never dropped: it is still queued after the first job ends and time passes.
     let e = s.finish(1, 5000.0);
-    assert!(refused_reason(&e, 2).is_none() && admitted(&e, 2).is_none(), "{e:?}");
+    assert!(
+        refused_reason(&e, 2).is_none() && admitted(&e, 2).is_none(),
+        "{e:?}"
+    );
     assert_eq!(s.queue_depth(zone(&f, "public-us")), 1);
     // Another class has its own (absent) budget.
     let e = s.submit(3, of("production", "", 4), vec![us(&f, 30.0)], 5001.0);
@@ -284,8 +420,14 @@ fn a_burst_over_budget_stays_queued_with_the_reason() {
 fn team_budget_in_gpu_hours_holds_bursts() {
     let (f, _) = example();
     let mut t = team("a", &[("public", 1000)], None);
-    t.budget = Budget { money: None, gpu_hours: Some(10.0) };
-    let rules = Scheduling { teams: vec![t], ..Scheduling::default() };
+    t.budget = Budget {
+        money: None,
+        gpu_hours: Some(10.0),
+    };
+    let rules = Scheduling {
+        teams: vec![t],
+        ..Scheduling::default()
+    };
     let mut s = Scheduler::with_rules(&f, &rules, SchedConfig::default());
     assert!(admitted(&s.submit(1, of("", "a", 8), vec![us(&f, 30.0)], 0.0), 1).is_some()); // 8 GPU-h
     let e = s.submit(2, of("", "a", 4), vec![us(&f, 30.0)], 1.0); // 12 > 10
@@ -298,18 +440,48 @@ fn every_burst_records_a_justification_and_none_means_no_burst() {
     let (f, rules) = example();
     let mut s = Scheduler::with_rules(&f, &rules, SchedConfig::default());
     // The job's own justification.
-    let e = s.submit(1, of("production", "research-it", 2), vec![us(&f, 30.0)], 0.0);
-    assert_eq!(admitted(&e, 1).unwrap().4.as_deref(), Some("clinical backlog"));
+    let e = s.submit(
+        1,
+        of("production", "research-it", 2),
+        vec![us(&f, 30.0)],
+        0.0,
+    );
+    assert_eq!(
+        admitted(&e, 1).unwrap().4.as_deref(),
+        Some("clinical backlog")
+    );
     // None of its own: the team's standing one from the fleet.
-    let bare = Shape { justification: None, ..of("production", "icu-ml", 2) };
+    let bare = Shape {
+        justification: None,
+        ..of("production", "icu-ml", 2)
+    };
     let e = s.submit(2, bare.clone(), vec![us(&f, 30.0)], 0.0);
     assert!(admitted(&e, 2).unwrap().4.unwrap().contains("ICU"), "{e:?}");
     // None at all (research-it has no standing one): no burst, queued with the reason.
-    let e = s.submit(3, Shape { team: "research-it".into(), ..bare }, vec![us(&f, 30.0)], 0.0);
-    assert!(queued_reason(&e, 3).unwrap().contains("justification"), "{e:?}");
+    let e = s.submit(
+        3,
+        Shape {
+            team: "research-it".into(),
+            ..bare
+        },
+        vec![us(&f, 30.0)],
+        0.0,
+    );
+    assert!(
+        queued_reason(&e, 3).unwrap().contains("justification"),
+        "{e:?}"
+    );
     assert!(admitted(&e, 3).is_none());
     // Private admissions need none.
-    let e = s.submit(4, Shape { justification: None, ..shape(2) }, vec![onprem(&f)], 0.0);
+    let e = s.submit(
+        4,
+        Shape {
+            justification: None,
+            ..shape(2)
+        },
+        vec![onprem(&f)],
+        0.0,
+    );
     assert_eq!(admitted(&e, 4).unwrap().4, None);
 }
 
@@ -330,14 +502,25 @@ fn no_capacity_moves_the_job_one_site_at_a_time_and_never_runs_it_twice() {
 
     let e = s.no_capacity(1, 5.0);
     match &e[0] {
-        Effect::Failover { job: 1, from_zone, from_pool: 1, attempt: 1, reason, .. } => {
+        Effect::Failover {
+            job: 1,
+            from_zone,
+            from_pool: 1,
+            attempt: 1,
+            reason,
+            ..
+        } => {
             assert_eq!(*from_zone, eu);
             assert!(reason.contains("h200-od"), "{reason}");
         }
         other => panic!("{other:?}"),
     }
     assert_eq!(admitted(&e, 1).map(|a| (a.0, a.1)), Some((usz, 0)));
-    assert_eq!(s.free_gpus(eu, 1), 64, "the first site is given back before the next is taken");
+    assert_eq!(
+        s.free_gpus(eu, 1),
+        64,
+        "the first site is given back before the next is taken"
+    );
     assert_eq!(s.running_at(1), Some((usz, 0, 8)));
     assert_eq!(s.running(), 1);
 
@@ -349,7 +532,12 @@ fn no_capacity_moves_the_job_one_site_at_a_time_and_never_runs_it_twice() {
 
     let e = s.no_capacity(1, 7.0);
     assert!(matches!(e[0], Effect::Failover { attempt: 3, .. }), "{e:?}");
-    assert!(refused_reason(&e, 1).unwrap().contains("no allowed option left"), "{e:?}");
+    assert!(
+        refused_reason(&e, 1)
+            .unwrap()
+            .contains("no allowed option left"),
+        "{e:?}"
+    );
     assert_eq!(s.running(), 0);
     assert_eq!(s.free_gpus(eu, 0), 128);
 }
@@ -378,9 +566,18 @@ fn a_degraded_private_zone_follows_the_fleet_hierarchy() {
     s.submit(100, of("", "icu-ml", 32), vec![onprem(&f)], 0.0);
     s.submit(101, of("", "icu-ml", 60), vec![cloud(&f)], 0.0);
     // Queued behind the full on-prem pool:
-    let confidential = Shape { data_level: 2, ..of("production", "icu-ml", 8) };
-    let restricted = Shape { data_level: 3, ..of("production", "icu-ml", 8) };
-    let shrinkable = Shape { min_gpus: Some(4), ..of("research", "icu-ml", 8) };
+    let confidential = Shape {
+        data_level: 2,
+        ..of("production", "icu-ml", 8)
+    };
+    let restricted = Shape {
+        data_level: 3,
+        ..of("production", "icu-ml", 8)
+    };
+    let shrinkable = Shape {
+        min_gpus: Some(4),
+        ..of("research", "icu-ml", 8)
+    };
     for (id, sh, c) in [
         (1, confidential, vec![onprem(&f), us(&f, 30.0)]),
         (2, restricted, vec![onprem(&f)]), // policy gave it no public option
@@ -398,7 +595,10 @@ fn a_degraded_private_zone_follows_the_fleet_hierarchy() {
     assert!(just.is_some());
     // production, restricted data: waits (and never reaches public capacity).
     assert!(admitted(&e, 2).is_none());
-    assert!(queued_reason(&e, 2).unwrap().contains("classified above"), "{e:?}");
+    assert!(
+        queued_reason(&e, 2).unwrap().contains("classified above"),
+        "{e:?}"
+    );
     // research: downsized to its minimum in another private zone.
     let (z, _, burst, _, _, gpus) = admitted(&e, 3).unwrap();
     assert_eq!((z, burst, gpus), (pc, false, 4));
@@ -438,13 +638,20 @@ fn restricted_data_never_fails_over_to_public_whatever_the_hierarchy_says() {
     let mut s = Scheduler::with_rules(&f, &rules, SchedConfig::default());
     s.submit(100, shape(32), vec![onprem(&f)], 0.0);
     // Placement gave the PHI job on-prem only (hard constraints); public capacity is idle.
-    let phi = Shape { data_level: 3, ..shape(8) };
+    let phi = Shape {
+        data_level: 3,
+        ..shape(8)
+    };
     s.submit(1, phi, vec![onprem(&f)], 1.0);
     let mut all = s.set_zone_health(home, Health::Unreachable, 2.0);
     all.extend(s.tick(10_000.0));
     for e in &all {
         if let Effect::Admitted { job: 1, zone, .. } = e {
-            assert!(f.zones[*zone].tier.is_private(), "restricted data admitted to {}", f.zones[*zone].name);
+            assert!(
+                f.zones[*zone].tier.is_private(),
+                "restricted data admitted to {}",
+                f.zones[*zone].name
+            );
         }
     }
     assert!(admitted(&all, 1).is_none());
@@ -459,7 +666,12 @@ fn a_throttled_provider_sheds_batch_first_and_queues_the_rest() {
     s.submit(100, of("", "ops", 256), vec![us(&f, 30.0)], 0.0);
     s.submit(1, of("batch", "ops", 8), vec![us(&f, 30.0)], 1.0);
     s.submit(2, of("research", "ops", 8), vec![us(&f, 30.0)], 1.0);
-    s.submit(3, of("batch", "ops", 8), vec![onprem(&f), us(&f, 30.0)], 1.0); // has a private home
+    s.submit(
+        3,
+        of("batch", "ops", 8),
+        vec![onprem(&f), us(&f, 30.0)],
+        1.0,
+    ); // has a private home
     let e = s.set_provider_throttled("gpuaas", true, 2.0);
     assert!(refused_reason(&e, 1).unwrap().contains("throttled"));
     assert!(queued_reason(&e, 2).unwrap().contains("throttled"));
@@ -471,7 +683,10 @@ fn a_throttled_provider_sheds_batch_first_and_queues_the_rest() {
     assert!(refused_reason(&e, 4).is_some());
     let e = s.set_throttled(usz, false, 5.0);
     let e2 = s.set_throttled(zone(&f, "public-eu"), false, 5.0);
-    assert!(admitted(&e, 2).is_some() || admitted(&e2, 2).is_some(), "{e:?}");
+    assert!(
+        admitted(&e, 2).is_some() || admitted(&e2, 2).is_some(),
+        "{e:?}"
+    );
 }
 
 // 7/8. Cancel and release.
@@ -488,9 +703,22 @@ fn cancel_removes_from_the_queue_or_releases_a_running_job() {
     assert_eq!(e, vec![Effect::Cancelled { job: 2, at: 3.0 }]);
     assert_eq!(s.queue_depth(home), 1);
     let e = s.cancel(1, 4.0);
-    assert!(matches!(e[0], Effect::Released { job: 1, gpus: 32, .. }), "{e:?}");
+    assert!(
+        matches!(
+            e[0],
+            Effect::Released {
+                job: 1,
+                gpus: 32,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
     assert!(matches!(e[1], Effect::Cancelled { job: 1, .. }), "{e:?}");
-    assert!(admitted(&e, 3).is_some(), "freed GPUs go to the queue: {e:?}");
+    assert!(
+        admitted(&e, 3).is_some(),
+        "freed GPUs go to the queue: {e:?}"
+    );
     assert!(s.cancel(99, 5.0).is_empty());
 }
 
@@ -503,26 +731,57 @@ fn public_capacity_is_released_the_moment_a_job_ends_or_is_cancelled() {
     s.submit(2, shape(64), vec![us(&f, 30.0)], 0.0);
     assert_eq!(s.free_gpus(usz, 0), 128);
     let e = s.finish(1, 10.0);
-    assert_eq!(e[0], Effect::Released { job: 1, zone: usz, pool: 0, gpus: 64, public: true, at: 10.0 });
+    assert_eq!(
+        e[0],
+        Effect::Released {
+            job: 1,
+            zone: usz,
+            pool: 0,
+            gpus: 64,
+            public: true,
+            at: 10.0
+        }
+    );
     let e = s.cancel(2, 11.0);
-    assert!(matches!(e[0], Effect::Released { job: 2, public: true, .. }));
+    assert!(matches!(
+        e[0],
+        Effect::Released {
+            job: 2,
+            public: true,
+            ..
+        }
+    ));
     assert_eq!(s.free_gpus(usz, 0), 256);
 }
 
 #[test]
 fn restored_running_jobs_hold_their_gpus_without_effects() {
-    let fleet = tidegate_model::load_fleet(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/fleet")).unwrap();
+    let fleet = tidegate_model::load_fleet(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/fleet"),
+    )
+    .unwrap();
     let mut s = tidegate_sched::Scheduler::new(&fleet, tidegate_sched::SchedConfig::default());
     let (zone, pool) = (0, 0);
     let cap = fleet.zones[zone].pools[pool].gpus;
     let at = tidegate_sched::Candidate::new(zone, pool, false, 1.0);
-    let shape = tidegate_sched::Shape { gpus: cap, expected_s: 3600.0, ..Default::default() };
+    let shape = tidegate_sched::Shape {
+        gpus: cap,
+        expected_s: 3600.0,
+        ..Default::default()
+    };
     s.restore_running(7, shape.clone(), vec![at], at, 0.0);
     assert_eq!(s.running(), 1);
     // The pool is full: a new job for it queues instead of being admitted beside the restored one.
     let fx = s.submit(8, shape, vec![at], 1.0);
-    assert!(matches!(fx.as_slice(), [tidegate_sched::Effect::Queued { .. }]), "{fx:?}");
+    assert!(
+        matches!(fx.as_slice(), [tidegate_sched::Effect::Queued { .. }]),
+        "{fx:?}"
+    );
     // Finishing the restored job releases its GPUs and admits the waiting one.
     let fx = s.finish(7, 2.0);
-    assert!(fx.iter().any(|e| matches!(e, tidegate_sched::Effect::Admitted { job: 8, .. })), "{fx:?}");
+    assert!(
+        fx.iter()
+            .any(|e| matches!(e, tidegate_sched::Effect::Admitted { job: 8, .. })),
+        "{fx:?}"
+    );
 }

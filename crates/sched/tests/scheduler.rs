@@ -20,7 +20,12 @@ fn zone(f: &Fleet, name: &str) -> usize {
 }
 
 fn shape(gpus: u32) -> Shape {
-    Shape { gpus, expected_s: 3600.0, justification: Some("clinical backlog".into()), ..Shape::default() }
+    Shape {
+        gpus,
+        expected_s: 3600.0,
+        justification: Some("clinical backlog".into()),
+        ..Shape::default()
+    }
 }
 
 /// hospital-onprem/h100 (32 GPUs, private) and public-us/h100-od (256 GPUs, public).
@@ -37,12 +42,33 @@ fn admits_privately_then_queues_then_releases_in_order() {
     let f = example();
     let mut s = Scheduler::new(&f, SchedConfig::default());
     let e = s.submit(1, shape(32), cands(&f, false), 0.0);
-    assert!(matches!(e[0], Effect::Admitted { job: 1, burst: false, .. }), "{e:?}");
+    assert!(
+        matches!(
+            e[0],
+            Effect::Admitted {
+                job: 1,
+                burst: false,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
     let e = s.submit(2, shape(8), cands(&f, false), 1.0);
     assert!(matches!(e[0], Effect::Queued { job: 2, .. }), "{e:?}");
     assert_eq!(s.queue_depth(zone(&f, "hospital-onprem")), 1);
     let e = s.finish(1, 10.0);
-    assert!(matches!(e[0], Effect::Released { job: 1, gpus: 32, public: false, .. }), "{e:?}");
+    assert!(
+        matches!(
+            e[0],
+            Effect::Released {
+                job: 1,
+                gpus: 32,
+                public: false,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
     assert!(matches!(e[1], Effect::Admitted { job: 2, .. }), "{e:?}");
     assert_eq!(s.queue_depth(zone(&f, "hospital-onprem")), 0);
 }
@@ -50,10 +76,13 @@ fn admits_privately_then_queues_then_releases_in_order() {
 #[test]
 fn bursts_only_under_pressure_and_only_where_allowed() {
     let f = example();
-    let cfg = SchedConfig { burst_queue_depth: 2, ..SchedConfig::default() };
+    let cfg = SchedConfig {
+        burst_queue_depth: 2,
+        ..SchedConfig::default()
+    };
     let mut s = Scheduler::new(&f, cfg);
     s.submit(0, shape(32), cands(&f, true), 0.0); // fills the private pool
-    // Queue depth 0 and 1: no pressure yet, the jobs wait.
+                                                  // Queue depth 0 and 1: no pressure yet, the jobs wait.
     for j in 1..=2 {
         let e = s.submit(j, shape(4), cands(&f, true), 1.0);
         assert!(matches!(e[0], Effect::Queued { .. }), "{e:?}");
@@ -61,7 +90,12 @@ fn bursts_only_under_pressure_and_only_where_allowed() {
     // Depth 2 reached: the next burst-eligible job spills to public capacity, with the reason.
     let e = s.submit(3, shape(4), cands(&f, true), 2.0);
     match &e[0] {
-        Effect::Admitted { job: 3, burst: true, reason, .. } => assert!(reason.contains("queue depth")),
+        Effect::Admitted {
+            job: 3,
+            burst: true,
+            reason,
+            ..
+        } => assert!(reason.contains("queue depth")),
         other => panic!("expected a burst, got {other:?}"),
     }
     // A job with no public option (e.g. PHI) waits, however deep the queue.
@@ -69,7 +103,17 @@ fn bursts_only_under_pressure_and_only_where_allowed() {
     assert!(matches!(e[0], Effect::Queued { .. }), "{e:?}");
     // Public capacity is released as soon as the job ends.
     let e = s.finish(3, 100.0);
-    assert!(matches!(e[0], Effect::Released { job: 3, public: true, .. }), "{e:?}");
+    assert!(
+        matches!(
+            e[0],
+            Effect::Released {
+                job: 3,
+                public: true,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -77,15 +121,37 @@ fn sla_pressure_bursts_and_private_only_never_does() {
     let f = example();
     let mut s = Scheduler::new(&f, SchedConfig::default());
     s.submit(0, shape(32), cands(&f, true), 0.0);
-    let sla = Shape { max_wait_s: Some(600.0), ..shape(4) };
+    let sla = Shape {
+        max_wait_s: Some(600.0),
+        ..shape(4)
+    };
     let e = s.submit(1, sla.clone(), cands(&f, true), 1.0);
     // 32 GPU-hours queued ahead would not matter: the queue is empty, so it waits at first...
-    assert!(matches!(e[0], Effect::Queued { .. }) || matches!(e[0], Effect::Admitted { burst: true, .. }));
+    assert!(
+        matches!(e[0], Effect::Queued { .. })
+            || matches!(e[0], Effect::Admitted { burst: true, .. })
+    );
     // ...and once it has waited past its SLA, a tick bursts it.
     let e = s.tick(1000.0);
-    assert!(e.iter().any(|e| matches!(e, Effect::Admitted { job: 1, burst: true, .. })), "{e:?}");
+    assert!(
+        e.iter().any(|e| matches!(
+            e,
+            Effect::Admitted {
+                job: 1,
+                burst: true,
+                ..
+            }
+        )),
+        "{e:?}"
+    );
 
-    let mut p = Scheduler::new(&f, SchedConfig { allow_public: false, ..SchedConfig::default() });
+    let mut p = Scheduler::new(
+        &f,
+        SchedConfig {
+            allow_public: false,
+            ..SchedConfig::default()
+        },
+    );
     p.submit(0, shape(32), cands(&f, true), 0.0);
     let e = p.submit(1, sla, cands(&f, true), 1.0);
     assert!(matches!(e[0], Effect::Queued { .. }));
@@ -98,7 +164,9 @@ fn a_job_too_big_for_every_allowed_pool_is_refused_with_the_reason() {
     let mut s = Scheduler::new(&f, SchedConfig::default());
     let e = s.submit(9, shape(500), cands(&f, true), 0.0);
     match &e[0] {
-        Effect::Refused { reason, .. } => assert!(reason.contains("500") && reason.contains("256"), "{reason}"),
+        Effect::Refused { reason, .. } => {
+            assert!(reason.contains("500") && reason.contains("256"), "{reason}")
+        }
         other => panic!("expected a refusal, got {other:?}"),
     }
     let e = s.submit(10, shape(1), vec![], 0.0);
@@ -122,8 +190,15 @@ fn malformed_trace_rows_name_their_line() {
         }
         other => panic!("expected a row error, got {other:?}"),
     }
-    std::fs::write(&p, "timestamp,duration,num_gpus,gpu_time,cluster\n2017-13-09 07:01:55,66.0,1,66.0,a\n").unwrap();
-    assert!(matches!(read_philly(&p), Err(TraceError::Row { line: 2, .. })));
+    std::fs::write(
+        &p,
+        "timestamp,duration,num_gpus,gpu_time,cluster\n2017-13-09 07:01:55,66.0,1,66.0,a\n",
+    )
+    .unwrap();
+    assert!(matches!(
+        read_philly(&p),
+        Err(TraceError::Row { line: 2, .. })
+    ));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -131,8 +206,15 @@ fn malformed_trace_rows_name_their_line() {
 fn philly_replay_accounts_for_every_job_and_hybrid_waits_less() {
     let path = philly();
     if !path.exists() {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "the shared Philly trace is missing in CI: {}", path.display());
-        eprintln!("skipping: {} not found (shared data sits beside the clone)", path.display());
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "the shared Philly trace is missing in CI: {}",
+            path.display()
+        );
+        eprintln!(
+            "skipping: {} not found (shared data sits beside the clone)",
+            path.display()
+        );
         return;
     }
     let trace = read_philly(&path).unwrap();
@@ -140,7 +222,17 @@ fn philly_replay_accounts_for_every_job_and_hybrid_waits_less() {
     let fleet = scale_to_gpus(&example(), 2500);
     let run = |allow_public| {
         let mut eng = PlacementEngine::new(&fleet, PolicyEngine::load(&fleet).unwrap());
-        replay(&fleet, &mut eng, &trace, SchedConfig { allow_public, ..SchedConfig::default() }, 42, |_, _| {})
+        replay(
+            &fleet,
+            &mut eng,
+            &trace,
+            SchedConfig {
+                allow_public,
+                ..SchedConfig::default()
+            },
+            42,
+            |_, _| {},
+        )
     };
     let hybrid = run(true);
     assert_eq!(hybrid.jobs_completed + hybrid.refused, trace.len());

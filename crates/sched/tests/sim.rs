@@ -8,11 +8,15 @@ use std::path::{Path, PathBuf};
 use tidegate_model::{load_fleet_with_scheduling, Fleet, Scheduling};
 use tidegate_placement::PlacementEngine;
 use tidegate_policy::PolicyEngine;
-use tidegate_sched::sim::{read_philly, read_trace, replay_with, scale_scheduling, scale_to_gpus, TraceError, POLLUX_RUN_TIMES};
+use tidegate_sched::sim::{
+    read_philly, read_trace, replay_with, scale_scheduling, scale_to_gpus, TraceError,
+    POLLUX_RUN_TIMES,
+};
 use tidegate_sched::SchedConfig;
 
 fn example() -> (Fleet, Scheduling) {
-    load_fleet_with_scheduling(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/fleet")).unwrap()
+    load_fleet_with_scheduling(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/fleet"))
+        .unwrap()
 }
 
 fn traces() -> PathBuf {
@@ -23,8 +27,15 @@ fn present(p: &Path) -> bool {
     if p.exists() {
         return true;
     }
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "shared trace missing in CI: {}", p.display());
-    eprintln!("skipping: {} not found (shared data sits beside the clone)", p.display());
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "shared trace missing in CI: {}",
+        p.display()
+    );
+    eprintln!(
+        "skipping: {} not found (shared data sits beside the clone)",
+        p.display()
+    );
     false
 }
 
@@ -36,7 +47,10 @@ fn pollux_workloads_are_detected_by_header_and_get_table_durations() {
     }
     let jobs = read_trace(&p).unwrap();
     assert_eq!(jobs.len(), 160);
-    assert_eq!(jobs[0].submit_s, 0.0, "offsets start at the first submission");
+    assert_eq!(
+        jobs[0].submit_s, 0.0,
+        "offsets start at the first submission"
+    );
     assert!(jobs.windows(2).all(|w| w[0].submit_s <= w[1].submit_s));
     for j in &jobs {
         let app = j.class.unwrap();
@@ -51,18 +65,41 @@ fn pollux_workloads_are_detected_by_header_and_get_table_durations() {
 fn pollux_rows_with_unknown_applications_name_their_line() {
     let dir = tempfile_dir();
     let p = dir.join("w.csv");
-    std::fs::write(&p, "name,time,application,num_replicas,batch_size\na-0,1,cifar10,2,128\nb-1,2,gpt5,4,64\n").unwrap();
+    std::fs::write(
+        &p,
+        "name,time,application,num_replicas,batch_size\na-0,1,cifar10,2,128\nb-1,2,gpt5,4,64\n",
+    )
+    .unwrap();
     match read_trace(&p) {
-        Err(TraceError::Row { line: 3, field, message, .. }) => {
+        Err(TraceError::Row {
+            line: 3,
+            field,
+            message,
+            ..
+        }) => {
             assert_eq!(field, "application");
-            assert!(message.contains("gpt5") && message.contains("imagenet"), "{message}");
+            assert!(
+                message.contains("gpt5") && message.contains("imagenet"),
+                "{message}"
+            );
         }
         other => panic!("{other:?}"),
     }
-    std::fs::write(&p, "name,time,application,num_replicas,batch_size\na-0,1,cifar10,0,128\n").unwrap();
-    assert!(matches!(read_trace(&p), Err(TraceError::Row { line: 2, .. })));
+    std::fs::write(
+        &p,
+        "name,time,application,num_replicas,batch_size\na-0,1,cifar10,0,128\n",
+    )
+    .unwrap();
+    assert!(matches!(
+        read_trace(&p),
+        Err(TraceError::Row { line: 2, .. })
+    ));
     // A Philly header goes to the Philly reader.
-    std::fs::write(&p, "timestamp,duration,num_gpus,gpu_time,cluster\n2017-10-09 07:01:55,66.0,1,66.0,a\n").unwrap();
+    std::fs::write(
+        &p,
+        "timestamp,duration,num_gpus,gpu_time,cluster\n2017-10-09 07:01:55,66.0,1,66.0,a\n",
+    )
+    .unwrap();
     assert_eq!(read_trace(&p).unwrap(), read_philly(&p).unwrap());
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -86,14 +123,32 @@ fn pollux_replay_with_fleet_rules_accounts_for_every_job_per_class() {
         let trace = read_trace(&p).unwrap();
         let run = || {
             let mut eng = PlacementEngine::new(&fleet, PolicyEngine::load(&fleet).unwrap());
-            replay_with(&fleet, &rules, &mut eng, &trace, SchedConfig::default(), 7, |_, _| {})
+            replay_with(
+                &fleet,
+                &rules,
+                &mut eng,
+                &trace,
+                SchedConfig::default(),
+                7,
+                |_, _| {},
+            )
         };
         let r = run();
-        assert_eq!(r.jobs_completed + r.refused + r.still_queued, trace.len(), "workload {n}: {r:#?}");
+        assert_eq!(
+            r.jobs_completed + r.refused + r.still_queued,
+            trace.len(),
+            "workload {n}: {r:#?}"
+        );
         assert_eq!(r, run(), "deterministic");
         let per_class: usize = r.classes.values().map(|c| c.jobs).sum();
         assert_eq!(per_class, trace.len());
-        assert!(r.classes.keys().all(|c| POLLUX_RUN_TIMES.iter().any(|a| a.0 == c)), "{:?}", r.classes.keys());
+        assert!(
+            r.classes
+                .keys()
+                .all(|c| POLLUX_RUN_TIMES.iter().any(|a| a.0 == c)),
+            "{:?}",
+            r.classes.keys()
+        );
         let bursts: usize = r.classes.values().map(|c| c.bursts).sum();
         assert_eq!(bursts, r.bursts);
     }
@@ -111,12 +166,27 @@ fn philly_prefix_under_fleet_rules_is_deterministic_and_complete() {
     let rules = scale_scheduling(&base, &rules, 500);
     let run = || {
         let mut eng = PlacementEngine::new(&fleet, PolicyEngine::load(&fleet).unwrap());
-        replay_with(&fleet, &rules, &mut eng, &trace, SchedConfig::default(), 42, |_, _| {})
+        replay_with(
+            &fleet,
+            &rules,
+            &mut eng,
+            &trace,
+            SchedConfig::default(),
+            42,
+            |_, _| {},
+        )
     };
     let r = run();
-    assert_eq!(r.jobs_completed + r.refused + r.still_queued, trace.len(), "{r:#?}");
+    assert_eq!(
+        r.jobs_completed + r.refused + r.still_queued,
+        trace.len(),
+        "{r:#?}"
+    );
     // Jobs never finish in a queue without a recorded reason.
-    assert_eq!(r.still_queued_reasons.values().sum::<usize>(), r.still_queued);
+    assert_eq!(
+        r.still_queued_reasons.values().sum::<usize>(),
+        r.still_queued
+    );
     assert_eq!(r, run());
     // Classes come from the fleet's job_classes.
     for c in r.classes.keys() {

@@ -28,12 +28,18 @@ pub struct AgentExecutor {
 impl AgentExecutor {
     /// The executor for `zone`, over the shared store.
     pub fn new(zone: &str, store: Arc<dyn Store>) -> Self {
-        Self { zone: zone.to_owned(), store }
+        Self {
+            zone: zone.to_owned(),
+            store,
+        }
     }
 }
 
 fn io(job: &str, e: impl std::fmt::Display) -> ExecError {
-    ExecError::Refused { job: job.to_owned(), reason: format!("the zone's run queue is unavailable: {e}") }
+    ExecError::Refused {
+        job: job.to_owned(),
+        reason: format!("the zone's run queue is unavailable: {e}"),
+    }
 }
 
 /// The tidegate job a run id belongs to (`ID` or `ID.N`).
@@ -51,12 +57,18 @@ impl Executor for AgentExecutor {
 
     fn start(&self, launch: &Launch) -> Result<bool, ExecError> {
         let job = launch.job_id.as_str();
-        let job_id = JobId::new(job_of(job)).map_err(|e| ExecError::Invalid { job: job.to_owned(), reason: e.to_string() })?;
+        let job_id = JobId::new(job_of(job)).map_err(|e| ExecError::Invalid {
+            job: job.to_owned(),
+            reason: e.to_string(),
+        })?;
         let run = AgentRun {
             run_id: launch.job_id.clone(),
             job_id,
             zone: self.zone.clone(),
-            launch: serde_json::to_value(launch).map_err(|e| ExecError::Invalid { job: job.to_owned(), reason: e.to_string() })?,
+            launch: serde_json::to_value(launch).map_err(|e| ExecError::Invalid {
+                job: job.to_owned(),
+                reason: e.to_string(),
+            })?,
             cancel: false,
             status: "pending".into(),
             exit_code: None,
@@ -67,22 +79,34 @@ impl Executor for AgentExecutor {
     }
 
     fn poll(&self, run_id: &str) -> Result<RunStatus, ExecError> {
-        let Some(run) = self.store.agent_run(run_id).map_err(|e| io(run_id, e))? else { return Ok(RunStatus::Unknown) };
+        let Some(run) = self.store.agent_run(run_id).map_err(|e| io(run_id, e))? else {
+            return Ok(RunStatus::Unknown);
+        };
         Ok(match run.status.as_str() {
-            "exited" => RunStatus::Exited { code: run.exit_code.unwrap_or(-1) },
+            "exited" => RunStatus::Exited {
+                code: run.exit_code.unwrap_or(-1),
+            },
             "cancelled" => RunStatus::Cancelled,
-            "lost" => RunStatus::Lost { reason: format!("the agent in {} lost the run", self.zone) },
+            "lost" => RunStatus::Lost {
+                reason: format!("the agent in {} lost the run", self.zone),
+            },
             // pending: handed to the zone, which will start it at its next sync.
             _ => RunStatus::Running,
         })
     }
 
     fn cancel(&self, run_id: &str) -> Result<bool, ExecError> {
-        self.store.cancel_run(run_id, Timestamp::now()).map_err(|e| io(run_id, e))
+        self.store
+            .cancel_run(run_id, Timestamp::now())
+            .map_err(|e| io(run_id, e))
     }
 
     fn logs(&self, run_id: &str, max_bytes: u64) -> Result<String, ExecError> {
-        let run = self.store.agent_run(run_id).map_err(|e| io(run_id, e))?.ok_or_else(|| ExecError::Unknown(run_id.to_owned()))?;
+        let run = self
+            .store
+            .agent_run(run_id)
+            .map_err(|e| io(run_id, e))?
+            .ok_or_else(|| ExecError::Unknown(run_id.to_owned()))?;
         let t = run.log_tail;
         let max = usize::try_from(max_bytes).unwrap_or(usize::MAX);
         if t.len() <= max {

@@ -20,7 +20,10 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tidegate_identity::{Action, Role};
 use tidegate_model::{parse_job, LoadError};
-use tidegate_store::{JobEvent, JobFilter, JobId, JobRecord, JobState, NewJob, PageRequest, Timestamp, Transition, MAX_PAGE_SIZE};
+use tidegate_store::{
+    JobEvent, JobFilter, JobId, JobRecord, JobState, NewJob, PageRequest, Timestamp, Transition,
+    MAX_PAGE_SIZE,
+};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
@@ -76,19 +79,40 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/zones/{zone}/condition", post(set_zone_condition))
         .route("/v1/agents/{zone}/sync", post(agent_sync))
         .route("/v1/tokens", post(mint_token))
-        .route("/v1/artifacts", post(crate::artifacts_api::put_artifact).get(crate::artifacts_api::list_artifacts))
-        .route("/v1/artifacts/{digest}", get(crate::artifacts_api::get_artifact))
-        .route("/v1/artifacts/{digest}/verify", get(crate::artifacts_api::verify_artifact))
-        .route("/v1/artifacts/{digest}/promote", post(crate::artifacts_api::promote_artifact))
+        .route(
+            "/v1/artifacts",
+            post(crate::artifacts_api::put_artifact).get(crate::artifacts_api::list_artifacts),
+        )
+        .route(
+            "/v1/artifacts/{digest}",
+            get(crate::artifacts_api::get_artifact),
+        )
+        .route(
+            "/v1/artifacts/{digest}/verify",
+            get(crate::artifacts_api::verify_artifact),
+        )
+        .route(
+            "/v1/artifacts/{digest}/promote",
+            post(crate::artifacts_api::promote_artifact),
+        )
         .with_state(state)
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal(format!("worker failed: {e}")))?
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(format!("worker failed: {e}")))?
 }
 
 fn body<T>(r: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    r.map(|Json(t)| t).map_err(|e| ApiError::invalid("body", format!("the request body is not valid: {}", e.body_text())))
+    r.map(|Json(t)| t).map_err(|e| {
+        ApiError::invalid(
+            "body",
+            format!("the request body is not valid: {}", e.body_text()),
+        )
+    })
 }
 
 // ---------- shapes ----------
@@ -374,7 +398,11 @@ pub struct TokenResponse {
 async fn health(State(st): State<Arc<AppState>>) -> Json<Health> {
     let draining = st.draining.load(Ordering::SeqCst);
     Json(Health {
-        status: if draining { "draining".into() } else { "ok".into() },
+        status: if draining {
+            "draining".into()
+        } else {
+            "ok".into()
+        },
         leader: st.shared.leading.load(Ordering::SeqCst),
         store: st.shared.store.describe(),
     })
@@ -382,37 +410,71 @@ async fn health(State(st): State<Arc<AppState>>) -> Json<Health> {
 
 /// This document.
 #[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "The OpenAPI document"), (status = 401, body = ErrorBody)), security(("bearer" = ["any"])))]
-async fn openapi_doc(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn openapi_doc(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     st.auth.authenticate(&headers)?;
     Ok(Json(ApiDoc::openapi()).into_response())
 }
 
 /// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("bearer" = ["observe"])))]
-async fn metrics(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn metrics(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let caller = st.auth.authenticate(&headers)?;
     st.auth.authorize(&caller, Action::Observe, "")?;
-    let text = st.shared.metrics.render().map_err(|e| ApiError::internal(e.to_string()))?;
-    Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response())
+    let text = st
+        .shared
+        .metrics
+        .render()
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
 }
 
 fn manifest_error(errors: &tidegate_model::LoadErrors) -> ApiError {
     let field = errors.0.iter().find_map(|e| match e {
         LoadError::Invalid { field, .. } => Some(format!("manifest.{field}")),
-        LoadError::Syntax { line, column, .. } => Some(format!("manifest (line {line}, column {column})")),
+        LoadError::Syntax { line, column, .. } => {
+            Some(format!("manifest (line {line}, column {column})"))
+        }
         LoadError::Io { .. } => None,
     });
-    ApiError::new(StatusCode::BAD_REQUEST, "invalid_manifest", errors.to_string()).field(field.unwrap_or_else(|| "manifest".into()))
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_manifest",
+        errors.to_string(),
+    )
+    .field(field.unwrap_or_else(|| "manifest".into()))
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(v) = headers.get("idempotency-key") else { return Ok(None) };
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
     let key = v
         .to_str()
-        .map_err(|_| ApiError::invalid("Idempotency-Key", "the Idempotency-Key header must be printable ASCII"))?
+        .map_err(|_| {
+            ApiError::invalid(
+                "Idempotency-Key",
+                "the Idempotency-Key header must be printable ASCII",
+            )
+        })?
         .trim();
     if key.is_empty() || key.len() > 255 {
-        return Err(ApiError::invalid("Idempotency-Key", "the Idempotency-Key header must be 1 to 255 characters"));
+        return Err(ApiError::invalid(
+            "Idempotency-Key",
+            "the Idempotency-Key header must be 1 to 255 characters",
+        ));
     }
     Ok(Some(key.to_owned()))
 }
@@ -432,13 +494,24 @@ async fn submit_job(
 ) -> Result<Response, ApiError> {
     let caller = st.auth.authenticate(&headers)?;
     if st.draining.load(Ordering::SeqCst) {
-        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "draining", "the server is shutting down; submit to another replica or retry"));
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining",
+            "the server is shutting down; submit to another replica or retry",
+        ));
     }
     let req = body(req)?;
     if req.manifest.len() > MAX_MANIFEST {
-        return Err(ApiError::invalid("manifest", format!("the manifest is {} bytes; at most {MAX_MANIFEST}", req.manifest.len())));
+        return Err(ApiError::invalid(
+            "manifest",
+            format!(
+                "the manifest is {} bytes; at most {MAX_MANIFEST}",
+                req.manifest.len()
+            ),
+        ));
     }
-    let spec = parse_job(Path::new("manifest"), &req.manifest, &st.shared.fleet).map_err(|e| manifest_error(&e))?;
+    let spec = parse_job(Path::new("manifest"), &req.manifest, &st.shared.fleet)
+        .map_err(|e| manifest_error(&e))?;
     st.auth.authorize(&caller, Action::Submit, &spec.team)?;
     let key = idempotency_key(&headers)?;
     let shared = st.shared.clone();
@@ -458,17 +531,39 @@ async fn submit_job(
             if let Err(e) = shared.evidence.submitted(&out.job.id, manifest.as_bytes()) {
                 // Fail closed: a submission the ledger cannot record never runs.
                 let why = format!("refused: the evidence ledger cannot record the submission: {e}");
-                let _ = shared.store.transition(&out.job.id, Transition::to(JobState::Failed, out.job.version, Timestamp::now()).because(&why));
+                let _ = shared.store.transition(
+                    &out.job.id,
+                    Transition::to(JobState::Failed, out.job.version, Timestamp::now())
+                        .because(&why),
+                );
                 return Err(ApiError::unavailable(why));
             }
         }
         Ok((out.job, out.replayed))
     })
     .await?;
-    st.shared.metrics.submissions.get_or_create(&crate::metrics::label("outcome", if replayed { "replayed" } else { "new" })).inc();
+    st.shared
+        .metrics
+        .submissions
+        .get_or_create(&crate::metrics::label(
+            "outcome",
+            if replayed { "replayed" } else { "new" },
+        ))
+        .inc();
     st.shared.wake.notify();
-    let status = if replayed { StatusCode::OK } else { StatusCode::CREATED };
-    Ok((status, Json(SubmitResponse { job: JobView::from(&rec), replayed })).into_response())
+    let status = if replayed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((
+        status,
+        Json(SubmitResponse {
+            job: JobView::from(&rec),
+            replayed,
+        }),
+    )
+        .into_response())
 }
 
 /// List jobs, one page at a time.
@@ -487,7 +582,8 @@ async fn list_jobs(
         None if caller.is_admin() => None,
         None => Some(caller.team().to_owned()),
     };
-    st.auth.authorize(&caller, Action::Read, team.as_deref().unwrap_or(""))?;
+    st.auth
+        .authorize(&caller, Action::Read, team.as_deref().unwrap_or(""))?;
     let state = q
         .state
         .as_deref()
@@ -496,19 +592,44 @@ async fn list_jobs(
         .map_err(|e| ApiError::invalid("state", e.to_string()))?;
     let limit = q.limit.unwrap_or(100);
     if limit == 0 || limit > MAX_PAGE_SIZE {
-        return Err(ApiError::invalid("limit", format!("limit must be 1..={MAX_PAGE_SIZE}, got {limit}")));
+        return Err(ApiError::invalid(
+            "limit",
+            format!("limit must be 1..={MAX_PAGE_SIZE}, got {limit}"),
+        ));
     }
     let shared = st.shared.clone();
-    let filter = JobFilter { state, team, zone: q.zone };
-    let page = blocking(move || Ok(shared.store.list(&filter, PageRequest { after: q.after, limit })?)).await?;
-    Ok(Json(JobList { jobs: page.jobs.iter().map(JobView::from).collect(), next: page.next }))
+    let filter = JobFilter {
+        state,
+        team,
+        zone: q.zone,
+    };
+    let page = blocking(move || {
+        Ok(shared.store.list(
+            &filter,
+            PageRequest {
+                after: q.after,
+                limit,
+            },
+        )?)
+    })
+    .await?;
+    Ok(Json(JobList {
+        jobs: page.jobs.iter().map(JobView::from).collect(),
+        next: page.next,
+    }))
 }
 
 async fn load_job(st: &Arc<AppState>, id: &str) -> Result<JobRecord, ApiError> {
     let id = JobId::new(id).map_err(|e| ApiError::invalid("id", e.to_string()))?;
     let shared = st.shared.clone();
     let shown = id.to_string();
-    blocking(move || shared.store.get(&id)?.ok_or_else(|| ApiError::not_found(format!("job `{shown}` not found")))).await
+    blocking(move || {
+        shared
+            .store
+            .get(&id)?
+            .ok_or_else(|| ApiError::not_found(format!("job `{shown}` not found")))
+    })
+    .await
 }
 
 /// A job: its state, why, and every event (the placement explanation is in the first `queued`
@@ -516,14 +637,21 @@ async fn load_job(st: &Arc<AppState>, id: &str) -> Result<JobRecord, ApiError> {
 #[utoipa::path(get, path = "/v1/jobs/{id}", params(("id" = String, Path, description = "Job id")),
     responses((status = 200, body = JobDetail), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = ["read"])))]
-async fn get_job(State(st): State<Arc<AppState>>, headers: HeaderMap, UrlPath(id): UrlPath<String>) -> Result<Json<JobDetail>, ApiError> {
+async fn get_job(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Json<JobDetail>, ApiError> {
     let caller = st.auth.authenticate(&headers)?;
     let rec = load_job(&st, &id).await?;
     st.auth.authorize(&caller, Action::Read, &rec.team)?;
     let shared = st.shared.clone();
     let jid = rec.id.clone();
     let events = blocking(move || Ok(shared.store.events(&jid)?)).await?;
-    Ok(Json(JobDetail { job: JobView::from(&rec), events: events.iter().map(EventView::from).collect() }))
+    Ok(Json(JobDetail {
+        job: JobView::from(&rec),
+        events: events.iter().map(EventView::from).collect(),
+    }))
 }
 
 /// The end of a job's output (from its zone's executor).
@@ -542,9 +670,17 @@ async fn job_logs(
     st.auth.authorize(&caller, Action::Read, &rec.team)?;
     let tail = q.tail_bytes.unwrap_or(65_536).min(1 << 20);
     let Some(zone) = rec.pool.as_ref().and(rec.zone.clone()) else {
-        return Ok(Json(LogsView { job: rec.id.to_string(), logs: String::new() }));
+        return Ok(Json(LogsView {
+            job: rec.id.to_string(),
+            logs: String::new(),
+        }));
     };
-    let exec = st.shared.executors.get(&zone).cloned().ok_or_else(|| ApiError::not_found(format!("zone `{zone}` has no executor here")))?;
+    let exec = st
+        .shared
+        .executors
+        .get(&zone)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(format!("zone `{zone}` has no executor here")))?;
     let shared = st.shared.clone();
     let id = rec.id.clone();
     let logs = blocking(move || {
@@ -560,14 +696,21 @@ async fn job_logs(
         Err(e) => Err(ApiError::internal(e.to_string())),
     })
     .await?;
-    Ok(Json(LogsView { job: rec.id.to_string(), logs }))
+    Ok(Json(LogsView {
+        job: rec.id.to_string(),
+        logs,
+    }))
 }
 
 /// Cancel a job that has not ended; a running job is stopped.
 #[utoipa::path(post, path = "/v1/jobs/{id}/cancel", params(("id" = String, Path, description = "Job id")),
     responses((status = 200, body = JobView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = ["cancel"])))]
-async fn cancel_job(State(st): State<Arc<AppState>>, headers: HeaderMap, UrlPath(id): UrlPath<String>) -> Result<Json<JobView>, ApiError> {
+async fn cancel_job(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Json<JobView>, ApiError> {
     let caller = st.auth.authenticate(&headers)?;
     let rec = load_job(&st, &id).await?;
     st.auth.authorize(&caller, Action::Cancel, &rec.team)?;
@@ -578,18 +721,30 @@ async fn cancel_job(State(st): State<Arc<AppState>>, headers: HeaderMap, UrlPath
         // A concurrent change (the scheduler admitting it) moves the version: retry a few times.
         for _ in 0..5 {
             if rec.state.is_terminal() {
-                return Err(ApiError::new(StatusCode::CONFLICT, "conflict", format!("job `{}` already ended ({})", rec.id, rec.state)));
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "conflict",
+                    format!("job `{}` already ended ({})", rec.id, rec.state),
+                ));
             }
-            let t = Transition::to(JobState::Cancelled, rec.version, Timestamp::now()).because(&format!("cancelled by {who}"));
+            let t = Transition::to(JobState::Cancelled, rec.version, Timestamp::now())
+                .because(&format!("cancelled by {who}"));
             match shared.store.transition(&rec.id, t) {
                 Ok(r) => return Ok(r),
                 Err(tidegate_store::StoreError::VersionConflict { .. }) => {
-                    rec = shared.store.get(&rec.id)?.ok_or_else(|| ApiError::not_found("job vanished"))?;
+                    rec = shared
+                        .store
+                        .get(&rec.id)?
+                        .ok_or_else(|| ApiError::not_found("job vanished"))?;
                 }
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(ApiError::new(StatusCode::CONFLICT, "conflict", "the job keeps changing; retry"))
+        Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "the job keeps changing; retry",
+        ))
     })
     .await?;
     st.shared.wake.notify();
@@ -612,7 +767,10 @@ async fn approve_job(
     let rec = load_job(&st, &id).await?;
     st.auth.authorize(&caller, Action::Approve, &rec.team)?;
     if !matches!(req.scope.as_str(), "run" | "burst" | "export") {
-        return Err(ApiError::invalid("scope", format!("`{}` is not one of run, burst, export", req.scope)));
+        return Err(ApiError::invalid(
+            "scope",
+            format!("`{}` is not one of run, burst, export", req.scope),
+        ));
     }
     let shared = st.shared.clone();
     let approver = caller.subject().to_owned();
@@ -620,7 +778,11 @@ async fn approve_job(
         shared
             .evidence
             .approved(&rec.id, &approver, &req.scope)
-            .map_err(|e| ApiError::unavailable(format!("the approval was not recorded: the evidence ledger cannot record it: {e}")))?;
+            .map_err(|e| {
+                ApiError::unavailable(format!(
+                    "the approval was not recorded: the evidence ledger cannot record it: {e}"
+                ))
+            })?;
         shared.store.append_event(
             &rec.id,
             tidegate_store::EventDraft {
@@ -635,18 +797,25 @@ async fn approve_job(
     })
     .await?;
     let (rec, events) = events;
-    Ok(Json(JobDetail { job: JobView::from(&rec), events: events.iter().map(EventView::from).collect() }))
+    Ok(Json(JobDetail {
+        job: JobView::from(&rec),
+        events: events.iter().map(EventView::from).collect(),
+    }))
 }
 
 /// Zones, their pools, and how many jobs wait and run in each.
 #[utoipa::path(get, path = "/v1/zones",
     responses((status = 200, body = [ZoneView]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = ["observe"])))]
-async fn list_zones(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Result<Json<Vec<ZoneView>>, ApiError> {
+async fn list_zones(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<ZoneView>>, ApiError> {
     let caller = st.auth.authenticate(&headers)?;
     st.auth.authorize(&caller, Action::Observe, "")?;
     let shared = st.shared.clone();
-    let (counts, conditions) = blocking(move || Ok((shared.store.counts()?, shared.store.zone_conditions()?))).await?;
+    let (counts, conditions) =
+        blocking(move || Ok((shared.store.counts()?, shared.store.zone_conditions()?))).await?;
     let views = st
         .shared
         .fleet
@@ -655,13 +824,27 @@ async fn list_zones(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Resu
         .map(|z| {
             let cond = conditions.iter().find(|c| c.zone == z.name);
             let count = |states: &[JobState]| {
-                counts.iter().filter(|c| c.zone.as_deref() == Some(z.name.as_str()) && states.contains(&c.state)).map(|c| c.count).sum()
+                counts
+                    .iter()
+                    .filter(|c| {
+                        c.zone.as_deref() == Some(z.name.as_str()) && states.contains(&c.state)
+                    })
+                    .map(|c| c.count)
+                    .sum()
             };
             ZoneView {
                 name: z.name.clone(),
                 tier: z.tier.as_str().to_owned(),
                 backend: z.backend.kind().to_owned(),
-                pools: z.pools.iter().map(|p| PoolView { name: p.name.clone(), gpu_type: p.gpu_type.clone(), gpus: p.gpus }).collect(),
+                pools: z
+                    .pools
+                    .iter()
+                    .map(|p| PoolView {
+                        name: p.name.clone(),
+                        gpu_type: p.gpu_type.clone(),
+                        gpus: p.gpus,
+                    })
+                    .collect(),
                 queued: count(&[JobState::Queued]),
                 running: count(&[JobState::Admitted, JobState::Running]),
                 health: cond.map_or_else(|| "healthy".to_owned(), |c| c.health.clone()),
@@ -688,23 +871,37 @@ async fn set_zone_condition(
     let req = body(req)?;
     st.auth.authorize(&caller, Action::Administer, "")?;
     if st.shared.fleet.zone(&zone).is_none() {
-        return Err(ApiError::not_found(format!("zone `{zone}` is not in the fleet")));
+        return Err(ApiError::not_found(format!(
+            "zone `{zone}` is not in the fleet"
+        )));
     }
     if !tidegate_store::ZONE_HEALTH.contains(&req.health.as_str()) {
-        return Err(ApiError::invalid("health", format!("`{}` is not one of healthy, degraded, unreachable", req.health)));
+        return Err(ApiError::invalid(
+            "health",
+            format!(
+                "`{}` is not one of healthy, degraded, unreachable",
+                req.health
+            ),
+        ));
     }
     let cond = tidegate_store::ZoneCondition {
         zone: zone.clone(),
         health: req.health,
         throttled: req.throttled,
-        reason: req.reason.map(|r| format!("{r} (set by {})", caller.subject())),
+        reason: req
+            .reason
+            .map(|r| format!("{r} (set by {})", caller.subject())),
         updated_at: Timestamp::now(),
     };
     let shared = st.shared.clone();
     blocking(move || Ok(shared.store.set_zone_condition(&cond)?)).await?;
     st.shared.wake.notify();
     let Json(zones) = list_zones(State(st.clone()), headers).await?;
-    zones.into_iter().find(|z| z.name == zone).map(Json).ok_or_else(|| ApiError::not_found(format!("zone `{zone}`")))
+    zones
+        .into_iter()
+        .find(|z| z.name == zone)
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("zone `{zone}`")))
 }
 
 /// A zone agent's sync (agent token for that zone): records its heartbeat and its reports,
@@ -725,19 +922,56 @@ async fn agent_sync(
         return Err(ApiError::new(StatusCode::CONFLICT, "conflict", format!("zone `{zone}` is not run by an agent here (start the control plane with --agent-zone {zone})")));
     }
     if req.agent.trim().is_empty() || req.agent.len() > 128 {
-        return Err(ApiError::invalid("agent", "the agent name must be 1 to 128 characters"));
+        return Err(ApiError::invalid(
+            "agent",
+            "the agent name must be 1 to 128 characters",
+        ));
     }
     let reports: Vec<tidegate_store::RunReport> = req
         .runs
         .into_iter()
-        .map(|r| tidegate_store::RunReport { run_id: r.run_id, status: r.status, exit_code: r.exit_code, log_tail: r.log_tail })
+        .map(|r| tidegate_store::RunReport {
+            run_id: r.run_id,
+            status: r.status,
+            exit_code: r.exit_code,
+            log_tail: r.log_tail,
+        })
         .collect();
     let shared = st.shared.clone();
     let agent = req.agent;
-    let work = blocking(move || Ok(shared.store.agent_sync(&zone, &agent, &reports, Timestamp::now(), 64)?)).await?;
+    let (cancel, start) = blocking(move || {
+        let work = shared.store.agent_sync(&zone, &agent, &reports, Timestamp::now(), 64)?;
+        let (cancel, pending): (Vec<_>, Vec<_>) = work.into_iter().partition(|r| r.cancel);
+        // Last line before a run starts in the zone: a run whose job is no longer placed there,
+        // or whose placement the rules in force no longer allow, is withheld (the leader
+        // withdraws it, ledgered, and places the job again).
+        let mut start = Vec::with_capacity(pending.len());
+        for run in pending {
+            let pool = run.launch.get("pool").and_then(|p| p.as_str()).unwrap_or_default().to_owned();
+            let verdict = match shared.store.get(&run.job_id)? {
+                Some(rec) => crate::control::may_start(&shared, &rec, &zone, &pool),
+                None => Err(tidegate_placement::Withdrawn { reasons: vec!["job:unknown".into()], message: format!("job {} is not in the store", run.job_id) }),
+            };
+            match verdict {
+                Ok(()) => start.push(run.launch),
+                Err(w) => {
+                    tracing::warn!(run = %run.run_id, zone = %zone, reason = %w, "withheld a run from the zone's agent");
+                    // A run whose job has left this placement (cancelled, ended, placed again)
+                    // is marked stopped, so the agent reports it and it never starts.
+                    if w.reasons.iter().any(|r| r.starts_with("job:")) {
+                        shared.store.cancel_run(&run.run_id, Timestamp::now())?;
+                    }
+                }
+            }
+        }
+        Ok((cancel, start))
+    })
+    .await?;
     st.shared.wake.notify();
-    let (cancel, start): (Vec<_>, Vec<_>) = work.into_iter().partition(|r| r.cancel);
-    Ok(Json(SyncResponse { start: start.into_iter().map(|r| r.launch).collect(), cancel: cancel.into_iter().map(|r| r.run_id).collect() }))
+    Ok(Json(SyncResponse {
+        start,
+        cancel: cancel.into_iter().map(|r| r.run_id).collect(),
+    }))
 }
 
 /// Mint a user token (admin only).
@@ -754,16 +988,33 @@ async fn mint_token(
     st.auth.authorize(&caller, Action::Administer, &req.team)?;
     let role = Role::parse(&req.role).map_err(|e| ApiError::invalid("role", e.to_string()))?;
     let minutes = req.minutes.unwrap_or(60);
-    let token = st.auth.mint(&req.subject, role, &req.team, minutes).map_err(|e| if e.code == "invalid_request" { e.field("minutes") } else { e })?;
+    let token = st
+        .auth
+        .mint(&req.subject, role, &req.team, minutes)
+        .map_err(|e| {
+            if e.code == "invalid_request" {
+                e.field("minutes")
+            } else {
+                e
+            }
+        })?;
     // Recorded before the token is handed out: a token the ledger cannot record is not issued.
     let (token_id, expires) = st.auth.token_id(&token)?;
     let shared = st.shared.clone();
-    let (issuer, role_name, team) = (caller.subject().to_owned(), role.as_str().to_owned(), req.team.clone());
+    let (issuer, role_name, team) = (
+        caller.subject().to_owned(),
+        role.as_str().to_owned(),
+        req.team.clone(),
+    );
     blocking(move || {
         shared
             .evidence
             .token_issued(&issuer, &token_id, expires, &role_name, &team)
-            .map_err(|e| ApiError::unavailable(format!("the token was not issued: the evidence ledger cannot record it: {e}")))
+            .map_err(|e| {
+                ApiError::unavailable(format!(
+                    "the token was not issued: the evidence ledger cannot record it: {e}"
+                ))
+            })
     })
     .await?;
     Ok((StatusCode::CREATED, Json(TokenResponse { token, minutes })).into_response())

@@ -28,7 +28,10 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use tidegate_artifacts::gates::Stage;
 use tidegate_artifacts::ledger_sink::{EntryWriter, LedgerSink};
-use tidegate_artifacts::{ops, ArtifactError, ArtifactKind, ArtifactRecord, ArtifactStore, Digest, Lane, PutOptions, VerifyReport};
+use tidegate_artifacts::{
+    ops, ArtifactError, ArtifactKind, ArtifactRecord, ArtifactStore, Digest, Lane, PutOptions,
+    VerifyReport,
+};
 use tidegate_identity::Action;
 use utoipa::{IntoParams, ToSchema};
 
@@ -70,6 +73,9 @@ pub struct ArtifactView {
     pub stage: String,
     /// When it was stored, Unix seconds.
     pub created_at: u64,
+    /// Its classification (`LEVEL` or `LEVEL/TAG,TAG`); absent when unclassified (judged as
+    /// the most sensitive data the fleet knows).
+    pub classification: Option<String>,
 }
 
 impl ArtifactView {
@@ -85,6 +91,10 @@ impl ArtifactView {
             labels: r.labels.clone(),
             stage: stage.as_str().to_owned(),
             created_at: r.created_at,
+            classification: r
+                .classification
+                .as_ref()
+                .map(tidegate_artifacts::ArtifactClass::describe),
         }
     }
 }
@@ -169,6 +179,13 @@ pub struct PutQuery {
     pub sensitive: Option<bool>,
     /// The team it is stored for (default: the caller's).
     pub team: Option<String>,
+    /// The job that produced it (a job of the team): the artifact inherits that job's effective
+    /// classification, whatever else is declared. Required for checkpoints.
+    pub job: Option<String>,
+    /// Its classification as `LEVEL` or `LEVEL/TAG,TAG` (joined with the job's when `job` is
+    /// given: the stricter wins). Without either, the artifact is unclassified and judged as the
+    /// most sensitive data the fleet knows.
+    pub classification: Option<String>,
 }
 
 /// Which artifacts to list.
@@ -196,7 +213,9 @@ fn blocking_err(e: tokio::task::JoinError) -> ApiError {
     ApiError::internal(format!("worker failed: {e}"))
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f).await.map_err(blocking_err)?
 }
 
@@ -211,7 +230,8 @@ fn open_store(shared: &Shared, now: u64) -> Result<ArtifactStore, ApiError> {
 }
 
 fn parse_digest(s: &str) -> Result<Digest, ApiError> {
-    s.parse::<Digest>().map_err(|e| ApiError::invalid("digest", e.to_string()))
+    s.parse::<Digest>()
+        .map_err(|e| ApiError::invalid("digest", e.to_string()))
 }
 
 fn team_of(r: &ArtifactRecord) -> &str {
@@ -224,35 +244,60 @@ pub fn artifact_error(e: ArtifactError) -> ApiError {
     match e {
         ArtifactError::InvalidDigest(_) => ApiError::invalid("digest", message),
         ArtifactError::NotFound(_) => ApiError::not_found(message),
-        ArtifactError::Tampered { .. } => ApiError::new(StatusCode::CONFLICT, "artifact_tampered", message),
+        ArtifactError::Tampered { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "artifact_tampered", message)
+        }
         ArtifactError::Shredded(_) => ApiError::new(StatusCode::GONE, "artifact_shredded", message),
         ArtifactError::Conflict { .. } => ApiError::new(StatusCode::CONFLICT, "conflict", message),
         ArtifactError::TokenRefused { code, .. } => match code {
-            "token-expired" => ApiError::new(StatusCode::UNAUTHORIZED, "token_expired", message).field("Authorization"),
-            "token-request-denied" => ApiError::new(StatusCode::FORBIDDEN, "token_not_granted", message).field("Authorization"),
+            "token-expired" => ApiError::new(StatusCode::UNAUTHORIZED, "token_expired", message)
+                .field("Authorization"),
+            "token-request-denied" => {
+                ApiError::new(StatusCode::FORBIDDEN, "token_not_granted", message)
+                    .field("Authorization")
+            }
+            tidegate_artifacts::access::ZONE_NOT_ALLOWED => {
+                ApiError::new(StatusCode::FORBIDDEN, "zone_not_allowed", message).field("zone")
+            }
             "token-invalid-spec" => ApiError::invalid("zone", message),
-            "token-invalid-keyring" => ApiError::unavailable(format!("token keys are unusable: {message}")),
+            "token-invalid-keyring" => {
+                ApiError::unavailable(format!("token keys are unusable: {message}"))
+            }
             "token-library-error" => ApiError::internal(message),
-            _ => ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message).field("Authorization"),
+            _ => ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message)
+                .field("Authorization"),
         },
-        ArtifactError::Unauthorized(_) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", message),
-        ArtifactError::Key(_) | ArtifactError::Signature(_) => {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "verification_failed", message)
+        ArtifactError::Unauthorized(_) => {
+            ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
         }
+        ArtifactError::Key(_) | ArtifactError::Signature(_) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "verification_failed",
+            message,
+        ),
         ArtifactError::Invalid(_) => ApiError::invalid("body", message),
-        ArtifactError::PromotionRefused { .. } => {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "promotion_refused", message)
+        ArtifactError::PromotionRefused { .. } => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "promotion_refused",
+            message,
+        ),
+        ArtifactError::Evidence(_) => {
+            ApiError::unavailable(format!("{message}; nothing was changed, retry later"))
         }
-        ArtifactError::Evidence(_) => ApiError::unavailable(format!("{message}; nothing was changed, retry later")),
-        ArtifactError::Policy(_) | ArtifactError::Backend(_) | ArtifactError::Kms(_) | ArtifactError::Io { .. } => {
-            ApiError::internal(message)
-        }
+        ArtifactError::Policy(_)
+        | ArtifactError::Backend(_)
+        | ArtifactError::Kms(_)
+        | ArtifactError::Io { .. } => ApiError::internal(message),
     }
 }
 
 fn refuse_while_draining(st: &AppState) -> Result<(), ApiError> {
     if st.draining.load(Ordering::SeqCst) {
-        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "draining", "the server is shutting down; retry on another replica"));
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining",
+            "the server is shutting down; retry on another replica",
+        ));
     }
     Ok(())
 }
@@ -261,10 +306,71 @@ fn refuse_while_draining(st: &AppState) -> Result<(), ApiError> {
 async fn load_record(st: &Arc<AppState>, digest: &Digest) -> Result<ArtifactRecord, ApiError> {
     let shared = st.shared.clone();
     let digest = digest.clone();
-    blocking(move || ArtifactStore::open(shared.evidence.data_dir()).and_then(|s| s.record(&digest)).map_err(artifact_error)).await
+    blocking(move || {
+        ArtifactStore::open(shared.evidence.data_dir())
+            .and_then(|s| s.record(&digest))
+            .map_err(artifact_error)
+    })
+    .await
 }
 
-fn parse_put_query(pairs: Vec<(String, String)>) -> Result<(PutQuery, BTreeMap<String, String>), ApiError> {
+/// `LEVEL` or `LEVEL/TAG,TAG`, ranked by the fleet's scheme.
+fn parse_classification(
+    text: &str,
+    scheme: &tidegate_model::Scheme,
+) -> Result<tidegate_model::Classification, ApiError> {
+    tidegate_data::holding::parse_classification(text, scheme)
+        .map_err(|e| ApiError::invalid("classification", e))
+}
+
+/// The effective classification of job `id` of `team` (its inputs and labels, under the fleet
+/// and datasets in force), joined with what the caller declared.
+fn job_classification(
+    shared: &Shared,
+    id: &str,
+    team: &str,
+    declared: Option<&tidegate_model::Classification>,
+) -> Result<tidegate_model::Classification, ApiError> {
+    let job_id =
+        tidegate_store::JobId::new(id).map_err(|e| ApiError::invalid("job", e.to_string()))?;
+    let rec = shared
+        .store
+        .get(&job_id)?
+        .ok_or_else(|| ApiError::invalid("job", format!("no job `{id}`")))?;
+    let text = rec
+        .spec
+        .get("manifest")
+        .and_then(|m| m.as_str())
+        .unwrap_or_default();
+    let spec = tidegate_model::parse_job(
+        std::path::Path::new(&format!("job {id}")),
+        text,
+        &shared.fleet,
+    )
+    .map_err(|e| {
+        ApiError::unavailable(format!(
+            "job {id}'s manifest no longer loads, so its artifact cannot be classified: {e}"
+        ))
+    })?;
+    if spec.team != team {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("job `{id}` is not a job of team {team}"),
+        )
+        .field("job"));
+    }
+    let profile = tidegate_model::JobProfile::resolve(&spec, &shared.fleet)
+        .map_err(|e| ApiError::unavailable(format!("job {id} cannot be classified: {e}")))?;
+    Ok(match declared {
+        Some(d) => profile.effective.join(d, &shared.fleet.scheme),
+        None => profile.effective,
+    })
+}
+
+fn parse_put_query(
+    pairs: Vec<(String, String)>,
+) -> Result<(PutQuery, BTreeMap<String, String>), ApiError> {
     let mut q = PutQuery::default();
     let mut kind = None;
     let mut labels = BTreeMap::new();
@@ -274,25 +380,45 @@ fn parse_put_query(pairs: Vec<(String, String)>) -> Result<(PutQuery, BTreeMap<S
             "lane" => q.lane = Some(value),
             "name" => q.name = Some(value),
             "team" => q.team = Some(value),
+            "job" => q.job = Some(value),
+            "classification" => q.classification = Some(value),
             "sensitive" => {
-                q.sensitive = Some(value.parse().map_err(|_| ApiError::invalid("sensitive", format!("`{value}` is not true or false")))?);
+                q.sensitive = Some(value.parse().map_err(|_| {
+                    ApiError::invalid("sensitive", format!("`{value}` is not true or false"))
+                })?);
             }
             "label" => {
-                let (k, v) = value.split_once('=').ok_or_else(|| ApiError::invalid("label", format!("expected KEY=VALUE, got `{value}`")))?;
+                let (k, v) = value.split_once('=').ok_or_else(|| {
+                    ApiError::invalid("label", format!("expected KEY=VALUE, got `{value}`"))
+                })?;
                 if k == TEAM_LABEL {
-                    return Err(ApiError::invalid("label", "the team is set with the `team` parameter, not a label"));
+                    return Err(ApiError::invalid(
+                        "label",
+                        "the team is set with the `team` parameter, not a label",
+                    ));
                 }
                 labels.insert(k.to_owned(), v.to_owned());
             }
-            other => return Err(ApiError::invalid(other, format!("unknown query parameter `{other}`"))),
+            other => {
+                return Err(ApiError::invalid(
+                    other,
+                    format!("unknown query parameter `{other}`"),
+                ))
+            }
         }
     }
-    q.kind = kind.ok_or_else(|| ApiError::invalid("kind", "the artifact kind is required: ?kind=model (or checkpoint, dataset-snapshot, ...)"))?;
+    q.kind = kind.ok_or_else(|| {
+        ApiError::invalid(
+            "kind",
+            "the artifact kind is required: ?kind=model (or checkpoint, dataset-snapshot, ...)",
+        )
+    })?;
     Ok((q, labels))
 }
 
 fn view(store: &ArtifactStore, r: &ArtifactRecord) -> Result<ArtifactView, ApiError> {
-    let stage = tidegate_artifacts::gates::current_stage(store, &r.digest).map_err(artifact_error)?;
+    let stage =
+        tidegate_artifacts::gates::current_stage(store, &r.digest).map_err(artifact_error)?;
     Ok(ArtifactView::new(r, stage))
 }
 
@@ -318,11 +444,17 @@ fn verify_view(store: &ArtifactStore, report: &VerifyReport) -> Result<VerifyVie
 fn content_response(record: &ArtifactRecord, content: Vec<u8>) -> Response {
     let mut resp = (StatusCode::OK, content).into_response();
     let headers = resp.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
     if let Ok(v) = HeaderValue::from_str(&record.digest.to_string()) {
         headers.insert("x-tidegate-digest", v);
     }
-    headers.insert("x-tidegate-kind", HeaderValue::from_static(record.kind.as_str()));
+    headers.insert(
+        "x-tidegate-kind",
+        HeaderValue::from_static(record.kind.as_str()),
+    );
     resp
 }
 
@@ -347,22 +479,68 @@ pub(crate) async fn put_artifact(
     refuse_while_draining(&st)?;
     let Query(pairs) = q.map_err(|e| ApiError::invalid("query", e.body_text()))?;
     let (q, mut labels) = parse_put_query(pairs)?;
-    let kind: ArtifactKind = q.kind.parse().map_err(|e: ArtifactError| ApiError::invalid("kind", e.to_string()))?;
-    let lane: Lane = q.lane.as_deref().unwrap_or("production").parse().map_err(|e: ArtifactError| ApiError::invalid("lane", e.to_string()))?;
+    let kind: ArtifactKind = q
+        .kind
+        .parse()
+        .map_err(|e: ArtifactError| ApiError::invalid("kind", e.to_string()))?;
+    let lane: Lane = q
+        .lane
+        .as_deref()
+        .unwrap_or("production")
+        .parse()
+        .map_err(|e: ArtifactError| ApiError::invalid("lane", e.to_string()))?;
     let team = q.team.unwrap_or_else(|| caller.team().to_owned());
     if team.is_empty() {
-        return Err(ApiError::invalid("team", "name the team the artifact is stored for: ?team=NAME"));
+        return Err(ApiError::invalid(
+            "team",
+            "name the team the artifact is stored for: ?team=NAME",
+        ));
     }
     st.auth.authorize(&caller, Action::Submit, &team)?;
     // Read the body only once the caller may store: nothing large is buffered for strangers.
-    let content = axum::body::to_bytes(body, MAX_ARTIFACT_BYTES).await.map_err(|e| {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", format!("the content could not be read or is over {MAX_ARTIFACT_BYTES} bytes: {e}")).field("body")
-    })?;
+    let content = axum::body::to_bytes(body, MAX_ARTIFACT_BYTES)
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("the content could not be read or is over {MAX_ARTIFACT_BYTES} bytes: {e}"),
+            )
+            .field("body")
+        })?;
     labels.insert(TEAM_LABEL.to_owned(), team.clone());
-    let options = PutOptions { name: q.name.unwrap_or_default(), lane, sensitive: q.sensitive.unwrap_or(false), labels };
+    if kind == ArtifactKind::Checkpoint && q.job.is_none() {
+        return Err(ApiError::invalid("job", "a checkpoint is produced by a job: name it with ?job=ID (`tidegate checkpoint push` does, from TIDEGATE_JOB_ID), so it inherits the job's classification"));
+    }
+    let declared = q
+        .classification
+        .as_deref()
+        .map(|c| parse_classification(c, &st.shared.fleet.scheme))
+        .transpose()?;
     let now = st.auth.now();
     let shared = st.shared.clone();
+    let (name, sensitive, job) = (
+        q.name.unwrap_or_default(),
+        q.sensitive.unwrap_or(false),
+        q.job,
+    );
     let view = blocking(move || {
+        let classification = match &job {
+            Some(id) => Some(job_classification(&shared, id, &team, declared.as_ref())?),
+            None => declared,
+        };
+        if let Some(id) = &job {
+            labels.insert("job".to_owned(), id.clone());
+        }
+        let scheme = &shared.fleet.scheme;
+        let sensitive = sensitive || classification.as_ref().is_none_or(|c| scheme.private_only(c));
+        let options = PutOptions {
+            name,
+            lane,
+            sensitive,
+            labels,
+            classification: classification.map(|c| tidegate_data::holding::class_of(&c, scheme)),
+        };
         let store = open_store(&shared, now)?;
         let digest = Digest::of(&content);
         if let Ok(existing) = store.record(&digest) {
@@ -393,7 +571,8 @@ pub(crate) async fn list_artifacts(
         None if caller.is_admin() => None,
         None => Some(caller.team().to_owned()),
     };
-    st.auth.authorize(&caller, Action::Read, team.as_deref().unwrap_or(""))?;
+    st.auth
+        .authorize(&caller, Action::Read, team.as_deref().unwrap_or(""))?;
     let shared = st.shared.clone();
     let artifacts = blocking(move || {
         let store = ArtifactStore::open(shared.evidence.data_dir()).map_err(artifact_error)?;
@@ -429,13 +608,28 @@ pub(crate) async fn get_artifact(
     let now = st.auth.now();
     let shared = st.shared.clone();
     if let Some(zone) = q.zone {
-        // A job's read: the bearer token is a scoped job token, checked offline.
+        // A job's read: the bearer token is a scoped job token, checked offline; the zone is
+        // proven by its agent's token, and the artifact must be data that may be in that zone.
         let token = crate::auth::bearer(&headers)?.to_owned();
+        st.auth.authenticate_zone(&headers, &zone)?;
         let digest = parse_digest(&digest)?;
         let verifier = st.auth.verifier()?;
         let (record, content) = blocking(move || {
             let store = open_store(&shared, now)?;
-            ops::read_with_job_token(&store, &verifier, &token, &digest, &zone, now).map_err(artifact_error)
+            let versions = tidegate_data::Registry::open(shared.evidence.data_dir())
+                .list()
+                .map_err(|e| {
+                    ApiError::unavailable(format!("the dataset registry cannot be read: {e}"))
+                })?;
+            let admit = |r: &tidegate_artifacts::ArtifactRecord, z: &str| {
+                let released = tidegate_data::holding::is_released(&store, &r.digest);
+                let what =
+                    tidegate_data::holding::of_artifact(r, released, &versions, &shared.fleet);
+                tidegate_data::holding::may_hold(&shared.fleet, &shared.policy, &what, z)
+                    .map_err(|reasons| reasons.join("; "))
+            };
+            ops::read_with_job_token(&store, &verifier, &admit, &token, &digest, &zone, now)
+                .map_err(artifact_error)
         })
         .await?;
         return Ok(content_response(&record, content));
@@ -496,19 +690,41 @@ pub(crate) async fn promote_artifact(
 ) -> Result<Json<PromoteResponse>, ApiError> {
     let caller = st.auth.authenticate(&headers)?;
     refuse_while_draining(&st)?;
-    let req = req.map(|Json(r)| r).map_err(|e| ApiError::invalid("body", format!("the request body is not valid: {}", e.body_text())))?;
+    let req = req.map(|Json(r)| r).map_err(|e| {
+        ApiError::invalid(
+            "body",
+            format!("the request body is not valid: {}", e.body_text()),
+        )
+    })?;
     let digest = parse_digest(&digest)?;
     let record = load_record(&st, &digest).await?;
-    st.auth.authorize(&caller, Action::Approve, team_of(&record))?;
-    let to: Stage = req.to.parse().map_err(|e: ArtifactError| ApiError::invalid("to", e.to_string()))?;
+    st.auth
+        .authorize(&caller, Action::Approve, team_of(&record))?;
+    let to: Stage = req
+        .to
+        .parse()
+        .map_err(|e: ArtifactError| ApiError::invalid("to", e.to_string()))?;
     let actor = match req.actor {
         Some(a) if a != caller.subject() && !caller.is_admin() => {
-            return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("{} may only promote as themselves, not as `{a}`", caller.subject())).field("actor"));
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "{} may only promote as themselves, not as `{a}`",
+                    caller.subject()
+                ),
+            )
+            .field("actor"));
         }
         Some(a) => a,
         None => caller.subject().to_owned(),
     };
-    tidegate_ledger::Ident::new(&actor).map_err(|e| ApiError::invalid("actor", format!("`{actor}` cannot be recorded as the actor: {e}")))?;
+    tidegate_ledger::Ident::new(&actor).map_err(|e| {
+        ApiError::invalid(
+            "actor",
+            format!("`{actor}` cannot be recorded as the actor: {e}"),
+        )
+    })?;
     let now = st.auth.now();
     let shared = st.shared.clone();
     let rec = blocking(move || {
@@ -532,7 +748,9 @@ mod tests {
 
     #[test]
     fn a_ledger_that_cannot_record_refuses_with_503() {
-        let e = artifact_error(ArtifactError::Evidence("the evidence ledger refused the entry: closed".into()));
+        let e = artifact_error(ArtifactError::Evidence(
+            "the evidence ledger refused the entry: closed".into(),
+        ));
         assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(e.code, "unavailable");
         assert!(e.message.contains("nothing was changed"), "{}", e.message);
@@ -540,24 +758,64 @@ mod tests {
 
     #[test]
     fn token_refusals_keep_their_meaning() {
-        let refused = |code| ArtifactError::TokenRefused { resource: "model:sha256:00".into(), code, reason: "why".into() };
+        let refused = |code| ArtifactError::TokenRefused {
+            resource: "model:sha256:00".into(),
+            code,
+            reason: "why".into(),
+        };
         let e = artifact_error(refused("token-expired"));
-        assert_eq!((e.status, e.code), (StatusCode::UNAUTHORIZED, "token_expired"));
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::UNAUTHORIZED, "token_expired")
+        );
         let e = artifact_error(refused("token-request-denied"));
-        assert_eq!((e.status, e.code), (StatusCode::FORBIDDEN, "token_not_granted"));
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::FORBIDDEN, "token_not_granted")
+        );
         let e = artifact_error(refused("token-revoked"));
-        assert_eq!((e.status, e.code), (StatusCode::UNAUTHORIZED, "unauthenticated"));
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::UNAUTHORIZED, "unauthenticated")
+        );
     }
 
     #[test]
     fn put_parameters_are_checked() {
-        let pairs = |v: &[(&str, &str)]| v.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect::<Vec<_>>();
-        let (q, labels) = parse_put_query(pairs(&[("kind", "model"), ("label", "run=7"), ("sensitive", "true")])).unwrap();
+        let pairs = |v: &[(&str, &str)]| {
+            v.iter()
+                .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+                .collect::<Vec<_>>()
+        };
+        let (q, labels) = parse_put_query(pairs(&[
+            ("kind", "model"),
+            ("label", "run=7"),
+            ("sensitive", "true"),
+        ]))
+        .unwrap();
         assert_eq!(q.kind, "model");
         assert_eq!(q.sensitive, Some(true));
         assert_eq!(labels.get("run").map(String::as_str), Some("7"));
-        assert_eq!(parse_put_query(pairs(&[("lane", "production")])).unwrap_err().field.as_deref(), Some("kind"));
-        assert_eq!(parse_put_query(pairs(&[("kind", "model"), ("label", "team=x")])).unwrap_err().field.as_deref(), Some("label"));
-        assert_eq!(parse_put_query(pairs(&[("kind", "model"), ("colour", "red")])).unwrap_err().field.as_deref(), Some("colour"));
+        assert_eq!(
+            parse_put_query(pairs(&[("lane", "production")]))
+                .unwrap_err()
+                .field
+                .as_deref(),
+            Some("kind")
+        );
+        assert_eq!(
+            parse_put_query(pairs(&[("kind", "model"), ("label", "team=x")]))
+                .unwrap_err()
+                .field
+                .as_deref(),
+            Some("label")
+        );
+        assert_eq!(
+            parse_put_query(pairs(&[("kind", "model"), ("colour", "red")]))
+                .unwrap_err()
+                .field
+                .as_deref(),
+            Some("colour")
+        );
     }
 }

@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, StatusCode};
-use tidegate_identity::{Action, Claims, IdentityError, Issuer, Request, Role, RootKeyStore, TokenSpec, Verifier};
+use tidegate_identity::{
+    Action, Claims, IdentityError, Issuer, Request, Role, RootKeyStore, TokenSpec, Verifier,
+};
 
 use crate::error::ApiError;
 
@@ -19,7 +21,11 @@ pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 
 /// The wall clock.
 pub fn system_clock() -> Clock {
-    Arc::new(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()))
+    Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    })
 }
 
 /// How often the keyring is re-read, so revocations take effect without a restart. Cached
@@ -73,7 +79,9 @@ pub struct Auth {
 
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Auth").field("keyring", &self.keys.keyring_path()).finish_non_exhaustive()
+        f.debug_struct("Auth")
+            .field("keyring", &self.keys.keyring_path())
+            .finish_non_exhaustive()
     }
 }
 
@@ -118,19 +126,58 @@ impl Auth {
     /// Checks the bearer token in `headers`: present, well-formed, signed by a trusted root key,
     /// not revoked, not expired, and a user token.
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
-        let token = bearer(headers)?;
+        self.authenticate_token(bearer(headers)?)
+    }
+
+    /// Proves that a request comes from inside `zone`: the zone's identity is its agent's token
+    /// (role `agent`, team = the zone) in `X-Tidegate-Zone-Token`, never a parameter the caller
+    /// chooses alone.
+    pub fn authenticate_zone(&self, headers: &HeaderMap, zone: &str) -> Result<(), ApiError> {
+        let token = headers
+            .get(ZONE_TOKEN_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthenticated",
+                    format!("a read from inside zone {zone} needs the zone's identity: its agent's token in {ZONE_TOKEN_HEADER}"),
+                )
+                .field(ZONE_TOKEN_HEADER)
+            })?;
+        let caller = self
+            .authenticate_token(token)
+            .map_err(|e| e.field(ZONE_TOKEN_HEADER))?;
+        self.authorize(&caller, Action::Agent, zone)
+            .map_err(|e| e.field(ZONE_TOKEN_HEADER))
+    }
+
+    fn authenticate_token(&self, token: &str) -> Result<Caller, ApiError> {
         let now = self.now();
         let verifier = self.verifier()?;
-        let cached = self.cache.lock().ok().and_then(|c| c.claims.get(token).cloned());
+        let cached = self
+            .cache
+            .lock()
+            .ok()
+            .and_then(|c| c.claims.get(token).cloned());
         if let Some(claims) = cached.filter(|c| now < c.expires_at) {
-            return Ok(Caller { token: token.to_owned(), claims });
+            return Ok(Caller {
+                token: token.to_owned(),
+                claims,
+            });
         }
-        let claims = verifier.inspect(token, now).map_err(|e| ApiError::from(e).field("Authorization"))?;
+        let claims = verifier
+            .inspect(token, now)
+            .map_err(|e| ApiError::from(e).field("Authorization"))?;
         if claims.kind != "user" {
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthenticated",
-                format!("a {} token cannot call the API; use a user token", claims.kind),
+                format!(
+                    "a {} token cannot call the API; use a user token",
+                    claims.kind
+                ),
             )
             .field("Authorization"));
         }
@@ -142,7 +189,10 @@ impl Auth {
                 c.claims.insert(token.to_owned(), claims.clone());
             }
         }
-        Ok(Caller { token: token.to_owned(), claims })
+        Ok(Caller {
+            token: token.to_owned(),
+            claims,
+        })
     }
 
     /// Whether the caller's token allows `action` on behalf of `team` (every block of the token,
@@ -154,7 +204,10 @@ impl Auth {
         if cacheable && self.cache.lock().is_ok_and(|c| c.allowed.contains(&key)) {
             return Ok(());
         }
-        let request = Request::Api { action, team: team.to_owned() };
+        let request = Request::Api {
+            action,
+            team: team.to_owned(),
+        };
         match self.verifier()?.authorize(&caller.token, &request, now) {
             Ok(_) => {
                 if cacheable {
@@ -183,19 +236,31 @@ impl Auth {
     }
 
     /// Mints a user token with the active root key (admin route and `tidegate up`).
-    pub fn mint(&self, subject: &str, role: Role, team: &str, minutes: u32) -> Result<String, ApiError> {
+    pub fn mint(
+        &self,
+        subject: &str,
+        role: Role,
+        team: &str,
+        minutes: u32,
+    ) -> Result<String, ApiError> {
         mint(&self.keys, subject, role, team, minutes, self.now()).map_err(ApiError::from)
     }
 
     /// A token's id (its revocation id) and expiry, for the evidence ledger.
     pub fn token_id(&self, token: &str) -> Result<(String, u64), ApiError> {
-        let claims = self.verifier()?.inspect(token, self.now()).map_err(ApiError::from)?;
+        let claims = self
+            .verifier()?
+            .inspect(token, self.now())
+            .map_err(ApiError::from)?;
         Ok((claims.revocation_id, claims.expires_at))
     }
 }
 
 /// The bearer token of a request: 401 when the `Authorization` header is missing or not
 /// `Bearer TOKEN`. Says nothing about the token itself.
+/// The header carrying a zone agent's token on a read made from inside that zone.
+pub const ZONE_TOKEN_HEADER: &str = "x-tidegate-zone-token";
+
 pub fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
     let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
         return Err(ApiError::new(
@@ -206,18 +271,38 @@ pub fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
         .field("Authorization"));
     };
     let text = value.to_str().unwrap_or("");
-    text.strip_prefix("Bearer ").map(str::trim).filter(|t| !t.is_empty()).ok_or_else(|| {
-        ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "the Authorization header must be `Bearer TOKEN`").field("Authorization")
-    })
+    text.strip_prefix("Bearer ")
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "the Authorization header must be `Bearer TOKEN`",
+            )
+            .field("Authorization")
+        })
 }
 
 /// Mints a user token from the key store (creating the first root key if there is none).
-pub fn mint(keys: &RootKeyStore, subject: &str, role: Role, team: &str, minutes: u32, now: u64) -> Result<String, IdentityError> {
+pub fn mint(
+    keys: &RootKeyStore,
+    subject: &str,
+    role: Role,
+    team: &str,
+    minutes: u32,
+    now: u64,
+) -> Result<String, IdentityError> {
     if keys.active_id()?.is_none() {
         keys.rotate(now, 365)?;
     }
     let issuer: Issuer = keys.issuer()?;
     let ring = keys.keyring()?;
-    let spec = TokenSpec::User { subject: subject.to_owned(), role, team: team.to_owned(), ttl_minutes: minutes };
+    let spec = TokenSpec::User {
+        subject: subject.to_owned(),
+        role,
+        team: team.to_owned(),
+        ttl_minutes: minutes,
+    };
     issuer.mint(&ring, &spec, now)
 }

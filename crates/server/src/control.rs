@@ -11,6 +11,11 @@
 //! Invariant: a job is admitted only to a (zone, pool) its placement allowed under the loaded
 //! policy set, and only after the decision (and, for a burst, its justification) is in the
 //! evidence ledger; a ledger that cannot record refuses the admission.
+//!
+//! Invariant: a run restored from the store, and a run an agent is about to start, is judged
+//! again (a plain Cedar evaluation and every hard constraint) under the fleet, datasets and
+//! policy in force; one that no longer holds is never started, or is stopped, with a
+//! `job.revoked` entry naming the rules, and the job is placed again.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::Path;
@@ -21,11 +26,12 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tidegate_exec::{ExecError, Executor, Launch, RunStatus};
 use tidegate_model::{parse_job, Fleet, JobSpec, Tier};
-use tidegate_placement::{FleetState, Placement, PlacementEngine};
+use tidegate_placement::{FleetState, Placement, PlacementEngine, Withdrawn};
 use tidegate_policy::PolicyEngine;
 use tidegate_sched::{Candidate, Effect, Health, SchedConfig, Scheduler, Shape};
 use tidegate_store::{
-    EventDraft, JobFilter, JobId, JobRecord, JobState, Lease, PageRequest, Store, StoreError, Timestamp, Transition,
+    EventDraft, JobFilter, JobId, JobRecord, JobState, Lease, PageRequest, Store, StoreError,
+    Timestamp, Transition,
 };
 
 use crate::evidence::Evidence;
@@ -105,6 +111,8 @@ pub struct Shared {
     pub store: Arc<dyn Store>,
     /// The fleet.
     pub fleet: Arc<Fleet>,
+    /// The policy set loaded for the fleet (the leader's placement and every re-check use it).
+    pub policy: Arc<PolicyEngine>,
     /// The fleet's scheduling rules (team quotas, job classes, failure hierarchy).
     pub scheduling: Arc<tidegate_model::Scheduling>,
     /// One executor per zone, by zone name.
@@ -123,6 +131,61 @@ pub struct Shared {
     pub leading: Arc<AtomicBool>,
 }
 
+/// Whether the run `run_id` of a job may be started now in `zone`/`pool` (an agent is about to
+/// start it): the job must still be admitted or running there, and a plain re-check of its
+/// placement under the fleet, datasets and policy in force must allow it.
+///
+/// # Errors
+/// [`Withdrawn`] naming why not.
+pub fn may_start(
+    shared: &Shared,
+    rec: &JobRecord,
+    zone: &str,
+    pool: &str,
+) -> Result<(), Withdrawn> {
+    let refused = |code: &str, message: String| Withdrawn {
+        reasons: vec![code.to_owned()],
+        message,
+    };
+    if !matches!(rec.state, JobState::Admitted | JobState::Running)
+        || rec.zone.as_deref() != Some(zone)
+        || rec.pool.as_deref() != Some(pool)
+    {
+        return Err(refused(
+            "job:not-placed-here",
+            format!(
+                "job {} is {} and not placed in {zone}/{pool}",
+                rec.id,
+                rec.state.as_str()
+            ),
+        ));
+    }
+    let fleet: &Fleet = &shared.fleet;
+    let text = rec
+        .spec
+        .get("manifest")
+        .and_then(|m| m.as_str())
+        .unwrap_or_default();
+    let spec = parse_job(Path::new(&format!("job {}", rec.id)), text, fleet)
+        .map_err(|e| refused("job:unresolvable", e.to_string()))?;
+    let zi = fleet
+        .zones
+        .iter()
+        .position(|z| z.name == zone)
+        .ok_or_else(|| refused("zone:unknown", format!("zone `{zone}` is not in the fleet")))?;
+    let pi = fleet
+        .zones
+        .get(zi)
+        .and_then(|z| z.pools.iter().position(|p| p.name == pool))
+        .ok_or_else(|| {
+            refused(
+                "pool:unknown",
+                format!("pool `{pool}` is not in zone {zone}"),
+            )
+        })?;
+    PlacementEngine::with_policy(fleet, shared.policy.clone()).recheck_plain(&spec, zi, pi)
+}
+
 fn now_ts() -> Timestamp {
     Timestamp::now()
 }
@@ -136,7 +199,6 @@ pub fn run(shared: &Shared, cfg: &LoopConfig) {
     let mut leader: Option<Leader<'_>> = None;
     let mut lease: Option<Lease> = None;
     let mut last_renew = Instant::now();
-    let mut policy_error_logged = false;
     while !shared.shutdown.load(Ordering::SeqCst) {
         // Lease: take it, keep it, or notice it is gone.
         let now = now_ts();
@@ -156,7 +218,10 @@ pub fn run(shared: &Shared, cfg: &LoopConfig) {
                     None
                 }
             },
-            None => match shared.store.try_acquire_lease(LEASE, &cfg.holder, cfg.lease_ttl, now) {
+            None => match shared
+                .store
+                .try_acquire_lease(LEASE, &cfg.holder, cfg.lease_ttl, now)
+            {
                 Ok(Some(l)) => {
                     tracing::info!(holder = %cfg.holder, epoch = l.epoch, "took the scheduler lease");
                     last_renew = Instant::now();
@@ -177,24 +242,13 @@ pub fn run(shared: &Shared, cfg: &LoopConfig) {
             continue;
         }
         if leader.is_none() {
-            match PolicyEngine::load(&shared.fleet) {
-                Ok(policy) => {
-                    let mut l = Leader::new(shared, cfg, policy);
-                    match l.recover() {
-                        Ok(n) => {
-                            tracing::info!(jobs = n, "scheduler state rebuilt from the store");
-                            leader = Some(l);
-                        }
-                        Err(e) => tracing::warn!(error = %e, "cannot rebuild scheduler state; will retry"),
-                    }
+            let mut l = Leader::new(shared, cfg, shared.policy.clone());
+            match l.recover() {
+                Ok(n) => {
+                    tracing::info!(jobs = n, "scheduler state rebuilt from the store");
+                    leader = Some(l);
                 }
-                Err(e) => {
-                    // Fail closed: without a policy set nothing is placed.
-                    if !policy_error_logged {
-                        tracing::error!("policy set does not load; nothing will be scheduled:\n{e}");
-                        policy_error_logged = true;
-                    }
-                }
+                Err(e) => tracing::warn!(error = %e, "cannot rebuild scheduler state; will retry"),
             }
         }
         if let Some(l) = leader.as_mut() {
@@ -239,7 +293,13 @@ pub fn launch_id(job: &str, attempt: u32) -> String {
 
 /// How many times a job was admitted, from its events.
 pub fn admissions(events: &[tidegate_store::JobEvent]) -> u32 {
-    u32::try_from(events.iter().filter(|e| e.to_state == Some(JobState::Admitted)).count()).unwrap_or(u32::MAX)
+    u32::try_from(
+        events
+            .iter()
+            .filter(|e| e.to_state == Some(JobState::Admitted))
+            .count(),
+    )
+    .unwrap_or(u32::MAX)
 }
 
 struct Leader<'f> {
@@ -266,7 +326,10 @@ fn shape_of(spec: &JobSpec, level: u8) -> Shape {
     Shape {
         gpus: spec.resources.gpus,
         expected_s: spec.resources.expected_hours * 3600.0,
-        max_wait_s: spec.sla.as_ref().map(|s| f64::from(s.max_wait_minutes) * 60.0),
+        max_wait_s: spec
+            .sla
+            .as_ref()
+            .map(|s| f64::from(s.max_wait_minutes) * 60.0),
         deadline_s: spec.deadline.as_deref().and_then(deadline_secs),
         class: spec.budget_class.clone(),
         team: spec.team.clone(),
@@ -278,17 +341,18 @@ fn shape_of(spec: &JobSpec, level: u8) -> Shape {
 
 /// An RFC 3339 deadline as Unix seconds.
 fn deadline_secs(text: &str) -> Option<f64> {
-    let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    let t =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
     Some(t.unix_timestamp() as f64)
 }
 
 impl<'f> Leader<'f> {
-    fn new(sh: &'f Shared, cfg: &'f LoopConfig, policy: PolicyEngine) -> Self {
+    fn new(sh: &'f Shared, cfg: &'f LoopConfig, policy: Arc<PolicyEngine>) -> Self {
         let fleet: &'f Fleet = &sh.fleet;
         Self {
             sh,
             cfg,
-            engine: PlacementEngine::new(fleet, policy),
+            engine: PlacementEngine::with_policy(fleet, policy),
             idle: FleetState::idle(fleet),
             sched: Scheduler::with_rules(fleet, &sh.scheduling, cfg.sched.clone()),
             next_sid: 1,
@@ -309,11 +373,19 @@ impl<'f> Leader<'f> {
     /// queues in submission order.
     fn recover(&mut self) -> Step<usize> {
         let mut active = Vec::new();
-        for state in [JobState::Running, JobState::Admitted, JobState::Queued, JobState::Preempted] {
+        for state in [
+            JobState::Running,
+            JobState::Admitted,
+            JobState::Queued,
+            JobState::Preempted,
+        ] {
             let mut after = None;
             loop {
                 let page = self.sh.store.list(
-                    &JobFilter { state: Some(state), ..JobFilter::default() },
+                    &JobFilter {
+                        state: Some(state),
+                        ..JobFilter::default()
+                    },
                     PageRequest { after, limit: 500 },
                 )?;
                 active.extend(page.jobs);
@@ -343,25 +415,58 @@ impl<'f> Leader<'f> {
 
     fn pool_index(&self, zone: usize, name: Option<&str>) -> Option<usize> {
         let name = name?;
-        self.fleet().zones.get(zone)?.pools.iter().position(|p| p.name == name)
+        self.fleet()
+            .zones
+            .get(zone)?
+            .pools
+            .iter()
+            .position(|p| p.name == name)
     }
 
     fn restore_running(&mut self, rec: &JobRecord, now: Timestamp) -> Step<()> {
         let spec = match self.parse(rec) {
             Ok(s) => s,
-            Err(e) => return self.fail(rec.id.clone(), rec.version, &format!("its manifest no longer loads: {e}")).map(|_| ()),
+            Err(e) => {
+                return self
+                    .fail(
+                        rec.id.clone(),
+                        rec.version,
+                        &format!("its manifest no longer loads: {e}"),
+                    )
+                    .map(|_| ())
+            }
         };
         let zone = self.zone_index(rec.zone.as_deref());
         let pool = zone.and_then(|z| self.pool_index(z, rec.pool.as_deref()));
         let (Some(zone), Some(pool)) = (zone, pool) else {
-            return self.fail(rec.id.clone(), rec.version, "its zone or pool is no longer in the fleet").map(|_| ());
+            return self
+                .fail(
+                    rec.id.clone(),
+                    rec.version,
+                    "its zone or pool is no longer in the fleet",
+                )
+                .map(|_| ());
         };
+        // The run was placed under the fleet, datasets and policy of its day: judge it again
+        // under today's before it holds capacity or is started (data may have been reclassified,
+        // a policy changed). One that no longer holds is withdrawn and placed afresh.
+        if let Err(w) = self.engine.recheck_plain(&spec, zone, pool) {
+            return self.withdraw(rec, zone, pool, &w, now);
+        }
         let (cands, level) = match self.engine.place(&spec, &self.idle) {
             Ok(p) => (self.candidates(&p), p.profile.attrs.level),
             Err(_) => (Vec::new(), 0),
         };
-        let public = self.fleet().zones.get(zone).is_some_and(|z| z.tier == Tier::Public);
-        let at = cands.iter().find(|c| c.zone == zone && c.pool == pool).copied().unwrap_or_else(|| Candidate::new(zone, pool, public, 0.0));
+        let public = self
+            .fleet()
+            .zones
+            .get(zone)
+            .is_some_and(|z| z.tier == Tier::Public);
+        let at = cands
+            .iter()
+            .find(|c| c.zone == zone && c.pool == pool)
+            .copied()
+            .unwrap_or_else(|| Candidate::new(zone, pool, public, 0.0));
         let attempt = admissions(&self.sh.store.events(&rec.id)?).max(1);
         let sid = self.alloc(&rec.id);
         let shape = shape_of(&spec, level);
@@ -369,13 +474,60 @@ impl<'f> Leader<'f> {
         self.sched.restore_running(sid, shape, cands, at, secs(now));
         self.jobs.insert(
             rec.id.clone(),
-            Tracked { sid, version: rec.version, state: rec.state, spec: Arc::new(spec), zone: Some(zone), pool: Some(pool), gpus, attempt },
+            Tracked {
+                sid,
+                version: rec.version,
+                state: rec.state,
+                spec: Arc::new(spec),
+                zone: Some(zone),
+                pool: Some(pool),
+                gpus,
+                attempt,
+            },
         );
         if rec.state == JobState::Admitted {
             let fx = self.launch(&rec.id)?;
             self.apply(fx)?;
         }
         Ok(())
+    }
+
+    /// A run whose placement no longer holds: the withdrawal is ledgered (`job.revoked`, naming
+    /// the rules), the run is stopped — an agent's pending run is then never handed out — and
+    /// the job is placed again under the rules in force (or refused with every reason).
+    fn withdraw(
+        &mut self,
+        rec: &JobRecord,
+        zone: usize,
+        pool: usize,
+        w: &Withdrawn,
+        now: Timestamp,
+    ) -> Step<()> {
+        let attempt = admissions(&self.sh.store.events(&rec.id)?).max(1);
+        let run = launch_id(rec.id.as_str(), attempt);
+        let (zname, pname) = self.names(zone, pool);
+        tracing::warn!(job = %rec.id, run, zone = %zname, pool = %pname, reason = %w, "placement withdrawn at restore");
+        let recorded = self
+            .sh
+            .evidence
+            .revoked(&rec.id, &zname, &pname, &run, &w.reasons);
+        // Stopping is the safe direction: it happens whatever the ledger says.
+        if let Some(exec) = self.executor_for(Some(zone)) {
+            if let Err(e) = exec.cancel(&run) {
+                tracing::warn!(job = %rec.id, run, error = %e, "cannot stop the withdrawn run");
+            }
+        }
+        if let Err(e) = recorded {
+            let reason = format!("placement withdrawn ({}), and the evidence ledger cannot record it, so the job is stopped: {e}", w.message);
+            return self.fail(rec.id.clone(), rec.version, &reason).map(|_| ());
+        }
+        let mut tr = Transition::to(JobState::Preempted, rec.version, now)
+            .because(&format!("placement withdrawn: {}", w.message));
+        tr.details = json!({"zone": zname, "pool": pname, "run": run, "reasons": w.reasons, "withdrawn": true});
+        match self.transition(&rec.id, tr)? {
+            Some(after) => self.intake(after, now),
+            None => Ok(()),
+        }
     }
 
     fn alloc(&mut self, id: &JobId) -> u64 {
@@ -386,8 +538,13 @@ impl<'f> Leader<'f> {
     }
 
     fn parse(&self, rec: &JobRecord) -> Result<JobSpec, String> {
-        let text = rec.spec.get("manifest").and_then(|m| m.as_str()).ok_or("the stored job has no manifest")?;
-        parse_job(Path::new(&format!("job {}", rec.id)), text, self.fleet()).map_err(|e| e.to_string())
+        let text = rec
+            .spec
+            .get("manifest")
+            .and_then(|m| m.as_str())
+            .ok_or("the stored job has no manifest")?;
+        parse_job(Path::new(&format!("job {}", rec.id)), text, self.fleet())
+            .map_err(|e| e.to_string())
     }
 
     /// One round: take new submissions, notice ended and cancelled jobs, re-examine queues.
@@ -395,10 +552,20 @@ impl<'f> Leader<'f> {
         let now = now_ts();
         loop {
             let page = self.sh.store.list(
-                &JobFilter { state: Some(JobState::Submitted), ..JobFilter::default() },
-                PageRequest { after: None, limit: 256 },
+                &JobFilter {
+                    state: Some(JobState::Submitted),
+                    ..JobFilter::default()
+                },
+                PageRequest {
+                    after: None,
+                    limit: 256,
+                },
             )?;
-            let fresh: Vec<JobRecord> = page.jobs.into_iter().filter(|r| !self.jobs.contains_key(&r.id)).collect();
+            let fresh: Vec<JobRecord> = page
+                .jobs
+                .into_iter()
+                .filter(|r| !self.jobs.contains_key(&r.id))
+                .collect();
             if fresh.is_empty() {
                 break;
             }
@@ -430,8 +597,16 @@ impl<'f> Leader<'f> {
         }
         for (i, z) in self.fleet().zones.iter().enumerate() {
             let depth = i64::try_from(self.sched.queue_depth(i)).unwrap_or(i64::MAX);
-            self.sh.metrics.queue_depth.get_or_create(&label("zone", z.name.clone())).set(depth);
-            self.sh.metrics.running.get_or_create(&label("zone", z.name.clone())).set(running.get(&i).copied().unwrap_or(0));
+            self.sh
+                .metrics
+                .queue_depth
+                .get_or_create(&label("zone", z.name.clone()))
+                .set(depth);
+            self.sh
+                .metrics
+                .running
+                .get_or_create(&label("zone", z.name.clone()))
+                .set(running.get(&i).copied().unwrap_or(0));
         }
     }
 
@@ -440,35 +615,76 @@ impl<'f> Leader<'f> {
         let started = Instant::now();
         let spec = match self.parse(&rec) {
             Ok(s) => s,
-            Err(e) => return self.fail(rec.id, rec.version, &format!("the manifest does not load: {e}")).map(|_| ()),
+            Err(e) => {
+                return self
+                    .fail(
+                        rec.id,
+                        rec.version,
+                        &format!("the manifest does not load: {e}"),
+                    )
+                    .map(|_| ())
+            }
         };
         let placement = match self.engine.place(&spec, &self.idle) {
             Ok(p) => p,
-            Err(e) => return self.fail(rec.id, rec.version, &format!("cannot place: {e}")).map(|_| ()),
+            Err(e) => {
+                return self
+                    .fail(rec.id, rec.version, &format!("cannot place: {e}"))
+                    .map(|_| ())
+            }
         };
         let cands = self.candidates(&placement);
         let ex = tidegate_placement::Explanation::new(&placement, &spec, self.fleet());
         let explanation = summarize(&ex);
-        if let Err(e) = self.sh.evidence.placed(&rec.id, &spec, &placement, self.fleet()) {
-            return self.fail(rec.id, rec.version, &format!("the evidence ledger cannot record the placement, so it is refused: {e}")).map(|_| ());
+        if let Err(e) = self
+            .sh
+            .evidence
+            .placed(&rec.id, &spec, &placement, self.fleet())
+        {
+            return self
+                .fail(
+                    rec.id,
+                    rec.version,
+                    &format!(
+                        "the evidence ledger cannot record the placement, so it is refused: {e}"
+                    ),
+                )
+                .map(|_| ());
         }
         if cands.is_empty() {
             self.sh.metrics.refusals.inc();
-            let mut tr = Transition::to(JobState::Failed, rec.version, now).because(&format!("refused: {}", why_nowhere(&ex)));
+            let mut tr = Transition::to(JobState::Failed, rec.version, now)
+                .because(&format!("refused: {}", why_nowhere(&ex)));
             tr.details = explanation;
             self.transition(&rec.id, tr)?;
             return Ok(());
         }
         let sid = self.alloc(&rec.id);
         let shape = shape_of(&spec, placement.profile.attrs.level);
-        let attempt = if rec.state == JobState::Submitted { 0 } else { admissions(&self.sh.store.events(&rec.id)?) };
+        let attempt = if rec.state == JobState::Submitted {
+            0
+        } else {
+            admissions(&self.sh.store.events(&rec.id)?)
+        };
         self.explain.insert(sid, explanation);
         self.jobs.insert(
             rec.id.clone(),
-            Tracked { sid, version: rec.version, state: rec.state, spec: Arc::new(spec), zone: None, pool: None, gpus: shape.gpus, attempt },
+            Tracked {
+                sid,
+                version: rec.version,
+                state: rec.state,
+                spec: Arc::new(spec),
+                zone: None,
+                pool: None,
+                gpus: shape.gpus,
+                attempt,
+            },
         );
         let effects = self.sched.submit(sid, shape, cands, secs(now));
-        self.sh.metrics.decision_latency.observe(started.elapsed().as_secs_f64());
+        self.sh
+            .metrics
+            .decision_latency
+            .observe(started.elapsed().as_secs_f64());
         self.apply(effects)
     }
 
@@ -479,14 +695,37 @@ impl<'f> Leader<'f> {
     /// Whether policy still allows the job at (zone, pool): placement is evaluated again (from
     /// its caches) before every admission, so a hop never lands where the rules say no.
     fn recheck(&mut self, spec: &JobSpec, zone: usize, pool: usize) -> Result<(), String> {
+        // Public and edge capacity is judged by a plain Cedar evaluation, never a reused verdict.
+        if self
+            .fleet()
+            .zones
+            .get(zone)
+            .is_none_or(|z| !z.tier.is_private())
+        {
+            return self
+                .engine
+                .recheck_plain(spec, zone, pool)
+                .map_err(|w| w.message);
+        }
         match self.engine.place(spec, &self.idle) {
-            Ok(p) if p.pools.iter().any(|pc| pc.allowed && pc.zone == zone && pc.pool == pool) => Ok(()),
+            Ok(p)
+                if p.pools
+                    .iter()
+                    .any(|pc| pc.allowed && pc.zone == zone && pc.pool == pool) =>
+            {
+                Ok(())
+            }
             Ok(p) => {
                 let ex = tidegate_placement::Explanation::new(&p, spec, self.fleet());
                 let why = ex
                     .candidates
                     .get(zone)
-                    .and_then(|c| c.reasons.iter().find(|r| !r.starts_with("permitted")).cloned())
+                    .and_then(|c| {
+                        c.reasons
+                            .iter()
+                            .find(|r| !r.starts_with("permitted"))
+                            .cloned()
+                    })
                     .unwrap_or_else(|| "the pool is no longer allowed".into());
                 Err(why)
             }
@@ -496,7 +735,10 @@ impl<'f> Leader<'f> {
 
     fn fail(&mut self, id: JobId, version: u64, reason: &str) -> Step<Option<JobRecord>> {
         tracing::info!(job = %id, reason, "job failed");
-        let out = self.transition(&id, Transition::to(JobState::Failed, version, now_ts()).because(reason));
+        let out = self.transition(
+            &id,
+            Transition::to(JobState::Failed, version, now_ts()).because(reason),
+        );
         self.forget(&id);
         out
     }
@@ -519,14 +761,24 @@ impl<'f> Leader<'f> {
                 }
                 Ok(Some(rec))
             }
-            Err(StoreError::VersionConflict { .. } | StoreError::IllegalTransition { .. }) => Ok(None),
+            Err(StoreError::VersionConflict { .. } | StoreError::IllegalTransition { .. }) => {
+                Ok(None)
+            }
             Err(e) => Err(e),
         }
     }
 
     /// Moves a tracked job to `to` from its current state and version.
-    fn move_to(&mut self, id: &JobId, to: JobState, reason: &str, details: serde_json::Value) -> Step<Option<JobRecord>> {
-        let Some(t) = self.jobs.get(id) else { return Ok(None) };
+    fn move_to(
+        &mut self,
+        id: &JobId,
+        to: JobState,
+        reason: &str,
+        details: serde_json::Value,
+    ) -> Step<Option<JobRecord>> {
+        let Some(t) = self.jobs.get(id) else {
+            return Ok(None);
+        };
         let mut tr = Transition::to(to, t.version, now_ts()).because(reason);
         tr.details = details;
         self.transition(id, tr)
@@ -553,28 +805,56 @@ impl<'f> Leader<'f> {
 
     fn names(&self, zone: usize, pool: usize) -> (String, String) {
         let z = self.fleet().zones.get(zone);
-        (z.map_or_else(String::new, |z| z.name.clone()), z.and_then(|z| z.pools.get(pool)).map_or_else(String::new, |p| p.name.clone()))
+        (
+            z.map_or_else(String::new, |z| z.name.clone()),
+            z.and_then(|z| z.pools.get(pool))
+                .map_or_else(String::new, |p| p.name.clone()),
+        )
     }
 
     fn apply_one(&mut self, effect: Effect) -> Step<Vec<Effect>> {
         match effect {
             Effect::Queued { job, zone, reason } => {
-                let Some(id) = self.job_of(job) else { return Ok(vec![]) };
-                let Some(state) = self.jobs.get(&id).map(|t| t.state) else { return Ok(vec![]) };
-                if matches!(state, JobState::Submitted | JobState::Preempted | JobState::Admitted) {
+                let Some(id) = self.job_of(job) else {
+                    return Ok(vec![]);
+                };
+                let Some(state) = self.jobs.get(&id).map(|t| t.state) else {
+                    return Ok(vec![]);
+                };
+                if matches!(
+                    state,
+                    JobState::Submitted | JobState::Preempted | JobState::Admitted
+                ) {
                     let mut details = self.explain.remove(&job).unwrap_or_else(|| json!({}));
                     if let Some(obj) = details.as_object_mut() {
                         obj.insert("queue_zone".into(), json!(self.names(zone, 0).0));
                     }
-                    if self.move_to(&id, JobState::Queued, &reason, details)?.is_none() {
+                    if self
+                        .move_to(&id, JobState::Queued, &reason, details)?
+                        .is_none()
+                    {
                         return Ok(self.lost_race(&id, job));
                     }
                 }
                 Ok(vec![])
             }
-            Effect::Admitted { job, zone, pool, burst, reason, cost, gpus, justification, .. } => {
-                let Some(id) = self.job_of(job) else { return Ok(self.sched.cancel(job, secs(now_ts()))) };
-                let Some(t) = self.jobs.get(&id) else { return Ok(vec![]) };
+            Effect::Admitted {
+                job,
+                zone,
+                pool,
+                burst,
+                reason,
+                cost,
+                gpus,
+                justification,
+                ..
+            } => {
+                let Some(id) = self.job_of(job) else {
+                    return Ok(self.sched.cancel(job, secs(now_ts())));
+                };
+                let Some(t) = self.jobs.get(&id) else {
+                    return Ok(vec![]);
+                };
                 let spec = t.spec.clone();
                 let state = t.state;
                 if matches!(state, JobState::Running | JobState::Admitted) {
@@ -582,14 +862,23 @@ impl<'f> Leader<'f> {
                 }
                 if let Err(why) = self.recheck(&spec, zone, pool) {
                     tracing::warn!(job = %id, zone, pool, %why, "policy re-check refused an admission");
-                    return Ok(self.sched.reject_candidate(job, zone, pool, &why, secs(now_ts())));
+                    return Ok(self
+                        .sched
+                        .reject_candidate(job, zone, pool, &why, secs(now_ts())));
                 }
                 let (zname, pname) = self.names(zone, pool);
-                let gpu_type = self.fleet().zones.get(zone).and_then(|z| z.pools.get(pool)).map_or_else(String::new, |p| p.gpu_type.clone());
+                let gpu_type = self
+                    .fleet()
+                    .zones
+                    .get(zone)
+                    .and_then(|z| z.pools.get(pool))
+                    .map_or_else(String::new, |p| p.gpu_type.clone());
                 if burst {
                     let just = justification.clone().unwrap_or_default();
                     if let Err(e) = self.sh.evidence.burst(&id, &zname, &pname, &just) {
-                        let reason = format!("the evidence ledger cannot record the burst, so it is refused: {e}");
+                        let reason = format!(
+                            "the evidence ledger cannot record the burst, so it is refused: {e}"
+                        );
                         let version = self.jobs.get(&id).map_or(0, |t| t.version);
                         self.fail(id.clone(), version, &reason)?;
                         return Ok(self.sched.cancel(job, secs(now_ts())));
@@ -599,13 +888,24 @@ impl<'f> Leader<'f> {
                 }
                 if matches!(state, JobState::Submitted | JobState::Preempted) {
                     let details = self.explain.remove(&job).unwrap_or(serde_json::Value::Null);
-                    if self.move_to(&id, JobState::Queued, "placed; capacity is free", details)?.is_none() {
+                    if self
+                        .move_to(&id, JobState::Queued, "placed; capacity is free", details)?
+                        .is_none()
+                    {
                         return Ok(self.lost_race(&id, job));
                     }
                 }
-                let Some(t) = self.jobs.get(&id) else { return Ok(vec![]) };
+                let Some(t) = self.jobs.get(&id) else {
+                    return Ok(vec![]);
+                };
                 let mut tr = Transition::admit(&zname, &pname, t.version, now_ts());
-                tr.reason = Some(if burst { format!("burst to public capacity: {reason}") } else if reason.is_empty() { "admitted to private capacity".into() } else { reason.clone() });
+                tr.reason = Some(if burst {
+                    format!("burst to public capacity: {reason}")
+                } else if reason.is_empty() {
+                    "admitted to private capacity".into()
+                } else {
+                    reason.clone()
+                });
                 tr.details = json!({
                     "burst": burst,
                     "estimated_cost": cost,
@@ -622,24 +922,48 @@ impl<'f> Leader<'f> {
                     t.gpus = gpus;
                     t.attempt += 1;
                 }
-                self.sh.metrics.admissions.get_or_create(&vec![("zone", zname), ("burst", burst.to_string())]).inc();
+                self.sh
+                    .metrics
+                    .admissions
+                    .get_or_create(&vec![("zone", zname), ("burst", burst.to_string())])
+                    .inc();
                 self.launch(&id)
             }
             Effect::Refused { job, reason } => {
-                let Some(id) = self.job_of(job) else { return Ok(vec![]) };
+                let Some(id) = self.job_of(job) else {
+                    return Ok(vec![]);
+                };
                 if !self.jobs.contains_key(&id) {
                     return Ok(vec![]);
                 }
                 self.sh.metrics.refusals.inc();
                 let details = self.explain.remove(&job).unwrap_or(serde_json::Value::Null);
-                self.move_to(&id, JobState::Failed, &format!("refused: {reason}"), details)?;
+                self.move_to(
+                    &id,
+                    JobState::Failed,
+                    &format!("refused: {reason}"),
+                    details,
+                )?;
                 self.forget(&id);
                 Ok(vec![])
             }
-            Effect::Released { job, zone, pool, gpus, public, .. } => {
-                let Some(id) = self.job_of(job) else { return Ok(vec![]) };
+            Effect::Released {
+                job,
+                zone,
+                pool,
+                gpus,
+                public,
+                ..
+            } => {
+                let Some(id) = self.job_of(job) else {
+                    return Ok(vec![]);
+                };
                 let (zname, pname) = self.names(zone, pool);
-                let reason = if public { "public capacity released to the provider" } else { "private capacity freed" };
+                let reason = if public {
+                    "public capacity released to the provider"
+                } else {
+                    "private capacity freed"
+                };
                 self.sh.store.append_event(
                     &id,
                     EventDraft {
@@ -654,19 +978,41 @@ impl<'f> Leader<'f> {
                 }
                 Ok(vec![])
             }
-            Effect::Preempted { job, zone, pool, reason, .. } => {
-                let Some(id) = self.job_of(job) else { return Ok(vec![]) };
+            Effect::Preempted {
+                job,
+                zone,
+                pool,
+                reason,
+                ..
+            } => {
+                let Some(id) = self.job_of(job) else {
+                    return Ok(vec![]);
+                };
                 self.stop_run(&id);
                 let (zname, pname) = self.names(zone, pool);
-                self.move_to(&id, JobState::Preempted, &format!("preempted: {reason}"), json!({"zone": zname, "pool": pname}))?;
+                self.move_to(
+                    &id,
+                    JobState::Preempted,
+                    &format!("preempted: {reason}"),
+                    json!({"zone": zname, "pool": pname}),
+                )?;
                 if let Some(t) = self.jobs.get_mut(&id) {
                     t.zone = None;
                     t.pool = None;
                 }
                 Ok(vec![])
             }
-            Effect::Failover { job, from_zone, from_pool, attempt, reason, .. } => {
-                let Some(id) = self.job_of(job) else { return Ok(vec![]) };
+            Effect::Failover {
+                job,
+                from_zone,
+                from_pool,
+                attempt,
+                reason,
+                ..
+            } => {
+                let Some(id) = self.job_of(job) else {
+                    return Ok(vec![]);
+                };
                 let (zname, pname) = self.names(from_zone, from_pool);
                 self.sh.store.append_event(
                     &id,
@@ -707,15 +1053,26 @@ impl<'f> Leader<'f> {
     /// Starts an admitted job on its zone's executor and records it running. A backend with no
     /// capacity sends the job on to its next allowed option.
     fn launch(&mut self, id: &JobId) -> Step<Vec<Effect>> {
-        let Some(t) = self.jobs.get(id) else { return Ok(vec![]) };
+        let Some(t) = self.jobs.get(id) else {
+            return Ok(vec![]);
+        };
         let fleet = self.fleet();
-        let (Some(zi), Some(pi)) = (t.zone, t.pool) else { return Ok(vec![]) };
-        let (Some(zone), Some(pool)) = (fleet.zones.get(zi), fleet.zones.get(zi).and_then(|z| z.pools.get(pi))) else {
+        let (Some(zi), Some(pi)) = (t.zone, t.pool) else {
+            return Ok(vec![]);
+        };
+        let (Some(zone), Some(pool)) = (
+            fleet.zones.get(zi),
+            fleet.zones.get(zi).and_then(|z| z.pools.get(pi)),
+        ) else {
             return Ok(vec![]);
         };
         let (version, sid, state) = (t.version, t.sid, t.state);
         let Some(exec) = self.sh.executors.get(&zone.name).cloned() else {
-            self.fail(id.clone(), version, &format!("zone {} has no executor", zone.name))?;
+            self.fail(
+                id.clone(),
+                version,
+                &format!("zone {} has no executor", zone.name),
+            )?;
             return Ok(self.sched.cancel(sid, secs(now_ts())));
         };
         let run_id = launch_id(id.as_str(), t.attempt);
@@ -728,15 +1085,31 @@ impl<'f> Leader<'f> {
             gpus: t.gpus,
             gpu_type: pool.gpu_type.clone(),
             command: t.spec.command.clone(),
-            stand_in_seconds: t.spec.resources.expected_hours * 3600.0 / self.cfg.time_scale.max(1e-9),
-            time_limit_s: (t.spec.resources.expected_hours * 3600.0 * 2.0).ceil().max(60.0) as u64,
+            stand_in_seconds: t.spec.resources.expected_hours * 3600.0
+                / self.cfg.time_scale.max(1e-9),
+            time_limit_s: (t.spec.resources.expected_hours * 3600.0 * 2.0)
+                .ceil()
+                .max(60.0) as u64,
             env: vec![],
         };
         match exec.start(&launch) {
             Ok(fresh) => {
                 if state == JobState::Admitted {
-                    let reason = format!("started by the {} executor in {}/{}", exec.kind(), zone.name, pool.name);
-                    if self.move_to(id, JobState::Running, &reason, json!({"fresh_start": fresh, "launch_id": run_id}))?.is_none() {
+                    let reason = format!(
+                        "started by the {} executor in {}/{}",
+                        exec.kind(),
+                        zone.name,
+                        pool.name
+                    );
+                    if self
+                        .move_to(
+                            id,
+                            JobState::Running,
+                            &reason,
+                            json!({"fresh_start": fresh, "launch_id": run_id}),
+                        )?
+                        .is_none()
+                    {
                         // Cancelled meanwhile: stop what was started.
                         let _ = exec.cancel(&run_id);
                     }
@@ -746,7 +1119,15 @@ impl<'f> Leader<'f> {
             Err(ExecError::NoCapacity { reason, .. }) => {
                 // Withdraw the admission and let the scheduler try the next allowed option.
                 let why = format!("no capacity in {}/{}: {reason}", zone.name, pool.name);
-                if self.move_to(id, JobState::Queued, &why, json!({"no_capacity": {"zone": zone.name, "pool": pool.name}}))?.is_none() {
+                if self
+                    .move_to(
+                        id,
+                        JobState::Queued,
+                        &why,
+                        json!({"no_capacity": {"zone": zone.name, "pool": pool.name}}),
+                    )?
+                    .is_none()
+                {
                     return Ok(self.lost_race(id, sid));
                 }
                 if let Some(t) = self.jobs.get_mut(id) {
@@ -756,7 +1137,11 @@ impl<'f> Leader<'f> {
                 Ok(self.sched.no_capacity(sid, secs(now_ts())))
             }
             Err(e) => {
-                self.fail(id.clone(), version, &format!("the executor could not start it: {e}"))?;
+                self.fail(
+                    id.clone(),
+                    version,
+                    &format!("the executor could not start it: {e}"),
+                )?;
                 Ok(self.sched.cancel(sid, secs(now_ts())))
             }
         }
@@ -771,7 +1156,9 @@ impl<'f> Leader<'f> {
             .filter_map(|(id, t)| t.zone.map(|z| (id.clone(), z, t.attempt)))
             .collect();
         for (id, zone, attempt) in running {
-            let Some(exec) = self.executor_for(Some(zone)) else { continue };
+            let Some(exec) = self.executor_for(Some(zone)) else {
+                continue;
+            };
             let status = match exec.poll(&launch_id(id.as_str(), attempt)) {
                 Ok(s) => s,
                 Err(e) => {
@@ -783,7 +1170,9 @@ impl<'f> Leader<'f> {
             let (to, reason) = match status {
                 RunStatus::Running => continue,
                 RunStatus::Exited { code: 0 } => (JobState::Succeeded, "exit code 0".to_string()),
-                RunStatus::Exited { code: CHECKPOINT_SYNC_BLOCKED } => {
+                RunStatus::Exited {
+                    code: CHECKPOINT_SYNC_BLOCKED,
+                } => {
                     details = json!({ "exit_code": CHECKPOINT_SYNC_BLOCKED, "checkpoint_sync": "blocked" });
                     (
                         JobState::Failed,
@@ -795,9 +1184,14 @@ impl<'f> Leader<'f> {
                 RunStatus::Exited { code } => (JobState::Failed, format!("exit code {code}")),
                 RunStatus::Cancelled => (JobState::Cancelled, "cancelled".to_string()),
                 RunStatus::Lost { reason } => (JobState::Failed, format!("lost: {reason}")),
-                RunStatus::Unknown => (JobState::Failed, "the executor has no record of the job".to_string()),
+                RunStatus::Unknown => (
+                    JobState::Failed,
+                    "the executor has no record of the job".to_string(),
+                ),
             };
-            let Some(sid) = self.jobs.get(&id).map(|t| t.sid) else { continue };
+            let Some(sid) = self.jobs.get(&id).map(|t| t.sid) else {
+                continue;
+            };
             self.move_to(&id, to, &reason, details)?;
             if let Some(t) = self.jobs.remove(&id) {
                 self.explain.remove(&t.sid);
@@ -819,29 +1213,49 @@ impl<'f> Leader<'f> {
         let conds = self.sh.store.zone_conditions()?;
         let timeout = i64::try_from(self.cfg.agent_timeout.as_millis()).unwrap_or(i64::MAX);
         for zone in &self.sh.agent_zones {
-            let last = beats.iter().find(|b| &b.zone == zone).map_or(self.since, |b| b.last_seen.max(self.since));
+            let last = beats
+                .iter()
+                .find(|b| &b.zone == zone)
+                .map_or(self.since, |b| b.last_seen.max(self.since));
             let silent_ms = now.millis() - last.millis();
             let cond = conds.iter().find(|c| &c.zone == zone);
-            let marked_by_us = cond.is_some_and(|c| c.health == "unreachable" && c.reason.as_deref().is_some_and(|r| r.starts_with(crate::agents::SILENT)));
+            let marked_by_us = cond.is_some_and(|c| {
+                c.health == "unreachable"
+                    && c.reason
+                        .as_deref()
+                        .is_some_and(|r| r.starts_with(crate::agents::SILENT))
+            });
             let unreachable = cond.is_some_and(|c| c.health == "unreachable");
             if silent_ms > timeout && !unreachable {
-                tracing::warn!(zone, silent_ms, "zone agent is silent; marking the zone unreachable");
-                self.sh.store.set_zone_condition(&tidegate_store::ZoneCondition {
-                    zone: zone.clone(),
-                    health: "unreachable".into(),
-                    throttled: cond.is_some_and(|c| c.throttled),
-                    reason: Some(format!("{} for {} s", crate::agents::SILENT, silent_ms / 1000)),
-                    updated_at: now,
-                })?;
+                tracing::warn!(
+                    zone,
+                    silent_ms,
+                    "zone agent is silent; marking the zone unreachable"
+                );
+                self.sh
+                    .store
+                    .set_zone_condition(&tidegate_store::ZoneCondition {
+                        zone: zone.clone(),
+                        health: "unreachable".into(),
+                        throttled: cond.is_some_and(|c| c.throttled),
+                        reason: Some(format!(
+                            "{} for {} s",
+                            crate::agents::SILENT,
+                            silent_ms / 1000
+                        )),
+                        updated_at: now,
+                    })?;
             } else if silent_ms <= timeout && marked_by_us {
                 tracing::info!(zone, "zone agent is back; the zone is healthy again");
-                self.sh.store.set_zone_condition(&tidegate_store::ZoneCondition {
-                    zone: zone.clone(),
-                    health: "healthy".into(),
-                    throttled: cond.is_some_and(|c| c.throttled),
-                    reason: Some("the zone's agent is syncing again".into()),
-                    updated_at: now,
-                })?;
+                self.sh
+                    .store
+                    .set_zone_condition(&tidegate_store::ZoneCondition {
+                        zone: zone.clone(),
+                        health: "healthy".into(),
+                        throttled: cond.is_some_and(|c| c.throttled),
+                        reason: Some("the zone's agent is syncing again".into()),
+                        updated_at: now,
+                    })?;
             }
         }
         Ok(())
@@ -852,13 +1266,19 @@ impl<'f> Leader<'f> {
     fn apply_conditions(&mut self) -> Step<()> {
         let conds = self.sh.store.zone_conditions()?;
         for c in conds {
-            let Some(zone) = self.zone_index(Some(&c.zone)) else { continue };
+            let Some(zone) = self.zone_index(Some(&c.zone)) else {
+                continue;
+            };
             let health = match c.health.as_str() {
                 "degraded" => Health::Degraded,
                 "unreachable" => Health::Unreachable,
                 _ => Health::Healthy,
             };
-            let was = self.conditions.get(&zone).copied().unwrap_or((Health::Healthy, false));
+            let was = self
+                .conditions
+                .get(&zone)
+                .copied()
+                .unwrap_or((Health::Healthy, false));
             if was == (health, c.throttled) {
                 continue;
             }
@@ -886,12 +1306,16 @@ impl<'f> Leader<'f> {
             .map(|(id, _)| id.clone())
             .collect();
         for id in active {
-            let Some(rec) = self.sh.store.get(&id)? else { continue };
+            let Some(rec) = self.sh.store.get(&id)? else {
+                continue;
+            };
             if !rec.state.is_terminal() {
                 continue;
             }
             self.stop_run(&id);
-            let Some(t) = self.jobs.remove(&id) else { continue };
+            let Some(t) = self.jobs.remove(&id) else {
+                continue;
+            };
             self.explain.remove(&t.sid);
             let fx = self.sched.cancel(t.sid, secs(now_ts()));
             self.apply(fx)?;
@@ -906,7 +1330,12 @@ fn summarize(ex: &tidegate_placement::Explanation) -> serde_json::Value {
     let allowed: Vec<String> = ex
         .candidates
         .iter()
-        .flat_map(|c| c.pools.iter().filter(|p| p.allowed).map(move |p| format!("{}/{}", c.zone, p.pool)))
+        .flat_map(|c| {
+            c.pools
+                .iter()
+                .filter(|p| p.allowed)
+                .map(move |p| format!("{}/{}", c.zone, p.pool))
+        })
         .collect();
     let refused: BTreeMap<String, Vec<String>> = ex
         .candidates
@@ -915,7 +1344,11 @@ fn summarize(ex: &tidegate_placement::Explanation) -> serde_json::Value {
         .map(|c| {
             let mut reasons = c.reasons.clone();
             if reasons.is_empty() {
-                reasons = c.pools.iter().filter_map(|p| p.reasons.first().map(|r| format!("{}: {r}", p.pool))).collect();
+                reasons = c
+                    .pools
+                    .iter()
+                    .filter_map(|p| p.reasons.first().map(|r| format!("{}: {r}", p.pool)))
+                    .collect();
             }
             (c.zone.clone(), reasons)
         })
@@ -936,8 +1369,16 @@ fn why_nowhere(ex: &tidegate_placement::Explanation) -> String {
         .candidates
         .iter()
         .filter_map(|c| {
-            let zone_level = c.reasons.iter().find(|r| r.starts_with("forbidden") || r.starts_with("constraint")).cloned();
-            let first = zone_level.or_else(|| c.pools.iter().find_map(|p| p.reasons.first().map(|r| format!("pool {}: {r}", p.pool))))?;
+            let zone_level = c
+                .reasons
+                .iter()
+                .find(|r| r.starts_with("forbidden") || r.starts_with("constraint"))
+                .cloned();
+            let first = zone_level.or_else(|| {
+                c.pools
+                    .iter()
+                    .find_map(|p| p.reasons.first().map(|r| format!("pool {}: {r}", p.pool)))
+            })?;
             Some(format!("{}: {first}", c.zone))
         })
         .collect();

@@ -48,7 +48,12 @@ pub struct ApiError {
 impl ApiError {
     /// A new error.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), field: None }
+        Self {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+        }
     }
 
     /// Names the field at fault.
@@ -81,7 +86,13 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody { error: ErrorDetail { code: self.code, message: self.message, field: self.field } };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+                field: self.field,
+            },
+        };
         let mut resp = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
@@ -98,16 +109,21 @@ impl From<StoreError> for ApiError {
         match &e {
             StoreError::Invalid { field, .. } => ApiError::invalid(field, e.to_string()),
             StoreError::NotFound { .. } => ApiError::not_found(e.to_string()),
-            StoreError::AlreadyExists { .. } | StoreError::VersionConflict { .. } | StoreError::IllegalTransition { .. } => {
+            StoreError::AlreadyExists { .. }
+            | StoreError::VersionConflict { .. }
+            | StoreError::IllegalTransition { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
             }
             StoreError::IdempotencyConflict { .. } => {
-                ApiError::new(StatusCode::CONFLICT, "idempotency_conflict", e.to_string()).field("Idempotency-Key")
+                ApiError::new(StatusCode::CONFLICT, "idempotency_conflict", e.to_string())
+                    .field("Idempotency-Key")
             }
-            StoreError::Unavailable { .. } => ApiError::unavailable(format!("{e}; nothing was changed, retry later")),
-            StoreError::Database { .. } | StoreError::Corrupt { .. } | StoreError::Migration { .. } => {
-                ApiError::internal(e.to_string())
+            StoreError::Unavailable { .. } => {
+                ApiError::unavailable(format!("{e}; nothing was changed, retry later"))
             }
+            StoreError::Database { .. }
+            | StoreError::Corrupt { .. }
+            | StoreError::Migration { .. } => ApiError::internal(e.to_string()),
         }
     }
 }
@@ -115,10 +131,16 @@ impl From<StoreError> for ApiError {
 impl From<IdentityError> for ApiError {
     fn from(e: IdentityError) -> Self {
         match &e {
-            IdentityError::Expired { .. } => ApiError::new(StatusCode::UNAUTHORIZED, "token_expired", e.to_string()),
-            IdentityError::Denied(_) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", e.to_string()),
+            IdentityError::Expired { .. } => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "token_expired", e.to_string())
+            }
+            IdentityError::Denied(_) => {
+                ApiError::new(StatusCode::FORBIDDEN, "forbidden", e.to_string())
+            }
             IdentityError::InvalidSpec(_) => ApiError::invalid("body", e.to_string()),
-            IdentityError::InvalidKeyring(_) => ApiError::unavailable(format!("token keys are unusable: {e}")),
+            IdentityError::InvalidKeyring(_) => {
+                ApiError::unavailable(format!("token keys are unusable: {e}"))
+            }
             _ => ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string()),
         }
     }

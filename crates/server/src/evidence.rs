@@ -10,7 +10,10 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use tidegate_ledger::ledger::put_document;
-use tidegate_ledger::{open_ledger, Action, AnyLedger, Decision, Digest, EntryDraft, Ident, LedgerOptions, LedgerTarget, Subject, SubjectKind};
+use tidegate_ledger::{
+    open_ledger, Action, AnyLedger, Decision, Digest, EntryDraft, Ident, LedgerOptions,
+    LedgerTarget, Subject, SubjectKind,
+};
 use tidegate_model::{Fleet, Input, JobSpec};
 use tidegate_placement::Placement;
 use tidegate_policy::PolicyEngine;
@@ -36,6 +39,19 @@ fn ident(s: &str) -> Result<Ident, String> {
     Ident::new(s).map_err(|e| format!("`{s}` cannot be recorded as an identifier: {e}"))
 }
 
+/// A rule code as an identifier: characters an identifier cannot hold become `-`.
+fn code_ident(code: &str) -> String {
+    code.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-' | '@' | '/') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
 fn subject(kind: SubjectKind, id: &str) -> Result<Subject, String> {
     Subject::new(kind, id).map_err(|e| format!("`{id}` cannot be recorded as a subject: {e}"))
 }
@@ -50,18 +66,35 @@ impl Evidence {
     /// Opens the ledger (segment files under `data_dir`, or a PostgreSQL schema of this
     /// replica's own) and records the fleet and policy set the control plane starts with (the
     /// policy document is stored under its hash, in `data_dir`).
-    pub fn open(data_dir: &Path, target: &LedgerTarget, fleet: &Fleet, policy: &PolicyEngine) -> Result<Self, String> {
-        let ledger = open_ledger(data_dir, target, LedgerOptions::default()).map_err(|e| match target {
-            LedgerTarget::Files => format!("cannot open the evidence ledger in {}: {e}", data_dir.display()),
-            LedgerTarget::Postgres { .. } => format!("cannot open the evidence ledger in PostgreSQL: {e}"),
+    pub fn open(
+        data_dir: &Path,
+        target: &LedgerTarget,
+        fleet: &Fleet,
+        policy: &PolicyEngine,
+    ) -> Result<Self, String> {
+        let ledger =
+            open_ledger(data_dir, target, LedgerOptions::default()).map_err(|e| match target {
+                LedgerTarget::Files => format!(
+                    "cannot open the evidence ledger in {}: {e}",
+                    data_dir.display()
+                ),
+                LedgerTarget::Postgres { .. } => {
+                    format!("cannot open the evidence ledger in PostgreSQL: {e}")
+                }
+            })?;
+        let doc = put_document(data_dir, policy.document()).map_err(|e| {
+            format!(
+                "cannot store the policy document in {}: {e}",
+                data_dir.display()
+            )
         })?;
-        let doc = put_document(data_dir, policy.document())
-            .map_err(|e| format!("cannot store the policy document in {}: {e}", data_dir.display()))?;
-        let policy_hash = Digest::parse(format!("sha256:{}", policy.hash())).map_err(|e| e.to_string())?;
+        let policy_hash =
+            Digest::parse(format!("sha256:{}", policy.hash())).map_err(|e| e.to_string())?;
         if doc != policy_hash {
             return Err("the policy document does not hash to the policy hash".into());
         }
-        let fleet_hash = Digest::parse(format!("sha256:{}", fleet.fleet_hash)).map_err(|e| e.to_string())?;
+        let fleet_hash =
+            Digest::parse(format!("sha256:{}", fleet.fleet_hash)).map_err(|e| e.to_string())?;
         let ev = Self {
             ledger: RwLock::new(Arc::new(ledger)),
             target: target.clone(),
@@ -69,13 +102,22 @@ impl Evidence {
             data_dir: data_dir.to_owned(),
             policy_hash: policy_hash.clone(),
         };
-        ev.append(Action::FleetLoaded { fleet_hash }, vec![subject(SubjectKind::Fleet, &fleet.name)?])?;
-        ev.append(Action::PolicyLoaded { policy_hash }, vec![subject(SubjectKind::Policy, "placement")?])?;
+        ev.append(
+            Action::FleetLoaded { fleet_hash },
+            vec![subject(SubjectKind::Fleet, &fleet.name)?],
+        )?;
+        ev.append(
+            Action::PolicyLoaded { policy_hash },
+            vec![subject(SubjectKind::Policy, "placement")?],
+        )?;
         Ok(ev)
     }
 
     fn current(&self) -> Arc<AnyLedger> {
-        self.ledger.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        self.ledger
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Appends an entry; durable when this returns `Ok`. A ledger that stopped after a write
@@ -99,7 +141,10 @@ impl Evidence {
         match ledger.append(draft.clone(), ts()) {
             Ok(_) => Ok(()),
             Err(first) => match self.reopen(&ledger) {
-                Some(fresh) => fresh.append(draft, ts()).map(|_| ()).map_err(|e| format!("{}: {e}", self.describe())),
+                Some(fresh) => fresh
+                    .append(draft, ts())
+                    .map(|_| ())
+                    .map_err(|e| format!("{}: {e}", self.describe())),
                 None => Err(format!("{}: {first}", self.describe())),
             },
         }
@@ -109,12 +154,18 @@ impl Evidence {
     fn describe(&self) -> String {
         match &self.target {
             LedgerTarget::Files => format!("ledger in {}", self.data_dir.join("ledger").display()),
-            LedgerTarget::Postgres { schema, .. } => format!("ledger in PostgreSQL (schema {})", schema.as_deref().unwrap_or("default")),
+            LedgerTarget::Postgres { schema, .. } => format!(
+                "ledger in PostgreSQL (schema {})",
+                schema.as_deref().unwrap_or("default")
+            ),
         }
     }
 
     fn reopen(&self, failed: &Arc<AnyLedger>) -> Option<Arc<AnyLedger>> {
-        let mut last = self.reopened.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut last = self
+            .reopened
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let current = self.current();
         if !Arc::ptr_eq(&current, failed) {
             return Some(current); // someone else reopened it meanwhile
@@ -126,9 +177,14 @@ impl Evidence {
         let _ = failed.close();
         match open_ledger(&self.data_dir, &self.target, LedgerOptions::default()) {
             Ok(l) => {
-                tracing::warn!("the evidence ledger stopped after a write failure and was reopened");
+                tracing::warn!(
+                    "the evidence ledger stopped after a write failure and was reopened"
+                );
                 let fresh = Arc::new(l);
-                *self.ledger.write().unwrap_or_else(std::sync::PoisonError::into_inner) = fresh.clone();
+                *self
+                    .ledger
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh.clone();
                 Some(fresh)
             }
             Err(e) => {
@@ -152,11 +208,22 @@ impl Evidence {
 
     /// A job was submitted (the manifest's digest; never its content).
     pub fn submitted(&self, id: &JobId, manifest: &[u8]) -> Result<(), String> {
-        self.append(Action::JobSubmitted { spec: Digest::of(manifest) }, vec![subject(SubjectKind::Job, id.as_str())?])
+        self.append(
+            Action::JobSubmitted {
+                spec: Digest::of(manifest),
+            },
+            vec![subject(SubjectKind::Job, id.as_str())?],
+        )
     }
 
     /// The placement decision for a job: where it may run and the policies that decided.
-    pub fn placed(&self, id: &JobId, spec: &JobSpec, p: &Placement, fleet: &Fleet) -> Result<(), String> {
+    pub fn placed(
+        &self,
+        id: &JobId,
+        spec: &JobSpec,
+        p: &Placement,
+        fleet: &Fleet,
+    ) -> Result<(), String> {
         let mut subjects = Self::job_subjects(id, spec)?;
         let (decision, zone, pool) = match p.decided(fleet) {
             Some((zone, pool)) => (Decision::Allowed, zone, pool),
@@ -165,39 +232,115 @@ impl Evidence {
         if decision == Decision::Allowed {
             subjects.push(subject(SubjectKind::Zone, zone)?);
         }
-        let reasons =
-            p.reason_codes(tidegate_ledger::entry::MAX_LIST).iter().map(|r| ident(r)).collect::<Result<Vec<_>, _>>()?;
+        let reasons = p
+            .reason_codes(tidegate_ledger::entry::MAX_LIST)
+            .iter()
+            .map(|r| ident(r))
+            .collect::<Result<Vec<_>, _>>()?;
         self.append(
-            Action::JobPlaced { decision, zone: ident(zone)?, pool: ident(pool)?, reasons, policy_hash: self.policy_hash.clone() },
+            Action::JobPlaced {
+                decision,
+                zone: ident(zone)?,
+                pool: ident(pool)?,
+                reasons,
+                policy_hash: self.policy_hash.clone(),
+            },
             subjects,
         )
     }
 
+    /// A run's placement no longer holds (recorded before the run is stopped or withheld).
+    pub fn revoked(
+        &self,
+        id: &JobId,
+        zone: &str,
+        pool: &str,
+        run: &str,
+        reasons: &[String],
+    ) -> Result<(), String> {
+        let reasons = reasons
+            .iter()
+            .take(tidegate_ledger::entry::MAX_LIST)
+            .map(|r| ident(&code_ident(r)))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.append(
+            Action::JobRevoked {
+                zone: ident(zone)?,
+                pool: ident(pool)?,
+                run: ident(run)?,
+                reasons,
+                policy_hash: self.policy_hash.clone(),
+            },
+            vec![
+                subject(SubjectKind::Job, id.as_str())?,
+                subject(SubjectKind::Zone, zone)?,
+            ],
+        )
+    }
+
     /// A job burst to public capacity, with its business justification (stored as a document).
-    pub fn burst(&self, id: &JobId, zone: &str, pool: &str, justification: &str) -> Result<(), String> {
+    pub fn burst(
+        &self,
+        id: &JobId,
+        zone: &str,
+        pool: &str,
+        justification: &str,
+    ) -> Result<(), String> {
         if justification.trim().is_empty() {
             return Err("a burst needs a business justification and this job has none".into());
         }
         let doc = put_document(&self.data_dir, justification.as_bytes())
             .map_err(|e| format!("cannot store the justification: {e}"))?;
         self.append(
-            Action::JobBurst { zone: ident(zone)?, pool: ident(pool)?, justification: doc },
-            vec![subject(SubjectKind::Job, id.as_str())?, subject(SubjectKind::Zone, zone)?],
+            Action::JobBurst {
+                zone: ident(zone)?,
+                pool: ident(pool)?,
+                justification: doc,
+            },
+            vec![
+                subject(SubjectKind::Job, id.as_str())?,
+                subject(SubjectKind::Zone, zone)?,
+            ],
         )
     }
 
     /// A user token was issued (its id and what it grants; never the token).
-    pub fn token_issued(&self, issuer: &str, token_id: &str, expires_s: u64, role: &str, team: &str) -> Result<(), String> {
-        let scope = vec![ident(&format!("role:{role}"))?, ident(&format!("team:{team}"))?];
-        let action = Action::TokenIssued { token_id: ident(token_id)?, expires_ms: expires_s.saturating_mul(1000), scope };
-        let draft = EntryDraft::new(ident(issuer)?, action, vec![subject(SubjectKind::Token, token_id)?]).map_err(|e| e.to_string())?;
+    pub fn token_issued(
+        &self,
+        issuer: &str,
+        token_id: &str,
+        expires_s: u64,
+        role: &str,
+        team: &str,
+    ) -> Result<(), String> {
+        let scope = vec![
+            ident(&format!("role:{role}"))?,
+            ident(&format!("team:{team}"))?,
+        ];
+        let action = Action::TokenIssued {
+            token_id: ident(token_id)?,
+            expires_ms: expires_s.saturating_mul(1000),
+            scope,
+        };
+        let draft = EntryDraft::new(
+            ident(issuer)?,
+            action,
+            vec![subject(SubjectKind::Token, token_id)?],
+        )
+        .map_err(|e| e.to_string())?;
         self.append_draft(draft)
     }
 
     /// A person approved a job for `scope` (`run`, `burst`, `export`); the approver is the actor.
     pub fn approved(&self, id: &JobId, approver: &str, scope: &str) -> Result<(), String> {
-        let draft = EntryDraft::new(ident(approver)?, Action::JobApproved { scope: ident(scope)? }, vec![subject(SubjectKind::Job, id.as_str())?])
-            .map_err(|e| e.to_string())?;
+        let draft = EntryDraft::new(
+            ident(approver)?,
+            Action::JobApproved {
+                scope: ident(scope)?,
+            },
+            vec![subject(SubjectKind::Job, id.as_str())?],
+        )
+        .map_err(|e| e.to_string())?;
         self.append_draft(draft)
     }
 
@@ -208,7 +351,10 @@ impl Evidence {
 
     /// Publishes a signed checkpoint over everything recorded so far.
     pub fn checkpoint(&self) -> Result<(), String> {
-        self.current().publish_checkpoint().map(|_| ()).map_err(|e| e.to_string())
+        self.current()
+            .publish_checkpoint()
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 
     /// Seals a final checkpoint and closes the ledger: later appends fail (and so refuse their

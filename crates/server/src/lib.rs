@@ -150,10 +150,18 @@ pub struct Server {
 fn write_secret(path: &Path, text: &str) -> Result<(), StartError> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
-    let io = |source| StartError::Io { path: path.to_owned(), source };
+    let io = |source| StartError::Io {
+        path: path.to_owned(),
+        source,
+    };
     let tmp = path.with_extension("tmp");
     let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(io)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io)?;
     f.write_all(text.as_bytes()).map_err(io)?;
     f.sync_all().map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)
@@ -162,33 +170,67 @@ fn write_secret(path: &Path, text: &str) -> Result<(), StartError> {
 /// Starts the control plane (call inside a multi-threaded tokio runtime).
 pub async fn start(cfg: ServerConfig, clock: Clock) -> Result<Server, StartError> {
     let (mut fleet, scheduling) = tidegate_model::load_fleet_with_scheduling(&cfg.fleet_dir)
-        .map_err(|errors| StartError::Fleet { dir: cfg.fleet_dir.clone(), errors })?;
+        .map_err(|errors| StartError::Fleet {
+            dir: cfg.fleet_dir.clone(),
+            errors,
+        })?;
     // Dataset versions registered in this data directory (`tidegate dataset register`) are
     // placed like the fleet's own; a registry that does not read stops the start.
     tidegate_data::Registry::open(&cfg.data_dir)
         .merge_into(&mut fleet)
         .map_err(|e| StartError::Datasets(e.to_string()))?;
     let policy = PolicyEngine::load(&fleet).map_err(|e| StartError::Policy(e.to_string()))?;
-    std::fs::create_dir_all(&cfg.data_dir).map_err(|source| StartError::Io { path: cfg.data_dir.clone(), source })?;
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|source| StartError::Io {
+        path: cfg.data_dir.clone(),
+        source,
+    })?;
     let data_dir = cfg.data_dir.clone();
     let database = cfg.database.clone();
-    let store: Arc<dyn tidegate_store::Store> = tokio::task::spawn_blocking(move || tidegate_store::open(database.as_deref(), &data_dir))
-        .await
-        .map_err(|e| StartError::Ledger(format!("store open task failed: {e}")))??
-        .into();
-    let keys_dir = cfg.keys_dir.clone().unwrap_or_else(|| cfg.data_dir.join("keys"));
+    let store: Arc<dyn tidegate_store::Store> =
+        tokio::task::spawn_blocking(move || tidegate_store::open(database.as_deref(), &data_dir))
+            .await
+            .map_err(|e| StartError::Ledger(format!("store open task failed: {e}")))??
+            .into();
+    let keys_dir = cfg
+        .keys_dir
+        .clone()
+        .unwrap_or_else(|| cfg.data_dir.join("keys"));
     let keys = RootKeyStore::new(&keys_dir);
-    let keys_err = |reason: String| StartError::Keys { dir: keys_dir.clone(), reason };
-    let admin = auth::mint(&keys, "admin", Role::Admin, "admin", cfg.admin_token_minutes, clock())
-        .map_err(|e| keys_err(e.to_string()))?;
+    let keys_err = |reason: String| StartError::Keys {
+        dir: keys_dir.clone(),
+        reason,
+    };
+    let admin = auth::mint(
+        &keys,
+        "admin",
+        Role::Admin,
+        "admin",
+        cfg.admin_token_minutes,
+        clock(),
+    )
+    .map_err(|e| keys_err(e.to_string()))?;
     let admin_token_path = cfg.data_dir.join("admin.token");
     write_secret(&admin_token_path, &admin)?;
     let auth = Auth::new(keys, clock).map_err(|e| keys_err(e.to_string()))?;
     // With PostgreSQL, the ledger lives there too, one log (one writer) per replica.
     let ledger_target = match &cfg.database {
         Some(url) => {
-            let replica: String = cfg.replica.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
-            tidegate_ledger::LedgerTarget::from_database(Some(url), Some(&format!("tidegate_ledger_{replica}"))).map_err(|e| StartError::Ledger(e.to_string()))?
+            let replica: String = cfg
+                .replica
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_ascii_lowercase()
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            tidegate_ledger::LedgerTarget::from_database(
+                Some(url),
+                Some(&format!("tidegate_ledger_{replica}")),
+            )
+            .map_err(|e| StartError::Ledger(e.to_string()))?
         }
         None => tidegate_ledger::LedgerTarget::Files,
     };
@@ -203,8 +245,10 @@ pub async fn start(cfg: ServerConfig, clock: Clock) -> Result<Server, StartError
         .map_err(|e| StartError::Ledger(format!("ledger open task failed: {e}")))?
     };
     let evidence = evidence.map_err(StartError::Ledger)?;
-    drop(policy);
-    let work_root = cfg.work_root.clone().unwrap_or_else(|| cfg.data_dir.join("zones"));
+    let work_root = cfg
+        .work_root
+        .clone()
+        .unwrap_or_else(|| cfg.data_dir.join("zones"));
     let mut executors: BTreeMap<String, Arc<dyn Executor>> = BTreeMap::new();
     for name in &cfg.agent_zones {
         if fleet.zone(name).is_none() {
@@ -216,7 +260,10 @@ pub async fn start(cfg: ServerConfig, clock: Clock) -> Result<Server, StartError
     }
     for z in &fleet.zones {
         if cfg.agent_zones.contains(&z.name) {
-            executors.insert(z.name.clone(), Arc::new(agents::AgentExecutor::new(&z.name, store.clone())));
+            executors.insert(
+                z.name.clone(),
+                Arc::new(agents::AgentExecutor::new(&z.name, store.clone())),
+            );
             continue;
         }
         if let Some(e) = cfg.executors.get(&z.name) {
@@ -232,11 +279,20 @@ pub async fn start(cfg: ServerConfig, clock: Clock) -> Result<Server, StartError
     }
     // The admin token written above is a point of action too.
     let (admin_id, admin_expires) = auth.token_id(&admin).map_err(|e| keys_err(e.message))?;
-    evidence.token_issued("tidegate-control-plane", &admin_id, admin_expires, "admin", "admin").map_err(StartError::Ledger)?;
+    evidence
+        .token_issued(
+            "tidegate-control-plane",
+            &admin_id,
+            admin_expires,
+            "admin",
+            "admin",
+        )
+        .map_err(StartError::Ledger)?;
     let shared = Arc::new(Shared {
         agent_zones: cfg.agent_zones.clone(),
         store,
         fleet: Arc::new(fleet),
+        policy: Arc::new(policy),
         scheduling: Arc::new(scheduling),
         executors,
         metrics: Arc::new(Metrics::new()),
@@ -245,12 +301,27 @@ pub async fn start(cfg: ServerConfig, clock: Clock) -> Result<Server, StartError
         shutdown: Arc::new(AtomicBool::new(false)),
         leading: Arc::new(AtomicBool::new(false)),
     });
-    let state = Arc::new(AppState { shared: shared.clone(), auth, draining: AtomicBool::new(false) });
-    let listener = tokio::net::TcpListener::bind(cfg.listen).await.map_err(|source| StartError::Bind { addr: cfg.listen, source })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: cfg.listen, source })?;
+    let state = Arc::new(AppState {
+        shared: shared.clone(),
+        auth,
+        draining: AtomicBool::new(false),
+    });
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: cfg.listen,
+        source,
+    })?;
     let url = format!("http://{addr}");
     let url_path = cfg.data_dir.join("server.url");
-    std::fs::write(&url_path, format!("{url}\n")).map_err(|source| StartError::Io { path: url_path, source })?;
+    std::fs::write(&url_path, format!("{url}\n")).map_err(|source| StartError::Io {
+        path: url_path,
+        source,
+    })?;
 
     let loop_thread = if cfg.scheduler {
         let loop_shared = shared.clone();
@@ -259,7 +330,10 @@ pub async fn start(cfg: ServerConfig, clock: Clock) -> Result<Server, StartError
             std::thread::Builder::new()
                 .name("tidegate-scheduler".into())
                 .spawn(move || control::run(&loop_shared, &loop_cfg))
-                .map_err(|source| StartError::Io { path: PathBuf::from("<scheduler thread>"), source })?,
+                .map_err(|source| StartError::Io {
+                    path: PathBuf::from("<scheduler thread>"),
+                    source,
+                })?,
         )
     } else {
         None
@@ -288,13 +362,21 @@ pub async fn start(cfg: ServerConfig, clock: Clock) -> Result<Server, StartError
     let stop = stop_http.clone();
     let app = api::router(state.clone());
     let http = tokio::spawn(async move {
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async move { stop.notified().await });
+        let serve =
+            axum::serve(listener, app).with_graceful_shutdown(async move { stop.notified().await });
         if let Err(e) = serve.await {
             tracing::error!(error = %e, "HTTP server failed");
         }
     });
     tracing::info!(%url, "control plane listening");
-    Ok(Server { url, admin_token_path, state, loop_thread, http, stop_http })
+    Ok(Server {
+        url,
+        admin_token_path,
+        state,
+        loop_thread,
+        http,
+        stop_http,
+    })
 }
 
 impl Server {

@@ -55,19 +55,43 @@ impl Metrics {
         let decision_latency = Histogram::new(exponential_buckets(0.000_01, 4.0, 10));
         let submissions = Family::<Labels, Counter>::default();
         let leader = Gauge::default();
-        registry.register("queue_depth", "Jobs waiting in each zone's queue", queue_depth.clone());
+        registry.register(
+            "queue_depth",
+            "Jobs waiting in each zone's queue",
+            queue_depth.clone(),
+        );
         registry.register("running_jobs", "Jobs running in each zone", running.clone());
-        registry.register("admissions", "Jobs admitted, by zone and burst", admissions.clone());
+        registry.register(
+            "admissions",
+            "Jobs admitted, by zone and burst",
+            admissions.clone(),
+        );
         registry.register("bursts", "Jobs admitted to public capacity", bursts.clone());
-        registry.register("refusals", "Jobs refused: no allowed zone can ever run them", refusals.clone());
-        registry.register("public_spend", "Estimated cost of work admitted to public capacity", public_spend.clone());
+        registry.register(
+            "refusals",
+            "Jobs refused: no allowed zone can ever run them",
+            refusals.clone(),
+        );
+        registry.register(
+            "public_spend",
+            "Estimated cost of work admitted to public capacity",
+            public_spend.clone(),
+        );
         registry.register(
             "decision_latency_seconds",
             "Time to place and schedule one submitted job",
             decision_latency.clone(),
         );
-        registry.register("submissions", "Submissions accepted, by outcome", submissions.clone());
-        registry.register("leader", "1 while this replica runs the scheduler loop", leader.clone());
+        registry.register(
+            "submissions",
+            "Submissions accepted, by outcome",
+            submissions.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this replica runs the scheduler loop",
+            leader.clone(),
+        );
         Self {
             registry,
             queue_depth,

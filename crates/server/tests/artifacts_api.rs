@@ -21,7 +21,12 @@ fn sha256(content: &[u8]) -> String {
 }
 
 fn put(ts: &TestServer, token: &str, query: &str, content: &[u8]) -> Value {
-    let (status, bytes, body) = ts.raw("POST", &format!("/v1/artifacts?{query}"), Some(token), Some(content));
+    let (status, bytes, body) = ts.raw(
+        "POST",
+        &format!("/v1/artifacts?{query}"),
+        Some(token),
+        Some(content),
+    );
     assert_eq!(status, 201, "{}", String::from_utf8_lossy(&bytes));
     body
 }
@@ -36,7 +41,10 @@ fn job_token(ts: &TestServer, inputs: Vec<String>, at: u64, minutes: u32) -> Str
         output_prefix: "artifacts/finetune-2/".into(),
         ttl_minutes: minutes,
     };
-    keys.issuer().unwrap().mint(&keys.keyring().unwrap(), &spec, at).unwrap()
+    keys.issuer()
+        .unwrap()
+        .mint(&keys.keyring().unwrap(), &spec, at)
+        .unwrap()
 }
 
 #[test]
@@ -47,30 +55,60 @@ fn artifacts_round_trip_verify_refuse_tampering_and_are_ledgered() {
 
     // Put: the digest is the SHA-256 of the content, the team is the caller's.
     let content = b"a frozen snapshot of ehr-deid@2026-10".to_vec();
-    let stored = put(&ts, &sub, "kind=dataset-snapshot&name=ehr-deid&label=source%3Dsynthea", &content);
+    let stored = put(
+        &ts,
+        &sub,
+        "kind=dataset-snapshot&name=ehr-deid&label=source%3Dsynthea",
+        &content,
+    );
     let digest = stored["digest"].as_str().unwrap().to_owned();
     assert_eq!(digest, sha256(&content));
-    assert_eq!((stored["kind"].as_str(), stored["size"].as_u64()), (Some("dataset-snapshot"), Some(content.len() as u64)));
+    assert_eq!(
+        (stored["kind"].as_str(), stored["size"].as_u64()),
+        (Some("dataset-snapshot"), Some(content.len() as u64))
+    );
     assert_eq!(stored["team"], "icu-ml");
     assert_eq!(stored["labels"]["source"], "synthea");
     // Storing it again is idempotent.
-    assert_eq!(put(&ts, &sub, "kind=dataset-snapshot&name=ehr-deid", &content)["digest"], digest.as_str());
+    assert_eq!(
+        put(&ts, &sub, "kind=dataset-snapshot&name=ehr-deid", &content)["digest"],
+        digest.as_str()
+    );
     // A bad request names its field.
     let (status, _, body) = ts.raw("POST", "/v1/artifacts?kind=weights", Some(&sub), Some(b"x"));
-    assert_eq!((status, body["error"]["field"].as_str()), (400, Some("kind")), "{body}");
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (400, Some("kind")),
+        "{body}"
+    );
 
     // Get: the same bytes.
-    let (status, bytes, _) = ts.raw("GET", &format!("/v1/artifacts/{digest}"), Some(&reader), None);
+    let (status, bytes, _) = ts.raw(
+        "GET",
+        &format!("/v1/artifacts/{digest}"),
+        Some(&reader),
+        None,
+    );
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
     assert_eq!(bytes, content);
     // List and verify.
     let list = ts.get("/v1/artifacts", &reader);
     assert_eq!(list.status, 200, "{}", list.text);
     let listed = list.body["artifacts"].as_array().unwrap();
-    assert!(listed.iter().any(|a| a["digest"] == digest.as_str() && a["stage"] == "candidate"), "{}", list.text);
+    assert!(
+        listed
+            .iter()
+            .any(|a| a["digest"] == digest.as_str() && a["stage"] == "candidate"),
+        "{}",
+        list.text
+    );
     let other_team = ts.get("/v1/artifacts", &ts.token(Role::Approver, "radiology-ai"));
     assert_eq!(other_team.status, 200, "{}", other_team.text);
-    assert!(other_team.body["artifacts"].as_array().unwrap().is_empty(), "{}", other_team.text);
+    assert!(
+        other_team.body["artifacts"].as_array().unwrap().is_empty(),
+        "{}",
+        other_team.text
+    );
     let verified = ts.get(&format!("/v1/artifacts/{digest}/verify"), &reader);
     assert_eq!(verified.status, 200, "{}", verified.text);
     assert_eq!(verified.body["verified"], true);
@@ -78,11 +116,15 @@ fn artifacts_round_trip_verify_refuse_tampering_and_are_ledgered() {
 
     // A model with signed provenance but no attestations: the gates refuse and name what is missing.
     let model = b"weights of a sepsis model".to_vec();
-    let model_digest = put(&ts, &sub, "kind=model&name=sepsis", &model)["digest"].as_str().unwrap().to_owned();
+    let model_digest = put(&ts, &sub, "kind=model&name=sepsis", &model)["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     {
         let store = ArtifactStore::open(ts.dir.path()).unwrap();
         let keys = KeyStore::new(&store.keys_dir());
-        keys.create("zone:hospital-onprem", &["builder"], now() - 60, 30, true).unwrap();
+        keys.create("zone:hospital-onprem", &["builder"], now() - 60, 30, true)
+            .unwrap();
         let prov = Provenance {
             job_id: "train-1".into(),
             zone: "hospital-onprem".into(),
@@ -94,37 +136,106 @@ fn artifacts_round_trip_verify_refuse_tampering_and_are_ledgered() {
             finished_at: now() - 10,
         };
         let d: Digest = model_digest.parse().unwrap();
-        store.sign_provenance(&d, &prov, &keys.active_signer(now()).unwrap()).unwrap();
+        store
+            .sign_provenance(&d, &prov, &keys.active_signer(now()).unwrap())
+            .unwrap();
     }
     let verified = ts.get(&format!("/v1/artifacts/{model_digest}/verify"), &reader);
     assert_eq!(verified.status, 200, "{}", verified.text);
-    assert_eq!(verified.body["provenance"]["buildDefinition"]["externalParameters"]["job"], "train-1", "{}", verified.text);
+    assert_eq!(
+        verified.body["provenance"]["buildDefinition"]["externalParameters"]["job"], "train-1",
+        "{}",
+        verified.text
+    );
     let approver = ts.token(Role::Approver, "icu-ml");
-    let refused = ts.post(&format!("/v1/artifacts/{model_digest}/promote"), &approver, &json!({"to": "validated"}));
+    let refused = ts.post(
+        &format!("/v1/artifacts/{model_digest}/promote"),
+        &approver,
+        &json!({"to": "validated"}),
+    );
     assert_eq!(refused.status, 422, "{}", refused.text);
     assert_eq!(refused.body["error"]["code"], "promotion_refused");
     let why = refused.body["error"]["message"].as_str().unwrap();
-    assert!(why.contains("data approval") && why.contains("feature version") && why.contains("validation report"), "{why}");
+    assert!(
+        why.contains("data approval")
+            && why.contains("feature version")
+            && why.contains("validation report"),
+        "{why}"
+    );
     // Someone else's name is refused for a non-administrator.
-    let spoof = ts.post(&format!("/v1/artifacts/{model_digest}/promote"), &approver, &json!({"to": "validated", "actor": "alice"}));
-    assert_eq!((spoof.status, spoof.body["error"]["field"].as_str()), (403, Some("actor")), "{}", spoof.text);
+    let spoof = ts.post(
+        &format!("/v1/artifacts/{model_digest}/promote"),
+        &approver,
+        &json!({"to": "validated", "actor": "alice"}),
+    );
+    assert_eq!(
+        (spoof.status, spoof.body["error"]["field"].as_str()),
+        (403, Some("actor")),
+        "{}",
+        spoof.text
+    );
 
     // Job tokens: the granted artifact only, and only while valid.
-    let other = put(&ts, &sub, "kind=dataset-snapshot&name=other", b"another snapshot")["digest"].as_str().unwrap().to_owned();
+    let other = put(
+        &ts,
+        &sub,
+        "kind=dataset-snapshot&name=other",
+        b"another snapshot",
+    )["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let granted = resource_name(ArtifactKind::DatasetSnapshot, &digest.parse().unwrap());
     let token = job_token(&ts, vec![granted.clone()], now(), 10);
-    let (status, bytes, _) = ts.raw("GET", &format!("/v1/artifacts/{digest}?zone=hospital-onprem"), Some(&token), None);
+    let (status, bytes, _) = ts.raw(
+        "GET",
+        &format!("/v1/artifacts/{digest}?zone=hospital-onprem"),
+        Some(&token),
+        None,
+    );
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
     assert_eq!(bytes, content);
-    let (status, _, body) = ts.raw("GET", &format!("/v1/artifacts/{other}?zone=hospital-onprem"), Some(&token), None);
-    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("token_not_granted")), "{body}");
-    let (status, _, body) = ts.raw("GET", &format!("/v1/artifacts/{digest}?zone=public-eu"), Some(&token), None);
-    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("token_not_granted")), "another zone: {body}");
+    let (status, _, body) = ts.raw(
+        "GET",
+        &format!("/v1/artifacts/{other}?zone=hospital-onprem"),
+        Some(&token),
+        None,
+    );
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("token_not_granted")),
+        "{body}"
+    );
+    let (status, _, body) = ts.raw(
+        "GET",
+        &format!("/v1/artifacts/{digest}?zone=public-eu"),
+        Some(&token),
+        None,
+    );
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("token_not_granted")),
+        "another zone: {body}"
+    );
     let expired = job_token(&ts, vec![granted], now() - 3600, 10);
-    let (status, _, body) = ts.raw("GET", &format!("/v1/artifacts/{digest}?zone=hospital-onprem"), Some(&expired), None);
-    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("token_expired")), "{body}");
+    let (status, _, body) = ts.raw(
+        "GET",
+        &format!("/v1/artifacts/{digest}?zone=hospital-onprem"),
+        Some(&expired),
+        None,
+    );
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("token_expired")),
+        "{body}"
+    );
     // A job token is not a user token: without a zone it calls the API and is refused.
-    let (status, _, _) = ts.raw("GET", &format!("/v1/artifacts/{digest}"), Some(&token), None);
+    let (status, _, _) = ts.raw(
+        "GET",
+        &format!("/v1/artifacts/{digest}"),
+        Some(&token),
+        None,
+    );
     assert_eq!(status, 401);
 
     // Tamper with the stored blob: reads and verification refuse and say so.
@@ -134,30 +245,79 @@ fn artifacts_round_trip_verify_refuse_tampering_and_are_ledgered() {
     let last = bytes.len() - 1;
     bytes[last] ^= 0x01;
     std::fs::write(&blob, &bytes).unwrap();
-    let (status, _, body) = ts.raw("GET", &format!("/v1/artifacts/{digest}"), Some(&reader), None);
-    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("artifact_tampered")), "{body}");
+    let (status, _, body) = ts.raw(
+        "GET",
+        &format!("/v1/artifacts/{digest}"),
+        Some(&reader),
+        None,
+    );
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("artifact_tampered")),
+        "{body}"
+    );
     let r = ts.get(&format!("/v1/artifacts/{digest}/verify"), &reader);
-    assert_eq!((r.status, r.body["error"]["code"].as_str()), (409, Some("artifact_tampered")), "{}", r.text);
-    assert!(r.text.contains(&digest) && r.text.contains("integrity"), "{}", r.text);
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (409, Some("artifact_tampered")),
+        "{}",
+        r.text
+    );
+    assert!(
+        r.text.contains(&digest) && r.text.contains("integrity"),
+        "{}",
+        r.text
+    );
 
     // Everything above is in the evidence ledger.
     ts.stop();
     let contents = tidegate_ledger::ledger::read_log(&ts.dir.path().join("ledger"), true).unwrap();
-    let entries: Vec<Value> = contents.entries.iter().map(|b| serde_json::from_slice(b).unwrap()).collect();
-    let of = |t: &str| entries.iter().filter(|e| e["action"]["type"] == t).cloned().collect::<Vec<_>>();
+    let entries: Vec<Value> = contents
+        .entries
+        .iter()
+        .map(|b| serde_json::from_slice(b).unwrap())
+        .collect();
+    let of = |t: &str| {
+        entries
+            .iter()
+            .filter(|e| e["action"]["type"] == t)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
     let stored = of("artifact.stored");
     assert_eq!(stored.len(), 3, "three distinct objects stored: {stored:?}");
-    assert!(stored.iter().any(|e| e["action"]["artifact"] == digest.as_str()));
+    assert!(stored
+        .iter()
+        .any(|e| e["action"]["artifact"] == digest.as_str()));
     let used = of("token.used");
     assert_eq!(used.len(), 1, "{used:?}");
-    assert_eq!((used[0]["action"]["resource"].as_str(), used[0]["actor"].as_str()), (Some(digest.as_str()), Some("finetune-2")));
+    assert_eq!(
+        (
+            used[0]["action"]["resource"].as_str(),
+            used[0]["actor"].as_str()
+        ),
+        (Some(digest.as_str()), Some("finetune-2"))
+    );
     let refusals = of("token.refused");
-    let reasons: Vec<&str> = refusals.iter().filter_map(|e| e["action"]["reason"].as_str()).collect();
+    let reasons: Vec<&str> = refusals
+        .iter()
+        .filter_map(|e| e["action"]["reason"].as_str())
+        .collect();
     assert_eq!(reasons.len(), 3, "{refusals:?}");
-    assert_eq!(reasons.iter().filter(|r| **r == "token-request-denied").count(), 2, "{reasons:?}");
+    assert_eq!(
+        reasons
+            .iter()
+            .filter(|r| **r == "token-request-denied")
+            .count(),
+        2,
+        "{reasons:?}"
+    );
     assert!(reasons.contains(&"token-expired"), "{reasons:?}");
     let promotion = of("artifact.promotion_refused");
     assert_eq!(promotion.len(), 1, "{promotion:?}");
     let codes = promotion[0]["action"]["reasons"].as_array().unwrap();
-    assert!(codes.iter().any(|c| c == "data-approval") && codes.iter().any(|c| c == "feature-pin"), "{codes:?}");
+    assert!(
+        codes.iter().any(|c| c == "data-approval") && codes.iter().any(|c| c == "feature-pin"),
+        "{codes:?}"
+    );
 }

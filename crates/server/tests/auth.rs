@@ -40,14 +40,20 @@ fn team_scoped(action: &str) -> bool {
 /// the `validated` gate asks for directly in the data directory's store.
 fn promotable_model(ts: &TestServer) -> String {
     let sub = ts.token(Role::Submitter, "icu-ml");
-    let (status, bytes, body) = ts.raw("POST", "/v1/artifacts?kind=model&name=auth-model", Some(&sub), Some(b"auth model weights"));
+    let (status, bytes, body) = ts.raw(
+        "POST",
+        "/v1/artifacts?kind=model&name=auth-model",
+        Some(&sub),
+        Some(b"auth model weights"),
+    );
     assert_eq!(status, 201, "{}", String::from_utf8_lossy(&bytes));
     let digest = body["digest"].as_str().unwrap().to_owned();
     let d: tidegate_artifacts::Digest = digest.parse().unwrap();
     let store = tidegate_artifacts::ArtifactStore::open(ts.dir.path()).unwrap();
     let keys = tidegate_artifacts::signing::KeyStore::new(&store.keys_dir());
     let t = now() - 60;
-    keys.create("zone:hospital-onprem", &["builder"], t, 30, true).unwrap();
+    keys.create("zone:hospital-onprem", &["builder"], t, 30, true)
+        .unwrap();
     let approver = keys.create("alice", &["approver"], t, 30, false).unwrap();
     let builder = keys.active_signer(now()).unwrap();
     let prov = tidegate_artifacts::intoto::Provenance {
@@ -63,9 +69,33 @@ fn promotable_model(ts: &TestServer) -> String {
     store.sign_provenance(&d, &prov, &builder).unwrap();
     use tidegate_artifacts::gates::{attest, DATA_APPROVAL, FEATURE_PIN, VALIDATION_REPORT};
     let alice = keys.signer(&approver.keyid, now()).unwrap();
-    attest(&store, &alice, &d, DATA_APPROVAL, json!({"dataset": "ehr-deid@2026-10"}), now()).unwrap();
-    attest(&store, &builder, &d, FEATURE_PIN, json!({"featureSet": "vitals", "version": "7"}), now()).unwrap();
-    attest(&store, &builder, &d, VALIDATION_REPORT, json!({"metric": "auc", "value": 0.93, "testSet": "holdout"}), now()).unwrap();
+    attest(
+        &store,
+        &alice,
+        &d,
+        DATA_APPROVAL,
+        json!({"dataset": "ehr-deid@2026-10"}),
+        now(),
+    )
+    .unwrap();
+    attest(
+        &store,
+        &builder,
+        &d,
+        FEATURE_PIN,
+        json!({"featureSet": "vitals", "version": "7"}),
+        now(),
+    )
+    .unwrap();
+    attest(
+        &store,
+        &builder,
+        &d,
+        VALIDATION_REPORT,
+        json!({"metric": "auc", "value": 0.93, "testSet": "holdout"}),
+        now(),
+    )
+    .unwrap();
     digest
 }
 
@@ -74,7 +104,11 @@ fn every_route_but_health_needs_a_valid_token_of_the_right_role_and_team() {
     let ts = TestServer::start_full(16, Default::default(), vec!["public-eu".into()]);
     let sub = ts.token(Role::Submitter, "icu-ml");
     // A job to address in /v1/jobs/{id} routes: long-running so cancel has something to do.
-    let created = ts.submit(&sub, &manifest("auth-target", "icu-ml", 8, Some("sleep 30")), None);
+    let created = ts.submit(
+        &sub,
+        &manifest("auth-target", "icu-ml", 8, Some("sleep 30")),
+        None,
+    );
     assert_eq!(created.status, 201, "{}", created.text);
     let id = created.body["job"]["id"].as_str().unwrap().to_owned();
     // An artifact to address in /v1/artifacts/{digest} routes: team icu-ml's model, signed and
@@ -89,7 +123,10 @@ fn every_route_but_health_needs_a_valid_token_of_the_right_role_and_team() {
     for (path, ops) in paths {
         for (method, op) in ops.as_object().unwrap() {
             let method = method.to_uppercase();
-            let url = path.replace("{id}", &id).replace("{zone}", "public-eu").replace("{digest}", &digest);
+            let url = path
+                .replace("{id}", &id)
+                .replace("{zone}", "public-eu")
+                .replace("{digest}", &digest);
             let security = op.get("security").and_then(Value::as_array);
             if path == "/healthz" {
                 assert!(security.is_none_or(Vec::is_empty), "health must be public");
@@ -106,8 +143,12 @@ fn every_route_but_health_needs_a_valid_token_of_the_right_role_and_team() {
                 .unwrap_or_else(|| panic!("{method} {path} declares no bearer scope"))
                 .to_owned();
             let body: Option<Value> = match (method.as_str(), path.as_str()) {
-                ("POST", "/v1/jobs") => Some(json!({"manifest": manifest("auth-probe", "icu-ml", 1, Some("true"))})),
-                ("POST", "/v1/tokens") => Some(json!({"subject": "x", "role": "submitter", "team": "icu-ml"})),
+                ("POST", "/v1/jobs") => {
+                    Some(json!({"manifest": manifest("auth-probe", "icu-ml", 1, Some("true"))}))
+                }
+                ("POST", "/v1/tokens") => {
+                    Some(json!({"subject": "x", "role": "submitter", "team": "icu-ml"}))
+                }
                 ("POST", "/v1/zones/{zone}/condition") => Some(json!({"health": "healthy"})),
                 ("POST", "/v1/agents/{zone}/sync") => Some(json!({"agent": "a1", "runs": []})),
                 ("POST", "/v1/jobs/{id}/approve") => Some(json!({"scope": "burst"})),
@@ -124,28 +165,52 @@ fn every_route_but_health_needs_a_valid_token_of_the_right_role_and_team() {
 
             let r = call(None);
             assert_eq!(r.status, 401, "{method} {path} without a token: {}", r.text);
-            assert_eq!(r.body["error"]["code"], "unauthenticated", "{method} {path}");
+            assert_eq!(
+                r.body["error"]["code"], "unauthenticated",
+                "{method} {path}"
+            );
 
             let r = call(Some("not-a-token"));
             assert_eq!(r.status, 401, "{method} {path} with garbage: {}", r.text);
 
             let r = call(Some(&expired));
-            assert_eq!(r.status, 401, "{method} {path} with an expired token: {}", r.text);
+            assert_eq!(
+                r.status, 401,
+                "{method} {path} with an expired token: {}",
+                r.text
+            );
             assert_eq!(r.body["error"]["code"], "token_expired", "{method} {path}");
 
             if let Some(role) = wrong_role(&action) {
                 let r = call(Some(&ts.token(role, "icu-ml")));
-                assert_eq!(r.status, 403, "{method} {path} with role {role:?}: {}", r.text);
+                assert_eq!(
+                    r.status, 403,
+                    "{method} {path} with role {role:?}: {}",
+                    r.text
+                );
                 assert_eq!(r.body["error"]["code"], "forbidden", "{method} {path}");
             }
             // The team an action concerns: the job's team, or for agents the zone.
-            let team = if action == "agent" { "public-eu" } else { "icu-ml" };
+            let team = if action == "agent" {
+                "public-eu"
+            } else {
+                "icu-ml"
+            };
             if team_scoped(&action) {
                 let r = call(Some(&ts.token(right_role(&action), "radiology-ai")));
-                assert_eq!(r.status, 403, "{method} {path} from another team: {}", r.text);
+                assert_eq!(
+                    r.status, 403,
+                    "{method} {path} from another team: {}",
+                    r.text
+                );
             }
             let r = call(Some(&ts.token(right_role(&action), team)));
-            assert!(r.status < 300, "{method} {path} with the right token: {} {}", r.status, r.text);
+            assert!(
+                r.status < 300,
+                "{method} {path} with the right token: {} {}",
+                r.status,
+                r.text
+            );
             checked += 1;
         }
     }
@@ -160,14 +225,20 @@ fn an_attenuated_token_cannot_widen_and_a_revoked_key_is_refused() {
     // Narrowing a token keeps it working within its narrower bounds.
     let narrowed = tidegate_identity::attenuate(
         &admin_like,
-        &tidegate_identity::Attenuation { expires_at: Some(now() + 60), ..Default::default() },
+        &tidegate_identity::Attenuation {
+            expires_at: Some(now() + 60),
+            ..Default::default()
+        },
     )
     .unwrap();
     assert_eq!(ts.get("/v1/zones", &narrowed).status, 200);
     // The same token narrowed to a moment already past is refused: attenuation blocks apply.
     let lapsed = tidegate_identity::attenuate(
         &admin_like,
-        &tidegate_identity::Attenuation { expires_at: Some(now() - 10), ..Default::default() },
+        &tidegate_identity::Attenuation {
+            expires_at: Some(now() - 10),
+            ..Default::default()
+        },
     )
     .unwrap();
     let r = ts.get("/v1/zones", &lapsed);

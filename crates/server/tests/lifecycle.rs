@@ -11,7 +11,12 @@ use serde_json::{json, Value};
 use tidegate_identity::Role;
 
 fn states(detail: &Value) -> Vec<String> {
-    detail["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap().to_owned()).collect()
+    detail["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 #[test]
@@ -32,12 +37,27 @@ fn bad_requests_get_clear_errors_naming_the_field() {
     let r = ts.submit(&sub, &bad, None);
     assert_eq!(r.status, 400, "{}", r.text);
     assert_eq!(r.body["error"]["code"], "invalid_manifest");
-    assert!(r.body["error"]["field"].as_str().unwrap().starts_with("manifest"), "{}", r.text);
+    assert!(
+        r.body["error"]["field"]
+            .as_str()
+            .unwrap()
+            .starts_with("manifest"),
+        "{}",
+        r.text
+    );
     assert!(r.text.contains("nope@v1"), "{}", r.text);
     // YAML syntax: the line is named.
-    let r = ts.submit(&sub, "apiVersion: tidegate.io/v1\nkind: Job\nmetadata: [oops\n", None);
+    let r = ts.submit(
+        &sub,
+        "apiVersion: tidegate.io/v1\nkind: Job\nmetadata: [oops\n",
+        None,
+    );
     assert_eq!(r.status, 400, "{}", r.text);
-    assert!(r.body["error"]["field"].as_str().unwrap().contains("line"), "{}", r.text);
+    assert!(
+        r.body["error"]["field"].as_str().unwrap().contains("line"),
+        "{}",
+        r.text
+    );
     // Bad list filters.
     let r = ts.get("/v1/jobs?state=sleeping", &ts.admin);
     assert_eq!(r.status, 400, "{}", r.text);
@@ -65,33 +85,75 @@ fn idempotency_key_replays_the_same_job_and_refuses_a_different_request() {
     assert_eq!(b.status, 200, "{}", b.text);
     assert_eq!(b.body["replayed"], true);
     assert_eq!(a.body["job"]["id"], b.body["job"]["id"]);
-    let c = ts.submit(&sub, &manifest("idem-other", "icu-ml", 2, Some("true")), Some("key-1"));
+    let c = ts.submit(
+        &sub,
+        &manifest("idem-other", "icu-ml", 2, Some("true")),
+        Some("key-1"),
+    );
     assert_eq!(c.status, 409, "{}", c.text);
     assert_eq!(c.body["error"]["code"], "idempotency_conflict");
     assert_eq!(c.body["error"]["field"], "Idempotency-Key");
     let list = ts.get("/v1/jobs?team=icu-ml", &ts.admin);
-    assert_eq!(list.body["jobs"].as_array().unwrap().len(), 1, "{}", list.text);
+    assert_eq!(
+        list.body["jobs"].as_array().unwrap().len(),
+        1,
+        "{}",
+        list.text
+    );
 }
 
 #[test]
 fn jobs_run_for_real_end_with_their_exit_code_and_can_be_cancelled() {
     let ts = TestServer::start(16);
     let sub = ts.token(Role::Submitter, "icu-ml");
-    let ok = ts.submit(&sub, &manifest("ok", "icu-ml", 8, Some("echo hello from $TIDEGATE_ZONE")), None);
+    let ok = ts.submit(
+        &sub,
+        &manifest("ok", "icu-ml", 8, Some("echo hello from $TIDEGATE_ZONE")),
+        None,
+    );
     let ok_id = ok.body["job"]["id"].as_str().unwrap().to_owned();
-    let bad = ts.submit(&sub, &manifest("bad", "icu-ml", 8, Some("echo failing; exit 3")), None);
+    let bad = ts.submit(
+        &sub,
+        &manifest("bad", "icu-ml", 8, Some("echo failing; exit 3")),
+        None,
+    );
     let bad_id = bad.body["job"]["id"].as_str().unwrap().to_owned();
     let long = ts.submit(&sub, &manifest("long", "icu-ml", 8, Some("sleep 60")), None);
     let long_id = long.body["job"]["id"].as_str().unwrap().to_owned();
 
     let d = ts.wait_job(&ok_id, 20, |d| d["job"]["state"] == "succeeded");
-    assert_eq!(states(&d), ["submitted", "queued", "admitted", "running", "succeeded", "released"], "{d}");
+    assert_eq!(
+        states(&d),
+        [
+            "submitted",
+            "queued",
+            "admitted",
+            "running",
+            "succeeded",
+            "released"
+        ],
+        "{d}"
+    );
     let logs = ts.get(&format!("/v1/jobs/{ok_id}/logs"), &sub);
-    assert!(logs.body["logs"].as_str().unwrap().contains("hello from"), "{}", logs.text);
+    assert!(
+        logs.body["logs"].as_str().unwrap().contains("hello from"),
+        "{}",
+        logs.text
+    );
     // The placement explanation travels with the job.
     let queued = &d["events"][1]["details"];
-    assert!(queued["allowed"].as_array().unwrap().iter().any(|a| a.as_str().unwrap().starts_with("hospital-onprem")), "{queued}");
-    assert!(queued["policy_hash"].as_str().unwrap().len() == 64, "{queued}");
+    assert!(
+        queued["allowed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a.as_str().unwrap().starts_with("hospital-onprem")),
+        "{queued}"
+    );
+    assert!(
+        queued["policy_hash"].as_str().unwrap().len() == 64,
+        "{queued}"
+    );
 
     let d = ts.wait_job(&bad_id, 20, |d| d["job"]["state"] == "failed");
     assert_eq!(d["job"]["reason"], "exit code 3", "{d}");
@@ -103,11 +165,22 @@ fn jobs_run_for_real_end_with_their_exit_code_and_can_be_cancelled() {
     let d = ts.wait_job(&long_id, 20, |d| states(d).contains(&"released".to_owned()));
     assert_eq!(d["job"]["state"], "cancelled");
     // Its process was stopped: the executor recorded the cancellation.
-    let work = ts.dir.path().join("zones").join(d["job"]["zone"].as_str().unwrap()).join(&long_id);
-    let pid = std::fs::read_to_string(work.join("pid")).unwrap().trim().to_owned();
+    let work = ts
+        .dir
+        .path()
+        .join("zones")
+        .join(d["job"]["zone"].as_str().unwrap())
+        .join(&long_id);
+    let pid = std::fs::read_to_string(work.join("pid"))
+        .unwrap()
+        .trim()
+        .to_owned();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z")) {
-        assert!(std::time::Instant::now() < deadline, "the cancelled job's process did not end");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cancelled job's process did not end"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     assert!(work.join("cancelled").exists());
@@ -123,7 +196,11 @@ fn pressure_bursts_eligible_work_with_its_justification_and_never_private_only_d
     let mut ids = Vec::new();
     // 96 private H100 GPUs: 12 sweeps fill them; the rest queue, then burst.
     for i in 0..24 {
-        let r = ts.submit(&sub, &manifest(&format!("sweep-{i}"), "icu-ml", 8, Some("sleep 3")), None);
+        let r = ts.submit(
+            &sub,
+            &manifest(&format!("sweep-{i}"), "icu-ml", 8, Some("sleep 3")),
+            None,
+        );
         assert_eq!(r.status, 201, "{}", r.text);
         ids.push(r.body["job"]["id"].as_str().unwrap().to_owned());
     }
@@ -142,32 +219,84 @@ fn pressure_bursts_eligible_work_with_its_justification_and_never_private_only_d
         let zone = d["job"]["zone"].as_str().unwrap();
         if zone.starts_with("public") {
             bursts += 1;
-            let adm = d["events"].as_array().unwrap().iter().find(|e| e["to_state"] == "admitted").unwrap();
+            let adm = d["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["to_state"] == "admitted")
+                .unwrap();
             assert_eq!(adm["details"]["burst"], true);
             assert_eq!(adm["details"]["justification"], "test burst");
-            assert!(adm["reason"].as_str().unwrap().starts_with("burst to public capacity"), "{adm}");
-            let rel = d["events"].as_array().unwrap().iter().find(|e| e["kind"] == "released").unwrap();
-            assert_eq!(rel["details"]["public"], true, "public capacity is given back: {rel}");
+            assert!(
+                adm["reason"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("burst to public capacity"),
+                "{adm}"
+            );
+            let rel = d["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["kind"] == "released")
+                .unwrap();
+            assert_eq!(
+                rel["details"]["public"], true,
+                "public capacity is given back: {rel}"
+            );
         }
     }
-    assert!(bursts > 0, "queue pressure must burst some sweeps to public capacity");
+    assert!(
+        bursts > 0,
+        "queue pressure must burst some sweeps to public capacity"
+    );
     for id in &raw_ids {
         let d = ts.wait_job(id, 60, |d| d["job"]["state"] == "succeeded");
         let zone = d["job"]["zone"].as_str().unwrap();
-        assert!(zone == "hospital-onprem" || zone == "private-cloud", "raw PHI ran in {zone}");
+        assert!(
+            zone == "hospital-onprem" || zone == "private-cloud",
+            "raw PHI ran in {zone}"
+        );
     }
     let d = ts.wait_job(&giant_id, 10, |d| d["job"]["state"] == "failed");
     let reason = d["job"]["reason"].as_str().unwrap();
-    assert!(reason.starts_with("refused") && reason.contains("job needs 1024 GPUs"), "{reason}");
+    assert!(
+        reason.starts_with("refused") && reason.contains("job needs 1024 GPUs"),
+        "{reason}"
+    );
 
     // Metrics say the same.
     let m = ts.get("/metrics", &ts.token(Role::Auditor, "icu-ml"));
     assert_eq!(m.status, 200);
-    assert!(m.text.contains("tidegate_queue_depth{zone=\"hospital-onprem\"}"), "{}", m.text);
-    let bursts_metric = m.text.lines().find(|l| l.starts_with("tidegate_bursts_total")).unwrap();
-    assert_eq!(bursts_metric, format!("tidegate_bursts_total {bursts}"), "{}", m.text);
-    assert!(m.text.lines().any(|l| l.starts_with("tidegate_refusals_total 1")), "{}", m.text);
-    assert!(m.text.contains("tidegate_decision_latency_seconds_count"), "{}", m.text);
+    assert!(
+        m.text
+            .contains("tidegate_queue_depth{zone=\"hospital-onprem\"}"),
+        "{}",
+        m.text
+    );
+    let bursts_metric = m
+        .text
+        .lines()
+        .find(|l| l.starts_with("tidegate_bursts_total"))
+        .unwrap();
+    assert_eq!(
+        bursts_metric,
+        format!("tidegate_bursts_total {bursts}"),
+        "{}",
+        m.text
+    );
+    assert!(
+        m.text
+            .lines()
+            .any(|l| l.starts_with("tidegate_refusals_total 1")),
+        "{}",
+        m.text
+    );
+    assert!(
+        m.text.contains("tidegate_decision_latency_seconds_count"),
+        "{}",
+        m.text
+    );
 
     // And the evidence ledger holds every decision, each burst with its justification digest.
     let mut ts = ts;
@@ -181,17 +310,27 @@ fn pressure_bursts_eligible_work_with_its_justification_and_never_private_only_d
             v["action"]["type"].as_str().unwrap_or_default().to_owned()
         })
         .collect();
-    assert_eq!(kinds.iter().filter(|k| *k == "job.burst").count(), bursts, "{kinds:?}");
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "job.burst").count(),
+        bursts,
+        "{kinds:?}"
+    );
     assert_eq!(kinds.iter().filter(|k| *k == "job.submitted").count(), 29);
     assert_eq!(kinds.iter().filter(|k| *k == "job.placed").count(), 29);
-    assert!(kinds.contains(&"fleet.loaded".to_owned()) && kinds.contains(&"policy.loaded".to_owned()));
+    assert!(
+        kinds.contains(&"fleet.loaded".to_owned()) && kinds.contains(&"policy.loaded".to_owned())
+    );
 }
 
 #[test]
 fn sigterm_style_shutdown_drains_and_a_restart_finds_running_jobs() {
     let mut ts = TestServer::start(16);
     let sub = ts.token(Role::Submitter, "icu-ml");
-    let r = ts.submit(&sub, &manifest("survivor", "icu-ml", 8, Some("sleep 2; echo survived")), None);
+    let r = ts.submit(
+        &sub,
+        &manifest("survivor", "icu-ml", 8, Some("sleep 2; echo survived")),
+        None,
+    );
     let id = r.body["job"]["id"].as_str().unwrap().to_owned();
     ts.wait_job(&id, 20, |d| d["job"]["state"] == "running");
     let dir = ts.dir.path().to_owned();
@@ -202,48 +341,118 @@ fn sigterm_style_shutdown_drains_and_a_restart_finds_running_jobs() {
         fleet_dir: common::example_fleet(),
         database: None,
         listen: "127.0.0.1:0".parse().unwrap(),
-        loop_cfg: tidegate_server::control::LoopConfig { tick: std::time::Duration::from_millis(50), ..Default::default() },
+        loop_cfg: tidegate_server::control::LoopConfig {
+            tick: std::time::Duration::from_millis(50),
+            ..Default::default()
+        },
         work_root: None,
-            keys_dir: None,
-            executors: Default::default(),
+        keys_dir: None,
+        executors: Default::default(),
         admin_token_minutes: 60,
         agent_zones: vec![],
-            replica: "test".into(),
+        replica: "test".into(),
         scheduler: true,
     };
-    let server = ts.rt.block_on(tidegate_server::start(cfg, tidegate_server::auth::system_clock())).unwrap();
+    let server = ts
+        .rt
+        .block_on(tidegate_server::start(
+            cfg,
+            tidegate_server::auth::system_clock(),
+        ))
+        .unwrap();
     ts.url = server.url.clone();
     ts.server = Some(server);
     let d = ts.wait_job(&id, 20, |d| d["job"]["state"] == "succeeded");
-    assert_eq!(states(&d).iter().filter(|s| *s == "running").count(), 1, "started once: {d}");
+    assert_eq!(
+        states(&d).iter().filter(|s| *s == "running").count(),
+        1,
+        "started once: {d}"
+    );
     let logs = ts.get(&format!("/v1/jobs/{id}/logs"), &sub);
-    assert_eq!(logs.body["logs"].as_str().unwrap().matches("survived").count(), 1, "{}", logs.text);
+    assert_eq!(
+        logs.body["logs"]
+            .as_str()
+            .unwrap()
+            .matches("survived")
+            .count(),
+        1,
+        "{}",
+        logs.text
+    );
 }
 
 #[test]
 fn approvals_and_issued_tokens_are_recorded_in_the_ledger() {
     let mut ts = TestServer::start(16);
     let sub = ts.token(Role::Submitter, "icu-ml");
-    let r = ts.submit(&sub, &manifest("needs-approval", "icu-ml", 8, Some("true")), None);
+    let r = ts.submit(
+        &sub,
+        &manifest("needs-approval", "icu-ml", 8, Some("true")),
+        None,
+    );
     let id = r.body["job"]["id"].as_str().unwrap().to_owned();
     let approver = ts.token(Role::Approver, "icu-ml");
-    let r = ts.post(&format!("/v1/jobs/{id}/approve"), &approver, &json!({"scope": "burst"}));
+    let r = ts.post(
+        &format!("/v1/jobs/{id}/approve"),
+        &approver,
+        &json!({"scope": "burst"}),
+    );
     assert_eq!(r.status, 200, "{}", r.text);
-    assert!(states(&r.body).contains(&"approved".to_owned()), "{}", r.text);
-    let r = ts.post(&format!("/v1/jobs/{id}/approve"), &approver, &json!({"scope": "everything"}));
-    assert_eq!((r.status, r.body["error"]["field"].as_str()), (400, Some("scope")), "{}", r.text);
-    let minted = ts.post("/v1/tokens", &ts.admin.clone(), &json!({"subject": "dana", "role": "auditor", "team": "icu-ml", "minutes": 30}));
+    assert!(
+        states(&r.body).contains(&"approved".to_owned()),
+        "{}",
+        r.text
+    );
+    let r = ts.post(
+        &format!("/v1/jobs/{id}/approve"),
+        &approver,
+        &json!({"scope": "everything"}),
+    );
+    assert_eq!(
+        (r.status, r.body["error"]["field"].as_str()),
+        (400, Some("scope")),
+        "{}",
+        r.text
+    );
+    let minted = ts.post(
+        "/v1/tokens",
+        &ts.admin.clone(),
+        &json!({"subject": "dana", "role": "auditor", "team": "icu-ml", "minutes": 30}),
+    );
     assert_eq!(minted.status, 201, "{}", minted.text);
     ts.stop();
     let contents = tidegate_ledger::ledger::read_log(&ts.dir.path().join("ledger"), true).unwrap();
-    let entries: Vec<Value> = contents.entries.iter().map(|b| serde_json::from_slice(b).unwrap()).collect();
-    let of = |t: &str| entries.iter().filter(|e| e["action"]["type"] == t).cloned().collect::<Vec<_>>();
+    let entries: Vec<Value> = contents
+        .entries
+        .iter()
+        .map(|b| serde_json::from_slice(b).unwrap())
+        .collect();
+    let of = |t: &str| {
+        entries
+            .iter()
+            .filter(|e| e["action"]["type"] == t)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
     let approvals = of("job.approved");
     assert_eq!(approvals.len(), 1);
     assert_eq!(approvals[0]["action"]["scope"], "burst");
     assert_eq!(approvals[0]["actor"], "tester", "the approver is the actor");
     let tokens = of("token.issued");
-    assert_eq!(tokens.len(), 2, "the admin token at start and the minted one: {tokens:?}");
-    assert!(tokens.iter().any(|t| t["action"]["scope"].as_array().unwrap().iter().any(|s| s == "role:auditor")));
-    assert!(!serde_json::to_string(&entries).unwrap().contains(minted.body["token"].as_str().unwrap()), "never the token itself");
+    assert_eq!(
+        tokens.len(),
+        2,
+        "the admin token at start and the minted one: {tokens:?}"
+    );
+    assert!(tokens.iter().any(|t| t["action"]["scope"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s == "role:auditor")));
+    assert!(
+        !serde_json::to_string(&entries)
+            .unwrap()
+            .contains(minted.body["token"].as_str().unwrap()),
+        "never the token itself"
+    );
 }

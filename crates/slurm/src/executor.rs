@@ -86,7 +86,11 @@ impl SlurmConfig {
     /// documented default). `None` for another backend kind.
     pub fn from_backend(backend: &Backend, state_dir: impl Into<PathBuf>) -> Option<Self> {
         match backend {
-            Backend::Slurm { partition, cluster, account } => {
+            Backend::Slurm {
+                partition,
+                cluster,
+                account,
+            } => {
                 let mut c = Self::new(state_dir, partition.clone());
                 c.cluster = cluster.clone();
                 c.account = account.clone();
@@ -99,9 +103,19 @@ impl SlurmConfig {
 
     /// Where a launch is submitted: partition, account and cluster.
     pub fn placement(&self, launch: &Launch) -> Placement {
-        let partition = self.pool_partitions.get(&launch.pool).unwrap_or(&self.partition).clone();
-        let account = self.account.clone().or_else(|| (self.account_from_team && !launch.team.is_empty()).then(|| launch.team.clone()));
-        Placement { partition, account, cluster: self.cluster.clone() }
+        let partition = self
+            .pool_partitions
+            .get(&launch.pool)
+            .unwrap_or(&self.partition)
+            .clone();
+        let account = self.account.clone().or_else(|| {
+            (self.account_from_team && !launch.team.is_empty()).then(|| launch.team.clone())
+        });
+        Placement {
+            partition,
+            account,
+            cluster: self.cluster.clone(),
+        }
     }
 
     /// A job's directory.
@@ -111,7 +125,11 @@ impl SlurmConfig {
 
     /// The batch script the executor would submit for `launch`.
     pub fn batch_script(&self, launch: &Launch) -> Result<String, ExecError> {
-        batch_script(launch, &self.placement(launch), &self.job_dir(&launch.job_id))
+        batch_script(
+            launch,
+            &self.placement(launch),
+            &self.job_dir(&launch.job_id),
+        )
     }
 }
 
@@ -121,8 +139,6 @@ pub struct SlurmExecutor {
     config: SlurmConfig,
     runner: Arc<dyn Runner>,
 }
-
-
 
 fn read_opt(job: &str, path: &Path) -> Result<Option<String>, ExecError> {
     match fs::read_to_string(path) {
@@ -166,16 +182,23 @@ impl SlurmExecutor {
     /// An executor running the real Slurm commands (from `config.bin_dir`, else `PATH`). Creates
     /// the state dir; runs no Slurm command.
     pub fn new(config: SlurmConfig) -> Result<Self, ExecError> {
-        let runner = Arc::new(SystemRunner::new(config.bin_dir.clone(), config.command_timeout));
+        let runner = Arc::new(SystemRunner::new(
+            config.bin_dir.clone(),
+            config.command_timeout,
+        ));
         Self::with_runner(config, runner)
     }
 
     /// An executor running Slurm commands through `runner` (tests, wrappers such as `ssh`).
     pub fn with_runner(config: SlurmConfig, runner: Arc<dyn Runner>) -> Result<Self, ExecError> {
         if config.partition.trim().is_empty() {
-            return Err(ExecError::Invalid { job: "-".into(), reason: "the Slurm partition is empty".into() });
+            return Err(ExecError::Invalid {
+                job: "-".into(),
+                reason: "the Slurm partition is empty".into(),
+            });
         }
-        fs::create_dir_all(&config.state_dir).map_err(|e| ExecError::io("-", "creating state directory", &config.state_dir, e))?;
+        fs::create_dir_all(&config.state_dir)
+            .map_err(|e| ExecError::io("-", "creating state directory", &config.state_dir, e))?;
         Ok(Self { config, runner })
     }
 
@@ -202,23 +225,46 @@ impl SlurmExecutor {
         }
     }
 
-    fn run(&self, job: &str, program: &'static str, args: Vec<String>) -> Result<CmdOutput, ExecError> {
-        self.runner.run(program, &args).map_err(|e| ExecError::io(job, "running", Path::new(program), e))
+    fn run(
+        &self,
+        job: &str,
+        program: &'static str,
+        args: Vec<String>,
+    ) -> Result<CmdOutput, ExecError> {
+        self.runner
+            .run(program, &args)
+            .map_err(|e| ExecError::io(job, "running", Path::new(program), e))
     }
 
     /// Looks a job up in `squeue` by its tidegate comment (and name when known).
     fn find_by_comment(&self, job: &str, name: Option<&str>) -> Result<Option<String>, ExecError> {
         let mut args = self.cluster_args();
-        args.extend(["-h".into(), "-t".into(), "all".into(), "-o".into(), "%i|%k".into()]);
+        args.extend([
+            "-h".into(),
+            "-t".into(),
+            "all".into(),
+            "-o".into(),
+            "%i|%k".into(),
+        ]);
         if let Some(n) = name {
             args.push(format!("--name={}", crate::script::directive_word(n)));
         }
         let out = self.run(job, "squeue", args)?;
         if !out.success() {
-            return Err(ExecError::io(job, "listing jobs with", Path::new("squeue"), std::io::Error::other(out.message())));
+            return Err(ExecError::io(
+                job,
+                "listing jobs with",
+                Path::new("squeue"),
+                std::io::Error::other(out.message()),
+            ));
         }
         let want = comment(job);
-        Ok(out.stdout.lines().filter_map(|l| l.trim().split_once('|')).find(|(_, c)| c.trim() == want).map(|(id, _)| id.trim().to_owned()))
+        Ok(out
+            .stdout
+            .lines()
+            .filter_map(|l| l.trim().split_once('|'))
+            .find(|(_, c)| c.trim() == want)
+            .map(|(id, _)| id.trim().to_owned()))
     }
 
     fn record_id(&self, job: &str, dir: &Path, id: &str) -> Result<(), ExecError> {
@@ -252,17 +298,34 @@ impl SlurmExecutor {
         args.extend(["show".into(), "job".into(), "-o".into(), id.to_owned()]);
         let out = self.run(job, "scontrol", args)?;
         if out.success() {
-            let line = out.stdout.lines().find(|l| l.contains("JobId=")).unwrap_or("");
+            let line = out
+                .stdout
+                .lines()
+                .find(|l| l.contains("JobId="))
+                .unwrap_or("");
             let rec = JobRecord::parse(line);
             if let Some(state) = rec.state() {
                 return Ok(map_state(id, state, rec.get("ExitCode"), rec.get("Reason")));
             }
         } else if !is_unknown_job(&out.message()) {
-            return Err(ExecError::io(job, "asking Slurm about", Path::new("scontrol"), std::io::Error::other(out.message())));
+            return Err(ExecError::io(
+                job,
+                "asking Slurm about",
+                Path::new("scontrol"),
+                std::io::Error::other(out.message()),
+            ));
         }
         // Slurm has forgotten the job: its completion record, then the job's own exit file.
         let mut args = self.cluster_args();
-        args.extend(["-c".into(), "-j".into(), id.to_owned(), "-n".into(), "-P".into(), "-o".into(), "JobID,State,ExitCode".into()]);
+        args.extend([
+            "-c".into(),
+            "-j".into(),
+            id.to_owned(),
+            "-n".into(),
+            "-P".into(),
+            "-o".into(),
+            "JobID,State,ExitCode".into(),
+        ]);
         if let Ok(out) = self.run(job, "sacct", args) {
             if out.success() {
                 if let Some((state, exit)) = parse_sacct(&out.stdout, id) {
@@ -272,12 +335,18 @@ impl SlurmExecutor {
         }
         let dir = self.job_dir(job);
         if let Some(code) = read_opt(job, &dir.join("exit"))?.and_then(|s| s.parse::<i32>().ok()) {
-            return Ok(if dir.join("cancelled").exists() { RunStatus::Cancelled } else { RunStatus::Exited { code } });
+            return Ok(if dir.join("cancelled").exists() {
+                RunStatus::Cancelled
+            } else {
+                RunStatus::Exited { code }
+            });
         }
         if dir.join("cancelled").exists() {
             return Ok(RunStatus::Cancelled);
         }
-        Ok(RunStatus::Lost { reason: format!("Slurm no longer knows job {id} and it left no exit record") })
+        Ok(RunStatus::Lost {
+            reason: format!("Slurm no longer knows job {id} and it left no exit record"),
+        })
     }
 }
 
@@ -292,7 +361,8 @@ impl Executor for SlurmExecutor {
         let dir = self.job_dir(job);
         let script = self.config.batch_script(launch)?;
         let existed = dir.exists();
-        fs::create_dir_all(&dir).map_err(|e| ExecError::io(job, "creating job directory", &dir, e))?;
+        fs::create_dir_all(&dir)
+            .map_err(|e| ExecError::io(job, "creating job directory", &dir, e))?;
         let lock_path = dir.join("lock");
         let lock = fs::OpenOptions::new()
             .create(true)
@@ -300,7 +370,8 @@ impl Executor for SlurmExecutor {
             .write(true)
             .open(&lock_path)
             .map_err(|e| ExecError::io(job, "opening", &lock_path, e))?;
-        lock.lock().map_err(|e| ExecError::io(job, "locking", &lock_path, e))?;
+        lock.lock()
+            .map_err(|e| ExecError::io(job, "locking", &lock_path, e))?;
         if self.resolve_id(job)?.is_some() {
             return Ok(false);
         }
@@ -313,7 +384,10 @@ impl Executor for SlurmExecutor {
             }
         }
         let launch_path = dir.join("launch.json");
-        let text = serde_json::to_string_pretty(launch).map_err(|e| ExecError::Invalid { job: job.to_owned(), reason: e.to_string() })?;
+        let text = serde_json::to_string_pretty(launch).map_err(|e| ExecError::Invalid {
+            job: job.to_owned(),
+            reason: e.to_string(),
+        })?;
         write_atomic(job, &launch_path, &text)?;
         let script_path = dir.join("job.sh");
         write_atomic(job, &script_path, &script)?;
@@ -330,21 +404,33 @@ impl Executor for SlurmExecutor {
         };
         if out.timed_out {
             // Slurm may have accepted it: keep `submitting`, the next start looks it up.
-            return Err(ExecError::NoCapacity { job: job.to_owned(), reason: format!("sbatch did not answer: {}", out.message()) });
+            return Err(ExecError::NoCapacity {
+                job: job.to_owned(),
+                reason: format!("sbatch did not answer: {}", out.message()),
+            });
         }
         if !out.success() {
             let _ = fs::remove_file(&marker);
             let reason = out.message();
             tracing::info!(job, %reason, "sbatch refused the job");
             return Err(if is_capacity_error(&reason) {
-                ExecError::NoCapacity { job: job.to_owned(), reason }
+                ExecError::NoCapacity {
+                    job: job.to_owned(),
+                    reason,
+                }
             } else {
-                ExecError::Refused { job: job.to_owned(), reason }
+                ExecError::Refused {
+                    job: job.to_owned(),
+                    reason,
+                }
             });
         }
         let Some(id) = parse_sbatch_id(&out.stdout) else {
             // Submitted, but the answer is unreadable: keep `submitting` so it is looked up.
-            return Err(ExecError::Refused { job: job.to_owned(), reason: format!("unreadable sbatch answer {:?}", out.stdout) });
+            return Err(ExecError::Refused {
+                job: job.to_owned(),
+                reason: format!("unreadable sbatch answer {:?}", out.stdout),
+            });
         };
         self.record_id(job, &dir, &id)?;
         tracing::info!(job, slurm_id = %id, zone = %launch.zone, pool = %launch.pool, "submitted Slurm job");
@@ -366,7 +452,9 @@ impl Executor for SlurmExecutor {
         }
         let Some(id) = self.resolve_id(job)? else {
             if dir.join("submitting").exists() {
-                return Ok(RunStatus::Lost { reason: "the submission was interrupted and Slurm holds no such job".into() });
+                return Ok(RunStatus::Lost {
+                    reason: "the submission was interrupted and Slurm holds no such job".into(),
+                });
             }
             return Ok(RunStatus::Unknown);
         };
@@ -385,7 +473,9 @@ impl Executor for SlurmExecutor {
         if !dir.exists() {
             return Ok(false);
         }
-        let Some(id) = self.resolve_id(job)? else { return Ok(false) };
+        let Some(id) = self.resolve_id(job)? else {
+            return Ok(false);
+        };
         if self.poll(job)?.is_final() {
             return Ok(false);
         }
@@ -399,10 +489,19 @@ impl Executor for SlurmExecutor {
             return Ok(true);
         }
         let msg = out.message();
-        if is_unknown_job(&msg) || msg.to_ascii_lowercase().contains("already completing or completed") {
+        if is_unknown_job(&msg)
+            || msg
+                .to_ascii_lowercase()
+                .contains("already completing or completed")
+        {
             return Ok(false);
         }
-        Err(ExecError::io(job, "cancelling with", Path::new("scancel"), std::io::Error::other(msg)))
+        Err(ExecError::io(
+            job,
+            "cancelling with",
+            Path::new("scancel"),
+            std::io::Error::other(msg),
+        ))
     }
 
     fn logs(&self, job: &str, max_bytes: u64) -> Result<String, ExecError> {
@@ -411,14 +510,23 @@ impl Executor for SlurmExecutor {
         let mut f = match fs::File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return if self.job_dir(job).exists() { Ok(String::new()) } else { Err(ExecError::Unknown(job.to_owned())) };
+                return if self.job_dir(job).exists() {
+                    Ok(String::new())
+                } else {
+                    Err(ExecError::Unknown(job.to_owned()))
+                };
             }
             Err(e) => return Err(ExecError::io(job, "opening", &path, e)),
         };
-        let len = f.metadata().map_err(|e| ExecError::io(job, "reading", &path, e))?.len();
-        f.seek(SeekFrom::Start(len.saturating_sub(max_bytes))).map_err(|e| ExecError::io(job, "reading", &path, e))?;
+        let len = f
+            .metadata()
+            .map_err(|e| ExecError::io(job, "reading", &path, e))?
+            .len();
+        f.seek(SeekFrom::Start(len.saturating_sub(max_bytes)))
+            .map_err(|e| ExecError::io(job, "reading", &path, e))?;
         let mut buf = Vec::new();
-        f.read_to_end(&mut buf).map_err(|e| ExecError::io(job, "reading", &path, e))?;
+        f.read_to_end(&mut buf)
+            .map_err(|e| ExecError::io(job, "reading", &path, e))?;
         Ok(String::from_utf8_lossy(&buf).into_owned())
     }
 }

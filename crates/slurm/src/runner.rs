@@ -67,7 +67,10 @@ pub struct SystemRunner {
 
 impl Default for SystemRunner {
     fn default() -> Self {
-        Self { bin_dir: None, timeout: Duration::from_secs(30) }
+        Self {
+            bin_dir: None,
+            timeout: Duration::from_secs(30),
+        }
     }
 }
 
@@ -106,18 +109,20 @@ impl Runner for SystemRunner {
         let (done_tx, done_rx) = mpsc::channel::<()>();
         let (fired_tx, fired_rx) = mpsc::channel::<()>();
         let timeout = self.timeout;
-        let watchdog = std::thread::Builder::new().name("slurm-cmd-watchdog".into()).spawn(move || {
-            if let Err(mpsc::RecvTimeoutError::Timeout) = done_rx.recv_timeout(timeout) {
-                let _ = fired_tx.send(());
-                let _ = Command::new("kill")
-                    .arg("-KILL")
-                    .arg("--")
-                    .arg(format!("-{pid}"))
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status();
-            }
-        });
+        let watchdog = std::thread::Builder::new()
+            .name("slurm-cmd-watchdog".into())
+            .spawn(move || {
+                if let Err(mpsc::RecvTimeoutError::Timeout) = done_rx.recv_timeout(timeout) {
+                    let _ = fired_tx.send(());
+                    let _ = Command::new("kill")
+                        .arg("-KILL")
+                        .arg("--")
+                        .arg(format!("-{pid}"))
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status();
+                }
+            });
         let stderr = child.stderr.take();
         let err_reader = std::thread::Builder::new()
             .name("slurm-cmd-stderr".into())
@@ -134,6 +139,11 @@ impl Runner for SystemRunner {
         };
         let status = status?;
         let timed_out = fired_rx.try_recv().is_ok();
-        Ok(CmdOutput { code: if timed_out { None } else { status.code() }, stdout, stderr, timed_out })
+        Ok(CmdOutput {
+            code: if timed_out { None } else { status.code() },
+            stdout,
+            stderr,
+            timed_out,
+        })
     }
 }

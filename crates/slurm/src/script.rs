@@ -44,8 +44,16 @@ pub struct Placement {
 
 /// Reduces a value to characters safe in an `#SBATCH` directive.
 pub fn directive_word(s: &str) -> String {
-    let out: String =
-        s.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' }).collect();
+    let out: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     if out.is_empty() {
         "_".into()
     } else {
@@ -55,7 +63,11 @@ pub fn directive_word(s: &str) -> String {
 
 /// Quotes a string as one POSIX shell word.
 pub fn shell_quote(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/' | '=' | ':' | ',' | '+')) {
+    if !s.is_empty()
+        && s.chars().all(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/' | '=' | ':' | ',' | '+')
+        })
+    {
         return s.to_owned();
     }
     format!("'{}'", s.replace('\'', r"'\''"))
@@ -76,7 +88,11 @@ pub fn gres(gpus: u32, gpu_type: &str) -> Option<String> {
         return None;
     }
     let ty = directive_word(&gpu_type.to_ascii_lowercase());
-    Some(if gpu_type.trim().is_empty() { format!("gpu:{gpus}") } else { format!("gpu:{ty}:{gpus}") })
+    Some(if gpu_type.trim().is_empty() {
+        format!("gpu:{gpus}")
+    } else {
+        format!("gpu:{ty}:{gpus}")
+    })
 }
 
 /// The comment that marks a Slurm job as tidegate job `job_id`.
@@ -91,20 +107,30 @@ fn valid_env_name(k: &str) -> bool {
 }
 
 /// The batch script for a launch placed at `placement`, working in `job_dir`.
-pub fn batch_script(launch: &Launch, placement: &Placement, job_dir: &Path) -> Result<String, ExecError> {
+pub fn batch_script(
+    launch: &Launch,
+    placement: &Placement,
+    job_dir: &Path,
+) -> Result<String, ExecError> {
     let job = launch.job_id.as_str();
     let dir = job_dir.to_str().ok_or_else(|| ExecError::Invalid {
         job: job.to_owned(),
         reason: format!("job directory {} is not UTF-8", job_dir.display()),
     })?;
-    if dir.chars().any(|c| c.is_whitespace() || c == '#' || c == '%') {
+    if dir
+        .chars()
+        .any(|c| c.is_whitespace() || c == '#' || c == '%')
+    {
         return Err(ExecError::Invalid {
             job: job.to_owned(),
             reason: format!("job directory {dir:?} holds whitespace, `#` or `%`, which #SBATCH directives cannot carry"),
         });
     }
     if let Some((k, _)) = launch.env.iter().find(|(k, _)| !valid_env_name(k)) {
-        return Err(ExecError::Invalid { job: job.to_owned(), reason: format!("environment name {k:?} is not a shell name") });
+        return Err(ExecError::Invalid {
+            job: job.to_owned(),
+            reason: format!("environment name {k:?} is not a shell name"),
+        });
     }
     let mut s = String::from("#!/bin/sh\n");
     let mut d = |k: &str, v: &str| {
@@ -139,7 +165,11 @@ pub fn batch_script(launch: &Launch, placement: &Placement, job_dir: &Path) -> R
         ("TIDEGATE_GPU_TYPE", launch.gpu_type.clone()),
         ("TIDEGATE_WORKDIR", dir.to_owned()),
     ];
-    for (k, v) in vars.iter().map(|(k, v)| (*k, v.as_str())).chain(launch.env.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+    for (k, v) in vars
+        .iter()
+        .map(|(k, v)| (*k, v.as_str()))
+        .chain(launch.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    {
         let _ = writeln!(s, "export {k}={}", shell_quote(v));
     }
     s.push_str("rm -f exit exit.tmp\n");

@@ -32,7 +32,11 @@ impl JobRecord {
         let mut last: Option<String> = None;
         for tok in line.split_whitespace() {
             match tok.split_once('=') {
-                Some((k, v)) if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | ':' | '_')) => {
+                Some((k, v))
+                    if !k.is_empty()
+                        && k.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | ':' | '_')) =>
+                {
                     fields.insert(k.to_owned(), v.to_owned());
                     last = Some(k.to_owned());
                 }
@@ -54,7 +58,8 @@ impl JobRecord {
 
     /// The job state (first word).
     pub fn state(&self) -> Option<&str> {
-        self.get("JobState").and_then(|s| s.split_whitespace().next())
+        self.get("JobState")
+            .and_then(|s| s.split_whitespace().next())
     }
 }
 
@@ -74,20 +79,44 @@ pub fn exit_code(s: &str) -> Option<i32> {
 }
 
 /// Maps a Slurm state, its exit code field and its reason to a [`RunStatus`].
-pub fn map_state(slurm_id: &str, state: &str, exit: Option<&str>, reason: Option<&str>) -> RunStatus {
-    let base = state.split_whitespace().next().unwrap_or("").trim_end_matches('+').to_ascii_uppercase();
+pub fn map_state(
+    slurm_id: &str,
+    state: &str,
+    exit: Option<&str>,
+    reason: Option<&str>,
+) -> RunStatus {
+    let base = state
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .trim_end_matches('+')
+        .to_ascii_uppercase();
     let code = exit.and_then(exit_code);
     let lost = |what: &str| {
-        let why = reason.filter(|r| !r.is_empty() && *r != "None").map(|r| format!(" ({r})")).unwrap_or_default();
-        RunStatus::Lost { reason: format!("Slurm job {slurm_id} {what}{why}") }
+        let why = reason
+            .filter(|r| !r.is_empty() && *r != "None")
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default();
+        RunStatus::Lost {
+            reason: format!("Slurm job {slurm_id} {what}{why}"),
+        }
     };
     match base.as_str() {
-        "PENDING" | "CONFIGURING" | "RUNNING" | "COMPLETING" | "SUSPENDED" | "STAGE_OUT" | "SIGNALING" | "RESIZING"
-        | "REQUEUED" | "REQUEUE_FED" | "REQUEUE_HOLD" | "RESV_DEL_HOLD" | "SPECIAL_EXIT" => RunStatus::Running,
-        "COMPLETED" => RunStatus::Exited { code: code.unwrap_or(0) },
-        "FAILED" => RunStatus::Exited { code: code.unwrap_or(1) },
-        "OUT_OF_MEMORY" => RunStatus::Exited { code: code.unwrap_or(-9) },
-        "TIMEOUT" | "DEADLINE" => RunStatus::Exited { code: code.unwrap_or(-15) },
+        "PENDING" | "CONFIGURING" | "RUNNING" | "COMPLETING" | "SUSPENDED" | "STAGE_OUT"
+        | "SIGNALING" | "RESIZING" | "REQUEUED" | "REQUEUE_FED" | "REQUEUE_HOLD"
+        | "RESV_DEL_HOLD" | "SPECIAL_EXIT" => RunStatus::Running,
+        "COMPLETED" => RunStatus::Exited {
+            code: code.unwrap_or(0),
+        },
+        "FAILED" => RunStatus::Exited {
+            code: code.unwrap_or(1),
+        },
+        "OUT_OF_MEMORY" => RunStatus::Exited {
+            code: code.unwrap_or(-9),
+        },
+        "TIMEOUT" | "DEADLINE" => RunStatus::Exited {
+            code: code.unwrap_or(-15),
+        },
         "CANCELLED" => RunStatus::Cancelled,
         "NODE_FAIL" => lost("failed: its node failed"),
         "BOOT_FAIL" => lost("failed: its node did not boot"),
@@ -100,15 +129,13 @@ pub fn map_state(slurm_id: &str, state: &str, exit: Option<&str>, reason: Option
 /// Parses `sacct -c -j ID -n -P -o JobID,State,ExitCode` rows: the row for `slurm_id` as
 /// (state, exit code), the last one when the job was requeued.
 pub fn parse_sacct(out: &str, slurm_id: &str) -> Option<(String, String)> {
-    out.lines()
-        .rev()
-        .find_map(|l| {
-            let mut parts = l.trim().split('|');
-            let id = parts.next()?;
-            let state = parts.next()?;
-            let exit = parts.next().unwrap_or("");
-            (id == slurm_id).then(|| (state.to_owned(), exit.to_owned()))
-        })
+    out.lines().rev().find_map(|l| {
+        let mut parts = l.trim().split('|');
+        let id = parts.next()?;
+        let state = parts.next()?;
+        let exit = parts.next().unwrap_or("");
+        (id == slurm_id).then(|| (state.to_owned(), exit.to_owned()))
+    })
 }
 
 /// Parses the `--parsable` answer of sbatch: `ID` or `ID;cluster`.
@@ -133,18 +160,42 @@ mod tests {
 
     #[test]
     fn states_map_to_run_status() {
-        assert_eq!(map_state("1", "PENDING", Some("0:0"), Some("Priority")), RunStatus::Running);
+        assert_eq!(
+            map_state("1", "PENDING", Some("0:0"), Some("Priority")),
+            RunStatus::Running
+        );
         assert_eq!(map_state("1", "REQUEUED", None, None), RunStatus::Running);
-        assert_eq!(map_state("1", "COMPLETED", Some("0:0"), None), RunStatus::Exited { code: 0 });
-        assert_eq!(map_state("1", "FAILED", Some("3:0"), None), RunStatus::Exited { code: 3 });
-        assert_eq!(map_state("1", "TIMEOUT", Some("0:0"), None), RunStatus::Exited { code: -15 });
-        assert_eq!(map_state("1", "CANCELLED by 0", Some("0:15"), None), RunStatus::Cancelled);
-        assert_eq!(map_state("1", "CANCELLED+", None, None), RunStatus::Cancelled);
+        assert_eq!(
+            map_state("1", "COMPLETED", Some("0:0"), None),
+            RunStatus::Exited { code: 0 }
+        );
+        assert_eq!(
+            map_state("1", "FAILED", Some("3:0"), None),
+            RunStatus::Exited { code: 3 }
+        );
+        assert_eq!(
+            map_state("1", "TIMEOUT", Some("0:0"), None),
+            RunStatus::Exited { code: -15 }
+        );
+        assert_eq!(
+            map_state("1", "CANCELLED by 0", Some("0:15"), None),
+            RunStatus::Cancelled
+        );
+        assert_eq!(
+            map_state("1", "CANCELLED+", None, None),
+            RunStatus::Cancelled
+        );
         match map_state("7", "NODE_FAIL", Some("0:0"), Some("NodeDown")) {
-            RunStatus::Lost { reason } => assert!(reason.contains("node failed") && reason.contains("NodeDown"), "{reason}"),
+            RunStatus::Lost { reason } => assert!(
+                reason.contains("node failed") && reason.contains("NodeDown"),
+                "{reason}"
+            ),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(map_state("1", "PREEMPTED", None, None), RunStatus::Lost { .. }));
+        assert!(matches!(
+            map_state("1", "PREEMPTED", None, None),
+            RunStatus::Lost { .. }
+        ));
     }
 
     #[test]
@@ -153,7 +204,10 @@ mod tests {
         assert_eq!(r.get("JobName"), Some("a b"));
         assert_eq!(r.state(), Some("RUNNING"));
         assert_eq!(r.get("Comment"), Some("tidegate:x"));
-        assert_eq!(parse_sacct("11|COMPLETED|0:0\n12|FAILED|3:0\n", "12"), Some(("FAILED".into(), "3:0".into())));
+        assert_eq!(
+            parse_sacct("11|COMPLETED|0:0\n12|FAILED|3:0\n", "12"),
+            Some(("FAILED".into(), "3:0".into()))
+        );
         assert_eq!(parse_sbatch_id("42\n"), Some("42".into()));
         assert_eq!(parse_sbatch_id("42;cl\n"), Some("42".into()));
         assert_eq!(parse_sbatch_id("Submitted batch job 42"), None);

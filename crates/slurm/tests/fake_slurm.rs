@@ -73,13 +73,23 @@ impl Fake {
         let tmp = tempfile::tempdir().unwrap();
         let bin = tmp.path().join("bin");
         fs::create_dir(&bin).unwrap();
-        for (name, text) in [("sbatch", SBATCH), ("squeue", SQUEUE), ("scontrol", SCONTROL), ("sacct", SACCT), ("scancel", SCANCEL)] {
+        for (name, text) in [
+            ("sbatch", SBATCH),
+            ("squeue", SQUEUE),
+            ("scontrol", SCONTROL),
+            ("sacct", SACCT),
+            ("scancel", SCANCEL),
+        ] {
             let p = bin.join(name);
             fs::write(&p, text).unwrap();
             fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
         }
         let state = tmp.path().join("state");
-        Self { _tmp: tmp, bin, state }
+        Self {
+            _tmp: tmp,
+            bin,
+            state,
+        }
     }
 
     fn config(&self) -> SlurmConfig {
@@ -131,7 +141,12 @@ fn launch(id: &str) -> Launch {
         pool: "h100".into(),
         gpus: 2,
         gpu_type: "H100".into(),
-        command: vec!["python".into(), "train.py".into(), "--msg".into(), "it's ok".into()],
+        command: vec![
+            "python".into(),
+            "train.py".into(),
+            "--msg".into(),
+            "it's ok".into(),
+        ],
         stand_in_seconds: 0.0,
         time_limit_s: 3725,
         env: vec![("EXTRA".into(), "a b".into())],
@@ -141,7 +156,11 @@ fn launch(id: &str) -> Launch {
 #[test]
 fn submission_maps_resources_partition_account_and_environment() {
     let f = Fake::new();
-    let backend = Backend::Slurm { partition: "gpu".into(), cluster: None, account: None };
+    let backend = Backend::Slurm {
+        partition: "gpu".into(),
+        cluster: None,
+        account: None,
+    };
     let mut cfg = SlurmConfig::from_backend(&backend, &f.state).unwrap();
     cfg.bin_dir = Some(f.bin.clone());
     cfg.pool_partitions.insert("h100".into(), "burst".into());
@@ -169,13 +188,20 @@ fn submission_maps_resources_partition_account_and_environment() {
     ] {
         assert!(script.contains(&want), "script lacks {want:?}:\n{script}");
     }
-    assert!(f.read("sbatch_calls").starts_with("--parsable "), "{}", f.read("sbatch_calls"));
+    assert!(
+        f.read("sbatch_calls").starts_with("--parsable "),
+        "{}",
+        f.read("sbatch_calls")
+    );
     assert_eq!(ex.slurm_id("job-1").unwrap().as_deref(), Some("101"));
     // A zone account wins over the team.
     let mut cfg = f.config();
     cfg.account = Some("research".into());
     cfg.account_from_team = true;
-    assert!(cfg.batch_script(&launch("job-2")).unwrap().contains("#SBATCH --account=research\n"));
+    assert!(cfg
+        .batch_script(&launch("job-2"))
+        .unwrap()
+        .contains("#SBATCH --account=research\n"));
 }
 
 #[test]
@@ -183,7 +209,10 @@ fn start_is_idempotent_within_and_across_executor_instances() {
     let f = Fake::new();
     let ex = f.exec();
     assert!(ex.start(&launch("job-1")).unwrap());
-    assert!(!ex.start(&launch("job-1")).unwrap(), "second start submits nothing");
+    assert!(
+        !ex.start(&launch("job-1")).unwrap(),
+        "second start submits nothing"
+    );
     // Concurrent starts of one job: exactly one submits.
     let handles: Vec<_> = (0..4)
         .map(|_| {
@@ -191,7 +220,11 @@ fn start_is_idempotent_within_and_across_executor_instances() {
             std::thread::spawn(move || ex.start(&launch("job-2")).unwrap())
         })
         .collect();
-    let started = handles.into_iter().map(|h| h.join().unwrap()).filter(|b| *b).count();
+    let started = handles
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .filter(|b| *b)
+        .count();
     assert_eq!(started, 1);
     // A restarted control plane: a new executor on the same state dir.
     let again = f.exec();
@@ -213,13 +246,20 @@ fn an_interrupted_submission_is_found_by_its_comment_not_submitted_again() {
     assert!(!restarted.start(&launch("job-1")).unwrap());
     assert_eq!(f.sbatch_calls(), 1, "no second submission");
     assert_eq!(restarted.slurm_id("job-1").unwrap().as_deref(), Some("101"));
-    assert!(f.read("squeue_calls").contains("--name=sepsis_train"), "{}", f.read("squeue_calls"));
+    assert!(
+        f.read("squeue_calls").contains("--name=sepsis_train"),
+        "{}",
+        f.read("squeue_calls")
+    );
     assert!(!dir.join("submitting").exists());
     // The crash happened before sbatch ran: nothing in Slurm, so the next start submits.
     let dir2 = f.state.join("job-2");
     fs::create_dir_all(&dir2).unwrap();
     fs::write(dir2.join("submitting"), b"").unwrap();
-    assert!(matches!(restarted.poll("job-2").unwrap(), RunStatus::Lost { .. }));
+    assert!(matches!(
+        restarted.poll("job-2").unwrap(),
+        RunStatus::Lost { .. }
+    ));
     assert!(restarted.start(&launch("job-2")).unwrap());
     assert_eq!(f.sbatch_calls(), 2);
     // A crash that lost both files (not yet on disk): the directory alone makes start ask Slurm.
@@ -240,8 +280,18 @@ fn slurm_states_map_to_run_status() {
         ("RUNNING", "0:0", "None", RunStatus::Running),
         ("REQUEUED", "0:0", "None", RunStatus::Running),
         ("COMPLETED", "0:0", "None", RunStatus::Exited { code: 0 }),
-        ("FAILED", "7:0", "NonZeroExitCode", RunStatus::Exited { code: 7 }),
-        ("TIMEOUT", "0:15", "TimeLimit", RunStatus::Exited { code: -15 }),
+        (
+            "FAILED",
+            "7:0",
+            "NonZeroExitCode",
+            RunStatus::Exited { code: 7 },
+        ),
+        (
+            "TIMEOUT",
+            "0:15",
+            "TimeLimit",
+            RunStatus::Exited { code: -15 },
+        ),
         ("CANCELLED by 0", "0:15", "None", RunStatus::Cancelled),
     ]
     .into_iter()
@@ -257,7 +307,10 @@ fn slurm_states_map_to_run_status() {
     let sid = ex.slurm_id("nf").unwrap().unwrap();
     f.set_state(&sid, "NODE_FAIL", "0:0", "NodeDown");
     match ex.poll("nf").unwrap() {
-        RunStatus::Lost { reason } => assert!(reason.contains("node failed") && reason.contains("NodeDown"), "{reason}"),
+        RunStatus::Lost { reason } => assert!(
+            reason.contains("node failed") && reason.contains("NodeDown"),
+            "{reason}"
+        ),
         other => panic!("NODE_FAIL gave {other:?}"),
     }
     // A final status is cached: Slurm is not asked again.
@@ -271,12 +324,18 @@ fn a_job_slurm_forgot_is_read_from_sacct_then_from_its_exit_file() {
     let ex = f.exec();
     assert!(ex.start(&launch("a")).unwrap());
     assert!(ex.start(&launch("b")).unwrap());
-    let (a, b) = (ex.slurm_id("a").unwrap().unwrap(), ex.slurm_id("b").unwrap().unwrap());
+    let (a, b) = (
+        ex.slurm_id("a").unwrap().unwrap(),
+        ex.slurm_id("b").unwrap().unwrap(),
+    );
     f.write(&format!("forgot_{a}"), "");
     f.write(&format!("forgot_{b}"), "");
     f.write("sacct_rows", &format!("{a}|FAILED|3:0\n"));
     assert_eq!(ex.poll("a").unwrap(), RunStatus::Exited { code: 3 });
-    assert!(matches!(ex.poll("b").unwrap(), RunStatus::Lost { .. }), "no record anywhere: lost");
+    assert!(
+        matches!(ex.poll("b").unwrap(), RunStatus::Lost { .. }),
+        "no record anywhere: lost"
+    );
     // (Lost is final and cached; a job with its own exit record reads that instead.)
     assert!(ex.start(&launch("c")).unwrap());
     let c = ex.slurm_id("c").unwrap().unwrap();
@@ -291,15 +350,24 @@ fn rejections_become_no_capacity_or_refused_and_allow_a_later_start() {
     let ex = f.exec();
     f.write("sbatch_mode", "nocap");
     match ex.start(&launch("j")) {
-        Err(ExecError::NoCapacity { reason, .. }) => assert!(reason.contains("Requested node configuration is not available"), "{reason}"),
+        Err(ExecError::NoCapacity { reason, .. }) => assert!(
+            reason.contains("Requested node configuration is not available"),
+            "{reason}"
+        ),
         other => panic!("{other:?}"),
     }
     f.write("sbatch_mode", "refuse");
     match ex.start(&launch("j")) {
-        Err(ExecError::Refused { reason, .. }) => assert!(reason.contains("invalid partition"), "{reason}"),
+        Err(ExecError::Refused { reason, .. }) => {
+            assert!(reason.contains("invalid partition"), "{reason}")
+        }
         other => panic!("{other:?}"),
     }
-    assert_eq!(ex.poll("j").unwrap(), RunStatus::Unknown, "a refused job was never started");
+    assert_eq!(
+        ex.poll("j").unwrap(),
+        RunStatus::Unknown,
+        "a refused job was never started"
+    );
     f.write("sbatch_mode", "ok");
     assert!(ex.start(&launch("j")).unwrap());
     // sbatch missing: an I/O error naming it.
@@ -315,9 +383,19 @@ fn a_hanging_sbatch_is_cut_off_and_the_submission_is_looked_up_next_time() {
     let ex = SlurmExecutor::new(cfg).unwrap();
     f.write("sbatch_mode", "hang");
     let t = std::time::Instant::now();
-    assert!(matches!(ex.start(&launch("j")), Err(ExecError::NoCapacity { .. })));
-    assert!(t.elapsed() < Duration::from_secs(5), "took {:?}", t.elapsed());
-    assert!(f.state.join("j").join("submitting").exists(), "unsure: the marker stays");
+    assert!(matches!(
+        ex.start(&launch("j")),
+        Err(ExecError::NoCapacity { .. })
+    ));
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert!(
+        f.state.join("j").join("submitting").exists(),
+        "unsure: the marker stays"
+    );
     // Slurm did take it after all.
     f.write("queue", "555|tidegate:j|RUNNING|0:0|None\n");
     f.write("sbatch_mode", "ok");
@@ -346,10 +424,16 @@ fn cancel_and_logs() {
 fn invalid_ids_and_state_dirs_are_refused() {
     let f = Fake::new();
     let ex = f.exec();
-    assert!(matches!(ex.start(&launch("../x")), Err(ExecError::Invalid { .. })));
+    assert!(matches!(
+        ex.start(&launch("../x")),
+        Err(ExecError::Invalid { .. })
+    ));
     let mut cfg = f.config();
     cfg.state_dir = Path::new(&f.state).join("with space");
     let ex = SlurmExecutor::new(cfg).unwrap();
-    assert!(matches!(ex.start(&launch("j")), Err(ExecError::Invalid { .. })));
+    assert!(matches!(
+        ex.start(&launch("j")),
+        Err(ExecError::Invalid { .. })
+    ));
     assert_eq!(f.sbatch_calls(), 0);
 }

@@ -32,7 +32,10 @@ fn executor(dir: &tempfile::TempDir, partition: &str) -> SlurmExecutor {
 
 fn state_dir() -> tempfile::TempDir {
     // Under /tmp so slurmd (same host) can write the job's output there.
-    tempfile::Builder::new().prefix("tidegate-slurm-test-").tempdir_in("/tmp").unwrap()
+    tempfile::Builder::new()
+        .prefix("tidegate-slurm-test-")
+        .tempdir_in("/tmp")
+        .unwrap()
 }
 
 fn launch(id: &str, gpus: u32, gpu_type: &str, cmd: &[&str]) -> Launch {
@@ -52,7 +55,10 @@ fn launch(id: &str, gpus: u32, gpu_type: &str, cmd: &[&str]) -> Launch {
 }
 
 fn unique(prefix: &str) -> String {
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
     format!("{prefix}-{}-{}", std::process::id(), t % 1_000_000_000)
 }
 
@@ -78,9 +84,17 @@ fn real_slurm_job_succeeds_with_output_and_exit_code_zero() {
     let id = unique("ok");
     let cmd = ["sh", "-c", "echo \"$GREETING: $TIDEGATE_JOB_ID $TIDEGATE_GPUS x $TIDEGATE_GPU_TYPE in $TIDEGATE_ZONE/$TIDEGATE_POOL\""];
     assert!(ex.start(&launch(&id, 2, "H100", &cmd)).unwrap());
-    assert_eq!(wait_final(&ex, &id, Duration::from_secs(30)), RunStatus::Exited { code: 0 });
+    assert_eq!(
+        wait_final(&ex, &id, Duration::from_secs(30)),
+        RunStatus::Exited { code: 0 }
+    );
     let logs = ex.logs(&id, 4096).unwrap();
-    assert!(logs.contains(&format!("hello from slurm: {id} 2 x H100 in hospital-onprem/h100")), "logs: {logs:?}");
+    assert!(
+        logs.contains(&format!(
+            "hello from slurm: {id} 2 x H100 in hospital-onprem/h100"
+        )),
+        "logs: {logs:?}"
+    );
 }
 
 #[test]
@@ -91,8 +105,18 @@ fn real_slurm_failure_keeps_its_exit_code() {
     let dir = state_dir();
     let ex = executor(&dir, "burst");
     let id = unique("fail");
-    assert!(ex.start(&launch(&id, 1, "H100", &["sh", "-c", "echo failing; exit 7"])).unwrap());
-    assert_eq!(wait_final(&ex, &id, Duration::from_secs(30)), RunStatus::Exited { code: 7 });
+    assert!(ex
+        .start(&launch(
+            &id,
+            1,
+            "H100",
+            &["sh", "-c", "echo failing; exit 7"]
+        ))
+        .unwrap());
+    assert_eq!(
+        wait_final(&ex, &id, Duration::from_secs(30)),
+        RunStatus::Exited { code: 7 }
+    );
     assert!(ex.logs(&id, 100).unwrap().contains("failing"));
 }
 
@@ -104,11 +128,19 @@ fn real_slurm_cancel_stops_a_running_job() {
     let dir = state_dir();
     let ex = executor(&dir, "gpu");
     let id = unique("cancel");
-    assert!(ex.start(&launch(&id, 1, "H100", &["sleep", "120"])).unwrap());
+    assert!(ex
+        .start(&launch(&id, 1, "H100", &["sleep", "120"]))
+        .unwrap());
     assert_eq!(ex.poll(&id).unwrap(), RunStatus::Running);
     assert!(ex.cancel(&id).unwrap());
-    assert_eq!(wait_final(&ex, &id, Duration::from_secs(20)), RunStatus::Cancelled);
-    assert!(!ex.cancel(&id).unwrap(), "an ended job is not cancelled again");
+    assert_eq!(
+        wait_final(&ex, &id, Duration::from_secs(20)),
+        RunStatus::Cancelled
+    );
+    assert!(
+        !ex.cancel(&id).unwrap(),
+        "an ended job is not cancelled again"
+    );
 }
 
 #[test]
@@ -122,7 +154,10 @@ fn real_slurm_over_asking_gpus_or_an_unknown_type_is_no_capacity() {
         let id = unique("nocap");
         match ex.start(&launch(&id, gpus, ty, &["true"])) {
             Err(ExecError::NoCapacity { reason, .. }) => {
-                assert!(reason.contains("Requested node configuration is not available"), "{reason}")
+                assert!(
+                    reason.contains("Requested node configuration is not available"),
+                    "{reason}"
+                )
             }
             other => panic!("{gpus} x {ty}: {other:?}"),
         }
@@ -138,14 +173,22 @@ fn real_slurm_unknown_partition_is_refused() {
     let dir = state_dir();
     let ex = executor(&dir, "no-such-partition");
     match ex.start(&launch(&unique("refused"), 1, "H100", &["true"])) {
-        Err(ExecError::Refused { reason, .. }) => assert!(reason.to_lowercase().contains("partition"), "{reason}"),
+        Err(ExecError::Refused { reason, .. }) => {
+            assert!(reason.to_lowercase().contains("partition"), "{reason}")
+        }
         other => panic!("{other:?}"),
     }
 }
 
 fn squeue_count(comment: &str) -> usize {
-    let out = std::process::Command::new("squeue").args(["-h", "-t", "all", "-o", "%k"]).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.trim() == comment).count()
+    let out = std::process::Command::new("squeue")
+        .args(["-h", "-t", "all", "-o", "%k"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.trim() == comment)
+        .count()
 }
 
 #[test]
@@ -160,9 +203,16 @@ fn real_slurm_start_is_idempotent_across_executor_instances() {
     assert!(ex.start(&l).unwrap());
     assert!(!ex.start(&l).unwrap(), "second start submits nothing");
     let restarted = executor(&dir, "gpu");
-    assert!(!restarted.start(&l).unwrap(), "a new executor on the same state dir finds the job");
+    assert!(
+        !restarted.start(&l).unwrap(),
+        "a new executor on the same state dir finds the job"
+    );
     assert_eq!(restarted.poll(&id).unwrap(), RunStatus::Running);
-    assert_eq!(squeue_count(&format!("tidegate:{id}")), 1, "exactly one Slurm job");
+    assert_eq!(
+        squeue_count(&format!("tidegate:{id}")),
+        1,
+        "exactly one Slurm job"
+    );
     // Interrupted after sbatch answered, before the id was recorded: found again by comment.
     let job_dir = dir.path().join(&id);
     let sid = std::fs::read_to_string(job_dir.join("slurm_id")).unwrap();
@@ -171,6 +221,13 @@ fn real_slurm_start_is_idempotent_across_executor_instances() {
     let again = executor(&dir, "gpu");
     assert!(!again.start(&l).unwrap());
     assert_eq!(again.slurm_id(&id).unwrap().unwrap(), sid.trim());
-    assert_eq!(squeue_count(&format!("tidegate:{id}")), 1, "still exactly one Slurm job");
-    assert_eq!(wait_final(&again, &id, Duration::from_secs(30)), RunStatus::Exited { code: 0 });
+    assert_eq!(
+        squeue_count(&format!("tidegate:{id}")),
+        1,
+        "still exactly one Slurm job"
+    );
+    assert_eq!(
+        wait_final(&again, &id, Duration::from_secs(30)),
+        RunStatus::Exited { code: 0 }
+    );
 }

@@ -14,7 +14,11 @@ fn main() -> ExitCode {
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(500);
-    let pg = args.iter().position(|a| a == "--postgres").and_then(|i| args.get(i + 1)).cloned();
+    let pg = args
+        .iter()
+        .position(|a| a == "--postgres")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
     let dir = match tempfile::tempdir() {
         Ok(d) => d,
         Err(e) => {
@@ -23,7 +27,13 @@ fn main() -> ExitCode {
         }
     };
     let store: Box<dyn Store> = match &pg {
-        Some(url) => match PgStore::connect(url, PgOptions { schema: Some(format!("bench_{}", std::process::id())), ..PgOptions::default() }) {
+        Some(url) => match PgStore::connect(
+            url,
+            PgOptions {
+                schema: Some(format!("bench_{}", std::process::id())),
+                ..PgOptions::default()
+            },
+        ) {
             Ok(s) => Box::new(s),
             Err(e) => {
                 eprintln!("error: {e}");

@@ -32,7 +32,12 @@ pub struct SubmitBench {
 }
 
 /// Runs the benchmark. Job ids and keys carry `run` so that runs against one store do not collide.
-pub fn submits(store: &dyn Store, threads: usize, per_thread: usize, run: &str) -> Result<SubmitBench, StoreError> {
+pub fn submits(
+    store: &dyn Store,
+    threads: usize,
+    per_thread: usize,
+    run: &str,
+) -> Result<SubmitBench, StoreError> {
     let threads = threads.max(1);
     let started = Instant::now();
     let results: Vec<Result<Vec<Duration>, StoreError>> = std::thread::scope(|scope| {
@@ -63,7 +68,10 @@ pub fn submits(store: &dyn Store, threads: usize, per_thread: usize, run: &str) 
             .into_iter()
             .map(|h| {
                 h.join().unwrap_or_else(|_| {
-                    Err(StoreError::Invalid { field: "threads", reason: "a benchmark thread panicked".into() })
+                    Err(StoreError::Invalid {
+                        field: "threads",
+                        reason: "a benchmark thread panicked".into(),
+                    })
                 })
             })
             .collect()
@@ -76,7 +84,9 @@ pub fn submits(store: &dyn Store, threads: usize, per_thread: usize, run: &str) 
     lat.sort_unstable();
     let pct = |p: f64| {
         let idx = ((lat.len() as f64 - 1.0) * p).round() as usize;
-        lat.get(idx).map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)).unwrap_or(0)
+        lat.get(idx)
+            .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+            .unwrap_or(0)
     };
     Ok(SubmitBench {
         store: store.describe(),
@@ -97,12 +107,20 @@ mod tests {
 
     #[test]
     fn counts_every_acknowledged_submit() -> Result<(), StoreError> {
-        let dir = tempfile::tempdir().map_err(|e| StoreError::Invalid { field: "dir", reason: e.to_string() })?;
+        let dir = tempfile::tempdir().map_err(|e| StoreError::Invalid {
+            field: "dir",
+            reason: e.to_string(),
+        })?;
         let s = SqliteStore::open(dir.path(), SqliteOptions::default())?;
         let r = submits(&s, 3, 20, "t")?;
         assert_eq!(r.submits, 60);
         assert!(r.p50_us <= r.p99_us && r.p99_us <= r.max_us);
-        assert_eq!(s.list(&JobFilter::default(), PageRequest::first(100))?.jobs.len(), 60);
+        assert_eq!(
+            s.list(&JobFilter::default(), PageRequest::first(100))?
+                .jobs
+                .len(),
+            60
+        );
         Ok(())
     }
 }

@@ -100,7 +100,9 @@ pub enum StoreError {
         reason: String,
     },
     /// The schema could not be brought to the current version.
-    #[error("{backend} store at {location}: migration to schema version {version} failed: {reason}")]
+    #[error(
+        "{backend} store at {location}: migration to schema version {version} failed: {reason}"
+    )]
     Migration {
         /// `sqlite` or `postgres`.
         backend: &'static str,

@@ -31,8 +31,9 @@ mod sqlite;
 pub use crate::postgres::{PgOptions, PgStore};
 pub use error::StoreError;
 pub use record::{
-    AgentRun, Heartbeat, RunReport, MAX_LOG_TAIL, RUN_STATUSES, EventDraft, JobEvent, JobFilter, JobId, JobPage, JobRecord, JobState, Lease, NewJob, PageRequest, StateCount,
-    Submitted, Timestamp, Transition, ZoneCondition, MAX_PAGE_SIZE, ZONE_HEALTH,
+    AgentRun, EventDraft, Heartbeat, JobEvent, JobFilter, JobId, JobPage, JobRecord, JobState,
+    Lease, NewJob, PageRequest, RunReport, StateCount, Submitted, Timestamp, Transition,
+    ZoneCondition, MAX_LOG_TAIL, MAX_PAGE_SIZE, RUN_STATUSES, ZONE_HEALTH,
 };
 pub use sqlite::{SqliteOptions, SqliteStore};
 
@@ -76,12 +77,22 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Takes the lease `name` for `holder` until `now + ttl` if it is free, expired, or already
     /// held by `holder` (then it is extended). `None` when someone else holds it. The lease's
     /// `epoch` grows each time the lease changes hands: a fencing token.
-    fn try_acquire_lease(&self, name: &str, holder: &str, ttl: Duration, now: Timestamp)
-        -> Result<Option<Lease>, StoreError>;
+    fn try_acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<Option<Lease>, StoreError>;
 
     /// Extends a lease still held (same holder and epoch, not expired at `now`). `None` when the
     /// lease was lost: the caller must stop acting as the holder.
-    fn renew_lease(&self, lease: &Lease, ttl: Duration, now: Timestamp) -> Result<Option<Lease>, StoreError>;
+    fn renew_lease(
+        &self,
+        lease: &Lease,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<Option<Lease>, StoreError>;
 
     /// Gives a lease up so another holder can take it at once. `false` when it was no longer held.
     fn release_lease(&self, lease: &Lease) -> Result<bool, StoreError>;
@@ -108,8 +119,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// One agent sync, in one transaction: records its heartbeat and its reports (a run that
     /// ended stays ended; reports about other zones' runs change nothing), then returns its
     /// zone's work: runs to start and runs to stop, at most `limit`.
-    fn agent_sync(&self, zone: &str, agent: &str, reports: &[RunReport], now: Timestamp, limit: u32)
-        -> Result<Vec<AgentRun>, StoreError>;
+    fn agent_sync(
+        &self,
+        zone: &str,
+        agent: &str,
+        reports: &[RunReport],
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<AgentRun>, StoreError>;
 
     /// When each zone's agent was last heard from.
     fn heartbeats(&self) -> Result<Vec<Heartbeat>, StoreError>;
@@ -124,8 +141,14 @@ pub fn open(database: Option<&str>, data_dir: &Path) -> Result<Box<dyn Store>, S
         }
         Some(other) => Err(StoreError::Invalid {
             field: "database",
-            reason: format!("`{}` is not a postgres:// URL (leave it out for SQLite under the data directory)", crate::postgres::redact(other)),
+            reason: format!(
+                "`{}` is not a postgres:// URL (leave it out for SQLite under the data directory)",
+                crate::postgres::redact(other)
+            ),
         }),
-        None => Ok(Box::new(SqliteStore::open(data_dir, SqliteOptions::default())?)),
+        None => Ok(Box::new(SqliteStore::open(
+            data_dir,
+            SqliteOptions::default(),
+        )?)),
     }
 }

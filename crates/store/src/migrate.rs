@@ -25,9 +25,9 @@ pub const MIGRATIONS_TABLE: &str =
 /// Migrations of the SQLite backend.
 pub const SQLITE: &[Migration] = &[
     Migration {
-    version: 1,
-    name: "jobs, events, idempotency keys, leases",
-    sql: "
+        version: 1,
+        name: "jobs, events, idempotency keys, leases",
+        sql: "
 CREATE TABLE jobs (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL UNIQUE,
@@ -116,9 +116,9 @@ CREATE TABLE agent_heartbeats (
 /// Migrations of the PostgreSQL backend (the same schema in PostgreSQL's dialect).
 pub const POSTGRES: &[Migration] = &[
     Migration {
-    version: 1,
-    name: "jobs, events, idempotency keys, leases",
-    sql: "
+        version: 1,
+        name: "jobs, events, idempotency keys, leases",
+        sql: "
 CREATE TABLE jobs (
     seq BIGSERIAL PRIMARY KEY,
     id TEXT NOT NULL UNIQUE,

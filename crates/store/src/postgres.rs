@@ -26,8 +26,9 @@ use postgres::{Client, Config, GenericClient, NoTls};
 use crate::error::StoreError;
 use crate::migrate::{self, Migration};
 use crate::record::{
-    check_lease_args, EventDraft, JobEvent, JobFilter, JobId, JobPage, JobRecord, JobState, Lease, NewJob, PageRequest,
-    AgentRun, Heartbeat, RunReport, StateCount, Submitted, Timestamp, Transition, ZoneCondition,
+    check_lease_args, AgentRun, EventDraft, Heartbeat, JobEvent, JobFilter, JobId, JobPage,
+    JobRecord, JobState, Lease, NewJob, PageRequest, RunReport, StateCount, Submitted, Timestamp,
+    Transition, ZoneCondition,
 };
 use crate::sql::{self, Origin, RawEvent, RawJob};
 use crate::sqlite::{check_move, counts_of, next_place, page_of};
@@ -52,7 +53,12 @@ pub struct PgOptions {
 
 impl Default for PgOptions {
     fn default() -> Self {
-        PgOptions { schema: None, connect_timeout: Duration::from_secs(5), max_idle: 8, max_open: 24 }
+        PgOptions {
+            schema: None,
+            connect_timeout: Duration::from_secs(5),
+            max_idle: 8,
+            max_open: 24,
+        }
     }
 }
 
@@ -72,7 +78,10 @@ pub struct PgStore {
 
 impl std::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgStore").field("url", &self.origin.location).field("schema", &self.schema).finish()
+        f.debug_struct("PgStore")
+            .field("url", &self.origin.location)
+            .field("schema", &self.schema)
+            .finish()
     }
 }
 
@@ -84,14 +93,25 @@ pub(crate) fn redact(url: &str) -> String {
         if let Some(at) = rest[..auth_end].rfind('@') {
             let userinfo = &rest[..at];
             if let Some(colon) = userinfo.find(':') {
-                return format!("{}{}:***{}", &url[..scheme_end + 3], &userinfo[..colon], &rest[at..]);
+                return format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &userinfo[..colon],
+                    &rest[at..]
+                );
             }
         }
         return url.to_string();
     }
     // key=value form
     url.split_whitespace()
-        .map(|kv| if kv.starts_with("password=") { "password=***" } else { kv })
+        .map(|kv| {
+            if kv.starts_with("password=") {
+                "password=***"
+            } else {
+                kv
+            }
+        })
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -100,7 +120,9 @@ fn check_schema(schema: &str) -> Result<(), StoreError> {
     let ok = !schema.is_empty()
         && schema.len() <= 63
         && schema.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-        && schema.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        && schema
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     if ok {
         Ok(())
     } else {
@@ -116,14 +138,19 @@ impl PgStore {
     /// schema up to date and returns the store.
     pub fn connect(url: &str, options: PgOptions) -> Result<Self, StoreError> {
         let location = redact(url);
-        let mut config: Config = url.parse().map_err(|e: postgres::Error| StoreError::Invalid {
-            field: "database",
-            reason: format!("`{location}` is not a valid PostgreSQL URL: {e}"),
-        })?;
+        let mut config: Config = url
+            .parse()
+            .map_err(|e: postgres::Error| StoreError::Invalid {
+                field: "database",
+                reason: format!("`{location}` is not a valid PostgreSQL URL: {e}"),
+            })?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(options.connect_timeout);
         }
-        config.keepalives(true).keepalives_idle(Duration::from_secs(10)).tcp_user_timeout(Duration::from_secs(20));
+        config
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(10))
+            .tcp_user_timeout(Duration::from_secs(20));
         config.application_name("tidegate");
         if let Some(s) = &options.schema {
             check_schema(s)?;
@@ -131,7 +158,10 @@ impl PgStore {
         let store = PgStore {
             config,
             schema: options.schema,
-            origin: Origin { backend: "postgres", location },
+            origin: Origin {
+                backend: "postgres",
+                location,
+            },
             max_idle: options.max_idle,
             idle: Mutex::new(Vec::new()),
             max_open: options.max_open.max(1),
@@ -149,7 +179,12 @@ impl PgStore {
     /// The schema version the database is at.
     pub fn schema_version(&self) -> Result<i64, StoreError> {
         self.with_client(|c| {
-            let row = c.query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[]).map_err(self.err("read schema version"))?;
+            let row = c
+                .query_one(
+                    "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                    &[],
+                )
+                .map_err(self.err("read schema version"))?;
             Ok(row.get::<_, i64>(0))
         })
     }
@@ -158,21 +193,29 @@ impl PgStore {
     /// schema, so that the default schema is never dropped.
     pub fn drop_schema(&self) -> Result<(), StoreError> {
         let Some(s) = &self.schema else {
-            return Err(StoreError::Invalid { field: "schema", reason: "no schema set; refusing to drop the default one".into() });
+            return Err(StoreError::Invalid {
+                field: "schema",
+                reason: "no schema set; refusing to drop the default one".into(),
+            });
         };
         let stmt = format!("DROP SCHEMA IF EXISTS \"{s}\" CASCADE");
         self.with_client(|c| c.batch_execute(&stmt).map_err(self.err("drop schema")))
     }
 
     fn open_client(&self) -> Result<Client, StoreError> {
-        let mut client = self.config.connect(NoTls).map_err(|e| StoreError::Unavailable {
-            backend: "postgres",
-            location: self.origin.location.clone(),
-            op: "connect",
-            source: Box::new(e),
-        })?;
+        let mut client = self
+            .config
+            .connect(NoTls)
+            .map_err(|e| StoreError::Unavailable {
+                backend: "postgres",
+                location: self.origin.location.clone(),
+                op: "connect",
+                source: Box::new(e),
+            })?;
         if let Some(s) = &self.schema {
-            client.batch_execute(&format!("SET search_path TO \"{s}\"")).map_err(self.err("set search_path"))?;
+            client
+                .batch_execute(&format!("SET search_path TO \"{s}\""))
+                .map_err(self.err("set search_path"))?;
         }
         Ok(client)
     }
@@ -181,7 +224,10 @@ impl PgStore {
         if client.is_closed() {
             return;
         }
-        let mut idle = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if idle.len() < self.max_idle {
             idle.push(client);
         }
@@ -189,7 +235,11 @@ impl PgStore {
 
     fn take(&self) -> Result<Client, StoreError> {
         loop {
-            let pooled = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop();
+            let pooled = self
+                .idle
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .pop();
             match pooled {
                 Some(c) if c.is_closed() => continue,
                 Some(c) => return Ok(c),
@@ -205,19 +255,35 @@ impl PgStore {
             let down = e.is_closed()
                 || io
                 || e.code().is_some_and(|c| {
-                    c == &SqlState::ADMIN_SHUTDOWN || c == &SqlState::CANNOT_CONNECT_NOW || c == &SqlState::CRASH_SHUTDOWN
+                    c == &SqlState::ADMIN_SHUTDOWN
+                        || c == &SqlState::CANNOT_CONNECT_NOW
+                        || c == &SqlState::CRASH_SHUTDOWN
                 });
-            let (backend, location, source) = ("postgres", self.origin.location.clone(), Box::new(e));
+            let (backend, location, source) =
+                ("postgres", self.origin.location.clone(), Box::new(e));
             if down {
-                StoreError::Unavailable { backend, location, op, source }
+                StoreError::Unavailable {
+                    backend,
+                    location,
+                    op,
+                    source,
+                }
             } else {
-                StoreError::Database { backend, location, op, source }
+                StoreError::Database {
+                    backend,
+                    location,
+                    op,
+                    source,
+                }
             }
         }
     }
 
     /// Runs `f` on a pooled connection, dropping the connection if anything failed.
-    fn with_client<T>(&self, f: impl FnOnce(&mut Client) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    fn with_client<T>(
+        &self,
+        f: impl FnOnce(&mut Client) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         self.acquire()?;
         let out = self.take().and_then(|mut client| {
             let out = f(&mut client);
@@ -235,7 +301,10 @@ impl PgStore {
     /// Waits for one of the `max_open` connection slots.
     fn acquire(&self) -> Result<(), StoreError> {
         let deadline = std::time::Instant::now() + self.wait;
-        let mut n = self.in_use.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut n = self
+            .in_use
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         while *n >= self.max_open {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {
@@ -243,17 +312,28 @@ impl PgStore {
                     backend: "postgres",
                     location: self.origin.location.clone(),
                     op: "wait for a connection",
-                    source: format!("all {} connections stayed busy for {:?}", self.max_open, self.wait).into(),
+                    source: format!(
+                        "all {} connections stayed busy for {:?}",
+                        self.max_open, self.wait
+                    )
+                    .into(),
                 });
             }
-            n = self.freed.wait_timeout(n, left).map(|(g, _)| g).unwrap_or_else(|e| e.into_inner().0);
+            n = self
+                .freed
+                .wait_timeout(n, left)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
         }
         *n += 1;
         Ok(())
     }
 
     fn release(&self) {
-        let mut n = self.in_use.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut n = self
+            .in_use
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         *n = n.saturating_sub(1);
         self.freed.notify_one();
     }
@@ -261,23 +341,38 @@ impl PgStore {
     fn migrate(&self, client: &mut Client, list: &[Migration]) -> Result<(), StoreError> {
         let mig = |version: i64| {
             let location = self.origin.location.clone();
-            move |e: postgres::Error| StoreError::Migration { backend: "postgres", location, version, reason: e.to_string() }
+            move |e: postgres::Error| StoreError::Migration {
+                backend: "postgres",
+                location,
+                version,
+                reason: e.to_string(),
+            }
         };
         let mut tx = client.transaction().map_err(mig(0))?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).map_err(mig(0))?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .map_err(mig(0))?;
         if let Some(s) = &self.schema {
-            tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{s}\"")).map_err(mig(0))?;
+            tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{s}\""))
+                .map_err(mig(0))?;
         }
-        tx.batch_execute(migrate::MIGRATIONS_TABLE).map_err(mig(0))?;
-        let current: i64 =
-            tx.query_one("SELECT COALESCE(MAX(version), 0)::BIGINT FROM schema_migrations", &[]).map_err(mig(0))?.get(0);
+        tx.batch_execute(migrate::MIGRATIONS_TABLE)
+            .map_err(mig(0))?;
+        let current: i64 = tx
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0)::BIGINT FROM schema_migrations",
+                &[],
+            )
+            .map_err(mig(0))?
+            .get(0);
         let latest = migrate::latest(list);
         if current > latest {
             return Err(StoreError::Migration {
                 backend: "postgres",
                 location: self.origin.location.clone(),
                 version: current,
-                reason: format!("the database is at schema version {current}, newer than this build's {latest}"),
+                reason: format!(
+                    "the database is at schema version {current}, newer than this build's {latest}"
+                ),
             });
         }
         for m in list.iter().filter(|m| m.version > current) {
@@ -292,14 +387,27 @@ impl PgStore {
         tx.commit().map_err(mig(latest))
     }
 
-    fn load_job(&self, c: &mut impl GenericClient, id: &str) -> Result<Option<JobRecord>, StoreError> {
-        let row = c.query_opt(&sql::select_job(), &[&id]).map_err(self.err("read job"))?;
-        row.map(|r| raw_job(&r).decode(&self.origin).map(|(j, _)| j)).transpose()
+    fn load_job(
+        &self,
+        c: &mut impl GenericClient,
+        id: &str,
+    ) -> Result<Option<JobRecord>, StoreError> {
+        let row = c
+            .query_opt(&sql::select_job(), &[&id])
+            .map_err(self.err("read job"))?;
+        row.map(|r| raw_job(&r).decode(&self.origin).map(|(j, _)| j))
+            .transpose()
     }
 
-    fn lease_row(&self, op: &'static str, stmt: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Lease>, StoreError> {
+    fn lease_row(
+        &self,
+        op: &'static str,
+        stmt: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Lease>, StoreError> {
         let row = self.with_client(|c| c.query_opt(stmt, params).map_err(self.err(op)))?;
-        row.map(|r| sql::lease(&self.origin, r.get(0), r.get(1), r.get(2), r.get(3))).transpose()
+        row.map(|r| sql::lease(&self.origin, r.get(0), r.get(1), r.get(2), r.get(3)))
+            .transpose()
     }
 }
 
@@ -363,19 +471,34 @@ impl Store for PgStore {
             let attempt = self.with_client(|client| {
                 let mut tx = client.transaction().map_err(self.err("begin submit"))?;
                 if let Some(key) = &j.idempotency_key {
-                    let prior = tx.query_opt(sql::SELECT_KEY, &[&j.team, key]).map_err(self.err("read idempotency key"))?;
+                    let prior = tx
+                        .query_opt(sql::SELECT_KEY, &[&j.team, key])
+                        .map_err(self.err("read idempotency key"))?;
                     if let Some(row) = prior {
                         let digest: String = row.get(0);
                         let existing = self.origin.id(row.get(1))?;
                         if digest != p.request_digest {
-                            return Err(StoreError::IdempotencyConflict { team: j.team.clone(), key: key.clone(), existing });
+                            return Err(StoreError::IdempotencyConflict {
+                                team: j.team.clone(),
+                                key: key.clone(),
+                                existing,
+                            });
                         }
                         return Ok(Attempt::Replay(existing));
                     }
                 }
                 let inserted = tx.execute(
                     sql::INSERT_JOB,
-                    &[&j.id.as_str(), &j.name, &j.team, &p.spec_text, &p.spec_digest, &j.reason, &j.at.0, &j.idempotency_key],
+                    &[
+                        &j.id.as_str(),
+                        &j.name,
+                        &j.team,
+                        &p.spec_text,
+                        &p.spec_digest,
+                        &j.reason,
+                        &j.at.0,
+                        &j.idempotency_key,
+                    ],
                 );
                 match inserted {
                     Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
@@ -385,12 +508,24 @@ impl Store for PgStore {
                 };
                 tx.execute(
                     sql::INSERT_EVENT,
-                    &[&j.id.as_str(), &1i64, &"submitted", &None::<String>, &"submitted", &j.reason, &"null", &j.at.0],
+                    &[
+                        &j.id.as_str(),
+                        &1i64,
+                        &"submitted",
+                        &None::<String>,
+                        &"submitted",
+                        &j.reason,
+                        &"null",
+                        &j.at.0,
+                    ],
                 )
                 .map_err(self.err("insert submitted event"))?;
                 if let Some(key) = &j.idempotency_key {
                     let n = tx
-                        .execute(sql::INSERT_KEY, &[&j.team, key, &p.request_digest, &j.id.as_str(), &j.at.0])
+                        .execute(
+                            sql::INSERT_KEY,
+                            &[&j.team, key, &p.request_digest, &j.id.as_str(), &j.at.0],
+                        )
                         .map_err(self.err("insert idempotency key"))?;
                     if n == 0 {
                         return Ok(Attempt::KeyRaced);
@@ -404,7 +539,9 @@ impl Store for PgStore {
                 Attempt::Replay(id) => (id, true),
                 Attempt::KeyRaced => continue,
             };
-            let job = self.get(&id)?.ok_or_else(|| StoreError::NotFound { id: id.clone() })?;
+            let job = self
+                .get(&id)?
+                .ok_or_else(|| StoreError::NotFound { id: id.clone() })?;
             return Ok(Submitted { job, replayed });
         }
         Err(StoreError::Database {
@@ -423,7 +560,11 @@ impl Store for PgStore {
         let (after, limit) = page.check()?;
         let state = filter.state.map(JobState::as_str);
         let rows = self.with_client(|c| {
-            c.query(&sql::list_jobs(), &[&after, &state, &filter.team, &filter.zone, &(limit + 1)]).map_err(self.err("list jobs"))
+            c.query(
+                &sql::list_jobs(),
+                &[&after, &state, &filter.team, &filter.zone, &(limit + 1)],
+            )
+            .map_err(self.err("list jobs"))
         })?;
         page_of(rows.iter().map(raw_job).collect(), limit, &self.origin)
     }
@@ -432,7 +573,10 @@ impl Store for PgStore {
         let details = t.check()?;
         self.with_client(|client| {
             let mut tx = client.transaction().map_err(self.err("begin transition"))?;
-            let Some(row) = tx.query_opt(sql::SELECT_FOR_TRANSITION, &[&id.as_str()]).map_err(self.err("read job state"))? else {
+            let Some(row) = tx
+                .query_opt(sql::SELECT_FOR_TRANSITION, &[&id.as_str()])
+                .map_err(self.err("read job state"))?
+            else {
                 return Err(StoreError::NotFound { id: id.clone() });
             };
             let from = self.origin.state(row.get(0))?;
@@ -442,19 +586,43 @@ impl Store for PgStore {
             let updated = tx
                 .query_opt(
                     sql::UPDATE_STATE,
-                    &[&t.to.as_str(), &t.reason, &zone, &pool, &t.at.0, &id.as_str(), &version_i64(t.expected_version)],
+                    &[
+                        &t.to.as_str(),
+                        &t.reason,
+                        &zone,
+                        &pool,
+                        &t.at.0,
+                        &id.as_str(),
+                        &version_i64(t.expected_version),
+                    ],
                 )
                 .map_err(self.err("update job state"))?;
             let Some(updated) = updated else {
                 // Another transaction moved the job between our read and our write.
                 drop(tx);
-                let now = self.load_job(client, id.as_str())?.ok_or_else(|| StoreError::NotFound { id: id.clone() })?;
-                return Err(StoreError::VersionConflict { id: id.clone(), expected: t.expected_version, actual: now.version, state: now.state });
+                let now = self
+                    .load_job(client, id.as_str())?
+                    .ok_or_else(|| StoreError::NotFound { id: id.clone() })?;
+                return Err(StoreError::VersionConflict {
+                    id: id.clone(),
+                    expected: t.expected_version,
+                    actual: now.version,
+                    state: now.state,
+                });
             };
             let seq: i64 = updated.get(0);
             tx.execute(
                 sql::INSERT_EVENT,
-                &[&id.as_str(), &seq, &t.to.as_str(), &from.as_str(), &t.to.as_str(), &t.reason, &details, &t.at.0],
+                &[
+                    &id.as_str(),
+                    &seq,
+                    &t.to.as_str(),
+                    &from.as_str(),
+                    &t.to.as_str(),
+                    &t.reason,
+                    &details,
+                    &t.at.0,
+                ],
             )
             .map_err(self.err("insert transition event"))?;
             let job = self.load_job(&mut tx, id.as_str())?;
@@ -466,14 +634,28 @@ impl Store for PgStore {
     fn append_event(&self, id: &JobId, ev: EventDraft) -> Result<JobEvent, StoreError> {
         let details = ev.check()?;
         self.with_client(|client| {
-            let mut tx = client.transaction().map_err(self.err("begin append event"))?;
-            let Some(row) = tx.query_opt(sql::BUMP_EVENT, &[&id.as_str()]).map_err(self.err("number event"))? else {
+            let mut tx = client
+                .transaction()
+                .map_err(self.err("begin append event"))?;
+            let Some(row) = tx
+                .query_opt(sql::BUMP_EVENT, &[&id.as_str()])
+                .map_err(self.err("number event"))?
+            else {
                 return Err(StoreError::NotFound { id: id.clone() });
             };
             let seq: i64 = row.get(0);
             tx.execute(
                 sql::INSERT_EVENT,
-                &[&id.as_str(), &seq, &ev.kind, &None::<String>, &None::<String>, &ev.reason, &details, &ev.at.0],
+                &[
+                    &id.as_str(),
+                    &seq,
+                    &ev.kind,
+                    &None::<String>,
+                    &None::<String>,
+                    &ev.reason,
+                    &details,
+                    &ev.at.0,
+                ],
             )
             .map_err(self.err("insert event"))?;
             tx.commit().map_err(self.err("commit event"))?;
@@ -491,7 +673,10 @@ impl Store for PgStore {
     }
 
     fn events(&self, id: &JobId) -> Result<Vec<JobEvent>, StoreError> {
-        let rows = self.with_client(|c| c.query(sql::SELECT_EVENTS, &[&id.as_str()]).map_err(self.err("read events")))?;
+        let rows = self.with_client(|c| {
+            c.query(sql::SELECT_EVENTS, &[&id.as_str()])
+                .map_err(self.err("read events"))
+        })?;
         rows.iter()
             .map(|r| {
                 RawEvent {
@@ -510,23 +695,58 @@ impl Store for PgStore {
     }
 
     fn counts(&self) -> Result<Vec<StateCount>, StoreError> {
-        let rows = self.with_client(|c| c.query(sql::COUNTS, &[]).map_err(self.err("count jobs")))?;
-        counts_of(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect(), &self.origin)
+        let rows =
+            self.with_client(|c| c.query(sql::COUNTS, &[]).map_err(self.err("count jobs")))?;
+        counts_of(
+            rows.iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect(),
+            &self.origin,
+        )
     }
 
-    fn try_acquire_lease(&self, name: &str, holder: &str, ttl: Duration, now: Timestamp) -> Result<Option<Lease>, StoreError> {
+    fn try_acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<Option<Lease>, StoreError> {
         let expires = check_lease_args(name, holder, ttl, now)?;
-        self.lease_row("acquire lease", sql::LEASE_ACQUIRE, &[&name, &holder, &expires, &now.0])
+        self.lease_row(
+            "acquire lease",
+            sql::LEASE_ACQUIRE,
+            &[&name, &holder, &expires, &now.0],
+        )
     }
 
-    fn renew_lease(&self, lease: &Lease, ttl: Duration, now: Timestamp) -> Result<Option<Lease>, StoreError> {
+    fn renew_lease(
+        &self,
+        lease: &Lease,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<Option<Lease>, StoreError> {
         let expires = check_lease_args(&lease.name, &lease.holder, ttl, now)?;
-        self.lease_row("renew lease", sql::LEASE_RENEW, &[&expires, &lease.name, &lease.holder, &version_i64(lease.epoch), &now.0])
+        self.lease_row(
+            "renew lease",
+            sql::LEASE_RENEW,
+            &[
+                &expires,
+                &lease.name,
+                &lease.holder,
+                &version_i64(lease.epoch),
+                &now.0,
+            ],
+        )
     }
 
     fn release_lease(&self, lease: &Lease) -> Result<bool, StoreError> {
         let n = self.with_client(|c| {
-            c.execute(sql::LEASE_RELEASE, &[&lease.name, &lease.holder, &version_i64(lease.epoch)]).map_err(self.err("release lease"))
+            c.execute(
+                sql::LEASE_RELEASE,
+                &[&lease.name, &lease.holder, &version_i64(lease.epoch)],
+            )
+            .map_err(self.err("release lease"))
         })?;
         Ok(n > 0)
     }
@@ -539,8 +759,17 @@ impl Store for PgStore {
         cond.check()?;
         let throttled = i64::from(cond.throttled);
         self.with_client(|c| {
-            c.execute(sql::ZONE_SET, &[&cond.zone, &cond.health, &throttled, &cond.reason, &cond.updated_at.0])
-                .map_err(self.err("set zone condition"))
+            c.execute(
+                sql::ZONE_SET,
+                &[
+                    &cond.zone,
+                    &cond.health,
+                    &throttled,
+                    &cond.reason,
+                    &cond.updated_at.0,
+                ],
+            )
+            .map_err(self.err("set zone condition"))
         })?;
         Ok(())
     }
@@ -548,48 +777,91 @@ impl Store for PgStore {
     fn enqueue_run(&self, run: &AgentRun) -> Result<bool, StoreError> {
         let launch = run.launch.to_string();
         let n = self.with_client(|c| {
-            c.execute(sql::RUN_ENQUEUE, &[&run.run_id, &run.job_id.as_str(), &run.zone, &launch, &run.updated_at.0])
-                .map_err(self.err("hand a run to an agent"))
+            c.execute(
+                sql::RUN_ENQUEUE,
+                &[
+                    &run.run_id,
+                    &run.job_id.as_str(),
+                    &run.zone,
+                    &launch,
+                    &run.updated_at.0,
+                ],
+            )
+            .map_err(self.err("hand a run to an agent"))
         })?;
         Ok(n > 0)
     }
 
     fn agent_run(&self, run_id: &str) -> Result<Option<AgentRun>, StoreError> {
-        let row = self.with_client(|c| c.query_opt(&sql::select_run(), &[&run_id]).map_err(self.err("read agent run")))?;
+        let row = self.with_client(|c| {
+            c.query_opt(&sql::select_run(), &[&run_id])
+                .map_err(self.err("read agent run"))
+        })?;
         row.map(|r| raw_run(&r).decode(&self.origin)).transpose()
     }
 
     fn cancel_run(&self, run_id: &str, now: Timestamp) -> Result<bool, StoreError> {
-        let n = self.with_client(|c| c.execute(sql::RUN_CANCEL, &[&run_id, &now.0]).map_err(self.err("cancel agent run")))?;
+        let n = self.with_client(|c| {
+            c.execute(sql::RUN_CANCEL, &[&run_id, &now.0])
+                .map_err(self.err("cancel agent run"))
+        })?;
         Ok(n > 0)
     }
 
-    fn agent_sync(&self, zone: &str, agent: &str, reports: &[RunReport], now: Timestamp, limit: u32) -> Result<Vec<AgentRun>, StoreError> {
+    fn agent_sync(
+        &self,
+        zone: &str,
+        agent: &str,
+        reports: &[RunReport],
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<AgentRun>, StoreError> {
         for r in reports {
             r.check()?;
         }
         let rows = self.with_client(|client| {
             let mut tx = client.transaction().map_err(self.err("begin agent sync"))?;
-            tx.execute(sql::HEARTBEAT, &[&zone, &agent, &now.0]).map_err(self.err("record heartbeat"))?;
+            tx.execute(sql::HEARTBEAT, &[&zone, &agent, &now.0])
+                .map_err(self.err("record heartbeat"))?;
             for r in reports {
                 let code = r.exit_code.map(i64::from);
-                tx.execute(sql::RUN_REPORT, &[&r.run_id, &zone, &r.status, &code, &r.tail(), &now.0])
-                    .map_err(self.err("record run report"))?;
+                tx.execute(
+                    sql::RUN_REPORT,
+                    &[&r.run_id, &zone, &r.status, &code, &r.tail(), &now.0],
+                )
+                .map_err(self.err("record run report"))?;
             }
-            let rows = tx.query(&sql::select_agent_work(), &[&zone, &i64::from(limit)]).map_err(self.err("read agent work"))?;
+            let rows = tx
+                .query(&sql::select_agent_work(), &[&zone, &i64::from(limit)])
+                .map_err(self.err("read agent work"))?;
             tx.commit().map_err(self.err("commit agent sync"))?;
             Ok(rows)
         })?;
-        rows.iter().map(|r| raw_run(r).decode(&self.origin)).collect()
+        rows.iter()
+            .map(|r| raw_run(r).decode(&self.origin))
+            .collect()
     }
 
     fn heartbeats(&self) -> Result<Vec<Heartbeat>, StoreError> {
-        let rows = self.with_client(|c| c.query(sql::HEARTBEATS, &[]).map_err(self.err("read heartbeats")))?;
-        Ok(rows.iter().map(|r| Heartbeat { zone: r.get(0), agent: r.get(1), last_seen: Timestamp(r.get(2)) }).collect())
+        let rows = self.with_client(|c| {
+            c.query(sql::HEARTBEATS, &[])
+                .map_err(self.err("read heartbeats"))
+        })?;
+        Ok(rows
+            .iter()
+            .map(|r| Heartbeat {
+                zone: r.get(0),
+                agent: r.get(1),
+                last_seen: Timestamp(r.get(2)),
+            })
+            .collect())
     }
 
     fn zone_conditions(&self) -> Result<Vec<ZoneCondition>, StoreError> {
-        let rows = self.with_client(|c| c.query(sql::ZONE_LIST, &[]).map_err(self.err("read zone conditions")))?;
+        let rows = self.with_client(|c| {
+            c.query(sql::ZONE_LIST, &[])
+                .map_err(self.err("read zone conditions"))
+        })?;
         Ok(rows
             .iter()
             .map(|r| ZoneCondition {
@@ -609,9 +881,15 @@ mod tests {
 
     #[test]
     fn passwords_are_removed_from_urls() {
-        assert_eq!(redact("postgres://u:secret@h:5432/db?x=1"), "postgres://u:***@h:5432/db?x=1");
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/db?x=1"),
+            "postgres://u:***@h:5432/db?x=1"
+        );
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(redact("host=h password=secret user=u"), "host=h password=*** user=u");
+        assert_eq!(
+            redact("host=h password=secret user=u"),
+            "host=h password=*** user=u"
+        );
     }
 
     #[test]

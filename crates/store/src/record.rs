@@ -56,10 +56,19 @@ impl JobId {
     pub fn new(id: impl Into<String>) -> Result<Self, StoreError> {
         let id = id.into();
         if id.is_empty() || id.len() > 64 {
-            return Err(invalid("id", format!("must be 1 to 64 characters, got {}", id.len())));
+            return Err(invalid(
+                "id",
+                format!("must be 1 to 64 characters, got {}", id.len()),
+            ));
         }
-        if let Some(c) = id.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
-            return Err(invalid("id", format!("character {c:?} is not allowed (use A-Z a-z 0-9 . _ -)")));
+        if let Some(c) = id
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+        {
+            return Err(invalid(
+                "id",
+                format!("character {c:?} is not allowed (use A-Z a-z 0-9 . _ -)"),
+            ));
         }
         Ok(JobId(id))
     }
@@ -67,7 +76,8 @@ impl JobId {
     /// A fresh random id, `job-` and 20 hex digits.
     pub fn generate() -> Result<Self, StoreError> {
         let mut bytes = [0u8; 10];
-        getrandom::fill(&mut bytes).map_err(|e| invalid("id", format!("no randomness available: {e}")))?;
+        getrandom::fill(&mut bytes)
+            .map_err(|e| invalid("id", format!("no randomness available: {e}")))?;
         Ok(JobId(format!("job-{}", hex::encode(bytes))))
     }
 
@@ -147,7 +157,10 @@ impl JobState {
 
     /// Whether no transition leaves this state.
     pub fn is_terminal(self) -> bool {
-        matches!(self, JobState::Succeeded | JobState::Failed | JobState::Cancelled)
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Failed | JobState::Cancelled
+        )
     }
 
     /// The lifecycle: submitted → queued → admitted(zone, pool) → running → succeeded / failed /
@@ -254,7 +267,10 @@ impl NewJob {
         if let Some(key) = &self.idempotency_key {
             check_text("idempotency_key", key, MAX_KEY)?;
             if key.chars().any(|c| !c.is_ascii_graphic()) {
-                return Err(invalid("idempotency_key", "must be printable ASCII without spaces".into()));
+                return Err(invalid(
+                    "idempotency_key",
+                    "must be printable ASCII without spaces".into(),
+                ));
             }
         }
         if let Some(r) = &self.reason {
@@ -266,9 +282,15 @@ impl NewJob {
         self.at.check("submitted_at")?;
         let spec_text = canonical_json(&self.spec);
         let spec_digest = sha256_digest(spec_text.as_bytes());
-        let request = serde_json::json!({ "name": self.name, "team": self.team, "spec_digest": spec_digest });
+        let request =
+            serde_json::json!({ "name": self.name, "team": self.team, "spec_digest": spec_digest });
         let request_digest = sha256_digest(canonical_json(&request).as_bytes());
-        Ok(PreparedJob { job: self, spec_text, spec_digest, request_digest })
+        Ok(PreparedJob {
+            job: self,
+            spec_text,
+            spec_digest,
+            request_digest,
+        })
     }
 }
 
@@ -303,12 +325,24 @@ pub struct Transition {
 impl Transition {
     /// A move to `to` from `expected_version` with no zone, reason or details.
     pub fn to(to: JobState, expected_version: u64, at: Timestamp) -> Self {
-        Transition { expected_version, to, zone: None, pool: None, reason: None, details: serde_json::Value::Null, at }
+        Transition {
+            expected_version,
+            to,
+            zone: None,
+            pool: None,
+            reason: None,
+            details: serde_json::Value::Null,
+            at,
+        }
     }
 
     /// A move to `admitted` in `zone` / `pool`.
     pub fn admit(zone: &str, pool: &str, expected_version: u64, at: Timestamp) -> Self {
-        Transition { zone: Some(zone.to_string()), pool: Some(pool.to_string()), ..Transition::to(JobState::Admitted, expected_version, at) }
+        Transition {
+            zone: Some(zone.to_string()),
+            pool: Some(pool.to_string()),
+            ..Transition::to(JobState::Admitted, expected_version, at)
+        }
     }
 
     /// The same transition with a reason.
@@ -332,9 +366,15 @@ impl Transition {
                 (_, None) => return Err(invalid("pool", "required when admitting a job".into())),
             }
         } else if self.zone.is_some() {
-            return Err(invalid("zone", format!("only given when admitting, not when moving to {}", self.to)));
+            return Err(invalid(
+                "zone",
+                format!("only given when admitting, not when moving to {}", self.to),
+            ));
         } else if self.pool.is_some() {
-            return Err(invalid("pool", format!("only given when admitting, not when moving to {}", self.to)));
+            return Err(invalid(
+                "pool",
+                format!("only given when admitting, not when moving to {}", self.to),
+            ));
         }
         Ok(canonical_json(&self.details))
     }
@@ -357,11 +397,24 @@ pub struct EventDraft {
 impl EventDraft {
     pub(crate) fn check(&self) -> Result<String, StoreError> {
         check_text("kind", &self.kind, 64)?;
-        if !self.kind.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
-            return Err(invalid("kind", format!("`{}` must be lower-case letters, digits and _", self.kind)));
+        if !self
+            .kind
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            return Err(invalid(
+                "kind",
+                format!("`{}` must be lower-case letters, digits and _", self.kind),
+            ));
         }
         if JobState::from_str(&self.kind).is_ok() {
-            return Err(invalid("kind", format!("`{}` is a state; change states with a transition", self.kind)));
+            return Err(invalid(
+                "kind",
+                format!(
+                    "`{}` is a state; change states with a transition",
+                    self.kind
+                ),
+            ));
         }
         if let Some(r) = &self.reason {
             check_len("reason", r, MAX_REASON)?;
@@ -421,9 +474,13 @@ impl PageRequest {
 
     pub(crate) fn check(&self) -> Result<(i64, i64), StoreError> {
         if self.limit == 0 || self.limit > MAX_PAGE_SIZE {
-            return Err(invalid("limit", format!("must be 1 to {MAX_PAGE_SIZE}, got {}", self.limit)));
+            return Err(invalid(
+                "limit",
+                format!("must be 1 to {MAX_PAGE_SIZE}, got {}", self.limit),
+            ));
         }
-        let after = i64::try_from(self.after.unwrap_or(0)).map_err(|_| invalid("after", "cursor out of range".into()))?;
+        let after = i64::try_from(self.after.unwrap_or(0))
+            .map_err(|_| invalid("after", "cursor out of range".into()))?;
         Ok((after, i64::from(self.limit)))
     }
 }
@@ -470,10 +527,19 @@ pub const ZONE_HEALTH: [&str; 3] = ["healthy", "degraded", "unreachable"];
 impl ZoneCondition {
     pub(crate) fn check(&self) -> Result<(), StoreError> {
         if self.zone.is_empty() || self.zone.len() > MAX_ZONE {
-            return Err(invalid("zone", format!("must be 1 to {MAX_ZONE} characters")));
+            return Err(invalid(
+                "zone",
+                format!("must be 1 to {MAX_ZONE} characters"),
+            ));
         }
         if !ZONE_HEALTH.contains(&self.health.as_str()) {
-            return Err(invalid("health", format!("`{}` is not one of healthy, degraded, unreachable", self.health)));
+            return Err(invalid(
+                "health",
+                format!(
+                    "`{}` is not one of healthy, degraded, unreachable",
+                    self.health
+                ),
+            ));
         }
         if self.reason.as_ref().is_some_and(|r| r.len() > MAX_REASON) {
             return Err(invalid("reason", format!("longer than {MAX_REASON} bytes")));
@@ -531,10 +597,19 @@ impl RunReport {
             return Err(invalid("run_id", "must be 1 to 80 characters".to_string()));
         }
         if !RUN_STATUSES.contains(&self.status.as_str()) {
-            return Err(invalid("status", format!("`{}` is not one of running, exited, cancelled, lost", self.status)));
+            return Err(invalid(
+                "status",
+                format!(
+                    "`{}` is not one of running, exited, cancelled, lost",
+                    self.status
+                ),
+            ));
         }
         if self.status == "exited" && self.exit_code.is_none() {
-            return Err(invalid("exit_code", "an exited run needs its exit code".to_string()));
+            return Err(invalid(
+                "exit_code",
+                "an exited run needs its exit code".to_string(),
+            ));
         }
         Ok(())
     }
@@ -584,12 +659,20 @@ impl Lease {
     }
 }
 
-pub(crate) fn check_lease_args(name: &str, holder: &str, ttl: Duration, now: Timestamp) -> Result<i64, StoreError> {
+pub(crate) fn check_lease_args(
+    name: &str,
+    holder: &str,
+    ttl: Duration,
+    now: Timestamp,
+) -> Result<i64, StoreError> {
     check_text("lease name", name, 128)?;
     check_text("holder", holder, 255)?;
     now.check("now")?;
     if ttl.is_zero() || ttl > MAX_LEASE_TTL {
-        return Err(invalid("ttl", format!("must be more than 0 and at most 24 h, got {ttl:?}")));
+        return Err(invalid(
+            "ttl",
+            format!("must be more than 0 and at most 24 h, got {ttl:?}"),
+        ));
     }
     let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
     Ok(now.0.saturating_add(ttl_ms))
@@ -601,7 +684,10 @@ pub(crate) fn invalid(field: &'static str, reason: String) -> StoreError {
 
 fn check_len(field: &'static str, s: &str, max: usize) -> Result<(), StoreError> {
     if s.len() > max {
-        return Err(invalid(field, format!("is {} bytes, at most {max} allowed", s.len())));
+        return Err(invalid(
+            field,
+            format!("is {} bytes, at most {max} allowed", s.len()),
+        ));
     }
     if s.contains('\0') {
         return Err(invalid(field, "contains a NUL character".into()));
@@ -645,9 +731,18 @@ mod tests {
     #[test]
     fn ids_are_checked() {
         assert!(JobId::new("job-1.a_B").is_ok());
-        assert!(matches!(JobId::new(""), Err(StoreError::Invalid { field: "id", .. })));
-        assert!(matches!(JobId::new("a b"), Err(StoreError::Invalid { field: "id", .. })));
-        assert!(matches!(JobId::new("x".repeat(65)), Err(StoreError::Invalid { field: "id", .. })));
+        assert!(matches!(
+            JobId::new(""),
+            Err(StoreError::Invalid { field: "id", .. })
+        ));
+        assert!(matches!(
+            JobId::new("a b"),
+            Err(StoreError::Invalid { field: "id", .. })
+        ));
+        assert!(matches!(
+            JobId::new("x".repeat(65)),
+            Err(StoreError::Invalid { field: "id", .. })
+        ));
         let g = JobId::generate().map(|id| id.as_str().len());
         assert_eq!(g.ok(), Some(24));
     }

@@ -7,50 +7,63 @@ use crate::record::{JobEvent, JobId, JobRecord, JobState, Lease, Timestamp};
 pub(crate) const JOB_COLUMNS: &str =
     "id, name, team, spec, spec_digest, state, reason, zone, pool, submitted_at, updated_at, version, idempotency_key, seq";
 
-pub(crate) const INSERT_JOB: &str = "INSERT INTO jobs (id, name, team, spec, spec_digest, state, reason, zone, pool, \
+pub(crate) const INSERT_JOB: &str =
+    "INSERT INTO jobs (id, name, team, spec, spec_digest, state, reason, zone, pool, \
      submitted_at, updated_at, version, last_event, idempotency_key) \
      VALUES ($1, $2, $3, $4, $5, 'submitted', $6, NULL, NULL, $7, $7, 1, 1, $8)";
 pub(crate) const INSERT_EVENT: &str =
     "INSERT INTO job_events (job_id, seq, kind, from_state, to_state, reason, details, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
-pub(crate) const INSERT_KEY: &str = "INSERT INTO idempotency_keys (team, key, request_digest, job_id, created_at) \
+pub(crate) const INSERT_KEY: &str =
+    "INSERT INTO idempotency_keys (team, key, request_digest, job_id, created_at) \
      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (team, key) DO NOTHING";
-pub(crate) const SELECT_KEY: &str = "SELECT request_digest, job_id FROM idempotency_keys WHERE team = $1 AND key = $2";
+pub(crate) const SELECT_KEY: &str =
+    "SELECT request_digest, job_id FROM idempotency_keys WHERE team = $1 AND key = $2";
 pub(crate) const JOB_EXISTS: &str = "SELECT COUNT(*) FROM jobs WHERE id = $1";
-pub(crate) const SELECT_FOR_TRANSITION: &str = "SELECT state, version, zone, pool FROM jobs WHERE id = $1";
+pub(crate) const SELECT_FOR_TRANSITION: &str =
+    "SELECT state, version, zone, pool FROM jobs WHERE id = $1";
 pub(crate) const UPDATE_STATE: &str = "UPDATE jobs SET state = $1, reason = $2, zone = $3, pool = $4, updated_at = $5, \
      version = version + 1, last_event = last_event + 1 WHERE id = $6 AND version = $7 RETURNING last_event";
-pub(crate) const BUMP_EVENT: &str = "UPDATE jobs SET last_event = last_event + 1 WHERE id = $1 RETURNING last_event";
+pub(crate) const BUMP_EVENT: &str =
+    "UPDATE jobs SET last_event = last_event + 1 WHERE id = $1 RETURNING last_event";
 pub(crate) const SELECT_EVENTS: &str =
     "SELECT job_id, seq, kind, from_state, to_state, reason, details, at FROM job_events WHERE job_id = $1 ORDER BY seq";
-pub(crate) const COUNTS: &str = "SELECT state, zone, COUNT(*) FROM jobs GROUP BY state, zone ORDER BY state, zone";
-pub(crate) const LEASE_ACQUIRE: &str = "INSERT INTO leases (name, holder, expires_at, epoch) VALUES ($1, $2, $3, 1) \
+pub(crate) const COUNTS: &str =
+    "SELECT state, zone, COUNT(*) FROM jobs GROUP BY state, zone ORDER BY state, zone";
+pub(crate) const LEASE_ACQUIRE: &str =
+    "INSERT INTO leases (name, holder, expires_at, epoch) VALUES ($1, $2, $3, 1) \
      ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at, \
      epoch = CASE WHEN leases.holder = excluded.holder THEN leases.epoch ELSE leases.epoch + 1 END \
      WHERE leases.holder = excluded.holder OR leases.expires_at <= $4 \
      RETURNING name, holder, expires_at, epoch";
 pub(crate) const LEASE_RENEW: &str = "UPDATE leases SET expires_at = $1 \
      WHERE name = $2 AND holder = $3 AND epoch = $4 AND expires_at > $5 RETURNING name, holder, expires_at, epoch";
-pub(crate) const LEASE_RELEASE: &str = "UPDATE leases SET expires_at = 0 WHERE name = $1 AND holder = $2 AND epoch = $3";
+pub(crate) const LEASE_RELEASE: &str =
+    "UPDATE leases SET expires_at = 0 WHERE name = $1 AND holder = $2 AND epoch = $3";
 /// Sets a zone's condition (insert or replace).
 pub(crate) const ZONE_SET: &str = "INSERT INTO zone_conditions (zone, health, throttled, reason, updated_at) VALUES ($1, $2, $3, $4, $5) \
      ON CONFLICT (zone) DO UPDATE SET health = excluded.health, throttled = excluded.throttled, reason = excluded.reason, updated_at = excluded.updated_at";
 /// Every zone condition, by zone.
-pub(crate) const ZONE_LIST: &str = "SELECT zone, health, throttled, reason, updated_at FROM zone_conditions ORDER BY zone";
+pub(crate) const ZONE_LIST: &str =
+    "SELECT zone, health, throttled, reason, updated_at FROM zone_conditions ORDER BY zone";
 /// Hands a run to a zone's agent (once: a run id already there is left alone).
 pub(crate) const RUN_ENQUEUE: &str = "INSERT INTO agent_runs (run_id, job_id, zone, launch, cancel, status, exit_code, log_tail, updated_at) \
      VALUES ($1, $2, $3, $4, 0, 'pending', NULL, '', $5) ON CONFLICT (run_id) DO NOTHING";
 /// Columns of an agent run.
-pub(crate) const RUN_COLUMNS: &str = "run_id, job_id, zone, launch, cancel, status, exit_code, log_tail, updated_at";
+pub(crate) const RUN_COLUMNS: &str =
+    "run_id, job_id, zone, launch, cancel, status, exit_code, log_tail, updated_at";
 /// Asks the agent to stop a run.
 pub(crate) const RUN_CANCEL: &str = "UPDATE agent_runs SET cancel = 1, updated_at = $2 WHERE run_id = $1 AND status IN ('pending', 'running')";
 /// An agent's report on one of its zone's runs; a run that ended stays ended.
-pub(crate) const RUN_REPORT: &str = "UPDATE agent_runs SET status = $3, exit_code = $4, log_tail = $5, updated_at = $6 \
+pub(crate) const RUN_REPORT: &str =
+    "UPDATE agent_runs SET status = $3, exit_code = $4, log_tail = $5, updated_at = $6 \
      WHERE run_id = $1 AND zone = $2 AND status IN ('pending', 'running')";
 /// Records a heartbeat.
-pub(crate) const HEARTBEAT: &str = "INSERT INTO agent_heartbeats (zone, agent, last_seen) VALUES ($1, $2, $3) \
+pub(crate) const HEARTBEAT: &str =
+    "INSERT INTO agent_heartbeats (zone, agent, last_seen) VALUES ($1, $2, $3) \
      ON CONFLICT (zone) DO UPDATE SET agent = excluded.agent, last_seen = excluded.last_seen";
 /// Every heartbeat, by zone.
-pub(crate) const HEARTBEATS: &str = "SELECT zone, agent, last_seen FROM agent_heartbeats ORDER BY zone";
+pub(crate) const HEARTBEATS: &str =
+    "SELECT zone, agent, last_seen FROM agent_heartbeats ORDER BY zone";
 
 /// One run by id.
 pub(crate) fn select_run() -> String {
@@ -62,7 +75,8 @@ pub(crate) fn select_agent_work() -> String {
     format!("SELECT {RUN_COLUMNS} FROM agent_runs WHERE zone = $1 AND (status = 'pending' OR (cancel = 1 AND status = 'running')) ORDER BY updated_at, run_id LIMIT $2")
 }
 
-pub(crate) const LEASE_GET: &str = "SELECT name, holder, expires_at, epoch FROM leases WHERE name = $1";
+pub(crate) const LEASE_GET: &str =
+    "SELECT name, holder, expires_at, epoch FROM leases WHERE name = $1";
 
 /// `SELECT ... FROM jobs WHERE id = $1`.
 pub(crate) fn select_job() -> String {
@@ -86,18 +100,28 @@ pub(crate) struct Origin {
 
 impl Origin {
     pub(crate) fn corrupt(&self, what: &'static str, reason: String) -> StoreError {
-        StoreError::Corrupt { backend: self.backend, location: self.location.clone(), what, reason }
+        StoreError::Corrupt {
+            backend: self.backend,
+            location: self.location.clone(),
+            what,
+            reason,
+        }
     }
 
     pub(crate) fn state(&self, s: &str) -> Result<JobState, StoreError> {
-        s.parse().map_err(|_| self.corrupt("job state", format!("`{s}` is not a state")))
+        s.parse()
+            .map_err(|_| self.corrupt("job state", format!("`{s}` is not a state")))
     }
 
     pub(crate) fn id(&self, s: String) -> Result<JobId, StoreError> {
         JobId::new(s).map_err(|e| self.corrupt("job id", e.to_string()))
     }
 
-    pub(crate) fn json(&self, what: &'static str, s: &str) -> Result<serde_json::Value, StoreError> {
+    pub(crate) fn json(
+        &self,
+        what: &'static str,
+        s: &str,
+    ) -> Result<serde_json::Value, StoreError> {
         serde_json::from_str(s).map_err(|e| self.corrupt(what, e.to_string()))
     }
 
@@ -177,8 +201,19 @@ impl RawEvent {
 }
 
 /// A lease row as read.
-pub(crate) fn lease(o: &Origin, name: String, holder: String, expires_at: i64, epoch: i64) -> Result<Lease, StoreError> {
-    Ok(Lease { name, holder, expires_at: Timestamp(expires_at), epoch: o.unsigned("lease epoch", epoch)? })
+pub(crate) fn lease(
+    o: &Origin,
+    name: String,
+    holder: String,
+    expires_at: i64,
+    epoch: i64,
+) -> Result<Lease, StoreError> {
+    Ok(Lease {
+        name,
+        holder,
+        expires_at: Timestamp(expires_at),
+        epoch: o.unsigned("lease epoch", epoch)?,
+    })
 }
 
 /// An agent run as stored, before checking.
@@ -196,8 +231,13 @@ pub(crate) struct RawRun {
 
 impl RawRun {
     pub(crate) fn decode(self, origin: &Origin) -> Result<crate::AgentRun, StoreError> {
-        let launch = serde_json::from_str(&self.launch).map_err(|e| origin.corrupt("agent run launch", e.to_string()))?;
-        let exit_code = self.exit_code.map(i32::try_from).transpose().map_err(|e| origin.corrupt("agent run exit code", e.to_string()))?;
+        let launch = serde_json::from_str(&self.launch)
+            .map_err(|e| origin.corrupt("agent run launch", e.to_string()))?;
+        let exit_code = self
+            .exit_code
+            .map(i32::try_from)
+            .transpose()
+            .map_err(|e| origin.corrupt("agent run exit code", e.to_string()))?;
         Ok(crate::AgentRun {
             run_id: self.run_id,
             job_id: origin.id(self.job_id)?,

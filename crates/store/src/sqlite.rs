@@ -19,8 +19,9 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension as _, Transactio
 use crate::error::StoreError;
 use crate::migrate::{self, Migration};
 use crate::record::{
-    check_lease_args, PreparedJob, EventDraft, JobEvent, JobFilter, JobId, JobPage, JobRecord, JobState, Lease, NewJob, PageRequest,
-    AgentRun, Heartbeat, RunReport, StateCount, Submitted, Timestamp, Transition, ZoneCondition,
+    check_lease_args, AgentRun, EventDraft, Heartbeat, JobEvent, JobFilter, JobId, JobPage,
+    JobRecord, JobState, Lease, NewJob, PageRequest, PreparedJob, RunReport, StateCount, Submitted,
+    Timestamp, Transition, ZoneCondition,
 };
 use crate::sql::{self, Origin, RawEvent, RawJob};
 use crate::Store;
@@ -39,7 +40,10 @@ pub struct SqliteOptions {
 
 impl Default for SqliteOptions {
     fn default() -> Self {
-        SqliteOptions { busy_timeout: Duration::from_secs(30), max_idle: 16 }
+        SqliteOptions {
+            busy_timeout: Duration::from_secs(30),
+            max_idle: 16,
+        }
     }
 }
 
@@ -65,7 +69,9 @@ struct PendingSubmit {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").field("path", &self.path).finish()
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -73,14 +79,24 @@ impl SqliteStore {
     /// Opens (creating if needed) `<data_dir>/state.db` and brings its schema up to date.
     pub fn open(data_dir: &Path, options: SqliteOptions) -> Result<Self, StoreError> {
         let path = data_dir.join(DB_FILE);
-        let origin = Origin { backend: "sqlite", location: path.display().to_string() };
+        let origin = Origin {
+            backend: "sqlite",
+            location: path.display().to_string(),
+        };
         std::fs::create_dir_all(data_dir).map_err(|e| StoreError::Unavailable {
             backend: "sqlite",
             location: data_dir.display().to_string(),
             op: "create data directory",
             source: Box::new(e),
         })?;
-        let store = SqliteStore { path, origin, options, idle: Mutex::new(Vec::new()), write_lock: Mutex::new(()), pending: Mutex::new(Vec::new()) };
+        let store = SqliteStore {
+            path,
+            origin,
+            options,
+            idle: Mutex::new(Vec::new()),
+            write_lock: Mutex::new(()),
+            pending: Mutex::new(Vec::new()),
+        };
         let mut conn = store.connect()?;
         store.migrate(&mut conn, migrate::SQLITE)?;
         store.put_back(conn);
@@ -96,25 +112,41 @@ impl SqliteStore {
     /// The schema version the database is at.
     pub fn schema_version(&self) -> Result<i64, StoreError> {
         self.with_conn("read schema version", |c| {
-            c.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))
+            c.query_row(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                [],
+                |r| r.get(0),
+            )
         })
     }
 
     /// `PRAGMA synchronous` as the store's connections run it (2 = FULL).
     pub fn synchronous_level(&self) -> Result<i64, StoreError> {
-        self.with_conn("read synchronous level", |c| c.query_row("PRAGMA synchronous", [], |r| r.get(0)))
+        self.with_conn("read synchronous level", |c| {
+            c.query_row("PRAGMA synchronous", [], |r| r.get(0))
+        })
     }
 
     fn connect(&self) -> Result<Connection, StoreError> {
         let unavailable = |op: &'static str| {
             let location = self.origin.location.clone();
-            move |e: rusqlite::Error| StoreError::Unavailable { backend: "sqlite", location, op, source: Box::new(e) }
+            move |e: rusqlite::Error| StoreError::Unavailable {
+                backend: "sqlite",
+                location,
+                op,
+                source: Box::new(e),
+            }
         };
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(&self.path, flags).map_err(unavailable("open database"))?;
-        conn.busy_timeout(self.options.busy_timeout).map_err(unavailable("set busy timeout"))?;
-        let mode: String =
-            conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(unavailable("enable WAL"))?;
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn =
+            Connection::open_with_flags(&self.path, flags).map_err(unavailable("open database"))?;
+        conn.busy_timeout(self.options.busy_timeout)
+            .map_err(unavailable("set busy timeout"))?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(unavailable("enable WAL"))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Unavailable {
                 backend: "sqlite",
@@ -129,14 +161,21 @@ impl SqliteStore {
     }
 
     fn put_back(&self, conn: Connection) {
-        let mut idle = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if idle.len() < self.options.max_idle {
             idle.push(conn);
         }
     }
 
     fn take(&self) -> Result<Connection, StoreError> {
-        let pooled = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop();
+        let pooled = self
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop();
         match pooled {
             Some(c) => Ok(c),
             None => self.connect(),
@@ -148,7 +187,9 @@ impl SqliteStore {
     fn commit_submits(&self, batch: Vec<PendingSubmit>) {
         let outcome = self.with_conn_store(|conn| {
             let e = |op| move |err| self.db_err(op, err);
-            let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(e("begin submit"))?;
+            let mut tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(e("begin submit"))?;
             let mut results = Vec::with_capacity(batch.len());
             for item in &batch {
                 let mut sp = tx.savepoint().map_err(e("savepoint"))?;
@@ -175,9 +216,19 @@ impl SqliteStore {
                     let source: Box<dyn std::error::Error + Send + Sync> = text.clone().into();
                     let (backend, location) = ("sqlite", self.origin.location.clone());
                     let e = if unavailable {
-                        StoreError::Unavailable { backend, location, op: "commit submit", source }
+                        StoreError::Unavailable {
+                            backend,
+                            location,
+                            op: "commit submit",
+                            source,
+                        }
                     } else {
-                        StoreError::Database { backend, location, op: "commit submit", source }
+                        StoreError::Database {
+                            backend,
+                            location,
+                            op: "commit submit",
+                            source,
+                        }
                     };
                     let _ = item.reply.send(Err(e));
                 }
@@ -192,13 +243,19 @@ impl SqliteStore {
         if let Some(key) = &j.idempotency_key {
             let prior: Option<(String, String)> = tx
                 .prepare_cached(&q(sql::SELECT_KEY))
-                .and_then(|mut st| st.query_row(params![j.team, key], |r| Ok((r.get(0)?, r.get(1)?))))
+                .and_then(|mut st| {
+                    st.query_row(params![j.team, key], |r| Ok((r.get(0)?, r.get(1)?)))
+                })
                 .optional()
                 .map_err(e("read idempotency key"))?;
             if let Some((digest, job_id)) = prior {
                 let existing = self.origin.id(job_id)?;
                 if digest != p.request_digest {
-                    return Err(StoreError::IdempotencyConflict { team: j.team.clone(), key: key.clone(), existing });
+                    return Err(StoreError::IdempotencyConflict {
+                        team: j.team.clone(),
+                        key: key.clone(),
+                        existing,
+                    });
                 }
                 return Ok(Some(existing));
             }
@@ -212,15 +269,43 @@ impl SqliteStore {
         }
         tx.prepare_cached(&q(sql::INSERT_JOB))
             .and_then(|mut st| {
-                st.execute(params![j.id.as_str(), j.name, j.team, p.spec_text, p.spec_digest, j.reason, j.at.0, j.idempotency_key])
+                st.execute(params![
+                    j.id.as_str(),
+                    j.name,
+                    j.team,
+                    p.spec_text,
+                    p.spec_digest,
+                    j.reason,
+                    j.at.0,
+                    j.idempotency_key
+                ])
             })
             .map_err(e("insert job"))?;
         tx.prepare_cached(&q(sql::INSERT_EVENT))
-            .and_then(|mut st| st.execute(params![j.id.as_str(), 1i64, "submitted", None::<String>, "submitted", j.reason, "null", j.at.0]))
+            .and_then(|mut st| {
+                st.execute(params![
+                    j.id.as_str(),
+                    1i64,
+                    "submitted",
+                    None::<String>,
+                    "submitted",
+                    j.reason,
+                    "null",
+                    j.at.0
+                ])
+            })
             .map_err(e("insert submitted event"))?;
         if let Some(key) = &j.idempotency_key {
             tx.prepare_cached(&q(sql::INSERT_KEY))
-                .and_then(|mut st| st.execute(params![j.team, key, p.request_digest, j.id.as_str(), j.at.0]))
+                .and_then(|mut st| {
+                    st.execute(params![
+                        j.team,
+                        key,
+                        p.request_digest,
+                        j.id.as_str(),
+                        j.at.0
+                    ])
+                })
                 .map_err(e("insert idempotency key"))?;
         }
         Ok(None)
@@ -229,29 +314,56 @@ impl SqliteStore {
     fn db_err(&self, op: &'static str, e: rusqlite::Error) -> StoreError {
         let busy = matches!(
             e.sqlite_error_code(),
-            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked | rusqlite::ErrorCode::CannotOpen)
+            Some(
+                rusqlite::ErrorCode::DatabaseBusy
+                    | rusqlite::ErrorCode::DatabaseLocked
+                    | rusqlite::ErrorCode::CannotOpen
+            )
         );
         let (backend, location, source) = ("sqlite", self.origin.location.clone(), Box::new(e));
         if busy {
-            StoreError::Unavailable { backend, location, op, source }
+            StoreError::Unavailable {
+                backend,
+                location,
+                op,
+                source,
+            }
         } else {
-            StoreError::Database { backend, location, op, source }
+            StoreError::Database {
+                backend,
+                location,
+                op,
+                source,
+            }
         }
     }
 
     /// Runs `f` on a pooled connection; plain database errors become [`StoreError::Database`].
-    fn with_conn<T>(&self, op: &'static str, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+    fn with_conn<T>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
         self.with_conn_store(|c| f(c).map_err(|e| self.db_err(op, e)))
     }
 
     /// Runs the write transaction `f` on a pooled connection, one writer of this process at a time.
-    fn write<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let _turn = self.write_lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let _turn = self
+            .write_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         self.with_conn_store(f)
     }
 
     /// Runs `f` on a pooled connection; `f` maps its own errors.
-    fn with_conn_store<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    fn with_conn_store<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let mut conn = self.take()?;
         let out = f(&mut conn);
         // A connection stays usable after a failed statement; an open transaction is rolled back
@@ -263,19 +375,34 @@ impl SqliteStore {
     fn migrate(&self, conn: &mut Connection, list: &[Migration]) -> Result<(), StoreError> {
         let mig = |version: i64| {
             let location = self.origin.location.clone();
-            move |e: rusqlite::Error| StoreError::Migration { backend: "sqlite", location, version, reason: e.to_string() }
+            move |e: rusqlite::Error| StoreError::Migration {
+                backend: "sqlite",
+                location,
+                version,
+                reason: e.to_string(),
+            }
         };
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(mig(0))?;
-        tx.execute_batch(migrate::MIGRATIONS_TABLE).map_err(mig(0))?;
-        let current: i64 =
-            tx.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0)).map_err(mig(0))?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(mig(0))?;
+        tx.execute_batch(migrate::MIGRATIONS_TABLE)
+            .map_err(mig(0))?;
+        let current: i64 = tx
+            .query_row(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(mig(0))?;
         let latest = migrate::latest(list);
         if current > latest {
             return Err(StoreError::Migration {
                 backend: "sqlite",
                 location: self.origin.location.clone(),
                 version: current,
-                reason: format!("the database is at schema version {current}, newer than this build's {latest}"),
+                reason: format!(
+                    "the database is at schema version {current}, newer than this build's {latest}"
+                ),
             });
         }
         for m in list.iter().filter(|m| m.version > current) {
@@ -295,7 +422,8 @@ impl SqliteStore {
             .prepare_cached(&q(&sql::select_job()))
             .and_then(|mut st| st.query_row([id], raw_job).optional())
             .map_err(|e| self.db_err("read job", e))?;
-        raw.map(|r| r.decode(&self.origin).map(|(j, _)| j)).transpose()
+        raw.map(|r| r.decode(&self.origin).map(|(j, _)| j))
+            .transpose()
     }
 }
 
@@ -379,12 +507,23 @@ impl Store for SqliteStore {
             idempotency_key: p.job.idempotency_key.clone(),
         };
         let (tx, rx) = mpsc::sync_channel(1);
-        self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(PendingSubmit { job: p, reply: tx });
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(PendingSubmit { job: p, reply: tx });
         {
             // Take the write turn; if an earlier committer already took our submission, the
             // batch we drain may be empty (or hold later arrivals, which we commit for them).
-            let _turn = self.write_lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+            let _turn = self
+                .write_lock
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let batch = std::mem::take(
+                &mut *self
+                    .pending
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            );
             if !batch.is_empty() {
                 self.commit_submits(batch);
             }
@@ -397,12 +536,20 @@ impl Store for SqliteStore {
         })??;
         match replay_of {
             Some(id) => {
-                let job = self.get(&id)?.ok_or_else(|| StoreError::NotFound { id: id.clone() })?;
-                Ok(Submitted { job, replayed: true })
+                let job = self
+                    .get(&id)?
+                    .ok_or_else(|| StoreError::NotFound { id: id.clone() })?;
+                Ok(Submitted {
+                    job,
+                    replayed: true,
+                })
             }
             None => {
                 debug_assert_eq!(fresh.id, new_id);
-                Ok(Submitted { job: fresh, replayed: false })
+                Ok(Submitted {
+                    job: fresh,
+                    replayed: false,
+                })
             }
         }
     }
@@ -416,7 +563,13 @@ impl Store for SqliteStore {
         let raws = self.with_conn("list jobs", |c| {
             let mut st = c.prepare_cached(&q(&sql::list_jobs()))?;
             let rows = st.query_map(
-                params![after, filter.state.map(JobState::as_str), filter.team, filter.zone, limit + 1],
+                params![
+                    after,
+                    filter.state.map(JobState::as_str),
+                    filter.team,
+                    filter.zone,
+                    limit + 1
+                ],
                 raw_job,
             )?;
             rows.collect::<rusqlite::Result<Vec<_>>>()
@@ -428,9 +581,13 @@ impl Store for SqliteStore {
         let details = t.check()?;
         self.write(|conn| {
             let e = |op| move |err| self.db_err(op, err);
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(e("begin transition"))?;
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(e("begin transition"))?;
             let cur: Option<(String, i64, Option<String>, Option<String>)> = tx
-                .query_row(&q(sql::SELECT_FOR_TRANSITION), [id.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .query_row(&q(sql::SELECT_FOR_TRANSITION), [id.as_str()], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
                 .optional()
                 .map_err(e("read job state"))?;
             let Some((state, version, zone, pool)) = cur else {
@@ -442,13 +599,30 @@ impl Store for SqliteStore {
             let seq: i64 = tx
                 .query_row(
                     &q(sql::UPDATE_STATE),
-                    params![t.to.as_str(), t.reason, zone, pool, t.at.0, id.as_str(), version_i64(t.expected_version)],
+                    params![
+                        t.to.as_str(),
+                        t.reason,
+                        zone,
+                        pool,
+                        t.at.0,
+                        id.as_str(),
+                        version_i64(t.expected_version)
+                    ],
                     |r| r.get(0),
                 )
                 .map_err(e("update job state"))?;
             tx.execute(
                 &q(sql::INSERT_EVENT),
-                params![id.as_str(), seq, t.to.as_str(), from.as_str(), t.to.as_str(), t.reason, details, t.at.0],
+                params![
+                    id.as_str(),
+                    seq,
+                    t.to.as_str(),
+                    from.as_str(),
+                    t.to.as_str(),
+                    t.reason,
+                    details,
+                    t.at.0
+                ],
             )
             .map_err(e("insert transition event"))?;
             let job = self.load_job(&tx, id.as_str())?;
@@ -461,13 +635,28 @@ impl Store for SqliteStore {
         let details = ev.check()?;
         self.write(|conn| {
             let e = |op| move |err| self.db_err(op, err);
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(e("begin append event"))?;
-            let seq: Option<i64> =
-                tx.query_row(&q(sql::BUMP_EVENT), [id.as_str()], |r| r.get(0)).optional().map_err(e("number event"))?;
-            let Some(seq) = seq else { return Err(StoreError::NotFound { id: id.clone() }) };
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(e("begin append event"))?;
+            let seq: Option<i64> = tx
+                .query_row(&q(sql::BUMP_EVENT), [id.as_str()], |r| r.get(0))
+                .optional()
+                .map_err(e("number event"))?;
+            let Some(seq) = seq else {
+                return Err(StoreError::NotFound { id: id.clone() });
+            };
             tx.execute(
                 &q(sql::INSERT_EVENT),
-                params![id.as_str(), seq, ev.kind, None::<String>, None::<String>, ev.reason, details, ev.at.0],
+                params![
+                    id.as_str(),
+                    seq,
+                    ev.kind,
+                    None::<String>,
+                    None::<String>,
+                    ev.reason,
+                    details,
+                    ev.at.0
+                ],
             )
             .map_err(e("insert event"))?;
             tx.commit().map_err(e("commit event"))?;
@@ -502,49 +691,86 @@ impl Store for SqliteStore {
         counts_of(rows, &self.origin)
     }
 
-    fn try_acquire_lease(&self, name: &str, holder: &str, ttl: Duration, now: Timestamp) -> Result<Option<Lease>, StoreError> {
+    fn try_acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<Option<Lease>, StoreError> {
         let expires = check_lease_args(name, holder, ttl, now)?;
         let row: Option<(String, String, i64, i64)> = self.with_conn("acquire lease", |c| {
-            c.query_row(&q(sql::LEASE_ACQUIRE), params![name, holder, expires, now.0], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })
-            .optional()
-        })?;
-        row.map(|(n, h, x, e)| sql::lease(&self.origin, n, h, x, e)).transpose()
-    }
-
-    fn renew_lease(&self, lease: &Lease, ttl: Duration, now: Timestamp) -> Result<Option<Lease>, StoreError> {
-        let expires = check_lease_args(&lease.name, &lease.holder, ttl, now)?;
-        let row: Option<(String, String, i64, i64)> = self.with_conn("renew lease", |c| {
             c.query_row(
-                &q(sql::LEASE_RENEW),
-                params![expires, lease.name, lease.holder, version_i64(lease.epoch), now.0],
+                &q(sql::LEASE_ACQUIRE),
+                params![name, holder, expires, now.0],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .optional()
         })?;
-        row.map(|(n, h, x, e)| sql::lease(&self.origin, n, h, x, e)).transpose()
+        row.map(|(n, h, x, e)| sql::lease(&self.origin, n, h, x, e))
+            .transpose()
+    }
+
+    fn renew_lease(
+        &self,
+        lease: &Lease,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<Option<Lease>, StoreError> {
+        let expires = check_lease_args(&lease.name, &lease.holder, ttl, now)?;
+        let row: Option<(String, String, i64, i64)> = self.with_conn("renew lease", |c| {
+            c.query_row(
+                &q(sql::LEASE_RENEW),
+                params![
+                    expires,
+                    lease.name,
+                    lease.holder,
+                    version_i64(lease.epoch),
+                    now.0
+                ],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()
+        })?;
+        row.map(|(n, h, x, e)| sql::lease(&self.origin, n, h, x, e))
+            .transpose()
     }
 
     fn release_lease(&self, lease: &Lease) -> Result<bool, StoreError> {
         let n = self.with_conn("release lease", |c| {
-            c.execute(&q(sql::LEASE_RELEASE), params![lease.name, lease.holder, version_i64(lease.epoch)])
+            c.execute(
+                &q(sql::LEASE_RELEASE),
+                params![lease.name, lease.holder, version_i64(lease.epoch)],
+            )
         })?;
         Ok(n > 0)
     }
 
     fn lease(&self, name: &str) -> Result<Option<Lease>, StoreError> {
         let row: Option<(String, String, i64, i64)> = self.with_conn("read lease", |c| {
-            c.query_row(&q(sql::LEASE_GET), [name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).optional()
+            c.query_row(&q(sql::LEASE_GET), [name], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .optional()
         })?;
-        row.map(|(n, h, x, e)| sql::lease(&self.origin, n, h, x, e)).transpose()
+        row.map(|(n, h, x, e)| sql::lease(&self.origin, n, h, x, e))
+            .transpose()
     }
 
     fn set_zone_condition(&self, cond: &ZoneCondition) -> Result<(), StoreError> {
         cond.check()?;
         self.write(|c| {
-            c.execute(&q(sql::ZONE_SET), params![cond.zone, cond.health, i64::from(cond.throttled), cond.reason, cond.updated_at.0])
-                .map_err(|e| self.db_err("set zone condition", e))
+            c.execute(
+                &q(sql::ZONE_SET),
+                params![
+                    cond.zone,
+                    cond.health,
+                    i64::from(cond.throttled),
+                    cond.reason,
+                    cond.updated_at.0
+                ],
+            )
+            .map_err(|e| self.db_err("set zone condition", e))
         })?;
         Ok(())
     }
@@ -552,38 +778,71 @@ impl Store for SqliteStore {
     fn enqueue_run(&self, run: &AgentRun) -> Result<bool, StoreError> {
         let launch = run.launch.to_string();
         let n = self.write(|c| {
-            c.execute(&q(sql::RUN_ENQUEUE), params![run.run_id, run.job_id.as_str(), run.zone, launch, run.updated_at.0])
-                .map_err(|e| self.db_err("hand a run to an agent", e))
+            c.execute(
+                &q(sql::RUN_ENQUEUE),
+                params![
+                    run.run_id,
+                    run.job_id.as_str(),
+                    run.zone,
+                    launch,
+                    run.updated_at.0
+                ],
+            )
+            .map_err(|e| self.db_err("hand a run to an agent", e))
         })?;
         Ok(n > 0)
     }
 
     fn agent_run(&self, run_id: &str) -> Result<Option<AgentRun>, StoreError> {
-        let raw = self.with_conn("read agent run", |c| c.query_row(&q(&sql::select_run()), [run_id], raw_run).optional())?;
+        let raw = self.with_conn("read agent run", |c| {
+            c.query_row(&q(&sql::select_run()), [run_id], raw_run)
+                .optional()
+        })?;
         raw.map(|r| r.decode(&self.origin)).transpose()
     }
 
     fn cancel_run(&self, run_id: &str, now: Timestamp) -> Result<bool, StoreError> {
-        let n = self.write(|c| c.execute(&q(sql::RUN_CANCEL), params![run_id, now.0]).map_err(|e| self.db_err("cancel agent run", e)))?;
+        let n = self.write(|c| {
+            c.execute(&q(sql::RUN_CANCEL), params![run_id, now.0])
+                .map_err(|e| self.db_err("cancel agent run", e))
+        })?;
         Ok(n > 0)
     }
 
-    fn agent_sync(&self, zone: &str, agent: &str, reports: &[RunReport], now: Timestamp, limit: u32) -> Result<Vec<AgentRun>, StoreError> {
+    fn agent_sync(
+        &self,
+        zone: &str,
+        agent: &str,
+        reports: &[RunReport],
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<AgentRun>, StoreError> {
         for r in reports {
             r.check()?;
         }
         let raws = self.write(|conn| {
             let e = |op| move |err| self.db_err(op, err);
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(e("begin agent sync"))?;
-            tx.execute(&q(sql::HEARTBEAT), params![zone, agent, now.0]).map_err(e("record heartbeat"))?;
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(e("begin agent sync"))?;
+            tx.execute(&q(sql::HEARTBEAT), params![zone, agent, now.0])
+                .map_err(e("record heartbeat"))?;
             for r in reports {
-                tx.execute(&q(sql::RUN_REPORT), params![r.run_id, zone, r.status, r.exit_code, r.tail(), now.0])
-                    .map_err(e("record run report"))?;
+                tx.execute(
+                    &q(sql::RUN_REPORT),
+                    params![r.run_id, zone, r.status, r.exit_code, r.tail(), now.0],
+                )
+                .map_err(e("record run report"))?;
             }
             let raws = {
-                let mut st = tx.prepare_cached(&q(&sql::select_agent_work())).map_err(e("read agent work"))?;
-                let rows = st.query_map(params![zone, i64::from(limit)], raw_run).map_err(e("read agent work"))?;
-                rows.collect::<rusqlite::Result<Vec<_>>>().map_err(e("read agent work"))?
+                let mut st = tx
+                    .prepare_cached(&q(&sql::select_agent_work()))
+                    .map_err(e("read agent work"))?;
+                let rows = st
+                    .query_map(params![zone, i64::from(limit)], raw_run)
+                    .map_err(e("read agent work"))?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()
+                    .map_err(e("read agent work"))?
             };
             tx.commit().map_err(e("commit agent sync"))?;
             Ok(raws)
@@ -594,7 +853,13 @@ impl Store for SqliteStore {
     fn heartbeats(&self) -> Result<Vec<Heartbeat>, StoreError> {
         self.with_conn("read heartbeats", |c| {
             let mut st = c.prepare_cached(&q(sql::HEARTBEATS))?;
-            let rows = st.query_map([], |r| Ok(Heartbeat { zone: r.get(0)?, agent: r.get(1)?, last_seen: Timestamp(r.get(2)?) }))?;
+            let rows = st.query_map([], |r| {
+                Ok(Heartbeat {
+                    zone: r.get(0)?,
+                    agent: r.get(1)?,
+                    last_seen: Timestamp(r.get(2)?),
+                })
+            })?;
             rows.collect()
         })
     }
@@ -618,7 +883,11 @@ impl Store for SqliteStore {
 
 /// Zone and pool after a transition: set on admission, cleared when the job goes back to the
 /// queue, kept otherwise.
-pub(crate) fn next_place(t: &Transition, zone: Option<String>, pool: Option<String>) -> (Option<String>, Option<String>) {
+pub(crate) fn next_place(
+    t: &Transition,
+    zone: Option<String>,
+    pool: Option<String>,
+) -> (Option<String>, Option<String>) {
     match t.to {
         JobState::Admitted => (t.zone.clone(), t.pool.clone()),
         JobState::Queued => (None, None),
@@ -627,31 +896,65 @@ pub(crate) fn next_place(t: &Transition, zone: Option<String>, pool: Option<Stri
 }
 
 /// The compare-and-set and lifecycle checks of a transition.
-pub(crate) fn check_move(id: &JobId, from: JobState, version: u64, t: &Transition) -> Result<(), StoreError> {
+pub(crate) fn check_move(
+    id: &JobId,
+    from: JobState,
+    version: u64,
+    t: &Transition,
+) -> Result<(), StoreError> {
     if version != t.expected_version {
-        return Err(StoreError::VersionConflict { id: id.clone(), expected: t.expected_version, actual: version, state: from });
+        return Err(StoreError::VersionConflict {
+            id: id.clone(),
+            expected: t.expected_version,
+            actual: version,
+            state: from,
+        });
     }
     if !from.can_move_to(t.to) {
-        return Err(StoreError::IllegalTransition { id: id.clone(), from, to: t.to });
+        return Err(StoreError::IllegalTransition {
+            id: id.clone(),
+            from,
+            to: t.to,
+        });
     }
     Ok(())
 }
 
-pub(crate) fn page_of(raws: Vec<RawJob>, limit: i64, origin: &Origin) -> Result<JobPage, StoreError> {
+pub(crate) fn page_of(
+    raws: Vec<RawJob>,
+    limit: i64,
+    origin: &Origin,
+) -> Result<JobPage, StoreError> {
     let more = i64::try_from(raws.len()).unwrap_or(i64::MAX) > limit;
     let mut jobs = Vec::with_capacity(raws.len());
     let mut last = 0i64;
-    for raw in raws.into_iter().take(usize::try_from(limit).unwrap_or(usize::MAX)) {
+    for raw in raws
+        .into_iter()
+        .take(usize::try_from(limit).unwrap_or(usize::MAX))
+    {
         let (job, seq) = raw.decode(origin)?;
         last = seq;
         jobs.push(job);
     }
-    let next = if more { Some(origin.unsigned("job seq", last)?) } else { None };
+    let next = if more {
+        Some(origin.unsigned("job seq", last)?)
+    } else {
+        None
+    };
     Ok(JobPage { jobs, next })
 }
 
-pub(crate) fn counts_of(rows: Vec<(String, Option<String>, i64)>, origin: &Origin) -> Result<Vec<StateCount>, StoreError> {
+pub(crate) fn counts_of(
+    rows: Vec<(String, Option<String>, i64)>,
+    origin: &Origin,
+) -> Result<Vec<StateCount>, StoreError> {
     rows.into_iter()
-        .map(|(s, zone, n)| Ok(StateCount { state: origin.state(&s)?, zone, count: origin.unsigned("count", n)? }))
+        .map(|(s, zone, n)| {
+            Ok(StateCount {
+                state: origin.state(&s)?,
+                zone,
+                count: origin.unsigned("count", n)?,
+            })
+        })
         .collect()
 }

@@ -15,8 +15,8 @@ use std::sync::Arc;
 
 use serde_json::json;
 use tidegate_store::{
-    JobFilter, JobId, JobState, NewJob, PageRequest, PgOptions, PgStore, SqliteOptions, SqliteStore, Store, Timestamp,
-    Transition,
+    JobFilter, JobId, JobState, NewJob, PageRequest, PgOptions, PgStore, SqliteOptions,
+    SqliteStore, Store, Timestamp, Transition,
 };
 
 const CHILD_ENV: &str = "TIDEGATE_STORE_CRASH_CHILD";
@@ -25,11 +25,22 @@ const THREADS: u64 = 8;
 /// Where the child's store is: `sqlite:<dir>` or `postgres:<schema>:<url>`.
 fn open(target: &str) -> Box<dyn Store> {
     if let Some(dir) = target.strip_prefix("sqlite:") {
-        return Box::new(SqliteStore::open(std::path::Path::new(dir), SqliteOptions::default()).unwrap());
+        return Box::new(
+            SqliteStore::open(std::path::Path::new(dir), SqliteOptions::default()).unwrap(),
+        );
     }
     let rest = target.strip_prefix("postgres:").unwrap();
     let (schema, url) = rest.split_once(':').unwrap();
-    Box::new(PgStore::connect(url, PgOptions { schema: Some(schema.to_string()), ..PgOptions::default() }).unwrap())
+    Box::new(
+        PgStore::connect(
+            url,
+            PgOptions {
+                schema: Some(schema.to_string()),
+                ..PgOptions::default()
+            },
+        )
+        .unwrap(),
+    )
 }
 
 fn request(id: JobId, round: u32, key: &str) -> NewJob {
@@ -47,8 +58,13 @@ fn request(id: JobId, round: u32, key: &str) -> NewJob {
 /// Child mode: only does something when started by the tests below.
 #[test]
 fn crash_child() {
-    let Ok(target) = std::env::var(CHILD_ENV) else { return };
-    let round: u32 = std::env::var("TIDEGATE_STORE_CRASH_ROUND").unwrap().parse().unwrap();
+    let Ok(target) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let round: u32 = std::env::var("TIDEGATE_STORE_CRASH_ROUND")
+        .unwrap()
+        .parse()
+        .unwrap();
     let store: Arc<dyn Store> = Arc::from(open(&target));
     let threads: Vec<_> = (0..THREADS)
         .map(|t| {
@@ -56,7 +72,9 @@ fn crash_child() {
             std::thread::spawn(move || {
                 for i in 0u64.. {
                     let key = format!("r{round}-t{t}-{i}");
-                    let out = store.submit(request(JobId::generate().unwrap(), round, &key)).unwrap();
+                    let out = store
+                        .submit(request(JobId::generate().unwrap(), round, &key))
+                        .unwrap();
                     {
                         let mut o = std::io::stdout().lock();
                         writeln!(o, "ACK {key} {} END", out.job.id).unwrap();
@@ -64,11 +82,16 @@ fn crash_child() {
                     }
                     if i % 3 == 0 {
                         // A client retry: same key, same body, new id → the same job.
-                        let again = store.submit(request(JobId::generate().unwrap(), round, &key)).unwrap();
+                        let again = store
+                            .submit(request(JobId::generate().unwrap(), round, &key))
+                            .unwrap();
                         assert!(again.replayed && again.job.id == out.job.id);
                     }
                     let q = store
-                        .transition(&out.job.id, Transition::to(JobState::Queued, 1, Timestamp::now()).because("queued"))
+                        .transition(
+                            &out.job.id,
+                            Transition::to(JobState::Queued, 1, Timestamp::now()).because("queued"),
+                        )
                         .unwrap();
                     let mut o = std::io::stdout().lock();
                     writeln!(o, "QUEUED {} {} END", q.id, q.version).unwrap();
@@ -108,7 +131,9 @@ fn run_and_kill(target: &str, round: u32, kill_after: usize, acks: &mut Acks) {
         let f: Vec<&str> = line.split(' ').collect();
         match f.as_slice() {
             ["ACK", key, id, "END"] => {
-                let prev = acks.submitted.insert((*key).to_string(), JobId::new(*id).unwrap());
+                let prev = acks
+                    .submitted
+                    .insert((*key).to_string(), JobId::new(*id).unwrap());
                 assert!(prev.is_none(), "key {key} acknowledged twice");
                 this_round += 1;
             }
@@ -123,7 +148,10 @@ fn run_and_kill(target: &str, round: u32, kill_after: usize, acks: &mut Acks) {
         }
     }
     let status = child.wait().unwrap();
-    assert!(killed, "the child stopped by itself after {this_round} acknowledgements: {status:?}");
+    assert!(
+        killed,
+        "the child stopped by itself after {this_round} acknowledgements: {status:?}"
+    );
 }
 
 fn check(store: &dyn Store, acks: &Acks) {
@@ -135,34 +163,78 @@ fn check(store: &dyn Store, acks: &Acks) {
         let p = store.list(&JobFilter::default(), page).unwrap();
         for job in &p.jobs {
             total += 1;
-            let key = job.idempotency_key.clone().expect("every crash job has a key");
-            assert!(by_key.insert(key.clone(), job.id.clone()).is_none(), "two jobs for key {key}");
+            let key = job
+                .idempotency_key
+                .clone()
+                .expect("every crash job has a key");
+            assert!(
+                by_key.insert(key.clone(), job.id.clone()).is_none(),
+                "two jobs for key {key}"
+            );
             let events = store.events(&job.id).unwrap();
-            assert!(!events.is_empty(), "job {} has no events: half-written", job.id);
+            assert!(
+                !events.is_empty(),
+                "job {} has no events: half-written",
+                job.id
+            );
             assert_eq!(events[0].kind, "submitted", "job {}", job.id);
             let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
-            assert_eq!(seqs, (1..=events.len() as u64).collect::<Vec<_>>(), "job {} event numbers", job.id);
+            assert_eq!(
+                seqs,
+                (1..=events.len() as u64).collect::<Vec<_>>(),
+                "job {} event numbers",
+                job.id
+            );
             let last = events.last().unwrap();
-            assert_eq!(last.to_state, Some(job.state), "job {}: state and last event disagree", job.id);
-            assert_eq!(job.version, events.len() as u64, "job {}: version and events disagree", job.id);
+            assert_eq!(
+                last.to_state,
+                Some(job.state),
+                "job {}: state and last event disagree",
+                job.id
+            );
+            assert_eq!(
+                job.version,
+                events.len() as u64,
+                "job {}: version and events disagree",
+                job.id
+            );
         }
         match p.next {
-            Some(n) => page = PageRequest { after: Some(n), limit: 1000 },
+            Some(n) => {
+                page = PageRequest {
+                    after: Some(n),
+                    limit: 1000,
+                }
+            }
             None => break,
         }
     }
-    assert!(total >= acks.submitted.len(), "{total} jobs stored, {} acknowledged", acks.submitted.len());
+    assert!(
+        total >= acks.submitted.len(),
+        "{total} jobs stored, {} acknowledged",
+        acks.submitted.len()
+    );
     for (key, id) in &acks.submitted {
-        assert_eq!(by_key.get(key), Some(id), "acknowledged job {id} (key {key}) lost or changed");
+        assert_eq!(
+            by_key.get(key),
+            Some(id),
+            "acknowledged job {id} (key {key}) lost or changed"
+        );
     }
     for id in &acks.queued {
         let job = store.get(id).unwrap().unwrap();
-        assert_eq!(job.state, JobState::Queued, "acknowledged transition of {id} lost");
+        assert_eq!(
+            job.state,
+            JobState::Queued,
+            "acknowledged transition of {id} lost"
+        );
     }
     // The keys still work after the crash: a retry returns the acknowledged job.
     for (key, id) in acks.submitted.iter().take(50) {
         let round: u32 = key[1..key.find('-').unwrap()].parse().unwrap();
-        let again = store.submit(request(JobId::generate().unwrap(), round, key)).unwrap();
+        let again = store
+            .submit(request(JobId::generate().unwrap(), round, key))
+            .unwrap();
         assert!(again.replayed);
         assert_eq!(&again.job.id, id);
     }
@@ -175,7 +247,11 @@ fn kill_rounds(target: &str) {
         check(&*open(target), &acks);
     }
     assert!(acks.submitted.len() >= 450);
-    eprintln!("{} acknowledged submits, {} acknowledged transitions survived 3 kills", acks.submitted.len(), acks.queued.len());
+    eprintln!(
+        "{} acknowledged submits, {} acknowledged transitions survived 3 kills",
+        acks.submitted.len(),
+        acks.queued.len()
+    );
 }
 
 #[test]
@@ -189,6 +265,13 @@ fn postgres_kill_9_loses_no_acknowledged_submit() {
     let Some(url) = pg::url() else { return };
     let schema = pg::schema_name("crash");
     kill_rounds(&format!("postgres:{schema}:{url}"));
-    let s = PgStore::connect(&url, PgOptions { schema: Some(schema), ..PgOptions::default() }).unwrap();
+    let s = PgStore::connect(
+        &url,
+        PgOptions {
+            schema: Some(schema),
+            ..PgOptions::default()
+        },
+    )
+    .unwrap();
     s.drop_schema().unwrap();
 }

@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tidegate_store::{JobFilter, JobId, NewJob, PageRequest, PgOptions, PgStore, Store, StoreError, Timestamp};
+use tidegate_store::{
+    JobFilter, JobId, NewJob, PageRequest, PgOptions, PgStore, Store, StoreError, Timestamp,
+};
 
 fn job(key: &str) -> NewJob {
     NewJob {
@@ -34,7 +36,12 @@ fn all_jobs(s: &dyn Store) -> Vec<tidegate_store::JobRecord> {
         let p = s.list(&JobFilter::default(), page).unwrap();
         out.extend(p.jobs);
         match p.next {
-            Some(n) => page = PageRequest { after: Some(n), limit: 1000 },
+            Some(n) => {
+                page = PageRequest {
+                    after: Some(n),
+                    limit: 1000,
+                }
+            }
             None => return out,
         }
     }
@@ -45,9 +52,14 @@ fn postgres_crash_under_load_fails_clearly_and_recovers() {
     if pg::url().is_none() {
         return; // the same switch as the other PostgreSQL tests
     }
-    let Some(inst) = tidegate_testkit::PgInstance::start_private("restart") else { return };
+    let Some(inst) = tidegate_testkit::PgInstance::start_private("restart") else {
+        return;
+    };
     let url = inst.url();
-    let opts = PgOptions { connect_timeout: Duration::from_secs(2), ..PgOptions::default() };
+    let opts = PgOptions {
+        connect_timeout: Duration::from_secs(2),
+        ..PgOptions::default()
+    };
     let store: Arc<dyn Store> = Arc::new(PgStore::connect(&url, opts).unwrap());
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -55,7 +67,12 @@ fn postgres_crash_under_load_fails_clearly_and_recovers() {
     let errors: Arc<Mutex<Vec<(Duration, StoreError)>>> = Arc::default();
     let workers: Vec<_> = (0..4)
         .map(|t| {
-            let (store, stop, acked, errors) = (Arc::clone(&store), Arc::clone(&stop), Arc::clone(&acked), Arc::clone(&errors));
+            let (store, stop, acked, errors) = (
+                Arc::clone(&store),
+                Arc::clone(&stop),
+                Arc::clone(&acked),
+                Arc::clone(&errors),
+            );
             std::thread::spawn(move || {
                 let mut i = 0u64;
                 while !stop.load(Ordering::Relaxed) {
@@ -82,7 +99,11 @@ fn postgres_crash_under_load_fails_clearly_and_recovers() {
     let down_at = Instant::now();
     // While it is down, a request fails quickly and says why and where.
     let err = store.submit(job("while-down")).unwrap_err();
-    assert!(down_at.elapsed() < Duration::from_secs(10), "took {:?}", down_at.elapsed());
+    assert!(
+        down_at.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        down_at.elapsed()
+    );
     assert!(err.is_unavailable(), "{err}");
     assert!(err.to_string().contains(&url), "{err}");
     std::thread::sleep(Duration::from_millis(500));
@@ -110,20 +131,38 @@ fn postgres_crash_under_load_fails_clearly_and_recovers() {
     assert!(!errors.is_empty(), "the load never saw the outage");
     for (took, e) in errors.iter() {
         assert!(e.is_unavailable(), "an error other than unavailable: {e}");
-        assert!(*took < Duration::from_secs(10), "a request hung for {took:?}: {e}");
+        assert!(
+            *took < Duration::from_secs(10),
+            "a request hung for {took:?}: {e}"
+        );
     }
     let jobs = all_jobs(&*store);
     let acked = acked.lock().unwrap();
     assert!(acked.len() > 10, "too little load: {}", acked.len());
     for (key, id) in acked.iter() {
-        let j = jobs.iter().find(|j| j.idempotency_key.as_deref() == Some(key.as_str()));
-        assert_eq!(j.map(|j| &j.id), Some(id), "acknowledged job for key {key} lost");
+        let j = jobs
+            .iter()
+            .find(|j| j.idempotency_key.as_deref() == Some(key.as_str()));
+        assert_eq!(
+            j.map(|j| &j.id),
+            Some(id),
+            "acknowledged job for key {key} lost"
+        );
     }
     for j in &jobs {
-        assert_eq!(store.events(&j.id).unwrap().len(), 1, "job {} is half-written", j.id);
+        assert_eq!(
+            store.events(&j.id).unwrap().len(),
+            1,
+            "job {} is half-written",
+            j.id
+        );
     }
     assert!(jobs.iter().any(|j| j.id == recovered.job.id));
-    eprintln!("{} acknowledged submits kept; {} requests failed as unavailable during the outage", acked.len(), errors.len());
+    eprintln!(
+        "{} acknowledged submits kept; {} requests failed as unavailable during the outage",
+        acked.len(),
+        errors.len()
+    );
     drop(store);
     drop(inst);
 }

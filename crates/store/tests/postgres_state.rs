@@ -18,7 +18,14 @@ struct PgFixture {
 
 impl PgFixture {
     fn connect(&self) -> PgStore {
-        PgStore::connect(&self.url, PgOptions { schema: Some(self.schema.clone()), ..PgOptions::default() }).unwrap()
+        PgStore::connect(
+            &self.url,
+            PgOptions {
+                schema: Some(self.schema.clone()),
+                ..PgOptions::default()
+            },
+        )
+        .unwrap()
     }
 }
 
@@ -33,7 +40,13 @@ impl suite::Fixture for PgFixture {
 
 impl Drop for PgFixture {
     fn drop(&mut self) {
-        if let Ok(s) = PgStore::connect(&self.url, PgOptions { schema: Some(self.schema.clone()), ..PgOptions::default() }) {
+        if let Ok(s) = PgStore::connect(
+            &self.url,
+            PgOptions {
+                schema: Some(self.schema.clone()),
+                ..PgOptions::default()
+            },
+        ) {
             let _ = s.drop_schema();
         }
     }
@@ -41,7 +54,10 @@ impl Drop for PgFixture {
 
 fn postgres(case: &str) -> Option<PgFixture> {
     let url = pg::url()?;
-    Some(PgFixture { url, schema: pg::schema_name(case) })
+    Some(PgFixture {
+        url,
+        schema: pg::schema_name(case),
+    })
 }
 
 state_suite!(postgres);
@@ -55,34 +71,74 @@ fn unreachable_database_fails_fast_naming_the_url_without_password() {
     // A port nothing listens on.
     let url = "postgres://tidegate:hunter2@127.0.0.1:9/tidegate";
     let started = Instant::now();
-    let err = PgStore::connect(url, PgOptions { connect_timeout: Duration::from_secs(2), ..PgOptions::default() }).unwrap_err();
-    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    let err = PgStore::connect(
+        url,
+        PgOptions {
+            connect_timeout: Duration::from_secs(2),
+            ..PgOptions::default()
+        },
+    )
+    .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
     assert!(err.is_unavailable(), "{err}");
     let msg = err.to_string();
-    assert!(msg.contains("postgres://tidegate:***@127.0.0.1:9/tidegate") && !msg.contains("hunter2"), "{msg}");
+    assert!(
+        msg.contains("postgres://tidegate:***@127.0.0.1:9/tidegate") && !msg.contains("hunter2"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn bad_url_is_invalid_database() {
     let err = PgStore::connect("postgres://h:notaport/db", PgOptions::default()).unwrap_err();
-    assert!(matches!(err, StoreError::Invalid { field: "database", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            StoreError::Invalid {
+                field: "database",
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
 fn two_replicas_share_one_scheduler_lease() {
-    let Some(f) = postgres("two_replicas") else { return };
+    let Some(f) = postgres("two_replicas") else {
+        return;
+    };
     // Two stores = two replicas, each with its own connections.
     let (r1, r2) = (f.connect(), f.connect());
     let ttl = Duration::from_secs(5);
     let t = |ms: i64| tidegate_store::Timestamp(1_700_000_000_000 + ms);
-    let l1 = r1.try_acquire_lease("scheduler", "replica-1", ttl, t(0)).unwrap().unwrap();
-    assert!(r2.try_acquire_lease("scheduler", "replica-2", ttl, t(1_000)).unwrap().is_none());
+    let l1 = r1
+        .try_acquire_lease("scheduler", "replica-1", ttl, t(0))
+        .unwrap()
+        .unwrap();
+    assert!(r2
+        .try_acquire_lease("scheduler", "replica-2", ttl, t(1_000))
+        .unwrap()
+        .is_none());
     let l1 = r1.renew_lease(&l1, ttl, t(4_000)).unwrap().unwrap();
-    assert!(r2.try_acquire_lease("scheduler", "replica-2", ttl, t(8_999)).unwrap().is_none());
+    assert!(r2
+        .try_acquire_lease("scheduler", "replica-2", ttl, t(8_999))
+        .unwrap()
+        .is_none());
     // replica-1 dies (stops renewing); replica-2 takes over once the lease expires.
-    let l2 = r2.try_acquire_lease("scheduler", "replica-2", ttl, t(9_000)).unwrap().unwrap();
+    let l2 = r2
+        .try_acquire_lease("scheduler", "replica-2", ttl, t(9_000))
+        .unwrap()
+        .unwrap();
     assert_eq!(l2.epoch, l1.epoch + 1);
-    assert!(r1.renew_lease(&l1, ttl, t(9_001)).unwrap().is_none(), "the old leader must learn it lost the lease");
+    assert!(
+        r1.renew_lease(&l1, ttl, t(9_001)).unwrap().is_none(),
+        "the old leader must learn it lost the lease"
+    );
     assert_eq!(r1.lease("scheduler").unwrap().unwrap().holder, "replica-2");
 }
 
@@ -90,7 +146,17 @@ fn two_replicas_share_one_scheduler_lease() {
 fn connections_are_bounded_and_callers_wait_their_turn() {
     let Some(url) = pg::url() else { return };
     let schema = pg::schema_name("bounded");
-    let s = std::sync::Arc::new(PgStore::connect(&url, PgOptions { schema: Some(schema), max_open: 2, ..PgOptions::default() }).unwrap());
+    let s = std::sync::Arc::new(
+        PgStore::connect(
+            &url,
+            PgOptions {
+                schema: Some(schema),
+                max_open: 2,
+                ..PgOptions::default()
+            },
+        )
+        .unwrap(),
+    );
     std::thread::scope(|scope| {
         for t in 0..12 {
             let s = s.clone();
@@ -102,6 +168,11 @@ fn connections_are_bounded_and_callers_wait_their_turn() {
             });
         }
     });
-    let page = s.list(&tidegate_store::JobFilter::default(), tidegate_store::PageRequest::first(500)).unwrap();
+    let page = s
+        .list(
+            &tidegate_store::JobFilter::default(),
+            tidegate_store::PageRequest::first(500),
+        )
+        .unwrap();
     assert_eq!(page.jobs.len(), 120);
 }

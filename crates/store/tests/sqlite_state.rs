@@ -15,12 +15,17 @@ impl suite::Fixture for SqliteFixture {
         Box::new(SqliteStore::open(self.dir.path(), SqliteOptions::default()).unwrap())
     }
     fn schema_version(&self) -> i64 {
-        SqliteStore::open(self.dir.path(), SqliteOptions::default()).unwrap().schema_version().unwrap()
+        SqliteStore::open(self.dir.path(), SqliteOptions::default())
+            .unwrap()
+            .schema_version()
+            .unwrap()
     }
 }
 
 fn sqlite(_case: &str) -> Option<SqliteFixture> {
-    Some(SqliteFixture { dir: tempfile::tempdir().unwrap() })
+    Some(SqliteFixture {
+        dir: tempfile::tempdir().unwrap(),
+    })
 }
 
 state_suite!(sqlite);
@@ -30,9 +35,15 @@ fn database_is_in_wal_mode_with_full_sync() {
     let dir = tempfile::tempdir().unwrap();
     let s = SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap();
     let c = rusqlite::Connection::open(s.path()).unwrap();
-    let mode: String = c.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+    let mode: String = c
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(mode, "wal");
-    assert_eq!(s.synchronous_level().unwrap(), 2, "synchronous must be FULL");
+    assert_eq!(
+        s.synchronous_level().unwrap(),
+        2,
+        "synchronous must be FULL"
+    );
     assert!(s.describe().contains("state.db"));
 }
 
@@ -52,5 +63,8 @@ fn open_picks_the_backend_from_the_option() {
     assert!(s.describe().starts_with("sqlite"));
     let err = tidegate_store::open(Some("mysql://u:pw@h/db"), dir.path()).unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("database") && msg.contains("mysql://u:***@h/db") && !msg.contains("pw"), "{msg}");
+    assert!(
+        msg.contains("database") && msg.contains("mysql://u:***@h/db") && !msg.contains("pw"),
+        "{msg}"
+    );
 }

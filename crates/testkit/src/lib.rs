@@ -23,9 +23,15 @@ pub fn synthea_dir() -> Option<PathBuf> {
         return Some(p);
     }
     if in_ci() {
-        panic!("CI=true but the shared Synthea tables are not at {}", p.display());
+        panic!(
+            "CI=true but the shared Synthea tables are not at {}",
+            p.display()
+        );
     }
-    eprintln!("skipped: {} is not there (the shared data sits beside the repository)", p.display());
+    eprintln!(
+        "skipped: {} is not there (the shared data sits beside the repository)",
+        p.display()
+    );
     None
 }
 
@@ -59,7 +65,11 @@ fn pg_bin() -> Option<PathBuf> {
 }
 
 fn as_postgres(cmd: &str) -> bool {
-    Command::new("su").args(["postgres", "-c", cmd]).status().map(|s| s.success()).unwrap_or(false)
+    Command::new("su")
+        .args(["postgres", "-c", cmd])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
 }
 
 /// A PostgreSQL server of the test's own (initdb into a temporary directory, a free port), so
@@ -77,15 +87,27 @@ impl PgInstance {
     pub fn start_private(label: &str) -> Option<Self> {
         let setup = || -> Option<PgInstance> {
             let bin = pg_bin()?;
-            let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
-            let dir = std::env::temp_dir().join(format!("tidegate-pg-{label}-{}-{port}", std::process::id()));
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .ok()?
+                .local_addr()
+                .ok()?
+                .port();
+            let dir = std::env::temp_dir()
+                .join(format!("tidegate-pg-{label}-{}-{port}", std::process::id()));
             std::fs::create_dir_all(&dir).ok()?;
-            let chown = Command::new("chown").args(["postgres:postgres", &dir.display().to_string()]).status().ok()?;
+            let chown = Command::new("chown")
+                .args(["postgres:postgres", &dir.display().to_string()])
+                .status()
+                .ok()?;
             if !chown.success() {
                 return None;
             }
             let inst = PgInstance { bin, dir, port };
-            let initdb = format!("{} -D {} -A trust -U postgres >/dev/null", inst.bin.join("initdb").display(), inst.dir.display());
+            let initdb = format!(
+                "{} -D {} -A trust -U postgres >/dev/null",
+                inst.bin.join("initdb").display(),
+                inst.dir.display()
+            );
             if !as_postgres(&initdb) {
                 return None;
             }
@@ -104,13 +126,23 @@ impl PgInstance {
     }
 
     fn pg_ctl(&self, args: &str) -> bool {
-        as_postgres(&format!("{} -D {} {args} >/dev/null", self.bin.join("pg_ctl").display(), self.dir.display()))
+        as_postgres(&format!(
+            "{} -D {} {args} >/dev/null",
+            self.bin.join("pg_ctl").display(),
+            self.dir.display()
+        ))
     }
 
     /// Starts (or restarts) the server and waits until it accepts connections.
     pub fn start(&self) -> bool {
-        let opts = format!("-o '-p {} -k /tmp -c listen_addresses=127.0.0.1 -c max_connections=200'", self.port);
-        self.pg_ctl(&format!("-l {}/log {opts} -w -t 30 start", self.dir.display()))
+        let opts = format!(
+            "-o '-p {} -k /tmp -c listen_addresses=127.0.0.1 -c max_connections=200'",
+            self.port
+        );
+        self.pg_ctl(&format!(
+            "-l {}/log {opts} -w -t 30 start",
+            self.dir.display()
+        ))
     }
 
     /// Stops the server the hard way (`-m immediate`: a crash, recovery on next start).

@@ -6,13 +6,15 @@ use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow_array::builder::{BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, StringBuilder, TimestampSecondBuilder};
+use arrow_array::builder::{
+    BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, StringBuilder,
+    TimestampSecondBuilder,
+};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
-
 
 /// Days since 1970-01-01 of a `YYYY-MM-DD` date.
 fn days(v: &str) -> Option<i64> {
@@ -20,7 +22,11 @@ fn days(v: &str) -> Option<i64> {
     if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
         return None;
     }
-    let (y, m, d): (i64, i64, i64) = (v[..4].parse().ok()?, v[5..7].parse().ok()?, v[8..10].parse().ok()?);
+    let (y, m, d): (i64, i64, i64) = (
+        v[..4].parse().ok()?,
+        v[5..7].parse().ok()?,
+        v[8..10].parse().ok()?,
+    );
     if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
         return None;
     }
@@ -37,7 +43,11 @@ fn seconds(v: &str) -> Option<i64> {
     if b.len() != 20 || b[10] != b'T' || b[13] != b':' || b[16] != b':' || b[19] != b'Z' {
         return None;
     }
-    let (h, mi, s): (i64, i64, i64) = (v[11..13].parse().ok()?, v[14..16].parse().ok()?, v[17..19].parse().ok()?);
+    let (h, mi, s): (i64, i64, i64) = (
+        v[11..13].parse().ok()?,
+        v[14..16].parse().ok()?,
+        v[17..19].parse().ok()?,
+    );
     Some(days(&v[..10])? * 86_400 + h * 3600 + mi * 60 + s)
 }
 
@@ -47,7 +57,10 @@ fn infer(values: &[String]) -> DataType {
     let all = |f: &dyn Fn(&str) -> bool| !present.is_empty() && present.iter().all(|v| f(v));
     if all(&|v| v.parse::<i64>().is_ok_and(|n| n.to_string() == v)) {
         DataType::Int64
-    } else if all(&|v| v.parse::<f64>().is_ok_and(|n| n.is_finite() && n.to_string() == v)) {
+    } else if all(&|v| {
+        v.parse::<f64>()
+            .is_ok_and(|n| n.is_finite() && n.to_string() == v)
+    }) {
         DataType::Float64
     } else if all(&|v| days(v).is_some()) {
         DataType::Date32
@@ -68,27 +81,39 @@ pub fn array(t: &DataType, values: &[String]) -> ArrayRef {
     match t {
         DataType::Int64 => {
             let mut b = Int64Builder::new();
-            values.iter().for_each(|v| b.append_option(opt(v).map(|v| v.parse().expect("test data"))));
+            values
+                .iter()
+                .for_each(|v| b.append_option(opt(v).map(|v| v.parse().expect("test data"))));
             Arc::new(b.finish())
         }
         DataType::Float64 => {
             let mut b = Float64Builder::new();
-            values.iter().for_each(|v| b.append_option(opt(v).map(|v| v.parse().expect("test data"))));
+            values
+                .iter()
+                .for_each(|v| b.append_option(opt(v).map(|v| v.parse().expect("test data"))));
             Arc::new(b.finish())
         }
         DataType::Date32 => {
             let mut b = Date32Builder::new();
-            values.iter().for_each(|v| b.append_option(opt(v).map(|v| i32::try_from(days(v).expect("test data")).expect("test data"))));
+            values.iter().for_each(|v| {
+                b.append_option(
+                    opt(v).map(|v| i32::try_from(days(v).expect("test data")).expect("test data")),
+                )
+            });
             Arc::new(b.finish())
         }
         DataType::Timestamp(_, _) => {
             let mut b = TimestampSecondBuilder::new().with_timezone("UTC");
-            values.iter().for_each(|v| b.append_option(opt(v).map(|v| seconds(v).expect("test data"))));
+            values
+                .iter()
+                .for_each(|v| b.append_option(opt(v).map(|v| seconds(v).expect("test data"))));
             Arc::new(b.finish())
         }
         DataType::Boolean => {
             let mut b = BooleanBuilder::new();
-            values.iter().for_each(|v| b.append_option(opt(v).map(|v| v == "true")));
+            values
+                .iter()
+                .for_each(|v| b.append_option(opt(v).map(|v| v == "true")));
             Arc::new(b.finish())
         }
         _ => {
@@ -107,7 +132,8 @@ pub fn write_parquet(path: &Path, fields: Vec<Field>, columns: Vec<ArrayRef>, gr
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(group))
         .build();
-    let mut w = ArrowWriter::try_new(File::create(path).expect("test data"), schema, Some(props)).expect("test data");
+    let mut w = ArrowWriter::try_new(File::create(path).expect("test data"), schema, Some(props))
+        .expect("test data");
     w.write(&batch).expect("test data");
     w.close().expect("test data");
 }
@@ -115,7 +141,12 @@ pub fn write_parquet(path: &Path, fields: Vec<Field>, columns: Vec<ArrayRef>, gr
 /// A CSV table's header and columns of text.
 pub fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
     let mut r = csv::Reader::from_path(path).expect("test data");
-    let header: Vec<String> = r.headers().expect("test data").iter().map(String::from).collect();
+    let header: Vec<String> = r
+        .headers()
+        .expect("test data")
+        .iter()
+        .map(String::from)
+        .collect();
     let mut cols = vec![Vec::new(); header.len()];
     for rec in r.records() {
         for (c, v) in cols.iter_mut().zip(rec.expect("test data").iter()) {
@@ -129,10 +160,13 @@ pub fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
 pub fn csv_to_parquet(csv: &Path, parquet: &Path) -> Vec<DataType> {
     let (header, cols) = read_csv(csv);
     let types: Vec<DataType> = cols.iter().map(|c| infer(c)).collect();
-    let fields = header.iter().zip(&types).map(|(h, t)| Field::new(h, t.clone(), true)).collect();
+    let fields = header
+        .iter()
+        .zip(&types)
+        .map(|(h, t)| Field::new(h, t.clone(), true))
+        .collect();
     let arrays = cols.iter().zip(&types).map(|(c, t)| array(t, c)).collect();
     // Small row groups, so reading crosses row-group boundaries.
     write_parquet(parquet, fields, arrays, 100);
     types
 }
-

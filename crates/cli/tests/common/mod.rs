@@ -25,7 +25,10 @@ impl Drop for Proc {
 
 /// An HTTP client that returns error statuses as responses.
 pub fn agent() -> ureq::Agent {
-    let config = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(60))).build();
+    let config = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build();
     ureq::Agent::new_with_config(config)
 }
 
@@ -33,9 +36,13 @@ pub fn agent() -> ureq::Agent {
 pub fn call(method: &str, url: &str, token: &str, body: Option<Value>) -> (u16, Value) {
     let a = agent();
     let resp = if method == "GET" {
-        a.get(url).header("Authorization", format!("Bearer {token}")).call()
+        a.get(url)
+            .header("Authorization", format!("Bearer {token}"))
+            .call()
     } else {
-        a.post(url).header("Authorization", format!("Bearer {token}")).send_json(body.unwrap_or(json!({})))
+        a.post(url)
+            .header("Authorization", format!("Bearer {token}"))
+            .send_json(body.unwrap_or(json!({})))
     };
     let mut r = resp.unwrap();
     let status = r.status().as_u16();
@@ -90,35 +97,74 @@ pub struct ControlPlane {
 }
 
 /// Starts a control plane and waits for it.
-pub fn start_control_plane(data: &std::path::Path, listen: &str, agent_zones: &[&str], extra: &[&str]) -> ControlPlane {
+pub fn start_control_plane(
+    data: &std::path::Path,
+    listen: &str,
+    agent_zones: &[&str],
+    extra: &[&str],
+) -> ControlPlane {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tidegate"));
     cmd.args(["up", "--listen", listen]);
     for z in agent_zones {
         cmd.args(["--agent-zone", z]);
     }
-    cmd.args(extra).arg("--data-dir").arg(data).arg("--fleet").arg(repo().join("examples/fleet"));
-    let proc = Proc(cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap());
+    cmd.args(extra)
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--fleet")
+        .arg(repo().join("examples/fleet"));
+    let proc = Proc(
+        cmd.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     wait_for("the control plane", 60, || data.join("server.url").exists());
     std::thread::sleep(Duration::from_millis(300));
     let url = std::fs::read_to_string(data.join("server.url")).unwrap();
     let port = url.trim().rsplit(':').next().unwrap().to_owned();
-    let admin = std::fs::read_to_string(data.join("admin.token")).unwrap().trim().to_owned();
+    let admin = std::fs::read_to_string(data.join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_owned();
     ControlPlane { proc, port, admin }
 }
 
 /// Mints an agent token for `zone` with the control plane's keys in `data`; writes it to `file`.
 pub fn agent_token(data: &std::path::Path, zone: &str, file: &std::path::Path) {
     let minted = std::process::Command::new(env!("CARGO_BIN_EXE_tidegate"))
-        .args(["token", "mint", "--user", &format!("agent-{zone}"), "--role", "agent", "--team", zone, "--minutes", "60", "--data-dir"])
+        .args([
+            "token",
+            "mint",
+            "--user",
+            &format!("agent-{zone}"),
+            "--role",
+            "agent",
+            "--team",
+            zone,
+            "--minutes",
+            "60",
+            "--data-dir",
+        ])
         .arg(data)
         .output()
         .unwrap();
-    assert!(minted.status.success(), "{}", String::from_utf8_lossy(&minted.stderr));
+    assert!(
+        minted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&minted.stderr)
+    );
     std::fs::write(file, &minted.stdout).unwrap();
 }
 
 /// Starts `tidegate agent` for `zone`, optionally inside network namespace `ns`.
-pub fn start_agent(ns: Option<&str>, zone: &str, control_plane: &str, token: &std::path::Path, work: &std::path::Path) -> Proc {
+pub fn start_agent(
+    ns: Option<&str>,
+    zone: &str,
+    control_plane: &str,
+    token: &std::path::Path,
+    work: &std::path::Path,
+) -> Proc {
     let tg = env!("CARGO_BIN_EXE_tidegate");
     let mut cmd = match ns {
         Some(ns) => {
@@ -128,9 +174,23 @@ pub fn start_agent(ns: Option<&str>, zone: &str, control_plane: &str, token: &st
         }
         None => std::process::Command::new(tg),
     };
-    cmd.args(["agent", "--zone", zone, "--interval-ms", "200", "--control-plane", control_plane, "--token"])
-        .arg(token)
-        .arg("--work-dir")
-        .arg(work);
-    Proc(cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap())
+    cmd.args([
+        "agent",
+        "--zone",
+        zone,
+        "--interval-ms",
+        "200",
+        "--control-plane",
+        control_plane,
+        "--token",
+    ])
+    .arg(token)
+    .arg("--work-dir")
+    .arg(work);
+    Proc(
+        cmd.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
 }

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 use tidegate_ledger::ledger::{ledger_dir, read_log};
 use tidegate_ledger::segment::{encode_record, RECORD_OVERHEAD, SEGMENT_HEADER};
-use tidegate_ledger::{Action, Decision, Digest, EntryDraft, Ident, Ledger, LedgerOptions, Subject, SubjectKind};
+use tidegate_ledger::{
+    Action, Decision, Digest, EntryDraft, Ident, Ledger, LedgerOptions, Subject, SubjectKind,
+};
 
 pub fn id(s: &str) -> Ident {
     Ident::new(s).unwrap()
@@ -82,14 +84,41 @@ pub fn record_workflow(l: &Ledger, data: &Path) -> Digest {
     let mut t = 1_763_900_000_000u64;
     let mut rec = |actor: &str, action: Action, subjects: Vec<Subject>| {
         t += 60_000;
-        l.append(EntryDraft::new(id(actor), action, subjects).unwrap(), t).unwrap();
+        l.append(EntryDraft::new(id(actor), action, subjects).unwrap(), t)
+            .unwrap();
     };
     let policy = put_document(data, b"permit(principal, action == Action::\"place\", resource) when { resource.zone == \"eu-private\" };").unwrap();
-    let justification = put_document(data, b"Quarterly readmission report due Friday; private pool saturated.").unwrap();
-    let report = put_document(data, b"{\"sanitizer\":\"v2\",\"direct_identifiers_remaining\":0}").unwrap();
-    rec("control-plane", Action::FleetLoaded { fleet_hash: Digest::of(b"fleet.yaml") }, vec![]);
-    rec("control-plane", Action::PolicyLoaded { policy_hash: policy.clone() }, vec![]);
-    rec("control-plane", Action::PolicyLoaded { policy_hash: Digest::of(b"older policy") }, vec![]);
+    let justification = put_document(
+        data,
+        b"Quarterly readmission report due Friday; private pool saturated.",
+    )
+    .unwrap();
+    let report = put_document(
+        data,
+        b"{\"sanitizer\":\"v2\",\"direct_identifiers_remaining\":0}",
+    )
+    .unwrap();
+    rec(
+        "control-plane",
+        Action::FleetLoaded {
+            fleet_hash: Digest::of(b"fleet.yaml"),
+        },
+        vec![],
+    );
+    rec(
+        "control-plane",
+        Action::PolicyLoaded {
+            policy_hash: policy.clone(),
+        },
+        vec![],
+    );
+    rec(
+        "control-plane",
+        Action::PolicyLoaded {
+            policy_hash: Digest::of(b"older policy"),
+        },
+        vec![],
+    );
     rec(
         "data-service",
         Action::DatasetCopied {
@@ -103,10 +132,29 @@ pub fn record_workflow(l: &Ledger, data: &Path) -> Digest {
         },
         vec![subject(K::Dataset, "synthea-patients")],
     );
-    let job = vec![subject(K::Job, "job-7f3a"), subject(K::Dataset, "synthea-patients")];
-    rec("alice@hospital.example", Action::JobSubmitted { spec: Digest::of(b"job.yaml") }, job.clone());
-    rec("other@hospital.example", Action::JobSubmitted { spec: Digest::of(b"other.yaml") }, vec![subject(K::Job, "job-other")]);
-    rec("dr.chen@hospital.example", Action::JobApproved { scope: id("run") }, job.clone());
+    let job = vec![
+        subject(K::Job, "job-7f3a"),
+        subject(K::Dataset, "synthea-patients"),
+    ];
+    rec(
+        "alice@hospital.example",
+        Action::JobSubmitted {
+            spec: Digest::of(b"job.yaml"),
+        },
+        job.clone(),
+    );
+    rec(
+        "other@hospital.example",
+        Action::JobSubmitted {
+            spec: Digest::of(b"other.yaml"),
+        },
+        vec![subject(K::Job, "job-other")],
+    );
+    rec(
+        "dr.chen@hospital.example",
+        Action::JobApproved { scope: id("run") },
+        job.clone(),
+    );
     rec(
         "scheduler",
         Action::JobPlaced {
@@ -118,11 +166,45 @@ pub fn record_workflow(l: &Ledger, data: &Path) -> Digest {
         },
         job.clone(),
     );
-    rec("scheduler", Action::JobBurst { zone: id("us-public"), pool: id("h100-spot"), justification }, job.clone());
+    rec(
+        "scheduler",
+        Action::JobBurst {
+            zone: id("us-public"),
+            pool: id("h100-spot"),
+            justification,
+        },
+        job.clone(),
+    );
     let model = Digest::of(b"model weights");
-    let m = vec![subject(K::Model, "readmit-risk@1.2"), subject(K::Job, "job-7f3a")];
-    rec("artifacts", Action::ArtifactSigned { artifact: model.clone(), key_id: id("release-2026"), signature: Digest::of(b"dsse") }, m.clone());
-    rec("bob@hospital.example", Action::ArtifactPromoted { artifact: model.clone(), from_stage: id("staging"), to_stage: id("production") }, m.clone());
-    rec("edge-agent", Action::ArtifactDeployedEdge { artifact: model, site: id("clinic-12") }, vec![subject(K::Model, "readmit-risk@1.2")]);
+    let m = vec![
+        subject(K::Model, "readmit-risk@1.2"),
+        subject(K::Job, "job-7f3a"),
+    ];
+    rec(
+        "artifacts",
+        Action::ArtifactSigned {
+            artifact: model.clone(),
+            key_id: id("release-2026"),
+            signature: Digest::of(b"dsse"),
+        },
+        m.clone(),
+    );
+    rec(
+        "bob@hospital.example",
+        Action::ArtifactPromoted {
+            artifact: model.clone(),
+            from_stage: id("staging"),
+            to_stage: id("production"),
+        },
+        m.clone(),
+    );
+    rec(
+        "edge-agent",
+        Action::ArtifactDeployedEdge {
+            artifact: model,
+            site: id("clinic-12"),
+        },
+        vec![subject(K::Model, "readmit-risk@1.2")],
+    );
     policy
 }

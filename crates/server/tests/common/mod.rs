@@ -14,8 +14,66 @@ pub fn example_fleet() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/fleet")
 }
 
+/// A copy of the example fleet in `dir` (to edit), returning its path.
+pub fn copy_fleet(dir: &Path) -> PathBuf {
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            let target = to.join(e.file_name());
+            if e.file_type().unwrap().is_dir() {
+                copy(&e.path(), &target);
+            } else {
+                std::fs::copy(e.path(), target).unwrap();
+            }
+        }
+    }
+    let to = dir.join("fleet");
+    copy(&example_fleet(), &to);
+    to
+}
+
+/// Rewrites the classification of dataset `name` in a fleet copy's `datasets.yaml`.
+pub fn reclassify(fleet_dir: &Path, name: &str, classification: &str) {
+    let path = fleet_dir.join("datasets.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut out = String::new();
+    let mut in_it = false;
+    let mut skipping = false;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("  - name: ") {
+            in_it = rest.trim() == name;
+        }
+        if in_it && line.trim_start().starts_with("classification:") {
+            out.push_str("    classification:\n");
+            for l in classification.lines() {
+                out.push_str("      ");
+                out.push_str(l);
+                out.push('\n');
+            }
+            skipping = true;
+            continue;
+        }
+        if skipping && (line.starts_with("      ") || line.trim().is_empty()) {
+            continue;
+        }
+        skipping = false;
+        out.push_str(line);
+        out.push('\n');
+    }
+    assert!(
+        out != text,
+        "dataset {name} not found in {}",
+        path.display()
+    );
+    std::fs::write(&path, out).unwrap();
+}
+
 pub fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 pub struct TestServer {
@@ -41,7 +99,10 @@ impl TestServer {
     }
 
     /// Starts a server whose named zones use the given executors.
-    pub fn start_with(burst_queue_depth: usize, executors: std::collections::BTreeMap<String, std::sync::Arc<dyn tidegate_exec::Executor>>) -> Self {
+    pub fn start_with(
+        burst_queue_depth: usize,
+        executors: std::collections::BTreeMap<String, std::sync::Arc<dyn tidegate_exec::Executor>>,
+    ) -> Self {
         Self::start_full(burst_queue_depth, executors, vec![])
     }
 
@@ -51,14 +112,28 @@ impl TestServer {
         executors: std::collections::BTreeMap<String, std::sync::Arc<dyn tidegate_exec::Executor>>,
         agent_zones: Vec<String>,
     ) -> Self {
+        Self::start_fleet(&example_fleet(), burst_queue_depth, executors, agent_zones)
+    }
+
+    /// Starts a server on the fleet in `fleet_dir`.
+    pub fn start_fleet(
+        fleet_dir: &Path,
+        burst_queue_depth: usize,
+        executors: std::collections::BTreeMap<String, std::sync::Arc<dyn tidegate_exec::Executor>>,
+        agent_zones: Vec<String>,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let keys = RootKeyStore::new(&dir.path().join("keys"));
         keys.rotate(now() - 7200, 30).unwrap();
-        let mut loop_cfg = LoopConfig { tick: Duration::from_millis(50), time_scale: 3600.0 * 100.0, ..LoopConfig::default() };
+        let mut loop_cfg = LoopConfig {
+            tick: Duration::from_millis(50),
+            time_scale: 3600.0 * 100.0,
+            ..LoopConfig::default()
+        };
         loop_cfg.sched.burst_queue_depth = burst_queue_depth;
         let cfg = ServerConfig {
             data_dir: dir.path().to_owned(),
-            fleet_dir: example_fleet(),
+            fleet_dir: fleet_dir.to_owned(),
             database: None,
             listen: "127.0.0.1:0".parse().unwrap(),
             loop_cfg,
@@ -70,12 +145,77 @@ impl TestServer {
             replica: "test".into(),
             scheduler: true,
         };
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let server = rt.block_on(tidegate_server::start(cfg, tidegate_server::auth::system_clock())).unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let server = rt
+            .block_on(tidegate_server::start(
+                cfg,
+                tidegate_server::auth::system_clock(),
+            ))
+            .unwrap();
         let url = server.url.clone();
-        let admin = std::fs::read_to_string(&server.admin_token_path).unwrap().trim().to_owned();
-        let config = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(30))).build();
-        Self { rt, server: Some(server), url, dir, admin, agent: ureq::Agent::new_with_config(config) }
+        let admin = std::fs::read_to_string(&server.admin_token_path)
+            .unwrap()
+            .trim()
+            .to_owned();
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build();
+        Self {
+            rt,
+            server: Some(server),
+            url,
+            dir,
+            admin,
+            agent: ureq::Agent::new_with_config(config),
+        }
+    }
+
+    /// Stops this server and starts another on the same data directory with the fleet in
+    /// `fleet_dir` (an edited copy, say), the same agent zones and no other executors.
+    pub fn restart_with_fleet(&mut self, fleet_dir: &Path, agent_zones: Vec<String>) {
+        self.restart_replica(fleet_dir, agent_zones, true);
+    }
+
+    /// As [`Self::restart_with_fleet`]; `scheduler: false` starts an API-only replica (it
+    /// serves requests and never schedules).
+    pub fn restart_replica(&mut self, fleet_dir: &Path, agent_zones: Vec<String>, scheduler: bool) {
+        self.stop();
+        let cfg = ServerConfig {
+            data_dir: self.dir.path().to_owned(),
+            fleet_dir: fleet_dir.to_owned(),
+            database: None,
+            listen: "127.0.0.1:0".parse().unwrap(),
+            loop_cfg: LoopConfig {
+                tick: Duration::from_millis(50),
+                time_scale: 3600.0 * 100.0,
+                ..LoopConfig::default()
+            },
+            work_root: None,
+            keys_dir: None,
+            executors: Default::default(),
+            admin_token_minutes: 60,
+            agent_zones,
+            replica: "test".into(),
+            scheduler,
+        };
+        let server = self
+            .rt
+            .block_on(tidegate_server::start(
+                cfg,
+                tidegate_server::auth::system_clock(),
+            ))
+            .unwrap();
+        self.url = server.url.clone();
+        self.admin = std::fs::read_to_string(&server.admin_token_path)
+            .unwrap()
+            .trim()
+            .to_owned();
+        self.server = Some(server);
     }
 
     pub fn keys(&self) -> RootKeyStore {
@@ -91,7 +231,14 @@ impl TestServer {
         self.token_at(role, team, now(), 30)
     }
 
-    pub fn request(&self, method: &str, path: &str, token: Option<&str>, body: Option<&Value>, headers: &[(&str, &str)]) -> Resp {
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
         let url = format!("{}{path}", self.url);
         let resp = match method {
             "GET" => {
@@ -128,7 +275,13 @@ impl TestServer {
 
     /// A request with a raw body (POST) or none (GET), answering status, raw bytes and the body
     /// as JSON when it is JSON.
-    pub fn raw(&self, method: &str, path: &str, token: Option<&str>, body: Option<&[u8]>) -> (u16, Vec<u8>, Value) {
+    pub fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> (u16, Vec<u8>, Value) {
         let url = format!("{}{path}", self.url);
         let auth = token.map(|t| format!("Bearer {t}"));
         let resp = match (method, body) {
@@ -140,7 +293,10 @@ impl TestServer {
                 r.call()
             }
             ("POST", b) => {
-                let mut r = self.agent.post(&url).header("Content-Type", "application/octet-stream");
+                let mut r = self
+                    .agent
+                    .post(&url)
+                    .header("Content-Type", "application/octet-stream");
                 if let Some(a) = &auth {
                     r = r.header("Authorization", a);
                 }
@@ -150,7 +306,12 @@ impl TestServer {
         };
         let mut resp = resp.unwrap();
         let status = resp.status().as_u16();
-        let bytes = resp.body_mut().with_config().limit(64 << 20).read_to_vec().unwrap();
+        let bytes = resp
+            .body_mut()
+            .with_config()
+            .limit(64 << 20)
+            .read_to_vec()
+            .unwrap();
         let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         (status, bytes, json)
     }
@@ -164,8 +325,16 @@ impl TestServer {
     }
 
     pub fn submit(&self, token: &str, manifest: &str, key: Option<&str>) -> Resp {
-        let headers: Vec<(&str, &str)> = key.map(|k| vec![("Idempotency-Key", k)]).unwrap_or_default();
-        self.request("POST", "/v1/jobs", Some(token), Some(&serde_json::json!({ "manifest": manifest })), &headers)
+        let headers: Vec<(&str, &str)> = key
+            .map(|k| vec![("Idempotency-Key", k)])
+            .unwrap_or_default();
+        self.request(
+            "POST",
+            "/v1/jobs",
+            Some(token),
+            Some(&serde_json::json!({ "manifest": manifest })),
+            &headers,
+        )
     }
 
     /// Polls a job until `pred` holds on its detail, or fails after `secs`.
@@ -177,7 +346,11 @@ impl TestServer {
             if pred(&r.body) {
                 return r.body;
             }
-            assert!(Instant::now() < deadline, "job {id} did not reach the expected state: {}", r.text);
+            assert!(
+                Instant::now() < deadline,
+                "job {id} did not reach the expected state: {}",
+                r.text
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -197,7 +370,9 @@ impl Drop for TestServer {
 
 /// A job manifest for team `team` on de-identified data, running `command` (shell text).
 pub fn manifest(name: &str, team: &str, gpus: u32, command: Option<&str>) -> String {
-    let cmd = command.map(|c| format!("  command: [sh, -c, '{c}']\n")).unwrap_or_default();
+    let cmd = command
+        .map(|c| format!("  command: [sh, -c, '{c}']\n"))
+        .unwrap_or_default();
     format!(
         "apiVersion: tidegate.io/v1
 kind: Job

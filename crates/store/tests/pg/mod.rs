@@ -8,7 +8,10 @@ pub fn url() -> Option<String> {
 
 /// A schema name unique to this test and process.
 pub fn schema_name(case: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
     let short: String = case.chars().take(36).collect();
     format!("t_{short}_{}_{nanos}", std::process::id())
 }

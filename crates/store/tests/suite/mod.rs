@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use tidegate_store::{
-    EventDraft, JobFilter, JobId, JobState, NewJob, PageRequest, StateCount, Store, StoreError, Timestamp, Transition,
+    EventDraft, JobFilter, JobId, JobState, NewJob, PageRequest, StateCount, Store, StoreError,
+    Timestamp, Transition,
 };
 
 /// Opens the store under test; each call opens the same data again (a restart).
@@ -97,14 +98,26 @@ pub fn submit_then_get_returns_the_job_and_its_first_event(f: &dyn Fixture) {
     assert_eq!(got.team, "vision");
     assert_eq!(got.submitted_at, at(0));
     assert_eq!(got.spec["resources"]["gpus"], 8);
-    assert!(got.spec_digest.starts_with("sha256:") && got.spec_digest.len() == 71, "{}", got.spec_digest);
+    assert!(
+        got.spec_digest.starts_with("sha256:") && got.spec_digest.len() == 71,
+        "{}",
+        got.spec_digest
+    );
     // Key order does not change the digest.
     let mut other = new_job("j2", "vision", None);
     other.spec = json!({"resources": {"gpu_type": "h100", "gpus": 8}, "kind": "train", "team": "vision", "name": "train-vision"});
     assert_eq!(s.submit(other).unwrap().job.spec_digest, got.spec_digest);
     let ev = s.events(&id("j1")).unwrap();
     assert_eq!(ev.len(), 1);
-    assert_eq!((ev[0].seq, ev[0].kind.as_str(), ev[0].to_state, ev[0].from_state), (1, "submitted", Some(JobState::Submitted), None));
+    assert_eq!(
+        (
+            ev[0].seq,
+            ev[0].kind.as_str(),
+            ev[0].to_state,
+            ev[0].from_state
+        ),
+        (1, "submitted", Some(JobState::Submitted), None)
+    );
     assert_eq!(ev[0].reason.as_deref(), Some("submitted by test"));
 }
 
@@ -112,27 +125,52 @@ pub fn submit_refuses_bad_input_naming_the_field(f: &dyn Fixture) {
     let s = f.open();
     let mut j = new_job("bad1", "t", None);
     j.name = " ".into();
-    assert!(matches!(s.submit(j), Err(StoreError::Invalid { field: "name", .. })));
+    assert!(matches!(
+        s.submit(j),
+        Err(StoreError::Invalid { field: "name", .. })
+    ));
     let mut j = new_job("bad2", "t", None);
     j.team = String::new();
-    assert!(matches!(s.submit(j), Err(StoreError::Invalid { field: "team", .. })));
+    assert!(matches!(
+        s.submit(j),
+        Err(StoreError::Invalid { field: "team", .. })
+    ));
     let mut j = new_job("bad3", "t", None);
     j.spec = json!([1, 2]);
     let err = s.submit(j).unwrap_err();
     assert!(matches!(err, StoreError::Invalid { field: "spec", .. }));
     assert!(err.to_string().contains("spec"), "{err}");
     let j = new_job("bad4", "t", Some("has space"));
-    assert!(matches!(s.submit(j), Err(StoreError::Invalid { field: "idempotency_key", .. })));
+    assert!(matches!(
+        s.submit(j),
+        Err(StoreError::Invalid {
+            field: "idempotency_key",
+            ..
+        })
+    ));
     let mut j = new_job("bad5", "t", None);
     j.at = Timestamp(-5);
-    assert!(matches!(s.submit(j), Err(StoreError::Invalid { field: "submitted_at", .. })));
-    assert!(s.list(&JobFilter::default(), PageRequest::first(10)).unwrap().jobs.is_empty());
+    assert!(matches!(
+        s.submit(j),
+        Err(StoreError::Invalid {
+            field: "submitted_at",
+            ..
+        })
+    ));
+    assert!(s
+        .list(&JobFilter::default(), PageRequest::first(10))
+        .unwrap()
+        .jobs
+        .is_empty());
 }
 
 pub fn submit_refuses_a_duplicate_id(f: &dyn Fixture) {
     let s = f.open();
     s.submit(new_job("dup", "a", None)).unwrap();
-    assert!(matches!(s.submit(new_job("dup", "a", None)), Err(StoreError::AlreadyExists { .. })));
+    assert!(matches!(
+        s.submit(new_job("dup", "a", None)),
+        Err(StoreError::AlreadyExists { .. })
+    ));
     assert_eq!(s.events(&id("dup")).unwrap().len(), 1);
 }
 
@@ -145,7 +183,13 @@ pub fn same_idempotency_key_and_body_returns_the_same_job(f: &dyn Fixture) {
     assert_eq!(again.job.id, first.job.id);
     assert_eq!(again.job.idempotency_key.as_deref(), Some("req-1"));
     assert!(s.get(&id("k1-retry")).unwrap().is_none());
-    assert_eq!(s.list(&JobFilter::default(), PageRequest::first(10)).unwrap().jobs.len(), 1);
+    assert_eq!(
+        s.list(&JobFilter::default(), PageRequest::first(10))
+            .unwrap()
+            .jobs
+            .len(),
+        1
+    );
     assert_eq!(s.events(&id("k1")).unwrap().len(), 1);
 }
 
@@ -156,8 +200,15 @@ pub fn same_idempotency_key_with_another_body_is_a_conflict(f: &dyn Fixture) {
     other.spec["resources"]["gpus"] = json!(16);
     let err = s.submit(other).unwrap_err();
     match &err {
-        StoreError::IdempotencyConflict { key, existing, team } => {
-            assert_eq!((key.as_str(), existing.as_str(), team.as_str()), ("req-9", "c1", "nlp"));
+        StoreError::IdempotencyConflict {
+            key,
+            existing,
+            team,
+        } => {
+            assert_eq!(
+                (key.as_str(), existing.as_str(), team.as_str()),
+                ("req-9", "c1", "nlp")
+            );
         }
         e => panic!("expected a conflict, got {e}"),
     }
@@ -181,7 +232,8 @@ pub fn concurrent_submits_with_one_key_create_one_job(f: &dyn Fixture) {
             let (s, barrier) = (Arc::clone(&s), Arc::clone(&barrier));
             std::thread::spawn(move || {
                 barrier.wait();
-                s.submit(new_job(&format!("race-{i}"), "ops", Some("one-key"))).unwrap()
+                s.submit(new_job(&format!("race-{i}"), "ops", Some("one-key")))
+                    .unwrap()
             })
         })
         .collect();
@@ -189,37 +241,77 @@ pub fn concurrent_submits_with_one_key_create_one_job(f: &dyn Fixture) {
     let ids: BTreeSet<_> = outs.iter().map(|o| o.job.id.clone()).collect();
     assert_eq!(ids.len(), 1, "{ids:?}");
     assert_eq!(outs.iter().filter(|o| !o.replayed).count(), 1);
-    assert_eq!(s.list(&JobFilter::default(), PageRequest::first(100)).unwrap().jobs.len(), 1);
+    assert_eq!(
+        s.list(&JobFilter::default(), PageRequest::first(100))
+            .unwrap()
+            .jobs
+            .len(),
+        1
+    );
 }
 
 pub fn lifecycle_transitions_append_ordered_events(f: &dyn Fixture) {
     let s = f.open();
     let j = id("life");
     s.submit(new_job("life", "vision", None)).unwrap();
-    let q = s.transition(&j, Transition::to(JobState::Queued, 1, at(10)).because("waiting for h100")).unwrap();
-    assert_eq!((q.state, q.version, q.reason.as_deref()), (JobState::Queued, 2, Some("waiting for h100")));
+    let q = s
+        .transition(
+            &j,
+            Transition::to(JobState::Queued, 1, at(10)).because("waiting for h100"),
+        )
+        .unwrap();
+    assert_eq!(
+        (q.state, q.version, q.reason.as_deref()),
+        (JobState::Queued, 2, Some("waiting for h100"))
+    );
     let mut admit = Transition::admit("private-a", "h100-pool", 2, at(20)).because("capacity free");
     admit.details = json!({"cost": 0, "attempt": 1});
     let a = s.transition(&j, admit).unwrap();
-    assert_eq!((a.state, a.zone.as_deref(), a.pool.as_deref()), (JobState::Admitted, Some("private-a"), Some("h100-pool")));
-    let r = s.transition(&j, Transition::to(JobState::Running, 3, at(30))).unwrap();
+    assert_eq!(
+        (a.state, a.zone.as_deref(), a.pool.as_deref()),
+        (JobState::Admitted, Some("private-a"), Some("h100-pool"))
+    );
+    let r = s
+        .transition(&j, Transition::to(JobState::Running, 3, at(30)))
+        .unwrap();
     assert_eq!(r.zone.as_deref(), Some("private-a"));
-    let done = s.transition(&j, Transition::to(JobState::Succeeded, 4, at(40)).because("exit 0")).unwrap();
-    assert_eq!((done.state, done.version, done.updated_at), (JobState::Succeeded, 5, at(40)));
+    let done = s
+        .transition(
+            &j,
+            Transition::to(JobState::Succeeded, 4, at(40)).because("exit 0"),
+        )
+        .unwrap();
+    assert_eq!(
+        (done.state, done.version, done.updated_at),
+        (JobState::Succeeded, 5, at(40))
+    );
     assert_eq!(done.submitted_at, at(0));
     let ev = s.events(&j).unwrap();
     let kinds: Vec<_> = ev.iter().map(|e| e.kind.as_str()).collect();
-    assert_eq!(kinds, ["submitted", "queued", "admitted", "running", "succeeded"]);
-    assert_eq!(ev.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+    assert_eq!(
+        kinds,
+        ["submitted", "queued", "admitted", "running", "succeeded"]
+    );
+    assert_eq!(
+        ev.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5]
+    );
     assert_eq!(ev[2].from_state, Some(JobState::Queued));
     assert_eq!(ev[2].details, json!({"attempt": 1, "cost": 0}));
     assert_eq!(ev[4].at, at(40));
     // Back to the queue (capacity failover) clears the placement.
     s.submit(new_job("fo", "vision", None)).unwrap();
     let fo = id("fo");
-    s.transition(&fo, Transition::to(JobState::Queued, 1, at(1))).unwrap();
-    s.transition(&fo, Transition::admit("public-us", "h200-spot", 2, at(2))).unwrap();
-    let back = s.transition(&fo, Transition::to(JobState::Queued, 3, at(3)).because("no h200 capacity in region")).unwrap();
+    s.transition(&fo, Transition::to(JobState::Queued, 1, at(1)))
+        .unwrap();
+    s.transition(&fo, Transition::admit("public-us", "h200-spot", 2, at(2)))
+        .unwrap();
+    let back = s
+        .transition(
+            &fo,
+            Transition::to(JobState::Queued, 3, at(3)).because("no h200 capacity in region"),
+        )
+        .unwrap();
     assert_eq!((back.zone, back.pool), (None, None));
 }
 
@@ -227,14 +319,24 @@ pub fn admitting_needs_zone_and_pool(f: &dyn Fixture) {
     let s = f.open();
     s.submit(new_job("adm", "t", None)).unwrap();
     let j = id("adm");
-    s.transition(&j, Transition::to(JobState::Queued, 1, at(1))).unwrap();
+    s.transition(&j, Transition::to(JobState::Queued, 1, at(1)))
+        .unwrap();
     let mut t = Transition::admit("z", "p", 2, at(2));
     t.pool = None;
-    assert!(matches!(s.transition(&j, t), Err(StoreError::Invalid { field: "pool", .. })));
-    assert!(matches!(s.transition(&j, Transition::to(JobState::Admitted, 2, at(2))), Err(StoreError::Invalid { field: "zone", .. })));
+    assert!(matches!(
+        s.transition(&j, t),
+        Err(StoreError::Invalid { field: "pool", .. })
+    ));
+    assert!(matches!(
+        s.transition(&j, Transition::to(JobState::Admitted, 2, at(2))),
+        Err(StoreError::Invalid { field: "zone", .. })
+    ));
     let mut t = Transition::to(JobState::Cancelled, 2, at(2));
     t.zone = Some("z".into());
-    assert!(matches!(s.transition(&j, t), Err(StoreError::Invalid { field: "zone", .. })));
+    assert!(matches!(
+        s.transition(&j, t),
+        Err(StoreError::Invalid { field: "zone", .. })
+    ));
     assert_eq!(s.get(&j).unwrap().unwrap().version, 2);
 }
 
@@ -242,13 +344,39 @@ pub fn illegal_transitions_are_refused_and_write_nothing(f: &dyn Fixture) {
     let s = f.open();
     s.submit(new_job("ill", "t", None)).unwrap();
     let j = id("ill");
-    let err = s.transition(&j, Transition::to(JobState::Running, 1, at(1))).unwrap_err();
-    assert!(matches!(err, StoreError::IllegalTransition { from: JobState::Submitted, to: JobState::Running, .. }), "{err}");
-    assert!(err.to_string().contains("ill") && err.to_string().contains("running"), "{err}");
-    s.transition(&j, Transition::to(JobState::Cancelled, 1, at(2))).unwrap();
+    let err = s
+        .transition(&j, Transition::to(JobState::Running, 1, at(1)))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::IllegalTransition {
+                from: JobState::Submitted,
+                to: JobState::Running,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("ill") && err.to_string().contains("running"),
+        "{err}"
+    );
+    s.transition(&j, Transition::to(JobState::Cancelled, 1, at(2)))
+        .unwrap();
     for to in JobState::ALL {
-        let t = if to == JobState::Admitted { Transition::admit("z", "p", 2, at(3)) } else { Transition::to(to, 2, at(3)) };
-        assert!(matches!(s.transition(&j, t), Err(StoreError::IllegalTransition { .. })), "cancelled -> {to}");
+        let t = if to == JobState::Admitted {
+            Transition::admit("z", "p", 2, at(3))
+        } else {
+            Transition::to(to, 2, at(3))
+        };
+        assert!(
+            matches!(
+                s.transition(&j, t),
+                Err(StoreError::IllegalTransition { .. })
+            ),
+            "cancelled -> {to}"
+        );
     }
     let now = s.get(&j).unwrap().unwrap();
     assert_eq!((now.state, now.version), (JobState::Cancelled, 2));
@@ -259,9 +387,23 @@ pub fn stale_version_is_refused(f: &dyn Fixture) {
     let s = f.open();
     s.submit(new_job("stale", "t", None)).unwrap();
     let j = id("stale");
-    s.transition(&j, Transition::to(JobState::Queued, 1, at(1))).unwrap();
-    let err = s.transition(&j, Transition::to(JobState::Cancelled, 1, at(2))).unwrap_err();
-    assert!(matches!(err, StoreError::VersionConflict { expected: 1, actual: 2, state: JobState::Queued, .. }), "{err}");
+    s.transition(&j, Transition::to(JobState::Queued, 1, at(1)))
+        .unwrap();
+    let err = s
+        .transition(&j, Transition::to(JobState::Cancelled, 1, at(2)))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::VersionConflict {
+                expected: 1,
+                actual: 2,
+                state: JobState::Queued,
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert_eq!(s.get(&j).unwrap().unwrap().state, JobState::Queued);
 }
 
@@ -270,7 +412,8 @@ pub fn concurrent_transitions_only_one_wins(f: &dyn Fixture) {
     for round in 0..5 {
         let name = format!("cas-{round}");
         s.submit(new_job(&name, "t", None)).unwrap();
-        s.transition(&id(&name), Transition::to(JobState::Queued, 1, at(1))).unwrap();
+        s.transition(&id(&name), Transition::to(JobState::Queued, 1, at(1)))
+            .unwrap();
         let barrier = Arc::new(Barrier::new(8));
         let handles: Vec<_> = (0..8)
             .map(|i| {
@@ -287,7 +430,13 @@ pub fn concurrent_transitions_only_one_wins(f: &dyn Fixture) {
         assert_eq!(wins.len(), 1, "round {round}: {results:?}");
         for r in &results {
             if let Err(e) = r {
-                assert!(matches!(e, StoreError::VersionConflict { .. } | StoreError::IllegalTransition { .. }), "{e}");
+                assert!(
+                    matches!(
+                        e,
+                        StoreError::VersionConflict { .. } | StoreError::IllegalTransition { .. }
+                    ),
+                    "{e}"
+                );
             }
         }
         let job = s.get(&id(&name)).unwrap().unwrap();
@@ -300,28 +449,59 @@ pub fn appended_events_interleave_in_order(f: &dyn Fixture) {
     let s = f.open();
     s.submit(new_job("ev", "t", None)).unwrap();
     let j = id("ev");
-    let draft = |kind: &str, ms| EventDraft { kind: kind.into(), reason: Some(format!("{kind} reason")), details: json!({"k": kind}), at: at(ms) };
+    let draft = |kind: &str, ms| EventDraft {
+        kind: kind.into(),
+        reason: Some(format!("{kind} reason")),
+        details: json!({"k": kind}),
+        at: at(ms),
+    };
     let e = s.append_event(&j, draft("placement_attempt", 1)).unwrap();
     assert_eq!(e.seq, 2);
-    s.transition(&j, Transition::to(JobState::Queued, 1, at(2))).unwrap();
+    s.transition(&j, Transition::to(JobState::Queued, 1, at(2)))
+        .unwrap();
     s.append_event(&j, draft("burst_refused", 3)).unwrap();
     let ev = s.events(&j).unwrap();
     let kinds: Vec<_> = ev.iter().map(|e| (e.seq, e.kind.as_str())).collect();
-    assert_eq!(kinds, [(1, "submitted"), (2, "placement_attempt"), (3, "queued"), (4, "burst_refused")]);
+    assert_eq!(
+        kinds,
+        [
+            (1, "submitted"),
+            (2, "placement_attempt"),
+            (3, "queued"),
+            (4, "burst_refused")
+        ]
+    );
     assert_eq!(ev[3].details, json!({"k": "burst_refused"}));
     // Events never change the state or version.
     assert_eq!(s.get(&j).unwrap().unwrap().version, 2);
-    assert!(matches!(s.append_event(&j, draft("Bad Kind", 4)), Err(StoreError::Invalid { field: "kind", .. })));
-    assert!(matches!(s.append_event(&j, draft("running", 4)), Err(StoreError::Invalid { field: "kind", .. })));
+    assert!(matches!(
+        s.append_event(&j, draft("Bad Kind", 4)),
+        Err(StoreError::Invalid { field: "kind", .. })
+    ));
+    assert!(matches!(
+        s.append_event(&j, draft("running", 4)),
+        Err(StoreError::Invalid { field: "kind", .. })
+    ));
 }
 
 pub fn unknown_jobs_are_reported(f: &dyn Fixture) {
     let s = f.open();
     let j = id("nope");
     assert!(s.get(&j).unwrap().is_none());
-    assert!(matches!(s.transition(&j, Transition::to(JobState::Queued, 1, at(1))), Err(StoreError::NotFound { .. })));
-    let d = EventDraft { kind: "note".into(), reason: None, details: json!(null), at: at(1) };
-    assert!(matches!(s.append_event(&j, d), Err(StoreError::NotFound { .. })));
+    assert!(matches!(
+        s.transition(&j, Transition::to(JobState::Queued, 1, at(1))),
+        Err(StoreError::NotFound { .. })
+    ));
+    let d = EventDraft {
+        kind: "note".into(),
+        reason: None,
+        details: json!(null),
+        at: at(1),
+    };
+    assert!(matches!(
+        s.append_event(&j, d),
+        Err(StoreError::NotFound { .. })
+    ));
     assert!(s.events(&j).unwrap().is_empty());
 }
 
@@ -332,8 +512,13 @@ pub fn list_filters_and_pages_without_gaps(f: &dyn Fixture) {
         let name = format!("l{i:02}");
         s.submit(new_job(&name, team, None)).unwrap();
         if i % 5 == 0 {
-            s.transition(&id(&name), Transition::to(JobState::Queued, 1, at(1))).unwrap();
-            s.transition(&id(&name), Transition::admit(if i % 10 == 0 { "z10" } else { "z5" }, "p", 2, at(2))).unwrap();
+            s.transition(&id(&name), Transition::to(JobState::Queued, 1, at(1)))
+                .unwrap();
+            s.transition(
+                &id(&name),
+                Transition::admit(if i % 10 == 0 { "z10" } else { "z5" }, "p", 2, at(2)),
+            )
+            .unwrap();
         }
     }
     let mut seen = Vec::new();
@@ -344,7 +529,12 @@ pub fn list_filters_and_pages_without_gaps(f: &dyn Fixture) {
         pages += 1;
         seen.extend(p.jobs.iter().map(|j| j.id.to_string()));
         match p.next {
-            Some(next) => page = PageRequest { after: Some(next), limit: 10 },
+            Some(next) => {
+                page = PageRequest {
+                    after: Some(next),
+                    limit: 10,
+                }
+            }
             None => break,
         }
     }
@@ -352,18 +542,64 @@ pub fn list_filters_and_pages_without_gaps(f: &dyn Fixture) {
     let expected: Vec<_> = (0..25).map(|i| format!("l{i:02}")).collect();
     assert_eq!(seen, expected);
     // Exactly one page when the page size equals the count.
-    assert!(s.list(&JobFilter::default(), PageRequest::first(25)).unwrap().next.is_none());
-    let odd = s.list(&JobFilter { team: Some("odd".into()), ..JobFilter::default() }, PageRequest::first(100)).unwrap();
+    assert!(s
+        .list(&JobFilter::default(), PageRequest::first(25))
+        .unwrap()
+        .next
+        .is_none());
+    let odd = s
+        .list(
+            &JobFilter {
+                team: Some("odd".into()),
+                ..JobFilter::default()
+            },
+            PageRequest::first(100),
+        )
+        .unwrap();
     assert_eq!(odd.jobs.len(), 12);
     assert!(odd.jobs.iter().all(|j| j.team == "odd"));
-    let admitted = s.list(&JobFilter { state: Some(JobState::Admitted), ..JobFilter::default() }, PageRequest::first(100)).unwrap();
-    assert_eq!(admitted.jobs.iter().map(|j| j.id.to_string()).collect::<Vec<_>>(), ["l00", "l05", "l10", "l15", "l20"]);
-    let z10 = s
-        .list(&JobFilter { zone: Some("z10".into()), team: Some("even".into()), state: Some(JobState::Admitted) }, PageRequest::first(100))
+    let admitted = s
+        .list(
+            &JobFilter {
+                state: Some(JobState::Admitted),
+                ..JobFilter::default()
+            },
+            PageRequest::first(100),
+        )
         .unwrap();
-    assert_eq!(z10.jobs.iter().map(|j| j.id.to_string()).collect::<Vec<_>>(), ["l00", "l10", "l20"]);
-    assert!(matches!(s.list(&JobFilter::default(), PageRequest::first(0)), Err(StoreError::Invalid { field: "limit", .. })));
-    assert!(matches!(s.list(&JobFilter::default(), PageRequest::first(100_000)), Err(StoreError::Invalid { field: "limit", .. })));
+    assert_eq!(
+        admitted
+            .jobs
+            .iter()
+            .map(|j| j.id.to_string())
+            .collect::<Vec<_>>(),
+        ["l00", "l05", "l10", "l15", "l20"]
+    );
+    let z10 = s
+        .list(
+            &JobFilter {
+                zone: Some("z10".into()),
+                team: Some("even".into()),
+                state: Some(JobState::Admitted),
+            },
+            PageRequest::first(100),
+        )
+        .unwrap();
+    assert_eq!(
+        z10.jobs
+            .iter()
+            .map(|j| j.id.to_string())
+            .collect::<Vec<_>>(),
+        ["l00", "l10", "l20"]
+    );
+    assert!(matches!(
+        s.list(&JobFilter::default(), PageRequest::first(0)),
+        Err(StoreError::Invalid { field: "limit", .. })
+    ));
+    assert!(matches!(
+        s.list(&JobFilter::default(), PageRequest::first(100_000)),
+        Err(StoreError::Invalid { field: "limit", .. })
+    ));
 }
 
 pub fn counts_per_state_and_zone(f: &dyn Fixture) {
@@ -373,14 +609,25 @@ pub fn counts_per_state_and_zone(f: &dyn Fixture) {
         s.submit(new_job(&format!("n{i}"), "t", None)).unwrap();
     }
     for i in 0..4 {
-        s.transition(&id(&format!("n{i}")), Transition::to(JobState::Queued, 1, at(1))).unwrap();
+        s.transition(
+            &id(&format!("n{i}")),
+            Transition::to(JobState::Queued, 1, at(1)),
+        )
+        .unwrap();
     }
-    s.transition(&id("n0"), Transition::admit("za", "p", 2, at(2))).unwrap();
-    s.transition(&id("n1"), Transition::admit("zb", "p", 2, at(2))).unwrap();
-    s.transition(&id("n2"), Transition::admit("zb", "p", 2, at(2))).unwrap();
+    s.transition(&id("n0"), Transition::admit("za", "p", 2, at(2)))
+        .unwrap();
+    s.transition(&id("n1"), Transition::admit("zb", "p", 2, at(2)))
+        .unwrap();
+    s.transition(&id("n2"), Transition::admit("zb", "p", 2, at(2)))
+        .unwrap();
     let mut c = s.counts().unwrap();
     c.sort_by(|a, b| (a.state, &a.zone).cmp(&(b.state, &b.zone)));
-    let sc = |state, zone: Option<&str>, count| StateCount { state, zone: zone.map(str::to_string), count };
+    let sc = |state, zone: Option<&str>, count| StateCount {
+        state,
+        zone: zone.map(str::to_string),
+        count,
+    };
     assert_eq!(
         c,
         [
@@ -396,8 +643,11 @@ pub fn reopen_keeps_jobs_events_and_keys(f: &dyn Fixture) {
     {
         let s = f.open();
         s.submit(new_job("keep", "t", Some("keep-key"))).unwrap();
-        s.transition(&id("keep"), Transition::to(JobState::Queued, 1, at(1))).unwrap();
-        s.try_acquire_lease("scheduler", "replica-1", Duration::from_secs(30), at(0)).unwrap().unwrap();
+        s.transition(&id("keep"), Transition::to(JobState::Queued, 1, at(1)))
+            .unwrap();
+        s.try_acquire_lease("scheduler", "replica-1", Duration::from_secs(30), at(0))
+            .unwrap()
+            .unwrap();
     }
     let s = f.open();
     let j = s.get(&id("keep")).unwrap().unwrap();
@@ -420,46 +670,97 @@ pub fn migrations_are_idempotent_and_concurrent_safe(f: &dyn Fixture) {
     s.submit(new_job("m", "t", None)).unwrap();
     drop(s);
     let _ = f.open();
-    assert_eq!(f.schema_version(), tidegate_store::migrate::latest(tidegate_store::migrate::SQLITE));
+    assert_eq!(
+        f.schema_version(),
+        tidegate_store::migrate::latest(tidegate_store::migrate::SQLITE)
+    );
 }
 
 pub fn lease_has_one_holder_at_a_time(f: &dyn Fixture) {
     let s = f.open();
     let ttl = Duration::from_secs(10);
-    let a = s.try_acquire_lease("scheduler", "a", ttl, at(0)).unwrap().unwrap();
-    assert_eq!((a.holder.as_str(), a.expires_at, a.epoch), ("a", at(10_000), 1));
-    assert!(s.try_acquire_lease("scheduler", "b", ttl, at(5_000)).unwrap().is_none());
+    let a = s
+        .try_acquire_lease("scheduler", "a", ttl, at(0))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (a.holder.as_str(), a.expires_at, a.epoch),
+        ("a", at(10_000), 1)
+    );
+    assert!(s
+        .try_acquire_lease("scheduler", "b", ttl, at(5_000))
+        .unwrap()
+        .is_none());
     // The holder re-acquiring extends it without changing hands.
-    let a2 = s.try_acquire_lease("scheduler", "a", ttl, at(5_000)).unwrap().unwrap();
+    let a2 = s
+        .try_acquire_lease("scheduler", "a", ttl, at(5_000))
+        .unwrap()
+        .unwrap();
     assert_eq!((a2.epoch, a2.expires_at), (1, at(15_000)));
     let renewed = s.renew_lease(&a2, ttl, at(9_000)).unwrap().unwrap();
     assert_eq!(renewed.expires_at, at(19_000));
-    assert!(s.try_acquire_lease("scheduler", "b", ttl, at(18_999)).unwrap().is_none());
+    assert!(s
+        .try_acquire_lease("scheduler", "b", ttl, at(18_999))
+        .unwrap()
+        .is_none());
     // Other names are independent.
-    assert!(s.try_acquire_lease("gc", "b", ttl, at(0)).unwrap().is_some());
-    assert!(matches!(s.try_acquire_lease("scheduler", "b", Duration::ZERO, at(0)), Err(StoreError::Invalid { field: "ttl", .. })));
-    assert!(matches!(s.try_acquire_lease("", "b", ttl, at(0)), Err(StoreError::Invalid { field: "lease name", .. })));
+    assert!(s
+        .try_acquire_lease("gc", "b", ttl, at(0))
+        .unwrap()
+        .is_some());
+    assert!(matches!(
+        s.try_acquire_lease("scheduler", "b", Duration::ZERO, at(0)),
+        Err(StoreError::Invalid { field: "ttl", .. })
+    ));
+    assert!(matches!(
+        s.try_acquire_lease("", "b", ttl, at(0)),
+        Err(StoreError::Invalid {
+            field: "lease name",
+            ..
+        })
+    ));
 }
 
 pub fn lease_passes_to_another_after_expiry(f: &dyn Fixture) {
     let s = f.open();
     let ttl = Duration::from_secs(10);
-    let a = s.try_acquire_lease("scheduler", "a", ttl, at(0)).unwrap().unwrap();
-    let b = s.try_acquire_lease("scheduler", "b", ttl, at(10_000)).unwrap().unwrap();
-    assert_eq!((b.holder.as_str(), b.epoch, b.expires_at), ("b", a.epoch + 1, at(20_000)));
-    assert!(s.try_acquire_lease("scheduler", "a", ttl, at(10_001)).unwrap().is_none());
+    let a = s
+        .try_acquire_lease("scheduler", "a", ttl, at(0))
+        .unwrap()
+        .unwrap();
+    let b = s
+        .try_acquire_lease("scheduler", "b", ttl, at(10_000))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (b.holder.as_str(), b.epoch, b.expires_at),
+        ("b", a.epoch + 1, at(20_000))
+    );
+    assert!(s
+        .try_acquire_lease("scheduler", "a", ttl, at(10_001))
+        .unwrap()
+        .is_none());
     assert_eq!(s.lease("scheduler").unwrap().unwrap(), b);
 }
 
 pub fn stale_holder_cannot_renew(f: &dyn Fixture) {
     let s = f.open();
     let ttl = Duration::from_secs(10);
-    let a = s.try_acquire_lease("scheduler", "a", ttl, at(0)).unwrap().unwrap();
+    let a = s
+        .try_acquire_lease("scheduler", "a", ttl, at(0))
+        .unwrap()
+        .unwrap();
     // Expired, nobody took it: still too late to renew.
     assert!(s.renew_lease(&a, ttl, at(10_000)).unwrap().is_none());
-    let b = s.try_acquire_lease("scheduler", "b", ttl, at(11_000)).unwrap().unwrap();
+    let b = s
+        .try_acquire_lease("scheduler", "b", ttl, at(11_000))
+        .unwrap()
+        .unwrap();
     assert!(s.renew_lease(&a, ttl, at(12_000)).unwrap().is_none());
-    assert!(!s.release_lease(&a).unwrap(), "a stale holder must not release the new holder's lease");
+    assert!(
+        !s.release_lease(&a).unwrap(),
+        "a stale holder must not release the new holder's lease"
+    );
     assert_eq!(s.lease("scheduler").unwrap().unwrap(), b);
     assert!(s.renew_lease(&b, ttl, at(12_000)).unwrap().is_some());
 }
@@ -467,10 +768,19 @@ pub fn stale_holder_cannot_renew(f: &dyn Fixture) {
 pub fn released_lease_is_free_at_once(f: &dyn Fixture) {
     let s = f.open();
     let ttl = Duration::from_secs(60);
-    let a = s.try_acquire_lease("scheduler", "a", ttl, at(0)).unwrap().unwrap();
+    let a = s
+        .try_acquire_lease("scheduler", "a", ttl, at(0))
+        .unwrap()
+        .unwrap();
     assert!(s.release_lease(&a).unwrap());
-    let b = s.try_acquire_lease("scheduler", "b", ttl, at(1)).unwrap().unwrap();
-    assert_eq!(b.epoch, 2, "the fencing token keeps growing across releases");
+    let b = s
+        .try_acquire_lease("scheduler", "b", ttl, at(1))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        b.epoch, 2,
+        "the fencing token keeps growing across releases"
+    );
     assert!(s.renew_lease(&a, ttl, at(2)).unwrap().is_none());
 }
 
@@ -482,11 +792,20 @@ pub fn concurrent_lease_acquisition_has_one_winner(f: &dyn Fixture) {
             let (s, barrier) = (Arc::clone(&s), Arc::clone(&barrier));
             std::thread::spawn(move || {
                 barrier.wait();
-                s.try_acquire_lease("scheduler", &format!("replica-{i}"), Duration::from_secs(30), at(0)).unwrap()
+                s.try_acquire_lease(
+                    "scheduler",
+                    &format!("replica-{i}"),
+                    Duration::from_secs(30),
+                    at(0),
+                )
+                .unwrap()
             })
         })
         .collect();
-    let winners: Vec<_> = handles.into_iter().filter_map(|h| h.join().unwrap()).collect();
+    let winners: Vec<_> = handles
+        .into_iter()
+        .filter_map(|h| h.join().unwrap())
+        .collect();
     assert_eq!(winners.len(), 1, "{winners:?}");
     assert_eq!(s.lease("scheduler").unwrap().unwrap(), winners[0]);
 }
@@ -506,13 +825,26 @@ pub fn zone_conditions_are_set_replaced_and_validated(f: &dyn Fixture) {
     c.throttled = true;
     c.updated_at = at(2);
     s.set_zone_condition(&c).unwrap();
-    let other = tidegate_store::ZoneCondition { zone: "public-eu".into(), health: "unreachable".into(), throttled: false, reason: None, updated_at: at(3) };
+    let other = tidegate_store::ZoneCondition {
+        zone: "public-eu".into(),
+        health: "unreachable".into(),
+        throttled: false,
+        reason: None,
+        updated_at: at(3),
+    };
     s.set_zone_condition(&other).unwrap();
     assert_eq!(s.zone_conditions().unwrap(), vec![c.clone(), other]);
-    let bad = tidegate_store::ZoneCondition { health: "sleepy".into(), ..c.clone() };
+    let bad = tidegate_store::ZoneCondition {
+        health: "sleepy".into(),
+        ..c.clone()
+    };
     let err = s.set_zone_condition(&bad).unwrap_err();
     assert!(err.to_string().contains("health"), "{err}");
-    assert_eq!(s.zone_conditions().unwrap().len(), 2, "nothing written by a refused change");
+    assert_eq!(
+        s.zone_conditions().unwrap().len(),
+        2,
+        "nothing written by a refused change"
+    );
 }
 
 pub fn agent_runs_are_handed_out_once_reported_and_cancelled(f: &dyn Fixture) {
@@ -530,21 +862,49 @@ pub fn agent_runs_are_handed_out_once_reported_and_cancelled(f: &dyn Fixture) {
         updated_at: at(0),
     };
     assert!(s.enqueue_run(&run("r1", "edge")).unwrap());
-    assert!(!s.enqueue_run(&run("r1", "edge")).unwrap(), "a run is handed over once");
+    assert!(
+        !s.enqueue_run(&run("r1", "edge")).unwrap(),
+        "a run is handed over once"
+    );
     assert!(s.enqueue_run(&run("r2", "edge")).unwrap());
     assert!(s.enqueue_run(&run("r3", "other")).unwrap());
     // The edge agent sees its two pending runs, not the other zone's.
     let work = s.agent_sync("edge", "agent-1", &[], at(1), 10).unwrap();
-    assert_eq!(work.iter().map(|r| r.run_id.as_str()).collect::<Vec<_>>(), ["r1", "r2"]);
+    assert_eq!(
+        work.iter().map(|r| r.run_id.as_str()).collect::<Vec<_>>(),
+        ["r1", "r2"]
+    );
     assert_eq!(work[0].launch["zone"], "edge");
     // Reports: r1 running, r2 exited; a report on another zone's run changes nothing.
-    let rep = |id: &str, status: &str, code: Option<i32>| RunReport { run_id: id.into(), status: status.into(), exit_code: code, log_tail: format!("{id} log") };
-    let work = s.agent_sync("edge", "agent-1", &[rep("r1", "running", None), rep("r2", "exited", Some(0)), rep("r3", "exited", Some(9))], at(2), 10).unwrap();
+    let rep = |id: &str, status: &str, code: Option<i32>| RunReport {
+        run_id: id.into(),
+        status: status.into(),
+        exit_code: code,
+        log_tail: format!("{id} log"),
+    };
+    let work = s
+        .agent_sync(
+            "edge",
+            "agent-1",
+            &[
+                rep("r1", "running", None),
+                rep("r2", "exited", Some(0)),
+                rep("r3", "exited", Some(9)),
+            ],
+            at(2),
+            10,
+        )
+        .unwrap();
     assert!(work.is_empty(), "nothing left to start: {work:?}");
     assert_eq!(s.agent_run("r2").unwrap().unwrap().exit_code, Some(0));
-    assert_eq!(s.agent_run("r3").unwrap().unwrap().status, "pending", "another zone's agent cannot report on it");
+    assert_eq!(
+        s.agent_run("r3").unwrap().unwrap().status,
+        "pending",
+        "another zone's agent cannot report on it"
+    );
     // A stale report never reopens an ended run.
-    s.agent_sync("edge", "agent-1", &[rep("r2", "running", None)], at(3), 10).unwrap();
+    s.agent_sync("edge", "agent-1", &[rep("r2", "running", None)], at(3), 10)
+        .unwrap();
     assert_eq!(s.agent_run("r2").unwrap().unwrap().status, "exited");
     // Cancel: the running run is handed back as work to stop; an ended one cannot be cancelled.
     assert!(s.cancel_run("r1", at(4)).unwrap());
@@ -553,10 +913,15 @@ pub fn agent_runs_are_handed_out_once_reported_and_cancelled(f: &dyn Fixture) {
     assert_eq!(work.len(), 1);
     assert!(work[0].cancel && work[0].run_id == "r1");
     // Bad reports name the field and change nothing.
-    let err = s.agent_sync("edge", "agent-1", &[rep("r1", "exited", None)], at(6), 10).unwrap_err();
+    let err = s
+        .agent_sync("edge", "agent-1", &[rep("r1", "exited", None)], at(6), 10)
+        .unwrap_err();
     assert!(err.to_string().contains("exit_code"), "{err}");
     assert_eq!(s.agent_run("r1").unwrap().unwrap().status, "running");
     let hb = s.heartbeats().unwrap();
     assert_eq!(hb.len(), 1);
-    assert_eq!((hb[0].zone.as_str(), hb[0].agent.as_str(), hb[0].last_seen), ("edge", "agent-1", at(5)));
+    assert_eq!(
+        (hb[0].zone.as_str(), hb[0].agent.as_str(), hb[0].last_seen),
+        ("edge", "agent-1", at(5))
+    );
 }

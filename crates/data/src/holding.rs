@@ -1,0 +1,357 @@
+//! May this data be held in that zone? One rule for every way data reaches a zone besides a
+//! transfer: the inputs of a job token (checked when the token is minted and again at every
+//! read through it) and an artifact read from inside a zone. Data is judged as a burst-eligible
+//! job of its owner reading exactly that data — the hard placement constraints and a plain Cedar
+//! evaluation, as placement and transfers judge it — so data only goes where work on it could
+//! run. What cannot be classified (an unknown dataset, an unclassified artifact, a level the
+//! fleet does not know) is judged as the most sensitive data the fleet knows.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use tidegate_artifacts::{ArtifactClass, ArtifactRecord, ArtifactStore, Digest};
+use tidegate_model::{
+    Classification, DatasetRef, Fleet, Input, JobKind, JobProfile, JobSpec, Labels, Origin,
+    Resources, Scheme,
+};
+use tidegate_placement::{zone_failures, ZoneFailures};
+use tidegate_policy::PolicyEngine;
+
+use crate::registry::DatasetVersion;
+
+/// What a piece of data is, for the holding rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holding {
+    /// The owning team (policies may read the team).
+    pub owner: String,
+    /// Its classification, the strictest of everything known about it.
+    pub classification: Classification,
+    /// The registered dataset version it is, or is part of (its home zone gives the origin
+    /// jurisdiction for export control).
+    pub dataset: Option<DatasetRef>,
+}
+
+/// A job of `team` reading `inputs` with its own `classification`, burst-eligible: how data is
+/// judged for a zone (transfers use the same probe).
+#[must_use]
+pub fn probe_job(
+    name: String,
+    team: String,
+    inputs: Vec<Input>,
+    classification: Option<Classification>,
+) -> JobSpec {
+    JobSpec {
+        name,
+        team,
+        kind: JobKind::Train,
+        inputs,
+        outputs: Vec::new(),
+        resources: Resources {
+            gpus: 0,
+            gpu_types: Vec::new(),
+            gpu_memory_gb: 0,
+            memory_gb: 0,
+            expected_hours: 0.0,
+        },
+        deadline: None,
+        sla: None,
+        budget_class: String::new(),
+        code_commit: None,
+        hyperparameters: BTreeMap::new(),
+        justification: None,
+        classification,
+        command: Vec::new(),
+        labels: Labels {
+            burst_eligible: Some(true),
+            ..Labels::default()
+        },
+        origin: Origin::builtin("<holding>"),
+    }
+}
+
+/// The most sensitive classification a fleet knows: its top level, every private-only tag.
+#[must_use]
+pub fn strictest(scheme: &Scheme) -> Classification {
+    let top = u8::try_from(scheme.levels.len().saturating_sub(1)).unwrap_or(u8::MAX);
+    Classification {
+        level: top,
+        tags: scheme
+            .tags
+            .iter()
+            .filter(|t| t.private_only)
+            .map(|t| t.name.clone())
+            .collect(),
+        residency: None,
+        retention: None,
+    }
+}
+
+/// The classification an artifact carries, ranked by `scheme`; unclassified, or naming a level
+/// the scheme does not know, is [`strictest`].
+#[must_use]
+pub fn artifact_classification(class: Option<&ArtifactClass>, scheme: &Scheme) -> Classification {
+    let Some(c) = class else {
+        return strictest(scheme);
+    };
+    let Some(level) = scheme.level_rank(&c.level) else {
+        return strictest(scheme);
+    };
+    Classification {
+        level,
+        tags: c.tags.clone(),
+        residency: c.residency.clone(),
+        retention: None,
+    }
+}
+
+/// Parses `LEVEL` or `LEVEL/TAG,TAG` against `scheme`.
+///
+/// # Errors
+/// An unknown level or tag, named.
+pub fn parse_classification(text: &str, scheme: &Scheme) -> Result<Classification, String> {
+    let (level, tags) = text.split_once('/').unwrap_or((text, ""));
+    let rank = scheme.level_rank(level.trim()).ok_or_else(|| {
+        format!(
+            "unknown level `{}` (known: {})",
+            level.trim(),
+            scheme.level_names().join(", ")
+        )
+    })?;
+    let mut c = Classification {
+        level: rank,
+        ..Classification::default()
+    };
+    for t in tags.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        if !scheme.knows_tag(t) {
+            return Err(format!("unknown tag `{t}`"));
+        }
+        c.tags.insert(t.to_owned());
+    }
+    Ok(c)
+}
+
+/// An artifact class by names for a ranked classification.
+#[must_use]
+pub fn class_of(c: &Classification, scheme: &Scheme) -> ArtifactClass {
+    ArtifactClass {
+        level: scheme.level_name(c.level).to_owned(),
+        tags: c.tags.clone(),
+        residency: c.residency.clone(),
+    }
+}
+
+/// The classification a promotion gate leaves to an artifact released for public or edge
+/// serving (`released-public`, `released-edge`: the gates required their evidence, e.g. a
+/// leakage check for a model trained on sensitive data): its level is capped just below the
+/// first private-only level and its private-only tags are lifted; every other tag (export
+/// control, IP, contractual), and residency, carry over.
+#[must_use]
+pub fn released(c: &Classification, scheme: &Scheme) -> Classification {
+    let cap = scheme
+        .levels
+        .iter()
+        .position(|l| l.private_only)
+        .map_or(c.level, |p| u8::try_from(p.saturating_sub(1)).unwrap_or(0));
+    let private_only_tag = |t: &String| scheme.tags.iter().any(|d| &d.name == t && d.private_only);
+    Classification {
+        level: c.level.min(cap),
+        tags: c
+            .tags
+            .iter()
+            .filter(|t| !private_only_tag(t))
+            .cloned()
+            .collect(),
+        residency: c.residency.clone(),
+        retention: c.retention.clone(),
+    }
+}
+
+/// What an artifact record is: its own classification joined with that of every registered
+/// version it belongs to (a snapshot manifest or one of its table files). `released_beyond_private`
+/// is whether its promotions reach `released-public` or `released-edge` ([`released`]; only a
+/// model's gates lead there).
+#[must_use]
+pub fn of_artifact(
+    record: &ArtifactRecord,
+    released_beyond_private: bool,
+    versions: &[DatasetVersion],
+    fleet: &Fleet,
+) -> Holding {
+    let scheme = &fleet.scheme;
+    let mut classification = artifact_classification(record.classification.as_ref(), scheme);
+    if released_beyond_private && record.kind == tidegate_artifacts::ArtifactKind::Model {
+        classification = released(&classification, scheme);
+    }
+    let mut owner = record.labels.get("team").cloned().unwrap_or_default();
+    let mut dataset = None;
+    for v in versions.iter().filter(|v| {
+        v.snapshot == record.digest || v.tables.iter().any(|t| t.digest == record.digest)
+    }) {
+        let c = v
+            .classification
+            .resolve(scheme)
+            .unwrap_or_else(|_| strictest(scheme));
+        classification = classification.join(&c, scheme);
+        if dataset.is_none() {
+            owner.clone_from(&v.owner);
+            dataset = Some(DatasetRef {
+                name: v.name.clone(),
+                version: v.version.clone(),
+            });
+        }
+    }
+    Holding {
+        owner,
+        classification,
+        dataset,
+    }
+}
+
+/// Whether `digest`'s promotions reach `released-public` or `released-edge` (a stage that
+/// cannot be read counts as not released).
+#[must_use]
+pub fn is_released(store: &ArtifactStore, digest: &Digest) -> bool {
+    use tidegate_artifacts::gates::{current_stage, Stage};
+    matches!(
+        current_stage(store, digest),
+        Ok(Stage::ReleasedPublic | Stage::ReleasedEdge)
+    )
+}
+
+/// What a job token's input resource is: `dataset:NAME@VERSION` (a dataset the fleet knows) or
+/// `KIND:sha256:HEX` (an artifact in `store`).
+///
+/// # Errors
+/// Why it cannot be classified (unknown dataset or artifact, a name of no known form): such an
+/// input is never granted.
+pub fn of_resource(
+    resource: &str,
+    fleet: &Fleet,
+    versions: &[DatasetVersion],
+    store: &ArtifactStore,
+) -> Result<Holding, String> {
+    if let Some(d) = resource.strip_prefix("dataset:") {
+        let (name, version) = d
+            .split_once('@')
+            .ok_or_else(|| format!("input `{resource}`: name a dataset as dataset:NAME@VERSION"))?;
+        let r = DatasetRef {
+            name: name.to_owned(),
+            version: version.to_owned(),
+        };
+        let ds = fleet
+            .dataset(&r)
+            .ok_or_else(|| format!("input `{resource}`: the fleet knows no dataset version {d}"))?;
+        return Ok(Holding {
+            owner: ds.owner.clone(),
+            classification: ds.classification.clone(),
+            dataset: Some(r),
+        });
+    }
+    let digest = resource
+        .split_once(':')
+        .and_then(|(_, d)| d.parse::<Digest>().ok())
+        .ok_or_else(|| format!("input `{resource}` is neither dataset:NAME@VERSION nor KIND:sha256:HEX, so it cannot be classified"))?;
+    let record = store
+        .record(&digest)
+        .map_err(|e| format!("input `{resource}`: {e}"))?;
+    Ok(of_artifact(
+        &record,
+        is_released(store, &digest),
+        versions,
+        fleet,
+    ))
+}
+
+/// Whether `what` may be held in zone `zone`: every reason it may not, at once.
+///
+/// # Errors
+/// Every failed hard constraint and every forbidding policy (or no permit).
+pub fn may_hold(
+    fleet: &Fleet,
+    policy: &PolicyEngine,
+    what: &Holding,
+    zone: &str,
+) -> Result<(), Vec<String>> {
+    let Some(zi) = fleet.zones.iter().position(|z| z.name == zone) else {
+        return Err(vec![format!("unknown zone `{zone}`")]);
+    };
+    let Some(z) = fleet.zones.get(zi) else {
+        return Err(vec![format!("unknown zone `{zone}`")]);
+    };
+    let inputs = what
+        .dataset
+        .iter()
+        .map(|d| Input::Dataset(d.clone()))
+        .collect();
+    let job = probe_job(
+        format!("hold-in-{zone}"),
+        what.owner.clone(),
+        inputs,
+        Some(what.classification.clone()),
+    );
+    let profile =
+        JobProfile::resolve(&job, fleet).map_err(|e| vec![format!("cannot be classified: {e}")])?;
+    let mut reasons = Vec::new();
+    let f = zone_failures(&profile.attrs, z);
+    for (flag, name) in ZoneFailures::ALL {
+        if f.has(*flag) {
+            reasons.push(format!(
+                "{name}: {} data may not be in zone {} (tier {}, ceiling {}, jurisdiction {})",
+                profile.effective.describe(&fleet.scheme),
+                z.name,
+                z.tier,
+                fleet.scheme.level_name(z.max_classification),
+                z.jurisdiction
+            ));
+        }
+    }
+    let v = policy.evaluate_one_naive(
+        &profile.attrs,
+        fleet.scheme.level_name(profile.attrs.level),
+        zi,
+    );
+    if !v.allowed {
+        reasons.extend(v.reasons().into_iter().map(|r| format!("policy: {r}")));
+    }
+    if reasons.is_empty() {
+        Ok(())
+    } else {
+        Err(reasons)
+    }
+}
+
+/// Checks every input of a job token bound for `zone` ([`of_resource`], then [`may_hold`]).
+///
+/// # Errors
+/// One line per refused input, naming it and why.
+pub fn check_token_inputs(
+    fleet: &Fleet,
+    policy: &PolicyEngine,
+    versions: &[DatasetVersion],
+    store: &ArtifactStore,
+    inputs: &[String],
+    zone: &str,
+) -> Result<(), Vec<String>> {
+    let mut refused = Vec::new();
+    let mut seen = BTreeSet::new();
+    for input in inputs {
+        if !seen.insert(input) {
+            continue;
+        }
+        match of_resource(input, fleet, versions, store) {
+            Err(e) => refused.push(e),
+            Ok(h) => {
+                if let Err(reasons) = may_hold(fleet, policy, &h, zone) {
+                    refused.push(format!(
+                        "input `{input}` may not be read in zone {zone}: {}",
+                        reasons.join("; ")
+                    ));
+                }
+            }
+        }
+    }
+    if refused.is_empty() {
+        Ok(())
+    } else {
+        Err(refused)
+    }
+}

@@ -1,0 +1,217 @@
+//! Runs placed under yesterday's rules are judged again under today's: data reclassified
+//! restricted while its run held public capacity (or waited for a public zone's agent) is never
+//! started there after a restart, is stopped if it runs, is ledgered as `job.revoked` naming the
+//! rule, and the job is placed again under the rules in force.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::TestServer;
+use serde_json::{json, Value};
+use tidegate_identity::Role;
+
+/// A job on `ehr-deid` pinned to public-us (so restricted data can never be placed anywhere).
+fn pinned(name: &str, command: &str) -> String {
+    format!(
+        "apiVersion: tidegate.io/v1
+kind: Job
+metadata:
+  name: {name}
+  team: icu-ml
+  labels:
+    burst_eligible: true
+    allowed_execution_zone: public-us
+spec:
+  kind: hpo-sweep
+  inputs:
+    - dataset: ehr-deid@2026-10
+  resources:
+    gpus: 8
+    gpu_types: [H100]
+    expected_hours: 6
+  budget_class: research
+  justification: test burst
+  command: [sh, -c, '{command}']
+"
+    )
+}
+
+const RESTRICTED: &str = "level: restricted\ntags: [phi]\nresidency: [US]";
+
+fn ledger(ts: &TestServer) -> Vec<Value> {
+    let contents = tidegate_ledger::ledger::read_log(&ts.dir.path().join("ledger"), true).unwrap();
+    contents
+        .entries
+        .iter()
+        .map(|b| serde_json::from_slice(b).unwrap())
+        .collect()
+}
+
+fn kinds(detail: &Value) -> Vec<(String, String)> {
+    detail["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap_or("").to_owned(),
+                e["reason"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_running_public_run_on_reclassified_data_is_stopped_at_restart_and_ledgered() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fleet = common::copy_fleet(tmp.path());
+    let mut ts = TestServer::start_fleet(&fleet, 16, Default::default(), vec![]);
+    let sub = ts.token(Role::Submitter, "icu-ml");
+    let r = ts.submit(
+        &sub,
+        &pinned(
+            "reclassified",
+            "while true; do date +%s%N > alive; sleep 0.1; done",
+        ),
+        None,
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.body["job"]["id"].as_str().unwrap().to_owned();
+    let d = ts.wait_job(&id, 20, |d| d["job"]["state"] == "running");
+    assert_eq!(d["job"]["zone"], "public-us", "{d}");
+    let alive = ts
+        .dir
+        .path()
+        .join("zones/public-us")
+        .join(&id)
+        .join("alive");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !alive.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the run never started writing {}",
+            alive.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // The data owner reclassifies the data while the control plane is down; the run goes on.
+    common::reclassify(&fleet, "ehr-deid", RESTRICTED);
+    ts.restart_with_fleet(&fleet, vec![]);
+
+    let d = ts.wait_job(&id, 20, |d| d["job"]["state"] == "failed");
+    let ev = kinds(&d);
+    let withdrawn = ev
+        .iter()
+        .find(|(k, r)| k == "preempted" && r.contains("placement withdrawn"))
+        .unwrap_or_else(|| panic!("no withdrawal event: {ev:?}"));
+    assert!(withdrawn.1.contains("public-us"), "{withdrawn:?}");
+    assert!(
+        ev.last().unwrap().1.starts_with("refused"),
+        "placed again and refused: {ev:?}"
+    );
+    // The process was stopped: its heartbeat file no longer changes.
+    std::thread::sleep(Duration::from_millis(800));
+    let a = std::fs::read_to_string(&alive).unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(
+        a,
+        std::fs::read_to_string(&alive).unwrap(),
+        "the withdrawn run is still running"
+    );
+    ts.stop();
+    let revoked: Vec<Value> = ledger(&ts)
+        .into_iter()
+        .filter(|e| e["action"]["type"] == "job.revoked")
+        .collect();
+    assert_eq!(revoked.len(), 1, "{revoked:?}");
+    assert_eq!(revoked[0]["action"]["zone"], "public-us");
+    assert_eq!(revoked[0]["action"]["run"], id.as_str());
+    let reasons = revoked[0]["action"]["reasons"].to_string();
+    assert!(
+        reasons.contains("constraint:private-only-data"),
+        "{reasons}"
+    );
+    assert!(
+        revoked[0]["subjects"].to_string().contains(&id),
+        "{revoked:?}"
+    );
+}
+
+#[test]
+fn an_agent_syncing_right_after_a_restart_is_never_handed_runs_the_rules_now_forbid() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fleet = common::copy_fleet(tmp.path());
+    let zones = vec!["public-us".to_owned()];
+    let mut ts = TestServer::start_fleet(&fleet, 16, Default::default(), zones.clone());
+    let sub = ts.token(Role::Submitter, "icu-ml");
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        let r = ts.submit(&sub, &pinned(&format!("waiting-{i}"), "true"), None);
+        assert_eq!(r.status, 201, "{}", r.text);
+        ids.push(r.body["job"]["id"].as_str().unwrap().to_owned());
+    }
+    // Handed to the zone's queue, waiting for its agent.
+    for id in &ids {
+        ts.wait_job(id, 20, |d| d["job"]["state"] == "running");
+    }
+    common::reclassify(&fleet, "ehr-deid", RESTRICTED);
+    // First an API-only replica: no leader ever re-checks the runs, and the agent's sync alone
+    // must withhold them.
+    ts.restart_replica(&fleet, zones.clone(), false);
+    let agent = ts.token(Role::Agent, "public-us");
+    for _ in 0..3 {
+        let r = ts.post(
+            "/v1/agents/public-us/sync",
+            &agent,
+            &json!({"agent": "agent-us", "runs": []}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(
+            r.body["start"],
+            json!([]),
+            "a run on reclassified data was handed out: {}",
+            r.text
+        );
+    }
+    // Then a replica that schedules: the agent syncs at once, before or while the leader
+    // rebuilds: still nothing to start, and the leader withdraws every run.
+    ts.restart_with_fleet(&fleet, zones);
+    let agent = ts.token(Role::Agent, "public-us");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut syncs = 0;
+    while Instant::now() < deadline {
+        let r = ts.post(
+            "/v1/agents/public-us/sync",
+            &agent,
+            &json!({"agent": "agent-us", "runs": []}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(
+            r.body["start"],
+            json!([]),
+            "a run on reclassified data was handed out: {}",
+            r.text
+        );
+        syncs += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(syncs > 10);
+    for id in &ids {
+        let d = ts.wait_job(id, 20, |d| d["job"]["state"] == "failed");
+        assert!(
+            kinds(&d)
+                .iter()
+                .any(|(k, r)| k == "preempted" && r.contains("placement withdrawn")),
+            "{d}"
+        );
+    }
+    ts.stop();
+    let revoked = ledger(&ts)
+        .into_iter()
+        .filter(|e| e["action"]["type"] == "job.revoked")
+        .count();
+    assert_eq!(revoked, ids.len());
+}
