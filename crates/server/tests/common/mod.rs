@@ -282,6 +282,31 @@ impl TestServer {
         token: Option<&str>,
         body: Option<&[u8]>,
     ) -> (u16, Vec<u8>, Value) {
+        self.raw_with(method, path, token, body, &[])
+    }
+
+    /// A GET from inside `zone`: the job's `token` as bearer, the zone's agent token as its
+    /// identity.
+    pub fn get_in_zone(&self, path: &str, token: &str, zone: &str) -> (u16, Vec<u8>, Value) {
+        let zone_token = self.token(Role::Agent, zone);
+        self.raw_with(
+            "GET",
+            path,
+            Some(token),
+            None,
+            &[("X-Tidegate-Zone-Token", &zone_token)],
+        )
+    }
+
+    /// As [`Self::raw`], with extra headers.
+    pub fn raw_with(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&[u8]>,
+        headers: &[(&str, &str)],
+    ) -> (u16, Vec<u8>, Value) {
         let url = format!("{}{path}", self.url);
         let auth = token.map(|t| format!("Bearer {t}"));
         let resp = match (method, body) {
@@ -289,6 +314,9 @@ impl TestServer {
                 let mut r = self.agent.get(&url);
                 if let Some(a) = &auth {
                     r = r.header("Authorization", a);
+                }
+                for (k, v) in headers {
+                    r = r.header(*k, *v);
                 }
                 r.call()
             }
