@@ -102,6 +102,10 @@ pub enum ArtifactCmd {
         /// Zone the read comes from (with --token).
         #[arg(long)]
         zone: Option<String>,
+        /// Through the API: the zone's identity, its agent's token (a file holding it, or the
+        /// token itself). The control plane takes the zone from it, never from --zone alone.
+        #[arg(long, env = "TIDEGATE_ZONE_TOKEN_FILE", value_name = "FILE", requires = "token")]
+        zone_token: Option<String>,
     },
     /// Verify content integrity and every attached signature; without a digest, verify all.
     Verify {
@@ -475,6 +479,7 @@ fn run_on(
             output,
             token,
             zone,
+            zone_token: _,
         } => {
             let digest = parse_digest(&digest)?;
             let token = token.map(|t| read_token_arg(&t)).transpose()?;
@@ -856,8 +861,19 @@ fn run_api(api: &ApiArgs, cmd: ArtifactCmd) -> miette::Result<()> {
             output,
             token,
             zone,
+            zone_token,
         } => {
             let digest = parse_digest(&digest)?;
+            let zone_token = match (&token, zone_token) {
+                (Some(_), Some(z)) => Some(read_token_arg(&z)?),
+                (Some(_), None) => {
+                    return Err(miette!(
+                        help = "pass the zone agent's token with --zone-token FILE (or $TIDEGATE_ZONE_TOKEN_FILE)",
+                        "a read with a job token through the API comes from inside a zone, and the zone must prove itself"
+                    ))
+                }
+                (None, _) => None,
+            };
             let token = token.map(|t| read_token_arg(&t)).transpose()?;
             let path = match &zone {
                 Some(z) if token.is_some() => {
@@ -865,7 +881,8 @@ fn run_api(api: &ApiArgs, cmd: ArtifactCmd) -> miette::Result<()> {
                 }
                 _ => digest_path(&digest),
             };
-            let content = client.get_bytes(&path, token.as_deref(), MAX_GET_BYTES)?;
+            let content =
+                client.get_bytes(&path, token.as_deref(), zone_token.as_deref(), MAX_GET_BYTES)?;
             std::fs::write(&output, &content)
                 .into_diagnostic()
                 .wrap_err_with(|| format!("writing {}", output.display()))?;

@@ -127,20 +127,24 @@ impl Client {
     }
 
     /// GET raw content (at most `limit` bytes), sending `token` instead of the client's own when
-    /// given (a scoped job token).
+    /// given (a scoped job token), and `zone_token` as the zone's identity when given.
     pub fn get_bytes(
         &self,
         path: &str,
         token: Option<&str>,
+        zone_token: Option<&str>,
         limit: u64,
     ) -> miette::Result<Vec<u8>> {
         let what = format!("GET {path}");
         let bearer = token.unwrap_or(&self.token);
-        let resp = self
+        let mut req = self
             .agent
             .get(format!("{}{path}", self.base))
-            .header("Authorization", format!("Bearer {bearer}"))
-            .call();
+            .header("Authorization", format!("Bearer {bearer}"));
+        if let Some(z) = zone_token {
+            req = req.header("X-Tidegate-Zone-Token", z);
+        }
+        let resp = req.call();
         let mut resp = self.reached(&what, resp)?;
         let status = resp.status();
         if !status.is_success() {

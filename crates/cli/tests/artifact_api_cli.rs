@@ -126,7 +126,25 @@ fn put_get_list_and_verify_go_through_a_running_control_plane() {
     let token = ok(minted).trim().to_owned();
     let token_file = dir.join("job.token");
     std::fs::write(&token_file, &token).unwrap();
+    // The zone proves itself with its agent's token.
+    let zone_token = |zone: &str| {
+        let minted = Command::new(env!("CARGO_BIN_EXE_tidegate"))
+            .args(["token", "mint", "--user", "agent", "--role", "agent", "--team", zone, "--data-dir"])
+            .arg(dir)
+            .output()
+            .unwrap();
+        let file = dir.join(format!("{zone}.token"));
+        std::fs::write(&file, ok(minted).trim()).unwrap();
+        file
+    };
+    let onprem = zone_token("hospital-onprem");
+    let public_eu = zone_token("public-eu");
     let by_job = dir.join("by-job.bin");
+    let o = api(
+        dir,
+        &["get", &digest, "-o", by_job.to_str().unwrap(), "--token", token_file.to_str().unwrap(), "--zone", "hospital-onprem"],
+    );
+    assert!(!o.status.success() && text(&o).contains("--zone-token"), "{}", text(&o));
     ok(api(
         dir,
         &[
@@ -138,6 +156,8 @@ fn put_get_list_and_verify_go_through_a_running_control_plane() {
             token_file.to_str().unwrap(),
             "--zone",
             "hospital-onprem",
+            "--zone-token",
+            onprem.to_str().unwrap(),
         ],
     ));
     assert_eq!(
@@ -155,6 +175,8 @@ fn put_get_list_and_verify_go_through_a_running_control_plane() {
             token_file.to_str().unwrap(),
             "--zone",
             "public-eu",
+            "--zone-token",
+            public_eu.to_str().unwrap(),
         ],
     );
     assert!(

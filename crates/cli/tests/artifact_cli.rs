@@ -397,8 +397,8 @@ fn experiment_lane_and_bad_inputs_are_refused() {
 fn token_mint_inspect_check_attenuate_expire_revoke() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let a = "checkpoint:sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
-    let b = "checkpoint:sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+    let a = "dataset:ehr-raw@2026-10";
+    let b = "dataset:ct-imaging@v4";
     assert!(refused(
         dir,
         T0,
@@ -424,11 +424,11 @@ fn token_mint_inspect_check_attenuate_expire_revoke() {
             "--job",
             "job-42",
             "--zone",
-            "onprem-a",
+            "hospital-onprem",
             "--input",
             a,
             "--input",
-            "dataset:claims@v3",
+            "dataset:pubmed-abstracts@2026-06",
             "--output-prefix",
             "artifacts/job-42/",
             "--minutes",
@@ -446,7 +446,7 @@ fn token_mint_inspect_check_attenuate_expire_revoke() {
         ok(
             dir,
             T0 + 1,
-            &["token", "check", &token, "--read", a, "--zone", "onprem-a"]
+            &["token", "check", &token, "--read", a, "--zone", "hospital-onprem"]
         )
         .trim(),
         "allowed"
@@ -454,7 +454,7 @@ fn token_mint_inspect_check_attenuate_expire_revoke() {
     assert!(refused(
         dir,
         T0 + 1,
-        &["token", "check", &token, "--read", b, "--zone", "onprem-a"]
+        &["token", "check", &token, "--read", b, "--zone", "hospital-onprem"]
     )
     .contains("denied"));
     ok(
@@ -467,13 +467,13 @@ fn token_mint_inspect_check_attenuate_expire_revoke() {
             "--write",
             "artifacts/job-42/model",
             "--zone",
-            "onprem-a",
+            "hospital-onprem",
         ],
     );
     assert!(refused(
         dir,
         T0 + 600,
-        &["token", "check", &token, "--read", a, "--zone", "onprem-a"]
+        &["token", "check", &token, "--read", a, "--zone", "hospital-onprem"]
     )
     .contains("expired"));
 
@@ -486,7 +486,7 @@ fn token_mint_inspect_check_attenuate_expire_revoke() {
             &token,
             "--read-only",
             "--prefix",
-            "dataset:",
+            "dataset:pubmed",
         ],
     )
     .trim()
@@ -499,15 +499,15 @@ fn token_mint_inspect_check_attenuate_expire_revoke() {
             "check",
             &narrow,
             "--read",
-            "dataset:claims@v3",
+            "dataset:pubmed-abstracts@2026-06",
             "--zone",
-            "onprem-a",
+            "hospital-onprem",
         ],
     );
     assert!(refused(
         dir,
         T0 + 3,
-        &["token", "check", &narrow, "--read", a, "--zone", "onprem-a"]
+        &["token", "check", &narrow, "--read", a, "--zone", "hospital-onprem"]
     )
     .contains("denied"));
 
@@ -551,7 +551,7 @@ fn token_mint_inspect_check_attenuate_expire_revoke() {
     assert!(refused(
         dir,
         T0 + 6,
-        &["token", "check", &token, "--read", a, "--zone", "onprem-a"]
+        &["token", "check", &token, "--read", a, "--zone", "hospital-onprem"]
     )
     .contains("revoked"));
     let ring: serde_json::Value =
@@ -688,7 +688,7 @@ fn get_with_job_token_reads_only_granted_checkpoint() {
                 "--job",
                 "train",
                 "--zone",
-                "onprem-a",
+                "hospital-onprem",
                 "--repo",
                 "r",
                 "--commit",
@@ -707,7 +707,7 @@ fn get_with_job_token_reads_only_granted_checkpoint() {
             "--job",
             "ft",
             "--zone",
-            "onprem-a",
+            "hospital-onprem",
             "--input",
             &input,
             "--output-prefix",
@@ -722,7 +722,7 @@ fn get_with_job_token_reads_only_granted_checkpoint() {
         dir,
         T0 + 1,
         &[
-            "artifact", "get", &ds[0], "-o", o, "--token", &token, "--zone", "onprem-a",
+            "artifact", "get", &ds[0], "-o", o, "--token", &token, "--zone", "hospital-onprem",
         ],
     );
     assert_eq!(std::fs::read(&out).unwrap(), b"a");
@@ -730,7 +730,7 @@ fn get_with_job_token_reads_only_granted_checkpoint() {
         dir,
         T0 + 1,
         &[
-            "artifact", "get", &ds[1], "-o", o, "--token", &token, "--zone", "onprem-a",
+            "artifact", "get", &ds[1], "-o", o, "--token", &token, "--zone", "hospital-onprem",
         ],
     );
     assert!(msg.contains("access refused"), "{msg}");
@@ -738,5 +738,69 @@ fn get_with_job_token_reads_only_granted_checkpoint() {
     assert!(
         events.contains("token_use") && events.contains("token_refused"),
         "{events}"
+    );
+}
+
+#[test]
+fn job_tokens_never_hand_data_to_a_zone_it_may_not_be_in() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    ok(dir, T0, &["artifact", "key", "init"]);
+    ok(dir, T0, &["token", "keys", "rotate"]);
+    let mint = |zone: &str, input: &str| {
+        tg(dir, T0, &["token", "mint", "--job", "j-1", "--zone", zone, "--input", input, "--output-prefix", "out/"])
+    };
+    // Raw PHI into a public zone: refused at mint, naming the input and the rule.
+    let o = mint("public-eu", "dataset:ehr-raw@2026-10");
+    let msg = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(!o.status.success(), "minted a token for raw PHI in public-eu");
+    assert!(msg.contains("ehr-raw@2026-10") && msg.contains("private-only"), "{msg}");
+    // Export-controlled data outside its jurisdiction: refused; public data there: granted.
+    assert!(!mint("public-eu", "dataset:scanner-firmware-traces@v1").status.success());
+    assert!(mint("public-eu", "dataset:pubmed-abstracts@2026-06").status.success());
+    // Unknown inputs are never granted.
+    let o = mint("hospital-onprem", "dataset:nope@v1");
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("no dataset version"));
+    let o = mint("hospital-onprem", "whatever");
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("cannot be classified"));
+
+    // A stored artifact: unclassified counts as the most sensitive data; classified public may go.
+    let f = dir.join("snap");
+    std::fs::write(&f, b"rows").unwrap();
+    let unclassified = ok(dir, T0, &["artifact", "put", f.to_str().unwrap(), "--kind", "dataset-snapshot"]).trim().to_owned();
+    let o = mint("public-eu", &format!("dataset-snapshot:{unclassified}"));
+    assert!(!o.status.success(), "an unclassified artifact was granted to a public zone");
+    std::fs::write(&f, b"open rows").unwrap();
+    let open = ok(
+        dir,
+        T0,
+        &["artifact", "put", f.to_str().unwrap(), "--kind", "dataset-snapshot", "--classification", "public"],
+    )
+    .trim()
+    .to_owned();
+    let o = mint("public-eu", &format!("dataset-snapshot:{open}"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let token = String::from_utf8(o.stdout).unwrap().trim().to_owned();
+    let out = dir.join("out.bin");
+    ok(dir, T0 + 1, &["artifact", "get", &open, "-o", out.to_str().unwrap(), "--token", &token, "--zone", "public-eu"]);
+    assert_eq!(std::fs::read(&out).unwrap(), b"open rows");
+    // A token minted outside the check (with the root key itself) still meets the rule at the
+    // read: the grant never overrides where data may be.
+    let keys = tidegate_identity::RootKeyStore::new(&dir.join("keys"));
+    let spec = tidegate_identity::TokenSpec::Job {
+        job_id: "j-2".into(),
+        zone: "public-eu".into(),
+        inputs: vec![format!("dataset-snapshot:{unclassified}")],
+        output_prefix: "o/".into(),
+        ttl_minutes: 10,
+    };
+    let bad = keys.issuer().unwrap().mint(&keys.keyring().unwrap(), &spec, T0).unwrap();
+    let msg = refused(dir, T0 + 1, &["artifact", "get", &unclassified, "-o", out.to_str().unwrap(), "--token", &bad, "--zone", "public-eu"]);
+    assert!(msg.contains("zone-not-allowed") || msg.contains("may not be"), "{msg}");
+    let events = std::fs::read_to_string(dir.join("artifacts/events.jsonl")).unwrap();
+    assert!(events.contains("zone-not-allowed"), "the refusal is recorded: {events}");
+    assert!(
+        refused(dir, T0, &["artifact", "put", f.to_str().unwrap(), "--kind", "model", "--classification", "secret"])
+            .contains("unknown level"),
     );
 }
