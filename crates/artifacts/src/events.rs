@@ -20,6 +20,9 @@ pub enum ArtifactEvent {
         digest: Digest,
         /// Its kind.
         kind: String,
+        /// Its classification (`LEVEL` or `LEVEL/TAG+TAG`), when it has one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        classification: Option<String>,
         /// When (Unix seconds).
         at: u64,
     },

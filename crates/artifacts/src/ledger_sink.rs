@@ -184,11 +184,12 @@ pub fn entry_for(
     let subject = artifact_subject(&artifact, kind)?;
     let service = Ident::new(ACTOR)?;
     let (actor, action, mut subjects) = match event {
-        ArtifactEvent::Put { kind: k, .. } => (
+        ArtifactEvent::Put { kind: k, classification, .. } => (
             service,
             Action::ArtifactStored {
                 artifact,
                 kind: ident_or(k, "unknown-kind")?,
+                classification: classification.as_deref().map(Ident::new).transpose()?,
             },
             vec![subject],
         ),

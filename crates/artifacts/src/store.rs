@@ -38,6 +38,17 @@ pub struct ArtifactClass {
 }
 
 impl ArtifactClass {
+    /// `LEVEL` or `LEVEL/TAG+TAG`: the form an evidence entry records (identifier characters
+    /// only; tags are kept, residency is in the record).
+    #[must_use]
+    pub fn ident(&self) -> String {
+        if self.tags.is_empty() {
+            self.level.clone()
+        } else {
+            format!("{}/{}", self.level, self.tags.iter().cloned().collect::<Vec<_>>().join("+"))
+        }
+    }
+
     /// `level/tag,tag` for people.
     #[must_use]
     pub fn describe(&self) -> String {
@@ -316,9 +327,11 @@ impl ArtifactStore {
             // data key under the same immutable record.
             previous = Some(existing);
         }
+        let class = previous.as_ref().map_or(options.classification.as_ref(), |p| p.classification.as_ref());
         self.record_event(&ArtifactEvent::Put {
             digest: digest.clone(),
             kind: kind.to_string(),
+            classification: class.map(ArtifactClass::ident),
             at: now,
         })?;
         let key = DataKey::generate();

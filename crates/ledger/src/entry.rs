@@ -482,6 +482,10 @@ pub enum Action {
         artifact: Digest,
         /// Artifact kind (`model`, `checkpoint`, `dataset-snapshot`, ...).
         kind: Ident,
+        /// Its data classification as `LEVEL` or `LEVEL/TAG+TAG` (inherited from its job or
+        /// declared); absent when unclassified.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        classification: Option<Ident>,
     },
     /// A signed attestation (other than provenance) was attached to an artifact.
     #[serde(rename = "artifact.attested")]

@@ -48,6 +48,8 @@ enum Kind {
     Digest,
     /// An `Option<Digest>` skipped when `None`: when present, a digest.
     OptDigest,
+    /// An `Option<Ident>` skipped when `None`: when present, an identifier.
+    OptIdent,
     Idents,
     Int,
     Enum(&'static [&'static [u8]]),
@@ -75,7 +77,7 @@ const SUBJECT_KIND: &[&[u8]] = &[
     b"zone",
 ];
 
-use Kind::{Digest as D, Enum, Ident as I, Idents as L, Int, OptDigest};
+use Kind::{Digest as D, Enum, Ident as I, Idents as L, Int, OptDigest, OptIdent};
 
 type Fields = &'static [(&'static [u8], Kind)];
 
@@ -117,7 +119,7 @@ fn schema(ty: &[u8]) -> Option<Fields> {
         ],
         b"artifact.signed" => &[(b"artifact", D), (b"key_id", I), (b"signature", D)],
         b"artifact.promoted" => &[(b"artifact", D), (b"from_stage", I), (b"to_stage", I)],
-        b"artifact.stored" => &[(b"artifact", D), (b"kind", I)],
+        b"artifact.stored" => &[(b"artifact", D), (b"kind", I), (b"classification", OptIdent)],
         b"artifact.attested" => &[
             (b"artifact", D),
             (b"envelope", D),
@@ -296,7 +298,7 @@ impl<'a> Cur<'a> {
 
     fn value(&mut self, kind: Kind) -> R<()> {
         match kind {
-            I => self.ident(),
+            I | OptIdent => self.ident(),
             D | OptDigest => self.digest(),
             L => self.idents(),
             Int => self.int().map(|_| ()),
@@ -366,7 +368,7 @@ fn action(c: &mut Cur<'_>) -> R<()> {
     let required = fields
         .iter()
         .enumerate()
-        .filter(|(_, (_, k))| !matches!(k, OptDigest))
+        .filter(|(_, (_, k))| !matches!(k, OptDigest | OptIdent))
         .fold(0u32, |m, (f, _)| m | 1 << f);
     if typed && seen & required == required {
         Ok(())

@@ -74,6 +74,7 @@ fn every_artifact_store_action_encodes_identically_both_ways() {
         Action::ArtifactStored {
             artifact: model.clone(),
             kind: id("model"),
+            classification: None,
         },
         Action::ArtifactAttested {
             artifact: model.clone(),

@@ -77,6 +77,12 @@ fn actions() -> Vec<Action> {
         Action::ArtifactStored {
             artifact: dg("a"),
             kind: id("model"),
+            classification: None,
+        },
+        Action::ArtifactStored {
+            artifact: dg("a"),
+            kind: id("checkpoint"),
+            classification: Some(id("restricted/phi+pii")),
         },
         Action::ArtifactAttested {
             artifact: dg("a"),

@@ -25,7 +25,7 @@ fn job_token(ts: &TestServer, zone: &str, inputs: Vec<String>) -> String {
 
 #[test]
 fn a_zone_is_proven_by_its_agent_token_and_data_never_reaches_a_zone_it_may_not_be_in() {
-    let ts = TestServer::start(16);
+    let mut ts = TestServer::start(16);
     let sub = ts.token(Role::Submitter, "icu-ml");
     // A job on raw PHI (restricted/phi): its checkpoint inherits that.
     let r = ts.submit(&sub, &raw_manifest("phi-train", "sleep 5"), None);
@@ -76,4 +76,18 @@ fn a_zone_is_proven_by_its_agent_token_and_data_never_reaches_a_zone_it_may_not_
     let token = job_token(&ts, "public-eu", vec![resource_name(ArtifactKind::DatasetSnapshot, &unknown.parse().unwrap())]);
     let (status, _, body) = ts.get_in_zone(&format!("/v1/artifacts/{unknown}?zone=public-eu"), &token, "public-eu");
     assert_eq!((status, body["error"]["code"].as_str()), (403, Some("zone_not_allowed")), "{body}");
+
+    // The evidence: the checkpoint's classification is in its `artifact.stored` entry, and the
+    // refused reads are `token.refused` entries.
+    ts.stop();
+    let contents = tidegate_ledger::ledger::read_log(&ts.dir.path().join("ledger"), true).unwrap();
+    let entries: Vec<Value> = contents.entries.iter().map(|b| serde_json::from_slice(b).unwrap()).collect();
+    let stored = entries
+        .iter()
+        .find(|e| e["action"]["type"] == "artifact.stored" && e["action"]["artifact"] == digest.as_str())
+        .unwrap_or_else(|| panic!("no artifact.stored for {digest}"));
+    let recorded = stored["action"]["classification"].as_str().unwrap();
+    assert!(recorded.starts_with("restricted/") && recorded.contains("phi"), "{stored}");
+    let refused = entries.iter().filter(|e| e["action"]["type"] == "token.refused" && e["action"]["reason"] == "zone-not-allowed").count();
+    assert_eq!(refused, 2, "both refused reads are recorded");
 }
