@@ -52,73 +52,99 @@ pub struct Scheme {
     pub retention_classes: Vec<String>,
 }
 
+/// The built-in levels, least sensitive first: (name, private_only, description). Their order and
+/// their `private_only` are a floor no fleet can lower (see [`Scheme::floor_problems`]).
+const BUILTIN_LEVELS: [(&str, bool, &str); 4] = [
+    ("public", false, "may be published"),
+    ("internal", false, "staff only; no legal restriction"),
+    (
+        "confidential",
+        false,
+        "business or de-identified data; contractual controls",
+    ),
+    (
+        "restricted",
+        true,
+        "raw regulated data (PHI, cardholder data); private zones only",
+    ),
+];
+
+/// A built-in tag: (name, private_only, required certifications, stays_in_jurisdiction,
+/// description).
+type BuiltinTag = (
+    &'static str,
+    bool,
+    &'static [&'static str],
+    bool,
+    &'static str,
+);
+
+/// The built-in legal tags. Their consequences are a floor no fleet can lower.
+const BUILTIN_TAGS: [BuiltinTag; 6] = [
+    (
+        "phi",
+        true,
+        &["hipaa-baa"],
+        false,
+        "protected health information (HIPAA)",
+    ),
+    ("pii", false, &["iso27001"], false, "personal data (GDPR)"),
+    (
+        "pci",
+        true,
+        &["pci-dss"],
+        false,
+        "cardholder data (PCI DSS)",
+    ),
+    (
+        "export-controlled",
+        false,
+        &[],
+        true,
+        "export-controlled technical data (EAR/ITAR)",
+    ),
+    (
+        "ip",
+        false,
+        &["soc2"],
+        false,
+        "trade secrets and unreleased IP",
+    ),
+    (
+        "deidentified",
+        false,
+        &[],
+        false,
+        "de-identified under a passing sanitizer report",
+    ),
+];
+
+fn builtin_tag(name: &str) -> Option<&'static BuiltinTag> {
+    BUILTIN_TAGS.iter().find(|t| t.0 == name)
+}
+
+fn builtin_tag_def(t: &BuiltinTag) -> TagDef {
+    TagDef {
+        name: t.0.into(),
+        private_only: t.1,
+        requires_certifications: t.2.iter().map(|c| (*c).to_string()).collect(),
+        stays_in_jurisdiction: t.3,
+        description: t.4.into(),
+    }
+}
+
 impl Default for Scheme {
     fn default() -> Self {
-        let level = |name: &str, private_only: bool, description: &str| LevelDef {
-            name: name.into(),
-            private_only,
-            description: description.into(),
-        };
-        let tag = |name: &str, private_only: bool, certs: &[&str], stays: bool, d: &str| TagDef {
-            name: name.into(),
-            private_only,
-            requires_certifications: certs.iter().map(|c| (*c).to_string()).collect(),
-            stays_in_jurisdiction: stays,
-            description: d.into(),
-        };
         Self {
-            levels: vec![
-                level("public", false, "may be published"),
-                level("internal", false, "staff only; no legal restriction"),
-                level(
-                    "confidential",
-                    false,
-                    "business or de-identified data; contractual controls",
-                ),
-                level(
-                    "restricted",
-                    true,
-                    "raw regulated data (PHI, cardholder data); private zones only",
-                ),
-            ],
-            tags: vec![
-                tag(
-                    "phi",
-                    true,
-                    &["hipaa-baa"],
-                    false,
-                    "protected health information (HIPAA)",
-                ),
-                tag("pii", false, &["iso27001"], false, "personal data (GDPR)"),
-                tag(
-                    "pci",
-                    true,
-                    &["pci-dss"],
-                    false,
-                    "cardholder data (PCI DSS)",
-                ),
-                tag(
-                    "export-controlled",
-                    false,
-                    &[],
-                    true,
-                    "export-controlled technical data (EAR/ITAR)",
-                ),
-                tag(
-                    "ip",
-                    false,
-                    &["soc2"],
-                    false,
-                    "trade secrets and unreleased IP",
-                ),
-                tag(
-                    "deidentified",
-                    false,
-                    &[],
-                    false,
-                    "de-identified under a passing sanitizer report",
-                ),
-            ],
+            levels: BUILTIN_LEVELS
+                .iter()
+                .map(|(name, private_only, description)| LevelDef {
+                    name: (*name).into(),
+                    private_only: *private_only,
+                    description: (*description).into(),
+                })
+                .collect(),
+            tags: BUILTIN_TAGS.iter().map(builtin_tag_def).collect(),
             retention_classes: vec![
                 "ephemeral".into(),
                 "short".into(),
@@ -130,7 +156,186 @@ impl Default for Scheme {
     }
 }
 
+/// What a [`FloorProblem`] is about, so a loader can point at the line that declared it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FloorSubject {
+    /// The list of levels as a whole (a built-in level is missing).
+    Levels,
+    /// One level, by name.
+    Level(String),
+    /// One tag, by name.
+    Tag(String),
+}
+
+/// One way a scheme would weaken the built-in meaning of a level or tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FloorProblem {
+    /// What it is about.
+    pub subject: FloorSubject,
+    /// What is wrong and what would be accepted.
+    pub message: String,
+}
+
 impl Scheme {
+    /// Every way this scheme weakens the built-in levels and tags: a built-in level missing or
+    /// out of its built-in order, `private_only` switched off on a built-in level or tag,
+    /// `stays_in_jurisdiction` switched off, or a built-in tag's required certifications dropped,
+    /// or a built-in tag missing. A fleet may add levels and tags and make built-in ones
+    /// stricter; it may not make them looser. Empty means the floor holds.
+    pub fn floor_problems(&self) -> Vec<FloorProblem> {
+        let mut out = Vec::new();
+        let mut prev: Option<(usize, &str)> = None;
+        for (name, private_only, _) in BUILTIN_LEVELS {
+            let Some(i) = self.levels.iter().position(|l| l.name == name) else {
+                out.push(FloorProblem {
+                    subject: FloorSubject::Levels,
+                    message: format!(
+                        "built-in level `{name}` is missing (a fleet may add levels, not remove built-in ones: {})",
+                        BUILTIN_LEVELS.map(|l| l.0).join(" < ")
+                    ),
+                });
+                continue;
+            };
+            if let Some((j, below)) = prev {
+                if i < j {
+                    out.push(FloorProblem {
+                        subject: FloorSubject::Level(name.into()),
+                        message: format!("built-in level `{name}` must stay above `{below}` (levels are listed least sensitive first)"),
+                    });
+                }
+            }
+            if prev.is_none_or(|(j, _)| i > j) {
+                prev = Some((i, name));
+            }
+            if private_only && !self.levels.get(i).is_some_and(|l| l.private_only) {
+                out.push(FloorProblem {
+                    subject: FloorSubject::Level(name.into()),
+                    message: format!("built-in level `{name}` is private_only; a fleet may not switch that off (write `private_only: true`)"),
+                });
+            }
+        }
+        // A look-alike of a built-in name (other case, other separators) would be a second,
+        // weaker level or tag that data could be filed under instead.
+        let squash = |s: &str| -> String {
+            s.chars()
+                .filter(|c| !matches!(c, '-' | '_' | '.') && !c.is_whitespace())
+                .flat_map(char::to_lowercase)
+                .collect()
+        };
+        for l in &self.levels {
+            if let Some((b, _, _)) = BUILTIN_LEVELS
+                .iter()
+                .find(|b| b.0 != l.name && squash(b.0) == squash(&l.name))
+            {
+                out.push(FloorProblem {
+                    subject: FloorSubject::Level(l.name.clone()),
+                    message: format!(
+                        "level `{}` looks like the built-in level `{b}`: use `{b}` exactly",
+                        l.name
+                    ),
+                });
+            }
+        }
+        for t in &self.tags {
+            if let Some(b) = BUILTIN_TAGS
+                .iter()
+                .find(|b| b.0 != t.name && squash(b.0) == squash(&t.name))
+            {
+                out.push(FloorProblem {
+                    subject: FloorSubject::Tag(t.name.clone()),
+                    message: format!(
+                        "tag `{}` looks like the built-in tag `{}`: use `{}` exactly",
+                        t.name, b.0, b.0
+                    ),
+                });
+            }
+        }
+        for b in &BUILTIN_TAGS {
+            let (name, private_only, certs, stays, _) = *b;
+            let Some(t) = self.tag(name) else {
+                out.push(FloorProblem {
+                    subject: FloorSubject::Tag(name.into()),
+                    message: format!("built-in tag `{name}` is missing"),
+                });
+                continue;
+            };
+            if private_only && !t.private_only {
+                out.push(FloorProblem {
+                    subject: FloorSubject::Tag(name.into()),
+                    message: format!("built-in tag `{name}` is private_only; a fleet may not switch that off (write `private_only: true`)"),
+                });
+            }
+            if stays && !t.stays_in_jurisdiction {
+                out.push(FloorProblem {
+                    subject: FloorSubject::Tag(name.into()),
+                    message: format!("built-in tag `{name}` stays in its jurisdiction; a fleet may not switch that off (write `stays_in_jurisdiction: true`)"),
+                });
+            }
+            let missing: Vec<&str> = certs
+                .iter()
+                .copied()
+                .filter(|c| !t.requires_certifications.iter().any(|x| x == c))
+                .collect();
+            if !missing.is_empty() {
+                out.push(FloorProblem {
+                    subject: FloorSubject::Tag(name.into()),
+                    message: format!(
+                        "built-in tag `{name}` requires certification {}; a fleet may add certifications, not drop them",
+                        missing.join(", ")
+                    ),
+                });
+            }
+        }
+        out
+    }
+
+    /// Why data of classification `c` may not be homed in zone `z`, or `None` if it may: the
+    /// same floor placement keeps for work (private-only data only in private zones, never
+    /// outside its residency, never above the zone's ceiling, and in a public zone only with
+    /// every certification its tags require). Every registry of datasets applies this rule.
+    pub fn home_zone_problem(&self, c: &Classification, z: &crate::Zone) -> Option<String> {
+        let mut why = Vec::new();
+        if c.level > z.max_classification {
+            why.push(format!(
+                "{} data is above the zone's ceiling ({})",
+                self.level_name(c.level),
+                self.level_name(z.max_classification)
+            ));
+        }
+        if self.private_only(c) && !z.tier.is_private() {
+            why.push(format!(
+                "{} data is private-only and the zone is {}",
+                c.describe(self),
+                z.tier
+            ));
+        }
+        if let Some(r) = &c.residency {
+            if !r.contains(&z.jurisdiction) {
+                let r: Vec<&str> = r.iter().map(String::as_str).collect();
+                why.push(format!(
+                    "the data's residency [{}] excludes the zone's jurisdiction {}",
+                    r.join(", "),
+                    z.jurisdiction
+                ));
+            }
+        }
+        if z.tier == crate::Tier::Public {
+            let missing: Vec<String> = self
+                .required_certifications(c)
+                .difference(&z.certifications)
+                .cloned()
+                .collect();
+            if !missing.is_empty() {
+                why.push(format!(
+                    "the public zone lacks certification {} that the data's tags require",
+                    missing.join(", ")
+                ));
+            }
+        }
+        (!why.is_empty())
+            .then(|| format!("`{}` may not hold this data: {}", z.name, why.join("; ")))
+    }
+
     /// The rank of a level name (0 = least sensitive).
     pub fn level_rank(&self, name: &str) -> Option<u8> {
         self.levels
@@ -163,34 +368,46 @@ impl Scheme {
     }
 
     /// Whether data of this classification may only be processed in private zones.
+    /// A built-in private-only level or tag counts whatever the scheme says of it.
     pub fn private_only(&self, c: &Classification) -> bool {
-        self.levels
-            .get(usize::from(c.level))
-            .is_some_and(|l| l.private_only)
+        let builtin_level = BUILTIN_LEVELS
+            .iter()
+            .filter(|l| l.1)
+            .any(|l| self.level_rank(l.0).is_some_and(|r| r <= c.level));
+        builtin_level
             || self
                 .levels
                 .iter()
-                .take(usize::from(c.level))
+                .take(usize::from(c.level) + 1)
                 .any(|l| l.private_only)
-            || c.tags
-                .iter()
-                .any(|t| self.tag(t).is_some_and(|d| d.private_only))
+            || c.tags.iter().any(|t| {
+                self.tag(t).is_some_and(|d| d.private_only) || builtin_tag(t).is_some_and(|b| b.1)
+            })
     }
 
     /// Certifications a public zone needs to receive data of this classification.
+    /// A built-in tag's certifications count whatever the scheme says of it.
     pub fn required_certifications(&self, c: &Classification) -> BTreeSet<String> {
-        c.tags
+        let declared = c
+            .tags
             .iter()
             .filter_map(|t| self.tag(t))
-            .flat_map(|d| d.requires_certifications.iter().cloned())
-            .collect()
+            .flat_map(|d| d.requires_certifications.iter().cloned());
+        let builtin = c
+            .tags
+            .iter()
+            .filter_map(|t| builtin_tag(t))
+            .flat_map(|b| b.2.iter().map(|c| (*c).to_string()));
+        declared.chain(builtin).collect()
     }
 
     /// Whether data of this classification must stay in the jurisdiction that holds it.
+    /// A built-in tag that stays in its jurisdiction counts whatever the scheme says of it.
     pub fn stays_in_jurisdiction(&self, c: &Classification) -> bool {
-        c.tags
-            .iter()
-            .any(|t| self.tag(t).is_some_and(|d| d.stays_in_jurisdiction))
+        c.tags.iter().any(|t| {
+            self.tag(t).is_some_and(|d| d.stays_in_jurisdiction)
+                || builtin_tag(t).is_some_and(|b| b.3)
+        })
     }
 
     /// Rank of a retention class (higher = must be kept longer).
@@ -269,21 +486,82 @@ pub(crate) struct ClassificationSpec {
 #[serde(deny_unknown_fields)]
 pub(crate) struct SchemeSpec {
     #[serde(default)]
-    pub levels: Option<Vec<LevelDef>>,
+    pub levels: Option<serde_saphyr::Spanned<Vec<serde_saphyr::Spanned<LevelDef>>>>,
     #[serde(default)]
-    pub tags: Option<Vec<TagDef>>,
+    pub tags: Option<Vec<serde_saphyr::Spanned<TagDef>>>,
     #[serde(default)]
     pub retention_classes: Option<Vec<String>>,
 }
 
-impl SchemeSpec {
-    pub(crate) fn into_scheme(self) -> Scheme {
-        let d = Scheme::default();
-        Scheme {
-            levels: self.levels.unwrap_or(d.levels),
-            tags: self.tags.unwrap_or(d.tags),
-            retention_classes: self.retention_classes.unwrap_or(d.retention_classes),
+/// Lines in `fleet.yaml` that declared parts of the scheme (0 = not declared there).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SchemeLines {
+    pub levels: u64,
+    pub level: Vec<(String, u64)>,
+    pub tag: Vec<(String, u64)>,
+}
+
+impl SchemeLines {
+    /// The line a floor problem points at.
+    pub(crate) fn of(&self, s: &FloorSubject) -> u64 {
+        let find = |xs: &[(String, u64)], n: &str| {
+            xs.iter()
+                .find(|(x, _)| x == n)
+                .map_or(self.levels, |(_, l)| *l)
+        };
+        match s {
+            FloorSubject::Levels => self.levels,
+            FloorSubject::Level(n) => find(&self.level, n),
+            FloorSubject::Tag(n) => self.tag.iter().find(|(x, _)| x == n).map_or(0, |(_, l)| *l),
         }
+    }
+}
+
+impl SchemeSpec {
+    /// The scheme, with the lines that declared it. A fleet that lists tags keeps every
+    /// built-in tag it leaves out, with its built-in meaning: built-in tags cannot be removed.
+    pub(crate) fn into_scheme(self) -> (Scheme, SchemeLines) {
+        let d = Scheme::default();
+        let mut lines = SchemeLines::default();
+        let levels = match self.levels {
+            Some(ls) => {
+                lines.levels = ls.referenced.line();
+                ls.value
+                    .into_iter()
+                    .map(|l| {
+                        lines
+                            .level
+                            .push((l.value.name.clone(), l.referenced.line()));
+                        l.value
+                    })
+                    .collect()
+            }
+            None => d.levels,
+        };
+        let tags = match self.tags {
+            Some(ts) => {
+                let mut tags: Vec<TagDef> = ts
+                    .into_iter()
+                    .map(|t| {
+                        lines.tag.push((t.value.name.clone(), t.referenced.line()));
+                        t.value
+                    })
+                    .collect();
+                for b in d.tags {
+                    if !tags.iter().any(|t| t.name == b.name) {
+                        tags.push(b);
+                    }
+                }
+                tags
+            }
+            None => d.tags,
+        };
+        let scheme = Scheme {
+            levels,
+            tags,
+            retention_classes: self.retention_classes.unwrap_or(d.retention_classes),
+        };
+        (scheme, lines)
     }
 }
 

@@ -267,6 +267,10 @@ pub struct Fleet {
     pub policies: Vec<PolicyFile>,
     /// Baseline policy ids the fleet switches off (recorded in the policy hash).
     pub baseline_exclude: Vec<String>,
+    /// The fleet's home jurisdiction (`home_jurisdiction` in fleet.yaml, upper-case), if
+    /// declared: export-controlled work with no input of known origin is confined to its private
+    /// zones; with none declared, such work runs nowhere.
+    pub home_jurisdiction: Option<String>,
     /// SHA-256 over the fleet's files (names and contents), hex.
     pub fleet_hash: String,
 }

@@ -13,13 +13,15 @@ mod origin;
 pub mod profile;
 pub mod scheduling;
 
-pub use classification::{Classification, LevelDef, Scheme, TagDef};
+pub use classification::{Classification, FloorProblem, FloorSubject, LevelDef, Scheme, TagDef};
 pub use error::{LoadError, LoadErrors};
 pub use fleet::{
     ArtifactRecord, Backend, Dataset, DatasetRef, Fleet, Pool, Pricing, Tier, Zone, ZoneScope,
 };
 pub use job::{Input, JobKind, JobSpec, Labels, Resources, Sla};
-pub use load::{load_fleet, load_fleet_with_scheduling, load_job, load_jobs_dir, parse_job};
+pub use load::{
+    load_fleet, load_fleet_with_scheduling, load_job, load_jobs_dir, parse_job, RESERVED_LABELS,
+};
 pub use origin::Origin;
 pub use profile::{DataLocation, JobProfile, PolicyAttrs, ResolveError};
 pub use scheduling::{

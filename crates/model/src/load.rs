@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 use sha2::{Digest, Sha256};
 
-use crate::classification::{norm_jurisdiction, ClassificationSpec, SchemeSpec};
+use crate::classification::{norm_jurisdiction, ClassificationSpec, SchemeLines, SchemeSpec};
 use crate::fleet::PolicyFile;
 use crate::scheduling::{
     scope_known, Budget, Failover, FailoverAction, FailoverRule, JobClass, Scheduling, TeamQuota,
@@ -119,6 +119,8 @@ impl<'de> Deserialize<'de> for Scalar {
 #[serde(deny_unknown_fields)]
 struct FleetFile {
     name: String,
+    #[serde(default)]
+    home_jurisdiction: Option<Spanned<String>>,
     #[serde(default)]
     classification: SchemeSpec,
     #[serde(default)]
@@ -258,8 +260,16 @@ struct DatasetFile {
     home_zone: Spanned<String>,
     #[serde(default)]
     size_gb: f64,
-    #[serde(default)]
-    owner: String,
+    #[serde(default = "no_owner")]
+    owner: Spanned<String>,
+}
+
+fn no_owner() -> Spanned<String> {
+    Spanned::new(
+        String::new(),
+        serde_saphyr::Location::UNKNOWN,
+        serde_saphyr::Location::UNKNOWN,
+    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -429,6 +439,7 @@ fn classification(
 
 fn convert_zone(file: &Arc<Path>, z: ZoneFile, scheme: &Scheme, errs: &mut Vec<LoadError>) -> Zone {
     let origin = origin_of(file, &z.name);
+    check_name(&z.name.value, &origin, "name", errs);
     let max = match scheme.level_rank(&z.max_classification.value) {
         Some(r) => r,
         None => {
@@ -448,6 +459,7 @@ fn convert_zone(file: &Arc<Path>, z: ZoneFile, scheme: &Scheme, errs: &mut Vec<L
     let mut pools = Vec::with_capacity(z.pools.len());
     for (i, p) in z.pools.into_iter().enumerate() {
         let porigin = origin_of(file, &p.name);
+        check_name(&p.name.value, &porigin, &format!("pools[{i}].name"), errs);
         if !seen.insert(p.name.value.clone()) {
             errs.push(LoadError::invalid(
                 &porigin,
@@ -563,8 +575,21 @@ pub fn load_fleet_with_scheduling(dir: &Path) -> Result<(Fleet, Scheduling), Loa
     let fleet_text = read(&fleet_path)?;
     hash_file("fleet.yaml", &fleet_text);
     let fleet_file: FleetFile = parse_yaml(&fleet_path, &fleet_text)?;
-    let scheme = fleet_file.classification.into_scheme();
-    check_scheme(&scheme, &fleet_path, &mut errs);
+    let (scheme, scheme_lines) = fleet_file.classification.into_scheme();
+    check_scheme(&scheme, &scheme_lines, &fleet_path, &mut errs);
+    let fleet_origin: Arc<Path> = Arc::from(fleet_path.as_path());
+    let home_jurisdiction = fleet_file.home_jurisdiction.as_ref().and_then(|h| {
+        let j = norm_jurisdiction(&h.value);
+        if j.is_empty() {
+            errs.push(LoadError::invalid(
+                &origin_of(&fleet_origin, h),
+                "home_jurisdiction",
+                "must be a jurisdiction code, e.g. US",
+            ));
+            return None;
+        }
+        Some(j)
+    });
 
     let mut zones: Vec<Zone> = Vec::new();
     for path in list_dir(&dir.join("zones"), "yaml|yml")? {
@@ -624,6 +649,20 @@ pub fn load_fleet_with_scheduling(dir: &Path) -> Result<(Fleet, Scheduling), Loa
                 let file: Arc<Path> = Arc::from(ds_path.as_path());
                 for (i, d) in f.datasets.into_iter().enumerate() {
                     let origin = origin_of(&file, &d.name);
+                    check_name(
+                        &d.name.value,
+                        &origin,
+                        &format!("datasets[{i}].name"),
+                        &mut errs,
+                    );
+                    if !d.owner.value.is_empty() {
+                        check_name(
+                            &d.owner.value,
+                            &origin_of(&file, &d.owner),
+                            &format!("datasets[{i}].owner"),
+                            &mut errs,
+                        );
+                    }
                     let c = classification(
                         &d.classification,
                         &scheme,
@@ -631,8 +670,17 @@ pub fn load_fleet_with_scheduling(dir: &Path) -> Result<(Fleet, Scheduling), Loa
                         &format!("datasets[{i}].classification"),
                         &mut errs,
                     );
-                    if all_zones_parsed && !zone_names.contains(d.home_zone.value.as_str()) {
-                        errs.push(LoadError::invalid(
+                    match zones.iter().find(|z| z.name == d.home_zone.value) {
+                        Some(z) => {
+                            if let Some(why) = scheme.home_zone_problem(&c, z) {
+                                errs.push(LoadError::invalid(
+                                    &origin_of(&file, &d.home_zone),
+                                    format!("datasets[{i}].home_zone"),
+                                    why,
+                                ));
+                            }
+                        }
+                        None if all_zones_parsed => errs.push(LoadError::invalid(
                             &origin_of(&file, &d.home_zone),
                             format!("datasets[{i}].home_zone"),
                             format!(
@@ -640,7 +688,8 @@ pub fn load_fleet_with_scheduling(dir: &Path) -> Result<(Fleet, Scheduling), Loa
                                 d.home_zone.value,
                                 join(&zone_names)
                             ),
-                        ));
+                        )),
+                        None => {}
                     }
                     if datasets
                         .iter()
@@ -659,7 +708,7 @@ pub fn load_fleet_with_scheduling(dir: &Path) -> Result<(Fleet, Scheduling), Loa
                         classification: c,
                         home_zone: d.home_zone.value,
                         size_gb: d.size_gb,
-                        owner: d.owner,
+                        owner: d.owner.value,
                         origin,
                     });
                 }
@@ -707,7 +756,6 @@ pub fn load_fleet_with_scheduling(dir: &Path) -> Result<(Fleet, Scheduling), Loa
         policies.push(PolicyFile { path, text });
     }
 
-    let fleet_origin: Arc<Path> = Arc::from(fleet_path.as_path());
     let scheduling = if all_zones_parsed {
         convert_scheduling(
             &fleet_origin,
@@ -735,6 +783,7 @@ pub fn load_fleet_with_scheduling(dir: &Path) -> Result<(Fleet, Scheduling), Loa
             artifacts,
             policies,
             baseline_exclude: fleet_file.baseline.exclude,
+            home_jurisdiction,
             fleet_hash: hex::encode(hasher.finalize()),
         },
         scheduling,
@@ -783,6 +832,7 @@ fn convert_scheduling(
     let mut out = Scheduling::default();
     for (i, t) in teams.into_iter().enumerate() {
         let origin = origin_of(file, &t.name);
+        check_name(&t.name.value, &origin, &format!("teams[{i}].name"), errs);
         if out.teams.iter().any(|x| x.name == t.name.value) {
             errs.push(LoadError::invalid(
                 &origin,
@@ -952,11 +1002,24 @@ fn convert_scheduling(
     out
 }
 
-fn check_scheme(scheme: &Scheme, path: &Path, errs: &mut Vec<LoadError>) {
+fn check_scheme(scheme: &Scheme, lines: &SchemeLines, path: &Path, errs: &mut Vec<LoadError>) {
     let origin = Origin {
         file: Arc::from(path),
         line: 0,
     };
+    // The built-in levels and tags mean what the code says: a fleet may add and tighten, never
+    // loosen them.
+    for p in scheme.floor_problems() {
+        let field = match &p.subject {
+            crate::FloorSubject::Levels | crate::FloorSubject::Level(_) => "classification.levels",
+            crate::FloorSubject::Tag(_) => "classification.tags",
+        };
+        errs.push(LoadError::invalid(
+            &origin.at(lines.of(&p.subject)),
+            field,
+            p.message,
+        ));
+    }
     let mut seen = BTreeSet::new();
     for l in &scheme.levels {
         if !seen.insert(l.name.as_str()) {
@@ -1092,6 +1155,14 @@ pub fn parse_job(path: &Path, text: &str, fleet: &Fleet) -> Result<JobSpec, Load
         labels.all.insert(key.clone(), v.to_string());
         labels.lines.insert(key.clone(), lorigin.line);
         let field = format!("metadata.labels.{key}");
+        if let Some(reserved) = reserved_look_alike(key) {
+            errs.push(LoadError::invalid(
+                &lorigin,
+                field,
+                format!("label `{key}` is not the reserved label `{reserved}`: write `{reserved}` exactly (a near miss would be ignored)"),
+            ));
+            continue;
+        }
         match key.as_str() {
             "data_classification" => match scheme.level_rank(v) {
                 Some(r) => labels.data_classification = Some(r),
@@ -1237,6 +1308,31 @@ pub fn parse_job(path: &Path, text: &str, fleet: &Fleet) -> Result<JobSpec, Load
     })
 }
 
+/// The labels tidegate reads; every other label is kept as given.
+pub const RESERVED_LABELS: [&str; 3] = [
+    "data_classification",
+    "allowed_execution_zone",
+    "burst_eligible",
+];
+
+/// The reserved label `key` is a near miss of (equal up to case, `-` / `_` / `.` separators and
+/// whitespace, but not exactly it), if any. Such a label would otherwise be silently ignored.
+fn reserved_look_alike(key: &str) -> Option<&'static str> {
+    let squash = |s: &str| -> String {
+        s.chars()
+            .filter(|c| !matches!(c, '-' | '_' | '.') && !c.is_whitespace())
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    let k = squash(key);
+    RESERVED_LABELS
+        .into_iter()
+        .find(|r| *r != key && squash(r) == k)
+}
+
+/// Checks a name against the Kubernetes DNS-1123 label rules: lower-case ASCII letters, digits
+/// and `-`, starting and ending with a letter or digit, at most 63 characters. Zone, pool, team
+/// and dataset names all follow them, so look-alikes (other scripts, case, spaces) are refused.
 fn check_name(name: &str, origin: &Origin, field: &str, errs: &mut Vec<LoadError>) {
     let ok = !name.is_empty()
         && name.len() <= 63

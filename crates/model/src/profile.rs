@@ -35,13 +35,16 @@ pub struct PolicyAttrs {
     pub tags: BTreeSet<String>,
     /// Allowed jurisdictions; `None` = unrestricted.
     pub residency: Option<BTreeSet<String>>,
-    /// Data may only be processed in private zones (from level or tags).
+    /// Data may only be processed in private zones (from level or tags, or export-controlled
+    /// work held to the home jurisdiction).
     pub private_only: bool,
     /// Certifications a public zone must hold.
     pub required_certifications: BTreeSet<String>,
     /// Data must stay in the jurisdiction that holds it.
     pub stays_in_jurisdiction: bool,
-    /// Jurisdictions of the zones that hold the job's input datasets.
+    /// Jurisdictions of the zones that hold the job's input datasets, and the fleet's home
+    /// jurisdiction when the job declares export-controlled data no input carries. Empty for
+    /// export-controlled work means the origin is unknown: no zone passes the export constraint.
     pub origin_jurisdictions: BTreeSet<String>,
     /// `allowed_execution_zone`.
     pub scope: ZoneScope,
@@ -89,6 +92,7 @@ impl JobProfile {
         let mut origin_jurisdictions = BTreeSet::new();
         let mut strictest_input: Option<(String, u8)> = None;
         let mut artifacts = 0usize;
+        let mut controlled_inputs = 0usize;
         let mut released = 0usize;
         for input in &job.inputs {
             match input {
@@ -100,6 +104,9 @@ impl JobProfile {
                             dataset: r.to_string(),
                         })?;
                     effective = effective.join(&d.classification, scheme);
+                    if scheme.stays_in_jurisdiction(&d.classification) {
+                        controlled_inputs += 1;
+                    }
                     if strictest_input
                         .as_ref()
                         .is_none_or(|(_, l)| d.classification.level > *l)
@@ -153,7 +160,28 @@ impl JobProfile {
             .allowed_execution_zone
             .clone()
             .unwrap_or(ZoneScope::Any);
-        let private_only = scheme.private_only(&effective);
+        let mut private_only = scheme.private_only(&effective);
+        let stays_in_jurisdiction = scheme.stays_in_jurisdiction(&effective);
+        if stays_in_jurisdiction && controlled_inputs == 0 {
+            // The job itself declares controlled data and no input says where it is held: it is
+            // taken to be held at home, in private zones; without a home its origin is unknown
+            // (an empty origin set, which fails the export constraint in every zone).
+            match &fleet.home_jurisdiction {
+                Some(home) => {
+                    origin_jurisdictions.insert(home.clone());
+                    private_only = true;
+                    notes.push(format!(
+                        "export-controlled work with no input of known origin is held to the fleet's home jurisdiction {home}, in private zones only"
+                    ));
+                }
+                None => {
+                    origin_jurisdictions.clear();
+                    notes.push(
+                        "export-controlled work with no input of known origin, and fleet.yaml declares no home_jurisdiction: refused in every zone".into(),
+                    );
+                }
+            }
+        }
         if private_only && matches!(scope, ZoneScope::Public | ZoneScope::Edge) {
             notes.push(format!(
                 "label allowed_execution_zone={} asks for more than the data ({}) allows; private zones only",
@@ -169,7 +197,7 @@ impl JobProfile {
             residency: effective.residency.clone(),
             private_only,
             required_certifications: scheme.required_certifications(&effective),
-            stays_in_jurisdiction: scheme.stays_in_jurisdiction(&effective),
+            stays_in_jurisdiction,
             origin_jurisdictions,
             scope,
             burst_eligible: job.labels.burst_eligible.unwrap_or(false),

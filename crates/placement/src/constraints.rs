@@ -62,7 +62,11 @@ pub fn zone_failures(a: &PolicyAttrs, z: &Zone) -> ZoneFailures {
     );
     f.set_if(!a.scope.admits(z), ZoneFailures::SCOPE);
     f.set_if(
-        a.stays_in_jurisdiction && a.origin_jurisdictions.iter().any(|j| *j != z.jurisdiction),
+        // No known origin is no permission: export-controlled work with an empty origin set
+        // is refused everywhere.
+        a.stays_in_jurisdiction
+            && (a.origin_jurisdictions.is_empty()
+                || a.origin_jurisdictions.iter().any(|j| *j != z.jurisdiction)),
         ZoneFailures::EXPORT,
     );
     f

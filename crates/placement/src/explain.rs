@@ -113,11 +113,18 @@ fn zone_failure_text(f: ZoneFailures, p: &Placement, fleet: &Fleet, zone: usize)
     }
     if f.has(ZoneFailures::EXPORT) {
         let o: Vec<&str> = a.origin_jurisdictions.iter().map(String::as_str).collect();
-        out.push(format!(
-            "constraint export control: export-controlled data held in {} may not move to {}",
-            o.join(", "),
-            z.jurisdiction
-        ));
+        if o.is_empty() {
+            out.push(
+                "constraint export control: export-controlled work with no input of known origin and no home_jurisdiction in fleet.yaml runs nowhere"
+                    .to_string(),
+            );
+        } else {
+            out.push(format!(
+                "constraint export control: export-controlled data held in {} may not move to {}",
+                o.join(", "),
+                z.jurisdiction
+            ));
+        }
     }
     if f.has(ZoneFailures::SCOPE) {
         out.push(format!(

@@ -105,9 +105,14 @@ fn arb_fleet() -> impl Strategy<Value = Fleet> {
                 ),
                 1..5,
             );
-            (zones, datasets, subset(&EXCLUDABLE))
+            (
+                zones,
+                datasets,
+                subset(&EXCLUDABLE),
+                proptest::option::of(proptest::sample::select(JURIS.to_vec())),
+            )
         })
-        .prop_map(|(zones, datasets, exclude)| {
+        .prop_map(|(zones, datasets, exclude, home)| {
             let datasets = datasets
                 .into_iter()
                 .enumerate()
@@ -135,6 +140,7 @@ fn arb_fleet() -> impl Strategy<Value = Fleet> {
                 artifacts: vec![],
                 policies: vec![],
                 baseline_exclude: exclude.into_iter().map(String::from).collect(),
+                home_jurisdiction: home.map(String::from),
                 fleet_hash: String::new(),
             }
         })
@@ -163,37 +169,43 @@ fn arb_job(fleet: &Fleet) -> impl Strategy<Value = JobSpec> {
         proptest::sample::select(JobKind::ALL.to_vec()),
         subset(&GPUS),
         1u32..80,
+        proptest::option::of(subset(&TAGS)),
     )
-        .prop_map(|(inputs, level, scope, burst, kind, types, gpus)| JobSpec {
-            name: "job".into(),
-            team: "team".into(),
-            kind,
-            inputs: inputs.into_iter().map(Input::Dataset).collect(),
-            outputs: vec![],
-            resources: Resources {
-                gpus,
-                gpu_types: types.into_iter().map(String::from).collect(),
-                gpu_memory_gb: 0,
-                memory_gb: 0,
-                expected_hours: 2.0,
+        .prop_map(
+            |(inputs, level, scope, burst, kind, types, gpus, own)| JobSpec {
+                name: "job".into(),
+                team: "team".into(),
+                kind,
+                inputs: inputs.into_iter().map(Input::Dataset).collect(),
+                outputs: vec![],
+                resources: Resources {
+                    gpus,
+                    gpu_types: types.into_iter().map(String::from).collect(),
+                    gpu_memory_gb: 0,
+                    memory_gb: 0,
+                    expected_hours: 2.0,
+                },
+                deadline: None,
+                sla: None,
+                budget_class: "b".into(),
+                code_commit: None,
+                hyperparameters: BTreeMap::new(),
+                justification: None,
+                classification: own.map(|tags| Classification {
+                    tags: tags.into_iter().map(String::from).collect(),
+                    ..Classification::default()
+                }),
+                command: vec![],
+                labels: Labels {
+                    data_classification: level,
+                    allowed_execution_zone: scope,
+                    burst_eligible: burst,
+                    all: BTreeMap::new(),
+                    lines: BTreeMap::new(),
+                },
+                origin: Origin::builtin("test"),
             },
-            deadline: None,
-            sla: None,
-            budget_class: "b".into(),
-            code_commit: None,
-            hyperparameters: BTreeMap::new(),
-            justification: None,
-            classification: None,
-            command: vec![],
-            labels: Labels {
-                data_classification: level,
-                allowed_execution_zone: scope,
-                burst_eligible: burst,
-                all: BTreeMap::new(),
-                lines: BTreeMap::new(),
-            },
-            origin: Origin::builtin("test"),
-        })
+        )
 }
 
 fn fleet_and_jobs() -> impl Strategy<Value = (Fleet, Vec<JobSpec>)> {
@@ -240,6 +252,16 @@ proptest! {
                         let home = fleet.zone(&d.zone).unwrap();
                         prop_assert_eq!(&home.jurisdiction, &zone.jurisdiction);
                     }
+                    // With no export-controlled input to tell the origin: only the home
+                    // jurisdiction's private zones, and nowhere without a home.
+                    let controlled_input = job.inputs.iter().any(|i| match i {
+                        Input::Dataset(r) => fleet.dataset(r).is_some_and(|d| d.classification.tags.contains("export-controlled")),
+                        Input::Artifact(_) => false,
+                    });
+                    if !controlled_input {
+                        prop_assert!(zone.tier.is_private(), "{} placed in {}", job.name, zone.name);
+                        prop_assert_eq!(Some(&zone.jurisdiction), fleet.home_jurisdiction.as_ref());
+                    }
                 }
                 // Never on a pool without the GPU type or the capacity.
                 if !job.resources.gpu_types.is_empty() {
@@ -251,6 +273,11 @@ proptest! {
                 if let Some(r) = &profile.effective.residency {
                     prop_assert!(r.contains(&zone.jurisdiction));
                 }
+            }
+            // The plain admission re-check agrees with placement on every option.
+            for pc in &p.pools {
+                let re = eng.recheck_plain(job, pc.zone, pc.pool);
+                prop_assert_eq!(re.is_ok(), pc.allowed, "{:?} at {}/{}", re, pc.zone, pc.pool);
             }
             // A decision is one of the allowed options.
             if let (Some(z), Some(pl)) = (p.decision.zone, p.decision.pool) {

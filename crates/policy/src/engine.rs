@@ -128,6 +128,17 @@ impl PolicyEngine {
     /// Builds the engine for a fleet: schema from the model, the baseline (less any excluded
     /// ids), and the fleet's policy files. Any parse, validation or id error fails the whole load.
     pub fn load(fleet: &Fleet) -> Result<Self, PolicyErrors> {
+        // The built-in levels and tags are the floor under every policy: a scheme that weakens
+        // them is refused here too, however the fleet was built.
+        let floor: Vec<PolicyError> = fleet
+            .scheme
+            .floor_problems()
+            .into_iter()
+            .map(|p| PolicyError::WeakScheme(p.message))
+            .collect();
+        if !floor.is_empty() {
+            return Err(PolicyErrors(floor));
+        }
         let schema_src = schema_text(&fleet.scheme);
         let (schema, _warnings) = Schema::from_cedarschema_str(&schema_src).map_err(internal)?;
         let mut errs = Vec::new();
@@ -218,14 +229,25 @@ impl PolicyEngine {
         }
         let projection = Projection::from_policies(jsons.iter());
 
-        // The hash covers the schema and every policy in force, in id order: it is the SHA-256
-        // of the policy document, which evidence bundles carry.
+        // The hash covers the schema, the whole classification scheme (every level and tag with
+        // its consequences, which the hard constraints read), the home jurisdiction and every
+        // policy in force, in id order: it is the SHA-256 of the policy document, which evidence bundles carry.
         let mut by_id: Vec<(String, String)> = set
             .policies()
             .map(|p| (p.id().to_string(), p.to_string()))
             .collect();
         by_id.sort();
+        let scheme_json = serde_json::to_string(&fleet.scheme).map_err(internal)?;
         let mut document = schema_src.clone().into_bytes();
+        document.push(0);
+        document.extend_from_slice(b"classification-scheme");
+        document.push(0);
+        document.extend_from_slice(scheme_json.as_bytes());
+        // The home jurisdiction decides where export-controlled work of unknown origin may run.
+        document.push(0);
+        document.extend_from_slice(b"home-jurisdiction");
+        document.push(0);
+        document.extend_from_slice(fleet.home_jurisdiction.as_deref().unwrap_or("").as_bytes());
         for (id, text) in &by_id {
             document.push(0);
             document.extend_from_slice(id.as_bytes());
@@ -257,8 +279,10 @@ impl PolicyEngine {
         &self.hash
     }
 
-    /// The policy document whose SHA-256 is [`hash`](Self::hash): the schema, then every policy
-    /// in id order, each as `NUL id NUL text`. Evidence bundles carry it so an auditor can read
+    /// The policy document whose SHA-256 is [`hash`](Self::hash): the schema, then
+    /// `NUL classification-scheme NUL` and the fleet's classification scheme as JSON, then
+    /// `NUL home-jurisdiction NUL` and the fleet's home jurisdiction (empty when none), then every
+    /// policy in id order, each as `NUL id NUL text`. Evidence bundles carry it so an auditor can read
     /// exactly the rules that decided.
     pub fn document(&self) -> &[u8] {
         &self.document
@@ -399,20 +423,25 @@ impl PolicyEngine {
             forbids: vec![],
             errors: vec![e],
         };
-        let (resource, zone_entity) = if self.projection.projects_zones() {
+        let job = match self.job_entity(zone_facts) {
+            Ok(j) => j,
+            Err(e) => return deny(e),
+        };
+        let (resource, entities) = if self.projection.projects_zones() {
             match vals_entity(self.proj_zone_uid.clone(), &ZONE_ATTRS, key) {
-                Ok(e) => (self.proj_zone_uid.clone(), e),
+                Ok(z) => (
+                    self.proj_zone_uid.clone(),
+                    Entities::from_entities([job, z], None).map_err(|e| e.to_string()),
+                ),
                 Err(e) => return deny(e),
             }
         } else {
-            match (self.zone_uids.get(zone), self.zone_entities.get(zone)) {
-                (Some(u), Some(e)) => (u.clone(), e.clone()),
-                _ => return deny(format!("no zone with index {zone}")),
+            // Zones are not projected: Cedar sees every zone as it is, as in plain evaluation.
+            match self.zone_uids.get(zone) {
+                Some(u) => (u.clone(), self.world(job, zone, None)),
+                None => return deny(format!("no zone with index {zone}")),
             }
         };
-        let entities = self.job_entity(zone_facts).and_then(|job| {
-            Entities::from_entities([job, zone_entity], None).map_err(|e| e.to_string())
-        });
         match entities {
             // Both entities are built by this engine from schema-typed values.
             Ok(e) => self.authorize(zone, &resource, &e),
@@ -420,24 +449,27 @@ impl PolicyEngine {
         }
     }
 
-    /// The naive way, for comparison: one authorization for one (job, zone) pair, building the
-    /// entity store from scratch and reusing nothing.
-    pub fn evaluate_one_naive(
-        &self,
-        a: &PolicyAttrs,
-        level_name: &str,
-        zone: usize,
-    ) -> ZoneVerdict {
+    /// The entity store of plain evaluation: the job and every zone of the fleet as they are
+    /// (validated against the schema when `schema` is given). Only an entity literal in a
+    /// policy can reach a zone other than the request's, so without one the store holds just
+    /// that zone, which gives the same answers.
+    fn world(&self, job: Entity, zone: usize, schema: Option<&Schema>) -> Result<Entities, String> {
+        let zones: Vec<Entity> = if self.projection.names_entities() {
+            self.zone_entities.clone()
+        } else {
+            self.zone_entities.get(zone).cloned().into_iter().collect()
+        };
+        Entities::from_entities(std::iter::once(job).chain(zones), schema)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Plain Cedar evaluation of one (job, zone) pair: the job's full attributes, every zone as
+    /// it is, no projection and no cache. It is the reference the reused verdicts are checked
+    /// against, and what an admission-time re-check must use.
+    pub fn evaluate_plain(&self, a: &PolicyAttrs, level_name: &str, zone: usize) -> ZoneVerdict {
         let entities = self
             .job_entity(&JobFacts::full(a, level_name))
-            .and_then(|job| {
-                let z = self
-                    .zone_entities
-                    .get(zone)
-                    .cloned()
-                    .ok_or_else(|| format!("no zone with index {zone}"))?;
-                Entities::from_entities([job, z], Some(&self.schema)).map_err(|e| e.to_string())
-            });
+            .and_then(|job| self.world(job, zone, Some(&self.schema)));
         match (entities, self.zone_uids.get(zone)) {
             (Ok(e), Some(u)) => self.authorize(zone, u, &e),
             (Err(e), _) => ZoneVerdict {
@@ -455,6 +487,18 @@ impl PolicyEngine {
                 errors: vec![format!("no zone with index {zone}")],
             },
         }
+    }
+
+    /// The naive way, for comparison: one authorization for one (job, zone) pair, building the
+    /// entity store from scratch and reusing nothing (the same as
+    /// [`evaluate_plain`](Self::evaluate_plain)).
+    pub fn evaluate_one_naive(
+        &self,
+        a: &PolicyAttrs,
+        level_name: &str,
+        zone: usize,
+    ) -> ZoneVerdict {
+        self.evaluate_plain(a, level_name, zone)
     }
 }
 

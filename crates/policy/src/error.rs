@@ -48,6 +48,10 @@ pub enum PolicyError {
     /// `baseline.exclude` names a policy the baseline does not have.
     #[error("fleet.yaml: baseline.exclude: unknown baseline policy `{0}`")]
     UnknownExclude(String),
+    /// The fleet's classification scheme weakens a built-in level or tag (the loader refuses
+    /// such a fleet with the line; this catches fleets built any other way).
+    #[error("fleet.yaml: classification: {0}")]
+    WeakScheme(String),
     /// The generated schema or the baseline itself is broken (a defect, never user input).
     #[error("internal policy error: {0}")]
     Internal(String),

@@ -6,7 +6,9 @@
 //! policy reads is erased; a string attribute that policies only compare with `==` / `!=` against
 //! literals keeps its value if it is one of those literals and becomes a single "other" value
 //! otherwise (every comparison gives the same result either way); anything else is kept as is.
-//! A policy that uses `principal` other than through attribute access switches projection off.
+//! The analysis is conservative: a policy that uses `principal` (or `resource`) other than
+//! through attribute access, names an entity literal (`Job::"job".team`), or has any form the
+//! walk does not know switches projection off, so nothing a policy might read is erased.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -113,6 +115,7 @@ pub struct Projection {
     disabled: bool,
     zone_uses: BTreeMap<String, ZoneUse>,
     zone_disabled: bool,
+    entity_literals: bool,
 }
 
 impl Projection {
@@ -157,6 +160,7 @@ impl Projection {
             disabled: true,
             zone_uses: BTreeMap::new(),
             zone_disabled: true,
+            entity_literals: true,
         }
     }
 
@@ -211,7 +215,14 @@ impl Projection {
     /// Records an (in)equality between two operands if it is one the projection understands
     /// (`principal.A` or `resource.B` against a string literal, or against each other).
     fn record_eq(&mut self, l: &Value, r: &Value) -> bool {
-        let lit = |v: &Value| v.get("Value").and_then(Value::as_str).map(str::to_string);
+        // Only a one-key `{"Value": "text"}` is a string literal.
+        let lit = |v: &Value| {
+            let m = v.as_object()?;
+            if m.len() != 1 {
+                return None;
+            }
+            m.get("Value").and_then(Value::as_str).map(str::to_string)
+        };
         let (lp, rp) = (
             Self::var_attr(l, "principal"),
             Self::var_attr(r, "principal"),
@@ -266,56 +277,129 @@ impl Projection {
         }
     }
 
+    /// `A` when `v` is exactly `{".": {"left": {"Var": var}, "attr": A}}`.
     fn var_attr<'v>(v: &'v Value, var: &str) -> Option<&'v str> {
-        let inner = v.get(".")?;
-        let left = inner.get("left")?;
+        let m = v.as_object().filter(|m| m.len() == 1)?;
+        let inner = m.get(".")?;
+        let left = inner.get("left")?.as_object().filter(|l| l.len() == 1)?;
         (left.get("Var").and_then(Value::as_str) == Some(var)).then_some(())?;
         inner.get("attr").and_then(Value::as_str)
     }
 
-    fn principal_attr(v: &Value) -> Option<&str> {
-        Self::var_attr(v, "principal")
+    /// Switches both projections off: from here on every attribute of the job and of each zone
+    /// is kept as it is, and Cedar is given every zone of the fleet.
+    fn give_up(&mut self) {
+        self.disabled = true;
+        self.zone_disabled = true;
+        self.entity_literals = true;
     }
 
+    /// Walks one expression of Cedar's JSON form (EST). Only the forms listed here are
+    /// understood; anything else (an entity literal, a slot, an unknown operator or shape)
+    /// switches projection off, so a policy the analysis does not fully understand can never
+    /// have an attribute it reads erased or merged.
     fn walk(&mut self, v: &Value) {
-        match v {
-            Value::Object(m) => {
-                if let Some(attr) = Self::principal_attr(v) {
-                    self.record(attr, Use::Raw);
-                    return;
-                }
-                if let Some(attr) = Self::var_attr(v, "resource") {
-                    self.record_zone(attr, ZoneUse::Raw);
-                    return;
-                }
-                for op in ["==", "!="] {
-                    if let Some((l, r)) = m
-                        .get(op)
-                        .and_then(|i| Some((i.get("left")?, i.get("right")?)))
-                    {
-                        if self.record_eq(l, r) {
-                            return;
-                        }
-                    }
-                }
-                match m.get("Var").and_then(Value::as_str) {
-                    Some("principal") => {
-                        self.disabled = true;
-                        return;
-                    }
-                    Some("resource") => {
-                        self.zone_disabled = true;
-                        return;
-                    }
-                    _ => {}
-                }
-                for child in m.values() {
-                    self.walk(child);
+        let Some(m) = v.as_object() else {
+            self.give_up();
+            return;
+        };
+        let mut entries = m.iter();
+        let (Some((op, body)), None) = (entries.next(), entries.next()) else {
+            self.give_up();
+            return;
+        };
+        let field = |k: &str| body.get(k);
+        match op.as_str() {
+            "Value" => {
+                // Literals are harmless, except entity literals: `Job::"job".team` reads the job
+                // without naming `principal`, and `Zone::"x"` names a zone the projection would
+                // not hand Cedar.
+                if contains_entity(body) {
+                    self.give_up();
                 }
             }
-            Value::Array(xs) => xs.iter().for_each(|x| self.walk(x)),
-            _ => {}
+            "Var" => match body.as_str() {
+                Some("principal") => self.disabled = true,
+                Some("resource") => self.zone_disabled = true,
+                Some("action" | "context") => {}
+                _ => self.give_up(),
+            },
+            "." => {
+                if let Some(attr) = Self::var_attr(v, "principal") {
+                    self.record(attr, Use::Raw);
+                } else if let Some(attr) = Self::var_attr(v, "resource") {
+                    self.record_zone(attr, ZoneUse::Raw);
+                } else {
+                    self.walk_field(field("left"));
+                }
+            }
+            "has" => match (field("left"), field("attr")) {
+                (Some(left), Some(Value::String(attr))) => {
+                    match left.get("Var").and_then(Value::as_str) {
+                        Some("principal") => self.record(attr, Use::Raw),
+                        Some("resource") => self.record_zone(attr, ZoneUse::Raw),
+                        _ => self.walk(left),
+                    }
+                }
+                (Some(left), Some(Value::Array(_))) => self.walk(left),
+                _ => self.give_up(),
+            },
+            "==" | "!=" => match (field("left"), field("right")) {
+                (Some(l), Some(r)) => {
+                    if !self.record_eq(l, r) {
+                        self.walk(l);
+                        self.walk(r);
+                    }
+                }
+                _ => self.give_up(),
+            },
+            "in" | "<" | "<=" | ">" | ">=" | "&&" | "||" | "+" | "-" | "*" | "contains"
+            | "containsAll" | "containsAny" | "getTag" | "hasTag" => {
+                self.walk_field(field("left"));
+                self.walk_field(field("right"));
+            }
+            "!" | "neg" | "isEmpty" => self.walk_field(field("arg")),
+            "like" => self.walk_field(field("left")),
+            "is" => {
+                self.walk_field(field("left"));
+                if let Some(e) = field("in") {
+                    self.walk(e);
+                }
+            }
+            "if-then-else" => {
+                self.walk_field(field("if"));
+                self.walk_field(field("then"));
+                self.walk_field(field("else"));
+            }
+            "Set" => match body.as_array() {
+                Some(xs) => xs.iter().for_each(|x| self.walk(x)),
+                None => self.give_up(),
+            },
+            "Record" => match body.as_object() {
+                Some(m) => m.values().for_each(|x| self.walk(x)),
+                None => self.give_up(),
+            },
+            // Anything else is an extension function or method call (`ip(..)`, `decimal(..)`,
+            // `isInRange(..)`), whose arguments are a list of expressions.
+            _ => match body.as_array() {
+                Some(args) => args.iter().for_each(|x| self.walk(x)),
+                None => self.give_up(),
+            },
         }
+    }
+
+    /// Walks a required operand; a missing one is a shape the analysis does not know.
+    fn walk_field(&mut self, v: Option<&Value>) {
+        match v {
+            Some(v) => self.walk(v),
+            None => self.give_up(),
+        }
+    }
+
+    /// Whether a policy names an entity literal (`Job::"job"`, `Zone::"x"`) in a condition, so
+    /// Cedar may read any entity of the fleet, not just the request's.
+    pub fn names_entities(&self) -> bool {
+        self.entity_literals
     }
 
     /// Whether zone attributes are projected (no policy names a zone entity directly).
@@ -449,6 +533,20 @@ impl Projection {
             })
             .collect::<Vec<_>>()
             .join("\n")
+    }
+}
+
+/// Whether a JSON literal holds an entity reference anywhere (`__entity`, or the implicit
+/// `{"type", "id"}` form).
+fn contains_entity(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => {
+            m.contains_key("__entity")
+                || (m.contains_key("type") && m.contains_key("id"))
+                || m.values().any(contains_entity)
+        }
+        Value::Array(xs) => xs.iter().any(contains_entity),
+        _ => false,
     }
 }
 

@@ -339,3 +339,70 @@ fn zones_with_equal_projections_share_a_key() {
         "{key:?}"
     );
 }
+
+#[test]
+fn the_policy_hash_covers_the_classification_scheme() {
+    let base = PolicyEngine::load(&example()).unwrap();
+    // A stricter tag, a new certification or a new level all change the hash, and the document
+    // the hash is taken over carries the scheme.
+    let mut f = example();
+    f.scheme
+        .tags
+        .iter_mut()
+        .find(|t| t.name == "pii")
+        .unwrap()
+        .private_only = true;
+    assert_ne!(PolicyEngine::load(&f).unwrap().hash(), base.hash());
+    let mut f = example();
+    f.scheme
+        .tags
+        .iter_mut()
+        .find(|t| t.name == "ip")
+        .unwrap()
+        .requires_certifications
+        .push("iso27001".into());
+    assert_ne!(PolicyEngine::load(&f).unwrap().hash(), base.hash());
+    let mut f = example();
+    f.scheme.levels.push(tidegate_model::LevelDef {
+        name: "secret".into(),
+        private_only: true,
+        description: String::new(),
+    });
+    assert_ne!(PolicyEngine::load(&f).unwrap().hash(), base.hash());
+    // So does the home jurisdiction, which decides where export-controlled work may run.
+    let mut f = example();
+    f.home_jurisdiction = Some("EU".into());
+    assert_ne!(PolicyEngine::load(&f).unwrap().hash(), base.hash());
+    let doc = String::from_utf8_lossy(base.document()).into_owned();
+    assert!(
+        doc.contains("classification-scheme") && doc.contains("\"hipaa-baa\""),
+        "the document carries the scheme"
+    );
+}
+
+#[test]
+fn a_weakened_scheme_built_in_code_does_not_load() {
+    let mut f = example();
+    f.scheme
+        .levels
+        .iter_mut()
+        .find(|l| l.name == "restricted")
+        .unwrap()
+        .private_only = false;
+    let err = PolicyEngine::load(&f).unwrap_err();
+    assert!(
+        err.0
+            .iter()
+            .any(|e| matches!(e, PolicyError::WeakScheme(m) if m.contains("restricted"))),
+        "{err}"
+    );
+    let mut f = example();
+    f.scheme.tags.retain(|t| t.name != "export-controlled");
+    let err = PolicyEngine::load(&f).unwrap_err();
+    assert!(
+        err.0
+            .iter()
+            .any(|e| matches!(e, PolicyError::WeakScheme(m) if m.contains("export-controlled"))),
+        "{err}"
+    );
+}
