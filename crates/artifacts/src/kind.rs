@@ -27,11 +27,14 @@ pub enum ArtifactKind {
     EvaluationReport,
     /// A sanitizer report.
     SanitizerReport,
+    /// A sanitizer profile, kept with the approver signatures that let it earn a lower
+    /// classification.
+    SanitizerProfile,
 }
 
 impl ArtifactKind {
     /// All kinds, in display order.
-    pub const ALL: [ArtifactKind; 8] = [
+    pub const ALL: [ArtifactKind; 9] = [
         ArtifactKind::DatasetSnapshot,
         ArtifactKind::FeatureSet,
         ArtifactKind::Checkpoint,
@@ -40,6 +43,7 @@ impl ArtifactKind {
         ArtifactKind::ModelCard,
         ArtifactKind::EvaluationReport,
         ArtifactKind::SanitizerReport,
+        ArtifactKind::SanitizerProfile,
     ];
 
     /// The kebab-case name.
@@ -54,6 +58,7 @@ impl ArtifactKind {
             ArtifactKind::ModelCard => "model-card",
             ArtifactKind::EvaluationReport => "evaluation-report",
             ArtifactKind::SanitizerReport => "sanitizer-report",
+            ArtifactKind::SanitizerProfile => "sanitizer-profile",
         }
     }
 

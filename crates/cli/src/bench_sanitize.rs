@@ -94,7 +94,13 @@ fn timed_sanitize(
     key: &Key,
 ) -> miette::Result<(tidegate_sanitize::Report, f64)> {
     let t = Instant::now();
-    let r = sanitize(p, input, out, &Options { key: key.clone() }).map_err(|e| miette!("{e}"))?;
+    let r = sanitize(
+        p,
+        input,
+        out,
+        &Options::new(key.clone()).with_source(p.input_classification.clone()),
+    )
+    .map_err(|e| miette!("{e}"))?;
     Ok((r, t.elapsed().as_secs_f64()))
 }
 

@@ -9,9 +9,12 @@ use miette::miette;
 use tidegate_artifacts::kms::{named_key, FileKeyManager};
 use tidegate_artifacts::signing::{KeyStore, Signer};
 use tidegate_artifacts::ArtifactStore;
+use tidegate_data::approval::approval_for;
 use tidegate_data::derive::{sanitize_version, Derivation};
 use tidegate_data::transfer::{execute, plan, TransferRequest};
-use tidegate_data::{ClassificationNames, ColumnRef, DatasetVersion, RegisterSpec, Registry};
+use tidegate_data::{
+    ClassificationNames, ColumnRef, DataError, DatasetVersion, RegisterSpec, Registry,
+};
 use tidegate_model::{load_fleet, DatasetRef, Fleet};
 use tidegate_policy::PolicyEngine;
 use tidegate_sanitize::{Key, Profile};
@@ -107,6 +110,11 @@ pub struct SanitizeVersionArgs {
     /// Name of the pseudonymisation key in the key manager (default: pseudonymisation/OWNER).
     #[arg(long)]
     pub key_name: Option<String>,
+    /// The approver's signature over a profile file (default: `PROFILE.sig` when it exists). A
+    /// profile file earns a lower classification only with one that verifies against an
+    /// approver key of the data directory; one that does not verify refuses the run.
+    #[arg(long, value_name = "FILE")]
+    pub profile_signature: Option<PathBuf>,
 }
 
 /// `tidegate transfer`.
@@ -285,7 +293,7 @@ pub fn run(data: &DataArgs, cmd: DatasetCmd) -> miette::Result<()> {
             };
             let result = registry
                 .register(&store, &fleet, &spec, &a.input, now)
-                .map_err(|e| miette!("{e}"));
+                .map_err(register_error);
             drop(store);
             let closed = led.close();
             let v = result?;
@@ -298,6 +306,33 @@ pub fn run(data: &DataArgs, cmd: DatasetCmd) -> miette::Result<()> {
             Ok(())
         }
         DatasetCmd::Sanitize(a) => sanitize_cmd(data, &registry, &a),
+    }
+}
+
+/// A registration error, naming the command-line flag of the field at fault.
+fn register_error(e: DataError) -> miette::Report {
+    let flag = |field: &str| match field {
+        "zone" => "--zone",
+        "owner" => "--owner",
+        "level" | "classification.level" => "--level",
+        "tag" | "classification.tags" => "--tag",
+        "residency" => "--residency",
+        "retention" | "classification.retention" => "--retention",
+        "input" => "--in",
+        _ => "dataset",
+    };
+    match &e {
+        DataError::Invalid { field, message } => miette!(
+            help = "nothing was registered",
+            "{}: {message}",
+            flag(field)
+        ),
+        DataError::Downgrade { field, .. } => {
+            let text = e.to_string();
+            let rest = text.split_once(": ").map_or(text.as_str(), |(_, r)| r);
+            miette!(help = "nothing was registered", "{}: {rest}", flag(field))
+        }
+        _ => miette!("{e}"),
     }
 }
 
@@ -324,10 +359,11 @@ fn sanitize_cmd(
         .unwrap_or_else(|| format!("pseudonymisation/{}", source.owner));
     let result = kms_key(&store, &key_name).and_then(|key| {
         let signer = signer(&store, now)?;
-        let work = data
-            .data_dir
-            .join("tmp")
-            .join(format!("sanitize-{}", std::process::id()));
+        let keyring = KeyStore::new(&store.keys_dir()).keyring().map_err(|e| miette!("{e}"))?;
+        let approval = approval_for(&keyring, &profile, a.profile_signature.as_deref(), now).map_err(|e| {
+            miette!(help = "re-sign the profile with `tidegate sanitize sign-profile`, or run it unsigned (it then earns nothing)", "{e}")
+        })?;
+        let work = data.data_dir.join("tmp").join(format!("sanitize-{}", std::process::id()));
         let d = Derivation {
             registry,
             store: &store,
@@ -335,10 +371,12 @@ fn sanitize_cmd(
             source: &source,
             profile: &profile,
             signer: &signer,
+            approval: approval.as_ref(),
             name: &target.name,
             version: &target.version,
         };
-        sanitize_version(&d, key, &work, now).map_err(|e| miette!("{e}"))
+        sanitize_version(&d, key, &work, now)
+            .map_err(|e| miette!("{e}"))
     });
     drop(store);
     let closed = led.close();

@@ -2,8 +2,9 @@
 //!
 //! 1. Raw Synthea-schema tables (generated, or `--synthea DIR`) are registered restricted/phi in
 //!    the hospital's private zone.
-//! 2. They are sanitized (minimal-features profile, pseudonymisation key from the key manager);
-//!    the signed report earns the new version its deidentified classification.
+//! 2. They are sanitized (minimal-features profile, signed by an approver key the demo creates
+//!    in the data directory; pseudonymisation key from the key manager); the signed report earns
+//!    the new version its deidentified classification, lifting only phi and pii.
 //! 3. Moving the raw version to the public zone is refused, with the reasons; the sanitized
 //!    version, projected to a narrow feature matrix, is transferred (ledgered, encrypted there).
 //! 4. A control plane starts (in this process); baseline work on the raw data fills the private
@@ -28,6 +29,7 @@ use tidegate_artifacts::intoto::{Material, Provenance};
 use tidegate_artifacts::lineage::{Direction, JobRun, LineageLog};
 use tidegate_artifacts::signing::KeyStore;
 use tidegate_artifacts::{ArtifactKind, Digest, PutOptions};
+use tidegate_data::approval::{sign_profile, verify_profile};
 use tidegate_data::derive::{sanitize_version, Derivation};
 use tidegate_data::transfer::{execute, plan, TransferRequest};
 use tidegate_data::{ClassificationNames, ColumnRef, RegisterSpec, Registry};
@@ -299,6 +301,27 @@ pub fn run(a: &BurstTrainingArgs) -> miette::Result<()> {
         .map_err(|e| miette!("{e}"))?;
     let key = kms_key(&store, &format!("pseudonymisation/{OWNER}"))?;
     let builder = signer(&store, now0)?;
+    // A profile file earns only with an approver's signature over its exact bytes: the demo's
+    // data owner approves it with a short-lived approver key of this data directory.
+    let keys = KeyStore::new(&store.keys_dir());
+    let approver_key = keys
+        .create("demo-approver", &["approver"], now0, 1, false)
+        .map_err(|e| miette!("{e}"))?;
+    let approver = keys
+        .signer(&approver_key.keyid, now0)
+        .map_err(|e| miette!("{e}"))?;
+    let envelope = sign_profile(&approver, &profile, now0).map_err(|e| miette!("{e}"))?;
+    let ring = keys.keyring().map_err(|e| miette!("{e}"))?;
+    let approval = verify_profile(&ring, &envelope, &profile, now0).map_err(|e| miette!("{e}"))?;
+    say(
+        fmt,
+        &format!(
+            "profile {} ({}) approved by {}",
+            profile.name,
+            profile.digest(),
+            approver_key.keyid
+        ),
+    );
     let (deid_name, deid_version) = DEID.split_once('@').unwrap_or((DEID, "deid"));
     let d = Derivation {
         registry: &registry,
@@ -307,6 +330,7 @@ pub fn run(a: &BurstTrainingArgs) -> miette::Result<()> {
         source: &raw,
         profile: &profile,
         signer: &builder,
+        approval: Some(&approval),
         name: deid_name,
         version: deid_version,
     };

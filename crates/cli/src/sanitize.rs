@@ -1,12 +1,21 @@
 //! `tidegate sanitize`: runs a sanitizer profile over CSV or Parquet tables and publishes the
 //! output atomically with its report, which is stored as a signed artifact and ledgered;
-//! `tidegate sanitize generate` writes Synthea-schema test data.
+//! `tidegate sanitize generate` writes Synthea-schema test data; `tidegate sanitize
+//! sign-profile` signs a profile file with an approver key (the only way a profile file earns a
+//! lower classification).
+//!
+//! Without a registered source, the run earns a lower classification only when the operator
+//! states the source's classification (`--source-classification`) and it equals the profile's
+//! declared input; without it the output keeps the profile's declared input classification.
 
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use miette::miette;
+use tidegate_artifacts::atomic::write_atomic;
+use tidegate_artifacts::signing::KeyStore;
 use tidegate_artifacts::{ArtifactStore, Digest};
+use tidegate_data::approval::{approval_for, sign_profile, signature_path};
 use tidegate_data::derive::{record_report, ReportSubject};
 use tidegate_sanitize::generate::{generate, GenerateSpec};
 use tidegate_sanitize::{sanitize, Key, Options, Profile, Report};
@@ -42,9 +51,20 @@ pub struct SanitizeArgs {
     /// `sanitizer-report` artifact), its key manager holds --key-name.
     #[arg(long, env = "TIDEGATE_DATA_DIR", default_value = ".tidegate")]
     data_dir: PathBuf,
-    /// Override k on every table that declares quasi-identifiers.
+    /// Override k on every table that declares quasi-identifiers (lowering it voids a profile
+    /// file's approval).
     #[arg(long)]
     k: Option<u32>,
+    /// The input's classification (`level/tag,tag`, e.g. `restricted/phi`). A lower
+    /// classification is earned only when it equals the profile's declared input; without it
+    /// nothing is earned. (`dataset sanitize` takes it from the registry.)
+    #[arg(long, value_name = "LEVEL/TAGS")]
+    source_classification: Option<String>,
+    /// The approver's signature over the profile file (default: `PROFILE.sig` when it exists).
+    /// A profile file earns a lower classification only with one that verifies against an
+    /// approver key of --data-dir's keyring; one that does not verify refuses the run.
+    #[arg(long, value_name = "FILE")]
+    profile_signature: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     output: Format,
@@ -56,6 +76,67 @@ pub enum SanitizeCmd {
     /// Generate Synthea-schema tables (patients, encounters, conditions, observations,
     /// organizations, providers, payers) with new synthetic rows.
     Generate(GenerateArgs),
+    /// Sign a profile file with an approver key of the data directory (`tidegate artifact key
+    /// add-approver`): writes a DSSE envelope over the profile's exact bytes to `PROFILE.sig`.
+    /// Any later change to the file voids it.
+    SignProfile(SignProfileArgs),
+}
+
+/// Arguments of `tidegate sanitize sign-profile`.
+#[derive(Debug, Args)]
+pub struct SignProfileArgs {
+    /// The profile YAML file.
+    profile: PathBuf,
+    /// The approver key id (`ed25519:...`), held in --data-dir's keyring with the approver role.
+    #[arg(long)]
+    key: String,
+    /// Where to write the signature (default: `PROFILE.sig`).
+    #[arg(long = "out")]
+    out: Option<PathBuf>,
+    /// Data directory whose keys sign.
+    #[arg(long, env = "TIDEGATE_DATA_DIR", default_value = ".tidegate")]
+    data_dir: PathBuf,
+}
+
+fn sign_profile_cmd(a: &SignProfileArgs) -> miette::Result<()> {
+    let p = Profile::load(&a.profile.display().to_string()).map_err(|e| miette!("{e}"))?;
+    let now = crate::clock::now()?;
+    let keys = KeyStore::new(&a.data_dir.join("keys"));
+    let entry = keys
+        .keyring()
+        .map_err(|e| miette!("{e}"))?
+        .get(&a.key)
+        .cloned()
+        .ok_or_else(|| {
+            miette!(
+                help = "create one with `tidegate artifact key add-approver --owner NAME`",
+                "--key: {} is not in the keyring of {}",
+                a.key,
+                a.data_dir.display()
+            )
+        })?;
+    if !entry
+        .roles
+        .iter()
+        .any(|r| r == tidegate_data::approval::APPROVER_ROLE)
+    {
+        return Err(miette!("--key: {} has roles [{}], not approver; only an approver's signature lets a profile earn", a.key, entry.roles.join(", ")));
+    }
+    let signer = keys
+        .signer(&a.key, now)
+        .map_err(|e| miette!("--key: {e}"))?;
+    let envelope = sign_profile(&signer, &p, now).map_err(|e| miette!("{e}"))?;
+    let out = a.out.clone().unwrap_or_else(|| signature_path(&a.profile));
+    let json = envelope.to_json().map_err(|e| miette!("{e}"))?;
+    write_atomic(&out, &json).map_err(|e| miette!("{}: {e}", out.display()))?;
+    println!(
+        "signed {} ({}) with approver key {}: {}",
+        a.profile.display(),
+        p.digest(),
+        a.key,
+        out.display()
+    );
+    Ok(())
 }
 
 /// Arguments of `tidegate sanitize generate`.
@@ -99,6 +180,9 @@ pub fn run(a: &SanitizeArgs) -> miette::Result<()> {
             started.elapsed().as_secs_f64()
         );
         return Ok(());
+    }
+    if let Some(SanitizeCmd::SignProfile(s)) = &a.cmd {
+        return sign_profile_cmd(s);
     }
     let (Some(profile), Some(input), Some(out)) = (&a.profile, &a.input, &a.out) else {
         return Err(miette!(
@@ -158,6 +242,15 @@ pub fn run(a: &SanitizeArgs) -> miette::Result<()> {
         r.input_classification,
         r.output_classification
     );
+    println!(
+        "profile {} {}{}",
+        r.profile_digest,
+        r.profile_authority,
+        r.approved_by
+            .as_ref()
+            .map(|k| format!(" by {k}"))
+            .unwrap_or_default()
+    );
     if r.earned {
         println!(
             "lower classification earned: every column covered, k reached, residual scan clean"
@@ -192,7 +285,20 @@ fn run_recorded(
         (None, None) => Key::ephemeral().map_err(|e| miette!("{e}"))?,
     };
     let signer = crate::dataset::signer(store, now)?;
-    let r = sanitize(p, input, out, &Options { key }).map_err(|e| miette!("{e}"))?;
+    let keyring = KeyStore::new(&store.keys_dir())
+        .keyring()
+        .map_err(|e| miette!("{e}"))?;
+    let approval = approval_for(&keyring, p, a.profile_signature.as_deref(), now).map_err(|e| {
+        miette!(help = "re-sign the profile with `tidegate sanitize sign-profile`, or run it unsigned (it then earns nothing)", "{e}")
+    })?;
+    let mut opts = Options::new(key);
+    if let Some(c) = &a.source_classification {
+        opts = opts.with_source(c.clone());
+    }
+    if let Some(v) = &approval {
+        opts = opts.with_approval(v.approval.clone());
+    }
+    let r = sanitize(p, input, out, &opts).map_err(|e| miette!("{e}"))?;
     let report_path = out.join(tidegate_sanitize::engine::REPORT_FILE);
     let subject = ReportSubject {
         source: input.display().to_string(),
@@ -202,7 +308,8 @@ fn run_recorded(
     let recorded = std::fs::read(&report_path)
         .map_err(|e| miette!("{}: {e}", report_path.display()))
         .and_then(|bytes| {
-            record_report(store, &signer, &r, &bytes, &subject, now).map_err(|e| miette!("{e}"))
+            record_report(store, &signer, &r, &bytes, &subject, approval.as_ref(), now)
+                .map_err(|e| miette!("{e}"))
         });
     match recorded {
         Ok(digest) => Ok((r, digest)),

@@ -1,6 +1,9 @@
 //! `tidegate sanitize` end to end on the Synthea tables: a key file gives reproducible output and
 //! an earned classification at k=1; a broken table fails with file and line and publishes
-//! nothing; `sanitize generate` and a small `bench sanitize --no-peers` run.
+//! nothing; `sanitize generate` and a small `bench sanitize --no-peers` run; a profile file earns
+//! only signed by an approver key (`sanitize sign-profile`) and for the stated source
+//! classification; `dataset register` refuses a home zone that may not hold the data and known
+//! bytes registered lower.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
@@ -51,6 +54,8 @@ fn sanitize_synthea_with_a_key_file() {
             "json",
             "--data-dir",
             dd.to_str().unwrap(),
+            "--source-classification",
+            "restricted/phi",
         ]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -226,6 +231,8 @@ fn parquet_tables_in_and_out_and_a_wrong_schema_publishes_nothing() {
             "json",
             "--data-dir",
             dd.to_str().unwrap(),
+            "--source-classification",
+            "restricted/phi",
         ])
     };
     let o = args(&input, &out);
@@ -305,4 +312,209 @@ fn a_run_that_cannot_be_ledgered_publishes_nothing() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("evidence ledger"), "{err}");
     assert!(!out.exists(), "nothing published");
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A profile file earns only with an approver's signature over its exact bytes and a stated
+/// source classification equal to its declared input; the signature's key id and the profile's
+/// digest are in the report and the ledger; a changed byte voids the signature and refuses the
+/// run; a builder key cannot sign.
+#[test]
+fn a_profile_file_earns_only_signed_by_an_approver_for_its_source() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    std::fs::write(
+        input.join("people.csv"),
+        "Id,ZIP\nalpha-1,01810\nbravo-2,01899\n",
+    )
+    .unwrap();
+    let profile = tmp.path().join("tiny.yaml");
+    let yaml = "name: tiny\ninput_classification: restricted/phi\noutput_classification: confidential/deidentified\nlifts: [phi]\nreference_year: 2025\ntables:\n  people:\n    columns: { Id: pseudonymize, ZIP: zip3 }\n";
+    std::fs::write(&profile, yaml).unwrap();
+    let dd = tmp.path().join("d");
+    let d = dd.to_str().unwrap();
+    let run = |out: &str, extra: &[&str]| {
+        let o = tmp.path().join(out);
+        let mut args = vec![
+            "sanitize",
+            "--profile",
+            profile.to_str().unwrap(),
+            "--in",
+            input.to_str().unwrap(),
+            "--out",
+            o.to_str().unwrap(),
+            "--output",
+            "json",
+            "--data-dir",
+            d,
+        ];
+        args.extend_from_slice(extra);
+        tidegate(&args)
+    };
+    let src = ["--source-classification", "restricted/phi"];
+
+    // Unsigned: runs, earns nothing, says why.
+    let o = run("unsigned", &src);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (v["earned"].as_bool(), v["profile_authority"].as_str()),
+        (Some(false), Some("unapproved")),
+        "{v}"
+    );
+
+    // A builder key is no approver.
+    let builder = tidegate(&["artifact", "--data-dir", d, "key", "rotate"]);
+    assert!(builder.status.success(), "{}", text(&builder));
+    let b = String::from_utf8_lossy(&builder.stdout).trim().to_owned();
+    let no = tidegate(&[
+        "sanitize",
+        "sign-profile",
+        profile.to_str().unwrap(),
+        "--key",
+        &b,
+        "--data-dir",
+        d,
+    ]);
+    assert!(
+        !no.status.success() && text(&no).contains("not approver"),
+        "{}",
+        text(&no)
+    );
+
+    // Signed by an approver: earned, with the key id and digest in the report and the ledger.
+    let a = tidegate(&[
+        "artifact",
+        "--data-dir",
+        d,
+        "key",
+        "add-approver",
+        "--owner",
+        "alice",
+    ]);
+    assert!(a.status.success(), "{}", text(&a));
+    let approver = String::from_utf8_lossy(&a.stdout).trim().to_owned();
+    let s = tidegate(&[
+        "sanitize",
+        "sign-profile",
+        profile.to_str().unwrap(),
+        "--key",
+        &approver,
+        "--data-dir",
+        d,
+    ]);
+    assert!(s.status.success(), "{}", text(&s));
+    assert!(tmp.path().join("tiny.yaml.sig").is_file());
+    let o = run("signed", &src);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["earned"], true, "{v}");
+    assert_eq!(v["approved_by"], approver.as_str());
+    let digest = v["profile_digest"].as_str().unwrap().to_owned();
+    let log =
+        tidegate_ledger::ledger::read_log(&tidegate_ledger::ledger::ledger_dir(&dd), true).unwrap();
+    let entries: Vec<String> = log
+        .entries
+        .iter()
+        .map(|e| String::from_utf8_lossy(e).into_owned())
+        .collect();
+    assert!(
+        entries.iter().any(|e| e.contains("artifact.attested")
+            && e.contains(&approver)
+            && e.contains(&digest)),
+        "the ledger names the approver key and the profile digest:\n{}",
+        entries.join("\n")
+    );
+
+    // Signed, but the source is not what the profile is written for, or not stated: not earned.
+    let o = run(
+        "export",
+        &[
+            "--source-classification",
+            "restricted/phi,export-controlled",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (v["earned"].as_bool(), v["output_classification"].as_str()),
+        (Some(false), Some("restricted/phi,export-controlled")),
+        "{v}"
+    );
+    let o = run("nosource", &[]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["earned"], false, "{v}");
+
+    // One byte changed after signing: refused, nothing published.
+    std::fs::write(&profile, yaml.replace("2025", "2026")).unwrap();
+    let o = run("tampered", &src);
+    assert!(
+        !o.status.success() && text(&o).contains("changed since it was signed"),
+        "{}",
+        text(&o)
+    );
+    assert!(!tmp.path().join("tampered").exists());
+}
+
+/// `dataset register` refuses a home zone that may not hold the data (naming `--zone`) and the
+/// same bytes registered again lower (naming the earlier registration); nothing is registered.
+#[test]
+fn dataset_register_refuses_a_wrong_zone_and_known_bytes_lower() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    std::fs::write(input.join("people.csv"), "Id,ZIP\nalpha-1,01810\n").unwrap();
+    let d = tmp.path().join("d");
+    let reg = |id: &str, zone: &str, level: &str, tags: &[&str]| {
+        let mut args = vec![
+            "dataset",
+            "--data-dir",
+            d.to_str().unwrap(),
+            "register",
+            id,
+            "--in",
+            input.to_str().unwrap(),
+            "--zone",
+            zone,
+            "--owner",
+            "clinical-data",
+            "--level",
+            level,
+            "--residency",
+            "US",
+        ];
+        for t in tags {
+            args.extend_from_slice(&["--tag", t]);
+        }
+        tidegate(&args)
+    };
+    let o = reg("p@v1", "public-us", "restricted", &["phi"]);
+    assert!(
+        !o.status.success() && text(&o).contains("--zone: zone public-us may not hold"),
+        "{}",
+        text(&o)
+    );
+    let o = reg("p@v1", "hospital-onprem", "restricted", &["phi"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = reg("copy@v1", "hospital-onprem", "public", &[]);
+    assert!(
+        !o.status.success()
+            && text(&o).contains("--level:")
+            && text(&o).contains("already registered as p@v1"),
+        "{}",
+        text(&o)
+    );
+    let l = tidegate(&["dataset", "--data-dir", d.to_str().unwrap(), "list"]);
+    assert!(
+        text(&l).contains("p@v1") && !text(&l).contains("copy@v1"),
+        "{}",
+        text(&l)
+    );
 }

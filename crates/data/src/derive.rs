@@ -1,8 +1,12 @@
 //! A sanitized version of a registered dataset. The sanitizer runs on the version's verified
-//! tables; its report is stored as a `sanitizer-report` artifact and signed (a DSSE envelope
-//! over an in-toto statement, recorded in the evidence ledger), and the output is registered
-//! with the profile's lower classification only when the report says it was earned — otherwise
-//! it keeps the source's classification. Lineage gets an edge source → derived.
+//! tables, told the source's registered classification and the profile's verified approval; its
+//! report is stored as a `sanitizer-report` artifact and signed (a DSSE envelope over an in-toto
+//! statement, recorded in the evidence ledger), an approved profile is stored with its approver's
+//! signature (so the ledger names the approver key and the profile digest), and the output is
+//! registered with the profile's lower classification only when the report says it was earned —
+//! otherwise it keeps the source's classification. Earned, it loses only the tags the profile
+//! lifts; export control, `contractual:*`, `ip`, residency and retention always carry over.
+//! Lineage gets an edge source → derived.
 
 use std::path::Path;
 
@@ -10,9 +14,11 @@ use serde_json::json;
 use tidegate_artifacts::lineage::{Entry, LineageLog};
 use tidegate_artifacts::signing::Signer;
 use tidegate_artifacts::{gates, ArtifactKind, ArtifactStore, Digest, PutOptions};
-use tidegate_model::Fleet;
+use tidegate_model::{Fleet, Scheme};
+use tidegate_sanitize::profile::never_liftable;
 use tidegate_sanitize::{Key, Options, Profile, Report};
 
+use crate::approval::VerifiedProfile;
 use crate::registry::{ClassificationNames, DatasetVersion, RegisterSpec, Registry};
 use crate::DataError;
 
@@ -44,8 +50,11 @@ pub struct ReportSubject {
 /// Stores a sanitizer report (`report_bytes`, the JSON of `report`) as a `sanitizer-report`
 /// artifact, keeps it as a ledger document (counts, column names, line numbers; never cell
 /// values), and signs it (a DSSE envelope over an in-toto statement whose predicate says what
-/// was sanitized, with which profile and key id, and whether the lower class was earned).
-/// Through a ledgered store each step is an evidence entry. Returns the report's digest.
+/// was sanitized, with which profile, profile digest, approver key and key id, and whether the
+/// lower class was earned). When the run used an approval, the profile itself is stored as a
+/// `sanitizer-profile` artifact with the approver's envelope attached, so the ledger's
+/// `artifact.attested` entry names the approver key and the profile digest. Through a ledgered
+/// store each step is an evidence entry. Returns the report's digest.
 ///
 /// # Errors
 /// Store, signing and ledger errors.
@@ -55,8 +64,30 @@ pub fn record_report(
     report: &Report,
     report_bytes: &[u8],
     subject: &ReportSubject,
+    approval: Option<&VerifiedProfile>,
     now: u64,
 ) -> Result<Digest, DataError> {
+    if let (Some(a), Some(_)) = (approval, &report.approved_by) {
+        let rec = store.put(
+            a.text.as_bytes(),
+            ArtifactKind::SanitizerProfile,
+            &PutOptions {
+                name: format!("sanitizer-profile/{}", report.profile),
+                ..PutOptions::default()
+            },
+            now,
+        )?;
+        if rec.digest.to_string() != a.approval.profile_digest {
+            return Err(DataError::Approval {
+                profile: report.profile_source.clone(),
+                message: format!(
+                    "stored profile is {}, the approval is for {}",
+                    rec.digest, a.approval.profile_digest
+                ),
+            });
+        }
+        store.attach(&rec.digest, &a.envelope)?;
+    }
     let rec = store.put(
         report_bytes,
         ArtifactKind::SanitizerReport,
@@ -77,6 +108,10 @@ pub fn record_report(
             "source_snapshot": subject.source_snapshot,
             "output": subject.output,
             "profile": report.profile,
+            "profile_digest": report.profile_digest,
+            "profile_authority": report.profile_authority,
+            "approved_by": report.approved_by,
+            "source_classification": report.source_classification,
             "key_id": report.key_id,
             "earned": report.earned,
             "output_classification": report.output_classification,
@@ -87,18 +122,47 @@ pub fn record_report(
     Ok(rec.digest)
 }
 
-/// `level/tag,tag` (the profile's notation) as names, keeping `source`'s residency and
-/// retention (de-identification does not lift a residency obligation here).
-fn earned_names(text: &str, source: &ClassificationNames) -> ClassificationNames {
-    let (level, tags) = text.split_once('/').unwrap_or((text, ""));
+/// A classification in the profile notation, `level/tag,tag`.
+#[must_use]
+pub fn notation(c: &ClassificationNames) -> String {
+    if c.tags.is_empty() {
+        c.level.clone()
+    } else {
+        format!("{}/{}", c.level, c.tags.join(","))
+    }
+}
+
+/// Whether a profile may take `tag` off: it names it in `lifts`, and the tag is none that always
+/// carries over (export control, `contractual:*`, `ip`, or any tag the scheme keeps in its
+/// jurisdiction).
+fn liftable(tag: &str, lifts: &[String], scheme: &Scheme) -> bool {
+    lifts.iter().any(|l| l == tag)
+        && !never_liftable(tag)
+        && !scheme
+            .tags
+            .iter()
+            .any(|t| t.name == tag && t.stays_in_jurisdiction)
+}
+
+/// The earned classification: the profile's output level and tags (`text`, profile notation),
+/// plus every tag of `source` the profile does not lift, keeping `source`'s residency and
+/// retention (de-identification does not lift a residency or retention obligation).
+fn earned_names(
+    text: &str,
+    lifts: &[String],
+    source: &ClassificationNames,
+    scheme: &Scheme,
+) -> ClassificationNames {
+    let (level, own) = tidegate_sanitize::profile::parse_classification(text);
+    let mut tags: Vec<String> = own.into_iter().collect();
+    for t in &source.tags {
+        if !liftable(t, lifts, scheme) && !tags.contains(t) {
+            tags.push(t.clone());
+        }
+    }
     ClassificationNames {
-        level: level.trim().to_owned(),
-        tags: tags
-            .split(',')
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .map(str::to_owned)
-            .collect(),
+        level,
+        tags,
         residency: source.residency.clone(),
         retention: source.retention.clone(),
     }
@@ -119,6 +183,9 @@ pub struct Derivation<'a> {
     pub profile: &'a Profile,
     /// Signs the report.
     pub signer: &'a Signer,
+    /// The profile's verified approval (see [`crate::approval::approval_for`]); `None` for a
+    /// built-in profile, and a profile file without one earns nothing.
+    pub approval: Option<&'a VerifiedProfile>,
     /// New version's name.
     pub name: &'a str,
     /// New version.
@@ -159,10 +226,21 @@ fn run(
         source,
         profile,
         signer,
+        approval,
         name,
         version,
     } = *d;
-    let report = tidegate_sanitize::sanitize(profile, input, output, &Options { key })?;
+    // The profile must be written for what the registry says the source's content is (the
+    // strictest of every registration of its bytes).
+    let source_class = ClassificationNames::of(
+        &registry.content_classification(source, &fleet.scheme)?,
+        &fleet.scheme,
+    );
+    let mut opts = Options::new(key).with_source(notation(&source_class));
+    if let Some(a) = approval {
+        opts = opts.with_approval(a.approval.clone());
+    }
+    let report = tidegate_sanitize::sanitize(profile, input, output, &opts)?;
     // The report travels as a signed artifact, not as a table of the dataset.
     let report_path = output.join(tidegate_sanitize::engine::REPORT_FILE);
     let report_bytes = std::fs::read(&report_path).map_err(|e| DataError::io(&report_path, e))?;
@@ -173,11 +251,24 @@ fn run(
         source_snapshot: Some(source.snapshot.to_string()),
         output: id,
     };
-    let digest = record_report(store, signer, &report, &report_bytes, &subject, now)?;
+    let digest = record_report(
+        store,
+        signer,
+        &report,
+        &report_bytes,
+        &subject,
+        approval,
+        now,
+    )?;
     let classification = if report.earned {
-        earned_names(&report.output_classification, &source.classification)
+        earned_names(
+            &report.output_classification,
+            &profile.lifts,
+            &source_class,
+            &fleet.scheme,
+        )
     } else {
-        source.classification.clone()
+        source_class
     };
     let spec = RegisterSpec {
         name: name.to_owned(),
@@ -214,11 +305,62 @@ mod tests {
             residency: Some(vec!["US".into()]),
             retention: Some("regulated".into()),
         };
-        let e = earned_names("confidential/deidentified", &src);
+        let scheme = Scheme::default();
+        let lifts = vec!["phi".to_owned()];
+        let e = earned_names("confidential/deidentified", &lifts, &src, &scheme);
         assert_eq!(e.level, "confidential");
         assert_eq!(e.tags, vec!["deidentified".to_owned()]);
         assert_eq!(e.residency, src.residency);
         assert_eq!(e.retention, src.retention);
-        assert!(earned_names("internal", &src).tags.is_empty());
+        assert!(earned_names("internal", &lifts, &src, &scheme)
+            .tags
+            .is_empty());
+    }
+
+    #[test]
+    fn only_named_tags_are_lifted_and_some_never_are() {
+        let src = ClassificationNames {
+            level: "restricted".into(),
+            tags: vec![
+                "phi".into(),
+                "pii".into(),
+                "export-controlled".into(),
+                "contractual:acme".into(),
+                "ip".into(),
+            ],
+            residency: Some(vec!["US".into()]),
+            retention: Some("regulated".into()),
+        };
+        let scheme = Scheme::default();
+        // Lifting nothing keeps every tag.
+        let none = earned_names("confidential/deidentified", &[], &src, &scheme);
+        assert_eq!(
+            none.tags,
+            [
+                "deidentified",
+                "phi",
+                "pii",
+                "export-controlled",
+                "contractual:acme",
+                "ip"
+            ]
+        );
+        // Even a profile naming them (one built in memory, bypassing validation) cannot lift
+        // export control, contractual tags or IP.
+        let all: Vec<String> = src.tags.clone();
+        let e = earned_names("confidential/deidentified", &all, &src, &scheme);
+        assert_eq!(
+            e.tags,
+            [
+                "deidentified",
+                "export-controlled",
+                "contractual:acme",
+                "ip"
+            ]
+        );
+        assert_eq!(
+            (e.residency, e.retention),
+            (src.residency.clone(), src.retention.clone())
+        );
     }
 }

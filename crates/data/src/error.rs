@@ -47,6 +47,29 @@ pub enum DataError {
         /// Its snapshot digest.
         existing: String,
     },
+    /// A sanitizer profile's approval is there but does not hold (bad signature, unknown or
+    /// revoked key, no approver role, or a profile changed since it was signed).
+    #[error("{profile}: profile approval refused: {message}")]
+    Approval {
+        /// The profile (or its signature file).
+        profile: String,
+        /// Why.
+        message: String,
+    },
+    /// Known content registered below the classification it already has.
+    #[error("{field}: {dataset} holds content already registered as {earlier} ({why}); the same bytes keep their strictest classification, register it at {required} or stricter")]
+    Downgrade {
+        /// The field at fault (`level`, `tag`, `residency`, `retention`).
+        field: String,
+        /// `name@version` being registered.
+        dataset: String,
+        /// The earlier registration (`name@version`).
+        earlier: String,
+        /// What would be weaker.
+        why: String,
+        /// The classification the content has.
+        required: String,
+    },
     /// The registry file is damaged.
     #[error("{path}:{line}: damaged registry entry: {message}")]
     Registry {

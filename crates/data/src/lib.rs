@@ -3,6 +3,8 @@
 //!
 //! - [`registry`]: dataset versions as content-addressed snapshots in the artifact store, with
 //!   schema, classification, owner and home zone; append-only, every registration ledgered first.
+//! - [`approval`]: approver signatures over sanitizer profiles (a profile file earns a lower
+//!   classification only with one).
 //! - [`derive`]: a sanitized version of a registered dataset: the sanitizer's report is stored,
 //!   signed and ledgered, and the lower classification is registered only when it was earned.
 //! - [`holding`]: may this data (a dataset version, an artifact) be held in that zone — the one
@@ -11,6 +13,7 @@
 //!   another zone (pure), and carrying it out: projected, encrypted at rest in the destination
 //!   zone's store, bytes and digests ledgered.
 
+pub mod approval;
 pub mod derive;
 mod error;
 pub mod holding;

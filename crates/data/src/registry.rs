@@ -3,6 +3,15 @@
 //! classification, owner and home zone. The registry file `<data-dir>/datasets/registry.jsonl`
 //! is append-only and fsynced; a version is ledgered (through the store's evidence sink) before
 //! it is appended, and versions are immutable.
+//!
+//! Content has one classification: the strictest of every registration holding any of its
+//! bytes (the same manifest or any same table file). Registering known content below that is
+//! refused, naming the earlier registration; placement sees every version at its content's
+//! strictest classification. A derived version is below its source only with a stored
+//! sanitizer report that says the lower classification was earned. A version's home zone must
+//! be allowed to hold it ([`home_zone_refusals`]: private tier for private-only data, inside its
+//! residency, under the zone's ceiling, with the certifications its tags need outside private
+//! tiers).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -11,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use tidegate_artifacts::atomic::{append_line, read_lines};
 use tidegate_artifacts::events::ArtifactEvent;
 use tidegate_artifacts::{ArtifactKind, ArtifactStore, Digest, PutOptions};
-use tidegate_model::{Classification, Dataset, DatasetRef, Fleet, Origin, Scheme};
+use tidegate_model::{Classification, Dataset, DatasetRef, Fleet, Origin, Scheme, Zone};
 
 use crate::DataError;
 
@@ -72,6 +81,22 @@ impl ClassificationNames {
                 .map(|r| r.iter().cloned().collect::<BTreeSet<_>>()),
             retention: self.retention.clone(),
         })
+    }
+
+    /// `level/tag,tag` with `, residency X,Y` and `, retention R` when set.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        let mut s = self.level.clone();
+        if !self.tags.is_empty() {
+            s = format!("{s}/{}", self.tags.join(","));
+        }
+        if let Some(r) = &self.residency {
+            s = format!("{s}, residency {}", r.join(","));
+        }
+        if let Some(r) = &self.retention {
+            s = format!("{s}, retention {r}");
+        }
+        s
     }
 
     /// Names for a ranked classification.
@@ -196,6 +221,149 @@ pub struct RegisterSpec {
     pub report: Option<Digest>,
 }
 
+/// Why `zone` may not be the home of data classified `c` (empty when it may): private-only data
+/// only in a private tier, never outside its residency, never above the zone's ceiling, and in a
+/// zone outside the private tiers only with the certifications its tags require. Pure.
+#[must_use]
+pub fn home_zone_refusals(scheme: &Scheme, c: &Classification, zone: &Zone) -> Vec<String> {
+    let mut out = Vec::new();
+    let what = c.describe(scheme);
+    if scheme.private_only(c) && !zone.tier.is_private() {
+        out.push(format!(
+            "{what} data is private-only and zone {} is {}",
+            zone.name,
+            zone.tier.as_str()
+        ));
+    }
+    if let Some(r) = &c.residency {
+        if !r.contains(&zone.jurisdiction) {
+            let list: Vec<&str> = r.iter().map(String::as_str).collect();
+            out.push(format!(
+                "{what} data may only be in [{}] and zone {} is in {}",
+                list.join(", "),
+                zone.name,
+                zone.jurisdiction
+            ));
+        }
+    }
+    if c.level > zone.max_classification {
+        out.push(format!(
+            "level {} is above zone {}'s ceiling {}",
+            scheme.level_name(c.level),
+            zone.name,
+            scheme.level_name(zone.max_classification)
+        ));
+    }
+    if !zone.tier.is_private() {
+        let missing: Vec<String> = scheme
+            .required_certifications(c)
+            .difference(&zone.certifications)
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            out.push(format!(
+                "zone {} lacks the certifications {what} data needs: {}",
+                zone.name,
+                missing.join(", ")
+            ));
+        }
+    }
+    out
+}
+
+/// What `new` lacks to be at least as strict as `old`: the field and why (`None` when it is).
+/// Pure.
+#[must_use]
+pub fn weaker_than(
+    new: &Classification,
+    old: &Classification,
+    scheme: &Scheme,
+) -> Option<(&'static str, String)> {
+    if new.level < old.level {
+        return Some((
+            "level",
+            format!(
+                "level {} is below {}",
+                scheme.level_name(new.level),
+                scheme.level_name(old.level)
+            ),
+        ));
+    }
+    let missing: Vec<&str> = old.tags.difference(&new.tags).map(String::as_str).collect();
+    if !missing.is_empty() {
+        return Some(("tag", format!("without the tags {}", missing.join(", "))));
+    }
+    if let Some(r) = &old.residency {
+        let wider = match &new.residency {
+            None => true,
+            Some(n) => !n.is_subset(r),
+        };
+        if wider {
+            let list: Vec<&str> = r.iter().map(String::as_str).collect();
+            return Some((
+                "residency",
+                format!("a residency wider than [{}]", list.join(", ")),
+            ));
+        }
+    }
+    if let Some(r) = &old.retention {
+        let shorter = match &new.retention {
+            None => true,
+            Some(n) => scheme.retention_rank(n) < scheme.retention_rank(r),
+        };
+        if shorter {
+            return Some(("retention", format!("a retention shorter than {r}")));
+        }
+    }
+    None
+}
+
+/// Whether two versions share content: the same manifest or any same table file.
+fn shares_content(a: &DatasetVersion, snapshot: &Digest, tables: &[TableFile]) -> bool {
+    a.snapshot == *snapshot
+        || a.tables
+            .iter()
+            .any(|t| tables.iter().any(|n| n.digest == t.digest))
+}
+
+/// Each version's classification joined with every version sharing content with it, to a fixed
+/// point (content linked through any chain of shared files has one classification).
+fn strictest_by_content(
+    versions: &[DatasetVersion],
+    scheme: &Scheme,
+) -> Result<Vec<Classification>, DataError> {
+    let mut classes = versions
+        .iter()
+        .map(|v| v.classification.resolve(scheme))
+        .collect::<Result<Vec<_>, _>>()?;
+    loop {
+        let mut changed = false;
+        for i in 0..versions.len() {
+            for j in 0..versions.len() {
+                let (Some(a), Some(b)) = (versions.get(i), versions.get(j)) else {
+                    continue;
+                };
+                if i == j || !shares_content(a, &b.snapshot, &b.tables) {
+                    continue;
+                }
+                let (Some(ci), Some(cj)) = (classes.get(i), classes.get(j)) else {
+                    continue;
+                };
+                let joined = ci.join(cj, scheme);
+                if joined != *ci {
+                    if let Some(slot) = classes.get_mut(i) {
+                        *slot = joined;
+                    }
+                    changed = true;
+                }
+            }
+        }
+        if !changed {
+            return Ok(classes);
+        }
+    }
+}
+
 /// The registry of one data directory.
 #[derive(Debug, Clone)]
 pub struct Registry {
@@ -243,6 +411,29 @@ fn columns(path: &Path, bytes: &[u8]) -> Result<Vec<String>, DataError> {
         });
     }
     Ok(cols)
+}
+
+/// Whether `report` is a stored `sanitizer-report` artifact that says it earned the lower
+/// classification, at the level `level` being registered.
+fn report_says_earned(store: &ArtifactStore, report: &Digest, level: &str) -> bool {
+    let is_report = store
+        .record(report)
+        .is_ok_and(|r| r.kind == ArtifactKind::SanitizerReport);
+    let json = || {
+        store
+            .get(report)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+    };
+    is_report
+        && json().is_some_and(|v| {
+            let earned = v.get("earned") == Some(&serde_json::Value::Bool(true));
+            let to = v
+                .get("output_classification")
+                .and_then(serde_json::Value::as_str)
+                .map(|c| tidegate_sanitize::profile::parse_classification(c).0);
+            earned && to.as_deref() == Some(level)
+        })
 }
 
 impl Registry {
@@ -303,7 +494,9 @@ impl Registry {
     /// As [`Self::list`]; a registered classification the fleet's scheme does not know.
     pub fn merge_into(&self, fleet: &mut Fleet) -> Result<usize, DataError> {
         let mut added = 0;
-        for v in self.list()? {
+        let all = self.list()?;
+        let strictest = strictest_by_content(&all, &fleet.scheme)?;
+        for (v, c) in all.iter().zip(strictest) {
             if fleet
                 .datasets
                 .iter()
@@ -311,22 +504,46 @@ impl Registry {
             {
                 continue;
             }
-            let d = v.to_fleet_dataset(&fleet.scheme)?;
+            let mut d = v.to_fleet_dataset(&fleet.scheme)?;
+            // The content's classification, not only this registration's.
+            d.classification = c;
             fleet.datasets.push(d);
             added += 1;
         }
         Ok(added)
     }
 
+    /// The classification `v`'s content has: the strictest of every registration sharing any of
+    /// its bytes.
+    ///
+    /// # Errors
+    /// As [`Self::list`]; a registered classification `scheme` does not know.
+    pub fn content_classification(
+        &self,
+        v: &DatasetVersion,
+        scheme: &Scheme,
+    ) -> Result<Classification, DataError> {
+        let all = self.list()?;
+        let strictest = strictest_by_content(&all, scheme)?;
+        Ok(all
+            .iter()
+            .zip(strictest)
+            .find(|(x, _)| x.name == v.name && x.version == v.version)
+            .map_or(v.classification.resolve(scheme)?, |(_, c)| c))
+    }
+
     /// Registers the table files under `input` as version `spec.name@spec.version`: each file
     /// is stored in `store` (encrypted, content-addressed), then the manifest; the registration
     /// is ledgered through the store's evidence sink, then appended here. Registering the same
     /// content again returns the existing version; other content under a registered version is
-    /// refused.
+    /// refused; content already registered (any same table file) below its strictest
+    /// classification is refused; a home zone that may not hold the data is refused; a derived
+    /// version below its source needs a stored sanitizer report that says it was earned.
     ///
     /// # Errors
-    /// Invalid names or classification, unreadable or headerless tables, store or ledger
-    /// refusals, [`DataError::Conflict`].
+    /// Invalid names or classification, a home zone that may not hold it (field `zone`),
+    /// unreadable or headerless tables, store or ledger refusals, [`DataError::Conflict`],
+    /// [`DataError::Downgrade`].
     pub fn register(
         &self,
         store: &ArtifactStore,
@@ -349,7 +566,7 @@ impl Registry {
                 });
             }
         }
-        if fleet.zone(&spec.home_zone).is_none() {
+        let Some(zone) = fleet.zone(&spec.home_zone) else {
             return Err(DataError::Invalid {
                 field: "zone".into(),
                 message: format!(
@@ -363,8 +580,19 @@ impl Registry {
                         .join(", ")
                 ),
             });
-        }
+        };
         let classification = spec.classification.resolve(&fleet.scheme)?;
+        let refusals = home_zone_refusals(&fleet.scheme, &classification, zone);
+        if !refusals.is_empty() {
+            return Err(DataError::Invalid {
+                field: "zone".into(),
+                message: format!(
+                    "zone {} may not hold this dataset: {}",
+                    zone.name,
+                    refusals.join("; ")
+                ),
+            });
+        }
         let sensitive = fleet.scheme.private_only(&classification);
         let id = format!("{}@{}", spec.name, spec.version);
         let files = table_files(input)?;
@@ -418,6 +646,7 @@ impl Registry {
                 existing: existing.snapshot.to_string(),
             });
         }
+        self.check_not_lower(store, fleet, spec, &id, &classification, &snapshot, &tables)?;
         let opts = |name: String| PutOptions {
             name,
             sensitive,
@@ -465,6 +694,65 @@ impl Registry {
         })?;
         append_line(&self.path, &line)?;
         Ok(version)
+    }
+
+    /// Refuses `classification` for content already registered stricter (the strictest of every
+    /// registration sharing a file with it), and for a derived version below its source without
+    /// a stored sanitizer report saying the lower classification was earned.
+    #[allow(clippy::too_many_arguments)]
+    fn check_not_lower(
+        &self,
+        store: &ArtifactStore,
+        fleet: &Fleet,
+        spec: &RegisterSpec,
+        id: &str,
+        classification: &Classification,
+        snapshot: &Digest,
+        tables: &[TableFile],
+    ) -> Result<(), DataError> {
+        let scheme = &fleet.scheme;
+        let all = self.list()?;
+        let strictest = strictest_by_content(&all, scheme)?;
+        for (v, c) in all.iter().zip(&strictest) {
+            if !shares_content(v, snapshot, tables) {
+                continue;
+            }
+            if let Some((field, why)) = weaker_than(classification, c, scheme) {
+                return Err(DataError::Downgrade {
+                    field: field.into(),
+                    dataset: id.to_owned(),
+                    earlier: v.id(),
+                    why,
+                    required: ClassificationNames::of(c, scheme).describe(),
+                });
+            }
+        }
+        let Some(from) = &spec.derived_from else {
+            return Ok(());
+        };
+        let Some((src, c)) = all.iter().zip(&strictest).find(|(v, _)| v.id() == *from) else {
+            return Err(DataError::Invalid {
+                field: "derived_from".into(),
+                message: format!("{from} is not registered"),
+            });
+        };
+        let Some((field, why)) = weaker_than(classification, c, scheme) else {
+            return Ok(());
+        };
+        if let Some(report) = &spec.report {
+            if report_says_earned(store, report, &spec.classification.level) {
+                return Ok(());
+            }
+        }
+        Err(DataError::Downgrade {
+            field: field.into(),
+            dataset: id.to_owned(),
+            earlier: src.id(),
+            why: format!(
+                "{why}, and no stored sanitizer report says the lower classification was earned"
+            ),
+            required: ClassificationNames::of(c, scheme).describe(),
+        })
     }
 
     /// Writes version `v`'s tables from `store` into `dir` (verified against their digests).

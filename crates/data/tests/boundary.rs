@@ -117,7 +117,7 @@ fn raw_stays_private_sanitized_moves_projected_and_ledgered() {
     // Sanitize with the built-in k = 5: eleven patients cannot reach it, so the output keeps
     // the raw classification and the report says why.
     let signer = Signer::generate();
-    let derive = |profile: &Profile, version: &str| {
+    let try_derive = |profile: &Profile, version: &str, key: u8| {
         let d = Derivation {
             registry: &registry,
             store: &store,
@@ -125,25 +125,41 @@ fn raw_stays_private_sanitized_moves_projected_and_ledgered() {
             source: &raw,
             profile,
             signer: &signer,
+            approval: None,
             name: "synthea",
             version,
         };
         sanitize_version(
             &d,
-            Key::from_bytes(&[7u8; 32]).unwrap(),
+            Key::from_bytes(&[key; 32]).unwrap(),
             &tmp.path().join("work"),
             20,
         )
-        .unwrap()
     };
-    let strict = derive(&Profile::hipaa_safe_harbor().unwrap(), "deid-k5");
+    let derive =
+        |profile: &Profile, version: &str, key: u8| try_derive(profile, version, key).unwrap();
+    let strict = derive(&Profile::hipaa_safe_harbor().unwrap(), "deid-k5", 8);
     assert!(!strict.report.earned);
     assert_eq!(strict.version.classification, raw.classification);
-    // With k = 1 every other check still applies, and passes: the lower classification is
-    // earned, the report stored and signed.
+    // k = 5 was not reached, so nothing was suppressed: with k = 1 and the same key the output is
+    // the same bytes, which already have the raw classification; registering them lower is
+    // refused, naming that registration.
     let mut k1 = Profile::hipaa_safe_harbor().unwrap();
     k1.set_k(1).unwrap();
-    let derived = derive(&k1, "deid-1");
+    let again = try_derive(&k1, "deid-again", 8).unwrap_err();
+    assert!(
+        matches!(&again, DataError::Downgrade { earlier, .. } if earlier == "synthea@deid-k5"),
+        "{again}"
+    );
+    assert!(
+        registry
+            .get(&DatasetRef::parse("synthea@deid-again").unwrap())
+            .is_err(),
+        "nothing registered"
+    );
+    // With k = 1 every other check still applies, and passes: the lower classification is
+    // earned, the report stored and signed.
+    let derived = derive(&k1, "deid-1", 7);
     assert!(derived.report.earned, "{:?}", derived.report.reasons);
     assert_eq!(derived.version.classification.level, "confidential");
     assert_eq!(
@@ -461,6 +477,7 @@ fn parquet_tables_register_sanitize_and_move_projected() {
         source: &raw,
         profile: &k1,
         signer: &signer,
+        approval: None,
         name: "synthea",
         version: "deid-pq",
     };

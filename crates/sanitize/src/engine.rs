@@ -5,16 +5,21 @@
 //! format and file name. Tables that declare quasi-identifiers are read twice (count classes, then
 //! write) and go first, so rows of suppressed subjects can be left out of every other table.
 
+use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
+use std::hash::BuildHasher;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use csv::ByteRecord;
 
-use crate::profile::{Action, DateMode, OnUnknown, Profile, TableProfile};
-use crate::report::{ColumnReport, KReport, Report, ResidualHit, TableReport};
+use crate::profile::{
+    same_classification, Action, Approval, DateMode, OnUnknown, Profile, TableProfile,
+    HIPAA_SAFE_HARBOR,
+};
+use crate::report::{ColumnReport, IdentifyingColumn, KReport, Report, ResidualHit, TableReport};
 use crate::scan::{is_code_token, Kind, Scanner};
 use crate::table_io::{Format, TableReader, TableWriter};
 use crate::transform::{self, Key, SplitMix};
@@ -28,6 +33,133 @@ pub const REPORT_FILE: &str = "sanitize-report.json";
 pub struct Options {
     /// The pseudonymisation key.
     pub key: Key,
+    /// The source's classification in profile notation (`restricted/phi`), from the registry or
+    /// the operator. `None`: unknown, and then no lower classification is earned, since the
+    /// profile's declared input cannot be checked against it.
+    pub source_classification: Option<String>,
+    /// The profile's approval, verified by the caller against its approver keys; a profile that
+    /// is not built in earns a lower classification only with one matching its digest.
+    pub approval: Option<Approval>,
+}
+
+impl Options {
+    /// Options with `key`, no known source classification and no approval.
+    #[must_use]
+    pub fn new(key: Key) -> Self {
+        Self {
+            key,
+            source_classification: None,
+            approval: None,
+        }
+    }
+
+    /// With the source's classification (profile notation).
+    #[must_use]
+    pub fn with_source(mut self, classification: impl Into<String>) -> Self {
+        self.source_classification = Some(classification.into());
+        self
+    }
+
+    /// With a verified approval of the profile.
+    #[must_use]
+    pub fn with_approval(mut self, approval: Approval) -> Self {
+        self.approval = Some(approval);
+        self
+    }
+}
+
+/// At most this many distinct values of identifier columns are remembered for the residual
+/// scan; beyond it the run cannot check them all and the lower classification is not earned.
+const MAX_ID_VALUES: usize = 50_000_000;
+/// Values of a column written in clear sampled for its distinctness.
+const DISTINCT_SAMPLE: u64 = 100_000;
+/// A column written as it came in is identifying when at least this share (percent) of its
+/// sampled values is distinct, over at least [`DISTINCT_MIN`] values, unless every value is a
+/// decimal measurement.
+const DISTINCT_PERCENT: u64 = 95;
+const DISTINCT_MIN: u64 = 20;
+
+/// Why this run may or may not earn on the grounds of who vouches for the profile and what it
+/// was written for (pure): a built-in profile, or one whose approval signs exactly its digest
+/// (and whose k was not lowered); a declared input equal to the source's classification.
+fn trust_reasons(profile: &Profile, opts: &Options, report: &mut Report) -> Vec<String> {
+    let mut reasons = Vec::new();
+    if profile.is_builtin() {
+        report.profile_authority = "built-in".into();
+    } else {
+        match &opts.approval {
+            Some(a) if a.profile_digest == profile.digest() => {
+                report.profile_authority = "approved".into();
+                report.approved_by = Some(a.keyid.clone());
+                if profile.k_lowered() {
+                    reasons.push(format!(
+                        "--k lowered k below what approver key {} signed in profile `{}`",
+                        a.keyid, profile.name
+                    ));
+                }
+            }
+            Some(a) => reasons.push(format!(
+                "the approval by key {} signs profile digest {}, but profile `{}` is {}: changed since it was signed",
+                a.keyid, a.profile_digest, profile.name, profile.digest()
+            )),
+            None => reasons.push(format!(
+                "profile `{}` ({}) is neither built in nor signed by an approver key; only those earn a lower classification (tidegate sanitize sign-profile)",
+                profile.name, profile.digest()
+            )),
+        }
+    }
+    match &opts.source_classification {
+        None => reasons.push(format!(
+            "the source's classification is unknown, so the profile's declared input `{}` cannot be checked against it (give --source-classification, or sanitize a registered version)",
+            profile.input_classification
+        )),
+        Some(src) if !same_classification(src, &profile.input_classification) => reasons.push(format!(
+            "profile `{}` is written for `{}` but the source is classified `{src}`",
+            profile.name, profile.input_classification
+        )),
+        Some(_) => {}
+    }
+    reasons
+}
+
+/// Whether a raw value of an identifier column is worth looking for in the output: at least four
+/// bytes, not a date, not a decimal measurement, not a short number (counts, codes, years).
+fn identifier_like(v: &[u8]) -> bool {
+    let v = v.trim_ascii();
+    if v.len() < 4 {
+        return false;
+    }
+    let date = v.len() >= 10
+        && v.get(..4).is_some_and(|y| y.iter().all(u8::is_ascii_digit))
+        && v.get(4) == Some(&b'-');
+    if date {
+        return false;
+    }
+    if v.iter()
+        .all(|b| b.is_ascii_digit() || matches!(b, b'+' | b'-' | b'.' | b' '))
+    {
+        let digits = v.iter().filter(|b| b.is_ascii_digit()).count();
+        return !v.contains(&b'.') && digits >= 9;
+    }
+    true
+}
+
+/// A decimal number with a fractional part (`129.16`, `-0.5`): a measurement or an amount.
+fn is_fraction(v: &[u8]) -> bool {
+    let v = v.strip_prefix(b"-").unwrap_or(v);
+    match v.iter().position(|b| *b == b'.') {
+        Some(dot) => {
+            let (a, b) = (
+                v.get(..dot).unwrap_or_default(),
+                v.get(dot + 1..).unwrap_or_default(),
+            );
+            !a.is_empty()
+                && !b.is_empty()
+                && a.iter().all(u8::is_ascii_digit)
+                && b.iter().all(u8::is_ascii_digit)
+        }
+        None => false,
+    }
 }
 
 /// Sanitizes `input` (a table file, or a directory of `*.csv` and `*.parquet` tables) into the new
@@ -78,8 +210,20 @@ pub fn sanitize(
         profile_source: profile.source.clone(),
         key_id: opts.key.id().to_string(),
         key_ephemeral: opts.key.is_ephemeral(),
-        input_classification: profile.input_classification.clone(),
-        output_classification: profile.input_classification.clone(),
+        profile_digest: profile.digest().to_owned(),
+        profile_authority: "unapproved".into(),
+        approved_by: None,
+        declared_input_classification: profile.input_classification.clone(),
+        source_classification: opts.source_classification.clone(),
+        input_classification: opts
+            .source_classification
+            .clone()
+            .unwrap_or_else(|| profile.input_classification.clone()),
+        output_classification: opts
+            .source_classification
+            .clone()
+            .unwrap_or_else(|| profile.input_classification.clone()),
+        lifts: profile.lifts.clone(),
         target_classification: profile.output_classification.clone(),
         earned: false,
         reasons: Vec::new(),
@@ -92,11 +236,17 @@ pub fn sanitize(
         bytes_out: 0,
         elapsed_s: 0.0,
     };
+    let trust = trust_reasons(profile, opts, &mut report);
+    let reference = Profile::load(HIPAA_SAFE_HARBOR).ok();
     let mut run = Run {
         profile,
         key: &opts.key,
         suppressed_subjects: HashSet::new(),
         scanner: Scanner::default(),
+        reference: reference.as_ref(),
+        hasher: RandomState::new(),
+        ids: HashSet::new(),
+        ids_overflow: false,
     };
     for (_, file) in &ordered {
         let name = table_name(file);
@@ -121,7 +271,8 @@ pub fn sanitize(
         }
         report.tables.push(t);
     }
-    report.decide();
+    run.find_original_values(&mut report, tmp.path())?;
+    report.decide(trust, run.ids_overflow);
     report.elapsed_s = started.elapsed().as_secs_f64();
     let report_path = tmp.path().join(REPORT_FILE);
     let json = serde_json::to_vec_pretty(&report).map_err(|e| {
@@ -219,6 +370,16 @@ struct Col {
     last_out: Vec<u8>,
     has_last: bool,
     redactions: u64,
+    /// Its raw values are remembered for the residual scan (dropped, pseudonymised or unknown
+    /// here, or an identifier in the built-in profile).
+    collect: bool,
+    /// Whether every cell written so far is the input cell as it was.
+    unchanged: bool,
+    /// Hashes of the first sampled values of a column written in clear (not pseudonymised), for
+    /// its distinctness.
+    distinct: Option<HashSet<u64>>,
+    sampled: u64,
+    all_fraction: bool,
 }
 
 struct Run<'a> {
@@ -227,6 +388,12 @@ struct Run<'a> {
     /// Original subject values suppressed for k-anonymity: their rows leave every table.
     suppressed_subjects: HashSet<Vec<u8>>,
     scanner: Scanner,
+    /// The built-in profile: which columns of the Synthea schema are identifiers.
+    reference: Option<&'a Profile>,
+    hasher: RandomState,
+    /// Hashes of every identifier-like raw value of the identifier columns of every table.
+    ids: HashSet<u64>,
+    ids_overflow: bool,
 }
 
 /// Sample decision for a subject: kept when its seeded hash falls below the fraction.
@@ -318,6 +485,15 @@ impl Run<'_> {
             }
             let seed =
                 self.profile.seed ^ transform::seeded_hash(0, format!("{name}.{hname}").as_bytes());
+            let identifier =
+                |a: Option<&Action>| matches!(a, None | Some(Action::Drop | Action::Pseudonymize));
+            let reference = self
+                .reference
+                .and_then(|r| r.tables.get(name))
+                .map(|t| t.columns.get(&hname));
+            let collect = identifier(action.as_ref())
+                || reference.is_some_and(|a| a.is_some() && identifier(a));
+            let clear = !identifier(action.as_ref());
             cols.push(Col {
                 name: hname,
                 action,
@@ -326,6 +502,11 @@ impl Run<'_> {
                 last_out: Vec::new(),
                 has_last: false,
                 redactions: 0,
+                collect,
+                unchanged: clear,
+                distinct: clear.then(HashSet::new),
+                sampled: 0,
+                all_fraction: true,
             });
         }
         let pos = |c: &str| cols.iter().position(|x| x.name == c);
@@ -513,10 +694,25 @@ impl Run<'_> {
             }
             out_rec.clear();
             for (i, (c, v)) in cols.iter_mut().zip(rec.iter()).enumerate() {
+                if c.collect && identifier_like(v) {
+                    if self.ids.len() < MAX_ID_VALUES {
+                        self.ids.insert(self.hasher.hash_one(v));
+                    } else {
+                        self.ids_overflow = true;
+                    }
+                }
+                if let Some(d) = &mut c.distinct {
+                    if !v.is_empty() && c.sampled < DISTINCT_SAMPLE {
+                        c.sampled += 1;
+                        d.insert(self.hasher.hash_one(v));
+                        c.all_fraction &= is_fraction(v);
+                    }
+                }
                 if any_redact && redact_now.get(i).copied().unwrap_or(false) {
                     if !matches!(c.action, None | Some(Action::Drop)) {
                         out_rec.push_field(b"[REDACTED]");
                         c.redactions += 1;
+                        c.unchanged = false;
                     }
                     if let Some(slot) = redact_now.get_mut(i) {
                         *slot = false;
@@ -533,7 +729,16 @@ impl Run<'_> {
                     }
                     Some(Action::Code) => {
                         out_rec.push_field(v);
-                        if !is_code_token(v) {
+                        if is_code_token(v) {
+                            // Shapes of identifiers, except card numbers: long SNOMED ids pass Luhn
+                            // by chance (a column of card numbers is caught by its distinctness).
+                            let sc = &mut self.scanner;
+                            sc.scan(v, |k, _, _| {
+                                if k != Kind::CardNumber {
+                                    note(&mut residual, i, k, line);
+                                }
+                            });
+                        } else {
                             note(&mut residual, i, Kind::NotACode, line);
                         }
                         continue;
@@ -546,6 +751,9 @@ impl Run<'_> {
                 if c.action == Some(Action::ScanText) {
                     let sc = &mut self.scanner;
                     sc.scan(&scratch, |k, _, _| note(&mut residual, i, k, line));
+                }
+                if c.unchanged && scratch.as_slice() != v {
+                    c.unchanged = false;
                 }
                 out_rec.push_field(&scratch);
             }
@@ -565,6 +773,52 @@ impl Run<'_> {
             })
             .collect();
         hits.sort_by(|a, b| (&a.column, a.kind).cmp(&(&b.column, b.kind)));
+        let redactions: u64 = cols.iter().map(|c| c.redactions).sum();
+        // The input again: every column written, each cell as it came in, every row.
+        let identical_to_input =
+            rows_out == rows_in && redactions == 0 && cols.iter().all(|c| c.unchanged);
+        let reference = self.reference.and_then(|r| r.tables.get(name));
+        let mut identifying = Vec::new();
+        for c in &cols {
+            let Some(distinct) = &c.distinct else {
+                continue;
+            };
+            // Written as it came in: kept or coded (whatever `redact_when` took out of it), or
+            // scanned or noised without changing a cell. (A date, ZIP or age transform that left
+            // a cell as it was found it generalised already.)
+            let as_is = match c.action {
+                Some(Action::Keep | Action::Code) => true,
+                Some(Action::ScanText | Action::Noise(_)) => c.unchanged,
+                _ => false,
+            };
+            if !as_is {
+                continue;
+            }
+            if let Some(a) = reference.and_then(|t| t.columns.get(&c.name)) {
+                if !matches!(a, Action::Keep | Action::Code | Action::ScanText) {
+                    identifying.push(IdentifyingColumn {
+                        column: c.name.clone(),
+                        action: c.action.as_ref().map_or("drop", Action::name).to_string(),
+                        why: format!("the built-in {HIPAA_SAFE_HARBOR} profile treats it as an identifier ({})", a.name()),
+                    });
+                    continue;
+                }
+            }
+            let n = u64::try_from(distinct.len()).unwrap_or(u64::MAX);
+            if c.sampled >= DISTINCT_MIN
+                && n * 100 >= DISTINCT_PERCENT * c.sampled
+                && !c.all_fraction
+            {
+                identifying.push(IdentifyingColumn {
+                    column: c.name.clone(),
+                    action: c.action.as_ref().map_or("drop", Action::name).to_string(),
+                    why: format!(
+                        "{n} of its first {} values are distinct: it identifies rows",
+                        c.sampled
+                    ),
+                });
+            }
+        }
         Ok(TableReport {
             table: name.to_string(),
             file: file_name,
@@ -585,9 +839,83 @@ impl Run<'_> {
             absent_columns,
             k_anonymity: k_report,
             residual: hits,
+            identical_to_input,
+            identifying,
             bytes_in,
             bytes_out,
         })
+    }
+
+    /// The residual scan for original values: every written cell outside the pseudonymised
+    /// columns (and every token of free-text cells) is looked up among the raw values of every
+    /// table's identifier columns; each match is an `original_value` hit at its output line.
+    fn find_original_values(
+        &self,
+        report: &mut Report,
+        staged: &Path,
+    ) -> Result<(), SanitizeError> {
+        if self.ids.is_empty() {
+            return Ok(());
+        }
+        let mut rec = ByteRecord::new();
+        for t in &mut report.tables {
+            let Some(tp) = self.profile.tables.get(&t.table) else {
+                continue;
+            };
+            let (mut rdr, header) =
+                TableReader::open(&staged.join(&t.file), self.profile.max_field_bytes)?;
+            // (check the cell, check its tokens) per output column.
+            let plan: Vec<(bool, bool)> = header
+                .iter()
+                .map(|h| match tp.columns.get(h) {
+                    None | Some(Action::Drop | Action::Pseudonymize) => (false, false),
+                    Some(Action::ScanText) => (true, true),
+                    Some(_) => (true, false),
+                })
+                .collect();
+            if !plan.iter().any(|p| p.0) {
+                continue;
+            }
+            let mut found: HashMap<usize, (u64, Vec<u64>)> = HashMap::new();
+            while let Some(line) = rdr.next(&mut rec)? {
+                for (i, (v, (cell, tokens))) in rec.iter().zip(plan.iter()).enumerate() {
+                    if !cell {
+                        continue;
+                    }
+                    let mut hit = identifier_like(v) && self.ids.contains(&self.hasher.hash_one(v));
+                    if !hit && *tokens {
+                        hit = v
+                            .split(|b| b.is_ascii_whitespace() || b",;:()[]\"'".contains(b))
+                            .any(|w| {
+                                identifier_like(w) && self.ids.contains(&self.hasher.hash_one(w))
+                            });
+                    }
+                    if hit {
+                        let e = found.entry(i).or_insert_with(|| (0, Vec::new()));
+                        e.0 += 1;
+                        if e.1.len() < 5 {
+                            e.1.push(line);
+                        }
+                    }
+                }
+            }
+            for (i, (count, lines)) in found {
+                let column = header.get(i).cloned().unwrap_or_default();
+                t.residual.push(ResidualHit {
+                    column,
+                    kind: Kind::OriginalValue,
+                    count,
+                    lines,
+                });
+                *report
+                    .residual_total
+                    .entry(Kind::OriginalValue)
+                    .or_insert(0) += count;
+            }
+            t.residual
+                .sort_by(|a, b| (&a.column, a.kind).cmp(&(&b.column, b.kind)));
+        }
+        Ok(())
     }
 
     /// The transformed quasi-identifiers of a row, joined by 0x1f, into `keybuf`.

@@ -27,7 +27,7 @@ pub mod transform;
 
 pub use engine::{sanitize, Options};
 pub use error::SanitizeError;
-pub use profile::{Action, DateMode, Profile};
+pub use profile::{Action, Approval, DateMode, Profile};
 pub use report::Report;
 pub use table_io::{project_table, table_columns};
 pub use transform::Key;

@@ -5,8 +5,47 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 
 use crate::SanitizeError;
+
+/// Tags no profile can lift: export control, contractual obligations and trade secrets follow
+/// the data whatever was removed from it (residency and retention are not tags and always carry
+/// over too).
+pub fn never_liftable(tag: &str) -> bool {
+    tag == "export-controlled" || tag == "ip" || tag.starts_with("contractual:")
+}
+
+/// `level/tag,tag` (the profile notation) as a level and a set of tags.
+#[must_use]
+pub fn parse_classification(text: &str) -> (String, std::collections::BTreeSet<String>) {
+    let (level, tags) = text.split_once('/').unwrap_or((text, ""));
+    (
+        level.trim().to_owned(),
+        tags.split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    )
+}
+
+/// Whether two classifications in profile notation name the same level and the same tags.
+#[must_use]
+pub fn same_classification(a: &str, b: &str) -> bool {
+    parse_classification(a) == parse_classification(b)
+}
+
+/// A profile's approval, verified by the caller against its keyring: an approver key signed the
+/// profile whose digest is `profile_digest`. The sanitizer accepts it only for a profile with
+/// exactly that digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Approval {
+    /// The approver key that signed the profile.
+    pub keyid: String,
+    /// `sha256:` digest of the signed profile's bytes.
+    pub profile_digest: String,
+}
 
 /// Name of the built-in HIPAA Safe Harbor profile for the Synthea CSV schema.
 pub const HIPAA_SAFE_HARBOR: &str = "hipaa-safe-harbor";
@@ -164,11 +203,29 @@ pub struct Profile {
     /// Seeded sampling of subjects, if any.
     #[serde(default)]
     pub sample: Option<Sample>,
+    /// Tags of the input this profile removes the grounds for (e.g. `[phi, pii]`): only these
+    /// are taken off the output's classification when the lower classification is earned; every
+    /// other tag carries over. `export-controlled`, `ip` and `contractual:*` can never be lifted.
+    #[serde(default)]
+    pub lifts: Vec<String>,
     /// Table name (the CSV file name without `.csv`) to its columns.
     pub tables: BTreeMap<String, TableProfile>,
     /// Where the profile came from (a path or `<built-in NAME>`), for messages.
     #[serde(skip)]
     pub source: String,
+    /// `sha256:` digest of the profile's bytes as loaded (what an approver signs).
+    #[serde(skip)]
+    digest: String,
+    /// The profile's bytes as loaded.
+    #[serde(skip)]
+    text: String,
+    /// Whether this is a built-in profile (compiled into tidegate, not read from a file).
+    #[serde(skip)]
+    builtin: bool,
+    /// Whether `--k` lowered k below what the profile says (an approval covers the profile as
+    /// signed, not a weaker one).
+    #[serde(skip)]
+    k_lowered: bool,
 }
 
 fn default_shift() -> u32 {
@@ -183,15 +240,41 @@ impl Profile {
     /// The built-in profile of that name, or the profile file at that path.
     pub fn load(name_or_path: &str) -> Result<Self, SanitizeError> {
         if name_or_path == HIPAA_SAFE_HARBOR {
-            return Self::from_yaml(
+            let mut p = Self::from_yaml(
                 HIPAA_SAFE_HARBOR_YAML,
                 &format!("<built-in {HIPAA_SAFE_HARBOR}>"),
-            );
+            )?;
+            p.builtin = true;
+            return Ok(p);
         }
         let path = Path::new(name_or_path);
         let text = std::fs::read_to_string(path)
             .map_err(|e| SanitizeError::io(path, "cannot read profile", e))?;
         Self::from_yaml(&text, name_or_path)
+    }
+
+    /// `sha256:` digest of the profile's bytes as loaded: what an approver signs.
+    #[must_use]
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// The profile's bytes as loaded.
+    #[must_use]
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether this is a built-in profile (compiled into tidegate, not read from a file).
+    #[must_use]
+    pub fn is_builtin(&self) -> bool {
+        self.builtin
+    }
+
+    /// Whether `--k` lowered k below what the profile says.
+    #[must_use]
+    pub fn k_lowered(&self) -> bool {
+        self.k_lowered
     }
 
     /// The built-in `hipaa-safe-harbor` profile.
@@ -218,6 +301,9 @@ impl Profile {
             }
         })?;
         p.source = source.to_string();
+        p.digest = format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes())));
+        p.text = text.to_string();
+        p.builtin = false;
         p.validate()?;
         Ok(p)
     }
@@ -234,6 +320,17 @@ impl Profile {
         if let Some(s) = &self.sample {
             if !(s.fraction > 0.0 && s.fraction <= 1.0) {
                 return Err(self.invalid("sample.fraction".into(), "must be in (0, 1]"));
+            }
+        }
+        for (i, t) in self.lifts.iter().enumerate() {
+            if never_liftable(t) {
+                return Err(self.invalid(
+                    format!("lifts[{i}]"),
+                    format!("`{t}` can never be lifted: export control, contractual obligations and IP carry over to every derived dataset"),
+                ));
+            }
+            if t.trim().is_empty() {
+                return Err(self.invalid(format!("lifts[{i}]"), "empty tag"));
             }
         }
         if self.max_field_bytes == 0 {
@@ -325,6 +422,9 @@ impl Profile {
         }
         for t in self.tables.values_mut() {
             if let Some(ka) = &mut t.k_anonymity {
+                if k < ka.k {
+                    self.k_lowered = true;
+                }
                 ka.k = k;
             }
         }

@@ -47,6 +47,17 @@ pub struct KReport {
     pub reached: bool,
 }
 
+/// A column written as it came in (`keep` or `code`) whose content identifies people or rows.
+#[derive(Debug, Clone, Serialize)]
+pub struct IdentifyingColumn {
+    /// The column.
+    pub column: String,
+    /// Its action in the profile.
+    pub action: String,
+    /// Why it counts as identifying (a rule, never a value).
+    pub why: String,
+}
+
 /// Identifiers the residual scan found in one output column.
 #[derive(Debug, Clone, Serialize)]
 pub struct ResidualHit {
@@ -56,7 +67,8 @@ pub struct ResidualHit {
     pub kind: Kind,
     /// How many.
     pub count: u64,
-    /// Where it was first found (at most 5): input lines for CSV, 0-based row indexes for Parquet.
+    /// Where it was first found (at most 5): input lines for CSV, 0-based row indexes for Parquet
+    /// (for `original_value`, lines and rows of the output table).
     pub lines: Vec<u64>,
 }
 
@@ -87,6 +99,11 @@ pub struct TableReport {
     pub k_anonymity: Option<KReport>,
     /// What the residual scan found.
     pub residual: Vec<ResidualHit>,
+    /// Whether the output is the input again: every column kept or coded, every row written.
+    pub identical_to_input: bool,
+    /// Kept or coded columns whose content identifies (by the built-in profile or distinctness).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub identifying: Vec<IdentifyingColumn>,
     /// Input bytes.
     pub bytes_in: u64,
     /// Output bytes.
@@ -104,7 +121,19 @@ pub struct Report {
     pub key_id: String,
     /// Whether the key was random and unstored.
     pub key_ephemeral: bool,
-    /// Classification of the input.
+    /// `sha256:` digest of the profile's bytes.
+    pub profile_digest: String,
+    /// Who vouches for the profile: `built-in`, `approved` (signed by an approver key) or
+    /// `unapproved`.
+    pub profile_authority: String,
+    /// The approver key whose signature over the profile's digest was verified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<String>,
+    /// The input classification the profile is written for.
+    pub declared_input_classification: String,
+    /// The source's classification, when known (registry or operator).
+    pub source_classification: Option<String>,
+    /// Classification of the input: the source's when known, else the profile's declared one.
     pub input_classification: String,
     /// Classification of the output: the lower one only when earned.
     pub output_classification: String,
@@ -112,6 +141,8 @@ pub struct Report {
     pub target_classification: String,
     /// Whether the lower classification was earned.
     pub earned: bool,
+    /// The tags the profile lifts once earned (every other tag carries over).
+    pub lifts: Vec<String>,
     /// Why it was not earned (empty when earned).
     pub reasons: Vec<String>,
     /// Tables, in processing order.
@@ -134,10 +165,18 @@ pub struct Report {
 }
 
 impl Report {
-    /// Decides the classification from the checks: every column and table covered, k reached
-    /// wherever declared, and nothing found by the residual scan.
-    pub(crate) fn decide(&mut self) {
-        let mut reasons = Vec::new();
+    /// Decides the classification from the checks: a profile that is built in or approved and
+    /// written for the source's classification (`trust` holds what failed there), every column
+    /// and table covered, no output equal to its input and no identifying column written as it
+    /// came in, k reached wherever declared, and nothing found by the residual scan (shapes and
+    /// original values of identifier columns).
+    pub(crate) fn decide(&mut self, trust: Vec<String>, ids_overflow: bool) {
+        let mut reasons = trust;
+        if ids_overflow {
+            reasons.push(
+                "too many identifier values to check every one against the output".to_string(),
+            );
+        }
         if !self.unknown_tables.is_empty() {
             reasons.push(format!(
                 "tables not covered by the profile were left out: {}",
@@ -156,6 +195,15 @@ impl Report {
                     "{}: columns not covered by the profile: {}",
                     t.table,
                     unknown.join(", ")
+                ));
+            }
+            if t.identical_to_input {
+                reasons.push(format!("{}: the output is the input again (every column kept or coded, every row written)", t.table));
+            }
+            for c in &t.identifying {
+                reasons.push(format!(
+                    "{}: column {} is written as it came in ({}) but identifies: {}",
+                    t.table, c.column, c.action, c.why
                 ));
             }
             if let Some(k) = &t.k_anonymity {
@@ -185,6 +233,8 @@ impl Report {
             ));
         }
         self.earned = reasons.is_empty();
+        // A profile written for another classification never earns, and the output keeps the
+        // source's classification (`input_classification`).
         self.output_classification = if self.earned {
             self.target_classification.clone()
         } else {

@@ -25,6 +25,9 @@ pub enum Kind {
     CardNumber,
     /// A value in a `code` column that is not a code token.
     NotACode,
+    /// A value of one of the input's identifier columns (dropped or pseudonymised ones) found in
+    /// the output.
+    OriginalValue,
 }
 
 impl Kind {
@@ -38,7 +41,7 @@ impl Kind {
             Self::Passport => b"[PASSPORT]",
             Self::Licence => b"[LICENCE]",
             Self::CardNumber => b"[CARD]",
-            Self::NotACode => b"[REDACTED]",
+            Self::NotACode | Self::OriginalValue => b"[REDACTED]",
         }
     }
 }
@@ -333,11 +336,24 @@ impl Scanner {
     }
 }
 
-/// Whether a value is a terminology code token: letters, digits, `.`, `-`, at most 32 bytes.
+/// Whether a value is a terminology code token: letters, digits, `.`, `-`, at most 32 bytes, with
+/// a digit (or a mnemonic of at most four capitals), and not a date. Empty is no value.
 pub fn is_code_token(v: &[u8]) -> bool {
-    v.len() <= 32
+    if v.is_empty() {
+        return true;
+    }
+    let shaped = v.len() <= 32
         && v.iter()
-            .all(|b| b.is_ascii_alphanumeric() || *b == b'.' || *b == b'-')
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'.' || *b == b'-');
+    // A date is no code, and a word is none either: codes carry digits, except short upper-case
+    // mnemonics (`DX`, `CT`).
+    let date = v.len() >= 10
+        && v.get(..4).is_some_and(|y| y.iter().all(u8::is_ascii_digit))
+        && v.get(4) == Some(&b'-')
+        && v.get(7) == Some(&b'-');
+    let digits = v.iter().any(u8::is_ascii_digit);
+    let mnemonic = v.len() <= 4 && v.iter().all(u8::is_ascii_uppercase);
+    shaped && !date && (digits || mnemonic)
 }
 
 #[cfg(test)]
@@ -349,6 +365,30 @@ mod tests {
         let mut v = Vec::new();
         Scanner::default().scan(t.as_bytes(), |k, s, e| v.push((k, t[s..e].to_string())));
         v
+    }
+
+    #[test]
+    fn code_tokens_are_codes_not_names_dates_or_words() {
+        for c in [
+            "185345009",
+            "8302-2",
+            "E11.9",
+            "DX",
+            "1.2.840.10008.5.1.4.1.1.1.1",
+            "",
+        ] {
+            assert!(is_code_token(c.as_bytes()), "{c}");
+        }
+        for n in [
+            "Smith",
+            "abel",
+            "1990-03-04",
+            "2020-01-01T10:00:00Z",
+            "999 33 2827",
+            "x@y.org",
+        ] {
+            assert!(!is_code_token(n.as_bytes()), "{n}");
+        }
     }
 
     #[test]

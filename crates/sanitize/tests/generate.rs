@@ -69,9 +69,7 @@ fn generated_tables_have_the_synthea_schema_and_sanitize_cleanly() {
         &p,
         &raw,
         &out,
-        &Options {
-            key: Key::from_bytes(&[9; 32]).unwrap(),
-        },
+        &Options::new(Key::from_bytes(&[9; 32]).unwrap()).with_source("restricted/phi"),
     )
     .unwrap();
     assert!(r.earned, "{:?}", r.reasons);

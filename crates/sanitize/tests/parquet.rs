@@ -20,10 +20,9 @@ use tidegate_sanitize::profile::OnUnknown;
 use tidegate_sanitize::{sanitize, Key, Options, Profile, SanitizeError};
 use tidegate_testkit::synthea_dir as synthea;
 
+/// Options for a source registered as the built-in profile's input, `restricted/phi`.
 fn key(b: u8) -> Options {
-    Options {
-        key: Key::from_bytes(&[b; 32]).unwrap(),
-    }
+    Options::new(Key::from_bytes(&[b; 32]).unwrap()).with_source("restricted/phi")
 }
 
 fn profile() -> Profile {

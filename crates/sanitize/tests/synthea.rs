@@ -5,14 +5,13 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use tidegate_sanitize::{sanitize, Key, Options, Profile, SanitizeError};
+use tidegate_sanitize::{sanitize, Approval, Key, Options, Profile, SanitizeError};
 
 use tidegate_testkit::synthea_dir as synthea;
 
+/// Options for a source registered as the built-in profile's input, `restricted/phi`.
 fn key(b: u8) -> Options {
-    Options {
-        key: Key::from_bytes(&[b; 32]).unwrap(),
-    }
+    Options::new(Key::from_bytes(&[b; 32]).unwrap()).with_source("restricted/phi")
 }
 
 fn profile_k(k: u32) -> Profile {
@@ -432,7 +431,18 @@ tables:
         "PERSON,DAY\na,2020-01-01\na,2020-01-11\ne,2020-02-02\nb,2021-05-05T10:00:00Z\n",
     )
     .unwrap();
-    let r = sanitize(&p, &input, &tmp.path().join("out"), &key(8)).unwrap();
+    // A profile file earns only with an approval of exactly its bytes (verified by the caller).
+    let approval = Approval {
+        keyid: "ed25519:test".into(),
+        profile_digest: p.digest().to_owned(),
+    };
+    let r = sanitize(
+        &p,
+        &input,
+        &tmp.path().join("out"),
+        &key(8).with_approval(approval),
+    )
+    .unwrap();
     assert!(r.earned, "{:?}", r.reasons);
     let people = &r.tables[0];
     assert_eq!(
