@@ -9,9 +9,9 @@
 //! refused, naming the earlier registration; placement sees every version at its content's
 //! strictest classification. A derived version is below its source only with a stored
 //! sanitizer report that says the lower classification was earned. A version's home zone must
-//! be allowed to hold it ([`home_zone_refusals`]: private tier for private-only data, inside its
-//! residency, under the zone's ceiling, with the certifications its tags need outside private
-//! tiers).
+//! be allowed to hold it ([`Scheme::home_zone_problem`](tidegate_model::Scheme::home_zone_problem):
+//! private tier for private-only data, inside its residency, under the zone's ceiling, with the
+//! certifications its tags need in a public zone).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use tidegate_artifacts::atomic::{append_line, read_lines};
 use tidegate_artifacts::events::ArtifactEvent;
 use tidegate_artifacts::{ArtifactKind, ArtifactStore, Digest, PutOptions};
-use tidegate_model::{Classification, Dataset, DatasetRef, Fleet, Origin, Scheme, Zone};
+use tidegate_model::{Classification, Dataset, DatasetRef, Fleet, Origin, Scheme};
 
 use crate::DataError;
 
@@ -219,56 +219,6 @@ pub struct RegisterSpec {
     pub derived_from: Option<String>,
     /// Sanitizer report behind it.
     pub report: Option<Digest>,
-}
-
-/// Why `zone` may not be the home of data classified `c` (empty when it may): private-only data
-/// only in a private tier, never outside its residency, never above the zone's ceiling, and in a
-/// zone outside the private tiers only with the certifications its tags require. Pure.
-#[must_use]
-pub fn home_zone_refusals(scheme: &Scheme, c: &Classification, zone: &Zone) -> Vec<String> {
-    let mut out = Vec::new();
-    let what = c.describe(scheme);
-    if scheme.private_only(c) && !zone.tier.is_private() {
-        out.push(format!(
-            "{what} data is private-only and zone {} is {}",
-            zone.name,
-            zone.tier.as_str()
-        ));
-    }
-    if let Some(r) = &c.residency {
-        if !r.contains(&zone.jurisdiction) {
-            let list: Vec<&str> = r.iter().map(String::as_str).collect();
-            out.push(format!(
-                "{what} data may only be in [{}] and zone {} is in {}",
-                list.join(", "),
-                zone.name,
-                zone.jurisdiction
-            ));
-        }
-    }
-    if c.level > zone.max_classification {
-        out.push(format!(
-            "level {} is above zone {}'s ceiling {}",
-            scheme.level_name(c.level),
-            zone.name,
-            scheme.level_name(zone.max_classification)
-        ));
-    }
-    if !zone.tier.is_private() {
-        let missing: Vec<String> = scheme
-            .required_certifications(c)
-            .difference(&zone.certifications)
-            .cloned()
-            .collect();
-        if !missing.is_empty() {
-            out.push(format!(
-                "zone {} lacks the certifications {what} data needs: {}",
-                zone.name,
-                missing.join(", ")
-            ));
-        }
-    }
-    out
 }
 
 /// What `new` lacks to be at least as strict as `old`: the field and why (`None` when it is).
@@ -582,16 +532,9 @@ impl Registry {
             });
         };
         let classification = spec.classification.resolve(&fleet.scheme)?;
-        let refusals = home_zone_refusals(&fleet.scheme, &classification, zone);
-        if !refusals.is_empty() {
-            return Err(DataError::Invalid {
-                field: "zone".into(),
-                message: format!(
-                    "zone {} may not hold this dataset: {}",
-                    zone.name,
-                    refusals.join("; ")
-                ),
-            });
+        // The same rule as a home zone in datasets.yaml (`Scheme::home_zone_problem`).
+        if let Some(why) = fleet.scheme.home_zone_problem(&classification, zone) {
+            return Err(DataError::Invalid { field: "zone".into(), message: why });
         }
         let sensitive = fleet.scheme.private_only(&classification);
         let id = format!("{}@{}", spec.name, spec.version);
@@ -647,9 +590,11 @@ impl Registry {
             });
         }
         self.check_not_lower(store, fleet, spec, &id, &classification, &snapshot, &tables)?;
+        let class = crate::holding::class_of(&classification, &fleet.scheme);
         let opts = |name: String| PutOptions {
             name,
             sensitive,
+            classification: Some(class.clone()),
             ..PutOptions::default()
         };
         for (t, bytes) in tables.iter().zip(&contents) {

@@ -363,8 +363,15 @@ pub fn execute(
         report: ds.report.clone(),
         at: now,
     })?;
+    // The copy carries the version's classification (by names), bound into its encryption.
+    let class = tidegate_artifacts::ArtifactClass {
+        level: ds.classification.level.clone(),
+        tags: ds.classification.tags.iter().cloned().collect(),
+        residency: ds.classification.residency.as_ref().map(|r| r.iter().cloned().collect()),
+    };
     let opts = |name: String| PutOptions {
         name,
+        classification: Some(class.clone()),
         ..PutOptions::default()
     };
     for (t, content) in &out {

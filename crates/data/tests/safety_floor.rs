@@ -245,25 +245,25 @@ fn a_home_zone_that_may_not_hold_the_data_is_refused_and_nothing_registered() {
         "a@1",
         "public-us",
         phi.clone(),
-        "private-only and zone public-us is public",
+        "private-only and the zone is public",
     );
     refused(
         "a@2",
         "edge-clinic",
         phi,
-        "private-only and zone edge-clinic is edge",
+        "private-only and the zone is edge",
     );
     refused(
         "a@3",
         "hospital-onprem",
         class("internal", &[], Some(&["EU"])),
-        "may only be in [EU] and zone hospital-onprem is in US",
+        "residency [EU] excludes the zone's jurisdiction US",
     );
     refused(
         "a@4",
         "public-eu",
         class("confidential", &["pii", "export-controlled"], Some(&["US"])),
-        "is in EU",
+        "jurisdiction EU",
     );
     refused(
         "a@5",

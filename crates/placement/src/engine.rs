@@ -428,68 +428,7 @@ impl<'f> PlacementEngine<'f> {
         ))
     }
 
-    /// The admission-time re-check of one option: whether `job` may run on pool `pool` of zone
-    /// `zone` (fleet indices), decided afresh: the job resolved again, plain Cedar for that zone
-    /// (full attributes, the fleet's zones as they are, no projection, no cache) and every
-    /// hard constraint. `Ok(())` when allowed, otherwise the first reason it is not. Use it
-    /// before admitting a job to a public or edge zone, so a fault in verdict reuse can never
-    /// carry work there.
-    pub fn recheck_plain(&self, job: &JobSpec, zone: usize, pool: usize) -> Result<(), String> {
-        let fleet = self.fleet;
-        if fleet
-            .zones
-            .get(zone)
-            .and_then(|z| z.pools.get(pool))
-            .is_none()
-        {
-            return Err(format!("no pool {pool} in zone {zone}"));
-        }
-        let profile = Arc::new(JobProfile::resolve(job, fleet).map_err(|e| e.to_string())?);
-        let level = fleet.scheme.level_name(profile.attrs.level);
-        let not_checked = |z: usize| ZoneVerdict {
-            zone: z,
-            allowed: false,
-            permits: vec![],
-            forbids: vec![],
-            errors: vec!["not re-checked (another zone's re-check)".into()],
-        };
-        let policy: Vec<ZoneVerdict> = (0..fleet.zones.len())
-            .map(|z| {
-                if z == zone {
-                    self.policy.evaluate_plain(&profile.attrs, level, z)
-                } else {
-                    not_checked(z)
-                }
-            })
-            .collect();
-        let failures = fleet
-            .zones
-            .iter()
-            .map(|z| zone_failures(&profile.attrs, z))
-            .collect();
-        let verdicts = Arc::new(AttrVerdicts {
-            policy: Arc::new(policy),
-            failures: Arc::new(failures),
-        });
-        let p = self.finish(job, profile, verdicts, &FleetState::idle(fleet));
-        if p.pools
-            .iter()
-            .any(|pc| pc.allowed && pc.zone == zone && pc.pool == pool)
-        {
-            return Ok(());
-        }
-        let ex = crate::Explanation::new(&p, job, fleet);
-        let why = ex.candidates.get(zone).and_then(|c| {
-            c.reasons
-                .iter()
-                .find(|r| !r.starts_with("permitted") && !r.starts_with("data moves"))
-                .or_else(|| c.pools.get(pool).and_then(|pv| pv.reasons.first()))
-                .cloned()
-        });
-        Err(why.unwrap_or_else(|| "not allowed".into()))
-    }
-
-    fn finish(
+    pub(crate) fn finish(
         &self,
         job: &JobSpec,
         profile: Arc<JobProfile>,

@@ -81,7 +81,7 @@ fn a_policy_reading_the_job_through_an_entity_literal_is_honoured() {
     }
     // The plain re-check refuses the public option with the policy's reason, and allows a
     // private one.
-    let why = eng.recheck_plain(&g, us, 0).unwrap_err();
+    let why = eng.recheck_plain(&g, us, 0).unwrap_err().to_string();
     assert!(why.contains("genomics.private"), "{why}");
     let onprem = fleet
         .zones
@@ -162,7 +162,7 @@ fn export_controlled_work_with_no_origin_and_no_home_runs_nowhere() {
         .iter()
         .position(|z| z.name == "public-eu")
         .unwrap();
-    let why = eng.recheck_plain(&j, eu, 0).unwrap_err();
+    let why = eng.recheck_plain(&j, eu, 0).unwrap_err().to_string();
     assert!(why.contains("export"), "{why}");
 }
 
