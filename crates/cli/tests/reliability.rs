@@ -241,7 +241,22 @@ fn kill_9_under_10k_concurrent_submissions_loses_and_duplicates_nothing() {
     assert_eq!(seen.len(), N, "every submission exists exactly once");
     assert_eq!(ids.len(), N);
 
-    // SIGTERM drains: exit status 0, lease given back.
+    // SIGTERM drains: exit status 0, lease given back. First the restarted server must lead (it
+    // takes the lease once the killed one's expires), or there is nothing to give back.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut r = agent
+            .get(format!("{}/metrics", second.url))
+            .header("Authorization", format!("Bearer {}", second.token))
+            .call()
+            .unwrap();
+        let text = r.body_mut().read_to_string().unwrap();
+        if text.lines().any(|l| l.trim() == "tidegate_leader 1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the restarted server never took the scheduler lease");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let mut second = second;
     let pid = second.child.id().to_string();
     assert!(Command::new("kill")

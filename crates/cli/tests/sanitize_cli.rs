@@ -497,7 +497,7 @@ fn dataset_register_refuses_a_wrong_zone_and_known_bytes_lower() {
     };
     let o = reg("p@v1", "public-us", "restricted", &["phi"]);
     assert!(
-        !o.status.success() && text(&o).contains("--zone: zone public-us may not hold"),
+        !o.status.success() && text(&o).contains("--zone: `public-us` may not hold"),
         "{}",
         text(&o)
     );
