@@ -550,6 +550,9 @@ impl<'f> Leader<'f> {
     /// One round: take new submissions, notice ended and cancelled jobs, re-examine queues.
     fn round(&mut self) -> Step<()> {
         let now = now_ts();
+        // Zone conditions first, every round: nothing this round admits may precede a condition
+        // (an outage, a drill) stored before it began.
+        self.apply_conditions()?;
         loop {
             let page = self.sh.store.list(
                 &JobFilter {
@@ -577,7 +580,6 @@ impl<'f> Leader<'f> {
         if self.last_cancel_check.elapsed() >= Duration::from_millis(500) {
             self.check_cancelled()?;
             self.watch_agents()?;
-            self.apply_conditions()?;
             self.last_cancel_check = Instant::now();
         }
         let effects = self.sched.tick(secs(now_ts()));

@@ -215,3 +215,33 @@ fn an_agent_syncing_right_after_a_restart_is_never_handed_runs_the_rules_now_for
         .count();
     assert_eq!(revoked, ids.len());
 }
+
+#[test]
+fn nothing_is_admitted_to_a_zone_after_it_was_set_unreachable() {
+    let ts = TestServer::start(16);
+    let sub = ts.token(Role::Submitter, "icu-ml");
+    // Warm the loop up so its periodic checks are mid-period when the condition changes.
+    let r = ts.submit(&sub, &common::manifest("warm", "icu-ml", 1, Some("true")), None);
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = ts.post("/v1/zones/private-cloud/condition", &ts.admin, &json!({"health": "unreachable", "reason": "link down drill"}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        let m = pinned(&format!("pc-{i}"), "true").replace("allowed_execution_zone: public-us", "allowed_execution_zone: private-cloud");
+        let r = ts.submit(&sub, &m, None);
+        assert_eq!(r.status, 201, "{}", r.text);
+        ids.push(r.body["job"]["id"].as_str().unwrap().to_owned());
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    for id in &ids {
+        let d = ts.get(&format!("/v1/jobs/{id}"), &ts.admin).body;
+        let ev = kinds(&d);
+        assert!(!ev.iter().any(|(k, _)| k == "admitted" || k == "running"), "admitted to an unreachable zone: {ev:?}");
+    }
+    let r = ts.post("/v1/zones/private-cloud/condition", &ts.admin, &json!({"health": "healthy"}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    for id in &ids {
+        let d = ts.wait_job(id, 20, |d| d["job"]["state"] == "succeeded");
+        assert_eq!(d["job"]["zone"], "private-cloud", "{d}");
+    }
+}
