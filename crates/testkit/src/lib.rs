@@ -1,11 +1,13 @@
 //! Test support shared by the workspace's integration tests (a dev-dependency only): the shared
 //! PostgreSQL test database, private PostgreSQL instances a test may crash and restart, and the
-//! shared Synthea tables, and Parquet copies of CSV tables ([`parquet`]).
+//! shared Synthea tables, Parquet copies of CSV tables ([`parquet`]), and random fleets, datasets
+//! and jobs for property tests ([`fleets`]).
 //!
 //! Outside CI a missing service makes these return `None` after saying how to run the test; under
 //! `CI=true` a missing service is a failure (`.ci/run` installs and starts them).
 #![allow(clippy::panic)]
 
+pub mod fleets;
 pub mod parquet;
 
 use std::path::PathBuf;

@@ -1,0 +1,213 @@
+//! Random fleets, datasets and jobs for property tests (proptest strategies): zones of every
+//! tier, jurisdiction, certification set and ceiling; datasets of every built-in level and tag,
+//! with or without residency; jobs reading up to two of them, with any labels.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use proptest::prelude::*;
+use tidegate_model::{
+    Backend, Classification, Dataset, DatasetRef, Fleet, Input, JobKind, JobSpec, Labels, Origin, Pool, Pricing,
+    Resources, Scheme, Tier, Zone, ZoneScope,
+};
+
+pub const TIERS: [Tier; 4] = [
+    Tier::PrivateOnprem,
+    Tier::PrivateCloud,
+    Tier::Public,
+    Tier::Edge,
+];
+pub const JURIS: [&str; 3] = ["EU", "US", "UK"];
+pub const GPUS: [&str; 4] = ["H100", "A100", "H200", "L4"];
+pub const TAGS: [&str; 5] = ["phi", "pii", "pci", "export-controlled", "ip"];
+pub const CERTS: [&str; 4] = ["hipaa-baa", "iso27001", "soc2", "pci-dss"];
+pub const EXCLUDABLE: [&str; 7] = [
+    "baseline.sensitive-stays-private",
+    "baseline.residency",
+    "baseline.public-certifications",
+    "baseline.export-control",
+    "baseline.burst-requires-eligibility",
+    "baseline.edge-requires-released-artifacts",
+    "baseline.allowed-execution-zone",
+];
+
+pub fn subset<T: Clone + std::fmt::Debug>(xs: &'static [T]) -> impl Strategy<Value = Vec<T>> {
+    proptest::sample::subsequence(xs.to_vec(), 0..=xs.len())
+}
+
+pub fn arb_zone(i: usize) -> impl Strategy<Value = Zone> {
+    (
+        proptest::sample::select(TIERS.to_vec()),
+        proptest::sample::select(JURIS.to_vec()),
+        subset(&CERTS),
+        0u8..4,
+        proptest::collection::vec(
+            (
+                proptest::sample::select(GPUS.to_vec()),
+                1u32..64,
+                any::<bool>(),
+            ),
+            1..4,
+        ),
+        any::<bool>(),
+    )
+        .prop_map(move |(tier, j, certs, max, pools, open_egress)| Zone {
+            name: format!("zone-{i}"),
+            tier,
+            provider: "p".into(),
+            region: "r".into(),
+            jurisdiction: j.into(),
+            certifications: certs.into_iter().map(String::from).collect(),
+            max_classification: max,
+            egress_allowlist: if open_egress {
+                vec!["*".into()]
+            } else {
+                vec![]
+            },
+            egress_price_per_gb: 0.05,
+            backend: Backend::Local { workdir: None },
+            pools: pools
+                .into_iter()
+                .enumerate()
+                .map(|(k, (g, n, spot))| Pool {
+                    name: format!("pool-{k}"),
+                    gpu_type: g.into(),
+                    gpus: n,
+                    gpu_memory_gb: 80,
+                    price_per_gpu_hour: 1.0 + k as f64,
+                    pricing: if spot {
+                        Pricing::Spot
+                    } else {
+                        Pricing::OnDemand
+                    },
+                    preemption_risk: if spot { 0.1 } else { 0.0 },
+                    origin: Origin::builtin("test"),
+                })
+                .collect(),
+            origin: Origin::builtin("test"),
+        })
+}
+
+pub fn arb_fleet() -> impl Strategy<Value = Fleet> {
+    (2usize..7)
+        .prop_flat_map(|n| {
+            let zones: Vec<_> = (0..n).map(arb_zone).collect();
+            let datasets = proptest::collection::vec(
+                (
+                    0u8..4,
+                    subset(&TAGS),
+                    proptest::option::of(subset(&JURIS)),
+                    0..n,
+                ),
+                1..5,
+            );
+            (
+                zones,
+                datasets,
+                subset(&EXCLUDABLE),
+                proptest::option::of(proptest::sample::select(JURIS.to_vec())),
+            )
+        })
+        .prop_map(|(zones, datasets, exclude, home)| {
+            let datasets = datasets
+                .into_iter()
+                .enumerate()
+                .map(|(i, (level, tags, residency, home))| Dataset {
+                    name: format!("ds-{i}"),
+                    version: "v1".into(),
+                    classification: Classification {
+                        level,
+                        tags: tags.into_iter().map(String::from).collect(),
+                        residency: residency.map(|r| r.into_iter().map(String::from).collect()),
+                        retention: None,
+                    },
+                    home_zone: zones[home].name.clone(),
+                    size_gb: 10.0,
+                    owner: "o".into(),
+                    origin: Origin::builtin("test"),
+                })
+                .collect();
+            Fleet {
+                name: "random".into(),
+                root: PathBuf::from("."),
+                scheme: Scheme::default(),
+                zones,
+                datasets,
+                artifacts: vec![],
+                policies: vec![],
+                baseline_exclude: exclude.into_iter().map(String::from).collect(),
+                home_jurisdiction: home.map(String::from),
+                fleet_hash: String::new(),
+            }
+        })
+}
+
+pub fn arb_job(fleet: &Fleet) -> impl Strategy<Value = JobSpec> {
+    let ds: Vec<DatasetRef> = fleet
+        .datasets
+        .iter()
+        .map(|d| DatasetRef {
+            name: d.name.clone(),
+            version: d.version.clone(),
+        })
+        .collect();
+    let zones: Vec<String> = fleet.zones.iter().map(|z| z.name.clone()).collect();
+    (
+        proptest::sample::subsequence(ds.clone(), 0..=ds.len().min(2)),
+        proptest::option::of(0u8..4),
+        proptest::option::of(prop_oneof![
+            Just(ZoneScope::Private),
+            Just(ZoneScope::Public),
+            Just(ZoneScope::Edge),
+            proptest::sample::select(zones).prop_map(ZoneScope::Zone),
+        ]),
+        proptest::option::of(any::<bool>()),
+        proptest::sample::select(JobKind::ALL.to_vec()),
+        subset(&GPUS),
+        1u32..80,
+        proptest::option::of(subset(&TAGS)),
+    )
+        .prop_map(
+            |(inputs, level, scope, burst, kind, types, gpus, own)| JobSpec {
+                name: "job".into(),
+                team: "team".into(),
+                kind,
+                inputs: inputs.into_iter().map(Input::Dataset).collect(),
+                outputs: vec![],
+                resources: Resources {
+                    gpus,
+                    gpu_types: types.into_iter().map(String::from).collect(),
+                    gpu_memory_gb: 0,
+                    memory_gb: 0,
+                    expected_hours: 2.0,
+                },
+                deadline: None,
+                sla: None,
+                budget_class: "b".into(),
+                code_commit: None,
+                hyperparameters: BTreeMap::new(),
+                justification: None,
+                classification: own.map(|tags| Classification {
+                    tags: tags.into_iter().map(String::from).collect(),
+                    ..Classification::default()
+                }),
+                command: vec![],
+                labels: Labels {
+                    data_classification: level,
+                    allowed_execution_zone: scope,
+                    burst_eligible: burst,
+                    all: BTreeMap::new(),
+                    lines: BTreeMap::new(),
+                },
+                origin: Origin::builtin("test"),
+            },
+        )
+}
+
+pub fn fleet_and_jobs() -> impl Strategy<Value = (Fleet, Vec<JobSpec>)> {
+    arb_fleet().prop_flat_map(|f| {
+        let jobs = proptest::collection::vec(arb_job(&f), 1..12);
+        (Just(f), jobs)
+    })
+}
+
