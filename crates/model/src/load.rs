@@ -1020,6 +1020,23 @@ fn check_scheme(scheme: &Scheme, lines: &SchemeLines, path: &Path, errs: &mut Ve
             p.message,
         ));
     }
+    // Level and tag names are ASCII: a name in another script that looks like a built-in one
+    // (`phі` with a Cyrillic і) is refused, not taken as a new, weaker tag.
+    let plain = |n: &str| !n.is_empty() && n.is_ascii();
+    for l in scheme.levels.iter().filter(|l| !plain(&l.name)) {
+        errs.push(LoadError::invalid(
+            &origin.at(lines.of(&crate::FloorSubject::Level(l.name.clone()))),
+            "classification.levels",
+            format!("level name `{}` must be ASCII (a look-alike in another script is refused)", l.name.escape_debug()),
+        ));
+    }
+    for t in scheme.tags.iter().filter(|t| !plain(&t.name)) {
+        errs.push(LoadError::invalid(
+            &origin.at(lines.of(&crate::FloorSubject::Tag(t.name.clone()))),
+            "classification.tags",
+            format!("tag name `{}` must be ASCII (a look-alike in another script is refused)", t.name.escape_debug()),
+        ));
+    }
     let mut seen = BTreeSet::new();
     for l in &scheme.levels {
         if !seen.insert(l.name.as_str()) {
@@ -1325,9 +1342,28 @@ fn reserved_look_alike(key: &str) -> Option<&'static str> {
             .collect()
     };
     let k = squash(key);
-    RESERVED_LABELS
-        .into_iter()
-        .find(|r| *r != key && squash(r) == k)
+    // Up to case and separators, within two edits (a plural, a dropped or swapped letter), or
+    // the same shape in another script (a key that is not plain ASCII and squashes to a
+    // reserved label once its non-ASCII letters are ignored).
+    RESERVED_LABELS.into_iter().find(|r| {
+        let rs = squash(r);
+        *r != key && (rs == k || edit_distance(&rs, &k) <= 2 || (!key.is_ascii() && edit_distance(&rs, &k) <= 3))
+    })
+}
+
+/// Levenshtein distance over characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev.last().copied().unwrap_or(0)
 }
 
 /// Checks a name against the Kubernetes DNS-1123 label rules: lower-case ASCII letters, digits

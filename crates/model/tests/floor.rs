@@ -494,6 +494,16 @@ fn misspelt_reserved_label_keys_are_errors_naming_the_line() {
         ),
         ("burst_eligible: false", "Burst_Eligible: false"),
         ("burst_eligible: false", "\" burst_eligible\": false"),
+        // A typo or a plural, and a key in another script.
+        (
+            "allowed_execution_zone: private",
+            "allowed_execution_zones: private",
+        ),
+        ("allowed_execution_zone: private", "alowed_execution_zone: private"),
+        (
+            "data_classification: restricted",
+            "data_classificat\u{456}on: restricted",
+        ),
     ];
     for (from, to) in cases {
         let text = job_text().replace(from, to);
@@ -623,6 +633,24 @@ fn a_job_declaring_export_control_over_uncontrolled_inputs_is_held_at_home() {
     assert_eq!(
         p.attrs.origin_jurisdictions,
         BTreeSet::from(["US".to_string()])
+    );
+}
+
+#[test]
+fn scheme_names_in_another_script_are_errors() {
+    let dir = fleet_copy();
+    let f = dir.path().join("fleet.yaml");
+    replace(
+        &f,
+        "    - name: deidentified\n",
+        "    - name: ph\u{456}\n    - name: deidentified\n",
+    );
+    assert_one(
+        dir.path(),
+        &f,
+        line_of(&f, "- name: ph\u{456}"),
+        "classification.tags",
+        &["must be ASCII"],
     );
 }
 

@@ -149,6 +149,15 @@ impl Auth {
         let caller = self
             .authenticate_token(token)
             .map_err(|e| e.field(ZONE_TOKEN_HEADER))?;
+        // Only a zone's own agent identity proves the zone: an administrator is no zone.
+        if caller.claims.role.as_deref() != Some(Role::Agent.as_str()) || caller.team() != zone {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("the token in {ZONE_TOKEN_HEADER} is not zone {zone}'s agent identity (role agent, team {zone})"),
+            )
+            .field(ZONE_TOKEN_HEADER));
+        }
         self.authorize(&caller, Action::Agent, zone)
             .map_err(|e| e.field(ZONE_TOKEN_HEADER))
     }

@@ -56,10 +56,15 @@ fn a_zone_is_proven_by_its_agent_token_and_data_never_reaches_a_zone_it_may_not_
     // Without the zone's identity, the query parameter alone counts for nothing.
     let (status, _, body) = ts.raw("GET", &path, Some(&token), None);
     assert_eq!((status, body["error"]["field"].as_str()), (401, Some("x-tidegate-zone-token")), "{body}");
-    // Another zone's agent token does not prove public-eu.
+    // Another zone's agent token does not prove public-eu, nor does an administrator's token.
     let us = ts.token(Role::Agent, "public-us");
     let (status, _, body) = ts.raw_with("GET", &path, Some(&token), None, &[("X-Tidegate-Zone-Token", &us)]);
     assert_eq!((status, body["error"]["field"].as_str()), (403, Some("x-tidegate-zone-token")), "{body}");
+    let admin = ts.admin.clone();
+    let onprem_path = format!("/v1/artifacts/{digest}?zone=hospital-onprem");
+    let onprem_token = job_token(&ts, "hospital-onprem", vec![resource_name(ArtifactKind::Checkpoint, &digest.parse().unwrap())]);
+    let (status, _, body) = ts.raw_with("GET", &onprem_path, Some(&onprem_token), None, &[("X-Tidegate-Zone-Token", &admin)]);
+    assert_eq!((status, body["error"]["field"].as_str()), (403, Some("x-tidegate-zone-token")), "an admin token is no zone: {body}");
 
     // Public data may be read there with the same machinery.
     let (status, snap) = put(&ts, &sub, "kind=dataset-snapshot&name=open&classification=public", b"open data");
