@@ -780,6 +780,24 @@ impl Run<'_> {
         let reference = self.reference.and_then(|r| r.tables.get(name));
         let mut identifying = Vec::new();
         for c in &cols {
+            // A column the built-in profile treats as an identifier earns only under an action
+            // at least as protective as the built-in one (dropped, pseudonymised, or the same
+            // generalisation; noise no weaker): `noise: 0.0` on ZIP or coordinates is no
+            // de-identification, whatever it does to the cells' bytes.
+            if let (Some(b), Some(a)) = (&c.action, reference.and_then(|t| t.columns.get(&c.name))) {
+                if !matches!(a, Action::Keep | Action::Code | Action::ScanText) && !protects_as_much(b, a) {
+                    identifying.push(IdentifyingColumn {
+                        column: c.name.clone(),
+                        action: b.name().to_string(),
+                        why: format!(
+                            "the built-in {HIPAA_SAFE_HARBOR} profile treats it as an identifier ({}); {} protects it less",
+                            a.name(),
+                            b.name()
+                        ),
+                    });
+                    continue;
+                }
+            }
             let Some(distinct) = &c.distinct else {
                 continue;
             };
@@ -950,5 +968,20 @@ fn note(residual: &mut HashMap<(usize, Kind), (u64, Vec<u64>)>, col: usize, kind
     e.0 += 1;
     if e.1.len() < 5 {
         e.1.push(line);
+    }
+}
+
+/// Whether action `b` protects a column at least as much as `a`, the built-in profile's action
+/// for it: dropping and keyed pseudonyms always do; otherwise only a generalisation of the same
+/// kind (a date to a year or shifted, an age capped at 90, a ZIP cut to three digits), and noise
+/// only as large.
+fn protects_as_much(b: &Action, a: &Action) -> bool {
+    match (b, a) {
+        (Action::Drop | Action::Pseudonymize, _) => true,
+        (Action::Noise(fb), Action::Noise(fa)) => fb >= fa,
+        (Action::GeneralizeDate(_), Action::GeneralizeDate(_))
+        | (Action::AgeCap, Action::GeneralizeDate(_) | Action::AgeCap)
+        | (Action::Zip3, Action::Zip3) => true,
+        _ => false,
     }
 }
