@@ -416,9 +416,16 @@ fn read_put_input(file: &Path, name: Option<String>) -> miette::Result<(Vec<u8>,
 
 /// `LEVEL` or `LEVEL/TAG,TAG`, checked against the fleet's scheme (`--fleet`/$TIDEGATE_FLEET,
 /// else the example fleet).
-fn parse_class(data_dir: &Path, text: &str) -> miette::Result<tidegate_artifacts::ArtifactClass> {
+fn parse_class(
+    data_dir: &Path,
+    text: &str,
+    kind: ArtifactKind,
+    content: &[u8],
+) -> miette::Result<tidegate_artifacts::ArtifactClass> {
     let fleet = crate::dataset::fleet_with_registry(None, data_dir)?;
     let c = tidegate_data::holding::parse_classification(text, &fleet.scheme)
+        .map_err(|e| miette!("--classification: {e}"))?;
+    tidegate_data::holding::check_claim(kind, Some(&c), &fleet.scheme, content)
         .map_err(|e| miette!("--classification: {e}"))?;
     Ok(tidegate_data::holding::class_of(&c, &fleet.scheme))
 }
@@ -449,11 +456,11 @@ fn run_on(
             }
             let kind: ArtifactKind = kind.parse().map_err(err)?;
             let lane: Lane = lane.parse().map_err(err)?;
+            let (content, name) = read_put_input(&file, name)?;
             let classification = classification
                 .as_deref()
-                .map(|c| parse_class(data_dir, c))
+                .map(|c| parse_class(data_dir, c, kind, &content))
                 .transpose()?;
-            let (content, name) = read_put_input(&file, name)?;
             let labels = kv_pairs(&labels)?
                 .into_iter()
                 .map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_owned)))

@@ -781,6 +781,17 @@ fn job_tokens_never_hand_data_to_a_zone_it_may_not_be_in() {
     let o = mint("public-eu", &format!("dataset-snapshot:{open}"));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let token = String::from_utf8(o.stdout).unwrap().trim().to_owned();
+    // A record edited to say public does not get a token minted: its encryption no longer opens.
+    let rec = dir.join("artifacts/records/sha256").join(format!("{}.json", unclassified.trim_start_matches("sha256:")));
+    let original = std::fs::read_to_string(&rec).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&original).unwrap();
+    v["classification"] = serde_json::json!({"level": "public"});
+    std::fs::write(&rec, serde_json::to_vec(&v).unwrap()).unwrap();
+    let o = mint("public-eu", &format!("dataset-snapshot:{unclassified}"));
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(!o.status.success(), "a tampered record was trusted at mint");
+    assert!(err.contains("tamper") || err.contains("authenticate"), "{err}");
+    std::fs::write(&rec, original).unwrap();
     let out = dir.join("out.bin");
     ok(dir, T0 + 1, &["artifact", "get", &open, "-o", out.to_str().unwrap(), "--token", &token, "--zone", "public-eu"]);
     assert_eq!(std::fs::read(&out).unwrap(), b"open rows");

@@ -129,6 +129,44 @@ pub fn parse_classification(text: &str, scheme: &Scheme) -> Result<Classificatio
     Ok(c)
 }
 
+/// Unambiguous direct identifiers (SSNs, e-mail addresses, phone numbers) in raw content, counted
+/// by kind: what tabular content claimed below a private-only classification must not hold.
+#[must_use]
+pub fn direct_identifiers_in(bytes: &[u8]) -> Vec<(tidegate_sanitize::scan::Kind, u64)> {
+    use tidegate_sanitize::scan::{Kind, Scanner};
+    let mut counts: BTreeMap<Kind, u64> = BTreeMap::new();
+    Scanner::default().scan(bytes, |k, _, _| {
+        if matches!(k, Kind::Ssn | Kind::Email | Kind::Phone) {
+            *counts.entry(k).or_default() += 1;
+        }
+    });
+    counts.into_iter().collect()
+}
+
+/// Refuses tabular content (`dataset-snapshot`, `feature-set`) classified below a private-only
+/// level that holds direct identifiers: raw rows with a byte changed are still raw rows.
+///
+/// # Errors
+/// What was found, counted by kind (never the values).
+pub fn check_claim(kind: tidegate_artifacts::ArtifactKind, class: Option<&Classification>, scheme: &Scheme, bytes: &[u8]) -> Result<(), String> {
+    use tidegate_artifacts::ArtifactKind;
+    let tabular = matches!(kind, ArtifactKind::DatasetSnapshot | ArtifactKind::FeatureSet);
+    let Some(c) = class else { return Ok(()) };
+    if !tabular || scheme.private_only(c) {
+        return Ok(());
+    }
+    let found = direct_identifiers_in(bytes);
+    if found.is_empty() {
+        return Ok(());
+    }
+    let what: Vec<String> = found.iter().map(|(k, n)| format!("{n} {k:?}")).collect();
+    Err(format!(
+        "the content holds direct identifiers ({}): {} data is stored only at a private-only classification, or sanitized first",
+        what.join(", "),
+        c.describe(scheme)
+    ))
+}
+
 /// An artifact class by names for a ranked classification.
 #[must_use]
 pub fn class_of(c: &Classification, scheme: &Scheme) -> ArtifactClass {
@@ -252,6 +290,10 @@ pub fn of_resource(
         .ok_or_else(|| format!("input `{resource}` is neither dataset:NAME@VERSION nor KIND:sha256:HEX, so it cannot be classified"))?;
     let record = store
         .record(&digest)
+        .map_err(|e| format!("input `{resource}`: {e}"))?;
+    // The record's attributes count only as its encryption authenticates them.
+    store
+        .get(&digest)
         .map_err(|e| format!("input `{resource}`: {e}"))?;
     Ok(of_artifact(
         &record,

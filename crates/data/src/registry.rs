@@ -566,6 +566,29 @@ impl Registry {
                 bytes: bytes.len() as u64,
                 columns: cols,
             });
+            // Claimed below a private-only level, a table must not hold direct identifiers:
+            // the same raw rows with one byte changed are still raw rows.
+            if !sensitive {
+                // The unambiguous shapes only: SSNs, e-mail addresses, phone numbers (a long
+                // terminology code can pass a card-number check by chance).
+                use tidegate_sanitize::scan::Kind;
+                let found: Vec<_> = tidegate_sanitize::identifier_census(f)
+                    .map_err(|e| DataError::Invalid { field: "in".into(), message: e.to_string() })?
+                    .into_iter()
+                    .filter(|(_, k, _)| matches!(k, Kind::Ssn | Kind::Email | Kind::Phone))
+                    .collect();
+                if !found.is_empty() {
+                    let what: Vec<String> = found.iter().map(|(c, k, n)| format!("{n} {k:?} in column {c}")).collect();
+                    return Err(DataError::Invalid {
+                        field: "level".into(),
+                        message: format!(
+                            "{} holds direct identifiers ({}): such data is registered only at a private-only classification (e.g. restricted with phi or pii), or sanitized first",
+                            f.display(),
+                            what.join(", ")
+                        ),
+                    });
+                }
+            }
             contents.push(bytes);
         }
         let manifest = Manifest {

@@ -512,3 +512,29 @@ fn a_profile_that_copies_patients_never_makes_them_movable() {
         .iter()
         .all(|v| v.classification.level == "restricted"));
 }
+
+#[test]
+fn raw_rows_with_a_byte_changed_are_not_registered_below_private_only() {
+    let Some(src) = synthea() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = small_synthea(&src, &tmp.path().join("raw"), 5);
+    let data = tmp.path().join("d");
+    let store = ArtifactStore::open(&data).unwrap();
+    let registry = Registry::open(&data);
+    let fleet = fleet();
+    registry
+        .register(&store, &fleet, &spec("raw@1", "hospital-onprem", class("restricted", &["phi"], Some(&["US"]))), &dir, 1)
+        .unwrap();
+    // One newline more: other bytes, the same SSNs.
+    let near = tmp.path().join("near");
+    std::fs::create_dir_all(&near).unwrap();
+    let mut text = std::fs::read(dir.join("patients.csv")).unwrap();
+    text.push(b'\n');
+    std::fs::write(near.join("patients.csv"), text).unwrap();
+    let e = registry
+        .register(&store, &fleet, &spec("low@1", "hospital-onprem", class("internal", &[], None)), &near, 2)
+        .unwrap_err();
+    assert!(matches!(&e, DataError::Invalid { field, .. } if field == "level"), "{e}");
+    assert!(e.to_string().contains("Ssn") && e.to_string().contains("SSN"), "{e}");
+    assert_eq!(registry.list().unwrap().len(), 1, "nothing more registered");
+}

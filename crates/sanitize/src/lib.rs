@@ -29,5 +29,5 @@ pub use engine::{sanitize, Options};
 pub use error::SanitizeError;
 pub use profile::{Action, Approval, DateMode, Profile};
 pub use report::Report;
-pub use table_io::{project_table, table_columns};
+pub use table_io::{identifier_census, project_table, table_columns};
 pub use transform::Key;

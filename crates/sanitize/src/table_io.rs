@@ -243,6 +243,28 @@ impl TableWriter {
     }
 }
 
+/// Direct identifiers in a table file (CSV or Parquet), counted per column and kind: every cell
+/// run through the identifier scanners (SSN, phone, e-mail, record, passport, licence and card
+/// numbers). Counts only, never values.
+///
+/// # Errors
+/// A table that cannot be read, named with its line or row.
+pub fn identifier_census(path: &Path) -> Result<Vec<(String, crate::scan::Kind, u64)>, SanitizeError> {
+    let (mut rdr, header) = TableReader::open(path, 1 << 20)?;
+    let mut scanner = crate::scan::Scanner::default();
+    let mut counts: std::collections::BTreeMap<(usize, crate::scan::Kind), u64> = std::collections::BTreeMap::new();
+    let mut rec = ByteRecord::new();
+    while rdr.next(&mut rec)?.is_some() {
+        for (i, cell) in rec.iter().enumerate() {
+            scanner.scan(cell, |k, _, _| *counts.entry((i, k)).or_default() += 1);
+        }
+    }
+    Ok(counts
+        .into_iter()
+        .map(|((i, k), n)| (header.get(i).cloned().unwrap_or_else(|| format!("#{i}")), k, n))
+        .collect())
+}
+
 /// The column names of a table held in memory: the CSV header, or the Parquet schema's
 /// top-level fields. `path` gives the format (by extension) and names the table in errors.
 ///

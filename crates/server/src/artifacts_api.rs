@@ -533,6 +533,8 @@ pub(crate) async fn put_artifact(
             labels.insert("job".to_owned(), id.clone());
         }
         let scheme = &shared.fleet.scheme;
+        tidegate_data::holding::check_claim(kind, classification.as_ref(), scheme, &content)
+            .map_err(|e| ApiError::invalid("classification", e))?;
         let sensitive = sensitive || classification.as_ref().is_none_or(|c| scheme.private_only(c));
         let options = PutOptions {
             name,

@@ -66,6 +66,14 @@ fn a_zone_is_proven_by_its_agent_token_and_data_never_reaches_a_zone_it_may_not_
     let (status, _, body) = ts.raw_with("GET", &onprem_path, Some(&onprem_token), None, &[("X-Tidegate-Zone-Token", &admin)]);
     assert_eq!((status, body["error"]["field"].as_str()), (403, Some("x-tidegate-zone-token")), "an admin token is no zone: {body}");
 
+    // Raw rows claimed public are refused at the door (one byte more or less changes nothing).
+    let raw = b"Id,SSN,FIRST\n1,999-12-3456,Ann\n2,999-65-4321,Bob\n\n";
+    let (status, body) = put(&ts, &sub, "kind=feature-set&name=near&classification=public", raw);
+    assert_eq!((status, body["error"]["field"].as_str()), (400, Some("classification")), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("Ssn"), "{body}");
+    let (status, body) = put(&ts, &sub, "kind=feature-set&name=near&classification=restricted/phi", raw);
+    assert_eq!(status, 201, "as what it is, it is stored: {body}");
+
     // Public data may be read there with the same machinery.
     let (status, snap) = put(&ts, &sub, "kind=dataset-snapshot&name=open&classification=public", b"open data");
     assert_eq!(status, 201, "{snap}");
