@@ -37,11 +37,11 @@ const MAX_MANIFEST: usize = 256 * 1024;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "tidegate control plane", description = "Policy-aware placement of GPU jobs across private, public and edge zones."),
-    paths(health, openapi_doc, submit_job, list_jobs, get_job, job_logs, cancel_job, approve_job, list_zones, set_zone_condition, agent_sync, metrics, mint_token,
+    paths(health, openapi_doc, submit_job, list_jobs, get_job, job_logs, cancel_job, approve_job, list_zones, set_zone_condition, agent_sync, metrics, mint_token, apply_fleet,
         crate::artifacts_api::put_artifact, crate::artifacts_api::list_artifacts, crate::artifacts_api::get_artifact,
         crate::artifacts_api::verify_artifact, crate::artifacts_api::promote_artifact),
     components(schemas(crate::artifacts_api::ArtifactView, crate::artifacts_api::ArtifactList, crate::artifacts_api::StatementView,
-        crate::artifacts_api::VerifyView, crate::artifacts_api::PromoteRequest, crate::artifacts_api::PromoteResponse, ApproveRequest, SyncRequest, SyncReport, SyncResponse, ErrorBody, SubmitRequest, SubmitResponse, JobView, EventView, JobDetail, JobList, LogsView, ZoneView, PoolView, ConditionRequest, TokenRequest, TokenResponse, Health)),
+        crate::artifacts_api::VerifyView, crate::artifacts_api::PromoteRequest, crate::artifacts_api::PromoteResponse, ApproveRequest, SyncRequest, SyncReport, SyncResponse, ErrorBody, SubmitRequest, SubmitResponse, JobView, EventView, JobDetail, JobList, LogsView, ZoneView, PoolView, ConditionRequest, TokenRequest, TokenResponse, FleetApplyRequest, FleetView, Health)),
     modifiers(&BearerScheme)
 )]
 pub struct ApiDoc;
@@ -79,6 +79,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/zones/{zone}/condition", post(set_zone_condition))
         .route("/v1/agents/{zone}/sync", post(agent_sync))
         .route("/v1/tokens", post(mint_token))
+        .route("/v1/fleet", post(apply_fleet))
         .route(
             "/v1/artifacts",
             post(crate::artifacts_api::put_artifact).get(crate::artifacts_api::list_artifacts),
@@ -510,7 +511,7 @@ async fn submit_job(
             ),
         ));
     }
-    let spec = parse_job(Path::new("manifest"), &req.manifest, &st.shared.fleet)
+    let spec = parse_job(Path::new("manifest"), &req.manifest, &st.shared.rules().fleet)
         .map_err(|e| manifest_error(&e))?;
     st.auth.authorize(&caller, Action::Submit, &spec.team)?;
     let key = idempotency_key(&headers)?;
@@ -816,8 +817,8 @@ async fn list_zones(
     let shared = st.shared.clone();
     let (counts, conditions) =
         blocking(move || Ok((shared.store.counts()?, shared.store.zone_conditions()?))).await?;
-    let views = st
-        .shared
+    let rules = st.shared.rules();
+    let views = rules
         .fleet
         .zones
         .iter()
@@ -856,6 +857,73 @@ async fn list_zones(
     Ok(Json(views))
 }
 
+/// A fleet to put in force.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FleetApplyRequest {
+    /// The fleet directory, on the control plane's host (default: the one in force, re-read).
+    #[serde(default)]
+    pub dir: Option<String>,
+}
+
+/// The fleet and policy set in force.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FleetView {
+    /// The directory it was read from.
+    pub dir: String,
+    /// SHA-256 of the fleet's files.
+    pub fleet_hash: String,
+    /// SHA-256 of the policy set (schema, scheme, every policy).
+    pub policy_hash: String,
+    /// How many times the rules were swapped since start.
+    pub generation: u64,
+    /// Zones in the fleet.
+    pub zones: usize,
+    /// Dataset versions it knows (registered ones included).
+    pub datasets: usize,
+}
+
+/// Put a new fleet and policy set in force (admin), as `tidegate fleet apply` and SIGHUP do:
+/// validated whole, ledgered (`fleet.loaded`, `policy.loaded`), swapped in at once; queued and
+/// running work is re-checked against it. A set that does not load changes nothing (422).
+#[utoipa::path(post, path = "/v1/fleet", request_body = FleetApplyRequest,
+    responses((status = 200, body = FleetView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "The change needs a restart"), (status = 422, body = ErrorBody, description = "The fleet or policy set does not load; the one in force stays"),
+        (status = 503, body = ErrorBody)),
+    security(("bearer" = ["administer"])))]
+async fn apply_fleet(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    req: Result<Json<FleetApplyRequest>, JsonRejection>,
+) -> Result<Json<FleetView>, ApiError> {
+    let caller = st.auth.authenticate(&headers)?;
+    let req = body(req)?;
+    st.auth.authorize(&caller, Action::Administer, "")?;
+    let shared = st.shared.clone();
+    let dir = req.dir.map(std::path::PathBuf::from);
+    let rules = blocking(move || {
+        shared.reload(dir.as_deref()).map_err(|e| match e {
+            crate::control::ReloadError::Invalid(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "fleet_invalid", m).field("dir"),
+            crate::control::ReloadError::NeedsRestart(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m).field("dir"),
+            crate::control::ReloadError::Ledger(m) => ApiError::unavailable(m),
+        })
+    })
+    .await?;
+    Ok(Json(fleet_view(&st.shared, &rules)))
+}
+
+/// What `GET`-like answers show of the rules in force.
+pub fn fleet_view(shared: &crate::control::Shared, rules: &crate::control::Rules) -> FleetView {
+    FleetView {
+        dir: shared.fleet_dir.read().unwrap_or_else(std::sync::PoisonError::into_inner).display().to_string(),
+        fleet_hash: rules.fleet.fleet_hash.clone(),
+        policy_hash: rules.policy.hash().to_owned(),
+        generation: rules.generation,
+        zones: rules.fleet.zones.len(),
+        datasets: rules.fleet.datasets.len(),
+    }
+}
+
 /// Set a zone's condition (admin): the scheduler applies the fleet's failure hierarchy to a
 /// degraded or unreachable private zone and sheds per class when a provider throttles.
 #[utoipa::path(post, path = "/v1/zones/{zone}/condition", request_body = ConditionRequest, params(("zone" = String, Path, description = "Zone name")),
@@ -870,7 +938,7 @@ async fn set_zone_condition(
     let caller = st.auth.authenticate(&headers)?;
     let req = body(req)?;
     st.auth.authorize(&caller, Action::Administer, "")?;
-    if st.shared.fleet.zone(&zone).is_none() {
+    if st.shared.rules().fleet.zone(&zone).is_none() {
         return Err(ApiError::not_found(format!(
             "zone `{zone}` is not in the fleet"
         )));

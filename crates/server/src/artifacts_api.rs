@@ -342,10 +342,11 @@ fn job_classification(
         .get("manifest")
         .and_then(|m| m.as_str())
         .unwrap_or_default();
+    let rules = shared.rules();
     let spec = tidegate_model::parse_job(
         std::path::Path::new(&format!("job {id}")),
         text,
-        &shared.fleet,
+        &rules.fleet,
     )
     .map_err(|e| {
         ApiError::unavailable(format!(
@@ -360,10 +361,10 @@ fn job_classification(
         )
         .field("job"));
     }
-    let profile = tidegate_model::JobProfile::resolve(&spec, &shared.fleet)
+    let profile = tidegate_model::JobProfile::resolve(&spec, &rules.fleet)
         .map_err(|e| ApiError::unavailable(format!("job {id} cannot be classified: {e}")))?;
     Ok(match declared {
-        Some(d) => profile.effective.join(d, &shared.fleet.scheme),
+        Some(d) => profile.effective.join(d, &rules.fleet.scheme),
         None => profile.effective,
     })
 }
@@ -515,7 +516,7 @@ pub(crate) async fn put_artifact(
     let declared = q
         .classification
         .as_deref()
-        .map(|c| parse_classification(c, &st.shared.fleet.scheme))
+        .map(|c| parse_classification(c, &st.shared.rules().fleet.scheme))
         .transpose()?;
     let now = st.auth.now();
     let shared = st.shared.clone();
@@ -532,7 +533,8 @@ pub(crate) async fn put_artifact(
         if let Some(id) = &job {
             labels.insert("job".to_owned(), id.clone());
         }
-        let scheme = &shared.fleet.scheme;
+        let rules = shared.rules();
+        let scheme = &rules.fleet.scheme;
         tidegate_data::holding::check_claim(kind, classification.as_ref(), scheme, &content)
             .map_err(|e| ApiError::invalid("classification", e))?;
         let sensitive = sensitive || classification.as_ref().is_none_or(|c| scheme.private_only(c));
@@ -623,11 +625,12 @@ pub(crate) async fn get_artifact(
                 .map_err(|e| {
                     ApiError::unavailable(format!("the dataset registry cannot be read: {e}"))
                 })?;
+            let rules = shared.rules();
             let admit = |r: &tidegate_artifacts::ArtifactRecord, z: &str| {
                 let released = tidegate_data::holding::is_released(&store, &r.digest);
                 let what =
-                    tidegate_data::holding::of_artifact(r, released, &versions, &shared.fleet);
-                tidegate_data::holding::may_hold(&shared.fleet, &shared.policy, &what, z)
+                    tidegate_data::holding::of_artifact(r, released, &versions, &rules.fleet);
+                tidegate_data::holding::may_hold(&rules.fleet, &rules.policy, &what, z)
                     .map_err(|reasons| reasons.join("; "))
             };
             ops::read_with_job_token(&store, &verifier, &admit, &token, &digest, &zone, now)

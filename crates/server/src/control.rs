@@ -109,12 +109,11 @@ impl Default for LoopConfig {
 pub struct Shared {
     /// Durable state.
     pub store: Arc<dyn Store>,
-    /// The fleet.
-    pub fleet: Arc<Fleet>,
-    /// The policy set loaded for the fleet (the leader's placement and every re-check use it).
-    pub policy: Arc<PolicyEngine>,
-    /// The fleet's scheduling rules (team quotas, job classes, failure hierarchy).
-    pub scheduling: Arc<tidegate_model::Scheduling>,
+    /// The fleet, its policy set and scheduling rules in force (swapped whole by
+    /// [`Shared::reload`]).
+    pub rules: std::sync::RwLock<Arc<Rules>>,
+    /// The fleet directory the rules in force were read from.
+    pub fleet_dir: std::sync::RwLock<std::path::PathBuf>,
     /// One executor per zone, by zone name.
     pub executors: BTreeMap<String, Arc<dyn Executor>>,
     /// Metrics.
@@ -129,6 +128,87 @@ pub struct Shared {
     pub agent_zones: Vec<String>,
     /// True while this replica leads.
     pub leading: Arc<AtomicBool>,
+}
+
+/// The fleet, the policy set loaded for it and its scheduling rules: what placement, every
+/// re-check and the scheduler use, in force together.
+#[derive(Debug)]
+pub struct Rules {
+    /// The fleet (datasets registered in the data directory merged in).
+    pub fleet: Arc<Fleet>,
+    /// Its policy set.
+    pub policy: Arc<PolicyEngine>,
+    /// Its scheduling rules (team quotas, job classes, failure hierarchy).
+    pub scheduling: Arc<tidegate_model::Scheduling>,
+    /// Counts swaps: the leader rebuilds when it changes.
+    pub generation: u64,
+}
+
+/// Why a new fleet was not put in force (the rules in force stay).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The fleet, its datasets or its policy set do not load.
+    #[error("{0}")]
+    Invalid(String),
+    /// The change needs a restart (executors are set up per zone at start).
+    #[error("{0}")]
+    NeedsRestart(String),
+    /// The evidence ledger cannot record the new hashes, so they are not put in force.
+    #[error("the evidence ledger cannot record the new fleet and policy set, so they are not in force: {0}")]
+    Ledger(String),
+}
+
+/// Loads the fleet in `dir` with its scheduling rules and the datasets registered in `data_dir`,
+/// and its policy set: every problem at once, nothing allowed without a set that loads.
+///
+/// # Errors
+/// [`ReloadError::Invalid`] with the loader's or the policy engine's errors.
+pub fn load_rules(dir: &Path, data_dir: &Path, generation: u64) -> Result<Rules, ReloadError> {
+    let (mut fleet, scheduling) = tidegate_model::load_fleet_with_scheduling(dir)
+        .map_err(|e| ReloadError::Invalid(format!("the fleet in {} does not load:\n{e}", dir.display())))?;
+    tidegate_data::Registry::open(data_dir)
+        .merge_into(&mut fleet)
+        .map_err(|e| ReloadError::Invalid(format!("dataset registry: {e}")))?;
+    let policy = PolicyEngine::load(&fleet)
+        .map_err(|e| ReloadError::Invalid(format!("the policy set does not load, so nothing could be placed:\n{e}")))?;
+    Ok(Rules { fleet: Arc::new(fleet), policy: Arc::new(policy), scheduling: Arc::new(scheduling), generation })
+}
+
+impl Shared {
+    /// The rules in force.
+    pub fn rules(&self) -> Arc<Rules> {
+        self.rules.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Validates the fleet in `dir` (else the directory in force) with its datasets and policy
+    /// set and, only if everything loads, ledgers its hashes and swaps it in whole; the leader
+    /// then rebuilds and re-checks every queued and running job against it (a run no longer
+    /// allowed is withdrawn, `job.revoked`). A set that does not load leaves the rules in force
+    /// as they are, never an empty or allow-all set.
+    ///
+    /// # Errors
+    /// Why nothing changed.
+    pub fn reload(&self, dir: Option<&Path>) -> Result<Arc<Rules>, ReloadError> {
+        let dir = match dir {
+            Some(d) => d.to_path_buf(),
+            None => self.fleet_dir.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone(),
+        };
+        let current = self.rules();
+        let next = load_rules(&dir, self.evidence.data_dir(), current.generation + 1)?;
+        let zones = |f: &Fleet| f.zones.iter().map(|z| (z.name.clone(), z.backend.kind())).collect::<Vec<_>>();
+        if zones(&next.fleet) != zones(&current.fleet) {
+            return Err(ReloadError::NeedsRestart(
+                "the new fleet adds, removes or re-backs zones: executors are set up per zone at start, so restart the control plane with it".into(),
+            ));
+        }
+        self.evidence.rules_loaded(&next.fleet, &next.policy).map_err(ReloadError::Ledger)?;
+        let next = Arc::new(next);
+        *self.rules.write().unwrap_or_else(std::sync::PoisonError::into_inner) = next.clone();
+        *self.fleet_dir.write().unwrap_or_else(std::sync::PoisonError::into_inner) = dir;
+        tracing::info!(generation = next.generation, fleet = %next.fleet.fleet_hash, policy = %next.policy.hash(), "new fleet and policy set in force");
+        self.wake.notify();
+        Ok(next)
+    }
 }
 
 /// Whether the run `run_id` of a job may be started now in `zone`/`pool` (an agent is about to
@@ -160,7 +240,8 @@ pub fn may_start(
             ),
         ));
     }
-    let fleet: &Fleet = &shared.fleet;
+    let rules = shared.rules();
+    let fleet: &Fleet = &rules.fleet;
     let text = rec
         .spec
         .get("manifest")
@@ -183,7 +264,7 @@ pub fn may_start(
                 format!("pool `{pool}` is not in zone {zone}"),
             )
         })?;
-    PlacementEngine::with_policy(fleet, shared.policy.clone()).recheck_plain(&spec, zi, pi)
+    PlacementEngine::with_policy(fleet, rules.policy.clone()).recheck_plain(&spec, zi, pi)
 }
 
 fn now_ts() -> Timestamp {
@@ -194,19 +275,36 @@ fn secs(t: Timestamp) -> f64 {
     t.millis() as f64 / 1000.0
 }
 
-/// Runs the loop until `shared.shutdown` is set; gives the lease back on the way out.
+/// Runs the loop until `shared.shutdown` is set; gives the lease back on the way out. When the
+/// rules in force change, the leader is rebuilt under the new ones.
 pub fn run(shared: &Shared, cfg: &LoopConfig) {
-    let mut leader: Option<Leader<'_>> = None;
     let mut lease: Option<Lease> = None;
     let mut last_renew = Instant::now();
     while !shared.shutdown.load(Ordering::SeqCst) {
+        let rules = shared.rules();
+        lead(shared, cfg, &rules, &mut lease, &mut last_renew);
+    }
+    if let Some(l) = lease {
+        let _ = shared.store.release_lease(&l);
+    }
+    shared.leading.store(false, Ordering::SeqCst);
+    shared.metrics.leader.set(0);
+}
+
+/// The loop under one set of rules: returns at shutdown or when other rules are put in force.
+fn lead(shared: &Shared, cfg: &LoopConfig, rules: &Rules, lease: &mut Option<Lease>, last_renew: &mut Instant) {
+    let mut leader: Option<Leader<'_>> = None;
+    while !shared.shutdown.load(Ordering::SeqCst) {
+        if shared.rules().generation != rules.generation {
+            return;
+        }
         // Lease: take it, keep it, or notice it is gone.
         let now = now_ts();
-        lease = match lease.take() {
+        *lease = match lease.take() {
             Some(l) if last_renew.elapsed() < cfg.lease_ttl / 3 => Some(l),
             Some(l) => match shared.store.renew_lease(&l, cfg.lease_ttl, now) {
                 Ok(Some(l)) => {
-                    last_renew = Instant::now();
+                    *last_renew = Instant::now();
                     Some(l)
                 }
                 Ok(None) => {
@@ -218,13 +316,10 @@ pub fn run(shared: &Shared, cfg: &LoopConfig) {
                     None
                 }
             },
-            None => match shared
-                .store
-                .try_acquire_lease(LEASE, &cfg.holder, cfg.lease_ttl, now)
-            {
+            None => match shared.store.try_acquire_lease(LEASE, &cfg.holder, cfg.lease_ttl, now) {
                 Ok(Some(l)) => {
                     tracing::info!(holder = %cfg.holder, epoch = l.epoch, "took the scheduler lease");
-                    last_renew = Instant::now();
+                    *last_renew = Instant::now();
                     Some(l)
                 }
                 Ok(None) => None,
@@ -242,10 +337,10 @@ pub fn run(shared: &Shared, cfg: &LoopConfig) {
             continue;
         }
         if leader.is_none() {
-            let mut l = Leader::new(shared, cfg, shared.policy.clone());
+            let mut l = Leader::new(shared, cfg, rules);
             match l.recover() {
                 Ok(n) => {
-                    tracing::info!(jobs = n, "scheduler state rebuilt from the store");
+                    tracing::info!(jobs = n, generation = rules.generation, "scheduler state rebuilt from the store");
                     leader = Some(l);
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot rebuild scheduler state; will retry"),
@@ -261,11 +356,6 @@ pub fn run(shared: &Shared, cfg: &LoopConfig) {
         }
         shared.wake.wait(cfg.tick);
     }
-    if let Some(l) = lease {
-        let _ = shared.store.release_lease(&l);
-    }
-    shared.leading.store(false, Ordering::SeqCst);
-    shared.metrics.leader.set(0);
 }
 
 #[derive(Debug)]
@@ -347,14 +437,14 @@ fn deadline_secs(text: &str) -> Option<f64> {
 }
 
 impl<'f> Leader<'f> {
-    fn new(sh: &'f Shared, cfg: &'f LoopConfig, policy: Arc<PolicyEngine>) -> Self {
-        let fleet: &'f Fleet = &sh.fleet;
+    fn new(sh: &'f Shared, cfg: &'f LoopConfig, rules: &'f Rules) -> Self {
+        let fleet: &'f Fleet = &rules.fleet;
         Self {
             sh,
             cfg,
-            engine: PlacementEngine::with_policy(fleet, policy),
+            engine: PlacementEngine::with_policy(fleet, rules.policy.clone()),
             idle: FleetState::idle(fleet),
-            sched: Scheduler::with_rules(fleet, &sh.scheduling, cfg.sched.clone()),
+            sched: Scheduler::with_rules(fleet, &rules.scheduling, cfg.sched.clone()),
             next_sid: 1,
             by_sid: HashMap::new(),
             jobs: HashMap::new(),

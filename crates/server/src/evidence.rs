@@ -29,7 +29,8 @@ pub struct Evidence {
     /// When a stopped ledger was last reopened (at most once a second).
     reopened: Mutex<Instant>,
     data_dir: PathBuf,
-    policy_hash: Digest,
+    /// The hash of the policy set in force (changes when a new fleet is put in force).
+    policy_hash: RwLock<Digest>,
 }
 
 /// Shortest time between two attempts to reopen a stopped ledger.
@@ -82,35 +83,35 @@ impl Evidence {
                     format!("cannot open the evidence ledger in PostgreSQL: {e}")
                 }
             })?;
-        let doc = put_document(data_dir, policy.document()).map_err(|e| {
-            format!(
-                "cannot store the policy document in {}: {e}",
-                data_dir.display()
-            )
-        })?;
-        let policy_hash =
-            Digest::parse(format!("sha256:{}", policy.hash())).map_err(|e| e.to_string())?;
-        if doc != policy_hash {
-            return Err("the policy document does not hash to the policy hash".into());
-        }
-        let fleet_hash =
-            Digest::parse(format!("sha256:{}", fleet.fleet_hash)).map_err(|e| e.to_string())?;
         let ev = Self {
             ledger: RwLock::new(Arc::new(ledger)),
             target: target.clone(),
             reopened: Mutex::new(Instant::now()),
             data_dir: data_dir.to_owned(),
-            policy_hash: policy_hash.clone(),
+            policy_hash: RwLock::new(Digest::of(b"")),
         };
-        ev.append(
-            Action::FleetLoaded { fleet_hash },
-            vec![subject(SubjectKind::Fleet, &fleet.name)?],
-        )?;
-        ev.append(
-            Action::PolicyLoaded { policy_hash },
-            vec![subject(SubjectKind::Policy, "placement")?],
-        )?;
+        ev.rules_loaded(fleet, policy)?;
         Ok(ev)
+    }
+
+    /// A fleet and policy set are put in force: the policy document is stored under its hash,
+    /// and `fleet.loaded` and `policy.loaded` are durable before later entries carry the hash.
+    pub fn rules_loaded(&self, fleet: &Fleet, policy: &PolicyEngine) -> Result<(), String> {
+        let doc = put_document(&self.data_dir, policy.document())
+            .map_err(|e| format!("cannot store the policy document in {}: {e}", self.data_dir.display()))?;
+        let policy_hash = Digest::parse(format!("sha256:{}", policy.hash())).map_err(|e| e.to_string())?;
+        if doc != policy_hash {
+            return Err("the policy document does not hash to the policy hash".into());
+        }
+        let fleet_hash = Digest::parse(format!("sha256:{}", fleet.fleet_hash)).map_err(|e| e.to_string())?;
+        self.append(Action::FleetLoaded { fleet_hash }, vec![subject(SubjectKind::Fleet, &fleet.name)?])?;
+        self.append(Action::PolicyLoaded { policy_hash: policy_hash.clone() }, vec![subject(SubjectKind::Policy, "placement")?])?;
+        *self.policy_hash.write().unwrap_or_else(std::sync::PoisonError::into_inner) = policy_hash;
+        Ok(())
+    }
+
+    fn policy_hash(&self) -> Digest {
+        self.policy_hash.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     fn current(&self) -> Arc<AnyLedger> {
@@ -243,7 +244,7 @@ impl Evidence {
                 zone: ident(zone)?,
                 pool: ident(pool)?,
                 reasons,
-                policy_hash: self.policy_hash.clone(),
+                policy_hash: self.policy_hash(),
             },
             subjects,
         )
@@ -269,7 +270,7 @@ impl Evidence {
                 pool: ident(pool)?,
                 run: ident(run)?,
                 reasons,
-                policy_hash: self.policy_hash.clone(),
+                policy_hash: self.policy_hash(),
             },
             vec![
                 subject(SubjectKind::Job, id.as_str())?,

@@ -291,9 +291,13 @@ pub async fn start(cfg: ServerConfig, clock: Clock) -> Result<Server, StartError
     let shared = Arc::new(Shared {
         agent_zones: cfg.agent_zones.clone(),
         store,
-        fleet: Arc::new(fleet),
-        policy: Arc::new(policy),
-        scheduling: Arc::new(scheduling),
+        rules: std::sync::RwLock::new(Arc::new(control::Rules {
+            fleet: Arc::new(fleet),
+            policy: Arc::new(policy),
+            scheduling: Arc::new(scheduling),
+            generation: 0,
+        })),
+        fleet_dir: std::sync::RwLock::new(cfg.fleet_dir.clone()),
         executors,
         metrics: Arc::new(Metrics::new()),
         evidence: Arc::new(evidence),

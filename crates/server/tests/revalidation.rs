@@ -245,3 +245,54 @@ fn nothing_is_admitted_to_a_zone_after_it_was_set_unreachable() {
         assert_eq!(d["job"]["zone"], "private-cloud", "{d}");
     }
 }
+
+#[test]
+fn a_new_fleet_is_put_in_force_live_and_running_work_is_re_checked_against_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fleet = common::copy_fleet(tmp.path());
+    let mut ts = TestServer::start_fleet(&fleet, 16, Default::default(), vec![]);
+    let sub = ts.token(Role::Submitter, "icu-ml");
+    let r = ts.submit(&sub, &pinned("live", "sleep 30"), None);
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.body["job"]["id"].as_str().unwrap().to_owned();
+    ts.wait_job(&id, 20, |d| d["job"]["state"] == "running");
+    let before = ts.post("/v1/fleet", &ts.admin, &json!({})).body;
+
+    // A fleet that does not load changes nothing: the error names the file, the set in force stays.
+    std::fs::write(fleet.join("policies/broken.cedar"), "permit (principal, action, resource) when { resource.nope };\n").unwrap();
+    let r = ts.post("/v1/fleet", &ts.admin, &json!({}));
+    assert_eq!((r.status, r.body["error"]["code"].as_str()), (422, Some("fleet_invalid")), "{}", r.text);
+    assert!(r.text.contains("broken.cedar"), "{}", r.text);
+    std::fs::remove_file(fleet.join("policies/broken.cedar")).unwrap();
+    let d = ts.get(&format!("/v1/jobs/{id}"), &ts.admin).body;
+    assert_eq!(d["job"]["state"], "running", "a set that does not load touches nothing: {d}");
+    // Only an administrator may change the rules.
+    let r = ts.post("/v1/fleet", &sub, &json!({}));
+    assert_eq!(r.status, 403, "{}", r.text);
+
+    // The data is reclassified and the fleet applied live: the run in public-us is withdrawn.
+    common::reclassify(&fleet, "ehr-deid", RESTRICTED);
+    let r = ts.post("/v1/fleet", &ts.admin, &json!({"dir": fleet.to_str().unwrap()}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_ne!(r.body["fleet_hash"], before["fleet_hash"], "{}", r.text);
+    assert!(r.body["generation"].as_u64().unwrap() > before["generation"].as_u64().unwrap());
+    let d = ts.wait_job(&id, 20, |d| d["job"]["state"] == "failed");
+    assert!(kinds(&d).iter().any(|(k, r)| k == "preempted" && r.contains("placement withdrawn")), "{d}");
+    // New work meets the new rules at once.
+    let r = ts.submit(&sub, &pinned("after", "true"), None);
+    let after = r.body["job"]["id"].as_str().unwrap().to_owned();
+    let d = ts.wait_job(&after, 20, |d| d["job"]["state"] == "failed");
+    assert!(d["job"]["reason"].as_str().unwrap_or_default().contains("refused") || kinds(&d).last().unwrap().1.contains("refused"), "{d}");
+    ts.stop();
+    let entries = ledger(&ts);
+    let loaded: Vec<&Value> = entries.iter().filter(|e| e["action"]["type"] == "policy.loaded").collect();
+    assert!(loaded.len() >= 2, "the new policy set is ledgered: {loaded:?}");
+    assert_eq!(loaded.last().unwrap()["action"]["policy_hash"], format!("sha256:{}", r_hash(&entries)));
+    assert!(entries.iter().any(|e| e["action"]["type"] == "job.revoked"));
+}
+
+/// The policy hash of the last `job.placed` entry (made under the rules in force).
+fn r_hash(entries: &[Value]) -> String {
+    let placed = entries.iter().rev().find(|e| e["action"]["type"] == "job.placed").unwrap();
+    placed["action"]["policy_hash"].as_str().unwrap().trim_start_matches("sha256:").to_owned()
+}
