@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use miette::miette;
+use miette::{miette, IntoDiagnostic};
 use tidegate_server::api::{JobDetail, JobList, JobView, LogsView, SubmitRequest, SubmitResponse};
 
 use crate::client::{Client, ClientArgs};
@@ -284,6 +284,48 @@ pub fn logs(args: &LogsArgs) -> miette::Result<()> {
         args.tail
     ))?;
     print!("{}", l.logs);
+    Ok(())
+}
+
+/// The fleet in force on a running control plane.
+#[derive(Debug, clap::Subcommand)]
+pub enum FleetCmd {
+    /// Put a fleet directory in force on the running control plane (admin): it is checked here
+    /// first (nothing is sent if it does not load), then the server loads it whole, ledgers its
+    /// hashes and swaps it in; queued and running work is re-checked against it and a run no
+    /// longer allowed is withdrawn. Without DIR the server re-reads the directory in force (as
+    /// SIGHUP does). A set that does not load leaves the one in force.
+    ///
+    /// Example: tidegate fleet apply examples/fleet
+    Apply {
+        /// The fleet directory (on the control plane's host).
+        dir: Option<std::path::PathBuf>,
+        /// Server and token.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// `tidegate fleet ...`.
+pub fn fleet(cmd: &FleetCmd) -> miette::Result<()> {
+    let FleetCmd::Apply { dir, client } = cmd;
+    let dir = match dir {
+        Some(d) => {
+            let (fleet, _) = tidegate_model::load_fleet_with_scheduling(d)
+                .map_err(|e| miette!(help = "nothing was sent", "the fleet in {} does not load:\n{e}", d.display()))?;
+            tidegate_policy::PolicyEngine::load(&fleet)
+                .map_err(|e| miette!(help = "nothing was sent", "the policy set does not load:\n{e}"))?;
+            Some(std::fs::canonicalize(d).into_diagnostic()?.display().to_string())
+        }
+        None => None,
+    };
+    let client = Client::from_args(client)?;
+    let v: tidegate_server::api::FleetView =
+        client.post("/v1/fleet", &tidegate_server::api::FleetApplyRequest { dir }, &[])?;
+    println!(
+        "fleet {} in force (generation {}): {} zones, {} dataset versions\n  fleet hash  {}\n  policy hash {}",
+        v.dir, v.generation, v.zones, v.datasets, v.fleet_hash, v.policy_hash
+    );
     Ok(())
 }
 

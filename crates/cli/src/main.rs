@@ -84,6 +84,9 @@ enum Command {
     /// Zones: load and condition; set a zone degraded, unreachable or throttled (drills, outages).
     #[command(subcommand)]
     Zone(jobs::ZoneCmd),
+    /// The fleet in force on a running control plane: `fleet apply DIR` changes it live.
+    #[command(subcommand)]
+    Fleet(jobs::FleetCmd),
     /// Run a zone's work as an agent inside the zone (outbound connections only).
     Agent(agent::AgentArgs),
     /// Demonstrations against a running control plane.
@@ -209,6 +212,7 @@ fn main() -> miette::Result<()> {
         Command::Cancel(a) => jobs::cancel(&a),
         Command::Logs(a) => jobs::logs(&a),
         Command::Zone(c) => jobs::zone(&c),
+        Command::Fleet(c) => jobs::fleet(&c),
         Command::Agent(a) => agent::run(&a),
         Command::Demo(c) => demo::run(&c),
         Command::Check(a) => fleet_cmds::check(&a),

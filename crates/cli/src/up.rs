@@ -203,7 +203,7 @@ pub fn run(args: &UpArgs) -> miette::Result<()> {
             .await
             .map_err(|e| miette!(help = "nothing was started", "{e}"))?;
         let store = server.state.shared.store.describe();
-        let zones = server.state.shared.fleet.zones.len();
+        let zones = server.state.shared.rules().fleet.zones.len();
         println!("tidegate control plane is up");
         println!("  API          {}  (OpenAPI at /openapi.json, Prometheus at /metrics)", server.url);
         println!("  admin token  {}", server.admin_token_path.display());
@@ -211,13 +211,39 @@ pub fn run(args: &UpArgs) -> miette::Result<()> {
         println!("  fleet        {} ({zones} zones, a local executor standing in for each)", fleet_dir.display());
         println!("  evidence     {}", args.data_dir.join("ledger").display());
         println!("next, in another terminal:  tidegate demo burst   (or: tidegate submit examples/jobs/sepsis-hpo-sweep.yaml)");
+        println!("change the fleet live with SIGHUP (re-reads {}) or `tidegate fleet apply DIR`", fleet_dir.display());
         println!("stop with Ctrl-C (drains gracefully)");
+        reload_on_hangup(server.state.shared.clone());
         wait_for_signal().await;
         println!("draining...");
         server.shutdown().await;
         println!("stopped");
         Ok(())
     })
+}
+
+/// SIGHUP re-reads the fleet directory in force and puts it in force if it loads whole (the
+/// last good set stays otherwise, and the reason is printed).
+fn reload_on_hangup(shared: std::sync::Arc<tidegate_server::control::Shared>) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; use `tidegate fleet apply` to change the fleet");
+        return;
+    };
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            let s = shared.clone();
+            match tokio::task::spawn_blocking(move || s.reload(None)).await {
+                Ok(Ok(r)) => println!(
+                    "SIGHUP: fleet {} and policy set {} in force (generation {})",
+                    r.fleet.fleet_hash,
+                    r.policy.hash(),
+                    r.generation
+                ),
+                Ok(Err(e)) => eprintln!("SIGHUP: the fleet was not changed: {e}"),
+                Err(e) => eprintln!("SIGHUP: reload task failed: {e}"),
+            }
+        }
+    });
 }
 
 async fn wait_for_signal() {
