@@ -184,7 +184,11 @@ pub fn entry_for(
     let subject = artifact_subject(&artifact, kind)?;
     let service = Ident::new(ACTOR)?;
     let (actor, action, mut subjects) = match event {
-        ArtifactEvent::Put { kind: k, classification, .. } => (
+        ArtifactEvent::Put {
+            kind: k,
+            classification,
+            ..
+        } => (
             service,
             Action::ArtifactStored {
                 artifact,

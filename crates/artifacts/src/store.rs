@@ -45,7 +45,11 @@ impl ArtifactClass {
         if self.tags.is_empty() {
             self.level.clone()
         } else {
-            format!("{}/{}", self.level, self.tags.iter().cloned().collect::<Vec<_>>().join("+"))
+            format!(
+                "{}/{}",
+                self.level,
+                self.tags.iter().cloned().collect::<Vec<_>>().join("+")
+            )
         }
     }
 
@@ -327,7 +331,11 @@ impl ArtifactStore {
             // data key under the same immutable record.
             previous = Some(existing);
         }
-        let class = previous.as_ref().map_or(options.classification.as_ref(), |p| p.classification.as_ref());
+        let class = previous
+            .as_ref()
+            .map_or(options.classification.as_ref(), |p| {
+                p.classification.as_ref()
+            });
         self.record_event(&ArtifactEvent::Put {
             digest: digest.clone(),
             kind: kind.to_string(),

@@ -104,7 +104,12 @@ pub enum ArtifactCmd {
         zone: Option<String>,
         /// Through the API: the zone's identity, its agent's token (a file holding it, or the
         /// token itself). The control plane takes the zone from it, never from --zone alone.
-        #[arg(long, env = "TIDEGATE_ZONE_TOKEN_FILE", value_name = "FILE", requires = "token")]
+        #[arg(
+            long,
+            env = "TIDEGATE_ZONE_TOKEN_FILE",
+            value_name = "FILE",
+            requires = "token"
+        )]
         zone_token: Option<String>,
     },
     /// Verify content integrity and every attached signature; without a digest, verify all.
@@ -888,8 +893,12 @@ fn run_api(api: &ApiArgs, cmd: ArtifactCmd) -> miette::Result<()> {
                 }
                 _ => digest_path(&digest),
             };
-            let content =
-                client.get_bytes(&path, token.as_deref(), zone_token.as_deref(), MAX_GET_BYTES)?;
+            let content = client.get_bytes(
+                &path,
+                token.as_deref(),
+                zone_token.as_deref(),
+                MAX_GET_BYTES,
+            )?;
             std::fs::write(&output, &content)
                 .into_diagnostic()
                 .wrap_err_with(|| format!("writing {}", output.display()))?;

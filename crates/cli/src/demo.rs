@@ -269,9 +269,11 @@ fn narrate(client: &Client, jobs: &[JobView]) -> miette::Result<()> {
             j.name,
             j.reason.as_deref().unwrap_or("?")
         ),
-        None => return Err(miette!(
+        None => {
+            return Err(miette!(
             "the oversized job was not refused; is the control plane running the example fleet?"
-        )),
+        ))
+        }
     }
     println!("\nwatch it continue: tidegate jobs --team icu-ml   |   metrics: curl -H \"Authorization: Bearer $(cat .tidegate/admin.token)\" {}/metrics", client.base);
     Ok(())

@@ -311,17 +311,34 @@ pub fn fleet(cmd: &FleetCmd) -> miette::Result<()> {
     let FleetCmd::Apply { dir, client } = cmd;
     let dir = match dir {
         Some(d) => {
-            let (fleet, _) = tidegate_model::load_fleet_with_scheduling(d)
-                .map_err(|e| miette!(help = "nothing was sent", "the fleet in {} does not load:\n{e}", d.display()))?;
-            tidegate_policy::PolicyEngine::load(&fleet)
-                .map_err(|e| miette!(help = "nothing was sent", "the policy set does not load:\n{e}"))?;
-            Some(std::fs::canonicalize(d).into_diagnostic()?.display().to_string())
+            let (fleet, _) = tidegate_model::load_fleet_with_scheduling(d).map_err(|e| {
+                miette!(
+                    help = "nothing was sent",
+                    "the fleet in {} does not load:\n{e}",
+                    d.display()
+                )
+            })?;
+            tidegate_policy::PolicyEngine::load(&fleet).map_err(|e| {
+                miette!(
+                    help = "nothing was sent",
+                    "the policy set does not load:\n{e}"
+                )
+            })?;
+            Some(
+                std::fs::canonicalize(d)
+                    .into_diagnostic()?
+                    .display()
+                    .to_string(),
+            )
         }
         None => None,
     };
     let client = Client::from_args(client)?;
-    let v: tidegate_server::api::FleetView =
-        client.post("/v1/fleet", &tidegate_server::api::FleetApplyRequest { dir }, &[])?;
+    let v: tidegate_server::api::FleetView = client.post(
+        "/v1/fleet",
+        &tidegate_server::api::FleetApplyRequest { dir },
+        &[],
+    )?;
     println!(
         "fleet {} in force (generation {}): {} zones, {} dataset versions\n  fleet hash  {}\n  policy hash {}",
         v.dir, v.generation, v.zones, v.datasets, v.fleet_hash, v.policy_hash

@@ -129,7 +129,17 @@ fn put_get_list_and_verify_go_through_a_running_control_plane() {
     // The zone proves itself with its agent's token.
     let zone_token = |zone: &str| {
         let minted = Command::new(env!("CARGO_BIN_EXE_tidegate"))
-            .args(["token", "mint", "--user", "agent", "--role", "agent", "--team", zone, "--data-dir"])
+            .args([
+                "token",
+                "mint",
+                "--user",
+                "agent",
+                "--role",
+                "agent",
+                "--team",
+                zone,
+                "--data-dir",
+            ])
             .arg(dir)
             .output()
             .unwrap();
@@ -142,9 +152,22 @@ fn put_get_list_and_verify_go_through_a_running_control_plane() {
     let by_job = dir.join("by-job.bin");
     let o = api(
         dir,
-        &["get", &digest, "-o", by_job.to_str().unwrap(), "--token", token_file.to_str().unwrap(), "--zone", "hospital-onprem"],
+        &[
+            "get",
+            &digest,
+            "-o",
+            by_job.to_str().unwrap(),
+            "--token",
+            token_file.to_str().unwrap(),
+            "--zone",
+            "hospital-onprem",
+        ],
     );
-    assert!(!o.status.success() && text(&o).contains("--zone-token"), "{}", text(&o));
+    assert!(
+        !o.status.success() && text(&o).contains("--zone-token"),
+        "{}",
+        text(&o)
+    );
     ok(api(
         dir,
         &[

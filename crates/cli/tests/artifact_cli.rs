@@ -446,7 +446,15 @@ fn token_mint_inspect_check_attenuate_expire_revoke() {
         ok(
             dir,
             T0 + 1,
-            &["token", "check", &token, "--read", a, "--zone", "hospital-onprem"]
+            &[
+                "token",
+                "check",
+                &token,
+                "--read",
+                a,
+                "--zone",
+                "hospital-onprem"
+            ]
         )
         .trim(),
         "allowed"
@@ -454,7 +462,15 @@ fn token_mint_inspect_check_attenuate_expire_revoke() {
     assert!(refused(
         dir,
         T0 + 1,
-        &["token", "check", &token, "--read", b, "--zone", "hospital-onprem"]
+        &[
+            "token",
+            "check",
+            &token,
+            "--read",
+            b,
+            "--zone",
+            "hospital-onprem"
+        ]
     )
     .contains("denied"));
     ok(
@@ -473,7 +489,15 @@ fn token_mint_inspect_check_attenuate_expire_revoke() {
     assert!(refused(
         dir,
         T0 + 600,
-        &["token", "check", &token, "--read", a, "--zone", "hospital-onprem"]
+        &[
+            "token",
+            "check",
+            &token,
+            "--read",
+            a,
+            "--zone",
+            "hospital-onprem"
+        ]
     )
     .contains("expired"));
 
@@ -507,7 +531,15 @@ fn token_mint_inspect_check_attenuate_expire_revoke() {
     assert!(refused(
         dir,
         T0 + 3,
-        &["token", "check", &narrow, "--read", a, "--zone", "hospital-onprem"]
+        &[
+            "token",
+            "check",
+            &narrow,
+            "--read",
+            a,
+            "--zone",
+            "hospital-onprem"
+        ]
     )
     .contains("denied"));
 
@@ -551,7 +583,15 @@ fn token_mint_inspect_check_attenuate_expire_revoke() {
     assert!(refused(
         dir,
         T0 + 6,
-        &["token", "check", &token, "--read", a, "--zone", "hospital-onprem"]
+        &[
+            "token",
+            "check",
+            &token,
+            "--read",
+            a,
+            "--zone",
+            "hospital-onprem"
+        ]
     )
     .contains("revoked"));
     let ring: serde_json::Value =
@@ -722,7 +762,15 @@ fn get_with_job_token_reads_only_granted_checkpoint() {
         dir,
         T0 + 1,
         &[
-            "artifact", "get", &ds[0], "-o", o, "--token", &token, "--zone", "hospital-onprem",
+            "artifact",
+            "get",
+            &ds[0],
+            "-o",
+            o,
+            "--token",
+            &token,
+            "--zone",
+            "hospital-onprem",
         ],
     );
     assert_eq!(std::fs::read(&out).unwrap(), b"a");
@@ -730,7 +778,15 @@ fn get_with_job_token_reads_only_granted_checkpoint() {
         dir,
         T0 + 1,
         &[
-            "artifact", "get", &ds[1], "-o", o, "--token", &token, "--zone", "hospital-onprem",
+            "artifact",
+            "get",
+            &ds[1],
+            "-o",
+            o,
+            "--token",
+            &token,
+            "--zone",
+            "hospital-onprem",
         ],
     );
     assert!(msg.contains("access refused"), "{msg}");
@@ -748,33 +804,85 @@ fn job_tokens_never_hand_data_to_a_zone_it_may_not_be_in() {
     ok(dir, T0, &["artifact", "key", "init"]);
     ok(dir, T0, &["token", "keys", "rotate"]);
     let mint = |zone: &str, input: &str| {
-        tg(dir, T0, &["token", "mint", "--job", "j-1", "--zone", zone, "--input", input, "--output-prefix", "out/"])
+        tg(
+            dir,
+            T0,
+            &[
+                "token",
+                "mint",
+                "--job",
+                "j-1",
+                "--zone",
+                zone,
+                "--input",
+                input,
+                "--output-prefix",
+                "out/",
+            ],
+        )
     };
     // Raw PHI into a public zone: refused at mint, naming the input and the rule.
     let o = mint("public-eu", "dataset:ehr-raw@2026-10");
     let msg = String::from_utf8_lossy(&o.stderr).to_string();
-    assert!(!o.status.success(), "minted a token for raw PHI in public-eu");
-    assert!(msg.contains("ehr-raw@2026-10") && msg.contains("private-only"), "{msg}");
+    assert!(
+        !o.status.success(),
+        "minted a token for raw PHI in public-eu"
+    );
+    assert!(
+        msg.contains("ehr-raw@2026-10") && msg.contains("private-only"),
+        "{msg}"
+    );
     // Export-controlled data outside its jurisdiction: refused; public data there: granted.
-    assert!(!mint("public-eu", "dataset:scanner-firmware-traces@v1").status.success());
-    assert!(mint("public-eu", "dataset:pubmed-abstracts@2026-06").status.success());
+    assert!(!mint("public-eu", "dataset:scanner-firmware-traces@v1")
+        .status
+        .success());
+    assert!(mint("public-eu", "dataset:pubmed-abstracts@2026-06")
+        .status
+        .success());
     // Unknown inputs are never granted.
     let o = mint("hospital-onprem", "dataset:nope@v1");
-    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("no dataset version"));
+    assert!(
+        !o.status.success() && String::from_utf8_lossy(&o.stderr).contains("no dataset version")
+    );
     let o = mint("hospital-onprem", "whatever");
-    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("cannot be classified"));
+    assert!(
+        !o.status.success() && String::from_utf8_lossy(&o.stderr).contains("cannot be classified")
+    );
 
     // A stored artifact: unclassified counts as the most sensitive data; classified public may go.
     let f = dir.join("snap");
     std::fs::write(&f, b"rows").unwrap();
-    let unclassified = ok(dir, T0, &["artifact", "put", f.to_str().unwrap(), "--kind", "dataset-snapshot"]).trim().to_owned();
+    let unclassified = ok(
+        dir,
+        T0,
+        &[
+            "artifact",
+            "put",
+            f.to_str().unwrap(),
+            "--kind",
+            "dataset-snapshot",
+        ],
+    )
+    .trim()
+    .to_owned();
     let o = mint("public-eu", &format!("dataset-snapshot:{unclassified}"));
-    assert!(!o.status.success(), "an unclassified artifact was granted to a public zone");
+    assert!(
+        !o.status.success(),
+        "an unclassified artifact was granted to a public zone"
+    );
     std::fs::write(&f, b"open rows").unwrap();
     let open = ok(
         dir,
         T0,
-        &["artifact", "put", f.to_str().unwrap(), "--kind", "dataset-snapshot", "--classification", "public"],
+        &[
+            "artifact",
+            "put",
+            f.to_str().unwrap(),
+            "--kind",
+            "dataset-snapshot",
+            "--classification",
+            "public",
+        ],
     )
     .trim()
     .to_owned();
@@ -782,7 +890,10 @@ fn job_tokens_never_hand_data_to_a_zone_it_may_not_be_in() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let token = String::from_utf8(o.stdout).unwrap().trim().to_owned();
     // A record edited to say public does not get a token minted: its encryption no longer opens.
-    let rec = dir.join("artifacts/records/sha256").join(format!("{}.json", unclassified.trim_start_matches("sha256:")));
+    let rec = dir.join("artifacts/records/sha256").join(format!(
+        "{}.json",
+        unclassified.trim_start_matches("sha256:")
+    ));
     let original = std::fs::read_to_string(&rec).unwrap();
     let mut v: serde_json::Value = serde_json::from_str(&original).unwrap();
     v["classification"] = serde_json::json!({"level": "public"});
@@ -790,10 +901,27 @@ fn job_tokens_never_hand_data_to_a_zone_it_may_not_be_in() {
     let o = mint("public-eu", &format!("dataset-snapshot:{unclassified}"));
     let err = String::from_utf8_lossy(&o.stderr).to_string();
     assert!(!o.status.success(), "a tampered record was trusted at mint");
-    assert!(err.contains("tamper") || err.contains("authenticate"), "{err}");
+    assert!(
+        err.contains("tamper") || err.contains("authenticate"),
+        "{err}"
+    );
     std::fs::write(&rec, original).unwrap();
     let out = dir.join("out.bin");
-    ok(dir, T0 + 1, &["artifact", "get", &open, "-o", out.to_str().unwrap(), "--token", &token, "--zone", "public-eu"]);
+    ok(
+        dir,
+        T0 + 1,
+        &[
+            "artifact",
+            "get",
+            &open,
+            "-o",
+            out.to_str().unwrap(),
+            "--token",
+            &token,
+            "--zone",
+            "public-eu",
+        ],
+    );
     assert_eq!(std::fs::read(&out).unwrap(), b"open rows");
     // A token minted outside the check (with the root key itself) still meets the rule at the
     // read: the grant never overrides where data may be.
@@ -805,13 +933,47 @@ fn job_tokens_never_hand_data_to_a_zone_it_may_not_be_in() {
         output_prefix: "o/".into(),
         ttl_minutes: 10,
     };
-    let bad = keys.issuer().unwrap().mint(&keys.keyring().unwrap(), &spec, T0).unwrap();
-    let msg = refused(dir, T0 + 1, &["artifact", "get", &unclassified, "-o", out.to_str().unwrap(), "--token", &bad, "--zone", "public-eu"]);
-    assert!(msg.contains("zone-not-allowed") || msg.contains("may not be"), "{msg}");
-    let events = std::fs::read_to_string(dir.join("artifacts/events.jsonl")).unwrap();
-    assert!(events.contains("zone-not-allowed"), "the refusal is recorded: {events}");
-    assert!(
-        refused(dir, T0, &["artifact", "put", f.to_str().unwrap(), "--kind", "model", "--classification", "secret"])
-            .contains("unknown level"),
+    let bad = keys
+        .issuer()
+        .unwrap()
+        .mint(&keys.keyring().unwrap(), &spec, T0)
+        .unwrap();
+    let msg = refused(
+        dir,
+        T0 + 1,
+        &[
+            "artifact",
+            "get",
+            &unclassified,
+            "-o",
+            out.to_str().unwrap(),
+            "--token",
+            &bad,
+            "--zone",
+            "public-eu",
+        ],
     );
+    assert!(
+        msg.contains("zone-not-allowed") || msg.contains("may not be"),
+        "{msg}"
+    );
+    let events = std::fs::read_to_string(dir.join("artifacts/events.jsonl")).unwrap();
+    assert!(
+        events.contains("zone-not-allowed"),
+        "the refusal is recorded: {events}"
+    );
+    assert!(refused(
+        dir,
+        T0,
+        &[
+            "artifact",
+            "put",
+            f.to_str().unwrap(),
+            "--kind",
+            "model",
+            "--classification",
+            "secret"
+        ]
+    )
+    .contains("unknown level"),);
 }

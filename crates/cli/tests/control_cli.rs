@@ -226,7 +226,12 @@ fn the_fleet_changes_live_with_fleet_apply_and_sighup_and_a_broken_one_changes_n
     let dir = tempfile::tempdir().unwrap();
     // A copy of the example fleet to edit.
     let fleet = dir.path().join("fleet");
-    let copy = Command::new("cp").arg("-r").arg(repo().join("examples/fleet")).arg(&fleet).status().unwrap();
+    let copy = Command::new("cp")
+        .arg("-r")
+        .arg(repo().join("examples/fleet"))
+        .arg(&fleet)
+        .status()
+        .unwrap();
     assert!(copy.success());
     let data = dir.path().join("data");
     let child = Command::new(env!("CARGO_BIN_EXE_tidegate"))
@@ -248,27 +253,59 @@ fn the_fleet_changes_live_with_fleet_apply_and_sighup_and_a_broken_one_changes_n
     std::thread::sleep(Duration::from_millis(200));
     let generation = |o: &Output| -> u64 {
         let t = text(o);
-        let g = t.split("(generation ").nth(1).and_then(|r| r.split(')').next()).unwrap_or_else(|| panic!("{t}"));
+        let g = t
+            .split("(generation ")
+            .nth(1)
+            .and_then(|r| r.split(')').next())
+            .unwrap_or_else(|| panic!("{t}"));
         g.parse().unwrap()
     };
     let o = tg(&data, &["fleet", "apply"]);
     assert!(o.status.success(), "{}", text(&o));
     let first = generation(&o);
     // SIGHUP re-reads the directory in force.
-    assert!(Command::new("kill").args(["-HUP", &server.0.id().to_string()]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-HUP", &server.0.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
     std::thread::sleep(Duration::from_millis(500));
     let o = tg(&data, &["fleet", "apply"]);
-    assert_eq!(generation(&o), first + 2, "SIGHUP and the apply each put the fleet in force: {}", text(&o));
+    assert_eq!(
+        generation(&o),
+        first + 2,
+        "SIGHUP and the apply each put the fleet in force: {}",
+        text(&o)
+    );
     // A broken fleet is refused before anything is sent, naming the file; the server's stays.
-    std::fs::write(fleet.join("policies/broken.cedar"), "permit (principal, action, resource) when { resource.nope };\n").unwrap();
+    std::fs::write(
+        fleet.join("policies/broken.cedar"),
+        "permit (principal, action, resource) when { resource.nope };\n",
+    )
+    .unwrap();
     let o = tg(&data, &["fleet", "apply", fleet.to_str().unwrap()]);
-    assert!(!o.status.success() && text(&o).contains("broken.cedar") && text(&o).contains("nothing was sent"), "{}", text(&o));
+    assert!(
+        !o.status.success()
+            && text(&o).contains("broken.cedar")
+            && text(&o).contains("nothing was sent"),
+        "{}",
+        text(&o)
+    );
     // SIGHUP with the broken directory changes nothing either.
-    assert!(Command::new("kill").args(["-HUP", &server.0.id().to_string()]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-HUP", &server.0.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
     std::thread::sleep(Duration::from_millis(500));
     std::fs::remove_file(fleet.join("policies/broken.cedar")).unwrap();
     let o = tg(&data, &["fleet", "apply", fleet.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
-    assert_eq!(generation(&o), first + 3, "the broken SIGHUP put nothing in force: {}", text(&o));
+    assert_eq!(
+        generation(&o),
+        first + 3,
+        "the broken SIGHUP put nothing in force: {}",
+        text(&o)
+    );
     drop(server);
 }

@@ -254,7 +254,10 @@ fn kill_9_under_10k_concurrent_submissions_loses_and_duplicates_nothing() {
         if text.lines().any(|l| l.trim() == "tidegate_leader 1") {
             break;
         }
-        assert!(Instant::now() < deadline, "the restarted server never took the scheduler lease");
+        assert!(
+            Instant::now() < deadline,
+            "the restarted server never took the scheduler lease"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let mut second = second;

@@ -148,9 +148,17 @@ pub fn direct_identifiers_in(bytes: &[u8]) -> Vec<(tidegate_sanitize::scan::Kind
 ///
 /// # Errors
 /// What was found, counted by kind (never the values).
-pub fn check_claim(kind: tidegate_artifacts::ArtifactKind, class: Option<&Classification>, scheme: &Scheme, bytes: &[u8]) -> Result<(), String> {
+pub fn check_claim(
+    kind: tidegate_artifacts::ArtifactKind,
+    class: Option<&Classification>,
+    scheme: &Scheme,
+    bytes: &[u8],
+) -> Result<(), String> {
     use tidegate_artifacts::ArtifactKind;
-    let tabular = matches!(kind, ArtifactKind::DatasetSnapshot | ArtifactKind::FeatureSet);
+    let tabular = matches!(
+        kind,
+        ArtifactKind::DatasetSnapshot | ArtifactKind::FeatureSet
+    );
     let Some(c) = class else { return Ok(()) };
     if !tabular || scheme.private_only(c) {
         return Ok(());

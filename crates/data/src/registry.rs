@@ -534,7 +534,10 @@ impl Registry {
         let classification = spec.classification.resolve(&fleet.scheme)?;
         // The same rule as a home zone in datasets.yaml (`Scheme::home_zone_problem`).
         if let Some(why) = fleet.scheme.home_zone_problem(&classification, zone) {
-            return Err(DataError::Invalid { field: "zone".into(), message: why });
+            return Err(DataError::Invalid {
+                field: "zone".into(),
+                message: why,
+            });
         }
         let sensitive = fleet.scheme.private_only(&classification);
         let id = format!("{}@{}", spec.name, spec.version);
@@ -566,29 +569,6 @@ impl Registry {
                 bytes: bytes.len() as u64,
                 columns: cols,
             });
-            // Claimed below a private-only level, a table must not hold direct identifiers:
-            // the same raw rows with one byte changed are still raw rows.
-            if !sensitive {
-                // The unambiguous shapes only: SSNs, e-mail addresses, phone numbers (a long
-                // terminology code can pass a card-number check by chance).
-                use tidegate_sanitize::scan::Kind;
-                let found: Vec<_> = tidegate_sanitize::identifier_census(f)
-                    .map_err(|e| DataError::Invalid { field: "in".into(), message: e.to_string() })?
-                    .into_iter()
-                    .filter(|(_, k, _)| matches!(k, Kind::Ssn | Kind::Email | Kind::Phone))
-                    .collect();
-                if !found.is_empty() {
-                    let what: Vec<String> = found.iter().map(|(c, k, n)| format!("{n} {k:?} in column {c}")).collect();
-                    return Err(DataError::Invalid {
-                        field: "level".into(),
-                        message: format!(
-                            "{} holds direct identifiers ({}): such data is registered only at a private-only classification (e.g. restricted with phi or pii), or sanitized first",
-                            f.display(),
-                            what.join(", ")
-                        ),
-                    });
-                }
-            }
             contents.push(bytes);
         }
         let manifest = Manifest {
@@ -613,6 +593,38 @@ impl Registry {
             });
         }
         self.check_not_lower(store, fleet, spec, &id, &classification, &snapshot, &tables)?;
+        // Claimed below a private-only level, a table must not hold direct identifiers:
+        // the same raw rows with one byte changed are still raw rows.
+        if !sensitive {
+            for f in &files {
+                // The unambiguous shapes only: SSNs, e-mail addresses, phone numbers (a long
+                // terminology code can pass a card-number check by chance).
+                use tidegate_sanitize::scan::Kind;
+                let found: Vec<_> = tidegate_sanitize::identifier_census(f)
+                    .map_err(|e| DataError::Invalid {
+                        field: "in".into(),
+                        message: e.to_string(),
+                    })?
+                    .into_iter()
+                    .filter(|(_, k, _)| matches!(k, Kind::Ssn | Kind::Email | Kind::Phone))
+                    .collect();
+                if !found.is_empty() {
+                    let what: Vec<String> = found
+                        .iter()
+                        .map(|(c, k, n)| format!("{n} {k:?} in column {c}"))
+                        .collect();
+                    return Err(DataError::Invalid {
+                    field: "level".into(),
+                    message: format!(
+                        "{} holds direct identifiers ({}): such data is registered only at a private-only classification (e.g. restricted with phi or pii), or sanitized first",
+                        f.display(),
+                        what.join(", ")
+                    ),
+                });
+                }
+            }
+        }
+
         let class = crate::holding::class_of(&classification, &fleet.scheme);
         let opts = |name: String| PutOptions {
             name,

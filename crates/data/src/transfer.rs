@@ -367,7 +367,11 @@ pub fn execute(
     let class = tidegate_artifacts::ArtifactClass {
         level: ds.classification.level.clone(),
         tags: ds.classification.tags.iter().cloned().collect(),
-        residency: ds.classification.residency.as_ref().map(|r| r.iter().cloned().collect()),
+        residency: ds
+            .classification
+            .residency
+            .as_ref()
+            .map(|r| r.iter().cloned().collect()),
     };
     let opts = |name: String| PutOptions {
         name,

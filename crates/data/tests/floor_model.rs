@@ -6,14 +6,17 @@
 //! step, an oracle written from the rules alone (not from the code under test) checks that no
 //! restricted, private-only, `allowed_execution_zone`-violating, export-controlled-outside-origin
 //! or residency-violating run is admitted or keeps running, and that no such data may be held in
-//! a zone it may not be in.
+//! a zone it may not be in: granted to a job token or transferred there.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use proptest::prelude::*;
+use tidegate_artifacts::Digest;
 use tidegate_data::holding::{may_hold, Holding};
+use tidegate_data::transfer::{plan, TransferRequest};
+use tidegate_data::{ClassificationNames, DatasetVersion};
 use tidegate_model::fleet::PolicyFile;
 use tidegate_model::{DatasetRef, Fleet, Input, JobSpec, LevelDef, TagDef, ZoneScope};
 use tidegate_placement::{FleetState, PlacementEngine};
@@ -49,11 +52,20 @@ fn ops(jobs: usize, zones: usize) -> impl Strategy<Value = Vec<Op>> {
 /// The whole setup: a fleet (scheme extended or not, with or without a fleet policy), jobs with
 /// teams, and the run.
 fn world() -> impl Strategy<Value = (Fleet, Vec<JobSpec>, Vec<Op>)> {
-    (fleet_and_jobs(), any::<bool>(), any::<bool>(), proptest::collection::vec(0usize..3, 12)).prop_flat_map(
-        |((mut fleet, mut jobs), extend, policy, teams)| {
+    (
+        fleet_and_jobs(),
+        any::<bool>(),
+        any::<bool>(),
+        proptest::collection::vec(0usize..3, 12),
+    )
+        .prop_flat_map(|((mut fleet, mut jobs), extend, policy, teams)| {
             if extend {
                 // A scheme that adds to the built-in one: a stricter level on top, a new tag.
-                fleet.scheme.levels.push(LevelDef { name: "secret".into(), private_only: true, description: String::new() });
+                fleet.scheme.levels.push(LevelDef {
+                    name: "secret".into(),
+                    private_only: true,
+                    description: String::new(),
+                });
                 fleet.scheme.tags.push(TagDef {
                     name: "trade-secret".into(),
                     private_only: true,
@@ -67,15 +79,17 @@ fn world() -> impl Strategy<Value = (Fleet, Vec<JobSpec>, Vec<Op>)> {
                 }
             }
             if policy {
-                fleet.policies.push(PolicyFile { path: "policies/genomics.cedar".into(), text: GENOMICS.into() });
+                fleet.policies.push(PolicyFile {
+                    path: "policies/genomics.cedar".into(),
+                    text: GENOMICS.into(),
+                });
             }
             for (j, t) in jobs.iter_mut().zip(teams) {
                 j.team = TEAMS[t].into();
             }
             let n = (jobs.len(), fleet.zones.len());
             (Just(fleet), Just(jobs), ops(n.0, n.1))
-        },
-    )
+        })
 }
 
 /// The rules, written from the issue rather than from the code: may `job` run in zone `zi`?
@@ -101,7 +115,13 @@ fn floor(fleet: &Fleet, job: &JobSpec, zi: usize) -> Result<(), String> {
         tags.extend(d.classification.tags.iter().cloned());
         narrow(&d.classification.residency, &mut residency);
         if d.classification.tags.contains("export-controlled") {
-            origins.insert(fleet.zone(&d.home_zone).ok_or("unknown home")?.jurisdiction.clone());
+            origins.insert(
+                fleet
+                    .zone(&d.home_zone)
+                    .ok_or("unknown home")?
+                    .jurisdiction
+                    .clone(),
+            );
         }
     }
     if let Some(c) = &job.classification {
@@ -109,31 +129,56 @@ fn floor(fleet: &Fleet, job: &JobSpec, zi: usize) -> Result<(), String> {
         tags.extend(c.tags.iter().cloned());
         narrow(&c.residency, &mut residency);
     }
-    let level_private = level >= 3 || scheme.levels.iter().take(usize::from(level) + 1).any(|l| l.private_only);
-    let tag_private = tags.iter().any(|t| t == "phi" || t == "pci" || scheme.tags.iter().any(|d| &d.name == t && d.private_only));
-    if (level_private || tag_private || job.labels.allowed_execution_zone == Some(ZoneScope::Private)) && !z.tier.is_private() {
+    let level_private = level >= 3
+        || scheme
+            .levels
+            .iter()
+            .take(usize::from(level) + 1)
+            .any(|l| l.private_only);
+    let tag_private = tags.iter().any(|t| {
+        t == "phi" || t == "pci" || scheme.tags.iter().any(|d| &d.name == t && d.private_only)
+    });
+    if (level_private
+        || tag_private
+        || job.labels.allowed_execution_zone == Some(ZoneScope::Private))
+        && !z.tier.is_private()
+    {
         return Err(format!("private-only work in {} ({})", z.name, z.tier));
     }
     match &job.labels.allowed_execution_zone {
-        Some(ZoneScope::Public) if z.tier != tidegate_model::Tier::Public => return Err("label public".into()),
-        Some(ZoneScope::Edge) if z.tier != tidegate_model::Tier::Edge => return Err("label edge".into()),
+        Some(ZoneScope::Public) if z.tier != tidegate_model::Tier::Public => {
+            return Err("label public".into())
+        }
+        Some(ZoneScope::Edge) if z.tier != tidegate_model::Tier::Edge => {
+            return Err("label edge".into())
+        }
         Some(ZoneScope::Zone(n)) if *n != z.name => return Err("label zone".into()),
         _ => {}
     }
     if level > z.max_classification {
         return Err(format!("level {level} above the ceiling of {}", z.name));
     }
-    if residency.as_ref().is_some_and(|r| !r.contains(&z.jurisdiction)) {
+    if residency
+        .as_ref()
+        .is_some_and(|r| !r.contains(&z.jurisdiction))
+    {
         return Err(format!("outside residency in {}", z.name));
     }
     if tags.contains("export-controlled") {
         if origins.is_empty() {
-            let home_ok = fleet.home_jurisdiction.as_ref() == Some(&z.jurisdiction) && z.tier.is_private();
+            let home_ok =
+                fleet.home_jurisdiction.as_ref() == Some(&z.jurisdiction) && z.tier.is_private();
             if !home_ok {
-                return Err(format!("export-controlled work of unknown origin in {}", z.name));
+                return Err(format!(
+                    "export-controlled work of unknown origin in {}",
+                    z.name
+                ));
             }
         } else if origins.iter().any(|o| *o != z.jurisdiction) {
-            return Err(format!("export-controlled work outside its origin in {}", z.name));
+            return Err(format!(
+                "export-controlled work outside its origin in {}",
+                z.name
+            ));
         }
     }
     Ok(())
@@ -141,7 +186,12 @@ fn floor(fleet: &Fleet, job: &JobSpec, zi: usize) -> Result<(), String> {
 
 /// A dataset judged for a zone the way a job token's input is.
 fn holding_floor(fleet: &Fleet, r: &DatasetRef, owner: &str, zi: usize) -> Result<(), String> {
-    let probe = tidegate_data::holding::probe_job("probe".into(), owner.into(), vec![Input::Dataset(r.clone())], None);
+    let probe = tidegate_data::holding::probe_job(
+        "probe".into(),
+        owner.into(),
+        vec![Input::Dataset(r.clone())],
+        None,
+    );
     floor(fleet, &probe, zi)
 }
 
@@ -165,19 +215,67 @@ struct Run {
     pool: usize,
 }
 
-fn place(fleet: &Fleet, policy: &Arc<PolicyEngine>, job: &JobSpec) -> Vec<tidegate_sched::Candidate> {
+fn place(
+    fleet: &Fleet,
+    policy: &Arc<PolicyEngine>,
+    job: &JobSpec,
+) -> Vec<tidegate_sched::Candidate> {
     let mut eng = PlacementEngine::with_policy(fleet, policy.clone());
-    eng.place(job, &FleetState::idle(fleet)).map(|p| candidates(&p, fleet)).unwrap_or_default()
+    eng.place(job, &FleetState::idle(fleet))
+        .map(|p| candidates(&p, fleet))
+        .unwrap_or_default()
 }
 
+/// No data may be held (a job token's grant) or transferred where the rules forbid it.
 fn check_holdings(fleet: &Fleet, policy: &PolicyEngine) -> Result<(), TestCaseError> {
     for d in &fleet.datasets {
-        let r = DatasetRef { name: d.name.clone(), version: d.version.clone() };
-        let h = Holding { owner: d.owner.clone(), classification: d.classification.clone(), dataset: Some(r.clone()) };
+        let r = DatasetRef {
+            name: d.name.clone(),
+            version: d.version.clone(),
+        };
+        let h = Holding {
+            owner: d.owner.clone(),
+            classification: d.classification.clone(),
+            dataset: Some(r.clone()),
+        };
+        let version = DatasetVersion {
+            name: d.name.clone(),
+            version: d.version.clone(),
+            owner: d.owner.clone(),
+            home_zone: d.home_zone.clone(),
+            classification: ClassificationNames::of(&d.classification, &fleet.scheme),
+            snapshot: Digest::of(d.name.as_bytes()),
+            tables: vec![],
+            bytes: 0,
+            derived_from: None,
+            report: None,
+            registered_at: 0,
+        };
         for (zi, z) in fleet.zones.iter().enumerate() {
             if may_hold(fleet, policy, &h, &z.name).is_ok() {
                 let floor = holding_floor(fleet, &r, &d.owner, zi);
-                prop_assert!(floor.is_ok(), "{} may be held in {}: {:?}", d.name, z.name, floor);
+                prop_assert!(
+                    floor.is_ok(),
+                    "{} may be held in {}: {:?}",
+                    d.name,
+                    z.name,
+                    floor
+                );
+            }
+            let req = TransferRequest {
+                to_zone: z.name.clone(),
+                columns: vec![],
+                max_cost: f64::INFINITY,
+            };
+            if plan(fleet, policy, &version, &req).is_ok() {
+                let floor = holding_floor(fleet, &r, &d.owner, zi);
+                prop_assert!(
+                    floor.is_ok(),
+                    "{} may be transferred to {}: {:?}",
+                    d.name,
+                    z.name,
+                    floor
+                );
             }
         }
     }

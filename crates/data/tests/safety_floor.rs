@@ -272,6 +272,8 @@ fn a_home_zone_that_may_not_hold_the_data_is_refused_and_nothing_registered() {
         "private-only",
     );
     assert!(registry.list().unwrap().is_empty(), "nothing registered");
+    // Data a public EU zone may hold (no direct identifiers in it) is registered there.
+    std::fs::remove_file(dir.join("patients.csv")).unwrap();
     registry
         .register(
             &store,
@@ -523,7 +525,17 @@ fn raw_rows_with_a_byte_changed_are_not_registered_below_private_only() {
     let registry = Registry::open(&data);
     let fleet = fleet();
     registry
-        .register(&store, &fleet, &spec("raw@1", "hospital-onprem", class("restricted", &["phi"], Some(&["US"]))), &dir, 1)
+        .register(
+            &store,
+            &fleet,
+            &spec(
+                "raw@1",
+                "hospital-onprem",
+                class("restricted", &["phi"], Some(&["US"])),
+            ),
+            &dir,
+            1,
+        )
         .unwrap();
     // One newline more: other bytes, the same SSNs.
     let near = tmp.path().join("near");
@@ -532,9 +544,21 @@ fn raw_rows_with_a_byte_changed_are_not_registered_below_private_only() {
     text.push(b'\n');
     std::fs::write(near.join("patients.csv"), text).unwrap();
     let e = registry
-        .register(&store, &fleet, &spec("low@1", "hospital-onprem", class("internal", &[], None)), &near, 2)
+        .register(
+            &store,
+            &fleet,
+            &spec("low@1", "hospital-onprem", class("internal", &[], None)),
+            &near,
+            2,
+        )
         .unwrap_err();
-    assert!(matches!(&e, DataError::Invalid { field, .. } if field == "level"), "{e}");
-    assert!(e.to_string().contains("Ssn") && e.to_string().contains("SSN"), "{e}");
+    assert!(
+        matches!(&e, DataError::Invalid { field, .. } if field == "level"),
+        "{e}"
+    );
+    assert!(
+        e.to_string().contains("Ssn") && e.to_string().contains("SSN"),
+        "{e}"
+    );
     assert_eq!(registry.list().unwrap().len(), 1, "nothing more registered");
 }

@@ -119,7 +119,11 @@ fn schema(ty: &[u8]) -> Option<Fields> {
         ],
         b"artifact.signed" => &[(b"artifact", D), (b"key_id", I), (b"signature", D)],
         b"artifact.promoted" => &[(b"artifact", D), (b"from_stage", I), (b"to_stage", I)],
-        b"artifact.stored" => &[(b"artifact", D), (b"kind", I), (b"classification", OptIdent)],
+        b"artifact.stored" => &[
+            (b"artifact", D),
+            (b"kind", I),
+            (b"classification", OptIdent),
+        ],
         b"artifact.attested" => &[
             (b"artifact", D),
             (b"envelope", D),

@@ -1027,14 +1027,20 @@ fn check_scheme(scheme: &Scheme, lines: &SchemeLines, path: &Path, errs: &mut Ve
         errs.push(LoadError::invalid(
             &origin.at(lines.of(&crate::FloorSubject::Level(l.name.clone()))),
             "classification.levels",
-            format!("level name `{}` must be ASCII (a look-alike in another script is refused)", l.name.escape_debug()),
+            format!(
+                "level name `{}` must be ASCII (a look-alike in another script is refused)",
+                l.name.escape_debug()
+            ),
         ));
     }
     for t in scheme.tags.iter().filter(|t| !plain(&t.name)) {
         errs.push(LoadError::invalid(
             &origin.at(lines.of(&crate::FloorSubject::Tag(t.name.clone()))),
             "classification.tags",
-            format!("tag name `{}` must be ASCII (a look-alike in another script is refused)", t.name.escape_debug()),
+            format!(
+                "tag name `{}` must be ASCII (a look-alike in another script is refused)",
+                t.name.escape_debug()
+            ),
         ));
     }
     let mut seen = BTreeSet::new();
@@ -1347,7 +1353,10 @@ fn reserved_look_alike(key: &str) -> Option<&'static str> {
     // reserved label once its non-ASCII letters are ignored).
     RESERVED_LABELS.into_iter().find(|r| {
         let rs = squash(r);
-        *r != key && (rs == k || edit_distance(&rs, &k) <= 2 || (!key.is_ascii() && edit_distance(&rs, &k) <= 3))
+        *r != key
+            && (rs == k
+                || edit_distance(&rs, &k) <= 2
+                || (!key.is_ascii() && edit_distance(&rs, &k) <= 3))
     })
 }
 

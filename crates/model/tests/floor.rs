@@ -499,7 +499,10 @@ fn misspelt_reserved_label_keys_are_errors_naming_the_line() {
             "allowed_execution_zone: private",
             "allowed_execution_zones: private",
         ),
-        ("allowed_execution_zone: private", "alowed_execution_zone: private"),
+        (
+            "allowed_execution_zone: private",
+            "alowed_execution_zone: private",
+        ),
         (
             "data_classification: restricted",
             "data_classificat\u{456}on: restricted",

@@ -45,14 +45,25 @@ impl PlacementEngine<'_> {
     pub fn recheck_plain(&self, job: &JobSpec, zone: usize, pool: usize) -> Result<(), Withdrawn> {
         let fleet = self.fleet();
         let Some(z) = fleet.zones.get(zone) else {
-            return Err(Withdrawn { reasons: vec!["zone:unknown".into()], message: format!("no zone {zone} in the fleet") });
+            return Err(Withdrawn {
+                reasons: vec!["zone:unknown".into()],
+                message: format!("no zone {zone} in the fleet"),
+            });
         };
         let Some(pl) = z.pools.get(pool) else {
-            return Err(Withdrawn { reasons: vec!["pool:unknown".into()], message: format!("no pool {pool} in zone {}", z.name) });
+            return Err(Withdrawn {
+                reasons: vec!["pool:unknown".into()],
+                message: format!("no pool {pool} in zone {}", z.name),
+            });
         };
         let profile = match JobProfile::resolve(job, fleet) {
             Ok(p) => Arc::new(p),
-            Err(e) => return Err(Withdrawn { reasons: vec!["job:unresolvable".into()], message: e.to_string() }),
+            Err(e) => {
+                return Err(Withdrawn {
+                    reasons: vec!["job:unresolvable".into()],
+                    message: e.to_string(),
+                })
+            }
         };
         let level = fleet.scheme.level_name(profile.attrs.level);
         let not_checked = |z: usize| ZoneVerdict {
@@ -63,12 +74,28 @@ impl PlacementEngine<'_> {
             errors: vec!["not re-checked (another zone's re-check)".into()],
         };
         let policy: Vec<ZoneVerdict> = (0..fleet.zones.len())
-            .map(|i| if i == zone { self.policy().evaluate_plain(&profile.attrs, level, i) } else { not_checked(i) })
+            .map(|i| {
+                if i == zone {
+                    self.policy().evaluate_plain(&profile.attrs, level, i)
+                } else {
+                    not_checked(i)
+                }
+            })
             .collect();
-        let failures = fleet.zones.iter().map(|z| zone_failures(&profile.attrs, z)).collect();
-        let verdicts = Arc::new(AttrVerdicts { policy: Arc::new(policy), failures: Arc::new(failures) });
+        let failures = fleet
+            .zones
+            .iter()
+            .map(|z| zone_failures(&profile.attrs, z))
+            .collect();
+        let verdicts = Arc::new(AttrVerdicts {
+            policy: Arc::new(policy),
+            failures: Arc::new(failures),
+        });
         let p = self.finish(job, profile, verdicts, &FleetState::idle(fleet));
-        if p.pools.iter().any(|pc| pc.allowed && pc.zone == zone && pc.pool == pool) {
+        if p.pools
+            .iter()
+            .any(|pc| pc.allowed && pc.zone == zone && pc.pool == pool)
+        {
             return Ok(());
         }
         let mut reasons = Vec::new();
@@ -76,15 +103,32 @@ impl PlacementEngine<'_> {
             if !v.allowed {
                 reasons.extend(v.forbids.iter().map(|f| f.id.clone()));
                 if v.forbids.is_empty() {
-                    reasons.push(if v.errors.is_empty() { "policy:no-permit" } else { "policy:error" }.to_owned());
+                    reasons.push(
+                        if v.errors.is_empty() {
+                            "policy:no-permit"
+                        } else {
+                            "policy:error"
+                        }
+                        .to_owned(),
+                    );
                 }
             }
         }
         if let Some(zc) = p.zones.get(zone) {
-            reasons.extend(ZoneFailures::ALL.iter().filter(|(f, _)| zc.failures.has(*f)).map(|(_, n)| code(n)));
+            reasons.extend(
+                ZoneFailures::ALL
+                    .iter()
+                    .filter(|(f, _)| zc.failures.has(*f))
+                    .map(|(_, n)| code(n)),
+            );
         }
         if let Some(pc) = p.pools.iter().find(|c| c.zone == zone && c.pool == pool) {
-            reasons.extend(Failures::ALL.iter().filter(|(f, _)| pc.failures.has(*f)).map(|(_, n)| code(n)));
+            reasons.extend(
+                Failures::ALL
+                    .iter()
+                    .filter(|(f, _)| pc.failures.has(*f))
+                    .map(|(_, n)| code(n)),
+            );
         }
         let ex = crate::Explanation::new(&p, job, fleet);
         let why = ex.candidates.get(zone).and_then(|c| {
@@ -96,7 +140,13 @@ impl PlacementEngine<'_> {
         });
         Err(Withdrawn {
             reasons,
-            message: format!("{} may not run in {}/{}: {}", job.name, z.name, pl.name, why.unwrap_or_else(|| "not allowed".into())),
+            message: format!(
+                "{} may not run in {}/{}: {}",
+                job.name,
+                z.name,
+                pl.name,
+                why.unwrap_or_else(|| "not allowed".into())
+            ),
         })
     }
 }

@@ -6,9 +6,9 @@
 
 use proptest::prelude::*;
 use tidegate_model::{Input, JobProfile, ZoneScope};
-use tidegate_testkit::fleets::fleet_and_jobs;
 use tidegate_placement::{FleetState, PlacementEngine};
 use tidegate_policy::PolicyEngine;
+use tidegate_testkit::fleets::fleet_and_jobs;
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]

@@ -784,8 +784,11 @@ impl Run<'_> {
             // at least as protective as the built-in one (dropped, pseudonymised, or the same
             // generalisation; noise no weaker): `noise: 0.0` on ZIP or coordinates is no
             // de-identification, whatever it does to the cells' bytes.
-            if let (Some(b), Some(a)) = (&c.action, reference.and_then(|t| t.columns.get(&c.name))) {
-                if !matches!(a, Action::Keep | Action::Code | Action::ScanText) && !protects_as_much(b, a) {
+            if let (Some(b), Some(a)) = (&c.action, reference.and_then(|t| t.columns.get(&c.name)))
+            {
+                if !matches!(a, Action::Keep | Action::Code | Action::ScanText)
+                    && !protects_as_much(b, a)
+                {
                     identifying.push(IdentifyingColumn {
                         column: c.name.clone(),
                         action: b.name().to_string(),

@@ -249,10 +249,13 @@ impl TableWriter {
 ///
 /// # Errors
 /// A table that cannot be read, named with its line or row.
-pub fn identifier_census(path: &Path) -> Result<Vec<(String, crate::scan::Kind, u64)>, SanitizeError> {
+pub fn identifier_census(
+    path: &Path,
+) -> Result<Vec<(String, crate::scan::Kind, u64)>, SanitizeError> {
     let (mut rdr, header) = TableReader::open(path, 1 << 20)?;
     let mut scanner = crate::scan::Scanner::default();
-    let mut counts: std::collections::BTreeMap<(usize, crate::scan::Kind), u64> = std::collections::BTreeMap::new();
+    let mut counts: std::collections::BTreeMap<(usize, crate::scan::Kind), u64> =
+        std::collections::BTreeMap::new();
     let mut rec = ByteRecord::new();
     while rdr.next(&mut rec)?.is_some() {
         for (i, cell) in rec.iter().enumerate() {
@@ -261,7 +264,13 @@ pub fn identifier_census(path: &Path) -> Result<Vec<(String, crate::scan::Kind, 
     }
     Ok(counts
         .into_iter()
-        .map(|((i, k), n)| (header.get(i).cloned().unwrap_or_else(|| format!("#{i}")), k, n))
+        .map(|((i, k), n)| {
+            (
+                header.get(i).cloned().unwrap_or_else(|| format!("#{i}")),
+                k,
+                n,
+            )
+        })
         .collect())
 }
 

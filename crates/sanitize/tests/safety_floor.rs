@@ -167,19 +167,32 @@ fn a_no_op_noise_on_identifier_columns_earns_nothing() {
     std::fs::copy(data.join("patients.csv"), input.join("patients.csv")).unwrap();
     // The demo's profile, but ZIP and the home coordinates under noise of 0 (or next to it).
     let base = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/profiles/burst-training.yaml"),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../examples/profiles/burst-training.yaml"),
     )
     .unwrap();
     for noise in ["0.0", "0.000000001"] {
         let yaml = base
-            .replace("      ZIP: drop\n", &format!("      ZIP: {{ noise: {noise} }}\n"))
-            .replace("      LAT: drop\n", &format!("      LAT: {{ noise: {noise} }}\n"))
-            .replace("      LON: drop\n", &format!("      LON: {{ noise: {noise} }}\n"));
+            .replace(
+                "      ZIP: drop\n",
+                &format!("      ZIP: {{ noise: {noise} }}\n"),
+            )
+            .replace(
+                "      LAT: drop\n",
+                &format!("      LAT: {{ noise: {noise} }}\n"),
+            )
+            .replace(
+                "      LON: drop\n",
+                &format!("      LON: {{ noise: {noise} }}\n"),
+            );
         assert_ne!(yaml, base);
         let p = Profile::from_yaml(&yaml, "noise.yaml").unwrap();
         let out = tmp.path().join(format!("out-{noise}"));
         let r = sanitize(&p, &input, &out, &approved(&p)).unwrap();
-        assert!(!r.earned, "noise {noise} on ZIP/LAT/LON earned a lower classification");
+        assert!(
+            !r.earned,
+            "noise {noise} on ZIP/LAT/LON earned a lower classification"
+        );
         let t = r.tables.iter().find(|t| t.table == "patients").unwrap();
         let flagged: Vec<&str> = t.identifying.iter().map(|c| c.column.as_str()).collect();
         for c in ["ZIP", "LAT", "LON"] {

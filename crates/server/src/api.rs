@@ -511,8 +511,12 @@ async fn submit_job(
             ),
         ));
     }
-    let spec = parse_job(Path::new("manifest"), &req.manifest, &st.shared.rules().fleet)
-        .map_err(|e| manifest_error(&e))?;
+    let spec = parse_job(
+        Path::new("manifest"),
+        &req.manifest,
+        &st.shared.rules().fleet,
+    )
+    .map_err(|e| manifest_error(&e))?;
     st.auth.authorize(&caller, Action::Submit, &spec.team)?;
     let key = idempotency_key(&headers)?;
     let shared = st.shared.clone();
@@ -903,8 +907,12 @@ async fn apply_fleet(
     let dir = req.dir.map(std::path::PathBuf::from);
     let rules = blocking(move || {
         shared.reload(dir.as_deref()).map_err(|e| match e {
-            crate::control::ReloadError::Invalid(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "fleet_invalid", m).field("dir"),
-            crate::control::ReloadError::NeedsRestart(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m).field("dir"),
+            crate::control::ReloadError::Invalid(m) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "fleet_invalid", m).field("dir")
+            }
+            crate::control::ReloadError::NeedsRestart(m) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", m).field("dir")
+            }
             crate::control::ReloadError::Ledger(m) => ApiError::unavailable(m),
         })
     })
@@ -915,7 +923,12 @@ async fn apply_fleet(
 /// What `GET`-like answers show of the rules in force.
 pub fn fleet_view(shared: &crate::control::Shared, rules: &crate::control::Rules) -> FleetView {
     FleetView {
-        dir: shared.fleet_dir.read().unwrap_or_else(std::sync::PoisonError::into_inner).display().to_string(),
+        dir: shared
+            .fleet_dir
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .display()
+            .to_string(),
         fleet_hash: rules.fleet.fleet_hash.clone(),
         policy_hash: rules.policy.hash().to_owned(),
         generation: rules.generation,

@@ -164,20 +164,35 @@ pub enum ReloadError {
 /// # Errors
 /// [`ReloadError::Invalid`] with the loader's or the policy engine's errors.
 pub fn load_rules(dir: &Path, data_dir: &Path, generation: u64) -> Result<Rules, ReloadError> {
-    let (mut fleet, scheduling) = tidegate_model::load_fleet_with_scheduling(dir)
-        .map_err(|e| ReloadError::Invalid(format!("the fleet in {} does not load:\n{e}", dir.display())))?;
+    let (mut fleet, scheduling) = tidegate_model::load_fleet_with_scheduling(dir).map_err(|e| {
+        ReloadError::Invalid(format!(
+            "the fleet in {} does not load:\n{e}",
+            dir.display()
+        ))
+    })?;
     tidegate_data::Registry::open(data_dir)
         .merge_into(&mut fleet)
         .map_err(|e| ReloadError::Invalid(format!("dataset registry: {e}")))?;
-    let policy = PolicyEngine::load(&fleet)
-        .map_err(|e| ReloadError::Invalid(format!("the policy set does not load, so nothing could be placed:\n{e}")))?;
-    Ok(Rules { fleet: Arc::new(fleet), policy: Arc::new(policy), scheduling: Arc::new(scheduling), generation })
+    let policy = PolicyEngine::load(&fleet).map_err(|e| {
+        ReloadError::Invalid(format!(
+            "the policy set does not load, so nothing could be placed:\n{e}"
+        ))
+    })?;
+    Ok(Rules {
+        fleet: Arc::new(fleet),
+        policy: Arc::new(policy),
+        scheduling: Arc::new(scheduling),
+        generation,
+    })
 }
 
 impl Shared {
     /// The rules in force.
     pub fn rules(&self) -> Arc<Rules> {
-        self.rules.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        self.rules
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Validates the fleet in `dir` (else the directory in force) with its datasets and policy
@@ -191,20 +206,37 @@ impl Shared {
     pub fn reload(&self, dir: Option<&Path>) -> Result<Arc<Rules>, ReloadError> {
         let dir = match dir {
             Some(d) => d.to_path_buf(),
-            None => self.fleet_dir.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone(),
+            None => self
+                .fleet_dir
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
         };
         let current = self.rules();
         let next = load_rules(&dir, self.evidence.data_dir(), current.generation + 1)?;
-        let zones = |f: &Fleet| f.zones.iter().map(|z| (z.name.clone(), z.backend.kind())).collect::<Vec<_>>();
+        let zones = |f: &Fleet| {
+            f.zones
+                .iter()
+                .map(|z| (z.name.clone(), z.backend.kind()))
+                .collect::<Vec<_>>()
+        };
         if zones(&next.fleet) != zones(&current.fleet) {
             return Err(ReloadError::NeedsRestart(
                 "the new fleet adds, removes or re-backs zones: executors are set up per zone at start, so restart the control plane with it".into(),
             ));
         }
-        self.evidence.rules_loaded(&next.fleet, &next.policy).map_err(ReloadError::Ledger)?;
+        self.evidence
+            .rules_loaded(&next.fleet, &next.policy)
+            .map_err(ReloadError::Ledger)?;
         let next = Arc::new(next);
-        *self.rules.write().unwrap_or_else(std::sync::PoisonError::into_inner) = next.clone();
-        *self.fleet_dir.write().unwrap_or_else(std::sync::PoisonError::into_inner) = dir;
+        *self
+            .rules
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = next.clone();
+        *self
+            .fleet_dir
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = dir;
         tracing::info!(generation = next.generation, fleet = %next.fleet.fleet_hash, policy = %next.policy.hash(), "new fleet and policy set in force");
         self.wake.notify();
         Ok(next)
@@ -292,7 +324,13 @@ pub fn run(shared: &Shared, cfg: &LoopConfig) {
 }
 
 /// The loop under one set of rules: returns at shutdown or when other rules are put in force.
-fn lead(shared: &Shared, cfg: &LoopConfig, rules: &Rules, lease: &mut Option<Lease>, last_renew: &mut Instant) {
+fn lead(
+    shared: &Shared,
+    cfg: &LoopConfig,
+    rules: &Rules,
+    lease: &mut Option<Lease>,
+    last_renew: &mut Instant,
+) {
     let mut leader: Option<Leader<'_>> = None;
     while !shared.shutdown.load(Ordering::SeqCst) {
         if shared.rules().generation != rules.generation {
@@ -316,7 +354,10 @@ fn lead(shared: &Shared, cfg: &LoopConfig, rules: &Rules, lease: &mut Option<Lea
                     None
                 }
             },
-            None => match shared.store.try_acquire_lease(LEASE, &cfg.holder, cfg.lease_ttl, now) {
+            None => match shared
+                .store
+                .try_acquire_lease(LEASE, &cfg.holder, cfg.lease_ttl, now)
+            {
                 Ok(Some(l)) => {
                     tracing::info!(holder = %cfg.holder, epoch = l.epoch, "took the scheduler lease");
                     *last_renew = Instant::now();
@@ -340,7 +381,11 @@ fn lead(shared: &Shared, cfg: &LoopConfig, rules: &Rules, lease: &mut Option<Lea
             let mut l = Leader::new(shared, cfg, rules);
             match l.recover() {
                 Ok(n) => {
-                    tracing::info!(jobs = n, generation = rules.generation, "scheduler state rebuilt from the store");
+                    tracing::info!(
+                        jobs = n,
+                        generation = rules.generation,
+                        "scheduler state rebuilt from the store"
+                    );
                     leader = Some(l);
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot rebuild scheduler state; will retry"),

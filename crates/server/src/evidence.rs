@@ -97,21 +97,41 @@ impl Evidence {
     /// A fleet and policy set are put in force: the policy document is stored under its hash,
     /// and `fleet.loaded` and `policy.loaded` are durable before later entries carry the hash.
     pub fn rules_loaded(&self, fleet: &Fleet, policy: &PolicyEngine) -> Result<(), String> {
-        let doc = put_document(&self.data_dir, policy.document())
-            .map_err(|e| format!("cannot store the policy document in {}: {e}", self.data_dir.display()))?;
-        let policy_hash = Digest::parse(format!("sha256:{}", policy.hash())).map_err(|e| e.to_string())?;
+        let doc = put_document(&self.data_dir, policy.document()).map_err(|e| {
+            format!(
+                "cannot store the policy document in {}: {e}",
+                self.data_dir.display()
+            )
+        })?;
+        let policy_hash =
+            Digest::parse(format!("sha256:{}", policy.hash())).map_err(|e| e.to_string())?;
         if doc != policy_hash {
             return Err("the policy document does not hash to the policy hash".into());
         }
-        let fleet_hash = Digest::parse(format!("sha256:{}", fleet.fleet_hash)).map_err(|e| e.to_string())?;
-        self.append(Action::FleetLoaded { fleet_hash }, vec![subject(SubjectKind::Fleet, &fleet.name)?])?;
-        self.append(Action::PolicyLoaded { policy_hash: policy_hash.clone() }, vec![subject(SubjectKind::Policy, "placement")?])?;
-        *self.policy_hash.write().unwrap_or_else(std::sync::PoisonError::into_inner) = policy_hash;
+        let fleet_hash =
+            Digest::parse(format!("sha256:{}", fleet.fleet_hash)).map_err(|e| e.to_string())?;
+        self.append(
+            Action::FleetLoaded { fleet_hash },
+            vec![subject(SubjectKind::Fleet, &fleet.name)?],
+        )?;
+        self.append(
+            Action::PolicyLoaded {
+                policy_hash: policy_hash.clone(),
+            },
+            vec![subject(SubjectKind::Policy, "placement")?],
+        )?;
+        *self
+            .policy_hash
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = policy_hash;
         Ok(())
     }
 
     fn policy_hash(&self) -> Digest {
-        self.policy_hash.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        self.policy_hash
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     fn current(&self) -> Arc<AnyLedger> {

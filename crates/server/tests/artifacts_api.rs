@@ -187,23 +187,39 @@ fn artifacts_round_trip_verify_refuse_tampering_and_are_ledgered() {
         .to_owned();
     let granted = resource_name(ArtifactKind::DatasetSnapshot, &digest.parse().unwrap());
     let token = job_token(&ts, vec![granted.clone()], now(), 10);
-    let (status, bytes, _) = ts.get_in_zone(&format!("/v1/artifacts/{digest}?zone=hospital-onprem"), &token, "hospital-onprem");
+    let (status, bytes, _) = ts.get_in_zone(
+        &format!("/v1/artifacts/{digest}?zone=hospital-onprem"),
+        &token,
+        "hospital-onprem",
+    );
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
     assert_eq!(bytes, content);
-    let (status, _, body) = ts.get_in_zone(&format!("/v1/artifacts/{other}?zone=hospital-onprem"), &token, "hospital-onprem");
+    let (status, _, body) = ts.get_in_zone(
+        &format!("/v1/artifacts/{other}?zone=hospital-onprem"),
+        &token,
+        "hospital-onprem",
+    );
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (403, Some("token_not_granted")),
         "{body}"
     );
-    let (status, _, body) = ts.get_in_zone(&format!("/v1/artifacts/{digest}?zone=public-eu"), &token, "public-eu");
+    let (status, _, body) = ts.get_in_zone(
+        &format!("/v1/artifacts/{digest}?zone=public-eu"),
+        &token,
+        "public-eu",
+    );
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (403, Some("token_not_granted")),
         "another zone: {body}"
     );
     let expired = job_token(&ts, vec![granted], now() - 3600, 10);
-    let (status, _, body) = ts.get_in_zone(&format!("/v1/artifacts/{digest}?zone=hospital-onprem"), &expired, "hospital-onprem");
+    let (status, _, body) = ts.get_in_zone(
+        &format!("/v1/artifacts/{digest}?zone=hospital-onprem"),
+        &expired,
+        "hospital-onprem",
+    );
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (401, Some("token_expired")),

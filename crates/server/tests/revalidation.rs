@@ -221,13 +221,24 @@ fn nothing_is_admitted_to_a_zone_after_it_was_set_unreachable() {
     let ts = TestServer::start(16);
     let sub = ts.token(Role::Submitter, "icu-ml");
     // Warm the loop up so its periodic checks are mid-period when the condition changes.
-    let r = ts.submit(&sub, &common::manifest("warm", "icu-ml", 1, Some("true")), None);
+    let r = ts.submit(
+        &sub,
+        &common::manifest("warm", "icu-ml", 1, Some("true")),
+        None,
+    );
     assert_eq!(r.status, 201, "{}", r.text);
-    let r = ts.post("/v1/zones/private-cloud/condition", &ts.admin, &json!({"health": "unreachable", "reason": "link down drill"}));
+    let r = ts.post(
+        "/v1/zones/private-cloud/condition",
+        &ts.admin,
+        &json!({"health": "unreachable", "reason": "link down drill"}),
+    );
     assert_eq!(r.status, 200, "{}", r.text);
     let mut ids = Vec::new();
     for i in 0..6 {
-        let m = pinned(&format!("pc-{i}"), "true").replace("allowed_execution_zone: public-us", "allowed_execution_zone: private-cloud");
+        let m = pinned(&format!("pc-{i}"), "true").replace(
+            "allowed_execution_zone: public-us",
+            "allowed_execution_zone: private-cloud",
+        );
         let r = ts.submit(&sub, &m, None);
         assert_eq!(r.status, 201, "{}", r.text);
         ids.push(r.body["job"]["id"].as_str().unwrap().to_owned());
@@ -236,9 +247,16 @@ fn nothing_is_admitted_to_a_zone_after_it_was_set_unreachable() {
     for id in &ids {
         let d = ts.get(&format!("/v1/jobs/{id}"), &ts.admin).body;
         let ev = kinds(&d);
-        assert!(!ev.iter().any(|(k, _)| k == "admitted" || k == "running"), "admitted to an unreachable zone: {ev:?}");
+        assert!(
+            !ev.iter().any(|(k, _)| k == "admitted" || k == "running"),
+            "admitted to an unreachable zone: {ev:?}"
+        );
     }
-    let r = ts.post("/v1/zones/private-cloud/condition", &ts.admin, &json!({"health": "healthy"}));
+    let r = ts.post(
+        "/v1/zones/private-cloud/condition",
+        &ts.admin,
+        &json!({"health": "healthy"}),
+    );
     assert_eq!(r.status, 200, "{}", r.text);
     for id in &ids {
         let d = ts.wait_job(id, 20, |d| d["job"]["state"] == "succeeded");
@@ -259,40 +277,85 @@ fn a_new_fleet_is_put_in_force_live_and_running_work_is_re_checked_against_it() 
     let before = ts.post("/v1/fleet", &ts.admin, &json!({})).body;
 
     // A fleet that does not load changes nothing: the error names the file, the set in force stays.
-    std::fs::write(fleet.join("policies/broken.cedar"), "permit (principal, action, resource) when { resource.nope };\n").unwrap();
+    std::fs::write(
+        fleet.join("policies/broken.cedar"),
+        "permit (principal, action, resource) when { resource.nope };\n",
+    )
+    .unwrap();
     let r = ts.post("/v1/fleet", &ts.admin, &json!({}));
-    assert_eq!((r.status, r.body["error"]["code"].as_str()), (422, Some("fleet_invalid")), "{}", r.text);
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (422, Some("fleet_invalid")),
+        "{}",
+        r.text
+    );
     assert!(r.text.contains("broken.cedar"), "{}", r.text);
     std::fs::remove_file(fleet.join("policies/broken.cedar")).unwrap();
     let d = ts.get(&format!("/v1/jobs/{id}"), &ts.admin).body;
-    assert_eq!(d["job"]["state"], "running", "a set that does not load touches nothing: {d}");
+    assert_eq!(
+        d["job"]["state"], "running",
+        "a set that does not load touches nothing: {d}"
+    );
     // Only an administrator may change the rules.
     let r = ts.post("/v1/fleet", &sub, &json!({}));
     assert_eq!(r.status, 403, "{}", r.text);
 
     // The data is reclassified and the fleet applied live: the run in public-us is withdrawn.
     common::reclassify(&fleet, "ehr-deid", RESTRICTED);
-    let r = ts.post("/v1/fleet", &ts.admin, &json!({"dir": fleet.to_str().unwrap()}));
+    let r = ts.post(
+        "/v1/fleet",
+        &ts.admin,
+        &json!({"dir": fleet.to_str().unwrap()}),
+    );
     assert_eq!(r.status, 200, "{}", r.text);
     assert_ne!(r.body["fleet_hash"], before["fleet_hash"], "{}", r.text);
     assert!(r.body["generation"].as_u64().unwrap() > before["generation"].as_u64().unwrap());
     let d = ts.wait_job(&id, 20, |d| d["job"]["state"] == "failed");
-    assert!(kinds(&d).iter().any(|(k, r)| k == "preempted" && r.contains("placement withdrawn")), "{d}");
+    assert!(
+        kinds(&d)
+            .iter()
+            .any(|(k, r)| k == "preempted" && r.contains("placement withdrawn")),
+        "{d}"
+    );
     // New work meets the new rules at once.
     let r = ts.submit(&sub, &pinned("after", "true"), None);
     let after = r.body["job"]["id"].as_str().unwrap().to_owned();
     let d = ts.wait_job(&after, 20, |d| d["job"]["state"] == "failed");
-    assert!(d["job"]["reason"].as_str().unwrap_or_default().contains("refused") || kinds(&d).last().unwrap().1.contains("refused"), "{d}");
+    assert!(
+        d["job"]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("refused")
+            || kinds(&d).last().unwrap().1.contains("refused"),
+        "{d}"
+    );
     ts.stop();
     let entries = ledger(&ts);
-    let loaded: Vec<&Value> = entries.iter().filter(|e| e["action"]["type"] == "policy.loaded").collect();
-    assert!(loaded.len() >= 2, "the new policy set is ledgered: {loaded:?}");
-    assert_eq!(loaded.last().unwrap()["action"]["policy_hash"], format!("sha256:{}", r_hash(&entries)));
+    let loaded: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["action"]["type"] == "policy.loaded")
+        .collect();
+    assert!(
+        loaded.len() >= 2,
+        "the new policy set is ledgered: {loaded:?}"
+    );
+    assert_eq!(
+        loaded.last().unwrap()["action"]["policy_hash"],
+        format!("sha256:{}", r_hash(&entries))
+    );
     assert!(entries.iter().any(|e| e["action"]["type"] == "job.revoked"));
 }
 
 /// The policy hash of the last `job.placed` entry (made under the rules in force).
 fn r_hash(entries: &[Value]) -> String {
-    let placed = entries.iter().rev().find(|e| e["action"]["type"] == "job.placed").unwrap();
-    placed["action"]["policy_hash"].as_str().unwrap().trim_start_matches("sha256:").to_owned()
+    let placed = entries
+        .iter()
+        .rev()
+        .find(|e| e["action"]["type"] == "job.placed")
+        .unwrap();
+    placed["action"]["policy_hash"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_owned()
 }

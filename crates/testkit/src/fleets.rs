@@ -7,8 +7,8 @@ use std::path::PathBuf;
 
 use proptest::prelude::*;
 use tidegate_model::{
-    Backend, Classification, Dataset, DatasetRef, Fleet, Input, JobKind, JobSpec, Labels, Origin, Pool, Pricing,
-    Resources, Scheme, Tier, Zone, ZoneScope,
+    Backend, Classification, Dataset, DatasetRef, Fleet, Input, JobKind, JobSpec, Labels, Origin,
+    Pool, Pricing, Resources, Scheme, Tier, Zone, ZoneScope,
 };
 
 pub const TIERS: [Tier; 4] = [
@@ -210,4 +210,3 @@ pub fn fleet_and_jobs() -> impl Strategy<Value = (Fleet, Vec<JobSpec>)> {
         (Just(f), jobs)
     })
 }
-
