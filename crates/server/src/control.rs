@@ -707,6 +707,9 @@ impl<'f> Leader<'f> {
             if fresh.is_empty() {
                 break;
             }
+            // Read after the page: a condition stored before any of these jobs was submitted
+            // is in force before they are placed.
+            self.apply_conditions()?;
             for rec in fresh {
                 self.intake(rec, now)?;
             }
