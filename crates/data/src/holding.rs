@@ -135,6 +135,13 @@ pub fn parse_classification(text: &str, scheme: &Scheme) -> Result<Classificatio
 pub fn direct_identifiers_in(bytes: &[u8]) -> Vec<(tidegate_sanitize::scan::Kind, u64)> {
     use tidegate_sanitize::scan::{Kind, Scanner};
     let mut counts: BTreeMap<Kind, u64> = BTreeMap::new();
+    // A header naming an identifier column (an SSN written without dashes is still an SSN).
+    let header = bytes.split(|b| *b == b'\n').next().unwrap_or_default();
+    for field in header.split(|b| matches!(b, b',' | b'\t' | b';' | b'|')) {
+        if identifier_column(&String::from_utf8_lossy(field)) {
+            *counts.entry(Kind::Ssn).or_default() += 1;
+        }
+    }
     Scanner::default().scan(bytes, |k, _, _| {
         if matches!(k, Kind::Ssn | Kind::Email | Kind::Phone) {
             *counts.entry(k).or_default() += 1;
@@ -143,8 +150,32 @@ pub fn direct_identifiers_in(bytes: &[u8]) -> Vec<(tidegate_sanitize::scan::Kind
     counts.into_iter().collect()
 }
 
-/// Refuses tabular content (`dataset-snapshot`, `feature-set`) classified below a private-only
-/// level that holds direct identifiers: raw rows with a byte changed are still raw rows.
+/// Whether a column name names a direct identifier (SSN, passport, driver's licence), whatever
+/// its values look like.
+#[must_use]
+pub fn identifier_column(name: &str) -> bool {
+    let n: String = name
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    matches!(
+        n.as_str(),
+        "ssn"
+            | "socialsecurity"
+            | "socialsecuritynumber"
+            | "passport"
+            | "passportnumber"
+            | "drivers"
+            | "driverslicense"
+            | "driverslicence"
+            | "licensenumber"
+    )
+}
+
+/// Refuses content other than weights (models, checkpoints) classified below a private-only
+/// level that holds direct identifiers (or names an identifier column): raw rows with a byte
+/// changed, or uploaded as another kind, are still raw rows.
 ///
 /// # Errors
 /// What was found, counted by kind (never the values).
@@ -155,12 +186,11 @@ pub fn check_claim(
     bytes: &[u8],
 ) -> Result<(), String> {
     use tidegate_artifacts::ArtifactKind;
-    let tabular = matches!(
-        kind,
-        ArtifactKind::DatasetSnapshot | ArtifactKind::FeatureSet
-    );
+    // Every kind but weights: a report, a card or an image reference holding raw rows is still
+    // raw rows.
+    let weights = matches!(kind, ArtifactKind::Model | ArtifactKind::Checkpoint);
     let Some(c) = class else { return Ok(()) };
-    if !tabular || scheme.private_only(c) {
+    if weights || scheme.private_only(c) {
         return Ok(());
     }
     let found = direct_identifiers_in(bytes);

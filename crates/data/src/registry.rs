@@ -447,11 +447,14 @@ impl Registry {
         let all = self.list()?;
         let strictest = strictest_by_content(&all, &fleet.scheme)?;
         for (v, c) in all.iter().zip(strictest) {
-            if fleet
+            // A fleet file naming the same version never loosens what was registered: the
+            // stricter of the two holds.
+            if let Some(d) = fleet
                 .datasets
-                .iter()
-                .any(|d| d.name == v.name && d.version == v.version)
+                .iter_mut()
+                .find(|d| d.name == v.name && d.version == v.version)
             {
+                d.classification = d.classification.join(&c, &fleet.scheme);
                 continue;
             }
             let mut d = v.to_fleet_dataset(&fleet.scheme)?;
@@ -608,6 +611,26 @@ impl Registry {
                     .into_iter()
                     .filter(|(_, k, _)| matches!(k, Kind::Ssn | Kind::Email | Kind::Phone))
                     .collect();
+                // An identifier column by its name, whatever its values look like.
+                let bytes = std::fs::read(f).map_err(|e| DataError::io(f, e))?;
+                let named: Vec<String> = tidegate_sanitize::table_columns(f, &bytes)
+                    .map_err(|e| DataError::Invalid {
+                        field: "in".into(),
+                        message: e.to_string(),
+                    })?
+                    .into_iter()
+                    .filter(|c| crate::holding::identifier_column(c))
+                    .collect();
+                if !named.is_empty() {
+                    return Err(DataError::Invalid {
+                        field: "level".into(),
+                        message: format!(
+                            "{} has identifier columns ({}): such data is registered only at a private-only classification (e.g. restricted with phi or pii), or sanitized first",
+                            f.display(),
+                            named.join(", ")
+                        ),
+                    });
+                }
                 if !found.is_empty() {
                     let what: Vec<String> = found
                         .iter()

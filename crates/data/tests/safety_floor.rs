@@ -556,9 +556,79 @@ fn raw_rows_with_a_byte_changed_are_not_registered_below_private_only() {
         matches!(&e, DataError::Invalid { field, .. } if field == "level"),
         "{e}"
     );
+    assert!(e.to_string().contains("SSN"), "{e}");
+    assert_eq!(registry.list().unwrap().len(), 1, "nothing more registered");
+}
+
+#[test]
+fn a_fleet_file_naming_a_registered_version_never_loosens_it() {
+    let Some(src) = synthea() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = small_synthea(&src, &tmp.path().join("raw"), 5);
+    let data = tmp.path().join("d");
+    let store = ArtifactStore::open(&data).unwrap();
+    let registry = Registry::open(&data);
+    let fleet = fleet();
+    registry
+        .register(
+            &store,
+            &fleet,
+            &spec(
+                "pt@raw",
+                "hospital-onprem",
+                class("restricted", &["phi"], Some(&["US"])),
+            ),
+            &dir,
+            1,
+        )
+        .unwrap();
+    // datasets.yaml says the same name@version is public.
+    let mut lying = fleet.clone();
+    let mut d = lying.datasets[0].clone();
+    d.name = "pt".into();
+    d.version = "raw".into();
+    d.classification = tidegate_model::Classification::default();
+    lying.datasets.push(d);
+    registry.merge_into(&mut lying).unwrap();
+    let merged = lying
+        .datasets
+        .iter()
+        .find(|d| d.name == "pt" && d.version == "raw")
+        .unwrap();
     assert!(
-        e.to_string().contains("Ssn") && e.to_string().contains("SSN"),
+        lying.scheme.private_only(&merged.classification),
+        "{:?}",
+        merged.classification
+    );
+    assert!(merged.classification.tags.contains("phi"));
+}
+
+#[test]
+fn an_identifier_column_by_name_is_never_registered_below_private_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("in");
+    std::fs::create_dir_all(&dir).unwrap();
+    // SSNs without dashes: no shape to find, but the column says what it is.
+    std::fs::write(
+        dir.join("people.csv"),
+        "Id,SSN,STATE\n1,999332827,MA\n2,999654321,MA\n",
+    )
+    .unwrap();
+    let data = tmp.path().join("d");
+    let store = ArtifactStore::open(&data).unwrap();
+    let registry = Registry::open(&data);
+    let e = registry
+        .register(
+            &store,
+            &fleet(),
+            &spec("people@1", "hospital-onprem", class("internal", &[], None)),
+            &dir,
+            1,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&e, DataError::Invalid { field, .. } if field == "level")
+            && e.to_string().contains("SSN"),
         "{e}"
     );
-    assert_eq!(registry.list().unwrap().len(), 1, "nothing more registered");
 }

@@ -217,12 +217,12 @@ impl Shared {
         let zones = |f: &Fleet| {
             f.zones
                 .iter()
-                .map(|z| (z.name.clone(), z.backend.kind()))
+                .map(|z| (z.name.clone(), z.backend.kind(), z.tier))
                 .collect::<Vec<_>>()
         };
         if zones(&next.fleet) != zones(&current.fleet) {
             return Err(ReloadError::NeedsRestart(
-                "the new fleet adds, removes or re-backs zones: executors are set up per zone at start, so restart the control plane with it".into(),
+                "the new fleet adds, removes, re-backs or re-tiers zones: executors are set up per zone at start and a zone's tier decides what it may already hold, so restart the control plane with it".into(),
             ));
         }
         self.evidence

@@ -299,6 +299,22 @@ fn a_new_fleet_is_put_in_force_live_and_running_work_is_re_checked_against_it() 
     // Only an administrator may change the rules.
     let r = ts.post("/v1/fleet", &sub, &json!({}));
     assert_eq!(r.status, 403, "{}", r.text);
+    // A zone's tier does not change under running work: that needs a restart.
+    let zone_file = fleet.join("zones/public-us.yaml");
+    let original = std::fs::read_to_string(&zone_file).unwrap();
+    std::fs::write(
+        &zone_file,
+        original.replace("tier: public", "tier: private-cloud"),
+    )
+    .unwrap();
+    let r = ts.post("/v1/fleet", &ts.admin, &json!({}));
+    assert_eq!(
+        (r.status, r.body["error"]["field"].as_str()),
+        (409, Some("dir")),
+        "{}",
+        r.text
+    );
+    std::fs::write(&zone_file, original).unwrap();
 
     // The data is reclassified and the fleet applied live: the run in public-us is withdrawn.
     common::reclassify(&fleet, "ehr-deid", RESTRICTED);

@@ -165,6 +165,30 @@ fn a_zone_is_proven_by_its_agent_token_and_data_never_reaches_a_zone_it_may_not_
         raw,
     );
     assert_eq!(status, 201, "as what it is, it is stored: {body}");
+    // Under another kind, or with the SSNs written without dashes, it is still raw rows.
+    let (status, body) = put(
+        &ts,
+        &sub,
+        "kind=evaluation-report&name=r&classification=public",
+        raw,
+    );
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (400, Some("classification")),
+        "{body}"
+    );
+    let bare = b"Id,SSN,FIRST\n1,999123456,Ann\n";
+    let (status, body) = put(
+        &ts,
+        &sub,
+        "kind=model-card&name=c&classification=public",
+        bare,
+    );
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (400, Some("classification")),
+        "{body}"
+    );
 
     // Public data may be read there with the same machinery.
     let (status, snap) = put(
