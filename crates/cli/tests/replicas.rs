@@ -40,6 +40,17 @@ impl Drop for Replica {
 }
 
 fn replica(db: &str, data: &Path, keys: &Path, work: &Path, name: &str) -> Replica {
+    replica_on(db, data, keys, work, name, &repo().join("examples/fleet"))
+}
+
+fn replica_on(
+    db: &str,
+    data: &Path,
+    keys: &Path,
+    work: &Path,
+    name: &str,
+    fleet: &Path,
+) -> Replica {
     std::fs::create_dir_all(data).unwrap();
     let _ = std::fs::remove_file(data.join("server.url"));
     let child = Command::new(env!("CARGO_BIN_EXE_tidegate"))
@@ -61,7 +72,7 @@ fn replica(db: &str, data: &Path, keys: &Path, work: &Path, name: &str) -> Repli
         .arg("--work-root")
         .arg(work)
         .arg("--fleet")
-        .arg(repo().join("examples/fleet"))
+        .arg(fleet)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -509,4 +520,64 @@ fn postgres_crash_under_load_gives_clear_errors_and_recovers() {
         );
     }
     drop(r);
+}
+
+#[test]
+fn replicas_converge_on_the_fleet_put_in_force_on_one_of_them() {
+    let Some(pg) = tidegate_testkit::PgInstance::start_private("converge") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let fleet = tmp.path().join("fleet");
+    assert!(Command::new("cp")
+        .arg("-r")
+        .arg(repo().join("examples/fleet"))
+        .arg(&fleet)
+        .status()
+        .unwrap()
+        .success());
+    let (keys, work) = (tmp.path().join("keys"), tmp.path().join("work"));
+    let a = replica_on(&pg.url(), &tmp.path().join("a"), &keys, &work, "a", &fleet);
+    let b = replica_on(&pg.url(), &tmp.path().join("b"), &keys, &work, "b", &fleet);
+    let token = std::fs::read_to_string(tmp.path().join("a/admin.token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let fleet_hash = |url: &str| {
+        call("GET", &format!("{url}/v1/fleet"), &token, None, None).1["fleet_hash"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(fleet_hash(&a.url), fleet_hash(&b.url));
+    // The data owner reclassifies a dataset; the fleet is applied on replica a only.
+    let ds = fleet.join("datasets.yaml");
+    let text = std::fs::read_to_string(&ds).unwrap();
+    std::fs::write(
+        &ds,
+        text.replacen(
+            "level: confidential\n      tags: [deidentified]",
+            "level: restricted\n      tags: [deidentified, phi]",
+            1,
+        ),
+    )
+    .unwrap();
+    let (status, applied) = call(
+        "POST",
+        &format!("{}/v1/fleet", a.url),
+        &token,
+        Some(json!({"dir": fleet.to_str().unwrap()})),
+        None,
+    );
+    assert_eq!(status, 200, "{applied}");
+    let new_hash = applied["fleet_hash"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while fleet_hash(&b.url) != new_hash {
+        assert!(
+            Instant::now() < deadline,
+            "replica b never converged on {new_hash}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop((a, b));
 }

@@ -37,7 +37,7 @@ const MAX_MANIFEST: usize = 256 * 1024;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "tidegate control plane", description = "Policy-aware placement of GPU jobs across private, public and edge zones."),
-    paths(health, openapi_doc, submit_job, list_jobs, get_job, job_logs, cancel_job, approve_job, list_zones, set_zone_condition, agent_sync, metrics, mint_token, apply_fleet,
+    paths(health, openapi_doc, submit_job, list_jobs, get_job, job_logs, cancel_job, approve_job, list_zones, set_zone_condition, agent_sync, metrics, mint_token, apply_fleet, get_fleet,
         crate::artifacts_api::put_artifact, crate::artifacts_api::list_artifacts, crate::artifacts_api::get_artifact,
         crate::artifacts_api::verify_artifact, crate::artifacts_api::promote_artifact),
     components(schemas(crate::artifacts_api::ArtifactView, crate::artifacts_api::ArtifactList, crate::artifacts_api::StatementView,
@@ -79,7 +79,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/zones/{zone}/condition", post(set_zone_condition))
         .route("/v1/agents/{zone}/sync", post(agent_sync))
         .route("/v1/tokens", post(mint_token))
-        .route("/v1/fleet", post(apply_fleet))
+        .route("/v1/fleet", post(apply_fleet).get(get_fleet))
         .route(
             "/v1/artifacts",
             post(crate::artifacts_api::put_artifact).get(crate::artifacts_api::list_artifacts),
@@ -913,14 +913,29 @@ async fn apply_fleet(
             crate::control::ReloadError::NeedsRestart(m) => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", m).field("dir")
             }
-            crate::control::ReloadError::Ledger(m) => ApiError::unavailable(m),
+            crate::control::ReloadError::Ledger(m) | crate::control::ReloadError::Store(m) => {
+                ApiError::unavailable(m)
+            }
         })
     })
     .await?;
     Ok(Json(fleet_view(&st.shared, &rules)))
 }
 
-/// What `GET`-like answers show of the rules in force.
+/// The fleet and policy set in force on this replica (`observe`).
+#[utoipa::path(get, path = "/v1/fleet",
+    responses((status = 200, body = FleetView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = ["observe"])))]
+async fn get_fleet(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<FleetView>, ApiError> {
+    let caller = st.auth.authenticate(&headers)?;
+    st.auth.authorize(&caller, Action::Observe, "")?;
+    Ok(Json(fleet_view(&st.shared, &st.shared.rules())))
+}
+
+/// What the fleet answers show of the rules in force.
 pub fn fleet_view(shared: &crate::control::Shared, rules: &crate::control::Rules) -> FleetView {
     FleetView {
         dir: shared

@@ -153,6 +153,9 @@ pub enum ReloadError {
     /// The change needs a restart (executors are set up per zone at start).
     #[error("{0}")]
     NeedsRestart(String),
+    /// The store cannot record or tell the fleet in force.
+    #[error("the store cannot record the fleet in force for the other replicas, so it is not in force: {0}")]
+    Store(String),
     /// The evidence ledger cannot record the new hashes, so they are not put in force.
     #[error("the evidence ledger cannot record the new fleet and policy set, so they are not in force: {0}")]
     Ledger(String),
@@ -214,6 +217,65 @@ impl Shared {
         };
         let current = self.rules();
         let next = load_rules(&dir, self.evidence.data_dir(), current.generation + 1)?;
+        self.put_in_force(&current, next, dir, true)
+    }
+
+    /// Converges on the fleet another replica of this store put in force (`fleet apply`,
+    /// SIGHUP, a start): loaded from the directory it names, and put in force here only if it
+    /// loads to the same hashes. `Ok(None)` when this replica already runs it.
+    ///
+    /// # Errors
+    /// Why it was not put in force here (the rules in force stay).
+    pub fn converge(&self) -> Result<Option<Arc<Rules>>, ReloadError> {
+        let Some(f) = self
+            .store
+            .fleet_in_force()
+            .map_err(|e| ReloadError::Store(e.to_string()))?
+        else {
+            return Ok(None);
+        };
+        let current = self.rules();
+        if f.fleet_hash == current.fleet.fleet_hash && f.policy_hash == current.policy.hash() {
+            return Ok(None);
+        }
+        let dir = std::path::PathBuf::from(&f.dir);
+        let next = load_rules(&dir, self.evidence.data_dir(), current.generation + 1)?;
+        if next.fleet.fleet_hash != f.fleet_hash || next.policy.hash() != f.policy_hash {
+            return Err(ReloadError::Invalid(format!(
+                "the fleet in force on another replica ({}, fleet {}) loads here to fleet {} and policy {}: not the same set",
+                f.dir,
+                f.fleet_hash,
+                next.fleet.fleet_hash,
+                next.policy.hash()
+            )));
+        }
+        self.put_in_force(&current, next, dir, false).map(Some)
+    }
+
+    /// Records the fleet in force for the other replicas (at start).
+    ///
+    /// # Errors
+    /// A store error.
+    pub fn record_in_force(&self) -> Result<(), tidegate_store::StoreError> {
+        let dir = self
+            .fleet_dir
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        self.store
+            .set_fleet_in_force(&in_force(&dir, &self.rules()))
+    }
+
+    /// Swaps `next` in: the zones must be the same (executors are per zone, and a zone's tier
+    /// decides what it may already hold), its hashes are ledgered first, and, when `share`, it is
+    /// recorded in the store for the other replicas before it is in force here.
+    fn put_in_force(
+        &self,
+        current: &Rules,
+        next: Rules,
+        dir: std::path::PathBuf,
+        share: bool,
+    ) -> Result<Arc<Rules>, ReloadError> {
         let zones = |f: &Fleet| {
             f.zones
                 .iter()
@@ -228,6 +290,11 @@ impl Shared {
         self.evidence
             .rules_loaded(&next.fleet, &next.policy)
             .map_err(ReloadError::Ledger)?;
+        if share {
+            self.store
+                .set_fleet_in_force(&in_force(&dir, &next))
+                .map_err(|e| ReloadError::Store(e.to_string()))?;
+        }
         let next = Arc::new(next);
         *self
             .rules
@@ -240,6 +307,16 @@ impl Shared {
         tracing::info!(generation = next.generation, fleet = %next.fleet.fleet_hash, policy = %next.policy.hash(), "new fleet and policy set in force");
         self.wake.notify();
         Ok(next)
+    }
+}
+
+/// The store's record of `rules`, read from `dir`.
+fn in_force(dir: &Path, rules: &Rules) -> tidegate_store::FleetInForce {
+    tidegate_store::FleetInForce {
+        dir: dir.display().to_string(),
+        fleet_hash: rules.fleet.fleet_hash.clone(),
+        policy_hash: rules.policy.hash().to_owned(),
+        updated_at: now_ts(),
     }
 }
 

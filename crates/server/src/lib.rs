@@ -343,6 +343,47 @@ pub async fn start(cfg: ServerConfig, clock: Clock) -> Result<Server, StartError
         None
     };
 
+    // The fleet this replica starts with is the one in force for every replica of the store
+    // (the last start or apply wins); each replica converges on it within a second or two.
+    {
+        let s = shared.clone();
+        tokio::task::spawn_blocking(move || s.record_in_force())
+            .await
+            .map_err(|e| {
+                StartError::Ledger(format!("recording the fleet in force failed: {e}"))
+            })??;
+    }
+    let watch_shared = shared.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        let mut refused: Option<String> = None;
+        loop {
+            every.tick().await;
+            if watch_shared.shutdown.load(Ordering::SeqCst) {
+                break;
+            }
+            let s = watch_shared.clone();
+            match tokio::task::spawn_blocking(move || s.converge()).await {
+                Ok(Ok(Some(r))) => {
+                    refused = None;
+                    tracing::info!(
+                        generation = r.generation,
+                        "converged on the fleet in force on another replica"
+                    );
+                }
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => {
+                    let why = e.to_string();
+                    if refused.as_deref() != Some(why.as_str()) {
+                        tracing::warn!(error = %why, "cannot converge on the fleet another replica put in force; the rules here stay");
+                        refused = Some(why);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "fleet watch task failed"),
+            }
+        }
+    });
+
     // Seal a checkpoint now and then so evidence bundles cover recent work.
     let cp_shared = shared.clone();
     tokio::spawn(async move {

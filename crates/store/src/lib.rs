@@ -31,8 +31,8 @@ mod sqlite;
 pub use crate::postgres::{PgOptions, PgStore};
 pub use error::StoreError;
 pub use record::{
-    AgentRun, EventDraft, Heartbeat, JobEvent, JobFilter, JobId, JobPage, JobRecord, JobState,
-    Lease, NewJob, PageRequest, RunReport, StateCount, Submitted, Timestamp, Transition,
+    AgentRun, EventDraft, FleetInForce, Heartbeat, JobEvent, JobFilter, JobId, JobPage, JobRecord,
+    JobState, Lease, NewJob, PageRequest, RunReport, StateCount, Submitted, Timestamp, Transition,
     ZoneCondition, MAX_LOG_TAIL, MAX_PAGE_SIZE, RUN_STATUSES, ZONE_HEALTH,
 };
 pub use sqlite::{SqliteOptions, SqliteStore};
@@ -105,6 +105,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Every zone condition ever set, by zone name.
     fn zone_conditions(&self) -> Result<Vec<ZoneCondition>, StoreError>;
+
+    /// Records the fleet and policy set put in force (replicas converge on it).
+    fn set_fleet_in_force(&self, f: &FleetInForce) -> Result<(), StoreError>;
+
+    /// The fleet and policy set last put in force, if any was recorded.
+    fn fleet_in_force(&self) -> Result<Option<FleetInForce>, StoreError>;
 
     /// Hands a run to its zone's agent. `false` when the run id was already handed over (a
     /// run is never handed out twice).

@@ -111,6 +111,19 @@ CREATE TABLE agent_heartbeats (
 ) STRICT;
 ",
     },
+    Migration {
+        version: 4,
+        name: "the fleet in force, shared by replicas",
+        sql: "
+CREATE TABLE fleet_in_force (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    dir TEXT NOT NULL,
+    fleet_hash TEXT NOT NULL,
+    policy_hash TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+) STRICT;
+",
+    },
 ];
 
 /// Migrations of the PostgreSQL backend (the same schema in PostgreSQL's dialect).
@@ -199,6 +212,19 @@ CREATE TABLE agent_heartbeats (
     zone TEXT PRIMARY KEY,
     agent TEXT NOT NULL,
     last_seen BIGINT NOT NULL
+);
+",
+    },
+    Migration {
+        version: 4,
+        name: "the fleet in force, shared by replicas",
+        sql: "
+CREATE TABLE fleet_in_force (
+    id BIGINT PRIMARY KEY CHECK (id = 1),
+    dir TEXT NOT NULL,
+    fleet_hash TEXT NOT NULL,
+    policy_hash TEXT NOT NULL,
+    updated_at BIGINT NOT NULL
 );
 ",
     },

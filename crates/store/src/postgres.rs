@@ -26,9 +26,9 @@ use postgres::{Client, Config, GenericClient, NoTls};
 use crate::error::StoreError;
 use crate::migrate::{self, Migration};
 use crate::record::{
-    check_lease_args, AgentRun, EventDraft, Heartbeat, JobEvent, JobFilter, JobId, JobPage,
-    JobRecord, JobState, Lease, NewJob, PageRequest, RunReport, StateCount, Submitted, Timestamp,
-    Transition, ZoneCondition,
+    check_lease_args, AgentRun, EventDraft, FleetInForce, Heartbeat, JobEvent, JobFilter, JobId,
+    JobPage, JobRecord, JobState, Lease, NewJob, PageRequest, RunReport, StateCount, Submitted,
+    Timestamp, Transition, ZoneCondition,
 };
 use crate::sql::{self, Origin, RawEvent, RawJob};
 use crate::sqlite::{check_move, counts_of, next_place, page_of};
@@ -855,6 +855,30 @@ impl Store for PgStore {
                 last_seen: Timestamp(r.get(2)),
             })
             .collect())
+    }
+
+    fn set_fleet_in_force(&self, f: &FleetInForce) -> Result<(), StoreError> {
+        self.with_client(|c| {
+            c.execute(
+                sql::FLEET_SET,
+                &[&f.dir, &f.fleet_hash, &f.policy_hash, &f.updated_at.0],
+            )
+            .map_err(self.err("record the fleet in force"))
+        })?;
+        Ok(())
+    }
+
+    fn fleet_in_force(&self) -> Result<Option<FleetInForce>, StoreError> {
+        let rows = self.with_client(|c| {
+            c.query(sql::FLEET_GET, &[])
+                .map_err(self.err("read the fleet in force"))
+        })?;
+        Ok(rows.first().map(|r| FleetInForce {
+            dir: r.get(0),
+            fleet_hash: r.get(1),
+            policy_hash: r.get(2),
+            updated_at: Timestamp(r.get(3)),
+        }))
     }
 
     fn zone_conditions(&self) -> Result<Vec<ZoneCondition>, StoreError> {

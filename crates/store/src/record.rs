@@ -521,6 +521,20 @@ pub struct ZoneCondition {
     pub updated_at: Timestamp,
 }
 
+/// The fleet and policy set in force, as the replicas of one store share it: the directory it
+/// was read from and the hashes it loaded to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetInForce {
+    /// The fleet directory.
+    pub dir: String,
+    /// SHA-256 of the fleet's files, hex.
+    pub fleet_hash: String,
+    /// SHA-256 of the policy set, hex.
+    pub policy_hash: String,
+    /// When it was put in force.
+    pub updated_at: Timestamp,
+}
+
 /// The health values a zone condition may take.
 pub const ZONE_HEALTH: [&str; 3] = ["healthy", "degraded", "unreachable"];
 

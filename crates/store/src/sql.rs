@@ -42,6 +42,12 @@ pub(crate) const LEASE_RELEASE: &str =
 /// Sets a zone's condition (insert or replace).
 pub(crate) const ZONE_SET: &str = "INSERT INTO zone_conditions (zone, health, throttled, reason, updated_at) VALUES ($1, $2, $3, $4, $5) \
      ON CONFLICT (zone) DO UPDATE SET health = excluded.health, throttled = excluded.throttled, reason = excluded.reason, updated_at = excluded.updated_at";
+/// Records the fleet in force (one row, replaced).
+pub(crate) const FLEET_SET: &str = "INSERT INTO fleet_in_force (id, dir, fleet_hash, policy_hash, updated_at) VALUES (1, $1, $2, $3, $4) \
+     ON CONFLICT (id) DO UPDATE SET dir = excluded.dir, fleet_hash = excluded.fleet_hash, policy_hash = excluded.policy_hash, updated_at = excluded.updated_at";
+/// The fleet in force.
+pub(crate) const FLEET_GET: &str =
+    "SELECT dir, fleet_hash, policy_hash, updated_at FROM fleet_in_force WHERE id = 1";
 /// Every zone condition, by zone.
 pub(crate) const ZONE_LIST: &str =
     "SELECT zone, health, throttled, reason, updated_at FROM zone_conditions ORDER BY zone";

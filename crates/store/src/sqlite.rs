@@ -19,9 +19,9 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension as _, Transactio
 use crate::error::StoreError;
 use crate::migrate::{self, Migration};
 use crate::record::{
-    check_lease_args, AgentRun, EventDraft, Heartbeat, JobEvent, JobFilter, JobId, JobPage,
-    JobRecord, JobState, Lease, NewJob, PageRequest, PreparedJob, RunReport, StateCount, Submitted,
-    Timestamp, Transition, ZoneCondition,
+    check_lease_args, AgentRun, EventDraft, FleetInForce, Heartbeat, JobEvent, JobFilter, JobId,
+    JobPage, JobRecord, JobState, Lease, NewJob, PageRequest, PreparedJob, RunReport, StateCount,
+    Submitted, Timestamp, Transition, ZoneCondition,
 };
 use crate::sql::{self, Origin, RawEvent, RawJob};
 use crate::Store;
@@ -861,6 +861,32 @@ impl Store for SqliteStore {
                 })
             })?;
             rows.collect()
+        })
+    }
+
+    fn set_fleet_in_force(&self, f: &FleetInForce) -> Result<(), StoreError> {
+        self.write(|c| {
+            c.execute(
+                &q(sql::FLEET_SET),
+                params![f.dir, f.fleet_hash, f.policy_hash, f.updated_at.0],
+            )
+            .map_err(|e| self.db_err("record the fleet in force", e))
+        })?;
+        Ok(())
+    }
+
+    fn fleet_in_force(&self) -> Result<Option<FleetInForce>, StoreError> {
+        self.with_conn("read the fleet in force", |c| {
+            let mut st = c.prepare_cached(&q(sql::FLEET_GET))?;
+            let mut rows = st.query_map([], |r| {
+                Ok(FleetInForce {
+                    dir: r.get(0)?,
+                    fleet_hash: r.get(1)?,
+                    policy_hash: r.get(2)?,
+                    updated_at: Timestamp(r.get(3)?),
+                })
+            })?;
+            rows.next().transpose()
         })
     }
 

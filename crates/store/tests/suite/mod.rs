@@ -49,6 +49,7 @@ macro_rules! state_suite {
             released_lease_is_free_at_once,
             concurrent_lease_acquisition_has_one_winner,
             zone_conditions_are_set_replaced_and_validated,
+            the_fleet_in_force_is_one_row_replaced_and_kept,
             agent_runs_are_handed_out_once_reported_and_cancelled,
         );
     };
@@ -808,6 +809,28 @@ pub fn concurrent_lease_acquisition_has_one_winner(f: &dyn Fixture) {
         .collect();
     assert_eq!(winners.len(), 1, "{winners:?}");
     assert_eq!(s.lease("scheduler").unwrap().unwrap(), winners[0]);
+}
+
+pub fn the_fleet_in_force_is_one_row_replaced_and_kept(f: &dyn Fixture) {
+    let s = f.open();
+    assert_eq!(s.fleet_in_force().unwrap(), None);
+    let mut fi = tidegate_store::FleetInForce {
+        dir: "/etc/tidegate/fleet".into(),
+        fleet_hash: "a".repeat(64),
+        policy_hash: "b".repeat(64),
+        updated_at: at(1),
+    };
+    s.set_fleet_in_force(&fi).unwrap();
+    fi.fleet_hash = "c".repeat(64);
+    fi.updated_at = at(2);
+    s.set_fleet_in_force(&fi).unwrap();
+    assert_eq!(s.fleet_in_force().unwrap(), Some(fi.clone()));
+    drop(s);
+    assert_eq!(
+        f.open().fleet_in_force().unwrap(),
+        Some(fi),
+        "kept across a reopen"
+    );
 }
 
 pub fn zone_conditions_are_set_replaced_and_validated(f: &dyn Fixture) {
