@@ -540,7 +540,21 @@ impl ArtifactStore {
         signer: &Signer,
     ) -> Result<Envelope, ArtifactError> {
         let record = self.record(digest)?;
-        let statement = Statement::provenance(&record.name, digest, provenance)?;
+        let mut statement = Statement::provenance(&record.name, digest, provenance)?;
+        // The artifact's classification goes into what the builder signs, beside the record's
+        // binding into the encryption.
+        if let Some(c) = &record.classification {
+            if let Some(params) = statement
+                .predicate
+                .pointer_mut("/buildDefinition/internalParameters")
+                .and_then(serde_json::Value::as_object_mut)
+            {
+                params.insert(
+                    "classification".to_owned(),
+                    serde_json::Value::String(c.ident()),
+                );
+            }
+        }
         let envelope = signer.sign_statement(&statement)?;
         self.attach(digest, &envelope)?;
         Ok(envelope)

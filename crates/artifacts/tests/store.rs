@@ -360,3 +360,49 @@ fn no_effect_without_its_event_recorded_first() {
         "shred refused, object intact"
     );
 }
+
+#[test]
+fn signed_provenance_carries_the_artifacts_classification() {
+    use tidegate_artifacts::intoto::Provenance;
+    use tidegate_artifacts::signing::KeyStore;
+    let dir = tempfile::tempdir().unwrap();
+    let store = ArtifactStore::open(dir.path()).unwrap();
+    let keys = KeyStore::new(&store.keys_dir());
+    keys.create("zone:onprem-a", &["builder"], NOW - 60, 30, true)
+        .unwrap();
+    let class = tidegate_artifacts::ArtifactClass {
+        level: "restricted".into(),
+        tags: ["phi".to_owned()].into_iter().collect(),
+        residency: None,
+    };
+    let options = PutOptions {
+        classification: Some(class),
+        ..opts("ckpt")
+    };
+    let d = store
+        .put(b"weights", ArtifactKind::Checkpoint, &options, NOW)
+        .unwrap()
+        .digest;
+    let prov = Provenance {
+        job_id: "train-1".into(),
+        zone: "onprem-a".into(),
+        code_repo: "r".into(),
+        code_commit: "abcdef1234567".into(),
+        materials: vec![],
+        hyperparameters: Default::default(),
+        started_at: NOW - 5,
+        finished_at: NOW,
+    };
+    store
+        .sign_provenance(&d, &prov, &keys.active_signer(NOW).unwrap())
+        .unwrap();
+    let report = store.verify(&d, &keys.keyring().unwrap(), NOW).unwrap();
+    let p = report.provenance().unwrap();
+    assert_eq!(
+        p.statement
+            .predicate
+            .pointer("/buildDefinition/internalParameters/classification")
+            .and_then(|v| v.as_str()),
+        Some("restricted/phi")
+    );
+}

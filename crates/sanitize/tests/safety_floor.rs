@@ -376,3 +376,92 @@ fn no_profile_may_lift_export_control_contractual_tags_or_ip() {
     }
     assert_eq!(Profile::hipaa_safe_harbor().unwrap().lifts, ["phi", "pii"]);
 }
+
+/// Actions a random profile picks from, per column.
+const ACTIONS: [&str; 9] = [
+    "drop",
+    "pseudonymize",
+    "keep",
+    "code",
+    "scan_text",
+    "{ noise: 0.05 }",
+    "zip3",
+    "age_cap",
+    "{ generalize_date: year }",
+];
+
+fn csv_cells(text: &str) -> Vec<Vec<String>> {
+    let mut r = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(text.as_bytes());
+    r.records()
+        .map(|rec| rec.unwrap().iter().map(str::to_owned).collect())
+        .collect()
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, ..proptest::prelude::ProptestConfig::default() })]
+
+    /// Random profiles (any action on any column, any lower target, approved for the source):
+    /// whenever one earns a lower classification, no original value of an identifier column
+    /// (SSN, names, address, licence and passport numbers) is a cell of its output.
+    #[test]
+    fn a_random_profile_earns_only_when_no_identifier_value_survives(
+        picks in proptest::collection::vec(0usize..1000, 32),
+        target in 0usize..3,
+    ) {
+        let Some(data) = synthea() else { return Ok(()) };
+        let tmp = tempfile::tempdir().unwrap();
+        let input = tmp.path().join("in");
+        std::fs::create_dir(&input).unwrap();
+        std::fs::copy(data.join("patients.csv"), input.join("patients.csv")).unwrap();
+        let text = std::fs::read_to_string(input.join("patients.csv")).unwrap();
+        let rows = csv_cells(&text);
+        let header = rows[0].clone();
+        let mut yaml = format!(
+            "name: random\ninput_classification: restricted/phi\noutput_classification: {}\nlifts: [phi]\nreference_year: 2025\ntables:\n  patients:\n    columns:\n",
+            ["public", "internal", "confidential"][target]
+        );
+        // Each column gets an action its values admit (a date transform on dates, noise on
+        // numbers, zip3 on the ZIP), or one of those every column admits.
+        let first = &rows[1];
+        for (i, c) in header.iter().enumerate() {
+            let v = first.get(i).map_or("", String::as_str);
+            let mut fits: Vec<&str> = ACTIONS[..5].to_vec();
+            if v.len() >= 10 && v.as_bytes()[4] == b'-' && v.as_bytes()[7] == b'-' {
+                fits.extend(["age_cap", "{ generalize_date: year }"]);
+            } else if c == "ZIP" {
+                fits.push("zip3");
+            } else if !v.is_empty() && v.parse::<f64>().is_ok() {
+                fits.push("{ noise: 0.05 }");
+            }
+            // Mostly protective choices, so that some profiles earn and their output is judged;
+            // one pick in ten is anything the column admits.
+            let pick = picks[i % picks.len()];
+            let action = if pick % 10 == 0 {
+                fits[pick % fits.len()]
+            } else {
+                let strong: Vec<&str> = fits.iter().copied().filter(|a| !matches!(*a, "keep" | "code" | "scan_text")).collect();
+                strong[pick % strong.len()]
+            };
+            yaml.push_str(&format!("      {c}: {action}\n"));
+        }
+        let Ok(p) = Profile::from_yaml(&yaml, "random.yaml") else { return Ok(()) };
+        let out = tmp.path().join("out");
+        let Ok(r) = sanitize(&p, &input, &out, &approved(&p)) else { return Ok(()) };
+        if r.earned {
+            let identifiers: std::collections::BTreeSet<String> = ["SSN", "FIRST", "LAST", "ADDRESS", "DRIVERS", "PASSPORT", "MAIDEN"]
+                .iter()
+                .filter_map(|c| header.iter().position(|h| h == c))
+                .flat_map(|i| rows.iter().skip(1).filter_map(move |r| r.get(i).cloned()))
+                .filter(|v| v.len() >= 3)
+                .collect();
+            let written = std::fs::read_to_string(out.join("patients.csv")).unwrap();
+            for row in csv_cells(&written) {
+                for cell in row {
+                    proptest::prop_assert!(!identifiers.contains(&cell), "profile earned with `{cell}` in its output:\n{yaml}");
+                }
+            }
+        }
+    }
+}
