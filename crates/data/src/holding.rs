@@ -372,17 +372,21 @@ pub fn may_hold(
         JobProfile::resolve(&job, fleet).map_err(|e| vec![format!("cannot be classified: {e}")])?;
     let mut reasons = Vec::new();
     let f = zone_failures(&profile.attrs, z);
-    for (flag, name) in ZoneFailures::ALL {
-        if f.has(*flag) {
-            reasons.push(format!(
-                "{name}: {} data may not be in zone {} (tier {}, ceiling {}, jurisdiction {})",
-                profile.effective.describe(&fleet.scheme),
-                z.name,
-                z.tier,
-                fleet.scheme.level_name(z.max_classification),
-                z.jurisdiction
-            ));
-        }
+    let failed: Vec<&str> = ZoneFailures::ALL
+        .iter()
+        .filter(|(flag, _)| f.has(*flag))
+        .map(|(_, name)| *name)
+        .collect();
+    if !failed.is_empty() {
+        reasons.push(format!(
+            "{} data may not be in zone {} (tier {}, ceiling {}, jurisdiction {}): {}",
+            profile.effective.describe(&fleet.scheme),
+            z.name,
+            z.tier,
+            fleet.scheme.level_name(z.max_classification),
+            z.jurisdiction,
+            failed.join(", ")
+        ));
     }
     let v = policy.evaluate_one_naive(
         &profile.attrs,

@@ -490,7 +490,20 @@ pub(crate) async fn put_artifact(
         .unwrap_or("production")
         .parse()
         .map_err(|e: ArtifactError| ApiError::invalid("lane", e.to_string()))?;
-    let team = q.team.unwrap_or_else(|| caller.team().to_owned());
+    // An artifact produced by a job belongs to the job's team unless another is named.
+    let job_team = match (&q.team, &q.job) {
+        (None, Some(id)) => {
+            let shared = st.shared.clone();
+            let job_id = tidegate_store::JobId::new(id)
+                .map_err(|e| ApiError::invalid("job", e.to_string()))?;
+            blocking(move || Ok(shared.store.get(&job_id)?.map(|r| r.team))).await?
+        }
+        _ => None,
+    };
+    let team = q
+        .team
+        .or(job_team)
+        .unwrap_or_else(|| caller.team().to_owned());
     if team.is_empty() {
         return Err(ApiError::invalid(
             "team",

@@ -73,9 +73,35 @@ fn a_zone_is_proven_by_its_agent_token_and_data_never_reaches_a_zone_it_may_not_
         &format!("kind=checkpoint&name=x&job={job}"),
         b"other weights",
     );
+    assert_eq!(status, 403, "{body}");
+    // Nor by naming one's own team for it.
+    let (status, body) = put(
+        &ts,
+        &other,
+        &format!("kind=checkpoint&name=x&job={job}&team=radiology-ai"),
+        b"other weights",
+    );
     assert_eq!(
         (status, body["error"]["field"].as_str()),
         (403, Some("job")),
+        "{body}"
+    );
+    // An administrator's upload for the job (as `checkpoint push` with an admin token) belongs
+    // to the job's team and inherits its classification.
+    let admin = ts.admin.clone();
+    let (status, body) = put(
+        &ts,
+        &admin,
+        &format!("kind=checkpoint&name=by-admin&job={job}"),
+        b"admin weights",
+    );
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["team"], "icu-ml", "{body}");
+    assert!(
+        body["classification"]
+            .as_str()
+            .unwrap()
+            .starts_with("restricted/"),
         "{body}"
     );
 
