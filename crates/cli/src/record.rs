@@ -95,7 +95,15 @@ pub fn record_plan(
                 Input::Artifact(a) => subjects.push(subject(SubjectKind::Artifact, a)?),
             }
         }
-        subjects.truncate(tidegate_ledger::entry::MAX_SUBJECTS - 1);
+        // Every subject is recorded, or nothing is: never a silent cut.
+        if subjects.len() > tidegate_ledger::entry::MAX_SUBJECTS - 1 {
+            return Err(miette!(
+                "job {} names {} inputs; its evidence entries can name at most {}",
+                job.name,
+                subjects.len() - 1,
+                tidegate_ledger::entry::MAX_SUBJECTS - 2
+            ));
+        }
         append(
             Action::JobSubmitted {
                 spec: Digest::of(&spec),

@@ -1236,6 +1236,23 @@ pub fn parse_job(path: &Path, text: &str, fleet: &Fleet) -> Result<JobSpec, Load
         }
     }
 
+    // Every input is named in the job's evidence entries, or the job is refused: never a silent
+    // cut of what a job read.
+    if f.spec.inputs.len() > MAX_INPUTS {
+        let o = f
+            .spec
+            .inputs
+            .get(MAX_INPUTS)
+            .map_or_else(|| origin.clone(), |inp| origin_of(&file, inp));
+        errs.push(LoadError::invalid(
+            &o,
+            "spec.inputs",
+            format!(
+                "{} inputs: a job reads at most {MAX_INPUTS} (each is named in its evidence entries); split the job or pack the inputs into one dataset version",
+                f.spec.inputs.len()
+            ),
+        ));
+    }
     let mut inputs = Vec::with_capacity(f.spec.inputs.len());
     for (i, inp) in f.spec.inputs.iter().enumerate() {
         let iorigin = origin_of(&file, inp);
@@ -1330,6 +1347,10 @@ pub fn parse_job(path: &Path, text: &str, fleet: &Fleet) -> Result<JobSpec, Load
         origin,
     })
 }
+
+/// The most inputs a job may name: each is a subject of its evidence entries, which name at most
+/// 16 subjects (the job, a zone, and its inputs).
+pub const MAX_INPUTS: usize = 14;
 
 /// The labels tidegate reads; every other label is kept as given.
 pub const RESERVED_LABELS: [&str; 3] = [

@@ -688,3 +688,37 @@ fn look_alikes_of_builtin_levels_and_tags_are_errors() {
         &["Restricted", "`restricted`"],
     );
 }
+
+#[test]
+fn a_job_with_more_inputs_than_its_evidence_can_name_is_refused() {
+    let text = job_text();
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("- dataset:"))
+        .unwrap()
+        .to_owned();
+    let many = text.replacen(
+        &format!("{line}\n"),
+        &format!("{line}\n").repeat(tidegate_model::MAX_INPUTS + 1),
+        1,
+    );
+    let errs = job_errors(&many);
+    assert!(
+        errs.iter()
+            .any(|e| e.to_string().contains("spec.inputs") && e.to_string().contains("at most 14")),
+        "{errs:#?}"
+    );
+    let enough = text.replacen(
+        &format!("{line}\n"),
+        &format!("{line}\n").repeat(tidegate_model::MAX_INPUTS),
+        1,
+    );
+    let fleet = load_fleet(&examples().join("fleet")).unwrap();
+    assert_eq!(
+        parse_job(Path::new("job.yaml"), &enough, &fleet)
+            .unwrap()
+            .inputs
+            .len(),
+        tidegate_model::MAX_INPUTS
+    );
+}

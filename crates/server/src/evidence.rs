@@ -223,7 +223,14 @@ impl Evidence {
                 Input::Artifact(a) => subjects.push(subject(SubjectKind::Artifact, a)?),
             }
         }
-        subjects.truncate(tidegate_ledger::entry::MAX_SUBJECTS - 1);
+        // Every subject is recorded, or the action is refused: never a silent cut.
+        if subjects.len() > tidegate_ledger::entry::MAX_SUBJECTS - 1 {
+            return Err(format!(
+                "job {id} names {} inputs; its evidence entries can name at most {}",
+                subjects.len() - 1,
+                tidegate_ledger::entry::MAX_SUBJECTS - 2
+            ));
+        }
         Ok(subjects)
     }
 

@@ -456,3 +456,30 @@ fn approvals_and_issued_tokens_are_recorded_in_the_ledger() {
         "never the token itself"
     );
 }
+
+#[test]
+fn a_job_naming_more_inputs_than_its_evidence_can_hold_is_refused_at_submit() {
+    let ts = TestServer::start(16);
+    let sub = ts.token(Role::Submitter, "icu-ml");
+    let many = manifest("many-inputs", "icu-ml", 1, Some("true")).replace(
+        "    - dataset: ehr-deid@2026-10\n",
+        &"    - dataset: ehr-deid@2026-10\n".repeat(tidegate_model::MAX_INPUTS + 1),
+    );
+    let r = ts.submit(&sub, &many, None);
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(
+        r.body["error"]["field"]
+            .as_str()
+            .unwrap()
+            .contains("spec.inputs"),
+        "{}",
+        r.text
+    );
+    let r = ts.get("/v1/jobs", &ts.admin);
+    assert_eq!(
+        r.body["jobs"].as_array().unwrap().len(),
+        0,
+        "nothing was created: {}",
+        r.text
+    );
+}
