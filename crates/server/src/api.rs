@@ -1083,7 +1083,35 @@ async fn mint_token(
     let req = body(req)?;
     st.auth.authorize(&caller, Action::Administer, &req.team)?;
     let role = Role::parse(&req.role).map_err(|e| ApiError::invalid("role", e.to_string()))?;
-    let minutes = req.minutes.unwrap_or(60);
+    // A token minted here is never wider or longer-lived than the caller's own: an attenuated
+    // token's restrictions would not carry over, so it mints nothing; the new token ends no
+    // later than the caller's.
+    if caller.claims.blocks > 1 {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "an attenuated token cannot mint tokens: its restrictions would not carry over to them",
+        )
+        .field("Authorization"));
+    }
+    let left = u32::try_from(caller.claims.expires_at.saturating_sub(st.auth.now()) / 60)
+        .unwrap_or(u32::MAX);
+    let minutes = match req.minutes {
+        Some(m) if m > left => return Err(ApiError::invalid(
+            "minutes",
+            format!(
+                "the calling token expires in {left} minutes; a token it mints cannot outlive it"
+            ),
+        )),
+        Some(m) => m,
+        None => 60.min(left),
+    };
+    if minutes == 0 {
+        return Err(ApiError::invalid(
+            "minutes",
+            "the calling token expires within a minute; it mints nothing",
+        ));
+    }
     let token = st
         .auth
         .mint(&req.subject, role, &req.team, minutes)
