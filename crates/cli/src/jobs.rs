@@ -304,11 +304,24 @@ pub enum FleetCmd {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// The fleet and policy set in force on the control plane: directory, hashes, generation.
+    Show {
+        /// Server and token.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 /// `tidegate fleet ...`.
 pub fn fleet(cmd: &FleetCmd) -> miette::Result<()> {
-    let FleetCmd::Apply { dir, client } = cmd;
+    let (dir, client) = match cmd {
+        FleetCmd::Apply { dir, client } => (dir, client),
+        FleetCmd::Show { client } => {
+            let v: tidegate_server::api::FleetView = Client::from_args(client)?.get("/v1/fleet")?;
+            print_fleet(&v);
+            return Ok(());
+        }
+    };
     let dir = match dir {
         Some(d) => {
             let (fleet, _) = tidegate_model::load_fleet_with_scheduling(d).map_err(|e| {
@@ -339,11 +352,15 @@ pub fn fleet(cmd: &FleetCmd) -> miette::Result<()> {
         &tidegate_server::api::FleetApplyRequest { dir },
         &[],
     )?;
+    print_fleet(&v);
+    Ok(())
+}
+
+fn print_fleet(v: &tidegate_server::api::FleetView) {
     println!(
         "fleet {} in force (generation {}): {} zones, {} dataset versions\n  fleet hash  {}\n  policy hash {}",
         v.dir, v.generation, v.zones, v.datasets, v.fleet_hash, v.policy_hash
     );
-    Ok(())
 }
 
 /// Zones: list them with their load and condition, or set a zone's condition.

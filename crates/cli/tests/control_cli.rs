@@ -269,7 +269,20 @@ fn the_fleet_changes_live_with_fleet_apply_and_sighup_and_a_broken_one_changes_n
         .status()
         .unwrap()
         .success());
-    std::thread::sleep(Duration::from_millis(500));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let o = tg(&data, &["fleet", "show"]);
+        assert!(o.status.success(), "{}", text(&o));
+        if generation(&o) == first + 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "SIGHUP put nothing in force: {}",
+            text(&o)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let o = tg(&data, &["fleet", "apply"]);
     assert_eq!(
         generation(&o),
@@ -297,7 +310,14 @@ fn the_fleet_changes_live_with_fleet_apply_and_sighup_and_a_broken_one_changes_n
         .status()
         .unwrap()
         .success());
-    std::thread::sleep(Duration::from_millis(500));
+    std::thread::sleep(Duration::from_millis(1500));
+    let o = tg(&data, &["fleet", "show"]);
+    assert_eq!(
+        generation(&o),
+        first + 2,
+        "a broken SIGHUP put something in force: {}",
+        text(&o)
+    );
     std::fs::remove_file(fleet.join("policies/broken.cedar")).unwrap();
     let o = tg(&data, &["fleet", "apply", fleet.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
