@@ -617,7 +617,47 @@ impl<'f> Leader<'f> {
                 _ => self.intake(rec, now)?,
             }
         }
+        self.stop_orphans()?;
         Ok(n)
+    }
+
+    /// A cancel (or a failure) is durable intent: a run whose job is cancelled or failed but
+    /// whose executor still reports it running (a crash between the acknowledgement and the
+    /// stop) is stopped now.
+    fn stop_orphans(&self) -> Step<()> {
+        for state in [JobState::Cancelled, JobState::Failed] {
+            let mut after = None;
+            loop {
+                let page = self.sh.store.list(
+                    &JobFilter {
+                        state: Some(state),
+                        ..JobFilter::default()
+                    },
+                    PageRequest { after, limit: 500 },
+                )?;
+                for rec in &page.jobs {
+                    let Some(exec) = rec.zone.as_deref().and_then(|z| self.sh.executors.get(z))
+                    else {
+                        continue;
+                    };
+                    let run = launch_id(
+                        rec.id.as_str(),
+                        admissions(&self.sh.store.events(&rec.id)?).max(1),
+                    );
+                    if matches!(exec.poll(&run), Ok(RunStatus::Running)) {
+                        tracing::warn!(job = %rec.id, run, state = rec.state.as_str(), "stopping a run whose job already ended");
+                        if let Err(e) = exec.cancel(&run) {
+                            tracing::warn!(job = %rec.id, run, error = %e, "cannot stop the run of an ended job");
+                        }
+                    }
+                }
+                match page.next {
+                    Some(n) => after = Some(n),
+                    None => break,
+                }
+            }
+        }
+        Ok(())
     }
 
     fn zone_index(&self, name: Option<&str>) -> Option<usize> {

@@ -375,3 +375,85 @@ fn r_hash(entries: &[Value]) -> String {
         .trim_start_matches("sha256:")
         .to_owned()
 }
+
+#[test]
+fn a_cancel_acknowledged_before_a_crash_stops_the_run_at_the_next_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fleet = common::copy_fleet(tmp.path());
+    let mut ts = TestServer::start_fleet(&fleet, 16, Default::default(), vec![]);
+    let sub = ts.token(Role::Submitter, "icu-ml");
+    let r = ts.submit(
+        &sub,
+        &common::manifest(
+            "orphan",
+            "icu-ml",
+            8,
+            Some("while true; do date +%s%N > alive; sleep 0.1; done"),
+        ),
+        None,
+    );
+    let id = r.body["job"]["id"].as_str().unwrap().to_owned();
+    let d = ts.wait_job(&id, 20, |d| d["job"]["state"] == "running");
+    let zone = d["job"]["zone"].as_str().unwrap().to_owned();
+    let alive = ts
+        .dir
+        .path()
+        .join("zones")
+        .join(&zone)
+        .join(&id)
+        .join("alive");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !alive.exists() {
+        assert!(Instant::now() < deadline, "the run never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The control plane goes down with the run going on; the cancel lands in the store (as
+    // an acknowledged cancel does) and nothing stops the run before the next start.
+    ts.stop();
+    {
+        use tidegate_store::Store as _;
+        let store = tidegate_store::SqliteStore::open(
+            ts.dir.path(),
+            tidegate_store::SqliteOptions::default(),
+        )
+        .unwrap();
+        let job = tidegate_store::JobId::new(&id).unwrap();
+        let rec = store.get(&job).unwrap().unwrap();
+        store
+            .transition(
+                &job,
+                tidegate_store::Transition::to(
+                    tidegate_store::JobState::Cancelled,
+                    rec.version,
+                    tidegate_store::Timestamp::now(),
+                )
+                .because("cancelled by tester"),
+            )
+            .unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let a = std::fs::read_to_string(&alive).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_ne!(
+        a,
+        std::fs::read_to_string(&alive).unwrap(),
+        "the run goes on while the control plane is down"
+    );
+    ts.restart_with_fleet(&fleet, vec![]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let a = std::fs::read_to_string(&alive).unwrap();
+        std::thread::sleep(Duration::from_millis(400));
+        if a == std::fs::read_to_string(&alive).unwrap() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the cancelled job's run was never stopped"
+        );
+    }
+    assert_eq!(
+        ts.get(&format!("/v1/jobs/{id}"), &ts.admin).body["job"]["state"],
+        "cancelled"
+    );
+}
