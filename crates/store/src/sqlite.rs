@@ -144,9 +144,21 @@ impl SqliteStore {
             Connection::open_with_flags(&self.path, flags).map_err(unavailable("open database"))?;
         conn.busy_timeout(self.options.busy_timeout)
             .map_err(unavailable("set busy timeout"))?;
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .map_err(unavailable("enable WAL"))?;
+        // Switching a fresh database to WAL needs it alone for a moment; another connection
+        // opening it at once can answer "busy" without the busy handler, so retry within the
+        // busy timeout.
+        let started = std::time::Instant::now();
+        let mode: String = loop {
+            match conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)) {
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy
+                        && started.elapsed() < self.options.busy_timeout =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                other => break other.map_err(unavailable("enable WAL"))?,
+            }
+        };
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Unavailable {
                 backend: "sqlite",
