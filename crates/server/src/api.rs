@@ -96,7 +96,44 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/artifacts/{digest}/promote",
             post(crate::artifacts_api::promote_artifact),
         )
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
         .with_state(state)
+}
+
+/// Every error has the JSON error shape, an unknown route too; authentication comes first.
+async fn no_route(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> ApiError {
+    if let Err(e) = st.auth.authenticate(&headers) {
+        return e;
+    }
+    ApiError::not_found(format!(
+        "no route `{}`; the API is described at /openapi.json",
+        uri.path()
+    ))
+}
+
+/// A known route called with a method it does not serve (authentication first).
+async fn wrong_method(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+) -> ApiError {
+    if let Err(e) = st.auth.authenticate(&headers) {
+        return e;
+    }
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "`{method} {}` is not served; see /openapi.json for its methods",
+            uri.path()
+        ),
+    )
 }
 
 async fn blocking<T: Send + 'static>(
@@ -109,6 +146,14 @@ async fn blocking<T: Send + 'static>(
 
 fn body<T>(r: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     r.map(|Json(t)| t).map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("the request body is too large: {}", e.body_text()),
+            )
+            .field("body");
+        }
         ApiError::invalid(
             "body",
             format!("the request body is not valid: {}", e.body_text()),
