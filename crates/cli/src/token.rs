@@ -167,11 +167,14 @@ impl Holdings {
         record: &tidegate_artifacts::ArtifactRecord,
         zone: &str,
     ) -> Result<(), String> {
-        let released = tidegate_data::holding::is_released(store, &record.digest);
-        let what =
-            tidegate_data::holding::of_artifact(record, released, &self.versions, &self.fleet);
-        tidegate_data::holding::may_hold(&self.fleet, &self.policy, &what, zone)
-            .map_err(|r| r.join("; "))
+        tidegate_data::holding::admit(
+            &self.fleet,
+            &self.policy,
+            &self.versions,
+            store,
+            record,
+            zone,
+        )
     }
 }
 

@@ -403,6 +403,24 @@ pub fn may_hold(
     }
 }
 
+/// Whether the artifact `record` (in `store`) may be read in `zone`: [`of_artifact`] (its
+/// release stage counted) judged by [`may_hold`]; the reasons joined for a refusal. What both
+/// front ends' job-token reads pass as their admission check.
+///
+/// # Errors
+/// Why not.
+pub fn admit(
+    fleet: &Fleet,
+    policy: &PolicyEngine,
+    versions: &[DatasetVersion],
+    store: &ArtifactStore,
+    record: &ArtifactRecord,
+    zone: &str,
+) -> Result<(), String> {
+    let what = of_artifact(record, is_released(store, &record.digest), versions, fleet);
+    may_hold(fleet, policy, &what, zone).map_err(|r| r.join("; "))
+}
+
 /// Checks every input of a job token bound for `zone` ([`of_resource`], then [`may_hold`]).
 ///
 /// # Errors

@@ -599,7 +599,7 @@ impl Registry {
         // Claimed below a private-only level, a table must not hold direct identifiers:
         // the same raw rows with one byte changed are still raw rows.
         if !sensitive {
-            for f in &files {
+            for (f, table) in files.iter().zip(&tables) {
                 // The unambiguous shapes only: SSNs, e-mail addresses, phone numbers (a long
                 // terminology code can pass a card-number check by chance).
                 use tidegate_sanitize::scan::Kind;
@@ -611,15 +611,13 @@ impl Registry {
                     .into_iter()
                     .filter(|(_, k, _)| matches!(k, Kind::Ssn | Kind::Email | Kind::Phone))
                     .collect();
-                // An identifier column by its name, whatever its values look like.
-                let bytes = std::fs::read(f).map_err(|e| DataError::io(f, e))?;
-                let named: Vec<String> = tidegate_sanitize::table_columns(f, &bytes)
-                    .map_err(|e| DataError::Invalid {
-                        field: "in".into(),
-                        message: e.to_string(),
-                    })?
-                    .into_iter()
+                // An identifier column by its name, whatever its values look like (the columns
+                // were read with the table above).
+                let named: Vec<String> = table
+                    .columns
+                    .iter()
                     .filter(|c| crate::holding::identifier_column(c))
+                    .cloned()
                     .collect();
                 if !named.is_empty() {
                     return Err(DataError::Invalid {

@@ -337,18 +337,8 @@ fn job_classification(
         .store
         .get(&job_id)?
         .ok_or_else(|| ApiError::invalid("job", format!("no job `{id}`")))?;
-    let text = rec
-        .spec
-        .get("manifest")
-        .and_then(|m| m.as_str())
-        .unwrap_or_default();
     let rules = shared.rules();
-    let spec = tidegate_model::parse_job(
-        std::path::Path::new(&format!("job {id}")),
-        text,
-        &rules.fleet,
-    )
-    .map_err(|e| {
+    let spec = crate::control::stored_spec(&rec, &rules.fleet).map_err(|e| {
         ApiError::unavailable(format!(
             "job {id}'s manifest no longer loads, so its artifact cannot be classified: {e}"
         ))
@@ -640,11 +630,7 @@ pub(crate) async fn get_artifact(
                 })?;
             let rules = shared.rules();
             let admit = |r: &tidegate_artifacts::ArtifactRecord, z: &str| {
-                let released = tidegate_data::holding::is_released(&store, &r.digest);
-                let what =
-                    tidegate_data::holding::of_artifact(r, released, &versions, &rules.fleet);
-                tidegate_data::holding::may_hold(&rules.fleet, &rules.policy, &what, z)
-                    .map_err(|reasons| reasons.join("; "))
+                tidegate_data::holding::admit(&rules.fleet, &rules.policy, &versions, &store, r, z)
             };
             ops::read_with_job_token(&store, &verifier, &admit, &token, &digest, &zone, now)
                 .map_err(artifact_error)

@@ -320,6 +320,19 @@ fn in_force(dir: &Path, rules: &Rules) -> tidegate_store::FleetInForce {
     }
 }
 
+/// The job spec of a stored job: its manifest parsed again against `fleet` (the rules in force).
+///
+/// # Errors
+/// A record without a manifest, or one that no longer loads, with the loader's errors.
+pub fn stored_spec(rec: &JobRecord, fleet: &Fleet) -> Result<JobSpec, String> {
+    let text = rec
+        .spec
+        .get("manifest")
+        .and_then(|m| m.as_str())
+        .ok_or("the stored job has no manifest")?;
+    parse_job(Path::new(&format!("job {}", rec.id)), text, fleet).map_err(|e| e.to_string())
+}
+
 /// Whether the run `run_id` of a job may be started now in `zone`/`pool` (an agent is about to
 /// start it): the job must still be admitted or running there, and a plain re-check of its
 /// placement under the fleet, datasets and policy in force must allow it.
@@ -351,13 +364,7 @@ pub fn may_start(
     }
     let rules = shared.rules();
     let fleet: &Fleet = &rules.fleet;
-    let text = rec
-        .spec
-        .get("manifest")
-        .and_then(|m| m.as_str())
-        .unwrap_or_default();
-    let spec = parse_job(Path::new(&format!("job {}", rec.id)), text, fleet)
-        .map_err(|e| refused("job:unresolvable", e.to_string()))?;
+    let spec = stored_spec(rec, fleet).map_err(|e| refused("job:unresolvable", e))?;
     let zi = fleet
         .zones
         .iter()
@@ -790,13 +797,7 @@ impl<'f> Leader<'f> {
     }
 
     fn parse(&self, rec: &JobRecord) -> Result<JobSpec, String> {
-        let text = rec
-            .spec
-            .get("manifest")
-            .and_then(|m| m.as_str())
-            .ok_or("the stored job has no manifest")?;
-        parse_job(Path::new(&format!("job {}", rec.id)), text, self.fleet())
-            .map_err(|e| e.to_string())
+        stored_spec(rec, self.fleet())
     }
 
     /// One round: take new submissions, notice ended and cancelled jobs, re-examine queues.
