@@ -7,6 +7,13 @@
 //! ed25519 algorithm byte). Verifier keys use the note text form `name+hexkeyid+base64(0x01||pk)`,
 //! private keys `PRIVATE+KEY+name+hexkeyid+base64(0x01||seed)`.
 //!
+//! Every checkpoint the ledger writes (one per group commit) carries one extension line,
+//! `tidegate-batch <first> <b64 leaves digest> <b64 previous body hash>`: the first index the
+//! commit adds, `SHA-256` of the leaf hashes it adds (in order), and `SHA-256` of the previous
+//! commit's body (all zeros for the first). The chain makes every commit authenticate all earlier
+//! ones, and the leaves digest lets a verifier name the exact entry that differs from what was
+//! signed. Other extension lines are refused, so every byte of a checkpoint is checked.
+//!
 //! A witness co-signs by adding its own ed25519 signature line over the same body (a plain
 //! signed-note signature; the timestamped C2SP `cosignature/v1` form is not implemented).
 //! Everything here is pure: keys are passed in, nothing is read from disk.
@@ -63,18 +70,79 @@ pub struct Checkpoint {
     pub size: u64,
     /// Merkle root at that size.
     pub root: Hash,
+    /// The group commit this checkpoint seals, when it is one of the ledger's own commits.
+    pub batch: Option<Batch>,
+}
+
+/// The `tidegate-batch` extension line of a ledger commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batch {
+    /// First index the commit adds (the previous commit's size).
+    pub first: u64,
+    /// `SHA-256` over the leaf hashes of entries `first..size`, concatenated in order.
+    pub leaves: Hash,
+    /// `SHA-256` of the previous commit's body; all zeros for the first commit.
+    pub prev: Hash,
+}
+
+/// Prefix of the batch extension line.
+const BATCH_LINE: &str = "tidegate-batch ";
+
+/// `SHA-256` over leaf hashes, concatenated (the batch line's leaves digest).
+#[must_use]
+pub fn leaves_digest(leaves: &[Hash]) -> Hash {
+    let mut h = Sha256::new();
+    for l in leaves {
+        h.update(l);
+    }
+    h.finalize().into()
+}
+
+/// `SHA-256` of a note body (what the next commit's batch line names as `prev`).
+#[must_use]
+pub fn body_hash(body: &str) -> Hash {
+    Sha256::digest(body.as_bytes()).into()
+}
+
+fn decode_hash(s: &str, what: &'static str) -> Result<Hash, CheckpointError> {
+    let raw = B64.decode(s).map_err(|_| CheckpointError::Body(what))?;
+    let h: Hash = raw.try_into().map_err(|_| CheckpointError::Body(what))?;
+    if B64.encode(h) != s {
+        return Err(CheckpointError::Body(what));
+    }
+    Ok(h)
+}
+
+fn canonical_decimal(s: &str) -> Result<u64, CheckpointError> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) || (s.len() > 1 && s.starts_with('0'))
+    {
+        return Err(CheckpointError::Body(
+            "tree size is not a canonical decimal",
+        ));
+    }
+    s.parse::<u64>()
+        .map_err(|_| CheckpointError::Body("tree size out of range"))
 }
 
 impl Checkpoint {
-    /// The note body: `origin\nsize\nbase64(root)\n`.
+    /// The note body: `origin\nsize\nbase64(root)\n`, then the batch line when there is one.
     #[must_use]
     pub fn body(&self) -> String {
-        format!(
+        let mut out = format!(
             "{}\n{}\n{}\n",
             self.origin,
             self.size,
             B64.encode(self.root)
-        )
+        );
+        if let Some(b) = &self.batch {
+            out.push_str(&format!(
+                "{BATCH_LINE}{} {} {}\n",
+                b.first,
+                B64.encode(b.leaves),
+                B64.encode(b.prev)
+            ));
+        }
+        out
     }
 
     /// Parse a checkpoint body.
@@ -96,35 +164,42 @@ impl Checkpoint {
         let root_s = lines
             .next()
             .ok_or(CheckpointError::Body("missing root hash"))?;
-        // Extension lines are allowed by the format; this log writes none and accepts none, so that
-        // every byte of a checkpoint is covered by what the verifier checks.
+        // Extension lines are allowed by the format; this log writes only its batch line and
+        // accepts nothing else, so that every byte of a checkpoint is covered by what is checked.
+        let batch = match lines.next() {
+            None => None,
+            Some(line) => {
+                let rest = line
+                    .strip_prefix(BATCH_LINE)
+                    .ok_or(CheckpointError::Body("unexpected extension line"))?;
+                let mut parts = rest.split(' ');
+                let (Some(first), Some(leaves), Some(prev), None) =
+                    (parts.next(), parts.next(), parts.next(), parts.next())
+                else {
+                    return Err(CheckpointError::Body(
+                        "batch line must be `tidegate-batch <first> <leaves> <prev>`",
+                    ));
+                };
+                Some(Batch {
+                    first: canonical_decimal(first)?,
+                    leaves: decode_hash(leaves, "batch leaves digest is not canonical base64 of 32 bytes")?,
+                    prev: decode_hash(prev, "batch previous hash is not canonical base64 of 32 bytes")?,
+                })
+            }
+        };
         if lines.next().is_some() {
             return Err(CheckpointError::Body("unexpected extension lines"));
         }
-        if size_s.is_empty()
-            || !size_s.bytes().all(|b| b.is_ascii_digit())
-            || (size_s.len() > 1 && size_s.starts_with('0'))
-        {
-            return Err(CheckpointError::Body(
-                "tree size is not a canonical decimal",
-            ));
+        let size = canonical_decimal(size_s)?;
+        if batch.is_some_and(|b| b.first > size) {
+            return Err(CheckpointError::Body("batch starts past the tree size"));
         }
-        let size = size_s
-            .parse::<u64>()
-            .map_err(|_| CheckpointError::Body("tree size out of range"))?;
-        let raw = B64
-            .decode(root_s)
-            .map_err(|_| CheckpointError::Body("root hash is not base64"))?;
-        let root: Hash = raw
-            .try_into()
-            .map_err(|_| CheckpointError::Body("root hash is not 32 bytes"))?;
-        if B64.encode(root) != root_s {
-            return Err(CheckpointError::Body("root hash base64 is not canonical"));
-        }
+        let root = decode_hash(root_s, "root hash is not canonical base64 of 32 bytes")?;
         Ok(Self {
             origin: origin.to_owned(),
             size,
             root,
+            batch,
         })
     }
 }
@@ -474,6 +549,7 @@ mod tests {
             origin: "example.com/log".into(),
             size: 42,
             root: [7; 32],
+            batch: None,
         };
         let note = log.sign_checkpoint(&cp);
         let text = note.to_text();
@@ -505,6 +581,31 @@ mod tests {
     }
 
     #[test]
+    fn the_batch_line_round_trips_and_nothing_else_is_accepted() {
+        let cp = Checkpoint {
+            origin: "log".into(),
+            size: 9,
+            root: [1; 32],
+            batch: Some(Batch {
+                first: 4,
+                leaves: [2; 32],
+                prev: [3; 32],
+            }),
+        };
+        let body = cp.body();
+        assert!(body.contains("\ntidegate-batch 4 "), "{body}");
+        assert_eq!(Checkpoint::parse_body(&body).unwrap(), cp);
+        for bad in [
+            body.replace("tidegate-batch 4", "tidegate-batch 04"),
+            body.replace("tidegate-batch 4", "tidegate-batch 10"),
+            body.replace("tidegate-batch", "other-extension"),
+            format!("{body}more\n"),
+        ] {
+            assert!(Checkpoint::parse_body(&bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn witness_cosignature_is_independent() {
         let log = signer("log", 1);
         let witness = signer("witness", 9);
@@ -512,6 +613,7 @@ mod tests {
             origin: "log".into(),
             size: 1,
             root: [0; 32],
+            batch: None,
         });
         assert!(note.verify(&witness.verifier()).is_err());
         note.add_signature(&witness);

@@ -1,17 +1,15 @@
-//! I/O shell for evidence bundles: reads the log, signs a checkpoint of its current size with
-//! the ledger key (stored like any other checkpoint), and builds the bundle with the documents
-//! found under `<data-dir>/documents/`.
+//! I/O shell for evidence bundles: reads the log, checks that its signed commits vouch for every
+//! entry, and builds the bundle against the newest commit's checkpoint, with the documents found
+//! under `<data-dir>/documents/`. Nothing is signed here: a log that differs from what the ledger
+//! signed yields no bundle, only the first bad index.
 
 use std::fs;
 use std::path::Path;
 
 use crate::bundle::{build_bundle, BuildError, Bundle};
-use crate::checkpoint::Checkpoint;
 use crate::entry::Subject;
 use crate::keys::{self, KeyError};
-use crate::ledger::{
-    checkpoint_path, document_path, key_path, ledger_dir, read_log, write_atomic, OpenError,
-};
+use crate::ledger::{document_path, key_path, ledger_dir, read_sealed, OpenError, SealError};
 
 /// Why a bundle could not be produced from a data directory.
 #[derive(Debug, thiserror::Error)]
@@ -22,12 +20,12 @@ pub enum EvidenceError {
     /// The key could not be loaded.
     #[error(transparent)]
     Key(#[from] KeyError),
-    /// The log is damaged: no evidence is produced from a damaged log.
-    #[error("the ledger is damaged ({0}); run `tidegate audit verify`")]
-    Damaged(crate::segment::Damage),
-    /// Storing the checkpoint failed.
-    #[error("storing the checkpoint: {0}")]
-    Io(std::io::Error),
+    /// The log is damaged or differs from what was signed: no evidence is produced from it.
+    #[error("the ledger does not match what it signed ({0}); run `tidegate audit verify`; no evidence was produced")]
+    Unsealed(#[from] SealError),
+    /// No commit has been signed yet.
+    #[error("the ledger holds no signed commit yet: there is nothing to give evidence of")]
+    Empty,
     /// Building failed.
     #[error(transparent)]
     Build(#[from] BuildError),
@@ -46,27 +44,21 @@ pub fn bundle_for(data_dir: &Path, subject: &Subject) -> Result<Bundle, Evidence
         );
         return Err(EvidenceError::Key(KeyError::Io { path: kp, source }));
     }
-    let signer = keys::load_or_create_signer(&kp, "tidegate-ledger")?;
-    let dir = ledger_dir(data_dir);
-    let log = read_log(&dir, true)?;
-    if let Some(d) = log.damage {
-        return Err(EvidenceError::Damaged(d));
+    let verifier = keys::load_verifier(&keys::public_path(&kp))?;
+    let sealed = read_sealed(&ledger_dir(data_dir), &verifier, true)?;
+    if sealed.unsealed > 0 {
+        tracing::warn!(
+            entries = sealed.unsealed,
+            from = sealed.sealed.size,
+            "entries past the newest signed commit are not vouched for and are left out"
+        );
     }
-    let cp = Checkpoint {
-        origin: signer.name().to_owned(),
-        size: log.tree.len(),
-        root: log.tree.root(),
-    };
-    let note = signer.sign_checkpoint(&cp);
-    let path = checkpoint_path(&dir, cp.size);
-    if !path.exists() {
-        write_atomic(&path, note.to_text().as_bytes()).map_err(EvidenceError::Io)?;
-    }
+    let (note, _) = sealed.sealed.latest.ok_or(EvidenceError::Empty)?;
     let bundle = build_bundle(
-        &log.entries,
-        &log.tree,
+        &sealed.log.entries,
+        &sealed.log.tree,
         &note,
-        &signer.verifier(),
+        &verifier,
         subject,
         |d| fs::read(document_path(data_dir, d)).ok(),
     )?;

@@ -23,10 +23,14 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
-use crate::checkpoint::{Checkpoint, CheckpointError, NoteSigner, NoteVerifier, SignedNote};
+use crate::checkpoint::{
+    body_hash, leaves_digest, Batch, Checkpoint, CheckpointError, NoteSigner, NoteVerifier,
+    SignedNote,
+};
+use crate::commit::{self, CommitFault, Sealed};
 use crate::entry::{Digest, EntryDraft, EntryError, PreparedEntry};
 use crate::keys::{self, KeyError};
-use crate::merkle::{leaf_hash, Hash, MerkleTree};
+use crate::merkle::{leaf_hash, Frontier, Hash, MerkleTree};
 use crate::segment::{self, Damage, Tail};
 
 /// Default segment size before a new segment file is started.
@@ -73,9 +77,13 @@ pub enum OpenError {
         "ledger is damaged at {0}; run `tidegate audit verify` for details; nothing was repaired"
     )]
     Damaged(Damage),
-    /// The newest checkpoint does not match the log.
-    #[error("ledger does not match its latest signed checkpoint: {0}")]
+    /// A signed checkpoint does not match the log.
+    #[error("ledger does not match its signed checkpoints: {0}")]
     Checkpoint(String),
+    /// The log's signed commits do not vouch for it: entries were rewritten, commits removed or
+    /// forged. Nothing was repaired and nothing will be signed over it.
+    #[error("ledger history does not match what was signed: {0}; run `tidegate audit verify`; nothing was repaired")]
+    Unsealed(SealError),
     /// Another process (or another handle in this one) has the ledger open for writing.
     #[error("ledger {0} is already open for writing by another process")]
     Locked(PathBuf),
@@ -161,6 +169,8 @@ struct Shared {
     stopped: Mutex<Option<String>>,
     signer: NoteSigner,
     last_checkpoint: Mutex<u64>,
+    /// The newest commit's signed note (what [`Ledger::publish_checkpoint`] publishes).
+    latest: Mutex<Option<SignedNote>>,
 }
 
 /// An append that has been queued; [`PendingAppend::wait`] returns once it is durable.
@@ -231,6 +241,10 @@ pub struct LogContents {
     pub damage: Option<Damage>,
     /// Segment files, oldest first, with their valid lengths.
     pub segments: Vec<(PathBuf, u64, usize)>,
+    /// Commit records, oldest first: (size, payload).
+    pub commits: Vec<(u64, Vec<u8>)>,
+    /// Where entries after the newest commit record start (file, offset), when there are any.
+    pub unsealed_at: Option<(PathBuf, usize)>,
 }
 
 /// List segment files (path, first index), oldest first.
@@ -261,6 +275,8 @@ pub fn read_log(ledger_dir: &Path, keep_entries: bool) -> Result<LogContents, Op
         torn_tail: None,
         damage: None,
         segments: Vec::new(),
+        commits: Vec::new(),
+        unsealed_at: None,
     };
     let segs = match list_segments(ledger_dir) {
         Ok(s) => s,
@@ -280,6 +296,14 @@ pub fn read_log(ledger_dir: &Path, keep_entries: bool) -> Result<LogContents, Op
         let scan = segment::scan_segment(&bytes, expected, i + 1 == count);
         for r in &scan.records {
             let payload = &bytes[r.start..r.end];
+            if r.commit {
+                out.commits.push((r.index, payload.to_vec()));
+                out.unsealed_at = None;
+                continue;
+            }
+            if out.unsealed_at.is_none() {
+                out.unsealed_at = Some((path.clone(), r.start - segment::RECORD_HEADER));
+            }
             leaves.push(leaf_hash(payload));
             if keep_entries {
                 out.entries.push(payload.to_vec());
@@ -374,6 +398,163 @@ pub fn read_checkpoint(
     Ok((note, cp))
 }
 
+/// Why a log cannot be vouched for by its signed commits.
+#[derive(Debug, thiserror::Error)]
+pub enum SealError {
+    /// The log could not be read.
+    #[error("{0}")]
+    Read(Box<OpenError>),
+    /// A record is damaged.
+    #[error("first bad index {}: {}", .0.index, .0.kind)]
+    Damaged(Damage),
+    /// The commits do not vouch for the entries.
+    #[error(transparent)]
+    Commit(#[from] CommitFault),
+    /// Entries no commit seals sit before a later segment.
+    #[error("first bad index {index}: entries from {index} in {} are sealed by no commit, yet a later segment follows", file.display())]
+    UnsealedInside {
+        /// First unsealed entry.
+        index: u64,
+        /// Its segment.
+        file: PathBuf,
+    },
+}
+
+impl SealError {
+    /// The first index that cannot be trusted, where one can be named.
+    #[must_use]
+    pub fn index(&self) -> Option<u64> {
+        match self {
+            Self::Read(_) => None,
+            Self::Damaged(d) => Some(d.index),
+            Self::Commit(f) => Some(f.index()),
+            Self::UnsealedInside { index, .. } => Some(*index),
+        }
+    }
+}
+
+/// The log as far as its signed commits vouch for it.
+#[derive(Debug, Clone)]
+pub struct SealedLog {
+    /// The log, with `entries` and `tree` cut to the sealed entries.
+    pub log: LogContents,
+    /// What the commits vouch for.
+    pub sealed: Sealed,
+    /// Entries after the newest commit: never acknowledged (an interrupted write) or forged.
+    /// They are not in `log.entries` or `log.tree`.
+    pub unsealed: u64,
+}
+
+/// Read the log under `ledger_dir` strictly and check every commit record against `verifier`
+/// ([`crate::commit::check`]): the lowest bad index when anything differs from what was signed.
+/// Entries past the newest commit are counted in [`SealedLog::unsealed`] and left out.
+///
+/// # Errors
+/// See [`SealError`].
+pub fn read_sealed(
+    ledger_dir: &Path,
+    verifier: &NoteVerifier,
+    keep_entries: bool,
+) -> Result<SealedLog, SealError> {
+    let mut log = read_log(ledger_dir, keep_entries).map_err(|e| SealError::Read(Box::new(e)))?;
+    let checked = commit::check(
+        &log.tree,
+        log.commits.iter().map(|(s, p)| (*s, p.as_slice())),
+        verifier,
+    );
+    if let Some(d) = log.damage.clone() {
+        return Err(match checked {
+            Err(f) if f.index() < d.index => SealError::Commit(f),
+            _ => SealError::Damaged(d),
+        });
+    }
+    let sealed = checked?;
+    let unsealed = log.tree.len() - sealed.size;
+    if unsealed > 0 {
+        let newest = log.segments.last().map(|s| s.0.clone());
+        if let Some((file, _)) = &log.unsealed_at {
+            if Some(file) != newest.as_ref() {
+                return Err(SealError::UnsealedInside {
+                    index: sealed.size,
+                    file: file.clone(),
+                });
+            }
+        }
+        log.tree.truncate(sealed.size);
+        log.entries
+            .truncate(usize::try_from(sealed.size).unwrap_or(usize::MAX));
+    } else {
+        log.unsealed_at = None;
+    }
+    Ok(SealedLog {
+        log,
+        sealed,
+        unsealed,
+    })
+}
+
+/// Check every stored checkpoint file against `tree`: signed by `verifier`, covering no more than
+/// the log holds, root equal to the recomputed one.
+fn check_checkpoint_files(
+    dir: &Path,
+    tree: &MerkleTree,
+    verifier: &NoteVerifier,
+) -> Result<usize, OpenError> {
+    let files = list_checkpoints(dir).map_err(io_err(dir))?;
+    let mut count = 0;
+    for (path, size) in files {
+        let text = fs::read_to_string(&path).map_err(io_err(&path))?;
+        let (_, cp) = read_checkpoint(&text, verifier)
+            .map_err(|e| OpenError::Checkpoint(format!("{}: {e}", path.display())))?;
+        if cp.size != size || cp.size > tree.len() {
+            return Err(OpenError::Checkpoint(format!(
+                "{} covers {} entries but the log vouches for {}: entries from index {} are missing",
+                path.display(),
+                cp.size,
+                tree.len(),
+                tree.len()
+            )));
+        }
+        if tree.root_at(cp.size).ok() != Some(cp.root) {
+            return Err(OpenError::Checkpoint(format!(
+                "{}: the root at size {} differs from the signed root: the history was rewritten",
+                path.display(),
+                cp.size
+            )));
+        }
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// Move the bytes of `path` from `offset` on into `<dir>/quarantine/` (durably), then cut the
+/// file there. Nothing is destroyed: an auditor can still read what was set aside.
+fn set_aside(dir: &Path, path: &Path, offset: usize) -> Result<PathBuf, OpenError> {
+    let bytes = fs::read(path).map_err(io_err(path))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let aside = dir
+        .join("quarantine")
+        .join(format!("{name}-at-{offset}.bin"));
+    write_atomic(&aside, bytes.get(offset..).unwrap_or_default()).map_err(io_err(&aside))?;
+    if offset == 0 {
+        fs::remove_file(path).map_err(io_err(path))?;
+    } else {
+        let f = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(io_err(path))?;
+        f.set_len(offset as u64).map_err(io_err(path))?;
+        f.sync_all().map_err(io_err(path))?;
+    }
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))?;
+    Ok(aside)
+}
+
 impl Ledger {
     /// Open (creating if needed) the ledger under `data_dir`, with the signing key from
     /// `<data-dir>/keys/ledger.key` (generated on first use).
@@ -416,52 +597,42 @@ impl Ledger {
                 })
             }
         }
-        let log = read_log(dir, false)?;
-        if let Some(d) = log.damage {
-            return Err(OpenError::Damaged(d));
-        }
-        let tree = log.tree;
-        // The newest checkpoint covers only acknowledged entries: the log must still hold them.
+        // Every commit is checked (one signature, the chain and every sealed leaf), and every
+        // stored checkpoint file: nothing is signed over a log that differs from what was signed.
         let verifier = signer.verifier();
-        let mut last_cp = 0;
-        if let Some((path, size)) = list_checkpoints(dir).map_err(io_err(dir))?.pop() {
-            let text = fs::read_to_string(&path).map_err(io_err(&path))?;
-            let (_, cp) = read_checkpoint(&text, &verifier)
-                .map_err(|e| OpenError::Checkpoint(format!("{}: {e}", path.display())))?;
-            if cp.size != size || cp.size > tree.len() {
-                return Err(OpenError::Checkpoint(format!(
-                    "checkpoint covers {} entries but the log holds {}: entries from index {} are missing",
-                    cp.size,
-                    tree.len(),
-                    tree.len()
-                )));
-            }
-            if tree.root_at(cp.size).ok() != Some(cp.root) {
-                return Err(OpenError::Checkpoint(format!(
-                    "root at size {} differs from the signed root: the history was rewritten",
-                    cp.size
-                )));
-            }
-            last_cp = cp.size;
-        }
+        let SealedLog {
+            log,
+            sealed,
+            unsealed,
+        } = read_sealed(dir, &verifier, false).map_err(|e| match e {
+            SealError::Damaged(d) => OpenError::Damaged(d),
+            SealError::Read(o) => *o,
+            other => OpenError::Unsealed(other),
+        })?;
+        let tree = log.tree;
+        check_checkpoint_files(dir, &tree, &verifier)?;
+        let last_cp = list_checkpoints(dir)
+            .map_err(io_err(dir))?
+            .last()
+            .map_or(0, |c| c.1);
         let mut segments = log.segments;
-        if let Some((path, offset)) = &log.torn_tail {
-            tracing::warn!(file = %path.display(), offset, entries = tree.len(),
-                "cutting a torn tail left by an interrupted write back to the last whole entry");
-            if *offset == 0 {
-                fs::remove_file(path).map_err(io_err(path))?;
+        // What follows the newest commit was never acknowledged: an interrupted write (a torn
+        // record or a batch whose commit did not land), or bytes no ledger key sealed. It is
+        // set aside, never trusted and never destroyed.
+        let cut = [
+            log.unsealed_at.map(|(p, o)| (p, o, "entries no commit seals")),
+            log.torn_tail.map(|(p, o)| (p, o, "an incomplete record")),
+        ]
+        .into_iter()
+        .flatten()
+        .min_by_key(|c| c.1);
+        if let Some((path, offset, what)) = cut {
+            let aside = set_aside(dir, &path, offset)?;
+            tracing::warn!(file = %path.display(), offset, unsealed, kept = tree.len(), aside = %aside.display(),
+                "set aside the unacknowledged end of the log ({what}); it is not part of the ledger");
+            if offset == 0 {
                 segments.pop();
-            } else {
-                let f = OpenOptions::new()
-                    .write(true)
-                    .open(path)
-                    .map_err(io_err(path))?;
-                f.set_len(*offset as u64).map_err(io_err(path))?;
-                f.sync_all().map_err(io_err(path))?;
             }
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io_err(dir))?;
         }
         let (file, seg_len) = match segments.last() {
             Some((path, _, _)) => {
@@ -487,12 +658,23 @@ impl Ledger {
             stopped: Mutex::new(None),
             signer,
             last_checkpoint: Mutex::new(last_cp),
+            latest: Mutex::new(sealed.latest.as_ref().map(|(n, _)| n.clone())),
         });
+        let frontier = read(&shared.tree).frontier();
+        let head = sealed.head;
         let (tx, rx) = mpsc::channel::<Request>();
         let writer_shared = Arc::clone(&shared);
         let writer = std::thread::Builder::new()
             .name("ledger-writer".into())
-            .spawn(move || writer_loop(&writer_shared, &rx, file, seg_len, &opts))
+            .spawn(move || {
+                let state = WriterState {
+                    file,
+                    seg_len,
+                    frontier,
+                    head,
+                };
+                writer_loop(&writer_shared, &rx, state, &opts);
+            })
             .map_err(io_err(dir))?;
         Ok(Self {
             shared,
@@ -662,17 +844,20 @@ fn new_segment(dir: &Path, path: &Path, first: u64) -> Result<File, std::io::Err
     Ok(f)
 }
 
+/// Store the newest commit's note as a checkpoint file (for witnesses and auditors). Nothing new
+/// is signed here: the note is the one the writer signed with the batch it seals. An empty log
+/// publishes a signed checkpoint of size 0.
 fn publish(shared: &Shared) -> Result<SignedNote, PublishError> {
-    let (size, root) = {
-        let t = read(&shared.tree);
-        (t.len(), t.root())
+    let note = match lock(&shared.latest).clone() {
+        Some(n) => n,
+        None => shared.signer.sign_checkpoint(&Checkpoint {
+            origin: shared.signer.name().to_owned(),
+            size: 0,
+            root: crate::merkle::empty_root(),
+            batch: None,
+        }),
     };
-    let cp = Checkpoint {
-        origin: shared.signer.name().to_owned(),
-        size,
-        root,
-    };
-    let note = shared.signer.sign_checkpoint(&cp);
+    let size = note.checkpoint().map_or(0, |c| c.size);
     let path = checkpoint_path(&shared.dir, size);
     if !path.exists() {
         write_atomic(&path, note.to_text().as_bytes())
@@ -682,21 +867,31 @@ fn publish(shared: &Shared) -> Result<SignedNote, PublishError> {
     Ok(note)
 }
 
+/// The writer thread's own state.
+struct WriterState {
+    file: File,
+    seg_len: u64,
+    /// Right edge of the durable tree (roots of the next commit are computed from it).
+    frontier: Frontier,
+    /// Body hash of the newest durable commit.
+    head: Hash,
+}
+
 fn writer_loop(
     shared: &Shared,
     rx: &mpsc::Receiver<Request>,
-    mut file: File,
-    mut seg_len: u64,
+    mut st: WriterState,
     opts: &LedgerOptions,
 ) {
+    let max_batch = opts.max_batch.clamp(1, segment::MAX_BATCH);
     let mut next = read(&shared.tree).len();
     let mut buf = Vec::with_capacity(1 << 20);
-    let mut batch: Vec<Request> = Vec::with_capacity(opts.max_batch);
-    let mut leaves: Vec<Hash> = Vec::with_capacity(opts.max_batch);
-    let mut accepted: Vec<Reply> = Vec::with_capacity(opts.max_batch);
+    let mut batch: Vec<Request> = Vec::with_capacity(max_batch);
+    let mut leaves: Vec<Hash> = Vec::with_capacity(max_batch);
+    let mut accepted: Vec<Reply> = Vec::with_capacity(max_batch);
     while let Ok(first) = rx.recv() {
         batch.push(first);
-        while batch.len() < opts.max_batch {
+        while batch.len() < max_batch {
             match rx.try_recv() {
                 Ok(r) => batch.push(r),
                 Err(_) => break,
@@ -708,12 +903,12 @@ fn writer_loop(
             }
             continue;
         }
-        if seg_len >= opts.segment_bytes {
+        if st.seg_len >= opts.segment_bytes {
             let path = shared.dir.join(segment::segment_name(next));
             match new_segment(&shared.dir, &path, next) {
                 Ok(f) => {
-                    file = f;
-                    seg_len = segment::SEGMENT_HEADER as u64;
+                    st.file = f;
+                    st.seg_len = segment::SEGMENT_HEADER as u64;
                 }
                 Err(e) => {
                     fail_batch(shared, &mut batch, &e);
@@ -737,9 +932,27 @@ fn writer_loop(
         if leaves.is_empty() {
             continue;
         }
-        if let Err(e) = file.write_all(&buf).and_then(|()| file.sync_data()) {
+        // The commit record that seals the batch goes in the same write: the batch is
+        // acknowledged exactly when its signed commit is durable.
+        let size = next + leaves.len() as u64;
+        let mut frontier = st.frontier.clone();
+        for l in &leaves {
+            frontier.push(*l);
+        }
+        let note = shared.signer.sign_checkpoint(&Checkpoint {
+            origin: shared.signer.name().to_owned(),
+            size,
+            root: frontier.root(),
+            batch: Some(Batch {
+                first: next,
+                leaves: leaves_digest(&leaves),
+                prev: st.head,
+            }),
+        });
+        segment::encode_commit_record(size, &commit::encode(&note, &leaves), &mut buf);
+        if let Err(e) = st.file.write_all(&buf).and_then(|()| st.file.sync_data()) {
             // Cut back to the last durable length so a reopen sees no half-written batch.
-            if let Err(e2) = file.set_len(seg_len).and_then(|()| file.sync_all()) {
+            if let Err(e2) = st.file.set_len(st.seg_len).and_then(|()| st.file.sync_all()) {
                 tracing::error!(error = %e2, "could not cut the failed batch back");
             }
             let err = AppendError::Io {
@@ -753,7 +966,10 @@ fn writer_loop(
             }
             continue;
         }
-        seg_len += buf.len() as u64;
+        st.seg_len += buf.len() as u64;
+        st.frontier = frontier;
+        st.head = body_hash(&note.body);
+        *lock(&shared.latest) = Some(note);
         shared
             .batches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -7,6 +7,8 @@
 //! - [`entry_check`]: zero-copy proof that bytes are a canonical, well-formed entry (pure).
 //! - [`checkpoint`]: C2SP signed-note checkpoints, ed25519 signing, witness co-signing (pure).
 //! - [`segment`]: the on-disk record format and its scanner (pure over bytes).
+//! - [`commit`]: the signed commit sealing each group commit, and the check that a log's
+//!   commits vouch for every entry (pure).
 //! - [`ledger`]: segment files, group commit, torn-tail repair, checkpoints on disk (I/O).
 //! - [`keys`]: key files (I/O).
 //! - [`verify`]: full verification of a ledger directory (I/O shell over the pure checks).
@@ -21,6 +23,7 @@ pub mod bundle;
 pub mod canonical;
 mod canonical_ser;
 pub mod checkpoint;
+pub mod commit;
 pub mod entry;
 pub mod entry_check;
 pub mod evidence;

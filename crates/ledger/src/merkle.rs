@@ -105,6 +105,52 @@ fn split_point(n: u64) -> u64 {
     1u64 << (63 - (n - 1).leading_zeros())
 }
 
+/// The right edge of a tree: the roots of its perfect subtrees, largest first (a compact range).
+/// Enough to compute the root after appending more leaves, in `O(log n)` space.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Frontier {
+    size: u64,
+    roots: Vec<Hash>,
+}
+
+impl Frontier {
+    /// Number of leaves covered.
+    #[must_use]
+    pub fn len(&self) -> u64 {
+        self.size
+    }
+
+    /// Whether it covers no leaves.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.size == 0
+    }
+
+    /// Append a leaf hash.
+    pub fn push(&mut self, leaf: Hash) {
+        let mut carry = leaf;
+        let mut s = self.size;
+        while s & 1 == 1 {
+            if let Some(left) = self.roots.pop() {
+                carry = node_hash(&left, &carry);
+            }
+            s >>= 1;
+        }
+        self.roots.push(carry);
+        self.size += 1;
+    }
+
+    /// The root of the tree it is the edge of.
+    #[must_use]
+    pub fn root(&self) -> Hash {
+        let mut it = self.roots.iter().rev();
+        match it.next() {
+            None => empty_root(),
+            Some(last) => it.fold(*last, |acc, h| node_hash(h, &acc)),
+        }
+    }
+}
+
 /// An append-only Merkle tree that caches the hash of every complete, aligned subtree.
 ///
 /// `levels[k][j]` is the hash of leaves `[j * 2^k, (j + 1) * 2^k)`. Memory is about two hashes per
@@ -201,6 +247,35 @@ impl MerkleTree {
             }
             carry = node_hash(&row[n - 2], &row[n - 1]);
             level += 1;
+        }
+    }
+
+    /// The tree's right edge, from which roots of the tree extended by more leaves are computed
+    /// without changing the tree.
+    #[must_use]
+    pub fn frontier(&self) -> Frontier {
+        let n = self.len();
+        let mut roots = Vec::new();
+        let mut start = 0u64;
+        for k in (0..64usize).rev() {
+            if (n >> k) & 1 == 1 {
+                let idx = usize::try_from(start >> k).unwrap_or(usize::MAX);
+                if let Some(h) = self.levels.get(k).and_then(|row| row.get(idx)) {
+                    roots.push(*h);
+                }
+                start += 1 << k;
+            }
+        }
+        Frontier { size: n, roots }
+    }
+
+    /// Keep only the first `size` leaves (no-op when it holds fewer).
+    pub fn truncate(&mut self, size: u64) {
+        for (k, row) in self.levels.iter_mut().enumerate() {
+            row.truncate(usize::try_from(size >> k).unwrap_or(usize::MAX));
+        }
+        while self.levels.len() > 1 && self.levels.last().is_some_and(Vec::is_empty) {
+            self.levels.pop();
         }
     }
 
@@ -503,6 +578,24 @@ mod tests {
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
         assert_eq!(MerkleTree::new().root(), empty_root());
+    }
+
+    #[test]
+    fn a_frontier_extends_to_the_same_roots_as_the_tree() {
+        let mut tree = MerkleTree::new();
+        for n in 0..70u64 {
+            let mut f = tree.frontier();
+            assert_eq!(f.len(), n);
+            assert_eq!(f.root(), tree.root(), "size {n}");
+            let mut ext = tree.clone();
+            for k in 0..5u64 {
+                let leaf = leaf_hash(&(n * 100 + k).to_le_bytes());
+                f.push(leaf);
+                ext.push_leaf_hash(leaf);
+                assert_eq!(f.root(), ext.root(), "size {n} + {}", k + 1);
+            }
+            tree.push(&n.to_le_bytes());
+        }
     }
 
     #[test]

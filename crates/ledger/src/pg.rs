@@ -344,6 +344,7 @@ impl PgLog {
             verifier,
         )?;
         Ok(VerifyReport {
+            commits: 0,
             entries: tree.len(),
             checkpoints: count,
             latest,
@@ -629,6 +630,7 @@ fn publish(shared: &Shared) -> Result<SignedNote, PublishError> {
         origin: shared.signer.name().to_owned(),
         size,
         root,
+        batch: None,
     });
     store_checkpoint(&mut lock(&shared.client), size, &note.to_text())
         .map_err(|e| PublishError::Database(format!("{}: {e}", shared.location)))?;

@@ -7,6 +7,12 @@
 //! len u32 LE | index u64 LE | crc32(len || index) u32 LE | payload (len bytes) | crc32(payload) u32 LE
 //! ```
 //!
+//! The top bit of `len` marks a *commit record*: the signed checkpoint that seals the group
+//! commit just before it (see [`crate::commit`]); its `index` is the number of entries before it
+//! (the checkpoint's size), and it does not take an index of its own. Every group commit is its
+//! entries followed by their commit record, written together with one `write` and one
+//! `fdatasync`: an entry is acknowledged exactly when a commit record after it is durable.
+//!
 //! The header checksum protects the length, so a damaged length is reported as damage at that
 //! index instead of being mistaken for a short (torn) tail. Scanning is a pure function of the
 //! bytes: it returns every whole record, how the file ends (clean, or a torn tail that a crash
@@ -14,7 +20,15 @@
 //! exact index. Damage is never skipped.
 
 /// Magic bytes at the start of every segment.
-pub const MAGIC: &[u8; 8] = b"TGLEDGR1";
+pub const MAGIC: &[u8; 8] = b"TGLEDGR2";
+/// Magic of the first format (no commit records), refused with an explanation.
+pub const MAGIC_V1: &[u8; 8] = b"TGLEDGR1";
+/// Bit of a record's `len` that marks a commit record.
+pub const COMMIT_FLAG: u32 = 0x8000_0000;
+/// Largest commit record payload: a note and one 32-byte leaf hash per entry of the batch.
+pub const MAX_COMMIT_PAYLOAD: usize = 8 * 1024 + 32 * MAX_BATCH;
+/// Most entries one group commit may hold.
+pub const MAX_BATCH: usize = 16_384;
 /// Segment header length.
 pub const SEGMENT_HEADER: usize = 16;
 /// Record header length (len, index, header crc).
@@ -49,11 +63,18 @@ pub fn segment_header(first: u64) -> [u8; SEGMENT_HEADER] {
     h
 }
 
-/// Append the encoding of one record to `out`.
+/// Append the encoding of one entry record to `out`.
 pub fn encode_record(index: u64, payload: &[u8], out: &mut Vec<u8>) {
-    let len = u32::try_from(payload.len())
-        .unwrap_or(u32::MAX)
-        .to_le_bytes();
+    encode(index, payload, 0, out);
+}
+
+/// Append the encoding of a commit record sealing the first `size` entries to `out`.
+pub fn encode_commit_record(size: u64, payload: &[u8], out: &mut Vec<u8>) {
+    encode(size, payload, COMMIT_FLAG, out);
+}
+
+fn encode(index: u64, payload: &[u8], flag: u32, out: &mut Vec<u8>) {
+    let len = (u32::try_from(payload.len()).unwrap_or(u32::MAX >> 1) | flag).to_le_bytes();
     let idx = index.to_le_bytes();
     let mut h = crc32fast::Hasher::new();
     h.update(&len);
@@ -95,6 +116,9 @@ pub enum DamageKind {
     /// A record is incomplete in a segment that is not the last one.
     #[error("record is cut short inside a sealed segment")]
     ShortRecord,
+    /// The segment was written by the first ledger format, which had no commit records.
+    #[error("segment is in the first ledger format (no signed commits); this version cannot vouch for it")]
+    OldFormat,
 }
 
 /// First damage found while scanning, with the index of the entry it affects.
@@ -123,8 +147,10 @@ pub enum Tail {
 /// One whole record found by the scanner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordRef {
-    /// Its index.
+    /// Its index (for a commit record: the number of entries before it).
     pub index: u64,
+    /// Whether it is a commit record rather than an entry.
+    pub commit: bool,
     /// Payload start offset in the segment bytes.
     pub start: usize,
     /// Payload end offset.
@@ -166,6 +192,13 @@ pub fn scan_segment(bytes: &[u8], expected_first: u64, last: bool) -> SegmentSca
         tail: Tail::Clean,
         damage: None,
     };
+    if bytes.len() >= SEGMENT_HEADER && &bytes[..8] == MAGIC_V1 {
+        scan.damage = Some(Damage {
+            index: expected_first,
+            kind: DamageKind::OldFormat,
+        });
+        return scan;
+    }
     if bytes.len() < SEGMENT_HEADER || &bytes[..8] != MAGIC {
         if last && bytes.iter().all(|b| *b == 0) {
             // A segment created but never written (crash right after creation).
@@ -219,8 +252,9 @@ pub fn scan_segment(bytes: &[u8], expected_first: u64, last: bool) -> SegmentSca
             }
             return scan;
         }
-        let plen = len as usize;
-        if plen > MAX_PAYLOAD {
+        let commit = len & COMMIT_FLAG != 0;
+        let plen = (len & !COMMIT_FLAG) as usize;
+        if plen > if commit { MAX_COMMIT_PAYLOAD } else { MAX_PAYLOAD } {
             scan.damage = Some(Damage {
                 index: expected,
                 kind: DamageKind::TooLong(len),
@@ -249,12 +283,15 @@ pub fn scan_segment(bytes: &[u8], expected_first: u64, last: bool) -> SegmentSca
         let start = pos + RECORD_HEADER;
         scan.records.push(RecordRef {
             index: idx,
+            commit,
             start,
             end: start + plen,
         });
         pos += RECORD_OVERHEAD + plen;
         scan.valid_len = pos;
-        expected += 1;
+        if !commit {
+            expected += 1;
+        }
     }
     scan
 }

@@ -7,12 +7,20 @@
 //!    zero-copy [`check_entry`] ([`Depth::Full`]), which accepts exactly what
 //!    [`Entry::decode`] accepts; [`Depth::FullDecode`] runs the decoder itself (the reference,
 //!    and the benchmark's naive way), [`Depth::Integrity`] skips this step;
-//! 3. each stored checkpoint is signed by the ledger key, covers no more entries than the log
+//! 3. every commit record ([`crate::commit`]) continues the chain and seals exactly the entries'
+//!    recomputed leaves, and the newest is signed by the ledger key: an entry rewritten with its
+//!    checksums recomputed is named by its exact index;
+//! 4. no entry lies past the newest commit (such entries were never acknowledged, or were
+//!    forged): they are reported, never passed;
+//! 5. each stored checkpoint is signed by the ledger key, covers no more entries than the log
 //!    holds (truncation), and its root equals the recomputed root at its size (rewriting).
+//!
+//! When several checks fail, the lowest bad index is reported.
 
 use std::path::Path;
 
 use crate::checkpoint::{Checkpoint, NoteVerifier};
+use crate::commit::{self, CommitFault};
 use crate::entry::Entry;
 use crate::entry_check::check_entry;
 use crate::ledger::{list_checkpoints, list_segments, read_checkpoint, OpenError};
@@ -56,6 +64,17 @@ pub enum VerifyFailure {
         /// Checkpoint file.
         file: String,
     },
+    /// The signed commits do not vouch for the entries.
+    #[error(transparent)]
+    Commit(#[from] CommitFault),
+    /// Entries lie past the newest signed commit: never acknowledged, or forged.
+    #[error("first bad index {index}: {count} entries from {index} are sealed by no signed commit (never acknowledged, or appended by someone without the ledger key); the next open sets them aside")]
+    Unsealed {
+        /// First unsealed entry.
+        index: u64,
+        /// How many.
+        count: u64,
+    },
     /// A checkpoint file is not validly signed by the ledger key.
     #[error("checkpoint {file}: {why}")]
     Checkpoint {
@@ -72,7 +91,10 @@ impl VerifyFailure {
     pub fn index(&self) -> Option<u64> {
         match self {
             Self::Damaged(d) => Some(d.index),
-            Self::BadEntry { index, .. } | Self::Truncated { index, .. } => Some(*index),
+            Self::Commit(f) => Some(f.index()),
+            Self::BadEntry { index, .. }
+            | Self::Truncated { index, .. }
+            | Self::Unsealed { index, .. } => Some(*index),
             Self::Rewritten { from, .. } => Some(*from),
             Self::Io(_) | Self::Checkpoint { .. } => None,
         }
@@ -84,8 +106,10 @@ impl VerifyFailure {
 pub struct VerifyReport {
     /// Entries verified.
     pub entries: u64,
-    /// Checkpoints verified.
+    /// Checkpoint files verified.
     pub checkpoints: usize,
+    /// Signed commits verified (one per group commit).
+    pub commits: usize,
     /// The newest checkpoint.
     pub latest: Option<Checkpoint>,
     /// A torn tail (unacknowledged partial write) that the next open will cut: (file, offset).
@@ -295,21 +319,60 @@ pub fn verify_with(
     };
     let segs = list_segments(ledger_dir).map_err(|e| io(ledger_dir, e))?;
     let mut leaves: Vec<Hash> = Vec::new();
+    let mut commits: Vec<(u64, Vec<u8>)> = Vec::new();
     let mut torn_tail = None;
+    // The first failure found by reading (a bad entry or damage); commits are still checked over
+    // what was read, so that the lowest bad index wins.
+    let mut failure: Option<VerifyFailure> = None;
     let count = segs.len();
     for (i, (path, _)) in segs.into_iter().enumerate() {
         let bytes = std::fs::read(&path).map_err(|e| io(&path, e))?;
         let scan = scan_segment(&bytes, leaves.len() as u64, i + 1 == count);
-        // Entries before the damage are checked first, so the lowest bad index is reported.
-        leaves.extend(check_records(&bytes, &scan.records, depth)?);
+        let mut entries = Vec::with_capacity(scan.records.len());
+        for r in &scan.records {
+            if r.commit {
+                commits.push((r.index, bytes[r.start..r.end].to_vec()));
+            } else {
+                entries.push(*r);
+            }
+        }
+        match check_records(&bytes, &entries, depth) {
+            Ok(l) => leaves.extend(l),
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
         if let Some(d) = scan.damage {
-            return Err(VerifyFailure::Damaged(d));
+            failure = Some(VerifyFailure::Damaged(d));
+            break;
         }
         if let Tail::Torn { offset } = scan.tail {
             torn_tail = Some((path.display().to_string(), offset));
         }
     }
     let tree = MerkleTree::from_leaf_hashes(leaves, workers());
+    let read_to = tree.len();
+    let sealed = commit::check(
+        &tree,
+        commits
+            .iter()
+            .filter(|(size, _)| *size <= read_to)
+            .map(|(s, p)| (*s, p.as_slice())),
+        verifier,
+    );
+    let sealed = match (sealed, failure) {
+        (Err(f), Some(e)) if f.index() < e.index().unwrap_or(u64::MAX) => return Err(f.into()),
+        (_, Some(e)) => return Err(e),
+        (Err(f), None) => return Err(f.into()),
+        (Ok(s), None) => s,
+    };
+    if sealed.size < read_to {
+        return Err(VerifyFailure::Unsealed {
+            index: sealed.size,
+            count: read_to - sealed.size,
+        });
+    }
     let n = tree.len();
     let cps = list_checkpoints(ledger_dir).map_err(|source| OpenError::Io {
         path: ledger_dir.to_owned(),
@@ -319,11 +382,12 @@ pub fn verify_with(
         let text = std::fs::read_to_string(&path).map_err(|e| e.to_string());
         (path.display().to_string(), size, text)
     });
-    let (count, latest) = check_checkpoints(&tree, cps, verifier)?;
+    let (count, latest_file) = check_checkpoints(&tree, cps, verifier)?;
     Ok(VerifyReport {
         entries: n,
         checkpoints: count,
-        latest,
+        commits: sealed.commits,
+        latest: sealed.latest.map(|(_, cp)| cp).or(latest_file),
         torn_tail,
     })
 }

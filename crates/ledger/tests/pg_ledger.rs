@@ -262,6 +262,7 @@ fn pg_checkpoint_signed_by_the_wrong_key_is_refused() {
         origin: real.name().to_owned(),
         size: 5,
         root: tree.root_at(5).unwrap(),
+        batch: None,
     };
     log.store_checkpoint(5, &impostor.sign_checkpoint(&cp).to_text())
         .unwrap();

@@ -12,6 +12,7 @@ use tidegate_ledger::checkpoint::NoteSigner;
 use tidegate_ledger::keys::load_verifier;
 use tidegate_ledger::ledger::{checkpoint_path, key_path, ledger_dir, list_checkpoints, read_log};
 use tidegate_ledger::merkle::{verify_consistency, verify_inclusion};
+use tidegate_ledger::commit::CommitFault;
 use tidegate_ledger::segment::DamageKind;
 use tidegate_ledger::verify::{verify_ledger, VerifyFailure};
 use tidegate_ledger::{Checkpoint, Ledger, LedgerOptions, OpenError, SignedNote};
@@ -191,29 +192,34 @@ fn rewritten_history_with_valid_checksums_is_caught_by_signed_checkpoints() {
     let seg = segment_file(data);
     let bytes = fs::read(&seg).unwrap();
     let rs = record_ranges(&bytes);
-    // Replace entry 30 by a different, well-formed entry with the right seq and checksums.
+    // Replace entry 30 by a different, well-formed entry with the right seq and checksums,
+    // keeping every commit record in place.
     let forged = placed(777).into_entry(30, 30);
     let mut out = bytes[..rs[30].start].to_vec();
     out.extend_from_slice(&forge_record(30, &forged.encode().unwrap()));
-    out.extend_from_slice(&bytes[rs[31].start..]);
+    out.extend_from_slice(&bytes[rs[30].end..]);
     fs::write(&seg, &out).unwrap();
     let err = verify(data).unwrap_err();
-    // The checkpoint at 20 still matches, the one at 50 does not: the change lies in 20..50.
+    // The commit that sealed entry 30 names it exactly.
     assert!(
         matches!(
             err,
-            VerifyFailure::Rewritten {
-                from: 20,
-                to: 50,
-                ..
-            }
+            VerifyFailure::Commit(CommitFault::EntryDiffers { index: 30, .. })
         ),
         "{err}"
     );
-    assert!(matches!(
-        Ledger::open(data, LedgerOptions::default()),
-        Err(OpenError::Checkpoint(_))
-    ));
+    assert!(err.to_string().contains("first bad index 30"), "{err}");
+    // Nothing is signed over it: the ledger refuses to open for writing.
+    match Ledger::open(data, LedgerOptions::default()) {
+        Err(OpenError::Unsealed(e)) => assert_eq!(e.index(), Some(30), "{e}"),
+        other => panic!("open must refuse a rewritten log, got {other:?}"),
+    }
+    // Removing the checkpoint files changes nothing: the commits are in the log itself.
+    for (p, _) in list_checkpoints(&ledger_dir(data)).unwrap() {
+        fs::remove_file(p).unwrap();
+    }
+    assert_eq!(verify(data).unwrap_err().index(), Some(30));
+    assert!(Ledger::open(data, LedgerOptions::default()).is_err());
 }
 
 #[test]
@@ -241,15 +247,23 @@ fn old_checkpoint_detects_rewritten_history_through_consistency_proof() {
     ));
     out.extend_from_slice(&bytes[rs[8].start..]);
     fs::write(&seg, &out).unwrap();
+    out.extend_from_slice(&bytes[rs[7].end..]);
+    fs::write(&seg, &out).unwrap();
     for (p, _) in list_checkpoints(&ledger_dir(&data)).unwrap() {
         fs::remove_file(p).unwrap();
     }
+    // The log's own commits catch the rewrite at its exact index.
+    assert_eq!(verify(&data).unwrap_err().index(), Some(7));
+    assert!(Ledger::open(&data, LedgerOptions::default()).is_err());
+    // Someone holding the ledger key re-seals the whole rewritten history from scratch: only a
+    // checkpoint kept outside the data dir can tell, through a consistency proof.
+    fs::remove_dir_all(ledger_dir(&data)).unwrap();
     let l = open(&data);
-    assert_eq!(
-        l.len(),
-        90,
-        "the rewritten log opens: only an outside checkpoint can tell"
-    );
+    for i in 0..90u64 {
+        let draft = if i == 7 { placed(555) } else { placed(i) };
+        assert_eq!(l.append(draft, i).unwrap().index, i);
+    }
+    assert_eq!(l.len(), 90);
     let tree = l.tree();
     let proof = tree.consistency_proof(40, 90).unwrap();
     assert!(verify_consistency(40, 90, &old.root, &tree.root(), &proof).is_err());

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use tidegate_ledger::ledger::{ledger_dir, read_log};
-use tidegate_ledger::segment::{encode_record, RECORD_OVERHEAD, SEGMENT_HEADER};
+use tidegate_ledger::segment::{encode_record, COMMIT_FLAG, RECORD_OVERHEAD, SEGMENT_HEADER};
 use tidegate_ledger::{
     Action, Decision, Digest, EntryDraft, Ident, Ledger, LedgerOptions, Subject, SubjectKind,
 };
@@ -56,13 +56,32 @@ pub fn segment_file(data: &Path) -> PathBuf {
     log.segments[0].0.clone()
 }
 
-/// Byte ranges of each record (whole record, header included) in a segment file.
+/// Byte ranges of each entry record (whole record, header included) in a segment file, by
+/// entry index; commit records are skipped (see [`commit_ranges`]).
 pub fn record_ranges(bytes: &[u8]) -> Vec<std::ops::Range<usize>> {
+    all_records(bytes)
+        .into_iter()
+        .filter(|(_, commit)| !commit)
+        .map(|(r, _)| r)
+        .collect()
+}
+
+/// Byte ranges of each commit record in a segment file, oldest first.
+pub fn commit_ranges(bytes: &[u8]) -> Vec<std::ops::Range<usize>> {
+    all_records(bytes)
+        .into_iter()
+        .filter(|(_, commit)| *commit)
+        .map(|(r, _)| r)
+        .collect()
+}
+
+fn all_records(bytes: &[u8]) -> Vec<(std::ops::Range<usize>, bool)> {
     let mut out = Vec::new();
     let mut pos = SEGMENT_HEADER;
-    while pos < bytes.len() {
-        let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
-        out.push(pos..pos + RECORD_OVERHEAD + len);
+    while pos + 4 <= bytes.len() {
+        let raw = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap());
+        let len = (raw & !COMMIT_FLAG) as usize;
+        out.push((pos..pos + RECORD_OVERHEAD + len, raw & COMMIT_FLAG != 0));
         pos += RECORD_OVERHEAD + len;
     }
     out
