@@ -9,8 +9,7 @@ use std::path::{Path, PathBuf};
 use miette::{miette, IntoDiagnostic as _, WrapErr as _};
 use tidegate_ledger::keys::{self, load_verifier};
 use tidegate_ledger::ledger::{
-    checkpoint_path, key_path, ledger_dir, list_checkpoints, read_checkpoint, read_log,
-    write_atomic, LogContents,
+    checkpoint_path, key_path, ledger_dir, read_checkpoint, read_sealed, write_atomic, LogContents,
 };
 use tidegate_ledger::merkle::{verify_consistency, verify_inclusion};
 use tidegate_ledger::pg::{PgLedgerOptions, PgLog};
@@ -196,9 +195,17 @@ fn verify(
     };
     match result {
         Ok(r) => {
+            let covered = r.latest.as_ref().map_or(0, |cp| cp.size);
+            if covered < r.entries {
+                // Only the PostgreSQL ledger, which has no per-commit signatures yet, gets here.
+                return Err(miette!(
+                    "ledger verification FAILED: entries {covered}..{} are covered by no signed checkpoint (unverified)",
+                    r.entries
+                ));
+            }
             println!(
-                "OK: {} entries verified; {} signed checkpoints verified",
-                r.entries, r.checkpoints
+                "OK: {} entries verified; {} signed commits and {} checkpoint files verified",
+                r.entries, r.commits, r.checkpoints
             );
             if let Some(cp) = r.latest {
                 println!(
@@ -206,15 +213,9 @@ fn verify(
                     cp.size,
                     hex::encode(cp.root)
                 );
-                if cp.size < r.entries {
-                    println!(
-                        "note: entries {}..{} are not yet covered by a signed checkpoint",
-                        cp.size, r.entries
-                    );
-                }
             }
             if let Some((file, offset)) = r.torn_tail {
-                println!("note: {file} ends in an unacknowledged partial write at byte {offset}; it is cut on next open");
+                println!("note: {file} ends in an unacknowledged partial write at byte {offset}; the next open sets it aside under ledger/quarantine/");
             }
             Ok(())
         }
@@ -222,15 +223,25 @@ fn verify(
     }
 }
 
-/// Read the log strictly (damage is an error).
-fn strict_log(data_dir: &Path) -> miette::Result<LogContents> {
-    let log = read_log(&ledger_dir(data_dir), true).into_diagnostic()?;
-    if let Some(d) = &log.damage {
-        return Err(miette!(
-            "ledger is damaged at {d}; run `tidegate audit verify`"
-        ));
+/// The log as far as its signed commits vouch for it, with the newest commit's note. Anything
+/// that differs from what was signed is an error naming the first bad index; entries past the
+/// newest commit are left out, with a note.
+fn sealed_log(data_dir: &Path) -> miette::Result<(SignedNote, LogContents)> {
+    let verifier = ledger_verifier(data_dir)?;
+    let s = read_sealed(&ledger_dir(data_dir), &verifier, true).map_err(|e| {
+        miette!("the ledger does not match what it signed: {e}; run `tidegate audit verify`; nothing was signed")
+    })?;
+    if s.unsealed > 0 {
+        eprintln!(
+            "note: {} entries from index {} are sealed by no signed commit (never acknowledged, or forged); they are left out",
+            s.unsealed, s.sealed.size
+        );
     }
-    Ok(log)
+    let (note, _) = s
+        .sealed
+        .latest
+        .ok_or_else(|| miette!("the ledger holds no signed commit yet"))?;
+    Ok((note, s.log))
 }
 
 /// The checkpoint for the current log size, signing and storing one if needed; with the log's
@@ -241,6 +252,10 @@ pub(crate) fn current_checkpoint(
 ) -> miette::Result<(SignedNote, LogContents)> {
     let signer = ledger_signer(data_dir)?;
     if let Some(mut pg) = db.log()? {
+        // Never sign over a history that is not consistent with every checkpoint signed before.
+        pg.verify(&signer.verifier(), Depth::Integrity).map_err(|e| {
+            miette!("ledger verification FAILED: {e}; nothing was signed; run `tidegate audit verify --database`")
+        })?;
         let contents = pg.read().map_err(|e| {
             miette!("ledger is damaged: {e}; run `tidegate audit verify --database`")
         })?;
@@ -256,6 +271,8 @@ pub(crate) fn current_checkpoint(
             torn_tail: None,
             damage: None,
             segments: Vec::new(),
+            commits: Vec::new(),
+            unsealed_at: None,
         };
         if let Some((_, text)) = stored {
             let (note, cp) = read_checkpoint(&text, &signer.verifier()).map_err(|e| {
@@ -270,34 +287,22 @@ pub(crate) fn current_checkpoint(
             origin: signer.name().to_owned(),
             size,
             root: log.tree.root(),
+            batch: None,
         });
         pg.store_checkpoint(size, &note.to_text())
             .map_err(|e| miette!("{e}"))?;
         return Ok((note, log));
     }
-    let log = strict_log(data_dir)?;
-    let dir = ledger_dir(data_dir);
-    let size = log.tree.len();
-    let path = checkpoint_path(&dir, size);
-    if path.exists() {
-        let text = fs::read_to_string(&path).into_diagnostic()?;
-        let (note, cp) = read_checkpoint(&text, &signer.verifier())
-            .map_err(|e| miette!("stored checkpoint {}: {e}", path.display()))?;
-        if cp.root != log.tree.root() {
-            return Err(miette!(
-                "stored checkpoint at size {size} does not match the log: history was rewritten"
-            ));
-        }
-        return Ok((note, log));
+    // The file ledger seals every group commit with a signed, chained commit: the checkpoint
+    // is the newest of them, checked with the whole log; nothing new is signed here.
+    let (note, log) = sealed_log(data_dir)?;
+    let size = note.checkpoint().map_or(0, |c| c.size);
+    let path = checkpoint_path(&ledger_dir(data_dir), size);
+    if !path.exists() {
+        write_atomic(&path, note.to_text().as_bytes())
+            .into_diagnostic()
+            .wrap_err("storing the checkpoint")?;
     }
-    let note = signer.sign_checkpoint(&Checkpoint {
-        origin: signer.name().to_owned(),
-        size,
-        root: log.tree.root(),
-    });
-    write_atomic(&path, note.to_text().as_bytes())
-        .into_diagnostic()
-        .wrap_err("storing the checkpoint")?;
     Ok((note, log))
 }
 
@@ -327,23 +332,6 @@ fn proof(data_dir: &Path, db: &Database, entry: u64) -> miette::Result<()> {
     });
     println!("{}", serde_json::to_string_pretty(&out).into_diagnostic()?);
     Ok(())
-}
-
-fn latest_stored(
-    data_dir: &Path,
-    verifier: &NoteVerifier,
-) -> miette::Result<(PathBuf, SignedNote, Checkpoint)> {
-    let dir = ledger_dir(data_dir);
-    let (path, _) = list_checkpoints(&dir)
-        .into_diagnostic()?
-        .pop()
-        .ok_or_else(|| {
-            miette!("the ledger has no signed checkpoint yet; run `tidegate audit checkpoint`")
-        })?;
-    let text = fs::read_to_string(&path).into_diagnostic()?;
-    let (note, cp) = read_checkpoint(&text, verifier)
-        .map_err(|e| miette!("checkpoint {}: {e}", path.display()))?;
-    Ok((path, note, cp))
 }
 
 fn consistent(
@@ -382,14 +370,9 @@ fn consistent(
 fn witness_sign(data_dir: &Path, key: &Path, state: &Path) -> miette::Result<()> {
     let witness = keys::load_or_create_signer(key, "tidegate-witness").into_diagnostic()?;
     let log_key = ledger_verifier(data_dir)?;
-    let (path, mut note, cp) = latest_stored(data_dir, &log_key)?;
-    let log = strict_log(data_dir)?;
-    if log.tree.root_at(cp.size).ok() != Some(cp.root) {
-        return Err(miette!(
-            "refusing to co-sign: checkpoint at size {} does not match the log",
-            cp.size
-        ));
-    }
+    let (mut note, log) = sealed_log(data_dir).wrap_err("refusing to co-sign")?;
+    let cp = note.checkpoint().into_diagnostic()?;
+    let path = checkpoint_path(&ledger_dir(data_dir), cp.size);
     if state.exists() {
         let old_text = fs::read_to_string(state).into_diagnostic()?;
         let (_, old) = read_checkpoint(&old_text, &log_key)
@@ -419,7 +402,7 @@ fn witness_check(data_dir: &Path, key: &Path, note_path: &Path) -> miette::Resul
     note.verify(&log_key)
         .map_err(|e| miette!("log signature: {e}"))?;
     let cp = note.checkpoint().into_diagnostic()?;
-    let log = strict_log(data_dir)?;
+    let (_, log) = sealed_log(data_dir)?;
     let (n, root) = (log.tree.len(), log.tree.root());
     consistent(&log, &cp, n, &root)?;
     println!(

@@ -190,6 +190,12 @@ enum Command {
 
 fn main() -> miette::Result<()> {
     let cli = Cli::parse();
+    // A command whose output is piped into `head` ends quietly when the reader goes away, as
+    // other Unix tools do. Long-running services keep ignoring SIGPIPE (a closed socket or
+    // pipe is an error they handle, never a reason to die).
+    if !matches!(cli.command, Command::Up(_) | Command::Agent(_)) {
+        sigpipe::reset();
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cli.log))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));

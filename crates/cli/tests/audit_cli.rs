@@ -100,8 +100,11 @@ fn verify_proof_and_checkpoint_on_a_good_ledger() {
     let lines: Vec<&str> = note.lines().collect();
     assert!(lines[0].starts_with("tidegate-ledger/"));
     assert_eq!(lines[1], "40");
-    assert_eq!(lines[3], "");
-    assert!(lines[4].starts_with("\u{2014} tidegate-ledger/"));
+    // The batch line of the commit that sealed entry 39: the first index it added, the digest of
+    // its leaves and the hash of the commit before it.
+    assert!(lines[3].starts_with("tidegate-batch 39 "), "{note}");
+    assert_eq!(lines[4], "");
+    assert!(lines[5].starts_with("\u{2014} tidegate-ledger/"));
 }
 
 #[test]
@@ -111,11 +114,18 @@ fn verify_names_the_first_bad_index_and_fails() {
     let log = read_log(&ledger_dir(d.path()), false).unwrap();
     let seg = log.segments[0].0.clone();
     let mut bytes = std::fs::read(&seg).unwrap();
-    // Walk to record 12 and flip a payload byte.
+    // Walk to entry record 12 (past the commit records between entries) and flip a payload byte.
     let mut pos = SEGMENT_HEADER;
-    for _ in 0..12 {
-        let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
-        pos += RECORD_OVERHEAD + len;
+    let mut entries = 0;
+    loop {
+        let raw = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap());
+        if raw & tidegate_ledger::segment::COMMIT_FLAG == 0 {
+            if entries == 12 {
+                break;
+            }
+            entries += 1;
+        }
+        pos += RECORD_OVERHEAD + (raw & !tidegate_ledger::segment::COMMIT_FLAG) as usize;
     }
     bytes[pos + 40] ^= 0x04;
     std::fs::write(&seg, &bytes).unwrap();
@@ -353,4 +363,125 @@ fn retention_plan_shows_due_held_and_deleted_objects() {
     assert!(s.contains("deleted (tombstone entry 4)"), "{s}");
     assert!(s.contains("delete at 2025-12-23T12:13:20.000Z"), "{s}");
     assert!(s.contains("HIPAA 45 CFR 164.316(b)(2)"), "{s}");
+}
+
+/// Someone who can write the data directory, but has no ledger key, appends a well-formed
+/// `job.approved` with valid checksums and rewrites a placement: `audit verify`, `audit
+/// checkpoint` and `evidence job` refuse or leave the forgery out, and nothing new is signed.
+#[test]
+fn forged_or_rewritten_entries_are_never_signed_by_the_cli() {
+    let d = tempfile::tempdir().unwrap();
+    fill(d.path(), 0, 36);
+    let seg = read_log(&ledger_dir(d.path()), false).unwrap().segments[0]
+        .0
+        .clone();
+    let clean = std::fs::read(&seg).unwrap();
+    let checkpoints = || {
+        std::fs::read_dir(ledger_dir(d.path()).join("checkpoints"))
+            .unwrap()
+            .count()
+    };
+    let before = checkpoints();
+
+    // (c) A forged approval by "chief-privacy-officer", appended with valid checksums.
+    let forged = EntryDraft::new(
+        id("chief-privacy-officer"),
+        Action::JobApproved { scope: id("run") },
+        vec![Subject::new(SubjectKind::Job, "job-1").unwrap()],
+    )
+    .unwrap()
+    .into_entry(36, 1_763_900_100_000);
+    let mut bytes = clean.clone();
+    tidegate_ledger::segment::encode_record(36, &forged.encode().unwrap(), &mut bytes);
+    std::fs::write(&seg, &bytes).unwrap();
+    let o = tidegate(&["audit", "verify"], d.path());
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("first bad index 36") && text(&o).contains("sealed by no signed commit"),
+        "{}",
+        text(&o)
+    );
+    let out = d.path().join("job-1.json");
+    let o = tidegate(
+        &["evidence", "job", "job-1", "--out", out.to_str().unwrap()],
+        d.path(),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        !std::fs::read_to_string(&out)
+            .unwrap()
+            .contains("chief-privacy-officer"),
+        "the forged approval is in the bundle"
+    );
+    let o = tidegate(&["audit", "checkpoint"], d.path());
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).lines().nth(1),
+        Some("36")
+    );
+
+    // (a) Entry 31 rewritten with its checksums recomputed: everything refuses, naming 31.
+    let mut pos = SEGMENT_HEADER;
+    let mut entries = 0;
+    let mut bytes = clean.clone();
+    let (start, end) = loop {
+        let raw = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap());
+        let len = (raw & !tidegate_ledger::segment::COMMIT_FLAG) as usize;
+        if raw & tidegate_ledger::segment::COMMIT_FLAG == 0 {
+            if entries == 31 {
+                break (pos, pos + RECORD_OVERHEAD + len);
+            }
+            entries += 1;
+        }
+        pos += RECORD_OVERHEAD + len;
+    };
+    let old = tidegate_ledger::Entry::decode(&bytes[start + 16..end - 4]).unwrap();
+    let text_old = String::from_utf8(old.encode().unwrap()).unwrap();
+    let moved = text_old.replace("eu-private", "us-public");
+    assert_ne!(moved, text_old);
+    let mut rec = Vec::new();
+    tidegate_ledger::segment::encode_record(31, moved.as_bytes(), &mut rec);
+    bytes.splice(start..end, rec);
+    std::fs::write(&seg, &bytes).unwrap();
+    for args in [
+        &["audit", "verify"][..],
+        &["audit", "checkpoint"],
+        &["evidence", "job", "job-1", "--out", out.to_str().unwrap()],
+    ] {
+        let o = tidegate(args, d.path());
+        assert!(!o.status.success(), "{args:?}: {}", text(&o));
+        assert!(
+            text(&o).contains("first bad index 31"),
+            "{args:?}: {}",
+            text(&o)
+        );
+    }
+    assert_eq!(
+        checkpoints(),
+        before,
+        "a checkpoint was signed over tampered history"
+    );
+}
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    let d = tempfile::tempdir().unwrap();
+    fill(d.path(), 0, 5);
+    for args in [
+        &["audit", "verify"][..],
+        &["audit", "proof", "--entry", "1"],
+    ] {
+        // The reader is gone before the first byte is written (as `| head -1` ends up).
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let o = Command::new(env!("CARGO_BIN_EXE_tidegate"))
+            .args(args)
+            .env("TIDEGATE_DATA_DIR", d.path())
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
 }

@@ -182,8 +182,14 @@ impl Checkpoint {
                 };
                 Some(Batch {
                     first: canonical_decimal(first)?,
-                    leaves: decode_hash(leaves, "batch leaves digest is not canonical base64 of 32 bytes")?,
-                    prev: decode_hash(prev, "batch previous hash is not canonical base64 of 32 bytes")?,
+                    leaves: decode_hash(
+                        leaves,
+                        "batch leaves digest is not canonical base64 of 32 bytes",
+                    )?,
+                    prev: decode_hash(
+                        prev,
+                        "batch previous hash is not canonical base64 of 32 bytes",
+                    )?,
                 })
             }
         };

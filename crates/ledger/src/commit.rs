@@ -232,14 +232,16 @@ pub fn check<'a>(
                 why: "it names another previous commit",
             });
         }
-        if c.checkpoint.origin != verifier.name {
-            return Err(malformed(
-                b.first,
-                format!(
-                    "its origin is {:?}, not this log's {:?}",
-                    c.checkpoint.origin, verifier.name
-                ),
-            ));
+        if let Some((_, first)) = recent.front() {
+            if first
+                .checkpoint()
+                .is_ok_and(|f| f.origin != c.checkpoint.origin)
+            {
+                return Err(malformed(
+                    b.first,
+                    format!("its origin {:?} is not the log's", c.checkpoint.origin),
+                ));
+            }
         }
         for (i, sealed_leaf) in c.leaves.iter().enumerate() {
             let index = b.first + i as u64;
@@ -275,7 +277,16 @@ pub fn check<'a>(
                 why: e.to_string(),
             });
         }
-        let cp = note.checkpoint().map_err(|e| malformed(*size, e.to_string()))?;
+        let cp = note
+            .checkpoint()
+            .map_err(|e| malformed(*size, e.to_string()))?;
+        if cp.origin != verifier.name {
+            return Err(CommitFault::Signature {
+                index: 0,
+                size: *size,
+                why: format!("its origin is {:?}, not {:?}", cp.origin, verifier.name),
+            });
+        }
         sealed.latest = Some((note.clone(), cp));
     }
     Ok(sealed)
@@ -398,7 +409,10 @@ mod tests {
         let last = commits[0].1.len() - 1;
         commits[0].1[last] ^= 1;
         let err = run(&tree, &commits, &s.verifier()).unwrap_err();
-        assert!(matches!(err, CommitFault::Malformed { index: 0, .. }), "{err}");
+        assert!(
+            matches!(err, CommitFault::Malformed { index: 0, .. }),
+            "{err}"
+        );
     }
 
     #[test]

@@ -620,7 +620,8 @@ impl Ledger {
         // record or a batch whose commit did not land), or bytes no ledger key sealed. It is
         // set aside, never trusted and never destroyed.
         let cut = [
-            log.unsealed_at.map(|(p, o)| (p, o, "entries no commit seals")),
+            log.unsealed_at
+                .map(|(p, o)| (p, o, "entries no commit seals")),
             log.torn_tail.map(|(p, o)| (p, o, "an incomplete record")),
         ]
         .into_iter()
@@ -952,7 +953,11 @@ fn writer_loop(
         segment::encode_commit_record(size, &commit::encode(&note, &leaves), &mut buf);
         if let Err(e) = st.file.write_all(&buf).and_then(|()| st.file.sync_data()) {
             // Cut back to the last durable length so a reopen sees no half-written batch.
-            if let Err(e2) = st.file.set_len(st.seg_len).and_then(|()| st.file.sync_all()) {
+            if let Err(e2) = st
+                .file
+                .set_len(st.seg_len)
+                .and_then(|()| st.file.sync_all())
+            {
                 tracing::error!(error = %e2, "could not cut the failed batch back");
             }
             let err = AppendError::Io {

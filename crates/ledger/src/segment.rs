@@ -254,7 +254,13 @@ pub fn scan_segment(bytes: &[u8], expected_first: u64, last: bool) -> SegmentSca
         }
         let commit = len & COMMIT_FLAG != 0;
         let plen = (len & !COMMIT_FLAG) as usize;
-        if plen > if commit { MAX_COMMIT_PAYLOAD } else { MAX_PAYLOAD } {
+        if plen
+            > if commit {
+                MAX_COMMIT_PAYLOAD
+            } else {
+                MAX_PAYLOAD
+            }
+        {
             scan.damage = Some(Damage {
                 index: expected,
                 kind: DamageKind::TooLong(len),

@@ -90,7 +90,13 @@ fn a_forged_append_is_never_vouched_for_and_is_set_aside_not_signed() {
     fs::write(&seg, &bytes).unwrap();
     let err = verify(&data).unwrap_err();
     assert!(
-        matches!(err, VerifyFailure::Unsealed { index: 20, count: 1 }),
+        matches!(
+            err,
+            VerifyFailure::Unsealed {
+                index: 20,
+                count: 1
+            }
+        ),
         "{err}"
     );
     // A bundle leaves it out.
@@ -129,7 +135,10 @@ fn a_removed_commit_breaks_the_chain_at_its_batch() {
     fs::write(&seg, &out).unwrap();
     let err = verify(&data).unwrap_err();
     assert!(
-        matches!(err, VerifyFailure::Commit(CommitFault::Chain { index: 5, .. })),
+        matches!(
+            err,
+            VerifyFailure::Commit(CommitFault::Chain { index: 5, .. })
+        ),
         "{err}"
     );
     assert!(Ledger::open(&data, LedgerOptions::default()).is_err());
@@ -178,7 +187,11 @@ fn a_zeroed_tail_is_set_aside_with_its_bytes_never_destroyed() {
         Ledger::open(&data, LedgerOptions::default()),
         Err(OpenError::Checkpoint(_))
     ));
-    assert_eq!(fs::read(&seg).unwrap(), zeroed, "refused opens change nothing");
+    assert_eq!(
+        fs::read(&seg).unwrap(),
+        zeroed,
+        "refused opens change nothing"
+    );
     // Without a checkpoint file covering them, the zeroed bytes cannot be told from an
     // interrupted write: they are set aside (kept, byte for byte), never silently cut.
     for (p, _) in list_checkpoints(&ledger_dir(&data)).unwrap() {

@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use common::*;
 use tidegate_ledger::checkpoint::NoteSigner;
+use tidegate_ledger::commit::CommitFault;
 use tidegate_ledger::keys::load_verifier;
 use tidegate_ledger::ledger::{checkpoint_path, key_path, ledger_dir, list_checkpoints, read_log};
 use tidegate_ledger::merkle::{verify_consistency, verify_inclusion};
-use tidegate_ledger::commit::CommitFault;
 use tidegate_ledger::segment::DamageKind;
 use tidegate_ledger::verify::{verify_ledger, VerifyFailure};
 use tidegate_ledger::{Checkpoint, Ledger, LedgerOptions, OpenError, SignedNote};
