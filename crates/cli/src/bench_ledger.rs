@@ -31,7 +31,8 @@ pub enum Output {
 /// Options for `tidegate bench ledger`.
 #[derive(Debug, clap::Args)]
 pub struct BenchLedgerArgs {
-    /// Output format (`json` has appends_per_sec, naive_appends_per_sec,
+    /// Output format (`json` has appends_per_sec, append_p50_ms, append_p99_ms, filesystem,
+    /// naive_appends_per_sec,
     /// naive_sqlite_appends_per_sec, verify_entries_per_sec (full verification: checksums, every
     /// entry proven canonical, Merkle tree, signed checkpoints), naive_verify_entries_per_sec (the
     /// same decoding and re-encoding every entry), verify_integrity_entries_per_sec (no entry
@@ -51,7 +52,8 @@ pub struct BenchLedgerArgs {
     #[arg(long, default_value_t = 2_000)]
     pub naive_entries: u64,
     /// Directory to run in (a fresh temporary directory is made inside it; default: the system
-    /// temporary directory). Put it on the disk you want measured.
+    /// temporary directory). Put it on the disk you want measured: tmpfs and ramfs are refused
+    /// (an fsync there makes nothing durable).
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
 }
@@ -96,12 +98,19 @@ pub fn run(args: &BenchLedgerArgs) -> miette::Result<()> {
     let data = tmp.path().to_path_buf();
     const TS: u64 = 1_763_900_000_000;
 
-    // 1. Durable appends with group commit, concurrent writers each keeping requests in flight.
-    let opts = LedgerOptions {
-        checkpoint_every: None,
-        ..LedgerOptions::default()
-    };
-    let ledger = Arc::new(Ledger::open(&data, opts).map_err(|e| miette!("{e}"))?);
+    let fs_type = filesystem_of(&data)?;
+    if matches!(fs_type.as_str(), "tmpfs" | "ramfs") {
+        return Err(miette!(
+            "{} is on {fs_type}: an fsync there makes nothing durable, so the figures would mean nothing; pass --dir on a disk",
+            base.display()
+        ));
+    }
+
+    // 1. Durable appends with group commit, concurrent writers each keeping requests in flight,
+    //    with the server's settings: every group commit sealed by its own signed commit record,
+    //    and a checkpoint file published every 4096 entries.
+    let ledger =
+        Arc::new(Ledger::open(&data, LedgerOptions::default()).map_err(|e| miette!("{e}"))?);
     let writers = args.writers.max(1);
     let per_writer = args.entries / writers;
     let total = per_writer * writers;
@@ -110,29 +119,47 @@ pub fn run(args: &BenchLedgerArgs) -> miette::Result<()> {
         .map(|w| {
             let l = Arc::clone(&ledger);
             let in_flight = args.in_flight.max(1);
-            std::thread::spawn(move || -> miette::Result<()> {
-                let mut pending = VecDeque::with_capacity(in_flight);
+            std::thread::spawn(move || -> miette::Result<Vec<u32>> {
+                // Latency of each append: from submit until it is durable and acknowledged.
+                let mut lat = Vec::with_capacity(usize::try_from(per_writer).unwrap_or(0));
+                let mut pending: VecDeque<(Instant, tidegate_ledger::ledger::PendingAppend)> =
+                    VecDeque::with_capacity(in_flight);
+                let mut done = |at: Instant, p: tidegate_ledger::ledger::PendingAppend| {
+                    p.wait().map_err(|e| miette!("{e}"))?;
+                    lat.push(u32::try_from(at.elapsed().as_micros()).unwrap_or(u32::MAX));
+                    Ok::<(), miette::Report>(())
+                };
                 for i in 0..per_writer {
                     if pending.len() >= in_flight {
-                        if let Some(p) = pending.pop_front() {
-                            tidegate_ledger::ledger::PendingAppend::wait(p)
-                                .map_err(|e| miette!("{e}"))?;
+                        if let Some((at, p)) = pending.pop_front() {
+                            done(at, p)?;
                         }
                     }
                     let n = w * per_writer + i;
-                    pending.push_back(l.submit(draft(n)?, TS + n).map_err(|e| miette!("{e}"))?);
+                    let d = draft(n)?;
+                    pending.push_back((
+                        Instant::now(),
+                        l.submit(d, TS + n).map_err(|e| miette!("{e}"))?,
+                    ));
                 }
-                for p in pending {
-                    p.wait().map_err(|e| miette!("{e}"))?;
+                for (at, p) in pending {
+                    done(at, p)?;
                 }
-                Ok(())
+                Ok(lat)
             })
         })
         .collect();
+    let mut latencies = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
     for h in handles {
-        h.join().map_err(|_| miette!("writer thread panicked"))??;
+        latencies.extend(h.join().map_err(|_| miette!("writer thread panicked"))??);
     }
     let append_secs = start.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    let pct = |q: f64| -> f64 {
+        let i = ((latencies.len() as f64 - 1.0) * q).round() as usize;
+        f64::from(latencies.get(i).copied().unwrap_or(0)) / 1000.0
+    };
+    let (p50_ms, p99_ms) = (pct(0.50), pct(0.99));
     let (batches, synced) = ledger.commit_stats();
     ledger.close().map_err(|e| miette!("{e}"))?;
     drop(ledger);
@@ -254,6 +281,9 @@ pub fn run(args: &BenchLedgerArgs) -> miette::Result<()> {
         "writers": writers,
         "in_flight_per_writer": args.in_flight,
         "appends_per_sec": appends_per_sec.round(),
+        "append_p50_ms": round2(p50_ms),
+        "append_p99_ms": round2(p99_ms),
+        "signed_commits": batches,
         "fsynced_batches": batches,
         "avg_entries_per_fsync": round2(synced as f64 / batches.max(1) as f64),
         "naive_appends_per_sec": naive_appends_per_sec.round(),
@@ -271,16 +301,20 @@ pub fn run(args: &BenchLedgerArgs) -> miette::Result<()> {
         "proof_verify_us": round2(proof_verify_us),
         "tree_size": n,
         "dir": base.display().to_string(),
+        "filesystem": fs_type,
     });
     match args.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&out).into_diagnostic()?),
         Output::Text => {
             println!(
-                "ledger benchmark ({total} entries, {writers} writers x {} in flight, in {})",
+                "ledger benchmark ({total} entries, {writers} writers x {} in flight, in {} on {fs_type})",
                 args.in_flight,
                 base.display()
             );
-            println!("  durable appends (group commit):   {appends_per_sec:>12.0} /s  ({batches} fsyncs, {:.1} entries each)", synced as f64 / batches.max(1) as f64);
+            println!("  durable appends (group commit):   {appends_per_sec:>12.0} /s  ({batches} fsyncs, each sealed by a signed commit, {:.1} entries each)", synced as f64 / batches.max(1) as f64);
+            println!(
+                "  append latency (submit to durable): p50 {p50_ms:.2} ms, p99 {p99_ms:.2} ms"
+            );
             println!("  naive: fsync per append:          {naive_appends_per_sec:>12.0} /s  ({} entries)", args.naive_entries);
             println!("  naive: SQLite hash chain:         {naive_sqlite_appends_per_sec:>12.0} /s  ({} entries)", args.naive_entries);
             println!("  full verification (`audit verify`: checksums, every entry proven canonical, Merkle root vs signed checkpoint):");
@@ -305,6 +339,31 @@ pub fn run(args: &BenchLedgerArgs) -> miette::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The filesystem type of the mount holding `path` (from `/proc/self/mountinfo`: the mount
+/// point that is the longest prefix of the path).
+fn filesystem_of(path: &std::path::Path) -> miette::Result<String> {
+    let path = std::fs::canonicalize(path).into_diagnostic()?;
+    let info = std::fs::read_to_string("/proc/self/mountinfo")
+        .into_diagnostic()
+        .map_err(|e| e.wrap_err("reading /proc/self/mountinfo to name the filesystem"))?;
+    let mut best: Option<(usize, String)> = None;
+    for line in info.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let Some(sep) = fields.iter().position(|f| *f == "-") else {
+            continue;
+        };
+        let (Some(mount), Some(fstype)) = (fields.get(4), fields.get(sep + 1)) else {
+            continue;
+        };
+        let mount = mount.replace("\\040", " ");
+        if path.starts_with(&mount) && best.as_ref().is_none_or(|(n, _)| mount.len() >= *n) {
+            best = Some((mount.len(), (*fstype).to_owned()));
+        }
+    }
+    best.map(|b| b.1)
+        .ok_or_else(|| miette!("no mount holds {}", path.display()))
 }
 
 fn round2(x: f64) -> f64 {

@@ -221,10 +221,22 @@ pub fn build_bundle(
         .flat_map(|i| decoded[*i].subjects.iter())
         .filter(|s| lineage_kind(s.kind))
         .collect();
+    // A job's bundle holds the job's own entries and the provenance of what it used (how its
+    // datasets and models came to be, moved and were derived), never entries about other jobs:
+    // those are other people's evidence.
+    let about_other_job = |e: &Entry| {
+        subject.kind == SubjectKind::Job
+            && e.subjects
+                .iter()
+                .any(|s| s.kind == SubjectKind::Job && s != subject)
+    };
     let mut chosen: BTreeSet<usize> = decoded
         .iter()
         .enumerate()
-        .filter(|(_, e)| e.subjects.iter().any(|s| ids.contains(s)))
+        .filter(|(i, e)| {
+            direct.contains(i)
+                || (e.subjects.iter().any(|s| ids.contains(s)) && !about_other_job(e))
+        })
         .map(|(i, _)| i)
         .collect();
     let policies: BTreeSet<&Digest> = chosen

@@ -66,6 +66,58 @@ fn job_bundle_holds_its_lineage_and_verifies_offline() {
 }
 
 #[test]
+fn a_job_bundle_holds_no_entry_about_other_jobs_that_read_the_same_data() {
+    use tidegate_ledger::{Action, Decision, Digest, EntryDraft};
+    let dir = tempfile::tempdir().unwrap();
+    let l = open(dir.path());
+    record_workflow(&l, dir.path());
+    // Thirty other jobs read the same dataset and are placed.
+    for n in 0..30u64 {
+        let subjects = vec![
+            subject(SubjectKind::Job, &format!("job-reader-{n}")),
+            subject(SubjectKind::Dataset, "synthea-patients"),
+        ];
+        let placed = EntryDraft::new(
+            id("scheduler"),
+            Action::JobPlaced {
+                decision: Decision::Allowed,
+                zone: id("eu-private"),
+                pool: id("a100-private"),
+                reasons: vec![id("policy0")],
+                policy_hash: Digest::of(b"p"),
+            },
+            subjects,
+        )
+        .unwrap();
+        l.append(placed, 1_763_990_000_000 + n).unwrap();
+    }
+    l.close().unwrap();
+    drop(l);
+    let b = bundle_for(dir.path(), &subject(SubjectKind::Job, "job-7f3a")).unwrap();
+    let v = load_verifier(&key_path(dir.path())).unwrap();
+    let vb = verify_bundle(&encode_bundle(&b).unwrap(), &v).unwrap();
+    assert!(
+        !vb.entries.iter().any(|e| e
+            .subjects
+            .iter()
+            .any(|s| s.id.as_str().starts_with("job-reader-"))),
+        "other jobs' entries in the bundle"
+    );
+    // The provenance of the data it read is still there.
+    assert!(vb
+        .entries
+        .iter()
+        .any(|e| e.action.name() == "dataset.copied"));
+    // The dataset's own bundle still shows who used it.
+    let d = bundle_for(
+        dir.path(),
+        &subject(SubjectKind::Dataset, "synthea-patients"),
+    )
+    .unwrap();
+    assert!(d.entries.iter().any(|e| e.entry.contains("job-reader-3")));
+}
+
+#[test]
 fn bundle_from_the_wrong_key_is_rejected() {
     let (_d, bytes, v) = job_bundle();
     let other = NoteSigner::from_seed(&v.name, &[9; 32]).unwrap().verifier();
