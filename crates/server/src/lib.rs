@@ -272,7 +272,9 @@ pub async fn start(cfg: ServerConfig, clock: Clock) -> Result<Server, StartError
         }
         // The embedded default: a local executor stands in for every zone's backend.
         let dir = match &z.backend {
-            tidegate_model::Backend::Local { workdir: Some(w) } => w.clone(),
+            tidegate_model::Backend::Local {
+                workdir: Some(w), ..
+            } => w.clone(),
             _ => work_root.join(&z.name),
         };
         executors.insert(z.name.clone(), Arc::new(LocalExecutor::new(dir)?));
