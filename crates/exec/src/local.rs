@@ -96,6 +96,9 @@ pub struct LocalConfig {
     /// How long a stopped job (cancel, time limit) may take to end after SIGTERM before
     /// everything left of it is killed.
     pub grace: Duration,
+    /// Whether each run gets a cgroup of its own where the system allows one (the default).
+    /// Off, each run is its wrapper's process group, as where no cgroup v2 can be used.
+    pub cgroups: bool,
 }
 
 impl Default for LocalConfig {
@@ -103,6 +106,7 @@ impl Default for LocalConfig {
         Self {
             run_as: None,
             grace: KILL_GRACE,
+            cgroups: true,
         }
     }
 }
@@ -360,15 +364,19 @@ impl LocalExecutor {
         } else {
             None
         };
-        let cgroups = match cgroup::base() {
-            Ok(base) => Some(base),
-            Err(why) => {
-                tracing::warn!(
-                    root = %root.display(),
-                    "no cgroup per run ({why}): each run is its process group, and a job's processes that leave it (setsid) outlive the run"
-                );
-                None
+        let cgroups = if cfg.cgroups {
+            match cgroup::base() {
+                Ok(base) => Some(base),
+                Err(why) => {
+                    tracing::warn!(
+                        root = %root.display(),
+                        "no cgroup per run ({why}): each run is its process group, and a job's processes that leave it (setsid) outlive the run"
+                    );
+                    None
+                }
             }
+        } else {
+            None
         };
         Ok(Self {
             root,

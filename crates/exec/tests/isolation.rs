@@ -20,15 +20,27 @@ use tidegate_exec::{Executor, Launch, LocalConfig, LocalExecutor, RunStatus};
 
 const GRACE: Duration = Duration::from_millis(500);
 
-fn config(run_as: Option<&str>) -> LocalConfig {
+/// Each run a cgroup of its own, or (the fallback) its wrapper's process group.
+const MODES: [Mode; 2] = [Mode::Cgroup, Mode::ProcessGroup];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Cgroup,
+    ProcessGroup,
+}
+
+fn config(run_as: Option<&str>, mode: Mode) -> LocalConfig {
     LocalConfig {
         run_as: run_as.map(str::to_owned),
         grace: GRACE,
+        cgroups: mode == Mode::Cgroup,
     }
 }
 
-fn executor(root: &Path) -> LocalExecutor {
-    LocalExecutor::with_config(root, config(None)).unwrap()
+fn executor(root: &Path, mode: Mode) -> LocalExecutor {
+    let ex = LocalExecutor::with_config(root, config(None, mode)).unwrap();
+    assert!(mode == Mode::Cgroup || !ex.uses_cgroups());
+    ex
 }
 
 fn launch(id: &str, script: &str, time_limit_s: u64) -> Launch {
@@ -128,8 +140,14 @@ impl Drop for Reap {
 
 #[test]
 fn forged_pid_and_exit_files_are_ignored_and_cancel_stops_only_the_run() {
+    for mode in MODES {
+        forged_files(mode);
+    }
+}
+
+fn forged_files(mode: Mode) {
     let dir = tempfile::tempdir().unwrap();
-    let ex = executor(dir.path());
+    let ex = executor(dir.path(), mode);
     // An unrelated process group beside the run, whose id the job writes where the old
     // executor read its pid from.
     let mut victim = Reap(
@@ -164,8 +182,14 @@ fn forged_pid_and_exit_files_are_ignored_and_cancel_stops_only_the_run() {
 
 #[test]
 fn a_job_writing_exit_0_keeps_running_and_its_own_status_counts() {
+    for mode in MODES {
+        forged_exit(mode);
+    }
+}
+
+fn forged_exit(mode: Mode) {
     let dir = tempfile::tempdir().unwrap();
-    let ex = executor(dir.path());
+    let ex = executor(dir.path(), mode);
     ex.start(&launch(
         "liar",
         "echo 0 > exit; echo ready > ready; sleep 0.6; exit 3",
@@ -185,8 +209,14 @@ fn a_job_writing_exit_0_keeps_running_and_its_own_status_counts() {
 
 #[test]
 fn a_job_ignoring_sigterm_is_dead_with_all_its_processes_after_the_grace_period() {
+    for mode in MODES {
+        ignoring_sigterm(mode);
+    }
+}
+
+fn ignoring_sigterm(mode: Mode) {
     let dir = tempfile::tempdir().unwrap();
-    let ex = executor(dir.path());
+    let ex = executor(dir.path(), mode);
     ex.start(&launch(
         "stubborn",
         "trap '' TERM; sleep 1001 & echo $! > bg; echo $$ > me; wait",
@@ -224,7 +254,7 @@ fn a_job_ignoring_sigterm_is_dead_with_all_its_processes_after_the_grace_period(
 #[test]
 fn no_process_of_an_ended_run_survives_background_setsid_or_double_fork() {
     let dir = tempfile::tempdir().unwrap();
-    let ex = executor(dir.path());
+    let ex = executor(dir.path(), Mode::Cgroup);
     if !may_run(
         ex.uses_cgroups(),
         "no_process_of_an_ended_run_survives",
@@ -280,8 +310,14 @@ fn no_process_of_an_ended_run_survives_background_setsid_or_double_fork() {
 
 #[test]
 fn a_run_past_its_time_limit_gets_sigterm_then_sigkill_and_ends_by_the_limit() {
+    for mode in MODES {
+        past_the_limit(mode);
+    }
+}
+
+fn past_the_limit(mode: Mode) {
     let dir = tempfile::tempdir().unwrap();
-    let ex = executor(dir.path());
+    let ex = executor(dir.path(), mode);
     let started = Instant::now();
     ex.start(&launch(
         "polite",
@@ -332,8 +368,12 @@ fn jobs_run_as_the_zone_user_and_never_as_root() {
     }
     let nobody = uid_of("nobody");
     let dir = tempfile::tempdir().unwrap();
-    for (sub, run_as) in [("named", Some("nobody")), ("default", None)] {
-        let ex = LocalExecutor::with_config(dir.path().join(sub), config(run_as)).unwrap();
+    for (sub, run_as, mode) in [
+        ("named", Some("nobody"), Mode::Cgroup),
+        ("default", None, Mode::Cgroup),
+        ("group", Some("nobody"), Mode::ProcessGroup),
+    ] {
+        let ex = LocalExecutor::with_config(dir.path().join(sub), config(run_as, mode)).unwrap();
         assert_eq!(ex.job_uid(), nobody);
         ex.start(&launch("who", "echo uid=$(id -u) euid=$(id -ur)", 0))
             .unwrap();
@@ -351,10 +391,14 @@ fn jobs_run_as_the_zone_user_and_never_as_root() {
         let state = fs::metadata(ex.state_dir("who")).unwrap();
         assert_eq!((state.uid(), state.mode() & 0o777), (0, 0o700));
     }
-    let err = LocalExecutor::with_config(dir.path().join("r"), config(Some("root"))).unwrap_err();
-    assert!(err.to_string().contains("never run as root"), "{err}");
-    let err = LocalExecutor::with_config(dir.path().join("g"), config(Some("no-such-user-x")))
+    let err = LocalExecutor::with_config(dir.path().join("r"), config(Some("root"), Mode::Cgroup))
         .unwrap_err();
+    assert!(err.to_string().contains("never run as root"), "{err}");
+    let err = LocalExecutor::with_config(
+        dir.path().join("g"),
+        config(Some("no-such-user-x"), Mode::Cgroup),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("no such user"), "{err}");
 }
 
@@ -363,8 +407,14 @@ fn the_job_cannot_write_the_executor_state_nor_signal_its_wrapper() {
     if !may_run(is_root(), "the_job_cannot_write_the_executor_state", "root") {
         return;
     }
+    for mode in MODES {
+        intruder(mode);
+    }
+}
+
+fn intruder(mode: Mode) {
     let dir = tempfile::tempdir().unwrap();
-    let ex = executor(dir.path());
+    let ex = executor(dir.path(), mode);
     let state = ex.state_dir("intruder");
     let s = state.display();
     let script = format!(
@@ -399,7 +449,12 @@ fn restart_helper_process() {
     let Some(root) = std::env::var_os("TIDEGATE_EXEC_TEST_RESTART_ROOT") else {
         return;
     };
-    let ex = LocalExecutor::with_config(&root, config(None)).unwrap();
+    let mode = if std::env::var_os("TIDEGATE_EXEC_TEST_RESTART_GROUP").is_some() {
+        Mode::ProcessGroup
+    } else {
+        Mode::Cgroup
+    };
+    let ex = executor(Path::new(&root), mode);
     assert!(ex
         .start(&launch("survivor", "sleep 1; echo finished; exit 5", 0))
         .unwrap());
@@ -417,16 +472,27 @@ fn restart_helper_process() {
 
 #[test]
 fn a_restarted_executor_finds_its_runs_their_exit_codes_and_limits() {
+    for mode in MODES {
+        restarted(mode);
+    }
+}
+
+fn restarted(mode: Mode) {
     let dir = tempfile::tempdir().unwrap();
-    let status = Command::new(std::env::current_exe().unwrap())
+    let mut first = Command::new(std::env::current_exe().unwrap());
+    first
         .args(["--exact", "restart_helper_process", "--nocapture"])
         .env("TIDEGATE_EXEC_TEST_RESTART_ROOT", dir.path())
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "the first control plane failed");
+        .stdout(Stdio::null());
+    if mode == Mode::ProcessGroup {
+        first.env("TIDEGATE_EXEC_TEST_RESTART_GROUP", "1");
+    }
+    assert!(
+        first.status().unwrap().success(),
+        "the first control plane failed"
+    );
     let started = Instant::now();
-    let ex = executor(dir.path());
+    let ex = executor(dir.path(), mode);
     assert_eq!(ex.runs().unwrap(), vec!["limited", "survivor", "to-cancel"]);
     assert!(
         !ex.start(&launch("survivor", "echo again", 0)).unwrap(),
@@ -454,7 +520,7 @@ fn a_restarted_executor_finds_its_runs_their_exit_codes_and_limits() {
     );
     assert!(started.elapsed() < Duration::from_secs(6));
     // A third instance reads the same final statuses from the state alone.
-    let again = executor(dir.path());
+    let again = executor(dir.path(), mode);
     assert_eq!(
         again.poll("survivor").unwrap(),
         RunStatus::Exited { code: 5 }
