@@ -415,6 +415,17 @@ impl LocalExecutor {
         self.state_root.join(job)
     }
 
+    /// Whether run `job` of the local executor keeping its runs under `root` (in this process or
+    /// another) is still going, from the executor's own record: its wrapper, the process
+    /// recorded, has not ended. Reads only; for observers such as demos.
+    pub fn run_is_active(root: &Path, job: &str) -> bool {
+        check_run_id(job).is_ok()
+            && read_record(job, &root.join(".state").join(job))
+                .ok()
+                .flatten()
+                .is_some_and(|r| r.wrapper_running())
+    }
+
     /// The user id jobs run as.
     pub fn job_uid(&self) -> u32 {
         self.identity.uid
