@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use miette::{miette, IntoDiagnostic};
-use tidegate_exec::{Executor, Launch, LocalExecutor, RunStatus};
+use tidegate_exec::{Executor, Launch, LocalConfig, LocalExecutor, RunStatus};
 use tidegate_server::api::{SyncReport, SyncRequest, SyncResponse};
 
 use crate::client::Client;
@@ -32,6 +32,11 @@ pub struct AgentArgs {
     /// Where runs live (one directory per run).
     #[arg(long, default_value = ".tidegate-agent")]
     pub work_dir: PathBuf,
+    /// The unprivileged user the zone's jobs run as (the zone's `run_as`). An agent running as
+    /// root runs jobs as this user (`nobody` when unset), never as root; one not running as root
+    /// runs them as itself and accepts only its own name.
+    #[arg(long, env = "TIDEGATE_RUN_AS")]
+    pub run_as: Option<String>,
     /// This agent's name (default: host name and process id).
     #[arg(long)]
     pub name: Option<String>,
@@ -48,6 +53,7 @@ fn report(exec: &LocalExecutor, run: &str, status: RunStatus) -> Option<SyncRepo
         RunStatus::Running => ("running", None),
         RunStatus::Exited { code } => ("exited", Some(code)),
         RunStatus::Cancelled => ("cancelled", None),
+        RunStatus::TimedOut { .. } => ("timed_out", None),
         RunStatus::Lost { .. } => ("lost", None),
         RunStatus::Unknown => return None,
     };
@@ -70,7 +76,14 @@ pub fn run(a: &AgentArgs) -> miette::Result<()> {
         token.trim(),
         Duration::from_millis((a.interval_ms * 5).clamp(2000, 10_000)),
     );
-    let exec = LocalExecutor::new(&a.work_dir).into_diagnostic()?;
+    let exec = LocalExecutor::with_config(
+        &a.work_dir,
+        LocalConfig {
+            run_as: a.run_as.clone(),
+            ..LocalConfig::default()
+        },
+    )
+    .into_diagnostic()?;
     let name = a.name.clone().unwrap_or_else(|| {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map_or_else(|_| "host".into(), |s| s.trim().to_owned());

@@ -770,22 +770,13 @@ fn run_jobs(
         let _: serde_json::Value =
             client.post(&format!("/v1/jobs/{id}/cancel"), &json!({}), &[])?;
     }
-    // A run has stopped when the process its local executor recorded is gone (or a zombie).
+    // A run has stopped when the process its local executor recorded has ended.
     let running = |id: &str| -> bool {
         std::fs::read_dir(dd.join("zones"))
             .into_iter()
             .flatten()
             .flatten()
-            .any(|z| {
-                let pid =
-                    std::fs::read_to_string(z.path().join(id).join("pid")).unwrap_or_default();
-                let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()))
-                    .unwrap_or_default();
-                !pid.trim().is_empty()
-                    && stat
-                        .rsplit_once(") ")
-                        .is_some_and(|(_, rest)| !rest.starts_with('Z'))
-            })
+            .any(|z| tidegate_exec::LocalExecutor::run_is_active(&z.path(), id))
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     while leftovers.iter().any(|id| running(id)) {

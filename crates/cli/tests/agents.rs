@@ -74,7 +74,7 @@ fn an_agent_runs_its_zone_survives_a_cut_link_and_never_runs_a_job_twice() {
         "{logs}"
     );
     assert!(
-        work.join(&first).join("exit").exists(),
+        work.join(".state").join(&first).join("exit").exists(),
         "it ran in the agent's work directory"
     );
 
@@ -87,7 +87,7 @@ fn an_agent_runs_its_zone_survives_a_cut_link_and_never_runs_a_job_twice() {
         "sleep 3; echo done",
     ));
     wait_for("the agent to start the long job", 20, || {
-        work.join(&long).join("pid").exists()
+        work.join(".state").join(&long).join("run.json").exists()
     });
     agent_proc.0.kill().unwrap();
     agent_proc.0.wait().unwrap();
@@ -132,7 +132,7 @@ fn an_agent_runs_its_zone_survives_a_cut_link_and_never_runs_a_job_twice() {
 
     // The link returns: the zone is healthy again and the job that finished meanwhile reconciles.
     wait_for("the long job to finish on its own", 20, || {
-        work.join(&long).join("exit").exists()
+        work.join(".state").join(&long).join("exit").exists()
     });
     let _agent_again = start_agent();
     wait_for("the zone to be healthy again", 20, || {
@@ -149,12 +149,13 @@ fn an_agent_runs_its_zone_survives_a_cut_link_and_never_runs_a_job_twice() {
         .filter(|e| e["to_state"] == "admitted")
         .count();
     assert_eq!(admitted, 1, "placed once: {d}");
-    let out = std::fs::read_to_string(work.join(&long).join("output.log")).unwrap();
+    let out = std::fs::read_to_string(work.join(".state").join(&long).join("output.log")).unwrap();
     assert_eq!(out.matches("done").count(), 1, "ran once");
     let runs: Vec<_> = std::fs::read_dir(&work)
         .unwrap()
         .filter_map(Result::ok)
         .map(|e| e.file_name().into_string().unwrap())
+        .filter(|n| n != ".state")
         .collect();
     assert!(
         runs.iter().all(|r| r == &first || r == &long),

@@ -190,7 +190,7 @@ fn zones_behind_veth_links_run_their_work_survive_a_cut_and_never_see_restricted
     wait_for("the job to succeed", 30, || {
         detail(&a)["job"]["state"] == "succeeded"
     });
-    assert!(works[0].join(&a).join("exit").exists());
+    assert!(works[0].join(".state").join(&a).join("exit").exists());
 
     // (b) Cut the link: the running job is left alone, the zone turns unreachable; the link
     // returns and the status reconciles, nothing placed twice.
@@ -201,7 +201,7 @@ fn zones_behind_veth_links_run_their_work_survive_a_cut_and_never_see_restricted
         "sleep 3; echo done",
     ));
     wait_for("the run to start in the zone", 20, || {
-        works[0].join(&b).join("pid").exists()
+        works[0].join(".state").join(&b).join("run.json").exists()
     });
     eu.cut();
     wait_for("public-eu to turn unreachable", 20, || {
@@ -210,7 +210,7 @@ fn zones_behind_veth_links_run_their_work_survive_a_cut_and_never_see_restricted
     assert_eq!(zone_health("public-us"), "healthy");
     assert_eq!(detail(&b)["job"]["state"], "running");
     wait_for("the job to end behind the cut", 20, || {
-        works[0].join(&b).join("exit").exists()
+        works[0].join(".state").join(&b).join("exit").exists()
     });
     assert_eq!(
         detail(&b)["job"]["state"],
@@ -334,8 +334,24 @@ fn egress_rules_block_a_checkpoint_sync_and_nothing_is_lost() {
 
     let agent_token_file = dir.path().join("agent.token");
     agent_token(&data, "public-us", &agent_token_file);
-    let push_token = dir.path().join("push.token");
+    // Jobs run as an unprivileged user when the tests run as root: the program and token the
+    // job uses go where that user can read them.
+    let job_files = tempfile::Builder::new()
+        .prefix("tidegate-job-files")
+        .tempdir()
+        .unwrap();
+    let readable = |p: &std::path::Path, mode: u32| {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    readable(job_files.path(), 0o755);
+    let tg_copy = job_files.path().join("tidegate");
+    std::fs::copy(tg, &tg_copy).unwrap();
+    readable(&tg_copy, 0o755);
+    let tg = tg_copy.display().to_string();
+    let push_token = job_files.path().join("push.token");
     std::fs::write(&push_token, &admin).unwrap();
+    readable(&push_token, 0o644);
     let work = dir.path().join("us-work");
     let _agent = start_agent(
         Some(&us.ns),

@@ -134,6 +134,21 @@ fn call(
     }
 }
 
+/// A file every job can append to (jobs run as an unprivileged user when the tests run as
+/// root), in a directory of its own that the job's user can reach; removed with the guard.
+fn shared_log(name: &str) -> (tempfile::TempDir, PathBuf) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::Builder::new()
+        .prefix("tidegate-runs")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, "").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    (dir, path)
+}
+
 fn manifest(name: &str, runs_log: &Path) -> String {
     format!(
         "apiVersion: tidegate.io/v1
@@ -181,7 +196,7 @@ fn killing_the_leader_hands_scheduling_over_without_double_admission() {
     };
     let root = tempfile::tempdir().unwrap();
     let (keys, work) = (root.path().join("keys"), root.path().join("work"));
-    let runs = root.path().join("runs.log");
+    let (_runs_dir, runs) = shared_log("runs.log");
     // The first replica creates the shared token keys; the others start once it is up.
     let mut replicas = vec![replica(
         &pg.url(),
@@ -422,7 +437,7 @@ fn postgres_crash_under_load_gives_clear_errors_and_recovers() {
     let acked: Arc<Mutex<HashMap<String, String>>> = Arc::new(Mutex::new(HashMap::new()));
     let failures: Arc<Mutex<Vec<(u16, Value)>>> = Arc::new(Mutex::new(Vec::new()));
     let counter = Arc::new(AtomicUsize::new(0));
-    let runs = root.path().join("runs.log");
+    let (_runs_dir, runs) = shared_log("runs.log");
     let threads: Vec<_> = (0..4)
         .map(|_| {
             let (stop, acked, failures, counter, url, token, runs) = (

@@ -45,6 +45,12 @@ pub enum ExecError {
     /// The job is unknown to the executor.
     #[error("job {0} is unknown to this executor")]
     Unknown(String),
+    /// The executor cannot run jobs as configured (who jobs run as, where their state lives).
+    #[error("the local executor cannot be set up: {reason}")]
+    Setup {
+        /// What is wrong and what would fix it.
+        reason: String,
+    },
 }
 
 impl ExecError {

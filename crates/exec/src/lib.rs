@@ -14,7 +14,7 @@ mod error;
 mod local;
 
 pub use error::{check_run_id, ExecError};
-pub use local::LocalExecutor;
+pub use local::{LocalConfig, LocalExecutor};
 
 use serde::{Deserialize, Serialize};
 
@@ -39,7 +39,8 @@ pub struct Launch {
     pub command: Vec<String>,
     /// Seconds the stand-in sleeps when the job has no command.
     pub stand_in_seconds: f64,
-    /// Time limit, seconds (the backend may kill the job after it).
+    /// Time limit, seconds; 0 is none. Past it the backend stops the job
+    /// ([`RunStatus::TimedOut`] where the backend tells).
     pub time_limit_s: u64,
     /// Extra environment for the job.
     pub env: Vec<(String, String)>,
@@ -60,6 +61,11 @@ pub enum RunStatus {
     },
     /// Ended because it was cancelled.
     Cancelled,
+    /// Stopped by the executor because it ran past its time limit.
+    TimedOut {
+        /// The limit it ran past, seconds.
+        limit_s: u64,
+    },
     /// The executor lost track of it (process gone without an exit record).
     Lost {
         /// Why.
@@ -72,7 +78,10 @@ impl RunStatus {
     pub fn is_final(&self) -> bool {
         matches!(
             self,
-            RunStatus::Exited { .. } | RunStatus::Cancelled | RunStatus::Lost { .. }
+            RunStatus::Exited { .. }
+                | RunStatus::Cancelled
+                | RunStatus::TimedOut { .. }
+                | RunStatus::Lost { .. }
         )
     }
 }

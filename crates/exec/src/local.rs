@@ -1,132 +1,789 @@
-//! The local executor: each job is a real process in `<root>/<job-id>/`, whose state lives in
-//! files so a restarted control plane finds its jobs again.
+//! The local executor: each job is a real process, run as an unprivileged user, with its work
+//! directory `<root>/<run>/` (owned by the job's user) and the executor's state in
+//! `<root>/.state/<run>/` (mode 0700, owned by the control plane's user), so a restarted control
+//! plane finds its runs and the job cannot touch what the executor reads.
 //!
-//! Layout of a job directory:
+//! State of a run (`<root>/.state/<run>/`, nothing of it is writable by the job):
 //! - `launch.json`: what was asked (written before the process starts);
-//! - `pid`: the process id of the job's shell (its process group id too);
-//! - `output.log`: standard output and error of the job;
-//! - `exit`: the exit code, written by the job's shell when the command ends;
-//! - `cancelled`: present when the control plane cancelled the job.
+//! - `run.json`: the run's record: the wrapper's pid with its start time and the boot it ran in,
+//!   the run's cgroup, its start and time limit, the job's user;
+//! - `output.log`: standard output and error of the job (the job holds it open, not its path);
+//! - `exit`: the job's exit status, written by the wrapper after the job and everything left in
+//!   its cgroup have ended;
+//! - `stop`: why the executor stopped it (`cancelled` or `time-limit`), when it did.
 //!
-//! Creating the job directory is the start's commit point: `create_dir` fails when it exists,
+//! Each run is a wrapper shell running as the control plane's user (in a process group of its
+//! own) that runs the job in a child: the child enters the run's cgroup and switches to the
+//! job's user (`setpriv`) before it runs the job's command, so the job can neither signal the
+//! wrapper nor leave the cgroup. The wrapper waits for the job, kills whatever the job left in
+//! its cgroup, then records the exit status. Stopping a run (cancel, time limit) sends SIGTERM to
+//! every process in its cgroup and, after the grace period, SIGKILL to all of them
+//! (`cgroup.kill`). Where there is no usable cgroup v2 (no mount, kernel before 5.14, not allowed
+//! to create cgroups), the run is its wrapper's process group, signalled only after checking the
+//! wrapper is the process recorded (pid and start time on the same boot).
+//!
+//! Creating the state directory is the start's commit point: `create_dir` fails when it exists,
 //! which makes [`Executor::start`] idempotent across threads and processes.
 
-use std::collections::HashMap;
-use std::fs;
-use std::io::{Read as _, Seek as _, SeekFrom};
-use std::os::unix::process::CommandExt as _;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+mod cgroup;
+mod procfs;
+mod user;
 
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::fs;
+use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
+use std::os::unix::fs::{lchown, PermissionsExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _};
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rustix::process::{getegid, geteuid, kill_process_group, Pid, Signal};
+use serde::{Deserialize, Serialize};
+
+use self::cgroup::Cgroup;
+use self::procfs::ProcId;
+use self::user::Identity;
 use crate::{check_run_id, ExecError, Executor, Launch, RunStatus};
 
-/// The shell wrapper: runs the job's argv, then records its exit code atomically.
-const WRAPPER: &str =
-    r#""$@" >>output.log 2>&1; code=$?; printf '%s\n' "$code" >exit.tmp && mv exit.tmp exit"#;
+/// The wrapper, run as the control plane's user with `$1` = the run's state directory, `$2` =
+/// its cgroup directory (empty without one), then the job's argv (prefixed with `setpriv` when
+/// the job switches user). SIGTERM to its process group (the fallback without a cgroup) is
+/// caught, so it keeps waiting for the job and records its status; the job's subshell and
+/// command start with default signal handling.
+const WRAPPER: &str = r#"trap 'stop=1' TERM
+state=$1 cg=$2
+shift 2
+if [ -n "$cg" ]; then
+  (echo 0 >"$cg/cgroup.procs" || { echo "tidegate: cannot enter the run's cgroup $cg" >&2; exit 125; }; exec "$@")
+else
+  (exec "$@")
+fi
+code=$?
+if [ -n "$cg" ]; then
+  echo 1 >"$cg/cgroup.kill" 2>/dev/null
+  n=0
+  while [ "$n" -lt 200 ] && grep -qx 'populated 1' "$cg/cgroup.events" 2>/dev/null; do sleep 0.05; n=$((n+1)); done
+  rmdir "$cg" 2>/dev/null
+fi
+printf '%s\n' "$code" >"$state/exit.tmp" && mv -f "$state/exit.tmp" "$state/exit"
+[ -n "$cg" ] || kill -KILL 0
+exit "$code"
+"#;
+
+/// How long a stopped job may take to end after SIGTERM before everything left is killed.
+const KILL_GRACE: Duration = Duration::from_secs(5);
+
+/// How often a run's watcher looks at it.
+const TICK: Duration = Duration::from_millis(20);
+
+const LAUNCH: &str = "launch.json";
+const RECORD: &str = "run.json";
+const LOG: &str = "output.log";
+const EXIT: &str = "exit";
+const STOP: &str = "stop";
+
+/// How a [`LocalExecutor`] runs its jobs.
+#[derive(Debug, Clone)]
+pub struct LocalConfig {
+    /// The user jobs run as (the zone's `run_as`). A control plane running as root runs jobs as
+    /// this user, `nobody` when unset, and never as root; one not running as root runs them as
+    /// itself and accepts only its own name here.
+    pub run_as: Option<String>,
+    /// How long a stopped job (cancel, time limit) may take to end after SIGTERM before
+    /// everything left of it is killed.
+    pub grace: Duration,
+    /// Whether each run gets a cgroup of its own where the system allows one (the default).
+    /// Off, each run is its wrapper's process group, as where no cgroup v2 can be used.
+    pub cgroups: bool,
+}
+
+impl Default for LocalConfig {
+    fn default() -> Self {
+        Self {
+            run_as: None,
+            grace: KILL_GRACE,
+            cgroups: true,
+        }
+    }
+}
+
+/// Why the executor stopped a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Cancelled,
+    TimeLimit,
+}
+
+impl Stop {
+    fn as_str(self) -> &'static str {
+        match self {
+            Stop::Cancelled => "cancelled",
+            Stop::TimeLimit => "time-limit",
+        }
+    }
+}
+
+/// The executor's record of a run (`run.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RunRecord {
+    /// The boot the run started in: a start time means nothing after a reboot.
+    boot_id: String,
+    /// When it started, ms since the Unix epoch.
+    started_unix_ms: u64,
+    /// Its time limit, seconds; 0 is none.
+    time_limit_s: u64,
+    /// The job's user and group.
+    uid: u32,
+    gid: u32,
+    /// The run's cgroup, when it has one.
+    #[serde(default)]
+    cgroup: Option<Cgroup>,
+    /// The wrapper, once started.
+    #[serde(default)]
+    wrapper: Option<ProcId>,
+}
+
+fn this_boot() -> &'static str {
+    static BOOT: OnceLock<String> = OnceLock::new();
+    BOOT.get_or_init(procfs::boot_id)
+}
+
+impl RunRecord {
+    /// Whether the wrapper recorded is running (not ended, not a zombie).
+    fn wrapper_running(&self) -> bool {
+        self.boot_id == this_boot() && self.wrapper.is_some_and(|w| w.running())
+    }
+
+    /// Whether the wrapper recorded still exists, a zombie too (its pid is then still its own).
+    fn wrapper_exists(&self) -> bool {
+        self.boot_id == this_boot() && self.wrapper.is_some_and(|w| w.exists())
+    }
+
+    fn past_limit(&self) -> bool {
+        self.time_limit_s > 0
+            && now_ms()
+                >= self
+                    .started_unix_ms
+                    .saturating_add(self.time_limit_s * 1000)
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// What the executor and a run's watcher share about a run this process watches.
+#[derive(Debug, Default)]
+struct RunCtl {
+    /// The executor was asked to stop it.
+    stop: AtomicBool,
+}
+
+type Watched = Arc<Mutex<HashMap<String, Arc<RunCtl>>>>;
 
 /// Runs jobs as processes under one directory (one executor per zone).
 #[derive(Debug)]
 pub struct LocalExecutor {
     root: PathBuf,
-    children: Mutex<HashMap<String, Child>>,
+    state_root: PathBuf,
+    identity: Identity,
+    setpriv: Option<PathBuf>,
+    cgroups: Option<Cgroup>,
+    grace: Duration,
+    watched: Watched,
+}
+
+fn setup(reason: impl Into<String>) -> ExecError {
+    ExecError::Setup {
+        reason: reason.into(),
+    }
+}
+
+/// Makes sure a directory of the executor's is owned by it and writable by no one else (so no
+/// one else can replace what is in it); `private` also closes it to reading.
+fn guard_dir(dir: &Path, euid: u32, private: bool) -> Result<(), ExecError> {
+    let meta = fs::symlink_metadata(dir).map_err(|e| ExecError::io("-", "checking", dir, e))?;
+    if !meta.is_dir() {
+        return Err(setup(format!("{} is not a directory", dir.display())));
+    }
+    let mode = meta.mode() & 0o7777;
+    let want = if private { 0o700 } else { mode & !0o022 };
+    if mode == want {
+        return Ok(());
+    }
+    if meta.uid() != euid {
+        return Err(setup(format!(
+            "{} is writable by others (mode {mode:o}) and owned by uid {}, not this process's uid {euid}: jobs could replace the executor's files; make it mode {want:o}",
+            dir.display(),
+            meta.uid()
+        )));
+    }
+    fs::set_permissions(dir, fs::Permissions::from_mode(want))
+        .map_err(|e| ExecError::io("-", "restricting", dir, e))
+}
+
+fn find_program(name: &str) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+    if let Some(path) = std::env::var_os("PATH") {
+        dirs.extend(std::env::split_paths(&path));
+    }
+    dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+/// Writes `bytes` to `dir/name` through a temporary file and a rename.
+fn write_atomic(job: &str, dir: &Path, name: &str, bytes: &[u8]) -> Result<(), ExecError> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let path = dir.join(name);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| ExecError::io(job, "writing", &tmp, e))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| ExecError::io(job, "writing", &tmp, e))?;
+    fs::rename(&tmp, &path).map_err(|e| ExecError::io(job, "writing", &path, e))
+}
+
+fn read_record(job: &str, state: &Path) -> Result<Option<RunRecord>, ExecError> {
+    let path = state.join(RECORD);
+    match fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| ExecError::Invalid {
+                job: job.to_owned(),
+                reason: format!("{} is not a run record: {e}", path.display()),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ExecError::io(job, "reading", &path, e)),
+    }
+}
+
+fn read_exit(job: &str, state: &Path) -> Result<Option<i32>, ExecError> {
+    let path = state.join(EXIT);
+    match fs::read_to_string(&path) {
+        Ok(s) => s
+            .trim()
+            .parse::<i32>()
+            .map(Some)
+            .map_err(|_| ExecError::Invalid {
+                job: job.to_owned(),
+                reason: format!("{} holds {s:?}, not an exit code", path.display()),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ExecError::io(job, "reading", &path, e)),
+    }
+}
+
+fn read_stop(state: &Path) -> Option<Stop> {
+    match fs::read_to_string(state.join(STOP)).ok()?.trim() {
+        "time-limit" => Some(Stop::TimeLimit),
+        _ => Some(Stop::Cancelled),
+    }
+}
+
+/// Records why the run is stopped; the first reason stands. Returns the reason in force.
+fn write_stop(state: &Path, why: Stop) -> Stop {
+    let created = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(state.join(STOP))
+        .and_then(|mut f| f.write_all(format!("{}\n", why.as_str()).as_bytes()));
+    match created {
+        Ok(()) => why,
+        Err(_) => read_stop(state).unwrap_or(why),
+    }
 }
 
 impl LocalExecutor {
-    /// An executor keeping its jobs under `root` (created if missing).
+    /// An executor keeping its runs under `root` (created if missing), with jobs run as the
+    /// default user (see [`LocalConfig::run_as`]) and the default grace period.
     pub fn new(root: impl Into<PathBuf>) -> Result<Self, ExecError> {
+        Self::with_config(root, LocalConfig::default())
+    }
+
+    /// An executor keeping its runs under `root` (created if missing), configured by `cfg`.
+    /// Fails when jobs could not run as configured: `run_as` is `root` (or has user id 0), names
+    /// no user, or names another user while the control plane is not root.
+    pub fn with_config(root: impl Into<PathBuf>, cfg: LocalConfig) -> Result<Self, ExecError> {
         let root = root.into();
         fs::create_dir_all(&root)
             .map_err(|e| ExecError::io("-", "creating work directory", &root, e))?;
+        let root =
+            fs::canonicalize(&root).map_err(|e| ExecError::io("-", "resolving", &root, e))?;
+        let euid = geteuid().as_raw();
+        let egid = getegid().as_raw();
+        let (identity, warning) = user::decide(
+            cfg.run_as.as_deref(),
+            euid,
+            egid,
+            || user::name_of(euid),
+            user::lookup,
+        )
+        .map_err(setup)?;
+        guard_dir(&root, euid, false)?;
+        let state_root = root.join(".state");
+        match fs::DirBuilder::new().mode(0o700).create(&state_root) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(ExecError::io("-", "creating", &state_root, e)),
+        }
+        guard_dir(&state_root, euid, true)?;
+        let owner = fs::symlink_metadata(&state_root)
+            .map_err(|e| ExecError::io("-", "checking", &state_root, e))?
+            .uid();
+        if owner != euid {
+            return Err(setup(format!(
+                "{} is owned by uid {owner}, not this process's uid {euid}",
+                state_root.display()
+            )));
+        }
+        if let Some(w) = warning {
+            tracing::warn!(root = %root.display(), "{w}");
+        }
+        let setpriv = if identity.switch {
+            Some(find_program("setpriv").ok_or_else(|| {
+                setup(format!(
+                    "setpriv (util-linux) is needed to run jobs as {}; install it",
+                    identity.name
+                ))
+            })?)
+        } else {
+            None
+        };
+        let cgroups = if cfg.cgroups {
+            match cgroup::base() {
+                Ok(base) => Some(base),
+                Err(why) => {
+                    tracing::warn!(
+                        root = %root.display(),
+                        "no cgroup per run ({why}): each run is its process group, and a job's processes that leave it (setsid) outlive the run"
+                    );
+                    None
+                }
+            }
+        } else {
+            None
+        };
         Ok(Self {
             root,
-            children: Mutex::new(HashMap::new()),
+            state_root,
+            identity,
+            setpriv,
+            cgroups,
+            grace: cfg.grace,
+            watched: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
     /// Every run this directory holds (started by this process or an earlier one), sorted.
     pub fn runs(&self) -> Result<Vec<String>, ExecError> {
-        let entries =
-            fs::read_dir(&self.root).map_err(|e| ExecError::io("-", "listing", &self.root, e))?;
-        let mut out: Vec<String> = entries
-            .filter_map(Result::ok)
-            .filter(|e| e.path().is_dir())
-            .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|n| check_run_id(n).is_ok())
-            .collect();
-        out.sort();
-        Ok(out)
+        let mut out = BTreeSet::new();
+        for dir in [&self.state_root, &self.root] {
+            let entries = fs::read_dir(dir).map_err(|e| ExecError::io("-", "listing", dir, e))?;
+            out.extend(
+                entries
+                    .filter_map(Result::ok)
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .filter(|n| check_run_id(n).is_ok()),
+            );
+        }
+        Ok(out.into_iter().collect())
     }
 
-    /// The work directory of a job.
+    /// The work directory of a run (the job's current directory, owned by its user).
     pub fn job_dir(&self, job: &str) -> PathBuf {
         self.root.join(job)
     }
 
-    fn read_exit(&self, job: &str) -> Result<Option<i32>, ExecError> {
-        let path = self.job_dir(job).join("exit");
-        match fs::read_to_string(&path) {
-            Ok(s) => s
-                .trim()
-                .parse::<i32>()
-                .map(Some)
-                .map_err(|_| ExecError::Invalid {
-                    job: job.to_owned(),
-                    reason: format!("{} holds {s:?}, not an exit code", path.display()),
-                }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(ExecError::io(job, "reading", &path, e)),
+    /// The executor's state directory of a run (closed to the job).
+    pub fn state_dir(&self, job: &str) -> PathBuf {
+        self.state_root.join(job)
+    }
+
+    /// Whether run `job` of the local executor keeping its runs under `root` (in this process or
+    /// another) is still going, from the executor's own record: its wrapper, the process
+    /// recorded, has not ended. Reads only; for observers such as demos.
+    pub fn run_is_active(root: &Path, job: &str) -> bool {
+        check_run_id(job).is_ok()
+            && read_record(job, &root.join(".state").join(job))
+                .ok()
+                .flatten()
+                .is_some_and(|r| r.wrapper_running())
+    }
+
+    /// The user id jobs run as.
+    pub fn job_uid(&self) -> u32 {
+        self.identity.uid
+    }
+
+    /// Whether each run gets a cgroup of its own (otherwise it is a process group).
+    pub fn uses_cgroups(&self) -> bool {
+        self.cgroups.is_some()
+    }
+
+    fn is_watched(&self, job: &str) -> bool {
+        self.watched.lock().is_ok_and(|w| w.contains_key(job))
+    }
+
+    fn unwatch(&self, job: &str) {
+        if let Ok(mut w) = self.watched.lock() {
+            w.remove(job);
         }
     }
 
-    fn pid(&self, job: &str) -> Result<Option<u32>, ExecError> {
-        let path = self.job_dir(job).join("pid");
-        match fs::read_to_string(&path) {
-            Ok(s) => Ok(s.trim().parse::<u32>().ok()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(ExecError::io(job, "reading", &path, e)),
+    /// Leaves an exit record (127) and a note in the log when a start fails after its commit
+    /// point, so the run is final rather than retried.
+    fn fail_start(&self, job: &str, state: &Path, err: &ExecError) {
+        if let Ok(mut log) = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(state.join(LOG))
+        {
+            let _ = writeln!(log, "tidegate: the run could not start: {err}");
         }
+        if let Err(e) = write_atomic(job, state, EXIT, b"127\n") {
+            tracing::warn!(job, error = %e, "cannot record a failed start");
+        }
+        self.unwatch(job);
     }
 
-    fn cancelled(&self, job: &str) -> bool {
-        self.job_dir(job).join("cancelled").exists()
-    }
-
-    /// Reaps a child this process started, if it has ended. `Some(code)` when it has.
-    fn reap(&self, job: &str) -> Option<i32> {
-        let mut children = self.children.lock().ok()?;
-        let child = children.get_mut(job)?;
-        match child.try_wait() {
-            Ok(Some(status)) => {
-                children.remove(job);
-                Some(status.code().unwrap_or(-1))
+    fn launch_run(&self, launch: &Launch, state: &Path) -> Result<(), ExecError> {
+        let job = launch.job_id.as_str();
+        let text = serde_json::to_vec_pretty(launch).map_err(|e| ExecError::Invalid {
+            job: job.to_owned(),
+            reason: e.to_string(),
+        })?;
+        write_atomic(job, state, LAUNCH, &text)?;
+        let work = self.job_dir(job);
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&work)
+            .map_err(|e| ExecError::io(job, "creating work directory", &work, e))?;
+        if self.identity.switch {
+            // The root is writable by no one else, so `work` is the directory just created.
+            lchown(&work, Some(self.identity.uid), Some(self.identity.gid))
+                .map_err(|e| ExecError::io(job, "handing over", &work, e))?;
+        }
+        let log_path = state.join(LOG);
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&log_path)
+            .map_err(|e| ExecError::io(job, "opening", &log_path, e))?;
+        let log2 = log
+            .try_clone()
+            .map_err(|e| ExecError::io(job, "opening", &log_path, e))?;
+        let cgroup = self.cgroups.as_ref().and_then(|base| {
+            static SEQ: AtomicU64 = AtomicU64::new(0);
+            let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+            let name = format!("{job}.{}.{}.{seq}", std::process::id(), now_ms());
+            match base.create_child(&name) {
+                Ok(cg) => Some(cg),
+                Err(e) => {
+                    tracing::warn!(job, error = %e, base = %base.dir.display(), "no cgroup for the run: it is tracked by its process group");
+                    None
+                }
             }
-            _ => None,
+        });
+        let mut record = RunRecord {
+            boot_id: this_boot().to_owned(),
+            started_unix_ms: now_ms(),
+            time_limit_s: launch.time_limit_s,
+            uid: self.identity.uid,
+            gid: self.identity.gid,
+            cgroup,
+            wrapper: None,
+        };
+        let record_bytes = |r: &RunRecord| {
+            serde_json::to_vec_pretty(r).map_err(|e| ExecError::Invalid {
+                job: job.to_owned(),
+                reason: e.to_string(),
+            })
+        };
+        let drop_cgroup = |r: &RunRecord| {
+            if let Some(cg) = &r.cgroup {
+                cg.kill_and_remove();
+            }
+        };
+        if let Err(e) = write_atomic(job, state, RECORD, &record_bytes(&record)?) {
+            drop_cgroup(&record);
+            return Err(e);
         }
+        let argv = job_argv(launch);
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(WRAPPER)
+            .arg("tidegate-job")
+            .arg(state)
+            .arg(record.cgroup.as_ref().map_or(Path::new(""), |c| &c.dir));
+        if let Some(setpriv) = &self.setpriv {
+            cmd.arg(setpriv)
+                .arg(format!("--reuid={}", self.identity.uid))
+                .arg(format!("--regid={}", self.identity.gid))
+                .arg("--init-groups")
+                .arg("--")
+                .env("HOME", &work)
+                .env("USER", &self.identity.name)
+                .env("LOGNAME", &self.identity.name);
+        }
+        cmd.args(&argv)
+            .current_dir(&work)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .env("TIDEGATE_JOB_ID", job)
+            .env("TIDEGATE_ZONE", &launch.zone)
+            .env("TIDEGATE_POOL", &launch.pool)
+            .env("TIDEGATE_GPUS", launch.gpus.to_string())
+            .env("TIDEGATE_GPU_TYPE", &launch.gpu_type)
+            .env("TIDEGATE_WORKDIR", &work)
+            .envs(launch.env.iter().map(|(k, v)| (k, v)))
+            // Its own process group: a Ctrl-C on the control plane does not reach running jobs,
+            // and without a cgroup the group is the run.
+            .process_group(0);
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                drop_cgroup(&record);
+                return Err(ExecError::io(job, "starting", &work, e));
+            }
+        };
+        let pid = i32::try_from(child.id()).unwrap_or(0);
+        let recorded = procfs::identify(pid)
+            .ok_or_else(|| {
+                ExecError::io(
+                    job,
+                    "identifying",
+                    Path::new(&format!("/proc/{pid}")),
+                    std::io::Error::other("the wrapper has no /proc entry"),
+                )
+            })
+            .and_then(|id| {
+                record.wrapper = Some(id);
+                write_atomic(job, state, RECORD, &record_bytes(&record)?)
+            });
+        if let Err(e) = recorded {
+            // Untracked, it must not run: end it and everything it started.
+            drop_cgroup(&record);
+            // The wrapper leads its own group and is not reaped yet, so its pid names that group.
+            if let Some(p) = Pid::from_raw(pid).filter(|_| pid > 1) {
+                let _ = kill_process_group(p, Signal::KILL);
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
+        tracing::info!(
+            job,
+            zone = %launch.zone,
+            pool = %launch.pool,
+            pid,
+            uid = self.identity.uid,
+            cgroup = record.cgroup.is_some(),
+            "started local job"
+        );
+        let ctl = self
+            .watched
+            .lock()
+            .ok()
+            .and_then(|w| w.get(job).cloned())
+            .unwrap_or_default();
+        self.spawn_watch(Watch {
+            job: job.to_owned(),
+            state: state.to_path_buf(),
+            record,
+            child: Some(child),
+            ctl,
+            grace: self.grace,
+            watched: self.watched.clone(),
+        });
+        Ok(())
+    }
+
+    /// Starts the watcher thread of a run; where a thread cannot be had, the run stays
+    /// unwatched (polls and cancels still work, without the time limit between polls).
+    fn spawn_watch(&self, watch: Watch) {
+        let job = watch.job.clone();
+        if let Err(e) = std::thread::Builder::new()
+            .name(format!("run-{job}"))
+            .spawn(move || watch.run())
+        {
+            tracing::warn!(job, error = %e, "cannot watch the run");
+            self.unwatch(&job);
+        }
+    }
+
+    /// The watcher of a run this process did not start (a restarted control plane), started if
+    /// there is none yet. A stop recorded before the restart goes on.
+    fn ensure_watch(&self, job: &str, state: &Path, record: &RunRecord) -> Option<Arc<RunCtl>> {
+        let ctl = {
+            let mut w = self.watched.lock().ok()?;
+            if let Some(c) = w.get(job) {
+                return Some(c.clone());
+            }
+            let ctl = Arc::new(RunCtl::default());
+            if read_stop(state).is_some() {
+                ctl.stop.store(true, Ordering::SeqCst);
+            }
+            w.insert(job.to_owned(), ctl.clone());
+            ctl
+        };
+        self.spawn_watch(Watch {
+            job: job.to_owned(),
+            state: state.to_path_buf(),
+            record: record.clone(),
+            child: None,
+            ctl: ctl.clone(),
+            grace: self.grace,
+            watched: self.watched.clone(),
+        });
+        self.is_watched(job).then_some(ctl)
+    }
+
+    fn final_status(job: &str, state: &Path, record: &RunRecord) -> Result<RunStatus, ExecError> {
+        Ok(match read_stop(state) {
+            Some(Stop::Cancelled) => RunStatus::Cancelled,
+            Some(Stop::TimeLimit) => RunStatus::TimedOut {
+                limit_s: record.time_limit_s,
+            },
+            None => match read_exit(job, state)? {
+                Some(code) => RunStatus::Exited { code },
+                None => RunStatus::Lost {
+                    reason: "the run's wrapper ended without recording an exit code (killed from outside, or the machine restarted)".into(),
+                },
+            },
+        })
     }
 }
 
-/// How long a cancelled job may take to stop after SIGTERM before it is killed.
-const KILL_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
-
-fn signal_group(pid: u32, signal: &str) -> std::io::Result<bool> {
-    Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg("--")
-        .arg(format!("-{pid}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
+/// The job's argv: its command, or a stand-in that sleeps.
+fn job_argv(launch: &Launch) -> Vec<String> {
+    if !launch.command.is_empty() {
+        return launch.command.clone();
+    }
+    let secs = launch.stand_in_seconds.clamp(0.0, 86_400.0);
+    let clean = |s: &str| s.replace(['"', '$', '`', '\\'], "_");
+    vec![
+        "sh".into(),
+        "-c".into(),
+        format!(
+            "echo \"tidegate stand-in for {name}: {gpus} x {ty} in {zone}/{pool}, {secs:.2} s\"; sleep {secs:.3}; echo done",
+            name = clean(&launch.name),
+            gpus = launch.gpus,
+            ty = clean(&launch.gpu_type),
+            zone = clean(&launch.zone),
+            pool = clean(&launch.pool),
+        ),
+    ]
 }
 
-fn alive(pid: u32) -> bool {
-    // A zombie still has a /proc entry; its state letter is `Z`.
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .is_none_or(|(_, rest)| !rest.starts_with('Z')),
-        Err(_) => false,
+/// Watches one run: reaps its wrapper (when this process started it), enforces its time limit,
+/// and carries out a stop: SIGTERM to the run, SIGKILL to everything left after the grace
+/// period, until the wrapper has ended; then removes the run's cgroup.
+struct Watch {
+    job: String,
+    state: PathBuf,
+    record: RunRecord,
+    child: Option<Child>,
+    ctl: Arc<RunCtl>,
+    grace: Duration,
+    watched: Watched,
+}
+
+impl Watch {
+    fn run(mut self) {
+        let mut stopping: Option<Instant> = None;
+        let mut signalled = HashSet::new();
+        while !self.ended() {
+            if stopping.is_none() {
+                if self.ctl.stop.load(Ordering::SeqCst) {
+                    stopping = Some(Instant::now());
+                } else if self.record.past_limit() {
+                    let why = write_stop(&self.state, Stop::TimeLimit);
+                    tracing::info!(job = %self.job, limit_s = self.record.time_limit_s, reason = why.as_str(), "stopping a run past its time limit");
+                    stopping = Some(Instant::now());
+                }
+            }
+            if let Some(since) = stopping {
+                if since.elapsed() < self.grace {
+                    self.term(&mut signalled);
+                } else {
+                    self.kill();
+                }
+            }
+            std::thread::sleep(TICK);
+        }
+        if let Some(cg) = &self.record.cgroup {
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while !cg.kill_and_remove() && Instant::now() < deadline {
+                std::thread::sleep(TICK);
+            }
+        }
+        if let Ok(mut w) = self.watched.lock() {
+            if w.get(&self.job).is_some_and(|c| Arc::ptr_eq(c, &self.ctl)) {
+                w.remove(&self.job);
+            }
+        }
+    }
+
+    /// Whether the wrapper has ended (reaped here when this process is its parent).
+    fn ended(&mut self) -> bool {
+        match self.child.as_mut().map(Child::try_wait) {
+            Some(Ok(Some(_))) => true,
+            Some(Ok(None)) => false,
+            Some(Err(_)) | None => !self.record.wrapper_running(),
+        }
+    }
+
+    /// SIGTERM to the run: each process in its cgroup not signalled yet, or once to the
+    /// wrapper's process group.
+    fn term(&self, signalled: &mut HashSet<i32>) {
+        match &self.record.cgroup {
+            Some(cg) => cg.term_members(signalled),
+            None => {
+                if signalled.is_empty() && self.signal_group(Signal::TERM) {
+                    signalled.insert(0);
+                }
+            }
+        }
+    }
+
+    /// SIGKILL to everything in the run.
+    fn kill(&self) {
+        match &self.record.cgroup {
+            Some(cg) => {
+                let _ = cg.kill();
+            }
+            None => {
+                self.signal_group(Signal::KILL);
+            }
+        }
+    }
+
+    /// Signals the wrapper's process group, only while the wrapper is the process recorded
+    /// (while it exists, even as a zombie, its pid names its group and no other).
+    fn signal_group(&self, sig: Signal) -> bool {
+        let Some(pid) = self.record.wrapper.and_then(|w| Pid::from_raw(w.pid)) else {
+            return false;
+        };
+        self.record.wrapper_exists() && kill_process_group(pid, sig).is_ok()
     }
 }
 
@@ -138,166 +795,113 @@ impl Executor for LocalExecutor {
     fn start(&self, launch: &Launch) -> Result<bool, ExecError> {
         let job = launch.job_id.as_str();
         check_run_id(job)?;
-        let dir = self.job_dir(job);
-        match fs::create_dir(&dir) {
+        // A work directory without state is a run of an earlier layout: never started again.
+        if fs::symlink_metadata(self.job_dir(job)).is_ok() {
+            return Ok(false);
+        }
+        let state = self.state_dir(job);
+        match fs::DirBuilder::new().mode(0o700).create(&state) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
-            Err(e) => return Err(ExecError::io(job, "creating job directory", &dir, e)),
+            Err(e) => return Err(ExecError::io(job, "creating run state", &state, e)),
         }
-        let launch_path = dir.join("launch.json");
-        let text = serde_json::to_vec_pretty(launch).map_err(|e| ExecError::Invalid {
-            job: job.to_owned(),
-            reason: e.to_string(),
-        })?;
-        fs::write(&launch_path, text)
-            .map_err(|e| ExecError::io(job, "writing", &launch_path, e))?;
-        let argv: Vec<String> = if launch.command.is_empty() {
-            let secs = launch.stand_in_seconds.clamp(0.0, 86_400.0);
-            vec![
-                "sh".into(),
-                "-c".into(),
-                format!(
-                    "echo \"tidegate stand-in for {name}: {gpus} x {ty} in {zone}/{pool}, {secs:.2} s\"; sleep {secs:.3}; echo done",
-                    name = launch.name.replace(['"', '$', '`', '\\'], "_"),
-                    gpus = launch.gpus,
-                    ty = launch.gpu_type.replace(['"', '$', '`', '\\'], "_"),
-                    zone = launch.zone.replace(['"', '$', '`', '\\'], "_"),
-                    pool = launch.pool.replace(['"', '$', '`', '\\'], "_"),
-                ),
-            ]
-        } else {
-            launch.command.clone()
-        };
-        let mut cmd = Command::new("sh");
-        cmd.arg("-c")
-            .arg(WRAPPER)
-            .arg("tidegate-job")
-            .args(&argv)
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .env("TIDEGATE_JOB_ID", job)
-            .env("TIDEGATE_ZONE", &launch.zone)
-            .env("TIDEGATE_POOL", &launch.pool)
-            .env("TIDEGATE_GPUS", launch.gpus.to_string())
-            .env("TIDEGATE_GPU_TYPE", &launch.gpu_type)
-            .env("TIDEGATE_WORKDIR", &dir)
-            .envs(launch.env.iter().map(|(k, v)| (k, v)))
-            // Its own process group: cancel stops the whole job, and a Ctrl-C on the control
-            // plane does not reach running jobs.
-            .process_group(0);
-        let child = cmd.spawn().map_err(|e| {
-            // Leave a record so the job is not silently retried as "never started".
-            let _ = fs::write(dir.join("exit"), "127\n");
-            ExecError::io(job, "starting", &dir, e)
-        })?;
-        let pid_path = dir.join("pid");
-        fs::write(&pid_path, format!("{}\n", child.id()))
-            .map_err(|e| ExecError::io(job, "writing", &pid_path, e))?;
-        tracing::info!(job, zone = %launch.zone, pool = %launch.pool, pid = child.id(), "started local job");
-        if let Ok(mut children) = self.children.lock() {
-            children.insert(job.to_owned(), child);
+        if let Ok(mut w) = self.watched.lock() {
+            w.insert(job.to_owned(), Arc::new(RunCtl::default()));
         }
-        Ok(true)
+        match self.launch_run(launch, &state) {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                self.fail_start(job, &state, &e);
+                Err(e)
+            }
+        }
     }
 
     fn poll(&self, job: &str) -> Result<RunStatus, ExecError> {
         check_run_id(job)?;
-        if !self.job_dir(job).exists() {
-            return Ok(RunStatus::Unknown);
-        }
-        let reaped = self.reap(job);
-        if let Some(code) = self.read_exit(job)? {
-            return Ok(if self.cancelled(job) {
-                RunStatus::Cancelled
+        let state = self.state_dir(job);
+        if !state.is_dir() {
+            return Ok(if fs::symlink_metadata(self.job_dir(job)).is_ok() {
+                RunStatus::Lost {
+                    reason: "the run has no executor record (started by an earlier version)".into(),
+                }
             } else {
-                RunStatus::Exited { code }
+                RunStatus::Unknown
             });
         }
-        if self.cancelled(job) && reaped.is_some() {
-            return Ok(RunStatus::Cancelled);
-        }
-        if let Some(code) = reaped {
-            // The shell ended without writing its record: killed from outside.
-            return Ok(RunStatus::Exited { code });
-        }
-        match self.pid(job)? {
-            Some(pid) if alive(pid) => Ok(RunStatus::Running),
-            Some(_) => {
-                // The exit record may have landed between the two reads.
-                if let Some(code) = self.read_exit(job)? {
-                    return Ok(RunStatus::Exited { code });
-                }
-                if self.cancelled(job) {
-                    return Ok(RunStatus::Cancelled);
-                }
-                Ok(RunStatus::Lost {
-                    reason: "the job's process ended without recording an exit code".into(),
-                })
+        let record = read_record(job, &state)?;
+        let Some(record) = record.filter(|r| r.wrapper.is_some()) else {
+            if let Some(code) = read_exit(job, &state)? {
+                return Ok(RunStatus::Exited { code });
             }
-            None => Ok(RunStatus::Lost {
-                reason: "the job directory has no process id (start was interrupted)".into(),
-            }),
+            if self.is_watched(job) {
+                return Ok(RunStatus::Running); // being started by this process
+            }
+            if let Some(cg) = read_record(job, &state)?.and_then(|r| r.cgroup) {
+                cg.kill_and_remove();
+            }
+            return Ok(RunStatus::Lost {
+                reason: "the run's start was interrupted before its process was recorded".into(),
+            });
+        };
+        if record.wrapper_running() {
+            self.ensure_watch(job, &state, &record);
+            return Ok(RunStatus::Running);
         }
+        if let Some(cg) = &record.cgroup {
+            cg.kill_and_remove();
+        }
+        Self::final_status(job, &state, &record)
     }
 
     fn cancel(&self, job: &str) -> Result<bool, ExecError> {
         check_run_id(job)?;
-        let dir = self.job_dir(job);
-        if !dir.exists() {
+        let state = self.state_dir(job);
+        if !state.is_dir() {
             return Ok(false);
         }
-        let marker = dir.join("cancelled");
-        fs::write(&marker, b"").map_err(|e| ExecError::io(job, "writing", &marker, e))?;
-        let Some(pid) = self.pid(job)? else {
+        let Some(record) = read_record(job, &state)?.filter(|r| r.wrapper.is_some()) else {
             return Ok(false);
         };
-        if !alive(pid) {
+        if !record.wrapper_running() {
             return Ok(false);
         }
-        // The job's shell leads its process group: signal the whole group, then give it a grace
-        // period before killing whatever is left (in the background: cancel never blocks).
-        let ok =
-            signal_group(pid, "TERM").map_err(|e| ExecError::io(job, "signalling", &dir, e))?;
-        tracing::info!(job, pid, ok, "cancelled local job");
-        let child = self.children.lock().ok().and_then(|mut c| c.remove(job));
-        let spawned = std::thread::Builder::new()
-            .name(format!("cancel-{job}"))
-            .spawn(move || {
-                let deadline = std::time::Instant::now() + KILL_GRACE;
-                let mut child = child;
-                loop {
-                    let ended = match child.as_mut() {
-                        Some(c) => c.try_wait().ok().flatten().is_some(),
-                        None => !alive(pid),
-                    };
-                    if ended {
-                        return;
-                    }
-                    if std::time::Instant::now() >= deadline {
-                        let _ = signal_group(pid, "KILL");
-                        if let Some(c) = child.as_mut() {
-                            let _ = c.wait();
-                        }
-                        return;
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(20));
+        let why = write_stop(&state, Stop::Cancelled);
+        match self.ensure_watch(job, &state, &record) {
+            Some(ctl) => ctl.stop.store(true, Ordering::SeqCst),
+            None => {
+                // No watcher thread: stop it here, waiting out the grace period.
+                let ctl = Arc::new(RunCtl::default());
+                ctl.stop.store(true, Ordering::SeqCst);
+                Watch {
+                    job: job.to_owned(),
+                    state: state.clone(),
+                    record: record.clone(),
+                    child: None,
+                    ctl,
+                    grace: self.grace,
+                    watched: self.watched.clone(),
                 }
-            });
-        if let Err(e) = spawned {
-            tracing::warn!(job, error = %e, "cannot watch the cancelled job; it may linger");
+                .run();
+            }
         }
-        Ok(ok)
+        tracing::info!(
+            job,
+            reason = why.as_str(),
+            cgroup = record.cgroup.is_some(),
+            "cancelled local job"
+        );
+        Ok(true)
     }
 
     fn logs(&self, job: &str, max_bytes: u64) -> Result<String, ExecError> {
         check_run_id(job)?;
-        let path = self.job_dir(job).join("output.log");
+        let state = self.state_dir(job);
+        let path = state.join(LOG);
         let mut f = match fs::File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return if self.job_dir(job).exists() {
+                return if state.is_dir() || fs::symlink_metadata(self.job_dir(job)).is_ok() {
                     Ok(String::new())
                 } else {
                     Err(ExecError::Unknown(job.to_owned()))

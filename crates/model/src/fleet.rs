@@ -96,6 +96,11 @@ pub enum Backend {
         /// Work directory for the zone's jobs (default: under the data dir).
         #[serde(default)]
         workdir: Option<PathBuf>,
+        /// The unprivileged user the zone's jobs run as. A control plane running as root runs
+        /// jobs as this user (`nobody` when unset) and never as root; one not running as root
+        /// cannot switch users, so it accepts only its own name here.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        run_as: Option<String>,
     },
     /// A Slurm cluster.
     Slurm {

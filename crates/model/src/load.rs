@@ -455,6 +455,14 @@ fn convert_zone(file: &Arc<Path>, z: ZoneFile, scheme: &Scheme, errs: &mut Vec<L
             0 // fail closed: the zone may hold only the least sensitive data
         }
     };
+    if let Backend::Local {
+        run_as: Some(user), ..
+    } = &z.backend
+    {
+        if let Some(problem) = run_as_problem(user) {
+            errs.push(LoadError::invalid(&origin, "backend.run_as", problem));
+        }
+    }
     let mut seen = BTreeSet::new();
     let mut pools = Vec::with_capacity(z.pools.len());
     for (i, p) in z.pools.into_iter().enumerate() {
@@ -1399,6 +1407,32 @@ fn edit_distance(a: &str, b: &str) -> usize {
 /// Checks a name against the Kubernetes DNS-1123 label rules: lower-case ASCII letters, digits
 /// and `-`, starting and ending with a letter or digit, at most 63 characters. Zone, pool, team
 /// and dataset names all follow them, so look-alikes (other scripts, case, spaces) are refused.
+/// What is wrong with a local backend's `run_as`, if anything: it must be a user name (not a
+/// number, no option-like or path-like text) and never `root`, since jobs never run as root.
+fn run_as_problem(user: &str) -> Option<String> {
+    let ok = !user.is_empty()
+        && user.len() <= 32
+        && user
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && user
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if !ok {
+        return Some(format!(
+            "`{user}` is not a user name (a letter or '_', then letters, digits, '_', '-' or '.', at most 32)"
+        ));
+    }
+    if user == "root" {
+        return Some(
+            "jobs never run as root: name an unprivileged user (or leave run_as out for `nobody`)"
+                .into(),
+        );
+    }
+    None
+}
+
 fn check_name(name: &str, origin: &Origin, field: &str, errs: &mut Vec<LoadError>) {
     let ok = !name.is_empty()
         && name.len() <= 63

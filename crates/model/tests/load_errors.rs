@@ -252,3 +252,51 @@ fn stricter_classification_wins_and_is_explained() {
     assert_eq!(p.attrs.scope, ZoneScope::Private);
     assert!(!p.attrs.burst_eligible);
 }
+
+#[test]
+fn a_local_backend_names_its_job_user_and_never_root() {
+    let dir = fleet_copy();
+    let zone = dir.path().join("zones/hospital-onprem.yaml");
+    let slurm = "backend:\n  kind: slurm\n  partition: gpu\n  account: research\n";
+    replace(
+        &zone,
+        slurm,
+        "backend:\n  kind: local\n  run_as: tidegate-jobs\n",
+    );
+    let fleet = load_fleet(dir.path()).unwrap();
+    assert_eq!(
+        fleet.zone("hospital-onprem").unwrap().backend,
+        tidegate_model::Backend::Local {
+            workdir: None,
+            run_as: Some("tidegate-jobs".into())
+        }
+    );
+    for (bad, says) in [
+        ("root", "never run as root"),
+        ("'-o'", "not a user name"),
+        ("'0'", "not a user name"),
+    ] {
+        replace(
+            &zone,
+            "backend:\n  kind: local\n  run_as: tidegate-jobs\n",
+            &format!("backend:\n  kind: local\n  run_as: {bad}\n"),
+        );
+        match only_error(dir.path()) {
+            LoadError::Invalid {
+                origin,
+                field,
+                message,
+            } => {
+                assert_eq!(origin.file.as_ref(), zone.as_path());
+                assert_eq!(field, "backend.run_as");
+                assert!(message.contains(says), "{bad}: {message}");
+            }
+            e => panic!("expected an invalid run_as, got {e}"),
+        }
+        replace(
+            &zone,
+            &format!("backend:\n  kind: local\n  run_as: {bad}\n"),
+            "backend:\n  kind: local\n  run_as: tidegate-jobs\n",
+        );
+    }
+}

@@ -157,7 +157,10 @@ fn rendered_ruleset_lets_the_allowed_zone_through_and_blocks_the_rest() {
         max_classification: 0,
         egress_allowlist: vec!["peer-zone".into()],
         egress_price_per_gb: 0.0,
-        backend: tidegate_model::Backend::Local { workdir: None },
+        backend: tidegate_model::Backend::Local {
+            workdir: None,
+            run_as: None,
+        },
         pools: Vec::new(),
         origin: tidegate_model::Origin::builtin("test"),
     };

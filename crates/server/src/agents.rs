@@ -87,6 +87,9 @@ impl Executor for AgentExecutor {
                 code: run.exit_code.unwrap_or(-1),
             },
             "cancelled" => RunStatus::Cancelled,
+            "timed_out" => RunStatus::TimedOut {
+                limit_s: run.launch["time_limit_s"].as_u64().unwrap_or(0),
+            },
             "lost" => RunStatus::Lost {
                 reason: format!("the agent in {} lost the run", self.zone),
             },

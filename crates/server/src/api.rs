@@ -395,7 +395,7 @@ pub struct SyncRequest {
 pub struct SyncReport {
     /// Run id.
     pub run_id: String,
-    /// `running`, `exited`, `cancelled` or `lost`.
+    /// `running`, `exited`, `cancelled`, `timed_out` (stopped past its time limit) or `lost`.
     pub status: String,
     /// Exit code when `exited`.
     pub exit_code: Option<i32>,

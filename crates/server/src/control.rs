@@ -1441,6 +1441,13 @@ impl<'f> Leader<'f> {
                 }
                 RunStatus::Exited { code } => (JobState::Failed, format!("exit code {code}")),
                 RunStatus::Cancelled => (JobState::Cancelled, "cancelled".to_string()),
+                RunStatus::TimedOut { limit_s } => {
+                    details = json!({ "time_limit_s": limit_s });
+                    (
+                        JobState::Failed,
+                        format!("time limit exceeded: stopped after {limit_s} s"),
+                    )
+                }
                 RunStatus::Lost { reason } => (JobState::Failed, format!("lost: {reason}")),
                 RunStatus::Unknown => (
                     JobState::Failed,

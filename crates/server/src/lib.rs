@@ -27,7 +27,7 @@ use std::time::Duration;
 
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 
-use tidegate_exec::{Executor, LocalExecutor};
+use tidegate_exec::{Executor, LocalConfig, LocalExecutor};
 use tidegate_identity::{Role, RootKeyStore};
 use tidegate_policy::PolicyEngine;
 
@@ -271,11 +271,27 @@ pub async fn start(cfg: ServerConfig, clock: Clock) -> Result<Server, StartError
             continue;
         }
         // The embedded default: a local executor stands in for every zone's backend.
-        let dir = match &z.backend {
-            tidegate_model::Backend::Local { workdir: Some(w) } => w.clone(),
-            _ => work_root.join(&z.name),
+        let (dir, run_as) = match &z.backend {
+            tidegate_model::Backend::Local { workdir, run_as } => (
+                workdir.clone().unwrap_or_else(|| work_root.join(&z.name)),
+                run_as.clone(),
+            ),
+            _ => (work_root.join(&z.name), None),
         };
-        executors.insert(z.name.clone(), Arc::new(LocalExecutor::new(dir)?));
+        let local = LocalExecutor::with_config(
+            dir,
+            LocalConfig {
+                run_as,
+                ..LocalConfig::default()
+            },
+        )
+        .map_err(|e| match e {
+            tidegate_exec::ExecError::Setup { reason } => tidegate_exec::ExecError::Setup {
+                reason: format!("zone {}: {reason}", z.name),
+            },
+            other => other,
+        })?;
+        executors.insert(z.name.clone(), Arc::new(local));
     }
     // The admin token written above is a point of action too.
     let (admin_id, admin_expires) = auth.token_id(&admin).map_err(|e| keys_err(e.message))?;

@@ -164,17 +164,18 @@ fn jobs_run_for_real_end_with_their_exit_code_and_can_be_cancelled() {
     assert_eq!(r.body["state"], "cancelled");
     let d = ts.wait_job(&long_id, 20, |d| states(d).contains(&"released".to_owned()));
     assert_eq!(d["job"]["state"], "cancelled");
-    // Its process was stopped: the executor recorded the cancellation.
-    let work = ts
+    // Its process was stopped: the executor recorded the cancellation (in its state directory,
+    // apart from the job's work directory).
+    let state = ts
         .dir
         .path()
         .join("zones")
         .join(d["job"]["zone"].as_str().unwrap())
+        .join(".state")
         .join(&long_id);
-    let pid = std::fs::read_to_string(work.join("pid"))
-        .unwrap()
-        .trim()
-        .to_owned();
+    let record: Value =
+        serde_json::from_slice(&std::fs::read(state.join("run.json")).unwrap()).unwrap();
+    let pid = record["wrapper"]["pid"].as_i64().unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z")) {
         assert!(
@@ -183,7 +184,10 @@ fn jobs_run_for_real_end_with_their_exit_code_and_can_be_cancelled() {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    assert!(work.join("cancelled").exists());
+    assert_eq!(
+        std::fs::read_to_string(state.join("stop")).unwrap().trim(),
+        "cancelled"
+    );
     // Cancelling again is a conflict, named as such.
     let r = ts.post(&format!("/v1/jobs/{long_id}/cancel"), &sub, &json!({}));
     assert_eq!(r.status, 409, "{}", r.text);

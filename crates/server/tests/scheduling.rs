@@ -223,18 +223,17 @@ fn a_team_reclaiming_its_quota_preempts_borrowed_work_which_runs_again() {
         "radiology's quota was reclaimed from borrowed work"
     );
     for id in &preempted {
-        let zone_dirs =
-            ["hospital-onprem", "private-cloud"].map(|z| ts.dir.path().join("zones").join(z));
+        // The executors' state directories, apart from the jobs' work directories.
+        let state_dirs = ["hospital-onprem", "private-cloud"]
+            .map(|z| ts.dir.path().join("zones").join(z).join(".state"));
         assert!(
-            zone_dirs
+            state_dirs
                 .iter()
                 .any(|z| z.join(format!("{id}.2")).join("exit").exists()),
             "second run of {id} recorded"
         );
         assert!(
-            zone_dirs
-                .iter()
-                .any(|z| z.join(id).join("cancelled").exists()),
+            state_dirs.iter().any(|z| z.join(id).join("stop").exists()),
             "first run of {id} was stopped"
         );
     }

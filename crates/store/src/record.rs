@@ -576,7 +576,8 @@ pub struct AgentRun {
     pub launch: serde_json::Value,
     /// The control plane asked for it to stop.
     pub cancel: bool,
-    /// `pending` (not started by the agent yet), `running`, `exited`, `cancelled` or `lost`.
+    /// `pending` (not started by the agent yet), `running`, `exited`, `cancelled`, `timed_out`
+    /// or `lost`.
     pub status: String,
     /// Exit code once `exited`.
     pub exit_code: Option<i32>,
@@ -591,7 +592,7 @@ pub struct AgentRun {
 pub struct RunReport {
     /// Run id.
     pub run_id: String,
-    /// `running`, `exited`, `cancelled` or `lost`.
+    /// `running`, `exited`, `cancelled`, `timed_out` or `lost`.
     pub status: String,
     /// Exit code when `exited`.
     pub exit_code: Option<i32>,
@@ -600,7 +601,7 @@ pub struct RunReport {
 }
 
 /// Statuses an agent may report.
-pub const RUN_STATUSES: [&str; 4] = ["running", "exited", "cancelled", "lost"];
+pub const RUN_STATUSES: [&str; 5] = ["running", "exited", "cancelled", "timed_out", "lost"];
 
 /// Most bytes of a run's output kept in the store.
 pub const MAX_LOG_TAIL: usize = 64 * 1024;
@@ -614,7 +615,7 @@ impl RunReport {
             return Err(invalid(
                 "status",
                 format!(
-                    "`{}` is not one of running, exited, cancelled, lost",
+                    "`{}` is not one of running, exited, cancelled, timed_out, lost",
                     self.status
                 ),
             ));

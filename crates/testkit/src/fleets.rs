@@ -65,7 +65,10 @@ pub fn arb_zone(i: usize) -> impl Strategy<Value = Zone> {
                 vec![]
             },
             egress_price_per_gb: 0.05,
-            backend: Backend::Local { workdir: None },
+            backend: Backend::Local {
+                workdir: None,
+                run_as: None,
+            },
             pools: pools
                 .into_iter()
                 .enumerate()
