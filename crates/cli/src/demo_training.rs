@@ -18,6 +18,7 @@
 //!    offline.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -556,6 +557,28 @@ fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
+/// Hand the public zone's store to the user its jobs run as: the trials are that zone's
+/// workloads, reading its store and writing their models to its outbox. A control plane that is
+/// not root runs jobs as itself, and nothing changes.
+fn stage_for_jobs(store: &Path) -> miette::Result<()> {
+    let (uid, gid) = tidegate_exec::job_ids(None).map_err(|e| miette!("{e}"))?;
+    fn walk(p: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+        std::os::unix::fs::lchown(p, Some(uid), Some(gid))?;
+        if std::fs::symlink_metadata(p)?.is_dir() {
+            for e in std::fs::read_dir(p)? {
+                walk(&e?.path(), uid, gid)?;
+            }
+        }
+        Ok(())
+    }
+    if std::fs::metadata(store).into_diagnostic()?.uid() != uid {
+        walk(store, uid, gid).into_diagnostic().map_err(|e| {
+            e.wrap_err(format!("giving {} to the zone's job user", store.display()))
+        })?;
+    }
+    Ok(())
+}
+
 /// Submits the baseline, the sweep and the raw sweep; waits for the sweep; returns the trials.
 fn run_jobs(
     a: &BurstTrainingArgs,
@@ -616,6 +639,7 @@ fn run_jobs(
     let store = zone_store_dir(dd, PUBLIC);
     let outbox = store.join("outbox");
     std::fs::create_dir_all(&outbox).into_diagnostic()?;
+    stage_for_jobs(&store)?;
     let mut trials = Vec::new();
     for i in 0..a.trials {
         let l2 = 0.01 * 10f64.powi(i32::try_from(i).unwrap_or(0));

@@ -308,6 +308,24 @@ fn write_stop(state: &Path, why: Stop) -> Stop {
     }
 }
 
+/// The user and group ids jobs configured with `run_as` would run as here (the same decision
+/// [`LocalExecutor::with_config`] makes), so a caller can stage files its jobs must reach.
+///
+/// # Errors
+/// [`ExecError::Setup`] when jobs could not run as configured.
+pub fn job_ids(run_as: Option<&str>) -> Result<(u32, u32), ExecError> {
+    let euid = geteuid().as_raw();
+    let (identity, _) = user::decide(
+        run_as,
+        euid,
+        getegid().as_raw(),
+        || user::name_of(euid),
+        user::lookup,
+    )
+    .map_err(setup)?;
+    Ok((identity.uid, identity.gid))
+}
+
 impl LocalExecutor {
     /// An executor keeping its runs under `root` (created if missing), with jobs run as the
     /// default user (see [`LocalConfig::run_as`]) and the default grace period.
