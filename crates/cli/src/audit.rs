@@ -204,7 +204,7 @@ fn verify(
                 ));
             }
             println!(
-                "OK: {} entries verified; {} signed commits and {} checkpoint files verified",
+                "OK: {} entries verified; {} chained commits (the newest one's signature vouches for all) and {} checkpoint files verified",
                 r.entries, r.commits, r.checkpoints
             );
             if let Some(cp) = r.latest {

@@ -242,9 +242,9 @@ pub fn build_bundle(
     let policies: BTreeSet<&Digest> = chosen
         .iter()
         .filter_map(|i| match &decoded[*i].action {
-            Action::JobPlaced { policy_hash, .. } | Action::JobRevoked { policy_hash, .. } => {
-                Some(policy_hash)
-            }
+            Action::JobPlaced { policy_hash, .. }
+            | Action::JobRevoked { policy_hash, .. }
+            | Action::JobAdmitted { policy_hash, .. } => Some(policy_hash),
             _ => None,
         })
         .collect();
@@ -500,6 +500,13 @@ pub fn summary(v: &VerifiedBundle) -> String {
                 "{at} [{idx}] {what}: run {run} in zone {zone}, pool {pool} withdrawn by {who}: no longer allowed; reasons: {}; policy {}",
                 reasons.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
                 doc_note(v, policy_hash)
+            )),
+            Action::JobAdmitted { zone, pool, run, policy_hash } => ran.push(format!(
+                "{at} [{idx}] {what}: run {run} admitted to zone {zone}, pool {pool} by {who}; policy {}",
+                doc_note(v, policy_hash)
+            )),
+            Action::JobRun { zone, pool, run, event } => ran.push(format!(
+                "{at} [{idx}] {what}: run {run} in zone {zone}, pool {pool}: {event}"
             )),
             Action::JobBurst { zone, pool, justification } => ran.push(format!(
                 "{at} [{idx}] {what}: burst to zone {zone}, pool {pool}, by {who}; business justification {}",

@@ -10,7 +10,7 @@
 //! Every checkpoint the ledger writes (one per group commit) carries one extension line,
 //! `tidegate-batch <first> <b64 leaves digest> <b64 previous body hash>`: the first index the
 //! commit adds, `SHA-256` of the leaf hashes it adds (in order), and `SHA-256` of the previous
-//! commit's body (all zeros for the first). The chain makes every commit authenticate all earlier
+//! commit's whole note text (all zeros for the first). The chain makes every commit authenticate all earlier
 //! ones, and the leaves digest lets a verifier name the exact entry that differs from what was
 //! signed. Other extension lines are refused, so every byte of a checkpoint is checked.
 //!
@@ -81,7 +81,7 @@ pub struct Batch {
     pub first: u64,
     /// `SHA-256` over the leaf hashes of entries `first..size`, concatenated in order.
     pub leaves: Hash,
-    /// `SHA-256` of the previous commit's body; all zeros for the first commit.
+    /// `SHA-256` of the previous commit's whole note text; all zeros for the first commit.
     pub prev: Hash,
 }
 
@@ -98,7 +98,8 @@ pub fn leaves_digest(leaves: &[Hash]) -> Hash {
     h.finalize().into()
 }
 
-/// `SHA-256` of a note body (what the next commit's batch line names as `prev`).
+/// `SHA-256` of a text (of a whole note, it is what the next commit's batch line names as
+/// `prev`).
 #[must_use]
 pub fn body_hash(body: &str) -> Hash {
     Sha256::digest(body.as_bytes()).into()

@@ -4,7 +4,8 @@
 //! A commit record's payload is `note length (u32 LE) | signed note text | the leaf hashes of the
 //! entries it adds (32 bytes each, in order)`. The note is a C2SP checkpoint whose
 //! `tidegate-batch` line ([`crate::checkpoint::Batch`]) names the first index it adds, the digest
-//! of those leaf hashes and the hash of the previous commit's body. So:
+//! of those leaf hashes and the hash of the previous commit's whole note (body and signature
+//! lines, [`note_hash`]). So:
 //! - every commit authenticates all earlier ones (the chain), and the newest one's signature
 //!   vouches for the whole log: verifying costs one signature, however many commits there are;
 //! - an entry whose bytes differ from what was sealed is named by its exact index (its leaf hash
@@ -16,7 +17,7 @@
 //! Everything here is pure: bytes and keys in, a verdict out.
 
 use crate::checkpoint::{
-    body_hash, leaves_digest, Batch, Checkpoint, CheckpointError, NoteVerifier, SignedNote,
+    leaves_digest, Batch, Checkpoint, CheckpointError, NoteVerifier, SignedNote,
 };
 use crate::merkle::{Hash, MerkleTree};
 
@@ -187,7 +188,8 @@ pub struct Sealed {
     pub commits: usize,
     /// The newest commit's note (absent when the log has no commit).
     pub latest: Option<(SignedNote, Checkpoint)>,
-    /// The newest commit's body hash (the next commit's `prev`), zeros when there is none.
+    /// The newest commit's note hash ([`note_hash`], the next commit's `prev`), zeros when there is
+    /// none.
     pub head: Hash,
 }
 
@@ -216,18 +218,23 @@ pub fn check<'a>(
     let mut recent: std::collections::VecDeque<(u64, SignedNote)> =
         std::collections::VecDeque::with_capacity(RECENT);
     for (size, payload) in commits {
-        let c = decode(payload, size)?;
+        // Whatever is wrong with a commit, the entries from the end of the last good one on are
+        // the first that nothing vouches for.
+        let c = decode(payload, size).map_err(|e| match e {
+            CommitFault::Malformed { why, .. } => malformed(sealed.size, why),
+            other => other,
+        })?;
         let b = c.batch;
         if b.first != sealed.size {
             return Err(CommitFault::Chain {
-                index: sealed.size.min(b.first),
+                index: sealed.size,
                 size,
                 why: "its first index is not where the previous commit ended",
             });
         }
         if b.prev != sealed.head {
             return Err(CommitFault::Chain {
-                index: b.first,
+                index: sealed.size,
                 size,
                 why: "it names another previous commit",
             });
@@ -257,7 +264,7 @@ pub fn check<'a>(
         }
         sealed.size = size;
         sealed.commits += 1;
-        sealed.head = body_hash(&c.note.body);
+        sealed.head = note_hash(&c.note);
         if recent.len() == RECENT {
             recent.pop_front();
         }
@@ -290,6 +297,13 @@ pub fn check<'a>(
         sealed.latest = Some((note.clone(), cp));
     }
     Ok(sealed)
+}
+
+/// `SHA-256` of a commit's whole note text, body and signature lines: what the next commit names
+/// as `prev`, so an altered or added signature line on any earlier commit breaks the chain.
+#[must_use]
+pub fn note_hash(note: &SignedNote) -> Hash {
+    crate::checkpoint::body_hash(&note.to_text())
 }
 
 /// How many of the newest commits a failed newest signature falls back over.
@@ -330,7 +344,7 @@ mod tests {
                 }),
             };
             let note = s.sign_checkpoint(&cp);
-            head = body_hash(&note.body);
+            head = note_hash(&note);
             commits.push((end, encode(&note, &leaves)));
             first = end;
         }

@@ -411,6 +411,33 @@ pub enum Action {
         /// Digest of the policy set that refused it.
         policy_hash: Digest,
     },
+    /// A job was admitted to a pool: the exact zone, pool and run that will start, and the policy
+    /// set that allowed it there (written before the run is launched).
+    #[serde(rename = "job.admitted")]
+    JobAdmitted {
+        /// Zone admitted to.
+        zone: Ident,
+        /// Pool admitted to.
+        pool: Ident,
+        /// The run (the executor-side id, `JOB` or `JOB.N`).
+        run: Ident,
+        /// Digest of the policy set in force that allowed this zone and pool.
+        policy_hash: Digest,
+    },
+    /// Something happened to a run: `started`, `exited-<code>`, `killed-by-signal-<n>`,
+    /// `timed-out`, `cancelled`, `preempted`, `failed-over`, `released`, `lost` (written before the
+    /// control plane acts on it).
+    #[serde(rename = "job.run")]
+    JobRun {
+        /// Zone of the run.
+        zone: Ident,
+        /// Pool of the run.
+        pool: Ident,
+        /// The run.
+        run: Ident,
+        /// What happened.
+        event: Ident,
+    },
     /// A job burst to a public pool.
     #[serde(rename = "job.burst")]
     JobBurst {
@@ -623,6 +650,8 @@ impl Action {
             Self::JobPlaced { .. } => "job.placed",
             Self::JobBurst { .. } => "job.burst",
             Self::JobRevoked { .. } => "job.revoked",
+            Self::JobAdmitted { .. } => "job.admitted",
+            Self::JobRun { .. } => "job.run",
             Self::DatasetCopied { .. } => "dataset.copied",
             Self::DatasetRegistered { .. } => "dataset.registered",
             Self::ArtifactSigned { .. } => "artifact.signed",
@@ -654,9 +683,10 @@ impl Action {
             Self::JobApproved { .. }
             | Self::ArtifactPromoted { .. }
             | Self::ArtifactDeployedEdge { .. } => Vec::new(),
-            Self::JobPlaced { policy_hash, .. } | Self::JobRevoked { policy_hash, .. } => {
-                vec![policy_hash]
-            }
+            Self::JobPlaced { policy_hash, .. }
+            | Self::JobRevoked { policy_hash, .. }
+            | Self::JobAdmitted { policy_hash, .. } => vec![policy_hash],
+            Self::JobRun { .. } => Vec::new(),
             Self::JobBurst { justification, .. } => vec![justification],
             Self::DatasetCopied { report, .. } | Self::DatasetRegistered { report, .. } => {
                 report.iter().collect()

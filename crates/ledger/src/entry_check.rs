@@ -94,6 +94,8 @@ fn schema(ty: &[u8]) -> Option<Fields> {
             (b"policy_hash", D),
         ],
         b"job.burst" => &[(b"zone", I), (b"pool", I), (b"justification", D)],
+        b"job.admitted" => &[(b"zone", I), (b"pool", I), (b"run", I), (b"policy_hash", D)],
+        b"job.run" => &[(b"zone", I), (b"pool", I), (b"run", I), (b"event", I)],
         b"job.revoked" => &[
             (b"zone", I),
             (b"pool", I),

@@ -24,8 +24,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
 use crate::checkpoint::{
-    body_hash, leaves_digest, Batch, Checkpoint, CheckpointError, NoteSigner, NoteVerifier,
-    SignedNote,
+    leaves_digest, Batch, Checkpoint, CheckpointError, NoteSigner, NoteVerifier, SignedNote,
 };
 use crate::commit::{self, CommitFault, Sealed};
 use crate::entry::{Digest, EntryDraft, EntryError, PreparedEntry};
@@ -410,6 +409,15 @@ pub enum SealError {
     /// The commits do not vouch for the entries.
     #[error(transparent)]
     Commit(#[from] CommitFault),
+    /// A stored checkpoint file is not consistent with the log (the log was cut short of it, or
+    /// rewritten, or the file was not signed by the ledger key).
+    #[error("first bad index {index}: {why}")]
+    Checkpoint {
+        /// The first index the checkpoint files do not let the log vouch for.
+        index: u64,
+        /// What is wrong.
+        why: String,
+    },
     /// Entries no commit seals sit before a later segment.
     #[error("first bad index {index}: entries from {index} in {} are sealed by no commit, yet a later segment follows", file.display())]
     UnsealedInside {
@@ -428,7 +436,7 @@ impl SealError {
             Self::Read(_) => None,
             Self::Damaged(d) => Some(d.index),
             Self::Commit(f) => Some(f.index()),
-            Self::UnsealedInside { index, .. } => Some(*index),
+            Self::UnsealedInside { index, .. } | Self::Checkpoint { index, .. } => Some(*index),
         }
     }
 }
@@ -469,6 +477,17 @@ pub fn read_sealed(
         });
     }
     let sealed = checked?;
+    // Every checkpoint file is consistent with what the commits vouch for: a log cut short of a
+    // checkpoint it signed is refused, never vouched for at its shorter size.
+    let mut vouched = log.tree.clone();
+    vouched.truncate(sealed.size);
+    check_checkpoint_files(ledger_dir, &vouched, verifier).map_err(|e| match e {
+        OpenError::Checkpoint(why) => SealError::Checkpoint {
+            index: sealed.size,
+            why,
+        },
+        other => SealError::Read(Box::new(other)),
+    })?;
     let unsealed = log.tree.len() - sealed.size;
     if unsealed > 0 {
         let newest = log.segments.last().map(|s| s.0.clone());
@@ -535,10 +554,30 @@ fn set_aside(dir: &Path, path: &Path, offset: usize) -> Result<PathBuf, OpenErro
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let aside = dir
-        .join("quarantine")
-        .join(format!("{name}-at-{offset}.bin"));
-    write_atomic(&aside, bytes.get(offset..).unwrap_or_default()).map_err(io_err(&aside))?;
+    let qdir = dir.join("quarantine");
+    fs::create_dir_all(&qdir).map_err(io_err(&qdir))?;
+    // Never over an earlier one: each setting aside gets a file of its own.
+    let mut n = 0u32;
+    let aside = loop {
+        let p = qdir.join(format!("{name}-at-{offset}-{n}.bin"));
+        if fs::symlink_metadata(&p).is_err() {
+            break p;
+        }
+        n += 1;
+    };
+    {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&aside)
+            .map_err(io_err(&aside))?;
+        f.write_all(bytes.get(offset..).unwrap_or_default())
+            .and_then(|()| f.sync_all())
+            .map_err(io_err(&aside))?;
+    }
+    File::open(&qdir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(&qdir))?;
     if offset == 0 {
         fs::remove_file(path).map_err(io_err(path))?;
     } else {
@@ -607,10 +646,10 @@ impl Ledger {
         } = read_sealed(dir, &verifier, false).map_err(|e| match e {
             SealError::Damaged(d) => OpenError::Damaged(d),
             SealError::Read(o) => *o,
+            SealError::Checkpoint { why, .. } => OpenError::Checkpoint(why),
             other => OpenError::Unsealed(other),
         })?;
         let tree = log.tree;
-        check_checkpoint_files(dir, &tree, &verifier)?;
         let last_cp = list_checkpoints(dir)
             .map_err(io_err(dir))?
             .last()
@@ -973,7 +1012,7 @@ fn writer_loop(
         }
         st.seg_len += buf.len() as u64;
         st.frontier = frontier;
-        st.head = body_hash(&note.body);
+        st.head = commit::note_hash(&note);
         *lock(&shared.latest) = Some(note);
         shared
             .batches

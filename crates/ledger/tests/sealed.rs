@@ -206,3 +206,80 @@ fn a_zeroed_tail_is_set_aside_with_its_bytes_never_destroyed() {
         .collect::<Vec<_>>();
     assert_eq!(aside, vec![zeroed[rs[8].start..].to_vec()]);
 }
+
+#[test]
+fn a_log_cut_short_of_a_signed_checkpoint_gets_no_bundle_and_no_checkpoint() {
+    let (_d, data) = filled(12);
+    let seg = segment_file(&data);
+    let bytes = fs::read(&seg).unwrap();
+    let rs = record_ranges(&bytes);
+    // Drop the newest entry and its commit: what remains is a validly sealed log of 11.
+    fs::write(&seg, &bytes[..rs[11].start]).unwrap();
+    let before = checkpoint_files(&data);
+    assert!(matches!(
+        verify(&data).unwrap_err(),
+        VerifyFailure::Truncated { index: 11, .. }
+    ));
+    match bundle_for(&data, &subject(SubjectKind::Job, "job-3")) {
+        Err(EvidenceError::Unsealed(e)) => assert_eq!(e.index(), Some(11), "{e}"),
+        other => panic!("a bundle over a log cut short: {other:?}"),
+    }
+    assert!(Ledger::open(&data, LedgerOptions::default()).is_err());
+    assert_eq!(checkpoint_files(&data), before);
+}
+
+#[test]
+fn an_altered_signature_line_on_an_older_commit_breaks_the_chain() {
+    let (_d, data) = filled(8);
+    let seg = segment_file(&data);
+    let mut bytes = fs::read(&seg).unwrap();
+    let cs = commit_ranges(&bytes);
+    // The commit sealing entry 3: flip a character of its signature line and fix the checksum.
+    let r = cs[3].clone();
+    let payload = bytes[r.start + 16..r.end - 4].to_vec();
+    let text_len = u32::from_le_bytes(payload[..4].try_into().unwrap()) as usize;
+    let mut text = String::from_utf8(payload[4..4 + text_len].to_vec()).unwrap();
+    let at = text.rfind(' ').unwrap() + 3;
+    let c = if &text[at..=at] == "A" { "B" } else { "A" };
+    text.replace_range(at..=at, c);
+    let mut new_payload = (text.len() as u32).to_le_bytes().to_vec();
+    new_payload.extend_from_slice(text.as_bytes());
+    new_payload.extend_from_slice(&payload[4 + text_len..]);
+    let mut rec = Vec::new();
+    tidegate_ledger::segment::encode_commit_record(4, &new_payload, &mut rec);
+    bytes.splice(r, rec);
+    fs::write(&seg, &bytes).unwrap();
+    let err = verify(&data).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            VerifyFailure::Commit(CommitFault::Chain { index: 4, .. })
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn setting_aside_twice_at_the_same_offset_keeps_both() {
+    let (_d, data) = filled(4);
+    let seg = segment_file(&data);
+    let clean = fs::read(&seg).unwrap();
+    let mut kept = Vec::new();
+    for n in [1u64, 2] {
+        let mut bytes = clean.clone();
+        let forged = forge_record(4, &placed(900 + n).into_entry(4, 4).encode().unwrap());
+        bytes.extend_from_slice(&forged);
+        fs::write(&seg, &bytes).unwrap();
+        drop(open(&data));
+        // Put back the log as it was (the writer sealed nothing new: only a close checkpoint).
+        fs::write(&seg, &clean).unwrap();
+        kept.push(forged);
+    }
+    let mut aside: Vec<Vec<u8>> = fs::read_dir(ledger_dir(&data).join("quarantine"))
+        .unwrap()
+        .map(|e| fs::read(e.unwrap().path()).unwrap())
+        .collect();
+    aside.sort();
+    kept.sort();
+    assert_eq!(aside, kept);
+}

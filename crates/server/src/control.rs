@@ -1131,19 +1131,6 @@ impl<'f> Leader<'f> {
                     .get(zone)
                     .and_then(|z| z.pools.get(pool))
                     .map_or_else(String::new, |p| p.gpu_type.clone());
-                if burst {
-                    let just = justification.clone().unwrap_or_default();
-                    if let Err(e) = self.sh.evidence.burst(&id, &zname, &pname, &just) {
-                        let reason = format!(
-                            "the evidence ledger cannot record the burst, so it is refused: {e}"
-                        );
-                        let version = self.jobs.get(&id).map_or(0, |t| t.version);
-                        self.fail(id.clone(), version, &reason)?;
-                        return Ok(self.sched.cancel(job, secs(now_ts())));
-                    }
-                    self.sh.metrics.bursts.inc();
-                    self.sh.metrics.public_spend.inc_by(cost);
-                }
                 if matches!(state, JobState::Submitted | JobState::Preempted) {
                     let details = self.explain.remove(&job).unwrap_or(serde_json::Value::Null);
                     if self
@@ -1174,11 +1161,40 @@ impl<'f> Leader<'f> {
                 if self.transition(&id, tr)?.is_none() {
                     return Ok(self.lost_race(&id, job));
                 }
-                if let Some(t) = self.jobs.get_mut(&id) {
+                let run = if let Some(t) = self.jobs.get_mut(&id) {
                     t.zone = Some(zone);
                     t.pool = Some(pool);
                     t.gpus = gpus;
                     t.attempt += 1;
+                    launch_id(id.as_str(), t.attempt)
+                } else {
+                    return Ok(vec![]);
+                };
+                // The admission won in the store: only now is it evidence, and before the run is
+                // launched. A burst's entry is written only for the admission that happens.
+                let recorded = self
+                    .sh
+                    .evidence
+                    .admitted(&id, &zname, &pname, &run)
+                    .and_then(|()| {
+                        if burst {
+                            let just = justification.clone().unwrap_or_default();
+                            self.sh.evidence.burst(&id, &zname, &pname, &just)
+                        } else {
+                            Ok(())
+                        }
+                    });
+                if let Err(e) = recorded {
+                    let reason = format!(
+                        "the evidence ledger cannot record the admission, so it is refused: {e}"
+                    );
+                    let version = self.jobs.get(&id).map_or(0, |t| t.version);
+                    self.fail(id.clone(), version, &reason)?;
+                    return Ok(self.sched.cancel(job, secs(now_ts())));
+                }
+                if burst {
+                    self.sh.metrics.bursts.inc();
+                    self.sh.metrics.public_spend.inc_by(cost);
                 }
                 self.sh
                     .metrics
@@ -1217,6 +1233,7 @@ impl<'f> Leader<'f> {
                     return Ok(vec![]);
                 };
                 let (zname, pname) = self.names(zone, pool);
+                self.record_run(&id, &zname, &pname, "released");
                 let reason = if public {
                     "public capacity released to the provider"
                 } else {
@@ -1246,8 +1263,9 @@ impl<'f> Leader<'f> {
                 let Some(id) = self.job_of(job) else {
                     return Ok(vec![]);
                 };
-                self.stop_run(&id);
                 let (zname, pname) = self.names(zone, pool);
+                self.record_run(&id, &zname, &pname, "preempted");
+                self.stop_run(&id);
                 self.move_to(
                     &id,
                     JobState::Preempted,
@@ -1272,6 +1290,7 @@ impl<'f> Leader<'f> {
                     return Ok(vec![]);
                 };
                 let (zname, pname) = self.names(from_zone, from_pool);
+                self.record_run(&id, &zname, &pname, "failed-over");
                 self.sh.store.append_event(
                     &id,
                     EventDraft {
@@ -1296,6 +1315,19 @@ impl<'f> Leader<'f> {
     fn executor_for(&self, zone: Option<usize>) -> Option<Arc<dyn Executor>> {
         let z = self.fleet().zones.get(zone?)?;
         self.sh.executors.get(&z.name).cloned()
+    }
+
+    /// Records an event of the job's current run. Used where the effect is a stop or a release
+    /// (the safe direction), which goes ahead even when the ledger cannot record it.
+    fn record_run(&self, id: &JobId, zone: &str, pool: &str, event: &str) {
+        let attempt = self.jobs.get(id).map_or(0, |t| t.attempt);
+        if let Err(e) =
+            self.sh
+                .evidence
+                .run_event(id, zone, pool, &launch_id(id.as_str(), attempt), event)
+        {
+            tracing::error!(job = %id, event, error = %e, "the evidence ledger cannot record the run event");
+        }
     }
 
     /// Stops the current run of a job (preemption, cancellation).
@@ -1350,6 +1382,20 @@ impl<'f> Leader<'f> {
                 .max(60.0) as u64,
             env: vec![],
         };
+        if state == JobState::Admitted {
+            if let Err(e) = self
+                .sh
+                .evidence
+                .run_event(id, &zone.name, &pool.name, &run_id, "started")
+            {
+                self.fail(
+                    id.clone(),
+                    version,
+                    &format!("the evidence ledger cannot record the start, so the run is not started: {e}"),
+                )?;
+                return Ok(self.sched.cancel(sid, secs(now_ts())));
+            }
+        }
         match exec.start(&launch) {
             Ok(fresh) => {
                 if state == JobState::Admitted {
@@ -1425,7 +1471,7 @@ impl<'f> Leader<'f> {
                 }
             };
             let mut details = serde_json::Value::Null;
-            let (to, reason) = match status {
+            let (to, reason) = match status.clone() {
                 RunStatus::Running => continue,
                 RunStatus::Exited { code: 0 } => (JobState::Succeeded, "exit code 0".to_string()),
                 RunStatus::Exited {
@@ -1454,9 +1500,22 @@ impl<'f> Leader<'f> {
                     "the executor has no record of the job".to_string(),
                 ),
             };
-            let Some(sid) = self.jobs.get(&id).map(|t| t.sid) else {
+            let Some((sid, pool)) = self.jobs.get(&id).map(|t| (t.sid, t.pool)) else {
                 continue;
             };
+            let (zname, pname) = self.names(zone, pool.unwrap_or(0));
+            let event = run_outcome(&status);
+            if let Err(e) = self.sh.evidence.run_event(
+                &id,
+                &zname,
+                &pname,
+                &launch_id(id.as_str(), attempt),
+                &event,
+            ) {
+                // The end is recorded before anything is released; the next round tries again.
+                tracing::error!(job = %id, error = %e, "the evidence ledger cannot record the run's end; it stays running until it can");
+                continue;
+            }
             self.move_to(&id, to, &reason, details)?;
             if let Some(t) = self.jobs.remove(&id) {
                 self.explain.remove(&t.sid);
@@ -1651,5 +1710,18 @@ fn why_nowhere(ex: &tidegate_placement::Explanation) -> String {
         "no zone and pool is allowed for this job".into()
     } else {
         format!("no zone and pool may run it — {}", parts.join("; "))
+    }
+}
+
+/// The ledger's name for how a run ended.
+fn run_outcome(status: &RunStatus) -> String {
+    match status {
+        RunStatus::Exited { code } if *code >= 0 => format!("exited-{code}"),
+        RunStatus::Exited { code } => format!("killed-by-signal-{}", code.unsigned_abs()),
+        RunStatus::Cancelled => "cancelled".into(),
+        RunStatus::TimedOut { .. } => "timed-out".into(),
+        RunStatus::Lost { .. } => "lost".into(),
+        RunStatus::Unknown => "unknown".into(),
+        RunStatus::Running => "running".into(),
     }
 }

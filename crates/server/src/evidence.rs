@@ -306,6 +306,47 @@ impl Evidence {
         )
     }
 
+    /// A job was admitted to `zone`/`pool` as run `run`, under the policy set in force (recorded
+    /// after the admission won in the store and before the run is launched).
+    pub fn admitted(&self, id: &JobId, zone: &str, pool: &str, run: &str) -> Result<(), String> {
+        self.append(
+            Action::JobAdmitted {
+                zone: ident(zone)?,
+                pool: ident(pool)?,
+                run: ident(run)?,
+                policy_hash: self.policy_hash(),
+            },
+            vec![
+                subject(SubjectKind::Job, id.as_str())?,
+                subject(SubjectKind::Zone, zone)?,
+            ],
+        )
+    }
+
+    /// Something happened to a run (`started`, `exited-0`, `preempted`, ...), recorded before the
+    /// control plane acts on it.
+    pub fn run_event(
+        &self,
+        id: &JobId,
+        zone: &str,
+        pool: &str,
+        run: &str,
+        event: &str,
+    ) -> Result<(), String> {
+        self.append(
+            Action::JobRun {
+                zone: ident(zone)?,
+                pool: ident(pool)?,
+                run: ident(run)?,
+                event: ident(event)?,
+            },
+            vec![
+                subject(SubjectKind::Job, id.as_str())?,
+                subject(SubjectKind::Zone, zone)?,
+            ],
+        )
+    }
+
     /// A job burst to public capacity, with its business justification (stored as a document).
     pub fn burst(
         &self,

@@ -326,6 +326,74 @@ fn pressure_bursts_eligible_work_with_its_justification_and_never_private_only_d
     );
 }
 
+/// Where a job ran is evidence: its admission (zone, pool, run, policy hash), start and end are
+/// entries, in that order, naming the zone and pool the job actually ran in.
+#[test]
+fn every_admission_start_and_end_is_ledgered_where_it_happened() {
+    let mut ts = TestServer::start(16);
+    let sub = ts.token(Role::Submitter, "icu-ml");
+    let r = ts.submit(
+        &sub,
+        &manifest("ran-here", "icu-ml", 1, Some("echo ok")),
+        None,
+    );
+    let id = r.body["job"]["id"].as_str().unwrap().to_owned();
+    let d = ts.wait_job(&id, 30, |d| d["job"]["state"] == "succeeded");
+    let (zone, pool) = (
+        d["job"]["zone"].as_str().unwrap().to_owned(),
+        d["job"]["pool"].as_str().unwrap().to_owned(),
+    );
+    ts.stop();
+    let contents = tidegate_ledger::ledger::read_log(&ts.dir.path().join("ledger"), true).unwrap();
+    let about: Vec<Value> = contents
+        .entries
+        .iter()
+        .map(|b| serde_json::from_slice::<Value>(b).unwrap())
+        .filter(|v| {
+            v["subjects"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|s| s["id"] == id.as_str()))
+        })
+        .collect();
+    let kinds: Vec<String> = about
+        .iter()
+        .map(|v| {
+            let a = &v["action"];
+            match a["type"].as_str().unwrap() {
+                "job.run" => format!("job.run:{}", a["event"].as_str().unwrap()),
+                t => t.to_owned(),
+            }
+        })
+        .collect();
+    let pos = |k: &str| {
+        kinds
+            .iter()
+            .position(|x| x == k)
+            .unwrap_or_else(|| panic!("{k} missing: {kinds:?}"))
+    };
+    assert!(pos("job.submitted") < pos("job.admitted"), "{kinds:?}");
+    assert!(pos("job.admitted") < pos("job.run:started"), "{kinds:?}");
+    assert!(
+        pos("job.run:started") < pos("job.run:exited-0"),
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "job.admitted").count(),
+        1,
+        "{kinds:?}"
+    );
+    let admitted = &about[pos("job.admitted")]["action"];
+    assert_eq!(admitted["zone"], zone.as_str());
+    assert_eq!(admitted["pool"], pool.as_str());
+    assert!(admitted["policy_hash"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
+    for k in ["job.run:started", "job.run:exited-0"] {
+        assert_eq!(about[pos(k)]["action"]["zone"], zone.as_str(), "{k}");
+    }
+}
+
 #[test]
 fn sigterm_style_shutdown_drains_and_a_restart_finds_running_jobs() {
     let mut ts = TestServer::start(16);
