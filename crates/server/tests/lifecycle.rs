@@ -395,6 +395,7 @@ fn sigterm_style_shutdown_drains_and_a_restart_finds_running_jobs() {
         agent_zones: vec![],
         replica: "test".into(),
         scheduler: true,
+        http: Default::default(),
     };
     let server = ts
         .rt
