@@ -175,6 +175,7 @@ pub fn run(a: &BenchSubmitArgs) -> miette::Result<()> {
         agent_zones: vec![],
         replica: "test".into(),
         scheduler: a.with_scheduler,
+        http: Default::default(),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

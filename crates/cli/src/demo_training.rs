@@ -449,6 +449,7 @@ pub fn run(a: &BurstTrainingArgs) -> miette::Result<()> {
         agent_zones: Vec::new(),
         replica: "demo".into(),
         scheduler: true,
+        http: Default::default(),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -193,6 +193,7 @@ pub fn run(args: &UpArgs) -> miette::Result<()> {
         agent_zones: args.agent_zones.clone(),
         replica: args.replica.clone().unwrap_or_else(hostname),
         scheduler: !args.no_scheduler,
+        http: Default::default(),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -586,6 +586,16 @@ async fn submit_job(
                     Transition::to(JobState::Failed, out.job.version, Timestamp::now())
                         .because(&why),
                 );
+                // The refusal is temporary (503, retry): the key must not stay bound to the
+                // refused job, or every retry with it would replay that failure. If the key
+                // cannot be released the refusal says so, and the retry needs a new key.
+                if out.job.idempotency_key.is_some() {
+                    if let Err(release) = shared.store.release_idempotency_key(&out.job.id) {
+                        return Err(ApiError::unavailable(format!(
+                            "{why}; the Idempotency-Key could not be released ({release}): retry with a new key"
+                        )));
+                    }
+                }
                 return Err(ApiError::unavailable(why));
             }
         }

@@ -16,6 +16,7 @@ pub mod auth;
 pub mod control;
 mod error;
 pub mod evidence;
+pub mod http;
 pub mod metrics;
 
 use std::collections::BTreeMap;
@@ -26,6 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use error::{ApiError, ErrorBody, ErrorDetail};
+pub use http::HttpLimits;
 
 use tidegate_exec::{Executor, LocalConfig, LocalExecutor};
 use tidegate_identity::{Role, RootKeyStore};
@@ -77,6 +79,8 @@ pub struct ServerConfig {
     /// Run the scheduler loop (take part in the leader election). An API-only replica sets it
     /// false: it serves requests and leaves scheduling to the others.
     pub scheduler: bool,
+    /// The HTTP listener's timeouts, connection bound and drain deadline.
+    pub http: HttpLimits,
 }
 
 /// Why the control plane did not start.
@@ -421,14 +425,14 @@ pub async fn start(cfg: ServerConfig, clock: Clock) -> Result<Server, StartError
 
     let stop_http = Arc::new(tokio::sync::Notify::new());
     let stop = stop_http.clone();
-    let app = api::router(state.clone());
-    let http = tokio::spawn(async move {
-        let serve =
-            axum::serve(listener, app).with_graceful_shutdown(async move { stop.notified().await });
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
-    });
+    let app = http::with_body_timeout(api::router(state.clone()), cfg.http.body_read_timeout);
+    let http = tokio::spawn(http::serve(
+        listener,
+        app,
+        cfg.http.clone(),
+        stop,
+        shared.metrics.http_connections.clone(),
+    ));
     tracing::info!(%url, "control plane listening");
     Ok(Server {
         url,
@@ -441,7 +445,8 @@ pub async fn start(cfg: ServerConfig, clock: Clock) -> Result<Server, StartError
 }
 
 impl Server {
-    /// Drains and stops: new submissions are refused at once, requests in flight finish, the
+    /// Drains and stops: new submissions are refused at once, requests in flight finish (until
+    /// the drain deadline, [`HttpLimits::drain_deadline`], then their connections are closed), the
     /// scheduler loop stops and gives its lease back, and a final ledger checkpoint is sealed.
     /// Running jobs are left running; the next start finds them.
     pub async fn shutdown(mut self) {

@@ -34,6 +34,8 @@ pub struct Metrics {
     pub submissions: Family<Labels, Counter>,
     /// 1 while this replica holds the scheduler lease.
     pub leader: Gauge,
+    /// HTTP connections being served.
+    pub http_connections: Gauge,
 }
 
 impl Default for Metrics {
@@ -55,6 +57,7 @@ impl Metrics {
         let decision_latency = Histogram::new(exponential_buckets(0.000_01, 4.0, 10));
         let submissions = Family::<Labels, Counter>::default();
         let leader = Gauge::default();
+        let http_connections = Gauge::default();
         registry.register(
             "queue_depth",
             "Jobs waiting in each zone's queue",
@@ -92,6 +95,11 @@ impl Metrics {
             "1 while this replica runs the scheduler loop",
             leader.clone(),
         );
+        registry.register(
+            "http_connections",
+            "HTTP connections being served (at most the configured bound)",
+            http_connections.clone(),
+        );
         Self {
             registry,
             queue_depth,
@@ -103,6 +111,7 @@ impl Metrics {
             decision_latency,
             submissions,
             leader,
+            http_connections,
         }
     }
 

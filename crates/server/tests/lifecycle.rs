@@ -102,6 +102,45 @@ fn idempotency_key_replays_the_same_job_and_refuses_a_different_request() {
     );
 }
 
+/// A submission the ledger could not record is refused with a 503 (retry); the retry with the
+/// same `Idempotency-Key`, once the ledger writes again, creates a job that runs, rather than
+/// replaying the refused one.
+#[test]
+fn an_idempotency_key_refused_for_a_temporary_reason_can_be_retried_and_runs() {
+    let ts = TestServer::start(16);
+    let sub = ts.token(Role::Submitter, "icu-ml");
+    let evidence = ts.server.as_ref().unwrap().state.shared.evidence.clone();
+    // A closed ledger is reopened by the next append, at most once a second: close it, let one
+    // submission reopen it, close it again, and the next submission (within the second) finds
+    // it stopped and is refused.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    evidence.close().unwrap();
+    let first = ts.submit(&sub, &manifest("reopens", "icu-ml", 1, Some("true")), None);
+    assert_eq!(first.status, 201, "{}", first.text);
+    evidence.close().unwrap();
+    let m = manifest("retried", "icu-ml", 1, Some("true"));
+    let refused = ts.submit(&sub, &m, Some("key-retry"));
+    assert_eq!(refused.status, 503, "{}", refused.text);
+    assert_eq!(
+        refused.body["error"]["code"], "unavailable",
+        "{}",
+        refused.text
+    );
+    // The ledger can be reopened a second later: the retry with the same key is a new job.
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let retry = ts.submit(&sub, &m, Some("key-retry"));
+    assert_eq!(retry.status, 201, "{}", retry.text);
+    assert_eq!(retry.body["replayed"], false, "{}", retry.text);
+    let id = retry.body["job"]["id"].as_str().unwrap().to_owned();
+    let d = ts.wait_job(&id, 20, |d| d["job"]["state"] == "succeeded");
+    assert!(states(&d).contains(&"running".to_owned()), "{d}");
+    // From now on the key replays the job that ran.
+    let again = ts.submit(&sub, &m, Some("key-retry"));
+    assert_eq!(again.status, 200, "{}", again.text);
+    assert_eq!(again.body["replayed"], true, "{}", again.text);
+    assert_eq!(again.body["job"]["id"], retry.body["job"]["id"]);
+}
+
 #[test]
 fn jobs_run_for_real_end_with_their_exit_code_and_can_be_cancelled() {
     let ts = TestServer::start(16);
@@ -424,6 +463,7 @@ fn sigterm_style_shutdown_drains_and_a_restart_finds_running_jobs() {
         agent_zones: vec![],
         replica: "test".into(),
         scheduler: true,
+        http: Default::default(),
     };
     let server = ts
         .rt

@@ -53,6 +53,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// it is refused with [`StoreError::IdempotencyConflict`].
     fn submit(&self, job: NewJob) -> Result<Submitted, StoreError>;
 
+    /// Unbinds the idempotency key that created job `id` (if any), so the next submission with
+    /// that key creates a new job instead of returning this one. For a submission refused for a
+    /// temporary reason after it was recorded (the evidence ledger could not record it): the
+    /// refused job stays, in its final state, but a retry with the same key runs. `false` when no
+    /// key was bound to the job.
+    fn release_idempotency_key(&self, id: &JobId) -> Result<bool, StoreError>;
+
     /// The job with this id, if any.
     fn get(&self, id: &JobId) -> Result<Option<JobRecord>, StoreError>;
 

@@ -740,6 +740,14 @@ impl Store for PgStore {
         )
     }
 
+    fn release_idempotency_key(&self, id: &JobId) -> Result<bool, StoreError> {
+        let n = self.with_client(|c| {
+            c.execute(sql::KEY_RELEASE, &[&id.as_str()])
+                .map_err(self.err("release idempotency key"))
+        })?;
+        Ok(n > 0)
+    }
+
     fn release_lease(&self, lease: &Lease) -> Result<bool, StoreError> {
         let n = self.with_client(|c| {
             c.execute(

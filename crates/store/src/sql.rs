@@ -37,6 +37,8 @@ pub(crate) const LEASE_ACQUIRE: &str =
      RETURNING name, holder, expires_at, epoch";
 pub(crate) const LEASE_RENEW: &str = "UPDATE leases SET expires_at = $1 \
      WHERE name = $2 AND holder = $3 AND epoch = $4 AND expires_at > $5 RETURNING name, holder, expires_at, epoch";
+/// Unbinds an idempotency key from the job it created (that job was refused before it could run).
+pub(crate) const KEY_RELEASE: &str = "DELETE FROM idempotency_keys WHERE job_id = $1";
 pub(crate) const LEASE_RELEASE: &str =
     "UPDATE leases SET expires_at = 0 WHERE name = $1 AND holder = $2 AND epoch = $3";
 /// Sets a zone's condition (insert or replace).

@@ -748,6 +748,14 @@ impl Store for SqliteStore {
             .transpose()
     }
 
+    fn release_idempotency_key(&self, id: &JobId) -> Result<bool, StoreError> {
+        let n = self.write(|c| {
+            c.execute(&q(sql::KEY_RELEASE), [id.as_str()])
+                .map_err(|e| self.db_err("release idempotency key", e))
+        })?;
+        Ok(n > 0)
+    }
+
     fn release_lease(&self, lease: &Lease) -> Result<bool, StoreError> {
         let n = self.with_conn("release lease", |c| {
             c.execute(

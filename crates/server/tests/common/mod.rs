@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tidegate_identity::{Role, RootKeyStore};
 use tidegate_server::control::LoopConfig;
-use tidegate_server::{Server, ServerConfig};
+use tidegate_server::{HttpLimits, Server, ServerConfig};
 
 pub fn example_fleet() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/fleet")
@@ -122,6 +122,28 @@ impl TestServer {
         executors: std::collections::BTreeMap<String, std::sync::Arc<dyn tidegate_exec::Executor>>,
         agent_zones: Vec<String>,
     ) -> Self {
+        Self::start_fleet_http(
+            fleet_dir,
+            burst_queue_depth,
+            executors,
+            agent_zones,
+            HttpLimits::default(),
+        )
+    }
+
+    /// Starts a server on the example fleet whose HTTP listener has the given limits.
+    pub fn start_http(http: HttpLimits) -> Self {
+        Self::start_fleet_http(&example_fleet(), 16, Default::default(), vec![], http)
+    }
+
+    /// As [`Self::start_fleet`], with the HTTP listener's limits.
+    pub fn start_fleet_http(
+        fleet_dir: &Path,
+        burst_queue_depth: usize,
+        executors: std::collections::BTreeMap<String, std::sync::Arc<dyn tidegate_exec::Executor>>,
+        agent_zones: Vec<String>,
+        http: HttpLimits,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let keys = RootKeyStore::new(&dir.path().join("keys"));
         keys.rotate(now() - 7200, 30).unwrap();
@@ -144,6 +166,7 @@ impl TestServer {
             agent_zones,
             replica: "test".into(),
             scheduler: true,
+            http,
         };
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -202,6 +225,7 @@ impl TestServer {
             agent_zones,
             replica: "test".into(),
             scheduler,
+            http: Default::default(),
         };
         let server = self
             .rt

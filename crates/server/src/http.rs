@@ -1,0 +1,237 @@
+//! The HTTP listener: one hyper HTTP/1 connection per accepted socket, with the limits that keep
+//! one slow or idle client from holding the server ([`HttpLimits`]).
+//!
+//! - A request head must arrive within `header_read_timeout` (an idle keep-alive connection is
+//!   closed after it too); a client that sends half a request line and stalls is disconnected.
+//! - A request body that makes no progress for `body_read_timeout` is cut: the request is
+//!   answered `408 request_timeout` and the connection closed.
+//! - At most `max_connections` connections are served at once; past the bound, connections wait
+//!   in the kernel's accept queue (nothing is accepted, so nothing is held by the process) until
+//!   one ends.
+//! - Draining stops accepting at once, asks every connection to finish its request in flight,
+//!   and after `drain_deadline` closes those still open: acknowledged work is already durable,
+//!   so the server exits whatever a client does.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use http_body::{Frame, SizeHint};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::error::ApiError;
+
+/// Limits of the HTTP listener.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// Time allowed for a request head (request line and headers) to arrive, and for the next
+    /// one on an idle keep-alive connection (default 10 s).
+    pub header_read_timeout: Duration,
+    /// Longest a request body may go without sending anything (default 30 s).
+    pub body_read_timeout: Duration,
+    /// Connections served at once (default 1024); later ones wait to be accepted.
+    pub max_connections: usize,
+    /// How long a drain waits for connections to finish before closing them (default 10 s).
+    pub drain_deadline: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+            drain_deadline: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Adds the body-read timeout to `app`.
+pub(crate) fn with_body_timeout(app: Router, limit: Duration) -> Router {
+    app.layer(axum::middleware::from_fn_with_state(limit, body_timeout))
+}
+
+async fn body_timeout(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    let expired = Arc::new(AtomicBool::new(false));
+    let req = req.map(|inner| {
+        Body::new(Stalling {
+            inner,
+            limit,
+            sleep: Box::pin(tokio::time::sleep(limit)),
+            expired: expired.clone(),
+        })
+    });
+    let resp = next.run(req).await;
+    if !expired.load(Ordering::SeqCst) {
+        return resp;
+    }
+    let mut resp = ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "request_timeout",
+        format!(
+            "the request body sent nothing for {} s; the connection is closed",
+            limit.as_secs_f64()
+        ),
+    )
+    .into_response();
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
+/// The body stopped arriving.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body sent nothing for {0:?}")]
+struct BodyStalled(Duration);
+
+/// A request body that fails once it goes `limit` without a frame.
+struct Stalling {
+    inner: Body,
+    limit: Duration,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    expired: Arc<AtomicBool>,
+}
+
+impl http_body::Body for Stalling {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                let next = tokio::time::Instant::now() + this.limit;
+                this.sleep.as_mut().reset(next);
+                Poll::Ready(frame)
+            }
+            Poll::Pending => {
+                if this.sleep.as_mut().poll(cx).is_ready() {
+                    this.expired.store(true, Ordering::SeqCst);
+                    Poll::Ready(Some(Err(axum::Error::new(BodyStalled(this.limit)))))
+                } else {
+                    Poll::Pending
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Counts a connection as open for as long as it lives.
+struct Open(Gauge);
+
+impl Open {
+    fn new(g: &Gauge) -> Self {
+        g.inc();
+        Self(g.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Serves `app` on `listener` until `stop` is notified, then drains (see the module docs).
+/// `open` counts the connections being served.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: HttpLimits,
+    stop: Arc<Notify>,
+    open: Gauge,
+) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let (drain_tx, drain_rx) = watch::channel(false);
+    let mut conns = JoinSet::new();
+    let stopped = stop.notified();
+    tokio::pin!(stopped);
+    loop {
+        while conns.try_join_next().is_some() {}
+        // A permit first: past the bound nothing is accepted.
+        let permit = tokio::select! {
+            () = &mut stopped => break,
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let stream = tokio::select! {
+            () = &mut stopped => break,
+            r = listener.accept() => match r {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of descriptors, or a connection reset before it was accepted: the
+                    // listener stays, and tries again shortly.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let open = Open::new(&open);
+        let svc = TowerToHyperService::new(app.clone());
+        let mut drain = drain_rx.clone();
+        let header_timeout = limits.header_read_timeout;
+        conns.spawn(async move {
+            let _permit = permit;
+            let _open = open;
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            let conn = builder.serve_connection(TokioIo::new(stream), svc);
+            tokio::pin!(conn);
+            let res = tokio::select! {
+                r = conn.as_mut() => r,
+                _ = drain.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "HTTP connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    let _ = drain_tx.send(true);
+    let finished = tokio::time::timeout(limits.drain_deadline, async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    if finished.is_err() {
+        tracing::warn!(
+            connections = conns.len(),
+            deadline_s = limits.drain_deadline.as_secs_f64(),
+            "connections still open at the drain deadline are closed"
+        );
+        conns.abort_all();
+        while conns.join_next().await.is_some() {}
+    }
+}
