@@ -336,4 +336,35 @@ fn kill_9_under_10k_concurrent_submissions_loses_and_duplicates_nothing() {
         "{}",
         String::from_utf8_lossy(&verify.stderr)
     );
+    // And it is complete, job by job: every job in the store has exactly one `job.submitted`
+    // entry (written ahead of the job), and no job was admitted twice across the restart.
+    let log = tidegate_ledger::ledger::read_log(&dir.path().join("ledger"), true).unwrap();
+    let mut submitted: HashMap<String, usize> = HashMap::new();
+    let mut admitted: HashMap<String, usize> = HashMap::new();
+    for bytes in &log.entries {
+        let e: Value = serde_json::from_slice(bytes).unwrap();
+        let Some(job) = e["subjects"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["kind"] == "job"))
+            .and_then(|s| s["id"].as_str())
+        else {
+            continue;
+        };
+        match e["action"]["type"].as_str() {
+            Some("job.submitted") => *submitted.entry(job.to_owned()).or_default() += 1,
+            Some("job.admitted") => *admitted.entry(job.to_owned()).or_default() += 1,
+            _ => {}
+        }
+    }
+    for id in &ids {
+        assert_eq!(
+            submitted.get(id),
+            Some(&1),
+            "job {id}: job.submitted entries"
+        );
+        assert!(
+            admitted.get(id).copied().unwrap_or(0) <= 1,
+            "job {id} admitted twice"
+        );
+    }
 }

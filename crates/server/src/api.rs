@@ -576,28 +576,27 @@ async fn submit_job(
             reason: None,
             at: Timestamp::now(),
         };
-        let out = shared.store.submit(new)?;
-        if !out.replayed {
-            if let Err(e) = shared.evidence.submitted(&out.job.id, manifest.as_bytes()) {
-                // Fail closed: a submission the ledger cannot record never runs.
-                let why = format!("refused: the evidence ledger cannot record the submission: {e}");
-                let _ = shared.store.transition(
-                    &out.job.id,
-                    Transition::to(JobState::Failed, out.job.version, Timestamp::now())
-                        .because(&why),
-                );
-                // The refusal is temporary (503, retry): the key must not stay bound to the
-                // refused job, or every retry with it would replay that failure. If the key
-                // cannot be released the refusal says so, and the retry needs a new key.
-                if out.job.idempotency_key.is_some() {
-                    if let Err(release) = shared.store.release_idempotency_key(&out.job.id) {
-                        return Err(ApiError::unavailable(format!(
-                            "{why}; the Idempotency-Key could not be released ({release}): retry with a new key"
-                        )));
-                    }
-                }
-                return Err(ApiError::unavailable(why));
+        // Write-ahead: a job is in the store only after its `job.submitted` entry is durable, so
+        // no crash, and no leader picking the job up at once, can leave a job scheduled or run
+        // without it. A key already bound replays (or conflicts) in the store and records
+        // nothing new. A refusal here is temporary (503) and creates nothing, so a retry with the
+        // same key runs.
+        let replay = match &new.idempotency_key {
+            Some(k) => shared.store.idempotency_key_bound(&new.team, k)?,
+            None => false,
+        };
+        if !replay {
+            if let Err(e) = shared.evidence.submitted(&new.id, manifest.as_bytes()) {
+                return Err(ApiError::unavailable(format!(
+                    "refused: the evidence ledger cannot record the submission, so nothing was created: {e}"
+                )));
             }
+        }
+        let out = shared.store.submit(new)?;
+        if out.replayed && !replay {
+            // Another submission with the same key won the race: its job is the one; the entry
+            // just written names a job that was never created.
+            tracing::info!(job = %out.job.id, "a concurrent submission with the same idempotency key was replayed; its recorded id was not created");
         }
         Ok((out.job, out.replayed))
     })

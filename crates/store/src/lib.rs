@@ -60,6 +60,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// key was bound to the job.
     fn release_idempotency_key(&self, id: &JobId) -> Result<bool, StoreError>;
 
+    /// Whether `team` has already used idempotency `key` (a submission with it would replay or
+    /// conflict rather than create a job).
+    fn idempotency_key_bound(&self, team: &str, key: &str) -> Result<bool, StoreError>;
+
     /// The job with this id, if any.
     fn get(&self, id: &JobId) -> Result<Option<JobRecord>, StoreError>;
 

@@ -556,6 +556,14 @@ impl Store for PgStore {
         self.with_client(|c| self.load_job(c, id.as_str()))
     }
 
+    fn idempotency_key_bound(&self, team: &str, key: &str) -> Result<bool, StoreError> {
+        self.with_client(|c| {
+            c.query_opt(sql::SELECT_KEY, &[&team, &key])
+                .map(|r| r.is_some())
+                .map_err(self.err("look up idempotency key"))
+        })
+    }
+
     fn list(&self, filter: &JobFilter, page: PageRequest) -> Result<JobPage, StoreError> {
         let (after, limit) = page.check()?;
         let state = filter.state.map(JobState::as_str);

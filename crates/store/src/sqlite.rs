@@ -570,6 +570,15 @@ impl Store for SqliteStore {
         self.with_conn_store(|c| self.load_job(c, id.as_str()))
     }
 
+    fn idempotency_key_bound(&self, team: &str, key: &str) -> Result<bool, StoreError> {
+        self.with_conn("look up idempotency key", |c| {
+            c.prepare_cached(&q(sql::SELECT_KEY))?
+                .query_row(params![team, key], |_| Ok(()))
+                .optional()
+                .map(|r| r.is_some())
+        })
+    }
+
     fn list(&self, filter: &JobFilter, page: PageRequest) -> Result<JobPage, StoreError> {
         let (after, limit) = page.check()?;
         let raws = self.with_conn("list jobs", |c| {
