@@ -31,7 +31,14 @@ pub struct Evidence {
     data_dir: PathBuf,
     /// The hash of the policy set in force (changes when a new fleet is put in force).
     policy_hash: RwLock<Digest>,
+    /// The placement decision last recorded for each job by this process: a leader rebuilding
+    /// (after losing its lease, or a fleet change that decides the same) records a decision once,
+    /// and a new decision (another policy set, zone or pool) again.
+    placed: Mutex<std::collections::HashMap<String, Digest>>,
 }
+
+/// Most placement decisions remembered before the memo starts afresh.
+const PLACED_MEMO: usize = 200_000;
 
 /// Shortest time between two attempts to reopen a stopped ledger.
 const REOPEN_EVERY: Duration = Duration::from_secs(1);
@@ -89,6 +96,7 @@ impl Evidence {
             reopened: Mutex::new(Instant::now()),
             data_dir: data_dir.to_owned(),
             policy_hash: RwLock::new(Digest::of(b"")),
+            placed: Mutex::new(std::collections::HashMap::new()),
         };
         ev.rules_loaded(fleet, policy)?;
         Ok(ev)
@@ -265,16 +273,31 @@ impl Evidence {
             .iter()
             .map(|r| ident(r))
             .collect::<Result<Vec<_>, _>>()?;
-        self.append(
-            Action::JobPlaced {
-                decision,
-                zone: ident(zone)?,
-                pool: ident(pool)?,
-                reasons,
-                policy_hash: self.policy_hash(),
-            },
-            subjects,
-        )
+        let action = Action::JobPlaced {
+            decision,
+            zone: ident(zone)?,
+            pool: ident(pool)?,
+            reasons,
+            policy_hash: self.policy_hash(),
+        };
+        let decided = Digest::of(
+            serde_json::to_string(&(&action, &subjects))
+                .map_err(|e| e.to_string())?
+                .as_bytes(),
+        );
+        let mut memo = self
+            .placed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if memo.get(id.as_str()) == Some(&decided) {
+            return Ok(()); // the same decision is already in the ledger
+        }
+        self.append(action, subjects)?;
+        if memo.len() >= PLACED_MEMO {
+            memo.clear();
+        }
+        memo.insert(id.as_str().to_owned(), decided);
+        Ok(())
     }
 
     /// A run's placement no longer holds (recorded before the run is stopped or withheld).

@@ -457,3 +457,42 @@ fn a_cancel_acknowledged_before_a_crash_stops_the_run_at_the_next_start() {
         "cancelled"
     );
 }
+
+/// A leader that rebuilds (here: the same fleet applied again, twice) decides a waiting job's
+/// placement again, but records the same decision only once.
+#[test]
+fn rebuilding_never_records_the_same_placement_twice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fleet = common::copy_fleet(tmp.path());
+    let mut ts = TestServer::start_fleet(&fleet, 16, Default::default(), vec![]);
+    let sub = ts.token(Role::Submitter, "icu-ml");
+    let r = ts.post(
+        "/v1/zones/private-cloud/condition",
+        &ts.admin,
+        &json!({"health": "unreachable", "reason": "link down drill"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let m = pinned("waits", "true").replace(
+        "allowed_execution_zone: public-us",
+        "allowed_execution_zone: private-cloud",
+    );
+    let r = ts.submit(&sub, &m, None);
+    let id = r.body["job"]["id"].as_str().unwrap().to_owned();
+    ts.wait_job(&id, 20, |d| d["job"]["state"] == "queued");
+    for _ in 0..2 {
+        let r = ts.post("/v1/fleet", &ts.admin, &json!({}));
+        assert_eq!(r.status, 200, "{}", r.text);
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    ts.stop();
+    let placed = ledger(&ts)
+        .iter()
+        .filter(|e| e["action"]["type"] == "job.placed")
+        .filter(|e| {
+            e["subjects"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|s| s["id"] == id.as_str()))
+        })
+        .count();
+    assert_eq!(placed, 1, "the same placement was recorded {placed} times");
+}
