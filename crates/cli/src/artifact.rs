@@ -713,6 +713,16 @@ fn run_on(
         }
         ArtifactCmd::Shred { digest } => {
             let digest = parse_digest(&digest)?;
+            // A legal hold in the ledger stops the destruction, naming the hold.
+            if let Some(h) = crate::retention::held(data_dir, &digest.to_string())?.first() {
+                return Err(miette!(
+                    help = "an approver releases it with `tidegate retention release`",
+                    "{digest} is under legal hold (order {}, set by {} at ledger entry {}): refusing to shred",
+                    h.order,
+                    h.by,
+                    h.index
+                ));
+            }
             store.shred(&digest).map_err(err)?;
             println!("crypto-shredded {digest}: data key destroyed");
         }

@@ -1,10 +1,16 @@
 //! `tidegate retention plan`: what the retention rules will delete, when, and why.
 
+use std::path::{Path, PathBuf};
+
 use miette::{miette, IntoDiagnostic as _};
+use tidegate_artifacts::signing::KeyStore;
 use tidegate_ledger::bundle::format_time;
-use tidegate_ledger::ledger::{ledger_dir, read_log};
-use tidegate_ledger::retention::{default_rules, plan, Status};
-use tidegate_ledger::Entry;
+use tidegate_ledger::keys::{load_verifier, public_path};
+use tidegate_ledger::ledger::{key_path, ledger_dir, put_document, read_log, read_sealed};
+use tidegate_ledger::retention::{default_rules, holds_on, plan, Hold, Status};
+use tidegate_ledger::{
+    Action, Entry, EntryDraft, Ident, Ledger, LedgerOptions, Subject, SubjectKind,
+};
 
 use crate::audit::DataDir;
 
@@ -22,6 +28,141 @@ pub enum RetentionCmd {
         #[command(flatten)]
         dir: DataDir,
     },
+    /// Place a legal hold on a subject (`artifact:sha256:...`, `model:sha256:...`,
+    /// `checkpoint:...`, `dataset:NAME`, `job:ID`): while it stands, `tidegate artifact shred`
+    /// refuses to destroy the subject's data and `retention plan` shows it held. Signed for by an
+    /// approver key in the data directory's keyring; the hold and its order document are in the
+    /// evidence ledger before it takes effect.
+    Hold(HoldArgs),
+    /// Release a legal hold (approver key; ledgered before it takes effect).
+    Release(HoldArgs),
+}
+
+/// Arguments of `retention hold` and `retention release`.
+#[derive(Debug, clap::Args)]
+pub struct HoldArgs {
+    /// What the hold covers, as `KIND:ID` (kinds: job, dataset, model, artifact, checkpoint).
+    #[arg(long, value_name = "KIND:ID")]
+    pub subject: String,
+    /// The order (court order, counsel's instruction): a file kept as a ledger document.
+    #[arg(long, value_name = "FILE")]
+    pub order: PathBuf,
+    /// The approver key id (`ed25519:...`) from the keyring, with the approver role.
+    #[arg(long, value_name = "KEY_ID")]
+    pub key: String,
+    #[command(flatten)]
+    pub dir: DataDir,
+}
+
+fn parse_subject(s: &str) -> miette::Result<Subject> {
+    let (kind, id) = s
+        .split_once(':')
+        .ok_or_else(|| miette!("--subject: {s:?} is not KIND:ID"))?;
+    let kind = match kind {
+        "job" => SubjectKind::Job,
+        "dataset" => SubjectKind::Dataset,
+        "model" => SubjectKind::Model,
+        "artifact" => SubjectKind::Artifact,
+        "checkpoint" => SubjectKind::Checkpoint,
+        other => return Err(miette!(
+            "--subject: kind {other:?} cannot be held (job, dataset, model, artifact, checkpoint)"
+        )),
+    };
+    Subject::new(kind, id).map_err(|e| miette!("--subject: {e}"))
+}
+
+fn hold(a: &HoldArgs, set: bool) -> miette::Result<()> {
+    let subject = parse_subject(&a.subject)?;
+    let order =
+        std::fs::read(&a.order).map_err(|e| miette!("--order {}: {e}", a.order.display()))?;
+    if order.iter().all(u8::is_ascii_whitespace) {
+        return Err(miette!("--order {}: the order is empty", a.order.display()));
+    }
+    let now = crate::clock::now()?;
+    let data = &a.dir.data_dir;
+    let keys = KeyStore::new(&data.join("keys"));
+    let entry = keys
+        .keyring()
+        .map_err(|e| miette!("{e}"))?
+        .get(&a.key)
+        .cloned()
+        .ok_or_else(|| {
+            miette!(
+                help = "create one with `tidegate artifact key add-approver --owner NAME`",
+                "--key: {} is not in the keyring of {}",
+                a.key,
+                data.display()
+            )
+        })?;
+    if !entry
+        .roles
+        .iter()
+        .any(|r| r == tidegate_data::approval::APPROVER_ROLE)
+    {
+        return Err(miette!(
+            "--key: {} has roles [{}], not approver; only an approver sets or releases a legal hold",
+            a.key,
+            entry.roles.join(", ")
+        ));
+    }
+    // The private key must be here and valid now: holding the id alone signs for nothing.
+    keys.signer(&a.key, now)
+        .map_err(|e| miette!("--key: {e}"))?;
+    let actor = Ident::new(&a.key).map_err(|e| miette!("--key: {e}"))?;
+    let ledger = Ledger::open(data, LedgerOptions::default()).map_err(|e| miette!("{e}"))?;
+    let active = held(data, subject.id.as_str())?;
+    if set
+        && active
+            .iter()
+            .any(|h| h.order == tidegate_ledger::Digest::of(&order))
+    {
+        return Err(miette!(
+            "{} is already held under this order (entry {})",
+            a.subject,
+            active[0].index
+        ));
+    }
+    if !set && active.is_empty() {
+        return Err(miette!("{} is under no legal hold", a.subject));
+    }
+    let doc = put_document(data, &order).into_diagnostic()?;
+    let action = if set {
+        Action::RetentionHoldSet { order: doc.clone() }
+    } else {
+        Action::RetentionHoldReleased { order: doc.clone() }
+    };
+    let draft = EntryDraft::new(actor, action, vec![subject]).map_err(|e| miette!("{e}"))?;
+    let r = ledger
+        .append(draft, now * 1000)
+        .map_err(|e| miette!("the hold was not recorded, so it is not in effect: {e}"))?;
+    ledger.close().map_err(|e| miette!("{e}"))?;
+    println!(
+        "legal hold {} on {} by {} (order {doc}, ledger entry {})",
+        if set { "placed" } else { "released" },
+        a.subject,
+        a.key,
+        r.index
+    );
+    Ok(())
+}
+
+/// The legal holds in force on subjects whose id is `id`, from the data directory's ledger as
+/// its signed commits vouch for it.
+///
+/// # Errors
+/// When the ledger cannot be read or does not match what it signed.
+pub fn held(data: &Path, id: &str) -> miette::Result<Vec<Hold>> {
+    let verifier = load_verifier(&public_path(&key_path(data))).map_err(|e| miette!("{e}"))?;
+    let sealed = read_sealed(&ledger_dir(data), &verifier, true)
+        .map_err(|e| miette!("the ledger does not match what it signed ({e}); holds cannot be checked, so nothing is destroyed"))?;
+    let entries = sealed
+        .log
+        .entries
+        .iter()
+        .enumerate()
+        .map(|(i, b)| Entry::decode(b).map_err(|e| miette!("entry {i}: {e}")))
+        .collect::<miette::Result<Vec<_>>>()?;
+    Ok(holds_on(&entries, id))
 }
 
 /// Run a retention command.
@@ -29,7 +170,11 @@ pub enum RetentionCmd {
 /// # Errors
 /// When the ledger cannot be read or is damaged.
 pub fn run(cmd: RetentionCmd) -> miette::Result<()> {
-    let RetentionCmd::Plan { now_ms, dir } = cmd;
+    let (now_ms, dir) = match cmd {
+        RetentionCmd::Plan { now_ms, dir } => (now_ms, dir),
+        RetentionCmd::Hold(a) => return hold(&a, true),
+        RetentionCmd::Release(a) => return hold(&a, false),
+    };
     let now = match now_ms {
         Some(n) => n,
         None => {

@@ -263,3 +263,61 @@ fn promotion_refusal_reaches_the_ledger_as_codes_only() {
     );
     ok(dir, T0 + 31, &["audit", "verify"]);
 }
+
+/// A legal hold, set and released by an approver through the ledger, stops `artifact shred`,
+/// naming the hold; a key without the approver role cannot set one.
+#[test]
+fn a_legal_hold_stops_shredding_until_an_approver_releases_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let digest = put_and_sign(dir);
+    let approver = ok(
+        dir,
+        T0 + 30,
+        &["artifact", "key", "add-approver", "--owner", "counsel"],
+    )
+    .trim()
+    .to_string();
+    let builder = ok(dir, T0 + 30, &["artifact", "key", "list"]);
+    let order = dir.join("order.txt");
+    std::fs::write(
+        &order,
+        "Preserve all fraud-model artifacts: case 26-cv-0141.",
+    )
+    .unwrap();
+    let subject = format!("model:{digest}");
+    let hold = |key: &str| {
+        vec![
+            "retention".to_owned(),
+            "hold".to_owned(),
+            "--subject".to_owned(),
+            subject.clone(),
+            "--order".to_owned(),
+            order.to_str().unwrap().to_owned(),
+            "--key".to_owned(),
+            key.to_owned(),
+        ]
+    };
+    fn args(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+    // The builder key (first key listed that is not the approver) has no approver role.
+    let other = builder
+        .split_whitespace()
+        .find(|w| w.starts_with("ed25519:") && *w != approver)
+        .expect("a builder key")
+        .to_owned();
+    let msg = refused(dir, T0 + 40, &args(&hold(&other)));
+    assert!(msg.contains("not approver"), "{msg}");
+    ok(dir, T0 + 41, &args(&hold(&approver)));
+    assert!(ledger_text(dir).contains("retention.hold_set"));
+    let msg = refused(dir, T0 + 42, &["artifact", "shred", &digest]);
+    assert!(
+        msg.contains("under legal hold") && msg.contains(&approver),
+        "{msg}"
+    );
+    let mut release = hold(&approver);
+    release[1] = "release".into();
+    ok(dir, T0 + 43, &args(&release));
+    ok(dir, T0 + 44, &["artifact", "shred", &digest]);
+}

@@ -182,6 +182,47 @@ pub fn plan(entries: &[Entry], rules: &[Rule], now_ms: u64) -> Vec<Planned> {
     out
 }
 
+/// A legal hold in force: the entry that set it and the digest of its order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    /// Index of the `retention.hold_set` entry.
+    pub index: u64,
+    /// Digest of the hold order.
+    pub order: crate::entry::Digest,
+    /// Who set it.
+    pub by: String,
+}
+
+/// The legal holds in force on subjects whose id is `id` (any kind), from the ledger's entries in
+/// order: set by `retention.hold_set`, lifted by `retention.hold_released` on the same subject.
+#[must_use]
+pub fn holds_on(entries: &[Entry], id: &str) -> Vec<Hold> {
+    let mut held: BTreeMap<&crate::entry::Subject, Hold> = BTreeMap::new();
+    for e in entries {
+        match &e.action {
+            Action::RetentionHoldSet { order } => {
+                for s in e.subjects.iter().filter(|s| s.id.as_str() == id) {
+                    held.insert(
+                        s,
+                        Hold {
+                            index: e.seq,
+                            order: order.clone(),
+                            by: e.actor.to_string(),
+                        },
+                    );
+                }
+            }
+            Action::RetentionHoldReleased { .. } => {
+                for s in &e.subjects {
+                    held.remove(s);
+                }
+            }
+            _ => {}
+        }
+    }
+    held.into_values().collect()
+}
+
 /// Why a deletion was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum DeleteError {
