@@ -706,6 +706,29 @@ fn run_on(
                     })
                     .map_err(err)?;
             }
+            if edge_site.is_none() {
+                // A serving deployment is a point of action too: evidence before it is recorded.
+                let artifact = tidegate_ledger::Digest::parse(digest.to_string())
+                    .map_err(|e| miette!("{e}"))?;
+                let deployment = tidegate_ledger::Ident::new(&name).map_err(|e| {
+                    miette!("--name {name:?} cannot be recorded as a deployment name: {e}")
+                })?;
+                let subject = tidegate_ledger::Subject::new(
+                    tidegate_ledger::SubjectKind::Model,
+                    digest.to_string(),
+                )
+                .map_err(|e| miette!("{e}"))?;
+                crate::ledgered::record_one(
+                    data_dir,
+                    now,
+                    "operator",
+                    tidegate_ledger::Action::ArtifactDeployed {
+                        artifact,
+                        deployment,
+                    },
+                    vec![subject],
+                )?;
+            }
             LineageLog::new(data_dir)
                 .record_deployment(&digest, &name, now)
                 .map_err(err)?;
@@ -730,12 +753,40 @@ fn run_on(
             let path = gates::write_default_policy(store).map_err(err)?;
             println!("{}", path.display());
         }
-        ArtifactCmd::Key(k) => run_key(&keys, k, now)?,
+        ArtifactCmd::Key(k) => run_key(&keys, data_dir, k, now)?,
     }
     Ok(())
 }
 
-fn run_key(keys: &KeyStore, cmd: KeyCmd, now: u64) -> miette::Result<()> {
+/// Records a key change that is about to take effect (its id is known): refused if the ledger
+/// cannot record it.
+fn record_key(data_dir: &Path, now: u64, key_id: &str, change: &str) -> miette::Result<()> {
+    let action = crate::ledgered::key_changed(key_id, change)?;
+    crate::ledgered::record_one(data_dir, now, "operator", action, Vec::new()).map(|_| ())
+}
+
+/// Records a key just created; if the ledger cannot record it, the key is revoked at once so it
+/// never signs anything.
+fn record_new_key(
+    keys: &KeyStore,
+    data_dir: &Path,
+    now: u64,
+    key_id: &str,
+    change: &str,
+) -> miette::Result<()> {
+    if let Err(e) = record_key(data_dir, now, key_id, change) {
+        let undone = keys.revoke(key_id, now).map_err(err);
+        return Err(match undone {
+            Ok(()) => e.wrap_err(format!("key {key_id} was revoked again at once")),
+            Err(u) => e.wrap_err(format!(
+                "and key {key_id} could not be revoked ({u}): revoke it by hand"
+            )),
+        });
+    }
+    Ok(())
+}
+
+fn run_key(keys: &KeyStore, data_dir: &Path, cmd: KeyCmd, now: u64) -> miette::Result<()> {
     match cmd {
         KeyCmd::Init { owner, days } => {
             if keys.active_keyid().map_err(err)?.is_some() {
@@ -747,16 +798,19 @@ fn run_key(keys: &KeyStore, cmd: KeyCmd, now: u64) -> miette::Result<()> {
             let e = keys
                 .create(&owner, &["builder"], now, days, true)
                 .map_err(err)?;
+            record_new_key(keys, data_dir, now, &e.keyid, "created-builder")?;
             println!("{}", e.keyid);
         }
         KeyCmd::Rotate { owner, days } => {
             let e = keys.rotate(&owner, now, days).map_err(err)?;
+            record_new_key(keys, data_dir, now, &e.keyid, "rotated-in")?;
             println!("{}", e.keyid);
         }
         KeyCmd::AddApprover { owner, days } => {
             let e = keys
                 .create(&owner, &["approver"], now, days, false)
                 .map_err(err)?;
+            record_new_key(keys, data_dir, now, &e.keyid, "created-approver")?;
             println!("{}", e.keyid);
         }
         KeyCmd::Trust { keyid, from } => {
@@ -765,10 +819,12 @@ fn run_key(keys: &KeyStore, cmd: KeyCmd, now: u64) -> miette::Result<()> {
                 .get(&keyid)
                 .cloned()
                 .ok_or_else(|| miette!("{keyid} is not in the keyring of {}", from.display()))?;
+            record_key(data_dir, now, &keyid, "trusted")?;
             keys.trust(entry).map_err(err)?;
             println!("trusted {keyid}");
         }
         KeyCmd::Revoke { keyid } => {
+            record_key(data_dir, now, &keyid, "revoked")?;
             keys.revoke(&keyid, now).map_err(err)?;
             println!("revoked {keyid}");
         }

@@ -11,7 +11,44 @@ use std::sync::Arc;
 use miette::miette;
 use tidegate_artifacts::ledger_sink::{EntryWriter, LedgerSink};
 use tidegate_artifacts::ArtifactStore;
-use tidegate_ledger::{Ledger, LedgerOptions};
+use tidegate_ledger::{Action, EntryDraft, Ident, Ledger, LedgerOptions, Subject};
+
+/// Records one entry in `data_dir`'s evidence ledger (opened, appended, checkpointed, released)
+/// and returns its index: for a command whose one action must be evidence before it takes
+/// effect (key changes, minted tokens).
+///
+/// # Errors
+/// When the entry is malformed or cannot be made durable: the action must then not happen.
+pub fn record_one(
+    data_dir: &Path,
+    now: u64,
+    actor: &str,
+    action: Action,
+    subjects: Vec<Subject>,
+) -> miette::Result<u64> {
+    let actor =
+        Ident::new(actor).map_err(|e| miette!("{actor:?} cannot be recorded as the actor: {e}"))?;
+    let draft = EntryDraft::new(actor, action, subjects).map_err(|e| miette!("{e}"))?;
+    let led = Ledgered::open(data_dir, now)?;
+    let r = led
+        .ledger
+        .append(draft, now.saturating_mul(1000))
+        .map_err(|e| miette!("the evidence ledger cannot record it, so it was not done: {e}"))?;
+    led.close()?;
+    Ok(r.index)
+}
+
+/// A key change as a ledger action.
+///
+/// # Errors
+/// When the key id cannot be recorded as an identifier.
+pub fn key_changed(key_id: &str, change: &str) -> miette::Result<Action> {
+    let id = |s: &str| Ident::new(s).map_err(|e| miette!("{s:?} cannot be recorded: {e}"));
+    Ok(Action::KeyChanged {
+        key_id: id(key_id)?,
+        change: id(change)?,
+    })
+}
 
 /// The evidence ledger of one data directory, held for one command.
 pub struct Ledgered {

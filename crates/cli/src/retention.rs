@@ -64,9 +64,11 @@ fn parse_subject(s: &str) -> miette::Result<Subject> {
         "model" => SubjectKind::Model,
         "artifact" => SubjectKind::Artifact,
         "checkpoint" => SubjectKind::Checkpoint,
-        other => return Err(miette!(
+        other => {
+            return Err(miette!(
             "--subject: kind {other:?} cannot be held (job, dataset, model, artifact, checkpoint)"
-        )),
+        ))
+        }
     };
     Subject::new(kind, id).map_err(|e| miette!("--subject: {e}"))
 }

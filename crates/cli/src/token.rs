@@ -324,13 +324,39 @@ pub fn run(data_dir: &Path, cmd: TokenCmd) -> miette::Result<()> {
         TokenCmd::Keys(k) => match k {
             TokenKeysCmd::Rotate { days } => {
                 let key = keys.rotate(now, days).map_err(err)?;
+                let action = crate::ledgered::key_changed(
+                    &format!("token-root-{}", key.id),
+                    "token-root-rotated-in",
+                )?;
+                if let Err(e) =
+                    crate::ledgered::record_one(data_dir, now, "operator", action, Vec::new())
+                {
+                    // Never usable unrecorded: the new root key is revoked again.
+                    let undone = keys.revoke(key.id, now).map_err(err);
+                    return Err(match undone {
+                        Ok(()) => {
+                            e.wrap_err(format!("root key {} was revoked again at once", key.id))
+                        }
+                        Err(u) => e.wrap_err(format!(
+                            "and root key {} could not be revoked ({u:?}): revoke it by hand",
+                            key.id
+                        )),
+                    });
+                }
                 println!("root key {} active until {}", key.id, key.not_after);
             }
             TokenKeysCmd::Revoke { id } => {
+                let action = crate::ledgered::key_changed(
+                    &format!("token-root-{id}"),
+                    "token-root-revoked",
+                )?;
+                crate::ledgered::record_one(data_dir, now, "operator", action, Vec::new())?;
                 keys.revoke(id, now).map_err(err)?;
                 println!("revoked root key {id}");
             }
             TokenKeysCmd::RevokeToken { revocation_id } => {
+                let action = crate::ledgered::key_changed(&revocation_id, "token-revoked")?;
+                crate::ledgered::record_one(data_dir, now, "operator", action, Vec::new())?;
                 keys.revoke_token(&revocation_id).map_err(err)?;
                 println!("revoked token {revocation_id}");
             }

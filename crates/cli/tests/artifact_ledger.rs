@@ -321,3 +321,46 @@ fn a_legal_hold_stops_shredding_until_an_approver_releases_it() {
     ok(dir, T0 + 43, &args(&release));
     ok(dir, T0 + 44, &["artifact", "shred", &digest]);
 }
+
+/// Key changes are points of action: each is a ledger entry, and a key
+/// the ledger could not record is revoked again at once, so it never signs.
+#[test]
+fn key_changes_are_ledgered_and_an_unrecorded_key_never_signs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let digest = put_and_sign(dir);
+    let approver = ok(
+        dir,
+        T0 + 30,
+        &["artifact", "key", "add-approver", "--owner", "alice"],
+    )
+    .trim()
+    .to_string();
+    let text = ledger_text(dir);
+    assert!(text.contains("\"change\":\"created-builder\""), "{text}");
+    assert!(
+        text.contains(&format!(
+            "\"change\":\"created-approver\",\"key_id\":\"{approver}\""
+        )),
+        "{text}"
+    );
+    ok(dir, T0 + 31, &["artifact", "key", "revoke", &approver]);
+    assert!(ledger_text(dir).contains(&format!("\"change\":\"revoked\",\"key_id\":\"{approver}\"")));
+
+    // With the ledger held elsewhere, a new approver key is refused and left revoked.
+    let held = Ledger::open(dir, LedgerOptions::default()).unwrap();
+    let msg = refused(
+        dir,
+        T0 + 40,
+        &["artifact", "key", "add-approver", "--owner", "mallory"],
+    );
+    assert!(msg.contains("revoked again"), "{msg}");
+    drop(held);
+    let keys = ok(dir, T0 + 41, &["artifact", "key", "list"]);
+    let mallory = keys
+        .lines()
+        .find(|l| l.contains("mallory"))
+        .expect("mallory's key listed");
+    assert!(mallory.contains("revoked"), "{keys}");
+    let _ = digest;
+}

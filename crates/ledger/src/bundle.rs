@@ -505,6 +505,9 @@ pub fn summary(v: &VerifiedBundle) -> String {
                 "{at} [{idx}] {what}: run {run} admitted to zone {zone}, pool {pool} by {who}; policy {}",
                 doc_note(v, policy_hash)
             )),
+            Action::ArtifactDeployed { artifact, deployment } => ran.push(format!(
+                "{at} [{idx}] {what}: {artifact} deployed as {deployment} by {who}"
+            )),
             Action::JobRun { zone, pool, run, event } => ran.push(format!(
                 "{at} [{idx}] {what}: run {run} in zone {zone}, pool {pool}: {event}"
             )),

@@ -438,6 +438,24 @@ pub enum Action {
         /// What happened.
         event: Ident,
     },
+    /// A signing, approver or token root key was created, rotated in, trusted or revoked, or a
+    /// token was revoked (written before the change can be used, or the new key is withdrawn).
+    #[serde(rename = "key.changed")]
+    KeyChanged {
+        /// The key (or token revocation id) changed.
+        key_id: Ident,
+        /// What changed: `created-builder`, `created-approver`, `rotated-in`, `trusted`,
+        /// `revoked`, `token-root-rotated-in`, `token-root-revoked`, `token-revoked`.
+        change: Ident,
+    },
+    /// A promoted artifact was deployed (a serving deployment, not an edge site).
+    #[serde(rename = "artifact.deployed")]
+    ArtifactDeployed {
+        /// The artifact.
+        artifact: Digest,
+        /// The deployment's name.
+        deployment: Ident,
+    },
     /// A job burst to a public pool.
     #[serde(rename = "job.burst")]
     JobBurst {
@@ -651,6 +669,8 @@ impl Action {
             Self::JobBurst { .. } => "job.burst",
             Self::JobRevoked { .. } => "job.revoked",
             Self::JobAdmitted { .. } => "job.admitted",
+            Self::KeyChanged { .. } => "key.changed",
+            Self::ArtifactDeployed { .. } => "artifact.deployed",
             Self::JobRun { .. } => "job.run",
             Self::DatasetCopied { .. } => "dataset.copied",
             Self::DatasetRegistered { .. } => "dataset.registered",
@@ -686,7 +706,9 @@ impl Action {
             Self::JobPlaced { policy_hash, .. }
             | Self::JobRevoked { policy_hash, .. }
             | Self::JobAdmitted { policy_hash, .. } => vec![policy_hash],
-            Self::JobRun { .. } => Vec::new(),
+            Self::JobRun { .. } | Self::KeyChanged { .. } | Self::ArtifactDeployed { .. } => {
+                Vec::new()
+            }
             Self::JobBurst { justification, .. } => vec![justification],
             Self::DatasetCopied { report, .. } | Self::DatasetRegistered { report, .. } => {
                 report.iter().collect()

@@ -96,6 +96,8 @@ fn schema(ty: &[u8]) -> Option<Fields> {
         b"job.burst" => &[(b"zone", I), (b"pool", I), (b"justification", D)],
         b"job.admitted" => &[(b"zone", I), (b"pool", I), (b"run", I), (b"policy_hash", D)],
         b"job.run" => &[(b"zone", I), (b"pool", I), (b"run", I), (b"event", I)],
+        b"key.changed" => &[(b"key_id", I), (b"change", I)],
+        b"artifact.deployed" => &[(b"artifact", D), (b"deployment", I)],
         b"job.revoked" => &[
             (b"zone", I),
             (b"pool", I),

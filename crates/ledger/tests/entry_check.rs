@@ -52,6 +52,14 @@ fn actions() -> Vec<Action> {
             run: id("job-7.2"),
             policy_hash: dg("p"),
         },
+        Action::KeyChanged {
+            key_id: id("ed25519:0011aabb"),
+            change: id("revoked"),
+        },
+        Action::ArtifactDeployed {
+            artifact: dg("m"),
+            deployment: id("readmit-serving"),
+        },
         Action::JobRun {
             zone: id("public-us"),
             pool: id("h100-spot"),
@@ -271,13 +279,13 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
 
     #[test]
-    fn fast_check_agrees_with_decode_on_valid_entries(k in 0usize..27, seq in 0u64..(1u64 << 53), ts in 0u64..(1u64 << 53), subjects in 0usize..17) {
+    fn fast_check_agrees_with_decode_on_valid_entries(k in 0usize..29, seq in 0u64..(1u64 << 53), ts in 0u64..(1u64 << 53), subjects in 0usize..17) {
         agree(&entry_bytes(k, seq, ts, subjects));
     }
 
     #[test]
     fn fast_check_agrees_with_decode_on_mutated_entries(
-        k in 0usize..27,
+        k in 0usize..29,
         seq in 0u64..100_000,
         subjects in 0usize..4,
         edits in proptest::collection::vec((0u8..4, any::<prop::sample::Index>(), 0usize..INTERESTING.len(), any::<u8>()), 1..3),
