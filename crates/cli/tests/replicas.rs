@@ -312,7 +312,7 @@ fn killing_the_leader_hands_scheduling_over_without_double_admission() {
         let stuck: Vec<String> = jobs
             .iter()
             .filter(|j| j["state"] != "succeeded")
-            .map(|j| format!("{} {}", j["name"], j["state"]))
+            .map(|j| format!("{} {} ({})", j["name"], j["state"], j["reason"]))
             .collect();
         assert!(Instant::now() < deadline, "not all jobs ended: {stuck:?}");
         std::thread::sleep(Duration::from_millis(200));

@@ -51,7 +51,8 @@ pub struct PgLedgerOptions {
     pub schema: Option<String>,
     /// Most entries committed by one transaction.
     pub max_batch: usize,
-    /// Publish a signed checkpoint after this many new entries (and on close).
+    /// Kept for configuration compatibility: every batch now commits with its own signed
+    /// checkpoint, whatever this says.
     pub checkpoint_every: Option<u64>,
     /// How long to wait for another writer to let go of the ledger (zero: refuse at once).
     pub lock_wait: Duration,
@@ -645,6 +646,7 @@ fn commit_batch(
     idx: &[i64],
     entries: &[Vec<u8>],
     leaves: &[Vec<u8>],
+    seal: (u64, &str),
 ) -> Result<(), String> {
     let mut txn = client.transaction().map_err(|e| db(&e))?;
     let end: i64 = txn
@@ -659,6 +661,13 @@ fn commit_batch(
     txn.execute(
         "INSERT INTO ledger_entries (idx, entry, leaf) SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::bytea[])",
         &[&idx, &entries, &leaves],
+    )
+    .map_err(|e| db(&e))?;
+    // The signed checkpoint covering the batch commits with it: no acknowledged entry is ever
+    // without a signed checkpoint.
+    txn.execute(
+        "INSERT INTO ledger_checkpoints (size, note) VALUES ($1, $2) ON CONFLICT (size) DO NOTHING",
+        &[&to_i64(seal.0), &seal.1],
     )
     .map_err(|e| db(&e))?;
     txn.commit().map_err(|e| db(&e))
@@ -693,7 +702,29 @@ fn writer_loop(shared: &Shared, rx: &mpsc::Receiver<Request>, opts: &PgLedgerOpt
             entries.push(payload);
         }
         let leaves: Vec<Vec<u8>> = hashes.iter().map(|h| h.to_vec()).collect();
-        let result = commit_batch(&mut lock(&shared.client), next, &idx, &entries, &leaves);
+        let size = next + hashes.len() as u64;
+        let mut frontier = shared
+            .tree
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .frontier();
+        for h in &hashes {
+            frontier.push(*h);
+        }
+        let note = shared.signer.sign_checkpoint(&Checkpoint {
+            origin: shared.signer.name().to_owned(),
+            size,
+            root: frontier.root(),
+            batch: None,
+        });
+        let result = commit_batch(
+            &mut lock(&shared.client),
+            next,
+            &idx,
+            &entries,
+            &leaves,
+            (size, &note.to_text()),
+        );
         if let Err(e) = result {
             *lock(&shared.stopped) = Some(e.clone());
             tracing::error!(error = %e, entries = batch.len(), "ledger database write failed; refusing appends");
@@ -722,12 +753,6 @@ fn writer_loop(shared: &Shared, rx: &mpsc::Receiver<Request>, opts: &PgLedgerOpt
             }));
         }
         next += hashes.len() as u64;
-        if let Some(every) = opts.checkpoint_every {
-            if next - *lock(&shared.last_checkpoint) >= every {
-                if let Err(e) = publish(shared) {
-                    tracing::error!(error = %e, "periodic checkpoint failed");
-                }
-            }
-        }
+        *lock(&shared.last_checkpoint) = next;
     }
 }
