@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 
 use miette::{miette, IntoDiagnostic as _};
-use tidegate_artifacts::signing::KeyStore;
 use tidegate_ledger::bundle::format_time;
 use tidegate_ledger::keys::{load_verifier, public_path};
 use tidegate_ledger::ledger::{key_path, ledger_dir, put_document, read_log, read_sealed};
@@ -82,34 +81,13 @@ fn hold(a: &HoldArgs, set: bool) -> miette::Result<()> {
     }
     let now = crate::clock::now()?;
     let data = &a.dir.data_dir;
-    let keys = KeyStore::new(&data.join("keys"));
-    let entry = keys
-        .keyring()
-        .map_err(|e| miette!("{e}"))?
-        .get(&a.key)
-        .cloned()
-        .ok_or_else(|| {
-            miette!(
-                help = "create one with `tidegate artifact key add-approver --owner NAME`",
-                "--key: {} is not in the keyring of {}",
-                a.key,
-                data.display()
-            )
-        })?;
-    if !entry
-        .roles
-        .iter()
-        .any(|r| r == tidegate_data::approval::APPROVER_ROLE)
-    {
-        return Err(miette!(
-            "--key: {} has roles [{}], not approver; only an approver sets or releases a legal hold",
-            a.key,
-            entry.roles.join(", ")
-        ));
-    }
     // The private key must be here and valid now: holding the id alone signs for nothing.
-    keys.signer(&a.key, now)
-        .map_err(|e| miette!("--key: {e}"))?;
+    crate::sanitize::approver_signer(
+        data,
+        &a.key,
+        now,
+        "only an approver sets or releases a legal hold",
+    )?;
     let actor = Ident::new(&a.key).map_err(|e| miette!("--key: {e}"))?;
     let ledger = Ledger::open(data, LedgerOptions::default()).map_err(|e| miette!("{e}"))?;
     let active = held(data, subject.id.as_str())?;

@@ -98,21 +98,28 @@ pub struct SignProfileArgs {
     data_dir: PathBuf,
 }
 
-fn sign_profile_cmd(a: &SignProfileArgs) -> miette::Result<()> {
-    let p = Profile::load(&a.profile.display().to_string()).map_err(|e| miette!("{e}"))?;
-    let now = crate::clock::now()?;
-    let keys = KeyStore::new(&a.data_dir.join("keys"));
+/// The signer of approver key `key_id` in `data_dir`'s keyring: the key must be there, hold the
+/// approver role and be valid `now` (its private key present). `why` ends the role refusal.
+///
+/// # Errors
+/// A refusal naming `--key`.
+pub(crate) fn approver_signer(
+    data_dir: &Path,
+    key_id: &str,
+    now: u64,
+    why: &str,
+) -> miette::Result<tidegate_artifacts::signing::Signer> {
+    let keys = KeyStore::new(&data_dir.join("keys"));
     let entry = keys
         .keyring()
         .map_err(|e| miette!("{e}"))?
-        .get(&a.key)
+        .get(key_id)
         .cloned()
         .ok_or_else(|| {
             miette!(
                 help = "create one with `tidegate artifact key add-approver --owner NAME`",
-                "--key: {} is not in the keyring of {}",
-                a.key,
-                a.data_dir.display()
+                "--key: {key_id} is not in the keyring of {}",
+                data_dir.display()
             )
         })?;
     if !entry
@@ -120,11 +127,23 @@ fn sign_profile_cmd(a: &SignProfileArgs) -> miette::Result<()> {
         .iter()
         .any(|r| r == tidegate_data::approval::APPROVER_ROLE)
     {
-        return Err(miette!("--key: {} has roles [{}], not approver; only an approver's signature lets a profile earn", a.key, entry.roles.join(", ")));
+        return Err(miette!(
+            "--key: {key_id} has roles [{}], not approver; {why}",
+            entry.roles.join(", ")
+        ));
     }
-    let signer = keys
-        .signer(&a.key, now)
-        .map_err(|e| miette!("--key: {e}"))?;
+    keys.signer(key_id, now).map_err(|e| miette!("--key: {e}"))
+}
+
+fn sign_profile_cmd(a: &SignProfileArgs) -> miette::Result<()> {
+    let p = Profile::load(&a.profile.display().to_string()).map_err(|e| miette!("{e}"))?;
+    let now = crate::clock::now()?;
+    let signer = approver_signer(
+        &a.data_dir,
+        &a.key,
+        now,
+        "only an approver's signature lets a profile earn",
+    )?;
     let envelope = sign_profile(&signer, &p, now).map_err(|e| miette!("{e}"))?;
     let out = a.out.clone().unwrap_or_else(|| signature_path(&a.profile));
     let json = envelope.to_json().map_err(|e| miette!("{e}"))?;
