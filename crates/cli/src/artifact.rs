@@ -758,23 +758,21 @@ fn run_on(
     Ok(())
 }
 
-/// Records a key change that is about to take effect (its id is known): refused if the ledger
-/// cannot record it.
-fn record_key(data_dir: &Path, now: u64, key_id: &str, change: &str) -> miette::Result<()> {
-    let action = crate::ledgered::key_changed(key_id, change)?;
-    crate::ledgered::record_one(data_dir, now, "operator", action, Vec::new()).map(|_| ())
-}
-
-/// Records a key just created; if the ledger cannot record it, the key is revoked at once so it
-/// never signs anything.
-fn record_new_key(
+/// Records a key change: the ledger is already open (so a change is never made when it cannot
+/// be recorded); a key created by the change is revoked again if its entry still fails.
+fn record_key(
+    led: &crate::ledgered::Ledgered,
     keys: &KeyStore,
-    data_dir: &Path,
     now: u64,
     key_id: &str,
     change: &str,
+    created: bool,
 ) -> miette::Result<()> {
-    if let Err(e) = record_key(data_dir, now, key_id, change) {
+    let action = crate::ledgered::key_changed(key_id, change)?;
+    if let Err(e) = led.record("operator", action, Vec::new()) {
+        if !created {
+            return Err(e);
+        }
         let undone = keys.revoke(key_id, now).map_err(err);
         return Err(match undone {
             Ok(()) => e.wrap_err(format!("key {key_id} was revoked again at once")),
@@ -787,6 +785,22 @@ fn record_new_key(
 }
 
 fn run_key(keys: &KeyStore, data_dir: &Path, cmd: KeyCmd, now: u64) -> miette::Result<()> {
+    if matches!(cmd, KeyCmd::List) {
+        return list_keys(keys, now);
+    }
+    // Every change is evidence: the ledger is opened first, so nothing changes if it cannot be.
+    let led = crate::ledgered::Ledgered::open(data_dir, now)?;
+    let out = change_key(&led, keys, cmd, now);
+    let closed = led.close();
+    out.and(closed)
+}
+
+fn change_key(
+    led: &crate::ledgered::Ledgered,
+    keys: &KeyStore,
+    cmd: KeyCmd,
+    now: u64,
+) -> miette::Result<()> {
     match cmd {
         KeyCmd::Init { owner, days } => {
             if keys.active_keyid().map_err(err)?.is_some() {
@@ -798,19 +812,19 @@ fn run_key(keys: &KeyStore, data_dir: &Path, cmd: KeyCmd, now: u64) -> miette::R
             let e = keys
                 .create(&owner, &["builder"], now, days, true)
                 .map_err(err)?;
-            record_new_key(keys, data_dir, now, &e.keyid, "created-builder")?;
+            record_key(led, keys, now, &e.keyid, "created-builder", true)?;
             println!("{}", e.keyid);
         }
         KeyCmd::Rotate { owner, days } => {
             let e = keys.rotate(&owner, now, days).map_err(err)?;
-            record_new_key(keys, data_dir, now, &e.keyid, "rotated-in")?;
+            record_key(led, keys, now, &e.keyid, "rotated-in", true)?;
             println!("{}", e.keyid);
         }
         KeyCmd::AddApprover { owner, days } => {
             let e = keys
                 .create(&owner, &["approver"], now, days, false)
                 .map_err(err)?;
-            record_new_key(keys, data_dir, now, &e.keyid, "created-approver")?;
+            record_key(led, keys, now, &e.keyid, "created-approver", true)?;
             println!("{}", e.keyid);
         }
         KeyCmd::Trust { keyid, from } => {
@@ -819,38 +833,41 @@ fn run_key(keys: &KeyStore, data_dir: &Path, cmd: KeyCmd, now: u64) -> miette::R
                 .get(&keyid)
                 .cloned()
                 .ok_or_else(|| miette!("{keyid} is not in the keyring of {}", from.display()))?;
-            record_key(data_dir, now, &keyid, "trusted")?;
+            record_key(led, keys, now, &keyid, "trusted", false)?;
             keys.trust(entry).map_err(err)?;
             println!("trusted {keyid}");
         }
         KeyCmd::Revoke { keyid } => {
-            record_key(data_dir, now, &keyid, "revoked")?;
+            record_key(led, keys, now, &keyid, "revoked", false)?;
             keys.revoke(&keyid, now).map_err(err)?;
             println!("revoked {keyid}");
         }
-        KeyCmd::List => {
-            let active = keys.active_keyid().map_err(err)?;
-            for k in keys.keyring().map_err(err)?.keys {
-                let state = if k.revoked_at.is_some() {
-                    "revoked"
-                } else if now >= k.not_after {
-                    "retired"
-                } else if active.as_deref() == Some(k.keyid.as_str()) {
-                    "active"
-                } else {
-                    "valid"
-                };
-                println!(
-                    "{}  {:<8} {:<20} roles={} valid {}..{}",
-                    k.keyid,
-                    state,
-                    k.owner,
-                    k.roles.join(","),
-                    k.not_before,
-                    k.not_after
-                );
-            }
-        }
+        KeyCmd::List => list_keys(keys, now)?,
+    }
+    Ok(())
+}
+
+fn list_keys(keys: &KeyStore, now: u64) -> miette::Result<()> {
+    let active = keys.active_keyid().map_err(err)?;
+    for k in keys.keyring().map_err(err)?.keys {
+        let state = if k.revoked_at.is_some() {
+            "revoked"
+        } else if now >= k.not_after {
+            "retired"
+        } else if active.as_deref() == Some(k.keyid.as_str()) {
+            "active"
+        } else {
+            "valid"
+        };
+        println!(
+            "{}  {:<8} {:<20} roles={} valid {}..{}",
+            k.keyid,
+            state,
+            k.owner,
+            k.roles.join(","),
+            k.not_before,
+            k.not_after
+        );
     }
     Ok(())
 }

@@ -26,16 +26,10 @@ pub fn record_one(
     action: Action,
     subjects: Vec<Subject>,
 ) -> miette::Result<u64> {
-    let actor =
-        Ident::new(actor).map_err(|e| miette!("{actor:?} cannot be recorded as the actor: {e}"))?;
-    let draft = EntryDraft::new(actor, action, subjects).map_err(|e| miette!("{e}"))?;
     let led = Ledgered::open(data_dir, now)?;
-    let r = led
-        .ledger
-        .append(draft, now.saturating_mul(1000))
-        .map_err(|e| miette!("the evidence ledger cannot record it, so it was not done: {e}"))?;
+    let index = led.record(actor, action, subjects)?;
     led.close()?;
-    Ok(r.index)
+    Ok(index)
 }
 
 /// A key change as a ledger action.
@@ -117,6 +111,25 @@ impl Ledgered {
     /// As [`Self::store`].
     pub fn zone_store(&self, zone: &str) -> miette::Result<ArtifactStore> {
         self.store(&zone_store_dir(&self.data_dir, zone), Some(zone))
+    }
+
+    /// Appends one entry stamped with this command's time and returns its index.
+    ///
+    /// # Errors
+    /// When the entry is malformed or cannot be made durable: its action must then not happen.
+    pub fn record(
+        &self,
+        actor: &str,
+        action: Action,
+        subjects: Vec<Subject>,
+    ) -> miette::Result<u64> {
+        let actor = Ident::new(actor)
+            .map_err(|e| miette!("{actor:?} cannot be recorded as the actor: {e}"))?;
+        let draft = EntryDraft::new(actor, action, subjects).map_err(|e| miette!("{e}"))?;
+        self.ledger
+            .append(draft, self.now.saturating_mul(1000))
+            .map(|r| r.index)
+            .map_err(|e| miette!("the evidence ledger cannot record it, so it was not done: {e}"))
     }
 
     /// Publishes a signed checkpoint and releases the ledger.

@@ -53,27 +53,52 @@ pub struct HoldArgs {
     pub dir: DataDir,
 }
 
-fn parse_subject(s: &str) -> miette::Result<Subject> {
+/// The subject of a hold: a stored artifact by its exact digest. A hold that names anything else
+/// (a dataset or job name, a digest in another spelling, one not stored here) would be accepted
+/// and protect nothing, so it is refused.
+fn parse_subject(s: &str, data_dir: &Path) -> miette::Result<Subject> {
     let (kind, id) = s
         .split_once(':')
-        .ok_or_else(|| miette!("--subject: {s:?} is not KIND:ID"))?;
+        .ok_or_else(|| miette!("--subject: {s:?} is not KIND:sha256:HEX"))?;
     let kind = match kind {
-        "job" => SubjectKind::Job,
-        "dataset" => SubjectKind::Dataset,
         "model" => SubjectKind::Model,
         "artifact" => SubjectKind::Artifact,
         "checkpoint" => SubjectKind::Checkpoint,
+        "dataset" | "job" => {
+            return Err(miette!(
+                help = "hold each of its stored snapshots or outputs: `--subject artifact:sha256:...` (see `tidegate artifact list`)",
+                "--subject: a {kind} hold would protect no stored bytes; holds name stored artifacts by digest"
+            ))
+        }
         other => {
             return Err(miette!(
-            "--subject: kind {other:?} cannot be held (job, dataset, model, artifact, checkpoint)"
-        ))
+                "--subject: kind {other:?} cannot be held (model, artifact, checkpoint)"
+            ))
         }
     };
+    let canonical = id.strip_prefix("sha256:").is_some_and(|h| {
+        h.len() == 64
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    });
+    if !canonical {
+        return Err(miette!(
+            "--subject: {id:?} is not a digest as tidegate writes it (`sha256:` and 64 lower-case hex digits)"
+        ));
+    }
+    let digest: tidegate_artifacts::Digest = id.parse().map_err(|e| miette!("--subject: {e}"))?;
+    let store = tidegate_artifacts::ArtifactStore::open(data_dir).map_err(|e| miette!("{e}"))?;
+    if store.record(&digest).is_err() {
+        return Err(miette!(
+            "--subject: {id} is not stored in {}; a hold on it would protect nothing",
+            data_dir.display()
+        ));
+    }
     Subject::new(kind, id).map_err(|e| miette!("--subject: {e}"))
 }
 
 fn hold(a: &HoldArgs, set: bool) -> miette::Result<()> {
-    let subject = parse_subject(&a.subject)?;
+    let subject = parse_subject(&a.subject, &a.dir.data_dir)?;
     let order =
         std::fs::read(&a.order).map_err(|e| miette!("--order {}: {e}", a.order.display()))?;
     if order.iter().all(u8::is_ascii_whitespace) {
@@ -104,6 +129,16 @@ fn hold(a: &HoldArgs, set: bool) -> miette::Result<()> {
     }
     if !set && active.is_empty() {
         return Err(miette!("{} is under no legal hold", a.subject));
+    }
+    // A release cites its own order: the hold's order never releases it.
+    if !set
+        && active
+            .iter()
+            .any(|h| h.order == tidegate_ledger::Digest::of(&order))
+    {
+        return Err(miette!(
+            "--order: that is the order that placed the hold; a release needs its own order (e.g. the court's release)"
+        ));
     }
     let doc = put_document(data, &order).into_diagnostic()?;
     let action = if set {

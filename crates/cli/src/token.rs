@@ -323,14 +323,14 @@ pub fn run(data_dir: &Path, cmd: TokenCmd) -> miette::Result<()> {
         }
         TokenCmd::Keys(k) => match k {
             TokenKeysCmd::Rotate { days } => {
+                // The ledger is opened first: a rotation it cannot record does not happen.
+                let led = crate::ledgered::Ledgered::open(data_dir, now)?;
                 let key = keys.rotate(now, days).map_err(err)?;
                 let action = crate::ledgered::key_changed(
                     &format!("token-root-{}", key.id),
                     "token-root-rotated-in",
                 )?;
-                if let Err(e) =
-                    crate::ledgered::record_one(data_dir, now, "operator", action, Vec::new())
-                {
+                if let Err(e) = led.record("operator", action, Vec::new()) {
                     // Never usable unrecorded: the new root key is revoked again.
                     let undone = keys.revoke(key.id, now).map_err(err);
                     return Err(match undone {
@@ -343,6 +343,7 @@ pub fn run(data_dir: &Path, cmd: TokenCmd) -> miette::Result<()> {
                         )),
                     });
                 }
+                led.close()?;
                 println!("root key {} active until {}", key.id, key.not_after);
             }
             TokenKeysCmd::Revoke { id } => {

@@ -316,8 +316,29 @@ fn a_legal_hold_stops_shredding_until_an_approver_releases_it() {
         msg.contains("under legal hold") && msg.contains(&approver),
         "{msg}"
     );
+    // Holds name stored artifacts by their exact digest: anything else would protect nothing.
+    for bad in [
+        "dataset:claims@v3".to_owned(),
+        format!("model:{}", digest.to_uppercase()),
+        format!("model:{}", digest.trim_start_matches("sha256:")),
+        format!("model:{}", &digest[..20]),
+    ] {
+        let mut h = hold(&approver);
+        h[3] = bad.clone();
+        refused(dir, T0 + 42, &args(&h));
+    }
+    // A release cites its own order, not the one that placed the hold.
     let mut release = hold(&approver);
     release[1] = "release".into();
+    let msg = refused(dir, T0 + 43, &args(&release));
+    assert!(msg.contains("a release needs its own"), "{msg}");
+    let release_order = dir.join("release.txt");
+    std::fs::write(
+        &release_order,
+        "Case 26-cv-0141 closed; preservation lifted.",
+    )
+    .unwrap();
+    release[5] = release_order.to_str().unwrap().to_owned();
     ok(dir, T0 + 43, &args(&release));
     ok(dir, T0 + 44, &["artifact", "shred", &digest]);
 }
@@ -347,20 +368,19 @@ fn key_changes_are_ledgered_and_an_unrecorded_key_never_signs() {
     ok(dir, T0 + 31, &["artifact", "key", "revoke", &approver]);
     assert!(ledger_text(dir).contains(&format!("\"change\":\"revoked\",\"key_id\":\"{approver}\"")));
 
-    // With the ledger held elsewhere, a new approver key is refused and left revoked.
+    // With the ledger held elsewhere, no key change happens at all: no new key, and a rotation
+    // leaves the active key as it was.
+    let before = ok(dir, T0 + 39, &["artifact", "key", "list"]);
     let held = Ledger::open(dir, LedgerOptions::default()).unwrap();
-    let msg = refused(
-        dir,
-        T0 + 40,
-        &["artifact", "key", "add-approver", "--owner", "mallory"],
-    );
-    assert!(msg.contains("revoked again"), "{msg}");
+    for change in [
+        &["artifact", "key", "add-approver", "--owner", "mallory"][..],
+        &["artifact", "key", "rotate", "--owner", "zone:onprem-a"],
+        &["token", "keys", "rotate"],
+    ] {
+        let msg = refused(dir, T0 + 40, change);
+        assert!(msg.contains("evidence ledger"), "{change:?}: {msg}");
+    }
     drop(held);
-    let keys = ok(dir, T0 + 41, &["artifact", "key", "list"]);
-    let mallory = keys
-        .lines()
-        .find(|l| l.contains("mallory"))
-        .expect("mallory's key listed");
-    assert!(mallory.contains("revoked"), "{keys}");
+    assert_eq!(ok(dir, T0 + 39, &["artifact", "key", "list"]), before);
     let _ = digest;
 }

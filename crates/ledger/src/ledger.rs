@@ -473,6 +473,11 @@ pub fn read_sealed(
     if let Some(d) = log.damage.clone() {
         return Err(match checked {
             Err(f) if f.index() < d.index => SealError::Commit(f),
+            // Damage in a commit record leaves the entries it sealed vouched for by nothing.
+            Ok(s) if s.size < d.index => SealError::Damaged(Damage {
+                index: s.size,
+                kind: d.kind,
+            }),
             _ => SealError::Damaged(d),
         });
     }

@@ -363,6 +363,13 @@ pub fn verify_with(
     );
     let sealed = match (sealed, failure) {
         (Err(f), Some(e)) if f.index() < e.index().unwrap_or(u64::MAX) => return Err(f.into()),
+        // Damage in a commit record leaves the entries it sealed vouched for by nothing.
+        (Ok(s), Some(VerifyFailure::Damaged(d))) if s.size < d.index => {
+            return Err(VerifyFailure::Damaged(crate::segment::Damage {
+                index: s.size,
+                kind: d.kind,
+            }))
+        }
         (_, Some(e)) => return Err(e),
         (Err(f), None) => return Err(f.into()),
         (Ok(s), None) => s,

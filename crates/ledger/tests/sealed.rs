@@ -283,3 +283,27 @@ fn setting_aside_twice_at_the_same_offset_keeps_both() {
     kept.sort();
     assert_eq!(aside, kept);
 }
+
+#[test]
+fn a_damaged_commit_record_names_the_first_entry_it_sealed() {
+    let (_d, data) = filled(6);
+    let seg = segment_file(&data);
+    let mut bytes = fs::read(&seg).unwrap();
+    let cs = commit_ranges(&bytes);
+    // Break the payload checksum of the commit sealing entry 3 (and, separately, the last one).
+    for (k, first) in [(3usize, 3u64), (5, 5)] {
+        let mut b = bytes.clone();
+        let end = cs[k].end;
+        b[end - 1] ^= 0xff;
+        fs::write(&seg, &b).unwrap();
+        let err = verify(&data).unwrap_err();
+        assert_eq!(err.index(), Some(first), "{err}");
+        match Ledger::open(&data, LedgerOptions::default()) {
+            Err(OpenError::Damaged(d)) => assert_eq!(d.index, first),
+            other => panic!("{other:?}"),
+        }
+    }
+    fs::write(&seg, &bytes).unwrap();
+    bytes.clear();
+    assert!(verify(&data).is_ok());
+}
