@@ -485,3 +485,20 @@ fn output_into_a_closed_pipe_ends_quietly() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn a_witness_key_given_as_a_bare_file_name_is_created_in_the_current_directory() {
+    let d = tempfile::tempdir().unwrap();
+    fill(d.path(), 0, 3);
+    let cwd = tempfile::tempdir().unwrap();
+    for _ in 0..2 {
+        let o = Command::new(env!("CARGO_BIN_EXE_tidegate"))
+            .args(["audit", "witness", "--key", "w0.key"])
+            .env("TIDEGATE_DATA_DIR", d.path())
+            .current_dir(cwd.path())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    assert!(cwd.path().join("w0.key").exists() && cwd.path().join("w0.pub").exists());
+}

@@ -84,9 +84,12 @@ pub fn load_or_create_signer(path: &Path, name_prefix: &str) -> Result<NoteSigne
 }
 
 fn create_signer(path: &Path, name_prefix: &str) -> Result<NoteSigner, KeyError> {
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).map_err(io(dir))?;
-    }
+    // A bare file name lives in the current directory.
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    fs::create_dir_all(dir).map_err(io(dir))?;
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).map_err(|e| KeyError::Random(e.to_string()))?;
     let mut tag = [0u8; 4];
@@ -106,11 +109,9 @@ fn create_signer(path: &Path, name_prefix: &str) -> Result<NoteSigner, KeyError>
         .map_err(io(path))?;
     f.write_all(b"\n").map_err(io(path))?;
     f.sync_all().map_err(io(path))?;
-    if let Some(dir) = path.parent() {
-        fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io(dir))?;
-    }
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))?;
     let pub_path = public_path(path);
     fs::write(&pub_path, format!("{}\n", signer.verifier().to_text())).map_err(io(&pub_path))?;
     tracing::info!(key = %path.display(), name = %name, "generated a new signing key");
