@@ -77,6 +77,10 @@ exit "$code"
 /// How long a stopped job may take to end after SIGTERM before everything left is killed.
 const KILL_GRACE: Duration = Duration::from_secs(5);
 
+/// How long after its start a run with a recorded cgroup but no recorded wrapper is given to show
+/// its job (a control plane that died right after starting it) before it is reported lost.
+const INTERRUPTED_GRACE_MS: u64 = 10_000;
+
 /// How often a run's watcher looks at it.
 const TICK: Duration = Duration::from_millis(20);
 
@@ -850,13 +854,26 @@ impl Executor for LocalExecutor {
         let record = read_record(job, &state)?;
         let Some(record) = record.filter(|r| r.wrapper.is_some()) else {
             if let Some(code) = read_exit(job, &state)? {
-                return Ok(RunStatus::Exited { code });
+                return Ok(match read_stop(&state) {
+                    Some(Stop::Cancelled) => RunStatus::Cancelled,
+                    _ => RunStatus::Exited { code },
+                });
             }
             if self.is_watched(job) {
                 return Ok(RunStatus::Running); // being started by this process
             }
-            if let Some(cg) = read_record(job, &state)?.and_then(|r| r.cgroup) {
-                cg.kill_and_remove();
+            // A control plane that died between starting the wrapper and recording it leaves a
+            // run whose job is in its recorded cgroup: it runs, its wrapper records its exit, and
+            // cancel and the time limit reach it through the cgroup. A cgroup still empty shortly
+            // after the start means the wrapper never started.
+            if let Some(r) = read_record(job, &state)? {
+                if let Some(cg) = &r.cgroup {
+                    let young = now_ms().saturating_sub(r.started_unix_ms) < INTERRUPTED_GRACE_MS;
+                    if cg.populated() == Some(true) || (young && cg.exists()) {
+                        return Ok(RunStatus::Running);
+                    }
+                    cg.kill_and_remove();
+                }
             }
             return Ok(RunStatus::Lost {
                 reason: "the run's start was interrupted before its process was recorded".into(),
@@ -879,6 +896,17 @@ impl Executor for LocalExecutor {
             return Ok(false);
         }
         let Some(record) = read_record(job, &state)?.filter(|r| r.wrapper.is_some()) else {
+            // A run whose wrapper was never recorded (the control plane died starting it) is
+            // reached through its cgroup, the whole of it killed.
+            // Removing the cgroup also keeps out a job that had not entered it yet (its
+            // wrapper refuses to run it outside the run's cgroup).
+            if let Some(cg) = read_record(job, &state)?.and_then(|r| r.cgroup) {
+                if cg.exists() && read_exit(job, &state)?.is_none() {
+                    write_stop(&state, Stop::Cancelled);
+                    cg.kill_and_remove();
+                    return Ok(true);
+                }
+            }
             return Ok(false);
         };
         if !record.wrapper_running() {

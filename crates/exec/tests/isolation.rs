@@ -527,3 +527,42 @@ fn restarted(mode: Mode) {
     );
     assert_eq!(again.poll("to-cancel").unwrap(), RunStatus::Cancelled);
 }
+
+/// A control plane that dies between starting a run's wrapper and recording it: a new executor
+/// finds the job in the run's cgroup, reports it running, and cancel reaches all of it.
+#[test]
+fn a_run_whose_wrapper_was_never_recorded_is_found_through_its_cgroup() {
+    if !may_run(
+        is_root(),
+        "a_run_whose_wrapper_was_never_recorded",
+        "root (cgroups)",
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let ex = executor(dir.path(), Mode::Cgroup);
+        if !ex.uses_cgroups() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "no usable cgroup v2 under CI"
+            );
+            return;
+        }
+        assert!(ex.start(&launch("orphan", "sleep 100", 0)).unwrap());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // Forget the wrapper, as a crash before the second record write would leave it.
+    let record = dir.path().join(".state/orphan/run.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&record).unwrap()).unwrap();
+    v["wrapper"] = serde_json::Value::Null;
+    std::fs::write(&record, serde_json::to_vec(&v).unwrap()).unwrap();
+    let ex = executor(dir.path(), Mode::Cgroup);
+    assert_eq!(ex.poll("orphan").unwrap(), RunStatus::Running);
+    assert!(ex.cancel("orphan").unwrap());
+    assert_eq!(
+        wait_final(&ex, "orphan", Duration::from_secs(10)),
+        RunStatus::Cancelled
+    );
+}
