@@ -1325,6 +1325,17 @@ pub fn parse_job(path: &Path, text: &str, fleet: &Fleet) -> Result<JobSpec, Load
         .as_ref()
         .map(|c| classification(c, scheme, &origin, "spec.classification", &mut errs));
 
+    if let Some(d) = &f.spec.deadline {
+        // A deadline that does not parse would be ignored by the scheduler: refused instead.
+        if time::OffsetDateTime::parse(d, &time::format_description::well_known::Rfc3339).is_err() {
+            errs.push(LoadError::invalid(
+                &origin,
+                "spec.deadline",
+                format!("`{d}` is not an RFC 3339 time (e.g. `2026-12-31T18:00:00Z`)"),
+            ));
+        }
+    }
+
     if !errs.is_empty() {
         return Err(LoadErrors(errs));
     }

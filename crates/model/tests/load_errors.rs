@@ -300,3 +300,16 @@ fn a_local_backend_names_its_job_user_and_never_root() {
         );
     }
 }
+
+#[test]
+fn a_deadline_that_does_not_parse_is_refused_naming_the_field() {
+    let text = job_text().replace("\"2026-12-15T00:00:00Z\"", "\"next friday\"");
+    assert!(text.contains("next friday"));
+    let errs = job_error(&text);
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    let msg = errs[0].to_string();
+    assert!(
+        msg.contains("spec.deadline") && msg.contains("next friday"),
+        "{msg}"
+    );
+}

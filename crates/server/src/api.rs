@@ -562,6 +562,18 @@ async fn submit_job(
         &st.shared.rules().fleet,
     )
     .map_err(|e| manifest_error(&e))?;
+    // A deadline already past could never be met: refused, naming the field (the manifest's
+    // parser has checked it is RFC 3339; the clock is the server's).
+    if let Some(d) = spec.deadline.as_deref() {
+        let past = time::OffsetDateTime::parse(d, &time::format_description::well_known::Rfc3339)
+            .is_ok_and(|t| t < time::OffsetDateTime::now_utc());
+        if past {
+            return Err(ApiError::invalid(
+                "manifest.spec.deadline",
+                format!("deadline {d} has already passed"),
+            ));
+        }
+    }
     st.auth.authorize(&caller, Action::Submit, &spec.team)?;
     let key = idempotency_key(&headers)?;
     let shared = st.shared.clone();

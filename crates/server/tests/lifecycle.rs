@@ -46,6 +46,26 @@ fn bad_requests_get_clear_errors_naming_the_field() {
         r.text
     );
     assert!(r.text.contains("nope@v1"), "{}", r.text);
+    // A deadline that does not parse, or one already past: refused, naming the field.
+    for (deadline, why) in [
+        ("next friday", "RFC 3339"),
+        ("2001-01-01T00:00:00Z", "already passed"),
+    ] {
+        let m = manifest("late", "icu-ml", 8, None).replacen(
+            "spec:\n",
+            &format!("spec:\n  deadline: \"{deadline}\"\n"),
+            1,
+        );
+        assert!(m.contains(deadline), "{m}");
+        let r = ts.submit(&sub, &m, None);
+        assert_eq!(r.status, 400, "{}", r.text);
+        assert_eq!(
+            r.body["error"]["field"], "manifest.spec.deadline",
+            "{}",
+            r.text
+        );
+        assert!(r.text.contains(why), "{}", r.text);
+    }
     // YAML syntax: the line is named.
     let r = ts.submit(
         &sub,
