@@ -105,6 +105,7 @@ pub fn read_with_token(
     store.record_event(&ArtifactEvent::TokenUse {
         digest: digest.clone(),
         resource,
+        job: claims.job.clone(),
         subject: claims.job.or(claims.subject).unwrap_or_default(),
         key_id: claims.key_id,
         revocation_id: claims.revocation_id,

@@ -81,6 +81,9 @@ pub enum ArtifactEvent {
         resource: String,
         /// Job id or user name of the token.
         subject: String,
+        /// The job, when it is a job's token (its evidence bundle then holds the use).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        job: Option<String>,
         /// Root key id that signed the token.
         key_id: u32,
         /// Revocation id of the token.

@@ -280,11 +280,12 @@ pub fn entry_for(
             subject: holder,
             revocation_id,
             zone,
+            job,
             ..
         } => {
             let token_id = ident_or(revocation_id, "unknown-token")?;
             let zone = ident_or(zone, "unrecognised-zone")?;
-            let subjects = vec![
+            let mut subjects = vec![
                 subject,
                 Subject {
                     kind: SubjectKind::Token,
@@ -295,6 +296,13 @@ pub fn entry_for(
                     id: zone.clone(),
                 },
             ];
+            // A job's token use is about the job too: `evidence job J` carries it.
+            if let Some(j) = job.as_deref().and_then(|j| Ident::new(j).ok()) {
+                subjects.push(Subject {
+                    kind: SubjectKind::Job,
+                    id: j,
+                });
+            }
             (
                 ident_or(holder, "token-holder")?,
                 Action::TokenUsed {
@@ -570,6 +578,25 @@ mod tests {
         assert!(
             matches!(&c.action, Action::ArtifactAttested { predicate, .. } if predicate.as_str() == "other-predicate")
         );
+    }
+
+    #[test]
+    fn a_job_token_use_is_about_the_job() {
+        let e = ArtifactEvent::TokenUse {
+            digest: d(),
+            resource: "checkpoint:x".into(),
+            subject: "finetune-2".into(),
+            job: Some("finetune-2".into()),
+            key_id: 1,
+            revocation_id: "rev-1".into(),
+            zone: "onprem-a".into(),
+            at: 1,
+        };
+        let draft = entry_for(&e, Some(ArtifactKind::Checkpoint)).unwrap();
+        assert!(draft
+            .subjects
+            .iter()
+            .any(|s| s.kind == SubjectKind::Job && s.id.as_str() == "finetune-2"));
     }
 
     #[test]

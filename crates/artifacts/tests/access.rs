@@ -142,9 +142,11 @@ fn job_token_reads_its_checkpoint_only_and_uses_are_recorded() {
             subject,
             key_id,
             digest,
+            job,
             ..
         } => {
             assert_eq!(subject, "finetune-2");
+            assert_eq!(job.as_deref(), Some("finetune-2"));
             assert_eq!(*key_id, 1);
             assert_eq!(digest, a);
         }
