@@ -411,7 +411,7 @@ pub enum SealError {
     Commit(#[from] CommitFault),
     /// A stored checkpoint file is not consistent with the log (the log was cut short of it, or
     /// rewritten, or the file was not signed by the ledger key).
-    #[error("first bad index {index}: {why}")]
+    #[error("{why} (nothing from index {index} on is vouched for)")]
     Checkpoint {
         /// The first index the checkpoint files do not let the log vouch for.
         index: u64,
@@ -486,12 +486,12 @@ pub fn read_sealed(
     // checkpoint it signed is refused, never vouched for at its shorter size.
     let mut vouched = log.tree.clone();
     vouched.truncate(sealed.size);
-    check_checkpoint_files(ledger_dir, &vouched, verifier).map_err(|e| match e {
-        OpenError::Checkpoint(why) => SealError::Checkpoint {
+    crate::verify::check_checkpoint_dir(ledger_dir, &vouched, verifier).map_err(|e| match e {
+        crate::verify::VerifyFailure::Io(o) => SealError::Read(Box::new(o)),
+        other => SealError::Checkpoint {
             index: sealed.size,
-            why,
+            why: other.to_string(),
         },
-        other => SealError::Read(Box::new(other)),
     })?;
     let unsealed = log.tree.len() - sealed.size;
     if unsealed > 0 {
@@ -515,40 +515,6 @@ pub fn read_sealed(
         sealed,
         unsealed,
     })
-}
-
-/// Check every stored checkpoint file against `tree`: signed by `verifier`, covering no more than
-/// the log holds, root equal to the recomputed one.
-fn check_checkpoint_files(
-    dir: &Path,
-    tree: &MerkleTree,
-    verifier: &NoteVerifier,
-) -> Result<usize, OpenError> {
-    let files = list_checkpoints(dir).map_err(io_err(dir))?;
-    let mut count = 0;
-    for (path, size) in files {
-        let text = fs::read_to_string(&path).map_err(io_err(&path))?;
-        let (_, cp) = read_checkpoint(&text, verifier)
-            .map_err(|e| OpenError::Checkpoint(format!("{}: {e}", path.display())))?;
-        if cp.size != size || cp.size > tree.len() {
-            return Err(OpenError::Checkpoint(format!(
-                "{} covers {} entries but the log vouches for {}: entries from index {} are missing",
-                path.display(),
-                cp.size,
-                tree.len(),
-                tree.len()
-            )));
-        }
-        if tree.root_at(cp.size).ok() != Some(cp.root) {
-            return Err(OpenError::Checkpoint(format!(
-                "{}: the root at size {} differs from the signed root: the history was rewritten",
-                path.display(),
-                cp.size
-            )));
-        }
-        count += 1;
-    }
-    Ok(count)
 }
 
 /// Move the bytes of `path` from `offset` on into `<dir>/quarantine/` (durably), then cut the

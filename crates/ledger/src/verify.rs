@@ -278,6 +278,27 @@ pub(crate) fn check_checkpoints(
     Ok((count, latest))
 }
 
+/// Check every checkpoint file under `ledger_dir/checkpoints` against `tree` (see
+/// [`check_checkpoints`]).
+///
+/// # Errors
+/// The first failure.
+pub(crate) fn check_checkpoint_dir(
+    ledger_dir: &Path,
+    tree: &MerkleTree,
+    verifier: &NoteVerifier,
+) -> Result<(usize, Option<Checkpoint>), VerifyFailure> {
+    let cps = list_checkpoints(ledger_dir).map_err(|source| OpenError::Io {
+        path: ledger_dir.to_owned(),
+        source,
+    })?;
+    let cps = cps.into_iter().map(|(path, size)| {
+        let text = std::fs::read_to_string(&path).map_err(|e| e.to_string());
+        (path.display().to_string(), size, text)
+    });
+    check_checkpoints(tree, cps, verifier)
+}
+
 /// Verify the ledger in `ledger_dir` against checkpoints signed by `verifier`: every check
 /// listed in the module docs.
 ///
@@ -381,15 +402,7 @@ pub fn verify_with(
         });
     }
     let n = tree.len();
-    let cps = list_checkpoints(ledger_dir).map_err(|source| OpenError::Io {
-        path: ledger_dir.to_owned(),
-        source,
-    })?;
-    let cps = cps.into_iter().map(|(path, size)| {
-        let text = std::fs::read_to_string(&path).map_err(|e| e.to_string());
-        (path.display().to_string(), size, text)
-    });
-    let (count, latest_file) = check_checkpoints(&tree, cps, verifier)?;
+    let (count, latest_file) = check_checkpoint_dir(ledger_dir, &tree, verifier)?;
     Ok(VerifyReport {
         entries: n,
         checkpoints: count,

@@ -598,21 +598,10 @@ impl<'f> Leader<'f> {
             JobState::Queued,
             JobState::Preempted,
         ] {
-            let mut after = None;
-            loop {
-                let page = self.sh.store.list(
-                    &JobFilter {
-                        state: Some(state),
-                        ..JobFilter::default()
-                    },
-                    PageRequest { after, limit: 500 },
-                )?;
-                active.extend(page.jobs);
-                match page.next {
-                    Some(n) => after = Some(n),
-                    None => break,
-                }
-            }
+            self.each_job_in(state, |rec| {
+                active.push(rec);
+                Ok(())
+            })?;
         }
         let n = active.len();
         let now = now_ts();
@@ -633,38 +622,45 @@ impl<'f> Leader<'f> {
     /// stop) is stopped now.
     fn stop_orphans(&self) -> Step<()> {
         for state in [JobState::Cancelled, JobState::Failed] {
-            let mut after = None;
-            loop {
-                let page = self.sh.store.list(
-                    &JobFilter {
-                        state: Some(state),
-                        ..JobFilter::default()
-                    },
-                    PageRequest { after, limit: 500 },
-                )?;
-                for rec in &page.jobs {
-                    let Some(exec) = rec.zone.as_deref().and_then(|z| self.sh.executors.get(z))
-                    else {
-                        continue;
-                    };
-                    let run = launch_id(
-                        rec.id.as_str(),
-                        admissions(&self.sh.store.events(&rec.id)?).max(1),
-                    );
-                    if matches!(exec.poll(&run), Ok(RunStatus::Running)) {
-                        tracing::warn!(job = %rec.id, run, state = rec.state.as_str(), "stopping a run whose job already ended");
-                        if let Err(e) = exec.cancel(&run) {
-                            tracing::warn!(job = %rec.id, run, error = %e, "cannot stop the run of an ended job");
-                        }
+            self.each_job_in(state, |rec| {
+                let Some(exec) = rec.zone.as_deref().and_then(|z| self.sh.executors.get(z)) else {
+                    return Ok(());
+                };
+                let run = launch_id(
+                    rec.id.as_str(),
+                    admissions(&self.sh.store.events(&rec.id)?).max(1),
+                );
+                if matches!(exec.poll(&run), Ok(RunStatus::Running)) {
+                    tracing::warn!(job = %rec.id, run, state = rec.state.as_str(), "stopping a run whose job already ended");
+                    if let Err(e) = exec.cancel(&run) {
+                        tracing::warn!(job = %rec.id, run, error = %e, "cannot stop the run of an ended job");
                     }
                 }
-                match page.next {
-                    Some(n) => after = Some(n),
-                    None => break,
-                }
-            }
+                Ok(())
+            })?;
         }
         Ok(())
+    }
+
+    /// Calls `f` with every job the store holds in `state`, a page at a time.
+    fn each_job_in(&self, state: JobState, mut f: impl FnMut(JobRecord) -> Step<()>) -> Step<()> {
+        let mut after = None;
+        loop {
+            let page = self.sh.store.list(
+                &JobFilter {
+                    state: Some(state),
+                    ..JobFilter::default()
+                },
+                PageRequest { after, limit: 500 },
+            )?;
+            for rec in page.jobs {
+                f(rec)?;
+            }
+            match page.next {
+                Some(n) => after = Some(n),
+                None => return Ok(()),
+            }
+        }
     }
 
     fn zone_index(&self, name: Option<&str>) -> Option<usize> {
