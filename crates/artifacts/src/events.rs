@@ -23,6 +23,12 @@ pub enum ArtifactEvent {
         /// Its classification (`LEVEL` or `LEVEL/TAG+TAG`), when it has one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         classification: Option<String>,
+        /// Its lane.
+        #[serde(default)]
+        lane: String,
+        /// Whether it derives from sensitive data.
+        #[serde(default)]
+        sensitive: bool,
         /// When (Unix seconds).
         at: u64,
     },

@@ -187,6 +187,8 @@ pub fn entry_for(
         ArtifactEvent::Put {
             kind: k,
             classification,
+            lane,
+            sensitive,
             ..
         } => (
             service,
@@ -194,6 +196,8 @@ pub fn entry_for(
                 artifact,
                 kind: ident_or(k, "unknown-kind")?,
                 classification: classification.as_deref().map(Ident::new).transpose()?,
+                lane: Ident::new(lane.as_str())?,
+                sensitive: *sensitive,
             },
             vec![subject],
         ),
@@ -246,13 +250,18 @@ pub fn entry_for(
             (key_id, action, subjects)
         }
         ArtifactEvent::Promote {
-            from, to, actor, ..
+            from,
+            to,
+            actor,
+            policy_hash,
+            ..
         } => (
             Ident::new(actor.as_str())?,
             Action::ArtifactPromoted {
                 artifact,
                 from_stage: ident_or(from, "unknown-stage")?,
                 to_stage: ident_or(to, "unknown-stage")?,
+                policy_hash: Digest::parse(policy_hash.to_string())?,
             },
             vec![subject],
         ),

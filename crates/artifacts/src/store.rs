@@ -340,6 +340,8 @@ impl ArtifactStore {
             digest: digest.clone(),
             kind: kind.to_string(),
             classification: class.map(ArtifactClass::ident),
+            lane: options.lane.as_str().to_owned(),
+            sensitive: options.sensitive,
             at: now,
         })?;
         let key = DataKey::generate();

@@ -13,6 +13,7 @@ use tidegate_ledger::ledger::{
 };
 use tidegate_ledger::merkle::{verify_consistency, verify_inclusion};
 use tidegate_ledger::pg::{PgLedgerOptions, PgLog};
+use tidegate_ledger::subjects::SubjectMap;
 use tidegate_ledger::verify::{verify_with, Depth};
 use tidegate_ledger::{Checkpoint, NoteSigner, NoteVerifier, SignedNote};
 
@@ -265,6 +266,7 @@ pub(crate) fn current_checkpoint(
             .map_err(|e| miette!("{e}"))?
             .into_iter()
             .find(|(s, _)| *s == size);
+        let mut subjects = SubjectMap::over(&contents.entries);
         let log = LogContents {
             entries: contents.entries,
             tree: contents.tree,
@@ -273,7 +275,9 @@ pub(crate) fn current_checkpoint(
             segments: Vec::new(),
             commits: Vec::new(),
             unsealed_at: None,
+            subjects: subjects.clone(),
         };
+        let map_root = subjects.root();
         if let Some((_, text)) = stored {
             let (note, cp) = read_checkpoint(&text, &signer.verifier()).map_err(|e| {
                 miette!("stored checkpoint at size {size} in {}: {e}", pg.location())
@@ -281,13 +285,21 @@ pub(crate) fn current_checkpoint(
             if cp.root != log.tree.root() {
                 return Err(miette!("stored checkpoint at size {size} does not match the log: history was rewritten"));
             }
-            return Ok((note, log));
+            if cp.subjects.is_some() {
+                if cp.subjects != Some(map_root) {
+                    return Err(miette!("stored checkpoint at size {size} signs a subject map the log does not produce"));
+                }
+                return Ok((note, log));
+            }
         }
+        // The database's own checkpoints do not commit to the subject map: one that does is
+        // signed here, over the history just verified (the stored one at this size is kept).
         let note = signer.sign_checkpoint(&Checkpoint {
             origin: signer.name().to_owned(),
             size,
             root: log.tree.root(),
             batch: None,
+            subjects: Some(map_root),
         });
         pg.store_checkpoint(size, &note.to_text())
             .map_err(|e| miette!("{e}"))?;

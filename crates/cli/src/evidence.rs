@@ -68,11 +68,17 @@ pub fn run(cmd: EvidenceCmd) -> miette::Result<()> {
 fn write(kind: SubjectKind, t: &Target) -> miette::Result<()> {
     let subject = Subject::new(kind, t.id.clone()).map_err(|e| miette!("{e}"))?;
     let bundle = if t.db.database.is_some() {
-        let (note, log) = current_checkpoint(&t.dir.data_dir, &t.db)?;
+        let (note, mut log) = current_checkpoint(&t.dir.data_dir, &t.db)?;
         let verifier = ledger_signer(&t.dir.data_dir)?.verifier();
-        build_bundle(&log.entries, &log.tree, &note, &verifier, &subject, |d| {
-            std::fs::read(document_path(&t.dir.data_dir, d)).ok()
-        })
+        build_bundle(
+            &log.entries,
+            &log.tree,
+            &mut log.subjects,
+            &note,
+            &verifier,
+            &subject,
+            |d| std::fs::read(document_path(&t.dir.data_dir, d)).ok(),
+        )
         .map_err(|e| miette!("{e}"))?
     } else {
         bundle_for(&t.dir.data_dir, &subject).map_err(|e| miette!("{e}"))?

@@ -103,8 +103,10 @@ fn verify_proof_and_checkpoint_on_a_good_ledger() {
     // The batch line of the commit that sealed entry 39: the first index it added, the digest of
     // its leaves and the hash of the commit before it.
     assert!(lines[3].starts_with("tidegate-batch 39 "), "{note}");
-    assert_eq!(lines[4], "");
-    assert!(lines[5].starts_with("\u{2014} tidegate-ledger/"));
+    // And the root of the subject map at that size.
+    assert!(lines[4].starts_with("tidegate-subjects "), "{note}");
+    assert_eq!(lines[5], "");
+    assert!(lines[6].starts_with("\u{2014} tidegate-ledger/"));
 }
 
 #[test]

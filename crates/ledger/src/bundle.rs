@@ -1,11 +1,17 @@
 //! Evidence bundles: one self-contained, offline-verifiable file about a job, dataset or model.
 //!
-//! A bundle (`tidegate-evidence/v1`) is RFC 8785 canonical JSON holding: the subject; every
+//! A bundle (`tidegate-evidence/v2`) is RFC 8785 canonical JSON holding: the subject; every
 //! entry about it and about its lineage neighbours (entries that share a job, dataset, model,
 //! artifact, checkpoint or token id with the subject's entries, plus the `policy.loaded` entries
 //! of the policies that decided), each as its exact canonical bytes with an inclusion proof; the
 //! signed checkpoint those proofs lead to (ledger signature only); and the documents the entries
 //! refer to by digest (policy texts, justifications, reports), base64-encoded.
+//!
+//! It also carries the subject's entry in the subject map ([`crate::subjects`]) with its proof to
+//! the root the checkpoint signs: the verifier recomputes the hash chain over the bundle's entries
+//! about the subject, so a bundle that lacks one of them, holds one the ledger does not, or was
+//! re-labelled to another subject does not verify. (Completeness is proven for the subject;
+//! lineage entries are a selection and are proven included, one by one.)
 //!
 //! [`verify_bundle`] needs only the bundle and the ledger's public key. It rejects a bundle if
 //! any byte differs from its canonical form, and otherwise names what failed: the checkpoint
@@ -23,9 +29,10 @@ use crate::canonical;
 use crate::checkpoint::{Checkpoint, NoteVerifier, SignedNote};
 use crate::entry::{Action, Digest, Entry, Subject, SubjectKind};
 use crate::merkle::{leaf_hash, verify_inclusion, MerkleTree};
+use crate::subjects::{self, Head, MapProof, SubjectMap};
 
 /// Format identifier written into every bundle.
-pub const FORMAT: &str = "tidegate-evidence/v1";
+pub const FORMAT: &str = "tidegate-evidence/v2";
 
 /// The bundle file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +48,82 @@ pub struct Bundle {
     pub entries: Vec<BundleEntry>,
     /// Documents referenced by the entries, by increasing digest.
     pub documents: Vec<Document>,
+    /// The subject's bucket of the subject map, with the path to the root the checkpoint signs.
+    pub subject_map: MapProofDoc,
+}
+
+/// A [`MapProof`] as it is written into a bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MapProofDoc {
+    /// Every subject of the bucket, ascending by key.
+    pub bucket: Vec<MapItem>,
+    /// Sibling hashes (hex), bucket side first.
+    pub siblings: Vec<String>,
+}
+
+/// One subject of a bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MapItem {
+    /// The subject's key (hex).
+    pub key: String,
+    /// Entries about it.
+    pub count: u64,
+    /// The newest of them.
+    pub last: u64,
+    /// The hash chain over them (hex).
+    pub chain: String,
+}
+
+impl MapProofDoc {
+    fn from_proof(p: &MapProof) -> Self {
+        Self {
+            bucket: p
+                .bucket
+                .iter()
+                .map(|(k, h)| MapItem {
+                    key: hex::encode(k),
+                    count: h.count,
+                    last: h.last,
+                    chain: hex::encode(h.chain),
+                })
+                .collect(),
+            siblings: p.siblings.iter().map(hex::encode).collect(),
+        }
+    }
+
+    fn to_proof(&self) -> Result<MapProof, String> {
+        let bucket = self
+            .bucket
+            .iter()
+            .map(|i| {
+                Ok((
+                    hash_hex(&i.key)?,
+                    Head {
+                        count: i.count,
+                        last: i.last,
+                        chain: hash_hex(&i.chain)?,
+                    },
+                ))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let siblings = self
+            .siblings
+            .iter()
+            .map(|s| hash_hex(s))
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(MapProof { bucket, siblings })
+    }
+}
+
+/// A 32-byte hash written as lowercase hex.
+fn hash_hex(h: &str) -> Result<[u8; 32], String> {
+    let raw = hex::decode(h).map_err(|e| e.to_string())?;
+    if hex::encode(&raw) != *h {
+        return Err("hash is not lowercase hex".to_owned());
+    }
+    <[u8; 32]>::try_from(raw).map_err(|_| "hash is not 32 bytes".to_owned())
 }
 
 /// One entry and its inclusion proof.
@@ -139,6 +222,9 @@ pub enum BundleError {
     /// No entry in the bundle is about the named subject.
     #[error("no entry in the bundle mentions the subject {0}")]
     Subject(String),
+    /// The bundle's entries about its subject are not all the ledger holds about it.
+    #[error("incomplete: {0}")]
+    Incomplete(String),
 }
 
 /// A bundle whose every byte checked out.
@@ -168,14 +254,71 @@ fn lineage_kind(k: SubjectKind) -> bool {
     )
 }
 
+/// Which of `entries` (positions in the slice) belong in a bundle about `subject`: every entry
+/// about it; entries that share a lineage subject (dataset, model, artifact, checkpoint, token)
+/// with those, except, in a job's bundle, entries about other jobs (other people's evidence); and
+/// the `policy.loaded` entries of the policies that decided. Empty when no entry is about the
+/// subject. The builder applies it to the whole log, the verifier to the bundle's own entries:
+/// an honest bundle selects all of itself, so an entry added from elsewhere in the log is caught.
+fn select(subject: &Subject, entries: &[Entry]) -> BTreeSet<usize> {
+    let direct: BTreeSet<usize> = entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.subjects.contains(subject))
+        .map(|(i, _)| i)
+        .collect();
+    if direct.is_empty() {
+        return direct;
+    }
+    let ids: BTreeSet<&Subject> = direct
+        .iter()
+        .flat_map(|i| entries[*i].subjects.iter())
+        .filter(|s| lineage_kind(s.kind))
+        .collect();
+    let about_other_job = |e: &Entry| {
+        subject.kind == SubjectKind::Job
+            && e.subjects
+                .iter()
+                .any(|s| s.kind == SubjectKind::Job && s != subject)
+    };
+    let mut chosen: BTreeSet<usize> = entries
+        .iter()
+        .enumerate()
+        .filter(|(i, e)| {
+            direct.contains(i)
+                || (e.subjects.iter().any(|s| ids.contains(s)) && !about_other_job(e))
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let policies: BTreeSet<&Digest> = chosen
+        .iter()
+        .filter_map(|i| match &entries[*i].action {
+            Action::JobPlaced { policy_hash, .. }
+            | Action::JobRevoked { policy_hash, .. }
+            | Action::JobAdmitted { policy_hash, .. } => Some(policy_hash),
+            _ => None,
+        })
+        .collect();
+    for (i, e) in entries.iter().enumerate() {
+        if let Action::PolicyLoaded { policy_hash } = &e.action {
+            if policies.contains(policy_hash) {
+                chosen.insert(i);
+            }
+        }
+    }
+    chosen
+}
+
 /// Build a bundle about `subject` from the log's entries (canonical bytes, by index), its tree,
-/// and a signed checkpoint; `document` looks attached documents up by digest.
+/// its subject map and a signed checkpoint of that whole log; `document` looks attached
+/// documents up by digest.
 ///
 /// # Errors
 /// See [`BuildError`].
 pub fn build_bundle(
     entries: &[Vec<u8>],
     tree: &MerkleTree,
+    map: &mut SubjectMap,
     note: &SignedNote,
     verifier: &NoteVerifier,
     subject: &Subject,
@@ -190,6 +333,21 @@ pub fn build_bundle(
             cp.size
         )));
     }
+    // Completeness is proven against the map of exactly this log: the checkpoint must be of the
+    // whole log and commit to the map the log produces.
+    if cp.size != tree.len() || entries.len() as u64 != tree.len() {
+        return Err(BuildError::Checkpoint(format!(
+            "the checkpoint is at size {} but the log holds {} entries",
+            cp.size,
+            tree.len()
+        )));
+    }
+    if cp.subjects != Some(map.root()) {
+        return Err(BuildError::Checkpoint(
+            "the checkpoint does not commit to the log's subject map".into(),
+        ));
+    }
+    let map_proof = map.proof(&subjects::key(subject.kind, subject.id.as_str()));
     let size = usize::try_from(cp.size)
         .unwrap_or(usize::MAX)
         .min(entries.len());
@@ -203,57 +361,12 @@ pub fn build_bundle(
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let about = |e: &Entry| e.subjects.iter().any(|s| s == subject);
-    let direct: BTreeSet<usize> = decoded
-        .iter()
-        .enumerate()
-        .filter(|(_, e)| about(e))
-        .map(|(i, _)| i)
-        .collect();
-    if direct.is_empty() {
+    let chosen = select(subject, &decoded);
+    if chosen.is_empty() {
         return Err(BuildError::NoEntries {
             kind: subject.kind.as_str(),
             id: subject.id.to_string(),
         });
-    }
-    let ids: BTreeSet<&Subject> = direct
-        .iter()
-        .flat_map(|i| decoded[*i].subjects.iter())
-        .filter(|s| lineage_kind(s.kind))
-        .collect();
-    // A job's bundle holds the job's own entries and the provenance of what it used (how its
-    // datasets and models came to be, moved and were derived), never entries about other jobs:
-    // those are other people's evidence.
-    let about_other_job = |e: &Entry| {
-        subject.kind == SubjectKind::Job
-            && e.subjects
-                .iter()
-                .any(|s| s.kind == SubjectKind::Job && s != subject)
-    };
-    let mut chosen: BTreeSet<usize> = decoded
-        .iter()
-        .enumerate()
-        .filter(|(i, e)| {
-            direct.contains(i)
-                || (e.subjects.iter().any(|s| ids.contains(s)) && !about_other_job(e))
-        })
-        .map(|(i, _)| i)
-        .collect();
-    let policies: BTreeSet<&Digest> = chosen
-        .iter()
-        .filter_map(|i| match &decoded[*i].action {
-            Action::JobPlaced { policy_hash, .. }
-            | Action::JobRevoked { policy_hash, .. }
-            | Action::JobAdmitted { policy_hash, .. } => Some(policy_hash),
-            _ => None,
-        })
-        .collect();
-    for (i, e) in decoded.iter().enumerate() {
-        if let Action::PolicyLoaded { policy_hash } = &e.action {
-            if policies.contains(policy_hash) {
-                chosen.insert(i);
-            }
-        }
     }
     let mut out_entries = Vec::with_capacity(chosen.len());
     let mut digests = BTreeSet::new();
@@ -293,6 +406,7 @@ pub fn build_bundle(
         checkpoint: log_only.to_text(),
         entries: out_entries,
         documents,
+        subject_map: MapProofDoc::from_proof(&map_proof),
     })
 }
 
@@ -358,13 +472,7 @@ pub fn verify_bundle(bytes: &[u8], verifier: &NoteVerifier) -> Result<VerifiedBu
         let proof = be
             .proof
             .iter()
-            .map(|h| {
-                let raw = hex::decode(h).map_err(|e| e.to_string())?;
-                if hex::encode(&raw) != *h {
-                    return Err("proof hash is not lowercase hex".to_owned());
-                }
-                <[u8; 32]>::try_from(raw).map_err(|_| "proof hash is not 32 bytes".to_owned())
-            })
+            .map(|h| hash_hex(h).map_err(|why| format!("proof {why}")))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|why| BundleError::Proof { index, why })?;
         verify_inclusion(
@@ -379,6 +487,55 @@ pub fn verify_bundle(bytes: &[u8], verifier: &NoteVerifier) -> Result<VerifiedBu
             why: e.to_string(),
         })?;
         entries.push(e);
+    }
+    let named = format!("{} {}", b.subject.kind.as_str(), b.subject.id);
+    if !entries.iter().any(|e| e.subjects.contains(&b.subject)) {
+        return Err(BundleError::Subject(named));
+    }
+    // Complete: the chain over the bundle's entries about the subject is the one the signed
+    // subject map holds for it.
+    let map_root = cp.subjects.ok_or_else(|| {
+        BundleError::Incomplete("the checkpoint commits to no subject map".into())
+    })?;
+    let proof = b
+        .subject_map
+        .to_proof()
+        .map_err(|why| BundleError::Incomplete(format!("subject map proof: {why}")))?;
+    let head = subjects::verify_proof(
+        &map_root,
+        &subjects::key(b.subject.kind, b.subject.id.as_str()),
+        &proof,
+    )
+    .map_err(|e| BundleError::Incomplete(e.to_string()))?
+    .ok_or_else(|| BundleError::Incomplete(format!("the ledger names {named} in no entry")))?;
+    let held = b
+        .entries
+        .iter()
+        .zip(&entries)
+        .filter(|(_, e)| e.subjects.contains(&b.subject))
+        .fold(Head::default(), |h, (be, _)| {
+            h.then(be.index, &leaf_hash(be.entry.as_bytes()))
+        });
+    if held != head {
+        return Err(BundleError::Incomplete(if held.count == head.count {
+            format!("the bundle's entries about {named} are not the ones the ledger holds (its newest is at index {})", head.last)
+        } else {
+            format!(
+                "the bundle holds {} entries about {named} but the ledger holds {} (the newest at index {})",
+                held.count, head.count, head.last
+            )
+        }));
+    }
+    let chosen = select(&b.subject, &entries);
+    if let Some((_, e)) = entries
+        .iter()
+        .enumerate()
+        .find(|(i, _)| !chosen.contains(i))
+    {
+        return Err(BundleError::Entry {
+            index: e.seq,
+            why: format!("it is not part of the evidence about {named} (neither about it, nor lineage of what it used, nor a policy that decided)"),
+        });
     }
     let referenced: BTreeSet<&Digest> = entries.iter().flat_map(|e| e.action.digests()).collect();
     let mut documents = BTreeMap::new();
@@ -406,13 +563,6 @@ pub fn verify_bundle(bytes: &[u8], verifier: &NoteVerifier) -> Result<VerifiedBu
                 why: "attached twice".into(),
             });
         }
-    }
-    if !entries.iter().any(|e| e.subjects.contains(&b.subject)) {
-        return Err(BundleError::Subject(format!(
-            "{} {}",
-            b.subject.kind.as_str(),
-            b.subject.id
-        )));
     }
     Ok(VerifiedBundle {
         subject: b.subject,
@@ -483,6 +633,14 @@ pub fn summary(v: &VerifiedBundle) -> String {
         v.entries.len(),
         v.documents.len()
     );
+    let _ = writeln!(
+        s,
+        "  complete: these are all {} entries the ledger holds about {} {} up to size {} (proven by the signed subject map)",
+        v.entries.iter().filter(|e| e.subjects.contains(&v.subject)).count(),
+        v.subject.kind.as_str(),
+        v.subject.id,
+        v.checkpoint.size
+    );
     let (mut ran, mut moved, mut approved, mut other) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for e in &v.entries {
@@ -537,8 +695,9 @@ pub fn summary(v: &VerifiedBundle) -> String {
                 "{at} [{idx}] {who} signed artifact {artifact} ({what}) with key {key_id}; envelope {}",
                 doc_note(v, signature)
             )),
-            Action::ArtifactPromoted { artifact, from_stage, to_stage } => approved.push(format!(
-                "{at} [{idx}] {who} promoted artifact {artifact} ({what}) from {from_stage} to {to_stage}"
+            Action::ArtifactPromoted { artifact, from_stage, to_stage, policy_hash } => approved.push(format!(
+                "{at} [{idx}] {who} promoted artifact {artifact} ({what}) from {from_stage} to {to_stage}; promotion policy {}",
+                doc_note(v, policy_hash)
             )),
             Action::ArtifactAttested { artifact, predicate, key_id, envelope } => approved.push(format!(
                 "{at} [{idx}] {who} attested {predicate} for artifact {artifact} ({what}) with key {key_id}; envelope {}",

@@ -12,7 +12,9 @@
 //! commit adds, `SHA-256` of the leaf hashes it adds (in order), and `SHA-256` of the previous
 //! commit's whole note text (all zeros for the first). The chain makes every commit authenticate all earlier
 //! ones, and the leaves digest lets a verifier name the exact entry that differs from what was
-//! signed. Other extension lines are refused, so every byte of a checkpoint is checked.
+//! signed. A second line, `tidegate-subjects <b64 root>`, commits to the subject map at that size
+//! ([`crate::subjects`]), which lets an evidence bundle prove it holds every entry about its
+//! subject. Other extension lines are refused, so every byte of a checkpoint is checked.
 //!
 //! A witness co-signs by adding its own ed25519 signature line over the same body (a plain
 //! signed-note signature; the timestamped C2SP `cosignature/v1` form is not implemented).
@@ -72,6 +74,9 @@ pub struct Checkpoint {
     pub root: Hash,
     /// The group commit this checkpoint seals, when it is one of the ledger's own commits.
     pub batch: Option<Batch>,
+    /// Root of the subject map ([`crate::subjects`]) at this size, when the checkpoint commits to
+    /// one (every commit of the file ledger does; evidence bundles require it).
+    pub subjects: Option<Hash>,
 }
 
 /// The `tidegate-batch` extension line of a ledger commit.
@@ -87,6 +92,8 @@ pub struct Batch {
 
 /// Prefix of the batch extension line.
 const BATCH_LINE: &str = "tidegate-batch ";
+/// Prefix of the subject map extension line.
+const SUBJECTS_LINE: &str = "tidegate-subjects ";
 
 /// `SHA-256` over leaf hashes, concatenated (the batch line's leaves digest).
 #[must_use]
@@ -143,6 +150,9 @@ impl Checkpoint {
                 B64.encode(b.prev)
             ));
         }
+        if let Some(m) = &self.subjects {
+            out.push_str(&format!("{SUBJECTS_LINE}{}\n", B64.encode(m)));
+        }
         out
     }
 
@@ -165,14 +175,14 @@ impl Checkpoint {
         let root_s = lines
             .next()
             .ok_or(CheckpointError::Body("missing root hash"))?;
-        // Extension lines are allowed by the format; this log writes only its batch line and
-        // accepts nothing else, so that every byte of a checkpoint is covered by what is checked.
-        let batch = match lines.next() {
+        // Extension lines are allowed by the format; this log writes only its batch line and its
+        // subject map line, in that order, and accepts nothing else, so that every byte of a
+        // checkpoint is covered by what is checked.
+        let mut next = lines.next();
+        let batch = match next.and_then(|l| l.strip_prefix(BATCH_LINE)) {
             None => None,
-            Some(line) => {
-                let rest = line
-                    .strip_prefix(BATCH_LINE)
-                    .ok_or(CheckpointError::Body("unexpected extension line"))?;
+            Some(rest) => {
+                next = lines.next();
                 let mut parts = rest.split(' ');
                 let (Some(first), Some(leaves), Some(prev), None) =
                     (parts.next(), parts.next(), parts.next(), parts.next())
@@ -194,6 +204,18 @@ impl Checkpoint {
                 })
             }
         };
+        let subjects = match next {
+            None => None,
+            Some(line) => {
+                let rest = line
+                    .strip_prefix(SUBJECTS_LINE)
+                    .ok_or(CheckpointError::Body("unexpected extension line"))?;
+                Some(decode_hash(
+                    rest,
+                    "subject map root is not canonical base64 of 32 bytes",
+                )?)
+            }
+        };
         if lines.next().is_some() {
             return Err(CheckpointError::Body("unexpected extension lines"));
         }
@@ -207,6 +229,7 @@ impl Checkpoint {
             size,
             root,
             batch,
+            subjects,
         })
     }
 }
@@ -557,6 +580,7 @@ mod tests {
             size: 42,
             root: [7; 32],
             batch: None,
+            subjects: None,
         };
         let note = log.sign_checkpoint(&cp);
         let text = note.to_text();
@@ -598,14 +622,35 @@ mod tests {
                 leaves: [2; 32],
                 prev: [3; 32],
             }),
+            subjects: Some([5; 32]),
         };
         let body = cp.body();
         assert!(body.contains("\ntidegate-batch 4 "), "{body}");
+        assert!(
+            body.ends_with("\ntidegate-subjects BQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQU=\n"),
+            "{body}"
+        );
         assert_eq!(Checkpoint::parse_body(&body).unwrap(), cp);
+        // Either line alone is a checkpoint too; the order is fixed.
+        for (batch, subjects) in [(cp.batch, None), (None, cp.subjects)] {
+            let one = Checkpoint {
+                batch,
+                subjects,
+                ..cp.clone()
+            };
+            assert_eq!(Checkpoint::parse_body(&one.body()).unwrap(), one);
+        }
+        let lines: Vec<&str> = body.lines().collect();
+        let swapped = format!(
+            "{}\n{}\n{}\n{}\n{}\n",
+            lines[0], lines[1], lines[2], lines[4], lines[3]
+        );
         for bad in [
             body.replace("tidegate-batch 4", "tidegate-batch 04"),
             body.replace("tidegate-batch 4", "tidegate-batch 10"),
             body.replace("tidegate-batch", "other-extension"),
+            body.replace("tidegate-subjects BQ", "tidegate-subjects  BQ"),
+            swapped,
             format!("{body}more\n"),
         ] {
             assert!(Checkpoint::parse_body(&bad).is_err(), "{bad}");
@@ -621,6 +666,7 @@ mod tests {
             size: 1,
             root: [0; 32],
             batch: None,
+            subjects: None,
         });
         assert!(note.verify(&witness.verifier()).is_err());
         note.add_signature(&witness);

@@ -60,6 +60,15 @@ pub enum CommitFault {
         /// Its size.
         size: u64,
     },
+    /// The newest commit's subject map root is not the one its entries produce: the commit was
+    /// made by a key holder over some other history.
+    #[error("first bad index {index}: the commit at size {size} signs a subject map its entries do not produce")]
+    Subjects {
+        /// First index of the newest commit's batch.
+        index: u64,
+        /// Its size.
+        size: u64,
+    },
     /// The newest commits are not signed by the ledger key.
     #[error("first bad index {index}: the commit at size {size} is not signed by the ledger key ({why})")]
     Signature {
@@ -81,6 +90,7 @@ impl CommitFault {
             | Self::Chain { index, .. }
             | Self::EntryDiffers { index, .. }
             | Self::Root { index, .. }
+            | Self::Subjects { index, .. }
             | Self::Signature { index, .. } => *index,
         }
     }
@@ -342,6 +352,7 @@ mod tests {
                     leaves: leaves_digest(&leaves),
                     prev: head,
                 }),
+                subjects: None,
             };
             let note = s.sign_checkpoint(&cp);
             head = note_hash(&note);

@@ -519,6 +519,8 @@ pub enum Action {
         from_stage: Ident,
         /// Stage after.
         to_stage: Ident,
+        /// Hash of the promotion policy that allowed it (its text is a ledger document).
+        policy_hash: Digest,
     },
     /// An object was stored in the artifact store (encrypted, content-addressed).
     #[serde(rename = "artifact.stored")]
@@ -531,6 +533,10 @@ pub enum Action {
         /// declared); absent when unclassified.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         classification: Option<Ident>,
+        /// Its lane (`production` or `experiment`): what promotion gates read comes from here.
+        lane: Ident,
+        /// Whether it derives from sensitive data (extra promotion gates apply).
+        sensitive: bool,
     },
     /// A signed attestation (other than provenance) was attached to an artifact.
     #[serde(rename = "artifact.attested")]
@@ -700,9 +706,8 @@ impl Action {
     pub fn digests(&self) -> Vec<&Digest> {
         match self {
             Self::JobSubmitted { spec } => vec![spec],
-            Self::JobApproved { .. }
-            | Self::ArtifactPromoted { .. }
-            | Self::ArtifactDeployedEdge { .. } => Vec::new(),
+            Self::JobApproved { .. } | Self::ArtifactDeployedEdge { .. } => Vec::new(),
+            Self::ArtifactPromoted { policy_hash, .. } => vec![policy_hash],
             Self::JobPlaced { policy_hash, .. }
             | Self::JobRevoked { policy_hash, .. }
             | Self::JobAdmitted { policy_hash, .. } => vec![policy_hash],
@@ -817,6 +822,13 @@ impl EntryDraft {
     /// # Errors
     /// When the timestamp is out of range.
     pub fn prepare(self, ts_ms: u64) -> Result<PreparedEntry, EntryError> {
+        let mut keys: Vec<crate::subjects::Key> = Vec::with_capacity(self.subjects.len());
+        for s in &self.subjects {
+            let k = crate::subjects::key(s.kind, s.id.as_str());
+            if !keys.contains(&k) {
+                keys.push(k);
+            }
+        }
         let bytes = self.into_entry(0, ts_ms).encode()?;
         // Canonical JSON sorts member names, and no identifier or digest can contain a quote, so
         // `"seq":0` occurs exactly once: as the top-level member. Split around its value.
@@ -829,6 +841,7 @@ impl EntryDraft {
         Ok(PreparedEntry {
             prefix_len: split,
             bytes,
+            keys,
         })
     }
 }
@@ -838,6 +851,7 @@ impl EntryDraft {
 pub struct PreparedEntry {
     bytes: Vec<u8>,
     prefix_len: usize,
+    keys: Vec<crate::subjects::Key>,
 }
 
 impl PreparedEntry {
@@ -847,6 +861,12 @@ impl PreparedEntry {
         out.extend_from_slice(&self.bytes[..self.prefix_len]);
         out.extend_from_slice(seq.to_string().as_bytes());
         out.extend_from_slice(&self.bytes[self.prefix_len + 1..]);
+    }
+
+    /// The subject map keys of the entry's subjects (each once).
+    #[must_use]
+    pub fn keys(&self) -> &[crate::subjects::Key] {
+        &self.keys
     }
 
     /// Length of the encoding at position `seq`.

@@ -15,7 +15,7 @@
 //!   value `decode` refuses or re-encodes differently;
 //! - integers are plain decimal (`0` or no leading zero), at most 2^53 - 1, `v` at most 255;
 //! - `action` has a known `type` and exactly that variant's members, each of its type
-//!   (identifier, digest, enum name, identifier list of at most 32, integer); an optional member
+//!   (identifier, digest, enum name, identifier list of at most 32, integer, `true`/`false`); an optional member
 //!   is absent rather than `null`; `subjects` holds at most 16 objects `{"id","kind"}`;
 //! - identifiers and digests pass the same rules as [`Ident::new`](crate::entry::Ident::new) and
 //!   [`Digest::parse`](crate::entry::Digest::parse).
@@ -52,6 +52,7 @@ enum Kind {
     OptIdent,
     Idents,
     Int,
+    Bool,
     Enum(&'static [&'static [u8]]),
 }
 
@@ -77,7 +78,7 @@ const SUBJECT_KIND: &[&[u8]] = &[
     b"zone",
 ];
 
-use Kind::{Digest as D, Enum, Ident as I, Idents as L, Int, OptDigest, OptIdent};
+use Kind::{Bool, Digest as D, Enum, Ident as I, Idents as L, Int, OptDigest, OptIdent};
 
 type Fields = &'static [(&'static [u8], Kind)];
 
@@ -122,11 +123,18 @@ fn schema(ty: &[u8]) -> Option<Fields> {
             (b"report", OptDigest),
         ],
         b"artifact.signed" => &[(b"artifact", D), (b"key_id", I), (b"signature", D)],
-        b"artifact.promoted" => &[(b"artifact", D), (b"from_stage", I), (b"to_stage", I)],
+        b"artifact.promoted" => &[
+            (b"artifact", D),
+            (b"from_stage", I),
+            (b"to_stage", I),
+            (b"policy_hash", D),
+        ],
         b"artifact.stored" => &[
             (b"artifact", D),
             (b"kind", I),
             (b"classification", OptIdent),
+            (b"lane", I),
+            (b"sensitive", Bool),
         ],
         b"artifact.attested" => &[
             (b"artifact", D),
@@ -310,6 +318,7 @@ impl<'a> Cur<'a> {
             D | OptDigest => self.digest(),
             L => self.idents(),
             Int => self.int().map(|_| ()),
+            Bool => self.lit(b"true").or_else(|_| self.lit(b"false")),
             Enum(names) => self.one_of(names),
         }
     }

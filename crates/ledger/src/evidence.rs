@@ -54,9 +54,11 @@ pub fn bundle_for(data_dir: &Path, subject: &Subject) -> Result<Bundle, Evidence
         );
     }
     let (note, _) = sealed.sealed.latest.ok_or(EvidenceError::Empty)?;
+    let mut log = sealed.log;
     let bundle = build_bundle(
-        &sealed.log.entries,
-        &sealed.log.tree,
+        &log.entries,
+        &log.tree,
+        &mut log.subjects,
         &note,
         &verifier,
         subject,

@@ -31,6 +31,7 @@ use crate::entry::{Digest, EntryDraft, EntryError, PreparedEntry};
 use crate::keys::{self, KeyError};
 use crate::merkle::{leaf_hash, Frontier, Hash, MerkleTree};
 use crate::segment::{self, Damage, Tail};
+use crate::subjects::{self, SubjectMap};
 
 /// Default segment size before a new segment file is started.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
@@ -244,6 +245,8 @@ pub struct LogContents {
     pub commits: Vec<(u64, Vec<u8>)>,
     /// Where entries after the newest commit record start (file, offset), when there are any.
     pub unsealed_at: Option<(PathBuf, usize)>,
+    /// The subject map over the entries up to the newest commit record.
+    pub subjects: SubjectMap,
 }
 
 /// List segment files (path, first index), oldest first.
@@ -276,6 +279,7 @@ pub fn read_log(ledger_dir: &Path, keep_entries: bool) -> Result<LogContents, Op
         segments: Vec::new(),
         commits: Vec::new(),
         unsealed_at: None,
+        subjects: SubjectMap::new(),
     };
     let segs = match list_segments(ledger_dir) {
         Ok(s) => s,
@@ -289,6 +293,8 @@ pub fn read_log(ledger_dir: &Path, keep_entries: bool) -> Result<LogContents, Op
     };
     let count = segs.len();
     let mut leaves: Vec<Hash> = Vec::new();
+    // Entries since the last commit record: they join the subject map when a commit seals them.
+    let mut pending: Vec<(u64, Hash, Vec<subjects::Key>)> = Vec::new();
     for (i, (path, _first)) in segs.into_iter().enumerate() {
         let bytes = fs::read(&path).map_err(io_err(&path))?;
         let expected = leaves.len() as u64;
@@ -298,12 +304,23 @@ pub fn read_log(ledger_dir: &Path, keep_entries: bool) -> Result<LogContents, Op
             if r.commit {
                 out.commits.push((r.index, payload.to_vec()));
                 out.unsealed_at = None;
+                for (index, leaf, keys) in pending.drain(..) {
+                    out.subjects.record(index, &leaf, &keys);
+                }
                 continue;
             }
             if out.unsealed_at.is_none() {
                 out.unsealed_at = Some((path.clone(), r.start - segment::RECORD_HEADER));
             }
-            leaves.push(leaf_hash(payload));
+            let leaf = leaf_hash(payload);
+            // An entry whose subjects cannot be read was not written by this ledger; the commit
+            // check names it (its leaf differs from the sealed one) or full verification does.
+            pending.push((
+                leaves.len() as u64,
+                leaf,
+                subjects::keys_of(payload).unwrap_or_default(),
+            ));
+            leaves.push(leaf);
             if keep_entries {
                 out.entries.push(payload.to_vec());
             }
@@ -482,6 +499,14 @@ pub fn read_sealed(
         });
     }
     let sealed = checked?;
+    if let Some((_, cp)) = &sealed.latest {
+        if cp.subjects != Some(log.subjects.root()) {
+            return Err(SealError::Commit(CommitFault::Subjects {
+                index: cp.batch.map_or(0, |b| b.first),
+                size: cp.size,
+            }));
+        }
+    }
     // Every checkpoint file is consistent with what the commits vouch for: a log cut short of a
     // checkpoint it signed is refused, never vouched for at its shorter size.
     let mut vouched = log.tree.clone();
@@ -621,6 +646,7 @@ impl Ledger {
             other => OpenError::Unsealed(other),
         })?;
         let tree = log.tree;
+        let subject_map = log.subjects;
         let last_cp = list_checkpoints(dir)
             .map_err(io_err(dir))?
             .last()
@@ -683,6 +709,7 @@ impl Ledger {
                     seg_len,
                     frontier,
                     head,
+                    subjects: subject_map,
                 };
                 writer_loop(&writer_shared, &rx, state, &opts);
             })
@@ -866,6 +893,7 @@ fn publish(shared: &Shared) -> Result<SignedNote, PublishError> {
             size: 0,
             root: crate::merkle::empty_root(),
             batch: None,
+            subjects: None,
         }),
     };
     let size = note.checkpoint().map_or(0, |c| c.size);
@@ -886,6 +914,8 @@ struct WriterState {
     frontier: Frontier,
     /// Body hash of the newest durable commit.
     head: Hash,
+    /// The subject map over the durable entries.
+    subjects: SubjectMap,
 }
 
 fn writer_loop(
@@ -937,7 +967,10 @@ fn writer_loop(
             payload.clear();
             r.entry.write_at(seq, &mut payload);
             segment::encode_record(seq, &payload, &mut buf);
-            leaves.push(leaf_hash(&payload));
+            let leaf = leaf_hash(&payload);
+            // Should the write fail, the ledger stops: the map is never used again.
+            st.subjects.record(seq, &leaf, r.entry.keys());
+            leaves.push(leaf);
             accepted.push(r.reply);
         }
         if leaves.is_empty() {
@@ -959,6 +992,7 @@ fn writer_loop(
                 leaves: leaves_digest(&leaves),
                 prev: st.head,
             }),
+            subjects: Some(st.subjects.root()),
         });
         segment::encode_commit_record(size, &commit::encode(&note, &leaves), &mut buf);
         if let Err(e) = st.file.write_all(&buf).and_then(|()| st.file.sync_data()) {

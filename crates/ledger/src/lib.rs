@@ -7,6 +7,8 @@
 //! - [`entry_check`]: zero-copy proof that bytes are a canonical, well-formed entry (pure).
 //! - [`checkpoint`]: C2SP signed-note checkpoints, ed25519 signing, witness co-signing (pure).
 //! - [`segment`]: the on-disk record format and its scanner (pure over bytes).
+//! - [`subjects`]: the subject map every commit signs: per subject, a count, the last index and
+//!   a hash chain, so bundles prove completeness (pure).
 //! - [`commit`]: the signed commit sealing each group commit, and the check that a log's
 //!   commits vouch for every entry (pure).
 //! - [`ledger`]: segment files, group commit, torn-tail repair, checkpoints on disk (I/O).
@@ -33,6 +35,7 @@ pub mod merkle;
 pub mod pg;
 pub mod retention;
 pub mod segment;
+pub mod subjects;
 pub mod verify;
 
 pub use backend::{open_ledger, AnyLedger, LedgerTarget};

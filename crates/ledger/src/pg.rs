@@ -632,6 +632,7 @@ fn publish(shared: &Shared) -> Result<SignedNote, PublishError> {
         size,
         root,
         batch: None,
+        subjects: None,
     });
     store_checkpoint(&mut lock(&shared.client), size, &note.to_text())
         .map_err(|e| PublishError::Database(format!("{}: {e}", shared.location)))?;
@@ -716,6 +717,7 @@ fn writer_loop(shared: &Shared, rx: &mpsc::Receiver<Request>, opts: &PgLedgerOpt
             size,
             root: frontier.root(),
             batch: None,
+            subjects: None,
         });
         let result = commit_batch(
             &mut lock(&shared.client),

@@ -115,6 +115,22 @@ fn a_job_bundle_holds_no_entry_about_other_jobs_that_read_the_same_data() {
     )
     .unwrap();
     assert!(d.entries.iter().any(|e| e.entry.contains("job-reader-3")));
+    // Adding another job's entry (a real one, proven included at the same size) to the job's
+    // bundle is caught: it is not part of the job's evidence.
+    let other = d
+        .entries
+        .iter()
+        .find(|e| e.entry.contains("job-reader-3"))
+        .unwrap()
+        .clone();
+    let mut m = b.clone();
+    m.entries.push(other.clone());
+    m.entries.sort_by_key(|e| e.index);
+    let err = verify_bundle(&encode_bundle(&m).unwrap(), &v).unwrap_err();
+    assert!(
+        matches!(&err, BundleError::Entry { index, why } if *index == other.index && why.contains("not part of the evidence about job job-7f3a")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -186,6 +202,77 @@ fn targeted_changes_are_named() {
     ));
 }
 
+#[test]
+fn a_bundle_proves_it_holds_every_entry_about_its_subject() {
+    let (_d, bytes, v) = job_bundle();
+    let b: tidegate_ledger::bundle::Bundle = serde_json::from_slice(&bytes).unwrap();
+    let encode = |b: &tidegate_ledger::bundle::Bundle| encode_bundle(b).unwrap();
+    let vb = verify_bundle(&bytes, &v).unwrap();
+    assert!(
+        summary(&vb).contains("complete: these are all"),
+        "{}",
+        summary(&vb)
+    );
+    let about_job = |e: &tidegate_ledger::bundle::BundleEntry| {
+        Entry::decode(e.entry.as_bytes())
+            .unwrap()
+            .subjects
+            .contains(&subject(SubjectKind::Job, "job-7f3a"))
+    };
+    // Dropping any one of the job's own entries (each still proven included) is caught.
+    let own: Vec<u64> = b
+        .entries
+        .iter()
+        .filter(|e| about_job(e))
+        .map(|e| e.index)
+        .collect();
+    assert!(own.len() >= 4, "{own:?}");
+    for drop in &own {
+        let mut m = b.clone();
+        m.entries.retain(|e| e.index != *drop);
+        let err = verify_bundle(&encode(&m), &v).unwrap_err();
+        assert!(
+            matches!(&err, BundleError::Incomplete(why) if why.contains(&format!("holds {} entries about job job-7f3a but the ledger holds {}", own.len() - 1, own.len()))),
+            "dropping {drop}: {err}"
+        );
+    }
+    // Re-labelling the bundle to a subject its entries also name (a dataset the job read) is
+    // caught: the bundle holds only a selection of that dataset's entries.
+    let relabelled = b
+        .entries
+        .iter()
+        .filter(|e| about_job(e))
+        .flat_map(|e| Entry::decode(e.entry.as_bytes()).unwrap().subjects)
+        .find(|s| s.kind == SubjectKind::Dataset)
+        .expect("a job entry names its dataset");
+    let mut m = b.clone();
+    m.subject = relabelled;
+    assert!(
+        matches!(
+            verify_bundle(&encode(&m), &v).unwrap_err(),
+            BundleError::Incomplete(_)
+        ),
+        "re-labelled bundle verified"
+    );
+    // The map proof cannot be bent to match fewer entries: lowering the count, or swapping in
+    // another subject's bucket, fails.
+    let mut m = b.clone();
+    m.entries.retain(|e| e.index != own[own.len() - 1]);
+    for item in &mut m.subject_map.bucket {
+        item.count -= 1;
+    }
+    assert!(matches!(
+        verify_bundle(&encode(&m), &v).unwrap_err(),
+        BundleError::Incomplete(_)
+    ));
+    let mut m = b.clone();
+    m.subject_map.siblings[0] = "00".repeat(32);
+    assert!(matches!(
+        verify_bundle(&encode(&m), &v).unwrap_err(),
+        BundleError::Incomplete(_)
+    ));
+}
+
 fn base64_of(b: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(b)
@@ -211,6 +298,7 @@ fn changing_any_single_byte_fails_verification() {
                 BundleError::Proof { .. } => "proof",
                 BundleError::Document { .. } => "document",
                 BundleError::Subject(_) => "subject",
+                BundleError::Incomplete(_) => "incomplete",
             };
             *kinds.entry(kind).or_default() += 1;
         }

@@ -75,6 +75,8 @@ fn every_artifact_store_action_encodes_identically_both_ways() {
             artifact: model.clone(),
             kind: id("model"),
             classification: None,
+            lane: Ident::new("production").unwrap(),
+            sensitive: false,
         },
         Action::ArtifactAttested {
             artifact: model.clone(),

@@ -93,16 +93,21 @@ fn actions() -> Vec<Action> {
             artifact: dg("a"),
             from_stage: id("dev"),
             to_stage: id("prod"),
+            policy_hash: tidegate_ledger::Digest::of(b"promotion policy"),
         },
         Action::ArtifactStored {
             artifact: dg("a"),
             kind: id("model"),
             classification: None,
+            lane: Ident::new("production").unwrap(),
+            sensitive: false,
         },
         Action::ArtifactStored {
             artifact: dg("a"),
             kind: id("checkpoint"),
             classification: Some(id("restricted/phi+pii")),
+            lane: Ident::new("production").unwrap(),
+            sensitive: true,
         },
         Action::ArtifactAttested {
             artifact: dg("a"),

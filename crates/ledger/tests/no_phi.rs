@@ -244,6 +244,7 @@ fn ledger_of_a_realistic_workflow_contains_no_phi() {
             artifact: model.clone(),
             from_stage: id("staging"),
             to_stage: id("production"),
+            policy_hash: tidegate_ledger::Digest::of(b"promotion policy"),
         },
         m.clone(),
     );

@@ -267,6 +267,7 @@ fn pg_checkpoint_signed_by_the_wrong_key_is_refused() {
         size: 5,
         root: tree.root_at(5).unwrap(),
         batch: None,
+        subjects: None,
     };
     let forged = impostor.sign_checkpoint(&cp).to_text();
     sql(

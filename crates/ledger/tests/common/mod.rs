@@ -214,6 +214,7 @@ pub fn record_workflow(l: &Ledger, data: &Path) -> Digest {
             artifact: model.clone(),
             from_stage: id("staging"),
             to_stage: id("production"),
+            policy_hash: tidegate_ledger::Digest::of(b"promotion policy"),
         },
         m.clone(),
     );
