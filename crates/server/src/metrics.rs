@@ -215,6 +215,11 @@ fn to_prometheus_text(open_metrics: &str) -> String {
     out
 }
 
+/// One label.
+pub fn label(name: &'static str, value: impl Into<String>) -> Labels {
+    vec![(name, value.into())]
+}
+
 #[cfg(test)]
 mod tests {
     use super::{negotiate, to_prometheus_text, Format};
@@ -251,9 +256,4 @@ mod tests {
             "# HELP tidegate_bursts_total Bursts.\n# TYPE tidegate_bursts_total counter\ntidegate_bursts_total 3\n# HELP tidegate_leader Leader.\n# TYPE tidegate_leader gauge\ntidegate_leader 1\n"
         );
     }
-}
-
-/// One label.
-pub fn label(name: &'static str, value: impl Into<String>) -> Labels {
-    vec![(name, value.into())]
 }
