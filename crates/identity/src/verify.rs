@@ -116,6 +116,20 @@ impl Action {
             Action::Administer => "administer",
         }
     }
+
+    /// The operation the action is, for a token attenuated to one operation: reading
+    /// (`read`, `observe`, `audit`) or writing (every other action).
+    #[must_use]
+    pub fn operation(self) -> Operation {
+        match self {
+            Action::Read | Action::Observe | Action::Audit => Operation::Read,
+            Action::Submit
+            | Action::Approve
+            | Action::Cancel
+            | Action::Agent
+            | Action::Administer => Operation::Write,
+        }
+    }
 }
 
 /// What is being asked of a token.
@@ -149,7 +163,8 @@ pub struct Claims {
     pub key_id: u32,
     /// Hex revocation id of the authority block.
     pub revocation_id: String,
-    /// Expiry of the authority block (Unix seconds).
+    /// When the token stops working (Unix seconds): the authority block's expiry, or an earlier
+    /// one an attenuation block set (`Attenuation::expires_at`).
     pub expires_at: u64,
     /// Number of blocks (1 = not attenuated).
     pub blocks: usize,
@@ -302,7 +317,8 @@ impl Verifier {
             Request::Api { action, team } => {
                 params.insert("action".to_owned(), string(action.as_str()));
                 params.insert("team".to_owned(), string(team));
-                "time({now}); req_action({action}); req_team({team});"
+                params.insert("op".to_owned(), string(action.operation().as_str()));
+                "time({now}); req_action({action}); req_team({team}); req_operation({op});"
             }
         };
         let mut authorizer = AuthorizerBuilder::new()
@@ -389,14 +405,17 @@ fn read_claims(biscuit: &Biscuit, key_id: u32) -> Result<Claims, IdentityError> 
         .min()
         .ok_or_else(|| IdentityError::Malformed("token has no expiry".to_owned()))?;
     let mut attenuations = Vec::new();
+    let mut expires_at = expires_at;
     for i in 1..biscuit.block_count() {
-        attenuations.push(
-            biscuit
-                .print_block_source(i)
-                .map_err(lib)?
-                .trim()
-                .to_owned(),
-        );
+        let source = biscuit
+            .print_block_source(i)
+            .map_err(lib)?
+            .trim()
+            .to_owned();
+        if let Some(t) = attenuated_expiry(&source) {
+            expires_at = expires_at.min(t);
+        }
+        attenuations.push(source);
     }
     Ok(Claims {
         kind,
@@ -420,4 +439,74 @@ fn read_claims(biscuit: &Biscuit, key_id: u32) -> Result<Claims, IdentityError> 
         team: single(query_strings(&mut authorizer, "data($x) <- team($x)")?),
         attenuations,
     })
+}
+
+/// The earliest expiry an attenuation block sets: its checks of the form [`crate::attenuate`]
+/// writes, `check if time($t), $t < DATE;` (a time check with other conditions is left to the
+/// authorizer).
+fn attenuated_expiry(source: &str) -> Option<u64> {
+    source
+        .split(';')
+        .filter_map(|c| c.trim().strip_prefix("check if time($t), $t < "))
+        .filter_map(|d| parse_utc(d.trim()))
+        .min()
+}
+
+/// Seconds since the Unix epoch of an RFC 3339 UTC time `YYYY-MM-DDTHH:MM:SS[.frac]Z` (as
+/// biscuit prints dates); `None` for anything else.
+fn parse_utc(s: &str) -> Option<u64> {
+    let s = s.strip_suffix('Z').or_else(|| s.strip_suffix("+00:00"))?;
+    let (date, clock) = s.split_once('T')?;
+    let clock = clock.split('.').next()?;
+    let num = |p: Option<&str>| p.and_then(|v| v.parse::<i64>().ok());
+    let mut d = date.split('-');
+    let (y, m, day) = (num(d.next())?, num(d.next())?, num(d.next())?);
+    let mut c = clock.split(':');
+    let (h, min, sec) = (num(c.next())?, num(c.next())?, num(c.next())?);
+    if d.next().is_some()
+        || c.next().is_some()
+        || !(1..=12).contains(&m)
+        || !(1..=31).contains(&day)
+        || !(0..24).contains(&h)
+        || !(0..60).contains(&min)
+        || !(0..=60).contains(&sec)
+    {
+        return None;
+    }
+    // Days from the civil date (proleptic Gregorian), after H. Hinnant.
+    let yy = if m <= 2 { y - 1 } else { y };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400 + h * 3600 + min * 60 + sec).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{attenuated_expiry, parse_utc};
+
+    #[test]
+    fn utc_times_parse_to_unix_seconds() {
+        assert_eq!(parse_utc("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_utc("2000-03-01T00:00:00Z"), Some(951_868_800));
+        assert_eq!(parse_utc("2024-02-29T12:34:56Z"), Some(1_709_210_096));
+        assert_eq!(
+            parse_utc("2024-02-29T12:34:56.5+00:00"),
+            Some(1_709_210_096)
+        );
+        assert_eq!(parse_utc("2024-13-01T00:00:00Z"), None);
+        assert_eq!(parse_utc("2024-02-29 12:34:56Z"), None);
+        assert_eq!(parse_utc("2024-02-29T12:34:56+02:00"), None);
+    }
+
+    #[test]
+    fn only_plain_time_checks_set_an_expiry() {
+        let src =
+            "check if time($t), $t < 2024-02-29T12:34:56Z;\ncheck if req_operation(\"read\");";
+        assert_eq!(attenuated_expiry(src), Some(1_709_210_096));
+        assert_eq!(attenuated_expiry("check if req_operation(\"read\");"), None);
+    }
 }

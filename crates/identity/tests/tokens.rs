@@ -143,11 +143,14 @@ fn attenuated_token_is_narrower() {
             .unwrap_err(),
         IdentityError::Denied(_)
     ));
-    // Its own, earlier expiry applies.
+    // Its own, earlier expiry applies: past it, the token has expired.
     let err = v
         .authorize(&narrowed, &read("dataset:claims@v3", "onprem-a"), T0 + 121)
         .unwrap_err();
-    assert!(err.to_string().contains("check failed"), "{err}");
+    assert!(
+        matches!(err, IdentityError::Expired { expires_at, .. } if expires_at == T0 + 120),
+        "{err}"
+    );
     assert_eq!(v.inspect(&narrowed, T0).unwrap().blocks, 2);
 }
 
@@ -472,4 +475,85 @@ fn path_traversal_out_of_the_output_prefix_is_refused() {
         T0 + 1,
     )
     .unwrap();
+}
+
+#[test]
+fn an_attenuation_that_has_lapsed_is_an_expired_token_and_a_read_only_one_reads_but_never_writes() {
+    let (issuer, ring) = setup();
+    let spec = TokenSpec::User {
+        subject: "ana".into(),
+        role: Role::Admin,
+        team: "fraud".into(),
+        ttl_minutes: 60,
+    };
+    let token = issuer.mint(&ring, &spec, T0).unwrap();
+    let v = Verifier::new(ring);
+    let api = |action| Request::Api {
+        action,
+        team: "fraud".into(),
+    };
+    // Narrowed to ten minutes: the token's expiry is the attenuation's, and past it both
+    // inspection and authorization say it expired (not that it was denied).
+    let lapsing = attenuate(
+        &token,
+        &Attenuation {
+            expires_at: Some(T0 + 600),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(v.inspect(&lapsing, T0).unwrap().expires_at, T0 + 600);
+    v.authorize(&lapsing, &api(Action::Submit), T0 + 599)
+        .unwrap();
+    assert!(
+        matches!(
+            v.inspect(&lapsing, T0 + 600),
+            Err(IdentityError::Expired { expires_at, .. }) if expires_at == T0 + 600
+        ),
+        "{:?}",
+        v.inspect(&lapsing, T0 + 600)
+    );
+    assert!(matches!(
+        v.authorize(&lapsing, &api(Action::Read), T0 + 601),
+        Err(IdentityError::Expired { .. })
+    ));
+    // Narrowed to reading: the read-like actions pass, every other one is denied.
+    let read_only = attenuate(
+        &token,
+        &Attenuation {
+            operation: Some(Operation::Read),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    for action in [Action::Read, Action::Observe, Action::Audit] {
+        v.authorize(&read_only, &api(action), T0)
+            .unwrap_or_else(|e| panic!("{action:?}: {e}"));
+    }
+    for action in [
+        Action::Submit,
+        Action::Approve,
+        Action::Cancel,
+        Action::Agent,
+        Action::Administer,
+    ] {
+        assert!(
+            matches!(
+                v.authorize(&read_only, &api(action), T0),
+                Err(IdentityError::Denied(_))
+            ),
+            "{action:?}"
+        );
+    }
+    // And narrowed to writing, it reads nothing.
+    let write_only = attenuate(
+        &token,
+        &Attenuation {
+            operation: Some(Operation::Write),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(v.authorize(&write_only, &api(Action::Read), T0).is_err());
+    v.authorize(&write_only, &api(Action::Submit), T0).unwrap();
 }

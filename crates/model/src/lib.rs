@@ -20,8 +20,8 @@ pub use fleet::{
 };
 pub use job::{Input, JobKind, JobSpec, Labels, Resources, Sla};
 pub use load::{
-    load_fleet, load_fleet_with_scheduling, load_job, load_jobs_dir, parse_job, MAX_INPUTS,
-    RESERVED_LABELS,
+    is_valid_name, load_fleet, load_fleet_with_scheduling, load_job, load_jobs_dir, parse_job,
+    MAX_INPUTS, RESERVED_LABELS,
 };
 pub use origin::Origin;
 pub use profile::{DataLocation, JobProfile, PolicyAttrs, ResolveError};

@@ -112,6 +112,56 @@ impl<'de> Deserialize<'de> for Scalar {
     }
 }
 
+/// One element of a job's `spec.command`: a YAML string, or what else was written there (so the
+/// error can name the element instead of failing the whole document).
+#[derive(Debug, Clone)]
+enum CommandArg {
+    Text(String),
+    Other(&'static str),
+}
+
+impl<'de> Deserialize<'de> for CommandArg {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = CommandArg;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<CommandArg, E> {
+                Ok(CommandArg::Text(v.to_string()))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<CommandArg, E> {
+                Ok(CommandArg::Other("a boolean"))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<CommandArg, E> {
+                Ok(CommandArg::Other("a number"))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<CommandArg, E> {
+                Ok(CommandArg::Other("a number"))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<CommandArg, E> {
+                Ok(CommandArg::Other("a number"))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<CommandArg, E> {
+                Ok(CommandArg::Other("null"))
+            }
+            fn visit_none<E: de::Error>(self) -> Result<CommandArg, E> {
+                Ok(CommandArg::Other("null"))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut a: A) -> Result<CommandArg, A::Error> {
+                while a.next_element::<de::IgnoredAny>()?.is_some() {}
+                Ok(CommandArg::Other("a list"))
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut a: A) -> Result<CommandArg, A::Error> {
+                while a.next_entry::<de::IgnoredAny, de::IgnoredAny>()?.is_some() {}
+                Ok(CommandArg::Other("a mapping"))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Fleet files as written.
 
@@ -338,7 +388,7 @@ struct SpecFile {
     #[serde(default)]
     classification: Option<ClassificationSpec>,
     #[serde(default)]
-    command: Vec<String>,
+    command: Vec<Spanned<CommandArg>>,
 }
 
 fn default_budget_class() -> String {
@@ -1336,6 +1386,20 @@ pub fn parse_job(path: &Path, text: &str, fleet: &Fleet) -> Result<JobSpec, Load
         }
     }
 
+    // Every element of the command is one argument, as written: anything but a string (an
+    // unquoted number, a boolean, a list) is refused naming the element, never coerced.
+    let mut command = Vec::with_capacity(f.spec.command.len());
+    for (i, arg) in f.spec.command.iter().enumerate() {
+        match &arg.value {
+            CommandArg::Text(t) => command.push(t.clone()),
+            CommandArg::Other(what) => errs.push(LoadError::invalid(
+                &origin_of(&file, arg),
+                format!("spec.command[{i}]"),
+                format!("each command element must be a string; found {what} (quote it)"),
+            )),
+        }
+    }
+
     if !errs.is_empty() {
         return Err(LoadErrors(errs));
     }
@@ -1361,7 +1425,7 @@ pub fn parse_job(path: &Path, text: &str, fleet: &Fleet) -> Result<JobSpec, Load
         hyperparameters: f.spec.hyperparameters,
         justification: f.spec.justification,
         classification: own,
-        command: f.spec.command,
+        command,
         labels,
         origin,
     })
@@ -1444,15 +1508,20 @@ fn run_as_problem(user: &str) -> Option<String> {
     None
 }
 
-fn check_name(name: &str, origin: &Origin, field: &str, errs: &mut Vec<LoadError>) {
-    let ok = !name.is_empty()
+/// Whether `name` is a valid zone, pool, team or dataset name: a DNS-1123 label (lower-case
+/// letters, digits and `-`, starting and ending with a letter or digit, at most 63).
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
         && name.len() <= 63
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !name.starts_with('-')
-        && !name.ends_with('-');
-    if !ok {
+        && !name.ends_with('-')
+}
+
+fn check_name(name: &str, origin: &Origin, field: &str, errs: &mut Vec<LoadError>) {
+    if !is_valid_name(name) {
         errs.push(LoadError::invalid(
             origin,
             field,

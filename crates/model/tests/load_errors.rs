@@ -313,3 +313,37 @@ fn a_deadline_that_does_not_parse_is_refused_naming_the_field() {
         "{msg}"
     );
 }
+
+#[test]
+fn a_command_element_that_is_not_a_string_is_refused_naming_the_element() {
+    let ok = "command: [python, train.py, --config, sepsis.yaml]";
+    assert!(job_text().contains(ok));
+    for (bad, index, what) in [
+        ("command: [python, train.py, 3, sepsis.yaml]", 2, "a number"),
+        ("command: [python, true]", 1, "a boolean"),
+        ("command: [python, train.py, [a, b]]", 2, "a list"),
+        ("command: [{run: x}]", 0, "a mapping"),
+        ("command: [python, ~]", 1, "null"),
+    ] {
+        let text = job_text().replace(ok, bad);
+        let errs = job_error(&text);
+        assert_eq!(errs.len(), 1, "{bad}: {errs:#?}");
+        let line = (text.lines().position(|l| l.contains(bad)).unwrap() + 1) as u64;
+        assert_eq!(errs[0].line(), Some(line), "{bad}");
+        match &errs[0] {
+            LoadError::Invalid { field, message, .. } => {
+                assert_eq!(field, &format!("spec.command[{index}]"), "{bad}");
+                assert!(message.contains(what), "{bad}: {message}");
+            }
+            e => panic!("{bad}: expected an invalid command element, got {e}"),
+        }
+    }
+    // Quoted, the same values are strings and load.
+    let text = job_text().replace(ok, "command: [python, '3', 'true']");
+    let fleet = load_fleet(&examples().join("fleet")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("job.yaml");
+    fs::write(&path, &text).unwrap();
+    let job = load_job(&path, &fleet).unwrap();
+    assert_eq!(job.command, ["python", "3", "true"]);
+}

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -98,6 +98,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::shape::json_errors,
+        ))
         .with_state(state)
 }
 
@@ -142,6 +146,23 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| ApiError::internal(format!("worker failed: {e}")))?
+}
+
+/// A path parameter, read after authentication: one that does not decode is a JSON 400 naming
+/// it.
+pub(crate) fn path_param<T>(
+    r: Result<UrlPath<T>, PathRejection>,
+    field: &str,
+) -> Result<T, ApiError> {
+    r.map(|UrlPath(t)| t).map_err(|e| {
+        ApiError::invalid(
+            field,
+            format!(
+                "the path parameter `{field}` is not valid: {}",
+                e.body_text()
+            ),
+        )
+    })
 }
 
 fn body<T>(r: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
@@ -464,24 +485,30 @@ async fn openapi_doc(
     Ok(Json(ApiDoc::openapi()).into_response())
 }
 
-/// Prometheus metrics.
-#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("bearer" = ["observe"])))]
+/// Metrics: OpenMetrics text (`application/openmetrics-text; version=1.0.0`) when `Accept`
+/// asks for it, else the Prometheus text format 0.0.4 (`text/plain; version=0.0.4`).
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "OpenMetrics text when Accept asks for application/openmetrics-text, else the Prometheus text format 0.0.4"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("bearer" = ["observe"])))]
 async fn metrics(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let caller = st.auth.authenticate(&headers)?;
     st.auth.authorize(&caller, Action::Observe, "")?;
+    let format = crate::metrics::negotiate(
+        headers
+            .get(axum::http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok()),
+    );
     let text = st
         .shared
         .metrics
-        .render()
+        .render_as(format)
         .map_err(|e| ApiError::internal(e.to_string()))?;
     Ok((
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
+        [
+            (axum::http::header::CONTENT_TYPE, format.content_type()),
+            (axum::http::header::VARY, "Accept"),
+        ],
         text,
     )
         .into_response())
@@ -711,9 +738,10 @@ async fn load_job(st: &Arc<AppState>, id: &str) -> Result<JobRecord, ApiError> {
 async fn get_job(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
-    UrlPath(id): UrlPath<String>,
+    id: Result<UrlPath<String>, PathRejection>,
 ) -> Result<Json<JobDetail>, ApiError> {
     let caller = st.auth.authenticate(&headers)?;
+    let id = path_param(id, "id")?;
     let rec = load_job(&st, &id).await?;
     st.auth.authorize(&caller, Action::Read, &rec.team)?;
     let shared = st.shared.clone();
@@ -732,10 +760,11 @@ async fn get_job(
 async fn job_logs(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
-    UrlPath(id): UrlPath<String>,
+    id: Result<UrlPath<String>, PathRejection>,
     q: Result<Query<LogsQuery>, QueryRejection>,
 ) -> Result<Json<LogsView>, ApiError> {
     let caller = st.auth.authenticate(&headers)?;
+    let id = path_param(id, "id")?;
     let Query(q) = q.map_err(|e| ApiError::invalid("query", e.body_text()))?;
     let rec = load_job(&st, &id).await?;
     st.auth.authorize(&caller, Action::Read, &rec.team)?;
@@ -780,9 +809,10 @@ async fn job_logs(
 async fn cancel_job(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
-    UrlPath(id): UrlPath<String>,
+    id: Result<UrlPath<String>, PathRejection>,
 ) -> Result<Json<JobView>, ApiError> {
     let caller = st.auth.authenticate(&headers)?;
+    let id = path_param(id, "id")?;
     let rec = load_job(&st, &id).await?;
     st.auth.authorize(&caller, Action::Cancel, &rec.team)?;
     let shared = st.shared.clone();
@@ -830,10 +860,11 @@ async fn cancel_job(
 async fn approve_job(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
-    UrlPath(id): UrlPath<String>,
+    id: Result<UrlPath<String>, PathRejection>,
     req: Result<Json<ApproveRequest>, JsonRejection>,
 ) -> Result<Json<JobDetail>, ApiError> {
     let caller = st.auth.authenticate(&headers)?;
+    let id = path_param(id, "id")?;
     let req = body(req)?;
     let rec = load_job(&st, &id).await?;
     st.auth.authorize(&caller, Action::Approve, &rec.team)?;
@@ -1026,10 +1057,11 @@ pub fn fleet_view(shared: &crate::control::Shared, rules: &crate::control::Rules
 async fn set_zone_condition(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
-    UrlPath(zone): UrlPath<String>,
+    zone: Result<UrlPath<String>, PathRejection>,
     req: Result<Json<ConditionRequest>, JsonRejection>,
 ) -> Result<Json<ZoneView>, ApiError> {
     let caller = st.auth.authenticate(&headers)?;
+    let zone = path_param(zone, "zone")?;
     let req = body(req)?;
     st.auth.authorize(&caller, Action::Administer, "")?;
     if st.shared.rules().fleet.zone(&zone).is_none() {
@@ -1074,10 +1106,11 @@ async fn set_zone_condition(
 async fn agent_sync(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
-    UrlPath(zone): UrlPath<String>,
+    zone: Result<UrlPath<String>, PathRejection>,
     req: Result<Json<SyncRequest>, JsonRejection>,
 ) -> Result<Json<SyncResponse>, ApiError> {
     let caller = st.auth.authenticate(&headers)?;
+    let zone = path_param(zone, "zone")?;
     let req = body(req)?;
     st.auth.authorize(&caller, Action::Agent, &zone)?;
     if !st.shared.agent_zones.contains(&zone) {
@@ -1147,8 +1180,26 @@ async fn mint_token(
 ) -> Result<Response, ApiError> {
     let caller = st.auth.authenticate(&headers)?;
     let req = body(req)?;
-    st.auth.authorize(&caller, Action::Administer, &req.team)?;
+    // The subject is the actor of every ledger entry the token's holder causes, the team a name
+    // like every team: a token that names either wrongly is refused here, naming the field,
+    // rather than issued to fail later.
+    if let Err(e) = tidegate_ledger::Ident::new(req.subject.as_str()) {
+        return Err(ApiError::invalid(
+            "subject",
+            format!("the subject cannot name an actor in the evidence ledger: {e}"),
+        ));
+    }
+    if !tidegate_model::is_valid_name(&req.team) {
+        return Err(ApiError::invalid(
+            "team",
+            format!(
+                "`{}` is not a valid team name (lower-case letters, digits and '-', at most 63)",
+                req.team
+            ),
+        ));
+    }
     let role = Role::parse(&req.role).map_err(|e| ApiError::invalid("role", e.to_string()))?;
+    st.auth.authorize(&caller, Action::Administer, &req.team)?;
     // A token minted here is never wider or longer-lived than the caller's own: an attenuated
     // token's restrictions would not carry over, so it mints nothing; the new token ends no
     // later than the caller's.

@@ -608,10 +608,18 @@ pub(crate) async fn list_artifacts(
 pub(crate) async fn get_artifact(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
-    UrlPath(digest): UrlPath<String>,
+    digest: Result<UrlPath<String>, axum::extract::rejection::PathRejection>,
     q: Result<Query<GetArtifactQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(q) = q.map_err(|e| ApiError::invalid("query", e.body_text()))?;
+    // The query says which token the bearer is (a job's with `zone`, else a user's); one that
+    // does not parse is told only to a caller with a user token.
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => {
+            st.auth.authenticate(&headers)?;
+            return Err(ApiError::invalid("query", e.body_text()));
+        }
+    };
     let now = st.auth.now();
     let shared = st.shared.clone();
     if let Some(zone) = q.zone {
@@ -619,6 +627,7 @@ pub(crate) async fn get_artifact(
         // proven by its agent's token, and the artifact must be data that may be in that zone.
         let token = crate::auth::bearer(&headers)?.to_owned();
         st.auth.authenticate_zone(&headers, &zone)?;
+        let digest = crate::api::path_param(digest, "digest")?;
         let digest = parse_digest(&digest)?;
         let verifier = st.auth.verifier()?;
         let (record, content) = blocking(move || {
@@ -639,6 +648,7 @@ pub(crate) async fn get_artifact(
         return Ok(content_response(&record, content));
     }
     let caller = st.auth.authenticate(&headers)?;
+    let digest = crate::api::path_param(digest, "digest")?;
     let digest = parse_digest(&digest)?;
     let record = load_record(&st, &digest).await?;
     st.auth.authorize(&caller, Action::Read, team_of(&record))?;
@@ -660,9 +670,10 @@ pub(crate) async fn get_artifact(
 pub(crate) async fn verify_artifact(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
-    UrlPath(digest): UrlPath<String>,
+    digest: Result<UrlPath<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<Json<VerifyView>, ApiError> {
     let caller = st.auth.authenticate(&headers)?;
+    let digest = crate::api::path_param(digest, "digest")?;
     let digest = parse_digest(&digest)?;
     let record = load_record(&st, &digest).await?;
     st.auth.authorize(&caller, Action::Read, team_of(&record))?;
@@ -689,10 +700,11 @@ pub(crate) async fn verify_artifact(
 pub(crate) async fn promote_artifact(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
-    UrlPath(digest): UrlPath<String>,
+    digest: Result<UrlPath<String>, axum::extract::rejection::PathRejection>,
     req: Result<Json<PromoteRequest>, JsonRejection>,
 ) -> Result<Json<PromoteResponse>, ApiError> {
     let caller = st.auth.authenticate(&headers)?;
+    let digest = crate::api::path_param(digest, "digest")?;
     refuse_while_draining(&st)?;
     let req = req.map(|Json(r)| r).map_err(|e| {
         ApiError::invalid(

@@ -17,7 +17,7 @@
 //! policy in force; one that no longer holds is never started, or is stopped, with a
 //! `job.revoked` entry naming the rules, and the job is placed again.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -1038,6 +1038,26 @@ impl<'f> Leader<'f> {
         self.transition(id, tr)
     }
 
+    /// Moves a job to `queued` in `zone`'s queue (the store shows the zone, as `/v1/zones`
+    /// counts it).
+    fn queue_in(
+        &mut self,
+        id: &JobId,
+        zone: &str,
+        reason: &str,
+        details: serde_json::Value,
+    ) -> Step<Option<JobRecord>> {
+        let Some(t) = self.jobs.get(id) else {
+            return Ok(None);
+        };
+        let mut tr = Transition::queue(zone, t.version, now_ts()).because(reason);
+        if zone.is_empty() {
+            tr.zone = None;
+        }
+        tr.details = details;
+        self.transition(id, tr)
+    }
+
     fn apply(&mut self, effects: Vec<Effect>) -> Step<()> {
         let mut work: VecDeque<Effect> = effects.into();
         while let Some(e) = work.pop_front() {
@@ -1080,13 +1100,11 @@ impl<'f> Leader<'f> {
                     JobState::Submitted | JobState::Preempted | JobState::Admitted
                 ) {
                     let mut details = self.explain.remove(&job).unwrap_or_else(|| json!({}));
+                    let queue_zone = self.names(zone, 0).0;
                     if let Some(obj) = details.as_object_mut() {
-                        obj.insert("queue_zone".into(), json!(self.names(zone, 0).0));
+                        obj.insert("queue_zone".into(), json!(queue_zone));
                     }
-                    if self
-                        .move_to(&id, JobState::Queued, &reason, details)?
-                        .is_none()
-                    {
+                    if self.queue_in(&id, &queue_zone, &reason, details)?.is_none() {
                         return Ok(self.lost_race(&id, job));
                     }
                 }
@@ -1617,22 +1635,43 @@ impl<'f> Leader<'f> {
         Ok(())
     }
 
-    /// Jobs a user cancelled while they were admitted or running: stop them.
+    /// Jobs a user cancelled while they were admitted or running: stop them. Jobs cancelled
+    /// while queued leave the scheduler core's queue (so the queue depth counts only jobs that
+    /// wait): found as the tracked queued jobs the store no longer holds queued, one paging walk
+    /// over the store's queue rather than one read per queued job.
     fn check_cancelled(&mut self) -> Step<()> {
-        let active: Vec<JobId> = self
+        let mut suspects: Vec<JobId> = self
             .jobs
             .iter()
             .filter(|(_, t)| matches!(t.state, JobState::Running | JobState::Admitted))
             .map(|(id, _)| id.clone())
             .collect();
-        for id in active {
+        let mut queued: HashSet<JobId> = self
+            .jobs
+            .iter()
+            .filter(|(_, t)| t.state == JobState::Queued)
+            .map(|(id, _)| id.clone())
+            .collect();
+        if !queued.is_empty() {
+            self.each_job_in(JobState::Queued, |rec| {
+                queued.remove(&rec.id);
+                Ok(())
+            })?;
+            suspects.extend(queued);
+        }
+        for id in suspects {
             let Some(rec) = self.sh.store.get(&id)? else {
                 continue;
             };
             if !rec.state.is_terminal() {
                 continue;
             }
-            self.stop_run(&id);
+            let Some(t) = self.jobs.get(&id) else {
+                continue;
+            };
+            if t.state != JobState::Queued {
+                self.stop_run(&id);
+            }
             let Some(t) = self.jobs.remove(&id) else {
                 continue;
             };

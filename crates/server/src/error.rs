@@ -22,8 +22,9 @@ pub struct ErrorDetail {
     /// Stable machine-readable code (`unauthenticated`, `token_expired`, `forbidden`,
     /// `token_not_granted`, `not_found`, `invalid_request`, `invalid_manifest`,
     /// `idempotency_conflict`, `conflict`, `artifact_tampered`, `artifact_shredded`,
-    /// `verification_failed`, `promotion_refused`, `too_large`, `unavailable`, `draining`,
-    /// `internal`).
+    /// `verification_failed`, `promotion_refused`, `too_large`, `method_not_allowed`,
+    /// `uri_too_long`, `headers_too_large`, `unsupported_media_type`, `request_timeout`,
+    /// `fleet_invalid`, `unavailable`, `draining`, `internal`).
     pub code: &'static str,
     /// What went wrong, for a person.
     pub message: String,

@@ -204,7 +204,10 @@ pub(crate) async fn serve(
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
                 .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout);
+                .header_read_timeout(header_timeout)
+                // Past the API's own bound, so that a request with too many headers is
+                // answered with the JSON error shape (crate::shape).
+                .max_headers(crate::shape::HARD_MAX_HEADERS);
             let conn = builder.serve_connection(TokioIo::new(stream), svc);
             tokio::pin!(conn);
             let res = tokio::select! {

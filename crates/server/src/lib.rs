@@ -18,6 +18,7 @@ mod error;
 pub mod evidence;
 pub mod http;
 pub mod metrics;
+pub mod shape;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

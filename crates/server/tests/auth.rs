@@ -219,6 +219,69 @@ fn every_route_but_health_needs_a_valid_token_of_the_right_role_and_team() {
 }
 
 #[test]
+fn a_read_only_attenuation_reads_every_get_route_and_writes_nothing() {
+    let ts = TestServer::start(16);
+    let sub = ts.token(Role::Submitter, "icu-ml");
+    let created = ts.submit(
+        &sub,
+        &manifest("ro-target", "icu-ml", 8, Some("sleep 30")),
+        None,
+    );
+    assert_eq!(created.status, 201, "{}", created.text);
+    let id = created.body["job"]["id"].as_str().unwrap().to_owned();
+    let read_only = tidegate_identity::attenuate(
+        &ts.admin,
+        &tidegate_identity::Attenuation {
+            operation: Some(tidegate_identity::Operation::Read),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    for path in [
+        "/openapi.json".to_owned(),
+        "/metrics".to_owned(),
+        "/v1/zones".to_owned(),
+        "/v1/fleet".to_owned(),
+        "/v1/jobs".to_owned(),
+        "/v1/artifacts".to_owned(),
+        format!("/v1/jobs/{id}"),
+        format!("/v1/jobs/{id}/logs"),
+    ] {
+        let r = ts.get(&path, &read_only);
+        assert_eq!(r.status, 200, "GET {path}: {}", r.text);
+    }
+    let writes = [
+        (
+            "/v1/jobs".to_owned(),
+            json!({"manifest": manifest("ro-probe", "icu-ml", 1, Some("true"))}),
+        ),
+        (format!("/v1/jobs/{id}/cancel"), json!({})),
+        (format!("/v1/jobs/{id}/approve"), json!({"scope": "burst"})),
+        (
+            "/v1/zones/public-eu/condition".to_owned(),
+            json!({"health": "healthy"}),
+        ),
+        (
+            "/v1/tokens".to_owned(),
+            json!({"subject": "x", "role": "submitter", "team": "icu-ml"}),
+        ),
+        ("/v1/fleet".to_owned(), json!({})),
+    ];
+    for (path, body) in &writes {
+        let r = ts.post(path, &read_only, body);
+        assert_eq!(
+            (r.status, r.body["error"]["code"].as_str()),
+            (403, Some("forbidden")),
+            "POST {path}: {}",
+            r.text
+        );
+    }
+    // The job was not cancelled by the refused write.
+    let r = ts.get(&format!("/v1/jobs/{id}"), &ts.admin);
+    assert_ne!(r.body["job"]["state"], "cancelled", "{}", r.text);
+}
+
+#[test]
 fn an_attenuated_token_cannot_widen_and_a_revoked_key_is_refused() {
     let ts = TestServer::start(16);
     let admin_like = ts.token(Role::Admin, "icu-ml");
@@ -242,7 +305,12 @@ fn an_attenuated_token_cannot_widen_and_a_revoked_key_is_refused() {
     )
     .unwrap();
     let r = ts.get("/v1/zones", &lapsed);
-    assert_eq!(r.status, 403, "{}", r.text);
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (401, Some("token_expired")),
+        "{}",
+        r.text
+    );
     // Revoke the root key: every token it signed (the admin token too) is refused.
     ts.keys().revoke(1, now()).unwrap();
     std::thread::sleep(std::time::Duration::from_secs(6)); // the keyring is re-read every 5 s

@@ -65,3 +65,188 @@ fn unknown_routes_wrong_methods_and_large_bodies_answer_json_errors_after_authen
         answer.chars().take(300).collect::<String>()
     );
 }
+
+/// One request over a fresh connection: the status, the response's headers and body as text.
+fn raw_exchange(ts: &TestServer, request: &str) -> (u16, String, String) {
+    use std::io::{Read as _, Write as _};
+    let addr = ts.url.trim_start_matches("http://").trim_end_matches('/');
+    let mut sock = std::net::TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    sock.write_all(request.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    let _ = sock.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {head:?}"));
+    (status, head.to_ascii_lowercase(), body.to_owned())
+}
+
+fn get_with(
+    ts: &TestServer,
+    target: &str,
+    token: Option<&str>,
+    extra: &str,
+) -> (u16, String, String) {
+    let auth = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
+    raw_exchange(
+        ts,
+        &format!("GET {target} HTTP/1.1\r\nHost: x\r\n{auth}{extra}Connection: close\r\n\r\n"),
+    )
+}
+
+/// Asserts a JSON error with `code` (and `field` when given).
+fn assert_json_error(got: &(u16, String, String), status: u16, code: &str, field: Option<&str>) {
+    let (s, head, body) = got;
+    assert_eq!(*s, status, "{head}\n{body}");
+    assert!(head.contains("content-type: application/json"), "{head}");
+    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert_eq!(v["error"]["code"], code, "{body}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    if let Some(f) = field {
+        assert_eq!(v["error"]["field"], f, "{body}");
+    }
+}
+
+#[test]
+fn undecodable_paths_long_targets_and_large_heads_answer_json_errors_after_authentication() {
+    let ts = TestServer::start(16);
+    let admin = ts.admin.clone();
+    // A path parameter that is not UTF-8: 401 without a token, then a JSON 400 naming it.
+    for target in [
+        "/v1/jobs/%FF",
+        "/v1/jobs/%FF/cancel",
+        "/v1/artifacts/%FF/verify",
+    ] {
+        let method = if target.ends_with("cancel") {
+            "POST"
+        } else {
+            "GET"
+        };
+        let req = |auth: &str| {
+            format!("{method} {target} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n")
+        };
+        assert_json_error(
+            &raw_exchange(&ts, &req("")),
+            401,
+            "unauthenticated",
+            Some("Authorization"),
+        );
+        let field = if target.starts_with("/v1/jobs") {
+            "id"
+        } else {
+            "digest"
+        };
+        let auth = format!("Authorization: Bearer {admin}\r\n");
+        assert_json_error(
+            &raw_exchange(&ts, &req(&auth)),
+            400,
+            "invalid_request",
+            Some(field),
+        );
+    }
+    // Unknown routes and wrong methods carry the JSON content type too.
+    assert_json_error(
+        &get_with(&ts, "/nope", None, ""),
+        401,
+        "unauthenticated",
+        None,
+    );
+    assert_json_error(
+        &get_with(&ts, "/nope", Some(&admin), ""),
+        404,
+        "not_found",
+        None,
+    );
+    let wrong = raw_exchange(
+        &ts,
+        &format!("DELETE /v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {admin}\r\nConnection: close\r\n\r\n"),
+    );
+    assert_json_error(&wrong, 405, "method_not_allowed", None);
+    // A request target over the bound: 401 first, then a JSON 414; /healthz needs no token.
+    let long = format!("/v1/jobs?team={}", "a".repeat(16 * 1024));
+    assert_json_error(
+        &get_with(&ts, &long, None, ""),
+        401,
+        "unauthenticated",
+        None,
+    );
+    assert_json_error(
+        &get_with(&ts, &long, Some(&admin), ""),
+        414,
+        "uri_too_long",
+        Some("uri"),
+    );
+    let long_health = format!("/healthz?{}", "a".repeat(16 * 1024));
+    assert_json_error(
+        &get_with(&ts, &long_health, None, ""),
+        414,
+        "uri_too_long",
+        None,
+    );
+    // Headers over the bound, by size or by count: 401 first, then a JSON 431.
+    let big: String = (0..10)
+        .map(|i| format!("X-Pad-{i}: {}\r\n", "b".repeat(8 * 1024)))
+        .collect();
+    let many: String = (0..150).map(|i| format!("X-Many-{i}: c\r\n")).collect();
+    for extra in [&big, &many] {
+        assert_json_error(
+            &get_with(&ts, "/v1/zones", None, extra),
+            401,
+            "unauthenticated",
+            None,
+        );
+        assert_json_error(
+            &get_with(&ts, "/v1/zones", Some(&admin), extra),
+            431,
+            "headers_too_large",
+            Some("headers"),
+        );
+    }
+    // Within the bounds, the same route answers.
+    assert_eq!(
+        get_with(&ts, "/v1/zones", Some(&admin), "X-Pad: d\r\n").0,
+        200
+    );
+}
+
+#[test]
+fn a_manifest_command_element_that_is_not_a_string_is_a_400_naming_the_element() {
+    let ts = TestServer::start(16);
+    let sub = ts.token(tidegate_identity::Role::Submitter, "icu-ml");
+    let good = common::manifest("cmd-probe", "icu-ml", 1, Some("true"));
+    let bad = good.replace("[sh, -c, 'true']", "[sh, -c, 3]");
+    assert_ne!(good, bad);
+    let r = ts.submit(&sub, &bad, None);
+    assert_eq!(
+        (
+            r.status,
+            r.body["error"]["code"].as_str(),
+            r.body["error"]["field"].as_str()
+        ),
+        (
+            400,
+            Some("invalid_manifest"),
+            Some("manifest.spec.command[2]")
+        ),
+        "{}",
+        r.text
+    );
+    // Nothing was created.
+    let r = ts.get("/v1/jobs?team=icu-ml", &ts.admin);
+    assert_eq!(
+        r.body["jobs"].as_array().map(Vec::len),
+        Some(0),
+        "{}",
+        r.text
+    );
+}

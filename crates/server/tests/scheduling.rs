@@ -1,6 +1,8 @@
 //! The scheduler core's decisions carried out for real: a backend with no capacity sends the job
 //! to its next allowed option one site at a time (each hop recorded, policy re-checked), and a
-//! team reclaiming its quota preempts borrowed work, which runs again later as a fresh run.
+//! team reclaiming its quota preempts borrowed work, which runs again later as a fresh run. Jobs
+//! cancelled while queued leave the core's queue: the queue depth `/metrics` shows agrees with
+//! `/v1/zones`, in either exposition format.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -382,4 +384,183 @@ fn a_degraded_private_side_applies_the_failure_hierarchy_and_recovers() {
         "{}",
         zones.text
     );
+}
+
+/// `/metrics` with an `Accept` header: the content type and the body.
+fn metrics_as(ts: &TestServer, accept: Option<&str>) -> (String, String) {
+    let mut req = ureq::get(format!("{}/metrics", ts.url))
+        .header("Authorization", format!("Bearer {}", ts.admin));
+    if let Some(a) = accept {
+        req = req.header("Accept", a);
+    }
+    let mut resp = req.call().unwrap();
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    (ct, resp.body_mut().read_to_string().unwrap())
+}
+
+/// `tidegate_queue_depth` per zone, read from an exposition.
+fn queue_depths(text: &str) -> BTreeMap<String, u64> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("tidegate_queue_depth{zone=\""))
+        .filter_map(|rest| {
+            let (zone, value) = rest.split_once("\"} ")?;
+            Some((zone.to_owned(), value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// `queued` per zone from `/v1/zones`.
+fn zone_queues(ts: &TestServer) -> BTreeMap<String, u64> {
+    let r = ts.get("/v1/zones", &ts.admin);
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|z| {
+            (
+                z["name"].as_str().unwrap().to_owned(),
+                z["queued"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn jobs_cancelled_while_queued_leave_the_queue_and_metrics_agree_with_zones() {
+    let ts = TestServer::start(10_000);
+    let sub = ts.token(Role::Submitter, "icu-ml");
+    // Raw PHI stays private: 16 jobs of 8 GPUs more than fill the private H100s, so some queue.
+    let ids: Vec<String> = (0..16)
+        .map(|i| {
+            let r = ts.submit(
+                &sub,
+                &common::raw_manifest(&format!("queue-{i}"), "sleep 120"),
+                None,
+            );
+            assert_eq!(r.status, 201, "{}", r.text);
+            r.body["job"]["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    // Every job placed: running, or queued.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let queued = loop {
+        let states: Vec<String> = ids
+            .iter()
+            .map(|id| {
+                ts.get(&format!("/v1/jobs/{id}"), &ts.admin).body["job"]["state"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        if states.iter().all(|s| s == "queued" || s == "running") {
+            break ids
+                .iter()
+                .zip(&states)
+                .filter(|(_, s)| *s == "queued")
+                .map(|(id, _)| id.clone())
+                .collect::<Vec<_>>();
+        }
+        assert!(std::time::Instant::now() < deadline, "{states:?}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(queued.len() >= 4, "only {} queued", queued.len());
+    let agree = |want_total: u64| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let (_, text) = metrics_as(&ts, None);
+            let (metrics, zones) = (queue_depths(&text), zone_queues(&ts));
+            let nonzero = |m: &BTreeMap<String, u64>| -> BTreeMap<String, u64> {
+                m.iter()
+                    .filter(|(_, v)| **v > 0)
+                    .map(|(k, v)| (k.clone(), *v))
+                    .collect()
+            };
+            if nonzero(&metrics) == nonzero(&zones) && zones.values().sum::<u64>() == want_total {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "queue depth in /metrics {metrics:?}, in /v1/zones {zones:?}, want {want_total} queued"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    agree(queued.len() as u64);
+    // Cancel three queued jobs: they leave the queue, in both views.
+    for id in &queued[..3] {
+        let r = ts.post(
+            &format!("/v1/jobs/{id}/cancel"),
+            &sub,
+            &serde_json::json!({}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.body["state"], "cancelled", "{}", r.text);
+    }
+    agree(queued.len() as u64 - 3);
+    for id in &ids {
+        let _ = ts.post(
+            &format!("/v1/jobs/{id}/cancel"),
+            &ts.admin,
+            &serde_json::json!({}),
+        );
+    }
+}
+
+#[test]
+fn metrics_are_openmetrics_when_asked_and_prometheus_text_otherwise() {
+    let ts = TestServer::start(16);
+    let (ct, om) = metrics_as(
+        &ts,
+        Some("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"),
+    );
+    assert_eq!(
+        ct,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    assert!(om.ends_with("# EOF\n"), "{om}");
+    assert!(om.contains("# TYPE tidegate_bursts counter\n"), "{om}");
+    for accept in [None, Some("text/plain"), Some("*/*")] {
+        let (ct, text) = metrics_as(&ts, accept);
+        assert_eq!(ct, "text/plain; version=0.0.4; charset=utf-8", "{accept:?}");
+        assert!(!text.contains("# EOF"), "{text}");
+        assert!(!text.contains("# UNIT"), "{text}");
+        // Every family's TYPE line names its samples: counters as `x_total`.
+        assert!(
+            text.contains("# TYPE tidegate_bursts_total counter\n"),
+            "{text}"
+        );
+        assert!(text.contains("# HELP tidegate_bursts_total "), "{text}");
+        assert!(text.contains("\ntidegate_bursts_total 0\n"), "{text}");
+        let typed: Vec<(&str, &str)> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split_once(' '))
+            .collect();
+        for sample in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
+            let name = sample.split(['{', ' ']).next().unwrap();
+            let ok = typed.iter().any(|(family, kind)| match *kind {
+                "histogram" => [
+                    format!("{family}_bucket"),
+                    format!("{family}_sum"),
+                    format!("{family}_count"),
+                ]
+                .contains(&name.to_owned()),
+                _ => *family == name,
+            });
+            assert!(
+                ok,
+                "sample {sample:?} has no TYPE line of its own name: {typed:?}"
+            );
+        }
+    }
 }

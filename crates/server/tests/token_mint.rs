@@ -68,3 +68,61 @@ fn an_attenuated_or_short_lived_token_never_mints_a_wider_or_longer_one() {
         "minted token outlives its maker: {expires}"
     );
 }
+
+#[test]
+fn a_bad_subject_or_team_is_refused_naming_that_field_and_no_token_is_issued() {
+    let ts = TestServer::start(16);
+    let cases = [
+        (
+            json!({"subject": "", "role": "submitter", "team": "icu-ml"}),
+            "subject",
+        ),
+        (
+            json!({"subject": "dana smith", "role": "submitter", "team": "icu-ml"}),
+            "subject",
+        ),
+        (
+            json!({"subject": "x".repeat(200), "role": "submitter", "team": "icu-ml"}),
+            "subject",
+        ),
+        (
+            json!({"subject": "dana", "role": "submitter", "team": ""}),
+            "team",
+        ),
+        (
+            json!({"subject": "dana", "role": "submitter", "team": "ICU ML"}),
+            "team",
+        ),
+        (
+            json!({"subject": "dana", "role": "submitter", "team": "-icu"}),
+            "team",
+        ),
+        (
+            json!({"subject": "dana", "role": "wizard", "team": "icu-ml"}),
+            "role",
+        ),
+    ];
+    for (body, field) in &cases {
+        let r = ts.post("/v1/tokens", &ts.admin, body);
+        assert_eq!(
+            (
+                r.status,
+                r.body["error"]["code"].as_str(),
+                r.body["error"]["field"].as_str()
+            ),
+            (400, Some("invalid_request"), Some(*field)),
+            "{body}: {}",
+            r.text
+        );
+        assert!(r.body.get("token").is_none(), "{}", r.text);
+    }
+    // A good one still mints, and works.
+    let r = ts.post(
+        "/v1/tokens",
+        &ts.admin,
+        &json!({"subject": "dana.smith@icu", "role": "submitter", "team": "icu-ml"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+    let token = r.body["token"].as_str().unwrap();
+    assert_eq!(ts.get("/v1/jobs?team=icu-ml", token).status, 200);
+}

@@ -310,7 +310,8 @@ pub struct Transition {
     pub expected_version: u64,
     /// The new state.
     pub to: JobState,
-    /// Zone, required with `admitted` and refused otherwise.
+    /// Zone: required with `admitted`; with `queued`, the zone whose queue the job waits in
+    /// (optional); refused otherwise.
     pub zone: Option<String>,
     /// Pool, required with `admitted` and refused otherwise.
     pub pool: Option<String>,
@@ -345,6 +346,14 @@ impl Transition {
         }
     }
 
+    /// A move to `queued`, waiting in `zone`'s queue.
+    pub fn queue(zone: &str, expected_version: u64, at: Timestamp) -> Self {
+        Transition {
+            zone: Some(zone.to_string()),
+            ..Transition::to(JobState::Queued, expected_version, at)
+        }
+    }
+
     /// The same transition with a reason.
     pub fn because(mut self, reason: &str) -> Self {
         self.reason = Some(reason.to_string());
@@ -364,6 +373,10 @@ impl Transition {
                 }
                 (None, _) => return Err(invalid("zone", "required when admitting a job".into())),
                 (_, None) => return Err(invalid("pool", "required when admitting a job".into())),
+            }
+        } else if self.to == JobState::Queued && self.pool.is_none() {
+            if let Some(z) = &self.zone {
+                check_text("zone", z, MAX_ZONE)?;
             }
         } else if self.zone.is_some() {
             return Err(invalid(

@@ -945,7 +945,7 @@ pub(crate) fn next_place(
 ) -> (Option<String>, Option<String>) {
     match t.to {
         JobState::Admitted => (t.zone.clone(), t.pool.clone()),
-        JobState::Queued => (None, None),
+        JobState::Queued => (t.zone.clone(), None),
         _ => (zone, pool),
     }
 }
