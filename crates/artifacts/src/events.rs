@@ -118,6 +118,15 @@ pub enum ArtifactEvent {
         /// The artifact.
         digest: Digest,
     },
+    /// A new promotion policy is about to take effect.
+    PromotionPolicySet {
+        /// SHA-256 of the policy text (kept as an evidence document).
+        policy_hash: Digest,
+        /// The approver who set it (a signing key id with the approver role).
+        actor: String,
+        /// When (Unix seconds).
+        at: u64,
+    },
     /// A dataset version is about to be registered.
     DatasetRegistered {
         /// `name@version`.
@@ -192,6 +201,12 @@ pub trait EventSink: Send + Sync {
     /// Any failure to keep it.
     fn document(&self, _bytes: &[u8]) -> Result<(), ArtifactError> {
         Ok(())
+    }
+
+    /// What the evidence ledger this sink records into says about the store's artifacts (what
+    /// artifact decisions are derived from); `None` for sinks that keep no ledger.
+    fn ledger_history(&self) -> Option<Result<crate::history::History, ArtifactError>> {
+        None
     }
 }
 

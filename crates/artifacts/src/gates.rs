@@ -17,7 +17,7 @@ use cedar_policy::{
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::atomic::{append_line, read_lines, write_atomic};
+use crate::atomic::write_atomic;
 use crate::events::ArtifactEvent;
 use crate::intoto::Statement;
 use crate::signing::{Keyring, Signer, VerifiedStatement};
@@ -188,6 +188,7 @@ impl Evidence {
 pub struct PromotionPolicy {
     set: PolicySet,
     hash: Digest,
+    text: String,
 }
 
 impl PromotionPolicy {
@@ -200,6 +201,7 @@ impl PromotionPolicy {
         Ok(Self {
             set,
             hash: Digest::of(text.as_bytes()),
+            text: text.to_owned(),
         })
     }
 
@@ -215,6 +217,12 @@ impl PromotionPolicy {
     #[must_use]
     pub fn hash(&self) -> &Digest {
         &self.hash
+    }
+
+    /// The policy text.
+    #[must_use]
+    pub fn text(&self) -> &str {
+        &self.text
     }
 }
 
@@ -398,7 +406,7 @@ pub fn attest(
     Ok(())
 }
 
-/// One stage change, appended to `artifacts/promotions.jsonl`.
+/// One stage change (recorded in the evidence ledger as `artifact.promoted`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PromotionRecord {
     /// The artifact.
@@ -417,48 +425,76 @@ pub struct PromotionRecord {
     pub evidence: Evidence,
 }
 
-fn promotions_path(store: &ArtifactStore) -> std::path::PathBuf {
-    store.artifacts_dir().join("promotions.jsonl")
-}
-
-/// The promotion history of every artifact.
+/// The current stage of `digest`: what its promotions recorded in the evidence ledger say
+/// (candidate when never promoted). No file in the data directory is consulted.
 ///
 /// # Errors
-/// I/O or [`ArtifactError::Invalid`] for a corrupt line.
-pub fn history(store: &ArtifactStore) -> Result<Vec<PromotionRecord>, ArtifactError> {
-    read_lines(&promotions_path(store))?
-        .iter()
-        .map(|l| {
-            serde_json::from_str(l)
-                .map_err(|e| ArtifactError::Invalid(format!("promotions.jsonl: {e}")))
-        })
-        .collect()
-}
-
-/// The current stage of `digest` (candidate when never promoted).
-///
-/// # Errors
-/// As [`history`].
+/// When the ledger cannot be read ([`ArtifactStore::history`]).
 pub fn current_stage(store: &ArtifactStore, digest: &Digest) -> Result<Stage, ArtifactError> {
-    Ok(history(store)?
-        .into_iter()
-        .rev()
-        .find(|r| &r.digest == digest)
-        .map_or(Stage::Candidate, |r| r.to))
+    Ok(store.history()?.stage(digest))
 }
 
-/// The promotion policy of a data directory: `<data-dir>/policies/promotion.cedar` if present,
-/// else the built-in default.
+fn policy_path(store: &ArtifactStore) -> std::path::PathBuf {
+    store.data_dir().join("policies").join("promotion.cedar")
+}
+
+/// The promotion policy in force: `<data-dir>/policies/promotion.cedar` if present, else the
+/// built-in default, and only if it is the policy the evidence ledger last recorded (or, when
+/// no change was ever recorded, the built-in default). A policy file edited or replaced in the
+/// data directory, or removed, refuses every promotion until the change is recorded with
+/// [`set_policy`].
 ///
 /// # Errors
-/// I/O or policy parse errors.
+/// I/O or policy parse errors, [`ArtifactError::Policy`] for an unrecorded policy.
 pub fn load_policy(store: &ArtifactStore) -> Result<PromotionPolicy, ArtifactError> {
-    let path = store.data_dir().join("policies").join("promotion.cedar");
-    match std::fs::read_to_string(&path) {
-        Ok(text) => PromotionPolicy::parse(&text),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => PromotionPolicy::default_policy(),
-        Err(e) => Err(ArtifactError::io(&path, e)),
+    let path = policy_path(store);
+    let (policy, from) = match std::fs::read_to_string(&path) {
+        Ok(text) => (PromotionPolicy::parse(&text)?, path.display().to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (
+            PromotionPolicy::default_policy()?,
+            "the built-in promotion policy".to_owned(),
+        ),
+        Err(e) => return Err(ArtifactError::io(&path, e)),
+    };
+    let history = store.history()?;
+    let (expected, what) = match history.promotion_policy() {
+        Some((h, _)) => (h.to_owned(), "the one the evidence ledger last recorded"),
+        None => (
+            Digest::of(DEFAULT_POLICY.as_bytes()).to_string(),
+            "the built-in default (no change was ever recorded)",
+        ),
+    };
+    if policy.hash().to_string() != expected {
+        return Err(ArtifactError::Policy(format!(
+            "{from} ({}) is not the promotion policy in force: that is {what}, {expected}; promotions are refused until the change is recorded by an approver with `tidegate artifact set-policy FILE --key KEY_ID`",
+            policy.hash()
+        )));
     }
+    Ok(policy)
+}
+
+/// Makes `text` the promotion policy, for `approver` (a signing key id the caller has checked
+/// holds the approver role): the change is recorded in the evidence ledger (`policy.loaded`
+/// about policy `promotion`, the text kept as a document) before the file is written.
+///
+/// # Errors
+/// Cedar parse errors, a ledger that refuses the entry, or I/O errors.
+pub fn set_policy(
+    store: &ArtifactStore,
+    text: &str,
+    approver: &str,
+    now: u64,
+) -> Result<PromotionPolicy, ArtifactError> {
+    let policy = PromotionPolicy::parse(text)?;
+    let _lock = store.write_lock()?;
+    store.record_document(text.as_bytes())?;
+    store.record_event(&ArtifactEvent::PromotionPolicySet {
+        policy_hash: policy.hash().clone(),
+        actor: approver.to_owned(),
+        at: now,
+    })?;
+    write_atomic(&policy_path(store), text.as_bytes())?;
+    Ok(policy)
 }
 
 /// Writes the built-in policy to `<data-dir>/policies/promotion.cedar` for editing.
@@ -466,7 +502,7 @@ pub fn load_policy(store: &ArtifactStore) -> Result<PromotionPolicy, ArtifactErr
 /// # Errors
 /// I/O errors.
 pub fn write_default_policy(store: &ArtifactStore) -> Result<std::path::PathBuf, ArtifactError> {
-    let path = store.data_dir().join("policies").join("promotion.cedar");
+    let path = policy_path(store);
     write_atomic(&path, DEFAULT_POLICY.as_bytes())?;
     Ok(path)
 }
@@ -519,6 +555,9 @@ pub fn promote(
         policy_hash: decision.policy_hash,
         evidence: decision.evidence,
     };
+    // The deciding policy's text travels with the evidence: a bundle about the artifact carries
+    // what allowed the promotion.
+    store.record_document(policy.text().as_bytes())?;
     store.record_event(&ArtifactEvent::Promote {
         digest: digest.clone(),
         from: record.from.to_string(),
@@ -527,8 +566,6 @@ pub fn promote(
         policy_hash: record.policy_hash.clone(),
         at: now,
     })?;
-    let line = serde_json::to_string(&record).map_err(|e| ArtifactError::Invalid(e.to_string()))?;
-    append_line(&promotions_path(store), &line)?;
     tracing::info!(%digest, from = %record.from, to = %to, "promoted");
     Ok(record)
 }

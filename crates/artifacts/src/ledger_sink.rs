@@ -22,6 +22,13 @@ pub trait EntryWriter: Send + Sync {
     /// # Errors
     /// Why the entry could not be written (the action it records is then refused).
     fn write_entry(&self, draft: EntryDraft, ts_ms: u64) -> Result<(), String>;
+
+    /// Every durable entry, by index, as canonical bytes checked against what the ledger signed:
+    /// what artifact decisions are derived from ([`crate::history`]).
+    ///
+    /// # Errors
+    /// Why the ledger could not be read (the decision is then refused).
+    fn read_entries(&self) -> Result<Vec<Vec<u8>>, String>;
 }
 
 impl EntryWriter for Ledger {
@@ -30,6 +37,10 @@ impl EntryWriter for Ledger {
             .map(|_| ())
             .map_err(|e| e.to_string())
     }
+
+    fn read_entries(&self) -> Result<Vec<Vec<u8>>, String> {
+        self.sealed_entries().map_err(|e| e.to_string())
+    }
 }
 
 impl EntryWriter for AnyLedger {
@@ -37,6 +48,10 @@ impl EntryWriter for AnyLedger {
         self.append(draft, ts_ms)
             .map(|_| ())
             .map_err(|e| e.to_string())
+    }
+
+    fn read_entries(&self) -> Result<Vec<Vec<u8>>, String> {
+        self.entries()
     }
 }
 
@@ -121,6 +136,22 @@ impl EventSink for LedgerSink {
         self.jsonl.record(event)
     }
 
+    fn ledger_history(&self) -> Option<Result<crate::history::History, ArtifactError>> {
+        Some(
+            self.ledger
+                .read_entries()
+                .map_err(|e| {
+                    ArtifactError::Evidence(format!("the evidence ledger could not be read: {e}"))
+                })
+                .and_then(|entries| {
+                    crate::history::History::from_entries(
+                        &entries,
+                        self.zone.as_ref().map(Ident::as_str),
+                    )
+                }),
+        )
+    }
+
     fn document(&self, bytes: &[u8]) -> Result<(), ArtifactError> {
         tidegate_ledger::ledger::put_document(&self.documents, bytes)
             .map(|_| ())
@@ -139,6 +170,7 @@ fn event_digest(event: &ArtifactEvent) -> &crate::Digest {
         | ArtifactEvent::Shred { digest }
         | ArtifactEvent::DeployedEdge { digest, .. }
         | ArtifactEvent::CheckpointArchived { digest, .. } => digest,
+        ArtifactEvent::PromotionPolicySet { policy_hash, .. } => policy_hash,
         ArtifactEvent::DatasetRegistered { snapshot, .. } => snapshot,
         ArtifactEvent::DatasetCopied { content, .. } => content,
     }
@@ -249,6 +281,18 @@ pub fn entry_for(
             }
             (key_id, action, subjects)
         }
+        ArtifactEvent::PromotionPolicySet {
+            policy_hash, actor, ..
+        } => (
+            Ident::new(actor.as_str())?,
+            Action::PolicyLoaded {
+                policy_hash: Digest::parse(policy_hash.to_string())?,
+            },
+            vec![Subject::new(
+                SubjectKind::Policy,
+                crate::history::PROMOTION_POLICY_SUBJECT,
+            )?],
+        ),
         ArtifactEvent::Promote {
             from,
             to,

@@ -6,7 +6,6 @@
 //! <data-dir>/artifacts/blobs/sha256/<hex>        encrypted object (XChaCha20-Poly1305)
 //! <data-dir>/artifacts/records/sha256/<hex>.json immutable record: kind, size, lane, labels
 //! <data-dir>/artifacts/envelopes/sha256/<hex>/   DSSE envelopes about the object
-//! <data-dir>/artifacts/promotions.jsonl          append-only stage changes
 //! <data-dir>/artifacts/lineage.jsonl             append-only lineage edges
 //! <data-dir>/artifacts/events.jsonl              evidence events, written before each effect
 //! <data-dir>/keys/kek.key                        file-backed key-encryption key
@@ -14,7 +13,9 @@
 //! <data-dir>/keys/signing/                       signing keyring and private signing keys
 //! ```
 //!
-//! Cores are pure: verification and gate decisions take the current time as a parameter.
+//! Cores are pure: verification and gate decisions take the current time as a parameter. What a
+//! decision reads about an artifact (how it was stored, its recorded signatures, its stage, the
+//! promotion policy in force) comes from the evidence ledger ([`history`]).
 
 pub mod access;
 pub mod atomic;
@@ -24,6 +25,7 @@ pub mod dsse;
 mod error;
 pub mod events;
 pub mod gates;
+pub mod history;
 pub mod intoto;
 mod kind;
 pub mod kms;
@@ -38,5 +40,7 @@ pub mod transfer;
 pub use digest::Digest;
 pub use error::ArtifactError;
 pub use kind::{ArtifactKind, Lane};
-pub use store::{ArtifactClass, ArtifactRecord, ArtifactStore, PutOptions, VerifyReport};
+pub use store::{
+    zone_store_dir, ArtifactClass, ArtifactRecord, ArtifactStore, PutOptions, VerifyReport,
+};
 pub use timefmt::{format_rfc3339, parse_rfc3339};

@@ -94,16 +94,12 @@ pub fn verify(
 pub fn list_with_stages(
     store: &ArtifactStore,
 ) -> Result<Vec<(ArtifactRecord, Stage)>, ArtifactError> {
-    let history = gates::history(store)?;
+    let history = store.history()?;
     Ok(store
         .list()?
         .into_iter()
         .map(|r| {
-            let stage = history
-                .iter()
-                .rev()
-                .find(|p| p.digest == r.digest)
-                .map_or(Stage::Candidate, |p| p.to);
+            let stage = history.stage(&r.digest);
             (r, stage)
         })
         .collect())

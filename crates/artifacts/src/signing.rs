@@ -4,9 +4,11 @@
 //! Rules (fail closed):
 //! - every signature on an envelope must verify; one bad, unknown or revoked signature refuses
 //!   the envelope;
-//! - a key is accepted only for statements whose signing time lies in its validity window, so
-//!   retiring a key at rotation keeps everything it signed before verifiable, while a signature
-//!   it makes afterwards is refused;
+//! - a key is accepted only for signatures made inside its validity window, so retiring a key at
+//!   rotation keeps everything it signed before verifiable, while a signature it makes afterwards
+//!   is refused. The time that counts is when the evidence ledger recorded the envelope
+//!   ([`Keyring::verify_recorded`], what the store uses), never the time the statement claims: a
+//!   retired key's holder cannot sign by backdating;
 //! - a revoked key verifies nothing, whatever the time (revocation means compromise);
 //! - a statement may not claim a signing time more than [`MAX_CLOCK_SKEW`] in the future.
 
@@ -280,6 +282,30 @@ impl Keyring {
         envelope: &Envelope,
         now: u64,
     ) -> Result<VerifiedStatement, ArtifactError> {
+        self.verify_inner(envelope, None, now)
+    }
+
+    /// Verifies an envelope the evidence ledger recorded at `recorded_at` (Unix seconds): each
+    /// key must have been valid *then*, whatever signing time the statement claims, so a retired
+    /// key cannot sign by backdating its statement. The verified `signed_at` is `recorded_at`.
+    ///
+    /// # Errors
+    /// As [`Keyring::verify`].
+    pub fn verify_recorded(
+        &self,
+        envelope: &Envelope,
+        recorded_at: u64,
+        now: u64,
+    ) -> Result<VerifiedStatement, ArtifactError> {
+        self.verify_inner(envelope, Some(recorded_at), now)
+    }
+
+    fn verify_inner(
+        &self,
+        envelope: &Envelope,
+        recorded_at: Option<u64>,
+        now: u64,
+    ) -> Result<VerifiedStatement, ArtifactError> {
         if envelope.payload_type != INTOTO_PAYLOAD_TYPE {
             return Err(ArtifactError::Signature(format!(
                 "payloadType is {:?}, expected {INTOTO_PAYLOAD_TYPE}",
@@ -323,7 +349,18 @@ impl Keyring {
             keys.push(entry);
         }
         let statement = Statement::from_json(&payload)?;
-        let signed_at = statement.signed_at()?;
+        let claimed = statement.signed_at()?;
+        let signed_at = match recorded_at {
+            Some(t) => {
+                if claimed > t.saturating_add(MAX_CLOCK_SKEW) {
+                    return Err(ArtifactError::Signature(format!(
+                        "statement claims signing time {claimed}, in the future of when the evidence ledger recorded it ({t})"
+                    )));
+                }
+                t
+            }
+            None => claimed,
+        };
         if signed_at > now.saturating_add(MAX_CLOCK_SKEW) {
             return Err(ArtifactError::Signature(format!(
                 "statement claims signing time {signed_at}, in the future of {now}"

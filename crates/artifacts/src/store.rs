@@ -13,6 +13,7 @@ use crate::atomic::write_atomic;
 use crate::blobs::{BlobBackend, LocalBlobs};
 use crate::dsse::Envelope;
 use crate::events::{ArtifactEvent, EventSink, JsonlSink};
+use crate::history::{History, Trail};
 use crate::intoto::{Provenance, Statement, SLSA_PROVENANCE_V1};
 use crate::kms::{DataKey, FileKeyManager, KeyManager};
 use crate::signing::{Keyring, Signer, VerifiedStatement};
@@ -567,6 +568,16 @@ impl ArtifactStore {
     /// # Errors
     /// I/O errors or [`ArtifactError::Signature`] for an unparsable envelope.
     pub fn envelopes(&self, digest: &Digest) -> Result<Vec<Envelope>, ArtifactError> {
+        Ok(self
+            .envelope_files(digest)?
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect())
+    }
+
+    /// The envelopes attached to `digest` with the digest of each one's stored bytes (what the
+    /// ledger records), in a stable order.
+    fn envelope_files(&self, digest: &Digest) -> Result<Vec<(Digest, Envelope)>, ArtifactError> {
         let dir = self.envelope_dir(digest);
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
@@ -582,14 +593,73 @@ impl ArtifactStore {
         let mut out = Vec::new();
         for p in paths {
             let bytes = fs::read(&p).map_err(|e| ArtifactError::io(&p, e))?;
-            out.push(Envelope::from_json(&bytes)?);
+            out.push((Digest::of(&bytes), Envelope::from_json(&bytes)?));
         }
         Ok(out)
     }
 
-    /// Verifies `digest` fully at `now`: content integrity, and every attached envelope against
-    /// `keyring` (each must name `digest`). Checkpoints and models must carry verified
-    /// provenance. Pure apart from reading the store.
+    /// What the evidence ledger says about this store's artifacts ([`History`]): read through
+    /// the ledger this store records into (entries naming its zone, for a zone's store), or, for
+    /// a store with no ledger sink, from the file ledger of its own data directory (none there:
+    /// an empty history, so nothing signed counts).
+    ///
+    /// # Errors
+    /// [`ArtifactError::Evidence`] when the ledger cannot be read or differs from what it signed.
+    pub fn history(&self) -> Result<History, ArtifactError> {
+        if let Some(h) = self.events.ledger_history() {
+            return h;
+        }
+        // A zone's store inside a data directory records into that data directory's ledger.
+        let own =
+            tidegate_ledger::keys::public_path(&tidegate_ledger::ledger::key_path(&self.root));
+        match zone_store_of(&self.root) {
+            Some((data_dir, zone)) if !own.exists() => {
+                History::from_entries(&file_ledger_entries(data_dir)?, Some(zone))
+            }
+            _ => History::from_entries(&file_ledger_entries(&self.root)?, None),
+        }
+    }
+
+    /// Checks that `record` says what the ledger recorded when the artifact was stored (kind,
+    /// lane, sensitivity, classification): a record edited in the data directory is refused even
+    /// by a holder of the data keys, who could re-encrypt it under new associated data.
+    fn check_recorded(record: &ArtifactRecord, trail: &Trail) -> Result<(), ArtifactError> {
+        let tampered = |reason: String| ArtifactError::Tampered {
+            digest: record.digest.clone(),
+            reason,
+        };
+        let stored = trail.stored.as_ref().ok_or_else(|| {
+            tampered("the evidence ledger never recorded it being stored".to_owned())
+        })?;
+        let class = record.classification.as_ref().map(ArtifactClass::ident);
+        for (field, ledger, file) in [
+            ("kind", stored.kind.clone(), record.kind.to_string()),
+            ("lane", stored.lane.clone(), record.lane.as_str().to_owned()),
+            (
+                "sensitive",
+                stored.sensitive.to_string(),
+                record.sensitive.to_string(),
+            ),
+            (
+                "classification",
+                stored.classification.clone().unwrap_or_default(),
+                class.unwrap_or_default(),
+            ),
+        ] {
+            if ledger != file {
+                return Err(tampered(format!(
+                    "its record says {field} {file:?} but the evidence ledger recorded {ledger:?} when it was stored"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Verifies `digest` fully at `now`: content integrity, the record against what the
+    /// evidence ledger recorded at storage, and every attached envelope against `keyring` (each
+    /// must name `digest`, and must have been recorded in the ledger: its keys are judged at the
+    /// time it was recorded, never at a time the statement claims, and never before the artifact
+    /// was stored). Checkpoints and models must carry verified provenance.
     ///
     /// # Errors
     /// The first failure: [`ArtifactError::Tampered`], [`ArtifactError::Signature`],
@@ -602,9 +672,23 @@ impl ArtifactStore {
     ) -> Result<VerifyReport, ArtifactError> {
         let record = self.record(digest)?;
         self.get(digest)?;
+        let history = self.history()?;
+        let trail = history.of(digest);
+        Self::check_recorded(&record, &trail)?;
+        let stored_ms = trail.stored.as_ref().map_or(0, |s| s.ts_ms);
         let mut statements = Vec::new();
-        for env in self.envelopes(digest)? {
-            let verified = keyring.verify(&env, now)?;
+        for (id, env) in self.envelope_files(digest)? {
+            let recorded_ms = *trail.envelopes.get(&id.to_string()).ok_or_else(|| {
+                ArtifactError::Signature(format!(
+                    "envelope {id} on {digest} was never recorded in the evidence ledger (it was added outside tidegate) and counts for nothing"
+                ))
+            })?;
+            if recorded_ms < stored_ms {
+                return Err(ArtifactError::Signature(format!(
+                    "envelope {id} on {digest} is recorded before the artifact was stored"
+                )));
+            }
+            let verified = keyring.verify_recorded(&env, recorded_ms / 1000, now)?;
             if !verified.statement.covers(digest) {
                 return Err(ArtifactError::Signature(format!(
                     "an attached statement does not name {digest}"
@@ -636,6 +720,39 @@ impl ArtifactStore {
         let content = self.get(digest)?;
         Ok((content, report))
     }
+}
+
+/// Where a zone's own artifact store lives inside a data directory (the local stand-in for the
+/// zone's object storage; its data keys are the zone's own, its entries go to the data
+/// directory's ledger, naming the zone).
+#[must_use]
+pub fn zone_store_dir(data_dir: &Path, zone: &str) -> PathBuf {
+    data_dir.join(ZONE_STORES).join(zone)
+}
+
+const ZONE_STORES: &str = "zone-stores";
+
+/// The data directory and zone of a store at `root`, when it is a zone's store
+/// ([`zone_store_dir`]).
+fn zone_store_of(root: &Path) -> Option<(&Path, &str)> {
+    let zone = root.file_name()?.to_str()?;
+    let parent = root.parent()?;
+    (parent.file_name()? == ZONE_STORES).then_some((parent.parent()?, zone))
+}
+
+/// The sealed entries of the file ledger in `data_dir`, checked against its public key; none when
+/// there is no ledger (or no key) there.
+fn file_ledger_entries(data_dir: &Path) -> Result<Vec<Vec<u8>>, ArtifactError> {
+    use tidegate_ledger::{keys, ledger};
+    let public = keys::public_path(&ledger::key_path(data_dir));
+    if !public.exists() {
+        return Ok(Vec::new());
+    }
+    let verifier = keys::load_verifier(&public)
+        .map_err(|e| ArtifactError::Evidence(format!("ledger key {}: {e}", public.display())))?;
+    ledger::read_sealed(&ledger::ledger_dir(data_dir), &verifier, true)
+        .map(|s| s.log.entries)
+        .map_err(|e| ArtifactError::Evidence(format!("the evidence ledger: {e}")))
 }
 
 fn seal(key: &DataKey, aad: &str, content: &[u8]) -> Result<Vec<u8>, ArtifactError> {

@@ -2,11 +2,13 @@
 //! use or refusal is recorded.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use tidegate_artifacts::access::{read_with_token, resource_name};
 use tidegate_artifacts::events::{ArtifactEvent, JsonlSink};
 use tidegate_artifacts::intoto::Provenance;
 use tidegate_artifacts::signing::KeyStore;
-use tidegate_artifacts::{ArtifactError, ArtifactKind, ArtifactStore, PutOptions};
+use tidegate_artifacts::{ArtifactError, ArtifactKind, PutOptions};
 use tidegate_identity::{Issuer, RootKeyring, TokenSpec, Verifier};
 
 const T0: u64 = 1_800_000_000;
@@ -14,7 +16,7 @@ const T0: u64 = 1_800_000_000;
 #[test]
 fn job_token_reads_its_checkpoint_only_and_uses_are_recorded() {
     let dir = tempfile::tempdir().unwrap();
-    let store = ArtifactStore::open(dir.path()).unwrap();
+    let store = common::store_at(dir.path(), &common::ledger(dir.path()), T0);
     let keys = KeyStore::new(&store.keys_dir());
     keys.create("zone:onprem-a", &["builder"], T0 - 60, 30, true)
         .unwrap();
@@ -157,7 +159,7 @@ fn job_token_reads_its_checkpoint_only_and_uses_are_recorded() {
 #[test]
 fn a_granted_read_into_a_zone_the_artifact_may_not_be_in_is_refused_and_recorded() {
     let dir = tempfile::tempdir().unwrap();
-    let store = ArtifactStore::open(dir.path()).unwrap();
+    let store = common::store_at(dir.path(), &common::ledger(dir.path()), T0);
     let keys = KeyStore::new(&store.keys_dir());
     keys.create("zone:onprem-a", &["builder"], T0 - 60, 30, true)
         .unwrap();

@@ -2,6 +2,8 @@
 //! lane kept apart, approver-only reviews, sensitive-data leakage checks.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use serde_json::json;
 use tidegate_artifacts::gates::{
     self, attest, current_stage, decide, promote, ArtifactFacts, PromotionPolicy, Stage,
@@ -24,7 +26,7 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let store = ArtifactStore::open(dir.path()).unwrap();
+    let store = common::store_at(dir.path(), &common::ledger(dir.path()), T0);
     let keys = KeyStore::new(&store.keys_dir());
     keys.create("zone:onprem-a", &["builder"], T0 - 60, 90, true)
         .unwrap();
@@ -147,7 +149,7 @@ fn full_path_to_public_release_with_all_evidence() {
     let rec = go(&f, &d, Stage::ReleasedPublic).unwrap();
     assert_eq!(rec.from, Stage::ReleasedPrivate);
     assert_eq!(current_stage(&f.store, &d).unwrap(), Stage::ReleasedPublic);
-    assert_eq!(gates::history(&f.store).unwrap().len(), 4);
+    assert_eq!(f.store.history().unwrap().of(&d).promotions.len(), 4);
 }
 
 #[test]
@@ -351,4 +353,67 @@ fn datasets_are_not_promoted_and_bad_policy_is_rejected() {
     let empty = PromotionPolicy::parse("").unwrap();
     let dec = decide(&empty, &facts, &[], Stage::Validated);
     assert!(!dec.allowed && !dec.reasons.is_empty());
+}
+
+#[test]
+fn the_stage_is_what_the_ledgered_promotions_say_not_a_file() {
+    let f = fixture();
+    let d = model(&f, b"experiment model", Lane::Experiment, true);
+    // A line claiming a release, appended where promotions used to be kept, changes nothing.
+    let forged = json!({"digest": d.to_string(), "from": "approved", "to": "released-edge",
+        "actor": "ops", "at": T0, "policy_hash": Digest::of(b"p").to_string(),
+        "evidence": {}});
+    std::fs::write(
+        f.store
+            .data_dir()
+            .join("artifacts")
+            .join("promotions.jsonl"),
+        format!("{forged}\n"),
+    )
+    .unwrap();
+    assert_eq!(current_stage(&f.store, &d).unwrap(), Stage::Candidate);
+    // An experiment-lane model is still kept from a release by the gates.
+    assert!(go(&f, &d, Stage::Validated).is_err());
+}
+
+#[test]
+fn the_promotion_policy_in_force_is_the_one_the_ledger_recorded() {
+    use tidegate_artifacts::ops;
+    let f = fixture();
+    let d = model(&f, b"bare model", Lane::Experiment, true);
+    let permit_all = "permit(principal, action, resource);\n";
+    let file = f.store.data_dir().join("policies").join("promotion.cedar");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    // Replacing the policy file in the data directory: every promotion is refused, naming it.
+    std::fs::write(&file, permit_all).unwrap();
+    let err = ops::promote(&f.store, &d, Stage::Validated, "ops", T0 + 60).unwrap_err();
+    assert!(matches!(err, ArtifactError::Policy(_)), "{err}");
+    assert!(
+        err.to_string()
+            .contains("is not the promotion policy in force"),
+        "{err}"
+    );
+    assert_eq!(current_stage(&f.store, &d).unwrap(), Stage::Candidate);
+    // The default written back (what `init-policy` writes) is accepted again.
+    gates::write_default_policy(&f.store).unwrap();
+    assert!(matches!(
+        ops::promote(&f.store, &d, Stage::Validated, "ops", T0 + 60),
+        Err(ArtifactError::PromotionRefused { .. })
+    ));
+    // A change recorded by an approver takes effect, and the promotion names its hash.
+    let policy = gates::set_policy(&f.store, permit_all, f.approver.keyid(), T0 + 30).unwrap();
+    let rec = ops::promote(&f.store, &d, Stage::Validated, "ops", T0 + 60).unwrap();
+    assert_eq!(&rec.policy_hash, policy.hash());
+    let h = f.store.history().unwrap();
+    assert_eq!(h.promotion_policy().unwrap().0, policy.hash().to_string());
+    assert_eq!(
+        h.of(&d).promotions[0].policy_hash,
+        policy.hash().to_string()
+    );
+    // Removing the file afterwards is a change too: refused.
+    std::fs::remove_file(&file).unwrap();
+    assert!(matches!(
+        ops::promote(&f.store, &d, Stage::Approved, "ops", T0 + 60),
+        Err(ArtifactError::Policy(_))
+    ));
 }

@@ -2,6 +2,8 @@
 //! revoked and unknown keys.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
@@ -52,7 +54,7 @@ fn put_model(store: &ArtifactStore, body: &[u8], at: u64) -> Digest {
 #[test]
 fn envelope_is_dsse_holding_intoto_statement_with_slsa_provenance() {
     let dir = tempfile::tempdir().unwrap();
-    let store = ArtifactStore::open(dir.path()).unwrap();
+    let store = common::store_at(dir.path(), &common::ledger(dir.path()), T0);
     let keys = KeyStore::new(&store.keys_dir());
     keys.create("zone:onprem-a", &["builder"], T0 - 60, 90, true)
         .unwrap();
@@ -115,7 +117,7 @@ fn signature_is_over_pae_not_raw_payload() {
 
 fn signed_setup() -> (tempfile::TempDir, ArtifactStore, KeyStore, Digest) {
     let dir = tempfile::tempdir().unwrap();
-    let store = ArtifactStore::open(dir.path()).unwrap();
+    let store = common::store_at(dir.path(), &common::ledger(dir.path()), T0);
     let keys = KeyStore::new(&store.keys_dir());
     keys.create("zone:onprem-a", &["builder"], T0 - 60, 90, true)
         .unwrap();
@@ -149,8 +151,9 @@ fn changed_signature_is_refused() {
     let err = store
         .verify(&d, &keys.keyring().unwrap(), T0 + 10)
         .unwrap_err();
+    // The edited envelope is not the one the ledger recorded: it counts for nothing.
     assert!(matches!(err, ArtifactError::Signature(_)), "{err}");
-    assert!(err.to_string().contains("does not match"), "{err}");
+    assert!(err.to_string().contains("never recorded"), "{err}");
 }
 
 #[test]
@@ -176,7 +179,7 @@ fn changed_payload_is_refused() {
 #[test]
 fn model_without_provenance_fails_verify() {
     let dir = tempfile::tempdir().unwrap();
-    let store = ArtifactStore::open(dir.path()).unwrap();
+    let store = common::store_at(dir.path(), &common::ledger(dir.path()), T0);
     let d = put_model(&store, b"unsigned model", T0);
     let err = store.verify(&d, &Keyring::default(), T0).unwrap_err();
     assert!(
@@ -189,7 +192,10 @@ fn model_without_provenance_fails_verify() {
 #[test]
 fn rotation_mid_flight_keeps_every_artifact_verifiable_and_pullable() {
     let dir = tempfile::tempdir().unwrap();
-    let store = ArtifactStore::open(dir.path()).unwrap();
+    let ledger = common::ledger(dir.path());
+    // The store as the command running at `t` sees it: its entries are stamped `t`.
+    let at = |t: u64| common::store_at(dir.path(), &ledger, t);
+    let store = at(T0);
     let keys = KeyStore::new(&store.keys_dir());
     let first = keys
         .create("zone:onprem-a", &["builder"], T0 - 60, 90, true)
@@ -197,6 +203,7 @@ fn rotation_mid_flight_keeps_every_artifact_verifiable_and_pullable() {
     let s1 = keys.active_signer(T0).unwrap();
     let mut before = Vec::new();
     for i in 0..3u64 {
+        let store = at(T0 + i);
         let d = put_model(&store, format!("model {i}").as_bytes(), T0 + i);
         store
             .sign_provenance(&d, &provenance(&format!("job-{i}"), T0 + i), &s1)
@@ -211,6 +218,7 @@ fn rotation_mid_flight_keeps_every_artifact_verifiable_and_pullable() {
     assert_eq!(s2.keyid(), second.keyid);
     // The old key can no longer be used to sign.
     assert!(keys.signer(&first.keyid, rotated_at + 1).is_err());
+    let store = at(rotated_at + 50);
     let after = put_model(&store, b"model 9", rotated_at + 50);
     store
         .sign_provenance(&after, &provenance("job-9", rotated_at + 50), &s2)
@@ -223,7 +231,8 @@ fn rotation_mid_flight_keeps_every_artifact_verifiable_and_pullable() {
         assert_eq!(&Digest::of(&content), d);
         assert!(report.provenance().is_some());
     }
-    // A signature by the retired key dated after rotation is refused.
+    // A signature by the retired key made after rotation is refused.
+    let store = at(rotated_at + 60);
     let late = put_model(&store, b"model late", rotated_at + 60);
     store
         .sign_provenance(&late, &provenance("job-late", rotated_at + 60), &s1)
@@ -232,6 +241,53 @@ fn rotation_mid_flight_keeps_every_artifact_verifiable_and_pullable() {
     assert!(matches!(err, ArtifactError::Key(_)), "{err}");
     assert!(
         err.to_string().contains("not valid at signing time"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_retired_key_cannot_sign_by_backdating_its_statement() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = common::ledger(dir.path());
+    let at = |t: u64| common::store_at(dir.path(), &ledger, t);
+    let keys = KeyStore::new(&at(T0).keys_dir());
+    let first = keys
+        .create("zone:onprem-a", &["builder"], T0 - 60, 90, true)
+        .unwrap();
+    // Kept by whoever held the retired key: it still signs bytes.
+    let retired = keys.signer(&first.keyid, T0).unwrap();
+    let rotated_at = T0 + 100;
+    keys.rotate("zone:onprem-a", rotated_at, 90).unwrap();
+    let ring = keys.keyring().unwrap();
+    let store = at(rotated_at + 500);
+    let d = put_model(&store, b"smuggled model", rotated_at + 500);
+    // The statement claims it was finished before the rotation; the ledger records it now.
+    store
+        .sign_provenance(&d, &provenance("job-old", T0 + 10), &retired)
+        .unwrap();
+    let err = store.verify(&d, &ring, rotated_at + 600).unwrap_err();
+    assert!(matches!(err, ArtifactError::Key(_)), "{err}");
+    assert!(
+        err.to_string().contains("not valid at signing time"),
+        "{err}"
+    );
+    // And an envelope written straight into the store's files (no ledger entry) counts for
+    // nothing, whatever it claims.
+    let d2 = put_model(&store, b"model two", rotated_at + 500);
+    let st = Statement::provenance("x", &d2, &provenance("job-old", T0 + 10)).unwrap();
+    let env = retired.sign_statement(&st).unwrap();
+    let json = env.to_json().unwrap();
+    let path = dir
+        .path()
+        .join("artifacts/envelopes/sha256")
+        .join(d2.hex())
+        .join(format!("{}.dsse.json", Digest::of(&json).hex()));
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, &json).unwrap();
+    let err = store.verify(&d2, &ring, rotated_at + 600).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("never recorded in the evidence ledger"),
         "{err}"
     );
 }

@@ -1,6 +1,8 @@
 //! Store drills: content addressing, encryption at rest, tamper refusal, crypto-shredding.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::fs;
 
 use tidegate_artifacts::{ArtifactError, ArtifactKind, ArtifactStore, Digest, Lane, PutOptions};
@@ -366,7 +368,7 @@ fn signed_provenance_carries_the_artifacts_classification() {
     use tidegate_artifacts::intoto::Provenance;
     use tidegate_artifacts::signing::KeyStore;
     let dir = tempfile::tempdir().unwrap();
-    let store = ArtifactStore::open(dir.path()).unwrap();
+    let store = common::store_at(dir.path(), &common::ledger(dir.path()), NOW);
     let keys = KeyStore::new(&store.keys_dir());
     keys.create("zone:onprem-a", &["builder"], NOW - 60, 30, true)
         .unwrap();

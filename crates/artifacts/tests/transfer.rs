@@ -2,6 +2,8 @@
 //! only through verified, zone-gated transfer.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use tidegate_artifacts::intoto::Provenance;
 use tidegate_artifacts::signing::{KeyStore, Signer};
 use tidegate_artifacts::transfer::import;
@@ -19,8 +21,8 @@ struct Zones {
 
 fn zones() -> Zones {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let burst = ArtifactStore::open(a.path()).unwrap();
-    let private = ArtifactStore::open(b.path()).unwrap();
+    let burst = common::store_at(a.path(), &common::ledger(a.path()), T0);
+    let private = common::store_at(b.path(), &common::ledger(b.path()), T0);
     let burst_keys = KeyStore::new(&burst.keys_dir());
     let entry = burst_keys
         .create("zone:gpuaas-eu", &["builder"], T0 - 60, 30, true)

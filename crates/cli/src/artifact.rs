@@ -221,6 +221,18 @@ pub enum ArtifactCmd {
     /// Write the built-in promotion policy to `<data-dir>/policies/promotion.cedar` to edit. Direct mode
     /// only (`--data-dir`).
     InitPolicy,
+    /// Make FILE the promotion policy. Only an approver may: the change is recorded in the
+    /// evidence ledger (with the policy text) before it takes effect, and promotions are refused
+    /// while `<data-dir>/policies/promotion.cedar` is anything but the policy last recorded.
+    /// Direct mode only (`--data-dir`).
+    SetPolicy {
+        /// The Cedar policy file.
+        file: PathBuf,
+        /// An approver's signing key id (its private key must be in this data directory and
+        /// valid now); recorded as who changed the policy.
+        #[arg(long, value_name = "KEY_ID")]
+        key: String,
+    },
 }
 
 /// Signing key commands.
@@ -374,6 +386,7 @@ fn records_evidence(cmd: &ArtifactCmd) -> bool {
             | ArtifactCmd::Promote { .. }
             | ArtifactCmd::Import { .. }
             | ArtifactCmd::Shred { .. }
+            | ArtifactCmd::SetPolicy { .. }
             | ArtifactCmd::Deploy {
                 edge_site: Some(_),
                 ..
@@ -753,6 +766,23 @@ fn run_on(
             let path = gates::write_default_policy(store).map_err(err)?;
             println!("{}", path.display());
         }
+        ArtifactCmd::SetPolicy { file, key } => {
+            crate::sanitize::approver_signer(
+                data_dir,
+                &key,
+                now,
+                "only an approver changes the promotion policy",
+            )?;
+            let text =
+                std::fs::read_to_string(&file).map_err(|e| miette!("{}: {e}", file.display()))?;
+            let policy = gates::set_policy(store, &text, &key, now)
+                .map_err(|e| miette!("{}: {e}", file.display()))?;
+            println!(
+                "promotion policy is now {} ({}), recorded in the evidence ledger by {key}",
+                file.display(),
+                policy.hash()
+            );
+        }
         ArtifactCmd::Key(k) => run_key(&keys, data_dir, k, now)?,
     }
     Ok(())
@@ -909,6 +939,7 @@ fn run_api(api: &ApiArgs, cmd: ArtifactCmd) -> miette::Result<()> {
         ArtifactCmd::Shred { .. } => Some("shred"),
         ArtifactCmd::Key(_) => Some("key"),
         ArtifactCmd::InitPolicy => Some("init-policy"),
+        ArtifactCmd::SetPolicy { .. } => Some("set-policy"),
     };
     if let Some(name) = name {
         return Err(miette!(
@@ -1076,7 +1107,8 @@ fn run_api(api: &ApiArgs, cmd: ArtifactCmd) -> miette::Result<()> {
         | ArtifactCmd::Deploy { .. }
         | ArtifactCmd::Shred { .. }
         | ArtifactCmd::Key(_)
-        | ArtifactCmd::InitPolicy => {}
+        | ArtifactCmd::InitPolicy
+        | ArtifactCmd::SetPolicy { .. } => {}
     }
     Ok(())
 }

@@ -51,11 +51,7 @@ pub struct Ledgered {
     now: u64,
 }
 
-/// Where a zone's own artifact store lives inside a data directory (the local stand-in for the
-/// zone's object storage; its data keys are the zone's own).
-pub fn zone_store_dir(data_dir: &Path, zone: &str) -> PathBuf {
-    data_dir.join("zone-stores").join(zone)
-}
+pub use tidegate_artifacts::zone_store_dir;
 
 impl Ledgered {
     /// Opens the ledger of `data_dir`, stamping entries `now`.

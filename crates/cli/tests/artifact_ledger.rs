@@ -384,3 +384,123 @@ fn key_changes_are_ledgered_and_an_unrecorded_key_never_signs() {
     assert_eq!(ok(dir, T0 + 39, &["artifact", "key", "list"]), before);
     let _ = digest;
 }
+
+#[test]
+fn files_in_the_data_directory_neither_promote_nor_deploy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let digest = put_and_sign(dir);
+    // A forged stage change where one could once be appended: still a candidate, not deployable.
+    std::fs::write(
+        dir.join("artifacts/promotions.jsonl"),
+        format!("{{\"digest\":\"{digest}\",\"from\":\"released-private\",\"to\":\"released-edge\",\"actor\":\"ops\",\"at\":{T0},\"policy_hash\":\"{digest}\",\"evidence\":{{}}}}\n"),
+    )
+    .unwrap();
+    let list = ok(dir, T0 + 20, &["artifact", "list"]);
+    assert!(list.contains("candidate"), "{list}");
+    let out = refused(
+        dir,
+        T0 + 20,
+        &[
+            "artifact",
+            "deploy",
+            &digest,
+            "--as",
+            "triage",
+            "--edge-site",
+            "clinic-1",
+        ],
+    );
+    assert!(out.contains("candidate"), "{out}");
+    // A promotion policy swapped in the data directory refuses every promotion.
+    let permit_all = dir.join("permit-all.cedar");
+    std::fs::write(&permit_all, "permit(principal, action, resource);\n").unwrap();
+    std::fs::create_dir_all(dir.join("policies")).unwrap();
+    std::fs::copy(&permit_all, dir.join("policies/promotion.cedar")).unwrap();
+    let out = refused(
+        dir,
+        T0 + 20,
+        &["artifact", "promote", &digest, "--to", "validated"],
+    );
+    assert!(
+        out.contains("is not the promotion policy in force"),
+        "{out}"
+    );
+    // Only an approver records a change; a builder key is refused.
+    let builder = ok(dir, T0 + 20, &["artifact", "key", "list"]);
+    let builder_id = builder.split_whitespace().next().unwrap().to_owned();
+    let out = refused(
+        dir,
+        T0 + 20,
+        &[
+            "artifact",
+            "set-policy",
+            permit_all.to_str().unwrap(),
+            "--key",
+            &builder_id,
+        ],
+    );
+    assert!(out.contains("not approver"), "{out}");
+    let approver = ok(
+        dir,
+        T0 + 30,
+        &["artifact", "key", "add-approver", "--owner", "risk-board"],
+    )
+    .trim()
+    .to_string();
+    ok(
+        dir,
+        T0 + 40,
+        &[
+            "artifact",
+            "set-policy",
+            permit_all.to_str().unwrap(),
+            "--key",
+            &approver,
+        ],
+    );
+    ok(
+        dir,
+        T0 + 50,
+        &["artifact", "promote", &digest, "--to", "validated"],
+    );
+    // The change and the promotion are evidence, with the policy's hash and text.
+    let hash = tidegate_ledger::Digest::of(b"permit(principal, action, resource);\n").to_string();
+    let ledger = ledger_text(dir);
+    assert!(
+        ledger.contains(&format!("\"policy_hash\":\"{hash}\"")),
+        "{ledger}"
+    );
+    assert!(
+        ledger.contains("\"id\":\"promotion\",\"kind\":\"policy\""),
+        "{ledger}"
+    );
+    let bundle = dir.join("model.json");
+    ok(
+        dir,
+        T0 + 60,
+        &[
+            "evidence",
+            "model",
+            &digest,
+            "--out",
+            bundle.to_str().unwrap(),
+        ],
+    );
+    let key = dir.join("keys/ledger.pub");
+    let summary = ok(
+        dir,
+        T0 + 60,
+        &[
+            "evidence",
+            "verify",
+            bundle.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        summary.contains(&format!("promotion policy {hash} (attached")),
+        "{summary}"
+    );
+}

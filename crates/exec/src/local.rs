@@ -873,6 +873,11 @@ impl Executor for LocalExecutor {
                         return Ok(RunStatus::Running);
                     }
                     cg.kill_and_remove();
+                    // Stopped through its cgroup (which killed its wrapper too, before it could
+                    // record an exit): the stop is what ended it.
+                    if read_stop(&state).is_some() {
+                        return Self::final_status(job, &state, &r);
+                    }
                 }
             }
             return Ok(RunStatus::Lost {

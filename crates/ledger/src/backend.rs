@@ -121,6 +121,18 @@ impl AnyLedger {
         Ok(effect(self.append(draft, ts_ms)?))
     }
 
+    /// Every durable entry, by index, checked against what was signed (files) or stored
+    /// (PostgreSQL).
+    ///
+    /// # Errors
+    /// Why the log could not be read, or the first bad index.
+    pub fn entries(&self) -> Result<Vec<Vec<u8>>, String> {
+        match self {
+            Self::File(l) => l.sealed_entries().map_err(|e| e.to_string()),
+            Self::Postgres(l) => l.entries().map_err(|e| e.to_string()),
+        }
+    }
+
     /// Number of durable entries.
     #[must_use]
     pub fn len(&self) -> u64 {

@@ -744,6 +744,15 @@ impl Ledger {
         Ok(PendingAppend(rx))
     }
 
+    /// Every entry the signed commits vouch for, by index (read from the segment files and
+    /// checked like [`read_sealed`]: a log that differs from what was signed is an error).
+    ///
+    /// # Errors
+    /// See [`SealError`].
+    pub fn sealed_entries(&self) -> Result<Vec<Vec<u8>>, SealError> {
+        read_sealed(&self.shared.dir, &self.verifier(), true).map(|s| s.log.entries)
+    }
+
     /// Append an entry and return once it is fsynced.
     ///
     /// # Errors

@@ -530,6 +530,18 @@ impl PgLedger {
         self.submit(draft, ts_ms)?.wait()
     }
 
+    /// Every committed entry, by index (strictly: a gap or an entry whose bytes changed is an
+    /// error).
+    ///
+    /// # Errors
+    /// A database error or the first bad index.
+    pub fn entries(&self) -> Result<Vec<Vec<u8>>, VerifyFailure> {
+        let (entries, stored) =
+            load_entries(&mut lock(&self.shared.client), &self.shared.location)?;
+        check_stored(&entries, &stored, Depth::Integrity)?;
+        Ok(entries)
+    }
+
     /// Number of committed entries.
     #[must_use]
     pub fn len(&self) -> u64 {

@@ -581,8 +581,9 @@ pub(crate) async fn list_artifacts(
     st.auth
         .authorize(&caller, Action::Read, team.as_deref().unwrap_or(""))?;
     let shared = st.shared.clone();
+    let now = st.auth.now();
     let artifacts = blocking(move || {
-        let store = ArtifactStore::open(shared.evidence.data_dir()).map_err(artifact_error)?;
+        let store = open_store(&shared, now)?;
         let all = ops::list_with_stages(&store).map_err(artifact_error)?;
         Ok(all
             .iter()
@@ -653,7 +654,7 @@ pub(crate) async fn get_artifact(
     let record = load_record(&st, &digest).await?;
     st.auth.authorize(&caller, Action::Read, team_of(&record))?;
     let (record, content) = blocking(move || {
-        let store = ArtifactStore::open(shared.evidence.data_dir()).map_err(artifact_error)?;
+        let store = open_store(&shared, now)?;
         ops::read_verified(&store, &digest, now).map_err(artifact_error)
     })
     .await?;
@@ -680,7 +681,7 @@ pub(crate) async fn verify_artifact(
     let now = st.auth.now();
     let shared = st.shared.clone();
     let view = blocking(move || {
-        let store = ArtifactStore::open(shared.evidence.data_dir()).map_err(artifact_error)?;
+        let store = open_store(&shared, now)?;
         let report = ops::verify(&store, &digest, now).map_err(artifact_error)?;
         verify_view(&store, &report)
     })

@@ -473,4 +473,8 @@ impl tidegate_artifacts::ledger_sink::EntryWriter for Evidence {
     fn write_entry(&self, draft: EntryDraft, ts_ms: u64) -> Result<(), String> {
         self.append_draft_at(draft, Some(ts_ms))
     }
+
+    fn read_entries(&self) -> Result<Vec<Vec<u8>>, String> {
+        self.current().entries()
+    }
 }

@@ -120,8 +120,10 @@ fn artifacts_round_trip_verify_refuse_tampering_and_are_ledgered() {
         .as_str()
         .unwrap()
         .to_owned();
-    {
-        let store = ArtifactStore::open(ts.dir.path()).unwrap();
+    // Signing is a direct-mode step (`tidegate artifact sign --data-dir`): the control plane
+    // stops, the builder signs into the evidence ledger, the control plane starts again. A
+    // signature written into the store's files without a ledger entry would count for nothing.
+    ts.offline_store(vec![], |store| {
         let keys = KeyStore::new(&store.keys_dir());
         keys.create("zone:hospital-onprem", &["builder"], now() - 60, 30, true)
             .unwrap();
@@ -139,7 +141,7 @@ fn artifacts_round_trip_verify_refuse_tampering_and_are_ledgered() {
         store
             .sign_provenance(&d, &prov, &keys.active_signer(now()).unwrap())
             .unwrap();
-    }
+    });
     let verified = ts.get(&format!("/v1/artifacts/{model_digest}/verify"), &reader);
     assert_eq!(verified.status, 200, "{}", verified.text);
     assert_eq!(

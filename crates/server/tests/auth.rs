@@ -38,7 +38,7 @@ fn team_scoped(action: &str) -> bool {
 
 /// Stores a model for team icu-ml through the API, then signs its provenance and the attestations
 /// the `validated` gate asks for directly in the data directory's store.
-fn promotable_model(ts: &TestServer) -> String {
+fn promotable_model(ts: &mut TestServer, agent_zones: Vec<String>) -> String {
     let sub = ts.token(Role::Submitter, "icu-ml");
     let (status, bytes, body) = ts.raw(
         "POST",
@@ -49,7 +49,11 @@ fn promotable_model(ts: &TestServer) -> String {
     assert_eq!(status, 201, "{}", String::from_utf8_lossy(&bytes));
     let digest = body["digest"].as_str().unwrap().to_owned();
     let d: tidegate_artifacts::Digest = digest.parse().unwrap();
-    let store = tidegate_artifacts::ArtifactStore::open(ts.dir.path()).unwrap();
+    ts.offline_store(agent_zones, |store| sign_and_attest(store, &d));
+    digest
+}
+
+fn sign_and_attest(store: &tidegate_artifacts::ArtifactStore, d: &tidegate_artifacts::Digest) {
     let keys = tidegate_artifacts::signing::KeyStore::new(&store.keys_dir());
     let t = now() - 60;
     keys.create("zone:hospital-onprem", &["builder"], t, 30, true)
@@ -66,42 +70,44 @@ fn promotable_model(ts: &TestServer) -> String {
         started_at: t,
         finished_at: t + 10,
     };
-    store.sign_provenance(&d, &prov, &builder).unwrap();
+    store.sign_provenance(d, &prov, &builder).unwrap();
     use tidegate_artifacts::gates::{attest, DATA_APPROVAL, FEATURE_PIN, VALIDATION_REPORT};
     let alice = keys.signer(&approver.keyid, now()).unwrap();
     attest(
-        &store,
+        store,
         &alice,
-        &d,
+        d,
         DATA_APPROVAL,
         json!({"dataset": "ehr-deid@2026-10"}),
         now(),
     )
     .unwrap();
     attest(
-        &store,
+        store,
         &builder,
-        &d,
+        d,
         FEATURE_PIN,
         json!({"featureSet": "vitals", "version": "7"}),
         now(),
     )
     .unwrap();
     attest(
-        &store,
+        store,
         &builder,
-        &d,
+        d,
         VALIDATION_REPORT,
         json!({"metric": "auc", "value": 0.93, "testSet": "holdout"}),
         now(),
     )
     .unwrap();
-    digest
 }
 
 #[test]
 fn every_route_but_health_needs_a_valid_token_of_the_right_role_and_team() {
-    let ts = TestServer::start_full(16, Default::default(), vec!["public-eu".into()]);
+    let mut ts = TestServer::start_full(16, Default::default(), vec!["public-eu".into()]);
+    // An artifact to address in /v1/artifacts/{digest} routes: team icu-ml's model, signed and
+    // attested so that a promotion to `validated` gets through the gates.
+    let digest = promotable_model(&mut ts, vec!["public-eu".into()]);
     let sub = ts.token(Role::Submitter, "icu-ml");
     // A job to address in /v1/jobs/{id} routes: long-running so cancel has something to do.
     let created = ts.submit(
@@ -111,9 +117,6 @@ fn every_route_but_health_needs_a_valid_token_of_the_right_role_and_team() {
     );
     assert_eq!(created.status, 201, "{}", created.text);
     let id = created.body["job"]["id"].as_str().unwrap().to_owned();
-    // An artifact to address in /v1/artifacts/{digest} routes: team icu-ml's model, signed and
-    // attested so that a promotion to `validated` gets through the gates.
-    let digest = promotable_model(&ts);
 
     let doc = ts.get("/openapi.json", &ts.admin);
     assert_eq!(doc.status, 200, "{}", doc.text);

@@ -242,6 +242,36 @@ impl TestServer {
         self.server = Some(server);
     }
 
+    /// Runs `f` on the data directory's artifact store in direct mode, as `tidegate artifact
+    /// --data-dir` does: this server stops, `f` records into the evidence ledger, and the server
+    /// starts again on the example fleet with `agent_zones`.
+    pub fn offline_store<T>(
+        &mut self,
+        agent_zones: Vec<String>,
+        f: impl FnOnce(&tidegate_artifacts::ArtifactStore) -> T,
+    ) -> T {
+        self.stop();
+        let out = {
+            let ledger = std::sync::Arc::new(
+                tidegate_ledger::Ledger::open(self.dir.path(), Default::default()).unwrap(),
+            );
+            let sink = tidegate_artifacts::ledger_sink::LedgerSink::new(
+                self.dir.path(),
+                ledger.clone() as _,
+                now(),
+            )
+            .unwrap();
+            let store = tidegate_artifacts::ArtifactStore::open(self.dir.path())
+                .unwrap()
+                .with_event_sink(Box::new(sink));
+            let out = f(&store);
+            ledger.close().unwrap();
+            out
+        };
+        self.restart_with_fleet(&example_fleet(), agent_zones);
+        out
+    }
+
     pub fn keys(&self) -> RootKeyStore {
         RootKeyStore::new(&self.dir.path().join("keys"))
     }
