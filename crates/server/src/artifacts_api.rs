@@ -282,12 +282,23 @@ pub fn artifact_error(e: ArtifactError) -> ApiError {
             message,
         ),
         ArtifactError::Evidence(_) => {
-            ApiError::unavailable(format!("{message}; nothing was changed, retry later"))
+            ApiError::ledger_refused("the artifact operation", None, &message)
         }
-        ArtifactError::Policy(_)
-        | ArtifactError::Backend(_)
-        | ArtifactError::Kms(_)
-        | ArtifactError::Io { .. } => ApiError::internal(message),
+        // Temporary: a full disk, an I/O error, object storage or key management that cannot be
+        // reached. The error names files and endpoints: it goes to the log, not to the caller.
+        ArtifactError::Io { .. } | ArtifactError::Backend(_) | ArtifactError::Kms(_) => {
+            tracing::warn!(error = %message, "artifact storage is unavailable");
+            ApiError::unavailable(
+                "artifact storage cannot be read or written for now (out of space, an I/O error \
+                 or a backend that cannot be reached); nothing was changed, retry later",
+            )
+        }
+        ArtifactError::Policy(_) => {
+            tracing::error!(error = %message, "the promotion policy is invalid");
+            ApiError::internal(
+                "the promotion policy cannot be evaluated; the details are in the server's log",
+            )
+        }
     }
 }
 
@@ -770,6 +781,19 @@ mod tests {
         assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(e.code, "unavailable");
         assert!(e.message.contains("nothing was changed"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_full_disk_under_artifacts_is_unavailable_and_names_no_path() {
+        let e = artifact_error(ArtifactError::Io {
+            path: "/var/lib/tidegate/artifacts/blobs/ab/cd".into(),
+            source: std::io::Error::from_raw_os_error(28),
+        });
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+        );
+        assert!(!e.message.contains("/var/lib"), "{}", e.message);
     }
 
     #[test]
