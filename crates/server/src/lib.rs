@@ -17,6 +17,7 @@ pub mod control;
 mod error;
 pub mod evidence;
 pub mod health;
+mod holdings;
 pub mod http;
 pub mod metrics;
 pub mod shape;
