@@ -561,6 +561,20 @@ fn manifest_error(errors: &tidegate_model::LoadErrors) -> ApiError {
     .field(field.unwrap_or_else(|| "manifest".into()))
 }
 
+/// A fleet that declares its teams (`teams:`) takes jobs of those teams only; one that declares
+/// none takes any team's.
+fn unknown_team(scheduling: &tidegate_model::Scheduling, team: &str) -> Result<(), ApiError> {
+    if scheduling.teams.is_empty() || scheduling.team(team).is_some() {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_manifest",
+        format!("team `{team}` is not a team of this fleet's `teams:`"),
+    )
+    .field("manifest.metadata.team"))
+}
+
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(v) = headers.get("idempotency-key") else {
         return Ok(None);
@@ -620,6 +634,7 @@ async fn submit_job(
         &st.shared.rules().fleet,
     )
     .map_err(|e| manifest_error(&e))?;
+    unknown_team(&st.shared.rules().scheduling, &spec.team)?;
     // A deadline already past could never be met: refused, naming the field (the manifest's
     // parser has checked it is RFC 3339; the clock is the server's).
     if let Some(d) = spec.deadline.as_deref() {
