@@ -1,6 +1,7 @@
 //! Every route in the OpenAPI document, except health, refuses a request without a token (401),
-//! with an expired token (401) and with a token of the wrong role or team (403; 404 for another team's artifact digest); the right token
-//! gets through. The routes and the action each needs are read from the document itself.
+//! with an expired token (401) and with a token of the wrong role or team (403; another team's
+//! artifact digest is 404); the right token gets through. The routes and the action each needs
+//! are read from the document itself.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
