@@ -1,6 +1,7 @@
 //! A store that cannot write (a full disk, an I/O error) or that fails on a fault of its own:
 //! the API answers 503 `unavailable` (or 500 `internal`) without naming any file, and `/healthz`
 //! reports the store unhealthy until a write succeeds again.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
