@@ -166,6 +166,7 @@ pub fn run(a: &BenchSubmitArgs) -> miette::Result<()> {
         data_dir: dir.path().to_owned(),
         fleet_dir: fleet,
         database: None,
+        store: None,
         listen: "127.0.0.1:0".parse().into_diagnostic()?,
         loop_cfg: LoopConfig::default(),
         work_root: None,

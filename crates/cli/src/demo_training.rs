@@ -433,6 +433,7 @@ pub fn run(a: &BurstTrainingArgs) -> miette::Result<()> {
         data_dir: dd.clone(),
         fleet_dir,
         database: None,
+        store: None,
         listen: "127.0.0.1:0".parse().into_diagnostic()?,
         loop_cfg: LoopConfig {
             holder: format!("demo-{}", std::process::id()),

@@ -171,6 +171,7 @@ pub fn run(args: &UpArgs) -> miette::Result<()> {
         data_dir: args.data_dir.clone(),
         fleet_dir: fleet_dir.clone(),
         database: args.database.clone(),
+        store: None,
         listen: args.listen,
         loop_cfg: LoopConfig {
             holder: args

@@ -41,7 +41,7 @@ const MAX_MANIFEST: usize = 256 * 1024;
         crate::artifacts_api::put_artifact, crate::artifacts_api::list_artifacts, crate::artifacts_api::get_artifact,
         crate::artifacts_api::verify_artifact, crate::artifacts_api::promote_artifact),
     components(schemas(crate::artifacts_api::ArtifactView, crate::artifacts_api::ArtifactList, crate::artifacts_api::StatementView,
-        crate::artifacts_api::VerifyView, crate::artifacts_api::PromoteRequest, crate::artifacts_api::PromoteResponse, ApproveRequest, SyncRequest, SyncReport, SyncResponse, ErrorBody, SubmitRequest, SubmitResponse, JobView, EventView, JobDetail, JobList, LogsView, ZoneView, PoolView, ConditionRequest, TokenRequest, TokenResponse, FleetApplyRequest, FleetView, Health)),
+        crate::artifacts_api::VerifyView, crate::artifacts_api::PromoteRequest, crate::artifacts_api::PromoteResponse, ApproveRequest, SyncRequest, SyncReport, SyncResponse, ErrorBody, SubmitRequest, SubmitResponse, JobView, EventView, JobDetail, JobList, LogsView, ZoneView, PoolView, ConditionRequest, TokenRequest, TokenResponse, FleetApplyRequest, FleetView, Health, HealthProblem)),
     modifiers(&BearerScheme)
 )]
 pub struct ApiDoc;
@@ -185,14 +185,27 @@ fn body<T>(r: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
 // ---------- shapes ----------
 
 /// Health of this replica.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Health {
-    /// `ok`, or `draining` while shutting down.
+    /// `ok`; `draining` while shutting down; `unhealthy` (answered 503) while a component it
+    /// depends on fails (see `problems`).
     pub status: String,
     /// This replica runs the scheduler loop.
     pub leader: bool,
     /// Which store it uses.
     pub store: String,
+    /// Each component that is unhealthy now, and why (absent when none is).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<HealthProblem>,
+}
+
+/// A component of the replica that is unhealthy.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HealthProblem {
+    /// `store` (the job store) or `ledger` (the evidence ledger).
+    pub component: String,
+    /// Why, from its latest operation (a write that failed stays until a write succeeds).
+    pub reason: String,
 }
 
 /// A job submission.
@@ -460,19 +473,37 @@ pub struct TokenResponse {
 
 // ---------- handlers ----------
 
-/// Liveness and role of this replica (no authentication).
-#[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health)))]
-async fn health(State(st): State<Arc<AppState>>) -> Json<Health> {
+/// Liveness and role of this replica (no authentication). 503 while the job store or the
+/// evidence ledger fails (a full disk, an I/O error, a database that cannot be reached), naming
+/// the component in `problems`; 200 otherwise.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health), (status = 503, body = Health, description = "A component is unhealthy: `status` is `unhealthy` and `problems` names it")))]
+async fn health(State(st): State<Arc<AppState>>) -> (StatusCode, Json<Health>) {
     let draining = st.draining.load(Ordering::SeqCst);
-    Json(Health {
-        status: if draining {
-            "draining".into()
-        } else {
-            "ok".into()
-        },
-        leader: st.shared.leading.load(Ordering::SeqCst),
-        store: st.shared.store.describe(),
-    })
+    let problems: Vec<HealthProblem> = [&*st.shared.store_health, st.shared.evidence.health()]
+        .into_iter()
+        .filter_map(|c| {
+            c.problem().map(|reason| HealthProblem {
+                component: c.name().to_owned(),
+                reason,
+            })
+        })
+        .collect();
+    let (code, status) = if !problems.is_empty() {
+        (StatusCode::SERVICE_UNAVAILABLE, "unhealthy")
+    } else if draining {
+        (StatusCode::OK, "draining")
+    } else {
+        (StatusCode::OK, "ok")
+    };
+    (
+        code,
+        Json(Health {
+            status: status.into(),
+            leader: st.shared.leading.load(Ordering::SeqCst),
+            store: st.shared.store.describe(),
+            problems,
+        }),
+    )
 }
 
 /// This document.
@@ -528,6 +559,20 @@ fn manifest_error(errors: &tidegate_model::LoadErrors) -> ApiError {
         errors.to_string(),
     )
     .field(field.unwrap_or_else(|| "manifest".into()))
+}
+
+/// A fleet that declares its teams (`teams:`) takes jobs of those teams only; one that declares
+/// none takes any team's.
+fn unknown_team(scheduling: &tidegate_model::Scheduling, team: &str) -> Result<(), ApiError> {
+    if scheduling.teams.is_empty() || scheduling.team(team).is_some() {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_manifest",
+        format!("team `{team}` is not a team of this fleet's `teams:`"),
+    )
+    .field("manifest.metadata.team"))
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
@@ -589,6 +634,7 @@ async fn submit_job(
         &st.shared.rules().fleet,
     )
     .map_err(|e| manifest_error(&e))?;
+    unknown_team(&st.shared.rules().scheduling, &spec.team)?;
     // A deadline already past could never be met: refused, naming the field (the manifest's
     // parser has checked it is RFC 3339; the clock is the server's).
     if let Some(d) = spec.deadline.as_deref() {
@@ -626,9 +672,7 @@ async fn submit_job(
         };
         if !replay {
             if let Err(e) = shared.evidence.submitted(&new.id, manifest.as_bytes()) {
-                return Err(ApiError::unavailable(format!(
-                    "refused: the evidence ledger cannot record the submission, so nothing was created: {e}"
-                )));
+                return Err(ApiError::ledger_refused("the submission", Some(shared.evidence.storage()), &e));
             }
         }
         let out = shared.store.submit(new)?;
@@ -881,9 +925,7 @@ async fn approve_job(
             .evidence
             .approved(&rec.id, &approver, &req.scope)
             .map_err(|e| {
-                ApiError::unavailable(format!(
-                    "the approval was not recorded: the evidence ledger cannot record it: {e}"
-                ))
+                ApiError::ledger_refused("the approval", Some(shared.evidence.storage()), &e)
             })?;
         shared.store.append_event(
             &rec.id,
@@ -1010,8 +1052,15 @@ async fn apply_fleet(
             crate::control::ReloadError::NeedsRestart(m) => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", m).field("dir")
             }
-            crate::control::ReloadError::Ledger(m) | crate::control::ReloadError::Store(m) => {
-                ApiError::unavailable(m)
+            crate::control::ReloadError::Ledger(m) => {
+                ApiError::ledger_refused("the fleet change", Some(shared.evidence.storage()), &m)
+            }
+            crate::control::ReloadError::Store(m) => {
+                tracing::warn!(error = %m, "the store cannot record the fleet in force");
+                ApiError::unavailable(
+                    "the fleet change was refused: the store cannot record the fleet in force \
+                     for now, so nothing was changed; retry later",
+                )
             }
         })
     })
@@ -1253,11 +1302,7 @@ async fn mint_token(
         shared
             .evidence
             .token_issued(&issuer, &token_id, expires, &role_name, &team)
-            .map_err(|e| {
-                ApiError::unavailable(format!(
-                    "the token was not issued: the evidence ledger cannot record it: {e}"
-                ))
-            })
+            .map_err(|e| ApiError::ledger_refused("the token", Some(shared.evidence.storage()), &e))
     })
     .await?;
     Ok((StatusCode::CREATED, Json(TokenResponse { token, minutes })).into_response())

@@ -282,12 +282,23 @@ pub fn artifact_error(e: ArtifactError) -> ApiError {
             message,
         ),
         ArtifactError::Evidence(_) => {
-            ApiError::unavailable(format!("{message}; nothing was changed, retry later"))
+            ApiError::ledger_refused("the artifact operation", None, &message)
         }
-        ArtifactError::Policy(_)
-        | ArtifactError::Backend(_)
-        | ArtifactError::Kms(_)
-        | ArtifactError::Io { .. } => ApiError::internal(message),
+        // Temporary: a full disk, an I/O error, object storage or key management that cannot be
+        // reached. The error names files and endpoints: it goes to the log, not to the caller.
+        ArtifactError::Io { .. } | ArtifactError::Backend(_) | ArtifactError::Kms(_) => {
+            tracing::warn!(error = %message, "artifact storage is unavailable");
+            ApiError::unavailable(
+                "artifact storage cannot be read or written for now (out of space, an I/O error \
+                 or a backend that cannot be reached); nothing was changed, retry later",
+            )
+        }
+        ArtifactError::Policy(_) => {
+            tracing::error!(error = %message, "the promotion policy is invalid");
+            ApiError::internal(
+                "the promotion policy cannot be evaluated; the details are in the server's log",
+            )
+        }
     }
 }
 
@@ -540,7 +551,10 @@ pub(crate) async fn put_artifact(
         let scheme = &rules.fleet.scheme;
         tidegate_data::holding::check_claim(kind, classification.as_ref(), scheme, &content)
             .map_err(|e| ApiError::invalid("classification", e))?;
-        let sensitive = sensitive || classification.as_ref().is_none_or(|c| scheme.private_only(c));
+        let sensitive = sensitive
+            || classification
+                .as_ref()
+                .is_none_or(|c| scheme.private_only(c));
         let options = PutOptions {
             name,
             lane,
@@ -550,16 +564,110 @@ pub(crate) async fn put_artifact(
         };
         let store = open_store(&shared, now)?;
         let digest = Digest::of(&content);
-        if let Ok(existing) = store.record(&digest) {
-            if team_of(&existing) != team {
-                return Err(ApiError::new(StatusCode::CONFLICT, "conflict", format!("artifact {digest} is already stored for another team; objects are immutable")));
+        // Bytes another team stored first are answered as new content for this team, and this
+        // team holds them too: nothing tells it they were there ([`crate::holdings`]).
+        let owner = match store.record(&digest) {
+            Ok(existing) => Some(existing),
+            Err(ArtifactError::NotFound(_)) => None,
+            Err(e) => return Err(artifact_error(e)),
+        };
+        if owner.as_ref().is_none_or(|o| team_of(o) == team) {
+            let rec = store
+                .put(&content, kind, &options, now)
+                .map_err(artifact_error)?;
+            if team_of(&rec) == team {
+                return view(&store, &rec);
             }
+            // Another team stored the same bytes in the meantime: held, as below.
+            return hold(&store, &rec, &content, kind, options, now);
         }
-        let rec = store.put(&content, kind, &options, now).map_err(artifact_error)?;
-        view(&store, &rec)
+        match owner {
+            Some(o) => hold(&store, &o, &content, kind, options, now),
+            None => Err(ApiError::internal(
+                "artifact record vanished while it was stored",
+            )),
+        }
     })
     .await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+/// Records that the team in `options`' labels holds `content`, whose record `owner` belongs to
+/// another team, and answers as a new artifact of its own would be: the same `artifact.stored`
+/// entry in the ledger first, then the team's own record, at stage `candidate`. A team that
+/// already holds it gets its record back, or the same conflict as for its own artifact when the
+/// kind or lane differ.
+fn hold(
+    store: &ArtifactStore,
+    owner: &ArtifactRecord,
+    content: &[u8],
+    kind: ArtifactKind,
+    options: PutOptions,
+    now: u64,
+) -> Result<ArtifactView, ApiError> {
+    let dir = store.data_dir();
+    let team = options.labels.get(TEAM_LABEL).cloned().unwrap_or_default();
+    if let Some(held) = crate::holdings::get(dir, &owner.digest, &team)? {
+        if held.kind != kind || held.lane != options.lane {
+            return Err(artifact_error(ArtifactError::Conflict {
+                digest: held.digest.clone(),
+                existing: format!("{} in lane {}", held.kind, held.lane.as_str()),
+            }));
+        }
+        return Ok(ArtifactView::new(&held, Stage::Candidate));
+    }
+    store
+        .record_event(&tidegate_artifacts::events::ArtifactEvent::Put {
+            digest: owner.digest.clone(),
+            kind: kind.to_string(),
+            classification: options
+                .classification
+                .as_ref()
+                .map(tidegate_artifacts::ArtifactClass::ident),
+            lane: options.lane.as_str().to_owned(),
+            sensitive: options.sensitive,
+            at: now,
+        })
+        .map_err(artifact_error)?;
+    let rec = ArtifactRecord {
+        digest: owner.digest.clone(),
+        kind,
+        size: content.len() as u64,
+        name: options.name,
+        lane: options.lane,
+        sensitive: options.sensitive,
+        labels: options.labels,
+        created_at: now,
+        encryption: owner.encryption.clone(),
+        key_manager: owner.key_manager.clone(),
+        classification: options.classification,
+    };
+    crate::holdings::put(dir, &rec)?;
+    Ok(ArtifactView::new(&rec, Stage::Candidate))
+}
+
+/// The record of `digest` as `caller` may see it: the owner's when the caller may `action` for
+/// the owner's team, else the caller's team's own holding of the same bytes. Neither is the
+/// same answer as for a digest nobody stored (404), so nothing says another team holds it; a
+/// caller who may not `action` for its own team either is refused as usual (403).
+async fn record_for(
+    st: &Arc<AppState>,
+    caller: &crate::auth::Caller,
+    action: Action,
+    digest: &Digest,
+) -> Result<(ArtifactRecord, bool), ApiError> {
+    let record = load_record(st, digest).await?;
+    if st.auth.authorize(caller, action, team_of(&record)).is_ok() {
+        return Ok((record, true));
+    }
+    st.auth.authorize(caller, action, caller.team())?;
+    let (shared, digest, team) = (st.shared.clone(), digest.clone(), caller.team().to_owned());
+    let held =
+        blocking(move || crate::holdings::get(shared.evidence.data_dir(), &digest, &team)).await?;
+    match held {
+        Some(h) => Ok((h, false)),
+        None => Err(artifact_error(ArtifactError::NotFound(record.digest))),
+    }
 }
 
 /// List stored artifacts with kind, stage, lane, size and team (`read` for the team).
@@ -585,11 +693,18 @@ pub(crate) async fn list_artifacts(
     let artifacts = blocking(move || {
         let store = open_store(&shared, now)?;
         let all = ops::list_with_stages(&store).map_err(artifact_error)?;
-        Ok(all
+        let mut views: Vec<ArtifactView> = all
             .iter()
             .filter(|(r, _)| team.as_deref().is_none_or(|t| team_of(r) == t))
             .map(|(r, stage)| ArtifactView::new(r, *stage))
-            .collect())
+            .collect();
+        // A team's holdings of bytes another team stored first are its artifacts too.
+        if let Some(t) = team.as_deref() {
+            let mut held = crate::holdings::of_team(shared.evidence.data_dir(), t)?;
+            held.sort_by(|a, b| (a.created_at, &a.digest).cmp(&(b.created_at, &b.digest)));
+            views.extend(held.iter().map(|r| ArtifactView::new(r, Stage::Candidate)));
+        }
+        Ok(views)
     })
     .await?;
     Ok(Json(ArtifactList { artifacts }))
@@ -651,14 +766,13 @@ pub(crate) async fn get_artifact(
     let caller = st.auth.authenticate(&headers)?;
     let digest = crate::api::path_param(digest, "digest")?;
     let digest = parse_digest(&digest)?;
-    let record = load_record(&st, &digest).await?;
-    st.auth.authorize(&caller, Action::Read, team_of(&record))?;
-    let (record, content) = blocking(move || {
+    let (shown, _) = record_for(&st, &caller, Action::Read, &digest).await?;
+    let (_, content) = blocking(move || {
         let store = open_store(&shared, now)?;
         ops::read_verified(&store, &digest, now).map_err(artifact_error)
     })
     .await?;
-    Ok(content_response(&record, content))
+    Ok(content_response(&shown, content))
 }
 
 /// Verify an artifact (`read` for its team): content integrity and every attached signature
@@ -676,8 +790,11 @@ pub(crate) async fn verify_artifact(
     let caller = st.auth.authenticate(&headers)?;
     let digest = crate::api::path_param(digest, "digest")?;
     let digest = parse_digest(&digest)?;
-    let record = load_record(&st, &digest).await?;
-    st.auth.authorize(&caller, Action::Read, team_of(&record))?;
+    let (record, owned) = record_for(&st, &caller, Action::Read, &digest).await?;
+    if !owned {
+        // Attestations and stages belong to the owner's record: not shown to another holder.
+        return Err(artifact_error(ArtifactError::NotFound(record.digest)));
+    }
     let now = st.auth.now();
     let shared = st.shared.clone();
     let view = blocking(move || {
@@ -714,9 +831,11 @@ pub(crate) async fn promote_artifact(
         )
     })?;
     let digest = parse_digest(&digest)?;
-    let record = load_record(&st, &digest).await?;
-    st.auth
-        .authorize(&caller, Action::Approve, team_of(&record))?;
+    let (record, owned) = record_for(&st, &caller, Action::Approve, &digest).await?;
+    if !owned {
+        // The owner's stage is the owner's to change.
+        return Err(artifact_error(ArtifactError::NotFound(record.digest)));
+    }
     let to: Stage = req
         .to
         .parse()
@@ -771,6 +890,19 @@ mod tests {
         assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(e.code, "unavailable");
         assert!(e.message.contains("nothing was changed"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_full_disk_under_artifacts_is_unavailable_and_names_no_path() {
+        let e = artifact_error(ArtifactError::Io {
+            path: "/var/lib/tidegate/artifacts/blobs/ab/cd".into(),
+            source: std::io::Error::from_raw_os_error(28),
+        });
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+        );
+        assert!(!e.message.contains("/var/lib"), "{}", e.message);
     }
 
     #[test]

@@ -109,6 +109,8 @@ impl Default for LoopConfig {
 pub struct Shared {
     /// Durable state.
     pub store: Arc<dyn Store>,
+    /// The store's health, as its calls report it ([`crate::health::WatchedStore`]).
+    pub store_health: Arc<crate::health::Component>,
     /// The fleet, its policy set and scheduling rules in force (swapped whole by
     /// [`Shared::reload`]).
     pub rules: std::sync::RwLock<Arc<Rules>>,

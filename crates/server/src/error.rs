@@ -83,6 +83,21 @@ impl ApiError {
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
     }
+
+    /// 503 unavailable: the evidence ledger cannot record `what` (say, `the submission`), so
+    /// it did not happen. The ledger's own error (which names where it lives) goes to the log,
+    /// not to the caller; `storage` says what kind of storage it is (`PostgreSQL`), when known.
+    pub fn ledger_refused(what: &str, storage: Option<&str>, detail: &str) -> Self {
+        tracing::warn!(error = %detail, "refused {what}: the evidence ledger cannot record it");
+        let ledger = match storage {
+            Some(s) => format!("the evidence ledger ({s})"),
+            None => "the evidence ledger".to_owned(),
+        };
+        Self::unavailable(format!(
+            "{what} was refused: {ledger} cannot record it for now, so nothing was changed; \
+             retry later"
+        ))
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -119,12 +134,36 @@ impl From<StoreError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "idempotency_conflict", e.to_string())
                     .field("Idempotency-Key")
             }
-            StoreError::Unavailable { .. } => {
-                ApiError::unavailable(format!("{e}; nothing was changed, retry later"))
+            // Temporary: a full disk, an I/O error, a database that cannot be reached. The
+            // error names the database's file or URL: it goes to the log, not to the caller.
+            StoreError::Unavailable { backend, op, .. } => {
+                tracing::warn!(error = %e, "the store is unavailable");
+                ApiError::unavailable(format!(
+                    "the {backend} store cannot {op} for now (unreachable, out of space or an \
+                     I/O error); nothing was changed, retry later"
+                ))
             }
-            StoreError::Database { .. }
-            | StoreError::Corrupt { .. }
-            | StoreError::Migration { .. } => ApiError::internal(e.to_string()),
+            // A fault of the server, not of the request: its detail is logged only.
+            StoreError::Database { backend, op, .. } => {
+                tracing::error!(error = %e, "store operation failed");
+                ApiError::internal(format!(
+                    "the {backend} store failed to {op}; the details are in the server's log"
+                ))
+            }
+            StoreError::Corrupt { backend, what, .. } => {
+                tracing::error!(error = %e, "stored data is unreadable");
+                ApiError::internal(format!(
+                    "the {backend} store holds a {what} this server cannot read; the details \
+                     are in the server's log"
+                ))
+            }
+            StoreError::Migration { backend, .. } => {
+                tracing::error!(error = %e, "store schema migration failed");
+                ApiError::internal(format!(
+                    "the {backend} store's schema is not at this server's version; the details \
+                     are in the server's log"
+                ))
+            }
         }
     }
 }
@@ -144,5 +183,81 @@ impl From<IdentityError> for ApiError {
             }
             _ => ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enospc() -> Box<dyn std::error::Error + Send + Sync> {
+        Box::new(std::io::Error::from_raw_os_error(28))
+    }
+
+    #[test]
+    fn a_store_that_cannot_write_is_unavailable_and_names_no_path() {
+        let e = ApiError::from(StoreError::Unavailable {
+            backend: "sqlite",
+            location: "/var/lib/tidegate/state.db".into(),
+            op: "submit",
+            source: enospc(),
+        });
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+        );
+        assert!(!e.message.contains("/var/lib"), "{}", e.message);
+        assert!(!e.message.contains("No space"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_store_fault_is_internal_and_names_no_path_or_detail() {
+        for err in [
+            StoreError::Database {
+                backend: "sqlite",
+                location: "/var/lib/tidegate/state.db".into(),
+                op: "submit",
+                source: "UNIQUE constraint failed: jobs.secret_column".into(),
+            },
+            StoreError::Corrupt {
+                backend: "sqlite",
+                location: "/var/lib/tidegate/state.db".into(),
+                what: "job state",
+                reason: "unknown state `secret_column`".into(),
+            },
+            StoreError::Migration {
+                backend: "sqlite",
+                location: "/var/lib/tidegate/state.db".into(),
+                version: 9,
+                reason: "no such table: secret_column".into(),
+            },
+        ] {
+            let e = ApiError::from(err);
+            assert_eq!(
+                (e.status, e.code),
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            );
+            assert!(!e.message.contains("/var/lib"), "{}", e.message);
+            assert!(!e.message.contains("secret_column"), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn a_ledger_refusal_names_no_path() {
+        let e = ApiError::ledger_refused(
+            "the submission",
+            Some("files"),
+            "ledger in /var/lib/tidegate/ledger: No space left on device (os error 28)",
+        );
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+        );
+        assert!(!e.message.contains("/var/lib"), "{}", e.message);
+        assert!(
+            e.message.starts_with("the submission was refused"),
+            "{}",
+            e.message
+        );
     }
 }

@@ -35,6 +35,8 @@ pub struct Evidence {
     /// (after losing its lease, or a fleet change that decides the same) records a decision once,
     /// and a new decision (another policy set, zone or pool) again.
     placed: Mutex<std::collections::HashMap<String, Digest>>,
+    /// Whether the latest append was durable (`/healthz`).
+    health: crate::health::Component,
 }
 
 /// Most placement decisions remembered before the memo starts afresh.
@@ -97,6 +99,7 @@ impl Evidence {
             data_dir: data_dir.to_owned(),
             policy_hash: RwLock::new(Digest::of(b"")),
             placed: Mutex::new(std::collections::HashMap::new()),
+            health: crate::health::Component::new("ledger"),
         };
         ev.rules_loaded(fleet, policy)?;
         Ok(ev)
@@ -167,7 +170,7 @@ impl Evidence {
     fn append_draft_at(&self, draft: EntryDraft, ts_ms: Option<u64>) -> Result<(), String> {
         let ts = || ts_ms.unwrap_or_else(now_ms);
         let ledger = self.current();
-        match ledger.append(draft.clone(), ts()) {
+        let out = match ledger.append(draft.clone(), ts()) {
             Ok(_) => Ok(()),
             Err(first) => match self.reopen(&ledger) {
                 Some(fresh) => fresh
@@ -176,7 +179,33 @@ impl Evidence {
                     .map_err(|e| format!("{}: {e}", self.describe())),
                 None => Err(format!("{}: {first}", self.describe())),
             },
+        };
+        match &out {
+            Ok(()) => self.health.succeeded(true),
+            Err(e) => {
+                tracing::warn!(error = %e, "the evidence ledger cannot record an entry");
+                self.health.failed(
+                    "an entry could not be made durable: the ledger's storage is out of space, \
+                     has an I/O error or cannot be reached",
+                    true,
+                );
+            }
         }
+        out
+    }
+
+    /// What the ledger is kept in, for messages that must not name paths: `files` or
+    /// `PostgreSQL`.
+    pub fn storage(&self) -> &'static str {
+        match &self.target {
+            LedgerTarget::Files => "files",
+            LedgerTarget::Postgres { .. } => "PostgreSQL",
+        }
+    }
+
+    /// Whether the ledger's latest append was durable.
+    pub fn health(&self) -> &crate::health::Component {
+        &self.health
     }
 
     /// Where the ledger lives, for messages.

@@ -16,6 +16,8 @@ pub mod auth;
 pub mod control;
 mod error;
 pub mod evidence;
+pub mod health;
+mod holdings;
 pub mod http;
 pub mod metrics;
 pub mod shape;
@@ -59,6 +61,9 @@ pub struct ServerConfig {
     pub fleet_dir: PathBuf,
     /// `postgres://` URL; SQLite under the data directory when absent.
     pub database: Option<String>,
+    /// A store already open, used instead of the one `database` names (a store shared with
+    /// something else in the process, or a test double).
+    pub store: Option<Arc<dyn tidegate_store::Store>>,
     /// Address to listen on.
     pub listen: SocketAddr,
     /// Scheduler loop settings.
@@ -191,11 +196,19 @@ pub async fn start(cfg: ServerConfig, clock: Clock) -> Result<Server, StartError
     })?;
     let data_dir = cfg.data_dir.clone();
     let database = cfg.database.clone();
+    let opened: Arc<dyn tidegate_store::Store> = match cfg.store.clone() {
+        Some(s) => s,
+        None => tokio::task::spawn_blocking(move || {
+            tidegate_store::open(database.as_deref(), &data_dir)
+        })
+        .await
+        .map_err(|e| StartError::Ledger(format!("store open task failed: {e}")))??
+        .into(),
+    };
+    // Every store call, from the API and the scheduler loop, reports to `/healthz`.
+    let store_health = Arc::new(health::Component::new("store"));
     let store: Arc<dyn tidegate_store::Store> =
-        tokio::task::spawn_blocking(move || tidegate_store::open(database.as_deref(), &data_dir))
-            .await
-            .map_err(|e| StartError::Ledger(format!("store open task failed: {e}")))??
-            .into();
+        Arc::new(health::WatchedStore::new(opened, store_health.clone()));
     let keys_dir = cfg
         .keys_dir
         .clone()
@@ -312,6 +325,7 @@ pub async fn start(cfg: ServerConfig, clock: Clock) -> Result<Server, StartError
     let shared = Arc::new(Shared {
         agent_zones: cfg.agent_zones.clone(),
         store,
+        store_health,
         rules: std::sync::RwLock::new(Arc::new(control::Rules {
             fleet: Arc::new(fleet),
             policy: Arc::new(policy),

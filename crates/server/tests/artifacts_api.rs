@@ -319,3 +319,155 @@ fn artifacts_round_trip_verify_refuse_tampering_and_are_ledgered() {
         "{codes:?}"
     );
 }
+
+/// An answer to a put, without what differs between any two contents (digest, size, time).
+fn shape(mut v: Value) -> Value {
+    for k in ["digest", "size", "created_at"] {
+        v.as_object_mut().unwrap().remove(k);
+    }
+    v
+}
+
+#[test]
+fn bytes_another_team_stored_are_answered_as_new_and_disclose_nothing() {
+    let ts = TestServer::start(16);
+    let icu = ts.token(Role::Submitter, "icu-ml");
+    let radiology = ts.token(Role::Submitter, "radiology-ai");
+
+    // icu-ml stores two artifacts; radiology-ai knows (or guesses) both digests.
+    let shared = b"bytes both teams happen to hold, 0001".to_vec();
+    let private = b"bytes only icu-ml ever held, 0000002".to_vec();
+    let fresh = b"bytes nobody stored before, 000000003".to_vec();
+    assert_eq!(shared.len(), fresh.len());
+    let owned = put(
+        &ts,
+        &icu,
+        "kind=dataset-snapshot&name=icu-secret&label=ward%3D7",
+        &shared,
+    );
+    let private_digest = put(&ts, &icu, "kind=dataset-snapshot&name=icu-other", &private)["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let digest = sha256(&shared);
+    assert_eq!(owned["digest"], digest.as_str());
+
+    // Before storing anything, radiology-ai's reads of icu-ml's digests answer as for a digest
+    // nobody stored.
+    let unknown = sha256(b"never stored");
+    let (status, _, absent) = ts.raw(
+        "GET",
+        &format!("/v1/artifacts/{unknown}"),
+        Some(&radiology),
+        None,
+    );
+    assert_eq!(status, 404, "{absent}");
+    for d in [&digest, &private_digest] {
+        for path in [
+            format!("/v1/artifacts/{d}"),
+            format!("/v1/artifacts/{d}/verify"),
+        ] {
+            let (status, _, body) = ts.raw("GET", &path, Some(&radiology), None);
+            assert_eq!(status, 404, "{path}: {body}");
+            assert_eq!(body["error"]["code"], absent["error"]["code"], "{body}");
+            assert_eq!(
+                body["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .replace(d.as_str(), "D"),
+                absent["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .replace(&unknown, "D"),
+                "{body}"
+            );
+        }
+    }
+
+    // The same query for fresh bytes and for icu-ml's bytes: the same answer.
+    let query = "kind=dataset-snapshot&name=rad-scan&label=site%3Dnorth";
+    let (fresh_status, _, fresh_body) = ts.raw(
+        "POST",
+        &format!("/v1/artifacts?{query}"),
+        Some(&radiology),
+        Some(&fresh),
+    );
+    let (status, _, body) = ts.raw(
+        "POST",
+        &format!("/v1/artifacts?{query}"),
+        Some(&radiology),
+        Some(&shared),
+    );
+    assert_eq!(fresh_status, 201, "{fresh_body}");
+    assert_eq!(status, fresh_status, "{body}");
+    assert_eq!(shape(body.clone()), shape(fresh_body), "{body}");
+    assert_eq!(body["digest"], digest.as_str());
+    assert_eq!(body["team"], "radiology-ai");
+    assert!(
+        !body.to_string().contains("icu"),
+        "icu-ml's metadata is disclosed: {body}"
+    );
+    // Storing it again is idempotent, as for its own artifacts.
+    let (status, _, again) = ts.raw(
+        "POST",
+        &format!("/v1/artifacts?{query}"),
+        Some(&radiology),
+        Some(&shared),
+    );
+    assert_eq!(
+        (status, &again["name"]),
+        (201, &json!("rad-scan")),
+        "{again}"
+    );
+
+    // radiology-ai now reads what it stored, under its own metadata, and lists it.
+    let (status, bytes, _) = ts.raw(
+        "GET",
+        &format!("/v1/artifacts/{digest}"),
+        Some(&radiology),
+        None,
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+    assert_eq!(bytes, shared);
+    let list = ts.get("/v1/artifacts", &radiology);
+    let listed = list.body["artifacts"].as_array().unwrap();
+    let mine = listed
+        .iter()
+        .find(|a| a["digest"] == digest.as_str())
+        .unwrap();
+    assert_eq!(
+        (&mine["team"], &mine["name"]),
+        (&json!("radiology-ai"), &json!("rad-scan")),
+        "{}",
+        list.text
+    );
+    assert!(
+        !list.text.contains("icu") && !list.text.contains(&private_digest),
+        "{}",
+        list.text
+    );
+    // ... but still nothing it did not store itself.
+    let (status, _, body) = ts.raw(
+        "GET",
+        &format!("/v1/artifacts/{private_digest}"),
+        Some(&radiology),
+        None,
+    );
+    assert_eq!(status, 404, "{body}");
+
+    // icu-ml's record is unchanged.
+    let list = ts.get("/v1/artifacts", &icu);
+    let theirs = list.body["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["digest"] == digest.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (&theirs["team"], &theirs["name"], &theirs["labels"]["ward"]),
+        (&json!("icu-ml"), &json!("icu-secret"), &json!("7")),
+        "{theirs}"
+    );
+    assert!(!list.text.contains("rad-scan"), "{}", list.text);
+}

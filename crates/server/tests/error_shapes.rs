@@ -250,3 +250,56 @@ fn a_manifest_command_element_that_is_not_a_string_is_a_400_naming_the_element()
         r.text
     );
 }
+
+#[test]
+fn a_manifest_naming_a_team_the_fleet_does_not_declare_is_refused() {
+    let ts = TestServer::start(16);
+    let token = ts.token(tidegate_identity::Role::Submitter, "oncology");
+    let r = ts.submit(
+        &token,
+        &common::manifest("stray", "oncology", 1, None),
+        None,
+    );
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (400, Some("invalid_manifest")),
+        "{}",
+        r.text
+    );
+    assert_eq!(
+        r.body["error"]["field"], "manifest.metadata.team",
+        "{}",
+        r.text
+    );
+    // Every team the example jobs use is one of the example fleet's.
+    let jobs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/jobs");
+    let admin = ts.admin.clone();
+    for e in std::fs::read_dir(jobs).unwrap() {
+        let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+        let r = ts.submit(&admin, &text, None);
+        assert_ne!(
+            r.body["error"]["field"], "manifest.metadata.team",
+            "an example job's team is not in the example fleet: {}",
+            r.text
+        );
+    }
+}
+
+#[test]
+fn a_fleet_without_teams_takes_any_team() {
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = common::copy_fleet(dir.path());
+    let path = fleet.join("fleet.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let start = text.find("\nteams:\n").unwrap();
+    let end = text[start..].find("\n# Job classes").unwrap() + start;
+    std::fs::write(&path, format!("{}{}", &text[..start], &text[end..])).unwrap();
+    let ts = TestServer::start_fleet(&fleet, 16, Default::default(), vec![]);
+    let token = ts.token(tidegate_identity::Role::Submitter, "oncology");
+    let r = ts.submit(
+        &token,
+        &common::manifest("stray", "oncology", 1, None),
+        None,
+    );
+    assert_eq!(r.status, 201, "{}", r.text);
+}

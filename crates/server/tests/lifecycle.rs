@@ -471,6 +471,7 @@ fn sigterm_style_shutdown_drains_and_a_restart_finds_running_jobs() {
         data_dir: dir.clone(),
         fleet_dir: common::example_fleet(),
         database: None,
+        store: None,
         listen: "127.0.0.1:0".parse().unwrap(),
         loop_cfg: tidegate_server::control::LoopConfig {
             tick: std::time::Duration::from_millis(50),

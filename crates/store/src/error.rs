@@ -60,7 +60,8 @@ pub enum StoreError {
         /// The state asked for.
         to: JobState,
     },
-    /// The database cannot be reached (down, refused, timed out, connection lost).
+    /// The database cannot be reached or cannot write for now (down, refused, timed out,
+    /// connection lost, disk full, an I/O error): retrying later may succeed.
     #[error("{backend} store at {location} is unavailable during {op}: {source}")]
     Unavailable {
         /// `sqlite` or `postgres`.

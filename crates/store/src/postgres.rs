@@ -258,6 +258,13 @@ impl PgStore {
                     c == &SqlState::ADMIN_SHUTDOWN
                         || c == &SqlState::CANNOT_CONNECT_NOW
                         || c == &SqlState::CRASH_SHUTDOWN
+                        // Out of disk, memory or connections, or an I/O error on the server:
+                        // temporary, a retry may succeed.
+                        || c == &SqlState::DISK_FULL
+                        || c == &SqlState::INSUFFICIENT_RESOURCES
+                        || c == &SqlState::OUT_OF_MEMORY
+                        || c == &SqlState::TOO_MANY_CONNECTIONS
+                        || c == &SqlState::IO_ERROR
                 });
             let (backend, location, source) =
                 ("postgres", self.origin.location.clone(), Box::new(e));

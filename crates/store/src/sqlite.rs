@@ -330,6 +330,10 @@ impl SqliteStore {
                 rusqlite::ErrorCode::DatabaseBusy
                     | rusqlite::ErrorCode::DatabaseLocked
                     | rusqlite::ErrorCode::CannotOpen
+                    // A full disk or an I/O error: the database is fine, the write may succeed
+                    // once there is room (or the device is back).
+                    | rusqlite::ErrorCode::DiskFull
+                    | rusqlite::ErrorCode::SystemIoFailure
             )
         );
         let (backend, location, source) = ("sqlite", self.origin.location.clone(), Box::new(e));
@@ -1012,4 +1016,31 @@ pub(crate) fn counts_of(
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn failure(code: std::ffi::c_int) -> rusqlite::Error {
+        rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None)
+    }
+
+    #[test]
+    fn a_full_disk_or_an_io_error_is_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path(), SqliteOptions::default()).unwrap();
+        for code in [
+            rusqlite::ffi::SQLITE_FULL,
+            rusqlite::ffi::SQLITE_IOERR,
+            rusqlite::ffi::SQLITE_IOERR_WRITE,
+            rusqlite::ffi::SQLITE_BUSY,
+        ] {
+            let e = store.db_err("submit", failure(code));
+            assert!(e.is_unavailable(), "code {code}: {e:?}");
+        }
+        let e = store.db_err("submit", failure(rusqlite::ffi::SQLITE_CONSTRAINT));
+        assert!(matches!(e, StoreError::Database { .. }), "{e:?}");
+    }
 }

@@ -144,6 +144,38 @@ impl TestServer {
         agent_zones: Vec<String>,
         http: HttpLimits,
     ) -> Self {
+        Self::start_store(
+            fleet_dir,
+            burst_queue_depth,
+            executors,
+            agent_zones,
+            http,
+            None,
+        )
+    }
+
+    /// Starts a server on the example fleet over `store` instead of the SQLite file in its data
+    /// directory.
+    pub fn start_on(store: std::sync::Arc<dyn tidegate_store::Store>) -> Self {
+        Self::start_store(
+            &example_fleet(),
+            16,
+            Default::default(),
+            vec![],
+            HttpLimits::default(),
+            Some(store),
+        )
+    }
+
+    /// As [`Self::start_fleet_http`], over `store` when one is given.
+    pub fn start_store(
+        fleet_dir: &Path,
+        burst_queue_depth: usize,
+        executors: std::collections::BTreeMap<String, std::sync::Arc<dyn tidegate_exec::Executor>>,
+        agent_zones: Vec<String>,
+        http: HttpLimits,
+        store: Option<std::sync::Arc<dyn tidegate_store::Store>>,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let keys = RootKeyStore::new(&dir.path().join("keys"));
         keys.rotate(now() - 7200, 30).unwrap();
@@ -157,6 +189,7 @@ impl TestServer {
             data_dir: dir.path().to_owned(),
             fleet_dir: fleet_dir.to_owned(),
             database: None,
+            store,
             listen: "127.0.0.1:0".parse().unwrap(),
             loop_cfg,
             work_root: None,
@@ -212,6 +245,7 @@ impl TestServer {
             data_dir: self.dir.path().to_owned(),
             fleet_dir: fleet_dir.to_owned(),
             database: None,
+            store: None,
             listen: "127.0.0.1:0".parse().unwrap(),
             loop_cfg: LoopConfig {
                 tick: Duration::from_millis(50),
