@@ -15,6 +15,7 @@ use tidegate_ledger::merkle::{verify_consistency, verify_inclusion};
 use tidegate_ledger::pg::{PgLedgerOptions, PgLog};
 use tidegate_ledger::subjects::SubjectMap;
 use tidegate_ledger::verify::{verify_with, Depth};
+use tidegate_ledger::witness::{add_checkpoint_request, add_cosignatures, Witness, WitnessError};
 use tidegate_ledger::{Checkpoint, NoteSigner, NoteVerifier, SignedNote};
 
 /// Where tidegate keeps its state.
@@ -97,15 +98,22 @@ pub enum AuditCmd {
         #[command(flatten)]
         db: Database,
     },
-    /// Co-sign the latest checkpoint with a separate witness key, after checking that it is
-    /// consistent with the last checkpoint this witness signed (so a rewritten history is
-    /// refused). With --check, verify a checkpoint file instead: the witness signature, the log
-    /// signature, and that the current log still extends it.
+    /// Have the newest checkpoint co-signed by a witness, which first checks that it extends the
+    /// last checkpoint of this log it co-signed (so a rewritten or cut history is refused):
+    /// a witness running elsewhere (`--url`, the C2SP tlog-witness protocol, see `tidegate
+    /// witness`), or a local witness key (`--key`). The co-signed checkpoint is stored with the
+    /// ledger's checkpoints, and evidence bundles carry it. With --check, verify a checkpoint
+    /// file instead: the witness co-signature, the log signature, and that the current log still
+    /// extends it.
+    #[command(group(clap::ArgGroup::new("witness").required(true).args(["key", "url"])))]
     Witness {
-        /// Witness private key file (created with mode 0600 if missing; its public key is
+        /// Local witness private key file (created with mode 0600 if missing; its public key is
         /// written next to it as `.pub`). For --check, a public key file also works.
         #[arg(long, value_name = "FILE")]
-        key: PathBuf,
+        key: Option<PathBuf>,
+        /// A witness's URL (`http://host:port`, as `tidegate witness` prints).
+        #[arg(long, value_name = "URL", conflicts_with_all = ["state", "check"])]
+        url: Option<String>,
         /// Check this checkpoint file (a note co-signed earlier) instead of co-signing.
         #[arg(long, value_name = "CHECKPOINT")]
         check: Option<PathBuf>,
@@ -137,20 +145,29 @@ pub fn run(cmd: AuditCmd) -> miette::Result<()> {
             Ok(())
         }
         AuditCmd::Witness {
-            key,
+            key: Some(key),
             check: Some(note),
             dir,
             ..
         } => witness_check(&dir.data_dir, &key, &note),
         AuditCmd::Witness {
             key,
+            url,
             check: None,
             state,
             dir,
         } => {
-            let state = state.unwrap_or_else(|| key.with_extension("state"));
-            witness_sign(&dir.data_dir, &key, &state)
+            let how = match (key, url) {
+                (_, Some(url)) => Cosigner::Remote(url),
+                (Some(key), None) => {
+                    let state = state.unwrap_or_else(|| key.with_extension("state"));
+                    Cosigner::Local { key, state }
+                }
+                (None, None) => return Err(miette!("give --key FILE or --url URL")),
+            };
+            witness_sign(&dir.data_dir, &how)
         }
+        AuditCmd::Witness { .. } => Err(miette!("--check needs --key (the witness's public key)")),
     }
 }
 
@@ -379,33 +396,111 @@ fn consistent(
     }
 }
 
-fn witness_sign(data_dir: &Path, key: &Path, state: &Path) -> miette::Result<()> {
-    let witness = keys::load_or_create_signer(key, "tidegate-witness").into_diagnostic()?;
+/// Who co-signs: a witness key on this machine (with its state file), or a witness service.
+enum Cosigner {
+    Local { key: PathBuf, state: PathBuf },
+    Remote(String),
+}
+
+fn witness_sign(data_dir: &Path, how: &Cosigner) -> miette::Result<()> {
     let log_key = ledger_verifier(data_dir)?;
-    let (mut note, log) = sealed_log(data_dir).wrap_err("refusing to co-sign")?;
+    let (mut note, log) = sealed_log(data_dir).wrap_err("refusing to ask for a co-signature")?;
     let cp = note.checkpoint().into_diagnostic()?;
-    let path = checkpoint_path(&ledger_dir(data_dir), cp.size);
-    if state.exists() {
-        let old_text = fs::read_to_string(state).into_diagnostic()?;
-        let (_, old) = read_checkpoint(&old_text, &log_key)
-            .map_err(|e| miette!("witness state {}: {e}", state.display()))?;
-        consistent(&log, &old, cp.size, &cp.root).wrap_err("refusing to co-sign")?;
-    }
-    note.add_signature(&witness);
+    let rewritten = |e: WitnessError| match e {
+        WitnessError::Inconsistent { .. } | WitnessError::Older { .. } => {
+            miette!("history rewritten: {e}")
+        }
+        other => miette!("{other}"),
+    };
+    let proof_from = |old: u64| -> miette::Result<Vec<[u8; 32]>> {
+        if old > cp.size {
+            return Err(miette!(
+                "history rewritten: the witness co-signed a checkpoint at size {old}, but the log now has {} entries",
+                cp.size
+            ));
+        }
+        if old == 0 {
+            return Ok(Vec::new());
+        }
+        log.tree.consistency_proof(old, cp.size).into_diagnostic()
+    };
+    let sigs = match how {
+        Cosigner::Local { key, state } => {
+            let key = keys::load_or_create_cosigner(key, "tidegate-witness").into_diagnostic()?;
+            let current =
+                tidegate_server::witness::load_state(state).map_err(|e| miette!("{e}"))?;
+            let witness = Witness {
+                key,
+                logs: [(cp.origin.clone(), log_key)].into(),
+            };
+            let old = current.logs.get(&cp.origin).map_or(0, |h| h.size);
+            let body = add_checkpoint_request(old, &proof_from(old)?, &note);
+            let (next, sigs) = witness
+                .add_checkpoint(&current, &body, crate::clock::now()?)
+                .map_err(rewritten)?;
+            let json = serde_json::to_vec_pretty(&next).into_diagnostic()?;
+            write_atomic(state, &json)
+                .map_err(|e| miette!("witness state {}: {e}", state.display()))?;
+            sigs
+        }
+        Cosigner::Remote(url) => ask_witness(url, &note, &proof_from, rewritten)?,
+    };
+    add_cosignatures(&mut note, &sigs).map_err(|e| miette!("{e}"))?;
     let text = note.to_text();
-    write_atomic(&path, text.as_bytes()).into_diagnostic()?;
-    write_atomic(state, text.as_bytes()).into_diagnostic()?;
-    eprintln!(
-        "co-signed checkpoint at size {} with witness key {}",
-        cp.size,
-        witness.verifier().to_text()
-    );
+    write_atomic(
+        &checkpoint_path(&ledger_dir(data_dir), cp.size),
+        text.as_bytes(),
+    )
+    .into_diagnostic()?;
+    eprintln!("co-signed checkpoint at size {}", cp.size);
     print!("{text}");
     Ok(())
 }
 
+/// The C2SP tlog-witness exchange: `old` starts at 0, and a 409 answer gives the witness's
+/// size, from which the consistency proof is sent once more.
+fn ask_witness(
+    url: &str,
+    note: &SignedNote,
+    proof_from: &dyn Fn(u64) -> miette::Result<Vec<[u8; 32]>>,
+    rewritten: impl Fn(WitnessError) -> miette::Report,
+) -> miette::Result<String> {
+    let agent = crate::client::agent(std::time::Duration::from_secs(30));
+    let endpoint = format!("{}/add-checkpoint", url.trim_end_matches('/'));
+    let mut old = 0u64;
+    for _ in 0..2 {
+        let body = add_checkpoint_request(old, &proof_from(old)?, note);
+        let mut resp = agent
+            .post(&endpoint)
+            .header("Content-Type", "text/plain")
+            .send(body.as_bytes())
+            .map_err(|e| miette!("witness {url}: {e}"))?;
+        let status = resp.status().as_u16();
+        let text = resp
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| miette!("witness {url}: {e}"))?;
+        match status {
+            200 => return Ok(text),
+            409 => {
+                old = text.trim().parse().map_err(|_| {
+                    miette!("witness {url} answered 409 without its size: {text:?}")
+                })?;
+            }
+            422 => {
+                return Err(rewritten(WitnessError::Inconsistent {
+                    from: old,
+                    why: format!("witness {url}: {}", text.trim()),
+                }))
+            }
+            _ => return Err(miette!("witness {url} refused ({status}): {}", text.trim())),
+        }
+    }
+    Err(miette!("witness {url} keeps changing its size; try again"))
+}
+
 fn witness_check(data_dir: &Path, key: &Path, note_path: &Path) -> miette::Result<()> {
-    let witness = load_verifier(key).into_diagnostic()?;
+    let witness = keys::load_verifier(key).into_diagnostic()?;
     let log_key = ledger_verifier(data_dir)?;
     let text = fs::read_to_string(note_path).into_diagnostic()?;
     let note = SignedNote::parse(&text).map_err(|e| miette!("{}: {e}", note_path.display()))?;

@@ -28,6 +28,7 @@ mod sim;
 mod token;
 mod train;
 mod up;
+mod witness;
 
 use std::path::PathBuf;
 
@@ -107,6 +108,17 @@ enum Command {
     /// Write and verify evidence bundles about a job, dataset or model.
     #[command(subcommand)]
     Evidence(evidence::EvidenceCmd),
+    /// Run a witness (C2SP tlog-witness over HTTP) that co-signs ledger checkpoints only when
+    /// each extends the last one it co-signed.
+    ///
+    /// Run it where the control plane's operators cannot write (another zone, or the auditor's
+    /// own machine): its key and its state file are what make a cut or rewritten history
+    /// detectable, even by someone holding the control plane's data directory and ledger key.
+    /// Control planes ask it with `tidegate audit witness --url URL` (the co-signed checkpoint is
+    /// stored with the ledger's, and evidence bundles carry it); auditors then require it with
+    /// `tidegate evidence verify BUNDLE --key LEDGER.pub --witness WITNESS.pub`. Checkpoints are
+    /// public, signed data, so the protocol needs no secrecy: plain HTTP.
+    Witness(witness::WitnessArgs),
     /// Retention rules, legal holds and the deletion plan.
     #[command(subcommand)]
     Retention(retention::RetentionCmd),
@@ -193,7 +205,10 @@ fn main() -> miette::Result<()> {
     // A command whose output is piped into `head` ends quietly when the reader goes away, as
     // other Unix tools do. Long-running services keep ignoring SIGPIPE (a closed socket or
     // pipe is an error they handle, never a reason to die).
-    if !matches!(cli.command, Command::Up(_) | Command::Agent(_)) {
+    if !matches!(
+        cli.command,
+        Command::Up(_) | Command::Agent(_) | Command::Witness(_)
+    ) {
         sigpipe::reset();
     }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -227,6 +242,7 @@ fn main() -> miette::Result<()> {
         Command::Policy(c) => fleet_cmds::policy(&c),
         Command::Audit(c) => audit::run(c),
         Command::Evidence(c) => evidence::run(c),
+        Command::Witness(a) => witness::run(&a),
         Command::Retention(c) => retention::run(c),
         Command::Artifact { data_dir, api, cmd } => artifact::main(data_dir, &api, cmd),
         Command::Token { data_dir, cmd } => token::run(&data_dir, cmd),

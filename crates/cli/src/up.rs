@@ -248,7 +248,7 @@ fn reload_on_hangup(shared: std::sync::Arc<tidegate_server::control::Shared>) {
     });
 }
 
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(mut term) => {

@@ -293,6 +293,7 @@ fn help_explains_every_argument() {
         &["audit", "proof", "-h"],
         &["audit", "checkpoint", "-h"],
         &["audit", "witness", "-h"],
+        &["witness", "-h"],
         &["evidence", "job", "-h"],
         &["evidence", "verify", "-h"],
         &["bench", "ledger", "-h"],

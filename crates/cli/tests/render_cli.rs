@@ -78,7 +78,8 @@ fn render_prints_sbatch_scripts_and_kubernetes_jobs() {
         "{k}"
     );
     assert!(
-        k.contains("kueue.x-k8s.io/queue-name: edge") && k.contains("allowed_execution_zone: edge"),
+        k.contains("kueue.x-k8s.io/queue-name: emergency-ai")
+            && k.contains("allowed_execution_zone: edge"),
         "{k}"
     );
 }

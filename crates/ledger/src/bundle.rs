@@ -50,6 +50,40 @@ pub struct Bundle {
     pub documents: Vec<Document>,
     /// The subject's bucket of the subject map, with the path to the root the checkpoint signs.
     pub subject_map: MapProofDoc,
+    /// Earlier checkpoints the bundle's checkpoint is proven to extend: the newest one a witness
+    /// co-signed (with its co-signatures), and one an auditor kept (`--since`).
+    pub anchors: Vec<Anchor>,
+}
+
+/// An earlier checkpoint and the consistency proof from it to the bundle's checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Anchor {
+    /// The checkpoint note (the log's signature, and any witness co-signatures).
+    pub checkpoint: String,
+    /// Consistency proof hashes (hex) from its size to the bundle's checkpoint size.
+    pub proof: Vec<String>,
+}
+
+/// What [`verify_bundle_with`] requires beyond a valid bundle.
+#[derive(Debug, Clone, Default)]
+pub struct Require {
+    /// Witness keys (`cosignature/v1`), each of which must have co-signed a checkpoint the
+    /// bundle's checkpoint extends.
+    pub witnesses: Vec<NoteVerifier>,
+    /// A checkpoint the auditor kept: the bundle's checkpoint must extend it.
+    pub since: Option<SignedNote>,
+}
+
+/// A witness co-signature a verified bundle carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Witnessed {
+    /// The witness key's name.
+    pub witness: String,
+    /// The size of the checkpoint it co-signed.
+    pub size: u64,
+    /// When it co-signed (Unix seconds).
+    pub at: u64,
 }
 
 /// A [`MapProof`] as it is written into a bundle.
@@ -225,6 +259,18 @@ pub enum BundleError {
     /// The bundle's entries about its subject are not all the ledger holds about it.
     #[error("incomplete: {0}")]
     Incomplete(String),
+    /// An anchor (an earlier checkpoint) is not signed by the log, or the bundle's checkpoint is
+    /// not proven to extend it.
+    #[error("anchor at size {size}: {why}")]
+    Anchor {
+        /// Its size (0 when it does not parse).
+        size: u64,
+        /// What failed.
+        why: String,
+    },
+    /// A required witness or auditor checkpoint is not met.
+    #[error("{0}")]
+    Required(String),
 }
 
 /// A bundle whose every byte checked out.
@@ -240,6 +286,10 @@ pub struct VerifiedBundle {
     pub entries: Vec<Entry>,
     /// Documents by digest.
     pub documents: BTreeMap<Digest, Vec<u8>>,
+    /// Witness co-signatures on checkpoints the bundle's checkpoint is proven to extend.
+    pub witnessed: Vec<Witnessed>,
+    /// Sizes of the anchors proven extended (witnessed or the auditor's).
+    pub extends: Vec<u64>,
 }
 
 fn lineage_kind(k: SubjectKind) -> bool {
@@ -315,11 +365,13 @@ fn select(subject: &Subject, entries: &[Entry]) -> BTreeSet<usize> {
 ///
 /// # Errors
 /// See [`BuildError`].
+#[allow(clippy::too_many_arguments)]
 pub fn build_bundle(
     entries: &[Vec<u8>],
     tree: &MerkleTree,
     map: &mut SubjectMap,
     note: &SignedNote,
+    anchors: &[SignedNote],
     verifier: &NoteVerifier,
     subject: &Subject,
     document: impl Fn(&Digest) -> Option<Vec<u8>>,
@@ -400,6 +452,25 @@ pub fn build_bundle(
     log_only
         .signatures
         .retain(|s| s.name == verifier.name && s.key_id == verifier.key_id);
+    let mut anchored = Vec::with_capacity(anchors.len());
+    for a in anchors {
+        let acp = a
+            .checkpoint()
+            .map_err(|e| BuildError::Checkpoint(format!("an earlier checkpoint: {e}")))?;
+        if acp.size > cp.size || tree.root_at(acp.size).ok() != Some(acp.root) {
+            return Err(BuildError::Checkpoint(format!(
+                "the log does not extend the earlier checkpoint at size {}: history was rewritten",
+                acp.size
+            )));
+        }
+        let proof = tree
+            .consistency_proof(acp.size, cp.size)
+            .map_err(|e| BuildError::Checkpoint(e.to_string()))?;
+        anchored.push(Anchor {
+            checkpoint: a.to_text(),
+            proof: proof.iter().map(hex::encode).collect(),
+        });
+    }
     Ok(Bundle {
         format: FORMAT.to_owned(),
         subject: subject.clone(),
@@ -407,6 +478,7 @@ pub fn build_bundle(
         entries: out_entries,
         documents,
         subject_map: MapProofDoc::from_proof(&map_proof),
+        anchors: anchored,
     })
 }
 
@@ -423,6 +495,20 @@ pub fn encode_bundle(b: &Bundle) -> Result<Vec<u8>, BuildError> {
 /// # Errors
 /// The first problem found; see [`BundleError`].
 pub fn verify_bundle(bytes: &[u8], verifier: &NoteVerifier) -> Result<VerifiedBundle, BundleError> {
+    verify_bundle_with(bytes, verifier, &Require::default())
+}
+
+/// Verify a bundle offline with the ledger's public key, and require what `require` names:
+/// witness co-signatures, and an auditor's earlier checkpoint, each on a checkpoint the bundle's
+/// checkpoint is proven to extend.
+///
+/// # Errors
+/// The first problem found; see [`BundleError`].
+pub fn verify_bundle_with(
+    bytes: &[u8],
+    verifier: &NoteVerifier,
+    require: &Require,
+) -> Result<VerifiedBundle, BundleError> {
     let b: Bundle = serde_json::from_slice(bytes).map_err(|e| BundleError::Parse(e.to_string()))?;
     let canon = canonical::to_vec_of(&b).map_err(|e| BundleError::Parse(e.to_string()))?;
     if canon != bytes {
@@ -564,13 +650,94 @@ pub fn verify_bundle(bytes: &[u8], verifier: &NoteVerifier) -> Result<VerifiedBu
             });
         }
     }
+    let (witnessed, extends) = check_anchors(&b.anchors, verifier, &cp, require)?;
     Ok(VerifiedBundle {
         subject: b.subject,
         checkpoint: cp,
         signer: format!("{} ({})", verifier.name, hex::encode(verifier.key_id)),
         entries,
         documents,
+        witnessed,
+        extends,
     })
+}
+
+/// Every anchor is signed by the log and proven extended by `cp`; then what `require` names holds.
+fn check_anchors(
+    anchors: &[Anchor],
+    verifier: &NoteVerifier,
+    cp: &Checkpoint,
+    require: &Require,
+) -> Result<(Vec<Witnessed>, Vec<u64>), BundleError> {
+    let mut proven: Vec<(SignedNote, Checkpoint)> = Vec::with_capacity(anchors.len());
+    for a in anchors {
+        let bad = |size: u64, why: String| BundleError::Anchor { size, why };
+        let note = SignedNote::parse(&a.checkpoint).map_err(|e| bad(0, e.to_string()))?;
+        let acp = note.checkpoint().map_err(|e| bad(0, e.to_string()))?;
+        note.verify(verifier)
+            .map_err(|e| bad(acp.size, format!("log signature: {e}")))?;
+        let proof = a
+            .proof
+            .iter()
+            .map(|h| hash_hex(h))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|why| bad(acp.size, format!("consistency proof {why}")))?;
+        crate::merkle::verify_consistency(acp.size, cp.size, &acp.root, &cp.root, &proof).map_err(
+            |e| {
+                bad(
+                    acp.size,
+                    format!("the bundle's checkpoint does not extend it: {e}"),
+                )
+            },
+        )?;
+        proven.push((note, acp));
+    }
+    let mut witnessed = Vec::new();
+    for w in &require.witnesses {
+        let found = proven
+            .iter()
+            .filter_map(|(n, acp)| {
+                n.verified_signature(w)
+                    .ok()
+                    .map(|s| (acp.size, s.timestamp))
+            })
+            .max_by_key(|(size, _)| *size);
+        match found {
+            Some((size, at)) => witnessed.push(Witnessed {
+                witness: w.name.clone(),
+                size,
+                at: at.unwrap_or(0),
+            }),
+            None => {
+                return Err(BundleError::Required(format!(
+                    "no checkpoint the bundle extends is co-signed by witness {} ({}); ask it with `tidegate audit witness --url`, then write the bundle again",
+                    w.name,
+                    hex::encode(w.key_id)
+                )))
+            }
+        }
+    }
+    // Co-signatures the bundle carries by keys not asked for are not reported: unverified.
+    if let Some(since) = &require.since {
+        let scp = since
+            .checkpoint()
+            .map_err(|e| BundleError::Required(format!("--since: {e}")))?;
+        since.verify(verifier).map_err(|e| {
+            BundleError::Required(format!("--since: not signed by the ledger key: {e}"))
+        })?;
+        let extends = (scp.size == cp.size && scp.root == cp.root)
+            || proven
+                .iter()
+                .any(|(_, a)| a.size == scp.size && a.root == scp.root);
+        if !extends {
+            return Err(BundleError::Required(format!(
+                "the bundle does not prove that its checkpoint (size {}) extends the one kept (size {}): write it with `--since` that checkpoint; if it was, history was rewritten",
+                cp.size, scp.size
+            )));
+        }
+    }
+    let extends = proven.iter().map(|(_, a)| a.size).collect();
+    Ok((witnessed, extends))
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ` for unix milliseconds (proleptic Gregorian, UTC).
@@ -633,6 +800,15 @@ pub fn summary(v: &VerifiedBundle) -> String {
         v.entries.len(),
         v.documents.len()
     );
+    for w in &v.witnessed {
+        let _ = writeln!(
+            s,
+            "  witnessed: witness {} co-signed the checkpoint at size {} at {}; this checkpoint extends it (consistency proven)",
+            w.witness,
+            w.size,
+            format_time(w.at.saturating_mul(1000))
+        );
+    }
     let _ = writeln!(
         s,
         "  complete: these are all {} entries the ledger holds about {} {} up to size {} (proven by the signed subject map)",

@@ -16,8 +16,9 @@
 //! ([`crate::subjects`]), which lets an evidence bundle prove it holds every entry about its
 //! subject. Other extension lines are refused, so every byte of a checkpoint is checked.
 //!
-//! A witness co-signs by adding its own ed25519 signature line over the same body (a plain
-//! signed-note signature; the timestamped C2SP `cosignature/v1` form is not implemented).
+//! A witness co-signs in the C2SP `cosignature/v1` form: its key has algorithm byte 0x04, and its
+//! signature line carries `key id (4) || timestamp (8, big-endian seconds) || ed25519 signature
+//! (64)` over `cosignature/v1\ntime <timestamp>\n` followed by the checkpoint body.
 //! Everything here is pure: keys are passed in, nothing is read from disk.
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -31,6 +32,8 @@ use crate::merkle::Hash;
 const SIG_PREFIX: &str = "\u{2014} ";
 /// Algorithm byte for ed25519 in signed-note key hashes.
 const ALG_ED25519: u8 = 0x01;
+/// Algorithm byte of C2SP `cosignature/v1` witness keys (ed25519 over a timestamped message).
+pub const ALG_COSIGNATURE_V1: u8 = 0x04;
 
 /// Why a checkpoint, note or key could not be parsed, signed or verified.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -243,6 +246,8 @@ pub struct NoteSignature {
     pub key_id: [u8; 4],
     /// The signature bytes.
     pub sig: [u8; 64],
+    /// The timestamp of a `cosignature/v1` line (Unix seconds); `None` for a plain signature.
+    pub timestamp: Option<u64>,
 }
 
 /// A signed note: a text body and one or more signatures over it.
@@ -282,19 +287,27 @@ impl SignedNote {
             if B64.encode(&raw) != b64 {
                 return Err(CheckpointError::Note("signature base64 is not canonical"));
             }
-            if raw.len() != 68 {
-                return Err(CheckpointError::Note(
-                    "ed25519 signature must be 4 + 64 bytes",
-                ));
-            }
+            let (timestamp, sig_at) =
+                match raw.len() {
+                    68 => (None, 4),
+                    76 => {
+                        let mut t = [0u8; 8];
+                        t.copy_from_slice(&raw[4..12]);
+                        (Some(u64::from_be_bytes(t)), 12)
+                    }
+                    _ => return Err(CheckpointError::Note(
+                        "signature must be 4 + 64 bytes (ed25519) or 4 + 8 + 64 (cosignature/v1)",
+                    )),
+                };
             let mut key_id = [0u8; 4];
             key_id.copy_from_slice(&raw[..4]);
             let mut sig = [0u8; 64];
-            sig.copy_from_slice(&raw[4..]);
+            sig.copy_from_slice(&raw[sig_at..]);
             signatures.push(NoteSignature {
                 name: name.to_owned(),
                 key_id,
                 sig,
+                timestamp,
             });
         }
         if signatures.is_empty() {
@@ -312,8 +325,11 @@ impl SignedNote {
         let mut out = self.body.clone();
         out.push('\n');
         for s in &self.signatures {
-            let mut raw = Vec::with_capacity(68);
+            let mut raw = Vec::with_capacity(76);
             raw.extend_from_slice(&s.key_id);
+            if let Some(t) = s.timestamp {
+                raw.extend_from_slice(&t.to_be_bytes());
+            }
             raw.extend_from_slice(&s.sig);
             out.push_str(SIG_PREFIX);
             out.push_str(&s.name);
@@ -330,6 +346,18 @@ impl SignedNote {
     /// [`CheckpointError::NoSignature`] when no line names the key, [`CheckpointError::BadSignature`]
     /// when the lines that do fail to verify.
     pub fn verify(&self, verifier: &NoteVerifier) -> Result<(), CheckpointError> {
+        self.verified_signature(verifier).map(|_| ())
+    }
+
+    /// As [`SignedNote::verify`], returning the verified line: for a witness's
+    /// `cosignature/v1` key, its timestamp says when the witness co-signed.
+    ///
+    /// # Errors
+    /// As [`SignedNote::verify`].
+    pub fn verified_signature(
+        &self,
+        verifier: &NoteVerifier,
+    ) -> Result<&NoteSignature, CheckpointError> {
         let mut seen = false;
         for s in self
             .signatures
@@ -337,12 +365,17 @@ impl SignedNote {
             .filter(|s| s.name == verifier.name && s.key_id == verifier.key_id)
         {
             seen = true;
+            let message = match (verifier.alg, s.timestamp) {
+                (ALG_COSIGNATURE_V1, Some(t)) => cosigned_message(&self.body, t),
+                (ALG_ED25519, None) => self.body.clone(),
+                _ => continue,
+            };
             if verifier
                 .key
-                .verify_strict(self.body.as_bytes(), &Signature::from_bytes(&s.sig))
+                .verify_strict(message.as_bytes(), &Signature::from_bytes(&s.sig))
                 .is_ok()
             {
-                return Ok(());
+                return Ok(s);
             }
         }
         if seen {
@@ -355,6 +388,15 @@ impl SignedNote {
                 key_id: hex::encode(verifier.key_id),
             })
         }
+    }
+
+    /// Add a witness's `cosignature/v1` line made at `time` (Unix seconds), replacing an earlier
+    /// one by the same key. `signer` must be a cosigner ([`NoteSigner::cosigner_from_seed`]).
+    pub fn add_cosignature(&mut self, signer: &NoteSigner, time: u64) {
+        let sig = signer.cosign_body(&self.body, time);
+        self.signatures
+            .retain(|s| !(s.name == sig.name && s.key_id == sig.key_id));
+        self.signatures.push(sig);
     }
 
     /// Add `signer`'s signature (replacing an earlier one by the same key).
@@ -381,13 +423,23 @@ fn check_name(name: &str) -> Result<(), CheckpointError> {
     Ok(())
 }
 
+/// The message a `cosignature/v1` signature covers.
+fn cosigned_message(body: &str, time: u64) -> String {
+    format!("cosignature/v1\ntime {time}\n{body}")
+}
+
 /// Signed-note key id: first 4 bytes of `SHA-256(name || "\n" || 0x01 || pubkey)`.
 #[must_use]
 pub fn key_id(name: &str, key: &VerifyingKey) -> [u8; 4] {
+    key_id_of(name, ALG_ED25519, key)
+}
+
+/// Key id for algorithm `alg`: first 4 bytes of `SHA-256(name || "\n" || alg || pubkey)`.
+fn key_id_of(name: &str, alg: u8, key: &VerifyingKey) -> [u8; 4] {
     let mut h = Sha256::new();
     h.update(name.as_bytes());
     h.update(b"\n");
-    h.update([ALG_ED25519]);
+    h.update([alg]);
     h.update(key.as_bytes());
     let d = h.finalize();
     [d[0], d[1], d[2], d[3]]
@@ -398,6 +450,7 @@ pub fn key_id(name: &str, key: &VerifyingKey) -> [u8; 4] {
 pub struct NoteSigner {
     name: String,
     key: SigningKey,
+    alg: u8,
 }
 
 impl std::fmt::Debug for NoteSigner {
@@ -418,7 +471,24 @@ impl NoteSigner {
         Ok(Self {
             name: name.to_owned(),
             key: SigningKey::from_bytes(seed),
+            alg: ALG_ED25519,
         })
+    }
+
+    /// A witness's `cosignature/v1` signer from a 32-byte seed.
+    ///
+    /// # Errors
+    /// [`CheckpointError::KeyName`] for an unusable name.
+    pub fn cosigner_from_seed(name: &str, seed: &[u8; 32]) -> Result<Self, CheckpointError> {
+        let mut s = Self::from_seed(name, seed)?;
+        s.alg = ALG_COSIGNATURE_V1;
+        Ok(s)
+    }
+
+    /// Whether this is a witness's `cosignature/v1` key.
+    #[must_use]
+    pub fn is_cosigner(&self) -> bool {
+        self.alg == ALG_COSIGNATURE_V1
     }
 
     /// Parse `PRIVATE+KEY+name+hexkeyid+base64(0x01||seed)`.
@@ -430,11 +500,12 @@ impl NoteSigner {
             .trim_end()
             .strip_prefix("PRIVATE+KEY+")
             .ok_or(CheckpointError::Key("not a PRIVATE+KEY"))?;
-        let (name, id, raw) = split_key(rest)?;
+        let (name, id, alg, raw) = split_key(rest)?;
         let seed: [u8; 32] = raw
             .try_into()
             .map_err(|_| CheckpointError::Key("seed must be 32 bytes"))?;
-        let signer = Self::from_seed(name, &seed)?;
+        let mut signer = Self::from_seed(name, &seed)?;
+        signer.alg = alg;
         if signer.verifier().key_id != id {
             return Err(CheckpointError::Key("key id does not match the key"));
         }
@@ -444,7 +515,7 @@ impl NoteSigner {
     /// The private key text (keep secret).
     #[must_use]
     pub fn to_private_text(&self) -> String {
-        let mut raw = vec![ALG_ED25519];
+        let mut raw = vec![self.alg];
         raw.extend_from_slice(&self.key.to_bytes());
         format!(
             "PRIVATE+KEY+{}+{}+{}",
@@ -460,8 +531,9 @@ impl NoteSigner {
         let key = self.key.verifying_key();
         NoteVerifier {
             name: self.name.clone(),
-            key_id: key_id(&self.name, &key),
+            key_id: key_id_of(&self.name, self.alg, &key),
             key,
+            alg: self.alg,
         }
     }
 
@@ -479,6 +551,19 @@ impl NoteSigner {
             name: self.name.clone(),
             key_id: self.verifier().key_id,
             sig: sig.to_bytes(),
+            timestamp: None,
+        }
+    }
+
+    /// A `cosignature/v1` line over a note body at `time` (Unix seconds).
+    #[must_use]
+    pub fn cosign_body(&self, body: &str, time: u64) -> NoteSignature {
+        let sig = self.key.sign(cosigned_message(body, time).as_bytes());
+        NoteSignature {
+            name: self.name.clone(),
+            key_id: self.verifier().key_id,
+            sig: sig.to_bytes(),
+            timestamp: Some(time),
         }
     }
 
@@ -503,6 +588,8 @@ pub struct NoteVerifier {
     pub key_id: [u8; 4],
     /// The public key.
     pub key: VerifyingKey,
+    /// Its algorithm byte: 0x01 (ed25519 note signatures) or 0x04 (`cosignature/v1`).
+    pub alg: u8,
 }
 
 impl NoteVerifier {
@@ -511,27 +598,28 @@ impl NoteVerifier {
     /// # Errors
     /// When the text is not a verifier key or its key id does not match.
     pub fn parse(text: &str) -> Result<Self, CheckpointError> {
-        let (name, id, raw) = split_key(text.trim_end())?;
+        let (name, id, alg, raw) = split_key(text.trim_end())?;
         check_name(name)?;
         let pk: [u8; 32] = raw
             .try_into()
             .map_err(|_| CheckpointError::Key("public key must be 32 bytes"))?;
         let key = VerifyingKey::from_bytes(&pk)
             .map_err(|_| CheckpointError::Key("not an ed25519 public key"))?;
-        if key_id(name, &key) != id {
+        if key_id_of(name, alg, &key) != id {
             return Err(CheckpointError::Key("key id does not match the key"));
         }
         Ok(Self {
             name: name.to_owned(),
             key_id: id,
             key,
+            alg,
         })
     }
 
     /// The verifier key text.
     #[must_use]
     pub fn to_text(&self) -> String {
-        let mut raw = vec![ALG_ED25519];
+        let mut raw = vec![self.alg];
         raw.extend_from_slice(self.key.as_bytes());
         format!(
             "{}+{}+{}",
@@ -542,8 +630,11 @@ impl NoteVerifier {
     }
 }
 
-/// Split `name+hexid+base64(0x01||key)` into its parts (algorithm byte checked and removed).
-fn split_key(s: &str) -> Result<(&str, [u8; 4], Vec<u8>), CheckpointError> {
+/// Split `name+hexid+base64(alg||key)` into its parts (algorithm byte checked: 0x01 or 0x04).
+/// A key text's parts: name, key id, algorithm byte, key bytes.
+type KeyParts<'a> = (&'a str, [u8; 4], u8, Vec<u8>);
+
+fn split_key(s: &str) -> Result<KeyParts<'_>, CheckpointError> {
     // The base64 key may itself contain '+', so only the first two '+' separate fields.
     let mut parts = s.splitn(3, '+');
     let (Some(name), Some(id_hex), Some(b64)) = (parts.next(), parts.next(), parts.next()) else {
@@ -557,9 +648,11 @@ fn split_key(s: &str) -> Result<(&str, [u8; 4], Vec<u8>), CheckpointError> {
         .decode(b64)
         .map_err(|_| CheckpointError::Key("key is not base64"))?;
     match raw.split_first() {
-        Some((&ALG_ED25519, key)) => Ok((name, id, key.to_vec())),
+        Some((&alg, key)) if alg == ALG_ED25519 || alg == ALG_COSIGNATURE_V1 => {
+            Ok((name, id, alg, key.to_vec()))
+        }
         _ => Err(CheckpointError::Key(
-            "only ed25519 (algorithm 0x01) keys are supported",
+            "only ed25519 (0x01) and cosignature/v1 (0x04) keys are supported",
         )),
     }
 }

@@ -7,6 +7,7 @@ use std::fs;
 use std::path::Path;
 
 use crate::bundle::{build_bundle, BuildError, Bundle};
+use crate::checkpoint::{NoteVerifier, SignedNote};
 use crate::entry::Subject;
 use crate::keys::{self, KeyError};
 use crate::ledger::{document_path, key_path, ledger_dir, read_sealed, OpenError, SealError};
@@ -36,6 +37,20 @@ pub enum EvidenceError {
 /// # Errors
 /// See [`EvidenceError`].
 pub fn bundle_for(data_dir: &Path, subject: &Subject) -> Result<Bundle, EvidenceError> {
+    bundle_since(data_dir, subject, None)
+}
+
+/// As [`bundle_for`], anchored also to `since` (a checkpoint an auditor kept): the bundle proves
+/// its checkpoint extends it. The newest stored checkpoint a witness co-signed is always an
+/// anchor.
+///
+/// # Errors
+/// See [`EvidenceError`]; a log that does not extend `since` is refused.
+pub fn bundle_since(
+    data_dir: &Path,
+    subject: &Subject,
+    since: Option<&SignedNote>,
+) -> Result<Bundle, EvidenceError> {
     let kp = key_path(data_dir);
     if !kp.exists() {
         let source = std::io::Error::new(
@@ -54,15 +69,35 @@ pub fn bundle_for(data_dir: &Path, subject: &Subject) -> Result<Bundle, Evidence
         );
     }
     let (note, _) = sealed.sealed.latest.ok_or(EvidenceError::Empty)?;
+    let mut anchors: Vec<SignedNote> = witnessed_checkpoint(data_dir, &verifier)
+        .into_iter()
+        .collect();
+    anchors.extend(since.cloned());
     let mut log = sealed.log;
     let bundle = build_bundle(
         &log.entries,
         &log.tree,
         &mut log.subjects,
         &note,
+        &anchors,
         &verifier,
         subject,
         |d| fs::read(document_path(data_dir, d)).ok(),
     )?;
     Ok(bundle)
+}
+
+/// The newest stored checkpoint that carries a signature besides the log's (a witness's
+/// co-signature); stored checkpoints were checked against the log by [`read_sealed`].
+fn witnessed_checkpoint(data_dir: &Path, verifier: &NoteVerifier) -> Option<SignedNote> {
+    let dir = ledger_dir(data_dir);
+    let files = crate::ledger::list_checkpoints(&dir).ok()?;
+    files.iter().rev().find_map(|(path, _)| {
+        let note = SignedNote::parse(&fs::read_to_string(path).ok()?).ok()?;
+        let others = note
+            .signatures
+            .iter()
+            .any(|s| !(s.name == verifier.name && s.key_id == verifier.key_id));
+        (others && note.verify(verifier).is_ok()).then_some(note)
+    })
 }

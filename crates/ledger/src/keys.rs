@@ -61,6 +61,38 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> KeyError + '_ {
 /// # Errors
 /// When the file cannot be read, created, parsed, or is readable by group/others.
 pub fn load_or_create_signer(path: &Path, name_prefix: &str) -> Result<NoteSigner, KeyError> {
+    load_or_create(path, name_prefix, false)
+}
+
+/// As [`load_or_create_signer`], for a witness: the key created is a C2SP `cosignature/v1` key,
+/// and an existing key file must hold one.
+///
+/// # Errors
+/// As [`load_or_create_signer`]; [`KeyError::Parse`] for a key of another kind.
+pub fn load_or_create_cosigner(path: &Path, name_prefix: &str) -> Result<NoteSigner, KeyError> {
+    load_or_create(path, name_prefix, true)
+}
+
+fn load_or_create(path: &Path, name_prefix: &str, cosigner: bool) -> Result<NoteSigner, KeyError> {
+    let signer = load_or_create_any(path, name_prefix, cosigner)?;
+    if signer.is_cosigner() != cosigner {
+        return Err(KeyError::Parse {
+            path: path.to_owned(),
+            source: crate::checkpoint::CheckpointError::Key(if cosigner {
+                "not a witness (cosignature/v1) key"
+            } else {
+                "a witness (cosignature/v1) key cannot sign notes"
+            }),
+        });
+    }
+    Ok(signer)
+}
+
+fn load_or_create_any(
+    path: &Path,
+    name_prefix: &str,
+    cosigner: bool,
+) -> Result<NoteSigner, KeyError> {
     match fs::read_to_string(path) {
         Ok(text) => {
             let mode = fs::metadata(path).map_err(io(path))?.permissions().mode() & 0o777;
@@ -75,7 +107,9 @@ pub fn load_or_create_signer(path: &Path, name_prefix: &str) -> Result<NoteSigne
                 source,
             })
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_signer(path, name_prefix),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            create_signer(path, name_prefix, cosigner)
+        }
         Err(e) => Err(KeyError::Io {
             path: path.to_owned(),
             source: e,
@@ -83,7 +117,7 @@ pub fn load_or_create_signer(path: &Path, name_prefix: &str) -> Result<NoteSigne
     }
 }
 
-fn create_signer(path: &Path, name_prefix: &str) -> Result<NoteSigner, KeyError> {
+fn create_signer(path: &Path, name_prefix: &str, cosigner: bool) -> Result<NoteSigner, KeyError> {
     // A bare file name lives in the current directory.
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -95,7 +129,12 @@ fn create_signer(path: &Path, name_prefix: &str) -> Result<NoteSigner, KeyError>
     let mut tag = [0u8; 4];
     getrandom::fill(&mut tag).map_err(|e| KeyError::Random(e.to_string()))?;
     let name = format!("{name_prefix}/{}", hex::encode(tag));
-    let signer = NoteSigner::from_seed(&name, &seed).map_err(|source| KeyError::Parse {
+    let signer = if cosigner {
+        NoteSigner::cosigner_from_seed(&name, &seed)
+    } else {
+        NoteSigner::from_seed(&name, &seed)
+    }
+    .map_err(|source| KeyError::Parse {
         path: path.to_owned(),
         source,
     })?;

@@ -14,6 +14,7 @@
 //! - [`ledger`]: segment files, group commit, torn-tail repair, checkpoints on disk (I/O).
 //! - [`keys`]: key files (I/O).
 //! - [`verify`]: full verification of a ledger directory (I/O shell over the pure checks).
+//! - [`witness`]: the C2SP tlog-witness protocol: co-sign only consistent extensions (pure).
 //! - [`pg`]: the ledger in PostgreSQL: same entries, hashing, checkpoints and verification.
 //! - [`backend`]: [`backend::open_ledger`], choosing the file or the PostgreSQL ledger.
 //! - [`bundle`]: evidence bundles: building, offline verification, plain summary (pure).
@@ -37,6 +38,7 @@ pub mod retention;
 pub mod segment;
 pub mod subjects;
 pub mod verify;
+pub mod witness;
 
 pub use backend::{open_ledger, AnyLedger, LedgerTarget};
 pub use checkpoint::{Checkpoint, NoteSigner, NoteVerifier, SignedNote};

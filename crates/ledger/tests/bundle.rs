@@ -299,6 +299,8 @@ fn changing_any_single_byte_fails_verification() {
                 BundleError::Document { .. } => "document",
                 BundleError::Subject(_) => "subject",
                 BundleError::Incomplete(_) => "incomplete",
+                BundleError::Anchor { .. } => "anchor",
+                BundleError::Required(_) => "required",
             };
             *kinds.entry(kind).or_default() += 1;
         }

@@ -71,7 +71,7 @@ fn only_invalid(dir: &Path) -> (u32, String, String) {
 #[test]
 fn the_example_declares_teams_classes_and_a_hierarchy() {
     let (_, s) = load_fleet_with_scheduling(&examples().join("fleet")).unwrap();
-    assert_eq!(s.teams.len(), 4);
+    assert_eq!(s.teams.len(), 6);
     assert_eq!(
         s.team("radiology-ai").unwrap().nominal.get("public"),
         Some(&64)

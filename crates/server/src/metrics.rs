@@ -36,6 +36,8 @@ pub struct Metrics {
     pub submissions: Family<Labels, Counter>,
     /// 1 while this replica holds the scheduler lease.
     pub leader: Gauge,
+    /// Times this replica took the scheduler lease (a leader that keeps it takes it once).
+    pub lease_taken: Counter,
     /// HTTP connections being served.
     pub http_connections: Gauge,
 }
@@ -59,6 +61,7 @@ impl Metrics {
         let decision_latency = Histogram::new(exponential_buckets(0.000_01, 4.0, 10));
         let submissions = Family::<Labels, Counter>::default();
         let leader = Gauge::default();
+        let lease_taken = Counter::default();
         let http_connections = Gauge::default();
         registry.register(
             "queue_depth",
@@ -98,6 +101,11 @@ impl Metrics {
             leader.clone(),
         );
         registry.register(
+            "scheduler_leases_taken",
+            "Times this replica took the scheduler lease",
+            lease_taken.clone(),
+        );
+        registry.register(
             "http_connections",
             "HTTP connections being served (at most the configured bound)",
             http_connections.clone(),
@@ -113,6 +121,7 @@ impl Metrics {
             decision_latency,
             submissions,
             leader,
+            lease_taken,
             http_connections,
         }
     }

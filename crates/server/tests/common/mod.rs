@@ -176,12 +176,34 @@ impl TestServer {
         http: HttpLimits,
         store: Option<std::sync::Arc<dyn tidegate_store::Store>>,
     ) -> Self {
+        Self::start_lease(
+            fleet_dir,
+            burst_queue_depth,
+            executors,
+            agent_zones,
+            http,
+            store,
+            LoopConfig::default().lease_ttl,
+        )
+    }
+
+    /// As [`Self::start_store`], with the scheduler lease's time to live.
+    pub fn start_lease(
+        fleet_dir: &Path,
+        burst_queue_depth: usize,
+        executors: std::collections::BTreeMap<String, std::sync::Arc<dyn tidegate_exec::Executor>>,
+        agent_zones: Vec<String>,
+        http: HttpLimits,
+        store: Option<std::sync::Arc<dyn tidegate_store::Store>>,
+        lease_ttl: Duration,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let keys = RootKeyStore::new(&dir.path().join("keys"));
         keys.rotate(now() - 7200, 30).unwrap();
         let mut loop_cfg = LoopConfig {
             tick: Duration::from_millis(50),
             time_scale: 3600.0 * 100.0,
+            lease_ttl,
             ..LoopConfig::default()
         };
         loop_cfg.sched.burst_queue_depth = burst_queue_depth;

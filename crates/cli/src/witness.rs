@@ -1,0 +1,71 @@
+//! `tidegate witness`: run a witness for one or more evidence ledgers, speaking the C2SP
+//! tlog-witness protocol over HTTP, with its own key and state (never the control plane's).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use miette::{miette, IntoDiagnostic as _};
+use tidegate_ledger::keys;
+use tidegate_ledger::witness::Witness;
+
+/// Arguments of `tidegate witness` (its help is on the command, in `main.rs`).
+#[derive(Debug, clap::Args)]
+pub struct WitnessArgs {
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7380")]
+    pub listen: SocketAddr,
+    /// The witness's private key file (created with mode 0600 if missing; its public key is
+    /// written next to it as `.pub`: give that to auditors).
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+    /// Where the witness keeps, per log, the newest checkpoint it co-signed (default: the key
+    /// file with extension `.state`). Lose it and the witness would co-sign a cut history.
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+    /// Public key file of a ledger this witness follows (repeatable): the control plane's
+    /// `<data-dir>/keys/ledger.pub`.
+    #[arg(long = "follow", value_name = "PUBKEY", required = true)]
+    pub logs: Vec<PathBuf>,
+}
+
+/// Run the witness until interrupted.
+///
+/// # Errors
+/// A key that cannot be read or created, a state file that does not parse, an address in use.
+pub fn run(a: &WitnessArgs) -> miette::Result<()> {
+    let key = keys::load_or_create_cosigner(&a.key, "tidegate-witness").into_diagnostic()?;
+    let mut logs = BTreeMap::new();
+    for path in &a.logs {
+        let v = keys::load_verifier(path).into_diagnostic()?;
+        logs.insert(v.name.clone(), v);
+    }
+    let state = a
+        .state
+        .clone()
+        .unwrap_or_else(|| a.key.with_extension("state"));
+    let public = key.verifier().to_text();
+    let names: Vec<String> = logs.keys().cloned().collect();
+    let witness = Witness { key, logs };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .into_diagnostic()?;
+    rt.block_on(async move {
+        let server = tidegate_server::witness::start(a.listen, witness, &state, unix_now)
+            .await
+            .map_err(|e| miette!("{e}"))?;
+        println!("witness listening on {}", server.url);
+        println!("witness key (give it to auditors): {public}");
+        println!("following: {}", names.join(", "));
+        crate::up::wait_for_signal().await;
+        server.shutdown().await;
+        Ok(())
+    })
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
