@@ -78,6 +78,7 @@ pub fn read_with_token(
                 zone: zone.to_owned(),
                 reason: e.to_string(),
                 code: refusal_code(&e).to_owned(),
+                token_id: Verifier::claimed_token_id(token),
                 at: now,
             })?;
             return Err(ArtifactError::TokenRefused {
@@ -93,6 +94,7 @@ pub fn read_with_token(
             zone: zone.to_owned(),
             reason: why.clone(),
             code: ZONE_NOT_ALLOWED.to_owned(),
+            token_id: Some(grant.claims.revocation_id.clone()),
             at: now,
         })?;
         return Err(ArtifactError::TokenRefused {

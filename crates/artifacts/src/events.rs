@@ -110,6 +110,10 @@ pub enum ArtifactEvent {
         /// Why, as a short identifier (`token-expired`, `request-denied`, ...).
         #[serde(default)]
         code: String,
+        /// The id the refused token carries (verified when the token was valid but not allowed
+        /// there; only claimed when it did not verify); `None` when it does not even parse.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token_id: Option<String>,
         /// When (Unix seconds).
         at: u64,
     },

@@ -366,21 +366,35 @@ pub fn entry_for(
                 subjects,
             )
         }
-        ArtifactEvent::TokenRefused { zone, code, .. } => {
+        ArtifactEvent::TokenRefused {
+            zone,
+            code,
+            token_id,
+            ..
+        } => {
             let zone = ident_or(zone, "unrecognised-zone")?;
-            let subjects = vec![
+            // A token id that is no identifier (a forged one) is left unnamed, never cut.
+            let token_id = token_id.as_deref().and_then(|t| Ident::new(t).ok());
+            let mut subjects = vec![
                 subject,
                 Subject {
                     kind: SubjectKind::Zone,
                     id: zone.clone(),
                 },
             ];
+            if let Some(t) = &token_id {
+                subjects.push(Subject {
+                    kind: SubjectKind::Token,
+                    id: t.clone(),
+                });
+            }
             (
                 service,
                 Action::TokenRefused {
                     resource: artifact,
                     zone,
                     reason: ident_or(code, "token-refused")?,
+                    token_id,
                 },
                 subjects,
             )
@@ -659,9 +673,18 @@ mod tests {
             zone: "us public".into(),
             reason: "token expired: valid until 5".into(),
             code: "token-expired".into(),
+            token_id: Some("0a1b2c".into()),
             at: 1,
         };
         let draft = entry_for(&e, Some(ArtifactKind::Checkpoint)).unwrap();
+        // The refused token is named, as a subject too (so its evidence bundle holds it).
+        assert!(
+            matches!(&draft.action, Action::TokenRefused { token_id: Some(t), .. } if t.as_str() == "0a1b2c")
+        );
+        assert!(draft
+            .subjects
+            .iter()
+            .any(|s| s.kind == SubjectKind::Token && s.id.as_str() == "0a1b2c"));
         assert!(
             matches!(&draft.action, Action::TokenRefused { zone, reason, .. }
             if zone.as_str() == "unrecognised-zone" && reason.as_str() == "token-expired")

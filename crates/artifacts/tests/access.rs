@@ -139,6 +139,13 @@ fn job_token_reads_its_checkpoint_only_and_uses_are_recorded() {
         .count();
     assert_eq!(uses.len(), 1);
     assert_eq!(refusals, 3);
+    // Every refusal names the token refused: the same id its valid use was recorded under.
+    let used_id = tidegate_identity::Verifier::claimed_token_id(&token).unwrap();
+    assert!(events.iter().all(|e| match e {
+        ArtifactEvent::TokenRefused { token_id, .. } =>
+            token_id.as_deref() == Some(used_id.as_str()),
+        _ => true,
+    }));
     match uses[0] {
         ArtifactEvent::TokenUse {
             subject,

@@ -239,6 +239,14 @@ impl Verifier {
         &self.keyring
     }
 
+    /// The id (first revocation identifier, hex) a token *claims*, without verifying anything:
+    /// for naming a refused token in evidence (it may be forged). `None` when it does not parse.
+    #[must_use]
+    pub fn claimed_token_id(token: &str) -> Option<String> {
+        let unverified = UnverifiedBiscuit::from_base64(token.trim()).ok()?;
+        unverified.revocation_identifiers().first().map(hex::encode)
+    }
+
     /// Checks the signature chain, the root key (known, not revoked, in its window at `now`)
     /// and the token revocation list. Does not check expiry or rights.
     fn verify(&self, token: &str, now: u64) -> Result<(Biscuit, u32), IdentityError> {

@@ -886,8 +886,9 @@ pub fn summary(v: &VerifiedBundle) -> String {
             Action::TokenUsed { token_id, resource, zone } => moved.push(format!(
                 "{at} [{idx}] {what}: {resource} read from zone {zone} with token {token_id}, by {who}"
             )),
-            Action::TokenRefused { resource, zone, reason } => moved.push(format!(
-                "{at} [{idx}] {what}: read of {resource} from zone {zone} REFUSED ({reason})"
+            Action::TokenRefused { resource, zone, reason, token_id } => moved.push(format!(
+                "{at} [{idx}] {what}: read of {resource} from zone {zone} REFUSED ({reason}){}",
+                token_id.as_ref().map(|t| format!(", token {t}")).unwrap_or_default()
             )),
             a => other.push(format!("{at} [{idx}] {} by {who} ({what})", a.name())),
         }

@@ -619,6 +619,10 @@ pub enum Action {
         zone: Ident,
         /// Why, as a code (`token-expired`, `token-request-denied`, ...).
         reason: Ident,
+        /// The refused token's id (only as claimed, when the token did not verify); absent when
+        /// the token does not parse at all.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token_id: Option<Ident>,
     },
     /// A policy set was loaded or changed.
     #[serde(rename = "policy.loaded")]

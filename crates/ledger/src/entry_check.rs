@@ -149,7 +149,12 @@ fn schema(ty: &[u8]) -> Option<Fields> {
         b"checkpoint.destroyed" => &[(b"checkpoint", D), (b"method", I)],
         b"token.issued" => &[(b"token_id", I), (b"expires_ms", Int), (b"scope", L)],
         b"token.used" => &[(b"token_id", I), (b"resource", D), (b"zone", I)],
-        b"token.refused" => &[(b"resource", D), (b"zone", I), (b"reason", I)],
+        b"token.refused" => &[
+            (b"resource", D),
+            (b"zone", I),
+            (b"reason", I),
+            (b"token_id", OptIdent),
+        ],
         b"policy.loaded" => &[(b"policy_hash", D)],
         b"fleet.loaded" => &[(b"fleet_hash", D)],
         b"retention.registered" => &[(b"object", D), (b"kind", Enum(OBJECT_KIND))],

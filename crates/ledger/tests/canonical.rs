@@ -101,6 +101,7 @@ fn every_artifact_store_action_encodes_identically_both_ways() {
             resource: model.clone(),
             zone: id("us-public"),
             reason: id("token-expired"),
+            token_id: Some(id("0a1b2c3d")),
         },
     ];
     let mut names = std::collections::BTreeSet::new();

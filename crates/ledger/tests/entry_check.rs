@@ -147,6 +147,13 @@ fn actions() -> Vec<Action> {
             resource: dg("r"),
             zone: id("z"),
             reason: id("token-expired"),
+            token_id: None,
+        },
+        Action::TokenRefused {
+            resource: dg("r"),
+            zone: id("z"),
+            reason: id("token-request-denied"),
+            token_id: Some(id("a1b2c3")),
         },
         Action::PolicyLoaded {
             policy_hash: dg("p"),
