@@ -263,6 +263,33 @@ pub fn decide(
         evidence,
         policy_hash: policy.hash.clone(),
     };
+    // The floor no policy can lower: stages move one step forward (released-private then opens
+    // public and edge), and experiment-lane artifacts are never released.
+    let mut floor: Vec<(String, String)> = Vec::new();
+    if !next_stages(facts.stage).contains(&to) {
+        floor.push((
+            format!(
+                "stage order: candidate -> validated -> approved -> released-private -> released-public | released-edge; {} -> {to} skips or reverses a stage",
+                facts.stage
+            ),
+            "stage-order".to_owned(),
+        ));
+    }
+    if facts.lane == Lane::Experiment
+        && matches!(
+            to,
+            Stage::ReleasedPrivate | Stage::ReleasedPublic | Stage::ReleasedEdge
+        )
+    {
+        floor.push((
+            "experiment lane: artifacts from an experiment lane are never promoted to a release stage".to_owned(),
+            "experiment-lane".to_owned(),
+        ));
+    }
+    if !floor.is_empty() {
+        let (reasons, codes) = floor.into_iter().unzip();
+        return deny(reasons, codes, evidence);
+    }
     let request = match cedar_request(facts, &evidence, to) {
         Ok(r) => r,
         Err(e) => {
@@ -318,6 +345,17 @@ pub fn decide(
     }
     let (reasons, codes) = pairs.into_iter().unzip();
     deny(reasons, codes, evidence)
+}
+
+/// Where an artifact at `from` may be promoted to.
+fn next_stages(from: Stage) -> &'static [Stage] {
+    match from {
+        Stage::Candidate => &[Stage::Validated],
+        Stage::Validated => &[Stage::Approved],
+        Stage::Approved => &[Stage::ReleasedPrivate],
+        Stage::ReleasedPrivate => &[Stage::ReleasedPublic, Stage::ReleasedEdge],
+        Stage::ReleasedPublic | Stage::ReleasedEdge => &[],
+    }
 }
 
 type CedarInput = (Request, Entities);

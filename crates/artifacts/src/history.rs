@@ -49,7 +49,7 @@ pub struct Promotion {
 /// Everything the ledger holds about one artifact.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Trail {
-    /// The newest `artifact.stored` entry.
+    /// The first `artifact.stored` entry (what the artifact is, for good).
     pub stored: Option<Stored>,
     /// Signature envelopes recorded for it (digest → when, Unix milliseconds): only these count.
     pub envelopes: BTreeMap<String, u64>,
@@ -72,6 +72,7 @@ impl Trail {
 pub struct History {
     artifacts: BTreeMap<String, Trail>,
     promotion_policy: Option<(String, u64)>,
+    keyring: Option<String>,
 }
 
 impl History {
@@ -85,13 +86,22 @@ impl History {
     /// stage tidegate does not know.
     pub fn from_entries(entries: &[Vec<u8>], zone: Option<&str>) -> Result<Self, ArtifactError> {
         let mut h = Self::default();
+        // Ledger time: an entry is never earlier than any entry before it. A command run with
+        // its clock set back records a time the ledger's order contradicts; it counts as the
+        // latest time already recorded (so a retired key cannot sign "before" its retirement).
+        let mut clock = 0u64;
         for (i, bytes) in entries.iter().enumerate() {
+            if let Some(ts) = ts_of(bytes) {
+                clock = clock.max(ts);
+            }
             if !relevant(bytes) {
                 continue;
             }
-            let e = Entry::decode(bytes).map_err(|e| {
+            let mut e = Entry::decode(bytes).map_err(|e| {
                 ArtifactError::Evidence(format!("ledger entry {i} does not decode: {e}"))
             })?;
+            clock = clock.max(e.ts_ms);
+            e.ts_ms = clock;
             let named = e
                 .subjects
                 .iter()
@@ -118,13 +128,18 @@ impl History {
                 lane,
                 sensitive,
             } => {
-                self.trail(artifact.as_str()).stored = Some(Stored {
-                    ts_ms: e.ts_ms,
-                    kind: kind.to_string(),
-                    classification: classification.as_ref().map(ToString::to_string),
-                    lane: lane.to_string(),
-                    sensitive: *sensitive,
-                });
+                // An artifact is immutable: what it was first stored as stands. A later
+                // `artifact.stored` (its files deleted and the bytes put again) changes nothing.
+                let trail = self.trail(artifact.as_str());
+                if trail.stored.is_none() {
+                    trail.stored = Some(Stored {
+                        ts_ms: e.ts_ms,
+                        kind: kind.to_string(),
+                        classification: classification.as_ref().map(ToString::to_string),
+                        lane: lane.to_string(),
+                        sensitive: *sensitive,
+                    });
+                }
             }
             Action::ArtifactSigned {
                 artifact,
@@ -155,6 +170,9 @@ impl History {
                 self.trail(artifact.as_str()).promotions.push(p);
             }
             Action::ArtifactShredded { artifact } => self.trail(artifact.as_str()).shredded = true,
+            Action::KeyChanged {
+                keyring: Some(d), ..
+            } => self.keyring = Some(d.to_string()),
             Action::PolicyLoaded { policy_hash }
                 if e.subjects.iter().any(|s| {
                     s.kind == SubjectKind::Policy && s.id.as_str() == PROMOTION_POLICY_SUBJECT
@@ -188,6 +206,13 @@ impl History {
             .map_or(Stage::Candidate, Trail::stage)
     }
 
+    /// The digest of the signing keyring as the newest recorded key change left it, if a change
+    /// recorded one ([`crate::signing::Keyring::digest`]).
+    #[must_use]
+    pub fn keyring(&self) -> Option<&str> {
+        self.keyring.as_deref()
+    }
+
     /// The promotion policy last recorded (its hash, and when), if a change was ever recorded.
     #[must_use]
     pub fn promotion_policy(&self) -> Option<(&str, u64)> {
@@ -197,9 +222,23 @@ impl History {
     }
 }
 
+/// The `ts_ms` of a canonical entry, read without decoding it (`,"ts_ms":N,` occurs once: no
+/// string in an entry can hold a quote).
+fn ts_of(bytes: &[u8]) -> Option<u64> {
+    const MARK: &[u8] = b",\"ts_ms\":";
+    let at = bytes.windows(MARK.len()).position(|w| w == MARK)? + MARK.len();
+    let digits = bytes.get(at..)?;
+    let n = digits.iter().take_while(|c| c.is_ascii_digit()).count();
+    std::str::from_utf8(digits.get(..n)?).ok()?.parse().ok()
+}
+
 /// Whether the bytes can be an entry the history reads (a cheap look at the action's type).
 fn relevant(bytes: &[u8]) -> bool {
-    const MARKS: [&[u8]; 2] = [b"\"type\":\"artifact.", b"\"type\":\"policy.loaded\""];
+    const MARKS: [&[u8]; 3] = [
+        b"\"type\":\"artifact.",
+        b"\"type\":\"policy.loaded\"",
+        b"\"type\":\"key.changed\"",
+    ];
     MARKS
         .iter()
         .any(|m| bytes.windows(m.len()).any(|w| w == *m))

@@ -8,7 +8,7 @@ use std::path::Path;
 use tidegate_identity::{RootKeyStore, Verifier};
 
 use crate::gates::{self, PromotionRecord, Stage};
-use crate::signing::{KeyStore, Keyring};
+use crate::signing::Keyring;
 use crate::{access, ArtifactError, ArtifactRecord, ArtifactStore, Digest, VerifyReport};
 
 /// The signing keyring of the store's data directory (`<data-dir>/keys/signing/`).
@@ -16,7 +16,7 @@ use crate::{access, ArtifactError, ArtifactRecord, ArtifactStore, Digest, Verify
 /// # Errors
 /// I/O errors or a corrupt keyring.
 pub fn signing_keyring(store: &ArtifactStore) -> Result<Keyring, ArtifactError> {
-    KeyStore::new(&store.keys_dir()).keyring()
+    store.trusted_keyring()
 }
 
 /// A verifier for scoped tokens trusting the root keys under `keys_dir` (the direct mode uses

@@ -24,7 +24,7 @@ use sha2::{Digest as _, Sha256};
 use crate::atomic::{write_atomic, write_secret};
 use crate::dsse::{pae, Envelope, Signature, INTOTO_PAYLOAD_TYPE};
 use crate::intoto::Statement;
-use crate::ArtifactError;
+use crate::{ArtifactError, Digest};
 
 /// How far in the future a statement's signing time may be, in seconds.
 pub const MAX_CLOCK_SKEW: u64 = 300;
@@ -216,6 +216,23 @@ impl Keyring {
     #[must_use]
     pub fn get(&self, keyid: &str) -> Option<&KeyEntry> {
         self.keys.iter().find(|k| k.keyid == keyid)
+    }
+
+    /// The keyring's digest: SHA-256 of its compact JSON (what `key.changed` entries record, so a
+    /// keyring file edited outside tidegate is recognised whatever its formatting).
+    ///
+    /// # Errors
+    /// [`ArtifactError::Invalid`] if it cannot be encoded.
+    pub fn digest(&self) -> Result<Digest, ArtifactError> {
+        Ok(Digest::of(&self.to_compact_json()?))
+    }
+
+    /// The keyring as compact JSON (the document a `key.changed` entry's digest names).
+    ///
+    /// # Errors
+    /// [`ArtifactError::Invalid`] if it cannot be encoded.
+    pub fn to_compact_json(&self) -> Result<Vec<u8>, ArtifactError> {
+        serde_json::to_vec(self).map_err(|e| ArtifactError::Invalid(e.to_string()))
     }
 
     /// Marks `keyid` revoked at `at`.

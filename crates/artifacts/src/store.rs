@@ -620,6 +620,27 @@ impl ArtifactStore {
         }
     }
 
+    /// The signing keyring of this store's data directory (`keys/signing/`), refused if it is not
+    /// the keyring the evidence ledger last recorded a key change leaving (roles, windows,
+    /// revocations edited in the file, or keys added to it, count for nothing). A store whose
+    /// ledger never recorded a keyring takes the file as it is.
+    ///
+    /// # Errors
+    /// [`ArtifactError::Key`] for a keyring that differs from the recorded one; I/O errors.
+    pub fn trusted_keyring(&self) -> Result<Keyring, ArtifactError> {
+        let ring = crate::signing::KeyStore::new(&self.keys_dir()).keyring()?;
+        if let Some(recorded) = self.history()?.keyring() {
+            let have = ring.digest()?;
+            if have.to_string() != recorded {
+                return Err(ArtifactError::Key(format!(
+                    "the signing keyring in {} ({have}) is not the one the evidence ledger last recorded ({recorded}): it was changed outside tidegate, and no signature counts until it is restored",
+                    self.keys_dir().join("signing").display()
+                )));
+            }
+        }
+        Ok(ring)
+    }
+
     /// Checks that `record` says what the ledger recorded when the artifact was stored (kind,
     /// lane, sensitivity, classification): a record edited in the data directory is refused even
     /// by a holder of the data keys, who could re-encrypt it under new associated data.

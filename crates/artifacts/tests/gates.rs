@@ -417,3 +417,19 @@ fn the_promotion_policy_in_force_is_the_one_the_ledger_recorded() {
         Err(ArtifactError::Policy(_))
     ));
 }
+
+#[test]
+fn no_policy_lowers_the_floor_of_stage_order_and_the_experiment_lane() {
+    let f = fixture();
+    let permit_all = PromotionPolicy::parse("permit(principal, action, resource);\n").unwrap();
+    let d = model(&f, b"experiment under permit-all", Lane::Experiment, true);
+    let go_with = |to| promote(&f.store, &ring(&f), &permit_all, &d, to, "ops", T0 + 60);
+    // A skip is refused even when the policy permits everything.
+    let all = refused_reasons(go_with(Stage::ReleasedEdge)).join("\n");
+    assert!(all.contains("stage order"), "{all}");
+    go_with(Stage::Validated).unwrap();
+    go_with(Stage::Approved).unwrap();
+    // And an experiment-lane artifact is never released.
+    let all = refused_reasons(go_with(Stage::ReleasedPrivate)).join("\n");
+    assert!(all.contains("experiment lane"), "{all}");
+}

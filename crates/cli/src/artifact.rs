@@ -537,7 +537,7 @@ fn run_on(
             );
         }
         ArtifactCmd::Verify { digest } => {
-            let ring = keys.keyring().map_err(err)?;
+            let ring = store.trusted_keyring().map_err(err)?;
             let targets = match digest {
                 Some(d) => vec![parse_digest(&d)?],
                 None => store
@@ -673,7 +673,7 @@ fn run_on(
         } => {
             let digest = parse_digest(&digest)?;
             let source = ArtifactStore::open(&from).map_err(err)?;
-            let ring = keys.keyring().map_err(err)?;
+            let ring = store.trusted_keyring().map_err(err)?;
             let rep =
                 tidegate_artifacts::transfer::import(&source, store, &ring, &zones, &digest, now)
                     .map_err(err)?;
@@ -692,7 +692,7 @@ fn run_on(
         } => {
             let digest = parse_digest(&digest)?;
             store
-                .verify(&digest, &keys.keyring().map_err(err)?, now)
+                .verify(&digest, &store.trusted_keyring().map_err(err)?, now)
                 .map_err(err)?;
             let stage = gates::current_stage(store, &digest).map_err(err)?;
             if !matches!(
@@ -788,17 +788,25 @@ fn run_on(
     Ok(())
 }
 
-/// Records a key change: the ledger is already open (so a change is never made when it cannot
-/// be recorded); a key created by the change is revoked again if its entry still fails.
+/// Records a key change, with the keyring it leaves (`after`, kept as a ledger document): the
+/// ledger is already open (so a change is never made when it cannot be recorded); a key created
+/// by the change is revoked again if its entry still fails.
 fn record_key(
     led: &crate::ledgered::Ledgered,
     keys: &KeyStore,
     now: u64,
     key_id: &str,
     change: &str,
+    after: &tidegate_artifacts::signing::Keyring,
     created: bool,
 ) -> miette::Result<()> {
-    let action = crate::ledgered::key_changed(key_id, change)?;
+    let mut action = crate::ledgered::key_changed(key_id, change)?;
+    let json = after.to_compact_json().map_err(err)?;
+    let digest = tidegate_ledger::ledger::put_document(led.data_dir(), &json)
+        .map_err(|e| miette!("keeping the keyring as evidence: {e}"))?;
+    if let tidegate_ledger::Action::KeyChanged { keyring, .. } = &mut action {
+        *keyring = Some(digest);
+    }
     if let Err(e) = led.record("operator", action, Vec::new()) {
         if !created {
             return Err(e);
@@ -842,19 +850,22 @@ fn change_key(
             let e = keys
                 .create(&owner, &["builder"], now, days, true)
                 .map_err(err)?;
-            record_key(led, keys, now, &e.keyid, "created-builder", true)?;
+            let after = keys.keyring().map_err(err)?;
+            record_key(led, keys, now, &e.keyid, "created-builder", &after, true)?;
             println!("{}", e.keyid);
         }
         KeyCmd::Rotate { owner, days } => {
             let e = keys.rotate(&owner, now, days).map_err(err)?;
-            record_key(led, keys, now, &e.keyid, "rotated-in", true)?;
+            let after = keys.keyring().map_err(err)?;
+            record_key(led, keys, now, &e.keyid, "rotated-in", &after, true)?;
             println!("{}", e.keyid);
         }
         KeyCmd::AddApprover { owner, days } => {
             let e = keys
                 .create(&owner, &["approver"], now, days, false)
                 .map_err(err)?;
-            record_key(led, keys, now, &e.keyid, "created-approver", true)?;
+            let after = keys.keyring().map_err(err)?;
+            record_key(led, keys, now, &e.keyid, "created-approver", &after, true)?;
             println!("{}", e.keyid);
         }
         KeyCmd::Trust { keyid, from } => {
@@ -863,12 +874,16 @@ fn change_key(
                 .get(&keyid)
                 .cloned()
                 .ok_or_else(|| miette!("{keyid} is not in the keyring of {}", from.display()))?;
-            record_key(led, keys, now, &keyid, "trusted", false)?;
+            let mut after = keys.keyring().map_err(err)?;
+            after.add(entry.clone()).map_err(err)?;
+            record_key(led, keys, now, &keyid, "trusted", &after, false)?;
             keys.trust(entry).map_err(err)?;
             println!("trusted {keyid}");
         }
         KeyCmd::Revoke { keyid } => {
-            record_key(led, keys, now, &keyid, "revoked", false)?;
+            let mut after = keys.keyring().map_err(err)?;
+            after.revoke(&keyid, now).map_err(err)?;
+            record_key(led, keys, now, &keyid, "revoked", &after, false)?;
             keys.revoke(&keyid, now).map_err(err)?;
             println!("revoked {keyid}");
         }

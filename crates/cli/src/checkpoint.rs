@@ -95,8 +95,7 @@ fn archive(a: &ArchiveArgs) -> miette::Result<i32> {
             ));
         }
         // Verified (content and signed provenance) before anything is recorded or copied.
-        let keys = tidegate_artifacts::signing::KeyStore::new(&store.keys_dir());
-        let ring = keys.keyring().map_err(|e| miette!("{e}"))?;
+        let ring = store.trusted_keyring().map_err(|e| miette!("{e}"))?;
         store
             .verify(&digest, &ring, now)
             .map_err(|e| miette!("{e}"))?;

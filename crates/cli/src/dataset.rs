@@ -359,7 +359,7 @@ fn sanitize_cmd(
         .unwrap_or_else(|| format!("pseudonymisation/{}", source.owner));
     let result = kms_key(&store, &key_name).and_then(|key| {
         let signer = signer(&store, now)?;
-        let keyring = KeyStore::new(&store.keys_dir()).keyring().map_err(|e| miette!("{e}"))?;
+        let keyring = store.trusted_keyring().map_err(|e| miette!("{e}"))?;
         let approval = approval_for(&keyring, &profile, a.profile_signature.as_deref(), now).map_err(|e| {
             miette!(help = "re-sign the profile with `tidegate sanitize sign-profile`, or run it unsigned (it then earns nothing)", "{e}")
         })?;

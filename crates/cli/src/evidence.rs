@@ -15,12 +15,16 @@ use crate::audit::{current_checkpoint, ledger_signer, DataDir, Database};
 /// Evidence bundles: one file an auditor verifies offline with the ledger's public key.
 #[derive(Debug, clap::Subcommand)]
 pub enum EvidenceCmd {
-    /// Bundle every ledger entry about a job and its lineage neighbours (its datasets, models,
-    /// artifacts, tokens), with inclusion proofs, the signed checkpoint and attached documents.
+    /// Bundle every ledger entry about a job (proven complete by the signed subject map) and the
+    /// provenance of what it used (entries about its datasets, models, artifacts and tokens that
+    /// concern no other job: a selection, each proven included), with inclusion proofs, the
+    /// signed checkpoint, witness co-signatures and attached documents.
     Job(Target),
-    /// Bundle every ledger entry about a dataset and its lineage neighbours.
+    /// Bundle every ledger entry about a dataset (proven complete) and its lineage neighbours
+    /// (each proven included).
     Dataset(Target),
-    /// Bundle every ledger entry about a model and its lineage neighbours.
+    /// Bundle every ledger entry about a model (proven complete) and its lineage neighbours
+    /// (each proven included).
     Model(Target),
     /// Verify a bundle offline (no data dir, no server) and print a plain summary: where it ran
     /// and why that was allowed; what data moved, where, when and in what form; who approved

@@ -41,6 +41,7 @@ pub fn key_changed(key_id: &str, change: &str) -> miette::Result<Action> {
     Ok(Action::KeyChanged {
         key_id: id(key_id)?,
         change: id(change)?,
+        keyring: None,
     })
 }
 
@@ -126,6 +127,12 @@ impl Ledgered {
             .append(draft, self.now.saturating_mul(1000))
             .map(|r| r.index)
             .map_err(|e| miette!("the evidence ledger cannot record it, so it was not done: {e}"))
+    }
+
+    /// The data directory whose ledger this is.
+    #[must_use]
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
     }
 
     /// Publishes a signed checkpoint and releases the ledger.

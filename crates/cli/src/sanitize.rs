@@ -110,8 +110,9 @@ pub(crate) fn approver_signer(
     why: &str,
 ) -> miette::Result<tidegate_artifacts::signing::Signer> {
     let keys = KeyStore::new(&data_dir.join("keys"));
-    let entry = keys
-        .keyring()
+    // The keyring the ledger last recorded: a role written into the file grants nothing.
+    let entry = tidegate_artifacts::ArtifactStore::open(data_dir)
+        .and_then(|s| s.trusted_keyring())
         .map_err(|e| miette!("{e}"))?
         .get(key_id)
         .cloned()
@@ -304,9 +305,7 @@ fn run_recorded(
         (None, None) => Key::ephemeral().map_err(|e| miette!("{e}"))?,
     };
     let signer = crate::dataset::signer(store, now)?;
-    let keyring = KeyStore::new(&store.keys_dir())
-        .keyring()
-        .map_err(|e| miette!("{e}"))?;
+    let keyring = store.trusted_keyring().map_err(|e| miette!("{e}"))?;
     let approval = approval_for(&keyring, p, a.profile_signature.as_deref(), now).map_err(|e| {
         miette!(help = "re-sign the profile with `tidegate sanitize sign-profile`, or run it unsigned (it then earns nothing)", "{e}")
     })?;

@@ -504,3 +504,118 @@ fn files_in_the_data_directory_neither_promote_nor_deploy() {
         "{summary}"
     );
 }
+
+#[test]
+fn keyring_edits_backdating_and_re_puts_count_for_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let digest = put_and_sign(dir);
+    assert!(ok(dir, T0 + 20, &["artifact", "verify", &digest]).starts_with("ok"));
+    let builder = ok(dir, T0 + 20, &["artifact", "key", "list"])
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    // The builder key given the approver role, a window widened, a key added: the keyring file
+    // is no longer the one the ledger recorded, so nothing it vouches for counts, and it
+    // authorizes no approver act.
+    let ring_path = dir.join("keys/signing/keyring.json");
+    let original = std::fs::read_to_string(&ring_path).unwrap();
+    let edited = original.replacen("\"builder\"", "\"builder\",\"approver\"", 1);
+    assert_ne!(edited, original);
+    std::fs::write(&ring_path, &edited).unwrap();
+    let out = refused(dir, T0 + 30, &["artifact", "verify", &digest]);
+    assert!(
+        out.contains("not the one the evidence ledger last recorded"),
+        "{out}"
+    );
+    let policy = dir.join("permit.cedar");
+    std::fs::write(&policy, "permit(principal, action, resource);\n").unwrap();
+    let out = refused(
+        dir,
+        T0 + 30,
+        &[
+            "artifact",
+            "set-policy",
+            policy.to_str().unwrap(),
+            "--key",
+            &builder,
+        ],
+    );
+    assert!(
+        out.contains("not the one the evidence ledger last recorded"),
+        "{out}"
+    );
+    std::fs::write(&ring_path, &original).unwrap();
+    assert!(ok(dir, T0 + 30, &["artifact", "verify", &digest]).starts_with("ok"));
+
+    // A rotation retires the builder key at T0 + 1000; a statement signed with it by a command
+    // whose clock was set back is recorded after the rotation, and counts for nothing.
+    ok(
+        dir,
+        T0 + 1000,
+        &["artifact", "key", "rotate", "--owner", "zone:onprem-a"],
+    );
+    ok(
+        dir,
+        T0 + 500,
+        &[
+            "artifact",
+            "attest",
+            &digest,
+            "--type",
+            "feature-pin",
+            "--field",
+            "featureSet=claims",
+            "--field",
+            "version=7",
+            "--key",
+            &builder,
+        ],
+    );
+    let out = refused(dir, T0 + 1100, &["artifact", "verify", &digest]);
+    assert!(out.contains("not valid at signing time"), "{out}");
+
+    // An experiment model whose files are deleted and whose bytes are put again as production:
+    // what it was first stored as stands.
+    let exp = dir.join("exp.bin");
+    std::fs::write(&exp, b"an experiment").unwrap();
+    let e = ok(
+        dir,
+        T0 + 1100,
+        &[
+            "artifact",
+            "put",
+            exp.to_str().unwrap(),
+            "--kind",
+            "dataset-snapshot",
+            "--lane",
+            "experiment",
+        ],
+    )
+    .trim()
+    .to_string();
+    let hex = e.trim_start_matches("sha256:");
+    for f in [
+        format!("artifacts/records/sha256/{hex}.json"),
+        format!("artifacts/blobs/sha256/{hex}"),
+        format!("keys/wrapped/sha256/{hex}.json"),
+    ] {
+        std::fs::remove_file(dir.join(f)).unwrap();
+    }
+    ok(
+        dir,
+        T0 + 1200,
+        &[
+            "artifact",
+            "put",
+            exp.to_str().unwrap(),
+            "--kind",
+            "dataset-snapshot",
+            "--lane",
+            "production",
+        ],
+    );
+    let out = refused(dir, T0 + 1200, &["artifact", "verify", &e]);
+    assert!(out.contains("recorded \"experiment\""), "{out}");
+}

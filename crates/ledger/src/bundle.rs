@@ -693,15 +693,17 @@ fn check_anchors(
         proven.push((note, acp));
     }
     let mut witnessed = Vec::new();
+    // A witness vouches for the bundle only by co-signing the bundle's own checkpoint: one that
+    // merely extends an older co-signed checkpoint could be a cut or rewritten tail.
     for w in &require.witnesses {
         let found = proven
             .iter()
-            .filter_map(|(n, acp)| {
+            .filter(|(_, acp)| acp.size == cp.size && acp.root == cp.root)
+            .find_map(|(n, acp)| {
                 n.verified_signature(w)
                     .ok()
                     .map(|s| (acp.size, s.timestamp))
-            })
-            .max_by_key(|(size, _)| *size);
+            });
         match found {
             Some((size, at)) => witnessed.push(Witnessed {
                 witness: w.name.clone(),
@@ -710,7 +712,8 @@ fn check_anchors(
             }),
             None => {
                 return Err(BundleError::Required(format!(
-                    "no checkpoint the bundle extends is co-signed by witness {} ({}); ask it with `tidegate audit witness --url`, then write the bundle again",
+                    "the bundle's checkpoint (size {}) is not co-signed by witness {} ({}); ask it with `tidegate audit witness --url`, then write the bundle again",
+                    cp.size,
                     w.name,
                     hex::encode(w.key_id)
                 )))
@@ -803,7 +806,7 @@ pub fn summary(v: &VerifiedBundle) -> String {
     for w in &v.witnessed {
         let _ = writeln!(
             s,
-            "  witnessed: witness {} co-signed the checkpoint at size {} at {}; this checkpoint extends it (consistency proven)",
+            "  witnessed: witness {} co-signed this checkpoint (size {}) at {}",
             w.witness,
             w.size,
             format_time(w.at.saturating_mul(1000))

@@ -447,6 +447,10 @@ pub enum Action {
         /// What changed: `created-builder`, `created-approver`, `rotated-in`, `trusted`,
         /// `revoked`, `token-root-rotated-in`, `token-root-revoked`, `token-revoked`.
         change: Ident,
+        /// Digest of the signing keyring as the change leaves it (the keyring kept as a
+        /// document): verification refuses a keyring file that differs from the newest one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        keyring: Option<Digest>,
     },
     /// A promoted artifact was deployed (a serving deployment, not an edge site).
     #[serde(rename = "artifact.deployed")]
@@ -715,9 +719,8 @@ impl Action {
             Self::JobPlaced { policy_hash, .. }
             | Self::JobRevoked { policy_hash, .. }
             | Self::JobAdmitted { policy_hash, .. } => vec![policy_hash],
-            Self::JobRun { .. } | Self::KeyChanged { .. } | Self::ArtifactDeployed { .. } => {
-                Vec::new()
-            }
+            Self::KeyChanged { keyring, .. } => keyring.iter().collect(),
+            Self::JobRun { .. } | Self::ArtifactDeployed { .. } => Vec::new(),
             Self::JobBurst { justification, .. } => vec![justification],
             Self::DatasetCopied { report, .. } | Self::DatasetRegistered { report, .. } => {
                 report.iter().collect()

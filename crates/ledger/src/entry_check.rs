@@ -97,7 +97,7 @@ fn schema(ty: &[u8]) -> Option<Fields> {
         b"job.burst" => &[(b"zone", I), (b"pool", I), (b"justification", D)],
         b"job.admitted" => &[(b"zone", I), (b"pool", I), (b"run", I), (b"policy_hash", D)],
         b"job.run" => &[(b"zone", I), (b"pool", I), (b"run", I), (b"event", I)],
-        b"key.changed" => &[(b"key_id", I), (b"change", I)],
+        b"key.changed" => &[(b"key_id", I), (b"change", I), (b"keyring", OptDigest)],
         b"artifact.deployed" => &[(b"artifact", D), (b"deployment", I)],
         b"job.revoked" => &[
             (b"zone", I),

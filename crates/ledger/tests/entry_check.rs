@@ -55,6 +55,12 @@ fn actions() -> Vec<Action> {
         Action::KeyChanged {
             key_id: id("ed25519:0011aabb"),
             change: id("revoked"),
+            keyring: None,
+        },
+        Action::KeyChanged {
+            key_id: id("ed25519:0011aabb"),
+            change: id("created-builder"),
+            keyring: Some(dg("k")),
         },
         Action::ArtifactDeployed {
             artifact: dg("m"),
