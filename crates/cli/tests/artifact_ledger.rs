@@ -619,3 +619,44 @@ fn keyring_edits_backdating_and_re_puts_count_for_nothing() {
     let out = refused(dir, T0 + 1200, &["artifact", "verify", &e]);
     assert!(out.contains("recorded \"experiment\""), "{out}");
 }
+
+#[test]
+fn a_checkpoint_file_that_cannot_be_written_does_not_turn_a_stored_artifact_into_a_failure() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // Every checkpoint file write fails (its temporary name is taken by a directory), as on a
+    // full disk after the log's own write succeeded.
+    for size in 0..256 {
+        std::fs::create_dir_all(dir.join(format!("ledger/checkpoints/{size:020}.tmp"))).unwrap();
+    }
+    let file = dir.join("snap.bin");
+    std::fs::write(&file, b"a snapshot").unwrap();
+    let out = tg(
+        dir,
+        T0,
+        &[
+            "artifact",
+            "put",
+            file.to_str().unwrap(),
+            "--kind",
+            "dataset-snapshot",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // One truthful outcome: stored, ledgered, and said so (exit 0), with a warning.
+    assert!(out.status.success(), "{stderr}");
+    let digest = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(
+        stderr.contains("checkpoint file could not be written"),
+        "{stderr}"
+    );
+    assert!(ledger_text(dir).contains("\"type\":\"artifact.stored\""));
+    let back = dir.join("back.bin");
+    ok(
+        dir,
+        T0 + 1,
+        &["artifact", "get", &digest, "-o", back.to_str().unwrap()],
+    );
+    assert_eq!(std::fs::read(&back).unwrap(), b"a snapshot");
+    assert!(ok(dir, T0 + 1, &["audit", "verify"]).contains("OK"));
+}

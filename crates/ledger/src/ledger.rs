@@ -840,14 +840,17 @@ impl Ledger {
                 tracing::error!("ledger writer thread panicked");
             }
         }
-        if lock(&self.shared.stopped).is_none() {
-            publish(&self.shared)?;
-        }
-        // Nothing more can be written through this handle: let another writer open it.
+        let published = if lock(&self.shared.stopped).is_none() {
+            publish(&self.shared).map(|_| ())
+        } else {
+            Ok(())
+        };
+        // Nothing more can be written through this handle: let another writer open it, whether
+        // or not the checkpoint file could be written.
         if let Err(e) = self.shared.lock.unlock() {
             tracing::warn!(error = %e, "cannot release the ledger lock");
         }
-        Ok(())
+        published
     }
 }
 
