@@ -192,7 +192,8 @@ pub struct Health {
     pub status: String,
     /// This replica runs the scheduler loop.
     pub leader: bool,
-    /// Which store it uses.
+    /// Which kind of store it uses (`sqlite` or `postgres`); where it lives is not told to
+    /// callers who need no token to ask.
     pub store: String,
     /// Each component that is unhealthy now, and why (absent when none is).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -500,7 +501,14 @@ async fn health(State(st): State<Arc<AppState>>) -> (StatusCode, Json<Health>) {
         Json(Health {
             status: status.into(),
             leader: st.shared.leading.load(Ordering::SeqCst),
-            store: st.shared.store.describe(),
+            store: st
+                .shared
+                .store
+                .describe()
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
             problems,
         }),
     )
