@@ -227,7 +227,7 @@ fn apply(bytes: &mut Vec<u8>, m: &Mutation) {
 }
 
 proptest! {
-    #![proptest_config(config(500))]
+    #![proptest_config(config(1500))]
 
     #[test]
     fn arbitrary_text_never_verifies(token in "\\PC{0,300}", req in request(), now in time()) {
@@ -354,7 +354,7 @@ fn block_code() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(config(500))]
+    #![proptest_config(config(1500))]
 
     #[test]
     fn appended_blocks_grant_no_more(
@@ -438,7 +438,7 @@ fn forever() -> (&'static Issuer, RootKeyring) {
 }
 
 proptest! {
-    #![proptest_config(config(500))]
+    #![proptest_config(config(1500))]
 
     #[test]
     fn minting_any_spec_at_any_time_is_a_token_or_a_refusal(spec in spec(), now in time()) {

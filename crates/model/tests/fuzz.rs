@@ -328,7 +328,7 @@ fn check_job(path: &Path, text: &str) {
 // ---------- job manifests ----------
 
 proptest! {
-    #![proptest_config(config(1000))]
+    #![proptest_config(config(2000))]
 
     #[test]
     fn mutated_manifests_load_or_are_refused_with_typed_errors(
@@ -464,7 +464,7 @@ fn check_fleet_with(dir: &Path, rel: &str, text: &str) {
 }
 
 proptest! {
-    #![proptest_config(config(400))]
+    #![proptest_config(config(600))]
 
     #[test]
     fn mutated_fleet_files_load_or_are_refused_with_typed_errors(
