@@ -343,13 +343,16 @@ proptest! {
     #[test]
     fn arbitrary_text_is_refused_with_typed_errors(text in "\\PC{0,400}") {
         let path = Path::new("fuzz/job.yaml");
+        prop_assert!(parse_job(path, &text, example_fleet()).is_err());
         check_job(path, &text);
     }
 
     #[test]
     fn arbitrary_bytes_are_refused_with_typed_errors(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
         let path = Path::new("fuzz/job.yaml");
-        check_job(path, &String::from_utf8_lossy(&bytes));
+        let text = String::from_utf8_lossy(&bytes);
+        prop_assert!(parse_job(path, &text, example_fleet()).is_err());
+        check_job(path, &text);
     }
 
     #[test]
