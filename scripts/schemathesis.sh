@@ -5,9 +5,10 @@
 #
 # - Installs schemathesis (the version pinned in ST_VERSION) from PyPI into a virtual
 #   environment under $HOME/.cache/tidegate (python3-venv from apt if python3 lacks venv).
-# - Builds `tidegate` and starts `tidegate up` on 127.0.0.1 (a free port) in a temporary data
-#   directory, with the example fleet and `edge-clinic` run by an agent; submits one job and
-#   stores one artifact so that the operations on a job or an artifact reach their logic.
+# - Builds `tidegate` (or takes the binary in TIDEGATE_BIN) and starts `tidegate up` on
+#   127.0.0.1 (a free port) in a temporary data directory, with the example fleet and
+#   `edge-clinic` run by an agent; submits one job and stores one artifact so that the
+#   operations on a job or an artifact reach their logic.
 # - Runs schemathesis with the admin token (written by `tidegate up` to <data-dir>/admin.token)
 #   as the bearer, the checks not_a_server_error, status_code_conformance,
 #   response_schema_conformance and positive_data_acceptance, a fixed seed
@@ -56,9 +57,14 @@ if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -qF "$ST_VERSION"; th
   log "schemathesis installed in $((SECONDS - started)) s"
 fi
 
-log "building tidegate"
-cargo build --locked --bin tidegate
-bin="$CARGO_TARGET_DIR/debug/tidegate"
+if [ -n "${TIDEGATE_BIN:-}" ]; then
+  bin="$TIDEGATE_BIN"
+else
+  log "building tidegate"
+  cargo build --locked --bin tidegate
+  bin="$CARGO_TARGET_DIR/debug/tidegate"
+fi
+[ -x "$bin" ] || fail "no tidegate binary at $bin"
 
 data="$(mktemp -d)"
 pid=""
