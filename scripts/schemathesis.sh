@@ -11,7 +11,7 @@
 #   operations on a job or an artifact reach their logic.
 # - Runs schemathesis with the admin token (written by `tidegate up` to <data-dir>/admin.token)
 #   as the bearer, the checks not_a_server_error, status_code_conformance,
-#   response_schema_conformance and positive_data_acceptance, a fixed seed
+#   response_schema_conformance, positive_data_acceptance and negative_data_rejection, a fixed seed
 #   (TIDEGATE_SCHEMATHESIS_SEED to change it), TIDEGATE_SCHEMATHESIS_EXAMPLES examples per
 #   operation and phase (default 100), under a hard timeout (TIDEGATE_SCHEMATHESIS_TIMEOUT,
 #   default 90 s), and stops the server on exit. The checks left out of single operations are
@@ -120,6 +120,7 @@ not_a_server_error.enabled = true
 status_code_conformance.enabled = true
 response_schema_conformance.enabled = true
 positive_data_acceptance.enabled = true
+negative_data_rejection.enabled = true
 
 [parameters]
 "path.id" = "${TIDEGATE_ST_JOB}"

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -32,6 +32,9 @@ use crate::AppState;
 
 /// Longest manifest accepted, bytes.
 const MAX_MANIFEST: usize = 256 * 1024;
+
+/// Most bytes of a job's output one `logs` request returns.
+pub const MAX_LOG_TAIL: u64 = 1 << 20;
 
 /// The OpenAPI document.
 #[derive(OpenApi)]
@@ -165,23 +168,70 @@ pub(crate) fn path_param<T>(
     })
 }
 
-/// A JSON body, read after authentication: one over the limit is a JSON 413, one that does not
-/// parse as the request type a JSON 400 naming `body`.
-pub(crate) fn body<T>(r: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    r.map(|Json(t)| t).map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            return ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                format!("the request body is too large: {}", e.body_text()),
-            )
-            .field("body");
+/// A JSON request body that is a JSON object, as every body the API documents is. (Serde would
+/// also read a struct from a JSON array, `["run"]` for `{"scope": "run"}`, which no client is
+/// told.) The content type is checked as the JSON extractor checks it; the rejection is the
+/// API's JSON error, for the handler to return after authentication.
+pub(crate) struct JsonObject<T>(pub T);
+
+fn json_content_type(headers: &HeaderMap) -> bool {
+    let Some(ct) = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+}
+
+impl<T, S> axum::extract::FromRequest<S> for JsonObject<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let invalid = |why: String| {
+            ApiError::invalid("body", format!("the request body is not valid: {why}"))
+        };
+        if !json_content_type(req.headers()) {
+            return Err(invalid(
+                "Expected request with `Content-Type: application/json`".to_owned(),
+            ));
         }
-        ApiError::invalid(
-            "body",
-            format!("the request body is not valid: {}", e.body_text()),
-        )
-    })
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "too_large",
+                        format!("the request body is too large: {}", e.body_text()),
+                    )
+                    .field("body")
+                } else {
+                    invalid(e.body_text())
+                }
+            })?;
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(invalid("expected a JSON object".to_owned()));
+        }
+        let Json(t) = Json::<T>::from_bytes(&bytes).map_err(|e| invalid(e.body_text()))?;
+        Ok(Self(t))
+    }
+}
+
+/// A JSON body, read after authentication: one over the limit is a JSON 413, one that is not a
+/// JSON object of the request type a JSON 400 naming `body`.
+pub(crate) fn body<T>(r: Result<JsonObject<T>, ApiError>) -> Result<T, ApiError> {
+    r.map(|JsonObject(t)| t)
 }
 
 // ---------- shapes ----------
@@ -361,7 +411,8 @@ pub struct LogsView {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct LogsQuery {
-    /// Bytes from the end (default 65536, at most 1 MiB).
+    /// Bytes from the end (default 65536, at most 1 MiB: 1048576).
+    #[param(minimum = 0, maximum = 1048576)]
     pub tail_bytes: Option<u64>,
 }
 
@@ -627,7 +678,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 async fn submit_job(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
-    req: Result<Json<SubmitRequest>, JsonRejection>,
+    req: Result<JsonObject<SubmitRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
     let caller = st.auth.authenticate(&headers)?;
     if st.draining.load(Ordering::SeqCst) {
@@ -831,7 +882,13 @@ async fn job_logs(
     let Query(q) = q.map_err(|e| ApiError::invalid("query", e.body_text()))?;
     let rec = load_job(&st, &id).await?;
     st.auth.authorize(&caller, Action::Read, &rec.team)?;
-    let tail = q.tail_bytes.unwrap_or(65_536).min(1 << 20);
+    let tail = q.tail_bytes.unwrap_or(65_536);
+    if tail > MAX_LOG_TAIL {
+        return Err(ApiError::invalid(
+            "tail_bytes",
+            format!("tail_bytes must be at most {MAX_LOG_TAIL} (1 MiB), got {tail}"),
+        ));
+    }
     let Some(zone) = rec.pool.as_ref().and(rec.zone.clone()) else {
         return Ok(Json(LogsView {
             job: rec.id.to_string(),
@@ -924,7 +981,7 @@ async fn approve_job(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
     id: Result<UrlPath<String>, PathRejection>,
-    req: Result<Json<ApproveRequest>, JsonRejection>,
+    req: Result<JsonObject<ApproveRequest>, ApiError>,
 ) -> Result<Json<JobDetail>, ApiError> {
     let caller = st.auth.authenticate(&headers)?;
     let id = path_param(id, "id")?;
@@ -1056,7 +1113,7 @@ pub struct FleetView {
 async fn apply_fleet(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
-    req: Result<Json<FleetApplyRequest>, JsonRejection>,
+    req: Result<JsonObject<FleetApplyRequest>, ApiError>,
 ) -> Result<Json<FleetView>, ApiError> {
     let caller = st.auth.authenticate(&headers)?;
     let req = body(req)?;
@@ -1126,7 +1183,7 @@ async fn set_zone_condition(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
     zone: Result<UrlPath<String>, PathRejection>,
-    req: Result<Json<ConditionRequest>, JsonRejection>,
+    req: Result<JsonObject<ConditionRequest>, ApiError>,
 ) -> Result<Json<ZoneView>, ApiError> {
     let caller = st.auth.authenticate(&headers)?;
     let zone = path_param(zone, "zone")?;
@@ -1175,7 +1232,7 @@ async fn agent_sync(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
     zone: Result<UrlPath<String>, PathRejection>,
-    req: Result<Json<SyncRequest>, JsonRejection>,
+    req: Result<JsonObject<SyncRequest>, ApiError>,
 ) -> Result<Json<SyncResponse>, ApiError> {
     let caller = st.auth.authenticate(&headers)?;
     let zone = path_param(zone, "zone")?;
@@ -1244,7 +1301,7 @@ async fn agent_sync(
 async fn mint_token(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
-    req: Result<Json<TokenRequest>, JsonRejection>,
+    req: Result<JsonObject<TokenRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
     let caller = st.auth.authenticate(&headers)?;
     let req = body(req)?;

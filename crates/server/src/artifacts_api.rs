@@ -20,7 +20,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -849,7 +849,7 @@ pub(crate) async fn promote_artifact(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
     digest: Result<UrlPath<String>, axum::extract::rejection::PathRejection>,
-    req: Result<Json<PromoteRequest>, JsonRejection>,
+    req: Result<crate::api::JsonObject<PromoteRequest>, ApiError>,
 ) -> Result<Json<PromoteResponse>, ApiError> {
     let caller = st.auth.authenticate(&headers)?;
     let digest = crate::api::path_param(digest, "digest")?;

@@ -93,3 +93,56 @@ fn a_path_parameter_outside_its_documented_pattern_is_answered_400_one_inside_is
         assert_eq!(r.status, 404, "{path}: {}", r.text);
     }
 }
+
+#[test]
+fn a_json_body_that_is_not_an_object_and_a_tail_past_its_maximum_are_refused() {
+    // Found by schemathesis (negative data): serde reads a struct from a JSON array too, so
+    // `[]` re-read the fleet and `["run"]` approved; and tail_bytes past 1 MiB was cut to 1 MiB
+    // where the document says at most 1 MiB.
+    let ts = TestServer::start(16);
+    let r = ts.submit(&ts.admin, &common::manifest("t", "icu-ml", 1, None), None);
+    assert_eq!(r.status, 201, "{}", r.text);
+    let job = r.body["job"]["id"].as_str().unwrap().to_owned();
+    for (path, body) in [
+        ("/v1/fleet".to_owned(), serde_json::json!([])),
+        (
+            format!("/v1/jobs/{job}/approve"),
+            serde_json::json!(["run"]),
+        ),
+        (
+            "/v1/tokens".to_owned(),
+            serde_json::json!(["ana", "submitter", "icu-ml", 5]),
+        ),
+    ] {
+        let r = ts.post(&path, &ts.admin, &body);
+        assert_eq!(
+            (r.status, r.body["error"]["field"].as_str()),
+            (400, Some("body")),
+            "{path}: {}",
+            r.text
+        );
+        assert!(r.text.contains("JSON object"), "{path}: {}", r.text);
+    }
+    // The object form of the same approval is accepted.
+    let r = ts.post(
+        &format!("/v1/jobs/{job}/approve"),
+        &ts.admin,
+        &serde_json::json!({"scope": "run"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = ts.get(
+        &format!("/v1/jobs/{job}/logs?tail_bytes=1048577"),
+        &ts.admin,
+    );
+    assert_eq!(
+        (r.status, r.body["error"]["field"].as_str()),
+        (400, Some("tail_bytes")),
+        "{}",
+        r.text
+    );
+    let r = ts.get(
+        &format!("/v1/jobs/{job}/logs?tail_bytes=1048576"),
+        &ts.admin,
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+}
