@@ -8,7 +8,9 @@
 #   from PyPI and started on loopback by crates/artifacts/s3-test.sh, with the artifacts crate's
 #   `s3` feature). Without it, those tests skip and say how to run them.
 # - Also with services: a single-host Slurm for the Slurm executor's tests and nftables/iproute2
-#   for the egress ruleset test (scripts/slurm-services.sh; exports TIDEGATE_TEST_SLURM=1).
+#   for the egress ruleset test (scripts/slurm-services.sh; exports TIDEGATE_TEST_SLURM=1), and
+#   schemathesis against `tidegate up` on loopback, bounded (scripts/schemathesis.sh: installed
+#   from PyPI into a virtual environment; fails the run on any failure it finds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -80,6 +82,21 @@ else
   log "S3 drills skipped: run them with TIDEGATE_SERVICES=1 bash scripts/test.sh or crates/artifacts/s3-test.sh"
 fi
 
+# Schemathesis next, for the same reason, against the `tidegate` binary of the workspace's test
+# build (built here once, with the features the test run uses, so the test run rebuilds nothing).
+st_status=0
+if [ "$need_services" = 1 ]; then
+  log "schemathesis against the API (scripts/schemathesis.sh)"
+  st_started=$SECONDS
+  cargo test --workspace --locked --no-run || st_status=$?
+  if [ "$st_status" = 0 ]; then
+    TIDEGATE_BIN="$CARGO_TARGET_DIR/debug/tidegate" bash scripts/schemathesis.sh || st_status=$?
+  fi
+  log "schemathesis step took $((SECONDS - st_started)) s (exit $st_status)"
+else
+  log "schemathesis skipped: run it with TIDEGATE_SERVICES=1 bash scripts/test.sh or bash scripts/schemathesis.sh"
+fi
+
 log "tests"
 test_status=0
 cargo test --workspace --locked --no-fail-fast "$@" || test_status=$?
@@ -87,5 +104,9 @@ cargo test --workspace --locked --no-fail-fast "$@" || test_status=$?
 if [ "$s3_status" != 0 ]; then
   log "FAILED: S3 drills against moto (exit $s3_status; output above)"
   exit "$s3_status"
+fi
+if [ "$st_status" != 0 ]; then
+  log "FAILED: schemathesis against the API (exit $st_status; output above)"
+  exit "$st_status"
 fi
 exit "$test_status"

@@ -78,7 +78,7 @@ pub struct CancelArgs {
 pub struct LogsArgs {
     /// Job id.
     pub id: String,
-    /// Bytes from the end.
+    /// Bytes from the end (at most 1 MiB are returned).
     #[arg(long, default_value_t = 65_536)]
     pub tail: u64,
     /// Server and token.
@@ -281,7 +281,7 @@ pub fn logs(args: &LogsArgs) -> miette::Result<()> {
     let l: LogsView = client.get(&format!(
         "/v1/jobs/{}/logs?tail_bytes={}",
         encode(&args.id),
-        args.tail
+        args.tail.min(tidegate_server::api::MAX_LOG_TAIL)
     ))?;
     print!("{}", l.logs);
     Ok(())

@@ -1,9 +1,8 @@
 //! Minting tokens from a root key ([`Issuer`]) and narrowing them offline ([`attenuate`]).
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use biscuit_auth::builder::{date, fact, string, Term};
+use biscuit_auth::builder::{fact, string, Term};
 use biscuit_auth::{Algorithm, Biscuit, BlockBuilder, KeyPair, PrivateKey, UnverifiedBiscuit};
 use serde::{Deserialize, Serialize};
 
@@ -296,14 +295,28 @@ pub fn attenuate(token: &str, restriction: &Attenuation) -> Result<String, Ident
     narrowed.to_base64().map_err(lib)
 }
 
+/// A Datalog date of `secs` Unix seconds. Biscuit dates are Unix seconds (`u64`), so every
+/// value is one; going through `SystemTime` would overflow past the platform's range.
 pub(crate) fn unix_date(secs: u64) -> Term {
-    date(&(UNIX_EPOCH + Duration::from_secs(secs)))
+    Term::Date(secs)
 }
 
-pub(crate) fn from_date(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+/// A date read back from a query, as Unix seconds (without a `SystemTime`, which cannot hold
+/// every date a token can carry).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct UnixDate(pub(crate) u64);
+
+impl TryFrom<Term> for UnixDate {
+    type Error = biscuit_auth::error::Token;
+
+    fn try_from(t: Term) -> Result<Self, Self::Error> {
+        match t {
+            Term::Date(d) => Ok(Self(d)),
+            other => Err(biscuit_auth::error::Token::ConversionError(format!(
+                "expected a date, got {other}"
+            ))),
+        }
+    }
 }
 
 pub(crate) fn lib(e: biscuit_auth::error::Token) -> IdentityError {

@@ -1,14 +1,14 @@
 //! Offline verification and authorization: a pure function of (keyring, token, request, now).
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use biscuit_auth::builder::string;
 use biscuit_auth::error::{FailedCheck, Logic, Token as TokenError};
 use biscuit_auth::{AuthorizerBuilder, AuthorizerLimits, Biscuit, UnverifiedBiscuit};
 use serde::{Deserialize, Serialize};
 
-use crate::issue::{from_date, lib, unix_date};
+use crate::issue::{lib, unix_date, UnixDate};
 use crate::{IdentityError, RootKeyring};
 
 /// A data operation.
@@ -406,10 +406,10 @@ fn read_claims(biscuit: &Biscuit, key_id: u32) -> Result<Claims, IdentityError> 
     let single = |v: Vec<String>| v.into_iter().next();
     let kind = single(query_strings(&mut authorizer, "data($x) <- kind($x)")?)
         .ok_or_else(|| IdentityError::Malformed("token has no kind fact".to_owned()))?;
-    let expires: Vec<(SystemTime,)> = authorizer.query("data($x) <- expires($x)").map_err(lib)?;
+    let expires: Vec<(UnixDate,)> = authorizer.query("data($x) <- expires($x)").map_err(lib)?;
     let expires_at = expires
         .into_iter()
-        .map(|(t,)| from_date(t))
+        .map(|(t,)| t.0)
         .min()
         .ok_or_else(|| IdentityError::Malformed("token has no expiry".to_owned()))?;
     let mut attenuations = Vec::new();
@@ -473,6 +473,7 @@ fn parse_utc(s: &str) -> Option<u64> {
     let (h, min, sec) = (num(c.next())?, num(c.next())?, num(c.next())?);
     if d.next().is_some()
         || c.next().is_some()
+        || !(0..=9999).contains(&y)
         || !(1..=12).contains(&m)
         || !(1..=31).contains(&day)
         || !(0..24).contains(&h)
@@ -508,6 +509,10 @@ mod tests {
         assert_eq!(parse_utc("2024-13-01T00:00:00Z"), None);
         assert_eq!(parse_utc("2024-02-29 12:34:56Z"), None);
         assert_eq!(parse_utc("2024-02-29T12:34:56+02:00"), None);
+        // Years past what a token prints are no time (and overflow nothing).
+        assert_eq!(parse_utc("9223372036854775807-01-01T00:00:00Z"), None);
+        assert_eq!(parse_utc("-9223372036854775808-01-01T00:00:00Z"), None);
+        assert_eq!(parse_utc("9999-12-31T23:59:59Z"), Some(253_402_300_799));
     }
 
     #[test]

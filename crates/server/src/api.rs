@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -32,6 +32,9 @@ use crate::AppState;
 
 /// Longest manifest accepted, bytes.
 const MAX_MANIFEST: usize = 256 * 1024;
+
+/// Most bytes of a job's output one `logs` request returns.
+pub const MAX_LOG_TAIL: u64 = 1 << 20;
 
 /// The OpenAPI document.
 #[derive(OpenApi)]
@@ -165,21 +168,70 @@ pub(crate) fn path_param<T>(
     })
 }
 
-fn body<T>(r: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    r.map(|Json(t)| t).map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            return ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                format!("the request body is too large: {}", e.body_text()),
-            )
-            .field("body");
+/// A JSON request body that is a JSON object, as every body the API documents is. (Serde would
+/// also read a struct from a JSON array, `["run"]` for `{"scope": "run"}`, which no client is
+/// told.) The content type is checked as the JSON extractor checks it; the rejection is the
+/// API's JSON error, for the handler to return after authentication.
+pub(crate) struct JsonObject<T>(pub T);
+
+fn json_content_type(headers: &HeaderMap) -> bool {
+    let Some(ct) = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+}
+
+impl<T, S> axum::extract::FromRequest<S> for JsonObject<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let invalid = |why: String| {
+            ApiError::invalid("body", format!("the request body is not valid: {why}"))
+        };
+        if !json_content_type(req.headers()) {
+            return Err(invalid(
+                "Expected request with `Content-Type: application/json`".to_owned(),
+            ));
         }
-        ApiError::invalid(
-            "body",
-            format!("the request body is not valid: {}", e.body_text()),
-        )
-    })
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "too_large",
+                        format!("the request body is too large: {}", e.body_text()),
+                    )
+                    .field("body")
+                } else {
+                    invalid(e.body_text())
+                }
+            })?;
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(invalid("expected a JSON object".to_owned()));
+        }
+        let Json(t) = Json::<T>::from_bytes(&bytes).map_err(|e| invalid(e.body_text()))?;
+        Ok(Self(t))
+    }
+}
+
+/// A JSON body, read after authentication: one over the limit is a JSON 413, one that is not a
+/// JSON object of the request type a JSON 400 naming `body`.
+pub(crate) fn body<T>(r: Result<JsonObject<T>, ApiError>) -> Result<T, ApiError> {
+    r.map(|JsonObject(t)| t)
 }
 
 // ---------- shapes ----------
@@ -214,6 +266,7 @@ pub struct HealthProblem {
 #[serde(deny_unknown_fields)]
 pub struct SubmitRequest {
     /// The job manifest, YAML (`apiVersion: tidegate.io/v1`, `kind: Job`), as in `examples/jobs/`.
+    #[schema(min_length = 1)]
     pub manifest: String,
 }
 
@@ -284,8 +337,9 @@ pub struct EventView {
     pub to_state: Option<String>,
     /// Why.
     pub reason: Option<String>,
-    /// Details (placement explanation, burst justification, cost...).
-    #[schema(value_type = Object)]
+    /// Details (placement explanation, burst justification, cost...); null when the event has
+    /// none.
+    #[schema(value_type = Option<Object>)]
     pub details: serde_json::Value,
     /// When, ms since the Unix epoch.
     pub at: i64,
@@ -329,12 +383,16 @@ pub struct JobList {
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only jobs in this state.
+    #[param(
+        pattern = "^(submitted|queued|admitted|running|succeeded|failed|cancelled|preempted)$"
+    )]
     pub state: Option<String>,
     /// Only this team's jobs (default: the caller's team; an admin sees every team).
     pub team: Option<String>,
     /// Only jobs in this zone.
     pub zone: Option<String>,
     /// Page size (1..=1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// Cursor from the previous page.
     pub after: Option<u64>,
@@ -354,7 +412,8 @@ pub struct LogsView {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct LogsQuery {
-    /// Bytes from the end (default 65536, at most 1 MiB).
+    /// Bytes from the end (default 65536, at most 1 MiB: 1048576).
+    #[param(minimum = 0, maximum = 1048576)]
     pub tail_bytes: Option<u64>,
 }
 
@@ -397,6 +456,7 @@ pub struct ZoneView {
 #[serde(deny_unknown_fields)]
 pub struct ConditionRequest {
     /// `healthy`, `degraded` or `unreachable`.
+    #[schema(pattern = "^(healthy|degraded|unreachable)$")]
     pub health: String,
     /// The provider throttles new work (default false).
     #[serde(default)]
@@ -410,6 +470,7 @@ pub struct ConditionRequest {
 #[serde(deny_unknown_fields)]
 pub struct ApproveRequest {
     /// What is approved: `run`, `burst` or `export`.
+    #[schema(pattern = "^(run|burst|export)$")]
     pub scope: String,
 }
 
@@ -417,7 +478,8 @@ pub struct ApproveRequest {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SyncRequest {
-    /// The agent's name (recorded with its heartbeat).
+    /// The agent's name (recorded with its heartbeat): 1 to 128 characters, not all blank.
+    #[schema(min_length = 1, max_length = 128, pattern = "\\S")]
     pub agent: String,
     /// Its runs that changed or have not been acknowledged as ended.
     #[serde(default)]
@@ -428,11 +490,13 @@ pub struct SyncRequest {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SyncReport {
-    /// Run id.
+    /// Run id (1 to 80 bytes).
+    #[schema(min_length = 1, max_length = 80)]
     pub run_id: String,
     /// `running`, `exited`, `cancelled`, `timed_out` (stopped past its time limit) or `lost`.
+    #[schema(pattern = "^(running|exited|cancelled|timed_out|lost)$")]
     pub status: String,
-    /// Exit code when `exited`.
+    /// Exit code (required when `exited`).
     pub exit_code: Option<i32>,
     /// The end of its output.
     #[serde(default)]
@@ -453,13 +517,19 @@ pub struct SyncResponse {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
-    /// The user's name.
+    /// The user's name: an identifier of the evidence ledger (1 to 128 characters from
+    /// `A-Z a-z 0-9 . _ : @ / + -`, starting with a letter or digit).
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._:@/+-]{0,127}$")]
     pub subject: String,
-    /// `submitter`, `approver`, `auditor` or `admin`.
+    /// `submitter`, `approver`, `auditor` or `admin` (`agent` for a zone's agent, whose team is
+    /// the zone).
+    #[schema(pattern = "^(submitter|approver|auditor|admin|agent)$")]
     pub role: String,
-    /// The user's team.
+    /// The user's team (lower-case letters, digits and '-', at most 63).
+    #[schema(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
     pub team: String,
-    /// Lifetime in minutes (1..=720, default 60).
+    /// Lifetime in minutes (1..=720, default 60; never past the calling token's expiry).
+    #[schema(minimum = 1, maximum = 720)]
     pub minutes: Option<u32>,
 }
 
@@ -610,13 +680,13 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 #[utoipa::path(post, path = "/v1/jobs", request_body = SubmitRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: one job per key and team")),
     responses((status = 201, body = SubmitResponse), (status = 200, body = SubmitResponse, description = "Replayed"),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 413, body = ErrorBody, description = "The body is over 2 MiB"),
         (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("bearer" = ["submit"])))]
 async fn submit_job(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
-    req: Result<Json<SubmitRequest>, JsonRejection>,
+    req: Result<JsonObject<SubmitRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
     let caller = st.auth.authenticate(&headers)?;
     if st.draining.load(Ordering::SeqCst) {
@@ -784,8 +854,8 @@ async fn load_job(st: &Arc<AppState>, id: &str) -> Result<JobRecord, ApiError> {
 
 /// A job: its state, why, and every event (the placement explanation is in the first `queued`
 /// event's details).
-#[utoipa::path(get, path = "/v1/jobs/{id}", params(("id" = String, Path, description = "Job id")),
-    responses((status = 200, body = JobDetail), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+#[utoipa::path(get, path = "/v1/jobs/{id}", params(("id" = String, Path, description = "Job id", pattern = "^[A-Za-z0-9._-]{1,64}$")),
+    responses((status = 200, body = JobDetail), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = ["read"])))]
 async fn get_job(
     State(st): State<Arc<AppState>>,
@@ -806,8 +876,8 @@ async fn get_job(
 }
 
 /// The end of a job's output (from its zone's executor).
-#[utoipa::path(get, path = "/v1/jobs/{id}/logs", params(("id" = String, Path, description = "Job id"), LogsQuery),
-    responses((status = 200, body = LogsView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+#[utoipa::path(get, path = "/v1/jobs/{id}/logs", params(("id" = String, Path, description = "Job id", pattern = "^[A-Za-z0-9._-]{1,64}$"), LogsQuery),
+    responses((status = 200, body = LogsView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = ["read"])))]
 async fn job_logs(
     State(st): State<Arc<AppState>>,
@@ -820,7 +890,13 @@ async fn job_logs(
     let Query(q) = q.map_err(|e| ApiError::invalid("query", e.body_text()))?;
     let rec = load_job(&st, &id).await?;
     st.auth.authorize(&caller, Action::Read, &rec.team)?;
-    let tail = q.tail_bytes.unwrap_or(65_536).min(1 << 20);
+    let tail = q.tail_bytes.unwrap_or(65_536);
+    if tail > MAX_LOG_TAIL {
+        return Err(ApiError::invalid(
+            "tail_bytes",
+            format!("tail_bytes must be at most {MAX_LOG_TAIL} (1 MiB), got {tail}"),
+        ));
+    }
     let Some(zone) = rec.pool.as_ref().and(rec.zone.clone()) else {
         return Ok(Json(LogsView {
             job: rec.id.to_string(),
@@ -855,8 +931,8 @@ async fn job_logs(
 }
 
 /// Cancel a job that has not ended; a running job is stopped.
-#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", params(("id" = String, Path, description = "Job id")),
-    responses((status = 200, body = JobView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", params(("id" = String, Path, description = "Job id", pattern = "^[A-Za-z0-9._-]{1,64}$")),
+    responses((status = 200, body = JobView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = ["cancel"])))]
 async fn cancel_job(
     State(st): State<Arc<AppState>>,
@@ -906,14 +982,14 @@ async fn cancel_job(
 
 /// Approve a job (approver of the job's team): recorded in the evidence ledger with the
 /// approver as actor, and as a job event.
-#[utoipa::path(post, path = "/v1/jobs/{id}/approve", request_body = ApproveRequest, params(("id" = String, Path, description = "Job id")),
-    responses((status = 200, body = JobDetail), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)),
+#[utoipa::path(post, path = "/v1/jobs/{id}/approve", request_body = ApproveRequest, params(("id" = String, Path, description = "Job id", pattern = "^[A-Za-z0-9._-]{1,64}$")),
+    responses((status = 200, body = JobDetail), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 413, body = ErrorBody, description = "The body is over 2 MiB"), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("bearer" = ["approve"])))]
 async fn approve_job(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
     id: Result<UrlPath<String>, PathRejection>,
-    req: Result<Json<ApproveRequest>, JsonRejection>,
+    req: Result<JsonObject<ApproveRequest>, ApiError>,
 ) -> Result<Json<JobDetail>, ApiError> {
     let caller = st.auth.authenticate(&headers)?;
     let id = path_param(id, "id")?;
@@ -1038,14 +1114,14 @@ pub struct FleetView {
 /// validated whole, ledgered (`fleet.loaded`, `policy.loaded`), swapped in at once; queued and
 /// running work is re-checked against it. A set that does not load changes nothing (422).
 #[utoipa::path(post, path = "/v1/fleet", request_body = FleetApplyRequest,
-    responses((status = 200, body = FleetView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    responses((status = 200, body = FleetView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 413, body = ErrorBody, description = "The body is over 2 MiB"),
         (status = 409, body = ErrorBody, description = "The change needs a restart"), (status = 422, body = ErrorBody, description = "The fleet or policy set does not load; the one in force stays"),
         (status = 503, body = ErrorBody)),
     security(("bearer" = ["administer"])))]
 async fn apply_fleet(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
-    req: Result<Json<FleetApplyRequest>, JsonRejection>,
+    req: Result<JsonObject<FleetApplyRequest>, ApiError>,
 ) -> Result<Json<FleetView>, ApiError> {
     let caller = st.auth.authenticate(&headers)?;
     let req = body(req)?;
@@ -1108,14 +1184,14 @@ pub fn fleet_view(shared: &crate::control::Shared, rules: &crate::control::Rules
 
 /// Set a zone's condition (admin): the scheduler applies the fleet's failure hierarchy to a
 /// degraded or unreachable private zone and sheds per class when a provider throttles.
-#[utoipa::path(post, path = "/v1/zones/{zone}/condition", request_body = ConditionRequest, params(("zone" = String, Path, description = "Zone name")),
-    responses((status = 200, body = ZoneView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+#[utoipa::path(post, path = "/v1/zones/{zone}/condition", request_body = ConditionRequest, params(("zone" = String, Path, description = "Zone name", pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")),
+    responses((status = 200, body = ZoneView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 413, body = ErrorBody, description = "The body is over 2 MiB"), (status = 404, body = ErrorBody)),
     security(("bearer" = ["administer"])))]
 async fn set_zone_condition(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
     zone: Result<UrlPath<String>, PathRejection>,
-    req: Result<Json<ConditionRequest>, JsonRejection>,
+    req: Result<JsonObject<ConditionRequest>, ApiError>,
 ) -> Result<Json<ZoneView>, ApiError> {
     let caller = st.auth.authenticate(&headers)?;
     let zone = path_param(zone, "zone")?;
@@ -1157,14 +1233,14 @@ async fn set_zone_condition(
 
 /// A zone agent's sync (agent token for that zone): records its heartbeat and its reports,
 /// answers with the zone's runs to start and stop. Agents connect out; nothing connects in.
-#[utoipa::path(post, path = "/v1/agents/{zone}/sync", request_body = SyncRequest, params(("zone" = String, Path, description = "The agent's zone")),
-    responses((status = 200, body = SyncResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
+#[utoipa::path(post, path = "/v1/agents/{zone}/sync", request_body = SyncRequest, params(("zone" = String, Path, description = "The agent's zone", pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")),
+    responses((status = 200, body = SyncResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 413, body = ErrorBody, description = "The body is over 2 MiB"), (status = 409, body = ErrorBody)),
     security(("bearer" = ["agent"])))]
 async fn agent_sync(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
     zone: Result<UrlPath<String>, PathRejection>,
-    req: Result<Json<SyncRequest>, JsonRejection>,
+    req: Result<JsonObject<SyncRequest>, ApiError>,
 ) -> Result<Json<SyncResponse>, ApiError> {
     let caller = st.auth.authenticate(&headers)?;
     let zone = path_param(zone, "zone")?;
@@ -1228,12 +1304,12 @@ async fn agent_sync(
 
 /// Mint a user token (admin only).
 #[utoipa::path(post, path = "/v1/tokens", request_body = TokenRequest,
-    responses((status = 201, body = TokenResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses((status = 201, body = TokenResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 413, body = ErrorBody, description = "The body is over 2 MiB")),
     security(("bearer" = ["administer"])))]
 async fn mint_token(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
-    req: Result<Json<TokenRequest>, JsonRejection>,
+    req: Result<JsonObject<TokenRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
     let caller = st.auth.authenticate(&headers)?;
     let req = body(req)?;

@@ -20,7 +20,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -143,9 +143,12 @@ pub struct VerifyView {
 pub struct PromoteRequest {
     /// Target stage: `validated`, `approved`, `released-private`, `released-public` or
     /// `released-edge`.
+    #[schema(pattern = "^(validated|approved|released-private|released-public|released-edge)$")]
     pub to: String,
     /// Who asks, as recorded (default: the caller; only an administrator may name someone
-    /// else).
+    /// else): an identifier of the evidence ledger (1 to 128 characters from
+    /// `A-Z a-z 0-9 . _ : @ / + -`, starting with a letter or digit).
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._:@/+-]{0,127}$")]
     pub actor: Option<String>,
 }
 
@@ -170,17 +173,24 @@ pub struct PromoteResponse {
 pub struct PutQuery {
     /// Kind (required): `dataset-snapshot`, `feature-set`, `checkpoint`, `model`,
     /// `container-image-ref`, `model-card`, `evaluation-report`, `sanitizer-report`.
+    #[param(
+        pattern = "^(dataset-snapshot|feature-set|checkpoint|model|container-image-ref|model-card|evaluation-report|sanitizer-report)$"
+    )]
     pub kind: String,
     /// `production` (default) or `experiment`; experiment artifacts are never released.
+    #[param(pattern = "^(production|experiment)$")]
     pub lane: Option<String>,
     /// Human name (default: empty).
     pub name: Option<String>,
     /// Derived from sensitive data (restricted, PHI): a leakage check is then required.
     pub sensitive: Option<bool>,
-    /// The team it is stored for (default: the caller's).
+    /// The team it is stored for (default: the caller's; lower-case letters, digits and '-', at
+    /// most 63).
+    #[param(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
     pub team: Option<String>,
     /// The job that produced it (a job of the team): the artifact inherits that job's effective
     /// classification, whatever else is declared. Required for checkpoints.
+    #[param(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub job: Option<String>,
     /// Its classification as `LEVEL` or `LEVEL/TAG,TAG` (joined with the job's when `job` is
     /// given: the stricter wins). Without either, the artifact is unclassified and judged as the
@@ -194,6 +204,7 @@ pub struct PutQuery {
 #[into_params(parameter_in = Query)]
 pub struct ListArtifactsQuery {
     /// Only this team's artifacts (default: the caller's team; an admin sees every artifact).
+    #[param(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
     pub team: Option<String>,
 }
 
@@ -232,6 +243,21 @@ fn open_store(shared: &Shared, now: u64) -> Result<ArtifactStore, ApiError> {
 fn parse_digest(s: &str) -> Result<Digest, ApiError> {
     s.parse::<Digest>()
         .map_err(|e| ApiError::invalid("digest", e.to_string()))
+}
+
+/// A team named in a request is a team name (what teams are named in the fleet and in tokens):
+/// anything else is refused, naming the field, before it reaches storage.
+fn check_team(team: &str) -> Result<(), ApiError> {
+    if tidegate_model::is_valid_name(team) {
+        return Ok(());
+    }
+    Err(ApiError::invalid(
+        "team",
+        format!(
+            "`{}` is not a valid team name (lower-case letters, digits and '-', at most 63)",
+            team.chars().take(80).collect::<String>()
+        ),
+    ))
 }
 
 fn team_of(r: &ArtifactRecord) -> &str {
@@ -511,6 +537,7 @@ pub(crate) async fn put_artifact(
             "name the team the artifact is stored for: ?team=NAME",
         ));
     }
+    check_team(&team)?;
     st.auth.authorize(&caller, Action::Submit, &team)?;
     // Read the body only once the caller may store: nothing large is buffered for strangers.
     let content = axum::body::to_bytes(body, MAX_ARTIFACT_BYTES)
@@ -681,6 +708,9 @@ pub(crate) async fn list_artifacts(
 ) -> Result<Json<ArtifactList>, ApiError> {
     let caller = st.auth.authenticate(&headers)?;
     let Query(q) = q.map_err(|e| ApiError::invalid("query", e.body_text()))?;
+    if let Some(t) = &q.team {
+        check_team(t)?;
+    }
     let team = match q.team {
         Some(t) => Some(t),
         None if caller.is_admin() => None,
@@ -715,7 +745,7 @@ pub(crate) async fn list_artifacts(
 /// a user token with `read` for the artifact's team, or — with `?zone=ZONE` — a scoped job token
 /// granting `<kind>:<digest>` from that zone, checked offline; each job-token use and refusal is
 /// in the evidence ledger (`token.used`, `token.refused`) before the answer.
-#[utoipa::path(get, path = "/v1/artifacts/{digest}", params(("digest" = String, Path, description = "sha256:<hex>"), GetArtifactQuery),
+#[utoipa::path(get, path = "/v1/artifacts/{digest}", params(("digest" = String, Path, description = "sha256:<hex>", pattern = "^sha256:[0-9a-f]{64}$"), GetArtifactQuery),
     responses((status = 200, description = "The verified content", content_type = "application/octet-stream", body = Vec<u8>),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "The stored object is tampered"), (status = 410, body = ErrorBody, description = "Crypto-shredded"),
@@ -777,7 +807,7 @@ pub(crate) async fn get_artifact(
 
 /// Verify an artifact (`read` for its team): content integrity and every attached signature
 /// against the data directory's keyring; a failure names what is tampered or unsigned.
-#[utoipa::path(get, path = "/v1/artifacts/{digest}/verify", params(("digest" = String, Path, description = "sha256:<hex>")),
+#[utoipa::path(get, path = "/v1/artifacts/{digest}/verify", params(("digest" = String, Path, description = "sha256:<hex>", pattern = "^sha256:[0-9a-f]{64}$")),
     responses((status = 200, body = VerifyView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "The stored object is tampered"),
         (status = 410, body = ErrorBody, description = "Crypto-shredded"), (status = 422, body = ErrorBody, description = "A signature or the provenance does not verify")),
@@ -810,8 +840,8 @@ pub(crate) async fn verify_artifact(
 /// team). A refusal (422 `promotion_refused`) names each missing piece of evidence and is
 /// recorded as `artifact.promotion_refused`; an allowed promotion is recorded as
 /// `artifact.promoted` before the stage changes.
-#[utoipa::path(post, path = "/v1/artifacts/{digest}/promote", request_body = PromoteRequest, params(("digest" = String, Path, description = "sha256:<hex>")),
-    responses((status = 200, body = PromoteResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+#[utoipa::path(post, path = "/v1/artifacts/{digest}/promote", request_body = PromoteRequest, params(("digest" = String, Path, description = "sha256:<hex>", pattern = "^sha256:[0-9a-f]{64}$")),
+    responses((status = 200, body = PromoteResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 413, body = ErrorBody, description = "The body is over 2 MiB"),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody, description = "Refused by the gates: the missing evidence is named"),
         (status = 503, body = ErrorBody)),
     security(("bearer" = ["approve"])))]
@@ -819,17 +849,12 @@ pub(crate) async fn promote_artifact(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
     digest: Result<UrlPath<String>, axum::extract::rejection::PathRejection>,
-    req: Result<Json<PromoteRequest>, JsonRejection>,
+    req: Result<crate::api::JsonObject<PromoteRequest>, ApiError>,
 ) -> Result<Json<PromoteResponse>, ApiError> {
     let caller = st.auth.authenticate(&headers)?;
     let digest = crate::api::path_param(digest, "digest")?;
     refuse_while_draining(&st)?;
-    let req = req.map(|Json(r)| r).map_err(|e| {
-        ApiError::invalid(
-            "body",
-            format!("the request body is not valid: {}", e.body_text()),
-        )
-    })?;
+    let req = crate::api::body(req)?;
     let digest = parse_digest(&digest)?;
     let (record, owned) = record_for(&st, &caller, Action::Approve, &digest).await?;
     if !owned {

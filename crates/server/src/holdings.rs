@@ -44,7 +44,8 @@ pub fn get(
     digest: &Digest,
     team: &str,
 ) -> Result<Option<ArtifactRecord>, ApiError> {
-    if team.is_empty() {
+    // Only a team name can hold anything (and only its file name fits the file system).
+    if !tidegate_model::is_valid_name(team) {
         return Ok(None);
     }
     let path = digest_dir(data_dir, digest).join(team_file(team));

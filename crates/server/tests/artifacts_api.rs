@@ -471,3 +471,35 @@ fn bytes_another_team_stored_are_answered_as_new_and_disclose_nothing() {
     );
     assert!(!list.text.contains("rad-scan"), "{}", list.text);
 }
+
+#[test]
+fn a_team_that_is_no_team_name_is_refused_naming_the_field_not_answered_unavailable() {
+    // A team name past what fits a file name (its holdings file is named by its bytes in hex)
+    // answered 503 "artifact storage cannot be read"; any name that is not a team name is now a
+    // 400 naming `team`, listing and storing alike.
+    let ts = TestServer::start(16);
+    let long = "a".repeat(200);
+    for team in [long.as_str(), "Icu-ML", "icu_ml", "%F0%9D%93%A3"] {
+        let r = ts.get(&format!("/v1/artifacts?team={team}"), &ts.admin);
+        assert_eq!(
+            (r.status, r.body["error"]["field"].as_str()),
+            (400, Some("team")),
+            "{}",
+            r.text
+        );
+        let (status, _, body) = ts.raw(
+            "POST",
+            &format!("/v1/artifacts?kind=model-card&team={team}"),
+            Some(&ts.admin),
+            Some(b"card"),
+        );
+        assert_eq!(
+            (status, body["error"]["field"].as_str()),
+            (400, Some("team")),
+            "{body}"
+        );
+    }
+    // A team name still lists (nothing stored for it yet).
+    let r = ts.get("/v1/artifacts?team=icu-ml", &ts.admin);
+    assert_eq!(r.status, 200, "{}", r.text);
+}

@@ -180,7 +180,10 @@ fn jobs_run_for_real_end_with_their_exit_code_and_can_be_cancelled() {
     let long = ts.submit(&sub, &manifest("long", "icu-ml", 8, Some("sleep 60")), None);
     let long_id = long.body["job"]["id"].as_str().unwrap().to_owned();
 
-    let d = ts.wait_job(&ok_id, 20, |d| d["job"]["state"] == "succeeded");
+    // The release is recorded just after the end: wait for both (the state alone races it).
+    let d = ts.wait_job(&ok_id, 20, |d| {
+        d["job"]["state"] == "succeeded" && states(d).last().map(String::as_str) == Some("released")
+    });
     assert_eq!(
         states(&d),
         [
@@ -278,7 +281,11 @@ fn pressure_bursts_eligible_work_with_its_justification_and_never_private_only_d
 
     let mut bursts = 0;
     for id in &ids {
-        let d = ts.wait_job(id, 60, |d| d["job"]["state"] == "succeeded");
+        // The release is recorded just after the end: wait for both.
+        let d = ts.wait_job(id, 60, |d| {
+            d["job"]["state"] == "succeeded"
+                && states(d).last().map(String::as_str) == Some("released")
+        });
         let zone = d["job"]["zone"].as_str().unwrap();
         if zone.starts_with("public") {
             bursts += 1;
