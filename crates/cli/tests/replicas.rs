@@ -596,3 +596,234 @@ fn replicas_converge_on_the_fleet_put_in_force_on_one_of_them() {
     }
     drop((a, b));
 }
+
+/// The soak: submissions, cancels and zone condition changes keep coming while the leader is
+/// killed with `kill -9` (a replacement replica starts) and PostgreSQL crashes and comes back.
+/// Afterwards every job is in exactly one terminal state, nothing ran twice, every acknowledged
+/// cancel stands, no process of a finished job is alive, the queue and running counts agree with
+/// the store, and every stored job has exactly one `job.submitted` entry.
+#[test]
+fn soak_everything_at_once_leaves_every_job_in_one_state_and_nothing_run_twice() {
+    let Some(pg) = PgInstance::start_private("soak") else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let (keys, work) = (root.path().join("keys"), root.path().join("work"));
+    let (_runs_dir, runs) = shared_log("soak-runs.log");
+    let mut replicas = vec![replica(
+        &pg.url(),
+        &root.path().join("r1"),
+        &keys,
+        &work,
+        "r1",
+    )];
+    replicas.push(replica(
+        &pg.url(),
+        &root.path().join("r2"),
+        &keys,
+        &work,
+        "r2",
+    ));
+    let token = std::fs::read_to_string(root.path().join("r2/admin.token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let urls = Arc::new(Mutex::new(
+        replicas.iter().map(|r| r.url.clone()).collect::<Vec<_>>(),
+    ));
+    let stop = Arc::new(AtomicBool::new(false));
+    let submitted = Arc::new(Mutex::new(Vec::<String>::new()));
+    let cancelled = Arc::new(Mutex::new(Vec::<String>::new()));
+    let pick = |urls: &Mutex<Vec<String>>, n: usize| {
+        let u = urls.lock().unwrap();
+        u[n % u.len()].clone()
+    };
+    std::thread::scope(|s| {
+        // Submissions, through any replica.
+        s.spawn(|| {
+            let mut i = 0usize;
+            while !stop.load(Ordering::SeqCst) {
+                let url = pick(&urls, i);
+                let m = manifest(&format!("soak-{i}"), &runs).replace("sleep 1.5", "sleep 0.3");
+                let (st, b) = call(
+                    "POST",
+                    &format!("{url}/v1/jobs"),
+                    &token,
+                    Some(json!({"manifest": m})),
+                    None,
+                );
+                if st == 201 {
+                    submitted
+                        .lock()
+                        .unwrap()
+                        .push(b["job"]["id"].as_str().unwrap().to_owned());
+                }
+                i += 1;
+                std::thread::sleep(Duration::from_millis(150));
+            }
+        });
+        // Cancels of recent jobs.
+        s.spawn(|| {
+            let mut n = 0usize;
+            while !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(600));
+                let victim = submitted.lock().unwrap().iter().rev().nth(2).cloned();
+                if let Some(id) = victim {
+                    let url = pick(&urls, n);
+                    let (st, _) = call(
+                        "POST",
+                        &format!("{url}/v1/jobs/{id}/cancel"),
+                        &token,
+                        None,
+                        None,
+                    );
+                    if st == 200 {
+                        cancelled.lock().unwrap().push(id);
+                    }
+                }
+                n += 1;
+            }
+        });
+        // A zone's condition flapping.
+        s.spawn(|| {
+            let mut degraded = false;
+            while !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(900));
+                degraded = !degraded;
+                let health = if degraded { "degraded" } else { "healthy" };
+                let url = pick(&urls, usize::from(degraded));
+                let _ = call(
+                    "POST",
+                    &format!("{url}/v1/zones/private-cloud/condition"),
+                    &token,
+                    Some(json!({"health": health, "reason": "soak"})),
+                    None,
+                );
+            }
+        });
+        // The leader killed hard, a replacement started; then the database crashes and returns.
+        std::thread::sleep(Duration::from_secs(6));
+        let leader = replicas
+            .iter()
+            .position(|r| health(&r.url).is_some_and(|h| h["leader"] == true));
+        if let Some(l) = leader {
+            let mut dead = replicas.remove(l);
+            dead.child.kill().unwrap();
+            dead.child.wait().unwrap();
+            let survivor = replicas[0].url.clone();
+            *urls.lock().unwrap() = vec![survivor];
+        }
+        replicas.push(replica(
+            &pg.url(),
+            &root.path().join("r3"),
+            &keys,
+            &work,
+            "r3",
+        ));
+        *urls.lock().unwrap() = replicas.iter().map(|r| r.url.clone()).collect();
+        std::thread::sleep(Duration::from_secs(4));
+        assert!(pg.crash(), "pg_ctl stop failed");
+        std::thread::sleep(Duration::from_secs(2));
+        assert!(pg.start(), "pg_ctl start failed");
+        std::thread::sleep(Duration::from_secs(6));
+        stop.store(true, Ordering::SeqCst);
+    });
+    let submitted = submitted.lock().unwrap().clone();
+    let cancelled = cancelled.lock().unwrap().clone();
+    assert!(
+        submitted.len() > 20,
+        "too few submissions acknowledged: {}",
+        submitted.len()
+    );
+    let url = replicas[0].url.clone();
+    // Every job reaches one terminal state.
+    let terminal = ["succeeded", "failed", "cancelled", "refused"];
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let jobs = loop {
+        let jobs = all_jobs(&url, &token);
+        if jobs
+            .iter()
+            .all(|j| terminal.contains(&j["state"].as_str().unwrap_or("")))
+        {
+            break jobs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not all jobs ended: {:?}",
+            jobs.iter()
+                .filter(|j| !terminal.contains(&j["state"].as_str().unwrap_or("")))
+                .map(|j| format!("{} {}", j["id"], j["state"]))
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let state: HashMap<String, String> = jobs
+        .iter()
+        .map(|j| {
+            (
+                j["id"].as_str().unwrap().to_owned(),
+                j["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(state.len(), jobs.len(), "a job is listed twice");
+    for id in &submitted {
+        assert!(state.contains_key(id), "acknowledged job {id} is missing");
+    }
+    for id in &cancelled {
+        assert_eq!(
+            state[id], "cancelled",
+            "acknowledged cancel of {id} did not stand"
+        );
+    }
+    // Nothing ran twice, and no process of a finished job is left.
+    let log = std::fs::read_to_string(&runs).unwrap();
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for line in log.lines() {
+        *counts.entry(line.trim()).or_default() += 1;
+    }
+    assert!(
+        counts.values().all(|c| *c == 1),
+        "a job ran twice: {counts:?}"
+    );
+    let left = Command::new("pgrep")
+        .args(["-f", runs.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        left.stdout.is_empty(),
+        "processes of finished jobs are alive: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+    // The counts agree with the store: nothing queued or running anywhere.
+    let (s, zones) = call("GET", &format!("{url}/v1/zones"), &token, None, None);
+    assert_eq!(s, 200, "{zones}");
+    for z in zones.as_array().unwrap() {
+        assert_eq!(z["queued"].as_u64(), Some(0), "{z}");
+        assert_eq!(z["running"].as_u64(), Some(0), "{z}");
+    }
+    // Every stored job has exactly one submission entry, across the replicas' ledgers.
+    drop(replicas);
+    let mut entries: Vec<Vec<u8>> = Vec::new();
+    for r in ["r1", "r2", "r3"] {
+        let opts = tidegate_ledger::pg::PgLedgerOptions {
+            schema: Some(format!("tidegate_ledger_{r}")),
+            ..Default::default()
+        };
+        let mut log = tidegate_ledger::pg::PgLog::connect(&pg.url(), &opts).unwrap();
+        entries.extend(log.read().unwrap().entries);
+    }
+    for id in state.keys() {
+        let submitted_entries = entries
+            .iter()
+            .map(|e| String::from_utf8_lossy(e).into_owned())
+            .filter(|e| {
+                e.contains("\"type\":\"job.submitted\"") && e.contains(&format!("\"id\":\"{id}\""))
+            })
+            .count();
+        assert_eq!(
+            submitted_entries, 1,
+            "job {id} has {submitted_entries} job.submitted entries"
+        );
+    }
+}
