@@ -30,6 +30,16 @@ pub enum ArtifactError {
         /// Its existing kind.
         existing: String,
     },
+    /// Storing failed after the store was recorded (a full disk): nothing was kept.
+    #[error("artifact {digest} was NOT stored: {reason}; {}", if *recorded { "what was written is removed and the evidence ledger records it undone (artifact.shredded after its artifact.stored)" } else { "what was written is removed, but the evidence ledger could not record that: its artifact.stored entry for it stands alone" })]
+    NotStored {
+        /// The artifact.
+        digest: Digest,
+        /// What failed.
+        reason: String,
+        /// Whether the undoing is in the ledger.
+        recorded: bool,
+    },
     /// A scoped token does not allow this access.
     #[error("access refused: {0}")]
     Unauthorized(String),

@@ -337,6 +337,41 @@ impl ArtifactStore {
             .map_or(options.classification.as_ref(), |p| {
                 p.classification.as_ref()
             });
+        // What the ledger first recorded this content as stands: putting it again as something
+        // else (its files deleted) is refused here, not left as an artifact nothing verifies.
+        if let Some(first) = self.history()?.of(&digest).stored {
+            let (lane, sensitive) = previous
+                .as_ref()
+                .map_or((options.lane, options.sensitive), |p| (p.lane, p.sensitive));
+            let asked = (
+                kind.to_string(),
+                lane.as_str().to_owned(),
+                sensitive,
+                class.map(ArtifactClass::ident),
+            );
+            let recorded = (
+                first.kind.clone(),
+                first.lane.clone(),
+                first.sensitive,
+                first.classification.clone(),
+            );
+            if asked != recorded {
+                return Err(ArtifactError::Conflict {
+                    digest,
+                    existing: format!(
+                        "{} in lane {}{}{}, as the evidence ledger first recorded it",
+                        first.kind,
+                        first.lane,
+                        if first.sensitive { ", sensitive" } else { "" },
+                        first
+                            .classification
+                            .as_deref()
+                            .map(|c| format!(", classified {c}"))
+                            .unwrap_or_default()
+                    ),
+                });
+            }
+        }
         self.record_event(&ArtifactEvent::Put {
             digest: digest.clone(),
             kind: kind.to_string(),
@@ -360,14 +395,31 @@ impl ArtifactStore {
             classification: options.classification.clone(),
         };
         let record = previous.clone().unwrap_or(fresh);
-        let blob = seal(&key, &record.aad(), content)?;
         // Key first, then blob, then record: a record exists only for a readable object.
-        self.kms.seal_data_key(&digest, &key)?;
-        self.blobs.put(&Self::blob_key(&digest), &blob)?;
-        if previous.is_none() {
-            let json = serde_json::to_vec_pretty(&record)
-                .map_err(|e| ArtifactError::Invalid(e.to_string()))?;
-            write_atomic(&self.record_path(&digest), &json)?;
+        let stored = seal(&key, &record.aad(), content).and_then(|blob| {
+            self.kms.seal_data_key(&digest, &key)?;
+            self.blobs.put(&Self::blob_key(&digest), &blob)?;
+            if previous.is_none() {
+                let json = serde_json::to_vec_pretty(&record)
+                    .map_err(|e| ArtifactError::Invalid(e.to_string()))?;
+                write_atomic(&self.record_path(&digest), &json)?;
+            }
+            Ok(())
+        });
+        if let Err(e) = stored {
+            // Not stored (a full disk, say): what was written is destroyed and the ledger says
+            // so after its `artifact.stored`, so it never claims an object that is not there.
+            let _ = self.kms.destroy_data_key(&digest);
+            let _ = self.blobs.delete(&Self::blob_key(&digest));
+            let undone = self.record_event(&ArtifactEvent::Shred {
+                digest: digest.clone(),
+            });
+            tracing::error!(%digest, error = %e, recorded = undone.is_ok(), "artifact not stored; partial writes removed");
+            return Err(ArtifactError::NotStored {
+                digest,
+                reason: e.to_string(),
+                recorded: undone.is_ok(),
+            });
         }
         tracing::info!(%digest, kind = %kind, size = record.size, "stored artifact");
         Ok(record)

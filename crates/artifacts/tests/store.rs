@@ -408,3 +408,52 @@ fn signed_provenance_carries_the_artifacts_classification() {
         Some("restricted/phi")
     );
 }
+
+/// Blobs that cannot be written (a full disk on the object store).
+#[derive(Debug)]
+struct FullBlobs;
+
+impl tidegate_artifacts::blobs::BlobBackend for FullBlobs {
+    fn put(&self, _: &str, _: &[u8]) -> Result<(), ArtifactError> {
+        Err(ArtifactError::Backend("no space left on device".into()))
+    }
+    fn get(&self, _: &str) -> Result<Option<Vec<u8>>, ArtifactError> {
+        Ok(None)
+    }
+    fn exists(&self, _: &str) -> Result<bool, ArtifactError> {
+        Ok(false)
+    }
+    fn delete(&self, _: &str) -> Result<(), ArtifactError> {
+        Ok(())
+    }
+    fn name(&self) -> &'static str {
+        "full"
+    }
+}
+
+#[test]
+fn a_put_that_cannot_be_stored_says_so_and_the_ledger_records_it_undone() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = common::ledger(dir.path());
+    let kms = tidegate_artifacts::kms::FileKeyManager::open(&dir.path().join("keys")).unwrap();
+    let sink =
+        tidegate_artifacts::ledger_sink::LedgerSink::new(dir.path(), ledger.clone() as _, NOW)
+            .unwrap();
+    let store = ArtifactStore::with_backends(dir.path(), Box::new(kms), Box::new(FullBlobs))
+        .with_event_sink(Box::new(sink));
+    let err = store
+        .put(b"weights", ArtifactKind::Checkpoint, &opts("ckpt"), NOW)
+        .unwrap_err();
+    assert!(
+        matches!(err, ArtifactError::NotStored { recorded: true, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("was NOT stored"), "{err}");
+    let d = Digest::of(b"weights");
+    assert!(
+        store.record(&d).is_err(),
+        "no record of an object that is not there"
+    );
+    let trail = store.history().unwrap().of(&d);
+    assert!(trail.stored.is_some() && trail.shredded, "{trail:?}");
+}

@@ -828,6 +828,15 @@ fn run_key(keys: &KeyStore, data_dir: &Path, cmd: KeyCmd, now: u64) -> miette::R
     }
     // Every change is evidence: the ledger is opened first, so nothing changes if it cannot be.
     let led = crate::ledgered::Ledgered::open(data_dir, now)?;
+    // And it starts from the keyring the ledger last recorded: a change made on top of a file
+    // edited outside tidegate would record the edit as if it were the command's.
+    if let Err(e) = led
+        .home_store()
+        .and_then(|s| s.trusted_keyring().map_err(err))
+    {
+        let _ = led.close();
+        return Err(e.wrap_err("refusing to change keys"));
+    }
     let out = change_key(&led, keys, cmd, now);
     let closed = led.close();
     out.and(closed)

@@ -407,9 +407,9 @@ fn witness_sign(data_dir: &Path, how: &Cosigner) -> miette::Result<()> {
     let (mut note, log) = sealed_log(data_dir).wrap_err("refusing to ask for a co-signature")?;
     let cp = note.checkpoint().into_diagnostic()?;
     let rewritten = |e: WitnessError| match e {
-        WitnessError::Inconsistent { .. } | WitnessError::Older { .. } => {
-            miette!("history rewritten: {e}")
-        }
+        WitnessError::Inconsistent { .. }
+        | WitnessError::Older { .. }
+        | WitnessError::Equivocation(_) => miette!("history rewritten: {e}"),
         other => miette!("{other}"),
     };
     let proof_from = |old: u64| -> miette::Result<Vec<[u8; 32]>> {

@@ -145,7 +145,7 @@ impl Ledgered {
     pub fn close(self) -> miette::Result<()> {
         if let Err(e) = self.ledger.close() {
             eprintln!(
-                "warning: what was done is recorded and sealed in the evidence ledger, but its checkpoint file could not be written ({e}); `tidegate audit checkpoint` writes it once there is room"
+                "warning: the evidence ledger's checkpoint file could not be written ({e}); every entry recorded is sealed in the log itself, and `tidegate audit checkpoint` writes the file once there is room"
             );
         }
         Ok(())

@@ -546,6 +546,13 @@ fn keyring_edits_backdating_and_re_puts_count_for_nothing() {
         out.contains("not the one the evidence ledger last recorded"),
         "{out}"
     );
+    // Nor can a key command launder the edit by recording the keyring it finds.
+    let out = refused(
+        dir,
+        T0 + 30,
+        &["artifact", "key", "add-approver", "--owner", "decoy"],
+    );
+    assert!(out.contains("refusing to change keys"), "{out}");
     std::fs::write(&ring_path, &original).unwrap();
     assert!(ok(dir, T0 + 30, &["artifact", "verify", &digest]).starts_with("ok"));
 
@@ -603,7 +610,8 @@ fn keyring_edits_backdating_and_re_puts_count_for_nothing() {
     ] {
         std::fs::remove_file(dir.join(f)).unwrap();
     }
-    ok(
+    // Put again as production: refused at once, naming what the ledger first recorded.
+    let out = refused(
         dir,
         T0 + 1200,
         &[
@@ -616,8 +624,32 @@ fn keyring_edits_backdating_and_re_puts_count_for_nothing() {
             "production",
         ],
     );
+    assert!(
+        out.contains("already exists as dataset-snapshot in lane experiment"),
+        "{out}"
+    );
+    // And a record file written by hand to say production is refused on use.
+    ok(
+        dir,
+        T0 + 1200,
+        &[
+            "artifact",
+            "put",
+            exp.to_str().unwrap(),
+            "--kind",
+            "dataset-snapshot",
+            "--lane",
+            "experiment",
+        ],
+    );
+    let record = dir.join(format!("artifacts/records/sha256/{hex}.json"));
+    let text = std::fs::read_to_string(&record).unwrap();
+    std::fs::write(&record, text.replace("\"experiment\"", "\"production\"")).unwrap();
     let out = refused(dir, T0 + 1200, &["artifact", "verify", &e]);
-    assert!(out.contains("recorded \"experiment\""), "{out}");
+    assert!(
+        out.contains("tampered") || out.contains("failed integrity"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -649,6 +681,10 @@ fn a_checkpoint_file_that_cannot_be_written_does_not_turn_a_stored_artifact_into
     assert!(
         stderr.contains("checkpoint file could not be written"),
         "{stderr}"
+    );
+    assert!(
+        !stderr.contains("Error:") && !stderr.contains("ERROR"),
+        "a success with an error beside it: {stderr}"
     );
     assert!(ledger_text(dir).contains("\"type\":\"artifact.stored\""));
     let back = dir.join("back.bin");

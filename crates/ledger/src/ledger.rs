@@ -193,6 +193,7 @@ pub struct Ledger {
     shared: Arc<Shared>,
     tx: Mutex<Option<mpsc::Sender<Request>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -718,6 +719,7 @@ impl Ledger {
             shared,
             tx: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
+            closed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -834,6 +836,10 @@ impl Ledger {
     /// # Errors
     /// When the final checkpoint cannot be written.
     pub fn close(&self) -> Result<(), PublishError> {
+        // Once: a second close (the drop after an explicit one) has nothing left to do.
+        if self.closed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Ok(());
+        }
         lock(&self.tx).take();
         if let Some(h) = lock(&self.writer).take() {
             if h.join().is_err() {

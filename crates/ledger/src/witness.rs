@@ -12,7 +12,8 @@
 //! and the answer is the witness's `cosignature/v1` line(s). Refusals carry the status the
 //! protocol gives them ([`WitnessError::status`]): 400 malformed, 403 no valid log signature,
 //! 404 unknown log, 409 the old size is not the witness's (with the witness's size, so the
-//! client can retry), 422 the proof does not verify.
+//! client can retry), 422 the proof does not verify or the body differs from the one co-signed at
+//! that size (the log equivocates).
 //!
 //! [`Witness::add_checkpoint`] is pure: state, keys, request and clock in; the new state and the
 //! co-signature out. The caller persists the state durably *before* answering.
@@ -34,6 +35,10 @@ pub struct LogHead {
     pub size: u64,
     /// Its root (hex).
     pub root: String,
+    /// SHA-256 (hex) of its whole body, extension lines included: another body at the same
+    /// size (a re-signed subject map root, say) is never co-signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
 }
 
 /// A witness's whole state: per log origin, the newest checkpoint co-signed.
@@ -69,6 +74,9 @@ pub enum WitnessError {
         /// The witness's.
         have: u64,
     },
+    /// Another checkpoint body at the size the witness co-signed: the log says two things.
+    #[error("the witness co-signed another checkpoint at size {0}: this one differs from it (the log equivocates)")]
+    Equivocation(u64),
     /// The consistency proof does not show the checkpoint extends the witnessed one.
     #[error("the consistency proof from size {from} does not verify: the log does not extend the checkpoint this witness co-signed ({why})")]
     Inconsistent {
@@ -88,6 +96,7 @@ impl WitnessError {
             Self::Signature(_) => 403,
             Self::UnknownLog(_) => 404,
             Self::Conflict(_) => 409,
+            Self::Equivocation(_) => 422,
             Self::Inconsistent { .. } => 422,
         }
     }
@@ -188,6 +197,7 @@ impl Witness {
         req.note
             .verify(log)
             .map_err(|_| WitnessError::Signature(cp.origin.clone()))?;
+        let body = hex::encode(crate::checkpoint::body_hash(&req.note.body));
         let (have, have_root) = match state.logs.get(&cp.origin) {
             Some(h) => (
                 h.size,
@@ -217,12 +227,20 @@ impl Witness {
                 }
             })?;
         }
+        // Same tree, another body (its extension lines re-signed): the log says two things at
+        // one size.
+        if let Some(h) = state.logs.get(&cp.origin) {
+            if h.size == cp.size && h.body.as_ref().is_some_and(|b| *b != body) {
+                return Err(WitnessError::Equivocation(cp.size));
+            }
+        }
         let mut next = state.clone();
         next.logs.insert(
             cp.origin.clone(),
             LogHead {
                 size: cp.size,
                 root: hex::encode(cp.root),
+                body: Some(body),
             },
         );
         let line = self.key.cosign_body(&req.note.body, now);
@@ -307,6 +325,27 @@ mod tests {
             )
             .unwrap();
         assert_eq!(state2.logs["example-log"].size, 20);
+        // The same checkpoint again is co-signed again; another body at that size (its
+        // extension lines re-signed by the log key) is refused: the log equivocates.
+        let n20 = note(&log_key, &t, 20);
+        assert!(w
+            .add_checkpoint(&state2, &add_checkpoint_request(20, &[], &n20), 1_001)
+            .is_ok());
+        let other_body = log_key.sign_checkpoint(&Checkpoint {
+            origin: log_key.name().to_owned(),
+            size: 20,
+            root: t.root_at(20).unwrap(),
+            batch: None,
+            subjects: Some([9; 32]),
+        });
+        let err = w
+            .add_checkpoint(
+                &state2,
+                &add_checkpoint_request(20, &[], &other_body),
+                1_001,
+            )
+            .unwrap_err();
+        assert_eq!(err, WitnessError::Equivocation(20));
         // A stale old size: 409 with the witness's size.
         let err = w
             .add_checkpoint(

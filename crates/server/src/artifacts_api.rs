@@ -312,7 +312,10 @@ pub fn artifact_error(e: ArtifactError) -> ApiError {
         }
         // Temporary: a full disk, an I/O error, object storage or key management that cannot be
         // reached. The error names files and endpoints: it goes to the log, not to the caller.
-        ArtifactError::Io { .. } | ArtifactError::Backend(_) | ArtifactError::Kms(_) => {
+        ArtifactError::Io { .. }
+        | ArtifactError::Backend(_)
+        | ArtifactError::Kms(_)
+        | ArtifactError::NotStored { .. } => {
             tracing::warn!(error = %message, "artifact storage is unavailable");
             ApiError::unavailable(
                 "artifact storage cannot be read or written for now (out of space, an I/O error \
