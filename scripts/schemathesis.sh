@@ -144,6 +144,12 @@ checks.positive_data_acceptance.enabled = false
 include-name = "POST /v1/tokens"
 checks.positive_data_acceptance.enabled = false
 
+# A job token's zone must be one of the fleet in force, each input data that may be held there
+# (403 otherwise), and it may not outlive the calling token.
+[[operations]]
+include-name = "POST /v1/tokens/job"
+checks.positive_data_acceptance.enabled = false
+
 # The promotion gates refuse a stage the recorded evidence does not support (422, naming it).
 [[operations]]
 include-name = "POST /v1/artifacts/{digest}/promote"

@@ -74,6 +74,27 @@ impl Ledgered {
         })
     }
 
+    /// Opens the ledger of `data_dir`, or `None` when another process (a running
+    /// `tidegate up`) holds it: the caller then acts through that process's API, which records.
+    ///
+    /// # Errors
+    /// When the ledger cannot be opened for another reason (nothing has changed).
+    pub fn open_unless_held(data_dir: &Path, now: u64) -> miette::Result<Option<Self>> {
+        match Ledger::open(data_dir, LedgerOptions::default()) {
+            Ok(ledger) => Ok(Some(Self {
+                ledger: Arc::new(ledger),
+                data_dir: data_dir.to_path_buf(),
+                now,
+            })),
+            Err(tidegate_ledger::OpenError::Locked(_)) => Ok(None),
+            Err(e) => Err(miette!(
+                help = "changes are recorded in the evidence ledger first, so nothing was changed",
+                "cannot open the evidence ledger in {}: {e}",
+                data_dir.display()
+            )),
+        }
+    }
+
     /// The artifact store rooted at `dir` (the store of `zone`, when given: its entries name the
     /// zone), recording into this ledger.
     ///

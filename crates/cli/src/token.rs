@@ -11,6 +11,9 @@ use tidegate_identity::{
     TokenSpec, Verifier,
 };
 
+use tidegate_server::api::{JobTokenRequest, TokenRequest, TokenResponse};
+use tidegate_server::evidence::{token_issued_entry, TokenGrant};
+
 use crate::clock::now;
 
 /// Token commands.
@@ -221,6 +224,22 @@ pub fn run(data_dir: &Path, cmd: TokenCmd) -> miette::Result<()> {
             minutes,
             fleet,
         } => {
+            // The issue is recorded in the data directory's ledger before the token is
+            // printed; a running control plane holding that ledger mints it instead, through
+            // its API, which records it the same way.
+            let Some(led) = crate::ledgered::Ledgered::open_unless_held(data_dir, now)? else {
+                return mint_through_server(
+                    data_dir,
+                    job,
+                    zone,
+                    inputs,
+                    output_prefix,
+                    user,
+                    role,
+                    team,
+                    minutes,
+                );
+            };
             let spec = match (job, user) {
                 (Some(job_id), None) => {
                     let zone = zone.ok_or_else(|| miette!("a job token needs --zone"))?;
@@ -243,12 +262,33 @@ pub fn run(data_dir: &Path, cmd: TokenCmd) -> miette::Result<()> {
                 _ => return Err(miette!("give either --job or --user")),
             };
             let issuer = keys.issuer().map_err(err)?;
-            println!(
-                "{}",
-                issuer
-                    .mint(&keys.keyring().map_err(err)?, &spec, now)
-                    .map_err(err)?
-            );
+            let ring = keys.keyring().map_err(err)?;
+            let token = issuer.mint(&ring, &spec, now).map_err(err)?;
+            let claims = Verifier::new(ring).inspect(&token, now).map_err(err)?;
+            let grant = match &spec {
+                TokenSpec::Job {
+                    job_id,
+                    zone,
+                    inputs,
+                    output_prefix,
+                    ..
+                } => TokenGrant::Job {
+                    job: job_id,
+                    zone,
+                    inputs,
+                    output_prefix,
+                },
+                TokenSpec::User { role, team, .. } => TokenGrant::User {
+                    role: role.as_str(),
+                    team,
+                },
+            };
+            let (action, subjects) =
+                token_issued_entry(&claims.revocation_id, claims.expires_at, &grant)
+                    .map_err(|e| miette!("no token minted: its issue cannot be recorded: {e}"))?;
+            led.record("operator", action, subjects)?;
+            led.close()?;
+            println!("{token}");
         }
         TokenCmd::Inspect { token } => {
             let token = read_token(&token)?;
@@ -366,5 +406,65 @@ pub fn run(data_dir: &Path, cmd: TokenCmd) -> miette::Result<()> {
             }
         },
     }
+    Ok(())
+}
+
+/// `token mint` while a control plane runs on the data directory (it holds the ledger): the
+/// token is minted by that control plane through its API, with the data directory's admin
+/// token, and recorded there. The API gives a token at most the admin token's lifetime.
+#[allow(clippy::too_many_arguments)]
+fn mint_through_server(
+    data_dir: &Path,
+    job: Option<String>,
+    zone: Option<String>,
+    inputs: Vec<String>,
+    output_prefix: Option<String>,
+    user: Option<String>,
+    role: Option<String>,
+    team: Option<String>,
+    minutes: u32,
+) -> miette::Result<()> {
+    let client = crate::client::Client::from_args(&crate::client::ClientArgs {
+        server: None,
+        token_file: None,
+        data_dir: data_dir.to_path_buf(),
+    })
+    .map_err(|e| {
+        miette!(
+            help = "stop the control plane, or make its URL and admin token readable in the data directory",
+            "the evidence ledger in {} is held by a running control plane, and it cannot be reached to mint the token there: {e}",
+            data_dir.display()
+        )
+    })?;
+    let minted: TokenResponse = match (job, user) {
+        (Some(job), None) => client.post(
+            "/v1/tokens/job",
+            &JobTokenRequest {
+                job,
+                zone: zone.ok_or_else(|| miette!("a job token needs --zone"))?,
+                inputs,
+                output_prefix: output_prefix
+                    .ok_or_else(|| miette!("a job token needs --output-prefix"))?,
+                minutes: Some(minutes),
+            },
+            &[],
+        )?,
+        (None, Some(subject)) => client.post(
+            "/v1/tokens",
+            &TokenRequest {
+                subject,
+                role: role.unwrap_or_default(),
+                team: team.unwrap_or_default(),
+                minutes: Some(minutes),
+            },
+            &[],
+        )?,
+        _ => return Err(miette!("give either --job or --user")),
+    };
+    eprintln!(
+        "minted by the control plane at {} (it holds this data directory's evidence ledger and recorded the issue)",
+        client.base
+    );
+    println!("{}", minted.token);
     Ok(())
 }

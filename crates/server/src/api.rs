@@ -40,11 +40,11 @@ pub const MAX_LOG_TAIL: u64 = 1 << 20;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "tidegate control plane", description = "Policy-aware placement of GPU jobs across private, public and edge zones."),
-    paths(health, openapi_doc, submit_job, list_jobs, get_job, job_logs, cancel_job, approve_job, list_zones, set_zone_condition, agent_sync, metrics, mint_token, apply_fleet, get_fleet,
+    paths(health, openapi_doc, submit_job, list_jobs, get_job, job_logs, cancel_job, approve_job, list_zones, set_zone_condition, agent_sync, metrics, mint_token, mint_job_token, apply_fleet, get_fleet,
         crate::artifacts_api::put_artifact, crate::artifacts_api::list_artifacts, crate::artifacts_api::get_artifact,
         crate::artifacts_api::verify_artifact, crate::artifacts_api::promote_artifact),
     components(schemas(crate::artifacts_api::ArtifactView, crate::artifacts_api::ArtifactList, crate::artifacts_api::StatementView,
-        crate::artifacts_api::VerifyView, crate::artifacts_api::PromoteRequest, crate::artifacts_api::PromoteResponse, ApproveRequest, SyncRequest, SyncReport, SyncResponse, ErrorBody, SubmitRequest, SubmitResponse, JobView, EventView, JobDetail, JobList, LogsView, ZoneView, PoolView, ConditionRequest, TokenRequest, TokenResponse, FleetApplyRequest, FleetView, Health, HealthProblem)),
+        crate::artifacts_api::VerifyView, crate::artifacts_api::PromoteRequest, crate::artifacts_api::PromoteResponse, ApproveRequest, SyncRequest, SyncReport, SyncResponse, ErrorBody, SubmitRequest, SubmitResponse, JobView, EventView, JobDetail, JobList, LogsView, ZoneView, PoolView, ConditionRequest, TokenRequest, TokenResponse, JobTokenRequest, FleetApplyRequest, FleetView, Health, HealthProblem)),
     modifiers(&BearerScheme)
 )]
 pub struct ApiDoc;
@@ -82,6 +82,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/zones/{zone}/condition", post(set_zone_condition))
         .route("/v1/agents/{zone}/sync", post(agent_sync))
         .route("/v1/tokens", post(mint_token))
+        .route("/v1/tokens/job", post(mint_job_token))
         .route("/v1/fleet", post(apply_fleet).get(get_fleet))
         .route(
             "/v1/artifacts",
@@ -528,6 +529,34 @@ pub struct TokenRequest {
     /// The user's team (lower-case letters, digits and '-', at most 63).
     #[schema(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
     pub team: String,
+    /// Lifetime in minutes (1..=720, default 60; never past the calling token's expiry).
+    #[schema(minimum = 1, maximum = 720)]
+    pub minutes: Option<u32>,
+}
+
+/// The most inputs a job token names: its `token.issued` entry lists every grant (job, zone,
+/// output prefix and each input) within one entry's list bound.
+pub const MAX_JOB_TOKEN_INPUTS: usize = tidegate_ledger::entry::MAX_LIST - 3;
+
+/// Ask for a job's scoped token: it reads exactly `inputs` in `zone` and writes under
+/// `output_prefix`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobTokenRequest {
+    /// The job (an identifier of the evidence ledger).
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._:@/+-]{0,127}$")]
+    pub job: String,
+    /// The zone the token is valid in.
+    #[schema(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
+    pub zone: String,
+    /// What it may read: `dataset:NAME@VERSION`, `dataset-snapshot:sha256:HEX`,
+    /// `checkpoint:sha256:HEX` or `artifact:sha256:HEX`; each must be data that may be held in
+    /// the zone. At most 29.
+    #[schema(max_items = 29)]
+    pub inputs: Vec<String>,
+    /// Where it may write; ends with `/`.
+    #[schema(pattern = "^.+/$")]
+    pub output_prefix: String,
     /// Lifetime in minutes (1..=720, default 60; never past the calling token's expiry).
     #[schema(minimum = 1, maximum = 720)]
     pub minutes: Option<u32>,
@@ -1333,37 +1362,8 @@ async fn mint_token(
     }
     let role = Role::parse(&req.role).map_err(|e| ApiError::invalid("role", e.to_string()))?;
     st.auth.authorize(&caller, Action::Administer, &req.team)?;
-    // A token minted here is never wider or longer-lived than the caller's own: an attenuated
-    // token's restrictions would not carry over, so it mints nothing; the new token ends no
-    // later than the caller's.
-    if caller.claims.blocks > 1 {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "an attenuated token cannot mint tokens: its restrictions would not carry over to them",
-        )
-        .field("Authorization"));
-    }
-    let left = u32::try_from(caller.claims.expires_at.saturating_sub(st.auth.now()) / 60)
-        .unwrap_or(u32::MAX);
-    let minutes = match req.minutes {
-        Some(m) if m > left => {
-            return Err(ApiError::invalid(
-                "minutes",
-                format!(
-                "the calling token expires in {left} minutes; a token it mints cannot outlive it"
-            ),
-            ))
-        }
-        Some(m) => m,
-        None => 60.min(left),
-    };
-    if minutes == 0 {
-        return Err(ApiError::invalid(
-            "minutes",
-            "the calling token expires within a minute; it mints nothing",
-        ));
-    }
+    // A token minted here is never wider or longer-lived than the caller's own.
+    let minutes = minted_minutes(&st, &caller, req.minutes)?;
     let token = st
         .auth
         .mint(&req.subject, role, &req.team, minutes)
@@ -1386,6 +1386,154 @@ async fn mint_token(
         shared
             .evidence
             .token_issued(&issuer, &token_id, expires, &role_name, &team)
+            .map_err(|e| ApiError::ledger_refused("the token", Some(shared.evidence.storage()), &e))
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(TokenResponse { token, minutes })).into_response())
+}
+
+/// The lifetime a token minted by `caller` gets: what was asked (default 60 minutes), never
+/// past the caller's own expiry; an attenuated caller mints nothing (its restrictions would not
+/// carry over).
+fn minted_minutes(
+    st: &AppState,
+    caller: &crate::auth::Caller,
+    asked: Option<u32>,
+) -> Result<u32, ApiError> {
+    if caller.claims.blocks > 1 {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "an attenuated token cannot mint tokens: its restrictions would not carry over to them",
+        )
+        .field("Authorization"));
+    }
+    let left = u32::try_from(caller.claims.expires_at.saturating_sub(st.auth.now()) / 60)
+        .unwrap_or(u32::MAX);
+    let minutes = match asked {
+        Some(m) if m > left => return Err(ApiError::invalid(
+            "minutes",
+            format!(
+                "the calling token expires in {left} minutes; a token it mints cannot outlive it"
+            ),
+        )),
+        Some(m) => m,
+        None => 60.min(left),
+    };
+    if minutes == 0 {
+        return Err(ApiError::invalid(
+            "minutes",
+            "the calling token expires within a minute; it mints nothing",
+        ));
+    }
+    Ok(minutes)
+}
+
+/// Mint a job's scoped token (admin only). Each input must be data that may be held in the
+/// zone (the floor and policy of placement); the token's issue is recorded in the evidence
+/// ledger, about the job, before it is handed out.
+#[utoipa::path(post, path = "/v1/tokens/job", request_body = JobTokenRequest,
+    responses((status = 201, body = TokenResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "Not an admin token, or an input may not be read in the zone"), (status = 413, body = ErrorBody, description = "The body is over 2 MiB"), (status = 503, body = ErrorBody, description = "The evidence ledger or the dataset registry cannot be used")),
+    security(("bearer" = ["administer"])))]
+async fn mint_job_token(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    req: Result<JsonObject<JobTokenRequest>, ApiError>,
+) -> Result<Response, ApiError> {
+    let caller = st.auth.authenticate(&headers)?;
+    let req = body(req)?;
+    if let Err(e) = tidegate_ledger::Ident::new(req.job.as_str()) {
+        return Err(ApiError::invalid(
+            "job",
+            format!("the job cannot be named in the evidence ledger: {e}"),
+        ));
+    }
+    if !tidegate_model::is_valid_name(&req.zone) {
+        return Err(ApiError::invalid(
+            "zone",
+            format!("`{}` is not a valid zone name", req.zone),
+        ));
+    }
+    if req.inputs.len() > MAX_JOB_TOKEN_INPUTS {
+        return Err(ApiError::invalid(
+            "inputs",
+            format!(
+                "{} inputs; a job token names at most {MAX_JOB_TOKEN_INPUTS}, each recorded in its ledger entry",
+                req.inputs.len()
+            ),
+        ));
+    }
+    st.auth.authorize(&caller, Action::Administer, "admin")?;
+    let minutes = minted_minutes(&st, &caller, req.minutes)?;
+    let shared = st.shared.clone();
+    let now = st.auth.now();
+    let (zone, inputs) = (req.zone.clone(), req.inputs.clone());
+    blocking(move || {
+        let rules = shared.rules();
+        if !rules.fleet.zones.iter().any(|z| z.name == zone) {
+            return Err(ApiError::invalid(
+                "zone",
+                format!("no zone `{zone}` in the fleet"),
+            ));
+        }
+        let versions = tidegate_data::Registry::open(shared.evidence.data_dir())
+            .list()
+            .map_err(|e| {
+                ApiError::unavailable(format!("the dataset registry cannot be read: {e}"))
+            })?;
+        let store =
+            tidegate_artifacts::ArtifactStore::open(shared.evidence.data_dir()).map_err(|e| {
+                ApiError::unavailable(format!("the artifact store cannot be read: {e}"))
+            })?;
+        tidegate_data::holding::check_token_inputs(
+            &rules.fleet,
+            &rules.policy,
+            &versions,
+            &store,
+            &inputs,
+            &zone,
+        )
+        .map_err(|refused| {
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "no token minted: {} of its inputs may not be read in zone {zone}: {}",
+                    refused.len(),
+                    refused.join("; ")
+                ),
+            )
+            .field("inputs")
+        })
+    })
+    .await?;
+    let spec = tidegate_identity::TokenSpec::Job {
+        job_id: req.job.clone(),
+        zone: req.zone.clone(),
+        inputs: req.inputs.clone(),
+        output_prefix: req.output_prefix.clone(),
+        ttl_minutes: minutes,
+    };
+    let token = st.auth.mint_spec(&spec, now).map_err(|e| {
+        if e.code == "invalid_request" {
+            e.field("output_prefix")
+        } else {
+            e
+        }
+    })?;
+    let (token_id, expires) = st.auth.token_id(&token)?;
+    let shared = st.shared.clone();
+    let issuer = caller.subject().to_owned();
+    blocking(move || {
+        let grant = crate::evidence::TokenGrant::Job {
+            job: &req.job,
+            zone: &req.zone,
+            inputs: &req.inputs,
+            output_prefix: &req.output_prefix,
+        };
+        shared
+            .evidence
+            .job_token_issued(&issuer, &token_id, expires, &grant)
             .map_err(|e| ApiError::ledger_refused("the token", Some(shared.evidence.storage()), &e))
     })
     .await?;

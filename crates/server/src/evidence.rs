@@ -434,21 +434,23 @@ impl Evidence {
         role: &str,
         team: &str,
     ) -> Result<(), String> {
-        let scope = vec![
-            ident(&format!("role:{role}"))?,
-            ident(&format!("team:{team}"))?,
-        ];
-        let action = Action::TokenIssued {
-            token_id: ident(token_id)?,
-            expires_ms: expires_s.saturating_mul(1000),
-            scope,
-        };
-        let draft = EntryDraft::new(
-            ident(issuer)?,
-            action,
-            vec![subject(SubjectKind::Token, token_id)?],
-        )
-        .map_err(|e| e.to_string())?;
+        let grant = TokenGrant::User { role, team };
+        let (action, subjects) = token_issued_entry(token_id, expires_s, &grant)?;
+        let draft = EntryDraft::new(ident(issuer)?, action, subjects).map_err(|e| e.to_string())?;
+        self.append_draft(draft)
+    }
+
+    /// A job token was issued (its id, its job, zone, inputs and output prefix; never the
+    /// token): the job's bundle carries it.
+    pub fn job_token_issued(
+        &self,
+        issuer: &str,
+        token_id: &str,
+        expires_s: u64,
+        grant: &TokenGrant<'_>,
+    ) -> Result<(), String> {
+        let (action, subjects) = token_issued_entry(token_id, expires_s, grant)?;
+        let draft = EntryDraft::new(ident(issuer)?, action, subjects).map_err(|e| e.to_string())?;
         self.append_draft(draft)
     }
 
@@ -506,4 +508,74 @@ impl tidegate_artifacts::ledger_sink::EntryWriter for Evidence {
     fn read_entries(&self) -> Result<Vec<Vec<u8>>, String> {
         self.current().entries()
     }
+}
+
+/// What a minted token grants, as its `token.issued` entry records it.
+#[derive(Debug, Clone, Copy)]
+pub enum TokenGrant<'a> {
+    /// A user's token: a role for a team.
+    User {
+        /// The role.
+        role: &'a str,
+        /// The team.
+        team: &'a str,
+    },
+    /// A job's token: its inputs, read in one zone, and where it writes.
+    Job {
+        /// The job.
+        job: &'a str,
+        /// The zone it is valid in.
+        zone: &'a str,
+        /// What it may read (`dataset:NAME@VERSION`, `checkpoint:…`, `artifact:…`).
+        inputs: &'a [String],
+        /// The prefix it may write under.
+        output_prefix: &'a str,
+    },
+}
+
+/// The `token.issued` action and its subjects for a token (the token, and for a job's token
+/// the job and its zone), shared by the control plane and the offline `token mint`. Every grant
+/// is recorded or the token is not issued: an input list longer than an entry holds is refused,
+/// never cut.
+///
+/// # Errors
+/// When a part of the grant cannot be recorded.
+pub fn token_issued_entry(
+    token_id: &str,
+    expires_s: u64,
+    grant: &TokenGrant<'_>,
+) -> Result<(Action, Vec<Subject>), String> {
+    let mut subjects = vec![subject(SubjectKind::Token, token_id)?];
+    let scope = match grant {
+        TokenGrant::User { role, team } => vec![
+            ident(&format!("role:{role}"))?,
+            ident(&format!("team:{team}"))?,
+        ],
+        TokenGrant::Job {
+            job,
+            zone,
+            inputs,
+            output_prefix,
+        } => {
+            subjects.push(subject(SubjectKind::Job, job)?);
+            subjects.push(subject(SubjectKind::Zone, zone)?);
+            let mut scope = vec![
+                ident(&format!("job:{job}"))?,
+                ident(&format!("zone:{zone}"))?,
+                ident(&format!("write:{output_prefix}"))?,
+            ];
+            for i in *inputs {
+                scope.push(ident(&format!("read:{i}"))?);
+            }
+            scope
+        }
+    };
+    Ok((
+        Action::TokenIssued {
+            token_id: ident(token_id)?,
+            expires_ms: expires_s.saturating_mul(1000),
+            scope,
+        },
+        subjects,
+    ))
 }

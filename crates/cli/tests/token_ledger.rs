@@ -1,0 +1,254 @@
+//! Every minted token is a point of action in the evidence ledger, recorded before the token is
+//! printed: offline `token mint` records in the data directory's ledger (a job's token in the
+//! job's bundle), a ledger that cannot record mints nothing, and while `tidegate up` holds the
+//! ledger the token is minted by that control plane through its API, which records it and
+//! applies the same holding rule and bounds.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{call, start_control_plane};
+use serde_json::{json, Value};
+
+const T0: u64 = 1_800_000_000;
+
+fn tg(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tidegate"))
+        .args(args)
+        .env("TIDEGATE_DATA_DIR", dir)
+        .env("TIDEGATE_NOW", T0.to_string())
+        .env("TIDEGATE_FLEET", common::repo().join("examples/fleet"))
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = tg(dir, args);
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn ledger_entries(dir: &Path) -> Vec<Value> {
+    let log =
+        tidegate_ledger::ledger::read_log(&tidegate_ledger::ledger::ledger_dir(dir), true).unwrap();
+    log.entries
+        .iter()
+        .map(|e| serde_json::from_slice(e).unwrap())
+        .collect()
+}
+
+fn issued(dir: &Path) -> Vec<Value> {
+    ledger_entries(dir)
+        .into_iter()
+        .filter(|e| e["action"]["type"] == "token.issued")
+        .collect()
+}
+
+fn revocation_id(dir: &Path, token: &str) -> String {
+    let claims: Value = serde_json::from_str(&ok(dir, &["token", "inspect", token])).unwrap();
+    claims["revocation_id"].as_str().unwrap().to_owned()
+}
+
+const JOB_TOKEN: [&str; 10] = [
+    "token",
+    "mint",
+    "--job",
+    "job-7",
+    "--zone",
+    "hospital-onprem",
+    "--input",
+    "dataset:ehr-raw@2026-10",
+    "--output-prefix",
+    "artifacts/job-7/",
+];
+
+#[test]
+fn an_offline_mint_is_recorded_before_the_token_is_printed_and_a_job_token_is_in_its_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["token", "keys", "rotate"]);
+    let user = ok(
+        d,
+        &[
+            "token",
+            "mint",
+            "--user",
+            "alice",
+            "--role",
+            "submitter",
+            "--team",
+            "icu-ml",
+        ],
+    );
+    let user_id = revocation_id(d, user.trim());
+    let job = ok(d, &JOB_TOKEN);
+    let job_id = revocation_id(d, job.trim());
+    let entries = issued(d);
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    assert_eq!(entries[0]["action"]["token_id"], user_id.as_str());
+    let scope = entries[0]["action"]["scope"].to_string();
+    assert!(
+        scope.contains("role:submitter") && scope.contains("team:icu-ml"),
+        "{scope}"
+    );
+    assert_eq!(entries[0]["actor"], "operator");
+    assert_eq!(entries[1]["action"]["token_id"], job_id.as_str());
+    let scope = entries[1]["action"]["scope"].to_string();
+    for want in [
+        "job:job-7",
+        "zone:hospital-onprem",
+        "read:dataset:ehr-raw@2026-10",
+        "write:artifacts/job-7/",
+    ] {
+        assert!(scope.contains(want), "{want} missing from {scope}");
+    }
+    // The job's token issue is about the job: its bundle carries it and verifies.
+    let bundle = d.join("job-7.json");
+    ok(
+        d,
+        &[
+            "evidence",
+            "job",
+            "job-7",
+            "--out",
+            bundle.to_str().unwrap(),
+        ],
+    );
+    let text = std::fs::read_to_string(&bundle).unwrap();
+    assert!(text.contains(&job_id), "the job's bundle lacks its token");
+    assert!(
+        !text.contains(&user_id),
+        "the job's bundle holds another token"
+    );
+    let key = d.join("keys/ledger.pub");
+    let summary = ok(
+        d,
+        &[
+            "evidence",
+            "verify",
+            bundle.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert!(summary.contains("VERIFIED"), "{summary}");
+}
+
+#[test]
+fn a_mint_the_ledger_cannot_record_prints_no_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["token", "keys", "rotate"]);
+    ok(d, &JOB_TOKEN);
+    let before = issued(d).len();
+    // The ledger's directory replaced by a file: it cannot be opened, so nothing is minted.
+    let ledger = tidegate_ledger::ledger::ledger_dir(d);
+    let aside = d.join("ledger-aside");
+    std::fs::rename(&ledger, &aside).unwrap();
+    std::fs::write(&ledger, b"not a ledger").unwrap();
+    let out = tg(d, &JOB_TOKEN);
+    assert!(!out.status.success(), "minted with no ledger");
+    assert!(out.stdout.is_empty(), "a token was printed: {out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("evidence ledger"), "{err}");
+    std::fs::remove_file(&ledger).unwrap();
+    std::fs::rename(&aside, &ledger).unwrap();
+    assert_eq!(issued(d).len(), before);
+    // Inputs the holding rule refuses mint nothing and record nothing.
+    let out = tg(
+        d,
+        &[
+            "token",
+            "mint",
+            "--job",
+            "job-8",
+            "--zone",
+            "public-eu",
+            "--input",
+            "dataset:ehr-raw@2026-10",
+            "--output-prefix",
+            "artifacts/job-8/",
+        ],
+    );
+    assert!(!out.status.success() && out.stdout.is_empty(), "{out:?}");
+    assert_eq!(issued(d).len(), before);
+}
+
+#[test]
+fn while_the_control_plane_holds_the_ledger_it_mints_and_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cp = start_control_plane(d, "127.0.0.1:0", &[], &[]);
+    let out = Command::new(env!("CARGO_BIN_EXE_tidegate"))
+        .args(JOB_TOKEN)
+        .arg("--data-dir")
+        .arg(d)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("minted by the control plane"),
+        "{out:?}"
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    // Raw PHI for a public zone: the control plane refuses it as the offline rule does.
+    let url = format!("http://127.0.0.1:{}/v1/tokens/job", cp.port);
+    let (s, b) = call(
+        "POST",
+        &url,
+        &cp.admin,
+        Some(
+            json!({"job": "job-8", "zone": "public-eu", "inputs": ["dataset:ehr-raw@2026-10"], "output_prefix": "artifacts/job-8/"}),
+        ),
+    );
+    assert_eq!(s, 403, "{b}");
+    assert_eq!(b["error"]["field"], "inputs", "{b}");
+    // More inputs than an entry records: refused, naming the field, never cut.
+    let many: Vec<String> = (0..30).map(|i| format!("dataset:d{i}@v1")).collect();
+    let (s, b) = call(
+        "POST",
+        &url,
+        &cp.admin,
+        Some(
+            json!({"job": "job-9", "zone": "hospital-onprem", "inputs": many, "output_prefix": "artifacts/job-9/"}),
+        ),
+    );
+    assert_eq!(s, 400, "{b}");
+    assert_eq!(b["error"]["field"], "inputs", "{b}");
+    // Only an admin mints job tokens.
+    let (s, _) = call(
+        "POST",
+        &url,
+        &token,
+        Some(
+            json!({"job": "job-9", "zone": "hospital-onprem", "inputs": [], "output_prefix": "artifacts/job-9/"}),
+        ),
+    );
+    assert_eq!(s, 401, "a job token minted a token");
+    drop(cp);
+    let entries = issued(d);
+    let recorded: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["action"]["scope"].to_string().contains("job:"))
+        .collect();
+    assert_eq!(recorded.len(), 1, "{entries:?}");
+    let scope = recorded[0]["action"]["scope"].to_string();
+    assert!(
+        scope.contains("job:job-7") && scope.contains("write:artifacts/job-7/"),
+        "{scope}"
+    );
+    let subjects = recorded[0]["subjects"].to_string();
+    assert!(subjects.contains("job-7"), "{subjects}");
+}
