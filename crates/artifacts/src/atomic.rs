@@ -14,6 +14,26 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ArtifactError> {
 /// [`write_atomic`], with the file created owner-only (0600 on Unix) from the start when
 /// `secret`, so key material is never readable by others, even briefly.
 fn write_atomic_mode(path: &Path, bytes: &[u8], secret: bool) -> Result<(), ArtifactError> {
+    write_atomic_with(path, secret, &mut |f| f.write_all(bytes))
+}
+
+/// [`write_atomic`] of whatever `fill` writes (in as many pieces as it likes, so content of any
+/// size is written with bounded memory).
+///
+/// # Errors
+/// I/O errors of the file or of `fill`; the temporary file is removed.
+pub fn write_atomic_streaming(
+    path: &Path,
+    fill: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<(), ArtifactError> {
+    write_atomic_with(path, false, fill)
+}
+
+fn write_atomic_with(
+    path: &Path,
+    secret: bool,
+    fill: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<(), ArtifactError> {
     let dir = path.parent().ok_or_else(|| {
         ArtifactError::Invalid(format!("path {} has no parent directory", path.display()))
     })?;
@@ -36,7 +56,11 @@ fn write_atomic_mode(path: &Path, bytes: &[u8], secret: bool) -> Result<(), Arti
         #[cfg(not(unix))]
         let _ = secret;
         let mut f = opts.open(&tmp).map_err(|e| ArtifactError::io(&tmp, e))?;
-        f.write_all(bytes).map_err(|e| ArtifactError::io(&tmp, e))?;
+        {
+            let mut w = std::io::BufWriter::with_capacity(256 * 1024, &mut f);
+            fill(&mut w).map_err(|e| ArtifactError::io(&tmp, e))?;
+            w.flush().map_err(|e| ArtifactError::io(&tmp, e))?;
+        }
         f.sync_all().map_err(|e| ArtifactError::io(&tmp, e))?;
         drop(f);
         fs::rename(&tmp, path).map_err(|e| ArtifactError::io(path, e))?;

@@ -5,7 +5,7 @@
 use std::fs;
 use std::path::PathBuf;
 
-use crate::atomic::write_atomic;
+use crate::atomic::{write_atomic, write_atomic_streaming};
 use crate::ArtifactError;
 
 /// Storage for encrypted blobs, by key (`blobs/sha256/<hex>`).
@@ -15,6 +15,21 @@ pub trait BlobBackend: Send + Sync {
     /// # Errors
     /// Backend errors.
     fn put(&self, key: &str, bytes: &[u8]) -> Result<(), ArtifactError>;
+    /// Stores what `fill` writes under `key`, atomically. The default collects it in memory
+    /// and calls [`BlobBackend::put`]; a backend that can take a stream writes it as it comes
+    /// (the local filesystem does, so memory stays bounded whatever the blob's size).
+    ///
+    /// # Errors
+    /// Backend errors, or `fill`'s.
+    fn put_streaming(
+        &self,
+        key: &str,
+        fill: &mut dyn FnMut(&mut dyn std::io::Write) -> std::io::Result<()>,
+    ) -> Result<(), ArtifactError> {
+        let mut buf = Vec::new();
+        fill(&mut buf).map_err(|e| ArtifactError::Invalid(format!("blob {key}: {e}")))?;
+        self.put(key, &buf)
+    }
     /// The bytes under `key`, or `None` if there are none.
     ///
     /// # Errors
@@ -57,6 +72,14 @@ impl LocalBlobs {
 impl BlobBackend for LocalBlobs {
     fn put(&self, key: &str, bytes: &[u8]) -> Result<(), ArtifactError> {
         write_atomic(&self.path(key), bytes)
+    }
+
+    fn put_streaming(
+        &self,
+        key: &str,
+        fill: &mut dyn FnMut(&mut dyn std::io::Write) -> std::io::Result<()>,
+    ) -> Result<(), ArtifactError> {
+        write_atomic_streaming(&self.path(key), fill)
     }
 
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ArtifactError> {

@@ -24,6 +24,32 @@ impl Digest {
         }
     }
 
+    /// The digest of everything `reader` yields, and its length, read in bounded chunks.
+    ///
+    /// # Errors
+    /// The reader's I/O errors.
+    pub fn of_reader(reader: &mut dyn std::io::Read) -> std::io::Result<(Self, u64)> {
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut len = 0u64;
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            hasher.update(buf.get(..n).unwrap_or_default());
+            len = len.saturating_add(n as u64);
+        }
+        Ok((
+            Self {
+                hex: hex::encode(hasher.finalize()),
+            },
+            len,
+        ))
+    }
+
     /// The 64 hex digits, without the algorithm.
     #[must_use]
     pub fn hex(&self) -> &str {

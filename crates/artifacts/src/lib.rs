@@ -3,7 +3,7 @@
 //!
 //! Layout under a data directory:
 //! ```text
-//! <data-dir>/artifacts/blobs/sha256/<hex>        encrypted object (XChaCha20-Poly1305)
+//! <data-dir>/artifacts/blobs/sha256/<hex>        encrypted object (XChaCha20-Poly1305, in 64 KiB chunks)
 //! <data-dir>/artifacts/records/sha256/<hex>.json immutable record: kind, size, lane, labels
 //! <data-dir>/artifacts/envelopes/sha256/<hex>/   DSSE envelopes about the object
 //! <data-dir>/artifacts/lineage.jsonl             append-only lineage edges

@@ -4,10 +4,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use chacha20poly1305::aead::generic_array::GenericArray;
+use chacha20poly1305::aead::stream::{DecryptorBE32, EncryptorBE32};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand_core::{OsRng, RngCore};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 
 use crate::atomic::write_atomic;
 use crate::blobs::{BlobBackend, LocalBlobs};
@@ -21,6 +24,32 @@ use crate::{ArtifactError, ArtifactKind, Digest, Lane};
 
 const MAGIC: &[u8; 4] = b"TGA1";
 const NONCE_LEN: usize = 24;
+/// Blobs written in chunks (STREAM construction, XChaCha20-Poly1305, 64 KiB chunks): each
+/// chunk authenticated with the record's associated data, reordering, dropping or cutting
+/// chunks detected.
+const STREAM_MAGIC: &[u8; 4] = b"TGA2";
+const STREAM_ENCRYPTION: &str = "xchacha20poly1305-stream64k";
+/// The STREAM nonce prefix: the cipher's 24-byte nonce less STREAM's 5-byte counter and flag.
+const STREAM_NONCE_LEN: usize = 19;
+const CHUNK: usize = 64 * 1024;
+const TAG_LEN: usize = 16;
+
+/// What a put stores: bytes in memory, or a file read in chunks.
+enum Content<'a> {
+    Bytes(&'a [u8]),
+    File(&'a Path),
+}
+
+impl Content<'_> {
+    fn reader(&self) -> Result<Box<dyn std::io::Read + '_>, ArtifactError> {
+        match self {
+            Self::Bytes(b) => Ok(Box::new(*b)),
+            Self::File(p) => Ok(Box::new(
+                fs::File::open(p).map_err(|e| ArtifactError::io(p, e))?,
+            )),
+        }
+    }
+}
 
 /// The data classification an artifact carries: inherited from the job that produced it, or
 /// the dataset version it holds, by names (the fleet's scheme gives them their meaning). An
@@ -316,6 +345,45 @@ impl ArtifactStore {
         now: u64,
     ) -> Result<ArtifactRecord, ArtifactError> {
         let digest = Digest::of(content);
+        self.put_from(
+            &Content::Bytes(content),
+            &digest,
+            content.len() as u64,
+            kind,
+            options,
+            now,
+        )
+    }
+
+    /// [`Self::put`] of the content of the file at `path`, read in bounded chunks (hashed, then
+    /// encrypted as it is written), so an artifact of any size is stored with bounded memory.
+    /// The file must not change meanwhile: content that no longer hashes to what was read
+    /// first is not stored.
+    ///
+    /// # Errors
+    /// As [`Self::put`], and the file's I/O errors.
+    pub fn put_file(
+        &self,
+        path: &Path,
+        kind: ArtifactKind,
+        options: &PutOptions,
+        now: u64,
+    ) -> Result<ArtifactRecord, ArtifactError> {
+        let mut f = fs::File::open(path).map_err(|e| ArtifactError::io(path, e))?;
+        let (digest, len) = Digest::of_reader(&mut f).map_err(|e| ArtifactError::io(path, e))?;
+        self.put_from(&Content::File(path), &digest, len, kind, options, now)
+    }
+
+    fn put_from(
+        &self,
+        content: &Content<'_>,
+        digest: &Digest,
+        len: u64,
+        kind: ArtifactKind,
+        options: &PutOptions,
+        now: u64,
+    ) -> Result<ArtifactRecord, ArtifactError> {
+        let digest = digest.clone();
         let _lock = self.write_lock()?;
         let mut previous = None;
         if let Ok(existing) = self.record(&digest) {
@@ -384,28 +452,39 @@ impl ArtifactStore {
         let fresh = ArtifactRecord {
             digest: digest.clone(),
             kind,
-            size: content.len() as u64,
+            size: len,
             name: options.name.clone(),
             lane: options.lane,
             sensitive: options.sensitive,
             labels: options.labels.clone(),
             created_at: now,
-            encryption: "xchacha20poly1305".to_owned(),
+            encryption: STREAM_ENCRYPTION.to_owned(),
             key_manager: self.kms.name().to_owned(),
             classification: options.classification.clone(),
         };
         let record = previous.clone().unwrap_or(fresh);
         // Key first, then blob, then record: a record exists only for a readable object.
-        let stored = seal(&key, &record.aad(), content).and_then(|blob| {
+        let aad = record.aad();
+        let stored = (|| {
             self.kms.seal_data_key(&digest, &key)?;
-            self.blobs.put(&Self::blob_key(&digest), &blob)?;
+            let mut reader = content.reader()?;
+            let mut hasher = Sha256::new();
+            self.blobs
+                .put_streaming(&Self::blob_key(&digest), &mut |out| {
+                    seal_stream(&key, &aad, &mut *reader, len, out, &mut hasher)
+                })?;
+            if hex::encode(hasher.finalize()) != digest.hex() {
+                return Err(ArtifactError::Invalid(
+                    "the content changed while it was stored".to_owned(),
+                ));
+            }
             if previous.is_none() {
                 let json = serde_json::to_vec_pretty(&record)
                     .map_err(|e| ArtifactError::Invalid(e.to_string()))?;
                 write_atomic(&self.record_path(&digest), &json)?;
             }
             Ok(())
-        });
+        })();
         if let Err(e) = stored {
             // Not stored (a full disk, say): what was written is destroyed and the ledger says
             // so after its `artifact.stored`, so it never claims an object that is not there.
@@ -467,7 +546,11 @@ impl ArtifactStore {
                     digest: digest.clone(),
                     reason: "blob is missing".to_owned(),
                 })?;
-        let content = open(&key, digest, &record.aad(), &blob)?;
+        let content = if blob.starts_with(STREAM_MAGIC) {
+            open_stream(&key, digest, &record.aad(), &blob)?
+        } else {
+            open(&key, digest, &record.aad(), &blob)?
+        };
         if Digest::of(&content) != *digest {
             return Err(ArtifactError::Tampered {
                 digest: digest.clone(),
@@ -828,6 +911,101 @@ fn file_ledger_entries(data_dir: &Path) -> Result<Vec<Vec<u8>>, ArtifactError> {
         .map_err(|e| ArtifactError::Evidence(format!("the evidence ledger: {e}")))
 }
 
+/// Encrypts `len` bytes from `reader` to `out` in [`CHUNK`]-sized pieces (the last one, maybe
+/// empty, marked last), hashing the plaintext into `hasher` as it goes. Content shorter or
+/// longer than `len` is an error: it changed since it was measured.
+fn seal_stream(
+    key: &DataKey,
+    aad: &str,
+    reader: &mut dyn std::io::Read,
+    len: u64,
+    out: &mut dyn std::io::Write,
+    hasher: &mut Sha256,
+) -> std::io::Result<()> {
+    let failed = || std::io::Error::other("encrypting an artifact failed");
+    let cipher = XChaCha20Poly1305::new(key.bytes().into());
+    let mut nonce = [0u8; STREAM_NONCE_LEN];
+    OsRng.fill_bytes(&mut nonce);
+    out.write_all(STREAM_MAGIC)?;
+    out.write_all(&nonce)?;
+    let mut enc = EncryptorBE32::from_aead(cipher, GenericArray::from_slice(&nonce));
+    let mut buf = vec![0u8; CHUNK];
+    let mut remaining = len;
+    loop {
+        let want = usize::try_from(remaining.min(CHUNK as u64)).unwrap_or(CHUNK);
+        let piece = buf.get_mut(..want).ok_or_else(failed)?;
+        reader.read_exact(piece).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                std::io::Error::other("the content got shorter while it was stored")
+            } else {
+                e
+            }
+        })?;
+        hasher.update(&*piece);
+        remaining -= want as u64;
+        let payload = Payload {
+            msg: piece,
+            aad: aad.as_bytes(),
+        };
+        if remaining == 0 {
+            out.write_all(&enc.encrypt_last(payload).map_err(|_| failed())?)?;
+            break;
+        }
+        out.write_all(&enc.encrypt_next(payload).map_err(|_| failed())?)?;
+    }
+    let mut probe = [0u8; 1];
+    if reader.read(&mut probe)? != 0 {
+        return Err(std::io::Error::other(
+            "the content grew while it was stored",
+        ));
+    }
+    Ok(())
+}
+
+/// Decrypts a blob [`seal_stream`] wrote.
+fn open_stream(
+    key: &DataKey,
+    digest: &Digest,
+    aad: &str,
+    blob: &[u8],
+) -> Result<Vec<u8>, ArtifactError> {
+    let tampered = |reason: &str| ArtifactError::Tampered {
+        digest: digest.clone(),
+        reason: reason.to_owned(),
+    };
+    let header = STREAM_MAGIC.len() + STREAM_NONCE_LEN;
+    let (Some(nonce), Some(mut ct)) = (blob.get(STREAM_MAGIC.len()..header), blob.get(header..))
+    else {
+        return Err(tampered("blob header is not TGA2"));
+    };
+    let cipher = XChaCha20Poly1305::new(key.bytes().into());
+    let mut dec = DecryptorBE32::from_aead(cipher, GenericArray::from_slice(nonce));
+    let bad = || tampered("ciphertext does not authenticate (blob or record changed on disk)");
+    let mut out = Vec::with_capacity(ct.len());
+    loop {
+        if ct.len() <= CHUNK + TAG_LEN {
+            let last = dec
+                .decrypt_last(Payload {
+                    msg: ct,
+                    aad: aad.as_bytes(),
+                })
+                .map_err(|_| bad())?;
+            out.extend_from_slice(&last);
+            return Ok(out);
+        }
+        let (piece, rest) = ct.split_at(CHUNK + TAG_LEN);
+        let plain = dec
+            .decrypt_next(Payload {
+                msg: piece,
+                aad: aad.as_bytes(),
+            })
+            .map_err(|_| bad())?;
+        out.extend_from_slice(&plain);
+        ct = rest;
+    }
+}
+
+#[cfg(test)]
 fn seal(key: &DataKey, aad: &str, content: &[u8]) -> Result<Vec<u8>, ArtifactError> {
     let cipher = XChaCha20Poly1305::new(key.bytes().into());
     let mut nonce = [0u8; NONCE_LEN];
@@ -868,4 +1046,114 @@ fn open(key: &DataKey, digest: &Digest, aad: &str, blob: &[u8]) -> Result<Vec<u8
             },
         )
         .map_err(|_| tampered("ciphertext does not authenticate (blob or record changed on disk)"))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    fn sealed(content: &[u8], aad: &str, key: &DataKey) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut hasher = Sha256::new();
+        let mut reader: &[u8] = content;
+        seal_stream(
+            key,
+            aad,
+            &mut reader,
+            content.len() as u64,
+            &mut out,
+            &mut hasher,
+        )
+        .unwrap();
+        assert_eq!(hex::encode(hasher.finalize()), Digest::of(content).hex());
+        out
+    }
+
+    #[test]
+    fn chunked_encryption_round_trips_at_every_chunk_boundary() {
+        let key = DataKey::generate();
+        for len in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK, 3 * CHUNK + 5] {
+            let content: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let blob = sealed(&content, "aad", &key);
+            let digest = Digest::of(&content);
+            assert_eq!(open_stream(&key, &digest, "aad", &blob).unwrap(), content);
+            // Another record's associated data does not open it.
+            assert!(open_stream(&key, &digest, "other", &blob).is_err());
+        }
+    }
+
+    #[test]
+    fn dropped_reordered_or_cut_chunks_do_not_authenticate() {
+        let key = DataKey::generate();
+        let content: Vec<u8> = (0..3 * CHUNK + 10).map(|i| (i % 7) as u8).collect();
+        let digest = Digest::of(&content);
+        let blob = sealed(&content, "aad", &key);
+        let header = STREAM_MAGIC.len() + STREAM_NONCE_LEN;
+        let piece = CHUNK + TAG_LEN;
+        // The last chunk dropped: the one before it was not sealed as the last.
+        let cut = &blob[..header + 3 * piece];
+        assert!(open_stream(&key, &digest, "aad", cut).is_err());
+        // Cut at a whole chunk after the first.
+        assert!(open_stream(&key, &digest, "aad", &blob[..header + piece]).is_err());
+        // Two chunks swapped.
+        let mut swapped = blob[..header].to_vec();
+        swapped.extend_from_slice(&blob[header + piece..header + 2 * piece]);
+        swapped.extend_from_slice(&blob[header..header + piece]);
+        swapped.extend_from_slice(&blob[header + 2 * piece..]);
+        assert!(open_stream(&key, &digest, "aad", &swapped).is_err());
+        // One flipped bit.
+        let mut flipped = blob.clone();
+        flipped[header + 5] ^= 1;
+        assert!(open_stream(&key, &digest, "aad", &flipped).is_err());
+    }
+
+    #[test]
+    fn content_that_changes_while_it_is_stored_is_refused() {
+        let key = DataKey::generate();
+        let mut hasher = Sha256::new();
+        let mut longer: &[u8] = &[1u8; 100];
+        let err = seal_stream(&key, "a", &mut longer, 99, &mut Vec::new(), &mut hasher);
+        assert!(err.unwrap_err().to_string().contains("grew"));
+        let mut shorter: &[u8] = &[1u8; 10];
+        let err = seal_stream(&key, "a", &mut shorter, 99, &mut Vec::new(), &mut hasher);
+        assert!(err.unwrap_err().to_string().contains("shorter"));
+    }
+
+    #[test]
+    fn a_file_is_stored_in_chunks_and_blobs_of_the_earlier_format_still_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ArtifactStore::open(dir.path()).unwrap();
+        let path = dir.path().join("weights.bin");
+        let content: Vec<u8> = (0..5 * CHUNK + 3).map(|i| (i % 13) as u8).collect();
+        fs::write(&path, &content).unwrap();
+        let rec = store
+            .put_file(&path, ArtifactKind::Model, &PutOptions::default(), 1)
+            .unwrap();
+        assert_eq!(rec.digest, Digest::of(&content));
+        assert_eq!(rec.size, content.len() as u64);
+        assert_eq!(rec.encryption, STREAM_ENCRYPTION);
+        let blob = fs::read(
+            dir.path()
+                .join("artifacts")
+                .join(ArtifactStore::blob_key(&rec.digest)),
+        )
+        .unwrap();
+        assert!(blob.starts_with(STREAM_MAGIC));
+        assert_eq!(store.get(&rec.digest).unwrap(), content);
+        // The same bytes in memory are the same artifact.
+        let again = store
+            .put(&content, ArtifactKind::Model, &PutOptions::default(), 2)
+            .unwrap();
+        assert_eq!(again.digest, rec.digest);
+        // A blob sealed whole (the format before chunks) under the same key still opens.
+        let key = store.kms.open_data_key(&rec.digest).unwrap();
+        let old = seal(&key, &rec.aad(), &content).unwrap();
+        store
+            .blobs
+            .put(&ArtifactStore::blob_key(&rec.digest), &old)
+            .unwrap();
+        assert_eq!(store.get(&rec.digest).unwrap(), content);
+    }
 }

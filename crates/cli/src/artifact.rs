@@ -983,7 +983,15 @@ fn run_api(api: &ApiArgs, cmd: ArtifactCmd) -> miette::Result<()> {
             classification,
             job,
         } => {
-            let (content, name) = read_put_input(&file, name)?;
+            // Streamed from the file: neither side holds the whole content in memory.
+            let content = std::fs::File::open(&file)
+                .into_diagnostic()
+                .wrap_err_with(|| format!("reading {}", file.display()))?;
+            let name = name.unwrap_or_else(|| {
+                file.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            });
             let mut query = format!(
                 "?kind={}&lane={}&name={}",
                 query_value(&kind),
@@ -1003,7 +1011,7 @@ fn run_api(api: &ApiArgs, cmd: ArtifactCmd) -> miette::Result<()> {
                 query.push_str(&format!("&job={}", query_value(j)));
             }
             let rec: serde_json::Value =
-                client.post_bytes(&format!("/v1/artifacts{query}"), &content)?;
+                client.post_file(&format!("/v1/artifacts{query}"), &content)?;
             println!("{}", json_str(&rec, "digest"));
         }
         ArtifactCmd::Get {

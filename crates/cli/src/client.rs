@@ -158,8 +158,13 @@ impl Client {
             .map_err(|e| miette!("{what}: cannot read the content: {e}"))
     }
 
-    /// POST raw content (`application/octet-stream`); the answer is JSON.
-    pub fn post_bytes<T: DeserializeOwned>(&self, path: &str, content: &[u8]) -> miette::Result<T> {
+    /// POST the content of a file as `application/octet-stream`, streamed (never read whole
+    /// into memory); JSON answer.
+    pub fn post_file<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        content: &std::fs::File,
+    ) -> miette::Result<T> {
         let resp = self
             .agent
             .post(format!("{}{path}", self.base))

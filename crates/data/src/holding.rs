@@ -133,21 +133,69 @@ pub fn parse_classification(text: &str, scheme: &Scheme) -> Result<Classificatio
 /// by kind: what tabular content claimed below a private-only classification must not hold.
 #[must_use]
 pub fn direct_identifiers_in(bytes: &[u8]) -> Vec<(tidegate_sanitize::scan::Kind, u64)> {
+    let mut reader = bytes;
+    direct_identifiers_in_reader(&mut reader).unwrap_or_default()
+}
+
+/// Bytes scanned at once by [`direct_identifiers_in_reader`].
+const SCAN_WINDOW: usize = 1 << 20;
+/// How far windows overlap: longer than any identifier the scan finds (an e-mail address is at
+/// most 320 bytes), so each is seen whole in the window where it starts, and counted there only.
+const SCAN_OVERLAP: usize = 4096;
+
+/// [`direct_identifiers_in`] of what `reader` yields, scanned in overlapping windows of
+/// [`SCAN_WINDOW`] bytes (memory stays bounded); the same counts as scanning it whole.
+///
+/// # Errors
+/// The reader's I/O errors.
+pub fn direct_identifiers_in_reader(
+    reader: &mut dyn std::io::Read,
+) -> std::io::Result<Vec<(tidegate_sanitize::scan::Kind, u64)>> {
     use tidegate_sanitize::scan::{Kind, Scanner};
     let mut counts: BTreeMap<Kind, u64> = BTreeMap::new();
-    // A header naming an identifier column (an SSN written without dashes is still an SSN).
-    let header = bytes.split(|b| *b == b'\n').next().unwrap_or_default();
-    for field in header.split(|b| matches!(b, b',' | b'\t' | b';' | b'|')) {
-        if identifier_column(&String::from_utf8_lossy(field)) {
-            *counts.entry(Kind::Ssn).or_default() += 1;
+    let full = SCAN_WINDOW + SCAN_OVERLAP;
+    let mut buf: Vec<u8> = Vec::with_capacity(full);
+    let mut first = true;
+    let mut scanner = Scanner::default();
+    loop {
+        let mut chunk = [0u8; 64 * 1024];
+        while buf.len() < full {
+            let want = (full - buf.len()).min(chunk.len());
+            let n = match reader.read(chunk.get_mut(..want).unwrap_or_default()) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
         }
+        let eof = buf.len() < full;
+        if first {
+            // A header naming an identifier column (an SSN written without dashes is still an
+            // SSN).
+            let header = buf.split(|b| *b == b'\n').next().unwrap_or_default();
+            for field in header.split(|b| matches!(b, b',' | b'\t' | b';' | b'|')) {
+                if identifier_column(&String::from_utf8_lossy(field)) {
+                    *counts.entry(Kind::Ssn).or_default() += 1;
+                }
+            }
+        }
+        let from = if first { 0 } else { SCAN_OVERLAP };
+        let until = if eof { buf.len() } else { SCAN_WINDOW };
+        scanner.scan(&buf, |k, start, _| {
+            if start >= from && start < until && matches!(k, Kind::Ssn | Kind::Email | Kind::Phone)
+            {
+                *counts.entry(k).or_default() += 1;
+            }
+        });
+        if eof {
+            return Ok(counts.into_iter().collect());
+        }
+        buf.drain(..until - SCAN_OVERLAP);
+        first = false;
     }
-    Scanner::default().scan(bytes, |k, _, _| {
-        if matches!(k, Kind::Ssn | Kind::Email | Kind::Phone) {
-            *counts.entry(k).or_default() += 1;
-        }
-    });
-    counts.into_iter().collect()
 }
 
 /// Whether a column name names a direct identifier (SSN, passport, driver's licence), whatever
@@ -185,6 +233,21 @@ pub fn check_claim(
     scheme: &Scheme,
     bytes: &[u8],
 ) -> Result<(), String> {
+    let mut reader = bytes;
+    check_claim_reader(kind, class, scheme, &mut reader)
+}
+
+/// [`check_claim`] of content read from `reader` in bounded windows (an upload spooled to a
+/// file), so content of any size is checked with bounded memory.
+///
+/// # Errors
+/// The reason the claim is refused, or the reader's I/O error.
+pub fn check_claim_reader(
+    kind: tidegate_artifacts::ArtifactKind,
+    class: Option<&Classification>,
+    scheme: &Scheme,
+    reader: &mut dyn std::io::Read,
+) -> Result<(), String> {
     use tidegate_artifacts::ArtifactKind;
     // Every kind but weights: a report, a card or an image reference holding raw rows is still
     // raw rows.
@@ -193,7 +256,8 @@ pub fn check_claim(
     if weights || scheme.private_only(c) {
         return Ok(());
     }
-    let found = direct_identifiers_in(bytes);
+    let found = direct_identifiers_in_reader(reader)
+        .map_err(|e| format!("the content could not be read to check it: {e}"))?;
     if found.is_empty() {
         return Ok(());
     }
@@ -455,5 +519,46 @@ pub fn check_token_inputs(
         Ok(())
     } else {
         Err(refused)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    /// The whole content scanned at once: what the windowed scan must agree with.
+    fn whole(bytes: &[u8]) -> Vec<(tidegate_sanitize::scan::Kind, u64)> {
+        use tidegate_sanitize::scan::{Kind, Scanner};
+        let mut counts: BTreeMap<Kind, u64> = BTreeMap::new();
+        Scanner::default().scan(bytes, |k, _, _| {
+            if matches!(k, Kind::Ssn | Kind::Email | Kind::Phone) {
+                *counts.entry(k).or_default() += 1;
+            }
+        });
+        counts.into_iter().collect()
+    }
+
+    #[test]
+    fn windowed_scan_counts_what_a_whole_scan_counts_across_window_edges() {
+        // Identifiers on every line, of varying lengths, so that every window edge (wherever
+        // it falls) cuts through some, for 3.5 windows of text.
+        let mut text = Vec::new();
+        let mut i = 0u64;
+        while text.len() < 3 * SCAN_WINDOW + SCAN_WINDOW / 2 {
+            let pad = "y".repeat((i % 37) as usize);
+            text.extend_from_slice(
+                format!("{pad} user{i}@example.org 555-01-{:04} words\n", i % 10_000).as_bytes(),
+            );
+            i += 1;
+        }
+        let expected = whole(&text);
+        assert!(
+            expected.iter().map(|(_, n)| n).sum::<u64>() > 50_000,
+            "{expected:?}"
+        );
+        let mut reader: &[u8] = &text;
+        assert_eq!(direct_identifiers_in_reader(&mut reader).unwrap(), expected);
     }
 }

@@ -1411,12 +1411,14 @@ fn minted_minutes(
     let left = u32::try_from(caller.claims.expires_at.saturating_sub(st.auth.now()) / 60)
         .unwrap_or(u32::MAX);
     let minutes = match asked {
-        Some(m) if m > left => return Err(ApiError::invalid(
-            "minutes",
-            format!(
+        Some(m) if m > left => {
+            return Err(ApiError::invalid(
+                "minutes",
+                format!(
                 "the calling token expires in {left} minutes; a token it mints cannot outlive it"
             ),
-        )),
+            ))
+        }
         Some(m) => m,
         None => 60.min(left),
     };

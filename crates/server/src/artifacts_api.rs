@@ -542,17 +542,15 @@ pub(crate) async fn put_artifact(
     }
     check_team(&team)?;
     st.auth.authorize(&caller, Action::Submit, &team)?;
-    // Read the body only once the caller may store: nothing large is buffered for strangers.
-    let content = axum::body::to_bytes(body, MAX_ARTIFACT_BYTES)
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                format!("the content could not be read or is over {MAX_ARTIFACT_BYTES} bytes: {e}"),
-            )
-            .field("body")
-        })?;
+    // Read the body only once the caller may store, and to a file as it arrives: memory stays
+    // bounded whatever its size, and nothing is spooled for strangers.
+    let spool_dir = st
+        .shared
+        .evidence
+        .data_dir()
+        .join("artifacts")
+        .join("spool");
+    let content = crate::spool::spool(body, &spool_dir, MAX_ARTIFACT_BYTES as u64).await?;
     labels.insert(TEAM_LABEL.to_owned(), team.clone());
     if kind == ArtifactKind::Checkpoint && q.job.is_none() {
         return Err(ApiError::invalid("job", "a checkpoint is produced by a job: name it with ?job=ID (`tidegate checkpoint push` does, from TIDEGATE_JOB_ID), so it inherits the job's classification"));
@@ -579,8 +577,17 @@ pub(crate) async fn put_artifact(
         }
         let rules = shared.rules();
         let scheme = &rules.fleet.scheme;
-        tidegate_data::holding::check_claim(kind, classification.as_ref(), scheme, &content)
-            .map_err(|e| ApiError::invalid("classification", e))?;
+        let mut reader = std::fs::File::open(content.path()).map_err(|e| {
+            tracing::error!(error = %e, "cannot read a spooled upload");
+            ApiError::unavailable("the upload cannot be read back for now; retry later")
+        })?;
+        tidegate_data::holding::check_claim_reader(
+            kind,
+            classification.as_ref(),
+            scheme,
+            &mut reader,
+        )
+        .map_err(|e| ApiError::invalid("classification", e))?;
         let sensitive = sensitive
             || classification
                 .as_ref()
@@ -593,7 +600,14 @@ pub(crate) async fn put_artifact(
             classification: classification.map(|c| tidegate_data::holding::class_of(&c, scheme)),
         };
         let store = open_store(&shared, now)?;
-        let digest = Digest::of(&content);
+        let mut reader = std::fs::File::open(content.path()).map_err(|e| {
+            tracing::error!(error = %e, "cannot read a spooled upload");
+            ApiError::unavailable("the upload cannot be read back for now; retry later")
+        })?;
+        let (digest, _) = Digest::of_reader(&mut reader).map_err(|e| {
+            tracing::error!(error = %e, "cannot read a spooled upload");
+            ApiError::unavailable("the upload cannot be read back for now; retry later")
+        })?;
         // Bytes another team stored first are answered as new content for this team, and this
         // team holds them too: nothing tells it they were there ([`crate::holdings`]).
         let owner = match store.record(&digest) {
@@ -603,16 +617,16 @@ pub(crate) async fn put_artifact(
         };
         if owner.as_ref().is_none_or(|o| team_of(o) == team) {
             let rec = store
-                .put(&content, kind, &options, now)
+                .put_file(content.path(), kind, &options, now)
                 .map_err(artifact_error)?;
             if team_of(&rec) == team {
                 return view(&store, &rec);
             }
             // Another team stored the same bytes in the meantime: held, as below.
-            return hold(&store, &rec, &content, kind, options, now);
+            return hold(&store, &rec, content.len(), kind, options, now);
         }
         match owner {
-            Some(o) => hold(&store, &o, &content, kind, options, now),
+            Some(o) => hold(&store, &o, content.len(), kind, options, now),
             None => Err(ApiError::internal(
                 "artifact record vanished while it was stored",
             )),
@@ -630,7 +644,7 @@ pub(crate) async fn put_artifact(
 fn hold(
     store: &ArtifactStore,
     owner: &ArtifactRecord,
-    content: &[u8],
+    size: u64,
     kind: ArtifactKind,
     options: PutOptions,
     now: u64,
@@ -662,7 +676,7 @@ fn hold(
     let rec = ArtifactRecord {
         digest: owner.digest.clone(),
         kind,
-        size: content.len() as u64,
+        size,
         name: options.name,
         lane: options.lane,
         sensitive: options.sensitive,

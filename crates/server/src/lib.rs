@@ -21,6 +21,7 @@ mod holdings;
 pub mod http;
 pub mod metrics;
 pub mod shape;
+pub mod spool;
 pub mod witness;
 
 use std::collections::BTreeMap;

@@ -153,6 +153,9 @@ fn every_route_but_health_needs_a_valid_token_of_the_right_role_and_team() {
                 ("POST", "/v1/tokens") => {
                     Some(json!({"subject": "x", "role": "submitter", "team": "icu-ml"}))
                 }
+                ("POST", "/v1/tokens/job") => Some(
+                    json!({"job": "j-1", "zone": "hospital-onprem", "inputs": [], "output_prefix": "out/j-1/"}),
+                ),
                 ("POST", "/v1/zones/{zone}/condition") => Some(json!({"health": "healthy"})),
                 ("POST", "/v1/agents/{zone}/sync") => Some(json!({"agent": "a1", "runs": []})),
                 ("POST", "/v1/jobs/{id}/approve") => Some(json!({"scope": "burst"})),
