@@ -213,6 +213,16 @@ fn verify(
     };
     match result {
         Ok(r) => {
+            if r.latest.is_none() {
+                // Nothing signed vouches for anything: an empty ledger, or one whose history was
+                // removed. Never OK (a witness or a kept checkpoint tells the two apart).
+                return Err(miette!(
+                    help = "a ledger with history always has a signed commit; if it had any, compare with a checkpoint you kept (`tidegate evidence verify --since`) or a witness (`tidegate audit witness --check`)",
+                    "ledger verification FAILED: no signed commit, so nothing is verified ({} entries, {} checkpoint files)",
+                    r.entries,
+                    r.checkpoints
+                ));
+            }
             let covered = r.latest.as_ref().map_or(0, |cp| cp.size);
             if covered < r.entries {
                 // Only the PostgreSQL ledger, which has no per-commit signatures yet, gets here.
@@ -230,6 +240,15 @@ fn verify(
                     "latest checkpoint: size {} root {}",
                     cp.size,
                     hex::encode(cp.root)
+                );
+            }
+            let quarantine = ledger_dir(data_dir).join("quarantine");
+            let aside =
+                std::fs::read_dir(&quarantine).map_or(0, |d| d.filter_map(Result::ok).count());
+            if aside > 0 {
+                println!(
+                    "note: {} holds {aside} set-aside piece(s): bytes found past the last signed commit (an interrupted write, or entries no ledger key sealed); they are not part of the ledger and were never acknowledged; inspect them",
+                    quarantine.display()
                 );
             }
             if let Some((file, offset)) = r.torn_tail {

@@ -467,6 +467,81 @@ fn forged_or_rewritten_entries_are_never_signed_by_the_cli() {
 }
 
 #[test]
+fn a_wiped_history_is_never_ok_a_lost_key_is_never_replaced_and_set_asides_are_reported() {
+    let d = tempfile::tempdir().unwrap();
+    fill(d.path(), 0, 12);
+    let o = tidegate(&["audit", "verify"], d.path());
+    assert!(o.status.success(), "{}", text(&o));
+    let ledger = ledger_dir(d.path());
+    let keep = d.path().join("kept");
+    copy_dir(&ledger, &keep);
+    // Every entry and every checkpoint removed: nothing signed, so never OK.
+    for (seg, _) in tidegate_ledger::ledger::list_segments(&ledger).unwrap() {
+        std::fs::remove_file(seg).unwrap();
+    }
+    for cp in std::fs::read_dir(ledger.join("checkpoints")).unwrap() {
+        std::fs::remove_file(cp.unwrap().path()).unwrap();
+    }
+    let o = tidegate(&["audit", "verify"], d.path());
+    assert!(!o.status.success(), "a wiped ledger verified: {}", text(&o));
+    assert!(text(&o).contains("no signed commit"), "{}", text(&o));
+    std::fs::remove_dir_all(&ledger).unwrap();
+    copy_dir(&keep, &ledger);
+    // The signing key removed: no command makes a new one over the history it began.
+    let key = d.path().join("keys/ledger.key");
+    let public = d.path().join("keys/ledger.pub");
+    let pub_before = std::fs::read(&public).unwrap();
+    let aside = d.path().join("ledger.key.aside");
+    std::fs::rename(&key, &aside).unwrap();
+    let o = tidegate(&["token", "keys", "rotate"], d.path());
+    assert!(!o.status.success(), "recorded with a new key: {}", text(&o));
+    assert!(text(&o).contains("signing key is missing"), "{}", text(&o));
+    assert!(!key.exists(), "a new ledger key was made");
+    assert_eq!(
+        std::fs::read(&public).unwrap(),
+        pub_before,
+        "ledger.pub was replaced"
+    );
+    std::fs::rename(&aside, &key).unwrap();
+    // Bytes past the last commit (a forged entry) are set aside by the next open, and every
+    // later verification says so.
+    let seg = tidegate_ledger::ledger::list_segments(&ledger).unwrap()[0]
+        .0
+        .clone();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let forged = EntryDraft::new(
+        id("chief-privacy-officer"),
+        Action::JobApproved { scope: id("run") },
+        vec![Subject::new(SubjectKind::Job, "job-1").unwrap()],
+    )
+    .unwrap()
+    .into_entry(12, 1_763_900_100_000);
+    tidegate_ledger::segment::encode_record(12, &forged.encode().unwrap(), &mut bytes);
+    std::fs::write(&seg, &bytes).unwrap();
+    fill(d.path(), 12, 13);
+    let o = tidegate(&["audit", "verify"], d.path());
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("set-aside piece(s)") && text(&o).contains("quarantine"),
+        "{}",
+        text(&o)
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+#[test]
 fn output_into_a_closed_pipe_ends_quietly() {
     let d = tempfile::tempdir().unwrap();
     fill(d.path(), 0, 5);

@@ -72,6 +72,10 @@ pub enum OpenError {
     /// The signing key could not be loaded.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// The log holds entries but its signing key is gone: a new key would sign a history the
+    /// old one began, so none is created.
+    #[error("the ledger in {0} holds entries but its signing key is missing; restore keys/ledger.key (no new key is made: it would not vouch for the history there)")]
+    KeyMissing(PathBuf),
     /// The log is damaged.
     #[error(
         "ledger is damaged at {0}; run `tidegate audit verify` for details; nothing was repaired"
@@ -598,7 +602,20 @@ impl Ledger {
     /// # Errors
     /// See [`OpenError`].
     pub fn open(data_dir: &Path, opts: LedgerOptions) -> Result<Self, OpenError> {
-        let signer = keys::load_or_create_signer(&key_path(data_dir), "tidegate-ledger")?;
+        let key = key_path(data_dir);
+        let dir = ledger_dir(data_dir);
+        if !key.exists()
+            && dir.is_dir()
+            && list_segments(&dir)
+                .map_err(io_err(&dir))?
+                .iter()
+                .any(|(p, _)| {
+                    fs::metadata(p).is_ok_and(|m| m.len() > segment::SEGMENT_HEADER as u64)
+                })
+        {
+            return Err(OpenError::KeyMissing(dir));
+        }
+        let signer = keys::load_or_create_signer(&key, "tidegate-ledger")?;
         Self::open_with(&ledger_dir(data_dir), signer, opts)
     }
 
