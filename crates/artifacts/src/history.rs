@@ -170,9 +170,12 @@ impl History {
                 self.trail(artifact.as_str()).promotions.push(p);
             }
             Action::ArtifactShredded { artifact } => self.trail(artifact.as_str()).shredded = true,
+            // The token root keyring's changes (`token-…`) are not the signing keyring's.
             Action::KeyChanged {
-                keyring: Some(d), ..
-            } => self.keyring = Some(d.to_string()),
+                keyring: Some(d),
+                change,
+                ..
+            } if !change.as_str().starts_with("token-") => self.keyring = Some(d.to_string()),
             Action::PolicyLoaded { policy_hash }
                 if e.subjects.iter().any(|s| {
                     s.kind == SubjectKind::Policy && s.id.as_str() == PROMOTION_POLICY_SUBJECT

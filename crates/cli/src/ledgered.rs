@@ -32,6 +32,43 @@ pub fn record_one(
     Ok(index)
 }
 
+/// The sealed entries of `data_dir`'s evidence ledger (every commit checked against its public
+/// key); none when it holds none. A ledger with entries but no public key is refused: nothing
+/// would vouch for what it says.
+///
+/// # Errors
+/// When the ledger cannot be read or does not verify.
+pub fn sealed_entries(data_dir: &Path) -> miette::Result<Vec<Vec<u8>>> {
+    use tidegate_ledger::{keys, ledger};
+    let dir = ledger::ledger_dir(data_dir);
+    let has_entries = dir.is_dir()
+        && ledger::list_segments(&dir)
+            .map_err(|e| miette!("cannot read the evidence ledger in {}: {e}", dir.display()))?
+            .iter()
+            .any(|(p, _)| {
+                std::fs::metadata(p)
+                    .is_ok_and(|m| m.len() > tidegate_ledger::segment::SEGMENT_HEADER as u64)
+            });
+    if !has_entries {
+        return Ok(Vec::new());
+    }
+    let public = keys::public_path(&ledger::key_path(data_dir));
+    let verifier = keys::load_verifier(&public).map_err(|e| {
+        miette!(
+            "the evidence ledger in {} holds entries but its public key cannot be read ({e}); nothing vouches for them",
+            dir.display()
+        )
+    })?;
+    ledger::read_sealed(&dir, &verifier, true)
+        .map(|s| s.log.entries)
+        .map_err(|e| {
+            miette!(
+                "the evidence ledger in {} does not verify: {e}",
+                dir.display()
+            )
+        })
+}
+
 /// A key change as a ledger action.
 ///
 /// # Errors

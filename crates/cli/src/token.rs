@@ -262,9 +262,18 @@ pub fn run(data_dir: &Path, cmd: TokenCmd) -> miette::Result<()> {
                 _ => return Err(miette!("give either --job or --user")),
             };
             let issuer = keys.issuer().map_err(err)?;
-            let ring = keys.keyring().map_err(err)?;
+            let ring = checked_keyring(data_dir, &keys)?;
             let token = issuer.mint(&ring, &spec, now).map_err(err)?;
             let claims = Verifier::new(ring).inspect(&token, now).map_err(err)?;
+            let input_subjects = match &spec {
+                TokenSpec::Job { inputs, .. } => {
+                    let store = tidegate_artifacts::ArtifactStore::open(data_dir)
+                        .map_err(|e| miette!("{e}"))?;
+                    tidegate_server::evidence::token_input_subjects(inputs, &store)
+                        .map_err(|e| miette!("no token minted: an input cannot be recorded: {e}"))?
+                }
+                TokenSpec::User { .. } => Vec::new(),
+            };
             let grant = match &spec {
                 TokenSpec::Job {
                     job_id,
@@ -277,6 +286,7 @@ pub fn run(data_dir: &Path, cmd: TokenCmd) -> miette::Result<()> {
                     zone,
                     inputs,
                     output_prefix,
+                    input_subjects: &input_subjects,
                 },
                 TokenSpec::User { role, team, .. } => TokenGrant::User {
                     role: role.as_str(),
@@ -292,7 +302,7 @@ pub fn run(data_dir: &Path, cmd: TokenCmd) -> miette::Result<()> {
         }
         TokenCmd::Inspect { token } => {
             let token = read_token(&token)?;
-            let claims = Verifier::new(keys.keyring().map_err(err)?)
+            let claims = Verifier::new(checked_keyring(data_dir, &keys)?)
                 .inspect(&token, now)
                 .map_err(err)?;
             println!(
@@ -356,21 +366,28 @@ pub fn run(data_dir: &Path, cmd: TokenCmd) -> miette::Result<()> {
                 },
                 _ => return Err(miette!("give exactly one of --read, --write or --action")),
             };
-            Verifier::new(keys.keyring().map_err(err)?)
+            Verifier::new(checked_keyring(data_dir, &keys)?)
                 .authorize(&token, &request, now)
                 .map_err(err)?;
             println!("allowed");
         }
         TokenCmd::Keys(k) => match k {
             TokenKeysCmd::Rotate { days } => {
-                // The ledger is opened first: a rotation it cannot record does not happen.
+                // The ledger is opened first: a rotation it cannot record does not happen. A
+                // keyring changed outside tidegate is refused, never laundered into the record.
                 let led = crate::ledgered::Ledgered::open(data_dir, now)?;
+                checked_keyring(data_dir, &keys)?;
                 let key = keys.rotate(now, days).map_err(err)?;
-                let action = crate::ledgered::key_changed(
-                    &format!("token-root-{}", key.id),
-                    "token-root-rotated-in",
-                )?;
-                if let Err(e) = led.record("operator", action, Vec::new()) {
+                let recorded = keys.keyring().map_err(err).and_then(|after| {
+                    let action = keyring_changed(
+                        data_dir,
+                        &format!("token-root-{}", key.id),
+                        "token-root-rotated-in",
+                        &after,
+                    )?;
+                    led.record("operator", action, Vec::new())
+                });
+                if let Err(e) = recorded {
                     // Never usable unrecorded: the new root key is revoked again.
                     let undone = keys.revoke(key.id, now).map_err(err);
                     return Err(match undone {
@@ -387,18 +404,28 @@ pub fn run(data_dir: &Path, cmd: TokenCmd) -> miette::Result<()> {
                 println!("root key {} active until {}", key.id, key.not_after);
             }
             TokenKeysCmd::Revoke { id } => {
-                let action = crate::ledgered::key_changed(
+                let led = crate::ledgered::Ledgered::open(data_dir, now)?;
+                let mut after = checked_keyring(data_dir, &keys)?;
+                after.revoke(id, now).map_err(err)?;
+                let action = keyring_changed(
+                    data_dir,
                     &format!("token-root-{id}"),
                     "token-root-revoked",
+                    &after,
                 )?;
-                crate::ledgered::record_one(data_dir, now, "operator", action, Vec::new())?;
+                led.record("operator", action, Vec::new())?;
                 keys.revoke(id, now).map_err(err)?;
+                led.close()?;
                 println!("revoked root key {id}");
             }
             TokenKeysCmd::RevokeToken { revocation_id } => {
-                let action = crate::ledgered::key_changed(&revocation_id, "token-revoked")?;
-                crate::ledgered::record_one(data_dir, now, "operator", action, Vec::new())?;
+                let led = crate::ledgered::Ledgered::open(data_dir, now)?;
+                let mut after = checked_keyring(data_dir, &keys)?;
+                after.revoke_token(&revocation_id);
+                let action = keyring_changed(data_dir, &revocation_id, "token-revoked", &after)?;
+                led.record("operator", action, Vec::new())?;
                 keys.revoke_token(&revocation_id).map_err(err)?;
+                led.close()?;
                 println!("revoked token {revocation_id}");
             }
             TokenKeysCmd::Export => {
@@ -467,4 +494,49 @@ fn mint_through_server(
     );
     println!("{}", minted.token);
     Ok(())
+}
+
+/// The token keyring of `keys` (the data directory's), refused unless it is the one the data
+/// directory's evidence ledger recorded last: revocations and keys change only through
+/// `token keys`, which records each change, so a file edited since is not trusted. A keyring
+/// the ledger never recorded (a data directory from before keyrings were recorded) is used as
+/// it is.
+fn checked_keyring(
+    data_dir: &Path,
+    keys: &RootKeyStore,
+) -> miette::Result<tidegate_identity::RootKeyring> {
+    let ring = keys.keyring().map_err(err)?;
+    let entries = crate::ledgered::sealed_entries(data_dir)?;
+    let recorded = tidegate_server::evidence::recorded_token_keyring(&entries)
+        .map_err(|e| miette!("the evidence ledger cannot be read: {e}"))?;
+    if let Some((index, want)) = recorded {
+        let got =
+            tidegate_server::evidence::token_keyring_digest(&ring).map_err(|e| miette!("{e}"))?;
+        if got != want {
+            return Err(miette!(
+                help = "keys and revocations change only through `tidegate token keys`, which records each change; restore the keyring file",
+                "the token keyring {} is not the one the evidence ledger recorded last (entry {index}): its keys or revocations were changed outside tidegate, so it is not used",
+                keys.keyring_path().display()
+            ));
+        }
+    }
+    Ok(ring)
+}
+
+/// The `key.changed` action for a token keyring change, with the keyring it leaves kept as a
+/// ledger document and named by digest.
+fn keyring_changed(
+    data_dir: &Path,
+    key_id: &str,
+    change: &str,
+    after: &tidegate_identity::RootKeyring,
+) -> miette::Result<tidegate_ledger::Action> {
+    let mut action = crate::ledgered::key_changed(key_id, change)?;
+    let json = after.to_json().map_err(err)?;
+    let digest = tidegate_ledger::ledger::put_document(data_dir, json.as_bytes())
+        .map_err(|e| miette!("keeping the token keyring as evidence: {e}"))?;
+    if let tidegate_ledger::Action::KeyChanged { keyring, .. } = &mut action {
+        *keyring = Some(digest);
+    }
+    Ok(action)
 }

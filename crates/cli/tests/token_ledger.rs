@@ -13,13 +13,10 @@ use std::process::{Command, Output};
 use common::{call, start_control_plane};
 use serde_json::{json, Value};
 
-const T0: u64 = 1_800_000_000;
-
 fn tg(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tidegate"))
         .args(args)
         .env("TIDEGATE_DATA_DIR", dir)
-        .env("TIDEGATE_NOW", T0.to_string())
         .env("TIDEGATE_FLEET", common::repo().join("examples/fleet"))
         .env("NO_COLOR", "1")
         .output()
@@ -34,6 +31,15 @@ fn ok(dir: &Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
+}
+
+/// Diagnostic text with miette's line wrapping undone.
+fn flat(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes)
+        .replace('│', " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn ledger_entries(dir: &Path) -> Vec<Value> {
@@ -109,6 +115,12 @@ fn an_offline_mint_is_recorded_before_the_token_is_printed_and_a_job_token_is_in
         "write:artifacts/job-7/",
     ] {
         assert!(scope.contains(want), "{want} missing from {scope}");
+    }
+    // About the job, its zone and its input, so the job's bundle carries the input's
+    // provenance too.
+    let subjects = entries[1]["subjects"].to_string();
+    for want in ["\"job-7\"", "\"hospital-onprem\"", "\"ehr-raw@2026-10\""] {
+        assert!(subjects.contains(want), "{want} missing from {subjects}");
     }
     // The job's token issue is about the job: its bundle carries it and verifies.
     let bundle = d.join("job-7.json");
@@ -251,4 +263,131 @@ fn while_the_control_plane_holds_the_ledger_it_mints_and_records() {
     );
     let subjects = recorded[0]["subjects"].to_string();
     assert!(subjects.contains("job-7"), "{subjects}");
+}
+
+#[test]
+fn a_revocation_is_what_the_ledger_recorded_not_what_the_keyring_file_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(d, &["token", "keys", "rotate"]);
+    let token = ok(
+        d,
+        &[
+            "token",
+            "mint",
+            "--user",
+            "eve",
+            "--role",
+            "admin",
+            "--team",
+            "admin",
+            "--minutes",
+            "60",
+        ],
+    )
+    .trim()
+    .to_owned();
+    let id = revocation_id(d, &token);
+    let check = [
+        "token",
+        "check",
+        &token,
+        "--action",
+        "administer",
+        "--team",
+        "admin",
+    ];
+    ok(d, &check);
+    ok(d, &["token", "keys", "revoke-token", &id]);
+    let revoked = tg(d, &check);
+    assert!(!revoked.status.success(), "a revoked token was allowed");
+    let entries = ledger_entries(d);
+    let change = entries
+        .iter()
+        .rev()
+        .find(|e| e["action"]["type"] == "key.changed")
+        .unwrap();
+    assert_eq!(change["action"]["change"], "token-revoked");
+    assert!(change["action"]["keyring"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
+    // The revocation removed from the keyring file: nothing uses that keyring.
+    let ring_path = d.join("keys/token/keyring.json");
+    let original = std::fs::read_to_string(&ring_path).unwrap();
+    let mut ring: Value = serde_json::from_str(&original).unwrap();
+    ring["revoked_tokens"] = json!([]);
+    std::fs::write(&ring_path, serde_json::to_string_pretty(&ring).unwrap()).unwrap();
+    for args in [
+        &check[..],
+        &["token", "inspect", &token],
+        &["token", "keys", "rotate"],
+        &[
+            "token", "mint", "--user", "x", "--role", "admin", "--team", "admin",
+        ],
+    ] {
+        let out = tg(d, args);
+        assert!(!out.status.success(), "{args:?} used an edited keyring");
+        assert!(
+            flat(&out.stderr).contains("not the one the evidence ledger recorded"),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Nor does a control plane start on it.
+    let up = Command::new(env!("CARGO_BIN_EXE_tidegate"))
+        .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(d)
+        .arg("--fleet")
+        .arg(common::repo().join("examples/fleet"))
+        .output()
+        .unwrap();
+    assert!(!up.status.success(), "up started on an edited keyring");
+    assert!(
+        flat(&up.stderr).contains("not the one the evidence ledger recorded"),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    // Restored, the revocation holds again.
+    std::fs::write(&ring_path, &original).unwrap();
+    assert!(!tg(d, &check).status.success());
+    ok(d, &["token", "keys", "rotate"]);
+}
+
+#[test]
+fn a_running_control_plane_refuses_tokens_once_its_keyring_is_changed_outside_tidegate() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cp = start_control_plane(d, "127.0.0.1:0", &[], &[]);
+    let url = format!("http://127.0.0.1:{}/v1/zones", cp.port);
+    let (s, _) = call("GET", &url, &cp.admin, None);
+    assert_eq!(s, 200);
+    // Its first keyring was recorded at start.
+    let ring_path = d.join("keys/token/keyring.json");
+    let mut ring: Value =
+        serde_json::from_str(&std::fs::read_to_string(&ring_path).unwrap()).unwrap();
+    ring["revoked_tokens"] = json!(["00ff"]);
+    std::fs::write(&ring_path, serde_json::to_string(&ring).unwrap()).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let (s, b) = call("GET", &url, &cp.admin, None);
+        if s == 503 {
+            assert!(
+                b["error"]["message"].as_str().unwrap().contains("keyring"),
+                "{b}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the edited keyring was adopted: {s} {b}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    drop(cp);
+    let recorded = ledger_entries(d)
+        .into_iter()
+        .filter(|e| e["action"]["change"] == "token-keyring-in-force")
+        .count();
+    assert_eq!(recorded, 1);
 }

@@ -534,9 +534,9 @@ pub struct TokenRequest {
     pub minutes: Option<u32>,
 }
 
-/// The most inputs a job token names: its `token.issued` entry lists every grant (job, zone,
-/// output prefix and each input) within one entry's list bound.
-pub const MAX_JOB_TOKEN_INPUTS: usize = tidegate_ledger::entry::MAX_LIST - 3;
+/// The most inputs a job token names: its `token.issued` entry is about the token, the job, its
+/// zone and each input, within one entry's bound on subjects.
+pub const MAX_JOB_TOKEN_INPUTS: usize = tidegate_ledger::entry::MAX_SUBJECTS - 3;
 
 /// Ask for a job's scoped token: it reads exactly `inputs` in `zone` and writes under
 /// `output_prefix`.
@@ -551,8 +551,8 @@ pub struct JobTokenRequest {
     pub zone: String,
     /// What it may read: `dataset:NAME@VERSION`, `dataset-snapshot:sha256:HEX`,
     /// `checkpoint:sha256:HEX` or `artifact:sha256:HEX`; each must be data that may be held in
-    /// the zone. At most 29.
-    #[schema(max_items = 29)]
+    /// the zone. At most 13.
+    #[schema(max_items = 13)]
     pub inputs: Vec<String>,
     /// Where it may write; ends with `/`.
     #[schema(pattern = "^.+/$")]
@@ -1470,7 +1470,7 @@ async fn mint_job_token(
     let shared = st.shared.clone();
     let now = st.auth.now();
     let (zone, inputs) = (req.zone.clone(), req.inputs.clone());
-    blocking(move || {
+    let input_subjects = blocking(move || {
         let rules = shared.rules();
         if !rules.fleet.zones.iter().any(|z| z.name == zone) {
             return Err(ApiError::invalid(
@@ -1487,7 +1487,7 @@ async fn mint_job_token(
             tidegate_artifacts::ArtifactStore::open(shared.evidence.data_dir()).map_err(|e| {
                 ApiError::unavailable(format!("the artifact store cannot be read: {e}"))
             })?;
-        tidegate_data::holding::check_token_inputs(
+        let checked = tidegate_data::holding::check_token_inputs(
             &rules.fleet,
             &rules.policy,
             &versions,
@@ -1506,7 +1506,10 @@ async fn mint_job_token(
                 ),
             )
             .field("inputs")
-        })
+        });
+        checked?;
+        crate::evidence::token_input_subjects(&inputs, &store)
+            .map_err(|e| ApiError::invalid("inputs", e))
     })
     .await?;
     let spec = tidegate_identity::TokenSpec::Job {
@@ -1532,6 +1535,7 @@ async fn mint_job_token(
             zone: &req.zone,
             inputs: &req.inputs,
             output_prefix: &req.output_prefix,
+            input_subjects: &input_subjects,
         };
         shared
             .evidence

@@ -72,6 +72,9 @@ impl Caller {
 /// Verifies API tokens against the data directory's token keyring.
 pub struct Auth {
     keys: RootKeyStore,
+    /// The digest of the token keyring the evidence ledger recorded: a reloaded keyring that
+    /// differs is not adopted.
+    pinned: RwLock<Option<tidegate_ledger::Digest>>,
     verifier: RwLock<(Arc<Verifier>, Instant)>,
     cache: Mutex<Cache>,
     clock: Clock,
@@ -92,6 +95,7 @@ impl Auth {
         let ring = keys.keyring()?;
         Ok(Self {
             keys,
+            pinned: RwLock::new(None),
             verifier: RwLock::new((Arc::new(Verifier::new(ring)), Instant::now())),
             cache: Mutex::new(Cache::default()),
             clock,
@@ -111,8 +115,21 @@ impl Auth {
                 return Ok(guard.0.clone());
             }
         }
-        // Reload; if the keyring became unreadable, refuse (never fall back to an old one).
+        // Reload; if the keyring became unreadable, refuse (never fall back to an old one). A
+        // keyring that differs from the one the ledger recorded (changed outside tidegate, which
+        // records every key change it makes) is refused too.
         let ring = self.keys.keyring().map_err(ApiError::from)?;
+        let pinned = self.pinned.read().ok().and_then(|p| p.clone());
+        if let Some(want) = pinned {
+            let got = crate::evidence::token_keyring_digest(&ring).map_err(ApiError::internal)?;
+            if got != want {
+                tracing::error!(keyring = %self.keys.keyring_path().display(), recorded = %want, found = %got,
+                    "the token keyring changed outside tidegate; no token is accepted until it is restored");
+                return Err(ApiError::unavailable(
+                    "the token keyring differs from the one the evidence ledger recorded; no token is accepted until an operator restores it",
+                ));
+            }
+        }
         let v = Arc::new(Verifier::new(ring));
         if let Ok(mut guard) = self.verifier.write() {
             *guard = (v.clone(), Instant::now());
@@ -260,6 +277,28 @@ impl Auth {
         let issuer = self.keys.issuer().map_err(ApiError::from)?;
         let ring = self.keys.keyring().map_err(ApiError::from)?;
         issuer.mint(&ring, spec, now).map_err(ApiError::from)
+    }
+
+    /// The token keyring as its file holds it now.
+    pub fn keyring(&self) -> Result<tidegate_identity::RootKeyring, ApiError> {
+        self.keys.keyring().map_err(ApiError::from)
+    }
+
+    /// Where the token keyring lives.
+    pub fn keyring_path(&self) -> std::path::PathBuf {
+        self.keys.keyring_path()
+    }
+
+    /// Pins the keyring to `digest`, the one the evidence ledger recorded: from now on a
+    /// keyring file that differs is refused.
+    pub fn pin_keyring(&self, digest: tidegate_ledger::Digest) {
+        if let Ok(mut p) = self.pinned.write() {
+            *p = Some(digest);
+        }
+        // The next verification reloads and checks.
+        if let Ok(mut v) = self.verifier.write() {
+            v.1 = Instant::now().checked_sub(RELOAD).unwrap_or(v.1);
+        }
     }
 
     /// A token's id (its revocation id) and expiry, for the evidence ledger.

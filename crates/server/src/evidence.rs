@@ -454,6 +454,29 @@ impl Evidence {
         self.append_draft(draft)
     }
 
+    /// Records `ring` as the token keyring in force (kept as a ledger document): what a control
+    /// plane does when it starts on a keyring its ledger never recorded.
+    pub fn token_keyring_in_force(
+        &self,
+        ring: &tidegate_identity::RootKeyring,
+    ) -> Result<Digest, String> {
+        let json = ring.to_json().map_err(|e| e.to_string())?;
+        let digest = put_document(&self.data_dir, json.as_bytes())
+            .map_err(|e| format!("keeping the token keyring as evidence: {e}"))?;
+        let draft = EntryDraft::new(
+            ident("tidegate-control-plane")?,
+            Action::KeyChanged {
+                key_id: ident("token-keyring")?,
+                change: ident(TOKEN_KEYRING_IN_FORCE)?,
+                keyring: Some(digest.clone()),
+            },
+            Vec::new(),
+        )
+        .map_err(|e| e.to_string())?;
+        self.append_draft(draft)?;
+        Ok(digest)
+    }
+
     /// A person approved a job for `scope` (`run`, `burst`, `export`); the approver is the actor.
     pub fn approved(&self, id: &JobId, approver: &str, scope: &str) -> Result<(), String> {
         let draft = EntryDraft::new(
@@ -510,6 +533,47 @@ impl tidegate_artifacts::ledger_sink::EntryWriter for Evidence {
     }
 }
 
+/// The `change` every `key.changed` entry about the token root keyring names starts with; the
+/// artifact signing keyring's changes never do.
+pub const TOKEN_KEY_CHANGE_PREFIX: &str = "token-";
+
+/// The change recorded when a control plane starts on a token keyring its ledger never
+/// recorded: from then on, that keyring is the one in force.
+pub const TOKEN_KEYRING_IN_FORCE: &str = "token-keyring-in-force";
+
+/// The digest a token keyring is recorded under: of its canonical JSON (the form the key store
+/// writes), so the same keys, validity and revocations always give the same digest.
+///
+/// # Errors
+/// When the keyring cannot be serialized.
+pub fn token_keyring_digest(ring: &tidegate_identity::RootKeyring) -> Result<Digest, String> {
+    let json = ring.to_json().map_err(|e| e.to_string())?;
+    Ok(Digest::of(json.as_bytes()))
+}
+
+/// The token keyring the ledger recorded last (`entries` are sealed entries, oldest first): the
+/// index of its `key.changed` entry and the keyring's digest; `None` when none was recorded.
+///
+/// # Errors
+/// When an entry does not decode.
+pub fn recorded_token_keyring(entries: &[Vec<u8>]) -> Result<Option<(u64, Digest)>, String> {
+    let mut last = None;
+    for bytes in entries {
+        let e = tidegate_ledger::Entry::decode(bytes).map_err(|e| e.to_string())?;
+        if let Action::KeyChanged {
+            change,
+            keyring: Some(d),
+            ..
+        } = &e.action
+        {
+            if change.as_str().starts_with(TOKEN_KEY_CHANGE_PREFIX) {
+                last = Some((e.seq, d.clone()));
+            }
+        }
+    }
+    Ok(last)
+}
+
 /// What a minted token grants, as its `token.issued` entry records it.
 #[derive(Debug, Clone, Copy)]
 pub enum TokenGrant<'a> {
@@ -530,7 +594,49 @@ pub enum TokenGrant<'a> {
         inputs: &'a [String],
         /// The prefix it may write under.
         output_prefix: &'a str,
+        /// What each input is, as the ledger names it ([`token_input_subjects`]): the job's
+        /// bundle then carries the inputs' provenance.
+        input_subjects: &'a [Subject],
     },
+}
+
+/// The ledger subject each job-token input names: a dataset version as a dataset, a digest as
+/// the artifact it is in `store` (a model or checkpoint by its kind, as its own entries name
+/// it).
+///
+/// # Errors
+/// When an input cannot be named in the ledger.
+pub fn token_input_subjects(
+    inputs: &[String],
+    store: &tidegate_artifacts::ArtifactStore,
+) -> Result<Vec<Subject>, String> {
+    let mut out = Vec::new();
+    for input in inputs {
+        let (kind, id) = input
+            .split_once(':')
+            .unwrap_or(("artifact", input.as_str()));
+        let kind = match kind {
+            "dataset" => SubjectKind::Dataset,
+            "checkpoint" => SubjectKind::Checkpoint,
+            "model" => SubjectKind::Model,
+            _ => match id
+                .parse::<tidegate_artifacts::Digest>()
+                .ok()
+                .and_then(|d| store.record(&d).ok())
+            {
+                Some(r) if r.kind == tidegate_artifacts::ArtifactKind::Model => SubjectKind::Model,
+                Some(r) if r.kind == tidegate_artifacts::ArtifactKind::Checkpoint => {
+                    SubjectKind::Checkpoint
+                }
+                _ => SubjectKind::Artifact,
+            },
+        };
+        let s = subject(kind, id)?;
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    Ok(out)
 }
 
 /// The `token.issued` action and its subjects for a token (the token, and for a job's token
@@ -556,9 +662,11 @@ pub fn token_issued_entry(
             zone,
             inputs,
             output_prefix,
+            input_subjects,
         } => {
             subjects.push(subject(SubjectKind::Job, job)?);
             subjects.push(subject(SubjectKind::Zone, zone)?);
+            subjects.extend(input_subjects.iter().cloned());
             let mut scope = vec![
                 ident(&format!("job:{job}"))?,
                 ident(&format!("zone:{zone}"))?,

@@ -220,17 +220,16 @@ pub async fn start(cfg: ServerConfig, clock: Clock) -> Result<Server, StartError
         dir: keys_dir.clone(),
         reason,
     };
-    let admin = auth::mint(
-        &keys,
-        "admin",
-        Role::Admin,
-        "admin",
-        cfg.admin_token_minutes,
-        clock(),
-    )
-    .map_err(|e| keys_err(e.to_string()))?;
-    let admin_token_path = cfg.data_dir.join("admin.token");
-    write_secret(&admin_token_path, &admin)?;
+    // The first root key is made before anything else reads the keyring; the admin token is
+    // minted only once the keyring is the one the ledger recorded (below).
+    if keys
+        .active_id()
+        .map_err(|e| keys_err(e.to_string()))?
+        .is_none()
+    {
+        keys.rotate(clock(), 365)
+            .map_err(|e| keys_err(e.to_string()))?;
+    }
     let auth = Auth::new(keys, clock).map_err(|e| keys_err(e.to_string()))?;
     // With PostgreSQL, the ledger lives there too, one log (one writer) per replica.
     let ledger_target = match &cfg.database {
@@ -265,6 +264,35 @@ pub async fn start(cfg: ServerConfig, clock: Clock) -> Result<Server, StartError
         .map_err(|e| StartError::Ledger(format!("ledger open task failed: {e}")))?
     };
     let evidence = evidence.map_err(StartError::Ledger)?;
+    // The token keyring in force is the one the ledger recorded last: a file changed since (a
+    // revocation removed, a key added) is refused; one never recorded is recorded now.
+    {
+        use tidegate_artifacts::ledger_sink::EntryWriter as _;
+        let ring = auth.keyring().map_err(|e| keys_err(e.message))?;
+        let digest = evidence::token_keyring_digest(&ring).map_err(keys_err)?;
+        let recorded = evidence
+            .read_entries()
+            .and_then(|entries| evidence::recorded_token_keyring(&entries))
+            .map_err(StartError::Ledger)?;
+        let pinned = match recorded {
+            Some((index, d)) if d != digest => {
+                return Err(keys_err(format!(
+                    "the token keyring {} is not the one the evidence ledger recorded last (entry {index}, {d}): its keys or revocations were changed outside tidegate; restore it, or change keys only with `tidegate token keys`",
+                    auth.keyring_path().display()
+                )))
+            }
+            Some((_, d)) => d,
+            None => evidence
+                .token_keyring_in_force(&ring)
+                .map_err(StartError::Ledger)?,
+        };
+        auth.pin_keyring(pinned);
+    }
+    let admin = auth
+        .mint("admin", Role::Admin, "admin", cfg.admin_token_minutes)
+        .map_err(|e| keys_err(e.message))?;
+    let admin_token_path = cfg.data_dir.join("admin.token");
+    write_secret(&admin_token_path, &admin)?;
     let work_root = cfg
         .work_root
         .clone()
