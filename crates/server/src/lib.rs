@@ -266,28 +266,33 @@ pub async fn start(cfg: ServerConfig, clock: Clock) -> Result<Server, StartError
     let evidence = evidence.map_err(StartError::Ledger)?;
     // The token keyring in force is the one the ledger recorded last: a file changed since (a
     // revocation removed, a key added) is refused; one never recorded is recorded now.
-    {
+    let ring = auth.keyring().map_err(|e| keys_err(e.message))?;
+    let digest = evidence::token_keyring_digest(&ring).map_err(&keys_err)?;
+    // Reading the ledger may talk to PostgreSQL with a blocking client: off the async threads.
+    let (evidence, recorded) = tokio::task::spawn_blocking(move || {
         use tidegate_artifacts::ledger_sink::EntryWriter as _;
-        let ring = auth.keyring().map_err(|e| keys_err(e.message))?;
-        let digest = evidence::token_keyring_digest(&ring).map_err(keys_err)?;
         let recorded = evidence
             .read_entries()
             .and_then(|entries| evidence::recorded_token_keyring(&entries))
-            .map_err(StartError::Ledger)?;
-        let pinned = match recorded {
-            Some((index, d)) if d != digest => {
-                return Err(keys_err(format!(
-                    "the token keyring {} is not the one the evidence ledger recorded last (entry {index}, {d}): its keys or revocations were changed outside tidegate; restore it, or change keys only with `tidegate token keys`",
-                    auth.keyring_path().display()
-                )))
-            }
-            Some((_, d)) => d,
-            None => evidence
-                .token_keyring_in_force(&ring)
-                .map_err(StartError::Ledger)?,
-        };
-        auth.pin_keyring(pinned);
+            .and_then(|r| match r {
+                Some(found) => Ok(found),
+                // Never recorded: the keyring found is the one in force from now on.
+                None => evidence
+                    .token_keyring_in_force(&ring)
+                    .map(|d| (u64::MAX, d)),
+            });
+        (evidence, recorded)
+    })
+    .await
+    .map_err(|e| StartError::Ledger(format!("ledger read task failed: {e}")))?;
+    let (index, recorded) = recorded.map_err(StartError::Ledger)?;
+    if recorded != digest {
+        return Err(keys_err(format!(
+            "the token keyring {} is not the one the evidence ledger recorded last (entry {index}, {recorded}): its keys or revocations were changed outside tidegate; restore it, or change keys only with `tidegate token keys`",
+            auth.keyring_path().display()
+        )));
     }
+    auth.pin_keyring(recorded);
     let admin = auth
         .mint("admin", Role::Admin, "admin", cfg.admin_token_minutes)
         .map_err(|e| keys_err(e.message))?;
