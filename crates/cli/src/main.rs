@@ -8,6 +8,7 @@ mod bench_ledger;
 mod bench_sanitize;
 mod bench_slurm;
 mod bench_submit;
+mod cert;
 mod checkpoint;
 mod client;
 mod clock;
@@ -105,6 +106,9 @@ enum Command {
     /// Audit the evidence ledger: verify it, print proofs and checkpoints, witness checkpoints.
     #[command(subcommand)]
     Audit(audit::AuditCmd),
+    /// Workload certificates from the control plane's certificate authority, issued offline.
+    #[command(subcommand)]
+    Cert(cert::CertCmd),
     /// Write and verify evidence bundles about a job, dataset or model.
     #[command(subcommand)]
     Evidence(evidence::EvidenceCmd),
@@ -241,6 +245,7 @@ fn main() -> miette::Result<()> {
         Command::Plan(a) => fleet_cmds::plan(&a),
         Command::Policy(c) => fleet_cmds::policy(&c),
         Command::Audit(c) => audit::run(c),
+        Command::Cert(c) => cert::run(&c),
         Command::Evidence(c) => evidence::run(c),
         Command::Witness(a) => witness::run(&a),
         Command::Retention(c) => retention::run(c),

@@ -27,6 +27,13 @@ pub struct WitnessArgs {
     /// `<data-dir>/keys/ledger.pub`.
     #[arg(long = "follow", value_name = "PUBKEY", required = true)]
     pub logs: Vec<PathBuf>,
+    /// Serve HTTPS with this certificate chain (PEM; e.g. `tidegate cert server`). Without it
+    /// the witness serves plain HTTP, on a loopback --listen address only.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Run the witness until interrupted.
@@ -47,12 +54,20 @@ pub fn run(a: &WitnessArgs) -> miette::Result<()> {
     let public = key.verifier().to_text();
     let names: Vec<String> = logs.keys().cloned().collect();
     let witness = Witness { key, logs };
+    let tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(c), Some(k)) => Some((
+            std::fs::read_to_string(c).map_err(|e| miette!("{}: {e}", c.display()))?,
+            std::fs::read_to_string(k).map_err(|e| miette!("{}: {e}", k.display()))?,
+        )),
+        _ => None,
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .into_diagnostic()?;
     rt.block_on(async move {
-        let server = tidegate_server::witness::start(a.listen, witness, &state, unix_now)
+        let tls = tls.as_ref().map(|(c, k)| (c.as_str(), k.as_str()));
+        let server = tidegate_server::witness::start(a.listen, witness, &state, unix_now, tls)
             .await
             .map_err(|e| miette!("{e}"))?;
         println!("witness listening on {}", server.url);
