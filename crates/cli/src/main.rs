@@ -121,7 +121,9 @@ enum Command {
     /// Control planes ask it with `tidegate audit witness --url URL` (the co-signed checkpoint is
     /// stored with the ledger's, and evidence bundles carry it); auditors then require it with
     /// `tidegate evidence verify BUNDLE --key LEDGER.pub --witness WITNESS.pub`. Checkpoints are
-    /// public, signed data, so the protocol needs no secrecy: plain HTTP.
+    /// public, signed data, but the hop between zones is still authenticated: it serves HTTPS
+    /// with `--tls-cert`/`--tls-key` (e.g. from `tidegate cert server`), plain HTTP only on a
+    /// loopback address.
     Witness(witness::WitnessArgs),
     /// Retention rules, legal holds and the deletion plan.
     #[command(subcommand)]

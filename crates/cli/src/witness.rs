@@ -1,5 +1,6 @@
 //! `tidegate witness`: run a witness for one or more evidence ledgers, speaking the C2SP
-//! tlog-witness protocol over HTTP, with its own key and state (never the control plane's).
+//! tlog-witness protocol over HTTPS (`--tls-cert`, `--tls-key`; plain HTTP only on loopback),
+//! with its own key and state (never the control plane's).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -28,7 +29,7 @@ pub struct WitnessArgs {
     #[arg(long = "follow", value_name = "PUBKEY", required = true)]
     pub logs: Vec<PathBuf>,
     /// Serve HTTPS with this certificate chain (PEM; e.g. `tidegate cert server`). Without it
-    /// the witness serves plain HTTP, on a loopback --listen address only.
+    /// the witness serves plain HTTP, and only on a loopback listen address.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
     /// The private key of --tls-cert (PEM).
