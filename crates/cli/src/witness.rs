@@ -71,9 +71,13 @@ pub fn run(a: &WitnessArgs) -> miette::Result<()> {
         let server = tidegate_server::witness::start(a.listen, witness, &state, unix_now, tls)
             .await
             .map_err(|e| miette!("{e}"))?;
-        println!("witness listening on {}", server.url);
-        println!("witness key (give it to auditors): {public}");
-        println!("following: {}", names.join(", "));
+        // One write, so that a reader of the first line gets the others with it.
+        print!(
+            "witness listening on {}\nwitness key (give it to auditors): {public}\nfollowing: {}\n",
+            server.url,
+            names.join(", ")
+        );
+        let _ = std::io::Write::flush(&mut std::io::stdout());
         crate::up::wait_for_signal().await;
         server.shutdown().await;
         Ok(())

@@ -105,9 +105,10 @@ fn start_witness(dir: &Path, log_pub: &Path) -> WitnessProc {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    out.read_line(&mut line).unwrap();
+    // Keep reading what else it prints: a closed pipe would end it (SIGPIPE).
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
     let url = line
         .trim()
         .strip_prefix("witness listening on ")
@@ -311,9 +312,10 @@ fn a_witness_over_https_is_reached_with_its_authority_and_refused_without_it() {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    out.read_line(&mut line).unwrap();
+    // Keep reading what else it prints: a closed pipe would end it (SIGPIPE).
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
     let witness = WitnessProc {
         url: line
             .trim()
