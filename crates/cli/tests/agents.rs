@@ -281,3 +281,69 @@ fn an_agent_with_another_zones_certificate_is_refused_and_its_zone_stays_silent(
             == "succeeded"
     });
 }
+
+#[test]
+fn an_agent_renews_its_short_lived_certificate_and_keeps_its_zone_healthy() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cp");
+    // 2 s certificates: without renewal the agent's syncs fail within seconds and the zone
+    // (2 s agent timeout) turns unreachable.
+    let cp = start_control_plane(
+        &data,
+        "127.0.0.1:0",
+        &["public-eu"],
+        &["--agent-timeout", "2", "--workload-cert-ttl", "2"],
+    );
+    let url = cp.url.clone();
+    let token_file = dir.path().join("eu.token");
+    agent_token(&data, "public-eu", &token_file);
+    let mut agent = std::process::Command::new(env!("CARGO_BIN_EXE_tidegate"))
+        .args([
+            "agent",
+            "--zone",
+            "public-eu",
+            "--interval-ms",
+            "200",
+            "--for-seconds",
+            "8",
+            "--control-plane",
+            &url,
+            "--ca",
+        ])
+        .arg(&cp.ca)
+        .arg("--token")
+        .arg(&token_file)
+        .arg("--work-dir")
+        .arg(dir.path().join("work"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let health = || -> String {
+        let (_, zones) = cp.call("GET", &format!("{url}/v1/zones"), &cp.admin, None);
+        zones
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|z| z["name"] == "public-eu")
+            .unwrap()["health"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let mut seen = Vec::new();
+    for _ in 0..12 {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        seen.push(health());
+    }
+    let out = agent.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let renewals = err
+        .matches("workload certificate for zone public-eu valid until")
+        .count();
+    assert!(renewals >= 3, "renewed only {renewals} times: {err}");
+    assert!(
+        seen[4..].iter().all(|h| h == "healthy"),
+        "the zone stayed healthy across renewals: {seen:?}\n{err}"
+    );
+}
