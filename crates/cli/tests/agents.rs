@@ -297,7 +297,7 @@ fn an_agent_renews_its_short_lived_certificate_and_keeps_its_zone_healthy() {
     let url = cp.url.clone();
     let token_file = dir.path().join("eu.token");
     agent_token(&data, "public-eu", &token_file);
-    let mut agent = std::process::Command::new(env!("CARGO_BIN_EXE_tidegate"))
+    let agent = std::process::Command::new(env!("CARGO_BIN_EXE_tidegate"))
         .args([
             "agent",
             "--zone",
