@@ -24,13 +24,17 @@ use crate::ledgered::Ledgered;
 #[derive(Debug, Clone, clap::Args)]
 pub struct ApiArgs {
     /// API mode: base URL of the control plane. Default: the URL `tidegate up` wrote to
-    /// `./.tidegate/server.url`, else http://127.0.0.1:7700.
+    /// `./.tidegate/server.url`, else https://127.0.0.1:7700.
     #[arg(long, env = "TIDEGATE_URL", global = true)]
     pub server: Option<String>,
     /// API mode: file holding a user token (`$TIDEGATE_TOKEN` may hold the token itself).
     /// Default: `./.tidegate/admin.token`, written by `tidegate up`.
     #[arg(long, env = "TIDEGATE_TOKEN_FILE", global = true)]
     pub token_file: Option<PathBuf>,
+    /// API mode: the control plane's certificate authority (PEM). Default:
+    /// `./.tidegate/pki/ca.pem`, written by `tidegate up`.
+    #[arg(long, env = "TIDEGATE_CA", global = true, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
 }
 
 /// Runs an artifact command directly on `data_dir` when one was given, else through the API.
@@ -934,6 +938,7 @@ fn api_client(api: &ApiArgs) -> miette::Result<Client> {
         server: api.server.clone(),
         token_file: api.token_file.clone(),
         data_dir: PathBuf::from(".tidegate"),
+        ca: api.ca.clone(),
     })
 }
 

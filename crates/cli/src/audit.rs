@@ -111,9 +111,13 @@ pub enum AuditCmd {
         /// written next to it as `.pub`). For --check, a public key file also works.
         #[arg(long, value_name = "FILE")]
         key: Option<PathBuf>,
-        /// A witness's URL (`http://host:port`, as `tidegate witness` prints).
+        /// A witness's URL (`https://host:port` or, on loopback, `http://`, as `tidegate witness`
+        /// prints).
         #[arg(long, value_name = "URL", conflicts_with_all = ["state", "check"])]
         url: Option<String>,
+        /// The certificate authority (PEM) the witness's `https://` certificate chains to.
+        #[arg(long, env = "TIDEGATE_CA", value_name = "FILE", requires = "url")]
+        ca: Option<PathBuf>,
         /// Check this checkpoint file (a note co-signed earlier) instead of co-signing.
         #[arg(long, value_name = "CHECKPOINT")]
         check: Option<PathBuf>,
@@ -153,12 +157,13 @@ pub fn run(cmd: AuditCmd) -> miette::Result<()> {
         AuditCmd::Witness {
             key,
             url,
+            ca,
             check: None,
             state,
             dir,
         } => {
             let how = match (key, url) {
-                (_, Some(url)) => Cosigner::Remote(url),
+                (_, Some(url)) => Cosigner::Remote { url, ca },
                 (Some(key), None) => {
                     let state = state.unwrap_or_else(|| key.with_extension("state"));
                     Cosigner::Local { key, state }
@@ -418,7 +423,7 @@ fn consistent(
 /// Who co-signs: a witness key on this machine (with its state file), or a witness service.
 enum Cosigner {
     Local { key: PathBuf, state: PathBuf },
-    Remote(String),
+    Remote { url: String, ca: Option<PathBuf> },
 }
 
 fn witness_sign(data_dir: &Path, how: &Cosigner) -> miette::Result<()> {
@@ -462,7 +467,9 @@ fn witness_sign(data_dir: &Path, how: &Cosigner) -> miette::Result<()> {
                 .map_err(|e| miette!("witness state {}: {e}", state.display()))?;
             sigs
         }
-        Cosigner::Remote(url) => ask_witness(url, &note, &proof_from, rewritten)?,
+        Cosigner::Remote { url, ca } => {
+            ask_witness(url, ca.as_deref(), &note, &proof_from, rewritten)?
+        }
     };
     add_cosignatures(&mut note, &sigs).map_err(|e| miette!("{e}"))?;
     let text = note.to_text();
@@ -480,11 +487,14 @@ fn witness_sign(data_dir: &Path, how: &Cosigner) -> miette::Result<()> {
 /// size, from which the consistency proof is sent once more.
 fn ask_witness(
     url: &str,
+    ca: Option<&Path>,
     note: &SignedNote,
     proof_from: &dyn Fn(u64) -> miette::Result<Vec<[u8; 32]>>,
     rewritten: impl Fn(WitnessError) -> miette::Report,
 ) -> miette::Result<String> {
-    let agent = crate::client::agent(std::time::Duration::from_secs(30));
+    let ca = crate::client::find_ca(ca, None)?;
+    let agent =
+        crate::client::agent_trusting(std::time::Duration::from_secs(30), ca.as_deref(), None)?;
     let endpoint = format!("{}/add-checkpoint", url.trim_end_matches('/'));
     let mut old = 0u64;
     for _ in 0..2 {

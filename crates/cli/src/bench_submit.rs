@@ -177,6 +177,8 @@ pub fn run(a: &BenchSubmitArgs) -> miette::Result<()> {
         replica: "test".into(),
         scheduler: a.with_scheduler,
         http: Default::default(),
+        // A benchmark of the API on loopback: plain HTTP.
+        tls: None,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -199,7 +201,7 @@ pub fn run(a: &BenchSubmitArgs) -> miette::Result<()> {
     }
     let clients: Vec<Client> = (0..a.clients)
         .map(|_| Client::new(&base, token.trim()))
-        .collect();
+        .collect::<miette::Result<_>>()?;
     let clients = Arc::new(clients);
     let tg = {
         let clients = clients.clone();

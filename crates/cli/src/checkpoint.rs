@@ -28,6 +28,9 @@ pub struct PushArgs {
     /// File holding a bearer token allowed to store artifacts.
     #[arg(long, env = "TIDEGATE_TOKEN_FILE")]
     pub token_file: PathBuf,
+    /// The destination's certificate authority (PEM), for an `https://` destination.
+    #[arg(long, env = "TIDEGATE_CA", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
     /// Seconds to wait for the destination (a dropped connection shows as a timeout).
     #[arg(long, default_value_t = 10)]
     pub timeout_s: u64,
@@ -159,7 +162,12 @@ pub fn run(cmd: &CheckpointCmd) -> miette::Result<i32> {
         _ => a.job.as_str(),
     };
     let url = format!("{base}/v1/artifacts?kind=checkpoint&job={job}");
-    let agent = crate::client::agent(Duration::from_secs(a.timeout_s.max(1)));
+    let ca = crate::client::find_ca(a.ca.as_deref(), None)?;
+    let agent = crate::client::agent_trusting(
+        Duration::from_secs(a.timeout_s.max(1)),
+        ca.as_deref(),
+        None,
+    )?;
     let resp = agent
         .post(&url)
         .header("Authorization", format!("Bearer {}", token.trim()))

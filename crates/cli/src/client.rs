@@ -1,5 +1,10 @@
-//! The API client the job commands use: where the server is, which token to send, and turning
-//! the API's JSON errors into diagnostics.
+//! The API client the job commands use: where the server is, which token to send, which
+//! certificate authority to trust (and, for an agent, which client certificate to present), and
+//! turning the API's JSON errors into diagnostics.
+//!
+//! TLS is rustls with the ring provider and no bundled roots: the client trusts the control
+//! plane's own authority, from `--ca` / `TIDEGATE_CA`, else `<data-dir>/pki/ca.pem` (a local
+//! `tidegate up`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -13,15 +18,20 @@ use serde::Serialize;
 #[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
     /// Base URL of the API. Default: the URL `tidegate up` wrote to `<data-dir>/server.url`,
-    /// else http://127.0.0.1:7700.
+    /// else https://127.0.0.1:7700.
     #[arg(long, env = "TIDEGATE_URL", global = true)]
     pub server: Option<String>,
     /// File holding a bearer token. Default: `<data-dir>/admin.token` (written by `tidegate up`).
     #[arg(long, env = "TIDEGATE_TOKEN_FILE", global = true)]
     pub token_file: Option<PathBuf>,
-    /// Data directory of a local `tidegate up`, used to find its URL and admin token.
+    /// Data directory of a local `tidegate up`, used to find its URL, admin token and
+    /// certificate authority.
     #[arg(long, default_value = ".tidegate", global = true)]
     pub data_dir: PathBuf,
+    /// The control plane's certificate authority (PEM) to trust. Default:
+    /// `<data-dir>/pki/ca.pem` (written by `tidegate up`).
+    #[arg(long, env = "TIDEGATE_CA", global = true, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
 }
 
 /// A connected client.
@@ -40,13 +50,111 @@ fn read_trimmed(path: &Path) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-/// An HTTP agent that hands error statuses back as responses (their JSON bodies explain them).
-pub fn agent(timeout: Duration) -> ureq::Agent {
+/// A client certificate to present: its chain and key, PEM.
+#[derive(Clone)]
+pub struct ClientIdentity {
+    /// The certificate and its issuers, PEM.
+    pub chain_pem: String,
+    /// The private key, PEM.
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientIdentity").finish_non_exhaustive()
+    }
+}
+
+/// The certificate authority to trust: `explicit` (a `--ca` file) when given, else
+/// `<data_dir>/pki/ca.pem` when it exists; its PEM text.
+pub fn find_ca(
+    explicit: Option<&Path>,
+    data_dir: Option<&Path>,
+) -> miette::Result<Option<Vec<u8>>> {
+    if let Some(path) = explicit {
+        return std::fs::read(path).map(Some).map_err(|e| {
+            miette!(
+                help = "the control plane's CA is <data-dir>/pki/ca.pem on its machine",
+                "cannot read the certificate authority {}: {e}",
+                path.display()
+            )
+        });
+    }
+    let Some(dir) = data_dir else { return Ok(None) };
+    let path = dir.join("pki").join(tidegate_pki::CA_CERT_FILE);
+    match std::fs::read(&path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(miette!(
+            "cannot read the certificate authority {}: {e}",
+            path.display()
+        )),
+    }
+}
+
+/// The certificate authority named by `TIDEGATE_CA`, if set.
+pub fn ca_from_env() -> miette::Result<Option<Vec<u8>>> {
+    match std::env::var_os("TIDEGATE_CA") {
+        Some(p) if !p.is_empty() => find_ca(Some(Path::new(&p)), None),
+        _ => Ok(None),
+    }
+}
+
+/// An HTTP agent that hands error statuses back as responses (their JSON bodies explain them),
+/// trusting the certificate authority named by `TIDEGATE_CA` for `https://` URLs.
+pub fn agent(timeout: Duration) -> miette::Result<ureq::Agent> {
+    agent_trusting(timeout, ca_from_env()?.as_deref(), None)
+}
+
+/// An HTTP agent trusting `ca` (PEM) for `https://` URLs, presenting `identity` when given.
+/// Without a CA an `https://` URL cannot be verified, and is refused when called.
+pub fn agent_trusting(
+    timeout: Duration,
+    ca: Option<&[u8]>,
+    identity: Option<&ClientIdentity>,
+) -> miette::Result<ureq::Agent> {
+    use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig, TlsProvider};
+    let mut roots = Vec::new();
+    if let Some(pem) = ca {
+        for item in ureq::tls::parse_pem(pem) {
+            if let ureq::tls::PemItem::Certificate(c) =
+                item.map_err(|e| miette!("the certificate authority does not parse: {e}"))?
+            {
+                roots.push(c);
+            }
+        }
+        if roots.is_empty() {
+            return Err(miette!(
+                "the certificate authority file holds no certificate"
+            ));
+        }
+    }
+    let mut tls = TlsConfig::builder()
+        .provider(TlsProvider::Rustls)
+        .unversioned_rustls_crypto_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .root_certs(RootCerts::new_with_certs(&roots));
+    if let Some(id) = identity {
+        let chain: Vec<Certificate<'static>> = ureq::tls::parse_pem(id.chain_pem.as_bytes())
+            .filter_map(|i| match i {
+                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                _ => None,
+            })
+            .collect();
+        if chain.is_empty() {
+            return Err(miette!("the client certificate holds no certificate"));
+        }
+        let key = PrivateKey::from_pem(id.key_pem.as_bytes())
+            .map_err(|e| miette!("the client key does not parse: {e}"))?;
+        tls = tls.client_cert(Some(ClientCert::new_with_certs(&chain, key)));
+    }
     let config = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(timeout))
+        .tls_config(tls.build())
         .build();
-    ureq::Agent::new_with_config(config)
+    Ok(ureq::Agent::new_with_config(config))
 }
 
 impl Client {
@@ -56,7 +164,7 @@ impl Client {
             .server
             .clone()
             .or_else(|| read_trimmed(&args.data_dir.join("server.url")))
-            .unwrap_or_else(|| "http://127.0.0.1:7700".into())
+            .unwrap_or_else(|| "https://127.0.0.1:7700".into())
             .trim_end_matches('/')
             .to_owned();
         let token_path = args
@@ -73,22 +181,29 @@ impl Client {
                 )
             })?,
         };
+        let ca = find_ca(args.ca.as_deref(), Some(&args.data_dir))?;
         Ok(Self {
-            agent: agent(Duration::from_secs(30)),
+            agent: agent_trusting(Duration::from_secs(30), ca.as_deref(), None)?,
             base,
             token,
         })
     }
 
-    /// A client with an explicit URL and token.
-    pub fn new(base: &str, token: &str) -> Self {
+    /// A client with an explicit URL and token (trusting the CA `TIDEGATE_CA` names).
+    pub fn new(base: &str, token: &str) -> miette::Result<Self> {
         Self::with_timeout(base, token, Duration::from_secs(30))
     }
 
-    /// A client whose every request gives up after `timeout`.
-    pub fn with_timeout(base: &str, token: &str, timeout: Duration) -> Self {
+    /// A client whose every request gives up after `timeout` (trusting the CA `TIDEGATE_CA`
+    /// names).
+    pub fn with_timeout(base: &str, token: &str, timeout: Duration) -> miette::Result<Self> {
+        Ok(Self::with_agent(base, token, agent(timeout)?))
+    }
+
+    /// A client over an agent made with [`agent_trusting`].
+    pub fn with_agent(base: &str, token: &str, agent: ureq::Agent) -> Self {
         Self {
-            agent: agent(timeout),
+            agent,
             base: base.trim_end_matches('/').to_owned(),
             token: token.to_owned(),
         }
@@ -118,11 +233,12 @@ impl Client {
         resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     ) -> miette::Result<ureq::http::Response<ureq::Body>> {
         resp.map_err(|e| {
-            miette!(
-                help = "is the control plane running? start it with `tidegate up`",
-                "{what}: cannot reach {}: {e}",
-                self.base
-            )
+            let help = if self.base.starts_with("https://") {
+                "is the control plane running (`tidegate up`)? Over HTTPS the client trusts --ca FILE / TIDEGATE_CA, else <data-dir>/pki/ca.pem"
+            } else {
+                "is the control plane running? start it with `tidegate up`"
+            };
+            miette!(help = help, "{what}: cannot reach {}: {e}", self.base)
         })
     }
 

@@ -451,6 +451,7 @@ pub fn run(a: &BurstTrainingArgs) -> miette::Result<()> {
         replica: "demo".into(),
         scheduler: true,
         http: Default::default(),
+        tls: Some(tidegate_server::TlsSettings::in_data_dir(&dd)),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -464,7 +465,12 @@ pub fn run(a: &BurstTrainingArgs) -> miette::Result<()> {
         ))
         .map_err(|e| miette!("the control plane did not start: {e}"))?;
     let token = std::fs::read_to_string(&server.admin_token_path).into_diagnostic()?;
-    let client = Client::new(&server.url, token.trim());
+    let ca = crate::client::find_ca(server.ca_path.as_deref(), None)?;
+    let client = Client::with_agent(
+        &server.url,
+        token.trim(),
+        crate::client::agent_trusting(Duration::from_secs(30), ca.as_deref(), None)?,
+    );
     let result = run_jobs(a, &client, &dd, &moved.manifest, &mut out);
     rt.block_on(server.shutdown());
     drop(rt);

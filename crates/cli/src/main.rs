@@ -8,6 +8,7 @@ mod bench_ledger;
 mod bench_sanitize;
 mod bench_slurm;
 mod bench_submit;
+mod cert;
 mod checkpoint;
 mod client;
 mod clock;
@@ -105,6 +106,9 @@ enum Command {
     /// Audit the evidence ledger: verify it, print proofs and checkpoints, witness checkpoints.
     #[command(subcommand)]
     Audit(audit::AuditCmd),
+    /// Workload certificates from the control plane's certificate authority, issued offline.
+    #[command(subcommand)]
+    Cert(cert::CertCmd),
     /// Write and verify evidence bundles about a job, dataset or model.
     #[command(subcommand)]
     Evidence(evidence::EvidenceCmd),
@@ -117,7 +121,9 @@ enum Command {
     /// Control planes ask it with `tidegate audit witness --url URL` (the co-signed checkpoint is
     /// stored with the ledger's, and evidence bundles carry it); auditors then require it with
     /// `tidegate evidence verify BUNDLE --key LEDGER.pub --witness WITNESS.pub`. Checkpoints are
-    /// public, signed data, so the protocol needs no secrecy: plain HTTP.
+    /// public, signed data, but the hop between zones is still authenticated: it serves HTTPS
+    /// with `--tls-cert`/`--tls-key` (e.g. from `tidegate cert server`), plain HTTP only on a
+    /// loopback address.
     Witness(witness::WitnessArgs),
     /// Retention rules, legal holds and the deletion plan.
     #[command(subcommand)]
@@ -241,6 +247,7 @@ fn main() -> miette::Result<()> {
         Command::Plan(a) => fleet_cmds::plan(&a),
         Command::Policy(c) => fleet_cmds::policy(&c),
         Command::Audit(c) => audit::run(c),
+        Command::Cert(c) => cert::run(&c),
         Command::Evidence(c) => evidence::run(c),
         Command::Witness(a) => witness::run(&a),
         Command::Retention(c) => retention::run(c),

@@ -454,6 +454,7 @@ fn mint_through_server(
     let client = crate::client::Client::from_args(&crate::client::ClientArgs {
         server: None,
         token_file: None,
+        ca: None,
         data_dir: data_dir.to_path_buf(),
     })
     .map_err(|e| {

@@ -1,5 +1,6 @@
 //! `tidegate up`: the whole control plane on one machine (SQLite state, local executors standing
-//! in for every zone, HTTP on loopback), or one replica of it on PostgreSQL.
+//! in for every zone, HTTPS on loopback with a certificate authority of its own in
+//! `<data-dir>/pki/`), or one replica of it on PostgreSQL.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -58,7 +59,10 @@ const EXAMPLE_FLEET: &[(&str, &str)] = &[
 /// With no arguments it runs everything on this machine: state in `.tidegate/state.sqlite`
 /// (WAL, every acknowledged write survives a crash), the example fleet, and a local executor
 /// per zone (jobs run as real processes under `.tidegate/zones/<zone>/<job-id>/`; GPU pools are
-/// counted slots). It prints the API's URL and where the admin token is; stop it with Ctrl-C or
+/// counted slots). It serves HTTPS: on first start it creates a certificate authority in
+/// `.tidegate/pki/` (the CLI on this machine trusts it by itself; elsewhere pass `--ca` or set
+/// `TIDEGATE_CA`; `curl --cacert .tidegate/pki/ca.pem`), and issues zone agents short-lived
+/// workload certificates from it. It prints the API's URL and where the admin token is; stop it with Ctrl-C or
 /// SIGTERM (it drains: requests in flight finish, running jobs keep running and are found again
 /// at the next start).
 ///
@@ -127,6 +131,19 @@ pub struct UpArgs {
     /// PostgreSQL database schedules).
     #[arg(long)]
     pub no_scheduler: bool,
+    /// Serve plain HTTP instead of TLS: only on a loopback --listen address (refused otherwise),
+    /// and connections from any other address are dropped. For local development and tests.
+    #[arg(long)]
+    pub plain_http: bool,
+    /// Another name clients reach this control plane by, put in its server certificate (an IP
+    /// address or DNS name; repeatable). The listen address, 127.0.0.1, ::1, localhost and the
+    /// host name are always in it.
+    #[arg(long = "tls-san", value_name = "NAME")]
+    pub tls_sans: Vec<String>,
+    /// Lifetime of the workload certificates issued to zone agents, seconds (at most 86400;
+    /// agents renew at half of it).
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    pub workload_cert_ttl: u64,
 }
 
 pub(crate) fn example_fleet(data_dir: &Path) -> miette::Result<PathBuf> {
@@ -195,7 +212,19 @@ pub fn run(args: &UpArgs) -> miette::Result<()> {
         replica: args.replica.clone().unwrap_or_else(hostname),
         scheduler: !args.no_scheduler,
         http: Default::default(),
+        tls: (!args.plain_http).then(|| tidegate_server::TlsSettings {
+            server_names: args.tls_sans.clone(),
+            workload_ttl: Duration::from_secs(args.workload_cert_ttl),
+            ..tidegate_server::TlsSettings::in_data_dir(&args.data_dir)
+        }),
     };
+    if args.plain_http && !args.listen.ip().to_canonical().is_loopback() {
+        return Err(miette!(
+            help = "drop --plain-http to serve TLS there, or listen on 127.0.0.1",
+            "--plain-http is only allowed on a loopback --listen address, not {}",
+            args.listen
+        ));
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -209,6 +238,14 @@ pub fn run(args: &UpArgs) -> miette::Result<()> {
         println!("tidegate control plane is up");
         println!("  API          {}  (OpenAPI at /openapi.json, Prometheus at /metrics)", server.url);
         println!("  admin token  {}", server.admin_token_path.display());
+        match (&server.ca_path, &server.state.tls) {
+            (Some(ca), Some(tls)) => {
+                let made = if tls.created { "created" } else { "reused" };
+                println!("  TLS          certificate authority {} ({made}); server certificate for {}", ca.display(), tls.server_names.join(", "));
+                println!("               this machine's CLI trusts it from --data-dir; elsewhere: --ca {0} (or TIDEGATE_CA), curl --cacert {0}", ca.display());
+            }
+            _ => println!("  TLS          off: plain HTTP on loopback only (--plain-http)"),
+        }
         println!("  state        {store}");
         println!("  fleet        {} ({zones} zones, a local executor standing in for each)", fleet_dir.display());
         println!("  evidence     {}", args.data_dir.join("ledger").display());

@@ -1,5 +1,6 @@
 //! `tidegate witness`: run a witness for one or more evidence ledgers, speaking the C2SP
-//! tlog-witness protocol over HTTP, with its own key and state (never the control plane's).
+//! tlog-witness protocol over HTTPS (`--tls-cert`, `--tls-key`; plain HTTP only on loopback),
+//! with its own key and state (never the control plane's).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -27,6 +28,13 @@ pub struct WitnessArgs {
     /// `<data-dir>/keys/ledger.pub`.
     #[arg(long = "follow", value_name = "PUBKEY", required = true)]
     pub logs: Vec<PathBuf>,
+    /// Serve HTTPS with this certificate chain (PEM; e.g. `tidegate cert server`). Without it
+    /// the witness serves plain HTTP, and only on a loopback listen address.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Run the witness until interrupted.
@@ -47,17 +55,29 @@ pub fn run(a: &WitnessArgs) -> miette::Result<()> {
     let public = key.verifier().to_text();
     let names: Vec<String> = logs.keys().cloned().collect();
     let witness = Witness { key, logs };
+    let tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(c), Some(k)) => Some((
+            std::fs::read_to_string(c).map_err(|e| miette!("{}: {e}", c.display()))?,
+            std::fs::read_to_string(k).map_err(|e| miette!("{}: {e}", k.display()))?,
+        )),
+        _ => None,
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .into_diagnostic()?;
     rt.block_on(async move {
-        let server = tidegate_server::witness::start(a.listen, witness, &state, unix_now)
+        let tls = tls.as_ref().map(|(c, k)| (c.as_str(), k.as_str()));
+        let server = tidegate_server::witness::start(a.listen, witness, &state, unix_now, tls)
             .await
             .map_err(|e| miette!("{e}"))?;
-        println!("witness listening on {}", server.url);
-        println!("witness key (give it to auditors): {public}");
-        println!("following: {}", names.join(", "));
+        // One write, so that a reader of the first line gets the others with it.
+        print!(
+            "witness listening on {}\nwitness key (give it to auditors): {public}\nfollowing: {}\n",
+            server.url,
+            names.join(", ")
+        );
+        let _ = std::io::Write::flush(&mut std::io::stdout());
         crate::up::wait_for_signal().await;
         server.shutdown().await;
         Ok(())

@@ -2,12 +2,15 @@
 //! there and reports back; killing the agent leaves its running job alone, the zone turns
 //! unreachable after missed heartbeats and new work goes elsewhere; the agent's return
 //! reconciles the job's status without running anything twice; restricted work never reaches
-//! the public zone's agent.
+//! the public zone's agent. All over HTTPS with mutual TLS: the agents get short-lived workload
+//! certificates (renewed every few seconds here) and sync presenting them; an agent presenting
+//! another zone's certificate (issued offline with `tidegate cert issue`) is refused and its
+//! zone stays silent, while the zone's own agent is served.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
-use common::{agent_token, call, start_agent, start_control_plane, wait_for, zone_job};
+use common::{agent_token, start_agent, start_control_plane, wait_for, zone_job};
 use serde_json::{json, Value};
 
 fn job(name: &str, zone: &str, dataset: &str, command: &str) -> String {
@@ -19,17 +22,20 @@ fn an_agent_runs_its_zone_survives_a_cut_link_and_never_runs_a_job_twice() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("cp");
     let work = dir.path().join("agent-work");
+    // Workload certificates of 6 s: the agent renews every 3 s, for the whole test.
     let cp = start_control_plane(
         &data,
         "127.0.0.1:0",
         &["public-eu"],
-        &["--agent-timeout", "2"],
+        &["--agent-timeout", "2", "--workload-cert-ttl", "6"],
     );
-    let url = format!("http://127.0.0.1:{}", cp.port);
+    let url = cp.url.clone();
+    assert!(url.starts_with("https://"), "TLS by default: {url}");
+    let call = |m: &str, u: &str, t: &str, b: Option<Value>| cp.call(m, u, t, b);
     let admin = cp.admin.clone();
     let token_file = dir.path().join("agent.token");
     agent_token(&data, "public-eu", &token_file);
-    let start_agent = || start_agent(None, "public-eu", &url, &token_file, &work);
+    let start_agent = || start_agent(None, "public-eu", &url, Some(&cp.ca), &token_file, &work);
     let mut agent_proc = start_agent();
     let zone_state = || -> Value {
         let (_, zones) = call("GET", &format!("{url}/v1/zones"), &admin, None);
@@ -160,5 +166,184 @@ fn an_agent_runs_its_zone_survives_a_cut_link_and_never_runs_a_job_twice() {
     assert!(
         runs.iter().all(|r| r == &first || r == &long),
         "only its zone's jobs ran there: {runs:?}"
+    );
+}
+
+#[test]
+fn an_agent_with_another_zones_certificate_is_refused_and_its_zone_stays_silent() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cp");
+    let cp = start_control_plane(
+        &data,
+        "127.0.0.1:0",
+        &["public-eu", "public-us"],
+        &["--agent-timeout", "2"],
+    );
+    let url = cp.url.clone();
+    let call = |m: &str, u: &str, t: &str, b: Option<Value>| cp.call(m, u, t, b);
+    let health = || -> String {
+        let (_, zones) = call("GET", &format!("{url}/v1/zones"), &cp.admin, None);
+        zones
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|z| z["name"] == "public-eu")
+            .unwrap()["health"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    // public-us's certificate, issued offline from the control plane's authority.
+    let certs = dir.path().join("certs");
+    let issued = std::process::Command::new(env!("CARGO_BIN_EXE_tidegate"))
+        .args(["cert", "issue", "--zone", "public-us", "--out"])
+        .arg(&certs)
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        issued.status.success(),
+        "{}",
+        String::from_utf8_lossy(&issued.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&issued.stdout).contains("spiffe://tidegate.local/zone/public-us")
+    );
+    // An agent for public-eu, with public-eu's token but public-us's certificate.
+    let token_file = dir.path().join("eu.token");
+    agent_token(&data, "public-eu", &token_file);
+    let rogue_work = dir.path().join("rogue-work");
+    let mut rogue = std::process::Command::new(env!("CARGO_BIN_EXE_tidegate"))
+        .args([
+            "agent",
+            "--zone",
+            "public-eu",
+            "--interval-ms",
+            "200",
+            "--for-seconds",
+            "60",
+            "--control-plane",
+            &url,
+            "--ca",
+        ])
+        .arg(&cp.ca)
+        .arg("--token")
+        .arg(&token_file)
+        .arg("--work-dir")
+        .arg(&rogue_work)
+        .arg("--cert")
+        .arg(certs.join("public-us.pem"))
+        .arg("--key")
+        .arg(certs.join("public-us.key"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (s, b) = call(
+        "POST",
+        &format!("{url}/v1/jobs"),
+        &cp.admin,
+        Some(json!({ "manifest": job("eu-only", "public-eu", "ehr-deid@2026-10", "echo ran") })),
+    );
+    assert_eq!(s, 201, "{b}");
+    let id = b["job"]["id"].as_str().unwrap().to_owned();
+    wait_for("public-eu to turn unreachable", 20, || {
+        health() == "unreachable"
+    });
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(
+        health(),
+        "unreachable",
+        "the rogue agent's syncs count for nothing"
+    );
+    let ran: Vec<_> = std::fs::read_dir(rogue_work.join(".state"))
+        .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        ran.is_empty(),
+        "work reached an agent proving another zone: {ran:?}"
+    );
+    rogue.kill().unwrap();
+    let out = rogue.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("zone_identity"),
+        "the refusal names the reason: {err}"
+    );
+
+    // The zone's own agent (a certificate from the control plane) is served and runs the job.
+    let work = dir.path().join("eu-work");
+    let _agent = start_agent(None, "public-eu", &url, Some(&cp.ca), &token_file, &work);
+    wait_for("public-eu to be healthy", 20, || health() == "healthy");
+    wait_for("the job to run in public-eu", 30, || {
+        call("GET", &format!("{url}/v1/jobs/{id}"), &cp.admin, None).1["job"]["state"]
+            == "succeeded"
+    });
+}
+
+#[test]
+fn an_agent_renews_its_short_lived_certificate_and_keeps_its_zone_healthy() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cp");
+    // 2 s certificates: without renewal the agent's syncs fail within seconds and the zone
+    // (2 s agent timeout) turns unreachable.
+    let cp = start_control_plane(
+        &data,
+        "127.0.0.1:0",
+        &["public-eu"],
+        &["--agent-timeout", "2", "--workload-cert-ttl", "2"],
+    );
+    let url = cp.url.clone();
+    let token_file = dir.path().join("eu.token");
+    agent_token(&data, "public-eu", &token_file);
+    let agent = std::process::Command::new(env!("CARGO_BIN_EXE_tidegate"))
+        .args([
+            "agent",
+            "--zone",
+            "public-eu",
+            "--interval-ms",
+            "200",
+            "--for-seconds",
+            "8",
+            "--control-plane",
+            &url,
+            "--ca",
+        ])
+        .arg(&cp.ca)
+        .arg("--token")
+        .arg(&token_file)
+        .arg("--work-dir")
+        .arg(dir.path().join("work"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let health = || -> String {
+        let (_, zones) = cp.call("GET", &format!("{url}/v1/zones"), &cp.admin, None);
+        zones
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|z| z["name"] == "public-eu")
+            .unwrap()["health"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let mut seen = Vec::new();
+    for _ in 0..12 {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        seen.push(health());
+    }
+    let out = agent.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let renewals = err
+        .matches("workload certificate for zone public-eu valid until")
+        .count();
+    assert!(renewals >= 3, "renewed only {renewals} times: {err}");
+    assert!(
+        seen[4..].iter().all(|h| h == "healthy"),
+        "the zone stayed healthy across renewals: {seen:?}\n{err}"
     );
 }

@@ -40,6 +40,8 @@ fn api(dir: &Path, args: &[&str]) -> Output {
         .args(args)
         .args(["--server", url.trim(), "--token-file"])
         .arg(dir.join("admin.token"))
+        .arg("--ca")
+        .arg(dir.join("pki/ca.pem"))
         .output()
         .unwrap()
 }

@@ -8,7 +8,7 @@ mod common;
 
 use std::io::Read;
 
-use common::start_control_plane;
+use common::{start_control_plane, ControlPlane};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
@@ -54,9 +54,9 @@ fn peak_kib(pid: u32) -> u64 {
         .unwrap()
 }
 
-fn upload(port: &str, token: &str, query: &str, body: impl Read + 'static) -> (u16, Value) {
-    let mut resp = common::agent()
-        .post(format!("http://127.0.0.1:{port}/v1/artifacts?{query}"))
+fn upload(cp: &ControlPlane, token: &str, query: &str, body: impl Read + 'static) -> (u16, Value) {
+    let mut resp = common::agent_trusting(Some(&cp.ca))
+        .post(format!("{}/v1/artifacts?{query}", cp.url))
         .header("Authorization", format!("Bearer {token}"))
         .header("Content-Type", "application/octet-stream")
         .send(ureq::SendBody::from_owned_reader(body))
@@ -72,7 +72,7 @@ fn an_upload_far_larger_than_its_memory_bound_is_stored_without_buffering_it() {
     let pid = cp.proc.0.id();
     // Warm up: one small upload, so what follows measures the upload, not first use.
     let (s, b) = upload(
-        &cp.port,
+        &cp,
         &cp.admin,
         "kind=model&team=icu-ml&name=warm",
         Pattern { at: 0, len: 1000 },
@@ -81,7 +81,7 @@ fn an_upload_far_larger_than_its_memory_bound_is_stored_without_buffering_it() {
     let before = peak_kib(pid);
     let len: u64 = 192 * 1024 * 1024;
     let (s, b) = upload(
-        &cp.port,
+        &cp,
         &cp.admin,
         "kind=model&team=icu-ml&name=big",
         Pattern { at: 0, len },
@@ -109,18 +109,15 @@ fn content_of_many_chunks_reads_back_and_a_scanned_kind_is_checked_to_its_end() 
     let cp = start_control_plane(dir.path(), "127.0.0.1:0", &[], &[]);
     let len = 3 * 1024 * 1024 + 17;
     let (s, b) = upload(
-        &cp.port,
+        &cp,
         &cp.admin,
         "kind=dataset-snapshot&team=icu-ml&name=mid",
         Pattern { at: 0, len },
     );
     assert_eq!(s, 201, "{b}");
     let digest = b["digest"].as_str().unwrap().to_owned();
-    let mut resp = common::agent()
-        .get(format!(
-            "http://127.0.0.1:{}/v1/artifacts/{digest}",
-            cp.port
-        ))
+    let mut resp = common::agent_trusting(Some(&cp.ca))
+        .get(format!("{}/v1/artifacts/{digest}", cp.url))
         .header("Authorization", format!("Bearer {}", cp.admin))
         .call()
         .unwrap();
@@ -139,7 +136,7 @@ fn content_of_many_chunks_reads_back_and_a_scanned_kind_is_checked_to_its_end() 
     let mut report = "note\n".repeat(600_000).into_bytes();
     report.extend_from_slice(b"contact jane.doe@example.org 555-867-5309\n");
     let (s, b) = upload(
-        &cp.port,
+        &cp,
         &cp.admin,
         "kind=evaluation-report&team=icu-ml&classification=public",
         std::io::Cursor::new(report),

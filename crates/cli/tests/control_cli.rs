@@ -1,5 +1,8 @@
 //! The README's path through the binary: `tidegate up`, then `submit`, `jobs`, `job`, `logs`,
 //! `cancel` and `demo burst` against it; and the errors a user meets when no server is running.
+//! `up` serves HTTPS by default: it prints how to trust its certificate authority, the commands
+//! find it from `--data-dir`, a client that does not trust it cannot talk to it, and
+//! `--plain-http` is refused off loopback.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
@@ -192,6 +195,86 @@ fn the_job_commands_and_the_burst_demo_work_against_tidegate_up() {
         t.contains("refused:  foundation-pretrain") && t.contains("job needs 1024 GPUs"),
         "{t}"
     );
+}
+
+#[test]
+fn up_serves_https_with_its_own_authority_and_plain_http_only_on_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = up(dir.path());
+    let url = std::fs::read_to_string(dir.path().join("server.url")).unwrap();
+    assert!(url.trim().starts_with("https://127.0.0.1:"), "{url}");
+    let key = dir.path().join("pki/ca.key");
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the CA key is private");
+    }
+    // The commands trust the authority they find in --data-dir...
+    let o = tg(dir.path(), &["jobs"]);
+    assert!(o.status.success(), "{}", text(&o));
+    // ...and refuse a server they cannot authenticate (another directory's authority).
+    let other = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        dir.path().join("admin.token"),
+        other.path().join("admin.token"),
+    )
+    .unwrap();
+    std::fs::write(other.path().join("server.url"), &url).unwrap();
+    let o = tg(other.path(), &["jobs"]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("--ca"),
+        "says how to trust it: {}",
+        text(&o)
+    );
+    // --ca (here: the right authority) makes it work from anywhere.
+    let o = Command::new(env!("CARGO_BIN_EXE_tidegate"))
+        .args(["jobs", "--data-dir"])
+        .arg(other.path())
+        .arg("--ca")
+        .arg(dir.path().join("pki/ca.pem"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    // How to trust it is printed at start.
+    let mut server = server;
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.0.id().to_string()])
+        .status();
+    let mut out = String::new();
+    use std::io::Read as _;
+    server
+        .0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(out.contains("https://127.0.0.1:"), "{out}");
+    assert!(
+        out.contains("pki/ca.pem") && out.contains("--cacert"),
+        "{out}"
+    );
+    // A restart reuses the authority: a client that trusted it still does.
+    let ca = std::fs::read(dir.path().join("pki/ca.pem")).unwrap();
+    drop(server);
+    std::fs::remove_file(dir.path().join("server.url")).unwrap();
+    let _again = up(dir.path());
+    assert_eq!(std::fs::read(dir.path().join("pki/ca.pem")).unwrap(), ca);
+    let o = tg(dir.path(), &["jobs"]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    // Plain HTTP is refused off loopback, naming the flag; nothing starts.
+    let plain = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_tidegate"))
+        .current_dir(repo())
+        .args(["up", "--plain-http", "--listen", "0.0.0.0:0", "--data-dir"])
+        .arg(plain.path())
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(text(&o).contains("--plain-http"), "{}", text(&o));
+    assert!(!plain.path().join("server.url").exists());
 }
 
 #[test]

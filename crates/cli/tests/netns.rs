@@ -6,7 +6,10 @@
 //! private side degraded. And with the zone's rendered nftables egress rules applied in its
 //! namespace, (d) a job whose checkpoint sync goes to a destination the rules do not allow ends
 //! with a clear event, and its checkpoint is kept intact; a sync to the allowed control plane
-//! goes through. Needs root, `ip` (iproute2) and `nft`: runs for real under CI, skips elsewhere.
+//! goes through. Every hop is HTTPS: the agents sync over mutual TLS with workload certificates
+//! from the control plane, the checkpoint sync trusts its certificate authority, and (e) a
+//! plain-HTTP request from inside a zone to the control plane's address across the link is
+//! served nothing. Needs root, `ip` (iproute2) and `nft`: runs for real under CI, skips elsewhere.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -14,7 +17,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{agent_token, call, repo, start_agent, start_control_plane, wait_for, zone_job};
+use common::{agent_token, repo, start_agent, start_control_plane, wait_for, zone_job};
 use serde_json::{json, Value};
 
 fn sh(args: &[&str]) -> bool {
@@ -130,15 +133,25 @@ fn zones_behind_veth_links_run_their_work_survive_a_cut_and_never_see_restricted
     };
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("cp");
-    // The control plane listens on every address so both zones reach it over their own link.
+    // The control plane listens on every address so both zones reach it over their own link;
+    // its server certificate names its address on each link.
     let cp = start_control_plane(
         &data,
         "0.0.0.0:0",
         &["public-eu", "public-us"],
-        &["--agent-timeout", "2"],
+        &[
+            "--agent-timeout",
+            "2",
+            "--tls-san",
+            eu.host_ip.as_str(),
+            "--tls-san",
+            us.host_ip.as_str(),
+        ],
     );
     let port = cp.port.clone();
-    let url = format!("http://127.0.0.1:{port}");
+    let url = cp.url.clone();
+    assert!(url.starts_with("https://"), "{url}");
+    let call = |m: &str, u: &str, t: &str, b: Option<Value>| cp.call(m, u, t, b);
     let admin = cp.admin.clone();
     let mut agents = Vec::new();
     let mut works = Vec::new();
@@ -149,7 +162,8 @@ fn zones_behind_veth_links_run_their_work_survive_a_cut_and_never_see_restricted
         agents.push(start_agent(
             Some(&z.ns),
             zone,
-            &format!("http://{}:{port}", z.host_ip),
+            &format!("https://{}:{port}", z.host_ip),
+            Some(&cp.ca),
             &token,
             &work,
         ));
@@ -191,6 +205,48 @@ fn zones_behind_veth_links_run_their_work_survive_a_cut_and_never_see_restricted
         detail(&a)["job"]["state"] == "succeeded"
     });
     assert!(works[0].join(".state").join(&a).join("exit").exists());
+
+    // (e) Plain HTTP from inside the zone to the control plane's address on the link is served
+    // nothing (the TLS handshake fails); the same address over HTTPS answers.
+    let plain = Command::new("ip")
+        .args(["netns", "exec", &eu.ns, "bash", "-c"])
+        .arg(format!(
+            "trap '' PIPE; if exec 3<>/dev/tcp/{}/{port}; then echo connected; printf 'GET /healthz HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n' >&3; timeout 10 cat <&3; fi; echo done",
+            eu.host_ip
+        ))
+        .output()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&plain.stdout);
+    assert!(
+        answer.contains("connected") && answer.contains("done"),
+        "the plain request was not sent: {answer}{}",
+        String::from_utf8_lossy(&plain.stderr)
+    );
+    assert!(
+        !answer.contains("HTTP/1."),
+        "plain HTTP across the link was answered: {answer}"
+    );
+    let tls = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &eu.ns,
+            env!("CARGO_BIN_EXE_tidegate"),
+            "jobs",
+            "--server",
+        ])
+        .arg(format!("https://{}:{port}", eu.host_ip))
+        .arg("--ca")
+        .arg(&cp.ca)
+        .arg("--token-file")
+        .arg(data.join("admin.token"))
+        .output()
+        .unwrap();
+    assert!(
+        tls.status.success(),
+        "HTTPS across the link: {}",
+        String::from_utf8_lossy(&tls.stderr)
+    );
 
     // (b) Cut the link: the running job is left alone, the zone turns unreachable; the link
     // returns and the status reconciles, nothing placed twice.
@@ -289,10 +345,11 @@ fn egress_rules_block_a_checkpoint_sync_and_nothing_is_lost() {
         &data,
         "0.0.0.0:0",
         &["public-us"],
-        &["--agent-timeout", "5"],
+        &["--agent-timeout", "5", "--tls-san", us.host_ip.as_str()],
     );
     let port = cp.port.clone();
-    let url = format!("http://127.0.0.1:{port}");
+    let url = cp.url.clone();
+    let call = |m: &str, u: &str, t: &str, b: Option<Value>| cp.call(m, u, t, b);
     let admin = cp.admin.clone();
 
     // public-us may send only to hospital-onprem, which is the control plane's side of the link.
@@ -352,11 +409,15 @@ fn egress_rules_block_a_checkpoint_sync_and_nothing_is_lost() {
     let push_token = job_files.path().join("push.token");
     std::fs::write(&push_token, &admin).unwrap();
     readable(&push_token, 0o644);
+    let ca_copy = job_files.path().join("ca.pem");
+    std::fs::copy(&cp.ca, &ca_copy).unwrap();
+    readable(&ca_copy, 0o644);
     let work = dir.path().join("us-work");
     let _agent = start_agent(
         Some(&us.ns),
         "public-us",
-        &format!("http://{}:{port}", us.host_ip),
+        &format!("https://{}:{port}", us.host_ip),
+        Some(&cp.ca),
         &agent_token_file,
         &work,
     );
@@ -374,7 +435,8 @@ fn egress_rules_block_a_checkpoint_sync_and_nothing_is_lost() {
         |id: &str| -> Value { call("GET", &format!("{url}/v1/jobs/{id}"), &admin, None).1 };
     let push = |dest: &str| {
         format!(
-            "head -c 65536 /dev/urandom > ckpt.bin && sha256sum ckpt.bin > ckpt.sha && {tg} checkpoint push ckpt.bin --to http://{dest}:{port} --token-file {} --timeout-s 3",
+            "head -c 65536 /dev/urandom > ckpt.bin && sha256sum ckpt.bin > ckpt.sha && {tg} checkpoint push ckpt.bin --to https://{dest}:{port} --ca {} --token-file {} --timeout-s 3",
+            ca_copy.display(),
             push_token.display()
         )
     };

@@ -33,7 +33,13 @@ impl Drop for Up {
 fn up(dir: &Path, extra: &[&str]) -> Up {
     let _ = std::fs::remove_file(dir.join("server.url"));
     let child = Command::new(env!("CARGO_BIN_EXE_tidegate"))
-        .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "up",
+            "--plain-http",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(dir)
         .arg("--fleet")
         .arg(repo().join("examples/fleet"))

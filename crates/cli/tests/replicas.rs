@@ -56,6 +56,7 @@ fn replica_on(
     let child = Command::new(env!("CARGO_BIN_EXE_tidegate"))
         .args([
             "up",
+            "--plain-http",
             "--listen",
             "127.0.0.1:0",
             "--lease-seconds",

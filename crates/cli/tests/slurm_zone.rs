@@ -58,6 +58,7 @@ fn a_slurm_zone_runs_its_jobs_through_sbatch() {
         Command::new(env!("CARGO_BIN_EXE_tidegate"))
             .args([
                 "up",
+                "--plain-http",
                 "--listen",
                 "127.0.0.1:0",
                 "--backends",

@@ -10,7 +10,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{call, start_control_plane};
+use common::start_control_plane;
 use serde_json::{json, Value};
 
 fn tg(dir: &Path, args: &[&str]) -> Output {
@@ -216,8 +216,8 @@ fn while_the_control_plane_holds_the_ledger_it_mints_and_records() {
     );
     let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     // Raw PHI for a public zone: the control plane refuses it as the offline rule does.
-    let url = format!("http://127.0.0.1:{}/v1/tokens/job", cp.port);
-    let (s, b) = call(
+    let url = format!("{}/v1/tokens/job", cp.url);
+    let (s, b) = cp.call(
         "POST",
         &url,
         &cp.admin,
@@ -229,7 +229,7 @@ fn while_the_control_plane_holds_the_ledger_it_mints_and_records() {
     assert_eq!(b["error"]["field"], "inputs", "{b}");
     // More inputs than an entry records: refused, naming the field, never cut.
     let many: Vec<String> = (0..30).map(|i| format!("dataset:d{i}@v1")).collect();
-    let (s, b) = call(
+    let (s, b) = cp.call(
         "POST",
         &url,
         &cp.admin,
@@ -240,7 +240,7 @@ fn while_the_control_plane_holds_the_ledger_it_mints_and_records() {
     assert_eq!(s, 400, "{b}");
     assert_eq!(b["error"]["field"], "inputs", "{b}");
     // Only an admin mints job tokens.
-    let (s, _) = call(
+    let (s, _) = cp.call(
         "POST",
         &url,
         &token,
@@ -359,8 +359,8 @@ fn a_running_control_plane_refuses_tokens_once_its_keyring_is_changed_outside_ti
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let cp = start_control_plane(d, "127.0.0.1:0", &[], &[]);
-    let url = format!("http://127.0.0.1:{}/v1/zones", cp.port);
-    let (s, _) = call("GET", &url, &cp.admin, None);
+    let url = format!("{}/v1/zones", cp.url);
+    let (s, _) = cp.call("GET", &url, &cp.admin, None);
     assert_eq!(s, 200);
     // Its first keyring was recorded at start.
     let ring_path = d.join("keys/token/keyring.json");
@@ -370,7 +370,7 @@ fn a_running_control_plane_refuses_tokens_once_its_keyring_is_changed_outside_ti
     std::fs::write(&ring_path, serde_json::to_string(&ring).unwrap()).unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {
-        let (s, b) = call("GET", &url, &cp.admin, None);
+        let (s, b) = cp.call("GET", &url, &cp.admin, None);
         if s == 503 {
             assert!(
                 b["error"]["message"].as_str().unwrap().contains("keyring"),

@@ -1,4 +1,5 @@
-//! A witness over HTTP (`tidegate witness`, the C2SP tlog-witness protocol) against someone who
+//! A witness over HTTP (`tidegate witness`, the C2SP tlog-witness protocol; HTTPS with a
+//! certificate, plain HTTP only on loopback) against someone who
 //! holds the control plane's data directory, ledger key included: the witness co-signs honest
 //! growth, refuses a rewritten history, remembers what it co-signed across a kill -9, and an
 //! auditor who requires its co-signature (`evidence verify --witness`) or kept a checkpoint
@@ -104,9 +105,10 @@ fn start_witness(dir: &Path, log_pub: &Path) -> WitnessProc {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    out.read_line(&mut line).unwrap();
+    // Keep reading what else it prints: a closed pipe would end it (SIGPIPE).
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
     let url = line
         .trim()
         .strip_prefix("witness listening on ")
@@ -267,4 +269,90 @@ fn witness_help_teaches_the_protocol_and_the_commands_around_it() {
     ] {
         assert!(h.contains(want), "{want} missing from: {h}");
     }
+}
+
+#[test]
+fn a_witness_over_https_is_reached_with_its_authority_and_refused_without_it() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path();
+    let w = tempfile::tempdir().unwrap();
+    fill(data, 0, 5);
+    // A certificate authority (as `tidegate up` makes one) and a server certificate for the
+    // witness from it.
+    let ca_dir = tempfile::tempdir().unwrap();
+    tidegate_pki::Authority::load_or_create(
+        &ca_dir.path().join("pki"),
+        tidegate_pki::DEFAULT_TRUST_DOMAIN,
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap();
+    let certs = w.path().join("tls");
+    let o = Command::new(env!("CARGO_BIN_EXE_tidegate"))
+        .args(["cert", "server", "--name", "127.0.0.1", "--out"])
+        .arg(&certs)
+        .arg("--data-dir")
+        .arg(ca_dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tidegate"))
+        .args(["witness", "--listen", "127.0.0.1:0", "--key"])
+        .arg(w.path().join("witness.key"))
+        .arg("--follow")
+        .arg(data.join("keys/ledger.pub"))
+        .arg("--tls-cert")
+        .arg(certs.join("server.pem"))
+        .arg("--tls-key")
+        .arg(certs.join("server.key"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    out.read_line(&mut line).unwrap();
+    // Keep reading what else it prints: a closed pipe would end it (SIGPIPE).
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    let witness = WitnessProc {
+        url: line
+            .trim()
+            .strip_prefix("witness listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned(),
+        child,
+    };
+    assert!(
+        witness.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        witness.url
+    );
+    // Without the authority the witness cannot be authenticated: nothing is co-signed.
+    let o = tidegate(&["audit", "witness", "--url", &witness.url], data);
+    assert!(!o.status.success(), "{}", text(&o));
+    let ca = certs.join("ca.pem");
+    let o = tidegate(
+        &[
+            "audit",
+            "witness",
+            "--url",
+            &witness.url,
+            "--ca",
+            ca.to_str().unwrap(),
+        ],
+        data,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    // Plain HTTP is refused off loopback.
+    let o = Command::new(env!("CARGO_BIN_EXE_tidegate"))
+        .args(["witness", "--listen", "0.0.0.0:0", "--key"])
+        .arg(w.path().join("witness2.key"))
+        .arg("--follow")
+        .arg(data.join("keys/ledger.pub"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(text(&o).contains("loopback"), "{}", text(&o));
 }

@@ -40,11 +40,11 @@ pub const MAX_LOG_TAIL: u64 = 1 << 20;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "tidegate control plane", description = "Policy-aware placement of GPU jobs across private, public and edge zones."),
-    paths(health, openapi_doc, submit_job, list_jobs, get_job, job_logs, cancel_job, approve_job, list_zones, set_zone_condition, agent_sync, metrics, mint_token, mint_job_token, apply_fleet, get_fleet,
+    paths(health, openapi_doc, submit_job, list_jobs, get_job, job_logs, cancel_job, approve_job, list_zones, set_zone_condition, agent_sync, agent_certificate, metrics, mint_token, mint_job_token, apply_fleet, get_fleet,
         crate::artifacts_api::put_artifact, crate::artifacts_api::list_artifacts, crate::artifacts_api::get_artifact,
         crate::artifacts_api::verify_artifact, crate::artifacts_api::promote_artifact),
     components(schemas(crate::artifacts_api::ArtifactView, crate::artifacts_api::ArtifactList, crate::artifacts_api::StatementView,
-        crate::artifacts_api::VerifyView, crate::artifacts_api::PromoteRequest, crate::artifacts_api::PromoteResponse, ApproveRequest, SyncRequest, SyncReport, SyncResponse, ErrorBody, SubmitRequest, SubmitResponse, JobView, EventView, JobDetail, JobList, LogsView, ZoneView, PoolView, ConditionRequest, TokenRequest, TokenResponse, JobTokenRequest, FleetApplyRequest, FleetView, Health, HealthProblem)),
+        crate::artifacts_api::VerifyView, crate::artifacts_api::PromoteRequest, crate::artifacts_api::PromoteResponse, ApproveRequest, SyncRequest, SyncReport, SyncResponse, CertificateRequest, CertificateResponse, ErrorBody, SubmitRequest, SubmitResponse, JobView, EventView, JobDetail, JobList, LogsView, ZoneView, PoolView, ConditionRequest, TokenRequest, TokenResponse, JobTokenRequest, FleetApplyRequest, FleetView, Health, HealthProblem)),
     modifiers(&BearerScheme)
 )]
 pub struct ApiDoc;
@@ -81,6 +81,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/zones", get(list_zones))
         .route("/v1/zones/{zone}/condition", post(set_zone_condition))
         .route("/v1/agents/{zone}/sync", post(agent_sync))
+        .route("/v1/agents/{zone}/certificate", post(agent_certificate))
         .route("/v1/tokens", post(mint_token))
         .route("/v1/tokens/job", post(mint_job_token))
         .route("/v1/fleet", post(apply_fleet).get(get_fleet))
@@ -512,6 +513,31 @@ pub struct SyncResponse {
     pub start: Vec<serde_json::Value>,
     /// Run ids to stop.
     pub cancel: Vec<String>,
+}
+
+/// A zone agent's request for a workload certificate.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateRequest {
+    /// A PKCS#10 certificate signing request, PEM, over the agent's own key (the key never leaves
+    /// the agent). Only its public key is used: the certificate names the zone of the route.
+    #[schema(min_length = 1, max_length = 16384)]
+    pub csr: String,
+}
+
+/// A workload certificate.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CertificateResponse {
+    /// The certificate followed by the certificate authority's, PEM.
+    pub certificate: String,
+    /// The certificate authority's certificate, PEM (what the agent trusts the control plane by).
+    pub ca: String,
+    /// The identity it carries, `spiffe://<trust-domain>/zone/<zone>`.
+    pub spiffe_id: String,
+    /// When it stops being valid, seconds since the Unix epoch.
+    pub not_after: u64,
+    /// Its serial number, hex.
+    pub serial: String,
 }
 
 /// Mint a user token (admin only).
@@ -1267,6 +1293,7 @@ async fn set_zone_condition(
     security(("bearer" = ["agent"])))]
 async fn agent_sync(
     State(st): State<Arc<AppState>>,
+    peer: crate::tls::Peer,
     headers: HeaderMap,
     zone: Result<UrlPath<String>, PathRejection>,
     req: Result<JsonObject<SyncRequest>, ApiError>,
@@ -1275,6 +1302,8 @@ async fn agent_sync(
     let zone = path_param(zone, "zone")?;
     let req = body(req)?;
     st.auth.authorize(&caller, Action::Agent, &zone)?;
+    // Under TLS the zone is the one the client certificate names, not only the path's.
+    crate::tls::require_zone(st.tls.as_deref(), &peer, &zone)?;
     if !st.shared.agent_zones.contains(&zone) {
         return Err(ApiError::new(StatusCode::CONFLICT, "conflict", format!("zone `{zone}` is not run by an agent here (start the control plane with --agent-zone {zone})")));
     }
@@ -1329,6 +1358,81 @@ async fn agent_sync(
         start,
         cancel: cancel.into_iter().map(|r| r.run_id).collect(),
     }))
+}
+
+/// A workload certificate for a zone's agent (agent token for that zone): the control plane's
+/// certificate authority signs the agent's key for `spiffe://<trust-domain>/zone/{zone}`, valid
+/// for the control plane's workload lifetime (1 h unless configured). Ledgered as a credential
+/// issued (`token.issued`, id `x509:<serial>`, scope `role:agent`, `team:<zone>`) before it is
+/// handed out. A caller that
+/// presents a client certificate of another zone is refused (`403 zone_identity`); over plain
+/// HTTP there is no authority (`409 no_authority`).
+#[utoipa::path(post, path = "/v1/agents/{zone}/certificate", request_body = CertificateRequest, params(("zone" = String, Path, description = "The agent's zone", pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")),
+    responses((status = 201, body = CertificateResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 413, body = ErrorBody, description = "The body is over 2 MiB"), (status = 409, body = ErrorBody, description = "The zone is not run by an agent here, or the control plane serves plain HTTP (no certificate authority)"), (status = 503, body = ErrorBody)),
+    security(("bearer" = ["agent"])))]
+async fn agent_certificate(
+    State(st): State<Arc<AppState>>,
+    peer: crate::tls::Peer,
+    headers: HeaderMap,
+    zone: Result<UrlPath<String>, PathRejection>,
+    req: Result<JsonObject<CertificateRequest>, ApiError>,
+) -> Result<Response, ApiError> {
+    let caller = st.auth.authenticate(&headers)?;
+    let zone = path_param(zone, "zone")?;
+    let req = body(req)?;
+    st.auth.authorize(&caller, Action::Agent, &zone)?;
+    crate::tls::refuse_other_zone(&peer, &zone)?;
+    let Some(tls) = st.tls.clone() else {
+        return Err(ApiError::new(StatusCode::CONFLICT, "no_authority", "the control plane serves plain HTTP and has no certificate authority; restart it without --plain-http"));
+    };
+    if !st.shared.agent_zones.contains(&zone) {
+        return Err(ApiError::new(StatusCode::CONFLICT, "conflict", format!("zone `{zone}` is not run by an agent here (start the control plane with --agent-zone {zone})")));
+    }
+    if req.csr.len() > 16 * 1024 {
+        return Err(ApiError::invalid(
+            "csr",
+            "the certificate signing request is over 16 KiB",
+        ));
+    }
+    let now = st.auth.now();
+    let ttl = tls.workload_ttl.as_secs().max(1);
+    let issued = tls
+        .authority
+        .issue_workload_for_csr(&req.csr, &zone, tidegate_pki::Validity::starting(now, ttl))
+        .map_err(|e| match e {
+            tidegate_pki::PkiError::Csr(_) => ApiError::invalid("csr", e.to_string()),
+            other => ApiError::internal(other.to_string()),
+        })?;
+    let spiffe_id = issued.spiffe_id.clone().unwrap_or_default();
+    let shared = st.shared.clone();
+    let (issuer, credential, not_after) = (
+        caller.subject().to_owned(),
+        format!("x509:{}", issued.serial),
+        issued.validity.not_after,
+    );
+    let zone_for_ledger = zone.clone();
+    // Recorded before the certificate is handed out: one the ledger cannot record is not issued.
+    blocking(move || {
+        shared
+            .evidence
+            .token_issued(&issuer, &credential, not_after, "agent", &zone_for_ledger)
+            .map_err(|e| {
+                ApiError::ledger_refused("the certificate", Some(shared.evidence.storage()), &e)
+            })
+    })
+    .await?;
+    tracing::info!(zone = %zone, spiffe_id = %spiffe_id, serial = %issued.serial, not_after, "issued a workload certificate");
+    Ok((
+        StatusCode::CREATED,
+        Json(CertificateResponse {
+            certificate: issued.chain_pem,
+            ca: tls.authority.cert_pem().to_owned(),
+            spiffe_id,
+            not_after,
+            serial: issued.serial,
+        }),
+    )
+        .into_response())
 }
 
 /// Mint a user token (admin only).

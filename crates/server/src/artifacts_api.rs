@@ -770,6 +770,7 @@ pub(crate) async fn list_artifacts(
     security(("bearer" = ["read"])))]
 pub(crate) async fn get_artifact(
     State(st): State<Arc<AppState>>,
+    peer: crate::tls::Peer,
     headers: HeaderMap,
     digest: Result<UrlPath<String>, axum::extract::rejection::PathRejection>,
     q: Result<Query<GetArtifactQuery>, QueryRejection>,
@@ -790,6 +791,8 @@ pub(crate) async fn get_artifact(
         // proven by its agent's token, and the artifact must be data that may be in that zone.
         let token = crate::auth::bearer(&headers)?.to_owned();
         st.auth.authenticate_zone(&headers, &zone)?;
+        // A caller presenting another zone's workload certificate is not this zone.
+        crate::tls::refuse_other_zone(&peer, &zone)?;
         let digest = crate::api::path_param(digest, "digest")?;
         let digest = parse_digest(&digest)?;
         let verifier = st.auth.verifier()?;

@@ -24,7 +24,7 @@ pub struct ErrorDetail {
     /// `idempotency_conflict`, `conflict`, `artifact_tampered`, `artifact_shredded`,
     /// `verification_failed`, `promotion_refused`, `too_large`, `method_not_allowed`,
     /// `uri_too_long`, `headers_too_large`, `unsupported_media_type`, `request_timeout`,
-    /// `fleet_invalid`, `unavailable`, `draining`, `internal`).
+    /// `fleet_invalid`, `zone_identity`, `no_authority`, `unavailable`, `draining`, `internal`).
     pub code: &'static str,
     /// What went wrong, for a person.
     pub message: String,

@@ -11,6 +11,12 @@
 //! - Draining stops accepting at once, asks every connection to finish its request in flight,
 //!   and after `drain_deadline` closes those still open: acknowledged work is already durable,
 //!   so the server exits whatever a client does.
+//! - Under TLS ([`Transport::Tls`]) the handshake must finish within `header_read_timeout`; one
+//!   that fails (a plain-HTTP request, a client certificate that is expired or not from the
+//!   control plane's authority) closes the connection with nothing served. The verified client
+//!   certificate, if any, goes into every request's extensions ([`crate::tls::PeerCertificate`]).
+//! - Over plain HTTP ([`Transport::Plain`], loopback only) a connection from a peer that is not
+//!   a loopback address is closed at once.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -29,6 +35,7 @@ use http_body::{Frame, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use prometheus_client::metrics::gauge::Gauge;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinSet;
@@ -157,12 +164,67 @@ impl Drop for Open {
     }
 }
 
+/// How connections are secured.
+#[derive(Clone)]
+pub(crate) enum Transport {
+    /// Plain HTTP, from loopback peers only.
+    Plain,
+    /// TLS, client certificates verified against the control plane's authority.
+    Tls {
+        /// The handshake.
+        acceptor: tokio_rustls::TlsAcceptor,
+        /// Trust domain of zone identities.
+        trust_domain: Arc<str>,
+    },
+}
+
+/// Serves one connection with hyper HTTP/1 until it ends, or until a drain asks it to finish.
+async fn serve_connection<I>(
+    io: I,
+    app: Router,
+    peer: Option<crate::tls::PeerCertificate>,
+    mut drain: watch::Receiver<bool>,
+    header_timeout: Duration,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = TowerToHyperService::new(tower::util::MapRequest::new(
+        app,
+        move |mut req: axum::http::Request<hyper::body::Incoming>| {
+            if let Some(p) = &peer {
+                req.extensions_mut().insert(p.clone());
+            }
+            req
+        },
+    ));
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        // Past the API's own bound, so that a request with too many headers is
+        // answered with the JSON error shape (crate::shape).
+        .max_headers(crate::shape::HARD_MAX_HEADERS);
+    let conn = builder.serve_connection(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    let res = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = drain.changed() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = res {
+        tracing::debug!(error = %e, "HTTP connection ended with an error");
+    }
+}
+
 /// Serves `app` on `listener` until `stop` is notified, then drains (see the module docs).
 /// `open` counts the connections being served.
 pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
     limits: HttpLimits,
+    transport: Transport,
     stop: Arc<Notify>,
     open: Gauge,
 ) {
@@ -181,10 +243,10 @@ pub(crate) async fn serve(
                 Err(_) => break,
             },
         };
-        let stream = tokio::select! {
+        let (stream, peer_addr) = tokio::select! {
             () = &mut stopped => break,
             r = listener.accept() => match r {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of descriptors, or a connection reset before it was accepted: the
                     // listener stays, and tries again shortly.
@@ -194,31 +256,44 @@ pub(crate) async fn serve(
                 }
             },
         };
+        if matches!(transport, Transport::Plain) && !peer_addr.ip().to_canonical().is_loopback() {
+            // Plain HTTP is for this machine only: nothing is read from anyone else.
+            tracing::warn!(peer = %peer_addr, "plain HTTP connection from outside loopback refused");
+            drop(stream);
+            continue;
+        }
         let open = Open::new(&open);
-        let svc = TowerToHyperService::new(app.clone());
-        let mut drain = drain_rx.clone();
+        let app = app.clone();
+        let drain = drain_rx.clone();
         let header_timeout = limits.header_read_timeout;
+        let transport = transport.clone();
         conns.spawn(async move {
             let _permit = permit;
             let _open = open;
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                // Past the API's own bound, so that a request with too many headers is
-                // answered with the JSON error shape (crate::shape).
-                .max_headers(crate::shape::HARD_MAX_HEADERS);
-            let conn = builder.serve_connection(TokioIo::new(stream), svc);
-            tokio::pin!(conn);
-            let res = tokio::select! {
-                r = conn.as_mut() => r,
-                _ = drain.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
+            match transport {
+                Transport::Plain => {
+                    serve_connection(stream, app, None, drain, header_timeout).await;
                 }
-            };
-            if let Err(e) = res {
-                tracing::debug!(error = %e, "HTTP connection ended with an error");
+                Transport::Tls {
+                    acceptor,
+                    trust_domain,
+                } => {
+                    let tls = match tokio::time::timeout(header_timeout, acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(e)) => {
+                            tracing::info!(peer = %peer_addr, error = %e, "TLS handshake refused");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::info!(peer = %peer_addr, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let peer = crate::tls::peer_certificate(tls.get_ref().1, &trust_domain);
+                    serve_connection(tls, app, peer, drain, header_timeout).await;
+                }
             }
         });
     }

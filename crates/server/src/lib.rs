@@ -22,6 +22,7 @@ pub mod http;
 pub mod metrics;
 pub mod shape;
 pub mod spool;
+pub mod tls;
 pub mod witness;
 
 use std::collections::BTreeMap;
@@ -33,6 +34,7 @@ use std::time::Duration;
 
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use http::HttpLimits;
+pub use tls::TlsSettings;
 
 use tidegate_exec::{Executor, LocalConfig, LocalExecutor};
 use tidegate_identity::{Role, RootKeyStore};
@@ -52,6 +54,8 @@ pub struct AppState {
     pub auth: Auth,
     /// Set while shutting down: new submissions are refused.
     pub draining: AtomicBool,
+    /// TLS and the certificate authority; `None` over plain HTTP (loopback only).
+    pub tls: Option<Arc<tls::Tls>>,
 }
 
 /// How to start the control plane.
@@ -89,6 +93,9 @@ pub struct ServerConfig {
     pub scheduler: bool,
     /// The HTTP listener's timeouts, connection bound and drain deadline.
     pub http: HttpLimits,
+    /// TLS (the certificate authority, the server certificate's names, workload certificates);
+    /// `None` serves plain HTTP, which is refused unless `listen` is a loopback address.
+    pub tls: Option<TlsSettings>,
 }
 
 /// Why the control plane did not start.
@@ -134,6 +141,17 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    /// Plain HTTP was asked for on an address that is not loopback.
+    #[error("plain HTTP (--plain-http) is only served on a loopback address, not on {0}: serve TLS there (drop --plain-http), or listen on 127.0.0.1")]
+    PlainHttpNotLoopback(SocketAddr),
+    /// The certificate authority or the server's TLS cannot be set up.
+    #[error("TLS with the certificate authority in {dir}: {reason}")]
+    Tls {
+        /// The PKI directory.
+        dir: PathBuf,
+        /// What failed.
+        reason: String,
+    },
     /// The address cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -152,6 +170,8 @@ pub struct Server {
     pub url: String,
     /// Where the admin token was written.
     pub admin_token_path: PathBuf,
+    /// The certificate authority's certificate clients trust (`None` over plain HTTP).
+    pub ca_path: Option<PathBuf>,
     /// The state handlers share.
     pub state: Arc<AppState>,
     loop_thread: Option<std::thread::JoinHandle<()>>,
@@ -181,6 +201,9 @@ fn write_secret(path: &Path, text: &str) -> Result<(), StartError> {
 
 /// Starts the control plane (call inside a multi-threaded tokio runtime).
 pub async fn start(cfg: ServerConfig, clock: Clock) -> Result<Server, StartError> {
+    if cfg.tls.is_none() && !cfg.listen.ip().to_canonical().is_loopback() {
+        return Err(StartError::PlainHttpNotLoopback(cfg.listen));
+    }
     let (mut fleet, scheduling) = tidegate_model::load_fleet_with_scheduling(&cfg.fleet_dir)
         .map_err(|errors| StartError::Fleet {
             dir: cfg.fleet_dir.clone(),
@@ -230,7 +253,7 @@ pub async fn start(cfg: ServerConfig, clock: Clock) -> Result<Server, StartError
         keys.rotate(clock(), 365)
             .map_err(|e| keys_err(e.to_string()))?;
     }
-    let auth = Auth::new(keys, clock).map_err(|e| keys_err(e.to_string()))?;
+    let auth = Auth::new(keys, clock.clone()).map_err(|e| keys_err(e.to_string()))?;
     // With PostgreSQL, the ledger lives there too, one log (one writer) per replica.
     let ledger_target = match &cfg.database {
         Some(url) => {
@@ -375,10 +398,26 @@ pub async fn start(cfg: ServerConfig, clock: Clock) -> Result<Server, StartError
         shutdown: Arc::new(AtomicBool::new(false)),
         leading: Arc::new(AtomicBool::new(false)),
     });
+    let tls = match &cfg.tls {
+        Some(settings) => {
+            let settings = settings.clone();
+            let listen = cfg.listen;
+            let now = clock();
+            let t = tokio::task::spawn_blocking(move || tls::setup(&settings, listen, now))
+                .await
+                .map_err(|e| StartError::Ledger(format!("TLS setup task failed: {e}")))??;
+            if t.created {
+                tracing::info!(ca = %t.ca_path.display(), "created the certificate authority");
+            }
+            Some(Arc::new(t))
+        }
+        None => None,
+    };
     let state = Arc::new(AppState {
         shared: shared.clone(),
         auth,
         draining: AtomicBool::new(false),
+        tls: tls.clone(),
     });
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
@@ -390,7 +429,11 @@ pub async fn start(cfg: ServerConfig, clock: Clock) -> Result<Server, StartError
         addr: cfg.listen,
         source,
     })?;
-    let url = format!("http://{addr}");
+    let url = match &tls {
+        Some(_) if addr.ip().is_unspecified() => format!("https://127.0.0.1:{}", addr.port()),
+        Some(_) => format!("https://{addr}"),
+        None => format!("http://{addr}"),
+    };
     let url_path = cfg.data_dir.join("server.url");
     std::fs::write(&url_path, format!("{url}\n")).map_err(|source| StartError::Io {
         path: url_path,
@@ -476,10 +519,18 @@ pub async fn start(cfg: ServerConfig, clock: Clock) -> Result<Server, StartError
     let stop_http = Arc::new(tokio::sync::Notify::new());
     let stop = stop_http.clone();
     let app = http::with_body_timeout(api::router(state.clone()), cfg.http.body_read_timeout);
+    let transport = match &tls {
+        Some(t) => http::Transport::Tls {
+            acceptor: t.acceptor.clone(),
+            trust_domain: Arc::from(t.trust_domain()),
+        },
+        None => http::Transport::Plain,
+    };
     let http = tokio::spawn(http::serve(
         listener,
         app,
         cfg.http.clone(),
+        transport,
         stop,
         shared.metrics.http_connections.clone(),
     ));
@@ -487,6 +538,7 @@ pub async fn start(cfg: ServerConfig, clock: Clock) -> Result<Server, StartError
     Ok(Server {
         url,
         admin_token_path,
+        ca_path: tls.as_ref().map(|t| t.ca_path.clone()),
         state,
         loop_thread,
         http,

@@ -36,6 +36,9 @@ pub enum WitnessServeError {
         /// What failed.
         why: String,
     },
+    /// Plain HTTP on an address that is not loopback, or a TLS certificate that does not load.
+    #[error("{0}")]
+    Tls(String),
     /// The listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -86,16 +89,32 @@ impl WitnessServer {
 }
 
 /// Start the witness on `listen` with its state in `state_path`; `clock` gives Unix seconds
-/// (the co-signatures' timestamps).
+/// (the co-signatures' timestamps). `tls` is its certificate chain and key (PEM): without one it
+/// serves plain HTTP, on a loopback address only.
 ///
 /// # Errors
-/// When the state cannot be read or the address cannot be bound.
+/// When the state cannot be read, the address cannot be bound, plain HTTP is asked for on an
+/// address that is not loopback, or the certificate does not load.
 pub async fn start(
     listen: SocketAddr,
     witness: Witness,
     state_path: &Path,
     clock: fn() -> u64,
+    tls: Option<(&str, &str)>,
 ) -> Result<WitnessServer, WitnessServeError> {
+    let transport = match tls {
+        Some((chain, key)) => crate::http::Transport::Tls {
+            acceptor: crate::tls::server_acceptor(chain, key).map_err(WitnessServeError::Tls)?,
+            trust_domain: Arc::from(tidegate_pki::DEFAULT_TRUST_DOMAIN),
+        },
+        None if listen.ip().to_canonical().is_loopback() => crate::http::Transport::Plain,
+        None => {
+            return Err(WitnessServeError::Tls(format!(
+                "plain HTTP is only served on a loopback address, not on {listen}: give the witness --tls-cert and --tls-key"
+            )))
+        }
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let state = load_state(state_path)?;
     let inner = Arc::new(Inner {
         witness,
@@ -126,12 +145,13 @@ pub async fn start(
         listener,
         app,
         limits,
+        transport,
         stop.clone(),
         Gauge::default(),
     ));
     tracing::info!(%addr, "witness listening");
     Ok(WitnessServer {
-        url: format!("http://{addr}"),
+        url: format!("{scheme}://{addr}"),
         stop,
         task,
     })

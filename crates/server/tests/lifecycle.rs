@@ -492,6 +492,7 @@ fn sigterm_style_shutdown_drains_and_a_restart_finds_running_jobs() {
         replica: "test".into(),
         scheduler: true,
         http: Default::default(),
+        tls: None,
     };
     let server = ts
         .rt

@@ -1,5 +1,6 @@
 //! Helpers shared by the process-level tests: the repository root, a child process that is
-//! killed when the test ends, a plain HTTP client, polling.
+//! killed when the test ends, an HTTP client (over HTTPS trusting a control plane's certificate
+//! authority), polling.
 #![allow(dead_code, clippy::unwrap_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
@@ -25,16 +26,54 @@ impl Drop for Proc {
 
 /// An HTTP client that returns error statuses as responses.
 pub fn agent() -> ureq::Agent {
+    agent_trusting(None)
+}
+
+/// An HTTP client that returns error statuses as responses, trusting the certificate authority
+/// in the PEM file `ca` for `https://` URLs.
+pub fn agent_trusting(ca: Option<&Path>) -> ureq::Agent {
+    use ureq::tls::{PemItem, RootCerts, TlsConfig, TlsProvider};
+    let roots: Vec<ureq::tls::Certificate<'static>> = match ca {
+        Some(ca) => {
+            let pem = std::fs::read(ca).unwrap();
+            ureq::tls::parse_pem(&pem)
+                .filter_map(|i| match i.unwrap() {
+                    PemItem::Certificate(c) => Some(c),
+                    _ => None,
+                })
+                .collect()
+        }
+        None => Vec::new(),
+    };
+    let tls = TlsConfig::builder()
+        .provider(TlsProvider::Rustls)
+        .unversioned_rustls_crypto_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .root_certs(RootCerts::new_with_certs(&roots))
+        .build();
     let config = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(60)))
+        .tls_config(tls)
         .build();
     ureq::Agent::new_with_config(config)
 }
 
 /// GET (no body) or POST (JSON body) with a bearer token: status and JSON answer.
 pub fn call(method: &str, url: &str, token: &str, body: Option<Value>) -> (u16, Value) {
-    let a = agent();
+    call_trusting(None, method, url, token, body)
+}
+
+/// As [`call`], trusting the certificate authority in `ca` for `https://` URLs.
+pub fn call_trusting(
+    ca: Option<&Path>,
+    method: &str,
+    url: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let a = agent_trusting(ca);
     let resp = if method == "GET" {
         a.get(url)
             .header("Authorization", format!("Bearer {token}"))
@@ -86,7 +125,8 @@ spec:
 }
 
 /// A control plane started with `tidegate up` on `data` (the example fleet, `listen`, agent
-/// zones and any `extra` arguments), once it has written its URL.
+/// zones and any `extra` arguments), once it has written its URL. It serves HTTPS unless
+/// `extra` has `--plain-http`.
 pub struct ControlPlane {
     /// The process (stopped on drop).
     pub proc: Proc,
@@ -94,6 +134,23 @@ pub struct ControlPlane {
     pub port: String,
     /// The admin token it wrote.
     pub admin: String,
+    /// The URL it wrote (`https://127.0.0.1:PORT` under TLS).
+    pub url: String,
+    /// Its certificate authority, `<data>/pki/ca.pem` (absent with `--plain-http`).
+    pub ca: PathBuf,
+}
+
+impl ControlPlane {
+    /// [`call_trusting`] this control plane's certificate authority.
+    pub fn call(&self, method: &str, url: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+        call_trusting(
+            Some(&self.ca).filter(|c| c.exists()).map(PathBuf::as_path),
+            method,
+            url,
+            token,
+            body,
+        )
+    }
 }
 
 /// Starts a control plane and waits for it.
@@ -121,13 +178,22 @@ pub fn start_control_plane(
     );
     wait_for("the control plane", 60, || data.join("server.url").exists());
     std::thread::sleep(Duration::from_millis(300));
-    let url = std::fs::read_to_string(data.join("server.url")).unwrap();
-    let port = url.trim().rsplit(':').next().unwrap().to_owned();
+    let url = std::fs::read_to_string(data.join("server.url"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let port = url.rsplit(':').next().unwrap().to_owned();
     let admin = std::fs::read_to_string(data.join("admin.token"))
         .unwrap()
         .trim()
         .to_owned();
-    ControlPlane { proc, port, admin }
+    ControlPlane {
+        proc,
+        port,
+        admin,
+        url,
+        ca: data.join("pki").join("ca.pem"),
+    }
 }
 
 /// Mints an agent token for `zone` with the control plane's keys in `data`; writes it to `file`.
@@ -157,11 +223,13 @@ pub fn agent_token(data: &std::path::Path, zone: &str, file: &std::path::Path) {
     std::fs::write(file, &minted.stdout).unwrap();
 }
 
-/// Starts `tidegate agent` for `zone`, optionally inside network namespace `ns`.
+/// Starts `tidegate agent` for `zone`, optionally inside network namespace `ns`, trusting the
+/// certificate authority `ca` (an `https://` control plane).
 pub fn start_agent(
     ns: Option<&str>,
     zone: &str,
     control_plane: &str,
+    ca: Option<&Path>,
     token: &std::path::Path,
     work: &std::path::Path,
 ) -> Proc {
@@ -187,6 +255,9 @@ pub fn start_agent(
     .arg(token)
     .arg("--work-dir")
     .arg(work);
+    if let Some(ca) = ca {
+        cmd.arg("--ca").arg(ca);
+    }
     Proc(
         cmd.stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())

@@ -222,6 +222,7 @@ impl TestServer {
             replica: "test".into(),
             scheduler: true,
             http,
+            tls: None,
         };
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -282,6 +283,7 @@ impl TestServer {
             replica: "test".into(),
             scheduler,
             http: Default::default(),
+            tls: None,
         };
         let server = self
             .rt
