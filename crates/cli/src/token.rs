@@ -404,7 +404,9 @@ pub fn run(data_dir: &Path, cmd: TokenCmd) -> miette::Result<()> {
                 println!("root key {} active until {}", key.id, key.not_after);
             }
             TokenKeysCmd::Revoke { id } => {
-                let led = crate::ledgered::Ledgered::open(data_dir, now)?;
+                let Some(led) = crate::ledgered::Ledgered::open_unless_held(data_dir, now)? else {
+                    return revoke_through_server(data_dir, &serde_json::json!({"root_key": id}));
+                };
                 let mut after = checked_keyring(data_dir, &keys)?;
                 after.revoke(id, now).map_err(err)?;
                 let action = keyring_changed(
@@ -419,7 +421,12 @@ pub fn run(data_dir: &Path, cmd: TokenCmd) -> miette::Result<()> {
                 println!("revoked root key {id}");
             }
             TokenKeysCmd::RevokeToken { revocation_id } => {
-                let led = crate::ledgered::Ledgered::open(data_dir, now)?;
+                let Some(led) = crate::ledgered::Ledgered::open_unless_held(data_dir, now)? else {
+                    return revoke_through_server(
+                        data_dir,
+                        &serde_json::json!({"revocation_id": revocation_id}),
+                    );
+                };
                 let mut after = checked_keyring(data_dir, &keys)?;
                 after.revoke_token(&revocation_id);
                 let action = keyring_changed(data_dir, &revocation_id, "token-revoked", &after)?;
@@ -451,19 +458,7 @@ fn mint_through_server(
     team: Option<String>,
     minutes: u32,
 ) -> miette::Result<()> {
-    let client = crate::client::Client::from_args(&crate::client::ClientArgs {
-        server: None,
-        token_file: None,
-        ca: None,
-        data_dir: data_dir.to_path_buf(),
-    })
-    .map_err(|e| {
-        miette!(
-            help = "stop the control plane, or make its URL and admin token readable in the data directory",
-            "the evidence ledger in {} is held by a running control plane, and it cannot be reached to mint the token there: {e}",
-            data_dir.display()
-        )
-    })?;
+    let client = server_client(data_dir)?;
     let minted: TokenResponse = match (job, user) {
         (Some(job), None) => client.post(
             "/v1/tokens/job",
@@ -540,4 +535,35 @@ fn keyring_changed(
         *keyring = Some(digest);
     }
     Ok(action)
+}
+
+/// A revocation while a control plane runs on the data directory (it holds the ledger): made by
+/// that control plane through its API (`POST /v1/tokens/revoke`), which records it and puts it
+/// in force at once.
+fn revoke_through_server(data_dir: &Path, body: &serde_json::Value) -> miette::Result<()> {
+    let client = server_client(data_dir)?;
+    let done: tidegate_server::api::RevokeResponse = client.post("/v1/tokens/revoke", body, &[])?;
+    eprintln!(
+        "revoked by the control plane at {} (it holds this data directory's evidence ledger and recorded it)",
+        client.base
+    );
+    println!("revoked {}", done.revoked);
+    Ok(())
+}
+
+/// The client of the control plane that holds `data_dir`'s ledger, with its admin token.
+fn server_client(data_dir: &Path) -> miette::Result<crate::client::Client> {
+    crate::client::Client::from_args(&crate::client::ClientArgs {
+        server: None,
+        token_file: None,
+        ca: None,
+        data_dir: data_dir.to_path_buf(),
+    })
+    .map_err(|e| {
+        miette!(
+            help = "stop the control plane, or make its URL and admin token readable in the data directory",
+            "the evidence ledger in {} is held by a running control plane, and it cannot be reached to act there: {e}",
+            data_dir.display()
+        )
+    })
 }

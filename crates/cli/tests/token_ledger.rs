@@ -249,7 +249,45 @@ fn while_the_control_plane_holds_the_ledger_it_mints_and_records() {
         ),
     );
     assert_eq!(s, 401, "a job token minted a token");
+    // A revocation while it runs is made by it, in force at once, and recorded.
+    let user = Command::new(env!("CARGO_BIN_EXE_tidegate"))
+        .args([
+            "token", "mint", "--user", "bob", "--role", "auditor", "--team", "icu-ml",
+        ])
+        .arg("--data-dir")
+        .arg(d)
+        .output()
+        .unwrap();
+    assert!(
+        user.status.success(),
+        "{}",
+        String::from_utf8_lossy(&user.stderr)
+    );
+    let user = String::from_utf8(user.stdout).unwrap().trim().to_owned();
+    let zones = format!("{}/v1/zones", cp.url);
+    assert_eq!(cp.call("GET", &zones, &user, None).0, 200);
+    let user_id = revocation_id(d, &user);
+    let out = Command::new(env!("CARGO_BIN_EXE_tidegate"))
+        .args(["token", "keys", "revoke-token", &user_id])
+        .arg("--data-dir")
+        .arg(d)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (s, b) = cp.call("GET", &zones, &user, None);
+    assert_eq!(s, 401, "a revoked token still works: {b}");
     drop(cp);
+    let revoked = ledger_entries(d)
+        .into_iter()
+        .filter(|e| {
+            e["action"]["change"] == "token-revoked" && e["action"]["key_id"] == user_id.as_str()
+        })
+        .count();
+    assert_eq!(revoked, 1);
     let entries = issued(d);
     let recorded: Vec<&Value> = entries
         .iter()

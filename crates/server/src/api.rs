@@ -40,11 +40,11 @@ pub const MAX_LOG_TAIL: u64 = 1 << 20;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "tidegate control plane", description = "Policy-aware placement of GPU jobs across private, public and edge zones."),
-    paths(health, openapi_doc, submit_job, list_jobs, get_job, job_logs, cancel_job, approve_job, list_zones, set_zone_condition, agent_sync, agent_certificate, metrics, mint_token, mint_job_token, apply_fleet, get_fleet,
+    paths(health, openapi_doc, submit_job, list_jobs, get_job, job_logs, cancel_job, approve_job, list_zones, set_zone_condition, agent_sync, agent_certificate, metrics, mint_token, mint_job_token, revoke_token, apply_fleet, get_fleet,
         crate::artifacts_api::put_artifact, crate::artifacts_api::list_artifacts, crate::artifacts_api::get_artifact,
         crate::artifacts_api::verify_artifact, crate::artifacts_api::promote_artifact),
     components(schemas(crate::artifacts_api::ArtifactView, crate::artifacts_api::ArtifactList, crate::artifacts_api::StatementView,
-        crate::artifacts_api::VerifyView, crate::artifacts_api::PromoteRequest, crate::artifacts_api::PromoteResponse, ApproveRequest, SyncRequest, SyncReport, SyncResponse, CertificateRequest, CertificateResponse, ErrorBody, SubmitRequest, SubmitResponse, JobView, EventView, JobDetail, JobList, LogsView, ZoneView, PoolView, ConditionRequest, TokenRequest, TokenResponse, JobTokenRequest, FleetApplyRequest, FleetView, Health, HealthProblem)),
+        crate::artifacts_api::VerifyView, crate::artifacts_api::PromoteRequest, crate::artifacts_api::PromoteResponse, ApproveRequest, SyncRequest, SyncReport, SyncResponse, CertificateRequest, CertificateResponse, ErrorBody, SubmitRequest, SubmitResponse, JobView, EventView, JobDetail, JobList, LogsView, ZoneView, PoolView, ConditionRequest, TokenRequest, TokenResponse, JobTokenRequest, RevokeRequest, RevokeResponse, FleetApplyRequest, FleetView, Health, HealthProblem)),
     modifiers(&BearerScheme)
 )]
 pub struct ApiDoc;
@@ -84,6 +84,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/agents/{zone}/certificate", post(agent_certificate))
         .route("/v1/tokens", post(mint_token))
         .route("/v1/tokens/job", post(mint_job_token))
+        .route("/v1/tokens/revoke", post(revoke_token))
         .route("/v1/fleet", post(apply_fleet).get(get_fleet))
         .route(
             "/v1/artifacts",
@@ -586,6 +587,25 @@ pub struct JobTokenRequest {
     /// Lifetime in minutes (1..=720, default 60; never past the calling token's expiry).
     #[schema(minimum = 1, maximum = 720)]
     pub minutes: Option<u32>,
+}
+
+/// Revoke one token or a root key: give exactly one of `revocation_id` and `root_key`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeRequest {
+    /// The token's revocation id (hex, as `tidegate token inspect` prints it).
+    #[schema(pattern = "^[0-9a-f]{2,256}$")]
+    pub revocation_id: Option<String>,
+    /// A root key's id: every token it signed is refused.
+    #[schema(minimum = 1)]
+    pub root_key: Option<u32>,
+}
+
+/// A revocation in force.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RevokeResponse {
+    /// What was revoked: `token:ID` or `root-key:N`.
+    pub revoked: String,
 }
 
 /// A minted token.
@@ -1648,4 +1668,77 @@ async fn mint_job_token(
     })
     .await?;
     Ok((StatusCode::CREATED, Json(TokenResponse { token, minutes })).into_response())
+}
+
+/// Revoke a token or a root key (admin only), in force at once: the keyring it leaves is
+/// recorded in the evidence ledger (`key.changed`) before it is written, so the revocation is
+/// what the ledger says, not what a file says.
+#[utoipa::path(post, path = "/v1/tokens/revoke", request_body = RevokeRequest,
+    responses((status = 200, body = RevokeResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 413, body = ErrorBody, description = "The body is over 2 MiB"), (status = 503, body = ErrorBody, description = "The evidence ledger cannot record it, or the keyring file differs from the one recorded")),
+    security(("bearer" = ["administer"])))]
+async fn revoke_token(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    req: Result<JsonObject<RevokeRequest>, ApiError>,
+) -> Result<Response, ApiError> {
+    let caller = st.auth.authenticate(&headers)?;
+    let req = body(req)?;
+    let what = match (req.revocation_id, req.root_key) {
+        (Some(id), None) => {
+            if id.len() < 2
+                || id.len() > 256
+                || !id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            {
+                return Err(ApiError::invalid(
+                    "revocation_id",
+                    "a revocation id is lower-case hex (`tidegate token inspect` prints it)",
+                ));
+            }
+            crate::auth::Revocation::Token(id)
+        }
+        (None, Some(k)) if k >= 1 => crate::auth::Revocation::RootKey(k),
+        (None, Some(_)) => return Err(ApiError::invalid("root_key", "root key ids start at 1")),
+        _ => {
+            return Err(ApiError::invalid(
+                "revocation_id",
+                "give exactly one of `revocation_id` and `root_key`",
+            ))
+        }
+    };
+    st.auth.authorize(&caller, Action::Administer, "admin")?;
+    if caller.claims.blocks > 1 {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "an attenuated token cannot change the token keyring",
+        )
+        .field("Authorization"));
+    }
+    let shared = st.shared.clone();
+    let state = st.clone();
+    let actor = caller.subject().to_owned();
+    let now = st.auth.now();
+    let revoked = blocking(move || {
+        let (key_id, change, revoked) = match &what {
+            crate::auth::Revocation::Token(id) => {
+                (id.clone(), "token-revoked", format!("token:{id}"))
+            }
+            crate::auth::Revocation::RootKey(k) => (
+                format!("token-root-{k}"),
+                "token-root-revoked",
+                format!("root-key:{k}"),
+            ),
+        };
+        state.auth.revoke(&what, now, |ring| {
+            shared
+                .evidence
+                .token_keyring_changed(&actor, &key_id, change, ring)
+                .map_err(|e| {
+                    ApiError::ledger_refused("the revocation", Some(shared.evidence.storage()), &e)
+                })
+        })?;
+        Ok(revoked)
+    })
+    .await?;
+    Ok(Json(RevokeResponse { revoked }).into_response())
 }

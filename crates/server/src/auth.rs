@@ -75,6 +75,8 @@ pub struct Auth {
     /// The digest of the token keyring the evidence ledger recorded: a reloaded keyring that
     /// differs is not adopted.
     pinned: RwLock<Option<tidegate_ledger::Digest>>,
+    /// Held while the keyring is being changed.
+    changing: Mutex<()>,
     verifier: RwLock<(Arc<Verifier>, Instant)>,
     cache: Mutex<Cache>,
     clock: Clock,
@@ -96,6 +98,7 @@ impl Auth {
         Ok(Self {
             keys,
             pinned: RwLock::new(None),
+            changing: Mutex::new(()),
             verifier: RwLock::new((Arc::new(Verifier::new(ring)), Instant::now())),
             cache: Mutex::new(Cache::default()),
             clock,
@@ -301,6 +304,46 @@ impl Auth {
         }
     }
 
+    /// Revokes one token (by revocation id) or a root key, recorded by `record` before it takes
+    /// effect: the keyring is first checked to be the one pinned, the keyring the change leaves
+    /// is recorded (`record` returns its digest), then written and pinned. Changes are
+    /// serialized.
+    pub fn revoke(
+        &self,
+        what: &Revocation,
+        now: u64,
+        record: impl FnOnce(
+            &tidegate_identity::RootKeyring,
+        ) -> Result<tidegate_ledger::Digest, ApiError>,
+    ) -> Result<(), ApiError> {
+        let _one = self
+            .changing
+            .lock()
+            .map_err(|_| ApiError::internal("keyring lock poisoned"))?;
+        let mut ring = self.keys.keyring().map_err(ApiError::from)?;
+        let pinned = self.pinned.read().ok().and_then(|p| p.clone());
+        let current = crate::evidence::token_keyring_digest(&ring).map_err(ApiError::internal)?;
+        if pinned.as_ref().is_some_and(|p| *p != current) {
+            return Err(ApiError::unavailable(
+                "the token keyring differs from the one the evidence ledger recorded; nothing is changed until an operator restores it",
+            ));
+        }
+        match what {
+            Revocation::Token(id) => ring.revoke_token(id),
+            Revocation::RootKey(id) => ring
+                .revoke(*id, now)
+                .map_err(|e| ApiError::invalid("root_key", e.to_string()))?,
+        }
+        let digest = record(&ring)?;
+        match what {
+            Revocation::Token(id) => self.keys.revoke_token(id),
+            Revocation::RootKey(id) => self.keys.revoke(*id, now),
+        }
+        .map_err(ApiError::from)?;
+        self.pin_keyring(digest);
+        Ok(())
+    }
+
     /// A token's id (its revocation id) and expiry, for the evidence ledger.
     pub fn token_id(&self, token: &str) -> Result<(String, u64), ApiError> {
         let claims = self
@@ -309,6 +352,15 @@ impl Auth {
             .map_err(ApiError::from)?;
         Ok((claims.revocation_id, claims.expires_at))
     }
+}
+
+/// What a revocation refuses from now on.
+#[derive(Debug, Clone)]
+pub enum Revocation {
+    /// One token, by its revocation id (hex).
+    Token(String),
+    /// A root key: every token it signed.
+    RootKey(u32),
 }
 
 /// The bearer token of a request: 401 when the `Authorization` header is missing or not

@@ -460,14 +460,32 @@ impl Evidence {
         &self,
         ring: &tidegate_identity::RootKeyring,
     ) -> Result<Digest, String> {
+        self.token_keyring_changed(
+            "tidegate-control-plane",
+            "token-keyring",
+            TOKEN_KEYRING_IN_FORCE,
+            ring,
+        )
+    }
+
+    /// Records a change of the token keyring by `actor` (`change` names it, starting with
+    /// [`TOKEN_KEY_CHANGE_PREFIX`]), with the keyring it leaves kept as a ledger document;
+    /// returns that keyring's digest. Written before the change takes effect.
+    pub fn token_keyring_changed(
+        &self,
+        actor: &str,
+        key_id: &str,
+        change: &str,
+        ring: &tidegate_identity::RootKeyring,
+    ) -> Result<Digest, String> {
         let json = ring.to_json().map_err(|e| e.to_string())?;
         let digest = put_document(&self.data_dir, json.as_bytes())
             .map_err(|e| format!("keeping the token keyring as evidence: {e}"))?;
         let draft = EntryDraft::new(
-            ident("tidegate-control-plane")?,
+            ident(actor)?,
             Action::KeyChanged {
-                key_id: ident("token-keyring")?,
-                change: ident(TOKEN_KEYRING_IN_FORCE)?,
+                key_id: ident(key_id)?,
+                change: ident(change)?,
                 keyring: Some(digest.clone()),
             },
             Vec::new(),

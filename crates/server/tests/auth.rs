@@ -153,6 +153,7 @@ fn every_route_but_health_needs_a_valid_token_of_the_right_role_and_team() {
                 ("POST", "/v1/tokens") => {
                     Some(json!({"subject": "x", "role": "submitter", "team": "icu-ml"}))
                 }
+                ("POST", "/v1/tokens/revoke") => Some(json!({"revocation_id": "00ff"})),
                 ("POST", "/v1/tokens/job") => Some(
                     json!({"job": "j-1", "zone": "hospital-onprem", "inputs": [], "output_prefix": "out/j-1/"}),
                 ),
@@ -333,10 +334,26 @@ fn an_attenuated_token_cannot_widen_and_a_revoked_key_is_refused() {
         "{}",
         r.text
     );
-    // Revoke the root key: every token it signed (the admin token too) is refused.
-    ts.keys().revoke(1, now()).unwrap();
-    std::thread::sleep(std::time::Duration::from_secs(6)); // the keyring is re-read every 5 s
+    // Revoke the root key through the API: every token it signed (the admin token too) is
+    // refused at once.
+    let r = ts.request(
+        "POST",
+        "/v1/tokens/revoke",
+        Some(&ts.admin),
+        Some(&json!({"root_key": 1})),
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
     let r = ts.get("/v1/zones", &admin_like);
     assert_eq!(r.status, 401, "{}", r.text);
     assert!(r.text.contains("revoked"), "{}", r.text);
+    // A revocation made behind the control plane's back (the keyring file edited) is not
+    // adopted: tokens are refused until the recorded keyring is restored.
+    let ring = ts.keys().keyring_path();
+    let recorded = std::fs::read_to_string(&ring).unwrap();
+    ts.keys().revoke_token("00ee").unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(6)); // the keyring is re-read every 5 s
+    let r = ts.get("/v1/zones", &ts.admin);
+    assert_eq!(r.status, 503, "{}", r.text);
+    std::fs::write(&ring, recorded).unwrap();
 }
