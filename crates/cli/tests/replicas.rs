@@ -51,6 +51,18 @@ fn replica_on(
     name: &str,
     fleet: &Path,
 ) -> Replica {
+    replica_with(db, data, keys, work, name, fleet, &[])
+}
+
+fn replica_with(
+    db: &str,
+    data: &Path,
+    keys: &Path,
+    work: &Path,
+    name: &str,
+    fleet: &Path,
+    extra: &[&str],
+) -> Replica {
     std::fs::create_dir_all(data).unwrap();
     let _ = std::fs::remove_file(data.join("server.url"));
     let child = Command::new(env!("CARGO_BIN_EXE_tidegate"))
@@ -74,6 +86,7 @@ fn replica_on(
         .arg(work)
         .arg("--fleet")
         .arg(fleet)
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -97,6 +110,71 @@ fn replica_on(
         }
         assert!(Instant::now() < deadline, "replica {name} did not come up");
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A link between a zone's agent and the control plane, on loopback, that the test can cut:
+/// while cut, every connection through it is closed and new ones are dropped at once. It leads
+/// to whichever replica `target` names.
+struct Link {
+    addr: String,
+    cut: Arc<AtomicBool>,
+    target: Arc<Mutex<String>>,
+    open: Arc<Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Link {
+    fn new(target: &str) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = format!("http://{}", listener.local_addr().unwrap());
+        let link = Link {
+            addr,
+            cut: Arc::new(AtomicBool::new(false)),
+            target: Arc::new(Mutex::new(target.to_owned())),
+            open: Arc::new(Mutex::new(Vec::new())),
+        };
+        let (cut, to, open) = (link.cut.clone(), link.target.clone(), link.open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if cut.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let dest = to.lock().unwrap().clone();
+                let Ok(server) = std::net::TcpStream::connect(dest) else {
+                    continue;
+                };
+                let mut held = open.lock().unwrap();
+                held.retain(|c| c.peer_addr().is_ok());
+                held.push(client.try_clone().unwrap());
+                held.push(server.try_clone().unwrap());
+                for (mut from, mut into) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut into);
+                        let _ = into.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        link
+    }
+
+    /// Cuts the link (`true`) or restores it.
+    fn set_cut(&self, cut: bool) {
+        self.cut.store(cut, Ordering::SeqCst);
+        if cut {
+            for c in self.open.lock().unwrap().drain(..) {
+                let _ = c.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+
+    /// Leads the link to the replica at `url` from now on.
+    fn lead_to(&self, url: &str) {
+        *self.target.lock().unwrap() = url.trim_start_matches("http://").to_owned();
     }
 }
 
@@ -167,6 +245,33 @@ spec:
     expected_hours: 1
   budget_class: research
   command: [sh, -c, 'echo $TIDEGATE_JOB_ID >> {}; sleep 1.5']
+",
+        runs_log.display()
+    )
+}
+
+/// A job confined to the agent's zone (de-identified data, burst-eligible), logging its id.
+fn agent_manifest(name: &str, runs_log: &Path) -> String {
+    format!(
+        "apiVersion: tidegate.io/v1
+kind: Job
+metadata:
+  name: {name}-agent
+  team: icu-ml
+  labels:
+    burst_eligible: true
+    allowed_execution_zone: public-eu
+spec:
+  kind: hpo-sweep
+  inputs:
+    - dataset: ehr-deid@2026-10
+  resources:
+    gpus: 8
+    gpu_types: [H100, H200]
+    expected_hours: 1
+  budget_class: research
+  justification: soak in the agent's zone
+  command: [sh, -c, 'echo $TIDEGATE_JOB_ID >> {}; sleep 0.3']
 ",
         runs_log.display()
     )
@@ -611,24 +716,57 @@ fn soak_everything_at_once_leaves_every_job_in_one_state_and_nothing_run_twice()
     let root = tempfile::tempdir().unwrap();
     let (keys, work) = (root.path().join("keys"), root.path().join("work"));
     let (_runs_dir, runs) = shared_log("soak-runs.log");
-    let mut replicas = vec![replica(
-        &pg.url(),
-        &root.path().join("r1"),
-        &keys,
-        &work,
-        "r1",
-    )];
-    replicas.push(replica(
-        &pg.url(),
-        &root.path().join("r2"),
-        &keys,
-        &work,
-        "r2",
-    ));
+    // Every replica runs public-eu through that zone's agent (any replica serves its syncs).
+    let fleet = repo().join("examples/fleet");
+    let agent_zone = ["--agent-zone", "public-eu", "--agent-timeout", "2"];
+    let soak_replica = |name: &str| {
+        replica_with(
+            &pg.url(),
+            &root.path().join(name),
+            &keys,
+            &work,
+            name,
+            &fleet,
+            &agent_zone,
+        )
+    };
+    let mut replicas = vec![soak_replica("r1")];
+    replicas.push(soak_replica("r2"));
     let token = std::fs::read_to_string(root.path().join("r2/admin.token"))
         .unwrap()
         .trim()
         .to_owned();
+    // The agent reaches the control plane through a link the soak cuts now and then.
+    let link = Link::new(&replicas[0].url);
+    link.lead_to(&replicas[0].url);
+    let agent_token = root.path().join("agent.token");
+    let (st, minted) = call(
+        "POST",
+        &format!("{}/v1/tokens", replicas[0].url),
+        &token,
+        Some(json!({"subject": "agent-eu", "role": "agent", "team": "public-eu", "minutes": 60})),
+        None,
+    );
+    assert_eq!(st, 201, "{minted}");
+    std::fs::write(&agent_token, minted["token"].as_str().unwrap()).unwrap();
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_tidegate"))
+        .args([
+            "agent",
+            "--zone",
+            "public-eu",
+            "--interval-ms",
+            "200",
+            "--control-plane",
+            &link.addr,
+            "--token",
+        ])
+        .arg(&agent_token)
+        .arg("--work-dir")
+        .arg(root.path().join("agent-work"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let urls = Arc::new(Mutex::new(
         replicas.iter().map(|r| r.url.clone()).collect::<Vec<_>>(),
     ));
@@ -645,7 +783,12 @@ fn soak_everything_at_once_leaves_every_job_in_one_state_and_nothing_run_twice()
             let mut i = 0usize;
             while !stop.load(Ordering::SeqCst) {
                 let url = pick(&urls, i);
-                let m = manifest(&format!("soak-{i}"), &runs).replace("sleep 1.5", "sleep 0.3");
+                // Every third job is confined to the agent's zone.
+                let m = if i % 3 == 2 {
+                    agent_manifest(&format!("soak-{i}"), &runs)
+                } else {
+                    manifest(&format!("soak-{i}"), &runs).replace("sleep 1.5", "sleep 0.3")
+                };
                 let (st, b) = call(
                     "POST",
                     &format!("{url}/v1/jobs"),
@@ -702,6 +845,16 @@ fn soak_everything_at_once_leaves_every_job_in_one_state_and_nothing_run_twice()
                 );
             }
         });
+        // The agent's link cut for a few seconds, again and again.
+        s.spawn(|| {
+            while !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(2500));
+                link.set_cut(true);
+                std::thread::sleep(Duration::from_millis(2500));
+                link.set_cut(false);
+            }
+            link.set_cut(false);
+        });
         // The leader killed hard, a replacement started; then the database crashes and returns.
         std::thread::sleep(Duration::from_secs(6));
         let leader = replicas
@@ -712,15 +865,10 @@ fn soak_everything_at_once_leaves_every_job_in_one_state_and_nothing_run_twice()
             dead.child.kill().unwrap();
             dead.child.wait().unwrap();
             let survivor = replicas[0].url.clone();
+            link.lead_to(&survivor);
             *urls.lock().unwrap() = vec![survivor];
         }
-        replicas.push(replica(
-            &pg.url(),
-            &root.path().join("r3"),
-            &keys,
-            &work,
-            "r3",
-        ));
+        replicas.push(soak_replica("r3"));
         *urls.lock().unwrap() = replicas.iter().map(|r| r.url.clone()).collect();
         std::thread::sleep(Duration::from_secs(4));
         assert!(pg.crash(), "pg_ctl stop failed");
@@ -729,6 +877,7 @@ fn soak_everything_at_once_leaves_every_job_in_one_state_and_nothing_run_twice()
         std::thread::sleep(Duration::from_secs(6));
         stop.store(true, Ordering::SeqCst);
     });
+    link.set_cut(false);
     let submitted = submitted.lock().unwrap().clone();
     let cancelled = cancelled.lock().unwrap().clone();
     assert!(
@@ -777,6 +926,23 @@ fn soak_everything_at_once_leaves_every_job_in_one_state_and_nothing_run_twice()
             "acknowledged cancel of {id} did not stand"
         );
     }
+    // Work in the agent's zone ran there, through the cuts.
+    let in_zone = jobs
+        .iter()
+        .filter(|j| {
+            j["name"].as_str().is_some_and(|n| n.ends_with("-agent")) && j["state"] == "succeeded"
+        })
+        .count();
+    assert!(
+        in_zone > 0,
+        "no job succeeded in the agent's zone: {:?}",
+        jobs.iter()
+            .filter(|j| j["name"].as_str().is_some_and(|n| n.ends_with("-agent")))
+            .map(|j| format!("{} {} {}", j["name"], j["state"], j["reason"]))
+            .collect::<Vec<_>>()
+    );
+    let _ = agent.kill();
+    let _ = agent.wait();
     // Nothing ran twice, and no process of a finished job is left.
     let log = std::fs::read_to_string(&runs).unwrap();
     let mut counts: HashMap<&str, usize> = HashMap::new();
