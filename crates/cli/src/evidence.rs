@@ -51,7 +51,9 @@ pub enum EvidenceCmd {
 /// Which subject to bundle and where to write it.
 #[derive(Debug, clap::Args)]
 pub struct Target {
-    /// The subject's identifier as recorded in the ledger (e.g. `job-7f3a`).
+    /// The subject's identifier as recorded in the ledger: a job id (`evidence job`), a
+    /// dataset version `NAME@VERSION` (`evidence dataset`), a model's digest `sha256:HEX`
+    /// (`evidence model`).
     #[arg(value_name = "ID")]
     pub id: String,
     /// Where to write the bundle (JSON).

@@ -27,8 +27,8 @@ pub enum RetentionCmd {
         #[command(flatten)]
         dir: DataDir,
     },
-    /// Place a legal hold on a subject (`artifact:sha256:...`, `model:sha256:...`,
-    /// `checkpoint:...`, `dataset:NAME`, `job:ID`): while it stands, `tidegate artifact shred`
+    /// Place a legal hold on stored bytes (`artifact:sha256:...`, `model:sha256:...`,
+    /// `checkpoint:sha256:...`; a job or a dataset name holds no bytes and is refused): while it stands, `tidegate artifact shred`
     /// refuses to destroy the subject's data and `retention plan` shows it held. Signed for by an
     /// approver key in the data directory's keyring; the hold and its order document are in the
     /// evidence ledger before it takes effect.

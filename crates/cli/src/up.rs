@@ -236,7 +236,7 @@ pub fn run(args: &UpArgs) -> miette::Result<()> {
         let store = server.state.shared.store.describe();
         let zones = server.state.shared.rules().fleet.zones.len();
         println!("tidegate control plane is up");
-        println!("  API          {}  (OpenAPI at /openapi.json, Prometheus at /metrics)", server.url);
+        println!("  API          {}  (OpenAPI at /openapi.json and Prometheus at /metrics, with a token)", server.url);
         println!("  admin token  {}", server.admin_token_path.display());
         match (&server.ca_path, &server.state.tls) {
             (Some(ca), Some(tls)) => {
