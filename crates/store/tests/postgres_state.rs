@@ -176,3 +176,47 @@ fn connections_are_bounded_and_callers_wait_their_turn() {
         .unwrap();
     assert_eq!(page.jobs.len(), 120);
 }
+
+#[test]
+fn a_full_disk_or_exhausted_server_is_unavailable_and_any_other_failure_is_not() {
+    let Some(f) = postgres("error_mapping") else {
+        return;
+    };
+    let store = f.connect();
+    let mut raw = postgres::Client::connect(&f.url, postgres::NoTls).unwrap();
+    // Every insert into the jobs table fails with the SQLSTATE under test, raised by the server
+    // itself, as a full disk or an exhausted server would.
+    let refuse_with = |raw: &mut postgres::Client, code: &str| {
+        raw.batch_execute(&format!(
+            "CREATE OR REPLACE FUNCTION {s}.refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'refused for the test' USING ERRCODE = '{code}'; END $$ LANGUAGE plpgsql;
+             DROP TRIGGER IF EXISTS refuse ON {s}.jobs;
+             CREATE TRIGGER refuse BEFORE INSERT ON {s}.jobs FOR EACH ROW EXECUTE FUNCTION {s}.refuse();",
+            s = f.schema
+        ))
+        .unwrap();
+    };
+    // disk_full, insufficient_resources, out_of_memory, too_many_connections, io_error.
+    for (i, code) in ["53100", "53000", "53200", "53300", "58030"]
+        .iter()
+        .enumerate()
+    {
+        refuse_with(&mut raw, code);
+        let err = store
+            .submit(suite::new_job(&format!("j{i}"), "vision", None))
+            .unwrap_err();
+        assert!(err.is_unavailable(), "SQLSTATE {code}: {err}");
+    }
+    // A check violation is not temporary: a fault, never `unavailable`.
+    refuse_with(&mut raw, "23514");
+    let err = store
+        .submit(suite::new_job("j-check", "vision", None))
+        .unwrap_err();
+    assert!(!err.is_unavailable(), "{err}");
+    assert!(matches!(err, StoreError::Database { .. }), "{err}");
+    // And with the trigger gone, the store works again on the same connections.
+    raw.batch_execute(&format!("DROP TRIGGER refuse ON {}.jobs", f.schema))
+        .unwrap();
+    store
+        .submit(suite::new_job("j-after", "vision", None))
+        .unwrap();
+}
