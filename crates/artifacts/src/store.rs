@@ -757,6 +757,26 @@ impl ArtifactStore {
         }
     }
 
+    /// The entries of the evidence ledger this store records into (the ledger its sink writes
+    /// to, else the file ledger of its data directory: for a zone's store, the enclosing data
+    /// directory's), sealed and checked against what the ledger signed; none when there is no
+    /// ledger. Decisions about what the store's data directory holds besides artifacts (the
+    /// dataset registry) are derived from these, as [`Self::history`] is for artifacts.
+    ///
+    /// # Errors
+    /// [`ArtifactError::Evidence`] when the ledger cannot be read or differs from what it signed.
+    pub fn evidence_entries(&self) -> Result<Vec<Vec<u8>>, ArtifactError> {
+        if let Some(e) = self.events.ledger_entries() {
+            return e;
+        }
+        let own =
+            tidegate_ledger::keys::public_path(&tidegate_ledger::ledger::key_path(&self.root));
+        match zone_store_of(&self.root) {
+            Some((data_dir, _)) if !own.exists() => file_ledger_entries(data_dir),
+            _ => file_ledger_entries(&self.root),
+        }
+    }
+
     /// The signing keyring of this store's data directory (`keys/signing/`), refused if it is not
     /// the keyring the evidence ledger last recorded a key change leaving (roles, windows,
     /// revocations edited in the file, or keys added to it, count for nothing). A store whose

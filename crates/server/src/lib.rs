@@ -181,16 +181,13 @@ fn write_secret(path: &Path, text: &str) -> Result<(), StartError> {
 
 /// Starts the control plane (call inside a multi-threaded tokio runtime).
 pub async fn start(cfg: ServerConfig, clock: Clock) -> Result<Server, StartError> {
-    let (mut fleet, scheduling) = tidegate_model::load_fleet_with_scheduling(&cfg.fleet_dir)
-        .map_err(|errors| StartError::Fleet {
-            dir: cfg.fleet_dir.clone(),
-            errors,
+    let (fleet, scheduling) =
+        tidegate_model::load_fleet_with_scheduling(&cfg.fleet_dir).map_err(|errors| {
+            StartError::Fleet {
+                dir: cfg.fleet_dir.clone(),
+                errors,
+            }
         })?;
-    // Dataset versions registered in this data directory (`tidegate dataset register`) are
-    // placed like the fleet's own; a registry that does not read stops the start.
-    tidegate_data::Registry::open(&cfg.data_dir)
-        .merge_into(&mut fleet)
-        .map_err(|e| StartError::Datasets(e.to_string()))?;
     let policy = PolicyEngine::load(&fleet).map_err(|e| StartError::Policy(e.to_string()))?;
     std::fs::create_dir_all(&cfg.data_dir).map_err(|source| StartError::Io {
         path: cfg.data_dir.clone(),
@@ -265,6 +262,14 @@ pub async fn start(cfg: ServerConfig, clock: Clock) -> Result<Server, StartError
         .map_err(|e| StartError::Ledger(format!("ledger open task failed: {e}")))?
     };
     let evidence = evidence.map_err(StartError::Ledger)?;
+    // Dataset versions registered in this data directory (`tidegate dataset register`) are
+    // placed like the fleet's own, as the evidence ledger recorded them (the policy set does
+    // not read datasets, so it and its recorded hash are the same); a registry that does not
+    // read, or that the ledger does not vouch for, stops the start.
+    let mut fleet = fleet;
+    evidence
+        .merge_registered(&mut fleet)
+        .map_err(|e| StartError::Datasets(e.to_string()))?;
     let work_root = cfg
         .work_root
         .clone()
