@@ -1156,7 +1156,7 @@ mod tests {
                 retention: None,
                 derived_from: None,
             },
-            vec![Subject::new(SubjectKind::Dataset, &v.id()).unwrap()],
+            vec![Subject::new(SubjectKind::Dataset, v.id()).unwrap()],
         )
         .unwrap()
         .into_entry(seq, 5_000)
