@@ -472,16 +472,18 @@ impl Evidence {
         &self.data_dir
     }
 
-    /// The dataset versions registered in the data directory, each exactly as this ledger
-    /// recorded it ([`tidegate_data::Registry::list_recorded`]): a registry row the ledger does
-    /// not have, or that says anything else, refuses every decision that would read it.
+    /// The dataset versions registered in the data directory, each exactly as the evidence
+    /// ledger recorded it ([`tidegate_data::Registry::list_recorded`]): a registry row the ledger
+    /// does not have, or that says anything else, refuses every decision that would read it.
+    /// Registrations are recorded where `dataset register` records them: this ledger when it is
+    /// the data directory's file ledger; with PostgreSQL, the data directory's sealed file
+    /// ledger (the command's), read as offline commands read it.
     ///
     /// # Errors
     /// [`RegistryRead::Unavailable`] when the ledger cannot be read;
     /// [`RegistryRead::Refused`] naming the version and field of a row it does not vouch for.
     pub fn registered_versions(&self) -> Result<Vec<tidegate_data::DatasetVersion>, RegistryRead> {
-        let entries = tidegate_artifacts::ledger_sink::EntryWriter::read_entries(self)
-            .map_err(RegistryRead::Unavailable)?;
+        let entries = self.registry_entries()?;
         tidegate_data::Registry::open(&self.data_dir)
             .list_recorded(&entries)
             .map_err(|e| match e {
@@ -490,13 +492,25 @@ impl Evidence {
             })
     }
 
-    /// Adds the registered versions, as this ledger recorded them, to `fleet`.
+    /// The sealed entries the registry is checked against ([`Self::registered_versions`]).
+    fn registry_entries(&self) -> Result<Vec<Vec<u8>>, RegistryRead> {
+        match self.target {
+            LedgerTarget::Files => tidegate_artifacts::ledger_sink::EntryWriter::read_entries(self)
+                .map_err(RegistryRead::Unavailable),
+            LedgerTarget::Postgres { .. } => {
+                tidegate_artifacts::ArtifactStore::open(&self.data_dir)
+                    .and_then(|s| s.evidence_entries())
+                    .map_err(|e| RegistryRead::Unavailable(e.to_string()))
+            }
+        }
+    }
+
+    /// Adds the registered versions, as the evidence ledger recorded them, to `fleet`.
     ///
     /// # Errors
     /// As [`Self::registered_versions`].
     pub fn merge_registered(&self, fleet: &mut Fleet) -> Result<usize, RegistryRead> {
-        let entries = tidegate_artifacts::ledger_sink::EntryWriter::read_entries(self)
-            .map_err(RegistryRead::Unavailable)?;
+        let entries = self.registry_entries()?;
         tidegate_data::Registry::open(&self.data_dir)
             .merge_into(fleet, &entries)
             .map_err(|e| match e {
