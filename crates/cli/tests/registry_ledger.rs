@@ -156,21 +156,6 @@ fn a_registry_row_the_ledger_does_not_vouch_for_moves_and_grants_nothing() {
     let row = registered(dir);
     let fleet = fleet();
     let fleet = fleet.to_str().unwrap();
-    // The entry records every attribute the row carries.
-    let ledger = ledger_text(dir);
-    let entry = ledger
-        .lines()
-        .find(|l| l.contains("\"type\":\"dataset.registered\""))
-        .unwrap();
-    for field in [
-        "\"owner\":\"clinical-data\"",
-        "\"tags\":[\"phi\"]",
-        "\"residency\":[\"US\"]",
-        "\"level\":\"restricted\"",
-        "\"zone\":\"hospital-onprem\"",
-    ] {
-        assert!(entry.contains(field), "{field} not in {entry}");
-    }
     // As registered: raw PHI does not move to a public zone; a token for the hospital mints.
     assert!(!transfer(dir, "phi-y@v1").status.success());
     ok(
@@ -287,6 +272,21 @@ fn a_registry_row_the_ledger_does_not_vouch_for_moves_and_grants_nothing() {
             fleet,
         ],
     );
+    // The entry records every attribute the row carries.
+    let ledger = ledger_text(dir);
+    let entry = ledger
+        .lines()
+        .find(|l| l.contains("\"type\":\"dataset.registered\""))
+        .unwrap();
+    for field in [
+        "\"owner\":\"clinical-data\"",
+        "\"tags\":[\"phi\"]",
+        "\"residency\":[\"US\"]",
+        "\"level\":\"restricted\"",
+        "\"zone\":\"hospital-onprem\"",
+    ] {
+        assert!(entry.contains(field), "{field} not in {entry}");
+    }
     let show = ok(dir, &["dataset", "show", "phi-y@v1"]);
     assert!(show.contains("restricted/phi, residency US"), "{show}");
     assert!(!transfer(dir, "phi-y@v1").status.success());
