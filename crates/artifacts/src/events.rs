@@ -147,6 +147,18 @@ pub enum ArtifactEvent {
         /// The version it was derived from (`name@version`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         derived_from: Option<String>,
+        /// Owning team.
+        #[serde(default)]
+        owner: String,
+        /// Legal tags of its classification.
+        #[serde(default)]
+        tags: Vec<String>,
+        /// Jurisdictions it may be processed in; absent = unrestricted.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        residency: Option<Vec<String>>,
+        /// Retention class.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retention: Option<String>,
         /// When (Unix seconds).
         at: u64,
     },
@@ -210,6 +222,13 @@ pub trait EventSink: Send + Sync {
     /// What the evidence ledger this sink records into says about the store's artifacts (what
     /// artifact decisions are derived from); `None` for sinks that keep no ledger.
     fn ledger_history(&self) -> Option<Result<crate::history::History, ArtifactError>> {
+        None
+    }
+
+    /// Every entry of the evidence ledger this sink records into, as canonical bytes checked
+    /// against what the ledger signed (what decisions outside the store, such as the dataset
+    /// registry's, are derived from); `None` for sinks that keep no ledger.
+    fn ledger_entries(&self) -> Option<Result<Vec<Vec<u8>>, ArtifactError>> {
         None
     }
 }

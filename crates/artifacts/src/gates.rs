@@ -426,10 +426,11 @@ pub fn attestation(
     ))
 }
 
-/// Signs an attestation about `digest` and attaches it in the store.
+/// Signs an attestation about `digest` and attaches it in the store, only with a keyring the
+/// store's evidence ledger vouches for ([`ArtifactStore::check_signing_keyring`]).
 ///
 /// # Errors
-/// As [`attestation`] and [`ArtifactStore::attach`].
+/// As [`ArtifactStore::trusted_keyring`], [`attestation`] and [`ArtifactStore::attach`].
 pub fn attest(
     store: &ArtifactStore,
     signer: &Signer,
@@ -438,6 +439,7 @@ pub fn attest(
     fields: Value,
     now: u64,
 ) -> Result<(), ArtifactError> {
+    store.check_signing_keyring()?;
     let record = store.record(digest)?;
     let st = attestation(&record.name, digest, predicate_type, fields, now)?;
     store.attach(digest, &signer.sign_statement(&st)?)?;

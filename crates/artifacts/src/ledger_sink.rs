@@ -136,6 +136,12 @@ impl EventSink for LedgerSink {
         self.jsonl.record(event)
     }
 
+    fn ledger_entries(&self) -> Option<Result<Vec<Vec<u8>>, ArtifactError>> {
+        Some(self.ledger.read_entries().map_err(|e| {
+            ArtifactError::Evidence(format!("the evidence ledger could not be read: {e}"))
+        }))
+    }
+
     fn ledger_history(&self) -> Option<Result<crate::history::History, ArtifactError>> {
         Some(
             self.ledger
@@ -452,6 +458,10 @@ pub fn entry_for(
             zone,
             report,
             derived_from,
+            owner,
+            tags,
+            residency,
+            retention,
             ..
         } => {
             let version = Ident::new(dataset.as_str())?;
@@ -470,18 +480,31 @@ pub fn entry_for(
                     id: zone.clone(),
                 },
             ];
-            if let Some(from) = derived_from.as_deref().and_then(|d| Ident::new(d).ok()) {
+            // Every attribute a decision reads is recorded; one that is not an identifier
+            // refuses the registration rather than being left out.
+            let derived_from = derived_from.as_deref().map(Ident::new).transpose()?;
+            if let Some(from) = &derived_from {
                 subjects.push(Subject {
                     kind: SubjectKind::Dataset,
-                    id: from,
+                    id: from.clone(),
                 });
             }
+            let idents = |v: &[String]| {
+                v.iter()
+                    .map(|t| Ident::new(t.as_str()))
+                    .collect::<Result<Vec<_>, _>>()
+            };
             let action = Action::DatasetRegistered {
                 version,
                 snapshot: artifact,
                 level: Ident::new(level.as_str())?,
                 zone,
                 report,
+                owner: Some(Ident::new(owner.as_str())?),
+                tags: Some(idents(tags)?),
+                residency: residency.as_deref().map(idents).transpose()?,
+                retention: retention.as_deref().map(Ident::new).transpose()?,
+                derived_from,
             };
             (service, action, subjects)
         }

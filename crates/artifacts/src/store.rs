@@ -667,16 +667,18 @@ impl ArtifactStore {
         Ok(id)
     }
 
-    /// Signs SLSA provenance for `digest` with `signer` and attaches it.
+    /// Signs SLSA provenance for `digest` with `signer` and attaches it, only with a keyring the
+    /// evidence ledger vouches for ([`Self::check_signing_keyring`]).
     ///
     /// # Errors
-    /// As [`Provenance::to_predicate`] and [`Self::attach`].
+    /// As [`Self::trusted_keyring`], [`Provenance::to_predicate`] and [`Self::attach`].
     pub fn sign_provenance(
         &self,
         digest: &Digest,
         provenance: &Provenance,
         signer: &Signer,
     ) -> Result<Envelope, ArtifactError> {
+        self.check_signing_keyring()?;
         let record = self.record(digest)?;
         let mut statement = Statement::provenance(&record.name, digest, provenance)?;
         // The artifact's classification goes into what the builder signs, beside the record's
@@ -755,6 +757,26 @@ impl ArtifactStore {
         }
     }
 
+    /// The entries of the evidence ledger this store records into (the ledger its sink writes
+    /// to, else the file ledger of its data directory: for a zone's store, the enclosing data
+    /// directory's), sealed and checked against what the ledger signed; none when there is no
+    /// ledger. Decisions about what the store's data directory holds besides artifacts (the
+    /// dataset registry) are derived from these, as [`Self::history`] is for artifacts.
+    ///
+    /// # Errors
+    /// [`ArtifactError::Evidence`] when the ledger cannot be read or differs from what it signed.
+    pub fn evidence_entries(&self) -> Result<Vec<Vec<u8>>, ArtifactError> {
+        if let Some(e) = self.events.ledger_entries() {
+            return e;
+        }
+        let own =
+            tidegate_ledger::keys::public_path(&tidegate_ledger::ledger::key_path(&self.root));
+        match zone_store_of(&self.root) {
+            Some((data_dir, _)) if !own.exists() => file_ledger_entries(data_dir),
+            _ => file_ledger_entries(&self.root),
+        }
+    }
+
     /// The signing keyring of this store's data directory (`keys/signing/`), refused if it is not
     /// the keyring the evidence ledger last recorded a key change leaving (roles, windows,
     /// revocations edited in the file, or keys added to it, count for nothing). A store whose
@@ -774,6 +796,36 @@ impl ArtifactStore {
             }
         }
         Ok(ring)
+    }
+
+    /// The signing keyring of this store's data directory exactly as its evidence ledger
+    /// recorded it: the ledger must have recorded a key change leaving a keyring, and the file
+    /// must be that keyring. What another store is trusted for (`artifact key trust --from`)
+    /// comes only from here: a keyring its ledger never vouched for grants nothing.
+    ///
+    /// # Errors
+    /// [`ArtifactError::Key`] when the ledger recorded no keyring or the file differs from it;
+    /// [`ArtifactError::Evidence`] when the ledger cannot be read or differs from what it signed.
+    pub fn recorded_keyring(&self) -> Result<Keyring, ArtifactError> {
+        let dir = self.keys_dir().join("signing");
+        if self.history()?.keyring().is_none() {
+            return Err(ArtifactError::Key(format!(
+                "the evidence ledger of {} never recorded a signing keyring, so nothing in {} is vouched for",
+                self.root.display(),
+                dir.display()
+            )));
+        }
+        self.trusted_keyring()
+    }
+
+    /// Refuses to sign in this store when its keyring file is not the one its evidence ledger
+    /// last recorded ([`Self::trusted_keyring`]): roles, windows or keys edited into the file
+    /// sign nothing (the signer is taken from that file).
+    ///
+    /// # Errors
+    /// As [`Self::trusted_keyring`].
+    pub fn check_signing_keyring(&self) -> Result<(), ArtifactError> {
+        self.trusted_keyring().map(|_| ())
     }
 
     /// Checks that `record` says what the ledger recorded when the artifact was stored (kind,

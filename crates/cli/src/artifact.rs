@@ -882,11 +882,18 @@ fn change_key(
             println!("{}", e.keyid);
         }
         KeyCmd::Trust { keyid, from } => {
-            let other = KeyStore::new(&from.join("keys")).keyring().map_err(err)?;
-            let entry = other
-                .get(&keyid)
-                .cloned()
-                .ok_or_else(|| miette!("{keyid} is not in the keyring of {}", from.display()))?;
+            // The key and its roles only as the other store's own ledger recorded them: its
+            // keyring file must be the one its sealed ledger last recorded.
+            let other = ArtifactStore::open(&from)
+                .and_then(|s| s.recorded_keyring())
+                .map_err(err)
+                .wrap_err_with(|| format!("refusing to trust {keyid} from {}", from.display()))?;
+            let entry = other.get(&keyid).cloned().ok_or_else(|| {
+                miette!(
+                    "{keyid} is not in the keyring the evidence ledger of {} recorded",
+                    from.display()
+                )
+            })?;
             let mut after = keys.keyring().map_err(err)?;
             after.add(entry.clone()).map_err(err)?;
             record_key(led, keys, now, &keyid, "trusted", &after, false)?;

@@ -140,17 +140,38 @@ pub struct TransferArgs {
     pub data: DataArgs,
 }
 
-/// The fleet for data commands, with the registered versions merged in.
-pub fn fleet_with_registry(flag: Option<PathBuf>, data_dir: &Path) -> miette::Result<Fleet> {
+/// The sealed entries of the evidence ledger `data_dir` records into: what every registered
+/// version is checked against before anything is decided on it.
+pub fn ledger_entries(data_dir: &Path) -> miette::Result<Vec<Vec<u8>>> {
+    ArtifactStore::open(data_dir)
+        .and_then(|s| s.evidence_entries())
+        .map_err(|e| miette!("{e}"))
+}
+
+/// The registered versions of `data_dir`, each as its evidence ledger recorded it.
+pub fn recorded_versions(data_dir: &Path) -> miette::Result<Vec<DatasetVersion>> {
+    Registry::open(data_dir)
+        .list_recorded(&ledger_entries(data_dir)?)
+        .map_err(|e| miette!("{e}"))
+}
+
+/// The fleet for data commands as its files say (`--fleet`, else the example fleet), without
+/// the registered versions.
+fn fleet_files(flag: Option<PathBuf>, data_dir: &Path) -> miette::Result<Fleet> {
     let dir = match flag {
         Some(d) => d,
         None if Path::new("examples/fleet/fleet.yaml").is_file() => PathBuf::from("examples/fleet"),
         None => crate::up::example_fleet(data_dir)?,
     };
-    let mut fleet = load_fleet(&dir)
-        .map_err(|e| miette!("the fleet in {} does not load:\n{e}", dir.display()))?;
+    load_fleet(&dir).map_err(|e| miette!("the fleet in {} does not load:\n{e}", dir.display()))
+}
+
+/// The fleet for data commands, with the registered versions merged in (as the evidence ledger
+/// recorded them).
+pub fn fleet_with_registry(flag: Option<PathBuf>, data_dir: &Path) -> miette::Result<Fleet> {
+    let mut fleet = fleet_files(flag, data_dir)?;
     Registry::open(data_dir)
-        .merge_into(&mut fleet)
+        .merge_into(&mut fleet, &ledger_entries(data_dir)?)
         .map_err(|e| miette!("{e}"))?;
     Ok(fleet)
 }
@@ -239,7 +260,9 @@ pub fn run(data: &DataArgs, cmd: DatasetCmd) -> miette::Result<()> {
     let registry = Registry::open(&data.data_dir);
     match cmd {
         DatasetCmd::List => {
-            let all = registry.list().map_err(|e| miette!("{e}"))?;
+            let all = registry
+                .list_recorded(&ledger_entries(&data.data_dir)?)
+                .map_err(|e| miette!("{e}"))?;
             if data.output == Format::Json {
                 return print_json(&all);
             }
@@ -263,7 +286,7 @@ pub fn run(data: &DataArgs, cmd: DatasetCmd) -> miette::Result<()> {
         }
         DatasetCmd::Show { dataset } => {
             let v = registry
-                .get(&parse_ref(&dataset)?)
+                .get_recorded(&parse_ref(&dataset)?, &ledger_entries(&data.data_dir)?)
                 .map_err(|e| miette!("{e}"))?;
             if data.output == Format::Json {
                 return print_json(&v);
@@ -273,7 +296,9 @@ pub fn run(data: &DataArgs, cmd: DatasetCmd) -> miette::Result<()> {
         }
         DatasetCmd::Register(a) => {
             let r = parse_ref(&a.dataset)?;
-            let fleet = fleet_with_registry(data.fleet.clone(), &data.data_dir)?;
+            // Registration checks the registry against the ledger itself (and may restore a
+            // recorded version's missing row), so it starts from the fleet's files.
+            let fleet = fleet_files(data.fleet.clone(), &data.data_dir)?;
             let now = now()?;
             let led = Ledgered::open(&data.data_dir, now)?;
             let store = led.home_store()?;
@@ -342,7 +367,7 @@ fn sanitize_cmd(
     a: &SanitizeVersionArgs,
 ) -> miette::Result<()> {
     let source = registry
-        .get(&parse_ref(&a.dataset)?)
+        .get_recorded(&parse_ref(&a.dataset)?, &ledger_entries(&data.data_dir)?)
         .map_err(|e| miette!("{e}"))?;
     let target = parse_ref(&a.target)?;
     let mut profile = Profile::load(&a.profile).map_err(|e| miette!("{e}"))?;
@@ -430,7 +455,7 @@ pub fn transfer(a: &TransferArgs) -> miette::Result<()> {
     let data = &a.data;
     let registry = Registry::open(&data.data_dir);
     let ds = registry
-        .get(&parse_ref(&a.dataset)?)
+        .get_recorded(&parse_ref(&a.dataset)?, &ledger_entries(&data.data_dir)?)
         .map_err(|e| miette!("{e}"))?;
     let fleet = fleet_with_registry(data.fleet.clone(), &data.data_dir)?;
     let policy = PolicyEngine::load(&fleet)

@@ -365,7 +365,10 @@ pub fn run(a: &BurstTrainingArgs) -> miette::Result<()> {
         "3. transfers: raw refused; the sanitized feature projection moves, encrypted, ledgered",
     );
     registry
-        .merge_into(&mut fleet)
+        .merge_into(
+            &mut fleet,
+            &store.evidence_entries().map_err(|e| miette!("{e}"))?,
+        )
         .map_err(|e| miette!("{e}"))?;
     let policy = PolicyEngine::load(&fleet).map_err(|e| miette!("{e}"))?;
     let all = TransferRequest {

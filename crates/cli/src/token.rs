@@ -153,9 +153,7 @@ impl Holdings {
         let policy = tidegate_policy::PolicyEngine::load(&fleet).map_err(|e| {
             miette!("the policy set does not load, so no data is granted to a zone:\n{e}")
         })?;
-        let versions = tidegate_data::Registry::open(data_dir)
-            .list()
-            .map_err(|e| miette!("{e}"))?;
+        let versions = crate::dataset::recorded_versions(data_dir)?;
         Ok(Self {
             fleet,
             policy,

@@ -40,6 +40,14 @@ fn refused(dir: &Path, now: u64, args: &[&str]) -> String {
     )
 }
 
+/// Output with the lines of an error box joined (the box wraps long messages).
+fn flat(s: &str) -> String {
+    s.lines()
+        .map(|l| l.trim_start_matches([' ', '│', '×', '╰', '─', '▶']))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn ledger_text(dir: &Path) -> String {
     let log =
         tidegate_ledger::ledger::read_log(&tidegate_ledger::ledger::ledger_dir(dir), true).unwrap();
@@ -695,4 +703,143 @@ fn a_checkpoint_file_that_cannot_be_written_does_not_turn_a_stored_artifact_into
     );
     assert_eq!(std::fs::read(&back).unwrap(), b"a snapshot");
     assert!(ok(dir, T0 + 1, &["audit", "verify"]).contains("OK"));
+}
+
+#[test]
+fn a_keyring_edited_in_the_source_neither_signs_nor_is_trusted_elsewhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("burst-zone");
+    let dst = tmp.path().join("onprem");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::create_dir_all(&dst).unwrap();
+    let digest = put_and_sign(&src);
+    let builder = ok(&src, T0 + 20, &["artifact", "key", "list"])
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    // In the source, the builder key is given the approver role in the keyring file (its own
+    // ledger recorded it as a builder only).
+    let ring_path = src.join("keys/signing/keyring.json");
+    let original = std::fs::read_to_string(&ring_path).unwrap();
+    let edited = original.replacen("\"builder\"", "\"builder\",\"approver\"", 1);
+    assert_ne!(edited, original);
+    std::fs::write(&ring_path, &edited).unwrap();
+    let envelopes = |dir: &Path| {
+        let hex = digest.trim_start_matches("sha256:");
+        std::fs::read_dir(dir.join(format!("artifacts/envelopes/sha256/{hex}")))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let before = envelopes(&src);
+    // Neither sign nor attest signs anything with it.
+    for kind in ["data-approval", "security-review"] {
+        let out = flat(&refused(
+            &src,
+            T0 + 30,
+            &[
+                "artifact",
+                "attest",
+                &digest,
+                "--type",
+                kind,
+                "--field",
+                "approver=mallory",
+                "--key",
+                &builder,
+            ],
+        ));
+        assert!(
+            out.contains("not the one the evidence ledger last recorded"),
+            "{kind}: {out}"
+        );
+    }
+    let out = flat(&refused(
+        &src,
+        T0 + 30,
+        &[
+            "artifact",
+            "sign",
+            &digest,
+            "--job",
+            "job-43",
+            "--zone",
+            "onprem-a",
+            "--repo",
+            "https://git.example.org/ml/fraud",
+            "--commit",
+            "3f2a9c1d0b7e6f5a4c3b2a1908f7e6d5c4b3a291",
+        ],
+    ));
+    assert!(
+        out.contains("not the one the evidence ledger last recorded"),
+        "{out}"
+    );
+    assert_eq!(envelopes(&src), before, "nothing was attached");
+    assert!(!ledger_text(&src).contains("\"type\":\"artifact.attested\""));
+
+    // The destination does not trust the key from that keyring, and grants it nothing.
+    let out = flat(&refused(
+        &dst,
+        T0 + 40,
+        &[
+            "artifact",
+            "key",
+            "trust",
+            &builder,
+            "--from",
+            src.to_str().unwrap(),
+        ],
+    ));
+    assert!(out.contains("refusing to trust"), "{out}");
+    assert!(
+        out.contains("not the one the evidence ledger last recorded"),
+        "{out}"
+    );
+    assert!(!ok(&dst, T0 + 40, &["artifact", "key", "list"]).contains(&builder));
+
+    // A keyring whose store never recorded one (the file copied into a directory with no
+    // ledger) vouches for nothing either.
+    let bare = tmp.path().join("bare");
+    std::fs::create_dir_all(bare.join("keys/signing")).unwrap();
+    std::fs::write(bare.join("keys/signing/keyring.json"), &edited).unwrap();
+    let out = flat(&refused(
+        &dst,
+        T0 + 40,
+        &[
+            "artifact",
+            "key",
+            "trust",
+            &builder,
+            "--from",
+            bare.to_str().unwrap(),
+        ],
+    ));
+    assert!(out.contains("never recorded a signing keyring"), "{out}");
+    assert!(!ok(&dst, T0 + 40, &["artifact", "key", "list"]).contains(&builder));
+
+    // Restored to what the source's ledger recorded, the key is trusted with exactly the
+    // recorded roles, and that trust is ledgered in the destination.
+    std::fs::write(&ring_path, &original).unwrap();
+    assert_eq!(
+        ok(
+            &dst,
+            T0 + 50,
+            &[
+                "artifact",
+                "key",
+                "trust",
+                &builder,
+                "--from",
+                src.to_str().unwrap(),
+            ],
+        )
+        .trim(),
+        format!("trusted {builder}")
+    );
+    let list = ok(&dst, T0 + 50, &["artifact", "key", "list"]);
+    let line = list.lines().find(|l| l.starts_with(&builder)).unwrap();
+    assert!(line.contains("roles=builder "), "{line}");
+    assert!(!line.contains("approver"), "{line}");
+    assert!(ledger_text(&dst).contains(&format!("\"change\":\"trusted\",\"key_id\":\"{builder}\"")));
 }

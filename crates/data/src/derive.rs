@@ -233,7 +233,7 @@ fn run(
     // The profile must be written for what the registry says the source's content is (the
     // strictest of every registration of its bytes).
     let source_class = ClassificationNames::of(
-        &registry.content_classification(source, &fleet.scheme)?,
+        &registry.content_classification(source, &fleet.scheme, &store.evidence_entries()?)?,
         &fleet.scheme,
     );
     let mut opts = Options::new(key).with_source(notation(&source_class));

@@ -80,6 +80,25 @@ pub enum DataError {
         /// Parse error.
         message: String,
     },
+    /// A registry row the evidence ledger does not vouch for: not recorded, recorded otherwise,
+    /// or a recorded version whose row is missing. Nothing is decided on it.
+    #[error("dataset {dataset}: {field}: {message}")]
+    Unrecorded {
+        /// `name@version`.
+        dataset: String,
+        /// The field at fault (`classification.level`, `owner`, `registration`, ...).
+        field: String,
+        /// What differs, with the ledger entry's index.
+        message: String,
+    },
+    /// A ledger entry the registry reads does not decode.
+    #[error("evidence ledger entry {index}: {message}")]
+    Evidence {
+        /// Index of the entry.
+        index: usize,
+        /// Why.
+        message: String,
+    },
     /// The artifact store refused (including: the evidence ledger could not record).
     #[error(transparent)]
     Artifact(#[from] ArtifactError),

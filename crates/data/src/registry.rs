@@ -12,8 +12,14 @@
 //! be allowed to hold it ([`Scheme::home_zone_problem`](tidegate_model::Scheme::home_zone_problem):
 //! private tier for private-only data, inside its residency, under the zone's ceiling, with the
 //! certifications its tags need in a public zone).
+//!
+//! The registry file is a copy, not the authority: every decision reads a version only as the
+//! evidence ledger recorded it. [`Registry::list_recorded`] checks every row against the first
+//! `dataset.registered` entry for its version ([`recorded_registrations`], pure over the
+//! ledger's sealed entries) and refuses, naming the version and the field, a row the ledger
+//! does not have, a row that says anything else, and a recorded version whose row is missing.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -314,10 +320,247 @@ fn strictest_by_content(
     }
 }
 
+/// What the evidence ledger recorded when a version was registered: its first
+/// `dataset.registered` entry (a later one for the same version changes nothing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedRegistration {
+    /// Index of the entry in the ledger.
+    pub index: usize,
+    /// The entry's time (Unix milliseconds).
+    pub ts_ms: u64,
+    /// Digest of the snapshot manifest.
+    pub snapshot: String,
+    /// Classification level.
+    pub level: String,
+    /// Home zone.
+    pub zone: String,
+    /// Sanitizer report, when derived.
+    pub report: Option<String>,
+    /// Owning team (absent in entries written before the full registration was recorded).
+    pub owner: Option<String>,
+    /// Legal tags (absent with `owner`).
+    pub tags: Option<Vec<String>>,
+    /// Residency (absent = unrestricted, when `owner` is recorded).
+    pub residency: Option<Vec<String>>,
+    /// Retention class.
+    pub retention: Option<String>,
+    /// The version it was derived from.
+    pub derived_from: Option<String>,
+}
+
+/// The first `dataset.registered` entry of every version in `entries` (canonical bytes, by
+/// index, as the ledger sealed them), by `name@version`. Pure.
+///
+/// # Errors
+/// [`DataError::Evidence`] naming the index of a `dataset.registered` entry that does not decode.
+pub fn recorded_registrations(
+    entries: &[Vec<u8>],
+) -> Result<BTreeMap<String, RecordedRegistration>, DataError> {
+    const MARK: &[u8] = b"\"type\":\"dataset.registered\"";
+    let mut out = BTreeMap::new();
+    for (index, bytes) in entries.iter().enumerate() {
+        if !bytes.windows(MARK.len()).any(|w| w == MARK) {
+            continue;
+        }
+        let e = tidegate_ledger::Entry::decode(bytes).map_err(|e| DataError::Evidence {
+            index,
+            message: format!("does not decode: {e}"),
+        })?;
+        let tidegate_ledger::Action::DatasetRegistered {
+            version,
+            snapshot,
+            level,
+            zone,
+            report,
+            owner,
+            tags,
+            residency,
+            retention,
+            derived_from,
+        } = e.action
+        else {
+            continue;
+        };
+        let names = |v: Vec<tidegate_ledger::Ident>| {
+            v.iter().map(|i| i.as_str().to_owned()).collect::<Vec<_>>()
+        };
+        out.entry(version.as_str().to_owned())
+            .or_insert_with(|| RecordedRegistration {
+                index,
+                ts_ms: e.ts_ms,
+                snapshot: snapshot.to_string(),
+                level: level.as_str().to_owned(),
+                zone: zone.as_str().to_owned(),
+                report: report.map(|r| r.to_string()),
+                owner: owner.map(|o| o.as_str().to_owned()),
+                tags: tags.map(names),
+                residency: residency.map(names),
+                retention: retention.map(|r| r.as_str().to_owned()),
+                derived_from: derived_from.map(|d| d.as_str().to_owned()),
+            });
+    }
+    Ok(out)
+}
+
+/// The snapshot digest of `id`'s manifest over `tables` (what a version's `snapshot` names).
+fn manifest_digest(id: &str, tables: &[TableFile]) -> Result<Digest, DataError> {
+    let manifest = Manifest {
+        dataset: id.to_owned(),
+        tables: tables.to_vec(),
+    };
+    serde_json::to_vec(&manifest)
+        .map(|b| Digest::of(&b))
+        .map_err(|e| DataError::Invalid {
+            field: "manifest".into(),
+            message: e.to_string(),
+        })
+}
+
+fn sorted(v: &[String]) -> Vec<&str> {
+    let mut v: Vec<&str> = v.iter().map(String::as_str).collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// Checks that `row` says exactly what the ledger recorded for its version (`rec`): snapshot,
+/// level, tags, residency, retention, owner, home zone, report, source, and that its tables and
+/// size are the ones its snapshot digest names (its `registered_at` is replaced by the entry's
+/// time where rows are read, [`Registry::list_recorded`]). Pure.
+///
+/// # Errors
+/// [`DataError::Unrecorded`] naming the version and the first field that differs or that the
+/// ledger does not hold.
+pub fn check_recorded(
+    row: &DatasetVersion,
+    rec: Option<&RecordedRegistration>,
+) -> Result<(), DataError> {
+    let id = row.id();
+    let unrecorded = |field: &str, message: String| DataError::Unrecorded {
+        dataset: id.clone(),
+        field: field.to_owned(),
+        message,
+    };
+    let Some(rec) = rec else {
+        return Err(unrecorded(
+            "registration",
+            "the evidence ledger holds no dataset.registered entry for it: the row was written outside tidegate".into(),
+        ));
+    };
+    let at = rec.index;
+    let differs = |field: &str, row: String, ledger: String| {
+        unrecorded(
+            field,
+            format!(
+                "the registry row says {row:?} but the evidence ledger recorded {ledger:?} (entry {at})"
+            ),
+        )
+    };
+    let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+    let list = |v: &Option<Vec<String>>| {
+        v.as_ref()
+            .map_or_else(|| "unrestricted".to_owned(), |v| sorted(v).join(","))
+    };
+    let (Some(owner), Some(tags)) = (&rec.owner, &rec.tags) else {
+        return Err(unrecorded(
+            "owner",
+            format!(
+                "its dataset.registered entry (entry {at}) was written before owners and full classifications were recorded, so the row's owner, tags, residency and retention are vouched for by nothing: register the data again as a new version"
+            ),
+        ));
+    };
+    if row.snapshot.to_string() != rec.snapshot {
+        return Err(differs(
+            "snapshot",
+            row.snapshot.to_string(),
+            rec.snapshot.clone(),
+        ));
+    }
+    for (field, r, l) in [
+        (
+            "classification.level",
+            row.classification.level.clone(),
+            rec.level.clone(),
+        ),
+        ("zone", row.home_zone.clone(), rec.zone.clone()),
+        (
+            "report",
+            row.report
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            opt(&rec.report),
+        ),
+        (
+            "derived_from",
+            opt(&row.derived_from),
+            opt(&rec.derived_from),
+        ),
+    ] {
+        if r != l {
+            return Err(differs(field, r, l));
+        }
+    }
+    let row_tags = sorted(&row.classification.tags).join(",");
+    let rec_tags = sorted(tags).join(",");
+    for (field, r, l) in [
+        ("owner", row.owner.clone(), owner.clone()),
+        ("classification.tags", row_tags, rec_tags),
+        (
+            "classification.residency",
+            list(&row.classification.residency),
+            list(&rec.residency),
+        ),
+        (
+            "classification.retention",
+            opt(&row.classification.retention),
+            opt(&rec.retention),
+        ),
+    ] {
+        if r != l {
+            return Err(differs(field, r, l));
+        }
+    }
+    // The tables and size are what the recorded snapshot digest names.
+    if manifest_digest(&id, &row.tables)?.to_string() != rec.snapshot {
+        return Err(unrecorded(
+            "tables",
+            format!(
+                "the registry row's tables are not the ones its recorded snapshot {} names (entry {at})",
+                rec.snapshot
+            ),
+        ));
+    }
+    let bytes: u64 = row.tables.iter().map(|t| t.bytes).sum();
+    if row.bytes != bytes {
+        return Err(differs("bytes", row.bytes.to_string(), bytes.to_string()));
+    }
+    Ok(())
+}
+
 /// The registry of one data directory.
 #[derive(Debug, Clone)]
 pub struct Registry {
     path: PathBuf,
+}
+
+/// Version `r` among `all`, or [`DataError::NotFound`] listing the known ones.
+fn find(all: &[DatasetVersion], r: &DatasetRef) -> Result<DatasetVersion, DataError> {
+    if let Some(v) = all
+        .iter()
+        .find(|d| d.name == r.name && d.version == r.version)
+    {
+        return Ok(v.clone());
+    }
+    let known: Vec<String> = all.iter().map(DatasetVersion::id).collect();
+    Err(DataError::NotFound {
+        dataset: r.to_string(),
+        known: if known.is_empty() {
+            "none".into()
+        } else {
+            known.join(", ")
+        },
+    })
 }
 
 fn name_ok(s: &str) -> bool {
@@ -395,11 +638,9 @@ impl Registry {
         }
     }
 
-    /// Every registered version, oldest first.
-    ///
-    /// # Errors
-    /// I/O errors, or [`DataError::Registry`] naming a damaged line.
-    pub fn list(&self) -> Result<Vec<DatasetVersion>, DataError> {
+    /// Every row of the registry file as written, oldest first: unchecked, so no decision
+    /// reads it ([`Self::list_recorded`] does).
+    fn rows(&self) -> Result<Vec<DatasetVersion>, DataError> {
         let lines = read_lines(&self.path)?;
         lines
             .iter()
@@ -414,37 +655,78 @@ impl Registry {
             .collect()
     }
 
-    /// One version.
+    /// Every registered version, oldest first, each exactly as the evidence ledger recorded it
+    /// in `entries` (the sealed entries of the ledger this data directory records into, e.g.
+    /// [`ArtifactStore::evidence_entries`]): every row is checked against the first
+    /// `dataset.registered` entry for its version ([`check_recorded`]), and every recorded
+    /// version must have its row. One version appears once.
     ///
     /// # Errors
-    /// [`DataError::NotFound`] listing the known versions.
-    pub fn get(&self, r: &DatasetRef) -> Result<DatasetVersion, DataError> {
-        let all = self.list()?;
-        if let Some(v) = all
-            .iter()
-            .find(|d| d.name == r.name && d.version == r.version)
-        {
-            return Ok(v.clone());
-        }
-        let known: Vec<String> = all.iter().map(DatasetVersion::id).collect();
-        Err(DataError::NotFound {
-            dataset: r.to_string(),
-            known: if known.is_empty() {
-                "none".into()
-            } else {
-                known.join(", ")
-            },
-        })
+    /// I/O errors, [`DataError::Registry`] naming a damaged line, [`DataError::Unrecorded`]
+    /// naming the version and the field of a row that is not what the ledger recorded (or a
+    /// recorded version with no row).
+    pub fn list_recorded(&self, entries: &[Vec<u8>]) -> Result<Vec<DatasetVersion>, DataError> {
+        self.checked(entries, None)
     }
 
-    /// Adds every registered version to `fleet` (a version the fleet already declares keeps the
-    /// fleet's entry), so that placement knows their classification and home.
+    /// [`Self::list_recorded`], where `pending` (a version being registered again after its
+    /// entry was recorded and its row was not written) may lack its row.
+    fn checked(
+        &self,
+        entries: &[Vec<u8>],
+        pending: Option<&str>,
+    ) -> Result<Vec<DatasetVersion>, DataError> {
+        let recorded = recorded_registrations(entries)?;
+        let mut out: Vec<DatasetVersion> = Vec::new();
+        for mut row in self.rows()? {
+            let rec = recorded.get(&row.id());
+            check_recorded(&row, rec)?;
+            // When it was registered is the ledger's time, never the file's.
+            if let Some(rec) = rec {
+                row.registered_at = rec.ts_ms / 1000;
+            }
+            if !out.iter().any(|v| v.id() == row.id()) {
+                out.push(row);
+            }
+        }
+        for (id, rec) in &recorded {
+            if Some(id.as_str()) != pending && !out.iter().any(|v| v.id() == *id) {
+                return Err(DataError::Unrecorded {
+                    dataset: id.clone(),
+                    field: "registration".into(),
+                    message: format!(
+                        "the evidence ledger recorded its registration (entry {}) but {} has no row for it: register the same data again to restore it",
+                        rec.index,
+                        self.path.display()
+                    ),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// One version, as the ledger recorded it ([`Self::list_recorded`]).
     ///
     /// # Errors
-    /// As [`Self::list`]; a registered classification the fleet's scheme does not know.
-    pub fn merge_into(&self, fleet: &mut Fleet) -> Result<usize, DataError> {
+    /// As [`Self::list_recorded`]; [`DataError::NotFound`] listing the known versions.
+    pub fn get_recorded(
+        &self,
+        r: &DatasetRef,
+        entries: &[Vec<u8>],
+    ) -> Result<DatasetVersion, DataError> {
+        let all = self.list_recorded(entries)?;
+        find(&all, r)
+    }
+
+    /// Adds every registered version, as the ledger recorded it in `entries`, to `fleet` (a
+    /// version the fleet already declares keeps the fleet's entry, joined with the recorded
+    /// classification), so that placement knows their classification and home.
+    ///
+    /// # Errors
+    /// As [`Self::list_recorded`]; a registered classification the fleet's scheme does not know.
+    pub fn merge_into(&self, fleet: &mut Fleet, entries: &[Vec<u8>]) -> Result<usize, DataError> {
         let mut added = 0;
-        let all = self.list()?;
+        let all = self.list_recorded(entries)?;
         let strictest = strictest_by_content(&all, &fleet.scheme)?;
         for (v, c) in all.iter().zip(strictest) {
             // A fleet file naming the same version never loosens what was registered: the
@@ -467,16 +749,17 @@ impl Registry {
     }
 
     /// The classification `v`'s content has: the strictest of every registration sharing any of
-    /// its bytes.
+    /// its bytes, as the ledger recorded them in `entries`.
     ///
     /// # Errors
-    /// As [`Self::list`]; a registered classification `scheme` does not know.
+    /// As [`Self::list_recorded`]; a registered classification `scheme` does not know.
     pub fn content_classification(
         &self,
         v: &DatasetVersion,
         scheme: &Scheme,
+        entries: &[Vec<u8>],
     ) -> Result<Classification, DataError> {
-        let all = self.list()?;
+        let all = self.list_recorded(entries)?;
         let strictest = strictest_by_content(&all, scheme)?;
         Ok(all
             .iter()
@@ -583,10 +866,18 @@ impl Registry {
             message: e.to_string(),
         })?;
         let snapshot = Digest::of(&manifest_bytes);
-        if let Ok(existing) = self.get(&DatasetRef {
-            name: spec.name.clone(),
-            version: spec.version.clone(),
-        }) {
+        // What the ledger recorded decides, never the file alone: a version recorded without
+        // its row (the row's append did not happen) may be registered again, as recorded.
+        let entries = store.evidence_entries()?;
+        let all = self.checked(&entries, Some(&id))?;
+        let recorded = recorded_registrations(&entries)?.remove(&id);
+        if let Ok(existing) = find(
+            &all,
+            &DatasetRef {
+                name: spec.name.clone(),
+                version: spec.version.clone(),
+            },
+        ) {
             if existing.snapshot == snapshot {
                 return Ok(existing);
             }
@@ -595,7 +886,24 @@ impl Registry {
                 existing: existing.snapshot.to_string(),
             });
         }
-        self.check_not_lower(store, fleet, spec, &id, &classification, &snapshot, &tables)?;
+        if let Some(rec) = &recorded {
+            if rec.snapshot != snapshot.to_string() {
+                return Err(DataError::Conflict {
+                    dataset: id,
+                    existing: rec.snapshot.clone(),
+                });
+            }
+        }
+        self.check_not_lower(
+            store,
+            fleet,
+            spec,
+            &all,
+            &id,
+            &classification,
+            &snapshot,
+            &tables,
+        )?;
         // Claimed below a private-only level, a table must not hold direct identifiers:
         // the same raw rows with one byte changed are still raw rows.
         if !sensitive {
@@ -680,6 +988,19 @@ impl Registry {
             report: spec.report.clone(),
             registered_at: now,
         };
+        // Registered again after its row was lost: the first entry stands, so the row must say
+        // what it recorded (its time included).
+        let version = match &recorded {
+            Some(rec) => {
+                let version = DatasetVersion {
+                    registered_at: rec.ts_ms / 1000,
+                    ..version
+                };
+                check_recorded(&version, Some(rec))?;
+                version
+            }
+            None => version,
+        };
         store.record_event(&ArtifactEvent::DatasetRegistered {
             dataset: id,
             snapshot,
@@ -687,6 +1008,10 @@ impl Registry {
             zone: version.home_zone.clone(),
             report: version.report.clone(),
             derived_from: version.derived_from.clone(),
+            owner: version.owner.clone(),
+            tags: version.classification.tags.clone(),
+            residency: version.classification.residency.clone(),
+            retention: version.classification.retention.clone(),
             at: now,
         })?;
         let line = serde_json::to_string(&version).map_err(|e| DataError::Invalid {
@@ -706,14 +1031,14 @@ impl Registry {
         store: &ArtifactStore,
         fleet: &Fleet,
         spec: &RegisterSpec,
+        all: &[DatasetVersion],
         id: &str,
         classification: &Classification,
         snapshot: &Digest,
         tables: &[TableFile],
     ) -> Result<(), DataError> {
         let scheme = &fleet.scheme;
-        let all = self.list()?;
-        let strictest = strictest_by_content(&all, scheme)?;
+        let strictest = strictest_by_content(all, scheme)?;
         for (v, c) in all.iter().zip(&strictest) {
             if !shares_content(v, snapshot, tables) {
                 continue;
@@ -773,5 +1098,141 @@ impl Registry {
             std::fs::write(&path, bytes).map_err(|e| DataError::io(&path, e))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use tidegate_ledger::{Action, Digest as LDigest, EntryDraft, Ident, Subject, SubjectKind};
+
+    fn id(s: &str) -> Ident {
+        Ident::new(s).unwrap()
+    }
+
+    fn version() -> DatasetVersion {
+        let tables = vec![TableFile {
+            table: "t".into(),
+            file: "t.csv".into(),
+            format: "csv".into(),
+            digest: Digest::of(b"mrn,dx\n"),
+            bytes: 7,
+            columns: vec!["mrn".into(), "dx".into()],
+        }];
+        DatasetVersion {
+            name: "phi-y".into(),
+            version: "v1".into(),
+            owner: "clinical-data".into(),
+            home_zone: "hospital-onprem".into(),
+            classification: ClassificationNames {
+                level: "restricted".into(),
+                tags: vec!["phi".into()],
+                residency: Some(vec!["US".into()]),
+                retention: None,
+            },
+            snapshot: manifest_digest("phi-y@v1", &tables).unwrap(),
+            tables,
+            bytes: 7,
+            derived_from: None,
+            report: None,
+            registered_at: 5,
+        }
+    }
+
+    fn entry(seq: u64, v: &DatasetVersion, level: &str, owner: Option<&str>) -> Vec<u8> {
+        EntryDraft::new(
+            id("tidegate-artifacts"),
+            Action::DatasetRegistered {
+                version: id(&v.id()),
+                snapshot: LDigest::parse(v.snapshot.to_string()).unwrap(),
+                level: id(level),
+                zone: id(&v.home_zone),
+                report: None,
+                owner: owner.map(id),
+                tags: owner.map(|_| vec![id("phi")]),
+                residency: owner.map(|_| vec![id("US")]),
+                retention: None,
+                derived_from: None,
+            },
+            vec![Subject::new(SubjectKind::Dataset, v.id()).unwrap()],
+        )
+        .unwrap()
+        .into_entry(seq, 5_000)
+        .encode()
+        .unwrap()
+    }
+
+    fn field_of(e: DataError) -> String {
+        match e {
+            DataError::Unrecorded { field, dataset, .. } => {
+                assert_eq!(dataset, "phi-y@v1");
+                field
+            }
+            other => panic!("{other}"),
+        }
+    }
+
+    #[test]
+    fn a_row_is_only_what_the_first_entry_for_its_version_recorded() {
+        let v = version();
+        // The first entry stands: a later one recording it public changes nothing.
+        let entries = vec![
+            entry(0, &v, "restricted", Some("clinical-data")),
+            entry(1, &v, "public", Some("clinical-data")),
+        ];
+        let rec = recorded_registrations(&entries).unwrap();
+        let r = rec.get("phi-y@v1").unwrap();
+        assert_eq!((r.index, r.level.as_str()), (0, "restricted"));
+        check_recorded(&v, Some(r)).unwrap();
+
+        let mut edited = v.clone();
+        edited.classification.level = "public".into();
+        assert_eq!(
+            field_of(check_recorded(&edited, Some(r)).unwrap_err()),
+            "classification.level"
+        );
+        let mut edited = v.clone();
+        edited.classification.tags.clear();
+        assert_eq!(
+            field_of(check_recorded(&edited, Some(r)).unwrap_err()),
+            "classification.tags"
+        );
+        let mut edited = v.clone();
+        edited.classification.residency = None;
+        assert_eq!(
+            field_of(check_recorded(&edited, Some(r)).unwrap_err()),
+            "classification.residency"
+        );
+        let mut edited = v.clone();
+        edited.owner = "public-web".into();
+        assert_eq!(
+            field_of(check_recorded(&edited, Some(r)).unwrap_err()),
+            "owner"
+        );
+        // Tables that are not the ones the recorded snapshot names.
+        let mut edited = v.clone();
+        edited.tables[0].columns.pop();
+        assert_eq!(
+            field_of(check_recorded(&edited, Some(r)).unwrap_err()),
+            "tables"
+        );
+        let mut edited = v.clone();
+        edited.bytes = 1;
+        assert_eq!(
+            field_of(check_recorded(&edited, Some(r)).unwrap_err()),
+            "bytes"
+        );
+        // Unrecorded, or recorded before owners and tags were: refused.
+        assert_eq!(
+            field_of(check_recorded(&v, None).unwrap_err()),
+            "registration"
+        );
+        let old = recorded_registrations(&[entry(0, &v, "restricted", None)]).unwrap();
+        assert_eq!(
+            field_of(check_recorded(&v, old.get("phi-y@v1")).unwrap_err()),
+            "owner"
+        );
     }
 }

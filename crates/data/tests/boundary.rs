@@ -17,6 +17,18 @@ use tidegate_sanitize::{Key, Profile};
 
 use tidegate_testkit::synthea_dir as synthea;
 
+/// The store of `dir`, recording into the evidence ledger there (what the registry is checked
+/// against), as every store of the product does.
+fn ledgered_store(dir: &Path) -> ArtifactStore {
+    let ledger = std::sync::Arc::new(
+        tidegate_ledger::Ledger::open(dir, tidegate_ledger::LedgerOptions::default()).unwrap(),
+    );
+    let sink = tidegate_artifacts::ledger_sink::LedgerSink::new(dir, ledger as _, 10).unwrap();
+    ArtifactStore::open(dir)
+        .unwrap()
+        .with_event_sink(Box::new(sink))
+}
+
 fn fleet() -> Fleet {
     load_fleet(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/fleet")).unwrap()
 }
@@ -66,7 +78,7 @@ fn raw_stays_private_sanitized_moves_projected_and_ledgered() {
     let tmp = tempfile::tempdir().unwrap();
     let raw_dir = small_synthea(&src, tmp.path(), 400);
     let data = tmp.path().join("private");
-    let store = ArtifactStore::open(&data).unwrap();
+    let store = ledgered_store(&data);
     let registry = Registry::open(&data);
     let mut fleet = fleet();
 
@@ -108,7 +120,13 @@ fn raw_stays_private_sanitized_moves_projected_and_ledgered() {
         )
         .unwrap_err();
     assert!(matches!(err, DataError::Conflict { .. }), "{err}");
-    assert_eq!(registry.list().unwrap().len(), 1);
+    assert_eq!(
+        registry
+            .list_recorded(&store.evidence_entries().unwrap())
+            .unwrap()
+            .len(),
+        1
+    );
     assert!(events(&data).iter().any(
         |e| matches!(e, ArtifactEvent::DatasetRegistered { dataset, level, .. }
         if dataset == "synthea@raw-1" && level == "restricted")
@@ -153,7 +171,10 @@ fn raw_stays_private_sanitized_moves_projected_and_ledgered() {
     );
     assert!(
         registry
-            .get(&DatasetRef::parse("synthea@deid-again").unwrap())
+            .get_recorded(
+                &DatasetRef::parse("synthea@deid-again").unwrap(),
+                &store.evidence_entries().unwrap(),
+            )
             .is_err(),
         "nothing registered"
     );
@@ -189,7 +210,9 @@ fn raw_stays_private_sanitized_moves_projected_and_ledgered() {
         .to_owned();
     assert!(first_ssn.len() == 11 && !String::from_utf8_lossy(&deid_patients).contains(&first_ssn));
 
-    registry.merge_into(&mut fleet).unwrap();
+    registry
+        .merge_into(&mut fleet, &store.evidence_entries().unwrap())
+        .unwrap();
     let policy = PolicyEngine::load(&fleet).unwrap();
     let req = |cols: &[&str]| TransferRequest {
         to_zone: "public-us".into(),
@@ -287,7 +310,7 @@ fn routes_and_budgets_refuse_with_reasons() {
     // Public data holds no direct identifiers (the patients table has SSNs: it is never public).
     std::fs::remove_file(dir.join("patients.csv")).unwrap();
     let data = tmp.path().join("d");
-    let store = ArtifactStore::open(&data).unwrap();
+    let store = ledgered_store(&data);
     let registry = Registry::open(&data);
     let mut fleet = fleet();
     let public_level = ClassificationNames {
@@ -312,7 +335,9 @@ fn routes_and_budgets_refuse_with_reasons() {
             1,
         )
         .unwrap();
-    registry.merge_into(&mut fleet).unwrap();
+    registry
+        .merge_into(&mut fleet, &store.evidence_entries().unwrap())
+        .unwrap();
     let policy = PolicyEngine::load(&fleet).unwrap();
     // private-cloud's allowlist has no route to public-us.
     let r = plan(
@@ -374,7 +399,10 @@ fn routes_and_budgets_refuse_with_reasons() {
     .unwrap_err();
     assert!(r.to_string().contains("unknown zone \"moon\""), "{r}");
     let e = registry
-        .get(&DatasetRef::parse("lit@v9").unwrap())
+        .get_recorded(
+            &DatasetRef::parse("lit@v9").unwrap(),
+            &store.evidence_entries().unwrap(),
+        )
         .unwrap_err();
     assert!(e.to_string().contains("known: lit@v1, usage@v1"), "{e}");
     // A bad classification names the field; nothing is registered.
@@ -396,7 +424,13 @@ fn routes_and_budgets_refuse_with_reasons() {
             .starts_with("classification.level: unknown level"),
         "{e}"
     );
-    assert_eq!(registry.list().unwrap().len(), 2);
+    assert_eq!(
+        registry
+            .list_recorded(&store.evidence_entries().unwrap())
+            .unwrap()
+            .len(),
+        2
+    );
 }
 
 #[test]
@@ -407,11 +441,11 @@ fn a_torn_registry_tail_is_ignored_and_damage_is_named() {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, "{\"name\":\"half").unwrap();
     assert!(
-        registry.list().unwrap().is_empty(),
+        registry.list_recorded(&[]).unwrap().is_empty(),
         "an unterminated last line was never acknowledged"
     );
     std::fs::write(&path, "not json\n").unwrap();
-    let e = registry.list().unwrap_err();
+    let e = registry.list_recorded(&[]).unwrap_err();
     assert!(
         e.to_string()
             .contains("registry.jsonl:1: damaged registry entry"),
@@ -441,7 +475,7 @@ fn parquet_tables_register_sanitize_and_move_projected() {
         );
     }
     let data = tmp.path().join("private");
-    let store = ArtifactStore::open(&data).unwrap();
+    let store = ledgered_store(&data);
     let registry = Registry::open(&data);
     let mut fleet = fleet();
 
@@ -498,7 +532,9 @@ fn parquet_tables_register_sanitize_and_move_projected() {
     );
     assert!(!deid_patients.columns.contains(&"SSN".to_owned()));
 
-    registry.merge_into(&mut fleet).unwrap();
+    registry
+        .merge_into(&mut fleet, &store.evidence_entries().unwrap())
+        .unwrap();
     let policy = PolicyEngine::load(&fleet).unwrap();
     let cols = [
         "patients.Id",
@@ -619,7 +655,10 @@ fn parquet_tables_register_sanitize_and_move_projected() {
         vec![std::sync::Arc::new(list)],
         10,
     );
-    let before = registry.list().unwrap().len();
+    let before = registry
+        .list_recorded(&store.evidence_entries().unwrap())
+        .unwrap()
+        .len();
     let e = registry
         .register(
             &store,
@@ -634,7 +673,14 @@ fn parquet_tables_register_sanitize_and_move_projected() {
         text.contains("bad.parquet") && text.contains("column `codes`"),
         "{text}"
     );
-    assert_eq!(registry.list().unwrap().len(), before, "nothing registered");
+    assert_eq!(
+        registry
+            .list_recorded(&store.evidence_entries().unwrap())
+            .unwrap()
+            .len(),
+        before,
+        "nothing registered"
+    );
 
     // Not Parquet at all, under a .parquet name: refused with the file named.
     std::fs::write(nested.join("bad.parquet"), b"PAR1 not really").unwrap();

@@ -20,6 +20,18 @@ use tidegate_sanitize::{Key, Profile};
 
 use tidegate_testkit::synthea_dir as synthea;
 
+/// The store of `dir`, recording into the evidence ledger there (what the registry is checked
+/// against), as every store of the product does.
+fn ledgered_store(dir: &Path) -> ArtifactStore {
+    let ledger = std::sync::Arc::new(
+        tidegate_ledger::Ledger::open(dir, tidegate_ledger::LedgerOptions::default()).unwrap(),
+    );
+    let sink = tidegate_artifacts::ledger_sink::LedgerSink::new(dir, ledger as _, 10).unwrap();
+    ArtifactStore::open(dir)
+        .unwrap()
+        .with_event_sink(Box::new(sink))
+}
+
 fn fleet() -> Fleet {
     load_fleet(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/fleet")).unwrap()
 }
@@ -62,7 +74,7 @@ fn the_same_bytes_registered_again_keep_their_strictest_classification() {
     let tmp = tempfile::tempdir().unwrap();
     let raw_dir = small_synthea(&src, &tmp.path().join("raw"), 30);
     let data = tmp.path().join("d");
-    let store = ArtifactStore::open(&data).unwrap();
+    let store = ledgered_store(&data);
     let registry = Registry::open(&data);
     let fleet = fleet();
     let phi = class("restricted", &["phi"], Some(&["US"]));
@@ -150,7 +162,14 @@ fn the_same_bytes_registered_again_keep_their_strictest_classification() {
         matches!(&e, DataError::Downgrade { field, .. } if field == "residency"),
         "{e}"
     );
-    assert_eq!(registry.list().unwrap().len(), 1, "nothing registered");
+    assert_eq!(
+        registry
+            .list_recorded(&store.evidence_entries().unwrap())
+            .unwrap()
+            .len(),
+        1,
+        "nothing registered"
+    );
 
     // Stricter is allowed, and then the earlier registration's content is that strict too.
     let stricter = class("restricted", &["phi", "pci"], Some(&["US"]));
@@ -164,17 +183,19 @@ fn the_same_bytes_registered_again_keep_their_strictest_classification() {
         )
         .unwrap();
     let raw = registry
-        .list()
+        .list_recorded(&store.evidence_entries().unwrap())
         .unwrap()
         .into_iter()
         .find(|v| v.id() == "synthea@raw")
         .unwrap();
     let c = registry
-        .content_classification(&raw, &fleet.scheme)
+        .content_classification(&raw, &fleet.scheme, &store.evidence_entries().unwrap())
         .unwrap();
     assert!(c.tags.contains("pci"), "{c:?}");
     let mut f = fleet.clone();
-    registry.merge_into(&mut f).unwrap();
+    registry
+        .merge_into(&mut f, &store.evidence_entries().unwrap())
+        .unwrap();
     let d = f
         .datasets
         .iter()
@@ -227,7 +248,7 @@ fn a_home_zone_that_may_not_hold_the_data_is_refused_and_nothing_registered() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = small_synthea(&src, &tmp.path().join("raw"), 5);
     let data = tmp.path().join("d");
-    let store = ArtifactStore::open(&data).unwrap();
+    let store = ledgered_store(&data);
     let registry = Registry::open(&data);
     let fleet = fleet();
     let refused = |id: &str, zone: &str, c: ClassificationNames, part: &str| {
@@ -271,7 +292,13 @@ fn a_home_zone_that_may_not_hold_the_data_is_refused_and_nothing_registered() {
         class("confidential", &["phi"], None),
         "private-only",
     );
-    assert!(registry.list().unwrap().is_empty(), "nothing registered");
+    assert!(
+        registry
+            .list_recorded(&store.evidence_entries().unwrap())
+            .unwrap()
+            .is_empty(),
+        "nothing registered"
+    );
     // Data a public EU zone may hold (no direct identifiers in it) is registered there.
     std::fs::remove_file(dir.join("patients.csv")).unwrap();
     registry
@@ -295,7 +322,7 @@ fn an_approved_profile_earns_lifting_only_its_tags_and_the_ledger_names_the_appr
     let tmp = tempfile::tempdir().unwrap();
     let raw_dir = small_synthea(&src, &tmp.path().join("raw"), 40);
     let data = tmp.path().join("d");
-    let store = ArtifactStore::open(&data).unwrap();
+    let store = ledgered_store(&data);
     let registry = Registry::open(&data);
     let mut fleet = fleet();
     let source_class = class(
@@ -401,7 +428,9 @@ fn an_approved_profile_earns_lifting_only_its_tags_and_the_ledger_names_the_appr
     ));
 
     // Still export-controlled and US-resident: it does not move to the EU.
-    registry.merge_into(&mut fleet).unwrap();
+    registry
+        .merge_into(&mut fleet, &store.evidence_entries().unwrap())
+        .unwrap();
     let policy = PolicyEngine::load(&fleet).unwrap();
     let r = plan(
         &fleet,
@@ -433,7 +462,7 @@ fn a_profile_that_copies_patients_never_makes_them_movable() {
     std::fs::create_dir_all(&raw_dir).unwrap();
     std::fs::copy(src.join("patients.csv"), raw_dir.join("patients.csv")).unwrap();
     let data = tmp.path().join("d");
-    let store = ArtifactStore::open(&data).unwrap();
+    let store = ledgered_store(&data);
     let registry = Registry::open(&data);
     let mut fleet = fleet();
     let phi = class("restricted", &["phi"], Some(&["US"]));
@@ -489,7 +518,9 @@ fn a_profile_that_copies_patients_never_makes_them_movable() {
         Ok(v) => {
             assert!(!v.report.earned);
             assert_eq!(v.version.classification, raw.classification);
-            registry.merge_into(&mut fleet).unwrap();
+            registry
+                .merge_into(&mut fleet, &store.evidence_entries().unwrap())
+                .unwrap();
             let policy = PolicyEngine::load(&fleet).unwrap();
             let r = plan(
                 &fleet,
@@ -509,7 +540,7 @@ fn a_profile_that_copies_patients_never_makes_them_movable() {
         }
     }
     assert!(registry
-        .list()
+        .list_recorded(&store.evidence_entries().unwrap())
         .unwrap()
         .iter()
         .all(|v| v.classification.level == "restricted"));
@@ -521,7 +552,7 @@ fn raw_rows_with_a_byte_changed_are_not_registered_below_private_only() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = small_synthea(&src, &tmp.path().join("raw"), 5);
     let data = tmp.path().join("d");
-    let store = ArtifactStore::open(&data).unwrap();
+    let store = ledgered_store(&data);
     let registry = Registry::open(&data);
     let fleet = fleet();
     registry
@@ -557,7 +588,14 @@ fn raw_rows_with_a_byte_changed_are_not_registered_below_private_only() {
         "{e}"
     );
     assert!(e.to_string().contains("SSN"), "{e}");
-    assert_eq!(registry.list().unwrap().len(), 1, "nothing more registered");
+    assert_eq!(
+        registry
+            .list_recorded(&store.evidence_entries().unwrap())
+            .unwrap()
+            .len(),
+        1,
+        "nothing more registered"
+    );
 }
 
 #[test]
@@ -566,7 +604,7 @@ fn a_fleet_file_naming_a_registered_version_never_loosens_it() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = small_synthea(&src, &tmp.path().join("raw"), 5);
     let data = tmp.path().join("d");
-    let store = ArtifactStore::open(&data).unwrap();
+    let store = ledgered_store(&data);
     let registry = Registry::open(&data);
     let fleet = fleet();
     registry
@@ -589,7 +627,9 @@ fn a_fleet_file_naming_a_registered_version_never_loosens_it() {
     d.version = "raw".into();
     d.classification = tidegate_model::Classification::default();
     lying.datasets.push(d);
-    registry.merge_into(&mut lying).unwrap();
+    registry
+        .merge_into(&mut lying, &store.evidence_entries().unwrap())
+        .unwrap();
     let merged = lying
         .datasets
         .iter()
@@ -615,7 +655,7 @@ fn an_identifier_column_by_name_is_never_registered_below_private_only() {
     )
     .unwrap();
     let data = tmp.path().join("d");
-    let store = ArtifactStore::open(&data).unwrap();
+    let store = ledgered_store(&data);
     let registry = Registry::open(&data);
     let e = registry
         .register(

@@ -859,7 +859,7 @@ pub fn summary(v: &VerifiedBundle) -> String {
                 "{at} [{idx}] {what}: version {version} copied from zone {from_zone} to zone {to_zone} as {form:?}, {bytes} bytes (content {content}){}, by {who}",
                 report.as_ref().map(|r| format!("; sanitizer report {}", doc_note(v, r))).unwrap_or_default()
             )),
-            Action::DatasetRegistered { version, snapshot, level, zone, report } => moved.push(format!(
+            Action::DatasetRegistered { version, snapshot, level, zone, report, .. } => moved.push(format!(
                 "{at} [{idx}] {what}: version {version} registered in zone {zone} as {level} (snapshot {snapshot}){}, by {who}",
                 report.as_ref().map(|r| format!("; classification earned by sanitizer report {}", doc_note(v, r))).unwrap_or_default()
             )),

@@ -503,6 +503,22 @@ pub enum Action {
         /// Digest of the sanitizer report that earned its classification, when derived.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         report: Option<Digest>,
+        /// Owning team. Every registration records it; an entry without one was written before
+        /// the full registration was recorded, and vouches only for snapshot, level and zone.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<Ident>,
+        /// Legal tags of its classification (recorded with `owner`; empty when none).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tags: Option<Vec<Ident>>,
+        /// Jurisdictions it may be processed in; absent (with `owner` recorded) = unrestricted.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        residency: Option<Vec<Ident>>,
+        /// Retention class; absent (with `owner` recorded) = none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retention: Option<Ident>,
+        /// The version it was derived from (`name@version`), when derived.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        derived_from: Option<Ident>,
     },
     /// An artifact was signed.
     #[serde(rename = "artifact.signed")]
@@ -760,6 +776,21 @@ impl Action {
                     max: MAX_LIST,
                 })
             }
+            Self::DatasetRegistered {
+                tags: Some(tags), ..
+            } if tags.len() > MAX_LIST => Err(EntryError::TooMany {
+                field: "tags",
+                got: tags.len(),
+                max: MAX_LIST,
+            }),
+            Self::DatasetRegistered {
+                residency: Some(residency),
+                ..
+            } if residency.len() > MAX_LIST => Err(EntryError::TooMany {
+                field: "residency",
+                got: residency.len(),
+                max: MAX_LIST,
+            }),
             Self::TokenIssued { scope, .. } if scope.len() > MAX_LIST => Err(EntryError::TooMany {
                 field: "scope",
                 got: scope.len(),

@@ -51,6 +51,8 @@ enum Kind {
     /// An `Option<Ident>` skipped when `None`: when present, an identifier.
     OptIdent,
     Idents,
+    /// An `Option<Vec<Ident>>` skipped when `None`: when present, an identifier list.
+    OptIdents,
     Int,
     Bool,
     Enum(&'static [&'static [u8]]),
@@ -78,7 +80,7 @@ const SUBJECT_KIND: &[&[u8]] = &[
     b"zone",
 ];
 
-use Kind::{Bool, Digest as D, Enum, Ident as I, Idents as L, Int, OptDigest, OptIdent};
+use Kind::{Bool, Digest as D, Enum, Ident as I, Idents as L, Int, OptDigest, OptIdent, OptIdents};
 
 type Fields = &'static [(&'static [u8], Kind)];
 
@@ -121,6 +123,11 @@ fn schema(ty: &[u8]) -> Option<Fields> {
             (b"level", I),
             (b"zone", I),
             (b"report", OptDigest),
+            (b"owner", OptIdent),
+            (b"tags", OptIdents),
+            (b"residency", OptIdents),
+            (b"retention", OptIdent),
+            (b"derived_from", OptIdent),
         ],
         b"artifact.signed" => &[(b"artifact", D), (b"key_id", I), (b"signature", D)],
         b"artifact.promoted" => &[
@@ -321,7 +328,7 @@ impl<'a> Cur<'a> {
         match kind {
             I | OptIdent => self.ident(),
             D | OptDigest => self.digest(),
-            L => self.idents(),
+            L | OptIdents => self.idents(),
             Int => self.int().map(|_| ()),
             Bool => self.lit(b"true").or_else(|_| self.lit(b"false")),
             Enum(names) => self.one_of(names),
@@ -390,7 +397,7 @@ fn action(c: &mut Cur<'_>) -> R<()> {
     let required = fields
         .iter()
         .enumerate()
-        .filter(|(_, (_, k))| !matches!(k, OptDigest | OptIdent))
+        .filter(|(_, (_, k))| !matches!(k, OptDigest | OptIdent | OptIdents))
         .fold(0u32, |m, (f, _)| m | 1 << f);
     if typed && seen & required == required {
         Ok(())

@@ -1602,11 +1602,15 @@ async fn mint_job_token(
                 format!("no zone `{zone}` in the fleet"),
             ));
         }
-        let versions = tidegate_data::Registry::open(shared.evidence.data_dir())
-            .list()
-            .map_err(|e| {
-                ApiError::unavailable(format!("the dataset registry cannot be read: {e}"))
-            })?;
+        let versions = shared.evidence.registered_versions().map_err(|e| match e {
+            crate::evidence::RegistryRead::Unavailable(_) => ApiError::unavailable(e.to_string()),
+            crate::evidence::RegistryRead::Refused(_) => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("no token minted: {e}"),
+            )
+            .field("inputs"),
+        })?;
         let store =
             tidegate_artifacts::ArtifactStore::open(shared.evidence.data_dir()).map_err(|e| {
                 ApiError::unavailable(format!("the artifact store cannot be read: {e}"))

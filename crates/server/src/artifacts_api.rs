@@ -798,11 +798,14 @@ pub(crate) async fn get_artifact(
         let verifier = st.auth.verifier()?;
         let (record, content) = blocking(move || {
             let store = open_store(&shared, now)?;
-            let versions = tidegate_data::Registry::open(shared.evidence.data_dir())
-                .list()
-                .map_err(|e| {
-                    ApiError::unavailable(format!("the dataset registry cannot be read: {e}"))
-                })?;
+            let versions = shared.evidence.registered_versions().map_err(|e| match e {
+                crate::evidence::RegistryRead::Unavailable(_) => {
+                    ApiError::unavailable(e.to_string())
+                }
+                crate::evidence::RegistryRead::Refused(_) => {
+                    ApiError::new(StatusCode::FORBIDDEN, "forbidden", e.to_string())
+                }
+            })?;
             let rules = shared.rules();
             let admit = |r: &tidegate_artifacts::ArtifactRecord, z: &str| {
                 tidegate_data::holding::admit(&rules.fleet, &rules.policy, &versions, &store, r, z)

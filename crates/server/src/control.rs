@@ -163,20 +163,20 @@ pub enum ReloadError {
     Ledger(String),
 }
 
-/// Loads the fleet in `dir` with its scheduling rules and the datasets registered in `data_dir`,
-/// and its policy set: every problem at once, nothing allowed without a set that loads.
+/// Loads the fleet in `dir` with its scheduling rules and the datasets registered in the data
+/// directory (as `evidence` recorded them), and its policy set: every problem at once, nothing allowed without a set that loads.
 ///
 /// # Errors
 /// [`ReloadError::Invalid`] with the loader's or the policy engine's errors.
-pub fn load_rules(dir: &Path, data_dir: &Path, generation: u64) -> Result<Rules, ReloadError> {
+pub fn load_rules(dir: &Path, evidence: &Evidence, generation: u64) -> Result<Rules, ReloadError> {
     let (mut fleet, scheduling) = tidegate_model::load_fleet_with_scheduling(dir).map_err(|e| {
         ReloadError::Invalid(format!(
             "the fleet in {} does not load:\n{e}",
             dir.display()
         ))
     })?;
-    tidegate_data::Registry::open(data_dir)
-        .merge_into(&mut fleet)
+    evidence
+        .merge_registered(&mut fleet)
         .map_err(|e| ReloadError::Invalid(format!("dataset registry: {e}")))?;
     let policy = PolicyEngine::load(&fleet).map_err(|e| {
         ReloadError::Invalid(format!(
@@ -218,7 +218,7 @@ impl Shared {
                 .clone(),
         };
         let current = self.rules();
-        let next = load_rules(&dir, self.evidence.data_dir(), current.generation + 1)?;
+        let next = load_rules(&dir, &self.evidence, current.generation + 1)?;
         self.put_in_force(&current, next, dir, true)
     }
 
@@ -241,7 +241,7 @@ impl Shared {
             return Ok(None);
         }
         let dir = std::path::PathBuf::from(&f.dir);
-        let next = load_rules(&dir, self.evidence.data_dir(), current.generation + 1)?;
+        let next = load_rules(&dir, &self.evidence, current.generation + 1)?;
         if next.fleet.fleet_hash != f.fleet_hash || next.policy.hash() != f.policy_hash {
             return Err(ReloadError::Invalid(format!(
                 "the fleet in force on another replica ({}, fleet {}) loads here to fleet {} and policy {}: not the same set",

@@ -513,6 +513,53 @@ impl Evidence {
         &self.data_dir
     }
 
+    /// The dataset versions registered in the data directory, each exactly as the evidence
+    /// ledger recorded it ([`tidegate_data::Registry::list_recorded`]): a registry row the ledger
+    /// does not have, or that says anything else, refuses every decision that would read it.
+    /// Registrations are recorded where `dataset register` records them: this ledger when it is
+    /// the data directory's file ledger; with PostgreSQL, the data directory's sealed file
+    /// ledger (the command's), read as offline commands read it.
+    ///
+    /// # Errors
+    /// [`RegistryRead::Unavailable`] when the ledger cannot be read;
+    /// [`RegistryRead::Refused`] naming the version and field of a row it does not vouch for.
+    pub fn registered_versions(&self) -> Result<Vec<tidegate_data::DatasetVersion>, RegistryRead> {
+        let entries = self.registry_entries()?;
+        tidegate_data::Registry::open(&self.data_dir)
+            .list_recorded(&entries)
+            .map_err(|e| match e {
+                tidegate_data::DataError::Io { .. } => RegistryRead::Unavailable(e.to_string()),
+                other => RegistryRead::Refused(other.to_string()),
+            })
+    }
+
+    /// The sealed entries the registry is checked against ([`Self::registered_versions`]).
+    fn registry_entries(&self) -> Result<Vec<Vec<u8>>, RegistryRead> {
+        match self.target {
+            LedgerTarget::Files => tidegate_artifacts::ledger_sink::EntryWriter::read_entries(self)
+                .map_err(RegistryRead::Unavailable),
+            LedgerTarget::Postgres { .. } => {
+                tidegate_artifacts::ArtifactStore::open(&self.data_dir)
+                    .and_then(|s| s.evidence_entries())
+                    .map_err(|e| RegistryRead::Unavailable(e.to_string()))
+            }
+        }
+    }
+
+    /// Adds the registered versions, as the evidence ledger recorded them, to `fleet`.
+    ///
+    /// # Errors
+    /// As [`Self::registered_versions`].
+    pub fn merge_registered(&self, fleet: &mut Fleet) -> Result<usize, RegistryRead> {
+        let entries = self.registry_entries()?;
+        tidegate_data::Registry::open(&self.data_dir)
+            .merge_into(fleet, &entries)
+            .map_err(|e| match e {
+                tidegate_data::DataError::Io { .. } => RegistryRead::Unavailable(e.to_string()),
+                other => RegistryRead::Refused(other.to_string()),
+            })
+    }
+
     /// Publishes a signed checkpoint over everything recorded so far.
     pub fn checkpoint(&self) -> Result<(), String> {
         self.current()
@@ -536,6 +583,17 @@ impl Evidence {
     pub fn is_empty(&self) -> bool {
         self.current().is_empty()
     }
+}
+
+/// Why the registered datasets could not be read as the ledger recorded them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryRead {
+    /// The ledger or the registry file cannot be read for now.
+    #[error("the dataset registry cannot be read: {0}")]
+    Unavailable(String),
+    /// A registry row the ledger does not vouch for (names the version and the field).
+    #[error("the dataset registry is not what the evidence ledger recorded: {0}")]
+    Refused(String),
 }
 
 /// The artifact store's ledger sink writes through the control plane's handle, so artifact events

@@ -204,16 +204,13 @@ pub async fn start(cfg: ServerConfig, clock: Clock) -> Result<Server, StartError
     if cfg.tls.is_none() && !cfg.listen.ip().to_canonical().is_loopback() {
         return Err(StartError::PlainHttpNotLoopback(cfg.listen));
     }
-    let (mut fleet, scheduling) = tidegate_model::load_fleet_with_scheduling(&cfg.fleet_dir)
-        .map_err(|errors| StartError::Fleet {
-            dir: cfg.fleet_dir.clone(),
-            errors,
+    let (fleet, scheduling) =
+        tidegate_model::load_fleet_with_scheduling(&cfg.fleet_dir).map_err(|errors| {
+            StartError::Fleet {
+                dir: cfg.fleet_dir.clone(),
+                errors,
+            }
         })?;
-    // Dataset versions registered in this data directory (`tidegate dataset register`) are
-    // placed like the fleet's own; a registry that does not read stops the start.
-    tidegate_data::Registry::open(&cfg.data_dir)
-        .merge_into(&mut fleet)
-        .map_err(|e| StartError::Datasets(e.to_string()))?;
     let policy = PolicyEngine::load(&fleet).map_err(|e| StartError::Policy(e.to_string()))?;
     std::fs::create_dir_all(&cfg.data_dir).map_err(|source| StartError::Io {
         path: cfg.data_dir.clone(),
@@ -321,6 +318,14 @@ pub async fn start(cfg: ServerConfig, clock: Clock) -> Result<Server, StartError
         .map_err(|e| keys_err(e.message))?;
     let admin_token_path = cfg.data_dir.join("admin.token");
     write_secret(&admin_token_path, &admin)?;
+    // Dataset versions registered in this data directory (`tidegate dataset register`) are
+    // placed like the fleet's own, as the evidence ledger recorded them (the policy set does
+    // not read datasets, so it and its recorded hash are the same); a registry that does not
+    // read, or that the ledger does not vouch for, stops the start.
+    let mut fleet = fleet;
+    evidence
+        .merge_registered(&mut fleet)
+        .map_err(|e| StartError::Datasets(e.to_string()))?;
     let work_root = cfg
         .work_root
         .clone()
