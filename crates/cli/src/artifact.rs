@@ -428,12 +428,16 @@ fn read_put_input(file: &Path, name: Option<String>) -> miette::Result<(Vec<u8>,
     let content = std::fs::read(file)
         .into_diagnostic()
         .wrap_err_with(|| format!("reading {}", file.display()))?;
-    let name = name.unwrap_or_else(|| {
+    Ok((content, put_name(file, name)))
+}
+
+/// The name an artifact put from `file` gets: `--name`, else the file's name.
+fn put_name(file: &Path, name: Option<String>) -> String {
+    name.unwrap_or_else(|| {
         file.file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default()
-    });
-    Ok((content, name))
+    })
 }
 
 /// `LEVEL` or `LEVEL/TAG,TAG`, checked against the fleet's scheme (`--fleet`/$TIDEGATE_FLEET,
@@ -999,11 +1003,7 @@ fn run_api(api: &ApiArgs, cmd: ArtifactCmd) -> miette::Result<()> {
             let content = std::fs::File::open(&file)
                 .into_diagnostic()
                 .wrap_err_with(|| format!("reading {}", file.display()))?;
-            let name = name.unwrap_or_else(|| {
-                file.file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default()
-            });
+            let name = put_name(&file, name);
             let mut query = format!(
                 "?kind={}&lane={}&name={}",
                 query_value(&kind),
