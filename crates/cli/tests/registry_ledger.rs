@@ -41,13 +41,7 @@ fn tg(dir: &Path, args: &[&str]) -> Output {
 }
 
 fn ok(dir: &Path, args: &[&str]) -> String {
-    let out = tg(dir, args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    common::succeeded(&tg(dir, args), args)
 }
 
 /// The command is refused; its output with the lines joined (the error box wraps them).
@@ -69,11 +63,9 @@ fn refused(dir: &Path, args: &[&str]) -> String {
 }
 
 fn ledger_text(dir: &Path) -> String {
-    let log =
-        tidegate_ledger::ledger::read_log(&tidegate_ledger::ledger::ledger_dir(dir), true).unwrap();
-    log.entries
+    common::ledger_lines(dir)
         .iter()
-        .map(|e| String::from_utf8(e.clone()).unwrap() + "\n")
+        .map(|e| format!("{e}\n"))
         .collect()
 }
 

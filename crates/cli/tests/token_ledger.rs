@@ -24,13 +24,7 @@ fn tg(dir: &Path, args: &[&str]) -> Output {
 }
 
 fn ok(dir: &Path, args: &[&str]) -> String {
-    let out = tg(dir, args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    common::succeeded(&tg(dir, args), args)
 }
 
 /// Diagnostic text with miette's line wrapping undone.
@@ -43,11 +37,9 @@ fn flat(bytes: &[u8]) -> String {
 }
 
 fn ledger_entries(dir: &Path) -> Vec<Value> {
-    let log =
-        tidegate_ledger::ledger::read_log(&tidegate_ledger::ledger::ledger_dir(dir), true).unwrap();
-    log.entries
+    common::ledger_lines(dir)
         .iter()
-        .map(|e| serde_json::from_slice(e).unwrap())
+        .map(|e| serde_json::from_str(e).unwrap())
         .collect()
 }
 

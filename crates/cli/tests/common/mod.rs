@@ -265,3 +265,24 @@ pub fn start_agent(
             .unwrap(),
     )
 }
+
+/// The standard output of a command that must have succeeded (its arguments and standard error
+/// otherwise in the failure).
+pub fn succeeded(out: &std::process::Output, args: &[&str]) -> String {
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+/// Every entry of the data directory's file ledger, as JSON text lines, oldest first.
+pub fn ledger_lines(dir: &Path) -> Vec<String> {
+    let log =
+        tidegate_ledger::ledger::read_log(&tidegate_ledger::ledger::ledger_dir(dir), true).unwrap();
+    log.entries
+        .iter()
+        .map(|e| String::from_utf8(e.clone()).unwrap())
+        .collect()
+}
