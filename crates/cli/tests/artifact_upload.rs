@@ -68,7 +68,15 @@ fn upload(cp: &ControlPlane, token: &str, query: &str, body: impl Read + 'static
 #[test]
 fn an_upload_far_larger_than_its_memory_bound_is_stored_without_buffering_it() {
     let dir = tempfile::tempdir().unwrap();
+    // An upload a killed control plane was spooling (plaintext) is removed at the next start.
+    let spool = dir.path().join("artifacts/spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    std::fs::write(spool.join("upload-left"), b"PHI 123-45-6789").unwrap();
     let cp = start_control_plane(dir.path(), "127.0.0.1:0", &[], &[]);
+    assert!(
+        !spool.join("upload-left").exists(),
+        "a spooled upload outlived a restart"
+    );
     let pid = cp.proc.0.id();
     // Warm up: one small upload, so what follows measures the upload, not first use.
     let (s, b) = upload(
@@ -96,7 +104,6 @@ fn an_upload_far_larger_than_its_memory_bound_is_stored_without_buffering_it() {
         "the server's peak memory grew by {grew} KiB for a {len}-byte upload"
     );
     // The spool holds nothing afterwards.
-    let spool = dir.path().join("artifacts/spool");
     let left: Vec<_> = std::fs::read_dir(&spool)
         .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
         .unwrap_or_default();

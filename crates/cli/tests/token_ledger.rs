@@ -231,6 +231,25 @@ fn while_the_control_plane_holds_the_ledger_it_mints_and_records() {
     );
     assert_eq!(s, 400, "{b}");
     assert_eq!(b["error"]["field"], "inputs", "{b}");
+    // An output prefix that climbs out, or that no ledger entry can name, is refused (400),
+    // never minted, never a failure to record.
+    for prefix in [
+        "../../",
+        "a/../b/",
+        "/abs/",
+        "x\u{19}y/",
+        "a//b/",
+        ".hidden/",
+    ] {
+        let (s, b) = cp.call(
+            "POST",
+            &url,
+            &cp.admin,
+            Some(json!({"job": "job-9", "zone": "hospital-onprem", "inputs": [], "output_prefix": prefix})),
+        );
+        assert_eq!(s, 400, "{prefix:?}: {b}");
+        assert_eq!(b["error"]["field"], "output_prefix", "{prefix:?}: {b}");
+    }
     // Only an admin mints job tokens.
     let (s, _) = cp.call(
         "POST",

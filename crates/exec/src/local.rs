@@ -74,6 +74,9 @@ printf '%s\n' "$code" >"$state/exit.tmp" && mv -f "$state/exit.tmp" "$state/exit
 exit "$code"
 "#;
 
+/// The search path a job starts with (nothing of the control plane's own environment).
+const JOB_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// How long a stopped job may take to end after SIGTERM before everything left is killed.
 const KILL_GRACE: Duration = Duration::from_secs(5);
 
@@ -550,6 +553,16 @@ impl LocalExecutor {
         }
         let argv = job_argv(launch);
         let mut cmd = Command::new("sh");
+        // A job gets none of the control plane's environment (database URLs, cloud keys,
+        // tokens): only a fixed search path, the locale and time zone, and its own variables.
+        cmd.env_clear()
+            .env("PATH", JOB_PATH)
+            .env("HOME", &work)
+            .envs(
+                ["LANG", "LC_ALL", "TZ"]
+                    .iter()
+                    .filter_map(|k| std::env::var(k).ok().map(|v| (*k, v))),
+            );
         cmd.arg("-c")
             .arg(WRAPPER)
             .arg("tidegate-job")
@@ -560,8 +573,9 @@ impl LocalExecutor {
                 .arg(format!("--reuid={}", self.identity.uid))
                 .arg(format!("--regid={}", self.identity.gid))
                 .arg("--init-groups")
+                // No setuid program regains what the switch gave up.
+                .arg("--no-new-privs")
                 .arg("--")
-                .env("HOME", &work)
                 .env("USER", &self.identity.name)
                 .env("LOGNAME", &self.identity.name);
         }

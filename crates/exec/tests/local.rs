@@ -141,3 +141,27 @@ fn a_job_ignoring_sigterm_is_killed_after_the_grace_period() {
     }
     assert_eq!(ex.poll("stubborn").unwrap(), RunStatus::Cancelled);
 }
+
+#[test]
+fn a_job_gets_none_of_the_control_planes_environment() {
+    // Cargo sets these in this test's environment, as a control plane's own variables
+    // (a database URL, cloud keys) would be set in its.
+    assert!(std::env::var_os("CARGO_MANIFEST_DIR").is_some());
+    let dir = tempfile::tempdir().unwrap();
+    let ex = LocalExecutor::new(dir.path()).unwrap();
+    assert!(ex.start(&launch("env-1", &["env"])).unwrap());
+    assert_eq!(wait_final(&ex, "env-1"), RunStatus::Exited { code: 0 });
+    let logs = ex.logs("env-1", 1 << 20).unwrap();
+    assert!(
+        !logs.contains("CARGO_"),
+        "the parent's environment leaked: {logs}"
+    );
+    for want in [
+        "PATH=/usr/local/sbin",
+        "TIDEGATE_JOB_ID=env-1",
+        "EXTRA=x",
+        "HOME=",
+    ] {
+        assert!(logs.contains(want), "{want} missing: {logs}");
+    }
+}

@@ -68,6 +68,20 @@ impl TokenSpec {
                 if output_prefix.len() < 2 || !output_prefix.ends_with('/') {
                     return bad("output prefix must be a non-empty path ending with '/'");
                 }
+                // A relative path of plain segments: nothing that climbs out of where it
+                // points, no absolute path, no control or space characters.
+                let plain = |seg: &str| {
+                    !seg.is_empty()
+                        && !seg.starts_with('.')
+                        && seg.bytes().all(|b| {
+                            b.is_ascii_alphanumeric()
+                                || matches!(b, b'.' | b'_' | b'-' | b':' | b'@' | b'+')
+                        })
+                };
+                let segments = output_prefix.strip_suffix('/').unwrap_or(output_prefix);
+                if output_prefix.len() > 200 || !segments.split('/').all(plain) {
+                    return bad("output prefix must be a relative path of plain segments (letters, digits and . _ - : @ +, not starting with '.'), ending with '/', at most 200 bytes");
+                }
                 *ttl_minutes
             }
             TokenSpec::User {

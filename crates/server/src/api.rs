@@ -581,8 +581,8 @@ pub struct JobTokenRequest {
     /// the zone. At most 13.
     #[schema(max_items = 13)]
     pub inputs: Vec<String>,
-    /// Where it may write; ends with `/`.
-    #[schema(pattern = "^.+/$")]
+    /// Where it may write: a relative path of plain segments ending with `/`.
+    #[schema(pattern = "^([A-Za-z0-9_:@+-][A-Za-z0-9._:@+-]*/)+$", max_length = 200)]
     pub output_prefix: String,
     /// Lifetime in minutes (1..=720, default 60; never past the calling token's expiry).
     #[schema(minimum = 1, maximum = 720)]

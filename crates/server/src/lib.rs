@@ -284,6 +284,22 @@ pub async fn start(cfg: ServerConfig, clock: Clock) -> Result<Server, StartError
         .map_err(|e| StartError::Ledger(format!("ledger open task failed: {e}")))?
     };
     let evidence = evidence.map_err(StartError::Ledger)?;
+    // Uploads a killed control plane was spooling: never acknowledged, and plaintext. Only
+    // now, with the data directory's ledger held, so a second start cannot remove the
+    // uploads of one that runs.
+    let spool = spool::dir_of(&cfg.data_dir);
+    match spool::clear(&spool) {
+        Ok(0) => {}
+        Ok(n) => {
+            tracing::warn!(removed = n, dir = %spool.display(), "removed uploads left by an earlier run")
+        }
+        Err(source) => {
+            return Err(StartError::Io {
+                path: spool,
+                source,
+            })
+        }
+    }
     // The token keyring in force is the one the ledger recorded last: a file changed since (a
     // revocation removed, a key added) is refused; one never recorded is recorded now.
     let ring = auth.keyring().map_err(|e| keys_err(e.message))?;

@@ -1,7 +1,8 @@
 //! Request bodies spooled to disk: an artifact upload is written to a file in the data
 //! directory as it arrives, in bounded pieces, so the memory an upload holds does not grow with
 //! its size (nor with the number of uploads in flight), and the store then reads it back in
-//! chunks. The file is removed when the [`Spooled`] guard is dropped, whatever the outcome.
+//! chunks. The file is removed when the [`Spooled`] guard is dropped, whatever the outcome, and
+//! what a killed control plane left behind is removed at the next start ([`clear`]).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -50,6 +51,35 @@ impl Drop for Spooled {
             }
         }
     }
+}
+
+/// Removes every file left in the spool directory `dir`: uploads in flight when a control plane
+/// was killed (their plaintext must not stay on disk). Called at start, before anything is
+/// spooled; returns how many were removed.
+///
+/// # Errors
+/// When the directory exists but cannot be read or a file in it cannot be removed.
+pub fn clear(dir: &Path) -> std::io::Result<usize> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for e in entries {
+        let path = e?.path();
+        if path.is_file() || path.is_symlink() {
+            std::fs::remove_file(&path)?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// Where a data directory's uploads are spooled.
+#[must_use]
+pub fn dir_of(data_dir: &Path) -> PathBuf {
+    data_dir.join("artifacts").join("spool")
 }
 
 fn unavailable(dir: &Path, e: &std::io::Error) -> ApiError {
