@@ -346,6 +346,11 @@ pub async fn start(cfg: ServerConfig, clock: Clock) -> Result<Server, StartError
         .work_root
         .clone()
         .unwrap_or_else(|| cfg.data_dir.join("zones"));
+    // What the data directory holds is the control plane's alone (state, ledger, documents,
+    // keys, artifacts, registrations): jobs run as other users and must not read it. Only the
+    // zones' work root, which jobs enter, stays reachable.
+    restrict_data_dir(&cfg.data_dir, &work_root)
+        .map_err(|(path, source)| StartError::Io { path, source })?;
     let mut executors: BTreeMap<String, Arc<dyn Executor>> = BTreeMap::new();
     for name in &cfg.agent_zones {
         if fleet.zone(name).is_none() {
@@ -589,4 +594,31 @@ impl Server {
         }
         tracing::info!("control plane stopped");
     }
+}
+
+/// Makes every entry of `data_dir` owner-only (directories 0700, files 0600), except the work
+/// root jobs enter (and the directories above it) and `server.url`, which names no secret.
+fn restrict_data_dir(data_dir: &Path, work_root: &Path) -> Result<(), (PathBuf, std::io::Error)> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let entries = std::fs::read_dir(data_dir).map_err(|e| (data_dir.to_path_buf(), e))?;
+    for e in entries {
+        let e = e.map_err(|err| (data_dir.to_path_buf(), err))?;
+        let path = e.path();
+        if work_root.starts_with(&path) || e.file_name() == "server.url" {
+            continue;
+        }
+        let meta = std::fs::symlink_metadata(&path).map_err(|err| (path.clone(), err))?;
+        let mode = if meta.is_dir() {
+            0o700
+        } else if meta.is_file() {
+            0o600
+        } else {
+            continue;
+        };
+        if meta.permissions().mode() & 0o777 != mode {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+                .map_err(|err| (path.clone(), err))?;
+        }
+    }
+    Ok(())
 }
