@@ -241,6 +241,13 @@ pub fn run(data_dir: &Path, cmd: TokenCmd) -> miette::Result<()> {
             let spec = match (job, user) {
                 (Some(job_id), None) => {
                     let zone = zone.ok_or_else(|| miette!("a job token needs --zone"))?;
+                    let max = tidegate_server::api::MAX_JOB_TOKEN_INPUTS;
+                    if inputs.len() > max {
+                        return Err(miette!(
+                            "--input: {} inputs; a job token names at most {max}, each recorded in its ledger entry",
+                            inputs.len()
+                        ));
+                    }
                     check_inputs(data_dir, fleet, &inputs, &zone)?;
                     TokenSpec::Job {
                         job_id,

@@ -502,6 +502,24 @@ fn a_wiped_history_is_never_ok_a_lost_key_is_never_replaced_and_set_asides_are_r
         pub_before,
         "ledger.pub was replaced"
     );
+    // Nor with the log's entries gone too (its checkpoints and public key still there).
+    let segs_aside = d.path().join("segments.aside");
+    std::fs::create_dir_all(&segs_aside).unwrap();
+    for (seg, _) in tidegate_ledger::ledger::list_segments(&ledger).unwrap() {
+        std::fs::rename(&seg, segs_aside.join(seg.file_name().unwrap())).unwrap();
+    }
+    let o = tidegate(&["token", "keys", "rotate"], d.path());
+    assert!(!o.status.success(), "recorded with a new key: {}", text(&o));
+    assert!(!key.exists(), "a new ledger key was made");
+    assert_eq!(
+        std::fs::read(&public).unwrap(),
+        pub_before,
+        "ledger.pub was replaced"
+    );
+    for e in std::fs::read_dir(&segs_aside).unwrap() {
+        let e = e.unwrap();
+        std::fs::rename(e.path(), ledger.join(e.file_name())).unwrap();
+    }
     std::fs::rename(&aside, &key).unwrap();
     // Bytes past the last commit (a forged entry) are set aside by the next open, and every
     // later verification says so.

@@ -74,7 +74,7 @@ pub enum OpenError {
     Key(#[from] KeyError),
     /// The log holds entries but its signing key is gone: a new key would sign a history the
     /// old one began, so none is created.
-    #[error("the ledger in {0} holds entries but its signing key is missing; restore keys/ledger.key (no new key is made: it would not vouch for the history there)")]
+    #[error("the ledger in {0} has a history (entries, checkpoints or a public key) but its signing key is missing; restore keys/ledger.key (no new key is made: it would not vouch for that history)")]
     KeyMissing(PathBuf),
     /// The log is damaged.
     #[error(
@@ -604,14 +604,21 @@ impl Ledger {
     pub fn open(data_dir: &Path, opts: LedgerOptions) -> Result<Self, OpenError> {
         let key = key_path(data_dir);
         let dir = ledger_dir(data_dir);
+        // A public key, checkpoints or entries without the signing key: the history they belong
+        // to was signed by a key that is gone, and a new one would not vouch for it.
+        let has_entries = || -> Result<bool, OpenError> {
+            Ok(dir.is_dir()
+                && list_segments(&dir)
+                    .map_err(io_err(&dir))?
+                    .iter()
+                    .any(|(p, _)| {
+                        fs::metadata(p).is_ok_and(|m| m.len() > segment::SEGMENT_HEADER as u64)
+                    }))
+        };
         if !key.exists()
-            && dir.is_dir()
-            && list_segments(&dir)
-                .map_err(io_err(&dir))?
-                .iter()
-                .any(|(p, _)| {
-                    fs::metadata(p).is_ok_and(|m| m.len() > segment::SEGMENT_HEADER as u64)
-                })
+            && (keys::public_path(&key).exists()
+                || fs::read_dir(dir.join("checkpoints")).is_ok_and(|mut d| d.next().is_some())
+                || has_entries()?)
         {
             return Err(OpenError::KeyMissing(dir));
         }

@@ -597,14 +597,20 @@ impl Server {
 }
 
 /// Makes every entry of `data_dir` owner-only (directories 0700, files 0600), except the work
-/// root jobs enter (and the directories above it) and `server.url`, which names no secret.
+/// root jobs enter (and the directories above it), the zones' stores (`zone-stores/`, standing
+/// in for storage inside each zone, which its jobs use) and `server.url`, which names no secret.
 fn restrict_data_dir(data_dir: &Path, work_root: &Path) -> Result<(), (PathBuf, std::io::Error)> {
     use std::os::unix::fs::PermissionsExt as _;
     let entries = std::fs::read_dir(data_dir).map_err(|e| (data_dir.to_path_buf(), e))?;
     for e in entries {
         let e = e.map_err(|err| (data_dir.to_path_buf(), err))?;
         let path = e.path();
-        if work_root.starts_with(&path) || e.file_name() == "server.url" {
+        // The zones' stores stand in for each zone's own storage, which its jobs write to.
+        let zone_stores = tidegate_artifacts::zone_store_dir(data_dir, "-");
+        if work_root.starts_with(&path)
+            || zone_stores.starts_with(&path)
+            || e.file_name() == "server.url"
+        {
             continue;
         }
         let meta = std::fs::symlink_metadata(&path).map_err(|err| (path.clone(), err))?;
