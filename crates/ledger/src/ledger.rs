@@ -617,7 +617,7 @@ impl Ledger {
         };
         if !key.exists()
             && (keys::public_path(&key).exists()
-                || fs::read_dir(dir.join("checkpoints")).is_ok_and(|mut d| d.next().is_some())
+                || list_checkpoints(&dir).is_ok_and(|c| !c.is_empty())
                 || has_entries()?)
         {
             return Err(OpenError::KeyMissing(dir));
