@@ -554,15 +554,11 @@ impl LocalExecutor {
         let argv = job_argv(launch);
         let mut cmd = Command::new("sh");
         // A job gets none of the control plane's environment (database URLs, cloud keys,
-        // tokens): only a fixed search path, the locale and time zone, and its own variables.
+        // tokens): only a fixed search path and locale, its home, and its own variables.
         cmd.env_clear()
             .env("PATH", JOB_PATH)
             .env("HOME", &work)
-            .envs(
-                ["LANG", "LC_ALL", "TZ"]
-                    .iter()
-                    .filter_map(|k| std::env::var(k).ok().map(|v| (*k, v))),
-            );
+            .env("LANG", "C.UTF-8");
         cmd.arg("-c")
             .arg(WRAPPER)
             .arg("tidegate-job")

@@ -601,6 +601,12 @@ impl Server {
 /// in for storage inside each zone, which its jobs use) and `server.url`, which names no secret.
 fn restrict_data_dir(data_dir: &Path, work_root: &Path) -> Result<(), (PathBuf, std::io::Error)> {
     use std::os::unix::fs::PermissionsExt as _;
+    // The directories made later, on first use, exist from the start, owner-only, so what is
+    // written into them never is open to others, even before the next start.
+    for name in ["artifacts", "artifact-holders", "datasets", "documents"] {
+        let d = data_dir.join(name);
+        std::fs::create_dir_all(&d).map_err(|e| (d.clone(), e))?;
+    }
     let entries = std::fs::read_dir(data_dir).map_err(|e| (data_dir.to_path_buf(), e))?;
     for e in entries {
         let e = e.map_err(|err| (data_dir.to_path_buf(), err))?;
