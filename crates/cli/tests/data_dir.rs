@@ -42,24 +42,7 @@ fn nothing_in_the_data_directory_but_the_work_root_is_open_to_others() {
         "cat {d}/state.db >/dev/null && echo READ-STATE; ls {d}/ledger && echo READ-LEDGER; echo done",
         d = data.display()
     );
-    let manifest = format!(
-        "apiVersion: tidegate.io/v1
-kind: Job
-metadata:
-  name: snoop
-  team: icu-ml
-spec:
-  kind: train
-  inputs:
-    - dataset: ehr-raw@2026-10
-  resources:
-    gpus: 1
-    gpu_types: [H100]
-    expected_hours: 1
-  budget_class: research
-  command: [sh, -c, '{command}']
-"
-    );
+    let manifest = common::train_job("snoop", &command);
     let (s, b) = cp.call(
         "POST",
         &format!("{}/v1/jobs", cp.url),

@@ -14,27 +14,6 @@ use std::time::{Duration, Instant};
 use common::{repo, wait_for, Proc};
 use serde_json::{json, Value};
 
-fn manifest_for(name: &str, command: &str) -> String {
-    format!(
-        "apiVersion: tidegate.io/v1
-kind: Job
-metadata:
-  name: {name}
-  team: icu-ml
-spec:
-  kind: train
-  inputs:
-    - dataset: ehr-raw@2026-10
-  resources:
-    gpus: 1
-    gpu_types: [H100]
-    expected_hours: 1
-  budget_class: research
-  command: [sh, -c, '{command}']
-"
-    )
-}
-
 fn prlimit(pid: u32, fsize: &str) -> bool {
     Command::new("prlimit")
         .args(["--pid", &pid.to_string(), &format!("--fsize={fsize}")])
@@ -102,7 +81,7 @@ fn a_full_disk_is_503_healthz_names_it_nothing_is_lost_and_room_again_resumes() 
         call(
             "POST",
             "/v1/jobs",
-            Some(json!({"manifest": manifest_for(&format!("fill-{i}"), "sleep 0.1")})),
+            Some(json!({"manifest": common::train_job(&format!("fill-{i}"), "sleep 0.1")})),
         )
     };
     let mut acknowledged = Vec::new();

@@ -76,11 +76,8 @@ fn registry(dir: &Path) -> PathBuf {
 const RECORDED: &str =
     r#""classification":{"level":"restricted","tags":["phi"],"residency":["US"]}"#;
 
-/// A data directory with raw PHI registered in the hospital as `phi-y@v1`.
-fn registered(dir: &Path) -> String {
-    ok(dir, &["token", "keys", "rotate"]);
-    let csv = dir.join("phi.csv");
-    std::fs::write(&csv, "mrn,dx\n123,sepsis\n").unwrap();
+/// Registers the table at `csv` as raw PHI in the hospital, `phi-y@v1`.
+fn register_phi(dir: &Path, csv: &Path) {
     let fleet = fleet();
     ok(
         dir,
@@ -104,6 +101,14 @@ fn registered(dir: &Path) -> String {
             fleet.to_str().unwrap(),
         ],
     );
+}
+
+/// A data directory with raw PHI registered in the hospital as `phi-y@v1`.
+fn registered(dir: &Path) -> String {
+    ok(dir, &["token", "keys", "rotate"]);
+    let csv = dir.join("phi.csv");
+    std::fs::write(&csv, "mrn,dx\n123,sepsis\n").unwrap();
+    register_phi(dir, &csv);
     let row = std::fs::read_to_string(registry(dir)).unwrap();
     assert!(row.contains(RECORDED), "{row}");
     row
@@ -241,29 +246,7 @@ fn a_registry_row_the_ledger_does_not_vouch_for_moves_and_grants_nothing() {
 
     // Registering the same data again restores the row exactly as recorded, and it decides
     // again as registered.
-    let csv = dir.join("phi.csv");
-    ok(
-        dir,
-        &[
-            "dataset",
-            "register",
-            "phi-y@v1",
-            "--in",
-            csv.to_str().unwrap(),
-            "--zone",
-            "hospital-onprem",
-            "--owner",
-            "clinical-data",
-            "--level",
-            "restricted",
-            "--tag",
-            "phi",
-            "--residency",
-            "US",
-            "--fleet",
-            fleet,
-        ],
-    );
+    register_phi(dir, &dir.join("phi.csv"));
     // The entry records every attribute the row carries.
     let ledger = ledger_text(dir);
     let entry = ledger

@@ -286,3 +286,26 @@ pub fn ledger_lines(dir: &Path) -> Vec<String> {
         .map(|e| String::from_utf8(e.clone()).unwrap())
         .collect()
 }
+
+/// A one-GPU training job of team icu-ml on raw PHI (so it stays in the hospital), running
+/// `command` (shell text, no single quotes).
+pub fn train_job(name: &str, command: &str) -> String {
+    format!(
+        "apiVersion: tidegate.io/v1
+kind: Job
+metadata:
+  name: {name}
+  team: icu-ml
+spec:
+  kind: train
+  inputs:
+    - dataset: ehr-raw@2026-10
+  resources:
+    gpus: 1
+    gpu_types: [H100]
+    expected_hours: 1
+  budget_class: research
+  command: [sh, -c, '{command}']
+"
+    )
+}
