@@ -10,7 +10,9 @@
 //! - `output.log`: standard output and error of the job (the job holds it open, not its path);
 //! - `exit`: the job's exit status, written by the wrapper after the job and everything left in
 //!   its cgroup have ended;
-//! - `stop`: why the executor stopped it (`cancelled` or `time-limit`), when it did.
+//! - `stop`: why the executor stopped it (`cancelled` or `time-limit`), when it did;
+//! - `wrapper.<n>`, `claim.<n>`: launch `n` of the run claimed by its wrapper (its pid), or by
+//!   the executor (a claim without a wrapper name), see below.
 //!
 //! Each run is a wrapper shell running as the control plane's user (in a process group of its
 //! own) that runs the job in a child: the child enters the run's cgroup and switches to the
@@ -22,8 +24,14 @@
 //! to create cgroups), the run is its wrapper's process group, signalled only after checking the
 //! wrapper is the process recorded (pid and start time on the same boot).
 //!
-//! Creating the state directory is the start's commit point: `create_dir` fails when it exists,
-//! which makes [`Executor::start`] idempotent across threads and processes.
+//! Placing the state directory, its launch already in it (a rename), is the start's commit
+//! point: it fails when the directory exists, which makes [`Executor::start`] idempotent across
+//! threads and processes. A control plane can die after that and before it records the wrapper:
+//! the wrapper names itself and claims its launch (`mkdir claim.<n>`) before the job runs, and a
+//! later executor that finds no wrapper recorded takes the same claim. Whoever takes it first
+//! decides: the wrapper's claim means the job ran, and the wrapper is adopted (checked by its
+//! user and arguments); the executor's means it never ran and never will, and launch `n + 1`
+//! starts. A run is thus never lost to an interrupted start, and never runs twice.
 
 mod cgroup;
 mod procfs;
@@ -55,8 +63,11 @@ use crate::{check_run_id, ExecError, Executor, Launch, RunStatus};
 /// caught, so it keeps waiting for the job and records its status; the job's subshell and
 /// command start with default signal handling.
 const WRAPPER: &str = r#"trap 'stop=1' TERM
-state=$1 cg=$2
-shift 2
+state=$1 cg=$2 n=$3
+shift 3
+# Before anything of the job runs, the wrapper names itself and claims this launch; a launch the
+# executor already claimed (it found it never started, and started it again) never runs.
+printf '%s\n' "$$" >"$state/wrapper.$n" && mkdir "$state/claim.$n" 2>/dev/null || exit 125
 if [ -n "$cg" ]; then
   (echo 0 >"$cg/cgroup.procs" || { echo "tidegate: cannot enter the run's cgroup $cg" >&2; exit 125; }; exec "$@")
 else
@@ -77,12 +88,23 @@ exit "$code"
 /// The search path a job starts with (nothing of the control plane's own environment).
 const JOB_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// What an executor finds of a run whose wrapper was never recorded.
+enum Interrupted {
+    /// Its wrapper claimed the launch and runs: now recorded.
+    Adopted(RunRecord),
+    /// The launch never ran and never will: launch `next` may start.
+    NeverRan {
+        next: u32,
+        record: Option<RunRecord>,
+    },
+    /// Its wrapper claimed the launch and is gone.
+    Ended(RunRecord),
+    /// A record of an earlier version, without launches: nothing tells.
+    Unknowable,
+}
+
 /// How long a stopped job may take to end after SIGTERM before everything left is killed.
 const KILL_GRACE: Duration = Duration::from_secs(5);
-
-/// How long after its start a run with a recorded cgroup but no recorded wrapper is given to show
-/// its job (a control plane that died right after starting it) before it is reported lost.
-const INTERRUPTED_GRACE_MS: u64 = 10_000;
 
 /// How often a run's watcher looks at it.
 const TICK: Duration = Duration::from_millis(20);
@@ -152,6 +174,10 @@ struct RunRecord {
     /// The wrapper, once started.
     #[serde(default)]
     wrapper: Option<ProcId>,
+    /// Which launch of the run this is: the wrapper claims `claim.<launch>` before the job runs.
+    /// Absent in records of an earlier version.
+    #[serde(default)]
+    launch: Option<u32>,
 }
 
 fn this_boot() -> &'static str {
@@ -488,18 +514,19 @@ impl LocalExecutor {
         self.unwatch(job);
     }
 
-    fn launch_run(&self, launch: &Launch, state: &Path) -> Result<(), ExecError> {
+    /// Starts launch `n` of a run whose state (with its launch) is in place.
+    fn launch_run(&self, launch: &Launch, state: &Path, n: u32) -> Result<(), ExecError> {
         let job = launch.job_id.as_str();
-        let text = serde_json::to_vec_pretty(launch).map_err(|e| ExecError::Invalid {
-            job: job.to_owned(),
-            reason: e.to_string(),
-        })?;
-        write_atomic(job, state, LAUNCH, &text)?;
         let work = self.job_dir(job);
-        fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&work)
-            .map_err(|e| ExecError::io(job, "creating work directory", &work, e))?;
+        match fs::DirBuilder::new().mode(0o700).create(&work) {
+            Ok(()) => {}
+            // Left by a launch that never ran (the root is writable by no one else).
+            Err(e)
+                if n > 1
+                    && e.kind() == std::io::ErrorKind::AlreadyExists
+                    && fs::symlink_metadata(&work).is_ok_and(|m| m.is_dir()) => {}
+            Err(e) => return Err(ExecError::io(job, "creating work directory", &work, e)),
+        }
         if self.identity.switch {
             // The root is writable by no one else, so `work` is the directory just created.
             lchown(&work, Some(self.identity.uid), Some(self.identity.gid))
@@ -535,6 +562,7 @@ impl LocalExecutor {
             gid: self.identity.gid,
             cgroup,
             wrapper: None,
+            launch: Some(n),
         };
         let record_bytes = |r: &RunRecord| {
             serde_json::to_vec_pretty(r).map_err(|e| ExecError::Invalid {
@@ -563,7 +591,8 @@ impl LocalExecutor {
             .arg(WRAPPER)
             .arg("tidegate-job")
             .arg(state)
-            .arg(record.cgroup.as_ref().map_or(Path::new(""), |c| &c.dir));
+            .arg(record.cgroup.as_ref().map_or(Path::new(""), |c| &c.dir))
+            .arg(n.to_string());
         if let Some(setpriv) = &self.setpriv {
             cmd.arg(setpriv)
                 .arg(format!("--reuid={}", self.identity.uid))
@@ -647,6 +676,118 @@ impl LocalExecutor {
             watched: self.watched.clone(),
         });
         Ok(())
+    }
+
+    /// What became of a run whose wrapper was never recorded (the control plane that started it
+    /// died first). The wrapper claims its launch before the job runs; the executor takes the
+    /// claim itself when the wrapper has not: whoever takes it first decides, so a launch either
+    /// ran (and its wrapper is adopted) or never will (and may be started again).
+    fn interrupted(
+        &self,
+        job: &str,
+        state: &Path,
+        record: Option<RunRecord>,
+    ) -> Result<Interrupted, ExecError> {
+        let Some(record) = record else {
+            // The record is written before the wrapper starts: none, no wrapper.
+            return Ok(Interrupted::NeverRan {
+                next: 1,
+                record: None,
+            });
+        };
+        let Some(n) = record.launch else {
+            return Ok(Interrupted::Unknowable);
+        };
+        let claim = state.join(format!("claim.{n}"));
+        match fs::DirBuilder::new().mode(0o700).create(&claim) {
+            Ok(()) => {
+                return Ok(Interrupted::NeverRan {
+                    next: n.saturating_add(1),
+                    record: Some(record),
+                })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(ExecError::io(job, "claiming", &claim, e)),
+        }
+        // The wrapper names itself before it claims: a claim without its name was the
+        // executor's (taken by one that died before starting the launch again).
+        let named = state.join(format!("wrapper.{n}"));
+        let pid = match fs::read_to_string(&named) {
+            Ok(s) => s.trim().parse::<i32>().ok(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Interrupted::NeverRan {
+                    next: n.saturating_add(1),
+                    record: Some(record),
+                })
+            }
+            Err(e) => return Err(ExecError::io(job, "reading", &named, e)),
+        };
+        // The process is the wrapper only while it runs as this executor's user with the
+        // wrapper's own arguments for this run and launch (a pid alone may have been reused).
+        let state_arg = state.to_string_lossy();
+        let n_arg = n.to_string();
+        let is_wrapper = |pid: i32| {
+            procfs::uid_of(pid) == Some(geteuid().as_raw())
+                && procfs::cmdline(pid).is_some_and(|a| {
+                    a.get(3).map(String::as_str) == Some("tidegate-job")
+                        && a.get(4).map(String::as_str) == Some(&*state_arg)
+                        && a.get(6).map(String::as_str) == Some(&*n_arg)
+                })
+        };
+        match pid.and_then(|p| procfs::identify(p).filter(|_| is_wrapper(p))) {
+            Some(id) if record.boot_id == this_boot() => {
+                let mut adopted = record;
+                adopted.wrapper = Some(id);
+                let bytes =
+                    serde_json::to_vec_pretty(&adopted).map_err(|e| ExecError::Invalid {
+                        job: job.to_owned(),
+                        reason: e.to_string(),
+                    })?;
+                write_atomic(job, state, RECORD, &bytes)?;
+                tracing::info!(
+                    job,
+                    pid = id.pid,
+                    "adopted a run whose start was interrupted"
+                );
+                Ok(Interrupted::Adopted(adopted))
+            }
+            _ => Ok(Interrupted::Ended(record)),
+        }
+    }
+
+    /// Starts launch `next` of a run whose earlier launch provably never ran.
+    fn relaunch(
+        &self,
+        job: &str,
+        state: &Path,
+        next: u32,
+        old: Option<&RunRecord>,
+    ) -> Result<(), ExecError> {
+        if let Some(cg) = old.and_then(|r| r.cgroup.as_ref()) {
+            cg.kill_and_remove();
+        }
+        let path = state.join(LAUNCH);
+        let bytes = fs::read(&path).map_err(|e| ExecError::io(job, "reading", &path, e))?;
+        let launch: Launch = serde_json::from_slice(&bytes).map_err(|e| ExecError::Invalid {
+            job: job.to_owned(),
+            reason: format!("{} is not a launch: {e}", path.display()),
+        })?;
+        if launch.job_id != job {
+            return Err(ExecError::Invalid {
+                job: job.to_owned(),
+                reason: format!("{} names run {:?}", path.display(), launch.job_id),
+            });
+        }
+        if let Ok(mut w) = self.watched.lock() {
+            w.insert(job.to_owned(), Arc::new(RunCtl::default()));
+        }
+        tracing::info!(
+            job,
+            launch = next,
+            "starting again a run whose start was interrupted before it ran"
+        );
+        self.launch_run(&launch, state, next)
+            .inspect_err(|e| self.fail_start(job, state, e))
     }
 
     /// Starts the watcher thread of a run; where a thread cannot be had, the run stays
@@ -832,15 +973,45 @@ impl Executor for LocalExecutor {
             return Ok(false);
         }
         let state = self.state_dir(job);
-        match fs::DirBuilder::new().mode(0o700).create(&state) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
-            Err(e) => return Err(ExecError::io(job, "creating run state", &state, e)),
+        if fs::symlink_metadata(&state).is_ok() {
+            return Ok(false);
+        }
+        // The run's state appears whole, its launch in it: a start interrupted at any point
+        // leaves either nothing or a launch that can be started again.
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let tmp = self.state_root.join(format!(
+            ".{job}.{}.{}.new",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&tmp)
+            .map_err(|e| ExecError::io(job, "creating run state", &tmp, e))?;
+        let placed = serde_json::to_vec_pretty(launch)
+            .map_err(|e| ExecError::Invalid {
+                job: job.to_owned(),
+                reason: e.to_string(),
+            })
+            .and_then(|text| write_atomic(job, &tmp, LAUNCH, &text))
+            .and_then(|()| match fs::rename(&tmp, &state) {
+                Ok(()) => Ok(true),
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::AlreadyExists
+                        || e.kind() == std::io::ErrorKind::DirectoryNotEmpty =>
+                {
+                    Ok(false)
+                }
+                Err(e) => Err(ExecError::io(job, "creating run state", &state, e)),
+            });
+        if !matches!(placed, Ok(true)) {
+            let _ = fs::remove_dir_all(&tmp);
+            return placed;
         }
         if let Ok(mut w) = self.watched.lock() {
             w.insert(job.to_owned(), Arc::new(RunCtl::default()));
         }
-        match self.launch_run(launch, &state) {
+        match self.launch_run(launch, &state, 1) {
             Ok(()) => Ok(true),
             Err(e) => {
                 self.fail_start(job, &state, &e);
@@ -872,27 +1043,31 @@ impl Executor for LocalExecutor {
             if self.is_watched(job) {
                 return Ok(RunStatus::Running); // being started by this process
             }
-            // A control plane that died between starting the wrapper and recording it leaves a
-            // run whose job is in its recorded cgroup: it runs, its wrapper records its exit, and
-            // cancel and the time limit reach it through the cgroup. A cgroup still empty shortly
-            // after the start means the wrapper never started.
-            if let Some(r) = read_record(job, &state)? {
-                if let Some(cg) = &r.cgroup {
-                    let young = now_ms().saturating_sub(r.started_unix_ms) < INTERRUPTED_GRACE_MS;
-                    if cg.populated() == Some(true) || (young && cg.exists()) {
-                        return Ok(RunStatus::Running);
-                    }
-                    cg.kill_and_remove();
-                    // Stopped through its cgroup (which killed its wrapper too, before it could
-                    // record an exit): the stop is what ended it.
-                    if read_stop(&state).is_some() {
-                        return Self::final_status(job, &state, &r);
-                    }
+            return match self.interrupted(job, &state, read_record(job, &state)?)? {
+                Interrupted::Adopted(r) => {
+                    self.ensure_watch(job, &state, &r);
+                    Ok(RunStatus::Running)
                 }
-            }
-            return Ok(RunStatus::Lost {
-                reason: "the run's start was interrupted before its process was recorded".into(),
-            });
+                Interrupted::NeverRan { next, record } => {
+                    if read_stop(&state).is_some() {
+                        // Stopped before it ran: it never will.
+                        write_atomic(job, &state, EXIT, b"125\n")?;
+                        return Ok(RunStatus::Cancelled);
+                    }
+                    self.relaunch(job, &state, next, record.as_ref())?;
+                    Ok(RunStatus::Running)
+                }
+                Interrupted::Ended(r) => {
+                    if let Some(cg) = &r.cgroup {
+                        cg.kill_and_remove();
+                    }
+                    Self::final_status(job, &state, &r)
+                }
+                Interrupted::Unknowable => Ok(RunStatus::Lost {
+                    reason: "the run's start was interrupted before its process was recorded"
+                        .into(),
+                }),
+            };
         };
         if record.wrapper_running() {
             self.ensure_watch(job, &state, &record);
@@ -910,19 +1085,36 @@ impl Executor for LocalExecutor {
         if !state.is_dir() {
             return Ok(false);
         }
-        let Some(record) = read_record(job, &state)?.filter(|r| r.wrapper.is_some()) else {
-            // A run whose wrapper was never recorded (the control plane died starting it) is
-            // reached through its cgroup, the whole of it killed.
-            // Removing the cgroup also keeps out a job that had not entered it yet (its
-            // wrapper refuses to run it outside the run's cgroup).
-            if let Some(cg) = read_record(job, &state)?.and_then(|r| r.cgroup) {
-                if cg.exists() && read_exit(job, &state)?.is_none() {
+        let record = read_record(job, &state)?;
+        let record = match record.filter(|r| r.wrapper.is_some()) {
+            Some(r) => r,
+            None => {
+                if read_exit(job, &state)?.is_some() {
+                    return Ok(false);
+                }
+                if self.is_watched(job) {
+                    // Being started by this process: its watcher stops it as soon as it runs.
                     write_stop(&state, Stop::Cancelled);
-                    cg.kill_and_remove();
+                    if let Some(ctl) = self.watched.lock().ok().and_then(|w| w.get(job).cloned()) {
+                        ctl.stop.store(true, Ordering::SeqCst);
+                    }
                     return Ok(true);
                 }
+                // The control plane died starting it: adopted if it runs, or kept from ever
+                // running.
+                match self.interrupted(job, &state, read_record(job, &state)?)? {
+                    Interrupted::Adopted(r) => r,
+                    Interrupted::NeverRan { record, .. } => {
+                        write_stop(&state, Stop::Cancelled);
+                        if let Some(cg) = record.as_ref().and_then(|r| r.cgroup.as_ref()) {
+                            cg.kill_and_remove();
+                        }
+                        write_atomic(job, &state, EXIT, b"125\n")?;
+                        return Ok(true);
+                    }
+                    Interrupted::Ended(_) | Interrupted::Unknowable => return Ok(false),
+                }
             }
-            return Ok(false);
         };
         if !record.wrapper_running() {
             return Ok(false);
@@ -981,5 +1173,52 @@ impl Executor for LocalExecutor {
         f.read_to_end(&mut buf)
             .map_err(|e| ExecError::io(job, "reading", &path, e))?;
         Ok(String::from_utf8_lossy(&buf).into_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Runs the wrapper for launch `n` of a run whose state is `state`, with `script` as the job;
+    /// its exit code (`None`: it ended its process group, itself included, as it does after a run).
+    fn wrapper(state: &Path, n: u32, script: &str) -> Option<i32> {
+        Command::new("sh")
+            .arg("-c")
+            .arg(WRAPPER)
+            .arg("tidegate-job")
+            .arg(state)
+            .arg("")
+            .arg(n.to_string())
+            .args(["sh", "-c", script])
+            .process_group(0)
+            .status()
+            .unwrap()
+            .code()
+    }
+
+    #[test]
+    fn a_wrapper_runs_only_the_launch_it_claims() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("ran");
+        let script = format!("echo ran >> {}", marker.display());
+        // The executor took launch 1 (it found it never started): its wrapper refuses it.
+        fs::create_dir(dir.path().join("claim.1")).unwrap();
+        assert_eq!(wrapper(dir.path(), 1, &script), Some(125));
+        assert!(!marker.exists(), "a claimed launch ran");
+        assert!(
+            !dir.path().join(EXIT).exists(),
+            "a refused launch recorded an exit"
+        );
+        // Launch 2 is unclaimed: its wrapper names itself, claims it, runs it once.
+        assert_eq!(wrapper(dir.path(), 2, &script), None);
+        assert_eq!(fs::read_to_string(&marker).unwrap(), "ran\n");
+        assert!(dir.path().join("claim.2").is_dir());
+        assert!(dir.path().join("wrapper.2").is_file());
+        assert_eq!(fs::read_to_string(dir.path().join(EXIT)).unwrap(), "0\n");
+        // And never twice.
+        assert_eq!(wrapper(dir.path(), 2, &script), Some(125));
+        assert_eq!(fs::read_to_string(&marker).unwrap(), "ran\n");
     }
 }

@@ -529,40 +529,143 @@ fn restarted(mode: Mode) {
 }
 
 /// A control plane that dies between starting a run's wrapper and recording it: a new executor
-/// finds the job in the run's cgroup, reports it running, and cancel reaches all of it.
+/// finds the wrapper by the claim it made, adopts it, reports it running, and cancel reaches all
+/// of it — with a cgroup per run and without.
 #[test]
-fn a_run_whose_wrapper_was_never_recorded_is_found_through_its_cgroup() {
-    if !may_run(
-        is_root(),
-        "a_run_whose_wrapper_was_never_recorded",
-        "root (cgroups)",
-    ) {
-        return;
+fn a_run_whose_wrapper_was_never_recorded_is_adopted_and_cancel_reaches_it() {
+    for mode in MODES {
+        if mode == Mode::Cgroup
+            && !may_run(
+                is_root(),
+                "a_run_whose_wrapper_was_never_recorded (cgroup)",
+                "root (cgroups)",
+            )
+        {
+            continue;
+        }
+        never_recorded(mode);
     }
+}
+
+fn never_recorded(mode: Mode) {
     let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("orphan/orphan.pid");
     {
-        let ex = executor(dir.path(), Mode::Cgroup);
-        if !ex.uses_cgroups() {
+        let ex = executor(dir.path(), mode);
+        if mode == Mode::Cgroup && !ex.uses_cgroups() {
             assert!(
                 std::env::var_os("CI").is_none(),
                 "no usable cgroup v2 under CI"
             );
             return;
         }
-        assert!(ex.start(&launch("orphan", "sleep 100", 0)).unwrap());
-        std::thread::sleep(Duration::from_millis(300));
+        let script = "sh -c 'echo $$ > orphan.pid; exec sleep 100' orphan-marker";
+        assert!(ex.start(&launch("orphan", script, 0)).unwrap());
     }
+    let job = pid_in(&pid_file);
     // Forget the wrapper, as a crash before the second record write would leave it.
     let record = dir.path().join(".state/orphan/run.json");
     let mut v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&record).unwrap()).unwrap();
+        serde_json::from_str(&fs::read_to_string(&record).unwrap()).unwrap();
     v["wrapper"] = serde_json::Value::Null;
-    std::fs::write(&record, serde_json::to_vec(&v).unwrap()).unwrap();
-    let ex = executor(dir.path(), Mode::Cgroup);
-    assert_eq!(ex.poll("orphan").unwrap(), RunStatus::Running);
-    assert!(ex.cancel("orphan").unwrap());
+    fs::write(&record, serde_json::to_vec(&v).unwrap()).unwrap();
+    let ex = executor(dir.path(), mode);
+    assert_eq!(ex.poll("orphan").unwrap(), RunStatus::Running, "{mode:?}");
+    let adopted: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&record).unwrap()).unwrap();
+    assert!(adopted["wrapper"]["pid"].is_i64(), "{mode:?}: {adopted}");
+    assert!(
+        alive_with(job, "sleep 100"),
+        "{mode:?}: the job was started again or killed"
+    );
+    assert!(ex.cancel("orphan").unwrap(), "{mode:?}");
     assert_eq!(
         wait_final(&ex, "orphan", Duration::from_secs(10)),
-        RunStatus::Cancelled
+        RunStatus::Cancelled,
+        "{mode:?}"
+    );
+    assert!(
+        !alive_with(job, "sleep 100"),
+        "{mode:?}: the job outlived its cancel"
+    );
+}
+
+/// A run whose control plane died before its wrapper started (no record yet, or a record whose
+/// launch nobody claimed) never ran: a new executor starts it, exactly once, and the launch that
+/// never ran can never run later.
+#[test]
+fn a_launch_that_never_ran_is_started_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mode = Mode::ProcessGroup;
+    {
+        let ex = executor(dir.path(), mode);
+        assert!(ex.start(&launch("seed", "exit 0", 0)).unwrap());
+        assert_eq!(
+            wait_final(&ex, "seed", Duration::from_secs(10)),
+            RunStatus::Exited { code: 0 }
+        );
+    }
+    let seed: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(dir.path().join(".state/seed/run.json")).unwrap())
+            .unwrap();
+    for (id, with_record) in [("no-record", false), ("unclaimed", true)] {
+        let state = dir.path().join(".state").join(id);
+        fs::create_dir(&state).unwrap();
+        fs::write(
+            state.join("launch.json"),
+            serde_json::to_vec(&launch(id, "echo ran >> ran; exit 3", 0)).unwrap(),
+        )
+        .unwrap();
+        if with_record {
+            let mut r = seed.clone();
+            r["wrapper"] = serde_json::Value::Null;
+            r["cgroup"] = serde_json::Value::Null;
+            r["launch"] = 1.into();
+            fs::write(state.join("run.json"), serde_json::to_vec(&r).unwrap()).unwrap();
+        }
+    }
+    let ex = executor(dir.path(), mode);
+    for id in ["no-record", "unclaimed"] {
+        assert_eq!(ex.poll(id).unwrap(), RunStatus::Running, "{id}");
+        assert_eq!(
+            wait_final(&ex, id, Duration::from_secs(10)),
+            RunStatus::Exited { code: 3 },
+            "{id}"
+        );
+    }
+    // The unclaimed launch 1 is the executor's now: its wrapper, however late, refuses it.
+    assert!(dir.path().join(".state/unclaimed/claim.1").is_dir());
+    let ran = |id: &str| fs::read_to_string(ex.job_dir(id).join("ran")).unwrap();
+    for id in ["no-record", "unclaimed"] {
+        assert_eq!(ran(id), "ran\n", "{id} ran other than once");
+    }
+    // A third executor reads the same ends and starts nothing again.
+    let again = executor(dir.path(), mode);
+    assert_eq!(
+        again.poll("unclaimed").unwrap(),
+        RunStatus::Exited { code: 3 }
+    );
+    assert_eq!(ran("unclaimed"), "ran\n");
+}
+
+/// A run cancelled while nobody knows whether it started (its start interrupted, no wrapper
+/// claimed it) never runs.
+#[test]
+fn a_launch_that_never_ran_stays_cancelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let ex = executor(dir.path(), Mode::ProcessGroup);
+    let state = dir.path().join(".state/late");
+    fs::create_dir(&state).unwrap();
+    fs::write(
+        state.join("launch.json"),
+        serde_json::to_vec(&launch("late", "echo ran >> ran", 0)).unwrap(),
+    )
+    .unwrap();
+    assert!(ex.cancel("late").unwrap());
+    assert_eq!(ex.poll("late").unwrap(), RunStatus::Cancelled);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        !ex.job_dir("late").join("ran").exists(),
+        "a cancelled launch ran"
     );
 }

@@ -64,6 +64,35 @@ impl ProcId {
     }
 }
 
+/// The arguments a process was started with (`/proc/<pid>/cmdline`), if it exists.
+pub(crate) fn cmdline(pid: i32) -> Option<Vec<String>> {
+    if pid <= 0 {
+        return None;
+    }
+    let raw = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    // Each argument ends with a NUL; empty arguments count.
+    let raw = raw.strip_suffix(&[0]).unwrap_or(&raw);
+    Some(
+        raw.split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect(),
+    )
+}
+
+/// The real user id of a process (`Uid:` in `/proc/<pid>/status`), if it exists.
+pub(crate) fn uid_of(pid: i32) -> Option<u32> {
+    if pid <= 0 {
+        return None;
+    }
+    let text = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_ascii_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// This boot's id: a start time is only meaningful within one boot.
 pub(crate) fn boot_id() -> String {
     fs::read_to_string("/proc/sys/kernel/random/boot_id")
@@ -83,6 +112,26 @@ pub(crate) fn cgroup_of(pid: i32) -> Option<String> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn empty_arguments_keep_their_place_in_the_command_line() {
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 5", "", "x"])
+            .spawn()
+            .unwrap();
+        let pid = i32::try_from(child.id()).unwrap();
+        let mut args = cmdline(pid);
+        for _ in 0..200 {
+            if args.as_ref().is_some_and(|a| a.len() == 5) {
+                break; // exec'd
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            args = cmdline(pid);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(args.unwrap(), ["sh", "-c", "sleep 5", "", "x"]);
+    }
 
     #[test]
     fn stat_fields_are_counted_after_the_command_name() {
