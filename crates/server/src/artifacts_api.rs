@@ -520,6 +520,9 @@ pub(crate) async fn put_artifact(
         .unwrap_or("production")
         .parse()
         .map_err(|e: ArtifactError| ApiError::invalid("lane", e.to_string()))?;
+    if kind == ArtifactKind::Checkpoint && q.job.is_none() {
+        return Err(ApiError::invalid("job", "a checkpoint is produced by a job: name it with ?job=ID (`tidegate checkpoint push` does, from TIDEGATE_JOB_ID), so it inherits the job's classification"));
+    }
     // An artifact produced by a job belongs to the job's team unless another is named.
     let job_team = match (&q.team, &q.job) {
         (None, Some(id)) => {
@@ -552,9 +555,6 @@ pub(crate) async fn put_artifact(
         .join("spool");
     let content = crate::spool::spool(body, &spool_dir, MAX_ARTIFACT_BYTES as u64).await?;
     labels.insert(TEAM_LABEL.to_owned(), team.clone());
-    if kind == ArtifactKind::Checkpoint && q.job.is_none() {
-        return Err(ApiError::invalid("job", "a checkpoint is produced by a job: name it with ?job=ID (`tidegate checkpoint push` does, from TIDEGATE_JOB_ID), so it inherits the job's classification"));
-    }
     let declared = q
         .classification
         .as_deref()

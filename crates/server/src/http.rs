@@ -74,16 +74,30 @@ pub(crate) fn with_body_timeout(app: Router, limit: Duration) -> Router {
 
 async fn body_timeout(State(limit): State<Duration>, req: Request, next: Next) -> Response {
     let expired = Arc::new(AtomicBool::new(false));
+    let ended = Arc::new(AtomicBool::new(false));
+    let declared = req.headers().contains_key(header::TRANSFER_ENCODING)
+        || req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
     let req = req.map(|inner| {
         Body::new(Stalling {
             inner,
             limit,
             sleep: Box::pin(tokio::time::sleep(limit)),
             expired: expired.clone(),
+            ended: ended.clone(),
         })
     });
-    let resp = next.run(req).await;
+    let mut resp = next.run(req).await;
     if !expired.load(Ordering::SeqCst) {
+        // A request answered before its body was read (refused on its head) leaves the rest of
+        // the body on the connection, so the server closes it: the client is told, and opens a
+        // new one for its next request instead of writing into a closed one.
+        if declared && !ended.load(Ordering::SeqCst) {
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         return resp;
     }
     let mut resp = ApiError::new(
@@ -111,6 +125,8 @@ struct Stalling {
     limit: Duration,
     sleep: Pin<Box<tokio::time::Sleep>>,
     expired: Arc<AtomicBool>,
+    /// Set once the whole body was read.
+    ended: Arc<AtomicBool>,
 }
 
 impl http_body::Body for Stalling {
@@ -126,6 +142,9 @@ impl http_body::Body for Stalling {
             Poll::Ready(frame) => {
                 let next = tokio::time::Instant::now() + this.limit;
                 this.sleep.as_mut().reset(next);
+                if frame.is_none() || this.inner.is_end_stream() {
+                    this.ended.store(true, Ordering::SeqCst);
+                }
                 Poll::Ready(frame)
             }
             Poll::Pending => {

@@ -166,3 +166,80 @@ fn a_drain_ends_by_its_deadline_while_a_client_holds_a_half_sent_request() {
         "the held connection is still open"
     );
 }
+
+/// Sends one request on `s` and reads its response head and body (by `Content-Length`).
+fn exchange(s: &mut TcpStream, request: &[u8]) -> String {
+    s.write_all(request).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = s.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "closed before a whole response: {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap())
+                })
+                .unwrap_or(0);
+            if body.len() >= len {
+                return text;
+            }
+        }
+    }
+}
+
+/// A request refused on its head, before its body was read, closes its connection and says so:
+/// a client reusing it would write its next request into a connection the server dropped. A
+/// request whose body was read keeps the connection open.
+#[test]
+fn a_request_answered_before_its_body_was_read_closes_the_connection_and_says_so() {
+    let ts = TestServer::start_http(limits(30, 30, 64, 10));
+    let mut s = TcpStream::connect(addr(&ts)).unwrap();
+    // Read whole (a manifest that does not parse): the connection stays.
+    let body = b"{\"manifest\": \"not: [yaml\"}";
+    let read = exchange(
+        &mut s,
+        format!(
+            "POST /v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{}",
+            ts.admin,
+            body.len(),
+            String::from_utf8_lossy(body)
+        )
+        .as_bytes(),
+    );
+    assert!(read.starts_with("HTTP/1.1 400"), "{read}");
+    assert!(
+        !read.to_ascii_lowercase().contains("connection: close"),
+        "a request read whole closed its connection: {read}"
+    );
+    // Refused on its head (no credentials), its body unread: the server closes the connection
+    // and says so.
+    let refused = exchange(
+        &mut s,
+        format!(
+            "POST /v1/artifacts?kind=model&name=m HTTP/1.1\r\nHost: x\r\n\
+             Content-Type: application/octet-stream\r\nContent-Length: 100000\r\n\r\nweights"
+        )
+        .as_bytes(),
+    );
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    assert!(
+        refused.to_ascii_lowercase().contains("connection: close"),
+        "a request answered before its body was read kept its connection: {refused}"
+    );
+    assert!(
+        read_until_closed(&mut s, Duration::from_secs(5)).is_some(),
+        "the connection stayed open"
+    );
+}
