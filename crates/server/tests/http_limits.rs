@@ -227,11 +227,8 @@ fn a_request_answered_before_its_body_was_read_closes_the_connection_and_says_so
     // and says so.
     let refused = exchange(
         &mut s,
-        format!(
-            "POST /v1/artifacts?kind=model&name=m HTTP/1.1\r\nHost: x\r\n\
-             Content-Type: application/octet-stream\r\nContent-Length: 100000\r\n\r\nweights"
-        )
-        .as_bytes(),
+        b"POST /v1/artifacts?kind=model&name=m HTTP/1.1\r\nHost: x\r\n\
+          Content-Type: application/octet-stream\r\nContent-Length: 100000\r\n\r\nweights",
     );
     assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
     assert!(
