@@ -140,6 +140,13 @@ impl Placement {
 /// A projected zone and zone-projected job facts: equal keys, equal verdicts.
 type ZoneKey = (Vec<Val>, JobFacts);
 
+/// Zone-projected facts with the (zone, projected zone) pairs to evaluate them against.
+type Group<'a> = (&'a JobFacts, Vec<(usize, &'a [Val])>);
+
+/// Attribute sets (and facts) an engine keeps verdicts for before it starts over; zone verdicts
+/// are kept up to eight times as many.
+const CACHE_LIMIT: usize = 1 << 15;
+
 /// A job resolved against the fleet (or why it could not be).
 type Resolved = Result<Arc<JobProfile>, ResolveError>;
 
@@ -150,6 +157,8 @@ pub struct PlacementEngine<'f> {
     attr_cache: HashMap<PolicyAttrs, Arc<AttrVerdicts>>,
     fact_cache: HashMap<JobFacts, Arc<Vec<ZoneVerdict>>>,
     zone_cache: HashMap<ZoneKey, ZoneVerdict>,
+    /// Attribute sets kept before the caches start over.
+    cache_limit: usize,
     zone_index: HashMap<&'f str, usize>,
     /// Distinct GPU types of the fleet (at most 64 are indexed; more fall back to string checks).
     gpu_types: Vec<&'f str>,
@@ -214,6 +223,7 @@ impl<'f> PlacementEngine<'f> {
             attr_cache: HashMap::default(),
             fact_cache: HashMap::default(),
             zone_cache: HashMap::default(),
+            cache_limit: CACHE_LIMIT,
             zone_index,
             gpu_types,
             pool_type,
@@ -275,50 +285,96 @@ impl<'f> PlacementEngine<'f> {
     }
 
     /// Fills the caches for attribute sets not seen yet, evaluating new (zone, facts) pairs with
-    /// Cedar on up to `workers` threads.
+    /// Cedar on up to `workers` threads. Facts, zone keys and hard constraints are computed in
+    /// parallel too; new pairs that share their zone-projected facts are evaluated together,
+    /// against one entity store.
     fn fill(&mut self, attrs: &[PolicyAttrs], workers: usize) {
         let policy = &self.policy;
+        let fleet = self.fleet;
         let zones = policy.zones();
-        let mut new_attrs: Vec<(&PolicyAttrs, JobFacts)> = Vec::new();
-        let mut new_facts: Vec<JobFacts> = Vec::new();
-        let mut missing: Vec<(usize, ZoneKey)> = Vec::new();
+        // Zones equal in everything the policies read share verdicts: each class is evaluated
+        // through its first zone.
+        let classes: Vec<usize> = (0..zones).map(|z| policy.zone_class(z)).collect();
+        let reps: Vec<usize> = (0..zones).filter(|&z| classes.get(z) == Some(&z)).collect();
+        let rep_pos: HashMap<usize, usize> =
+            reps.iter().enumerate().map(|(i, &z)| (z, i)).collect();
+        // The caches are bounded: past the bound they start over (a backlog of all-new jobs
+        // gains nothing from them, and a long-lived engine must not grow without end).
+        if self.attr_cache.len() + attrs.len() > self.cache_limit
+            || self.zone_cache.len() + attrs.len() * reps.len() > self.cache_limit * 8
         {
-            let mut seen_a: HashSet<&PolicyAttrs> = HashSet::default();
-            let mut seen_f: HashSet<JobFacts> = HashSet::default();
-            let mut seen_z: HashSet<ZoneKey> = HashSet::default();
-            for a in attrs {
-                if self.attr_cache.contains_key(a) || !seen_a.insert(a) {
-                    continue;
-                }
-                let f = policy.facts(a, self.fleet.scheme.level_name(a.level));
-                if !self.fact_cache.contains_key(&f) && seen_f.insert(f.clone()) {
-                    for z in 0..zones {
-                        let zf = policy.zone_facts(&f, z);
-                        let key = (policy.zone_key(&zf, z), zf);
-                        if !self.zone_cache.contains_key(&key) && seen_z.insert(key.clone()) {
-                            missing.push((z, key));
-                        }
+            self.attr_cache.clear();
+            self.fact_cache.clear();
+            self.zone_cache.clear();
+        }
+        // 1. The attribute sets not seen yet, and their facts.
+        let uniq: Vec<&PolicyAttrs> = {
+            let mut seen: HashSet<&PolicyAttrs> = HashSet::default();
+            attrs
+                .iter()
+                .filter(|a| !self.attr_cache.contains_key(*a) && seen.insert(*a))
+                .collect()
+        };
+        let facts: Vec<JobFacts> = par_map(&uniq, workers, |a| {
+            policy.facts(a, fleet.scheme.level_name(a.level))
+        });
+        // 2. The facts not seen yet, and their key in every zone class.
+        let new_facts: Vec<JobFacts> = {
+            let mut seen: HashSet<&JobFacts> = HashSet::default();
+            facts
+                .iter()
+                .filter(|f| !self.fact_cache.contains_key(*f) && seen.insert(*f))
+                .cloned()
+                .collect()
+        };
+        let keys: Vec<Vec<ZoneKey>> = par_map(&new_facts, workers, |f| {
+            reps.iter()
+                .map(|&z| {
+                    let zf = policy.zone_facts(f, z);
+                    (policy.zone_key(&zf, z), zf)
+                })
+                .collect()
+        });
+        // 3. The (zone, key) pairs not evaluated yet, grouped by zone-projected facts.
+        let mut groups: Vec<Group<'_>> = Vec::new();
+        {
+            let mut seen: HashSet<&ZoneKey> = HashSet::default();
+            let mut group_of: HashMap<&JobFacts, usize> = HashMap::default();
+            for fact_keys in &keys {
+                for (key, &z) in fact_keys.iter().zip(&reps) {
+                    if self.zone_cache.contains_key(key) || !seen.insert(key) {
+                        continue;
                     }
-                    new_facts.push(f.clone());
+                    let g = *group_of.entry(&key.1).or_insert_with(|| {
+                        groups.push((&key.1, Vec::new()));
+                        groups.len() - 1
+                    });
+                    if let Some((_, members)) = groups.get_mut(g) {
+                        members.push((z, key.0.as_slice()));
+                    }
                 }
-                new_attrs.push((a, f));
             }
         }
-        let evaluated: Vec<ZoneVerdict> = par_map(&missing, workers, |(z, (k, f))| {
-            policy.evaluate_keyed(k, f, *z)
+        let evaluated: Vec<Vec<ZoneVerdict>> = par_map(&groups, workers, |(zf, members)| {
+            policy.evaluate_group(zf, members)
         });
-        self.evaluations += evaluated.len() as u64;
-        for ((_, key), v) in missing.into_iter().zip(evaluated) {
-            self.zone_cache.insert(key, v);
+        let mut fresh: Vec<(ZoneKey, ZoneVerdict)> = Vec::new();
+        for ((zf, members), verdicts) in groups.iter().zip(evaluated) {
+            self.evaluations += verdicts.len() as u64;
+            for (&(_, key), v) in members.iter().zip(verdicts) {
+                fresh.push(((key.to_vec(), (*zf).clone()), v));
+            }
         }
-        for f in new_facts {
+        self.zone_cache.extend(fresh);
+        // 4. Every new fact's verdicts in every zone.
+        for (f, fact_keys) in new_facts.into_iter().zip(&keys) {
             let v: Option<Vec<ZoneVerdict>> = (0..zones)
                 .map(|z| {
-                    let zf = policy.zone_facts(&f, z);
-                    let mut v = self
-                        .zone_cache
-                        .get(&(policy.zone_key(&zf, z), zf))
-                        .cloned()?;
+                    let key = classes
+                        .get(z)
+                        .and_then(|c| rep_pos.get(c))
+                        .and_then(|&i| fact_keys.get(i))?;
+                    let mut v = self.zone_cache.get(key).cloned()?;
                     v.zone = z;
                     Some(v)
                 })
@@ -327,19 +383,15 @@ impl<'f> PlacementEngine<'f> {
                 self.fact_cache.insert(f, Arc::new(v));
             }
         }
-        for (a, f) in new_attrs {
-            let Some(policy_v) = self.fact_cache.get(&f).cloned() else {
+        // 5. Hard constraints read the full attributes (not the projection): they hold whatever
+        // the policies say.
+        let failures: Vec<Arc<Vec<ZoneFailures>>> = par_map(&uniq, workers, |a| {
+            Arc::new(fleet.zones.iter().map(|z| zone_failures(a, z)).collect())
+        });
+        for ((a, f), failures) in uniq.into_iter().zip(&facts).zip(failures) {
+            let Some(policy_v) = self.fact_cache.get(f).cloned() else {
                 continue;
             };
-            // Hard constraints read the full attributes (not the projection): they hold whatever
-            // the policies say.
-            let failures = Arc::new(
-                self.fleet
-                    .zones
-                    .iter()
-                    .map(|z| zone_failures(a, z))
-                    .collect(),
-            );
             self.attr_cache.insert(
                 a.clone(),
                 Arc::new(AttrVerdicts {
@@ -366,9 +418,7 @@ impl<'f> PlacementEngine<'f> {
         jobs: &[JobSpec],
         state: &FleetState,
     ) -> Vec<Result<Placement, ResolveError>> {
-        let workers = std::thread::available_parallelism()
-            .map_or(1, usize::from)
-            .clamp(1, 16);
+        let workers = Self::workers();
         let fleet = self.fleet;
         // 1. Resolve.
         let resolved: Vec<Resolved> = par_map(jobs, workers, |job| {
@@ -426,6 +476,58 @@ impl<'f> PlacementEngine<'f> {
             }),
             state,
         ))
+    }
+
+    /// Places a job as a competent Cedar user would without reuse: one entity set for the job
+    /// and every zone, each zone authorised against it, nothing kept between jobs. Same result
+    /// as [`place`](Self::place); the fair baseline of `tidegate bench placement`.
+    pub fn place_fair(&self, job: &JobSpec, state: &FleetState) -> Result<Placement, ResolveError> {
+        let profile = Arc::new(JobProfile::resolve(job, self.fleet)?);
+        let level = self.fleet.scheme.level_name(profile.attrs.level);
+        let policy = self.policy.evaluate_job_fair(&profile.attrs, level);
+        let failures = self
+            .fleet
+            .zones
+            .iter()
+            .map(|z| zone_failures(&profile.attrs, z))
+            .collect();
+        Ok(self.finish(
+            job,
+            profile,
+            Arc::new(AttrVerdicts {
+                policy: Arc::new(policy),
+                failures: Arc::new(failures),
+            }),
+            state,
+        ))
+    }
+
+    /// [`place_fair`](Self::place_fair) over a batch, spread over the same threads as
+    /// [`place_batch`](Self::place_batch), in order.
+    pub fn place_fair_batch(
+        &self,
+        jobs: &[JobSpec],
+        state: &FleetState,
+    ) -> Vec<Result<Placement, ResolveError>> {
+        par_map(jobs, Self::workers(), |job| self.place_fair(job, state))
+    }
+
+    /// Bounds the verdicts kept to `limit` attribute sets (at least one; the default is 32,768):
+    /// past it the caches start over.
+    pub fn set_cache_limit(&mut self, limit: usize) {
+        self.cache_limit = limit.max(1);
+    }
+
+    /// Attribute sets whose verdicts are kept now.
+    pub fn cached_attribute_sets(&self) -> usize {
+        self.attr_cache.len()
+    }
+
+    /// Threads a batch is placed on (the machine's cores, at most 16).
+    pub fn workers() -> usize {
+        std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .clamp(1, 16)
     }
 
     pub(crate) fn finish(

@@ -233,6 +233,26 @@ pub fn backlog(fleet: &Fleet, n: usize, seed: u64) -> Vec<JobSpec> {
     jobs
 }
 
+/// The worst case for reuse: [`backlog`] with every job of its own team, in a fleet given one
+/// more policy that reads the team as it is (`like`), so no two jobs share the attributes the
+/// policies read and no verdict can be reused between them.
+pub fn distinct_backlog(fleet: &Fleet, n: usize, seed: u64) -> (Fleet, Vec<JobSpec>) {
+    let mut fleet = fleet.clone();
+    fleet.policies.push(tidegate_model::fleet::PolicyFile {
+        path: "<synthetic>/distinct-teams.cedar".into(),
+        text: "@id(\"synthetic.quarantined-teams\")\n\
+               @reason(\"teams under quarantine place nowhere\")\n\
+               forbid (principal, action == Action::\"place\", resource)\n\
+               when { principal.team like \"quarantine-*\" };\n"
+            .into(),
+    });
+    let mut jobs = backlog(&fleet, n, seed);
+    for (i, j) in jobs.iter_mut().enumerate() {
+        j.team = format!("team-{i:07}");
+    }
+    (fleet, jobs)
+}
+
 /// A seeded, partly busy fleet state: free GPUs and waits vary by pool.
 pub fn busy_state(fleet: &Fleet, seed: u64) -> FleetState {
     let mut rng = Rng::new(seed ^ 0x5EED);

@@ -22,7 +22,11 @@ proptest! {
         for (job, batched) in jobs.iter().zip(batch) {
             let p = eng.place(job, &state).unwrap();
             let naive = eng.place_naive(job, &state).unwrap();
+            let fair = eng.place_fair(job, &state).unwrap();
             let batched = batched.unwrap();
+            // The fair baseline (one entity set per job) decides as the reference does.
+            prop_assert_eq!(fair.decision, naive.decision);
+            prop_assert_eq!(&fair.verdicts.policy, &naive.verdicts.policy);
             // Reuse (per job, per batch) never changes a decision or an allowed option.
             prop_assert_eq!(p.decision, naive.decision);
             prop_assert_eq!(p.decision, batched.decision);

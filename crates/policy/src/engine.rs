@@ -2,7 +2,7 @@
 //! with Cedar, and reports which policies decided. Fail closed everywhere: a policy that does not
 //! load stops the engine from being built, and an evaluation error denies.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -84,6 +84,11 @@ pub struct PolicyEngine {
     zone_entities: Vec<Entity>,
     zone_vals: Vec<Vec<Val>>,
     proj_zone_uid: EntityUid,
+    /// One projected zone's id per zone index, for stores holding several projected zones.
+    proj_zone_uids: Vec<EntityUid>,
+    /// Per zone, the first zone equal to it in every attribute the policies read (itself when
+    /// none is): zones of one class get the same verdict for any job.
+    zone_class: Vec<usize>,
     action: EntityUid,
     job_uid: EntityUid,
     projection: Projection,
@@ -218,7 +223,7 @@ impl PolicyEngine {
         }
         // Validate the zone entities against the schema once.
         Entities::from_entities(zone_entities.clone(), Some(&schema)).map_err(internal)?;
-        let zone_vals = fleet.zones.iter().map(|z| zone_vals(z, fleet)).collect();
+        let zone_vals: Vec<Vec<Val>> = fleet.zones.iter().map(|z| zone_vals(z, fleet)).collect();
 
         let mut jsons = Vec::new();
         for p in set.policies() {
@@ -255,6 +260,10 @@ impl PolicyEngine {
             document.extend_from_slice(text.as_bytes());
         }
         let hash = hex::encode(Sha256::digest(&document));
+        let zone_class = zone_classes(&zone_vals, projection.zone_attrs_read().as_ref());
+        let proj_zone_uids = (0..zone_uids.len())
+            .map(|z| uid("Zone", &format!("zone-{z}")))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             schema,
             set,
@@ -263,6 +272,8 @@ impl PolicyEngine {
             zone_entities,
             zone_vals,
             proj_zone_uid: uid("Zone", "zone")?,
+            proj_zone_uids,
+            zone_class,
             action: uid("Action", "place")?,
             projection,
             authorizer: Authorizer::new(),
@@ -387,6 +398,12 @@ impl PolicyEngine {
         self.zone_uids.len()
     }
 
+    /// The zone whose verdicts zone `zone` shares for every job: the first zone equal to it in
+    /// every attribute the policies read (itself when there is none).
+    pub fn zone_class(&self, zone: usize) -> usize {
+        self.zone_class.get(zone).copied().unwrap_or(zone)
+    }
+
     /// Facts projected for one zone: equal zone facts give equal verdicts in that zone.
     pub fn zone_facts(&self, facts: &JobFacts, zone: usize) -> JobFacts {
         let vals = self.zone_vals.get(zone);
@@ -449,6 +466,86 @@ impl PolicyEngine {
         }
     }
 
+    /// Evaluates (zone-projected) facts against several zones at once, each with its projected
+    /// key (from [`zone_key`](Self::zone_key)): one job entity and one entity store for all of
+    /// them, so a batch of new facts costs what placing a job without reuse costs, not one store
+    /// per zone. Same verdicts as [`evaluate_keyed`](Self::evaluate_keyed) zone by zone.
+    pub fn evaluate_group(
+        &self,
+        zone_facts: &JobFacts,
+        zones: &[(usize, &[Val])],
+    ) -> Vec<ZoneVerdict> {
+        let deny_all = |e: String| {
+            zones
+                .iter()
+                .map(|&(zone, _)| ZoneVerdict {
+                    zone,
+                    allowed: false,
+                    permits: vec![],
+                    forbids: vec![],
+                    errors: vec![e.clone()],
+                })
+                .collect()
+        };
+        let job = match self.job_entity(zone_facts) {
+            Ok(j) => j,
+            Err(e) => return deny_all(e),
+        };
+        let (resources, store): (Vec<Option<EntityUid>>, Vec<Entity>) =
+            if self.projection.projects_zones() {
+                let mut resources = Vec::with_capacity(zones.len());
+                let mut store = Vec::with_capacity(zones.len());
+                for &(zone, key) in zones {
+                    let Some(u) = self.proj_zone_uids.get(zone) else {
+                        resources.push(None);
+                        continue;
+                    };
+                    match vals_entity(u.clone(), &ZONE_ATTRS, key) {
+                        Ok(z) => {
+                            resources.push(Some(u.clone()));
+                            store.push(z);
+                        }
+                        Err(e) => return deny_all(e),
+                    }
+                }
+                (resources, store)
+            } else {
+                // Zones are not projected: Cedar sees every zone as it is, as in plain evaluation.
+                let resources = zones
+                    .iter()
+                    .map(|&(z, _)| self.zone_uids.get(z).cloned())
+                    .collect();
+                let store = if self.projection.names_entities() {
+                    self.zone_entities.clone()
+                } else {
+                    zones
+                        .iter()
+                        .filter_map(|&(z, _)| self.zone_entities.get(z).cloned())
+                        .collect()
+                };
+                (resources, store)
+            };
+        let entities = match Entities::from_entities(std::iter::once(job).chain(store), None) {
+            Ok(e) => e,
+            Err(e) => return deny_all(e.to_string()),
+        };
+        zones
+            .iter()
+            .zip(resources)
+            .map(|(&(zone, _), r)| match r {
+                // Built by this engine from schema-typed values.
+                Some(r) => self.authorize(zone, &r, &entities),
+                None => ZoneVerdict {
+                    zone,
+                    allowed: false,
+                    permits: vec![],
+                    forbids: vec![],
+                    errors: vec![format!("no zone with index {zone}")],
+                },
+            })
+            .collect()
+    }
+
     /// The entity store of plain evaluation: the job and every zone of the fleet as they are
     /// (validated against the schema when `schema` is given). Only an entity literal in a
     /// policy can reach a zone other than the request's, so without one the store holds just
@@ -489,6 +586,36 @@ impl PolicyEngine {
         }
     }
 
+    /// The way a competent Cedar user places a job, for comparison: one entity set per job (the
+    /// job with its full attributes and every zone, built from schema-typed values like the
+    /// reused path's, so neither side re-validates), and every zone authorised against it. No
+    /// projection and nothing kept between jobs.
+    pub fn evaluate_job_fair(&self, a: &PolicyAttrs, level_name: &str) -> Vec<ZoneVerdict> {
+        let entities = self
+            .job_entity(&JobFacts::full(a, level_name))
+            .and_then(|job| {
+                Entities::from_entities(
+                    std::iter::once(job).chain(self.zone_entities.iter().cloned()),
+                    None,
+                )
+                .map_err(|e| e.to_string())
+            });
+        self.zone_uids
+            .iter()
+            .enumerate()
+            .map(|(zone, u)| match &entities {
+                Ok(e) => self.authorize(zone, u, e),
+                Err(e) => ZoneVerdict {
+                    zone,
+                    allowed: false,
+                    permits: vec![],
+                    forbids: vec![],
+                    errors: vec![e.clone()],
+                },
+            })
+            .collect()
+    }
+
     /// The naive way, for comparison: one authorization for one (job, zone) pair, building the
     /// entity store from scratch and reusing nothing (the same as
     /// [`evaluate_plain`](Self::evaluate_plain)).
@@ -500,6 +627,28 @@ impl PolicyEngine {
     ) -> ZoneVerdict {
         self.evaluate_plain(a, level_name, zone)
     }
+}
+
+/// Per zone, the first zone with the same values of the attributes in `read` (every attribute,
+/// so only the zone itself, when `read` is `None`).
+fn zone_classes(zone_vals: &[Vec<Val>], read: Option<&BTreeSet<String>>) -> Vec<usize> {
+    let Some(read) = read else {
+        return (0..zone_vals.len()).collect();
+    };
+    let mut first: HashMap<Vec<&Val>, usize> = HashMap::new();
+    zone_vals
+        .iter()
+        .enumerate()
+        .map(|(z, vals)| {
+            let sig: Vec<&Val> = vals
+                .iter()
+                .zip(ZONE_ATTRS)
+                .filter(|(_, name)| read.contains(*name))
+                .map(|(v, _)| v)
+                .collect();
+            *first.entry(sig).or_insert(z)
+        })
+        .collect()
 }
 
 /// An entity with the given attribute names and values.

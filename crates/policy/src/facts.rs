@@ -396,6 +396,25 @@ impl Projection {
         }
     }
 
+    /// The zone attributes the policies read, directly or compared with a job attribute: two
+    /// zones equal in all of them get the same verdict for any job. `None` when zones are not
+    /// projected (a policy names a zone, or uses `resource` as a whole): then every attribute,
+    /// and the zone's identity, count.
+    pub fn zone_attrs_read(&self) -> Option<BTreeSet<String>> {
+        if self.zone_disabled || self.entity_literals {
+            return None;
+        }
+        let mut read: BTreeSet<String> = self.zone_uses.keys().cloned().collect();
+        if !self.disabled {
+            for u in self.uses.values() {
+                if let Use::Eq { zone_attrs, .. } = u {
+                    read.extend(zone_attrs.iter().cloned());
+                }
+            }
+        }
+        Some(read)
+    }
+
     /// Whether a policy names an entity literal (`Job::"job"`, `Zone::"x"`) in a condition, so
     /// Cedar may read any entity of the fleet, not just the request's.
     pub fn names_entities(&self) -> bool {
