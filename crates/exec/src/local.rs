@@ -514,15 +514,22 @@ impl LocalExecutor {
         self.unwatch(job);
     }
 
-    /// Starts launch `n` of a run whose state (with its launch) is in place.
-    fn launch_run(&self, launch: &Launch, state: &Path, n: u32) -> Result<(), ExecError> {
+    /// Starts launch `n` of a run whose state (with its launch) is in place; `again` when an
+    /// earlier start of it was interrupted before it ran.
+    fn launch_run(
+        &self,
+        launch: &Launch,
+        state: &Path,
+        n: u32,
+        again: bool,
+    ) -> Result<(), ExecError> {
         let job = launch.job_id.as_str();
         let work = self.job_dir(job);
         match fs::DirBuilder::new().mode(0o700).create(&work) {
             Ok(()) => {}
             // Left by a launch that never ran (the root is writable by no one else).
             Err(e)
-                if n > 1
+                if again
                     && e.kind() == std::io::ErrorKind::AlreadyExists
                     && fs::symlink_metadata(&work).is_ok_and(|m| m.is_dir()) => {}
             Err(e) => return Err(ExecError::io(job, "creating work directory", &work, e)),
@@ -786,7 +793,7 @@ impl LocalExecutor {
             launch = next,
             "starting again a run whose start was interrupted before it ran"
         );
-        self.launch_run(&launch, state, next)
+        self.launch_run(&launch, state, next, true)
             .inspect_err(|e| self.fail_start(job, state, e))
     }
 
@@ -1011,7 +1018,7 @@ impl Executor for LocalExecutor {
         if let Ok(mut w) = self.watched.lock() {
             w.insert(job.to_owned(), Arc::new(RunCtl::default()));
         }
-        match self.launch_run(launch, &state, 1) {
+        match self.launch_run(launch, &state, 1, false) {
             Ok(()) => Ok(true),
             Err(e) => {
                 self.fail_start(job, &state, &e);

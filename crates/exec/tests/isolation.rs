@@ -611,6 +611,8 @@ fn a_launch_that_never_ran_is_started_once() {
     for (id, with_record) in [("no-record", false), ("unclaimed", true)] {
         let state = dir.path().join(".state").join(id);
         fs::create_dir(&state).unwrap();
+        // The interrupted start had made the run's work directory too.
+        fs::create_dir(dir.path().join(id)).unwrap();
         fs::write(
             state.join("launch.json"),
             serde_json::to_vec(&launch(id, "echo ran >> ran; exit 3", 0)).unwrap(),
