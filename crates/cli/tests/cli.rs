@@ -166,13 +166,17 @@ fn plan_lists_every_job_and_data_moves() {
         .iter()
         .find(|j| j["job"] == "literature-finetune")
         .unwrap();
-    assert!(
-        !lit["data_moves"].as_array().unwrap().is_empty()
-            || lit["decision"]
-                .as_str()
-                .unwrap()
-                .starts_with("private-cloud")
+    // Placed on-prem, its input moves there from the private cloud; public zones have no route.
+    assert_eq!(lit["decision"], "hospital-onprem/h100", "{lit}");
+    assert_eq!(
+        lit["data_moves"],
+        serde_json::json!(["pubmed-abstracts@2026-06 (95 GB) private-cloud -> hospital-onprem"]),
+        "{lit}"
     );
+    assert!(lit["refused_zones"]["public-us"]
+        .as_str()
+        .unwrap()
+        .starts_with("constraint egress route"));
     let text = stdout(&tidegate(&[
         "plan",
         "--fleet",
@@ -180,7 +184,23 @@ fn plan_lists_every_job_and_data_moves() {
         "--jobs",
         "examples/jobs",
     ]));
-    assert!(text.contains("REFUSED") || text.contains("sepsis-hpo-raw"));
+    // Every job has its row, and the raw-PHI sweep's refusal of public zones is explained.
+    for job in jobs {
+        let name = job["job"].as_str().unwrap();
+        assert!(
+            text.lines().any(|l| l.starts_with(name)),
+            "no row for {name}:\n{text}"
+        );
+    }
+    let raw = text
+        .split("  sepsis-hpo-raw:\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no reasons for sepsis-hpo-raw:\n{text}"));
+    let public_us = raw.lines().find(|l| l.trim_start().starts_with("public-us:")).unwrap();
+    assert!(
+        public_us.contains("baseline.sensitive-stays-private"),
+        "{public_us}"
+    );
 }
 
 #[test]
