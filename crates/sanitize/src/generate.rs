@@ -191,6 +191,63 @@ impl Out {
     }
 }
 
+/// Patients generated together: their rows are interleaved in each table, as in Synthea's own
+/// output, where one patient's rows come in runs, not all together.
+const BATCH_PATIENTS: usize = 8;
+/// Mean length of a run of one patient's consecutive rows, per table, as in the shipped Synthea
+/// tables (`shared/data/synthea`: encounters 8.6, conditions 9.4, observations 51.8).
+const ENCOUNTER_RUN: u64 = 9;
+const CONDITION_RUN: u64 = 9;
+const OBSERVATION_RUN: u64 = 52;
+
+/// One table's rows for the patients of a batch, each patient's in order.
+struct Batch {
+    rows: Vec<std::collections::VecDeque<String>>,
+    bytes: u64,
+}
+
+impl Batch {
+    fn new() -> Self {
+        Self {
+            rows: Vec::new(),
+            bytes: 0,
+        }
+    }
+    fn patients(&self) -> usize {
+        self.rows.len()
+    }
+    fn start_patient(&mut self) {
+        self.rows.push(std::collections::VecDeque::new());
+    }
+    fn line(&mut self, s: &str) {
+        self.bytes += s.len() as u64 + 1;
+        if let Some(r) = self.rows.last_mut() {
+            r.push_back(s.to_owned());
+        }
+    }
+    /// Writes the batch: runs of one patient's rows (length uniform in 1..2*mean, so `mean` on
+    /// average), each from a patient chosen at random among those with rows left.
+    fn write(&mut self, g: &mut Gen, out: &mut Out, mean_run: u64) -> Result<(), SanitizeError> {
+        loop {
+            let open: Vec<usize> = (0..self.rows.len())
+                .filter(|&i| self.rows.get(i).is_some_and(|r| !r.is_empty()))
+                .collect();
+            let Some(&i) = g.pick(&open) else { break };
+            let run = 1 + g.below(2 * mean_run - 1);
+            for _ in 0..run {
+                let Some(l) = self.rows.get_mut(i).and_then(std::collections::VecDeque::pop_front)
+                else {
+                    break;
+                };
+                out.line(&l)?;
+            }
+        }
+        self.rows.clear();
+        self.bytes = 0;
+        Ok(())
+    }
+}
+
 /// Writes the tables into `dir` (created if needed).
 #[allow(
     clippy::too_many_lines,
@@ -311,17 +368,34 @@ pub fn generate(dir: &Path, spec: GenerateSpec) -> Result<GenerateStats, Sanitiz
     let mut line = String::with_capacity(512);
     let mut pid = String::new();
     let mut eid = String::new();
+    // Rows of the patients in the batch, per table, interleaved when the batch is written.
+    let (mut enc_b, mut cond_b, mut obs_b) = (Batch::new(), Batch::new(), Batch::new());
     loop {
+        if enc_b.patients() >= BATCH_PATIENTS {
+            enc_b.write(&mut g, &mut encs, ENCOUNTER_RUN)?;
+            cond_b.write(&mut g, &mut conds, CONDITION_RUN)?;
+            obs_b.write(&mut g, &mut obs, OBSERVATION_RUN)?;
+        }
         if spec.patients.is_some_and(|n| stats.patients >= n) {
             break;
         }
-        let total = fixed + pats.bytes + encs.bytes + conds.bytes + obs.bytes;
+        let total = fixed
+            + pats.bytes
+            + encs.bytes
+            + conds.bytes
+            + obs.bytes
+            + enc_b.bytes
+            + cond_b.bytes
+            + obs_b.bytes;
         if spec.target_bytes.is_some_and(|t| total >= t)
             || (spec.patients.is_none() && spec.target_bytes.is_none())
         {
             break;
         }
         stats.patients += 1;
+        enc_b.start_patient();
+        cond_b.start_patient();
+        obs_b.start_patient();
         pid.clear();
         g.uuid(&mut pid);
         let birth = -14_600 + g.below(32_000) as i64; // 1930..2017
@@ -380,7 +454,8 @@ pub fn generate(dir: &Path, spec: GenerateSpec) -> Result<GenerateStats, Sanitiz
             let (p, o) = g.pick(&prov).cloned().unwrap_or_default();
             let payer = g.pick(&payer_ids).cloned().unwrap_or_default();
             let cost = 50.0 + g.unit() * 200.0;
-            let has_reason = g.below(3) == 0;
+            // Shipped Synthea: about 0.7 conditions per encounter.
+            let has_reason = g.below(10) < 7;
             let (rc, rd) = *g.pick(&CONDITIONS).unwrap_or(&CONDITIONS[0]);
             line.clear();
             let _ = write!(
@@ -391,7 +466,7 @@ pub fn generate(dir: &Path, spec: GenerateSpec) -> Result<GenerateStats, Sanitiz
                 if has_reason { rc } else { "" },
                 if has_reason { rd } else { "" }
             );
-            encs.line(&line)?;
+            enc_b.line(&line);
             if has_reason {
                 stats.conditions += 1;
                 line.clear();
@@ -402,7 +477,7 @@ pub fn generate(dir: &Path, spec: GenerateSpec) -> Result<GenerateStats, Sanitiz
                     String::new()
                 };
                 let _ = write!(line, "{y:04}-{m:02}-{d:02},{stop},{pid},{eid},{rc},{rd}");
-                conds.line(&line)?;
+                cond_b.line(&line);
             }
             for (code, desc, unit, base, spread) in &VITALS {
                 stats.observations += 1;
@@ -412,7 +487,7 @@ pub fn generate(dir: &Path, spec: GenerateSpec) -> Result<GenerateStats, Sanitiz
                     line,
                     "{ts},{pid},{eid},vital-signs,{code},{desc},{v:.1},{unit},numeric"
                 );
-                obs.line(&line)?;
+                obs_b.line(&line);
             }
             stats.observations += 1;
             line.clear();
@@ -420,7 +495,7 @@ pub fn generate(dir: &Path, spec: GenerateSpec) -> Result<GenerateStats, Sanitiz
                 line,
                 "{ts},{pid},{eid},survey,72166-2,Tobacco smoking status,{smoker},,text"
             );
-            obs.line(&line)?;
+            obs_b.line(&line);
             if ei % 10 == 0 {
                 stats.observations += 1;
                 line.clear();
@@ -428,10 +503,13 @@ pub fn generate(dir: &Path, spec: GenerateSpec) -> Result<GenerateStats, Sanitiz
                     line,
                     "{ts},{pid},{eid},survey,56799-0,Address,{address},,text"
                 );
-                obs.line(&line)?;
+                obs_b.line(&line);
             }
         }
     }
+    enc_b.write(&mut g, &mut encs, ENCOUNTER_RUN)?;
+    cond_b.write(&mut g, &mut conds, CONDITION_RUN)?;
+    obs_b.write(&mut g, &mut obs, OBSERVATION_RUN)?;
     stats.bytes = fixed + pats.finish()? + encs.finish()? + conds.finish()? + obs.finish()?;
     Ok(stats)
 }
