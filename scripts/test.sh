@@ -57,13 +57,30 @@ start_postgres() {
 # shellcheck source=scripts/slurm-services.sh
 . scripts/slurm-services.sh
 
+start_peers() {
+  # The sanitizer benchmark's pandas peer, for the test that holds its output to tidegate's byte
+  # for byte: pandas and numpy from PyPI in a virtual environment outside the clone.
+  local venv="$HOME/.cache/tidegate/peers-venv"
+  if ! "$venv/bin/python" -c "import pandas, numpy" >/dev/null 2>&1; then
+    apt_install python3-venv
+    log "installing pandas and numpy into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check pandas numpy
+  fi
+  export TIDEGATE_PEERS_PYTHON="$venv/bin/python"
+}
+
 if [ "$need_services" = 1 ]; then
   start_postgres
   start_slurm
   start_nftables
+  start_peers
 else
   log "services not started (set CI=true or TIDEGATE_SERVICES=1 to install and start PostgreSQL; tests that need it skip)"
 fi
+
+log "formatting (cargo fmt --check)"
+cargo fmt --all --check
 
 log "clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -4,14 +4,17 @@ whose operator does the transform (no language model is needed for mapped column
 own `hash` operator is salted SHA-256, not HMAC, so pseudonyms use a `custom` operator with HMAC
 to stay comparable; dropped columns are redacted by Presidio and then left out of the file.
 
+The profile's noise is a custom operator per column (its own seeded stream).
+
 Usage: python3 presidio_sanitize.py --in DIR --out DIR --key FILE
+Prints, last, a JSON line with the seconds its work took (see synthea_spec.report).
 """
 import argparse
 import hashlib
 import hmac
 import os
-import random
 import sys
+import time
 
 import pandas as pd
 from presidio_anonymizer.entities import OperatorConfig
@@ -28,8 +31,8 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--key", required=True)
     a = ap.parse_args()
+    started = time.perf_counter()
     key = bytes.fromhex(open(a.key).read().strip())
-    rng = random.Random(20251)
     os.makedirs(a.out, exist_ok=True)
 
     def pseudo(v):
@@ -37,22 +40,15 @@ def main():
             return ""
         return "p" + hmac.new(key, v.encode(), hashlib.sha256).hexdigest()[:24]
 
-    def noise(v):
-        if not v:
-            return ""
-        decimals = len(v.split(".", 1)[1]) if "." in v else 0
-        return f"{float(v) * (1 + spec.NOISE_FRACTION * rng.uniform(-1, 1)):.{decimals}f}"
-
     operators = {
         "TG_PSEUDONYM": OperatorConfig("custom", {"lambda": pseudo}),
         "TG_DATE_YEAR": OperatorConfig("custom", {"lambda": spec.year}),
         "TG_AGE_CAP": OperatorConfig("custom", {"lambda": spec.age_cap}),
         "TG_ZIP3": OperatorConfig("custom", {"lambda": spec.zip3}),
-        "TG_NOISE": OperatorConfig("custom", {"lambda": noise}),
         "TG_DROP": OperatorConfig("redact", {}),
     }
     entity = {spec.PSEUDO: "TG_PSEUDONYM", spec.YEAR: "TG_DATE_YEAR", spec.AGE_CAP: "TG_AGE_CAP",
-              spec.ZIP3: "TG_ZIP3", spec.NOISE: "TG_NOISE", spec.DROP: "TG_DROP"}
+              spec.ZIP3: "TG_ZIP3", spec.DROP: "TG_DROP"}
     engine = StructuredEngine()
     for name in sorted(os.listdir(a.inp)):
         if not name.endswith(".csv"):
@@ -66,9 +62,16 @@ def main():
             for t in targets:
                 df.loc[hit, t] = "[REDACTED]"
         mapping = {c: entity[cols[c]] for c in df.columns if cols[c] in entity}
-        df = engine.anonymize(df, StructuredAnalysis(entity_mapping=mapping), operators=operators)
+        ops = dict(operators)
+        for c in df.columns:
+            if cols[c] == spec.NOISE:
+                mapping[c] = f"TG_NOISE_{c}"
+                ops[mapping[c]] = OperatorConfig("custom", {"lambda": spec.Noise(table, c)})
+        df = engine.anonymize(df, StructuredAnalysis(entity_mapping=mapping), operators=ops)
         df = df[[c for c in df.columns if cols[c] != spec.DROP]]
         df.to_csv(os.path.join(a.out, name), index=False)
+    spec.fsync_tree(a.out)
+    spec.report(started)
 
 
 if __name__ == "__main__":

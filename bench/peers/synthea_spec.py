@@ -1,5 +1,9 @@
 """Column actions of the built-in hipaa-safe-harbor profile for the tables the benchmark
-generator writes, shared by the two peer scripts so they do the same work as the Rust engine."""
+generator writes, shared by the two peer scripts so they do the same work as the Rust engine,
+and the profile's seeded noise (SplitMix64 per column, seeded from the profile's seed and the
+column's name), so every table they write can be compared byte for byte with tidegate's."""
+import os
+import time
 
 REFERENCE_YEAR = 2025
 OLDEST_YEAR = REFERENCE_YEAR - 90
@@ -52,6 +56,63 @@ TABLES = {
 # Row-level redaction: observation answers whose LOINC code says they are a street address.
 REDACT_WHEN = {"observations": ("CODE", {"56799-0"}, ["VALUE"])}
 NOISE_FRACTION = 0.05
+# The profile's `seed`.
+PROFILE_SEED = 20251
+
+MASK = (1 << 64) - 1
+GAMMA = 0x9E3779B97F4A7C15
+
+
+def mix(z):
+    """SplitMix64's finaliser."""
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK
+    return z ^ (z >> 31)
+
+
+def column_seed(table, column):
+    """The noise seed of one column: the profile's seed XOR a seeded FNV-1a of `table.column`."""
+    h = 0xCBF29CE484222325
+    for b in f"{table}.{column}".encode():
+        h = ((h ^ b) * 0x100000001B3) & MASK
+    return PROFILE_SEED ^ mix((h + GAMMA) & MASK)
+
+
+class Noise:
+    """Uniform relative noise of at most NOISE_FRACTION, drawn per non-empty cell in row order,
+    written with the input's number of decimals (at most 12)."""
+
+    def __init__(self, table, column):
+        self.state = column_seed(table, column)
+
+    def __call__(self, v):
+        if not v:
+            return ""
+        self.state = (self.state + GAMMA) & MASK
+        u = (mix(self.state) >> 11) / float(1 << 53)
+        decimals = min(len(v.split(".", 1)[1]) if "." in v else 0, 12)
+        return f"{float(v) * (1.0 + NOISE_FRACTION * (u * 2.0 - 1.0)):.{decimals}f}"
+
+
+def fsync_tree(out):
+    """Makes the written tables durable, as tidegate does before it reports."""
+    for name in sorted(os.listdir(out)):
+        fd = os.open(os.path.join(out, name), os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def report(started):
+    """The last line a peer prints: the seconds its work took (reading, transforming, writing and
+    syncing the tables), timed like tidegate's, without the interpreter's start-up and imports."""
+    print(f'{{"elapsed_s": {time.perf_counter() - started:.6f}}}')
 
 
 def year(v):

@@ -196,7 +196,10 @@ fn plan_lists_every_job_and_data_moves() {
         .split("  sepsis-hpo-raw:\n")
         .nth(1)
         .unwrap_or_else(|| panic!("no reasons for sepsis-hpo-raw:\n{text}"));
-    let public_us = raw.lines().find(|l| l.trim_start().starts_with("public-us:")).unwrap();
+    let public_us = raw
+        .lines()
+        .find(|l| l.trim_start().starts_with("public-us:"))
+        .unwrap();
     assert!(
         public_us.contains("baseline.sensitive-stays-private"),
         "{public_us}"

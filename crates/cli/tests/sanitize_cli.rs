@@ -156,6 +156,81 @@ fn generate_then_bench_without_peers() {
     assert!(v["presidio_mb_per_sec"].is_null());
 }
 
+/// The Python with the pandas peer's modules (`TIDEGATE_PEERS_PYTHON`, set by scripts/test.sh);
+/// under CI its absence fails.
+fn peers_python() -> Option<String> {
+    match std::env::var("TIDEGATE_PEERS_PYTHON") {
+        Ok(p) if !p.is_empty() => Some(p),
+        _ => {
+            assert!(
+                std::env::var("CI").ok().as_deref() != Some("true"),
+                "CI=true but TIDEGATE_PEERS_PYTHON is not set: scripts/test.sh installs the pandas peer"
+            );
+            eprintln!("skipped: TIDEGATE_PEERS_PYTHON is not set (scripts/test.sh sets it)");
+            None
+        }
+    }
+}
+
+fn bench_pandas(python: &str, peers: &std::path::Path) -> Output {
+    tidegate(&[
+        "bench",
+        "sanitize",
+        "--size-mb",
+        "3",
+        "--peer-mb",
+        "2",
+        "--peer",
+        "pandas",
+        "--python",
+        python,
+        "--peers",
+        peers.to_str().unwrap(),
+        "--output",
+        "json",
+    ])
+}
+
+/// The comparison is like for like: the pandas peer writes every table byte for byte as tidegate
+/// does on the same rows, timed the same way; a peer whose output differs fails the benchmark,
+/// naming the tables.
+#[test]
+fn the_pandas_peer_writes_every_table_as_tidegate_does_and_a_different_one_fails_the_bench() {
+    let Some(python) = peers_python() else {
+        return;
+    };
+    let o = bench_pandas(&python, &root().join("bench/peers"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let peer = &v["peers"][0];
+    assert_eq!(peer["name"], "pandas+hmac", "{v}");
+    assert_eq!(peer["status"], "ok", "{v}");
+    assert_eq!(peer["same_output"], true, "{v}");
+    assert!(peer["elapsed_s"].as_f64().unwrap() < peer["process_s"].as_f64().unwrap());
+    assert!(v["ratio_vs_pandas"].as_f64().unwrap() > 0.0);
+    // A peer that pseudonymises differently: the benchmark refuses to report a ratio.
+    let tmp = tempfile::tempdir().unwrap();
+    for f in [
+        "pandas_sanitize.py",
+        "synthea_spec.py",
+        "presidio_sanitize.py",
+    ] {
+        let text = std::fs::read_to_string(root().join("bench/peers").join(f)).unwrap();
+        std::fs::write(
+            tmp.path().join(f),
+            text.replace("(\"p\" + hmac", "(\"q\" + hmac"),
+        )
+        .unwrap();
+    }
+    let o = bench_pandas(&python, tmp.path());
+    assert!(!o.status.success(), "a differing peer passed");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("patients.csv") && err.contains("encounters.csv"),
+        "{err}"
+    );
+}
+
 #[test]
 fn a_key_from_the_key_manager_gives_the_same_pseudonyms_every_run() {
     let Some(data) = tidegate_testkit::synthea_dir().map(|d| d.join("patients.csv")) else {

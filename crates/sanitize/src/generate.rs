@@ -235,7 +235,10 @@ impl Batch {
             let Some(&i) = g.pick(&open) else { break };
             let run = 1 + g.below(2 * mean_run - 1);
             for _ in 0..run {
-                let Some(l) = self.rows.get_mut(i).and_then(std::collections::VecDeque::pop_front)
+                let Some(l) = self
+                    .rows
+                    .get_mut(i)
+                    .and_then(std::collections::VecDeque::pop_front)
                 else {
                     break;
                 };

@@ -51,7 +51,10 @@ fn rows_per_patient_and_runs_match_the_shipped_tables() {
         let (want_rows, want_run) = shape(&shipped, table);
         let (rows, run) = shape(dir.path(), table);
         eprintln!("{table}: rows/patient {rows:.1} (shipped {want_rows:.1}), run {run:.1} (shipped {want_run:.1})");
-        for (what, got, want) in [("rows per patient", rows, want_rows), ("run length", run, want_run)] {
+        for (what, got, want) in [
+            ("rows per patient", rows, want_rows),
+            ("run length", run, want_run),
+        ] {
             assert!(
                 (got / want - 1.0).abs() < 0.35,
                 "{table}: {what} {got:.1}, shipped {want:.1}"
