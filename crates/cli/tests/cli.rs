@@ -235,14 +235,12 @@ fn explain_bad_job_names_file_and_line() {
 }
 
 #[test]
-fn bench_placement_small_run_agrees() {
+fn bench_placement_small_run_agrees_on_both_backlogs() {
     let o = tidegate(&[
         "bench",
         "placement",
         "--jobs",
         "2000",
-        "--naive-sample",
-        "50",
         "--replicas",
         "2",
         "--output",
@@ -250,10 +248,76 @@ fn bench_placement_small_run_agrees() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-    assert_eq!(v["decisions_agree"], true);
-    assert!(v["decisions_per_sec"].as_f64().unwrap() > 0.0);
-    assert!(v["naive_decisions_per_sec"].as_f64().unwrap() > 0.0);
     assert_eq!(v["zones"], 10);
+    assert!(v["threads"].as_u64().unwrap() >= 1);
+    let cases = v["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 2, "{v}");
+    for c in cases {
+        assert_eq!(c["decisions_agree"], true, "{c}");
+        // Small enough for the fair way to place the whole backlog.
+        assert_eq!(c["fair_whole_backlog"], true, "{c}");
+        assert_eq!(c["fair_jobs"], 2000, "{c}");
+        assert!(c["decisions_per_sec"].as_f64().unwrap() > 0.0);
+        assert!(c["fair_decisions_per_sec"].as_f64().unwrap() > 0.0);
+    }
+    assert_eq!(cases[0]["backlog"], "default");
+    assert_eq!(cases[1]["backlog"], "distinct");
+    // No two jobs of the distinct backlog share what the policies read.
+    assert_eq!(cases[1]["distinct_attribute_sets"], 2000, "{v}");
+    assert!(cases[0]["distinct_attribute_sets"].as_u64().unwrap() < 2000);
+}
+
+#[test]
+fn bench_submit_refuses_a_filesystem_where_fsync_does_nothing() {
+    if !std::path::Path::new("/dev/shm").is_dir() {
+        return;
+    }
+    let dir = tempfile::tempdir_in("/dev/shm").unwrap();
+    let o = tidegate(&[
+        "bench",
+        "submit",
+        "--jobs",
+        "10",
+        "--no-sbatch",
+        "--dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("tmpfs") && err.contains("--dir"), "{err}");
+}
+
+#[test]
+fn bench_submit_reports_both_rounds_and_what_the_scheduler_did() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let o = tidegate(&[
+        "bench",
+        "submit",
+        "--jobs",
+        "40",
+        "--clients",
+        "4",
+        "--no-sbatch",
+        "--dir",
+        dir.path().to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_ne!(v["filesystem"], "tmpfs");
+    let rounds = v["rounds"].as_array().unwrap();
+    assert_eq!(rounds[0]["round"], "accept");
+    assert_eq!(
+        rounds[0]["tidegate"]["states_at_last_ack"]["submitted"], 40,
+        "{v}"
+    );
+    assert_eq!(rounds[1]["round"], "scheduled");
+    // The scheduler placed, admitted and ran every job.
+    assert_eq!(
+        rounds[1]["tidegate"]["states_after"]["succeeded"], 40,
+        "{v}"
+    );
 }
 
 #[test]
