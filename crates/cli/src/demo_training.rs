@@ -129,6 +129,8 @@ pub struct Outcome {
     pub released: usize,
     /// The best model, synced back into the private store.
     pub model: String,
+    /// What the best model learned, per feature (odds ratios per unit shown).
+    pub learned: Vec<Learned>,
     /// Its lineage, upstream.
     pub lineage: String,
     /// Evidence bundle path and whether it verified offline.
@@ -137,6 +139,42 @@ pub struct Outcome {
     pub evidence_verified: bool,
     /// Public copies crypto-shredded after sync back.
     pub shredded: Vec<String>,
+}
+
+/// One feature of the best model: the odds ratio it gives per `per` units of the feature.
+#[derive(Debug, Default, Serialize)]
+pub struct Learned {
+    /// The feature.
+    pub feature: String,
+    /// Units the odds ratio is for (10 years of age, being male, one more condition).
+    pub per: f64,
+    /// exp(weight per unit x per).
+    pub odds_ratio: f64,
+}
+
+/// The odds ratios a logistic-regression model JSON (from `tidegate train`) gives.
+fn learned(model: &serde_json::Value) -> Vec<Learned> {
+    let (Some(features), Some(weights), Some(scaling)) = (
+        model["features"].as_array(),
+        model["weights"].as_array(),
+        model["scaling"].as_array(),
+    ) else {
+        return Vec::new();
+    };
+    features
+        .iter()
+        .zip(weights)
+        .zip(scaling)
+        .filter_map(|((f, w), sc)| {
+            let (f, w, sd) = (f.as_str()?, w.as_f64()?, sc.get(1)?.as_f64()?);
+            let per = if f == "age_years" { 10.0 } else { 1.0 };
+            Some(Learned {
+                feature: f.to_owned(),
+                per,
+                odds_ratio: (w / sd.max(1e-12) * per).exp(),
+            })
+        })
+        .collect()
 }
 
 /// One trial of the sweep.
@@ -861,6 +899,7 @@ fn sync_back(
             .trust(entry)
             .map_err(|e| miette!("{e}"))?;
         let mut best: Option<(f64, Digest, &Trial)> = None;
+        let mut best_model = serde_json::Value::Null;
         let mut trials_out = Vec::new();
         let log = LineageLog::new(dd);
         for t in trials {
@@ -942,6 +981,7 @@ fn sync_back(
             // The best trial: lowest held-out log loss.
             if best.as_ref().is_none_or(|(b, _, _)| loss < *b) {
                 best = Some((loss, rec.digest.clone(), t));
+                best_model = model;
             }
         }
         let (loss, digest, _) = best.ok_or_else(|| miette!("no trial produced a model"))?;
@@ -959,6 +999,17 @@ fn sync_back(
         .map_err(|e| miette!("{e}"))?;
         say(fmt, &format!("best model {} (held-out log loss {loss:.3}) imported into the private store: built by {} in {}, signature by {}", rep.digest, rep.job_id, rep.zone, rep.keyids.join(", ")));
         out.model = rep.digest.to_string();
+        out.learned = learned(&best_model);
+        let show: Vec<String> = out
+            .learned
+            .iter()
+            .map(|l| match l.feature.as_str() {
+                "age_years" => format!("x{:.2} per 10 years of age", l.odds_ratio),
+                "sex_male" => format!("x{:.2} for men", l.odds_ratio),
+                _ => format!("x{:.2} per other recorded condition", l.odds_ratio),
+            })
+            .collect();
+        say(fmt, &format!("what it learned: the odds of hypertension {} (the data's prevalence rises with age and is higher in men, as NHANES measured; other conditions are drawn independently of it)", show.join(", ")));
         // Nothing of the burst stays public: features and models are crypto-shredded there.
         for d in tables
             .iter()

@@ -267,7 +267,9 @@ pub fn run(a: &TrainArgs) -> miette::Result<()> {
     }
     let (mut xtr, mut ytr, mut xte, mut yte) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for p in &patients {
+        // Safe Harbor caps ages at 90: such a birth year reads `<=YYYY`, and counts as YYYY.
         let year: i32 = p[1]
+            .trim_start_matches("<=")
             .get(..4)
             .and_then(|y| y.parse().ok())
             .unwrap_or(a.reference_year);

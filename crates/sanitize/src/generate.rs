@@ -84,6 +84,25 @@ const CONDITIONS: [(&str, &str); 8] = [
     ("40055000", "Chronic sinusitis (disorder)"),
     ("72892002", "Normal pregnancy"),
 ];
+/// Essential hypertension: each patient has it or not, with the prevalence by age and sex that
+/// NHANES 2017-2018 measured among US adults (Ostchega et al., NCHS Data Brief 364, 2020, 2017
+/// ACC/AHA definition): 22.4% at 18-39, 54.5% at 40-59, 74.5% at 60 and over; men 51.0%, women
+/// 39.7% overall (taken here as a factor of 1.13 and 0.88 on the age band). Under 18: 4%
+/// (paediatric estimates run 3-5%). Every other condition is drawn independently of the patient,
+/// so what a model can learn about hypertension from age and sex is this dependence.
+const HYPERTENSION: usize = 5;
+
+/// The probability that a patient aged `age` (years, at the reference year) has hypertension.
+fn hypertension_prevalence(age: i64, male: bool) -> f64 {
+    let band: f64 = match age {
+        ..=17 => 0.04,
+        18..=39 => 0.224,
+        40..=59 => 0.545,
+        _ => 0.745,
+    };
+    (band * if male { 1.13 } else { 0.88 }).min(0.95)
+}
+
 const VITALS: [(&str, &str, &str, f64, f64); 8] = [
     ("8302-2", "Body Height", "cm", 150.0, 40.0),
     ("29463-7", "Body Weight", "kg", 55.0, 40.0),
@@ -371,6 +390,12 @@ pub fn generate(dir: &Path, spec: GenerateSpec) -> Result<GenerateStats, Sanitiz
     let mut line = String::with_capacity(512);
     let mut pid = String::new();
     let mut eid = String::new();
+    let others: Vec<(&str, &str)> = CONDITIONS
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != HYPERTENSION)
+        .map(|(_, c)| *c)
+        .collect();
     // Rows of the patients in the batch, per table, interleaved when the batch is written.
     let (mut enc_b, mut cond_b, mut obs_b) = (Batch::new(), Batch::new(), Batch::new());
     loop {
@@ -407,6 +432,10 @@ pub fn generate(dir: &Path, spec: GenerateSpec) -> Result<GenerateStats, Sanitiz
         let death = birth + 20_000 + g.below(12_000) as i64;
         let (city, county, zip) = *g.pick(&CITY).unwrap_or(&CITY[0]);
         let gender = if g.below(2) == 0 { "F" } else { "M" };
+        // Age at the generator's reference year (days since 1970: 20,400 is late 2025).
+        let age = (20_400 - birth) / 365;
+        let hypertensive = g.unit() < hypertension_prevalence(age, gender == "M");
+        let mut hypertension_recorded = false;
         let address = format!(
             "{} {} {}",
             1 + g.below(999),
@@ -459,7 +488,14 @@ pub fn generate(dir: &Path, spec: GenerateSpec) -> Result<GenerateStats, Sanitiz
             let cost = 50.0 + g.unit() * 200.0;
             // Shipped Synthea: about 0.7 conditions per encounter.
             let has_reason = g.below(10) < 7;
-            let (rc, rd) = *g.pick(&CONDITIONS).unwrap_or(&CONDITIONS[0]);
+            // A hypertensive patient's first reason is the diagnosis; other reasons are any
+            // condition but hypertension, for everyone alike.
+            let (rc, rd) = if has_reason && hypertensive && !hypertension_recorded {
+                hypertension_recorded = true;
+                CONDITIONS[HYPERTENSION]
+            } else {
+                *g.pick(&others).unwrap_or(&CONDITIONS[0])
+            };
             line.clear();
             let _ = write!(
                 line,
