@@ -14,6 +14,14 @@ use tidegate_sched::SchedConfig;
 
 use crate::output::{fleet_dir, print_json, Format};
 
+/// Mean job completion times the Pollux paper reports for its eight workloads at 1.0x load on
+/// a 64-GPU cluster (Qiao et al., OSDI 2021), for reference beside a replay.
+const PUBLISHED: [(&str, f64); 3] = [
+    ("Pollux", 2751.0),
+    ("Tiresias", 4038.0),
+    ("Optimus", 5682.0),
+];
+
 /// What to compare the hybrid replay with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Compare {
@@ -38,9 +46,12 @@ pub struct SimArgs {
     /// Trace file, format told apart by its header.
     ///   Philly: timestamp,duration,num_gpus,gpu_time,cluster (used as given).
     ///   Pollux workload: name,time,application,num_replicas,batch_size. No duration column:
-    ///   each application runs for a typical time at its requested replicas, after the
-    ///   Pollux paper's size categories (OSDI 2021; Small <1 GPU-h, Medium 1-10, Large
-    ///   10-100, XLarge 100-1000); the job class is the application:
+    ///   with the measured application profiles beside the workload (pollux-profiles/APP/),
+    ///   each job's run time is derived from its application, replicas and batch size
+    ///   (epochs x iterations at that batch size x step time at that placement and local
+    ///   batch; see tidegate_sched::pollux). Without them, each application runs for an
+    ///   estimated time after the paper's size categories (OSDI 2021; Small <1 GPU-h,
+    ///   Medium 1-10, Large 10-100, XLarge 100-1000); the job class is the application:
     ///     cifar10       900 s  ResNet18 / CIFAR-10, Small
     ///     ncf           600 s  NeuMF / MovieLens, Small
     ///     bert        2,700 s  BERT fine-tuning / SQuAD, Medium
@@ -84,6 +95,14 @@ pub fn run(a: &SimArgs) -> miette::Result<()> {
         Scheduling::default()
     };
     let trace = read_trace(&a.trace).map_err(|e| miette!("{e}"))?;
+    let pollux = trace.iter().any(|j| j.class.is_some());
+    let run_times = if trace.iter().any(|j| j.measured) {
+        "derived from the measured Pollux application profiles (pollux-profiles/ beside the trace)"
+    } else if pollux {
+        "estimated per application (no pollux-profiles/ beside the trace)"
+    } else {
+        "as the trace gives them"
+    };
     let show = std::io::stderr().is_terminal() && a.output == Format::Text;
     let run_one = |allow_public: bool| -> miette::Result<SimReport> {
         let policy =
@@ -137,6 +156,10 @@ pub fn run(a: &SimArgs) -> miette::Result<()> {
             let mut v = serde_json::to_value(&hybrid).map_err(|e| miette!("{e}"))?;
             if let Some(obj) = v.as_object_mut() {
                 obj.insert("wall_s".into(), wall_s.into());
+                obj.insert("run_times".into(), run_times.into());
+                if pollux {
+                    obj.insert("published_mean_jct_s".into(), serde_json::json!(PUBLISHED));
+                }
                 obj.insert(
                     "fleet_gpus".into(),
                     fleet
@@ -217,6 +240,19 @@ pub fn run(a: &SimArgs) -> miette::Result<()> {
             }
             for (why, n) in &hybrid.refused_reasons {
                 println!("refused ({n}): {why}");
+            }
+            println!("\nrun times: {run_times}");
+            if pollux {
+                println!(
+                    "published mean JCT on the paper's 64-GPU cluster (16 nodes of 4), same workloads: {} (tidegate here: {:.0} s on {} GPUs)",
+                    PUBLISHED
+                        .iter()
+                        .map(|(n, s)| format!("{n} {s:.0} s"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    hybrid.mean_jct_s,
+                    fleet.zones.iter().flat_map(|z| &z.pools).map(|p| p.gpus).sum::<u32>()
+                );
             }
             println!("\n{} jobs replayed in {wall_s:.2} s", hybrid.jobs);
             Ok(())

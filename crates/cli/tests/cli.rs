@@ -442,3 +442,35 @@ fn plan_record_then_evidence_bundle_verifies_offline() {
     ]);
     assert!(!o.status.success());
 }
+
+#[test]
+fn sim_replays_a_pollux_workload_on_the_papers_cluster_with_measured_run_times() {
+    let trace = root().join("../shared/data/traces/pollux-workload-1.csv");
+    if !trace.exists() {
+        assert!(
+            std::env::var("CI").ok().as_deref() != Some("true"),
+            "CI=true but {} is missing",
+            trace.display()
+        );
+        return;
+    }
+    let o = tidegate(&[
+        "sim",
+        "--fleet",
+        "examples/pollux-64",
+        "--gpus",
+        "64",
+        "--trace",
+        trace.to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["fleet_gpus"], 64, "{v}");
+    assert_eq!(v["jobs_completed"], 160, "{v}");
+    assert_eq!(v["refused"], 0, "{v}");
+    assert!(v["run_times"].as_str().unwrap().contains("measured"), "{v}");
+    assert_eq!(v["published_mean_jct_s"][1][0], "Tiresias", "{v}");
+    assert!(v["mean_jct_s"].as_f64().unwrap() > 0.0);
+}

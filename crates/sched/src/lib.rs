@@ -12,6 +12,7 @@
 //! throttled providers, and cancel.
 
 mod core;
+pub mod pollux;
 pub mod sim;
 
 use tidegate_model::{Fleet, Tier};

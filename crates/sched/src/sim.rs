@@ -57,6 +57,9 @@ pub struct TraceJob {
     pub gpus: u32,
     /// Job class the trace gives (the Pollux application), if any.
     pub class: Option<&'static str>,
+    /// The run time comes from measured application profiles (Pollux with its profiles), not
+    /// from the trace's own column or an estimate.
+    pub measured: bool,
 }
 
 /// A trace that cannot be read.
@@ -94,24 +97,43 @@ pub fn read_trace(path: &Path) -> Result<Vec<TraceJob>, TraceError> {
     })?;
     let header = text.lines().next().unwrap_or_default();
     if header.split(',').any(|c| c.trim() == "application") {
-        parse_pollux(&p, &text)
+        // The measured profiles sit beside the workloads, as the Pollux artifact ships them.
+        let dir = path
+            .parent()
+            .unwrap_or_else(|| Path::new("."))
+            .join("pollux-profiles");
+        let profiles = if dir.is_dir() {
+            Some(crate::pollux::Profiles::load(&dir)?)
+        } else {
+            None
+        };
+        parse_pollux(&p, &text, profiles.as_ref())
     } else {
         parse_philly(&p, &text)
     }
 }
 
-/// Reads a Pollux workload (`name,time,application,num_replicas,batch_size`); durations come from
-/// [`POLLUX_RUN_TIMES`]. An unknown application is an error naming its line.
-pub fn read_pollux(path: &Path) -> Result<Vec<TraceJob>, TraceError> {
+/// Reads a Pollux workload (`name,time,application,num_replicas,batch_size`). Run times are
+/// derived from the measured application `profiles` when given ([`crate::pollux`]), and are
+/// the estimates of [`POLLUX_RUN_TIMES`] otherwise. An unknown application is an error naming
+/// its line.
+pub fn read_pollux(
+    path: &Path,
+    profiles: Option<&crate::pollux::Profiles>,
+) -> Result<Vec<TraceJob>, TraceError> {
     let p = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| TraceError::Io {
         path: p.clone(),
         source,
     })?;
-    parse_pollux(&p, &text)
+    parse_pollux(&p, &text, profiles)
 }
 
-fn parse_pollux(p: &str, text: &str) -> Result<Vec<TraceJob>, TraceError> {
+fn parse_pollux(
+    p: &str,
+    text: &str,
+    profiles: Option<&crate::pollux::Profiles>,
+) -> Result<Vec<TraceJob>, TraceError> {
     let row_err = |line: usize, field: &str, message: String| TraceError::Row {
         path: p.to_string(),
         line,
@@ -122,6 +144,7 @@ fn parse_pollux(p: &str, text: &str) -> Result<Vec<TraceJob>, TraceError> {
     let header = lines.next().map(|(_, h)| h.trim()).unwrap_or_default();
     let cols: Vec<&str> = header.split(',').map(str::trim).collect();
     let idx = |name: &str| cols.iter().position(|c| *c == name);
+    let bsz_i = idx("batch_size");
     let (Some(t_i), Some(app_i), Some(rep_i)) =
         (idx("time"), idx("application"), idx("num_replicas"))
     else {
@@ -179,11 +202,35 @@ fn parse_pollux(p: &str, text: &str) -> Result<Vec<TraceJob>, TraceError> {
                 format!("`{}` is not a positive replica count", f[rep_i]),
             )
         })?;
+        let measured = match (profiles, bsz_i) {
+            (Some(pr), Some(i)) => {
+                let bsz: f64 = f[i]
+                    .parse()
+                    .ok()
+                    .filter(|b: &f64| *b > 0.0)
+                    .ok_or_else(|| {
+                        row_err(
+                            line_no,
+                            "batch_size",
+                            format!("`{}` is not a positive batch size", f[i]),
+                        )
+                    })?;
+                Some(pr.run_time(app, gpus, bsz).ok_or_else(|| {
+                    row_err(
+                        line_no,
+                        "application",
+                        format!("no measured profile for `{app}`"),
+                    )
+                })?)
+            }
+            _ => None,
+        };
         jobs.push(TraceJob {
             submit_s: t,
-            duration_s: run_s,
+            duration_s: measured.as_ref().map_or(run_s, |m| m.seconds),
             gpus,
             class: Some(app),
+            measured: measured.is_some(),
         });
     }
     let t0 = jobs
@@ -293,6 +340,7 @@ fn parse_philly(p: &str, text: &str) -> Result<Vec<TraceJob>, TraceError> {
             duration_s: d,
             gpus: g,
             class: None,
+            measured: false,
         })
         .collect();
     jobs.sort_by(|a, b| a.submit_s.total_cmp(&b.submit_s));

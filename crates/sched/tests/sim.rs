@@ -1,5 +1,6 @@
-//! Trace replay beyond Philly: Pollux workloads (format told by header, durations from the
-//! documented table) and replays under the fleet's scheduling rules.
+//! Trace replay beyond Philly: Pollux workloads (format told by header, run times derived from
+//! the measured application profiles beside them, checked here against the raw measurements)
+//! and replays under the fleet's scheduling rules.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -39,8 +40,20 @@ fn present(p: &Path) -> bool {
     false
 }
 
+/// The value of `column` in the row of `file` whose `key` columns equal `want`, read raw.
+fn raw_value(file: &Path, key: &[(&str, &str)], column: &str) -> Option<f64> {
+    let text = std::fs::read_to_string(file).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |n: &str| header.iter().position(|h| *h == n).unwrap();
+    lines
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .find(|f| key.iter().all(|(k, v)| f[col(k)] == *v))
+        .map(|f| f[col(column)].parse().unwrap())
+}
+
 #[test]
-fn pollux_workloads_are_detected_by_header_and_get_table_durations() {
+fn pollux_workloads_get_run_times_from_the_measured_profiles() {
     let p = traces().join("pollux-workload-1.csv");
     if !present(&p) {
         return;
@@ -52,13 +65,60 @@ fn pollux_workloads_are_detected_by_header_and_get_table_durations() {
         "offsets start at the first submission"
     );
     assert!(jobs.windows(2).all(|w| w[0].submit_s <= w[1].submit_s));
+    assert!(
+        jobs.iter().all(|j| j.measured),
+        "every run time is measured"
+    );
+    // The first row: cifar10-0 at 107 s on 6 replicas.
+    assert_eq!((jobs[0].gpus, jobs[0].class), (6, Some("cifar10")));
+    // An ncf job on 1 GPU at batch 32,768, both measured exactly: 10 epochs' iterations at that
+    // batch size times the step time at that local batch on one GPU, read from the raw files.
+    let prof = traces().join("pollux-profiles/ncf");
+    let iterations = {
+        let text = std::fs::read_to_string(prof.join("validation-32768.csv")).unwrap();
+        let row = text.lines().nth(10).unwrap();
+        row.split(',').nth(1).unwrap().parse::<f64>().unwrap()
+    };
+    let step = raw_value(
+        &prof.join("placements.csv"),
+        &[("placement", "1"), ("local_bsz", "32768")],
+        "step_time",
+    )
+    .unwrap();
+    let ncf = jobs
+        .iter()
+        .find(|j| j.class == Some("ncf") && j.gpus == 1)
+        .unwrap();
+    assert!(
+        (ncf.duration_s - iterations * step).abs() < 1e-6,
+        "ncf: {} s, measured {iterations} x {step}",
+        ncf.duration_s
+    );
+    // The same application on other replicas and batch sizes runs for other times: no table.
+    let cifar: std::collections::BTreeSet<u64> = jobs
+        .iter()
+        .filter(|j| j.class == Some("cifar10"))
+        .map(|j| j.duration_s.round() as u64)
+        .collect();
+    assert!(cifar.len() >= 3, "cifar10 run times: {cifar:?}");
+}
+
+#[test]
+fn pollux_workloads_without_profiles_fall_back_to_the_estimates() {
+    let src = traces().join("pollux-workload-1.csv");
+    if !present(&src) {
+        return;
+    }
+    let dir = tempfile_dir();
+    let p = dir.join("no-profiles-beside.csv");
+    std::fs::copy(&src, &p).unwrap();
+    let jobs = read_trace(&p).unwrap();
     for j in &jobs {
         let app = j.class.unwrap();
         let (_, run_s, _) = POLLUX_RUN_TIMES.iter().find(|a| a.0 == app).unwrap();
+        assert!(!j.measured);
         assert_eq!(j.duration_s, *run_s);
     }
-    // The first row: cifar10-0 at 107 s on 6 replicas.
-    assert_eq!((jobs[0].gpus, jobs[0].class), (6, Some("cifar10")));
 }
 
 #[test]
