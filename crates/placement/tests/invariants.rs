@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use proptest::prelude::*;
-use tidegate_model::{Input, JobProfile, ZoneScope};
+use tidegate_model::{Input, JobKind, JobProfile, Tier, ZoneScope};
 use tidegate_placement::{FleetState, PlacementEngine};
 use tidegate_policy::PolicyEngine;
 use tidegate_testkit::fleets::fleet_and_jobs;
@@ -14,9 +14,14 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
     #[test]
-    fn placement_invariants_hold((fleet, jobs) in fleet_and_jobs()) {
+    fn placement_invariants_hold((fleet, jobs) in fleet_and_jobs(), busy in proptest::option::of(any::<u64>())) {
         let policy = PolicyEngine::load(&fleet).unwrap();
-        let state = FleetState::idle(&fleet);
+        // An idle fleet, or one with pools partly taken and waits.
+        let state = match busy {
+            Some(seed) => tidegate_placement::synth::busy_state(&fleet, seed),
+            None => FleetState::idle(&fleet),
+        };
+        let has_policy = |id: &str| fleet.policies.iter().any(|p| p.text.contains(id));
         let mut eng = PlacementEngine::new(&fleet, policy);
         let batch = eng.place_batch(&jobs, &state);
         for (job, batched) in jobs.iter().zip(batch) {
@@ -62,11 +67,35 @@ proptest! {
                         prop_assert_eq!(Some(&zone.jurisdiction), fleet.home_jurisdiction.as_ref());
                     }
                 }
-                // Never on a pool without the GPU type or the capacity.
+                // Never on a pool without the GPU type, the GPU memory or the capacity.
                 if !job.resources.gpu_types.is_empty() {
                     prop_assert!(job.resources.gpu_types.contains(&pool.gpu_type));
                 }
                 prop_assert!(pool.gpus >= job.resources.gpus);
+                prop_assert!(pool.gpu_memory_gb >= job.resources.gpu_memory_gb);
+                // The fleet's own policies hold as written.
+                if has_policy("fleet.finance-stays-private") && job.team == "finance-risk" {
+                    prop_assert!(zone.tier.is_private(), "finance-risk placed in {}", zone.name);
+                }
+                if has_policy("fleet.serving-in-us") && job.kind == JobKind::Serve {
+                    prop_assert_eq!(&zone.jurisdiction, "US");
+                }
+                if has_policy("fleet.radiology-not-uk") && job.team.starts_with("radio") {
+                    prop_assert_ne!(&zone.jurisdiction, "UK");
+                }
+                // Edge zones run only signed artifacts promoted to a release stage.
+                if zone.tier == Tier::Edge
+                    && !fleet.baseline_exclude.iter().any(|b| b == "baseline.edge-requires-released-artifacts")
+                {
+                    let arts: Vec<&str> = job.inputs.iter().filter_map(|i| match i {
+                        Input::Artifact(d) => Some(d.as_str()),
+                        Input::Dataset(_) => None,
+                    }).collect();
+                    prop_assert!(!arts.is_empty(), "{} on edge without an artifact", job.name);
+                    for d in arts {
+                        prop_assert!(fleet.artifacts.iter().any(|a| a.digest == d && a.released()), "{} on edge with {d}", job.name);
+                    }
+                }
                 // Never above the zone's ceiling, never outside residency.
                 prop_assert!(profile.effective.level <= zone.max_classification);
                 if let Some(r) = &profile.effective.residency {
