@@ -347,3 +347,60 @@ fn a_command_element_that_is_not_a_string_is_refused_naming_the_element() {
     let job = load_job(&path, &fleet).unwrap();
     assert_eq!(job.command, ["python", "3", "true"]);
 }
+
+#[test]
+fn a_kubernetes_zone_waits_for_admission_as_long_as_it_says_within_bounds() {
+    let dir = fleet_copy();
+    let zone = dir.path().join("zones/public-us.yaml");
+    let wait_in = |fleet: &tidegate_model::Fleet, z: &str| match &fleet.zone(z).unwrap().backend {
+        tidegate_model::Backend::Kubernetes {
+            admission_timeout_s,
+            ..
+        } => *admission_timeout_s,
+        other => panic!("{z} is not a Kubernetes zone: {other:?}"),
+    };
+    let wait = |fleet: &tidegate_model::Fleet| wait_in(fleet, "public-us");
+    let text = fs::read_to_string(&zone).unwrap();
+    assert!(!text.contains("admission_timeout_s"), "{text}");
+    let fleet = load_fleet(dir.path()).unwrap();
+    assert_eq!(wait(&fleet), tidegate_model::DEFAULT_ADMISSION_TIMEOUT_S);
+    assert_eq!(
+        wait_in(&fleet, "public-eu"),
+        300,
+        "as the example writes it"
+    );
+    assert_eq!(tidegate_model::DEFAULT_ADMISSION_TIMEOUT_S, 600);
+    replace(
+        &zone,
+        "  kind: kubernetes\n",
+        "  kind: kubernetes\n  admission_timeout_s: 120\n",
+    );
+    assert_eq!(wait(&load_fleet(dir.path()).unwrap()), 120);
+    for bad in ["0", "86401"] {
+        let text = fs::read_to_string(&zone).unwrap();
+        let broken = set_value(&text, "admission_timeout_s: ", bad);
+        fs::write(&zone, broken).unwrap();
+        match only_error(dir.path()) {
+            LoadError::Invalid {
+                origin,
+                field,
+                message,
+            } => {
+                assert_eq!(origin.file.as_ref(), zone.as_path());
+                assert_eq!(field, "backend.admission_timeout_s");
+                assert!(
+                    message.contains("between 1 and 86400") && message.contains(bad),
+                    "{bad}: {message}"
+                );
+            }
+            e => panic!("expected an invalid admission_timeout_s, got {e}"),
+        }
+    }
+}
+
+/// `text` with the value after `key` (up to the end of its line) replaced by `value`.
+fn set_value(text: &str, key: &str, value: &str) -> String {
+    let start = text.find(key).unwrap() + key.len();
+    let end = start + text[start..].find('\n').unwrap();
+    format!("{}{value}{}", &text[..start], &text[end..])
+}
