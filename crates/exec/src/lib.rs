@@ -16,6 +16,8 @@ mod local;
 pub use error::{check_run_id, ExecError};
 pub use local::{job_ids, LocalConfig, LocalExecutor};
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// What the control plane asks an executor to run.
@@ -44,6 +46,11 @@ pub struct Launch {
     pub time_limit_s: u64,
     /// Extra environment for the job.
     pub env: Vec<(String, String)>,
+    /// The customer's job labels with their effective values (`data_classification`,
+    /// `allowed_execution_zone`, `burst_eligible`; see `tidegate_model::JobProfile::
+    /// effective_labels`), for backends that label what they create.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// What an executor says about a job.

@@ -234,6 +234,7 @@ fn launch(id: &str, behaviour: &str) -> Launch {
         stand_in_seconds: 0.0,
         time_limit_s: 3600,
         env: vec![],
+        labels: Default::default(),
     }
 }
 

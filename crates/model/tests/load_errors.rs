@@ -404,3 +404,32 @@ fn set_value(text: &str, key: &str, value: &str) -> String {
     let end = start + text[start..].find('\n').unwrap();
     format!("{}{value}{}", &text[..start], &text[end..])
 }
+
+#[test]
+fn effective_labels_are_complete_even_where_the_spec_omits_them() {
+    let fleet = load_fleet(&examples().join("fleet")).unwrap();
+    let labels = |file: &str| {
+        let job = load_job(&examples().join("jobs").join(file), &fleet).unwrap();
+        JobProfile::resolve(&job, &fleet)
+            .unwrap()
+            .effective_labels(&fleet.scheme)
+    };
+    let get = |m: &std::collections::BTreeMap<String, String>, k: &str| m[k].clone();
+    // Labelled internal and burst-eligible, no zone label, but it reads restricted imaging: the
+    // data decides all three.
+    let ct = labels("mislabeled-ct.yaml");
+    assert_eq!(get(&ct, "data_classification"), "restricted");
+    assert_eq!(get(&ct, "allowed_execution_zone"), "private");
+    assert_eq!(get(&ct, "burst_eligible"), "false");
+    assert_eq!(ct.len(), 3, "{ct:?}");
+    // Only burst_eligible written: the level comes from the public input, the zone is
+    // unrestricted by label.
+    let lit = labels("literature-finetune.yaml");
+    assert_eq!(get(&lit, "data_classification"), "public");
+    assert_eq!(get(&lit, "allowed_execution_zone"), "any");
+    assert_eq!(get(&lit, "burst_eligible"), "true");
+    // Only a zone label written: burst eligibility defaults to false.
+    let edge = labels("triage-edge.yaml");
+    assert_eq!(get(&edge, "allowed_execution_zone"), "edge");
+    assert_eq!(get(&edge, "burst_eligible"), "false");
+}

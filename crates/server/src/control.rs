@@ -1470,6 +1470,19 @@ impl<'f> Leader<'f> {
             return Ok(self.sched.cancel(sid, secs(now_ts())));
         };
         let run_id = launch_id(id.as_str(), t.attempt);
+        // The customer's labels at their effective values go with every launch (a Kubernetes
+        // zone puts them on the Job for the cluster's admission controllers).
+        let labels = match tidegate_model::JobProfile::resolve(&t.spec, fleet) {
+            Ok(p) => p.effective_labels(&fleet.scheme),
+            Err(e) => {
+                self.fail(
+                    id.clone(),
+                    version,
+                    &format!("its inputs no longer resolve, so it is not started: {e}"),
+                )?;
+                return Ok(self.sched.cancel(sid, secs(now_ts())));
+            }
+        };
         let launch = Launch {
             job_id: run_id.clone(),
             name: t.spec.name.clone(),
@@ -1485,6 +1498,7 @@ impl<'f> Leader<'f> {
                 .ceil()
                 .max(60.0) as u64,
             env: vec![],
+            labels,
         };
         if state == JobState::Admitted {
             if let Err(e) = self
