@@ -59,6 +59,9 @@ pub struct Launch {
 pub enum RunStatus {
     /// The executor has no record of the job.
     Unknown,
+    /// Accepted by the backend and waiting for it to admit the run (a Kubernetes Job that
+    /// Kueue has not admitted yet): not running, and not ended.
+    Queued,
     /// Started and not yet ended.
     Running,
     /// Ended with this exit code (0 is success).

@@ -718,7 +718,7 @@ impl<'f> Leader<'f> {
                     rec.id.as_str(),
                     admissions(&self.sh.store.events(&rec.id)?).max(1),
                 );
-                if matches!(exec.poll(&run), Ok(RunStatus::Running)) {
+                if matches!(exec.poll(&run), Ok(RunStatus::Running | RunStatus::Queued)) {
                     tracing::warn!(job = %rec.id, run, state = rec.state.as_str(), "stopping a run whose job already ended");
                     if let Err(e) = exec.cancel(&run) {
                         tracing::warn!(job = %rec.id, run, error = %e, "cannot stop the run of an ended job");
@@ -1590,7 +1590,8 @@ impl<'f> Leader<'f> {
             };
             let mut details = serde_json::Value::Null;
             let (to, reason) = match status.clone() {
-                RunStatus::Running => continue,
+                // Waiting for the backend to admit it (Kueue): it keeps its place here.
+                RunStatus::Running | RunStatus::Queued => continue,
                 RunStatus::Exited { code: 0 } => (JobState::Succeeded, "exit code 0".to_string()),
                 RunStatus::Exited {
                     code: CHECKPOINT_SYNC_BLOCKED,
@@ -1862,5 +1863,6 @@ fn run_outcome(status: &RunStatus) -> String {
         RunStatus::Lost { .. } => "lost".into(),
         RunStatus::Unknown => "unknown".into(),
         RunStatus::Running => "running".into(),
+        RunStatus::Queued => "queued".into(),
     }
 }
