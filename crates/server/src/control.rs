@@ -1583,6 +1583,10 @@ impl<'f> Leader<'f> {
             };
             let status = match exec.poll(&launch_id(id.as_str(), attempt)) {
                 Ok(s) => s,
+                Err(ExecError::NoCapacity { reason, .. }) => {
+                    self.withdraw_started(&id, zone, attempt, &reason)?;
+                    continue;
+                }
                 Err(e) => {
                     tracing::warn!(job = %id, error = %e, "cannot poll job");
                     continue;
@@ -1643,6 +1647,45 @@ impl<'f> Leader<'f> {
             self.apply(fx)?;
         }
         Ok(())
+    }
+
+    /// A started run its backend gave up on for want of capacity (a Kubernetes Job Kueue did not
+    /// admit within the zone's admission timeout, deleted there before this is reported): as for
+    /// a start without capacity, the admission is withdrawn and the job moves to its next allowed
+    /// option. The store's lifecycle has no way back from `running` to `queued`, so the job
+    /// passes through `preempted` (its run was stopped, it is placed again), with the reason and
+    /// `no_capacity` in the details; the run's end is in the ledger before anything moves.
+    fn withdraw_started(&mut self, id: &JobId, zone: usize, attempt: u32, why: &str) -> Step<()> {
+        let Some((sid, pool)) = self.jobs.get(id).map(|t| (t.sid, t.pool)) else {
+            return Ok(());
+        };
+        let (zname, pname) = self.names(zone, pool.unwrap_or(0));
+        let run = launch_id(id.as_str(), attempt);
+        if let Err(e) = self
+            .sh
+            .evidence
+            .run_event(id, &zname, &pname, &run, "no-capacity")
+        {
+            tracing::error!(job = %id, error = %e, "the evidence ledger cannot record the run's end; it stays running until it can");
+            return Ok(());
+        }
+        let reason = format!("no capacity in {zname}/{pname}: {why}");
+        let moved = self.move_to(
+            id,
+            JobState::Preempted,
+            &reason,
+            json!({"no_capacity": {"zone": zname, "pool": pname}, "launch_id": run}),
+        )?;
+        if moved.is_none() {
+            let fx = self.lost_race(id, sid);
+            return self.apply(fx);
+        }
+        if let Some(t) = self.jobs.get_mut(id) {
+            t.zone = None;
+            t.pool = None;
+        }
+        let fx = self.sched.no_capacity(sid, secs(now_ts()));
+        self.apply(fx)
     }
 
     /// Agents that stopped syncing make their zone unreachable; one that syncs again makes it
