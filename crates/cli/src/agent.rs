@@ -190,7 +190,9 @@ fn report(exec: &LocalExecutor, run: &str, status: RunStatus) -> Option<SyncRepo
         RunStatus::Cancelled => ("cancelled", None),
         RunStatus::TimedOut { .. } => ("timed_out", None),
         RunStatus::Lost { .. } => ("lost", None),
-        RunStatus::Unknown => return None,
+        // Nothing to report yet: the agent protocol has no queued state (and the local
+        // executor never queues).
+        RunStatus::Unknown | RunStatus::Queued => return None,
     };
     let log_tail = exec.logs(run, 16 * 1024).unwrap_or_default();
     Some(SyncReport {

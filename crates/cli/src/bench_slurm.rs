@@ -118,6 +118,7 @@ pub fn run(a: &BenchSlurmArgs) -> miette::Result<()> {
         stand_in_seconds: 0.0,
         time_limit_s: 60,
         env: Vec::new(),
+        labels: Default::default(),
     };
     let script_launch = launch_for(0);
     let script_dir = exec.job_dir(&script_launch.job_id);

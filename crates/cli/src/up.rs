@@ -329,7 +329,10 @@ fn fleet_executors(
                 out.insert(zone.name.clone(), Arc::new(ex));
             }
             tidegate_model::Backend::Kubernetes {
-                context, namespace, ..
+                context,
+                namespace,
+                admission_timeout_s,
+                ..
             } => {
                 let options = kube::config::KubeConfigOptions {
                     context: context.clone(),
@@ -355,8 +358,13 @@ fn fleet_executors(
                     sched.clone(),
                     args.image.clone(),
                 );
-                let ex = tidegate_kube::KubeExecutor::new(config, namespace, Arc::new(render))
-                    .map_err(|e| miette!("zone {}: {e}", zone.name))?;
+                let ex = tidegate_kube::KubeExecutor::new(
+                    config,
+                    namespace,
+                    Arc::new(render),
+                    std::time::Duration::from_secs(*admission_timeout_s),
+                )
+                .map_err(|e| miette!("zone {}: {e}", zone.name))?;
                 out.insert(zone.name.clone(), Arc::new(ex));
             }
         }

@@ -16,6 +16,8 @@ mod local;
 pub use error::{check_run_id, ExecError};
 pub use local::{job_ids, LocalConfig, LocalExecutor};
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// What the control plane asks an executor to run.
@@ -44,6 +46,11 @@ pub struct Launch {
     pub time_limit_s: u64,
     /// Extra environment for the job.
     pub env: Vec<(String, String)>,
+    /// The customer's job labels with their effective values (`data_classification`,
+    /// `allowed_execution_zone`, `burst_eligible`; see `tidegate_model::JobProfile::
+    /// effective_labels`), for backends that label what they create.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// What an executor says about a job.
@@ -52,6 +59,9 @@ pub struct Launch {
 pub enum RunStatus {
     /// The executor has no record of the job.
     Unknown,
+    /// Accepted by the backend and waiting for it to admit the run (a Kubernetes Job that
+    /// Kueue has not admitted yet): not running, and not ended.
+    Queued,
     /// Started and not yet ended.
     Running,
     /// Ended with this exit code (0 is success).

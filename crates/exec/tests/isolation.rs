@@ -56,6 +56,7 @@ fn launch(id: &str, script: &str, time_limit_s: u64) -> Launch {
         stand_in_seconds: 0.0,
         time_limit_s,
         env: vec![],
+        labels: Default::default(),
     }
 }
 

@@ -19,6 +19,7 @@ fn launch(id: &str, command: &[&str]) -> Launch {
         stand_in_seconds: 0.05,
         time_limit_s: 60,
         env: vec![("EXTRA".into(), "x".into())],
+        labels: Default::default(),
     }
 }
 

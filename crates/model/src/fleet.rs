@@ -122,7 +122,24 @@ pub enum Backend {
         namespace: String,
         /// Kueue LocalQueue name.
         queue: String,
+        /// Seconds a run's Job may wait suspended for Kueue to admit it. Past it the executor
+        /// deletes the Job and reports no capacity, and the scheduler moves the job to its next
+        /// allowed option. Default [`DEFAULT_ADMISSION_TIMEOUT_S`]; 1 to
+        /// [`MAX_ADMISSION_TIMEOUT_S`].
+        #[serde(default = "default_admission_timeout_s")]
+        admission_timeout_s: u64,
     },
+}
+
+/// How long a Kubernetes zone's Jobs wait for Kueue admission when the zone does not say
+/// (`backend.admission_timeout_s`): ten minutes.
+pub const DEFAULT_ADMISSION_TIMEOUT_S: u64 = 600;
+
+/// The longest admission wait a Kubernetes zone may declare: one day.
+pub const MAX_ADMISSION_TIMEOUT_S: u64 = 86_400;
+
+fn default_admission_timeout_s() -> u64 {
+    DEFAULT_ADMISSION_TIMEOUT_S
 }
 
 impl Backend {

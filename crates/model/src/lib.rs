@@ -17,6 +17,7 @@ pub use classification::{Classification, FloorProblem, FloorSubject, LevelDef, S
 pub use error::{LoadError, LoadErrors};
 pub use fleet::{
     ArtifactRecord, Backend, Dataset, DatasetRef, Fleet, Pool, Pricing, Tier, Zone, ZoneScope,
+    DEFAULT_ADMISSION_TIMEOUT_S, MAX_ADMISSION_TIMEOUT_S,
 };
 pub use job::{Input, JobKind, JobSpec, Labels, Resources, Sla};
 pub use load::{

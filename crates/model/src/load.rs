@@ -18,7 +18,7 @@ use crate::scheduling::{
 use crate::{
     ArtifactRecord, Backend, Classification, Dataset, DatasetRef, Fleet, Input, JobKind, JobSpec,
     Labels, LoadError, LoadErrors, Origin, Pool, Pricing, Resources, Scheme, Sla, Tier, Zone,
-    ZoneScope,
+    ZoneScope, DEFAULT_ADMISSION_TIMEOUT_S, MAX_ADMISSION_TIMEOUT_S,
 };
 
 /// The API version job files must declare.
@@ -511,6 +511,21 @@ fn convert_zone(file: &Arc<Path>, z: ZoneFile, scheme: &Scheme, errs: &mut Vec<L
     {
         if let Some(problem) = run_as_problem(user) {
             errs.push(LoadError::invalid(&origin, "backend.run_as", problem));
+        }
+    }
+    if let Backend::Kubernetes {
+        admission_timeout_s,
+        ..
+    } = &z.backend
+    {
+        if !(1..=MAX_ADMISSION_TIMEOUT_S).contains(admission_timeout_s) {
+            errs.push(LoadError::invalid(
+                &origin,
+                "backend.admission_timeout_s",
+                format!(
+                    "must be between 1 and {MAX_ADMISSION_TIMEOUT_S} seconds (how long a Job may wait for Kueue to admit it before the job fails over; default {DEFAULT_ADMISSION_TIMEOUT_S}), found {admission_timeout_s}"
+                ),
+            ));
         }
     }
     let mut seen = BTreeSet::new();

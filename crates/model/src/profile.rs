@@ -1,11 +1,11 @@
 //! A job resolved against its fleet: its effective classification (the strictest of its inputs
 //! and its own labels) and the small set of attributes that policy decisions depend on.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::{Classification, Fleet, Input, JobKind, JobSpec, ZoneScope};
+use crate::{Classification, Fleet, Input, JobKind, JobSpec, Scheme, ZoneScope};
 
 /// A job cannot be resolved against the fleet.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -81,6 +81,36 @@ pub struct JobProfile {
 }
 
 impl JobProfile {
+    /// The customer's job labels with their effective values, for backends to put on what they
+    /// create (a Kubernetes Job and its pods) so that admission controllers there (Gatekeeper,
+    /// Kyverno) can enforce them. All three are present whether or not the spec wrote them:
+    /// - `data_classification`: the effective level (the strictest of the inputs, the job's own
+    ///   classification and its label);
+    /// - `allowed_execution_zone`: `private` when the data may only be processed in private
+    ///   zones and the label names no narrower scope (absent, `public` or `edge`); otherwise the
+    ///   label as written, or `any` when absent;
+    /// - `burst_eligible`: the label (`false` when absent), and `false` for data that may only
+    ///   be processed in private zones.
+    pub fn effective_labels(&self, scheme: &Scheme) -> BTreeMap<String, String> {
+        let a = &self.attrs;
+        let scope = match &a.scope {
+            ZoneScope::Zone(z) => z.as_str(),
+            _ if a.private_only => ZoneScope::Private.as_label(),
+            s => s.as_label(),
+        };
+        BTreeMap::from([
+            (
+                "data_classification".to_owned(),
+                scheme.level_name(self.effective.level).to_owned(),
+            ),
+            ("allowed_execution_zone".to_owned(), scope.to_owned()),
+            (
+                "burst_eligible".to_owned(),
+                (a.burst_eligible && !a.private_only).to_string(),
+            ),
+        ])
+    }
+
     /// Resolves a job: effective classification = the strictest of every input dataset, the job's
     /// own `spec.classification` and its `data_classification` label. A label less strict than
     /// the data is overridden, and a note says so.

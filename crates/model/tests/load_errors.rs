@@ -347,3 +347,89 @@ fn a_command_element_that_is_not_a_string_is_refused_naming_the_element() {
     let job = load_job(&path, &fleet).unwrap();
     assert_eq!(job.command, ["python", "3", "true"]);
 }
+
+#[test]
+fn a_kubernetes_zone_waits_for_admission_as_long_as_it_says_within_bounds() {
+    let dir = fleet_copy();
+    let zone = dir.path().join("zones/public-us.yaml");
+    let wait_in = |fleet: &tidegate_model::Fleet, z: &str| match &fleet.zone(z).unwrap().backend {
+        tidegate_model::Backend::Kubernetes {
+            admission_timeout_s,
+            ..
+        } => *admission_timeout_s,
+        other => panic!("{z} is not a Kubernetes zone: {other:?}"),
+    };
+    let wait = |fleet: &tidegate_model::Fleet| wait_in(fleet, "public-us");
+    let text = fs::read_to_string(&zone).unwrap();
+    assert!(!text.contains("admission_timeout_s"), "{text}");
+    let fleet = load_fleet(dir.path()).unwrap();
+    assert_eq!(wait(&fleet), tidegate_model::DEFAULT_ADMISSION_TIMEOUT_S);
+    assert_eq!(
+        wait_in(&fleet, "public-eu"),
+        300,
+        "as the example writes it"
+    );
+    assert_eq!(tidegate_model::DEFAULT_ADMISSION_TIMEOUT_S, 600);
+    replace(
+        &zone,
+        "  kind: kubernetes\n",
+        "  kind: kubernetes\n  admission_timeout_s: 120\n",
+    );
+    assert_eq!(wait(&load_fleet(dir.path()).unwrap()), 120);
+    for bad in ["0", "86401"] {
+        let text = fs::read_to_string(&zone).unwrap();
+        let broken = set_value(&text, "admission_timeout_s: ", bad);
+        fs::write(&zone, broken).unwrap();
+        match only_error(dir.path()) {
+            LoadError::Invalid {
+                origin,
+                field,
+                message,
+            } => {
+                assert_eq!(origin.file.as_ref(), zone.as_path());
+                assert_eq!(field, "backend.admission_timeout_s");
+                assert!(
+                    message.contains("between 1 and 86400") && message.contains(bad),
+                    "{bad}: {message}"
+                );
+            }
+            e => panic!("expected an invalid admission_timeout_s, got {e}"),
+        }
+    }
+}
+
+/// `text` with the value after `key` (up to the end of its line) replaced by `value`.
+fn set_value(text: &str, key: &str, value: &str) -> String {
+    let start = text.find(key).unwrap() + key.len();
+    let end = start + text[start..].find('\n').unwrap();
+    format!("{}{value}{}", &text[..start], &text[end..])
+}
+
+#[test]
+fn effective_labels_are_complete_even_where_the_spec_omits_them() {
+    let fleet = load_fleet(&examples().join("fleet")).unwrap();
+    let labels = |file: &str| {
+        let job = load_job(&examples().join("jobs").join(file), &fleet).unwrap();
+        JobProfile::resolve(&job, &fleet)
+            .unwrap()
+            .effective_labels(&fleet.scheme)
+    };
+    let get = |m: &std::collections::BTreeMap<String, String>, k: &str| m[k].clone();
+    // Labelled internal and burst-eligible, no zone label, but it reads restricted imaging: the
+    // data decides all three.
+    let ct = labels("mislabeled-ct.yaml");
+    assert_eq!(get(&ct, "data_classification"), "restricted");
+    assert_eq!(get(&ct, "allowed_execution_zone"), "private");
+    assert_eq!(get(&ct, "burst_eligible"), "false");
+    assert_eq!(ct.len(), 3, "{ct:?}");
+    // Only burst_eligible written: the level comes from the public input, the zone is
+    // unrestricted by label.
+    let lit = labels("literature-finetune.yaml");
+    assert_eq!(get(&lit, "data_classification"), "public");
+    assert_eq!(get(&lit, "allowed_execution_zone"), "any");
+    assert_eq!(get(&lit, "burst_eligible"), "true");
+    // Only a zone label written: burst eligibility defaults to false.
+    let edge = labels("triage-edge.yaml");
+    assert_eq!(get(&edge, "allowed_execution_zone"), "edge");
+    assert_eq!(get(&edge, "burst_eligible"), "false");
+}

@@ -23,8 +23,10 @@
 //! in Kueue's Configuration), or the ClusterQueues must be extended to cover them.
 //!
 //! A job renders as a `batch/v1` Job created suspended (Kueue admits it by unsuspending), with
-//! tidegate's labels (`data_classification`, `allowed_execution_zone`, `burst_eligible`,
-//! `tidegate.io/job-id`) on the Job and its pods, node affinity for the pool's GPU type and pool,
+//! the customer's labels at their effective values (`data_classification` = the effective level,
+//! `allowed_execution_zone`, `burst_eligible`: always all three, from the launch, even where the
+//! spec wrote none, so that admission controllers in the cluster can enforce them; a launch
+//! without them is not rendered) and tidegate's (`tidegate.io/job-id`) on the Job and its pods, node affinity for the pool's GPU type and pool,
 //! tolerations for GPU (and spot) taints, `nvidia.com/gpu` limits, no automounted API token, and
 //! a short-lived projected ServiceAccount token (audience `tidegate`, 600 s, Kubernetes' minimum;
 //! the kubelet rotates it) from a per-job ServiceAccount.
@@ -37,9 +39,13 @@
 
 use serde_json::{json, Map, Value};
 use tidegate_exec::Launch;
-use tidegate_model::{Backend, Fleet, JobSpec, Pool, Pricing, Scheduling, TeamQuota, Zone};
+use tidegate_model::{
+    Backend, Fleet, JobSpec, Pool, Pricing, Scheduling, TeamQuota, Zone, RESERVED_LABELS,
+};
 
-use crate::{k8s_name, launch_for, parse_dest, pick_pool, Addresses, Dest, RenderError};
+use crate::{
+    effective_labels, k8s_name, launch_for, parse_dest, pick_pool, Addresses, Dest, RenderError,
+};
 
 const KUEUE: &str = "kueue.x-k8s.io/v1beta1";
 const GPU: &str = "nvidia.com/gpu";
@@ -362,30 +368,6 @@ pub fn fleet_objects(fleet: &Fleet, sched: &Scheduling, addrs: &Addresses) -> Ve
     out
 }
 
-fn job_labels(job: &JobSpec, job_id: &str, fleet: &Fleet) -> Map<String, Value> {
-    let mut l = Map::new();
-    l.insert(MANAGED.0.into(), json!(MANAGED.1));
-    if let Some(rank) = job.labels.data_classification {
-        let name = fleet
-            .scheme
-            .levels
-            .get(usize::from(rank))
-            .map(|lv| lv.name.clone())
-            .unwrap_or_else(|| rank.to_string());
-        l.insert("data_classification".into(), json!(name));
-    }
-    if let Some(s) = &job.labels.allowed_execution_zone {
-        l.insert("allowed_execution_zone".into(), json!(s.as_label()));
-    }
-    l.insert(
-        "burst_eligible".into(),
-        json!(job.labels.burst_eligible.unwrap_or(false).to_string()),
-    );
-    l.insert("tidegate.io/job-id".into(), json!(job_id));
-    l.insert("tidegate.io/team".into(), json!(k8s_name(&job.team)));
-    l
-}
-
 /// A job for a Kubernetes zone: its ServiceAccount, the Job, and the zone's NetworkPolicy.
 pub fn job_objects(
     cx: Context<'_>,
@@ -411,8 +393,8 @@ pub fn job_objects(
         });
     };
     let pool = pick_pool(job, zone, pool)?;
-    let launch = launch_for(job, job_id, zone, pool);
-    let pod_labels = job_labels(job, job_id, fleet);
+    let mut launch = launch_for(job, job_id, zone, pool);
+    launch.labels = effective_labels(job, fleet)?;
     let mut annotations = Map::new();
     if let Some(c) = &job.code_commit {
         annotations.insert("tidegate.io/code-commit".into(), json!(c));
@@ -421,12 +403,13 @@ pub fn job_objects(
         annotations.insert("tidegate.io/justification".into(), json!(j));
     }
     let spec = JobShape {
-        labels: pod_labels.clone(),
+        labels: Map::new(),
         annotations,
         memory_gb: job.resources.memory_gb,
         stand_in: false,
     };
     let job_obj = launch_job(zone, sched, &launch, image, spec)?;
+    let pod_labels = job_obj["spec"]["template"]["metadata"]["labels"].clone();
     let service_account = json!({
         "apiVersion": "v1",
         "kind": "ServiceAccount",
@@ -484,6 +467,15 @@ pub fn launch_job(
     let pool = zone.pools.iter().find(|p| p.name == launch.pool);
     let name = k8s_name(&launch.job_id);
     let mut pod_labels = shape.labels;
+    for key in RESERVED_LABELS {
+        let Some(value) = launch.labels.get(key) else {
+            return Err(RenderError::MissingLabel {
+                job: launch.job_id.clone(),
+                label: key,
+            });
+        };
+        pod_labels.insert(key.into(), json!(value));
+    }
     pod_labels.insert(MANAGED.0.into(), json!(MANAGED.1));
     pod_labels.insert("tidegate.io/job-id".into(), json!(launch.job_id));
     pod_labels.insert("tidegate.io/team".into(), json!(k8s_name(&launch.team)));

@@ -29,7 +29,7 @@ use std::net::IpAddr;
 
 use thiserror::Error;
 use tidegate_exec::Launch;
-use tidegate_model::{JobSpec, Pool, Zone};
+use tidegate_model::{Fleet, JobProfile, JobSpec, Pool, Zone};
 
 /// Addresses of zones (zone name → CIDRs or IP addresses), for egress rules naming zones.
 pub type Addresses = BTreeMap<String, Vec<String>>;
@@ -56,6 +56,19 @@ pub enum RenderError {
     /// The executor's script generation refused the launch.
     #[error(transparent)]
     Exec(#[from] tidegate_exec::ExecError),
+    /// The job does not resolve against the fleet (an input the fleet does not know), so its
+    /// effective labels are unknown.
+    #[error(transparent)]
+    Resolve(#[from] tidegate_model::ResolveError),
+    /// A launch without one of the effective job labels: a Job is never rendered without them,
+    /// since the cluster's admission controllers enforce them.
+    #[error("launch {job} carries no effective `{label}` label (every launch must carry data_classification, allowed_execution_zone and burst_eligible)")]
+    MissingLabel {
+        /// The launch's job id.
+        job: String,
+        /// The missing label.
+        label: &'static str,
+    },
 }
 
 /// Reads an addresses file: YAML mapping zone names to lists of CIDRs or IP addresses, e.g.
@@ -232,7 +245,17 @@ pub fn pick_zone<'f>(
         })
 }
 
-/// The launch the control plane would hand an executor for `job` in `zone`/`pool`.
+/// The customer's job labels with their effective values for `job` (as the control plane puts
+/// them on every launch): [`tidegate_model::JobProfile::effective_labels`].
+pub fn effective_labels(
+    job: &JobSpec,
+    fleet: &Fleet,
+) -> Result<BTreeMap<String, String>, RenderError> {
+    Ok(JobProfile::resolve(job, fleet)?.effective_labels(&fleet.scheme))
+}
+
+/// The launch the control plane would hand an executor for `job` in `zone`/`pool`, without its
+/// effective labels (see [`effective_labels`]; the Kubernetes renderer adds them).
 pub fn launch_for(job: &JobSpec, job_id: &str, zone: &Zone, pool: &Pool) -> Launch {
     Launch {
         job_id: job_id.to_owned(),
@@ -246,5 +269,6 @@ pub fn launch_for(job: &JobSpec, job_id: &str, zone: &Zone, pool: &Pool) -> Laun
         stand_in_seconds: 0.0,
         time_limit_s: time_limit_s(job),
         env: Vec::new(),
+        labels: Default::default(),
     }
 }

@@ -221,6 +221,55 @@ fn example_jobs_render_for_kubernetes_and_slurm() {
 }
 
 #[test]
+fn rendered_jobs_carry_the_effective_labels_where_the_spec_omits_them() {
+    let (fleet, sched) = fleet();
+    let jobs = load_jobs_dir(&root().join("examples/jobs"), &fleet).unwrap();
+    let addrs = addresses();
+    let cx = k8s::Context {
+        fleet: &fleet,
+        sched: &sched,
+        addrs: &addrs,
+    };
+    // Written: data_classification internal, burst_eligible true; no allowed_execution_zone. It
+    // reads restricted CT imaging, so the effective values are restricted, private, false.
+    let ct = jobs.iter().find(|j| j.name == "mislabeled-ct").unwrap();
+    assert!(ct.labels.allowed_execution_zone.is_none());
+    // Written: only burst_eligible; its input is public.
+    let lit = jobs
+        .iter()
+        .find(|j| j.name == "literature-finetune")
+        .unwrap();
+    assert!(
+        lit.labels.data_classification.is_none() && lit.labels.allowed_execution_zone.is_none()
+    );
+    for (job, zone, want) in [
+        (ct, "private-cloud", ["restricted", "private", "false"]),
+        (lit, "public-eu", ["public", "any", "true"]),
+    ] {
+        let zone = fleet.zone(zone).unwrap();
+        let objs = k8s::job_objects(cx, job, &job.name, zone, None, "img:1").unwrap();
+        let (sa, j) = (&objs[0], &objs[1]);
+        assert_eq!(j["kind"], "Job");
+        for labels in [
+            &j["metadata"]["labels"],
+            &j["spec"]["template"]["metadata"]["labels"],
+            &sa["metadata"]["labels"],
+        ] {
+            for (key, value) in [
+                "data_classification",
+                "allowed_execution_zone",
+                "burst_eligible",
+            ]
+            .into_iter()
+            .zip(want)
+            {
+                assert_eq!(labels[key], value, "{}: {key} in {labels}", job.name);
+            }
+        }
+    }
+}
+
+#[test]
 fn rendered_slurm_script_is_what_the_executor_submits() {
     let (fleet, _) = fleet();
     let jobs = load_jobs_dir(&root().join("examples/jobs"), &fleet).unwrap();

@@ -88,9 +88,37 @@ fn the_launch_renderer_gives_a_valid_job_in_the_zone_queue() {
         stand_in_seconds: 1.5,
         time_limit_s: 600,
         env: vec![("SEED".into(), "7".into())],
+        labels: [
+            ("data_classification", "confidential"),
+            ("allowed_execution_zone", "any"),
+            ("burst_eligible", "true"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect(),
     };
     let v = render(&launch).unwrap();
     same_through::<Job>(&v);
+    // The launch's effective labels are on the Job and on its pods.
+    for labels in [
+        &v["metadata"]["labels"],
+        &v["spec"]["template"]["metadata"]["labels"],
+    ] {
+        assert_eq!(labels["data_classification"], "confidential", "{labels}");
+        assert_eq!(labels["allowed_execution_zone"], "any", "{labels}");
+        assert_eq!(labels["burst_eligible"], "true", "{labels}");
+    }
+    // A launch missing one of them is not rendered: nothing unlabelled reaches the cluster.
+    for key in [
+        "data_classification",
+        "allowed_execution_zone",
+        "burst_eligible",
+    ] {
+        let mut bare = launch.clone();
+        bare.labels.remove(key);
+        let err = render(&bare).unwrap_err();
+        assert!(err.contains(key), "{key}: {err}");
+    }
     assert_eq!(
         v["metadata"]["labels"]["kueue.x-k8s.io/queue-name"],
         "research-it"

@@ -718,7 +718,7 @@ impl<'f> Leader<'f> {
                     rec.id.as_str(),
                     admissions(&self.sh.store.events(&rec.id)?).max(1),
                 );
-                if matches!(exec.poll(&run), Ok(RunStatus::Running)) {
+                if matches!(exec.poll(&run), Ok(RunStatus::Running | RunStatus::Queued)) {
                     tracing::warn!(job = %rec.id, run, state = rec.state.as_str(), "stopping a run whose job already ended");
                     if let Err(e) = exec.cancel(&run) {
                         tracing::warn!(job = %rec.id, run, error = %e, "cannot stop the run of an ended job");
@@ -1470,6 +1470,19 @@ impl<'f> Leader<'f> {
             return Ok(self.sched.cancel(sid, secs(now_ts())));
         };
         let run_id = launch_id(id.as_str(), t.attempt);
+        // The customer's labels at their effective values go with every launch (a Kubernetes
+        // zone puts them on the Job for the cluster's admission controllers).
+        let labels = match tidegate_model::JobProfile::resolve(&t.spec, fleet) {
+            Ok(p) => p.effective_labels(&fleet.scheme),
+            Err(e) => {
+                self.fail(
+                    id.clone(),
+                    version,
+                    &format!("its inputs no longer resolve, so it is not started: {e}"),
+                )?;
+                return Ok(self.sched.cancel(sid, secs(now_ts())));
+            }
+        };
         let launch = Launch {
             job_id: run_id.clone(),
             name: t.spec.name.clone(),
@@ -1485,6 +1498,7 @@ impl<'f> Leader<'f> {
                 .ceil()
                 .max(60.0) as u64,
             env: vec![],
+            labels,
         };
         if state == JobState::Admitted {
             if let Err(e) = self
@@ -1569,6 +1583,10 @@ impl<'f> Leader<'f> {
             };
             let status = match exec.poll(&launch_id(id.as_str(), attempt)) {
                 Ok(s) => s,
+                Err(ExecError::NoCapacity { reason, .. }) => {
+                    self.withdraw_started(&id, zone, attempt, &reason)?;
+                    continue;
+                }
                 Err(e) => {
                     tracing::warn!(job = %id, error = %e, "cannot poll job");
                     continue;
@@ -1576,7 +1594,8 @@ impl<'f> Leader<'f> {
             };
             let mut details = serde_json::Value::Null;
             let (to, reason) = match status.clone() {
-                RunStatus::Running => continue,
+                // Waiting for the backend to admit it (Kueue): it keeps its place here.
+                RunStatus::Running | RunStatus::Queued => continue,
                 RunStatus::Exited { code: 0 } => (JobState::Succeeded, "exit code 0".to_string()),
                 RunStatus::Exited {
                     code: CHECKPOINT_SYNC_BLOCKED,
@@ -1628,6 +1647,45 @@ impl<'f> Leader<'f> {
             self.apply(fx)?;
         }
         Ok(())
+    }
+
+    /// A started run its backend gave up on for want of capacity (a Kubernetes Job Kueue did not
+    /// admit within the zone's admission timeout, deleted there before this is reported): as for
+    /// a start without capacity, the admission is withdrawn and the job moves to its next allowed
+    /// option. The store's lifecycle has no way back from `running` to `queued`, so the job
+    /// passes through `preempted` (its run was stopped, it is placed again), with the reason and
+    /// `no_capacity` in the details; the run's end is in the ledger before anything moves.
+    fn withdraw_started(&mut self, id: &JobId, zone: usize, attempt: u32, why: &str) -> Step<()> {
+        let Some((sid, pool)) = self.jobs.get(id).map(|t| (t.sid, t.pool)) else {
+            return Ok(());
+        };
+        let (zname, pname) = self.names(zone, pool.unwrap_or(0));
+        let run = launch_id(id.as_str(), attempt);
+        if let Err(e) = self
+            .sh
+            .evidence
+            .run_event(id, &zname, &pname, &run, "no-capacity")
+        {
+            tracing::error!(job = %id, error = %e, "the evidence ledger cannot record the run's end; it stays running until it can");
+            return Ok(());
+        }
+        let reason = format!("no capacity in {zname}/{pname}: {why}");
+        let moved = self.move_to(
+            id,
+            JobState::Preempted,
+            &reason,
+            json!({"no_capacity": {"zone": zname, "pool": pname}, "launch_id": run}),
+        )?;
+        if moved.is_none() {
+            let fx = self.lost_race(id, sid);
+            return self.apply(fx);
+        }
+        if let Some(t) = self.jobs.get_mut(id) {
+            t.zone = None;
+            t.pool = None;
+        }
+        let fx = self.sched.no_capacity(sid, secs(now_ts()));
+        self.apply(fx)
     }
 
     /// Agents that stopped syncing make their zone unreachable; one that syncs again makes it
@@ -1848,5 +1906,6 @@ fn run_outcome(status: &RunStatus) -> String {
         RunStatus::Lost { .. } => "lost".into(),
         RunStatus::Unknown => "unknown".into(),
         RunStatus::Running => "running".into(),
+        RunStatus::Queued => "queued".into(),
     }
 }

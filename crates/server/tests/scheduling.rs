@@ -1,7 +1,8 @@
 //! The scheduler core's decisions carried out for real: a backend with no capacity sends the job
-//! to its next allowed option one site at a time (each hop recorded, policy re-checked), and a
-//! team reclaiming its quota preempts borrowed work, which runs again later as a fresh run. Jobs
-//! cancelled while queued leave the core's queue: the queue depth `/metrics` shows agrees with
+//! to its next allowed option one site at a time (each hop recorded, policy re-checked), as does
+//! a started run its backend never admitted (Kueue), every launch carrying the job's effective
+//! labels; and a team reclaiming its quota preempts borrowed work, which runs again later as a
+//! fresh run. Jobs cancelled while queued leave the core's queue: the queue depth `/metrics` shows agrees with
 //! `/v1/zones`, in either exposition format.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -134,6 +135,123 @@ fn no_capacity_fails_over_one_site_at_a_time_until_a_pool_takes_it() {
         "{}",
         logs.text
     );
+}
+
+/// A zone backend that accepts runs in some pools but never gets them admitted: polled, they
+/// answer no capacity, as the Kubernetes executor does for a Job Kueue did not admit within the
+/// zone's admission timeout (deleted there first). The rest run locally. Keeps every launch.
+#[derive(Debug)]
+struct NeverAdmitted {
+    inner: LocalExecutor,
+    stuck_pools: Vec<&'static str>,
+    launches: Mutex<Vec<Launch>>,
+    stuck: Mutex<Vec<String>>,
+}
+
+impl NeverAdmitted {
+    fn new(dir: &std::path::Path, stuck_pools: Vec<&'static str>) -> Arc<Self> {
+        Arc::new(Self {
+            inner: LocalExecutor::new(dir).unwrap(),
+            stuck_pools,
+            launches: Mutex::new(vec![]),
+            stuck: Mutex::new(vec![]),
+        })
+    }
+}
+
+impl Executor for NeverAdmitted {
+    fn kind(&self) -> &'static str {
+        "test"
+    }
+    fn start(&self, l: &Launch) -> Result<bool, ExecError> {
+        self.launches.lock().unwrap().push(l.clone());
+        if self.stuck_pools.contains(&l.pool.as_str()) {
+            self.stuck.lock().unwrap().push(l.job_id.clone());
+            return Ok(true);
+        }
+        self.inner.start(l)
+    }
+    fn poll(&self, id: &str) -> Result<RunStatus, ExecError> {
+        if self.stuck.lock().unwrap().iter().any(|s| s == id) {
+            return Err(ExecError::NoCapacity {
+                job: id.to_owned(),
+                reason: "Kueue did not admit the Job within the zone's admission timeout; the Job was deleted".into(),
+            });
+        }
+        self.inner.poll(id)
+    }
+    fn cancel(&self, id: &str) -> Result<bool, ExecError> {
+        self.inner.cancel(id)
+    }
+    fn logs(&self, id: &str, n: u64) -> Result<String, ExecError> {
+        self.inner.logs(id, n)
+    }
+}
+
+#[test]
+fn a_started_run_never_admitted_fails_over_and_every_launch_carries_the_effective_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let us = NeverAdmitted::new(
+        &dir.path().join("us"),
+        vec!["h100-od", "h100-spot", "h200-od"],
+    );
+    let eu = NeverAdmitted::new(&dir.path().join("eu"), vec!["h200-spot"]);
+    let mut executors: BTreeMap<String, Arc<dyn Executor>> = BTreeMap::new();
+    executors.insert("public-us".into(), us.clone());
+    executors.insert("public-eu".into(), eu.clone());
+    let ts = TestServer::start_with(16, executors);
+    let sub = ts.token(Role::Submitter, "icu-ml");
+    let r = ts.submit(&sub, &public_only("waiter"), None);
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.body["job"]["id"].as_str().unwrap().to_owned();
+    let d = ts.wait_job(&id, 30, |d| d["job"]["state"] == "succeeded");
+    let events = d["events"].as_array().unwrap();
+    let stuck = us.stuck.lock().unwrap().len() + eu.stuck.lock().unwrap().len();
+    assert!(stuck >= 1, "the first choice never admitted it");
+    // Each run that was never admitted was withdrawn (no capacity) and the job moved on.
+    let withdrawn: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["to_state"] == "preempted" && e["details"]["no_capacity"].is_object())
+        .collect();
+    assert_eq!(withdrawn.len(), stuck, "{d}");
+    for w in &withdrawn {
+        assert!(
+            w["reason"].as_str().unwrap().contains("did not admit"),
+            "{w}"
+        );
+    }
+    let failovers = events.iter().filter(|e| e["kind"] == "failover").count();
+    assert_eq!(failovers, stuck, "one recorded hop per withdrawn run: {d}");
+    let zone = d["job"]["zone"].as_str().unwrap();
+    let pool = d["job"]["pool"].as_str().unwrap();
+    assert!(
+        zone == "public-eu" && pool != "h200-spot",
+        "landed where runs are admitted: {zone}/{pool}"
+    );
+    let logs = ts.get(&format!("/v1/jobs/{id}/logs"), &sub);
+    assert_eq!(
+        logs.body["logs"].as_str().unwrap().trim(),
+        format!("ran in {zone}/{pool}"),
+        "ran once, there: {}",
+        logs.text
+    );
+    // Every launch (one per run, each a fresh run id) carried the customer's labels at their
+    // effective values: the manifest wrote no data_classification; its input is confidential.
+    let mut launches = us.launches.lock().unwrap().clone();
+    launches.extend(eu.launches.lock().unwrap().iter().cloned());
+    assert_eq!(launches.len(), stuck + 1);
+    let mut ids: Vec<&str> = launches.iter().map(|l| l.job_id.as_str()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), launches.len(), "a fresh run id per admission");
+    for l in &launches {
+        let want = BTreeMap::from([
+            ("allowed_execution_zone".to_owned(), "public".to_owned()),
+            ("burst_eligible".to_owned(), "true".to_owned()),
+            ("data_classification".to_owned(), "confidential".to_owned()),
+        ]);
+        assert_eq!(l.labels, want, "{}", l.job_id);
+    }
 }
 
 fn raw_icu(i: usize) -> String {

@@ -150,6 +150,7 @@ fn launch(id: &str) -> Launch {
         stand_in_seconds: 0.0,
         time_limit_s: 3725,
         env: vec![("EXTRA".into(), "a b".into())],
+        labels: Default::default(),
     }
 }
 

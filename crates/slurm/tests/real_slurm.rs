@@ -51,6 +51,7 @@ fn launch(id: &str, gpus: u32, gpu_type: &str, cmd: &[&str]) -> Launch {
         stand_in_seconds: 0.0,
         time_limit_s: 300,
         env: vec![("GREETING".into(), "hello from slurm".into())],
+        labels: Default::default(),
     }
 }
 
