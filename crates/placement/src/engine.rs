@@ -456,11 +456,24 @@ impl<'f> PlacementEngine<'f> {
         job: &JobSpec,
         state: &FleetState,
     ) -> Result<Placement, ResolveError> {
+        self.place_unreused(job, state, |attrs, level| {
+            (0..self.fleet.zones.len())
+                .map(|z| self.policy.evaluate_one_naive(attrs, level, z))
+                .collect()
+        })
+    }
+
+    /// Places a job with the policy verdicts `evaluate` gives for its attributes and level,
+    /// nothing cached.
+    fn place_unreused(
+        &self,
+        job: &JobSpec,
+        state: &FleetState,
+        evaluate: impl Fn(&PolicyAttrs, &str) -> Vec<ZoneVerdict>,
+    ) -> Result<Placement, ResolveError> {
         let profile = Arc::new(JobProfile::resolve(job, self.fleet)?);
         let level = self.fleet.scheme.level_name(profile.attrs.level);
-        let policy = (0..self.fleet.zones.len())
-            .map(|z| self.policy.evaluate_one_naive(&profile.attrs, level, z))
-            .collect();
+        let policy = evaluate(&profile.attrs, level);
         let failures = self
             .fleet
             .zones
@@ -482,24 +495,9 @@ impl<'f> PlacementEngine<'f> {
     /// and every zone, each zone authorised against it, nothing kept between jobs. Same result
     /// as [`place`](Self::place); the fair baseline of `tidegate bench placement`.
     pub fn place_fair(&self, job: &JobSpec, state: &FleetState) -> Result<Placement, ResolveError> {
-        let profile = Arc::new(JobProfile::resolve(job, self.fleet)?);
-        let level = self.fleet.scheme.level_name(profile.attrs.level);
-        let policy = self.policy.evaluate_job_fair(&profile.attrs, level);
-        let failures = self
-            .fleet
-            .zones
-            .iter()
-            .map(|z| zone_failures(&profile.attrs, z))
-            .collect();
-        Ok(self.finish(
-            job,
-            profile,
-            Arc::new(AttrVerdicts {
-                policy: Arc::new(policy),
-                failures: Arc::new(failures),
-            }),
-            state,
-        ))
+        self.place_unreused(job, state, |attrs, level| {
+            self.policy.evaluate_job_fair(attrs, level)
+        })
     }
 
     /// [`place_fair`](Self::place_fair) over a batch, spread over the same threads as

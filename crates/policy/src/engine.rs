@@ -48,6 +48,17 @@ pub struct ZoneVerdict {
 }
 
 impl ZoneVerdict {
+    /// Denied in `zone` because evaluation could not be done (fail closed).
+    pub fn denied(zone: usize, error: String) -> Self {
+        Self {
+            zone,
+            allowed: false,
+            permits: vec![],
+            forbids: vec![],
+            errors: vec![error],
+        }
+    }
+
     /// Human-readable reasons: every forbid, every error, or the permits, or default deny.
     pub fn reasons(&self) -> Vec<String> {
         let mut out = Vec::new();
@@ -335,13 +346,7 @@ impl PolicyEngine {
     }
 
     fn authorize(&self, zone: usize, resource: &EntityUid, entities: &Entities) -> ZoneVerdict {
-        let deny = |msg: String| ZoneVerdict {
-            zone,
-            allowed: false,
-            permits: vec![],
-            forbids: vec![],
-            errors: vec![msg],
-        };
+        let deny = |msg: String| ZoneVerdict::denied(zone, msg);
         let request = match Request::new(
             self.job_uid.clone(),
             self.action.clone(),
@@ -433,13 +438,7 @@ impl PolicyEngine {
     /// Evaluates (zone-projected) facts against a projected zone (from [`zone_key`](Self::zone_key));
     /// the verdict is reported for zone index `zone`.
     pub fn evaluate_keyed(&self, key: &[Val], zone_facts: &JobFacts, zone: usize) -> ZoneVerdict {
-        let deny = |e: String| ZoneVerdict {
-            zone,
-            allowed: false,
-            permits: vec![],
-            forbids: vec![],
-            errors: vec![e],
-        };
+        let deny = |e: String| ZoneVerdict::denied(zone, e);
         let job = match self.job_entity(zone_facts) {
             Ok(j) => j,
             Err(e) => return deny(e),
@@ -478,13 +477,7 @@ impl PolicyEngine {
         let deny_all = |e: String| {
             zones
                 .iter()
-                .map(|&(zone, _)| ZoneVerdict {
-                    zone,
-                    allowed: false,
-                    permits: vec![],
-                    forbids: vec![],
-                    errors: vec![e.clone()],
-                })
+                .map(|&(zone, _)| ZoneVerdict::denied(zone, e.clone()))
                 .collect()
         };
         let job = match self.job_entity(zone_facts) {
@@ -535,13 +528,7 @@ impl PolicyEngine {
             .map(|(&(zone, _), r)| match r {
                 // Built by this engine from schema-typed values.
                 Some(r) => self.authorize(zone, &r, &entities),
-                None => ZoneVerdict {
-                    zone,
-                    allowed: false,
-                    permits: vec![],
-                    forbids: vec![],
-                    errors: vec![format!("no zone with index {zone}")],
-                },
+                None => ZoneVerdict::denied(zone, format!("no zone with index {zone}")),
             })
             .collect()
     }
@@ -569,20 +556,8 @@ impl PolicyEngine {
             .and_then(|job| self.world(job, zone, Some(&self.schema)));
         match (entities, self.zone_uids.get(zone)) {
             (Ok(e), Some(u)) => self.authorize(zone, u, &e),
-            (Err(e), _) => ZoneVerdict {
-                zone,
-                allowed: false,
-                permits: vec![],
-                forbids: vec![],
-                errors: vec![e],
-            },
-            (_, None) => ZoneVerdict {
-                zone,
-                allowed: false,
-                permits: vec![],
-                forbids: vec![],
-                errors: vec![format!("no zone with index {zone}")],
-            },
+            (Err(e), _) => ZoneVerdict::denied(zone, e),
+            (_, None) => ZoneVerdict::denied(zone, format!("no zone with index {zone}")),
         }
     }
 
@@ -605,13 +580,7 @@ impl PolicyEngine {
             .enumerate()
             .map(|(zone, u)| match &entities {
                 Ok(e) => self.authorize(zone, u, e),
-                Err(e) => ZoneVerdict {
-                    zone,
-                    allowed: false,
-                    permits: vec![],
-                    forbids: vec![],
-                    errors: vec![e.clone()],
-                },
+                Err(e) => ZoneVerdict::denied(zone, e.clone()),
             })
             .collect()
     }
