@@ -102,3 +102,121 @@ fn architecture_names_every_crate_and_enforcing_files_exist() {
     }
     assert!(n >= 5, "ARCHITECTURE.md lists only {n} invariants");
 }
+
+/// The normal (not dev) dependencies of crate `name`, by package name.
+fn dependencies(name: &str) -> Vec<String> {
+    let text = fs::read_to_string(root().join("crates").join(name).join("Cargo.toml")).unwrap();
+    let mut in_deps = false;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            in_deps = t == "[dependencies]";
+            continue;
+        }
+        if in_deps && !t.is_empty() && !t.starts_with('#') {
+            if let Some(dep) = t.split(['=', '.', ' ']).next() {
+                out.push(dep.trim().to_owned());
+            }
+        }
+    }
+    out
+}
+
+/// The layering the code map describes: the pure core (vocabulary, policy, placement,
+/// scheduling, identity) does no I/O of its own and never reaches the store, the server, an
+/// executor, an async runtime or a database driver; the executors never reach the server.
+#[test]
+fn the_pure_core_never_depends_on_io_crates() {
+    let io = [
+        "tidegate-store",
+        "tidegate-server",
+        "tidegate-exec",
+        "tidegate-slurm",
+        "tidegate-kube",
+        "tidegate-ledger",
+        "tidegate-artifacts",
+        "tokio",
+        "rusqlite",
+        "postgres",
+        "reqwest",
+        "ureq",
+        "hyper",
+        "axum",
+    ];
+    for pure in ["model", "policy", "placement", "sched", "identity"] {
+        for dep in dependencies(pure) {
+            assert!(
+                !io.contains(&dep.as_str()),
+                "crates/{pure} (pure core) depends on {dep}"
+            );
+        }
+    }
+    for exec in ["exec", "slurm", "kube"] {
+        for dep in dependencies(exec) {
+            assert!(
+                !["tidegate-server", "tidegate-store", "axum"].contains(&dep.as_str()),
+                "crates/{exec} (an executor) depends on {dep}"
+            );
+        }
+    }
+    // The control plane never depends on the binary.
+    for c in fs::read_dir(root().join("crates")).unwrap() {
+        let name = c.unwrap().file_name().to_string_lossy().into_owned();
+        if name != "cli" {
+            assert!(
+                !dependencies(&name).iter().any(|d| d == "tidegate"),
+                "crates/{name} depends on the binary"
+            );
+        }
+    }
+}
+
+/// Every item an invariant names in parentheses after its enforcing file (`file` (`item`))
+/// exists in that file: renaming or removing the function breaks the build of the docs.
+#[test]
+fn items_named_by_invariants_exist_in_their_files() {
+    let arch = fs::read_to_string(root().join("ARCHITECTURE.md")).unwrap();
+    let mut checked = 0;
+    for line in arch
+        .lines()
+        .filter(|l| l.trim_start().starts_with("- Invariant:"))
+    {
+        let mut rest = line;
+        while let Some(i) = rest.find("`crates/") {
+            let after = &rest[i + 1..];
+            let Some(end) = after.find('`') else { break };
+            let file = &after[..end];
+            let tail = &after[end + 1..];
+            rest = tail;
+            let Some(group) = tail.strip_prefix(" (") else {
+                continue;
+            };
+            let Some(close) = group.find(')') else {
+                continue;
+            };
+            let text = fs::read_to_string(root().join(file))
+                .unwrap_or_else(|e| panic!("{file} (named by an invariant): {e}"));
+            for item in group[..close].split('`').skip(1).step_by(2) {
+                let name = item.rsplit("::").next().unwrap_or(item);
+                if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    continue;
+                }
+                let word = |t: &str| {
+                    t.match_indices(name).any(|(at, _)| {
+                        let before = t[..at].chars().next_back();
+                        let after = t[at + name.len()..].chars().next();
+                        !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+                            && !after.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+                    })
+                };
+                assert!(
+                    word(&text),
+                    "ARCHITECTURE.md names `{item}` in {file}, which has no such item:\n{line}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 10, "only {checked} named items checked");
+}
