@@ -5,8 +5,13 @@
 //! format and file name. Tables that declare quasi-identifiers are read twice (count classes, then
 //! write) and go first, so rows of suppressed subjects can be left out of every other table.
 
-use std::collections::hash_map::RandomState;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
+
+use foldhash::fast::RandomState;
+
+/// Hash sets and maps over values from the input: a fast hasher, seeded at random per run, so
+/// crafted data cannot aim for collisions.
+type HashSet<T> = std::collections::HashSet<T, RandomState>;
 use std::fs::File;
 use std::hash::BuildHasher;
 use std::io::Write;
@@ -241,11 +246,11 @@ pub fn sanitize(
     let mut run = Run {
         profile,
         key: &opts.key,
-        suppressed_subjects: HashSet::new(),
+        suppressed_subjects: HashSet::default(),
         scanner: Scanner::default(),
         reference: reference.as_ref(),
-        hasher: RandomState::new(),
-        ids: HashSet::new(),
+        hasher: RandomState::default(),
+        ids: HashSet::default(),
         ids_overflow: false,
     };
     for (_, file) in &ordered {
@@ -468,7 +473,7 @@ impl Run<'_> {
         let max_field = self.profile.max_field_bytes;
         let (mut rdr, header) = TableReader::open(path, max_field)?;
         let mut cols = Vec::with_capacity(header.len());
-        let mut seen = HashSet::new();
+        let mut seen = HashSet::default();
         for (i, hname) in header.into_iter().enumerate() {
             if !seen.insert(hname.clone()) {
                 return Err(rdr.header_error(
@@ -504,7 +509,7 @@ impl Run<'_> {
                 redactions: 0,
                 collect,
                 unchanged: clear,
-                distinct: clear.then(HashSet::new),
+                distinct: clear.then(HashSet::default),
                 sampled: 0,
                 all_fraction: true,
             });
@@ -562,10 +567,10 @@ impl Run<'_> {
         let mut keybuf = Vec::with_capacity(64);
 
         // Pass 1 (tables with quasi-identifiers): the size of each class.
-        let mut small: HashSet<Vec<u8>> = HashSet::new();
+        let mut small: HashSet<Vec<u8>> = HashSet::default();
         let mut k_report = None;
         if let Some(k) = &tp.k_anonymity {
-            let mut counts: HashMap<Vec<u8>, u64> = HashMap::new();
+            let mut counts: HashMap<Vec<u8>, u64, RandomState> = HashMap::default();
             let mut rows = 0u64;
             while let Some(line) = rdr.next(&mut rec)? {
                 let subject = subject_idx.and_then(|i| rec.get(i));
