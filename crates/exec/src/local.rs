@@ -695,12 +695,27 @@ impl LocalExecutor {
         state: &Path,
         record: Option<RunRecord>,
     ) -> Result<Interrupted, ExecError> {
-        let Some(record) = record else {
-            // The record is written before the wrapper starts: none, no wrapper.
-            return Ok(Interrupted::NeverRan {
-                next: 1,
-                record: None,
-            });
+        // The record is written before the wrapper starts, so without one no wrapper should
+        // exist; but a record lost from a tampered directory must not let launch 1 start
+        // twice: it goes through the same claim, as launch 1 with what its launch says.
+        let record = match record {
+            Some(r) => r,
+            None => {
+                let time_limit_s = fs::read(state.join(LAUNCH))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<Launch>(&b).ok())
+                    .map_or(0, |l| l.time_limit_s);
+                RunRecord {
+                    boot_id: this_boot().to_owned(),
+                    started_unix_ms: now_ms(),
+                    time_limit_s,
+                    uid: self.identity.uid,
+                    gid: self.identity.gid,
+                    cgroup: None,
+                    wrapper: None,
+                    launch: Some(1),
+                }
+            }
         };
         let Some(n) = record.launch else {
             return Ok(Interrupted::Unknowable);

@@ -672,3 +672,38 @@ fn a_launch_that_never_ran_stays_cancelled() {
         "a cancelled launch ran"
     );
 }
+
+/// A run whose record is gone while its wrapper runs (a tampered state directory) is still
+/// found through its claim and adopted: not reported lost, not started a second time, and
+/// cancel reaches it.
+#[test]
+fn a_running_run_whose_record_is_gone_is_adopted_not_started_again() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let ex = executor(dir.path(), Mode::ProcessGroup);
+        let script = "echo $$ >> ran; exec sleep 100";
+        assert!(ex.start(&launch("recordless", script, 0)).unwrap());
+    }
+    let work = dir.path().join("recordless");
+    let job = pid_in(&work.join("ran"));
+    fs::remove_file(dir.path().join(".state/recordless/run.json")).unwrap();
+    let ex = executor(dir.path(), Mode::ProcessGroup);
+    assert_eq!(ex.poll("recordless").unwrap(), RunStatus::Running);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(ex.poll("recordless").unwrap(), RunStatus::Running);
+    assert_eq!(
+        fs::read_to_string(work.join("ran"))
+            .unwrap()
+            .lines()
+            .count(),
+        1,
+        "started a second time"
+    );
+    assert!(alive_with(job, "sleep 100"));
+    assert!(ex.cancel("recordless").unwrap());
+    assert_eq!(
+        wait_final(&ex, "recordless", Duration::from_secs(10)),
+        RunStatus::Cancelled
+    );
+    assert!(!alive_with(job, "sleep 100"), "the job outlived its cancel");
+}
