@@ -93,10 +93,7 @@ enum Interrupted {
     /// Its wrapper claimed the launch and runs: now recorded.
     Adopted(RunRecord),
     /// The launch never ran and never will: launch `next` may start.
-    NeverRan {
-        next: u32,
-        record: Option<RunRecord>,
-    },
+    NeverRan { next: u32, record: RunRecord },
     /// Its wrapper claimed the launch and is gone.
     Ended(RunRecord),
     /// A record of an earlier version, without launches: nothing tells.
@@ -288,6 +285,31 @@ fn write_atomic(job: &str, dir: &Path, name: &str, bytes: &[u8]) -> Result<(), E
         .and_then(|()| f.sync_all())
         .map_err(|e| ExecError::io(job, "writing", &tmp, e))?;
     fs::rename(&tmp, &path).map_err(|e| ExecError::io(job, "writing", &path, e))
+}
+
+fn write_record(job: &str, state: &Path, r: &RunRecord) -> Result<(), ExecError> {
+    let bytes = serde_json::to_vec_pretty(r).map_err(|e| ExecError::Invalid {
+        job: job.to_owned(),
+        reason: e.to_string(),
+    })?;
+    write_atomic(job, state, RECORD, &bytes)
+}
+
+/// The launch recorded in a run's state; it must name the run.
+fn read_launch(job: &str, state: &Path) -> Result<Launch, ExecError> {
+    let path = state.join(LAUNCH);
+    let bytes = fs::read(&path).map_err(|e| ExecError::io(job, "reading", &path, e))?;
+    let launch: Launch = serde_json::from_slice(&bytes).map_err(|e| ExecError::Invalid {
+        job: job.to_owned(),
+        reason: format!("{} is not a launch: {e}", path.display()),
+    })?;
+    if launch.job_id != job {
+        return Err(ExecError::Invalid {
+            job: job.to_owned(),
+            reason: format!("{} names run {:?}", path.display(), launch.job_id),
+        });
+    }
+    Ok(launch)
 }
 
 fn read_record(job: &str, state: &Path) -> Result<Option<RunRecord>, ExecError> {
@@ -514,22 +536,16 @@ impl LocalExecutor {
         self.unwatch(job);
     }
 
-    /// Starts launch `n` of a run whose state (with its launch) is in place; `again` when an
-    /// earlier start of it was interrupted before it ran.
-    fn launch_run(
-        &self,
-        launch: &Launch,
-        state: &Path,
-        n: u32,
-        again: bool,
-    ) -> Result<(), ExecError> {
+    /// Starts launch `n` of a run whose state (with its launch) is in place; a launch after the
+    /// first follows one that was interrupted before it ran.
+    fn launch_run(&self, launch: &Launch, state: &Path, n: u32) -> Result<(), ExecError> {
         let job = launch.job_id.as_str();
         let work = self.job_dir(job);
         match fs::DirBuilder::new().mode(0o700).create(&work) {
             Ok(()) => {}
             // Left by a launch that never ran (the root is writable by no one else).
             Err(e)
-                if again
+                if n > 1
                     && e.kind() == std::io::ErrorKind::AlreadyExists
                     && fs::symlink_metadata(&work).is_ok_and(|m| m.is_dir()) => {}
             Err(e) => return Err(ExecError::io(job, "creating work directory", &work, e)),
@@ -571,18 +587,12 @@ impl LocalExecutor {
             wrapper: None,
             launch: Some(n),
         };
-        let record_bytes = |r: &RunRecord| {
-            serde_json::to_vec_pretty(r).map_err(|e| ExecError::Invalid {
-                job: job.to_owned(),
-                reason: e.to_string(),
-            })
-        };
         let drop_cgroup = |r: &RunRecord| {
             if let Some(cg) = &r.cgroup {
                 cg.kill_and_remove();
             }
         };
-        if let Err(e) = write_atomic(job, state, RECORD, &record_bytes(&record)?) {
+        if let Err(e) = write_record(job, state, &record) {
             drop_cgroup(&record);
             return Err(e);
         }
@@ -645,7 +655,7 @@ impl LocalExecutor {
             })
             .and_then(|id| {
                 record.wrapper = Some(id);
-                write_atomic(job, state, RECORD, &record_bytes(&record)?)
+                write_record(job, state, &record)
             });
         if let Err(e) = recorded {
             // Untracked, it must not run: end it and everything it started.
@@ -701,10 +711,7 @@ impl LocalExecutor {
         let record = match record {
             Some(r) => r,
             None => {
-                let time_limit_s = fs::read(state.join(LAUNCH))
-                    .ok()
-                    .and_then(|b| serde_json::from_slice::<Launch>(&b).ok())
-                    .map_or(0, |l| l.time_limit_s);
+                let time_limit_s = read_launch(job, state).map_or(0, |l| l.time_limit_s);
                 RunRecord {
                     boot_id: this_boot().to_owned(),
                     started_unix_ms: now_ms(),
@@ -725,7 +732,7 @@ impl LocalExecutor {
             Ok(()) => {
                 return Ok(Interrupted::NeverRan {
                     next: n.saturating_add(1),
-                    record: Some(record),
+                    record,
                 })
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -739,7 +746,7 @@ impl LocalExecutor {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(Interrupted::NeverRan {
                     next: n.saturating_add(1),
-                    record: Some(record),
+                    record,
                 })
             }
             Err(e) => return Err(ExecError::io(job, "reading", &named, e)),
@@ -760,12 +767,7 @@ impl LocalExecutor {
             Some(id) if record.boot_id == this_boot() => {
                 let mut adopted = record;
                 adopted.wrapper = Some(id);
-                let bytes =
-                    serde_json::to_vec_pretty(&adopted).map_err(|e| ExecError::Invalid {
-                        job: job.to_owned(),
-                        reason: e.to_string(),
-                    })?;
-                write_atomic(job, state, RECORD, &bytes)?;
+                write_record(job, state, &adopted)?;
                 tracing::info!(
                     job,
                     pid = id.pid,
@@ -783,23 +785,12 @@ impl LocalExecutor {
         job: &str,
         state: &Path,
         next: u32,
-        old: Option<&RunRecord>,
+        old: &RunRecord,
     ) -> Result<(), ExecError> {
-        if let Some(cg) = old.and_then(|r| r.cgroup.as_ref()) {
+        if let Some(cg) = &old.cgroup {
             cg.kill_and_remove();
         }
-        let path = state.join(LAUNCH);
-        let bytes = fs::read(&path).map_err(|e| ExecError::io(job, "reading", &path, e))?;
-        let launch: Launch = serde_json::from_slice(&bytes).map_err(|e| ExecError::Invalid {
-            job: job.to_owned(),
-            reason: format!("{} is not a launch: {e}", path.display()),
-        })?;
-        if launch.job_id != job {
-            return Err(ExecError::Invalid {
-                job: job.to_owned(),
-                reason: format!("{} names run {:?}", path.display(), launch.job_id),
-            });
-        }
+        let launch = read_launch(job, state)?;
         if let Ok(mut w) = self.watched.lock() {
             w.insert(job.to_owned(), Arc::new(RunCtl::default()));
         }
@@ -808,7 +799,7 @@ impl LocalExecutor {
             launch = next,
             "starting again a run whose start was interrupted before it ran"
         );
-        self.launch_run(&launch, state, next, true)
+        self.launch_run(&launch, state, next)
             .inspect_err(|e| self.fail_start(job, state, e))
     }
 
@@ -1033,7 +1024,7 @@ impl Executor for LocalExecutor {
         if let Ok(mut w) = self.watched.lock() {
             w.insert(job.to_owned(), Arc::new(RunCtl::default()));
         }
-        match self.launch_run(launch, &state, 1, false) {
+        match self.launch_run(launch, &state, 1) {
             Ok(()) => Ok(true),
             Err(e) => {
                 self.fail_start(job, &state, &e);
@@ -1076,7 +1067,7 @@ impl Executor for LocalExecutor {
                         write_atomic(job, &state, EXIT, b"125\n")?;
                         return Ok(RunStatus::Cancelled);
                     }
-                    self.relaunch(job, &state, next, record.as_ref())?;
+                    self.relaunch(job, &state, next, &record)?;
                     Ok(RunStatus::Running)
                 }
                 Interrupted::Ended(r) => {
@@ -1128,7 +1119,7 @@ impl Executor for LocalExecutor {
                     Interrupted::Adopted(r) => r,
                     Interrupted::NeverRan { record, .. } => {
                         write_stop(&state, Stop::Cancelled);
-                        if let Some(cg) = record.as_ref().and_then(|r| r.cgroup.as_ref()) {
+                        if let Some(cg) = &record.cgroup {
                             cg.kill_and_remove();
                         }
                         write_atomic(job, &state, EXIT, b"125\n")?;
