@@ -76,6 +76,9 @@ impl Options {
 /// At most this many distinct values of identifier columns are remembered for the residual
 /// scan; beyond it the run cannot check them all and the lower classification is not earned.
 const MAX_ID_VALUES: usize = 50_000_000;
+/// Distinct identifier-like values a table may write before its output is read back for the
+/// residual scan instead (each is remembered as a hash while the table is written).
+const MAX_WRITTEN_VALUES: usize = 4_000_000;
 /// Values of a column written in clear sampled for its distinctness.
 const DISTINCT_SAMPLE: u64 = 100_000;
 /// A column written as it came in is identifying when at least this share (percent) of its
@@ -149,6 +152,11 @@ fn identifier_like(v: &[u8]) -> bool {
     true
 }
 
+/// The tokens of a free-text cell the residual scan looks up one by one.
+fn tokens_of(v: &[u8]) -> impl Iterator<Item = &[u8]> {
+    v.split(|b| b.is_ascii_whitespace() || b",;:()[]\"'".contains(b))
+}
+
 /// A decimal number with a fractional part (`129.16`, `-0.5`): a measurement or an amount.
 fn is_fraction(v: &[u8]) -> bool {
     let v = v.strip_prefix(b"-").unwrap_or(v);
@@ -176,6 +184,18 @@ pub fn sanitize(
     input: &Path,
     out: &Path,
     opts: &Options,
+) -> Result<Report, SanitizeError> {
+    sanitize_remembering(profile, input, out, opts, MAX_WRITTEN_VALUES)
+}
+
+/// [`sanitize`], remembering at most `written_limit` written values per table for the residual
+/// scan (past it, the table's output is read back).
+fn sanitize_remembering(
+    profile: &Profile,
+    input: &Path,
+    out: &Path,
+    opts: &Options,
+    written_limit: usize,
 ) -> Result<Report, SanitizeError> {
     let started = Instant::now();
     let files = list_inputs(input)?;
@@ -252,6 +272,8 @@ pub fn sanitize(
         hasher: RandomState::default(),
         ids: HashSet::default(),
         ids_overflow: false,
+        written: HashMap::new(),
+        written_limit,
     };
     for (_, file) in &ordered {
         let name = table_name(file);
@@ -266,7 +288,15 @@ pub fn sanitize(
             report.unknown_tables.push(name);
             continue;
         };
+        let table_started = Instant::now();
         let t = run.table(&name, tp, file, tmp.path())?;
+        tracing::info!(
+            table = %name,
+            rows = t.rows_in,
+            bytes = t.bytes_in,
+            elapsed_s = table_started.elapsed().as_secs_f64(),
+            "table sanitized"
+        );
         report.rows_in += t.rows_in;
         report.rows_out += t.rows_out;
         report.bytes_in += t.bytes_in;
@@ -276,7 +306,13 @@ pub fn sanitize(
         }
         report.tables.push(t);
     }
+    let scan_started = Instant::now();
     run.find_original_values(&mut report, tmp.path())?;
+    tracing::info!(
+        identifier_values = run.ids.len(),
+        elapsed_s = scan_started.elapsed().as_secs_f64(),
+        "output scanned for original identifier values"
+    );
     report.decide(trust, run.ids_overflow);
     report.elapsed_s = started.elapsed().as_secs_f64();
     let report_path = tmp.path().join(REPORT_FILE);
@@ -378,6 +414,12 @@ struct Col {
     /// Its raw values are remembered for the residual scan (dropped, pseudonymised or unknown
     /// here, or an identifier in the built-in profile).
     collect: bool,
+    /// The last raw value remembered for the residual scan (runs of one subject repeat it).
+    last_collected: Vec<u8>,
+    /// What the residual scan looks for in its written cells: (the cell, each of its tokens).
+    check: (bool, bool),
+    /// The last written cell recorded for the residual scan.
+    last_written: Vec<u8>,
     /// Whether every cell written so far is the input cell as it was.
     unchanged: bool,
     /// Hashes of the first sampled values of a column written in clear (not pseudonymised), for
@@ -399,6 +441,10 @@ struct Run<'a> {
     /// Hashes of every identifier-like raw value of the identifier columns of every table.
     ids: HashSet<u64>,
     ids_overflow: bool,
+    /// Per table: hashes of the identifier-like values it wrote where the residual scan looks
+    /// (`None`: too many to remember; its output is read back instead).
+    written: HashMap<String, Option<HashSet<u64>>>,
+    written_limit: usize,
 }
 
 /// Sample decision for a subject: kept when its seeded hash falls below the fraction.
@@ -499,6 +545,11 @@ impl Run<'_> {
             let collect = identifier(action.as_ref())
                 || reference.is_some_and(|a| a.is_some() && identifier(a));
             let clear = !identifier(action.as_ref());
+            let check = match &action {
+                None | Some(Action::Drop | Action::Pseudonymize) => (false, false),
+                Some(Action::ScanText) => (true, true),
+                Some(_) => (true, false),
+            };
             cols.push(Col {
                 name: hname,
                 action,
@@ -508,6 +559,9 @@ impl Run<'_> {
                 has_last: false,
                 redactions: 0,
                 collect,
+                last_collected: Vec::new(),
+                check,
+                last_written: Vec::new(),
                 unchanged: clear,
                 distinct: clear.then(HashSet::default),
                 sampled: 0,
@@ -640,6 +694,13 @@ impl Run<'_> {
             .filter(|c| !matches!(c.action, None | Some(Action::Drop)))
             .map(|c| c.name.as_str())
             .collect();
+        let written_idx: Vec<usize> = cols
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| !matches!(c.action, None | Some(Action::Drop)))
+            .map(|(i, _)| i)
+            .collect();
+        let mut written: Option<HashSet<u64>> = Some(HashSet::default());
         let mut wtr = TableWriter::create(&out_path, Format::of(path), &out_columns)?;
         let mut out_rec = ByteRecord::new();
 
@@ -699,9 +760,11 @@ impl Run<'_> {
             }
             out_rec.clear();
             for (i, (c, v)) in cols.iter_mut().zip(rec.iter()).enumerate() {
-                if c.collect && identifier_like(v) {
+                if c.collect && c.last_collected != v && identifier_like(v) {
                     if self.ids.len() < MAX_ID_VALUES {
                         self.ids.insert(self.hasher.hash_one(v));
+                        c.last_collected.clear();
+                        c.last_collected.extend_from_slice(v);
                     } else {
                         self.ids_overflow = true;
                     }
@@ -762,9 +825,16 @@ impl Run<'_> {
                 }
                 out_rec.push_field(&scratch);
             }
+            if let Some(w) = &mut written {
+                self.note_written(&mut cols, &written_idx, &out_rec, w);
+                if w.len() > self.written_limit {
+                    written = None;
+                }
+            }
             wtr.write(&out_rec)?;
             rows_out += 1;
         }
+        self.written.insert(name.to_string(), written);
         let bytes_out = wtr.finish()?;
         let bytes_in = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
 
@@ -872,9 +942,49 @@ impl Run<'_> {
         })
     }
 
+    /// Remembers the identifier-like values of a written row where the residual scan looks
+    /// (cells outside the pseudonymised columns, and the tokens of free-text cells).
+    fn note_written(
+        &self,
+        cols: &mut [Col],
+        written_idx: &[usize],
+        out_rec: &ByteRecord,
+        w: &mut HashSet<u64>,
+    ) {
+        for (ci, v) in written_idx.iter().zip(out_rec.iter()) {
+            let Some(c) = cols.get_mut(*ci) else { continue };
+            let (cell, tokens) = c.check;
+            if !cell || c.last_written == v {
+                continue;
+            }
+            c.last_written.clear();
+            c.last_written.extend_from_slice(v);
+            if identifier_like(v) {
+                w.insert(self.hasher.hash_one(v));
+            }
+            if tokens {
+                for t in tokens_of(v) {
+                    if identifier_like(t) {
+                        w.insert(self.hasher.hash_one(t));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether the residual scan must read `table`'s output: it wrote a remembered value that is
+    /// an original identifier value, or it wrote too many to remember.
+    fn may_hold_original_values(&self, table: &str) -> bool {
+        match self.written.get(table) {
+            Some(Some(w)) => w.iter().any(|h| self.ids.contains(h)),
+            _ => true,
+        }
+    }
+
     /// The residual scan for original values: every written cell outside the pseudonymised
     /// columns (and every token of free-text cells) is looked up among the raw values of every
     /// table's identifier columns; each match is an `original_value` hit at its output line.
+    /// Only tables that [may hold one](Self::may_hold_original_values) are read back.
     fn find_original_values(
         &self,
         report: &mut Report,
@@ -888,6 +998,9 @@ impl Run<'_> {
             let Some(tp) = self.profile.tables.get(&t.table) else {
                 continue;
             };
+            if !self.may_hold_original_values(&t.table) {
+                continue;
+            }
             let (mut rdr, header) =
                 TableReader::open(&staged.join(&t.file), self.profile.max_field_bytes)?;
             // (check the cell, check its tokens) per output column.
@@ -910,11 +1023,9 @@ impl Run<'_> {
                     }
                     let mut hit = identifier_like(v) && self.ids.contains(&self.hasher.hash_one(v));
                     if !hit && *tokens {
-                        hit = v
-                            .split(|b| b.is_ascii_whitespace() || b",;:()[]\"'".contains(b))
-                            .any(|w| {
-                                identifier_like(w) && self.ids.contains(&self.hasher.hash_one(w))
-                            });
+                        hit = tokens_of(v).any(|w| {
+                            identifier_like(w) && self.ids.contains(&self.hasher.hash_one(w))
+                        });
                     }
                     if hit {
                         let e = found.entry(i).or_insert_with(|| (0, Vec::new()));
@@ -991,5 +1102,46 @@ fn protects_as_much(b: &Action, a: &Action) -> bool {
         | (Action::AgeCap, Action::GeneralizeDate(_) | Action::AgeCap)
         | (Action::Zip3, Action::Zip3) => true,
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_with_too_many_written_values_to_remember_is_read_back_with_the_same_hits() {
+        let tmp = tempfile::tempdir().unwrap();
+        let input = tmp.path().join("in");
+        std::fs::create_dir(&input).unwrap();
+        std::fs::write(
+            input.join("people.csv"),
+            "Id,MRN\nc0ffee-17,zq40411\nbeef-0042,zq77310\n",
+        )
+        .unwrap();
+        std::fs::write(
+            input.join("a_visits.csv"),
+            "PERSON,WHO,NOTE\nc0ffee-17,c0ffee-17,seen\nbeef-0042,x,ref zq77310 called\n",
+        )
+        .unwrap();
+        let p = Profile::from_yaml(
+            "name: leaky\ninput_classification: restricted/phi\noutput_classification: internal\nreference_year: 2025\ntables:\n  people:\n    columns: { Id: pseudonymize, MRN: drop }\n  a_visits:\n    columns: { PERSON: pseudonymize, WHO: keep, NOTE: scan_text }\n",
+            "leaky.yaml",
+        )
+        .unwrap();
+        let opts = Options::new(Key::from_bytes(&[7; 32]).unwrap());
+        let hits = |limit: usize, out: &str| {
+            let r = sanitize_remembering(&p, &input, &tmp.path().join(out), &opts, limit).unwrap();
+            let t = r.tables.iter().find(|t| t.table == "a_visits").unwrap();
+            t.residual
+                .iter()
+                .map(|h| (h.column.clone(), h.kind, h.count, h.lines.clone()))
+                .collect::<Vec<_>>()
+        };
+        let remembered = hits(MAX_WRITTEN_VALUES, "remembered");
+        let read_back = hits(0, "read-back");
+        // A table past the limit must be read back, not taken as clean.
+        assert_eq!(remembered.len(), 2, "{remembered:?}");
+        assert_eq!(remembered, read_back);
     }
 }

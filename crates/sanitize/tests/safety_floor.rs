@@ -335,6 +335,57 @@ fn original_identifier_values_anywhere_in_the_output_do_not_earn() {
 }
 
 #[test]
+fn original_values_are_found_whichever_table_is_written_first() {
+    // The tables are written one after the other, and an identifier may be collected only after
+    // the table that leaks it was written: the hits must not depend on the order.
+    for people in ["a_people", "z_people"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let input = tmp.path().join("in");
+        std::fs::create_dir(&input).unwrap();
+        std::fs::write(
+            input.join(format!("{people}.csv")),
+            "Id,MRN,SEX\nc0ffee-17,zq40411,F\nbeef-0042,zq77310,M\n",
+        )
+        .unwrap();
+        // A run of one subject repeats its leaked value; the note leaks an MRN among words.
+        std::fs::write(
+            input.join("m_visits.csv"),
+            "PERSON,WHO,NOTE\nc0ffee-17,c0ffee-17,seen\nc0ffee-17,c0ffee-17,seen\nbeef-0042,x,ref zq77310 called\nbeef-0042,c0ffee-17,ok\n",
+        )
+        .unwrap();
+        let yaml = format!("name: leaky\ninput_classification: restricted/phi\noutput_classification: internal\nreference_year: 2025\ntables:\n  {people}:\n    columns: {{ Id: pseudonymize, MRN: drop, SEX: keep }}\n  m_visits:\n    columns: {{ PERSON: pseudonymize, WHO: keep, NOTE: scan_text }}\n");
+        let p = Profile::from_yaml(&yaml, "leaky.yaml").unwrap();
+        let r = sanitize(&p, &input, &tmp.path().join("out"), &approved(&p)).unwrap();
+        assert!(!r.earned, "{people}");
+        let visits = r.tables.iter().find(|t| t.table == "m_visits").unwrap();
+        let hit = |col: &str| {
+            visits
+                .residual
+                .iter()
+                .find(|h| h.column == col && h.kind == Kind::OriginalValue)
+                .map(|h| (h.count, h.lines.clone()))
+        };
+        assert_eq!(
+            hit("WHO"),
+            Some((3, vec![2, 3, 5])),
+            "{people}: {:?}",
+            visits.residual
+        );
+        assert_eq!(
+            hit("NOTE"),
+            Some((1, vec![4])),
+            "{people}: {:?}",
+            visits.residual
+        );
+        assert_eq!(
+            r.residual_total.get(&Kind::OriginalValue),
+            Some(&4),
+            "{people}"
+        );
+    }
+}
+
+#[test]
 fn a_kept_high_distinctness_column_is_identifying_but_measurements_are_not() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("in");
