@@ -402,6 +402,33 @@ fn list_inputs(input: &Path) -> Result<Vec<PathBuf>, SanitizeError> {
     Ok(files)
 }
 
+/// Pseudonyms remembered per column.
+const MEMO_LIMIT: usize = 8192;
+
+/// A direct-mapped memory of hashes recently inserted into one set, to skip inserting them again:
+/// `seen` is true only for a hash this filter was given before (so the set holds it already).
+#[derive(Default)]
+struct Recent {
+    slots: [u64; 32],
+    filled: u32,
+}
+
+impl Recent {
+    /// Whether `h` was given before (and is still remembered); remembers it.
+    fn seen(&mut self, h: u64) -> bool {
+        let i = usize::try_from(h >> 59).unwrap_or(0) & 31;
+        let bit = 1u32 << i;
+        let hit = self.filled & bit != 0 && self.slots.get(i) == Some(&h);
+        if !hit {
+            if let Some(slot) = self.slots.get_mut(i) {
+                *slot = h;
+            }
+            self.filled |= bit;
+        }
+        hit
+    }
+}
+
 /// One column's compiled plan and its per-column state.
 struct Col {
     name: String,
@@ -410,6 +437,12 @@ struct Col {
     last_in: Vec<u8>,
     last_out: Vec<u8>,
     has_last: bool,
+    /// Pseudonyms of the column's values, up to [`MEMO_LIMIT`] of them (providers, payers and
+    /// organisations repeat without being consecutive).
+    memo: HashMap<Box<[u8]>, Box<[u8]>, RandomState>,
+    /// Hashes recently inserted into `distinct` and into the table's written values.
+    recent_distinct: Recent,
+    recent_written: Recent,
     redactions: u64,
     /// Its raw values are remembered for the residual scan (dropped, pseudonymised or unknown
     /// here, or an identifier in the built-in profile).
@@ -482,7 +515,15 @@ impl Run<'_> {
                     out.extend_from_slice(&c.last_out);
                 } else {
                     let start = out.len();
-                    self.key.pseudonym(v, out);
+                    if let Some(p) = c.memo.get(v) {
+                        out.extend_from_slice(p);
+                    } else {
+                        self.key.pseudonym(v, out);
+                        if c.memo.len() < MEMO_LIMIT {
+                            let p = out.get(start..).unwrap_or_default();
+                            c.memo.insert(v.into(), p.into());
+                        }
+                    }
                     c.last_in.clear();
                     c.last_in.extend_from_slice(v);
                     c.last_out.clear();
@@ -557,6 +598,9 @@ impl Run<'_> {
                 last_in: Vec::new(),
                 last_out: Vec::new(),
                 has_last: false,
+                memo: HashMap::default(),
+                recent_distinct: Recent::default(),
+                recent_written: Recent::default(),
                 redactions: 0,
                 collect,
                 last_collected: Vec::new(),
@@ -772,7 +816,10 @@ impl Run<'_> {
                 if let Some(d) = &mut c.distinct {
                     if !v.is_empty() && c.sampled < DISTINCT_SAMPLE {
                         c.sampled += 1;
-                        d.insert(self.hasher.hash_one(v));
+                        let h = self.hasher.hash_one(v);
+                        if !c.recent_distinct.seen(h) {
+                            d.insert(h);
+                        }
                         c.all_fraction &= is_fraction(v);
                     }
                 }
@@ -960,12 +1007,18 @@ impl Run<'_> {
             c.last_written.clear();
             c.last_written.extend_from_slice(v);
             if identifier_like(v) {
-                w.insert(self.hasher.hash_one(v));
+                let h = self.hasher.hash_one(v);
+                if !c.recent_written.seen(h) {
+                    w.insert(h);
+                }
             }
             if tokens {
                 for t in tokens_of(v) {
                     if identifier_like(t) {
-                        w.insert(self.hasher.hash_one(t));
+                        let h = self.hasher.hash_one(t);
+                        if !c.recent_written.seen(h) {
+                            w.insert(h);
+                        }
                     }
                 }
             }
