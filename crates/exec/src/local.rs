@@ -74,13 +74,21 @@ else
   (exec "$@")
 fi
 code=$?
+# Shell built-ins where a run's wrapper would otherwise start a program for each step.
+populated() {
+  p=0
+  while read -r k v; do [ "$k" = populated ] && p=$v; done 2>/dev/null <"$cg/cgroup.events"
+  [ "$p" = 1 ]
+}
 if [ -n "$cg" ]; then
   echo 1 >"$cg/cgroup.kill" 2>/dev/null
   n=0
-  while [ "$n" -lt 200 ] && grep -qx 'populated 1' "$cg/cgroup.events" 2>/dev/null; do sleep 0.05; n=$((n+1)); done
+  while [ "$n" -lt 200 ] && populated; do sleep 0.05; n=$((n+1)); done
   rmdir "$cg" 2>/dev/null
 fi
-printf '%s\n' "$code" >"$state/exit.tmp" && mv -f "$state/exit.tmp" "$state/exit"
+# The exit code counts once its line is whole (the executor reads a line without its newline as
+# not written yet).
+printf '%s\n' "$code" >"$state/exit"
 [ -n "$cg" ] || kill -KILL 0
 exit "$code"
 "#;
@@ -225,6 +233,10 @@ pub struct LocalExecutor {
     state_root: PathBuf,
     identity: Identity,
     setpriv: Option<PathBuf>,
+    /// The shell that runs the wrapper, by its absolute path: a program named by path (with
+    /// `PATH` replaced) lets the standard library start it with `posix_spawn` instead of
+    /// forking the whole control plane for every run.
+    shell: PathBuf,
     cgroups: Option<Cgroup>,
     grace: Duration,
     watched: Watched,
@@ -329,6 +341,8 @@ fn read_record(job: &str, state: &Path) -> Result<Option<RunRecord>, ExecError> 
 fn read_exit(job: &str, state: &Path) -> Result<Option<i32>, ExecError> {
     let path = state.join(EXIT);
     match fs::read_to_string(&path) {
+        // Being written (the wrapper writes the line in place): not there yet.
+        Ok(s) if !s.ends_with('\n') => Ok(None),
         Ok(s) => s
             .trim()
             .parse::<i32>()
@@ -437,6 +451,12 @@ impl LocalExecutor {
         } else {
             None
         };
+        let shell = find_program("sh").ok_or_else(|| {
+            setup(
+                "no `sh` in /usr/bin, /bin or PATH: the run wrapper needs a POSIX shell"
+                    .to_string(),
+            )
+        })?;
         let cgroups = if cfg.cgroups {
             match cgroup::base() {
                 Ok(base) => Some(base),
@@ -456,6 +476,7 @@ impl LocalExecutor {
             state_root,
             identity,
             setpriv,
+            shell,
             cgroups,
             grace: cfg.grace,
             watched: Arc::new(Mutex::new(HashMap::new())),
@@ -597,7 +618,7 @@ impl LocalExecutor {
             return Err(e);
         }
         let argv = job_argv(launch);
-        let mut cmd = Command::new("sh");
+        let mut cmd = Command::new(&self.shell);
         // A job gets none of the control plane's environment (database URLs, cloud keys,
         // tokens): only a fixed search path and locale, its home, and its own variables.
         cmd.env_clear()
@@ -1233,5 +1254,19 @@ mod tests {
         // And never twice.
         assert_eq!(wrapper(dir.path(), 2, &script), Some(125));
         assert_eq!(fs::read_to_string(&marker).unwrap(), "ran\n");
+    }
+
+    #[test]
+    fn an_exit_code_counts_only_once_its_line_is_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(read_exit("j", dir.path()).unwrap(), None);
+        for partial in ["", "1", "12"] {
+            fs::write(dir.path().join(EXIT), partial).unwrap();
+            assert_eq!(read_exit("j", dir.path()).unwrap(), None, "{partial:?}");
+        }
+        fs::write(dir.path().join(EXIT), "127\n").unwrap();
+        assert_eq!(read_exit("j", dir.path()).unwrap(), Some(127));
+        fs::write(dir.path().join(EXIT), "x\n").unwrap();
+        assert!(read_exit("j", dir.path()).is_err());
     }
 }
