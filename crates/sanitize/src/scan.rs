@@ -269,13 +269,14 @@ impl Scanner {
         // passport or licence number 8 after a letter, a record number 4 after a keyword); an
         // email needs an `@`. Without letters, an SSN is the shortest. Numbers and codes
         // (`123.45`, `8302-2`) have no letters and few digits.
-        let (mut digits, mut letters, mut at_sign) = (0usize, false, false);
-        for b in t {
-            digits += usize::from(b.is_ascii_digit());
-            letters |= b.is_ascii_alphabetic();
-            at_sign |= *b == b'@';
+        // (Counted without branches, so the loop runs many bytes at a time.)
+        let (mut digits, mut letters, mut at_signs) = (0u32, 0u32, 0u32);
+        for &b in t {
+            digits += u32::from(b.wrapping_sub(b'0') < 10);
+            letters += u32::from((b | 0x20).wrapping_sub(b'a') < 26);
+            at_signs += u32::from(b == b'@');
         }
-        if !at_sign && (digits < 4 || (digits < 9 && !letters)) {
+        if at_signs == 0 && (digits < 4 || (digits < 9 && letters == 0)) {
             return;
         }
         self.scan_all(t, found);

@@ -886,6 +886,8 @@ impl<'f> Leader<'f> {
 
     /// One round: take new submissions, notice ended and cancelled jobs, re-examine queues.
     fn round(&mut self) -> Step<()> {
+        let round_started = Instant::now();
+        let mut taken_in = 0usize;
         let now = now_ts();
         // Zone conditions first, every round: nothing this round admits may precede a condition
         // (an outage, a drill) stored before it began.
@@ -915,9 +917,12 @@ impl<'f> Leader<'f> {
             for rec in fresh {
                 self.fenced()?;
                 self.intake(rec, now)?;
+                taken_in += 1;
             }
         }
+        let intake_s = round_started.elapsed().as_secs_f64();
         self.poll()?;
+        let poll_s = round_started.elapsed().as_secs_f64() - intake_s;
         if self.last_cancel_check.elapsed() >= Duration::from_millis(500) {
             self.check_cancelled()?;
             self.watch_agents()?;
@@ -926,6 +931,13 @@ impl<'f> Leader<'f> {
         let effects = self.sched.tick(secs(now_ts()));
         self.apply(effects)?;
         self.update_gauges();
+        tracing::debug!(
+            taken_in,
+            intake_s,
+            poll_s,
+            round_s = round_started.elapsed().as_secs_f64(),
+            "scheduling round"
+        );
         Ok(())
     }
 
