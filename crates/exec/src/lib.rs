@@ -14,7 +14,7 @@ mod error;
 mod local;
 
 pub use error::{check_run_id, ExecError};
-pub use local::{job_ids, LocalConfig, LocalExecutor};
+pub use local::{job_ids, LocalConfig, LocalExecutor, JOB_NICENESS};
 
 use std::collections::BTreeMap;
 

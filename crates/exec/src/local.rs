@@ -93,6 +93,10 @@ printf '%s\n' "$code" >"$state/exit"
 exit "$code"
 "#;
 
+/// How much lower a local run's CPU priority is than the control plane's (`nice -n`): on a
+/// contended host the control plane (its API, its lease, its scheduler) runs first.
+pub const JOB_NICENESS: u8 = 10;
+
 /// The search path a job starts with (nothing of the control plane's own environment).
 const JOB_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -233,6 +237,9 @@ pub struct LocalExecutor {
     state_root: PathBuf,
     identity: Identity,
     setpriv: Option<PathBuf>,
+    /// `nice`, when found: every run (its wrapper and all it starts) runs at [`JOB_NICENESS`],
+    /// so no job on the control plane's host can starve the control plane of CPU.
+    nice: Option<PathBuf>,
     /// The shell that runs the wrapper, by its absolute path: a program named by path (with
     /// `PATH` replaced) lets the standard library start it with `posix_spawn` instead of
     /// forking the whole control plane for every run.
@@ -451,6 +458,12 @@ impl LocalExecutor {
         } else {
             None
         };
+        let nice = find_program("nice");
+        if nice.is_none() {
+            tracing::warn!(
+                "no `nice` (coreutils) in /usr/bin, /bin or PATH: runs share the control plane's CPU priority"
+            );
+        }
         let shell = find_program("sh").ok_or_else(|| {
             setup(
                 "no `sh` in /usr/bin, /bin or PATH: the run wrapper needs a POSIX shell"
@@ -476,6 +489,7 @@ impl LocalExecutor {
             state_root,
             identity,
             setpriv,
+            nice,
             shell,
             cgroups,
             grace: cfg.grace,
@@ -618,7 +632,16 @@ impl LocalExecutor {
             return Err(e);
         }
         let argv = job_argv(launch);
-        let mut cmd = Command::new(&self.shell);
+        // `nice` replaces itself with the shell: the wrapper's process (its pid, its arguments
+        // from `-c` on) is the same either way.
+        let mut cmd = match &self.nice {
+            Some(nice) => {
+                let mut c = Command::new(nice);
+                c.arg("-n").arg(JOB_NICENESS.to_string()).arg(&self.shell);
+                c
+            }
+            None => Command::new(&self.shell),
+        };
         // A job gets none of the control plane's environment (database URLs, cloud keys,
         // tokens): only a fixed search path and locale, its home, and its own variables.
         cmd.env_clear()

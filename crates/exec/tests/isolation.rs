@@ -182,6 +182,35 @@ fn forged_files(mode: Mode) {
 }
 
 #[test]
+fn every_run_has_a_lower_cpu_priority_than_the_control_plane() {
+    // A job busy with CPU on the control plane's host must not starve the control plane: the
+    // run (its wrapper and whatever the job starts) is niced from its first instruction.
+    let own = rustix::process::getpriority_process(None).unwrap();
+    for mode in MODES {
+        let dir = tempfile::tempdir().unwrap();
+        let ex = executor(dir.path(), mode);
+        ex.start(&launch(
+            "niced",
+            "cut -d' ' -f19 /proc/self/stat > mine; (cut -d' ' -f19 /proc/self/stat > child) &  wait",
+            0,
+        ))
+        .unwrap();
+        assert_eq!(
+            wait_final(&ex, "niced", Duration::from_secs(5)),
+            RunStatus::Exited { code: 0 }
+        );
+        let expected = own + i32::from(tidegate_exec::JOB_NICENESS);
+        for f in ["mine", "child"] {
+            let n: i32 = wait_file(&ex.job_dir("niced").join(f))
+                .trim()
+                .parse()
+                .unwrap();
+            assert_eq!(n, expected.min(19), "{mode:?} {f}");
+        }
+    }
+}
+
+#[test]
 fn a_job_writing_exit_0_keeps_running_and_its_own_status_counts() {
     for mode in MODES {
         forged_exit(mode);
