@@ -189,7 +189,8 @@ fn report(exec: &LocalExecutor, run: &str, status: RunStatus) -> Option<SyncRepo
         RunStatus::Exited { code } => ("exited", Some(code)),
         RunStatus::Cancelled => ("cancelled", None),
         RunStatus::TimedOut { .. } => ("timed_out", None),
-        RunStatus::Lost { .. } => ("lost", None),
+        // (The local executor never preempts.)
+        RunStatus::Lost { .. } | RunStatus::Preempted { .. } => ("lost", None),
         // Nothing to report yet: the agent protocol has no queued state (and the local
         // executor never queues).
         RunStatus::Unknown | RunStatus::Queued => return None,

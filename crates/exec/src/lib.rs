@@ -81,6 +81,12 @@ pub enum RunStatus {
         /// Why.
         reason: String,
     },
+    /// The backend stopped it to give its capacity to other work (Kueue evicted the Job), and
+    /// nothing of it runs any more: the job may be placed again, under a new run.
+    Preempted {
+        /// Why.
+        reason: String,
+    },
 }
 
 impl RunStatus {
@@ -92,6 +98,7 @@ impl RunStatus {
                 | RunStatus::Cancelled
                 | RunStatus::TimedOut { .. }
                 | RunStatus::Lost { .. }
+                | RunStatus::Preempted { .. }
         )
     }
 }

@@ -17,10 +17,11 @@
 //! - suspended and never seen admitted: [`RunStatus::Queued`], waiting for admission — never
 //!   reported running;
 //! - not suspended: admitted, [`RunStatus::Running`] until it succeeds or fails;
-//! - suspended again after it was seen admitted: preempted. Reported as the Slurm executor
-//!   reports a preempted job that is not requeued, [`RunStatus::Lost`] with a reason saying it
-//!   was preempted, after the Job is deleted (foreground propagation) so that Kueue cannot
-//!   admit it a second time behind the control plane's back;
+//! - suspended again after it was seen admitted: preempted. The Job is deleted (foreground
+//!   propagation) so that Kueue cannot admit it a second time behind the control plane's back;
+//!   until it is gone (its pods first) the run is [`RunStatus::Queued`], then
+//!   [`RunStatus::Preempted`]: the control plane puts the job back in its queue with all its
+//!   options, and a later admission is a new run (a new Job), never this one again;
 //! - still suspended after the zone's admission timeout (`backend.admission_timeout_s`, counted
 //!   from the start, or from the first sight after the executor itself restarted): the Job is
 //!   deleted with foreground propagation and preconditions on its uid and resourceVersion (a Job
@@ -106,6 +107,8 @@ struct Track {
     admitted: bool,
     /// The executor asked the API server to delete it (why, for a withdrawal).
     deleting: Option<String>,
+    /// The Job is gone from the API server (its pods first).
+    gone: bool,
 }
 
 impl Track {
@@ -115,6 +118,7 @@ impl Track {
             queued_since: now,
             admitted: false,
             deleting: None,
+            gone: false,
         }
     }
 }
@@ -122,6 +126,7 @@ impl Track {
 /// The next state of a run from an event about its Job (`None`: the Job was deleted).
 fn observe(prev: Option<&Track>, phase: Option<&Phase>, now: Instant) -> Track {
     let mut t = prev.cloned().unwrap_or_else(|| Track::new(now));
+    t.gone = phase.is_none();
     if t.seen.sticky() {
         return t;
     }
@@ -401,9 +406,18 @@ impl KubeExecutor {
         }
     }
 
-    /// A run Kueue evicted after it ran: deleted so that it is not admitted again, then lost.
+    /// A run Kueue evicted after it ran: deleted so that it is not admitted again; preempted
+    /// once it is gone.
     fn evicted(&self, run_id: &str, t: &Track) -> Result<RunStatus, ExecError> {
         let name = job_name(run_id);
+        if t.gone {
+            return Ok(RunStatus::Preempted {
+                reason: format!(
+                    "Kueue evicted Kubernetes Job {}/{name} (suspended it again after it ran); the Job was deleted",
+                    self.namespace
+                ),
+            });
+        }
         if t.deleting.is_none() {
             match self
                 .rt
@@ -414,14 +428,20 @@ impl KubeExecutor {
                 Err(e) => return Err(api_error(run_id, e)),
             }
             self.update(run_id, |t| t.deleting = Some("evicted".into()));
-            tracing::info!(run = run_id, namespace = %self.namespace, "Kueue evicted the Job after it ran; deleted it");
+            tracing::info!(run = run_id, namespace = %self.namespace, "Kueue evicted the Job after it ran; deleting it");
         }
-        Ok(RunStatus::Lost {
-            reason: format!(
-                "Kubernetes Job {}/{name} was preempted: Kueue evicted it (suspended it again after it ran); it was deleted so that it does not run again",
-                self.namespace
-            ),
-        })
+        // Gone only once its pods are: until then nothing else of this job may start.
+        let present = self
+            .rt
+            .block_on(self.jobs.get_opt(&name))
+            .map_err(|e| api_error(run_id, e))?
+            .is_some();
+        if present {
+            return Ok(RunStatus::Queued);
+        }
+        self.update(run_id, |t| t.gone = true);
+        let t = self.track(run_id).unwrap_or_else(|| t.clone());
+        self.evicted(run_id, &t)
     }
 
     fn status_of(&self, run_id: &str, t: Track) -> Result<RunStatus, ExecError> {
@@ -558,7 +578,10 @@ mod tests {
         // Admitted again before the executor deleted it: still evicted, and its deletion keeps it so.
         let t = observe(Some(&t), Some(&Phase::Admitted), now);
         assert_eq!(t.seen, Seen::Evicted);
-        assert_eq!(observe(Some(&t), None, now).seen, Seen::Evicted);
+        assert!(!t.gone);
+        let gone = observe(Some(&t), None, now);
+        assert_eq!(gone.seen, Seen::Evicted);
+        assert!(gone.gone);
     }
 
     #[test]

@@ -827,30 +827,70 @@ impl Scheduler {
             .map_or_else(String::new, |t| t.name.clone());
         for id in take {
             if let Some(r) = self.unrun(id, false) {
-                out.push(Effect::Preempted {
-                    job: id,
-                    zone: r.zone,
-                    pool: r.pool,
-                    reason: format!("team `{team}` reclaims its quota lent to this borrowed job"),
-                    at: now,
-                });
-                let mut j = r.job;
-                j.last_reason = "preempted: its borrowed GPUs were reclaimed".into();
-                let home = j.home;
-                if let Some(q) = self.queued_gpu_s.get_mut(home) {
-                    *q += f64::from(j.shape.gpus) * j.shape.expected_s;
-                }
-                out.push(Effect::Queued {
-                    job: id,
-                    zone: home,
-                    reason: j.last_reason.clone(),
-                });
-                if let Some(q) = self.queues.get_mut(home) {
-                    q.push_front(j);
-                }
+                self.requeue_preempted(
+                    r,
+                    format!("team `{team}` reclaims its quota lent to this borrowed job"),
+                    "preempted: its borrowed GPUs were reclaimed".into(),
+                    now,
+                    out,
+                );
             }
         }
         true
+    }
+
+    /// A running job stopped for other work: `Preempted`, then back at the front of its home
+    /// queue with all its options (`Queued`).
+    fn requeue_preempted(
+        &mut self,
+        r: Running,
+        reason: String,
+        waits: String,
+        now: f64,
+        out: &mut Vec<Effect>,
+    ) {
+        let mut j = r.job;
+        let id = j.id;
+        out.push(Effect::Preempted {
+            job: id,
+            zone: r.zone,
+            pool: r.pool,
+            reason,
+            at: now,
+        });
+        j.last_reason = waits;
+        let home = j.home;
+        if let Some(q) = self.queued_gpu_s.get_mut(home) {
+            *q += f64::from(j.shape.gpus) * j.shape.expected_s;
+        }
+        out.push(Effect::Queued {
+            job: id,
+            zone: home,
+            reason: j.last_reason.clone(),
+        });
+        if let Some(q) = self.queues.get_mut(home) {
+            q.push_front(j);
+        }
+    }
+
+    /// The backend stopped a running job for other work (Kueue evicted it) and nothing of it
+    /// runs any more: its GPUs are free, and it goes back to the front of its home queue with
+    /// all its options, to be admitted again (a new run) where and when one has room.
+    pub fn evicted(&mut self, id: JobId, reason: &str, now: f64) -> Vec<Effect> {
+        self.advance(now);
+        let Some(r) = self.unrun(id, false) else {
+            return vec![];
+        };
+        let mut out = Vec::new();
+        self.requeue_preempted(
+            r,
+            reason.to_string(),
+            format!("preempted: {reason}"),
+            now,
+            &mut out,
+        );
+        self.drain(now, &mut out);
+        out
     }
 
     /// Starts a job if a private pool has room, or a public one under pressure within budget.

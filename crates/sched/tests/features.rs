@@ -543,6 +543,36 @@ fn no_capacity_moves_the_job_one_site_at_a_time_and_never_runs_it_twice() {
 }
 
 #[test]
+fn an_evicted_job_goes_back_to_its_queue_with_every_option_and_is_admitted_again() {
+    let (f, _) = example();
+    let eu = zone(&f, "public-eu");
+    let h200 = Candidate::new(eu, 1, true, 20.0);
+    let eu_od = Candidate::new(eu, 0, true, 30.0);
+    let mut s = Scheduler::new(&f, SchedConfig::default());
+    let e = s.submit(1, shape(8), vec![h200, eu_od], 0.0);
+    assert_eq!(admitted(&e, 1).map(|a| (a.0, a.1)), Some((eu, 1)));
+
+    // The backend evicted it: preempted, queued, and (its GPUs free again) admitted again to
+    // its cheapest option, the one it was evicted from: nothing was struck off.
+    let e = s.evicted(1, "Kueue evicted it", 5.0);
+    assert!(
+        matches!(&e[0], Effect::Preempted { job: 1, zone, pool: 1, reason, .. } if *zone == eu && reason == "Kueue evicted it"),
+        "{e:?}"
+    );
+    assert!(queued_reason(&e, 1).unwrap().contains("preempted"), "{e:?}");
+    assert!(
+        !e.iter()
+            .any(|x| matches!(x, Effect::Failover { .. } | Effect::Refused { .. })),
+        "{e:?}"
+    );
+    assert_eq!(admitted(&e, 1).map(|a| (a.0, a.1)), Some((eu, 1)));
+    assert_eq!(s.running_at(1), Some((eu, 1, 8)));
+    assert_eq!(s.running(), 1);
+    // An eviction of a job that is not running changes nothing.
+    assert!(s.evicted(2, "unknown", 6.0).is_empty());
+}
+
+#[test]
 fn reject_candidate_on_a_queued_job_strikes_the_option() {
     let (f, _) = example();
     let mut s = Scheduler::new(&f, SchedConfig::default());

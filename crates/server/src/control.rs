@@ -1604,6 +1604,15 @@ impl<'f> Leader<'f> {
                     continue;
                 }
             };
+            if let RunStatus::Preempted { reason } = &status {
+                // Nothing of it runs any more: back in its queue with all its options (the
+                // preemption is recorded, in the ledger first, as the effects are applied).
+                if let Some(sid) = self.jobs.get(&id).map(|t| t.sid) {
+                    let fx = self.sched.evicted(sid, reason, secs(now_ts()));
+                    self.apply(fx)?;
+                }
+                continue;
+            }
             let mut details = serde_json::Value::Null;
             let (to, reason) = match status.clone() {
                 // Waiting for the backend to admit it (Kueue): it keeps its place here.
@@ -1630,6 +1639,7 @@ impl<'f> Leader<'f> {
                     )
                 }
                 RunStatus::Lost { reason } => (JobState::Failed, format!("lost: {reason}")),
+                RunStatus::Preempted { .. } => continue,
                 RunStatus::Unknown => (
                     JobState::Failed,
                     "the executor has no record of the job".to_string(),
@@ -1916,6 +1926,7 @@ fn run_outcome(status: &RunStatus) -> String {
         RunStatus::Cancelled => "cancelled".into(),
         RunStatus::TimedOut { .. } => "timed-out".into(),
         RunStatus::Lost { .. } => "lost".into(),
+        RunStatus::Preempted { .. } => "preempted".into(),
         RunStatus::Unknown => "unknown".into(),
         RunStatus::Running => "running".into(),
         RunStatus::Queued => "queued".into(),

@@ -254,6 +254,111 @@ fn a_started_run_never_admitted_fails_over_and_every_launch_carries_the_effectiv
     }
 }
 
+/// A zone backend whose first run of each job is evicted (as Kueue evicts a Job it admitted);
+/// later runs run locally. Keeps every launch.
+#[derive(Debug)]
+struct EvictsFirst {
+    inner: LocalExecutor,
+    launches: Mutex<Vec<Launch>>,
+    polls: Mutex<BTreeMap<String, u32>>,
+}
+
+impl Executor for EvictsFirst {
+    fn kind(&self) -> &'static str {
+        "test"
+    }
+    fn start(&self, l: &Launch) -> Result<bool, ExecError> {
+        let mut launches = self.launches.lock().unwrap();
+        launches.push(l.clone());
+        if launches.len() == 1 {
+            return Ok(true);
+        }
+        self.inner.start(l)
+    }
+    fn poll(&self, id: &str) -> Result<RunStatus, ExecError> {
+        let first = self
+            .launches
+            .lock()
+            .unwrap()
+            .first()
+            .map(|l| l.job_id.clone());
+        if first.as_deref() == Some(id) {
+            let mut polls = self.polls.lock().unwrap();
+            let n = polls.entry(id.to_owned()).or_default();
+            *n += 1;
+            return Ok(if *n < 3 {
+                RunStatus::Running
+            } else {
+                RunStatus::Preempted {
+                    reason: "Kueue evicted the Job; it was deleted".into(),
+                }
+            });
+        }
+        self.inner.poll(id)
+    }
+    fn cancel(&self, id: &str) -> Result<bool, ExecError> {
+        self.inner.cancel(id)
+    }
+    fn logs(&self, id: &str, n: u64) -> Result<String, ExecError> {
+        self.inner.logs(id, n)
+    }
+}
+
+#[test]
+fn a_run_its_backend_evicts_is_preempted_and_the_job_runs_again_with_every_option() {
+    let dir = tempfile::tempdir().unwrap();
+    // public-us/h100-spot is the job's cheapest option.
+    let us = Arc::new(EvictsFirst {
+        inner: LocalExecutor::new(dir.path().join("us")).unwrap(),
+        launches: Mutex::new(vec![]),
+        polls: Mutex::new(BTreeMap::new()),
+    });
+    let mut executors: BTreeMap<String, Arc<dyn Executor>> = BTreeMap::new();
+    executors.insert("public-us".into(), us.clone());
+    executors.insert(
+        "public-eu".into(),
+        Arc::new(LocalExecutor::new(dir.path().join("eu")).unwrap()),
+    );
+    let ts = TestServer::start_with(16, executors);
+    let sub = ts.token(Role::Submitter, "icu-ml");
+    let r = ts.submit(&sub, &public_only("evicted"), None);
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.body["job"]["id"].as_str().unwrap().to_owned();
+    let d = ts.wait_job(&id, 30, |d| d["job"]["state"] == "succeeded");
+    let events = d["events"].as_array().unwrap();
+    let launches = us.launches.lock().unwrap().clone();
+    let preempted: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["to_state"] == "preempted")
+        .collect();
+    assert_eq!(preempted.len(), 1, "{d}");
+    assert!(
+        preempted[0]["reason"].as_str().unwrap().contains("evicted"),
+        "{}",
+        preempted[0]
+    );
+    // Not a failover: nothing was struck off, and the job ran again as a new run.
+    assert_eq!(
+        events.iter().filter(|e| e["kind"] == "failover").count(),
+        0,
+        "{d}"
+    );
+    let zone = d["job"]["zone"].as_str().unwrap();
+    let pool = d["job"]["pool"].as_str().unwrap();
+    // Admitted again to the option it was evicted from (still its cheapest), as a new run.
+    assert_eq!((zone, pool), ("public-us", "h100-spot"), "{d}");
+    assert_eq!(launches.len(), 2, "{launches:?}");
+    assert_ne!(launches[0].job_id, launches[1].job_id, "a fresh run id");
+    assert_eq!(launches[0].pool, launches[1].pool);
+    let logs = ts.get(&format!("/v1/jobs/{id}/logs"), &sub);
+    assert_eq!(
+        logs.body["logs"].as_str().unwrap().trim(),
+        format!("ran in {zone}/{pool}"),
+        "{}",
+        logs.text
+    );
+}
+
 fn raw_icu(i: usize) -> String {
     format!(
         "apiVersion: tidegate.io/v1
