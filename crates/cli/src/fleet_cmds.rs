@@ -269,23 +269,7 @@ pub fn plan(a: &PlanArgs) -> miette::Result<()> {
             if c.allowed {
                 row.allowed_zones.push(c.zone.clone());
             } else {
-                let why = c
-                    .reasons
-                    .iter()
-                    .find(|r| {
-                        r.starts_with("forbidden")
-                            || r.starts_with("constraint")
-                            || r.starts_with("denied")
-                    })
-                    .cloned()
-                    .or_else(|| {
-                        c.pools
-                            .iter()
-                            .flat_map(|p| p.reasons.first())
-                            .next()
-                            .cloned()
-                    })
-                    .unwrap_or_else(|| "not allowed".into());
+                let why = c.first_refusal().unwrap_or_else(|| "not allowed".into());
                 row.refused_zones.insert(c.zone.clone(), why);
             }
         }

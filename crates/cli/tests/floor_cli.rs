@@ -119,7 +119,11 @@ fn explain_honours_a_policy_reading_the_job_through_an_entity_literal() {
                     .as_array()
                     .unwrap()
                     .iter()
-                    .any(|r| r.as_str().unwrap().contains("genomics.private")),
+                    .any(|r| r["code"] == "genomics.private"
+                        && r["text"]
+                            .as_str()
+                            .unwrap()
+                            .starts_with("forbidden by genomics.private")),
                 "{c}"
             );
         }

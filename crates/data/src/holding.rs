@@ -13,7 +13,7 @@ use tidegate_model::{
     Classification, DatasetRef, Fleet, Input, JobKind, JobProfile, JobSpec, Labels, Origin,
     Resources, Scheme,
 };
-use tidegate_placement::{zone_failures, ZoneFailures};
+use tidegate_placement::zone_failures;
 use tidegate_policy::PolicyEngine;
 
 use crate::registry::DatasetVersion;
@@ -436,11 +436,7 @@ pub fn may_hold(
         JobProfile::resolve(&job, fleet).map_err(|e| vec![format!("cannot be classified: {e}")])?;
     let mut reasons = Vec::new();
     let f = zone_failures(&profile.attrs, z);
-    let failed: Vec<&str> = ZoneFailures::ALL
-        .iter()
-        .filter(|(flag, _)| f.has(*flag))
-        .map(|(_, name)| *name)
-        .collect();
+    let failed: Vec<&str> = f.constraints().map(|c| c.name()).collect();
     if !failed.is_empty() {
         reasons.push(format!(
             "{} data may not be in zone {} (tier {}, ceiling {}, jurisdiction {}): {}",

@@ -16,7 +16,7 @@ use tidegate_artifacts::events::ArtifactEvent;
 use tidegate_artifacts::lineage::{artifact_node, Entry, LineageLog};
 use tidegate_artifacts::{ArtifactKind, ArtifactStore, Digest, PutOptions};
 use tidegate_model::{Fleet, Input, JobProfile, JobSpec};
-use tidegate_placement::{zone_failures, ZoneFailures};
+use tidegate_placement::zone_failures;
 use tidegate_policy::PolicyEngine;
 
 use crate::registry::{DatasetVersion, TableFile};
@@ -224,8 +224,9 @@ pub fn plan(
         Err(e) => reasons.push(format!("classification cannot be resolved: {e}")),
         Ok(profile) => {
             let f = zone_failures(&profile.attrs, to);
-            for (flag, name) in ZoneFailures::ALL {
-                if f.has(*flag) {
+            for c in f.constraints() {
+                let name = c.name();
+                {
                     reasons.push(format!(
                         "{name}: {} data ({}) may not be in zone {} (tier {:?}, ceiling {}, jurisdiction {})",
                         ds.id(),

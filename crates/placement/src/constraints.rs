@@ -5,15 +5,21 @@
 
 use tidegate_model::{JobSpec, PolicyAttrs, Pool, Zone};
 
+use crate::reason::Constraint;
+
 macro_rules! flags {
-    ($name:ident { $($flag:ident = $bit:expr, $text:expr;)* }) => {
+    ($name:ident { $($flag:ident = $bit:expr, $c:ident, $text:expr;)* }) => {
         /// A set of failed constraints (bit flags; empty means all passed).
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
         pub struct $name(pub u16);
         impl $name {
             $(#[doc = $text] pub const $flag: Self = Self(1 << $bit);)*
-            /// Every flag with its short description.
-            pub const ALL: &'static [(Self, &'static str)] = &[$((Self::$flag, $text)),*];
+            /// Every flag with the constraint it stands for.
+            pub const ALL: &'static [(Self, Constraint)] = &[$((Self::$flag, Constraint::$c)),*];
+            /// The constraints that failed, in flag order.
+            pub fn constraints(self) -> impl Iterator<Item = Constraint> {
+                Self::ALL.iter().filter(move |(f, _)| self.has(*f)).map(|(_, c)| *c)
+            }
             /// No failures.
             pub fn is_empty(self) -> bool { self.0 == 0 }
             /// Whether `f` is set.
@@ -25,19 +31,19 @@ macro_rules! flags {
 }
 
 flags!(ZoneFailures {
-    CEILING = 0, "classification ceiling";
-    PRIVATE_ONLY = 1, "private-only data";
-    JURISDICTION = 2, "jurisdiction";
-    CERTIFICATION = 3, "certification";
-    EXPORT = 4, "export control";
-    EGRESS_ROUTE = 5, "egress route";
-    SCOPE = 6, "allowed_execution_zone label";
+    CEILING = 0, ClassificationCeiling, "classification ceiling";
+    PRIVATE_ONLY = 1, PrivateOnlyData, "private-only data";
+    JURISDICTION = 2, Jurisdiction, "jurisdiction";
+    CERTIFICATION = 3, Certification, "certification";
+    EXPORT = 4, ExportControl, "export control";
+    EGRESS_ROUTE = 5, EgressRoute, "egress route";
+    SCOPE = 6, AllowedExecutionZone, "allowed_execution_zone label";
 });
 
 flags!(Failures {
-    GPU_TYPE = 0, "gpu type";
-    GPU_MEMORY = 1, "gpu memory";
-    CAPACITY = 2, "capacity";
+    GPU_TYPE = 0, GpuType, "gpu type";
+    GPU_MEMORY = 1, GpuMemory, "gpu memory";
+    CAPACITY = 2, Capacity, "capacity";
 });
 
 /// Zone-level hard constraints for a job's attributes (independent of the job's resources, so

@@ -6,6 +6,7 @@ use tidegate_model::{Fleet, JobSpec, Pricing};
 
 use crate::constraints::{Failures, ZoneFailures};
 use crate::engine::Placement;
+use crate::reason::{policy_reasons, Constraint, PricingNote, Reason};
 
 /// One pool in an explanation.
 #[derive(Debug, Clone, Serialize)]
@@ -17,7 +18,7 @@ pub struct PoolView {
     /// Allowed for this job.
     pub allowed: bool,
     /// Why not, or what it would cost.
-    pub reasons: Vec<String>,
+    pub reasons: Vec<Reason>,
     /// Total cost estimate (compute + preemption + egress).
     pub cost: f64,
     /// Expected wait, seconds.
@@ -34,9 +35,55 @@ pub struct CandidateView {
     /// Allowed (policy and zone constraints) with at least one allowed pool.
     pub allowed: bool,
     /// Reasons: policies that decided, hard constraints that failed, data that would move.
-    pub reasons: Vec<String>,
+    pub reasons: Vec<Reason>,
     /// Pools.
     pub pools: Vec<PoolView>,
+}
+
+impl CandidateView {
+    /// Why the zone refuses the job: its own refusals (policies, hard constraints), or else the
+    /// first refusal of each of its pools, with the pool's name (what "no pool fits" stands
+    /// for). Empty for an allowed zone.
+    pub fn refusals(&self) -> Vec<(Option<&str>, &Reason)> {
+        if self.allowed {
+            return vec![];
+        }
+        let own: Vec<(Option<&str>, &Reason)> = self
+            .reasons
+            .iter()
+            .filter(|r| r.is_refusal() && **r != Reason::NoPoolFits)
+            .map(|r| (None, r))
+            .collect();
+        if !own.is_empty() {
+            return own;
+        }
+        let pools: Vec<(Option<&str>, &Reason)> = self
+            .pools
+            .iter()
+            .filter_map(|p| {
+                p.reasons
+                    .iter()
+                    .find(|r| r.is_refusal() && **r != Reason::ZoneNotAllowed)
+                    .map(|r| (Some(p.pool.as_str()), r))
+            })
+            .collect();
+        if !pools.is_empty() {
+            return pools;
+        }
+        self.reasons
+            .iter()
+            .filter(|r| r.is_refusal())
+            .map(|r| (None, r))
+            .collect()
+    }
+
+    /// The first refusal as a sentence (`pool NAME: ...` for a pool's), if refused.
+    pub fn first_refusal(&self) -> Option<String> {
+        self.refusals().first().map(|(pool, r)| match pool {
+            Some(p) => format!("pool {p}: {r}"),
+            None => r.to_string(),
+        })
+    }
 }
 
 /// The decision as names.
@@ -71,118 +118,132 @@ fn money(x: f64) -> String {
     format!("${x:.2}")
 }
 
-fn zone_failure_text(f: ZoneFailures, p: &Placement, fleet: &Fleet, zone: usize) -> Vec<String> {
+fn constraint(constraint: Constraint, detail: String) -> Reason {
+    Reason::Constraint { constraint, detail }
+}
+
+fn zone_failure_reasons(f: ZoneFailures, p: &Placement, fleet: &Fleet, zone: usize) -> Vec<Reason> {
     let Some(z) = fleet.zones.get(zone) else {
         return vec![];
     };
     let a = &p.profile.attrs;
     let s = &fleet.scheme;
     let mut out = Vec::new();
-    if f.has(ZoneFailures::CEILING) {
-        out.push(format!(
-            "constraint classification ceiling: job data is {}, zone may hold at most {}",
-            s.level_name(a.level),
-            s.level_name(z.max_classification)
-        ));
-    }
-    if f.has(ZoneFailures::PRIVATE_ONLY) {
-        out.push(format!(
-            "constraint private-only data: {} may not leave private zones (zone is {})",
-            p.profile.effective.describe(s),
-            z.tier
-        ));
-    }
-    if f.has(ZoneFailures::JURISDICTION) {
-        let r: Vec<&str> = a.residency.iter().flatten().map(String::as_str).collect();
-        out.push(format!(
-            "constraint jurisdiction: data residency [{}] excludes {}",
-            r.join(", "),
-            z.jurisdiction
-        ));
-    }
-    if f.has(ZoneFailures::CERTIFICATION) {
-        let missing: Vec<&str> = a
-            .required_certifications
-            .difference(&z.certifications)
-            .map(String::as_str)
-            .collect();
-        out.push(format!(
-            "constraint certification: public zone lacks {}",
-            missing.join(", ")
-        ));
-    }
-    if f.has(ZoneFailures::EXPORT) {
-        let o: Vec<&str> = a.origin_jurisdictions.iter().map(String::as_str).collect();
-        if o.is_empty() {
-            out.push(
-                "constraint export control: export-controlled work with no input of known origin and no home_jurisdiction in fleet.yaml runs nowhere"
-                    .to_string(),
-            );
-        } else {
-            out.push(format!(
-                "constraint export control: export-controlled data held in {} may not move to {}",
-                o.join(", "),
-                z.jurisdiction
-            ));
-        }
-    }
-    if f.has(ZoneFailures::SCOPE) {
-        out.push(format!(
-            "constraint allowed_execution_zone: label says {}, zone is {} ({})",
-            a.scope.as_label(),
-            z.name,
-            z.tier
-        ));
-    }
-    if f.has(ZoneFailures::EGRESS_ROUTE) {
-        for d in &p.profile.data {
-            let blocked = d.zone != z.name
-                && fleet
-                    .zone(&d.zone)
-                    .is_none_or(|src| !src.may_send_to(&z.name));
-            if blocked {
-                out.push(format!(
-                    "constraint egress route: {} sits in {}, whose egress allowlist does not include {}",
-                    d.dataset, d.zone, z.name
+    for c in f.constraints() {
+        match c {
+            Constraint::ClassificationCeiling => out.push(constraint(
+                c,
+                format!(
+                    "job data is {}, zone may hold at most {}",
+                    s.level_name(a.level),
+                    s.level_name(z.max_classification)
+                ),
+            )),
+            Constraint::PrivateOnlyData => out.push(constraint(
+                c,
+                format!(
+                    "{} may not leave private zones (zone is {})",
+                    p.profile.effective.describe(s),
+                    z.tier
+                ),
+            )),
+            Constraint::Jurisdiction => {
+                let r: Vec<&str> = a.residency.iter().flatten().map(String::as_str).collect();
+                out.push(constraint(
+                    c,
+                    format!(
+                        "data residency [{}] excludes {}",
+                        r.join(", "),
+                        z.jurisdiction
+                    ),
                 ));
             }
+            Constraint::Certification => {
+                let missing: Vec<&str> = a
+                    .required_certifications
+                    .difference(&z.certifications)
+                    .map(String::as_str)
+                    .collect();
+                out.push(constraint(
+                    c,
+                    format!("public zone lacks {}", missing.join(", ")),
+                ));
+            }
+            Constraint::ExportControl => {
+                let o: Vec<&str> = a.origin_jurisdictions.iter().map(String::as_str).collect();
+                out.push(constraint(
+                    c,
+                    if o.is_empty() {
+                        "export-controlled work with no input of known origin and no home_jurisdiction in fleet.yaml runs nowhere".to_string()
+                    } else {
+                        format!(
+                            "export-controlled data held in {} may not move to {}",
+                            o.join(", "),
+                            z.jurisdiction
+                        )
+                    },
+                ));
+            }
+            Constraint::AllowedExecutionZone => out.push(constraint(
+                c,
+                format!(
+                    "label says {}, zone is {} ({})",
+                    a.scope.as_label(),
+                    z.name,
+                    z.tier
+                ),
+            )),
+            Constraint::EgressRoute => {
+                for d in &p.profile.data {
+                    let blocked = d.zone != z.name
+                        && fleet
+                            .zone(&d.zone)
+                            .is_none_or(|src| !src.may_send_to(&z.name));
+                    if blocked {
+                        out.push(constraint(
+                            c,
+                            format!(
+                                "{} sits in {}, whose egress allowlist does not include {}",
+                                d.dataset, d.zone, z.name
+                            ),
+                        ));
+                    }
+                }
+            }
+            Constraint::GpuType | Constraint::GpuMemory | Constraint::Capacity => {}
         }
     }
     out
 }
 
-fn pool_failure_text(
+fn pool_failure_reasons(
     f: Failures,
     job: &JobSpec,
     fleet: &Fleet,
     zone: usize,
     pool: usize,
-) -> Vec<String> {
+) -> Vec<Reason> {
     let Some(p) = fleet.zones.get(zone).and_then(|z| z.pools.get(pool)) else {
         return vec![];
     };
     let r = &job.resources;
-    let mut out = Vec::new();
-    if f.has(Failures::GPU_TYPE) {
-        out.push(format!(
-            "constraint gpu type: job accepts {}, pool has {}",
-            r.gpu_types.join("|"),
-            p.gpu_type
-        ));
-    }
-    if f.has(Failures::GPU_MEMORY) {
-        out.push(format!(
-            "constraint gpu memory: job needs {} GiB per GPU, pool has {}",
-            r.gpu_memory_gb, p.gpu_memory_gb
-        ));
-    }
-    if f.has(Failures::CAPACITY) {
-        out.push(format!(
-            "constraint capacity: job needs {} GPUs, pool has {}",
-            r.gpus, p.gpus
-        ));
-    }
-    out
+    f.constraints()
+        .map(|c| {
+            let detail = match c {
+                Constraint::GpuType => format!(
+                    "job accepts {}, pool has {}",
+                    r.gpu_types.join("|"),
+                    p.gpu_type
+                ),
+                Constraint::GpuMemory => format!(
+                    "job needs {} GiB per GPU, pool has {}",
+                    r.gpu_memory_gb, p.gpu_memory_gb
+                ),
+                _ => format!("job needs {} GPUs, pool has {}", r.gpus, p.gpus),
+            };
+            constraint(c, detail)
+        })
+        .collect()
 }
 
 impl Explanation {
@@ -197,22 +258,21 @@ impl Explanation {
                 .verdicts
                 .policy
                 .get(zc.zone)
-                .map(|v| v.reasons())
+                .map(policy_reasons)
                 .unwrap_or_default();
-            reasons.extend(zone_failure_text(zc.failures, p, fleet, zc.zone));
+            reasons.extend(zone_failure_reasons(zc.failures, p, fleet, zc.zone));
             if zc.allowed {
                 for d in &p.profile.data {
                     if d.zone != zone.name {
                         let cost = fleet
                             .zone(&d.zone)
                             .map_or(0.0, |s| s.egress_price_per_gb * d.size_gb);
-                        reasons.push(format!(
-                            "data moves: {} ({} GB) from {} (egress {})",
-                            d.dataset,
-                            d.size_gb,
-                            d.zone,
-                            money(cost)
-                        ));
+                        reasons.push(Reason::DataMoves {
+                            dataset: d.dataset.to_string(),
+                            size_gb: d.size_gb,
+                            from: d.zone.clone(),
+                            egress_cost: cost,
+                        });
                     }
                 }
             }
@@ -221,38 +281,28 @@ impl Explanation {
                 let Some(pool) = zone.pools.get(pc.pool) else {
                     continue;
                 };
-                let mut pr = pool_failure_text(pc.failures, job, fleet, pc.zone, pc.pool);
+                let mut pr = pool_failure_reasons(pc.failures, job, fleet, pc.zone, pc.pool);
                 if !zc.allowed {
-                    pr.push("zone not allowed".into());
+                    pr.push(Reason::ZoneNotAllowed);
                 }
                 let cost = pc.compute_cost + pc.preemption_cost + zc.egress_cost;
                 if pc.allowed {
-                    let pricing = match pool.pricing {
-                        Pricing::OnDemand => "on-demand".to_string(),
-                        Pricing::Spot => format!(
-                            "spot, preemption risk {:.0}%/h",
-                            pool.preemption_risk * 100.0
-                        ),
-                    };
-                    pr.push(format!(
-                        "cost {} = {} GPUs x {} h x {}/GPU-h ({pricing}){}{}",
-                        money(cost),
-                        job.resources.gpus,
-                        job.resources.expected_hours,
-                        money(pool.price_per_gpu_hour),
-                        if pc.preemption_cost > 0.0 {
-                            format!(" + {} expected preemption loss", money(pc.preemption_cost))
-                        } else {
-                            String::new()
+                    pr.push(Reason::Cost {
+                        total: cost,
+                        gpus: job.resources.gpus,
+                        hours: job.resources.expected_hours,
+                        price_per_gpu_hour: pool.price_per_gpu_hour,
+                        pricing: match pool.pricing {
+                            Pricing::OnDemand => PricingNote::OnDemand,
+                            Pricing::Spot => PricingNote::Spot {
+                                risk_per_hour: pool.preemption_risk,
+                            },
                         },
-                        if zc.egress_cost > 0.0 {
-                            format!(" + {} egress", money(zc.egress_cost))
-                        } else {
-                            String::new()
-                        },
-                    ));
+                        preemption: pc.preemption_cost,
+                        egress: zc.egress_cost,
+                    });
                     if pc.wait_s > 0.0 {
-                        pr.push(format!("expected wait {:.0} s", pc.wait_s));
+                        pr.push(Reason::ExpectedWait { seconds: pc.wait_s });
                     }
                 }
                 pools.push(PoolView {
@@ -266,7 +316,7 @@ impl Explanation {
             }
             let any_pool = pools.iter().any(|pv| pv.allowed);
             if zc.allowed && !any_pool {
-                reasons.push("no pool fits the job's resources".into());
+                reasons.push(Reason::NoPoolFits);
             }
             candidates.push(CandidateView {
                 zone: zone.name.clone(),
@@ -347,7 +397,7 @@ impl Explanation {
                 s.push_str(&format!("      - {r}\n"));
             }
             for p in &c.pools {
-                if !c.allowed && p.reasons.iter().all(|r| r == "zone not allowed") {
+                if !c.allowed && p.reasons.iter().all(|r| *r == Reason::ZoneNotAllowed) {
                     continue;
                 }
                 s.push_str(&format!(
@@ -356,7 +406,7 @@ impl Explanation {
                     p.gpu_type,
                     if p.allowed { "ok" } else { "no" }
                 ));
-                for r in p.reasons.iter().filter(|r| *r != "zone not allowed") {
+                for r in p.reasons.iter().filter(|r| **r != Reason::ZoneNotAllowed) {
                     s.push_str(&format!("          {r}\n"));
                 }
             }
@@ -394,21 +444,83 @@ impl Placement {
                     v.forbids.iter().for_each(|r| add(r.id.clone()));
                 }
                 for zc in &self.zones {
-                    for (flag, name) in ZoneFailures::ALL {
-                        if zc.failures.has(*flag) {
-                            add(format!("constraint:{}", name.replace(' ', "-")));
-                        }
-                    }
+                    zc.failures
+                        .constraints()
+                        .for_each(|c| add(c.code().to_string()));
                 }
                 for pc in &self.pools {
-                    for (flag, name) in Failures::ALL {
-                        if pc.failures.has(*flag) {
-                            add(format!("constraint:{}", name.replace(' ', "-")));
-                        }
-                    }
+                    pc.failures
+                        .constraints()
+                        .for_each(|c| add(c.code().to_string()));
                 }
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(name: &str, reasons: Vec<Reason>) -> PoolView {
+        PoolView {
+            pool: name.into(),
+            gpu_type: "H100".into(),
+            allowed: false,
+            reasons,
+            cost: 0.0,
+            expected_wait_s: 0.0,
+        }
+    }
+
+    #[test]
+    fn a_zone_refuses_with_its_own_refusals_first_then_its_pools() {
+        // Default deny is a refusal of the zone, not "zone not allowed" of its pools.
+        let denied = CandidateView {
+            zone: "z".into(),
+            tier: "public".into(),
+            allowed: false,
+            reasons: vec![Reason::NoPermit],
+            pools: vec![pool("p", vec![Reason::ZoneNotAllowed])],
+        };
+        assert_eq!(
+            denied.first_refusal().as_deref(),
+            Some("denied: no policy permits it (default deny)")
+        );
+        // Allowed by policy, but no pool fits: the zone's own refusal, then each pool's.
+        let gpu = Reason::Constraint {
+            constraint: Constraint::GpuType,
+            detail: "job accepts H200, pool has H100".into(),
+        };
+        let no_fit = CandidateView {
+            zone: "z".into(),
+            tier: "public".into(),
+            allowed: false,
+            reasons: vec![
+                Reason::Permitted {
+                    policy: "base".into(),
+                    why: "ok".into(),
+                },
+                Reason::NoPoolFits,
+            ],
+            pools: vec![pool("p", vec![gpu.clone()])],
+        };
+        // "No pool fits" stands for its pools' refusals, which say why.
+        assert_eq!(no_fit.refusals(), vec![(Some("p"), &gpu)]);
+        assert_eq!(
+            no_fit.first_refusal().as_deref(),
+            Some("pool p: constraint gpu type: job accepts H200, pool has H100")
+        );
+        let no_pools = CandidateView {
+            pools: vec![],
+            ..no_fit.clone()
+        };
+        assert_eq!(no_pools.refusals(), vec![(None, &Reason::NoPoolFits)]);
+        let allowed = CandidateView {
+            allowed: true,
+            ..no_fit
+        };
+        assert!(allowed.refusals().is_empty());
     }
 }

@@ -10,6 +10,7 @@
 mod constraints;
 mod engine;
 mod explain;
+mod reason;
 mod recheck;
 pub mod synth;
 
@@ -18,4 +19,5 @@ pub use engine::{
     Decision, FleetState, Placement, PlacementEngine, PoolCheck, PoolState, ZoneCheck,
 };
 pub use explain::{CandidateView, Explanation};
+pub use reason::{policy_reasons, Constraint, PricingNote, Reason};
 pub use recheck::Withdrawn;

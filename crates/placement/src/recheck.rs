@@ -8,28 +8,40 @@ use std::sync::Arc;
 use tidegate_model::{JobProfile, JobSpec};
 use tidegate_policy::ZoneVerdict;
 
-use crate::constraints::{zone_failures, Failures, ZoneFailures};
+use crate::constraints::zone_failures;
 use crate::engine::{AttrVerdicts, FleetState, PlacementEngine};
+use crate::reason::Reason;
 
-/// Why a placement no longer holds: the rule codes (policy ids, `constraint:*`) and a sentence.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why a placement no longer holds: every rule that refuses it, and a sentence.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Withdrawn {
-    /// Rule codes that refuse the placement: forbidding policy ids, `policy:no-permit` when no
-    /// policy permits, `constraint:<name>` for each failed hard constraint, `job:unresolvable`
-    /// when the job no longer resolves against the fleet, `zone:unknown` / `pool:unknown`.
-    pub reasons: Vec<String>,
+    /// What refuses the placement: forbidding policies (or no permit, or an evaluation error),
+    /// each failed hard constraint, or a job, zone or pool that no longer resolves. Their
+    /// [codes](Reason::code) are what the evidence ledger records.
+    pub reasons: Vec<Reason>,
     /// The same, for people.
     pub message: String,
+}
+
+impl Withdrawn {
+    /// One reason, as its own sentence.
+    pub fn because(reason: Reason) -> Self {
+        Self {
+            message: reason.to_string(),
+            reasons: vec![reason],
+        }
+    }
+
+    /// The reasons' codes.
+    pub fn codes(&self) -> Vec<String> {
+        self.reasons.iter().map(|r| r.code().to_string()).collect()
+    }
 }
 
 impl std::fmt::Display for Withdrawn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.message)
     }
-}
-
-fn code(name: &str) -> String {
-    format!("constraint:{}", name.replace(' ', "-"))
 }
 
 impl PlacementEngine<'_> {
@@ -45,24 +57,22 @@ impl PlacementEngine<'_> {
     pub fn recheck_plain(&self, job: &JobSpec, zone: usize, pool: usize) -> Result<(), Withdrawn> {
         let fleet = self.fleet();
         let Some(z) = fleet.zones.get(zone) else {
-            return Err(Withdrawn {
-                reasons: vec!["zone:unknown".into()],
-                message: format!("no zone {zone} in the fleet"),
-            });
+            return Err(Withdrawn::because(Reason::UnknownZone {
+                zone: zone.to_string(),
+            }));
         };
         let Some(pl) = z.pools.get(pool) else {
-            return Err(Withdrawn {
-                reasons: vec!["pool:unknown".into()],
-                message: format!("no pool {pool} in zone {}", z.name),
-            });
+            return Err(Withdrawn::because(Reason::UnknownPool {
+                pool: pool.to_string(),
+                zone: z.name.clone(),
+            }));
         };
         let profile = match JobProfile::resolve(job, fleet) {
             Ok(p) => Arc::new(p),
             Err(e) => {
-                return Err(Withdrawn {
-                    reasons: vec!["job:unresolvable".into()],
-                    message: e.to_string(),
-                })
+                return Err(Withdrawn::because(Reason::JobUnresolvable {
+                    error: e.to_string(),
+                }))
             }
         };
         let level = fleet.scheme.level_name(profile.attrs.level);
@@ -98,55 +108,26 @@ impl PlacementEngine<'_> {
         {
             return Ok(());
         }
-        let mut reasons = Vec::new();
-        if let Some(v) = p.verdicts.policy.get(zone) {
-            if !v.allowed {
-                reasons.extend(v.forbids.iter().map(|f| f.id.clone()));
-                if v.forbids.is_empty() {
-                    reasons.push(
-                        if v.errors.is_empty() {
-                            "policy:no-permit"
-                        } else {
-                            "policy:error"
-                        }
-                        .to_owned(),
-                    );
-                }
+        // Every refusal of the zone (policies and hard constraints), then of the pool.
+        let ex = crate::Explanation::new(&p, job, fleet);
+        let mut reasons: Vec<Reason> = Vec::new();
+        if let Some(c) = ex.candidates.iter().find(|c| c.zone == z.name) {
+            reasons.extend(c.reasons.iter().filter(|r| r.is_refusal()).cloned());
+            if let Some(pv) = c.pools.iter().find(|pv| pv.pool == pl.name) {
+                reasons.extend(
+                    pv.reasons
+                        .iter()
+                        .filter(|r| r.is_refusal() && **r != Reason::ZoneNotAllowed)
+                        .cloned(),
+                );
             }
         }
-        if let Some(zc) = p.zones.get(zone) {
-            reasons.extend(
-                ZoneFailures::ALL
-                    .iter()
-                    .filter(|(f, _)| zc.failures.has(*f))
-                    .map(|(_, n)| code(n)),
-            );
-        }
-        if let Some(pc) = p.pools.iter().find(|c| c.zone == zone && c.pool == pool) {
-            reasons.extend(
-                Failures::ALL
-                    .iter()
-                    .filter(|(f, _)| pc.failures.has(*f))
-                    .map(|(_, n)| code(n)),
-            );
-        }
-        let ex = crate::Explanation::new(&p, job, fleet);
-        let why = ex.candidates.get(zone).and_then(|c| {
-            c.reasons
-                .iter()
-                .find(|r| !r.starts_with("permitted") && !r.starts_with("data moves"))
-                .or_else(|| c.pools.get(pool).and_then(|pv| pv.reasons.first()))
-                .cloned()
-        });
+        let why = reasons
+            .first()
+            .map_or_else(|| "not allowed".to_string(), ToString::to_string);
         Err(Withdrawn {
+            message: format!("{} may not run in {}/{}: {why}", job.name, z.name, pl.name),
             reasons,
-            message: format!(
-                "{} may not run in {}/{}: {}",
-                job.name,
-                z.name,
-                pl.name,
-                why.unwrap_or_else(|| "not allowed".into())
-            ),
         })
     }
 }

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 
 use tidegate_model::fleet::PolicyFile;
 use tidegate_model::{load_fleet, parse_job, Fleet, JobSpec};
-use tidegate_placement::{Explanation, FleetState, PlacementEngine, ZoneFailures};
+use tidegate_placement::{
+    Constraint, Explanation, FleetState, PlacementEngine, Reason, ZoneFailures,
+};
 use tidegate_policy::PolicyEngine;
 
 fn example() -> Fleet {
@@ -71,10 +73,9 @@ fn a_policy_reading_the_job_through_an_entity_literal_is_honoured() {
         }
         let ex = Explanation::new(&p, &g, &fleet);
         assert!(
-            ex.candidates[us]
-                .reasons
-                .iter()
-                .any(|r| r.contains("genomics.private")),
+            ex.candidates[us].reasons.iter().any(
+                |r| matches!(r, Reason::Forbidden { policy, .. } if policy == "genomics.private")
+            ),
             "{:?}",
             ex.candidates[us].reasons
         );
@@ -151,7 +152,7 @@ fn export_controlled_work_with_no_origin_and_no_home_runs_nowhere() {
         assert!(
             c.reasons
                 .iter()
-                .any(|r| r.contains("no input of known origin")),
+                .any(|r| matches!(r, Reason::Constraint { constraint: Constraint::ExportControl, detail } if detail.contains("no input of known origin"))),
             "{}: {:?}",
             c.zone,
             c.reasons

@@ -1356,7 +1356,7 @@ async fn agent_sync(
             let pool = run.launch.get("pool").and_then(|p| p.as_str()).unwrap_or_default().to_owned();
             let verdict = match shared.store.get(&run.job_id)? {
                 Some(rec) => crate::control::may_start(&shared, &rec, &zone, &pool),
-                None => Err(tidegate_placement::Withdrawn { reasons: vec!["job:unknown".into()], message: format!("job {} is not in the store", run.job_id) }),
+                None => Err(tidegate_placement::Withdrawn::because(tidegate_placement::Reason::JobUnknown { job: run.job_id.to_string() })),
             };
             match verdict {
                 Ok(()) => start.push(run.launch),
@@ -1364,7 +1364,7 @@ async fn agent_sync(
                     tracing::warn!(run = %run.run_id, zone = %zone, reason = %w, "withheld a run from the zone's agent");
                     // A run whose job has left this placement (cancelled, ended, placed again)
                     // is marked stopped, so the agent reports it and it never starts.
-                    if w.reasons.iter().any(|r| r.starts_with("job:")) {
+                    if w.reasons.iter().any(tidegate_placement::Reason::is_about_the_job) {
                         shared.store.cancel_run(&run.run_id, Timestamp::now())?;
                     }
                 }

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tidegate_exec::{ExecError, Executor, Launch, RunStatus};
 use tidegate_model::{parse_job, Fleet, JobSpec, Tier};
-use tidegate_placement::{FleetState, Placement, PlacementEngine, Withdrawn};
+use tidegate_placement::{FleetState, Placement, PlacementEngine, Reason, Withdrawn};
 use tidegate_policy::PolicyEngine;
 use tidegate_sched::{Candidate, Effect, Health, SchedConfig, Scheduler, Shape};
 use tidegate_store::{
@@ -347,40 +347,39 @@ pub fn may_start(
     zone: &str,
     pool: &str,
 ) -> Result<(), Withdrawn> {
-    let refused = |code: &str, message: String| Withdrawn {
-        reasons: vec![code.to_owned()],
-        message,
-    };
     if !matches!(rec.state, JobState::Admitted | JobState::Running)
         || rec.zone.as_deref() != Some(zone)
         || rec.pool.as_deref() != Some(pool)
     {
-        return Err(refused(
-            "job:not-placed-here",
-            format!(
-                "job {} is {} and not placed in {zone}/{pool}",
-                rec.id,
-                rec.state.as_str()
-            ),
-        ));
+        return Err(Withdrawn::because(Reason::JobNotPlacedHere {
+            job: rec.id.to_string(),
+            state: rec.state.as_str().to_string(),
+            zone: zone.to_string(),
+            pool: pool.to_string(),
+        }));
     }
     let rules = shared.rules();
     let fleet: &Fleet = &rules.fleet;
-    let spec = stored_spec(rec, fleet).map_err(|e| refused("job:unresolvable", e))?;
+    let spec = stored_spec(rec, fleet)
+        .map_err(|error| Withdrawn::because(Reason::JobUnresolvable { error }))?;
     let zi = fleet
         .zones
         .iter()
         .position(|z| z.name == zone)
-        .ok_or_else(|| refused("zone:unknown", format!("zone `{zone}` is not in the fleet")))?;
+        .ok_or_else(|| {
+            Withdrawn::because(Reason::UnknownZone {
+                zone: zone.to_string(),
+            })
+        })?;
     let pi = fleet
         .zones
         .get(zi)
         .and_then(|z| z.pools.iter().position(|p| p.name == pool))
         .ok_or_else(|| {
-            refused(
-                "pool:unknown",
-                format!("pool `{pool}` is not in zone {zone}"),
-            )
+            Withdrawn::because(Reason::UnknownPool {
+                pool: pool.to_string(),
+                zone: zone.to_string(),
+            })
         })?;
     PlacementEngine::with_policy(fleet, rules.policy.clone()).recheck_plain(&spec, zi, pi)
 }
@@ -853,7 +852,7 @@ impl<'f> Leader<'f> {
         let recorded = self
             .sh
             .evidence
-            .revoked(&rec.id, &zname, &pname, &run, &w.reasons);
+            .revoked(&rec.id, &zname, &pname, &run, &w.codes());
         // Stopping is the safe direction: it happens whatever the ledger says.
         if let Some(exec) = self.executor_for(Some(zone)) {
             if let Err(e) = exec.cancel(&run) {
@@ -1075,13 +1074,11 @@ impl<'f> Leader<'f> {
                 let why = ex
                     .candidates
                     .get(zone)
-                    .and_then(|c| {
-                        c.reasons
-                            .iter()
-                            .find(|r| !r.starts_with("permitted"))
-                            .cloned()
-                    })
-                    .unwrap_or_else(|| "the pool is no longer allowed".into());
+                    .and_then(|c| c.reasons.iter().find(|r| r.is_refusal()))
+                    .map_or_else(
+                        || "the pool is no longer allowed".to_string(),
+                        ToString::to_string,
+                    );
                 Err(why)
             }
             Err(e) => Err(e.to_string()),
@@ -1853,8 +1850,23 @@ impl<'f> Leader<'f> {
     }
 }
 
+/// Why a zone refused a job: its own refusals (policies, hard constraints), or else its pools'
+/// (each named), as (code, sentence).
+fn zone_refusals(c: &tidegate_placement::CandidateView) -> Vec<(String, String)> {
+    c.refusals()
+        .into_iter()
+        .map(|(pool, r)| {
+            let text = match pool {
+                Some(p) => format!("pool {p}: {r}"),
+                None => r.to_string(),
+            };
+            (r.code().to_string(), text)
+        })
+        .collect()
+}
+
 /// A compact explanation stored with the job's first transition: the decision, allowed places,
-/// and why every other zone was refused.
+/// and why every other zone was refused (sentences, and their codes).
 fn summarize(ex: &tidegate_placement::Explanation) -> serde_json::Value {
     let allowed: Vec<String> = ex
         .candidates
@@ -1866,22 +1878,13 @@ fn summarize(ex: &tidegate_placement::Explanation) -> serde_json::Value {
                 .map(move |p| format!("{}/{}", c.zone, p.pool))
         })
         .collect();
-    let refused: BTreeMap<String, Vec<String>> = ex
-        .candidates
-        .iter()
-        .filter(|c| !c.allowed)
-        .map(|c| {
-            let mut reasons = c.reasons.clone();
-            if reasons.is_empty() {
-                reasons = c
-                    .pools
-                    .iter()
-                    .filter_map(|p| p.reasons.first().map(|r| format!("{}: {r}", p.pool)))
-                    .collect();
-            }
-            (c.zone.clone(), reasons)
-        })
-        .collect();
+    let mut refused: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut codes: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for c in ex.candidates.iter().filter(|c| !c.allowed) {
+        let (cs, texts) = zone_refusals(c).into_iter().unzip();
+        codes.insert(c.zone.clone(), cs);
+        refused.insert(c.zone.clone(), texts);
+    }
     json!({
         "policy_hash": ex.policy_hash,
         "effective_classification": ex.effective_classification,
@@ -1889,27 +1892,16 @@ fn summarize(ex: &tidegate_placement::Explanation) -> serde_json::Value {
         "best": ex.decision,
         "allowed": allowed,
         "refused_zones": refused,
+        "refused_codes": codes,
     })
 }
 
-/// Why a job may run nowhere: the first reason given for each zone.
+/// Why a job may run nowhere: the first refusal of each zone.
 fn why_nowhere(ex: &tidegate_placement::Explanation) -> String {
     let parts: Vec<String> = ex
         .candidates
         .iter()
-        .filter_map(|c| {
-            let zone_level = c
-                .reasons
-                .iter()
-                .find(|r| r.starts_with("forbidden") || r.starts_with("constraint"))
-                .cloned();
-            let first = zone_level.or_else(|| {
-                c.pools
-                    .iter()
-                    .find_map(|p| p.reasons.first().map(|r| format!("pool {}: {r}", p.pool)))
-            })?;
-            Some(format!("{}: {first}", c.zone))
-        })
+        .filter_map(|c| Some(format!("{}: {}", c.zone, c.first_refusal()?)))
         .collect();
     if parts.is_empty() {
         "no zone and pool is allowed for this job".into()
