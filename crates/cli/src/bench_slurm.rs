@@ -96,7 +96,8 @@ pub fn run(a: &BenchSlurmArgs) -> miette::Result<()> {
         .state_dir
         .clone()
         .unwrap_or_else(|| tmp.path().to_path_buf());
-    let exec = SlurmExecutor::new(SlurmConfig::new(&state, partition.clone()))
+    let render = std::sync::Arc::new(tidegate_render::slurm::script);
+    let exec = SlurmExecutor::new(SlurmConfig::new(&state, partition.clone()), render)
         .map_err(|e| miette!("{e}"))?;
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -125,7 +126,6 @@ pub fn run(a: &BenchSlurmArgs) -> miette::Result<()> {
     std::fs::create_dir_all(&script_dir).map_err(|e| miette!("{}: {e}", script_dir.display()))?;
     let script_path = script_dir.join("job.sh");
     let script = exec
-        .config()
         .batch_script(&script_launch)
         .map_err(|e| miette!("{e}"))?;
     std::fs::write(&script_path, script).map_err(|e| miette!("{}: {e}", script_path.display()))?;

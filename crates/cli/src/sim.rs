@@ -9,8 +9,8 @@ use miette::miette;
 use tidegate_model::{load_fleet_with_scheduling, Scheduling};
 use tidegate_placement::PlacementEngine;
 use tidegate_policy::PolicyEngine;
-use tidegate_sched::sim::{read_trace, replay_with, scale_scheduling, scale_to_gpus, SimReport};
 use tidegate_sched::SchedConfig;
+use tidegate_sim::{read_trace, replay_with, scale_scheduling, scale_to_gpus, SimReport};
 
 use crate::output::{fleet_dir, print_json, Format};
 
@@ -40,7 +40,7 @@ pub enum Compare {
 /// budgets and justifications apply; jobs a budget or a missing justification holds for good are
 /// reported as still queued.
 /// Trace formats: see `--trace` (Pollux run times per application are documented there and in
-/// `tidegate_sched::sim::POLLUX_RUN_TIMES`).
+/// `tidegate_sim::POLLUX_RUN_TIMES`).
 #[derive(Debug, Args)]
 pub struct SimArgs {
     /// Trace file, format told apart by its header.
@@ -49,7 +49,7 @@ pub struct SimArgs {
     ///   with the measured application profiles beside the workload (pollux-profiles/APP/),
     ///   each job's run time is derived from its application, replicas and batch size
     ///   (epochs x iterations at that batch size x step time at that placement and local
-    ///   batch; see tidegate_sched::pollux). Without them, each application runs for an
+    ///   batch; see tidegate_sim::pollux). Without them, each application runs for an
     ///   estimated time after the paper's size categories (OSDI 2021; Small <1 GPU-h,
     ///   Medium 1-10, Large 10-100, XLarge 100-1000); the job class is the application:
     ///     cifar10       900 s  ResNet18 / CIFAR-10, Small

@@ -319,7 +319,8 @@ fn fleet_executors(
                 let state = args.data_dir.join("slurm").join(&zone.name);
                 let cfg = tidegate_slurm::SlurmConfig::from_backend(b, state)
                     .ok_or_else(|| miette!("zone {}: not a Slurm backend", zone.name))?;
-                let ex = tidegate_slurm::SlurmExecutor::new(cfg).map_err(|e| {
+                let render: tidegate_slurm::Renderer = Arc::new(tidegate_render::slurm::script);
+                let ex = tidegate_slurm::SlurmExecutor::new(cfg, render).map_err(|e| {
                     miette!(
                         help = "is Slurm installed and slurmctld running? (`sinfo`)",
                         "zone {}: cannot use Slurm: {e}",

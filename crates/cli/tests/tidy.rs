@@ -1,5 +1,6 @@
-//! Tidy checks over the whole tree: every Rust source file opens with a `//!` line, and every
-//! crate inherits the workspace lints.
+//! Tidy checks over the whole tree: every Rust source file opens with a `//!` line, every crate
+//! inherits the workspace lints, ARCHITECTURE.md names what exists, and the crates depend on
+//! each other only as the layering table allows.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -170,6 +171,219 @@ fn the_pure_core_never_depends_on_io_crates() {
             );
         }
     }
+}
+
+/// The layering, as one table: each workspace crate and the workspace crates its
+/// `[dependencies]` may name (dev-dependencies are free). Layer by layer, as ARCHITECTURE.md's
+/// code map lists them: the pure core, then the libraries beside it, the executors and stores,
+/// the control plane, the binary. A crate missing from the table, or an edge the table does not
+/// allow, fails [`workspace_dependencies_follow_the_layering_table`].
+const LAYERS: &[(&str, &[&str])] = &[
+    // The pure core: no I/O of its own, no clock.
+    ("model", &[]),
+    ("policy", &["model"]),
+    ("sched", &["model"]),
+    ("placement", &["model", "policy", "sched"]),
+    ("identity", &[]),
+    ("sim", &["model", "placement", "sched"]),
+    // Libraries beside it: rendering, certificates, the sanitizer, the evidence ledger.
+    ("render", &["exec", "model"]),
+    ("pki", &[]),
+    ("sanitize", &[]),
+    ("ledger", &[]),
+    // Executors: the interface and the local executor, Slurm, Kubernetes.
+    ("exec", &[]),
+    ("slurm", &["exec", "model"]),
+    ("kube", &["exec"]),
+    // Stores: durable state, artifacts, the data boundary; test support.
+    ("store", &[]),
+    ("artifacts", &["identity", "ledger"]),
+    (
+        "data",
+        &[
+            "artifacts",
+            "ledger",
+            "model",
+            "placement",
+            "policy",
+            "sanitize",
+        ],
+    ),
+    ("testkit", &["model"]),
+    // The control plane.
+    (
+        "server",
+        &[
+            "artifacts",
+            "data",
+            "exec",
+            "identity",
+            "ledger",
+            "model",
+            "pki",
+            "placement",
+            "policy",
+            "sched",
+            "store",
+        ],
+    ),
+    // The binary.
+    (
+        "cli",
+        &[
+            "artifacts",
+            "data",
+            "exec",
+            "identity",
+            "kube",
+            "ledger",
+            "model",
+            "pki",
+            "placement",
+            "policy",
+            "render",
+            "sanitize",
+            "sched",
+            "server",
+            "sim",
+            "slurm",
+            "store",
+        ],
+    ),
+];
+
+/// The pure core.
+const PURE: [&str; 5] = ["model", "policy", "placement", "sched", "identity"];
+
+/// What the pure core never depends on, directly or through a workspace crate it depends on.
+const NOT_IN_THE_PURE_CORE: [&str; 5] = [
+    "tidegate-store",
+    "tidegate-server",
+    "tokio",
+    "rusqlite",
+    "postgres",
+];
+
+/// The executors, which rendering never depends on (`exec` is the interface every executor
+/// shares, with the launch request rendering reads).
+const EXECUTORS: [&str; 2] = ["slurm", "kube"];
+
+/// The workspace crates (directory names) under `crates/`.
+fn workspace_crates() -> Vec<String> {
+    let mut out: Vec<String> = fs::read_dir(root().join("crates"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("Cargo.toml").exists())
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    out.sort();
+    out
+}
+
+/// The workspace crates (directory names) crate `name`'s `[dependencies]` name.
+fn workspace_dependencies(name: &str) -> Vec<String> {
+    dependencies(name)
+        .iter()
+        .filter_map(|d| d.strip_prefix("tidegate-"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `name` and every workspace crate it reaches through `[dependencies]`.
+fn reached_from(name: &str) -> Vec<String> {
+    let mut seen = vec![name.to_owned()];
+    let mut next = 0;
+    while next < seen.len() {
+        for d in workspace_dependencies(&seen[next]) {
+            if !seen.contains(&d) {
+                seen.push(d);
+            }
+        }
+        next += 1;
+    }
+    seen
+}
+
+/// Whether the layering allows `from` to depend on `to`.
+fn allowed(from: &str, to: &str) -> bool {
+    LAYERS
+        .iter()
+        .any(|(c, deps)| *c == from && deps.contains(&to))
+}
+
+#[test]
+fn workspace_dependencies_follow_the_layering_table() {
+    let crates = workspace_crates();
+    assert!(crates.len() > 10, "found only {} crates", crates.len());
+    // The table names every crate once, and only crates that exist.
+    for c in &crates {
+        let rows = LAYERS.iter().filter(|(n, _)| n == c).count();
+        assert_eq!(
+            rows, 1,
+            "crates/{c} has {rows} rows in the layering table (tidy.rs `LAYERS`); give it one"
+        );
+    }
+    for (c, deps) in LAYERS {
+        for n in std::iter::once(c).chain(deps.iter()) {
+            assert!(
+                crates.iter().any(|k| k == n),
+                "the layering table names crates/{n}, which does not exist"
+            );
+        }
+    }
+    // Every edge is one the table allows.
+    let mut bad = Vec::new();
+    for c in &crates {
+        for d in workspace_dependencies(c) {
+            if !allowed(c, &d) {
+                bad.push(format!("crates/{c} -> tidegate-{d}"));
+            }
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "dependencies the layering table (tidy.rs `LAYERS`) does not allow: {bad:#?}"
+    );
+    // The rules the table keeps, checked against the table itself and against the manifests.
+    for pure in PURE {
+        for d in reached_from(pure) {
+            for dep in dependencies(&d) {
+                assert!(
+                    !NOT_IN_THE_PURE_CORE.contains(&dep.as_str()),
+                    "crates/{pure} (pure core) reaches {dep} through crates/{d}"
+                );
+            }
+        }
+        for forbidden in NOT_IN_THE_PURE_CORE {
+            if let Some(n) = forbidden.strip_prefix("tidegate-") {
+                assert!(
+                    !allowed(pure, n),
+                    "the layering table lets crates/{pure} (pure core) depend on {forbidden}"
+                );
+            }
+        }
+    }
+    for exec in EXECUTORS {
+        assert!(
+            !reached_from("render").iter().any(|d| d == exec),
+            "crates/render reaches the executor crates/{exec}"
+        );
+        assert!(
+            !allowed("render", exec),
+            "the layering table lets crates/render depend on the executor crates/{exec}"
+        );
+    }
+    assert_eq!(
+        workspace_dependencies("sched"),
+        ["model"],
+        "crates/sched depends on the vocabulary alone"
+    );
+    assert!(
+        LAYERS
+            .iter()
+            .any(|(c, deps)| *c == "sched" && deps.to_vec() == ["model"]),
+        "the layering table lets crates/sched depend on more than crates/model"
+    );
 }
 
 /// Every item an invariant names in parentheses after its enforcing file (`file` (`item`))

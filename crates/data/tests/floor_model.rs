@@ -19,9 +19,9 @@ use tidegate_data::transfer::{plan, TransferRequest};
 use tidegate_data::{ClassificationNames, DatasetVersion};
 use tidegate_model::fleet::PolicyFile;
 use tidegate_model::{DatasetRef, Fleet, Input, JobSpec, LevelDef, TagDef, ZoneScope};
-use tidegate_placement::{FleetState, PlacementEngine};
+use tidegate_placement::{candidates, FleetState, PlacementEngine};
 use tidegate_policy::PolicyEngine;
-use tidegate_sched::{candidates, Effect, Health, SchedConfig, Scheduler, Shape};
+use tidegate_sched::{Effect, Health, SchedConfig, Scheduler, Shape};
 use tidegate_testkit::fleets::fleet_and_jobs;
 
 const TEAMS: [&str; 3] = ["team", "genomics", "icu-ml"];

@@ -4,17 +4,19 @@
 //! [`Ledger`]: `submit`/`append`/`record_then` (fail closed: an append that is not durable is an
 //! error and the action it records must not happen), `len`, `with_tree`, `verifier`,
 //! `publish_checkpoint`, `close`. The checkpoint signing key stays in `<data-dir>/keys/` for both:
-//! the database holds entries and signed notes, never the key that signs them.
+//! the database holds entries and signed notes, never the key that signs them. The PostgreSQL
+//! ledger is built with the feature `postgres`; without it a `postgres://` target is refused
+//! when opened ([`OpenError::Database`]).
 
 use std::path::Path;
 
 use crate::checkpoint::{NoteVerifier, SignedNote};
 use crate::entry::EntryDraft;
-use crate::keys;
 use crate::ledger::{
-    key_path, AppendError, Ledger, LedgerOptions, OpenError, PendingAppend, PublishError, Receipt,
+    AppendError, Ledger, LedgerOptions, OpenError, PendingAppend, PublishError, Receipt,
 };
 use crate::merkle::MerkleTree;
+#[cfg(feature = "postgres")]
 use crate::pg::{PgLedger, PgLedgerOptions};
 
 /// Where the entries live.
@@ -48,10 +50,40 @@ impl LedgerTarget {
             }
             Some(u) => Err(OpenError::Database(format!(
                 "`{}` is not a postgres:// URL",
-                crate::pg::redact(u)
+                redact(u)
             ))),
         }
     }
+}
+
+/// The URL without its password, for messages.
+#[must_use]
+pub fn redact(url: &str) -> String {
+    if let Some(scheme_end) = url.find("://") {
+        let rest = &url[scheme_end + 3..];
+        let auth_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        if let Some(at) = rest[..auth_end].rfind('@') {
+            if let Some(colon) = rest[..at].find(':') {
+                return format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &rest[..colon],
+                    &rest[at..]
+                );
+            }
+        }
+        return url.to_owned();
+    }
+    url.split_whitespace()
+        .map(|kv| {
+            if kv.starts_with("password=") {
+                "password=***"
+            } else {
+                kv
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// An open, writable ledger of either kind.
@@ -60,6 +92,7 @@ pub enum AnyLedger {
     /// Segment files.
     File(Ledger),
     /// PostgreSQL.
+    #[cfg(feature = "postgres")]
     Postgres(PgLedger),
 }
 
@@ -75,8 +108,12 @@ pub fn open_ledger(
 ) -> Result<AnyLedger, OpenError> {
     match target {
         LedgerTarget::Files => Ledger::open(data_dir, opts).map(AnyLedger::File),
+        #[cfg(feature = "postgres")]
         LedgerTarget::Postgres { url, schema } => {
-            let signer = keys::load_or_create_signer(&key_path(data_dir), "tidegate-ledger")?;
+            let signer = crate::keys::load_or_create_signer(
+                &crate::ledger::key_path(data_dir),
+                "tidegate-ledger",
+            )?;
             let pg = PgLedgerOptions {
                 schema: schema.clone(),
                 max_batch: opts.max_batch,
@@ -85,6 +122,11 @@ pub fn open_ledger(
             };
             PgLedger::open(url, signer, pg).map(AnyLedger::Postgres)
         }
+        #[cfg(not(feature = "postgres"))]
+        LedgerTarget::Postgres { url, .. } => Err(OpenError::Database(format!(
+            "`{}`: this build has no PostgreSQL ledger (feature `postgres` of tidegate-ledger)",
+            redact(url)
+        ))),
     }
 }
 
@@ -96,6 +138,7 @@ impl AnyLedger {
     pub fn submit(&self, draft: EntryDraft, ts_ms: u64) -> Result<PendingAppend, AppendError> {
         match self {
             Self::File(l) => l.submit(draft, ts_ms),
+            #[cfg(feature = "postgres")]
             Self::Postgres(l) => l.submit(draft, ts_ms),
         }
     }
@@ -129,6 +172,7 @@ impl AnyLedger {
     pub fn entries(&self) -> Result<Vec<Vec<u8>>, String> {
         match self {
             Self::File(l) => l.sealed_entries().map_err(|e| e.to_string()),
+            #[cfg(feature = "postgres")]
             Self::Postgres(l) => l.entries().map_err(|e| e.to_string()),
         }
     }
@@ -149,6 +193,7 @@ impl AnyLedger {
     pub fn with_tree<T>(&self, f: impl FnOnce(&MerkleTree) -> T) -> T {
         match self {
             Self::File(l) => l.with_tree(f),
+            #[cfg(feature = "postgres")]
             Self::Postgres(l) => l.with_tree(f),
         }
     }
@@ -158,6 +203,7 @@ impl AnyLedger {
     pub fn verifier(&self) -> NoteVerifier {
         match self {
             Self::File(l) => l.verifier(),
+            #[cfg(feature = "postgres")]
             Self::Postgres(l) => l.verifier(),
         }
     }
@@ -169,6 +215,7 @@ impl AnyLedger {
     pub fn publish_checkpoint(&self) -> Result<SignedNote, PublishError> {
         match self {
             Self::File(l) => l.publish_checkpoint(),
+            #[cfg(feature = "postgres")]
             Self::Postgres(l) => l.publish_checkpoint(),
         }
     }
@@ -178,6 +225,7 @@ impl AnyLedger {
     pub fn stopped(&self) -> Option<String> {
         match self {
             Self::File(l) => l.stopped(),
+            #[cfg(feature = "postgres")]
             Self::Postgres(l) => l.stopped(),
         }
     }
@@ -189,6 +237,7 @@ impl AnyLedger {
     pub fn close(&self) -> Result<(), PublishError> {
         match self {
             Self::File(l) => l.close(),
+            #[cfg(feature = "postgres")]
             Self::Postgres(l) => l.close(),
         }
     }

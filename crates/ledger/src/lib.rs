@@ -15,8 +15,10 @@
 //! - [`keys`]: key files (I/O).
 //! - [`verify`]: full verification of a ledger directory (I/O shell over the pure checks).
 //! - [`witness`]: the C2SP tlog-witness protocol: co-sign only consistent extensions (pure).
-//! - [`pg`]: the ledger in PostgreSQL: same entries, hashing, checkpoints and verification.
-//! - [`backend`]: [`backend::open_ledger`], choosing the file or the PostgreSQL ledger.
+//! - `pg` (feature `postgres`): the ledger in PostgreSQL: same entries, hashing, checkpoints and
+//!   verification.
+//! - [`backend`]: [`backend::open_ledger`], choosing the file or (feature `postgres`) the
+//!   PostgreSQL ledger.
 //! - [`bundle`]: evidence bundles: building, offline verification, plain summary (pure).
 //! - [`evidence`]: building a bundle from a data directory (I/O).
 //! - [`retention`]: retention rules, legal holds, tombstones, the deletion plan (pure planning).
@@ -33,6 +35,7 @@ pub mod evidence;
 pub mod keys;
 pub mod ledger;
 pub mod merkle;
+#[cfg(feature = "postgres")]
 pub mod pg;
 pub mod retention;
 pub mod segment;

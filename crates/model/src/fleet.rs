@@ -153,6 +153,20 @@ impl Backend {
     }
 }
 
+/// Where one launch is submitted on a Slurm cluster: the zone's `backend: {kind: slurm}` as the
+/// Slurm executor's configuration resolves it for that launch (a per-pool partition, the job's
+/// team as account). The Slurm executor decides it and hands it to the script renderer, which
+/// writes it as the script's `--partition`, `--account` and `--clusters`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlurmPlacement {
+    /// `--partition`.
+    pub partition: String,
+    /// `--account`, if any.
+    pub account: Option<String>,
+    /// `--clusters`, if any.
+    pub cluster: Option<String>,
+}
+
 /// A zone: one place work can run, with one legal and network posture.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Zone {

@@ -16,8 +16,8 @@ pub mod scheduling;
 pub use classification::{Classification, FloorProblem, FloorSubject, LevelDef, Scheme, TagDef};
 pub use error::{LoadError, LoadErrors};
 pub use fleet::{
-    ArtifactRecord, Backend, Dataset, DatasetRef, Fleet, Pool, Pricing, Tier, Zone, ZoneScope,
-    DEFAULT_ADMISSION_TIMEOUT_S, MAX_ADMISSION_TIMEOUT_S,
+    ArtifactRecord, Backend, Dataset, DatasetRef, Fleet, Pool, Pricing, SlurmPlacement, Tier, Zone,
+    ZoneScope, DEFAULT_ADMISSION_TIMEOUT_S, MAX_ADMISSION_TIMEOUT_S,
 };
 pub use job::{Input, JobKind, JobSpec, Labels, Resources, Sla};
 pub use load::{

@@ -7,6 +7,7 @@
 //! Policy verdicts depend only on a job's [`PolicyAttrs`](tidegate_model::PolicyAttrs), so the
 //! engine reuses them across jobs with equal attributes; the reuse is exact, not approximate.
 
+mod candidates;
 mod constraints;
 mod engine;
 mod explain;
@@ -14,6 +15,7 @@ mod reason;
 mod recheck;
 pub mod synth;
 
+pub use candidates::candidates;
 pub use constraints::{zone_failures, Failures, ZoneFailures};
 pub use engine::{
     Decision, FleetState, Placement, PlacementEngine, PoolCheck, PoolState, ZoneCheck,

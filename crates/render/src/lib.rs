@@ -4,7 +4,8 @@
 //!   and the zone's egress NetworkPolicy), and the whole fleet's cluster objects (Namespaces,
 //!   Kueue ResourceFlavors, ClusterQueues, LocalQueues, NetworkPolicies) as one file per object
 //!   for Argo CD or Flux;
-//! - [`slurm`]: a job as the sbatch script the Slurm executor submits (the same code);
+//! - [`slurm`]: a job as the sbatch script the Slurm executor submits (the executor takes
+//!   [`slurm::script`] as its renderer);
 //! - [`nft`]: a zone's egress allowlist as an nftables ruleset;
 //! - [`yaml`]: the deterministic YAML emitter they use.
 //!

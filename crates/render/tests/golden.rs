@@ -269,18 +269,23 @@ fn rendered_jobs_carry_the_effective_labels_where_the_spec_omits_them() {
     }
 }
 
+/// That the Slurm executor submits exactly this script is checked beside the executor
+/// (`crates/slurm/tests/fake_slurm.rs`), which takes this renderer.
 #[test]
-fn rendered_slurm_script_is_what_the_executor_submits() {
+fn rendered_slurm_script_maps_resources_partition_and_account() {
     let (fleet, _) = fleet();
     let jobs = load_jobs_dir(&root().join("examples/jobs"), &fleet).unwrap();
     let job = jobs.iter().find(|j| j.name == "sepsis-train").unwrap();
     let zone = fleet.zone("hospital-onprem").unwrap();
     let state = Path::new("/srv/tidegate/slurm");
     let rendered = slurm::batch_script(job, "sepsis-train", zone, None, state).unwrap();
-    let cfg = tidegate_slurm::SlurmConfig::from_backend(&zone.backend, state).unwrap();
     let pool = tidegate_render::pick_pool(job, zone, None).unwrap();
     let launch = tidegate_render::launch_for(job, "sepsis-train", zone, pool);
-    assert_eq!(rendered, cfg.batch_script(&launch).unwrap());
+    let at = slurm::placement(&zone.backend, &launch).unwrap();
+    assert_eq!(
+        rendered,
+        slurm::script(&launch, &at, &state.join("sepsis-train")).unwrap()
+    );
     for want in [
         "--gres=gpu:h100:16",
         "--partition=gpu",

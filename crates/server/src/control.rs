@@ -1043,7 +1043,7 @@ impl<'f> Leader<'f> {
     }
 
     fn candidates(&self, p: &Placement) -> Vec<Candidate> {
-        tidegate_sched::candidates(p, self.fleet())
+        tidegate_placement::candidates(p, self.fleet())
     }
 
     /// Whether policy still allows the job at (zone, pool): placement is evaluated again (from

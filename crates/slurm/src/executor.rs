@@ -3,7 +3,8 @@
 //! State lives in files under the executor's state dir, one directory per tidegate job:
 //! - `lock`: an advisory lock (`flock`) held while starting, so two threads or two control-plane
 //!   processes starting the same job serialise;
-//! - `launch.json` and `job.sh`: what was asked and the exact script submitted;
+//! - `launch.json` and `job.sh`: what was asked and the exact script submitted (rendered by the
+//!   [`Renderer`] the executor was given);
 //! - `submitting`: written before `sbatch` runs and removed once its answer is known. If it is
 //!   still there, an earlier start was interrupted mid-submission: Slurm may or may not hold the
 //!   job, so the next start (or poll) looks it up by its `--comment=tidegate:<job id>` in
@@ -38,11 +39,35 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tidegate_exec::{check_run_id, ExecError, Executor, Launch, RunStatus};
-use tidegate_model::Backend;
+use tidegate_model::{Backend, SlurmPlacement};
 
 use crate::runner::{CmdOutput, Runner, SystemRunner};
-use crate::script::{batch_script, comment, Placement};
 use crate::status::{map_state, parse_sacct, parse_sbatch_id, JobRecord};
+
+/// Turns a launch into the sbatch script the executor submits: the launch, where it is
+/// submitted (resolved from the executor's configuration) and the job's directory in, the
+/// script's text out (`tidegate_render::slurm::script` renders it for `tidegate render` too).
+///
+/// The executor relies on what the script says: it must carry `#SBATCH --comment=tidegate:<job
+/// id>` (the executor finds an interrupted submission by it, and refuses a script without it),
+/// name the job with `#SBATCH --job-name=` (the `squeue` lookup filters on it), work in the
+/// job's directory with its output in `output.log` there, and leave the exit code in `exit`.
+pub type Renderer =
+    Arc<dyn Fn(&Launch, &SlurmPlacement, &Path) -> Result<String, ExecError> + Send + Sync>;
+
+/// The comment that marks a Slurm job as tidegate job `job_id`.
+pub fn comment(job_id: &str) -> String {
+    format!("tidegate:{job_id}")
+}
+
+/// The value of a script's `#SBATCH --<key>=` directive, if it has one.
+fn directive<'s>(script: &'s str, key: &str) -> Option<&'s str> {
+    script.lines().find_map(|l| {
+        l.strip_prefix("#SBATCH --")
+            .and_then(|d| d.strip_prefix(key))
+            .and_then(|d| d.strip_prefix('='))
+    })
+}
 
 /// How a zone maps onto a Slurm cluster, and where the executor keeps its state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,7 +127,7 @@ impl SlurmConfig {
     }
 
     /// Where a launch is submitted: partition, account and cluster.
-    pub fn placement(&self, launch: &Launch) -> Placement {
+    pub fn placement(&self, launch: &Launch) -> SlurmPlacement {
         let partition = self
             .pool_partitions
             .get(&launch.pool)
@@ -111,7 +136,7 @@ impl SlurmConfig {
         let account = self.account.clone().or_else(|| {
             (self.account_from_team && !launch.team.is_empty()).then(|| launch.team.clone())
         });
-        Placement {
+        SlurmPlacement {
             partition,
             account,
             cluster: self.cluster.clone(),
@@ -122,22 +147,23 @@ impl SlurmConfig {
     pub fn job_dir(&self, job_id: &str) -> PathBuf {
         self.state_dir.join(job_id)
     }
-
-    /// The batch script the executor would submit for `launch`.
-    pub fn batch_script(&self, launch: &Launch) -> Result<String, ExecError> {
-        batch_script(
-            launch,
-            &self.placement(launch),
-            &self.job_dir(&launch.job_id),
-        )
-    }
 }
 
 /// Runs jobs on Slurm (one executor per zone). See the module docs for its state files.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SlurmExecutor {
     config: SlurmConfig,
+    render: Renderer,
     runner: Arc<dyn Runner>,
+}
+
+impl std::fmt::Debug for SlurmExecutor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlurmExecutor")
+            .field("config", &self.config)
+            .field("runner", &self.runner)
+            .finish_non_exhaustive()
+    }
 }
 
 fn read_opt(job: &str, path: &Path) -> Result<Option<String>, ExecError> {
@@ -179,18 +205,22 @@ fn is_unknown_job(message: &str) -> bool {
 }
 
 impl SlurmExecutor {
-    /// An executor running the real Slurm commands (from `config.bin_dir`, else `PATH`). Creates
-    /// the state dir; runs no Slurm command.
-    pub fn new(config: SlurmConfig) -> Result<Self, ExecError> {
+    /// An executor running the real Slurm commands (from `config.bin_dir`, else `PATH`),
+    /// submitting the scripts `render` renders. Creates the state dir; runs no Slurm command.
+    pub fn new(config: SlurmConfig, render: Renderer) -> Result<Self, ExecError> {
         let runner = Arc::new(SystemRunner::new(
             config.bin_dir.clone(),
             config.command_timeout,
         ));
-        Self::with_runner(config, runner)
+        Self::with_runner(config, render, runner)
     }
 
     /// An executor running Slurm commands through `runner` (tests, wrappers such as `ssh`).
-    pub fn with_runner(config: SlurmConfig, runner: Arc<dyn Runner>) -> Result<Self, ExecError> {
+    pub fn with_runner(
+        config: SlurmConfig,
+        render: Renderer,
+        runner: Arc<dyn Runner>,
+    ) -> Result<Self, ExecError> {
         if config.partition.trim().is_empty() {
             return Err(ExecError::Invalid {
                 job: "-".into(),
@@ -199,12 +229,41 @@ impl SlurmExecutor {
         }
         fs::create_dir_all(&config.state_dir)
             .map_err(|e| ExecError::io("-", "creating state directory", &config.state_dir, e))?;
-        Ok(Self { config, runner })
+        Ok(Self {
+            config,
+            render,
+            runner,
+        })
     }
 
     /// The configuration.
     pub fn config(&self) -> &SlurmConfig {
         &self.config
+    }
+
+    /// The batch script the executor would submit for `launch`: rendered at the placement its
+    /// configuration gives the launch, in the launch's job directory.
+    ///
+    /// # Errors
+    /// The renderer's, and [`ExecError::Invalid`] for a script without the launch's
+    /// `#SBATCH --comment=tidegate:<job id>`.
+    pub fn batch_script(&self, launch: &Launch) -> Result<String, ExecError> {
+        let job = launch.job_id.as_str();
+        let script = (self.render)(
+            launch,
+            &self.config.placement(launch),
+            &self.config.job_dir(job),
+        )?;
+        if directive(&script, "comment") != Some(comment(job).as_str()) {
+            return Err(ExecError::Invalid {
+                job: job.to_owned(),
+                reason: format!(
+                    "the rendered script does not carry `#SBATCH --comment={}`, by which the executor finds the job again",
+                    comment(job)
+                ),
+            });
+        }
+        Ok(script)
     }
 
     /// A job's directory.
@@ -236,7 +295,8 @@ impl SlurmExecutor {
             .map_err(|e| ExecError::io(job, "running", Path::new(program), e))
     }
 
-    /// Looks a job up in `squeue` by its tidegate comment (and name when known).
+    /// Looks a job up in `squeue` by its tidegate comment (and, when known, the name its script
+    /// gave it).
     fn find_by_comment(&self, job: &str, name: Option<&str>) -> Result<Option<String>, ExecError> {
         let mut args = self.cluster_args();
         args.extend([
@@ -247,7 +307,7 @@ impl SlurmExecutor {
             "%i|%k".into(),
         ]);
         if let Some(n) = name {
-            args.push(format!("--name={}", crate::script::directive_word(n)));
+            args.push(format!("--name={n}"));
         }
         let out = self.run(job, "squeue", args)?;
         if !out.success() {
@@ -273,9 +333,10 @@ impl SlurmExecutor {
         Ok(())
     }
 
-    fn launch_name(&self, job: &str) -> Option<String> {
-        let text = fs::read(self.job_dir(job).join("launch.json")).ok()?;
-        serde_json::from_slice::<Launch>(&text).ok().map(|l| l.name)
+    /// The job name the submitted script gave the job (`#SBATCH --job-name=`).
+    fn script_name(&self, job: &str) -> Option<String> {
+        let text = fs::read_to_string(self.job_dir(job).join("job.sh")).ok()?;
+        directive(&text, "job-name").map(str::to_owned)
     }
 
     /// The Slurm id of a job, resolving an interrupted submission through `squeue`.
@@ -285,7 +346,7 @@ impl SlurmExecutor {
             return Ok(Some(id));
         }
         if dir.join("submitting").exists() {
-            if let Some(id) = self.find_by_comment(job, self.launch_name(job).as_deref())? {
+            if let Some(id) = self.find_by_comment(job, self.script_name(job).as_deref())? {
                 self.record_id(job, &dir, &id)?;
                 return Ok(Some(id));
             }
@@ -359,7 +420,7 @@ impl Executor for SlurmExecutor {
         let job = launch.job_id.as_str();
         check_run_id(job)?;
         let dir = self.job_dir(job);
-        let script = self.config.batch_script(launch)?;
+        let script = self.batch_script(launch)?;
         let existed = dir.exists();
         fs::create_dir_all(&dir)
             .map_err(|e| ExecError::io(job, "creating job directory", &dir, e))?;
@@ -378,7 +439,7 @@ impl Executor for SlurmExecutor {
         // The directory was there but holds no id: an earlier start was refused, or a crash lost
         // files that were not yet on disk. Ask Slurm before submitting again.
         if existed {
-            if let Some(id) = self.find_by_comment(job, Some(&launch.name))? {
+            if let Some(id) = self.find_by_comment(job, directive(&script, "job-name"))? {
                 self.record_id(job, &dir, &id)?;
                 return Ok(false);
             }

@@ -2,8 +2,10 @@
 //! Slurm command-line tools (`sbatch --parsable`, `squeue`, `scontrol show job`, `sacct -c`,
 //! `scancel`), blocking `std::process` calls with a time limit each and no async runtime.
 //!
-//! - [`script`]: how a launch becomes an sbatch script (resources, account, partition,
-//!   environment); shared with `tidegate render --target slurm`.
+//! - [`Renderer`]: how a launch becomes an sbatch script is not decided here: the executor is
+//!   given a renderer (`tidegate_render::slurm::script`, which `tidegate render --target slurm`
+//!   prints with), hands it the launch, its placement and the job's directory, and submits the
+//!   text it returns.
 //! - [`status`]: parsing Slurm's answers and mapping its job states to a run status.
 //! - [`runner`]: the [`Runner`] trait all commands go through, so tests can use fake programs.
 //! - [`SlurmExecutor`] and [`SlurmConfig`]: submission, idempotent start per tidegate job id
@@ -15,9 +17,7 @@
 
 mod executor;
 pub mod runner;
-pub mod script;
 pub mod status;
 
-pub use executor::{is_capacity_error, SlurmConfig, SlurmExecutor};
+pub use executor::{comment, is_capacity_error, Renderer, SlurmConfig, SlurmExecutor};
 pub use runner::{CmdOutput, Runner, SystemRunner};
-pub use script::Placement;

@@ -8,11 +8,17 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tidegate_exec::{ExecError, Executor as _, Launch, RunStatus};
-use tidegate_model::Backend;
-use tidegate_slurm::{SlurmConfig, SlurmExecutor};
+use tidegate_model::{Backend, SlurmPlacement};
+use tidegate_slurm::{Renderer, SlurmConfig, SlurmExecutor};
+
+/// The sbatch scripts the control plane submits: the renderer `tidegate render` prints with.
+fn render() -> Renderer {
+    Arc::new(tidegate_render::slurm::script)
+}
 
 /// Fake Slurm: state in files beside the scripts. `queue` lines are `ID|COMMENT|STATE|EXIT|REASON`.
 const SBATCH: &str = r#"#!/bin/sh
@@ -100,7 +106,7 @@ impl Fake {
     }
 
     fn exec(&self) -> SlurmExecutor {
-        SlurmExecutor::new(self.config()).unwrap()
+        SlurmExecutor::new(self.config(), render()).unwrap()
     }
 
     fn read(&self, name: &str) -> String {
@@ -165,7 +171,7 @@ fn submission_maps_resources_partition_account_and_environment() {
     let mut cfg = SlurmConfig::from_backend(&backend, &f.state).unwrap();
     cfg.bin_dir = Some(f.bin.clone());
     cfg.pool_partitions.insert("h100".into(), "burst".into());
-    let ex = SlurmExecutor::new(cfg).unwrap();
+    let ex = SlurmExecutor::new(cfg, render()).unwrap();
     assert!(ex.start(&launch("job-1")).unwrap());
     let script = f.read("last_script");
     let dir = f.state.join("job-1");
@@ -199,7 +205,8 @@ fn submission_maps_resources_partition_account_and_environment() {
     let mut cfg = f.config();
     cfg.account = Some("research".into());
     cfg.account_from_team = true;
-    assert!(cfg
+    assert!(SlurmExecutor::new(cfg, render())
+        .unwrap()
         .batch_script(&launch("job-2"))
         .unwrap()
         .contains("#SBATCH --account=research\n"));
@@ -381,7 +388,7 @@ fn a_hanging_sbatch_is_cut_off_and_the_submission_is_looked_up_next_time() {
     let f = Fake::new();
     let mut cfg = f.config();
     cfg.command_timeout = Duration::from_millis(300);
-    let ex = SlurmExecutor::new(cfg).unwrap();
+    let ex = SlurmExecutor::new(cfg, render()).unwrap();
     f.write("sbatch_mode", "hang");
     let t = std::time::Instant::now();
     assert!(matches!(
@@ -431,7 +438,40 @@ fn invalid_ids_and_state_dirs_are_refused() {
     ));
     let mut cfg = f.config();
     cfg.state_dir = Path::new(&f.state).join("with space");
-    let ex = SlurmExecutor::new(cfg).unwrap();
+    let ex = SlurmExecutor::new(cfg, render()).unwrap();
+    assert!(matches!(
+        ex.start(&launch("j")),
+        Err(ExecError::Invalid { .. })
+    ));
+    assert_eq!(f.sbatch_calls(), 0);
+}
+
+#[test]
+fn rendered_slurm_script_is_what_the_executor_submits() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let fleet = tidegate_model::load_fleet(&root.join("examples/fleet")).unwrap();
+    let jobs = tidegate_model::load_jobs_dir(&root.join("examples/jobs"), &fleet).unwrap();
+    let job = jobs.iter().find(|j| j.name == "sepsis-train").unwrap();
+    let zone = fleet.zone("hospital-onprem").unwrap();
+    let f = Fake::new();
+    let rendered =
+        tidegate_render::slurm::batch_script(job, "sepsis-train", zone, None, &f.state).unwrap();
+    let mut cfg = SlurmConfig::from_backend(&zone.backend, &f.state).unwrap();
+    cfg.bin_dir = Some(f.bin.clone());
+    let ex = SlurmExecutor::new(cfg, render()).unwrap();
+    let pool = tidegate_render::pick_pool(job, zone, None).unwrap();
+    let launch = tidegate_render::launch_for(job, "sepsis-train", zone, pool);
+    assert_eq!(rendered, ex.batch_script(&launch).unwrap());
+    assert!(ex.start(&launch).unwrap());
+    assert_eq!(rendered, f.read("last_script"));
+}
+
+#[test]
+fn a_script_without_the_tidegate_comment_is_never_submitted() {
+    let f = Fake::new();
+    let bare: Renderer =
+        Arc::new(|_: &Launch, _: &SlurmPlacement, _: &Path| Ok("#!/bin/sh\ntrue\n".to_owned()));
+    let ex = SlurmExecutor::new(f.config(), bare).unwrap();
     assert!(matches!(
         ex.start(&launch("j")),
         Err(ExecError::Invalid { .. })

@@ -10,6 +10,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tidegate_exec::{ExecError, Executor as _, Launch, RunStatus};
@@ -27,7 +28,11 @@ fn slurm_or_skip(test: &str) -> bool {
 }
 
 fn executor(dir: &tempfile::TempDir, partition: &str) -> SlurmExecutor {
-    SlurmExecutor::new(SlurmConfig::new(dir.path(), partition)).unwrap()
+    SlurmExecutor::new(
+        SlurmConfig::new(dir.path(), partition),
+        Arc::new(tidegate_render::slurm::script),
+    )
+    .unwrap()
 }
 
 fn state_dir() -> tempfile::TempDir {

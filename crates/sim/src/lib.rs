@@ -1,4 +1,5 @@
-//! Trace replay: a GPU-cluster job trace driven through the scheduler core on a simulated clock.
+//! tidegate simulator: a GPU-cluster job trace replayed through the scheduler core
+//! (`tidegate-sched`) on a simulated clock, each job's allowed options from the placement engine.
 //!
 //! Mapping (documented in `tidegate sim --help` too): each trace row is one job submitted at its
 //! timestamp (offset from the earliest), running for its duration, asking for its GPU count in one
@@ -22,6 +23,8 @@
 //!   of the Pollux paper (Qiao et al., OSDI 2021: Small < 1 GPU-hour, Medium 1-10, Large 10-100,
 //!   XLarge 100-1000): see [`POLLUX_RUN_TIMES`].
 
+pub mod pollux;
+
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::path::Path;
@@ -30,10 +33,9 @@ use serde::Serialize;
 use tidegate_model::{DatasetRef, Fleet, Input, JobKind, JobSpec, Labels, Origin, Resources};
 use tidegate_placement::synth::Rng;
 use tidegate_placement::{FleetState, PlacementEngine};
+use tidegate_sched::{Candidate, Effect, SchedConfig, Scheduler, Shape, DEFAULT_CLASS};
 
 use tidegate_model::Scheduling;
-
-use crate::{Candidate, Effect, SchedConfig, Scheduler, Shape};
 
 /// Typical run time per Pollux application at its requested replicas, seconds, with the model,
 /// data set and the paper's size category: an estimate (the workload files give no durations).
@@ -672,7 +674,7 @@ pub fn replay_with(
                 .classes
                 .get(rng.below(rules.classes.len()))
                 .map_or_else(String::new, |c| c.name.clone()),
-            None => crate::DEFAULT_CLASS.to_string(),
+            None => DEFAULT_CLASS.to_string(),
         };
         class_of.push(class.clone());
         tally.classes.entry(class.clone()).or_default().0.jobs += 1;
@@ -863,7 +865,7 @@ fn candidate_options(
         return vec![];
     };
     // The synthetic job asks for one expected hour: compute cost is the hourly price.
-    crate::candidates(&p, fleet)
+    tidegate_placement::candidates(&p, fleet)
         .into_iter()
         .map(|c| Option_ {
             zone: c.zone,

@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 use tidegate_model::{load_fleet_with_scheduling, Fleet, Scheduling};
 use tidegate_placement::PlacementEngine;
 use tidegate_policy::PolicyEngine;
-use tidegate_sched::sim::{
+use tidegate_sched::SchedConfig;
+use tidegate_sim::{
     read_philly, read_trace, replay_with, scale_scheduling, scale_to_gpus, TraceError,
     POLLUX_RUN_TIMES,
 };
-use tidegate_sched::SchedConfig;
 
 fn example() -> (Fleet, Scheduling) {
     load_fleet_with_scheduling(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/fleet"))

@@ -18,7 +18,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::sim::TraceError;
+use crate::TraceError;
 
 /// Epochs each application trains for.
 pub const EPOCHS: [(&str, u32); 6] = [
