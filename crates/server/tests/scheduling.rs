@@ -16,6 +16,21 @@ use serde_json::Value;
 use tidegate_exec::{ExecError, Executor, Launch, LocalExecutor, RunStatus};
 use tidegate_identity::Role;
 
+/// What a test backend passes to its local executor (`inner`) unchanged.
+macro_rules! local_passthrough {
+    () => {
+        fn kind(&self) -> &'static str {
+            "test"
+        }
+        fn cancel(&self, id: &str) -> Result<bool, ExecError> {
+            self.inner.cancel(id)
+        }
+        fn logs(&self, id: &str, n: u64) -> Result<String, ExecError> {
+            self.inner.logs(id, n)
+        }
+    };
+}
+
 /// A zone backend that reports no capacity for some pools and runs the rest locally.
 #[derive(Debug)]
 struct NoRoom {
@@ -25,9 +40,7 @@ struct NoRoom {
 }
 
 impl Executor for NoRoom {
-    fn kind(&self) -> &'static str {
-        "test"
-    }
+    local_passthrough!();
     fn start(&self, l: &Launch) -> Result<bool, ExecError> {
         if self.full_pools.contains(&l.pool.as_str()) {
             self.refused
@@ -43,12 +56,6 @@ impl Executor for NoRoom {
     }
     fn poll(&self, id: &str) -> Result<RunStatus, ExecError> {
         self.inner.poll(id)
-    }
-    fn cancel(&self, id: &str) -> Result<bool, ExecError> {
-        self.inner.cancel(id)
-    }
-    fn logs(&self, id: &str, n: u64) -> Result<String, ExecError> {
-        self.inner.logs(id, n)
     }
 }
 
@@ -160,9 +167,7 @@ impl NeverAdmitted {
 }
 
 impl Executor for NeverAdmitted {
-    fn kind(&self) -> &'static str {
-        "test"
-    }
+    local_passthrough!();
     fn start(&self, l: &Launch) -> Result<bool, ExecError> {
         self.launches.lock().unwrap().push(l.clone());
         if self.stuck_pools.contains(&l.pool.as_str()) {
@@ -179,12 +184,6 @@ impl Executor for NeverAdmitted {
             });
         }
         self.inner.poll(id)
-    }
-    fn cancel(&self, id: &str) -> Result<bool, ExecError> {
-        self.inner.cancel(id)
-    }
-    fn logs(&self, id: &str, n: u64) -> Result<String, ExecError> {
-        self.inner.logs(id, n)
     }
 }
 
@@ -264,9 +263,7 @@ struct EvictsFirst {
 }
 
 impl Executor for EvictsFirst {
-    fn kind(&self) -> &'static str {
-        "test"
-    }
+    local_passthrough!();
     fn start(&self, l: &Launch) -> Result<bool, ExecError> {
         let mut launches = self.launches.lock().unwrap();
         launches.push(l.clone());
@@ -295,12 +292,6 @@ impl Executor for EvictsFirst {
             });
         }
         self.inner.poll(id)
-    }
-    fn cancel(&self, id: &str) -> Result<bool, ExecError> {
-        self.inner.cancel(id)
-    }
-    fn logs(&self, id: &str, n: u64) -> Result<String, ExecError> {
-        self.inner.logs(id, n)
     }
 }
 
