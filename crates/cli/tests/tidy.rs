@@ -179,24 +179,26 @@ fn the_pure_core_never_depends_on_io_crates() {
 /// the control plane, the binary. A crate missing from the table, or an edge the table does not
 /// allow, fails [`workspace_dependencies_follow_the_layering_table`].
 const LAYERS: &[(&str, &[&str])] = &[
+    // The shared vocabulary: a leaf every crate may use.
+    ("vocab", &[]),
     // The pure core: no I/O of its own, no clock.
     ("model", &[]),
     ("policy", &["model"]),
     ("sched", &["model"]),
-    ("placement", &["model", "policy", "sched"]),
+    ("placement", &["model", "policy", "sched", "vocab"]),
     ("identity", &[]),
     ("sim", &["model", "placement", "sched"]),
     // Libraries beside it: rendering, certificates, the sanitizer, the evidence ledger.
     ("render", &["exec", "model"]),
     ("pki", &[]),
-    ("sanitize", &[]),
-    ("ledger", &[]),
+    ("sanitize", &["vocab"]),
+    ("ledger", &["vocab"]),
     // Executors: the interface and the local executor, Slurm, Kubernetes.
     ("exec", &[]),
     ("slurm", &["exec", "model"]),
     ("kube", &["exec"]),
     // Stores: durable state, artifacts, the data boundary; test support.
-    ("store", &[]),
+    ("store", &["vocab"]),
     ("artifacts", &["identity", "ledger"]),
     (
         "data",

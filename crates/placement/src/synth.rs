@@ -12,43 +12,8 @@ use tidegate_model::{
 
 use crate::{FleetState, PoolState};
 
-/// SplitMix64: a tiny, well-known, stable pseudo-random generator.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator from a seed.
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    /// Next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (`0` when `n == 0`).
-    pub fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            return 0;
-        }
-        usize::try_from(self.next_u64() % (n as u64)).unwrap_or(0)
-    }
-
-    /// True with probability `p`.
-    pub fn chance(&mut self, p: f64) -> bool {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * 1.0 < p
-    }
-
-    /// Picks one element (None if empty).
-    pub fn pick<'a, T>(&mut self, xs: &'a [T]) -> Option<&'a T> {
-        xs.get(self.below(xs.len()))
-    }
-}
+/// The seeded generator synthetic backlogs are drawn from.
+pub use tidegate_vocab::SplitMix as Rng;
 
 const PUBLIC_JURISDICTIONS: [&str; 4] = ["EU", "US", "UK", "JP"];
 

@@ -594,7 +594,7 @@ impl Run<'_> {
             cols.push(Col {
                 name: hname,
                 action,
-                rng: SplitMix(seed),
+                rng: SplitMix::new(seed),
                 last_in: Vec::new(),
                 last_out: Vec::new(),
                 has_last: false,

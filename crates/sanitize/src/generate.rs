@@ -143,7 +143,7 @@ impl Gen {
         xs.get(usize::try_from(self.below(xs.len() as u64)).unwrap_or(0))
     }
     fn unit(&mut self) -> f64 {
-        (self.r.next_signed_unit() + 1.0) / 2.0
+        (self.r.signed_unit() + 1.0) / 2.0
     }
     fn uuid(&mut self, out: &mut String) {
         use std::fmt::Write as _;
@@ -282,7 +282,7 @@ pub fn generate(dir: &Path, spec: GenerateSpec) -> Result<GenerateStats, Sanitiz
     std::fs::create_dir_all(dir)
         .map_err(|e| SanitizeError::io(dir, "cannot create directory", e))?;
     let mut g = Gen {
-        r: SplitMix(spec.seed ^ 0x005e_ed0f_5a17),
+        r: SplitMix::new(spec.seed ^ 0x005e_ed0f_5a17),
     };
     let mut stats = GenerateStats::default();
 

@@ -469,7 +469,7 @@ mod tests {
             b"a.b@example.org",
         ];
         let fillers: [&[u8]; 6] = [b"", b" ", b"x ", b"1 ", b"-", b"."];
-        let mut r = crate::transform::SplitMix(11);
+        let mut r = crate::transform::SplitMix::new(11);
         let mut sc = Scanner::default();
         let mut found_some = 0;
         for _ in 0..40_000 {
@@ -505,7 +505,7 @@ mod tests {
 
     #[test]
     fn never_panics_on_arbitrary_bytes() {
-        let mut r = crate::transform::SplitMix(3);
+        let mut r = crate::transform::SplitMix::new(3);
         let alphabet = b"0123456789-() .+@aXS#:MRNmrn,\xff";
         let mut sc = Scanner::default();
         for len in 0..400 {

@@ -249,27 +249,7 @@ pub fn age_cap(value: &[u8], reference_year: i32, out: &mut Vec<u8>) -> Result<(
     Ok(())
 }
 
-/// SplitMix64: a small, fast, seedable generator for numeric noise.
-#[derive(Debug, Clone)]
-pub struct SplitMix(pub u64);
-
-impl SplitMix {
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [-1, 1).
-    pub fn next_signed_unit(&mut self) -> f64 {
-        #[allow(clippy::cast_precision_loss)]
-        let u = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-        u * 2.0 - 1.0
-    }
-}
+pub use tidegate_vocab::SplitMix;
 
 /// A 64-bit hash of bytes with a seed (FNV-1a, then a SplitMix finaliser), for sampling choices.
 pub fn seeded_hash(seed: u64, bytes: &[u8]) -> u64 {
@@ -278,7 +258,7 @@ pub fn seeded_hash(seed: u64, bytes: &[u8]) -> u64 {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    SplitMix(h).next_u64()
+    SplitMix::new(h).next_u64()
 }
 
 /// A number with uniform relative noise of at most `fraction`, written with the input's number
@@ -299,7 +279,7 @@ pub fn noise(
         return Err("not a finite number");
     }
     let decimals = s.split_once('.').map_or(0, |(_, f)| f.len()).min(12);
-    let y = x * (1.0 + fraction * rng.next_signed_unit());
+    let y = x * (1.0 + fraction * rng.signed_unit());
     write!(out, "{y:.decimals$}").map_err(|_| "cannot format number")?;
     Ok(())
 }
@@ -341,7 +321,7 @@ mod tests {
 
     #[test]
     fn noise_keeps_decimals_and_bounds() {
-        let mut r = SplitMix(7);
+        let mut r = SplitMix::new(7);
         for _ in 0..100 {
             let mut o = Vec::new();
             noise(b"1000.00", 0.05, &mut r, &mut o).unwrap();

@@ -1,0 +1,8 @@
+//! tidegate's shared vocabulary: primitives every crate spells the same way, written once. A leaf
+//! crate: it depends on nothing of tidegate, so the pure core and the I/O shells may both use it.
+
+mod redact;
+mod rng;
+
+pub use redact::redact_url;
+pub use rng::SplitMix;
