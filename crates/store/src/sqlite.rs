@@ -56,15 +56,40 @@ pub struct SqliteStore {
     /// Writers of this process queue here rather than in SQLite's busy handler, which sleeps
     /// and retries and gives long tail latencies under contention.
     write_lock: Mutex<()>,
-    /// Submissions waiting for the next group commit.
-    pending: Mutex<Vec<PendingSubmit>>,
+    /// Submissions and transitions waiting for the next group commit.
+    pending: Mutex<Vec<Pending>>,
 }
 
 type SubmitOutcome = Result<Option<JobId>, StoreError>;
+type TransitionOutcome = Result<JobRecord, StoreError>;
 
-struct PendingSubmit {
-    job: PreparedJob,
-    reply: mpsc::SyncSender<SubmitOutcome>,
+/// A write waiting for the next group commit, with where its outcome goes.
+enum Pending {
+    Submit {
+        job: PreparedJob,
+        reply: mpsc::SyncSender<SubmitOutcome>,
+    },
+    Transition {
+        id: JobId,
+        t: Transition,
+        details: String,
+        reply: mpsc::SyncSender<TransitionOutcome>,
+    },
+}
+
+/// What one pending write came to inside the batch transaction.
+enum Outcome {
+    Submit(SubmitOutcome),
+    Transition(TransitionOutcome),
+}
+
+impl Outcome {
+    fn is_err(&self) -> bool {
+        match self {
+            Self::Submit(r) => r.is_err(),
+            Self::Transition(r) => r.is_err(),
+        }
+    }
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -194,57 +219,168 @@ impl SqliteStore {
         }
     }
 
-    /// Commits a batch of submissions in one transaction, one savepoint each, and answers every
-    /// submitter: its own outcome if the transaction committed, the commit's error otherwise.
-    fn commit_submits(&self, batch: Vec<PendingSubmit>) {
+    /// Queues a write for the next group commit and takes the write turn: if an earlier
+    /// committer already took it, the batch drained here may be empty (or hold later arrivals,
+    /// which are committed for them). The outcome comes on the write's own channel.
+    fn group_commit(&self, write: Pending) {
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(write);
+        let _turn = self
+            .write_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let batch = std::mem::take(
+            &mut *self
+                .pending
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        if !batch.is_empty() {
+            self.commit_batch(batch);
+        }
+    }
+
+    /// Commits a batch of writes (submissions, transitions) in one transaction, one savepoint
+    /// each, and answers every writer: its own outcome if the transaction committed, the
+    /// commit's error otherwise. One fsync for all of them.
+    fn commit_batch(&self, batch: Vec<Pending>) {
         let outcome = self.with_conn_store(|conn| {
             let e = |op| move |err| self.db_err(op, err);
             let mut tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(e("begin submit"))?;
+                .map_err(e("begin write"))?;
             let mut results = Vec::with_capacity(batch.len());
             for item in &batch {
                 let mut sp = tx.savepoint().map_err(e("savepoint"))?;
-                let r = self.submit_one(&sp, &item.job);
+                let r = match item {
+                    Pending::Submit { job, .. } => Outcome::Submit(self.submit_one(&sp, job)),
+                    Pending::Transition { id, t, details, .. } => {
+                        Outcome::Transition(self.transition_one(&sp, id, t, details))
+                    }
+                };
                 if r.is_err() {
                     sp.rollback().map_err(e("rollback to savepoint"))?;
                 }
                 sp.commit().map_err(e("release savepoint"))?;
                 results.push(r);
             }
-            tx.commit().map_err(e("commit submit"))?;
+            tx.commit().map_err(e("commit write"))?;
             Ok(results)
         });
         match outcome {
             Ok(results) => {
                 for (item, r) in batch.into_iter().zip(results) {
-                    let _ = item.reply.send(r);
+                    match (item, r) {
+                        (Pending::Submit { reply, .. }, Outcome::Submit(r)) => {
+                            let _ = reply.send(r);
+                        }
+                        (Pending::Transition { reply, .. }, Outcome::Transition(r)) => {
+                            let _ = reply.send(r);
+                        }
+                        // Each outcome is made from its own write, in order.
+                        _ => debug_assert!(false, "a write's outcome is of its own kind"),
+                    }
                 }
             }
             Err(err) => {
                 let text = err.to_string();
                 let unavailable = matches!(err, StoreError::Unavailable { .. });
-                for item in batch {
+                let failed = || {
                     let source: Box<dyn std::error::Error + Send + Sync> = text.clone().into();
                     let (backend, location) = ("sqlite", self.origin.location.clone());
-                    let e = if unavailable {
+                    if unavailable {
                         StoreError::Unavailable {
                             backend,
                             location,
-                            op: "commit submit",
+                            op: "commit write",
                             source,
                         }
                     } else {
                         StoreError::Database {
                             backend,
                             location,
-                            op: "commit submit",
+                            op: "commit write",
                             source,
                         }
-                    };
-                    let _ = item.reply.send(Err(e));
+                    }
+                };
+                for item in batch {
+                    match item {
+                        Pending::Submit { reply, .. } => {
+                            let _ = reply.send(Err(failed()));
+                        }
+                        Pending::Transition { reply, .. } => {
+                            let _ = reply.send(Err(failed()));
+                        }
+                    }
                 }
             }
+        }
+    }
+
+    /// One transition inside a batch transaction: the job's state moves only from the state and
+    /// version the transition expects.
+    fn transition_one(
+        &self,
+        tx: &Connection,
+        id: &JobId,
+        t: &Transition,
+        details: &str,
+    ) -> TransitionOutcome {
+        let e = |op| move |err| self.db_err(op, err);
+        let cur: Option<(String, i64, Option<String>, Option<String>)> = tx
+            .query_row(&q(sql::SELECT_FOR_TRANSITION), [id.as_str()], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .optional()
+            .map_err(e("read job state"))?;
+        let Some((state, version, zone, pool)) = cur else {
+            return Err(StoreError::NotFound { id: id.clone() });
+        };
+        let from = self.origin.state(&state)?;
+        let (zone, pool) = next_place(t, zone, pool);
+        check_move(id, from, self.origin.unsigned("job version", version)?, t)?;
+        let seq: i64 = tx
+            .query_row(
+                &q(sql::UPDATE_STATE),
+                params![
+                    t.to.as_str(),
+                    t.reason,
+                    zone,
+                    pool,
+                    t.at.0,
+                    id.as_str(),
+                    version_i64(t.expected_version)
+                ],
+                |r| r.get(0),
+            )
+            .map_err(e("update job state"))?;
+        tx.execute(
+            &q(sql::INSERT_EVENT),
+            params![
+                id.as_str(),
+                seq,
+                t.to.as_str(),
+                from.as_str(),
+                t.to.as_str(),
+                t.reason,
+                details,
+                t.at.0
+            ],
+        )
+        .map_err(e("insert transition event"))?;
+        let job = self.load_job(tx, id.as_str())?;
+        job.ok_or_else(|| StoreError::NotFound { id: id.clone() })
+    }
+
+    fn went_away(&self, op: &'static str) -> StoreError {
+        StoreError::Unavailable {
+            backend: "sqlite",
+            location: self.origin.location.clone(),
+            op,
+            source: "the committing thread went away".into(),
         }
     }
 
@@ -523,33 +659,8 @@ impl Store for SqliteStore {
             idempotency_key: p.job.idempotency_key.clone(),
         };
         let (tx, rx) = mpsc::sync_channel(1);
-        self.pending
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(PendingSubmit { job: p, reply: tx });
-        {
-            // Take the write turn; if an earlier committer already took our submission, the
-            // batch we drain may be empty (or hold later arrivals, which we commit for them).
-            let _turn = self
-                .write_lock
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let batch = std::mem::take(
-                &mut *self
-                    .pending
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner),
-            );
-            if !batch.is_empty() {
-                self.commit_submits(batch);
-            }
-        }
-        let replay_of = rx.recv().map_err(|_| StoreError::Unavailable {
-            backend: "sqlite",
-            location: self.origin.location.clone(),
-            op: "submit",
-            source: "the committing thread went away".into(),
-        })??;
+        self.group_commit(Pending::Submit { job: p, reply: tx });
+        let replay_of = rx.recv().map_err(|_| self.went_away("submit"))??;
         match replay_of {
             Some(id) => {
                 let job = self
@@ -604,56 +715,16 @@ impl Store for SqliteStore {
 
     fn transition(&self, id: &JobId, t: Transition) -> Result<JobRecord, StoreError> {
         let details = t.check()?;
-        self.write(|conn| {
-            let e = |op| move |err| self.db_err(op, err);
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(e("begin transition"))?;
-            let cur: Option<(String, i64, Option<String>, Option<String>)> = tx
-                .query_row(&q(sql::SELECT_FOR_TRANSITION), [id.as_str()], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                })
-                .optional()
-                .map_err(e("read job state"))?;
-            let Some((state, version, zone, pool)) = cur else {
-                return Err(StoreError::NotFound { id: id.clone() });
-            };
-            let from = self.origin.state(&state)?;
-            let (zone, pool) = next_place(&t, zone, pool);
-            check_move(id, from, self.origin.unsigned("job version", version)?, &t)?;
-            let seq: i64 = tx
-                .query_row(
-                    &q(sql::UPDATE_STATE),
-                    params![
-                        t.to.as_str(),
-                        t.reason,
-                        zone,
-                        pool,
-                        t.at.0,
-                        id.as_str(),
-                        version_i64(t.expected_version)
-                    ],
-                    |r| r.get(0),
-                )
-                .map_err(e("update job state"))?;
-            tx.execute(
-                &q(sql::INSERT_EVENT),
-                params![
-                    id.as_str(),
-                    seq,
-                    t.to.as_str(),
-                    from.as_str(),
-                    t.to.as_str(),
-                    t.reason,
-                    details,
-                    t.at.0
-                ],
-            )
-            .map_err(e("insert transition event"))?;
-            let job = self.load_job(&tx, id.as_str())?;
-            tx.commit().map_err(e("commit transition"))?;
-            job.ok_or_else(|| StoreError::NotFound { id: id.clone() })
-        })
+        // Committed with whatever else is waiting to be written (submissions arriving while the
+        // scheduler moves jobs share one fsync with its transitions).
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.group_commit(Pending::Transition {
+            id: id.clone(),
+            t,
+            details,
+            reply: tx,
+        });
+        rx.recv().map_err(|_| self.went_away("transition"))?
     }
 
     fn append_event(&self, id: &JobId, ev: EventDraft) -> Result<JobEvent, StoreError> {

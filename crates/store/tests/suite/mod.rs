@@ -37,6 +37,7 @@ macro_rules! state_suite {
             illegal_transitions_are_refused_and_write_nothing,
             stale_version_is_refused,
             concurrent_transitions_only_one_wins,
+            writes_committed_together_keep_their_own_outcomes,
             appended_events_interleave_in_order,
             unknown_jobs_are_reported,
             list_filters_and_pages_without_gaps,
@@ -443,6 +444,61 @@ pub fn concurrent_transitions_only_one_wins(f: &dyn Fixture) {
         let job = s.get(&id(&name)).unwrap().unwrap();
         assert_eq!((job.version, job.zone.clone()), (3, wins[0].zone.clone()));
         assert_eq!(s.events(&id(&name)).unwrap().len(), 3);
+    }
+}
+
+/// Submissions and transitions from many threads at once (a backend may commit them in one
+/// transaction): each write gets its own outcome, a refused one writes nothing, and no write is
+/// lost or applied twice.
+pub fn writes_committed_together_keep_their_own_outcomes(f: &dyn Fixture) {
+    let s: Arc<dyn Store> = Arc::from(f.open());
+    let barrier = Arc::new(Barrier::new(8));
+    let handles: Vec<_> = (0..8)
+        .map(|i| {
+            let (s, barrier) = (Arc::clone(&s), Arc::clone(&barrier));
+            std::thread::spawn(move || {
+                barrier.wait();
+                for n in 0..10 {
+                    let name = format!("mix-{i}-{n}");
+                    s.submit(new_job(&name, "t", None)).unwrap();
+                    let q = s
+                        .transition(&id(&name), Transition::to(JobState::Queued, 1, at(1)))
+                        .unwrap();
+                    assert_eq!(q.version, 2);
+                    // Stale, and illegal: refused, each for its own reason, writing nothing.
+                    let stale = s
+                        .transition(&id(&name), Transition::to(JobState::Cancelled, 1, at(2)))
+                        .unwrap_err();
+                    assert!(
+                        matches!(stale, StoreError::VersionConflict { .. }),
+                        "{stale}"
+                    );
+                    let illegal = s
+                        .transition(&id(&name), Transition::to(JobState::Succeeded, 2, at(2)))
+                        .unwrap_err();
+                    assert!(
+                        matches!(illegal, StoreError::IllegalTransition { .. }),
+                        "{illegal}"
+                    );
+                    let a = s
+                        .transition(&id(&name), Transition::admit("z", "p", 2, at(3)))
+                        .unwrap();
+                    assert_eq!((a.version, a.state), (3, JobState::Admitted));
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    for i in 0..8 {
+        for n in 0..10 {
+            let j = id(&format!("mix-{i}-{n}"));
+            let job = s.get(&j).unwrap().unwrap();
+            assert_eq!((job.state, job.version), (JobState::Admitted, 3));
+            let kinds: Vec<String> = s.events(&j).unwrap().into_iter().map(|e| e.kind).collect();
+            assert_eq!(kinds, ["submitted", "queued", "admitted"]);
+        }
     }
 }
 
