@@ -17,6 +17,8 @@
 //! decision reads about an artifact (how it was stored, its recorded signatures, its stage, the
 //! promotion policy in force) comes from the evidence ledger ([`history`]).
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod access;
 pub mod atomic;
 pub mod blobs;

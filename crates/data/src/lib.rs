@@ -13,6 +13,8 @@
 //!   another zone (pure), and carrying it out: projected, encrypted at rest in the destination
 //!   zone's store, bytes and digests ledgered.
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod approval;
 pub mod derive;
 mod error;

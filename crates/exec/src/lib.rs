@@ -10,6 +10,8 @@
 //! Invariant: starting a job is idempotent per job id — a job whose launch record already exists
 //! is never started a second time, so a restarted or new leader cannot run a job twice.
 
+#![warn(missing_docs, unreachable_pub)]
+
 mod error;
 mod local;
 

@@ -24,6 +24,8 @@
 //!
 //! Every time in this crate is Unix seconds (`u64`).
 
+#![warn(missing_docs, unreachable_pub)]
+
 mod error;
 mod issue;
 mod keyring;

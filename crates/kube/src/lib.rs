@@ -39,6 +39,8 @@
 //! watcher runs on it in the background and every call blocks on it briefly. Call it from a plain
 //! thread (the scheduler loop), never from inside another async runtime.
 
+#![warn(missing_docs, unreachable_pub)]
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

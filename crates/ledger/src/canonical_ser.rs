@@ -19,7 +19,7 @@ impl ser::Error for CanonicalError {
 ///
 /// # Errors
 /// Floats, out-of-range integers, byte strings and non-string map keys.
-pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CanonicalError> {
+pub(crate) fn to_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CanonicalError> {
     let mut out = Vec::with_capacity(256);
     value.serialize(Ser { out: &mut out })?;
     Ok(out)

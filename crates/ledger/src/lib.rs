@@ -23,6 +23,8 @@
 //! - [`evidence`]: building a bundle from a data directory (I/O).
 //! - [`retention`]: retention rules, legal holds, tombstones, the deletion plan (pure planning).
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod backend;
 pub mod bundle;
 pub mod canonical;

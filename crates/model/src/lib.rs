@@ -4,6 +4,8 @@
 //! This crate is pure: it reads files when asked to load a fleet or job, and does nothing else.
 //! Everything downstream (policy, placement, scheduler, server) works on these types.
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod classification;
 pub mod error;
 pub mod fleet;

@@ -12,6 +12,8 @@
 //! reads the clock. Reading a certificate into a [`ZoneIdentity`] says nothing about its chain:
 //! call it on a certificate the TLS layer has already verified against the authority.
 
+#![warn(missing_docs, unreachable_pub)]
+
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};

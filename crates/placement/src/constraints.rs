@@ -79,7 +79,7 @@ pub fn zone_failures(a: &PolicyAttrs, z: &Zone) -> ZoneFailures {
 }
 
 /// Pool-level hard constraints for a job's resources.
-pub fn pool_failures(job: &JobSpec, p: &Pool) -> Failures {
+pub(crate) fn pool_failures(job: &JobSpec, p: &Pool) -> Failures {
     let r = &job.resources;
     let mut f = Failures::default();
     f.set_if(

@@ -11,7 +11,7 @@ use tidegate_policy::{JobFacts, PolicyEngine, Val, ZoneVerdict};
 use crate::constraints::{pool_failures, zone_failures, Failures, ZoneFailures};
 
 /// What waiting is worth, per GPU-hour of the job's request, when trading wait against price.
-pub const WAIT_VALUE_PER_GPU_HOUR: f64 = 2.0;
+pub(crate) const WAIT_VALUE_PER_GPU_HOUR: f64 = 2.0;
 
 /// Live state of one pool.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]

@@ -7,6 +7,8 @@
 //! Policy verdicts depend only on a job's [`PolicyAttrs`](tidegate_model::PolicyAttrs), so the
 //! engine reuses them across jobs with equal attributes; the reuse is exact, not approximate.
 
+#![warn(missing_docs, unreachable_pub)]
+
 mod candidates;
 mod constraints;
 mod engine;

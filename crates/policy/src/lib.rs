@@ -5,6 +5,8 @@
 //!
 //! The public face is [`PolicyEngine`]; Cedar types stay inside.
 
+#![warn(missing_docs, unreachable_pub)]
+
 mod engine;
 mod error;
 mod facts;

@@ -20,6 +20,8 @@
 //! zone without addresses renders to a documented placeholder (an empty nftables set to fill, a
 //! NetworkPolicy annotation listing it), which blocks until filled — never an open rule.
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod k8s;
 pub mod nft;
 pub mod slurm;

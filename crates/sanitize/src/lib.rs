@@ -15,6 +15,8 @@
 //!   cells written as null, snappy-compressed. Nested, list, map and binary columns are refused.
 //! - [`generate`]: a Synthea-schema data generator for benchmarks (I/O).
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod engine;
 mod error;
 pub mod generate;

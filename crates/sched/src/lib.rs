@@ -12,6 +12,8 @@
 //! capacity failover one site at a time, the failure hierarchy for degraded private zones and
 //! throttled providers, and cancel.
 
+#![warn(missing_docs, unreachable_pub)]
+
 mod core;
 
 pub use crate::core::{

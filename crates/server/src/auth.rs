@@ -363,11 +363,11 @@ pub enum Revocation {
     RootKey(u32),
 }
 
-/// The bearer token of a request: 401 when the `Authorization` header is missing or not
-/// `Bearer TOKEN`. Says nothing about the token itself.
 /// The header carrying a zone agent's token on a read made from inside that zone.
 pub const ZONE_TOKEN_HEADER: &str = "x-tidegate-zone-token";
 
+/// The bearer token of a request: 401 when the `Authorization` header is missing or not
+/// `Bearer TOKEN`. Says nothing about the token itself.
 pub fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
     let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
         return Err(ApiError::new(

@@ -39,7 +39,7 @@ fn unavailable(what: &str, path: &Path, e: &dyn std::fmt::Display) -> ApiError {
 }
 
 /// The record `team` holds for `digest`, if it holds one.
-pub fn get(
+pub(crate) fn get(
     data_dir: &Path,
     digest: &Digest,
     team: &str,
@@ -74,7 +74,7 @@ pub fn get(
 }
 
 /// Records that the team named in `rec`'s team label holds `rec.digest`.
-pub fn put(data_dir: &Path, rec: &ArtifactRecord) -> Result<(), ApiError> {
+pub(crate) fn put(data_dir: &Path, rec: &ArtifactRecord) -> Result<(), ApiError> {
     let team = rec
         .labels
         .get(crate::artifacts_api::TEAM_LABEL)
@@ -103,7 +103,7 @@ pub fn put(data_dir: &Path, rec: &ArtifactRecord) -> Result<(), ApiError> {
 }
 
 /// Every record `team` holds, in no particular order.
-pub fn of_team(data_dir: &Path, team: &str) -> Result<Vec<ArtifactRecord>, ApiError> {
+pub(crate) fn of_team(data_dir: &Path, team: &str) -> Result<Vec<ArtifactRecord>, ApiError> {
     let root = data_dir.join(DIR);
     let entries = match std::fs::read_dir(&root) {
         Ok(e) => e,

@@ -9,6 +9,8 @@
 //! listener and the scheduler loop. [`Server::shutdown`] drains: stop taking submissions,
 //! finish requests in flight, stop the loop (giving its lease back), seal a ledger checkpoint.
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod agents;
 pub mod api;
 pub mod artifacts_api;

@@ -23,6 +23,8 @@
 //!   of the Pollux paper (Qiao et al., OSDI 2021: Small < 1 GPU-hour, Medium 1-10, Large 10-100,
 //!   XLarge 100-1000): see [`POLLUX_RUN_TIMES`].
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod pollux;
 
 use std::cmp::Reverse;

@@ -15,6 +15,8 @@
 //! Slurm does not need slurmdbd for any of it: finished jobs are read from `scontrol` while
 //! slurmctld keeps them and from the jobcomp record (`sacct -c`) after.
 
+#![warn(missing_docs, unreachable_pub)]
+
 mod executor;
 pub mod runner;
 pub mod status;

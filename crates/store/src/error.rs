@@ -3,7 +3,7 @@
 use crate::record::{JobId, JobState};
 
 /// A boxed backend error kept as the source.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]

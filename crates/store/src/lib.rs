@@ -19,6 +19,8 @@
 //! The store never reads the clock for data it records: every timestamp is passed in by the
 //! caller ([`Timestamp`]), so a simulated clock drives it the same way a real one does.
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod bench;
 mod canonical;
 mod error;

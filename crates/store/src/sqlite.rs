@@ -27,7 +27,7 @@ use crate::sql::{self, Origin, RawEvent, RawJob};
 use crate::Store;
 
 /// File name of the database under the data directory.
-pub const DB_FILE: &str = "state.db";
+pub(crate) const DB_FILE: &str = "state.db";
 
 /// Tunables for [`SqliteStore::open`].
 #[derive(Debug, Clone)]
@@ -80,7 +80,7 @@ enum Pending {
 /// What one pending write came to inside the batch transaction.
 enum Outcome {
     Submit(SubmitOutcome),
-    Transition(TransitionOutcome),
+    Transition(Result<Box<JobRecord>, StoreError>),
 }
 
 impl Outcome {
@@ -257,7 +257,7 @@ impl SqliteStore {
                 let r = match item {
                     Pending::Submit { job, .. } => Outcome::Submit(self.submit_one(&sp, job)),
                     Pending::Transition { id, t, details, .. } => {
-                        Outcome::Transition(self.transition_one(&sp, id, t, details))
+                        Outcome::Transition(self.transition_one(&sp, id, t, details).map(Box::new))
                     }
                 };
                 if r.is_err() {
@@ -277,7 +277,7 @@ impl SqliteStore {
                             let _ = reply.send(r);
                         }
                         (Pending::Transition { reply, .. }, Outcome::Transition(r)) => {
-                            let _ = reply.send(r);
+                            let _ = reply.send(r.map(|job| *job));
                         }
                         // Each outcome is made from its own write, in order.
                         _ => debug_assert!(false, "a write's outcome is of its own kind"),

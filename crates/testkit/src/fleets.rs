@@ -16,16 +16,22 @@ use tidegate_model::{
     Labels, Origin, Pool, Pricing, Resources, Scheme, Tier, Zone, ZoneScope,
 };
 
+/// Zone tiers the generated fleets draw from.
 pub const TIERS: [Tier; 4] = [
     Tier::PrivateOnprem,
     Tier::PrivateCloud,
     Tier::Public,
     Tier::Edge,
 ];
+/// Jurisdictions of generated zones and data.
 pub const JURIS: [&str; 3] = ["EU", "US", "UK"];
+/// GPU types of generated pools and jobs.
 pub const GPUS: [&str; 4] = ["H100", "A100", "H200", "L4"];
+/// Legal tags of generated data.
 pub const TAGS: [&str; 5] = ["phi", "pii", "pci", "export-controlled", "ip"];
+/// Certifications of generated zones and data requirements.
 pub const CERTS: [&str; 4] = ["hipaa-baa", "iso27001", "soc2", "pci-dss"];
+/// Baseline rules a generated fleet may switch off (the hard constraints must hold anyway).
 pub const EXCLUDABLE: [&str; 7] = [
     "baseline.sensitive-stays-private",
     "baseline.residency",
@@ -42,6 +48,7 @@ pub const TEAMS: [&str; 3] = ["team", "finance-risk", "radiology-ai"];
 pub const STAGES: [&str; 4] = ["candidate", "staging", "released-edge", "released-public"];
 /// GPU memory of pools and asked by jobs (0: any), GB.
 pub const POOL_MEMORY: [u32; 4] = [24, 40, 80, 141];
+/// GPU memory generated jobs ask for, GB (0: any).
 pub const JOB_MEMORY: [u32; 4] = [0, 24, 48, 80];
 /// A fleet's own policies: any subset is a fleet's `policies/`.
 pub const FLEET_POLICIES: [(&str, &str); 3] = [
@@ -65,10 +72,12 @@ pub const FLEET_POLICIES: [(&str, &str); 3] = [
     ),
 ];
 
+/// Any subset of `xs`, in order.
 pub fn subset<T: Clone + std::fmt::Debug>(xs: &'static [T]) -> impl Strategy<Value = Vec<T>> {
     proptest::sample::subsequence(xs.to_vec(), 0..=xs.len())
 }
 
+/// A zone named after `i`, of any tier, jurisdiction, ceiling and pools.
 pub fn arb_zone(i: usize) -> impl Strategy<Value = Zone> {
     (
         proptest::sample::select(TIERS.to_vec()),
@@ -126,6 +135,7 @@ pub fn arb_zone(i: usize) -> impl Strategy<Value = Zone> {
         })
 }
 
+/// A fleet of generated zones, datasets, artifacts, teams and policies.
 pub fn arb_fleet() -> impl Strategy<Value = Fleet> {
     (2usize..7)
         .prop_flat_map(|n| {
@@ -203,6 +213,7 @@ pub fn arb_fleet() -> impl Strategy<Value = Fleet> {
         })
 }
 
+/// A job against `fleet`: any labels, inputs, resources and team.
 pub fn arb_job(fleet: &Fleet) -> impl Strategy<Value = JobSpec> {
     let ds: Vec<DatasetRef> = fleet
         .datasets
@@ -282,6 +293,7 @@ pub fn arb_job(fleet: &Fleet) -> impl Strategy<Value = JobSpec> {
         )
 }
 
+/// A fleet and jobs against it.
 pub fn fleet_and_jobs() -> impl Strategy<Value = (Fleet, Vec<JobSpec>)> {
     arb_fleet().prop_flat_map(|f| {
         let jobs = proptest::collection::vec(arb_job(&f), 1..12);

@@ -5,6 +5,8 @@
 //!
 //! Outside CI a missing service makes these return `None` after saying how to run the test; under
 //! `CI=true` a missing service is a failure (`.ci/run` installs and starts them).
+
+#![warn(missing_docs, unreachable_pub)]
 #![allow(clippy::panic)]
 
 pub mod fleets;

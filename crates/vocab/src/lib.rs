@@ -1,6 +1,8 @@
 //! tidegate's shared vocabulary: primitives every crate spells the same way, written once. A leaf
 //! crate: it depends on nothing of tidegate, so the pure core and the I/O shells may both use it.
 
+#![warn(missing_docs, unreachable_pub)]
+
 mod redact;
 mod rng;
 

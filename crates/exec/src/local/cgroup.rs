@@ -95,7 +95,7 @@ pub(crate) fn base() -> Result<Cgroup, String> {
 
 impl Cgroup {
     /// A new child cgroup `name` of this one, checked to have `cgroup.kill`.
-    pub fn create_child(&self, name: &str) -> io::Result<Cgroup> {
+    pub(super) fn create_child(&self, name: &str) -> io::Result<Cgroup> {
         let child = Cgroup {
             dir: self.dir.join(name),
             path: format!("{}/{name}", self.path),
@@ -112,17 +112,17 @@ impl Cgroup {
     }
 
     /// Whether the cgroup directory exists.
-    pub fn exists(&self) -> bool {
+    pub(super) fn exists(&self) -> bool {
         self.dir.is_dir()
     }
 
     /// The processes in it now.
-    pub fn members(&self) -> Vec<i32> {
+    pub(super) fn members(&self) -> Vec<i32> {
         read_pids(&self.dir.join("cgroup.procs"))
     }
 
     /// Whether any process is in it (`None` when it cannot be read, e.g. removed).
-    pub fn populated(&self) -> Option<bool> {
+    pub(super) fn populated(&self) -> Option<bool> {
         let text = fs::read_to_string(self.dir.join("cgroup.events")).ok()?;
         text.lines()
             .find_map(|l| l.strip_prefix("populated "))
@@ -130,14 +130,14 @@ impl Cgroup {
     }
 
     /// SIGKILL to every process in it, at once (`cgroup.kill`).
-    pub fn kill(&self) -> io::Result<()> {
+    pub(super) fn kill(&self) -> io::Result<()> {
         fs::write(self.dir.join("cgroup.kill"), b"1")
     }
 
     /// SIGTERM to every process in it not signalled yet. Each is opened as a pidfd and checked to
     /// be in this cgroup before the signal goes through the pidfd, so a pid reused in between is
     /// never signalled.
-    pub fn term_members(&self, signalled: &mut HashSet<i32>) {
+    pub(super) fn term_members(&self, signalled: &mut HashSet<i32>) {
         for pid in self.members() {
             if signalled.contains(&pid) {
                 continue;
@@ -158,7 +158,7 @@ impl Cgroup {
     }
 
     /// Kills what is left and removes the cgroup; `Ok(true)` once it is gone.
-    pub fn kill_and_remove(&self) -> bool {
+    pub(super) fn kill_and_remove(&self) -> bool {
         if !self.exists() {
             return true;
         }

@@ -54,12 +54,12 @@ pub(crate) fn identify(pid: i32) -> Option<ProcId> {
 impl ProcId {
     /// Whether the process still exists (possibly as a zombie) and is the one recorded. A zombie
     /// keeps its pid, so a group it leads can still be signalled safely.
-    pub fn exists(&self) -> bool {
+    pub(super) fn exists(&self) -> bool {
         stat(self.pid).is_some_and(|s| s.start == self.start)
     }
 
     /// Whether the process recorded is still running (exists and is not a zombie).
-    pub fn running(&self) -> bool {
+    pub(super) fn running(&self) -> bool {
         stat(self.pid).is_some_and(|s| s.start == self.start && s.state != 'Z')
     }
 }

@@ -3,7 +3,7 @@
 use super::*;
 
 /// The API version job files must declare.
-pub const JOB_API_VERSION: &str = "tidegate.io/v1";
+pub(super) const JOB_API_VERSION: &str = "tidegate.io/v1";
 // ---------------------------------------------------------------------------------------------
 // Job files as written.
 
