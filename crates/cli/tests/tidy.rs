@@ -64,6 +64,22 @@ fn every_crate_uses_workspace_lints() {
         missing.is_empty(),
         "crates without `[lints] workspace = true`: {missing:#?}"
     );
+    // Every library documents what it exposes and exposes only what others may use.
+    let mut undocumented = Vec::new();
+    for e in fs::read_dir(root().join("crates")).unwrap() {
+        let lib = e.unwrap().path().join("src/lib.rs");
+        if lib.exists()
+            && !fs::read_to_string(&lib)
+                .unwrap()
+                .contains("#![warn(missing_docs, unreachable_pub)]")
+        {
+            undocumented.push(lib.display().to_string());
+        }
+    }
+    assert!(
+        undocumented.is_empty(),
+        "library crates without `#![warn(missing_docs, unreachable_pub)]`: {undocumented:#?}"
+    );
     let root_manifest = fs::read_to_string(root().join("Cargo.toml")).unwrap();
     for lint in [
         "unwrap_used = \"deny\"",
