@@ -13,7 +13,11 @@
 //! throttled providers, and cancel.
 
 mod core;
+pub mod reason;
 
 pub use crate::core::{
     Candidate, ClassThresholds, Effect, Health, JobId, SchedConfig, Scheduler, Shape, DEFAULT_CLASS,
+};
+pub use crate::reason::{
+    BudgetLimit, BudgetOwner, BurstReason, FailoverReason, PreemptReason, QueueReason, RefuseReason,
 };
