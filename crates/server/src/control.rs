@@ -1943,3 +1943,26 @@ fn run_outcome(status: &RunStatus) -> String {
         RunStatus::Queued => "queued".into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    #[test]
+    fn a_reason_code_joins_the_details_and_drops_nothing() {
+        assert_eq!(
+            with_reason_code(serde_json::Value::Null, "queue:throttled"),
+            json!({"reason_code": "queue:throttled"})
+        );
+        assert_eq!(
+            with_reason_code(
+                json!({"queue_zone": "z", "allowed": [1]}),
+                "queue:quota-limit"
+            ),
+            json!({"queue_zone": "z", "allowed": [1], "reason_code": "queue:quota-limit"})
+        );
+        assert_eq!(with_reason_code(json!([1, 2]), "x"), json!([1, 2]));
+    }
+}
