@@ -8,6 +8,10 @@ use serde::Serialize;
 use tidegate_model::scheduling::scope_covers;
 use tidegate_model::{FailoverAction, Fleet, Scheduling, Zone};
 
+use crate::reason::{
+    BudgetLimit, BudgetOwner, BurstReason, FailoverReason, PreemptReason, QueueReason, RefuseReason,
+};
+
 /// A job's identity inside the scheduler.
 pub type JobId = u64;
 
@@ -156,8 +160,8 @@ pub enum Effect {
         pool: usize,
         /// Admitted to public capacity.
         burst: bool,
-        /// Why a burst (empty when not).
-        reason: String,
+        /// Why a burst (`None` when not).
+        reason: Option<BurstReason>,
         /// Expected cost (including the expected re-run cost of preemption).
         cost: f64,
         /// When.
@@ -174,14 +178,14 @@ pub enum Effect {
         /// Zone index of the queue.
         zone: usize,
         /// Why it waits.
-        reason: String,
+        reason: QueueReason,
     },
     /// The job can never run anywhere it is allowed, or was shed.
     Refused {
         /// The job.
         job: JobId,
         /// Why.
-        reason: String,
+        reason: RefuseReason,
     },
     /// The job ended; its GPUs are free again (public ones are given back to the provider).
     Released {
@@ -208,7 +212,7 @@ pub enum Effect {
         /// Pool index.
         pool: usize,
         /// Why.
-        reason: String,
+        reason: PreemptReason,
         /// When.
         at: f64,
     },
@@ -224,7 +228,7 @@ pub enum Effect {
         /// 1 for the first failover of this job, and so on.
         attempt: u32,
         /// Why.
-        reason: String,
+        reason: FailoverReason,
         /// When.
         at: f64,
     },
@@ -250,12 +254,13 @@ struct Waiting {
     excluded: Vec<(usize, usize)>,
     failovers: u32,
     /// Held: admitted nowhere (the failure hierarchy says wait).
-    hold: Option<String>,
+    hold: Option<QueueReason>,
     /// Only zones in this mask may take it (failure hierarchy).
     only: Option<Vec<bool>>,
     /// Burst without queue pressure, for this reason.
-    forced: Option<String>,
-    last_reason: String,
+    forced: Option<BurstReason>,
+    /// The reason of its latest `Queued` effect.
+    last_reason: Option<QueueReason>,
 }
 
 #[derive(Debug, Clone)]
@@ -294,7 +299,7 @@ struct TeamState {
 
 enum Try {
     Started,
-    Blocked(Option<String>),
+    Blocked(Option<QueueReason>),
 }
 
 /// Why a job may burst (formatted only when it does).
@@ -307,15 +312,22 @@ enum Pressure {
 }
 
 impl Pressure {
-    fn text(&self, w: &Waiting) -> String {
+    fn reason(&self, w: &Waiting) -> Option<BurstReason> {
         match self {
-            Self::Forced => w.forced.clone().unwrap_or_default(),
-            Self::OnlyPublic => "no private zone may run it; public capacity is its place".into(),
-            Self::Depth(p, d) => format!("queue depth {p} >= {d} in its home zone"),
-            Self::Sla(e, m) => format!("expected wait {e:.0} s exceeds the SLA of {m:.0} s"),
-            Self::Slack(s, m) => {
-                format!("deadline slack {s:.0} s is below the class minimum of {m:.0} s")
-            }
+            Self::Forced => w.forced.clone(),
+            Self::OnlyPublic => Some(BurstReason::OnlyPublic),
+            Self::Depth(p, d) => Some(BurstReason::QueueDepth {
+                depth: *p,
+                threshold: *d,
+            }),
+            Self::Sla(e, m) => Some(BurstReason::WaitOverSla {
+                expected_s: *e,
+                max_s: *m,
+            }),
+            Self::Slack(s, m) => Some(BurstReason::DeadlineSlack {
+                slack_s: *s,
+                min_s: *m,
+            }),
         }
     }
 }
@@ -571,33 +583,37 @@ impl Scheduler {
     }
 
     /// Why a burst of `cost` and `gpu_hours` would exceed a budget, if it would.
-    fn over_budget(&self, w: &Waiting, cost: f64, gpu_hours: f64) -> Option<String> {
+    fn over_budget(&self, w: &Waiting, cost: f64, gpu_hours: f64) -> Option<QueueReason> {
         let class = w.shape.class_name();
         let spent = self.class_spent.get(class).cloned().unwrap_or_default();
+        let over =
+            |owner: BudgetOwner, limit: BudgetLimit| QueueReason::OverBudget { owner, limit };
         if let Some(b) = self.rules.class(class).map(|c| c.budget) {
             if let Some(m) = b.money.filter(|m| spent.money + cost > *m) {
-                return Some(format!(
-                    "burst would exceed class `{class}` budget: {m:.2} money"
+                return Some(over(
+                    BudgetOwner::Class(class.to_string()),
+                    BudgetLimit::Money(m),
                 ));
             }
             if let Some(h) = b.gpu_hours.filter(|h| spent.gpu_hours + gpu_hours > *h) {
-                return Some(format!(
-                    "burst would exceed class `{class}` budget: {h:.1} GPU-hours"
+                return Some(over(
+                    BudgetOwner::Class(class.to_string()),
+                    BudgetLimit::GpuHours(h),
                 ));
             }
         }
         let t = self.teams.get(w.team)?;
         let b = self.rules.team(&t.name)?.budget;
         if let Some(m) = b.money.filter(|m| t.spent.money + cost > *m) {
-            return Some(format!(
-                "burst would exceed team `{}` budget: {m:.2} money",
-                t.name
+            return Some(over(
+                BudgetOwner::Team(t.name.clone()),
+                BudgetLimit::Money(m),
             ));
         }
         if let Some(h) = b.gpu_hours.filter(|h| t.spent.gpu_hours + gpu_hours > *h) {
-            return Some(format!(
-                "burst would exceed team `{}` budget: {h:.1} GPU-hours",
-                t.name
+            return Some(over(
+                BudgetOwner::Team(t.name.clone()),
+                BudgetLimit::GpuHours(h),
             ));
         }
         None
@@ -608,7 +624,7 @@ impl Scheduler {
         w: Waiting,
         c: Candidate,
         borrowed: bool,
-        reason: String,
+        reason: Option<BurstReason>,
         justification: Option<String>,
         now: f64,
     ) -> Effect {
@@ -829,8 +845,8 @@ impl Scheduler {
             if let Some(r) = self.unrun(id, false) {
                 self.requeue_preempted(
                     r,
-                    format!("team `{team}` reclaims its quota lent to this borrowed job"),
-                    "preempted: its borrowed GPUs were reclaimed".into(),
+                    PreemptReason::Reclaimed { team: team.clone() },
+                    QueueReason::Reclaimed,
                     now,
                     out,
                 );
@@ -844,8 +860,8 @@ impl Scheduler {
     fn requeue_preempted(
         &mut self,
         r: Running,
-        reason: String,
-        waits: String,
+        reason: PreemptReason,
+        waits: QueueReason,
         now: f64,
         out: &mut Vec<Effect>,
     ) {
@@ -858,7 +874,7 @@ impl Scheduler {
             reason,
             at: now,
         });
-        j.last_reason = waits;
+        j.last_reason = Some(waits.clone());
         let home = j.home;
         if let Some(q) = self.queued_gpu_s.get_mut(home) {
             *q += f64::from(j.shape.gpus) * j.shape.expected_s;
@@ -866,7 +882,7 @@ impl Scheduler {
         out.push(Effect::Queued {
             job: id,
             zone: home,
-            reason: j.last_reason.clone(),
+            reason: waits,
         });
         if let Some(q) = self.queues.get_mut(home) {
             q.push_front(j);
@@ -884,8 +900,12 @@ impl Scheduler {
         let mut out = Vec::new();
         self.requeue_preempted(
             r,
-            reason.to_string(),
-            format!("preempted: {reason}"),
+            PreemptReason::Evicted {
+                text: reason.to_string(),
+            },
+            QueueReason::Evicted {
+                text: reason.to_string(),
+            },
             now,
             &mut out,
         );
@@ -911,7 +931,7 @@ impl Scheduler {
                 None => quota_block = Some(c.zone),
                 Some(borrowed) => {
                     if self.fits_now(c, gpus) {
-                        self.start(w, *c, borrowed, String::new(), None, now, out);
+                        self.start(w, *c, borrowed, None, None, now, out);
                         return Try::Started;
                     }
                     if !borrowed && self.quotas && self.would_reclaim(c, gpus) {
@@ -922,7 +942,7 @@ impl Scheduler {
         }
         for c in reclaimable {
             if self.reclaim(w, &c, now, out) {
-                self.start(w, c, false, String::new(), None, now, out);
+                self.start(w, c, false, None, None, now, out);
                 return Try::Started;
             }
         }
@@ -951,10 +971,11 @@ impl Scheduler {
         };
         let just = self.justification(w);
         if self.cfg.require_justification && just.is_none() {
-            let team = self.teams.get(w.team).map_or("", |t| t.name.as_str());
-            return Try::Blocked(Some(format!(
-                "a burst needs a business justification; the job gives none and team `{team}` has no standing one"
-            )));
+            let team = self
+                .teams
+                .get(w.team)
+                .map_or_else(String::new, |t| t.name.clone());
+            return Try::Blocked(Some(QueueReason::NeedsJustification { team }));
         }
         let cost = c.expected_cost(w.shape.expected_s);
         if let Some(r) = self.over_budget(w, cost, f64::from(gpus) * w.shape.expected_s / 3600.0) {
@@ -963,7 +984,7 @@ impl Scheduler {
         if !self.fits_now(&c, gpus) && !self.reclaim(w, &c, now, out) {
             return Try::Blocked(blocked.map(|z| self.quota_reason(w, z)));
         }
-        self.start(w, c, borrowed, why.text(w), just, now, out);
+        self.start(w, c, borrowed, why.reason(w), just, now, out);
         Try::Started
     }
 
@@ -983,15 +1004,16 @@ impl Scheduler {
         free + borrowed >= gpus
     }
 
-    fn quota_reason(&self, w: &Waiting, zone: usize) -> String {
+    fn quota_reason(&self, w: &Waiting, zone: usize) -> QueueReason {
         let t = self.teams.get(w.team);
-        let name = t.map_or("", |t| t.name.as_str());
-        let zname = self.zones.get(zone).map_or("", |z| z.name.as_str());
-        format!(
-            "team `{name}` is at its quota plus borrowing limit ({}) in `{zname}`",
-            t.and_then(|t| t.limit)
-                .map_or_else(|| "none".to_string(), |l| l.to_string())
-        )
+        QueueReason::QuotaLimit {
+            team: t.map_or_else(String::new, |t| t.name.clone()),
+            limit: t.and_then(|t| t.limit),
+            zone: self
+                .zones
+                .get(zone)
+                .map_or_else(String::new, |z| z.name.clone()),
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1000,7 +1022,7 @@ impl Scheduler {
         w: &Waiting,
         c: Candidate,
         borrowed: bool,
-        reason: String,
+        reason: Option<BurstReason>,
         just: Option<String>,
         now: f64,
         out: &mut Vec<Effect>,
@@ -1010,7 +1032,7 @@ impl Scheduler {
     }
 
     /// The failure-hierarchy treatment of a job whose home zone is not healthy: `Err` = shed.
-    fn apply_hierarchy(&self, w: &mut Waiting) -> Result<(), String> {
+    fn apply_hierarchy(&self, w: &mut Waiting) -> Result<(), RefuseReason> {
         let home = self
             .zones
             .get(w.home)
@@ -1031,49 +1053,40 @@ impl Scheduler {
                 .collect()
         };
         let Some(rule) = rule else {
-            w.hold = Some(format!(
-                "home zone `{home}` is degraded; class `{class}` waits for it"
-            ));
+            w.hold = Some(QueueReason::DegradedWaits { home, class });
             return Ok(());
         };
         match rule.action {
             FailoverAction::Wait => {
-                w.hold = Some(format!(
-                    "home zone `{home}` is degraded; class `{class}` waits for it"
-                ));
+                w.hold = Some(QueueReason::DegradedWaits { home, class });
             }
             FailoverAction::Shed => {
-                return Err(format!(
-                    "home zone `{home}` is degraded; class `{class}` is shed"
-                ));
+                return Err(RefuseReason::DegradedShed { home, class });
             }
             FailoverAction::FailOver | FailoverAction::Downsize => {
                 if rule
                     .max_classification
                     .is_some_and(|m| w.shape.data_level > m)
                 {
-                    w.hold = Some(format!("home zone `{home}` is degraded; the job's data is classified above what may fail over, so it waits"));
+                    w.hold = Some(QueueReason::DegradedClassified { home });
                     return Ok(());
                 }
                 if rule.action == FailoverAction::Downsize {
                     match w.shape.min_gpus.filter(|m| *m >= 1 && *m < w.shape.gpus) {
                         Some(m) => w.shape.gpus = m,
                         None => {
-                            w.hold = Some(format!("home zone `{home}` is degraded; the job cannot be downsized, so it waits"));
+                            w.hold = Some(QueueReason::DegradedCannotDownsize { home });
                             return Ok(());
                         }
                     }
                 }
                 w.only = Some(mask(&rule.to));
-                let verb = if rule.action == FailoverAction::Downsize {
-                    "downsized to"
-                } else {
-                    "fails over to"
-                };
-                w.forced = Some(format!(
-                    "home zone `{home}` is degraded; class `{class}` {verb} {}",
-                    rule.to.join(", ")
-                ));
+                w.forced = Some(BurstReason::Hierarchy {
+                    home,
+                    class,
+                    downsized: rule.action == FailoverAction::Downsize,
+                    to: rule.to.clone(),
+                });
             }
         }
         Ok(())
@@ -1130,7 +1143,7 @@ impl Scheduler {
         if cands.is_empty() {
             return vec![Effect::Refused {
                 job: id,
-                reason: "no zone and pool is allowed for this job".into(),
+                reason: RefuseReason::NoAllowedOption,
             }];
         }
         cands.retain(|c| {
@@ -1142,11 +1155,10 @@ impl Scheduler {
         if cands.is_empty() {
             return vec![Effect::Refused {
                 job: id,
-                reason: format!(
-                    "needs {} GPUs; the largest allowed pool has {}",
-                    shape.gpus,
-                    largest.unwrap_or(0)
-                ),
+                reason: RefuseReason::TooLarge {
+                    gpus: shape.gpus,
+                    largest: largest.unwrap_or(0),
+                },
             }];
         }
         let exp = shape.expected_s;
@@ -1167,7 +1179,7 @@ impl Scheduler {
         if self.stranded(&w) && self.sheds_on_throttle(&w) {
             return vec![Effect::Refused {
                 job: id,
-                reason: "the public capacity it needs is throttled; its class is shed first".into(),
+                reason: RefuseReason::ThrottledShed,
             }];
         }
         let mut out = Vec::new();
@@ -1177,14 +1189,14 @@ impl Scheduler {
         };
         let reason = blocked.unwrap_or_else(|| {
             if self.stranded(&w) {
-                "the public capacity it needs is throttled".to_string()
+                QueueReason::Throttled
             } else if w.cands.iter().any(|c| c.public) {
-                "private pools are full; no public pressure yet".to_string()
+                QueueReason::PrivatePoolsFull
             } else {
-                "allowed pools are full".to_string()
+                QueueReason::AllowedPoolsFull
             }
         });
-        w.last_reason = reason.clone();
+        w.last_reason = Some(reason.clone());
         self.enqueue(w);
         out.push(Effect::Queued {
             job: id,
@@ -1256,7 +1268,7 @@ impl Scheduler {
             hold: None,
             only: None,
             forced: None,
-            last_reason: String::new(),
+            last_reason: None,
         }
     }
 
@@ -1278,7 +1290,14 @@ impl Scheduler {
         let home = cands.iter().find(|c| !c.public).map_or(at.zone, |c| c.zone);
         let w = self.waiting(id, shape, cands, home, now);
         let justification = w.shape.justification.clone();
-        let _ = self.admit(w, at, false, "restored".into(), justification, now);
+        let _ = self.admit(
+            w,
+            at,
+            false,
+            Some(BurstReason::Restored),
+            justification,
+            now,
+        );
     }
 
     /// Cancels a job: out of its queue, or stopped and its GPUs released (public ones given back
@@ -1311,18 +1330,18 @@ impl Scheduler {
         let Some((z, p)) = self.running.get(&id).map(|r| (r.zone, r.pool)) else {
             return vec![];
         };
-        let zname = self
+        let zone = self
             .zones
             .get(z)
             .map_or("", |z| z.name.as_str())
             .to_string();
-        let pname = self
+        let pool = self
             .zones
             .get(z)
             .and_then(|zz| zz.pools.get(p))
             .map_or("", |p| p.name.as_str())
             .to_string();
-        self.hop(id, format!("no capacity in {zname}/{pname}"), now)
+        self.hop(id, FailoverReason::NoCapacity { zone, pool }, now)
     }
 
     /// The shell's policy re-check refused the job at `zone`/`pool`: that option is struck off
@@ -1342,7 +1361,13 @@ impl Scheduler {
             .get(&id)
             .is_some_and(|r| r.zone == zone && r.pool == pool)
         {
-            return self.hop(id, format!("policy re-check refused it: {reason}"), now);
+            return self.hop(
+                id,
+                FailoverReason::PolicyRecheck {
+                    text: reason.to_string(),
+                },
+                now,
+            );
         }
         if let Some(r) = self.running.get_mut(&id) {
             r.job.excluded.push((zone, pool));
@@ -1358,7 +1383,9 @@ impl Scheduler {
                     self.dequeue(id);
                     return vec![Effect::Refused {
                         job: id,
-                        reason: format!("no allowed option left: {reason}"),
+                        reason: RefuseReason::RecheckRefused {
+                            text: reason.to_string(),
+                        },
                     }];
                 }
                 return vec![];
@@ -1367,7 +1394,7 @@ impl Scheduler {
         vec![]
     }
 
-    fn hop(&mut self, id: JobId, reason: String, now: f64) -> Vec<Effect> {
+    fn hop(&mut self, id: JobId, reason: FailoverReason, now: f64) -> Vec<Effect> {
         let Some(r) = self.unrun(id, true) else {
             return vec![];
         };
@@ -1389,24 +1416,23 @@ impl Scheduler {
         {
             out.push(Effect::Refused {
                 job: id,
-                reason: format!(
-                    "no allowed option left after {} attempts ({reason})",
-                    w.failovers
-                ),
+                reason: RefuseReason::NoOptionLeft {
+                    attempts: w.failovers,
+                    last: reason,
+                },
             });
             self.drain(now, &mut out);
             return out;
         }
         // It was admitted once, so moving on to a public option needs no fresh queue pressure.
         if w.forced.is_none() {
-            w.forced = Some(format!("failover: {reason}"));
+            w.forced = Some(BurstReason::Failover(reason.clone()));
         }
         match self.try_start(&w, 0, now, &mut out) {
             Try::Started => {}
             Try::Blocked(b) => {
-                let why = b
-                    .unwrap_or_else(|| format!("failover: waiting for its next option ({reason})"));
-                w.last_reason = why.clone();
+                let why = b.unwrap_or(QueueReason::AwaitingFailover(reason));
+                w.last_reason = Some(why.clone());
                 out.push(Effect::Queued {
                     job: id,
                     zone: w.home,
@@ -1453,8 +1479,8 @@ impl Scheduler {
                     continue;
                 }
                 if let Some(hold) = w.hold.clone() {
-                    if hold != w.last_reason {
-                        w.last_reason = hold.clone();
+                    if w.last_reason.as_ref() != Some(&hold) {
+                        w.last_reason = Some(hold.clone());
                         out.push(Effect::Queued {
                             job: w.id,
                             zone,
@@ -1516,15 +1542,13 @@ impl Scheduler {
                         }
                         out.push(Effect::Refused {
                             job: w.id,
-                            reason:
-                                "the public capacity it needs is throttled; its class is shed first"
-                                    .into(),
+                            reason: RefuseReason::ThrottledShed,
                         });
                         continue;
                     }
-                    let why = "the public capacity it needs is throttled".to_string();
-                    if w.last_reason != why {
-                        w.last_reason = why.clone();
+                    let why = QueueReason::Throttled;
+                    if w.last_reason.as_ref() != Some(&why) {
+                        w.last_reason = Some(why.clone());
                         out.push(Effect::Queued {
                             job: w.id,
                             zone,
@@ -1584,14 +1608,14 @@ impl Scheduler {
                 let Some(w) = q.get(i) else { continue };
                 match self.try_start(w, i, now, out) {
                     Try::Started => started.push(i),
-                    Try::Blocked(Some(reason)) if reason != w.last_reason => {
+                    Try::Blocked(Some(reason)) if w.last_reason.as_ref() != Some(&reason) => {
                         out.push(Effect::Queued {
                             job: w.id,
                             zone,
                             reason: reason.clone(),
                         });
                         if let Some(x) = q.get_mut(i) {
-                            x.last_reason = reason;
+                            x.last_reason = Some(reason);
                         }
                     }
                     Try::Blocked(_) => {}

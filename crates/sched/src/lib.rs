@@ -15,7 +15,11 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod core;
+pub mod reason;
 
 pub use crate::core::{
     Candidate, ClassThresholds, Effect, Health, JobId, SchedConfig, Scheduler, Shape, DEFAULT_CLASS,
+};
+pub use crate::reason::{
+    BudgetLimit, BudgetOwner, BurstReason, FailoverReason, PreemptReason, QueueReason, RefuseReason,
 };

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use tidegate_model::{load_fleet, Fleet};
-use tidegate_sched::{Candidate, Effect, SchedConfig, Scheduler, Shape};
+use tidegate_sched::{BurstReason, Candidate, Effect, RefuseReason, SchedConfig, Scheduler, Shape};
 
 fn example() -> Fleet {
     load_fleet(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/fleet")).unwrap()
@@ -91,7 +91,7 @@ fn bursts_only_under_pressure_and_only_where_allowed() {
             burst: true,
             reason,
             ..
-        } => assert!(reason.contains("queue depth")),
+        } => assert!(matches!(reason, Some(BurstReason::QueueDepth { .. }))),
         other => panic!("expected a burst, got {other:?}"),
     }
     // A job with no public option (e.g. PHI) waits, however deep the queue.
@@ -161,7 +161,17 @@ fn a_job_too_big_for_every_allowed_pool_is_refused_with_the_reason() {
     let e = s.submit(9, shape(500), cands(&f, true), 0.0);
     match &e[0] {
         Effect::Refused { reason, .. } => {
-            assert!(reason.contains("500") && reason.contains("256"), "{reason}")
+            assert_eq!(
+                *reason,
+                RefuseReason::TooLarge {
+                    gpus: 500,
+                    largest: 256
+                }
+            );
+            assert_eq!(
+                reason.to_string(),
+                "needs 500 GPUs; the largest allowed pool has 256"
+            )
         }
         other => panic!("expected a refusal, got {other:?}"),
     }

@@ -384,6 +384,19 @@ pub fn may_start(
     PlacementEngine::with_policy(fleet, rules.policy.clone()).recheck_plain(&spec, zi, pi)
 }
 
+/// Event details with the scheduler reason's code added as `reason_code` (null becomes an object
+/// of that alone; other fields are kept; details of any other shape are left as they are).
+fn with_reason_code(details: serde_json::Value, code: &str) -> serde_json::Value {
+    match details {
+        serde_json::Value::Null => json!({ "reason_code": code }),
+        serde_json::Value::Object(mut obj) => {
+            obj.insert("reason_code".into(), json!(code));
+            serde_json::Value::Object(obj)
+        }
+        other => other,
+    }
+}
+
 fn now_ts() -> Timestamp {
     Timestamp::now()
 }
@@ -1203,7 +1216,11 @@ impl<'f> Leader<'f> {
                     if let Some(obj) = details.as_object_mut() {
                         obj.insert("queue_zone".into(), json!(queue_zone));
                     }
-                    if self.queue_in(&id, &queue_zone, &reason, details)?.is_none() {
+                    let details = with_reason_code(details, reason.code());
+                    if self
+                        .queue_in(&id, &queue_zone, &reason.to_string(), details)?
+                        .is_none()
+                    {
                         return Ok(self.lost_race(&id, job));
                     }
                 }
@@ -1257,12 +1274,11 @@ impl<'f> Leader<'f> {
                     return Ok(vec![]);
                 };
                 let mut tr = Transition::admit(&zname, &pname, t.version, now_ts());
-                tr.reason = Some(if burst {
-                    format!("burst to public capacity: {reason}")
-                } else if reason.is_empty() {
-                    "admitted to private capacity".into()
-                } else {
-                    reason.clone()
+                tr.reason = Some(match (&reason, burst) {
+                    (Some(r), true) => format!("burst to public capacity: {r}"),
+                    (None, true) => "burst to public capacity: ".into(),
+                    (None, false) => "admitted to private capacity".into(),
+                    (Some(r), false) => r.to_string(),
                 });
                 tr.details = json!({
                     "burst": burst,
@@ -1271,6 +1287,9 @@ impl<'f> Leader<'f> {
                     "gpus": gpus,
                     "gpu_type": gpu_type,
                 });
+                if let Some(r) = &reason {
+                    tr.details = with_reason_code(tr.details, r.code());
+                }
                 if self.transition(&id, tr)?.is_none() {
                     return Ok(self.lost_race(&id, job));
                 }
@@ -1329,7 +1348,7 @@ impl<'f> Leader<'f> {
                     &id,
                     JobState::Failed,
                     &format!("refused: {reason}"),
-                    details,
+                    with_reason_code(details, reason.code()),
                 )?;
                 self.forget(&id);
                 Ok(vec![])
@@ -1383,7 +1402,7 @@ impl<'f> Leader<'f> {
                     &id,
                     JobState::Preempted,
                     &format!("preempted: {reason}"),
-                    json!({"zone": zname, "pool": pname}),
+                    json!({"zone": zname, "pool": pname, "reason_code": reason.code()}),
                 )?;
                 if let Some(t) = self.jobs.get_mut(&id) {
                     t.zone = None;
@@ -1408,8 +1427,8 @@ impl<'f> Leader<'f> {
                     &id,
                     EventDraft {
                         kind: "failover".into(),
-                        reason: Some(reason),
-                        details: json!({"from_zone": zname, "from_pool": pname, "attempt": attempt}),
+                        reason: Some(reason.to_string()),
+                        details: json!({"from_zone": zname, "from_pool": pname, "attempt": attempt, "reason_code": reason.code()}),
                         at: now_ts(),
                     },
                 )?;
@@ -1922,5 +1941,28 @@ fn run_outcome(status: &RunStatus) -> String {
         RunStatus::Unknown => "unknown".into(),
         RunStatus::Running => "running".into(),
         RunStatus::Queued => "queued".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    #[test]
+    fn a_reason_code_joins_the_details_and_drops_nothing() {
+        assert_eq!(
+            with_reason_code(serde_json::Value::Null, "queue:throttled"),
+            json!({"reason_code": "queue:throttled"})
+        );
+        assert_eq!(
+            with_reason_code(
+                json!({"queue_zone": "z", "allowed": [1]}),
+                "queue:quota-limit"
+            ),
+            json!({"queue_zone": "z", "allowed": [1], "reason_code": "queue:quota-limit"})
+        );
+        assert_eq!(with_reason_code(json!([1, 2]), "x"), json!([1, 2]));
     }
 }

@@ -298,6 +298,13 @@ fn pressure_bursts_eligible_work_with_its_justification_and_never_private_only_d
             assert_eq!(adm["details"]["burst"], true);
             assert_eq!(adm["details"]["justification"], "test burst");
             assert!(
+                adm["details"]["reason_code"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("burst:"),
+                "{adm}"
+            );
+            assert!(
                 adm["reason"]
                     .as_str()
                     .unwrap()

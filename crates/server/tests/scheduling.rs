@@ -117,6 +117,7 @@ fn no_capacity_fails_over_one_site_at_a_time_until_a_pool_takes_it() {
     );
     for (k, f) in failovers.iter().enumerate() {
         assert_eq!(f["details"]["attempt"], k as u64 + 1, "{f}");
+        assert_eq!(f["details"]["reason_code"], "failover:no-capacity", "{f}");
     }
     let zone = d["job"]["zone"].as_str().unwrap();
     let pool = d["job"]["pool"].as_str().unwrap();
@@ -328,6 +329,11 @@ fn a_run_its_backend_evicts_is_preempted_and_the_job_runs_again_with_every_optio
         "{}",
         preempted[0]
     );
+    assert_eq!(
+        preempted[0]["details"]["reason_code"], "preempted:evicted",
+        "{}",
+        preempted[0]
+    );
     // Not a failover: nothing was struck off, and the job ran again as a new run.
     assert_eq!(
         events.iter().filter(|e| e["kind"] == "failover").count(),
@@ -423,13 +429,12 @@ fn a_team_reclaiming_its_quota_preempts_borrowed_work_which_runs_again() {
                 .filter(|e| e["to_state"] == "admitted")
                 .count();
             assert_eq!(admitted, 2, "preempted, then admitted again: {d}");
-            let reason = events
+            let ev = events
                 .iter()
                 .find(|e| e["to_state"] == "preempted")
-                .unwrap()["reason"]
-                .as_str()
-                .unwrap()
-                .to_owned();
+                .unwrap();
+            assert_eq!(ev["details"]["reason_code"], "preempted:reclaimed", "{ev}");
+            let reason = ev["reason"].as_str().unwrap().to_owned();
             assert!(reason.contains("reclaims"), "{reason}");
             preempted.push(id.clone());
         }
@@ -557,6 +562,16 @@ fn a_degraded_private_side_applies_the_failure_hierarchy_and_recovers() {
     let d = ts.wait_job(&batch, 20, |d| d["job"]["state"] == "failed");
     assert!(
         d["job"]["reason"].as_str().unwrap().starts_with("refused"),
+        "{d}"
+    );
+    let failed = d["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rfind(|e| e["to_state"] == "failed")
+        .unwrap();
+    assert_eq!(
+        failed["details"]["reason_code"], "refused:degraded-shed",
         "{d}"
     );
     // Raw PHI waits: never public, whatever the outage.

@@ -35,7 +35,9 @@ use serde::Serialize;
 use tidegate_model::{DatasetRef, Fleet, Input, JobKind, JobSpec, Labels, Origin, Resources};
 use tidegate_placement::synth::Rng;
 use tidegate_placement::{FleetState, PlacementEngine};
-use tidegate_sched::{Candidate, Effect, SchedConfig, Scheduler, Shape, DEFAULT_CLASS};
+use tidegate_sched::{
+    Candidate, Effect, QueueReason, RefuseReason, SchedConfig, Scheduler, Shape, DEFAULT_CLASS,
+};
 
 use tidegate_model::Scheduling;
 
@@ -522,7 +524,7 @@ struct Tally {
     /// Jobs admitted at least once (the wait counts from the first admission).
     seen: std::collections::HashSet<u64>,
     /// Jobs waiting now, with their latest reason.
-    waiting: HashMap<u64, String>,
+    waiting: HashMap<u64, QueueReason>,
 }
 
 /// Replays `trace` through the scheduler with the fleet's policies and scheduling rules (see the
@@ -608,7 +610,7 @@ pub fn replay_with(
                     tally.waiting.remove(&job);
                     tally.refused += 1;
                     tally.classes.entry(class(job)).or_default().0.refused += 1;
-                    *tally.reasons.entry(reason).or_default() += 1;
+                    *tally.reasons.entry(reason.to_string()).or_default() += 1;
                 }
                 Effect::Released { job, .. } => {
                     if let (Some(_), Some(t)) = (tally.started.remove(&job), job_of(job)) {
@@ -627,10 +629,10 @@ pub fn replay_with(
                     }
                 }
                 Effect::Queued { job, reason, .. } => {
-                    if reason.contains("budget") {
-                        tally.budget_holds += 1;
-                    } else if reason.contains("justification") {
-                        tally.justification_holds += 1;
+                    match reason {
+                        QueueReason::OverBudget { .. } => tally.budget_holds += 1,
+                        QueueReason::NeedsJustification { .. } => tally.justification_holds += 1,
+                        _ => {}
                     }
                     tally.waiting.insert(job, reason);
                 }
@@ -689,12 +691,12 @@ pub fn replay_with(
                 .datasets
                 .get(ds)
                 .map_or_else(String::new, |d| format!("{}@{}", d.name, d.version));
-            let reason =
+            let text =
                 format!("policy allows no zone for a job on {d} with burst_eligible={burst}");
             handle(
                 vec![Effect::Refused {
                     job: i as u64,
-                    reason,
+                    reason: RefuseReason::NotPlaced { text },
                 }],
                 now,
                 &mut finish,
@@ -763,7 +765,8 @@ pub fn replay_with(
     let completed = tally.completed;
     let mut still_queued_reasons: BTreeMap<String, usize> = BTreeMap::new();
     for r in tally.waiting.values() {
-        let head = r.split(':').next().unwrap_or(r).to_string();
+        let r = r.to_string();
+        let head = r.split(':').next().unwrap_or(&r).to_string();
         *still_queued_reasons.entry(head).or_default() += 1;
     }
     SimReport {
