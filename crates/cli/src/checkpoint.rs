@@ -69,18 +69,9 @@ pub enum CheckpointCmd {
 fn archive(a: &ArchiveArgs) -> miette::Result<i32> {
     let digest: tidegate_artifacts::Digest = a.digest.parse().map_err(|e| miette!("{e}"))?;
     let fleet = crate::dataset::fleet_with_registry(a.data.fleet.clone(), &a.data.data_dir)?;
-    let zone = fleet.zone(&a.zone).ok_or_else(|| {
-        miette!(
-            "unknown zone {:?} (zones: {})",
-            a.zone,
-            fleet
-                .zones
-                .iter()
-                .map(|z| z.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    })?;
+    let zone = fleet
+        .zone(&a.zone)
+        .ok_or_else(|| miette!("unknown zone {:?} (zones: {})", a.zone, fleet.zone_list()))?;
     let now = crate::clock::now()?;
     let led = crate::ledgered::Ledgered::open(&a.data.data_dir, now)?;
     let result = (|| -> miette::Result<()> {

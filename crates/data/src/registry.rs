@@ -808,12 +808,7 @@ impl Registry {
                 message: format!(
                     "unknown zone {:?} (zones: {})",
                     spec.home_zone,
-                    fleet
-                        .zones
-                        .iter()
-                        .map(|z| z.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    fleet.zone_list()
                 ),
             });
         };

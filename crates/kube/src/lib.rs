@@ -412,13 +412,16 @@ impl KubeExecutor {
     /// once it is gone.
     fn evicted(&self, run_id: &str, t: &Track) -> Result<RunStatus, ExecError> {
         let name = job_name(run_id);
+        let preempted = || {
+            RunStatus::Preempted {
+            reason: format!(
+                "Kueue evicted Kubernetes Job {}/{name} (suspended it again after it ran); the Job was deleted",
+                self.namespace
+            ),
+        }
+        };
         if t.gone {
-            return Ok(RunStatus::Preempted {
-                reason: format!(
-                    "Kueue evicted Kubernetes Job {}/{name} (suspended it again after it ran); the Job was deleted",
-                    self.namespace
-                ),
-            });
+            return Ok(preempted());
         }
         if t.deleting.is_none() {
             match self
@@ -442,8 +445,7 @@ impl KubeExecutor {
             return Ok(RunStatus::Queued);
         }
         self.update(run_id, |t| t.gone = true);
-        let t = self.track(run_id).unwrap_or_else(|| t.clone());
-        self.evicted(run_id, &t)
+        Ok(preempted())
     }
 
     fn status_of(&self, run_id: &str, t: Track) -> Result<RunStatus, ExecError> {

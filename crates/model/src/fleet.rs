@@ -317,6 +317,15 @@ impl Fleet {
         self.zones.iter().find(|z| z.name == name)
     }
 
+    /// The zones' names, comma-separated, in fleet order (for messages naming what exists).
+    pub fn zone_list(&self) -> String {
+        self.zones
+            .iter()
+            .map(|z| z.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// Looks a dataset version up.
     pub fn dataset(&self, r: &DatasetRef) -> Option<&Dataset> {
         self.datasets

@@ -77,12 +77,23 @@ impl CandidateView {
             .collect()
     }
 
-    /// The first refusal as a sentence (`pool NAME: ...` for a pool's), if refused.
+    /// The refusals as (code, sentence), a pool's sentence starting `pool NAME: `.
+    pub fn refusal_sentences(&self) -> Vec<(&str, String)> {
+        self.refusals()
+            .into_iter()
+            .map(|(pool, r)| {
+                let text = match pool {
+                    Some(p) => format!("pool {p}: {r}"),
+                    None => r.to_string(),
+                };
+                (r.code(), text)
+            })
+            .collect()
+    }
+
+    /// The first refusal as a sentence, if refused.
     pub fn first_refusal(&self) -> Option<String> {
-        self.refusals().first().map(|(pool, r)| match pool {
-            Some(p) => format!("pool {p}: {r}"),
-            None => r.to_string(),
-        })
+        self.refusal_sentences().into_iter().next().map(|(_, t)| t)
     }
 }
 

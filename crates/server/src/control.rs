@@ -1620,15 +1620,6 @@ impl<'f> Leader<'f> {
                     continue;
                 }
             };
-            if let RunStatus::Preempted { reason } = &status {
-                // Nothing of it runs any more: back in its queue with all its options (the
-                // preemption is recorded, in the ledger first, as the effects are applied).
-                if let Some(sid) = self.jobs.get(&id).map(|t| t.sid) {
-                    let fx = self.sched.evicted(sid, reason, secs(now_ts()));
-                    self.apply(fx)?;
-                }
-                continue;
-            }
             let mut details = serde_json::Value::Null;
             let (to, reason) = match status.clone() {
                 // Waiting for the backend to admit it (Kueue): it keeps its place here.
@@ -1655,7 +1646,15 @@ impl<'f> Leader<'f> {
                     )
                 }
                 RunStatus::Lost { reason } => (JobState::Failed, format!("lost: {reason}")),
-                RunStatus::Preempted { .. } => continue,
+                RunStatus::Preempted { reason } => {
+                    // Nothing of it runs any more: back in its queue with all its options (the
+                    // preemption is recorded, in the ledger first, as the effects are applied).
+                    if let Some(sid) = self.jobs.get(&id).map(|t| t.sid) {
+                        let fx = self.sched.evicted(sid, &reason, secs(now_ts()));
+                        self.apply(fx)?;
+                    }
+                    continue;
+                }
                 RunStatus::Unknown => (
                     JobState::Failed,
                     "the executor has no record of the job".to_string(),
@@ -1869,21 +1868,6 @@ impl<'f> Leader<'f> {
     }
 }
 
-/// Why a zone refused a job: its own refusals (policies, hard constraints), or else its pools'
-/// (each named), as (code, sentence).
-fn zone_refusals(c: &tidegate_placement::CandidateView) -> Vec<(String, String)> {
-    c.refusals()
-        .into_iter()
-        .map(|(pool, r)| {
-            let text = match pool {
-                Some(p) => format!("pool {p}: {r}"),
-                None => r.to_string(),
-            };
-            (r.code().to_string(), text)
-        })
-        .collect()
-}
-
 /// A compact explanation stored with the job's first transition: the decision, allowed places,
 /// and why every other zone was refused (sentences, and their codes).
 fn summarize(ex: &tidegate_placement::Explanation) -> serde_json::Value {
@@ -1900,7 +1884,11 @@ fn summarize(ex: &tidegate_placement::Explanation) -> serde_json::Value {
     let mut refused: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut codes: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for c in ex.candidates.iter().filter(|c| !c.allowed) {
-        let (cs, texts) = zone_refusals(c).into_iter().unzip();
+        let (cs, texts) = c
+            .refusal_sentences()
+            .into_iter()
+            .map(|(code, text)| (code.to_string(), text))
+            .unzip();
         codes.insert(c.zone.clone(), cs);
         refused.insert(c.zone.clone(), texts);
     }

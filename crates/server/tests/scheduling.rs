@@ -84,6 +84,26 @@ spec:
     )
 }
 
+/// Starts a server with these backends for public-us and public-eu, submits
+/// `public_only(name)` and waits until it has succeeded: the server, the submitter's token, the
+/// job's id and its detail.
+fn public_job_succeeds(
+    us: Arc<dyn Executor>,
+    eu: Arc<dyn Executor>,
+    name: &str,
+) -> (TestServer, String, String, Value) {
+    let mut executors: BTreeMap<String, Arc<dyn Executor>> = BTreeMap::new();
+    executors.insert("public-us".into(), us);
+    executors.insert("public-eu".into(), eu);
+    let ts = TestServer::start_with(16, executors);
+    let sub = ts.token(Role::Submitter, "icu-ml");
+    let r = ts.submit(&sub, &public_only(name), None);
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.body["job"]["id"].as_str().unwrap().to_owned();
+    let d = ts.wait_job(&id, 30, |d| d["job"]["state"] == "succeeded");
+    (ts, sub, id, d)
+}
+
 #[test]
 fn no_capacity_fails_over_one_site_at_a_time_until_a_pool_takes_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -97,15 +117,7 @@ fn no_capacity_fails_over_one_site_at_a_time_until_a_pool_takes_it() {
         full_pools: vec!["h200-spot"],
         refused: Mutex::new(vec![]),
     });
-    let mut executors: BTreeMap<String, Arc<dyn Executor>> = BTreeMap::new();
-    executors.insert("public-us".into(), us.clone());
-    executors.insert("public-eu".into(), eu.clone());
-    let ts = TestServer::start_with(16, executors);
-    let sub = ts.token(Role::Submitter, "icu-ml");
-    let r = ts.submit(&sub, &public_only("hopper"), None);
-    assert_eq!(r.status, 201, "{}", r.text);
-    let id = r.body["job"]["id"].as_str().unwrap().to_owned();
-    let d = ts.wait_job(&id, 30, |d| d["job"]["state"] == "succeeded");
+    let (ts, sub, id, d) = public_job_succeeds(us.clone(), eu.clone(), "hopper");
     let events = d["events"].as_array().unwrap();
     let failovers: Vec<&Value> = events.iter().filter(|e| e["kind"] == "failover").collect();
     let refused_sites = us.refused.lock().unwrap().len() + eu.refused.lock().unwrap().len();
@@ -196,15 +208,7 @@ fn a_started_run_never_admitted_fails_over_and_every_launch_carries_the_effectiv
         vec!["h100-od", "h100-spot", "h200-od"],
     );
     let eu = NeverAdmitted::new(&dir.path().join("eu"), vec!["h200-spot"]);
-    let mut executors: BTreeMap<String, Arc<dyn Executor>> = BTreeMap::new();
-    executors.insert("public-us".into(), us.clone());
-    executors.insert("public-eu".into(), eu.clone());
-    let ts = TestServer::start_with(16, executors);
-    let sub = ts.token(Role::Submitter, "icu-ml");
-    let r = ts.submit(&sub, &public_only("waiter"), None);
-    assert_eq!(r.status, 201, "{}", r.text);
-    let id = r.body["job"]["id"].as_str().unwrap().to_owned();
-    let d = ts.wait_job(&id, 30, |d| d["job"]["state"] == "succeeded");
+    let (ts, sub, id, d) = public_job_succeeds(us.clone(), eu.clone(), "waiter");
     let events = d["events"].as_array().unwrap();
     let stuck = us.stuck.lock().unwrap().len() + eu.stuck.lock().unwrap().len();
     assert!(stuck >= 1, "the first choice never admitted it");
@@ -305,18 +309,11 @@ fn a_run_its_backend_evicts_is_preempted_and_the_job_runs_again_with_every_optio
         launches: Mutex::new(vec![]),
         polls: Mutex::new(BTreeMap::new()),
     });
-    let mut executors: BTreeMap<String, Arc<dyn Executor>> = BTreeMap::new();
-    executors.insert("public-us".into(), us.clone());
-    executors.insert(
-        "public-eu".into(),
+    let (ts, sub, id, d) = public_job_succeeds(
+        us.clone(),
         Arc::new(LocalExecutor::new(dir.path().join("eu")).unwrap()),
+        "evicted",
     );
-    let ts = TestServer::start_with(16, executors);
-    let sub = ts.token(Role::Submitter, "icu-ml");
-    let r = ts.submit(&sub, &public_only("evicted"), None);
-    assert_eq!(r.status, 201, "{}", r.text);
-    let id = r.body["job"]["id"].as_str().unwrap().to_owned();
-    let d = ts.wait_job(&id, 30, |d| d["job"]["state"] == "succeeded");
     let events = d["events"].as_array().unwrap();
     let launches = us.launches.lock().unwrap().clone();
     let preempted: Vec<&Value> = events

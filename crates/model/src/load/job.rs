@@ -200,12 +200,7 @@ pub fn parse_job(path: &Path, text: &str, fleet: &Fleet) -> Result<JobSpec, Load
                         field,
                         format!(
                             "unknown zone `{v}` (expected private, public, edge or one of: {})",
-                            fleet
-                                .zones
-                                .iter()
-                                .map(|z| z.name.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
+                            fleet.zone_list()
                         ),
                     )),
                 }
