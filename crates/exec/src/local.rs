@@ -5,8 +5,13 @@
 //!
 //! State of a run (`<root>/.state/<run>/`, nothing of it is writable by the job):
 //! - `launch.json`: what was asked (written before the process starts);
-//! - `run.json`: the run's record: the wrapper's pid with its start time and the boot it ran in,
-//!   the run's cgroup, its start and time limit, the job's user;
+//! - `run.json`: the run's record, written before its wrapper starts: the boot it runs in, the
+//!   run's cgroup, its start and time limit, the job's user, the launch;
+//! - `started.<n>.json`: the wrapper the executor started for launch `n` (its pid and start
+//!   time), written once when it has started. A file written once, never replaced, so starting
+//!   a run deletes no file (on ext4 without a journal, every recently deleted inode slows the
+//!   next file's creation). Unreadable (torn by a power loss), it counts as never written, as
+//!   when the control plane died before writing it;
 //! - `output.log`: standard output and error of the job (the job holds it open, not its path);
 //! - `exit`: the job's exit status, written by the wrapper after the job and everything left in
 //!   its cgroup have ended;
@@ -27,7 +32,7 @@
 //! Placing the state directory, its launch already in it (a rename), is the start's commit
 //! point: it fails when the directory exists, which makes [`Executor::start`] idempotent across
 //! threads and processes. A control plane can die after that and before it records the wrapper:
-//! the wrapper names itself and claims its launch (`mkdir claim.<n>`) before the job runs, and a
+//! the wrapper names itself and claims its launch (creates `claim.<n>`, failing if it exists) before the job runs, and a
 //! later executor that finds no wrapper recorded takes the same claim. Whoever takes it first
 //! decides: the wrapper's claim means the job ran, and the wrapper is adopted (checked by its
 //! user and arguments); the executor's means it never ran and never will, and launch `n + 1`
@@ -35,6 +40,7 @@
 
 mod cgroup;
 mod procfs;
+mod spawn;
 mod user;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -54,6 +60,7 @@ use serde::{Deserialize, Serialize};
 
 use self::cgroup::Cgroup;
 use self::procfs::ProcId;
+use self::spawn::NicedSpawner;
 use self::user::Identity;
 use crate::{check_run_id, ExecError, Executor, Launch, RunStatus};
 
@@ -67,7 +74,11 @@ state=$1 cg=$2 n=$3
 shift 3
 # Before anything of the job runs, the wrapper names itself and claims this launch; a launch the
 # executor already claimed (it found it never started, and started it again) never runs.
-printf '%s\n' "$$" >"$state/wrapper.$n" && mkdir "$state/claim.$n" 2>/dev/null || exit 125
+# The claim is a file created only if none is there (`set -C`: O_EXCL), a shell built-in step.
+printf '%s\n' "$$" >"$state/wrapper.$n" || exit 125
+set -C
+true 2>/dev/null >"$state/claim.$n" || exit 125
+set +C
 if [ -n "$cg" ]; then
   (echo 0 >"$cg/cgroup.procs" || { echo "tidegate: cannot enter the run's cgroup $cg" >&2; exit 125; }; exec "$@")
 else
@@ -84,8 +95,9 @@ if [ -n "$cg" ]; then
   echo 1 >"$cg/cgroup.kill" 2>/dev/null
   n=0
   while [ "$n" -lt 200 ] && populated; do sleep 0.05; n=$((n+1)); done
-  rmdir "$cg" 2>/dev/null
 fi
+# The executor removes the emptied cgroup when it sees the run ended (its watcher, or its next
+# look at the run).
 # The exit code counts once its line is whole (the executor reads a line without its newline as
 # not written yet).
 printf '%s\n' "$code" >"$state/exit"
@@ -230,6 +242,17 @@ struct RunCtl {
 
 type Watched = Arc<Mutex<HashMap<String, Arc<RunCtl>>>>;
 
+/// How runs get their lower CPU priority.
+#[derive(Debug)]
+enum Nice {
+    /// Started from a thread of lower priority (Linux): nothing runs in between.
+    Thread(NicedSpawner),
+    /// Through `nice`, replacing itself with the wrapper.
+    Program(PathBuf),
+    /// Neither could be had.
+    None,
+}
+
 /// Runs jobs as processes under one directory (one executor per zone).
 #[derive(Debug)]
 pub struct LocalExecutor {
@@ -237,9 +260,9 @@ pub struct LocalExecutor {
     state_root: PathBuf,
     identity: Identity,
     setpriv: Option<PathBuf>,
-    /// `nice`, when found: every run (its wrapper and all it starts) runs at [`JOB_NICENESS`],
-    /// so no job on the control plane's host can starve the control plane of CPU.
-    nice: Option<PathBuf>,
+    /// How every run (its wrapper and all it starts) gets [`JOB_NICENESS`], so no job on the
+    /// control plane's host can starve the control plane of CPU.
+    nice: Nice,
     /// The shell that runs the wrapper, by its absolute path: a program named by path (with
     /// `PATH` replaced) lets the standard library start it with `posix_spawn` instead of
     /// forking the whole control plane for every run.
@@ -331,18 +354,51 @@ fn read_launch(job: &str, state: &Path) -> Result<Launch, ExecError> {
     Ok(launch)
 }
 
+/// The name of the file recording the wrapper the executor started for launch `n`.
+fn started_name(n: u32) -> String {
+    format!("started.{n}.json")
+}
+
+/// Writes `dir/name` once: it must not exist. Read back whole or not at all (a reader treats a
+/// file that does not parse as never written).
+fn write_once(job: &str, dir: &Path, name: &str, bytes: &[u8]) -> Result<(), ExecError> {
+    let path = dir.join(name);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| ExecError::io(job, "writing", &path, e))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| ExecError::io(job, "writing", &path, e))
+}
+
+/// The run's record, with the wrapper of its launch when one was recorded started.
 fn read_record(job: &str, state: &Path) -> Result<Option<RunRecord>, ExecError> {
     let path = state.join(RECORD);
-    match fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| ExecError::Invalid {
-                job: job.to_owned(),
-                reason: format!("{} is not a run record: {e}", path.display()),
-            }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(ExecError::io(job, "reading", &path, e)),
+    let mut record: RunRecord = match fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| ExecError::Invalid {
+            job: job.to_owned(),
+            reason: format!("{} is not a run record: {e}", path.display()),
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(ExecError::io(job, "reading", &path, e)),
+    };
+    if let (None, Some(n)) = (record.wrapper, record.launch) {
+        let started = state.join(started_name(n));
+        match fs::read(&started) {
+            Ok(bytes) => match serde_json::from_slice::<ProcId>(&bytes) {
+                Ok(id) => record.wrapper = Some(id),
+                Err(e) => {
+                    tracing::warn!(job, file = %started.display(), error = %e, "an unreadable record of a started wrapper counts as none");
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(ExecError::io(job, "reading", &started, e)),
+        }
     }
+    Ok(Some(record))
 }
 
 fn read_exit(job: &str, state: &Path) -> Result<Option<i32>, ExecError> {
@@ -458,12 +514,18 @@ impl LocalExecutor {
         } else {
             None
         };
-        let nice = find_program("nice");
-        if nice.is_none() {
-            tracing::warn!(
-                "no `nice` (coreutils) in /usr/bin, /bin or PATH: runs share the control plane's CPU priority"
-            );
-        }
+        let nice = match NicedSpawner::new(JOB_NICENESS) {
+            Some(t) => Nice::Thread(t),
+            None => match find_program("nice") {
+                Some(p) => Nice::Program(p),
+                None => {
+                    tracing::warn!(
+                        "no `nice` (coreutils) in /usr/bin, /bin or PATH: runs share the control plane's CPU priority"
+                    );
+                    Nice::None
+                }
+            },
+        };
         let shell = find_program("sh").ok_or_else(|| {
             setup(
                 "no `sh` in /usr/bin, /bin or PATH: the run wrapper needs a POSIX shell"
@@ -635,12 +697,12 @@ impl LocalExecutor {
         // `nice` replaces itself with the shell: the wrapper's process (its pid, its arguments
         // from `-c` on) is the same either way.
         let mut cmd = match &self.nice {
-            Some(nice) => {
+            Nice::Program(nice) => {
                 let mut c = Command::new(nice);
                 c.arg("-n").arg(JOB_NICENESS.to_string()).arg(&self.shell);
                 c
             }
-            None => Command::new(&self.shell),
+            Nice::Thread(_) | Nice::None => Command::new(&self.shell),
         };
         // A job gets none of the control plane's environment (database URLs, cloud keys,
         // tokens): only a fixed search path and locale, its home, and its own variables.
@@ -680,7 +742,11 @@ impl LocalExecutor {
             // Its own process group: a Ctrl-C on the control plane does not reach running jobs,
             // and without a cgroup the group is the run.
             .process_group(0);
-        let mut child = match cmd.spawn() {
+        let spawned = match &self.nice {
+            Nice::Thread(t) => t.spawn(cmd),
+            Nice::Program(_) | Nice::None => cmd.spawn(),
+        };
+        let mut child = match spawned {
             Ok(c) => c,
             Err(e) => {
                 drop_cgroup(&record);
@@ -699,7 +765,11 @@ impl LocalExecutor {
             })
             .and_then(|id| {
                 record.wrapper = Some(id);
-                write_record(job, state, &record)
+                let bytes = serde_json::to_vec(&id).map_err(|e| ExecError::Invalid {
+                    job: job.to_owned(),
+                    reason: e.to_string(),
+                })?;
+                write_once(job, state, &started_name(n), &bytes)
             });
         if let Err(e) = recorded {
             // Untracked, it must not run: end it and everything it started.
@@ -772,8 +842,15 @@ impl LocalExecutor {
             return Ok(Interrupted::Unknowable);
         };
         let claim = state.join(format!("claim.{n}"));
-        match fs::DirBuilder::new().mode(0o700).create(&claim) {
-            Ok(()) => {
+        // Created only if nothing is there, as the wrapper creates it (a directory left by an
+        // earlier version is a claim too).
+        match fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&claim)
+        {
+            Ok(_) => {
                 return Ok(Interrupted::NeverRan {
                     next: n.saturating_add(1),
                     record,
@@ -1261,7 +1338,7 @@ mod tests {
         let marker = dir.path().join("ran");
         let script = format!("echo ran >> {}", marker.display());
         // The executor took launch 1 (it found it never started): its wrapper refuses it.
-        fs::create_dir(dir.path().join("claim.1")).unwrap();
+        fs::write(dir.path().join("claim.1"), "").unwrap();
         assert_eq!(wrapper(dir.path(), 1, &script), Some(125));
         assert!(!marker.exists(), "a claimed launch ran");
         assert!(
@@ -1271,7 +1348,7 @@ mod tests {
         // Launch 2 is unclaimed: its wrapper names itself, claims it, runs it once.
         assert_eq!(wrapper(dir.path(), 2, &script), None);
         assert_eq!(fs::read_to_string(&marker).unwrap(), "ran\n");
-        assert!(dir.path().join("claim.2").is_dir());
+        assert!(dir.path().join("claim.2").is_file());
         assert!(dir.path().join("wrapper.2").is_file());
         assert_eq!(fs::read_to_string(dir.path().join(EXIT)).unwrap(), "0\n");
         // And never twice.

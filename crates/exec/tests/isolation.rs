@@ -573,11 +573,13 @@ fn a_run_whose_wrapper_was_never_recorded_is_adopted_and_cancel_reaches_it() {
         {
             continue;
         }
-        never_recorded(mode);
+        // The record of its start missing (the crash came first), or torn (a power loss).
+        never_recorded(mode, None);
+        never_recorded(mode, Some(b"{\"pid\": 12".as_slice()));
     }
 }
 
-fn never_recorded(mode: Mode) {
+fn never_recorded(mode: Mode, torn: Option<&[u8]>) {
     let dir = tempfile::tempdir().unwrap();
     let pid_file = dir.path().join("orphan/orphan.pid");
     {
@@ -593,12 +595,14 @@ fn never_recorded(mode: Mode) {
         assert!(ex.start(&launch("orphan", script, 0)).unwrap());
     }
     let job = pid_in(&pid_file);
-    // Forget the wrapper, as a crash before the second record write would leave it.
+    // Forget the wrapper, as a crash before its start was recorded would leave it.
     let record = dir.path().join(".state/orphan/run.json");
-    let mut v: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(&record).unwrap()).unwrap();
-    v["wrapper"] = serde_json::Value::Null;
-    fs::write(&record, serde_json::to_vec(&v).unwrap()).unwrap();
+    let started = dir.path().join(".state/orphan/started.1.json");
+    assert!(started.is_file(), "{mode:?}: the start was not recorded");
+    match torn {
+        Some(bytes) => fs::write(&started, bytes).unwrap(),
+        None => fs::remove_file(&started).unwrap(),
+    }
     let ex = executor(dir.path(), mode);
     assert_eq!(ex.poll("orphan").unwrap(), RunStatus::Running, "{mode:?}");
     let adopted: serde_json::Value =
@@ -666,7 +670,7 @@ fn a_launch_that_never_ran_is_started_once() {
         );
     }
     // The unclaimed launch 1 is the executor's now: its wrapper, however late, refuses it.
-    assert!(dir.path().join(".state/unclaimed/claim.1").is_dir());
+    assert!(dir.path().join(".state/unclaimed/claim.1").exists());
     let ran = |id: &str| fs::read_to_string(ex.job_dir(id).join("ran")).unwrap();
     for id in ["no-record", "unclaimed"] {
         assert_eq!(ran(id), "ran\n", "{id} ran other than once");

@@ -132,10 +132,11 @@ fn a_job_ignoring_sigterm_is_killed_after_the_grace_period() {
     assert!(started.elapsed() < Duration::from_secs(1));
     let deadline = Instant::now() + Duration::from_secs(15);
     // The run's wrapper (from the executor's own record) ends only after the whole run has.
-    let record: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(ex.state_dir("stubborn").join("run.json")).unwrap())
-            .unwrap();
-    let pid = record["wrapper"]["pid"].as_i64().unwrap();
+    let started_wrapper: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(ex.state_dir("stubborn").join("started.1.json")).unwrap(),
+    )
+    .unwrap();
+    let pid = started_wrapper["pid"].as_i64().unwrap();
     while std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok() {
         assert!(Instant::now() < deadline, "still alive 15 s after cancel");
         std::thread::sleep(Duration::from_millis(50));

@@ -235,9 +235,9 @@ fn jobs_run_for_real_end_with_their_exit_code_and_can_be_cancelled() {
         .join(d["job"]["zone"].as_str().unwrap())
         .join(".state")
         .join(&long_id);
-    let record: Value =
-        serde_json::from_slice(&std::fs::read(state.join("run.json")).unwrap()).unwrap();
-    let pid = record["wrapper"]["pid"].as_i64().unwrap();
+    let wrapper: Value =
+        serde_json::from_slice(&std::fs::read(state.join("started.1.json")).unwrap()).unwrap();
+    let pid = wrapper["pid"].as_i64().unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z")) {
         assert!(
