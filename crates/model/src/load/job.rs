@@ -375,16 +375,19 @@ pub(super) fn reserved_look_alike(key: &str) -> Option<&'static str> {
             .flat_map(char::to_lowercase)
             .collect()
     };
+    if RESERVED_LABELS.contains(&key) {
+        return None;
+    }
     let k = squash(key);
+    let kn = k.chars().count();
     // Up to case and separators, within two edits (a plural, a dropped or swapped letter), or
     // the same shape in another script (a key that is not plain ASCII and squashes to a
-    // reserved label once its non-ASCII letters are ignored).
+    // reserved label once its non-ASCII letters are ignored). Lengths further apart than the
+    // edits allowed cannot be within them.
+    let most = if key.is_ascii() { 2 } else { 3 };
     RESERVED_LABELS.into_iter().find(|r| {
         let rs = squash(r);
-        *r != key
-            && (rs == k
-                || edit_distance(&rs, &k) <= 2
-                || (!key.is_ascii() && edit_distance(&rs, &k) <= 3))
+        rs == k || (rs.chars().count().abs_diff(kn) <= most && edit_distance(&rs, &k) <= most)
     })
 }
 
