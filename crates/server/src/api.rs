@@ -340,6 +340,9 @@ pub struct EventView {
     pub to_state: Option<String>,
     /// Why.
     pub reason: Option<String>,
+    /// The stable code of the reason (`queue:quota-limit`, `refused:no-allowed-option`, ...)
+    /// where it comes from the scheduler; match on this, never on the text.
+    pub reason_code: Option<String>,
     /// Details (placement explanation, burst justification, cost...); null when the event has
     /// none.
     #[schema(value_type = Option<Object>)]
@@ -356,6 +359,7 @@ impl From<&JobEvent> for EventView {
             from_state: e.from_state.map(|s| s.to_string()),
             to_state: e.to_state.map(|s| s.to_string()),
             reason: e.reason.clone(),
+            reason_code: e.reason_code.clone(),
             details: e.details.clone(),
             at: e.at.millis(),
         }
@@ -1091,6 +1095,7 @@ async fn approve_job(
             tidegate_store::EventDraft {
                 kind: "approved".into(),
                 reason: Some(format!("{} approved by {approver}", req.scope)),
+                reason_code: None,
                 details: serde_json::json!({"scope": req.scope, "approver": approver}),
                 at: Timestamp::now(),
             },

@@ -298,10 +298,7 @@ fn pressure_bursts_eligible_work_with_its_justification_and_never_private_only_d
             assert_eq!(adm["details"]["burst"], true);
             assert_eq!(adm["details"]["justification"], "test burst");
             assert!(
-                adm["details"]["reason_code"]
-                    .as_str()
-                    .unwrap()
-                    .starts_with("burst:"),
+                adm["reason_code"].as_str().unwrap().starts_with("burst:"),
                 "{adm}"
             );
             assert!(

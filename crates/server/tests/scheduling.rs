@@ -129,7 +129,7 @@ fn no_capacity_fails_over_one_site_at_a_time_until_a_pool_takes_it() {
     );
     for (k, f) in failovers.iter().enumerate() {
         assert_eq!(f["details"]["attempt"], k as u64 + 1, "{f}");
-        assert_eq!(f["details"]["reason_code"], "failover:no-capacity", "{f}");
+        assert_eq!(f["reason_code"], "failover:no-capacity", "{f}");
     }
     let zone = d["job"]["zone"].as_str().unwrap();
     let pool = d["job"]["pool"].as_str().unwrap();
@@ -327,7 +327,7 @@ fn a_run_its_backend_evicts_is_preempted_and_the_job_runs_again_with_every_optio
         preempted[0]
     );
     assert_eq!(
-        preempted[0]["details"]["reason_code"], "preempted:evicted",
+        preempted[0]["reason_code"], "preempted:evicted",
         "{}",
         preempted[0]
     );
@@ -430,7 +430,7 @@ fn a_team_reclaiming_its_quota_preempts_borrowed_work_which_runs_again() {
                 .iter()
                 .find(|e| e["to_state"] == "preempted")
                 .unwrap();
-            assert_eq!(ev["details"]["reason_code"], "preempted:reclaimed", "{ev}");
+            assert_eq!(ev["reason_code"], "preempted:reclaimed", "{ev}");
             let reason = ev["reason"].as_str().unwrap().to_owned();
             assert!(reason.contains("reclaims"), "{reason}");
             preempted.push(id.clone());
@@ -567,10 +567,7 @@ fn a_degraded_private_side_applies_the_failure_hierarchy_and_recovers() {
         .iter()
         .rfind(|e| e["to_state"] == "failed")
         .unwrap();
-    assert_eq!(
-        failed["details"]["reason_code"], "refused:degraded-shed",
-        "{d}"
-    );
+    assert_eq!(failed["reason_code"], "refused:degraded-shed", "{d}");
     // Raw PHI waits: never public, whatever the outage.
     let d = ts.wait_job(&raw, 20, |d| d["job"]["state"] == "queued");
     assert!(

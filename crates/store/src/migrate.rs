@@ -124,6 +124,11 @@ CREATE TABLE fleet_in_force (
 ) STRICT;
 ",
     },
+    Migration {
+        version: 5,
+        name: "reason codes on job events",
+        sql: "ALTER TABLE job_events ADD COLUMN reason_code TEXT;",
+    },
 ];
 
 /// Migrations of the PostgreSQL backend (the same schema in PostgreSQL's dialect).
@@ -227,6 +232,11 @@ CREATE TABLE fleet_in_force (
     updated_at BIGINT NOT NULL
 );
 ",
+    },
+    Migration {
+        version: 5,
+        name: "reason codes on job events",
+        sql: "ALTER TABLE job_events ADD COLUMN reason_code TEXT;",
     },
 ];
 

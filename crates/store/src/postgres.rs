@@ -496,6 +496,7 @@ impl Store for PgStore {
                         &j.reason,
                         &"null",
                         &j.at.0,
+                        &None::<String>,
                     ],
                 )
                 .map_err(self.err("insert submitted event"))?;
@@ -609,6 +610,7 @@ impl Store for PgStore {
                     &t.reason,
                     &details,
                     &t.at.0,
+                    &t.reason_code,
                 ],
             )
             .map_err(self.err("insert transition event"))?;
@@ -642,6 +644,7 @@ impl Store for PgStore {
                     &ev.reason,
                     &details,
                     &ev.at.0,
+                    &ev.reason_code,
                 ],
             )
             .map_err(self.err("insert event"))?;
@@ -653,6 +656,7 @@ impl Store for PgStore {
                 from_state: None,
                 to_state: None,
                 reason: ev.reason.clone(),
+                reason_code: ev.reason_code.clone(),
                 details: self.origin.json("event details", &details)?,
                 at: ev.at,
             })
@@ -675,6 +679,7 @@ impl Store for PgStore {
                     reason: r.get(5),
                     details: r.get(6),
                     at: r.get(7),
+                    reason_code: r.get(8),
                 }
                 .decode(&self.origin)
             })

@@ -317,6 +317,9 @@ pub struct Transition {
     pub pool: Option<String>,
     /// Why (recorded on the job and in the event).
     pub reason: Option<String>,
+    /// The stable code of the reason (`queue:quota-limit`, `failover:no-capacity`, ...), kept in
+    /// the event beside its text: rewording a message never changes what evidence matches on.
+    pub reason_code: Option<String>,
     /// Event details (JSON; `null` for none).
     pub details: serde_json::Value,
     /// When.
@@ -332,6 +335,7 @@ impl Transition {
             zone: None,
             pool: None,
             reason: None,
+            reason_code: None,
             details: serde_json::Value::Null,
             at,
         }
@@ -360,8 +364,16 @@ impl Transition {
         self
     }
 
+    /// The same transition with a reason and its stable code.
+    pub fn because_coded(mut self, code: &str, reason: &str) -> Self {
+        self.reason = Some(reason.to_string());
+        self.reason_code = Some(code.to_string());
+        self
+    }
+
     pub(crate) fn check(&self) -> Result<String, StoreError> {
         self.at.check("at")?;
+        check_code(self.reason_code.as_deref())?;
         if let Some(r) = &self.reason {
             check_len("reason", r, MAX_REASON)?;
         }
@@ -401,10 +413,28 @@ pub struct EventDraft {
     pub kind: String,
     /// Why.
     pub reason: Option<String>,
+    /// The stable code of the reason, when it has one.
+    pub reason_code: Option<String>,
     /// Details (JSON; `null` for none).
     pub details: serde_json::Value,
     /// When.
     pub at: Timestamp,
+}
+
+/// A reason code is short, lower-case letters, digits, `-`, `_` and `:` (`queue:quota-limit`).
+fn check_code(code: Option<&str>) -> Result<(), StoreError> {
+    let Some(c) = code else { return Ok(()) };
+    check_text("reason_code", c, 64)?;
+    if !c
+        .chars()
+        .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || matches!(ch, '-' | '_' | ':'))
+    {
+        return Err(invalid(
+            "reason_code",
+            format!("`{c}` must be lower-case letters, digits, -, _ and :"),
+        ));
+    }
+    Ok(())
 }
 
 impl EventDraft {
@@ -432,6 +462,7 @@ impl EventDraft {
         if let Some(r) = &self.reason {
             check_len("reason", r, MAX_REASON)?;
         }
+        check_code(self.reason_code.as_deref())?;
         self.at.check("at")?;
         Ok(canonical_json(&self.details))
     }
@@ -452,6 +483,8 @@ pub struct JobEvent {
     pub to_state: Option<JobState>,
     /// Why.
     pub reason: Option<String>,
+    /// The stable code of the reason, when it has one.
+    pub reason_code: Option<String>,
     /// Details (JSON).
     pub details: serde_json::Value,
     /// When.

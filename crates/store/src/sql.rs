@@ -12,7 +12,7 @@ pub(crate) const INSERT_JOB: &str =
      submitted_at, updated_at, version, last_event, idempotency_key) \
      VALUES ($1, $2, $3, $4, $5, 'submitted', $6, NULL, NULL, $7, $7, 1, 1, $8)";
 pub(crate) const INSERT_EVENT: &str =
-    "INSERT INTO job_events (job_id, seq, kind, from_state, to_state, reason, details, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+    "INSERT INTO job_events (job_id, seq, kind, from_state, to_state, reason, details, at, reason_code) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 pub(crate) const INSERT_KEY: &str =
     "INSERT INTO idempotency_keys (team, key, request_digest, job_id, created_at) \
      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (team, key) DO NOTHING";
@@ -26,7 +26,7 @@ pub(crate) const UPDATE_STATE: &str = "UPDATE jobs SET state = $1, reason = $2, 
 pub(crate) const BUMP_EVENT: &str =
     "UPDATE jobs SET last_event = last_event + 1 WHERE id = $1 RETURNING last_event";
 pub(crate) const SELECT_EVENTS: &str =
-    "SELECT job_id, seq, kind, from_state, to_state, reason, details, at FROM job_events WHERE job_id = $1 ORDER BY seq";
+    "SELECT job_id, seq, kind, from_state, to_state, reason, details, at, reason_code FROM job_events WHERE job_id = $1 ORDER BY seq";
 pub(crate) const COUNTS: &str =
     "SELECT state, zone, COUNT(*) FROM jobs GROUP BY state, zone ORDER BY state, zone";
 pub(crate) const LEASE_ACQUIRE: &str =
@@ -191,6 +191,7 @@ pub(crate) struct RawEvent {
     pub reason: Option<String>,
     pub details: String,
     pub at: i64,
+    pub reason_code: Option<String>,
 }
 
 impl RawEvent {
@@ -202,6 +203,7 @@ impl RawEvent {
             from_state: self.from_state.as_deref().map(|s| o.state(s)).transpose()?,
             to_state: self.to_state.as_deref().map(|s| o.state(s)).transpose()?,
             reason: self.reason,
+            reason_code: self.reason_code,
             details: o.json("event details", &self.details)?,
             at: Timestamp(self.at),
         })

@@ -331,8 +331,11 @@ impl SqliteStore {
     ) -> TransitionOutcome {
         let e = |op| move |err| self.db_err(op, err);
         let cur: Option<(String, i64, Option<String>, Option<String>)> = tx
-            .query_row(&q(sql::SELECT_FOR_TRANSITION), [id.as_str()], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            .prepare_cached(&q(sql::SELECT_FOR_TRANSITION))
+            .and_then(|mut st| {
+                st.query_row([id.as_str()], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
             })
             .optional()
             .map_err(e("read job state"))?;
@@ -343,34 +346,37 @@ impl SqliteStore {
         let (zone, pool) = next_place(t, zone, pool);
         check_move(id, from, self.origin.unsigned("job version", version)?, t)?;
         let seq: i64 = tx
-            .query_row(
-                &q(sql::UPDATE_STATE),
-                params![
+            .prepare_cached(&q(sql::UPDATE_STATE))
+            .and_then(|mut st| {
+                st.query_row(
+                    params![
+                        t.to.as_str(),
+                        t.reason,
+                        zone,
+                        pool,
+                        t.at.0,
+                        id.as_str(),
+                        version_i64(t.expected_version)
+                    ],
+                    |r| r.get(0),
+                )
+            })
+            .map_err(e("update job state"))?;
+        tx.prepare_cached(&q(sql::INSERT_EVENT))
+            .and_then(|mut st| {
+                st.execute(params![
+                    id.as_str(),
+                    seq,
+                    t.to.as_str(),
+                    from.as_str(),
                     t.to.as_str(),
                     t.reason,
-                    zone,
-                    pool,
+                    details,
                     t.at.0,
-                    id.as_str(),
-                    version_i64(t.expected_version)
-                ],
-                |r| r.get(0),
-            )
-            .map_err(e("update job state"))?;
-        tx.execute(
-            &q(sql::INSERT_EVENT),
-            params![
-                id.as_str(),
-                seq,
-                t.to.as_str(),
-                from.as_str(),
-                t.to.as_str(),
-                t.reason,
-                details,
-                t.at.0
-            ],
-        )
-        .map_err(e("insert transition event"))?;
+                    t.reason_code
+                ])
+            })
+            .map_err(e("insert transition event"))?;
         let job = self.load_job(tx, id.as_str())?;
         job.ok_or_else(|| StoreError::NotFound { id: id.clone() })
     }
@@ -439,7 +445,8 @@ impl SqliteStore {
                     "submitted",
                     j.reason,
                     "null",
-                    j.at.0
+                    j.at.0,
+                    None::<String>
                 ])
             })
             .map_err(e("insert submitted event"))?;
@@ -627,6 +634,7 @@ fn raw_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawEvent> {
         reason: r.get(5)?,
         details: r.get(6)?,
         at: r.get(7)?,
+        reason_code: r.get(8)?,
     })
 }
 
@@ -751,7 +759,8 @@ impl Store for SqliteStore {
                     None::<String>,
                     ev.reason,
                     details,
-                    ev.at.0
+                    ev.at.0,
+                    ev.reason_code
                 ],
             )
             .map_err(e("insert event"))?;
@@ -763,6 +772,7 @@ impl Store for SqliteStore {
                 from_state: None,
                 to_state: None,
                 reason: ev.reason,
+                reason_code: ev.reason_code,
                 details: self.origin.json("event details", &details)?,
                 at: ev.at,
             })

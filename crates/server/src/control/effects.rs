@@ -49,6 +49,7 @@ impl Leader<'_> {
         &mut self,
         id: &JobId,
         to: JobState,
+        code: Option<&str>,
         reason: &str,
         details: serde_json::Value,
     ) -> Step<Option<JobRecord>> {
@@ -56,6 +57,7 @@ impl Leader<'_> {
             return Ok(None);
         };
         let mut tr = Transition::to(to, t.version, now_ts()).because(reason);
+        tr.reason_code = code.map(str::to_owned);
         tr.details = details;
         self.transition(id, tr)
     }
@@ -66,13 +68,14 @@ impl Leader<'_> {
         &mut self,
         id: &JobId,
         zone: &str,
+        code: &str,
         reason: &str,
         details: serde_json::Value,
     ) -> Step<Option<JobRecord>> {
         let Some(t) = self.jobs.get(id) else {
             return Ok(None);
         };
-        let mut tr = Transition::queue(zone, t.version, now_ts()).because(reason);
+        let mut tr = Transition::queue(zone, t.version, now_ts()).because_coded(code, reason);
         if zone.is_empty() {
             tr.zone = None;
         }
@@ -127,9 +130,14 @@ impl Leader<'_> {
                     if let Some(obj) = details.as_object_mut() {
                         obj.insert("queue_zone".into(), json!(queue_zone));
                     }
-                    let details = with_reason_code(details, reason.code());
                     if self
-                        .queue_in(&id, &queue_zone, &reason.to_string(), details)?
+                        .queue_in(
+                            &id,
+                            &queue_zone,
+                            reason.code(),
+                            &reason.to_string(),
+                            details,
+                        )?
                         .is_none()
                     {
                         return Ok(self.lost_race(&id, job));
@@ -175,7 +183,13 @@ impl Leader<'_> {
                 if matches!(state, JobState::Submitted | JobState::Preempted) {
                     let details = self.explain.remove(&job).unwrap_or(serde_json::Value::Null);
                     if self
-                        .move_to(&id, JobState::Queued, "placed; capacity is free", details)?
+                        .move_to(
+                            &id,
+                            JobState::Queued,
+                            None,
+                            "placed; capacity is free",
+                            details,
+                        )?
                         .is_none()
                     {
                         return Ok(self.lost_race(&id, job));
@@ -198,9 +212,7 @@ impl Leader<'_> {
                     "gpus": gpus,
                     "gpu_type": gpu_type,
                 });
-                if let Some(r) = &reason {
-                    tr.details = with_reason_code(tr.details, r.code());
-                }
+                tr.reason_code = reason.as_ref().map(|r| r.code().to_owned());
                 if self.transition(&id, tr)?.is_none() {
                     return Ok(self.lost_race(&id, job));
                 }
@@ -258,8 +270,9 @@ impl Leader<'_> {
                 self.move_to(
                     &id,
                     JobState::Failed,
+                    Some(reason.code()),
                     &format!("refused: {reason}"),
-                    with_reason_code(details, reason.code()),
+                    details,
                 )?;
                 self.forget(&id);
                 Ok(vec![])
@@ -287,6 +300,7 @@ impl Leader<'_> {
                     EventDraft {
                         kind: "released".into(),
                         reason: Some(reason.into()),
+                        reason_code: None,
                         details: json!({"zone": zname, "pool": pname, "gpus": gpus, "public": public}),
                         at: now_ts(),
                     },
@@ -312,8 +326,9 @@ impl Leader<'_> {
                 self.move_to(
                     &id,
                     JobState::Preempted,
+                    Some(reason.code()),
                     &format!("preempted: {reason}"),
-                    json!({"zone": zname, "pool": pname, "reason_code": reason.code()}),
+                    json!({"zone": zname, "pool": pname}),
                 )?;
                 if let Some(t) = self.jobs.get_mut(&id) {
                     t.zone = None;
@@ -339,7 +354,8 @@ impl Leader<'_> {
                     EventDraft {
                         kind: "failover".into(),
                         reason: Some(reason.to_string()),
-                        details: json!({"from_zone": zname, "from_pool": pname, "attempt": attempt, "reason_code": reason.code()}),
+                        reason_code: Some(reason.code().to_owned()),
+                        details: json!({"from_zone": zname, "from_pool": pname, "attempt": attempt}),
                         at: now_ts(),
                     },
                 )?;
@@ -466,6 +482,7 @@ impl Leader<'_> {
                         .move_to(
                             id,
                             JobState::Running,
+                            None,
                             &reason,
                             json!({"fresh_start": fresh, "launch_id": run_id}),
                         )?
@@ -484,6 +501,7 @@ impl Leader<'_> {
                     .move_to(
                         id,
                         JobState::Queued,
+                        None,
                         &why,
                         json!({"no_capacity": {"zone": zone.name, "pool": pool.name}}),
                     )?

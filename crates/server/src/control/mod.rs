@@ -390,19 +390,6 @@ pub fn may_start(
     PlacementEngine::with_policy(fleet, rules.policy.clone()).recheck_plain(&spec, zi, pi)
 }
 
-/// Event details with the scheduler reason's code added as `reason_code` (null becomes an object
-/// of that alone; other fields are kept; details of any other shape are left as they are).
-fn with_reason_code(details: serde_json::Value, code: &str) -> serde_json::Value {
-    match details {
-        serde_json::Value::Null => json!({ "reason_code": code }),
-        serde_json::Value::Object(mut obj) => {
-            obj.insert("reason_code".into(), json!(code));
-            serde_json::Value::Object(obj)
-        }
-        other => other,
-    }
-}
-
 fn now_ts() -> Timestamp {
     Timestamp::now()
 }
@@ -560,28 +547,5 @@ impl<'f> Leader<'f> {
 
     fn parse(&self, rec: &JobRecord) -> Result<JobSpec, String> {
         stored_spec(rec, self.fleet())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-    use super::*;
-
-    #[test]
-    fn a_reason_code_joins_the_details_and_drops_nothing() {
-        assert_eq!(
-            with_reason_code(serde_json::Value::Null, "queue:throttled"),
-            json!({"reason_code": "queue:throttled"})
-        );
-        assert_eq!(
-            with_reason_code(
-                json!({"queue_zone": "z", "allowed": [1]}),
-                "queue:quota-limit"
-            ),
-            json!({"queue_zone": "z", "allowed": [1], "reason_code": "queue:quota-limit"})
-        );
-        assert_eq!(with_reason_code(json!([1, 2]), "x"), json!([1, 2]));
     }
 }

@@ -82,7 +82,7 @@ impl Leader<'_> {
                 tracing::error!(job = %id, error = %e, "the evidence ledger cannot record the run's end; it stays running until it can");
                 continue;
             }
-            self.move_to(&id, to, &reason, details)?;
+            self.move_to(&id, to, None, &reason, details)?;
             if let Some(t) = self.jobs.remove(&id) {
                 self.explain.remove(&t.sid);
             }
@@ -122,6 +122,7 @@ impl Leader<'_> {
         let moved = self.move_to(
             id,
             JobState::Preempted,
+            None,
             &reason,
             json!({"no_capacity": {"zone": zname, "pool": pname}, "launch_id": run}),
         )?;

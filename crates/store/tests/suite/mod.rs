@@ -39,6 +39,7 @@ macro_rules! state_suite {
             concurrent_transitions_only_one_wins,
             writes_committed_together_keep_their_own_outcomes,
             appended_events_interleave_in_order,
+            reason_codes_are_kept_beside_their_text_and_checked,
             unknown_jobs_are_reported,
             list_filters_and_pages_without_gaps,
             counts_per_state_and_zone,
@@ -509,6 +510,7 @@ pub fn appended_events_interleave_in_order(f: &dyn Fixture) {
     let draft = |kind: &str, ms| EventDraft {
         kind: kind.into(),
         reason: Some(format!("{kind} reason")),
+        reason_code: None,
         details: json!({"k": kind}),
         at: at(ms),
     };
@@ -541,6 +543,65 @@ pub fn appended_events_interleave_in_order(f: &dyn Fixture) {
     ));
 }
 
+/// A transition's and an event's reason code is stored beside its text and read back as written
+/// (evidence matches codes, never prose); a malformed code is refused, naming the field, and
+/// writes nothing.
+pub fn reason_codes_are_kept_beside_their_text_and_checked(f: &dyn Fixture) {
+    let s = f.open();
+    s.submit(new_job("rc", "t", None)).unwrap();
+    let j = id("rc");
+    s.transition(
+        &j,
+        Transition::queue("z", 1, at(1))
+            .because_coded("queue:quota-limit", "team t is at its borrowing limit in z"),
+    )
+    .unwrap();
+    s.append_event(
+        &j,
+        EventDraft {
+            kind: "failover".into(),
+            reason: Some("no capacity in z/p".into()),
+            reason_code: Some("failover:no-capacity".into()),
+            details: json!(null),
+            at: at(2),
+        },
+    )
+    .unwrap();
+    let ev = s.events(&j).unwrap();
+    let codes: Vec<_> = ev.iter().map(|e| e.reason_code.as_deref()).collect();
+    assert_eq!(
+        codes,
+        [
+            None,
+            Some("queue:quota-limit"),
+            Some("failover:no-capacity")
+        ]
+    );
+    assert_eq!(
+        ev[1].reason.as_deref(),
+        Some("team t is at its borrowing limit in z")
+    );
+    for bad in ["Queue:Quota", "queue quota", "", &"x".repeat(65)] {
+        let t = Transition::to(JobState::Admitted, 2, at(3)).because_coded(bad, "text");
+        assert!(
+            matches!(
+                s.transition(&j, t),
+                Err(StoreError::Invalid {
+                    field: "reason_code",
+                    ..
+                })
+            ),
+            "{bad:?}"
+        );
+    }
+    assert_eq!(
+        s.events(&j).unwrap().len(),
+        3,
+        "a refused write wrote nothing"
+    );
+    assert_eq!(s.get(&j).unwrap().unwrap().version, 2);
+}
+
 pub fn unknown_jobs_are_reported(f: &dyn Fixture) {
     let s = f.open();
     let j = id("nope");
@@ -552,6 +613,7 @@ pub fn unknown_jobs_are_reported(f: &dyn Fixture) {
     let d = EventDraft {
         kind: "note".into(),
         reason: None,
+        reason_code: None,
         details: json!(null),
         at: at(1),
     };
