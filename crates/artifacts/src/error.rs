@@ -103,3 +103,9 @@ impl ArtifactError {
         }
     }
 }
+
+impl From<tidegate_vocab::DigestError> for ArtifactError {
+    fn from(e: tidegate_vocab::DigestError) -> Self {
+        ArtifactError::InvalidDigest(e.text)
+    }
+}

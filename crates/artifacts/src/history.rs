@@ -333,7 +333,7 @@ mod tests {
             h.promotion_policy(),
             Some((LDigest::of(b"policy").as_str(), 2_500))
         );
-        let other: Digest = LDigest::of(b"other").to_string().parse().unwrap();
+        let other: Digest = LDigest::of(b"other");
         assert_eq!(h.stage(&other), Stage::Candidate);
         assert_eq!(h.of(&other), Trail::default());
     }

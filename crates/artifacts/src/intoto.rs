@@ -153,7 +153,7 @@ impl Provenance {
                 .and_then(Value::as_str)
                 .ok_or_else(|| ArtifactError::Signature("dependency without uri".to_owned()))?;
             let digest = match dep.pointer("/digest/sha256").and_then(Value::as_str) {
-                Some(h) => Some(format!("sha256:{h}").parse()?),
+                Some(h) => Some(crate::Digest::from_hex(h)?),
                 None => None,
             };
             materials.push(Material {

@@ -218,7 +218,7 @@ pub fn entry_for(
     event: &ArtifactEvent,
     kind: Option<ArtifactKind>,
 ) -> Result<EntryDraft, EntryError> {
-    let artifact = Digest::parse(event_digest(event).to_string())?;
+    let artifact = event_digest(event).clone();
     let subject = artifact_subject(&artifact, kind)?;
     let service = Ident::new(ACTOR)?;
     let (actor, action, mut subjects) = match event {
@@ -247,7 +247,7 @@ pub fn entry_for(
             inputs,
             ..
         } => {
-            let envelope = Digest::parse(envelope.to_string())?;
+            let envelope = envelope.clone();
             let key_id = keyids.first().map_or_else(
                 || Ident::new("unsigned"),
                 |k| ident_or(k, "unrecognised-key"),
@@ -292,7 +292,7 @@ pub fn entry_for(
         } => (
             Ident::new(actor.as_str())?,
             Action::PolicyLoaded {
-                policy_hash: Digest::parse(policy_hash.to_string())?,
+                policy_hash: policy_hash.clone(),
             },
             vec![Subject::new(
                 SubjectKind::Policy,
@@ -311,7 +311,7 @@ pub fn entry_for(
                 artifact,
                 from_stage: ident_or(from, "unknown-stage")?,
                 to_stage: ident_or(to, "unknown-stage")?,
-                policy_hash: Digest::parse(policy_hash.to_string())?,
+                policy_hash: policy_hash.clone(),
             },
             vec![subject],
         ),
@@ -466,10 +466,7 @@ pub fn entry_for(
         } => {
             let version = Ident::new(dataset.as_str())?;
             let zone = Ident::new(zone.as_str())?;
-            let report = report
-                .as_ref()
-                .map(|r| Digest::parse(r.to_string()))
-                .transpose()?;
+            let report = report.clone();
             let mut subjects = vec![
                 Subject {
                     kind: SubjectKind::Dataset,
@@ -525,10 +522,7 @@ pub fn entry_for(
                 "sanitized" => DataForm::Sanitized,
                 _ => DataForm::Encrypted,
             };
-            let report = report
-                .as_ref()
-                .map(|r| Digest::parse(r.to_string()))
-                .transpose()?;
+            let report = report.clone();
             let subjects = vec![
                 Subject {
                     kind: SubjectKind::Dataset,

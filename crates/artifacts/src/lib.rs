@@ -22,7 +22,6 @@
 pub mod access;
 pub mod atomic;
 pub mod blobs;
-mod digest;
 pub mod dsse;
 mod error;
 pub mod events;
@@ -39,10 +38,10 @@ mod store;
 mod timefmt;
 pub mod transfer;
 
-pub use digest::Digest;
 pub use error::ArtifactError;
 pub use kind::{ArtifactKind, Lane};
 pub use store::{
     zone_store_dir, ArtifactClass, ArtifactRecord, ArtifactStore, PutOptions, VerifyReport,
 };
+pub use tidegate_vocab::Digest;
 pub use timefmt::{format_rfc3339, parse_rfc3339};

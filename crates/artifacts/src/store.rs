@@ -588,7 +588,7 @@ impl ArtifactStore {
             let Some(hex) = name.strip_suffix(".json") else {
                 continue;
             };
-            let digest: Digest = format!("sha256:{hex}").parse()?;
+            let digest = Digest::from_hex(hex)?;
             out.push(self.record(&digest)?);
         }
         out.sort_by(|a, b| {

@@ -729,8 +729,7 @@ fn run_on(
             }
             if edge_site.is_none() {
                 // A serving deployment is a point of action too: evidence before it is recorded.
-                let artifact = tidegate_ledger::Digest::parse(digest.to_string())
-                    .map_err(|e| miette!("{e}"))?;
+                let artifact = digest.clone();
                 let deployment = tidegate_ledger::Ident::new(&name).map_err(|e| {
                     miette!("--name {name:?} cannot be recorded as a deployment name: {e}")
                 })?;

@@ -12,7 +12,6 @@ use std::time::Duration;
 use clap::Args;
 use miette::{miette, IntoDiagnostic, WrapErr};
 use serde_json::json;
-use sha2::{Digest as _, Sha256};
 
 /// Exit code of a sync that could not reach its destination (`EX_TEMPFAIL`).
 pub const SYNC_BLOCKED: i32 = tidegate_server::control::CHECKPOINT_SYNC_BLOCKED;
@@ -142,7 +141,7 @@ pub fn run(cmd: &CheckpointCmd) -> miette::Result<i32> {
     let bytes = std::fs::read(&a.file)
         .into_diagnostic()
         .wrap_err_with(|| format!("reading checkpoint {}", a.file.display()))?;
-    let digest = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
+    let digest = tidegate_ledger::Digest::of(&bytes).to_string();
     let token = std::fs::read_to_string(&a.token_file)
         .into_diagnostic()
         .wrap_err_with(|| format!("reading token {}", a.token_file.display()))?;

@@ -27,7 +27,7 @@ fn ident(s: &str) -> miette::Result<Ident> {
 }
 
 fn digest(hex: &str) -> miette::Result<Digest> {
-    Digest::parse(format!("sha256:{hex}")).map_err(|e| miette!("bad digest: {e}"))
+    Digest::from_hex(hex).map_err(|e| miette!("bad digest: {e}"))
 }
 
 fn subject(kind: SubjectKind, id: &str) -> miette::Result<Subject> {

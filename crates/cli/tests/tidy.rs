@@ -215,7 +215,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("kube", &["exec"]),
     // Stores: durable state, artifacts, the data boundary; test support.
     ("store", &["vocab"]),
-    ("artifacts", &["identity", "ledger"]),
+    ("artifacts", &["identity", "ledger", "vocab"]),
     (
         "data",
         &[

@@ -1101,7 +1101,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
     use super::*;
-    use tidegate_ledger::{Action, Digest as LDigest, EntryDraft, Ident, Subject, SubjectKind};
+    use tidegate_ledger::{Action, EntryDraft, Ident, Subject, SubjectKind};
 
     fn id(s: &str) -> Ident {
         Ident::new(s).unwrap()
@@ -1141,7 +1141,7 @@ mod tests {
             id("tidegate-artifacts"),
             Action::DatasetRegistered {
                 version: id(&v.id()),
-                snapshot: LDigest::parse(v.snapshot.to_string()).unwrap(),
+                snapshot: v.snapshot.clone(),
                 level: id(level),
                 zone: id(&v.home_zone),
                 report: None,

@@ -163,74 +163,11 @@ impl fmt::Debug for Ident {
     }
 }
 
-/// A content digest, `sha256:` followed by 64 lowercase hex characters.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Digest(String);
+pub use tidegate_vocab::Digest;
 
-impl Digest {
-    /// Parse a `sha256:HEX` digest.
-    ///
-    /// # Errors
-    /// [`EntryError::Digest`] when the form is wrong.
-    pub fn parse(s: impl Into<String>) -> Result<Self, EntryError> {
-        let s = s.into();
-        let hex_part = s.strip_prefix("sha256:").ok_or(EntryError::Digest)?;
-        if hex_part.len() != 64
-            || !hex_part
-                .bytes()
-                .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
-        {
-            return Err(EntryError::Digest);
-        }
-        Ok(Self(s))
-    }
-
-    /// The digest of `bytes`.
-    #[must_use]
-    pub fn of(bytes: &[u8]) -> Self {
-        use sha2::Digest as _;
-        Self(format!(
-            "sha256:{}",
-            hex::encode(sha2::Sha256::digest(bytes))
-        ))
-    }
-
-    /// Digest from raw SHA-256 output.
-    #[must_use]
-    pub fn from_sha256(raw: &[u8; 32]) -> Self {
-        Self(format!("sha256:{}", hex::encode(raw)))
-    }
-
-    /// The `sha256:HEX` text.
-    #[must_use]
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for Digest {
-    type Error = EntryError;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        Self::parse(s)
-    }
-}
-
-impl From<Digest> for String {
-    fn from(d: Digest) -> Self {
-        d.0
-    }
-}
-
-impl fmt::Display for Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", self.0)
+impl From<tidegate_vocab::DigestError> for EntryError {
+    fn from(_: tidegate_vocab::DigestError) -> Self {
+        EntryError::Digest
     }
 }
 

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 
 use crate::SanitizeError;
 
@@ -301,7 +300,7 @@ impl Profile {
             }
         })?;
         p.source = source.to_string();
-        p.digest = format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes())));
+        p.digest = tidegate_vocab::Digest::of(text.as_bytes()).to_string();
         p.text = text.to_string();
         p.builtin = false;
         p.validate()?;

@@ -114,13 +114,11 @@ impl Evidence {
                 self.data_dir.display()
             )
         })?;
-        let policy_hash =
-            Digest::parse(format!("sha256:{}", policy.hash())).map_err(|e| e.to_string())?;
+        let policy_hash = Digest::from_hex(policy.hash()).map_err(|e| e.to_string())?;
         if doc != policy_hash {
             return Err("the policy document does not hash to the policy hash".into());
         }
-        let fleet_hash =
-            Digest::parse(format!("sha256:{}", fleet.fleet_hash)).map_err(|e| e.to_string())?;
+        let fleet_hash = Digest::from_hex(&fleet.fleet_hash).map_err(|e| e.to_string())?;
         self.append(
             Action::FleetLoaded { fleet_hash },
             vec![subject(SubjectKind::Fleet, &fleet.name)?],

@@ -116,7 +116,7 @@ pub(crate) fn of_team(data_dir: &Path, team: &str) -> Result<Vec<ArtifactRecord>
         let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
             continue;
         };
-        let Ok(digest) = format!("sha256:{name}").parse::<Digest>() else {
+        let Ok(digest) = Digest::from_hex(&name) else {
             continue;
         };
         if let Some(rec) = get(data_dir, &digest, team)? {

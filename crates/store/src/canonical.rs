@@ -2,7 +2,6 @@
 //! equal documents get equal digests whatever order their keys arrived in.
 
 use serde_json::Value;
-use sha2::{Digest as _, Sha256};
 
 /// The canonical text of `v`.
 pub(crate) fn canonical_json(v: &Value) -> String {
@@ -45,7 +44,7 @@ fn write(v: &Value, out: &mut String) {
 
 /// `sha256:<hex>` of `bytes`.
 pub(crate) fn sha256_digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+    tidegate_vocab::Digest::of(bytes).to_string()
 }
 
 #[cfg(test)]

@@ -3,8 +3,10 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+mod digest;
 mod redact;
 mod rng;
 
+pub use digest::{Digest, DigestError};
 pub use redact::redact_url;
 pub use rng::SplitMix;
