@@ -328,23 +328,15 @@ impl Scheduler {
         now: f64,
     ) -> Effect {
         let gpus = w.shape.gpus;
-        if let Some(f) = self.free.get_mut(c.zone).and_then(|z| z.get_mut(c.pool)) {
+        if let Some(f) = pool_mut(&mut self.free, c.zone, c.pool) {
             *f -= gpus;
         }
         self.seq += 1;
         if borrowed {
-            if let Some(b) = self
-                .borrowed_in_pool
-                .get_mut(c.zone)
-                .and_then(|z| z.get_mut(c.pool))
-            {
+            if let Some(b) = pool_mut(&mut self.borrowed_in_pool, c.zone, c.pool) {
                 *b += gpus;
             }
-            if let Some(m) = self
-                .borrowed_jobs
-                .get_mut(c.zone)
-                .and_then(|z| z.get_mut(c.pool))
-            {
+            if let Some(m) = pool_mut(&mut self.borrowed_jobs, c.zone, c.pool) {
                 m.insert(self.seq, w.id);
             }
         }
@@ -405,22 +397,14 @@ impl Scheduler {
     /// Takes a running job off its pool (GPUs and quota back); `refund` undoes its burst spend.
     fn unrun(&mut self, id: JobId, refund: bool) -> Option<Running> {
         let r = self.running.remove(&id)?;
-        if let Some(f) = self.free.get_mut(r.zone).and_then(|z| z.get_mut(r.pool)) {
+        if let Some(f) = pool_mut(&mut self.free, r.zone, r.pool) {
             *f += r.gpus;
         }
         if r.borrowed {
-            if let Some(b) = self
-                .borrowed_in_pool
-                .get_mut(r.zone)
-                .and_then(|z| z.get_mut(r.pool))
-            {
+            if let Some(b) = pool_mut(&mut self.borrowed_in_pool, r.zone, r.pool) {
                 *b = b.saturating_sub(r.gpus);
             }
-            if let Some(m) = self
-                .borrowed_jobs
-                .get_mut(r.zone)
-                .and_then(|z| z.get_mut(r.pool))
-            {
+            if let Some(m) = pool_mut(&mut self.borrowed_jobs, r.zone, r.pool) {
                 m.remove(&r.seq);
             }
         }
@@ -828,6 +812,11 @@ fn slot<T: Copy + Default>(table: &[T], i: usize) -> T {
         table.len()
     );
     table.get(i).copied().unwrap_or_default()
+}
+
+/// The entry of a per-zone, per-pool table, to change it.
+fn pool_mut<T>(table: &mut [Vec<T>], zone: usize, pool: usize) -> Option<&mut T> {
+    table.get_mut(zone).and_then(|z| z.get_mut(pool))
 }
 
 /// [`slot`] of a per-zone, per-pool table.
