@@ -53,6 +53,20 @@ struct Running {
     job: Waiting,
 }
 
+impl Running {
+    /// The effect of this run giving its GPUs back.
+    fn released(&self, job: JobId, at: f64) -> Effect {
+        Effect::Released {
+            job,
+            zone: self.zone,
+            pool: self.pool,
+            gpus: self.gpus,
+            public: self.public,
+            at,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 struct Spend {
     money: f64,
@@ -639,14 +653,7 @@ impl Scheduler {
         self.advance(now);
         let mut out = Vec::new();
         if let Some(r) = self.unrun(id, false) {
-            out.push(Effect::Released {
-                job: id,
-                zone: r.zone,
-                pool: r.pool,
-                gpus: r.gpus,
-                public: r.public,
-                at: now,
-            });
+            out.push(r.released(id, now));
         }
         self.drain(now, &mut out);
         out
@@ -711,14 +718,7 @@ impl Scheduler {
         self.advance(now);
         let mut out = Vec::new();
         if let Some(r) = self.unrun(id, false) {
-            out.push(Effect::Released {
-                job: id,
-                zone: r.zone,
-                pool: r.pool,
-                gpus: r.gpus,
-                public: r.public,
-                at: now,
-            });
+            out.push(r.released(id, now));
             out.push(Effect::Cancelled { job: id, at: now });
             self.drain(now, &mut out);
         } else if self.dequeue(id).is_some() {
