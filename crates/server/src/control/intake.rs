@@ -144,16 +144,7 @@ impl Leader<'_> {
         self.explain.insert(sid, explanation);
         self.jobs.insert(
             rec.id.clone(),
-            Tracked {
-                sid,
-                version: rec.version,
-                state: rec.state,
-                spec: Arc::new(spec),
-                zone: None,
-                pool: None,
-                gpus: shape.gpus,
-                attempt,
-            },
+            Tracked::of(sid, &rec, spec, None, shape.gpus, attempt),
         );
         let effects = self.sched.submit(sid, shape, cands, secs(now));
         self.sh

@@ -414,6 +414,29 @@ struct Tracked {
     attempt: u32,
 }
 
+impl Tracked {
+    /// A job the leader tracks from its stored record, placed at `place` (zone, pool) if it runs.
+    fn of(
+        sid: u64,
+        rec: &JobRecord,
+        spec: JobSpec,
+        place: Option<(usize, usize)>,
+        gpus: u32,
+        attempt: u32,
+    ) -> Self {
+        Tracked {
+            sid,
+            version: rec.version,
+            state: rec.state,
+            spec: Arc::new(spec),
+            zone: place.map(|p| p.0),
+            pool: place.map(|p| p.1),
+            gpus,
+            attempt,
+        }
+    }
+}
+
 /// The executor-side id of one run of a job: the job id for its first admission, `ID.N` for the
 /// N-th, so a job preempted and admitted again starts a fresh run (executors start each id once).
 pub fn launch_id(job: &str, attempt: u32) -> String {

@@ -134,16 +134,7 @@ impl Leader<'_> {
         self.sched.restore_running(sid, shape, cands, at, secs(now));
         self.jobs.insert(
             rec.id.clone(),
-            Tracked {
-                sid,
-                version: rec.version,
-                state: rec.state,
-                spec: Arc::new(spec),
-                zone: Some(zone),
-                pool: Some(pool),
-                gpus,
-                attempt,
-            },
+            Tracked::of(sid, rec, spec, Some((zone, pool)), gpus, attempt),
         );
         if rec.state == JobState::Admitted {
             let fx = self.launch(&rec.id)?;
