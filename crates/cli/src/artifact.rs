@@ -15,8 +15,8 @@ use tidegate_artifacts::intoto::{Material, Provenance};
 use tidegate_artifacts::lineage::{JobRun, LineageLog};
 use tidegate_artifacts::signing::KeyStore;
 use tidegate_artifacts::{ArtifactKind, ArtifactStore, Digest, Lane, PutOptions};
+use tidegate_client::{query_value, Client, ClientArgs};
 
-use crate::client::{query_value, Client, ClientArgs};
 use crate::clock::now;
 use crate::ledgered::Ledgered;
 

@@ -492,9 +492,9 @@ fn ask_witness(
     proof_from: &dyn Fn(u64) -> miette::Result<Vec<[u8; 32]>>,
     rewritten: impl Fn(WitnessError) -> miette::Report,
 ) -> miette::Result<String> {
-    let ca = crate::client::find_ca(ca, None)?;
+    let ca = tidegate_client::find_ca(ca, None)?;
     let agent =
-        crate::client::agent_trusting(std::time::Duration::from_secs(30), ca.as_deref(), None)?;
+        tidegate_client::agent_trusting(std::time::Duration::from_secs(30), ca.as_deref(), None)?;
     let endpoint = format!("{}/add-checkpoint", url.trim_end_matches('/'));
     let mut old = 0u64;
     for _ in 0..2 {

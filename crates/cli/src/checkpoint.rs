@@ -152,8 +152,8 @@ pub fn run(cmd: &CheckpointCmd) -> miette::Result<i32> {
         _ => a.job.as_str(),
     };
     let url = format!("{base}/v1/artifacts?kind=checkpoint&job={job}");
-    let ca = crate::client::find_ca(a.ca.as_deref(), None)?;
-    let agent = crate::client::agent_trusting(
+    let ca = tidegate_client::find_ca(a.ca.as_deref(), None)?;
+    let agent = tidegate_client::agent_trusting(
         Duration::from_secs(a.timeout_s.max(1)),
         ca.as_deref(),
         None,

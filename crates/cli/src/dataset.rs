@@ -9,6 +9,7 @@ use miette::miette;
 use tidegate_artifacts::kms::{named_key, FileKeyManager};
 use tidegate_artifacts::signing::{KeyStore, Signer};
 use tidegate_artifacts::ArtifactStore;
+use tidegate_client::output::{print_json, Format};
 use tidegate_data::approval::approval_for;
 use tidegate_data::derive::{sanitize_version, Derivation};
 use tidegate_data::transfer::{execute, plan, TransferRequest};
@@ -21,7 +22,6 @@ use tidegate_sanitize::{Key, Profile};
 
 use crate::clock::now;
 use crate::ledgered::Ledgered;
-use crate::output::{print_json, Format};
 
 /// Where the data directory and fleet are.
 #[derive(Debug, Clone, Args)]

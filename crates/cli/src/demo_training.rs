@@ -30,6 +30,8 @@ use tidegate_artifacts::intoto::{Material, Provenance};
 use tidegate_artifacts::lineage::{Direction, JobRun, LineageLog};
 use tidegate_artifacts::signing::KeyStore;
 use tidegate_artifacts::{ArtifactKind, Digest, PutOptions};
+use tidegate_client::output::{print_json, Format};
+use tidegate_client::Client;
 use tidegate_data::approval::{sign_profile, verify_profile};
 use tidegate_data::derive::{sanitize_version, Derivation};
 use tidegate_data::transfer::{execute, plan, TransferRequest};
@@ -47,11 +49,9 @@ use tidegate_server::api::{JobDetail, LogsView, SubmitRequest, SubmitResponse};
 use tidegate_server::control::LoopConfig;
 use tidegate_server::ServerConfig;
 
-use crate::client::Client;
 use crate::clock::now;
 use crate::dataset::{fleet_with_registry, kms_key, signer};
 use crate::ledgered::{zone_store_dir, Ledgered};
-use crate::output::{print_json, Format};
 
 /// The minimal-features profile the demo sanitizes with.
 const PROFILE: &str = include_str!("../../../examples/profiles/burst-training.yaml");
@@ -506,11 +506,11 @@ pub fn run(a: &BurstTrainingArgs) -> miette::Result<()> {
         ))
         .map_err(|e| miette!("the control plane did not start: {e}"))?;
     let token = std::fs::read_to_string(&server.admin_token_path).into_diagnostic()?;
-    let ca = crate::client::find_ca(server.ca_path.as_deref(), None)?;
+    let ca = tidegate_client::find_ca(server.ca_path.as_deref(), None)?;
     let client = Client::with_agent(
         &server.url,
         token.trim(),
-        crate::client::agent_trusting(Duration::from_secs(30), ca.as_deref(), None)?,
+        tidegate_client::agent_trusting(Duration::from_secs(30), ca.as_deref(), None)?,
     );
     let result = run_jobs(a, &client, &dd, &moved.manifest, &mut out);
     rt.block_on(server.shutdown());

@@ -6,11 +6,10 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 use miette::miette;
 use serde::Serialize;
+use tidegate_client::output::{fleet_dir, print_json, Format};
 use tidegate_model::{load_fleet, load_job, load_jobs_dir, Fleet, JobSpec};
 use tidegate_placement::{Explanation, FleetState, PlacementEngine};
 use tidegate_policy::PolicyEngine;
-
-use crate::output::{fleet_dir, print_json, Format};
 
 /// Arguments of `tidegate check`.
 #[derive(Debug, Args)]

@@ -4,10 +4,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 use miette::{miette, IntoDiagnostic};
+use tidegate_client::output::{print_json, Format};
+use tidegate_client::{Client, ClientArgs};
 use tidegate_server::api::{JobDetail, JobList, JobView, LogsView, SubmitRequest, SubmitResponse};
-
-use crate::client::{Client, ClientArgs};
-use crate::output::{print_json, Format};
 
 /// Submit job manifests (YAML, as in examples/jobs/) to the control plane.
 #[derive(Debug, Args)]

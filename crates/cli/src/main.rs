@@ -3,14 +3,8 @@
 mod agent;
 mod artifact;
 mod audit;
-mod bench;
-mod bench_ledger;
-mod bench_sanitize;
-mod bench_slurm;
-mod bench_submit;
 mod cert;
 mod checkpoint;
-mod client;
 mod clock;
 mod dataset;
 mod demo;
@@ -20,7 +14,6 @@ mod fleet_cmds;
 mod jobs;
 mod ledgered;
 mod lineage;
-mod output;
 mod record;
 mod render;
 mod retention;
@@ -201,7 +194,7 @@ enum Command {
     Sim(sim::SimArgs),
     /// Benchmarks (commands, not tests): measured against the naive way in the same run.
     #[command(subcommand)]
-    Bench(bench::BenchCmd),
+    Bench(tidegate_bench::BenchCmd),
     /// Render a job or the fleet for Kubernetes/Kueue, Slurm (sbatch) or nftables.
     Render(render::RenderArgs),
 }
@@ -263,7 +256,7 @@ fn main() -> miette::Result<()> {
             code => std::process::exit(code),
         },
         Command::Sim(a) => sim::run(&a),
-        Command::Bench(c) => bench::run(&c),
+        Command::Bench(c) => tidegate_bench::run(&c),
         Command::Render(a) => render::run(&a),
     }
 }

@@ -7,10 +7,9 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use miette::miette;
+use tidegate_client::output::fleet_dir;
 use tidegate_model::{load_fleet_with_scheduling, load_job, Fleet, JobSpec, Scheduling};
 use tidegate_render::{k8s, k8s_name, load_addresses, nft, pick_zone, slurm, yaml, Addresses};
-
-use crate::output::fleet_dir;
 
 /// What to render for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]

@@ -15,13 +15,13 @@ use miette::miette;
 use tidegate_artifacts::atomic::write_atomic;
 use tidegate_artifacts::signing::KeyStore;
 use tidegate_artifacts::{ArtifactStore, Digest};
+use tidegate_client::output::{print_json, Format};
 use tidegate_data::approval::{approval_for, sign_profile, signature_path};
 use tidegate_data::derive::{record_report, ReportSubject};
 use tidegate_sanitize::generate::{generate, GenerateSpec};
 use tidegate_sanitize::{sanitize, Key, Options, Profile, Report};
 
 use crate::ledgered::Ledgered;
-use crate::output::{print_json, Format};
 
 /// Arguments of `tidegate sanitize`.
 #[derive(Debug, Args)]

@@ -6,13 +6,12 @@ use std::time::Instant;
 
 use clap::{Args, ValueEnum};
 use miette::miette;
+use tidegate_client::output::{fleet_dir, print_json, Format};
 use tidegate_model::{load_fleet_with_scheduling, Scheduling};
 use tidegate_placement::PlacementEngine;
 use tidegate_policy::PolicyEngine;
 use tidegate_sched::SchedConfig;
 use tidegate_sim::{read_trace, replay_with, scale_scheduling, scale_to_gpus, SimReport};
-
-use crate::output::{fleet_dir, print_json, Format};
 
 /// Mean job completion times the Pollux paper reports for its eight workloads at 1.0x load on
 /// a 64-GPU cluster (Qiao et al., OSDI 2021), for reference beside a replay.

@@ -557,8 +557,8 @@ fn revoke_through_server(data_dir: &Path, body: &serde_json::Value) -> miette::R
 }
 
 /// The client of the control plane that holds `data_dir`'s ledger, with its admin token.
-fn server_client(data_dir: &Path) -> miette::Result<crate::client::Client> {
-    crate::client::Client::from_args(&crate::client::ClientArgs {
+fn server_client(data_dir: &Path) -> miette::Result<tidegate_client::Client> {
+    tidegate_client::Client::from_args(&tidegate_client::ClientArgs {
         server: None,
         token_file: None,
         ca: None,

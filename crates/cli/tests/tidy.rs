@@ -192,8 +192,9 @@ fn the_pure_core_never_depends_on_io_crates() {
 /// The layering, as one table: each workspace crate and the workspace crates its
 /// `[dependencies]` may name (dev-dependencies are free). Layer by layer, as ARCHITECTURE.md's
 /// code map lists them: the pure core, then the libraries beside it, the executors and stores,
-/// the control plane, the binary. A crate missing from the table, or an edge the table does not
-/// allow, fails [`workspace_dependencies_follow_the_layering_table`].
+/// the control plane, the command line's libraries, the binary. A crate missing from the table,
+/// or an edge the table does not allow, fails
+/// [`workspace_dependencies_follow_the_layering_table`].
 const LAYERS: &[(&str, &[&str])] = &[
     // The shared vocabulary: a leaf every crate may use.
     ("vocab", &[]),
@@ -245,11 +246,30 @@ const LAYERS: &[(&str, &[&str])] = &[
             "store",
         ],
     ),
+    // The command line's libraries: the API client, the benchmarks.
+    ("client", &["pki"]),
+    (
+        "bench",
+        &[
+            "client",
+            "exec",
+            "ledger",
+            "model",
+            "placement",
+            "policy",
+            "render",
+            "sanitize",
+            "server",
+            "slurm",
+        ],
+    ),
     // The binary.
     (
         "cli",
         &[
             "artifacts",
+            "bench",
+            "client",
             "data",
             "exec",
             "identity",

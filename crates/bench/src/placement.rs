@@ -1,37 +1,17 @@
-//! `tidegate bench ...`: benchmarks run as commands, each measuring the naive way in the same run.
+//! `tidegate bench placement`: placement decisions per second over a generated backlog, against
+//! placing each job as a competent Cedar user would (one entity set a job, every zone
+//! authorised), on the same threads; checks both ways decide identically.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use clap::{Args, Subcommand};
+use clap::Args;
 use miette::miette;
 use serde::Serialize;
+use tidegate_client::output::{fleet_dir, print_json, Format};
 use tidegate_model::{load_fleet, Fleet, JobSpec};
 use tidegate_placement::{synth, FleetState, PlacementEngine};
 use tidegate_policy::PolicyEngine;
-
-use crate::output::{fleet_dir, print_json, Format};
-
-/// Benchmarks.
-#[derive(Debug, Subcommand)]
-pub enum BenchCmd {
-    /// Placement decisions per second over a generated backlog (and over one where no two jobs
-    /// share what the policies read), against placing each job as a competent Cedar user would
-    /// (one entity set a job, every zone authorised), on the same threads; checks both ways
-    /// decide identically.
-    Placement(PlacementArgs),
-    /// Durable appends/s with concurrent writers (group commit), verification entries/s and proof
-    /// times, next to the naive ways (fsync per append; SQLite hash chain) in the same run.
-    Ledger(crate::bench_ledger::BenchLedgerArgs),
-    /// Sanitizer MB/s end to end on generated Synthea-schema tables, next to Presidio
-    /// (presidio-structured) and a plain pandas + HMAC script on the same rows.
-    Sanitize(crate::bench_sanitize::BenchSanitizeArgs),
-    /// Durable submissions/s through the HTTP API with concurrent clients (p50/p99), next to the
-    /// same number of `sbatch` submissions when Slurm is installed.
-    Submit(crate::bench_submit::BenchSubmitArgs),
-    /// Submissions/s through the Slurm executor's start next to raw `sbatch --wrap true`.
-    Slurm(crate::bench_slurm::BenchSlurmArgs),
-}
 
 /// Arguments of `tidegate bench placement`.
 #[derive(Debug, Args)]
@@ -97,18 +77,8 @@ struct PlacementReport {
     cases: Vec<CaseReport>,
 }
 
-/// Runs a benchmark.
-pub fn run(c: &BenchCmd) -> miette::Result<()> {
-    match c {
-        BenchCmd::Placement(a) => placement(a),
-        BenchCmd::Ledger(a) => crate::bench_ledger::run(a),
-        BenchCmd::Sanitize(a) => crate::bench_sanitize::run(a),
-        BenchCmd::Submit(a) => crate::bench_submit::run(a),
-        BenchCmd::Slurm(a) => crate::bench_slurm::run(a),
-    }
-}
-
-fn placement(a: &PlacementArgs) -> miette::Result<()> {
+/// Runs `tidegate bench placement`.
+pub fn run(a: &PlacementArgs) -> miette::Result<()> {
     let base = load_fleet(&fleet_dir(a.fleet.clone())?)
         .map_err(|e| miette!("fleet does not load:\n{e}"))?;
     let fleet = synth::scale_fleet(&base, a.replicas.max(1));

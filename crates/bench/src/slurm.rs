@@ -17,10 +17,9 @@ use std::time::Instant;
 use clap::Args;
 use miette::miette;
 use serde::Serialize;
+use tidegate_client::output::{print_json, Format};
 use tidegate_exec::{Executor as _, Launch};
 use tidegate_slurm::{SlurmConfig, SlurmExecutor};
-
-use crate::output::{print_json, Format};
 
 /// Arguments of `tidegate bench slurm`.
 #[derive(Debug, Args)]

@@ -9,10 +9,9 @@ use std::time::Instant;
 use clap::Args;
 use miette::{miette, IntoDiagnostic};
 use serde::Serialize;
+use tidegate_client::output::{print_json, Format};
 use tidegate_sanitize::generate::{generate, GenerateSpec};
 use tidegate_sanitize::{sanitize, Key, Options, Profile};
-
-use crate::output::{print_json, Format};
 
 const INSTALL: &str =
     "pip install presidio-structured presidio-anonymizer presidio-analyzer pandas";

@@ -1,10 +1,17 @@
-//! The API client the job commands use: where the server is, which token to send, which
-//! certificate authority to trust (and, for an agent, which client certificate to present), and
-//! turning the API's JSON errors into diagnostics.
+//! tidegate's API client, as the command line and the benchmarks use it: where the server is,
+//! which token to send, which certificate authority to trust (and, for an agent, which client
+//! certificate to present), and turning the API's JSON errors into diagnostics.
 //!
 //! TLS is rustls with the ring provider and no bundled roots: the client trusts the control
 //! plane's own authority, from `--ca` / `TIDEGATE_CA`, else `<data-dir>/pki/ca.pem` (a local
 //! `tidegate up`).
+//!
+//! [`output`] holds what the commands print with: `--output text|json` ([`output::Format`]),
+//! [`output::print_json`], and the fleet directory they default to ([`output::fleet_dir`]).
+
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod output;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

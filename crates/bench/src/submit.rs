@@ -15,12 +15,11 @@ use std::time::Instant;
 use clap::Args;
 use miette::{miette, IntoDiagnostic};
 use serde::Serialize;
+use tidegate_client::output::{fleet_dir, print_json, Format};
+use tidegate_client::Client;
 use tidegate_server::api::{SubmitRequest, SubmitResponse};
 use tidegate_server::control::LoopConfig;
 use tidegate_server::ServerConfig;
-
-use crate::client::Client;
-use crate::output::{fleet_dir, print_json, Format};
 
 /// Arguments of `tidegate bench submit`.
 #[derive(Debug, Args)]
