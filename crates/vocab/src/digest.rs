@@ -14,7 +14,7 @@ pub struct Digest(String);
 
 /// A text that is not a digest.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{text}` is not a digest: expected `sha256:` followed by 64 lower-case hex digits")]
+#[error("invalid digest `{text}`: expected `sha256:` followed by 64 lower-case hex digits")]
 pub struct DigestError {
     /// The text (at most its first 80 characters).
     pub text: String,
