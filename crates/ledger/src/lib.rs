@@ -2,7 +2,7 @@
 //!
 //! Layers, from pure to I/O:
 //! - [`merkle`]: RFC 6962 / 9162 tree hashing, inclusion and consistency proofs (pure).
-//! - [`canonical`]: RFC 8785 JSON canonicalization (pure).
+//! - [`canonical`]: RFC 8785 JSON canonicalization (pure; tidegate-vocab's, re-exported).
 //! - [`entry`]: entry types; identifiers and digests only, never data content (pure).
 //! - [`entry_check`]: zero-copy proof that bytes are a canonical, well-formed entry (pure).
 //! - [`checkpoint`]: C2SP signed-note checkpoints, ed25519 signing, witness co-signing (pure).
@@ -27,8 +27,7 @@
 
 pub mod backend;
 pub mod bundle;
-pub mod canonical;
-mod canonical_ser;
+pub use tidegate_vocab::canonical;
 pub mod checkpoint;
 pub mod commit;
 pub mod entry;

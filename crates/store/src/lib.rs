@@ -22,7 +22,6 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod bench;
-mod canonical;
 mod error;
 pub mod migrate;
 mod postgres;

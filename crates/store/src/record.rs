@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::canonical::{canonical_json, sha256_digest};
 use crate::error::StoreError;
+use tidegate_vocab::canonical::to_text_any_number as canonical_json;
 
 /// Most jobs one [`PageRequest`] returns.
 pub const MAX_PAGE_SIZE: u32 = 1000;
@@ -281,10 +281,11 @@ impl NewJob {
         }
         self.at.check("submitted_at")?;
         let spec_text = canonical_json(&self.spec);
-        let spec_digest = sha256_digest(spec_text.as_bytes());
+        let spec_digest = tidegate_vocab::Digest::of(spec_text.as_bytes()).to_string();
         let request =
             serde_json::json!({ "name": self.name, "team": self.team, "spec_digest": spec_digest });
-        let request_digest = sha256_digest(canonical_json(&request).as_bytes());
+        let request_digest =
+            tidegate_vocab::Digest::of(canonical_json(&request).as_bytes()).to_string();
         Ok(PreparedJob {
             job: self,
             spec_text,
@@ -787,6 +788,32 @@ mod tests {
             assert!(!s.can_move_to(Submitted));
             assert_eq!(s.as_str().parse::<JobState>().ok(), Some(s));
         }
+    }
+
+    /// Stored digests are made from the canonical text, so a change of encoder must not change
+    /// them: an idempotent retry compares its digest with one stored by an earlier version. The
+    /// expected values are those the encoder stored before the shared one replaced it.
+    #[test]
+    fn stored_digests_are_unchanged_by_the_shared_canonical_encoder() {
+        let manifest = "kind: Job\nname: caf\u{e9} \u{1}\t\"q\"\\\\ \u{1f600} \u{2028} \u{7f}\n";
+        let job = NewJob {
+            id: JobId::new("job-1").unwrap(),
+            name: "n\u{e9}".into(),
+            team: "t".into(),
+            spec: serde_json::json!({ "manifest": manifest }),
+            idempotency_key: None,
+            reason: None,
+            at: Timestamp(1_700_000_000_000),
+        };
+        let p = job.prepare().unwrap();
+        assert_eq!(
+            p.spec_digest,
+            "sha256:93d1b0a4286ea771dfd1164c4ec9d9ec84e89abe8fe6cda3182727c0598632cf"
+        );
+        assert_eq!(
+            p.request_digest,
+            "sha256:8fafdd3a5a40b60f44fd7b2974311f9d7e44191b37f53a647ae62e3be94e1365"
+        );
     }
 
     #[test]

@@ -3,6 +3,8 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod canonical;
+mod canonical_ser;
 mod digest;
 mod redact;
 mod rng;

@@ -1,4 +1,5 @@
-//! RFC 8785 (JSON Canonicalization Scheme) encoding for the subset of JSON the ledger uses.
+//! tidegate's one canonical JSON: RFC 8785 (JSON Canonicalization Scheme) for the subset of JSON
+//! the ledger uses, and the same text with any number for records that may hold measurements.
 //!
 //! Ledger entries and evidence bundles contain only strings, integers, booleans, null, arrays
 //! and objects. For that subset RFC 8785 is: no whitespace; object members sorted by the UTF-16
@@ -30,8 +31,30 @@ pub enum CanonicalError {
 /// [`CanonicalError::Number`] for floats or out-of-range integers.
 pub fn to_vec(value: &Value) -> Result<Vec<u8>, CanonicalError> {
     let mut out = Vec::with_capacity(256);
-    write_value(value, &mut out)?;
+    write_value(value, Numbers::SafeIntegers, &mut out)?;
     Ok(out)
+}
+
+/// The canonical text of a JSON value that may hold any number: the same text as [`to_vec`]
+/// wherever that accepts the value, and a number outside its subset (a float, a large integer)
+/// written as `serde_json` writes it (the shortest text that reads back to the same value).
+/// For records that are digested and stored, not signed: the job store's specs and event
+/// details, where a cost estimate is a float.
+pub fn to_text_any_number(value: &Value) -> String {
+    let mut out = Vec::with_capacity(256);
+    // Infallible: with `Numbers::Any` no branch returns an error.
+    let _ = write_value(value, Numbers::Any, &mut out);
+    // Only UTF-8 is ever written (string contents are copied from `&str`).
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Which numbers a writer accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Numbers {
+    /// Integers within +/-(2^53 - 1) only (RFC 8785's exact subset).
+    SafeIntegers,
+    /// Any number; those outside the subset as `serde_json` writes them.
+    Any,
 }
 
 /// Canonical bytes of any serializable value (via `serde_json::Value`).
@@ -42,11 +65,15 @@ pub fn to_vec_of<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, CanonicalErr
     crate::canonical_ser::to_vec(value)
 }
 
-fn write_value(value: &Value, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
+fn write_value(value: &Value, numbers: Numbers, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
     match value {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(true) => out.extend_from_slice(b"true"),
         Value::Bool(false) => out.extend_from_slice(b"false"),
+        // Within the subset this is the same decimal text as below.
+        Value::Number(n) if numbers == Numbers::Any => {
+            out.extend_from_slice(n.to_string().as_bytes())
+        }
         Value::Number(n) => {
             if let Some(u) = n.as_u64() {
                 if u > MAX_SAFE_INTEGER {
@@ -69,7 +96,7 @@ fn write_value(value: &Value, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
                 if i > 0 {
                     out.push(b',');
                 }
-                write_value(item, out)?;
+                write_value(item, numbers, out)?;
             }
             out.push(b']');
         }
@@ -83,7 +110,7 @@ fn write_value(value: &Value, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
                 }
                 write_string(k, out);
                 out.push(b':');
-                write_value(v, out)?;
+                write_value(v, numbers, out)?;
             }
             out.push(b'}');
         }
@@ -171,6 +198,20 @@ mod tests {
     fn nested_structures_have_no_whitespace() {
         let v = json!({"b": [1, true, null, {"z": -5, "a": "x"}], "a": {}});
         assert_eq!(canon(&v), r#"{"a":{},"b":[1,true,null,{"a":"x","z":-5}]}"#);
+    }
+
+    #[test]
+    fn any_number_text_agrees_with_the_subset_and_writes_floats_as_serde_json_does() {
+        let v = json!({"b": [1, -2, "\u{1}\u{e9}"], "a": {"\u{fb33}": 0, "\u{1f600}": 1}});
+        assert_eq!(
+            to_text_any_number(&v).as_bytes(),
+            to_vec(&v).unwrap_or_default()
+        );
+        let f = json!({"cost": 1.5, "big": MAX_SAFE_INTEGER + 1, "n": -0.25});
+        assert_eq!(
+            to_text_any_number(&f),
+            r#"{"big":9007199254740992,"cost":1.5,"n":-0.25}"#
+        );
     }
 
     #[test]
