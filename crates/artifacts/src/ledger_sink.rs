@@ -84,7 +84,11 @@ impl LedgerSink {
         Ok(Self {
             ledger,
             lookup: ArtifactStore::open(data_dir)?,
-            jsonl: JsonlSink::new(data_dir.join("artifacts").join("events.jsonl")),
+            jsonl: JsonlSink::new(
+                tidegate_vocab::DataDir::new(&data_dir)
+                    .artifacts()
+                    .join("events.jsonl"),
+            ),
             ts_ms: now.saturating_mul(1000),
             zone: None,
             documents: data_dir.to_path_buf(),

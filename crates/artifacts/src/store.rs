@@ -215,14 +215,16 @@ impl ArtifactStore {
     /// # Errors
     /// I/O or key-manager errors.
     pub fn open(data_dir: &Path) -> Result<Self, ArtifactError> {
-        let kms = FileKeyManager::open(&data_dir.join("keys"))?;
+        let kms = FileKeyManager::open(&tidegate_vocab::DataDir::new(&data_dir).keys())?;
         Ok(Self::with_key_manager(data_dir, Box::new(kms)))
     }
 
     /// Opens the store with another key manager (an external KMS).
     #[must_use]
     pub fn with_key_manager(data_dir: &Path, kms: Box<dyn KeyManager>) -> Self {
-        let blobs = Box::new(LocalBlobs::new(data_dir.join("artifacts")));
+        let blobs = Box::new(LocalBlobs::new(
+            tidegate_vocab::DataDir::new(&data_dir).artifacts(),
+        ));
         Self::with_backends(data_dir, kms, blobs)
     }
 
@@ -235,7 +237,9 @@ impl ArtifactStore {
         blobs: Box<dyn BlobBackend>,
     ) -> Self {
         let events = Box::new(JsonlSink::new(
-            data_dir.join("artifacts").join("events.jsonl"),
+            tidegate_vocab::DataDir::new(&data_dir)
+                .artifacts()
+                .join("events.jsonl"),
         ));
         Self {
             root: data_dir.to_path_buf(),
@@ -302,11 +306,11 @@ impl ArtifactStore {
     /// `<data-dir>/keys`.
     #[must_use]
     pub fn keys_dir(&self) -> PathBuf {
-        self.root.join("keys")
+        tidegate_vocab::DataDir::new(&self.root).keys()
     }
 
     pub(crate) fn artifacts_dir(&self) -> PathBuf {
-        self.root.join("artifacts")
+        tidegate_vocab::DataDir::new(&self.root).artifacts()
     }
 
     /// Path of the encrypted blob of `digest` with the default local backend.

@@ -388,7 +388,7 @@ fn sanitize_cmd(
         let approval = approval_for(&keyring, &profile, a.profile_signature.as_deref(), now).map_err(|e| {
             miette!(help = "re-sign the profile with `tidegate sanitize sign-profile`, or run it unsigned (it then earns nothing)", "{e}")
         })?;
-        let work = data.data_dir.join("tmp").join(format!("sanitize-{}", std::process::id()));
+        let work = tidegate_vocab::DataDir::new(&data.data_dir).scratch().join(format!("sanitize-{}", std::process::id()));
         let d = Derivation {
             registry,
             store: &store,

@@ -288,7 +288,7 @@ pub fn run(a: &BurstTrainingArgs) -> miette::Result<()> {
         fmt,
         "1. raw tables registered restricted/phi in the private zone",
     );
-    let raw_dir = dd.join("tmp").join("raw");
+    let raw_dir = tidegate_vocab::DataDir::new(&dd).scratch().join("raw");
     raw_tables(a, &raw_dir)?;
     let mut fleet = fleet_with_registry(a.fleet.clone(), &dd)?;
     let registry = Registry::open(&dd);
@@ -373,8 +373,13 @@ pub fn run(a: &BurstTrainingArgs) -> miette::Result<()> {
         name: deid_name,
         version: deid_version,
     };
-    let derived = sanitize_version(&d, key, &dd.join("tmp").join("sanitize"), now0)
-        .map_err(|e| miette!("{e}"))?;
+    let derived = sanitize_version(
+        &d,
+        key,
+        &tidegate_vocab::DataDir::new(&dd).scratch().join("sanitize"),
+        now0,
+    )
+    .map_err(|e| miette!("{e}"))?;
     out.deid = derived.version.id();
     out.deid_classification = describe(&derived.version.classification);
     out.earned = derived.report.earned;
@@ -845,7 +850,7 @@ fn run_jobs(
     }
     // A run has stopped when the process its local executor recorded has ended.
     let running = |id: &str| -> bool {
-        std::fs::read_dir(dd.join("zones"))
+        std::fs::read_dir(tidegate_vocab::DataDir::new(&dd).zones())
             .into_iter()
             .flatten()
             .flatten()

@@ -251,7 +251,7 @@ pub fn run(args: &UpArgs) -> miette::Result<()> {
         }
         println!("  state        {store}");
         println!("  fleet        {} ({zones} zones, a local executor standing in for each)", fleet_dir.display());
-        println!("  evidence     {}", args.data_dir.join("ledger").display());
+        println!("  evidence     {}", tidegate_vocab::DataDir::new(&args.data_dir).ledger().display());
         println!("next, in another terminal:  tidegate demo burst   (or: tidegate submit examples/jobs/sepsis-hpo-sweep.yaml)");
         println!("change the fleet live with SIGHUP (re-reads {}) or `tidegate fleet apply DIR`", fleet_dir.display());
         println!("stop with Ctrl-C (drains gracefully)");
@@ -316,7 +316,9 @@ fn fleet_executors(
         match &zone.backend {
             tidegate_model::Backend::Local { .. } => {}
             b @ tidegate_model::Backend::Slurm { .. } => {
-                let state = args.data_dir.join("slurm").join(&zone.name);
+                let state = tidegate_vocab::DataDir::new(&args.data_dir)
+                    .slurm()
+                    .join(&zone.name);
                 let cfg = tidegate_slurm::SlurmConfig::from_backend(b, state)
                     .ok_or_else(|| miette!("zone {}: not a Slurm backend", zone.name))?;
                 let render: tidegate_slurm::Renderer = Arc::new(tidegate_render::slurm::script);

@@ -226,6 +226,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "placement",
             "policy",
             "sanitize",
+            "vocab",
         ],
     ),
     ("testkit", &["model"]),
@@ -244,10 +245,11 @@ const LAYERS: &[(&str, &[&str])] = &[
             "policy",
             "sched",
             "store",
+            "vocab",
         ],
     ),
     // The command line's libraries: the API client, the benchmarks.
-    ("client", &["pki"]),
+    ("client", &["pki", "vocab"]),
     (
         "bench",
         &[
@@ -286,6 +288,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "sim",
             "slurm",
             "store",
+            "vocab",
         ],
     ),
 ];
@@ -471,4 +474,34 @@ fn items_named_by_invariants_exist_in_their_files() {
         }
     }
     assert!(checked >= 10, "only {checked} named items checked");
+}
+
+/// Where the top-level entries of a data directory are is `tidegate_vocab::DataDir`'s to say:
+/// no other library spells one out (tests may; the fleet directory's `zones/` is another layout).
+#[test]
+fn only_the_data_dir_type_names_a_data_directory_s_entries() {
+    let mut files = Vec::new();
+    rust_files(&root().join("crates"), &mut files);
+    let mut bad = Vec::new();
+    for f in &files {
+        let rel = f.strip_prefix(root()).unwrap().display().to_string();
+        if rel.starts_with("crates/vocab/")
+            || rel.contains("/tests/")
+            || rel == "crates/model/src/load/fleet.rs"
+        {
+            continue;
+        }
+        let text = fs::read_to_string(f).unwrap();
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        for (name, _) in tidegate_vocab::DataDir::ENTRIES {
+            let spelled = format!(".join(\"{name}\")");
+            if code.contains(&spelled) || (*name == "state.db" && code.contains("\"state.db\"")) {
+                bad.push(format!("{rel}: {spelled}"));
+            }
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "these files spell out a data directory's entry; ask tidegate_vocab::DataDir: {bad:#?}"
+    );
 }

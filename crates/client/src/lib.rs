@@ -88,7 +88,9 @@ pub fn find_ca(
         });
     }
     let Some(dir) = data_dir else { return Ok(None) };
-    let path = dir.join("pki").join(tidegate_pki::CA_CERT_FILE);
+    let path = tidegate_vocab::DataDir::new(&dir)
+        .pki()
+        .join(tidegate_pki::CA_CERT_FILE);
     match std::fs::read(&path) {
         Ok(b) => Ok(Some(b)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -170,14 +172,14 @@ impl Client {
         let base = args
             .server
             .clone()
-            .or_else(|| read_trimmed(&args.data_dir.join("server.url")))
+            .or_else(|| read_trimmed(&tidegate_vocab::DataDir::new(&args.data_dir).server_url()))
             .unwrap_or_else(|| "https://127.0.0.1:7700".into())
             .trim_end_matches('/')
             .to_owned();
         let token_path = args
             .token_file
             .clone()
-            .unwrap_or_else(|| args.data_dir.join("admin.token"));
+            .unwrap_or_else(|| tidegate_vocab::DataDir::new(&args.data_dir).admin_token());
         let token = match std::env::var("TIDEGATE_TOKEN") {
             Ok(t) if !t.trim().is_empty() => t.trim().to_owned(),
             _ => read_trimmed(&token_path).ok_or_else(|| {

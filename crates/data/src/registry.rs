@@ -634,7 +634,9 @@ impl Registry {
     #[must_use]
     pub fn open(data_dir: &Path) -> Self {
         Self {
-            path: data_dir.join("datasets").join("registry.jsonl"),
+            path: tidegate_vocab::DataDir::new(&data_dir)
+                .datasets()
+                .join("registry.jsonl"),
         }
     }
 

@@ -547,12 +547,7 @@ pub(crate) async fn put_artifact(
     st.auth.authorize(&caller, Action::Submit, &team)?;
     // Read the body only once the caller may store, and to a file as it arrives: memory stays
     // bounded whatever its size, and nothing is spooled for strangers.
-    let spool_dir = st
-        .shared
-        .evidence
-        .data_dir()
-        .join("artifacts")
-        .join("spool");
+    let spool_dir = crate::spool::dir_of(st.shared.evidence.data_dir());
     let content = crate::spool::spool(body, &spool_dir, MAX_ARTIFACT_BYTES as u64).await?;
     labels.insert(TEAM_LABEL.to_owned(), team.clone());
     let declared = q

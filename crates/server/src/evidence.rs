@@ -209,7 +209,12 @@ impl Evidence {
     /// Where the ledger lives, for messages.
     fn describe(&self) -> String {
         match &self.target {
-            LedgerTarget::Files => format!("ledger in {}", self.data_dir.join("ledger").display()),
+            LedgerTarget::Files => format!(
+                "ledger in {}",
+                tidegate_vocab::DataDir::new(&self.data_dir)
+                    .ledger()
+                    .display()
+            ),
             LedgerTarget::Postgres { schema, .. } => format!(
                 "ledger in PostgreSQL (schema {})",
                 schema.as_deref().unwrap_or("default")

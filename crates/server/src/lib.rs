@@ -236,7 +236,7 @@ pub async fn start(cfg: ServerConfig, clock: Clock) -> Result<Server, StartError
     let keys_dir = cfg
         .keys_dir
         .clone()
-        .unwrap_or_else(|| cfg.data_dir.join("keys"));
+        .unwrap_or_else(|| tidegate_vocab::DataDir::new(&cfg.data_dir).keys());
     let keys = RootKeyStore::new(&keys_dir);
     let keys_err = |reason: String| StartError::Keys {
         dir: keys_dir.clone(),
@@ -334,7 +334,7 @@ pub async fn start(cfg: ServerConfig, clock: Clock) -> Result<Server, StartError
     let admin = auth
         .mint("admin", Role::Admin, "admin", cfg.admin_token_minutes)
         .map_err(|e| keys_err(e.message))?;
-    let admin_token_path = cfg.data_dir.join("admin.token");
+    let admin_token_path = tidegate_vocab::DataDir::new(&cfg.data_dir).admin_token();
     write_secret(&admin_token_path, &admin)?;
     // Dataset versions registered in this data directory (`tidegate dataset register`) are
     // placed like the fleet's own, as the evidence ledger recorded them (the policy set does
@@ -347,7 +347,7 @@ pub async fn start(cfg: ServerConfig, clock: Clock) -> Result<Server, StartError
     let work_root = cfg
         .work_root
         .clone()
-        .unwrap_or_else(|| cfg.data_dir.join("zones"));
+        .unwrap_or_else(|| tidegate_vocab::DataDir::new(&cfg.data_dir).zones());
     // What the data directory holds is the control plane's alone (state, ledger, documents,
     // keys, artifacts, registrations): jobs run as other users and must not read it. Only the
     // zones' work root, which jobs enter, stays reachable.
@@ -462,7 +462,7 @@ pub async fn start(cfg: ServerConfig, clock: Clock) -> Result<Server, StartError
         Some(_) => format!("https://{addr}"),
         None => format!("http://{addr}"),
     };
-    let url_path = cfg.data_dir.join("server.url");
+    let url_path = tidegate_vocab::DataDir::new(&cfg.data_dir).server_url();
     std::fs::write(&url_path, format!("{url}\n")).map_err(|source| StartError::Io {
         path: url_path,
         source,

@@ -27,7 +27,6 @@ use crate::sql::{self, Origin, RawEvent, RawJob};
 use crate::Store;
 
 /// File name of the database under the data directory.
-pub(crate) const DB_FILE: &str = "state.db";
 
 /// Tunables for [`SqliteStore::open`].
 #[derive(Debug, Clone)]
@@ -103,7 +102,7 @@ impl std::fmt::Debug for SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) `<data_dir>/state.db` and brings its schema up to date.
     pub fn open(data_dir: &Path, options: SqliteOptions) -> Result<Self, StoreError> {
-        let path = data_dir.join(DB_FILE);
+        let path = tidegate_vocab::DataDir::new(data_dir).state_db();
         let origin = Origin {
             backend: "sqlite",
             location: path.display().to_string(),

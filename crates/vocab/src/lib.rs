@@ -5,10 +5,12 @@
 
 pub mod canonical;
 mod canonical_ser;
+mod data_dir;
 mod digest;
 mod redact;
 mod rng;
 
+pub use data_dir::DataDir;
 pub use digest::{Digest, DigestError};
 pub use redact::redact_url;
 pub use rng::SplitMix;
