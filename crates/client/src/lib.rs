@@ -20,6 +20,7 @@ use clap::Args;
 use miette::miette;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tidegate_api::ErrorBody;
 
 /// How to reach the control plane.
 #[derive(Debug, Clone, Args)]
@@ -328,16 +329,20 @@ impl Client {
 
 /// The diagnostic for an API error answer: status, stable code, field and message.
 fn api_error(what: &str, status: ureq::http::StatusCode, text: &str) -> miette::Report {
-    let err: serde_json::Value = serde_json::from_str(text).unwrap_or(serde_json::Value::Null);
-    let code = err
-        .pointer("/error/code")
-        .and_then(|v| v.as_str())
-        .unwrap_or("error");
-    let message = err
-        .pointer("/error/message")
-        .and_then(|v| v.as_str())
-        .unwrap_or(text);
-    let field = err.pointer("/error/field").and_then(|v| v.as_str());
+    let (code, message, field) = match serde_json::from_str::<ErrorBody>(text) {
+        Ok(ErrorBody { error }) => (error.code, error.message, error.field),
+        // Not the API's error shape (a proxy's answer, a cut body): what of it can be read.
+        Err(_) => {
+            let err: serde_json::Value =
+                serde_json::from_str(text).unwrap_or(serde_json::Value::Null);
+            let read = |at: &str| err.pointer(at).and_then(|v| v.as_str()).map(str::to_owned);
+            (
+                read("/error/code").unwrap_or_else(|| "error".to_owned()),
+                read("/error/message").unwrap_or_else(|| text.to_owned()),
+                read("/error/field"),
+            )
+        }
+    };
     match field {
         Some(f) => miette!("{what}: {status} {code} (field {f}): {message}"),
         None => miette!("{what}: {status} {code}: {message}"),
