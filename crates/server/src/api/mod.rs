@@ -3,9 +3,11 @@
 //! `artifacts`, and `meta` (health, this document, metrics). The JSON shapes it speaks are
 //! `tidegate_api`'s.
 //!
-//! Every handler authenticates first (its [`Caller`] argument, the one extractor that reads the
-//! bearer token), then validates the request, then authorizes the action for the team
-//! concerned, then does its store transactions on the blocking pool (`blocking`). The OpenAPI
+//! Every handler but `/healthz`'s authenticates first (its [`Caller`] argument, the one
+//! extractor that reads a user's bearer token; reading an artifact's content, whose bearer may
+//! be a job token, authenticates a user's the same way when it is one), then validates the
+//! request, then authorizes the action for the team concerned, then does its store
+//! transactions on the blocking pool (`blocking`, the one helper that does). The OpenAPI
 //! document lists, for each operation, the token action it needs as the scope of its `bearer`
 //! security requirement (`submit`, `read`, `cancel`, `approve`, `observe`, `agent`,
 //! `administer`; `any` for the document itself), so clients and tests can derive the access
