@@ -361,3 +361,39 @@ pub fn query_value(v: &str) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::api_error;
+
+    #[test]
+    fn an_api_error_names_status_code_field_and_message() {
+        let status = ureq::http::StatusCode::BAD_REQUEST;
+        let text = r#"{"error":{"code":"invalid_request","message":"bad","field":"manifest"}}"#;
+        assert_eq!(
+            api_error("POST /v1/jobs", status, text).to_string(),
+            "POST /v1/jobs: 400 Bad Request invalid_request (field manifest): bad"
+        );
+        let text = r#"{"error":{"code":"not_found","message":"gone"}}"#;
+        assert_eq!(
+            api_error("GET /v1/jobs/x", ureq::http::StatusCode::NOT_FOUND, text).to_string(),
+            "GET /v1/jobs/x: 404 Not Found not_found: gone"
+        );
+    }
+
+    #[test]
+    fn an_answer_that_is_not_the_error_shape_is_told_as_far_as_it_reads() {
+        let status = ureq::http::StatusCode::BAD_GATEWAY;
+        assert_eq!(
+            api_error("GET /x", status, "upstream down").to_string(),
+            "GET /x: 502 Bad Gateway error: upstream down"
+        );
+        let text = r#"{"error":{"code":"teapot"}}"#;
+        assert_eq!(
+            api_error("GET /x", status, text).to_string(),
+            format!("GET /x: 502 Bad Gateway teapot: {text}")
+        );
+    }
+}
