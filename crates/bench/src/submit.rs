@@ -15,9 +15,9 @@ use std::time::Instant;
 use clap::Args;
 use miette::{miette, IntoDiagnostic};
 use serde::Serialize;
+use tidegate_api::{SubmitRequest, SubmitResponse};
 use tidegate_client::output::{fleet_dir, print_json, Format};
 use tidegate_client::Client;
-use tidegate_server::api::{SubmitRequest, SubmitResponse};
 use tidegate_server::control::LoopConfig;
 use tidegate_server::ServerConfig;
 

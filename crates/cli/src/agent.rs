@@ -16,11 +16,11 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use miette::{miette, IntoDiagnostic};
-use tidegate_client::{agent_trusting, find_ca, Client, ClientIdentity};
-use tidegate_exec::{Executor, Launch, LocalConfig, LocalExecutor, RunStatus};
-use tidegate_server::api::{
+use tidegate_api::{
     CertificateRequest, CertificateResponse, SyncReport, SyncRequest, SyncResponse,
 };
+use tidegate_client::{agent_trusting, find_ca, Client, ClientIdentity};
+use tidegate_exec::{Executor, Launch, LocalConfig, LocalExecutor, RunStatus};
 
 /// Run a zone's work as an agent inside the zone.
 ///

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
 use miette::miette;
+use tidegate_api::{JobDetail, JobList, JobView, SubmitRequest, SubmitResponse};
 use tidegate_client::{Client, ClientArgs};
-use tidegate_server::api::{JobDetail, JobList, JobView, SubmitRequest, SubmitResponse};
 
 /// Demonstrations against a running control plane (`tidegate up`).
 #[derive(Debug, Subcommand)]

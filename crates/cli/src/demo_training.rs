@@ -26,6 +26,7 @@ use clap::Args;
 use miette::{miette, IntoDiagnostic, WrapErr};
 use serde::Serialize;
 use serde_json::json;
+use tidegate_api::{JobDetail, LogsView, SubmitRequest, SubmitResponse};
 use tidegate_artifacts::intoto::{Material, Provenance};
 use tidegate_artifacts::lineage::{Direction, JobRun, LineageLog};
 use tidegate_artifacts::signing::KeyStore;
@@ -45,7 +46,6 @@ use tidegate_policy::PolicyEngine;
 use tidegate_sanitize::generate::{generate, GenerateSpec};
 use tidegate_sanitize::Profile;
 use tidegate_sched::SchedConfig;
-use tidegate_server::api::{JobDetail, LogsView, SubmitRequest, SubmitResponse};
 use tidegate_server::control::LoopConfig;
 use tidegate_server::ServerConfig;
 

@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 use miette::{miette, IntoDiagnostic};
+use tidegate_api::{JobDetail, JobList, JobView, LogsView, SubmitRequest, SubmitResponse};
 use tidegate_client::output::{print_json, Format};
 use tidegate_client::{Client, ClientArgs};
-use tidegate_server::api::{JobDetail, JobList, JobView, LogsView, SubmitRequest, SubmitResponse};
 
 /// Submit job manifests (YAML, as in examples/jobs/) to the control plane.
 #[derive(Debug, Args)]
@@ -280,7 +280,7 @@ pub fn logs(args: &LogsArgs) -> miette::Result<()> {
     let l: LogsView = client.get(&format!(
         "/v1/jobs/{}/logs?tail_bytes={}",
         encode(&args.id),
-        args.tail.min(tidegate_server::api::MAX_LOG_TAIL)
+        args.tail.min(tidegate_api::MAX_LOG_TAIL)
     ))?;
     print!("{}", l.logs);
     Ok(())
@@ -316,7 +316,7 @@ pub fn fleet(cmd: &FleetCmd) -> miette::Result<()> {
     let (dir, client) = match cmd {
         FleetCmd::Apply { dir, client } => (dir, client),
         FleetCmd::Show { client } => {
-            let v: tidegate_server::api::FleetView = Client::from_args(client)?.get("/v1/fleet")?;
+            let v: tidegate_api::FleetView = Client::from_args(client)?.get("/v1/fleet")?;
             print_fleet(&v);
             return Ok(());
         }
@@ -346,16 +346,13 @@ pub fn fleet(cmd: &FleetCmd) -> miette::Result<()> {
         None => None,
     };
     let client = Client::from_args(client)?;
-    let v: tidegate_server::api::FleetView = client.post(
-        "/v1/fleet",
-        &tidegate_server::api::FleetApplyRequest { dir },
-        &[],
-    )?;
+    let v: tidegate_api::FleetView =
+        client.post("/v1/fleet", &tidegate_api::FleetApplyRequest { dir }, &[])?;
     print_fleet(&v);
     Ok(())
 }
 
-fn print_fleet(v: &tidegate_server::api::FleetView) {
+fn print_fleet(v: &tidegate_api::FleetView) {
     println!(
         "fleet {} in force (generation {}): {} zones, {} dataset versions\n  fleet hash  {}\n  policy hash {}",
         v.dir, v.generation, v.zones, v.datasets, v.fleet_hash, v.policy_hash
@@ -399,7 +396,7 @@ pub fn zone(cmd: &ZoneCmd) -> miette::Result<()> {
     match cmd {
         ZoneCmd::List { output, client } => {
             let client = Client::from_args(client)?;
-            let zones: Vec<tidegate_server::api::ZoneView> = client.get("/v1/zones")?;
+            let zones: Vec<tidegate_api::ZoneView> = client.get("/v1/zones")?;
             if *output == Format::Json {
                 return print_json(&zones);
             }
@@ -439,12 +436,12 @@ pub fn zone(cmd: &ZoneCmd) -> miette::Result<()> {
             client,
         } => {
             let client = Client::from_args(client)?;
-            let body = tidegate_server::api::ConditionRequest {
+            let body = tidegate_api::ConditionRequest {
                 health: health.clone(),
                 throttled: *throttled,
                 reason: reason.clone(),
             };
-            let z: tidegate_server::api::ZoneView =
+            let z: tidegate_api::ZoneView =
                 client.post(&format!("/v1/zones/{}/condition", encode(zone)), &body, &[])?;
             println!(
                 "{}  {}{}",

@@ -11,7 +11,7 @@ use tidegate_identity::{
     TokenSpec, Verifier,
 };
 
-use tidegate_server::api::{JobTokenRequest, TokenRequest, TokenResponse};
+use tidegate_api::{JobTokenRequest, TokenRequest, TokenResponse};
 use tidegate_server::evidence::{token_issued_entry, TokenGrant};
 
 use crate::clock::now;
@@ -241,7 +241,7 @@ pub fn run(data_dir: &Path, cmd: TokenCmd) -> miette::Result<()> {
             let spec = match (job, user) {
                 (Some(job_id), None) => {
                     let zone = zone.ok_or_else(|| miette!("a job token needs --zone"))?;
-                    let max = tidegate_server::api::MAX_JOB_TOKEN_INPUTS;
+                    let max = tidegate_api::MAX_JOB_TOKEN_INPUTS;
                     if inputs.len() > max {
                         return Err(miette!(
                             "--input: {} inputs; a job token names at most {max}, each recorded in its ledger entry",
@@ -547,7 +547,7 @@ fn keyring_changed(
 /// in force at once.
 fn revoke_through_server(data_dir: &Path, body: &serde_json::Value) -> miette::Result<()> {
     let client = server_client(data_dir)?;
-    let done: tidegate_server::api::RevokeResponse = client.post("/v1/tokens/revoke", body, &[])?;
+    let done: tidegate_api::RevokeResponse = client.post("/v1/tokens/revoke", body, &[])?;
     eprintln!(
         "revoked by the control plane at {} (it holds this data directory's evidence ledger and recorded it)",
         client.base

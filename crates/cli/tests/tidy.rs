@@ -230,10 +230,13 @@ const LAYERS: &[(&str, &[&str])] = &[
         ],
     ),
     ("testkit", &["model"]),
+    // The API's request and response types and their schemas: serde and utoipa only.
+    ("api", &[]),
     // The control plane.
     (
         "server",
         &[
+            "api",
             "artifacts",
             "data",
             "exec",
@@ -249,10 +252,11 @@ const LAYERS: &[(&str, &[&str])] = &[
         ],
     ),
     // The command line's libraries: the API client, the benchmarks.
-    ("client", &["pki", "vocab"]),
+    ("client", &["api", "pki", "vocab"]),
     (
         "bench",
         &[
+            "api",
             "client",
             "exec",
             "ledger",
@@ -269,6 +273,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "cli",
         &[
+            "api",
             "artifacts",
             "bench",
             "client",
@@ -301,6 +306,17 @@ const NOT_IN_THE_PURE_CORE: [&str; 5] = [
     "tidegate-store",
     "tidegate-server",
     "tokio",
+    "rusqlite",
+    "postgres",
+];
+
+/// What the API's types never depend on, directly or through a workspace crate they depend on:
+/// a client of the API needs neither the server nor its runtime, web framework or databases.
+const NOT_IN_THE_API: [&str; 6] = [
+    "tidegate-server",
+    "tidegate-store",
+    "tokio",
+    "axum",
     "rusqlite",
     "postgres",
 ];
@@ -402,6 +418,22 @@ fn workspace_dependencies_follow_the_layering_table() {
                     "the layering table lets crates/{pure} (pure core) depend on {forbidden}"
                 );
             }
+        }
+    }
+    for d in reached_from("api") {
+        for dep in dependencies(&d) {
+            assert!(
+                !NOT_IN_THE_API.contains(&dep.as_str()),
+                "crates/api (the API's types) reaches {dep} through crates/{d}"
+            );
+        }
+    }
+    for forbidden in NOT_IN_THE_API {
+        if let Some(n) = forbidden.strip_prefix("tidegate-") {
+            assert!(
+                !allowed("api", n),
+                "the layering table lets crates/api (the API's types) depend on {forbidden}"
+            );
         }
     }
     for exec in EXECUTORS {

@@ -20,6 +20,7 @@ use clap::Args;
 use miette::miette;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tidegate_api::ErrorBody;
 
 /// How to reach the control plane.
 #[derive(Debug, Clone, Args)]
@@ -330,16 +331,20 @@ impl Client {
 
 /// The diagnostic for an API error answer: status, stable code, field and message.
 fn api_error(what: &str, status: ureq::http::StatusCode, text: &str) -> miette::Report {
-    let err: serde_json::Value = serde_json::from_str(text).unwrap_or(serde_json::Value::Null);
-    let code = err
-        .pointer("/error/code")
-        .and_then(|v| v.as_str())
-        .unwrap_or("error");
-    let message = err
-        .pointer("/error/message")
-        .and_then(|v| v.as_str())
-        .unwrap_or(text);
-    let field = err.pointer("/error/field").and_then(|v| v.as_str());
+    let (code, message, field) = match serde_json::from_str::<ErrorBody>(text) {
+        Ok(ErrorBody { error }) => (error.code, error.message, error.field),
+        // Not the API's error shape (a proxy's answer, a cut body): what of it can be read.
+        Err(_) => {
+            let err: serde_json::Value =
+                serde_json::from_str(text).unwrap_or(serde_json::Value::Null);
+            let read = |at: &str| err.pointer(at).and_then(|v| v.as_str()).map(str::to_owned);
+            (
+                read("/error/code").unwrap_or_else(|| "error".to_owned()),
+                read("/error/message").unwrap_or_else(|| text.to_owned()),
+                read("/error/field"),
+            )
+        }
+    };
     match field {
         Some(f) => miette!("{what}: {status} {code} (field {f}): {message}"),
         None => miette!("{what}: {status} {code}: {message}"),
@@ -357,4 +362,40 @@ pub fn query_value(v: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::api_error;
+
+    #[test]
+    fn an_api_error_names_status_code_field_and_message() {
+        let status = ureq::http::StatusCode::BAD_REQUEST;
+        let text = r#"{"error":{"code":"invalid_request","message":"bad","field":"manifest"}}"#;
+        assert_eq!(
+            api_error("POST /v1/jobs", status, text).to_string(),
+            "POST /v1/jobs: 400 Bad Request invalid_request (field manifest): bad"
+        );
+        let text = r#"{"error":{"code":"not_found","message":"gone"}}"#;
+        assert_eq!(
+            api_error("GET /v1/jobs/x", ureq::http::StatusCode::NOT_FOUND, text).to_string(),
+            "GET /v1/jobs/x: 404 Not Found not_found: gone"
+        );
+    }
+
+    #[test]
+    fn an_answer_that_is_not_the_error_shape_is_told_as_far_as_it_reads() {
+        let status = ureq::http::StatusCode::BAD_GATEWAY;
+        assert_eq!(
+            api_error("GET /x", status, "upstream down").to_string(),
+            "GET /x: 502 Bad Gateway error: upstream down"
+        );
+        let text = r#"{"error":{"code":"teapot"}}"#;
+        assert_eq!(
+            api_error("GET /x", status, text).to_string(),
+            format!("GET /x: 502 Bad Gateway teapot: {text}")
+        );
+    }
 }

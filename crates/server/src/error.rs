@@ -4,34 +4,9 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Serialize;
+use tidegate_api::{ErrorBody, ErrorDetail};
 use tidegate_identity::IdentityError;
 use tidegate_store::StoreError;
-use utoipa::ToSchema;
-
-/// The body of every error response.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorBody {
-    /// The error.
-    pub error: ErrorDetail,
-}
-
-/// One error.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorDetail {
-    /// Stable machine-readable code (`unauthenticated`, `token_expired`, `forbidden`,
-    /// `token_not_granted`, `not_found`, `invalid_request`, `invalid_manifest`,
-    /// `idempotency_conflict`, `conflict`, `artifact_tampered`, `artifact_shredded`,
-    /// `verification_failed`, `promotion_refused`, `too_large`, `method_not_allowed`,
-    /// `uri_too_long`, `headers_too_large`, `unsupported_media_type`, `request_timeout`,
-    /// `fleet_invalid`, `zone_identity`, `no_authority`, `unavailable`, `draining`, `internal`).
-    pub code: &'static str,
-    /// What went wrong, for a person.
-    pub message: String,
-    /// The request field at fault (`manifest`, `spec.resources.gpus`, `Idempotency-Key`...).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub field: Option<String>,
-}
 
 /// An error the API returns.
 #[derive(Debug)]
@@ -104,7 +79,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
             error: ErrorDetail {
-                code: self.code,
+                code: self.code.to_owned(),
                 message: self.message,
                 field: self.field,
             },

@@ -62,11 +62,7 @@ pub(crate) fn get(
     })?;
     // A record filed under another digest or team is not this team's holding.
     if rec.digest != *digest
-        || rec
-            .labels
-            .get(crate::artifacts_api::TEAM_LABEL)
-            .map(String::as_str)
-            != Some(team)
+        || rec.labels.get(tidegate_api::TEAM_LABEL).map(String::as_str) != Some(team)
     {
         return Ok(None);
     }
@@ -77,7 +73,7 @@ pub(crate) fn get(
 pub(crate) fn put(data_dir: &Path, rec: &ArtifactRecord) -> Result<(), ApiError> {
     let team = rec
         .labels
-        .get(crate::artifacts_api::TEAM_LABEL)
+        .get(tidegate_api::TEAM_LABEL)
         .map_or("", String::as_str);
     let dir = digest_dir(data_dir, &rec.digest);
     std::fs::create_dir_all(&dir).map_err(|e| unavailable("create a directory", &dir, &e))?;

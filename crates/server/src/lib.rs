@@ -1,4 +1,4 @@
-//! tidegate control plane: the HTTP API ([`api`], artifacts in [`artifacts_api`]), its
+//! tidegate control plane: the HTTP API ([`api`], its shapes in `tidegate_api`), its
 //! authentication ([`auth`]), the scheduler loop ([`control`]) that drives the sans-IO scheduler
 //! core and the zone executors, the points of action it records in the evidence ledger
 //! ([`evidence`]), and metrics ([`metrics`]).
@@ -13,7 +13,6 @@
 
 pub mod agents;
 pub mod api;
-pub mod artifacts_api;
 pub mod auth;
 pub mod control;
 mod error;
@@ -34,7 +33,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use error::{ApiError, ErrorBody, ErrorDetail};
+pub use error::ApiError;
 pub use http::HttpLimits;
 pub use tls::TlsSettings;
 

@@ -18,11 +18,11 @@ use proptest::test_runner::Config;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
-use tidegate_identity::Role;
-use tidegate_server::api::{
-    ApproveRequest, ConditionRequest, FleetApplyRequest, SubmitRequest, SyncRequest, TokenRequest,
+use tidegate_api::{
+    ApproveRequest, ConditionRequest, FleetApplyRequest, PromoteRequest, SubmitRequest,
+    SyncRequest, TokenRequest,
 };
-use tidegate_server::artifacts_api::PromoteRequest;
+use tidegate_identity::Role;
 
 /// Cases per property: `PROPTEST_CASES`, or `default` (sized so that this file runs in seconds
 /// in a debug build).

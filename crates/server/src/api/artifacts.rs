@@ -1,4 +1,4 @@
-//! The artifact API under `/v1/artifacts`: store, list, read, verify and promote artifacts in the
+//! Artifacts under `/v1/artifacts`: store, list, read, verify and promote artifacts in the
 //! control plane's data directory — the operations `tidegate artifact` runs directly on a data
 //! directory (`tidegate_artifacts::ops`), here with the store's evidence sink writing into the
 //! control plane's own evidence ledger ([`crate::evidence::Evidence`]).
@@ -25,7 +25,6 @@ use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::{Deserialize, Serialize};
 use tidegate_artifacts::gates::Stage;
 use tidegate_artifacts::ledger_sink::{EntryWriter, LedgerSink};
 use tidegate_artifacts::{
@@ -33,201 +32,42 @@ use tidegate_artifacts::{
     VerifyReport,
 };
 use tidegate_identity::Action;
-use utoipa::{IntoParams, ToSchema};
 
+use tidegate_api::{
+    ArtifactList, ArtifactView, ErrorBody, GetArtifactQuery, ListArtifactsQuery, PromoteRequest,
+    PromoteResponse, PutQuery, StatementView, VerifyView, MAX_ARTIFACT_BYTES, TEAM_LABEL,
+};
+
+use super::{blocking, body, path_param, JsonObject};
+use crate::auth::Caller;
 use crate::control::Shared;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::ApiError;
 use crate::AppState;
 
-/// Largest artifact accepted through the API, bytes (the content is held in memory while it is
-/// hashed and encrypted; larger objects go in directly with `tidegate artifact put --data-dir`).
-pub const MAX_ARTIFACT_BYTES: usize = 256 * 1024 * 1024;
-
-/// The label naming the team an artifact was stored for.
-pub const TEAM_LABEL: &str = "team";
-
-// ---------- shapes ----------
-
-/// An artifact as the API shows it.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct ArtifactView {
-    /// Content digest, `sha256:<hex>`.
-    pub digest: String,
-    /// `dataset-snapshot`, `feature-set`, `checkpoint`, `model`, `container-image-ref`,
-    /// `model-card`, `evaluation-report` or `sanitizer-report`.
-    pub kind: String,
-    /// Plaintext size in bytes.
-    pub size: u64,
-    /// Human name.
-    pub name: String,
-    /// `production` or `experiment`.
-    pub lane: String,
-    /// Derived from sensitive data (a leakage check is then required before approval).
-    pub sensitive: bool,
-    /// The team it was stored for (absent when stored directly on the data directory).
-    pub team: Option<String>,
-    /// Labels (the team label included).
-    pub labels: BTreeMap<String, String>,
-    /// Promotion stage: `candidate`, `validated`, `approved`, `released-private`,
-    /// `released-public` or `released-edge`.
-    pub stage: String,
-    /// When it was stored, Unix seconds.
-    pub created_at: u64,
-    /// Its classification (`LEVEL` or `LEVEL/TAG,TAG`); absent when unclassified (judged as
-    /// the most sensitive data the fleet knows).
-    pub classification: Option<String>,
-}
-
-impl ArtifactView {
-    fn new(r: &ArtifactRecord, stage: Stage) -> Self {
-        Self {
-            digest: r.digest.to_string(),
-            kind: r.kind.as_str().to_owned(),
-            size: r.size,
-            name: r.name.clone(),
-            lane: r.lane.as_str().to_owned(),
-            sensitive: r.sensitive,
-            team: r.labels.get(TEAM_LABEL).cloned(),
-            labels: r.labels.clone(),
-            stage: stage.as_str().to_owned(),
-            created_at: r.created_at,
-            classification: r
-                .classification
-                .as_ref()
-                .map(tidegate_artifacts::ArtifactClass::describe),
-        }
-    }
-}
-
-/// Stored artifacts.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ArtifactList {
-    /// In storage order (oldest first).
-    pub artifacts: Vec<ArtifactView>,
-}
-
-/// One verified statement attached to an artifact.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct StatementView {
-    /// The in-toto predicate type (SLSA provenance, or a tidegate attestation).
-    pub predicate_type: String,
-    /// Key ids of the signatures that verified.
-    pub keyids: Vec<String>,
-    /// Owners of those keys.
-    pub owners: Vec<String>,
-    /// Union of their roles (`builder`, `approver`).
-    pub roles: Vec<String>,
-    /// When it was signed, Unix seconds.
-    pub signed_at: u64,
-}
-
-/// A successful verification: the content hashes to its digest and decrypts, and every attached
-/// signature verifies against the data directory's keyring.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct VerifyView {
-    /// The artifact.
-    pub artifact: ArtifactView,
-    /// Always true (a failure is an error naming what is tampered or unsigned).
-    pub verified: bool,
-    /// Every attached statement, verified.
-    pub statements: Vec<StatementView>,
-    /// The predicate of the signed SLSA provenance, when one is attached (required for models
-    /// and checkpoints).
-    #[schema(value_type = Option<Object>)]
-    pub provenance: Option<serde_json::Value>,
-}
-
-/// A promotion through the Cedar gates.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PromoteRequest {
-    /// Target stage: `validated`, `approved`, `released-private`, `released-public` or
-    /// `released-edge`.
-    #[schema(pattern = "^(validated|approved|released-private|released-public|released-edge)$")]
-    pub to: String,
-    /// Who asks, as recorded (default: the caller; only an administrator may name someone
-    /// else): an identifier of the evidence ledger (1 to 128 characters from
-    /// `A-Z a-z 0-9 . _ : @ / + -`, starting with a letter or digit).
-    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._:@/+-]{0,127}$")]
-    pub actor: Option<String>,
-}
-
-/// A promotion that the gates allowed.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct PromoteResponse {
-    /// The artifact.
-    pub digest: String,
-    /// The stage before.
-    pub from: String,
-    /// The new stage.
-    pub stage: String,
-    /// Who asked.
-    pub actor: String,
-    /// Hash of the promotion policy that decided.
-    pub policy_hash: String,
-}
-
-/// How to store an artifact (query parameters; the body is the content).
-#[derive(Debug, Default, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct PutQuery {
-    /// Kind (required): `dataset-snapshot`, `feature-set`, `checkpoint`, `model`,
-    /// `container-image-ref`, `model-card`, `evaluation-report`, `sanitizer-report`.
-    #[param(
-        pattern = "^(dataset-snapshot|feature-set|checkpoint|model|container-image-ref|model-card|evaluation-report|sanitizer-report)$"
-    )]
-    pub kind: String,
-    /// `production` (default) or `experiment`; experiment artifacts are never released.
-    #[param(pattern = "^(production|experiment)$")]
-    pub lane: Option<String>,
-    /// Human name (default: empty).
-    pub name: Option<String>,
-    /// Derived from sensitive data (restricted, PHI): a leakage check is then required.
-    pub sensitive: Option<bool>,
-    /// The team it is stored for (default: the caller's; lower-case letters, digits and '-', at
-    /// most 63).
-    #[param(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
-    pub team: Option<String>,
-    /// The job that produced it (a job of the team): the artifact inherits that job's effective
-    /// classification, whatever else is declared. Required for checkpoints.
-    #[param(pattern = "^[A-Za-z0-9._-]{1,64}$")]
-    pub job: Option<String>,
-    /// Its classification as `LEVEL` or `LEVEL/TAG,TAG` (joined with the job's when `job` is
-    /// given: the stricter wins). Without either, the artifact is unclassified and judged as the
-    /// most sensitive data the fleet knows.
-    pub classification: Option<String>,
-}
-
-/// Which artifacts to list.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ListArtifactsQuery {
-    /// Only this team's artifacts (default: the caller's team; an admin sees every artifact).
-    #[param(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
-    pub team: Option<String>,
-}
-
-/// How content is read.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct GetArtifactQuery {
-    /// The zone a job reads from. When present, the bearer token is a scoped job token that must
-    /// grant reading `<kind>:<digest>` from this zone (checked offline; the use is recorded).
-    pub zone: Option<String>,
-}
+/// The tag of the artifact operations in the OpenAPI document (the only operations with one),
+/// kept as clients have seen it.
+const ARTIFACTS_TAG: &str = "crate::artifacts_api";
 
 // ---------- plumbing ----------
 
-fn blocking_err(e: tokio::task::JoinError) -> ApiError {
-    ApiError::internal(format!("worker failed: {e}"))
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(blocking_err)?
+/// An artifact as the API shows it, at `stage`.
+fn artifact_view(r: &ArtifactRecord, stage: Stage) -> ArtifactView {
+    ArtifactView {
+        digest: r.digest.to_string(),
+        kind: r.kind.as_str().to_owned(),
+        size: r.size,
+        name: r.name.clone(),
+        lane: r.lane.as_str().to_owned(),
+        sensitive: r.sensitive,
+        team: r.labels.get(TEAM_LABEL).cloned(),
+        labels: r.labels.clone(),
+        stage: stage.as_str().to_owned(),
+        created_at: r.created_at,
+        classification: r
+            .classification
+            .as_ref()
+            .map(tidegate_artifacts::ArtifactClass::describe),
+    }
 }
 
 /// The artifact store of the control plane's data directory, recording into its evidence ledger
@@ -265,7 +105,7 @@ fn team_of(r: &ArtifactRecord) -> &str {
 }
 
 /// The API error for an artifact error: a stable code per failure, the artifact named.
-pub fn artifact_error(e: ArtifactError) -> ApiError {
+fn artifact_error(e: ArtifactError) -> ApiError {
     let message = e.to_string();
     match e {
         ArtifactError::InvalidDigest(_) => ApiError::invalid("digest", message),
@@ -450,7 +290,7 @@ fn parse_put_query(
 fn view(store: &ArtifactStore, r: &ArtifactRecord) -> Result<ArtifactView, ApiError> {
     let stage =
         tidegate_artifacts::gates::current_stage(store, &r.digest).map_err(artifact_error)?;
-    Ok(ArtifactView::new(r, stage))
+    Ok(artifact_view(r, stage))
 }
 
 fn verify_view(store: &ArtifactStore, report: &VerifyReport) -> Result<VerifyView, ApiError> {
@@ -494,19 +334,18 @@ fn content_response(record: &ArtifactRecord, content: Vec<u8>) -> Response {
 /// Store the request body as an immutable, encrypted, content-addressed artifact for a team
 /// (`submit`). Its `artifact.stored` entry is in the evidence ledger before the content is
 /// written; storing the same content again returns the existing record.
-#[utoipa::path(post, path = "/v1/artifacts",
+#[utoipa::path(post, path = "/v1/artifacts", tag = ARTIFACTS_TAG,
     params(PutQuery, ("label" = Option<Vec<String>>, Query, description = "A label `KEY=VALUE` (repeatable; the team is set with `team`)")),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The content (at most 256 MiB)"),
     responses((status = 201, body = ArtifactView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("bearer" = ["submit"])))]
-pub(crate) async fn put_artifact(
+pub(super) async fn put_artifact(
     State(st): State<Arc<AppState>>,
-    headers: HeaderMap,
+    caller: Caller,
     q: Result<Query<Vec<(String, String)>>, QueryRejection>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let caller = st.auth.authenticate(&headers)?;
     refuse_while_draining(&st)?;
     let Query(pairs) = q.map_err(|e| ApiError::invalid("query", e.body_text()))?;
     let (q, mut labels) = parse_put_query(pairs)?;
@@ -653,7 +492,7 @@ fn hold(
                 existing: format!("{} in lane {}", held.kind, held.lane.as_str()),
             }));
         }
-        return Ok(ArtifactView::new(&held, Stage::Candidate));
+        return Ok(artifact_view(&held, Stage::Candidate));
     }
     store
         .record_event(&tidegate_artifacts::events::ArtifactEvent::Put {
@@ -682,7 +521,7 @@ fn hold(
         classification: options.classification,
     };
     crate::holdings::put(dir, &rec)?;
-    Ok(ArtifactView::new(&rec, Stage::Candidate))
+    Ok(artifact_view(&rec, Stage::Candidate))
 }
 
 /// The record of `digest` as `caller` may see it: the owner's when the caller may `action` for
@@ -691,7 +530,7 @@ fn hold(
 /// caller who may not `action` for its own team either is refused as usual (403).
 async fn record_for(
     st: &Arc<AppState>,
-    caller: &crate::auth::Caller,
+    caller: &Caller,
     action: Action,
     digest: &Digest,
 ) -> Result<(ArtifactRecord, bool), ApiError> {
@@ -710,15 +549,14 @@ async fn record_for(
 }
 
 /// List stored artifacts with kind, stage, lane, size and team (`read` for the team).
-#[utoipa::path(get, path = "/v1/artifacts", params(ListArtifactsQuery),
+#[utoipa::path(get, path = "/v1/artifacts", tag = ARTIFACTS_TAG, params(ListArtifactsQuery),
     responses((status = 200, body = ArtifactList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = ["read"])))]
-pub(crate) async fn list_artifacts(
+pub(super) async fn list_artifacts(
     State(st): State<Arc<AppState>>,
-    headers: HeaderMap,
+    caller: Caller,
     q: Result<Query<ListArtifactsQuery>, QueryRejection>,
 ) -> Result<Json<ArtifactList>, ApiError> {
-    let caller = st.auth.authenticate(&headers)?;
     let Query(q) = q.map_err(|e| ApiError::invalid("query", e.body_text()))?;
     if let Some(t) = &q.team {
         check_team(t)?;
@@ -738,13 +576,13 @@ pub(crate) async fn list_artifacts(
         let mut views: Vec<ArtifactView> = all
             .iter()
             .filter(|(r, _)| team.as_deref().is_none_or(|t| team_of(r) == t))
-            .map(|(r, stage)| ArtifactView::new(r, *stage))
+            .map(|(r, stage)| artifact_view(r, *stage))
             .collect();
         // A team's holdings of bytes another team stored first are its artifacts too.
         if let Some(t) = team.as_deref() {
             let mut held = crate::holdings::of_team(shared.evidence.data_dir(), t)?;
             held.sort_by(|a, b| (a.created_at, &a.digest).cmp(&(b.created_at, &b.digest)));
-            views.extend(held.iter().map(|r| ArtifactView::new(r, Stage::Candidate)));
+            views.extend(held.iter().map(|r| artifact_view(r, Stage::Candidate)));
         }
         Ok(views)
     })
@@ -757,20 +595,21 @@ pub(crate) async fn list_artifacts(
 /// a user token with `read` for the artifact's team, or — with `?zone=ZONE` — a scoped job token
 /// granting `<kind>:<digest>` from that zone, checked offline; each job-token use and refusal is
 /// in the evidence ledger (`token.used`, `token.refused`) before the answer.
-#[utoipa::path(get, path = "/v1/artifacts/{digest}", params(("digest" = String, Path, description = "sha256:<hex>", pattern = "^sha256:[0-9a-f]{64}$"), GetArtifactQuery),
+#[utoipa::path(get, path = "/v1/artifacts/{digest}", tag = ARTIFACTS_TAG, params(("digest" = String, Path, description = "sha256:<hex>", pattern = "^sha256:[0-9a-f]{64}$"), GetArtifactQuery),
     responses((status = 200, description = "The verified content", content_type = "application/octet-stream", body = Vec<u8>),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "The stored object is tampered"), (status = 410, body = ErrorBody, description = "Crypto-shredded"),
         (status = 422, body = ErrorBody, description = "Provenance missing or not verifiable"), (status = 503, body = ErrorBody)),
     security(("bearer" = ["read"])))]
-pub(crate) async fn get_artifact(
+pub(super) async fn get_artifact(
     State(st): State<Arc<AppState>>,
     peer: crate::tls::Peer,
     headers: HeaderMap,
     digest: Result<UrlPath<String>, axum::extract::rejection::PathRejection>,
     q: Result<Query<GetArtifactQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    // The query says which token the bearer is (a job's with `zone`, else a user's); one that
+    // The one route that takes no `Caller`: the query says which token the bearer is (a job's
+    // with `zone`, checked offline below, else a user's, authenticated as `Caller` is); one that
     // does not parse is told only to a caller with a user token.
     let q = match q {
         Ok(Query(q)) => q,
@@ -788,7 +627,7 @@ pub(crate) async fn get_artifact(
         st.auth.authenticate_zone(&headers, &zone)?;
         // A caller presenting another zone's workload certificate is not this zone.
         crate::tls::refuse_other_zone(&peer, &zone)?;
-        let digest = crate::api::path_param(digest, "digest")?;
+        let digest = path_param(digest, "digest")?;
         let digest = parse_digest(&digest)?;
         let verifier = st.auth.verifier()?;
         let (record, content) = blocking(move || {
@@ -812,7 +651,7 @@ pub(crate) async fn get_artifact(
         return Ok(content_response(&record, content));
     }
     let caller = st.auth.authenticate(&headers)?;
-    let digest = crate::api::path_param(digest, "digest")?;
+    let digest = path_param(digest, "digest")?;
     let digest = parse_digest(&digest)?;
     let (shown, _) = record_for(&st, &caller, Action::Read, &digest).await?;
     let (_, content) = blocking(move || {
@@ -825,18 +664,17 @@ pub(crate) async fn get_artifact(
 
 /// Verify an artifact (`read` for its team): content integrity and every attached signature
 /// against the data directory's keyring; a failure names what is tampered or unsigned.
-#[utoipa::path(get, path = "/v1/artifacts/{digest}/verify", params(("digest" = String, Path, description = "sha256:<hex>", pattern = "^sha256:[0-9a-f]{64}$")),
+#[utoipa::path(get, path = "/v1/artifacts/{digest}/verify", tag = ARTIFACTS_TAG, params(("digest" = String, Path, description = "sha256:<hex>", pattern = "^sha256:[0-9a-f]{64}$")),
     responses((status = 200, body = VerifyView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "The stored object is tampered"),
         (status = 410, body = ErrorBody, description = "Crypto-shredded"), (status = 422, body = ErrorBody, description = "A signature or the provenance does not verify")),
     security(("bearer" = ["read"])))]
-pub(crate) async fn verify_artifact(
+pub(super) async fn verify_artifact(
     State(st): State<Arc<AppState>>,
-    headers: HeaderMap,
+    caller: Caller,
     digest: Result<UrlPath<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<Json<VerifyView>, ApiError> {
-    let caller = st.auth.authenticate(&headers)?;
-    let digest = crate::api::path_param(digest, "digest")?;
+    let digest = path_param(digest, "digest")?;
     let digest = parse_digest(&digest)?;
     let (record, owned) = record_for(&st, &caller, Action::Read, &digest).await?;
     if !owned {
@@ -858,21 +696,20 @@ pub(crate) async fn verify_artifact(
 /// team). A refusal (422 `promotion_refused`) names each missing piece of evidence and is
 /// recorded as `artifact.promotion_refused`; an allowed promotion is recorded as
 /// `artifact.promoted` before the stage changes.
-#[utoipa::path(post, path = "/v1/artifacts/{digest}/promote", request_body = PromoteRequest, params(("digest" = String, Path, description = "sha256:<hex>", pattern = "^sha256:[0-9a-f]{64}$")),
+#[utoipa::path(post, path = "/v1/artifacts/{digest}/promote", tag = ARTIFACTS_TAG, request_body = PromoteRequest, params(("digest" = String, Path, description = "sha256:<hex>", pattern = "^sha256:[0-9a-f]{64}$")),
     responses((status = 200, body = PromoteResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 413, body = ErrorBody, description = "The body is over 2 MiB"),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody, description = "Refused by the gates: the missing evidence is named"),
         (status = 503, body = ErrorBody)),
     security(("bearer" = ["approve"])))]
-pub(crate) async fn promote_artifact(
+pub(super) async fn promote_artifact(
     State(st): State<Arc<AppState>>,
-    headers: HeaderMap,
+    caller: Caller,
     digest: Result<UrlPath<String>, axum::extract::rejection::PathRejection>,
-    req: Result<crate::api::JsonObject<PromoteRequest>, ApiError>,
+    req: Result<JsonObject<PromoteRequest>, ApiError>,
 ) -> Result<Json<PromoteResponse>, ApiError> {
-    let caller = st.auth.authenticate(&headers)?;
-    let digest = crate::api::path_param(digest, "digest")?;
+    let digest = path_param(digest, "digest")?;
     refuse_while_draining(&st)?;
-    let req = crate::api::body(req)?;
+    let req = body(req)?;
     let digest = parse_digest(&digest)?;
     let (record, owned) = record_for(&st, &caller, Action::Approve, &digest).await?;
     if !owned {
