@@ -1,7 +1,7 @@
-//! RFC 3339 timestamps from and to Unix seconds (UTC), for in-toto and OpenLineage documents.
+//! RFC 3339 timestamps from and to Unix seconds (UTC), for in-toto and OpenLineage documents:
+//! `tidegate_vocab::Timestamp`'s, with the artifact store's error.
 
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
+use tidegate_vocab::Timestamp;
 
 use crate::ArtifactError;
 
@@ -10,11 +10,8 @@ use crate::ArtifactError;
 /// # Errors
 /// [`ArtifactError::Invalid`] for a time outside the representable range.
 pub fn format_rfc3339(unix: u64) -> Result<String, ArtifactError> {
-    let secs = i64::try_from(unix)
-        .map_err(|_| ArtifactError::Invalid(format!("time {unix} out of range")))?;
-    OffsetDateTime::from_unix_timestamp(secs)
-        .map_err(|e| ArtifactError::Invalid(format!("time {unix}: {e}")))?
-        .format(&Rfc3339)
+    Timestamp::from_unix_secs(unix)
+        .to_rfc3339()
         .map_err(|e| ArtifactError::Invalid(format!("time {unix}: {e}")))
 }
 
@@ -23,10 +20,14 @@ pub fn format_rfc3339(unix: u64) -> Result<String, ArtifactError> {
 /// # Errors
 /// [`ArtifactError::Invalid`] if the text is not RFC 3339 or is before 1970.
 pub fn parse_rfc3339(text: &str) -> Result<u64, ArtifactError> {
-    let t = OffsetDateTime::parse(text, &Rfc3339)
+    let t = Timestamp::parse_rfc3339(text)
         .map_err(|e| ArtifactError::Invalid(format!("timestamp {text:?}: {e}")))?;
-    u64::try_from(t.unix_timestamp())
-        .map_err(|_| ArtifactError::Invalid(format!("timestamp {text:?} is before 1970")))
+    if t.millis() < 0 {
+        return Err(ArtifactError::Invalid(format!(
+            "timestamp {text:?} is before 1970"
+        )));
+    }
+    Ok(t.unix_secs())
 }
 
 #[cfg(test)]

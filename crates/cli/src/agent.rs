@@ -68,9 +68,7 @@ pub struct AgentArgs {
 }
 
 fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    tidegate_vocab::Timestamp::now().unix_secs()
 }
 
 /// The agent's TLS identity: the client that presents its workload certificate, and when to

@@ -3,7 +3,6 @@
 //! document stored by its hash so an evidence bundle carries the exact rules that decided.
 
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use miette::miette;
 use tidegate_ledger::ledger::put_document;
@@ -17,9 +16,7 @@ use tidegate_policy::PolicyEngine;
 const ACTOR: &str = "tidegate-plan";
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    tidegate_vocab::Timestamp::now().unix_millis()
 }
 
 fn ident(s: &str) -> miette::Result<Ident> {

@@ -199,7 +199,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     // The shared vocabulary: a leaf every crate may use.
     ("vocab", &[]),
     // The pure core: no I/O of its own, no clock.
-    ("model", &[]),
+    ("model", &["vocab"]),
     ("policy", &["model"]),
     ("sched", &["model"]),
     ("placement", &["model", "policy", "sched", "vocab"]),
@@ -211,7 +211,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("sanitize", &["vocab"]),
     ("ledger", &["vocab"]),
     // Executors: the interface and the local executor, Slurm, Kubernetes.
-    ("exec", &[]),
+    ("exec", &["vocab"]),
     ("slurm", &["exec", "model"]),
     ("kube", &["exec"]),
     // Stores: durable state, artifacts, the data boundary; test support.

@@ -53,7 +53,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rustix::process::{getegid, geteuid, kill_process_group, Pid, Signal};
 use serde::{Deserialize, Serialize};
@@ -227,10 +227,7 @@ impl RunRecord {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
+    tidegate_vocab::Timestamp::now().unix_millis()
 }
 
 /// What the executor and a run's watcher share about a run this process watches.

@@ -130,8 +130,10 @@ pub struct JobSpec {
     pub outputs: Vec<String>,
     /// Resources.
     pub resources: Resources,
-    /// Deadline, RFC 3339, if any.
-    pub deadline: Option<String>,
+    /// Deadline, if any (written RFC 3339 in the manifest and when serialised; refused at load
+    /// when it does not parse).
+    #[serde(serialize_with = "rfc3339")]
+    pub deadline: Option<tidegate_vocab::Timestamp>,
     /// Waiting SLA, if any.
     pub sla: Option<Sla>,
     /// Budget class (e.g. `research`, `production`).
@@ -151,4 +153,18 @@ pub struct JobSpec {
     /// Where the job was declared.
     #[serde(skip)]
     pub origin: Origin,
+}
+
+/// Writes a deadline as the RFC 3339 text a manifest gives it in.
+fn rfc3339<S: serde::Serializer>(
+    t: &Option<tidegate_vocab::Timestamp>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match t {
+        None => s.serialize_none(),
+        Some(t) => {
+            let text = t.to_rfc3339().map_err(serde::ser::Error::custom)?;
+            s.serialize_some(&text)
+        }
+    }
 }

@@ -315,6 +315,23 @@ fn a_deadline_that_does_not_parse_is_refused_naming_the_field() {
 }
 
 #[test]
+fn a_deadline_is_read_once_into_a_time_and_written_back_as_the_manifest_gave_it() {
+    let text = job_text();
+    assert!(text.contains("\"2026-12-15T00:00:00Z\""));
+    let fleet = load_fleet(&examples().join("fleet")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("job.yaml");
+    fs::write(&path, &text).unwrap();
+    let spec = load_job(&path, &fleet).unwrap();
+    assert_eq!(
+        spec.deadline,
+        Some(tidegate_vocab::Timestamp(1_797_292_800_000))
+    );
+    let json = serde_json::to_value(&spec).unwrap();
+    assert_eq!(json["deadline"], "2026-12-15T00:00:00Z");
+}
+
+#[test]
 fn a_command_element_that_is_not_a_string_is_refused_naming_the_element() {
     let ok = "command: [python, train.py, --config, sepsis.yaml]";
     assert!(job_text().contains(ok));

@@ -67,9 +67,7 @@ fn subject(kind: SubjectKind, id: &str) -> Result<Subject, String> {
 }
 
 fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    tidegate_vocab::Timestamp::now().unix_millis()
 }
 
 impl Evidence {

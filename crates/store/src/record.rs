@@ -18,32 +18,14 @@ const MAX_REASON: usize = 4096;
 const MAX_ZONE: usize = 128;
 const MAX_LEASE_TTL: Duration = Duration::from_secs(24 * 3600);
 
-/// Milliseconds since the Unix epoch, as the caller's clock says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Timestamp(pub i64);
+pub use tidegate_vocab::Timestamp;
 
-impl Timestamp {
-    /// The wall clock now (for callers that run on real time).
-    pub fn now() -> Self {
-        let ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-            .unwrap_or(0);
-        Timestamp(ms)
+/// A stored time is never before 1970.
+fn check_time(t: Timestamp, field: &'static str) -> Result<(), StoreError> {
+    if t.0 < 0 {
+        return Err(invalid(field, format!("{} is before 1970", t.0)));
     }
-
-    /// Milliseconds since the Unix epoch.
-    pub fn millis(self) -> i64 {
-        self.0
-    }
-
-    fn check(self, field: &'static str) -> Result<(), StoreError> {
-        if self.0 < 0 {
-            return Err(invalid(field, format!("{} is before 1970", self.0)));
-        }
-        Ok(())
-    }
+    Ok(())
 }
 
 /// A job's identifier: 1 to 64 characters from `A-Z a-z 0-9 . _ -`.
@@ -279,7 +261,7 @@ impl NewJob {
         if !self.spec.is_object() {
             return Err(invalid("spec", "must be a JSON object".into()));
         }
-        self.at.check("submitted_at")?;
+        check_time(self.at, "submitted_at")?;
         let spec_text = canonical_json(&self.spec);
         let spec_digest = tidegate_vocab::Digest::of(spec_text.as_bytes()).to_string();
         let request =
@@ -373,7 +355,7 @@ impl Transition {
     }
 
     pub(crate) fn check(&self) -> Result<String, StoreError> {
-        self.at.check("at")?;
+        check_time(self.at, "at")?;
         check_code(self.reason_code.as_deref())?;
         if let Some(r) = &self.reason {
             check_len("reason", r, MAX_REASON)?;
@@ -464,7 +446,7 @@ impl EventDraft {
             check_len("reason", r, MAX_REASON)?;
         }
         check_code(self.reason_code.as_deref())?;
-        self.at.check("at")?;
+        check_time(self.at, "at")?;
         Ok(canonical_json(&self.details))
     }
 }
@@ -605,7 +587,7 @@ impl ZoneCondition {
         if self.reason.as_ref().is_some_and(|r| r.len() > MAX_REASON) {
             return Err(invalid("reason", format!("longer than {MAX_REASON} bytes")));
         }
-        self.updated_at.check("updated_at")
+        check_time(self.updated_at, "updated_at")
     }
 }
 
@@ -729,7 +711,7 @@ pub(crate) fn check_lease_args(
 ) -> Result<i64, StoreError> {
     check_text("lease name", name, 128)?;
     check_text("holder", holder, 255)?;
-    now.check("now")?;
+    check_time(now, "now")?;
     if ttl.is_zero() || ttl > MAX_LEASE_TTL {
         return Err(invalid(
             "ttl",

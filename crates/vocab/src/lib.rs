@@ -9,8 +9,10 @@ mod data_dir;
 mod digest;
 mod redact;
 mod rng;
+mod timestamp;
 
 pub use data_dir::DataDir;
 pub use digest::{Digest, DigestError};
 pub use redact::redact_url;
 pub use rng::SplitMix;
+pub use timestamp::{TimeError, Timestamp};

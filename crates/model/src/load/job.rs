@@ -299,16 +299,18 @@ pub fn parse_job(path: &Path, text: &str, fleet: &Fleet) -> Result<JobSpec, Load
         .as_ref()
         .map(|c| classification(c, scheme, &origin, "spec.classification", &mut errs));
 
-    if let Some(d) = &f.spec.deadline {
-        // A deadline that does not parse would be ignored by the scheduler: refused instead.
-        if time::OffsetDateTime::parse(d, &time::format_description::well_known::Rfc3339).is_err() {
-            errs.push(LoadError::invalid(
-                &origin,
-                "spec.deadline",
-                format!("`{d}` is not an RFC 3339 time (e.g. `2026-12-31T18:00:00Z`)"),
-            ));
-        }
-    }
+    // A deadline that does not parse would be ignored by the scheduler: refused instead.
+    let deadline = f.spec.deadline.as_deref().and_then(|d| {
+        tidegate_vocab::Timestamp::parse_rfc3339(d)
+            .map_err(|_| {
+                errs.push(LoadError::invalid(
+                    &origin,
+                    "spec.deadline",
+                    format!("`{d}` is not an RFC 3339 time (e.g. `2026-12-31T18:00:00Z`)"),
+                ));
+            })
+            .ok()
+    });
 
     // Every element of the command is one argument, as written: anything but a string (an
     // unquoted number, a boolean, a list) is refused naming the element, never coerced.
@@ -340,7 +342,7 @@ pub fn parse_job(path: &Path, text: &str, fleet: &Fleet) -> Result<JobSpec, Load
             memory_gb: r.memory_gb,
             expected_hours: r.expected_hours.value,
         },
-        deadline: f.spec.deadline,
+        deadline,
         sla: f.spec.sla.map(|s| Sla {
             max_wait_minutes: s.max_wait_minutes,
         }),

@@ -151,13 +151,14 @@ pub(super) async fn submit_job(
     unknown_team(&st.shared.rules().scheduling, &spec.team)?;
     // A deadline already past could never be met: refused, naming the field (the manifest's
     // parser has checked it is RFC 3339; the clock is the server's).
-    if let Some(d) = spec.deadline.as_deref() {
-        let past = time::OffsetDateTime::parse(d, &time::format_description::well_known::Rfc3339)
-            .is_ok_and(|t| t < time::OffsetDateTime::now_utc());
-        if past {
+    if let Some(d) = spec.deadline {
+        if d < tidegate_vocab::Timestamp::now() {
+            let text = d
+                .to_rfc3339()
+                .unwrap_or_else(|_| format!("{} ms", d.millis()));
             return Err(ApiError::invalid(
                 "manifest.spec.deadline",
-                format!("deadline {d} has already passed"),
+                format!("deadline {text} has already passed"),
             ));
         }
     }

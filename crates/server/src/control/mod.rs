@@ -395,7 +395,7 @@ fn now_ts() -> Timestamp {
 }
 
 fn secs(t: Timestamp) -> f64 {
-    t.millis() as f64 / 1000.0
+    t.as_secs_f64()
 }
 
 pub use self::lease::run;
@@ -489,20 +489,13 @@ fn shape_of(spec: &JobSpec, level: u8) -> Shape {
             .sla
             .as_ref()
             .map(|s| f64::from(s.max_wait_minutes) * 60.0),
-        deadline_s: spec.deadline.as_deref().and_then(deadline_secs),
+        deadline_s: spec.deadline.map(Timestamp::as_secs_f64),
         class: spec.budget_class.clone(),
         team: spec.team.clone(),
         justification: spec.justification.clone(),
         data_level: level,
         min_gpus: None,
     }
-}
-
-/// An RFC 3339 deadline as Unix seconds.
-fn deadline_secs(text: &str) -> Option<f64> {
-    let t =
-        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
-    Some(t.unix_timestamp() as f64)
 }
 
 impl<'f> Leader<'f> {
