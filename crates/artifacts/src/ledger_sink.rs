@@ -85,7 +85,7 @@ impl LedgerSink {
             ledger,
             lookup: ArtifactStore::open(data_dir)?,
             jsonl: JsonlSink::new(
-                tidegate_vocab::DataDir::new(&data_dir)
+                tidegate_vocab::DataDir::new(data_dir)
                     .artifacts()
                     .join("events.jsonl"),
             ),

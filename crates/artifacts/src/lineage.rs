@@ -85,7 +85,7 @@ impl LineageLog {
     #[must_use]
     pub fn new(data_dir: &Path) -> Self {
         Self {
-            path: tidegate_vocab::DataDir::new(&data_dir)
+            path: tidegate_vocab::DataDir::new(data_dir)
                 .artifacts()
                 .join("lineage.jsonl"),
             events_dir: data_dir.join("openlineage"),

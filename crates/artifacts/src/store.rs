@@ -215,7 +215,7 @@ impl ArtifactStore {
     /// # Errors
     /// I/O or key-manager errors.
     pub fn open(data_dir: &Path) -> Result<Self, ArtifactError> {
-        let kms = FileKeyManager::open(&tidegate_vocab::DataDir::new(&data_dir).keys())?;
+        let kms = FileKeyManager::open(&tidegate_vocab::DataDir::new(data_dir).keys())?;
         Ok(Self::with_key_manager(data_dir, Box::new(kms)))
     }
 
@@ -223,7 +223,7 @@ impl ArtifactStore {
     #[must_use]
     pub fn with_key_manager(data_dir: &Path, kms: Box<dyn KeyManager>) -> Self {
         let blobs = Box::new(LocalBlobs::new(
-            tidegate_vocab::DataDir::new(&data_dir).artifacts(),
+            tidegate_vocab::DataDir::new(data_dir).artifacts(),
         ));
         Self::with_backends(data_dir, kms, blobs)
     }
@@ -237,7 +237,7 @@ impl ArtifactStore {
         blobs: Box<dyn BlobBackend>,
     ) -> Self {
         let events = Box::new(JsonlSink::new(
-            tidegate_vocab::DataDir::new(&data_dir)
+            tidegate_vocab::DataDir::new(data_dir)
                 .artifacts()
                 .join("events.jsonl"),
         ));

@@ -55,7 +55,7 @@ pub struct IssueArgs {
 }
 
 fn authority(data_dir: &Path) -> miette::Result<tidegate_pki::Authority> {
-    let pki = tidegate_vocab::DataDir::new(&data_dir).pki();
+    let pki = tidegate_vocab::DataDir::new(data_dir).pki();
     tidegate_pki::Authority::load(&pki, tidegate_pki::DEFAULT_TRUST_DOMAIN).map_err(|e| {
         miette!(
             help = "`tidegate up` creates it on its first start (without --plain-http)",

@@ -838,7 +838,7 @@ fn run_jobs(
     }
     // A run has stopped when the process its local executor recorded has ended.
     let running = |id: &str| -> bool {
-        std::fs::read_dir(tidegate_vocab::DataDir::new(&dd).zones())
+        std::fs::read_dir(tidegate_vocab::DataDir::new(dd).zones())
             .into_iter()
             .flatten()
             .flatten()

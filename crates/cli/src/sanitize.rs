@@ -109,7 +109,7 @@ pub(crate) fn approver_signer(
     now: u64,
     why: &str,
 ) -> miette::Result<tidegate_artifacts::signing::Signer> {
-    let keys = KeyStore::new(&tidegate_vocab::DataDir::new(&data_dir).keys());
+    let keys = KeyStore::new(&tidegate_vocab::DataDir::new(data_dir).keys());
     // The keyring the ledger last recorded: a role written into the file grants nothing.
     let entry = tidegate_artifacts::ArtifactStore::open(data_dir)
         .and_then(|s| s.trusted_keyring())

@@ -208,7 +208,7 @@ fn check_inputs(
 /// # Errors
 /// Any refusal, with its reason.
 pub fn run(data_dir: &Path, cmd: TokenCmd) -> miette::Result<()> {
-    let keys = RootKeyStore::new(&tidegate_vocab::DataDir::new(&data_dir).keys());
+    let keys = RootKeyStore::new(&tidegate_vocab::DataDir::new(data_dir).keys());
     let now = now()?;
     match cmd {
         TokenCmd::Mint {

@@ -89,7 +89,7 @@ pub fn find_ca(
         });
     }
     let Some(dir) = data_dir else { return Ok(None) };
-    let path = tidegate_vocab::DataDir::new(&dir)
+    let path = tidegate_vocab::DataDir::new(dir)
         .pki()
         .join(tidegate_pki::CA_CERT_FILE);
     match std::fs::read(&path) {

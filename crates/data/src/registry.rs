@@ -634,7 +634,7 @@ impl Registry {
     #[must_use]
     pub fn open(data_dir: &Path) -> Self {
         Self {
-            path: tidegate_vocab::DataDir::new(&data_dir)
+            path: tidegate_vocab::DataDir::new(data_dir)
                 .datasets()
                 .join("registry.jsonl"),
         }

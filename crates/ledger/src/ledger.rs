@@ -211,13 +211,13 @@ impl std::fmt::Debug for Ledger {
 /// `<data-dir>/ledger`.
 #[must_use]
 pub fn ledger_dir(data_dir: &Path) -> PathBuf {
-    tidegate_vocab::DataDir::new(&data_dir).ledger()
+    tidegate_vocab::DataDir::new(data_dir).ledger()
 }
 
 /// `<data-dir>/keys/ledger.key`.
 #[must_use]
 pub fn key_path(data_dir: &Path) -> PathBuf {
-    tidegate_vocab::DataDir::new(&data_dir)
+    tidegate_vocab::DataDir::new(data_dir)
         .keys()
         .join(keys::LEDGER_KEY)
 }

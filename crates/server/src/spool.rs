@@ -79,7 +79,7 @@ pub fn clear(dir: &Path) -> std::io::Result<usize> {
 /// Where a data directory's uploads are spooled.
 #[must_use]
 pub fn dir_of(data_dir: &Path) -> PathBuf {
-    tidegate_vocab::DataDir::new(&data_dir).upload_spool()
+    tidegate_vocab::DataDir::new(data_dir).upload_spool()
 }
 
 fn unavailable(dir: &Path, e: &std::io::Error) -> ApiError {

@@ -55,7 +55,7 @@ impl TlsSettings {
     /// certificates.
     pub fn in_data_dir(data_dir: &Path) -> Self {
         Self {
-            pki_dir: tidegate_vocab::DataDir::new(&data_dir).pki(),
+            pki_dir: tidegate_vocab::DataDir::new(data_dir).pki(),
             trust_domain: tidegate_pki::DEFAULT_TRUST_DOMAIN.to_owned(),
             server_names: Vec::new(),
             workload_ttl: Duration::from_secs(3600),

@@ -26,8 +26,6 @@ use crate::record::{
 use crate::sql::{self, Origin, RawEvent, RawJob};
 use crate::Store;
 
-/// File name of the database under the data directory.
-
 /// Tunables for [`SqliteStore::open`].
 #[derive(Debug, Clone)]
 pub struct SqliteOptions {
