@@ -18,7 +18,6 @@ use serde::Serialize;
 use tidegate_api::{SubmitRequest, SubmitResponse};
 use tidegate_client::output::{fleet_dir, print_json, Format};
 use tidegate_client::Client;
-use tidegate_server::control::LoopConfig;
 use tidegate_server::ServerConfig;
 
 /// Arguments of `tidegate bench submit`.
@@ -214,22 +213,11 @@ fn tidegate_round(
     scheduler: bool,
 ) -> miette::Result<(Side, String)> {
     let cfg = ServerConfig {
-        data_dir: data.to_owned(),
-        fleet_dir: fleet_dir(a.fleet.clone())?,
-        database: None,
-        store: None,
-        listen: "127.0.0.1:0".parse().into_diagnostic()?,
-        loop_cfg: LoopConfig::default(),
-        work_root: None,
-        keys_dir: None,
-        executors: Default::default(),
-        admin_token_minutes: 60,
-        agent_zones: vec![],
         replica: "bench".into(),
         scheduler,
-        http: Default::default(),
         // A benchmark of the API on loopback: plain HTTP.
         tls: None,
+        ..ServerConfig::embedded(data, &fleet_dir(a.fleet.clone())?)
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

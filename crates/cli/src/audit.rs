@@ -7,16 +7,14 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use miette::{miette, IntoDiagnostic as _, WrapErr as _};
+use tidegate_ledger::audit::{self, AuditError};
 use tidegate_ledger::keys::{self, load_verifier};
-use tidegate_ledger::ledger::{
-    checkpoint_path, key_path, ledger_dir, read_checkpoint, read_sealed, write_atomic, LogContents,
-};
-use tidegate_ledger::merkle::{verify_consistency, verify_inclusion};
+use tidegate_ledger::ledger::{checkpoint_path, ledger_dir, write_atomic, LogContents};
+use tidegate_ledger::merkle::verify_inclusion;
 use tidegate_ledger::pg::{PgLedgerOptions, PgLog};
-use tidegate_ledger::subjects::SubjectMap;
 use tidegate_ledger::verify::{verify_with, Depth};
 use tidegate_ledger::witness::{add_checkpoint_request, add_cosignatures, Witness, WitnessError};
-use tidegate_ledger::{Checkpoint, NoteSigner, NoteVerifier, SignedNote};
+use tidegate_ledger::{NoteSigner, NoteVerifier, SignedNote};
 
 /// Where tidegate keeps its state.
 #[derive(Debug, Clone, clap::Args)]
@@ -177,24 +175,22 @@ pub fn run(cmd: AuditCmd) -> miette::Result<()> {
 }
 
 fn ledger_verifier(data_dir: &Path) -> miette::Result<NoteVerifier> {
-    let pub_path = keys::public_path(&key_path(data_dir));
-    load_verifier(&pub_path).map_err(|e| {
-        miette!(
-            "no ledger key in {} ({e}); is --data-dir right?",
-            data_dir.display()
-        )
-    })
+    audit::ledger_verifier(data_dir).map_err(report)
 }
 
 pub(crate) fn ledger_signer(data_dir: &Path) -> miette::Result<NoteSigner> {
-    let path = key_path(data_dir);
-    if !path.exists() {
-        return Err(miette!(
-            "no ledger signing key at {}; is --data-dir right?",
-            path.display()
-        ));
+    audit::ledger_signer(data_dir).map_err(report)
+}
+
+/// An audit step's error as a diagnostic.
+fn report(e: AuditError) -> miette::Report {
+    match e {
+        AuditError::Store(source) => {
+            miette::Report::from_err(source).wrap_err("storing the checkpoint")
+        }
+        AuditError::Key(e) => miette::Report::from_err(e),
+        other => miette!("{other}"),
     }
-    keys::load_or_create_signer(&path, "tidegate-ledger").into_diagnostic()
 }
 
 fn verify(
@@ -265,25 +261,20 @@ fn verify(
     }
 }
 
-/// The log as far as its signed commits vouch for it, with the newest commit's note. Anything
-/// that differs from what was signed is an error naming the first bad index; entries past the
-/// newest commit are left out, with a note.
+/// The log as far as its signed commits vouch for it, with the newest commit's note; entries
+/// past the newest commit are left out, with a note.
 fn sealed_log(data_dir: &Path) -> miette::Result<(SignedNote, LogContents)> {
-    let verifier = ledger_verifier(data_dir)?;
-    let s = read_sealed(&ledger_dir(data_dir), &verifier, true).map_err(|e| {
-        miette!("the ledger does not match what it signed: {e}; run `tidegate audit verify`; nothing was signed")
-    })?;
-    if s.unsealed > 0 {
+    Ok(noted(audit::sealed_log(data_dir).map_err(report)?))
+}
+
+fn noted(v: audit::Vouched) -> (SignedNote, LogContents) {
+    if v.unsealed > 0 {
         eprintln!(
             "note: {} entries from index {} are sealed by no signed commit (never acknowledged, or forged); they are left out",
-            s.unsealed, s.sealed.size
+            v.unsealed, v.unsealed_from
         );
     }
-    let (note, _) = s
-        .sealed
-        .latest
-        .ok_or_else(|| miette!("the ledger holds no signed commit yet"))?;
-    Ok((note, s.log))
+    (v.note, v.log)
 }
 
 /// The checkpoint for the current log size, signing and storing one if needed; with the log's
@@ -294,69 +285,9 @@ pub(crate) fn current_checkpoint(
 ) -> miette::Result<(SignedNote, LogContents)> {
     let signer = ledger_signer(data_dir)?;
     if let Some(mut pg) = db.log()? {
-        // Never sign over a history that is not consistent with every checkpoint signed before.
-        pg.verify(&signer.verifier(), Depth::Integrity).map_err(|e| {
-            miette!("ledger verification FAILED: {e}; nothing was signed; run `tidegate audit verify --database`")
-        })?;
-        let contents = pg.read().map_err(|e| {
-            miette!("ledger is damaged: {e}; run `tidegate audit verify --database`")
-        })?;
-        let size = contents.tree.len();
-        let stored = pg
-            .checkpoints()
-            .map_err(|e| miette!("{e}"))?
-            .into_iter()
-            .find(|(s, _)| *s == size);
-        let mut subjects = SubjectMap::over(&contents.entries);
-        let log = LogContents {
-            entries: contents.entries,
-            tree: contents.tree,
-            torn_tail: None,
-            damage: None,
-            segments: Vec::new(),
-            commits: Vec::new(),
-            unsealed_at: None,
-            subjects: subjects.clone(),
-        };
-        let map_root = subjects.root();
-        if let Some((_, text)) = stored {
-            let (note, cp) = read_checkpoint(&text, &signer.verifier()).map_err(|e| {
-                miette!("stored checkpoint at size {size} in {}: {e}", pg.location())
-            })?;
-            if cp.root != log.tree.root() {
-                return Err(miette!("stored checkpoint at size {size} does not match the log: history was rewritten"));
-            }
-            if cp.subjects.is_some() {
-                if cp.subjects != Some(map_root) {
-                    return Err(miette!("stored checkpoint at size {size} signs a subject map the log does not produce"));
-                }
-                return Ok((note, log));
-            }
-        }
-        // The database's own checkpoints do not commit to the subject map: one that does is
-        // signed here, over the history just verified (the stored one at this size is kept).
-        let note = signer.sign_checkpoint(&Checkpoint {
-            origin: signer.name().to_owned(),
-            size,
-            root: log.tree.root(),
-            batch: None,
-            subjects: Some(map_root),
-        });
-        pg.store_checkpoint(size, &note.to_text())
-            .map_err(|e| miette!("{e}"))?;
-        return Ok((note, log));
+        return audit::current_checkpoint_pg(&signer, &mut pg).map_err(report);
     }
-    // The file ledger seals every group commit with a signed, chained commit: the checkpoint
-    // is the newest of them, checked with the whole log; nothing new is signed here.
-    let (note, log) = sealed_log(data_dir)?;
-    let size = note.checkpoint().map_or(0, |c| c.size);
-    let path = checkpoint_path(&ledger_dir(data_dir), size);
-    if !path.exists() {
-        write_atomic(&path, note.to_text().as_bytes())
-            .into_diagnostic()
-            .wrap_err("storing the checkpoint")?;
-    }
-    Ok((note, log))
+    Ok(noted(audit::current_checkpoint(data_dir).map_err(report)?))
 }
 
 fn proof(data_dir: &Path, db: &Database, entry: u64) -> miette::Result<()> {
@@ -387,39 +318,6 @@ fn proof(data_dir: &Path, db: &Database, entry: u64) -> miette::Result<()> {
     Ok(())
 }
 
-fn consistent(
-    log: &LogContents,
-    old: &Checkpoint,
-    new_size: u64,
-    new_root: &[u8; 32],
-) -> miette::Result<()> {
-    if old.size > new_size {
-        return Err(miette!(
-            "history rewritten: a checkpoint at size {} was signed, but the log now has {new_size} entries",
-            old.size
-        ));
-    }
-    let ok = if old.size == 0 {
-        true
-    } else {
-        let proof = log
-            .tree
-            .consistency_proof(old.size, new_size)
-            .into_diagnostic()?;
-        verify_consistency(old.size, new_size, &old.root, new_root, &proof).is_ok()
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(miette!(
-            "history rewritten: the log at size {new_size} does not extend the checkpoint at size {} \
-             (consistency proof fails); some entry below index {} was changed",
-            old.size,
-            old.size
-        ))
-    }
-}
-
 /// Who co-signs: a witness key on this machine (with its state file), or a witness service.
 enum Cosigner {
     Local { key: PathBuf, state: PathBuf },
@@ -430,24 +328,8 @@ fn witness_sign(data_dir: &Path, how: &Cosigner) -> miette::Result<()> {
     let log_key = ledger_verifier(data_dir)?;
     let (mut note, log) = sealed_log(data_dir).wrap_err("refusing to ask for a co-signature")?;
     let cp = note.checkpoint().into_diagnostic()?;
-    let rewritten = |e: WitnessError| match e {
-        WitnessError::Inconsistent { .. }
-        | WitnessError::Older { .. }
-        | WitnessError::Equivocation(_) => miette!("history rewritten: {e}"),
-        other => miette!("{other}"),
-    };
-    let proof_from = |old: u64| -> miette::Result<Vec<[u8; 32]>> {
-        if old > cp.size {
-            return Err(miette!(
-                "history rewritten: the witness co-signed a checkpoint at size {old}, but the log now has {} entries",
-                cp.size
-            ));
-        }
-        if old == 0 {
-            return Ok(Vec::new());
-        }
-        log.tree.consistency_proof(old, cp.size).into_diagnostic()
-    };
+    let rewritten = |e: WitnessError| report(audit::witness_refusal(e));
+    let proof_from = |old: u64| audit::witness_proof(&log, old, cp.size).map_err(report);
     let sigs = match how {
         Cosigner::Local { key, state } => {
             let key = keys::load_or_create_cosigner(key, "tidegate-witness").into_diagnostic()?;
@@ -540,7 +422,7 @@ fn witness_check(data_dir: &Path, key: &Path, note_path: &Path) -> miette::Resul
     let cp = note.checkpoint().into_diagnostic()?;
     let (_, log) = sealed_log(data_dir)?;
     let (n, root) = (log.tree.len(), log.tree.root());
-    consistent(&log, &cp, n, &root)?;
+    audit::consistent(&log, &cp, n, &root).map_err(report)?;
     println!(
         "OK: checkpoint at size {} is signed by the log and by witness {}, and the current log ({n} entries) extends it",
         cp.size, witness.name

@@ -476,11 +476,6 @@ pub fn run(a: &BurstTrainingArgs) -> miette::Result<()> {
         None => crate::up::example_fleet(&dd)?,
     };
     let cfg = ServerConfig {
-        data_dir: dd.clone(),
-        fleet_dir,
-        database: None,
-        store: None,
-        listen: "127.0.0.1:0".parse().into_diagnostic()?,
         loop_cfg: LoopConfig {
             holder: format!("demo-{}", std::process::id()),
             lease_ttl: Duration::from_secs(15),
@@ -489,15 +484,8 @@ pub fn run(a: &BurstTrainingArgs) -> miette::Result<()> {
             time_scale: 1.0,
             agent_timeout: Duration::from_secs(15),
         },
-        work_root: None,
-        keys_dir: None,
-        executors: BTreeMap::new(),
-        admin_token_minutes: 60,
-        agent_zones: Vec::new(),
         replica: "demo".into(),
-        scheduler: true,
-        http: Default::default(),
-        tls: Some(tidegate_server::TlsSettings::in_data_dir(&dd)),
+        ..ServerConfig::embedded(&dd, &fleet_dir)
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

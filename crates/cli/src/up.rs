@@ -2,10 +2,8 @@
 //! in for every zone, HTTPS on loopback with a certificate authority of its own in
 //! `<data-dir>/pki/`), or one replica of it on PostgreSQL.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
@@ -185,7 +183,7 @@ pub fn run(args: &UpArgs) -> miette::Result<()> {
     let executors = if args.backends == "fleet" {
         fleet_executors(&fleet_dir, args)?
     } else {
-        BTreeMap::new()
+        tidegate_backends::Executors::new()
     };
     let cfg = ServerConfig {
         data_dir: args.data_dir.clone(),
@@ -303,74 +301,23 @@ pub(crate) async fn wait_for_signal() {
     }
 }
 
-/// The executors of `--backends fleet`: each zone's declared engine. Built before the control
-/// plane's runtime starts (the Kubernetes executor owns a runtime of its own).
+/// The executors of `--backends fleet` that do not run on this machine, from the one place that
+/// builds executors. Built before the control plane's runtime starts (the Kubernetes executor
+/// owns a runtime of its own).
 fn fleet_executors(
     fleet_dir: &Path,
     args: &UpArgs,
-) -> miette::Result<BTreeMap<String, Arc<dyn tidegate_exec::Executor>>> {
+) -> miette::Result<tidegate_backends::Executors> {
     let (fleet, sched) = tidegate_model::load_fleet_with_scheduling(fleet_dir)
         .map_err(|e| miette!("the fleet in {} does not load:\n{e}", fleet_dir.display()))?;
-    let mut out: BTreeMap<String, Arc<dyn tidegate_exec::Executor>> = BTreeMap::new();
-    for zone in &fleet.zones {
-        match &zone.backend {
-            tidegate_model::Backend::Local { .. } => {}
-            b @ tidegate_model::Backend::Slurm { .. } => {
-                let state = tidegate_vocab::DataDir::new(&args.data_dir)
-                    .slurm()
-                    .join(&zone.name);
-                let cfg = tidegate_slurm::SlurmConfig::from_backend(b, state)
-                    .ok_or_else(|| miette!("zone {}: not a Slurm backend", zone.name))?;
-                let render: tidegate_slurm::Renderer = Arc::new(tidegate_render::slurm::script);
-                let ex = tidegate_slurm::SlurmExecutor::new(cfg, render).map_err(|e| {
-                    miette!(
-                        help = "is Slurm installed and slurmctld running? (`sinfo`)",
-                        "zone {}: cannot use Slurm: {e}",
-                        zone.name
-                    )
-                })?;
-                out.insert(zone.name.clone(), Arc::new(ex));
-            }
-            tidegate_model::Backend::Kubernetes {
-                context,
-                namespace,
-                admission_timeout_s,
-                ..
-            } => {
-                let options = kube::config::KubeConfigOptions {
-                    context: context.clone(),
-                    ..Default::default()
-                };
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .into_diagnostic()?;
-                let config = rt
-                    .block_on(kube::Config::from_kubeconfig(&options))
-                    .map_err(|e| {
-                        miette!(
-                            help = "set KUBECONFIG, or run with --backends local",
-                            "zone {}: no usable kubeconfig context {:?}: {e}",
-                            zone.name,
-                            context
-                        )
-                    })?;
-                drop(rt);
-                let render = tidegate_render::k8s::launch_renderer(
-                    zone.clone(),
-                    sched.clone(),
-                    args.image.clone(),
-                );
-                let ex = tidegate_kube::KubeExecutor::new(
-                    config,
-                    namespace,
-                    Arc::new(render),
-                    std::time::Duration::from_secs(*admission_timeout_s),
-                )
-                .map_err(|e| miette!("zone {}: {e}", zone.name))?;
-                out.insert(zone.name.clone(), Arc::new(ex));
-            }
+    let options = tidegate_backends::Options {
+        backends: tidegate_backends::Backends::Fleet,
+        image: args.image.clone(),
+    };
+    tidegate_backends::remote(&fleet, &sched, &args.data_dir, &options).map_err(|e| {
+        match e.help() {
+            Some(help) => miette!(help = help, "{e}"),
+            None => miette!("{e}"),
         }
-    }
-    Ok(out)
+    })
 }

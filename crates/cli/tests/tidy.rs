@@ -214,6 +214,11 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("exec", &["vocab"]),
     ("slurm", &["exec", "model"]),
     ("kube", &["exec"]),
+    // Every zone's executor, built in one place from the fleet.
+    (
+        "backends",
+        &["exec", "kube", "model", "render", "slurm", "vocab"],
+    ),
     // Stores: durable state, artifacts, the data boundary; test support.
     ("store", &["vocab"]),
     ("artifacts", &["identity", "ledger", "vocab"]),
@@ -238,6 +243,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         &[
             "api",
             "artifacts",
+            "backends",
             "data",
             "exec",
             "identity",
@@ -275,12 +281,12 @@ const LAYERS: &[(&str, &[&str])] = &[
         &[
             "api",
             "artifacts",
+            "backends",
             "bench",
             "client",
             "data",
             "exec",
             "identity",
-            "kube",
             "ledger",
             "model",
             "pki",
@@ -291,7 +297,6 @@ const LAYERS: &[(&str, &[&str])] = &[
             "sched",
             "server",
             "sim",
-            "slurm",
             "store",
             "vocab",
         ],

@@ -25,6 +25,7 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod audit;
 pub mod backend;
 pub mod bundle;
 pub use tidegate_vocab::canonical;

@@ -37,7 +37,7 @@ pub use error::ApiError;
 pub use http::HttpLimits;
 pub use tls::TlsSettings;
 
-use tidegate_exec::{Executor, LocalConfig, LocalExecutor};
+use tidegate_exec::Executor;
 use tidegate_identity::{Role, RootKeyStore};
 use tidegate_policy::PolicyEngine;
 
@@ -99,6 +99,32 @@ pub struct ServerConfig {
     pub tls: Option<TlsSettings>,
 }
 
+impl ServerConfig {
+    /// The embedded control plane of a process that runs one for itself (a demo, a benchmark):
+    /// SQLite state and the ledger in `data_dir`, the fleet in `fleet_dir`, a local executor
+    /// for every zone, the scheduler loop with default settings, a 60-minute admin token, TLS
+    /// with the data directory's certificate authority, on a free loopback port.
+    pub fn embedded(data_dir: &Path, fleet_dir: &Path) -> Self {
+        Self {
+            data_dir: data_dir.to_owned(),
+            fleet_dir: fleet_dir.to_owned(),
+            database: None,
+            store: None,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            loop_cfg: LoopConfig::default(),
+            work_root: None,
+            keys_dir: None,
+            executors: BTreeMap::new(),
+            admin_token_minutes: 60,
+            replica: "embedded".into(),
+            agent_zones: Vec::new(),
+            scheduler: true,
+            http: HttpLimits::default(),
+            tls: Some(TlsSettings::in_data_dir(data_dir)),
+        }
+    }
+}
+
 /// Why the control plane did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -133,6 +159,9 @@ pub enum StartError {
     /// A zone executor cannot be set up.
     #[error("zone executor: {0}")]
     Executor(#[from] tidegate_exec::ExecError),
+    /// A zone's declared backend cannot be set up (it names the zone).
+    #[error("{0}")]
+    Backend(tidegate_backends::BackendError),
     /// A file in the data directory cannot be written.
     #[error("{path}: {source}")]
     Io {
@@ -352,7 +381,6 @@ pub async fn start(cfg: ServerConfig, clock: Clock) -> Result<Server, StartError
     // zones' work root, which jobs enter, stays reachable.
     restrict_data_dir(&cfg.data_dir, &work_root)
         .map_err(|(path, source)| StartError::Io { path, source })?;
-    let mut executors: BTreeMap<String, Arc<dyn Executor>> = BTreeMap::new();
     for name in &cfg.agent_zones {
         if fleet.zone(name).is_none() {
             return Err(StartError::Executor(tidegate_exec::ExecError::Invalid {
@@ -361,40 +389,30 @@ pub async fn start(cfg: ServerConfig, clock: Clock) -> Result<Server, StartError
             }));
         }
     }
+    // Every zone but the agents' gets its executor from the one place that builds them: the
+    // ones passed in, else the embedded default, a local executor standing in for its backend.
+    let mut executors = tidegate_backends::build(
+        &fleet,
+        &scheduling,
+        tidegate_backends::Dirs {
+            data_dir: &cfg.data_dir,
+            work_root: &work_root,
+        },
+        &tidegate_backends::Options::default(),
+        &cfg.executors,
+        &cfg.agent_zones,
+    )
+    .map_err(|e| match e {
+        tidegate_backends::BackendError::Local(e) => StartError::Executor(e),
+        other => StartError::Backend(other),
+    })?;
     for z in &fleet.zones {
         if cfg.agent_zones.contains(&z.name) {
             executors.insert(
                 z.name.clone(),
                 Arc::new(agents::AgentExecutor::new(&z.name, store.clone())),
             );
-            continue;
         }
-        if let Some(e) = cfg.executors.get(&z.name) {
-            executors.insert(z.name.clone(), e.clone());
-            continue;
-        }
-        // The embedded default: a local executor stands in for every zone's backend.
-        let (dir, run_as) = match &z.backend {
-            tidegate_model::Backend::Local { workdir, run_as } => (
-                workdir.clone().unwrap_or_else(|| work_root.join(&z.name)),
-                run_as.clone(),
-            ),
-            _ => (work_root.join(&z.name), None),
-        };
-        let local = LocalExecutor::with_config(
-            dir,
-            LocalConfig {
-                run_as,
-                ..LocalConfig::default()
-            },
-        )
-        .map_err(|e| match e {
-            tidegate_exec::ExecError::Setup { reason } => tidegate_exec::ExecError::Setup {
-                reason: format!("zone {}: {reason}", z.name),
-            },
-            other => other,
-        })?;
-        executors.insert(z.name.clone(), Arc::new(local));
     }
     // The admin token written above is a point of action too.
     let (admin_id, admin_expires) = auth.token_id(&admin).map_err(|e| keys_err(e.message))?;
