@@ -85,7 +85,5 @@ pub fn run(a: &WitnessArgs) -> miette::Result<()> {
 }
 
 fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    tidegate_vocab::Timestamp::now().unix_secs()
 }
